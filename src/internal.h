@@ -1,0 +1,274 @@
+/* internal.h: what the library's modules share and users never see.
+ *
+ * Names here carry the reserved prefix ember__. The context owns everything:
+ * datasets (a registry so ctx_destroy frees what callers leaked), the block
+ * store, the allocator, the statistics. Nothing is process-wide except the
+ * HDF5 lock (HDF5 itself is process-wide).
+ */
+#ifndef EMBER_INTERNAL_H
+#define EMBER_INTERNAL_H
+
+#include "ember.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <omp.h>
+
+/* ---- context ----------------------------------------------------------- */
+
+typedef struct ember__store ember__store;
+
+struct ember_ctx {
+    ember_allocator alloc;
+    int threads;
+    size_t budget;
+    size_t block_bytes;
+    char *scratch_dir;     /* where the per-context spill dir is made */
+    char *checkpoint_dir;
+    uint64_t next_id;
+    ember_ds *all;         /* registry of live datasets (doubly linked) */
+    ember_bcast *bcasts;   /* registry of live broadcasts */
+    ember__store *store;
+    omp_lock_t stats_lock; /* guards stats from tasks */
+    ember_stats stats;
+};
+
+/* Allocation through the context's allocator (thread-safe). */
+void *ember__malloc(ember_ctx *ctx, size_t size);
+void *ember__calloc(ember_ctx *ctx, size_t n, size_t size);
+void *ember__realloc(ember_ctx *ctx, void *ptr, size_t size);
+void ember__free(ember_ctx *ctx, void *ptr);
+char *ember__strdup(ember_ctx *ctx, const char *s);
+/* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
+size_t ember__mul(size_t n, size_t size);
+
+/* Fills msg (if not NULL) printf-style and returns status. */
+int ember__err(char *msg, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void ember__msg_clear(char *msg)
+{
+    if (msg)
+        msg[0] = '\0';
+}
+void ember__stat_add(ember_ctx *ctx, uint64_t *field, uint64_t v);
+
+/* A growable array of records. */
+typedef struct {
+    unsigned char *data;
+    size_t n;     /* records held */
+    size_t cap;   /* records of room */
+    size_t size;  /* bytes per record */
+} ember__buf;
+
+int ember__buf_reserve(ember_ctx *ctx, ember__buf *b, size_t nrec);
+int ember__buf_append(ember_ctx *ctx, ember__buf *b, const void *recs,
+                      size_t n);
+void ember__buf_free(ember_ctx *ctx, ember__buf *b);
+
+/* ---- types (type.c) ----------------------------------------------------- */
+
+/* Compares key field 0 of two records: <0, 0, >0. Floats: -0.0 == 0.0,
+ * NaN last. */
+int ember__key_cmp(const ember_type *t, const void *a, const void *b);
+/* A 64-bit hash of key field 0, consistent with ember__key_cmp equality. */
+uint64_t ember__key_hash(const ember_type *t, const void *rec);
+uint64_t ember__hash64(uint64_t x);
+/* Record type of zip/join outputs: a's fields then b's (skip_b_key drops
+ * b's field 0). */
+int ember__type_concat(ember_type *out, const ember_type *a,
+                       const ember_type *b, int skip_b_key, char *msg);
+/* Fails unless field 0 is a scalar usable as a key. */
+int ember__type_check_key(const ember_type *t, const char *op, char *msg);
+
+/* ---- datasets (ds.c) ------------------------------------------------------ */
+
+typedef enum {
+    EMBER__RANGE,
+    EMBER__ARRAY,
+    EMBER__MAP,
+    EMBER__FILTER,
+    EMBER__FLAT_MAP,
+    EMBER__MAP_PARTITIONS,
+    EMBER__ZIP,
+    EMBER__UNION,
+    EMBER__SAMPLE,
+    EMBER__SHUFFLE,
+    EMBER__CHECKPOINT /* lineage replaced by stored partitions */
+} ember__op;
+
+typedef enum {
+    EMBER__SH_REDUCE,
+    EMBER__SH_GROUP,
+    EMBER__SH_JOIN,
+    EMBER__SH_HASH,
+    EMBER__SH_RANGE,
+    EMBER__SH_DISTINCT,
+    EMBER__SH_SORT,
+    EMBER__SH_REPARTITION
+} ember__shuffle_kind;
+
+struct ember_ds {
+    ember_ctx *ctx;
+    uint64_t id;
+    ember__op op;
+    char name[64];
+    ember_type type;
+    size_t nparts;
+    size_t depth;          /* lineage depth, kept at creation: no recursion */
+    int refs;              /* the caller's handle + children + broadcasts */
+    int user_handle;       /* 1 while the caller still holds its handle */
+    ember_ds *parent[2];
+    ember_bcast **uses;    /* broadcasts read by this dataset's functions */
+    size_t nuses;
+    ember_ds *prev, *next; /* ctx registry */
+
+    union {
+        struct {
+            int64_t start, step;
+            uint64_t n;
+        } range;
+        struct {
+            const unsigned char *data;
+            size_t n;
+            void *owned;   /* freed with the dataset (records or NULL) */
+            void *keep;    /* an extra buffer freed with it (text) */
+            size_t keep_size;
+        } array;
+        struct {
+            void *fn;      /* ember_map_fn / filter_fn / emit_fn */
+            void *arg;
+        } f;
+        struct {
+            double fraction;
+            uint64_t seed;
+        } sample;
+        struct {
+            ember__shuffle_kind kind;
+            ember_combine_fn fn;
+            void *arg;
+            int descending;
+            int done;      /* outputs are in the block store */
+        } shuffle;
+    } u;
+
+    ember_level level;     /* persistence asked for */
+    /* checkpoint state (checkpoint.c fills these in) */
+    int ckpt_state;        /* 0 none, 1 marked, 2 written */
+    int ckpt_eager;
+    char *ckpt_path;
+    uint64_t *ckpt_offsets; /* partition offsets of the written file */
+};
+
+/* Partition p of n records split in P: [n*p/P, n*(p+1)/P). */
+static inline size_t ember__part_lo(size_t n, size_t P, size_t p)
+{
+    return (size_t)(((unsigned __int128)n * p) / P);
+}
+size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes);
+
+/* Creates a node with one reference held by the caller. Takes a reference
+ * on each non-NULL parent. */
+int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
+                  const ember_type *type, size_t nparts, ember_ds *p0,
+                  ember_ds *p1, char *msg);
+/* An array-backed source that takes ownership of `records` (allocated with
+ * the ctx allocator) and of `keep` (NULL allowed): both are freed with the
+ * dataset, or at once on failure. */
+int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
+                        void *records, size_t n, size_t partitions, void *keep,
+                        size_t keep_size, const char *name, char *msg);
+void ember__ds_unref(ember_ds *ds);
+const char *ember__op_name(const ember_ds *ds);
+
+/* ---- executor (exec.c) ---------------------------------------------------- */
+
+/* Runs ds partition by partition on the team. For each partition, sink is
+ * called (on the task's thread) with successive blocks of its records, then
+ * once with n == 0 and last == 1. */
+typedef int (*ember__sink_fn)(void *state, size_t part, const void *recs,
+                              size_t n, int last);
+int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
+/* Computes every partition of ds into one buffer per partition (parts[p],
+ * allocated with the ctx allocator, n records each). */
+int ember__materialize(ember_ds *ds, ember__buf **parts, char *msg);
+void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts);
+
+/* ---- block store (store.c) ------------------------------------------------ */
+
+/* Blocks are keyed by (dataset id, partition). All calls are thread-safe.
+ * The store counts its bytes against ctx->budget and evicts unpinned blocks
+ * in LRU order when a put needs room: MEMORY_ONLY and MEMORY_ONLY_SER
+ * blocks are dropped (the caller recomputes them), *_AND_DISK blocks are
+ * written to the spill dir. DISK_ONLY blocks go straight to disk. The _SER
+ * levels byte-shuffle the records (stride = record size) then zstd-compress
+ * them, in memory and on disk. */
+int ember__store_create(ember_ctx *ctx, char *msg);
+void ember__store_destroy(ember_ctx *ctx);
+/* Takes ownership of data (nrec * recsize bytes, ctx allocator) whatever
+ * happens. Returns EMBER_OK when stored, EMBER_NOTCACHED when a
+ * memory-only block could not get room (it is dropped), an error when a
+ * disk write failed. Replaces an existing block of the same key. */
+int ember__store_put(ember_ctx *ctx, uint64_t ds_id, size_t part, void *data,
+                     size_t nrec, size_t recsize, ember_level level,
+                     char *msg);
+typedef struct {
+    const void *data;
+    size_t n;
+    void *owned_;  /* internal: a decompressed or read-back copy */
+    void *entry_;  /* internal: pinned entry */
+} ember__view;
+/* EMBER_OK with a view (pinned until released; raw memory blocks are not
+ * copied), EMBER_NOTCACHED when absent, an error if a spill file is bad. */
+int ember__store_get(ember_ctx *ctx, uint64_t ds_id, size_t part,
+                     ember__view *v, char *msg);
+void ember__store_release(ember_ctx *ctx, ember__view *v);
+int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
+size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
+/* Frees every block of the dataset, in memory and on disk. */
+void ember__store_drop(ember_ctx *ctx, uint64_t ds_id);
+
+/* Byte-shuffle + zstd, used by the store. *dst is a ctx allocation. */
+int ember__compress(ember_ctx *ctx, const void *src, size_t nbytes,
+                    size_t stride, void **dst, size_t *dst_bytes);
+int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
+                      size_t stride, void *dst, size_t nbytes);
+
+/* ---- HDF5 layer (h5io.c) --------------------------------------------------- */
+
+/* The serial HDF5 library is not thread-safe and is process-wide: every
+ * HDF5 call in ember happens under this one lock. */
+void ember__h5_lock(void);
+void ember__h5_unlock(void);
+/* "file.h5:/a/b" -> file and path ("" when absent). */
+int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
+                         char *path, size_t path_size, char *msg);
+/* Reads a whole dataset; *data is a ctx allocation of *n records. */
+int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
+                       ember_type *type, void **data, size_t *n, char *msg);
+typedef struct ember__h5w ember__h5w;
+/* A chunked, extendible dataset at path in file (created if missing,
+ * intermediate groups too). Opens the file read-write (creating it) unless
+ * fid >= 0 is given (an open file id the caller keeps). fletcher32 adds
+ * checksums; deflate 1..9 adds shuffle + deflate. */
+typedef struct {
+    int deflate;
+    int fletcher32;
+    int overwrite;
+    long long fid; /* an open hid_t, or -1 */
+} ember__h5w_opts;
+int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
+                    const char *path, const ember_type *type,
+                    const ember__h5w_opts *opts, char *msg);
+int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
+/* Writes the partition_offsets attribute (nparts + 1 u64) and closes. Also
+ * cleans up on error paths: always frees *w. */
+int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
+                     char *msg);
+
+/* ---- text sources (text.c) --------------------------------------------------- */
+
+/* Loads a whole file into a ctx allocation (NUL-terminated). */
+int ember__read_file(ember_ctx *ctx, const char *path, char **data,
+                     size_t *size, char *msg);
+
+#endif /* EMBER_INTERNAL_H */

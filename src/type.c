@@ -1,0 +1,297 @@
+/* type.c: record types, their layout, and key comparison and hashing.
+ *
+ * A type's layout is C's natural alignment: each field at the next multiple
+ * of its scalar size, the record padded to its largest alignment. So a type
+ * built from {i64 key; f64 value} is byte-for-byte the C struct. Keys are
+ * field 0; comparison treats -0.0 as 0.0 and puts NaN last so sorting and
+ * grouping are total orders, and hashing agrees with that equality.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+size_t ember_scalar_size(ember_scalar s)
+{
+    switch (s) {
+    case EMBER_I32:
+    case EMBER_F32:
+        return 4;
+    case EMBER_I64:
+    case EMBER_U64:
+    case EMBER_F64:
+        return 8;
+    }
+    return 0;
+}
+
+const char *ember_scalar_name(ember_scalar s)
+{
+    switch (s) {
+    case EMBER_I32: return "i32";
+    case EMBER_I64: return "i64";
+    case EMBER_U64: return "u64";
+    case EMBER_F32: return "f32";
+    case EMBER_F64: return "f64";
+    }
+    return "?";
+}
+
+/* Lays out fields[0..n) in place; returns 0 or a message-filled error. */
+static int layout(ember_type *t, char *msg)
+{
+    uint32_t off = 0, align = 1;
+    for (uint32_t i = 0; i < t->nfields; i++) {
+        ember_field *f = &t->field[i];
+        size_t sz = ember_scalar_size(f->kind);
+        if (!sz)
+            return ember__err(msg, EMBER_EINVAL, "field %u ('%s'): unknown kind %d",
+                              i, f->name, (int)f->kind);
+        if (f->count == 0)
+            f->count = 1;
+        if (f->count > 65536)
+            return ember__err(msg, EMBER_EINVAL,
+                              "field '%s': array of %u is too long (max 65536)",
+                              f->name, f->count);
+        if (!f->name[0] || memchr(f->name, '\0', EMBER_NAME_SIZE) == NULL)
+            return ember__err(msg, EMBER_EINVAL,
+                              "field %u: name empty or longer than %d bytes",
+                              i, EMBER_NAME_SIZE - 1);
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(t->field[j].name, f->name) == 0)
+                return ember__err(msg, EMBER_EINVAL, "duplicate field name '%s'",
+                                  f->name);
+        off = (uint32_t)((off + sz - 1) / sz * sz);
+        f->offset = off;
+        off += (uint32_t)(sz * f->count);
+        if (sz > align)
+            align = (uint32_t)sz;
+    }
+    t->align = align;
+    t->size = (off + align - 1) / align * align;
+    return EMBER_OK;
+}
+
+static void set_field(ember_field *f, const char *name, ember_scalar kind)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->kind = kind;
+    f->count = 1;
+}
+
+ember_type ember_type_scalar(ember_scalar s)
+{
+    ember_type t;
+    memset(&t, 0, sizeof t);
+    t.cls = EMBER_TYPE_SCALAR;
+    t.nfields = 1;
+    set_field(&t.field[0], "value", s);
+    if (layout(&t, NULL) != EMBER_OK)
+        t.size = 0;
+    return t;
+}
+
+ember_type ember_type_pair(ember_scalar key, ember_scalar value)
+{
+    ember_type t;
+    memset(&t, 0, sizeof t);
+    t.cls = EMBER_TYPE_PAIR;
+    t.nfields = 2;
+    set_field(&t.field[0], "key", key);
+    set_field(&t.field[1], "value", value);
+    if (layout(&t, NULL) != EMBER_OK)
+        t.size = 0;
+    return t;
+}
+
+int ember_type_struct(ember_type *out, const ember_field *fields, size_t n,
+                      char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || (!fields && n))
+        return ember__err(msg, EMBER_EINVAL, "ember_type_struct: NULL argument");
+    if (n == 0 || n > EMBER_MAX_FIELDS)
+        return ember__err(msg, EMBER_EINVAL,
+                          "ember_type_struct: %zu fields (1 to %d allowed)", n,
+                          EMBER_MAX_FIELDS);
+    ember_type t;
+    memset(&t, 0, sizeof t);
+    t.cls = EMBER_TYPE_STRUCT;
+    t.nfields = (uint32_t)n;
+    memcpy(t.field, fields, n * sizeof *fields);
+    int rc = layout(&t, msg);
+    if (rc)
+        return rc;
+    *out = t;
+    return EMBER_OK;
+}
+
+int ember_type_equal(const ember_type *a, const ember_type *b)
+{
+    if (a->nfields != b->nfields || a->size != b->size)
+        return 0;
+    for (uint32_t i = 0; i < a->nfields; i++) {
+        const ember_field *x = &a->field[i], *y = &b->field[i];
+        if (x->kind != y->kind || x->count != y->count ||
+            x->offset != y->offset || strcmp(x->name, y->name) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+void ember_type_describe(const ember_type *t, char *buf, size_t size)
+{
+    if (!size)
+        return;
+    buf[0] = '\0';
+    if (t->cls == EMBER_TYPE_SCALAR) {
+        snprintf(buf, size, "%s", ember_scalar_name(t->field[0].kind));
+        return;
+    }
+    size_t used = 0;
+    for (uint32_t i = 0; i < t->nfields && used < size; i++) {
+        const ember_field *f = &t->field[i];
+        int w = f->count > 1
+                    ? snprintf(buf + used, size - used, "%s%s: %s[%u]",
+                               i ? ", " : "{", f->name,
+                               ember_scalar_name(f->kind), f->count)
+                    : snprintf(buf + used, size - used, "%s%s: %s",
+                               i ? ", " : "{", f->name,
+                               ember_scalar_name(f->kind));
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, "}");
+}
+
+int ember__type_check_key(const ember_type *t, const char *op, char *msg)
+{
+    if (t->field[0].count != 1)
+        return ember__err(msg, EMBER_ETYPE,
+                          "%s: key field '%s' is an array; keys must be scalars",
+                          op, t->field[0].name);
+    return EMBER_OK;
+}
+
+static double key_f64(const ember_type *t, const void *rec)
+{
+    const unsigned char *p = (const unsigned char *)rec + t->field[0].offset;
+    if (t->field[0].kind == EMBER_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    double d;
+    memcpy(&d, p, 8);
+    return d;
+}
+
+int ember__key_cmp(const ember_type *t, const void *a, const void *b)
+{
+    const unsigned char *pa = (const unsigned char *)a + t->field[0].offset;
+    const unsigned char *pb = (const unsigned char *)b + t->field[0].offset;
+    switch (t->field[0].kind) {
+    case EMBER_I32: {
+        int32_t x, y;
+        memcpy(&x, pa, 4);
+        memcpy(&y, pb, 4);
+        return (x > y) - (x < y);
+    }
+    case EMBER_I64: {
+        int64_t x, y;
+        memcpy(&x, pa, 8);
+        memcpy(&y, pb, 8);
+        return (x > y) - (x < y);
+    }
+    case EMBER_U64: {
+        uint64_t x, y;
+        memcpy(&x, pa, 8);
+        memcpy(&y, pb, 8);
+        return (x > y) - (x < y);
+    }
+    case EMBER_F32:
+    case EMBER_F64: {
+        double x = key_f64(t, a), y = key_f64(t, b);
+        int nx = isnan(x), ny = isnan(y);
+        if (nx || ny)
+            return nx - ny;
+        return (x > y) - (x < y);
+    }
+    }
+    return 0;
+}
+
+uint64_t ember__hash64(uint64_t x)
+{
+    /* splitmix64's finaliser: a bijection with good avalanche. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t ember__key_hash(const ember_type *t, const void *rec)
+{
+    const unsigned char *p = (const unsigned char *)rec + t->field[0].offset;
+    uint64_t bits = 0;
+    switch (t->field[0].kind) {
+    case EMBER_I32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        bits = (uint64_t)(int64_t)x;
+        break;
+    }
+    case EMBER_I64:
+    case EMBER_U64:
+        memcpy(&bits, p, 8);
+        break;
+    case EMBER_F32:
+    case EMBER_F64: {
+        double d = key_f64(t, rec);
+        if (d == 0.0)
+            d = 0.0; /* -0.0 hashes as 0.0 */
+        if (isnan(d))
+            d = NAN;
+        memcpy(&bits, &d, 8);
+        break;
+    }
+    }
+    return ember__hash64(bits);
+}
+
+int ember__type_concat(ember_type *out, const ember_type *a,
+                       const ember_type *b, int skip_b_key, char *msg)
+{
+    ember_field f[EMBER_MAX_FIELDS];
+    size_t n = 0;
+    uint32_t start = skip_b_key ? 1 : 0;
+    if (a->nfields + b->nfields - start > EMBER_MAX_FIELDS)
+        return ember__err(msg, EMBER_ETYPE, "combined record has more than %d fields",
+                          EMBER_MAX_FIELDS);
+    for (uint32_t i = 0; i < a->nfields; i++)
+        f[n++] = a->field[i];
+    for (uint32_t i = start; i < b->nfields; i++) {
+        ember_field g = b->field[i];
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(f[j].name, g.name) == 0) {
+                char tmp[EMBER_NAME_SIZE];
+                snprintf(tmp, sizeof tmp, "%.*s_2", EMBER_NAME_SIZE - 4, g.name);
+                memcpy(g.name, tmp, sizeof tmp);
+                j = (size_t)-1; /* rescan: the new name may clash too */
+            }
+        f[n++] = g;
+    }
+    int rc = ember_type_struct(out, f, n, msg);
+    if (rc)
+        return rc;
+    if (a->cls == EMBER_TYPE_SCALAR && b->cls == EMBER_TYPE_SCALAR && !skip_b_key) {
+        snprintf(out->field[0].name, EMBER_NAME_SIZE, "key");
+        snprintf(out->field[1].name, EMBER_NAME_SIZE, "value");
+        out->cls = EMBER_TYPE_PAIR;
+    }
+    return EMBER_OK;
+}

@@ -1,0 +1,134 @@
+/* util.c: allocation through the context's allocator, error messages,
+ * statistics and growable record buffers.
+ *
+ * Everything the library allocates goes through ember__malloc and friends so
+ * a test can swap in an allocator that fails the Nth call. Sizes are checked
+ * for overflow before they reach the allocator.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    int status;
+    const char *text;
+} status_text[] = {
+#define EMBER_STATUS_TEXT_(name, value, text) {value, text},
+    EMBER_STATUS_MAP(EMBER_STATUS_TEXT_)
+#undef EMBER_STATUS_TEXT_
+};
+
+const char *ember_strerror(int status)
+{
+    for (size_t i = 0; i < sizeof status_text / sizeof status_text[0]; i++)
+        if (status_text[i].status == status)
+            return status_text[i].text;
+    return "unknown status";
+}
+
+size_t ember__mul(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return SIZE_MAX;
+    return n * size;
+}
+
+void *ember__malloc(ember_ctx *ctx, size_t size)
+{
+    if (size == SIZE_MAX)
+        return NULL;
+    return ctx->alloc.malloc_fn(size ? size : 1, ctx->alloc.ud);
+}
+
+void *ember__calloc(ember_ctx *ctx, size_t n, size_t size)
+{
+    size_t bytes = ember__mul(n, size);
+    void *p = ember__malloc(ctx, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void *ember__realloc(ember_ctx *ctx, void *ptr, size_t size)
+{
+    if (size == SIZE_MAX)
+        return NULL;
+    return ctx->alloc.realloc_fn(ptr, size ? size : 1, ctx->alloc.ud);
+}
+
+void ember__free(ember_ctx *ctx, void *ptr)
+{
+    if (ptr)
+        ctx->alloc.free_fn(ptr, ctx->alloc.ud);
+}
+
+void ember_free(ember_ctx *ctx, void *ptr)
+{
+    if (ctx)
+        ember__free(ctx, ptr);
+}
+
+char *ember__strdup(ember_ctx *ctx, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *d = ember__malloc(ctx, len);
+    if (d)
+        memcpy(d, s, len);
+    return d;
+}
+
+int ember__err(char *msg, int status, const char *fmt, ...)
+{
+    if (msg) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, EMBER_MSG_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void ember__stat_add(ember_ctx *ctx, uint64_t *field, uint64_t v)
+{
+    omp_set_lock(&ctx->stats_lock);
+    *field += v;
+    omp_unset_lock(&ctx->stats_lock);
+}
+
+int ember__buf_reserve(ember_ctx *ctx, ember__buf *b, size_t nrec)
+{
+    if (nrec <= b->cap)
+        return EMBER_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < nrec)
+        cap = cap > SIZE_MAX / 2 ? nrec : cap * 2;
+    void *p = ember__realloc(ctx, b->data, ember__mul(cap, b->size));
+    if (!p)
+        return EMBER_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return EMBER_OK;
+}
+
+int ember__buf_append(ember_ctx *ctx, ember__buf *b, const void *recs,
+                      size_t n)
+{
+    if (n == 0)
+        return EMBER_OK;
+    if (b->n + n < b->n)
+        return EMBER_ENOMEM;
+    int rc = ember__buf_reserve(ctx, b, b->n + n);
+    if (rc)
+        return rc;
+    memcpy(b->data + b->n * b->size, recs, n * b->size);
+    b->n += n;
+    return EMBER_OK;
+}
+
+void ember__buf_free(ember_ctx *ctx, ember__buf *b)
+{
+    ember__free(ctx, b->data);
+    b->data = NULL;
+    b->n = b->cap = 0;
+}
