@@ -1,0 +1,88 @@
+# Thin wrapper around CMake/CTest. The build itself is in CMakeLists.txt.
+#
+#   make deps              install missing Debian packages (root) or say how
+#   make build             configure build/ once, then build
+#   make run               build, then run the main job ($(RUN_CMD))
+#   make test              build, then ctest (unit + integration)
+#   make test SANITIZE=1   the same in build-san/ with ASan + UBSan
+#   make install PREFIX=/opt/ember
+#   make bench             bench/run.sh, if there is one
+#   make clean
+
+# The main job. Keep it one line: the README and CI scripts call `make run`.
+RUN_CMD = ./$(BUILD_DIR)/bin/ember-maps --n 100000000 --maps 10
+
+DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev hdf5-tools
+
+# cmake --build runs make again; its "Entering directory" lines are noise.
+MAKEFLAGS += --no-print-directory
+
+PREFIX ?= /usr/local
+SANITIZE ?= 0
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_JOBS ?= 2
+
+ifeq ($(SANITIZE),1)
+BUILD_DIR = build-san
+CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON
+# Any sanitizer report fails the test: ASan and LSan exit non-zero on their
+# first report, UBSan is built with -fno-sanitize-recover and halts too.
+# The LSan suppressions file is .ci/lsan.supp (see the comment in it).
+SAN_ENV = ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1 \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+          LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0
+else
+BUILD_DIR = build
+CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release
+SAN_ENV =
+endif
+
+.PHONY: all deps configure build run test install bench clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEPS_PKGS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	missing="$${missing# }"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	  echo "make deps: installing $$missing"; \
+	  apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+	  echo "sudo apt-get install -y $$missing"; \
+	  echo "make deps: missing Debian packages; run the command above as root" >&2; \
+	  exit 1; \
+	fi
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+configure: deps $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+run: build
+	$(RUN_CMD)
+
+test: build
+	$(SAN_ENV) ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
+
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+bench: build
+	@if [ -f bench/run.sh ]; then \
+	  EMBER_BIN=$(CURDIR)/$(BUILD_DIR)/bin EMBER_SRC=$(CURDIR) EMBER_BUILD=$(CURDIR)/$(BUILD_DIR) \
+	    bash bench/run.sh; \
+	else \
+	  echo "make bench: no bench/run.sh yet"; \
+	fi
+
+clean:
+	rm -rf build build-san
