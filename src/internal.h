@@ -114,7 +114,6 @@ struct ember_ds {
     char name[64];
     ember_type type;
     size_t nparts;
-    size_t depth;          /* lineage depth, kept at creation: no recursion */
     int refs;              /* the caller's handle + children + broadcasts */
     int user_handle;       /* 1 while the caller still holds its handle */
     ember_ds *parent[2];
@@ -152,6 +151,7 @@ struct ember_ds {
     } u;
 
     ember_level level;     /* persistence asked for */
+    unsigned char *stored_once; /* per partition: was it ever stored? */
     /* checkpoint state (checkpoint.c fills these in) */
     int ckpt_state;        /* 0 none, 1 marked, 2 written */
     int ckpt_eager;
@@ -178,6 +178,24 @@ int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
                         void *records, size_t n, size_t partitions, void *keep,
                         size_t keep_size, const char *name, char *msg);
 void ember__ds_unref(ember_ds *ds);
+/* ctx_destroy: frees every dataset and broadcast without following
+ * references (everything goes). */
+void ember__destroy_all(ember_ctx *ctx);
+/* 1 when partitions of ds are produced without running its parents: a
+ * source, a written checkpoint, or a shuffle whose outputs are stored. */
+int ember__is_root(const ember_ds *ds);
+
+struct ember_bcast {
+    ember_ctx *ctx;
+    ember_ds *ds;          /* the dataset it was made from (a reference) */
+    ember_type type;
+    const void *data;
+    size_t n;
+    void *owned;           /* the collected array, or NULL for a view */
+    int refs;              /* the caller's handle + datasets that use it */
+    int user_handle;
+    ember_bcast *prev, *next;
+};
 const char *ember__op_name(const ember_ds *ds);
 
 /* ---- executor (exec.c) ---------------------------------------------------- */
@@ -188,10 +206,30 @@ const char *ember__op_name(const ember_ds *ds);
 typedef int (*ember__sink_fn)(void *state, size_t part, const void *recs,
                               size_t n, int last);
 int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
+/* The same for partitions [lo, hi) only. */
+int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
+                     void *state, char *msg);
 /* Computes every partition of ds into one buffer per partition (parts[p],
  * allocated with the ctx allocator, n records each). */
 int ember__materialize(ember_ds *ds, ember__buf **parts, char *msg);
 void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts);
+
+/* ---- actions (actions.c) ------------------------------------------------ */
+
+/* Element-wise sum of n records into acc, fields from first_field on. */
+void ember__sum_records(const ember_type *t, const void *recs, size_t n,
+                        void *acc, uint32_t first_field);
+/* Computes ds window by window and appends each partition to w in order,
+ * filling offsets[0..nparts]. Memory stays O(window), not O(dataset). */
+typedef struct ember__h5w ember__h5w;
+int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
+                      char *msg);
+
+/* ---- shuffles (shuffle.c) ------------------------------------------------- */
+
+/* Computes a shuffle node's output partitions into the block store (level
+ * MEMORY_AND_DISK, so they spill rather than vanish) and sets done. */
+int ember__shuffle_run(ember_ds *ds, char *msg);
 
 /* ---- block store (store.c) ------------------------------------------------ */
 

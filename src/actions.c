@@ -1,0 +1,424 @@
+/* actions.c: the actions, each a sink over ember__run plus a fold of the
+ * per-partition results in partition order.
+ *
+ * Per-partition state is indexed by partition, never by thread, so the
+ * combination order, and therefore every floating-point result, is the
+ * same for any team size.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static int check_ds(const ember_ds *ds, const void *out, const char *what,
+                    char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ds || !out)
+        return ember__err(msg, EMBER_EINVAL, "%s: NULL argument", what);
+    return EMBER_OK;
+}
+
+/* ---- count ------------------------------------------------------------ */
+
+static int count_sink(void *state, size_t part, const void *recs, size_t n,
+                      int last)
+{
+    (void)recs;
+    (void)last;
+    ((uint64_t *)state)[part] += n;
+    return 0;
+}
+
+int ember_count(ember_ds *ds, uint64_t *out, char *msg)
+{
+    int rc = check_ds(ds, out, "count", msg);
+    if (rc)
+        return rc;
+    uint64_t *c = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *c);
+    if (!c)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    rc = ember__run(ds, count_sink, c, msg);
+    uint64_t total = 0;
+    for (size_t p = 0; p < ds->nparts; p++)
+        total += c[p];
+    ember__free(ds->ctx, c);
+    if (!rc)
+        *out = total;
+    return rc;
+}
+
+/* ---- sum ---------------------------------------------------------------- */
+
+typedef struct {
+    const ember_type *type;
+    unsigned char *acc; /* one record per partition */
+} sum_state;
+
+/* Adds field f (all its array elements) of n records into acc. */
+static void sum_field(const ember_field *f, size_t size,
+                      const unsigned char *recs, size_t n, unsigned char *acc)
+{
+    for (uint32_t e = 0; e < f->count; e++) {
+        size_t es = ember_scalar_size(f->kind), off = f->offset + e * es;
+        const unsigned char *p = recs + off;
+        unsigned char *a = acc + off;
+        switch (f->kind) {
+#define SUM_CASE(K, T, U)                                                      \
+    case K: {                                                                  \
+        T s;                                                                   \
+        memcpy(&s, a, sizeof s);                                               \
+        for (size_t i = 0; i < n; i++) {                                       \
+            T v;                                                               \
+            memcpy(&v, p + i * size, sizeof v);                                \
+            s = (T)((U)s + (U)v);                                              \
+        }                                                                      \
+        memcpy(a, &s, sizeof s);                                               \
+        break;                                                                 \
+    }
+            SUM_CASE(EMBER_I32, int32_t, uint32_t)
+            SUM_CASE(EMBER_I64, int64_t, uint64_t)
+            SUM_CASE(EMBER_U64, uint64_t, uint64_t)
+            SUM_CASE(EMBER_F32, float, float)
+            SUM_CASE(EMBER_F64, double, double)
+#undef SUM_CASE
+        }
+    }
+}
+
+void ember__sum_records(const ember_type *t, const void *recs, size_t n,
+                        void *acc, uint32_t first_field)
+{
+    for (uint32_t f = first_field; f < t->nfields; f++)
+        sum_field(&t->field[f], t->size, recs, n, acc);
+}
+
+static int sum_sink(void *state, size_t part, const void *recs, size_t n,
+                    int last)
+{
+    (void)last;
+    sum_state *s = state;
+    ember__sum_records(s->type, recs, n, s->acc + part * s->type->size, 0);
+    return 0;
+}
+
+int ember_sum(ember_ds *ds, void *out, char *msg)
+{
+    int rc = check_ds(ds, out, "sum", msg);
+    if (rc)
+        return rc;
+    size_t size = ds->type.size;
+    sum_state s = {&ds->type, ember__calloc(ds->ctx, ds->nparts + 1, size)};
+    if (!s.acc)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    rc = ember__run(ds, sum_sink, &s, msg);
+    if (!rc) {
+        memset(out, 0, size);
+        for (size_t p = 0; p < ds->nparts; p++)
+            ember__sum_records(&ds->type, s.acc + p * size, 1, out, 0);
+    }
+    ember__free(ds->ctx, s.acc);
+    return rc;
+}
+
+/* ---- reduce and aggregate -------------------------------------------------- */
+
+typedef struct {
+    ember_combine_fn fn, comb;
+    void *arg;
+    size_t acc_size;
+    unsigned char *acc;  /* one accumulator per partition */
+    unsigned char *has;  /* reduce: partition saw a record */
+} fold_state;
+
+static int reduce_sink(void *state, size_t part, const void *recs, size_t n,
+                       int last)
+{
+    (void)last;
+    fold_state *s = state;
+    unsigned char *acc = s->acc + part * s->acc_size;
+    const unsigned char *r = recs;
+    if (n && !s->has[part]) {
+        memcpy(acc, r, s->acc_size);
+        s->has[part] = 1;
+        r += s->acc_size;
+        n--;
+    }
+    return n ? s->fn(acc, r, n, s->arg) : 0;
+}
+
+int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
+                 char *msg)
+{
+    int rc = check_ds(ds, out, "reduce", msg);
+    if (!rc && !fn)
+        rc = ember__err(msg, EMBER_EINVAL, "reduce: NULL function");
+    if (rc)
+        return rc;
+    size_t size = ds->type.size, P = ds->nparts;
+    fold_state s = {fn, fn, arg, size, ember__calloc(ds->ctx, P + 1, size),
+                    ember__calloc(ds->ctx, P + 1, 1)};
+    rc = (s.acc && s.has) ? ember__run(ds, reduce_sink, &s, msg)
+                          : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int any = 0;
+    for (size_t p = 0; !rc && p < P; p++) {
+        if (!s.has[p])
+            continue;
+        int r = any ? fn(out, s.acc + p * size, 1, arg)
+                    : (memcpy(out, s.acc + p * size, size), 0);
+        if (r)
+            rc = ember__err(msg, EMBER_EUSER,
+                            "reduce function returned %d combining partition %zu",
+                            r, p);
+        any = 1;
+    }
+    if (!rc && !any)
+        rc = ember__err(msg, EMBER_EEMPTY, "reduce: dataset #%llu is empty",
+                        (unsigned long long)ds->id);
+    ember__free(ds->ctx, s.acc);
+    ember__free(ds->ctx, s.has);
+    return rc;
+}
+
+static int aggregate_sink(void *state, size_t part, const void *recs,
+                          size_t n, int last)
+{
+    (void)last;
+    fold_state *s = state;
+    return n ? s->fn(s->acc + part * s->acc_size, recs, n, s->arg) : 0;
+}
+
+int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
+                    ember_combine_fn seq, ember_combine_fn comb, void *arg,
+                    void *out, char *msg)
+{
+    int rc = check_ds(ds, out, "aggregate", msg);
+    if (!rc && (!zero || !seq || !comb || !acc_size))
+        rc = ember__err(msg, EMBER_EINVAL,
+                        "aggregate: zero, seq, comb and acc_size are required");
+    if (rc)
+        return rc;
+    size_t P = ds->nparts;
+    fold_state s = {seq, comb, arg, acc_size,
+                    ember__malloc(ds->ctx, ember__mul(P + 1, acc_size)), NULL};
+    if (!s.acc)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; p < P; p++)
+        memcpy(s.acc + p * acc_size, zero, acc_size);
+    rc = ember__run(ds, aggregate_sink, &s, msg);
+    if (!rc)
+        memcpy(out, zero, acc_size);
+    for (size_t p = 0; !rc && p < P; p++) {
+        int r = comb(out, s.acc + p * acc_size, 1, arg);
+        if (r)
+            rc = ember__err(msg, EMBER_EUSER,
+                            "aggregate combine returned %d at partition %zu", r, p);
+    }
+    ember__free(ds->ctx, s.acc);
+    return rc;
+}
+
+/* ---- collect and take -------------------------------------------------------- */
+
+/* Concatenates parts into dst (room for the total is known). */
+static void concat(unsigned char *dst, const ember__buf *parts, size_t P,
+                   size_t size)
+{
+    for (size_t p = 0; p < P; p++) {
+        if (parts[p].n)
+            memcpy(dst, parts[p].data, parts[p].n * size);
+        dst += parts[p].n * size;
+    }
+}
+
+static size_t total_records(const ember__buf *parts, size_t P)
+{
+    size_t n = 0;
+    for (size_t p = 0; p < P; p++)
+        n += parts[p].n;
+    return n;
+}
+
+int ember_collect(ember_ds *ds, void *buf, size_t capacity, size_t *n,
+                  char *msg)
+{
+    int rc = check_ds(ds, n, "collect", msg);
+    if (!rc && !buf && capacity)
+        rc = ember__err(msg, EMBER_EINVAL, "collect: NULL buffer");
+    if (rc)
+        return rc;
+    ember__buf *parts = NULL;
+    rc = ember__materialize(ds, &parts, msg);
+    if (rc)
+        return rc;
+    size_t total = total_records(parts, ds->nparts);
+    *n = total;
+    if (total > capacity)
+        rc = ember__err(msg, EMBER_ERANGE,
+                        "collect: #%llu has %zu records; the buffer holds %zu",
+                        (unsigned long long)ds->id, total, capacity);
+    else
+        concat(buf, parts, ds->nparts, ds->type.size);
+    ember__parts_free(ds->ctx, parts, ds->nparts);
+    return rc;
+}
+
+int ember_collect_alloc(ember_ds *ds, void **out, size_t *n, char *msg)
+{
+    int rc = check_ds(ds, out, "collect", msg);
+    if (!rc && !n)
+        rc = ember__err(msg, EMBER_EINVAL, "collect: NULL count");
+    if (rc)
+        return rc;
+    *out = NULL;
+    *n = 0;
+    ember__buf *parts = NULL;
+    rc = ember__materialize(ds, &parts, msg);
+    if (rc)
+        return rc;
+    size_t total = total_records(parts, ds->nparts);
+    void *dst = ember__malloc(ds->ctx, ember__mul(total, ds->type.size));
+    if (!dst) {
+        rc = ember__err(msg, EMBER_ENOMEM, "collect: out of memory for %zu records",
+                        total);
+    } else {
+        concat(dst, parts, ds->nparts, ds->type.size);
+        *out = dst;
+        *n = total;
+    }
+    ember__parts_free(ds->ctx, parts, ds->nparts);
+    return rc;
+}
+
+typedef struct {
+    ember_ctx *ctx;
+    ember__buf *parts;
+    size_t lo;
+} window_state;
+
+static int window_sink(void *state, size_t part, const void *recs, size_t n,
+                       int last)
+{
+    (void)last;
+    window_state *w = state;
+    return ember__buf_append(w->ctx, &w->parts[part - w->lo], recs, n);
+}
+
+/* Computes partitions [lo, hi) into parts[0 .. hi-lo). */
+static int run_window(ember_ds *ds, size_t lo, size_t hi, ember__buf *parts,
+                      char *msg)
+{
+    for (size_t i = 0; i < hi - lo; i++) {
+        ember__buf_free(ds->ctx, &parts[i]);
+        parts[i].size = ds->type.size;
+    }
+    window_state w = {ds->ctx, parts, lo};
+    return ember__run_parts(ds, lo, hi, window_sink, &w, msg);
+}
+
+/* A window as wide as two rounds of the team: enough to keep it busy. */
+static size_t window_width(const ember_ds *ds)
+{
+    size_t w = (size_t)ds->ctx->threads * 2;
+    return w ? w : 1;
+}
+
+int ember_take(ember_ds *ds, size_t n, void *buf, size_t *got, char *msg)
+{
+    int rc = check_ds(ds, got, "take", msg);
+    if (!rc && !buf && n)
+        rc = ember__err(msg, EMBER_EINVAL, "take: NULL buffer");
+    if (rc)
+        return rc;
+    *got = 0;
+    size_t W = window_width(ds), size = ds->type.size;
+    ember__buf *parts = ember__calloc(ds->ctx, W, sizeof *parts);
+    if (!parts)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t lo = 0; !rc && *got < n && lo < ds->nparts; lo += W) {
+        size_t hi = lo + W < ds->nparts ? lo + W : ds->nparts;
+        rc = run_window(ds, lo, hi, parts, msg);
+        for (size_t i = 0; !rc && i < hi - lo && *got < n; i++) {
+            size_t m = parts[i].n < n - *got ? parts[i].n : n - *got;
+            memcpy((unsigned char *)buf + *got * size, parts[i].data, m * size);
+            *got += m;
+        }
+    }
+    ember__parts_free(ds->ctx, parts, W);
+    return rc;
+}
+
+/* ---- foreach ------------------------------------------------------------------ */
+
+typedef struct {
+    ember_foreach_fn fn;
+    void *arg;
+} foreach_state;
+
+static int foreach_sink(void *state, size_t part, const void *recs, size_t n,
+                        int last)
+{
+    (void)last;
+    foreach_state *s = state;
+    return n ? s->fn(recs, n, part, s->arg) : 0;
+}
+
+int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg)
+{
+    int rc = check_ds(ds, (void *)fn, "foreach", msg);
+    if (rc)
+        return rc;
+    foreach_state s = {fn, arg};
+    return ember__run(ds, foreach_sink, &s, msg);
+}
+
+/* ---- save ------------------------------------------------------------------------ */
+
+int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
+                      char *msg)
+{
+    size_t W = window_width(ds);
+    ember__buf *parts = ember__calloc(ds->ctx, W, sizeof *parts);
+    if (!parts)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = EMBER_OK;
+    offsets[0] = 0;
+    for (size_t lo = 0; !rc && lo < ds->nparts; lo += W) {
+        size_t hi = lo + W < ds->nparts ? lo + W : ds->nparts;
+        rc = run_window(ds, lo, hi, parts, msg);
+        for (size_t i = 0; !rc && i < hi - lo; i++) {
+            rc = ember__h5w_append(w, parts[i].data, parts[i].n, msg);
+            offsets[lo + i + 1] = offsets[lo + i] + parts[i].n;
+        }
+    }
+    ember__parts_free(ds->ctx, parts, W);
+    return rc;
+}
+
+int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
+                  char *msg)
+{
+    int rc = check_ds(ds, spec, "save_h5", msg);
+    if (rc)
+        return rc;
+    char file[4096], path[1024];
+    rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path, msg);
+    if (rc)
+        return rc;
+    if (!path[0])
+        snprintf(path, sizeof path, "/%s", ds->name[0] ? ds->name : "data");
+    ember__h5w_opts wo = {opts ? opts->deflate : 0, 1, opts ? opts->overwrite : 0,
+                          -1};
+    uint64_t *offsets = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *offsets);
+    ember__h5w *w = NULL;
+    rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)
+                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ember__save_parts(ds, w, offsets, msg);
+    if (w) {
+        int rc2 = ember__h5w_close(&w, rc ? NULL : offsets, ds->nparts,
+                                   rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    ember__free(ds->ctx, offsets);
+    return rc;
+}

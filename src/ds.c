@@ -1,0 +1,555 @@
+/* ds.c: dataset nodes, sources, and the narrow transformations' nodes.
+ *
+ * A dataset is a node in the lineage DAG: an operation and up to two
+ * parents. Nodes are reference counted (the caller's handle, children,
+ * broadcasts), so a caller may free a parent right after deriving from it.
+ * Freeing walks a worklist, never recursion, so a chain of 100,000 maps
+ * frees in constant stack. Every node is also in its context's registry;
+ * newest first, so ids grow from parents to children.
+ * Wide transformations live in shuffle.c, execution in exec.c.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void registry_add(ember_ctx *ctx, ember_ds *ds)
+{
+    ds->next = ctx->all;
+    if (ctx->all)
+        ctx->all->prev = ds;
+    ctx->all = ds;
+}
+
+static void registry_remove(ember_ctx *ctx, ember_ds *ds)
+{
+    if (ds->prev)
+        ds->prev->next = ds->next;
+    else
+        ctx->all = ds->next;
+    if (ds->next)
+        ds->next->prev = ds->prev;
+    ds->prev = ds->next = NULL;
+}
+
+size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
+{
+    (void)ctx; /* a function of the data only, never of the team */
+    const size_t target = (size_t)8 << 20;
+    size_t p = nbytes / target + (nbytes % target != 0);
+    if (p < 1)
+        p = 1;
+    return p > 65536 ? 65536 : p;
+}
+
+int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
+                  const ember_type *type, size_t nparts, ember_ds *p0,
+                  ember_ds *p1, char *msg)
+{
+    if (type->size == 0)
+        return ember__err(msg, EMBER_ETYPE, "record type has size 0");
+    ember_ds *ds = ember__calloc(ctx, 1, sizeof *ds);
+    if (!ds)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory creating a dataset");
+    ds->ctx = ctx;
+    ds->id = ++ctx->next_id;
+    ds->op = op;
+    ds->type = *type;
+    ds->nparts = nparts;
+    ds->refs = 1;
+    ds->user_handle = 1;
+    ds->parent[0] = p0;
+    ds->parent[1] = p1;
+    for (int i = 0; i < 2; i++)
+        if (ds->parent[i])
+            ds->parent[i]->refs++;
+    registry_add(ctx, ds);
+    *out = ds;
+    return EMBER_OK;
+}
+
+/* Frees what the node itself owns; parents and broadcasts are the
+ * caller's business. */
+static void destroy_node(ember_ds *ds)
+{
+    ember_ctx *ctx = ds->ctx;
+    ember__store_drop(ctx, ds->id);
+    if (ds->op == EMBER__ARRAY) {
+        ember__free(ctx, ds->u.array.owned);
+        ember__free(ctx, ds->u.array.keep);
+    }
+    ember__free(ctx, ds->uses);
+    ember__free(ctx, ds->stored_once);
+    ember__free(ctx, ds->ckpt_path);
+    ember__free(ctx, ds->ckpt_offsets);
+    ember__free(ctx, ds);
+}
+
+static void bcast_unref(ember_bcast *bc);
+
+void ember__ds_unref(ember_ds *ds)
+{
+    /* The worklist threads through the registry's next pointer: a node
+     * leaves the registry when its count reaches zero. */
+    ember_ds *work = NULL;
+    if (ds && --ds->refs == 0) {
+        registry_remove(ds->ctx, ds);
+        work = ds;
+    }
+    while (work) {
+        ember_ds *n = work;
+        work = n->next;
+        for (int i = 0; i < 2; i++) {
+            ember_ds *p = n->parent[i];
+            if (p && --p->refs == 0) {
+                registry_remove(p->ctx, p);
+                p->next = work;
+                work = p;
+            }
+        }
+        for (size_t i = 0; i < n->nuses; i++)
+            bcast_unref(n->uses[i]);
+        destroy_node(n);
+    }
+}
+
+void ember_ds_free(ember_ds **pds)
+{
+    if (!pds || !*pds)
+        return;
+    ember_ds *ds = *pds;
+    *pds = NULL;
+    if (!ds->user_handle)
+        return;
+    ds->user_handle = 0;
+    ember__ds_unref(ds);
+}
+
+void ember__destroy_all(ember_ctx *ctx)
+{
+    while (ctx->bcasts) {
+        ember_bcast *b = ctx->bcasts;
+        ctx->bcasts = b->next;
+        ember__free(ctx, b->owned);
+        ember__free(ctx, b);
+    }
+    while (ctx->all) {
+        ember_ds *ds = ctx->all;
+        ctx->all = ds->next;
+        destroy_node(ds);
+    }
+}
+
+int ember__is_root(const ember_ds *ds)
+{
+    return ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY ||
+           ds->op == EMBER__CHECKPOINT ||
+           (ds->op == EMBER__SHUFFLE && ds->u.shuffle.done);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const ember_type *ember_ds_type(const ember_ds *ds)
+{
+    return ds ? &ds->type : NULL;
+}
+
+size_t ember_ds_partitions(const ember_ds *ds)
+{
+    return ds ? ds->nparts : 0;
+}
+
+ember_ctx *ember_ds_ctx(const ember_ds *ds)
+{
+    return ds ? ds->ctx : NULL;
+}
+
+uint64_t ember_ds_id(const ember_ds *ds)
+{
+    return ds ? ds->id : 0;
+}
+
+int ember_ds_set_name(ember_ds *ds, const char *name)
+{
+    if (!ds || !name || strlen(name) >= sizeof ds->name)
+        return EMBER_EINVAL;
+    snprintf(ds->name, sizeof ds->name, "%s", name);
+    return EMBER_OK;
+}
+
+const char *ember_ds_name(const ember_ds *ds)
+{
+    return ds ? ds->name : NULL;
+}
+
+ember_level ember_ds_level(const ember_ds *ds)
+{
+    return ds ? ds->level : EMBER_NONE;
+}
+
+/* ---- sources ------------------------------------------------------------- */
+
+/* Number of values of start, start+step, ... short of end. */
+static uint64_t range_count(int64_t start, int64_t end, int64_t step)
+{
+    if (step > 0 && end > start)
+        return ((uint64_t)end - (uint64_t)start - 1) / (uint64_t)step + 1;
+    if (step < 0 && end < start)
+        return ((uint64_t)start - (uint64_t)end - 1) / (0 - (uint64_t)step) + 1;
+    return 0;
+}
+
+int ember_range(ember_ds **out, ember_ctx *ctx, int64_t start, int64_t end,
+                int64_t step, size_t partitions, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_range: NULL argument");
+    if (step == 0)
+        return ember__err(msg, EMBER_EINVAL, "ember_range: step is 0");
+    uint64_t n = range_count(start, end, step);
+    ember_type t = ember_type_scalar(EMBER_I64);
+    size_t P = partitions ? partitions
+                          : ember__default_partitions(ctx, ember__mul(n, 8));
+    int rc = ember__ds_new(out, ctx, EMBER__RANGE, &t, P, NULL, NULL, msg);
+    if (rc)
+        return rc;
+    (*out)->u.range.start = start;
+    (*out)->u.range.step = step;
+    (*out)->u.range.n = n;
+    snprintf((*out)->name, sizeof (*out)->name, "range");
+    return EMBER_OK;
+}
+
+int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
+                        void *records, size_t n, size_t partitions, void *keep,
+                        size_t keep_size, const char *name, char *msg)
+{
+    size_t P = partitions ? partitions
+                          : ember__default_partitions(ctx, ember__mul(n, t->size));
+    int rc = ember__ds_new(out, ctx, EMBER__ARRAY, t, P, NULL, NULL, msg);
+    if (rc) {
+        ember__free(ctx, records);
+        ember__free(ctx, keep);
+        return rc;
+    }
+    ember_ds *ds = *out;
+    ds->u.array.data = records;
+    ds->u.array.n = n;
+    ds->u.array.owned = records;
+    ds->u.array.keep = keep;
+    ds->u.array.keep_size = keep_size;
+    snprintf(ds->name, sizeof ds->name, "%s", name ? name : "array");
+    return EMBER_OK;
+}
+
+int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
+                     const void *records, size_t n, size_t partitions,
+                     ember_ownership own, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !type || (!records && n))
+        return ember__err(msg, EMBER_EINVAL, "ember_from_array: NULL argument");
+    if (own == EMBER_BORROW) {
+        int rc = ember__array_source(out, ctx, type, NULL, 0, partitions
+                                     ? partitions
+                                     : ember__default_partitions(
+                                           ctx, ember__mul(n, type->size)),
+                                     NULL, 0, "array", msg);
+        if (rc)
+            return rc;
+        (*out)->u.array.data = records;
+        (*out)->u.array.n = n;
+        return EMBER_OK;
+    }
+    size_t bytes = ember__mul(n, type->size);
+    void *copy = ember__malloc(ctx, bytes);
+    if (!copy)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory copying %zu records", n);
+    if (n)
+        memcpy(copy, records, bytes);
+    return ember__array_source(out, ctx, type, copy, n, partitions, NULL, 0,
+                               "array", msg);
+}
+
+const char *ember_lines_text(const ember_ds *lines, size_t *size)
+{
+    if (!lines || lines->op != EMBER__ARRAY || !lines->u.array.keep)
+        return NULL;
+    if (size)
+        *size = lines->u.array.keep_size;
+    return lines->u.array.keep;
+}
+
+/* ---- narrow transformations ------------------------------------------------- */
+
+static int narrow(ember_ds **out, ember_ds *in, ember__op op,
+                  const ember_type *out_type, void *fn, void *arg,
+                  const char *what, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !in || !fn)
+        return ember__err(msg, EMBER_EINVAL, "%s: NULL argument", what);
+    const ember_type *t = out_type ? out_type : &in->type;
+    int rc = ember__ds_new(out, in->ctx, op, t, in->nparts, in, NULL, msg);
+    if (rc)
+        return rc;
+    (*out)->u.f.fn = fn;
+    (*out)->u.f.arg = arg;
+    snprintf((*out)->name, sizeof (*out)->name, "%s", what);
+    return EMBER_OK;
+}
+
+int ember_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
+              ember_map_fn fn, void *arg, char *msg)
+{
+    return narrow(out, in, EMBER__MAP, out_type, (void *)fn, arg, "map", msg);
+}
+
+int ember_filter(ember_ds **out, ember_ds *in, ember_filter_fn fn, void *arg,
+                 char *msg)
+{
+    return narrow(out, in, EMBER__FILTER, NULL, (void *)fn, arg, "filter", msg);
+}
+
+int ember_flat_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
+                   ember_emit_fn fn, void *arg, char *msg)
+{
+    return narrow(out, in, EMBER__FLAT_MAP, out_type, (void *)fn, arg,
+                  "flat_map", msg);
+}
+
+int ember_map_partitions(ember_ds **out, ember_ds *in,
+                         const ember_type *out_type, ember_emit_fn fn,
+                         void *arg, char *msg)
+{
+    return narrow(out, in, EMBER__MAP_PARTITIONS, out_type, (void *)fn, arg,
+                  "map_partitions", msg);
+}
+
+static int check_pair(ember_ds *a, ember_ds *b, const char *what, char *msg)
+{
+    if (!a || !b)
+        return ember__err(msg, EMBER_EINVAL, "%s: NULL dataset", what);
+    if (a->ctx != b->ctx)
+        return ember__err(msg, EMBER_EINVAL, "%s: datasets of different contexts",
+                          what);
+    return EMBER_OK;
+}
+
+int ember_zip(ember_ds **out, ember_ds *a, ember_ds *b, char *msg)
+{
+    ember__msg_clear(msg);
+    int rc = out ? check_pair(a, b, "zip", msg)
+                 : ember__err(msg, EMBER_EINVAL, "zip: out is NULL");
+    if (rc)
+        return rc;
+    if (a->nparts != b->nparts)
+        return ember__err(msg, EMBER_ELENGTH,
+                          "zip: #%llu has %zu partitions but #%llu has %zu",
+                          (unsigned long long)a->id, a->nparts,
+                          (unsigned long long)b->id, b->nparts);
+    ember_type t;
+    rc = ember__type_concat(&t, &a->type, &b->type, 0, msg);
+    if (rc)
+        return rc;
+    rc = ember__ds_new(out, a->ctx, EMBER__ZIP, &t, a->nparts, a, b, msg);
+    if (!rc)
+        snprintf((*out)->name, sizeof (*out)->name, "zip");
+    return rc;
+}
+
+int ember_union(ember_ds **out, ember_ds *a, ember_ds *b, char *msg)
+{
+    ember__msg_clear(msg);
+    int rc = out ? check_pair(a, b, "union", msg)
+                 : ember__err(msg, EMBER_EINVAL, "union: out is NULL");
+    if (rc)
+        return rc;
+    if (!ember_type_equal(&a->type, &b->type)) {
+        char ta[256], tb[256];
+        ember_type_describe(&a->type, ta, sizeof ta);
+        ember_type_describe(&b->type, tb, sizeof tb);
+        return ember__err(msg, EMBER_ETYPE, "union: types differ: %s and %s", ta,
+                          tb);
+    }
+    rc = ember__ds_new(out, a->ctx, EMBER__UNION, &a->type,
+                       a->nparts + b->nparts, a, b, msg);
+    if (!rc)
+        snprintf((*out)->name, sizeof (*out)->name, "union");
+    return rc;
+}
+
+int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
+                 char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !in)
+        return ember__err(msg, EMBER_EINVAL, "sample: NULL argument");
+    if (!(fraction >= 0.0 && fraction <= 1.0))
+        return ember__err(msg, EMBER_EINVAL,
+                          "sample: fraction %g is outside [0, 1]", fraction);
+    int rc = ember__ds_new(out, in->ctx, EMBER__SAMPLE, &in->type, in->nparts,
+                           in, NULL, msg);
+    if (rc)
+        return rc;
+    (*out)->u.sample.fraction = fraction;
+    (*out)->u.sample.seed = seed;
+    snprintf((*out)->name, sizeof (*out)->name, "sample");
+    return EMBER_OK;
+}
+
+/* ---- persistence ---------------------------------------------------------------- */
+
+const char *ember_level_name(ember_level level)
+{
+    switch (level) {
+    case EMBER_NONE: return "NONE";
+    case EMBER_MEMORY_ONLY: return "MEMORY_ONLY";
+    case EMBER_MEMORY_AND_DISK: return "MEMORY_AND_DISK";
+    case EMBER_DISK_ONLY: return "DISK_ONLY";
+    case EMBER_MEMORY_ONLY_SER: return "MEMORY_ONLY_SER";
+    case EMBER_MEMORY_AND_DISK_SER: return "MEMORY_AND_DISK_SER";
+    }
+    return "?";
+}
+
+int ember_persist(ember_ds *ds, ember_level level, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ds)
+        return ember__err(msg, EMBER_EINVAL, "persist: NULL dataset");
+    if (level < EMBER_NONE || level > EMBER_MEMORY_AND_DISK_SER)
+        return ember__err(msg, EMBER_EINVAL, "persist: unknown level %d",
+                          (int)level);
+    if (ds->level != EMBER_NONE && ds->level != level)
+        return ember__err(msg, EMBER_ESTATE,
+                          "persist: #%llu is already %s; unpersist it first",
+                          (unsigned long long)ds->id, ember_level_name(ds->level));
+    if (!ds->stored_once) {
+        ds->stored_once = ember__calloc(ds->ctx, ds->nparts + 1, 1);
+        if (!ds->stored_once)
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    ds->level = level;
+    return EMBER_OK;
+}
+
+int ember_cache(ember_ds *ds, char *msg)
+{
+    return ember_persist(ds, EMBER_MEMORY_ONLY, msg);
+}
+
+int ember_unpersist(ember_ds *ds)
+{
+    if (!ds)
+        return EMBER_EINVAL;
+    ds->level = EMBER_NONE;
+    /* A shuffle's own outputs share the key; they are not a cache. */
+    if (ds->op != EMBER__SHUFFLE && ds->op != EMBER__CHECKPOINT)
+        ember__store_drop(ds->ctx, ds->id);
+    return EMBER_OK;
+}
+
+size_t ember_cached_partitions(const ember_ds *ds)
+{
+    if (!ds || ds->level == EMBER_NONE)
+        return 0;
+    return ember__store_count(ds->ctx, ds->id);
+}
+
+/* ---- broadcasts ------------------------------------------------------------------- */
+
+static void bcast_unref(ember_bcast *bc)
+{
+    if (!bc || --bc->refs > 0)
+        return;
+    ember_ctx *ctx = bc->ctx;
+    if (bc->prev)
+        bc->prev->next = bc->next;
+    else
+        ctx->bcasts = bc->next;
+    if (bc->next)
+        bc->next->prev = bc->prev;
+    ember_ds *ds = bc->ds;
+    ember__free(ctx, bc->owned);
+    ember__free(ctx, bc);
+    ember__ds_unref(ds);
+}
+
+int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ds)
+        return ember__err(msg, EMBER_EINVAL, "broadcast: NULL argument");
+    ember_ctx *ctx = ds->ctx;
+    ember_bcast *bc = ember__calloc(ctx, 1, sizeof *bc);
+    if (!bc)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (ds->op == EMBER__ARRAY) {
+        bc->data = ds->u.array.data; /* shared memory: a view */
+        bc->n = ds->u.array.n;
+    } else {
+        void *data = NULL;
+        size_t n = 0;
+        int rc = ember_collect_alloc(ds, &data, &n, msg);
+        if (rc) {
+            ember__free(ctx, bc);
+            return rc;
+        }
+        bc->data = bc->owned = data;
+        bc->n = n;
+    }
+    bc->ctx = ctx;
+    bc->ds = ds;
+    ds->refs++;
+    bc->type = ds->type;
+    bc->refs = 1;
+    bc->user_handle = 1;
+    bc->next = ctx->bcasts;
+    if (ctx->bcasts)
+        ctx->bcasts->prev = bc;
+    ctx->bcasts = bc;
+    *out = bc;
+    return EMBER_OK;
+}
+
+const void *ember_bcast_data(const ember_bcast *bc, size_t *n)
+{
+    if (!bc)
+        return NULL;
+    if (n)
+        *n = bc->n;
+    return bc->data;
+}
+
+const ember_type *ember_bcast_type(const ember_bcast *bc)
+{
+    return bc ? &bc->type : NULL;
+}
+
+void ember_bcast_free(ember_bcast **pbc)
+{
+    if (!pbc || !*pbc)
+        return;
+    ember_bcast *bc = *pbc;
+    *pbc = NULL;
+    if (!bc->user_handle)
+        return;
+    bc->user_handle = 0;
+    bcast_unref(bc);
+}
+
+int ember_ds_uses(ember_ds *ds, ember_bcast *bc)
+{
+    if (!ds || !bc || ds->ctx != bc->ctx)
+        return EMBER_EINVAL;
+    ember_bcast **u = ember__realloc(ds->ctx, ds->uses,
+                                     (ds->nuses + 1) * sizeof *u);
+    if (!u)
+        return EMBER_ENOMEM;
+    ds->uses = u;
+    u[ds->nuses++] = bc;
+    bc->refs++;
+    return EMBER_OK;
+}

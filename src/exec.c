@@ -1,0 +1,660 @@
+/* exec.c: the executor. Plans an action's stages and runs them.
+ *
+ * For each partition of the target, planning walks the lineage back to a
+ * root: a source, a checkpoint, a finished shuffle, or a stored block of a
+ * persisted dataset. The walk is a loop, never recursion, so a chain of
+ * 100,000 maps plans in constant stack. The narrow steps met on the way are
+ * laid out in an array and run in order on cache-sized blocks that
+ * ping-pong between two task buffers: a chain of maps reads its input once
+ * and writes its output once, and nothing in between is materialized
+ * unless persisted.
+ *
+ * Wide dependencies end a stage: before the tasks run, every unfinished
+ * shuffle among the ancestors runs, oldest first (ids grow from parents to
+ * children), and stores its outputs. Partitions then run on the OpenMP team
+ * with dynamic scheduling; results never depend on the team size because
+ * each partition's work is fixed and callers combine per-partition results
+ * in partition order. When several partitions fail, the error of the lowest
+ * partition is reported, so even errors are deterministic.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum {
+    ST_MAP,
+    ST_FILTER,
+    ST_FLAT,
+    ST_MAPPART,
+    ST_SAMPLE,
+    ST_ZIP,
+    ST_TEE /* captures a persisted dataset's partition for the store */
+} step_kind;
+
+typedef struct {
+    step_kind kind;
+    ember_ds *node;
+    size_t part;     /* the partition of node this step produces */
+    uint64_t index;  /* records seen (sample), or consumed (zip) */
+    ember__buf acc;  /* map_partitions input, zip's right side, tee capture */
+} step;
+
+typedef struct task {
+    ember_ctx *ctx;
+    step *steps;
+    size_t nsteps, cap;
+    unsigned char *buf[2];
+    size_t bufcap[2];       /* bytes */
+    unsigned char *keep;
+    size_t keepcap;
+    ember__view root_view;
+    int have_view;
+    ember__sink_fn sink;
+    void *state;
+    size_t part;            /* target partition, passed to the sink */
+    char *msg;
+} task;
+
+struct ember_emitter {
+    ember_ctx *ctx;
+    unsigned char **buf;
+    size_t *cap;            /* bytes */
+    size_t n;
+    size_t size;
+    size_t part;
+    int failed;
+};
+
+int ember_emit(ember_emitter *em, const void *records, size_t n)
+{
+    if (!em || (!records && n))
+        return EMBER_EINVAL;
+    size_t need = ember__mul(em->n + n, em->size);
+    if (need > *em->cap) {
+        size_t cap = *em->cap ? *em->cap : 4096;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        unsigned char *p = ember__realloc(em->ctx, *em->buf, cap);
+        if (!p) {
+            em->failed = 1;
+            return EMBER_ENOMEM;
+        }
+        *em->buf = p;
+        *em->cap = cap;
+    }
+    memcpy(*em->buf + em->n * em->size, records, n * em->size);
+    em->n += n;
+    return EMBER_OK;
+}
+
+size_t ember_emitter_partition(const ember_emitter *em)
+{
+    return em ? em->part : 0;
+}
+
+static int grow(ember_ctx *ctx, unsigned char **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return EMBER_OK;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need)
+        c = c > SIZE_MAX / 2 ? need : c * 2;
+    void *q = ember__realloc(ctx, *p, c);
+    if (!q)
+        return EMBER_ENOMEM;
+    *p = q;
+    *cap = c;
+    return EMBER_OK;
+}
+
+static double sample_u01(uint64_t seed, size_t part, uint64_t index)
+{
+    /* Counter-based: a pure function of (seed, partition, index). */
+    uint64_t k = ember__hash64(seed ^ ember__hash64((uint64_t)part + 0x9e3779b97f4a7c15ULL));
+    uint64_t r = ember__hash64(k + index * 0xd1b54a32d192ed03ULL);
+    return (double)(r >> 11) * 0x1.0p-53;
+}
+
+/* ---- planning ---------------------------------------------------------- */
+
+static int push_step(task *t, step_kind kind, ember_ds *node, size_t part)
+{
+    if (t->nsteps == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        step *s = ember__realloc(t->ctx, t->steps, ember__mul(cap, sizeof *s));
+        if (!s)
+            return EMBER_ENOMEM;
+        t->steps = s;
+        t->cap = cap;
+    }
+    step *s = &t->steps[t->nsteps++];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->node = node;
+    s->part = part;
+    s->acc.size = node->type.size;
+    return EMBER_OK;
+}
+
+static step_kind kind_of(ember__op op)
+{
+    switch (op) {
+    case EMBER__FILTER: return ST_FILTER;
+    case EMBER__FLAT_MAP: return ST_FLAT;
+    case EMBER__MAP_PARTITIONS: return ST_MAPPART;
+    case EMBER__SAMPLE: return ST_SAMPLE;
+    case EMBER__ZIP: return ST_ZIP;
+    default: return ST_MAP;
+    }
+}
+
+static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
+                         ember__sink_fn sink, void *state, char *msg);
+
+static int zip_sink(void *state, size_t part, const void *recs, size_t n,
+                    int last)
+{
+    (void)part;
+    (void)last;
+    step *s = state;
+    return ember__buf_append(s->node->ctx, &s->acc, recs, n);
+}
+
+/* The zip's right side of one partition, computed into the step's buffer:
+ * co-partitioned inputs may filter differently, so they cannot share
+ * blocks. This nests once per zip, not per lineage step. */
+static int zip_prepare(task *t, step *s)
+{
+    s->acc.size = s->node->parent[1]->type.size;
+    return run_partition(t->ctx, s->node->parent[1], s->part, zip_sink, s,
+                         t->msg);
+}
+
+/* Is partition `part` of a persisted node stored? Holds a view if so. */
+static int try_cached(task *t, ember_ds *node, size_t part)
+{
+    if (node->level == EMBER_NONE && !ember__is_root(node))
+        return 0;
+    if (node->op == EMBER__RANGE || node->op == EMBER__ARRAY)
+        return 0;
+    int rc = ember__store_get(t->ctx, node->id, part, &t->root_view, t->msg);
+    if (rc == EMBER_OK) {
+        t->have_view = 1;
+        return 1;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Walks from (ds, part) to a root; leaves steps in execution order. */
+static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
+                size_t *root_part)
+{
+    ember_ds *node = ds;
+    size_t q = part;
+    int rc;
+    for (;;) {
+        rc = try_cached(t, node, q);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 || node->op == EMBER__RANGE || node->op == EMBER__ARRAY)
+            break;
+        if (ember__is_root(node))
+            return ember__err(t->msg, EMBER_ESTATE,
+                              "internal: output of #%llu partition %zu missing",
+                              (unsigned long long)node->id, q);
+        if (node->op == EMBER__SHUFFLE)
+            return ember__err(t->msg, EMBER_ESTATE,
+                              "internal: shuffle #%llu did not run",
+                              (unsigned long long)node->id);
+        if (node->level != EMBER_NONE && (rc = push_step(t, ST_TEE, node, q)))
+            return rc;
+        if (node->op == EMBER__UNION) {
+            size_t n0 = node->parent[0]->nparts;
+            node = q < n0 ? node->parent[0] : node->parent[1];
+            q = q < n0 ? q : q - n0;
+            continue;
+        }
+        if ((rc = push_step(t, kind_of(node->op), node, q)))
+            return rc;
+        node = node->parent[0];
+    }
+    *root = node;
+    *root_part = q;
+    for (size_t i = 0, j = t->nsteps; i + 1 < j; i++, j--) {
+        step tmp = t->steps[i];
+        t->steps[i] = t->steps[j - 1];
+        t->steps[j - 1] = tmp;
+    }
+    for (size_t i = 0; i < t->nsteps; i++)
+        if (t->steps[i].kind == ST_ZIP && (rc = zip_prepare(t, &t->steps[i])))
+            return rc;
+    return EMBER_OK;
+}
+
+/* ---- running blocks through the steps ----------------------------------- */
+
+static int user_failed(task *t, const step *s, const char *what, int r)
+{
+    return ember__err(t->msg, EMBER_EUSER,
+                      "%s function of #%llu returned %d in partition %zu", what,
+                      (unsigned long long)s->node->id, r, s->part);
+}
+
+/* Picks the ping-pong buffer that cur is not in, with room for bytes. */
+static int other_buf(task *t, const unsigned char *cur, size_t bytes, int *w)
+{
+    *w = (cur == t->buf[0]) ? 1 : 0;
+    return grow(t->ctx, &t->buf[*w], &t->bufcap[*w], bytes);
+}
+
+static int keep_flags(task *t, size_t n)
+{
+    return grow(t->ctx, &t->keep, &t->keepcap, n);
+}
+
+/* Copies the records with keep[i] set to out; returns how many. */
+static size_t compact(const unsigned char *in, const unsigned char *keep,
+                      size_t n, size_t size, unsigned char *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (keep[i])
+            memcpy(out + (m++) * size, in + i * size, size);
+    return m;
+}
+
+static void zip_records(const ember_type *ta, const ember_type *tb,
+                        const ember_type *to, const unsigned char *a,
+                        const unsigned char *b, size_t n, unsigned char *out)
+{
+    uint32_t na = ta->nfields;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *o = out + i * to->size;
+        memcpy(o, a + i * ta->size, ta->size < to->size ? ta->size : to->size);
+        for (uint32_t f = 0; f < tb->nfields; f++)
+            memcpy(o + to->field[na + f].offset,
+                   b + i * tb->size + tb->field[f].offset,
+                   ember_scalar_size(tb->field[f].kind) * tb->field[f].count);
+    }
+}
+
+/* One step on a block: *cur / *n become the step's output. Returns
+ * EMBER_NOTCACHED-free statuses; 1 means "the step keeps the data". */
+static int apply(task *t, step *s, const unsigned char **cur, size_t *n)
+{
+    ember_ds *d = s->node;
+    size_t in_size = d->parent[0] ? d->parent[0]->type.size : d->type.size;
+    int w, r, rc;
+    switch (s->kind) {
+    case ST_MAP:
+        if ((rc = other_buf(t, *cur, ember__mul(*n, d->type.size), &w)))
+            return rc;
+        if ((r = ((ember_map_fn)d->u.f.fn)(*cur, t->buf[w], *n, d->u.f.arg)))
+            return user_failed(t, s, "map", r);
+        *cur = t->buf[w];
+        return EMBER_OK;
+    case ST_FILTER:
+    case ST_SAMPLE:
+        if ((rc = keep_flags(t, *n)) ||
+            (rc = other_buf(t, *cur, ember__mul(*n, in_size), &w)))
+            return rc;
+        if (s->kind == ST_FILTER) {
+            memset(t->keep, 0, *n);
+            r = ((ember_filter_fn)d->u.f.fn)(*cur, t->keep, *n, d->u.f.arg);
+            if (r)
+                return user_failed(t, s, "filter", r);
+        } else {
+            for (size_t i = 0; i < *n; i++)
+                t->keep[i] = sample_u01(d->u.sample.seed, s->part, s->index + i) <
+                             d->u.sample.fraction;
+            s->index += *n;
+        }
+        *n = compact(*cur, t->keep, *n, in_size, t->buf[w]);
+        *cur = t->buf[w];
+        return EMBER_OK;
+    case ST_FLAT: {
+        w = (*cur == t->buf[0]) ? 1 : 0;
+        ember_emitter em = {t->ctx, &t->buf[w], &t->bufcap[w], 0, d->type.size,
+                            s->part, 0};
+        r = ((ember_emit_fn)d->u.f.fn)(*cur, *n, &em, d->u.f.arg);
+        if (em.failed)
+            return ember__err(t->msg, EMBER_ENOMEM, "out of memory in flat_map");
+        if (r)
+            return user_failed(t, s, "flat_map", r);
+        *cur = t->buf[w];
+        *n = em.n;
+        return EMBER_OK;
+    }
+    case ST_ZIP: {
+        if (s->index + *n > s->acc.n)
+            return ember__err(t->msg, EMBER_ELENGTH,
+                              "zip #%llu: partition %zu of #%llu has more "
+                              "records than that of #%llu (%zu)",
+                              (unsigned long long)d->id, s->part,
+                              (unsigned long long)d->parent[0]->id,
+                              (unsigned long long)d->parent[1]->id, s->acc.n);
+        if ((rc = other_buf(t, *cur, ember__mul(*n, d->type.size), &w)))
+            return rc;
+        zip_records(&d->parent[0]->type, &d->parent[1]->type, &d->type, *cur,
+                    s->acc.data + s->index * s->acc.size, *n, t->buf[w]);
+        s->index += *n;
+        *cur = t->buf[w];
+        return EMBER_OK;
+    }
+    case ST_MAPPART:
+        s->acc.size = in_size;
+        if ((rc = ember__buf_append(t->ctx, &s->acc, *cur, *n)))
+            return ember__err(t->msg, rc, "out of memory in map_partitions");
+        return 1;
+    case ST_TEE:
+        if ((rc = ember__buf_append(t->ctx, &s->acc, *cur, *n)))
+            return ember__err(t->msg, rc, "out of memory caching #%llu",
+                              (unsigned long long)d->id);
+        return EMBER_OK;
+    }
+    return EMBER_EINVAL;
+}
+
+static int push(task *t, size_t from, const unsigned char *cur, size_t n)
+{
+    for (size_t i = from; i < t->nsteps; i++) {
+        int rc = apply(t, &t->steps[i], &cur, &n);
+        if (rc == 1)
+            return EMBER_OK;
+        if (rc)
+            return rc;
+    }
+    if (n == 0)
+        return EMBER_OK;
+    int r = t->sink(t->state, t->part, cur, n, 0);
+    return r ? ember__err(t->msg, r < 0 ? r : EMBER_EUSER,
+                          "partition %zu: consumer failed (%d)", t->part, r)
+             : EMBER_OK;
+}
+
+static size_t block_records(const task *t, size_t size)
+{
+    size_t b = t->ctx->block_bytes / size;
+    return b ? b : 1;
+}
+
+/* Feeds data (n records of size) into the steps from `from`, in blocks. */
+static int feed(task *t, size_t from, const unsigned char *data, size_t n,
+                size_t size)
+{
+    size_t B = block_records(t, size);
+    for (size_t off = 0; off < n; off += B) {
+        int rc = push(t, from, data + off * size, n - off < B ? n - off : B);
+        if (rc)
+            return rc;
+    }
+    return EMBER_OK;
+}
+
+static int emit_range(task *t, ember_ds *r, size_t q)
+{
+    size_t lo = ember__part_lo(r->u.range.n, r->nparts, q);
+    size_t hi = ember__part_lo(r->u.range.n, r->nparts, q + 1);
+    size_t B = block_records(t, 8);
+    int rc = grow(t->ctx, &t->buf[0], &t->bufcap[0], B * 8);
+    for (size_t off = lo; !rc && off < hi; off += B) {
+        size_t m = hi - off < B ? hi - off : B;
+        int64_t *out = (int64_t *)t->buf[0];
+        uint64_t v = (uint64_t)r->u.range.start + (uint64_t)off * (uint64_t)r->u.range.step;
+        for (size_t i = 0; i < m; i++, v += (uint64_t)r->u.range.step)
+            out[i] = (int64_t)v;
+        rc = push(t, 0, t->buf[0], m);
+    }
+    return rc;
+}
+
+static int emit_root(task *t, ember_ds *root, size_t q)
+{
+    if (t->have_view)
+        return feed(t, 0, t->root_view.data, t->root_view.n, root->type.size);
+    if (root->op == EMBER__RANGE)
+        return emit_range(t, root, q);
+    size_t lo = ember__part_lo(root->u.array.n, root->nparts, q);
+    size_t hi = ember__part_lo(root->u.array.n, root->nparts, q + 1);
+    return feed(t, 0, root->u.array.data + lo * root->type.size, hi - lo,
+                root->type.size);
+}
+
+static int finish_step(task *t, size_t i)
+{
+    step *s = &t->steps[i];
+    ember_ds *d = s->node;
+    int rc = EMBER_OK;
+    if (s->kind == ST_MAPPART) {
+        unsigned char *out = NULL;
+        size_t cap = 0;
+        ember_emitter em = {t->ctx, &out, &cap, 0, d->type.size, s->part, 0};
+        int r = ((ember_emit_fn)d->u.f.fn)(s->acc.data, s->acc.n, &em, d->u.f.arg);
+        ember__buf_free(t->ctx, &s->acc);
+        if (em.failed)
+            rc = ember__err(t->msg, EMBER_ENOMEM, "out of memory in map_partitions");
+        else if (r)
+            rc = user_failed(t, s, "map_partitions", r);
+        else
+            rc = feed(t, i + 1, out, em.n, d->type.size);
+        ember__free(t->ctx, out);
+    } else if (s->kind == ST_ZIP && s->index != s->acc.n) {
+        rc = ember__err(t->msg, EMBER_ELENGTH,
+                        "zip #%llu: partition %zu of #%llu has %llu records but "
+                        "that of #%llu has %zu",
+                        (unsigned long long)d->id, s->part,
+                        (unsigned long long)d->parent[0]->id,
+                        (unsigned long long)s->index,
+                        (unsigned long long)d->parent[1]->id, s->acc.n);
+    } else if (s->kind == ST_TEE) {
+        void *data = s->acc.data;
+        size_t n = s->acc.n;
+        s->acc.data = NULL;
+        s->acc.n = s->acc.cap = 0;
+        rc = ember__store_put(t->ctx, d->id, s->part, data, n, d->type.size,
+                              d->level, t->msg);
+        if (rc == EMBER_OK)
+            d->stored_once[s->part] = 1;
+        else if (rc == EMBER_NOTCACHED)
+            rc = EMBER_OK; /* no room: it is computed again when needed */
+    }
+    return rc;
+}
+
+static void task_free(task *t)
+{
+    for (size_t i = 0; i < t->nsteps; i++)
+        ember__buf_free(t->ctx, &t->steps[i].acc);
+    ember__free(t->ctx, t->steps);
+    ember__free(t->ctx, t->buf[0]);
+    ember__free(t->ctx, t->buf[1]);
+    ember__free(t->ctx, t->keep);
+    if (t->have_view)
+        ember__store_release(t->ctx, &t->root_view);
+}
+
+static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
+                         ember__sink_fn sink, void *state, char *msg)
+{
+    task t;
+    memset(&t, 0, sizeof t);
+    t.ctx = ctx;
+    t.sink = sink;
+    t.state = state;
+    t.part = part;
+    t.msg = msg;
+    ember_ds *root = NULL;
+    size_t rq = 0;
+    int rc = plan(&t, ds, part, &root, &rq);
+    for (size_t i = 0; !rc && i < t.nsteps; i++) {
+        step *s = &t.steps[i];
+        if (s->kind == ST_TEE && s->node->stored_once[s->part])
+            ember__stat_add(ctx, &ctx->stats.recomputes, 1);
+    }
+    if (!rc)
+        rc = emit_root(&t, root, rq);
+    for (size_t i = 0; !rc && i < t.nsteps; i++)
+        rc = finish_step(&t, i);
+    if (!rc) {
+        int r = sink(state, part, NULL, 0, 1);
+        if (r)
+            rc = ember__err(msg, r < 0 ? r : EMBER_EUSER,
+                            "partition %zu: consumer failed (%d)", part, r);
+    }
+    task_free(&t);
+    return rc;
+}
+
+/* ---- stages ------------------------------------------------------------------ */
+
+/* Runs every unfinished shuffle among ds's ancestors, oldest first. */
+static int run_shuffles(ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    size_t nbits = (size_t)ctx->next_id + 1;
+    unsigned char *seen = ember__calloc(ctx, nbits / 8 + 1, 1);
+    ember_ds **stack = ember__malloc(ctx, 64 * sizeof *stack);
+    ember_ds **todo = NULL;
+    size_t sp = 0, scap = 64, ntodo = 0, tcap = 0;
+    int rc = (seen && stack) ? EMBER_OK : EMBER_ENOMEM;
+    if (!rc)
+        stack[sp++] = ds;
+    while (!rc && sp) {
+        ember_ds *n = stack[--sp];
+        if (seen[n->id / 8] & (1u << (n->id % 8)))
+            continue;
+        seen[n->id / 8] |= (unsigned char)(1u << (n->id % 8));
+        if (n->op == EMBER__CHECKPOINT)
+            continue;
+        if (n->op == EMBER__SHUFFLE &&
+            (!n->u.shuffle.done || ember__store_count(ctx, n->id) < n->nparts)) {
+            if (ntodo == tcap) {
+                tcap = tcap ? tcap * 2 : 8;
+                ember_ds **p = ember__realloc(ctx, todo, tcap * sizeof *p);
+                if (!p) {
+                    rc = EMBER_ENOMEM;
+                    break;
+                }
+                todo = p;
+            }
+            todo[ntodo++] = n;
+        }
+        if (n->op == EMBER__SHUFFLE && n->u.shuffle.done &&
+            ember__store_count(ctx, n->id) == n->nparts)
+            continue;
+        for (int i = 0; i < 2; i++)
+            if (n->parent[i]) {
+                if (sp == scap) {
+                    scap *= 2;
+                    ember_ds **p = ember__realloc(ctx, stack, scap * sizeof *p);
+                    if (!p) {
+                        rc = EMBER_ENOMEM;
+                        break;
+                    }
+                    stack = p;
+                }
+                stack[sp++] = n->parent[i];
+            }
+    }
+    if (rc)
+        ember__err(msg, rc, "out of memory planning stages");
+    /* Ancestors have smaller ids: run in ascending id order. */
+    for (size_t i = 1; !rc && i < ntodo; i++)
+        for (size_t j = i; j > 0 && todo[j - 1]->id > todo[j]->id; j--) {
+            ember_ds *x = todo[j];
+            todo[j] = todo[j - 1];
+            todo[j - 1] = x;
+        }
+    for (size_t i = 0; !rc && i < ntodo; i++) {
+        todo[i]->u.shuffle.done = 0;
+        rc = ember__shuffle_run(todo[i], msg);
+    }
+    ember__free(ctx, seen);
+    ember__free(ctx, stack);
+    ember__free(ctx, todo);
+    return rc;
+}
+
+int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg)
+{
+    return ember__run_parts(ds, 0, ds->nparts, sink, state, msg);
+}
+
+int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
+                     void *state, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    int rc = run_shuffles(ds, msg);
+    if (rc)
+        return rc;
+    long long L = (long long)lo, H = (long long)hi, failed = H;
+    int first_rc = EMBER_OK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (long long p = L; p < H; p++) {
+        long long f;
+#pragma omp atomic read
+        f = failed;
+        if (p > f)
+            continue; /* a lower partition failed: its error is the answer */
+        char local[EMBER_MSG_SIZE] = "";
+        int r = run_partition(ctx, ds, (size_t)p, sink, state, local);
+        if (r) {
+#pragma omp critical(ember_exec_error)
+            if (p < failed) {
+                failed = p;
+                first_rc = r;
+                if (msg)
+                    memcpy(msg, local, EMBER_MSG_SIZE);
+            }
+        }
+    }
+    return first_rc;
+}
+
+/* ---- materializing ---------------------------------------------------------- */
+
+typedef struct {
+    ember_ctx *ctx;
+    ember__buf *parts;
+} mat_state;
+
+static int mat_sink(void *state, size_t part, const void *recs, size_t n,
+                    int last)
+{
+    (void)last;
+    mat_state *m = state;
+    return ember__buf_append(m->ctx, &m->parts[part], recs, n);
+}
+
+int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    *out = NULL;
+    ember__buf *parts = ember__calloc(ctx, ds->nparts ? ds->nparts : 1,
+                                      sizeof *parts);
+    if (!parts)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; p < ds->nparts; p++)
+        parts[p].size = ds->type.size;
+    mat_state m = {ctx, parts};
+    int rc = ember__run(ds, mat_sink, &m, msg);
+    if (rc) {
+        ember__parts_free(ctx, parts, ds->nparts);
+        return rc == EMBER_ENOMEM && msg && !msg[0]
+                   ? ember__err(msg, rc, "out of memory materializing #%llu",
+                                (unsigned long long)ds->id)
+                   : rc;
+    }
+    *out = parts;
+    return EMBER_OK;
+}
+
+void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts)
+{
+    if (!parts)
+        return;
+    for (size_t p = 0; p < nparts; p++)
+        ember__buf_free(ctx, &parts[p]);
+    ember__free(ctx, parts);
+}

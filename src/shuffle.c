@@ -1,0 +1,563 @@
+/* shuffle.c: wide transformations, which end a stage.
+ *
+ * Every wide operation runs the same deterministic shuffle:
+ *   1. the parent's partitions are materialized (join: both parents);
+ *   2. reduce_by_key combines within each input partition first;
+ *   3. each input partition is bucketed by target partition with a stable
+ *      counting sort (hash of the key, a range bound, or the global index);
+ *   4. output partition q gathers its bucket from input 0, 1, 2, ... in
+ *      order, then sorts stably / folds / merges as the operation needs;
+ *   5. outputs go to the block store at MEMORY_AND_DISK (they spill rather
+ *      than vanish) and the node is marked done.
+ * No step looks at the team size, so output is bit-identical for any
+ * thread count. Sorting is a stable merge sort on indices.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- constructors ------------------------------------------------------ */
+
+static int wide(ember_ds **out, ember_ds *in, ember_ds *b,
+                ember__shuffle_kind kind, const ember_type *t,
+                size_t partitions, const char *name, char *msg)
+{
+    size_t P = partitions ? partitions : in->nparts;
+    int rc = ember__ds_new(out, in->ctx, EMBER__SHUFFLE, t, P, in, b, msg);
+    if (rc)
+        return rc;
+    (*out)->u.shuffle.kind = kind;
+    snprintf((*out)->name, sizeof (*out)->name, "%s", name);
+    return EMBER_OK;
+}
+
+static int keyed(ember_ds **out, ember_ds *in, const char *what, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !in)
+        return ember__err(msg, EMBER_EINVAL, "%s: NULL argument", what);
+    return ember__type_check_key(&in->type, what, msg);
+}
+
+int ember_reduce_by_key(ember_ds **out, ember_ds *in, ember_combine_fn fn,
+                        void *arg, size_t partitions, char *msg)
+{
+    int rc = keyed(out, in, "reduce_by_key", msg);
+    if (!rc && !fn && in->type.nfields < 2)
+        rc = ember__err(msg, EMBER_ETYPE,
+                        "reduce_by_key: no function and no value fields to sum");
+    if (!rc)
+        rc = wide(out, in, NULL, EMBER__SH_REDUCE, &in->type, partitions,
+                  "reduce_by_key", msg);
+    if (!rc) {
+        (*out)->u.shuffle.fn = fn;
+        (*out)->u.shuffle.arg = arg;
+    }
+    return rc;
+}
+
+int ember_group_by_key(ember_ds **out, ember_ds *in, size_t partitions,
+                       char *msg)
+{
+    int rc = keyed(out, in, "group_by_key", msg);
+    return rc ? rc : wide(out, in, NULL, EMBER__SH_GROUP, &in->type, partitions,
+                          "group_by_key", msg);
+}
+
+int ember_join(ember_ds **out, ember_ds *a, ember_ds *b, size_t partitions,
+               char *msg)
+{
+    int rc = keyed(out, a, "join", msg);
+    if (!rc)
+        rc = b ? ember__type_check_key(&b->type, "join", msg)
+               : ember__err(msg, EMBER_EINVAL, "join: NULL argument");
+    if (!rc && a->ctx != b->ctx)
+        rc = ember__err(msg, EMBER_EINVAL, "join: datasets of different contexts");
+    if (!rc && a->type.field[0].kind != b->type.field[0].kind)
+        rc = ember__err(msg, EMBER_ETYPE, "join: key types differ: %s and %s",
+                        ember_scalar_name(a->type.field[0].kind),
+                        ember_scalar_name(b->type.field[0].kind));
+    ember_type t;
+    if (!rc)
+        rc = ember__type_concat(&t, &a->type, &b->type, 1, msg);
+    return rc ? rc : wide(out, a, b, EMBER__SH_JOIN, &t, partitions, "join", msg);
+}
+
+int ember_partition_by(ember_ds **out, ember_ds *in, ember_partitioner how,
+                       size_t partitions, char *msg)
+{
+    int rc = keyed(out, in, "partition_by", msg);
+    if (!rc && how != EMBER_HASH && how != EMBER_RANGE)
+        rc = ember__err(msg, EMBER_EINVAL, "partition_by: unknown partitioner %d",
+                        (int)how);
+    return rc ? rc : wide(out, in, NULL,
+                          how == EMBER_HASH ? EMBER__SH_HASH : EMBER__SH_RANGE,
+                          &in->type, partitions,
+                          how == EMBER_HASH ? "partition_by(hash)"
+                                            : "partition_by(range)", msg);
+}
+
+int ember_distinct(ember_ds **out, ember_ds *in, size_t partitions, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !in)
+        return ember__err(msg, EMBER_EINVAL, "distinct: NULL argument");
+    return wide(out, in, NULL, EMBER__SH_DISTINCT, &in->type, partitions,
+                "distinct", msg);
+}
+
+int ember_sort_by_key(ember_ds **out, ember_ds *in, int descending,
+                      size_t partitions, char *msg)
+{
+    int rc = keyed(out, in, "sort_by_key", msg);
+    if (!rc)
+        rc = wide(out, in, NULL, EMBER__SH_SORT, &in->type, partitions,
+                  "sort_by_key", msg);
+    if (!rc)
+        (*out)->u.shuffle.descending = descending != 0;
+    return rc;
+}
+
+int ember_repartition(ember_ds **out, ember_ds *in, size_t partitions,
+                      char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !in || !partitions)
+        return ember__err(msg, EMBER_EINVAL,
+                          "repartition: NULL argument or 0 partitions");
+    return wide(out, in, NULL, EMBER__SH_REPARTITION, &in->type, partitions,
+                "repartition", msg);
+}
+
+size_t ember_next_group(const ember_type *type, const void *records, size_t n,
+                        size_t *pos)
+{
+    if (!type || !pos || *pos >= n)
+        return 0;
+    const unsigned char *r = records;
+    size_t i = *pos, j = i + 1;
+    while (j < n && ember__key_cmp(type, r + i * type->size, r + j * type->size) == 0)
+        j++;
+    *pos = j;
+    return j - i;
+}
+
+/* ---- sorting ------------------------------------------------------------- */
+
+typedef enum { CMP_KEY, CMP_KEY_DESC, CMP_FIELDS } cmp_mode;
+
+static int fields_cmp(const ember_type *t, const unsigned char *a,
+                      const unsigned char *b)
+{
+    for (uint32_t f = 0; f < t->nfields; f++) {
+        const ember_field *x = &t->field[f];
+        int c = memcmp(a + x->offset, b + x->offset,
+                       ember_scalar_size(x->kind) * x->count);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static int rec_cmp(const ember_type *t, cmp_mode m, const unsigned char *a,
+                   const unsigned char *b)
+{
+    if (m == CMP_FIELDS)
+        return fields_cmp(t, a, b);
+    int c = ember__key_cmp(t, a, b);
+    return m == CMP_KEY_DESC ? -c : c;
+}
+
+/* Stable bottom-up merge sort of buf's records; replaces buf->data. */
+static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
+                    cmp_mode m)
+{
+    size_t n = buf->n, size = t->size;
+    if (n < 2)
+        return EMBER_OK;
+    size_t *idx = ember__malloc(ctx, ember__mul(n, sizeof *idx));
+    size_t *tmp = ember__malloc(ctx, ember__mul(n, sizeof *tmp));
+    unsigned char *out = ember__malloc(ctx, ember__mul(n, size));
+    if (!idx || !tmp || !out) {
+        ember__free(ctx, idx);
+        ember__free(ctx, tmp);
+        ember__free(ctx, out);
+        return EMBER_ENOMEM;
+    }
+    const unsigned char *d = buf->data;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = rec_cmp(t, m, d + idx[j] * size, d + idx[i] * size) < 0
+                               ? idx[j++] : idx[i++];
+            while (i < mid)
+                tmp[k++] = idx[i++];
+            while (j < hi)
+                tmp[k++] = idx[j++];
+        }
+        size_t *s = idx;
+        idx = tmp;
+        tmp = s;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * size, d + idx[i] * size, size);
+    ember__free(ctx, idx);
+    ember__free(ctx, tmp);
+    ember__free(ctx, buf->data);
+    buf->data = out;
+    buf->cap = n;
+    return EMBER_OK;
+}
+
+/* ---- per-partition operations ---------------------------------------------- */
+
+/* Sorted records: folds each run of equal keys into its first record. */
+static int fold_runs(ember_ds *ds, ember__buf *b, char *msg)
+{
+    const ember_type *t = &ds->type;
+    size_t size = t->size, out = 0, pos = 0, len;
+    while ((len = ember_next_group(t, b->data, b->n, &pos))) {
+        unsigned char *first = b->data + (pos - len) * size;
+        unsigned char *acc = b->data + out * size;
+        if (acc != first)
+            memmove(acc, first, size);
+        if (len > 1) {
+            if (!ds->u.shuffle.fn)
+                ember__sum_records(t, first + size, len - 1, acc, 1);
+            else if (ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg))
+                return ember__err(msg, EMBER_EUSER,
+                                  "reduce_by_key #%llu: combine function failed",
+                                  (unsigned long long)ds->id);
+        }
+        out++;
+    }
+    b->n = out;
+    return EMBER_OK;
+}
+
+static int dedupe(ember_ds *ds, ember__buf *b)
+{
+    size_t size = ds->type.size, out = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        unsigned char *r = b->data + i * size;
+        if (out && fields_cmp(&ds->type, b->data + (out - 1) * size, r) == 0)
+            continue;
+        if (out != i)
+            memcpy(b->data + out * size, r, size);
+        out++;
+    }
+    b->n = out;
+    return EMBER_OK;
+}
+
+/* Merge join of two key-sorted buffers into out. */
+static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta,
+                      const ember__buf *a, const ember_type *tb,
+                      const ember__buf *b, ember__buf *out)
+{
+    size_t i = 0, j = 0;
+    unsigned char *rec = ember__calloc(ctx, 1, to->size);
+    if (!rec)
+        return EMBER_ENOMEM;
+    int rc = EMBER_OK;
+    while (!rc && i < a->n && j < b->n) {
+        const unsigned char *ra = a->data + i * ta->size, *rb = b->data + j * tb->size;
+        int c = ember__key_cmp(ta, ra, rb);
+        if (c) {
+            c < 0 ? i++ : j++;
+            continue;
+        }
+        size_t ja = j, jb = j;
+        while (jb < b->n && ember__key_cmp(ta, ra, b->data + jb * tb->size) == 0)
+            jb++;
+        for (; !rc && i < a->n && ember__key_cmp(ta, a->data + i * ta->size, ra) == 0; i++)
+            for (size_t k = ja; !rc && k < jb; k++) {
+                memcpy(rec, a->data + i * ta->size, ta->size < to->size ? ta->size : to->size);
+                for (uint32_t f = 1; f < tb->nfields; f++)
+                    memcpy(rec + to->field[ta->nfields + f - 1].offset,
+                           b->data + k * tb->size + tb->field[f].offset,
+                           ember_scalar_size(tb->field[f].kind) * tb->field[f].count);
+                rc = ember__buf_append(ctx, out, rec, 1);
+            }
+        j = jb;
+    }
+    ember__free(ctx, rec);
+    return rc;
+}
+
+/* ---- the shuffle ------------------------------------------------------------------- */
+
+typedef struct {
+    ember_ds *ds;
+    ember_ds *src;          /* the parent being bucketed */
+    ember__buf *in;         /* its materialized partitions */
+    size_t P, Q;
+    size_t **start;         /* start[p][q]: first record of bucket q in in[p] */
+    ember__buf bounds;      /* range bounds: Q - 1 records */
+    size_t total;           /* repartition: records in all */
+    size_t *base;           /* repartition: global index of in[p]'s first */
+} shuffle_side;
+
+static size_t range_target(const shuffle_side *s, const unsigned char *r)
+{
+    const ember_type *t = &s->src->type;
+    int desc = s->ds->u.shuffle.descending;
+    size_t lo = 0, hi = s->bounds.n;
+    while (lo < hi) { /* first bound the record sorts before */
+        size_t mid = (lo + hi) / 2;
+        int c = ember__key_cmp(t, s->bounds.data + mid * t->size, r);
+        if (desc ? c < 0 : c > 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static uint64_t fields_hash(const ember_type *t, const unsigned char *r)
+{
+    uint64_t h = 0x243f6a8885a308d3ULL;
+    for (uint32_t f = 0; f < t->nfields; f++) {
+        size_t bytes = ember_scalar_size(t->field[f].kind) * t->field[f].count;
+        for (size_t o = 0; o < bytes; o += 4) {
+            uint32_t w = 0;
+            memcpy(&w, r + t->field[f].offset + o, bytes - o < 4 ? bytes - o : 4);
+            h = ember__hash64(h ^ w);
+        }
+    }
+    return h;
+}
+
+static size_t target(const shuffle_side *s, size_t p, size_t i)
+{
+    const ember_type *t = &s->src->type;
+    const unsigned char *r = s->in[p].data + i * t->size;
+    switch (s->ds->u.shuffle.kind) {
+    case EMBER__SH_RANGE:
+    case EMBER__SH_SORT:
+        return range_target(s, r);
+    case EMBER__SH_DISTINCT:
+        return fields_hash(t, r) % s->Q;
+    case EMBER__SH_REPARTITION:
+        return (size_t)(((unsigned __int128)(s->base[p] + i) * s->Q) / s->total);
+    default:
+        return ember__key_hash(t, r) % s->Q;
+    }
+}
+
+/* Stable counting sort of in[p] by target partition. */
+static int bucket(ember_ctx *ctx, shuffle_side *s, size_t p)
+{
+    size_t n = s->in[p].n, size = s->src->type.size, Q = s->Q;
+    size_t *tq = ember__malloc(ctx, ember__mul(n, sizeof *tq));
+    size_t *st = ember__calloc(ctx, Q + 1, sizeof *st);
+    unsigned char *out = ember__malloc(ctx, ember__mul(n, size));
+    if (!tq || !st || !out) {
+        ember__free(ctx, tq);
+        ember__free(ctx, st);
+        ember__free(ctx, out);
+        return EMBER_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        st[(tq[i] = target(s, p, i)) + 1]++;
+    for (size_t q = 0; q < Q; q++)
+        st[q + 1] += st[q];
+    size_t *fill = tq; /* reuse: position per record, computed in order */
+    size_t *next = ember__malloc(ctx, ember__mul(Q, sizeof *next));
+    if (!next) {
+        ember__free(ctx, tq);
+        ember__free(ctx, st);
+        ember__free(ctx, out);
+        return EMBER_ENOMEM;
+    }
+    memcpy(next, st, Q * sizeof *next);
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + (next[fill[i]]++) * size, s->in[p].data + i * size, size);
+    ember__free(ctx, next);
+    ember__free(ctx, tq);
+    ember__free(ctx, s->in[p].data);
+    s->in[p].data = out;
+    s->in[p].cap = n;
+    s->start[p] = st;
+    return EMBER_OK;
+}
+
+/* Range bounds from a deterministic sample: every k-th record. */
+static int range_bounds(ember_ctx *ctx, shuffle_side *s)
+{
+    const ember_type *t = &s->src->type;
+    ember__buf sample = {NULL, 0, 0, t->size};
+    size_t total = 0;
+    for (size_t p = 0; p < s->P; p++)
+        total += s->in[p].n;
+    size_t want = 64 * s->Q, step = total / want ? total / want : 1;
+    int rc = EMBER_OK;
+    for (size_t p = 0; !rc && p < s->P; p++)
+        for (size_t i = 0; !rc && i < s->in[p].n; i += step)
+            rc = ember__buf_append(ctx, &sample, s->in[p].data + i * t->size, 1);
+    if (!rc)
+        rc = sort_buf(ctx, &sample, t,
+                      s->ds->u.shuffle.descending ? CMP_KEY_DESC : CMP_KEY);
+    s->bounds.size = t->size;
+    for (size_t q = 1; !rc && q < s->Q && sample.n; q++)
+        rc = ember__buf_append(ctx, &s->bounds,
+                               sample.data + (sample.n * q / s->Q) * t->size, 1);
+    ember__buf_free(ctx, &sample);
+    return rc;
+}
+
+static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
+                        char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    memset(s, 0, sizeof *s);
+    s->ds = ds;
+    s->src = src;
+    s->P = src->nparts;
+    s->Q = ds->nparts;
+    int rc = ember__materialize(src, &s->in, msg);
+    if (rc)
+        return rc;
+    s->start = ember__calloc(ctx, s->P + 1, sizeof *s->start);
+    s->base = ember__calloc(ctx, s->P + 1, sizeof *s->base);
+    if (!s->start || !s->base)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+    for (size_t p = 0; p < s->P; p++) {
+        s->base[p] = s->total;
+        s->total += s->in[p].n;
+    }
+    ember__shuffle_kind k = ds->u.shuffle.kind;
+    if ((k == EMBER__SH_RANGE || k == EMBER__SH_SORT) &&
+        (rc = range_bounds(ctx, s)))
+        return ember__err(msg, rc, "out of memory sampling range bounds");
+    long long P = (long long)s->P;
+    int first = EMBER_OK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (long long p = 0; p < P; p++) {
+        int r = EMBER_OK;
+        if (k == EMBER__SH_REDUCE) {
+            r = sort_buf(ctx, &s->in[p], &src->type, CMP_KEY);
+            if (!r)
+                r = fold_runs(ds, &s->in[p], NULL);
+        }
+        if (!r)
+            r = bucket(ctx, s, (size_t)p);
+        if (r) {
+#pragma omp critical(ember_shuffle_error)
+            if (!first)
+                first = r;
+        }
+    }
+    return first ? ember__err(msg, first, "shuffle #%llu failed: %s",
+                              (unsigned long long)ds->id, ember_strerror(first))
+                 : EMBER_OK;
+}
+
+static void side_free(ember_ctx *ctx, shuffle_side *s)
+{
+    ember__parts_free(ctx, s->in, s->P);
+    for (size_t p = 0; s->start && p < s->P; p++)
+        ember__free(ctx, s->start[p]);
+    ember__free(ctx, s->start);
+    ember__free(ctx, s->base);
+    ember__buf_free(ctx, &s->bounds);
+}
+
+/* Bucket q of every input partition, in partition order. */
+static int gather(ember_ctx *ctx, const shuffle_side *s, size_t q,
+                  ember__buf *out)
+{
+    size_t size = s->src->type.size;
+    out->size = size;
+    for (size_t p = 0; p < s->P; p++) {
+        const size_t *st = s->start[p];
+        int rc = ember__buf_append(ctx, out, s->in[p].data + st[q] * size,
+                                   st[q + 1] - st[q]);
+        if (rc)
+            return rc;
+    }
+    return EMBER_OK;
+}
+
+static int reduce_side(ember_ds *ds, shuffle_side *sides, size_t q, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    ember__buf a = {0}, b = {0}, j = {NULL, 0, 0, ds->type.size};
+    ember__buf *res = &a;
+    int rc = gather(ctx, &sides[0], q, &a);
+    switch (ds->u.shuffle.kind) {
+    case EMBER__SH_REDUCE:
+        if (!rc && !(rc = sort_buf(ctx, &a, &ds->type, CMP_KEY)))
+            rc = fold_runs(ds, &a, msg);
+        break;
+    case EMBER__SH_GROUP:
+    case EMBER__SH_SORT:
+        if (!rc)
+            rc = sort_buf(ctx, &a, &ds->type,
+                          ds->u.shuffle.descending ? CMP_KEY_DESC : CMP_KEY);
+        break;
+    case EMBER__SH_DISTINCT:
+        if (!rc && !(rc = sort_buf(ctx, &a, &ds->type, CMP_FIELDS)))
+            rc = dedupe(ds, &a);
+        break;
+    case EMBER__SH_JOIN:
+        if (!rc)
+            rc = gather(ctx, &sides[1], q, &b);
+        if (!rc && !(rc = sort_buf(ctx, &a, &sides[0].src->type, CMP_KEY)) &&
+            !(rc = sort_buf(ctx, &b, &sides[1].src->type, CMP_KEY)))
+            rc = merge_join(ctx, &ds->type, &sides[0].src->type, &a,
+                            &sides[1].src->type, &b, &j);
+        res = &j;
+        break;
+    default:
+        break;
+    }
+    if (!rc) {
+        rc = ember__store_put(ctx, ds->id, q, res->data, res->n, ds->type.size,
+                              EMBER_MEMORY_AND_DISK, msg);
+        res->data = NULL;
+    }
+    ember__buf_free(ctx, &a);
+    ember__buf_free(ctx, &b);
+    ember__buf_free(ctx, &j);
+    return rc == EMBER_ENOMEM && msg && !msg[0]
+               ? ember__err(msg, rc, "out of memory in shuffle #%llu",
+                            (unsigned long long)ds->id)
+               : rc;
+}
+
+int ember__shuffle_run(ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    shuffle_side sides[2];
+    memset(sides, 0, sizeof sides);
+    int nsides = ds->u.shuffle.kind == EMBER__SH_JOIN ? 2 : 1;
+    int rc = EMBER_OK;
+    for (int i = 0; !rc && i < nsides; i++)
+        rc = side_prepare(&sides[i], ds, ds->parent[i], msg);
+    ember__store_drop(ctx, ds->id);
+    long long Q = rc ? 0 : (long long)ds->nparts, failed = Q;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (long long q = 0; q < Q; q++) {
+        char local[EMBER_MSG_SIZE] = "";
+        int r = reduce_side(ds, sides, (size_t)q, local);
+        if (r) {
+#pragma omp critical(ember_shuffle_error)
+            if (q < failed) {
+                failed = q;
+                rc = r;
+                if (msg)
+                    memcpy(msg, local, EMBER_MSG_SIZE);
+            }
+        }
+    }
+    for (int i = 0; i < nsides; i++)
+        side_free(ctx, &sides[i]);
+    if (!rc)
+        ds->u.shuffle.done = 1;
+    return rc;
+}
