@@ -457,4 +457,6 @@ int ember_lineage_dot(const ember_ds *ds, char **out);
 }
 #endif
 
+#include "ember/loop.h"
+
 #endif /* EMBER_H */

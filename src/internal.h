@@ -303,6 +303,102 @@ int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
 int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
                      char *msg);
 
+/* ---- checkpoint files (ckptfile.c) ------------------------------------------ */
+
+/* One checkpoint = one HDF5 file (layout: docs/checkpoint-format.md):
+ * root attributes, /datasets/<name> (records, with partition_offsets,
+ * ember_type and lineage attributes), /scalars/<name> (1-D numeric arrays,
+ * scalars are length 1), /blobs/<name> (u8). Everything chunked with
+ * Fletcher32. A writer builds NAME.tmp and commits it atomically; HDF5 file
+ * locking is off. All HDF5 calls happen under ember__h5_lock. */
+typedef struct {
+    const char *kind;        /* "loop" or "dataset" */
+    const char *program;
+    const char *parameters;
+    const char *signature;   /* "name: type" lines of the state bound */
+    const char *lineage;     /* free text, may be NULL */
+    uint64_t iteration;
+    uint64_t fingerprint;
+    int deflate;             /* 0, or 1..9 */
+} ember__ck_meta;
+
+/* What a reader finds in a file's root attributes (fixed buffers; longer
+ * values are cut). */
+typedef struct {
+    int64_t format_version;
+    char kind[16];
+    char ember_version[32];
+    char program[256];
+    char parameters[8192];
+    char signature[8192];
+    char created[64];
+    char lineage[16384];
+    uint64_t iteration;
+    uint64_t fingerprint;
+    int64_t threads;
+} ember__ck_info;
+
+typedef struct ember__ckw ember__ckw;
+/* Starts <dir>/<name>.tmp (dir must exist). */
+int ember__ckw_begin(ember_ctx *ctx, ember__ckw **w, const char *dir,
+                     const char *name, const ember__ck_meta *meta, char *msg);
+/* Computes ds partition window by window and writes /datasets/<name>. */
+int ember__ckw_dataset(ember__ckw *w, const char *name, ember_ds *ds,
+                       char *msg);
+/* Writes already materialized partitions as /datasets/<name>. */
+int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
+                     const ember__buf *parts, size_t nparts, char *msg);
+/* /scalars/<name>: n numbers of one kind (n >= 1). */
+int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
+                       const void *data, size_t n, char *msg);
+/* /blobs/<name>: opaque bytes. */
+int ember__ckw_blob(ember__ckw *w, const char *name, const void *data,
+                    size_t size, char *msg);
+/* Closes, fsyncs, renames NAME.tmp to NAME, fsyncs the directory. On any
+ * failure the .tmp is removed and nothing else changes. Frees *w. *bytes
+ * (may be NULL) gets the file size; *path_out (may be NULL, >= 1024 bytes)
+ * the final path. */
+int ember__ckw_commit(ember__ckw **w, uint64_t *bytes, char *path_out,
+                      char *msg);
+/* Abandons a write: removes the .tmp. Accepts NULL. */
+void ember__ckw_abort(ember__ckw **w);
+
+typedef struct ember__ckr ember__ckr;
+/* Opens a checkpoint for reading and reads its root attributes. A file
+ * that is not HDF5, truncated, or lacks the attributes is EMBER_ECORRUPT;
+ * a newer format_version is EMBER_EFORMAT. */
+int ember__ckr_open(ember_ctx *ctx, ember__ckr **r, const char *path,
+                    char *msg);
+const ember__ck_info *ember__ckr_info(const ember__ckr *r);
+/* Reads every dataset in the file once, so checksums are checked. */
+int ember__ckr_verify(ember__ckr *r, char *msg);
+/* Names in "/datasets", "/scalars" or "/blobs", as one ctx-allocated
+ * array of EMBER_NAME_SIZE-byte strings. */
+int ember__ckr_list(ember__ckr *r, const char *group, char **names,
+                    size_t *n, char *msg);
+/* A dataset with its type and partition offsets (ctx allocations). */
+int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
+                       void **data, size_t *n, uint64_t **offsets,
+                       size_t *nparts, char *msg);
+/* Reads records [lo, lo + n) of a dataset into buf (type's size each). */
+int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
+                     uint64_t lo, size_t n, void *buf, char *msg);
+/* /scalars/<name> into n numbers of kind (the stored count must be n). */
+int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
+                       void *data, size_t n, char *msg);
+/* /blobs/<name> into size bytes (the stored size must be size). */
+int ember__ckr_blob(ember__ckr *r, const char *name, void *data, size_t size,
+                    char *msg);
+void ember__ckr_close(ember__ckr **r);
+
+/* ---- dataset checkpoints (checkpoint.c) ---------------------------------------- */
+
+/* After an action on ds: writes every marked ancestor whose partitions are
+ * all captured or stored, and truncates its lineage. */
+int ember__checkpoint_pending(ember_ds *ds, char *msg);
+/* Replaces ds's lineage by stored partitions (local) or a file (path). */
+void ember__truncate(ember_ds *ds, char *path, uint64_t *offsets);
+
 /* ---- text sources (text.c) --------------------------------------------------- */
 
 /* Loads a whole file into a ctx allocation (NUL-terminated). */

@@ -1,0 +1,140 @@
+/* ember/loop.h: dataset checkpoints and the resumable iteration loop.
+ * Included by ember.h; not meant to be included alone.
+ *
+ * Checkpoint files are HDF5, one file per checkpoint, written as NAME.tmp,
+ * flushed, closed, fsync'd, renamed into place and the directory fsync'd:
+ * a reader never sees half a file. Data carries Fletcher32 checksums and a
+ * file that fails verification is skipped for the previous good one. The
+ * layout is specified in docs/checkpoint-format.md. HDF5's own file locking
+ * is turned off for these files (it fails on NFS and Lustre); the loop
+ * instead holds an fcntl lock on its directory.
+ */
+#ifndef EMBER_LOOP_H
+#define EMBER_LOOP_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of the checkpoint file layout this library writes. */
+#define EMBER_CHECKPOINT_FORMAT 1
+
+/* The exit status of a program that checkpointed for a signal or a
+ * deadline and can be resumed (EX_TEMPFAIL): a batch script requeues. */
+#define EMBER_EXIT_RESUMABLE 75
+
+/* ---- dataset checkpoints ------------------------------------------------ */
+
+/* Marks ds (lazy, like Spark's checkpoint()): the next action that computes
+ * all of ds writes it to "<checkpoint dir>/ds-<id>-<name>.h5" while
+ * computing it, once, and from then on ds's lineage is a read of that file.
+ * A persisted ds whose partitions are stored is written from the store. */
+int ember_checkpoint(ember_ds *ds, char *msg);
+/* Writes ds now (runs a job) and truncates its lineage. */
+int ember_checkpoint_eager(ember_ds *ds, char *msg);
+/* Truncates ds's lineage into the block store, with no file: it is
+ * computed now and kept at MEMORY_AND_DISK (it spills, never vanishes). */
+int ember_local_checkpoint(ember_ds *ds, char *msg);
+/* 1 when ds's lineage has been replaced by a checkpoint (file or local). */
+int ember_is_checkpointed(const ember_ds *ds);
+/* The checkpoint file of ds, or NULL (not written, or local). */
+const char *ember_checkpoint_path(const ember_ds *ds);
+/* Opens a dataset from a checkpoint file, in any process. name NULL picks
+ * the only dataset in the file. Verifies checksums as it reads. */
+int ember_read_checkpoint(ember_ds **out, ember_ctx *ctx, const char *path,
+                          const char *name, char *msg);
+
+/* ---- the loop ------------------------------------------------------------- */
+
+typedef struct ember_loop ember_loop;
+
+typedef enum {
+    EMBER_RESUME_AUTO = 0,    /* newest good checkpoint, else start fresh */
+    EMBER_RESUME_NEVER = 1,   /* start fresh (old checkpoints are kept until
+                                 newer ones commit) */
+    EMBER_RESUME_REQUIRE = 2  /* a good checkpoint must exist */
+} ember_resume;
+
+typedef struct {
+    const char *dir;          /* checkpoint directory; NULL: the context's.
+                                 NULL there too: the loop never checkpoints */
+    const char *program;      /* recorded and checked on resume */
+    const char *parameters;   /* "name=value" lines; recorded and checked */
+    uint64_t every;           /* checkpoint every N iterations (0: off) */
+    double seconds;           /* ... every T seconds (0: off) */
+    size_t max_depth;         /* ... when a bound dataset's lineage depth
+                                 reaches D (0: off) */
+    double mtbf;              /* auto: every sqrt(2 C MTBF) seconds, C the
+                                 measured checkpoint cost (0: off) */
+    int keep;                 /* checkpoints kept (0: 2) */
+    ember_resume resume;
+    int force_resume;         /* resume although program or parameters
+                                 differ, as long as the state types match */
+    double deadline;          /* wall-clock time (seconds since the epoch)
+                                 by which the run must have stopped (0: none) */
+    int no_signals;           /* do not catch SIGTERM, SIGINT and SIGUSR1 */
+    int deflate;              /* 0: none, 1..9: shuffle + deflate */
+    int quiet;                /* no warnings on stderr (they still go to
+                                 the message of ember_loop_next) */
+} ember_loop_opts;
+
+typedef struct {
+    uint64_t checkpoints;      /* written by this process */
+    uint64_t last_bytes;       /* size of the last file written */
+    uint64_t total_bytes;
+    double checkpoint_seconds; /* total time spent writing */
+    double last_seconds;
+    uint64_t restored_from;    /* iteration restored (when restored) */
+    int restored;              /* 1 when state came from a checkpoint */
+    int last_was_checkpoint;   /* the last ember_loop_next wrote one */
+    char last_path[1024];
+} ember_loop_stats;
+
+/* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid
+ * when another live process has it; a dead holder's lock is free), sweeps
+ * stray .tmp files, and installs the signal handlers. */
+int ember_loop_create(ember_loop **out, ember_ctx *ctx,
+                      const ember_loop_opts *opts, char *msg);
+/* Releases the lock and restores signal handlers. Accepts NULL. */
+void ember_loop_destroy(ember_loop **loop);
+
+/* State bound under names. The loop reads the bound variables when it
+ * checkpoints and writes them when it restores, so they must stay valid for
+ * the loop's life. A bound dataset handle is replaced on restore (the old
+ * handle is freed) and, when checkpointed, its lineage is truncated. */
+int ember_loop_bind_ds(ember_loop *loop, const char *name, ember_ds **ds);
+int ember_loop_bind_i64(ember_loop *loop, const char *name, int64_t *v);
+int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v);
+/* A caller array of n scalars of one kind (n fixed for the run). */
+int ember_loop_bind_array(ember_loop *loop, const char *name,
+                          ember_scalar kind, void *data, size_t n);
+/* Opaque bytes (RNG state, counters). */
+int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
+                         size_t size);
+
+/* Call at the top of every iteration. The first call restores the newest
+ * checkpoint that verifies (a bad one is skipped with a warning naming it)
+ * and sets *iteration to the number of iterations already done. Later calls
+ * count the previous iteration as done, checkpoint when the policy says so,
+ * and then:
+ *   EMBER_OK           run iteration *iteration;
+ *   EMBER_INTERRUPTED  a signal arrived or the deadline is near: a
+ *                      checkpoint was written; exit EMBER_EXIT_RESUMABLE;
+ *   < 0                an error (message in msg).
+ * A fingerprint mismatch on restore is EMBER_EMISMATCH, the message listing
+ * what differs. */
+int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
+/* Counts the last iteration as done and writes a final checkpoint (when the
+ * loop has a directory), so a finished run restarted does no work again. */
+int ember_loop_finish(ember_loop *loop, char *msg);
+/* Writes a checkpoint now, of the iterations done so far. */
+int ember_loop_checkpoint(ember_loop *loop, char *msg);
+void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);
+/* 1 when a termination signal has been caught by this loop. */
+int ember_loop_signalled(const ember_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_LOOP_H */
