@@ -77,6 +77,7 @@ static void destroy_node(ember_ds *ds)
     if (ds->op == EMBER__ARRAY) {
         ember__free(ctx, ds->u.array.owned);
         ember__free(ctx, ds->u.array.keep);
+        ember__free(ctx, ds->u.array.offsets);
     }
     ember__free(ctx, ds->uses);
     ember__free(ctx, ds->stored_once);
@@ -241,6 +242,41 @@ int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
     ds->u.array.keep_size = keep_size;
     snprintf(ds->name, sizeof ds->name, "%s", name ? name : "array");
     return EMBER_OK;
+}
+
+int ember__array_source_offsets(ember_ds **out, ember_ctx *ctx,
+                                const ember_type *t, void *records, size_t n,
+                                uint64_t *offsets, size_t nparts,
+                                const char *name, char *msg)
+{
+    int ok = nparts > 0 && offsets[0] == 0 && offsets[nparts] == n;
+    for (size_t p = 0; ok && p < nparts; p++)
+        ok = offsets[p] <= offsets[p + 1];
+    if (!ok) {
+        ember__free(ctx, records);
+        ember__free(ctx, offsets);
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s: partition offsets do not cover %zu records",
+                          name ? name : "array", n);
+    }
+    int rc = ember__array_source(out, ctx, t, records, n, nparts, NULL, 0, name,
+                                 msg);
+    if (rc)
+        ember__free(ctx, offsets);
+    else
+        (*out)->u.array.offsets = offsets;
+    return rc;
+}
+
+void ember__array_bounds(const ember_ds *ds, size_t p, size_t *lo, size_t *hi)
+{
+    if (ds->u.array.offsets) {
+        *lo = (size_t)ds->u.array.offsets[p];
+        *hi = (size_t)ds->u.array.offsets[p + 1];
+    } else {
+        *lo = ember__part_lo(ds->u.array.n, ds->nparts, p);
+        *hi = ember__part_lo(ds->u.array.n, ds->nparts, p + 1);
+    }
 }
 
 int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,

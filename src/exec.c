@@ -415,8 +415,8 @@ static int emit_root(task *t, ember_ds *root, size_t q)
         return feed(t, 0, t->root_view.data, t->root_view.n, root->type.size);
     if (root->op == EMBER__RANGE)
         return emit_range(t, root, q);
-    size_t lo = ember__part_lo(root->u.array.n, root->nparts, q);
-    size_t hi = ember__part_lo(root->u.array.n, root->nparts, q + 1);
+    size_t lo, hi;
+    ember__array_bounds(root, q, &lo, &hi);
     return feed(t, 0, root->u.array.data + lo * root->type.size, hi - lo,
                 root->type.size);
 }

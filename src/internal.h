@@ -132,6 +132,8 @@ struct ember_ds {
             void *owned;   /* freed with the dataset (records or NULL) */
             void *keep;    /* an extra buffer freed with it (text) */
             size_t keep_size;
+            uint64_t *offsets; /* nparts + 1 partition starts, or NULL for
+                                  an even split; owned */
         } array;
         struct {
             void *fn;      /* ember_map_fn / filter_fn / emit_fn */
@@ -177,6 +179,16 @@ int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
 int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
                         void *records, size_t n, size_t partitions, void *keep,
                         size_t keep_size, const char *name, char *msg);
+/* The same with given partition boundaries (offsets: nparts + 1 entries,
+ * from 0 to n, non-decreasing; taken over like records). A restored
+ * checkpoint keeps the partitioning it was written with, so results after a
+ * resume are bit-identical. */
+int ember__array_source_offsets(ember_ds **out, ember_ctx *ctx,
+                                const ember_type *t, void *records, size_t n,
+                                uint64_t *offsets, size_t nparts,
+                                const char *name, char *msg);
+/* Bounds of partition p of an array source. */
+void ember__array_bounds(const ember_ds *ds, size_t p, size_t *lo, size_t *hi);
 void ember__ds_unref(ember_ds *ds);
 /* ctx_destroy: frees every dataset and broadcast without following
  * references (everything goes). */
