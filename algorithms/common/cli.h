@@ -1,0 +1,214 @@
+/* cli.h: the command line every ember algorithm program shares (issue 4).
+ *
+ * One parser (getopt_long) for the common flags plus a table of the
+ * program's own options, strict numbers with range checks, and the pieces
+ * around an iterative run: the context and loop made from the flags, the
+ * metrics JSON-lines file, the progress line on stderr, and exit codes.
+ *
+ * A program's main reads like this:
+ *
+ *     static double damping = 0.85;
+ *     static const ember_cli_opt extra[] = {
+ *         {"damping", EMBER_CLI_F64, &damping, 0, 1, EMBER_CLI_OPEN_MAX |
+ *          EMBER_CLI_FINGERPRINT, NULL, "D", "damping factor (default 0.85)"},
+ *         {0}};
+ *     static const ember_cli_program prog = {
+ *         .name = "ember-pagerank", .summary = "PageRank ...",
+ *         .extra = extra, .default_iterations = 100,
+ *         .default_tolerance = 1e-6, .value_name = "residual",
+ *         .examples = "  ember-pagerank --input g.el --output r.h5\n"};
+ *     ember_cli cli;
+ *     int rc = ember_cli_parse(&cli, &prog, argc, argv);
+ *     if (rc != EMBER_CLI_RUN)
+ *         return rc;                       (--help, --version, bad usage)
+ *     ... ember_cli_ctx(), load input, ember_cli_loop(), bind state ...
+ *     rc = ember_cli_iterate(&cli, loop, step, &state, msg);
+ *     ... write output ...
+ *     return ember_cli_exit(&cli, rc, msg);
+ *
+ * Exit codes (stable, scripts depend on them): 0 done; 2 bad usage or bad
+ * input (the message names the file, the line and the problem); 75
+ * (EMBER_EXIT_RESUMABLE) checkpointed after a signal or deadline, run the
+ * same command again to resume; 1 anything else.
+ *
+ * Not thread-safe; everything here runs on the program's main thread. The
+ * parser keeps pointers into argv (argv outlives the run).
+ */
+#ifndef EMBER_CLI_H
+#define EMBER_CLI_H
+
+#include <ember.h>
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define EMBER_EXIT_OK 0
+#define EMBER_EXIT_FAILURE 1
+#define EMBER_EXIT_USAGE 2
+/* EMBER_EXIT_RESUMABLE (75) comes from ember/loop.h. */
+
+/* ember_cli_parse's "go on" result: any other value is an exit status. */
+#define EMBER_CLI_RUN (-1)
+
+/* ---- the program's own options ------------------------------------------ */
+
+typedef enum {
+    EMBER_CLI_FLAG = 1,   /* no argument; dest is int*, set to 1 */
+    EMBER_CLI_I64 = 2,    /* dest is int64_t* */
+    EMBER_CLI_U64 = 3,    /* dest is uint64_t* (a leading '-' is refused) */
+    EMBER_CLI_F64 = 4,    /* dest is double* (finite only: no nan, inf) */
+    EMBER_CLI_STR = 5,    /* dest is const char** (points into argv) */
+    EMBER_CLI_CHOICE = 6  /* dest is int*: index into choices "a|b|c" */
+} ember_cli_kind;
+
+/* Option flags. */
+#define EMBER_CLI_RANGE 1u       /* check min <= v <= max */
+#define EMBER_CLI_OPEN_MAX 2u    /* ... and v < max instead (implies RANGE) */
+#define EMBER_CLI_OPEN_MIN 4u    /* ... and v > min instead (implies RANGE) */
+#define EMBER_CLI_FINGERPRINT 8u /* the value changes results: it goes in
+                                    the loop's parameters, so a resume with
+                                    another value is refused */
+#define EMBER_CLI_REQUIRED 16u   /* must be given */
+
+typedef struct {
+    const char *name;     /* long name without "--"; NULL ends the table */
+    ember_cli_kind kind;
+    void *dest;           /* holds the default on entry; see the kinds */
+    double min, max;      /* numeric range, with EMBER_CLI_RANGE etc. */
+    unsigned flags;
+    const char *choices;  /* EMBER_CLI_CHOICE: "random|kmeans++" */
+    const char *metavar;  /* "D" in "--damping D"; NULL: "VALUE" */
+    const char *help;     /* one line for --help */
+} ember_cli_opt;
+
+/* Groups of common flags a program can leave out (tools have no loop). */
+#define EMBER_CLI_NO_LOOP 1u   /* --iterations --tolerance --checkpoint-*
+                                  --keep --resume --metrics --verify */
+#define EMBER_CLI_NO_INPUT 2u  /* --input */
+#define EMBER_CLI_NO_OUTPUT 4u /* --output */
+
+/* Common values that go in the loop's parameters besides the program's
+ * EMBER_CLI_FINGERPRINT options. The input path and --partitions always
+ * do (the partitioning decides the order of floating-point reductions). */
+#define EMBER_CLI_FP_SEED 1u
+#define EMBER_CLI_FP_TOLERANCE 2u
+
+typedef struct {
+    const char *name;        /* "ember-pagerank": messages, --version, the
+                                checkpoint's program attribute */
+    const char *summary;     /* one paragraph for --help */
+    const char *usage;       /* after the name: "--input FILE [options]";
+                                NULL: "[options]" */
+    const char *examples;    /* lines for --help, each "  ember-... \n" */
+    const ember_cli_opt *extra; /* the program's options, or NULL */
+    unsigned omit;           /* EMBER_CLI_NO_* */
+    unsigned fingerprint;    /* EMBER_CLI_FP_* */
+    uint64_t default_iterations;
+    double default_tolerance;
+    const char *value_name;  /* what a step reports: "residual", "inertia" */
+    int max_positional;      /* arguments after the options (0: none) */
+} ember_cli_program;
+
+/* ---- the parsed command line ------------------------------------------- */
+
+typedef struct {
+    const ember_cli_program *prog;
+    const char *input;       /* NULL when not given */
+    const char *output;
+    uint64_t iterations;
+    double tolerance;
+    int threads;             /* 0: OMP_NUM_THREADS or all cores */
+    size_t partitions;       /* 0: from the data */
+    const char *checkpoint_dir; /* NULL: no checkpoints */
+    uint64_t checkpoint_every;  /* 0: off */
+    double checkpoint_seconds;  /* 0: off */
+    int keep;                /* checkpoints kept (0: the loop's default, 2) */
+    ember_resume resume;
+    uint64_t seed;           /* default 42 */
+    const char *metrics;     /* NULL: no metrics file */
+    int quiet;
+    int verify;
+    int seed_set;            /* 1 when the flag was given */
+    int iterations_set;
+    int tolerance_set;
+    char **args;             /* positional arguments (into argv) */
+    int nargs;
+
+    /* Filled by ember_cli_iterate, read by the program afterwards. */
+    uint64_t iterations_done; /* the loop's count, restored ones included */
+    double value;             /* the last step's residual / inertia */
+    int64_t converged;        /* 1 when a step returned EMBER_DONE */
+    double load_seconds;      /* set by the program (ember_cli_now()) */
+    double compute_seconds;   /* iterations only, checkpoint writes excluded */
+    double checkpoint_seconds;
+} ember_cli;
+
+/* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
+ * return: 0 after --help or --version (printed on stdout), 2 after a usage
+ * error (printed on stderr, naming the flag and the value). Defaults come
+ * from the program and, for extra options, from *dest on entry. */
+int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
+                    char **argv);
+
+/* Prints --help for prog on f. */
+void ember_cli_usage(const ember_cli_program *prog, FILE *f);
+
+/* Prints "<name>: <fmt ...>" on stderr and returns EMBER_EXIT_USAGE. */
+int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The canonical "name=value\n" lines of every value that changes results:
+ * program, input, partitions, the EMBER_CLI_FINGERPRINT options, and the
+ * EMBER_CLI_FP_* ones. Written into buf (always terminated); EMBER_ERANGE
+ * when it does not fit. */
+int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size);
+
+/* A context with --threads (and nothing else set: defaults). */
+int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);
+
+/* A loop from the flags: --checkpoint-dir (created if missing; without it
+ * the loop never checkpoints), --checkpoint-every, --checkpoint-seconds,
+ * --keep, --resume, program name and ember_cli_parameters(). With a
+ * directory but neither policy flag, it checkpoints every 60 seconds.
+ * It also binds the scalars "cli_value" and "cli_converged" that
+ * ember_cli_iterate keeps, so a resumed run knows it had converged. The
+ * program binds its own state after this call. */
+int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli,
+                   char *msg);
+
+/* One iteration: computes iteration `iteration` (0-based) and reports its
+ * residual or inertia in *value. Returns EMBER_OK to go on, EMBER_DONE when
+ * this iteration converged (the loop stops after it), negative on error
+ * (message in msg). */
+typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
+                                 char *msg);
+
+/* Runs the loop: restores, then calls step until --iterations are done or
+ * a step returns EMBER_DONE, checkpointing as the loop's policy says, and
+ * writes the final checkpoint (ember_loop_finish). Meanwhile it writes the
+ * --metrics lines and the progress on stderr (unless --quiet), and at the
+ * end the metrics "done" line. Returns 0 when finished (also when a
+ * restored run had already finished: no step runs), EMBER_INTERRUPTED after
+ * a signal (checkpoint written), or a negative error. Fills
+ * cli->iterations_done, value, converged, compute_seconds and
+ * checkpoint_seconds. */
+int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
+                      void *arg, char *msg);
+
+/* The exit status for an ember status, after printing msg (or the status
+ * name) on stderr as "<name>: ...": 0 for EMBER_OK, 75 for
+ * EMBER_INTERRUPTED (with a line saying how to resume), 2 for bad input
+ * (EFORMAT, ENOTFOUND, EEMPTY, ERANGE, EINVAL, ETYPE, ELENGTH, EMISMATCH),
+ * 1 otherwise. */
+int ember_cli_exit(const ember_cli *cli, int status, const char *msg);
+
+/* Monotonic seconds. */
+double ember_cli_now(void);
+
+/* 1 when name ends with suffix, ignoring case (".h5", ".csv"). */
+int ember_cli_has_suffix(const char *name, const char *suffix);
+
+#endif /* EMBER_CLI_H */
