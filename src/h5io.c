@@ -1,0 +1,968 @@
+/* h5io.c: ember's one door to HDF5: the process-wide HDF5 lock, "file:/path"
+ * specs, the mapping between ember record types and HDF5 types, whole-dataset
+ * reads (ember_read_h5, defined here) and the streaming writer behind
+ * ember_save_h5 (actions.c) and checkpoint files (ckptfile.c, which passes
+ * its own open file and writes several datasets into it).
+ *
+ * Invariants: every HDF5 call happens between ember__h5_lock() and
+ * ember__h5_unlock(); every hid_t a function opens it closes on every path;
+ * every buffer comes from the context's allocator. Records on disk have
+ * exactly their in-memory layout: a scalar type is a plain native dataset, a
+ * pair or struct a compound of native members (array fields as HDF5 arrays)
+ * at the C offsets, so h5py sees a structured array and reading back needs
+ * no conversion. Reading a foreign file maps its type onto the nearest ember
+ * type (read_kind; a 2-D n x d array of numbers becomes n records of one
+ * array field "x") and lets HDF5 convert.
+ */
+#include "internal.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define H5IO_FILE_MAX 4096          /* bytes of a file name, NUL included */
+#define H5IO_PATH_MAX 1024          /* bytes of a dataset path, NUL included */
+#define H5IO_CHUNK_BYTES (1u << 20) /* target bytes per chunk */
+#define H5IO_MAX_COUNT 65536        /* longest array field (type.c agrees) */
+
+/* ---- the lock ------------------------------------------------------------ */
+
+/* The one piece of process-wide state in ember, and justified: serial HDF5
+ * keeps global state and is not thread-safe, so two contexts in two threads
+ * must still take turns. The mutex is recursive so ckptfile.c can hold it
+ * across its own HDF5 calls and still call the writer below. While it is
+ * held (outermost level), HDF5's automatic error printing is off, so
+ * failures reach the caller as ember messages rather than stderr noise; the
+ * program's own setting, as it was when the lock was taken, is restored on
+ * the way out (so a program changes it outside the lock). */
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t h5_mutex;
+static int h5_depth;          /* nesting of the recursive lock */
+static int h5_saved_ok;       /* the program's handler was read */
+static H5E_auto2_t h5_saved_fn;
+static void *h5_saved_data;
+
+static void h5_init(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h5_mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+void ember__h5_lock(void)
+{
+    pthread_once(&h5_once, h5_init);
+    pthread_mutex_lock(&h5_mutex);
+    if (h5_depth++ == 0) {
+        h5_saved_ok =
+            H5Eget_auto2(H5E_DEFAULT, &h5_saved_fn, &h5_saved_data) >= 0;
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    }
+}
+
+void ember__h5_unlock(void)
+{
+    if (--h5_depth == 0 && h5_saved_ok)
+        H5Eset_auto2(H5E_DEFAULT, h5_saved_fn, h5_saved_data);
+    pthread_mutex_unlock(&h5_mutex);
+}
+
+/* ---- HDF5 error messages ------------------------------------------------- */
+
+typedef struct {
+    char inner[160]; /* where the error was detected: the cause */
+    char outer[160]; /* the API function's summary */
+} why_buf;
+
+static herr_t why_collect(unsigned n, const H5E_error2_t *e, void *data)
+{
+    why_buf *w = data;
+    const char *text = e->desc && e->desc[0] ? e->desc : e->func_name;
+    snprintf(n == 0 ? w->inner : w->outer, sizeof w->inner, "%s", text);
+    return 0;
+}
+
+/* "summary: cause" from HDF5's error stack: the API function alone says
+ * only "unable to read", the innermost entry alone can be cryptic. */
+static const char *h5_why(char *buf, size_t size)
+{
+    why_buf w = {"", ""};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, why_collect, &w);
+    if (!w.inner[0])
+        snprintf(buf, size, "no detail");
+    else if (!w.outer[0])
+        snprintf(buf, size, "%s", w.inner);
+    else
+        snprintf(buf, size, "%s: %s", w.outer, w.inner);
+    return buf;
+}
+
+/* Fills msg with "where: what (HDF5: cause)" and returns status. Call it
+ * before closing anything: every HDF5 call clears the error stack. */
+static int h5_fail(char *msg, int status, const char *where, const char *what)
+{
+    char why[330];
+    return ember__err(msg, status, "%s: %s (HDF5: %s)", where, what,
+                      h5_why(why, sizeof why));
+}
+
+/* ---- specs ----------------------------------------------------------------- */
+
+/* The last ':' followed by '/': file names may hold colons, paths start
+ * with '/'. */
+static const char *spec_colon(const char *spec)
+{
+    const char *hit = NULL;
+    for (const char *c = strchr(spec, ':'); c; c = strchr(c + 1, ':'))
+        if (c[1] == '/')
+            hit = c;
+    return hit;
+}
+
+int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
+                         char *path, size_t path_size, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!spec || !file || !path || !file_size || !path_size)
+        return ember__err(msg, EMBER_EINVAL, "h5 spec: NULL argument");
+    const char *colon = spec_colon(spec);
+    size_t flen = colon ? (size_t)(colon - spec) : strlen(spec);
+    const char *p = colon ? colon + 1 : "";
+    if (flen == 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "'%s': no file name (expected file.h5:/path)", spec);
+    if (flen >= file_size)
+        return ember__err(msg, EMBER_EINVAL,
+                          "'%s': file name longer than %zu bytes", spec,
+                          file_size - 1);
+    if (strlen(p) >= path_size)
+        return ember__err(msg, EMBER_EINVAL,
+                          "'%s': dataset path longer than %zu bytes", spec,
+                          path_size - 1);
+    memcpy(file, spec, flen);
+    file[flen] = '\0';
+    memcpy(path, p, strlen(p) + 1);
+    return EMBER_OK;
+}
+
+/* ---- ember type -> HDF5 type ------------------------------------------- */
+
+static hid_t native_of(ember_scalar k)
+{
+    switch (k) {
+    case EMBER_I32: return H5T_NATIVE_INT32;
+    case EMBER_I64: return H5T_NATIVE_INT64;
+    case EMBER_U64: return H5T_NATIVE_UINT64;
+    case EMBER_F32: return H5T_NATIVE_FLOAT;
+    case EMBER_F64: return H5T_NATIVE_DOUBLE;
+    }
+    return H5I_INVALID_HID;
+}
+
+/* A copy the caller closes: the scalar, or a 1-D array of it. */
+static hid_t field_to_h5(const ember_field *f)
+{
+    hid_t base = native_of(f->kind);
+    if (base < 0)
+        return H5I_INVALID_HID;
+    if (f->count <= 1)
+        return H5Tcopy(base);
+    hsize_t dim = f->count;
+    return H5Tarray_create2(base, 1, &dim);
+}
+
+/* The memory type of t's records, also used as the file type. A scalar
+ * type stays a plain number so h5py reads a plain array. */
+static hid_t type_to_h5(const ember_type *t)
+{
+    if (t->cls == EMBER_TYPE_SCALAR)
+        return field_to_h5(&t->field[0]);
+    hid_t c = H5Tcreate(H5T_COMPOUND, t->size);
+    for (uint32_t i = 0; c >= 0 && i < t->nfields; i++) {
+        const ember_field *f = &t->field[i];
+        hid_t ft = field_to_h5(f);
+        herr_t rc = ft < 0 ? -1 : H5Tinsert(c, f->name, f->offset, ft);
+        if (ft >= 0)
+            H5Tclose(ft);
+        if (rc < 0) {
+            H5Tclose(c);
+            c = H5I_INVALID_HID;
+        }
+    }
+    return c;
+}
+
+/* 1 when t is a type the constructors in type.c could have made. */
+static int type_ok(const ember_type *t)
+{
+    if (t->nfields < 1 || t->nfields > EMBER_MAX_FIELDS || t->size == 0)
+        return 0;
+    for (uint32_t i = 0; i < t->nfields; i++) {
+        const ember_field *f = &t->field[i];
+        size_t sz = ember_scalar_size(f->kind);
+        uint64_t end = f->offset + (uint64_t)sz * (f->count ? f->count : 1);
+        if (!sz || end > t->size || !memchr(f->name, '\0', EMBER_NAME_SIZE))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- HDF5 type -> ember type ------------------------------------------- */
+
+static const char *class_name(H5T_class_t c)
+{
+    switch (c) {
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "float";
+    case H5T_TIME: return "time";
+    case H5T_STRING: return "string";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_COMPOUND: return "compound";
+    case H5T_REFERENCE: return "reference";
+    case H5T_ENUM: return "enum";
+    case H5T_VLEN: return "variable-length";
+    case H5T_ARRAY: return "array";
+    default: return "unknown";
+    }
+}
+
+/* The ember scalar that holds every value of an HDF5 number exactly (or, for
+ * floats wider than double, as nearly as a double can): signed up to 32 bits
+ * -> i32, signed 64 -> i64, unsigned 8/16 -> i32, unsigned 32 -> i64,
+ * unsigned 64 -> u64; float up to 32 bits -> f32, wider -> f64. Returns 0
+ * for anything else. */
+static int read_kind(hid_t t, ember_scalar *kind)
+{
+    size_t size = H5Tget_size(t);
+    H5T_class_t c = H5Tget_class(t);
+    if (c == H5T_FLOAT && size > 0) {
+        *kind = size <= 4 ? EMBER_F32 : EMBER_F64;
+        return 1;
+    }
+    if (c != H5T_INTEGER || size == 0 || size > 8)
+        return 0;
+    if (H5Tget_sign(t) == H5T_SGN_NONE)
+        *kind = size <= 2 ? EMBER_I32 : size <= 4 ? EMBER_I64 : EMBER_U64;
+    else
+        *kind = size <= 4 ? EMBER_I32 : EMBER_I64;
+    return 1;
+}
+
+/* A compound member: a number, or a 1-D array of numbers. */
+static int read_field(hid_t t, ember_field *f)
+{
+    f->count = 1;
+    if (H5Tget_class(t) != H5T_ARRAY)
+        return read_kind(t, &f->kind);
+    hsize_t dim = 0;
+    if (H5Tget_array_ndims(t) != 1 || H5Tget_array_dims2(t, &dim) < 0 ||
+        dim == 0 || dim > H5IO_MAX_COUNT)
+        return 0;
+    hid_t base = H5Tget_super(t);
+    int ok = base >= 0 && read_kind(base, &f->kind);
+    if (base >= 0)
+        H5Tclose(base);
+    f->count = (uint32_t)dim;
+    return ok;
+}
+
+/* Member i of compound t into f; an ETYPE message when it has no ember
+ * equivalent. */
+static int read_member(hid_t t, unsigned i, ember_field *f, const char *where,
+                       char *msg)
+{
+    char *name = H5Tget_member_name(t, i);
+    hid_t mt = H5Tget_member_type(t, i);
+    int rc = EMBER_OK;
+    if (!name || mt < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, where, "cannot inspect the compound");
+    else if (strlen(name) >= EMBER_NAME_SIZE)
+        rc = ember__err(msg, EMBER_ETYPE,
+                        "%s: member name '%s' is longer than %d bytes", where,
+                        name, EMBER_NAME_SIZE - 1);
+    else if (!read_field(mt, f))
+        rc = ember__err(msg, EMBER_ETYPE,
+                        "%s: member '%s' is HDF5 class %s; only numbers and "
+                        "1-D arrays of numbers are supported",
+                        where, name, class_name(H5Tget_class(mt)));
+    else
+        snprintf(f->name, sizeof f->name, "%s", name);
+    if (mt >= 0)
+        H5Tclose(mt);
+    H5free_memory(name);
+    return rc;
+}
+
+/* A compound becomes a struct, or a pair when its members are exactly the
+ * scalars "key" and "value". */
+static int read_compound(hid_t t, ember_type *out, const char *where,
+                         char *msg)
+{
+    int n = H5Tget_nmembers(t);
+    if (n < 1 || n > EMBER_MAX_FIELDS)
+        return ember__err(msg, EMBER_ETYPE,
+                          "%s: compound of %d members (1 to %d supported)",
+                          where, n, EMBER_MAX_FIELDS);
+    ember_field f[EMBER_MAX_FIELDS];
+    memset(f, 0, sizeof f);
+    for (int i = 0; i < n; i++) {
+        int rc = read_member(t, (unsigned)i, &f[i], where, msg);
+        if (rc)
+            return rc;
+    }
+    char why[EMBER_MSG_SIZE];
+    if (ember_type_struct(out, f, (size_t)n, why) != EMBER_OK)
+        return ember__err(msg, EMBER_ETYPE, "%s: %s", where, why);
+    if (n == 2 && !strcmp(f[0].name, "key") && !strcmp(f[1].name, "value") &&
+        f[0].count == 1 && f[1].count == 1)
+        out->cls = EMBER_TYPE_PAIR;
+    return EMBER_OK;
+}
+
+/* How to read one dataset: its ember type, record count and memory type. */
+typedef struct {
+    ember_type type;
+    size_t n;
+    hid_t mem; /* closed by the caller */
+} read_plan;
+
+/* A 2-D n x d array of numbers: n records of one array field "x" of d
+ * numbers, laid out as kind[d], read straight as n*d numbers. */
+static int plan_matrix(read_plan *p, hid_t ftype, const hsize_t dims[2],
+                       const char *where, char *msg)
+{
+    ember_field x = {.name = "x", .count = (uint32_t)dims[1]};
+    if (!read_kind(ftype, &x.kind))
+        return ember__err(msg, EMBER_ETYPE,
+                          "%s: 2-D dataset of HDF5 class %s; only numbers are "
+                          "supported",
+                          where, class_name(H5Tget_class(ftype)));
+    if (dims[1] == 0 || dims[1] > H5IO_MAX_COUNT)
+        return ember__err(msg, EMBER_ETYPE,
+                          "%s: rows of %llu numbers (1 to %d supported)", where,
+                          (unsigned long long)dims[1], H5IO_MAX_COUNT);
+    char why[EMBER_MSG_SIZE];
+    if (ember_type_struct(&p->type, &x, 1, why) != EMBER_OK)
+        return ember__err(msg, EMBER_ETYPE, "%s: %s", where, why);
+    p->n = (size_t)dims[0];
+    p->mem = H5Tcopy(native_of(x.kind));
+    return p->mem < 0 ? h5_fail(msg, EMBER_EHDF5, where, "type copy failed")
+                      : EMBER_OK;
+}
+
+/* A 0-D or 1-D dataset of numbers or compounds. */
+static int plan_vector(read_plan *p, hid_t ftype, hssize_t npoints,
+                       const char *where, char *msg)
+{
+    H5T_class_t c = H5Tget_class(ftype);
+    ember_scalar kind;
+    if (c == H5T_COMPOUND) {
+        int rc = read_compound(ftype, &p->type, where, msg);
+        if (rc)
+            return rc;
+    } else if (read_kind(ftype, &kind)) {
+        p->type = ember_type_scalar(kind);
+    } else {
+        return ember__err(msg, EMBER_ETYPE,
+                          "%s: HDF5 class %s is not supported (numbers and "
+                          "compounds of numbers are)",
+                          where, class_name(c));
+    }
+    p->n = (size_t)npoints;
+    p->mem = type_to_h5(&p->type);
+    return p->mem < 0 ? h5_fail(msg, EMBER_EHDF5, where, "type build failed")
+                      : EMBER_OK;
+}
+
+static int plan_read(hid_t dset, read_plan *p, const char *where, char *msg)
+{
+    hid_t space = H5Dget_space(dset), ftype = H5Dget_type(dset);
+    hsize_t dims[2] = {0, 0};
+    int rank = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+    hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int rc;
+    if (ftype < 0 || rank < 0 || npoints < 0)
+        rc = h5_fail(msg, EMBER_ECORRUPT, where, "cannot read the header");
+    else if (rank > 2)
+        rc = ember__err(msg, EMBER_ETYPE,
+                        "%s: %d-dimensional dataset (1 or 2 supported)", where,
+                        rank);
+    else if (rank == 2 && H5Sget_simple_extent_dims(space, dims, NULL) < 0)
+        rc = h5_fail(msg, EMBER_ECORRUPT, where, "cannot read the shape");
+    else if (rank == 2)
+        rc = plan_matrix(p, ftype, dims, where, msg);
+    else
+        rc = plan_vector(p, ftype, npoints, where, msg);
+    if (ftype >= 0)
+        H5Tclose(ftype);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+/* ---- files and paths --------------------------------------------------- */
+
+/* File access without HDF5's flock: it fails outright on file systems that
+ * lack it (NFS, some Lustre mounts), and ember already keeps readers from
+ * half-written files by writing NAME.tmp and renaming. Objects are created
+ * in the 1.8 format or later, which stores attributes of any size (a
+ * partition_offsets attribute of many partitions passes 64 KiB). */
+static hid_t make_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return H5I_INVALID_HID;
+    herr_t rc = H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+#if H5_VERSION_GE(1, 10, 7)
+    if (rc >= 0)
+        rc = H5Pset_file_locking(fapl, 0, 1);
+#endif
+    if (rc < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+static htri_t is_hdf5(const char *file, hid_t fapl)
+{
+#if H5_VERSION_GE(1, 12, 0)
+    return H5Fis_accessible(file, fapl);
+#else
+    (void)fapl;
+    return H5Fis_hdf5(file);
+#endif
+}
+
+/* EMBER_OK when file exists and is HDF5, else an error naming it. */
+static int probe_file(const char *file, hid_t fapl, char *msg)
+{
+    struct stat st;
+    if (stat(file, &st) != 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", file)
+                   : ember__err(msg, EMBER_EIO, "%s: %s", file,
+                                strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ember__err(msg, EMBER_EFORMAT, "%s: not a regular file", file);
+    htri_t yes = is_hdf5(file, fapl);
+    if (yes < 0)
+        return h5_fail(msg, EMBER_EIO, file, "cannot read");
+    if (yes == 0)
+        return ember__err(msg, EMBER_EFORMAT, "%s: not an HDF5 file", file);
+    return EMBER_OK;
+}
+
+/* 1 when every link along path exists, 0 or negative when one does not.
+ * H5Lexists fails instead of answering 0 when a group on the way is
+ * missing, so the path is checked one prefix at a time. */
+static htri_t path_exists(hid_t loc, const char *path)
+{
+    char buf[H5IO_PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf)
+        return -1;
+    memcpy(buf, path, len + 1);
+    htri_t ok = 1;
+    for (size_t i = 1; ok > 0 && i <= len; i++) {
+        if ((buf[i] != '/' && buf[i] != '\0') || buf[i - 1] == '/')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        ok = H5Lexists(loc, buf, H5P_DEFAULT);
+        buf[i] = c;
+    }
+    return ok;
+}
+
+/* Opens the dataset at path; ENOTFOUND when there is none. */
+static int open_named(hid_t fid, const char *path, hid_t *dset,
+                      const char *where, char *msg)
+{
+    if (strlen(path) >= H5IO_PATH_MAX)
+        return ember__err(msg, EMBER_EINVAL, "%s: path longer than %d bytes",
+                          where, H5IO_PATH_MAX - 1);
+    if (path_exists(fid, path) <= 0)
+        return ember__err(msg, EMBER_ENOTFOUND, "%s: no such dataset", where);
+    hid_t obj = H5Oopen(fid, path, H5P_DEFAULT);
+    if (obj < 0)
+        return h5_fail(msg, EMBER_ENOTFOUND, where, "cannot open");
+    H5I_type_t kind = H5Iget_type(obj);
+    if (kind != H5I_DATASET) {
+        H5Oclose(obj);
+        return ember__err(msg, EMBER_ENOTFOUND, "%s: %s, not a dataset",
+                          where, kind == H5I_GROUP ? "a group" : "an object");
+    }
+    *dset = obj;
+    return EMBER_OK;
+}
+
+/* What the root holds, for a spec without a path. */
+typedef struct {
+    hid_t first;                     /* the first dataset found, open */
+    char first_name[H5IO_PATH_MAX];
+    int count;                       /* datasets found */
+    char names[256];                 /* "a, b, c" for the message */
+} root_scan;
+
+/* Looks at link i of the root: counts a dataset, keeps the first open. */
+static void scan_link(hid_t fid, hsize_t i, root_scan *s)
+{
+    hid_t obj = H5Oopen_by_idx(fid, "/", H5_INDEX_NAME, H5_ITER_INC, i,
+                               H5P_DEFAULT);
+    if (obj < 0)
+        return; /* a dangling link is no dataset */
+    if (H5Iget_type(obj) != H5I_DATASET) {
+        H5Oclose(obj);
+        return;
+    }
+    char name[H5IO_PATH_MAX] = "";
+    H5Lget_name_by_idx(fid, "/", H5_INDEX_NAME, H5_ITER_INC, i, name,
+                       sizeof name, H5P_DEFAULT);
+    size_t used = strlen(s->names);
+    snprintf(s->names + used, sizeof s->names - used, "%s%s",
+             used ? ", " : "", name);
+    if (s->count++ == 0) {
+        s->first = obj;
+        memcpy(s->first_name, name, sizeof name);
+    } else {
+        H5Oclose(obj);
+    }
+}
+
+/* Opens the one dataset at the root (path ""), naming it in where. */
+static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
+                     size_t where_size, char *msg)
+{
+    H5G_info_t info;
+    if (H5Gget_info(fid, &info) < 0)
+        return h5_fail(msg, EMBER_ECORRUPT, file, "cannot list the root group");
+    root_scan s = {.first = H5I_INVALID_HID};
+    for (hsize_t i = 0; i < info.nlinks; i++)
+        scan_link(fid, i, &s);
+    if (s.count == 1) {
+        *dset = s.first;
+        snprintf(where, where_size, "%s:/%s", file, s.first_name);
+        return EMBER_OK;
+    }
+    if (s.first >= 0)
+        H5Oclose(s.first);
+    if (s.count == 0)
+        return ember__err(msg, EMBER_ENOTFOUND,
+                          "%s: no dataset at the root; name one as %s:/path",
+                          file, file);
+    return ember__err(msg, EMBER_EINVAL,
+                      "%s: %d datasets at the root (%s); name one as %s:/path",
+                      file, s.count, s.names, file);
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static int open_read(const char *file, hid_t *fid, char *msg)
+{
+    hid_t fapl = make_fapl();
+    if (fapl < 0)
+        return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
+    int rc = probe_file(file, fapl, msg);
+    if (rc == EMBER_OK) {
+        *fid = H5Fopen(file, H5F_ACC_RDONLY, fapl);
+        if (*fid < 0)
+            rc = h5_fail(msg, EMBER_ECORRUPT, file,
+                         "HDF5 signature found but the file does not open");
+    }
+    H5Pclose(fapl);
+    return rc;
+}
+
+/* The records of an open dataset, into a new ctx allocation. */
+static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
+                        const char *where, void **data, char *msg)
+{
+    void *buf = ember__malloc(ctx, ember__mul(p->n, p->type.size));
+    if (!buf)
+        return ember__err(msg, EMBER_ENOMEM, "%s: no memory for %zu records",
+                          where, p->n);
+    if (p->n && H5Dread(dset, p->mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        int rc = h5_fail(msg, EMBER_ECORRUPT, where, "read failed");
+        ember__free(ctx, buf);
+        return rc;
+    }
+    *data = buf;
+    return EMBER_OK;
+}
+
+static int read_locked(ember_ctx *ctx, const char *file, const char *path,
+                       ember_type *type, void **data, size_t *n, char *msg)
+{
+    hid_t fid = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    read_plan p = {.mem = H5I_INVALID_HID};
+    char where[EMBER_MSG_SIZE];
+    snprintf(where, sizeof where, "%s:%s", file, path);
+    int rc = open_read(file, &fid, msg);
+    if (rc == EMBER_OK)
+        rc = path[0] ? open_named(fid, path, &dset, where, msg)
+                     : open_only(fid, file, &dset, where, sizeof where, msg);
+    if (rc == EMBER_OK)
+        rc = plan_read(dset, &p, where, msg);
+    if (rc == EMBER_OK)
+        rc = read_records(ctx, dset, &p, where, data, msg);
+    if (rc == EMBER_OK) {
+        *type = p.type;
+        *n = p.n;
+    }
+    if (p.mem >= 0)
+        H5Tclose(p.mem);
+    if (dset >= 0)
+        H5Oclose(dset);
+    if (fid >= 0)
+        H5Fclose(fid);
+    return rc;
+}
+
+int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
+                       ember_type *type, void **data, size_t *n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || !file || !path || !type || !data || !n)
+        return ember__err(msg, EMBER_EINVAL, "h5 read: NULL argument");
+    *data = NULL;
+    *n = 0;
+    ember__h5_lock();
+    int rc = read_locked(ctx, file, path, type, data, n, msg);
+    ember__h5_unlock();
+    return rc;
+}
+
+int ember_read_h5(ember_ds **out, ember_ctx *ctx, const char *spec,
+                  size_t partitions, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !spec)
+        return ember__err(msg, EMBER_EINVAL, "ember_read_h5: NULL argument");
+    *out = NULL;
+    char file[H5IO_FILE_MAX], path[H5IO_PATH_MAX];
+    ember_type type;
+    void *data = NULL;
+    size_t n = 0;
+    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path,
+                                  msg);
+    if (rc == EMBER_OK)
+        rc = ember__h5_read_all(ctx, file, path, &type, &data, &n, msg);
+    if (rc)
+        return rc;
+    return ember__array_source(out, ctx, &type, data, n, partitions, NULL, 0,
+                               path[0] ? path : file, msg);
+}
+
+/* ---- the streaming writer ---------------------------------------------- */
+
+struct ember__h5w {
+    ember_ctx *ctx;
+    hid_t fid;
+    int own_fid;      /* opened here, so closed here */
+    hid_t dset;
+    hid_t mem;        /* memory (and file) type of the records */
+    uint64_t n;       /* records written */
+    char where[EMBER_MSG_SIZE];
+};
+
+static int check_writer(const char *file, const char *path,
+                        const ember_type *type, const ember__h5w_opts *o,
+                        char *msg)
+{
+    if (!path[0])
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: no dataset path (write %s:/name)", file, file);
+    if (strlen(path) >= H5IO_PATH_MAX)
+        return ember__err(msg, EMBER_EINVAL, "%s:%s: path longer than %d bytes",
+                          file, path, H5IO_PATH_MAX - 1);
+    if (o->deflate < 0 || o->deflate > 9)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s:%s: deflate level %d (0 to 9 allowed)", file,
+                          path, o->deflate);
+    if (!type_ok(type))
+        return ember__err(msg, EMBER_EINVAL, "%s:%s: malformed record type",
+                          file, path);
+    return EMBER_OK;
+}
+
+/* Opens file read-write, creating it when it does not exist. */
+static int open_write(ember__h5w *w, const char *file, char *msg)
+{
+    hid_t fapl = make_fapl();
+    if (fapl < 0)
+        return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
+    int rc = probe_file(file, fapl, msg);
+    if (rc == EMBER_OK) {
+        w->fid = H5Fopen(file, H5F_ACC_RDWR, fapl);
+        if (w->fid < 0)
+            rc = h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+    } else if (rc == EMBER_ENOTFOUND) {
+        ember__msg_clear(msg);
+        w->fid = H5Fcreate(file, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+        rc = w->fid < 0 ? h5_fail(msg, EMBER_EIO, file, "cannot create")
+                        : EMBER_OK;
+    }
+    w->own_fid = w->fid >= 0;
+    H5Pclose(fapl);
+    return rc;
+}
+
+/* Makes room at path: deletes what is there when overwriting. */
+static int clear_path(ember__h5w *w, const char *path, int overwrite,
+                      char *msg)
+{
+    htri_t exists = path_exists(w->fid, path);
+    if (exists < 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: a parent on the path is not a group", w->where);
+    if (exists == 0)
+        return EMBER_OK;
+    if (!overwrite)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: already exists (set overwrite to replace it)",
+                          w->where);
+    if (H5Ldelete(w->fid, path, H5P_DEFAULT) < 0)
+        return h5_fail(msg, EMBER_EHDF5, w->where,
+                       "cannot delete the existing object");
+    return EMBER_OK;
+}
+
+/* About 1 MiB of records a chunk: big enough for deflate and for few chunk
+ * index entries, small enough for HDF5's default 1 MiB chunk cache. */
+static hsize_t chunk_records(size_t recsize)
+{
+    size_t c = H5IO_CHUNK_BYTES / recsize;
+    return c ? c : 1;
+}
+
+/* Filters run in the order added: shuffle and deflate, then the checksum
+ * over the bytes as stored, so a read checks them before inflating. */
+static hid_t make_dcpl(size_t recsize, const ember__h5w_opts *o)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk = chunk_records(recsize);
+    int bad = dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0;
+    if (!bad && o->deflate)
+        bad = H5Pset_shuffle(dcpl) < 0 ||
+              H5Pset_deflate(dcpl, (unsigned)o->deflate) < 0;
+    if (!bad && o->fletcher32)
+        bad = H5Pset_fletcher32(dcpl) < 0;
+    if (bad && dcpl >= 0) {
+        H5Pclose(dcpl);
+        dcpl = H5I_INVALID_HID;
+    }
+    return dcpl;
+}
+
+/* An empty 1-D dataset with no size limit, groups on the way created. */
+static int create_dataset(ember__h5w *w, const char *path,
+                          const ember_type *t, const ember__h5w_opts *o,
+                          char *msg)
+{
+    hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+    hid_t space = H5Screate_simple(1, &zero, &unlimited);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hid_t dcpl = make_dcpl(t->size, o);
+    int rc = EMBER_OK;
+    w->mem = type_to_h5(t);
+    if (w->mem < 0 || space < 0 || lcpl < 0 || dcpl < 0 ||
+        H5Pset_create_intermediate_group(lcpl, 1) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot set up the dataset");
+    if (rc == EMBER_OK) {
+        w->dset = H5Dcreate2(w->fid, path, w->mem, space, lcpl, dcpl,
+                             H5P_DEFAULT);
+        if (w->dset < 0)
+            rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot create");
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+/* The caller's open file (or group), which it keeps and closes. HDF5 never
+ * hands out id 0, so open_locked takes fid > 0 as given: a zeroed options
+ * struct then means "open the file" as -1 does. */
+static int use_fid(ember__h5w *w, long long fid, char *msg)
+{
+    H5I_type_t kind = H5Iget_type((hid_t)fid);
+    if (kind != H5I_FILE && kind != H5I_GROUP)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: fid %lld is not an open HDF5 file or group",
+                          w->where, fid);
+    w->fid = (hid_t)fid;
+    w->own_fid = 0;
+    return EMBER_OK;
+}
+
+static int open_locked(ember__h5w *w, const char *file, const char *path,
+                       const ember_type *t, const ember__h5w_opts *o,
+                       char *msg)
+{
+    int rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, file, msg);
+    if (rc == EMBER_OK)
+        rc = clear_path(w, path, o->overwrite, msg);
+    if (rc == EMBER_OK)
+        rc = create_dataset(w, path, t, o, msg);
+    return rc;
+}
+
+/* Closes what w holds (the file only when w opened it); EMBER_EIO when
+ * HDF5 reports a failure, which for the dataset and file means data that
+ * was cached did not reach the disk. Call under the lock. */
+static int close_ids(ember__h5w *w, char *msg)
+{
+    int rc = EMBER_OK;
+    if (w->mem >= 0 && H5Tclose(w->mem) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where, "closing the type failed");
+    if (w->dset >= 0 && H5Dclose(w->dset) < 0 && rc == EMBER_OK)
+        rc = h5_fail(msg, EMBER_EIO, w->where, "closing the dataset failed");
+    if (w->own_fid && H5Fclose(w->fid) < 0 && rc == EMBER_OK)
+        rc = h5_fail(msg, EMBER_EIO, w->where, "closing the file failed");
+    w->mem = w->dset = w->fid = H5I_INVALID_HID;
+    w->own_fid = 0;
+    return rc;
+}
+
+int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
+                    const char *path, const ember_type *type,
+                    const ember__h5w_opts *opts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!w)
+        return ember__err(msg, EMBER_EINVAL, "h5 writer: NULL argument");
+    *w = NULL;
+    if (!ctx || !file || !path || !type)
+        return ember__err(msg, EMBER_EINVAL, "h5 writer: NULL argument");
+    ember__h5w_opts o = opts ? *opts : (ember__h5w_opts){.fid = -1};
+    int rc = check_writer(file, path, type, &o, msg);
+    if (rc)
+        return rc;
+    ember__h5w *x = ember__calloc(ctx, 1, sizeof *x);
+    if (!x)
+        return ember__err(msg, EMBER_ENOMEM, "%s:%s: no memory for a writer",
+                          file, path);
+    x->ctx = ctx;
+    x->fid = x->dset = x->mem = H5I_INVALID_HID;
+    snprintf(x->where, sizeof x->where, "%s:%s", file, path);
+    ember__h5_lock();
+    rc = open_locked(x, file, path, type, &o, msg);
+    if (rc)
+        close_ids(x, NULL);
+    ember__h5_unlock();
+    if (rc)
+        ember__free(ctx, x);
+    else
+        *w = x;
+    return rc;
+}
+
+static int append_locked(ember__h5w *w, const void *recs, size_t n,
+                         char *msg)
+{
+    hsize_t start = w->n, count = n, size = w->n + n;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    int rc = EMBER_EIO;
+    if (H5Dset_extent(w->dset, &size) < 0)
+        goto cleanup;
+    fspace = H5Dget_space(w->dset);
+    mspace = H5Screate_simple(1, &count, NULL);
+    if (fspace < 0 || mspace < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count,
+                            NULL) < 0 ||
+        H5Dwrite(w->dset, w->mem, mspace, fspace, H5P_DEFAULT, recs) < 0)
+        goto cleanup;
+    w->n += n;
+    rc = EMBER_OK;
+cleanup:
+    if (rc)
+        h5_fail(msg, rc, w->where, "writing records failed");
+    if (mspace >= 0)
+        H5Sclose(mspace);
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    return rc;
+}
+
+int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!w || (!recs && n))
+        return ember__err(msg, EMBER_EINVAL, "h5 writer: NULL argument");
+    if (n == 0)
+        return EMBER_OK;
+    ember__h5_lock();
+    int rc = append_locked(w, recs, n, msg);
+    ember__h5_unlock();
+    return rc;
+}
+
+/* Offsets must start at 0, never fall, and end at the records written. */
+static int check_offsets(const ember__h5w *w, const uint64_t *off,
+                         size_t nparts, char *msg)
+{
+    for (size_t p = 0; p < nparts; p++)
+        if (off[p] > off[p + 1])
+            return ember__err(msg, EMBER_ELENGTH,
+                              "%s: partition_offsets fall at partition %zu",
+                              w->where, p);
+    if (off[0] != 0 || off[nparts] != w->n)
+        return ember__err(msg, EMBER_ELENGTH,
+                          "%s: partition_offsets span %llu..%llu but %llu "
+                          "records were written",
+                          w->where, (unsigned long long)off[0],
+                          (unsigned long long)off[nparts],
+                          (unsigned long long)w->n);
+    return EMBER_OK;
+}
+
+static int write_offsets(ember__h5w *w, const uint64_t *off, size_t nparts,
+                         char *msg)
+{
+    int rc = check_offsets(w, off, nparts, msg);
+    if (rc)
+        return rc;
+    hsize_t len = (hsize_t)nparts + 1;
+    hid_t space = H5Screate_simple(1, &len, NULL);
+    hid_t attr = space < 0 ? H5I_INVALID_HID
+                           : H5Acreate2(w->dset, "partition_offsets",
+                                        H5T_STD_U64LE, space, H5P_DEFAULT,
+                                        H5P_DEFAULT);
+    /* Past about 8,000 partitions the attribute outgrows 64 KiB, which a
+     * file in the pre-1.8 format cannot hold: make_fapl avoids that format,
+     * a caller passing its own fid must too. */
+    if (attr < 0 || H5Awrite(attr, H5T_NATIVE_UINT64, off) < 0)
+        rc = h5_fail(msg, EMBER_EIO, w->where,
+                     "writing partition_offsets failed");
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
+                     char *msg)
+{
+    ember__msg_clear(msg);
+    if (!w || !*w)
+        return EMBER_OK;
+    ember__h5w *x = *w;
+    *w = NULL;
+    ember__h5_lock();
+    int rc = offsets ? write_offsets(x, offsets, nparts, msg) : EMBER_OK;
+    int rc2 = close_ids(x, rc ? NULL : msg);
+    ember__h5_unlock();
+    ember__free(x->ctx, x);
+    return rc ? rc : rc2;
+}
