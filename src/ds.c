@@ -81,8 +81,7 @@ static void destroy_node(ember_ds *ds)
     }
     ember__free(ctx, ds->uses);
     ember__free(ctx, ds->stored_once);
-    ember__free(ctx, ds->ckpt_path);
-    ember__free(ctx, ds->ckpt_offsets);
+    ember__checkpoint_free(ds);
     ember__free(ctx, ds);
 }
 

@@ -29,7 +29,8 @@ typedef enum {
     ST_MAPPART,
     ST_SAMPLE,
     ST_ZIP,
-    ST_TEE /* captures a persisted dataset's partition for the store */
+    ST_TEE, /* captures a persisted dataset's partition for the store */
+    ST_CKPT /* captures a marked dataset's partition for its checkpoint */
 } step_kind;
 
 typedef struct {
@@ -197,7 +198,8 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
         rc = try_cached(t, node, q);
         if (rc < 0)
             return rc;
-        if (rc == 1 || node->op == EMBER__RANGE || node->op == EMBER__ARRAY)
+        if (rc == 1 || node->op == EMBER__RANGE || node->op == EMBER__ARRAY ||
+            node->op == EMBER__CHECKPOINT)
             break;
         if (ember__is_root(node))
             return ember__err(t->msg, EMBER_ESTATE,
@@ -208,6 +210,8 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
                               "internal: shuffle #%llu did not run",
                               (unsigned long long)node->id);
         if (node->level != EMBER_NONE && (rc = push_step(t, ST_TEE, node, q)))
+            return rc;
+        if (node->ckpt_state == 1 && (rc = push_step(t, ST_CKPT, node, q)))
             return rc;
         if (node->op == EMBER__UNION) {
             size_t n0 = node->parent[0]->nparts;
@@ -348,6 +352,7 @@ static int apply(task *t, step *s, const unsigned char **cur, size_t *n)
             return ember__err(t->msg, rc, "out of memory in map_partitions");
         return 1;
     case ST_TEE:
+    case ST_CKPT:
         if ((rc = ember__buf_append(t->ctx, &s->acc, *cur, *n)))
             return ember__err(t->msg, rc, "out of memory caching #%llu",
                               (unsigned long long)d->id);
@@ -415,6 +420,14 @@ static int emit_root(task *t, ember_ds *root, size_t q)
         return feed(t, 0, t->root_view.data, t->root_view.n, root->type.size);
     if (root->op == EMBER__RANGE)
         return emit_range(t, root, q);
+    if (root->op == EMBER__CHECKPOINT) {
+        ember__buf b = {0};
+        int rc = ember__checkpoint_read_part(root, q, &b, t->msg);
+        if (!rc)
+            rc = feed(t, 0, b.data, b.n, root->type.size);
+        ember__buf_free(t->ctx, &b);
+        return rc;
+    }
     size_t lo, hi;
     ember__array_bounds(root, q, &lo, &hi);
     return feed(t, 0, root->u.array.data + lo * root->type.size, hi - lo,
@@ -447,6 +460,8 @@ static int finish_step(task *t, size_t i)
                         (unsigned long long)d->parent[0]->id,
                         (unsigned long long)s->index,
                         (unsigned long long)d->parent[1]->id, s->acc.n);
+    } else if (s->kind == ST_CKPT) {
+        ember__checkpoint_capture(d, s->part, &s->acc);
     } else if (s->kind == ST_TEE) {
         void *data = s->acc.data;
         size_t n = s->acc.n;
@@ -609,7 +624,7 @@ int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
             }
         }
     }
-    return first_rc;
+    return first_rc ? first_rc : ember__checkpoint_pending(ds, msg);
 }
 
 /* ---- materializing ---------------------------------------------------------- */

@@ -966,3 +966,15 @@ int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
     ember__free(x->ctx, x);
     return rc ? rc : rc2;
 }
+
+/* ---- ids for other modules (checkpoint files) ---------------------------- */
+
+int64_t ember__h5_mem_type(const ember_type *t)
+{
+    return (int64_t)type_to_h5(t);
+}
+
+int64_t ember__h5_fapl(void)
+{
+    return (int64_t)make_fapl();
+}

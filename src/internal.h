@@ -29,6 +29,7 @@ struct ember_ctx {
     ember_ds *all;         /* registry of live datasets (doubly linked) */
     ember_bcast *bcasts;   /* registry of live broadcasts */
     ember__store *store;
+    size_t ckpt_marked;    /* datasets marked and not yet written */
     omp_lock_t stats_lock; /* guards stats from tasks */
     ember_stats stats;
 };
@@ -159,6 +160,8 @@ struct ember_ds {
     int ckpt_eager;
     char *ckpt_path;
     uint64_t *ckpt_offsets; /* partition offsets of the written file */
+    ember__buf *ckpt_parts; /* marked: partitions captured by actions */
+    unsigned char *ckpt_have;
 };
 
 /* Partition p of n records split in P: [n*p/P, n*(p+1)/P). */
@@ -408,8 +411,20 @@ void ember__ckr_close(ember__ckr **r);
 /* After an action on ds: writes every marked ancestor whose partitions are
  * all captured or stored, and truncates its lineage. */
 int ember__checkpoint_pending(ember_ds *ds, char *msg);
-/* Replaces ds's lineage by stored partitions (local) or a file (path). */
-void ember__truncate(ember_ds *ds, char *path, uint64_t *offsets);
+/* A task computed partition part of a marked dataset: keeps the records
+ * (moved out of b) unless another task got there first. Thread-safe. */
+void ember__checkpoint_capture(ember_ds *ds, size_t part, ember__buf *b);
+/* Reads partition part of a file checkpoint into b. */
+int ember__checkpoint_read_part(ember_ds *ds, size_t part, ember__buf *b,
+                                char *msg);
+void ember__checkpoint_free(ember_ds *ds);
+
+/* HDF5 ids for other modules (hid_t is int64_t): the native memory type of
+ * an ember type, and a file-access property list with HDF5's file locking
+ * off. The caller closes them (H5Tclose, H5Pclose); call under the lock.
+ * Negative on failure. */
+int64_t ember__h5_mem_type(const ember_type *t);
+int64_t ember__h5_fapl(void);
 
 /* ---- text sources (text.c) --------------------------------------------------- */
 

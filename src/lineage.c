@@ -95,7 +95,7 @@ static void describe(text *t, const ember_ds *ds)
     if (ds->level != EMBER_NONE)
         put(t, " [%s, %zu/%zu cached]", ember_level_name(ds->level),
             ember__store_count(ds->ctx, ds->id), ds->nparts);
-    if (ds->op == EMBER__CHECKPOINT)
+    if (ds->ckpt_state == 2)
         put(t, " [checkpoint: %s]", ds->ckpt_path ? ds->ckpt_path : "local");
     else if (ds->ckpt_state == 1)
         put(t, " [checkpoint pending]");

@@ -1,0 +1,368 @@
+/* checkpoint.c: dataset checkpoints, which cut a growing lineage.
+ *
+ * ember_checkpoint marks a dataset. While an action computes it, each task
+ * hands the partition it produced to ember__checkpoint_capture (the pipeline
+ * tees it, so nothing is computed twice — Spark computes a checkpointed RDD
+ * twice unless it was cached). After the action, every marked dataset whose
+ * partitions are all captured or stored in the block store is written as
+ * one checkpoint file and its node becomes a read of that file: its parents
+ * are released, so the lineage before it can be freed.
+ * A local checkpoint keeps the partitions in the block store at a _AND_DISK
+ * level instead of a file.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int need_dir(const ember_ds *ds, char *msg)
+{
+    if (!ds->ctx->checkpoint_dir)
+        return ember__err(msg, EMBER_ESTATE,
+                          "checkpoint of #%llu: the context has no checkpoint "
+                          "directory (ember_ctx_opts.checkpoint_dir or "
+                          "ember_ctx_set_checkpoint_dir)",
+                          (unsigned long long)ds->id);
+    return EMBER_OK;
+}
+
+static void drop_captured(ember_ds *ds)
+{
+    if (ds->ckpt_parts)
+        ember__parts_free(ds->ctx, ds->ckpt_parts, ds->nparts);
+    ember__free(ds->ctx, ds->ckpt_have);
+    ds->ckpt_parts = NULL;
+    ds->ckpt_have = NULL;
+}
+
+void ember__checkpoint_free(ember_ds *ds)
+{
+    if (ds->ckpt_state == 1)
+        ds->ctx->ckpt_marked--;
+    drop_captured(ds);
+    ember__free(ds->ctx, ds->ckpt_path);
+    ember__free(ds->ctx, ds->ckpt_offsets);
+}
+
+int ember_checkpoint(ember_ds *ds, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ds)
+        return ember__err(msg, EMBER_EINVAL, "checkpoint: NULL dataset");
+    if (ds->ckpt_state)
+        return EMBER_OK;
+    int rc = need_dir(ds, msg);
+    if (rc)
+        return rc;
+    ds->ckpt_parts = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *ds->ckpt_parts);
+    ds->ckpt_have = ember__calloc(ds->ctx, ds->nparts + 1, 1);
+    if (!ds->ckpt_parts || !ds->ckpt_have) {
+        drop_captured(ds);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    for (size_t p = 0; p < ds->nparts; p++)
+        ds->ckpt_parts[p].size = ds->type.size;
+    ds->ckpt_state = 1;
+    ds->ctx->ckpt_marked++;
+    return EMBER_OK;
+}
+
+void ember__checkpoint_capture(ember_ds *ds, size_t part, ember__buf *b)
+{
+#pragma omp critical(ember_checkpoint_capture)
+    if (ds->ckpt_state == 1 && !ds->ckpt_have[part]) {
+        ds->ckpt_parts[part] = *b;
+        ds->ckpt_have[part] = 1;
+        b->data = NULL;
+        b->n = b->cap = 0;
+    }
+}
+
+/* Cuts the lineage: ds's partitions now come from the file or the store. */
+static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets)
+{
+    if (ds->ckpt_state == 1)
+        ds->ctx->ckpt_marked--;
+    drop_captured(ds);
+    ds->ckpt_state = 2;
+    ds->ckpt_path = path;
+    ds->ckpt_offsets = offsets;
+    if (ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY)
+        return; /* a source has no lineage to cut */
+    ds->op = EMBER__CHECKPOINT;
+    for (int i = 0; i < 2; i++) {
+        ember_ds *p = ds->parent[i];
+        ds->parent[i] = NULL;
+        ember__ds_unref(p);
+    }
+}
+
+/* The partitions of a marked dataset, from captures or the store. Views
+ * are held in views[] until released. */
+static int gather_parts(ember_ds *ds, ember__buf *parts, ember__view *views,
+                        char *msg)
+{
+    for (size_t q = 0; q < ds->nparts; q++) {
+        parts[q].size = ds->type.size;
+        if (ds->ckpt_have[q]) {
+            parts[q] = ds->ckpt_parts[q];
+            continue;
+        }
+        int rc = ember__store_get(ds->ctx, ds->id, q, &views[q], msg);
+        if (rc)
+            return rc;
+        parts[q].data = (unsigned char *)views[q].data;
+        parts[q].n = views[q].n;
+    }
+    return EMBER_OK;
+}
+
+static int all_available(ember_ds *ds)
+{
+    for (size_t q = 0; q < ds->nparts; q++)
+        if (!ds->ckpt_have[q] && !ember__store_has(ds->ctx, ds->id, q))
+            return 0;
+    return 1;
+}
+
+static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
+                      char *msg)
+{
+    char fname[128], sig[512], *lineage = NULL;
+    snprintf(fname, sizeof fname, "ds-%llu%s%s.h5", (unsigned long long)ds->id,
+             ds->name[0] ? "-" : "", ds->name);
+    for (char *c = fname; *c; c++)
+        if (*c == '/' || *c == ' ' || *c == '(' || *c == ')')
+            *c = '_';
+    ember_type_describe(&ds->type, sig, sizeof sig);
+    ember_lineage_string(ds, &lineage);
+    ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
+    ember__ckw *w = NULL;
+    int rc = ember__ckw_begin(ds->ctx, &w, ds->ctx->checkpoint_dir, fname, &meta, msg);
+    if (!rc)
+        rc = ember__ckw_parts(w, "data", &ds->type, parts, ds->nparts, msg);
+    if (!rc)
+        rc = ember__ckw_commit(&w, NULL, path, msg);
+    ember__ckw_abort(&w);
+    ember__free(ds->ctx, lineage);
+    return rc;
+}
+
+static int write_marked(ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    if (!all_available(ds))
+        return EMBER_OK; /* a later action computes the rest */
+    ember__buf *parts = ember__calloc(ctx, ds->nparts + 1, sizeof *parts);
+    ember__view *views = ember__calloc(ctx, ds->nparts + 1, sizeof *views);
+    uint64_t *off = ember__calloc(ctx, ds->nparts + 1, sizeof *off);
+    char *path = ember__malloc(ctx, 1024);
+    int rc = parts && views && off && path ? gather_parts(ds, parts, views, msg)
+                                           : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = write_file(ds, parts, path, msg);
+    for (size_t q = 0; views && q < ds->nparts; q++) {
+        if (off)
+            off[q + 1] = off[q] + (parts ? parts[q].n : 0);
+        if (views[q].data || views[q].owned_)
+            ember__store_release(ctx, &views[q]);
+    }
+    ember__free(ctx, parts);
+    ember__free(ctx, views);
+    if (rc) {
+        ember__free(ctx, off);
+        ember__free(ctx, path);
+        return rc;
+    }
+    truncate_lineage(ds, path, off);
+    return EMBER_OK;
+}
+
+int ember__checkpoint_pending(ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    if (!ctx->ckpt_marked)
+        return EMBER_OK;
+    /* Ancestors, newest first on a stack; marked ones are written oldest
+     * first so that a marked parent is cut before its marked child. */
+    size_t cap = 64, sp = 0, nm = 0;
+    ember_ds **stack = ember__malloc(ctx, cap * sizeof *stack);
+    ember_ds **marked = ember__malloc(ctx, (ctx->ckpt_marked + 1) * sizeof *marked);
+    unsigned char *seen = ember__calloc(ctx, ctx->next_id / 8 + 2, 1);
+    int rc = stack && marked && seen ? EMBER_OK
+                                     : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        stack[sp++] = ds;
+    while (!rc && sp) {
+        ember_ds *n = stack[--sp];
+        if (seen[n->id / 8] & (1u << (n->id % 8)))
+            continue;
+        seen[n->id / 8] |= (unsigned char)(1u << (n->id % 8));
+        if (n->ckpt_state == 1 && nm <= ctx->ckpt_marked)
+            marked[nm++] = n;
+        for (int i = 0; i < 2 && n->op != EMBER__CHECKPOINT; i++) {
+            if (!n->parent[i])
+                continue;
+            if (sp == cap) {
+                ember_ds **s = ember__realloc(ctx, stack, (cap *= 2) * sizeof *s);
+                if (!s) {
+                    rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+                    break;
+                }
+                stack = s;
+            }
+            stack[sp++] = n->parent[i];
+        }
+    }
+    for (size_t i = 1; i < nm; i++)
+        for (size_t j = i; j > 0 && marked[j - 1]->id > marked[j]->id; j--) {
+            ember_ds *x = marked[j];
+            marked[j] = marked[j - 1];
+            marked[j - 1] = x;
+        }
+    for (size_t i = 0; !rc && i < nm; i++)
+        rc = write_marked(marked[i], msg);
+    ember__free(ctx, stack);
+    ember__free(ctx, marked);
+    ember__free(ctx, seen);
+    return rc;
+}
+
+int ember_checkpoint_eager(ember_ds *ds, char *msg)
+{
+    int rc = ember_checkpoint(ds, msg);
+    if (rc || ds->ckpt_state == 2)
+        return rc;
+    uint64_t n;
+    rc = ember_count(ds, &n, msg);
+    if (!rc && ds->ckpt_state != 2)
+        rc = ember__err(msg, EMBER_ESTATE, "checkpoint of #%llu was not written",
+                        (unsigned long long)ds->id);
+    return rc;
+}
+
+static ember_level disk_level(ember_level l)
+{
+    switch (l) {
+    case EMBER_MEMORY_ONLY_SER:
+    case EMBER_MEMORY_AND_DISK_SER:
+        return EMBER_MEMORY_AND_DISK_SER;
+    case EMBER_DISK_ONLY:
+        return EMBER_DISK_ONLY;
+    default:
+        return EMBER_MEMORY_AND_DISK;
+    }
+}
+
+int ember_local_checkpoint(ember_ds *ds, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ds)
+        return ember__err(msg, EMBER_EINVAL, "local_checkpoint: NULL dataset");
+    if (ds->ckpt_state == 2)
+        return EMBER_OK;
+    if (ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY) {
+        truncate_lineage(ds, NULL, NULL);
+        return EMBER_OK;
+    }
+    /* As Spark does, a local checkpoint needs a level that survives
+     * eviction: the blocks are the only copy once the lineage is cut. */
+    ember_level want = disk_level(ds->level);
+    int rc = EMBER_OK;
+    if (ds->level != want) {
+        ember_unpersist(ds);
+        rc = ember_persist(ds, want, msg);
+    }
+    uint64_t n;
+    if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
+        rc = ember_count(ds, &n, msg);
+    if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
+        rc = ember__err(msg, EMBER_EIO,
+                        "local checkpoint of #%llu: not every partition could be "
+                        "stored", (unsigned long long)ds->id);
+    if (!rc)
+        truncate_lineage(ds, NULL, NULL);
+    return rc;
+}
+
+int ember_is_checkpointed(const ember_ds *ds)
+{
+    return ds && ds->ckpt_state == 2;
+}
+
+const char *ember_checkpoint_path(const ember_ds *ds)
+{
+    return ds && ds->ckpt_state == 2 ? ds->ckpt_path : NULL;
+}
+
+int ember__checkpoint_read_part(ember_ds *ds, size_t part, ember__buf *b,
+                                char *msg)
+{
+    if (!ds->ckpt_path)
+        return ember__err(msg, EMBER_ESTATE,
+                          "local checkpoint #%llu lost partition %zu",
+                          (unsigned long long)ds->id, part);
+    uint64_t lo = ds->ckpt_offsets[part], hi = ds->ckpt_offsets[part + 1];
+    ember__ckr *r = NULL;
+    b->size = ds->type.size;
+    int rc = ember__buf_reserve(ds->ctx, b, (size_t)(hi - lo));
+    if (!rc)
+        rc = ember__ckr_open(ds->ctx, &r, ds->ckpt_path, msg);
+    if (!rc)
+        rc = ember__ckr_slice(r, "data", &ds->type, lo, (size_t)(hi - lo), b->data, msg);
+    if (!rc)
+        b->n = (size_t)(hi - lo);
+    ember__ckr_close(&r);
+    return rc;
+}
+
+/* Picks the one dataset of a file when no name is given. */
+static int only_dataset(ember_ctx *ctx, ember__ckr *r, const char *path,
+                        char *name, char *msg)
+{
+    char *names = NULL;
+    size_t n = 0;
+    int rc = ember__ckr_list(r, "/datasets", &names, &n, msg);
+    if (!rc && n != 1)
+        rc = ember__err(msg, EMBER_EINVAL,
+                        "%s holds %zu datasets; name the one to read", path, n);
+    if (!rc)
+        snprintf(name, EMBER_NAME_SIZE, "%s", names);
+    ember__free(ctx, names);
+    return rc;
+}
+
+int ember_read_checkpoint(ember_ds **out, ember_ctx *ctx, const char *path,
+                          const char *name, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !path)
+        return ember__err(msg, EMBER_EINVAL, "read_checkpoint: NULL argument");
+    *out = NULL;
+    ember__ckr *r = NULL;
+    char which[EMBER_NAME_SIZE];
+    ember_type t;
+    void *data = NULL;
+    size_t n = 0, nparts = 0;
+    uint64_t *off = NULL;
+    int rc = ember__ckr_open(ctx, &r, path, msg);
+    if (!rc)
+        rc = name ? (snprintf(which, sizeof which, "%s", name), EMBER_OK)
+                  : only_dataset(ctx, r, path, which, msg);
+    if (!rc)
+        rc = ember__ckr_dataset(r, which, &t, &data, &n, &off, &nparts, msg);
+    ember__ckr_close(&r);
+    if (!rc)
+        rc = ember__array_source_offsets(out, ctx, &t, data, n, off, nparts,
+                                         which, msg);
+    char *copy = rc ? NULL : ember__strdup(ctx, path);
+    if (!rc && !copy) {
+        ember_ds_free(out);
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    if (!rc) {
+        (*out)->ckpt_state = 2;
+        (*out)->ckpt_path = copy;
+    }
+    return rc;
+}

@@ -1,0 +1,640 @@
+/* ckptfile.c: checkpoint files, written atomically and verified on read.
+ *
+ * A checkpoint is one HDF5 file (docs/checkpoint-format.md): root
+ * attributes saying what wrote it and when, /datasets/<name> with the
+ * records and their partition offsets, /scalars/<name> and /blobs/<name>.
+ * Everything is chunked with Fletcher32, so a flipped bit is caught on read.
+ *
+ * Commit sequence: write NAME.tmp, flush and close it, fsync it, rename it
+ * to NAME, fsync the directory. A crash at any point leaves either the old
+ * state or the new file, plus perhaps a stray .tmp that the loop sweeps.
+ * Every HDF5 call runs under ember__h5_lock (recursive), and every id is
+ * closed on every path.
+ */
+#include "internal.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CK_MAGIC "ember-checkpoint"
+
+struct ember__ckw {
+    ember_ctx *ctx;
+    hid_t fid;
+    int deflate;
+    char dir[PATH_MAX];
+    char path[PATH_MAX];
+    char tmp[PATH_MAX];
+};
+
+struct ember__ckr {
+    ember_ctx *ctx;
+    hid_t fid;
+    char path[PATH_MAX];
+    ember__ck_info info;
+};
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static int attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR), a = -1;
+    int ok = t >= 0 && s >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
+             H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 &&
+             (a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(a, t, value) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    return ok ? 0 : -1;
+}
+
+static int attr_num(hid_t obj, const char *name, hid_t type, const void *v)
+{
+    hid_t s = H5Screate(H5S_SCALAR), a = -1;
+    int ok = s >= 0 &&
+             (a = H5Acreate2(obj, name, type, s, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(a, type, v) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    if (s >= 0)
+        H5Sclose(s);
+    return ok ? 0 : -1;
+}
+
+/* Reads a string attribute into buf (cut to size); -1 when absent. */
+static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
+                         char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = -1, mt = -1;
+    int ok = 0;
+    if (a >= 0 && (ft = H5Aget_type(a)) >= 0 && H5Tget_class(ft) == H5T_STRING &&
+        !H5Tis_variable_str(ft)) {
+        size_t len = H5Tget_size(ft);
+        char *tmp = ember__calloc(ctx, 1, len + 1);
+        mt = H5Tcopy(ft);
+        ok = tmp && mt >= 0 && H5Aread(a, mt, tmp) >= 0;
+        if (ok)
+            snprintf(buf, size, "%s", tmp);
+        ember__free(ctx, tmp);
+    }
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+static int read_attr_num(hid_t obj, const char *name, hid_t type, void *v)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    int ok = a >= 0 && H5Aread(a, type, v) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+static void now_iso(char *buf, size_t size)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
+{
+    int64_t version = EMBER_CHECKPOINT_FORMAT, threads = ctx->threads;
+    double unix_time = (double)time(NULL);
+    char created[64];
+    now_iso(created, sizeof created);
+    int rc = attr_str(fid, "format", CK_MAGIC);
+    rc |= attr_num(fid, "format_version", H5T_NATIVE_INT64, &version);
+    rc |= attr_str(fid, "kind", m->kind ? m->kind : "dataset");
+    rc |= attr_str(fid, "ember_version", EMBER_VERSION_STRING);
+    rc |= attr_str(fid, "program", m->program ? m->program : "");
+    rc |= attr_str(fid, "parameters", m->parameters ? m->parameters : "");
+    rc |= attr_str(fid, "state_signature", m->signature ? m->signature : "");
+    rc |= attr_str(fid, "lineage", m->lineage ? m->lineage : "");
+    rc |= attr_num(fid, "iteration", H5T_NATIVE_UINT64, &m->iteration);
+    rc |= attr_num(fid, "fingerprint", H5T_NATIVE_UINT64, &m->fingerprint);
+    rc |= attr_str(fid, "created", created);
+    rc |= attr_num(fid, "created_unix", H5T_NATIVE_DOUBLE, &unix_time);
+    rc |= attr_num(fid, "threads", H5T_NATIVE_INT64, &threads);
+    for (const char *g = "datasets\0scalars\0blobs\0"; *g; g += strlen(g) + 1) {
+        hid_t gid = H5Gcreate2(fid, g, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        rc |= gid < 0 ? -1 : 0;
+        if (gid >= 0)
+            H5Gclose(gid);
+    }
+    return rc;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+int ember__ckw_begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
+                     const char *name, const ember__ck_meta *meta, char *msg)
+{
+    *out = NULL;
+    ember__ckw *w = ember__calloc(ctx, 1, sizeof *w);
+    if (!w)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    w->ctx = ctx;
+    w->fid = -1;
+    w->deflate = meta->deflate;
+    if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
+        (size_t)snprintf(w->path, sizeof w->path, "%s/%s", dir, name) >= sizeof w->path ||
+        (size_t)snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->path) >= sizeof w->tmp) {
+        ember__free(ctx, w);
+        return ember__err(msg, EMBER_EINVAL, "checkpoint path too long: %s/%s", dir, name);
+    }
+    unlink(w->tmp);
+    ember__h5_lock();
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    w->fid = fapl >= 0 ? H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    int bad = w->fid < 0 || write_root(w->fid, ctx, meta) != 0;
+    ember__h5_unlock();
+    if (bad) {
+        int err = errno;
+        int rc = ember__err(msg, EMBER_EIO, "cannot create checkpoint %s: %s",
+                            w->tmp, strerror(err ? err : EIO));
+        ember__ckw_abort(&w);
+        return rc;
+    }
+    *out = w;
+    return EMBER_OK;
+}
+
+static int open_writer(ember__ckw *w, const char *group, const char *name,
+                       const ember_type *t, ember__h5w **hw, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    if (!name[0] || strchr(name, '/') || strlen(name) >= EMBER_NAME_SIZE)
+        return ember__err(msg, EMBER_EINVAL, "bad checkpoint entry name '%s'", name);
+    snprintf(path, sizeof path, "/%s/%s", group, name);
+    ember__h5w_opts o = {w->deflate, 1, 0, (long long)w->fid};
+    return ember__h5w_open(w->ctx, hw, w->tmp, path, t, &o, msg);
+}
+
+int ember__ckw_dataset(ember__ckw *w, const char *name, ember_ds *ds,
+                       char *msg)
+{
+    ember__h5w *hw = NULL;
+    uint64_t *off = ember__calloc(w->ctx, ds->nparts + 1, sizeof *off);
+    int rc = off ? open_writer(w, "datasets", name, &ds->type, &hw, msg)
+                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ember__save_parts(ds, hw, off, msg);
+    if (hw) {
+        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, ds->nparts, rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    ember__free(w->ctx, off);
+    return rc;
+}
+
+int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
+                     const ember__buf *parts, size_t nparts, char *msg)
+{
+    ember__h5w *hw = NULL;
+    uint64_t *off = ember__calloc(w->ctx, nparts + 1, sizeof *off);
+    int rc = off ? open_writer(w, "datasets", name, t, &hw, msg)
+                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; !rc && p < nparts; p++) {
+        rc = ember__h5w_append(hw, parts[p].data, parts[p].n, msg);
+        off[p + 1] = off[p] + parts[p].n;
+    }
+    if (hw) {
+        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, nparts, rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    ember__free(w->ctx, off);
+    return rc;
+}
+
+int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
+                       const void *data, size_t n, char *msg)
+{
+    ember_type t = ember_type_scalar(kind);
+    ember__h5w *hw = NULL;
+    int rc = open_writer(w, "scalars", name, &t, &hw, msg);
+    if (!rc)
+        rc = ember__h5w_append(hw, data, n, msg);
+    if (hw) {
+        int rc2 = ember__h5w_close(&hw, NULL, 0, rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    return rc;
+}
+
+int ember__ckw_blob(ember__ckw *w, const char *name, const void *data,
+                    size_t size, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    if (!name[0] || strchr(name, '/') || strlen(name) >= EMBER_NAME_SIZE)
+        return ember__err(msg, EMBER_EINVAL, "bad checkpoint entry name '%s'", name);
+    snprintf(path, sizeof path, "/blobs/%s", name);
+    hsize_t dims = size, chunk = size ? (size < 65536 ? size : 65536) : 1;
+    ember__h5_lock();
+    hid_t s = H5Screate_simple(1, &dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    int ok = s >= 0 && p >= 0 && H5Pset_chunk(p, 1, &chunk) >= 0 &&
+             H5Pset_fletcher32(p) >= 0 &&
+             (d = H5Dcreate2(w->fid, path, H5T_NATIVE_UINT8, s, H5P_DEFAULT, p,
+                             H5P_DEFAULT)) >= 0 &&
+             (size == 0 || H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL,
+                                    H5P_DEFAULT, data) >= 0);
+    if (d >= 0)
+        H5Dclose(d);
+    if (p >= 0)
+        H5Pclose(p);
+    if (s >= 0)
+        H5Sclose(s);
+    ember__h5_unlock();
+    return ok ? EMBER_OK
+              : ember__err(msg, EMBER_EIO, "%s: cannot write blob %s", w->tmp, name);
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int ember__ckw_commit(ember__ckw **pw, uint64_t *bytes, char *path_out,
+                      char *msg)
+{
+    ember__ckw *w = *pw;
+    ember__h5_lock();
+    herr_t fl = H5Fflush(w->fid, H5F_SCOPE_GLOBAL);
+    herr_t cl = H5Fclose(w->fid);
+    ember__h5_unlock();
+    w->fid = -1;
+    struct stat st;
+    const char *step = fl < 0 || cl < 0 ? "write" :
+                       fsync_path(w->tmp, 0) ? "fsync" :
+                       stat(w->tmp, &st) ? "stat" :
+                       rename(w->tmp, w->path) ? "rename" :
+                       fsync_path(w->dir, 1) ? "fsync directory of" : NULL;
+    if (step) {
+        int err = errno;
+        int rc = ember__err(msg, EMBER_EIO, "checkpoint %s: %s failed: %s",
+                            w->path, step, strerror(err ? err : EIO));
+        ember__ckw_abort(pw);
+        return rc;
+    }
+    if (bytes)
+        *bytes = (uint64_t)st.st_size;
+    if (path_out)
+        snprintf(path_out, 1024, "%.1023s", w->path);
+    ember__free(w->ctx, w);
+    *pw = NULL;
+    return EMBER_OK;
+}
+
+void ember__ckw_abort(ember__ckw **pw)
+{
+    if (!pw || !*pw)
+        return;
+    ember__ckw *w = *pw;
+    if (w->fid >= 0) {
+        ember__h5_lock();
+        H5Fclose(w->fid);
+        ember__h5_unlock();
+    }
+    unlink(w->tmp);
+    ember__free(w->ctx, w);
+    *pw = NULL;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static int read_info(ember__ckr *r, char *msg)
+{
+    ember__ck_info *i = &r->info;
+    char magic[64];
+    if (read_attr_str(r->ctx, r->fid, "format", magic, sizeof magic) || strcmp(magic, CK_MAGIC))
+        return ember__err(msg, EMBER_ECORRUPT, "%s: not an ember checkpoint", r->path);
+    if (read_attr_num(r->fid, "format_version", H5T_NATIVE_INT64, &i->format_version))
+        return ember__err(msg, EMBER_ECORRUPT, "%s: no format_version", r->path);
+    if (i->format_version > EMBER_CHECKPOINT_FORMAT || i->format_version < 1)
+        return ember__err(msg, EMBER_EFORMAT,
+                          "%s: checkpoint format %lld; this ember reads up to %d",
+                          r->path, (long long)i->format_version, EMBER_CHECKPOINT_FORMAT);
+    int bad = read_attr_str(r->ctx, r->fid, "kind", i->kind, sizeof i->kind) |
+              read_attr_str(r->ctx, r->fid, "ember_version", i->ember_version, sizeof i->ember_version) |
+              read_attr_str(r->ctx, r->fid, "program", i->program, sizeof i->program) |
+              read_attr_str(r->ctx, r->fid, "parameters", i->parameters, sizeof i->parameters) |
+              read_attr_str(r->ctx, r->fid, "state_signature", i->signature, sizeof i->signature) |
+              read_attr_str(r->ctx, r->fid, "created", i->created, sizeof i->created) |
+              read_attr_num(r->fid, "iteration", H5T_NATIVE_UINT64, &i->iteration) |
+              read_attr_num(r->fid, "fingerprint", H5T_NATIVE_UINT64, &i->fingerprint) |
+              read_attr_num(r->fid, "threads", H5T_NATIVE_INT64, &i->threads);
+    read_attr_str(r->ctx, r->fid, "lineage", i->lineage, sizeof i->lineage);
+    return bad ? ember__err(msg, EMBER_ECORRUPT, "%s: root attributes missing", r->path)
+               : EMBER_OK;
+}
+
+int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
+                    char *msg)
+{
+    *out = NULL;
+    if (access(path, R_OK) != 0)
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    ember__ckr *r = ember__calloc(ctx, 1, sizeof *r);
+    if (!r)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    r->ctx = ctx;
+    snprintf(r->path, sizeof r->path, "%s", path);
+    ember__h5_lock();
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    r->fid = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    int rc = r->fid < 0 ? ember__err(msg, EMBER_ECORRUPT,
+                                     "%s: not a readable HDF5 file (truncated or "
+                                     "damaged)", path)
+                        : read_info(r, msg);
+    ember__h5_unlock();
+    if (rc) {
+        ember__ckr_close(&r);
+        return rc;
+    }
+    *out = r;
+    return EMBER_OK;
+}
+
+const ember__ck_info *ember__ckr_info(const ember__ckr *r)
+{
+    return &r->info;
+}
+
+void ember__ckr_close(ember__ckr **pr)
+{
+    if (!pr || !*pr)
+        return;
+    ember__ckr *r = *pr;
+    if (r->fid >= 0) {
+        ember__h5_lock();
+        H5Fclose(r->fid);
+        ember__h5_unlock();
+    }
+    ember__free(r->ctx, r);
+    *pr = NULL;
+}
+
+typedef struct {
+    ember_ctx *ctx;
+    char *names;
+    size_t n, cap;
+    int failed;
+} name_list;
+
+static herr_t collect_name(hid_t g, const char *name, const H5L_info_t *info,
+                           void *data)
+{
+    (void)g;
+    (void)info;
+    name_list *l = data;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char *p = ember__realloc(l->ctx, l->names, cap * EMBER_NAME_SIZE);
+        if (!p) {
+            l->failed = 1;
+            return -1;
+        }
+        l->names = p;
+        l->cap = cap;
+    }
+    snprintf(l->names + l->n++ * EMBER_NAME_SIZE, EMBER_NAME_SIZE, "%s", name);
+    return 0;
+}
+
+int ember__ckr_list(ember__ckr *r, const char *group, char **names, size_t *n,
+                    char *msg)
+{
+    name_list l = {r->ctx, NULL, 0, 0, 0};
+    ember__h5_lock();
+    hid_t g = H5Gopen2(r->fid, group, H5P_DEFAULT);
+    hsize_t idx = 0;
+    herr_t it = g >= 0 ? H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx,
+                                     collect_name, &l)
+                       : -1;
+    if (g >= 0)
+        H5Gclose(g);
+    ember__h5_unlock();
+    if (it < 0) {
+        ember__free(r->ctx, l.names);
+        return ember__err(msg, l.failed ? EMBER_ENOMEM : EMBER_ECORRUPT,
+                          "%s: cannot list %s", r->path, group);
+    }
+    *names = l.names;
+    *n = l.n;
+    return EMBER_OK;
+}
+
+/* Reads every element of one dataset (checksums are checked on read). */
+static int verify_one(ember__ckr *r, const char *group, const char *name,
+                      char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "%s/%s", group, name);
+    hid_t d = H5Dopen2(r->fid, path, H5P_DEFAULT), ft = -1, mt = -1, s = -1;
+    void *buf = NULL;
+    int ok = d >= 0 && (ft = H5Dget_type(d)) >= 0 &&
+             (mt = H5Tget_native_type(ft, H5T_DIR_ASCEND)) >= 0 &&
+             (s = H5Dget_space(d)) >= 0;
+    if (ok) {
+        hssize_t np = H5Sget_simple_extent_npoints(s);
+        size_t bytes = (size_t)(np > 0 ? np : 0) * H5Tget_size(mt);
+        buf = ember__malloc(r->ctx, bytes);
+        ok = buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        if (ok && strcmp(group, "/datasets") == 0) {
+            uint64_t last = 0;
+            hid_t a = H5Aexists(d, "partition_offsets") > 0
+                          ? H5Aopen(d, "partition_offsets", H5P_DEFAULT) : -1;
+            hid_t as = a >= 0 ? H5Aget_space(a) : -1;
+            hssize_t na = as >= 0 ? H5Sget_simple_extent_npoints(as) : 0;
+            uint64_t *off = na > 0 ? ember__malloc(r->ctx, (size_t)na * 8) : NULL;
+            ok = off && H5Aread(a, H5T_NATIVE_UINT64, off) >= 0 &&
+                 (last = off[na - 1]) == (uint64_t)np;
+            ember__free(r->ctx, off);
+            if (as >= 0)
+                H5Sclose(as);
+            if (a >= 0)
+                H5Aclose(a);
+        }
+    }
+    ember__free(r->ctx, buf);
+    if (s >= 0)
+        H5Sclose(s);
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (d >= 0)
+        H5Dclose(d);
+    return ok ? EMBER_OK
+              : ember__err(msg, EMBER_ECORRUPT,
+                           "%s: %s fails verification (checksum, truncation or "
+                           "missing partition offsets)", r->path, path);
+}
+
+int ember__ckr_verify(ember__ckr *r, char *msg)
+{
+    int rc = EMBER_OK;
+    for (const char *g = "/datasets\0/scalars\0/blobs\0"; !rc && *g; g += strlen(g) + 1) {
+        char *names = NULL;
+        size_t n = 0;
+        rc = ember__ckr_list(r, g, &names, &n, msg);
+        ember__h5_lock();
+        for (size_t i = 0; !rc && i < n; i++)
+            rc = verify_one(r, g, names + i * EMBER_NAME_SIZE, msg);
+        ember__h5_unlock();
+        ember__free(r->ctx, names);
+    }
+    return rc;
+}
+
+static int read_offsets(ember__ckr *r, const char *path, uint64_t **off,
+                        size_t *nparts, size_t n, char *msg)
+{
+    ember__h5_lock();
+    hid_t d = H5Dopen2(r->fid, path, H5P_DEFAULT);
+    hid_t a = d >= 0 && H5Aexists(d, "partition_offsets") > 0
+                  ? H5Aopen(d, "partition_offsets", H5P_DEFAULT) : -1;
+    hid_t s = a >= 0 ? H5Aget_space(a) : -1;
+    hssize_t na = s >= 0 ? H5Sget_simple_extent_npoints(s) : 0;
+    *off = na >= 2 ? ember__malloc(r->ctx, (size_t)na * sizeof **off) : NULL;
+    int ok = *off && H5Aread(a, H5T_NATIVE_UINT64, *off) >= 0;
+    if (s >= 0)
+        H5Sclose(s);
+    if (a >= 0)
+        H5Aclose(a);
+    if (d >= 0)
+        H5Dclose(d);
+    ember__h5_unlock();
+    if (!ok || (*off)[na - 1] != n) {
+        ember__free(r->ctx, *off);
+        *off = NULL;
+        return ember__err(msg, EMBER_ECORRUPT, "%s: %s has no valid partition_offsets",
+                          r->path, path);
+    }
+    *nparts = (size_t)na - 1;
+    return EMBER_OK;
+}
+
+int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
+                       void **data, size_t *n, uint64_t **offsets,
+                       size_t *nparts, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "/datasets/%s", name);
+    int rc = ember__h5_read_all(r->ctx, r->path, path, type, data, n, msg);
+    if (!rc && offsets && (rc = read_offsets(r, path, offsets, nparts, *n, msg))) {
+        ember__free(r->ctx, *data);
+        *data = NULL;
+    }
+    return rc;
+}
+
+int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
+                     uint64_t lo, size_t n, void *buf, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "/datasets/%s", name);
+    hsize_t start = lo, count = n;
+    ember__h5_lock();
+    hid_t d = H5Dopen2(r->fid, path, H5P_DEFAULT), fs = -1, ms = -1;
+    hid_t mt = (hid_t)ember__h5_mem_type(type);
+    int ok = d >= 0 && mt >= 0 && (fs = H5Dget_space(d)) >= 0 &&
+             (ms = H5Screate_simple(1, &count, NULL)) >= 0 &&
+             (n == 0 || (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL,
+                                             &count, NULL) >= 0 &&
+                         H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf) >= 0));
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (fs >= 0)
+        H5Sclose(fs);
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (d >= 0)
+        H5Dclose(d);
+    ember__h5_unlock();
+    return ok ? EMBER_OK
+              : ember__err(msg, EMBER_ECORRUPT, "%s: cannot read records %llu..%llu "
+                           "of %s (checksum or truncation)", r->path,
+                           (unsigned long long)lo, (unsigned long long)(lo + n), path);
+}
+
+int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
+                       void *data, size_t n, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "/scalars/%s", name);
+    ember_type t;
+    void *buf = NULL;
+    size_t got = 0;
+    int rc = ember__h5_read_all(r->ctx, r->path, path, &t, &buf, &got, msg);
+    if (!rc && (got != n || t.nfields != 1 || t.field[0].kind != kind ||
+                t.field[0].count != 1))
+        rc = ember__err(msg, EMBER_ETYPE, "%s: %s holds %zu %s values; expected %zu %s",
+                        r->path, path, got, ember_scalar_name(t.field[0].kind), n,
+                        ember_scalar_name(kind));
+    if (!rc)
+        memcpy(data, buf, n * ember_scalar_size(kind));
+    ember__free(r->ctx, buf);
+    return rc;
+}
+
+int ember__ckr_blob(ember__ckr *r, const char *name, void *data, size_t size,
+                    char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "/blobs/%s", name);
+    ember__h5_lock();
+    hid_t d = H5Lexists(r->fid, path, H5P_DEFAULT) > 0
+                  ? H5Dopen2(r->fid, path, H5P_DEFAULT) : -1;
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    int ok = np == (hssize_t)size &&
+             (size == 0 || H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL,
+                                   H5P_DEFAULT, data) >= 0);
+    if (s >= 0)
+        H5Sclose(s);
+    if (d >= 0)
+        H5Dclose(d);
+    ember__h5_unlock();
+    if (ok)
+        return EMBER_OK;
+    return np < 0 ? ember__err(msg, EMBER_ENOTFOUND, "%s: no %s", r->path, path)
+           : np != (hssize_t)size
+               ? ember__err(msg, EMBER_ETYPE, "%s: %s holds %lld bytes; expected %zu",
+                            r->path, path, (long long)np, size)
+               : ember__err(msg, EMBER_ECORRUPT, "%s: %s fails its checksum", r->path,
+                            path);
+}
