@@ -140,7 +140,9 @@ typedef struct {
     int64_t converged;        /* 1 when a step returned EMBER_DONE */
     double load_seconds;      /* set by the program (ember_cli_now()) */
     double compute_seconds;   /* iterations only, checkpoint writes excluded */
-    double checkpoint_seconds;
+    double checkpoint_write_seconds; /* this process's checkpoint writes */
+
+    char parameters[8192];    /* private: ember_cli_loop's copy */
 } ember_cli;
 
 /* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
@@ -194,7 +196,7 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * restored run had already finished: no step runs), EMBER_INTERRUPTED after
  * a signal (checkpoint written), or a negative error. Fills
  * cli->iterations_done, value, converged, compute_seconds and
- * checkpoint_seconds. */
+ * checkpoint_write_seconds. */
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg);
 
