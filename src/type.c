@@ -263,6 +263,30 @@ uint64_t ember__key_hash(const ember_type *t, const void *rec)
     return ember__hash64(bits);
 }
 
+static int name_taken(const char *name, const ember_field *f, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (strcmp(f[j].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Renames g until no field of f[0..n) has its name: "name_2", "name_3", ...
+ * The name is cut short to fit; candidates differ in suffix or length, so
+ * at most n + 1 are tried. (Appending "_2" to the new name again loops
+ * forever once the cut lands on an existing name.) */
+static void unique_name(ember_field *g, const ember_field *f, size_t n)
+{
+    char base[EMBER_NAME_SIZE];
+    memcpy(base, g->name, sizeof base);
+    for (unsigned k = 2; name_taken(g->name, f, n); k++) {
+        char suffix[16];
+        int w = snprintf(suffix, sizeof suffix, "_%u", k);
+        snprintf(g->name, EMBER_NAME_SIZE, "%.*s%s", EMBER_NAME_SIZE - 1 - w,
+                 base, suffix);
+    }
+}
+
 int ember__type_concat(ember_type *out, const ember_type *a,
                        const ember_type *b, int skip_b_key, char *msg)
 {
@@ -276,13 +300,7 @@ int ember__type_concat(ember_type *out, const ember_type *a,
         f[n++] = a->field[i];
     for (uint32_t i = start; i < b->nfields; i++) {
         ember_field g = b->field[i];
-        for (size_t j = 0; j < n; j++)
-            if (strcmp(f[j].name, g.name) == 0) {
-                char tmp[EMBER_NAME_SIZE];
-                snprintf(tmp, sizeof tmp, "%.*s_2", EMBER_NAME_SIZE - 4, g.name);
-                memcpy(g.name, tmp, sizeof tmp);
-                j = (size_t)-1; /* rescan: the new name may clash too */
-            }
+        unique_name(&g, f, n);
         f[n++] = g;
     }
     int rc = ember_type_struct(out, f, n, msg);
