@@ -59,10 +59,14 @@ deps:
 	  exit 1; \
 	fi
 
-$(BUILD_DIR)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
-
-configure: deps $(BUILD_DIR)/CMakeCache.txt
+# Configure once. The test is on the generated build files, not on
+# CMakeCache.txt, which a failed configure also leaves behind. Later changes
+# to CMakeLists.txt are picked up by cmake --build itself.
+configure: deps
+	@if [ ! -f $(BUILD_DIR)/Makefile ] && [ ! -f $(BUILD_DIR)/build.ninja ]; then \
+	  echo "cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)"; \
+	  cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS); \
+	fi
 
 build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
