@@ -548,7 +548,8 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
         scan_link(fid, i, &s);
     if (s.count == 1) {
         *dset = s.first;
-        snprintf(where, where_size, "%s:/%s", file, s.first_name);
+        /* where names the dataset in messages: cut long names to fit */
+        snprintf(where, where_size, "%.380s:/%.120s", file, s.first_name);
         return EMBER_OK;
     }
     if (s.first >= 0)
