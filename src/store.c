@@ -1,0 +1,926 @@
+/* store.c: the block store, where persisted partitions and shuffle outputs
+ * live between actions, keyed by (dataset id, partition).
+ *
+ * Callers: exec.c puts a partition as a task finishes computing it and gets
+ * it back (from any task, concurrently) when a later action needs it; ds.c
+ * drops a dataset's blocks when it is unpersisted or freed; ctx.c creates and
+ * destroys the store with the context.
+ *
+ * Every block is an entry in exactly one of these places:
+ *   resident  in memory, on the LRU list, counted in `used` against the
+ *             context's budget (raw bytes, or compressed bytes for _SER);
+ *   spilling  out of the budget, its bytes still in memory while one thread
+ *             writes them to the spill dir without the lock;
+ *   on disk   one file per block in the spill dir (raw, or compressed for
+ *             _SER), made lazily with mkdtemp under ctx->scratch_dir;
+ *   dead      out of the table (dropped or replaced) but still pinned; it
+ *             waits on the limbo list and is freed by its last unpin.
+ * A pin is a view or an in-flight read or write: pinned entries are never
+ * evicted or freed, so the lock is not held while compressing, decompressing
+ * or doing disk I/O. Memory that is no longer resident (a spilled block some
+ * view still points at) is freed by the last unpin; it is outside the budget
+ * meanwhile, so real use can briefly exceed the budget by the pinned bytes.
+ * DISK_ONLY blocks, and *_AND_DISK blocks that cannot get room, start out
+ * spilling. A failed write loses that block (its owner recomputes it) and
+ * the put that caused it returns EMBER_EIO. A block read back from disk
+ * stays on disk: reads do not bring it back into memory.
+ *
+ * Lookups go through a hash table of datasets, each holding an array indexed
+ * by partition (partitions are dense, 0..n-1), so get is O(1) and drop is
+ * O(partitions of that dataset). Lock order: store lock, then ctx->stats_lock.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+typedef struct entry entry;
+typedef struct dsrec dsrec;
+
+struct entry {
+    uint64_t ds_id;
+    size_t part;
+    ember_level level;
+    size_t nrec, recsize;
+    void *mem;          /* the stored bytes, valid while has_mem */
+    size_t bytes;       /* stored size: raw, or compressed for _SER */
+    uint64_t file;      /* spill file number, set when a write is planned */
+    int pins;
+    bool has_mem, resident, spilling, on_disk, dead;
+    dsrec *owner;       /* the dataset holding the entry; NULL once dead */
+    entry *prev, *next; /* LRU list while resident, limbo while dead */
+    entry *job;         /* next in a spill list or a burial list */
+};
+
+struct dsrec {
+    uint64_t id;
+    entry **parts; /* by partition number, NULL where absent */
+    size_t cap;
+    size_t count;  /* non-NULL parts */
+    dsrec *next;   /* hash chain */
+};
+
+typedef struct {
+    entry *head, *tail;
+} elist;
+
+struct ember__store {
+    ember_ctx *ctx;
+    omp_lock_t lock;
+    dsrec **bucket;   /* power-of-two number of chains */
+    size_t nbucket, nds;
+    elist lru;        /* resident entries, least recently used first */
+    elist limbo;      /* dead entries still pinned */
+    size_t used;      /* bytes of resident entries */
+    size_t pinned;    /* bytes of resident entries that are pinned */
+    size_t nmem, ndisk;
+    uint64_t next_file;
+    struct {
+        uint64_t evictions, spills, disk_reads, cache_hits;
+    } delta;          /* counters not yet added to ctx->stats */
+    char dir[PATH_MAX]; /* the spill dir, "" until first needed */
+};
+
+#define INITIAL_BUCKETS 64
+#define SPILL_PATH_SIZE (PATH_MAX + 32)
+
+static bool is_ser(ember_level level)
+{
+    return level == EMBER_MEMORY_ONLY_SER || level == EMBER_MEMORY_AND_DISK_SER;
+}
+
+static bool keeps_disk(ember_level level)
+{
+    return level == EMBER_MEMORY_AND_DISK ||
+           level == EMBER_MEMORY_AND_DISK_SER || level == EMBER_DISK_ONLY;
+}
+
+/* ---- locking and statistics ---------------------------------------------- */
+
+static void store_lock(ember__store *s)
+{
+    omp_set_lock(&s->lock);
+}
+
+/* Publishes the store's figures before letting go, so a reader of
+ * ember_ctx_stats sees memory_used, the block counts and the counters move
+ * together. */
+static void store_unlock(ember__store *s)
+{
+    ember_ctx *ctx = s->ctx;
+    omp_set_lock(&ctx->stats_lock);
+    ctx->stats.memory_used = s->used;
+    ctx->stats.memory_budget = ctx->budget;
+    ctx->stats.blocks_in_memory = s->nmem;
+    ctx->stats.blocks_on_disk = s->ndisk;
+    ctx->stats.evictions += s->delta.evictions;
+    ctx->stats.spills += s->delta.spills;
+    ctx->stats.disk_reads += s->delta.disk_reads;
+    ctx->stats.cache_hits += s->delta.cache_hits;
+    omp_unset_lock(&ctx->stats_lock);
+    memset(&s->delta, 0, sizeof s->delta);
+    omp_unset_lock(&s->lock);
+}
+
+/* ---- entry lists ----------------------------------------------------------- */
+
+static void list_push(elist *l, entry *e)
+{
+    e->next = NULL;
+    e->prev = l->tail;
+    if (l->tail)
+        l->tail->next = e;
+    else
+        l->head = e;
+    l->tail = e;
+}
+
+static void list_remove(elist *l, entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        l->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        l->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+/* ---- the dataset table ------------------------------------------------------ */
+
+static size_t bucket_of(const ember__store *s, uint64_t id)
+{
+    return (size_t)(ember__hash64(id) & (s->nbucket - 1));
+}
+
+static dsrec *ds_find(ember__store *s, uint64_t id)
+{
+    dsrec *d = s->bucket[bucket_of(s, id)];
+    while (d && d->id != id)
+        d = d->next;
+    return d;
+}
+
+/* Doubles the table. A failure only makes chains longer, so it is ignored. */
+static void ds_grow_table(ember__store *s)
+{
+    size_t nb = s->nbucket * 2;
+    dsrec **nbkt = ember__calloc(s->ctx, nb, sizeof *nbkt);
+    if (!nbkt)
+        return;
+    for (size_t i = 0; i < s->nbucket; i++) {
+        for (dsrec *d = s->bucket[i], *next; d; d = next) {
+            next = d->next;
+            size_t b = (size_t)(ember__hash64(d->id) & (nb - 1));
+            d->next = nbkt[b];
+            nbkt[b] = d;
+        }
+    }
+    ember__free(s->ctx, s->bucket);
+    s->bucket = nbkt;
+    s->nbucket = nb;
+}
+
+static dsrec *ds_add(ember__store *s, uint64_t id)
+{
+    dsrec *d = ember__calloc(s->ctx, 1, sizeof *d);
+    if (!d)
+        return NULL;
+    if (s->nds >= 2 * s->nbucket)
+        ds_grow_table(s);
+    size_t b = bucket_of(s, id);
+    d->id = id;
+    d->next = s->bucket[b];
+    s->bucket[b] = d;
+    s->nds++;
+    return d;
+}
+
+static void ds_remove(ember__store *s, dsrec *d)
+{
+    dsrec **p = &s->bucket[bucket_of(s, d->id)];
+    while (*p != d)
+        p = &(*p)->next;
+    *p = d->next;
+    s->nds--;
+    ember__free(s->ctx, d->parts);
+    ember__free(s->ctx, d);
+}
+
+/* Makes d->parts long enough to hold `part`. */
+static int ds_reserve(ember__store *s, dsrec *d, size_t part)
+{
+    if (part >= SIZE_MAX / 2 / sizeof *d->parts)
+        return EMBER_ENOMEM;
+    size_t cap = d->cap ? d->cap * 2 : 16;
+    if (cap <= part)
+        cap = part + 1;
+    entry **parts = ember__calloc(s->ctx, cap, sizeof *parts);
+    if (!parts)
+        return EMBER_ENOMEM;
+    if (d->cap)
+        memcpy(parts, d->parts, d->cap * sizeof *parts);
+    ember__free(s->ctx, d->parts);
+    d->parts = parts;
+    d->cap = cap;
+    return EMBER_OK;
+}
+
+/* The dataset record where (id, part) goes, made if needed. */
+static int slot_for(ember__store *s, uint64_t id, size_t part, dsrec **out)
+{
+    dsrec *d = ds_find(s, id);
+    if (!d && !(d = ds_add(s, id)))
+        return EMBER_ENOMEM;
+    if (part >= d->cap && ds_reserve(s, d, part)) {
+        if (!d->count)
+            ds_remove(s, d);
+        return EMBER_ENOMEM;
+    }
+    *out = d;
+    return EMBER_OK;
+}
+
+static entry *entry_find(ember__store *s, uint64_t id, size_t part)
+{
+    dsrec *d = ds_find(s, id);
+    return d && part < d->cap ? d->parts[part] : NULL;
+}
+
+/* ---- entry states (all under the lock) ------------------------------------ */
+
+static void attach(dsrec *d, entry *e)
+{
+    d->parts[e->part] = e;
+    d->count++;
+    e->owner = d;
+}
+
+static void admit(ember__store *s, entry *e)
+{
+    e->resident = true;
+    list_push(&s->lru, e);
+    s->used += e->bytes;
+    s->nmem++;
+}
+
+static void leave_memory(ember__store *s, entry *e)
+{
+    list_remove(&s->lru, e);
+    s->used -= e->bytes;
+    s->nmem--;
+    if (e->pins)
+        s->pinned -= e->bytes;
+    e->resident = false;
+}
+
+static void pin(ember__store *s, entry *e)
+{
+    if (e->pins++ == 0 && e->resident)
+        s->pinned += e->bytes;
+}
+
+static void push_job(entry **list, entry *e)
+{
+    e->job = *list;
+    *list = e;
+}
+
+/* Takes e out of the table. Its memory and file go on `grave` to be freed
+ * after the lock is released, or wait in limbo for the last unpin. */
+static void detach(ember__store *s, entry *e, entry **grave)
+{
+    e->owner->parts[e->part] = NULL;
+    e->owner->count--;
+    e->owner = NULL;
+    if (e->resident)
+        leave_memory(s, e);
+    if (e->on_disk)
+        s->ndisk--;
+    e->dead = true;
+    if (e->pins)
+        list_push(&s->limbo, e);
+    else
+        push_job(grave, e);
+}
+
+static void unpin(ember__store *s, entry *e, entry **grave)
+{
+    if (--e->pins > 0)
+        return;
+    if (e->resident) {
+        s->pinned -= e->bytes;
+    } else if (e->dead) {
+        list_remove(&s->limbo, e);
+        push_job(grave, e);
+    } else if (e->has_mem) {
+        /* Spilled while a view used it: the disk copy now serves. */
+        ember__free(s->ctx, e->mem);
+        e->mem = NULL;
+        e->has_mem = false;
+    }
+}
+
+/* The write happens later without the lock; the pin keeps e->mem alive. */
+static void plan_spill(ember__store *s, entry *e, entry **spills)
+{
+    e->spilling = true;
+    e->file = ++s->next_file;
+    pin(s, e);
+    push_job(spills, e);
+}
+
+static void finish_spill(ember__store *s, entry *e, int rc, entry **grave)
+{
+    e->spilling = false;
+    if (rc == EMBER_OK) {
+        e->on_disk = true;
+        s->delta.spills++;
+        if (!e->dead)
+            s->ndisk++;
+    } else if (!e->dead) {
+        detach(s, e, grave); /* the block is lost; its owner recomputes it */
+    }
+    unpin(s, e, grave);
+}
+
+static void evict(ember__store *s, entry *e, entry **grave, entry **spills)
+{
+    s->delta.evictions++;
+    if (!keeps_disk(e->level)) {
+        detach(s, e, grave);
+        return;
+    }
+    leave_memory(s, e);
+    plan_spill(s, e, spills);
+}
+
+/* Evicts unpinned blocks, least recently used first, until `need` more bytes
+ * fit. Evicts nothing and returns false when even evicting every unpinned
+ * block would not be enough. */
+static bool make_room(ember__store *s, size_t need, entry **grave,
+                      entry **spills)
+{
+    size_t budget = s->ctx->budget;
+    if (need > budget || s->pinned > budget - need)
+        return false;
+    entry *e = s->lru.head;
+    while (e && s->used > budget - need) {
+        entry *next = e->next;
+        if (!e->pins)
+            evict(s, e, grave, spills);
+        e = next;
+    }
+    return true;
+}
+
+/* Puts e in the table, in memory if it fits, else planned for disk or
+ * refused. */
+static int place(ember__store *s, entry *e, entry **grave, entry **spills)
+{
+    dsrec *d;
+    int rc = slot_for(s, e->ds_id, e->part, &d);
+    if (rc)
+        return rc;
+    if (d->parts[e->part])
+        detach(s, d->parts[e->part], grave);
+    if (e->level != EMBER_DISK_ONLY && make_room(s, e->bytes, grave, spills)) {
+        attach(d, e);
+        admit(s, e);
+        return EMBER_OK;
+    }
+    if (!keeps_disk(e->level)) {
+        if (!d->count)
+            ds_remove(s, d);
+        return EMBER_NOTCACHED;
+    }
+    attach(d, e);
+    plan_spill(s, e, spills);
+    return EMBER_OK;
+}
+
+/* ---- spill files ---------------------------------------------------------- */
+
+static const char *spill_path(const ember__store *s, uint64_t file, char *buf)
+{
+    snprintf(buf, SPILL_PATH_SIZE, "%s/%016" PRIx64 ".blk", s->dir, file);
+    return buf;
+}
+
+/* Under the lock: one mkdtemp per store, on the first spill. */
+static int ensure_dir(ember__store *s, char *msg)
+{
+    if (s->dir[0])
+        return EMBER_OK;
+    const char *base = s->ctx->scratch_dir ? s->ctx->scratch_dir : "/tmp";
+    char tmpl[PATH_MAX];
+    int n = snprintf(tmpl, sizeof tmpl, "%s/ember-XXXXXX", base);
+    if (n < 0 || (size_t)n >= sizeof tmpl)
+        return ember__err(msg, EMBER_EIO, "scratch dir path too long: '%s'",
+                          base);
+    if (!mkdtemp(tmpl))
+        return ember__err(msg, EMBER_EIO,
+                          "cannot create a spill directory in '%s': %s", base,
+                          strerror(errno));
+    memcpy(s->dir, tmpl, (size_t)n + 1);
+    return EMBER_OK;
+}
+
+/* write(2) may write less than asked (signals, pipes, quotas): loop. */
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, unsigned char *p, size_t n, size_t *got)
+{
+    *got = 0;
+    while (*got < n) {
+        ssize_t r = read(fd, p + *got, n - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_block(const ember__store *s, const entry *e, char *msg)
+{
+    char path[SPILL_PATH_SIZE];
+    spill_path(s, e->file, path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "cannot create spill file '%s': %s",
+                          path, strerror(errno));
+    int bad = write_all(fd, e->mem, e->bytes);
+    int err = errno;
+    /* close() is where some file systems report a failed write. */
+    if (close(fd) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    if (!bad)
+        return EMBER_OK;
+    unlink(path);
+    return ember__err(msg, EMBER_EIO, "cannot write spill file '%s': %s", path,
+                      strerror(err));
+}
+
+/* Reads a spill file of exactly `bytes` bytes into a new allocation. */
+static int read_block(const ember__store *s, uint64_t file, size_t bytes,
+                      void **out, char *msg)
+{
+    char path[SPILL_PATH_SIZE];
+    spill_path(s, file, path);
+    unsigned char *buf = NULL;
+    int rc = EMBER_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t got = 0;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rc = ember__err(msg, EMBER_EIO, "cannot read spill file '%s': %s",
+                        path, strerror(errno));
+    } else if ((uint64_t)st.st_size != bytes) {
+        rc = ember__err(msg, EMBER_ECORRUPT,
+                        "spill file '%s' has %lld bytes, expected %zu", path,
+                        (long long)st.st_size, bytes);
+    } else if (!(buf = ember__malloc(s->ctx, bytes))) {
+        rc = EMBER_ENOMEM;
+    } else if (read_all(fd, buf, bytes, &got) != 0) {
+        rc = ember__err(msg, EMBER_EIO, "cannot read spill file '%s': %s",
+                        path, strerror(errno));
+    } else if (got != bytes) {
+        rc = ember__err(msg, EMBER_ECORRUPT,
+                        "spill file '%s' ended after %zu of %zu bytes", path,
+                        got, bytes);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (rc) {
+        ember__free(s->ctx, buf);
+        buf = NULL;
+    }
+    *out = buf;
+    return rc;
+}
+
+/* Frees entries taken out of the store, without the lock: unlink is I/O. */
+static void bury(ember__store *s, entry *grave)
+{
+    char path[SPILL_PATH_SIZE];
+    for (entry *e = grave, *next; e; e = next) {
+        next = e->job;
+        if (e->has_mem)
+            ember__free(s->ctx, e->mem);
+        if (e->on_disk)
+            unlink(spill_path(s, e->file, path));
+        ember__free(s->ctx, e);
+    }
+}
+
+/* Writes the planned blocks, then records each outcome. A failure drops
+ * that block; the first one's message is kept. */
+static int run_spills(ember__store *s, entry *spills, char *msg)
+{
+    if (!spills)
+        return EMBER_OK;
+    store_lock(s);
+    int first = ensure_dir(s, msg);
+    store_unlock(s);
+    bool dir_ok = first == EMBER_OK;
+    entry *grave = NULL;
+    for (entry *e = spills, *next; e; e = next) {
+        next = e->job;
+        int rc = dir_ok ? write_block(s, e, first ? NULL : msg) : first;
+        if (!first)
+            first = rc;
+        store_lock(s);
+        finish_spill(s, e, rc, &grave);
+        store_unlock(s);
+    }
+    bury(s, grave);
+    return first;
+}
+
+/* ---- create, destroy ------------------------------------------------------ */
+
+int ember__store_create(ember_ctx *ctx, char *msg)
+{
+    ember__store *s = ember__calloc(ctx, 1, sizeof *s);
+    dsrec **bucket = ember__calloc(ctx, INITIAL_BUCKETS, sizeof *bucket);
+    if (!s || !bucket) {
+        ember__free(ctx, s);
+        ember__free(ctx, bucket);
+        return ember__err(msg, EMBER_ENOMEM,
+                          "out of memory creating the block store");
+    }
+    s->ctx = ctx;
+    s->bucket = bucket;
+    s->nbucket = INITIAL_BUCKETS;
+    omp_init_lock(&s->lock);
+    ctx->store = s;
+    store_lock(s);
+    store_unlock(s); /* publishes the budget and zero counts */
+    return EMBER_OK;
+}
+
+/* Removes whatever is left in the spill dir, then the dir. */
+static void remove_dir(ember__store *s)
+{
+    if (!s->dir[0])
+        return;
+    DIR *dir = opendir(s->dir);
+    if (dir) {
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                unlinkat(dirfd(dir), de->d_name, 0);
+        closedir(dir);
+    }
+    rmdir(s->dir);
+}
+
+/* Views still held at destroy are the caller's bug; their blocks are freed
+ * anyway so that nothing leaks. */
+void ember__store_destroy(ember_ctx *ctx)
+{
+    ember__store *s = ctx->store;
+    if (!s)
+        return;
+    entry *grave = NULL;
+    for (size_t b = 0; b < s->nbucket; b++) {
+        for (dsrec *d = s->bucket[b], *next; d; d = next) {
+            next = d->next;
+            for (size_t p = 0; p < d->cap; p++)
+                if (d->parts[p])
+                    push_job(&grave, d->parts[p]);
+            ember__free(ctx, d->parts);
+            ember__free(ctx, d);
+        }
+    }
+    for (entry *e = s->limbo.head; e; e = e->next)
+        push_job(&grave, e);
+    bury(s, grave);
+    remove_dir(s);
+    s->used = s->nmem = s->ndisk = 0;
+    store_lock(s);
+    store_unlock(s); /* the stats say nothing is stored any more */
+    omp_destroy_lock(&s->lock);
+    ember__free(ctx, s->bucket);
+    ember__free(ctx, s);
+    ctx->store = NULL;
+}
+
+/* ---- put ------------------------------------------------------------------ */
+
+static int check_put(size_t raw, const void *data, size_t nrec,
+                     size_t recsize, ember_level level, char *msg)
+{
+    if (level < EMBER_MEMORY_ONLY || level > EMBER_MEMORY_AND_DISK_SER ||
+        raw == SIZE_MAX || (!data && raw))
+        return ember__err(msg, EMBER_EINVAL,
+                          "store put: bad level %d or block of %zu x %zu bytes",
+                          (int)level, nrec, recsize);
+    return EMBER_OK;
+}
+
+/* Makes the entry for a put, taking `data` (compressed first for _SER).
+ * On failure data is freed. */
+static int entry_new(ember_ctx *ctx, entry **out, uint64_t ds_id, size_t part,
+                     void *data, size_t nrec, size_t recsize,
+                     ember_level level, char *msg)
+{
+    size_t raw = ember__mul(nrec, recsize), bytes = raw;
+    entry *e = NULL;
+    void *packed = NULL;
+    int rc = check_put(raw, data, nrec, recsize, level, msg);
+    if (!rc && !(e = ember__calloc(ctx, 1, sizeof *e)))
+        rc = EMBER_ENOMEM;
+    if (!rc && is_ser(level))
+        rc = ember__compress(ctx, data, raw, recsize, &packed, &bytes);
+    if (packed) {
+        ember__free(ctx, data);
+        data = packed;
+    }
+    if (rc) {
+        ember__free(ctx, data);
+        ember__free(ctx, e);
+        return rc;
+    }
+    *e = (entry){.ds_id = ds_id, .part = part, .level = level, .nrec = nrec,
+                 .recsize = recsize, .mem = data, .bytes = bytes,
+                 .has_mem = true};
+    *out = e;
+    return EMBER_OK;
+}
+
+int ember__store_put(ember_ctx *ctx, uint64_t ds_id, size_t part, void *data,
+                     size_t nrec, size_t recsize, ember_level level,
+                     char *msg)
+{
+    ember__msg_clear(msg);
+    ember__store *s = ctx->store;
+    entry *e = NULL, *grave = NULL, *spills = NULL;
+    int rc = entry_new(ctx, &e, ds_id, part, data, nrec, recsize, level, msg);
+    if (!rc) {
+        store_lock(s);
+        rc = place(s, e, &grave, &spills);
+        store_unlock(s);
+        if (rc)
+            push_job(&grave, e);
+    }
+    if (rc == EMBER_ENOMEM)
+        ember__err(msg, rc, "out of memory storing partition %zu of #%llu",
+                   part, (unsigned long long)ds_id);
+    bury(s, grave);
+    int wrc = run_spills(s, spills, msg);
+    return rc ? rc : wrc;
+}
+
+/* ---- get, release ----------------------------------------------------------- */
+
+/* Decompresses a _SER block's bytes into a new buffer. */
+static int unpack(ember__store *s, const entry *e, const void *packed,
+                  void **out, char *msg)
+{
+    size_t raw = e->nrec * e->recsize;
+    void *buf = ember__malloc(s->ctx, raw);
+    int rc = buf ? ember__decompress(s->ctx, packed, e->bytes, e->recsize,
+                                     buf, raw)
+                 : EMBER_ENOMEM;
+    if (rc == EMBER_ECORRUPT)
+        ember__err(msg, rc, "block %zu of #%llu failed to decompress%s",
+                   e->part, (unsigned long long)e->ds_id,
+                   e->has_mem ? "" : " after reading it back");
+    if (rc) {
+        ember__free(s->ctx, buf);
+        buf = NULL;
+    }
+    *out = buf;
+    return rc;
+}
+
+/* Copies a block that is not raw in memory into a new buffer: decompressed
+ * from memory, or read back from its spill file. `e` is a snapshot taken
+ * under the lock while the entry is pinned. */
+static int copy_out(ember__store *s, const entry *e, void **out, char *msg)
+{
+    if (e->has_mem) /* only _SER blocks: raw ones are handed out as they are */
+        return unpack(s, e, e->mem, out, msg);
+    void *packed = NULL;
+    int rc = read_block(s, e->file, e->bytes, &packed, msg);
+    if (rc || !is_ser(e->level)) {
+        *out = packed;
+        return rc;
+    }
+    rc = unpack(s, e, packed, out, msg);
+    ember__free(s->ctx, packed);
+    return rc;
+}
+
+/* Under the lock: finds the block, marks it recently used, pins it and
+ * copies its fields to *snap for use without the lock. */
+static entry *find_and_pin(ember__store *s, uint64_t ds_id, size_t part,
+                           entry *snap)
+{
+    entry *e = entry_find(s, ds_id, part);
+    if (!e)
+        return NULL;
+    if (e->resident) {
+        list_remove(&s->lru, e);
+        list_push(&s->lru, e);
+    }
+    pin(s, e);
+    if (e->has_mem && !is_ser(e->level))
+        s->delta.cache_hits++; /* handed out as is: nothing left to fail */
+    *snap = *e;
+    return e;
+}
+
+/* Takes the lock to let go of a pin; a get that copied counts here, once
+ * the copy worked. */
+static void drop_pin(ember__store *s, entry *e, bool hit, bool disk_read)
+{
+    entry *grave = NULL;
+    store_lock(s);
+    s->delta.cache_hits += hit;
+    s->delta.disk_reads += hit && disk_read;
+    unpin(s, e, &grave);
+    store_unlock(s);
+    bury(s, grave);
+}
+
+int ember__store_get(ember_ctx *ctx, uint64_t ds_id, size_t part,
+                     ember__view *v, char *msg)
+{
+    ember__msg_clear(msg);
+    memset(v, 0, sizeof *v);
+    ember__store *s = ctx->store;
+    entry snap;
+    store_lock(s);
+    entry *e = find_and_pin(s, ds_id, part, &snap);
+    store_unlock(s);
+    if (!e)
+        return EMBER_NOTCACHED;
+    if (snap.has_mem && !is_ser(snap.level)) {
+        v->data = snap.mem;
+        v->n = snap.nrec;
+        v->entry_ = e; /* pinned until ember__store_release */
+        return EMBER_OK;
+    }
+    int rc = copy_out(s, &snap, &v->owned_, msg);
+    drop_pin(s, e, rc == EMBER_OK, !snap.has_mem);
+    if (rc == EMBER_ENOMEM)
+        ember__err(msg, rc, "out of memory reading block %zu of #%llu", part,
+                   (unsigned long long)ds_id);
+    if (!rc) {
+        v->data = v->owned_;
+        v->n = snap.nrec;
+    }
+    return rc;
+}
+
+void ember__store_release(ember_ctx *ctx, ember__view *v)
+{
+    if (!v)
+        return;
+    if (v->entry_)
+        drop_pin(ctx->store, v->entry_, false, false);
+    ember__free(ctx, v->owned_);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- queries, drop ------------------------------------------------------------ */
+
+int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part)
+{
+    ember__store *s = ctx->store;
+    store_lock(s);
+    int has = entry_find(s, ds_id, part) != NULL;
+    store_unlock(s);
+    return has;
+}
+
+size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id)
+{
+    ember__store *s = ctx->store;
+    store_lock(s);
+    dsrec *d = ds_find(s, ds_id);
+    size_t n = d ? d->count : 0;
+    store_unlock(s);
+    return n;
+}
+
+void ember__store_drop(ember_ctx *ctx, uint64_t ds_id)
+{
+    ember__store *s = ctx->store;
+    if (!s)
+        return;
+    entry *grave = NULL;
+    store_lock(s);
+    dsrec *d = ds_find(s, ds_id);
+    if (d) {
+        for (size_t p = 0; p < d->cap && d->count; p++)
+            if (d->parts[p])
+                detach(s, d->parts[p], &grave);
+        ds_remove(s, d);
+    }
+    store_unlock(s);
+    bury(s, grave);
+}
+
+/* ---- byte-shuffle + zstd ------------------------------------------------------ */
+
+/* Byte j of every record goes together: the high bytes of integers and the
+ * exponents of floats form long runs that zstd compresses well. Bytes past
+ * the last whole record stay at the end, unshuffled. */
+static void shuffle(unsigned char *out, const unsigned char *in, size_t nbytes,
+                    size_t stride)
+{
+    size_t n = nbytes / stride;
+    for (size_t b = 0; b < stride; b++)
+        for (size_t i = 0; i < n; i++)
+            out[b * n + i] = in[i * stride + b];
+    memcpy(out + n * stride, in + n * stride, nbytes - n * stride);
+}
+
+static void unshuffle(unsigned char *out, const unsigned char *in,
+                      size_t nbytes, size_t stride)
+{
+    size_t n = nbytes / stride;
+    for (size_t b = 0; b < stride; b++)
+        for (size_t i = 0; i < n; i++)
+            out[i * stride + b] = in[b * n + i];
+    memcpy(out + n * stride, in + n * stride, nbytes - n * stride);
+}
+
+int ember__compress(ember_ctx *ctx, const void *src, size_t nbytes,
+                    size_t stride, void **dst, size_t *dst_bytes)
+{
+    *dst = NULL;
+    *dst_bytes = 0;
+    unsigned char *tmp = NULL;
+    const void *in = src;
+    if (stride > 1) {
+        if (!(tmp = ember__malloc(ctx, nbytes)))
+            return EMBER_ENOMEM;
+        shuffle(tmp, src, nbytes, stride);
+        in = tmp;
+    }
+    size_t cap = ZSTD_compressBound(nbytes);
+    void *out = cap ? ember__malloc(ctx, cap) : NULL;
+    size_t n = out ? ZSTD_compress(out, cap, in, nbytes, 1) : 0;
+    ember__free(ctx, tmp);
+    if (!out || ZSTD_isError(n)) {
+        ember__free(ctx, out);
+        return EMBER_ENOMEM; /* zstd fails only when it cannot allocate */
+    }
+    void *fit = ember__realloc(ctx, out, n); /* give back the bound's slack */
+    *dst = fit ? fit : out;
+    *dst_bytes = n;
+    return EMBER_OK;
+}
+
+int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
+                      size_t stride, void *dst, size_t nbytes)
+{
+    unsigned char *tmp = NULL;
+    if (stride > 1 && !(tmp = ember__malloc(ctx, nbytes)))
+        return EMBER_ENOMEM;
+    void *out = tmp ? (void *)tmp : dst;
+    size_t n = ZSTD_decompress(out, nbytes, src, src_bytes);
+    int rc = EMBER_OK;
+    if (ZSTD_isError(n) || n != nbytes)
+        rc = ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
+                 ? EMBER_ENOMEM
+                 : EMBER_ECORRUPT;
+    else if (tmp)
+        unshuffle(dst, tmp, nbytes, stride);
+    ember__free(ctx, tmp);
+    return rc;
+}
