@@ -322,6 +322,22 @@ static size_t window_width(const ember_ds *ds)
     return w ? w : 1;
 }
 
+/* Computes partitions [lo, hi) and copies records from them into buf until
+ * it holds n. */
+static int take_window(ember_ds *ds, size_t lo, size_t hi, ember__buf *parts,
+                       size_t n, void *buf, size_t *got, char *msg)
+{
+    int rc = run_window(ds, lo, hi, parts, msg);
+    size_t size = ds->type.size;
+    for (size_t i = 0; !rc && i < hi - lo && *got < n; i++) {
+        size_t m = parts[i].n < n - *got ? parts[i].n : n - *got;
+        if (m)
+            memcpy((unsigned char *)buf + *got * size, parts[i].data, m * size);
+        *got += m;
+    }
+    return rc;
+}
+
 int ember_take(ember_ds *ds, size_t n, void *buf, size_t *got, char *msg)
 {
     int rc = check_ds(ds, got, "take", msg);
@@ -330,17 +346,22 @@ int ember_take(ember_ds *ds, size_t n, void *buf, size_t *got, char *msg)
     if (rc)
         return rc;
     *got = 0;
-    size_t W = window_width(ds), size = ds->type.size;
+    size_t W = window_width(ds);
     ember__buf *parts = ember__calloc(ds->ctx, W, sizeof *parts);
     if (!parts)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     for (size_t lo = 0; !rc && *got < n && lo < ds->nparts; lo += W) {
         size_t hi = lo + W < ds->nparts ? lo + W : ds->nparts;
-        rc = run_window(ds, lo, hi, parts, msg);
-        for (size_t i = 0; !rc && i < hi - lo && *got < n; i++) {
-            size_t m = parts[i].n < n - *got ? parts[i].n : n - *got;
-            memcpy((unsigned char *)buf + *got * size, parts[i].data, m * size);
-            *got += m;
+        rc = take_window(ds, lo, hi, parts, n, buf, got, msg);
+        /* The window's width comes from the team size, so the failed
+         * partition may be one past the n-th record that a smaller team
+         * would not have run. Again one partition at a time: only a
+         * partition that is needed can fail the call. */
+        if (rc && hi - lo > 1) {
+            rc = EMBER_OK;
+            ember__msg_clear(msg);
+            for (size_t p = lo; !rc && *got < n && p < hi; p++)
+                rc = take_window(ds, p, p + 1, parts, n, buf, got, msg);
         }
     }
     ember__parts_free(ds->ctx, parts, W);
