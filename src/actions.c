@@ -18,6 +18,14 @@ static int check_ds(const ember_ds *ds, const void *out, const char *what,
     return EMBER_OK;
 }
 
+/* A user function's non-zero return as a sink's return. The executor takes
+ * a negative sink return for an ember status (a sink's EMBER_ENOMEM), so a
+ * user's -1 must become EMBER_EUSER, not pass through as EMBER_EINVAL. */
+static int user_rc(int r)
+{
+    return r < 0 ? EMBER_EUSER : r;
+}
+
 /* ---- count ------------------------------------------------------------ */
 
 static int count_sink(void *state, size_t part, const void *recs, size_t n,
@@ -143,7 +151,7 @@ static int reduce_sink(void *state, size_t part, const void *recs, size_t n,
         r += s->acc_size;
         n--;
     }
-    return n ? s->fn(acc, r, n, s->arg) : 0;
+    return n ? user_rc(s->fn(acc, r, n, s->arg)) : 0;
 }
 
 int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
@@ -184,7 +192,8 @@ static int aggregate_sink(void *state, size_t part, const void *recs,
 {
     (void)last;
     fold_state *s = state;
-    return n ? s->fn(s->acc + part * s->acc_size, recs, n, s->arg) : 0;
+    return n ? user_rc(s->fn(s->acc + part * s->acc_size, recs, n, s->arg))
+             : 0;
 }
 
 int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
@@ -380,7 +389,7 @@ static int foreach_sink(void *state, size_t part, const void *recs, size_t n,
 {
     (void)last;
     foreach_state *s = state;
-    return n ? s->fn(recs, n, part, s->arg) : 0;
+    return n ? user_rc(s->fn(recs, n, part, s->arg)) : 0;
 }
 
 int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg)
