@@ -252,9 +252,11 @@ int ember__shuffle_run(ember_ds *ds, char *msg);
  * The store counts its bytes against ctx->budget and evicts unpinned blocks
  * in LRU order when a put needs room: MEMORY_ONLY and MEMORY_ONLY_SER
  * blocks are dropped (the caller recomputes them), *_AND_DISK blocks are
- * written to the spill dir. DISK_ONLY blocks go straight to disk. The _SER
- * levels byte-shuffle the records (stride = record size) then zstd-compress
- * them, in memory and on disk. */
+ * written to the spill dir. Like Spark, a put never evicts blocks of its own
+ * dataset: a block that would need that is refused or goes to disk instead.
+ * DISK_ONLY blocks go straight to disk. The _SER levels byte-shuffle the
+ * records (stride = record size) then zstd-compress them, in memory and on
+ * disk. */
 int ember__store_create(ember_ctx *ctx, char *msg);
 void ember__store_destroy(ember_ctx *ctx);
 /* Takes ownership of data (nrec * recsize bytes, ctx allocator) whatever

@@ -368,18 +368,31 @@ static void evict(ember__store *s, entry *e, entry **grave, entry **spills)
 }
 
 /* Evicts unpinned blocks, least recently used first, until `need` more bytes
- * fit. Evicts nothing and returns false when even evicting every unpinned
- * block would not be enough. */
-static bool make_room(ember__store *s, size_t need, entry **grave,
-                      entry **spills)
+ * fit. Like Spark, it never evicts a block of the dataset being stored: a
+ * dataset larger than the budget would otherwise push out its own first
+ * partitions on every pass and never hit the cache. Evicts nothing and
+ * returns false when the evictable blocks are not enough. */
+static bool evictable(const entry *e, uint64_t owner)
+{
+    return !e->pins && e->ds_id != owner;
+}
+
+static bool make_room(ember__store *s, size_t need, uint64_t owner,
+                      entry **grave, entry **spills)
 {
     size_t budget = s->ctx->budget;
     if (need > budget || s->pinned > budget - need)
         return false;
+    size_t freed = 0;
+    for (entry *e = s->lru.head; e && s->used - freed > budget - need; e = e->next)
+        if (evictable(e, owner))
+            freed += e->bytes;
+    if (s->used - freed > budget - need)
+        return false;
     entry *e = s->lru.head;
     while (e && s->used > budget - need) {
         entry *next = e->next;
-        if (!e->pins)
+        if (evictable(e, owner))
             evict(s, e, grave, spills);
         e = next;
     }
@@ -396,7 +409,7 @@ static int place(ember__store *s, entry *e, entry **grave, entry **spills)
         return rc;
     if (d->parts[e->part])
         detach(s, d->parts[e->part], grave);
-    if (e->level != EMBER_DISK_ONLY && make_room(s, e->bytes, grave, spills)) {
+    if (e->level != EMBER_DISK_ONLY && make_room(s, e->bytes, e->ds_id, grave, spills)) {
         attach(d, e);
         admit(s, e);
         return EMBER_OK;

@@ -369,28 +369,34 @@ static void test_store_put_bad_arguments(void **state)
 
 /* ---- eviction ---------------------------------------------------------------- */
 
+/* A put never evicts blocks of its own dataset (see
+ * test_store_never_evicts_own_dataset), so the LRU cases below put each
+ * block under a dataset id of its own. */
+
 static void test_store_lru_drops_memory_only(void **state)
 {
     (void)state;
     fixture f;
     open_fixture(&f, 24000); /* three blocks of 8000 bytes */
     for (size_t p = 0; p < 3; p++)
-        assert_int_equal(put(&f, 1, p, 1000, p, NOISE, EMBER_MEMORY_ONLY),
+        assert_int_equal(put(&f, 1 + p, 0, 1000, p, NOISE, EMBER_MEMORY_ONLY),
                          EMBER_OK);
-    expect_block(&f, 1, 0, 1000, 0, NOISE); /* LRU order now 1, 2, 0 */
-    assert_int_equal(put(&f, 1, 3, 1000, 3, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
-    expect_absent(&f, 1, 1);
-    assert_int_equal(put(&f, 1, 4, 1000, 4, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
-    expect_absent(&f, 1, 2);
+    expect_block(&f, 1, 0, 1000, 0, NOISE); /* LRU order now #2, #3, #1 */
+    assert_int_equal(put(&f, 4, 0, 1000, 3, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 2, 0);
+    assert_int_equal(put(&f, 5, 0, 1000, 4, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 3, 0);
     expect_block(&f, 1, 0, 1000, 0, NOISE);
-    expect_block(&f, 1, 3, 1000, 3, NOISE);
-    expect_block(&f, 1, 4, 1000, 4, NOISE);
+    expect_block(&f, 4, 0, 1000, 3, NOISE);
+    expect_block(&f, 5, 0, 1000, 4, NOISE);
     ember_stats st = stats(&f);
     assert_int_equal(st.evictions, 2);
     assert_int_equal(st.spills, 0);
     assert_int_equal(st.blocks_in_memory, 3);
     assert_int_equal(st.memory_used, 24000);
-    assert_int_equal(ember__store_count(f.ctx, 1), 3);
+    for (uint64_t ds = 1; ds <= 5; ds++)
+        assert_int_equal(ember__store_count(f.ctx, ds),
+                         ds == 2 || ds == 3 ? 0 : 1);
     close_fixture(&f);
 }
 
@@ -400,8 +406,8 @@ static void test_store_lru_spills_and_reads_back(void **state)
     fixture f;
     open_fixture(&f, 16000); /* two blocks of 8000 bytes */
     for (size_t p = 0; p < 3; p++)
-        assert_int_equal(put(&f, 1, p, 1000, p, NOISE, EMBER_MEMORY_AND_DISK),
-                         EMBER_OK);
+        assert_int_equal(put(&f, 1 + p, 0, 1000, p, NOISE,
+                             EMBER_MEMORY_AND_DISK), EMBER_OK);
     ember_stats st = stats(&f);
     assert_int_equal(st.evictions, 1);
     assert_int_equal(st.spills, 1);
@@ -409,15 +415,70 @@ static void test_store_lru_spills_and_reads_back(void **state)
     assert_int_equal(st.blocks_on_disk, 1);
     assert_int_equal(st.memory_used, 16000);
     assert_int_equal(spill_files(&f), 1);
-    assert_int_equal(ember__store_count(f.ctx, 1), 3);
+    for (uint64_t ds = 1; ds <= 3; ds++)
+        assert_int_equal(ember__store_count(f.ctx, ds), 1);
     expect_block(&f, 1, 0, 1000, 0, NOISE);
     expect_block(&f, 1, 0, 1000, 0, NOISE);
     st = stats(&f);
     assert_int_equal(st.disk_reads, 2);
     assert_int_equal(st.cache_hits, 2);
-    expect_block(&f, 1, 1, 1000, 1, NOISE);
-    expect_block(&f, 1, 2, 1000, 2, NOISE);
+    expect_block(&f, 2, 0, 1000, 1, NOISE);
+    expect_block(&f, 3, 0, 1000, 2, NOISE);
     assert_int_equal(stats(&f).disk_reads, 2);
+    close_fixture(&f);
+}
+
+/* Like Spark, a put never evicts blocks of its own dataset: a MEMORY_ONLY
+ * dataset bigger than the budget keeps its first partitions instead of
+ * thrashing, while a block of another dataset still evicts the least
+ * recently used block. */
+static void test_store_never_evicts_own_dataset(void **state)
+{
+    (void)state;
+    fixture f;
+    open_fixture(&f, 16000); /* two blocks of 8000 bytes */
+    assert_int_equal(put(&f, 1, 0, 1000, 0, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    assert_int_equal(put(&f, 1, 1, 1000, 1, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    assert_int_equal(put(&f, 1, 2, 1000, 2, NOISE, EMBER_MEMORY_ONLY),
+                     EMBER_NOTCACHED);
+    expect_absent(&f, 1, 2);
+    /* A MEMORY_AND_DISK block of the same dataset goes to disk itself. */
+    assert_int_equal(put(&f, 1, 3, 1000, 3, NOISE, EMBER_MEMORY_AND_DISK),
+                     EMBER_OK);
+    ember_stats st = stats(&f);
+    assert_int_equal(st.evictions, 0);
+    assert_int_equal(st.spills, 1);
+    assert_int_equal(st.blocks_in_memory, 2);
+    assert_int_equal(st.blocks_on_disk, 1);
+    assert_int_equal(st.memory_used, 16000);
+    assert_int_equal(ember__store_count(f.ctx, 1), 3);
+    expect_block(&f, 1, 1, 1000, 1, NOISE);
+    expect_block(&f, 1, 0, 1000, 0, NOISE); /* LRU order now 1/1, 1/0 */
+    /* A block of another dataset evicts the least recently used block. */
+    assert_int_equal(put(&f, 2, 0, 1000, 4, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 1, 1);
+    assert_true(ember__store_has(f.ctx, 1, 0));
+    assert_int_equal(stats(&f).evictions, 1);
+    /* When the other datasets' blocks are not enough, none are evicted. */
+    assert_int_equal(put(&f, 1, 4, 2000, 5, NOISE, EMBER_MEMORY_ONLY),
+                     EMBER_NOTCACHED);
+    expect_absent(&f, 1, 4);
+    assert_int_equal(stats(&f).evictions, 1);
+    expect_block(&f, 2, 0, 1000, 4, NOISE);
+    expect_block(&f, 1, 0, 1000, 0, NOISE); /* LRU order now 2/0, 1/0 */
+    /* 2/0 is least recently used, yet a block of dataset 2 evicts 1/0. */
+    assert_int_equal(put(&f, 2, 1, 1000, 6, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 1, 0);
+    expect_block(&f, 2, 0, 1000, 4, NOISE);
+    expect_block(&f, 2, 1, 1000, 6, NOISE);
+    expect_block(&f, 1, 3, 1000, 3, NOISE); /* on disk all along */
+    st = stats(&f);
+    assert_int_equal(st.evictions, 2);
+    assert_int_equal(st.spills, 1);
+    assert_int_equal(st.blocks_in_memory, 2);
+    assert_int_equal(st.memory_used, 16000);
+    assert_int_equal(ember__store_count(f.ctx, 1), 1);
+    assert_int_equal(ember__store_count(f.ctx, 2), 2);
     close_fixture(&f);
 }
 
@@ -435,19 +496,20 @@ static void test_store_ser_levels_count_compressed_bytes(void **state)
     expect_block(&f, 1, 0, 100000, 5, RANGE);
     close_fixture(&f);
 
-    /* Noise does not shrink: room for two blocks, not three. */
+    /* Noise does not shrink: room for two blocks, not three. #1..#3 are
+     * MEMORY_AND_DISK_SER, #4..#6 MEMORY_ONLY_SER, one block each. */
     open_fixture(&f, 17000);
     size_t sizes[3];
     for (size_t p = 0; p < 3; p++) {
         sizes[p] = packed_size(&f, 1000, p, NOISE);
-        assert_int_equal(put(&f, 1, p, 1000, p, NOISE,
+        assert_int_equal(put(&f, 1 + p, 0, 1000, p, NOISE,
                              EMBER_MEMORY_AND_DISK_SER), EMBER_OK);
     }
-    assert_int_equal(stats(&f).spills, 1);
-    /* Each of these evicts: 1/1 and 1/2 spill, then 2/0 is dropped. */
+    assert_int_equal(stats(&f).spills, 1); /* #3 evicted #1 */
+    /* Each of these evicts: #2 and #3 spill, then #4 is dropped. */
     for (size_t p = 0; p < 3; p++)
-        assert_int_equal(put(&f, 2, p, 1000, p, NOISE, EMBER_MEMORY_ONLY_SER),
-                         EMBER_OK);
+        assert_int_equal(put(&f, 4 + p, 0, 1000, p, NOISE,
+                             EMBER_MEMORY_ONLY_SER), EMBER_OK);
     ember_stats st = stats(&f);
     assert_int_equal(st.blocks_in_memory, 2);
     assert_int_equal(st.memory_used, sizes[1] + sizes[2]);
@@ -456,11 +518,11 @@ static void test_store_ser_levels_count_compressed_bytes(void **state)
     assert_int_equal(st.blocks_on_disk, 3);
     assert_int_equal(spill_files(&f), 3);
     for (size_t p = 0; p < 3; p++)
-        expect_block(&f, 1, p, 1000, p, NOISE);
+        expect_block(&f, 1 + p, 0, 1000, p, NOISE);
     assert_int_equal(stats(&f).disk_reads, 3);
-    expect_absent(&f, 2, 0);
-    expect_block(&f, 2, 1, 1000, 1, NOISE);
-    expect_block(&f, 2, 2, 1000, 2, NOISE);
+    expect_absent(&f, 4, 0);
+    expect_block(&f, 5, 0, 1000, 1, NOISE);
+    expect_block(&f, 6, 0, 1000, 2, NOISE);
     close_fixture(&f);
 }
 
@@ -494,29 +556,30 @@ static void test_store_pinned_blocks_survive_eviction(void **state)
 {
     (void)state;
     fixture f;
-    open_fixture(&f, 16000); /* two blocks */
+    open_fixture(&f, 16000); /* two blocks; one block per dataset #1..#6 */
     assert_int_equal(put(&f, 1, 0, 1000, 0, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
     ember__view pinned;
     assert_int_equal(ember__store_get(f.ctx, 1, 0, &pinned, f.msg), EMBER_OK);
-    assert_int_equal(put(&f, 1, 1, 1000, 1, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
-    expect_block(&f, 1, 1, 1000, 1, NOISE); /* LRU order: 0 (pinned), 1 */
-    /* 0 is least recently used but pinned: 1 goes instead. */
-    assert_int_equal(put(&f, 1, 2, 1000, 2, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
-    expect_absent(&f, 1, 1);
+    assert_int_equal(put(&f, 2, 0, 1000, 1, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_block(&f, 2, 0, 1000, 1, NOISE); /* LRU order: #1 (pinned), #2 */
+    /* #1 is least recently used but pinned: #2 goes instead. */
+    assert_int_equal(put(&f, 3, 0, 1000, 2, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 2, 0);
     assert_true(ember__store_has(f.ctx, 1, 0));
-    assert_int_equal(put(&f, 1, 3, 1000, 3, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
-    expect_absent(&f, 1, 2);
-    /* With 0 pinned, a two-block block cannot fit: refused, 3 kept. */
-    assert_int_equal(put(&f, 1, 4, 2000, 4, NOISE, EMBER_MEMORY_ONLY),
+    assert_int_equal(put(&f, 4, 0, 1000, 3, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    expect_absent(&f, 3, 0);
+    /* With #1 pinned, a two-block block cannot fit: refused, #4 kept. */
+    assert_int_equal(put(&f, 5, 0, 2000, 4, NOISE, EMBER_MEMORY_ONLY),
                      EMBER_NOTCACHED);
-    assert_true(ember__store_has(f.ctx, 1, 3));
+    assert_int_equal(ember__store_count(f.ctx, 5), 0);
+    assert_true(ember__store_has(f.ctx, 4, 0));
     assert_true(same(pinned.data, 8000, 0, NOISE));
     ember__store_release(f.ctx, &pinned);
-    /* Unpinned, 0 is the least recently used and goes first. */
-    assert_int_equal(put(&f, 1, 5, 1000, 5, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    /* Unpinned, #1 is the least recently used and goes first. */
+    assert_int_equal(put(&f, 6, 0, 1000, 5, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
     expect_absent(&f, 1, 0);
-    expect_block(&f, 1, 3, 1000, 3, NOISE);
-    expect_block(&f, 1, 5, 1000, 5, NOISE);
+    expect_block(&f, 4, 0, 1000, 3, NOISE);
+    expect_block(&f, 6, 0, 1000, 5, NOISE);
     close_fixture(&f);
 }
 
@@ -530,18 +593,22 @@ static void test_store_pinned_block_spilled_while_viewed(void **state)
                      EMBER_OK);
     ember__view v;
     assert_int_equal(ember__store_get(f.ctx, 1, 0, &v, f.msg), EMBER_OK);
-    /* 0 is pinned, so 1 cannot get room and goes to disk itself. */
-    assert_int_equal(put(&f, 1, 1, 1000, 1, NOISE, EMBER_MEMORY_AND_DISK),
+    /* 1/0 is pinned, so 2/0 cannot get room and goes to disk itself. */
+    assert_int_equal(put(&f, 2, 0, 1000, 1, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_OK);
     assert_int_equal(stats(&f).blocks_on_disk, 1);
     ember__store_release(f.ctx, &v);
-    assert_int_equal(put(&f, 1, 2, 1000, 2, NOISE, EMBER_MEMORY_AND_DISK),
+    /* Unpinned, 1/0 is evicted (another dataset's block) and spills. */
+    assert_int_equal(put(&f, 2, 1, 1000, 2, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_OK);
     ember_stats st = stats(&f);
+    assert_int_equal(st.evictions, 1);
     assert_int_equal(st.blocks_on_disk, 2);
     assert_int_equal(st.blocks_in_memory, 1);
-    for (size_t p = 0; p < 3; p++)
-        expect_block(&f, 1, p, 1000, p, NOISE);
+    expect_block(&f, 1, 0, 1000, 0, NOISE);
+    expect_block(&f, 2, 0, 1000, 1, NOISE);
+    expect_block(&f, 2, 1, 1000, 2, NOISE);
+    assert_int_equal(stats(&f).disk_reads, 2);
     close_fixture(&f);
 }
 
@@ -654,14 +721,15 @@ static void test_store_spill_dir_unwritable(void **state)
      * block is stored. */
     assert_int_equal(put(&f, 2, 0, 1000, 0, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_OK);
-    assert_int_equal(put(&f, 2, 1, 1000, 1, NOISE, EMBER_MEMORY_AND_DISK),
+    assert_int_equal(put(&f, 3, 0, 1000, 1, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_OK);
     f.msg[0] = '\0';
-    assert_int_equal(put(&f, 2, 2, 1000, 2, NOISE, EMBER_MEMORY_AND_DISK),
+    assert_int_equal(put(&f, 4, 0, 1000, 2, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_EIO);
     assert_non_null(strstr(f.msg, notdir));
     expect_absent(&f, 2, 0);
-    expect_block(&f, 2, 2, 1000, 2, NOISE);
+    expect_block(&f, 3, 0, 1000, 1, NOISE);
+    expect_block(&f, 4, 0, 1000, 2, NOISE);
     ember_stats st = stats(&f);
     assert_int_equal(st.spills, 0);
     assert_int_equal(st.blocks_on_disk, 0);
@@ -764,10 +832,11 @@ static void test_store_corrupt_spill_file(void **state)
     assert_non_null(strstr(f.msg, file));
     ember__store_drop(f.ctx, 1);
 
-    /* A compressed block of the right size whose bytes are garbage. */
+    /* A compressed block of the right size whose bytes are garbage: #3's
+     * block takes the whole budget and spills #2's. */
     assert_int_equal(put(&f, 2, 0, 1000, 0, RANGE, EMBER_MEMORY_AND_DISK_SER),
                      EMBER_OK);
-    assert_int_equal(put(&f, 2, 1, 2000, 1, NOISE, EMBER_MEMORY_AND_DISK),
+    assert_int_equal(put(&f, 3, 0, 2000, 1, NOISE, EMBER_MEMORY_AND_DISK),
                      EMBER_OK);
     only_spill_file(&f, file, sizeof file);
     struct stat st;
@@ -1042,6 +1111,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_store_put_bad_arguments),
         cmocka_unit_test(test_store_lru_drops_memory_only),
         cmocka_unit_test(test_store_lru_spills_and_reads_back),
+        cmocka_unit_test(test_store_never_evicts_own_dataset),
         cmocka_unit_test(test_store_ser_levels_count_compressed_bytes),
         cmocka_unit_test(test_store_block_larger_than_budget),
         cmocka_unit_test(test_store_pinned_blocks_survive_eviction),
