@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- constructors ------------------------------------------------------ */
@@ -146,15 +147,53 @@ size_t ember_next_group(const ember_type *type, const void *records, size_t n,
 
 typedef enum { CMP_KEY, CMP_KEY_DESC, CMP_FIELDS } cmp_mode;
 
+/* Floats as keys compare: -0.0 equal to 0.0, NaN last. */
+static int dbl_cmp(double x, double y)
+{
+    int nx = isnan(x), ny = isnan(y);
+    return nx || ny ? nx - ny : (x > y) - (x < y);
+}
+
+/* One scalar of kind k at a and b, by value, then by bytes, so that 0
+ * still means byte equality. */
+static int scalar_cmp(ember_scalar k, const unsigned char *a,
+                      const unsigned char *b)
+{
+    int c = 0;
+    switch (k) {
+#define CMP_AS(K, T, CMP)                                                      \
+    case K: {                                                                  \
+        T x, y;                                                                \
+        memcpy(&x, a, sizeof x);                                               \
+        memcpy(&y, b, sizeof y);                                               \
+        c = CMP;                                                               \
+        break;                                                                 \
+    }
+        CMP_AS(EMBER_I32, int32_t, (x > y) - (x < y))
+        CMP_AS(EMBER_I64, int64_t, (x > y) - (x < y))
+        CMP_AS(EMBER_U64, uint64_t, (x > y) - (x < y))
+        CMP_AS(EMBER_F32, float, dbl_cmp(x, y))
+        CMP_AS(EMBER_F64, double, dbl_cmp(x, y))
+#undef CMP_AS
+    }
+    return c ? c : memcmp(a, b, ember_scalar_size(k));
+}
+
+/* Whole records, field by field and element by element, by value: the
+ * order distinct sorts its output in. 0 exactly when the bytes of every
+ * field are equal (padding aside). */
 static int fields_cmp(const ember_type *t, const unsigned char *a,
                       const unsigned char *b)
 {
     for (uint32_t f = 0; f < t->nfields; f++) {
         const ember_field *x = &t->field[f];
-        int c = memcmp(a + x->offset, b + x->offset,
-                       ember_scalar_size(x->kind) * x->count);
-        if (c)
-            return c;
+        size_t es = ember_scalar_size(x->kind);
+        for (uint32_t e = 0; e < x->count; e++) {
+            size_t off = x->offset + e * es;
+            int c = scalar_cmp(x->kind, a + off, b + off);
+            if (c)
+                return c;
+        }
     }
     return 0;
 }
