@@ -381,8 +381,9 @@ static size_t target(const shuffle_side *s, size_t p, size_t i)
         return range_target(s, r);
     case EMBER__SH_DISTINCT:
         return fields_hash(t, r) % s->Q;
-    case EMBER__SH_REPARTITION:
-        return (size_t)(((unsigned __int128)(s->base[p] + i) * s->Q) / s->total);
+    case EMBER__SH_REPARTITION: /* the q with part_lo(q) <= g < part_lo(q+1) */
+        return (size_t)(((unsigned __int128)(s->base[p] + i + 1) * s->Q - 1) /
+                        s->total);
     default:
         return ember__key_hash(t, r) % s->Q;
     }
