@@ -254,8 +254,10 @@ static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
 
 /* ---- per-partition operations ---------------------------------------------- */
 
-/* Sorted records: folds each run of equal keys into its first record. */
-static int fold_runs(ember_ds *ds, ember__buf *b, char *msg)
+/* Sorted records: folds each run of equal keys into its first record.
+ * `where` and `part` name the partition for a failing combine function. */
+static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
+                     size_t part, char *msg)
 {
     const ember_type *t = &ds->type;
     size_t size = t->size, out = 0, pos = 0, len;
@@ -264,14 +266,16 @@ static int fold_runs(ember_ds *ds, ember__buf *b, char *msg)
         unsigned char *acc = b->data + out * size;
         if (acc != first)
             memmove(acc, first, size);
-        if (len > 1) {
-            if (!ds->u.shuffle.fn)
-                ember__sum_records(t, first + size, len - 1, acc, 1);
-            else if (ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg))
-                return ember__err(msg, EMBER_EUSER,
-                                  "reduce_by_key #%llu: combine function failed",
-                                  (unsigned long long)ds->id);
-        }
+        int r = 0;
+        if (len > 1 && !ds->u.shuffle.fn)
+            ember__sum_records(t, first + size, len - 1, acc, 1);
+        else if (len > 1)
+            r = ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg);
+        if (r)
+            return ember__err(msg, EMBER_EUSER,
+                              "reduce_by_key #%llu: combine function returned %d "
+                              "in %s partition %zu",
+                              (unsigned long long)ds->id, r, where, part);
         out++;
     }
     b->n = out;
@@ -474,27 +478,35 @@ static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
     if ((k == EMBER__SH_RANGE || k == EMBER__SH_SORT) &&
         (rc = range_bounds(ctx, s)))
         return ember__err(msg, rc, "out of memory sampling range bounds");
-    long long P = (long long)s->P;
+    /* As in the executor, the lowest failing partition's error is the
+     * answer, whatever the team size. */
+    long long P = (long long)s->P, failed = P;
     int first = EMBER_OK;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
     for (long long p = 0; p < P; p++) {
+        char local[EMBER_MSG_SIZE] = "";
         int r = EMBER_OK;
         if (k == EMBER__SH_REDUCE) {
             r = sort_buf(ctx, &s->in[p], &src->type, CMP_KEY);
             if (!r)
-                r = fold_runs(ds, &s->in[p], NULL);
+                r = fold_runs(ds, &s->in[p], "input", (size_t)p, local);
         }
         if (!r)
             r = bucket(ctx, s, (size_t)p);
         if (r) {
 #pragma omp critical(ember_shuffle_error)
-            if (!first)
+            if (p < failed) {
+                failed = p;
                 first = r;
+                if (msg)
+                    memcpy(msg, local, EMBER_MSG_SIZE);
+            }
         }
     }
-    return first ? ember__err(msg, first, "shuffle #%llu failed: %s",
-                              (unsigned long long)ds->id, ember_strerror(first))
-                 : EMBER_OK;
+    if (first && msg && !msg[0])
+        ember__err(msg, first, "shuffle #%llu failed in input partition %lld: %s",
+                   (unsigned long long)ds->id, failed, ember_strerror(first));
+    return first;
 }
 
 static void side_free(ember_ctx *ctx, shuffle_side *s)
@@ -532,7 +544,7 @@ static int reduce_side(ember_ds *ds, shuffle_side *sides, size_t q, char *msg)
     switch (ds->u.shuffle.kind) {
     case EMBER__SH_REDUCE:
         if (!rc && !(rc = sort_buf(ctx, &a, &ds->type, CMP_KEY)))
-            rc = fold_runs(ds, &a, msg);
+            rc = fold_runs(ds, &a, "output", q, msg);
         break;
     case EMBER__SH_GROUP:
     case EMBER__SH_SORT:
