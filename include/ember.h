@@ -410,7 +410,8 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
  * Persistence
  *
  * Levels follow Spark. Blocks (one per partition) count against the
- * context's memory budget and are evicted least recently used first: an
+ * context's memory budget and are evicted least recently used first (never
+ * to make room for another block of the same dataset, as in Spark): an
  * evicted MEMORY_ONLY block is recomputed from lineage when next needed; a
  * *_AND_DISK block spills to the scratch directory and is read back.
  * The _SER levels keep blocks byte-shuffled and zstd-compressed: less
@@ -458,5 +459,6 @@ int ember_lineage_dot(const ember_ds *ds, char **out);
 #endif
 
 #include "ember/loop.h"
+#include "ember/inspect.h"
 
 #endif /* EMBER_H */
