@@ -469,9 +469,10 @@ static int finish_step(task *t, size_t i)
         s->acc.n = s->acc.cap = 0;
         rc = ember__store_put(t->ctx, d->id, s->part, data, n, d->type.size,
                               d->level, t->msg);
-        if (rc == EMBER_OK)
-            d->stored_once[s->part] = 1;
-        else if (rc == EMBER_NOTCACHED)
+        /* Computed once: computing it again is a recompute, whether the
+         * block was evicted or never got room. */
+        d->stored_once[s->part] = 1;
+        if (rc == EMBER_NOTCACHED)
             rc = EMBER_OK; /* no room: it is computed again when needed */
     }
     return rc;

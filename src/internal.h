@@ -154,7 +154,8 @@ struct ember_ds {
     } u;
 
     ember_level level;     /* persistence asked for */
-    unsigned char *stored_once; /* per partition: was it ever stored? */
+    unsigned char *stored_once; /* per partition: was it ever computed and
+                                   offered to the store? (recomputes) */
     /* checkpoint state (checkpoint.c fills these in) */
     int ckpt_state;        /* 0 none, 1 marked, 2 written */
     int ckpt_eager;
