@@ -33,12 +33,21 @@ typedef struct {
     atomic_long calls;      /* malloc and realloc calls, failed ones too */
     atomic_long live;       /* blocks allocated and not yet freed */
     atomic_llong live_bytes;
+    atomic_llong peak_bytes; /* the most live_bytes has been */
     atomic_long fail_at;    /* the call number that fails (1-based); 0 never */
     atomic_long injected;   /* failures handed out */
 } tu_counter;
 
 /* The header keeps the block's size; 16 bytes keep max_align_t alignment. */
 #define TU_HDR 16
+
+static inline void tu_add_bytes(tu_counter *c, long long delta)
+{
+    long long now = atomic_fetch_add(&c->live_bytes, delta) + delta;
+    long long peak = atomic_load(&c->peak_bytes);
+    while (now > peak && !atomic_compare_exchange_weak(&c->peak_bytes, &peak, now))
+        ;
+}
 
 static inline void *tu_malloc(size_t size, void *ud)
 {
@@ -55,7 +64,7 @@ static inline void *tu_malloc(size_t size, void *ud)
         return NULL;
     memcpy(p, &size, sizeof size);
     atomic_fetch_add(&c->live, 1);
-    atomic_fetch_add(&c->live_bytes, (long long)size);
+    tu_add_bytes(c, (long long)size);
     return p + TU_HDR;
 }
 
@@ -78,7 +87,7 @@ static inline void *tu_realloc(void *ptr, size_t size, void *ud)
     if (!p)
         return NULL;
     memcpy(p, &size, sizeof size);
-    atomic_fetch_add(&c->live_bytes, (long long)size - (long long)old);
+    tu_add_bytes(c, (long long)size - (long long)old);
     return p + TU_HDR;
 }
 
@@ -100,6 +109,7 @@ static inline void tu_counter_reset(tu_counter *c, long fail_at)
     atomic_store(&c->calls, 0);
     atomic_store(&c->live, 0);
     atomic_store(&c->live_bytes, 0);
+    atomic_store(&c->peak_bytes, 0);
     atomic_store(&c->fail_at, fail_at);
     atomic_store(&c->injected, 0);
 }

@@ -1,0 +1,795 @@
+/* test_exec.c: the executor, through the public API: pipelining (a chain
+ * of maps reads its input once, in blocks, and materializes nothing in
+ * between), bit-identical results at 1, 2 and 4 threads and for any block
+ * size, a lineage of 100,000 maps (runs, frees, lineage strings), the
+ * storage levels (eviction and recompute, spill and reload, DISK_ONLY, the
+ * _SER levels' results and footprint, unpersist), the lowest failing
+ * partition's error, and allocation failures injected into a whole
+ * scenario (context, range, map, cache, collect, reduce_by_key) for
+ * N = 1, 2, ... with no leak on any path.
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const int thread_counts[] = {1, 2, 4};
+
+static int add_one(const void *in, void *out, size_t n, void *arg)
+{
+    atomic_long *calls = arg;
+    if (calls)
+        atomic_fetch_add(calls, (long)n);
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = a[i] + 1;
+    return 0;
+}
+
+/* x -> x * x mod 1000003, counting records seen. */
+static int square_mod(const void *in, void *out, size_t n, void *arg)
+{
+    atomic_long *seen = arg;
+    if (seen)
+        atomic_fetch_add(seen, (long)n);
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (a[i] * a[i]) % 1000003;
+    return 0;
+}
+
+static int64_t square_mod_sum(int64_t n)
+{
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (i * i) % 1000003;
+    return s;
+}
+
+/* ---- pipelining -------------------------------------------------------------- */
+
+/* Ten maps read their input once and write their output once, block by
+ * block: each map sees every record exactly once, and the peak of memory
+ * stays far below one materialized copy. */
+static void test_exec_pipeline_reads_input_once(void **state)
+{
+    (void)state;
+    tu_counter c;
+    tu_counter_reset(&c, 0);
+    ember_allocator al = tu_allocator(&c);
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.allocator = &al;
+    o.threads = 2;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    int64_t n = 1000000;
+    ember_ds *r = NULL, *cur = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, n, 1, 4, msg), msg);
+    cur = r;
+    atomic_long seen[10];
+    for (int i = 0; i < 10; i++) {
+        atomic_init(&seen[i], 0);
+        ember_ds *next = NULL;
+        TU_OKM(ember_map(&next, cur, NULL, add_one, &seen[i], msg), msg);
+        ember_ds_free(&cur);
+        cur = next;
+    }
+    atomic_store(&c.peak_bytes, atomic_load(&c.live_bytes));
+    long long base = atomic_load(&c.live_bytes);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(cur, &sum, msg), msg);
+    assert_int_equal(sum, n * (n - 1) / 2 + 10 * n);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(atomic_load(&seen[i]), n);
+    /* 8 MB of records went through; a materialized step would need 2 MB
+     * per partition. */
+    long long peak = atomic_load(&c.peak_bytes) - base;
+    if (peak > 512 * 1024)
+        fail_msg("peak memory %lld bytes: something was materialized", peak);
+    ember_ds_free(&cur);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(atomic_load(&c.live), 0);
+}
+
+/* ---- determinism ---------------------------------------------------------------- */
+
+typedef struct {
+    int64_t key;
+    double v;
+} kvd;
+
+static int to_kvd(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    kvd *b = out;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = ember__hash64((uint64_t)a[i]);
+        b[i].key = (int64_t)(h % 997);
+        b[i].v = ((double)(h >> 11) * 0x1.0p-53 - 0.5) * pow(10.0, (double)(h % 13));
+    }
+    return 0;
+}
+
+static int keep_some(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const kvd *a = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = a[i].key % 7 != 3;
+    return 0;
+}
+
+static int split_some(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    const kvd *a = in;
+    for (size_t i = 0; i < n; i++) {
+        int copies = (int)(a[i].key % 3);
+        for (int c = 0; c < copies; c++) {
+            kvd r = {a[i].key, a[i].v / (c + 1)};
+            if (ember_emit(em, &r, 1))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int running_sum(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    const kvd *a = in;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += a[i].v;
+        kvd r = {a[i].key, s};
+        if (ember_emit(em, &r, 1))
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    unsigned char *bytes[6];
+    size_t n[6];
+    double sum;
+} outputs;
+
+/* A pipeline with every narrow step and three shuffles; all its results
+ * as bytes. */
+static void run_pipeline(ember_ctx *ctx, outputs *out)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_type kv = ember_type_pair(EMBER_I64, EMBER_F64);
+    ember_ds *r = NULL, *m = NULL, *f = NULL, *s = NULL, *fm = NULL, *u = NULL,
+             *mp = NULL, *red = NULL, *srt = NULL, *j = NULL, *z = NULL, *g = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 300000, 1, 23, msg), msg);
+    TU_OKM(ember_map(&m, r, &kv, to_kvd, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, m, keep_some, NULL, msg), msg);
+    TU_OKM(ember_sample(&s, f, 0.6, 42, msg), msg);
+    TU_OKM(ember_flat_map(&fm, s, NULL, split_some, NULL, msg), msg);
+    TU_OKM(ember_union(&u, fm, s, msg), msg);
+    TU_OKM(ember_map_partitions(&mp, u, NULL, running_sum, NULL, msg), msg);
+    TU_OKM(ember_zip(&z, u, mp, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 11, msg), msg);
+    TU_OKM(ember_sort_by_key(&srt, red, 1, 5, msg), msg);
+    TU_OKM(ember_group_by_key(&g, s, 7, msg), msg);
+    TU_OKM(ember_join(&j, red, srt, 3, msg), msg);
+    ember_ds *results[6] = {mp, z, red, srt, g, j};
+    for (int i = 0; i < 6; i++)
+        out->bytes[i] = tu_collect(results[i], &out->n[i]);
+    kvd total;
+    TU_OKM(ember_sum(u, &total, msg), msg);
+    out->sum = total.v;
+    ember_ds *all[] = {r, m, f, s, fm, u, mp, red, srt, j, z, g};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ember_ds_free(&all[i]);
+}
+
+static void outputs_equal(const outputs *a, const outputs *b)
+{
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(a->n[i], b->n[i]);
+        assert_true(a->n[i] > 0);
+        size_t size = i == 1 ? 32 : i == 5 ? 24 : 16;
+        assert_memory_equal(a->bytes[i], b->bytes[i], a->n[i] * size);
+    }
+    assert_memory_equal(&a->sum, &b->sum, sizeof a->sum);
+}
+
+static void outputs_free(outputs *o)
+{
+    for (int i = 0; i < 6; i++)
+        free(o->bytes[i]);
+}
+
+static void test_exec_results_same_at_1_2_4_threads(void **state)
+{
+    (void)state;
+    outputs ref, got;
+    ember_ctx *shared = tu_ctx(1);
+    run_pipeline(shared, &ref);
+    for (size_t k = 1; k < 3; k++) {
+        TU_OK(ember_ctx_set_threads(shared, thread_counts[k]));
+        run_pipeline(shared, &got);
+        outputs_equal(&ref, &got);
+        outputs_free(&got);
+        ember_ctx *ctx = tu_ctx(thread_counts[k]);
+        run_pipeline(ctx, &got);
+        outputs_equal(&ref, &got);
+        outputs_free(&got);
+        ember_ctx_destroy(&ctx);
+    }
+    ember_ctx_destroy(&shared);
+    outputs_free(&ref);
+}
+
+/* Block size is an executor detail: results do not depend on it. */
+static void test_exec_results_same_for_any_block_size(void **state)
+{
+    (void)state;
+    outputs ref, got;
+    ember_ctx *ctx = tu_ctx(2);
+    run_pipeline(ctx, &ref);
+    ember_ctx_destroy(&ctx);
+    size_t sizes[] = {64, 1000, 1 << 20};
+    for (int i = 0; i < 3; i++) {
+        ember_ctx_opts o;
+        memset(&o, 0, sizeof o);
+        o.threads = 2;
+        o.block_bytes = sizes[i];
+        ctx = tu_ctx_opts(&o);
+        run_pipeline(ctx, &got);
+        outputs_equal(&ref, &got);
+        outputs_free(&got);
+        ember_ctx_destroy(&ctx);
+    }
+    outputs_free(&ref);
+}
+
+/* ---- long lineage ------------------------------------------------------------------ */
+
+static size_t count_substr(const char *s, const char *sub)
+{
+    size_t n = 0, len = strlen(sub);
+    for (const char *p = strstr(s, sub); p; p = strstr(p + len, sub))
+        n++;
+    return n;
+}
+
+static ember_ds *long_chain(ember_ctx *ctx, size_t maps, atomic_long *calls)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *cur = NULL;
+    TU_OKM(ember_range(&cur, ctx, 0, 1000, 1, 4, msg), msg);
+    for (size_t i = 0; i < maps; i++) {
+        ember_ds *next = NULL;
+        TU_OKM(ember_map(&next, cur, NULL, add_one, calls, msg), msg);
+        ember_ds_free(&cur); /* the chain is held by its last node */
+        cur = next;
+    }
+    return cur;
+}
+
+static void test_exec_long_lineage_100k_maps(void **state)
+{
+    (void)state;
+    tu_counter c;
+    tu_counter_reset(&c, 0);
+    ember_allocator al = tu_allocator(&c);
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.allocator = &al;
+    o.threads = 2;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    size_t maps = 100000;
+    atomic_long calls = 0;
+    ember_ds *last = long_chain(ctx, maps, &calls);
+    assert_int_equal(ember_lineage_depth(last), maps);
+    uint64_t n = 0;
+    TU_OKM(ember_count(last, &n, msg), msg);
+    assert_int_equal(n, 1000);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(last, &sum, msg), msg);
+    assert_int_equal(sum, 999 * 1000 / 2 + (int64_t)maps * 1000);
+    assert_int_equal(atomic_load(&calls), (long)(2 * maps * 1000));
+
+    char *lin = NULL;
+    TU_OK(ember_lineage_string(last, &lin));
+    assert_int_equal(count_substr(lin, "\n"), maps + 1);
+    assert_int_equal(count_substr(lin, "map #"), maps);
+    TU_MSG_HAS(lin, "range #1");
+    ember_free(ctx, lin);
+    char *dot = NULL;
+    TU_OK(ember_lineage_dot(last, &dot));
+    assert_memory_equal(dot, "digraph", 7);
+    assert_int_equal(count_substr(dot, "->"), maps);
+    assert_int_equal(count_substr(dot, "[label="), maps + 1);
+    ember_free(ctx, dot);
+
+    /* Freeing the last handle frees the whole chain, without recursion. */
+    ember_ds_free(&last);
+    ember_stats s;
+    ember_ctx_stats(ctx, &s);
+    long live_after_free = atomic_load(&c.live);
+    /* A second chain left for ctx_destroy. */
+    last = long_chain(ctx, maps, NULL);
+    assert_true(atomic_load(&c.live) > live_after_free + (long)maps);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(atomic_load(&c.live), 0);
+}
+
+/* ---- storage levels ------------------------------------------------------------------ */
+
+static void make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0)
+        assert_true(access(path, W_OK) == 0);
+}
+
+/* Files left anywhere under path. */
+static size_t files_under(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        struct stat st;
+        if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+            n += files_under(sub);
+        else
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static ember_ctx *budget_ctx(size_t budget, int threads, const char *scratch)
+{
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.memory_budget = budget;
+    o.threads = threads;
+    o.scratch_dir = scratch;
+    return tu_ctx_opts(&o);
+}
+
+/* MEMORY_ONLY larger than the budget: blocks are dropped and recomputed,
+ * results stay right. */
+static void test_exec_evicted_memory_only_recomputes(void **state)
+{
+    (void)state;
+    int64_t n = 1000000;
+    int64_t ref = square_mod_sum(n);
+    for (size_t k = 0; k < 3; k++) {
+        ember_ctx *ctx = budget_ctx(1 << 20, thread_counts[k], NULL);
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *r = NULL, *m = NULL;
+        atomic_long seen = 0;
+        TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg); /* 500 KB each */
+        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+        TU_OKM(ember_cache(m, msg), msg);
+        for (int round = 0; round < 3; round++) {
+            int64_t sum = 0;
+            TU_OKM(ember_sum(m, &sum, msg), msg);
+            assert_int_equal(sum, ref);
+            uint64_t cnt = 0;
+            TU_OKM(ember_count(m, &cnt, msg), msg);
+            assert_int_equal(cnt, (uint64_t)n);
+        }
+        ember_stats s;
+        ember_ctx_stats(ctx, &s);
+        assert_true(s.memory_used <= s.memory_budget);
+        assert_true(s.evictions > 0 || s.recomputes > 0);
+        assert_true(s.recomputes > 0);
+        assert_true(atomic_load(&seen) > n); /* some partitions ran again */
+        assert_true(ember_cached_partitions(m) <= 2);
+        ember_ds_free(&m);
+        ember_ds_free(&r);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
+/* MEMORY_AND_DISK larger than the budget spills; later actions read the
+ * spilled blocks back instead of computing them again. */
+static void test_exec_memory_and_disk_spills_and_reloads(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    int64_t n = 1000000;
+    int64_t ref = square_mod_sum(n);
+    ember_level levels[] = {EMBER_MEMORY_AND_DISK, EMBER_MEMORY_AND_DISK_SER};
+    for (int l = 0; l < 2; l++)
+        for (size_t k = 0; k < 3; k += 2) {
+            ember_ctx *ctx = budget_ctx(1 << 20, thread_counts[k], "scratch");
+            char msg[EMBER_MSG_SIZE];
+            ember_ds *r = NULL, *m = NULL;
+            atomic_long seen = 0;
+            TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg);
+            TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+            TU_OKM(ember_persist(m, levels[l], msg), msg);
+            int64_t sum = 0;
+            TU_OKM(ember_sum(m, &sum, msg), msg);
+            assert_int_equal(sum, ref);
+            assert_int_equal(atomic_load(&seen), n);
+            assert_int_equal(ember_cached_partitions(m), 16);
+            ember_stats s;
+            ember_ctx_stats(ctx, &s);
+            if (levels[l] == EMBER_MEMORY_AND_DISK) {
+                assert_true(s.spills > 0);
+                assert_true(s.blocks_on_disk > 0);
+            }
+            assert_true(s.memory_used <= s.memory_budget);
+            for (int round = 0; round < 2; round++) {
+                TU_OKM(ember_sum(m, &sum, msg), msg);
+                assert_int_equal(sum, ref);
+            }
+            assert_int_equal(atomic_load(&seen), n); /* never again */
+            ember_ctx_stats(ctx, &s);
+            if (levels[l] == EMBER_MEMORY_AND_DISK)
+                assert_true(s.disk_reads > 0);
+            assert_int_equal(s.recomputes, 0);
+            assert_true(s.cache_hits >= 32);
+            TU_OK(ember_unpersist(m));
+            ember_ctx_stats(ctx, &s);
+            assert_int_equal(s.memory_used, 0);
+            assert_int_equal(s.blocks_in_memory, 0);
+            assert_int_equal(s.blocks_on_disk, 0);
+            assert_int_equal(ember_cached_partitions(m), 0);
+            assert_int_equal(files_under("scratch"), 0);
+            ember_ds_free(&m);
+            ember_ds_free(&r);
+            ember_ctx_destroy(&ctx);
+        }
+}
+
+static void test_exec_disk_only(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    int64_t n = 200000;
+    int64_t ref = square_mod_sum(n);
+    ember_ctx *ctx = budget_ctx(0, 2, "scratch");
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    atomic_long seen = 0;
+    TU_OKM(ember_range(&r, ctx, 0, n, 1, 5, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+    TU_OKM(ember_persist(m, EMBER_DISK_ONLY, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    assert_int_equal(sum, ref);
+    ember_stats s;
+    ember_ctx_stats(ctx, &s);
+    assert_int_equal(s.blocks_on_disk, 5);
+    assert_int_equal(s.blocks_in_memory, 0);
+    assert_int_equal(s.memory_used, 0);
+    assert_true(files_under("scratch") >= 5);
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    assert_int_equal(sum, ref);
+    assert_int_equal(atomic_load(&seen), n);
+    ember_ctx_stats(ctx, &s);
+    assert_true(s.disk_reads >= 5);
+    assert_true(s.cache_hits >= 5);
+    ember_ds_free(&m); /* freeing drops the files too */
+    assert_int_equal(files_under("scratch"), 0);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+static int prefix(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += a[i];
+        if (ember_emit(em, &s, 1))
+            return 1;
+    }
+    return 0;
+}
+
+static int keep_odd(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = a[i] & 1;
+    return 0;
+}
+
+/* Every level gives the results of no persistence at all, computing and
+ * reading back, with room and without. */
+static void test_exec_every_level_same_results(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    ember_level levels[] = {EMBER_NONE, EMBER_MEMORY_ONLY, EMBER_MEMORY_AND_DISK,
+                            EMBER_DISK_ONLY, EMBER_MEMORY_ONLY_SER,
+                            EMBER_MEMORY_AND_DISK_SER};
+    size_t budgets[] = {0, 256 * 1024};
+    int64_t *ref = NULL;
+    size_t nref = 0;
+    for (int b = 0; b < 2; b++)
+        for (int l = 0; l < 6; l++) {
+            ember_ctx *ctx = budget_ctx(budgets[b], 2, "scratch");
+            char msg[EMBER_MSG_SIZE];
+            ember_ds *r = NULL, *m = NULL, *mp = NULL, *f = NULL;
+            TU_OKM(ember_range(&r, ctx, 0, 300000, 1, 9, msg), msg);
+            TU_OKM(ember_map(&m, r, NULL, square_mod, NULL, msg), msg);
+            TU_OKM(ember_map_partitions(&mp, m, NULL, prefix, NULL, msg), msg);
+            TU_OKM(ember_persist(mp, levels[l], msg), msg);
+            TU_OKM(ember_filter(&f, mp, keep_odd, NULL, msg), msg);
+            for (int round = 0; round < 2; round++) {
+                size_t n;
+                int64_t *got = tu_collect(f, &n);
+                if (!ref) {
+                    ref = got;
+                    nref = n;
+                    continue;
+                }
+                assert_int_equal(n, nref);
+                assert_memory_equal(got, ref, n * 8);
+                free(got);
+            }
+            ember_ds_free(&f);
+            ember_ds_free(&mp);
+            ember_ds_free(&m);
+            ember_ds_free(&r);
+            ember_ctx_destroy(&ctx);
+        }
+    free(ref);
+}
+
+/* A compressible 10^6 x i64 dataset at MEMORY_ONLY_SER holds less than half
+ * of its 8 MB. */
+static void test_exec_ser_level_compresses(void **state)
+{
+    (void)state;
+    int64_t n = 1000000;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *raw = NULL;
+    atomic_long seen = 0;
+    TU_OKM(ember_range(&r, ctx, 0, n, 1, 4, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, add_one, &seen, msg), msg);
+    TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY_SER, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    ember_stats s;
+    ember_ctx_stats(ctx, &s);
+    assert_int_equal(s.blocks_in_memory, 4);
+    if (s.memory_used >= (size_t)n * 8 / 2)
+        fail_msg("MEMORY_ONLY_SER holds %zu bytes of %lld", s.memory_used,
+                 (long long)n * 8);
+    assert_true(s.memory_used > 0);
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    assert_int_equal(sum, n * (n + 1) / 2);
+    assert_int_equal(atomic_load(&seen), n);
+    /* The same records raw take all of their bytes. */
+    TU_OKM(ember_map(&raw, r, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_cache(raw, msg), msg);
+    TU_OKM(ember_sum(raw, &sum, msg), msg);
+    ember_stats s2;
+    ember_ctx_stats(ctx, &s2);
+    assert_true(s2.memory_used - s.memory_used >= (size_t)n * 8);
+    ember_ds_free(&raw);
+    ember_ds_free(&m);
+    ember_ctx_stats(ctx, &s);
+    assert_int_equal(s.memory_used, 0);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* A cached dataset read twice in one action (union(a, a), zip(a, a)). */
+static void test_exec_cached_dataset_used_twice(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < 3; k++) {
+        ember_ctx *ctx = tu_ctx(thread_counts[k]);
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *r = NULL, *m = NULL, *u = NULL, *z = NULL;
+        atomic_long seen = 0;
+        TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 6, msg), msg);
+        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+        TU_OKM(ember_cache(m, msg), msg);
+        TU_OKM(ember_union(&u, m, m, msg), msg);
+        TU_OKM(ember_zip(&z, m, m, msg), msg);
+        int64_t su = 0, sz[2] = {0, 0}, ref = square_mod_sum(100000);
+        TU_OKM(ember_sum(u, &su, msg), msg);
+        assert_int_equal(su, 2 * ref);
+        TU_OKM(ember_sum(z, sz, msg), msg);
+        assert_int_equal(sz[0], ref);
+        assert_int_equal(sz[1], ref);
+        long after = atomic_load(&seen);
+        TU_OKM(ember_sum(z, sz, msg), msg);
+        TU_OKM(ember_sum(u, &su, msg), msg);
+        assert_int_equal(atomic_load(&seen), after);
+        assert_int_equal(ember_cached_partitions(m), 6);
+        ember_ds_free(&z);
+        ember_ds_free(&u);
+        ember_ds_free(&m);
+        ember_ds_free(&r);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+static int fail_3_and_7(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    size_t p = ember_emitter_partition(em);
+    if (p == 3 || p == 7)
+        return (int)p;
+    return ember_emit(em, in, n);
+}
+
+/* When several partitions fail, the lowest one's error is reported, at
+ * every team size, every time. */
+static void test_exec_lowest_failing_partition_reported(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < 3; k++) {
+        ember_ctx *ctx = tu_ctx(thread_counts[k]);
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *r = NULL, *m = NULL;
+        TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 10, msg), msg);
+        TU_OKM(ember_map_partitions(&m, r, NULL, fail_3_and_7, NULL, msg), msg);
+        for (int rep = 0; rep < 5; rep++) {
+            uint64_t n;
+            assert_int_equal(ember_count(m, &n, msg), EMBER_EUSER);
+            TU_MSG_HAS(msg, "partition 3");
+            TU_MSG_HAS(msg, "returned 3");
+        }
+        ember_ds_free(&m);
+        ember_ds_free(&r);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
+/* ---- allocation failures ------------------------------------------------------------------- */
+
+static int to_pair(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    int64_t (*b)[2] = out;
+    for (size_t i = 0; i < n; i++) {
+        b[i][0] = a[i] % 13;
+        b[i][1] = a[i];
+    }
+    return 0;
+}
+
+/* The whole scenario; returns the first failing status (0 when all ran)
+ * and checks results whenever it succeeds. */
+static int scenario(const ember_allocator *al, int threads)
+{
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.allocator = al;
+    o.threads = threads;
+    ember_ctx *ctx = NULL;
+    ember_ds *r = NULL, *m = NULL, *p = NULL, *red = NULL;
+    void *all = NULL;
+    char msg[EMBER_MSG_SIZE] = "";
+    int rc = ember_ctx_create(&ctx, &o, msg);
+    if (!rc)
+        rc = ember_range(&r, ctx, 0, 20000, 1, 4, msg);
+    if (!rc)
+        rc = ember_map(&m, r, NULL, square_mod, NULL, msg);
+    if (!rc)
+        rc = ember_cache(m, msg);
+    size_t n = 0;
+    if (!rc)
+        rc = ember_collect_alloc(m, &all, &n, msg);
+    if (!rc) {
+        assert_int_equal(n, 20000);
+        const int64_t *v = all;
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(v[i], ((int64_t)i * (int64_t)i) % 1000003);
+    }
+    ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
+    if (!rc)
+        rc = ember_map(&p, m, &kv, to_pair, NULL, msg);
+    if (!rc)
+        rc = ember_reduce_by_key(&red, p, NULL, NULL, 3, msg);
+    int64_t out[13][2];
+    size_t got = 0;
+    if (!rc)
+        rc = ember_collect(red, out, 13, &got, msg);
+    if (!rc) {
+        assert_int_equal(got, 13);
+        int64_t total = 0;
+        for (size_t i = 0; i < got; i++)
+            total += out[i][1];
+        assert_int_equal(total, square_mod_sum(20000));
+    }
+    if (rc) {
+        assert_true(rc < 0);
+        assert_true(msg[0] != '\0'); /* every failure says what */
+    }
+    if (ctx)
+        ember_free(ctx, all);
+    ember_ds_free(&red);
+    ember_ds_free(&p);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}
+
+static void run_alloc_failures(int threads)
+{
+    tu_counter c;
+    ember_allocator al = tu_allocator(&c);
+    long failed = 0, absorbed = 0, fail = 1;
+    for (;; fail++) {
+        assert_true(fail < 100000);
+        tu_counter_reset(&c, fail);
+        int rc = scenario(&al, threads);
+        if (atomic_load(&c.live) != 0)
+            fail_msg("failing allocation %ld (threads %d, status %d): %ld "
+                     "blocks leaked", fail, threads, rc, atomic_load(&c.live));
+        if (atomic_load(&c.injected) == 0) {
+            assert_int_equal(rc, EMBER_OK); /* no failure: it all ran */
+            break;
+        }
+        if (rc == EMBER_OK)
+            absorbed++; /* e.g. a cache block not stored: computed again */
+        else
+            failed++;
+    }
+    assert_true(failed > 10);
+    print_message("threads %d: %ld allocations; %ld failures reported, %ld "
+                  "absorbed\n", threads, fail - 1, failed, absorbed);
+}
+
+static void test_exec_allocation_failures_single_thread(void **state)
+{
+    (void)state;
+    run_alloc_failures(1);
+}
+
+static void test_exec_allocation_failures_two_threads(void **state)
+{
+    (void)state;
+    run_alloc_failures(2);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exec_pipeline_reads_input_once),
+        cmocka_unit_test(test_exec_results_same_at_1_2_4_threads),
+        cmocka_unit_test(test_exec_results_same_for_any_block_size),
+        cmocka_unit_test(test_exec_long_lineage_100k_maps),
+        cmocka_unit_test(test_exec_evicted_memory_only_recomputes),
+        cmocka_unit_test(test_exec_memory_and_disk_spills_and_reloads),
+        cmocka_unit_test(test_exec_disk_only),
+        cmocka_unit_test(test_exec_every_level_same_results),
+        cmocka_unit_test(test_exec_ser_level_compresses),
+        cmocka_unit_test(test_exec_cached_dataset_used_twice),
+        cmocka_unit_test(test_exec_lowest_failing_partition_reported),
+        cmocka_unit_test(test_exec_allocation_failures_single_thread),
+        cmocka_unit_test(test_exec_allocation_failures_two_threads),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
