@@ -234,11 +234,26 @@ size_t ember_lineage_depth(const ember_ds *ds)
     return best;
 }
 
+/* Appends s with DOT's string escapes: names are the caller's and may hold
+ * quotes or backslashes, which would end or bend the label. */
+static void put_escaped(text *t, const char *s)
+{
+    while (*s) {
+        size_t run = strcspn(s, "\"\\");
+        if (run)
+            put(t, "%.*s", (int)run, s);
+        if (s[run])
+            put(t, "\\%c", s[run++]);
+        s += run;
+    }
+}
+
 int ember_lineage_dot(const ember_ds *ds, char **out)
 {
     if (!ds || !out)
         return EMBER_EINVAL;
     text t = {ds->ctx, NULL, 0, 0, 0};
+    text label = {ds->ctx, NULL, 0, 0, 0}; /* one node's, reused */
     put(&t, "digraph lineage {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
     walk w;
     int rc = walk_init(&w, ds);
@@ -249,7 +264,12 @@ int ember_lineage_dot(const ember_ds *ds, char **out)
         if (walk_seen(&w, d))
             continue;
         put(&t, "  n%llu [label=\"", (unsigned long long)d->id);
-        describe(&t, d);
+        label.len = 0;
+        describe(&label, d);
+        if (label.failed)
+            t.failed = 1;
+        else
+            put_escaped(&t, label.s);
         put(&t, "\\n%zu partitions\"%s];\n", d->nparts,
             d->level != EMBER_NONE ? ", style=filled, fillcolor=lightblue" : "");
         for (int i = 0; !rc && i < parents_of(d); i++) {
@@ -263,6 +283,7 @@ int ember_lineage_dot(const ember_ds *ds, char **out)
     }
     put(&t, "}\n");
     walk_free(&w);
+    ember__free(ds->ctx, label.s);
     if (rc) {
         ember__free(ds->ctx, t.s);
         return rc;
