@@ -1,0 +1,287 @@
+/* cli_loop.c: the run half of the common command line (see cli.h): the
+ * loop made from the flags, and ember_cli_iterate, which drives it and
+ * writes the --metrics JSON lines and the progress on stderr.
+ *
+ * Kept apart from cli.c so that tools without a loop (ember-gen,
+ * ember-convert) do not link the loop. The metrics line of an iteration is
+ * written once the loop call after it returns, because only then is it
+ * known whether a checkpoint was written for it.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* mkdir -p; 0 or an errno. */
+static int make_dirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0777) && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) && errno != EEXIST)
+        return errno;
+    struct stat st;
+    if (stat(tmp, &st) || !S_ISDIR(st.st_mode))
+        return ENOTDIR;
+    return 0;
+}
+
+int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
+{
+    *out = NULL;
+    if (msg)
+        msg[0] = '\0';
+    int rc = ember_cli_parameters(cli, cli->parameters, sizeof cli->parameters);
+    if (rc) {
+        if (msg)
+            snprintf(msg, EMBER_MSG_SIZE, "parameters too long for a checkpoint");
+        return rc;
+    }
+    if (cli->checkpoint_dir) {
+        int e = make_dirs(cli->checkpoint_dir);
+        if (e) {
+            if (msg)
+                snprintf(msg, EMBER_MSG_SIZE, "--checkpoint-dir %s: %s",
+                         cli->checkpoint_dir, strerror(e));
+            return EMBER_EIO;
+        }
+    }
+    ember_loop_opts o = {
+        .dir = cli->checkpoint_dir,
+        .program = cli->prog->name,
+        .parameters = cli->parameters,
+        .every = cli->checkpoint_every,
+        .seconds = cli->checkpoint_seconds,
+        .keep = cli->keep,
+        .resume = cli->resume,
+        .quiet = cli->quiet,
+    };
+    if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
+        o.seconds = 60;
+    ember_loop *loop = NULL;
+    rc = ember_loop_create(&loop, ctx, &o, msg);
+    if (!rc)
+        rc = ember_loop_bind_f64(loop, "cli_value", &cli->value);
+    if (!rc)
+        rc = ember_loop_bind_i64(loop, "cli_converged", &cli->converged);
+    if (rc) {
+        ember_loop_destroy(&loop);
+        return rc;
+    }
+    *out = loop;
+    return EMBER_OK;
+}
+
+/* ---- metrics and progress -------------------------------------------------- */
+
+typedef struct {
+    ember_cli *cli;
+    FILE *metrics;
+    int tty;
+    int live;            /* a live line is on screen, needs a newline */
+    double t_start;      /* this process's first iteration */
+    double t_print;      /* last progress output */
+    uint64_t first_it;   /* iteration count when this process began */
+    uint64_t last_ck_it; /* iteration of the last checkpoint (0: none) */
+    uint64_t last_ck_bytes;
+    uint64_t ckpts;      /* checkpoints written so far */
+} report;
+
+static void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
+}
+
+static void metrics_iteration(report *r, uint64_t it, double seconds,
+                              double value, int ck, uint64_t ck_bytes)
+{
+    if (!r->metrics)
+        return;
+    FILE *f = r->metrics;
+    fprintf(f, "{\"iteration\": %" PRIu64 ", \"seconds\": ", it);
+    json_number(f, seconds);
+    fprintf(f, ", \"%s\": ", r->cli->prog->value_name ? r->cli->prog->value_name
+                                                       : "value");
+    json_number(f, value);
+    fprintf(f, ", \"checkpoint\": %s, \"checkpoint_bytes\": %" PRIu64 "}\n",
+            ck ? "true" : "false", ck ? ck_bytes : (uint64_t)0);
+    fflush(f);
+}
+
+static void metrics_end(report *r, const char *event)
+{
+    if (!r->metrics)
+        return;
+    ember_cli *c = r->cli;
+    FILE *f = r->metrics;
+    fprintf(f, "{\"event\": \"%s\", \"iterations\": %" PRIu64 ", \"compute_seconds\": ",
+            event, c->iterations_done);
+    json_number(f, c->compute_seconds);
+    fputs(", \"load_seconds\": ", f);
+    json_number(f, c->load_seconds);
+    fputs(", \"checkpoint_seconds\": ", f);
+    json_number(f, c->checkpoint_write_seconds);
+    fprintf(f, ", \"%s\": ", c->prog->value_name ? c->prog->value_name : "value");
+    json_number(f, c->value);
+    fprintf(f, ", \"converged\": %s}\n", c->converged ? "true" : "false");
+    fflush(f);
+}
+
+static void human_bytes(char *buf, size_t size, uint64_t b)
+{
+    if (b >= (UINT64_C(1) << 30))
+        snprintf(buf, size, "%.1f GiB", (double)b / (double)(UINT64_C(1) << 30));
+    else if (b >= (UINT64_C(1) << 20))
+        snprintf(buf, size, "%.1f MiB", (double)b / (double)(UINT64_C(1) << 20));
+    else
+        snprintf(buf, size, "%.1f KiB", (double)b / 1024.0);
+}
+
+static void progress(report *r, uint64_t it, double value, int last)
+{
+    ember_cli *c = r->cli;
+    if (c->quiet)
+        return;
+    double now = ember_cli_now();
+    int due = r->tty ? now - r->t_print >= 0.1 : now - r->t_print >= 2.0;
+    if (!due && !last && it != r->first_it + 1)
+        return;
+    r->t_print = now;
+    double rate = (double)(it - r->first_it) / fmax(now - r->t_start, 1e-9);
+    char eta[32] = "-", ck[64] = "none";
+    if (rate > 0 && c->iterations >= it)
+        snprintf(eta, sizeof eta, "%.1fs", (double)(c->iterations - it) / rate);
+    if (r->last_ck_it) {
+        char b[32];
+        human_bytes(b, sizeof b, r->last_ck_bytes);
+        snprintf(ck, sizeof ck, "at %" PRIu64 " (%s)", r->last_ck_it, b);
+    }
+    fprintf(stderr, "%s%s: iteration %" PRIu64 "/%" PRIu64 "  %s %.3e  %.1f it/s  "
+                    "ETA %s  checkpoint %s%s",
+            r->tty ? "\r\033[K" : "", c->prog->name, it, c->iterations,
+            c->prog->value_name ? c->prog->value_name : "value", value, rate, eta,
+            ck, r->tty ? "" : "\n");
+    r->live = r->tty;
+    if (r->tty && last) {
+        fputc('\n', stderr);
+        r->live = 0;
+    }
+    fflush(stderr);
+}
+
+/* Records iteration `it` (1-based count of iterations done) once the loop
+ * call after it has returned, so its checkpoint is known. */
+static void record(report *r, ember_loop *loop, uint64_t it, double seconds,
+                   int last)
+{
+    ember_loop_stats st;
+    ember_loop_get_stats(loop, &st);
+    /* The count, not last_was_checkpoint: ember_loop_finish's final
+     * checkpoint does not set that flag. */
+    int ck = st.checkpoints > r->ckpts;
+    r->ckpts = st.checkpoints;
+    if (ck) {
+        r->last_ck_it = it;
+        r->last_ck_bytes = st.last_bytes;
+    }
+    metrics_iteration(r, it, seconds, r->cli->value, ck, st.last_bytes);
+    progress(r, it, r->cli->value, last);
+}
+
+static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
+{
+    ember_loop_stats st;
+    ember_loop_get_stats(loop, &st);
+    memset(r, 0, sizeof *r);
+    r->cli = cli;
+    r->ckpts = st.checkpoints;
+    r->tty = isatty(STDERR_FILENO);
+    r->t_start = r->t_print = ember_cli_now();
+    r->t_print -= 1e9; /* the first iteration prints */
+    if (cli->metrics) {
+        r->metrics = fopen(cli->metrics, st.restored ? "a" : "w");
+        if (!r->metrics) {
+            if (msg)
+                snprintf(msg, EMBER_MSG_SIZE, "--metrics %s: %s", cli->metrics,
+                         strerror(errno));
+            return EMBER_EIO;
+        }
+    }
+    if (st.restored && !cli->quiet)
+        fprintf(stderr, "%s: resumed at iteration %" PRIu64 " from %s\n",
+                cli->prog->name, st.restored_from,
+                st.last_path[0] ? st.last_path : cli->checkpoint_dir);
+    return EMBER_OK;
+}
+
+static void close_report(report *r, int rc)
+{
+    if (r->live) {
+        fputc('\n', stderr);
+        r->live = 0;
+    }
+    metrics_end(r, rc == EMBER_OK ? "done"
+                   : rc == EMBER_INTERRUPTED ? "interrupted"
+                                             : "error");
+    if (r->metrics)
+        fclose(r->metrics);
+    r->metrics = NULL;
+}
+
+int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
+                      void *arg, char *msg)
+{
+    report r;
+    uint64_t it = 0;
+    ember_loop_stats st;
+    cli->compute_seconds = 0;
+    int rc = ember_loop_next(loop, &it, msg);
+    cli->iterations_done = it;
+    if (rc == EMBER_OK)
+        rc = open_report(&r, cli, loop, msg);
+    if (rc)
+        return rc;
+    r.first_it = it;
+    while (rc == EMBER_OK && !cli->converged && it < cli->iterations) {
+        double t0 = ember_cli_now(), value = NAN;
+        int s = step(it, &value, arg, msg);
+        double seconds = ember_cli_now() - t0;
+        cli->compute_seconds += seconds;
+        if (s < 0) {
+            rc = s;
+            break;
+        }
+        cli->value = value;
+        cli->converged = s == EMBER_DONE;
+        uint64_t done = it + 1;
+        int last = cli->converged || done >= cli->iterations;
+        rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
+        cli->iterations_done = done;
+        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
+            record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
+        if (last)
+            break;
+    }
+    ember_loop_get_stats(loop, &st);
+    cli->checkpoint_write_seconds = st.checkpoint_seconds;
+    close_report(&r, rc);
+    return rc;
+}
+

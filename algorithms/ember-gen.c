@@ -1,0 +1,328 @@
+/* ember-gen: synthetic inputs for ember's programs.
+ *
+ *   ember-gen kron --scale S --edge-factor E --seed X --output FILE(.el|.h5)
+ *   ember-gen blobs --n N --d D --k K --seed X --output FILE(.csv|.h5:/path)
+ *
+ * Every random number is a pure function of (seed, record index, draw), a
+ * counter-based generator, so the output is the same for any thread count
+ * and any block size. kron follows Graph500: R-MAT with A = 0.57,
+ * B = C = 0.19, 2^S vertices, E * 2^S edges (self-loops and duplicates
+ * included, as generated), vertex numbers scrambled by a seeded bijection
+ * so that degree does not follow the id. blobs follows scikit-learn's
+ * make_blobs: k centres uniform in [-10, 10]^d, point i in cluster i mod k,
+ * unit Gaussian noise.
+ */
+#include <ember.h>
+#include <ember/graph.h>
+
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t scale = 0, edge_factor = 16, npoints = 0, dims = 0, nclusters = 0;
+
+static const ember_cli_opt options[] = {
+    {"scale", EMBER_CLI_U64, &scale, 1, 32, EMBER_CLI_RANGE, NULL, "S",
+     "kron: 2^S vertices (1..32)"},
+    {"edge-factor", EMBER_CLI_U64, &edge_factor, 1, 1 << 20, EMBER_CLI_RANGE, NULL, "E",
+     "kron: E * 2^S edges (default 16)"},
+    {"n", EMBER_CLI_U64, &npoints, 1, 1e12, EMBER_CLI_RANGE, NULL, "N", "blobs: points"},
+    {"d", EMBER_CLI_U64, &dims, 1, 65536, EMBER_CLI_RANGE, NULL, "D", "blobs: dimensions"},
+    {"k", EMBER_CLI_U64, &nclusters, 1, 1e9, EMBER_CLI_RANGE, NULL, "K", "blobs: clusters"},
+    {0}};
+
+static const ember_cli_program program = {
+    .name = "ember-gen",
+    .summary = "Generates a Kronecker (Graph500 R-MAT) graph or Gaussian blobs;\n"
+               "the same output for any thread count.",
+    .usage = "kron|blobs [options]",
+    .examples = "  ember-gen kron --scale 20 --edge-factor 16 --seed 1 --output kron20.el\n"
+                "  ember-gen kron --scale 16 --output kron16.h5\n"
+                "  ember-gen blobs --n 1000000 --d 16 --k 16 --seed 1 --output pts.h5:/points\n"
+                "  ember-gen blobs --n 150 --d 4 --k 3 --output pts.csv\n",
+    .extra = options,
+    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT,
+    .max_positional = 1,
+};
+
+/* ---- counter-based random numbers ----------------------------------------- */
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t draw(uint64_t key, uint64_t j)
+{
+    return mix64(key + j * 0xd1b54a32d192ed03ULL);
+}
+
+/* ---- kron ------------------------------------------------------------------ */
+
+typedef struct {
+    unsigned bits;
+    uint64_t mask;
+    uint64_t mul[4], add[4];
+} scrambler;
+
+static scrambler make_scrambler(uint64_t seed, unsigned bits)
+{
+    scrambler s = {bits, bits >= 64 ? ~0ULL : (1ULL << bits) - 1, {0}, {0}};
+    for (int r = 0; r < 4; r++) {
+        s.mul[r] = (mix64(seed * 4 + (uint64_t)r + 0x51) | 1) & s.mask;
+        s.add[r] = mix64(seed * 4 + (uint64_t)r + 0xa3) & s.mask;
+        if (!s.mul[r])
+            s.mul[r] = 1;
+    }
+    return s;
+}
+
+/* A bijection of [0, 2^bits): odd multiplications, xor-shifts and
+ * additions modulo 2^bits are each invertible. */
+static inline uint64_t scramble(const scrambler *s, uint64_t x)
+{
+    unsigned sh = s->bits / 2 + 1;
+    for (int r = 0; r < 4; r++) {
+        x = (x * s->mul[r]) & s->mask;
+        x ^= x >> sh;
+        x = (x + s->add[r]) & s->mask;
+    }
+    return x;
+}
+
+static inline void kron_edge(uint64_t seed, const scrambler *sc, unsigned S,
+                             uint64_t e, uint32_t *src, uint32_t *dst)
+{
+    const double A = 0.57, AB = 0.76, ABC = 0.95;
+    uint64_t key = mix64(seed ^ mix64(e)), u = 0, v = 0;
+    for (unsigned l = 0; l < S; l += 2) {
+        uint64_t r = draw(key, l / 2);
+        for (unsigned h = 0; h < 2 && l + h < S; h++) {
+            double p = (double)((h ? r : r >> 32) & 0xffffffffULL) * 0x1p-32;
+            unsigned bu = p >= AB, bv = (p >= A && p < AB) || p >= ABC;
+            u = (u << 1) | bu;
+            v = (v << 1) | bv;
+        }
+    }
+    *src = (uint32_t)scramble(sc, u);
+    *dst = (uint32_t)scramble(sc, v);
+}
+
+static char *put_u32(char *p, uint32_t x)
+{
+    char tmp[12];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+#define LINES_PER_BLOCK ((uint64_t)1 << 18)
+
+/* Edge list text, blocks formatted in parallel and written in order. */
+static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
+{
+    FILE *f = fopen(cli->output, "wb");
+    if (!f) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output, strerror(errno));
+        return EMBER_EIO;
+    }
+    scrambler sc = make_scrambler(cli->seed, (unsigned)scale);
+    uint64_t nblocks = (m + LINES_PER_BLOCK - 1) / LINES_PER_BLOCK;
+    int round = threads * 2, rc = EMBER_OK;
+    char **buf = calloc((size_t)round, sizeof *buf);
+    size_t *len = calloc((size_t)round, sizeof *len);
+    for (int i = 0; buf && len && i < round; i++)
+        if (!(buf[i] = malloc(LINES_PER_BLOCK * 24)))
+            rc = EMBER_ENOMEM;
+    if (!buf || !len)
+        rc = EMBER_ENOMEM;
+    fprintf(f, "# ember-gen kron --scale %" PRIu64 " --edge-factor %" PRIu64
+               " --seed %" PRIu64 "\n# %" PRIu64 " vertices, %" PRIu64 " edges\n",
+            scale, edge_factor, cli->seed, UINT64_C(1) << scale, m);
+    for (uint64_t b0 = 0; !rc && b0 < nblocks; b0 += (uint64_t)round) {
+        int nb = (int)(nblocks - b0 < (uint64_t)round ? nblocks - b0 : (uint64_t)round);
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int i = 0; i < nb; i++) {
+            uint64_t lo = (b0 + (uint64_t)i) * LINES_PER_BLOCK;
+            uint64_t hi = lo + LINES_PER_BLOCK < m ? lo + LINES_PER_BLOCK : m;
+            char *p = buf[i];
+            for (uint64_t e = lo; e < hi; e++) {
+                uint32_t s, d;
+                kron_edge(cli->seed, &sc, (unsigned)scale, e, &s, &d);
+                p = put_u32(p, s);
+                *p++ = ' ';
+                p = put_u32(p, d);
+                *p++ = '\n';
+            }
+            len[i] = (size_t)(p - buf[i]);
+        }
+        for (int i = 0; i < nb && !rc; i++)
+            if (fwrite(buf[i], 1, len[i], f) != len[i])
+                rc = EMBER_EIO;
+    }
+    if (fclose(f) != 0 && !rc)
+        rc = EMBER_EIO;
+    if (rc)
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output,
+                 rc == EMBER_ENOMEM ? "out of memory" : strerror(errno));
+    for (int i = 0; buf && i < round; i++)
+        free(buf[i]);
+    free(buf);
+    free(len);
+    return rc;
+}
+
+/* ember's HDF5 CSR: rows sorted, duplicates dropped. */
+static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
+{
+    uint32_t *src = malloc(m * sizeof *src), *dst = malloc(m * sizeof *dst);
+    ember_graph *g = NULL;
+    int rc = EMBER_OK;
+    if (!src || !dst) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " edges", m);
+        rc = EMBER_ENOMEM;
+    }
+    scrambler sc = make_scrambler(cli->seed, (unsigned)scale);
+    if (!rc) {
+        #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(ctx))
+        for (uint64_t e = 0; e < m; e++)
+            kron_edge(cli->seed, &sc, (unsigned)scale, e, &src[e], &dst[e]);
+        rc = ember_graph_from_edges(&g, ctx, UINT64_C(1) << scale, src, dst, m,
+                                    NULL, msg);
+    }
+    free(src);
+    free(dst);
+    if (!rc)
+        rc = ember_graph_save_h5(g, cli->output, msg);
+    if (!rc && !cli->quiet)
+        fprintf(stderr, "ember-gen: %" PRIu64 " vertices, %" PRIu64
+                        " distinct edges (of %" PRIu64 " generated)\n",
+                g->n, g->m, m);
+    ember_graph_free(&g);
+    return rc;
+}
+
+static int kron(const ember_cli *cli, ember_ctx *ctx, char *msg)
+{
+    if (!scale)
+        return ember_cli_usage_error(cli, "kron needs --scale S");
+    uint64_t m = edge_factor << scale;
+    if (edge_factor > (UINT64_C(1) << 40) >> scale)
+        return ember_cli_usage_error(cli, "kron: --edge-factor %" PRIu64
+                                     " << %" PRIu64 " edges is too many",
+                                     edge_factor, scale);
+    int rc = ember_cli_has_suffix(cli->output, ".h5") || ember_cli_has_suffix(cli->output, ".hdf5")
+                 ? kron_h5(cli, ctx, m, msg)
+                 : kron_text(cli, m, ember_ctx_threads(ctx), msg);
+    return ember_cli_exit(cli, rc, msg);
+}
+
+/* ---- blobs --------------------------------------------------------------------- */
+
+static double uniform(uint64_t key, uint64_t j)
+{
+    return (double)(draw(key, j) >> 11) * 0x1p-53;
+}
+
+/* A unit normal by Box-Muller from two uniforms of (key, j). */
+static double normal(uint64_t key, uint64_t j)
+{
+    double u1 = uniform(key, 2 * j), u2 = uniform(key, 2 * j + 1);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int blobs_write_csv(const ember_cli *cli, const double *x, char *msg)
+{
+    FILE *f = fopen(cli->output, "w");
+    if (!f) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output, strerror(errno));
+        return EMBER_EIO;
+    }
+    for (uint64_t j = 0; j < dims; j++)
+        fprintf(f, "%sx%" PRIu64, j ? "," : "", j);
+    fputc('\n', f);
+    for (uint64_t i = 0; i < npoints; i++)
+        for (uint64_t j = 0; j < dims; j++)
+            fprintf(f, "%.17g%c", x[i * dims + j], j + 1 < dims ? ',' : '\n');
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: write failed", cli->output);
+        return EMBER_EIO;
+    }
+    return EMBER_OK;
+}
+
+static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
+{
+    if (!npoints || !dims || !nclusters)
+        return ember_cli_usage_error(cli, "blobs needs --n, --d and --k");
+    if (npoints > (UINT64_C(1) << 40) / dims)
+        return ember_cli_usage_error(cli, "blobs: --n x --d is too large");
+    double *x = malloc(npoints * dims * sizeof *x);
+    double *c = malloc(nclusters * dims * sizeof *c);
+    if (!x || !c) {
+        free(x);
+        free(c);
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " x %" PRIu64
+                 " points", npoints, dims);
+        return ember_cli_exit(cli, EMBER_ENOMEM, msg);
+    }
+    uint64_t ckey = mix64(cli->seed ^ 0xc3a5c85c97cb3127ULL);
+    for (uint64_t k = 0; k < nclusters; k++)
+        for (uint64_t j = 0; j < dims; j++)
+            c[k * dims + j] = -10.0 + 20.0 * uniform(mix64(ckey + k), j);
+    #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(ctx))
+    for (uint64_t i = 0; i < npoints; i++) {
+        uint64_t key = mix64(cli->seed ^ mix64(i + 0x100000000ULL));
+        for (uint64_t j = 0; j < dims; j++)
+            x[i * dims + j] = c[(i % nclusters) * dims + j] + normal(key, j);
+    }
+    int rc;
+    if (strstr(cli->output, ".h5:") || strstr(cli->output, ".hdf5:") ||
+        ember_cli_has_suffix(cli->output, ".h5")) {
+        char spec[4200];
+        snprintf(spec, sizeof spec, "%s%s", cli->output,
+                 strchr(cli->output, ':') ? "" : ":/points");
+        uint64_t d2[2] = {npoints, dims};
+        ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters},
+                              {"seed", EMBER_U64, 0, (int64_t)cli->seed}};
+        rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
+    } else {
+        rc = blobs_write_csv(cli, x, msg);
+    }
+    free(x);
+    free(c);
+    return ember_cli_exit(cli, rc, msg);
+}
+
+int main(int argc, char **argv)
+{
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &program, argc, argv);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
+    if (cli.nargs != 1 || (strcmp(cli.args[0], "kron") && strcmp(cli.args[0], "blobs")))
+        return ember_cli_usage_error(&cli, "say what to generate: kron or blobs (see --help)");
+    if (!cli.output)
+        return ember_cli_usage_error(&cli, "--output FILE is required");
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = NULL;
+    rc = ember_cli_ctx(&ctx, &cli, msg);
+    if (rc)
+        return ember_cli_exit(&cli, rc, msg);
+    rc = strcmp(cli.args[0], "kron") == 0 ? kron(&cli, ctx, msg) : blobs(&cli, ctx, msg);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}

@@ -1,0 +1,164 @@
+/* ember/graph.h: graphs for ember's graph programs (PageRank, connected
+ * components): fast parallel loading of edge lists, Matrix Market files and
+ * ember's HDF5 CSR, the CSR itself, and vertex-range partitioned datasets.
+ * Include after ember.h.
+ *
+ * A graph is a CSR (compressed sparse rows) of u32 vertex numbers: row v is
+ * adj[offsets[v] .. offsets[v + 1]), sorted ascending, without duplicates
+ * (duplicate edges count once; a self-loop is an ordinary edge). Rows list
+ * out-neighbours, or in-neighbours with by_destination (the layout of
+ * pull-based algorithms, which then also get each vertex's out-degree).
+ *
+ * Vertex ids in files are dense non-negative integers and the graph has
+ * max id + 1 vertices, unless relabel maps arbitrary ids (any u64) to
+ * 0..n-1 in ascending id order and keeps the mapping. An id that would
+ * need more vertices than 2^32, or vertex arrays larger than the machine's
+ * memory, is an error that says so, never an attempt.
+ *
+ * Three numberings meet here, kept apart on purpose:
+ *   - id: what the file says (any u64 with relabel);
+ *   - label: the dense number users see in outputs (= id without relabel;
+ *     ids[label] = id with relabel);
+ *   - vertex: the internal number used in the CSR; = label, unless the
+ *     graph was renumbered by degree for speed (perm[vertex] = label).
+ *
+ * The HDF5 CSR format (docs/formats.md): group /csr with datasets
+ * offsets (u64, n + 1) and targets (u32; any integer type is read),
+ * attributes n (u64), m (u64), directed (i32), format ("ember-csr"),
+ * version (i32, 1); optional /csr/ids (u64, n): the original ids.
+ *
+ * Threading: loading and building run on the context's OpenMP team and
+ * must be called from the context's caller thread; the graph is read-only
+ * afterwards and may be read from any task.
+ */
+#ifndef EMBER_GRAPH_H
+#define EMBER_GRAPH_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    EMBER_GRAPH_AUTO = 0,     /* from the extension: .mtx, .h5/.hdf5, else
+                                 an edge list */
+    EMBER_GRAPH_EDGELIST = 1, /* SNAP: '#' (or '%') comments, two ids per
+                                 line separated by spaces or tabs; further
+                                 columns (weights) are ignored */
+    EMBER_GRAPH_MTX = 2,      /* Matrix Market coordinate: pattern, real or
+                                 integer; general, symmetric or
+                                 skew-symmetric; 1-based; entry (i, j) is the
+                                 edge i-1 -> j-1; values are ignored */
+    EMBER_GRAPH_H5 = 3        /* ember's HDF5 CSR */
+} ember_graph_format;
+
+typedef struct {
+    ember_graph_format format;
+    int undirected;       /* store every edge in both directions */
+    int relabel;          /* arbitrary ids -> dense labels (ascending id) */
+    int by_destination;   /* rows list in-neighbours; out_degree is filled */
+    int degree_order;     /* renumber vertices by descending out-degree
+                             (ties: ascending label), for cache locality;
+                             perm is filled */
+    uint64_t max_vertices;/* 0: 2^32, lowered to what memory allows */
+} ember_graph_opts;
+
+typedef struct {
+    ember_ctx *ctx;       /* allocations come from its allocator */
+    uint64_t n;           /* vertices */
+    uint64_t m;           /* stored edges (both directions counted when
+                             undirected) */
+    int directed;         /* 0 when built with undirected */
+    int by_destination;
+    uint64_t *offsets;    /* n + 1 */
+    uint32_t *adj;        /* m */
+    uint32_t *out_degree; /* by_destination: n; else NULL (use offsets) */
+    uint32_t *perm;       /* degree_order: label of each vertex; else NULL */
+    uint64_t *ids;        /* relabel: original id of each label; else NULL */
+    uint64_t input_bytes; /* size of the file read */
+    double read_seconds;  /* parsing the file (before building the CSR) */
+    double build_seconds; /* building the CSR */
+} ember_graph;
+
+/* Format from a file name (EMBER_GRAPH_AUTO's rule). */
+ember_graph_format ember_graph_format_of(const char *path);
+/* "auto", "el", "mtx", "h5" -> format; -1 if none. */
+int ember_graph_format_parse(const char *name);
+
+/* Loads a graph file. Errors say what and where: EMBER_ENOTFOUND (missing
+ * file), EMBER_EEMPTY (no edges and no vertices), EMBER_EFORMAT (file:line:
+ * a non-numeric token, a line with one id, a negative id, a bad Matrix
+ * Market header or entry), EMBER_ERANGE (an id too large to allocate).
+ * *out is freed with ember_graph_free. */
+int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
+                     const ember_graph_opts *opts, char *msg);
+
+/* Builds a graph from m edges src[i] -> dst[i] over n vertices (dense
+ * labels below n). The arrays are only read. opts->relabel and format are
+ * ignored. */
+int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
+                           const uint32_t *src, const uint32_t *dst,
+                           size_t m, const ember_graph_opts *opts, char *msg);
+
+/* Writes a graph (rows by source, any numbering undone: rows are labels)
+ * as ember's HDF5 CSR to path, replacing the file. */
+int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
+
+void ember_graph_free(ember_graph **g);
+
+/* Bytes of offsets and adj: the CSR's memory. */
+uint64_t ember_graph_csr_bytes(const ember_graph *g);
+
+/* Label of a vertex (perm undone). */
+static inline uint64_t ember_graph_label(const ember_graph *g, uint64_t v)
+{
+    return g->perm ? g->perm[v] : v;
+}
+
+/* Partition boundaries over the vertices, contiguous ranges with about the
+ * same number of rows + edges each: parts + 1 offsets into *offsets (a
+ * ctx allocation freed with ember_free). parts 0: from the graph's size
+ * (about 256 Ki edges a partition, at most 4096, never from the thread
+ * count). */
+int ember_graph_partition(uint64_t **offsets, size_t *parts,
+                          const ember_graph *g, size_t want, char *msg);
+
+/* A dataset over an array of n records with the given partition boundaries
+ * (parts + 1 offsets from 0 to n, non-decreasing; copied). own as in
+ * ember_from_array. Broadcasting it is a view of the array. */
+int ember_from_array_parts(ember_ds **out, ember_ctx *ctx,
+                           const ember_type *type, const void *records,
+                           size_t n, const uint64_t *offsets, size_t parts,
+                           ember_ownership own, char *msg);
+
+/* The partition boundaries of an array source (a dataset from
+ * ember_from_array*, ember_read_h5 or a restored checkpoint): parts + 1
+ * offsets into *offsets (a ctx allocation freed with ember_free).
+ * EMBER_EINVAL for other datasets. */
+int ember_array_parts(uint64_t **offsets, size_t *parts, const ember_ds *ds,
+                      char *msg);
+/* The records of an array source, or NULL for other datasets. */
+const void *ember_array_data(const ember_ds *ds, size_t *n);
+
+/* ---- HDF5 arrays with attributes (outputs of the programs) --------------- */
+
+typedef struct {
+    const char *name;
+    ember_scalar kind;  /* EMBER_I64, EMBER_U64 or EMBER_F64 */
+    double f;           /* the value, for F64 */
+    int64_t i;          /* ... for I64 and U64 */
+} ember_h5_attr;
+
+/* Writes an array of dims[0] x dims[1] (rank 1 or 2) numbers of one kind to
+ * "file.h5:/path" (intermediate groups created; an existing dataset at the
+ * path replaced; the file created unless it exists and truncate is 0), with
+ * scalar attributes on it. */
+int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
+                         int rank, const uint64_t *dims,
+                         const ember_h5_attr *attrs, size_t nattrs,
+                         int truncate, char *msg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_GRAPH_H */

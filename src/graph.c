@@ -1,0 +1,609 @@
+/* graph.c: the CSR builder and the graph API (ember/graph.h).
+ *
+ * The builder turns blocks of edges into a CSR in two passes: count the
+ * row lengths (atomic increments: loading may use atomics, the algorithms
+ * that run on the result do not need them), then scatter each edge to a
+ * slot of its row. Slots are taken in whatever order threads arrive, so
+ * every row is then sorted and duplicates removed: the result depends only
+ * on the set of edges, never on the thread count or the block order.
+ * Renumbering by degree happens between the passes, so it costs no second
+ * copy of the edges. Readers live in graph_text.c and graph_h5.c; this
+ * file also makes vertex-range partitioned datasets over vertex arrays.
+ */
+#include "graph_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+double ember__graph_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- limits ----------------------------------------------------------------- */
+
+#define BYTES_PER_VERTEX 48 /* offsets, 3 vectors of f64, degrees, perm */
+
+uint64_t ember__graph_max_vertices(const ember_graph_opts *opts)
+{
+    uint64_t limit = UINT64_C(1) << 32;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) {
+        uint64_t mem = (uint64_t)pages * (uint64_t)psize;
+        if (mem / BYTES_PER_VERTEX < limit)
+            limit = mem / BYTES_PER_VERTEX;
+    }
+    if (opts && opts->max_vertices && opts->max_vertices < limit)
+        limit = opts->max_vertices;
+    return limit;
+}
+
+int ember__graph_too_big(char *msg, const char *where, uint64_t id,
+                         uint64_t limit, int relabel_hint)
+{
+    double need = ((double)id + 1.0) * BYTES_PER_VERTEX / (1u << 30);
+    return ember__err(msg, EMBER_ERANGE,
+                      "%s: vertex id %llu is too large: it would need %.0f "
+                      "vertices (about %.1f GiB of vertex arrays), more than "
+                      "the limit of %llu vertices (2^32 or this machine's "
+                      "memory)%s",
+                      where, (unsigned long long)id, (double)id + 1.0, need,
+                      (unsigned long long)limit,
+                      relabel_hint ? "; use --relabel for sparse ids" : "");
+}
+
+/* ---- formats ---------------------------------------------------------------- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+ember_graph_format ember_graph_format_of(const char *path)
+{
+    if (!path)
+        return EMBER_GRAPH_EDGELIST;
+    if (ends_with(path, ".mtx"))
+        return EMBER_GRAPH_MTX;
+    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
+        return EMBER_GRAPH_H5;
+    return EMBER_GRAPH_EDGELIST;
+}
+
+int ember_graph_format_parse(const char *name)
+{
+    static const struct {
+        const char *name;
+        ember_graph_format f;
+    } names[] = {{"auto", EMBER_GRAPH_AUTO}, {"el", EMBER_GRAPH_EDGELIST},
+                 {"edgelist", EMBER_GRAPH_EDGELIST}, {"txt", EMBER_GRAPH_EDGELIST},
+                 {"mtx", EMBER_GRAPH_MTX}, {"h5", EMBER_GRAPH_H5},
+                 {"hdf5", EMBER_GRAPH_H5}};
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(name, names[i].name) == 0)
+            return (int)names[i].f;
+    return -1;
+}
+
+/* ---- the builder ------------------------------------------------------------- */
+
+typedef struct {
+    ember_graph *g;
+    const ember_graph_opts *o;
+    uint64_t *cnt;   /* n + 1: row lengths at [v + 1], then row cursors */
+    uint32_t *outc;  /* out-degrees (by_destination) */
+    uint32_t *inv;   /* degree_order: vertex of each label */
+} build;
+
+/* Pass 1 over one block: row lengths and out-degrees, in labels. */
+static int count_block(build *b, const ember__eblock *e)
+{
+    const uint64_t n = b->g->n;
+    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    int bad = 0;
+    #pragma omp parallel for schedule(static) num_threads(b->g->ctx->threads) reduction(|:bad)
+    for (size_t i = 0; i < e->n; i++) {
+        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+        if (s >= n || d >= n) {
+            bad = 1;
+            continue;
+        }
+        uint32_t key = bydst ? d : s, other = bydst ? s : d;
+        #pragma omp atomic
+        b->cnt[key + 1]++;
+        if (undir) {
+            #pragma omp atomic
+            b->cnt[other + 1]++;
+        }
+        if (b->outc) {
+            #pragma omp atomic
+            b->outc[s]++;
+            if (undir) {
+                #pragma omp atomic
+                b->outc[d]++;
+            }
+        }
+    }
+    return bad;
+}
+
+/* Pass 2 over one block: each edge to a slot of its row. */
+static void scatter_block(build *b, const ember__eblock *e)
+{
+    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    const uint32_t *inv = b->inv;
+    uint32_t *adj = b->g->adj;
+    #pragma omp parallel for schedule(static) num_threads(b->g->ctx->threads)
+    for (size_t i = 0; i < e->n; i++) {
+        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+        if (inv) {
+            s = inv[s];
+            d = inv[d];
+        }
+        uint32_t key = bydst ? d : s, other = bydst ? s : d;
+        uint64_t pos;
+        #pragma omp atomic capture
+        pos = b->cnt[key]++;
+        adj[pos] = other;
+        if (undir) {
+            #pragma omp atomic capture
+            pos = b->cnt[other]++;
+            adj[pos] = key;
+        }
+    }
+}
+
+static int run_pass(build *b, ember__eblock_fn get, void *state, size_t nblocks,
+                    int pass, char *msg)
+{
+    for (size_t i = 0; i < nblocks; i++) {
+        ember__eblock e = {0};
+        int rc = get(state, i, &e, msg);
+        if (rc)
+            return rc;
+        if (pass == 1 && count_block(b, &e))
+            return ember__err(msg, EMBER_ERANGE,
+                              "edge endpoint out of range: the graph has %llu vertices",
+                              (unsigned long long)b->g->n);
+        if (pass == 2)
+            scatter_block(b, &e);
+    }
+    return EMBER_OK;
+}
+
+/* Vertices by descending degree, ties by ascending label: a stable counting
+ * sort, O(n + max degree). Fills g->perm and b->inv. */
+static int degree_order(build *b, const uint32_t *deg, const uint64_t *rowdeg)
+{
+    ember_ctx *ctx = b->g->ctx;
+    const uint64_t n = b->g->n;
+    uint64_t maxd = 0;
+    for (uint64_t v = 0; v < n; v++) {
+        uint64_t d = deg ? deg[v] : rowdeg[v + 1];
+        if (d > maxd)
+            maxd = d;
+    }
+    uint64_t *start = ember__calloc(ctx, maxd + 2, sizeof *start);
+    b->g->perm = ember__malloc(ctx, ember__mul(n, sizeof *b->g->perm));
+    b->inv = ember__malloc(ctx, ember__mul(n, sizeof *b->inv));
+    if (!start || !b->g->perm || !b->inv) {
+        ember__free(ctx, start);
+        return EMBER_ENOMEM;
+    }
+    for (uint64_t v = 0; v < n; v++) /* bucket maxd - d: descending */
+        start[maxd - (deg ? deg[v] : rowdeg[v + 1]) + 1]++;
+    for (uint64_t k = 0; k <= maxd; k++)
+        start[k + 1] += start[k];
+    for (uint64_t v = 0; v < n; v++) {
+        uint64_t pos = start[maxd - (deg ? deg[v] : rowdeg[v + 1])]++;
+        b->g->perm[pos] = (uint32_t)v;
+        b->inv[v] = (uint32_t)pos;
+    }
+    ember__free(ctx, start);
+    return EMBER_OK;
+}
+
+/* Row lengths and out-degrees from labels to vertices. */
+static int permute_counts(build *b)
+{
+    ember_ctx *ctx = b->g->ctx;
+    const uint64_t n = b->g->n;
+    uint64_t *c = ember__calloc(ctx, n + 1, sizeof *c);
+    if (!c)
+        return EMBER_ENOMEM;
+    for (uint64_t l = 0; l < n; l++)
+        c[b->inv[l] + 1] = b->cnt[l + 1];
+    ember__free(ctx, b->cnt);
+    b->cnt = c;
+    if (b->outc) {
+        uint32_t *o = ember__malloc(ctx, ember__mul(n, sizeof *o));
+        if (!o)
+            return EMBER_ENOMEM;
+        for (uint64_t l = 0; l < n; l++)
+            o[b->inv[l]] = b->outc[l];
+        ember__free(ctx, b->outc);
+        b->outc = o;
+    }
+    return EMBER_OK;
+}
+
+/* LSD radix sort, 11 bits a pass, of a row longer than insertion sort
+ * likes; tmp has room for len entries; entries have `bits` bits. */
+static void radix_row(uint32_t *r, uint32_t *tmp, uint64_t len, int bits)
+{
+    uint32_t count[2048];
+    uint32_t *from = r, *to = tmp;
+    for (int shift = 0; shift < bits; shift += 11) {
+        memset(count, 0, sizeof count);
+        for (uint64_t i = 0; i < len; i++)
+            count[(from[i] >> shift) & 2047]++;
+        uint32_t sum = 0;
+        for (int d = 0; d < 2048; d++) {
+            uint32_t k = count[d];
+            count[d] = sum;
+            sum += k;
+        }
+        for (uint64_t i = 0; i < len; i++)
+            to[count[(from[i] >> shift) & 2047]++] = from[i];
+        uint32_t *t = from;
+        from = to;
+        to = t;
+    }
+    if (from != r)
+        memcpy(r, from, len * sizeof *r);
+}
+
+static void insertion_row(uint32_t *r, uint64_t len)
+{
+    for (uint64_t i = 1; i < len; i++) {
+        uint32_t x = r[i];
+        uint64_t j = i;
+        for (; j > 0 && r[j - 1] > x; j--)
+            r[j] = r[j - 1];
+        r[j] = x;
+    }
+}
+
+/* Sorts every row and drops duplicates; returns 1 when any were dropped,
+ * -1 when out of memory. len gets each row's new length. */
+static int sort_rows(ember_graph *g, uint32_t *len)
+{
+    int dups = 0, oom = 0;
+    uint64_t longest = 0;
+    int bits = 1;
+    while (bits < 32 && (UINT64_C(1) << bits) < g->n)
+        bits++;
+    for (uint64_t v = 0; v < g->n; v++)
+        if (g->offsets[v + 1] - g->offsets[v] > longest)
+            longest = g->offsets[v + 1] - g->offsets[v];
+    #pragma omp parallel num_threads(g->ctx->threads) reduction(|:dups, oom)
+    {
+        uint32_t *tmp = longest > 64 ? ember__malloc(g->ctx, longest * sizeof *tmp) : NULL;
+        oom = longest > 64 && !tmp;
+        #pragma omp for schedule(dynamic, 1024)
+        for (uint64_t v = 0; v < g->n; v++) {
+            uint32_t *r = g->adj + g->offsets[v];
+            uint64_t l = g->offsets[v + 1] - g->offsets[v], k = 0;
+            if (l > 64 && tmp)
+                radix_row(r, tmp, l, bits);
+            else if (l <= 64)
+                insertion_row(r, l);
+            for (uint64_t i = 0; i < l; i++)
+                if (k == 0 || r[i] != r[k - 1])
+                    r[k++] = r[i];
+            len[v] = (uint32_t)k;
+            dups |= k != l;
+        }
+        ember__free(g->ctx, tmp);
+    }
+    return oom ? -1 : dups;
+}
+
+/* Moves rows left over the removed duplicates (rows only move down, so a
+ * serial pass in order is safe). */
+static void compact_rows(ember_graph *g, const uint32_t *len)
+{
+    uint64_t at = 0;
+    for (uint64_t v = 0; v < g->n; v++) {
+        uint64_t from = g->offsets[v];
+        if (at != from)
+            memmove(g->adj + at, g->adj + from, len[v] * sizeof *g->adj);
+        g->offsets[v] = at;
+        at += len[v];
+    }
+    g->offsets[g->n] = at;
+    g->m = at;
+}
+
+static void recount_out_degree(ember_graph *g)
+{
+    memset(g->out_degree, 0, g->n * sizeof *g->out_degree);
+    #pragma omp parallel for schedule(static) num_threads(g->ctx->threads)
+    for (uint64_t e = 0; e < g->m; e++) {
+        #pragma omp atomic
+        g->out_degree[g->adj[e]]++;
+    }
+}
+
+/* cnt[v + 1] holds row lengths: makes it row starts, allocates adj. */
+static int prepare_rows(build *b)
+{
+    ember_graph *g = b->g;
+    for (uint64_t v = 0; v < g->n; v++)
+        b->cnt[v + 1] += b->cnt[v];
+    g->m = b->cnt[g->n];
+    if (g->m > UINT64_C(1) << 40)
+        return EMBER_ERANGE;
+    g->adj = ember__malloc(g->ctx, ember__mul(g->m, sizeof *g->adj));
+    return g->adj ? EMBER_OK : EMBER_ENOMEM;
+}
+
+int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
+                       size_t nblocks, const ember_graph_opts *opts, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    const uint64_t n = g->n;
+    build b = {g, opts, NULL, NULL, NULL};
+    double t0 = ember__graph_now();
+    int rc = EMBER_OK;
+    g->directed = !opts->undirected;
+    g->by_destination = opts->by_destination;
+    b.cnt = ember__calloc(ctx, n + 1, sizeof *b.cnt);
+    if (opts->by_destination)
+        b.outc = ember__calloc(ctx, n ? n : 1, sizeof *b.outc);
+    if (!b.cnt || (opts->by_destination && !b.outc))
+        goto oom;
+    if ((rc = run_pass(&b, get, state, nblocks, 1, msg)))
+        goto cleanup;
+    if (opts->degree_order) {
+        if ((rc = degree_order(&b, b.outc, b.cnt)) || (rc = permute_counts(&b)))
+            goto oom;
+    }
+    if ((rc = prepare_rows(&b)))
+        goto oom;
+    /* cnt[v] is row v's start, used as its cursor: after the scatter it is
+     * row v's end, one shift away from the offsets. */
+    if ((rc = run_pass(&b, get, state, nblocks, 2, msg)))
+        goto cleanup;
+    memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
+    b.cnt[0] = 0;
+    g->offsets = b.cnt;
+    b.cnt = NULL;
+    g->out_degree = b.outc;
+    b.outc = NULL;
+    /* inv is free now: its room holds the deduplicated row lengths. */
+    if (!b.inv && !(b.inv = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *b.inv))))
+        goto oom;
+    int dups = sort_rows(g, b.inv);
+    if (dups < 0)
+        goto oom;
+    if (dups) {
+        compact_rows(g, b.inv);
+        if (g->out_degree)
+            recount_out_degree(g);
+    }
+    g->build_seconds = ember__graph_now() - t0;
+    goto cleanup;
+oom:
+    if (rc == EMBER_ERANGE)
+        rc = ember__err(msg, rc, "too many edges (more than 2^40)");
+    else
+        rc = ember__err(msg, EMBER_ENOMEM,
+                        "out of memory building a graph of %llu vertices",
+                        (unsigned long long)n);
+cleanup:
+    ember__free(ctx, b.cnt);
+    ember__free(ctx, b.outc);
+    ember__free(ctx, b.inv);
+    return rc;
+}
+
+/* ---- the API ------------------------------------------------------------------ */
+
+static int new_graph(ember_graph **out, ember_ctx *ctx, char *msg)
+{
+    *out = ember__calloc(ctx, 1, sizeof **out);
+    if (!*out)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    (*out)->ctx = ctx;
+    return EMBER_OK;
+}
+
+void ember_graph_free(ember_graph **g)
+{
+    if (!g || !*g)
+        return;
+    ember_ctx *ctx = (*g)->ctx;
+    ember__free(ctx, (*g)->offsets);
+    ember__free(ctx, (*g)->adj);
+    ember__free(ctx, (*g)->out_degree);
+    ember__free(ctx, (*g)->perm);
+    ember__free(ctx, (*g)->ids);
+    ember__free(ctx, *g);
+    *g = NULL;
+}
+
+uint64_t ember_graph_csr_bytes(const ember_graph *g)
+{
+    return g ? (g->n + 1) * sizeof *g->offsets + g->m * sizeof *g->adj : 0;
+}
+
+int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
+                     const ember_graph_opts *opts, char *msg)
+{
+    ember_graph_opts defaults = {0};
+    ember__msg_clear(msg);
+    if (!out || !ctx || !path)
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_load: NULL argument");
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    ember_graph *g = NULL;
+    int rc = new_graph(&g, ctx, msg);
+    if (rc)
+        return rc;
+    ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
+    if (f == EMBER_GRAPH_H5)
+        rc = ember__graph_load_h5(g, path, opts, msg);
+    else if (f == EMBER_GRAPH_MTX || f == EMBER_GRAPH_EDGELIST)
+        rc = ember__graph_load_text(g, path, f == EMBER_GRAPH_MTX, opts, msg);
+    else
+        rc = ember__err(msg, EMBER_EINVAL, "%s: unknown graph format %d", path, (int)f);
+    if (rc)
+        ember_graph_free(&g);
+    *out = g;
+    return rc;
+}
+
+typedef struct {
+    const uint32_t *src, *dst;
+    size_t m;
+} array_edges;
+
+#define EDGES_PER_BLOCK ((size_t)1 << 24)
+
+static int array_block(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    (void)msg;
+    const array_edges *a = state;
+    size_t lo = i * EDGES_PER_BLOCK;
+    size_t hi = lo + EDGES_PER_BLOCK < a->m ? lo + EDGES_PER_BLOCK : a->m;
+    *b = (ember__eblock){a->src + lo, a->dst + lo, hi - lo, 1};
+    return EMBER_OK;
+}
+
+int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
+                           const uint32_t *src, const uint32_t *dst, size_t m,
+                           const ember_graph_opts *opts, char *msg)
+{
+    ember_graph_opts o = opts ? *opts : (ember_graph_opts){0};
+    ember__msg_clear(msg);
+    if (!out || !ctx || ((!src || !dst) && m))
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_from_edges: NULL argument");
+    *out = NULL;
+    if (n > ember__graph_max_vertices(&o))
+        return ember__graph_too_big(msg, "from_edges", n - 1,
+                                    ember__graph_max_vertices(&o), 0);
+    ember_graph *g = NULL;
+    int rc = new_graph(&g, ctx, msg);
+    if (rc)
+        return rc;
+    g->n = n;
+    array_edges a = {src, dst, m};
+    rc = ember__graph_build(g, array_block, &a,
+                            (m + EDGES_PER_BLOCK - 1) / EDGES_PER_BLOCK, &o, msg);
+    if (rc)
+        ember_graph_free(&g);
+    *out = g;
+    return rc;
+}
+
+/* ---- partitions and vertex datasets ----------------------------------------------- */
+
+#define EDGES_PER_PART ((uint64_t)1 << 18)
+#define MAX_AUTO_PARTS 4096
+
+int ember_graph_partition(uint64_t **offsets, size_t *parts,
+                          const ember_graph *g, size_t want, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!offsets || !parts || !g)
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_partition: NULL argument");
+    uint64_t total = g->n + g->m;
+    size_t P = want;
+    if (!P) {
+        uint64_t p = total / EDGES_PER_PART;
+        P = p < 1 ? 1 : p > MAX_AUTO_PARTS ? MAX_AUTO_PARTS : (size_t)p;
+    }
+    if (g->n && P > g->n)
+        P = (size_t)g->n;
+    if (P == 0)
+        P = 1;
+    uint64_t *off = ember__malloc(g->ctx, ember__mul(P + 1, sizeof *off));
+    if (!off)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    /* Boundary p: the first vertex v with v + offsets[v] >= p * total / P. */
+    off[0] = 0;
+    for (size_t p = 1; p < P; p++) {
+        uint64_t target = (uint64_t)(((unsigned __int128)total * p) / P);
+        uint64_t lo = off[p - 1], hi = g->n;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (mid + g->offsets[mid] < target)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        off[p] = lo;
+    }
+    off[P] = g->n;
+    *offsets = off;
+    *parts = P;
+    return EMBER_OK;
+}
+
+int ember_from_array_parts(ember_ds **out, ember_ctx *ctx,
+                           const ember_type *type, const void *records,
+                           size_t n, const uint64_t *offsets, size_t parts,
+                           ember_ownership own, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !type || (!records && n) || !offsets || !parts)
+        return ember__err(msg, EMBER_EINVAL, "ember_from_array_parts: NULL argument");
+    uint64_t *off = ember__malloc(ctx, ember__mul(parts + 1, sizeof *off));
+    void *copy = NULL;
+    if (off && own == EMBER_COPY && n) {
+        copy = ember__malloc(ctx, ember__mul(n, type->size));
+        if (copy)
+            memcpy(copy, records, n * type->size);
+    }
+    if (!off || (own == EMBER_COPY && n && !copy)) {
+        ember__free(ctx, off);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for %zu records", n);
+    }
+    memcpy(off, offsets, (parts + 1) * sizeof *off);
+    int rc = ember__array_source_offsets(out, ctx, type, copy, n, off, parts,
+                                         "array", msg);
+    if (!rc && own == EMBER_BORROW)
+        (*out)->u.array.data = records;
+    return rc;
+}
+
+int ember_array_parts(uint64_t **offsets, size_t *parts, const ember_ds *ds,
+                      char *msg)
+{
+    ember__msg_clear(msg);
+    if (!offsets || !parts || !ds)
+        return ember__err(msg, EMBER_EINVAL, "ember_array_parts: NULL argument");
+    if (ds->op != EMBER__ARRAY)
+        return ember__err(msg, EMBER_EINVAL, "#%llu (%s) is not an array source",
+                          (unsigned long long)ds->id, ds->name);
+    uint64_t *off = ember__malloc(ds->ctx, ember__mul(ds->nparts + 1, sizeof *off));
+    if (!off)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    off[0] = 0;
+    for (size_t p = 0; p < ds->nparts; p++) {
+        size_t lo, hi;
+        ember__array_bounds(ds, p, &lo, &hi);
+        off[p + 1] = hi;
+    }
+    *offsets = off;
+    *parts = ds->nparts;
+    return EMBER_OK;
+}
+
+const void *ember_array_data(const ember_ds *ds, size_t *n)
+{
+    if (!ds || ds->op != EMBER__ARRAY)
+        return NULL;
+    if (n)
+        *n = ds->u.array.n;
+    return ds->u.array.data;
+}

@@ -1,0 +1,429 @@
+/* graph_h5.c: ember's HDF5 CSR format, and numeric arrays with attributes.
+ *
+ * Format (docs/formats.md): group /csr with offsets (u64, n + 1), targets
+ * (u32; any integer type is read), attributes n, m (u64), directed (i32),
+ * format ("ember-csr"), version (i32); optional ids (u64, n) holding the
+ * original id of each vertex of a relabelled graph.
+ *
+ * Reading streams the targets in blocks of EDGES_PER_READ, twice (the
+ * builder counts, then scatters), so memory stays at the new CSR plus one
+ * block: the offsets are read whole. Every HDF5 call is made under
+ * ember__h5_lock and on the caller's thread; hid_t's are closed on every
+ * path.
+ */
+#include "graph_internal.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EDGES_PER_READ ((size_t)1 << 20)
+
+static int h5err(char *msg, int status, const char *file, const char *what)
+{
+    return ember__err(msg, status, "%s: %s", file, what);
+}
+
+static void close_id(hid_t *id, herr_t (*fn)(hid_t))
+{
+    if (*id >= 0)
+        fn(*id);
+    *id = H5I_INVALID_HID;
+}
+
+/* Opens an existing HDF5 file (ENOTFOUND / EFORMAT for what it is not). */
+static int open_file(const char *file, unsigned mode, hid_t *fid, char *msg)
+{
+    struct stat st;
+    if (stat(file, &st) != 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", file)
+                   : ember__err(msg, EMBER_EIO, "%s: %s", file, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return h5err(msg, EMBER_EFORMAT, file, "not a regular file");
+    if (st.st_size == 0)
+        return h5err(msg, EMBER_EEMPTY, file, "empty file");
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    if (fapl < 0)
+        return h5err(msg, EMBER_EHDF5, file, "cannot make file properties");
+#if H5_VERSION_GE(1, 12, 0)
+    htri_t yes = H5Fis_accessible(file, fapl);
+#else
+    htri_t yes = H5Fis_hdf5(file);
+#endif
+    int rc = EMBER_OK;
+    if (yes <= 0)
+        rc = h5err(msg, EMBER_EFORMAT, file, "not an HDF5 file");
+    else if ((*fid = H5Fopen(file, mode, fapl)) < 0)
+        rc = h5err(msg, EMBER_EIO, file, "cannot open");
+    H5Pclose(fapl);
+    return rc;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+typedef struct {
+    ember_graph *g;
+    const char *file;
+    hid_t targets;       /* the dataset */
+    int wide;            /* read as i64 / u64 and check */
+    int is_signed;
+    uint64_t *off;       /* the file's offsets, n + 1 */
+    uint64_t *tmp;       /* wide reads */
+    uint32_t *src, *dst; /* one block */
+} h5_source;
+
+static int read_slice(h5_source *s, uint64_t lo, size_t n, char *msg)
+{
+    hsize_t start = lo, count = n;
+    hid_t fs = H5Dget_space(s->targets), ms = H5Screate_simple(1, &count, NULL);
+    int rc = EMBER_OK;
+    if (fs < 0 || ms < 0 ||
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0)
+        rc = h5err(msg, EMBER_EHDF5, s->file, "cannot select /csr/targets");
+    else if (!s->wide && H5Dread(s->targets, H5T_NATIVE_UINT32, ms, fs,
+                                 H5P_DEFAULT, s->dst) < 0)
+        rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/targets");
+    else if (s->wide && H5Dread(s->targets, s->is_signed ? H5T_NATIVE_INT64
+                                                         : H5T_NATIVE_UINT64,
+                                ms, fs, H5P_DEFAULT, s->tmp) < 0)
+        rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/targets");
+    close_id(&fs, H5Sclose);
+    close_id(&ms, H5Sclose);
+    for (size_t i = 0; !rc && s->wide && i < n; i++) {
+        if ((s->is_signed && (int64_t)s->tmp[i] < 0) || s->tmp[i] >= s->g->n)
+            return ember__err(msg, EMBER_EFORMAT,
+                              "%s: /csr/targets[%llu] = %lld is not a vertex (n = %llu)",
+                              s->file, (unsigned long long)(lo + i),
+                              (long long)s->tmp[i], (unsigned long long)s->g->n);
+        s->dst[i] = (uint32_t)s->tmp[i];
+    }
+    return rc;
+}
+
+/* Block i: targets [i * EDGES_PER_READ, ...), with their rows as sources. */
+static int h5_block(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    h5_source *s = state;
+    uint64_t m = s->off[s->g->n], lo = (uint64_t)i * EDGES_PER_READ;
+    size_t n = (size_t)(m - lo < EDGES_PER_READ ? m - lo : EDGES_PER_READ);
+    ember__h5_lock();
+    int rc = read_slice(s, lo, n, msg);
+    ember__h5_unlock();
+    if (rc)
+        return rc;
+    /* The row holding edge lo: the last r with off[r] <= lo. */
+    uint64_t a = 0, z = s->g->n;
+    while (a < z) {
+        uint64_t mid = a + (z - a) / 2;
+        if (s->off[mid + 1] <= lo)
+            a = mid + 1;
+        else
+            z = mid;
+    }
+    for (size_t k = 0, r = (size_t)a; k < n; k++) {
+        while (s->off[r + 1] <= lo + k)
+            r++;
+        s->src[k] = (uint32_t)r;
+    }
+    *b = (ember__eblock){s->src, s->dst, n, 1};
+    return EMBER_OK;
+}
+
+static int read_u64_attr(hid_t loc, const char *name, uint64_t *v)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
+    close_id(&a, H5Aclose);
+    return ok ? 1 : -1;
+}
+
+/* Length of a 1-D dataset, or -1. */
+static int64_t length_of(hid_t d)
+{
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    int rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+    close_id(&sp, H5Sclose);
+    return rank == 1 ? (int64_t)dims[0] : -1;
+}
+
+/* Opens /csr, reads the offsets (checked) and the ids, opens targets. */
+static int open_csr(h5_source *s, hid_t fid, char *msg)
+{
+    ember_ctx *ctx = s->g->ctx;
+    const char *f = s->file;
+    if (H5Lexists(fid, "csr", H5P_DEFAULT) <= 0 ||
+        H5Lexists(fid, "/csr/offsets", H5P_DEFAULT) <= 0 ||
+        H5Lexists(fid, "/csr/targets", H5P_DEFAULT) <= 0)
+        return h5err(msg, EMBER_EFORMAT, f,
+                     "not an ember CSR file (needs /csr/offsets and /csr/targets)");
+    hid_t od = H5Dopen2(fid, "/csr/offsets", H5P_DEFAULT);
+    s->targets = H5Dopen2(fid, "/csr/targets", H5P_DEFAULT);
+    int64_t no = od >= 0 ? length_of(od) : -1;
+    int64_t nt = s->targets >= 0 ? length_of(s->targets) : -1;
+    int rc = EMBER_OK;
+    if (no < 1 || nt < 0)
+        rc = h5err(msg, EMBER_EFORMAT, f, "/csr/offsets and /csr/targets must be 1-D, "
+                   "offsets at least 1 long");
+    uint64_t n = no > 0 ? (uint64_t)no - 1 : 0;
+    if (!rc && n > ember__graph_max_vertices(NULL))
+        rc = ember__graph_too_big(msg, f, n - 1, ember__graph_max_vertices(NULL), 0);
+    if (!rc && !(s->off = ember__malloc(ctx, ember__mul(n + 1, 8))))
+        rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory for offsets", f);
+    if (!rc && H5Dread(od, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->off) < 0)
+        rc = h5err(msg, EMBER_ECORRUPT, f, "cannot read /csr/offsets");
+    close_id(&od, H5Dclose);
+    for (uint64_t v = 0; !rc && v < n; v++)
+        if (s->off[v] > s->off[v + 1])
+            rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/offsets decrease at %llu", f,
+                            (unsigned long long)v);
+    if (!rc && (s->off[0] != 0 || s->off[n] != (uint64_t)nt))
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/offsets must run from 0 to the "
+                        "length of /csr/targets (%lld)", f, (long long)nt);
+    s->g->n = n;
+    return rc;
+}
+
+static int read_ids(h5_source *s, hid_t fid, char *msg)
+{
+    if (H5Lexists(fid, "/csr/ids", H5P_DEFAULT) <= 0)
+        return EMBER_OK;
+    ember_graph *g = s->g;
+    hid_t d = H5Dopen2(fid, "/csr/ids", H5P_DEFAULT);
+    int rc = EMBER_OK;
+    if (d < 0 || length_of(d) != (int64_t)g->n)
+        rc = h5err(msg, EMBER_EFORMAT, s->file, "/csr/ids must hold n ids");
+    else if (!(g->ids = ember__malloc(g->ctx, ember__mul(g->n ? g->n : 1, 8))))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    else if (g->n && H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g->ids) < 0)
+        rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/ids");
+    close_id(&d, H5Dclose);
+    return rc;
+}
+
+/* Narrow unsigned targets are read straight into u32; others are checked. */
+static int target_kind(h5_source *s, char *msg)
+{
+    hid_t t = H5Dget_type(s->targets);
+    int rc = EMBER_OK;
+    if (t < 0 || H5Tget_class(t) != H5T_INTEGER)
+        rc = h5err(msg, EMBER_EFORMAT, s->file, "/csr/targets must hold integers");
+    else {
+        s->is_signed = H5Tget_sign(t) == H5T_SGN_2;
+        s->wide = s->is_signed || H5Tget_size(t) > 4;
+    }
+    close_id(&t, H5Tclose);
+    ember_ctx *ctx = s->g->ctx;
+    if (!rc) {
+        s->src = ember__malloc(ctx, EDGES_PER_READ * sizeof *s->src);
+        s->dst = ember__malloc(ctx, EDGES_PER_READ * sizeof *s->dst);
+        if (s->wide)
+            s->tmp = ember__malloc(ctx, EDGES_PER_READ * sizeof *s->tmp);
+        if (!s->src || !s->dst || (s->wide && !s->tmp))
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+int ember__graph_load_h5(ember_graph *g, const char *path,
+                         const ember_graph_opts *opts, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    h5_source s = {.g = g, .file = path, .targets = H5I_INVALID_HID};
+    hid_t fid = H5I_INVALID_HID;
+    uint64_t directed = 1;
+    struct stat st;
+    double t0 = ember__graph_now();
+    ember__h5_lock();
+    int rc = open_file(path, H5F_ACC_RDONLY, &fid, msg);
+    if (!rc)
+        rc = open_csr(&s, fid, msg);
+    if (!rc)
+        rc = read_ids(&s, fid, msg);
+    if (!rc)
+        rc = target_kind(&s, msg);
+    if (!rc) {
+        hid_t grp = H5Gopen2(fid, "csr", H5P_DEFAULT);
+        if (grp >= 0 && read_u64_attr(grp, "directed", &directed) < 0)
+            rc = h5err(msg, EMBER_EFORMAT, path, "bad 'directed' attribute");
+        close_id(&grp, H5Gclose);
+    }
+    ember__h5_unlock();
+    if (!rc && stat(path, &st) == 0)
+        g->input_bytes = (uint64_t)st.st_size;
+    g->read_seconds = ember__graph_now() - t0;
+    if (!rc && g->n == 0)
+        rc = ember__err(msg, EMBER_EEMPTY, "%s: the graph has no vertices", path);
+    if (!rc) {
+        uint64_t m = s.off[g->n];
+        size_t nb = (size_t)((m + EDGES_PER_READ - 1) / EDGES_PER_READ);
+        rc = ember__graph_build(g, h5_block, &s, nb, opts, msg);
+        if (!rc && !directed && !opts->undirected)
+            g->directed = 0; /* stored both ways already */
+    }
+    ember__h5_lock();
+    close_id(&s.targets, H5Dclose);
+    close_id(&fid, H5Fclose);
+    ember__h5_unlock();
+    ember__free(ctx, s.off);
+    ember__free(ctx, s.tmp);
+    ember__free(ctx, s.src);
+    ember__free(ctx, s.dst);
+    return rc;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static hid_t native(ember_scalar k)
+{
+    switch (k) {
+    case EMBER_I32: return H5T_NATIVE_INT32;
+    case EMBER_I64: return H5T_NATIVE_INT64;
+    case EMBER_U64: return H5T_NATIVE_UINT64;
+    case EMBER_F32: return H5T_NATIVE_FLOAT;
+    case EMBER_F64: return H5T_NATIVE_DOUBLE;
+    }
+    return H5I_INVALID_HID;
+}
+
+static int put_attr(hid_t loc, const char *name, hid_t type, const void *v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    if (H5Aexists(loc, name) > 0)
+        H5Adelete(loc, name);
+    hid_t a = sp >= 0 ? H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    int ok = a >= 0 && H5Awrite(a, type, v) >= 0;
+    close_id(&a, H5Aclose);
+    close_id(&sp, H5Sclose);
+    return ok ? 0 : -1;
+}
+
+static int put_string_attr(hid_t loc, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int ok = t >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
+             put_attr(loc, name, t, value) == 0;
+    close_id(&t, H5Tclose);
+    return ok ? 0 : -1;
+}
+
+/* A new dataset at path (replacing one there), written whole. */
+static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
+                    const void *data, int rank, const hsize_t *dims, hid_t *out)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), sp = -1, d = -1;
+    int ok = lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
+    if (ok && H5Lexists(fid, path, H5P_DEFAULT) > 0)
+        ok = H5Ldelete(fid, path, H5P_DEFAULT) >= 0;
+    if (ok)
+        ok = (sp = H5Screate_simple(rank, dims, NULL)) >= 0 &&
+             (d = H5Dcreate2(fid, path, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
+    hsize_t total = 1;
+    for (int i = 0; i < rank; i++)
+        total *= dims[i];
+    if (ok && total)
+        ok = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    close_id(&sp, H5Sclose);
+    close_id(&lcpl, H5Pclose);
+    if (ok && out)
+        *out = d;
+    else
+        close_id(&d, H5Dclose);
+    return ok ? 0 : -1;
+}
+
+/* Creates (truncates) or opens a file for writing. */
+static int create_file(const char *file, int truncate, hid_t *fid, char *msg)
+{
+    struct stat st;
+    if (!truncate && stat(file, &st) == 0 && st.st_size > 0)
+        return open_file(file, H5F_ACC_RDWR, fid, msg);
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    *fid = fapl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return *fid < 0 ? ember__err(msg, EMBER_EIO, "%s: cannot create (%s)", file,
+                                 errno ? strerror(errno) : "HDF5 error")
+                    : EMBER_OK;
+}
+
+static int write_csr(const ember_graph *g, hid_t fid, const char *path, char *msg)
+{
+    hsize_t no = g->n + 1, nt = g->m, nn = g->n;
+    hid_t grp = -1;
+    int32_t directed = g->directed, version = 1;
+    int ok = put_data(fid, "/csr/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                      g->offsets, 1, &no, NULL) == 0 &&
+             put_data(fid, "/csr/targets", H5T_STD_U32LE, H5T_NATIVE_UINT32,
+                      g->adj, 1, &nt, NULL) == 0 &&
+             (!g->ids || put_data(fid, "/csr/ids", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                                  g->ids, 1, &nn, NULL) == 0) &&
+             (grp = H5Gopen2(fid, "/csr", H5P_DEFAULT)) >= 0 &&
+             put_attr(grp, "n", H5T_NATIVE_UINT64, &g->n) == 0 &&
+             put_attr(grp, "m", H5T_NATIVE_UINT64, &g->m) == 0 &&
+             put_attr(grp, "directed", H5T_NATIVE_INT32, &directed) == 0 &&
+             put_attr(grp, "version", H5T_NATIVE_INT32, &version) == 0 &&
+             put_string_attr(grp, "format", "ember-csr") == 0;
+    close_id(&grp, H5Gclose);
+    return ok ? EMBER_OK : h5err(msg, EMBER_EIO, path, "cannot write the CSR");
+}
+
+int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!g || !path)
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_save_h5: NULL argument");
+    if (g->by_destination || g->perm)
+        return ember__err(msg, EMBER_EINVAL, "%s: only graphs by source in label "
+                          "order are saved", path);
+    hid_t fid = H5I_INVALID_HID;
+    ember__h5_lock();
+    int rc = create_file(path, 1, &fid, msg);
+    if (!rc)
+        rc = write_csr(g, fid, path, msg);
+    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
+        rc = h5err(msg, EMBER_EIO, path, "cannot close");
+    ember__h5_unlock();
+    return rc;
+}
+
+int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
+                         int rank, const uint64_t *dims,
+                         const ember_h5_attr *attrs, size_t nattrs,
+                         int truncate, char *msg)
+{
+    char file[4096], path[1024];
+    ember__msg_clear(msg);
+    if (!spec || (rank != 1 && rank != 2) || !dims || native(kind) < 0)
+        return ember__err(msg, EMBER_EINVAL, "ember_h5_write_array: bad argument");
+    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path, msg);
+    if (rc)
+        return rc;
+    if (!path[0])
+        return ember__err(msg, EMBER_EINVAL, "%s: name a dataset as file.h5:/path", spec);
+    hsize_t d[2] = {dims[0], rank == 2 ? dims[1] : 1};
+    hid_t fid = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    ember__h5_lock();
+    rc = create_file(file, truncate, &fid, msg);
+    if (!rc && put_data(fid, path, native(kind), native(kind), data, rank, d, &ds))
+        rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
+    for (size_t i = 0; !rc && i < nattrs; i++) {
+        const ember_h5_attr *a = &attrs[i];
+        const void *v = a->kind == EMBER_F64 ? (const void *)&a->f : (const void *)&a->i;
+        hid_t t = a->kind == EMBER_F64 ? H5T_NATIVE_DOUBLE
+                  : a->kind == EMBER_U64 ? H5T_NATIVE_UINT64
+                                         : H5T_NATIVE_INT64;
+        if (put_attr(ds, a->name, t, v))
+            rc = h5err(msg, EMBER_EIO, spec, "cannot write an attribute");
+    }
+    close_id(&ds, H5Dclose);
+    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
+        rc = h5err(msg, EMBER_EIO, file, "cannot close");
+    ember__h5_unlock();
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* graph_internal.h: what graph.c, graph_text.c and graph_h5.c share.
+ *
+ * Loading is two steps. A reader (text or HDF5) hands the builder blocks of
+ * edges (label pairs, u32); the builder makes the CSR in two passes over
+ * the blocks (count, then scatter), so a reader that streams from a file
+ * can hand out each block twice without holding all edges at once.
+ */
+#ifndef EMBER_GRAPH_INTERNAL_H
+#define EMBER_GRAPH_INTERNAL_H
+
+#include "internal.h"
+#include "ember/graph.h"
+
+/* A block of edges: src[i * stride] -> dst[i * stride], i < n. */
+typedef struct {
+    const uint32_t *src;
+    const uint32_t *dst;
+    size_t n;
+    size_t stride;
+} ember__eblock;
+
+/* Fills block i (of the nblocks the builder was told). Called on the
+ * caller's thread, so it may call HDF5; a block stays valid until the next
+ * call. */
+typedef int (*ember__eblock_fn)(void *state, size_t i, ember__eblock *b,
+                                char *msg);
+
+/* Builds g's CSR (offsets, adj, out_degree, perm) from the blocks over
+ * g->n vertices, as opts says. g->ctx and g->n are set by the caller. */
+int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
+                       size_t nblocks, const ember_graph_opts *opts,
+                       char *msg);
+
+/* Largest vertex count allowed: opts' limit, 2^32, and what the machine's
+ * memory allows (about 48 bytes of vertex arrays per vertex). */
+uint64_t ember__graph_max_vertices(const ember_graph_opts *opts);
+/* Fills msg for an id that needs n vertices beyond the limit. */
+int ember__graph_too_big(char *msg, const char *where, uint64_t id,
+                         uint64_t limit, int relabel_hint);
+
+/* Text readers (graph_text.c): edge lists and Matrix Market. */
+int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
+                           const ember_graph_opts *opts, char *msg);
+/* HDF5 CSR (graph_h5.c). */
+int ember__graph_load_h5(ember_graph *g, const char *path,
+                         const ember_graph_opts *opts, char *msg);
+
+double ember__graph_now(void);
+
+#endif /* EMBER_GRAPH_INTERNAL_H */

@@ -1,0 +1,616 @@
+/* graph_text.c: edge lists (SNAP style) and Matrix Market coordinate files.
+ *
+ * The file is mapped and cut into chunks at line starts; chunks are parsed
+ * in parallel into arrays of id pairs, which become the builder's blocks.
+ * Numbers are parsed by hand (strtoull is several times slower and accepts
+ * signs and spaces we must refuse). A chunk stops at its first error and
+ * remembers the byte position; the error reported is the first in the
+ * file (the lowest chunk that failed), with its line number counted only
+ * then, so errors are the same for any thread count. Without relabel, ids
+ * are checked against the vertex limit while parsing, so an absurd id is
+ * refused before anything is allocated for it.
+ */
+#include "graph_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK_BYTES ((size_t)4 << 20)
+
+typedef struct {
+    const char *path;
+    const char *data;
+    size_t size;
+    int mtx;
+    int symmetric;       /* mtx: symmetric or skew-symmetric */
+    int has_value;       /* mtx: real or integer entries */
+    uint64_t rows, cols, nnz;
+    size_t body;         /* offset of the first edge line */
+    uint64_t body_line;  /* its line number (1-based) */
+    int wide;            /* relabel: u64 ids */
+    uint64_t limit;      /* without relabel: ids must be below it */
+} source;
+
+typedef struct {
+    size_t lo, hi;
+    uint32_t *e32;       /* pairs */
+    uint64_t *e64;       /* pairs (wide) */
+    size_t n, cap;       /* pairs */
+    uint64_t maxid;
+    int any;
+    uint64_t entries;    /* lines with an edge */
+    int status;          /* first error, or 0 */
+    size_t err_pos;
+    char err[192];
+} chunk;
+
+/* ---- the file ------------------------------------------------------------ */
+
+static int map_file(source *s, char *msg)
+{
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", s->path)
+                   : ember__err(msg, EMBER_EIO, "%s: %s", s->path, strerror(errno));
+    struct stat st;
+    int rc = EMBER_OK;
+    if (fstat(fd, &st) != 0)
+        rc = ember__err(msg, EMBER_EIO, "%s: %s", s->path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: not a regular file", s->path);
+    else if (st.st_size == 0)
+        rc = ember__err(msg, EMBER_EEMPTY, "%s: empty file", s->path);
+    if (!rc) {
+        s->size = (size_t)st.st_size;
+        void *p = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED)
+            rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", s->path,
+                            strerror(errno));
+        else {
+            madvise(p, s->size, MADV_WILLNEED);
+            s->data = p;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static void unmap_file(source *s)
+{
+    if (s->data)
+        munmap((void *)s->data, s->size);
+    s->data = NULL;
+}
+
+/* ---- tokens ------------------------------------------------------------------ */
+
+static inline int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static inline int is_end(char c)
+{
+    return is_blank(c) || c == '\n';
+}
+
+static int chunk_fail(chunk *c, int status, const char *at, const char *base,
+                      const char *fmt, const char *tok, const char *end)
+{
+    char t[48];
+    size_t len = 0;
+    while (tok && tok + len < end && !is_end(tok[len]) && len < sizeof t - 4)
+        len++;
+    memcpy(t, tok ? tok : "", len);
+    t[len] = '\0';
+    if (tok && tok + len < end && !is_end(tok[len]))
+        strcpy(t + len, "...");
+    snprintf(c->err, sizeof c->err, fmt, t);
+    c->status = status;
+    c->err_pos = (size_t)(at - base);
+    return status;
+}
+
+/* One id: digits only. Negative, signed, fractional or non-numeric tokens
+ * and overflow are errors. */
+static inline int parse_id(chunk *c, const char **pp, const char *end,
+                           const char *base, uint64_t *out)
+{
+    const char *p = *pp, *tok = p;
+    if (*p == '-' && p + 1 < end && (unsigned)(p[1] - '0') < 10)
+        return chunk_fail(c, EMBER_EFORMAT, tok, base,
+                          "negative vertex id '%s'", tok, end);
+    if ((unsigned)(*p - '0') >= 10)
+        return chunk_fail(c, EMBER_EFORMAT, tok, base,
+                          "non-numeric token '%s' where a vertex id was expected",
+                          tok, end);
+    uint64_t v = 0;
+    while (p < end && (unsigned)(*p - '0') < 10) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return chunk_fail(c, EMBER_ERANGE, tok, base,
+                              "vertex id '%s' does not fit in 64 bits", tok, end);
+        v = v * 10 + d;
+        p++;
+    }
+    if (p < end && !is_end(*p))
+        return chunk_fail(c, EMBER_EFORMAT, tok, base,
+                          "non-numeric token '%s' where a vertex id was expected",
+                          tok, end);
+    *pp = p;
+    *out = v;
+    return 0;
+}
+
+static int check_value(chunk *c, const char *p, const char *end,
+                       const char *base)
+{
+    char t[64];
+    size_t len = 0;
+    while (p + len < end && !is_end(p[len]) && len < sizeof t - 1) {
+        t[len] = p[len];
+        len++;
+    }
+    t[len] = '\0';
+    char *stop;
+    errno = 0;
+    strtod(t, &stop);
+    if (len == 0 || *stop || (p + len < end && !is_end(p[len])))
+        return chunk_fail(c, EMBER_EFORMAT, p, base,
+                          "non-numeric matrix value '%s'", p, end);
+    return 0;
+}
+
+static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 4096;
+        void *p = wide ? ember__realloc(ctx, c->e64, ember__mul(cap, 16))
+                       : ember__realloc(ctx, c->e32, ember__mul(cap, 8));
+        if (!p) {
+            c->status = EMBER_ENOMEM;
+            snprintf(c->err, sizeof c->err, "out of memory for edges");
+            return EMBER_ENOMEM;
+        }
+        if (wide)
+            c->e64 = p;
+        else
+            c->e32 = p;
+        c->cap = cap;
+    }
+    if (wide) {
+        c->e64[2 * c->n] = a;
+        c->e64[2 * c->n + 1] = b;
+    } else {
+        c->e32[2 * c->n] = (uint32_t)a;
+        c->e32[2 * c->n + 1] = (uint32_t)b;
+    }
+    c->n++;
+    uint64_t mx = a > b ? a : b;
+    if (!c->any || mx > c->maxid)
+        c->maxid = mx;
+    c->any = 1;
+    return 0;
+}
+
+/* Checks and converts one edge of a line; 0 or an error. */
+static int take_edge(chunk *c, const source *s, ember_ctx *ctx, uint64_t a,
+                     uint64_t b, const char *line)
+{
+    const char *base = s->data;
+    if (s->mtx) {
+        if (a == 0 || b == 0)
+            return chunk_fail(c, EMBER_EFORMAT, line, base,
+                              "index 0 in '%s...': Matrix Market indices start at 1",
+                              line, s->data + s->size);
+        if (a > s->rows || b > s->cols) {
+            snprintf(c->err, sizeof c->err,
+                     "entry (%llu, %llu) is outside the %llu x %llu matrix",
+                     (unsigned long long)a, (unsigned long long)b,
+                     (unsigned long long)s->rows, (unsigned long long)s->cols);
+            c->status = EMBER_EFORMAT;
+            c->err_pos = (size_t)(line - base);
+            return c->status;
+        }
+        a--, b--;
+    } else if (!s->wide && (a >= s->limit || b >= s->limit)) {
+        uint64_t id = a > b ? a : b;
+        snprintf(c->err, sizeof c->err,
+                 "vertex id %llu is too large: it would need %llu vertices, more "
+                 "than the limit of %llu (2^32 or this machine's memory); use "
+                 "--relabel for sparse ids",
+                 (unsigned long long)id, (unsigned long long)id + 1,
+                 (unsigned long long)s->limit);
+        c->status = EMBER_ERANGE;
+        c->err_pos = (size_t)(line - base);
+        return c->status;
+    }
+    c->entries++;
+    if (push_edge(c, ctx, a, b, s->wide))
+        return c->status;
+    if (s->mtx && s->symmetric && a != b)
+        return push_edge(c, ctx, b, a, s->wide) ? c->status : 0;
+    return 0;
+}
+
+static const char *next_line(const char *p, const char *end)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    return nl ? nl + 1 : end;
+}
+
+static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
+{
+    const char *base = s->data, *p = base + c->lo, *end = base + c->hi;
+    while (p < end) {
+        while (p < end && is_blank(*p))
+            p++;
+        if (p == end)
+            break;
+        if (*p == '\n') {
+            p++;
+            continue;
+        }
+        if (*p == '#' || *p == '%') {
+            p = next_line(p, end);
+            continue;
+        }
+        const char *line = p;
+        uint64_t a = 0, b = 0;
+        if (parse_id(c, &p, end, base, &a))
+            return;
+        while (p < end && is_blank(*p))
+            p++;
+        if (p == end || *p == '\n' || *p == '#') {
+            chunk_fail(c, EMBER_EFORMAT, line, base,
+                       "line has one id ('%s'); an edge needs two", line, end);
+            return;
+        }
+        if (parse_id(c, &p, end, base, &b))
+            return;
+        if (s->mtx && s->has_value) {
+            while (p < end && is_blank(*p))
+                p++;
+            if (p == end || *p == '\n') {
+                chunk_fail(c, EMBER_EFORMAT, line, base,
+                           "entry '%s ...' has no value (the header says real or integer)",
+                           line, end);
+                return;
+            }
+            if (check_value(c, p, end, base))
+                return;
+        }
+        if (take_edge(c, s, ctx, a, b, line))
+            return;
+        p = next_line(p, end);
+    }
+}
+
+/* ---- Matrix Market header -------------------------------------------------------- */
+
+static int mtx_fail(const source *s, uint64_t line, const char *what, char *msg)
+{
+    return ember__err(msg, EMBER_EFORMAT, "%s:%llu: malformed Matrix Market header: %s",
+                      s->path, (unsigned long long)line, what);
+}
+
+/* Copies the line at *pos into buf (cut), moves *pos past it. */
+static void take_line(const source *s, size_t *pos, char *buf, size_t size)
+{
+    const char *p = s->data + *pos, *end = s->data + s->size;
+    const char *nl = next_line(p, end);
+    size_t len = (size_t)(nl - p);
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
+    if (len >= size)
+        len = size - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    *pos = (size_t)(nl - s->data);
+}
+
+static int mtx_banner(source *s, const char *line, char *msg)
+{
+    char tag[32] = "", obj[32] = "", fmt[32] = "", field[32] = "", sym[32] = "";
+    int k = sscanf(line, "%31s %31s %31s %31s %31s", tag, obj, fmt, field, sym);
+    if (k < 1 || strcasecmp(tag, "%%MatrixMarket") != 0)
+        return mtx_fail(s, 1, "the first line must start with %%MatrixMarket", msg);
+    if (k < 5)
+        return mtx_fail(s, 1, "expected '%%MatrixMarket matrix coordinate <field> <symmetry>'", msg);
+    if (strcasecmp(obj, "matrix") != 0)
+        return mtx_fail(s, 1, "the object must be 'matrix'", msg);
+    if (strcasecmp(fmt, "coordinate") != 0)
+        return mtx_fail(s, 1, "only 'coordinate' (sparse) files are graphs, not 'array'", msg);
+    if (strcasecmp(field, "pattern") == 0)
+        s->has_value = 0;
+    else if (strcasecmp(field, "real") == 0 || strcasecmp(field, "integer") == 0 ||
+             strcasecmp(field, "double") == 0)
+        s->has_value = 1;
+    else
+        return mtx_fail(s, 1, "the field must be pattern, real or integer", msg);
+    if (strcasecmp(sym, "general") == 0)
+        s->symmetric = 0;
+    else if (strcasecmp(sym, "symmetric") == 0 || strcasecmp(sym, "skew-symmetric") == 0)
+        s->symmetric = 1;
+    else
+        return mtx_fail(s, 1, "the symmetry must be general, symmetric or skew-symmetric", msg);
+    return EMBER_OK;
+}
+
+static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
+{
+    unsigned long long r, c, z;
+    char extra[8];
+    for (const char *q = line; *q; q++)
+        if (*q == '-')
+            return mtx_fail(s, no, "negative size in the size line", msg);
+    if (sscanf(line, "%llu %llu %llu %7s", &r, &c, &z, extra) != 3)
+        return mtx_fail(s, no, "the size line must be 'rows columns entries'", msg);
+    s->rows = r, s->cols = c, s->nnz = z;
+    uint64_t n = r > c ? r : c;
+    if (n > s->limit)
+        return ember__graph_too_big(msg, s->path, n - 1, s->limit, 0);
+    return EMBER_OK;
+}
+
+static int mtx_header(source *s, char *msg)
+{
+    char line[512];
+    size_t pos = 0;
+    uint64_t no = 1;
+    take_line(s, &pos, line, sizeof line);
+    int rc = mtx_banner(s, line, msg);
+    while (!rc && pos < s->size) {
+        take_line(s, &pos, line, sizeof line);
+        no++;
+        const char *q = line;
+        while (is_blank(*q))
+            q++;
+        if (*q == '%' || *q == '\0')
+            continue;
+        rc = mtx_size_line(s, q, no, msg);
+        s->body = pos;
+        s->body_line = no + 1;
+        return rc;
+    }
+    return rc ? rc : mtx_fail(s, no, "no size line", msg);
+}
+
+/* ---- chunks ---------------------------------------------------------------------- */
+
+static size_t line_start(const source *s, size_t at)
+{
+    if (at <= s->body)
+        return s->body;
+    if (at >= s->size)
+        return s->size;
+    const char *nl = memchr(s->data + at - 1, '\n', s->size - at + 1);
+    return nl ? (size_t)(nl + 1 - s->data) : s->size;
+}
+
+static uint64_t line_of(const source *s, size_t pos)
+{
+    uint64_t line = s->body_line;
+    const char *p = s->data + s->body, *end = s->data + pos;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+        line++;
+        p++;
+    }
+    return line;
+}
+
+static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
+                     char *msg)
+{
+    size_t body = s->size - s->body;
+    size_t nc = body / CHUNK_BYTES + 1;
+    size_t want = (size_t)ctx->threads * 4;
+    if (nc < want)
+        nc = body / want >= 65536 ? want : nc;
+    chunk *c = ember__calloc(ctx, nc, sizeof *c);
+    if (!c)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < nc; i++) {
+        c[i].lo = line_start(s, s->body + (size_t)(((unsigned __int128)body * i) / nc));
+        c[i].hi = line_start(s, s->body + (size_t)(((unsigned __int128)body * (i + 1)) / nc));
+    }
+    c[nc - 1].hi = s->size;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (size_t i = 0; i < nc; i++)
+        parse_chunk(&c[i], s, ctx);
+    *out = c;
+    *nout = nc;
+    for (size_t i = 0; i < nc; i++)
+        if (c[i].status)
+            return c[i].status == EMBER_ENOMEM
+                       ? ember__err(msg, EMBER_ENOMEM, "%s: %s", s->path, c[i].err)
+                       : ember__err(msg, c[i].status, "%s:%llu: %s", s->path,
+                                    (unsigned long long)line_of(s, c[i].err_pos),
+                                    c[i].err);
+    return EMBER_OK;
+}
+
+static void free_chunks(ember_ctx *ctx, chunk *c, size_t nc)
+{
+    for (size_t i = 0; c && i < nc; i++) {
+        ember__free(ctx, c[i].e32);
+        ember__free(ctx, c[i].e64);
+    }
+    ember__free(ctx, c);
+}
+
+/* ---- relabel ------------------------------------------------------------------------- */
+
+/* LSD radix sort of u64 keys, 16 bits a pass, skipping passes whose digit
+ * is the same everywhere. */
+static int radix_sort(ember_ctx *ctx, uint64_t *a, size_t n)
+{
+    uint64_t *tmp = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *tmp));
+    size_t *count = ember__malloc(ctx, 65536 * sizeof *count);
+    if (!tmp || !count) {
+        ember__free(ctx, tmp);
+        ember__free(ctx, count);
+        return EMBER_ENOMEM;
+    }
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65536 * sizeof *count);
+        for (size_t i = 0; i < n; i++)
+            count[(a[i] >> shift) & 0xffff]++;
+        if (n && count[(a[0] >> shift) & 0xffff] == n)
+            continue;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t k = count[d];
+            count[d] = sum;
+            sum += k;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i] >> shift) & 0xffff]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+    }
+    ember__free(ctx, tmp);
+    ember__free(ctx, count);
+    return EMBER_OK;
+}
+
+static uint32_t find_id(const uint64_t *ids, uint64_t n, uint64_t id)
+{
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (uint32_t)lo;
+}
+
+/* Every id in the chunks, sorted and unique, becomes g->ids; the chunks'
+ * wide pairs become u32 labels. */
+static int relabel(ember_graph *g, chunk *c, size_t nc, const char *path,
+                   const ember_graph_opts *opts, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    size_t total = 0;
+    for (size_t i = 0; i < nc; i++)
+        total += 2 * c[i].n;
+    uint64_t *all = ember__malloc(ctx, ember__mul(total ? total : 1, sizeof *all));
+    if (!all)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory relabelling");
+    for (size_t i = 0, at = 0; i < nc; i++) {
+        memcpy(all + at, c[i].e64, 2 * c[i].n * sizeof *all);
+        at += 2 * c[i].n;
+    }
+    if (radix_sort(ctx, all, total)) {
+        ember__free(ctx, all);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory relabelling");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < total; i++)
+        if (n == 0 || all[i] != all[n - 1])
+            all[n++] = all[i];
+    uint64_t limit = ember__graph_max_vertices(opts);
+    if (n > limit) {
+        ember__free(ctx, all);
+        return ember__err(msg, EMBER_ERANGE, "%s: %zu distinct vertex ids, more than "
+                          "the limit of %llu", path, n, (unsigned long long)limit);
+    }
+    g->ids = ember__realloc(ctx, all, (n ? n : 1) * sizeof *all);
+    if (!g->ids)
+        g->ids = all;
+    g->n = n;
+    for (size_t i = 0; i < nc; i++) {
+        uint32_t *e = ember__malloc(ctx, ember__mul(c[i].n ? 2 * c[i].n : 1, 4));
+        if (!e)
+            return ember__err(msg, EMBER_ENOMEM, "out of memory relabelling");
+        #pragma omp parallel for schedule(static) num_threads(ctx->threads)
+        for (size_t k = 0; k < 2 * c[i].n; k++)
+            e[k] = find_id(g->ids, n, c[i].e64[k]);
+        ember__free(ctx, c[i].e64);
+        c[i].e64 = NULL;
+        c[i].e32 = e;
+    }
+    return EMBER_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+typedef struct {
+    chunk *c;
+} blocks;
+
+static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    (void)msg;
+    const chunk *c = ((blocks *)state)->c + i;
+    *b = (ember__eblock){c->e32, c->e32 ? c->e32 + 1 : NULL, c->n, 2};
+    return EMBER_OK;
+}
+
+/* The vertex count: max id + 1, or the Matrix Market size. */
+static int vertex_count(ember_graph *g, const source *s, const chunk *c,
+                        size_t nc, char *msg)
+{
+    uint64_t n = 0;
+    if (s->mtx) {
+        n = s->rows > s->cols ? s->rows : s->cols;
+        uint64_t entries = 0;
+        for (size_t i = 0; i < nc; i++)
+            entries += c[i].entries;
+        if (entries != s->nnz)
+            return ember__err(msg, EMBER_EFORMAT,
+                              "%s: the size line promises %llu entries, the file has %llu",
+                              s->path, (unsigned long long)s->nnz,
+                              (unsigned long long)entries);
+        if (n > s->limit)
+            return ember__graph_too_big(msg, s->path, n - 1, s->limit, 0);
+    } else {
+        for (size_t i = 0; i < nc; i++)
+            if (c[i].any && c[i].maxid + 1 > n)
+                n = c[i].maxid + 1;
+    }
+    g->n = n;
+    return EMBER_OK;
+}
+
+int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
+                           const ember_graph_opts *opts, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    source s = {.path = path, .mtx = mtx, .body_line = 1};
+    s.wide = opts->relabel && !mtx; /* Matrix Market indices are dense */
+    s.limit = ember__graph_max_vertices(opts);
+    chunk *c = NULL;
+    size_t nc = 0;
+    double t0 = ember__graph_now();
+    int rc = map_file(&s, msg);
+    if (!rc && mtx)
+        rc = mtx_header(&s, msg);
+    if (!rc)
+        rc = parse_all(&s, ctx, &c, &nc, msg);
+    if (!rc && s.wide)
+        rc = relabel(g, c, nc, path, opts, msg);
+    else if (!rc)
+        rc = vertex_count(g, &s, c, nc, msg);
+    g->input_bytes = s.size;
+    unmap_file(&s);
+    g->read_seconds = ember__graph_now() - t0;
+    if (!rc && g->n == 0)
+        rc = ember__err(msg, EMBER_EEMPTY, "%s: no edges (only comments or blank lines)",
+                        path);
+    if (!rc) {
+        blocks b = {c};
+        rc = ember__graph_build(g, chunk_block, &b, nc, opts, msg);
+    }
+    free_chunks(ctx, c, nc);
+    return rc;
+}
