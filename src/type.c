@@ -130,7 +130,7 @@ int ember_type_struct(ember_type *out, const ember_field *fields, size_t n,
 
 int ember_type_equal(const ember_type *a, const ember_type *b)
 {
-    if (a->nfields != b->nfields || a->size != b->size)
+    if (!a || !b || a->nfields != b->nfields || a->size != b->size)
         return 0;
     for (uint32_t i = 0; i < a->nfields; i++) {
         const ember_field *x = &a->field[i], *y = &b->field[i];
@@ -143,9 +143,11 @@ int ember_type_equal(const ember_type *a, const ember_type *b)
 
 void ember_type_describe(const ember_type *t, char *buf, size_t size)
 {
-    if (!size)
+    if (!buf || !size)
         return;
     buf[0] = '\0';
+    if (!t)
+        return;
     if (t->cls == EMBER_TYPE_SCALAR) {
         snprintf(buf, size, "%s", ember_scalar_name(t->field[0].kind));
         return;
