@@ -42,12 +42,20 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
     return p > 65536 ? 65536 : p;
 }
 
+/* More partitions than any machine runs; the bound also keeps nparts + 1,
+ * a union's sum and the executor's long long loop index from wrapping. */
+#define MAX_PARTITIONS ((size_t)1 << 32)
+
 int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
                   const ember_type *type, size_t nparts, ember_ds *p0,
                   ember_ds *p1, char *msg)
 {
     if (type->size == 0)
         return ember__err(msg, EMBER_ETYPE, "record type has size 0");
+    if (nparts > MAX_PARTITIONS)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%zu partitions is more than the %zu allowed", nparts,
+                          MAX_PARTITIONS);
     ember_ds *ds = ember__calloc(ctx, 1, sizeof *ds);
     if (!ds)
         return ember__err(msg, EMBER_ENOMEM, "out of memory creating a dataset");
