@@ -170,6 +170,49 @@ static void test_ds_range_rejects_bad_args(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A partition count no context could run (or whose "+ 1" wraps) is
+ * refused at creation, with a message, by every call that takes one. */
+static void test_ds_rejects_absurd_partition_counts(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
+    int64_t v[4] = {1, 2, 3, 4};
+    ember_ds *r = NULL, *a = NULL, *o = NULL;
+    size_t huge[] = {SIZE_MAX, SIZE_MAX / 2 + 1, (size_t)1 << 40};
+    for (int i = 0; i < 3; i++) {
+        msg[0] = '\0';
+        assert_int_equal(ember_range(&r, ctx, 0, 10, 1, huge[i], msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "partitions");
+        assert_null(r);
+        assert_int_equal(ember_from_array(&a, ctx, &kv, v, 2, huge[i], EMBER_COPY,
+                                          msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "partitions");
+        assert_int_equal(ember_from_array(&a, ctx, &kv, v, 2, huge[i],
+                                          EMBER_BORROW, msg), EMBER_EINVAL);
+        assert_null(a);
+    }
+    TU_OKM(ember_from_array(&a, ctx, &kv, v, 2, 3, EMBER_COPY, msg), msg);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ember_repartition(&o, a, huge[i], msg), EMBER_EINVAL);
+        assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, huge[i], msg),
+                         EMBER_EINVAL);
+        assert_int_equal(ember_sort_by_key(&o, a, 0, huge[i], msg), EMBER_EINVAL);
+        assert_int_equal(ember_join(&o, a, a, huge[i], msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "partitions");
+        assert_null(o);
+    }
+    /* Many partitions are fine. */
+    TU_OKM(ember_repartition(&o, a, 100000, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(o, &n, msg), msg);
+    assert_int_equal(n, 2);
+    ember_ds_free(&o);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_ds_from_array_copy(void **state)
 {
     (void)state;
@@ -1400,6 +1443,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ds_range_matches_reference),
         cmocka_unit_test(test_ds_default_partitions_ignore_threads),
         cmocka_unit_test(test_ds_range_rejects_bad_args),
+        cmocka_unit_test(test_ds_rejects_absurd_partition_counts),
         cmocka_unit_test(test_ds_from_array_copy),
         cmocka_unit_test(test_ds_from_array_borrow),
         cmocka_unit_test(test_ds_from_array_rejects_bad_args),

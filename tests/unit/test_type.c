@@ -339,6 +339,20 @@ static void test_type_concat_names(void **state)
     TU_MSG_HAS(msg, "fields");
 }
 
+static void test_type_null_arguments(void **state)
+{
+    (void)state;
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    assert_false(ember_type_equal(NULL, &t));
+    assert_false(ember_type_equal(&t, NULL));
+    assert_false(ember_type_equal(NULL, NULL));
+    char buf[16];
+    memset(buf, 'x', sizeof buf);
+    ember_type_describe(NULL, buf, sizeof buf);
+    assert_true(memchr(buf, '\0', sizeof buf) != NULL); /* terminated */
+    ember_type_describe(&t, NULL, 10);                  /* nothing to do */
+}
+
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -389,6 +403,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_type_key_compare_integers),
         cmocka_unit_test(test_type_key_compare_floats),
         cmocka_unit_test(test_type_key_array_rejected),
+        cmocka_unit_test(test_type_null_arguments),
         cmocka_unit_test(test_type_concat_names),
         cmocka_unit_test(test_type_concat_long_names_terminate),
     };
