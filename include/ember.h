@@ -459,6 +459,7 @@ int ember_lineage_dot(const ember_ds *ds, char **out);
 #endif
 
 #include "ember/loop.h"
+#include "ember/stream.h"
 #include "ember/inspect.h"
 
 #endif /* EMBER_H */

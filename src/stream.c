@@ -1,0 +1,1361 @@
+/* stream.c: a streaming query: micro-batches over files arriving in a
+ * directory, with exactly-once output across crashes.
+ *
+ * A batch goes through these steps, in this order (docs/streaming.md):
+ *   1. plan: the new files (names after the last one taken, in name
+ *      order, at most max_files), and write offsets/<batch> listing them
+ *      with their sizes; from here on the batch is fixed;
+ *   2. read the files into one text, make its lines dataset, call the
+ *      query's batch function; for an aggregating query reduce the result
+ *      by key and merge it into the state (the old state is kept until
+ *      the commit);
+ *   3. write the rows the output mode selects to the sink (atomically per
+ *      batch: idempotent);
+ *   4. snapshot the state to state/<batch>.h5 (every snapshot_every
+ *      batches);
+ *   5. write commits/<batch>; then retention deletes what is too old.
+ * A crash anywhere before 5 leaves offsets/<batch> without a commit: the
+ * next start re-runs the batch with exactly those files, from the state
+ * after the previous batch, and rewrites the same sink file. A crash after
+ * 5 needs nothing.
+ *
+ * Recovery (ember_stream_create): the last commit C says which batches
+ * are done. The state is read from the newest snapshot at or before C that
+ * verifies; damaged ones are skipped with a warning; the batches after the
+ * snapshot used are recomputed from their offsets entries without output
+ * ("replay"), then the state of C is snapshotted again. The one offsets
+ * entry after C, if any, is the pending batch.
+ *
+ * Invariants: offsets entries exist for a contiguous range of batches
+ * ending at C or C + 1; every retained snapshot has the offsets entries of
+ * all the batches after it; a batch's sink file and snapshot are written
+ * before its commit; the location is held by one stream (an fcntl lock on
+ * <location>/lock, an open-file-description lock where the system has
+ * them, so two streams in one process exclude each other too).
+ *
+ * Nothing is process-wide except the flag the signal handler sets. Called
+ * from the caller's thread only.
+ */
+#define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
+#include "stream_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef F_OFD_SETLK
+#define STREAM_SETLK F_OFD_SETLK
+#define STREAM_GETLK F_OFD_GETLK
+#else
+#define STREAM_SETLK F_SETLK
+#define STREAM_GETLK F_GETLK
+#endif
+
+#define DEFAULT_RETAIN 10
+#define DEFAULT_POLL 0.1
+#define WAIT_SLICE 0.05 /* longest sleep between looks at the stop flags */
+
+static const int stream_signals[2] = {SIGTERM, SIGINT};
+
+/* The one process-wide variable: set by the handler, read by streams. A
+ * second signal of the same kind takes the default action (SA_RESETHAND). */
+static volatile sig_atomic_t stream_signal;
+
+static void on_signal(int sig)
+{
+    stream_signal = sig;
+}
+
+/* A batch to run: its id and files. */
+typedef struct {
+    uint64_t batch;
+    ember__sfile *files;
+    size_t nfiles;
+    int recovered;
+} plan;
+
+struct ember_stream {
+    ember_ctx *ctx;
+    ember_stream_opts o;       /* strings point to the copies below */
+    char *source, *loc, *sink_dir, *query;
+    char *description;         /* the canonical query lines */
+    uint64_t fingerprint;
+    char query_id[EMBER__SQ_ID_SIZE];
+    char offsets_dir[PATH_MAX], commits_dir[PATH_MAX], state_dir[PATH_MAX];
+    int aggregating;
+    int lock_fd;
+    int signals_on;
+    int have_old[2];
+    struct sigaction old[2];
+    volatile sig_atomic_t stop;
+    double t0;
+
+    ember__sstate st;
+    int have_snapshot;         /* state_version names a snapshot */
+    uint64_t state_version;
+    uint64_t since_snapshot;   /* batches committed since it */
+
+    int have_committed;
+    uint64_t last_committed;
+    int have_pending;
+    plan pending;
+    uint64_t next_batch;
+    char *hwm;                 /* the last file name taken, NULL: none */
+
+    ember__sfile *prev;        /* the previous listing (late files) */
+    size_t nprev;
+    int have_prev;
+    ember__sfile *avail;       /* AVAILABLE_NOW: the files at start */
+    size_t navail, avail_pos;
+
+    ember__sink sink;
+    ember_stream_stats stats;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void warn(const ember_stream *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void warn(const ember_stream *s, const char *fmt, ...)
+{
+    if (s->o.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ember stream: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int stopping(const ember_stream *s)
+{
+    return s->stop || (s->signals_on && stream_signal);
+}
+
+static const char *mode_name(ember_output_mode m)
+{
+    return m == EMBER_OUTPUT_APPEND   ? "append"
+           : m == EMBER_OUTPUT_UPDATE ? "update"
+                                      : "complete";
+}
+
+static const char *key_name(ember_stream_key k)
+{
+    return k == EMBER_KEY_NONE ? "none" : k == EMBER_KEY_NUMBER ? "number" : "text";
+}
+
+static int join_path(char *buf, const char *a, const char *b, char *msg)
+{
+    if ((size_t)snprintf(buf, PATH_MAX, "%s/%s", a, b) >= PATH_MAX)
+        return ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", a, b);
+    return EMBER_OK;
+}
+
+static void plan_free(ember_ctx *ctx, plan *p)
+{
+    ember__sfiles_free(ctx, p->files, p->nfiles);
+    p->files = NULL;
+    p->nfiles = 0;
+}
+
+/* ---- options and mode rules --------------------------------------------------- */
+
+static int check_required(const ember_stream_opts *o, char *msg)
+{
+    if (!o->source_dir || !o->source_dir[0])
+        return ember__err(msg, EMBER_EINVAL, "stream: no source directory");
+    if (!o->checkpoint_location || !o->checkpoint_location[0])
+        return ember__err(msg, EMBER_EINVAL, "stream: no checkpoint location");
+    if (!o->batch_fn)
+        return ember__err(msg, EMBER_EINVAL, "stream: no batch function");
+    if (!o->record_type)
+        return ember__err(msg, EMBER_EINVAL, "stream: no record type");
+    return EMBER_OK;
+}
+
+static int check_ranges(const ember_stream_opts *o, char *msg)
+{
+    if ((unsigned)o->trigger > EMBER_TRIGGER_AVAILABLE_NOW)
+        return ember__err(msg, EMBER_EINVAL, "stream: unknown trigger %d", (int)o->trigger);
+    if ((unsigned)o->output_mode > EMBER_OUTPUT_COMPLETE)
+        return ember__err(msg, EMBER_EINVAL, "stream: unknown output mode %d",
+                          (int)o->output_mode);
+    if ((unsigned)o->key > EMBER_KEY_TEXT)
+        return ember__err(msg, EMBER_EINVAL, "stream: unknown key kind %d", (int)o->key);
+    if (o->trigger == EMBER_TRIGGER_PROCESSING_TIME &&
+        !(o->interval > 0 && isfinite(o->interval)))
+        return ember__err(msg, EMBER_EINVAL, "stream: the processing-time trigger "
+                          "needs an interval > 0 seconds (got %g)", o->interval);
+    if (!(o->poll >= 0 && isfinite(o->poll)) || o->retain < 0 || o->snapshot_every < 0)
+        return ember__err(msg, EMBER_EINVAL, "stream: poll, retain and snapshot_every "
+                          "must be >= 0");
+    return EMBER_OK;
+}
+
+/* Spark's rules, without watermarks. */
+static int check_mode(ember_output_mode *mode, int aggregating, char *msg)
+{
+    if (*mode == EMBER_OUTPUT_DEFAULT)
+        *mode = aggregating ? EMBER_OUTPUT_UPDATE : EMBER_OUTPUT_APPEND;
+    if (*mode == EMBER_OUTPUT_APPEND && aggregating)
+        return ember__err(msg, EMBER_EINVAL,
+                          "output mode append is not supported for a query with an "
+                          "aggregation (keyed state): an aggregate row can change in "
+                          "any later batch, so no row is ever final to append; use "
+                          "update (changed rows) or complete (the whole table)");
+    if (*mode == EMBER_OUTPUT_COMPLETE && !aggregating)
+        return ember__err(msg, EMBER_EINVAL,
+                          "output mode complete needs an aggregation (keyed state): a "
+                          "query without one has no result table to repeat; use "
+                          "append or update");
+    return EMBER_OK;
+}
+
+/* ---- the query description ------------------------------------------------------ */
+
+static char *real_dir(const char *path, char *msg, int *rc)
+{
+    char *r = realpath(path, NULL);
+    if (!r)
+        *rc = ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                         "%s: %s", path, strerror(errno));
+    return r;
+}
+
+/* Canonical "name=value" lines: what makes two runs the same query. */
+static int describe(ember_stream *s, char *msg)
+{
+    int rc = EMBER_OK;
+    char *src = real_dir(s->source, msg, &rc);
+    char *sink = s->sink_dir && !rc ? real_dir(s->sink_dir, msg, &rc) : NULL;
+    char type[1024];
+    ember_type_describe(s->o.record_type, type, sizeof type);
+    ember__sb b = {.ctx = s->ctx};
+    if (!rc) {
+        ember__sb_add(&b, "source=%s\nsink=%s%s\noutput_mode=%s\nkey=%s\n"
+                          "record_type=%s\nmerge=%s\n",
+                      src, sink ? "dir:" : "console", sink ? sink : "",
+                      mode_name(s->o.output_mode), key_name(s->o.key), type,
+                      s->o.merge ? "custom" : "sum");
+        for (const char *p = s->query; p && *p;) {
+            const char *nl = strchr(p, '\n');
+            size_t len = nl ? (size_t)(nl - p) : strlen(p);
+            if (len) {
+                ember__sb_bytes(&b, p, len);
+                ember__sb_bytes(&b, "\n", 1);
+            }
+            p += len + (nl != NULL);
+        }
+        if (b.oom)
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    free(src);
+    free(sink);
+    if (rc) {
+        ember__sb_free(&b);
+        return rc;
+    }
+    s->description = b.s;
+    s->fingerprint = ember__sl_fnv(b.s, b.len);
+    return EMBER_OK;
+}
+
+/* 128 random bits as hex: a query id. */
+static void new_query_id(char *id)
+{
+    unsigned char r[16];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, r, sizeof r) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof r) { /* no urandom: time and pid, mixed */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t a = ember__hash64((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32));
+        uint64_t b = ember__hash64(a ^ (uint64_t)ts.tv_sec);
+        memcpy(r, &a, 8);
+        memcpy(r + 8, &b, 8);
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(id + 2 * i, 3, "%02x", r[i]);
+}
+
+/* ---- the location: lock, layout, metadata ------------------------------------------ */
+
+static long lock_holder(int fd)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, STREAM_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+        return (long)fl.l_pid;
+    char buf[32];
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    if (got <= 0)
+        return 0;
+    buf[got] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 ? pid : 0;
+}
+
+static int lock_location(ember_stream *s, char *msg)
+{
+    char path[PATH_MAX];
+    int rc = join_path(path, s->loc, "lock", msg);
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "checkpoint location %s: cannot open %s: %s",
+                          s->loc, path, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, STREAM_SETLK, &fl) != 0) {
+        int e = errno;
+        long pid = (e == EACCES || e == EAGAIN) ? lock_holder(fd) : 0;
+        close(fd);
+        if (e != EACCES && e != EAGAIN)
+            return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path, strerror(e));
+        if (pid)
+            return ember__err(msg, EMBER_EBUSY, "checkpoint location %s is in use by "
+                              "process %ld", s->loc, pid);
+        return ember__err(msg, EMBER_EBUSY, "checkpoint location %s is in use by "
+                          "another stream", s->loc);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return ember__err(msg, EMBER_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    s->lock_fd = fd;
+    return EMBER_OK;
+}
+
+static int make_layout(ember_stream *s, char *msg)
+{
+    int rc = ember__sl_mkdir(s->loc, msg);
+    if (!rc)
+        rc = lock_location(s, msg);
+    if (!rc && !(rc = join_path(s->offsets_dir, s->loc, "offsets", msg)) &&
+        !(rc = join_path(s->commits_dir, s->loc, "commits", msg)))
+        rc = join_path(s->state_dir, s->loc, "state", msg);
+    if (!rc && !(rc = ember__sl_mkdir(s->offsets_dir, msg)) &&
+        !(rc = ember__sl_mkdir(s->commits_dir, msg)))
+        rc = ember__sl_mkdir(s->state_dir, msg);
+    if (rc)
+        return rc;
+    /* Under the lock no writer is alive: a .tmp is a crashed write's. */
+    ember__sl_sweep(s->loc, NULL);
+    ember__sl_sweep(s->offsets_dir, NULL);
+    ember__sl_sweep(s->commits_dir, NULL);
+    ember__sl_sweep(s->state_dir, NULL);
+    if (s->sink_dir)
+        ember__sl_sweep(s->sink_dir, ".batch-");
+    return EMBER_OK;
+}
+
+static int fresh_location(ember_stream *s, char *msg)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0, m = 0;
+    int rc = ember__sl_list(s->ctx, s->offsets_dir, "", &ids, &n, msg);
+    ember__free(s->ctx, ids);
+    if (!rc)
+        rc = ember__sl_list(s->ctx, s->commits_dir, "", &ids, &m, msg);
+    ember__free(s->ctx, ids);
+    if (!rc && (n || m))
+        rc = ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s has offsets or "
+                        "commits but no metadata file: it was damaged; restore "
+                        "%s/metadata or use a new location", s->loc, s->loc);
+    return rc;
+}
+
+static int check_metadata(ember_stream *s, char *msg)
+{
+    ember__smeta m;
+    int rc = ember__sl_meta_read(s->ctx, s->loc, &m, msg);
+    if (rc == EMBER_ENOTFOUND) {
+        if ((rc = fresh_location(s, msg)))
+            return rc;
+        new_query_id(s->query_id);
+        ember__smeta mine = {.fingerprint = s->fingerprint, .description = s->description};
+        memcpy(mine.query_id, s->query_id, sizeof mine.query_id);
+        return ember__sl_meta_write(s->ctx, s->loc, &mine, msg);
+    }
+    if (rc)
+        return rc;
+    rc = ember__sl_meta_compare(s->loc, m.description, s->description, msg);
+    memcpy(s->query_id, m.query_id, sizeof s->query_id);
+    ember__sl_meta_free(s->ctx, &m);
+    return rc;
+}
+
+/* ---- signals ----------------------------------------------------------------------- */
+
+/* A signal ignored when the stream starts stays ignored (a shell's
+ * background job ignores SIGINT on purpose). */
+static int install_signals(ember_stream *s, char *msg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
+    stream_signal = 0;
+    for (int i = 0; i < 2; i++) {
+        if (sigaction(stream_signals[i], NULL, &s->old[i]) != 0)
+            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
+        if (!(s->old[i].sa_flags & SA_SIGINFO) && s->old[i].sa_handler == SIG_IGN)
+            continue;
+        if (sigaction(stream_signals[i], &sa, NULL) != 0)
+            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
+        s->have_old[i] = 1;
+    }
+    s->signals_on = 1;
+    return EMBER_OK;
+}
+
+static void restore_signals(ember_stream *s)
+{
+    for (int i = 0; i < 2; i++)
+        if (s->have_old[i])
+            sigaction(stream_signals[i], &s->old[i], NULL);
+    s->signals_on = 0;
+}
+
+/* ---- running one batch --------------------------------------------------------------- */
+
+/* What a batch produced, between computing and committing. */
+typedef struct {
+    char *text;           /* kept alive by lines */
+    size_t text_size;
+    uint64_t *file_offsets;
+    ember_ds *lines, *out, *reduced;
+    size_t *changed;      /* aggregating: state positions to output */
+    size_t nchanged;
+    void *rows;           /* stateless: the batch's rows */
+    size_t nrows;
+    ember__ss_undo undo;
+    uint64_t lines_n;
+} batch_run;
+
+static void run_free(ember_stream *s, batch_run *r)
+{
+    ember_ds_free(&r->reduced);
+    ember_ds_free(&r->out);
+    ember_ds_free(&r->lines);
+    ember__free(s->ctx, r->file_offsets);
+    ember__free(s->ctx, r->changed);
+    ember_free(s->ctx, r->rows);
+    r->file_offsets = NULL;
+    r->changed = NULL;
+    r->rows = NULL;
+}
+
+static int load_batch(ember_stream *s, const plan *p, batch_run *r, char *msg)
+{
+    r->file_offsets = ember__calloc(s->ctx, p->nfiles + 1, sizeof *r->file_offsets);
+    if (!r->file_offsets)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = ember__src_read(s->ctx, s->source, p->files, p->nfiles, &r->text,
+                             &r->text_size, r->file_offsets, msg);
+    if (rc)
+        return rc;
+    char name[48];
+    snprintf(name, sizeof name, "batch-%" PRIu64, p->batch);
+    rc = ember__src_lines(&r->lines, s->ctx, r->text, r->text_size, s->o.partitions,
+                          name, msg);
+    if (!rc)
+        r->lines_n = r->lines->u.array.n;
+    return rc;
+}
+
+static int call_batch_fn(ember_stream *s, const plan *p, batch_run *r, int replay,
+                         char *msg)
+{
+    const char **names = ember__calloc(s->ctx, p->nfiles + 1, sizeof *names);
+    if (!names)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->nfiles; i++)
+        names[i] = p->files[i].name;
+    ember_stream_batch info = {p->batch, p->nfiles, names, r->file_offsets, r->text,
+                               r->text_size, replay};
+    char local[EMBER_MSG_SIZE] = "";
+    int rc = s->o.batch_fn(&r->out, r->lines, &info, s->o.batch_arg, local);
+    ember__free(s->ctx, names);
+    if (rc)
+        return ember__err(msg, rc < 0 ? rc : EMBER_EUSER, "batch %" PRIu64 ": %s",
+                          p->batch, local[0] ? local : ember_strerror(rc));
+    if (!r->out)
+        return ember__err(msg, EMBER_EINVAL, "batch %" PRIu64 ": the batch function "
+                          "returned no dataset", p->batch);
+    if (!ember_type_equal(ember_ds_type(r->out), s->o.record_type)) {
+        char got[512], want[512];
+        ember_type_describe(ember_ds_type(r->out), got, sizeof got);
+        ember_type_describe(s->o.record_type, want, sizeof want);
+        return ember__err(msg, EMBER_ETYPE, "batch %" PRIu64 ": the batch function "
+                          "made %s records; the query declares %s", p->batch, got, want);
+    }
+    return EMBER_OK;
+}
+
+/* Merges key-sorted runs (the reduction's partitions) into one sorted
+ * buffer. Keys are unique across runs (each key has one partition). */
+static int merge_runs(ember_stream *s, ember__buf *parts, size_t nparts,
+                      ember__buf *out, char *msg)
+{
+    const ember_type *t = &s->st.type;
+    size_t size = t->size, total = 0;
+    for (size_t p = 0; p < nparts; p++)
+        total += parts[p].n;
+    ember__buf a = {NULL, 0, 0, size}, b = {NULL, 0, 0, size};
+    size_t *bound = ember__malloc(s->ctx, (nparts + 1) * sizeof *bound);
+    int rc = bound && !ember__buf_reserve(s->ctx, &a, total) &&
+                     !ember__buf_reserve(s->ctx, &b, total) ? 0 : -1;
+    size_t nb = 0;
+    for (size_t p = 0; !rc && p < nparts; p++) {
+        if (!parts[p].n)
+            continue;
+        bound[nb++] = a.n;
+        memcpy(a.data + a.n * size, parts[p].data, parts[p].n * size);
+        a.n += parts[p].n;
+    }
+    if (!rc)
+        bound[nb] = a.n;
+    while (!rc && nb > 1) { /* pairwise passes: O(total log runs) */
+        size_t k = 0;
+        b.n = 0;
+        for (size_t r = 0; r < nb; r += 2) {
+            size_t lo = bound[r], mid = bound[r + 1], hi = r + 2 <= nb ? bound[r + 2] : mid;
+            size_t i = lo, j = mid;
+            bound[k++] = b.n;
+            while (i < mid || j < hi) {
+                const unsigned char *x = a.data + i * size, *y = a.data + j * size;
+                int takey = i >= mid || (j < hi && ember__key_cmp(t, y, x) < 0);
+                memcpy(b.data + b.n++ * size, takey ? y : x, size);
+                takey ? j++ : i++;
+            }
+        }
+        bound[k] = b.n;
+        nb = k;
+        ember__buf tmp = a;
+        a = b;
+        b = tmp;
+    }
+    ember__free(s->ctx, bound);
+    ember__buf_free(s->ctx, &b);
+    if (rc) {
+        ember__buf_free(s->ctx, &a);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory merging %zu batch rows", total);
+    }
+    *out = a;
+    return EMBER_OK;
+}
+
+static int aggregate(ember_stream *s, const plan *p, batch_run *r, char *msg)
+{
+    ember__ss_reduce R = {s->ctx, &s->st.type, s->o.key, s->o.merge, s->o.merge_arg,
+                          r->text, r->text_size, {NULL, 0, 0, s->st.type.size}, 0, 0};
+    ember__buf *parts = NULL, sorted = {NULL, 0, 0, s->st.type.size};
+    size_t nparts = 0;
+    uint64_t coll = 0;
+    int rc = ember_reduce_by_key(&r->reduced, r->out, ember__ss_reduce_combine, &R, 0, msg);
+    if (!rc) {
+        nparts = r->reduced->nparts;
+        rc = ember__materialize(r->reduced, &parts, msg);
+    }
+    if (rc == EMBER_EUSER && R.bad_ref)
+        rc = ember__err(msg, EMBER_EINVAL, "batch %" PRIu64 ": a record's text "
+                        "reference is outside the batch text", p->batch);
+    else if (rc == EMBER_EUSER && R.failed)
+        rc = ember__err(msg, EMBER_ENOMEM, "batch %" PRIu64 ": out of memory setting "
+                        "aside colliding strings", p->batch);
+    if (!rc)
+        rc = merge_runs(s, parts, nparts, &sorted, msg);
+    if (parts)
+        ember__parts_free(s->ctx, parts, nparts);
+    if (!rc)
+        rc = ember__ss_merge(&s->st, &sorted, &R.spills, r->text, r->text_size,
+                             &r->changed, &r->nchanged, &coll, &r->undo, msg);
+    ember__buf_free(s->ctx, &sorted);
+    ember__buf_free(s->ctx, &R.spills);
+    s->stats.collisions += rc ? 0 : coll;
+    return rc;
+}
+
+/* Reads, computes and (aggregating) merges one batch. */
+static int compute(ember_stream *s, const plan *p, batch_run *r, int replay, char *msg)
+{
+    int rc = load_batch(s, p, r, msg);
+    if (!rc)
+        rc = call_batch_fn(s, p, r, replay, msg);
+    if (rc)
+        return rc;
+    if (s->aggregating)
+        return aggregate(s, p, r, msg);
+    if (replay)
+        return EMBER_OK;
+    return ember_collect_alloc(r->out, &r->rows, &r->nrows, msg);
+}
+
+/* The key string of a state record. */
+static const char *state_text(const ember_stream *s, const unsigned char *rec, size_t *len)
+{
+    *len = 0;
+    if (s->o.key != EMBER_KEY_TEXT)
+        return NULL;
+    return ember_stream_text(s, rec, len);
+}
+
+static int write_rows(ember_stream *s, const batch_run *r, char *msg)
+{
+    const ember__buf *st = &s->st.rec;
+    int rc = EMBER_OK;
+    size_t len;
+    if (!s->aggregating) {
+        size_t size = s->o.record_type->size;
+        for (size_t i = 0; !rc && i < r->nrows; i++)
+            rc = ember__sink_row(&s->sink, (unsigned char *)r->rows + i * size, r->text,
+                                 r->text_size, msg);
+    } else if (s->o.output_mode == EMBER_OUTPUT_UPDATE) {
+        for (size_t i = 0; !rc && i < r->nchanged; i++) {
+            const unsigned char *rec = st->data + r->changed[i] * st->size;
+            const char *t = state_text(s, rec, &len);
+            rc = ember__sink_row(&s->sink, rec, t, len, msg);
+        }
+    } else {
+        if (s->o.key == EMBER_KEY_TEXT && (rc = ember__ss_order(&s->st, msg)))
+            return rc;
+        for (size_t i = 0; !rc && i < st->n; i++) {
+            size_t at = s->o.key == EMBER_KEY_TEXT ? s->st.order[i] : i;
+            const unsigned char *rec = st->data + at * st->size;
+            const char *t = state_text(s, rec, &len);
+            rc = ember__sink_row(&s->sink, rec, t, len, msg);
+        }
+    }
+    return rc;
+}
+
+static int output(ember_stream *s, const plan *p, const batch_run *r, char *msg)
+{
+    int rc = ember__sink_begin(&s->sink, p->batch, mode_name(s->o.output_mode), msg);
+    if (!rc)
+        rc = write_rows(s, r, msg);
+    if (!rc)
+        return ember__sink_commit(&s->sink, msg);
+    ember__sink_abort(&s->sink);
+    return rc;
+}
+
+/* ---- retention ----------------------------------------------------------------------- */
+
+static void remove_id(const char *dir, uint64_t id, const char *suffix)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%" PRIu64 "%s", dir, id, suffix) < sizeof path)
+        unlink(path);
+}
+
+/* After commit C: keeps the snapshots of the last `retain` batches (and at
+ * least two when there are two), and the logs every kept snapshot needs
+ * to be replayed forward. */
+static void retention(ember_stream *s, uint64_t C)
+{
+    uint64_t R = (uint64_t)(s->o.retain ? s->o.retain : DEFAULT_RETAIN);
+    R = R < 2 ? 2 : R;
+    if (C < R)
+        return;
+    uint64_t cut = C - R, floor = cut + 1; /* batches <= cut may go */
+    uint64_t *v = NULL;
+    size_t n = 0;
+    if (ember__sl_list(s->ctx, s->state_dir, ".h5", &v, &n, NULL) == EMBER_OK && n) {
+        size_t keep_from = n;
+        while (keep_from > 0 && v[keep_from - 1] > cut)
+            keep_from--;
+        size_t newer = n - keep_from, need = newer >= 2 ? 0 : 2 - newer;
+        keep_from = keep_from > need ? keep_from - need : 0;
+        for (size_t i = 0; i < keep_from; i++)
+            if (v[i] <= C)
+                remove_id(s->state_dir, v[i], ".h5");
+        if (keep_from < n && v[keep_from] + 1 < floor)
+            floor = v[keep_from] + 1;
+    }
+    ember__free(s->ctx, v);
+    const char *dirs[2] = {s->offsets_dir, s->commits_dir};
+    for (int d = 0; d < 2; d++) {
+        if (ember__sl_list(s->ctx, dirs[d], "", &v, &n, NULL) == EMBER_OK)
+            for (size_t i = 0; i < n && v[i] < floor; i++)
+                remove_id(dirs[d], v[i], "");
+        ember__free(s->ctx, v);
+        v = NULL;
+    }
+}
+
+/* ---- commit -------------------------------------------------------------------------- */
+
+static int snapshot(ember_stream *s, uint64_t version, char *msg)
+{
+    int rc = ember__ss_save(&s->st, s->state_dir, version, s->description,
+                            s->fingerprint, msg);
+    if (!rc) {
+        s->have_snapshot = 1;
+        s->state_version = version;
+        s->since_snapshot = 0;
+    }
+    return rc;
+}
+
+static int commit(ember_stream *s, const plan *p, uint64_t rows, char *msg)
+{
+    ember__scommit c = {.batch = p->batch,
+                        .has_state = s->aggregating && s->have_snapshot,
+                        .state_version = s->state_version,
+                        .rows = rows,
+                        .files = p->nfiles};
+    memcpy(c.query_id, s->query_id, sizeof c.query_id);
+    return ember__sl_commit_write(s->ctx, s->loc, &c, msg);
+}
+
+/* Steps 2 to 5 of a planned batch (its offsets entry exists). */
+static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
+{
+    batch_run r;
+    memset(&r, 0, sizeof r);
+    int snap_before = s->have_snapshot;
+    uint64_t version_before = s->state_version, since_before = s->since_snapshot;
+    int rc = compute(s, p, &r, 0, msg);
+    if (!rc)
+        rc = output(s, p, &r, msg);
+    uint64_t every = (uint64_t)(s->o.snapshot_every ? s->o.snapshot_every : 1);
+    int changed = s->aggregating && (r.nchanged || !s->have_snapshot);
+    if (!rc && changed && s->since_snapshot + 1 >= every)
+        rc = snapshot(s, p->batch, msg);
+    else if (!rc && changed)
+        s->since_snapshot++;
+    if (!rc)
+        rc = commit(s, p, s->sink.rows, msg);
+    if (rc) {
+        ember__ss_rollback(&s->st, &r.undo);
+        s->have_snapshot = snap_before;
+        s->state_version = version_before;
+        s->since_snapshot = since_before;
+        run_free(s, &r);
+        return rc;
+    }
+    ember__ss_forget(&s->st, &r.undo);
+    s->have_committed = 1;
+    s->last_committed = p->batch;
+    s->next_batch = p->batch + 1;
+    uint64_t bytes = p->nfiles ? r.file_offsets[p->nfiles] : 0;
+    run_free(s, &r);
+    retention(s, p->batch);
+
+    double secs = now_s() - started;
+    s->stats.batches++;
+    s->stats.files += p->nfiles;
+    s->stats.rows_out += s->sink.rows;
+    s->stats.state_rows = s->st.rec.n;
+    s->stats.batch_seconds += secs;
+    s->stats.recovered += p->recovered;
+    if (s->o.progress) {
+        ember_stream_progress pr = {p->batch, p->nfiles, bytes, r.lines_n, s->sink.rows,
+                                    s->st.rec.n, secs, started - s->t0, p->recovered};
+        s->o.progress(&pr, s->o.progress_arg);
+    }
+    return EMBER_OK;
+}
+
+/* ---- planning ------------------------------------------------------------------------ */
+
+/* Warns about files that appeared since the last listing with names that
+ * sort at or before the last one taken: they will never be taken. */
+static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
+{
+    if (!s->hwm || !s->have_prev)
+        return;
+    size_t j = 0;
+    for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
+        while (j < s->nprev && strcmp(s->prev[j].name, f[i].name) < 0)
+            j++;
+        if (j < s->nprev && strcmp(s->prev[j].name, f[i].name) == 0)
+            continue;
+        s->stats.late_files++;
+        warn(s, "late file %s/%s is not taken: its name sorts at or before %s, the "
+                "last file taken (files must arrive in name order)",
+             s->source, f[i].name, s->hwm);
+    }
+}
+
+/* The index of the first name after hwm. */
+static size_t first_new(const ember_stream *s, const ember__sfile *f, size_t n)
+{
+    size_t lo = 0, hi = n;
+    while (s->hwm && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(f[mid].name, s->hwm) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Copies files [from, from + k) of f into a new plan. */
+static int take(ember_stream *s, const ember__sfile *f, size_t from, size_t k, plan *p,
+                char *msg)
+{
+    p->files = ember__calloc(s->ctx, k, sizeof *p->files);
+    int rc = p->files ? EMBER_OK : EMBER_ENOMEM;
+    for (size_t i = 0; !rc && i < k; i++) {
+        p->files[i].size = f[from + i].size;
+        p->files[i].name = ember__strdup(s->ctx, f[from + i].name);
+        rc = p->files[i].name ? EMBER_OK : EMBER_ENOMEM;
+        p->nfiles = i + 1;
+    }
+    if (rc) {
+        plan_free(s->ctx, p);
+        return ember__err(msg, rc, "out of memory");
+    }
+    return EMBER_OK;
+}
+
+static size_t batch_limit(const ember_stream *s, int all)
+{
+    return all || !s->o.max_files ? SIZE_MAX : s->o.max_files;
+}
+
+/* Lists the source and takes the next files (AVAILABLE_NOW: from the
+ * listing made at the start of the run). p->nfiles 0: nothing new. */
+static int plan_next(ember_stream *s, int all, plan *p, char *msg)
+{
+    memset(p, 0, sizeof *p);
+    p->batch = s->next_batch;
+    if (s->avail) {
+        size_t k = s->navail - s->avail_pos, lim = batch_limit(s, all);
+        k = k < lim ? k : lim;
+        int rc = k ? take(s, s->avail, s->avail_pos, k, p, msg) : EMBER_OK;
+        s->avail_pos += rc ? 0 : k;
+        return rc;
+    }
+    ember__sfile *f = NULL;
+    size_t n = 0;
+    int rc = ember__src_list(s->ctx, s->source, &f, &n, msg);
+    if (rc)
+        return rc;
+    note_late(s, f, n);
+    size_t from = first_new(s, f, n), k = n - from, lim = batch_limit(s, all);
+    k = k < lim ? k : lim;
+    if (k)
+        rc = take(s, f, from, k, p, msg);
+    ember__sfiles_free(s->ctx, s->prev, s->nprev);
+    s->prev = f;
+    s->nprev = n;
+    s->have_prev = 1;
+    return rc;
+}
+
+static int set_hwm(ember_stream *s, const plan *p, char *msg)
+{
+    char *h = ember__strdup(s->ctx, p->files[p->nfiles - 1].name);
+    if (!h)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    ember__free(s->ctx, s->hwm);
+    s->hwm = h;
+    return EMBER_OK;
+}
+
+static int write_offsets(ember_stream *s, const plan *p, char *msg)
+{
+    ember__soffsets o = {.batch = p->batch, .files = p->files, .nfiles = p->nfiles};
+    memcpy(o.query_id, s->query_id, sizeof o.query_id);
+    return ember__sl_offsets_write(s->ctx, s->loc, &o, msg);
+}
+
+/* One batch: the pending one, else a new one (all: no file limit). */
+static int step(ember_stream *s, int all, int *ran, char *msg)
+{
+    *ran = 0;
+    double started = now_s();
+    plan p;
+    int rc;
+    if (s->have_pending) {
+        rc = run_batch(s, &s->pending, started, msg);
+        if (rc)
+            return rc;
+        plan_free(s->ctx, &s->pending);
+        s->have_pending = 0;
+        *ran = 1;
+        return EMBER_OK;
+    }
+    if ((rc = plan_next(s, all, &p, msg)) || !p.nfiles)
+        return rc;
+    if ((rc = write_offsets(s, &p, msg)) || (rc = set_hwm(s, &p, msg))) {
+        plan_free(s->ctx, &p);
+        return rc;
+    }
+    rc = run_batch(s, &p, started, msg);
+    if (rc) { /* the batch is planned: a later step or start re-runs it */
+        s->pending = p;
+        s->have_pending = 1;
+        return rc;
+    }
+    plan_free(s->ctx, &p);
+    *ran = 1;
+    return EMBER_OK;
+}
+
+/* ---- recovery ------------------------------------------------------------------------ */
+
+static int read_plan(ember_stream *s, uint64_t batch, plan *p, char *msg)
+{
+    ember__soffsets o;
+    int rc = ember__sl_offsets_read(s->ctx, s->loc, batch, &o, msg);
+    if (rc == EMBER_ENOTFOUND)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: offsets/%" PRIu64
+                          " is missing", s->loc, batch);
+    if (!rc && strcmp(o.query_id, s->query_id) != 0) {
+        ember__sl_offsets_free(s->ctx, &o);
+        return ember__err(msg, EMBER_EMISMATCH, "%s/offsets/%" PRIu64 " belongs to "
+                          "query %s, not %s", s->loc, batch, o.query_id, s->query_id);
+    }
+    if (rc)
+        return rc;
+    *p = (plan){batch, o.files, o.nfiles, 0};
+    return EMBER_OK;
+}
+
+/* Recomputes committed batches (from, to] into the state, without output. */
+static int replay(ember_stream *s, uint64_t from, uint64_t to, int from_empty, char *msg)
+{
+    for (uint64_t b = from_empty ? 0 : from + 1; b <= to; b++) {
+        plan p;
+        batch_run r;
+        memset(&r, 0, sizeof r);
+        int rc = read_plan(s, b, &p, msg);
+        if (!rc)
+            rc = compute(s, &p, &r, 1, msg);
+        ember__ss_forget(&s->st, &r.undo);
+        run_free(s, &r);
+        plan_free(s->ctx, &p);
+        if (rc) {
+            char inner[EMBER_MSG_SIZE];
+            snprintf(inner, sizeof inner, "%s", msg ? msg : "");
+            return ember__err(msg, rc, "cannot rebuild the state by re-running batch %"
+                              PRIu64 ": %s", b, inner);
+        }
+        s->stats.replayed++;
+    }
+    return EMBER_OK;
+}
+
+/* Loads the newest snapshot at or before C that verifies. *found 0: none
+ * did (the message lists why). */
+static int load_snapshot(ember_stream *s, uint64_t C, int *found, uint64_t *version,
+                         char *msg)
+{
+    uint64_t *v = NULL;
+    size_t n = 0;
+    *found = 0;
+    int rc = ember__sl_list(s->ctx, s->state_dir, ".h5", &v, &n, msg);
+    for (size_t i = n; !rc && i-- > 0 && !*found;) {
+        if (v[i] > C)
+            continue; /* written by a batch that never committed */
+        char path[PATH_MAX + 32], why[EMBER_MSG_SIZE] = "";
+        snprintf(path, sizeof path, "%s/%" PRIu64 ".h5", s->state_dir, v[i]);
+        int r = ember__ss_load(&s->st, path, s->fingerprint, v[i], why);
+        if (r == EMBER_ENOMEM) {
+            rc = ember__err(msg, r, "%s", why);
+        } else if (r == EMBER_OK) {
+            *found = 1;
+            *version = v[i];
+        } else {
+            s->stats.snapshot_fallbacks++;
+            warn(s, "state snapshot %s cannot be used (%s); falling back to an older "
+                    "one and re-running the batches after it", path, why);
+            ember__err(msg, r, "%s", why);
+        }
+    }
+    ember__free(s->ctx, v);
+    return rc;
+}
+
+static int restore_state(ember_stream *s, uint64_t C, uint64_t oldest_offsets, char *msg)
+{
+    int found = 0;
+    uint64_t v = 0;
+    char why[EMBER_MSG_SIZE] = "";
+    int rc = load_snapshot(s, C, &found, &v, why);
+    if (rc)
+        return ember__err(msg, rc, "%s", why);
+    if (!found && oldest_offsets > 0)
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "checkpoint location %s: no state snapshot at or before batch %"
+                          PRIu64 " can be read%s%s, and the logs needed to rebuild the state "
+                          "from the start are gone (the oldest offsets entry is batch %"
+                          PRIu64 "); the state is lost: use a new location",
+                          s->loc, C, why[0] ? ": last error: " : "", why, oldest_offsets);
+    if (found) {
+        s->stats.restored = 1;
+        s->stats.restored_from = v;
+        s->have_snapshot = 1;
+        s->state_version = v;
+    }
+    if (found && v == C)
+        return EMBER_OK;
+    if ((rc = replay(s, v, C, !found, msg)))
+        return rc;
+    return snapshot(s, C, msg); /* so the next start need not replay */
+}
+
+/* Reads the logs: the last commit, the pending batch, the high-water
+ * mark; restores the state. */
+static int recover(ember_stream *s, char *msg)
+{
+    uint64_t *co = NULL, *of = NULL;
+    size_t nc = 0, no = 0;
+    int rc = ember__sl_list(s->ctx, s->commits_dir, "", &co, &nc, msg);
+    if (!rc)
+        rc = ember__sl_list(s->ctx, s->offsets_dir, "", &of, &no, msg);
+    uint64_t C = nc ? co[nc - 1] : 0, O = no ? of[no - 1] : 0, first = no ? of[0] : 0;
+    ember__free(s->ctx, co);
+    ember__free(s->ctx, of);
+    if (rc || !no) {
+        if (!rc && nc)
+            rc = ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s has commits "
+                            "but no offsets entries", s->loc);
+        return rc;
+    }
+    if ((nc && (O < C || O > C + 1)) || (!nc && O != first) || O - first + 1 != no)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: the offsets "
+                          "entries (%" PRIu64 "..%" PRIu64 ", %zu files) do not fit the "
+                          "last commit (%s%" PRIu64 ")", s->loc, first, O, no,
+                          nc ? "" : "none, ", C);
+    if (nc) {
+        ember__scommit c;
+        if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)))
+            return rc;
+        if (strcmp(c.query_id, s->query_id) != 0)
+            return ember__err(msg, EMBER_EMISMATCH, "%s/commits/%" PRIu64 " belongs to "
+                              "query %s, not %s", s->loc, C, c.query_id, s->query_id);
+        s->have_committed = 1;
+        s->last_committed = C;
+    }
+    plan last;
+    if ((rc = read_plan(s, O, &last, msg)))
+        return rc;
+    rc = set_hwm(s, &last, msg);
+    if (!rc && s->aggregating && nc)
+        rc = restore_state(s, C, first, msg);
+    if (rc || (nc && O == C)) {
+        plan_free(s->ctx, &last);
+        s->next_batch = O + 1;
+        return rc;
+    }
+    last.recovered = 1;
+    s->pending = last;
+    s->have_pending = 1;
+    s->next_batch = O;
+    return EMBER_OK;
+}
+
+/* ---- create / destroy ---------------------------------------------------------------- */
+
+static int copy_strings(ember_stream *s, const ember_stream_opts *o, char *msg)
+{
+    s->source = ember__strdup(s->ctx, o->source_dir);
+    s->loc = ember__strdup(s->ctx, o->checkpoint_location);
+    s->query = ember__strdup(s->ctx, o->query ? o->query : "");
+    s->sink_dir = o->sink_dir ? ember__strdup(s->ctx, o->sink_dir) : NULL;
+    if (!s->source || !s->loc || !s->query || (o->sink_dir && !s->sink_dir))
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    s->o.source_dir = s->source;
+    s->o.checkpoint_location = s->loc;
+    s->o.query = s->query;
+    s->o.sink_dir = s->sink_dir;
+    s->o.record_type = &s->st.type;
+    return EMBER_OK;
+}
+
+static int check_source(const char *dir, char *msg)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "source directory %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ember__err(msg, EMBER_EINVAL, "source %s is not a directory", dir);
+    return EMBER_OK;
+}
+
+static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
+{
+    int rc = check_required(opts, msg);
+    if (!rc)
+        rc = check_ranges(opts, msg);
+    if (rc)
+        return rc;
+    s->o = *opts;
+    s->aggregating = opts->key != EMBER_KEY_NONE;
+    if ((rc = check_mode(&s->o.output_mode, s->aggregating, msg)))
+        return rc;
+    if (s->aggregating)
+        rc = ember__ss_init(&s->st, s->ctx, opts->record_type, opts->key, opts->merge,
+                            opts->merge_arg, msg);
+    else if (!(rc = ember__ss_check_type(opts->record_type, EMBER_KEY_NONE, msg)))
+        s->st.type = *opts->record_type; /* the type only: no state */
+    if (!rc)
+        rc = copy_strings(s, opts, msg);
+    if (!rc)
+        rc = check_source(s->source, msg);
+    if (!rc && s->sink_dir)
+        rc = ember__sl_mkdir(s->sink_dir, msg);
+    if (!rc)
+        rc = describe(s, msg);
+    if (!rc)
+        rc = make_layout(s, msg);
+    if (!rc)
+        rc = check_metadata(s, msg);
+    if (!rc)
+        rc = recover(s, msg);
+    if (!rc && !opts->no_signals)
+        rc = install_signals(s, msg);
+    return rc;
+}
+
+int ember_stream_create(ember_stream **out, ember_ctx *ctx,
+                        const ember_stream_opts *opts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !opts)
+        return ember__err(msg, EMBER_EINVAL, "ember_stream_create: NULL argument");
+    *out = NULL;
+    ember_stream *s = ember__calloc(ctx, 1, sizeof *s);
+    if (!s)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    s->ctx = ctx;
+    s->lock_fd = -1;
+    s->t0 = now_s();
+    int rc = setup(s, opts, msg);
+    if (rc) {
+        ember_stream_destroy(&s);
+        return rc;
+    }
+    s->sink = (ember__sink){.ctx = ctx, .dir = s->sink_dir,
+                            .console = opts->console ? opts->console : stdout,
+                            .row_fn = opts->row_fn, .row_arg = opts->row_arg,
+                            .type = &s->st.type, .key = opts->key};
+    memcpy(s->stats.query_id, s->query_id, sizeof s->query_id);
+    *out = s;
+    return EMBER_OK;
+}
+
+void ember_stream_destroy(ember_stream **ps)
+{
+    if (!ps || !*ps)
+        return;
+    ember_stream *s = *ps;
+    ember_ctx *ctx = s->ctx;
+    if (s->signals_on)
+        restore_signals(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    if (s->aggregating)
+        ember__ss_free(&s->st);
+    plan_free(ctx, &s->pending);
+    ember__sfiles_free(ctx, s->prev, s->nprev);
+    ember__sfiles_free(ctx, s->avail, s->navail);
+    ember__free(ctx, s->hwm);
+    ember__free(ctx, s->description);
+    ember__free(ctx, s->source);
+    ember__free(ctx, s->loc);
+    ember__free(ctx, s->sink_dir);
+    ember__free(ctx, s->query);
+    ember__free(ctx, s);
+    *ps = NULL;
+}
+
+/* ---- running ------------------------------------------------------------------------- */
+
+int ember_stream_step(ember_stream *s, int *ran, char *msg)
+{
+    ember__msg_clear(msg);
+    int dummy;
+    if (!s)
+        return ember__err(msg, EMBER_EINVAL, "ember_stream_step: NULL stream");
+    return step(s, 0, ran ? ran : &dummy, msg);
+}
+
+/* Sleeps until `until` (monotonic seconds) or a stop. */
+static void wait_until(const ember_stream *s, double until)
+{
+    for (double t = now_s(); t < until && !stopping(s); t = now_s()) {
+        double d = until - t < WAIT_SLICE ? until - t : WAIT_SLICE;
+        struct timespec ts = {(time_t)d, (long)((d - floor(d)) * 1e9)};
+        nanosleep(&ts, NULL); /* a signal cuts it short */
+    }
+}
+
+/* AVAILABLE_NOW: the files present now, after the last one taken. */
+static int snapshot_available(ember_stream *s, char *msg)
+{
+    ember__sfile *f = NULL;
+    size_t n = 0;
+    int rc = ember__src_list(s->ctx, s->source, &f, &n, msg);
+    if (rc)
+        return rc;
+    size_t from = first_new(s, f, n);
+    s->avail = ember__calloc(s->ctx, n - from + 1, sizeof *s->avail);
+    if (!s->avail) {
+        ember__sfiles_free(s->ctx, f, n);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    for (size_t i = from; i < n; i++) {
+        s->avail[i - from] = f[i];
+        f[i].name = NULL;
+    }
+    s->navail = n - from;
+    s->avail_pos = 0;
+    ember__sfiles_free(s->ctx, f, n);
+    return EMBER_OK;
+}
+
+static void drop_available(ember_stream *s)
+{
+    ember__sfiles_free(s->ctx, s->avail, s->navail);
+    s->avail = NULL;
+    s->navail = s->avail_pos = 0;
+}
+
+/* ONCE and AVAILABLE_NOW. */
+static int run_finite(ember_stream *s, char *msg)
+{
+    int ran = 0, rc = EMBER_OK, once = s->o.trigger == EMBER_TRIGGER_ONCE;
+    uint64_t done = 0;
+    if (s->have_pending) {
+        if ((rc = step(s, 0, &ran, msg)))
+            return rc;
+        done += ran;
+    }
+    if (!once && (rc = snapshot_available(s, msg)))
+        return rc;
+    int more = 1; /* ONCE: its batch is still to run; AVAILABLE_NOW: files may remain */
+    while (more && !stopping(s) && !(s->o.max_batches && done >= s->o.max_batches)) {
+        if ((rc = step(s, once, &ran, msg)))
+            break;
+        done += ran;
+        more = once ? 0 : ran;
+    }
+    int left = once ? more : s->avail_pos < s->navail;
+    drop_available(s);
+    if (rc)
+        return rc;
+    return stopping(s) && left ? EMBER_INTERRUPTED : EMBER_OK;
+}
+
+/* DEFAULT and PROCESSING_TIME. */
+static int run_forever(ember_stream *s, char *msg)
+{
+    uint64_t done = 0;
+    double tick = now_s(), interval = s->o.interval;
+    double poll = s->o.poll > 0 ? s->o.poll : DEFAULT_POLL;
+    int pt = s->o.trigger == EMBER_TRIGGER_PROCESSING_TIME;
+    for (;;) {
+        if (stopping(s))
+            return EMBER_INTERRUPTED;
+        if (s->o.max_batches && done >= s->o.max_batches)
+            return EMBER_OK;
+        if (pt) {
+            wait_until(s, tick);
+            if (stopping(s))
+                return EMBER_INTERRUPTED;
+        }
+        double started = now_s();
+        int ran = 0, rc = step(s, 0, &ran, msg);
+        if (rc)
+            return rc;
+        done += ran;
+        if (pt) /* the first grid point after this batch's start */
+            tick = s->t0 + (floor((started - s->t0) / interval) + 1) * interval;
+        else if (!ran)
+            wait_until(s, now_s() + poll);
+    }
+}
+
+int ember_stream_run(ember_stream *s, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!s)
+        return ember__err(msg, EMBER_EINVAL, "ember_stream_run: NULL stream");
+    if (s->o.trigger == EMBER_TRIGGER_ONCE || s->o.trigger == EMBER_TRIGGER_AVAILABLE_NOW)
+        return run_finite(s, msg);
+    return run_forever(s, msg);
+}
+
+void ember_stream_stop(ember_stream *s)
+{
+    if (s)
+        s->stop = 1;
+}
+
+/* ---- inspecting -------------------------------------------------------------------- */
+
+int ember_stream_state(ember_stream *s, ember_ds **out, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!s || !out)
+        return ember__err(msg, EMBER_EINVAL, "ember_stream_state: NULL argument");
+    *out = NULL;
+    if (!s->aggregating)
+        return ember__err(msg, EMBER_ESTATE, "stream: a stateless query has no state");
+    return ember_from_array(out, s->ctx, &s->st.type, s->st.rec.data, s->st.rec.n, 0,
+                            EMBER_COPY, msg);
+}
+
+const char *ember_stream_text(const ember_stream *s, const void *record, size_t *len)
+{
+    if (len)
+        *len = 0;
+    if (!s || !record || s->o.key != EMBER_KEY_TEXT)
+        return NULL;
+    const unsigned char *r = record;
+    uint64_t o, l;
+    memcpy(&o, r + s->st.type.field[1].offset, sizeof o);
+    memcpy(&l, r + s->st.type.field[2].offset, sizeof l);
+    if (o > s->st.text.n || l > s->st.text.n - o)
+        return NULL;
+    if (len)
+        *len = (size_t)l;
+    return (const char *)s->st.text.data + o;
+}
+
+void ember_stream_get_stats(const ember_stream *s, ember_stream_stats *out)
+{
+    if (!s || !out)
+        return;
+    *out = s->stats;
+    out->next_batch = s->next_batch;
+    out->have_committed = s->have_committed;
+    out->last_committed = s->last_committed;
+    out->state_rows = s->st.rec.n;
+}

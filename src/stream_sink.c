@@ -1,0 +1,167 @@
+/* stream_sink.c: where a stream's output rows go.
+ *
+ * The directory sink writes one file per batch, "batch-<id>.csv" with the
+ * id zero-padded to 12 digits (so name order is batch order), through an
+ * atomic file: a reader sees a batch's whole output or none of it, and
+ * writing a batch again (a re-run after a crash) replaces the file with
+ * identical content. That makes the sink idempotent, which together with
+ * the offsets log gives exactly-once output.
+ *
+ * The console sink prints a Spark-style banner per batch, then the rows.
+ *
+ * Rows are CSV unless the query gives its own row function: numbers in C
+ * notation (integers in full, floats with enough digits to round-trip:
+ * %.9g and %.17g), array fields as one column per element, and for string
+ * keys the string first, quoted as RFC 4180 says (ember_stream_csv_field).
+ * Called on the caller's thread only.
+ */
+#include "stream_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+void ember__sink_name(uint64_t batch, char *buf, size_t size)
+{
+    snprintf(buf, size, "batch-%012" PRIu64 ".csv", batch);
+}
+
+int ember_stream_csv_field(FILE *f, const char *bytes, size_t len)
+{
+    int quote = 0;
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = bytes[i] == ',' || bytes[i] == '"' || bytes[i] == '\r' ||
+                bytes[i] == '\n';
+    if (!quote)
+        return len && fwrite(bytes, 1, len, f) != len ? EOF : 0;
+    if (putc('"', f) == EOF)
+        return EOF;
+    const char *p = bytes, *end = bytes + len;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        size_t n = q ? (size_t)(q - p) + 1 : (size_t)(end - p);
+        if (fwrite(p, 1, n, f) != n || (q && putc('"', f) == EOF))
+            return EOF;
+        p += n;
+    }
+    return putc('"', f) == EOF ? EOF : 0;
+}
+
+static int put_number(FILE *f, ember_scalar kind, const unsigned char *p)
+{
+    switch (kind) {
+    case EMBER_I32: {
+        int32_t v;
+        memcpy(&v, p, sizeof v);
+        return fprintf(f, "%" PRId32, v);
+    }
+    case EMBER_I64: {
+        int64_t v;
+        memcpy(&v, p, sizeof v);
+        return fprintf(f, "%" PRId64, v);
+    }
+    case EMBER_U64: {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        return fprintf(f, "%" PRIu64, v);
+    }
+    case EMBER_F32: {
+        float v;
+        memcpy(&v, p, sizeof v);
+        return fprintf(f, "%.9g", (double)v);
+    }
+    case EMBER_F64: {
+        double v;
+        memcpy(&v, p, sizeof v);
+        return fprintf(f, "%.17g", v);
+    }
+    }
+    return -1;
+}
+
+int ember__sink_csv_row(FILE *f, const ember_type *t, ember_stream_key key,
+                        const void *rec, const char *text, size_t text_len)
+{
+    const unsigned char *r = rec;
+    uint32_t first = 0;
+    int sep = 0;
+    if (key == EMBER_KEY_TEXT) {
+        if (ember_stream_csv_field(f, text, text_len))
+            return -1;
+        first = EMBER__SS_TEXT_FIRST_VALUE;
+        sep = 1;
+    }
+    for (uint32_t i = first; i < t->nfields; i++) {
+        const ember_field *fl = &t->field[i];
+        uint32_t count = fl->count ? fl->count : 1;
+        for (uint32_t e = 0; e < count; e++) {
+            if (sep && putc(',', f) == EOF)
+                return -1;
+            sep = 1;
+            if (put_number(f, fl->kind, r + fl->offset + e * ember_scalar_size(fl->kind)) < 0)
+                return -1;
+        }
+    }
+    return putc('\n', f) == EOF ? -1 : 0;
+}
+
+int ember__sink_begin(ember__sink *k, uint64_t batch, const char *mode,
+                      char *msg)
+{
+    k->rows = 0;
+    k->f = NULL;
+    if (!k->dir) {
+        k->f = k->console;
+        fprintf(k->f, "-------------------------------------------\n"
+                      "Batch: %" PRIu64 " (%s)\n"
+                      "-------------------------------------------\n",
+                batch, mode);
+        return EMBER_OK;
+    }
+    char name[48];
+    ember__sink_name(batch, name, sizeof name);
+    int rc = ember__af_open(&k->file, k->dir, name, msg);
+    if (!rc)
+        k->f = k->file.f;
+    return rc;
+}
+
+int ember__sink_row(ember__sink *k, const void *rec, const char *text,
+                    size_t text_len, char *msg)
+{
+    int bad = k->row_fn ? k->row_fn(k->f, rec, text, text_len, k->row_arg)
+                        : ember__sink_csv_row(k->f, k->type, k->key, rec, text, text_len);
+    if (bad) {
+        int e = errno;
+        if (k->row_fn)
+            return ember__err(msg, EMBER_EUSER, "sink: the row function failed on "
+                              "row %" PRIu64, k->rows);
+        return ember__err(msg, EMBER_EIO, "sink %s: cannot write row %" PRIu64 ": %s",
+                          k->dir ? k->file.path : "console", k->rows,
+                          strerror(e ? e : EIO));
+    }
+    k->rows++;
+    return EMBER_OK;
+}
+
+int ember__sink_commit(ember__sink *k, char *msg)
+{
+    if (k->dir) {
+        k->f = NULL;
+        return ember__af_commit(&k->file, msg);
+    }
+    int bad = fflush(k->f) != 0 || ferror(k->f);
+    k->f = NULL;
+    return bad ? ember__err(msg, EMBER_EIO, "console sink: write failed: %s",
+                            strerror(errno ? errno : EIO))
+               : EMBER_OK;
+}
+
+void ember__sink_abort(ember__sink *k)
+{
+    if (k->dir)
+        ember__af_abort(&k->file);
+    else if (k->f)
+        fflush(k->f);
+    k->f = NULL;
+}

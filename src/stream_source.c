@@ -1,0 +1,338 @@
+/* stream_source.c: the file source of a stream.
+ *
+ * Listing: the regular files of the source directory, minus names starting
+ * with '.' and names ending in ".tmp" (files still being written, by the
+ * convention of writing then renaming), sorted by name in byte order.
+ * Which of them are new is decided by stream.c (names after the last one
+ * taken).
+ *
+ * Reading: a batch's files go into one text, in order, each followed by a
+ * '\n' where it does not end with one, so no line spans two files. Exactly
+ * the size recorded when the batch was planned is read: a file that has
+ * since vanished, shrunk or grown is an error naming it, because a re-run
+ * batch must see exactly the bytes the first run saw. Files are read in
+ * parallel on the context's team straight into their slots; error details
+ * are kept per file and the first file's error is reported, so messages do
+ * not depend on the thread count.
+ *
+ * Lines: ember_line records {offset, length} over the text, as
+ * ember_read_lines makes them ("\r\n" ends count as line ends), held by an
+ * array source that owns the text, so ember_lines_text() works on it.
+ */
+#include "stream_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Text per partition of a batch's lines when the caller does not say. */
+#define LINES_PART_BYTES ((size_t)1 << 20)
+#define LINES_MAX_PARTS 4096
+/* Chunks for indexing lines: enough for the team, each at least this. */
+#define LINES_CHUNK_MIN ((size_t)1 << 18)
+
+/* ---- listing ------------------------------------------------------------ */
+
+int ember__src_ignored(const char *name)
+{
+    size_t len = strlen(name);
+    return name[0] == '.' || (len >= 4 && strcmp(name + len - 4, ".tmp") == 0);
+}
+
+static int cmp_sfile(const void *a, const void *b)
+{
+    return strcmp(((const ember__sfile *)a)->name, ((const ember__sfile *)b)->name);
+}
+
+static int add_file(ember_ctx *ctx, ember__sfile **files, size_t *n,
+                    size_t *cap, const char *name, uint64_t size)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        ember__sfile *p = ember__realloc(ctx, *files, ember__mul(c, sizeof *p));
+        if (!p)
+            return -1;
+        *files = p;
+        *cap = c;
+    }
+    char *copy = ember__strdup(ctx, name);
+    if (!copy)
+        return -1;
+    (*files)[*n].name = copy;
+    (*files)[*n].size = size;
+    (*n)++;
+    return 0;
+}
+
+int ember__src_list(ember_ctx *ctx, const char *dir, ember__sfile **files,
+                    size_t *n, char *msg)
+{
+    *files = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "source directory %s: %s", dir, strerror(errno));
+    size_t cap = 0;
+    int rc = EMBER_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (ember__src_ignored(de->d_name))
+            continue;
+        struct stat st;
+        /* A file renamed away or deleted since readdir is simply not here. */
+        if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (add_file(ctx, files, n, &cap, de->d_name, (uint64_t)st.st_size)) {
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory listing %s", dir);
+            break;
+        }
+    }
+    closedir(d);
+    if (rc) {
+        ember__sfiles_free(ctx, *files, *n);
+        *files = NULL;
+        *n = 0;
+        return rc;
+    }
+    if (*n > 1)
+        qsort(*files, *n, sizeof **files, cmp_sfile);
+    return EMBER_OK;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+typedef enum { RD_OK, RD_OPEN, RD_READ, RD_SHORT, RD_LONG } rd_status;
+
+typedef struct {
+    rd_status status;
+    int err;          /* errno */
+    uint64_t got;     /* bytes found (RD_SHORT) */
+    int newline;      /* 1 when a '\n' must follow the file */
+} rd_result;
+
+/* Reads exactly want bytes of dir/name into buf, and checks the file ends
+ * there. */
+static rd_result read_one(int dfd, const char *name, char *buf, uint64_t want)
+{
+    rd_result r = {RD_OK, 0, 0, 0};
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return (rd_result){RD_OPEN, errno, 0, 0};
+    uint64_t n = 0;
+    while (n < want) {
+        size_t step = want - n < ((size_t)1 << 30) ? (size_t)(want - n) : (size_t)1 << 30;
+        ssize_t got = read(fd, buf + n, step);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            r = got < 0 ? (rd_result){RD_READ, errno, n, 0}
+                        : (rd_result){RD_SHORT, 0, n, 0};
+            break;
+        }
+        n += (uint64_t)got;
+    }
+    char extra;
+    ssize_t more;
+    while (r.status == RD_OK && (more = read(fd, &extra, 1)) < 0 && errno == EINTR)
+        ;
+    if (r.status == RD_OK && more > 0)
+        r.status = RD_LONG;
+    close(fd);
+    r.newline = r.status == RD_OK && want > 0 && buf[want - 1] != '\n';
+    return r;
+}
+
+static int read_error(const char *dir, const ember__sfile *f, const rd_result *r,
+                      char *msg)
+{
+    switch (r->status) {
+    case RD_OPEN:
+        return ember__err(msg, r->err == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "source file %s/%s: cannot open: %s (a batch's files "
+                          "must stay until it commits)", dir, f->name, strerror(r->err));
+    case RD_READ:
+        return ember__err(msg, EMBER_EIO, "source file %s/%s: read failed: %s",
+                          dir, f->name, strerror(r->err));
+    case RD_SHORT:
+    case RD_LONG:
+        return ember__err(msg, EMBER_EFORMAT,
+                          "source file %s/%s changed after it arrived: it had %llu "
+                          "bytes when its batch was planned and now has %s %llu "
+                          "(files must not change once in the source directory)",
+                          dir, f->name, (unsigned long long)f->size,
+                          r->status == RD_SHORT ? "only" : "more than",
+                          (unsigned long long)(r->status == RD_SHORT ? r->got : f->size));
+    default:
+        return EMBER_OK;
+    }
+}
+
+/* Removes the spare byte after each file that ends with '\n' (each slot
+ * had room for one) and puts a '\n' where one is needed. */
+static size_t compact(char *text, const ember__sfile *files, size_t n,
+                      const rd_result *res, uint64_t *off)
+{
+    size_t from = 0, to = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = (size_t)files[i].size;
+        off[i] = to;
+        if (to != from && len)
+            memmove(text + to, text + from, len);
+        to += len;
+        if (res[i].newline)
+            text[to++] = '\n';
+        from += len + 1;
+    }
+    off[n] = to;
+    text[to] = '\0';
+    return to;
+}
+
+int ember__src_read(ember_ctx *ctx, const char *dir, const ember__sfile *files,
+                    size_t nfiles, char **text, size_t *size,
+                    uint64_t *file_offsets, char *msg)
+{
+    *text = NULL;
+    *size = 0;
+    uint64_t total = 1;
+    for (size_t i = 0; i < nfiles; i++) {
+        if (files[i].size > SIZE_MAX / 2 - total)
+            return ember__err(msg, EMBER_ENOMEM, "batch of %zu files is too big", nfiles);
+        total += files[i].size + 1;
+    }
+    char *buf = ember__malloc(ctx, (size_t)total);
+    rd_result *res = ember__calloc(ctx, nfiles + 1, sizeof *res);
+    size_t *slot = ember__calloc(ctx, nfiles + 1, sizeof *slot);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = EMBER_OK;
+    if (!buf || !res || !slot)
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory for a batch of %llu bytes",
+                        (unsigned long long)total);
+    else if (dfd < 0)
+        rc = ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                        "source directory %s: %s", dir, strerror(errno));
+    for (size_t i = 1; !rc && i <= nfiles; i++)
+        slot[i] = slot[i - 1] + (size_t)files[i - 1].size + 1;
+    long long N = rc ? 0 : (long long)nfiles;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(ctx->threads)
+    for (long long i = 0; i < N; i++)
+        res[i] = read_one(dfd, files[i].name, buf + slot[i], files[i].size);
+    for (size_t i = 0; !rc && i < nfiles; i++)
+        rc = read_error(dir, &files[i], &res[i], msg);
+    if (!rc)
+        *size = compact(buf, files, nfiles, res, file_offsets);
+    if (dfd >= 0)
+        close(dfd);
+    ember__free(ctx, res);
+    ember__free(ctx, slot);
+    if (rc) {
+        ember__free(ctx, buf);
+        return rc;
+    }
+    *text = buf;
+    return EMBER_OK;
+}
+
+/* ---- lines --------------------------------------------------------------------- */
+
+typedef struct {
+    size_t lo, hi;   /* bytes [lo, hi): whole lines */
+    size_t first;    /* index of its first line */
+    size_t lines;
+} lchunk;
+
+static size_t count_lines(const char *text, size_t lo, size_t hi)
+{
+    size_t n = 0;
+    for (size_t i = lo; i < hi; i++) /* a loop that vectorises */
+        n += text[i] == '\n';
+    if (hi > lo && text[hi - 1] != '\n')
+        n++;
+    return n;
+}
+
+static void fill_lines(const char *text, size_t size, const lchunk *c,
+                       ember_line *out)
+{
+    ember_line *l = out + c->first;
+    for (size_t p = c->lo; p < c->hi; l++) {
+        const char *nl = memchr(text + p, '\n', c->hi - p);
+        size_t e = nl ? (size_t)(nl - text) : c->hi, len = e - p;
+        if (e < size && len && text[e - 1] == '\r')
+            len--;
+        l->offset = p;
+        l->length = len;
+        p = e + 1;
+    }
+}
+
+/* Chunk boundaries just after a '\n'. */
+static size_t make_chunks(const char *text, size_t size, lchunk *c, size_t want)
+{
+    size_t n = 0, lo = 0;
+    for (size_t k = 1; k <= want && lo < size; k++) {
+        size_t hi = k == want ? size : size / want * k;
+        if (hi < lo)
+            hi = lo;
+        const char *nl = hi < size ? memchr(text + hi, '\n', size - hi) : NULL;
+        hi = hi >= size ? size : nl ? (size_t)(nl - text) + 1 : size;
+        if (hi > lo)
+            c[n++] = (lchunk){lo, hi, 0, 0};
+        lo = hi;
+    }
+    return n;
+}
+
+static int lines_type(ember_type *t)
+{
+    ember_field f[2];
+    memset(f, 0, sizeof f);
+    snprintf(f[0].name, EMBER_NAME_SIZE, "offset");
+    snprintf(f[1].name, EMBER_NAME_SIZE, "length");
+    f[0].kind = f[1].kind = EMBER_U64;
+    f[0].count = f[1].count = 1;
+    return ember_type_struct(t, f, 2, NULL);
+}
+
+int ember__src_lines(ember_ds **out, ember_ctx *ctx, char *text, size_t size,
+                     size_t partitions, const char *name, char *msg)
+{
+    *out = NULL;
+    size_t want = size / LINES_CHUNK_MIN + 1;
+    size_t team = (size_t)(ctx->threads > 0 ? ctx->threads : 1) * 4;
+    want = want < team ? want : team;
+    lchunk *c = ember__calloc(ctx, want + 1, sizeof *c);
+    ember_type type;
+    if (!c || lines_type(&type)) {
+        ember__free(ctx, c);
+        ember__free(ctx, text);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory indexing lines");
+    }
+    long long nc = (long long)make_chunks(text, size, c, want);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (long long i = 0; i < nc; i++)
+        c[i].lines = count_lines(text, c[i].lo, c[i].hi);
+    size_t n = 0;
+    for (long long i = 0; i < nc; i++) {
+        c[i].first = n;
+        n += c[i].lines;
+    }
+    ember_line *recs = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *recs));
+    if (!recs) {
+        ember__free(ctx, c);
+        ember__free(ctx, text);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory indexing %zu lines", n);
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (long long i = 0; i < nc; i++)
+        fill_lines(text, size, &c[i], recs);
+    ember__free(ctx, c);
+    size_t P = partitions ? partitions : size / LINES_PART_BYTES + 1;
+    P = P < LINES_MAX_PARTS ? P : LINES_MAX_PARTS;
+    return ember__array_source(out, ctx, &type, recs, n, P, text, size, name, msg);
+}
