@@ -330,10 +330,35 @@ static void test_exec_long_lineage_100k_maps(void **state)
 
 /* ---- storage levels ------------------------------------------------------------------ */
 
+/* Removes what is under path (left by an earlier run that failed). */
+static void empty_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        struct stat st;
+        if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
+            empty_dir(sub);
+            rmdir(sub);
+        } else {
+            unlink(sub);
+        }
+    }
+    closedir(d);
+}
+
+/* An empty, writable directory at path. */
 static void make_dir(const char *path)
 {
     if (mkdir(path, 0700) != 0)
         assert_true(access(path, W_OK) == 0);
+    empty_dir(path);
 }
 
 /* Files left anywhere under path. */
@@ -762,6 +787,183 @@ static void run_alloc_failures(int threads)
                   "absorbed\n", threads, fail - 1, failed, absorbed);
 }
 
+static int to_pair_id(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    int64_t (*b)[2] = out;
+    for (size_t i = 0; i < n; i++) {
+        b[i][0] = a[i];
+        b[i][1] = a[i] * 7;
+    }
+    return 0;
+}
+
+static int fan2(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    const int64_t (*a)[2] = in;
+    for (size_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < a[i][1] % 3; c++)
+            if (ember_emit(em, a[i], 1))
+                return 1;
+    return 0;
+}
+
+static int keep_even_value(const void *in, unsigned char *keep, size_t n,
+                           void *arg)
+{
+    (void)arg;
+    const int64_t (*a)[2] = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = (a[i][1] & 1) == 0;
+    return 0;
+}
+
+static int count_seq(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)in;
+    (void)arg;
+    *(int64_t *)acc += (int64_t)n;
+    return 0;
+}
+
+static int count_comb(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)n;
+    (void)arg;
+    *(int64_t *)acc += *(const int64_t *)in;
+    return 0;
+}
+
+/* Every other kind of step, with blocks compressed and spilled: each
+ * action's status, 0 when all ran; results are checked when they do. */
+static int wide_scenario(const ember_allocator *al, const char *scratch)
+{
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.allocator = al;
+    o.threads = 1; /* 2 threads: test_exec_allocation_failures_two_threads */
+    o.memory_budget = 16384;
+    o.block_bytes = 512;
+    o.scratch_dir = scratch;
+    ember_ctx *ctx = NULL;
+    enum { NDS = 14 };
+    ember_ds *d[NDS] = {NULL};
+    ember_bcast *bc = NULL;
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
+    int rc = ember_ctx_create(&ctx, &o, msg);
+    if (!rc)
+        rc = ember_range(&d[0], ctx, 0, 600, 1, 5, msg);
+    if (!rc)
+        rc = ember_map(&d[1], d[0], &kv, to_pair_id, NULL, msg);
+    if (!rc)
+        rc = ember_persist(d[1], EMBER_MEMORY_AND_DISK_SER, msg);
+    if (!rc)
+        rc = ember_flat_map(&d[2], d[1], NULL, fan2, NULL, msg);
+    if (!rc)
+        rc = ember_filter(&d[3], d[1], keep_even_value, NULL, msg);
+    if (!rc)
+        rc = ember_zip(&d[4], d[1], d[1], msg);
+    if (!rc)
+        rc = ember_union(&d[5], d[2], d[3], msg);
+    if (!rc)
+        rc = ember_sample(&d[6], d[5], 0.5, 3, msg);
+    if (!rc)
+        rc = ember_sort_by_key(&d[7], d[6], 1, 4, msg);
+    if (!rc)
+        rc = ember_group_by_key(&d[8], d[3], 3, msg);
+    if (!rc)
+        rc = ember_join(&d[9], d[8], d[1], 2, msg);
+    if (!rc)
+        rc = ember_distinct(&d[10], d[5], 3, msg);
+    if (!rc)
+        rc = ember_persist(d[10], EMBER_MEMORY_ONLY_SER, msg);
+    if (!rc)
+        rc = ember_repartition(&d[11], d[10], 7, msg);
+    if (!rc)
+        rc = ember_partition_by(&d[12], d[3], EMBER_RANGE, 4, msg);
+    if (!rc)
+        rc = ember_broadcast(&bc, d[7], msg);
+    uint64_t n = 0;
+    if (!rc)
+        rc = ember_count(d[9], &n, msg);
+    if (!rc)
+        assert_int_equal(n, 300); /* even keys: one match each */
+    if (!rc)
+        rc = ember_count(d[11], &n, msg);
+    uint64_t distinct = n;
+    if (!rc)
+        rc = ember_count(d[10], &n, msg); /* again, from its blocks */
+    if (!rc)
+        assert_int_equal(n, distinct);
+    int64_t pairs = 0, zero = 0;
+    if (!rc)
+        rc = ember_aggregate(d[4], &zero, sizeof zero, count_seq, count_comb,
+                             NULL, &pairs, msg);
+    if (!rc)
+        assert_int_equal(pairs, 600);
+    int64_t top[4][2];
+    size_t got = 0;
+    if (!rc)
+        rc = ember_take(d[12], 4, top, &got, msg);
+    if (!rc)
+        assert_int_equal(got, 4);
+    char *lin = NULL;
+    if (!rc)
+        rc = ember_lineage_string(d[9], &lin);
+    if (!rc)
+        ember_free(ctx, lin);
+    if (!rc) {
+        ember_stats st;
+        ember_ctx_stats(ctx, &st);
+        assert_true(st.spills > 0); /* the spill paths ran too */
+    }
+    if (rc) {
+        assert_true(rc < 0);
+        assert_true(msg[0] != '\0' || rc == EMBER_ENOMEM);
+    }
+    ember_bcast_free(&bc);
+    for (int i = NDS - 1; i >= 0; i--)
+        ember_ds_free(&d[i]);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}
+
+/* Allocation failure N = 1, 2, ... through every kind of step, the store
+ * compressing and spilling: a clean status and no leak on every path, and
+ * the spill directory left empty. */
+static void test_exec_allocation_failures_every_step(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    tu_counter c;
+    ember_allocator al = tu_allocator(&c);
+    long failed = 0, absorbed = 0, fail = 1;
+    for (;; fail++) {
+        assert_true(fail < 100000);
+        tu_counter_reset(&c, fail);
+        int rc = wide_scenario(&al, "scratch");
+        if (atomic_load(&c.live) != 0)
+            fail_msg("failing allocation %ld (status %d): %ld blocks leaked",
+                     fail, rc, atomic_load(&c.live));
+        if (files_under("scratch") != 0)
+            fail_msg("failing allocation %ld (status %d): spill files left",
+                     fail, rc);
+        if (atomic_load(&c.injected) == 0) {
+            assert_int_equal(rc, EMBER_OK);
+            break;
+        }
+        if (rc == EMBER_OK)
+            absorbed++;
+        else
+            failed++;
+    }
+    print_message("%ld allocations; %ld failures reported, %ld absorbed\n",
+                  fail - 1, failed, absorbed);
+}
+
 static void test_exec_allocation_failures_single_thread(void **state)
 {
     (void)state;
@@ -790,6 +992,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_lowest_failing_partition_reported),
         cmocka_unit_test(test_exec_allocation_failures_single_thread),
         cmocka_unit_test(test_exec_allocation_failures_two_threads),
+        cmocka_unit_test(test_exec_allocation_failures_every_step),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
