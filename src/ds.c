@@ -488,6 +488,8 @@ int ember_unpersist(ember_ds *ds)
     if (!ds)
         return EMBER_EINVAL;
     ds->level = EMBER_NONE;
+    if (ds->stored_once) /* a later persist starts afresh: no recomputes */
+        memset(ds->stored_once, 0, ds->nparts + 1);
     /* A shuffle's own outputs share the key; they are not a cache. */
     if (ds->op != EMBER__SHUFFLE && ds->op != EMBER__CHECKPOINT)
         ember__store_drop(ds->ctx, ds->id);
