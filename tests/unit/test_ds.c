@@ -1311,11 +1311,13 @@ static void test_ds_unpersist_frees_memory(void **state)
     ember_ctx_stats(ctx, &s);
     assert_int_equal(s.memory_used, 0); /* and not stored */
 
-    /* Freeing a cached dataset frees its blocks too. */
+    /* Freeing a cached dataset frees its blocks too. Persisting again
+     * starts afresh: its first computation is not a recompute. */
     TU_OKM(ember_cache(m, msg), msg);
     TU_OKM(ember_count(m, &n, msg), msg);
     ember_ctx_stats(ctx, &s);
     assert_true(s.memory_used > 0);
+    assert_int_equal(s.recomputes, 0);
     ember_ds_free(&m);
     ember_ctx_stats(ctx, &s);
     assert_int_equal(s.memory_used, 0);
