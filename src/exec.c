@@ -369,6 +369,8 @@ static int push(task *t, size_t from, const unsigned char *cur, size_t n)
             return EMBER_OK;
         if (rc)
             return rc;
+        if (n == 0)
+            return EMBER_OK; /* filtered away: user functions get records */
     }
     if (n == 0)
         return EMBER_OK;
