@@ -97,6 +97,71 @@ static void test_exec_pipeline_reads_input_once(void **state)
     assert_int_equal(atomic_load(&c.live), 0);
 }
 
+static int keep_few(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = a[i] % 5000 == 0;
+    return 0;
+}
+
+/* Fails on an empty block: user functions get blocks of records. */
+static int map_nonempty(const void *in, void *out, size_t n, void *arg)
+{
+    atomic_long *calls = arg;
+    atomic_fetch_add(calls, 1);
+    if (n == 0)
+        return 1;
+    memcpy(out, in, n * 8);
+    return 0;
+}
+
+static int filter_nonempty(const void *in, unsigned char *keep, size_t n,
+                           void *arg)
+{
+    (void)in;
+    (void)arg;
+    if (n == 0)
+        return 1;
+    memset(keep, 1, n);
+    return 0;
+}
+
+static int flat_nonempty(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)arg;
+    return n == 0 ? 1 : ember_emit(em, in, n);
+}
+
+/* A filter that empties blocks does not hand empty blocks downstream. */
+static void test_exec_no_empty_blocks_after_filter(void **state)
+{
+    (void)state;
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.threads = 2;
+    o.block_bytes = 1024; /* 128 records: most blocks lose every record */
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *f = NULL, *m = NULL, *g = NULL, *fm = NULL;
+    atomic_long calls = 0;
+    TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 4, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_few, NULL, msg), msg);
+    TU_OKM(ember_map(&m, f, NULL, map_nonempty, &calls, msg), msg);
+    TU_OKM(ember_filter(&g, m, filter_nonempty, NULL, msg), msg);
+    TU_OKM(ember_flat_map(&fm, g, NULL, flat_nonempty, NULL, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(fm, &sum, msg), msg);
+    assert_int_equal(sum, 5000 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 +
+                                  11 + 12 + 13 + 14 + 15 + 16 + 17 + 18 + 19));
+    assert_int_equal(atomic_load(&calls), 20); /* one block per record kept */
+    ember_ds *all[] = {r, f, m, g, fm};
+    for (int i = 0; i < 5; i++)
+        ember_ds_free(&all[i]);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- determinism ---------------------------------------------------------------- */
 
 typedef struct {
@@ -980,6 +1045,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exec_pipeline_reads_input_once),
+        cmocka_unit_test(test_exec_no_empty_blocks_after_filter),
         cmocka_unit_test(test_exec_results_same_at_1_2_4_threads),
         cmocka_unit_test(test_exec_results_same_for_any_block_size),
         cmocka_unit_test(test_exec_long_lineage_100k_maps),
