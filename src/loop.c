@@ -1,0 +1,1374 @@
+/* loop.c: the resumable iteration loop.
+ *
+ * A loop owns a checkpoint directory, the program state bound to it by name
+ * (dataset handles, scalars, arrays, blobs) and the policy that decides when
+ * to write "<dir>/ckpt-<iterations done>.h5" (files go through ckptfile.c).
+ * The first ember_loop_next restores the newest checkpoint that verifies;
+ * each later call counts one iteration done and applies the policy.
+ *
+ * Invariants:
+ * - A file ckpt-N.h5 holds the state after exactly N iterations, bound
+ *   datasets with the partition offsets they had, so that a resumed run
+ *   computes bit-identical results with any thread count.
+ * - Restoring is all or nothing: everything is read and checked before any
+ *   bound variable changes; a file that fails on the way is skipped.
+ * - Files are deleted (retention) only after a newer one has committed.
+ * - The directory is held by one live process, through a lock on
+ *   <dir>/ember.lock; the lock dies with its holder, so it is never stale.
+ *   Where the system has open-file-description locks (Linux: F_OFD_SETLK)
+ *   they are used rather than classic POSIX record locks, because classic
+ *   locks belong to the process: two loops in one process would both get
+ *   the directory, and closing any descriptor of the file would drop the
+ *   lock. The holder's pid is written into the file, since an OFD lock does
+ *   not report one.
+ * - Nothing is process-wide except the flag the signal handler sets (a
+ *   handler can reach nothing else).
+ *
+ * Counting: ember_loop_next hands out iteration `done`, and the next call,
+ * or ember_loop_finish, counts it as done. A program that runs n
+ * iterations therefore finishes right after the last one it ran, and the
+ * same program restarted after that runs none (tests/programs/
+ * ember-loopdemo.c does this):
+ *
+ *     for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < n;
+ *          rc = ember_loop_next(loop, &it, msg)) {
+ *         step(it);
+ *         if (it + 1 == n) {
+ *             rc = ember_loop_finish(loop, msg);
+ *             break;
+ *         }
+ *     }
+ *
+ * Signals: SIGTERM, SIGINT and SIGUSR1 are caught while a loop with a
+ * directory lives (one that was ignored when it started stays ignored, as a
+ * shell's background job ignores SIGINT); the loop checkpoints after the
+ * current iteration and returns EMBER_INTERRUPTED. Without a directory the
+ * loop takes no lock, catches no signal, never writes and has no deadline:
+ * there would be nothing to save.
+ *
+ * Programs call this through ember.h. Every call is from the caller's
+ * thread; the loop itself never runs in a parallel region.
+ */
+#define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef F_OFD_SETLK
+#define LOOP_SETLK F_OFD_SETLK
+#define LOOP_GETLK F_OFD_GETLK
+#else
+#define LOOP_SETLK F_SETLK
+#define LOOP_GETLK F_GETLK
+#endif
+
+#define LOCK_NAME "ember.lock"
+#define CKPT_PREFIX "ckpt-"
+#define CKPT_SUFFIX ".h5"
+#define PATH_SIZE 1024         /* == sizeof stats.last_path */
+#define DIR_MAX (PATH_SIZE - 64) /* room for "/ckpt-<20 digits>.h5.tmp" */
+#define ITER_TIMES 4           /* iteration-time estimate: max of the last 4 */
+
+static const int loop_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
+#define NSIG_LOOP 3
+
+/* The one piece of process-wide state. The handler sets it; loops that
+ * installed the handler read it. A second signal of the same kind takes
+ * the default action (SA_RESETHAND): a user who presses Ctrl-C twice, or a
+ * scheduler that insists, stops the process at once. That is safe: a
+ * checkpoint being written is only a .tmp file until it commits. */
+static volatile sig_atomic_t loop_signal;
+
+static void on_signal(int sig)
+{
+    loop_signal = sig;
+}
+
+typedef enum { BIND_DS, BIND_I64, BIND_F64, BIND_ARRAY, BIND_BLOB } bind_kind;
+
+typedef struct {
+    char name[EMBER_NAME_SIZE];
+    bind_kind kind;
+    ember_ds **ds;       /* BIND_DS */
+    ember_type type;     /* BIND_DS: the type when bound (checked later) */
+    void *data;          /* the other kinds */
+    ember_scalar scalar; /* I64, F64, ARRAY */
+    size_t n;            /* ARRAY: numbers; BLOB: bytes; scalars: 1 */
+} binding;
+
+typedef struct {
+    uint64_t iter;
+    char name[64];
+} ckpt_entry;
+
+struct ember_loop {
+    ember_ctx *ctx;
+    ember_loop_opts o;   /* strings below are the loop's own copies */
+    char *dir;           /* NULL: no checkpoints, no lock, no signals */
+    char *program;
+    char *parameters;
+    char *signature;     /* built at the first ember_loop_next */
+    uint64_t fingerprint;
+    int keep;
+    int lock_fd;
+    int signals_on;
+    int have_old[NSIG_LOOP];
+    struct sigaction old[NSIG_LOOP];
+
+    binding *b;
+    size_t nb, capb;
+
+    int started;         /* the first ember_loop_next has run */
+    int pending;         /* an iteration was handed out, not yet counted */
+    int stopped;         /* returned EMBER_INTERRUPTED or finished */
+    int caught;          /* a signal was seen by this loop */
+    uint64_t done;       /* iterations done */
+    int have_ckpt;       /* a checkpoint of `ckpt_iter` exists (ours) */
+    uint64_t ckpt_iter;
+    double last_ckpt_time; /* monotonic; start of the run before the first */
+    double last_cost;    /* seconds the last checkpoint took */
+    int cost_known;
+    double costs[ITER_TIMES]; /* the last few, for the deadline */
+    size_t ncosts;
+    double iter_start;
+    double iter_times[ITER_TIMES];
+    size_t niter_times;
+    /* Files that were in the directory at start and are newer than the
+     * state this run began from (rejected ones, or an earlier run's under
+     * RESUME_NEVER). Retention treats them as older than ours. */
+    uint64_t *stale;
+    size_t nstale;
+
+    char warn[EMBER_MSG_SIZE];
+    ember_loop_stats stats;
+};
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Fingerprint = FNV-1a 64 of program, parameters and signature, each
+ * followed by a NUL so that moving text between them changes it. */
+static uint64_t fingerprint(const char *program, const char *parameters,
+                            const char *signature)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv1a(h, program, strlen(program) + 1);
+    h = fnv1a(h, parameters, strlen(parameters) + 1);
+    return fnv1a(h, signature, strlen(signature) + 1);
+}
+
+/* Appends a warning to the message the next ember_loop_next returns, and
+ * prints it unless the loop is quiet. */
+static void warn(ember_loop *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn(ember_loop *L, const char *fmt, ...)
+{
+    char line[EMBER_MSG_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!L->o.quiet)
+        fprintf(stderr, "%s\n", line);
+    /* Appended piece by piece: the sum may not fit, and is cut. */
+    size_t used = strlen(L->warn);
+    if (used && used + 2 < sizeof L->warn) {
+        memcpy(L->warn + used, "; ", 3);
+        used += 2;
+    }
+    size_t room = sizeof L->warn - used, len = strlen(line);
+    if (room > 1) {
+        len = len < room - 1 ? len : room - 1;
+        memcpy(L->warn + used, line, len);
+        L->warn[used + len] = '\0';
+    }
+}
+
+static int ckpt_path(const ember_loop *L, const char *name, char *path)
+{
+    int w = snprintf(path, PATH_SIZE, "%s/%s", L->dir, name);
+    return w > 0 && w < PATH_SIZE ? EMBER_OK : EMBER_ERANGE;
+}
+
+/* "ckpt-" + 12 or more digits + ".h5" -> the number. */
+static int parse_ckpt_name(const char *name, uint64_t *iter)
+{
+    size_t plen = strlen(CKPT_PREFIX), len = strlen(name);
+    if (len <= plen + strlen(CKPT_SUFFIX) ||
+        strncmp(name, CKPT_PREFIX, plen) != 0 ||
+        strcmp(name + len - strlen(CKPT_SUFFIX), CKPT_SUFFIX) != 0)
+        return 0;
+    size_t ndig = len - plen - strlen(CKPT_SUFFIX);
+    if (ndig < 12 || ndig > 20)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < ndig; i++) {
+        char c = name[plen + i];
+        if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(c - '0');
+    }
+    *iter = v;
+    return 1;
+}
+
+static int entry_newer_first(const void *a, const void *b)
+{
+    const ckpt_entry *x = a, *y = b;
+    return x->iter < y->iter ? 1 : x->iter > y->iter ? -1 : 0;
+}
+
+/* The checkpoint files of the directory, newest first (ctx allocation). */
+static int list_ckpts(ember_loop *L, ckpt_entry **out, size_t *n, char *msg)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(L->dir);
+    if (!d)
+        return ember__err(msg, EMBER_EIO, "cannot list checkpoint dir %s: %s",
+                          L->dir, strerror(errno));
+    ckpt_entry *e = NULL;
+    size_t cap = 0, cnt = 0;
+    int rc = EMBER_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        uint64_t it;
+        if (!parse_ckpt_name(de->d_name, &it))
+            continue;
+        if (cnt == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            ckpt_entry *ne = ember__realloc(L->ctx, e, ember__mul(nc, sizeof *e));
+            if (!ne) {
+                rc = ember__err(msg, EMBER_ENOMEM, "out of memory listing %s",
+                                L->dir);
+                break;
+            }
+            e = ne;
+            cap = nc;
+        }
+        e[cnt].iter = it;
+        snprintf(e[cnt].name, sizeof e[cnt].name, "%s", de->d_name);
+        cnt++;
+    }
+    closedir(d);
+    if (rc) {
+        ember__free(L->ctx, e);
+        return rc;
+    }
+    if (cnt)
+        qsort(e, cnt, sizeof *e, entry_newer_first);
+    *out = e;
+    *n = cnt;
+    return EMBER_OK;
+}
+
+/* ---- directory, lock, signals ---------------------------------------------- */
+
+static int prepare_dir(const char *dir, char *msg)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT)
+            return ember__err(msg, EMBER_EIO, "checkpoint dir %s: %s", dir,
+                              strerror(errno));
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return ember__err(msg, EMBER_EIO,
+                              "cannot create checkpoint dir %s: %s", dir,
+                              strerror(errno));
+        if (stat(dir, &st) != 0)
+            return ember__err(msg, EMBER_EIO, "checkpoint dir %s: %s", dir,
+                              strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return ember__err(msg, EMBER_EINVAL,
+                          "checkpoint dir %s is not a directory: %s", dir,
+                          strerror(ENOTDIR));
+    return EMBER_OK;
+}
+
+/* The pid of whoever holds fd's lock, or 0 if unknown. */
+static long lock_holder(int fd)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, LOOP_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+        return (long)fl.l_pid;
+    char buf[32];
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    if (got <= 0)
+        return 0;
+    buf[got] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 ? pid : 0;
+}
+
+static int lock_dir(ember_loop *L, char *msg)
+{
+    char path[PATH_SIZE];
+    if (ckpt_path(L, LOCK_NAME, path))
+        return ember__err(msg, EMBER_EINVAL, "checkpoint dir path too long");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO,
+                          "checkpoint dir %s is not writable: cannot open %s: %s",
+                          L->dir, path, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, LOOP_SETLK, &fl) != 0) {
+        int e = errno;
+        long pid = (e == EACCES || e == EAGAIN) ? lock_holder(fd) : 0;
+        close(fd);
+        if (e != EACCES && e != EAGAIN)
+            return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path,
+                              strerror(e));
+        if (pid)
+            return ember__err(msg, EMBER_EBUSY,
+                              "checkpoint dir %s is in use by process %ld",
+                              L->dir, pid);
+        return ember__err(msg, EMBER_EBUSY,
+                          "checkpoint dir %s is in use by another process",
+                          L->dir);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return ember__err(msg, EMBER_EIO, "cannot write %s: %s", path,
+                          strerror(e));
+    }
+    L->lock_fd = fd;
+    return EMBER_OK;
+}
+
+/* Removes "*.tmp" left by writes that crashed. Only under the lock: no
+ * live writer can own them. */
+static void sweep_tmp(ember_loop *L)
+{
+    DIR *d = opendir(L->dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 4 || strcmp(de->d_name + len - 4, ".tmp") != 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT)
+            warn(L, "ember: cannot remove stray %s/%s: %s", L->dir,
+                 de->d_name, strerror(errno));
+    }
+    closedir(d);
+}
+
+/* A signal ignored when the loop starts stays ignored (a shell's
+ * background job ignores SIGINT on purpose). */
+static int install_signals(ember_loop *L, char *msg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
+    loop_signal = 0;
+    for (int i = 0; i < NSIG_LOOP; i++) {
+        if (sigaction(loop_signals[i], NULL, &L->old[i]) != 0)
+            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
+        if (!(L->old[i].sa_flags & SA_SIGINFO) &&
+            L->old[i].sa_handler == SIG_IGN)
+            continue;
+        if (sigaction(loop_signals[i], &sa, NULL) != 0)
+            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
+        L->have_old[i] = 1;
+    }
+    L->signals_on = 1;
+    return EMBER_OK;
+}
+
+static void restore_signals(ember_loop *L)
+{
+    for (int i = 0; i < NSIG_LOOP; i++)
+        if (L->have_old[i])
+            sigaction(loop_signals[i], &L->old[i], NULL);
+    L->signals_on = 0;
+}
+
+/* ---- create / destroy ------------------------------------------------------ */
+
+static int check_opts(const ember_loop_opts *o, char *msg)
+{
+    if (o->seconds < 0 || o->mtbf < 0 || o->deadline < 0 || o->keep < 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "loop options: seconds, mtbf, deadline and keep "
+                          "must be >= 0");
+    if (o->deflate < 0 || o->deflate > 9)
+        return ember__err(msg, EMBER_EINVAL,
+                          "loop options: deflate %d is not in 0..9", o->deflate);
+    if (o->resume != EMBER_RESUME_AUTO && o->resume != EMBER_RESUME_NEVER &&
+        o->resume != EMBER_RESUME_REQUIRE)
+        return ember__err(msg, EMBER_EINVAL, "loop options: bad resume %d",
+                          (int)o->resume);
+    /* A checkpoint stores them in fixed-size fields (ember__ck_info). */
+    if (o->program && strlen(o->program) >= sizeof ((ember__ck_info *)0)->program)
+        return ember__err(msg, EMBER_EINVAL, "loop options: program name too long");
+    if (o->parameters &&
+        strlen(o->parameters) >= sizeof ((ember__ck_info *)0)->parameters)
+        return ember__err(msg, EMBER_EINVAL, "loop options: parameters too long");
+    return EMBER_OK;
+}
+
+static int copy_strings(ember_loop *L, const ember_loop_opts *o,
+                        const char *dir)
+{
+    L->program = ember__strdup(L->ctx, o->program ? o->program : "");
+    L->parameters = ember__strdup(L->ctx, o->parameters ? o->parameters : "");
+    if (dir)
+        L->dir = ember__strdup(L->ctx, dir);
+    L->o.dir = L->dir;
+    L->o.program = L->program;
+    L->o.parameters = L->parameters;
+    return L->program && L->parameters && (!dir || L->dir) ? EMBER_OK
+                                                           : EMBER_ENOMEM;
+}
+
+static int open_dir(ember_loop *L, char *msg)
+{
+    if (strlen(L->dir) == 0 || strlen(L->dir) > DIR_MAX)
+        return ember__err(msg, EMBER_EINVAL,
+                          "checkpoint dir: empty or longer than %d bytes",
+                          DIR_MAX);
+    int rc = prepare_dir(L->dir, msg);
+    if (!rc)
+        rc = lock_dir(L, msg);
+    if (!rc)
+        sweep_tmp(L);
+    if (!rc && !L->o.no_signals)
+        rc = install_signals(L, msg);
+    return rc;
+}
+
+int ember_loop_create(ember_loop **out, ember_ctx *ctx,
+                      const ember_loop_opts *opts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_loop_create: NULL argument");
+    *out = NULL;
+    ember_loop_opts none;
+    memset(&none, 0, sizeof none);
+    const ember_loop_opts *o = opts ? opts : &none;
+    int rc = check_opts(o, msg);
+    if (rc)
+        return rc;
+    ember_loop *L = ember__calloc(ctx, 1, sizeof *L);
+    if (!L)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory creating a loop");
+    L->ctx = ctx;
+    L->o = *o;
+    L->lock_fd = -1;
+    L->keep = o->keep ? o->keep : 2;
+    const char *dir = o->dir ? o->dir : ember_ctx_checkpoint_dir(ctx);
+    rc = copy_strings(L, o, dir);
+    if (rc)
+        ember__err(msg, rc, "out of memory creating a loop");
+    else if (L->dir)
+        rc = open_dir(L, msg);
+    if (rc) {
+        ember_loop_destroy(&L);
+        return rc;
+    }
+    *out = L;
+    return EMBER_OK;
+}
+
+void ember_loop_destroy(ember_loop **pl)
+{
+    if (!pl || !*pl)
+        return;
+    ember_loop *L = *pl;
+    *pl = NULL;
+    ember_ctx *ctx = L->ctx;
+    if (L->signals_on)
+        restore_signals(L);
+    if (L->lock_fd >= 0)
+        close(L->lock_fd); /* releases the lock; the file stays */
+    ember__free(ctx, L->b);
+    ember__free(ctx, L->stale);
+    ember__free(ctx, L->dir);
+    ember__free(ctx, L->program);
+    ember__free(ctx, L->parameters);
+    ember__free(ctx, L->signature);
+    ember__free(ctx, L);
+}
+
+/* ---- binding ----------------------------------------------------------------- */
+
+/* Names become HDF5 link names and signature keys: letters, digits, '_',
+ * '-' and '.', not starting with '.' or '-'. */
+static int check_name(const ember_loop *L, const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= EMBER_NAME_SIZE || name[0] == '.' || name[0] == '-')
+        return EMBER_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+        if (!ok)
+            return EMBER_EINVAL;
+    }
+    for (size_t i = 0; i < L->nb; i++)
+        if (strcmp(L->b[i].name, name) == 0)
+            return EMBER_EINVAL;
+    return EMBER_OK;
+}
+
+static int bind(ember_loop *L, const binding *b)
+{
+    if (!L)
+        return EMBER_EINVAL;
+    if (L->started)
+        return EMBER_ESTATE; /* the signature is fixed by then */
+    if (check_name(L, b->name[0] ? b->name : NULL))
+        return EMBER_EINVAL;
+    if (L->nb == L->capb) {
+        size_t nc = L->capb ? L->capb * 2 : 8;
+        binding *nb = ember__realloc(L->ctx, L->b, ember__mul(nc, sizeof *nb));
+        if (!nb)
+            return EMBER_ENOMEM;
+        L->b = nb;
+        L->capb = nc;
+    }
+    L->b[L->nb++] = *b;
+    return EMBER_OK;
+}
+
+/* Fills the name, or leaves it empty when it does not fit (then bind()
+ * rejects it). */
+static void set_name(binding *b, const char *name)
+{
+    memset(b, 0, sizeof *b);
+    if (name && strlen(name) < sizeof b->name)
+        memcpy(b->name, name, strlen(name) + 1);
+}
+
+int ember_loop_bind_ds(ember_loop *loop, const char *name, ember_ds **ds)
+{
+    binding b;
+    set_name(&b, name);
+    if (!ds || !*ds)
+        return EMBER_EINVAL;
+    b.kind = BIND_DS;
+    b.ds = ds;
+    b.type = *ember_ds_type(*ds);
+    return bind(loop, &b);
+}
+
+int ember_loop_bind_i64(ember_loop *loop, const char *name, int64_t *v)
+{
+    binding b;
+    set_name(&b, name);
+    if (!v)
+        return EMBER_EINVAL;
+    b.kind = BIND_I64;
+    b.data = v;
+    b.scalar = EMBER_I64;
+    b.n = 1;
+    return bind(loop, &b);
+}
+
+int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v)
+{
+    binding b;
+    set_name(&b, name);
+    if (!v)
+        return EMBER_EINVAL;
+    b.kind = BIND_F64;
+    b.data = v;
+    b.scalar = EMBER_F64;
+    b.n = 1;
+    return bind(loop, &b);
+}
+
+int ember_loop_bind_array(ember_loop *loop, const char *name,
+                          ember_scalar kind, void *data, size_t n)
+{
+    binding b;
+    set_name(&b, name);
+    if (!data || n == 0 || ember_scalar_size(kind) == 0)
+        return EMBER_EINVAL;
+    b.kind = BIND_ARRAY;
+    b.data = data;
+    b.scalar = kind;
+    b.n = n;
+    return bind(loop, &b);
+}
+
+int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
+                         size_t size)
+{
+    binding b;
+    set_name(&b, name);
+    if (!data || size == 0)
+        return EMBER_EINVAL;
+    b.kind = BIND_BLOB;
+    b.data = data;
+    b.n = size;
+    return bind(loop, &b);
+}
+
+static size_t binding_bytes(const binding *b)
+{
+    return b->kind == BIND_BLOB ? b->n
+                                : ember__mul(b->n, ember_scalar_size(b->scalar));
+}
+
+/* "name: type" for the signature. */
+static void describe_binding(const binding *b, char *buf, size_t size)
+{
+    char t[1024];
+    switch (b->kind) {
+    case BIND_DS:
+        ember_type_describe(&b->type, t, sizeof t);
+        snprintf(buf, size, "%s: dataset %s", b->name, t);
+        break;
+    case BIND_I64:
+    case BIND_F64:
+        snprintf(buf, size, "%s: %s", b->name, ember_scalar_name(b->scalar));
+        break;
+    case BIND_ARRAY:
+        snprintf(buf, size, "%s: %s[%zu]", b->name,
+                 ember_scalar_name(b->scalar), b->n);
+        break;
+    case BIND_BLOB:
+        snprintf(buf, size, "%s: blob[%zu]", b->name, b->n);
+        break;
+    }
+}
+
+static int build_signature(ember_loop *L, char *msg)
+{
+    ember__free(L->ctx, L->signature); /* a failed first call is retried */
+    L->signature = NULL;
+    size_t cap = sizeof ((ember__ck_info *)0)->signature, used = 0;
+    char *s = ember__malloc(L->ctx, cap);
+    if (!s)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    s[0] = '\0';
+    for (size_t i = 0; i < L->nb; i++) {
+        char line[1200];
+        describe_binding(&L->b[i], line, sizeof line);
+        size_t len = strlen(line);
+        if (used + len + 2 > cap) {
+            ember__free(L->ctx, s);
+            return ember__err(msg, EMBER_EINVAL,
+                              "loop: too much state bound (signature over "
+                              "%zu bytes)", cap - 1);
+        }
+        memcpy(s + used, line, len);
+        s[used + len] = '\n';
+        used += len + 1;
+        s[used] = '\0';
+    }
+    L->signature = s;
+    L->fingerprint = fingerprint(L->program, L->parameters, s);
+    return EMBER_OK;
+}
+
+/* ---- writing a checkpoint ------------------------------------------------------- */
+
+/* The lineage strings of the bound datasets, "name:\n<lineage>" each. */
+static char *lineage_text(ember_loop *L)
+{
+    size_t used = 0, cap = 1;
+    char *s = ember__malloc(L->ctx, cap);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < L->nb; i++) {
+        if (L->b[i].kind != BIND_DS)
+            continue;
+        char *lin = NULL;
+        if (ember_lineage_string(*L->b[i].ds, &lin) != EMBER_OK)
+            continue; /* lineage is information only */
+        size_t need = strlen(L->b[i].name) + strlen(lin) + 4;
+        char *ns = ember__realloc(L->ctx, s, cap + need);
+        if (!ns) {
+            ember_free(L->ctx, lin);
+            ember__free(L->ctx, s);
+            return NULL;
+        }
+        s = ns;
+        cap += need;
+        used += (size_t)snprintf(s + used, cap - used, "%s:\n%s%s",
+                                 L->b[i].name, lin,
+                                 lin[0] && lin[strlen(lin) - 1] != '\n' ? "\n" : "");
+        ember_free(L->ctx, lin);
+    }
+    return s;
+}
+
+static int write_binding(ember__ckw *w, const binding *b, char *msg)
+{
+    switch (b->kind) {
+    case BIND_DS: {
+        int rc = ember_local_checkpoint(*b->ds, msg);
+        return rc ? rc : ember__ckw_dataset(w, b->name, *b->ds, msg);
+    }
+    case BIND_BLOB:
+        return ember__ckw_blob(w, b->name, b->data, b->n, msg);
+    default:
+        return ember__ckw_scalars(w, b->name, b->scalar, b->data, b->n, msg);
+    }
+}
+
+/* Bound handles must still be datasets of the type they were bound with. */
+static int check_bound_types(const ember_loop *L, char *msg)
+{
+    for (size_t i = 0; i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        if (b->kind != BIND_DS)
+            continue;
+        if (!*b->ds)
+            return ember__err(msg, EMBER_EINVAL,
+                              "bound dataset %s is NULL", b->name);
+        if (!ember_type_equal(ember_ds_type(*b->ds), &b->type)) {
+            char was[256], now[256];
+            ember_type_describe(&b->type, was, sizeof was);
+            ember_type_describe(ember_ds_type(*b->ds), now, sizeof now);
+            return ember__err(msg, EMBER_ETYPE,
+                              "bound dataset %s changed type from %s to %s",
+                              b->name, was, now);
+        }
+    }
+    return EMBER_OK;
+}
+
+static int write_all(ember_loop *L, const char *name, char *path,
+                     uint64_t *bytes, char *msg)
+{
+    char *lineage = lineage_text(L);
+    if (!lineage)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    ember__ck_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.kind = "loop";
+    meta.program = L->program;
+    meta.parameters = L->parameters;
+    meta.signature = L->signature;
+    meta.lineage = lineage;
+    meta.iteration = L->done;
+    meta.fingerprint = L->fingerprint;
+    meta.deflate = L->o.deflate;
+    ember__ckw *w = NULL;
+    int rc = ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
+    for (size_t i = 0; !rc && i < L->nb; i++)
+        rc = write_binding(w, &L->b[i], msg);
+    if (rc)
+        ember__ckw_abort(&w);
+    else
+        rc = ember__ckw_commit(&w, bytes, path, msg);
+    ember__free(L->ctx, lineage);
+    return rc;
+}
+
+static int is_stale(const ember_loop *L, uint64_t iter)
+{
+    for (size_t i = 0; i < L->nstale; i++)
+        if (L->stale[i] == iter)
+            return 1;
+    return 0;
+}
+
+static void unstale(ember_loop *L, uint64_t iter)
+{
+    for (size_t i = 0; i < L->nstale; i++)
+        if (L->stale[i] == iter)
+            L->stale[i--] = L->stale[--L->nstale];
+}
+
+/* Keeps the newest `keep` files: this run's history first, then stale
+ * ones. Runs only after a commit. A failure to delete is a warning. */
+static void retain(ember_loop *L)
+{
+    ckpt_entry *e = NULL;
+    size_t n = 0, kept = 0;
+    char emsg[EMBER_MSG_SIZE];
+    if (list_ckpts(L, &e, &n, emsg)) {
+        warn(L, "ember: retention: %s", emsg);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++) {
+            if (is_stale(L, e[i].iter) != pass)
+                continue;
+            if (kept < (size_t)L->keep) {
+                kept++;
+                continue;
+            }
+            char path[PATH_SIZE];
+            if (!ckpt_path(L, e[i].name, path) && unlink(path) != 0 &&
+                errno != ENOENT)
+                warn(L, "ember: cannot delete old checkpoint %s: %s", path,
+                     strerror(errno));
+            unstale(L, e[i].iter);
+        }
+    ember__free(L->ctx, e);
+}
+
+static int write_checkpoint(ember_loop *L, char *msg)
+{
+    char name[64], path[PATH_SIZE], inner[EMBER_MSG_SIZE];
+    snprintf(name, sizeof name, CKPT_PREFIX "%012llu" CKPT_SUFFIX,
+             (unsigned long long)L->done);
+    path[0] = inner[0] = '\0';
+    int rc = check_bound_types(L, msg);
+    if (rc)
+        return rc;
+    double t0 = mono_now();
+    uint64_t bytes = 0;
+    rc = write_all(L, name, path, &bytes, inner);
+    if (rc && strstr(inner, name)) /* it names the file: keep room */
+        return ember__err(msg, rc, "%s", inner);
+    if (rc)
+        return ember__err(msg, rc, "checkpoint %s/%s: %s", L->dir, name, inner);
+    double t1 = mono_now();
+    L->last_cost = t1 - t0;
+    L->cost_known = 1;
+    L->costs[L->ncosts++ % ITER_TIMES] = L->last_cost;
+    L->last_ckpt_time = t1;
+    L->have_ckpt = 1;
+    L->ckpt_iter = L->done;
+    unstale(L, L->done);
+    L->stats.checkpoints++;
+    L->stats.last_bytes = bytes;
+    L->stats.total_bytes += bytes;
+    L->stats.last_seconds = L->last_cost;
+    L->stats.checkpoint_seconds += L->last_cost;
+    snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s",
+             path[0] ? path : name);
+    retain(L);
+    return EMBER_OK;
+}
+
+/* ---- restoring --------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t used, cap;
+    int items; /* in the current group */
+} text;
+
+static void text_put(text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void text_put(text *t, const char *fmt, ...)
+{
+    if (t->used + 1 >= t->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(t->buf + t->used, t->cap - t->used, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        t->used += (size_t)w < t->cap - t->used ? (size_t)w : t->cap - t->used - 1;
+}
+
+/* Next non-empty line of *p: start and length (without '\r'). */
+static int next_line(const char **p, const char **s, size_t *len)
+{
+    while (**p) {
+        const char *e = strchr(*p, '\n');
+        size_t l = e ? (size_t)(e - *p) : strlen(*p);
+        *s = *p;
+        *p += l + (e ? 1 : 0);
+        while (l && (*s)[l - 1] == '\r')
+            l--;
+        if (l) {
+            *len = l;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static size_t key_len(const char *s, size_t len, char sep)
+{
+    const char *k = memchr(s, sep, len);
+    return k ? (size_t)(k - s) : len;
+}
+
+/* The line of `all` whose key (text before sep) is that of s, or NULL. */
+static const char *find_key(const char *all, const char *s, size_t len,
+                            char sep, size_t *flen)
+{
+    size_t k = key_len(s, len, sep);
+    const char *p = all, *ls;
+    size_t ll;
+    while (next_line(&p, &ls, &ll))
+        if (key_len(ls, ll, sep) == k && memcmp(ls, s, k) == 0) {
+            *flen = ll;
+            return ls;
+        }
+    return NULL;
+}
+
+static void diff_item(text *t, const char *what)
+{
+    text_put(t, t->items ? ", " : "%s%s: ", t->used ? "; " : "", what);
+    t->items++;
+}
+
+/* Lists, key by key, how two "key<sep>value" line lists differ. */
+static void diff_lines(text *t, const char *what, const char *ck,
+                       const char *now, char sep)
+{
+    const char *p = ck, *s, *f;
+    size_t len, flen;
+    t->items = 0;
+    while (next_line(&p, &s, &len)) {
+        f = find_key(now, s, len, sep, &flen);
+        if (f && flen == len && memcmp(f, s, len) == 0)
+            continue;
+        diff_item(t, what);
+        if (f)
+            text_put(t, "%.*s (checkpoint) vs %.*s (now)", (int)len, s,
+                     (int)flen, f);
+        else
+            text_put(t, "%.*s (checkpoint) vs absent (now)", (int)len, s);
+    }
+    p = now;
+    while (next_line(&p, &s, &len))
+        if (!find_key(ck, s, len, sep, &flen)) {
+            diff_item(t, what);
+            text_put(t, "absent (checkpoint) vs %.*s (now)", (int)len, s);
+        }
+}
+
+/* EMBER_OK when the file is from this run (or force_resume allows it),
+ * else EMBER_EMISMATCH with what differs. */
+static int check_identity(ember_loop *L, const ember__ck_info *in,
+                          const char *path, char *msg)
+{
+    char d[2048];
+    text t = {.buf = d, .cap = sizeof d};
+    d[0] = '\0';
+    if (strcmp(in->kind, "loop") != 0)
+        text_put(&t, "kind differs: %s (checkpoint) vs loop (now)", in->kind);
+    if (strcmp(in->program, L->program) != 0)
+        text_put(&t, "%sprogram differs: %s (checkpoint) vs %s (now)",
+                 t.used ? "; " : "", in->program, L->program);
+    size_t before = t.used;
+    diff_lines(&t, "state differs", in->signature, L->signature, ':');
+    int state_differs = t.used != before || strcmp(in->kind, "loop") != 0;
+    diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=');
+    if (!t.used && in->fingerprint != L->fingerprint)
+        text_put(&t, "fingerprint differs: %016llx (checkpoint) vs %016llx "
+                     "(now)", (unsigned long long)in->fingerprint,
+                 (unsigned long long)L->fingerprint);
+    if (!t.used)
+        return EMBER_OK;
+    if (L->o.force_resume && !state_differs) {
+        warn(L, "ember: resuming from %s although %s (force_resume)", path, d);
+        return EMBER_OK;
+    }
+    return ember__err(msg, EMBER_EMISMATCH,
+                      "checkpoint %s is from another run: %s%s", path, d,
+                      state_differs ? ""
+                                    : "; force_resume would resume anyway");
+}
+
+typedef struct {
+    ember_ds *ds;
+    void *buf;
+} staged;
+
+static void unstage(ember_loop *L, staged *st)
+{
+    for (size_t i = 0; i < L->nb; i++) {
+        ember_ds_free(&st[i].ds);
+        ember__free(L->ctx, st[i].buf);
+    }
+    ember__free(L->ctx, st);
+}
+
+static int load_ds(ember_loop *L, ember__ckr *r, const binding *b,
+                   ember_ds **out, char *msg)
+{
+    ember_type t;
+    void *data = NULL;
+    uint64_t *offsets = NULL;
+    size_t n = 0, nparts = 0;
+    int rc = ember__ckr_dataset(r, b->name, &t, &data, &n, &offsets, &nparts,
+                                msg);
+    if (rc)
+        return rc;
+    if (!ember_type_equal(&t, &b->type)) {
+        ember__free(L->ctx, data);
+        ember__free(L->ctx, offsets);
+        return ember__err(msg, EMBER_ETYPE,
+                          "dataset %s has another record type", b->name);
+    }
+    /* Same partition boundaries as when written: bit-identical results. */
+    return ember__array_source_offsets(out, L->ctx, &t, data, n, offsets,
+                                       nparts, ember_ds_name(*b->ds), msg);
+}
+
+/* Reads every bound item from r into *out, changing nothing bound. */
+static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
+{
+    staged *st = ember__calloc(L->ctx, L->nb ? L->nb : 1, sizeof *st);
+    if (!st)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = EMBER_OK;
+    for (size_t i = 0; !rc && i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        if (b->kind == BIND_DS) {
+            rc = load_ds(L, r, b, &st[i].ds, msg);
+            continue;
+        }
+        st[i].buf = ember__malloc(L->ctx, binding_bytes(b));
+        if (!st[i].buf)
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+        else if (b->kind == BIND_BLOB)
+            rc = ember__ckr_blob(r, b->name, st[i].buf, b->n, msg);
+        else
+            rc = ember__ckr_scalars(r, b->name, b->scalar, st[i].buf, b->n,
+                                    msg);
+    }
+    if (rc) {
+        unstage(L, st);
+        return rc;
+    }
+    *out = st;
+    return EMBER_OK;
+}
+
+static void apply_state(ember_loop *L, staged *st)
+{
+    for (size_t i = 0; i < L->nb; i++) {
+        binding *b = &L->b[i];
+        if (b->kind == BIND_DS) {
+            ember_ds_free(b->ds);
+            *b->ds = st[i].ds;
+            st[i].ds = NULL;
+        } else {
+            memcpy(b->data, st[i].buf, binding_bytes(b));
+        }
+    }
+    unstage(L, st);
+}
+
+/* 1: restored; 0: the file is bad (warned), try an older one; < 0: error. */
+static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
+                       char *msg)
+{
+    char emsg[EMBER_MSG_SIZE] = "";
+    ember__ckr *r = NULL;
+    staged *st = NULL;
+    int rc = ember__ckr_open(L->ctx, &r, path, emsg);
+    if (!rc)
+        rc = ember__ckr_verify(r, emsg);
+    if (!rc) {
+        rc = check_identity(L, ember__ckr_info(r), path, msg);
+        if (rc) {
+            ember__ckr_close(&r);
+            return rc;
+        }
+        rc = load_state(L, r, &st, emsg);
+    }
+    if (!rc)
+        *iter = ember__ckr_info(r)->iteration;
+    ember__ckr_close(&r);
+    if (rc == EMBER_ENOMEM)
+        return ember__err(msg, rc, "restoring %s: %s", path, emsg);
+    if (rc) {
+        warn(L, "ember: skipping checkpoint %s: %s", path, emsg);
+        return 0;
+    }
+    apply_state(L, st);
+    return 1;
+}
+
+/* Files newer than `from` (all when from_none) are stale: see struct. */
+static int note_stale(ember_loop *L, const ckpt_entry *e, size_t n,
+                      int from_none, uint64_t from, char *msg)
+{
+    ember__free(L->ctx, L->stale);
+    L->nstale = 0;
+    L->stale = ember__calloc(L->ctx, n ? n : 1, sizeof *L->stale);
+    if (!L->stale)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (from_none || e[i].iter > from)
+            L->stale[L->nstale++] = e[i].iter;
+    return EMBER_OK;
+}
+
+static int restore(ember_loop *L, char *msg)
+{
+    ckpt_entry *e = NULL;
+    size_t n = 0, rejected = 0;
+    int rc = list_ckpts(L, &e, &n, msg), got = 0;
+    uint64_t iter = 0;
+    for (size_t i = 0; !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n;
+         i++) {
+        char path[PATH_SIZE];
+        if (ckpt_path(L, e[i].name, path))
+            continue;
+        int r = try_restore(L, path, &iter, msg);
+        if (r < 0)
+            rc = r;
+        else if (r == 0)
+            rejected++;
+        else
+            got = 1;
+    }
+    if (!rc && !got && L->o.resume == EMBER_RESUME_REQUIRE)
+        rc = ember__err(msg, EMBER_ENOTFOUND,
+                        "no usable checkpoint in %s (resume required; %zu "
+                        "file%s rejected)%s%s", L->dir, rejected,
+                        rejected == 1 ? "" : "s", L->warn[0] ? ": " : "",
+                        L->warn);
+    if (!rc)
+        rc = note_stale(L, e, n, !got, iter, msg);
+    ember__free(L->ctx, e);
+    if (rc || !got)
+        return rc;
+    L->done = iter;
+    L->have_ckpt = 1;
+    L->ckpt_iter = iter;
+    L->stats.restored = 1;
+    L->stats.restored_from = iter;
+    if (!L->o.quiet)
+        fprintf(stderr, "ember: resumed from %s/" CKPT_PREFIX "%012llu"
+                CKPT_SUFFIX " (%llu iterations done)\n", L->dir,
+                (unsigned long long)iter, (unsigned long long)iter);
+    return EMBER_OK;
+}
+
+/* ---- the policy ---------------------------------------------------------------- */
+
+/* The max of the last few: a deadline is better met early than late. */
+static double max_of(const double *v, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n && i < ITER_TIMES; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
+}
+
+static int depth_reached(const ember_loop *L)
+{
+    for (size_t i = 0; i < L->nb; i++)
+        if (L->b[i].kind == BIND_DS && *L->b[i].ds &&
+            ember_lineage_depth(*L->b[i].ds) >= L->o.max_depth)
+            return 1;
+    return 0;
+}
+
+static int policy_due(const ember_loop *L, double now)
+{
+    const ember_loop_opts *o = &L->o;
+    if (o->every && L->done % o->every == 0)
+        return 1;
+    if (o->seconds > 0 && now - L->last_ckpt_time >= o->seconds)
+        return 1;
+    if (o->max_depth && depth_reached(L))
+        return 1;
+    /* Young's interval sqrt(2 C MTBF), and the deadline, need the cost C
+     * of a checkpoint: the first iteration of a run measures it. */
+    if ((o->mtbf > 0 || o->deadline > 0) && !L->cost_known)
+        return 1;
+    if (o->mtbf > 0)
+        return now - L->last_ckpt_time >= sqrt(2 * L->last_cost * o->mtbf);
+    return 0;
+}
+
+/* Would one more iteration and a checkpoint after it end past the
+ * deadline? (Costs are the max of the last few; until a checkpoint has
+ * been timed, one is taken to cost an iteration.) */
+static int deadline_near(const ember_loop *L)
+{
+    if (L->o.deadline <= 0)
+        return 0;
+    double it = max_of(L->iter_times, L->niter_times);
+    double cost = L->cost_known ? max_of(L->costs, L->ncosts) : it;
+    return wall_now() + it + 1.5 * cost > L->o.deadline;
+}
+
+static int signalled(ember_loop *L)
+{
+    if (L->signals_on && loop_signal)
+        L->caught = 1;
+    return L->caught;
+}
+
+/* Checkpoints unless this iteration count is already written. */
+static int checkpoint_once(ember_loop *L, int *wrote, char *msg)
+{
+    if (L->have_ckpt && L->ckpt_iter == L->done)
+        return EMBER_OK;
+    *wrote = 1;
+    return write_checkpoint(L, msg);
+}
+
+/* After an iteration: policy checkpoints, then signals and the deadline.
+ * Without a directory nothing is ever written, no signal is caught and
+ * the deadline does not apply (there is nothing to save for it). */
+static int after_iteration(ember_loop *L, char *msg)
+{
+    int wrote = 0, rc = EMBER_OK;
+    if (!L->dir)
+        return EMBER_OK;
+    int stop = signalled(L);
+    if (!stop && policy_due(L, mono_now()))
+        rc = checkpoint_once(L, &wrote, msg);
+    if (!rc && !stop)
+        stop = signalled(L) || deadline_near(L);
+    if (!rc && stop)
+        rc = checkpoint_once(L, &wrote, msg);
+    L->stats.last_was_checkpoint = wrote && !rc;
+    if (!rc && stop) {
+        L->stopped = 1;
+        return EMBER_INTERRUPTED;
+    }
+    return rc;
+}
+
+/* ---- public calls ----------------------------------------------------------------- */
+
+static int first_next(ember_loop *L, char *msg)
+{
+    int rc = build_signature(L, msg);
+    if (!rc && L->dir)
+        rc = restore(L, msg);
+    if (rc)
+        return rc;
+    L->started = 1;
+    L->last_ckpt_time = mono_now();
+    return EMBER_OK;
+}
+
+int ember_loop_next(ember_loop *L, uint64_t *iteration, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!L || !iteration)
+        return ember__err(msg, EMBER_EINVAL, "ember_loop_next: NULL argument");
+    if (L->stopped)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_next: the loop has stopped");
+    L->stats.last_was_checkpoint = 0;
+    int rc;
+    if (!L->started) {
+        rc = first_next(L, msg);
+    } else {
+        if (L->pending) {
+            L->iter_times[L->niter_times++ % ITER_TIMES] =
+                mono_now() - L->iter_start;
+            L->done++;
+            L->pending = 0;
+        }
+        rc = after_iteration(L, msg);
+    }
+    /* Warnings since the last call (the sweep at create, a skipped file,
+     * a failed deletion) go to msg unless it holds an error. */
+    if (rc >= 0 && L->warn[0] && msg)
+        snprintf(msg, EMBER_MSG_SIZE, "%s", L->warn);
+    L->warn[0] = '\0';
+    if (rc)
+        return rc;
+    L->pending = 1;
+    L->iter_start = mono_now();
+    *iteration = L->done;
+    return EMBER_OK;
+}
+
+int ember_loop_finish(ember_loop *L, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!L)
+        return ember__err(msg, EMBER_EINVAL, "ember_loop_finish: NULL loop");
+    if (!L->started)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_finish before ember_loop_next");
+    if (L->stopped)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_finish: the loop has stopped");
+    if (L->pending) {
+        L->done++;
+        L->pending = 0;
+    }
+    int wrote = 0;
+    int rc = L->dir ? checkpoint_once(L, &wrote, msg) : EMBER_OK;
+    if (!rc) /* after a failed write, finish may be called again */
+        L->stopped = 1;
+    return rc;
+}
+
+int ember_loop_checkpoint(ember_loop *L, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!L)
+        return ember__err(msg, EMBER_EINVAL, "ember_loop_checkpoint: NULL loop");
+    if (!L->dir)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_checkpoint: the loop has no checkpoint "
+                          "directory");
+    if (!L->started)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_checkpoint before ember_loop_next (the "
+                          "state is not restored yet)");
+    return write_checkpoint(L, msg);
+}
+
+void ember_loop_get_stats(const ember_loop *L, ember_loop_stats *out)
+{
+    if (!out)
+        return;
+    if (!L) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = L->stats;
+}
+
+int ember_loop_signalled(const ember_loop *L)
+{
+    return L && (L->caught || (L->signals_on && loop_signal != 0));
+}

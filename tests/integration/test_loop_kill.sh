@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# test_loop_kill: kill -9 ember-loopdemo at random moments, many of them
+# during a checkpoint write, and restart it (each time with another thread
+# count than the run before) until it finishes. Every finished job must
+# print exactly the result of an uninterrupted run without checkpoints.
+#
+# Kills are counted only when the process was still running (exit status
+# 137); a kill that lands while a NAME.tmp exists landed during a write.
+# The loop goes on until at least 24 kills, 3 of them during a write.
+# EMBER_TEST_SEED reproduces a run's random choices.
+set -uo pipefail
+
+: "${EMBER_BIN:?EMBER_BIN must point at the bin directory of a build}"
+demo=$EMBER_BIN/ember-loopdemo
+[ -x "$demo" ] || { echo "test_loop_kill: FAIL: no $demo" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ember-loopkill.XXXXXX")
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "test_loop_kill: FAIL: $*" >&2; exit 1; }
+
+seed=${EMBER_TEST_SEED:-$$}
+RANDOM=$seed
+echo "seed $seed (EMBER_TEST_SEED=$seed reproduces the choices)"
+
+iters=200
+common=(--iterations "$iters" --sleep-ms 2 --quiet)
+SECONDS=0
+
+ref=$("$demo" "${common[@]}" --threads 1 | tail -n 1) || fail "reference run failed"
+case $ref in result*) ;; *) fail "reference printed '$ref'" ;; esac
+echo "reference ($SECONDS s): $ref"
+
+pick_threads() { # a thread count other than $1
+    local t
+    while :; do
+        t=$(( (1 << (RANDOM % 3)) ))
+        [ "$t" != "$1" ] && { echo "$t"; return; }
+    done
+}
+
+kills=0 midwrite=0 jobs=0 starts=0
+prev=0
+while (( (kills < 24 || midwrite < 3) && kills < 120 )); do
+    jobs=$((jobs + 1))
+    dir=$tmp/job$jobs
+    every=$((1 + RANDOM % 3))
+    args=("${common[@]}" --checkpoint-dir "$dir" --checkpoint-every "$every")
+    for ((k = 0; k < 6; k++)); do
+        t=$(pick_threads "$prev")
+        prev=$t
+        starts=$((starts + 1))
+        "$demo" "${args[@]}" --threads "$t" >"$tmp/out" 2>"$tmp/err" &
+        pid=$!
+        ms=$((40 + RANDOM % 400))
+        sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null # (no "Killed" line from the shell)
+        st=$?
+        pid=
+        if [ "$st" = 137 ]; then
+            kills=$((kills + 1))
+            if compgen -G "$dir/*.tmp" >/dev/null; then
+                midwrite=$((midwrite + 1))
+            fi
+        elif [ "$st" = 0 ]; then
+            break # it finished before the kill
+        else
+            cat "$tmp/err" >&2
+            fail "job $jobs: exit status $st (threads $t)"
+        fi
+    done
+    t=$(pick_threads "$prev")
+    prev=$t
+    starts=$((starts + 1))
+    "$demo" "${args[@]}" --threads "$t" >"$tmp/out" 2>"$tmp/err" \
+        || { cat "$tmp/err" >&2; fail "job $jobs: final run failed"; }
+    out=$(tail -n 1 "$tmp/out")
+    [ "$out" = "$ref" ] || fail "job $jobs (every $every, last threads $t): '$out' != reference '$ref'"
+    ! compgen -G "$dir/*.tmp" >/dev/null || fail "job $jobs: a .tmp file was left: $(ls "$dir")"
+    n=$(ls "$dir" | grep -c '^ckpt-.*\.h5$')
+    [ "$n" -le 2 ] || fail "job $jobs: $n checkpoints kept, retention is 2"
+    [ -f "$dir/ckpt-$(printf '%012d' "$iters").h5" ] || fail "job $jobs: no final checkpoint"
+    echo "job $jobs: every $every, kills so far $kills ($midwrite during a write), result ok"
+done
+
+(( kills >= 24 )) || fail "only $kills kills landed"
+(( midwrite >= 3 )) || fail "only $midwrite kills landed during a checkpoint write"
+echo "test_loop_kill: PASS: $kills kills ($midwrite during a checkpoint write), $jobs jobs, $starts starts, ${SECONDS} s"
