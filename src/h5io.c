@@ -47,6 +47,10 @@ static void *h5_saved_data;
 
 static void h5_init(void)
 {
+    /* HDF5 1.10's exit handler crashes when an H5Fclose failed earlier (a
+     * full disk during a checkpoint): HDFFV-11052, fixed in 1.14.1. ember
+     * closes every id it opens, so the handler has nothing to do for us. */
+    H5dont_atexit();
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);

@@ -124,8 +124,19 @@ int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
  * A fingerprint mismatch on restore is EMBER_EMISMATCH, the message listing
  * what differs. */
 int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
-/* Counts the last iteration as done and writes a final checkpoint (when the
- * loop has a directory), so a finished run restarted does no work again. */
+/* Counts the last iteration handed out as done and writes a final
+ * checkpoint (when the loop has a directory), so a finished run restarted
+ * does no work again. Call it right after running the last iteration:
+ *
+ *     for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < n;
+ *          rc = ember_loop_next(loop, &it, msg)) {
+ *         step(it);
+ *         if (it + 1 == n || converged) {
+ *             rc = ember_loop_finish(loop, msg);
+ *             break;
+ *         }
+ *     }
+ */
 int ember_loop_finish(ember_loop *loop, char *msg);
 /* Writes a checkpoint now, of the iterations done so far. */
 int ember_loop_checkpoint(ember_loop *loop, char *msg);
