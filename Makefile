@@ -9,8 +9,10 @@
 #   make bench             bench/run.sh, if there is one
 #   make clean
 
-# The main job. Keep it one line: the README and CI scripts call `make run`.
-RUN_CMD = ./$(BUILD_DIR)/bin/ember-maps --n 100000000 --maps 10
+# The main job: PageRank of Zachary's karate club, checkpointed in a
+# temporary directory, printing the top 10 vertices. Keep it one line: the
+# README and CI scripts call `make run`.
+RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
 
 DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev hdf5-tools
 

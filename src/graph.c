@@ -507,8 +507,13 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
 
 /* ---- partitions and vertex datasets ----------------------------------------------- */
 
-#define EDGES_PER_PART ((uint64_t)1 << 18)
+#define EDGES_PER_PART ((uint64_t)1 << 16)
 #define MAX_AUTO_PARTS 4096
+/* A vertex weighs as much as this many edges: its own work (a few reads
+ * and writes of its records) is several times an edge's gather, and the
+ * weight also caps the vertices of a partition, hence the task buffers of
+ * the long tails of edge-less vertices. */
+#define VERTEX_WEIGHT 4
 
 int ember_graph_partition(uint64_t **offsets, size_t *parts,
                           const ember_graph *g, size_t want, char *msg)
@@ -516,7 +521,7 @@ int ember_graph_partition(uint64_t **offsets, size_t *parts,
     ember__msg_clear(msg);
     if (!offsets || !parts || !g)
         return ember__err(msg, EMBER_EINVAL, "ember_graph_partition: NULL argument");
-    uint64_t total = g->n + g->m;
+    uint64_t total = VERTEX_WEIGHT * g->n + g->m;
     size_t P = want;
     if (!P) {
         uint64_t p = total / EDGES_PER_PART;
@@ -529,14 +534,15 @@ int ember_graph_partition(uint64_t **offsets, size_t *parts,
     uint64_t *off = ember__malloc(g->ctx, ember__mul(P + 1, sizeof *off));
     if (!off)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    /* Boundary p: the first vertex v with v + offsets[v] >= p * total / P. */
+    /* Boundary p: the first vertex v whose weight before it reaches
+     * p * total / P. */
     off[0] = 0;
     for (size_t p = 1; p < P; p++) {
         uint64_t target = (uint64_t)(((unsigned __int128)total * p) / P);
         uint64_t lo = off[p - 1], hi = g->n;
         while (lo < hi) {
             uint64_t mid = lo + (hi - lo) / 2;
-            if (mid + g->offsets[mid] < target)
+            if (VERTEX_WEIGHT * mid + g->offsets[mid] < target)
                 lo = mid + 1;
             else
                 hi = mid;

@@ -453,13 +453,29 @@ static void sb_add(sbuf *b, const char *fmt, ...)
     }
 }
 
+/* The shortest %g form that reads back as the same double: 0.85, not
+ * 0.84999999999999998. */
+static void shortest(char *buf, size_t size, double v)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 static void add_extra_value(sbuf *b, const ember_cli_opt *o)
 {
     switch (o->kind) {
     case EMBER_CLI_FLAG: sb_add(b, "%s=%d\n", o->name, *(const int *)o->dest); break;
     case EMBER_CLI_I64: sb_add(b, "%s=%" PRId64 "\n", o->name, *(const int64_t *)o->dest); break;
     case EMBER_CLI_U64: sb_add(b, "%s=%" PRIu64 "\n", o->name, *(const uint64_t *)o->dest); break;
-    case EMBER_CLI_F64: sb_add(b, "%s=%.17g\n", o->name, *(const double *)o->dest); break;
+    case EMBER_CLI_F64: {
+        char num[32];
+        shortest(num, sizeof num, *(const double *)o->dest);
+        sb_add(b, "%s=%s\n", o->name, num);
+        break;
+    }
     case EMBER_CLI_STR: {
         const char *s = *(const char *const *)o->dest;
         sb_add(b, "%s=%s\n", o->name, s ? s : "");
@@ -495,8 +511,11 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
             add_extra_value(&b, o);
     if (cli->prog->fingerprint & EMBER_CLI_FP_SEED)
         sb_add(&b, "seed=%" PRIu64 "\n", cli->seed);
-    if (cli->prog->fingerprint & EMBER_CLI_FP_TOLERANCE)
-        sb_add(&b, "tolerance=%.17g\n", cli->tolerance);
+    if (cli->prog->fingerprint & EMBER_CLI_FP_TOLERANCE) {
+        char num[32];
+        shortest(num, sizeof num, cli->tolerance);
+        sb_add(&b, "tolerance=%s\n", num);
+    }
     return b.overflow ? EMBER_ERANGE : EMBER_OK;
 }
 

@@ -1,0 +1,537 @@
+/* ember-pagerank: PageRank with checkpointed, resumable iterations.
+ *
+ * Definition (networkx and igraph's): ranks start at 1/n; each iteration
+ *   r'[v] = (1 - d) / n + d * (sum over in-edges u->v of r[u] / outdeg(u)
+ *                              + D / n),   D = the rank on vertices with
+ *                                          no out-edges (spread uniformly)
+ * and it stops when the L1 change is below --tolerance or after
+ * --iterations; --tolerance 0 runs exactly --iterations.
+ *
+ * How it maps onto ember: the graph is cached once as a CSR of in-edges
+ * (pull-based: each vertex sums what it reads, no atomics), renumbered by
+ * descending out-degree so the most-read contributions share cache lines.
+ * The ranks are an ember dataset of f64, partitioned by vertex ranges of
+ * about equal edge counts, and bound to the loop, so a kill loses at most
+ * the iterations since the last checkpoint. An iteration is two
+ * map_partitions over the ranks: the first writes each range's
+ * contributions r[u] / outdeg(u) into the broadcast contribution vector,
+ * the second pulls each range's new ranks from it. Each task reports its
+ * dangling rank or L1 change through a per-partition slot (Spark's
+ * accumulators), and the slots are summed in partition order. Memory is
+ * the CSR, out-degrees, and three vectors: two of ranks, one of
+ * contributions. Every sum has a fixed order, so results
+ * are bit-identical for any thread count and across kills and resumes.
+ */
+#include <ember.h>
+#include <ember/graph.h>
+
+#include "cli.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* ---- options ------------------------------------------------------------- */
+
+static double damping = 0.85;
+static const char *format = "auto";
+static int undirected = 0, relabel = 0, order = 0;
+static uint64_t top = 0;
+
+static const ember_cli_opt options[] = {
+    {"damping", EMBER_CLI_F64, &damping, 0, 1,
+     EMBER_CLI_RANGE | EMBER_CLI_OPEN_MAX | EMBER_CLI_FINGERPRINT, NULL, "D",
+     "damping factor in [0, 1) (default 0.85)"},
+    {"format", EMBER_CLI_STR, &format, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     "el|mtx|h5", "input format (default: from the extension)"},
+    {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     NULL, "treat every edge as two (u->v and v->u)"},
+    {"relabel", EMBER_CLI_FLAG, &relabel, 0, 0, EMBER_CLI_FINGERPRINT, NULL, NULL,
+     "map arbitrary ids to 0..n-1; outputs carry the original ids"},
+    {"order", EMBER_CLI_CHOICE, &order, 0, 0, EMBER_CLI_FINGERPRINT,
+     "degree|none", NULL, "internal vertex order (default degree: faster)"},
+    {"top", EMBER_CLI_U64, &top, 0, 0, 0, NULL, "K",
+     "print the K highest-ranked vertices on stdout"},
+    {0}};
+
+static const ember_cli_program program = {
+    .name = "ember-pagerank",
+    .summary = "PageRank of a graph (edge list, Matrix Market or ember HDF5 CSR), with\n"
+               "checkpoints: killed, it resumes from the last one with the same result.\n"
+               "Output: HDF5 /ranks (float64, by vertex id; attributes iterations,\n"
+               "residual, damping), or vertex,rank lines for .csv/.txt.",
+    .usage = "--input GRAPH [--output FILE] [options]",
+    .examples =
+        "  ember-pagerank --input data/karate.el --top 10\n"
+        "  ember-pagerank --input web.el --output ranks.h5 --checkpoint-dir ck --checkpoint-every 10\n"
+        "  ember-pagerank --input g.mtx --output ranks.csv --tolerance 0 --iterations 20 --verify\n"
+        "  ember-gen kron --scale 20 --output k20.h5 && ember-pagerank --input k20.h5 --metrics m.jsonl\n",
+    .extra = options,
+    .default_iterations = 100,
+    .default_tolerance = 1e-6,
+    .value_name = "residual",
+};
+
+/* ---- the iteration ---------------------------------------------------------- */
+
+typedef struct {
+    const ember_graph *g;      /* in-edges, degree-ordered */
+    ember_ctx *ctx;
+    double d;
+    double tolerance;
+    ember_ds *ranks;           /* bound to the loop */
+    double *buf[2];            /* rank vectors the ranks dataset borrows */
+    double *contrib;           /* r[u] / outdeg(u) of the current ranks */
+    int adopted;               /* off and parts describe the ranks */
+    double base;               /* (1 - d) / n + d * D / n this iteration */
+    uint64_t *off;             /* the ranks' partition offsets */
+    size_t parts;
+    double *res_part, *dang_part; /* accumulators, one slot a partition */
+    uint64_t *cursor;          /* foreach: records written per partition */
+    double *dst;               /* foreach: where the new ranks go */
+} pr;
+
+/* Fixed-order sum of a row, four chains for speed; the order depends only
+ * on the row, so it is the same on every thread. */
+static inline double row_sum(const double *c, const uint32_t *a, const uint32_t *e)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (; a + 4 <= e; a += 4) {
+        s0 += c[a[0]];
+        s1 += c[a[1]];
+        s2 += c[a[2]];
+        s3 += c[a[3]];
+    }
+    for (; a < e; a++)
+        s0 += c[*a];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* map_partitions: the new ranks of one vertex range, pulled from the
+ * contributions; its L1 change goes to the partition's slot. */
+static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    pr *s = arg;
+    const double *old = in, *c = s->contrib;
+    const uint64_t *off = s->g->offsets;
+    const uint32_t *adj = s->g->adj;
+    size_t p = ember_emitter_partition(em);
+    uint64_t lo = s->off[p];
+    double res = 0, out[512];
+    for (size_t i0 = 0; i0 < n; i0 += 512) {
+        size_t k = n - i0 < 512 ? n - i0 : 512;
+        for (size_t i = 0; i < k; i++) {
+            uint64_t v = lo + i0 + i;
+            double r = s->base + s->d * row_sum(c, adj + off[v], adj + off[v + 1]);
+            out[i] = r;
+            res += fabs(r - old[i0 + i]);
+        }
+        if (ember_emit(em, out, k))
+            return 1;
+    }
+    s->res_part[p] = res;
+    return 0;
+}
+
+/* map_partitions: the contributions of the current ranks, written over
+ * the previous ones (nobody reads those any more), and the partition's
+ * dangling rank. Emits nothing. A separate pass rather than a side job of
+ * pull: pull cannot overwrite contributions other tasks still read, and a
+ * second contribution vector would cost more memory than this pass costs
+ * time. */
+static int prepare(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    pr *s = arg;
+    const double *r = in;
+    double *c = s->contrib, dang = 0;
+    const uint32_t *deg = s->g->out_degree;
+    size_t p = ember_emitter_partition(em);
+    uint64_t lo = s->off[p];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = lo + i;
+        if (deg[v])
+            c[v] = r[i] / deg[v];
+        else {
+            c[v] = 0;
+            dang += r[i];
+        }
+    }
+    s->dang_part[p] = dang;
+    return 0;
+}
+
+/* foreach: the new ranks into the next rank vector. */
+static int store(const void *in, size_t n, size_t part, void *arg)
+{
+    pr *s = arg;
+    memcpy(s->dst + s->off[part] + s->cursor[part], in, n * sizeof(double));
+    s->cursor[part] += n;
+    return 0;
+}
+
+static double sum_parts(const double *x, size_t parts)
+{
+    double t = 0;
+    for (size_t p = 0; p < parts; p++)
+        t += x[p];
+    return t;
+}
+
+/* Runs fn over the ranks as a map_partitions; `sink` stores its records. */
+static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
+{
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    ember_ds *cds = NULL, *next = NULL;
+    ember_bcast *bc = NULL;
+    uint64_t count = 0;
+    int rc = ember_from_array(&cds, s->ctx, &f64, s->contrib, s->g->n, 1,
+                              EMBER_BORROW, msg);
+    if (!rc)
+        rc = ember_broadcast(&bc, cds, msg);
+    if (!rc)
+        rc = ember_map_partitions(&next, s->ranks, &f64, fn, s, msg);
+    if (!rc)
+        rc = ember_ds_uses(next, bc);
+    if (!rc && sink) {
+        memset(s->cursor, 0, s->parts * sizeof *s->cursor);
+        rc = ember_foreach(next, store, s, msg);
+    } else if (!rc) {
+        rc = ember_count(next, &count, msg);
+    }
+    ember_ds_free(&next);
+    ember_bcast_free(&bc);
+    ember_ds_free(&cds);
+    return rc;
+}
+
+/* The ranks' partitioning, after a start or a restore. */
+static int adopt_ranks(pr *s, char *msg)
+{
+    size_t parts = 0;
+    uint64_t *off = NULL;
+    int rc = ember_array_parts(&off, &parts, s->ranks, msg);
+    if (rc)
+        return rc;
+    if (off[parts] != s->g->n) {
+        ember_free(s->ctx, off);
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint holds %" PRIu64
+                 " ranks, the graph has %" PRIu64 " vertices", off[parts], s->g->n);
+        return EMBER_ELENGTH;
+    }
+    if (parts != s->parts) {
+        free(s->res_part);
+        free(s->dang_part);
+        free(s->cursor);
+        s->res_part = calloc(parts, sizeof *s->res_part);
+        s->dang_part = calloc(parts, sizeof *s->dang_part);
+        s->cursor = calloc(parts, sizeof *s->cursor);
+        if (!s->res_part || !s->dang_part || !s->cursor) {
+            ember_free(s->ctx, off);
+            return EMBER_ENOMEM;
+        }
+    }
+    ember_free(s->ctx, s->off);
+    s->off = off;
+    s->parts = parts;
+    return EMBER_OK;
+}
+
+static int step(uint64_t iteration, double *value, void *arg, char *msg)
+{
+    (void)iteration;
+    pr *s = arg;
+    const double n = (double)s->g->n;
+    int rc = EMBER_OK;
+    if (!s->adopted) {
+        if ((rc = adopt_ranks(s, msg)))
+            return rc;
+        s->adopted = 1;
+    }
+    if ((rc = run_pass(s, prepare, 0, msg)))
+        return rc;
+    s->base = (1.0 - s->d) / n + s->d * sum_parts(s->dang_part, s->parts) / n;
+    /* Write into whichever buffer the current ranks do not use. */
+    double *dst = ember_array_data(s->ranks, NULL) == s->buf[0] ? s->buf[1] : s->buf[0];
+    s->dst = dst;
+    if ((rc = run_pass(s, pull, 1, msg)))
+        return rc;
+    ember_ds *next = NULL;
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    rc = ember_from_array_parts(&next, s->ctx, &f64, dst, s->g->n, s->off, s->parts,
+                                EMBER_BORROW, msg);
+    if (rc)
+        return rc;
+    ember_ds_set_name(next, "ranks");
+    ember_ds_free(&s->ranks);
+    s->ranks = next;
+    *value = sum_parts(s->res_part, s->parts);
+    return s->tolerance > 0 && *value < s->tolerance ? EMBER_DONE : EMBER_OK;
+}
+
+/* ---- setup ----------------------------------------------------------------------- */
+
+static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
+                      char *msg)
+{
+    int f = ember_graph_format_parse(format);
+    if (f < 0) {
+        snprintf(msg, EMBER_MSG_SIZE, "--format: '%s' is not one of el, mtx, h5", format);
+        return EMBER_EINVAL;
+    }
+    ember_graph_opts o = {.format = (ember_graph_format)f, .undirected = undirected,
+                          .relabel = relabel, .by_destination = 1,
+                          .degree_order = order == 0};
+    return ember_graph_load(g, ctx, cli->input, &o, msg);
+}
+
+static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
+                      const ember_cli *cli, char *msg)
+{
+    memset(s, 0, sizeof *s);
+    s->g = g;
+    s->ctx = ctx;
+    s->d = damping;
+    s->tolerance = cli->tolerance;
+    s->buf[0] = malloc(g->n * sizeof(double));
+    s->buf[1] = malloc(g->n * sizeof(double));
+    s->contrib = malloc(g->n * sizeof(double));
+    if (!s->buf[0] || !s->buf[1] || !s->contrib) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
+        return EMBER_ENOMEM;
+    }
+    uint64_t *off = NULL;
+    size_t parts = 0;
+    int rc = ember_graph_partition(&off, &parts, g, cli->partitions, msg);
+    if (rc)
+        return rc;
+    for (uint64_t v = 0; v < g->n; v++)
+        s->buf[0][v] = 1.0 / (double)g->n;
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    rc = ember_from_array_parts(&s->ranks, ctx, &f64, s->buf[0], g->n, off, parts,
+                                EMBER_BORROW, msg);
+    ember_free(ctx, off);
+    if (!rc)
+        ember_ds_set_name(s->ranks, "ranks");
+    return rc;
+}
+
+static void free_state(pr *s)
+{
+    ember_ds_free(&s->ranks);
+    free(s->buf[0]);
+    free(s->buf[1]);
+    free(s->contrib);
+    free(s->res_part);
+    free(s->dang_part);
+    free(s->cursor);
+    ember_free(s->ctx, s->off);
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+/* The final ranks by label (the degree order undone), in the
+ * contribution vector's room: it is not needed any more. */
+static double *ranks_by_label(pr *s, char *msg)
+{
+    const ember_graph *g = s->g;
+    const double *r = ember_array_data(s->ranks, NULL);
+    double *out = s->contrib;
+    if (!r) {
+        snprintf(msg, EMBER_MSG_SIZE, "the ranks are not an array");
+        return NULL;
+    }
+    for (uint64_t v = 0; v < g->n; v++)
+        out[ember_graph_label(g, v)] = r[v];
+    return out;
+}
+
+static uint64_t vertex_id(const ember_graph *g, uint64_t label)
+{
+    return g->ids ? g->ids[label] : label;
+}
+
+static int write_csv(const ember_graph *g, const double *r, const char *path, char *msg)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create", path);
+        return EMBER_EIO;
+    }
+    fputs("vertex,rank\n", f);
+    for (uint64_t l = 0; l < g->n; l++)
+        fprintf(f, "%" PRIu64 ",%.17g\n", vertex_id(g, l), r[l]);
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", path);
+        return EMBER_EIO;
+    }
+    return EMBER_OK;
+}
+
+static int write_output(const ember_cli *cli, const ember_graph *g, const double *r,
+                        char *msg)
+{
+    const char *out = cli->output;
+    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt"))
+        return write_csv(g, r, out, msg);
+    char spec[4200];
+    snprintf(spec, sizeof spec, "%s:/ranks", out);
+    ember_h5_attr at[] = {
+        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
+        {"residual", EMBER_F64, cli->value, 0},
+        {"damping", EMBER_F64, damping, 0},
+        {"converged", EMBER_I64, 0, cli->converged},
+    };
+    uint64_t n = g->n;
+    int rc = ember_h5_write_array(spec, EMBER_F64, r, 1, &n, at, 4, 1, msg);
+    if (!rc && g->ids) {
+        snprintf(spec, sizeof spec, "%s:/ids", out);
+        rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
+    }
+    return rc;
+}
+
+typedef struct {
+    double r;
+    uint64_t label;
+} scored;
+
+static int better(const scored *a, const scored *b)
+{
+    return a->r > b->r || (a->r == b->r && a->label < b->label);
+}
+
+static void print_top(const ember_graph *g, const double *r, uint64_t k)
+{
+    if (k > g->n)
+        k = g->n;
+    scored *best = malloc((k ? k : 1) * sizeof *best);
+    uint64_t have = 0;
+    if (!best)
+        return;
+    for (uint64_t l = 0; l < g->n; l++) {
+        scored x = {r[l], l};
+        if (have == k && !better(&x, &best[k - 1]))
+            continue;
+        uint64_t i = have < k ? have++ : k - 1;
+        for (; i > 0 && better(&x, &best[i - 1]); i--)
+            best[i] = best[i - 1];
+        best[i] = x;
+    }
+    printf("%-6s %-12s %s\n", "rank", "vertex", "pagerank");
+    for (uint64_t i = 0; i < have; i++)
+        printf("%-6" PRIu64 " %-12" PRIu64 " %.10f\n", i + 1, vertex_id(g, best[i].label),
+               best[i].r);
+    free(best);
+}
+
+/* ---- verification ------------------------------------------------------------------ */
+
+/* An independent serial check: degrees counted afresh, one plain
+ * iteration with a division per edge, then the L1 change and the sum. */
+static int verify(const ember_graph *g, const double *r, const ember_cli *cli)
+{
+    uint64_t n = g->n;
+    double *outdeg = calloc(n, sizeof *outdeg), *next = calloc(n, sizeof *next);
+    if (!outdeg || !next) {
+        free(outdeg);
+        free(next);
+        printf("Verification: FAIL (out of memory)\n");
+        return 1;
+    }
+    for (uint64_t e = 0; e < g->m; e++)
+        outdeg[g->adj[e]] += 1;
+    double dangling = 0, sum = 0, change = 0;
+    for (uint64_t v = 0; v < n; v++) {
+        if (outdeg[v] == 0)
+            dangling += r[v];
+        sum += r[v];
+    }
+    for (uint64_t v = 0; v < n; v++) {
+        double in = 0;
+        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++)
+            in += r[g->adj[e]] / outdeg[g->adj[e]];
+        next[v] = (1 - damping) / (double)n + damping * (in + dangling / (double)n);
+        change += fabs(next[v] - r[v]);
+    }
+    /* With --tolerance 0 the run stops on the iteration count; the next
+     * change can then be at most the last one (PageRank contracts by d). */
+    double bound = (cli->tolerance > 0 ? cli->tolerance : cli->value) + 1e-12;
+    int ok = change <= bound && fabs(sum - 1.0) <= 1e-9;
+    printf("Verification: %s (one more iteration changes the ranks by %.3g, "
+           "bound %.3g; the ranks sum to 1 %+.3g)\n",
+           ok ? "PASS" : "FAIL", change, bound, sum - 1.0);
+    free(outdeg);
+    free(next);
+    return ok ? 0 : 1;
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+static void summary(const ember_cli *cli, const ember_graph *g)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double csr = (double)ember_graph_csr_bytes(g), vec = 3.0 * 8.0 * (double)g->n;
+    double mb = (double)g->input_bytes / 1e6;
+    fprintf(stderr,
+            "ember-pagerank: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
+            " iterations, residual %.3g%s\n"
+            "ember-pagerank: load %.3f s (%.1f MB parsed in %.3f s), compute %.3f s, "
+            "checkpoints %.3f s; peak memory %.1f MiB = %.2f x (CSR + 3 rank vectors)\n",
+            g->n, g->m, cli->iterations_done, cli->value,
+            cli->converged ? " (converged)" : "", cli->load_seconds, mb, g->read_seconds,
+            cli->compute_seconds, cli->checkpoint_write_seconds,
+            (double)ru.ru_maxrss / 1024.0, (double)ru.ru_maxrss * 1024.0 / (csr + vec));
+}
+
+int main(int argc, char **argv)
+{
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &program, argc, argv);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
+    if (!cli.input)
+        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
+    if (!cli.output && !top && !cli.verify)
+        return ember_cli_usage_error(&cli, "nothing to do: give --output, --top or --verify");
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = NULL;
+    ember_graph *g = NULL;
+    ember_loop *loop = NULL;
+    double *final = NULL;
+    pr s;
+    memset(&s, 0, sizeof s);
+    int exit_extra = 0;
+    double t0 = ember_cli_now();
+    rc = ember_cli_ctx(&ctx, &cli, msg);
+    if (!rc)
+        rc = load_graph(&g, ctx, &cli, msg);
+    cli.load_seconds = ember_cli_now() - t0;
+    if (!rc)
+        rc = init_state(&s, ctx, g, &cli, msg);
+    if (!rc)
+        rc = ember_cli_loop(&loop, ctx, &cli, msg);
+    if (!rc)
+        rc = ember_loop_bind_ds(loop, "ranks", &s.ranks);
+    if (!rc)
+        rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    if (!rc && !(final = ranks_by_label(&s, msg)))
+        rc = EMBER_ENOMEM;
+    if (!rc && cli.output)
+        rc = write_output(&cli, g, final, msg);
+    if (!rc && top)
+        print_top(g, final, top);
+    if (!rc && !cli.quiet)
+        summary(&cli, g);
+    if (!rc && cli.verify)
+        exit_extra = verify(g, ember_array_data(s.ranks, NULL), &cli);
+    ember_loop_destroy(&loop);
+    free_state(&s);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    rc = ember_cli_exit(&cli, rc, msg);
+    return rc ? rc : exit_extra;
+}

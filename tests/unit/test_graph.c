@@ -1,0 +1,614 @@
+/* test_graph.c: unit tests of graph loading and building (src/graph*.c,
+ * include/ember/graph.h): the three formats, deduplication, directions,
+ * renumbering, relabelling, every input error with its file and line,
+ * determinism across thread counts, partitions, vertex datasets, HDF5
+ * arrays, and allocation failures (clean error, nothing leaked).
+ */
+#include "ember.h"
+#include "ember/graph.h"
+
+#include "testutil.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static ember_graph *load(ember_ctx *ctx, const char *path, const ember_graph_opts *o)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = NULL;
+    TU_OKM(ember_graph_load(&g, ctx, path, o, msg), msg);
+    return g;
+}
+
+/* Loads and expects status rc with `part` in the message. */
+static void load_fails(const char *path, const ember_graph_opts *o, int rc,
+                       const char *part)
+{
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = (ember_graph *)1;
+    int got = ember_graph_load(&g, ctx, path, o, msg);
+    if (got != rc)
+        fail_msg("%s: expected %d, got %d (%s)", path, rc, got, msg);
+    assert_null(g);
+    TU_MSG_HAS(msg, part);
+    ember_ctx_destroy(&ctx);
+}
+
+/* Row v of g as text "a b c". */
+static void row_text(const ember_graph *g, uint64_t v, char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1] && at < size; e++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%u", at ? " " : "", g->adj[e]);
+}
+
+static void assert_row(const ember_graph *g, uint64_t v, const char *want)
+{
+    char buf[256];
+    row_text(g, v, buf, sizeof buf);
+    if (strcmp(buf, want) != 0)
+        fail_msg("row %llu is \"%s\", expected \"%s\"", (unsigned long long)v, buf, want);
+}
+
+/* ---- edge lists ---------------------------------------------------------- */
+
+static void test_graph_edgelist_basic(void **state)
+{
+    (void)state;
+    write_file("g.el", "# comment\n% also a comment\n0 1\n1\t2\n1 2\n\n  2 2\r\n3 0 7.5 x\n4 1");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *g = load(ctx, "g.el", NULL);
+    assert_int_equal(g->n, 5);
+    assert_int_equal(g->m, 5); /* 1 2 twice counts once; the self-loop counts */
+    assert_int_equal(g->directed, 1);
+    assert_row(g, 0, "1");
+    assert_row(g, 1, "2");
+    assert_row(g, 2, "2");
+    assert_row(g, 3, "0");
+    assert_row(g, 4, "1");
+    assert_null(g->out_degree);
+    assert_null(g->perm);
+    assert_null(g->ids);
+    assert_true(g->input_bytes > 0);
+    assert_int_equal(ember_graph_csr_bytes(g), 6 * 8 + 5 * 4);
+    ember_graph_free(&g);
+    assert_null(g);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_undirected(void **state)
+{
+    (void)state;
+    write_file("u.el", "0 1\n1 0\n2 2\n1 3\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.undirected = 1};
+    ember_graph *g = load(ctx, "u.el", &o);
+    assert_int_equal(g->n, 4);
+    assert_int_equal(g->directed, 0);
+    assert_int_equal(g->m, 5); /* 0-1 both ways, 2-2 once, 1-3 both ways */
+    assert_row(g, 0, "1");
+    assert_row(g, 1, "0 3");
+    assert_row(g, 2, "2");
+    assert_row(g, 3, "1");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_by_destination(void **state)
+{
+    (void)state;
+    write_file("d.el", "0 1\n0 2\n1 2\n2 0\n3 2\n0 1\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.by_destination = 1};
+    ember_graph *g = load(ctx, "d.el", &o);
+    assert_int_equal(g->n, 4);
+    assert_int_equal(g->m, 5);
+    assert_row(g, 0, "2");
+    assert_row(g, 1, "0");
+    assert_row(g, 2, "0 1 3");
+    assert_row(g, 3, "");
+    assert_non_null(g->out_degree);
+    assert_int_equal(g->out_degree[0], 2); /* the duplicate 0 1 counts once */
+    assert_int_equal(g->out_degree[1], 1);
+    assert_int_equal(g->out_degree[2], 1);
+    assert_int_equal(g->out_degree[3], 1);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_degree_order(void **state)
+{
+    (void)state;
+    /* out-degrees: 0:1 1:3 2:0 3:3 4:1 */
+    write_file("o.el", "0 1\n1 0\n1 2\n1 3\n3 0\n3 1\n3 4\n4 4\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    ember_graph *g = load(ctx, "o.el", &o);
+    assert_non_null(g->perm);
+    /* descending out-degree, ties by ascending label: 1 3 0 4 2 */
+    const uint32_t want[5] = {1, 3, 0, 4, 2};
+    for (int v = 0; v < 5; v++)
+        assert_int_equal(g->perm[v], want[v]);
+    /* every stored edge maps back to an input edge */
+    ember_graph_opts plain = {.by_destination = 1};
+    ember_graph *h = load(ctx, "o.el", &plain);
+    assert_int_equal(g->m, h->m);
+    for (uint64_t v = 0; v < g->n; v++) {
+        uint64_t lv = ember_graph_label(g, v);
+        assert_int_equal(g->out_degree[v], h->out_degree[lv]);
+        assert_int_equal(g->offsets[v + 1] - g->offsets[v], h->offsets[lv + 1] - h->offsets[lv]);
+        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++) {
+            uint32_t lu = g->perm[g->adj[e]];
+            int found = 0;
+            for (uint64_t f = h->offsets[lv]; f < h->offsets[lv + 1]; f++)
+                found |= h->adj[f] == lu;
+            assert_true(found);
+            if (e > g->offsets[v])
+                assert_true(g->adj[e] > g->adj[e - 1]);
+        }
+    }
+    ember_graph_free(&g);
+    ember_graph_free(&h);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_relabel(void **state)
+{
+    (void)state;
+    write_file("r.el", "100 5\n5 7000000000\n18446744073709551615 100\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.relabel = 1};
+    ember_graph *g = load(ctx, "r.el", &o);
+    assert_int_equal(g->n, 4);
+    assert_non_null(g->ids);
+    assert_int_equal(g->ids[0], 5);
+    assert_int_equal(g->ids[1], 100);
+    assert_int_equal(g->ids[2], 7000000000ULL);
+    assert_int_equal(g->ids[3], 18446744073709551615ULL);
+    assert_row(g, 0, "2"); /* 5 -> 7000000000 */
+    assert_row(g, 1, "0"); /* 100 -> 5 */
+    assert_row(g, 3, "1");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+/* ---- Matrix Market ---------------------------------------------------------- */
+
+static void test_graph_mtx_general(void **state)
+{
+    (void)state;
+    write_file("a.mtx", "%%MatrixMarket matrix coordinate real general\n% c\n\n3 4 3\n"
+                        "1 2 0.5\n3 4 -1e3\n2 2 7\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *g = load(ctx, "a.mtx", NULL);
+    assert_int_equal(g->n, 4); /* max(rows, cols) */
+    assert_int_equal(g->m, 3);
+    assert_row(g, 0, "1");
+    assert_row(g, 1, "1");
+    assert_row(g, 2, "3");
+    assert_row(g, 3, "");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_mtx_symmetric_pattern(void **state)
+{
+    (void)state;
+    write_file("s.mtx", "%%MatrixMarket matrix coordinate pattern symmetric\n4 4 3\n2 1\n3 3\n4 1\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *g = load(ctx, "s.mtx", NULL);
+    assert_int_equal(g->n, 4);
+    assert_int_equal(g->m, 5);
+    assert_row(g, 0, "1 3");
+    assert_row(g, 1, "0");
+    assert_row(g, 2, "2");
+    assert_row(g, 3, "0");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_mtx_errors(void **state)
+{
+    (void)state;
+    write_file("h1.mtx", "%%MatrixMarket matrix array real general\n3 3\n1\n");
+    load_fails("h1.mtx", NULL, EMBER_EFORMAT, "h1.mtx:1: malformed Matrix Market header");
+    write_file("h2.mtx", "3 3 1\n1 1\n");
+    load_fails("h2.mtx", NULL, EMBER_EFORMAT, "%%MatrixMarket");
+    write_file("h3.mtx", "%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n");
+    load_fails("h3.mtx", NULL, EMBER_EFORMAT, "field");
+    write_file("h4.mtx", "%%MatrixMarket matrix coordinate real general\n% c\n3 x 1\n1 1 1\n");
+    load_fails("h4.mtx", NULL, EMBER_EFORMAT, "h4.mtx:3: malformed Matrix Market header");
+    write_file("h5.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 1\n");
+    load_fails("h5.mtx", NULL, EMBER_EFORMAT, "promises 2 entries");
+    write_file("h6.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 1\n0 1\n");
+    load_fails("h6.mtx", NULL, EMBER_EFORMAT, "h6.mtx:3: index 0");
+    write_file("h7.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 1\n4 1\n");
+    load_fails("h7.mtx", NULL, EMBER_EFORMAT, "outside the 3 x 3 matrix");
+    write_file("h8.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 1\n1 2\n");
+    load_fails("h8.mtx", NULL, EMBER_EFORMAT, "has no value");
+    write_file("h9.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 1\n1 2 abc\n");
+    load_fails("h9.mtx", NULL, EMBER_EFORMAT, "non-numeric matrix value 'abc'");
+    write_file("h10.mtx", "%%MatrixMarket matrix coordinate real general\n% only comments\n");
+    load_fails("h10.mtx", NULL, EMBER_EFORMAT, "no size line");
+    write_file("h11.mtx", "%%MatrixMarket matrix coordinate real general\n"
+                          "99999999999 3 0\n");
+    load_fails("h11.mtx", NULL, EMBER_ERANGE, "too large");
+}
+
+/* ---- errors --------------------------------------------------------------------- */
+
+static void test_graph_input_errors(void **state)
+{
+    (void)state;
+    load_fails("missing.el", NULL, EMBER_ENOTFOUND, "missing.el: no such file");
+    write_file("empty.el", "");
+    load_fails("empty.el", NULL, EMBER_EEMPTY, "empty.el: empty file");
+    write_file("comments.el", "# nothing\n\n");
+    load_fails("comments.el", NULL, EMBER_EEMPTY, "no edges");
+    write_file("word.el", "# c\n0 1\n2 x3\n");
+    load_fails("word.el", NULL, EMBER_EFORMAT, "word.el:3: non-numeric token 'x3'");
+    write_file("frac.el", "0 1.5\n");
+    load_fails("frac.el", NULL, EMBER_EFORMAT, "frac.el:1: non-numeric token '1.5'");
+    write_file("one.el", "0 1\n\n7\n");
+    load_fails("one.el", NULL, EMBER_EFORMAT, "one.el:3: line has one id");
+    write_file("neg.el", "0 1\n-4 2\n");
+    load_fails("neg.el", NULL, EMBER_EFORMAT, "neg.el:2: negative vertex id '-4'");
+    write_file("big.el", "0 1\n1 5000000000\n");
+    load_fails("big.el", NULL, EMBER_ERANGE, "big.el:2: vertex id 5000000000 is too large");
+    write_file("huge.el", "0 99999999999999999999999\n");
+    load_fails("huge.el", NULL, EMBER_ERANGE, "does not fit in 64 bits");
+    ember_graph_opts lim = {.max_vertices = 10};
+    write_file("lim.el", "0 9\n0 10\n");
+    load_fails("lim.el", &lim, EMBER_ERANGE, "lim.el:2: vertex id 10 is too large");
+    mkdir("dir.el", 0777);
+    load_fails("dir.el", NULL, EMBER_EFORMAT, "not a regular file");
+}
+
+/* An error in a later chunk still names its line. */
+static void test_graph_error_line_in_big_file(void **state)
+{
+    (void)state;
+    FILE *f = fopen("long.el", "w");
+    assert_non_null(f);
+    for (int i = 0; i < 800000; i++)
+        fprintf(f, "%d %d\n", i % 1000, (i * 7) % 1000);
+    fputs("12 oops\n", f);
+    fclose(f);
+    load_fails("long.el", NULL, EMBER_EFORMAT, "long.el:800001: non-numeric token 'oops'");
+}
+
+/* ---- determinism ------------------------------------------------------------------- */
+
+static void test_graph_same_for_any_thread_count(void **state)
+{
+    (void)state;
+    FILE *f = fopen("rand.el", "w");
+    assert_non_null(f);
+    uint64_t seed = 7;
+    for (int i = 0; i < 300000; i++)
+        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 5000),
+                (unsigned long long)(tu_rand(&seed) % 20000 % 5000));
+    fclose(f);
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
+    ember_graph *a = load(c1, "rand.el", &o), *b = load(c3, "rand.el", &o);
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->m, b->m);
+    assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+    assert_memory_equal(a->adj, b->adj, a->m * 4);
+    assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+    assert_memory_equal(a->perm, b->perm, a->n * 4);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember_ctx_destroy(&c1);
+    ember_ctx_destroy(&c3);
+}
+
+/* ---- HDF5 ----------------------------------------------------------------------------- */
+
+static void test_graph_h5_roundtrip(void **state)
+{
+    (void)state;
+    write_file("rt.el", "0 1\n0 2\n1 2\n2 0\n3 2\n5 5\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "rt.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "rt.h5", msg), msg);
+    ember_graph *h = load(ctx, "rt.h5", NULL);
+    assert_int_equal(g->n, h->n);
+    assert_int_equal(g->m, h->m);
+    assert_memory_equal(g->offsets, h->offsets, (g->n + 1) * 8);
+    assert_memory_equal(g->adj, h->adj, g->m * 4);
+    /* the same graph by destination, from either source */
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    ember_graph *a = load(ctx, "rt.el", &o), *b = load(ctx, "rt.h5", &o);
+    assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+    assert_memory_equal(a->adj, b->adj, a->m * 4);
+    assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+    /* a graph by destination is not saved */
+    assert_int_equal(ember_graph_save_h5(a, "no.h5", msg), EMBER_EINVAL);
+    ember_graph_free(&g);
+    ember_graph_free(&h);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_h5_relabel_keeps_ids(void **state)
+{
+    (void)state;
+    write_file("ids.el", "10 20\n20 30\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph_opts o = {.relabel = 1};
+    ember_graph *g = load(ctx, "ids.el", &o);
+    TU_OKM(ember_graph_save_h5(g, "ids.h5", msg), msg);
+    ember_graph *h = load(ctx, "ids.h5", NULL);
+    assert_non_null(h->ids);
+    assert_int_equal(h->ids[2], 30);
+    ember_graph_free(&g);
+    ember_graph_free(&h);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_h5_errors(void **state)
+{
+    (void)state;
+    load_fails("none.h5", NULL, EMBER_ENOTFOUND, "none.h5: no such file");
+    write_file("text.h5", "0 1\n");
+    load_fails("text.h5", NULL, EMBER_EFORMAT, "not an HDF5 file");
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    double x[2] = {1, 2};
+    uint64_t n = 2;
+    TU_OKM(ember_h5_write_array("other.h5:/x", EMBER_F64, x, 1, &n, NULL, 0, 1, msg), msg);
+    load_fails("other.h5", NULL, EMBER_EFORMAT, "not an ember CSR file");
+    /* offsets that do not match the targets */
+    uint64_t off[3] = {0, 1, 5};
+    n = 3;
+    TU_OKM(ember_h5_write_array("bad.h5:/csr/offsets", EMBER_U64, off, 1, &n, NULL, 0, 1, msg), msg);
+    int64_t tg[2] = {1, 0};
+    n = 2;
+    TU_OKM(ember_h5_write_array("bad.h5:/csr/targets", EMBER_I64, tg, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("bad.h5", NULL, EMBER_EFORMAT, "must run from 0");
+    off[2] = 2;
+    tg[0] = -1;
+    n = 3;
+    TU_OKM(ember_h5_write_array("neg.h5:/csr/offsets", EMBER_U64, off, 1, &n, NULL, 0, 1, msg), msg);
+    n = 2;
+    TU_OKM(ember_h5_write_array("neg.h5:/csr/targets", EMBER_I64, tg, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("neg.h5", NULL, EMBER_EFORMAT, "is not a vertex");
+    /* i64 targets are read */
+    tg[0] = 1;
+    TU_OKM(ember_h5_write_array("neg.h5:/csr/targets", EMBER_I64, tg, 1, &n, NULL, 0, 0, msg), msg);
+    ember_graph *g = load(ctx, "neg.h5", NULL);
+    assert_int_equal(g->n, 2);
+    assert_row(g, 0, "1");
+    assert_row(g, 1, "0");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_h5_write_array_attrs(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    double x[6] = {1, 2, 3, 4, 5, 6};
+    uint64_t dims[2] = {3, 2};
+    ember_h5_attr at[] = {{"iterations", EMBER_I64, 0, 7}, {"residual", EMBER_F64, 0.5, 0}};
+    TU_OKM(ember_h5_write_array("w.h5:/grp/m", EMBER_F64, x, 2, dims, at, 2, 1, msg), msg);
+    ember_ds *ds = NULL;
+    TU_OKM(ember_read_h5(&ds, ctx, "w.h5:/grp/m", 0, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(ds, &n, msg), msg);
+    assert_int_equal(n, 3);
+    ember_ds_free(&ds);
+    /* replacing the dataset keeps the file's others */
+    TU_OKM(ember_h5_write_array("w.h5:/other", EMBER_F64, x, 1, dims, NULL, 0, 0, msg), msg);
+    TU_OKM(ember_h5_write_array("w.h5:/other", EMBER_F64, x, 1, dims, NULL, 0, 0, msg), msg);
+    TU_OKM(ember_read_h5(&ds, ctx, "w.h5:/grp/m", 0, msg), msg);
+    ember_ds_free(&ds);
+    assert_int_equal(ember_h5_write_array("w.h5", EMBER_F64, x, 1, dims, NULL, 0, 0, msg),
+                     EMBER_EINVAL);
+    ember_ctx_destroy(&ctx);
+}
+
+/* ---- partitions and vertex datasets ------------------------------------------------------- */
+
+static void test_graph_partition(void **state)
+{
+    (void)state;
+    FILE *f = fopen("p.el", "w");
+    for (int i = 0; i < 200000; i++)
+        fprintf(f, "%d %d\n", i % 100, i % 7919);
+    fclose(f);
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "p.el", NULL);
+    uint64_t *off = NULL;
+    size_t parts = 0;
+    TU_OKM(ember_graph_partition(&off, &parts, g, 0, msg), msg);
+    assert_true(parts >= 1);
+    assert_int_equal(off[0], 0);
+    assert_int_equal(off[parts], g->n);
+    for (size_t p = 0; p < parts; p++)
+        assert_true(off[p] <= off[p + 1]);
+    ember_free(ctx, off);
+    TU_OKM(ember_graph_partition(&off, &parts, g, 7, msg), msg);
+    assert_int_equal(parts, 7);
+    /* the heavy rows (0..99) are spread: no part holds far more weight */
+    uint64_t total = 4 * g->n + g->m;
+    for (size_t p = 0; p < parts; p++) {
+        uint64_t w = 4 * (off[p + 1] - off[p]) + g->offsets[off[p + 1]] - g->offsets[off[p]];
+        assert_true(w <= total / 7 + 4 + 2 * (g->m / 100 + 1));
+    }
+    ember_free(ctx, off);
+    TU_OKM(ember_graph_partition(&off, &parts, g, 1000000, msg), msg);
+    assert_int_equal(parts, g->n);
+    ember_free(ctx, off);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static int count_part(const void *in, size_t n, size_t part, void *arg)
+{
+    (void)in;
+    size_t *sizes = arg;
+    #pragma omp atomic
+    sizes[part] += n;
+    return 0;
+}
+
+static void test_graph_from_array_parts(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    double x[10];
+    for (int i = 0; i < 10; i++)
+        x[i] = i;
+    const uint64_t off[4] = {0, 1, 1, 10};
+    ember_type t = ember_type_scalar(EMBER_F64);
+    for (int own = 0; own < 2; own++) {
+        ember_ds *ds = NULL;
+        TU_OKM(ember_from_array_parts(&ds, ctx, &t, x, 10, off, 3,
+                                      own ? EMBER_BORROW : EMBER_COPY, msg), msg);
+        assert_int_equal(ember_ds_partitions(ds), 3);
+        size_t sizes[3] = {0, 0, 0};
+        TU_OKM(ember_foreach(ds, count_part, sizes, msg), msg);
+        assert_int_equal(sizes[0], 1);
+        assert_int_equal(sizes[1], 0);
+        assert_int_equal(sizes[2], 9);
+        size_t n = 0;
+        const double *data = ember_array_data(ds, &n);
+        assert_int_equal(n, 10);
+        if (own)
+            assert_ptr_equal(data, x);
+        else
+            assert_ptr_not_equal(data, x);
+        uint64_t *got = NULL;
+        size_t parts = 0;
+        TU_OKM(ember_array_parts(&got, &parts, ds, msg), msg);
+        assert_int_equal(parts, 3);
+        assert_memory_equal(got, off, sizeof off);
+        ember_free(ctx, got);
+        ember_ds_free(&ds);
+    }
+    const uint64_t bad[3] = {0, 5, 4};
+    ember_ds *ds = NULL;
+    assert_true(ember_from_array_parts(&ds, ctx, &t, x, 4, bad, 2, EMBER_BORROW, msg) < 0);
+    ember_ds *r = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);
+    uint64_t *got = NULL;
+    size_t parts = 0;
+    assert_int_equal(ember_array_parts(&got, &parts, r, msg), EMBER_EINVAL);
+    assert_null(ember_array_data(r, NULL));
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_formats(void **state)
+{
+    (void)state;
+    assert_int_equal(ember_graph_format_of("a.MTX"), EMBER_GRAPH_MTX);
+    assert_int_equal(ember_graph_format_of("a.h5"), EMBER_GRAPH_H5);
+    assert_int_equal(ember_graph_format_of("a.hdf5"), EMBER_GRAPH_H5);
+    assert_int_equal(ember_graph_format_of("a.txt"), EMBER_GRAPH_EDGELIST);
+    assert_int_equal(ember_graph_format_parse("mtx"), EMBER_GRAPH_MTX);
+    assert_int_equal(ember_graph_format_parse("el"), EMBER_GRAPH_EDGELIST);
+    assert_int_equal(ember_graph_format_parse("csv"), -1);
+    /* --format overrides the extension */
+    write_file("mm.txt", "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 2\n");
+    ember_ctx *ctx = tu_ctx(1);
+    ember_graph_opts o = {.format = EMBER_GRAPH_MTX};
+    ember_graph *g = load(ctx, "mm.txt", &o);
+    assert_int_equal(g->n, 2);
+    assert_row(g, 0, "1");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+/* ---- allocation failures ---------------------------------------------------------------------- */
+
+static int fails_cleanly(const char *path, const ember_graph_opts *o, long n)
+{
+    tu_counter c;
+    tu_counter_reset(&c, 0);
+    ember_allocator a = tu_allocator(&c);
+    ember_ctx_opts co = {.threads = 2, .allocator = &a};
+    ember_ctx *ctx = tu_ctx_opts(&co);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = NULL;
+    atomic_store(&c.calls, 0);
+    atomic_store(&c.fail_at, n);
+    int rc = ember_graph_load(&g, ctx, path, o, msg);
+    atomic_store(&c.fail_at, 0);
+    long injected = atomic_load(&c.injected);
+    if (rc == EMBER_OK)
+        assert_non_null(g);
+    else {
+        assert_null(g);
+        assert_true(injected > 0);
+        assert_int_equal(rc, EMBER_ENOMEM);
+    }
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(atomic_load(&c.live), 0);
+    return rc != EMBER_OK;
+}
+
+static void test_graph_allocation_failures(void **state)
+{
+    (void)state;
+    write_file("oom.el", "0 1\n1 2\n2 0\n2 2\n7 1\n1 2\n");
+    ember_graph_opts plain = {0}, all = {.by_destination = 1, .degree_order = 1};
+    ember_graph_opts rel = {.relabel = 1, .undirected = 1};
+    const ember_graph_opts *opts[3] = {&plain, &all, &rel};
+    for (int k = 0; k < 3; k++) {
+        int failures = 0;
+        for (long n = 1; n < 200 && fails_cleanly("oom.el", opts[k], n); n++)
+            failures++;
+        assert_true(failures > 3);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_graph_edgelist_basic),
+        cmocka_unit_test(test_graph_undirected),
+        cmocka_unit_test(test_graph_by_destination),
+        cmocka_unit_test(test_graph_degree_order),
+        cmocka_unit_test(test_graph_relabel),
+        cmocka_unit_test(test_graph_mtx_general),
+        cmocka_unit_test(test_graph_mtx_symmetric_pattern),
+        cmocka_unit_test(test_graph_mtx_errors),
+        cmocka_unit_test(test_graph_input_errors),
+        cmocka_unit_test(test_graph_error_line_in_big_file),
+        cmocka_unit_test(test_graph_same_for_any_thread_count),
+        cmocka_unit_test(test_graph_h5_roundtrip),
+        cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
+        cmocka_unit_test(test_graph_h5_errors),
+        cmocka_unit_test(test_graph_h5_write_array_attrs),
+        cmocka_unit_test(test_graph_partition),
+        cmocka_unit_test(test_graph_from_array_parts),
+        cmocka_unit_test(test_graph_formats),
+        cmocka_unit_test(test_graph_allocation_failures),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
