@@ -1,0 +1,1204 @@
+/* ember-kmeans: Lloyd's k-means on a points dataset, checkpointed and
+ * resumable, the same result for any thread count.
+ *
+ * Definitions (scripts and the verifier depend on them):
+ * - A distance is the squared Euclidean distance folded over the
+ *   coordinates in order, acc = fma(x_j - c_j, x_j - c_j, acc), so the SIMD
+ *   kernels and the serial paths give identical bits. A point belongs to
+ *   its nearest centroid, the lowest index on ties.
+ * - An iteration assigns every point under the current centroids C, then
+ *   moves each centroid to the mean of its points. Its inertia is the sum
+ *   of distances under C. Sums run in point order within a partition and
+ *   partitions combine in order (ember_aggregate), and partitions come from
+ *   the data, so the bits do not depend on the team size.
+ * - Empty cluster rule: when clusters are left without points, the i-th
+ *   of them in index order moves onto the i-th point farthest from its own
+ *   centroid in that assignment (distance descending, lowest point index on
+ *   ties); the other centroids are means as usual.
+ * - Stopping: the sum over centroids of the squared distance each one moved
+ *   is at most T times the mean per-feature variance of the data
+ *   (scikit-learn's rule, T = --tolerance), or exactly 0 (no centroid
+ *   moved, so no label would change: the only rule with --tolerance 0), or
+ *   --iterations are done.
+ * - Output: labels and inertia are those of the final centroids.
+ *
+ * State bound to the loop: centroids, the centroids before the last update
+ * (the verifier checks that update), the last inertia and the largest rise
+ * of inertia seen, and the RNG counter. Killed and resumed, a run finishes
+ * with the same bits as one left alone.
+ */
+#include <ember.h>
+
+#include "cli.h"
+
+#include <hdf5.h>
+
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KM_X86 1
+#endif
+
+/* ---- options ------------------------------------------------------------------ */
+
+static uint64_t opt_k = 0;
+static const char *opt_init = "kmeans++";
+
+static const ember_cli_opt km_options[] = {
+    {"k", EMBER_CLI_U64, &opt_k, 1, 1 << 30, EMBER_CLI_RANGE | EMBER_CLI_FINGERPRINT,
+     NULL, "K", "clusters (required unless --init FILE gives them)"},
+    {"init", EMBER_CLI_STR, &opt_init, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     "random|kmeans++|FILE.csv",
+     "initial centroids (default kmeans++; FILE.csv holds k rows)"},
+    {0}};
+
+static const ember_cli_program km_program = {
+    .name = "ember-kmeans",
+    .summary =
+        "Lloyd's k-means. Input: CSV (header allowed, comma or whitespace) or\n"
+        "an HDF5 dataset FILE.h5:/path of n x d numbers. Output (--output): HDF5\n"
+        "with /centroids (float64, k x d), /labels (int64, n) and the root\n"
+        "attributes inertia, iterations and converged. --tolerance T stops when\n"
+        "the summed squared centroid movement is at most T times the mean\n"
+        "feature variance (as scikit-learn); 0 runs until no centroid moves.\n"
+        "An empty cluster moves onto the point farthest from its centroid.",
+    .usage = "--input FILE --k K [options]",
+    .examples = "  ember-kmeans --input data/iris.csv --k 3 --verify\n"
+                "  ember-kmeans --input pts.h5:/points --k 16 --init random --seed 7 \\\n"
+                "      --output km.h5 --checkpoint-dir ck --checkpoint-every 5\n",
+    .extra = km_options,
+    .fingerprint = EMBER_CLI_FP_SEED | EMBER_CLI_FP_TOLERANCE,
+    .default_iterations = 300,
+    .default_tolerance = 1e-4,
+    .value_name = "inertia",
+};
+
+/* ---- distances --------------------------------------------------------------------- */
+
+/* Labels and distances of m row-major points x (m x d) to k centroids. */
+typedef void (*assign_fn)(const double *x, size_t m, size_t d,
+                          const double *c, size_t k, int64_t *lab,
+                          double *dist);
+
+static double dist_serial(const double *x, const double *c, size_t d)
+{
+    double acc = 0;
+    for (size_t j = 0; j < d; j++) {
+        double t = x[j] - c[j];
+        acc = fma(t, t, acc);
+    }
+    return acc;
+}
+
+/* Built for several ISAs so that fma() is one instruction where the CPU
+ * has it (the result is the same everywhere: fma rounds once). */
+#if defined(KM_X86) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+#endif
+static void assign_serial(const double *x, size_t m, size_t d, const double *c,
+                          size_t k, int64_t *lab, double *dist)
+{
+    for (size_t i = 0; i < m; i++) {
+        double best = INFINITY;
+        int64_t l = 0;
+        for (size_t q = 0; q < k; q++) {
+            double v = dist_serial(x + i * d, c + q * d, d);
+            if (v < best) {
+                best = v;
+                l = (int64_t)q;
+            }
+        }
+        lab[i] = l;
+        dist[i] = best;
+    }
+}
+
+#ifdef KM_X86
+/* Tiles of points are transposed (coordinate-major) so one vector holds
+ * one coordinate of 8 (or 4) points; four centroids share each load. */
+#define TILE_DOUBLES 4096
+
+__attribute__((target("avx512f"))) static void
+tile512(const double *xt, size_t T, size_t g, size_t d, const double *c,
+        size_t k, int64_t *lab, double *dist)
+{
+    __m512d b0 = _mm512_set1_pd(INFINITY), b1 = b0;
+    __m512i l0 = _mm512_setzero_si512(), l1 = l0;
+    size_t q = 0;
+    for (; q + 4 <= k; q += 4) {
+        __m512d a[4][2];
+        for (int u = 0; u < 4; u++)
+            a[u][0] = a[u][1] = _mm512_setzero_pd();
+        for (size_t j = 0; j < d; j++) {
+            __m512d x0 = _mm512_loadu_pd(xt + j * T + g);
+            __m512d x1 = _mm512_loadu_pd(xt + j * T + g + 8);
+            for (int u = 0; u < 4; u++) {
+                __m512d cb = _mm512_set1_pd(c[(q + (size_t)u) * d + j]);
+                __m512d t0 = _mm512_sub_pd(x0, cb), t1 = _mm512_sub_pd(x1, cb);
+                a[u][0] = _mm512_fmadd_pd(t0, t0, a[u][0]);
+                a[u][1] = _mm512_fmadd_pd(t1, t1, a[u][1]);
+            }
+        }
+        for (int u = 0; u < 4; u++) {
+            __m512i lq = _mm512_set1_epi64((long long)(q + (size_t)u));
+            __mmask8 m0 = _mm512_cmp_pd_mask(a[u][0], b0, _CMP_LT_OQ);
+            __mmask8 m1 = _mm512_cmp_pd_mask(a[u][1], b1, _CMP_LT_OQ);
+            b0 = _mm512_mask_mov_pd(b0, m0, a[u][0]);
+            b1 = _mm512_mask_mov_pd(b1, m1, a[u][1]);
+            l0 = _mm512_mask_mov_epi64(l0, m0, lq);
+            l1 = _mm512_mask_mov_epi64(l1, m1, lq);
+        }
+    }
+    for (; q < k; q++) {
+        __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+        for (size_t j = 0; j < d; j++) {
+            __m512d cb = _mm512_set1_pd(c[q * d + j]);
+            __m512d t0 = _mm512_sub_pd(_mm512_loadu_pd(xt + j * T + g), cb);
+            __m512d t1 = _mm512_sub_pd(_mm512_loadu_pd(xt + j * T + g + 8), cb);
+            a0 = _mm512_fmadd_pd(t0, t0, a0);
+            a1 = _mm512_fmadd_pd(t1, t1, a1);
+        }
+        __m512i lq = _mm512_set1_epi64((long long)q);
+        __mmask8 m0 = _mm512_cmp_pd_mask(a0, b0, _CMP_LT_OQ);
+        __mmask8 m1 = _mm512_cmp_pd_mask(a1, b1, _CMP_LT_OQ);
+        b0 = _mm512_mask_mov_pd(b0, m0, a0);
+        b1 = _mm512_mask_mov_pd(b1, m1, a1);
+        l0 = _mm512_mask_mov_epi64(l0, m0, lq);
+        l1 = _mm512_mask_mov_epi64(l1, m1, lq);
+    }
+    _mm512_storeu_pd(dist, b0);
+    _mm512_storeu_pd(dist + 8, b1);
+    _mm512_storeu_si512((void *)lab, l0);
+    _mm512_storeu_si512((void *)(lab + 8), l1);
+}
+
+__attribute__((target("avx2,fma"))) static void
+tile256(const double *xt, size_t T, size_t g, size_t d, const double *c,
+        size_t k, int64_t *lab, double *dist)
+{
+    __m256d b0 = _mm256_set1_pd(INFINITY), b1 = b0;
+    __m256i l0 = _mm256_setzero_si256(), l1 = l0;
+    for (size_t q = 0; q < k; q += 2) {
+        size_t w = k - q < 2 ? 1 : 2; /* centroids this round */
+        __m256d a[2][2];
+        a[0][0] = a[0][1] = a[1][0] = a[1][1] = _mm256_setzero_pd();
+        for (size_t j = 0; j < d; j++) {
+            __m256d x0 = _mm256_loadu_pd(xt + j * T + g);
+            __m256d x1 = _mm256_loadu_pd(xt + j * T + g + 4);
+            for (size_t u = 0; u < w; u++) {
+                __m256d cb = _mm256_set1_pd(c[(q + u) * d + j]);
+                __m256d t0 = _mm256_sub_pd(x0, cb), t1 = _mm256_sub_pd(x1, cb);
+                a[u][0] = _mm256_fmadd_pd(t0, t0, a[u][0]);
+                a[u][1] = _mm256_fmadd_pd(t1, t1, a[u][1]);
+            }
+        }
+        for (size_t u = 0; u < w; u++) {
+            __m256i lq = _mm256_set1_epi64x((long long)(q + u));
+            __m256d m0 = _mm256_cmp_pd(a[u][0], b0, _CMP_LT_OQ);
+            __m256d m1 = _mm256_cmp_pd(a[u][1], b1, _CMP_LT_OQ);
+            b0 = _mm256_blendv_pd(b0, a[u][0], m0);
+            b1 = _mm256_blendv_pd(b1, a[u][1], m1);
+            l0 = _mm256_castpd_si256(_mm256_blendv_pd(
+                _mm256_castsi256_pd(l0), _mm256_castsi256_pd(lq), m0));
+            l1 = _mm256_castpd_si256(_mm256_blendv_pd(
+                _mm256_castsi256_pd(l1), _mm256_castsi256_pd(lq), m1));
+        }
+    }
+    _mm256_storeu_pd(dist, b0);
+    _mm256_storeu_pd(dist + 4, b1);
+    _mm256_storeu_si256((void *)lab, l0);
+    _mm256_storeu_si256((void *)(lab + 4), l1);
+}
+
+/* Transposes points [lo, lo + m) into xt (d rows of T), zero-padded. */
+static void transpose(const double *x, size_t m, size_t d, double *xt,
+                      size_t T)
+{
+    for (size_t j = 0; j < d; j++) {
+        double *row = xt + j * T;
+        for (size_t i = 0; i < m; i++)
+            row[i] = x[i * d + j];
+        for (size_t i = m; i < T; i++)
+            row[i] = 0;
+    }
+}
+
+/* The same for d a multiple of 8, eight points at a time: 8 x 8 blocks
+ * transposed in registers (24 shuffles) instead of 64 scalar moves. */
+__attribute__((target("avx512f"))) static void
+transpose512(const double *x, size_t m, size_t d, double *xt, size_t T)
+{
+    for (size_t i0 = 0; i0 < T; i0 += 8)
+        for (size_t jb = 0; jb < d; jb += 8) {
+            __m512d r[8], t[8], u[8];
+            for (size_t q = 0; q < 8; q++)
+                r[q] = i0 + q < m ? _mm512_loadu_pd(x + (i0 + q) * d + jb)
+                                  : _mm512_setzero_pd();
+            for (int q = 0; q < 8; q += 2) {
+                t[q] = _mm512_unpacklo_pd(r[q], r[q + 1]);
+                t[q + 1] = _mm512_unpackhi_pd(r[q], r[q + 1]);
+            }
+            for (int h = 0; h < 8; h += 4) {
+                u[h] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0x88);
+                u[h + 1] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0x88);
+                u[h + 2] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0xdd);
+                u[h + 3] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0xdd);
+            }
+            for (int q = 0; q < 4; q++) {
+                _mm512_storeu_pd(xt + (jb + (size_t)q) * T + i0,
+                                 _mm512_shuffle_f64x2(u[q], u[q + 4], 0x88));
+                _mm512_storeu_pd(xt + (jb + (size_t)q + 4) * T + i0,
+                                 _mm512_shuffle_f64x2(u[q], u[q + 4], 0xdd));
+            }
+        }
+}
+
+/* Runs a tile kernel over x in tiles of T points (T a multiple of G). */
+static void assign_tiled(const double *x, size_t m, size_t d, const double *c,
+                         size_t k, int64_t *lab, double *dist, int wide)
+{
+    double xt[TILE_DOUBLES];
+    size_t G = wide ? 16 : 8;
+    size_t T = (TILE_DOUBLES / d) / G * G;
+    int64_t tl[16];
+    double td[16];
+    for (size_t lo = 0; lo < m; lo += T) {
+        size_t mt = m - lo < T ? m - lo : T, tp = (mt + G - 1) / G * G;
+        if (wide && d % 8 == 0)
+            transpose512(x + lo * d, mt, d, xt, tp);
+        else
+            transpose(x + lo * d, mt, d, xt, tp);
+        for (size_t g = 0; g < tp; g += G) {
+            if (wide)
+                tile512(xt, tp, g, d, c, k, tl, td);
+            else
+                tile256(xt, tp, g, d, c, k, tl, td);
+            size_t cnt = mt - g < G ? mt - g : G;
+            memcpy(lab + lo + g, tl, cnt * sizeof *tl);
+            memcpy(dist + lo + g, td, cnt * sizeof *td);
+        }
+    }
+}
+
+static void assign_avx512(const double *x, size_t m, size_t d, const double *c,
+                          size_t k, int64_t *lab, double *dist)
+{
+    assign_tiled(x, m, d, c, k, lab, dist, 1);
+}
+
+static void assign_avx2(const double *x, size_t m, size_t d, const double *c,
+                        size_t k, int64_t *lab, double *dist)
+{
+    assign_tiled(x, m, d, c, k, lab, dist, 0);
+}
+#endif
+
+/* The fastest kernel this CPU runs; all give the same bits. EMBER_KMEANS_ISA
+ * (avx512, avx2, serial) forces one, for tests. */
+static assign_fn pick_kernel(size_t d)
+{
+    const char *force = getenv("EMBER_KMEANS_ISA");
+#ifdef KM_X86
+    if (d <= TILE_DOUBLES / 16) {
+        __builtin_cpu_init();
+        int f = force && *force;
+        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
+            return assign_avx512;
+        if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma"))
+            return assign_avx2;
+    }
+#else
+    (void)d;
+    (void)force;
+#endif
+    return assign_serial;
+}
+
+/* ---- one Lloyd pass: per-partition partial sums -------------------------------------- */
+
+/* The accumulator, in doubles: inertia, counts[k], sums[k*d], then E
+ * farthest-point slots of (distance, x[d]) sorted by distance descending,
+ * earlier points first on ties; an unused slot has distance -1. */
+typedef struct {
+    size_t k, d, E;
+    const double *c;
+    assign_fn assign;
+} pass_arg;
+
+static size_t acc_doubles(const pass_arg *a)
+{
+    return 1 + a->k + a->k * a->d + a->E * (1 + a->d);
+}
+
+static double *acc_counts(const pass_arg *a, double *acc)
+{
+    (void)a;
+    return acc + 1;
+}
+static double *acc_sums(const pass_arg *a, double *acc)
+{
+    return acc + 1 + a->k;
+}
+static double *acc_slots(const pass_arg *a, double *acc)
+{
+    return acc + 1 + a->k + a->k * a->d;
+}
+
+static void acc_zero(const pass_arg *a, double *acc)
+{
+    memset(acc, 0, acc_doubles(a) * sizeof *acc);
+    double *s = acc_slots(a, acc);
+    for (size_t e = 0; e < a->E; e++)
+        s[e * (1 + a->d)] = -1;
+}
+
+/* Puts point x at distance v among the slots, if it is far enough. */
+static void slot_offer(const pass_arg *a, double *slots, double v,
+                       const double *x)
+{
+    size_t w = 1 + a->d, e = a->E;
+    while (e > 0 && slots[(e - 1) * w] < v)
+        e--;
+    if (e == a->E)
+        return;
+    memmove(slots + (e + 1) * w, slots + e * w, (a->E - e - 1) * w * sizeof *slots);
+    slots[e * w] = v;
+    memcpy(slots + e * w + 1, x, a->d * sizeof *x);
+}
+
+static int pass_seq(void *accp, const void *in, size_t n, void *argp)
+{
+    const pass_arg *a = argp;
+    double *acc = accp, *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
+    double *slots = acc_slots(a, acc);
+    const double *x = in;
+    int64_t lab[256];
+    double dist[256];
+    size_t d = a->d;
+    for (size_t lo = 0; lo < n; lo += 256) {
+        size_t m = n - lo < 256 ? n - lo : 256;
+        a->assign(x + lo * d, m, d, a->c, a->k, lab, dist);
+        for (size_t i = 0; i < m; i++) {
+            const double *p = x + (lo + i) * d;
+            double *s = sum + (size_t)lab[i] * d;
+            for (size_t j = 0; j < d; j++)
+                s[j] += p[j];
+            cnt[lab[i]] += 1;
+            acc[0] += dist[i];
+            if (a->E && dist[i] > slots[(a->E - 1) * (1 + d)])
+                slot_offer(a, slots, dist[i], p);
+        }
+    }
+    return 0;
+}
+
+/* Folds another partition's accumulator in (partition order). */
+static int pass_comb(void *accp, const void *inp, size_t n, void *argp)
+{
+    (void)n;
+    const pass_arg *a = argp;
+    double *acc = accp;
+    const double *in = inp;
+    size_t head = 1 + a->k + a->k * a->d, w = 1 + a->d;
+    for (size_t i = 0; i < head; i++)
+        acc[i] += in[i];
+    for (size_t e = 0; e < a->E; e++) {
+        const double *s = in + head + e * w;
+        if (s[0] < 0 || s[0] <= acc[head + (a->E - 1) * w])
+            break; /* sorted: no later slot of `in` gets in either */
+        slot_offer(a, acc + head, s[0], s + 1);
+    }
+    return 0;
+}
+
+/* ---- the final labelling ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t label;
+    double dist;
+} labelled;
+
+static int label_map(const void *in, void *out, size_t n, void *argp)
+{
+    const pass_arg *a = argp;
+    const double *x = in;
+    labelled *o = out;
+    int64_t lab[256];
+    double dist[256];
+    for (size_t lo = 0; lo < n; lo += 256) {
+        size_t m = n - lo < 256 ? n - lo : 256;
+        a->assign(x + lo * a->d, m, a->d, a->c, a->k, lab, dist);
+        for (size_t i = 0; i < m; i++)
+            o[lo + i] = (labelled){lab[i], dist[i]};
+    }
+    return 0;
+}
+
+/* ---- the run's state ------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t seed;
+    uint64_t counter; /* draws taken */
+} km_rng;
+
+typedef struct {
+    ember_cli *cli;
+    ember_ctx *ctx;
+    ember_ds *points;
+    const double *x;    /* n x d, the points' one array */
+    size_t n, d, k;
+    double tol;         /* absolute: --tolerance x mean feature variance */
+    double *init;       /* k x d from --init FILE, or NULL */
+    int init_kind;      /* 0 random, 1 kmeans++, 2 file */
+    assign_fn assign;
+    /* bound to the loop */
+    double *c, *prev;   /* k x d */
+    double inertia_last, max_rise, shift;
+    km_rng rng;
+    /* scratch */
+    double *acc, *zero;
+} km;
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Counter-based: draw i of a seed is a pure function of (seed, i). */
+static uint64_t rng_next(km_rng *r)
+{
+    return mix64(r->seed ^ mix64(++r->counter + 0x9e3779b97f4a7c15ULL));
+}
+
+static double rng_u01(km_rng *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Uniform in [0, n) without modulo bias. */
+static size_t rng_below(km_rng *r, size_t n)
+{
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n, v;
+    do
+        v = rng_next(r);
+    while (v >= lim);
+    return (size_t)(v % n);
+}
+
+/* ---- initialisation --------------------------------------------------------------------- */
+
+/* k distinct points (Floyd's sampling), in the order drawn. */
+static int init_random(km *s, char *msg)
+{
+    unsigned char *taken = calloc(s->n / 8 + 1, 1);
+    if (!taken)
+        return snprintf(msg, EMBER_MSG_SIZE, "out of memory"), EMBER_ENOMEM;
+    for (size_t t = s->n - s->k, q = 0; t < s->n; t++, q++) {
+        size_t i = rng_below(&s->rng, t + 1);
+        if (taken[i / 8] & (1u << (i % 8)))
+            i = t;
+        taken[i / 8] |= (unsigned char)(1u << (i % 8));
+        memcpy(s->c + q * s->d, s->x + i * s->d, s->d * sizeof *s->c);
+    }
+    free(taken);
+    return EMBER_OK;
+}
+
+/* D^2 sampling: the index where the running sum of w passes u * total. */
+static size_t pick_weighted(const double *w, size_t n, double total, double u)
+{
+    double target = u * total, run = 0;
+    size_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] > 0)
+            last = i;
+        run += w[i];
+        if (run > target)
+            return i;
+    }
+    return last;
+}
+
+/* near[i] = min(near[i], distance of point i to c), in blocks through the
+ * distance kernel (k = 1); each point's value is independent of the team. */
+static void update_nearest(km *s, double *near, const double *c)
+{
+    long long nb = (long long)((s->n + 255) / 256);
+    size_t d = s->d;
+#pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
+    for (long long b = 0; b < nb; b++) {
+        size_t lo = (size_t)b * 256, m = s->n - lo < 256 ? s->n - lo : 256;
+        int64_t lab[256];
+        double dist[256];
+        s->assign(s->x + lo * d, m, d, c, 1, lab, dist);
+        for (size_t i = 0; i < m; i++)
+            if (dist[i] < near[lo + i])
+                near[lo + i] = dist[i];
+    }
+}
+
+/* k-means++ (Arthur and Vassilvitskii): the first centroid uniform, each
+ * next one a point drawn with probability proportional to its squared
+ * distance to the nearest centroid so far. */
+static int init_kmeanspp(km *s, char *msg)
+{
+    double *near = malloc(s->n * sizeof *near);
+    if (!near)
+        return snprintf(msg, EMBER_MSG_SIZE, "out of memory"), EMBER_ENOMEM;
+    for (size_t i = 0; i < s->n; i++)
+        near[i] = INFINITY;
+    size_t i = rng_below(&s->rng, s->n);
+    for (size_t q = 0;;) {
+        memcpy(s->c + q * s->d, s->x + i * s->d, s->d * sizeof *s->c);
+        if (++q == s->k)
+            break;
+        update_nearest(s, near, s->c + (q - 1) * s->d);
+        double total = 0;
+        for (size_t p = 0; p < s->n; p++)
+            total += near[p];
+        double u = rng_u01(&s->rng);
+        i = total > 0 ? pick_weighted(near, s->n, total, u) : rng_below(&s->rng, s->n);
+    }
+    free(near);
+    return EMBER_OK;
+}
+
+static int init_centroids(km *s, char *msg)
+{
+    if (s->init_kind == 2) {
+        memcpy(s->c, s->init, s->k * s->d * sizeof *s->c);
+        return EMBER_OK;
+    }
+    return s->init_kind == 0 ? init_random(s, msg) : init_kmeanspp(s, msg);
+}
+
+/* ---- one iteration ------------------------------------------------------------------ */
+
+/* New centroids from the accumulator: means, then the empty cluster rule.
+ * Returns the summed squared movement. */
+static double update_centroids(km *s, const pass_arg *a, double *acc)
+{
+    double *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
+    const double *slots = acc_slots(a, acc);
+    size_t d = s->d, used = 0;
+    double shift = 0;
+    memcpy(s->prev, s->c, s->k * d * sizeof *s->c);
+    for (size_t q = 0; q < s->k; q++) {
+        double *c = s->c + q * d;
+        if (cnt[q] > 0) {
+            for (size_t j = 0; j < d; j++)
+                c[j] = sum[q * d + j] / cnt[q];
+        } else if (used < a->E && slots[used * (1 + d)] >= 0) {
+            memcpy(c, slots + used * (1 + d) + 1, d * sizeof *c);
+            used++;
+        }
+        for (size_t j = 0; j < d; j++) {
+            double t = c[j] - s->prev[q * d + j];
+            shift += t * t;
+        }
+    }
+    return shift;
+}
+
+static int km_step(uint64_t it, double *value, void *arg, char *msg)
+{
+    km *s = arg;
+    int rc = it == 0 ? init_centroids(s, msg) : EMBER_OK;
+    pass_arg a = {s->k, s->d, s->k - 1, s->c, s->assign};
+    if (!rc)
+        rc = ember_aggregate(s->points, s->zero, acc_doubles(&a) * sizeof(double),
+                             pass_seq, pass_comb, &a, s->acc, msg);
+    if (rc)
+        return rc;
+    double inertia = s->acc[0];
+    if (it > 0 && inertia - s->inertia_last > s->max_rise)
+        s->max_rise = inertia - s->inertia_last;
+    s->inertia_last = inertia;
+    s->shift = update_centroids(s, &a, s->acc);
+    *value = inertia;
+    return s->shift == 0 || s->shift <= s->tol ? EMBER_DONE : EMBER_OK;
+}
+
+/* ---- input --------------------------------------------------------------------------- */
+
+static int is_h5_spec(const char *path)
+{
+    return strstr(path, ".h5:") || strstr(path, ".hdf5:") || strstr(path, ".he5:") ||
+           ember_cli_has_suffix(path, ".h5") || ember_cli_has_suffix(path, ".hdf5");
+}
+
+/* Coordinates per record, when every field is a number (arrays count). */
+static size_t type_width(const ember_type *t)
+{
+    size_t w = 0;
+    for (uint32_t f = 0; f < t->nfields; f++)
+        w += t->field[f].count ? t->field[f].count : 1;
+    return w;
+}
+
+static int all_f64(const ember_type *t)
+{
+    for (uint32_t f = 0; f < t->nfields; f++)
+        if (t->field[f].kind != EMBER_F64)
+            return 0;
+    return t->size == type_width(t) * sizeof(double);
+}
+
+static double read_number(const unsigned char *p, ember_scalar kind)
+{
+    switch (kind) {
+    case EMBER_I32: { int32_t v; memcpy(&v, p, 4); return (double)v; }
+    case EMBER_I64: { int64_t v; memcpy(&v, p, 8); return (double)v; }
+    case EMBER_U64: { uint64_t v; memcpy(&v, p, 8); return (double)v; }
+    case EMBER_F32: { float v; memcpy(&v, p, 4); return (double)v; }
+    case EMBER_F64: { double v; memcpy(&v, p, 8); return v; }
+    }
+    return NAN;
+}
+
+/* Any numeric record to d float64 coordinates, fields in order. */
+static int to_f64(const void *in, void *out, size_t n, void *arg)
+{
+    const ember_type *t = arg;
+    const unsigned char *r = in;
+    double *o = out;
+    for (size_t i = 0; i < n; i++, r += t->size)
+        for (uint32_t f = 0; f < t->nfields; f++) {
+            const ember_field *fd = &t->field[f];
+            size_t sz = ember_scalar_size(fd->kind);
+            for (uint32_t e = 0; e < (fd->count ? fd->count : 1); e++)
+                *o++ = read_number(r + fd->offset + e * sz, fd->kind);
+        }
+    return 0;
+}
+
+typedef struct {
+    ember_ds *src, *conv, *points;
+    ember_bcast *bc;
+    ember_type src_type;
+} km_input;
+
+static void input_free(km_input *in)
+{
+    ember_ds_free(&in->points);
+    ember_bcast_free(&in->bc);
+    ember_ds_free(&in->conv);
+    ember_ds_free(&in->src);
+}
+
+static int km_error(char *msg, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int km_error(char *msg, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, EMBER_MSG_SIZE, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static int check_finite(const km *s, const char *path, char *msg)
+{
+    for (size_t i = 0; i < s->n * s->d; i++)
+        if (!isfinite(s->x[i]))
+            return km_error(msg, EMBER_EFORMAT,
+                            "%s: point %zu (0-based), coordinate %zu is %s; points "
+                            "must be finite",
+                            path, i / s->d, i % s->d, isnan(s->x[i]) ? "NaN" : "infinite");
+    return EMBER_OK;
+}
+
+static int flat_type(ember_type *t, size_t d, char *msg)
+{
+    ember_field f = {.name = "x", .kind = EMBER_F64, .count = (uint32_t)d};
+    return ember_type_struct(t, &f, 1, msg);
+}
+
+/* Reads the input into one n x d float64 array and makes the points
+ * dataset over it, partitioned by --partitions or by its size (so the
+ * partitioning, and the bits, depend on the data only). */
+static int load_points(km *s, km_input *in, char *msg)
+{
+    const char *path = s->cli->input;
+    int rc = is_h5_spec(path) ? ember_read_h5(&in->src, s->ctx, path, 0, msg)
+                              : ember_read_csv(&in->src, s->ctx, path, NULL, msg);
+    if (rc)
+        return rc;
+    in->src_type = *ember_ds_type(in->src);
+    s->d = type_width(&in->src_type);
+    ember_type ft;
+    ember_ds *flat = in->src;
+    if ((rc = flat_type(&ft, s->d, msg)))
+        return rc;
+    if (!all_f64(&in->src_type)) {
+        if ((rc = ember_map(&in->conv, in->src, &ft, to_f64, &in->src_type, msg)))
+            return rc;
+        flat = in->conv;
+    }
+    if ((rc = ember_broadcast(&in->bc, flat, msg)))
+        return rc;
+    s->x = ember_bcast_data(in->bc, &s->n);
+    if (s->n == 0)
+        return km_error(msg, EMBER_EEMPTY, "%s: no points", path);
+    if ((rc = check_finite(s, path, msg)))
+        return rc;
+    return ember_from_array(&in->points, s->ctx, &ft, s->x, s->n,
+                            s->cli->partitions, EMBER_BORROW, msg);
+}
+
+/* --init FILE.csv: k rows of d numbers. */
+static int load_init_file(km *s, char *msg)
+{
+    ember_ds *ds = NULL;
+    void *rows = NULL;
+    size_t r = 0;
+    int rc = ember_read_csv(&ds, s->ctx, opt_init, NULL, msg);
+    if (!rc)
+        rc = ember_collect_alloc(ds, &rows, &r, msg);
+    size_t w = rc ? 0 : type_width(ember_ds_type(ds));
+    if (!rc && w != s->d)
+        rc = km_error(msg, EMBER_ELENGTH, "--init %s: rows of %zu numbers, but the "
+                      "points have %zu coordinates", opt_init, w, s->d);
+    else if (!rc && opt_k && r != opt_k)
+        rc = km_error(msg, EMBER_ELENGTH, "--init %s: %zu rows, but --k is %" PRIu64,
+                      opt_init, r, opt_k);
+    else if (!rc && r == 0)
+        rc = km_error(msg, EMBER_EEMPTY, "--init %s: no rows", opt_init);
+    if (!rc && !(s->init = malloc(r * s->d * sizeof *s->init)))
+        rc = km_error(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc) {
+        memcpy(s->init, rows, r * s->d * sizeof *s->init);
+        s->k = r;
+    }
+    ember_free(s->ctx, rows);
+    ember_ds_free(&ds);
+    if (rc && strncmp(msg, "--init", 6) != 0) {
+        char why[EMBER_MSG_SIZE];
+        snprintf(why, sizeof why, "%s", msg);
+        km_error(msg, rc, "--init: %s", why);
+    }
+    return rc;
+}
+
+static int choose_init(km *s, char *msg)
+{
+    s->init_kind = !strcmp(opt_init, "random") ? 0 : !strcmp(opt_init, "kmeans++") ? 1 : 2;
+    s->k = (size_t)opt_k;
+    int rc = s->init_kind == 2 ? load_init_file(s, msg) : EMBER_OK;
+    if (!rc && s->k > s->n)
+        rc = km_error(msg, EMBER_EINVAL, "--k %zu is larger than the number of points "
+                      "(%zu) in %s", s->k, s->n, s->cli->input);
+    return rc;
+}
+
+/* Mean over features of the population variance (as numpy's var), in two
+ * row-order passes; -1 when out of memory. */
+static double mean_variance(const km *s)
+{
+    double *mean = calloc(s->d, sizeof *mean), *ss = calloc(s->d, sizeof *ss);
+    double total = -1;
+    if (mean && ss) {
+        for (size_t i = 0; i < s->n; i++)
+            for (size_t j = 0; j < s->d; j++)
+                mean[j] += s->x[i * s->d + j];
+        for (size_t j = 0; j < s->d; j++)
+            mean[j] /= (double)s->n;
+        for (size_t i = 0; i < s->n; i++)
+            for (size_t j = 0; j < s->d; j++) {
+                double t = s->x[i * s->d + j] - mean[j];
+                ss[j] += t * t;
+            }
+        total = 0;
+        for (size_t j = 0; j < s->d; j++)
+            total += ss[j] / (double)s->n;
+        total /= (double)s->d;
+    }
+    free(mean);
+    free(ss);
+    return total;
+}
+
+static int prepare(km *s, char *msg)
+{
+    size_t kd = s->k * s->d;
+    pass_arg a = {s->k, s->d, s->k - 1, NULL, NULL};
+    s->c = calloc(kd, sizeof *s->c);
+    s->prev = calloc(kd, sizeof *s->prev);
+    s->acc = malloc(acc_doubles(&a) * sizeof(double));
+    s->zero = malloc(acc_doubles(&a) * sizeof(double));
+    if (!s->c || !s->prev || !s->acc || !s->zero)
+        return km_error(msg, EMBER_ENOMEM, "out of memory");
+    acc_zero(&a, s->zero);
+    s->assign = pick_kernel(s->d);
+    double var = s->cli->tolerance > 0 ? mean_variance(s) : 0;
+    if (var < 0)
+        return km_error(msg, EMBER_ENOMEM, "out of memory");
+    s->tol = s->cli->tolerance * var;
+    s->rng = (km_rng){s->cli->seed, 0};
+    s->inertia_last = NAN;
+    return EMBER_OK;
+}
+
+static int bind_state(km *s, ember_loop *loop)
+{
+    size_t kd = s->k * s->d;
+    int rc = ember_loop_bind_array(loop, "centroids", EMBER_F64, s->c, kd);
+    if (!rc)
+        rc = ember_loop_bind_array(loop, "previous", EMBER_F64, s->prev, kd);
+    if (!rc)
+        rc = ember_loop_bind_f64(loop, "inertia_last", &s->inertia_last);
+    if (!rc)
+        rc = ember_loop_bind_f64(loop, "max_rise", &s->max_rise);
+    if (!rc)
+        rc = ember_loop_bind_f64(loop, "shift", &s->shift);
+    if (!rc)
+        rc = ember_loop_bind_blob(loop, "rng", &s->rng, sizeof s->rng);
+    return rc;
+}
+
+/* ---- result -------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t *labels;
+    double inertia;
+    double seconds;
+} km_result;
+
+/* Labels and inertia under the final centroids (inertia summed in point
+ * order, serially, so it does not depend on the team either). */
+static int final_labels(km *s, km_result *res, char *msg)
+{
+    double t0 = ember_cli_now();
+    pass_arg a = {s->k, s->d, 0, s->c, s->assign};
+    ember_type pt = ember_type_pair(EMBER_I64, EMBER_F64);
+    ember_ds *lds = NULL;
+    void *buf = NULL;
+    size_t n = 0;
+    int rc = ember_map(&lds, s->points, &pt, label_map, &a, msg);
+    if (!rc)
+        rc = ember_collect_alloc(lds, &buf, &n, msg);
+    if (!rc && !(res->labels = malloc((n ? n : 1) * sizeof *res->labels)))
+        rc = km_error(msg, EMBER_ENOMEM, "out of memory");
+    res->inertia = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const labelled *l = (const labelled *)buf + i;
+        res->labels[i] = l->label;
+        res->inertia += l->dist;
+    }
+    ember_free(s->ctx, buf);
+    ember_ds_free(&lds);
+    res->seconds = ember_cli_now() - t0;
+    return rc;
+}
+
+/* ---- output file -------------------------------------------------------------------------- */
+
+static int h5_attr(hid_t obj, const char *name, hid_t type, const void *v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR), at = -1;
+    int ok = sp >= 0 && (at = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(at, type, v) >= 0;
+    if (at >= 0)
+        H5Aclose(at);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+static int h5_array(hid_t fid, hid_t dcpl, const char *name, hid_t type, int rank,
+                    const hsize_t *dims, const void *data)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL), ds = -1;
+    int ok = sp >= 0 &&
+             (ds = H5Dcreate2(fid, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0 &&
+             H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+/* Writes NAME.tmp and renames it, so a reader never sees half a file. No
+ * object timestamps: the same result gives the same bytes. */
+static int write_output(const km *s, const km_result *res, char *msg)
+{
+    const char *path = s->cli->output;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE), fid = -1;
+    int64_t iters = (int64_t)s->cli->iterations_done, conv = s->cli->converged;
+    int64_t k = (int64_t)s->k, n = (int64_t)s->n, d = (int64_t)s->d;
+    hsize_t cdims[2] = {s->k, s->d}, ldims[1] = {s->n};
+    int ok = fcpl >= 0 && dcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
+             H5Pset_obj_track_times(dcpl, 0) >= 0 &&
+             (fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)) >= 0 &&
+             !h5_array(fid, dcpl, "centroids", H5T_IEEE_F64LE, 2, cdims, s->c) &&
+             !h5_array(fid, dcpl, "labels", H5T_STD_I64LE, 1, ldims, res->labels) &&
+             !h5_attr(fid, "inertia", H5T_NATIVE_DOUBLE, &res->inertia) &&
+             !h5_attr(fid, "iterations", H5T_NATIVE_INT64, &iters) &&
+             !h5_attr(fid, "converged", H5T_NATIVE_INT64, &conv) &&
+             !h5_attr(fid, "k", H5T_NATIVE_INT64, &k) &&
+             !h5_attr(fid, "n", H5T_NATIVE_INT64, &n) &&
+             !h5_attr(fid, "d", H5T_NATIVE_INT64, &d);
+    if (fid >= 0 && H5Fclose(fid) < 0)
+        ok = 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        remove(tmp);
+        return km_error(msg, EMBER_EIO, "--output %s: cannot write the file", path);
+    }
+    return EMBER_OK;
+}
+
+/* ---- --verify: an independent serial checker ------------------------------------------------- */
+
+/* Nearest centroid by the definition (lowest index on ties). */
+static size_t nearest(const double *x, const double *c, size_t k, size_t d,
+                      double *best)
+{
+    size_t l = 0;
+    *best = INFINITY;
+    for (size_t q = 0; q < k; q++) {
+        double v = dist_serial(x, c + q * d, d);
+        if (v < *best) {
+            *best = v;
+            l = q;
+        }
+    }
+    return l;
+}
+
+/* Every label names the nearest centroid; the inertia is their sum. */
+static int verify_labels(const km *s, const km_result *res)
+{
+    size_t bad = 0;
+    double sum = 0, best;
+    for (size_t i = 0; i < s->n; i++) {
+        const double *x = s->x + i * s->d;
+        nearest(x, s->c, s->k, s->d, &best);
+        int64_t l = res->labels[i];
+        double v = l >= 0 && (size_t)l < s->k ? dist_serial(x, s->c + (size_t)l * s->d, s->d)
+                                              : INFINITY;
+        bad += !(v <= best);
+        sum += v;
+    }
+    double tol = 2.0 * (double)(s->n + 1) * DBL_EPSILON * sum;
+    int inertia_ok = fabs(sum - res->inertia) <= tol;
+    printf("Verification: %zu of %zu points are at their nearest centroid; inertia "
+           "%.17g %s the serial sum %.17g\n",
+           s->n - bad, s->n, res->inertia, inertia_ok ? "matches" : "DIFFERS FROM", sum);
+    return bad == 0 && inertia_ok;
+}
+
+typedef struct {
+    double *sum, *maxabs, *cnt, *dist;
+} lloyd_ref;
+
+static void lloyd_ref_free(lloyd_ref *r)
+{
+    free(r->sum);
+    free(r->maxabs);
+    free(r->cnt);
+    free(r->dist);
+}
+
+/* The last update redone serially from the previous centroids: sums,
+ * counts, and each point's distance to its nearest previous centroid. */
+static int lloyd_ref_make(const km *s, lloyd_ref *r)
+{
+    size_t kd = s->k * s->d;
+    r->sum = calloc(kd, sizeof *r->sum);
+    r->maxabs = calloc(kd, sizeof *r->maxabs);
+    r->cnt = calloc(s->k, sizeof *r->cnt);
+    r->dist = malloc(s->n * sizeof *r->dist);
+    if (!r->sum || !r->maxabs || !r->cnt || !r->dist)
+        return -1;
+    for (size_t i = 0; i < s->n; i++) {
+        const double *x = s->x + i * s->d;
+        size_t q = nearest(x, s->prev, s->k, s->d, &r->dist[i]);
+        r->cnt[q] += 1;
+        for (size_t j = 0; j < s->d; j++) {
+            r->sum[q * s->d + j] += x[j];
+            r->maxabs[q * s->d + j] = fmax(r->maxabs[q * s->d + j], fabs(x[j]));
+        }
+    }
+    return 0;
+}
+
+/* The point farthest from its previous centroid, not yet taken (lowest
+ * index on ties). */
+static size_t farthest_free(const lloyd_ref *r, size_t n, unsigned char *taken)
+{
+    size_t best = n;
+    for (size_t i = 0; i < n; i++)
+        if (!taken[i] && (best == n || r->dist[i] > r->dist[best]))
+            best = i;
+    if (best < n)
+        taken[best] = 1;
+    return best;
+}
+
+/* Each centroid is the mean of the points nearest to it before the last
+ * update (within the rounding of two summation orders), or, for a cluster
+ * left empty, the next farthest point. */
+static int verify_means(const km *s)
+{
+    lloyd_ref r = {0};
+    unsigned char *taken = calloc(s->n, 1);
+    size_t bad = 0, empty = 0, d = s->d;
+    if (!taken || lloyd_ref_make(s, &r)) {
+        printf("Verification: out of memory\n");
+        free(taken);
+        lloyd_ref_free(&r);
+        return 0;
+    }
+    for (size_t q = 0; q < s->k; q++) {
+        const double *c = s->c + q * d;
+        if (r.cnt[q] == 0) {
+            size_t i = farthest_free(&r, s->n, taken);
+            empty++;
+            bad += i == s->n || memcmp(c, s->x + i * d, d * sizeof *c) != 0;
+            continue;
+        }
+        for (size_t j = 0; j < d; j++) {
+            double mean = r.sum[q * d + j] / r.cnt[q];
+            double tol = 2.0 * (r.cnt[q] + 1) * DBL_EPSILON * r.maxabs[q * d + j];
+            bad += !(fabs(mean - c[j]) <= tol);
+        }
+    }
+    printf("Verification: %zu of %zu centroids are the mean of their points%s", s->k - bad,
+           s->k, empty ? "" : "\n");
+    if (empty)
+        printf(" (%zu empty cluster(s) moved to the farthest points)\n", empty);
+    free(taken);
+    lloyd_ref_free(&r);
+    return bad == 0;
+}
+
+static int verify(const km *s, const km_result *res)
+{
+    int ok = verify_labels(s, res);
+    if (s->cli->iterations_done == 0) {
+        printf("Verification: no iteration ran, the centroids are the initial ones: "
+               "centroid means not checked\n");
+    } else {
+        int moved = memcmp(s->c, s->prev, s->k * s->d * sizeof *s->c) != 0;
+        if (moved)
+            printf("Verification: stopped by %s while centroids still moved: checking "
+                   "that each centroid is the mean of the points nearest to it before "
+                   "the last update\n",
+                   s->cli->converged ? "--tolerance" : "--iterations");
+        ok &= verify_means(s);
+    }
+    double rise_tol = 2.0 * (double)(s->n + 1) * DBL_EPSILON * fabs(s->inertia_last);
+    int mono = !(s->max_rise > rise_tol);
+    printf("Verification: the objective %s (largest rise %.3g)\n",
+           mono ? "never rose" : "ROSE", s->max_rise);
+    ok &= mono;
+    printf("Verification: %s\n", ok ? "PASS" : "FAIL");
+    return ok;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static void print_result(const km *s, const km_result *res)
+{
+    printf("points: %zu x %zu\nk: %zu\niterations: %" PRIu64 "\nconverged: %s\n"
+           "inertia: %.17g\n",
+           s->n, s->d, s->k, s->cli->iterations_done, s->cli->converged ? "yes" : "no",
+           res->inertia);
+    printf("seconds: load %.3f compute %.3f labels %.3f checkpoint %.3f\n",
+           s->cli->load_seconds, s->cli->compute_seconds, res->seconds,
+           s->cli->checkpoint_write_seconds);
+}
+
+static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
+{
+    ember_loop_destroy(loop);
+    input_free(in);
+    free(res->labels);
+    free(s->c);
+    free(s->prev);
+    free(s->acc);
+    free(s->zero);
+    free(s->init);
+    ember_ctx_destroy(&s->ctx);
+}
+
+static int load(km *s, km_input *in, char *msg)
+{
+    double t0 = ember_cli_now();
+    int rc = ember_cli_ctx(&s->ctx, s->cli, msg);
+    if (!rc)
+        rc = load_points(s, in, msg);
+    if (!rc)
+        rc = choose_init(s, msg);
+    if (!rc)
+        rc = prepare(s, msg);
+    s->points = in->points;
+    s->cli->load_seconds = ember_cli_now() - t0;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &km_program, argc, argv);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
+    if (!cli.input)
+        return ember_cli_usage_error(&cli, "--input is required (see --help)");
+    int file_init = strcmp(opt_init, "random") && strcmp(opt_init, "kmeans++");
+    if (!opt_k && !file_init)
+        return ember_cli_usage_error(&cli, "--k is required (see --help)");
+    char msg[EMBER_MSG_SIZE] = "";
+    km s;
+    km_input in;
+    km_result res;
+    memset(&s, 0, sizeof s);
+    memset(&in, 0, sizeof in);
+    memset(&res, 0, sizeof res);
+    s.cli = &cli;
+    ember_loop *loop = NULL;
+    rc = load(&s, &in, msg);
+    if (!rc)
+        rc = ember_cli_loop(&loop, s.ctx, &cli, msg);
+    if (!rc)
+        rc = bind_state(&s, loop);
+    if (!rc)
+        rc = ember_cli_iterate(&cli, loop, km_step, &s, msg);
+    if (!rc)
+        rc = final_labels(&s, &res, msg);
+    if (!rc && cli.output)
+        rc = write_output(&s, &res, msg);
+    int verified = 1;
+    if (!rc) {
+        print_result(&s, &res);
+        if (cli.verify)
+            verified = verify(&s, &res);
+    }
+    km_free(&s, &in, &res, &loop);
+    int code = ember_cli_exit(&cli, rc, msg);
+    return code == EMBER_EXIT_OK && !verified ? EMBER_EXIT_FAILURE : code;
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Bad input to ember-kmeans: each case exits 2 with a message on stderr
+# that names the problem (and the file and line where there is one).
+set -euo pipefail
+: "${EMBER_BIN:?}" "${EMBER_SRC:?}"
+export LC_ALL=C
+km=$EMBER_BIN/ember-kmeans
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ember-kmeans-bad.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "test_kmeans_badinput: FAIL: $*" >&2; exit 1; }
+cases=0
+
+# expect2 PATTERN ARGS...: exit status 2 and PATTERN (grep -E) on stderr.
+expect2() {
+  local pattern=$1; shift
+  set +e
+  "$km" "$@" --quiet >"$tmp/out" 2>"$tmp/err"
+  local st=$?
+  set -e
+  [ "$st" = 2 ] || { cat "$tmp/err"; fail "ember-kmeans $* exited $st, not 2"; }
+  grep -Eq -e "$pattern" "$tmp/err" || { cat "$tmp/err"; fail "ember-kmeans $*: message lacks /$pattern/"; }
+  cases=$((cases + 1))
+}
+
+printf 'a,b\n1,2\n3,4\n5,6\n' >"$tmp/ok.csv"
+: >"$tmp/empty.csv"
+printf '# a comment\n\n' >"$tmp/blank.csv"
+printf 'a,b\n' >"$tmp/header.csv"
+printf 'a,b\n1,2\n3,abc\n' >"$tmp/word.csv"
+printf '1,2\n3\n4,5\n' >"$tmp/ragged.csv"
+printf '1 2\n3 4 5\n' >"$tmp/ragged-ws.csv"
+printf 'a,b\n1,2\nnan,3\n' >"$tmp/nan.csv"
+printf 'a,b\n1,2\n3,inf\n' >"$tmp/inf.csv"
+printf '1,2,3\n4,5,6\n' >"$tmp/init3.csv"
+
+expect2 'missing\.csv' --input "$tmp/missing.csv" --k 2
+expect2 'empty\.csv.*(no data|empty)' --input "$tmp/empty.csv" --k 2
+expect2 'blank\.csv.*(no data|empty)' --input "$tmp/blank.csv" --k 2
+expect2 'header\.csv.*(no data|empty)' --input "$tmp/header.csv" --k 2
+expect2 'word\.csv:3:.*abc.*not a number' --input "$tmp/word.csv" --k 2
+expect2 'ragged\.csv:2:.*column' --input "$tmp/ragged.csv" --k 2
+expect2 'ragged-ws\.csv:2:.*column' --input "$tmp/ragged-ws.csv" --k 2
+expect2 'nan\.csv:3:.*(NaN|finite)' --input "$tmp/nan.csv" --k 1
+expect2 'inf\.csv:3:.*(inf|finite)' --input "$tmp/inf.csv" --k 1
+expect2 'larger than the number of points \(3\)' --input "$tmp/ok.csv" --k 4
+expect2 '--k.*0.*out of range' --input "$tmp/ok.csv" --k 0
+expect2 '--k.*not a whole number' --input "$tmp/ok.csv" --k two
+expect2 '--k is required' --input "$tmp/ok.csv"
+expect2 '--input is required' --k 2
+expect2 '--iterations.*-1' --input "$tmp/ok.csv" --k 2 --iterations -1
+expect2 '--tolerance.*out of range' --input "$tmp/ok.csv" --k 2 --tolerance -1
+expect2 '--tolerance.*nan' --input "$tmp/ok.csv" --k 2 --tolerance nan
+expect2 '--threads.*0.*out of range' --input "$tmp/ok.csv" --k 2 --threads 0
+expect2 '--init.*nosuch\.csv' --input "$tmp/ok.csv" --k 2 --init "$tmp/nosuch.csv"
+expect2 '--init.*3 rows, but --k is 2' --input "$tmp/ok.csv" --k 2 --init "$tmp/ok.csv"
+expect2 '--init.*3 numbers.*2 coordinates' --input "$tmp/ok.csv" --init "$tmp/init3.csv"
+expect2 '--init.*nan\.csv:3' --input "$tmp/ok.csv" --init "$tmp/nan.csv"
+expect2 "unknown option '--bogus'" --input "$tmp/ok.csv" --k 2 --bogus
+expect2 'unexpected argument' --input "$tmp/ok.csv" --k 2 extra
+expect2 'missing\.h5' --input "$tmp/missing.h5:/points" --k 2
+
+# HDF5 inputs (made with h5import from hdf5-tools, when it is there): NaN
+# in the points is refused with the point's index; a missing dataset path
+# is named.
+if command -v h5import >/dev/null; then
+  printf '1.0 2.0\n3.0 4.0\nnan 5.0\n' >"$tmp/nan.txt"
+  printf 'PATH points\nINPUT-CLASS TEXTFP\nINPUT-SIZE 64\nRANK 2\nDIMENSION-SIZES 3 2\nOUTPUT-CLASS FP\nOUTPUT-SIZE 64\nOUTPUT-ARCHITECTURE IEEE\nOUTPUT-BYTE-ORDER LE\n' >"$tmp/nan.cfg"
+  h5import "$tmp/nan.txt" -c "$tmp/nan.cfg" -o "$tmp/nan.h5" >/dev/null
+  expect2 'nan\.h5:/points: point 2 .*NaN' --input "$tmp/nan.h5:/points" --k 1
+  expect2 'nan\.h5:/nosuch' --input "$tmp/nan.h5:/nosuch" --k 1
+  # Integer points convert to float64 and run.
+  printf '1 2\n3 4\n10 11\n12 13\n' >"$tmp/int.txt"
+  printf 'PATH pts\nINPUT-CLASS TEXTIN\nINPUT-SIZE 32\nRANK 2\nDIMENSION-SIZES 4 2\nOUTPUT-CLASS IN\nOUTPUT-SIZE 16\n' >"$tmp/int.cfg"
+  h5import "$tmp/int.txt" -c "$tmp/int.cfg" -o "$tmp/int.h5" >/dev/null
+  "$km" --input "$tmp/int.h5" --k 2 --quiet --verify >"$tmp/int.out" || fail "int16 HDF5 input"
+  grep -q '^inertia: 8$' "$tmp/int.out" || { cat "$tmp/int.out"; fail "int16 HDF5 input: wrong inertia"; }
+fi
+echo "test_kmeans_badinput: PASS ($cases cases)"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# ember-kmeans on data/iris.csv with --verify: k = 3 from every
+# initialisation, an --init file, a run stopped by --iterations before it
+# converged, and k = n and k = n - 1 (iris has one repeated row, so a
+# cluster stays empty and the empty-cluster rule runs). Checks the known
+# optimum of k = 3 (inertia 78.851441426...) and the output file's shape.
+set -euo pipefail
+: "${EMBER_BIN:?}" "${EMBER_SRC:?}"
+export LC_ALL=C
+km=$EMBER_BIN/ember-kmeans
+iris=$EMBER_SRC/data/iris.csv
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ember-kmeans-iris.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "test_kmeans_iris: FAIL: $*" >&2; exit 1; }
+
+run() { # run NAME ARGS...: must exit 0 and print Verification: PASS
+  local name=$1; shift
+  "$km" --input "$iris" --quiet --verify "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" \
+    || { cat "$tmp/$name.out" "$tmp/$name.err"; fail "$name: exit status $?"; }
+  grep -q '^Verification: PASS$' "$tmp/$name.out" || { cat "$tmp/$name.out"; fail "$name: no PASS"; }
+  ! grep -q 'FAIL' "$tmp/$name.out" || fail "$name: a check failed"
+}
+
+run k3 --k 3 --output "$tmp/k3.h5"
+grep -q '^inertia: 78\.85144142614' "$tmp/k3.out" || { cat "$tmp/k3.out"; fail "k=3 inertia is not 78.85144142614..."; }
+grep -q '^converged: yes$' "$tmp/k3.out" || fail "k=3 did not converge"
+for seed in 1 2 3; do
+  run "random$seed" --k 3 --init random --seed "$seed"
+  run "pp$seed" --k 3 --init kmeans++ --seed "$seed"
+done
+
+# Output layout: /centroids 3 x 4 float64, /labels 150 int64, attributes.
+if command -v h5dump >/dev/null; then
+  h5dump -H "$tmp/k3.h5" >"$tmp/k3.dump"
+  grep -A2 'DATASET "centroids"' "$tmp/k3.dump" | grep -q 'H5T_IEEE_F64LE' || fail "/centroids is not float64"
+  grep -A3 'DATASET "centroids"' "$tmp/k3.dump" | grep -q '( 3, 4 )' || fail "/centroids is not 3 x 4"
+  grep -A3 'DATASET "labels"' "$tmp/k3.dump" | grep -q '( 150 )' || fail "/labels is not 150 long"
+  for a in inertia iterations converged; do
+    grep -q "ATTRIBUTE \"$a\"" "$tmp/k3.dump" || fail "no attribute $a"
+  done
+fi
+
+# Three rows of iris as the initial centroids; --k may be left out.
+sed -n '2p;60p;120p' "$iris" >"$tmp/init.csv"
+run file --init "$tmp/init.csv"
+grep -q '^k: 3$' "$tmp/file.out" || fail "--init FILE did not give k = 3"
+
+# Stopped before convergence: the verifier checks the last update.
+run short --k 3 --init random --seed 9 --iterations 1 --tolerance 0
+grep -q 'stopped by --iterations' "$tmp/short.out" || { cat "$tmp/short.out"; fail "short run not reported as stopped by --iterations"; }
+run zero --k 3 --iterations 0
+grep -q 'no iteration ran' "$tmp/zero.out" || fail "--iterations 0 not reported"
+
+# k = n: one cluster stays empty (two iris rows are equal) and takes the
+# farthest point; k = n - 1 and a tight tolerance.
+run all --k 150 --init random --seed 4
+run allpp --k 149 --tolerance 1e-9
+echo "test_kmeans_iris: PASS"
