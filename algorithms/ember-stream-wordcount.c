@@ -171,7 +171,7 @@ static void on_batch(const ember_stream_progress *p, void *arg)
         return;
     fprintf(stderr,
             PROG ": batch %" PRIu64 ": %zu file%s, %" PRIu64 " bytes, %" PRIu64
-                 " lines, %" PRIu64 " rows out, %" PRIu64 " words in state, %.3f s "
+                 " lines, %" PRIu64 " rows out, %" PRIu64 " words in state, %.4f s "
                  "(at %.3f s)%s\n",
             p->batch, p->files, p->files == 1 ? "" : "s", p->bytes, p->lines, p->rows_out,
             p->state_rows, p->seconds, p->at,
@@ -216,13 +216,17 @@ static void usage(FILE *f)
 "  --max-files-per-trigger N    at most N files per batch (default: no limit)\n"
 "  --poll SECONDS               default trigger: wait between looks (0.1)\n"
 "  --retain N                   batches of logs and state kept (default 10)\n"
+"  --snapshot-every N           snapshot the counts every N batches that\n"
+"                               change them (default 1); a restart re-counts\n"
+"                               the batches since the last snapshot\n"
 "  --threads N                  OpenMP threads (default OMP_NUM_THREADS or all)\n"
 "  --quiet                      no progress on stderr\n"
 "  --help, --version\n"
 "\n"
 "The query (source, sink, output mode) is recorded in the checkpoint\n"
 "location; a restart that changes it is refused. Trigger, file limit,\n"
-"threads and retention may change between runs.\n"
+"threads, retention and snapshots may change between runs. The layout\n"
+"of the location is in docs/streaming.md.\n"
 "\n"
 "examples:\n"
 "  " PROG " --source in/ --checkpoint-location ckpt/ --sink out/\n"
@@ -230,7 +234,7 @@ static void usage(FILE *f)
 "      --trigger available-now --max-files-per-trigger 100\n"
 "  " PROG " --source in/ --checkpoint-location ckpt/ --output-mode update \\\n"
 "      --trigger processing-time=5s\n"
-"  tail -n +1 \"$(ls out/batch-*.csv | tail -1)\"     # the full count\n"
+"  cat \"$(ls out/batch-*.csv | tail -n 1)\"     # complete mode: the full count\n"
 "\n"
 "exit status: 0 done (once, available-now), 2 bad usage or input or a\n"
 "changed query, 75 stopped by SIGTERM/SIGINT after committing the batch\n"
@@ -316,7 +320,7 @@ static int parse_mode(const char *s, ember_output_mode *m)
 }
 
 enum { O_SOURCE = 256, O_CKPT, O_MODE, O_SINK, O_TRIGGER, O_MAXFILES, O_POLL,
-       O_RETAIN, O_THREADS, O_QUIET, O_HELP, O_VERSION };
+       O_RETAIN, O_SNAPSHOT, O_THREADS, O_QUIET, O_HELP, O_VERSION };
 
 static int parse_one(int c, const char *arg, options *op)
 {
@@ -340,6 +344,10 @@ static int parse_one(int c, const char *arg, options *op)
         if (!(rc = parse_count("--retain", arg, 2, 1000000, &v)))
             op->so.retain = (int)v;
         break;
+    case O_SNAPSHOT:
+        if (!(rc = parse_count("--snapshot-every", arg, 1, 1000000, &v)))
+            op->so.snapshot_every = (int)v;
+        break;
     case O_THREADS:
         if (!(rc = parse_count("--threads", arg, 1, 4096, &v)))
             op->threads = (int)v;
@@ -362,6 +370,7 @@ static int parse_args(int argc, char **argv, options *op)
         {"max-files-per-trigger", required_argument, 0, O_MAXFILES},
         {"poll", required_argument, 0, O_POLL},
         {"retain", required_argument, 0, O_RETAIN},
+        {"snapshot-every", required_argument, 0, O_SNAPSHOT},
         {"threads", required_argument, 0, O_THREADS},
         {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, O_HELP},

@@ -7,13 +7,16 @@
  *      with their sizes; from here on the batch is fixed;
  *   2. read the files into one text, make its lines dataset, call the
  *      query's batch function; for an aggregating query reduce the result
- *      by key and merge it into the state (the old state is kept until
- *      the commit);
+ *      by key (hash partitioning, then a sort-and-fold per partition) and
+ *      merge it into the state (the old state is kept until the commit);
  *   3. write the rows the output mode selects to the sink (atomically per
  *      batch: idempotent);
  *   4. snapshot the state to state/<batch>.h5 (every snapshot_every
- *      batches);
+ *      batches that change it);
  *   5. write commits/<batch>; then retention deletes what is too old.
+ * I/O is overlapped where order allows: the offsets entry's fsyncs run on
+ * a helper thread during step 2 and are waited for before step 3; steps 3
+ * and 4 run side by side.
  * A crash anywhere before 5 leaves offsets/<batch> without a commit: the
  * next start re-runs the batch with exactly those files, from the state
  * after the previous batch, and rewrites the same sink file. A crash after
@@ -34,7 +37,7 @@
  * them, so two streams in one process exclude each other too).
  *
  * Nothing is process-wide except the flag the signal handler sets. Called
- * from the caller's thread only.
+ * from the caller's thread only (the helpers above are internal).
  */
 #define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
 #include "stream_internal.h"
@@ -44,6 +47,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -94,7 +98,7 @@ struct ember_stream {
     int signals_on;
     int have_old[2];
     struct sigaction old[2];
-    volatile sig_atomic_t stop;
+    atomic_int stop;           /* ember_stream_stop: any thread, handlers */
     double t0;
 
     ember__sstate st;
@@ -116,6 +120,7 @@ struct ember_stream {
     size_t navail, avail_pos;
 
     ember__sink sink;
+    ember__afile_async offsets_job; /* the last offsets entry's commit */
     ember_stream_stats stats;
 };
 
@@ -143,9 +148,9 @@ static void warn(const ember_stream *s, const char *fmt, ...)
     va_end(ap);
 }
 
-static int stopping(const ember_stream *s)
+static int stopping(ember_stream *s)
 {
-    return s->stop || (s->signals_on && stream_signal);
+    return atomic_load(&s->stop) || (s->signals_on && stream_signal);
 }
 
 static const char *mode_name(ember_output_mode m)
@@ -580,7 +585,12 @@ static int aggregate(ember_stream *s, const plan *p, batch_run *r, char *msg)
     ember__buf *parts = NULL, sorted = {NULL, 0, 0, s->st.type.size};
     size_t nparts = 0;
     uint64_t coll = 0;
-    int rc = ember_reduce_by_key(&r->reduced, r->out, ember__ss_reduce_combine, &R, 0, msg);
+    ember_ds *parted = NULL;
+    int rc = ember_partition_by(&parted, r->out, EMBER_HASH, 0, msg);
+    if (!rc)
+        rc = ember_map_partitions(&r->reduced, parted, &s->st.type,
+                                  ember__ss_fold_partition, &R, msg);
+    ember_ds_free(&parted);
     if (!rc) {
         nparts = r->reduced->nparts;
         rc = ember__materialize(r->reduced, &parts, msg);
@@ -714,18 +724,6 @@ static void retention(ember_stream *s, uint64_t C)
 
 /* ---- commit -------------------------------------------------------------------------- */
 
-static int snapshot(ember_stream *s, uint64_t version, char *msg)
-{
-    int rc = ember__ss_save(&s->st, s->state_dir, version, s->description,
-                            s->fingerprint, msg);
-    if (!rc) {
-        s->have_snapshot = 1;
-        s->state_version = version;
-        s->since_snapshot = 0;
-    }
-    return rc;
-}
-
 static int commit(ember_stream *s, const plan *p, uint64_t rows, char *msg)
 {
     ember__scommit c = {.batch = p->batch,
@@ -737,22 +735,77 @@ static int commit(ember_stream *s, const plan *p, uint64_t rows, char *msg)
     return ember__sl_commit_write(s->ctx, s->loc, &c, msg);
 }
 
-/* Steps 2 to 5 of a planned batch (its offsets entry exists). */
+/* Steps 3 and 4: the sink file and the state snapshot are independent,
+ * and each ends in fsyncs, so with two threads they are written side by
+ * side. The sink (and the query's row function) stays on the caller's
+ * thread; the snapshot's HDF5 calls are serialised by the HDF5 lock
+ * anyway. */
+static int output_and_snapshot(ember_stream *s, const plan *p, const batch_run *r,
+                               int snap, char *msg)
+{
+    int orc = EMBER_OK, src = EMBER_OK;
+    char smsg[EMBER_MSG_SIZE] = "";
+    int team = snap && s->ctx->threads > 1 ? 2 : 1;
+#pragma omp parallel num_threads(team)
+    {
+        if (omp_get_thread_num() == 0) {
+            orc = output(s, p, r, msg);
+            if (team == 1 && snap && !orc)
+                src = ember__ss_save(&s->st, s->state_dir, p->batch, s->description,
+                                     s->fingerprint, smsg);
+        } else {
+            src = ember__ss_save(&s->st, s->state_dir, p->batch, s->description,
+                                 s->fingerprint, smsg);
+        }
+    }
+    if (!orc && src)
+        ember__err(msg, src, "%s", smsg);
+    return orc ? orc : src;
+}
+
+static void note_batch(ember_stream *s, const plan *p, uint64_t bytes, uint64_t lines,
+                       double started)
+{
+    double secs = now_s() - started;
+    s->stats.batches++;
+    s->stats.files += p->nfiles;
+    s->stats.rows_out += s->sink.rows;
+    s->stats.state_rows = s->st.rec.n;
+    s->stats.batch_seconds += secs;
+    s->stats.recovered += p->recovered;
+    if (s->o.progress) {
+        ember_stream_progress pr = {p->batch, p->nfiles, bytes, lines, s->sink.rows,
+                                    s->st.rec.n, secs, started - s->t0, p->recovered};
+        s->o.progress(&pr, s->o.progress_arg);
+    }
+}
+
+/* Steps 2 to 5 of a planned batch. The offsets entry is written; its
+ * commit may still be on its way (s->offsets_job) and is waited for
+ * before anything of the batch becomes visible. */
 static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
 {
     batch_run r;
     memset(&r, 0, sizeof r);
-    int snap_before = s->have_snapshot;
-    uint64_t version_before = s->state_version, since_before = s->since_snapshot;
     int rc = compute(s, p, &r, 0, msg);
-    if (!rc)
-        rc = output(s, p, &r, msg);
+    char wmsg[EMBER_MSG_SIZE] = "";
+    int wrc = ember__af_commit_wait(&s->offsets_job, wmsg);
+    if (!rc && wrc)
+        rc = ember__err(msg, wrc, "%s", wmsg);
     uint64_t every = (uint64_t)(s->o.snapshot_every ? s->o.snapshot_every : 1);
     int changed = s->aggregating && (r.nchanged || !s->have_snapshot);
-    if (!rc && changed && s->since_snapshot + 1 >= every)
-        rc = snapshot(s, p->batch, msg);
-    else if (!rc && changed)
+    int snap = changed && s->since_snapshot + 1 >= every;
+    if (!rc)
+        rc = output_and_snapshot(s, p, &r, snap, msg);
+    int snap_before = s->have_snapshot;
+    uint64_t version_before = s->state_version, since_before = s->since_snapshot;
+    if (!rc && snap) {
+        s->have_snapshot = 1;
+        s->state_version = p->batch;
+        s->since_snapshot = 0;
+    } else if (!rc && changed) {
         s->since_snapshot++;
+    }
     if (!rc)
         rc = commit(s, p, s->sink.rows, msg);
     if (rc) {
@@ -767,22 +820,10 @@ static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
     s->have_committed = 1;
     s->last_committed = p->batch;
     s->next_batch = p->batch + 1;
-    uint64_t bytes = p->nfiles ? r.file_offsets[p->nfiles] : 0;
+    uint64_t bytes = p->nfiles ? r.file_offsets[p->nfiles] : 0, lines = r.lines_n;
     run_free(s, &r);
     retention(s, p->batch);
-
-    double secs = now_s() - started;
-    s->stats.batches++;
-    s->stats.files += p->nfiles;
-    s->stats.rows_out += s->sink.rows;
-    s->stats.state_rows = s->st.rec.n;
-    s->stats.batch_seconds += secs;
-    s->stats.recovered += p->recovered;
-    if (s->o.progress) {
-        ember_stream_progress pr = {p->batch, p->nfiles, bytes, r.lines_n, s->sink.rows,
-                                    s->st.rec.n, secs, started - s->t0, p->recovered};
-        s->o.progress(&pr, s->o.progress_arg);
-    }
+    note_batch(s, p, bytes, lines, started);
     return EMBER_OK;
 }
 
@@ -860,7 +901,7 @@ static int plan_next(ember_stream *s, int all, plan *p, char *msg)
     }
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm, &f, &n, msg);
     if (rc)
         return rc;
     note_late(s, f, n);
@@ -885,11 +926,14 @@ static int set_hwm(ember_stream *s, const plan *p, char *msg)
     return EMBER_OK;
 }
 
+/* The offsets entry of a new batch. Its durable commit runs while the
+ * batch computes (nothing of the batch is visible before run_batch waits
+ * for it), which hides two fsyncs a batch. */
 static int write_offsets(ember_stream *s, const plan *p, char *msg)
 {
     ember__soffsets o = {.batch = p->batch, .files = p->files, .nfiles = p->nfiles};
     memcpy(o.query_id, s->query_id, sizeof o.query_id);
-    return ember__sl_offsets_write(s->ctx, s->loc, &o, msg);
+    return ember__sl_offsets_write(s->ctx, s->loc, &o, &s->offsets_job, msg);
 }
 
 /* One batch: the pending one, else a new one (all: no file limit). */
@@ -1025,7 +1069,13 @@ static int restore_state(ember_stream *s, uint64_t C, uint64_t oldest_offsets, c
         return EMBER_OK;
     if ((rc = replay(s, v, C, !found, msg)))
         return rc;
-    return snapshot(s, C, msg); /* so the next start need not replay */
+    /* So that the next start need not replay. */
+    int rc2 = ember__ss_save(&s->st, s->state_dir, C, s->description, s->fingerprint, msg);
+    if (!rc2) {
+        s->have_snapshot = 1;
+        s->state_version = C;
+    }
+    return rc2;
 }
 
 /* Reads the logs: the last commit, the pending batch, the high-water
@@ -1176,6 +1226,7 @@ void ember_stream_destroy(ember_stream **ps)
         return;
     ember_stream *s = *ps;
     ember_ctx *ctx = s->ctx;
+    ember__af_commit_wait(&s->offsets_job, NULL);
     if (s->signals_on)
         restore_signals(s);
     if (s->lock_fd >= 0)
@@ -1207,7 +1258,7 @@ int ember_stream_step(ember_stream *s, int *ran, char *msg)
 }
 
 /* Sleeps until `until` (monotonic seconds) or a stop. */
-static void wait_until(const ember_stream *s, double until)
+static void wait_until(ember_stream *s, double until)
 {
     for (double t = now_s(); t < until && !stopping(s); t = now_s()) {
         double d = until - t < WAIT_SLICE ? until - t : WAIT_SLICE;
@@ -1221,7 +1272,7 @@ static int snapshot_available(ember_stream *s, char *msg)
 {
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm, &f, &n, msg);
     if (rc)
         return rc;
     size_t from = first_new(s, f, n);
@@ -1315,7 +1366,7 @@ int ember_stream_run(ember_stream *s, char *msg)
 void ember_stream_stop(ember_stream *s)
 {
     if (s)
-        s->stop = 1;
+        atomic_store(&s->stop, 1); /* lock-free: async-signal-safe */
 }
 
 /* ---- inspecting -------------------------------------------------------------------- */

@@ -13,9 +13,11 @@
  *                    HDF5 snapshots
  *   stream_sink.c    sinks and row formatting
  *
- * Everything runs on the caller's thread except ember__ss_reduce_combine
- * (inside reduce_by_key, on the team) and the parallel loops inside
- * stream_source.c, which call no ember function.
+ * Everything runs on the caller's thread except ember__ss_fold_partition
+ * and ember__ss_reduce_combine (map_partitions tasks on the team), the
+ * parallel loops inside stream_source.c, which call no ember function, the
+ * snapshot writer that stream.c runs beside the sink, and the helper
+ * thread that commits an offsets entry.
  */
 #ifndef EMBER_STREAM_INTERNAL_H
 #define EMBER_STREAM_INTERNAL_H
@@ -23,6 +25,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #ifndef PATH_MAX
@@ -72,6 +75,22 @@ int ember__af_commit(ember__afile *a, char *msg);
 void ember__af_abort(ember__afile *a);
 int ember__sl_write_atomic(const char *dir, const char *name,
                            const char *data, size_t len, char *msg);
+
+/* An atomic file whose commit runs on a helper thread: the data is
+ * written and flushed by ember__af_commit_start, which then hands the
+ * fsync, the rename and the directory fsync to a thread (or does them
+ * itself when no thread can be made). ember__af_commit_wait joins it and
+ * returns the commit's status. Until then the file may not be visible. */
+typedef struct {
+    ember__afile a;
+    pthread_t th;
+    int running;
+    int rc;
+    char msg[EMBER_MSG_SIZE];
+} ember__afile_async;
+
+int ember__af_commit_start(ember__afile_async *j, char *msg);
+int ember__af_commit_wait(ember__afile_async *j, char *msg);
 /* mkdir -p of one level: the directory exists afterwards (its parent is
  * fsync'd when it was made). */
 int ember__sl_mkdir(const char *path, char *msg);
@@ -121,8 +140,10 @@ typedef struct {
     char *description;     /* "name=value\n" lines; ctx allocation */
 } ember__smeta;
 
+/* job NULL: durable on return; else see ember__afile_async. */
 int ember__sl_offsets_write(ember_ctx *ctx, const char *loc,
-                            const ember__soffsets *o, char *msg);
+                            const ember__soffsets *o, ember__afile_async *job,
+                            char *msg);
 /* EMBER_ENOTFOUND when absent, EMBER_ECORRUPT (naming the file) when it
  * fails its checksum or does not parse, EMBER_EFORMAT when a newer ember
  * wrote it. */
@@ -150,9 +171,10 @@ int ember__sl_meta_compare(const char *loc, const char *there,
  * '.', or ending in ".tmp". */
 int ember__src_ignored(const char *name);
 /* The regular files of dir that are not ignored, sorted by name (strcmp),
- * with their sizes. *files is a ctx allocation. */
-int ember__src_list(ember_ctx *ctx, const char *dir, ember__sfile **files,
-                    size_t *n, char *msg);
+ * with their sizes. Names at or before `after` (NULL: none) are listed
+ * with size 0 and without a stat. *files is a ctx allocation. */
+int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
+                    ember__sfile **files, size_t *n, char *msg);
 /* Reads the files (exactly the sizes recorded; a file that is gone or has
  * another size is an error naming it) into one text, each file followed
  * by a '\n' where it lacks one. *text is a ctx allocation of *size + 1
@@ -192,9 +214,9 @@ void ember__ss_free(ember__sstate *st);
 int ember__ss_check_type(const ember_type *t, ember_stream_key key,
                          char *msg);
 
-/* The combine given to reduce_by_key for a batch. For TEXT keys a record
- * whose string differs from the accumulator's (a collision on the key) is
- * not folded but set aside in `spills`, to be placed by ember__ss_merge. */
+/* Folding a batch's records of one key. For TEXT keys a record whose
+ * string differs from the accumulator's (a collision on the key) is not
+ * folded but set aside in `spills`, to be placed by ember__ss_merge. */
 typedef struct {
     ember_ctx *ctx;
     const ember_type *type;
@@ -209,6 +231,12 @@ typedef struct {
 } ember__ss_reduce;
 
 int ember__ss_reduce_combine(void *acc, const void *in, size_t n, void *arg);
+/* map_partitions function (arg: an ember__ss_reduce) over a hash
+ * partitioning of the batch: sorts the partition by key and folds each run
+ * with ember__ss_reduce_combine; emits one record per key, in key order. */
+int ember__ss_fold_partition(const void *in, size_t n, ember_emitter *em, void *arg);
+/* A u64 ordered and equal as ember__key_cmp orders and equates keys. */
+uint64_t ember__ss_sort_key(const ember_type *t, const void *rec);
 /* Folds records of equal key the way the stream does (user merge or sum),
  * keeping the key and text fields. */
 int ember__ss_fold(const ember_type *t, ember_stream_key key,

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -206,6 +207,7 @@ int ember__af_open(ember__afile *a, const char *dir, const char *name,
         ember__af_abort(a);
         return ember__err(msg, EMBER_ENOMEM, "out of memory opening %s", a->path);
     }
+    setvbuf(a->f, NULL, _IOFBF, (size_t)1 << 17); /* fewer write(2)s for big files */
     return EMBER_OK;
 }
 
@@ -250,20 +252,62 @@ void ember__af_abort(ember__afile *a)
     a->tmp[0] = '\0';
 }
 
+static void *commit_thread(void *arg)
+{
+    ember__afile_async *j = arg;
+    j->rc = ember__af_commit(&j->a, j->msg);
+    return NULL;
+}
+
+int ember__af_commit_start(ember__afile_async *j, char *msg)
+{
+    j->running = 0;
+    j->rc = EMBER_OK;
+    j->msg[0] = '\0';
+    if (fflush(j->a.f) != 0 || ferror(j->a.f)) { /* write errors show now */
+        int e = errno;
+        ember__af_abort(&j->a);
+        return ember__err(msg, EMBER_EIO, "%s: write failed: %s", j->a.path,
+                          strerror(e ? e : EIO));
+    }
+    if (pthread_create(&j->th, NULL, commit_thread, j) == 0) {
+        j->running = 1;
+        return EMBER_OK;
+    }
+    return ember__af_commit(&j->a, msg); /* no thread: wait here */
+}
+
+int ember__af_commit_wait(ember__afile_async *j, char *msg)
+{
+    if (!j->running)
+        return EMBER_OK;
+    pthread_join(j->th, NULL);
+    j->running = 0;
+    if (j->rc)
+        ember__err(msg, j->rc, "%s", j->msg);
+    return j->rc;
+}
+
+/* Writes data into a started atomic file; aborts it on failure. */
+static int write_all(ember__afile *a, const char *data, size_t len, char *msg)
+{
+    if (len && fwrite(data, 1, len, a->f) != len) {
+        int e = errno;
+        ember__af_abort(a);
+        return ember__err(msg, EMBER_EIO, "%s: write failed: %s", a->path,
+                          strerror(e ? e : EIO));
+    }
+    return EMBER_OK;
+}
+
 int ember__sl_write_atomic(const char *dir, const char *name,
                            const char *data, size_t len, char *msg)
 {
     ember__afile a;
     int rc = ember__af_open(&a, dir, name, msg);
-    if (rc)
-        return rc;
-    if (len && fwrite(data, 1, len, a.f) != len) {
-        int e = errno;
-        ember__af_abort(&a);
-        return ember__err(msg, EMBER_EIO, "%s/%s: write failed: %s", dir, name,
-                          strerror(e ? e : EIO));
-    }
-    return ember__af_commit(&a, msg);
+    if (!rc)
+        rc = write_all(&a, data, len, msg);
+    return rc ? rc : ember__af_commit(&a, msg);
 }
 
 static void parent_of(const char *path, char *buf, size_t size)
@@ -521,9 +565,11 @@ static void add_created(ember__sb *b)
     ember__sb_add(b, "created %s\n", when);
 }
 
-/* Appends the checksum line and writes loc/<sub>/<name> atomically. */
+/* Appends the checksum line and writes loc/<sub>/<name> atomically; with
+ * job, the commit (fsync, rename, fsync of the directory) is started on a
+ * helper thread and ember__af_commit_wait finishes it. */
 static int write_checksummed(ember__sb *b, const char *loc, const char *sub,
-                             const char *name, char *msg)
+                             const char *name, ember__afile_async *job, char *msg)
 {
     if (!b->oom)
         ember__sb_add(b, "checksum %016" PRIx64 "\n", ember__sl_fnv(b->s, b->len));
@@ -532,7 +578,13 @@ static int write_checksummed(ember__sb *b, const char *loc, const char *sub,
     char dir[PATH_MAX];
     if ((size_t)snprintf(dir, sizeof dir, "%s%s%s", loc, sub[0] ? "/" : "", sub) >= sizeof dir)
         return ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", loc, sub);
-    return ember__sl_write_atomic(dir, name, b->s, b->len, msg);
+    if (!job)
+        return ember__sl_write_atomic(dir, name, b->s, b->len, msg);
+    job->running = 0;
+    int rc = ember__af_open(&job->a, dir, name, msg);
+    if (!rc)
+        rc = write_all(&job->a, b->s, b->len, msg);
+    return rc ? rc : ember__af_commit_start(job, msg);
 }
 
 /* ---- offsets ----------------------------------------------------------------------------- */
@@ -552,7 +604,8 @@ void ember__sl_offsets_free(ember_ctx *ctx, ember__soffsets *o)
 }
 
 int ember__sl_offsets_write(ember_ctx *ctx, const char *loc,
-                            const ember__soffsets *o, char *msg)
+                            const ember__soffsets *o, ember__afile_async *job,
+                            char *msg)
 {
     ember__sb b = {.ctx = ctx};
     ember__sb_add(&b, "ember-stream-offsets %d\nbatch %" PRIu64 "\nquery %s\nfiles %zu\n",
@@ -565,7 +618,7 @@ int ember__sl_offsets_write(ember_ctx *ctx, const char *loc,
     add_created(&b);
     char name[32];
     snprintf(name, sizeof name, "%" PRIu64, o->batch);
-    int rc = write_checksummed(&b, loc, "offsets", name, msg);
+    int rc = write_checksummed(&b, loc, "offsets", name, job, msg);
     ember__sb_free(&b);
     return rc;
 }
@@ -634,7 +687,7 @@ int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
     add_created(&b);
     char name[32];
     snprintf(name, sizeof name, "%" PRIu64, c->batch);
-    int rc = write_checksummed(&b, loc, "commits", name, msg);
+    int rc = write_checksummed(&b, loc, "commits", name, NULL, msg);
     ember__sb_free(&b);
     return rc;
 }
@@ -688,7 +741,7 @@ int ember__sl_meta_write(ember_ctx *ctx, const char *loc,
         p += len + (nl != NULL);
     }
     add_created(&b);
-    int rc = write_checksummed(&b, loc, "", "metadata", msg);
+    int rc = write_checksummed(&b, loc, "", "metadata", NULL, msg);
     ember__sb_free(&b);
     return rc;
 }

@@ -28,10 +28,11 @@ void ember__sink_name(uint64_t batch, char *buf, size_t size)
 
 int ember_stream_csv_field(FILE *f, const char *bytes, size_t len)
 {
+    static const unsigned char special[256] = {[','] = 1, ['"'] = 1, ['\r'] = 1,
+                                               ['\n'] = 1};
     int quote = 0;
-    for (size_t i = 0; i < len && !quote; i++)
-        quote = bytes[i] == ',' || bytes[i] == '"' || bytes[i] == '\r' ||
-                bytes[i] == '\n';
+    for (size_t i = 0; i < len; i++)
+        quote |= special[(unsigned char)bytes[i]];
     if (!quote)
         return len && fwrite(bytes, 1, len, f) != len ? EOF : 0;
     if (putc('"', f) == EOF)
@@ -47,33 +48,53 @@ int ember_stream_csv_field(FILE *f, const char *bytes, size_t len)
     return putc('"', f) == EOF ? EOF : 0;
 }
 
+/* Integers by hand: fprintf costs more than the rest of a row. */
+static int put_u64(FILE *f, uint64_t v, int neg)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        *--p = '-';
+    size_t n = (size_t)(buf + sizeof buf - p);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+static int put_i64(FILE *f, int64_t v)
+{
+    return v < 0 ? put_u64(f, 0 - (uint64_t)v, 1) : put_u64(f, (uint64_t)v, 0);
+}
+
 static int put_number(FILE *f, ember_scalar kind, const unsigned char *p)
 {
     switch (kind) {
     case EMBER_I32: {
         int32_t v;
         memcpy(&v, p, sizeof v);
-        return fprintf(f, "%" PRId32, v);
+        return put_i64(f, v);
     }
     case EMBER_I64: {
         int64_t v;
         memcpy(&v, p, sizeof v);
-        return fprintf(f, "%" PRId64, v);
+        return put_i64(f, v);
     }
     case EMBER_U64: {
         uint64_t v;
         memcpy(&v, p, sizeof v);
-        return fprintf(f, "%" PRIu64, v);
+        return put_u64(f, v, 0);
     }
     case EMBER_F32: {
         float v;
         memcpy(&v, p, sizeof v);
-        return fprintf(f, "%.9g", (double)v);
+        return fprintf(f, "%.9g", (double)v) < 0 ? -1 : 0;
     }
     case EMBER_F64: {
         double v;
         memcpy(&v, p, sizeof v);
-        return fprintf(f, "%.17g", v);
+        return fprintf(f, "%.17g", v) < 0 ? -1 : 0;
     }
     }
     return -1;
@@ -98,7 +119,7 @@ int ember__sink_csv_row(FILE *f, const ember_type *t, ember_stream_key key,
             if (sep && putc(',', f) == EOF)
                 return -1;
             sep = 1;
-            if (put_number(f, fl->kind, r + fl->offset + e * ember_scalar_size(fl->kind)) < 0)
+            if (put_number(f, fl->kind, r + fl->offset + e * ember_scalar_size(fl->kind)))
                 return -1;
         }
     }

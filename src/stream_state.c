@@ -232,6 +232,213 @@ int ember__ss_reduce_combine(void *acc, const void *in, size_t n, void *arg)
     return 0;
 }
 
+/* ---- the batch reduction ---------------------------------------------------------
+ *
+ * reduceByKey as Spark runs it (combineByKey): the batch's rows are hash
+ * partitioned by key (ember_partition_by), then each partition is sorted by
+ * key and its runs folded (here, in a map_partitions task). The sort works
+ * on (64-bit sortable key, position) pairs with inline comparisons: the
+ * engine's general reduce_by_key compares records through a function per
+ * step, which on word counts cost more than counting the words. */
+
+/* A u64 whose order and equality are ember__key_cmp's: integers with the
+ * sign bit flipped; floats by their IEEE bits made monotonic, -0.0 as 0.0,
+ * every NaN equal and last. */
+uint64_t ember__ss_sort_key(const ember_type *t, const void *rec)
+{
+    const unsigned char *p = (const unsigned char *)rec + t->field[0].offset;
+    switch (t->field[0].kind) {
+    case EMBER_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return (uint64_t)(uint32_t)v ^ 0x80000000u;
+    }
+    case EMBER_I64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v ^ (1ULL << 63);
+    }
+    case EMBER_U64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case EMBER_F32:
+    case EMBER_F64: {
+        double d;
+        if (t->field[0].kind == EMBER_F32) {
+            float f;
+            memcpy(&f, p, 4);
+            d = f;
+        } else {
+            memcpy(&d, p, 8);
+        }
+        if (d != d)
+            return UINT64_MAX;
+        if (d == 0)
+            d = 0.0;
+        uint64_t b;
+        memcpy(&b, &d, 8);
+        return b >> 63 ? ~b : b | (1ULL << 63);
+    }
+    }
+    return 0;
+}
+
+typedef struct {
+    uint64_t k, i;
+} kpos;
+
+/* Stable bottom-up merge sort of pairs by k; returns a or tmp, whichever
+ * holds the result. */
+static kpos *merge_kpos(kpos *a, kpos *tmp, size_t n)
+{
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            if (mid == hi || a[mid - 1].k <= a[mid].k) { /* already in order */
+                memcpy(tmp + lo, a + lo, (hi - lo) * sizeof *a);
+                continue;
+            }
+            while (i < mid && j < hi)
+                tmp[k++] = a[j].k < a[i].k ? a[j++] : a[i++];
+            while (i < mid)
+                tmp[k++] = a[i++];
+            while (j < hi)
+                tmp[k++] = a[j++];
+        }
+        kpos *s = a;
+        a = tmp;
+        tmp = s;
+    }
+    return a;
+}
+
+static void insertion_kpos(kpos *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        kpos x = a[i];
+        size_t j = i;
+        for (; j > 0 && a[j - 1].k > x.k; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
+#define SMALL_BUCKET 48
+
+/* Stable sort of pairs by k, the result in a (tmp: scratch of n). Keys
+ * from a hash are uniform, so one counting pass on the top bits of
+ * (k - min) leaves buckets of a few pairs, each finished by insertion;
+ * a crowded bucket (skewed numeric keys) gets a merge sort. */
+static void sort_kpos(ember_ctx *ctx, kpos *a, kpos *tmp, size_t n)
+{
+    if (n <= SMALL_BUCKET) {
+        insertion_kpos(a, n);
+        return;
+    }
+    uint64_t lo = a[0].k, hi = a[0].k;
+    for (size_t i = 1; i < n; i++) {
+        lo = a[i].k < lo ? a[i].k : lo;
+        hi = a[i].k > hi ? a[i].k : hi;
+    }
+    unsigned bits = 1;
+    while (bits < 20 && ((size_t)1 << bits) < n / 4)
+        bits++;
+    uint64_t span = hi - lo;
+    unsigned shift = 0;
+    while (shift < 64 && (span >> shift) >= ((uint64_t)1 << bits))
+        shift++;
+    size_t nb = (size_t)1 << bits;
+    size_t *start = ember__calloc(ctx, nb + 1, sizeof *start);
+    if (!start) { /* no room for buckets: sort the plain way */
+        kpos *r = merge_kpos(a, tmp, n);
+        if (r != a)
+            memcpy(a, r, n * sizeof *a);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[((a[i].k - lo) >> shift) + 1]++;
+    for (size_t b = 0; b < nb; b++)
+        start[b + 1] += start[b];
+    for (size_t i = 0; i < n; i++)
+        tmp[start[(a[i].k - lo) >> shift]++] = a[i];
+    /* start[b] is now the end of bucket b */
+    for (size_t b = 0, from = 0; b < nb; from = start[b++]) {
+        size_t len = start[b] - from;
+        if (len <= SMALL_BUCKET) {
+            insertion_kpos(tmp + from, len);
+        } else {
+            kpos *r = merge_kpos(tmp + from, a + from, len);
+            if (r != tmp + from)
+                memcpy(tmp + from, r, len * sizeof *a);
+        }
+    }
+    ember__free(ctx, start);
+    memcpy(a, tmp, n * sizeof *a);
+}
+
+/* Comparing strings is a cache miss per string: fetch a few ahead. */
+static inline void prefetch_text(const ember__ss_reduce *R, const unsigned char *rec)
+{
+    uint64_t o;
+    memcpy(&o, rec + R->type->field[1].offset, sizeof o);
+    if (o < R->text_size)
+        __builtin_prefetch(R->text + o);
+}
+
+static void set_failed(ember__ss_reduce *R)
+{
+#pragma omp atomic write
+    R->failed = 1;
+}
+
+int ember__ss_fold_partition(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    ember__ss_reduce *R = arg;
+    if (n == 0)
+        return 0;
+    const ember_type *t = R->type;
+    size_t size = t->size;
+    const unsigned char *r = in;
+    kpos *a = ember__malloc(R->ctx, ember__mul(n, sizeof *a));
+    kpos *tmp = ember__malloc(R->ctx, ember__mul(n, sizeof *tmp));
+    unsigned char *out = ember__malloc(R->ctx, ember__mul(n, size));
+    int rc = a && tmp && out ? 0 : 1;
+    if (rc)
+        set_failed(R);
+    size_t m = 0;
+    if (!rc) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = (kpos){ember__ss_sort_key(t, r + i * size), i};
+        sort_kpos(R->ctx, a, tmp, n);
+        kpos *s = a;
+        int text = R->key == EMBER_KEY_TEXT;
+        for (size_t i = 0; text && i < n && i < 64; i++)
+            prefetch_text(R, r + s[i].i * size);
+        for (size_t i = 0; !rc && i < n;) {
+            unsigned char *acc = out + m++ * size;
+            memcpy(acc, r + s[i].i * size, size);
+            size_t j = i + 1;
+            for (; !rc && j < n && s[j].k == s[i].k; j++) {
+                if (text && j + 64 < n) /* strings are far apart: fetch ahead */
+                    prefetch_text(R, r + s[j + 64].i * size);
+                rc = ember__ss_reduce_combine(acc, r + s[j].i * size, 1, R);
+            }
+            if (text && i + 64 < n)
+                prefetch_text(R, r + s[i + 64].i * size);
+            i = j;
+        }
+    }
+    if (!rc && m)
+        rc = ember_emit(em, out, m);
+    ember__free(R->ctx, a);
+    ember__free(R->ctx, tmp);
+    ember__free(R->ctx, out);
+    return rc;
+}
+
 /* ---- a stable merge sort of positions, with a context ------------------------------- */
 
 typedef int (*pos_cmp)(const void *cx, size_t a, size_t b);
@@ -391,20 +598,14 @@ static int check_refs(const merge_job *J, const ember__buf *b, const char *what,
 }
 
 /* Appends a record to out with the given flags. */
+/* out and flag have room for every record the merge can make (job_init
+ * reserved it): no allocation here. */
 static int put(merge_job *J, const unsigned char *rec, unsigned char flags)
 {
-    ember_ctx *ctx = J->st->ctx;
-    if (ember__buf_append(ctx, &J->out, rec, 1))
+    if (J->out.n >= J->out.cap || J->out.n >= J->flag_cap)
         return -1;
-    if (J->out.n > J->flag_cap) {
-        size_t cap = J->flag_cap ? J->flag_cap * 2 : 1024;
-        unsigned char *f = ember__realloc(ctx, J->flag, cap);
-        if (!f)
-            return -1;
-        J->flag = f;
-        J->flag_cap = cap;
-    }
-    J->flag[J->out.n - 1] = flags;
+    memcpy(J->out.data + J->out.n * J->size, rec, J->size);
+    J->flag[J->out.n++] = flags;
     return 0;
 }
 
@@ -432,7 +633,8 @@ static int same_text(const merge_job *J, const unsigned char *state_rec,
 
 static int key_cmp(const merge_job *J, const void *a, const void *b)
 {
-    return ember__key_cmp(&J->st->type, a, b);
+    uint64_t x = ember__ss_sort_key(&J->st->type, a), y = ember__ss_sort_key(&J->st->type, b);
+    return (x > y) - (x < y);
 }
 
 /* A batch record meets state record `old` with an equal key. */
@@ -464,11 +666,30 @@ static int add_new(merge_job *J, const unsigned char *b)
     return 0;
 }
 
+/* Strings are compared where keys meet: fetch them a few rows ahead. */
+static inline void prefetch_rows(const merge_job *J, const ember__buf *s, size_t i,
+                                 const ember__buf *batch, size_t j)
+{
+    if (J->st->key != EMBER_KEY_TEXT)
+        return;
+    if (i < s->n) {
+        uint64_t o = rd64(s->data + i * J->size, J->tf.off);
+        if (o < J->st->text.n)
+            __builtin_prefetch(J->st->text.data + o);
+    }
+    if (j < batch->n) {
+        uint64_t o = rd64(batch->data + j * J->size, J->tf.off);
+        if (o < J->bsize)
+            __builtin_prefetch(J->btext + o);
+    }
+}
+
 static int merge_join(merge_job *J, const ember__buf *batch)
 {
     const ember__buf *s = &J->st->rec;
     size_t i = 0, j = 0, size = J->size;
     while (i < s->n || j < batch->n) {
+        prefetch_rows(J, s, i + 8, batch, j + 8);
         const unsigned char *a = i < s->n ? s->data + i * size : NULL;
         const unsigned char *b = j < batch->n ? batch->data + j * size : NULL;
         int c = !a ? 1 : !b ? -1 : key_cmp(J, a, b);
@@ -597,20 +818,30 @@ static size_t *next_order(merge_job *J)
         ember__free(ctx, order);
         return NULL;
     }
-    while (i < no || j < J->nfresh) {
-        size_t a = i < no ? J->newpos[st->order[i]] : 0;
-        if (j >= J->nfresh || (i < no && cmp_by_text(&c, J->fresh[j], a) >= 0)) {
-            order[k++] = a;
-            i++;
-        } else {
-            order[k++] = J->fresh[j++];
+    /* Few new strings a batch once a stream has warmed up: each finds its
+     * place by binary search, and the old order is copied in between. */
+    for (j = 0; j < J->nfresh; j++) {
+        size_t lo = i, hi = no;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cmp_by_text(&c, J->newpos[st->order[mid]], J->fresh[j]) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
+        for (; i < lo; i++)
+            order[k++] = J->newpos[st->order[i]];
+        order[k++] = J->fresh[j];
     }
+    for (; i < no; i++)
+        order[k++] = J->newpos[st->order[i]];
     return order;
 }
 
-/* Positions of changed rows in output order. */
-static int changed_rows(merge_job *J, size_t **changed, size_t *nchanged)
+/* Positions of changed rows in output order: picked out of the new order
+ * when there is one (no comparisons), else sorted. */
+static int changed_rows(merge_job *J, const size_t *order, size_t **changed,
+                        size_t *nchanged)
 {
     ember_ctx *ctx = J->st->ctx;
     size_t n = 0;
@@ -620,12 +851,14 @@ static int changed_rows(merge_job *J, size_t **changed, size_t *nchanged)
     if (!c)
         return -1;
     n = 0;
-    for (size_t i = 0; i < J->out.n; i++)
-        if (J->flag[i] & F_CHANGED)
-            c[n++] = i;
+    for (size_t i = 0; i < J->out.n; i++) {
+        size_t at = order ? order[i] : i;
+        if (J->flag[at] & F_CHANGED)
+            c[n++] = at;
+    }
     by_text bt = {J->out.data, J->size, J->tf, (const char *)J->st->text.data,
                   J->st->text.n};
-    if (J->st->key == EMBER_KEY_TEXT && sort_pos(ctx, c, n, cmp_by_text, &bt)) {
+    if (J->st->key == EMBER_KEY_TEXT && !order && sort_pos(ctx, c, n, cmp_by_text, &bt)) {
         ember__free(ctx, c);
         return -1;
     }
@@ -657,7 +890,11 @@ static int job_init(merge_job *J, ember__sstate *st, const ember__buf *batch,
     J->out.size = J->aside.size = J->size;
     J->old_text = st->text.n;
     size_t extra = (batch ? batch->n : 0) + (spills ? spills->n : 0);
-    if (ember__buf_reserve(ctx, &J->out, st->rec.n + extra))
+    if (ember__buf_reserve(ctx, &J->out, st->rec.n + extra + 1))
+        return -1;
+    J->flag_cap = st->rec.n + extra + 1;
+    J->flag = ember__malloc(ctx, J->flag_cap);
+    if (!J->flag)
         return -1;
     J->newpos = ember__malloc(ctx, ember__mul(st->rec.n + 1, sizeof *J->newpos));
     J->fresh = ember__malloc(ctx, ember__mul(extra + 1, sizeof *J->fresh));
@@ -688,13 +925,19 @@ int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
             return bad;
         }
     }
+    /* The string order is kept up to date batch by batch; after a restore
+     * it is built once here. Without it (out of memory) output is sorted. */
+    if (!rc && st->key == EMBER_KEY_TEXT && !st->order)
+        ember__ss_order(st, NULL);
     if (!rc && batch)
         rc = merge_join(&J, batch);
     if (!rc)
         rc = place_aside(&J, msg);
+    size_t *order = !rc && st->key == EMBER_KEY_TEXT ? next_order(&J) : NULL;
     if (!rc)
-        rc = changed_rows(&J, changed, nchanged);
+        rc = changed_rows(&J, order, changed, nchanged);
     if (rc) {
+        ember__free(st->ctx, order);
         st->text.n = J.old_text;
         job_free(&J);
         if (rc == -1)
@@ -704,7 +947,6 @@ int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
             return ember__err(msg, EMBER_EUSER, "stream: the merge function failed");
         return rc;
     }
-    size_t *order = st->key == EMBER_KEY_TEXT ? next_order(&J) : NULL;
     if (undo) {
         *undo = (ember__ss_undo){st->rec, st->order, J.old_text, 1};
     } else {

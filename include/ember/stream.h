@@ -31,9 +31,11 @@
  * Threading: a stream and its context are used from one thread at a time.
  * The batch function, row function and progress callback run on that
  * thread and may call ember_* functions (not ember_stream_* on the same
- * stream). The merge function also runs inside reduce_by_key on the
- * context's OpenMP team, so it must be reentrant. ember_stream_stop() may
- * be called from any thread or a signal handler.
+ * stream). The merge function also runs in the batch's reduction on the
+ * context's OpenMP team, so it must be reentrant. The row function runs on
+ * the caller's thread while the state snapshot may be written beside it
+ * (library code only). ember_stream_stop() may be called from any thread
+ * or a signal handler.
  */
 #ifndef EMBER_STREAM_H
 #define EMBER_STREAM_H
@@ -165,7 +167,8 @@ typedef struct {
     const ember_type *record_type;   /* required: the batch function's
                                         output type (the state's type too) */
     /* Folds records of one key into acc, as for reduce_by_key: in the
-     * batch's reduction and when a batch's row meets the state's. It must
+     * batch's reduction (on the team: reentrant) and when a batch's row
+     * meets the state's. It must
      * change value fields only (for EMBER_KEY_TEXT, fields 3 on). NULL: sum
      * every value field. */
     ember_combine_fn merge;

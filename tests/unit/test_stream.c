@@ -422,7 +422,7 @@ static void test_stream_offsets_roundtrip(void **state)
         files[i] = (ember__sfile){names[i], (uint64_t)i * 1000 + 7};
     ember__soffsets o = {.batch = 42, .files = files, .nfiles = 4};
     memcpy(o.query_id, "0123456789abcdef0123456789abcdef", EMBER__SQ_ID_SIZE);
-    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, msg), msg);
+    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
     ember__soffsets r;
     TU_OKM(ember__sl_offsets_read(ctx, t.loc, 42, &r, msg), msg);
     assert_int_equal(r.batch, 42);
@@ -462,7 +462,7 @@ static void test_stream_offsets_corrupt(void **state)
     ember__sfile f = {"x.txt", 12};
     ember__soffsets o = {.batch = 3, .files = &f, .nfiles = 1};
     memcpy(o.query_id, "0123456789abcdef0123456789abcdef", EMBER__SQ_ID_SIZE);
-    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, msg), msg);
+    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
     snprintf(path, sizeof path, "%s/offsets/3", t.loc);
     ember__soffsets r;
 
@@ -473,7 +473,7 @@ static void test_stream_offsets_corrupt(void **state)
     assert_null(r.files);
 
     size_t len;
-    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, msg), msg);
+    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
     char *s = slurp(path, &len); /* truncated */
     write_bytes(path, s, len / 2);
     assert_int_equal(ember__sl_offsets_read(ctx, t.loc, 3, &r, msg), EMBER_ECORRUPT);
@@ -970,11 +970,17 @@ static void test_stream_source_listing(void **state)
     assert_int_equal(mkdir(p, 0755), 0);
     ember__sfile *f = NULL;
     size_t n = 0;
-    TU_OKM(ember__src_list(ctx, t.src, &f, &n, msg), msg);
+    TU_OKM(ember__src_list(ctx, t.src, NULL, &f, &n, msg), msg);
     assert_int_equal(n, 2);
     assert_string_equal(f[0].name, "a");
     assert_string_equal(f[1].name, "b");
     assert_int_equal(f[0].size, 2);
+    ember__sfiles_free(ctx, f, n);
+    /* Names up to `after` are listed without a stat (size 0). */
+    TU_OKM(ember__src_list(ctx, t.src, "a", &f, &n, msg), msg);
+    assert_int_equal(n, 2);
+    assert_int_equal(f[0].size, 0);
+    assert_int_equal(f[1].size, 2);
     ember__sfiles_free(ctx, f, n);
     assert_true(ember__src_ignored(".x"));
     assert_true(ember__src_ignored("y.tmp"));
