@@ -64,7 +64,7 @@ static const ember_cli_program program = {
                "residual, damping), or vertex,rank lines for .csv/.txt.",
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples =
-        "  ember-pagerank --input data/karate.el --top 10\n"
+        "  ember-pagerank --input data/karate.el --undirected --top 10\n"
         "  ember-pagerank --input web.el --output ranks.h5 --checkpoint-dir ck --checkpoint-every 10\n"
         "  ember-pagerank --input g.mtx --output ranks.csv --tolerance 0 --iterations 20 --verify\n"
         "  ember-gen kron --scale 20 --output k20.h5 && ember-pagerank --input k20.h5 --metrics m.jsonl\n",
@@ -94,11 +94,16 @@ typedef struct {
 } pr;
 
 /* Fixed-order sum of a row, four chains for speed; the order depends only
- * on the row, so it is the same on every thread. */
-static inline double row_sum(const double *c, const uint32_t *a, const uint32_t *e)
+ * on the row, so it is the same on every thread. The gathers are random
+ * reads, so the contributions 32 edges ahead are prefetched (end: the end
+ * of the whole edge array, which must not be read past). */
+static inline double row_sum(const double *c, const uint32_t *a, const uint32_t *e,
+                             const uint32_t *end)
 {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (; a + 4 <= e; a += 4) {
+        if (a + 32 < end)
+            __builtin_prefetch(&c[a[32]]);
         s0 += c[a[0]];
         s1 += c[a[1]];
         s2 += c[a[2]];
@@ -116,7 +121,7 @@ static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
     pr *s = arg;
     const double *old = in, *c = s->contrib;
     const uint64_t *off = s->g->offsets;
-    const uint32_t *adj = s->g->adj;
+    const uint32_t *adj = s->g->adj, *end = adj + s->g->m;
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p];
     double res = 0, out[512];
@@ -124,7 +129,7 @@ static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
         size_t k = n - i0 < 512 ? n - i0 : 512;
         for (size_t i = 0; i < k; i++) {
             uint64_t v = lo + i0 + i;
-            double r = s->base + s->d * row_sum(c, adj + off[v], adj + off[v + 1]);
+            double r = s->base + s->d * row_sum(c, adj + off[v], adj + off[v + 1], end);
             out[i] = r;
             res += fabs(r - old[i0 + i]);
         }

@@ -5,7 +5,9 @@
 # tolerance 0. Runs are interleaved (A B C A B C ...) so load from other
 # processes hits every contender alike; medians of RUNS runs.
 #
-# Reports:
+# Two graphs: the R-MAT edges as directed edges, and symmetrized
+# (--undirected, about twice the edges: GAPBS's kron, the graph of the
+# issue's reference figures). Reports, for each:
 #   - compute seconds (iterations only, loading excluded) of
 #       plain    textbook pull loop: r[u] / outdeg[u] per edge
 #       contrib  the same with contributions precomputed (GAPBS pr_spmv's
@@ -43,49 +45,66 @@ text=$work/kron$SCALE.el
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-: > "$work/plain" ; : > "$work/contrib" ; : > "$work/ember" ; : > "$work/none"
-: > "$work/rss"
-for _ in $(seq "$RUNS"); do
-    "$work/baseline" "$graph" "$ITERS" plain | awk '/kernel_seconds/ { print $2 }' >> "$work/plain"
-    "$work/baseline" "$graph" "$ITERS" contrib | awk '/kernel_seconds/ { print $2 }' >> "$work/contrib"
-    /usr/bin/time -f "%M" -o "$work/t" "$bin/ember-pagerank" --input "$graph" \
-        --iterations "$ITERS" --tolerance 0 --threads "$THREADS" --output "$work/r.h5" \
-        --quiet --metrics "$work/m.jsonl"
-    sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" >> "$work/ember"
-    cat "$work/t" >> "$work/rss"
-    "$bin/ember-pagerank" --input "$graph" --iterations "$ITERS" --tolerance 0 \
-        --threads "$THREADS" --output "$work/r.h5" --quiet --metrics "$work/m.jsonl" --order none
-    sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" >> "$work/none"
-done
-plain=$(median < "$work/plain") contrib=$(median < "$work/contrib")
-ember=$(median < "$work/ember") none=$(median < "$work/none")
-rss=$(median < "$work/rss")
+# bench GRAPHS_FLAG: one mode (directed, or --undirected as GAPBS's kron)
+bench() {
+    local uflag=$1 bflag=""
+    [ -n "$uflag" ] && bflag=undirected
+    : > "$work/plain" ; : > "$work/contrib" ; : > "$work/ember" ; : > "$work/none"
+    : > "$work/rss"
+    for _ in $(seq "$RUNS"); do
+        "$work/baseline" "$graph" "$ITERS" plain $bflag |
+            awk '/kernel_seconds/ { print $2 }' >> "$work/plain"
+        "$work/baseline" "$graph" "$ITERS" contrib $bflag |
+            awk '/kernel_seconds/ { print $2 }' >> "$work/contrib"
+        /usr/bin/time -f "%M" -o "$work/t" "$bin/ember-pagerank" --input "$graph" $uflag \
+            --iterations "$ITERS" --tolerance 0 --threads "$THREADS" --output "$work/r.h5" \
+            --quiet --metrics "$work/m.jsonl"
+        sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" >> "$work/ember"
+        cat "$work/t" >> "$work/rss"
+        "$bin/ember-pagerank" --input "$graph" $uflag --iterations "$ITERS" --tolerance 0 \
+            --threads "$THREADS" --output "$work/r.h5" --quiet --metrics "$work/m.jsonl" \
+            --order none
+        sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" >> "$work/none"
+    done
+    local plain contrib ember none rss n m base
+    plain=$(median < "$work/plain") contrib=$(median < "$work/contrib")
+    ember=$(median < "$work/ember") none=$(median < "$work/none")
+    rss=$(median < "$work/rss")
+    # CSR bytes + 3 rank vectors, from the graph's n and m
+    "$bin/ember-pagerank" --input "$graph" $uflag --iterations 0 --output "$work/r.h5" \
+        2> "$work/sum.txt"
+    read -r n m < <(sed -n 's/^ember-pagerank: \([0-9]*\) vertices, \([0-9]*\) edges.*/\1 \2/p' \
+        "$work/sum.txt")
+    base=$(( (n + 1) * 8 + m * 4 + 3 * n * 8 ))
+    echo "PageRank${uflag:+ $uflag}, Kronecker scale $SCALE edge factor $EF ($n vertices, $m edges stored),"
+    echo "$ITERS iterations, tolerance 0, $THREADS threads, medians of $RUNS interleaved runs (compute only):"
+    awk -v p="$plain" -v c="$contrib" -v e="$ember" -v z="$none" 'BEGIN {
+        printf "  plain pull loop (baseline)     %8.3f s\n", p
+        printf "  precomputed contributions      %8.3f s\n", c
+        printf "  ember-pagerank                 %8.3f s   %.2f x plain, %.2f x contrib\n", e, e / p, e / c
+        printf "  ember-pagerank --order none    %8.3f s   %.2f x plain\n", z, z / p
+    }'
+    awk -v r="$rss" -v b="$base" 'BEGIN {
+        printf "  peak RSS %.1f MiB = %.2f x (CSR + 3 rank vectors = %.1f MiB)\n",
+            r / 1024, r * 1024 / b, b / 1048576 }'
+}
 
-# CSR bytes + 3 rank vectors, from the graph's n and m
-"$bin/ember-pagerank" --input "$graph" --iterations 0 --output "$work/r.h5" 2> "$work/sum.txt"
-read -r n m < <(sed -n 's/^ember-pagerank: \([0-9]*\) vertices, \([0-9]*\) edges.*/\1 \2/p' "$work/sum.txt")
-base=$(( (n + 1) * 8 + m * 4 + 3 * n * 8 ))
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench --undirected
+bench ""
 
-# edge-list read throughput (parsing only; ember-convert reports it)
-: > "$work/mbs"
+# edge-list read throughput: parsing alone, and parsing + building the CSR
+# (ember-convert reports both times)
+: > "$work/mbs" ; : > "$work/mbs_all"
 for _ in $(seq 3); do
-    "$bin/ember-convert" "$text" "$work/c.h5" --threads "$THREADS" 2>&1 |
-        sed -n 's/.*(\([0-9]*\) MB\/s).*/\1/p' >> "$work/mbs"
+    "$bin/ember-convert" "$text" "$work/c.h5" --threads "$THREADS" 2> "$work/conv.txt"
+    sed -n 's/.*read \([0-9.]*\) MB in \([0-9.]*\) s.*built in \([0-9.]*\) s.*/\1 \2 \3/p' \
+        "$work/conv.txt" > "$work/conv"
+    awk '{ printf "%.0f\n", $1 / $2 }' "$work/conv" >> "$work/mbs"
+    awk '{ printf "%.0f\n", $1 / ($2 + $3) }' "$work/conv" >> "$work/mbs_all"
 done
-mbs=$(median < "$work/mbs")
-
-echo "PageRank, Kronecker scale $SCALE edge factor $EF ($n vertices, $m edges), $ITERS iterations,"
-echo "tolerance 0, $THREADS threads, medians of $RUNS interleaved runs (compute only):"
-awk -v p="$plain" -v c="$contrib" -v e="$ember" -v z="$none" 'BEGIN {
-    printf "  plain pull loop (baseline)     %8.3f s\n", p
-    printf "  precomputed contributions      %8.3f s\n", c
-    printf "  ember-pagerank                 %8.3f s   %.2f x plain, %.2f x contrib\n", e, e / p, e / c
-    printf "  ember-pagerank --order none    %8.3f s   %.2f x plain\n", z, z / p
-}'
-awk -v r="$rss" -v b="$base" 'BEGIN {
-    printf "  peak RSS %.1f MiB = %.2f x (CSR + 3 rank vectors = %.1f MiB)\n",
-        r / 1024, r * 1024 / b, b / 1048576 }'
-echo "  edge-list read: $mbs MB/s ($(du -m "$text" | cut -f1) MB file, $THREADS threads)"
+echo "Edge-list input ($(du -m "$text" | cut -f1) MB, $THREADS threads, median of 3):"
+echo "  parsing $(median < "$work/mbs") MB/s; parsing + building the CSR $(median < "$work/mbs_all") MB/s"
 
 if /usr/bin/python3 -c "import networkx, scipy" 2> /dev/null; then
     nxg=$work/kron$NX_SCALE.el

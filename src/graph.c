@@ -1,16 +1,17 @@
 /* graph.c: the CSR builder and the graph API (ember/graph.h).
  *
  * The builder turns blocks of edges into a CSR in two passes: count the
- * row lengths (atomic increments: loading may use atomics, the algorithms
- * that run on the result do not need them), then scatter each edge to a
- * slot of its row. Slots are taken in whatever order threads arrive, so
- * every row is then sorted and duplicates removed: the result depends only
- * on the set of edges, never on the thread count or the block order.
+ * row lengths, then scatter each edge to the next slot of its row, each
+ * thread owning a range of rows (no atomics). Every row is then sorted and
+ * duplicates removed: the result depends only on the set of edges, never
+ * on the thread count or the block order.
  * Renumbering by degree happens between the passes, so it costs no second
  * copy of the edges. Readers live in graph_text.c and graph_h5.c; this
  * file also makes vertex-range partitioned datasets over vertex arrays.
  */
 #include "graph_internal.h"
+
+#include <omp.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -94,88 +95,137 @@ int ember_graph_format_parse(const char *name)
 
 /* ---- the builder ------------------------------------------------------------- */
 
+#define MAX_OWNERS 16 /* threads that build a CSR (see count_block) */
+
 typedef struct {
     ember_graph *g;
     const ember_graph_opts *o;
     uint64_t *cnt;   /* n + 1: row lengths at [v + 1], then row cursors */
     uint32_t *outc;  /* out-degrees (by_destination) */
     uint32_t *inv;   /* degree_order: vertex of each label */
+    uint64_t own[MAX_OWNERS + 1]; /* pass 2: the rows of each owner */
 } build;
 
-/* Pass 1 over one block: row lengths and out-degrees, in labels. */
-static int count_block(build *b, const ember__eblock *e)
+/* Both passes split the work by ownership rather than atomics: each
+ * thread owns a range of rows, reads the whole block and handles only the
+ * edges of its rows. Reading a block T times is cheap next to T-way
+ * contended atomic increments on random rows, up to a modest T (beyond
+ * MAX_OWNERS threads the extra threads sit out the build). A row is then
+ * written by one thread in block order, so even the unsorted rows are the
+ * same for any thread count. */
+static int owner_count(const build *b)
+{
+    int t = b->g->ctx->threads;
+    return t < 1 ? 1 : t > MAX_OWNERS ? MAX_OWNERS : t;
+}
+
+/* Pass 1 over blocks: row lengths and out-degrees, in labels; owner k of
+ * T counts rows (and out-degrees) [n k / T, n (k + 1) / T). */
+static int count_blocks(build *b, const ember__eblock *blocks, size_t nb)
 {
     const uint64_t n = b->g->n;
-    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    const int bydst = b->o->by_destination, undir = b->o->undirected, T = owner_count(b);
     int bad = 0;
-    #pragma omp parallel for schedule(static) num_threads(b->g->ctx->threads) reduction(|:bad)
-    for (size_t i = 0; i < e->n; i++) {
-        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
-        if (s >= n || d >= n) {
-            bad = 1;
-            continue;
-        }
-        uint32_t key = bydst ? d : s, other = bydst ? s : d;
-        #pragma omp atomic
-        b->cnt[key + 1]++;
-        if (undir) {
-            #pragma omp atomic
-            b->cnt[other + 1]++;
-        }
-        if (b->outc) {
-            #pragma omp atomic
-            b->outc[s]++;
-            if (undir) {
-                #pragma omp atomic
-                b->outc[d]++;
+    #pragma omp parallel num_threads(T) reduction(|:bad)
+    for (int k = omp_get_thread_num(); k < T; k += omp_get_num_threads()) {
+        const uint64_t lo = n * (uint64_t)k / (uint64_t)T;
+        const uint64_t span = n * (uint64_t)(k + 1) / (uint64_t)T - lo;
+        for (size_t j = 0; j < nb; j++) {
+            const ember__eblock *e = &blocks[j];
+            for (size_t i = 0; i < e->n; i++) {
+                uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+                if (s >= n || d >= n) {
+                    bad = 1;
+                    continue;
+                }
+                uint32_t key = bydst ? d : s, other = bydst ? s : d;
+                if (key - lo < span)
+                    b->cnt[key + 1]++;
+                if (undir && other - lo < span)
+                    b->cnt[other + 1]++;
+                if (b->outc && s - lo < span)
+                    b->outc[s]++;
             }
         }
     }
     return bad;
 }
 
-/* Pass 2 over one block: each edge to a slot of its row. */
-static void scatter_block(build *b, const ember__eblock *e)
+/* Owner ranges for pass 2, balanced by edges: cnt holds row starts. */
+static void split_rows(build *b)
 {
-    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    const int T = owner_count(b);
+    const uint64_t n = b->g->n, m = b->g->m;
+    b->own[0] = 0;
+    for (int k = 1; k < T; k++) {
+        uint64_t target = (uint64_t)(((unsigned __int128)m * (uint64_t)k) / (uint64_t)T);
+        uint64_t lo = b->own[k - 1], hi = n;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (b->cnt[mid] < target)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        b->own[k] = lo;
+    }
+    b->own[T] = n;
+}
+
+/* Pass 2 over blocks: each edge to the next slot of its row (in vertices:
+ * renumbered when degree-ordered). */
+static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
+{
+    const int bydst = b->o->by_destination, undir = b->o->undirected, T = owner_count(b);
     const uint32_t *inv = b->inv;
     uint32_t *adj = b->g->adj;
-    #pragma omp parallel for schedule(static) num_threads(b->g->ctx->threads)
-    for (size_t i = 0; i < e->n; i++) {
-        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
-        if (inv) {
-            s = inv[s];
-            d = inv[d];
-        }
-        uint32_t key = bydst ? d : s, other = bydst ? s : d;
-        uint64_t pos;
-        #pragma omp atomic capture
-        pos = b->cnt[key]++;
-        adj[pos] = other;
-        if (undir) {
-            #pragma omp atomic capture
-            pos = b->cnt[other]++;
-            adj[pos] = key;
+    uint64_t *cur = b->cnt;
+    #pragma omp parallel num_threads(T)
+    for (int k = omp_get_thread_num(); k < T; k += omp_get_num_threads()) {
+        const uint64_t lo = b->own[k], span = b->own[k + 1] - lo;
+        for (size_t j = 0; j < nb; j++) {
+            const ember__eblock *e = &blocks[j];
+            for (size_t i = 0; i < e->n; i++) {
+                uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+                if (inv) {
+                    s = inv[s];
+                    d = inv[d];
+                }
+                uint32_t key = bydst ? d : s, other = bydst ? s : d;
+                if (key - lo < span)
+                    adj[cur[key]++] = other;
+                if (undir && other - lo < span)
+                    adj[cur[other]++] = key;
+            }
         }
     }
 }
 
+/* One pass. Resident blocks (they stay valid after later calls) are all
+ * fetched first and handled in one parallel region, with no barrier
+ * between blocks; streamed ones one region each. */
 static int run_pass(build *b, ember__eblock_fn get, void *state, size_t nblocks,
-                    int pass, char *msg)
+                    int resident, int pass, char *msg)
 {
-    for (size_t i = 0; i < nblocks; i++) {
-        ember__eblock e = {0};
-        int rc = get(state, i, &e, msg);
-        if (rc)
-            return rc;
-        if (pass == 1 && count_block(b, &e))
-            return ember__err(msg, EMBER_ERANGE,
-                              "edge endpoint out of range: the graph has %llu vertices",
-                              (unsigned long long)b->g->n);
-        if (pass == 2)
-            scatter_block(b, &e);
+    ember_ctx *ctx = b->g->ctx;
+    size_t per = resident ? nblocks : 1;
+    ember__eblock *e = ember__calloc(ctx, per ? per : 1, sizeof *e);
+    if (!e)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = EMBER_OK;
+    for (size_t i = 0; !rc && i < nblocks; i += per) {
+        size_t nb = per < nblocks - i ? per : nblocks - i;
+        for (size_t j = 0; !rc && j < nb; j++)
+            rc = get(state, i + j, &e[j], msg);
+        if (!rc && pass == 1 && count_blocks(b, e, nb))
+            rc = ember__err(msg, EMBER_ERANGE,
+                            "edge endpoint out of range: the graph has %llu vertices",
+                            (unsigned long long)b->g->n);
+        if (!rc && pass == 2)
+            scatter_blocks(b, e, nb);
     }
-    return EMBER_OK;
+    ember__free(ctx, e);
+    return rc;
 }
 
 /* Vertices by descending degree, ties by ascending label: a stable counting
@@ -260,6 +310,14 @@ static void radix_row(uint32_t *r, uint32_t *tmp, uint64_t len, int bits)
         memcpy(r, from, len * sizeof *r);
 }
 
+static int row_sorted(const uint32_t *r, uint64_t len)
+{
+    for (uint64_t i = 1; i < len; i++)
+        if (r[i - 1] > r[i])
+            return 0;
+    return 1;
+}
+
 static void insertion_row(uint32_t *r, uint64_t len)
 {
     for (uint64_t i = 1; i < len; i++) {
@@ -291,7 +349,9 @@ static int sort_rows(ember_graph *g, uint32_t *len)
         for (uint64_t v = 0; v < g->n; v++) {
             uint32_t *r = g->adj + g->offsets[v];
             uint64_t l = g->offsets[v + 1] - g->offsets[v], k = 0;
-            if (l > 64 && tmp)
+            if (row_sorted(r, l))
+                ; /* common: rows from a sorted CSR arrive in order */
+            else if (l > 64 && tmp)
                 radix_row(r, tmp, l, bits);
             else if (l <= 64)
                 insertion_row(r, l);
@@ -332,6 +392,17 @@ static void recount_out_degree(ember_graph *g)
     }
 }
 
+/* Out-degrees of an undirected graph: its row lengths. */
+static int row_degrees(ember_graph *g)
+{
+    g->out_degree = ember__malloc(g->ctx, ember__mul(g->n ? g->n : 1, sizeof *g->out_degree));
+    if (!g->out_degree)
+        return EMBER_ENOMEM;
+    for (uint64_t v = 0; v < g->n; v++)
+        g->out_degree[v] = (uint32_t)(g->offsets[v + 1] - g->offsets[v]);
+    return EMBER_OK;
+}
+
 /* cnt[v + 1] holds row lengths: makes it row starts, allocates adj. */
 static int prepare_rows(build *b)
 {
@@ -346,21 +417,25 @@ static int prepare_rows(build *b)
 }
 
 int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
-                       size_t nblocks, const ember_graph_opts *opts, char *msg)
+                       size_t nblocks, int resident, const ember_graph_opts *opts,
+                       char *msg)
 {
     ember_ctx *ctx = g->ctx;
     const uint64_t n = g->n;
-    build b = {g, opts, NULL, NULL, NULL};
+    build b = {.g = g, .o = opts};
     double t0 = ember__graph_now();
     int rc = EMBER_OK;
     g->directed = !opts->undirected;
     g->by_destination = opts->by_destination;
+    /* Out-degrees need their own count only for directed graphs by
+     * destination: undirected rows are the out-edges too. */
+    int own_outc = opts->by_destination && !opts->undirected;
     b.cnt = ember__calloc(ctx, n + 1, sizeof *b.cnt);
-    if (opts->by_destination)
+    if (own_outc)
         b.outc = ember__calloc(ctx, n ? n : 1, sizeof *b.outc);
-    if (!b.cnt || (opts->by_destination && !b.outc))
+    if (!b.cnt || (own_outc && !b.outc))
         goto oom;
-    if ((rc = run_pass(&b, get, state, nblocks, 1, msg)))
+    if ((rc = run_pass(&b, get, state, nblocks, resident, 1, msg)))
         goto cleanup;
     if (opts->degree_order) {
         if ((rc = degree_order(&b, b.outc, b.cnt)) || (rc = permute_counts(&b)))
@@ -370,7 +445,8 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
         goto oom;
     /* cnt[v] is row v's start, used as its cursor: after the scatter it is
      * row v's end, one shift away from the offsets. */
-    if ((rc = run_pass(&b, get, state, nblocks, 2, msg)))
+    split_rows(&b);
+    if ((rc = run_pass(&b, get, state, nblocks, resident, 2, msg)))
         goto cleanup;
     memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
     b.cnt[0] = 0;
@@ -389,6 +465,8 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
         if (g->out_degree)
             recount_out_degree(g);
     }
+    if (opts->by_destination && opts->undirected && (rc = row_degrees(g)))
+        goto oom;
     g->build_seconds = ember__graph_now() - t0;
     goto cleanup;
 oom:
@@ -498,7 +576,7 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
     g->n = n;
     array_edges a = {src, dst, m};
     rc = ember__graph_build(g, array_block, &a,
-                            (m + EDGES_PER_BLOCK - 1) / EDGES_PER_BLOCK, &o, msg);
+                            (m + EDGES_PER_BLOCK - 1) / EDGES_PER_BLOCK, 1, &o, msg);
     if (rc)
         ember_graph_free(&g);
     *out = g;

@@ -262,7 +262,7 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     if (!rc) {
         uint64_t m = s.off[g->n];
         size_t nb = (size_t)((m + EDGES_PER_READ - 1) / EDGES_PER_READ);
-        rc = ember__graph_build(g, h5_block, &s, nb, opts, msg);
+        rc = ember__graph_build(g, h5_block, &s, nb, 0, opts, msg);
         if (!rc && !directed && !opts->undirected)
             g->directed = 0; /* stored both ways already */
     }

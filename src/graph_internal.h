@@ -26,10 +26,12 @@ typedef int (*ember__eblock_fn)(void *state, size_t i, ember__eblock *b,
                                 char *msg);
 
 /* Builds g's CSR (offsets, adj, out_degree, perm) from the blocks over
- * g->n vertices, as opts says. g->ctx and g->n are set by the caller. */
+ * g->n vertices, as opts says. g->ctx and g->n are set by the caller.
+ * resident: every block stays valid after later calls (in memory), so a
+ * pass fetches them all and runs as one parallel region. */
 int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
-                       size_t nblocks, const ember_graph_opts *opts,
-                       char *msg);
+                       size_t nblocks, int resident,
+                       const ember_graph_opts *opts, char *msg);
 
 /* Largest vertex count allowed: opts' limit, 2^32, and what the machine's
  * memory allows (about 48 bytes of vertex arrays per vertex). */

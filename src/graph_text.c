@@ -609,7 +609,7 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
                         path);
     if (!rc) {
         blocks b = {c};
-        rc = ember__graph_build(g, chunk_block, &b, nc, opts, msg);
+        rc = ember__graph_build(g, chunk_block, &b, nc, 1, opts, msg);
     }
     free_chunks(ctx, c, nc);
     return rc;

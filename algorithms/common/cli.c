@@ -422,6 +422,10 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     if (cli->nargs > prog->max_positional)
         return ember_cli_usage_error(cli, "unexpected argument '%s' (see --help)",
                                      argv[optind + prog->max_positional]);
+    if (!cli->checkpoint_dir && (cli->checkpoint_every || cli->checkpoint_seconds > 0 ||
+                                 cli->keep || cli->resume == EMBER_RESUME_REQUIRE))
+        return ember_cli_usage_error(cli, "--checkpoint-every, --checkpoint-seconds, --keep "
+                                     "and --resume require need --checkpoint-dir DIR");
     return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
 }
 

@@ -60,6 +60,7 @@ for prog in ember-pagerank ember-cc; do
     expect $prog 2 "--input GRAPH is required" "${out[@]}"
     expect $prog 2 "needs a value" --input
     expect $prog 2 "no usable checkpoint" --input ok.el --resume require --checkpoint-dir ck "${out[@]}"
+    expect $prog 2 "need --checkpoint-dir" --input ok.el --checkpoint-every 5 "${out[@]}"
 done
 expect ember-pagerank 2 "--damping: 1.5 is out of range: it must be in [0, 1)" --input ok.el --damping 1.5 --output r.h5
 expect ember-pagerank 2 "--damping: 1 is out of range" --input ok.el --damping 1 --output r.h5
