@@ -64,6 +64,11 @@
 
 #define DEFAULT_RETAIN 10
 #define DEFAULT_POLL 0.1
+/* A batch with less text than this runs on one thread: starting a team
+ * costs more than it saves, and on a busy machine a team whose second
+ * thread is not scheduled makes every parallel region wait for it. The
+ * results do not change (they never depend on the team size). */
+#define SMALL_BATCH_BYTES ((uint64_t)1 << 19)
 #define WAIT_SLICE 0.05 /* longest sleep between looks at the stop flags */
 
 static const int stream_signals[2] = {SIGTERM, SIGINT};
@@ -780,10 +785,18 @@ static void note_batch(ember_stream *s, const plan *p, uint64_t bytes, uint64_t 
     }
 }
 
+static uint64_t plan_bytes(const plan *p)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->nfiles; i++)
+        n += p->files[i].size;
+    return n;
+}
+
 /* Steps 2 to 5 of a planned batch. The offsets entry is written; its
  * commit may still be on its way (s->offsets_job) and is waited for
  * before anything of the batch becomes visible. */
-static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
+static int run_batch_on(ember_stream *s, const plan *p, double started, char *msg)
 {
     batch_run r;
     memset(&r, 0, sizeof r);
@@ -825,6 +838,16 @@ static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
     retention(s, p->batch);
     note_batch(s, p, bytes, lines, started);
     return EMBER_OK;
+}
+
+static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
+{
+    int team = ember_ctx_threads(s->ctx);
+    if (team > 1 && plan_bytes(p) < SMALL_BATCH_BYTES)
+        ember_ctx_set_threads(s->ctx, 1);
+    int rc = run_batch_on(s, p, started, msg);
+    ember_ctx_set_threads(s->ctx, team);
+    return rc;
 }
 
 /* ---- planning ------------------------------------------------------------------------ */
