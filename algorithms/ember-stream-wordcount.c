@@ -178,6 +178,21 @@ static void on_batch(const ember_stream_progress *p, void *arg)
             p->recovered ? " [re-run of a batch left uncommitted]" : "");
 }
 
+static void report_resume(const ember_stream_stats *st)
+{
+    char from[96] = "", replayed[96] = "";
+    if (st->restored)
+        snprintf(from, sizeof from, "; counts from the snapshot of batch %" PRIu64,
+                 st->restored_from);
+    else
+        snprintf(from, sizeof from, "; counts rebuilt from the start");
+    if (st->replayed)
+        snprintf(replayed, sizeof replayed, ", then %" PRIu64 " batch%s re-counted",
+                 st->replayed, st->replayed == 1 ? "" : "es");
+    fprintf(stderr, PROG ": resuming after batch %" PRIu64 "%s%s\n", st->last_committed,
+            from, replayed);
+}
+
 /* ---- command line ----------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -449,10 +464,13 @@ int main(int argc, char **argv)
     rc = ember_ctx_create(&ctx, &co, msg);
     if (!rc)
         rc = ember_stream_create(&s, ctx, &op.so, msg);
-    if (!rc)
-        rc = ember_stream_run(s, msg);
     ember_stream_stats st;
     memset(&st, 0, sizeof st);
+    ember_stream_get_stats(s, &st);
+    if (!rc && !op.quiet && st.have_committed)
+        report_resume(&st);
+    if (!rc)
+        rc = ember_stream_run(s, msg);
     ember_stream_get_stats(s, &st);
     if (rc == EMBER_INTERRUPTED)
         fprintf(stderr, PROG ": interrupted; %s%" PRIu64 " committed; run the same "

@@ -116,7 +116,7 @@ struct ember_stream {
     int have_pending;
     plan pending;
     uint64_t next_batch;
-    char *hwm;                 /* the last file name taken, NULL: none */
+    char hwm[NAME_MAX + 1];    /* the last file name taken, "": none */
 
     ember__sfile *prev;        /* the previous listing (late files) */
     size_t nprev;
@@ -856,7 +856,7 @@ static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
  * sort at or before the last one taken: they will never be taken. */
 static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
 {
-    if (!s->hwm || !s->have_prev)
+    if (!s->hwm[0] || !s->have_prev)
         return;
     size_t j = 0;
     for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
@@ -875,7 +875,7 @@ static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
 static size_t first_new(const ember_stream *s, const ember__sfile *f, size_t n)
 {
     size_t lo = 0, hi = n;
-    while (s->hwm && lo < hi) {
+    while (s->hwm[0] && lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (strcmp(f[mid].name, s->hwm) <= 0)
             lo = mid + 1;
@@ -924,7 +924,7 @@ static int plan_next(ember_stream *s, int all, plan *p, char *msg)
     }
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, s->hwm, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL, &f, &n, msg);
     if (rc)
         return rc;
     note_late(s, f, n);
@@ -939,14 +939,11 @@ static int plan_next(ember_stream *s, int all, plan *p, char *msg)
     return rc;
 }
 
-static int set_hwm(ember_stream *s, const plan *p, char *msg)
+/* Cannot fail: once a batch is planned the mark must move. Names are at
+ * most NAME_MAX bytes (readdir's, and the offsets log refuses longer). */
+static void set_hwm(ember_stream *s, const plan *p)
 {
-    char *h = ember__strdup(s->ctx, p->files[p->nfiles - 1].name);
-    if (!h)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    ember__free(s->ctx, s->hwm);
-    s->hwm = h;
-    return EMBER_OK;
+    snprintf(s->hwm, sizeof s->hwm, "%s", p->files[p->nfiles - 1].name);
 }
 
 /* The offsets entry of a new batch. Its durable commit runs while the
@@ -956,7 +953,8 @@ static int write_offsets(ember_stream *s, const plan *p, char *msg)
 {
     ember__soffsets o = {.batch = p->batch, .files = p->files, .nfiles = p->nfiles};
     memcpy(o.query_id, s->query_id, sizeof o.query_id);
-    return ember__sl_offsets_write(s->ctx, s->loc, &o, &s->offsets_job, msg);
+    int rc = ember__af_commit_wait(&s->offsets_job, msg); /* one at a time */
+    return rc ? rc : ember__sl_offsets_write(s->ctx, s->loc, &o, &s->offsets_job, msg);
 }
 
 /* One batch: the pending one, else a new one (all: no file limit). */
@@ -977,10 +975,11 @@ static int step(ember_stream *s, int all, int *ran, char *msg)
     }
     if ((rc = plan_next(s, all, &p, msg)) || !p.nfiles)
         return rc;
-    if ((rc = write_offsets(s, &p, msg)) || (rc = set_hwm(s, &p, msg))) {
+    if ((rc = write_offsets(s, &p, msg))) {
         plan_free(s->ctx, &p);
         return rc;
     }
+    set_hwm(s, &p);
     rc = run_batch(s, &p, started, msg);
     if (rc) { /* the batch is planned: a later step or start re-runs it */
         s->pending = p;
@@ -1137,8 +1136,8 @@ static int recover(ember_stream *s, char *msg)
     plan last;
     if ((rc = read_plan(s, O, &last, msg)))
         return rc;
-    rc = set_hwm(s, &last, msg);
-    if (!rc && s->aggregating && nc)
+    set_hwm(s, &last);
+    if (s->aggregating && nc)
         rc = restore_state(s, C, first, msg);
     if (rc || (nc && O == C)) {
         plan_free(s->ctx, &last);
@@ -1259,7 +1258,6 @@ void ember_stream_destroy(ember_stream **ps)
     plan_free(ctx, &s->pending);
     ember__sfiles_free(ctx, s->prev, s->nprev);
     ember__sfiles_free(ctx, s->avail, s->navail);
-    ember__free(ctx, s->hwm);
     ember__free(ctx, s->description);
     ember__free(ctx, s->source);
     ember__free(ctx, s->loc);
@@ -1295,7 +1293,7 @@ static int snapshot_available(ember_stream *s, char *msg)
 {
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, s->hwm, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL, &f, &n, msg);
     if (rc)
         return rc;
     size_t from = first_new(s, f, n);

@@ -631,8 +631,8 @@ static int parse_file_line(ember_ctx *ctx, char *s, ember__sfile *f)
     *sp = '\0';
     size_t len;
     if (parse_u64(s, &f->size) || !sp[1] || ember__sl_unescape(sp + 1, &len) ||
-        len != strlen(sp + 1) || memchr(sp + 1, '/', len))
-        return -1; /* a name with a NUL or a '/' cannot be a file here */
+        len != strlen(sp + 1) || memchr(sp + 1, '/', len) || len > NAME_MAX)
+        return -1; /* a NUL, a '/' or a longer name cannot be a file here */
     f->name = ember__strdup(ctx, sp + 1);
     return f->name ? 0 : -2;
 }
