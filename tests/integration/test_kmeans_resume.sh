@@ -26,7 +26,7 @@ ref_iters=$(sed -n 's/^iterations: //p' "$tmp/ref.out")
 [ "${ref_iters:-0}" -ge 20 ] || fail "the reference run took only ${ref_iters:-0} iterations"
 
 # Waits until the directory holds a checkpoint newer than $1 (or the
-# process ends), then a random 0 to 0.3 s more.
+# process ends), then a random 0 to 0.09 s more.
 wait_progress() {
   local before=$1 i
   for i in $(seq 1 200); do
@@ -36,7 +36,7 @@ wait_progress() {
     [ "$newest" -gt 0 ] && [ "$(ls "$tmp/ck" | grep '^ckpt-.*\.h5$' | tail -1)" != "$before" ] && break
     sleep 0.05
   done
-  sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+  sleep "0.0$((RANDOM % 10))"
 }
 
 kills=0
