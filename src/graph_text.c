@@ -75,12 +75,23 @@ static int map_file(source *s, char *msg)
             rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", s->path,
                             strerror(errno));
         else {
-            madvise(p, s->size, MADV_WILLNEED);
+            madvise(p, s->size, MADV_SEQUENTIAL);
             s->data = p;
         }
     }
     close(fd);
     return rc;
+}
+
+/* Drops the parsed pages of [lo, hi) from memory: they are clean file
+ * pages, read again from the file if ever touched (an error message's
+ * line count), so the text never sits in memory whole next to the edges. */
+static void release_pages(const source *s, size_t lo, size_t hi)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = (lo + page - 1) / page * page, b = hi / page * page;
+    if (b > a)
+        madvise((char *)s->data + a, b - a, MADV_DONTNEED);
 }
 
 static void unmap_file(source *s)
@@ -424,8 +435,10 @@ static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
     }
     c[nc - 1].hi = s->size;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
-    for (size_t i = 0; i < nc; i++)
+    for (size_t i = 0; i < nc; i++) {
         parse_chunk(&c[i], s, ctx);
+        release_pages(s, c[i].lo, c[i].hi);
+    }
     *out = c;
     *nout = nc;
     for (size_t i = 0; i < nc; i++)
