@@ -1,0 +1,276 @@
+/* test_cli.c: unit tests of the programs' common command line
+ * (algorithms/common/cli.c and cli_loop.c, compiled in here: the helper
+ * library is not part of libember): strict numbers, ranges, choices,
+ * required and positional arguments, the parameters fingerprint, exit
+ * codes, and ember_cli_iterate with its metrics lines, a checkpointed
+ * resume and a step that fails.
+ */
+#include "../../algorithms/common/cli.c"
+#include "../../algorithms/common/cli_loop.c"
+
+#include "testutil.h"
+
+static double damping;
+static uint64_t top;
+static int flag, choice;
+static const char *name;
+
+static const ember_cli_opt extra[] = {
+    {"damping", EMBER_CLI_F64, &damping, 0, 1,
+     EMBER_CLI_RANGE | EMBER_CLI_OPEN_MAX | EMBER_CLI_FINGERPRINT, NULL, "D", "d"},
+    {"top", EMBER_CLI_U64, &top, 0, 100, EMBER_CLI_RANGE, NULL, "K", "k"},
+    {"flag", EMBER_CLI_FLAG, &flag, 0, 0, EMBER_CLI_FINGERPRINT, NULL, NULL, "f"},
+    {"mode", EMBER_CLI_CHOICE, &choice, 0, 0, EMBER_CLI_FINGERPRINT, "fast|slow", NULL, "m"},
+    {"name", EMBER_CLI_STR, &name, 0, 0, 0, NULL, "S", "s"},
+    {0}};
+
+static const ember_cli_program prog = {
+    .name = "ember-test",
+    .summary = "a test",
+    .examples = "  ember-test --damping 0.5\n",
+    .extra = extra,
+    .default_iterations = 10,
+    .default_tolerance = 1e-6,
+    .value_name = "residual",
+    .fingerprint = EMBER_CLI_FP_SEED,
+    .max_positional = 1,
+};
+
+/* Parses a command line given as one string of space-separated words. */
+static int parse(ember_cli *cli, const char *line)
+{
+    static char buf[1024];
+    static char *argv[64];
+    damping = 0.85, top = 0, flag = 0, choice = 0, name = NULL;
+    snprintf(buf, sizeof buf, "ember-test %s", line);
+    int argc = 0;
+    for (char *t = strtok(buf, " "); t && argc < 63; t = strtok(NULL, " "))
+        argv[argc++] = t;
+    argv[argc] = NULL;
+    return ember_cli_parse(cli, &prog, argc, argv);
+}
+
+static void test_cli_defaults_and_values(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(parse(&cli, ""), EMBER_CLI_RUN);
+    assert_int_equal(cli.iterations, 10);
+    assert_true(cli.tolerance == 1e-6);
+    assert_int_equal(cli.seed, 42);
+    assert_int_equal(cli.resume, EMBER_RESUME_AUTO);
+    assert_true(damping == 0.85);
+    assert_int_equal(parse(&cli, "--input g.el --output r.h5 --iterations 0 --tolerance 0 "
+                                 "--threads 3 --partitions 7 --checkpoint-dir ck "
+                                 "--checkpoint-every 5 --checkpoint-seconds 2.5 --keep 4 "
+                                 "--resume never --seed 9 --metrics m.jsonl --quiet --verify "
+                                 "--damping 0.5 --top 100 --flag --mode slow --name x extra"),
+                     EMBER_CLI_RUN);
+    assert_string_equal(cli.input, "g.el");
+    assert_string_equal(cli.output, "r.h5");
+    assert_int_equal(cli.iterations, 0);
+    assert_true(cli.tolerance == 0);
+    assert_int_equal(cli.threads, 3);
+    assert_int_equal(cli.partitions, 7);
+    assert_string_equal(cli.checkpoint_dir, "ck");
+    assert_int_equal(cli.checkpoint_every, 5);
+    assert_true(cli.checkpoint_seconds == 2.5);
+    assert_int_equal(cli.keep, 4);
+    assert_int_equal(cli.resume, EMBER_RESUME_NEVER);
+    assert_int_equal(cli.seed, 9);
+    assert_true(cli.seed_set && cli.iterations_set && cli.tolerance_set);
+    assert_string_equal(cli.metrics, "m.jsonl");
+    assert_true(cli.quiet && cli.verify);
+    assert_true(damping == 0.5);
+    assert_int_equal(top, 100);
+    assert_int_equal(flag, 1);
+    assert_int_equal(choice, 1);
+    assert_string_equal(name, "x");
+    assert_int_equal(cli.nargs, 1);
+    assert_string_equal(cli.args[0], "extra");
+}
+
+static void test_cli_rejects_bad_values(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    static const char *bad[] = {
+        "--iterations -1", "--iterations 1e3", "--iterations 12x", "--iterations ''",
+        "--iterations 99999999999999999999", "--tolerance nan", "--tolerance inf",
+        "--tolerance -1", "--tolerance 0.1.2", "--threads 0", "--threads 5000",
+        "--damping 1", "--damping 1.5", "--damping -0.01", "--top 101", "--top +5",
+        "--mode medium", "--resume maybe", "--bogus", "--input", "one two",
+        "--checkpoint-every 3", "--keep 2", "--resume require", "--partitions 0",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse(&cli, bad[i]);
+        if (rc != EMBER_EXIT_USAGE)
+            fail_msg("'%s' gave %d, not 2", bad[i], rc);
+    }
+    assert_int_equal(parse(&cli, "--damping 0.999"), EMBER_CLI_RUN);
+    assert_int_equal(parse(&cli, "--damping 0"), EMBER_CLI_RUN);
+    assert_int_equal(parse(&cli, "--help"), EMBER_EXIT_OK);
+    assert_int_equal(parse(&cli, "--version"), EMBER_EXIT_OK);
+}
+
+static void test_cli_parameters_fingerprint(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char a[1024], b[1024];
+    assert_int_equal(parse(&cli, "--input g.el --damping 0.85 --mode slow --top 5 --seed 3"),
+                     EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, a, sizeof a), EMBER_OK);
+    assert_non_null(strstr(a, "input=g.el\n"));
+    assert_non_null(strstr(a, "damping=0.85\n"));
+    assert_non_null(strstr(a, "mode=slow\n"));
+    assert_non_null(strstr(a, "flag=0\n"));
+    assert_non_null(strstr(a, "seed=3\n"));
+    assert_non_null(strstr(a, "partitions=0\n"));
+    assert_null(strstr(a, "top="));        /* not marked: does not change results */
+    assert_null(strstr(a, "iterations=")); /* a resume may run longer */
+    /* the same command gives the same text; another damping does not */
+    assert_int_equal(parse(&cli, "--top 9 --input g.el --mode slow --seed 3"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
+    assert_string_equal(a, b);
+    assert_int_equal(parse(&cli, "--input g.el --mode slow --seed 3 --damping 0.5"),
+                     EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
+    assert_string_not_equal(a, b);
+    assert_int_equal(ember_cli_parameters(&cli, b, 8), EMBER_ERANGE);
+}
+
+static void test_cli_exit_codes(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(parse(&cli, ""), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_OK, ""), 0);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_INTERRUPTED, ""), 75);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_EFORMAT, "f:3: bad"), 2);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_ENOTFOUND, "f: no such file"), 2);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_EMISMATCH, "differs"), 2);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_EIO, "disk"), 1);
+    assert_int_equal(ember_cli_exit(&cli, EMBER_ENOMEM, NULL), 1);
+    assert_true(ember_cli_has_suffix("a.CSV", ".csv"));
+    assert_false(ember_cli_has_suffix("csv", ".csv"));
+}
+
+/* A step that halves its value and converges below 0.01, or fails at
+ * iteration fail_at. */
+typedef struct {
+    double x;
+    int64_t fail_at;
+    int calls;
+} toy;
+
+static int toy_step(uint64_t it, double *value, void *arg, char *msg)
+{
+    toy *t = arg;
+    t->calls++;
+    if ((int64_t)it == t->fail_at) {
+        snprintf(msg, EMBER_MSG_SIZE, "step %llu failed", (unsigned long long)it);
+        return EMBER_EIO;
+    }
+    t->x /= 2;
+    *value = t->x;
+    return t->x < 0.01 ? EMBER_DONE : EMBER_OK;
+}
+
+static int run_toy(const char *line, toy *t, ember_cli *cli, char *msg)
+{
+    ember_ctx *ctx = tu_ctx(1);
+    ember_loop *loop = NULL;
+    int rc = parse(cli, line);
+    assert_int_equal(rc, EMBER_CLI_RUN);
+    rc = ember_cli_loop(&loop, ctx, cli, msg);
+    if (!rc)
+        rc = ember_loop_bind_f64(loop, "x", &t->x);
+    if (!rc)
+        rc = ember_cli_iterate(cli, loop, toy_step, t, msg);
+    ember_loop_destroy(&loop);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}
+
+static int count_lines(const char *path, const char *part)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, part) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void test_cli_iterate_metrics_and_resume(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char msg[EMBER_MSG_SIZE];
+    toy t = {1.0, -1, 0};
+    /* stops at --iterations 3, checkpointing every 2 and at the end */
+    TU_OKM(run_toy("--iterations 3 --checkpoint-dir ck --checkpoint-every 2 --metrics m.jsonl "
+                   "--quiet", &t, &cli, msg), msg);
+    assert_int_equal(t.calls, 3);
+    assert_int_equal(cli.iterations_done, 3);
+    assert_false(cli.converged);
+    assert_true(cli.value == 0.125);
+    assert_int_equal(count_lines("m.jsonl", "\"iteration\": "), 3);
+    assert_int_equal(count_lines("m.jsonl", "\"checkpoint\": true"), 2); /* at 2 and 3 */
+    assert_int_equal(count_lines("m.jsonl", "\"residual\": 0.125"), 2); /* line 3, done */
+    assert_int_equal(count_lines("m.jsonl", "\"event\": \"done\", \"iterations\": 3"), 1);
+    /* resumed with more iterations: restores x and continues to convergence */
+    t = (toy){123.0, -1, 0};
+    TU_OKM(run_toy("--iterations 100 --checkpoint-dir ck --checkpoint-every 2 "
+                   "--metrics m.jsonl --quiet", &t, &cli, msg), msg);
+    assert_int_equal(t.calls, 4); /* 0.0625 0.03125 0.015625 0.0078125 */
+    assert_true(cli.converged);
+    assert_int_equal(cli.iterations_done, 7);
+    assert_int_equal(count_lines("m.jsonl", "\"iteration\": "), 7); /* appended */
+    assert_int_equal(count_lines("m.jsonl", "\"converged\": true"), 1);
+    /* a converged run restarted runs no step */
+    t = (toy){123.0, -1, 0};
+    TU_OKM(run_toy("--iterations 100 --checkpoint-dir ck --quiet", &t, &cli, msg), msg);
+    assert_int_equal(t.calls, 0);
+    assert_true(cli.converged);
+    assert_int_equal(cli.iterations_done, 7);
+}
+
+static void test_cli_iterate_step_error(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char msg[EMBER_MSG_SIZE];
+    toy t = {1.0, 2, 0};
+    int rc = run_toy("--metrics e.jsonl --quiet", &t, &cli, msg);
+    assert_int_equal(rc, EMBER_EIO);
+    TU_MSG_HAS(msg, "step 2 failed");
+    assert_int_equal(count_lines("e.jsonl", "\"event\": \"error\""), 1);
+    /* no directory: iterations run, nothing is written */
+    t = (toy){1.0, -1, 0};
+    TU_OKM(run_toy("--iterations 2 --quiet", &t, &cli, msg), msg);
+    assert_int_equal(t.calls, 2);
+    /* a metrics file that cannot be created */
+    t = (toy){1.0, -1, 0};
+    rc = run_toy("--metrics no/such/dir/m.jsonl --quiet", &t, &cli, msg);
+    assert_int_equal(rc, EMBER_EIO);
+    TU_MSG_HAS(msg, "--metrics no/such/dir/m.jsonl");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_defaults_and_values),
+        cmocka_unit_test(test_cli_rejects_bad_values),
+        cmocka_unit_test(test_cli_parameters_fingerprint),
+        cmocka_unit_test(test_cli_exit_codes),
+        cmocka_unit_test(test_cli_iterate_metrics_and_resume),
+        cmocka_unit_test(test_cli_iterate_step_error),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
