@@ -25,6 +25,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -158,6 +161,7 @@ static int wordcount_batch(ember_ds **out, ember_ds *lines,
 
 typedef struct {
     int quiet;
+    int verbose;
     uint64_t last_batch;
     int any;
 } progress_state;
@@ -176,6 +180,11 @@ static void on_batch(const ember_stream_progress *p, void *arg)
             p->batch, p->files, p->files == 1 ? "" : "s", p->bytes, p->lines, p->rows_out,
             p->state_rows, p->seconds, p->at,
             p->recovered ? " [re-run of a batch left uncommitted]" : "");
+    if (ps->verbose)
+        fprintf(stderr, PROG ": batch %" PRIu64 " phases: plan %.1f ms, read %.1f ms, "
+                         "compute %.1f ms, output %.1f ms, commit %.1f ms\n",
+                p->batch, 1e3 * p->plan_seconds, 1e3 * p->read_seconds,
+                1e3 * p->compute_seconds, 1e3 * p->output_seconds, 1e3 * p->commit_seconds);
 }
 
 static void report_resume(const ember_stream_stats *st)
@@ -236,6 +245,7 @@ static void usage(FILE *f)
 "                               the batches since the last snapshot\n"
 "  --threads N                  OpenMP threads (default OMP_NUM_THREADS or all)\n"
 "  --quiet                      no progress on stderr\n"
+"  --verbose                    also where each batch's time went\n"
 "  --help, --version\n"
 "\n"
 "The query (source, sink, output mode) is recorded in the checkpoint\n"
@@ -260,6 +270,7 @@ typedef struct {
     ember_stream_opts so;
     int threads;
     int quiet;
+    int verbose;
 } options;
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -335,7 +346,7 @@ static int parse_mode(const char *s, ember_output_mode *m)
 }
 
 enum { O_SOURCE = 256, O_CKPT, O_MODE, O_SINK, O_TRIGGER, O_MAXFILES, O_POLL,
-       O_RETAIN, O_SNAPSHOT, O_THREADS, O_QUIET, O_HELP, O_VERSION };
+       O_RETAIN, O_SNAPSHOT, O_THREADS, O_QUIET, O_VERBOSE, O_HELP, O_VERSION };
 
 static int parse_one(int c, const char *arg, options *op)
 {
@@ -368,6 +379,7 @@ static int parse_one(int c, const char *arg, options *op)
             op->threads = (int)v;
         break;
     case O_QUIET: op->quiet = op->so.quiet = 1; break;
+    case O_VERBOSE: op->verbose = 1; break;
     default: usage(stderr); return EXIT_USAGE;
     }
     return rc;
@@ -388,6 +400,7 @@ static int parse_args(int argc, char **argv, options *op)
         {"snapshot-every", required_argument, 0, O_SNAPSHOT},
         {"threads", required_argument, 0, O_THREADS},
         {"quiet", no_argument, 0, O_QUIET},
+        {"verbose", no_argument, 0, O_VERBOSE},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
@@ -435,6 +448,20 @@ static int exit_code(int rc)
     }
 }
 
+/* Every batch allocates and frees tens of MB (its text, its lines, the
+ * reduction's buffers). glibc would hand big blocks back to the kernel on
+ * free and fault them in again next batch, half the page faults of a run;
+ * a long-running stream keeps them instead. A program's choice, so it is
+ * made here and not in the library. */
+static void tune_malloc(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     options op;
@@ -442,9 +469,10 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &op);
     if (rc >= 0)
         return rc;
+    tune_malloc();
     wc_query q;
     memset(&q, 0, sizeof q);
-    progress_state ps = {op.quiet, 0, 0};
+    progress_state ps = {op.quiet, op.verbose, 0, 0};
     if (wc_type(&q.type))
         return 1;
     op.so.query = "program=" PROG "\n"

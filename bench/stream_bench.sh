@@ -9,8 +9,9 @@
 #
 # Throughput (goal: ember at least 0.5x the baseline):
 #   baseline: its own timer around reading and counting every file;
-#   ember:    --trigger available-now, BATCH_FILES files per batch, a
-#             fresh checkpoint location and a directory sink; the bytes
+#   ember:    --trigger available-now, BATCH_FILES files per batch (each
+#             size in the list: 4, 8 and 16 MB batches), a fresh
+#             checkpoint location and a directory sink; the bytes
 #             over the sum of the batches' seconds (each batch from
 #             planning to commit: reading, counting, the state merge, the
 #             sink file, the state snapshot and every fsync; the process
@@ -30,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_BUILD:-$here/../build}
 RUNS=${RUNS:-5} THREADS=${THREADS:-2}
 NFILES=${NFILES:-4000} FILE_BYTES=${FILE_BYTES:-8000} VOCAB=${VOCAB:-50000}
-BATCH_FILES=${BATCH_FILES:-1000} EMPTY=${EMPTY:-200}
+BATCH_FILES=${BATCH_FILES:-"500 1000 2000"} EMPTY=${EMPTY:-200}
 export OMP_NUM_THREADS=$THREADS
 wc=$build/bin/ember-stream-wordcount
 work=$(mktemp -d)
@@ -57,18 +58,20 @@ bytes=$(cat "$work/src"/* | wc -c)
 for r in $(seq "$RUNS"); do
     out=$("$work/baseline" count "$work/src" "$work/baseline.csv")
     echo "$out" | awk '{ print $4 }' >>"$work/base.s"
-    for mode in update complete; do
-        rm -rf "$work/ck" "$work/ck.out"
-        t0=$(now)
-        run_ember "$mode" "$work/src" "$work/ck" --max-files-per-trigger "$BATCH_FILES"
-        t1=$(now)
-        echo "$t1 - $t0" | bc -l >>"$work/$mode.wall"
-        batch_seconds "$work/log" | awk '{ s += $1 } END { print s }' >>"$work/$mode.s"
-        if [ "$mode" = complete ]; then
-            newest=$(ls "$work/ck.out"/batch-*.csv | sort | tail -1)
-            cmp -s "$newest" "$work/baseline.csv" ||
-                { echo "ember's count differs from the baseline's" >&2; exit 1; }
-        fi
+    for b in $BATCH_FILES; do
+        for mode in update complete; do
+            rm -rf "$work/ck" "$work/ck.out"
+            t0=$(now)
+            run_ember "$mode" "$work/src" "$work/ck" --max-files-per-trigger "$b"
+            t1=$(now)
+            echo "$t1 - $t0" | bc -l >>"$work/$mode.$b.wall"
+            batch_seconds "$work/log" | awk '{ s += $1 } END { print s }' >>"$work/$mode.$b.s"
+            if [ "$mode" = complete ]; then
+                newest=$(ls "$work/ck.out"/batch-*.csv | sort | tail -1)
+                cmp -s "$newest" "$work/baseline.csv" ||
+                    { echo "ember's count differs from the baseline's" >&2; exit 1; }
+            fi
+        done
     done
 done
 
@@ -90,19 +93,21 @@ done
 
 mb=$(echo "$bytes / 1000000" | bc -l)
 base=$(median <"$work/base.s")
-printf 'data: %d files, %.1f MB, %d distinct words; %s threads; %s files a batch; medians of %s runs\n' \
-    "$NFILES" "$mb" "$(wc -l <"$work/baseline.csv")" "$THREADS" "$BATCH_FILES" "$RUNS"
-printf 'baseline (1 thread)          %7.3f s  %7.1f MB/s\n' "$base" "$(echo "$mb / $base" | bc -l)"
-for mode in update complete; do
-    s=$(median <"$work/$mode.s")
-    w=$(median <"$work/$mode.wall")
-    printf 'ember %-8s batches       %7.3f s  %7.1f MB/s  %.2fx the baseline\n' "$mode" "$s" \
-        "$(echo "$mb / $s" | bc -l)" "$(echo "$base / $s" | bc -l)"
-    printf 'ember %-8s whole process %7.3f s  %7.1f MB/s  %.2fx the baseline\n' "$mode" "$w" \
-        "$(echo "$mb / $w" | bc -l)" "$(echo "$base / $w" | bc -l)"
+printf 'data: %d files, %.1f MB, %d distinct words; %s threads; medians of %s runs; load average %s\n' \
+    "$NFILES" "$mb" "$(wc -l <"$work/baseline.csv")" "$THREADS" "$RUNS" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'baseline (1 thread)                    %7.3f s  %7.1f MB/s\n' "$base" "$(echo "$mb / $base" | bc -l)"
+for b in $BATCH_FILES; do
+    for mode in update complete; do
+        s=$(median <"$work/$mode.$b.s")
+        w=$(median <"$work/$mode.$b.wall")
+        printf 'ember %-8s %5d files/batch batches %7.3f s  %7.1f MB/s  %.2fx the baseline' \
+            "$mode" "$b" "$s" "$(echo "$mb / $s" | bc -l)" "$(echo "$base / $s" | bc -l)"
+        printf ' (whole process %.3f s, %.2fx)\n' "$w" "$(echo "$base / $w" | bc -l)"
+    done
 done
 for mode in update complete; do
-    printf 'empty batch, %-8s empty state:    %6.2f ms (median of %s)\n' "$mode" \
+    printf 'empty batch, %-8s empty state:        %6.2f ms (median of %s)\n' "$mode" \
         "$(echo "$(cat "$work/empty.$mode") * 1000" | bc -l)" "$EMPTY"
     printf 'empty batch, %-8s %d-word state: %6.2f ms\n' "$mode" \
         "$(wc -l <"$work/baseline.csv")" "$(echo "$(cat "$work/full.$mode") * 1000" | bc -l)"

@@ -468,6 +468,7 @@ typedef struct {
     size_t nrows;
     ember__ss_undo undo;
     uint64_t lines_n;
+    double t_read, t_compute; /* seconds */
 } batch_run;
 
 static void run_free(ember_stream *s, batch_run *r)
@@ -619,20 +620,32 @@ static int aggregate(ember_stream *s, const plan *p, batch_run *r, char *msg)
     return rc;
 }
 
-/* Reads, computes and (aggregating) merges one batch. */
-static int compute(ember_stream *s, const plan *p, batch_run *r, int replay, char *msg)
+/* The batch's rows: reduced and merged into the state (aggregating), or
+ * collected for the sink (stateless). */
+static int compute_rows(ember_stream *s, const plan *p, batch_run *r, int replay,
+                        char *msg)
 {
-    int rc = load_batch(s, p, r, msg);
-    if (!rc)
-        rc = call_batch_fn(s, p, r, replay, msg);
-    if (rc)
-        return rc;
     if (s->aggregating)
         return aggregate(s, p, r, msg);
     if (replay)
         return EMBER_OK;
     return ember_collect_alloc(r->out, &r->rows, &r->nrows, msg);
 }
+
+/* Reads, computes and (aggregating) merges one batch. */
+static int compute(ember_stream *s, const plan *p, batch_run *r, int replay, char *msg)
+{
+    double t0 = now_s();
+    int rc = load_batch(s, p, r, msg);
+    double t1 = now_s();
+    r->t_read = t1 - t0;
+    if (!rc)
+        rc = call_batch_fn(s, p, r, replay, msg);
+    rc = rc ? rc : compute_rows(s, p, r, replay, msg);
+    r->t_compute = now_s() - t1;
+    return rc;
+}
+
 
 /* The key string of a state record. */
 static const char *state_text(const ember_stream *s, const unsigned char *rec, size_t *len)
@@ -768,21 +781,29 @@ static int output_and_snapshot(ember_stream *s, const plan *p, const batch_run *
     return orc ? orc : src;
 }
 
+/* Seconds of a batch's phases, for the progress report. */
+typedef struct {
+    double started, planned, read, computed, output, done;
+} phases;
+
 static void note_batch(ember_stream *s, const plan *p, uint64_t bytes, uint64_t lines,
-                       double started)
+                       const phases *ph)
 {
-    double secs = now_s() - started;
+    double secs = ph->done - ph->started;
     s->stats.batches++;
     s->stats.files += p->nfiles;
     s->stats.rows_out += s->sink.rows;
     s->stats.state_rows = s->st.rec.n;
     s->stats.batch_seconds += secs;
     s->stats.recovered += p->recovered;
-    if (s->o.progress) {
-        ember_stream_progress pr = {p->batch, p->nfiles, bytes, lines, s->sink.rows,
-                                    s->st.rec.n, secs, started - s->t0, p->recovered};
-        s->o.progress(&pr, s->o.progress_arg);
-    }
+    if (!s->o.progress)
+        return;
+    ember_stream_progress pr = {p->batch, p->nfiles, bytes, lines, s->sink.rows,
+                                s->st.rec.n, secs, ph->started - s->t0, p->recovered,
+                                ph->planned - ph->started, ph->read,
+                                ph->computed - ph->planned - ph->read,
+                                ph->output - ph->computed, ph->done - ph->output};
+    s->o.progress(&pr, s->o.progress_arg);
 }
 
 static uint64_t plan_bytes(const plan *p)
@@ -796,10 +817,11 @@ static uint64_t plan_bytes(const plan *p)
 /* Steps 2 to 5 of a planned batch. The offsets entry is written; its
  * commit may still be on its way (s->offsets_job) and is waited for
  * before anything of the batch becomes visible. */
-static int run_batch_on(ember_stream *s, const plan *p, double started, char *msg)
+static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
 {
     batch_run r;
     memset(&r, 0, sizeof r);
+    ph->planned = now_s();
     int rc = compute(s, p, &r, 0, msg);
     char wmsg[EMBER_MSG_SIZE] = "";
     int wrc = ember__af_commit_wait(&s->offsets_job, wmsg);
@@ -808,8 +830,11 @@ static int run_batch_on(ember_stream *s, const plan *p, double started, char *ms
     uint64_t every = (uint64_t)(s->o.snapshot_every ? s->o.snapshot_every : 1);
     int changed = s->aggregating && (r.nchanged || !s->have_snapshot);
     int snap = changed && s->since_snapshot + 1 >= every;
+    ph->read = r.t_read;
+    ph->computed = now_s();
     if (!rc)
         rc = output_and_snapshot(s, p, &r, snap, msg);
+    ph->output = now_s();
     int snap_before = s->have_snapshot;
     uint64_t version_before = s->state_version, since_before = s->since_snapshot;
     if (!rc && snap) {
@@ -836,7 +861,8 @@ static int run_batch_on(ember_stream *s, const plan *p, double started, char *ms
     uint64_t bytes = p->nfiles ? r.file_offsets[p->nfiles] : 0, lines = r.lines_n;
     run_free(s, &r);
     retention(s, p->batch);
-    note_batch(s, p, bytes, lines, started);
+    ph->done = now_s();
+    note_batch(s, p, bytes, lines, ph);
     return EMBER_OK;
 }
 
@@ -845,7 +871,8 @@ static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
     int team = ember_ctx_threads(s->ctx);
     if (team > 1 && plan_bytes(p) < SMALL_BATCH_BYTES)
         ember_ctx_set_threads(s->ctx, 1);
-    int rc = run_batch_on(s, p, started, msg);
+    phases ph = {.started = started};
+    int rc = run_batch_on(s, p, &ph, msg);
     ember_ctx_set_threads(s->ctx, team);
     return rc;
 }

@@ -185,7 +185,7 @@ int ember__src_read(ember_ctx *ctx, const char *dir, const ember__sfile *files,
                     uint64_t *file_offsets, char *msg);
 /* The lines dataset of a text (ember_line records, as ember_read_lines
  * gives): takes ownership of text (freed with the dataset, or at once on
- * failure). partitions 0: one per MiB. */
+ * failure). partitions 0: one per 2 MiB. */
 int ember__src_lines(ember_ds **out, ember_ctx *ctx, char *text, size_t size,
                      size_t partitions, const char *name, char *msg);
 

@@ -29,8 +29,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Text per partition of a batch's lines when the caller does not say. */
-#define LINES_PART_BYTES ((size_t)1 << 20)
+/* Text per partition of a batch's lines when the caller does not say: big
+ * enough that a word count's map-side combine pays (fewer partitions, fewer
+ * copies of each distinct word to reduce), small enough for a team. */
+#define LINES_PART_BYTES ((size_t)1 << 21)
 #define LINES_MAX_PARTS 4096
 /* Chunks for indexing lines: enough for the team, each at least this. */
 #define LINES_CHUNK_MIN ((size_t)1 << 18)

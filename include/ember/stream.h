@@ -148,6 +148,14 @@ typedef struct {
                               ember_stream_create */
     int recovered;         /* 1: the batch was planned by an earlier run
                               and re-run after a restart */
+    /* Where the seconds went (they add up to about `seconds`): */
+    double plan_seconds;    /* listing the source, the offsets entry */
+    double read_seconds;    /* reading the files, indexing their lines */
+    double compute_seconds; /* the batch function, the reduction, the
+                               merge into the state */
+    double output_seconds;  /* the sink's file and the state snapshot,
+                               written side by side */
+    double commit_seconds;  /* the commit entry, retention */
 } ember_stream_progress;
 
 typedef void (*ember_stream_progress_fn)(const ember_stream_progress *p,
@@ -191,7 +199,7 @@ typedef struct {
     int snapshot_every;              /* state snapshot every N batches (a
                                         restart replays the batches since
                                         the last one); 0: 1 */
-    size_t partitions;               /* of each batch's lines; 0: one per
+    size_t partitions;               /* of each batch's lines; 0: one per 2
                                         MiB of text */
     uint64_t max_batches;            /* ember_stream_run returns EMBER_OK
                                         after this many batches; 0: none */
