@@ -147,8 +147,10 @@ typedef struct {
 
 /* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
  * return: 0 after --help or --version (printed on stdout), 2 after a usage
- * error (printed on stderr, naming the flag and the value). Defaults come
- * from the program and, for extra options, from *dest on entry. */
+ * error (printed on stderr, naming the flag and the value; also
+ * --checkpoint-every, --checkpoint-seconds, --keep or --resume require
+ * without --checkpoint-dir). Defaults come from the program and, for extra
+ * options, from *dest on entry. */
 int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                     char **argv);
 
