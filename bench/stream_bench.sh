@@ -22,10 +22,15 @@
 # one empty file each, available-now; the median of the batches' seconds
 # (no trigger wait is in it). With an empty state, and with the state of
 # the 32 MB run (update mode: an empty output file; complete mode rewrites
-# the whole table, so that figure is output cost, not overhead).
+# the whole table, so that figure is output cost, not overhead). A batch
+# makes three durable commits in a row (offsets entry, sink file, commit
+# entry), so the disk's latency for one (write, fsync, rename, fsync the
+# directory) is measured right before each and printed beside it: on a
+# shared machine it moves from 0.4 ms to 10 ms from one minute to the next.
 #
-# RUNS runs of each, alternating; medians are reported. The complete-mode
-# result is checked against the baseline's count, byte for byte.
+# RUNS runs of each, alternating; medians are reported (RUNS=0: only the
+# empty batches). The complete-mode result is checked against the
+# baseline's count, byte for byte.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_BUILD:-$here/../build}
@@ -55,6 +60,7 @@ run_ember() { # MODE SOURCE LOCATION [more flags]: stderr to $work/log
 }
 
 bytes=$(cat "$work/src"/* | wc -c)
+"$work/baseline" count "$work/src" "$work/baseline.csv" >/dev/null
 for r in $(seq "$RUNS"); do
     out=$("$work/baseline" count "$work/src" "$work/baseline.csv")
     echo "$out" | awk '{ print $4 }' >>"$work/base.s"
@@ -79,6 +85,7 @@ mkdir -p "$work/empty"
 for i in $(seq -w 1 "$EMPTY"); do : >"$work/empty/e$i"; done
 for mode in update complete; do
     rm -rf "$work/ek" "$work/ek.out"
+    "$work/baseline" fsync "$work" 50 >"$work/disk.empty.$mode"
     run_ember "$mode" "$work/empty" "$work/ek" --max-files-per-trigger 1
     batch_seconds "$work/log" | median >"$work/empty.$mode"
 done
@@ -87,16 +94,18 @@ for mode in update complete; do
     rm -rf "$work/ck" "$work/ck.out" "$work/src/"zz*
     run_ember "$mode" "$work/src" "$work/ck"
     for i in $(seq -w 1 "$EMPTY"); do : >"$work/src/zz$i"; done
+    "$work/baseline" fsync "$work" 50 >"$work/disk.full.$mode"
     run_ember "$mode" "$work/src" "$work/ck" --max-files-per-trigger 1
     batch_seconds "$work/log" | median >"$work/full.$mode"
 done
 
 mb=$(echo "$bytes / 1000000" | bc -l)
-base=$(median <"$work/base.s")
 printf 'data: %d files, %.1f MB, %d distinct words; %s threads; medians of %s runs; load average %s\n' \
     "$NFILES" "$mb" "$(wc -l <"$work/baseline.csv")" "$THREADS" "$RUNS" \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'baseline (1 thread)                    %7.3f s  %7.1f MB/s\n' "$base" "$(echo "$mb / $base" | bc -l)"
+[ "$RUNS" -gt 0 ] || BATCH_FILES=""
+[ "$RUNS" -gt 0 ] && base=$(median <"$work/base.s") &&
+    printf 'baseline (1 thread)                    %7.3f s  %7.1f MB/s\n' "$base" "$(echo "$mb / $base" | bc -l)"
 for b in $BATCH_FILES; do
     for mode in update complete; do
         s=$(median <"$work/$mode.$b.s")
@@ -107,8 +116,10 @@ for b in $BATCH_FILES; do
     done
 done
 for mode in update complete; do
-    printf 'empty batch, %-8s empty state:        %6.2f ms (median of %s)\n' "$mode" \
-        "$(echo "$(cat "$work/empty.$mode") * 1000" | bc -l)" "$EMPTY"
-    printf 'empty batch, %-8s %d-word state: %6.2f ms\n' "$mode" \
-        "$(wc -l <"$work/baseline.csv")" "$(echo "$(cat "$work/full.$mode") * 1000" | bc -l)"
+    printf 'empty batch, %-8s empty state:        %6.2f ms (median of %s; disk commit %.2f ms)\n' \
+        "$mode" "$(echo "$(cat "$work/empty.$mode") * 1000" | bc -l)" "$EMPTY" \
+        "$(cat "$work/disk.empty.$mode")"
+    printf 'empty batch, %-8s %d-word state: %6.2f ms (disk commit %.2f ms)\n' "$mode" \
+        "$(wc -l <"$work/baseline.csv")" "$(echo "$(cat "$work/full.$mode") * 1000" | bc -l)" \
+        "$(cat "$work/disk.full.$mode")"
 done

@@ -14,6 +14,11 @@
  *       writes the table as ember-stream-wordcount's complete-mode CSV
  *       (sorted by word, RFC 4180 quoting), so the bench can check that
  *       both agree.
+ *   stream_wc_baseline fsync DIR N
+ *       the disk's floor under a batch: the median of N atomic commits of
+ *       a small file (write a .tmp, fsync it, rename it, fsync the
+ *       directory), in milliseconds. A batch makes three of them in a row
+ *       (offsets entry, sink file, commit entry).
  *
  * Same word rule and the same kind of hash (64-bit multiply-mix over 8
  * bytes at a time) as ember's, so the comparison is of the machinery, not
@@ -330,13 +335,46 @@ static int gen_main(const char *dir, long nfiles, long bytes, long vocab, uint64
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int fsync_main(const char *dir, int n)
+{
+    double *t = malloc((size_t)n * sizeof *t);
+    char tmp[4096], dst[4096];
+    for (int i = 0; i < n; i++) {
+        snprintf(tmp, sizeof tmp, "%s/.probe.tmp", dir);
+        snprintf(dst, sizeof dst, "%s/probe", dir);
+        double t0 = now();
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || write(fd, "probe\n", 6) != 6 || fsync(fd) || close(fd) || rename(tmp, dst))
+            die(tmp);
+        int d = open(dir, O_RDONLY);
+        if (d < 0 || fsync(d))
+            die(dir);
+        close(d);
+        t[i] = now() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    printf("%.3f\n", 1e3 * t[n / 2]);
+    unlink(dst);
+    free(t);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "fsync"))
+        return fsync_main(argv[2], atoi(argv[3]) > 0 ? atoi(argv[3]) : 1);
     if (argc == 7 && !strcmp(argv[1], "gen"))
         return gen_main(argv[2], atol(argv[3]), atol(argv[4]), atol(argv[5]),
                         strtoull(argv[6], NULL, 10));
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "count"))
         return count_main(argv[2], argc == 4 ? argv[3] : NULL);
-    fprintf(stderr, "usage: %s gen DIR NFILES BYTES VOCAB SEED | count DIR [OUT]\n", argv[0]);
+    fprintf(stderr, "usage: %s gen DIR NFILES BYTES VOCAB SEED | count DIR [OUT] | "
+                    "fsync DIR N\n", argv[0]);
     return 2;
 }
