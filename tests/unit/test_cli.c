@@ -211,6 +211,8 @@ static void test_cli_iterate_metrics_and_resume(void **state)
     ember_cli cli;
     char msg[EMBER_MSG_SIZE];
     toy t = {1.0, -1, 0};
+    /* the case's directory outlives a run: start clean */
+    assert_int_equal(system("rm -rf ck m.jsonl"), 0);
     /* stops at --iterations 3, checkpointing every 2 and at the end */
     TU_OKM(run_toy("--iterations 3 --checkpoint-dir ck --checkpoint-every 2 --metrics m.jsonl "
                    "--quiet", &t, &cli, msg), msg);
@@ -245,6 +247,7 @@ static void test_cli_iterate_step_error(void **state)
     ember_cli cli;
     char msg[EMBER_MSG_SIZE];
     toy t = {1.0, 2, 0};
+    assert_int_equal(system("rm -f e.jsonl"), 0);
     int rc = run_toy("--metrics e.jsonl --quiet", &t, &cli, msg);
     assert_int_equal(rc, EMBER_EIO);
     TU_MSG_HAS(msg, "step 2 failed");
