@@ -981,7 +981,11 @@ static int write_offsets(ember_stream *s, const plan *p, char *msg)
     ember__soffsets o = {.batch = p->batch, .files = p->files, .nfiles = p->nfiles};
     memcpy(o.query_id, s->query_id, sizeof o.query_id);
     int rc = ember__af_commit_wait(&s->offsets_job, msg); /* one at a time */
-    return rc ? rc : ember__sl_offsets_write(s->ctx, s->loc, &o, &s->offsets_job, msg);
+    /* A small batch has nothing to overlap with: a helper thread would only
+     * add a wait for the scheduler. */
+    int overlap = plan_bytes(p) >= SMALL_BATCH_BYTES && ember_ctx_threads(s->ctx) > 1;
+    return rc ? rc : ember__sl_offsets_write(s->ctx, s->loc, &o,
+                                             overlap ? &s->offsets_job : NULL, msg);
 }
 
 /* One batch: the pending one, else a new one (all: no file limit). */
