@@ -436,8 +436,10 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
         return rc;
     if (!path[0])
         snprintf(path, sizeof path, "/%s", ds->name[0] ? ds->name : "data");
-    ember__h5w_opts wo = {opts ? opts->deflate : 0, 1, opts ? opts->overwrite : 0,
-                          -1};
+    ember__h5w_opts wo = {.deflate = opts ? opts->deflate : 0,
+                          .fletcher32 = 1,
+                          .overwrite = opts ? opts->overwrite : 0,
+                          .fid = -1};
     uint64_t *offsets = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *offsets);
     ember__h5w *w = NULL;
     rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)

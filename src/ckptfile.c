@@ -186,13 +186,15 @@ int ember__ckw_begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
 }
 
 static int open_writer(ember__ckw *w, const char *group, const char *name,
-                       const ember_type *t, ember__h5w **hw, char *msg)
+                       const ember_type *t, uint64_t expected, ember__h5w **hw,
+                       char *msg)
 {
     char path[EMBER_NAME_SIZE + 32];
     if (!name[0] || strchr(name, '/') || strlen(name) >= EMBER_NAME_SIZE)
         return ember__err(msg, EMBER_EINVAL, "bad checkpoint entry name '%s'", name);
     snprintf(path, sizeof path, "/%s/%s", group, name);
-    ember__h5w_opts o = {w->deflate, 1, 0, (long long)w->fid};
+    ember__h5w_opts o = {.deflate = w->deflate, .fletcher32 = 1,
+                         .fid = (long long)w->fid, .expected = expected};
     return ember__h5w_open(w->ctx, hw, w->tmp, path, t, &o, msg);
 }
 
@@ -201,7 +203,13 @@ int ember__ckw_dataset(ember__ckw *w, const char *name, ember_ds *ds,
 {
     ember__h5w *hw = NULL;
     uint64_t *off = ember__calloc(w->ctx, ds->nparts + 1, sizeof *off);
-    int rc = off ? open_writer(w, "datasets", name, &ds->type, &hw, msg)
+    /* A stored or source dataset is counted cheaply; its size picks the
+     * chunk size. Others would have to be computed twice: no hint. */
+    uint64_t expected = 0;
+    if (off && (ember__is_root(ds) || ember_cached_partitions(ds) == ds->nparts) &&
+        ember_count(ds, &expected, NULL) != EMBER_OK)
+        expected = 0;
+    int rc = off ? open_writer(w, "datasets", name, &ds->type, expected, &hw, msg)
                  : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
         rc = ember__save_parts(ds, hw, off, msg);
@@ -218,7 +226,10 @@ int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
 {
     ember__h5w *hw = NULL;
     uint64_t *off = ember__calloc(w->ctx, nparts + 1, sizeof *off);
-    int rc = off ? open_writer(w, "datasets", name, t, &hw, msg)
+    uint64_t expected = 0;
+    for (size_t p = 0; p < nparts; p++)
+        expected += parts[p].n;
+    int rc = off ? open_writer(w, "datasets", name, t, expected, &hw, msg)
                  : ember__err(msg, EMBER_ENOMEM, "out of memory");
     for (size_t p = 0; !rc && p < nparts; p++) {
         rc = ember__h5w_append(hw, parts[p].data, parts[p].n, msg);
@@ -237,7 +248,7 @@ int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
 {
     ember_type t = ember_type_scalar(kind);
     ember__h5w *hw = NULL;
-    int rc = open_writer(w, "scalars", name, &t, &hw, msg);
+    int rc = open_writer(w, "scalars", name, &t, n, &hw, msg);
     if (!rc)
         rc = ember__h5w_append(hw, data, n, msg);
     if (hw) {

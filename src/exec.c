@@ -198,9 +198,14 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
         rc = try_cached(t, node, q);
         if (rc < 0)
             return rc;
-        if (rc == 1 || node->op == EMBER__RANGE || node->op == EMBER__ARRAY ||
-            node->op == EMBER__CHECKPOINT)
+        if (rc == 1 || node->op == EMBER__CHECKPOINT)
             break;
+        if (node->op == EMBER__RANGE || node->op == EMBER__ARRAY) {
+            /* A marked source is captured like any dataset. */
+            if (node->ckpt_state == 1 && (rc = push_step(t, ST_CKPT, node, q)))
+                return rc;
+            break;
+        }
         if (ember__is_root(node))
             return ember__err(t->msg, EMBER_ESTATE,
                               "internal: output of #%llu partition %zu missing",

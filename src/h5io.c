@@ -741,9 +741,11 @@ static int clear_path(ember__h5w *w, const char *path, int overwrite,
 
 /* About 1 MiB of records a chunk: big enough for deflate and for few chunk
  * index entries, small enough for HDF5's default 1 MiB chunk cache. */
-static hsize_t chunk_records(size_t recsize)
+static hsize_t chunk_records(size_t recsize, uint64_t expected)
 {
     size_t c = H5IO_CHUNK_BYTES / recsize;
+    if (expected && expected < c)
+        c = (size_t)expected;
     return c ? c : 1;
 }
 
@@ -752,7 +754,7 @@ static hsize_t chunk_records(size_t recsize)
 static hid_t make_dcpl(size_t recsize, const ember__h5w_opts *o)
 {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hsize_t chunk = chunk_records(recsize);
+    hsize_t chunk = chunk_records(recsize, o->expected);
     int bad = dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0;
     if (!bad && o->deflate)
         bad = H5Pset_shuffle(dcpl) < 0 ||

@@ -311,6 +311,8 @@ typedef struct {
     int fletcher32;
     int overwrite;
     long long fid; /* an open hid_t, or -1 */
+    uint64_t expected; /* records expected, 0 if unknown: a small dataset
+                          gets a small chunk, not 1 MiB on disk */
 } ember__h5w_opts;
 int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
                     const char *path, const ember_type *type,
