@@ -604,35 +604,27 @@ int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg)
     return ember__run_parts(ds, 0, ds->nparts, sink, state, msg);
 }
 
+typedef struct {
+    ember_ds *ds;
+    ember__sink_fn sink;
+    void *state;
+} run_state;
+
+static int run_task(void *state, size_t p, char *msg)
+{
+    run_state *r = state;
+    return run_partition(r->ds->ctx, r->ds, p, r->sink, r->state, msg);
+}
+
 int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
                      void *state, char *msg)
 {
-    ember_ctx *ctx = ds->ctx;
     int rc = run_shuffles(ds, msg);
     if (rc)
         return rc;
-    long long L = (long long)lo, H = (long long)hi, failed = H;
-    int first_rc = EMBER_OK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
-    for (long long p = L; p < H; p++) {
-        long long f;
-#pragma omp atomic read
-        f = failed;
-        if (p > f)
-            continue; /* a lower partition failed: its error is the answer */
-        char local[EMBER_MSG_SIZE] = "";
-        int r = run_partition(ctx, ds, (size_t)p, sink, state, local);
-        if (r) {
-#pragma omp critical(ember_exec_error)
-            if (p < failed) {
-                failed = p;
-                first_rc = r;
-                if (msg)
-                    memcpy(msg, local, EMBER_MSG_SIZE);
-            }
-        }
-    }
-    return first_rc ? first_rc : ember__checkpoint_pending(ds, msg);
+    run_state r = {ds, sink, state};
+    rc = ember__parallel(ds->ctx, lo, hi, run_task, &r, NULL, msg);
+    return rc ? rc : ember__checkpoint_pending(ds, msg);
 }
 
 /* ---- materializing ---------------------------------------------------------- */

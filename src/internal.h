@@ -53,6 +53,14 @@ static inline void ember__msg_clear(char *msg)
 }
 void ember__stat_add(ember_ctx *ctx, uint64_t *field, uint64_t v);
 
+/* Runs fn(state, i, msg) for i in [lo, hi) on the team (at most one thread
+ * per task, dynamic scheduling). Tasks above a failed one are skipped, and
+ * the failure of the lowest i is returned with its message (and index in
+ * *failed_at, may be NULL): errors are as deterministic as results. */
+typedef int (*ember__task_fn)(void *state, size_t i, char *msg);
+int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
+                    void *state, size_t *failed_at, char *msg);
+
 /* A growable array of records. */
 typedef struct {
     unsigned char *data;

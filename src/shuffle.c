@@ -454,6 +454,20 @@ static int range_bounds(ember_ctx *ctx, shuffle_side *s)
     return rc;
 }
 
+/* Map side of one input partition: combine (reduce_by_key), then bucket. */
+static int bucket_task(void *state, size_t p, char *msg)
+{
+    shuffle_side *s = state;
+    ember_ctx *ctx = s->ds->ctx;
+    int r = EMBER_OK;
+    if (s->ds->u.shuffle.kind == EMBER__SH_REDUCE) {
+        r = sort_buf(ctx, &s->in[p], &s->src->type, CMP_KEY);
+        if (!r)
+            r = fold_runs(s->ds, &s->in[p], "input", p, msg);
+    }
+    return r ? r : bucket(ctx, s, p);
+}
+
 static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
                         char *msg)
 {
@@ -478,35 +492,12 @@ static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
     if ((k == EMBER__SH_RANGE || k == EMBER__SH_SORT) &&
         (rc = range_bounds(ctx, s)))
         return ember__err(msg, rc, "out of memory sampling range bounds");
-    /* As in the executor, the lowest failing partition's error is the
-     * answer, whatever the team size. */
-    long long P = (long long)s->P, failed = P;
-    int first = EMBER_OK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
-    for (long long p = 0; p < P; p++) {
-        char local[EMBER_MSG_SIZE] = "";
-        int r = EMBER_OK;
-        if (k == EMBER__SH_REDUCE) {
-            r = sort_buf(ctx, &s->in[p], &src->type, CMP_KEY);
-            if (!r)
-                r = fold_runs(ds, &s->in[p], "input", (size_t)p, local);
-        }
-        if (!r)
-            r = bucket(ctx, s, (size_t)p);
-        if (r) {
-#pragma omp critical(ember_shuffle_error)
-            if (p < failed) {
-                failed = p;
-                first = r;
-                if (msg)
-                    memcpy(msg, local, EMBER_MSG_SIZE);
-            }
-        }
-    }
-    if (first && msg && !msg[0])
-        ember__err(msg, first, "shuffle #%llu failed in input partition %lld: %s",
-                   (unsigned long long)ds->id, failed, ember_strerror(first));
-    return first;
+    size_t failed = 0;
+    rc = ember__parallel(ctx, 0, s->P, bucket_task, s, &failed, msg);
+    if (rc && msg && !msg[0])
+        ember__err(msg, rc, "shuffle #%llu failed in input partition %zu: %s",
+                   (unsigned long long)ds->id, failed, ember_strerror(rc));
+    return rc;
 }
 
 static void side_free(ember_ctx *ctx, shuffle_side *s)
@@ -582,6 +573,17 @@ static int reduce_side(ember_ds *ds, shuffle_side *sides, size_t q, char *msg)
                : rc;
 }
 
+typedef struct {
+    ember_ds *ds;
+    shuffle_side *sides;
+} shuffle_job;
+
+static int reduce_task(void *state, size_t q, char *msg)
+{
+    shuffle_job *j = state;
+    return reduce_side(j->ds, j->sides, q, msg);
+}
+
 int ember__shuffle_run(ember_ds *ds, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
@@ -592,21 +594,9 @@ int ember__shuffle_run(ember_ds *ds, char *msg)
     for (int i = 0; !rc && i < nsides; i++)
         rc = side_prepare(&sides[i], ds, ds->parent[i], msg);
     ember__store_drop(ctx, ds->id);
-    long long Q = rc ? 0 : (long long)ds->nparts, failed = Q;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
-    for (long long q = 0; q < Q; q++) {
-        char local[EMBER_MSG_SIZE] = "";
-        int r = reduce_side(ds, sides, (size_t)q, local);
-        if (r) {
-#pragma omp critical(ember_shuffle_error)
-            if (q < failed) {
-                failed = q;
-                rc = r;
-                if (msg)
-                    memcpy(msg, local, EMBER_MSG_SIZE);
-            }
-        }
-    }
+    shuffle_job job = {ds, sides};
+    if (!rc)
+        rc = ember__parallel(ctx, 0, ds->nparts, reduce_task, &job, NULL, msg);
     for (int i = 0; i < nsides; i++)
         side_free(ctx, &sides[i]);
     if (!rc)

@@ -132,3 +132,35 @@ void ember__buf_free(ember_ctx *ctx, ember__buf *b)
     b->data = NULL;
     b->n = b->cap = 0;
 }
+
+int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
+                    void *state, size_t *failed_at, char *msg)
+{
+    long long L = (long long)lo, H = (long long)hi, failed = H;
+    int first = EMBER_OK;
+    /* No more threads than tasks: an idle, spinning thread only slows a
+     * one-partition job down. */
+    int team = hi - lo < (size_t)ctx->threads ? (int)(hi - lo) : ctx->threads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team > 0 ? team : 1)
+    for (long long i = L; i < H; i++) {
+        long long f;
+#pragma omp atomic read
+        f = failed;
+        if (i > f)
+            continue; /* a lower task failed: its error is the answer */
+        char local[EMBER_MSG_SIZE] = "";
+        int r = fn(state, (size_t)i, local);
+        if (r) {
+#pragma omp critical(ember_parallel_error)
+            if (i < failed) {
+                failed = i;
+                first = r;
+                if (msg)
+                    memcpy(msg, local, EMBER_MSG_SIZE);
+            }
+        }
+    }
+    if (failed_at)
+        *failed_at = (size_t)failed;
+    return first;
+}
