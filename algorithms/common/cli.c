@@ -26,7 +26,8 @@
 /* Common flags: index into this table is the getopt value minus 256. */
 enum {
     C_INPUT, C_OUTPUT, C_ITERATIONS, C_TOLERANCE, C_THREADS, C_PARTITIONS,
-    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_KEEP, C_RESUME, C_SEED, C_METRICS,
+    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_KEEP, C_RESUME, C_FORCE, C_DEADLINE,
+    C_SEED, C_METRICS,
     C_QUIET, C_VERIFY, C_HELP, C_VERSION, C_COUNT
 };
 
@@ -59,6 +60,12 @@ static const common_flag common[C_COUNT] = {
                 "keep the last K checkpoints (default 2)"},
     [C_RESUME] = {"resume", 1, EMBER_CLI_NO_LOOP, "auto|never|require",
                   "resume from the newest good checkpoint (default auto)"},
+    [C_FORCE] = {"force-resume", 0, EMBER_CLI_NO_LOOP, NULL,
+                 "resume although the program or parameters differ (the state's "
+                 "types must match)"},
+    [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "[[H:]M:]S",
+                    "wall-clock limit from now: checkpoint and exit 75 when too "
+                    "little time is left for another iteration"},
     [C_SEED] = {"seed", 1, 0, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
@@ -196,6 +203,37 @@ static int parse_value(const ember_cli *cli, const char *flag,
     return 0;
 }
 
+/* A duration as S, M:S or H:M:S (SLURM's --time style), in seconds. */
+static int parse_duration(ember_cli *cli, const char *flag, const char *s,
+                          double *out)
+{
+    double parts[3] = {0, 0, 0};
+    int n = 0;
+    const char *p = s;
+    while (n < 3) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !(v >= 0) || v > 1e9)
+            break;
+        parts[n++] = v;
+        if (*end == '\0') {
+            double secs = 0;
+            for (int i = 0; i < n; i++)
+                secs = secs * 60 + parts[i];
+            if (secs <= 0)
+                break;
+            *out = secs;
+            return 0;
+        }
+        if (*end != ':')
+            break;
+        p = end + 1;
+    }
+    return ember_cli_usage_error(cli, "--%s: '%s' is not a duration "
+                                 "(seconds, M:S or H:M:S, above 0)", flag, s);
+}
+
 static int parse_choice(const ember_cli *cli, const char *flag,
                         const char *choices, const char *s, int *out)
 {
@@ -319,6 +357,9 @@ static int parse_common(ember_cli *cli, int which, const char *arg)
                                  : EMBER_RESUME_AUTO;
         return rc;
     }
+    case C_FORCE: cli->force_resume = 1; return 0;
+    case C_DEADLINE:
+        return parse_duration(cli, flag, arg, &cli->deadline_seconds);
     case C_SEED:
         cli->seed_set = 1;
         return parse_value(cli, flag, EMBER_CLI_U64, arg, &cli->seed, 0, 0, 0);

@@ -124,6 +124,8 @@ typedef struct {
     double checkpoint_seconds;  /* 0: off */
     int keep;                /* checkpoints kept (0: the loop's default, 2) */
     ember_resume resume;
+    int force_resume;        /* --force-resume */
+    double deadline_seconds; /* --deadline, from the start (0: none) */
     uint64_t seed;           /* default 42 */
     const char *metrics;     /* NULL: no metrics file */
     int quiet;

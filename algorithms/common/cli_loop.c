@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,6 +69,9 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .seconds = cli->checkpoint_seconds,
         .keep = cli->keep,
         .resume = cli->resume,
+        .force_resume = cli->force_resume,
+        .deadline = cli->deadline_seconds > 0
+                        ? (double)time(NULL) + cli->deadline_seconds : 0,
         .quiet = cli->quiet,
     };
     if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
