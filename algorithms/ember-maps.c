@@ -2,16 +2,47 @@
  * through a user function, then sum and count.
  *
  * It is the seeds' repeated-maps example and a stress test of lineage:
- * planning and running never recurse per map, so 100,000 maps run.
+ * planning and running never recurse per map, so 100,000 maps run. Each
+ * map is one iteration of the resumable loop, so --checkpoint-dir with
+ * --checkpoint-every K writes the dataset after every K maps and cuts its
+ * lineage there (--lineage shows the cut), and a killed run resumes.
+ * Nothing is computed until a checkpoint or the final sum: the maps in
+ * between run fused, block by block.
  */
-#include <ember.h>
+#include "cli.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+
+static uint64_t n_records = 100000000;
+static uint64_t n_maps = 10;
+static int show_lineage;
+
+static const ember_cli_opt extra[] = {
+    {"n", EMBER_CLI_U64, &n_records, 0, (double)INT64_MAX,
+     EMBER_CLI_RANGE | EMBER_CLI_FINGERPRINT, NULL, "N",
+     "records: range(N) as int64 (default 100000000)"},
+    {"maps", EMBER_CLI_U64, &n_maps, 0, 1e9, EMBER_CLI_RANGE, NULL, "M",
+     "maps of x+1 (default 10); each is one iteration of the loop"},
+    {"lineage", EMBER_CLI_FLAG, &show_lineage, 0, 0, 0, NULL, NULL,
+     "print the final dataset's lineage on stdout before the result"},
+    {0}};
+
+static const ember_cli_program prog = {
+    .name = "ember-maps",
+    .summary = "range(N) as int64, M maps of x+1 through a user function, then\n"
+               "sum and count (printed as 'sum: S' and 'count: C'). With\n"
+               "--checkpoint-dir and --checkpoint-every K, the dataset is\n"
+               "checkpointed after every K maps and its lineage cut there.",
+    .extra = extra,
+    .omit = EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT,
+    .default_iterations = 10,
+    .value_name = "maps",
+    .examples = "  ember-maps --n 100000000 --maps 10\n"
+                "  ember-maps --n 1000 --maps 100000 --lineage | tail -3\n"
+                "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck "
+                "--checkpoint-every 20 --lineage --verify\n"};
 
 static int add_one(const void *in, void *out, size_t n, void *arg)
 {
@@ -23,18 +54,32 @@ static int add_one(const void *in, void *out, size_t n, void *arg)
     return 0;
 }
 
+/* One iteration: one more (lazy) map on the bound dataset. */
+static int step(uint64_t iteration, double *value, void *arg, char *msg)
+{
+    ember_ds **ds = arg, *next = NULL;
+    int rc = ember_map(&next, *ds, NULL, add_one, NULL, msg);
+    if (rc)
+        return rc;
+    ember_ds_free(ds);
+    *ds = next;
+    *value = (double)(iteration + 1);
+    return EMBER_OK;
+}
+
 typedef struct {
     int64_t sum;
     uint64_t count;
 } totals;
 
-/* Sum and count in one pass: one action instead of two. */
+/* Sum and count in one pass: one action instead of two. int64 sums wrap,
+ * as numpy's do. */
 static int add_block(void *acc, const void *in, size_t n, void *arg)
 {
     (void)arg;
     totals *t = acc;
     const int64_t *x = in;
-    uint64_t s = (uint64_t)t->sum; /* int64 sums wrap, as numpy's do */
+    uint64_t s = (uint64_t)t->sum;
     for (size_t i = 0; i < n; i++)
         s += (uint64_t)x[i];
     t->sum = (int64_t)s;
@@ -53,100 +98,64 @@ static int add_totals(void *acc, const void *in, size_t n, void *arg)
     return 0;
 }
 
-static void usage(FILE *f)
+/* The independent check: sum of i + M for i < N, in wrapping int64. */
+static int verify(const totals *t, uint64_t maps)
 {
-    fprintf(f,
-            "usage: ember-maps [options]\n"
-            "\n"
-            "range(N) as int64, M maps of x+1, then sum and count.\n"
-            "\n"
-            "  --n N            records (default 100000000)\n"
-            "  --maps M         maps of x+1 (default 10)\n"
-            "  --threads T      OpenMP threads (default OMP_NUM_THREADS or all cores)\n"
-            "  --partitions P   partitions (default: from the data size)\n"
-            "  --lineage        print the final dataset's lineage before the result\n"
-            "  --quiet          print only the result\n"
-            "  --help, --version\n"
-            "\n"
-            "examples:\n"
-            "  ember-maps --n 100000000 --maps 10\n"
-            "  ember-maps --n 1000 --maps 100000 --lineage | tail -3\n");
+    uint64_t n = n_records;
+    uint64_t tri = n % 2 ? n * ((n - 1) / 2) : (n / 2) * (n - 1);
+    uint64_t want = tri + n * maps;
+    int ok = (uint64_t)t->sum == want && t->count == n;
+    printf("Verification: %s\n", ok ? "PASS" : "FAIL");
+    if (!ok)
+        fprintf(stderr, "ember-maps: expected sum %" PRId64 " and count %" PRIu64
+                        "\n", (int64_t)want, n);
+    return ok;
 }
 
-static int parse_u64(const char *flag, const char *s, uint64_t max, uint64_t *out)
+static int print_lineage(ember_ds *ds)
 {
-    char *end;
-    errno = 0;
-    if (!s || *s == '-' || !*s)
-        goto bad;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        goto bad;
-    *out = v;
-    return 0;
-bad:
-    fprintf(stderr, "ember-maps: %s: '%s' is not a whole number from 0 to %" PRIu64 "\n",
-            flag, s ? s : "", max);
-    return 2;
+    char *text = NULL;
+    int rc = ember_lineage_string(ds, &text);
+    if (!rc)
+        fputs(text, stdout);
+    ember_free(ember_ds_ctx(ds), text);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    uint64_t n = 100000000, maps = 10, threads = 0, parts = 0;
-    int lineage = 0, quiet = 0;
-    static const struct option opts[] = {
-        {"n", required_argument, 0, 'n'},       {"maps", required_argument, 0, 'm'},
-        {"threads", required_argument, 0, 't'}, {"partitions", required_argument, 0, 'p'},
-        {"lineage", no_argument, 0, 'l'},       {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
-    int c, rc = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1 && !rc) {
-        switch (c) {
-        case 'n': rc = parse_u64("--n", optarg, INT64_MAX, &n); break;
-        case 'm': rc = parse_u64("--maps", optarg, 100000000, &maps); break;
-        case 't': rc = parse_u64("--threads", optarg, 4096, &threads); break;
-        case 'p': rc = parse_u64("--partitions", optarg, 1 << 20, &parts); break;
-        case 'l': lineage = 1; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("ember-maps %s\n", EMBER_VERSION_STRING); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (rc)
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &prog, argc, argv);
+    if (rc != EMBER_CLI_RUN)
         return rc;
-    if (optind < argc) {
-        fprintf(stderr, "ember-maps: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    (void)quiet;
-    char msg[EMBER_MSG_SIZE];
+    if (cli.iterations_set)
+        return ember_cli_usage_error(&cli, "--iterations: give the count as --maps");
+    cli.iterations = n_maps;
+    char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
+    ember_loop *loop = NULL;
     ember_ds *ds = NULL;
-    ember_ctx_opts co = {.threads = (int)threads};
-    rc = ember_ctx_create(&ctx, &co, msg);
-    if (!rc)
-        rc = ember_range(&ds, ctx, 0, (int64_t)n, 1, (size_t)parts, msg);
-    for (uint64_t i = 0; !rc && i < maps; i++) {
-        ember_ds *next = NULL;
-        rc = ember_map(&next, ds, NULL, add_one, NULL, msg);
-        ember_ds_free(&ds);
-        ds = next;
-    }
-    char *text = NULL;
-    if (!rc && lineage && !(rc = ember_lineage_string(ds, &text)))
-        fputs(text, stdout);
-    ember_free(ctx, text);
     totals zero = {0, 0}, t = {0, 0};
+    rc = ember_cli_ctx(&ctx, &cli, msg);
+    if (!rc)
+        rc = ember_range(&ds, ctx, 0, (int64_t)n_records, 1, cli.partitions, msg);
+    if (!rc)
+        rc = ember_cli_loop(&loop, ctx, &cli, msg);
+    if (!rc)
+        rc = ember_loop_bind_ds(loop, "data", &ds);
+    if (!rc)
+        rc = ember_cli_iterate(&cli, loop, step, &ds, msg);
+    if (!rc && show_lineage)
+        rc = print_lineage(ds);
     if (!rc)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
     if (!rc)
         printf("sum: %" PRId64 "\ncount: %" PRIu64 "\n", t.sum, t.count);
-    else
-        fprintf(stderr, "ember-maps: %s (%s)\n", msg, ember_strerror(rc));
+    if (!rc && cli.verify && !verify(&t, cli.iterations_done))
+        rc = EMBER_ECORRUPT;
+    ember_loop_destroy(&loop);
     ember_ds_free(&ds);
     ember_ctx_destroy(&ctx);
-    return rc ? 1 : 0;
+    return ember_cli_exit(&cli, rc, msg);
 }
