@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# ember-maps, the repeated-maps job: the result against the closed form at
+# several thread and partition counts; 100,000 maps without a checkpoint;
+# --checkpoint-every cuts the lineage (--lineage shows it) and a killed run
+# resumes to the same result; bad usage exits 2 naming the flag.
+set -euo pipefail
+bin=${EMBER_BIN:?}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+expect() { # n maps -> "sum: S" "count: C"
+    awk -v n="$1" -v m="$2" 'BEGIN { printf "sum: %.0f\ncount: %.0f\n", n * (n - 1) / 2 + n * m, n }'
+}
+
+for t in 1 2 4; do
+    for p in 1 7 64; do
+        "$bin/ember-maps" --n 1000003 --maps 12 --threads $t --partitions $p \
+            --quiet > out.txt
+        expect 1000003 12 | cmp -s - out.txt || fail "threads $t partitions $p: $(cat out.txt)"
+    done
+done
+"$bin/ember-maps" --n 1000 --maps 100000 --quiet --verify > long.txt
+grep -q "Verification: PASS" long.txt || fail "100,000 maps: $(cat long.txt)"
+expect 1000 100000 | cmp -s - <(head -2 long.txt) || fail "100,000 maps: $(cat long.txt)"
+
+# Without checkpoints the lineage is the whole chain; with them, it is cut.
+"$bin/ember-maps" --n 5000 --maps 30 --lineage --quiet > plain.txt
+[ "$(grep -c ' map #' plain.txt)" -eq 30 ] || fail "lineage of 30 maps: $(head -5 plain.txt)"
+"$bin/ember-maps" --n 5000 --maps 30 --lineage --quiet --checkpoint-dir ck \
+    --checkpoint-every 7 > cut.txt
+grep -q "checkpoint" cut.txt || fail "no checkpoint in the lineage: $(cat cut.txt)"
+[ "$(grep -c ' map #' cut.txt)" -lt 30 ] || fail "lineage not cut: $(head -5 cut.txt)"
+ls ck/ckpt-*.h5 > /dev/null || fail "no checkpoint files"
+tail -2 cut.txt | cmp -s - <(expect 5000 30) || fail "checkpointed result: $(cat cut.txt)"
+
+# Killed at random moments, resumed with other thread counts.
+rm -rf ck
+RANDOM=${EMBER_TEST_SEED:-77}
+args=(--n 4000000 --maps 1500 --checkpoint-dir ck --checkpoint-every 50 --quiet)
+kills=0
+for i in $(seq 6); do
+    "$bin/ember-maps" "${args[@]}" --threads $((RANDOM % 3 + 1)) > res.txt &
+    pid=$!
+    sleep "0.$((RANDOM % 4 + 1))"
+    kill -9 $pid 2> /dev/null && kills=$((kills + 1))
+    wait $pid 2> /dev/null || true
+done
+"$bin/ember-maps" "${args[@]}" --threads 2 > res.txt || fail "resume failed"
+expect 4000000 1500 | cmp -s - res.txt || fail "after $kills kills: $(cat res.txt)"
+
+set +e
+"$bin/ember-maps" --n -5 > /dev/null 2> err.txt; st=$?
+set -e
+[ $st -eq 2 ] && grep -q -- "--n" err.txt || fail "--n -5: exit $st: $(cat err.txt)"
+set +e
+"$bin/ember-maps" --maps x > /dev/null 2> err.txt; st=$?
+set -e
+[ $st -eq 2 ] && grep -q -- "--maps" err.txt || fail "--maps x: exit $st: $(cat err.txt)"
+echo "ember-maps: ok ($kills kills)"
