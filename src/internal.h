@@ -438,6 +438,9 @@ void ember__checkpoint_free(ember_ds *ds);
  * Negative on failure. */
 int64_t ember__h5_mem_type(const ember_type *t);
 int64_t ember__h5_fapl(void);
+/* A thread other than the caller's that used HDF5 calls this before it
+ * ends (the checkpoint writer of an asynchronous loop). */
+void ember__h5_thread_done(void);
 
 /* ---- text sources (text.c) --------------------------------------------------- */
 

@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,9 @@ typedef struct {
     char name[64];
 } ckpt_entry;
 
+typedef struct async_job async_job;
+static int async_join(struct ember_loop *L, char *msg);
+
 struct ember_loop {
     ember_ctx *ctx;
     ember_loop_opts o;   /* strings below are the loop's own copies */
@@ -148,6 +152,8 @@ struct ember_loop {
      * RESUME_NEVER). Retention treats them as older than ours. */
     uint64_t *stale;
     size_t nstale;
+
+    async_job *job;      /* a checkpoint being written in the background */
 
     char warn[EMBER_MSG_SIZE];
     ember_loop_stats stats;
@@ -523,6 +529,9 @@ void ember_loop_destroy(ember_loop **pl)
     ember_loop *L = *pl;
     *pl = NULL;
     ember_ctx *ctx = L->ctx;
+    char emsg[EMBER_MSG_SIZE];
+    if (async_join(L, emsg) != EMBER_OK && !L->o.quiet)
+        fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
     if (L->signals_on)
         restore_signals(L);
     if (L->lock_fd >= 0)
@@ -851,11 +860,46 @@ static void retain(ember_loop *L)
     ember__free(L->ctx, e);
 }
 
+/* A checkpoint of `iter` iterations committed at `path`: the policy's and
+ * the stats' bookkeeping, then retention (only ever after a commit). */
+static void account(ember_loop *L, uint64_t iter, double cost, double at,
+                    uint64_t bytes, const char *path)
+{
+    L->last_cost = cost;
+    L->cost_known = 1;
+    L->costs[L->ncosts++ % ITER_TIMES] = cost;
+    L->last_ckpt_time = at;
+    L->have_ckpt = 1;
+    L->ckpt_iter = iter;
+    unstale(L, iter);
+    L->stats.checkpoints++;
+    L->stats.last_bytes = bytes;
+    L->stats.total_bytes += bytes;
+    L->stats.last_seconds = cost;
+    L->stats.checkpoint_seconds += cost;
+    snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s", path);
+    retain(L);
+}
+
+static void ckpt_name(const ember_loop *L, char *name, size_t size)
+{
+    snprintf(name, size, CKPT_PREFIX "%012llu" CKPT_SUFFIX,
+             (unsigned long long)L->done);
+}
+
+/* A failure message that names the file, whoever produced it. */
+static int write_failed(const ember_loop *L, const char *name, int rc,
+                        const char *inner, char *msg)
+{
+    if (strstr(inner, name))
+        return ember__err(msg, rc, "%s", inner);
+    return ember__err(msg, rc, "checkpoint %s/%s: %s", L->dir, name, inner);
+}
+
 static int write_checkpoint(ember_loop *L, char *msg)
 {
     char name[64], path[PATH_SIZE], inner[EMBER_MSG_SIZE];
-    snprintf(name, sizeof name, CKPT_PREFIX "%012llu" CKPT_SUFFIX,
-             (unsigned long long)L->done);
+    ckpt_name(L, name, sizeof name);
     path[0] = inner[0] = '\0';
     int rc = check_bound_types(L, msg);
     if (rc)
@@ -863,27 +907,162 @@ static int write_checkpoint(ember_loop *L, char *msg)
     double t0 = mono_now();
     uint64_t bytes = 0;
     rc = write_all(L, name, path, &bytes, inner);
-    if (rc && strstr(inner, name)) /* it names the file: keep room */
-        return ember__err(msg, rc, "%s", inner);
     if (rc)
-        return ember__err(msg, rc, "checkpoint %s/%s: %s", L->dir, name, inner);
+        return write_failed(L, name, rc, inner, msg);
     double t1 = mono_now();
-    L->last_cost = t1 - t0;
-    L->cost_known = 1;
-    L->costs[L->ncosts++ % ITER_TIMES] = L->last_cost;
-    L->last_ckpt_time = t1;
-    L->have_ckpt = 1;
-    L->ckpt_iter = L->done;
-    unstale(L, L->done);
-    L->stats.checkpoints++;
-    L->stats.last_bytes = bytes;
-    L->stats.total_bytes += bytes;
-    L->stats.last_seconds = L->last_cost;
-    L->stats.checkpoint_seconds += L->last_cost;
-    snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s",
-             path[0] ? path : name);
-    retain(L);
+    account(L, L->done, t1 - t0, t1, bytes, path[0] ? path : name);
     return EMBER_OK;
+}
+
+/* ---- asynchronous checkpoints ------------------------------------------------
+ *
+ * With opts.async, a checkpoint the policy asks for is a snapshot taken on
+ * the caller's thread (bound datasets computed and copied, scalars and
+ * blobs copied) and a file written and committed by a background thread
+ * while the next iterations run. One is in flight at a time: the next
+ * checkpoint, finish, a signal, the deadline and destroy wait for it, and
+ * a failure is reported by the next call that waits. Retention and the
+ * stats stay on the caller's thread. The background thread calls only the
+ * checkpoint-file layer (HDF5, under its lock) and the allocator. */
+
+typedef struct {
+    char name[EMBER_NAME_SIZE];
+    bind_kind kind;
+    ember_scalar scalar;
+    size_t n;
+    ember_type type;     /* BIND_DS */
+    ember__buf *parts;   /* BIND_DS: the snapshot, one buffer a partition */
+    size_t nparts;
+    void *bytes;         /* the other kinds: a copy */
+} snap_item;
+
+struct async_job {
+    ember_ctx *ctx;
+    const char *dir;
+    char name[64];
+    ember__ck_meta meta;
+    char *lineage;
+    snap_item *items;
+    size_t nitems;
+    uint64_t iter;
+    double t0, t1;
+    pthread_t thread;
+    int rc;
+    uint64_t bytes;
+    char path[PATH_SIZE];
+    char msg[EMBER_MSG_SIZE];
+};
+
+static void job_free(async_job *j)
+{
+    for (size_t i = 0; j->items && i < j->nitems; i++) {
+        ember__parts_free(j->ctx, j->items[i].parts, j->items[i].nparts);
+        ember__free(j->ctx, j->items[i].bytes);
+    }
+    ember__free(j->ctx, j->items);
+    ember__free(j->ctx, j->lineage);
+    ember__free(j->ctx, j);
+}
+
+static int write_item(ember__ckw *w, const snap_item *it, char *msg)
+{
+    switch (it->kind) {
+    case BIND_DS:
+        return ember__ckw_parts(w, it->name, &it->type, it->parts, it->nparts,
+                                msg);
+    case BIND_BLOB:
+        return ember__ckw_blob(w, it->name, it->bytes, it->n, msg);
+    default:
+        return ember__ckw_scalars(w, it->name, it->scalar, it->bytes, it->n,
+                                  msg);
+    }
+}
+
+static void *job_run(void *arg)
+{
+    async_job *j = arg;
+    ember__ckw *w = NULL;
+    j->rc = ember__ckw_begin(j->ctx, &w, j->dir, j->name, &j->meta, j->msg);
+    for (size_t i = 0; !j->rc && i < j->nitems; i++)
+        j->rc = write_item(w, &j->items[i], j->msg);
+    if (j->rc)
+        ember__ckw_abort(&w);
+    else
+        j->rc = ember__ckw_commit(&w, &j->bytes, j->path, j->msg);
+    j->t1 = mono_now();
+    ember__h5_thread_done();
+    return NULL;
+}
+
+/* Copies binding b into it: datasets are computed (a local checkpoint
+ * cuts their lineage, as a synchronous checkpoint does) and copied. */
+static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
+                         char *msg)
+{
+    snprintf(it->name, sizeof it->name, "%s", b->name);
+    it->kind = b->kind;
+    it->scalar = b->scalar;
+    it->n = b->n;
+    if (b->kind == BIND_DS) {
+        int rc = ember_local_checkpoint(*b->ds, msg);
+        if (!rc)
+            rc = ember__materialize(*b->ds, &it->parts, msg);
+        it->nparts = ember_ds_partitions(*b->ds);
+        it->type = *ember_ds_type(*b->ds);
+        return rc;
+    }
+    it->bytes = ember__malloc(L->ctx, binding_bytes(b));
+    if (!it->bytes)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    memcpy(it->bytes, b->data, binding_bytes(b));
+    return EMBER_OK;
+}
+
+static int async_start(ember_loop *L, char *msg)
+{
+    int rc = check_bound_types(L, msg);
+    if (rc)
+        return rc;
+    async_job *j = ember__calloc(L->ctx, 1, sizeof *j);
+    if (!j)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    j->ctx = L->ctx;
+    j->dir = L->dir;
+    j->iter = L->done;
+    j->t0 = mono_now();
+    ckpt_name(L, j->name, sizeof j->name);
+    j->lineage = lineage_text(L);
+    j->items = ember__calloc(L->ctx, L->nb + 1, sizeof *j->items);
+    rc = j->lineage && j->items ? EMBER_OK
+                                : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < L->nb; i++, j->nitems++)
+        rc = snapshot_item(L, &L->b[i], &j->items[i], msg);
+    j->meta = (ember__ck_meta){"loop", L->program, L->parameters, L->signature,
+                               j->lineage, L->done, L->fingerprint, L->o.deflate};
+    if (!rc && pthread_create(&j->thread, NULL, job_run, j) != 0)
+        rc = ember__err(msg, EMBER_ENOMEM, "cannot start a checkpoint thread");
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    L->job = j;
+    return EMBER_OK;
+}
+
+/* Waits for the checkpoint in flight, if any, and accounts for it. */
+static int async_join(ember_loop *L, char *msg)
+{
+    async_job *j = L->job;
+    if (!j)
+        return EMBER_OK;
+    L->job = NULL;
+    pthread_join(j->thread, NULL);
+    int rc = j->rc ? write_failed(L, j->name, j->rc, j->msg, msg) : EMBER_OK;
+    if (!rc)
+        account(L, j->iter, j->t1 - j->t0, j->t0, j->bytes,
+                j->path[0] ? j->path : j->name);
+    job_free(j);
+    return rc;
 }
 
 /* ---- restoring --------------------------------------------------------------- */
@@ -1241,12 +1420,13 @@ static int signalled(ember_loop *L)
 }
 
 /* Checkpoints unless this iteration count is already written. */
-static int checkpoint_once(ember_loop *L, int *wrote, char *msg)
+static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
 {
-    if (L->have_ckpt && L->ckpt_iter == L->done)
-        return EMBER_OK;
+    int rc = async_join(L, msg);
+    if (rc || (L->have_ckpt && L->ckpt_iter == L->done))
+        return rc;
     *wrote = 1;
-    return write_checkpoint(L, msg);
+    return async ? async_start(L, msg) : write_checkpoint(L, msg);
 }
 
 /* After an iteration: policy checkpoints, then signals and the deadline.
@@ -1259,11 +1439,11 @@ static int after_iteration(ember_loop *L, char *msg)
         return EMBER_OK;
     int stop = signalled(L);
     if (!stop && policy_due(L, mono_now()))
-        rc = checkpoint_once(L, &wrote, msg);
+        rc = checkpoint_once(L, L->o.async, &wrote, msg);
     if (!rc && !stop)
         stop = signalled(L) || deadline_near(L);
     if (!rc && stop)
-        rc = checkpoint_once(L, &wrote, msg);
+        rc = checkpoint_once(L, 0, &wrote, msg);
     L->stats.last_was_checkpoint = wrote && !rc;
     if (!rc && stop) {
         L->stopped = 1;
@@ -1336,7 +1516,7 @@ int ember_loop_finish(ember_loop *L, char *msg)
         L->pending = 0;
     }
     int wrote = 0;
-    int rc = L->dir ? checkpoint_once(L, &wrote, msg) : EMBER_OK;
+    int rc = L->dir ? checkpoint_once(L, 0, &wrote, msg) : EMBER_OK;
     if (!rc) /* after a failed write, finish may be called again */
         L->stopped = 1;
     return rc;
@@ -1355,7 +1535,8 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
         return ember__err(msg, EMBER_ESTATE,
                           "ember_loop_checkpoint before ember_loop_next (the "
                           "state is not restored yet)");
-    return write_checkpoint(L, msg);
+    int rc = async_join(L, msg);
+    return rc ? rc : write_checkpoint(L, msg);
 }
 
 void ember_loop_get_stats(const ember_loop *L, ember_loop_stats *out)

@@ -26,7 +26,8 @@
 /* Common flags: index into this table is the getopt value minus 256. */
 enum {
     C_INPUT, C_OUTPUT, C_ITERATIONS, C_TOLERANCE, C_THREADS, C_PARTITIONS,
-    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_KEEP, C_RESUME, C_FORCE, C_DEADLINE,
+    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_CKASYNC, C_KEEP, C_RESUME, C_FORCE,
+    C_DEADLINE,
     C_SEED, C_METRICS,
     C_QUIET, C_VERIFY, C_HELP, C_VERSION, C_COUNT
 };
@@ -56,6 +57,9 @@ static const common_flag common[C_COUNT] = {
                    "checkpoint every N iterations"},
     [C_CKSECONDS] = {"checkpoint-seconds", 1, EMBER_CLI_NO_LOOP, "S",
                      "checkpoint every S seconds (default 60 with a DIR)"},
+    [C_CKASYNC] = {"checkpoint-async", 0, EMBER_CLI_NO_LOOP, NULL,
+                   "write policy checkpoints in the background while the next "
+                   "iterations run"},
     [C_KEEP] = {"keep", 1, EMBER_CLI_NO_LOOP, "K",
                 "keep the last K checkpoints (default 2)"},
     [C_RESUME] = {"resume", 1, EMBER_CLI_NO_LOOP, "auto|never|require",
@@ -358,6 +362,7 @@ static int parse_common(ember_cli *cli, int which, const char *arg)
         return rc;
     }
     case C_FORCE: cli->force_resume = 1; return 0;
+    case C_CKASYNC: cli->checkpoint_async = 1; return 0;
     case C_DEADLINE:
         return parse_duration(cli, flag, arg, &cli->deadline_seconds);
     case C_SEED:
@@ -464,9 +469,13 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
         return ember_cli_usage_error(cli, "unexpected argument '%s' (see --help)",
                                      argv[optind + prog->max_positional]);
     if (!cli->checkpoint_dir && (cli->checkpoint_every || cli->checkpoint_seconds > 0 ||
-                                 cli->keep || cli->resume == EMBER_RESUME_REQUIRE))
-        return ember_cli_usage_error(cli, "--checkpoint-every, --checkpoint-seconds, --keep "
-                                     "and --resume require need --checkpoint-dir DIR");
+                                 cli->keep || cli->resume == EMBER_RESUME_REQUIRE ||
+                                 cli->checkpoint_async || cli->force_resume ||
+                                 cli->deadline_seconds > 0))
+        return ember_cli_usage_error(cli, "--checkpoint-every, --checkpoint-seconds, "
+                                     "--checkpoint-async, --keep, --resume require, "
+                                     "--force-resume and --deadline need "
+                                     "--checkpoint-dir DIR");
     return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
 }
 

@@ -125,6 +125,7 @@ typedef struct {
     int keep;                /* checkpoints kept (0: the loop's default, 2) */
     ember_resume resume;
     int force_resume;        /* --force-resume */
+    int checkpoint_async;    /* --checkpoint-async */
     double deadline_seconds; /* --deadline, from the start (0: none) */
     uint64_t seed;           /* default 42 */
     const char *metrics;     /* NULL: no metrics file */

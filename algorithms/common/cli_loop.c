@@ -70,6 +70,7 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .keep = cli->keep,
         .resume = cli->resume,
         .force_resume = cli->force_resume,
+        .async = cli->checkpoint_async,
         .deadline = cli->deadline_seconds > 0
                         ? (double)time(NULL) + cli->deadline_seconds : 0,
         .quiet = cli->quiet,

@@ -74,6 +74,11 @@ typedef struct {
                                  by which the run must have stopped (0: none) */
     int no_signals;           /* do not catch SIGTERM, SIGINT and SIGUSR1 */
     int deflate;              /* 0: none, 1..9: shuffle + deflate */
+    int async;                /* policy checkpoints are snapshots written
+                                 by a background thread while the next
+                                 iterations run (memory: one copy of the
+                                 state); finish, signals and deadlines
+                                 still write before returning */
     int quiet;                /* no warnings on stderr (they still go to
                                  the message of ember_loop_next) */
 } ember_loop_opts;
