@@ -180,51 +180,18 @@ static int write_marked(ember_ds *ds, char *msg)
 
 int ember__checkpoint_pending(ember_ds *ds, char *msg)
 {
-    ember_ctx *ctx = ds->ctx;
-    if (!ctx->ckpt_marked)
+    if (!ds->ctx->ckpt_marked)
         return EMBER_OK;
-    /* Ancestors, newest first on a stack; marked ones are written oldest
-     * first so that a marked parent is cut before its marked child. */
-    size_t cap = 64, sp = 0, nm = 0;
-    ember_ds **stack = ember__malloc(ctx, cap * sizeof *stack);
-    ember_ds **marked = ember__malloc(ctx, (ctx->ckpt_marked + 1) * sizeof *marked);
-    unsigned char *seen = ember__calloc(ctx, ctx->next_id / 8 + 2, 1);
-    int rc = stack && marked && seen ? EMBER_OK
-                                     : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc)
-        stack[sp++] = ds;
-    while (!rc && sp) {
-        ember_ds *n = stack[--sp];
-        if (seen[n->id / 8] & (1u << (n->id % 8)))
-            continue;
-        seen[n->id / 8] |= (unsigned char)(1u << (n->id % 8));
-        if (n->ckpt_state == 1 && nm <= ctx->ckpt_marked)
-            marked[nm++] = n;
-        for (int i = 0; i < 2 && n->op != EMBER__CHECKPOINT; i++) {
-            if (!n->parent[i])
-                continue;
-            if (sp == cap) {
-                ember_ds **s = ember__realloc(ctx, stack, (cap *= 2) * sizeof *s);
-                if (!s) {
-                    rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
-                    break;
-                }
-                stack = s;
-            }
-            stack[sp++] = n->parent[i];
-        }
-    }
-    for (size_t i = 1; i < nm; i++)
-        for (size_t j = i; j > 0 && marked[j - 1]->id > marked[j]->id; j--) {
-            ember_ds *x = marked[j];
-            marked[j] = marked[j - 1];
-            marked[j - 1] = x;
-        }
-    for (size_t i = 0; !rc && i < nm; i++)
-        rc = write_marked(marked[i], msg);
-    ember__free(ctx, stack);
-    ember__free(ctx, marked);
-    ember__free(ctx, seen);
+    /* Oldest first: a marked parent is cut before its marked child. */
+    ember_ds **a = NULL;
+    size_t n = 0;
+    int rc = ember__ancestors(ds, NULL, &a, &n);
+    if (rc)
+        return ember__err(msg, rc, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++)
+        if (a[i]->ckpt_state == 1)
+            rc = write_marked(a[i], msg);
+    ember__free(ds->ctx, a);
     return rc;
 }
 

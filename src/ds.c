@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void registry_add(ember_ctx *ctx, ember_ds *ds)
@@ -153,6 +154,43 @@ int ember__is_root(const ember_ds *ds)
     return ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY ||
            ds->op == EMBER__CHECKPOINT ||
            (ds->op == EMBER__SHUFFLE && ds->u.shuffle.done);
+}
+
+static int older_first(const void *a, const void *b)
+{
+    uint64_t x = (*(ember_ds *const *)a)->id, y = (*(ember_ds *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+int ember__ancestors(ember_ds *ds, int (*stop)(const ember_ds *),
+                     ember_ds ***out, size_t *n)
+{
+    ember_ctx *ctx = ds->ctx;
+    unsigned char *seen = ember__calloc(ctx, ctx->next_id / 8 + 2, 1);
+    ember__buf stack = {NULL, 0, 0, sizeof(ember_ds *)};
+    ember__buf found = {NULL, 0, 0, sizeof(ember_ds *)};
+    int rc = seen ? ember__buf_append(ctx, &stack, &ds, 1) : EMBER_ENOMEM;
+    while (!rc && stack.n) {
+        ember_ds *d = ((ember_ds **)stack.data)[--stack.n];
+        unsigned char bit = (unsigned char)(1u << (d->id % 8));
+        if (seen[d->id / 8] & bit)
+            continue;
+        seen[d->id / 8] |= bit;
+        rc = ember__buf_append(ctx, &found, &d, 1);
+        for (int i = 0; !rc && i < 2 && !(stop && stop(d)); i++)
+            if (d->parent[i])
+                rc = ember__buf_append(ctx, &stack, &d->parent[i], 1);
+    }
+    ember__free(ctx, seen);
+    ember__buf_free(ctx, &stack);
+    if (rc) {
+        ember__buf_free(ctx, &found);
+        return rc;
+    }
+    qsort(found.data, found.n, sizeof(ember_ds *), older_first);
+    *out = (ember_ds **)found.data;
+    *n = found.n;
+    return EMBER_OK;
 }
 
 /* ---- accessors ---------------------------------------------------------- */

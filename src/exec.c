@@ -531,71 +531,33 @@ static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
 
 /* ---- stages ------------------------------------------------------------------ */
 
-/* Runs every unfinished shuffle among ds's ancestors, oldest first. */
+static int shuffle_missing(const ember_ds *d)
+{
+    return d->op == EMBER__SHUFFLE &&
+           (!d->u.shuffle.done || ember__store_count(d->ctx, d->id) < d->nparts);
+}
+
+/* A finished shuffle's outputs are stored: nothing above it need run. */
+static int shuffle_stored(const ember_ds *d)
+{
+    return d->op == EMBER__SHUFFLE && !shuffle_missing(d);
+}
+
+/* Runs every unfinished shuffle among ds's ancestors, oldest first, so a
+ * shuffle's inputs are ready before it runs. */
 static int run_shuffles(ember_ds *ds, char *msg)
 {
-    ember_ctx *ctx = ds->ctx;
-    size_t nbits = (size_t)ctx->next_id + 1;
-    unsigned char *seen = ember__calloc(ctx, nbits / 8 + 1, 1);
-    ember_ds **stack = ember__malloc(ctx, 64 * sizeof *stack);
-    ember_ds **todo = NULL;
-    size_t sp = 0, scap = 64, ntodo = 0, tcap = 0;
-    int rc = (seen && stack) ? EMBER_OK : EMBER_ENOMEM;
-    if (!rc)
-        stack[sp++] = ds;
-    while (!rc && sp) {
-        ember_ds *n = stack[--sp];
-        if (seen[n->id / 8] & (1u << (n->id % 8)))
-            continue;
-        seen[n->id / 8] |= (unsigned char)(1u << (n->id % 8));
-        if (n->op == EMBER__CHECKPOINT)
-            continue;
-        if (n->op == EMBER__SHUFFLE &&
-            (!n->u.shuffle.done || ember__store_count(ctx, n->id) < n->nparts)) {
-            if (ntodo == tcap) {
-                tcap = tcap ? tcap * 2 : 8;
-                ember_ds **p = ember__realloc(ctx, todo, tcap * sizeof *p);
-                if (!p) {
-                    rc = EMBER_ENOMEM;
-                    break;
-                }
-                todo = p;
-            }
-            todo[ntodo++] = n;
-        }
-        if (n->op == EMBER__SHUFFLE && n->u.shuffle.done &&
-            ember__store_count(ctx, n->id) == n->nparts)
-            continue;
-        for (int i = 0; i < 2; i++)
-            if (n->parent[i]) {
-                if (sp == scap) {
-                    scap *= 2;
-                    ember_ds **p = ember__realloc(ctx, stack, scap * sizeof *p);
-                    if (!p) {
-                        rc = EMBER_ENOMEM;
-                        break;
-                    }
-                    stack = p;
-                }
-                stack[sp++] = n->parent[i];
-            }
-    }
+    ember_ds **a = NULL;
+    size_t n = 0;
+    int rc = ember__ancestors(ds, shuffle_stored, &a, &n);
     if (rc)
-        ember__err(msg, rc, "out of memory planning stages");
-    /* Ancestors have smaller ids: run in ascending id order. */
-    for (size_t i = 1; !rc && i < ntodo; i++)
-        for (size_t j = i; j > 0 && todo[j - 1]->id > todo[j]->id; j--) {
-            ember_ds *x = todo[j];
-            todo[j] = todo[j - 1];
-            todo[j - 1] = x;
+        return ember__err(msg, rc, "out of memory planning stages");
+    for (size_t i = 0; !rc && i < n; i++)
+        if (shuffle_missing(a[i])) {
+            a[i]->u.shuffle.done = 0;
+            rc = ember__shuffle_run(a[i], msg);
         }
-    for (size_t i = 0; !rc && i < ntodo; i++) {
-        todo[i]->u.shuffle.done = 0;
-        rc = ember__shuffle_run(todo[i], msg);
-    }
-    ember__free(ctx, seen);
-    ember__free(ctx, stack);
-    ember__free(ctx, todo);
+    ember__free(ds->ctx, a);
     return rc;
 }
 

@@ -208,6 +208,12 @@ void ember__destroy_all(ember_ctx *ctx);
 /* 1 when partitions of ds are produced without running its parents: a
  * source, a written checkpoint, or a shuffle whose outputs are stored. */
 int ember__is_root(const ember_ds *ds);
+/* ds and every dataset it descends from, oldest first (ids grow from
+ * parents to children, so that is a topological order), walking no further
+ * up than a node for which stop (may be NULL) is true: it is listed, its
+ * parents are not. A loop, not recursion. *out is a ctx allocation. */
+int ember__ancestors(ember_ds *ds, int (*stop)(const ember_ds *),
+                     ember_ds ***out, size_t *n);
 
 struct ember_bcast {
     ember_ctx *ctx;

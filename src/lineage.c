@@ -199,38 +199,21 @@ size_t ember_lineage_depth(const ember_ds *ds)
 {
     if (!ds)
         return 0;
-    /* Longest path to a root. Ids are a topological order (parents are
-     * older), so one pass over the ancestors in id order settles it. */
+    /* Longest path to a root: ancestors come oldest first, a topological
+     * order, so one pass settles every depth. */
     ember_ctx *ctx = ds->ctx;
-    size_t n = (size_t)ds->id + 1, best = 0;
-    size_t *depth = ember__calloc(ctx, n, sizeof *depth);
-    const ember_ds **node = ember__calloc(ctx, n, sizeof *node);
-    walk w;
-    int rc = (depth && node) ? walk_init(&w, ds) : EMBER_ENOMEM;
-    if (!rc)
-        rc = walk_push(&w, ds, 0, 0);
-    while (!rc && w.n) {
-        const ember_ds *d = w.f[--w.n].ds;
-        if (walk_seen(&w, d))
-            continue;
-        node[d->id] = d;
-        for (int i = 0; !rc && i < parents_of(d); i++)
-            rc = walk_push(&w, d->parent[i], 0, 0);
-    }
-    for (size_t id = 1; !rc && id < n; id++) {
-        const ember_ds *d = node[id];
-        if (!d)
-            continue;
-        for (int i = 0; i < parents_of(d); i++)
-            if (depth[d->parent[i]->id] + 1 > depth[id])
-                depth[id] = depth[d->parent[i]->id] + 1;
-    }
-    if (!rc)
+    ember_ds **a = NULL;
+    size_t n = 0, best = 0;
+    size_t *depth = ember__calloc(ctx, (size_t)ds->id + 1, sizeof *depth);
+    if (depth && ember__ancestors((ember_ds *)ds, NULL, &a, &n) == EMBER_OK) {
+        for (size_t i = 0; i < n; i++)
+            for (int p = 0; p < parents_of(a[i]); p++)
+                if (depth[a[i]->parent[p]->id] + 1 > depth[a[i]->id])
+                    depth[a[i]->id] = depth[a[i]->parent[p]->id] + 1;
         best = depth[ds->id];
-    if (depth && node)
-        walk_free(&w);
+    }
+    ember__free(ctx, a);
     ember__free(ctx, depth);
-    ember__free(ctx, node);
     return best;
 }
 
