@@ -448,6 +448,15 @@ int64_t ember__h5_fapl(void);
  * ends (the checkpoint writer of an asynchronous loop). */
 void ember__h5_thread_done(void);
 
+/* ---- directory locks (dirlock.c) ------------------------------------------ */
+
+/* Gives this process dir (a lock on dir/name, holding our pid): EMBER_EBUSY
+ * naming the holder's pid when another live process has it, EMBER_EIO when
+ * dir is not writable. what names dir in messages ("checkpoint dir").
+ * Closing *fd releases the lock. */
+int ember__dir_lock(const char *dir, const char *name, const char *what,
+                    int *fd, char *msg);
+
 /* ---- text sources (text.c) --------------------------------------------------- */
 
 /* Loads a whole file into a ctx allocation (NUL-terminated). */

@@ -14,13 +14,8 @@
  *   bound variable changes; a file that fails on the way is skipped.
  * - Files are deleted (retention) only after a newer one has committed.
  * - The directory is held by one live process, through a lock on
- *   <dir>/ember.lock; the lock dies with its holder, so it is never stale.
- *   Where the system has open-file-description locks (Linux: F_OFD_SETLK)
- *   they are used rather than classic POSIX record locks, because classic
- *   locks belong to the process: two loops in one process would both get
- *   the directory, and closing any descriptor of the file would drop the
- *   lock. The holder's pid is written into the file, since an OFD lock does
- *   not report one.
+ *   <dir>/ember.lock (dirlock.c); the lock dies with its holder, so it is
+ *   never stale.
  * - Nothing is process-wide except the flag the signal handler sets (a
  *   handler can reach nothing else).
  *
@@ -49,7 +44,6 @@
  * Programs call this through ember.h. Every call is from the caller's
  * thread; the loop itself never runs in a parallel region.
  */
-#define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
 #include "internal.h"
 
 #include <dirent.h>
@@ -65,13 +59,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef F_OFD_SETLK
-#define LOOP_SETLK F_OFD_SETLK
-#define LOOP_GETLK F_OFD_GETLK
-#else
-#define LOOP_SETLK F_SETLK
-#define LOOP_GETLK F_GETLK
-#endif
 
 #define LOCK_NAME "ember.lock"
 #define CKPT_PREFIX "ckpt-"
@@ -324,63 +311,10 @@ static int prepare_dir(const char *dir, char *msg)
     return EMBER_OK;
 }
 
-/* The pid of whoever holds fd's lock, or 0 if unknown. */
-static long lock_holder(int fd)
-{
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, LOOP_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
-        return (long)fl.l_pid;
-    char buf[32];
-    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-    if (got <= 0)
-        return 0;
-    buf[got] = '\0';
-    long pid = strtol(buf, NULL, 10);
-    return pid > 0 ? pid : 0;
-}
-
 static int lock_dir(ember_loop *L, char *msg)
 {
-    char path[PATH_SIZE];
-    if (ckpt_path(L, LOCK_NAME, path))
-        return ember__err(msg, EMBER_EINVAL, "checkpoint dir path too long");
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return ember__err(msg, EMBER_EIO,
-                          "checkpoint dir %s is not writable: cannot open %s: %s",
-                          L->dir, path, strerror(errno));
-    struct flock fl;
-    memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, LOOP_SETLK, &fl) != 0) {
-        int e = errno;
-        long pid = (e == EACCES || e == EAGAIN) ? lock_holder(fd) : 0;
-        close(fd);
-        if (e != EACCES && e != EAGAIN)
-            return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path,
-                              strerror(e));
-        if (pid)
-            return ember__err(msg, EMBER_EBUSY,
-                              "checkpoint dir %s is in use by process %ld",
-                              L->dir, pid);
-        return ember__err(msg, EMBER_EBUSY,
-                          "checkpoint dir %s is in use by another process",
-                          L->dir);
-    }
-    char pid[32];
-    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-        int e = errno;
-        close(fd);
-        return ember__err(msg, EMBER_EIO, "cannot write %s: %s", path,
-                          strerror(e));
-    }
-    L->lock_fd = fd;
-    return EMBER_OK;
+    return ember__dir_lock(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd,
+                           msg);
 }
 
 /* Removes "*.tmp" left by writes that crashed. Only under the lock: no

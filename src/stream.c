@@ -39,7 +39,6 @@
  * Nothing is process-wide except the flag the signal handler sets. Called
  * from the caller's thread only (the helpers above are internal).
  */
-#define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
 #include "stream_internal.h"
 
 #include <errno.h>
@@ -54,13 +53,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef F_OFD_SETLK
-#define STREAM_SETLK F_OFD_SETLK
-#define STREAM_GETLK F_OFD_GETLK
-#else
-#define STREAM_SETLK F_SETLK
-#define STREAM_GETLK F_GETLK
-#endif
 
 #define DEFAULT_RETAIN 10
 #define DEFAULT_POLL 0.1
@@ -308,58 +300,10 @@ static void new_query_id(char *id)
 
 /* ---- the location: lock, layout, metadata ------------------------------------------ */
 
-static long lock_holder(int fd)
-{
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, STREAM_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
-        return (long)fl.l_pid;
-    char buf[32];
-    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-    if (got <= 0)
-        return 0;
-    buf[got] = '\0';
-    long pid = strtol(buf, NULL, 10);
-    return pid > 0 ? pid : 0;
-}
-
 static int lock_location(ember_stream *s, char *msg)
 {
-    char path[PATH_MAX];
-    int rc = join_path(path, s->loc, "lock", msg);
-    if (rc)
-        return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return ember__err(msg, EMBER_EIO, "checkpoint location %s: cannot open %s: %s",
-                          s->loc, path, strerror(errno));
-    struct flock fl;
-    memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, STREAM_SETLK, &fl) != 0) {
-        int e = errno;
-        long pid = (e == EACCES || e == EAGAIN) ? lock_holder(fd) : 0;
-        close(fd);
-        if (e != EACCES && e != EAGAIN)
-            return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path, strerror(e));
-        if (pid)
-            return ember__err(msg, EMBER_EBUSY, "checkpoint location %s is in use by "
-                              "process %ld", s->loc, pid);
-        return ember__err(msg, EMBER_EBUSY, "checkpoint location %s is in use by "
-                          "another stream", s->loc);
-    }
-    char pid[32];
-    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-        int e = errno;
-        close(fd);
-        return ember__err(msg, EMBER_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    s->lock_fd = fd;
-    return EMBER_OK;
+    return ember__dir_lock(s->loc, "lock", "checkpoint location", &s->lock_fd,
+                           msg);
 }
 
 static int make_layout(ember_stream *s, char *msg)

@@ -16,7 +16,7 @@ fail() { echo "test_kmeans_resume: FAIL: $*" >&2; exit 1; }
 
 # Uniform points converge slowly: about a hundred iterations.
 awk 'BEGIN { srand(7); print "a,b,c";
-  for (i = 0; i < 60000; i++) printf "%.6f,%.6f,%.6f\n", rand(), rand(), rand() }' >"$tmp/pts.csv"
+  for (i = 0; i < 300000; i++) printf "%.6f,%.6f,%.6f\n", rand(), rand(), rand() }' >"$tmp/pts.csv"
 args=(--input "$tmp/pts.csv" --k 24 --init random --seed 5 --tolerance 0 --iterations 400)
 ck=(--checkpoint-dir "$tmp/ck" --checkpoint-every 1)
 
@@ -29,12 +29,12 @@ ref_iters=$(sed -n 's/^iterations: //p' "$tmp/ref.out")
 # process ends), then a random 0 to 0.09 s more.
 wait_progress() {
   local before=$1 i
-  for i in $(seq 1 200); do
+  for i in $(seq 1 1000); do
     kill -0 "$pid" 2>/dev/null || return 0
     local newest
     newest=$(ls "$tmp/ck" 2>/dev/null | grep -c '^ckpt-.*\.h5$' || true)
     [ "$newest" -gt 0 ] && [ "$(ls "$tmp/ck" | grep '^ckpt-.*\.h5$' | tail -1)" != "$before" ] && break
-    sleep 0.05
+    sleep 0.01
   done
   sleep "0.0$((RANDOM % 10))"
 }

@@ -1,0 +1,90 @@
+/* dirlock.c: the lock that gives one live process a directory (a loop's
+ * checkpoint directory, a stream's checkpoint location).
+ *
+ * An fcntl write lock on DIR/NAME, with our pid written into the file so a
+ * refusal can name the holder. Where the system has open-file-description
+ * locks (Linux: F_OFD_SETLK) they are used rather than classic POSIX record
+ * locks, which belong to the process: with those, two loops in one process
+ * would both get the directory, and closing any descriptor of the file
+ * would drop the lock. Either kind vanishes with its holder, so a lock
+ * left by a killed job never blocks the next one. Closing the descriptor
+ * releases it; the file stays.
+ */
+#define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef F_OFD_SETLK
+#define DIRLOCK_SET F_OFD_SETLK
+#define DIRLOCK_GET F_OFD_GETLK
+#else
+#define DIRLOCK_SET F_SETLK
+#define DIRLOCK_GET F_GETLK
+#endif
+
+/* The pid of whoever holds fd's lock, or 0 if unknown. An OFD lock does not
+ * report one: then it is the pid the holder wrote into the file. */
+static long lock_holder(int fd)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, DIRLOCK_GET, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+        return (long)fl.l_pid;
+    char buf[32];
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    if (got <= 0)
+        return 0;
+    buf[got] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 ? pid : 0;
+}
+
+static int refused(int fd, int e, const char *path, const char *what,
+                   const char *dir, char *msg)
+{
+    long pid = (e == EACCES || e == EAGAIN) ? lock_holder(fd) : 0;
+    close(fd);
+    if (e != EACCES && e != EAGAIN)
+        return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path, strerror(e));
+    if (pid)
+        return ember__err(msg, EMBER_EBUSY, "%s %s is in use by process %ld",
+                          what, dir, pid);
+    return ember__err(msg, EMBER_EBUSY, "%s %s is in use by another process",
+                      what, dir);
+}
+
+int ember__dir_lock(const char *dir, const char *name, const char *what,
+                    int *fd_out, char *msg)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+        return ember__err(msg, EMBER_EINVAL, "%s %s: path too long", what, dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "%s %s is not writable: cannot open %s: %s",
+                          what, dir, path, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, DIRLOCK_SET, &fl) != 0)
+        return refused(fd, errno, path, what, dir, msg);
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return ember__err(msg, EMBER_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    return EMBER_OK;
+}
