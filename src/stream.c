@@ -631,6 +631,14 @@ static int write_rows(ember_stream *s, const batch_run *r, char *msg)
 
 static int output(ember_stream *s, const plan *p, const batch_run *r, char *msg)
 {
+    if (s->aggregating && s->o.output_mode == EMBER_OUTPUT_COMPLETE &&
+        r->nchanged == 0) {
+        int rc = ember__sink_repeat(&s->sink, p->batch, msg);
+        if (rc != EMBER_NOTCACHED) {
+            s->sink.rows = s->st.rec.n;
+            return rc;
+        }
+    }
     int rc = ember__sink_begin(&s->sink, p->batch, mode_name(s->o.output_mode), msg);
     if (!rc)
         rc = write_rows(s, r, msg);

@@ -301,6 +301,12 @@ int ember__sink_begin(ember__sink *k, uint64_t batch, const char *mode,
 int ember__sink_row(ember__sink *k, const void *rec, const char *text,
                     size_t text_len, char *msg);
 int ember__sink_commit(ember__sink *k, char *msg);
+/* Complete mode, a batch that changed no row: its file would equal the
+ * previous batch's, so it becomes a hard link to that file (made at the
+ * tmp name and renamed into place). EMBER_NOTCACHED when that cannot be
+ * done (a console sink, no previous file, no links on this file system):
+ * the caller writes the rows. */
+int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg);
 void ember__sink_abort(ember__sink *k);
 /* The default row: CSV of the fields (the key string first for TEXT). */
 int ember__sink_csv_row(FILE *f, const ember_type *t, ember_stream_key key,

@@ -19,7 +19,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void ember__sink_name(uint64_t batch, char *buf, size_t size)
 {
@@ -185,4 +188,32 @@ void ember__sink_abort(ember__sink *k)
     else if (k->f)
         fflush(k->f);
     k->f = NULL;
+}
+
+int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
+{
+    if (!k->dir || batch == 0)
+        return EMBER_NOTCACHED;
+    char prev[48], name[48], from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX];
+    ember__sink_name(batch - 1, prev, sizeof prev);
+    ember__sink_name(batch, name, sizeof name);
+    if ((size_t)snprintf(from, sizeof from, "%s/%s", k->dir, prev) >= sizeof from ||
+        (size_t)snprintf(to, sizeof to, "%s/%s", k->dir, name) >= sizeof to ||
+        (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp", k->dir, name) >= sizeof tmp)
+        return EMBER_NOTCACHED;
+    unlink(tmp);
+    /* The previous file is committed and durable: a link to it needs no
+     * data written, only the rename and the directory made durable. */
+    if (link(from, tmp) != 0)
+        return EMBER_NOTCACHED; /* no previous file, or no links here */
+    if (rename(tmp, to) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ember__err(msg, EMBER_EIO, "sink %s: rename failed: %s", to,
+                          strerror(e));
+    }
+    if (ember__sl_fsync_dir(k->dir) != 0)
+        return ember__err(msg, EMBER_EIO, "sink %s: fsync of the directory failed: %s",
+                          k->dir, strerror(errno));
+    return EMBER_OK;
 }
