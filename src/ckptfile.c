@@ -73,7 +73,8 @@ static int attr_num(hid_t obj, const char *name, hid_t type, const void *v)
     return ok ? 0 : -1;
 }
 
-/* Reads a string attribute into buf (cut to size); -1 when absent. */
+/* Reads a string attribute into buf (cut to size); -1 when absent,
+ * EMBER_ENOMEM when out of memory (not a damaged file). */
 static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
                          char *buf, size_t size)
 {
@@ -81,11 +82,12 @@ static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
     if (H5Aexists(obj, name) <= 0)
         return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = -1, mt = -1;
-    int ok = 0;
+    int ok = 0, oom = 0;
     if (a >= 0 && (ft = H5Aget_type(a)) >= 0 && H5Tget_class(ft) == H5T_STRING &&
         !H5Tis_variable_str(ft)) {
         size_t len = H5Tget_size(ft);
         char *tmp = ember__calloc(ctx, 1, len + 1);
+        oom = !tmp;
         mt = H5Tcopy(ft);
         ok = tmp && mt >= 0 && H5Aread(a, mt, tmp) >= 0;
         if (ok)
@@ -98,7 +100,7 @@ static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
         H5Tclose(ft);
     if (a >= 0)
         H5Aclose(a);
-    return ok ? 0 : -1;
+    return ok ? 0 : oom ? EMBER_ENOMEM : -1;
 }
 
 static int read_attr_num(hid_t obj, const char *name, hid_t type, void *v)
@@ -347,7 +349,10 @@ static int read_info(ember__ckr *r, char *msg)
 {
     ember__ck_info *i = &r->info;
     char magic[64];
-    if (read_attr_str(r->ctx, r->fid, "format", magic, sizeof magic) || strcmp(magic, CK_MAGIC))
+    int got = read_attr_str(r->ctx, r->fid, "format", magic, sizeof magic);
+    if (got == EMBER_ENOMEM)
+        return ember__err(msg, EMBER_ENOMEM, "%s: out of memory", r->path);
+    if (got || strcmp(magic, CK_MAGIC))
         return ember__err(msg, EMBER_ECORRUPT, "%s: not an ember checkpoint", r->path);
     if (read_attr_num(r->fid, "format_version", H5T_NATIVE_INT64, &i->format_version))
         return ember__err(msg, EMBER_ECORRUPT, "%s: no format_version", r->path);
@@ -355,16 +360,22 @@ static int read_info(ember__ckr *r, char *msg)
         return ember__err(msg, EMBER_EFORMAT,
                           "%s: checkpoint format %lld; this ember reads up to %d",
                           r->path, (long long)i->format_version, EMBER_CHECKPOINT_FORMAT);
-    int bad = read_attr_str(r->ctx, r->fid, "kind", i->kind, sizeof i->kind) |
-              read_attr_str(r->ctx, r->fid, "ember_version", i->ember_version, sizeof i->ember_version) |
-              read_attr_str(r->ctx, r->fid, "program", i->program, sizeof i->program) |
-              read_attr_str(r->ctx, r->fid, "parameters", i->parameters, sizeof i->parameters) |
-              read_attr_str(r->ctx, r->fid, "state_signature", i->signature, sizeof i->signature) |
-              read_attr_str(r->ctx, r->fid, "created", i->created, sizeof i->created) |
-              read_attr_num(r->fid, "iteration", H5T_NATIVE_UINT64, &i->iteration) |
+    int s[7] = {
+        read_attr_str(r->ctx, r->fid, "kind", i->kind, sizeof i->kind),
+        read_attr_str(r->ctx, r->fid, "ember_version", i->ember_version, sizeof i->ember_version),
+        read_attr_str(r->ctx, r->fid, "program", i->program, sizeof i->program),
+        read_attr_str(r->ctx, r->fid, "parameters", i->parameters, sizeof i->parameters),
+        read_attr_str(r->ctx, r->fid, "state_signature", i->signature, sizeof i->signature),
+        read_attr_str(r->ctx, r->fid, "created", i->created, sizeof i->created),
+        read_attr_str(r->ctx, r->fid, "lineage", i->lineage, sizeof i->lineage)};
+    int bad = read_attr_num(r->fid, "iteration", H5T_NATIVE_UINT64, &i->iteration) |
               read_attr_num(r->fid, "fingerprint", H5T_NATIVE_UINT64, &i->fingerprint) |
               read_attr_num(r->fid, "threads", H5T_NATIVE_INT64, &i->threads);
-    read_attr_str(r->ctx, r->fid, "lineage", i->lineage, sizeof i->lineage);
+    for (int k = 0; k < 7; k++) {
+        if (s[k] == EMBER_ENOMEM) /* a good file, no memory: not ECORRUPT */
+            return ember__err(msg, EMBER_ENOMEM, "%s: out of memory", r->path);
+        bad |= k < 6 && s[k]; /* lineage is optional */
+    }
     return bad ? ember__err(msg, EMBER_ECORRUPT, "%s: root attributes missing", r->path)
                : EMBER_OK;
 }
@@ -476,6 +487,7 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
     snprintf(path, sizeof path, "%s/%s", group, name);
     hid_t d = H5Dopen2(r->fid, path, H5P_DEFAULT), ft = -1, mt = -1, s = -1;
     void *buf = NULL;
+    int oom = 0;
     int ok = d >= 0 && (ft = H5Dget_type(d)) >= 0 &&
              (mt = H5Tget_native_type(ft, H5T_DIR_ASCEND)) >= 0 &&
              (s = H5Dget_space(d)) >= 0;
@@ -483,6 +495,7 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
         hssize_t np = H5Sget_simple_extent_npoints(s);
         size_t bytes = (size_t)(np > 0 ? np : 0) * H5Tget_size(mt);
         buf = ember__malloc(r->ctx, bytes);
+        oom = !buf;
         ok = buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
         if (ok && strcmp(group, "/datasets") == 0) {
             uint64_t last = 0;
@@ -491,6 +504,7 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
             hid_t as = a >= 0 ? H5Aget_space(a) : -1;
             hssize_t na = as >= 0 ? H5Sget_simple_extent_npoints(as) : 0;
             uint64_t *off = na > 0 ? ember__malloc(r->ctx, (size_t)na * 8) : NULL;
+            oom = na > 0 && !off;
             ok = off && H5Aread(a, H5T_NATIVE_UINT64, off) >= 0 &&
                  (last = off[na - 1]) == (uint64_t)np;
             ember__free(r->ctx, off);
@@ -509,6 +523,8 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
         H5Tclose(ft);
     if (d >= 0)
         H5Dclose(d);
+    if (oom) /* a good file, no memory: not ECORRUPT */
+        return ember__err(msg, EMBER_ENOMEM, "%s: %s: out of memory", r->path, path);
     return ok ? EMBER_OK
               : ember__err(msg, EMBER_ECORRUPT,
                            "%s: %s fails verification (checksum, truncation or "
@@ -549,6 +565,8 @@ static int read_offsets(ember__ckr *r, const char *path, uint64_t **off,
     if (d >= 0)
         H5Dclose(d);
     ember__h5_unlock();
+    if (na >= 2 && !*off) /* a good file, no memory: not ECORRUPT */
+        return ember__err(msg, EMBER_ENOMEM, "%s: %s: out of memory", r->path, path);
     if (!ok || (*off)[na - 1] != n) {
         ember__free(r->ctx, *off);
         *off = NULL;

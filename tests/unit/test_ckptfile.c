@@ -1,0 +1,1235 @@
+/* test_ckptfile.c: checkpoint files (src/ckptfile.c), the ember__ckw_* writer
+ * and the ember__ckr_* reader.
+ *
+ * Round trips cover every record shape (each scalar kind, pairs, a struct
+ * with a 16 x f64 array field, a struct of mixed kinds with padding) over
+ * several partition layouts, empty partitions included, and compare data,
+ * type and partition offsets byte for byte. Records are filled with random
+ * bits plus signed zeros, NaN payloads and subnormals, so any conversion on
+ * the way shows. Damage is made by hand: a known byte pattern is written,
+ * found in the file, and flipped; files are cut short; root attributes are
+ * rewritten with the raw HDF5 API (under ember's HDF5 lock, which also keeps
+ * HDF5's error printing quiet). The big-file case goes through h5io.c's
+ * parallel chunk reader at 1, 2 and 4 threads.
+ *
+ * Cases use file names of their own in the working directory and remove
+ * them when they pass.
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <hdf5.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- files --------------------------------------------------------------- */
+
+/* Removes a file or a directory of files. */
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        char p[1024];
+        while ((de = readdir(d)) != NULL)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+                remove(p);
+            }
+        closedir(d);
+    }
+    remove(path);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (size_t)st.st_size;
+}
+
+/* The whole file in a malloc'd buffer. */
+static unsigned char *slurp(const char *path, size_t *size)
+{
+    *size = file_size(path);
+    unsigned char *d = malloc(*size ? *size : 1);
+    assert_non_null(d);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(d, 1, *size, f), *size);
+    fclose(f);
+    return d;
+}
+
+static void spit(const char *path, const void *d, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(d, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Where needle sits in the file; it must occur exactly once. */
+static size_t find_once(const char *path, const void *needle, size_t len)
+{
+    size_t size, at = 0, hits = 0;
+    unsigned char *d = slurp(path, &size);
+    for (size_t i = 0; i + len <= size; i++)
+        if (memcmp(d + i, needle, len) == 0) {
+            at = i;
+            hits++;
+        }
+    free(d);
+    if (hits != 1)
+        fail_msg("%s: pattern found %zu times, expected once", path, hits);
+    return at;
+}
+
+/* XORs one byte of the file with mask (one byte changes a Fletcher32 word
+ * by a non-multiple of 65535, so the checksum always notices). */
+static void flip(const char *path, size_t off, unsigned char mask)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= mask;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+/* Values no conversion may touch: signed zeros, NaN payloads (quiet and
+ * signalling), infinities, subnormals. */
+static const uint64_t f64_special[] = {
+    0x8000000000000000ULL, 0x7ff8000000dead01ULL, 0x7ff0000000000001ULL,
+    0xfff0000000000000ULL, 0x0000000000000001ULL, 0x000fffffffffffffULL};
+static const uint32_t f32_special[] = {0x80000000u, 0x7fc0beefu, 0x7f800001u,
+                                       0xff800000u, 0x00000001u, 0x007fffffu};
+
+static void fill_value(unsigned char *p, ember_scalar kind, uint64_t *seed,
+                       size_t i)
+{
+    uint64_t r = tu_rand(seed);
+    if (i % 5 == 0 && kind == EMBER_F64)
+        r = f64_special[(i / 5) % 6];
+    if (i % 5 == 0 && kind == EMBER_F32)
+        r = f32_special[(i / 5) % 6];
+    memcpy(p, &r, ember_scalar_size(kind));
+}
+
+/* n records of t, random bits in every field, zeros in the padding. */
+static unsigned char *make_records(const ember_type *t, size_t n, uint64_t seed)
+{
+    unsigned char *d = calloc(n ? n : 1, t->size);
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t f = 0; f < t->nfields; f++) {
+            const ember_field *fl = &t->field[f];
+            size_t es = ember_scalar_size(fl->kind);
+            for (uint32_t e = 0; e < fl->count; e++)
+                fill_value(d + i * t->size + fl->offset + e * es, fl->kind,
+                           &seed, i);
+        }
+    return d;
+}
+
+static ember_type make_struct(const ember_field *f, size_t n)
+{
+    ember_type t;
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_type_struct(&t, f, n, msg), msg);
+    return t;
+}
+
+static ember_type point16_type(void)
+{
+    ember_field f[2] = {{.name = "id", .kind = EMBER_I64, .count = 1},
+                        {.name = "x", .kind = EMBER_F64, .count = 16}};
+    return make_struct(f, 2);
+}
+
+/* 4 bytes of padding after a (i32 before f64) and after d (f32 before
+ * i64); arrays of i32 and f32 at the end. */
+static ember_type mixed_type(void)
+{
+    ember_field f[7] = {{.name = "a", .kind = EMBER_I32, .count = 1},
+                        {.name = "b", .kind = EMBER_F64, .count = 1},
+                        {.name = "c", .kind = EMBER_U64, .count = 1},
+                        {.name = "d", .kind = EMBER_F32, .count = 1},
+                        {.name = "e", .kind = EMBER_I64, .count = 1},
+                        {.name = "f", .kind = EMBER_I32, .count = 3},
+                        {.name = "g", .kind = EMBER_F32, .count = 3}};
+    ember_type t = make_struct(f, 7);
+    assert_true(t.field[1].offset == 8); /* padding after a really is there */
+    return t;
+}
+
+/* ---- layouts ------------------------------------------------------------- */
+
+typedef struct {
+    size_t nparts;
+    size_t count[8];
+} layout;
+
+static const layout layouts[] = {
+    {4, {250, 250, 250, 250}},
+    {6, {0, 300, 0, 0, 700, 0}}, /* empty first, middle and last */
+    {3, {0, 0, 0}},              /* nothing at all */
+    {1, {1}},
+    {2, {4097, 3}},
+};
+#define NLAYOUTS (sizeof layouts / sizeof layouts[0])
+
+static size_t layout_total(const layout *l)
+{
+    size_t n = 0;
+    for (size_t p = 0; p < l->nparts; p++)
+        n += l->count[p];
+    return n;
+}
+
+static ember__buf *layout_parts(const layout *l, const ember_type *t,
+                                unsigned char *recs)
+{
+    ember__buf *parts = calloc(l->nparts, sizeof *parts);
+    assert_non_null(parts);
+    for (size_t p = 0, at = 0; p < l->nparts; at += l->count[p], p++) {
+        parts[p].data = recs + at * t->size;
+        parts[p].n = parts[p].cap = l->count[p];
+        parts[p].size = t->size;
+    }
+    return parts;
+}
+
+/* The type read back is the type written, field by field. */
+static void assert_type_same(const ember_type *got, const ember_type *want)
+{
+    assert_true(ember_type_equal(got, want));
+    assert_int_equal(got->cls, want->cls);
+    assert_int_equal(got->nfields, want->nfields);
+    assert_int_equal(got->size, want->size);
+    assert_int_equal(got->align, want->align);
+    for (uint32_t f = 0; f < want->nfields; f++) {
+        assert_string_equal(got->field[f].name, want->field[f].name);
+        assert_int_equal(got->field[f].kind, want->field[f].kind);
+        assert_int_equal(got->field[f].count, want->field[f].count);
+        assert_int_equal(got->field[f].offset, want->field[f].offset);
+    }
+}
+
+/* Reads /datasets/<name> and checks it against what was written. */
+static void check_dataset(ember_ctx *ctx, ember__ckr *r, const char *name,
+                          const ember_type *t, const unsigned char *recs,
+                          const layout *l)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_type got;
+    void *data = NULL;
+    size_t n = 99, nparts = 99;
+    uint64_t *off = NULL;
+    TU_OKM(ember__ckr_dataset(r, name, &got, &data, &n, &off, &nparts, msg), msg);
+    assert_type_same(&got, t);
+    assert_int_equal(n, layout_total(l));
+    if (n && memcmp(data, recs, n * t->size) != 0)
+        fail_msg("%s: records differ after the round trip", name);
+    assert_int_equal(nparts, l->nparts);
+    uint64_t at = 0;
+    for (size_t p = 0; p < l->nparts; p++) {
+        assert_int_equal(off[p], at);
+        unsigned char *buf = malloc(l->count[p] * t->size + 1);
+        assert_non_null(buf);
+        TU_OKM(ember__ckr_slice(r, name, t, at, l->count[p], buf, msg), msg);
+        assert_memory_equal(buf, recs + at * t->size, l->count[p] * t->size);
+        free(buf);
+        at += l->count[p];
+    }
+    assert_int_equal(off[l->nparts], at);
+    ember__free(ctx, data);
+    ember__free(ctx, off);
+}
+
+static const ember__ck_meta plain_meta = {.kind = "dataset"};
+
+/* Writes every type in every layout into one file, reads it all back. */
+static void roundtrip_types(const ember_type *types, size_t ntypes,
+                            const char *file)
+{
+    char msg[EMBER_MSG_SIZE], name[EMBER_NAME_SIZE];
+    ember_ctx *ctx = tu_ctx(2);
+    ember__ckw *w = NULL;
+    unsigned char *recs[16][NLAYOUTS];
+    assert_true(ntypes <= 16);
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", file, &plain_meta, msg), msg);
+    for (size_t i = 0; i < ntypes; i++)
+        for (size_t j = 0; j < NLAYOUTS; j++) {
+            recs[i][j] = make_records(&types[i], layout_total(&layouts[j]),
+                                      1000 * i + j);
+            ember__buf *parts = layout_parts(&layouts[j], &types[i], recs[i][j]);
+            snprintf(name, sizeof name, "t%zu_l%zu", i, j);
+            TU_OKM(ember__ckw_parts(w, name, &types[i], parts, layouts[j].nparts,
+                                    msg), msg);
+            free(parts);
+        }
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    assert_null(w);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, file, msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    char *names = NULL;
+    size_t nnames = 0;
+    TU_OKM(ember__ckr_list(r, "/datasets", &names, &nnames, msg), msg);
+    assert_int_equal(nnames, ntypes * NLAYOUTS);
+    ember__free(ctx, names);
+    for (size_t i = 0; i < ntypes; i++)
+        for (size_t j = 0; j < NLAYOUTS; j++) {
+            snprintf(name, sizeof name, "t%zu_l%zu", i, j);
+            check_dataset(ctx, r, name, &types[i], recs[i][j], &layouts[j]);
+            free(recs[i][j]);
+        }
+    ember__ckr_close(&r);
+    assert_null(r);
+    ember_ctx_destroy(&ctx);
+    unlink(file);
+}
+
+/* ---- round trips --------------------------------------------------------- */
+
+static void test_ckptfile_roundtrip_scalars(void **state)
+{
+    (void)state;
+    ember_type t[5];
+    for (int k = EMBER_I32; k <= EMBER_F64; k++)
+        t[k - 1] = ember_type_scalar((ember_scalar)k);
+    roundtrip_types(t, 5, "scalars.h5");
+}
+
+static void test_ckptfile_roundtrip_pairs(void **state)
+{
+    (void)state;
+    ember_type t[4] = {ember_type_pair(EMBER_I64, EMBER_F64),
+                       ember_type_pair(EMBER_I32, EMBER_F32),
+                       ember_type_pair(EMBER_U64, EMBER_I32), /* tail padding */
+                       ember_type_pair(EMBER_F32, EMBER_F64)}; /* inner padding */
+    roundtrip_types(t, 4, "pairs.h5");
+}
+
+static void test_ckptfile_roundtrip_structs(void **state)
+{
+    (void)state;
+    ember_field x16 = {.name = "x", .kind = EMBER_F64, .count = 16};
+    ember_type t[3] = {point16_type(), make_struct(&x16, 1), mixed_type()};
+    assert_int_equal(t[0].size, 8 + 16 * 8);
+    roundtrip_types(t, 3, "structs.h5");
+}
+
+typedef struct {
+    int64_t key;
+    double value;
+} kv;
+
+static int negate_value(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const kv *a = in;
+    kv *b = out;
+    for (size_t i = 0; i < n; i++) {
+        b[i].key = a[i].key;
+        b[i].value = -a[i].value;
+    }
+    return 0;
+}
+
+/* ember__ckw_dataset computes a dataset's partitions itself: here 10
+ * records in 16 partitions, so most are empty. */
+static void test_ckptfile_dataset_computed(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(4);
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    kv in[10], want[10];
+    for (int i = 0; i < 10; i++) {
+        in[i] = (kv){i * 7 - 20, i * 0.25 - 1.0};
+        want[i] = (kv){in[i].key, -in[i].value};
+    }
+    ember_ds *src = NULL, *neg = NULL;
+    TU_OKM(ember_from_array(&src, ctx, &t, in, 10, 16, EMBER_COPY, msg), msg);
+    TU_OKM(ember_map(&neg, src, NULL, negate_value, NULL, msg), msg);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "computed.h5", &plain_meta, msg), msg);
+    TU_OKM(ember__ckw_dataset(w, "neg", neg, msg), msg);
+    TU_OKM(ember__ckw_dataset(w, "src", src, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "computed.h5", msg), msg);
+    ember_type got;
+    void *data = NULL;
+    size_t n = 0, nparts = 0;
+    uint64_t *off = NULL;
+    TU_OKM(ember__ckr_dataset(r, "neg", &got, &data, &n, &off, &nparts, msg), msg);
+    assert_type_same(&got, &t);
+    assert_int_equal(n, 10);
+    assert_memory_equal(data, want, sizeof want);
+    assert_int_equal(nparts, 16);
+    for (size_t p = 0, at = 0; p < 16; p++) {
+        assert_int_equal(off[p], at);
+        at += tu_part_len(10, 16, p);
+    }
+    assert_int_equal(off[16], 10);
+    ember__free(ctx, data);
+    ember__free(ctx, off);
+    TU_OKM(ember__ckr_dataset(r, "src", &got, &data, &n, NULL, NULL, msg), msg);
+    assert_memory_equal(data, in, sizeof in);
+    ember__free(ctx, data);
+    ember__ckr_close(&r);
+    ember_ds_free(&neg);
+    ember_ds_free(&src);
+    ember_ctx_destroy(&ctx);
+    unlink("computed.h5");
+}
+
+/* ---- scalars and blobs --------------------------------------------------- */
+
+static void test_ckptfile_scalars_and_arrays(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], name[EMBER_NAME_SIZE];
+    ember_ctx *ctx = tu_ctx(2);
+    unsigned char one[5][8], arr[5][37 * 8];
+    uint64_t seed = 42;
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "sc.h5", &plain_meta, msg), msg);
+    for (int k = EMBER_I32; k <= EMBER_F64; k++) {
+        size_t es = ember_scalar_size((ember_scalar)k);
+        fill_value(one[k - 1], (ember_scalar)k, &seed, 5); /* a special value */
+        for (size_t i = 0; i < 37; i++)
+            fill_value(arr[k - 1] + i * es, (ember_scalar)k, &seed, i);
+        snprintf(name, sizeof name, "%s_one", ember_scalar_name((ember_scalar)k));
+        TU_OKM(ember__ckw_scalars(w, name, (ember_scalar)k, one[k - 1], 1, msg), msg);
+        snprintf(name, sizeof name, "%s_arr", ember_scalar_name((ember_scalar)k));
+        TU_OKM(ember__ckw_scalars(w, name, (ember_scalar)k, arr[k - 1], 37, msg), msg);
+    }
+    /* names that cannot be entries */
+    int64_t v = 1;
+    assert_int_equal(ember__ckw_scalars(w, "", EMBER_I64, &v, 1, msg), EMBER_EINVAL);
+    assert_int_equal(ember__ckw_scalars(w, "a/b", EMBER_I64, &v, 1, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "a/b");
+    assert_int_equal(ember__ckw_scalars(w, "a_name_of_exactly_thirty_two_chr",
+                                        EMBER_I64, &v, 1, msg),
+                     EMBER_EINVAL);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "sc.h5", msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    char *names = NULL;
+    size_t n = 0;
+    TU_OKM(ember__ckr_list(r, "/scalars", &names, &n, msg), msg);
+    assert_int_equal(n, 10);
+    assert_string_equal(names, "f32_arr"); /* listed by name */
+    ember__free(ctx, names);
+    for (int k = EMBER_I32; k <= EMBER_F64; k++) {
+        unsigned char got[37 * 8];
+        size_t es = ember_scalar_size((ember_scalar)k);
+        const char *kn = ember_scalar_name((ember_scalar)k);
+        snprintf(name, sizeof name, "%s_one", kn);
+        memset(got, 0xab, sizeof got);
+        TU_OKM(ember__ckr_scalars(r, name, (ember_scalar)k, got, 1, msg), msg);
+        assert_memory_equal(got, one[k - 1], es);
+        snprintf(name, sizeof name, "%s_arr", kn);
+        TU_OKM(ember__ckr_scalars(r, name, (ember_scalar)k, got, 37, msg), msg);
+        assert_memory_equal(got, arr[k - 1], 37 * es);
+        /* the stored count and kind must match */
+        assert_int_equal(ember__ckr_scalars(r, name, (ember_scalar)k, got, 36, msg),
+                         EMBER_ETYPE);
+        TU_MSG_HAS(msg, name);
+        ember_scalar other = k == EMBER_F64 ? EMBER_I64 : (ember_scalar)(k + 1);
+        assert_int_equal(ember__ckr_scalars(r, name, other, got, 37, msg),
+                         EMBER_ETYPE);
+    }
+    double d;
+    assert_int_equal(ember__ckr_scalars(r, "absent", EMBER_F64, &d, 1, msg),
+                     EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "absent");
+    ember__ckr_close(&r);
+    ember_ctx_destroy(&ctx);
+    unlink("sc.h5");
+}
+
+static void test_ckptfile_blobs(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], name[EMBER_NAME_SIZE];
+    static const size_t sizes[] = {0, 1, 3, 65536, 200003};
+    unsigned char *blob[5];
+    ember_ctx *ctx = tu_ctx(2);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "blobs.h5", &plain_meta, msg), msg);
+    for (size_t i = 0; i < 5; i++) {
+        blob[i] = malloc(sizes[i] + 1);
+        assert_non_null(blob[i]);
+        uint64_t seed = i;
+        for (size_t b = 0; b < sizes[i]; b++)
+            blob[i][b] = (unsigned char)tu_rand(&seed);
+        snprintf(name, sizeof name, "b%zu", i);
+        TU_OKM(ember__ckw_blob(w, name, blob[i], sizes[i], msg), msg);
+    }
+    assert_int_equal(ember__ckw_blob(w, "x/y", blob[1], 1, msg), EMBER_EINVAL);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "blobs.h5", msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    char *names = NULL;
+    size_t n = 0;
+    TU_OKM(ember__ckr_list(r, "/blobs", &names, &n, msg), msg);
+    assert_int_equal(n, 5);
+    ember__free(ctx, names);
+    for (size_t i = 0; i < 5; i++) {
+        unsigned char *got = malloc(sizes[i] + 1);
+        assert_non_null(got);
+        memset(got, 0x5a, sizes[i] + 1);
+        snprintf(name, sizeof name, "b%zu", i);
+        TU_OKM(ember__ckr_blob(r, name, got, sizes[i], msg), msg);
+        assert_memory_equal(got, blob[i], sizes[i]);
+        assert_int_equal(got[sizes[i]], 0x5a); /* nothing written past it */
+        assert_int_equal(ember__ckr_blob(r, name, got, sizes[i] + 1, msg),
+                         EMBER_ETYPE);
+        TU_MSG_HAS(msg, name);
+        free(got);
+        free(blob[i]);
+    }
+    unsigned char b;
+    assert_int_equal(ember__ckr_blob(r, "nope", &b, 1, msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "nope");
+    ember__ckr_close(&r);
+    ember_ctx_destroy(&ctx);
+    unlink("blobs.h5");
+}
+
+/* ---- root attributes ----------------------------------------------------- */
+
+static void test_ckptfile_root_attributes(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(3);
+    ember__ck_meta m = {.kind = "loop",
+                        .program = "ember-pagerank",
+                        .parameters = "alpha=0.85\ntol=1e-9\n",
+                        .signature = "ranks: f64\nstep: i64\n",
+                        .lineage = "map #3\n  range #1\n",
+                        .iteration = 0xfedcba9876543210ULL,
+                        .fingerprint = 0x0123456789abcdefULL};
+    time_t before = time(NULL);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "attrs.h5", &m, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    time_t after = time(NULL);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "attrs.h5", msg), msg);
+    const ember__ck_info *i = ember__ckr_info(r);
+    assert_int_equal(i->format_version, EMBER_CHECKPOINT_FORMAT);
+    assert_string_equal(i->kind, "loop");
+    assert_string_equal(i->ember_version, EMBER_VERSION_STRING);
+    assert_string_equal(i->program, m.program);
+    assert_string_equal(i->parameters, m.parameters);
+    assert_string_equal(i->signature, m.signature);
+    assert_string_equal(i->lineage, m.lineage);
+    assert_true(i->iteration == m.iteration);
+    assert_true(i->fingerprint == m.fingerprint);
+    assert_int_equal(i->threads, 3);
+    /* created: UTC, ISO 8601, between the two clock readings */
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    char z = 0, extra = 0;
+    assert_int_equal(sscanf(i->created, "%4d-%2d-%2dT%2d:%2d:%2d%c%c", &tm.tm_year,
+                            &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                            &tm.tm_sec, &z, &extra),
+                     7);
+    assert_int_equal(z, 'Z');
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t created = timegm(&tm);
+    assert_true(created >= before && created <= after);
+    TU_OKM(ember__ckr_verify(r, msg), msg); /* an empty checkpoint verifies */
+    ember__ckr_close(&r);
+
+    /* NULL strings are stored as "", a NULL kind as "dataset" */
+    ember__ck_meta empty = {0};
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "attrs.h5", &empty, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    TU_OKM(ember__ckr_open(ctx, &r, "attrs.h5", msg), msg);
+    i = ember__ckr_info(r);
+    assert_string_equal(i->kind, "dataset");
+    assert_string_equal(i->program, "");
+    assert_string_equal(i->parameters, "");
+    assert_string_equal(i->signature, "");
+    assert_string_equal(i->lineage, "");
+    assert_true(i->iteration == 0 && i->fingerprint == 0);
+    ember__ckr_close(&r);
+    ember_ctx_destroy(&ctx);
+    unlink("attrs.h5");
+}
+
+/* ---- the atomic commit --------------------------------------------------- */
+
+static void write_iteration(ember_ctx *ctx, const char *dir, const char *name,
+                            uint64_t iteration)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__ck_meta m = {.kind = "loop", .iteration = iteration};
+    ember__ckw *w = NULL;
+    int64_t v = (int64_t)iteration;
+    TU_OKM(ember__ckw_begin(ctx, &w, dir, name, &m, msg), msg);
+    TU_OKM(ember__ckw_scalars(w, "it", EMBER_I64, &v, 1, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+}
+
+static uint64_t read_iteration(ember_ctx *ctx, const char *path)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, path, msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    uint64_t it = ember__ckr_info(r)->iteration;
+    int64_t v = -1;
+    TU_OKM(ember__ckr_scalars(r, "it", EMBER_I64, &v, 1, msg), msg);
+    assert_int_equal(v, (int64_t)it);
+    ember__ckr_close(&r);
+    return it;
+}
+
+static void test_ckptfile_commit_is_atomic(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], path[1024];
+    ember_ctx *ctx = tu_ctx(2);
+    rm_rf("atomic");
+    assert_int_equal(mkdir("atomic", 0755), 0);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, "atomic", "c.h5", &plain_meta, msg), msg);
+    assert_true(exists("atomic/c.h5.tmp"));
+    assert_false(exists("atomic/c.h5"));
+    int64_t vals[3] = {1, 2, 3};
+    TU_OKM(ember__ckw_scalars(w, "v", EMBER_I64, vals, 3, msg), msg);
+    assert_true(exists("atomic/c.h5.tmp"));
+    assert_false(exists("atomic/c.h5"));
+    uint64_t bytes = 0;
+    memset(path, 'x', sizeof path);
+    TU_OKM(ember__ckw_commit(&w, &bytes, path, msg), msg);
+    assert_null(w);
+    assert_string_equal(msg, "");
+    assert_false(exists("atomic/c.h5.tmp"));
+    assert_true(exists("atomic/c.h5"));
+    assert_string_equal(path, "atomic/c.h5");
+    assert_int_equal(bytes, file_size("atomic/c.h5"));
+
+    /* a commit over an existing file replaces it */
+    write_iteration(ctx, "atomic", "c.h5", 7);
+    assert_int_equal(read_iteration(ctx, "atomic/c.h5"), 7);
+    assert_false(exists("atomic/c.h5.tmp"));
+
+    /* a stale .tmp (a crash) is replaced by the next writer */
+    spit("atomic/c.h5.tmp", "garbage", 7);
+    write_iteration(ctx, "atomic", "c.h5", 8);
+    assert_int_equal(read_iteration(ctx, "atomic/c.h5"), 8);
+    assert_false(exists("atomic/c.h5.tmp"));
+    rm_rf("atomic");
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_ckptfile_abort_keeps_existing(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(2);
+    unlink("keep.h5.tmp");
+    write_iteration(ctx, ".", "keep.h5", 5);
+    size_t size0, size1;
+    unsigned char *before = slurp("keep.h5", &size0);
+
+    ember__ck_meta m = {.kind = "loop", .iteration = 6};
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "keep.h5", &m, msg), msg);
+    int64_t v = 6;
+    TU_OKM(ember__ckw_scalars(w, "it", EMBER_I64, &v, 1, msg), msg);
+    TU_OKM(ember__ckw_blob(w, "rng", "0123456789", 10, msg), msg);
+    assert_true(exists("keep.h5.tmp"));
+    ember__ckw_abort(&w);
+    assert_null(w);
+    assert_false(exists("keep.h5.tmp"));
+    unsigned char *after = slurp("keep.h5", &size1);
+    assert_int_equal(size0, size1);
+    assert_memory_equal(before, after, size0);
+    assert_int_equal(read_iteration(ctx, "keep.h5"), 5);
+    free(before);
+    free(after);
+    ember__ckw_abort(&w);  /* *w NULL */
+    ember__ckw_abort(NULL);
+    ember_ctx_destroy(&ctx);
+    unlink("keep.h5");
+}
+
+/* No such directory: the .tmp cannot be made, and the message names it. A
+ * directory that vanishes (is renamed) while the file is written fails the
+ * commit itself, naming the file; *w is freed either way. */
+static void test_ckptfile_commit_missing_dir(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter c;
+    tu_counter_reset(&c, 0);
+    ember_allocator a = tu_allocator(&c);
+    ember_ctx_opts o = {.threads = 2, .allocator = &a};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember__ckw *w = (ember__ckw *)&c; /* overwritten with NULL */
+    assert_int_equal(ember__ckw_begin(ctx, &w, "no/such/dir", "x.h5", &plain_meta, msg),
+                     EMBER_EIO);
+    assert_null(w);
+    TU_MSG_HAS(msg, "no/such/dir/x.h5");
+    assert_false(exists("no"));
+
+    rm_rf("going");
+    rm_rf("gone");
+    assert_int_equal(mkdir("going", 0755), 0);
+    TU_OKM(ember__ckw_begin(ctx, &w, "going", "x.h5", &plain_meta, msg), msg);
+    double d = 1.5;
+    TU_OKM(ember__ckw_scalars(w, "d", EMBER_F64, &d, 1, msg), msg);
+    assert_int_equal(rename("going", "gone"), 0);
+    assert_int_equal(ember__ckw_commit(&w, NULL, NULL, msg), EMBER_EIO);
+    assert_null(w);
+    TU_MSG_HAS(msg, "going/x.h5");
+    assert_false(exists("gone/x.h5"));
+    rm_rf("gone"); /* the .tmp moved along with its directory */
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(atomic_load(&c.live), 0);
+}
+
+/* ---- detection ----------------------------------------------------------- */
+
+#define PAT_N 2000
+
+/* A file with a dataset, a scalar array and a blob, each a pattern that
+ * occurs once in the file. */
+static void write_patterns(ember_ctx *ctx, const char *file, uint64_t *recs,
+                           int64_t *arr, unsigned char *blob)
+{
+    char msg[EMBER_MSG_SIZE];
+    for (uint64_t i = 0; i < PAT_N; i++)
+        recs[i] = 0xc0ffee0000000000ULL | (i * 0x10001ULL);
+    for (int64_t i = 0; i < 64; i++)
+        arr[i] = (int64_t)(0x5ca1a70000000000ULL | (uint64_t)(i * 0x1003));
+    for (int i = 0; i < 4096; i++)
+        blob[i] = (unsigned char)(i * 7 + i / 256);
+    memcpy(blob + 1000, "BLOBMARKER", 10);
+    ember_type t = ember_type_scalar(EMBER_U64);
+    layout l = {3, {700, 0, PAT_N - 700}};
+    ember__buf *parts = layout_parts(&l, &t, (unsigned char *)recs);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", file, &plain_meta, msg), msg);
+    TU_OKM(ember__ckw_parts(w, "recs", &t, parts, 3, msg), msg);
+    TU_OKM(ember__ckw_scalars(w, "arr", EMBER_I64, arr, 64, msg), msg);
+    TU_OKM(ember__ckw_blob(w, "blob", blob, 4096, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    free(parts);
+}
+
+static void test_ckptfile_corrupt_dataset_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    static uint64_t recs[PAT_N];
+    int64_t arr[64], arr2[64];
+    unsigned char blob[4096], blob2[4096];
+    ember_ctx *ctx = tu_ctx(2);
+    write_patterns(ctx, "bad.h5", recs, arr, blob);
+    flip("bad.h5", find_once("bad.h5", &recs[1234], 8) + 3, 0x10);
+
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "bad.h5", msg), msg); /* metadata is fine */
+    assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bad.h5");
+    TU_MSG_HAS(msg, "recs");
+    ember_type t;
+    void *data = (void *)1;
+    size_t n = 0, np = 0;
+    uint64_t *off = (uint64_t *)1;
+    assert_int_equal(ember__ckr_dataset(r, "recs", &t, &data, &n, &off, &np, msg),
+                     EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bad.h5");
+    assert_null(data);
+    uint64_t part[PAT_N];
+    ember_type u64 = ember_type_scalar(EMBER_U64);
+    assert_int_equal(ember__ckr_slice(r, "recs", &u64, 700, PAT_N - 700, part, msg),
+                     EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bad.h5");
+    /* the other entries still read */
+    TU_OKM(ember__ckr_scalars(r, "arr", EMBER_I64, arr2, 64, msg), msg);
+    assert_memory_equal(arr, arr2, sizeof arr);
+    TU_OKM(ember__ckr_blob(r, "blob", blob2, 4096, msg), msg);
+    assert_memory_equal(blob, blob2, sizeof blob);
+    ember__ckr_close(&r);
+    ember_ctx_destroy(&ctx);
+    unlink("bad.h5");
+}
+
+static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    static uint64_t recs[PAT_N];
+    int64_t arr[64], arr2[64];
+    unsigned char blob[4096], blob2[4096];
+    ember_ctx *ctx = tu_ctx(2);
+    ember__ckr *r = NULL;
+
+    write_patterns(ctx, "bads.h5", recs, arr, blob);
+    flip("bads.h5", find_once("bads.h5", &arr[40], 8), 0x01);
+    TU_OKM(ember__ckr_open(ctx, &r, "bads.h5", msg), msg);
+    assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bads.h5");
+    TU_MSG_HAS(msg, "/scalars/arr");
+    assert_int_equal(ember__ckr_scalars(r, "arr", EMBER_I64, arr2, 64, msg),
+                     EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bads.h5");
+    ember__ckr_close(&r);
+
+    write_patterns(ctx, "badb.h5", recs, arr, blob);
+    flip("badb.h5", find_once("badb.h5", "BLOBMARKER", 10) + 4, 0x80);
+    TU_OKM(ember__ckr_open(ctx, &r, "badb.h5", msg), msg);
+    assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "/blobs/blob");
+    assert_int_equal(ember__ckr_blob(r, "blob", blob2, 4096, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "badb.h5");
+    ember__ckr_close(&r);
+    ember_ctx_destroy(&ctx);
+    unlink("bads.h5");
+    unlink("badb.h5");
+}
+
+/* A checkpoint cut short (a crash, a full disk) never opens as good. */
+static void test_ckptfile_truncated_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    static uint64_t recs[PAT_N];
+    int64_t arr[64];
+    unsigned char blob[4096];
+    ember_ctx *ctx = tu_ctx(2);
+    write_patterns(ctx, "full.h5", recs, arr, blob);
+    size_t size;
+    unsigned char *whole = slurp("full.h5", &size);
+    size_t data_at = find_once("full.h5", &recs[PAT_N / 2], 8);
+    size_t cuts[] = {0, 1, 8, 100, 512, 2048, size / 3, data_at, size / 2,
+                     size - 4096, size - 16, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_true(cuts[i] < size);
+        spit("cut.h5", whole, cuts[i]);
+        ember__ckr *r = NULL;
+        int rc = ember__ckr_open(ctx, &r, "cut.h5", msg);
+        if (rc == EMBER_OK) {
+            rc = ember__ckr_verify(r, msg);
+            ember__ckr_close(&r);
+        }
+        if (rc != EMBER_ECORRUPT)
+            fail_msg("cut at %zu of %zu: status %d (%s)", cuts[i], size, rc, msg);
+        TU_MSG_HAS(msg, "cut.h5");
+        assert_null(r);
+    }
+    /* the uncut copy is fine, so the cuts are what failed */
+    spit("cut.h5", whole, size);
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "cut.h5", msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    ember__ckr_close(&r);
+    free(whole);
+    ember_ctx_destroy(&ctx);
+    unlink("cut.h5");
+    unlink("full.h5");
+}
+
+/* An HDF5 file made with the raw API: one dataset, no ember attributes. */
+static void write_foreign(const char *file)
+{
+    ember__h5_lock();
+    hid_t f = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims = 4;
+    hid_t s = H5Screate_simple(1, &dims, NULL);
+    hid_t d = H5Dcreate2(f, "values", H5T_NATIVE_DOUBLE, s, H5P_DEFAULT,
+                         H5P_DEFAULT, H5P_DEFAULT);
+    double v[4] = {1, 2, 3, 4};
+    herr_t wr = H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    H5Dclose(d);
+    H5Sclose(s);
+    H5Fclose(f);
+    ember__h5_unlock();
+    assert_true(f >= 0 && d >= 0 && wr >= 0);
+}
+
+/* Runs fn on the root group of file, opened read-write. */
+static void edit_root(const char *file, void (*fn)(hid_t root, const void *arg),
+                      const void *arg)
+{
+    ember__h5_lock();
+    hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f >= 0) {
+        fn(f, arg);
+        H5Fclose(f);
+    }
+    ember__h5_unlock();
+    assert_true(f >= 0);
+}
+
+static void set_version(hid_t root, const void *arg)
+{
+    hid_t a = H5Aopen(root, "format_version", H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Awrite(a, H5T_NATIVE_INT64, arg) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    assert_true(rc >= 0);
+}
+
+static void delete_attr(hid_t root, const void *arg)
+{
+    assert_true(H5Adelete(root, arg) >= 0);
+}
+
+static void set_magic(hid_t root, const void *arg)
+{
+    assert_true(H5Adelete(root, "format") >= 0);
+    hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, strlen(arg) + 1);
+    hid_t a = H5Acreate2(root, "format", t, s, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = H5Awrite(a, t, arg);
+    H5Aclose(a);
+    H5Sclose(s);
+    H5Tclose(t);
+    assert_true(rc >= 0);
+}
+
+static void open_fails(ember_ctx *ctx, const char *file, int status,
+                       const char *part)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__ckr *r = (ember__ckr *)ctx;
+    int rc = ember__ckr_open(ctx, &r, file, msg);
+    if (rc != status)
+        fail_msg("%s: status %d (%s), expected %d", file, rc, msg, status);
+    assert_null(r);
+    TU_MSG_HAS(msg, file);
+    TU_MSG_HAS(msg, part);
+}
+
+static void test_ckptfile_not_a_checkpoint(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    write_foreign("foreign.h5");
+    open_fails(ctx, "foreign.h5", EMBER_ECORRUPT, "not an ember checkpoint");
+    spit("text.h5", "time,value\n1,2\n", 15);
+    open_fails(ctx, "text.h5", EMBER_ECORRUPT, "text.h5");
+
+    write_iteration(ctx, ".", "magic.h5", 1);
+    edit_root("magic.h5", set_magic, "ember-checkpoinx");
+    open_fails(ctx, "magic.h5", EMBER_ECORRUPT, "not an ember checkpoint");
+
+    write_iteration(ctx, ".", "noversion.h5", 1);
+    edit_root("noversion.h5", delete_attr, "format_version");
+    open_fails(ctx, "noversion.h5", EMBER_ECORRUPT, "format_version");
+
+    write_iteration(ctx, ".", "noiter.h5", 1);
+    edit_root("noiter.h5", delete_attr, "iteration");
+    open_fails(ctx, "noiter.h5", EMBER_ECORRUPT, "attributes");
+    ember_ctx_destroy(&ctx);
+    unlink("foreign.h5");
+    unlink("text.h5");
+    unlink("magic.h5");
+    unlink("noversion.h5");
+    unlink("noiter.h5");
+}
+
+static void test_ckptfile_newer_format_refused(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    write_iteration(ctx, ".", "future.h5", 3);
+    int64_t v = EMBER_CHECKPOINT_FORMAT + 1;
+    edit_root("future.h5", set_version, &v);
+    char want[64];
+    snprintf(want, sizeof want, "format %lld", (long long)v);
+    open_fails(ctx, "future.h5", EMBER_EFORMAT, want);
+    snprintf(want, sizeof want, "up to %d", EMBER_CHECKPOINT_FORMAT);
+    open_fails(ctx, "future.h5", EMBER_EFORMAT, want);
+    v = 0;
+    edit_root("future.h5", set_version, &v);
+    open_fails(ctx, "future.h5", EMBER_EFORMAT, "format 0");
+    /* the edit itself did no harm: the right version opens */
+    v = EMBER_CHECKPOINT_FORMAT;
+    edit_root("future.h5", set_version, &v);
+    assert_int_equal(read_iteration(ctx, "future.h5"), 3);
+    ember_ctx_destroy(&ctx);
+    unlink("future.h5");
+}
+
+static void test_ckptfile_missing_file(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    unlink("absent.h5");
+    open_fails(ctx, "absent.h5", EMBER_ENOTFOUND, "absent.h5");
+    open_fails(ctx, "nodir/absent.h5", EMBER_ENOTFOUND, "nodir/absent.h5");
+    ember_ctx_destroy(&ctx);
+}
+
+/* ---- allocation failures ------------------------------------------------- */
+
+/* Writes and reads back a checkpoint of every entry kind; returns the first
+ * failure's status with everything released. */
+static int oom_roundtrip(tu_counter *c, char *msg)
+{
+    ember_allocator a = tu_allocator(c);
+    ember_ctx_opts o = {.threads = 1, .allocator = &a};
+    ember_ctx *ctx = NULL;
+    int rc = ember_ctx_create(&ctx, &o, msg);
+    if (rc)
+        return rc;
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    kv recs[40];
+    for (int i = 0; i < 40; i++)
+        recs[i] = (kv){i - 3, i * 1.5};
+    layout l = {3, {15, 0, 25}};
+    ember__buf *parts = layout_parts(&l, &t, (unsigned char *)recs);
+    double sc[3] = {1.25, -2.5, 3.75}, sc2[3];
+    char blob2[8];
+    ember__ck_meta m = {.kind = "loop", .program = "p", .iteration = 4};
+    ember__ckw *w = NULL;
+    ember__ckr *r = NULL;
+    unlink("oom.h5");
+    unlink("oom.h5.tmp");
+    rc = ember__ckw_begin(ctx, &w, ".", "oom.h5", &m, msg);
+    if (!rc)
+        rc = ember__ckw_parts(w, "kv", &t, parts, 3, msg);
+    if (!rc)
+        rc = ember__ckw_scalars(w, "sc", EMBER_F64, sc, 3, msg);
+    if (!rc)
+        rc = ember__ckw_blob(w, "rng", "abcdefgh", 8, msg);
+    if (!rc)
+        rc = ember__ckw_commit(&w, NULL, NULL, msg);
+    ember__ckw_abort(&w);
+    assert_false(exists("oom.h5.tmp"));
+    if (!rc)
+        rc = ember__ckr_open(ctx, &r, "oom.h5", msg);
+    if (!rc)
+        rc = ember__ckr_verify(r, msg);
+    char *names = NULL;
+    size_t n = 0, np = 0;
+    if (!rc)
+        rc = ember__ckr_list(r, "/datasets", &names, &n, msg);
+    if (!rc)
+        assert_int_equal(n, 1);
+    ember_ctx *rctx = ctx;
+    ember__free(rctx, names);
+    ember_type got;
+    void *data = NULL;
+    uint64_t *off = NULL;
+    if (!rc)
+        rc = ember__ckr_dataset(r, "kv", &got, &data, &n, &off, &np, msg);
+    if (!rc) {
+        assert_int_equal(n, 40);
+        assert_memory_equal(data, recs, sizeof recs);
+        assert_int_equal(np, 3);
+        assert_int_equal(off[1], 15);
+        assert_int_equal(off[2], 15);
+    }
+    ember__free(ctx, data);
+    ember__free(ctx, off);
+    if (!rc)
+        rc = ember__ckr_scalars(r, "sc", EMBER_F64, sc2, 3, msg);
+    if (!rc)
+        assert_memory_equal(sc, sc2, sizeof sc);
+    if (!rc)
+        rc = ember__ckr_blob(r, "rng", blob2, 8, msg);
+    if (!rc)
+        assert_memory_equal(blob2, "abcdefgh", 8);
+    ember__ckr_close(&r);
+    free(parts);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}
+
+static void test_ckptfile_alloc_failures(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter c;
+    long failed = 0;
+    for (long nth = 1;; nth++) {
+        assert_true(nth < 5000);
+        tu_counter_reset(&c, nth);
+        msg[0] = '\0';
+        int rc = oom_roundtrip(&c, msg);
+        if (atomic_load(&c.live) != 0 || atomic_load(&c.live_bytes) != 0)
+            fail_msg("allocation %ld failed: %ld blocks (%lld bytes) leaked",
+                     nth, atomic_load(&c.live), atomic_load(&c.live_bytes));
+        if (atomic_load(&c.injected) == 0) {
+            TU_OKM(rc, msg);
+            break;
+        }
+        if (rc == EMBER_OK)
+            continue; /* the failure was absorbed, and the data still match */
+        failed++;
+        if (rc != EMBER_ENOMEM)
+            fail_msg("allocation %ld failed: status %d (%s), expected ENOMEM: %s",
+                     nth, rc, ember_strerror(rc), msg);
+        assert_true(msg[0] != '\0');
+    }
+    print_message("%ld allocations failed in turn, each cleanly\n", failed);
+    assert_true(failed > 5);
+    unlink("oom.h5");
+}
+
+/* ---- the parallel chunk reader ------------------------------------------- */
+
+#define BIG_CHUNK ((size_t)(1u << 20) / 8) /* records a chunk, as h5io picks */
+#define BIG_N (6 * BIG_CHUNK + 12345)      /* 7 chunks, the last partial */
+
+static uint64_t big_value(size_t i)
+{
+    return 0xb16da7a000000000ULL ^ ((uint64_t)i * 0x9e3779b97f4a7c15ULL >> 8);
+}
+
+/* The dataset is chunked as ember writes it (Fletcher32 only), in more than
+ * four chunks: the layout read_parallel takes. */
+static void check_big_layout(const char *file, size_t *chunk)
+{
+    ember__h5_lock();
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = f >= 0 ? H5Dopen2(f, "/datasets/big", H5P_DEFAULT) : -1;
+    hid_t p = d >= 0 ? H5Dget_create_plist(d) : -1;
+    hsize_t dim = 0;
+    int ok = p >= 0 && H5Pget_chunk(p, 1, &dim) == 1 && H5Pget_nfilters(p) == 1 &&
+             H5Pget_filter2(p, 0, NULL, NULL, NULL, 0, NULL, NULL) ==
+                 H5Z_FILTER_FLETCHER32;
+    if (p >= 0)
+        H5Pclose(p);
+    if (d >= 0)
+        H5Dclose(d);
+    if (f >= 0)
+        H5Fclose(f);
+    ember__h5_unlock();
+    assert_true(ok);
+    *chunk = (size_t)dim;
+}
+
+static void test_ckptfile_parallel_read(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    uint64_t *recs = malloc(BIG_N * sizeof *recs);
+    assert_non_null(recs);
+    for (size_t i = 0; i < BIG_N; i++)
+        recs[i] = big_value(i);
+    ember_ctx *ctx = tu_ctx(1);
+    ember_type t = ember_type_scalar(EMBER_U64);
+    layout l = {3, {BIG_N / 3, 0, BIG_N - BIG_N / 3}};
+    ember__buf *parts = layout_parts(&l, &t, (unsigned char *)recs);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin(ctx, &w, ".", "big.h5", &plain_meta, msg), msg);
+    TU_OKM(ember__ckw_parts(w, "big", &t, parts, 3, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    free(parts);
+    size_t chunk = 0;
+    check_big_layout("big.h5", &chunk);
+    assert_true(chunk > 0 && (BIG_N + chunk - 1) / chunk > 4);
+
+    static const int threads[] = {1, 2, 4};
+    for (int k = 0; k < 3; k++) {
+        TU_OK(ember_ctx_set_threads(ctx, threads[k]));
+        ember__ckr *r = NULL;
+        TU_OKM(ember__ckr_open(ctx, &r, "big.h5", msg), msg);
+        check_dataset(ctx, r, "big", &t, (unsigned char *)recs, &l);
+        ember__ckr_close(&r);
+    }
+
+    /* one byte in the third chunk */
+    size_t victim = 2 * chunk + chunk / 2 + 17;
+    flip("big.h5", find_once("big.h5", &recs[victim], 8) + 5, 0x04);
+    for (int k = 0; k < 3; k++) {
+        TU_OK(ember_ctx_set_threads(ctx, threads[k]));
+        ember__ckr *r = NULL;
+        TU_OKM(ember__ckr_open(ctx, &r, "big.h5", msg), msg);
+        ember_type got;
+        void *data = (void *)1;
+        size_t n = 0, np = 0;
+        uint64_t *off = NULL;
+        assert_int_equal(ember__ckr_dataset(r, "big", &got, &data, &n, &off, &np, msg),
+                         EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "big.h5");
+        TU_MSG_HAS(msg, "Fletcher32");
+        assert_null(data);
+        assert_null(off);
+        assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "big.h5");
+        ember__ckr_close(&r);
+    }
+    /* the chunks around it are intact */
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "big.h5", msg), msg);
+    uint64_t *buf = malloc(chunk * 8);
+    assert_non_null(buf);
+    TU_OKM(ember__ckr_slice(r, "big", &t, chunk, chunk, buf, msg), msg);
+    assert_memory_equal(buf, recs + chunk, chunk * 8);
+    TU_OKM(ember__ckr_slice(r, "big", &t, 3 * chunk, chunk, buf, msg), msg);
+    assert_memory_equal(buf, recs + 3 * chunk, chunk * 8);
+    assert_int_equal(ember__ckr_slice(r, "big", &t, 2 * chunk, 10, buf, msg),
+                     EMBER_ECORRUPT);
+    ember__ckr_close(&r);
+    free(buf);
+    free(recs);
+    ember_ctx_destroy(&ctx);
+    unlink("big.h5");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ckptfile_roundtrip_scalars),
+        cmocka_unit_test(test_ckptfile_roundtrip_pairs),
+        cmocka_unit_test(test_ckptfile_roundtrip_structs),
+        cmocka_unit_test(test_ckptfile_dataset_computed),
+        cmocka_unit_test(test_ckptfile_scalars_and_arrays),
+        cmocka_unit_test(test_ckptfile_blobs),
+        cmocka_unit_test(test_ckptfile_root_attributes),
+        cmocka_unit_test(test_ckptfile_commit_is_atomic),
+        cmocka_unit_test(test_ckptfile_abort_keeps_existing),
+        cmocka_unit_test(test_ckptfile_commit_missing_dir),
+        cmocka_unit_test(test_ckptfile_corrupt_dataset_detected),
+        cmocka_unit_test(test_ckptfile_corrupt_scalars_and_blob_detected),
+        cmocka_unit_test(test_ckptfile_truncated_detected),
+        cmocka_unit_test(test_ckptfile_not_a_checkpoint),
+        cmocka_unit_test(test_ckptfile_newer_format_refused),
+        cmocka_unit_test(test_ckptfile_missing_file),
+        cmocka_unit_test(test_ckptfile_alloc_failures),
+        cmocka_unit_test(test_ckptfile_parallel_read),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
