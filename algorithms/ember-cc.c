@@ -18,6 +18,7 @@
 #include <ember/graph.h>
 
 #include "cli.h"
+#include "graphio.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -174,17 +175,8 @@ static int init_state(cc *s, ember_ctx *ctx, const ember_graph *g,
     }
     for (uint64_t v = 0; v < g->n; v++)
         s->buf[0][v] = (int64_t)ember_graph_label(g, v);
-    uint64_t *off = NULL;
-    size_t parts = 0;
-    int rc = ember_graph_partition(&off, &parts, g, cli->partitions, msg);
-    ember_type i64 = ember_type_scalar(EMBER_I64);
-    if (!rc)
-        rc = ember_from_array_parts(&s->labels, ctx, &i64, s->buf[0], g->n, off, parts,
-                                    EMBER_BORROW, msg);
-    ember_free(ctx, off);
-    if (!rc)
-        ember_ds_set_name(s->labels, "labels");
-    return rc;
+    return ember_cli_vertex_dataset(&s->labels, ctx, g, cli->partitions, EMBER_I64,
+                                    s->buf[0], "labels", msg);
 }
 
 static void free_state(cc *s)
@@ -210,7 +202,6 @@ static uint64_t count_components(const ember_graph *g, const int64_t *L)
 static int write_output(const ember_cli *cli, const ember_graph *g, const int64_t *L,
                         char *msg)
 {
-    const char *out = cli->output;
     int64_t *ids = malloc(g->n * sizeof *ids);
     if (!ids) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for the output");
@@ -218,35 +209,12 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const int64_
     }
     for (uint64_t v = 0; v < g->n; v++) /* by label, with original ids */
         ids[ember_graph_label(g, v)] = g->ids ? (int64_t)g->ids[L[v]] : L[v];
-    int rc = EMBER_OK;
-    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt")) {
-        FILE *f = fopen(out, "w");
-        if (!f) {
-            snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create", out);
-            rc = EMBER_EIO;
-        } else {
-            fputs("vertex,label\n", f);
-            for (uint64_t v = 0; v < g->n; v++)
-                fprintf(f, "%" PRIu64 ",%" PRId64 "\n", g->ids ? g->ids[v] : v, ids[v]);
-            if (fclose(f)) {
-                snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", out);
-                rc = EMBER_EIO;
-            }
-        }
-    } else {
-        char spec[4200];
-        snprintf(spec, sizeof spec, "%s:/labels", out);
-        ember_h5_attr at[] = {
-            {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
-            {"components", EMBER_I64, 0, (int64_t)count_components(g, L)},
-        };
-        uint64_t n = g->n;
-        rc = ember_h5_write_array(spec, EMBER_I64, ids, 1, &n, at, 2, 1, msg);
-        if (!rc && g->ids) {
-            snprintf(spec, sizeof spec, "%s:/ids", out);
-            rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
-        }
-    }
+    ember_h5_attr at[] = {
+        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
+        {"components", EMBER_I64, 0, (int64_t)count_components(g, L)},
+    };
+    int rc = ember_cli_write_vertex_values(cli->output, g, "label", "labels", EMBER_I64,
+                                           ids, at, 2, msg);
     free(ids);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include <ember/graph.h>
 
 #include "cli.h"
+#include "graphio.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -306,20 +307,10 @@ static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
         return EMBER_ENOMEM;
     }
-    uint64_t *off = NULL;
-    size_t parts = 0;
-    int rc = ember_graph_partition(&off, &parts, g, cli->partitions, msg);
-    if (rc)
-        return rc;
     for (uint64_t v = 0; v < g->n; v++)
         s->buf[0][v] = 1.0 / (double)g->n;
-    ember_type f64 = ember_type_scalar(EMBER_F64);
-    rc = ember_from_array_parts(&s->ranks, ctx, &f64, s->buf[0], g->n, off, parts,
-                                EMBER_BORROW, msg);
-    ember_free(ctx, off);
-    if (!rc)
-        ember_ds_set_name(s->ranks, "ranks");
-    return rc;
+    return ember_cli_vertex_dataset(&s->ranks, ctx, g, cli->partitions, EMBER_F64,
+                                    s->buf[0], "ranks", msg);
 }
 
 static void free_state(pr *s)
@@ -357,45 +348,17 @@ static uint64_t vertex_id(const ember_graph *g, uint64_t label)
     return g->ids ? g->ids[label] : label;
 }
 
-static int write_csv(const ember_graph *g, const double *r, const char *path, char *msg)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create", path);
-        return EMBER_EIO;
-    }
-    fputs("vertex,rank\n", f);
-    for (uint64_t l = 0; l < g->n; l++)
-        fprintf(f, "%" PRIu64 ",%.17g\n", vertex_id(g, l), r[l]);
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", path);
-        return EMBER_EIO;
-    }
-    return EMBER_OK;
-}
-
 static int write_output(const ember_cli *cli, const ember_graph *g, const double *r,
                         char *msg)
 {
-    const char *out = cli->output;
-    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt"))
-        return write_csv(g, r, out, msg);
-    char spec[4200];
-    snprintf(spec, sizeof spec, "%s:/ranks", out);
     ember_h5_attr at[] = {
         {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
         {"residual", EMBER_F64, cli->value, 0},
         {"damping", EMBER_F64, damping, 0},
         {"converged", EMBER_I64, 0, cli->converged},
     };
-    uint64_t n = g->n;
-    int rc = ember_h5_write_array(spec, EMBER_F64, r, 1, &n, at, 4, 1, msg);
-    if (!rc && g->ids) {
-        snprintf(spec, sizeof spec, "%s:/ids", out);
-        rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
-    }
-    return rc;
+    return ember_cli_write_vertex_values(cli->output, g, "rank", "ranks", EMBER_F64, r,
+                                         at, 4, msg);
 }
 
 typedef struct {

@@ -1,0 +1,71 @@
+/* graphio.c: per-vertex datasets and outputs of the graph programs. */
+#include "graphio.h"
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *g,
+                             size_t partitions, ember_scalar kind, void *values,
+                             const char *name, char *msg)
+{
+    uint64_t *off = NULL;
+    size_t parts = 0;
+    int rc = ember_graph_partition(&off, &parts, g, partitions, msg);
+    if (rc)
+        return rc;
+    ember_type t = ember_type_scalar(kind);
+    rc = ember_from_array_parts(out, ctx, &t, values, g->n, off, parts,
+                                EMBER_BORROW, msg);
+    ember_free(ctx, off);
+    if (!rc)
+        ember_ds_set_name(*out, name);
+    return rc;
+}
+
+static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)
+{
+    if (kind == EMBER_F64)
+        return fprintf(f, "%.17g\n", ((const double *)values)[i]);
+    return fprintf(f, "%" PRId64 "\n", ((const int64_t *)values)[i]);
+}
+
+static int write_csv(const char *path, const ember_graph *g, const char *column,
+                     ember_scalar kind, const void *values, char *msg)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create", path);
+        return EMBER_EIO;
+    }
+    fprintf(f, "vertex,%s\n", column);
+    for (uint64_t l = 0; l < g->n; l++) {
+        fprintf(f, "%" PRIu64 ",", g->ids ? g->ids[l] : l);
+        put_value(f, kind, values, l);
+    }
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", path);
+        return EMBER_EIO;
+    }
+    return EMBER_OK;
+}
+
+int ember_cli_write_vertex_values(const char *out, const ember_graph *g,
+                                  const char *column, const char *dataset,
+                                  ember_scalar kind, const void *values,
+                                  const ember_h5_attr *attrs, size_t nattrs,
+                                  char *msg)
+{
+    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt"))
+        return write_csv(out, g, column, kind, values, msg);
+    char spec[4200];
+    snprintf(spec, sizeof spec, "%s:/%s", out, dataset);
+    uint64_t n = g->n;
+    int rc = ember_h5_write_array(spec, kind, values, 1, &n, attrs, nattrs, 1, msg);
+    if (!rc && g->ids) {
+        snprintf(spec, sizeof spec, "%s:/ids", out);
+        rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
+    }
+    return rc;
+}
