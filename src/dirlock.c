@@ -1,5 +1,6 @@
 /* dirlock.c: the lock that gives one live process a directory (a loop's
- * checkpoint directory, a stream's checkpoint location).
+ * checkpoint directory, a stream's checkpoint location), and the sweep of
+ * stray .tmp files that only the lock's holder may do.
  *
  * An fcntl write lock on DIR/NAME, with our pid written into the file so a
  * refusal can name the holder. Where the system has open-file-description
@@ -13,6 +14,7 @@
 #define _GNU_SOURCE /* F_OFD_SETLK; the build's POSIX level is unchanged */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -87,4 +89,24 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
     }
     *fd_out = fd;
     return EMBER_OK;
+}
+
+int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return EMBER_OK; /* nothing there, nothing left over */
+    int rc = EMBER_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 4 || strcmp(de->d_name + len - 4, ".tmp") != 0 ||
+            (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT && !rc)
+            rc = ember__err(msg, EMBER_EIO, "cannot remove stray %s/%s: %s", dir,
+                            de->d_name, strerror(errno));
+    }
+    closedir(d);
+    return rc;
 }

@@ -281,14 +281,7 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
 
 static hid_t native(ember_scalar k)
 {
-    switch (k) {
-    case EMBER_I32: return H5T_NATIVE_INT32;
-    case EMBER_I64: return H5T_NATIVE_INT64;
-    case EMBER_U64: return H5T_NATIVE_UINT64;
-    case EMBER_F32: return H5T_NATIVE_FLOAT;
-    case EMBER_F64: return H5T_NATIVE_DOUBLE;
-    }
-    return H5I_INVALID_HID;
+    return (hid_t)ember__h5_native(k);
 }
 
 static int put_attr(hid_t loc, const char *name, hid_t type, const void *v)

@@ -1133,6 +1133,11 @@ int64_t ember__h5_mem_type(const ember_type *t)
     return (int64_t)type_to_h5(t);
 }
 
+int64_t ember__h5_native(ember_scalar kind)
+{
+    return (int64_t)native_of(kind);
+}
+
 int64_t ember__h5_fapl(void)
 {
     return (int64_t)make_fapl();

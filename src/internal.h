@@ -10,6 +10,7 @@
 
 #include "ember.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <omp.h>
@@ -444,9 +445,28 @@ void ember__checkpoint_free(ember_ds *ds);
  * Negative on failure. */
 int64_t ember__h5_mem_type(const ember_type *t);
 int64_t ember__h5_fapl(void);
+/* HDF5's predefined native type of a scalar kind (not to be closed). */
+int64_t ember__h5_native(ember_scalar kind);
 /* A thread other than the caller's that used HDF5 calls this before it
  * ends (the checkpoint writer of an asynchronous loop). */
 void ember__h5_thread_done(void);
+
+/* ---- termination signals (signals.c) ---------------------------------------- */
+
+#define EMBER__MAX_SIGNALS 3
+typedef struct {
+    int on;
+    int sig[EMBER__MAX_SIGNALS];
+    int have_old[EMBER__MAX_SIGNALS];
+    struct sigaction old[EMBER__MAX_SIGNALS];
+} ember__signals;
+
+/* Catches sigs (n <= EMBER__MAX_SIGNALS) until restored; signals ignored
+ * now stay ignored. Clears the caught flag. */
+int ember__signals_catch(ember__signals *s, const int *sigs, int n, char *msg);
+void ember__signals_restore(ember__signals *s);
+/* 1 when one of the signals arrived since they were caught. */
+int ember__signals_caught(const ember__signals *s);
 
 /* ---- directory locks (dirlock.c) ------------------------------------------ */
 
@@ -456,11 +476,18 @@ void ember__h5_thread_done(void);
  * Closing *fd releases the lock. */
 int ember__dir_lock(const char *dir, const char *name, const char *what,
                     int *fd, char *msg);
+/* Removes the "*.tmp" files a crashed write left in dir, those whose names
+ * start with prefix (NULL: any). Call it only holding dir's lock: no live
+ * writer can own them then. A file that cannot be removed is named in msg
+ * and EMBER_EIO returned; the others are removed all the same. */
+int ember__dir_sweep(const char *dir, const char *prefix, char *msg);
 
 /* ---- text sources (text.c) --------------------------------------------------- */
 
 /* Loads a whole file into a ctx allocation (NUL-terminated). */
 int ember__read_file(ember_ctx *ctx, const char *path, char **data,
                      size_t *size, char *msg);
+/* The record type of text lines: {u64 offset, u64 length} (ember_line). */
+int ember__lines_type(ember_type *t);
 
 #endif /* EMBER_INTERNAL_H */

@@ -68,19 +68,6 @@
 #define ITER_TIMES 4           /* iteration-time estimate: max of the last 4 */
 
 static const int loop_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
-#define NSIG_LOOP 3
-
-/* The one piece of process-wide state. The handler sets it; loops that
- * installed the handler read it. A second signal of the same kind takes
- * the default action (SA_RESETHAND): a user who presses Ctrl-C twice, or a
- * scheduler that insists, stops the process at once. That is safe: a
- * checkpoint being written is only a .tmp file until it commits. */
-static volatile sig_atomic_t loop_signal;
-
-static void on_signal(int sig)
-{
-    loop_signal = sig;
-}
 
 typedef enum { BIND_DS, BIND_I64, BIND_F64, BIND_ARRAY, BIND_BLOB } bind_kind;
 
@@ -112,9 +99,7 @@ struct ember_loop {
     uint64_t fingerprint;
     int keep;
     int lock_fd;
-    int signals_on;
-    int have_old[NSIG_LOOP];
-    struct sigaction old[NSIG_LOOP];
+    ember__signals sig;
 
     binding *b;
     size_t nb, capb;
@@ -321,51 +306,16 @@ static int lock_dir(ember_loop *L, char *msg)
  * live writer can own them. */
 static void sweep_tmp(ember_loop *L)
 {
-    DIR *d = opendir(L->dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len <= 4 || strcmp(de->d_name + len - 4, ".tmp") != 0)
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT)
-            warn(L, "ember: cannot remove stray %s/%s: %s", L->dir,
-                 de->d_name, strerror(errno));
-    }
-    closedir(d);
+    char emsg[EMBER_MSG_SIZE];
+    if (ember__dir_sweep(L->dir, NULL, emsg))
+        warn(L, "ember: %s", emsg);
 }
 
 /* A signal ignored when the loop starts stays ignored (a shell's
  * background job ignores SIGINT on purpose). */
 static int install_signals(ember_loop *L, char *msg)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_RESETHAND;
-    loop_signal = 0;
-    for (int i = 0; i < NSIG_LOOP; i++) {
-        if (sigaction(loop_signals[i], NULL, &L->old[i]) != 0)
-            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
-        if (!(L->old[i].sa_flags & SA_SIGINFO) &&
-            L->old[i].sa_handler == SIG_IGN)
-            continue;
-        if (sigaction(loop_signals[i], &sa, NULL) != 0)
-            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
-        L->have_old[i] = 1;
-    }
-    L->signals_on = 1;
-    return EMBER_OK;
-}
-
-static void restore_signals(ember_loop *L)
-{
-    for (int i = 0; i < NSIG_LOOP; i++)
-        if (L->have_old[i])
-            sigaction(loop_signals[i], &L->old[i], NULL);
-    L->signals_on = 0;
+    return ember__signals_catch(&L->sig, loop_signals, 3, msg);
 }
 
 /* ---- create / destroy ------------------------------------------------------ */
@@ -466,8 +416,7 @@ void ember_loop_destroy(ember_loop **pl)
     char emsg[EMBER_MSG_SIZE];
     if (async_join(L, emsg) != EMBER_OK && !L->o.quiet)
         fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
-    if (L->signals_on)
-        restore_signals(L);
+    ember__signals_restore(&L->sig);
     if (L->lock_fd >= 0)
         close(L->lock_fd); /* releases the lock; the file stays */
     ember__free(ctx, L->b);
@@ -1348,7 +1297,7 @@ static int deadline_near(const ember_loop *L)
 
 static int signalled(ember_loop *L)
 {
-    if (L->signals_on && loop_signal)
+    if (ember__signals_caught(&L->sig))
         L->caught = 1;
     return L->caught;
 }
@@ -1486,5 +1435,5 @@ void ember_loop_get_stats(const ember_loop *L, ember_loop_stats *out)
 
 int ember_loop_signalled(const ember_loop *L)
 {
-    return L && (L->caught || (L->signals_on && loop_signal != 0));
+    return L && (L->caught || ember__signals_caught(&L->sig));
 }

@@ -65,14 +65,6 @@
 
 static const int stream_signals[2] = {SIGTERM, SIGINT};
 
-/* The one process-wide variable: set by the handler, read by streams. A
- * second signal of the same kind takes the default action (SA_RESETHAND). */
-static volatile sig_atomic_t stream_signal;
-
-static void on_signal(int sig)
-{
-    stream_signal = sig;
-}
 
 /* A batch to run: its id and files. */
 typedef struct {
@@ -92,9 +84,7 @@ struct ember_stream {
     char offsets_dir[PATH_MAX], commits_dir[PATH_MAX], state_dir[PATH_MAX];
     int aggregating;
     int lock_fd;
-    int signals_on;
-    int have_old[2];
-    struct sigaction old[2];
+    ember__signals sig;
     atomic_int stop;           /* ember_stream_stop: any thread, handlers */
     double t0;
 
@@ -147,7 +137,7 @@ static void warn(const ember_stream *s, const char *fmt, ...)
 
 static int stopping(ember_stream *s)
 {
-    return atomic_load(&s->stop) || (s->signals_on && stream_signal);
+    return atomic_load(&s->stop) || ember__signals_caught(&s->sig);
 }
 
 static const char *mode_name(ember_output_mode m)
@@ -320,12 +310,12 @@ static int make_layout(ember_stream *s, char *msg)
     if (rc)
         return rc;
     /* Under the lock no writer is alive: a .tmp is a crashed write's. */
-    ember__sl_sweep(s->loc, NULL);
-    ember__sl_sweep(s->offsets_dir, NULL);
-    ember__sl_sweep(s->commits_dir, NULL);
-    ember__sl_sweep(s->state_dir, NULL);
+    ember__dir_sweep(s->loc, NULL, NULL);
+    ember__dir_sweep(s->offsets_dir, NULL, NULL);
+    ember__dir_sweep(s->commits_dir, NULL, NULL);
+    ember__dir_sweep(s->state_dir, NULL, NULL);
     if (s->sink_dir)
-        ember__sl_sweep(s->sink_dir, ".batch-");
+        ember__dir_sweep(s->sink_dir, ".batch-", NULL);
     return EMBER_OK;
 }
 
@@ -367,35 +357,9 @@ static int check_metadata(ember_stream *s, char *msg)
 
 /* ---- signals ----------------------------------------------------------------------- */
 
-/* A signal ignored when the stream starts stays ignored (a shell's
- * background job ignores SIGINT on purpose). */
 static int install_signals(ember_stream *s, char *msg)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_RESETHAND;
-    stream_signal = 0;
-    for (int i = 0; i < 2; i++) {
-        if (sigaction(stream_signals[i], NULL, &s->old[i]) != 0)
-            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
-        if (!(s->old[i].sa_flags & SA_SIGINFO) && s->old[i].sa_handler == SIG_IGN)
-            continue;
-        if (sigaction(stream_signals[i], &sa, NULL) != 0)
-            return ember__err(msg, EMBER_EIO, "sigaction: %s", strerror(errno));
-        s->have_old[i] = 1;
-    }
-    s->signals_on = 1;
-    return EMBER_OK;
-}
-
-static void restore_signals(ember_stream *s)
-{
-    for (int i = 0; i < 2; i++)
-        if (s->have_old[i])
-            sigaction(stream_signals[i], &s->old[i], NULL);
-    s->signals_on = 0;
+    return ember__signals_catch(&s->sig, stream_signals, 2, msg);
 }
 
 /* ---- running one batch --------------------------------------------------------------- */
@@ -1232,8 +1196,7 @@ void ember_stream_destroy(ember_stream **ps)
     ember_stream *s = *ps;
     ember_ctx *ctx = s->ctx;
     ember__af_commit_wait(&s->offsets_job, NULL);
-    if (s->signals_on)
-        restore_signals(s);
+    ember__signals_restore(&s->sig);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     if (s->aggregating)

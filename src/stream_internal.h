@@ -101,9 +101,6 @@ int ember__sl_fsync_dir(const char *path);
  * *ids is a ctx allocation (NULL when *n is 0). A missing dir is empty. */
 int ember__sl_list(ember_ctx *ctx, const char *dir, const char *suffix,
                    uint64_t **ids, size_t *n, char *msg);
-/* Removes "*.tmp" files in dir that a crashed write left, whose names
- * start with prefix (NULL: any). Only under the location's lock. */
-void ember__sl_sweep(const char *dir, const char *prefix);
 
 /* ---- the logs (stream_log.c) --------------------------------------------------- */
 

@@ -411,23 +411,6 @@ int ember__sl_list(ember_ctx *ctx, const char *dir, const char *suffix,
     return EMBER_OK;
 }
 
-void ember__sl_sweep(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len <= 4 || strcmp(de->d_name + len - 4, ".tmp") != 0)
-            continue;
-        if (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
-}
-
 /* ---- parsing the log files ----------------------------------------------------------- */
 
 /* A loaded log file split into lines (in place), checksum checked. */

@@ -307,17 +307,6 @@ static size_t make_chunks(const char *text, size_t size, lchunk *c, size_t want)
     return n;
 }
 
-static int lines_type(ember_type *t)
-{
-    ember_field f[2];
-    memset(f, 0, sizeof f);
-    snprintf(f[0].name, EMBER_NAME_SIZE, "offset");
-    snprintf(f[1].name, EMBER_NAME_SIZE, "length");
-    f[0].kind = f[1].kind = EMBER_U64;
-    f[0].count = f[1].count = 1;
-    return ember_type_struct(t, f, 2, NULL);
-}
-
 int ember__src_lines(ember_ds **out, ember_ctx *ctx, char *text, size_t size,
                      size_t partitions, const char *name, char *msg)
 {
@@ -327,7 +316,7 @@ int ember__src_lines(ember_ds **out, ember_ctx *ctx, char *text, size_t size,
     want = want < team ? want : team;
     lchunk *c = ember__calloc(ctx, want + 1, sizeof *c);
     ember_type type;
-    if (!c || lines_type(&type)) {
+    if (!c || ember__lines_type(&type)) {
         ember__free(ctx, c);
         ember__free(ctx, text);
         return ember__err(msg, EMBER_ENOMEM, "out of memory indexing lines");

@@ -1078,7 +1078,7 @@ static void fill_lines(void *arg, chunk *c, size_t index)
     }
 }
 
-static int lines_type(ember_type *t)
+int ember__lines_type(ember_type *t)
 {
     ember_field f[2];
     memset(f, 0, sizeof f);
@@ -1128,7 +1128,7 @@ int ember_read_lines(ember_ds **out, ember_ctx *ctx, const char *path,
     if (rc)
         return rc;
     size_t parts = partitions_for(ctx, &o, size);
-    rc = lines_type(&type);
+    rc = ember__lines_type(&type);
     if (!rc)
         rc = lines_index(ctx, text, size, parts, &recs, &n);
     if (rc) {

@@ -29,25 +29,9 @@
 
 /* ---- files --------------------------------------------------------------- */
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        char p[1024];
-        while ((de = readdir(d)) != NULL)
-            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-                rm_rf(p);
-            }
-        closedir(d);
-    }
-    remove(path);
-}
-
 static void fresh_dir(const char *dir)
 {
-    rm_rf(dir);
+    tu_rm_rf(dir);
     assert_int_equal(mkdir(dir, 0755), 0);
 }
 
@@ -78,49 +62,10 @@ static size_t count_suffix(const char *dir, const char *suffix)
     return n;
 }
 
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static unsigned char *slurp(const char *path, size_t *size)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    *size = (size_t)st.st_size;
-    unsigned char *d = malloc(*size + 1);
-    assert_non_null(d);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(d, 1, *size, f), *size);
-    fclose(f);
-    return d;
-}
-
-static void spit(const char *path, const void *d, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(d, 1, size, f), size);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* Flips one bit of the only occurrence of needle in the file. */
+/* Damages the only occurrence of needle in the file. */
 static void corrupt_at(const char *path, const void *needle, size_t len)
 {
-    size_t size, at = 0, hits = 0;
-    unsigned char *d = slurp(path, &size);
-    for (size_t i = 0; i + len <= size; i++)
-        if (memcmp(d + i, needle, len) == 0) {
-            at = i;
-            hits++;
-        }
-    if (hits != 1)
-        fail_msg("%s: pattern found %zu times, expected once", path, hits);
-    d[at + len / 2] ^= 0x08;
-    spit(path, d, size);
-    free(d);
+    tu_flip(path, tu_find_once(path, needle, len) + len / 2, 0x08);
 }
 
 /* ---- user functions ------------------------------------------------------ */
@@ -296,7 +241,7 @@ static void test_checkpoint_lazy_written_once(void **state)
     snprintf(want, sizeof want, CKDIR "/ds-%llu-squares.h5",
              (unsigned long long)ember_ds_id(m));
     assert_string_equal(path, want);
-    assert_true(exists(path));
+    assert_true(tu_exists(path));
     assert_int_equal(count_files(CKDIR), 1);
     assert_int_equal(count_suffix(CKDIR, ".tmp"), 0);
 
@@ -368,7 +313,7 @@ static void test_checkpoint_from_cache(void **state)
     assert_int_equal(atomic_load(&c.calls), calls);
     assert_true(ember_is_checkpointed(m));
     assert_non_null(ember_checkpoint_path(m));
-    assert_true(exists(ember_checkpoint_path(m)));
+    assert_true(tu_exists(ember_checkpoint_path(m)));
     assert_int_equal(count_files(CKDIR), 1);
     expect_i64(m, N_SQ, square_plus);
 
@@ -432,7 +377,7 @@ static void test_checkpoint_eager(void **state)
     assert_int_equal(atomic_load(&c.calls), atomic_load(&c0.calls));
     assert_int_equal(atomic_load(&c.records), N_SQ);
     assert_non_null(ember_checkpoint_path(m));
-    assert_true(exists(ember_checkpoint_path(m)));
+    assert_true(tu_exists(ember_checkpoint_path(m)));
     assert_int_equal(ember_lineage_depth(m), 0);
     expect_i64(m, N_SQ, square_plus);
     /* again: nothing to do */
@@ -464,7 +409,7 @@ static void test_checkpoint_eager_sources(void **state)
              (unsigned long long)ember_ds_id(r), ember_ds_name(r)); /* sources are named for what they are */
     assert_string_equal(ember_ds_name(r), "range");
     assert_string_equal(ember_checkpoint_path(r), want);
-    assert_true(exists(want));
+    assert_true(tu_exists(want));
     assert_int_equal(ember_lineage_depth(r), 0);
     expect_i64(r, 5000, times3);
 
@@ -693,7 +638,7 @@ static void test_checkpoint_read_corrupt(void **state)
     TU_OKM(ember_checkpoint_eager(m, msg), msg);
     snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
     size_t size;
-    unsigned char *good = slurp(path, &size);
+    unsigned char *good = tu_slurp(path, &size);
 
     uint64_t victim = pattern(2500);
     corrupt_at(path, &victim, 8);
@@ -708,14 +653,14 @@ static void test_checkpoint_read_corrupt(void **state)
     assert_int_equal(ember_count(m, &n, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, path);
 
-    spit(path, good, size / 2);
+    tu_spit(path, good, size / 2);
     assert_int_equal(ember_read_checkpoint(&back, ctx, path, NULL, msg),
                      EMBER_ECORRUPT);
     TU_MSG_HAS(msg, path);
     assert_null(back);
 
     /* the intact file reads, so the damage is what failed */
-    spit(path, good, size);
+    tu_spit(path, good, size);
     TU_OKM(ember_read_checkpoint(&back, ctx, path, NULL, msg), msg);
     TU_OKM(ember_count(back, &n, msg), msg);
     assert_int_equal(n, 3000);
@@ -774,7 +719,7 @@ static void test_checkpoint_dir_missing(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
-    rm_rf("nodir");
+    tu_rm_rf("nodir");
     ember_ctx_opts o = {.threads = 2, .checkpoint_dir = "nodir"};
     ember_ctx *ctx = tu_ctx_opts(&o);
     counter c;
@@ -785,7 +730,7 @@ static void test_checkpoint_dir_missing(void **state)
     assert_int_equal(ember_count(m, &n, msg), EMBER_EIO);
     TU_MSG_HAS(msg, "nodir/ds-");
     assert_false(ember_is_checkpointed(m));
-    assert_false(exists("nodir"));
+    assert_false(tu_exists("nodir"));
     assert_int_equal(mkdir("nodir", 0755), 0);
     TU_OKM(ember_count(m, &n, msg), msg); /* captured: written now */
     assert_true(ember_is_checkpointed(m));
@@ -793,7 +738,7 @@ static void test_checkpoint_dir_missing(void **state)
     expect_i64(m, 1000, square_plus);
     ember_ds_free(&m);
     ember_ctx_destroy(&ctx);
-    rm_rf("nodir");
+    tu_rm_rf("nodir");
 }
 
 static void test_checkpoint_chain_two_marked(void **state)
@@ -821,7 +766,7 @@ static void test_checkpoint_chain_two_marked(void **state)
     char pa[1024], pb[1024];
     snprintf(pa, sizeof pa, "%s", ember_checkpoint_path(a));
     snprintf(pb, sizeof pb, "%s", ember_checkpoint_path(b));
-    assert_true(exists(pa) && exists(pb));
+    assert_true(tu_exists(pa) && tu_exists(pb));
     assert_string_not_equal(pa, pb);
     assert_int_equal(count_files(CKDIR), 2);
 

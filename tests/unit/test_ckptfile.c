@@ -29,86 +29,6 @@
 
 /* ---- files --------------------------------------------------------------- */
 
-/* Removes a file or a directory of files. */
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        char p[1024];
-        while ((de = readdir(d)) != NULL)
-            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-                remove(p);
-            }
-        closedir(d);
-    }
-    remove(path);
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static size_t file_size(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (size_t)st.st_size;
-}
-
-/* The whole file in a malloc'd buffer. */
-static unsigned char *slurp(const char *path, size_t *size)
-{
-    *size = file_size(path);
-    unsigned char *d = malloc(*size ? *size : 1);
-    assert_non_null(d);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(d, 1, *size, f), *size);
-    fclose(f);
-    return d;
-}
-
-static void spit(const char *path, const void *d, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(d, 1, size, f), size);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* Where needle sits in the file; it must occur exactly once. */
-static size_t find_once(const char *path, const void *needle, size_t len)
-{
-    size_t size, at = 0, hits = 0;
-    unsigned char *d = slurp(path, &size);
-    for (size_t i = 0; i + len <= size; i++)
-        if (memcmp(d + i, needle, len) == 0) {
-            at = i;
-            hits++;
-        }
-    free(d);
-    if (hits != 1)
-        fail_msg("%s: pattern found %zu times, expected once", path, hits);
-    return at;
-}
-
-/* XORs one byte of the file with mask (one byte changes a Fletcher32 word
- * by a non-multiple of 65535, so the checksum always notices). */
-static void flip(const char *path, size_t off, unsigned char mask)
-{
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    unsigned char b;
-    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
-    b ^= mask;
-    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
-    close(fd);
-}
-
 /* ---- records ------------------------------------------------------------- */
 
 /* Values no conversion may touch: signed zeros, NaN payloads (quiet and
@@ -621,37 +541,37 @@ static void test_ckptfile_commit_is_atomic(void **state)
     (void)state;
     char msg[EMBER_MSG_SIZE], path[1024];
     ember_ctx *ctx = tu_ctx(2);
-    rm_rf("atomic");
+    tu_rm_rf("atomic");
     assert_int_equal(mkdir("atomic", 0755), 0);
     ember__ckw *w = NULL;
     TU_OKM(ember__ckw_begin(ctx, &w, "atomic", "c.h5", &plain_meta, msg), msg);
-    assert_true(exists("atomic/c.h5.tmp"));
-    assert_false(exists("atomic/c.h5"));
+    assert_true(tu_exists("atomic/c.h5.tmp"));
+    assert_false(tu_exists("atomic/c.h5"));
     int64_t vals[3] = {1, 2, 3};
     TU_OKM(ember__ckw_scalars(w, "v", EMBER_I64, vals, 3, msg), msg);
-    assert_true(exists("atomic/c.h5.tmp"));
-    assert_false(exists("atomic/c.h5"));
+    assert_true(tu_exists("atomic/c.h5.tmp"));
+    assert_false(tu_exists("atomic/c.h5"));
     uint64_t bytes = 0;
     memset(path, 'x', sizeof path);
     TU_OKM(ember__ckw_commit(&w, &bytes, path, msg), msg);
     assert_null(w);
     assert_string_equal(msg, "");
-    assert_false(exists("atomic/c.h5.tmp"));
-    assert_true(exists("atomic/c.h5"));
+    assert_false(tu_exists("atomic/c.h5.tmp"));
+    assert_true(tu_exists("atomic/c.h5"));
     assert_string_equal(path, "atomic/c.h5");
-    assert_int_equal(bytes, file_size("atomic/c.h5"));
+    assert_int_equal(bytes, tu_file_size("atomic/c.h5"));
 
     /* a commit over an existing file replaces it */
     write_iteration(ctx, "atomic", "c.h5", 7);
     assert_int_equal(read_iteration(ctx, "atomic/c.h5"), 7);
-    assert_false(exists("atomic/c.h5.tmp"));
+    assert_false(tu_exists("atomic/c.h5.tmp"));
 
     /* a stale .tmp (a crash) is replaced by the next writer */
-    spit("atomic/c.h5.tmp", "garbage", 7);
+    tu_spit("atomic/c.h5.tmp", "garbage", 7);
     write_iteration(ctx, "atomic", "c.h5", 8);
     assert_int_equal(read_iteration(ctx, "atomic/c.h5"), 8);
-    assert_false(exists("atomic/c.h5.tmp"));
-    rm_rf("atomic");
+    assert_false(tu_exists("atomic/c.h5.tmp"));
+    tu_rm_rf("atomic");
     ember_ctx_destroy(&ctx);
 }
 
@@ -663,7 +583,7 @@ static void test_ckptfile_abort_keeps_existing(void **state)
     unlink("keep.h5.tmp");
     write_iteration(ctx, ".", "keep.h5", 5);
     size_t size0, size1;
-    unsigned char *before = slurp("keep.h5", &size0);
+    unsigned char *before = tu_slurp("keep.h5", &size0);
 
     ember__ck_meta m = {.kind = "loop", .iteration = 6};
     ember__ckw *w = NULL;
@@ -671,11 +591,11 @@ static void test_ckptfile_abort_keeps_existing(void **state)
     int64_t v = 6;
     TU_OKM(ember__ckw_scalars(w, "it", EMBER_I64, &v, 1, msg), msg);
     TU_OKM(ember__ckw_blob(w, "rng", "0123456789", 10, msg), msg);
-    assert_true(exists("keep.h5.tmp"));
+    assert_true(tu_exists("keep.h5.tmp"));
     ember__ckw_abort(&w);
     assert_null(w);
-    assert_false(exists("keep.h5.tmp"));
-    unsigned char *after = slurp("keep.h5", &size1);
+    assert_false(tu_exists("keep.h5.tmp"));
+    unsigned char *after = tu_slurp("keep.h5", &size1);
     assert_int_equal(size0, size1);
     assert_memory_equal(before, after, size0);
     assert_int_equal(read_iteration(ctx, "keep.h5"), 5);
@@ -704,10 +624,10 @@ static void test_ckptfile_commit_missing_dir(void **state)
                      EMBER_EIO);
     assert_null(w);
     TU_MSG_HAS(msg, "no/such/dir/x.h5");
-    assert_false(exists("no"));
+    assert_false(tu_exists("no"));
 
-    rm_rf("going");
-    rm_rf("gone");
+    tu_rm_rf("going");
+    tu_rm_rf("gone");
     assert_int_equal(mkdir("going", 0755), 0);
     TU_OKM(ember__ckw_begin(ctx, &w, "going", "x.h5", &plain_meta, msg), msg);
     double d = 1.5;
@@ -716,8 +636,8 @@ static void test_ckptfile_commit_missing_dir(void **state)
     assert_int_equal(ember__ckw_commit(&w, NULL, NULL, msg), EMBER_EIO);
     assert_null(w);
     TU_MSG_HAS(msg, "going/x.h5");
-    assert_false(exists("gone/x.h5"));
-    rm_rf("gone"); /* the .tmp moved along with its directory */
+    assert_false(tu_exists("gone/x.h5"));
+    tu_rm_rf("gone"); /* the .tmp moved along with its directory */
     ember_ctx_destroy(&ctx);
     assert_int_equal(atomic_load(&c.live), 0);
 }
@@ -760,7 +680,7 @@ static void test_ckptfile_corrupt_dataset_detected(void **state)
     unsigned char blob[4096], blob2[4096];
     ember_ctx *ctx = tu_ctx(2);
     write_patterns(ctx, "bad.h5", recs, arr, blob);
-    flip("bad.h5", find_once("bad.h5", &recs[1234], 8) + 3, 0x10);
+    tu_flip("bad.h5", tu_find_once("bad.h5", &recs[1234], 8) + 3, 0x10);
 
     ember__ckr *r = NULL;
     TU_OKM(ember__ckr_open(ctx, &r, "bad.h5", msg), msg); /* metadata is fine */
@@ -801,7 +721,7 @@ static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
     ember__ckr *r = NULL;
 
     write_patterns(ctx, "bads.h5", recs, arr, blob);
-    flip("bads.h5", find_once("bads.h5", &arr[40], 8), 0x01);
+    tu_flip("bads.h5", tu_find_once("bads.h5", &arr[40], 8), 0x01);
     TU_OKM(ember__ckr_open(ctx, &r, "bads.h5", msg), msg);
     assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "bads.h5");
@@ -812,7 +732,7 @@ static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
     ember__ckr_close(&r);
 
     write_patterns(ctx, "badb.h5", recs, arr, blob);
-    flip("badb.h5", find_once("badb.h5", "BLOBMARKER", 10) + 4, 0x80);
+    tu_flip("badb.h5", tu_find_once("badb.h5", "BLOBMARKER", 10) + 4, 0x80);
     TU_OKM(ember__ckr_open(ctx, &r, "badb.h5", msg), msg);
     assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "/blobs/blob");
@@ -835,13 +755,13 @@ static void test_ckptfile_truncated_detected(void **state)
     ember_ctx *ctx = tu_ctx(2);
     write_patterns(ctx, "full.h5", recs, arr, blob);
     size_t size;
-    unsigned char *whole = slurp("full.h5", &size);
-    size_t data_at = find_once("full.h5", &recs[PAT_N / 2], 8);
+    unsigned char *whole = tu_slurp("full.h5", &size);
+    size_t data_at = tu_find_once("full.h5", &recs[PAT_N / 2], 8);
     size_t cuts[] = {0, 1, 8, 100, 512, 2048, size / 3, data_at, size / 2,
                      size - 4096, size - 16, size - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         assert_true(cuts[i] < size);
-        spit("cut.h5", whole, cuts[i]);
+        tu_spit("cut.h5", whole, cuts[i]);
         ember__ckr *r = NULL;
         int rc = ember__ckr_open(ctx, &r, "cut.h5", msg);
         if (rc == EMBER_OK) {
@@ -854,7 +774,7 @@ static void test_ckptfile_truncated_detected(void **state)
         assert_null(r);
     }
     /* the uncut copy is fine, so the cuts are what failed */
-    spit("cut.h5", whole, size);
+    tu_spit("cut.h5", whole, size);
     ember__ckr *r = NULL;
     TU_OKM(ember__ckr_open(ctx, &r, "cut.h5", msg), msg);
     TU_OKM(ember__ckr_verify(r, msg), msg);
@@ -943,7 +863,7 @@ static void test_ckptfile_not_a_checkpoint(void **state)
     ember_ctx *ctx = tu_ctx(2);
     write_foreign("foreign.h5");
     open_fails(ctx, "foreign.h5", EMBER_ECORRUPT, "not an ember checkpoint");
-    spit("text.h5", "time,value\n1,2\n", 15);
+    tu_spit("text.h5", "time,value\n1,2\n", 15);
     open_fails(ctx, "text.h5", EMBER_ECORRUPT, "text.h5");
 
     write_iteration(ctx, ".", "magic.h5", 1);
@@ -1033,7 +953,7 @@ static int oom_roundtrip(tu_counter *c, char *msg)
     if (!rc)
         rc = ember__ckw_commit(&w, NULL, NULL, msg);
     ember__ckw_abort(&w);
-    assert_false(exists("oom.h5.tmp"));
+    assert_false(tu_exists("oom.h5.tmp"));
     if (!rc)
         rc = ember__ckr_open(ctx, &r, "oom.h5", msg);
     if (!rc)
@@ -1170,7 +1090,7 @@ static void test_ckptfile_parallel_read(void **state)
 
     /* one byte in the third chunk */
     size_t victim = 2 * chunk + chunk / 2 + 17;
-    flip("big.h5", find_once("big.h5", &recs[victim], 8) + 5, 0x04);
+    tu_flip("big.h5", tu_find_once("big.h5", &recs[victim], 8) + 5, 0x04);
     for (int k = 0; k < 3; k++) {
         TU_OK(ember_ctx_set_threads(ctx, threads[k]));
         ember__ckr *r = NULL;

@@ -27,6 +27,11 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 /* ---- counting, failure-injecting allocator ------------------------------ */
 
 typedef struct {
@@ -254,6 +259,91 @@ static inline size_t tu_part_len(size_t n, size_t P, size_t p)
 {
     return (size_t)(((unsigned __int128)n * (p + 1)) / P -
                     ((unsigned __int128)n * p) / P);
+}
+
+/* ---- files: reading, rewriting and damaging them --------------------------- */
+
+/* Removes a file, or a directory and everything in it. */
+static inline void tu_rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        char p[1024];
+        while ((de = readdir(d)) != NULL)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+                strlen(path) + strlen(de->d_name) + 2 <= sizeof p) {
+                memcpy(p, path, strlen(path));
+                p[strlen(path)] = '/';
+                memcpy(p + strlen(path) + 1, de->d_name, strlen(de->d_name) + 1);
+                tu_rm_rf(p);
+            }
+        closedir(d);
+    }
+    remove(path);
+}
+
+static inline int tu_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static inline size_t tu_file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (size_t)st.st_size;
+}
+
+/* The whole file in a malloc'd buffer. */
+static inline unsigned char *tu_slurp(const char *path, size_t *size)
+{
+    *size = tu_file_size(path);
+    unsigned char *d = malloc(*size ? *size : 1);
+    assert_non_null(d);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(d, 1, *size, f), *size);
+    fclose(f);
+    return d;
+}
+
+static inline void tu_spit(const char *path, const void *d, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(d, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Where needle sits in the file; it must occur exactly once. */
+static inline size_t tu_find_once(const char *path, const void *needle, size_t len)
+{
+    size_t size, at = 0, hits = 0;
+    unsigned char *d = tu_slurp(path, &size);
+    for (size_t i = 0; i + len <= size; i++)
+        if (memcmp(d + i, needle, len) == 0) {
+            at = i;
+            hits++;
+        }
+    free(d);
+    if (hits != 1)
+        fail_msg("%s: pattern found %zu times, expected once", path, hits);
+    return at;
+}
+
+/* XORs one byte of the file with mask (one byte changes a Fletcher32 word
+ * by a non-multiple of 65535, so the checksum always notices). */
+static inline void tu_flip(const char *path, size_t off, unsigned char mask)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= mask;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
 }
 
 #endif /* EMBER_TESTUTIL_H */
