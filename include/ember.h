@@ -182,6 +182,21 @@ typedef struct {
     uint64_t disk_reads;         /* blocks read back from the scratch dir */
     uint64_t recomputes;         /* persisted partitions computed again */
     uint64_t cache_hits;
+    /* What the context holds right now, by ember's own accounting (not
+     * the process's RSS, so the figures are deterministic): */
+    size_t broadcast_bytes;      /* collected copies held by live broadcasts;
+                                    charged against memory_budget together
+                                    with memory_used (a view of an array
+                                    source holds nothing of its own) */
+    size_t disk_used;            /* bytes of blocks in spill files */
+    size_t dataset_bytes;        /* records owned by live datasets: copied
+                                    arrays, files read, partitions captured
+                                    for a pending checkpoint */
+    size_t live_datasets;        /* lineage nodes alive: handles, their
+                                    ancestors, the sources of broadcasts */
+    size_t live_broadcasts;
+    size_t live_bytes;           /* memory_used + broadcast_bytes +
+                                    dataset_bytes */
 } ember_stats;
 
 void ember_ctx_stats(const ember_ctx *ctx, ember_stats *out);

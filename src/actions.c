@@ -1,6 +1,10 @@
 /* actions.c: the actions, each a sink over ember__run plus a fold of the
  * per-partition results in partition order.
  *
+ * Floor 3 of the engine (docs/design.md): actions call the executor, the
+ * nodes and the block store below them, never a checkpoint or a file:
+ * writing HDF5 is save.c's, one floor up, over ember__run_ordered.
+ *
  * Per-partition state is indexed by partition, never by thread, so the
  * combination order, and therefore every floating-point result, is the
  * same for any team size.
@@ -401,10 +405,10 @@ int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg)
     return ember__run(ds, foreach_sink, &s, msg);
 }
 
-/* ---- save ------------------------------------------------------------------------ */
+/* ---- partitions in order --------------------------------------------------- */
 
-int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
-                      char *msg)
+int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
+                       uint64_t *offsets, char *msg)
 {
     size_t W = window_width(ds);
     ember__buf *parts = ember__calloc(ds->ctx, W, sizeof *parts);
@@ -416,7 +420,7 @@ int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
         size_t hi = lo + W < ds->nparts ? lo + W : ds->nparts;
         rc = run_window(ds, lo, hi, parts, msg);
         for (size_t i = 0; !rc && i < hi - lo; i++) {
-            rc = ember__h5w_append(w, parts[i].data, parts[i].n, msg);
+            rc = fn(state, lo + i, parts[i].data, parts[i].n, msg);
             offsets[lo + i + 1] = offsets[lo + i] + parts[i].n;
         }
     }
@@ -424,33 +428,51 @@ int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
     return rc;
 }
 
-int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
-                  char *msg)
+/* ---- broadcast ------------------------------------------------------------------ */
+
+/* A broadcast is an action: unless ds is an array source (then it is a
+ * view of that array), ds is computed once into one array, whose bytes are
+ * charged against the memory budget until the last holder lets go. */
+int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg)
 {
-    int rc = check_ds(ds, spec, "save_h5", msg);
-    if (rc)
-        return rc;
-    char file[4096], path[1024];
-    rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path, msg);
-    if (rc)
-        return rc;
-    if (!path[0])
-        snprintf(path, sizeof path, "/%s", ds->name[0] ? ds->name : "data");
-    ember__h5w_opts wo = {.deflate = opts ? opts->deflate : 0,
-                          .fletcher32 = 1,
-                          .overwrite = opts ? opts->overwrite : 0,
-                          .fid = -1};
-    uint64_t *offsets = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *offsets);
-    ember__h5w *w = NULL;
-    rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)
-                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc)
-        rc = ember__save_parts(ds, w, offsets, msg);
-    if (w) {
-        int rc2 = ember__h5w_close(&w, rc ? NULL : offsets, ds->nparts,
-                                   rc ? NULL : msg);
-        rc = rc ? rc : rc2;
+    ember__msg_clear(msg);
+    if (!out || !ds)
+        return ember__err(msg, EMBER_EINVAL, "broadcast: NULL argument");
+    ember_ctx *ctx = ds->ctx;
+    ember_bcast *bc = ember__calloc(ctx, 1, sizeof *bc);
+    if (!bc)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = EMBER_OK;
+    if (ds->op == EMBER__ARRAY) {
+        bc->data = ds->u.array.data; /* shared memory: a view */
+        bc->n = ds->u.array.n;
+    } else {
+        void *data = NULL;
+        size_t n = 0;
+        rc = ember_collect_alloc(ds, &data, &n, msg);
+        bc->data = bc->owned = data;
+        bc->n = n;
+        bc->charged = n * ds->type.size;
     }
-    ember__free(ds->ctx, offsets);
-    return rc;
+    if (!rc)
+        rc = ember__store_charge(ctx, bc->charged, msg);
+    if (rc) {
+        ember__store_release_charge(ctx, bc->charged);
+        ember__free(ctx, bc->owned);
+        ember__free(ctx, bc);
+        return rc;
+    }
+    bc->ctx = ctx;
+    bc->ds = ds;
+    ds->refs++;
+    bc->type = ds->type;
+    bc->refs = 1;
+    bc->user_handle = 1;
+    bc->next = ctx->bcasts;
+    if (ctx->bcasts)
+        ctx->bcasts->prev = bc;
+    ctx->bcasts = bc;
+    ember__stat_gauge(ctx, &ctx->stats.live_broadcasts, 1, 1);
+    *out = bc;
+    return EMBER_OK;
 }

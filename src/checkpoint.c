@@ -1,14 +1,25 @@
 /* checkpoint.c: dataset checkpoints, which cut a growing lineage.
  *
  * ember_checkpoint marks a dataset. While an action computes it, each task
- * hands the partition it produced to ember__checkpoint_capture (the pipeline
- * tees it, so nothing is computed twice — Spark computes a checkpointed RDD
- * twice unless it was cached). After the action, every marked dataset whose
- * partitions are all captured or stored in the block store is written as
- * one checkpoint file and its node becomes a read of that file: its parents
- * are released, so the lineage before it can be freed.
+ * leaves the partition it produced in the node's capture buffers (the
+ * pipeline tees it, so nothing is computed twice — Spark computes a
+ * checkpointed RDD twice unless it was cached). After the action the
+ * executor calls commit_pending (installed as ctx->ckpt_commit): every
+ * marked dataset whose partitions are all captured or stored in the block
+ * store is written as one checkpoint file, and its node becomes a read of
+ * that file.
  * A local checkpoint keeps the partitions in the block store at a _AND_DISK
- * level instead of a file.
+ * level instead of a file. Blocks already cached are moved to that level
+ * as they are, never computed again.
+ *
+ * Truncation releases memory: a checkpointed node drops its parents, the
+ * broadcasts it uses and (file checkpoints) its own shuffle outputs, so
+ * everything only the cut part held is freed then: nodes, stored blocks,
+ * spill files, shuffle outputs, broadcast copies. A live handle keeps what
+ * it holds.
+ *
+ * Floor 4 of the engine (docs/design.md): calls actions, the executor, the
+ * nodes, the block store and the file layer, all below it.
  */
 #include "internal.h"
 
@@ -26,23 +37,7 @@ static int need_dir(const ember_ds *ds, char *msg)
     return EMBER_OK;
 }
 
-static void drop_captured(ember_ds *ds)
-{
-    if (ds->ckpt_parts)
-        ember__parts_free(ds->ctx, ds->ckpt_parts, ds->nparts);
-    ember__free(ds->ctx, ds->ckpt_have);
-    ds->ckpt_parts = NULL;
-    ds->ckpt_have = NULL;
-}
-
-void ember__checkpoint_free(ember_ds *ds)
-{
-    if (ds->ckpt_state == 1)
-        ds->ctx->ckpt_marked--;
-    drop_captured(ds);
-    ember__free(ds->ctx, ds->ckpt_path);
-    ember__free(ds->ctx, ds->ckpt_offsets);
-}
+static int commit_pending(ember_ds *ds, char *msg);
 
 int ember_checkpoint(ember_ds *ds, char *msg)
 {
@@ -57,44 +52,34 @@ int ember_checkpoint(ember_ds *ds, char *msg)
     ds->ckpt_parts = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *ds->ckpt_parts);
     ds->ckpt_have = ember__calloc(ds->ctx, ds->nparts + 1, 1);
     if (!ds->ckpt_parts || !ds->ckpt_have) {
-        drop_captured(ds);
+        ember__ds_drop_captured(ds);
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     }
     for (size_t p = 0; p < ds->nparts; p++)
         ds->ckpt_parts[p].size = ds->type.size;
     ds->ckpt_state = 1;
     ds->ctx->ckpt_marked++;
+    ds->ctx->ckpt_commit = commit_pending;
     return EMBER_OK;
 }
 
-void ember__checkpoint_capture(ember_ds *ds, size_t part, ember__buf *b)
-{
-#pragma omp critical(ember_checkpoint_capture)
-    if (ds->ckpt_state == 1 && !ds->ckpt_have[part]) {
-        ds->ckpt_parts[part] = *b;
-        ds->ckpt_have[part] = 1;
-        b->data = NULL;
-        b->n = b->cap = 0;
-    }
-}
-
-/* Cuts the lineage: ds's partitions now come from the file or the store. */
+/* Cuts the lineage: ds's partitions now come from the file or the store,
+ * and whatever only the cut part held is freed. */
 static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets)
 {
     if (ds->ckpt_state == 1)
         ds->ctx->ckpt_marked--;
-    drop_captured(ds);
+    ember__ds_drop_captured(ds);
     ds->ckpt_state = 2;
     ds->ckpt_path = path;
     ds->ckpt_offsets = offsets;
-    if (ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY)
-        return; /* a source has no lineage to cut */
-    ds->op = EMBER__CHECKPOINT;
-    for (int i = 0; i < 2; i++) {
-        ember_ds *p = ds->parent[i];
-        ds->parent[i] = NULL;
-        ember__ds_unref(p);
-    }
+    /* A shuffle's outputs share its key; once a file serves its partitions
+     * they are dead weight, unless the caller persisted it. */
+    if (ds->op == EMBER__SHUFFLE && path && ds->level == EMBER_NONE)
+        ember__store_drop(ds->ctx, ds->id);
+    if (ds->op != EMBER__RANGE && ds->op != EMBER__ARRAY)
+        ds->op = EMBER__CHECKPOINT; /* a source has no lineage to cut */
+    ember__ds_cut(ds);
 }
 
 /* The partitions of a marked dataset, from captures or the store. Views
@@ -178,7 +163,7 @@ static int write_marked(ember_ds *ds, char *msg)
     return EMBER_OK;
 }
 
-int ember__checkpoint_pending(ember_ds *ds, char *msg)
+static int commit_pending(ember_ds *ds, char *msg)
 {
     if (!ds->ctx->ckpt_marked)
         return EMBER_OK;
@@ -221,6 +206,23 @@ static ember_level disk_level(ember_level l)
     }
 }
 
+/* ds at `want`, keeping what is stored: cached blocks move to the level as
+ * they are (MEMORY_ONLY -> MEMORY_AND_DISK, _SER -> MEMORY_AND_DISK_SER). */
+static int keep_stored(ember_ds *ds, ember_level want, char *msg)
+{
+    if (ds->level == want)
+        return EMBER_OK;
+    if (ds->level == EMBER_NONE) /* a shuffle's outputs are kept as well */
+        return ember_persist(ds, want, msg);
+    if (ember__store_relevel(ds->ctx, ds->id, want) != EMBER_OK)
+        return ember__err(msg, EMBER_ESTATE,
+                          "local checkpoint of #%llu: cannot move %s blocks "
+                          "to %s", (unsigned long long)ds->id,
+                          ember_level_name(ds->level), ember_level_name(want));
+    ds->level = want;
+    return EMBER_OK;
+}
+
 int ember_local_checkpoint(ember_ds *ds, char *msg)
 {
     ember__msg_clear(msg);
@@ -234,13 +236,10 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
     }
     /* As Spark does, a local checkpoint needs a level that survives
      * eviction: the blocks are the only copy once the lineage is cut. */
-    ember_level want = disk_level(ds->level);
-    int rc = EMBER_OK;
-    if (ds->level != want) {
-        ember_unpersist(ds);
-        rc = ember_persist(ds, want, msg);
-    }
+    int rc = keep_stored(ds, disk_level(ds->level), msg);
     uint64_t n;
+    /* Only partitions not stored are computed (those that never got room
+     * or were evicted count as recomputes). */
     if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
         rc = ember_count(ds, &n, msg);
     if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
@@ -260,27 +259,6 @@ int ember_is_checkpointed(const ember_ds *ds)
 const char *ember_checkpoint_path(const ember_ds *ds)
 {
     return ds && ds->ckpt_state == 2 ? ds->ckpt_path : NULL;
-}
-
-int ember__checkpoint_read_part(ember_ds *ds, size_t part, ember__buf *b,
-                                char *msg)
-{
-    if (!ds->ckpt_path)
-        return ember__err(msg, EMBER_ESTATE,
-                          "local checkpoint #%llu lost partition %zu",
-                          (unsigned long long)ds->id, part);
-    uint64_t lo = ds->ckpt_offsets[part], hi = ds->ckpt_offsets[part + 1];
-    ember__ckr *r = NULL;
-    b->size = ds->type.size;
-    int rc = ember__buf_reserve(ds->ctx, b, (size_t)(hi - lo));
-    if (!rc)
-        rc = ember__ckr_open(ds->ctx, &r, ds->ckpt_path, msg);
-    if (!rc)
-        rc = ember__ckr_slice(r, "data", &ds->type, lo, (size_t)(hi - lo), b->data, msg);
-    if (!rc)
-        b->n = (size_t)(hi - lo);
-    ember__ckr_close(&r);
-    return rc;
 }
 
 /* Picks the one dataset of a file when no name is given. */

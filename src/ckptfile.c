@@ -10,6 +10,10 @@
  * state or the new file, plus perhaps a stray .tmp that the loop sweeps.
  * Every HDF5 call runs under ember__h5_lock (recursive), and every id is
  * closed on every path.
+ *
+ * The file layer (docs/design.md) knows types, records and partition
+ * offsets, never a dataset: it calls h5io.c and the allocator only. What
+ * computes the records (checkpoint.c, save.c, loop.c) sits above it.
  */
 #include "internal.h"
 
@@ -200,27 +204,11 @@ static int open_writer(ember__ckw *w, const char *group, const char *name,
     return ember__h5w_open(w->ctx, hw, w->tmp, path, t, &o, msg);
 }
 
-int ember__ckw_dataset(ember__ckw *w, const char *name, ember_ds *ds,
-                       char *msg)
+int ember__ckw_records(ember__ckw *w, const char *name, const ember_type *t,
+                       uint64_t expected, ember__h5w **hw, char *msg)
 {
-    ember__h5w *hw = NULL;
-    uint64_t *off = ember__calloc(w->ctx, ds->nparts + 1, sizeof *off);
-    /* A stored or source dataset is counted cheaply; its size picks the
-     * chunk size. Others would have to be computed twice: no hint. */
-    uint64_t expected = 0;
-    if (off && (ember__is_root(ds) || ember_cached_partitions(ds) == ds->nparts) &&
-        ember_count(ds, &expected, NULL) != EMBER_OK)
-        expected = 0;
-    int rc = off ? open_writer(w, "datasets", name, &ds->type, expected, &hw, msg)
-                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc)
-        rc = ember__save_parts(ds, hw, off, msg);
-    if (hw) {
-        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, ds->nparts, rc ? NULL : msg);
-        rc = rc ? rc : rc2;
-    }
-    ember__free(w->ctx, off);
-    return rc;
+    *hw = NULL;
+    return open_writer(w, "datasets", name, t, expected, hw, msg);
 }
 
 int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,

@@ -155,4 +155,6 @@ void ember_ctx_stats(const ember_ctx *ctx, ember_stats *out)
     omp_set_lock(&c->stats_lock);
     *out = ctx->stats;
     omp_unset_lock(&c->stats_lock);
+    out->live_bytes = out->memory_used + out->broadcast_bytes +
+                      out->dataset_bytes;
 }

@@ -6,6 +6,11 @@
  * Freeing walks a worklist, never recursion, so a chain of 100,000 maps
  * frees in constant stack. Every node is also in its context's registry;
  * newest first, so ids grow from parents to children.
+ *
+ * Floor 1 of the engine (docs/design.md): this file calls only the floor
+ * below it, the block store and the allocator. It never runs a dataset:
+ * making a broadcast is an action (actions.c), and a checkpoint's fields
+ * are plain buffers freed here with the node.
  * Wide transformations live in shuffle.c, execution in exec.c.
  */
 #include "internal.h"
@@ -73,8 +78,22 @@ int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
         if (ds->parent[i])
             ds->parent[i]->refs++;
     registry_add(ctx, ds);
+    ember__stat_gauge(ctx, &ctx->stats.live_datasets, 1, 1);
     *out = ds;
     return EMBER_OK;
+}
+
+void ember__ds_drop_captured(ember_ds *ds)
+{
+    ember_ctx *ctx = ds->ctx;
+    for (size_t p = 0; ds->ckpt_parts && p < ds->nparts; p++)
+        ember__buf_free(ctx, &ds->ckpt_parts[p]);
+    ember__free(ctx, ds->ckpt_parts);
+    ember__free(ctx, ds->ckpt_have);
+    ds->ckpt_parts = NULL;
+    ds->ckpt_have = NULL;
+    ember__stat_gauge(ctx, &ctx->stats.dataset_bytes, -1, ds->ckpt_bytes);
+    ds->ckpt_bytes = 0;
 }
 
 /* Frees what the node itself owns; parents and broadcasts are the
@@ -88,13 +107,17 @@ static void destroy_node(ember_ds *ds)
         ember__free(ctx, ds->u.array.keep);
         ember__free(ctx, ds->u.array.offsets);
     }
+    ember__stat_gauge(ctx, &ctx->stats.dataset_bytes, -1, ds->held_bytes);
+    ember__stat_gauge(ctx, &ctx->stats.live_datasets, -1, 1);
     ember__free(ctx, ds->uses);
     ember__free(ctx, ds->stored_once);
-    ember__checkpoint_free(ds);
+    if (ds->ckpt_state == 1)
+        ctx->ckpt_marked--;
+    ember__ds_drop_captured(ds);
+    ember__free(ctx, ds->ckpt_path);
+    ember__free(ctx, ds->ckpt_offsets);
     ember__free(ctx, ds);
 }
-
-static void bcast_unref(ember_bcast *bc);
 
 void ember__ds_unref(ember_ds *ds)
 {
@@ -117,9 +140,25 @@ void ember__ds_unref(ember_ds *ds)
             }
         }
         for (size_t i = 0; i < n->nuses; i++)
-            bcast_unref(n->uses[i]);
+            ember__bcast_unref(n->uses[i]);
         destroy_node(n);
     }
+}
+
+void ember__ds_cut(ember_ds *ds)
+{
+    /* Unlinked first, so the node is consistent whatever the unrefs free. */
+    ember_ds *p[2] = {ds->parent[0], ds->parent[1]};
+    ember_bcast **uses = ds->uses;
+    size_t nuses = ds->nuses;
+    ds->parent[0] = ds->parent[1] = NULL;
+    ds->uses = NULL;
+    ds->nuses = 0;
+    for (size_t i = 0; i < nuses; i++)
+        ember__bcast_unref(uses[i]);
+    ember__free(ds->ctx, uses);
+    ember__ds_unref(p[0]);
+    ember__ds_unref(p[1]);
 }
 
 void ember_ds_free(ember_ds **pds)
@@ -139,6 +178,8 @@ void ember__destroy_all(ember_ctx *ctx)
     while (ctx->bcasts) {
         ember_bcast *b = ctx->bcasts;
         ctx->bcasts = b->next;
+        ember__store_release_charge(ctx, b->charged);
+        ember__stat_gauge(ctx, &ctx->stats.live_broadcasts, -1, 1);
         ember__free(ctx, b->owned);
         ember__free(ctx, b);
     }
@@ -283,6 +324,8 @@ int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
     ds->u.array.data = records;
     ds->u.array.n = n;
     ds->u.array.owned = records;
+    ds->held_bytes = (records ? n * t->size : 0) + (keep ? keep_size : 0);
+    ember__stat_gauge(ctx, &ctx->stats.dataset_bytes, 1, ds->held_bytes);
     ds->u.array.keep = keep;
     ds->u.array.keep_size = keep_size;
     snprintf(ds->name, sizeof ds->name, "%s", name ? name : "array");
@@ -528,8 +571,10 @@ int ember_unpersist(ember_ds *ds)
     ds->level = EMBER_NONE;
     if (ds->stored_once) /* a later persist starts afresh: no recomputes */
         memset(ds->stored_once, 0, ds->nparts + 1);
-    /* A shuffle's own outputs share the key; they are not a cache. */
-    if (ds->op != EMBER__SHUFFLE && ds->op != EMBER__CHECKPOINT)
+    /* A shuffle's own outputs share the key; they are not a cache. A local
+     * checkpoint's blocks are freed: its partitions are lost, and reading
+     * it again is an error that says so (Spark does the same). */
+    if (ds->op != EMBER__SHUFFLE)
         ember__store_drop(ds->ctx, ds->id);
     return EMBER_OK;
 }
@@ -543,7 +588,7 @@ size_t ember_cached_partitions(const ember_ds *ds)
 
 /* ---- broadcasts ------------------------------------------------------------------- */
 
-static void bcast_unref(ember_bcast *bc)
+void ember__bcast_unref(ember_bcast *bc)
 {
     if (!bc || --bc->refs > 0)
         return;
@@ -555,46 +600,11 @@ static void bcast_unref(ember_bcast *bc)
     if (bc->next)
         bc->next->prev = bc->prev;
     ember_ds *ds = bc->ds;
+    ember__store_release_charge(ctx, bc->charged);
+    ember__stat_gauge(ctx, &ctx->stats.live_broadcasts, -1, 1);
     ember__free(ctx, bc->owned);
     ember__free(ctx, bc);
     ember__ds_unref(ds);
-}
-
-int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg)
-{
-    ember__msg_clear(msg);
-    if (!out || !ds)
-        return ember__err(msg, EMBER_EINVAL, "broadcast: NULL argument");
-    ember_ctx *ctx = ds->ctx;
-    ember_bcast *bc = ember__calloc(ctx, 1, sizeof *bc);
-    if (!bc)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (ds->op == EMBER__ARRAY) {
-        bc->data = ds->u.array.data; /* shared memory: a view */
-        bc->n = ds->u.array.n;
-    } else {
-        void *data = NULL;
-        size_t n = 0;
-        int rc = ember_collect_alloc(ds, &data, &n, msg);
-        if (rc) {
-            ember__free(ctx, bc);
-            return rc;
-        }
-        bc->data = bc->owned = data;
-        bc->n = n;
-    }
-    bc->ctx = ctx;
-    bc->ds = ds;
-    ds->refs++;
-    bc->type = ds->type;
-    bc->refs = 1;
-    bc->user_handle = 1;
-    bc->next = ctx->bcasts;
-    if (ctx->bcasts)
-        ctx->bcasts->prev = bc;
-    ctx->bcasts = bc;
-    *out = bc;
-    return EMBER_OK;
 }
 
 const void *ember_bcast_data(const ember_bcast *bc, size_t *n)
@@ -620,7 +630,7 @@ void ember_bcast_free(ember_bcast **pbc)
     if (!bc->user_handle)
         return;
     bc->user_handle = 0;
-    bcast_unref(bc);
+    ember__bcast_unref(bc);
 }
 
 int ember_ds_uses(ember_ds *ds, ember_bcast *bc)

@@ -16,6 +16,13 @@
  * each partition's work is fixed and callers combine per-partition results
  * in partition order. When several partitions fail, the error of the lowest
  * partition is reported, so even errors are deterministic.
+ *
+ * Floor 2 of the engine (docs/design.md), with shuffle.c: it calls the
+ * nodes, the block store and the file layer below it, never an action or
+ * a checkpoint. Checkpoints reach it through one small interface: a root
+ * it can read (a written checkpoint's file, by offsets), a capture it can
+ * feed (a marked dataset's ckpt_parts), and ctx->ckpt_commit, which
+ * checkpoint.c installs and the executor calls after an action.
  */
 #include "internal.h"
 
@@ -421,6 +428,51 @@ static int emit_range(task *t, ember_ds *r, size_t q)
     return rc;
 }
 
+/* The root a checkpoint gives the executor: partition part of its file,
+ * through the file layer. A local checkpoint's blocks are read from the
+ * store by try_cached; reaching here means one is gone. */
+static int read_checkpoint_part(ember_ds *ds, size_t part, ember__buf *b,
+                                char *msg)
+{
+    if (!ds->ckpt_path)
+        return ember__err(msg, EMBER_ESTATE,
+                          "local checkpoint #%llu lost partition %zu (was it "
+                          "unpersisted?)", (unsigned long long)ds->id, part);
+    uint64_t lo = ds->ckpt_offsets[part], hi = ds->ckpt_offsets[part + 1];
+    ember__ckr *r = NULL;
+    b->size = ds->type.size;
+    int rc = ember__buf_reserve(ds->ctx, b, (size_t)(hi - lo));
+    if (!rc)
+        rc = ember__ckr_open(ds->ctx, &r, ds->ckpt_path, msg);
+    if (!rc)
+        rc = ember__ckr_slice(r, "data", &ds->type, lo, (size_t)(hi - lo),
+                              b->data, msg);
+    if (!rc)
+        b->n = (size_t)(hi - lo);
+    ember__ckr_close(&r);
+    return rc;
+}
+
+/* The capture a checkpoint gives the executor: a task that computed
+ * partition part of a marked dataset leaves the records (moved out of b)
+ * in ds->ckpt_parts, unless another task got there first. */
+static void capture(ember_ds *ds, size_t part, ember__buf *b)
+{
+    size_t bytes = b->n * b->size;
+    int took = 0;
+#pragma omp critical(ember_checkpoint_capture)
+    if (ds->ckpt_state == 1 && !ds->ckpt_have[part]) {
+        ds->ckpt_parts[part] = *b;
+        ds->ckpt_have[part] = 1;
+        ds->ckpt_bytes += bytes;
+        b->data = NULL;
+        b->n = b->cap = 0;
+        took = 1;
+    }
+    if (took)
+        ember__stat_gauge(ds->ctx, &ds->ctx->stats.dataset_bytes, 1, bytes);
+}
+
 static int emit_root(task *t, ember_ds *root, size_t q)
 {
     if (t->have_view)
@@ -429,7 +481,7 @@ static int emit_root(task *t, ember_ds *root, size_t q)
         return emit_range(t, root, q);
     if (root->op == EMBER__CHECKPOINT) {
         ember__buf b = {0};
-        int rc = ember__checkpoint_read_part(root, q, &b, t->msg);
+        int rc = read_checkpoint_part(root, q, &b, t->msg);
         if (!rc)
             rc = feed(t, 0, b.data, b.n, root->type.size);
         ember__buf_free(t->ctx, &b);
@@ -468,7 +520,7 @@ static int finish_step(task *t, size_t i)
                         (unsigned long long)s->index,
                         (unsigned long long)d->parent[1]->id, s->acc.n);
     } else if (s->kind == ST_CKPT) {
-        ember__checkpoint_capture(d, s->part, &s->acc);
+        capture(d, s->part, &s->acc);
     } else if (s->kind == ST_TEE) {
         void *data = s->acc.data;
         size_t n = s->acc.n;
@@ -586,7 +638,10 @@ int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
         return rc;
     run_state r = {ds, sink, state};
     rc = ember__parallel(ds->ctx, lo, hi, run_task, &r, NULL, msg);
-    return rc ? rc : ember__checkpoint_pending(ds, msg);
+    ember_ctx *ctx = ds->ctx;
+    if (!rc && ctx->ckpt_marked && ctx->ckpt_commit)
+        rc = ctx->ckpt_commit(ds, msg);
+    return rc;
 }
 
 /* ---- materializing ---------------------------------------------------------- */

@@ -1,8 +1,11 @@
 /* h5io.c: ember's one door to HDF5: the process-wide HDF5 lock, "file:/path"
  * specs, the mapping between ember record types and HDF5 types, whole-dataset
- * reads (ember_read_h5, defined here) and the streaming writer behind
- * ember_save_h5 (actions.c) and checkpoint files (ckptfile.c, which passes
+ * reads (behind ember_read_h5, save.c) and the streaming writer behind
+ * ember_save_h5 (save.c) and checkpoint files (ckptfile.c, which passes
  * its own open file and writes several datasets into it).
+ *
+ * The file layer (docs/design.md): records, types and offsets, never a
+ * dataset. It calls nothing of the engine but the allocator.
  *
  * Invariants: every HDF5 call happens between ember__h5_lock() and
  * ember__h5_unlock(); every hid_t a function opens it closes on every path;
@@ -794,27 +797,6 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
     int rc = read_locked(ctx, file, path, type, data, n, msg);
     ember__h5_unlock();
     return rc;
-}
-
-int ember_read_h5(ember_ds **out, ember_ctx *ctx, const char *spec,
-                  size_t partitions, char *msg)
-{
-    ember__msg_clear(msg);
-    if (!out || !ctx || !spec)
-        return ember__err(msg, EMBER_EINVAL, "ember_read_h5: NULL argument");
-    *out = NULL;
-    char file[H5IO_FILE_MAX], path[H5IO_PATH_MAX];
-    ember_type type;
-    void *data = NULL;
-    size_t n = 0;
-    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path,
-                                  msg);
-    if (rc == EMBER_OK)
-        rc = ember__h5_read_all(ctx, file, path, &type, &data, &n, msg);
-    if (rc)
-        return rc;
-    return ember__array_source(out, ctx, &type, data, n, partitions, NULL, 0,
-                               path[0] ? path : file, msg);
 }
 
 /* ---- the streaming writer ---------------------------------------------- */

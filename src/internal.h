@@ -31,6 +31,10 @@ struct ember_ctx {
     ember_bcast *bcasts;   /* registry of live broadcasts */
     ember__store *store;
     size_t ckpt_marked;    /* datasets marked and not yet written */
+    /* The executor's one door up to checkpoints: checkpoint.c installs it
+     * when it marks a dataset, and ember__run_parts calls it after an
+     * action while datasets are marked. */
+    int (*ckpt_commit)(ember_ds *ds, char *msg);
     omp_lock_t stats_lock; /* guards stats from tasks */
     ember_stats stats;
 };
@@ -53,6 +57,8 @@ static inline void ember__msg_clear(char *msg)
         msg[0] = '\0';
 }
 void ember__stat_add(ember_ctx *ctx, uint64_t *field, uint64_t v);
+/* Adds (sign > 0) or subtracts v from a size_t gauge of ctx->stats. */
+void ember__stat_gauge(ember_ctx *ctx, size_t *field, int sign, size_t v);
 
 /* Runs fn(state, i, msg) for i in [lo, hi) on the team (at most one thread
  * per task, dynamic scheduling). Tasks above a failed one are skipped, and
@@ -130,6 +136,7 @@ struct ember_ds {
     ember_bcast **uses;    /* broadcasts read by this dataset's functions */
     size_t nuses;
     ember_ds *prev, *next; /* ctx registry */
+    size_t held_bytes;     /* records the node owns (stats.dataset_bytes) */
 
     union {
         struct {
@@ -172,6 +179,7 @@ struct ember_ds {
     uint64_t *ckpt_offsets; /* partition offsets of the written file */
     ember__buf *ckpt_parts; /* marked: partitions captured by actions */
     unsigned char *ckpt_have;
+    size_t ckpt_bytes;     /* bytes captured (stats.dataset_bytes) */
 };
 
 /* Partition p of n records split in P: [n*p/P, n*(p+1)/P). */
@@ -206,6 +214,15 @@ void ember__ds_unref(ember_ds *ds);
 /* ctx_destroy: frees every dataset and broadcast without following
  * references (everything goes). */
 void ember__destroy_all(ember_ctx *ctx);
+/* Cuts ds off its lineage: drops its references to its parents and to the
+ * broadcasts it uses. Whatever only ds kept alive is freed now (nodes,
+ * their stored blocks and shuffle outputs, broadcast copies); what a live
+ * handle or another dataset holds stays. */
+void ember__ds_cut(ember_ds *ds);
+/* Frees a marked dataset's captured partitions (checkpoint state 1). */
+void ember__ds_drop_captured(ember_ds *ds);
+/* Drops one reference to a broadcast (its dataset's, or the caller's). */
+void ember__bcast_unref(ember_bcast *bc);
 /* 1 when partitions of ds are produced without running its parents: a
  * source, a written checkpoint, or a shuffle whose outputs are stored. */
 int ember__is_root(const ember_ds *ds);
@@ -223,6 +240,7 @@ struct ember_bcast {
     const void *data;
     size_t n;
     void *owned;           /* the collected array, or NULL for a view */
+    size_t charged;        /* bytes counted against the memory budget */
     int refs;              /* the caller's handle + datasets that use it */
     int user_handle;
     ember_bcast *prev, *next;
@@ -250,11 +268,14 @@ void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts);
 /* Element-wise sum of n records into acc, fields from first_field on. */
 void ember__sum_records(const ember_type *t, const void *recs, size_t n,
                         void *acc, uint32_t first_field);
-/* Computes ds window by window and appends each partition to w in order,
- * filling offsets[0..nparts]. Memory stays O(window), not O(dataset). */
-typedef struct ember__h5w ember__h5w;
-int ember__save_parts(ember_ds *ds, ember__h5w *w, uint64_t *offsets,
-                      char *msg);
+/* Computes ds window by window and hands each partition's records to fn
+ * in partition order, on the caller's thread (so fn may do I/O, HDF5
+ * included). offsets[0..nparts] get the partition starts. Memory stays
+ * O(window), not O(dataset). */
+typedef int (*ember__part_fn)(void *state, size_t part, const void *recs,
+                              size_t n, char *msg);
+int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
+                       uint64_t *offsets, char *msg);
 
 /* ---- shuffles (shuffle.c) ------------------------------------------------- */
 
@@ -297,6 +318,18 @@ int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
 /* Frees every block of the dataset, in memory and on disk. */
 void ember__store_drop(ember_ctx *ctx, uint64_t ds_id);
+/* Moves every stored block of the dataset to `level` without touching its
+ * bytes: MEMORY_ONLY -> MEMORY_AND_DISK, MEMORY_ONLY_SER ->
+ * MEMORY_AND_DISK_SER (raw and serialized levels do not mix: EINVAL).
+ * A local checkpoint keeps what is cached this way instead of computing
+ * it again. */
+int ember__store_relevel(ember_ctx *ctx, uint64_t ds_id, ember_level level);
+/* Charges bytes held outside the store (broadcasts) against the budget,
+ * evicting blocks least recently used first to make room. The bytes are
+ * charged even when eviction cannot make room: they exist. Release gives
+ * them back. Both publish stats.broadcast_bytes. */
+int ember__store_charge(ember_ctx *ctx, size_t bytes, char *msg);
+void ember__store_release_charge(ember_ctx *ctx, size_t bytes);
 
 /* Byte-shuffle + zstd, used by the store. *dst is a ctx allocation. */
 int ember__compress(ember_ctx *ctx, const void *src, size_t nbytes,
@@ -377,9 +410,11 @@ typedef struct ember__ckw ember__ckw;
 /* Starts <dir>/<name>.tmp (dir must exist). */
 int ember__ckw_begin(ember_ctx *ctx, ember__ckw **w, const char *dir,
                      const char *name, const ember__ck_meta *meta, char *msg);
-/* Computes ds partition window by window and writes /datasets/<name>. */
-int ember__ckw_dataset(ember__ckw *w, const char *name, ember_ds *ds,
-                       char *msg);
+/* Opens /datasets/<name> for records of type t (expected: a count hint,
+ * 0 if unknown). The caller appends partitions in order with
+ * ember__h5w_append and closes with ember__h5w_close(offsets). */
+int ember__ckw_records(ember__ckw *w, const char *name, const ember_type *t,
+                       uint64_t expected, ember__h5w **hw, char *msg);
 /* Writes already materialized partitions as /datasets/<name>. */
 int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
                      const ember__buf *parts, size_t nparts, char *msg);
@@ -428,16 +463,19 @@ void ember__ckr_close(ember__ckr **r);
 
 /* ---- dataset checkpoints (checkpoint.c) ---------------------------------------- */
 
-/* After an action on ds: writes every marked ancestor whose partitions are
- * all captured or stored, and truncates its lineage. */
-int ember__checkpoint_pending(ember_ds *ds, char *msg);
-/* A task computed partition part of a marked dataset: keeps the records
- * (moved out of b) unless another task got there first. Thread-safe. */
-void ember__checkpoint_capture(ember_ds *ds, size_t part, ember__buf *b);
-/* Reads partition part of a file checkpoint into b. */
-int ember__checkpoint_read_part(ember_ds *ds, size_t part, ember__buf *b,
-                                char *msg);
-void ember__checkpoint_free(ember_ds *ds);
+/* The executor feeds a marked dataset's partitions into ds->ckpt_parts
+ * (a capture) and reads a written one's through the file layer (a root);
+ * after the action it calls ctx->ckpt_commit, which writes and truncates.
+ * Nothing in the executor calls this module. */
+
+/* ---- saving datasets to HDF5 (save.c) ------------------------------------ */
+
+/* Computes ds (window by window, in partition order) into an open writer,
+ * filling offsets[0..nparts]. */
+int ember__save_to(ember_ds *ds, ember__h5w *hw, uint64_t *offsets,
+                   char *msg);
+/* Writes ds as /datasets/<name> of a checkpoint file being written. */
+int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg);
 
 /* HDF5 ids for other modules (hid_t is int64_t): the native memory type of
  * an ember type, and a file-access property list with HDF5's file locking

@@ -640,7 +640,7 @@ static int write_binding(ember__ckw *w, const binding *b, char *msg)
     switch (b->kind) {
     case BIND_DS: {
         int rc = ember_local_checkpoint(*b->ds, msg);
-        return rc ? rc : ember__ckw_dataset(w, b->name, *b->ds, msg);
+        return rc ? rc : ember__ckw_ds(w, b->name, *b->ds, msg);
     }
     case BIND_BLOB:
         return ember__ckw_blob(w, b->name, b->data, b->n, msg);

@@ -82,6 +82,8 @@ struct ember__store {
     elist lru;        /* resident entries, least recently used first */
     elist limbo;      /* dead entries still pinned */
     size_t used;      /* bytes of resident entries */
+    size_t charged;   /* bytes held outside (broadcasts), on the budget */
+    size_t disk;      /* bytes of entries on disk, not yet dead */
     size_t pinned;    /* bytes of resident entries that are pinned */
     size_t nmem, ndisk;
     uint64_t next_file;
@@ -123,6 +125,8 @@ static void store_unlock(ember__store *s)
     ctx->stats.memory_budget = ctx->budget;
     ctx->stats.blocks_in_memory = s->nmem;
     ctx->stats.blocks_on_disk = s->ndisk;
+    ctx->stats.broadcast_bytes = s->charged;
+    ctx->stats.disk_used = s->disk;
     ctx->stats.evictions += s->delta.evictions;
     ctx->stats.spills += s->delta.spills;
     ctx->stats.disk_reads += s->delta.disk_reads;
@@ -307,8 +311,10 @@ static void detach(ember__store *s, entry *e, entry **grave)
     e->owner = NULL;
     if (e->resident)
         leave_memory(s, e);
-    if (e->on_disk)
+    if (e->on_disk) {
         s->ndisk--;
+        s->disk -= e->bytes;
+    }
     e->dead = true;
     if (e->pins)
         list_push(&s->limbo, e);
@@ -348,8 +354,10 @@ static void finish_spill(ember__store *s, entry *e, int rc, entry **grave)
     if (rc == EMBER_OK) {
         e->on_disk = true;
         s->delta.spills++;
-        if (!e->dead)
+        if (!e->dead) {
             s->ndisk++;
+            s->disk += e->bytes;
+        }
     } else if (!e->dead) {
         detach(s, e, grave); /* the block is lost; its owner recomputes it */
     }
@@ -381,6 +389,8 @@ static bool make_room(ember__store *s, size_t need, uint64_t owner,
                       entry **grave, entry **spills)
 {
     size_t budget = s->ctx->budget;
+    /* Broadcasts hold their bytes outside the store, on the same budget. */
+    budget = s->charged < budget ? budget - s->charged : 0;
     if (need > budget || s->pinned > budget - need)
         return false;
     size_t freed = 0;
@@ -640,7 +650,7 @@ void ember__store_destroy(ember_ctx *ctx)
         push_job(&grave, e);
     bury(s, grave);
     remove_dir(s);
-    s->used = s->nmem = s->ndisk = 0;
+    s->used = s->nmem = s->ndisk = s->disk = s->charged = 0;
     store_lock(s);
     store_unlock(s); /* the stats say nothing is stored any more */
     omp_destroy_lock(&s->lock);
@@ -865,6 +875,59 @@ void ember__store_drop(ember_ctx *ctx, uint64_t ds_id)
     }
     store_unlock(s);
     bury(s, grave);
+}
+
+int ember__store_relevel(ember_ctx *ctx, uint64_t ds_id, ember_level level)
+{
+    ember__store *s = ctx->store;
+    int rc = EMBER_OK;
+    store_lock(s);
+    dsrec *d = ds_find(s, ds_id);
+    for (size_t p = 0; d && p < d->cap; p++) {
+        entry *e = d->parts[p];
+        if (e && is_ser(e->level) != is_ser(level))
+            rc = EMBER_EINVAL; /* the bytes would have to change */
+        else if (e)
+            e->level = level;
+    }
+    store_unlock(s);
+    return rc;
+}
+
+/* Evicts least recently used blocks until the charged bytes and the
+ * resident ones fit the budget, or nothing evictable is left. */
+static void shrink_to_budget(ember__store *s, entry **grave, entry **spills)
+{
+    size_t budget = s->ctx->budget;
+    for (entry *e = s->lru.head, *next; e; e = next) {
+        next = e->next;
+        if (s->charged >= budget ? s->used == 0 : s->used <= budget - s->charged)
+            break;
+        if (!e->pins)
+            evict(s, e, grave, spills);
+    }
+}
+
+int ember__store_charge(ember_ctx *ctx, size_t bytes, char *msg)
+{
+    ember__store *s = ctx->store;
+    entry *grave = NULL, *spills = NULL;
+    store_lock(s);
+    s->charged += bytes;
+    shrink_to_budget(s, &grave, &spills);
+    store_unlock(s);
+    bury(s, grave);
+    return run_spills(s, spills, msg);
+}
+
+void ember__store_release_charge(ember_ctx *ctx, size_t bytes)
+{
+    ember__store *s = ctx->store;
+    if (!s || !bytes)
+        return;
+    store_lock(s);
+    s->charged -= bytes < s->charged ? bytes : s->charged;
+    store_unlock(s);
 }
 
 /* ---- byte-shuffle + zstd ------------------------------------------------------ */

@@ -96,6 +96,16 @@ void ember__stat_add(ember_ctx *ctx, uint64_t *field, uint64_t v)
     omp_unset_lock(&ctx->stats_lock);
 }
 
+void ember__stat_gauge(ember_ctx *ctx, size_t *field, int sign, size_t v)
+{
+    omp_set_lock(&ctx->stats_lock);
+    if (sign > 0)
+        *field += v;
+    else
+        *field -= v < *field ? v : *field;
+    omp_unset_lock(&ctx->stats_lock);
+}
+
 int ember__buf_reserve(ember_ctx *ctx, ember__buf *b, size_t nrec)
 {
     if (nrec <= b->cap)

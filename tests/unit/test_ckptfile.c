@@ -273,7 +273,7 @@ static int negate_value(const void *in, void *out, size_t n, void *arg)
     return 0;
 }
 
-/* ember__ckw_dataset computes a dataset's partitions itself: here 10
+/* ember__ckw_ds (save.c) computes a dataset into a checkpoint file: here 10
  * records in 16 partitions, so most are empty. */
 static void test_ckptfile_dataset_computed(void **state)
 {
@@ -291,8 +291,8 @@ static void test_ckptfile_dataset_computed(void **state)
     TU_OKM(ember_map(&neg, src, NULL, negate_value, NULL, msg), msg);
     ember__ckw *w = NULL;
     TU_OKM(ember__ckw_begin(ctx, &w, ".", "computed.h5", &plain_meta, msg), msg);
-    TU_OKM(ember__ckw_dataset(w, "neg", neg, msg), msg);
-    TU_OKM(ember__ckw_dataset(w, "src", src, msg), msg);
+    TU_OKM(ember__ckw_ds(w, "neg", neg, msg), msg);
+    TU_OKM(ember__ckw_ds(w, "src", src, msg), msg);
     TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
 
     ember__ckr *r = NULL;

@@ -1,0 +1,107 @@
+/* save.c: datasets to and from HDF5 files: ember_read_h5, ember_save_h5
+ * and the dataset entries of checkpoint files.
+ *
+ * Floor 4 of the engine (docs/design.md), beside checkpoint.c: it runs
+ * datasets through the ordered runner of the actions below it and hands
+ * the records, partition by partition, to the file layer (h5io.c,
+ * ckptfile.c), which knows records and offsets and never a dataset.
+ * Memory stays O(window of partitions), never O(dataset).
+ */
+#include "internal.h"
+
+#include <stdio.h>
+
+static int append_part(void *state, size_t part, const void *recs, size_t n,
+                       char *msg)
+{
+    (void)part;
+    return ember__h5w_append(state, recs, n, msg);
+}
+
+int ember__save_to(ember_ds *ds, ember__h5w *hw, uint64_t *offsets,
+                   char *msg)
+{
+    return ember__run_ordered(ds, append_part, hw, offsets, msg);
+}
+
+/* A stored or source dataset is counted cheaply; its size picks the chunk
+ * size. Others would have to be computed twice: no hint. */
+static uint64_t expected_records(ember_ds *ds)
+{
+    uint64_t n = 0;
+    if (!ember__is_root(ds) && ember_cached_partitions(ds) != ds->nparts)
+        return 0;
+    return ember_count(ds, &n, NULL) == EMBER_OK ? n : 0;
+}
+
+int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    ember__h5w *hw = NULL;
+    uint64_t *off = ember__calloc(ctx, ds->nparts + 1, sizeof *off);
+    int rc = off ? ember__ckw_records(w, name, &ds->type, expected_records(ds),
+                                      &hw, msg)
+                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ember__save_to(ds, hw, off, msg);
+    if (hw) {
+        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, ds->nparts,
+                                   rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    ember__free(ctx, off);
+    return rc;
+}
+
+int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
+                  char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ds || !spec)
+        return ember__err(msg, EMBER_EINVAL, "save_h5: NULL argument");
+    char file[4096], path[1024];
+    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path,
+                                  msg);
+    if (rc)
+        return rc;
+    if (!path[0])
+        snprintf(path, sizeof path, "/%s", ds->name[0] ? ds->name : "data");
+    ember__h5w_opts wo = {.deflate = opts ? opts->deflate : 0,
+                          .fletcher32 = 1,
+                          .overwrite = opts ? opts->overwrite : 0,
+                          .fid = -1};
+    uint64_t *offsets = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *offsets);
+    ember__h5w *w = NULL;
+    rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)
+                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ember__save_to(ds, w, offsets, msg);
+    if (w) {
+        int rc2 = ember__h5w_close(&w, rc ? NULL : offsets, ds->nparts,
+                                   rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    ember__free(ds->ctx, offsets);
+    return rc;
+}
+
+int ember_read_h5(ember_ds **out, ember_ctx *ctx, const char *spec,
+                  size_t partitions, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx || !spec)
+        return ember__err(msg, EMBER_EINVAL, "ember_read_h5: NULL argument");
+    *out = NULL;
+    char file[4096], path[1024];
+    ember_type type;
+    void *data = NULL;
+    size_t n = 0;
+    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path,
+                                  msg);
+    if (rc == EMBER_OK)
+        rc = ember__h5_read_all(ctx, file, path, &type, &data, &n, msg);
+    if (rc)
+        return rc;
+    return ember__array_source(out, ctx, &type, data, n, partitions, NULL, 0,
+                               path[0] ? path : file, msg);
+}
