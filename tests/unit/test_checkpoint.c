@@ -516,6 +516,290 @@ static void test_checkpoint_local(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+
+/* ---- no recompute, and truncation releases memory ------------------------ */
+
+/* A checkpoint of a dataset whose blocks are cached at MEMORY_ONLY or
+ * MEMORY_ONLY_SER writes from the cache: the map has seen every record
+ * exactly once, and the stats show no recompute. Local checkpoints move
+ * the blocks to the matching _AND_DISK level as they are. */
+static void no_recompute_case(ember_level level, int local)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = ckpt_ctx(4);
+    counter c;
+    counter_init(&c);
+    ember_ds *m = squares(ctx, N_SQ, P_SQ, &c);
+    TU_OKM(ember_persist(m, level, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    assert_int_equal(ember_cached_partitions(m), P_SQ);
+    assert_int_equal(atomic_load(&c.records), N_SQ);
+    if (local)
+        TU_OKM(ember_local_checkpoint(m, msg), msg);
+    else
+        TU_OKM(ember_checkpoint_eager(m, msg), msg);
+    assert_true(ember_is_checkpointed(m));
+    assert_int_equal(atomic_load(&c.records), N_SQ); /* one computation */
+    if (local) {
+        assert_null(ember_checkpoint_path(m));
+        assert_int_equal(ember_ds_level(m), level == EMBER_MEMORY_ONLY
+                                                ? EMBER_MEMORY_AND_DISK
+                                                : EMBER_MEMORY_AND_DISK_SER);
+        assert_int_equal(ember_cached_partitions(m), P_SQ);
+    } else {
+        assert_int_equal(count_files(CKDIR), 1);
+        assert_int_equal(ember_ds_level(m), level);
+    }
+    expect_i64(m, N_SQ, square_plus);
+    assert_int_equal(atomic_load(&c.records), N_SQ);
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.recomputes, 0);
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_checkpoint_local_keeps_cache(void **state)
+{
+    (void)state;
+    no_recompute_case(EMBER_MEMORY_ONLY, 1);
+    no_recompute_case(EMBER_MEMORY_ONLY_SER, 1);
+}
+
+static void test_checkpoint_file_writes_from_cache(void **state)
+{
+    (void)state;
+    no_recompute_case(EMBER_MEMORY_ONLY, 0);
+    no_recompute_case(EMBER_MEMORY_ONLY_SER, 0);
+}
+
+/* A local checkpoint of a MEMORY_ONLY dataset whose blocks did not all get
+ * room computes only the missing partitions (and counts them). */
+static void test_checkpoint_local_computes_only_missing(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    fresh_dir("scratch");
+    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
+                        .memory_budget = 300 * 1024};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    counter c;
+    counter_init(&c);
+    ember_ds *m = squares(ctx, N_SQ, P_SQ, &c); /* 8 x 100 KB */
+    TU_OKM(ember_cache(m, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(m, &n, msg), msg);
+    size_t kept = ember_cached_partitions(m);
+    assert_true(kept > 0 && kept < P_SQ);
+    TU_OKM(ember_local_checkpoint(m, msg), msg);
+    assert_int_equal(ember_cached_partitions(m), P_SQ);
+    /* the cached partitions were not computed again */
+    size_t missing = P_SQ - kept;
+    assert_int_equal(atomic_load(&c.records), N_SQ + missing * (N_SQ / P_SQ));
+    expect_i64(m, N_SQ, square_plus);
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
+typedef struct {
+    const ember_bcast *bc;
+} add_bc_arg;
+
+/* out = in + the broadcast's first record */
+static int add_bc(const void *in, void *out, size_t n, void *arg)
+{
+    const add_bc_arg *a = arg;
+    const int64_t *b = ember_bcast_data(a->bc, NULL);
+    const int64_t *x = in;
+    int64_t *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + b[0];
+    return 0;
+}
+
+static ember_stats stats_of(ember_ctx *ctx)
+{
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    return st;
+}
+
+/* A checkpoint cuts what its dataset read: parents, broadcasts and what
+ * only they held (the broadcast's copy, its source, cached blocks), for
+ * local and file checkpoints. The lineage no longer shows the broadcast. */
+static void cut_case(int local)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = ckpt_ctx(2);
+    enum { N = 20000 };
+    counter c;
+    counter_init(&c);
+    ember_ds *x = squares(ctx, N, 4, &c), *nx = NULL;
+    TU_OKM(ember_cache(x, msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, x, msg), msg); /* computes and caches x */
+    add_bc_arg arg = {bc};
+    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, msg), msg);
+    TU_OK(ember_ds_uses(nx, bc));
+    ember_bcast_free(&bc);
+    ember_ds_free(&x);
+    TU_OKM(ember_cache(nx, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(nx, &sum, msg), msg);
+    ember_stats st = stats_of(ctx);
+    assert_int_equal(st.live_broadcasts, 1);
+    assert_int_equal(st.broadcast_bytes, N * 8);
+    assert_int_equal(st.live_datasets, 3); /* range, x, nx */
+    assert_int_equal(st.memory_used, 2 * N * 8); /* x and nx cached */
+    assert_int_equal(st.live_bytes, st.memory_used + st.broadcast_bytes);
+    char *s = lineage(nx);
+    TU_MSG_HAS(s, "[uses broadcast of #");
+    free(s);
+
+    if (local)
+        TU_OKM(ember_local_checkpoint(nx, msg), msg);
+    else
+        TU_OKM(ember_checkpoint_eager(nx, msg), msg);
+    st = stats_of(ctx);
+    assert_int_equal(st.live_broadcasts, 0);
+    assert_int_equal(st.broadcast_bytes, 0);
+    assert_int_equal(st.live_datasets, 1);
+    assert_int_equal(st.memory_used, N * 8); /* nx's blocks only */
+    assert_int_equal(st.live_bytes, N * 8);
+    assert_int_equal(st.recomputes, 0);
+    s = lineage(nx);
+    if (strstr(s, "broadcast"))
+        fail_msg("lineage after a checkpoint still shows a broadcast:\n%s", s);
+    assert_int_equal(lines(s), 1);
+    free(s);
+    assert_int_equal(atomic_load(&c.records), N);
+    ember_ds_free(&nx);
+    st = stats_of(ctx);
+    assert_int_equal(st.live_datasets, 0);
+    assert_int_equal(st.live_bytes, 0);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_checkpoint_cut_frees_broadcasts(void **state)
+{
+    (void)state;
+    cut_case(1);
+    cut_case(0);
+}
+
+/* What a live handle holds survives the cut: a broadcast handle the caller
+ * kept, and the dataset it was made from. */
+static void test_checkpoint_cut_keeps_live_handles(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = ckpt_ctx(2);
+    enum { N = 5000 };
+    counter c;
+    counter_init(&c);
+    ember_ds *x = squares(ctx, N, 2, &c), *nx = NULL;
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, x, msg), msg);
+    add_bc_arg arg = {bc};
+    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, msg), msg);
+    TU_OK(ember_ds_uses(nx, bc));
+    TU_OKM(ember_local_checkpoint(nx, msg), msg);
+    ember_stats st = stats_of(ctx);
+    assert_int_equal(st.live_broadcasts, 1);
+    assert_int_equal(st.broadcast_bytes, N * 8);
+    assert_int_equal(st.live_datasets, 3);
+    size_t n = 0;
+    const int64_t *d = ember_bcast_data(bc, &n);
+    assert_int_equal(n, N);
+    assert_int_equal(d[N - 1], square_plus(N - 1));
+    expect_i64(x, N, square_plus);
+    ember_bcast_free(&bc);
+    st = stats_of(ctx);
+    assert_int_equal(st.live_broadcasts, 0);
+    assert_int_equal(st.broadcast_bytes, 0);
+    ember_ds_free(&x);
+    st = stats_of(ctx);
+    assert_int_equal(st.live_datasets, 1);
+    ember_ds_free(&nx);
+    ember_ctx_destroy(&ctx);
+}
+
+/* A file checkpoint of a shuffle frees its outputs: the file serves. */
+static int mod_key(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    kv *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (kv){a[i] % 100, 1.0};
+    return 0;
+}
+
+static void test_checkpoint_cut_frees_shuffle_outputs(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = ckpt_ctx(2);
+    ember_ds *r = NULL, *p = NULL, *red = NULL;
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 4, msg), msg);
+    TU_OKM(ember_map(&p, r, &t, mod_key, NULL, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 3, msg), msg);
+    ember_ds_free(&r);
+    ember_ds_free(&p);
+    uint64_t n = 0;
+    TU_OKM(ember_count(red, &n, msg), msg);
+    assert_int_equal(n, 100);
+    ember_stats st = stats_of(ctx);
+    assert_true(st.blocks_in_memory + st.blocks_on_disk >= 3);
+    assert_int_equal(st.live_datasets, 3);
+    TU_OKM(ember_checkpoint_eager(red, msg), msg);
+    st = stats_of(ctx);
+    assert_int_equal(st.blocks_in_memory + st.blocks_on_disk, 0);
+    assert_int_equal(st.memory_used, 0);
+    assert_int_equal(st.live_datasets, 1);
+    size_t got = 0;
+    kv *d = tu_collect(red, &got);
+    assert_int_equal(got, 100);
+    for (size_t i = 0; i < got; i++)
+        assert_true(d[i].value == 100.0);
+    free(d);
+    ember_ds_free(&red);
+    ember_ctx_destroy(&ctx);
+}
+
+/* ember_unpersist of a local checkpoint frees its blocks (memory and
+ * spill files); reading it afterwards fails and says why. */
+static void test_checkpoint_unpersist_local_frees(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    fresh_dir("scratch");
+    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
+                        .memory_budget = 300 * 1024};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    counter c;
+    counter_init(&c);
+    ember_ds *m = squares(ctx, N_SQ, P_SQ, &c); /* 800 KB: some spill */
+    TU_OKM(ember_local_checkpoint(m, msg), msg);
+    ember_stats st = stats_of(ctx);
+    assert_true(st.memory_used > 0);
+    assert_true(st.disk_used > 0);
+    assert_int_equal(st.blocks_in_memory + st.blocks_on_disk, P_SQ);
+    TU_OK(ember_unpersist(m));
+    assert_int_equal(ember_cached_partitions(m), 0);
+    st = stats_of(ctx);
+    assert_int_equal(st.memory_used, 0);
+    assert_int_equal(st.disk_used, 0);
+    assert_int_equal(st.blocks_in_memory + st.blocks_on_disk, 0);
+    uint64_t n = 0;
+    assert_int_equal(ember_count(m, &n, msg), EMBER_ESTATE);
+    TU_MSG_HAS(msg, "unpersisted");
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- reading checkpoints back -------------------------------------------- */
 
 static void test_checkpoint_read_new_context(void **state)
@@ -960,6 +1244,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_eager),
         cmocka_unit_test(test_checkpoint_eager_sources),
         cmocka_unit_test(test_checkpoint_local),
+        cmocka_unit_test(test_checkpoint_local_keeps_cache),
+        cmocka_unit_test(test_checkpoint_file_writes_from_cache),
+        cmocka_unit_test(test_checkpoint_local_computes_only_missing),
+        cmocka_unit_test(test_checkpoint_cut_frees_broadcasts),
+        cmocka_unit_test(test_checkpoint_cut_keeps_live_handles),
+        cmocka_unit_test(test_checkpoint_cut_frees_shuffle_outputs),
+        cmocka_unit_test(test_checkpoint_unpersist_local_frees),
         cmocka_unit_test(test_checkpoint_read_new_context),
         cmocka_unit_test(test_checkpoint_read_picks_only_dataset),
         cmocka_unit_test(test_checkpoint_read_corrupt),
