@@ -239,6 +239,180 @@ static uint64_t resume_at(ember_loop_opts *o, char *msg, int expect_rc)
     return it;
 }
 
+
+/* ---- the Spark idiom: state built from the previous iteration's --------------- */
+
+/* Each iteration: bc = broadcast(x); nx = map(x, step) reading bc;
+ * ember_ds_uses(nx, bc); free bc; persist(nx); sum(nx); x = nx, bound to a
+ * loop that checkpoints every 10. What ember holds must stay flat after
+ * the first checkpoint (its own accounting, deterministic), the lineage
+ * depth bounded, and a checkpoint must never compute a record again. */
+
+typedef struct {
+    int64_t key;
+    double value;
+} jrec;
+
+typedef struct {
+    const ember_bcast *bc;
+} jarg;
+
+static atomic_long jacobi_records;
+
+/* y[k] = (x[k-1] + x[k+1]) / 4 + 1 around a ring, x read from the
+ * broadcast. */
+static double jacobi_value(const jrec *b, size_t m, size_t k)
+{
+    return 0.25 * (b[(k + 1) % m].value + b[(k + m - 1) % m].value) + 1.0;
+}
+
+static int jacobi_step(const void *in, void *out, size_t n, void *arg)
+{
+    const jarg *a = arg;
+    size_t m = 0;
+    const jrec *b = ember_bcast_data(a->bc, &m);
+    const jrec *x = in;
+    jrec *y = out;
+    for (size_t i = 0; i < n; i++) {
+        y[i].key = x[i].key;
+        y[i].value = jacobi_value(b, m, (size_t)x[i].key);
+    }
+    atomic_fetch_add(&jacobi_records, (long)n);
+    return 0;
+}
+
+enum { J_N = 512, J_ITERS = 1000, J_EVERY = 10 };
+
+typedef struct {
+    size_t live_bytes[J_ITERS];
+    size_t live_datasets[J_ITERS];
+    size_t depth[J_ITERS];
+} jtrace;
+
+static size_t max_over(const size_t *v, size_t lo, size_t hi)
+{
+    size_t m = 0;
+    for (size_t i = lo; i < hi; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+/* Runs the idiom at `level` and leaves the trace in *t; checks the result
+ * against plain C and that every record was computed exactly once. */
+static void jacobi_run(ember_level level, jtrace *t)
+{
+    char msg[EMBER_MSG_SIZE];
+    fresh_dir();
+    ember_ctx *ctx = new_ctx();
+    jrec *ref = malloc(J_N * sizeof *ref), *tmp = malloc(J_N * sizeof *tmp);
+    jarg *args = calloc(J_ITERS, sizeof *args);
+    assert_true(ref && tmp && args);
+    for (size_t k = 0; k < J_N; k++)
+        ref[k] = (jrec){(int64_t)k, (double)(k % 7)};
+    ember_type pt = ember_type_pair(EMBER_I64, EMBER_F64);
+    ember_ds *x = NULL;
+    TU_OKM(ember_from_array(&x, ctx, &pt, ref, J_N, 4, EMBER_COPY, msg), msg);
+    ember_loop *loop = NULL;
+    ember_loop_opts o = {.dir = CKDIR, .every = J_EVERY, .quiet = 1,
+                         .no_signals = 1, .resume = EMBER_RESUME_NEVER};
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    TU_OK(ember_loop_bind_ds(loop, "x", &x));
+    atomic_store(&jacobi_records, 0);
+    uint64_t it = 0;
+    int rc;
+    for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < J_ITERS;
+         rc = ember_loop_next(loop, &it, msg)) {
+        ember_bcast *bc = NULL;
+        ember_ds *nx = NULL;
+        jrec sum;
+        TU_OKM(ember_broadcast(&bc, x, msg), msg);
+        args[it].bc = bc;
+        TU_OKM(ember_map(&nx, x, NULL, jacobi_step, &args[it], msg), msg);
+        TU_OK(ember_ds_uses(nx, bc));
+        ember_bcast_free(&bc);
+        TU_OKM(ember_persist(nx, level, msg), msg);
+        TU_OKM(ember_sum(nx, &sum, msg), msg);
+        ember_ds_free(&x);
+        x = nx;
+        ember_stats st;
+        ember_ctx_stats(ctx, &st);
+        t->live_bytes[it] = st.live_bytes;
+        t->live_datasets[it] = st.live_datasets;
+        t->depth[it] = ember_lineage_depth(x);
+        if (it + 1 == J_ITERS) {
+            rc = ember_loop_finish(loop, msg);
+            break;
+        }
+    }
+    TU_OKM(rc, msg);
+    assert_int_equal(it + 1, J_ITERS);
+    for (int i = 0; i < J_ITERS; i++) {
+        for (size_t k = 0; k < J_N; k++)
+            tmp[k] = (jrec){(int64_t)k, jacobi_value(ref, J_N, k)};
+        memcpy(ref, tmp, J_N * sizeof *ref);
+    }
+    size_t n = 0;
+    jrec *got = tu_collect(x, &n);
+    assert_int_equal(n, J_N);
+    assert_memory_equal(got, ref, J_N * sizeof *ref);
+    free(got);
+    /* one computation of every record, checkpoints included */
+    assert_int_equal(atomic_load(&jacobi_records), (long)J_N * J_ITERS);
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.recomputes, 0);
+    ember_loop_stats ls;
+    ember_loop_get_stats(loop, &ls);
+    assert_true(ls.checkpoints >= J_ITERS / J_EVERY);
+    ember_loop_destroy(&loop);
+    ember_ds_free(&x);
+    free(ref);
+    free(tmp);
+    free(args);
+    free_ctx(&ctx);
+}
+
+static void test_loop_idiom_memory_flat(void **unused)
+{
+    (void)unused;
+    jtrace *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    jacobi_run(EMBER_MEMORY_ONLY, t);
+    /* after the first checkpoint a cycle of 10 iterations repeats: its
+     * peak is the peak of the whole run */
+    size_t first = max_over(t->live_bytes, J_EVERY, 2 * J_EVERY);
+    size_t rest = max_over(t->live_bytes, 2 * J_EVERY, J_ITERS);
+    if (rest != first)
+        fail_msg("live bytes: peak %zu over iterations 10..20, %zu over "
+                 "20..1000", first, rest);
+    /* x: the checkpoint's blocks + 10 cached states + 10 broadcasts */
+    assert_true(first <= (2 * J_EVERY + 1) * J_N * sizeof(jrec));
+    assert_int_equal(max_over(t->live_datasets, 2 * J_EVERY, J_ITERS),
+                     max_over(t->live_datasets, J_EVERY, 2 * J_EVERY));
+    assert_true(max_over(t->live_datasets, 0, J_ITERS) <= 2 * J_EVERY + 2);
+    assert_true(max_over(t->depth, 0, J_ITERS) <= J_EVERY);
+    free(t);
+}
+
+/* Serialized blocks: sizes follow the data, so the bytes are bounded
+ * rather than equal; the datasets and depth are exact. */
+static void test_loop_idiom_ser_no_recompute(void **unused)
+{
+    (void)unused;
+    jtrace *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    jacobi_run(EMBER_MEMORY_ONLY_SER, t);
+    size_t first = max_over(t->live_bytes, J_EVERY, 2 * J_EVERY);
+    size_t rest = max_over(t->live_bytes, 2 * J_EVERY, J_ITERS);
+    if (rest > first + first / 2)
+        fail_msg("live bytes: peak %zu over iterations 10..20, %zu over "
+                 "20..1000", first, rest);
+    assert_int_equal(max_over(t->live_datasets, 2 * J_EVERY, J_ITERS),
+                     max_over(t->live_datasets, J_EVERY, 2 * J_EVERY));
+    assert_true(max_over(t->depth, 0, J_ITERS) <= J_EVERY);
+    free(t);
+}
+
 /* ---- cases -------------------------------------------------------------------- */
 
 static void test_loop_roundtrip(void **unused)
@@ -1031,6 +1205,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_finish),
         cmocka_unit_test(test_loop_no_dir),
         cmocka_unit_test(test_loop_oom),
+        cmocka_unit_test(test_loop_idiom_memory_flat),
+        cmocka_unit_test(test_loop_idiom_ser_no_recompute),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
