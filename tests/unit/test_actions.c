@@ -777,6 +777,100 @@ static void test_actions_null_arguments(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* ---- broadcasts and the memory budget ------------------------------------------- */
+
+static int plus_one(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = a[i] + 1;
+    return 0;
+}
+
+/* A broadcast's copy is charged against the memory budget, beside the
+ * cached blocks, and shows in the stats until its last holder lets go. A
+ * view of an array source costs nothing. */
+static void test_actions_broadcast_charged(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_rm_rf("scratch");
+    assert_int_equal(mkdir("scratch", 0755), 0);
+    const size_t budget = 64 * 1024;
+    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
+                        .memory_budget = budget};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ds *r = NULL, *c = NULL, *small = NULL, *big = NULL, *arr = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 6000, 1, 6, msg), msg); /* 48000 bytes */
+    TU_OKM(ember_map(&c, r, NULL, plus_one, NULL, msg), msg);
+    TU_OKM(ember_cache(c, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(c, &n, msg), msg);
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.memory_used, 48000);
+    assert_int_equal(st.broadcast_bytes, 0);
+
+    /* 32000 bytes: cached blocks make room */
+    TU_OKM(ember_range(&small, ctx, 0, 4000, 1, 2, msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, small, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.broadcast_bytes, 32000);
+    assert_int_equal(st.live_broadcasts, 1);
+    assert_true(st.memory_used + st.broadcast_bytes <= budget);
+    assert_true(st.memory_used < 48000);
+    assert_true(st.evictions > 0);
+    assert_int_equal(st.live_bytes, st.memory_used + st.broadcast_bytes);
+
+    /* a view of an array source is not a copy: nothing charged */
+    int64_t v[100] = {0};
+    ember_type t = ember_type_scalar(EMBER_I64);
+    TU_OKM(ember_from_array(&arr, ctx, &t, v, 100, 1, EMBER_BORROW, msg), msg);
+    ember_bcast *view = NULL;
+    TU_OKM(ember_broadcast(&view, arr, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.broadcast_bytes, 32000);
+    assert_int_equal(st.live_broadcasts, 2);
+    ember_bcast_free(&view);
+
+    /* new blocks get only what the broadcast leaves */
+    TU_OKM(ember_count(c, &n, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_true(st.memory_used + st.broadcast_bytes <= budget);
+
+    /* freed: the budget is whole again */
+    ember_bcast_free(&bc);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.broadcast_bytes, 0);
+    assert_int_equal(st.live_broadcasts, 0);
+    TU_OKM(ember_count(c, &n, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.memory_used, 48000);
+
+    /* larger than the budget: it exists, so it is counted, over budget,
+     * and everything evictable made room */
+    TU_OKM(ember_range(&big, ctx, 0, 10000, 1, 2, msg), msg); /* 80000 */
+    TU_OKM(ember_broadcast(&bc, big, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.broadcast_bytes, 80000);
+    assert_int_equal(st.memory_used, 0);
+    ember_bcast_free(&bc);
+
+    ember_ds_free(&arr);
+    ember_ds_free(&big);
+    ember_ds_free(&small);
+    ember_ds_free(&c);
+    ember_ds_free(&r);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.broadcast_bytes, 0);
+    assert_int_equal(st.live_datasets, 0);
+    assert_int_equal(st.memory_used, 0);
+    ember_ctx_destroy(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -793,6 +887,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_user_fold_errors),
         cmocka_unit_test(test_actions_results_same_at_1_2_4_threads),
         cmocka_unit_test(test_actions_null_arguments),
+        cmocka_unit_test(test_actions_broadcast_charged),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
