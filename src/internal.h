@@ -95,6 +95,9 @@ int ember__type_concat(ember_type *out, const ember_type *a,
                        const ember_type *b, int skip_b_key, char *msg);
 /* Fails unless field 0 is a scalar usable as a key. */
 int ember__type_check_key(const ember_type *t, const char *op, char *msg);
+/* Element-wise sum of n records into acc, fields from first_field on. */
+void ember__sum_records(const ember_type *t, const void *recs, size_t n,
+                        void *acc, uint32_t first_field);
 
 /* ---- datasets (ds.c) ------------------------------------------------------ */
 
@@ -265,9 +268,6 @@ void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts);
 
 /* ---- actions (actions.c) ------------------------------------------------ */
 
-/* Element-wise sum of n records into acc, fields from first_field on. */
-void ember__sum_records(const ember_type *t, const void *recs, size_t n,
-                        void *acc, uint32_t first_field);
 /* Computes ds window by window and hands each partition's records to fn
  * in partition order, on the caller's thread (so fn may do I/O, HDF5
  * included). offsets[0..nparts] get the partition starts. Memory stays

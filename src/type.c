@@ -315,3 +315,43 @@ int ember__type_concat(ember_type *out, const ember_type *a,
     }
     return EMBER_OK;
 }
+
+/* ---- sums of records (sum, reduce_by_key's default, streams) ---------- */
+
+/* Adds field f (all its array elements) of n records into acc. */
+static void sum_field(const ember_field *f, size_t size,
+                      const unsigned char *recs, size_t n, unsigned char *acc)
+{
+    for (uint32_t e = 0; e < f->count; e++) {
+        size_t es = ember_scalar_size(f->kind), off = f->offset + e * es;
+        const unsigned char *p = recs + off;
+        unsigned char *a = acc + off;
+        switch (f->kind) {
+#define SUM_CASE(K, T, U)                                                      \
+    case K: {                                                                  \
+        T s;                                                                   \
+        memcpy(&s, a, sizeof s);                                               \
+        for (size_t i = 0; i < n; i++) {                                       \
+            T v;                                                               \
+            memcpy(&v, p + i * size, sizeof v);                                \
+            s = (T)((U)s + (U)v);                                              \
+        }                                                                      \
+        memcpy(a, &s, sizeof s);                                               \
+        break;                                                                 \
+    }
+            SUM_CASE(EMBER_I32, int32_t, uint32_t)
+            SUM_CASE(EMBER_I64, int64_t, uint64_t)
+            SUM_CASE(EMBER_U64, uint64_t, uint64_t)
+            SUM_CASE(EMBER_F32, float, float)
+            SUM_CASE(EMBER_F64, double, double)
+#undef SUM_CASE
+        }
+    }
+}
+
+void ember__sum_records(const ember_type *t, const void *recs, size_t n,
+                        void *acc, uint32_t first_field)
+{
+    for (uint32_t f = first_field; f < t->nfields; f++)
+        sum_field(&t->field[f], t->size, recs, n, acc);
+}
