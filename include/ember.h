@@ -369,14 +369,18 @@ int ember_repartition(ember_ds **out, ember_ds *in, size_t partitions,
 
 /* Broadcast: a materialized, read-only whole-array view shared by every
  * task. Made from an array source it is that array (no copy); otherwise the
- * dataset is computed once into one array. */
+ * dataset is computed once into one array, whose bytes count against the
+ * context's memory budget (cached blocks are evicted to make room; a
+ * broadcast larger than the budget is still made, and counted) and in
+ * ember_stats.broadcast_bytes until the broadcast is freed. */
 typedef struct ember_bcast ember_bcast;
 int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg);
 const void *ember_bcast_data(const ember_bcast *bc, size_t *n);
 const ember_type *ember_bcast_type(const ember_bcast *bc);
 void ember_bcast_free(ember_bcast **bc);
 /* Records that ds's functions read bc: shown in lineage, and bc stays alive
- * as long as ds does. */
+ * as long as ds does, or until ds is checkpointed: a checkpoint cuts ds's
+ * lineage, its broadcasts included. */
 int ember_ds_uses(ember_ds *ds, ember_bcast *bc);
 
 /* ------------------------------------------------------------------------
@@ -450,7 +454,9 @@ const char *ember_level_name(ember_level level);
  * first), as in Spark. */
 int ember_persist(ember_ds *ds, ember_level level, char *msg);
 int ember_cache(ember_ds *ds, char *msg); /* MEMORY_ONLY */
-/* Drops the mark and frees memory and spill files. */
+/* Drops the mark and frees memory and spill files. For a local checkpoint
+ * those blocks are the only copy: they are freed too, and an action that
+ * needs the dataset afterwards fails with EMBER_ESTATE (as in Spark). */
 int ember_unpersist(ember_ds *ds);
 ember_level ember_ds_level(const ember_ds *ds);
 /* How many partitions are stored now (memory or disk). */
@@ -458,6 +464,21 @@ size_t ember_cached_partitions(const ember_ds *ds);
 
 /* ------------------------------------------------------------------------
  * Lineage
+ *
+ * What a lineage holds, and when it lets go. A dataset keeps alive its
+ * parents, the broadcasts it uses (ember_ds_uses) and through them
+ * everything they were made from: nodes, cached blocks, spill files,
+ * shuffle outputs, broadcast copies. A checkpoint that commits (file or
+ * local, lazy or eager, or a loop's checkpoint of a bound dataset) cuts
+ * that: the dataset drops its parents and broadcasts, and whatever only the
+ * cut part held is freed at once, except what a live handle still holds.
+ *
+ * The guarantee: a loop that builds its state from the previous
+ * iteration's state (x = f(x, broadcast(x)), the old handles freed) and
+ * checkpoints every k iterations holds at most the state of the iterations
+ * since the last checkpoint: O(k), never O(iterations). ember_ctx_stats
+ * shows it in ember's own accounting (live_bytes, live_datasets), and
+ * ember_lineage_depth stays at most k.
  * ------------------------------------------------------------------------ */
 
 /* Like Spark's toDebugString: one line per dataset, indented where a stage

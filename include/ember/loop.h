@@ -28,12 +28,18 @@ extern "C" {
 /* Marks ds (lazy, like Spark's checkpoint()): the next action that computes
  * all of ds writes it to "<checkpoint dir>/ds-<id>-<name>.h5" while
  * computing it, once, and from then on ds's lineage is a read of that file.
- * A persisted ds whose partitions are stored is written from the store. */
+ * A persisted ds whose partitions are stored is written from the store,
+ * never computed again. Once written, ds lets go of its lineage (parents,
+ * broadcasts it uses, its shuffle outputs): see "Lineage" in ember.h. */
 int ember_checkpoint(ember_ds *ds, char *msg);
 /* Writes ds now (runs a job) and truncates its lineage. */
 int ember_checkpoint_eager(ember_ds *ds, char *msg);
-/* Truncates ds's lineage into the block store, with no file: it is
- * computed now and kept at MEMORY_AND_DISK (it spills, never vanishes). */
+/* Truncates ds's lineage into the block store, with no file: its
+ * partitions are kept at a level that spills rather than vanishes.
+ * Partitions already stored stay as they are, moved to that level
+ * (MEMORY_ONLY -> MEMORY_AND_DISK, MEMORY_ONLY_SER -> MEMORY_AND_DISK_SER;
+ * other levels are kept); only the missing ones are computed now.
+ * ember_unpersist frees them, and the dataset with them. */
 int ember_local_checkpoint(ember_ds *ds, char *msg);
 /* 1 when ds's lineage has been replaced by a checkpoint (file or local). */
 int ember_is_checkpointed(const ember_ds *ds);
@@ -106,7 +112,9 @@ void ember_loop_destroy(ember_loop **loop);
 /* State bound under names. The loop reads the bound variables when it
  * checkpoints and writes them when it restores, so they must stay valid for
  * the loop's life. A bound dataset handle is replaced on restore (the old
- * handle is freed) and, when checkpointed, its lineage is truncated. */
+ * handle is freed) and, when checkpointed, its lineage is truncated (a
+ * local checkpoint: cached blocks are kept, not computed again) and the
+ * file written from its stored blocks. */
 int ember_loop_bind_ds(ember_loop *loop, const char *name, ember_ds **ds);
 int ember_loop_bind_i64(ember_loop *loop, const char *name, int64_t *v);
 int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v);
