@@ -1,5 +1,6 @@
 /* lineage.c: lineage as text (like Spark's toDebugString), its depth, and
- * a Graphviz DOT export.
+ * a Graphviz DOT export. Floor 2 of the engine (docs/design.md), with
+ * ds.c: it reads nodes and the block store's counts, and runs nothing.
  *
  * All three walk the DAG with an explicit stack and a visited bitmap (ids
  * are dense per context), so a lineage of 100,000 steps needs no deep C

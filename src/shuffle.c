@@ -11,6 +11,9 @@
  *      than vanish) and the node is marked done.
  * No step looks at the team size, so output is bit-identical for any
  * thread count. Sorting is a stable merge sort on indices.
+ * Floor 3 of the engine (docs/design.md), with exec.c, which runs a shuffle
+ * before the stage that reads it and through which it materializes its
+ * inputs.
  */
 #include "internal.h"
 

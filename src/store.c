@@ -3,8 +3,12 @@
  *
  * Callers: exec.c puts a partition as a task finishes computing it and gets
  * it back (from any task, concurrently) when a later action needs it; ds.c
- * drops a dataset's blocks when it is unpersisted or freed; ctx.c creates and
- * destroys the store with the context.
+ * drops a dataset's blocks when it is unpersisted or freed; checkpoint.c
+ * moves a local checkpoint's cached blocks to a level that spills
+ * (relevel); broadcasts charge their copies against the same budget
+ * (charge); ctx.c creates and destroys the store with the context.
+ * Floor 1 of the engine (docs/design.md): it knows ids, partitions and
+ * bytes, never a dataset, and calls only the allocator and type helpers.
  *
  * Every block is an entry in exactly one of these places:
  *   resident  in memory, on the LRU list, counted in `used` against the
