@@ -152,7 +152,7 @@ static ember_ds *squares(ember_ctx *ctx, size_t n, size_t parts, counter *c)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, (int64_t)n, 1, parts, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, square_fn, c, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_fn, c, 0 /* borrowed: counts into c */, msg), msg);
     ember_ds_free(&r); /* m keeps it alive */
     return m;
 }
@@ -255,7 +255,7 @@ static void test_checkpoint_lazy_written_once(void **state)
     assert_int_equal(ember_lineage_depth(m), 0);
 
     ember_ds *child = NULL;
-    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, 0, msg), msg);
     s = lineage(child);
     assert_int_equal(lines(s), 2);
     char *second = strchr(s, '\n') + 1;
@@ -489,7 +489,7 @@ static void test_checkpoint_local(void **state)
     /* the blocks are read back, never recomputed */
     expect_i64(m, N_SQ, square_plus);
     ember_ds *child = NULL;
-    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, 0, msg), msg);
     expect_i64(child, N_SQ, square_plus_1);
     expect_i64(m, N_SQ, square_plus);
     assert_int_equal(atomic_load(&c.calls), calls);
@@ -526,8 +526,8 @@ static void test_checkpoint_read_new_context(void **state)
     ember_ds *r = NULL, *f = NULL, *m = NULL;
     ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 5, msg), msg);
-    TU_OKM(ember_filter(&f, r, gappy, NULL, msg), msg);
-    TU_OKM(ember_map(&m, f, &t, to_pair, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, r, gappy, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&m, f, &t, to_pair, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint_eager(m, msg), msg);
     snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
     tu_parts before;
@@ -634,7 +634,7 @@ static void test_checkpoint_read_corrupt(void **state)
     ember_ds *r = NULL, *m = NULL, *back = NULL;
     ember_type u64 = ember_type_scalar(EMBER_U64);
     TU_OKM(ember_range(&r, ctx, 0, 3000, 1, 4, msg), msg);
-    TU_OKM(ember_map(&m, r, &u64, pattern_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, &u64, pattern_fn, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint_eager(m, msg), msg);
     snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
     size_t size;
@@ -750,8 +750,8 @@ static void test_checkpoint_chain_two_marked(void **state)
     counter_init(&ca);
     counter_init(&cb);
     ember_ds *a = squares(ctx, N_SQ, P_SQ, &ca), *b = NULL, *c = NULL;
-    TU_OKM(ember_map(&b, a, NULL, inc_fn, &cb, msg), msg);
-    TU_OKM(ember_map(&c, b, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, inc_fn, &cb, 0 /* borrowed: counts */, msg), msg);
+    TU_OKM(ember_map(&c, b, NULL, inc_fn, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(a, "first"));
     TU_OK(ember_ds_set_name(b, "second"));
     TU_OKM(ember_checkpoint(b, msg), msg);
@@ -820,7 +820,7 @@ static void test_checkpoint_releases_lineage(void **state)
     ember_ds *src = NULL, *m = NULL;
     TU_OKM(ember_from_array(&src, ctx, &t, recs, N, 4, EMBER_COPY, msg), msg);
     free(recs);
-    TU_OKM(ember_map(&m, src, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&m, src, NULL, inc_fn, NULL, 0, msg), msg);
     ember_ds_free(&src); /* m keeps it alive */
     long long held = atomic_load(&tc.live_bytes);
     assert_true(held >= N * 8);
@@ -852,7 +852,7 @@ static void test_checkpoint_no_leak(void **state)
     counter_init(&c);
     ember_ds *lazy = squares(ctx, 20000, 5, &c), *eager = squares(ctx, 20000, 5, &c);
     ember_ds *local = squares(ctx, 20000, 5, &c), *child = NULL, *back = NULL;
-    TU_OKM(ember_map(&child, lazy, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, lazy, NULL, inc_fn, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint(lazy, msg), msg);
     expect_i64(child, 20000, square_plus_1);
     TU_OKM(ember_checkpoint_eager(eager, msg), msg);
@@ -900,7 +900,7 @@ static int oom_flow(tu_counter *tc, char *msg)
     int64_t sum = 0;
     rc = ember_range(&r, ctx, 0, 3000, 1, 3, msg);
     if (!rc)
-        rc = ember_map(&m, r, NULL, inc_fn, NULL, msg);
+        rc = ember_map(&m, r, NULL, inc_fn, NULL, 0, msg);
     if (!rc)
         rc = ember_checkpoint(m, msg);
     if (!rc)

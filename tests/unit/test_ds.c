@@ -196,7 +196,7 @@ static void test_ds_rejects_absurd_partition_counts(void **state)
     TU_OKM(ember_from_array(&a, ctx, &kv, v, 2, 3, EMBER_COPY, msg), msg);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(ember_repartition(&o, a, huge[i], msg), EMBER_EINVAL);
-        assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, huge[i], msg),
+        assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, 0, huge[i], msg),
                          EMBER_EINVAL);
         assert_int_equal(ember_sort_by_key(&o, a, 0, huge[i], msg), EMBER_EINVAL);
         assert_int_equal(ember_join(&o, a, a, huge[i], msg), EMBER_EINVAL);
@@ -453,19 +453,19 @@ static void check_narrow(ember_ctx *ctx, const int64_t *v, size_t n, size_t P,
     size_t out_size = 8, per = 1;
     switch (op) {
     case OP_MAP:
-        TU_OKM(ember_map(&out, src, &f64, i64_to_f64, &scale, msg), msg);
+        TU_OKM(ember_map(&out, src, &f64, i64_to_f64, &scale, sizeof scale, msg), msg);
         ref = ref_map;
         break;
     case OP_MAP_SAME:
-        TU_OKM(ember_map(&out, src, NULL, i64_square_mod, NULL, msg), msg);
+        TU_OKM(ember_map(&out, src, NULL, i64_square_mod, NULL, 0, msg), msg);
         ref = ref_map_same;
         break;
     case OP_FILTER:
-        TU_OKM(ember_filter(&out, src, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_filter(&out, src, keep_not_div3, NULL, 0, msg), msg);
         ref = ref_filter;
         break;
     case OP_FLAT:
-        TU_OKM(ember_flat_map(&out, src, &kv, fan_out, NULL, msg), msg);
+        TU_OKM(ember_flat_map(&out, src, &kv, fan_out, NULL, 0, msg), msg);
         ref = ref_fan_out;
         out_size = sizeof(kv64);
         per = 3;
@@ -557,7 +557,7 @@ static void test_ds_map_called_per_block(void **state)
     size_t n = 10000, P = 3;
     TU_OKM(ember_range(&r, ctx, 0, (int64_t)n, 1, P, msg), msg);
     call_count c = {0};
-    TU_OKM(ember_map(&m, r, NULL, counted_copy, &c, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_copy, &c, 0 /* borrowed: it counts calls in c */, msg), msg);
     uint64_t cnt;
     TU_OKM(ember_count(m, &cnt, msg), msg);
     assert_int_equal(cnt, n);
@@ -611,7 +611,7 @@ static void test_ds_map_partitions_sees_whole_partition(void **state)
             char msg[EMBER_MSG_SIZE];
             ember_ds *src = array_i64(ctx, v, N_RAND, P), *mp = NULL;
             mp_count c = {0};
-            TU_OKM(ember_map_partitions(&mp, src, NULL, prefix_sums, &c, msg),
+            TU_OKM(ember_map_partitions(&mp, src, NULL, prefix_sums, &c, 0 /* borrowed: it counts into c */, msg),
                    msg);
             unsigned char **exp = calloc(P, sizeof *exp);
             size_t *nexp = calloc(P, sizeof *nexp);
@@ -678,8 +678,8 @@ static void test_ds_zip_matches_reference(void **state)
             ember_ds *src = array_i64(ctx, v, N_RAND, P), *ev = NULL,
                      *neg = NULL, *z = NULL;
             /* Both sides filter the same way, so partitions line up. */
-            TU_OKM(ember_filter(&ev, src, keep_even, NULL, msg), msg);
-            TU_OKM(ember_map(&neg, ev, &f64, negate_f64, NULL, msg), msg);
+            TU_OKM(ember_filter(&ev, src, keep_even, NULL, 0, msg), msg);
+            TU_OKM(ember_map(&neg, ev, &f64, negate_f64, NULL, 0, msg), msg);
             TU_OKM(ember_zip(&z, ev, neg, msg), msg);
             ember_type pair = ember_type_pair(EMBER_I64, EMBER_F64);
             assert_true(ember_type_equal(ember_ds_type(z), &pair));
@@ -794,7 +794,7 @@ static void test_ds_zip_length_mismatch_at_action(void **state)
          * of b are shorter (2 partly, 3..7 empty). */
         static int64_t lim = 250;
         TU_OKM(ember_range(&a, ctx, 0, 800, 1, 8, msg), msg);
-        TU_OKM(ember_filter(&b, a, keep_below, &lim, msg), msg);
+        TU_OKM(ember_filter(&b, a, keep_below, &lim, sizeof lim, msg), msg);
         TU_OKM(ember_zip(&z1, a, b, msg), msg); /* left longer */
         TU_OKM(ember_zip(&z2, b, a, msg), msg); /* right longer */
         uint64_t n = 0;
@@ -874,7 +874,7 @@ static void test_ds_union_rejects_other_types(void **state)
     ember_ds *a = NULL, *b = NULL, *u = NULL;
     TU_OKM(ember_range(&a, ctx, 0, 10, 1, 2, msg), msg);
     ember_type f64 = ember_type_scalar(EMBER_F64);
-    TU_OKM(ember_map(&b, a, &f64, negate_f64, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, &f64, negate_f64, NULL, 0, msg), msg);
     assert_int_equal(ember_union(&u, a, b, msg), EMBER_ETYPE);
     TU_MSG_HAS(msg, "i64");
     TU_MSG_HAS(msg, "f64");
@@ -1010,10 +1010,10 @@ static void test_ds_user_error_names_partition(void **state)
         TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 10, msg), msg);
         static int64_t bad = 2500;
         static size_t bad_part = 6;
-        TU_OKM(ember_map(&m, r, NULL, map_fails_at, &bad, msg), msg);
-        TU_OKM(ember_filter(&f, r, filter_fails_at, &bad, msg), msg);
-        TU_OKM(ember_flat_map(&fm, r, NULL, flat_fails_at, &bad, msg), msg);
-        TU_OKM(ember_map_partitions(&mp, r, NULL, mp_fails_in, &bad_part, msg),
+        TU_OKM(ember_map(&m, r, NULL, map_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_filter(&f, r, filter_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_flat_map(&fm, r, NULL, flat_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_map_partitions(&mp, r, NULL, mp_fails_in, &bad_part, sizeof bad_part, msg),
                msg);
         uint64_t n;
         assert_int_equal(ember_count(m, &n, msg), EMBER_EUSER);
@@ -1050,7 +1050,7 @@ static void test_ds_names_and_accessors(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     assert_string_equal(ember_ds_name(r), "range");
     assert_string_equal(ember_ds_name(m), "map");
     assert_ptr_equal(ember_ds_ctx(m), ctx);
@@ -1099,10 +1099,10 @@ static void test_ds_free_parent_first(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL, *f = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 3, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     ember_ds_free(&r);
     assert_null(r);
-    TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, 0, msg), msg);
     ember_ds_free(&m);
     uint64_t n = 0;
     TU_OKM(ember_count(f, &n, msg), msg);
@@ -1143,15 +1143,15 @@ static void test_ds_null_arguments(void **state)
         assert_true(msg[0] != '\0');                                           \
         assert_null(o);                                                        \
     } while (0)
-    EXPECT_EINVAL(ember_map(&o, NULL, &t, i64_square_mod, NULL, msg));
-    EXPECT_EINVAL(ember_map(&o, r, &t, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_map(NULL, r, &t, i64_square_mod, NULL, msg));
-    EXPECT_EINVAL(ember_filter(&o, NULL, keep_even, NULL, msg));
-    EXPECT_EINVAL(ember_filter(&o, r, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_flat_map(&o, NULL, NULL, fan_out, NULL, msg));
-    EXPECT_EINVAL(ember_flat_map(&o, r, NULL, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_map_partitions(&o, NULL, NULL, prefix_sums, NULL, msg));
-    EXPECT_EINVAL(ember_map_partitions(&o, r, NULL, NULL, NULL, msg));
+    EXPECT_EINVAL(ember_map(&o, NULL, &t, i64_square_mod, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map(&o, r, &t, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map(NULL, r, &t, i64_square_mod, NULL, 0, msg));
+    EXPECT_EINVAL(ember_filter(&o, NULL, keep_even, NULL, 0, msg));
+    EXPECT_EINVAL(ember_filter(&o, r, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_flat_map(&o, NULL, NULL, fan_out, NULL, 0, msg));
+    EXPECT_EINVAL(ember_flat_map(&o, r, NULL, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map_partitions(&o, NULL, NULL, prefix_sums, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map_partitions(&o, r, NULL, NULL, NULL, 0, msg));
     EXPECT_EINVAL(ember_zip(&o, r, NULL, msg));
     EXPECT_EINVAL(ember_union(&o, NULL, r, msg));
     EXPECT_EINVAL(ember_sample(&o, NULL, 0.5, 1, msg));
@@ -1164,11 +1164,11 @@ static void test_ds_null_arguments(void **state)
 #undef EXPECT_EINVAL
     /* A map to a type of size 0 is refused. */
     ember_type bad = ember_type_scalar((ember_scalar)0);
-    assert_int_equal(ember_map(&o, r, &bad, i64_square_mod, NULL, msg),
+    assert_int_equal(ember_map(&o, r, &bad, i64_square_mod, NULL, 0, msg),
                      EMBER_ETYPE);
     assert_null(o);
     /* Calls without msg still fail cleanly. */
-    assert_int_equal(ember_map(&o, NULL, NULL, i64_square_mod, NULL, NULL),
+    assert_int_equal(ember_map(&o, NULL, NULL, i64_square_mod, NULL, 0, NULL),
                      EMBER_EINVAL);
     assert_int_equal(ember_unpersist(NULL), EMBER_EINVAL);
     assert_int_equal(ember_ds_uses(NULL, NULL), EMBER_EINVAL);
@@ -1203,7 +1203,7 @@ static void test_ds_persist_levels(void **state)
     char msg[EMBER_MSG_SIZE] = "";
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 4, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     assert_int_equal(ember_ds_level(m), EMBER_NONE);
     assert_int_equal(ember_cached_partitions(m), 0);
     TU_OKM(ember_cache(m, msg), msg);
@@ -1249,9 +1249,9 @@ static void test_ds_cache_skips_recompute(void **state)
         ember_ds *r = NULL, *m = NULL, *f = NULL;
         atomic_long calls = 0;
         TU_OKM(ember_range(&r, ctx, 0, 200000, 1, 6, msg), msg);
-        TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+        TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
         TU_OKM(ember_cache(m, msg), msg);
-        TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, 0, msg), msg);
         int64_t s1 = 0, s2 = 0, s3 = 0;
         TU_OKM(ember_sum(f, &s1, msg), msg);
         long first = atomic_load(&calls);
@@ -1270,8 +1270,8 @@ static void test_ds_cache_skips_recompute(void **state)
         assert_int_equal(st.recomputes, 0);
         /* The same sum without the cache. */
         ember_ds *m2 = NULL, *f2 = NULL;
-        TU_OKM(ember_map(&m2, r, NULL, i64_square_mod, NULL, msg), msg);
-        TU_OKM(ember_filter(&f2, m2, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_map(&m2, r, NULL, i64_square_mod, NULL, 0, msg), msg);
+        TU_OKM(ember_filter(&f2, m2, keep_not_div3, NULL, 0, msg), msg);
         int64_t ref = 0;
         TU_OKM(ember_sum(f2, &ref, msg), msg);
         assert_int_equal(ref, s1);
@@ -1292,7 +1292,7 @@ static void test_ds_unpersist_frees_memory(void **state)
     ember_ds *r = NULL, *m = NULL;
     atomic_long calls = 0;
     TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 5, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
     TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY, msg), msg);
     uint64_t n;
     TU_OKM(ember_count(m, &n, msg), msg);
@@ -1369,7 +1369,7 @@ static void test_ds_broadcast_computed_once(void **state)
     ember_ds *r = NULL, *m = NULL;
     atomic_long calls = 0;
     TU_OKM(ember_range(&r, ctx, 0, 50000, 1, 7, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, m, msg), msg);
     long after = atomic_load(&calls);
@@ -1420,7 +1420,7 @@ static void test_ds_broadcast_read_by_tasks(void **state)
     TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 8, msg), msg);
     static lookup_arg la;
     la.bc = bc;
-    TU_OKM(ember_map(&m, r, NULL, lookup, &la, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, lookup, &la, sizeof la, msg), msg);
     TU_OK(ember_ds_uses(m, bc));
     ember_bcast_free(&bc); /* m keeps it alive */
     assert_null(bc);

@@ -73,12 +73,12 @@ static void test_lineage_string_stages_and_levels(void **state)
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
     ember_ds *r = NULL, *f = NULL, *p = NULL, *red = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
-    TU_OKM(ember_filter(&f, r, keep_all, NULL, msg), msg);
-    TU_OKM(ember_map(&p, f, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_all, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&p, f, &kv, to_pair, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(p, "pairs"));
     TU_OKM(ember_cache(p, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 3, msg), msg);
-    TU_OKM(ember_map(&m, red, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 0, 3, msg), msg);
+    TU_OKM(ember_map(&m, red, NULL, ident, NULL, 0, msg), msg);
     char *s = NULL, line[256];
     TU_OK(ember_lineage_string(m, &s));
     assert_int_equal(count_lines(s), 5);
@@ -157,7 +157,7 @@ static void test_lineage_string_shows_broadcasts(void **state)
     TU_OKM(ember_range(&t, ctx, 0, 5, 1, 1, msg), msg);
     TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
-    TU_OKM(ember_map(&m, r, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, &kv, to_pair, NULL, 0, msg), msg);
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, t, msg), msg);
     TU_OK(ember_ds_uses(m, bc));
@@ -185,16 +185,16 @@ static void test_lineage_depth(void **state)
              *red = NULL, *j = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
     assert_int_equal(ember_lineage_depth(r), 0);
-    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(a), 1);
-    TU_OKM(ember_map(&b, a, NULL, ident, NULL, msg), msg);
-    TU_OKM(ember_map(&c, b, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, ident, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&c, b, NULL, ident, NULL, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(c), 3);
     TU_OKM(ember_zip(&z, a, c, msg), msg); /* the longer branch counts */
     assert_int_equal(ember_lineage_depth(z), 4);
     TU_OKM(ember_union(&u, c, a, msg), msg);
     assert_int_equal(ember_lineage_depth(u), 4);
-    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 0, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 0, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(red), 5);
     TU_OKM(ember_join(&j, red, a, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(j), 6);
@@ -254,10 +254,10 @@ static void test_lineage_dot_well_formed(void **state)
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
     ember_ds *r = NULL, *a = NULL, *b = NULL, *z = NULL, *red = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
-    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, msg), msg);
-    TU_OKM(ember_map(&b, a, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, ident, NULL, 0, msg), msg);
     TU_OKM(ember_zip(&z, a, b, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, b, NULL, NULL, 3, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, b, NULL, NULL, 0, 3, msg), msg);
     TU_OKM(ember_cache(b, msg), msg);
     char *s = NULL;
     TU_OK(ember_lineage_dot(z, &s));
@@ -291,7 +291,7 @@ static void test_lineage_dot_escapes_names(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, ident, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(r, "say \"hi\""));
     TU_OK(ember_ds_set_name(m, "back\\slash\\"));
     char *s = NULL;
@@ -343,7 +343,7 @@ static void test_lineage_allocation_failures(void **state)
     TU_OKM(ember_range(&cur, ctx, 0, 100, 1, 2, msg), msg);
     for (int i = 0; i < 300; i++) { /* long enough to grow every buffer */
         ember_ds *next = NULL;
-        TU_OKM(ember_map(&next, cur, NULL, ident, NULL, msg), msg);
+        TU_OKM(ember_map(&next, cur, NULL, ident, NULL, 0, msg), msg);
         ember_ds_free(&cur);
         cur = next;
     }
