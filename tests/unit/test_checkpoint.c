@@ -951,6 +951,66 @@ static void test_checkpoint_alloc_failures(void **state)
     assert_true(failed > 5);
 }
 
+/* The issue's case: x := x + d for d = 1..6 on 4 zeros, the arg struct
+ * updated in place each iteration, a checkpoint every 3. A checkpoint of
+ * an uncached dataset computes its lineage since the last one; had the maps
+ * kept the arg by pointer, each would see the last d (3, then 6): 108.
+ * Copied at creation: 4 * 21 = 84. Local, eager and lazy file checkpoints
+ * alike. */
+typedef struct {
+    double d;
+} step_d;
+
+static int add_step(const void *in, void *out, size_t n, void *arg)
+{
+    const step_d *a = arg;
+    const double *x = in;
+    double *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + a->d;
+    return 0;
+}
+
+static void test_checkpoint_arg_copied_through_checkpoint(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        ember_ctx *ctx = ckpt_ctx(2);
+        char msg[EMBER_MSG_SIZE];
+        ember_type f64 = ember_type_scalar(EMBER_F64);
+        double zeros[4] = {0, 0, 0, 0};
+        ember_ds *x = NULL;
+        TU_OKM(ember_from_array(&x, ctx, &f64, zeros, 4, 2, EMBER_COPY, msg), msg);
+        step_d arg = {0};
+        for (int it = 1; it <= 6; it++) {
+            arg.d = it;
+            ember_ds *nx = NULL;
+            TU_OKM(ember_map(&nx, x, NULL, add_step, &arg, sizeof arg, msg), msg);
+            ember_ds_free(&x);
+            x = nx;
+            if (it % 3 != 0)
+                continue;
+            if (mode == 0) {
+                TU_OKM(ember_local_checkpoint(x, msg), msg);
+            } else if (mode == 1) {
+                TU_OKM(ember_checkpoint_eager(x, msg), msg);
+            } else { /* marked, written by the next action */
+                TU_OKM(ember_checkpoint(x, msg), msg);
+                uint64_t n;
+                TU_OKM(ember_count(x, &n, msg), msg);
+            }
+            assert_true(ember_is_checkpointed(x));
+        }
+        arg.d = 1000; /* after the last map: changes nothing either */
+        double s = 0;
+        TU_OKM(ember_sum(x, &s, msg), msg);
+        if (s != 84.0)
+            fail_msg("checkpoint mode %d: sum %g, expected 84", mode, s);
+        ember_ds_free(&x);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1029,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_releases_lineage),
         cmocka_unit_test(test_checkpoint_no_leak),
         cmocka_unit_test(test_checkpoint_alloc_failures),
+        cmocka_unit_test(test_checkpoint_arg_copied_through_checkpoint),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

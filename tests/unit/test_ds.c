@@ -1439,6 +1439,342 @@ static void test_ds_broadcast_read_by_tasks(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+
+/* ---- closures by value ------------------------------------------------------- */
+
+typedef struct {
+    int64_t d;
+    long double pad; /* the copy must be aligned for any type */
+} add_arg;
+
+static int arg_misaligned(const void *arg)
+{
+    return (uintptr_t)arg % _Alignof(max_align_t) != 0;
+}
+
+static int add_d(const void *in, void *out, size_t n, void *arg)
+{
+    const add_arg *a = arg;
+    const int64_t *x = in;
+    int64_t *y = out;
+    if (arg_misaligned(arg))
+        return 7;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + a->d;
+    return 0;
+}
+
+static int keep_multiple_of_d(const void *in, unsigned char *keep, size_t n,
+                              void *arg)
+{
+    const add_arg *a = arg;
+    const int64_t *x = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = x[i] % a->d == 0;
+    return arg_misaligned(arg) ? 7 : 0;
+}
+
+/* flat_map and map_partitions: each record d times. */
+static int repeat_d(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    const add_arg *a = arg;
+    for (size_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < a->d; k++)
+            if (ember_emit(em, (const int64_t *)in + i, 1))
+                return 1;
+    return arg_misaligned(arg) ? 7 : 0;
+}
+
+/* Sum of ds's i64 records. */
+static int64_t sum_i64(ember_ds *ds)
+{
+    char msg[EMBER_MSG_SIZE];
+    int64_t s = 0;
+    TU_OKM(ember_sum(ds, &s, msg), msg);
+    return s;
+}
+
+/* Every lazy transformation: the arg is changed, then freed, after the
+ * dataset is made; the result is the one the arg had at creation. */
+static void test_ds_arg_copied_at_creation(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *f = NULL, *fm = NULL, *mp = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
+    add_arg *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    a->d = 3;
+    TU_OKM(ember_map(&m, r, NULL, add_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_multiple_of_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_flat_map(&fm, r, NULL, repeat_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_map_partitions(&mp, r, NULL, repeat_d, a, sizeof *a, msg), msg);
+    a->d = 1000;
+    free(a); /* the datasets hold copies (ASan: no read of freed memory) */
+    assert_int_equal(sum_i64(m), 499500 + 3 * 1000);
+    int64_t mult3 = 0; /* 0 + 3 + ... + 999 */
+    for (int64_t i = 0; i < 1000; i += 3)
+        mult3 += i;
+    assert_int_equal(sum_i64(f), mult3);
+    assert_int_equal(sum_i64(fm), 3 * 499500);
+    assert_int_equal(sum_i64(mp), 3 * 499500);
+    ember_ds *all[] = {r, m, f, fm, mp};
+    for (int i = 0; i < 5; i++)
+        ember_ds_free(&all[i]);
+    ember_ctx_destroy(&ctx);
+}
+
+/* A borrowed arg (arg_size 0) is the caller's pointer itself. */
+static int arg_is(const void *in, void *out, size_t n, void *arg)
+{
+    memcpy(out, in, n * sizeof(int64_t));
+    return *(int64_t **)arg != arg; /* the arg holds its own address */
+}
+
+static void test_ds_arg_borrowed_when_size_zero(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *c = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 100, 1, 3, msg), msg);
+    void *self = &self;
+    TU_OKM(ember_map(&m, r, NULL, arg_is, &self, 0, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(m, &n, msg), msg);
+    assert_int_equal(n, 100);
+    /* The same arg copied is at another address: the check fails. */
+    TU_OKM(ember_map(&c, r, NULL, arg_is, &self, sizeof self, msg), msg);
+    assert_int_equal(ember_count(c, &n, msg), EMBER_EUSER);
+    ember_ds_free(&c);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_ds_arg_size_needs_arg(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 10, 1, 1, msg), msg);
+    assert_int_equal(ember_map(&m, r, NULL, add_d, NULL, 8, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "arg_size");
+    assert_null(m);
+    assert_int_equal(ember_filter(&m, r, keep_multiple_of_d, NULL, 8, msg),
+                     EMBER_EINVAL);
+    assert_null(m);
+    add_arg a = {1, 0};
+    assert_int_equal(ember_map(&m, r, NULL, add_d, &a, SIZE_MAX, msg),
+                     EMBER_ERANGE);
+    assert_null(m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* MEMORY_ONLY under a budget that holds 2 of 16 partitions: the second
+ * action recomputes the evicted ones, after the arg changed. */
+static void test_ds_arg_copied_through_eviction(void **state)
+{
+    (void)state;
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.memory_budget = 1 << 20;
+    o.threads = 2;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    int64_t n = 1000000; /* 16 partitions of 500 KB */
+    TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg);
+    add_arg a = {7, 0};
+    TU_OKM(ember_map(&m, r, NULL, add_d, &a, sizeof a, msg), msg);
+    TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY, msg), msg);
+    int64_t want = n * (n - 1) / 2 + 7 * n;
+    assert_int_equal(sum_i64(m), want);
+    ember_stats st0, st1;
+    ember_ctx_stats(ctx, &st0);
+    assert_true(st0.evictions > 0 || ember_cached_partitions(m) < 16);
+    a.d = 1000; /* the natural C loop updates its arg in place */
+    assert_int_equal(sum_i64(m), want);
+    ember_ctx_stats(ctx, &st1);
+    assert_true(st1.recomputes > st0.recomputes); /* it did recompute */
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* The arg names a broadcast; the caller frees its handle and never calls
+ * ember_ds_uses: the dataset keeps the broadcast alive by itself. */
+static void test_ds_bcast_freed_without_uses(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(4);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *t0 = NULL, *tab = NULL, *r = NULL, *m = NULL;
+    /* A computed table: the broadcast owns its collected array. */
+    TU_OKM(ember_range(&t0, ctx, 100, 0, -3, 2, msg), msg); /* 34 values */
+    TU_OKM(ember_map(&tab, t0, NULL, add_d, &(add_arg){0, 0}, sizeof(add_arg),
+                     msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, tab, msg), msg);
+    ember_ds_free(&tab);
+    ember_ds_free(&t0);
+    TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 8, msg), msg);
+    lookup_arg la = {bc};
+    TU_OKM(ember_map(&m, r, NULL, lookup, &la, sizeof la, msg), msg);
+    assert_int_equal(m->nuses, 1); /* taken from the copy */
+    ember_bcast_free(&bc);
+    memset(&la, 0, sizeof la);
+    char *lin = NULL;
+    TU_OK(ember_lineage_string(m, &lin));
+    TU_MSG_HAS(lin, "uses broadcast");
+    ember_free(ctx, lin);
+    size_t n;
+    int64_t *got = tu_collect(m, &n);
+    assert_int_equal(n, 10000);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], 100 - 3 * (int64_t)(i % 34));
+    free(got);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* The arg holds the broadcast's records (ember_bcast_data), not its handle:
+ * that names it too. Saying ember_ds_uses as well is still one use. */
+typedef struct {
+    const int64_t *table;
+    size_t n;
+} table_arg;
+
+static int lookup_table(const void *in, void *out, size_t n, void *arg)
+{
+    const table_arg *ta = arg;
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = ta->table[(size_t)a[i] % ta->n];
+    return 0;
+}
+
+static void test_ds_bcast_named_by_its_records(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *t0 = NULL, *tab = NULL, *r = NULL, *m = NULL, *plain = NULL;
+    TU_OKM(ember_range(&t0, ctx, 0, 50, 1, 2, msg), msg);
+    add_arg a = {1, 0};
+    TU_OKM(ember_map(&tab, t0, NULL, add_d, &a, sizeof a, msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, tab, msg), msg);
+    ember_ds_free(&tab);
+    ember_ds_free(&t0);
+    TU_OKM(ember_range(&r, ctx, 0, 500, 1, 3, msg), msg);
+    table_arg ta = {NULL, 0};
+    ta.table = ember_bcast_data(bc, &ta.n);
+    ta.table += 10; /* an address inside the records names it too */
+    ta.n -= 10;
+    TU_OKM(ember_map(&m, r, NULL, lookup_table, &ta, sizeof ta, msg), msg);
+    assert_int_equal(m->nuses, 1);
+    TU_OK(ember_ds_uses(m, bc));
+    assert_int_equal(m->nuses, 1);
+    /* Words that name no broadcast take nothing. */
+    TU_OKM(ember_map(&plain, r, NULL, add_d, &(add_arg){2, 0},
+                     sizeof(add_arg), msg), msg);
+    assert_int_equal(plain->nuses, 0);
+    ember_bcast_free(&bc);
+    size_t n;
+    int64_t *got = tu_collect(m, &n);
+    assert_int_equal(n, 500);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], 11 + (int64_t)(i % 40));
+    free(got);
+    ember_ds_free(&plain);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* Out of memory while taking the broadcasts a copy names: a clean error,
+ * nothing made, nothing leaked, for every allocation that can fail. */
+static void test_ds_arg_copy_out_of_memory(void **state)
+{
+    (void)state;
+    int succeeded = 0;
+    for (long nth = 1; !succeeded && nth < 200; nth++) {
+        tu_counter tc;
+        tu_counter_reset(&tc, 0);
+        ember_allocator al = tu_allocator(&tc);
+        ember_ctx_opts o;
+        memset(&o, 0, sizeof o);
+        o.threads = 1;
+        o.allocator = &al;
+        ember_ctx *ctx = tu_ctx_opts(&o);
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *t = NULL, *r = NULL, *m = NULL;
+        ember_bcast *bc = NULL;
+        TU_OKM(ember_range(&t, ctx, 0, 20, 1, 1, msg), msg);
+        TU_OKM(ember_broadcast(&bc, t, msg), msg);
+        TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
+        lookup_arg la = {bc};
+        atomic_store(&tc.fail_at, atomic_load(&tc.calls) + nth);
+        int rc = ember_map(&m, r, NULL, lookup, &la, sizeof la, msg);
+        atomic_store(&tc.fail_at, 0);
+        ember_bcast_free(&bc);
+        if (rc == EMBER_OK) {
+            succeeded = 1;
+            assert_int_equal(m->nuses, 1);
+            size_t n;
+            int64_t *got = tu_collect(m, &n);
+            assert_int_equal(n, 100);
+            assert_int_equal(got[99], 99 % 20);
+            free(got);
+        } else {
+            assert_int_equal(rc, EMBER_ENOMEM);
+            assert_null(m);
+            assert_true(msg[0] != '\0');
+        }
+        ember_ds_free(&m);
+        ember_ds_free(&r);
+        ember_ds_free(&t);
+        ember_ctx_destroy(&ctx);
+        assert_int_equal(atomic_load(&tc.live), 0);
+    }
+    assert_true(succeeded);
+}
+
+/* 2^61 + 1 int64 records are 2^64 + 8 bytes: no such array exists. */
+static void test_ds_from_array_rejects_overflowing_n(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_type t = ember_type_scalar(EMBER_I64);
+    int64_t v[4] = {1, 2, 3, 4};
+    size_t bad[] = {((size_t)1 << 61) + 1, SIZE_MAX, SIZE_MAX / 8 + 1,
+                    (size_t)PTRDIFF_MAX / 8 + 1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int own = 0; own < 2; own++) {
+            ember_ds *ds = NULL;
+            int rc = ember_from_array(&ds, ctx, &t, v, bad[i], 0,
+                                      own ? EMBER_BORROW : EMBER_COPY, msg);
+            assert_int_equal(rc, EMBER_ERANGE);
+            assert_null(ds);
+            TU_MSG_HAS(msg, "n too large");
+        }
+    }
+    /* The largest n that could be an array is accepted (borrowed, never
+     * read here). */
+    ember_ds *ok = NULL;
+    TU_OKM(ember_from_array(&ok, ctx, &t, v, (size_t)PTRDIFF_MAX / 8, 1,
+                            EMBER_BORROW, msg), msg);
+    ember_ds_free(&ok);
+    ember_ctx_destroy(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1473,6 +1809,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ds_broadcast_array_is_view),
         cmocka_unit_test(test_ds_broadcast_computed_once),
         cmocka_unit_test(test_ds_broadcast_read_by_tasks),
+        cmocka_unit_test(test_ds_arg_copied_at_creation),
+        cmocka_unit_test(test_ds_arg_borrowed_when_size_zero),
+        cmocka_unit_test(test_ds_arg_size_needs_arg),
+        cmocka_unit_test(test_ds_arg_copied_through_eviction),
+        cmocka_unit_test(test_ds_bcast_freed_without_uses),
+        cmocka_unit_test(test_ds_bcast_named_by_its_records),
+        cmocka_unit_test(test_ds_arg_copy_out_of_memory),
+        cmocka_unit_test(test_ds_from_array_rejects_overflowing_n),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -1049,6 +1049,39 @@ static void test_shuffle_combine_error_names_partition(void **state)
         }
 }
 
+/* reduce_by_key copies its arg: set to fail after the dataset is made, the
+ * arg does not reach the combine function; borrowed (arg_size 0), it does. */
+static void test_shuffle_reduce_by_key_arg_copied(void **state)
+{
+    (void)state;
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    kvd v[40];
+    for (int i = 0; i < 40; i++)
+        v[i] = (kvd){i % 7, 1.0};
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ds *a = array_of(ctx, &t, v, 40, 4), *copied = NULL, *borrowed = NULL;
+    fail_arg fa = {-1, 1};
+    TU_OKM(ember_reduce_by_key(&copied, a, combine_fails, &fa, sizeof fa, 3, msg),
+           msg);
+    TU_OKM(ember_reduce_by_key(&borrowed, a, combine_fails, &fa, 0, 3, msg), msg);
+    fa.bad_key = 3;
+    kvd got[7];
+    size_t n = 0;
+    TU_OKM(ember_collect(copied, got, 7, &n, msg), msg);
+    assert_int_equal(n, 7);
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += got[i].v;
+    assert_true(total == 40.0);
+    uint64_t c;
+    assert_int_equal(ember_count(borrowed, &c, msg), EMBER_EUSER);
+    ember_ds_free(&borrowed);
+    ember_ds_free(&copied);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_shuffle_rejects_bad_keys(void **state)
 {
     (void)state;
@@ -1100,6 +1133,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_empty_inputs),
         cmocka_unit_test(test_shuffle_runs_once),
         cmocka_unit_test(test_shuffle_combine_error_names_partition),
+        cmocka_unit_test(test_shuffle_reduce_by_key_arg_copied),
         cmocka_unit_test(test_shuffle_rejects_bad_keys),
     };
     if (argc > 1)
