@@ -335,8 +335,8 @@ int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
  * equal to 0.0 and NaN after everything). */
 
 /* Combines records of equal key with fn in input order: partition by
- * partition, record by record. fn NULL sums every non-key field. Output
- * partitions are sorted by key. */
+ * partition, record by record. fn NULL sums every non-key field (arg and
+ * arg_size are then ignored). Output partitions are sorted by key. */
 int ember_reduce_by_key(ember_ds **out, ember_ds *in, ember_combine_fn fn,
                         void *arg, size_t arg_size, size_t partitions,
                         char *msg);

@@ -4,7 +4,9 @@
  * parents. Nodes are reference counted (the caller's handle, children,
  * broadcasts), so a caller may free a parent right after deriving from it.
  * Freeing walks a worklist, never recursion, so a chain of 100,000 maps
- * frees in constant stack. Every node is also in its context's registry;
+ * frees in constant stack. A transformation's copied user arg (its
+ * closure) lives in the node's own allocation, right after the node, so it
+ * is freed with it and no free path needs to know about it. Every node is also in its context's registry;
  * newest first, so ids grow from parents to children.
  * Wide transformations live in shuffle.c, execution in exec.c.
  */
