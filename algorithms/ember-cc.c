@@ -137,7 +137,10 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     s->dst = s->cur == s->buf[0] ? s->buf[1] : s->buf[0];
     rc = ember_broadcast(&bc, s->labels, msg);
     if (!rc)
-        rc = ember_map_partitions(&next, s->labels, &i64, propagate, s, msg);
+        /* A copy of the state as it is for this pass; results go through
+         * the pointers it holds. */
+        rc = ember_map_partitions(&next, s->labels, &i64, propagate, s,
+                                  sizeof *s, msg);
     if (!rc)
         rc = ember_ds_uses(next, bc);
     if (!rc) {

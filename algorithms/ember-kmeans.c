@@ -744,7 +744,8 @@ static int load_points(km *s, km_input *in, char *msg)
     if ((rc = flat_type(&ft, s->d, msg)))
         return rc;
     if (!all_f64(&in->src_type)) {
-        if ((rc = ember_map(&in->conv, in->src, &ft, to_f64, &in->src_type, msg)))
+        if ((rc = ember_map(&in->conv, in->src, &ft, to_f64, &in->src_type,
+                            sizeof in->src_type, msg)))
             return rc;
         flat = in->conv;
     }
@@ -887,7 +888,7 @@ static int final_labels(km *s, km_result *res, char *msg)
     ember_ds *lds = NULL;
     void *buf = NULL;
     size_t n = 0;
-    int rc = ember_map(&lds, s->points, &pt, label_map, &a, msg);
+    int rc = ember_map(&lds, s->points, &pt, label_map, &a, sizeof a, msg);
     if (!rc)
         rc = ember_collect_alloc(lds, &buf, &n, msg);
     if (!rc && !(res->labels = malloc((n ? n : 1) * sizeof *res->labels)))

@@ -58,7 +58,7 @@ static int add_one(const void *in, void *out, size_t n, void *arg)
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
 {
     ember_ds **ds = arg, *next = NULL;
-    int rc = ember_map(&next, *ds, NULL, add_one, NULL, msg);
+    int rc = ember_map(&next, *ds, NULL, add_one, NULL, 0, msg);
     if (rc)
         return rc;
     ember_ds_free(ds);

@@ -197,7 +197,10 @@ static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
     if (!rc)
         rc = ember_broadcast(&bc, cds, msg);
     if (!rc)
-        rc = ember_map_partitions(&next, s->ranks, &f64, fn, s, msg);
+        /* A copy of the state as it is for this pass; results go through
+         * the pointers it holds. (It also names bc's records, so the use
+         * below is implied; it is said for the reader.) */
+        rc = ember_map_partitions(&next, s->ranks, &f64, fn, s, sizeof *s, msg);
     if (!rc)
         rc = ember_ds_uses(next, bc);
     if (!rc && sink) {

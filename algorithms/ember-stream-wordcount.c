@@ -146,15 +146,15 @@ static int count_words(const void *in, size_t n, ember_emitter *em, void *arg)
 
 typedef struct {
     ember_type type;
-    const char *text; /* the current batch's, for count_words */
 } wc_query;
 
 static int wordcount_batch(ember_ds **out, ember_ds *lines,
                            const ember_stream_batch *b, void *arg, char *msg)
 {
     wc_query *q = arg;
-    q->text = b->text;
-    return ember_map_partitions(out, lines, &q->type, count_words, &q->text, msg);
+    const char *text = b->text; /* lives with lines, the new dataset's parent */
+    return ember_map_partitions(out, lines, &q->type, count_words, &text,
+                                sizeof text, msg);
 }
 
 /* ---- progress ------------------------------------------------------------- */

@@ -43,7 +43,7 @@ static int run(const char *dir, int64_t n, int restore, double *secs,
     if (!rc)
         rc = ember_range(&r, ctx, 0, n, 1, 0, msg);
     if (!rc)
-        rc = ember_map(&ds, r, &f64, fill, NULL, msg);
+        rc = ember_map(&ds, r, &f64, fill, NULL, 0, msg);
     if (!rc && !restore) /* computed before the clock starts */
         rc = ember_local_checkpoint(ds, msg);
     if (!rc)

@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_range(&r, ctx, 0, n, 1, 0, msg);
     if (!rc)
-        rc = ember_map(&m, r, NULL, times3, NULL, msg);
+        rc = ember_map(&m, r, NULL, times3, NULL, 0, msg);
     if (!rc)
         rc = ember_persist(m, EMBER_MEMORY_ONLY_SER, msg);
     if (!rc)

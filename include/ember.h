@@ -236,6 +236,8 @@ typedef enum {
                         until the dataset and all made from it are freed */
 } ember_ownership;
 
+/* n records of type at records. An n whose byte size could not be an
+ * array (more than PTRDIFF_MAX bytes) is EMBER_ERANGE. */
 int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
                      const void *records, size_t n, size_t partitions,
                      ember_ownership own, char *msg);
@@ -301,19 +303,36 @@ typedef int (*ember_combine_fn)(void *acc, const void *in, size_t n,
 /* ------------------------------------------------------------------------
  * Transformations (lazy). Each creates a new dataset handle that the caller
  * frees; the inputs are not consumed.
+ *
+ * Closures and lifetimes. A transformation that takes a user `arg` also
+ * takes `arg_size`. arg_size > 0: the arg_size bytes at arg are copied when
+ * the transformation is created, into memory the dataset owns (aligned for
+ * any type, freed with it); every call of fn, the first computation and
+ * every recompute (after an eviction, for a checkpoint, on a lineage
+ * replay), gets a pointer to that copy, so the caller may change or free
+ * its struct at once. All tasks share the one copy: treat it as read-only
+ * (write results through pointers it holds). Pointers inside the copy are
+ * copied as pointers: what they point to must outlive the dataset, except
+ * broadcasts, which the dataset keeps alive itself: a word of the copy
+ * (at a pointer-aligned offset) equal to a live ember_bcast handle, or to
+ * an address inside its records, counts as ember_ds_uses(). arg_size 0:
+ * arg is borrowed, passed as is; the caller keeps it alive and unchanged
+ * while any dataset that may recompute from this one exists, and declares
+ * the broadcasts it reads with ember_ds_uses(). Actions run their function
+ * during the call and take no arg_size.
  * ------------------------------------------------------------------------ */
 
 /* out_type NULL: same type as the input. */
 int ember_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
-              ember_map_fn fn, void *arg, char *msg);
+              ember_map_fn fn, void *arg, size_t arg_size, char *msg);
 int ember_filter(ember_ds **out, ember_ds *in, ember_filter_fn fn, void *arg,
-                 char *msg);
+                 size_t arg_size, char *msg);
 int ember_flat_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
-                   ember_emit_fn fn, void *arg, char *msg);
+                   ember_emit_fn fn, void *arg, size_t arg_size, char *msg);
 /* fn sees each whole partition once (n may be 0). */
 int ember_map_partitions(ember_ds **out, ember_ds *in,
                          const ember_type *out_type, ember_emit_fn fn,
-                         void *arg, char *msg);
+                         void *arg, size_t arg_size, char *msg);
 /* Pairs records of a and b by position. Both need the same partition count
  * and, checked when it runs, the same record count in each partition.
  * The record is a's fields then b's; two scalars give a pair. Names that
@@ -331,10 +350,11 @@ int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
  * equal to 0.0 and NaN after everything). */
 
 /* Combines records of equal key with fn in input order: partition by
- * partition, record by record. fn NULL sums every non-key field. Output
- * partitions are sorted by key. */
+ * partition, record by record. fn NULL sums every non-key field (arg and
+ * arg_size are then ignored). Output partitions are sorted by key. */
 int ember_reduce_by_key(ember_ds **out, ember_ds *in, ember_combine_fn fn,
-                        void *arg, size_t partitions, char *msg);
+                        void *arg, size_t arg_size, size_t partitions,
+                        char *msg);
 /* Records with equal keys end up adjacent in one partition, sorted by key,
  * values in input order: a group is a run of equal keys. Use
  * ember_next_group() in map_partitions or foreach to walk the groups. */
@@ -372,15 +392,21 @@ int ember_repartition(ember_ds **out, ember_ds *in, size_t partitions,
  * dataset is computed once into one array, whose bytes count against the
  * context's memory budget (cached blocks are evicted to make room; a
  * broadcast larger than the budget is still made, and counted) and in
- * ember_stats.broadcast_bytes until the broadcast is freed. */
+ * ember_stats.broadcast_bytes until its records are freed. A broadcast is
+ * reference counted: the caller's handle is one reference, each dataset
+ * that uses it holds another, and its records live until the last one
+ * goes. */
 typedef struct ember_bcast ember_bcast;
 int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg);
 const void *ember_bcast_data(const ember_bcast *bc, size_t *n);
 const ember_type *ember_bcast_type(const ember_bcast *bc);
+/* Drops the caller's reference only; datasets that use bc keep it. */
 void ember_bcast_free(ember_bcast **bc);
 /* Records that ds's functions read bc: shown in lineage, and bc stays alive
  * as long as ds does, or until ds is checkpointed: a checkpoint cuts ds's
- * lineage, its broadcasts included. */
+ * lineage, its broadcasts included. A transformation whose copied arg names
+ * bc (see "Closures and lifetimes") does this by itself; call it for a
+ * borrowed arg. Saying it twice is one use. */
 int ember_ds_uses(ember_ds *ds, ember_bcast *bc);
 
 /* ------------------------------------------------------------------------

@@ -4,7 +4,9 @@
  * parents. Nodes are reference counted (the caller's handle, children,
  * broadcasts), so a caller may free a parent right after deriving from it.
  * Freeing walks a worklist, never recursion, so a chain of 100,000 maps
- * frees in constant stack. Every node is also in its context's registry;
+ * frees in constant stack. A transformation's copied user arg (its
+ * closure) lives in the node's own allocation, right after the node, so it
+ * is freed with it and no free path needs to know about it. Every node is also in its context's registry;
  * newest first, so ids grow from parents to children.
  *
  * Floor 1 of the engine (docs/design.md): this file calls only the floor
@@ -15,6 +17,8 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +56,15 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
  * a union's sum and the executor's long long loop index from wrapping. */
 #define MAX_PARTITIONS ((size_t)1 << 32)
 
-int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
-                  const ember_type *type, size_t nparts, ember_ds *p0,
-                  ember_ds *p1, char *msg)
+/* A node's own allocation: the node, then (for a closure) the copy of its
+ * user arg, at an offset aligned for any type. One allocation, so the copy
+ * goes wherever the node goes and is freed with it. */
+#define NODE_ALIGN _Alignof(max_align_t)
+#define NODE_BYTES ((sizeof(ember_ds) + NODE_ALIGN - 1) / NODE_ALIGN * NODE_ALIGN)
+
+static int ds_make(ember_ds **out, ember_ctx *ctx, ember__op op,
+                   const ember_type *type, size_t nparts, ember_ds *p0,
+                   ember_ds *p1, size_t extra, char *msg)
 {
     if (type->size == 0)
         return ember__err(msg, EMBER_ETYPE, "record type has size 0");
@@ -62,7 +72,9 @@ int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
         return ember__err(msg, EMBER_EINVAL,
                           "%zu partitions is more than the %zu allowed", nparts,
                           MAX_PARTITIONS);
-    ember_ds *ds = ember__calloc(ctx, 1, sizeof *ds);
+    if (extra > SIZE_MAX - NODE_BYTES)
+        return ember__err(msg, EMBER_ERANGE, "arg_size %zu is too large", extra);
+    ember_ds *ds = ember__calloc(ctx, 1, NODE_BYTES + extra);
     if (!ds)
         return ember__err(msg, EMBER_ENOMEM, "out of memory creating a dataset");
     ds->ctx = ctx;
@@ -94,6 +106,81 @@ void ember__ds_drop_captured(ember_ds *ds)
     ds->ckpt_have = NULL;
     ember__stat_gauge(ctx, &ctx->stats.dataset_bytes, -1, ds->ckpt_bytes);
     ds->ckpt_bytes = 0;
+}
+
+int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
+                  const ember_type *type, size_t nparts, ember_ds *p0,
+                  ember_ds *p1, char *msg)
+{
+    return ds_make(out, ctx, op, type, nparts, p0, p1, 0, msg);
+}
+
+static int uses_has(const ember_ds *ds, const ember_bcast *bc)
+{
+    for (size_t i = 0; i < ds->nuses; i++)
+        if (ds->uses[i] == bc)
+            return 1;
+    return 0;
+}
+
+/* The live broadcast of ctx that word w names, as its handle or as a
+ * pointer into its records; NULL when none does. */
+static ember_bcast *bcast_named(const ember_ctx *ctx, uintptr_t w)
+{
+    for (ember_bcast *b = ctx->bcasts; b; b = b->next) {
+        uintptr_t lo = (uintptr_t)b->data;
+        size_t bytes = b->n * b->type.size;
+        if (w == (uintptr_t)b || (b->data && w >= lo && w - lo < bytes))
+            return b;
+    }
+    return NULL;
+}
+
+/* Every pointer-aligned word of the copied arg that names a live broadcast
+ * makes ds use it, as ember_ds_uses would: a closure keeps alive what it
+ * reads even when the caller forgot to say so. A number that happens to
+ * equal such an address only keeps a broadcast a little longer. */
+static int take_named_bcasts(ember_ds *ds, const unsigned char *copy,
+                             size_t size)
+{
+    if (!ds->ctx->bcasts)
+        return EMBER_OK;
+    for (size_t off = 0; off + sizeof(uintptr_t) <= size;
+         off += sizeof(uintptr_t)) {
+        uintptr_t w;
+        memcpy(&w, copy + off, sizeof w);
+        ember_bcast *bc = bcast_named(ds->ctx, w);
+        int rc = bc ? ember_ds_uses(ds, bc) : EMBER_OK;
+        if (rc)
+            return rc;
+    }
+    return EMBER_OK;
+}
+
+int ember__ds_new_fn(ember_ds **out, ember_ctx *ctx, ember__op op,
+                     const ember_type *type, size_t nparts, ember_ds *p0,
+                     void *arg, size_t arg_size, void **arg_out, char *msg)
+{
+    if (arg_size && !arg)
+        return ember__err(msg, EMBER_EINVAL,
+                          "arg is NULL but arg_size is %zu", arg_size);
+    int rc = ds_make(out, ctx, op, type, nparts, p0, NULL, arg_size, msg);
+    if (rc || !arg_size) {
+        if (!rc)
+            *arg_out = arg;
+        return rc;
+    }
+    unsigned char *copy = (unsigned char *)*out + NODE_BYTES;
+    memcpy(copy, arg, arg_size);
+    *arg_out = copy;
+    rc = take_named_bcasts(*out, copy, arg_size);
+    if (rc) {
+        ember__ds_unref(*out);
+        *out = NULL;
+        return ember__err(msg, rc, "out of memory noting the broadcasts an "
+                          "arg names");
+    }
+    return EMBER_OK;
 }
 
 /* Frees what the node itself owns; parents and broadcasts are the
@@ -374,6 +461,12 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
     ember__msg_clear(msg);
     if (!out || !ctx || !type || (!records && n))
         return ember__err(msg, EMBER_EINVAL, "ember_from_array: NULL argument");
+    /* No array holds more than PTRDIFF_MAX bytes; a larger n is a wrong
+     * count, and counting it would overflow every offset computed from it. */
+    if (type->size && n > (size_t)PTRDIFF_MAX / type->size)
+        return ember__err(msg, EMBER_ERANGE,
+                          "ember_from_array: %zu records of %u bytes do not "
+                          "fit in memory (n too large)", n, (unsigned)type->size);
     if (own == EMBER_BORROW) {
         int rc = ember__array_source(out, ctx, type, NULL, 0, partitions
                                      ? partitions
@@ -409,46 +502,50 @@ const char *ember_lines_text(const ember_ds *lines, size_t *size)
 
 static int narrow(ember_ds **out, ember_ds *in, ember__op op,
                   const ember_type *out_type, void *fn, void *arg,
-                  const char *what, char *msg)
+                  size_t arg_size, const char *what, char *msg)
 {
     ember__msg_clear(msg);
     if (!out || !in || !fn)
         return ember__err(msg, EMBER_EINVAL, "%s: NULL argument", what);
     const ember_type *t = out_type ? out_type : &in->type;
-    int rc = ember__ds_new(out, in->ctx, op, t, in->nparts, in, NULL, msg);
+    void *a = NULL;
+    int rc = ember__ds_new_fn(out, in->ctx, op, t, in->nparts, in, arg,
+                              arg_size, &a, msg);
     if (rc)
         return rc;
     (*out)->u.f.fn = fn;
-    (*out)->u.f.arg = arg;
+    (*out)->u.f.arg = a;
     snprintf((*out)->name, sizeof (*out)->name, "%s", what);
     return EMBER_OK;
 }
 
 int ember_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
-              ember_map_fn fn, void *arg, char *msg)
+              ember_map_fn fn, void *arg, size_t arg_size, char *msg)
 {
-    return narrow(out, in, EMBER__MAP, out_type, (void *)fn, arg, "map", msg);
+    return narrow(out, in, EMBER__MAP, out_type, (void *)fn, arg, arg_size,
+                  "map", msg);
 }
 
 int ember_filter(ember_ds **out, ember_ds *in, ember_filter_fn fn, void *arg,
-                 char *msg)
+                 size_t arg_size, char *msg)
 {
-    return narrow(out, in, EMBER__FILTER, NULL, (void *)fn, arg, "filter", msg);
+    return narrow(out, in, EMBER__FILTER, NULL, (void *)fn, arg, arg_size,
+                  "filter", msg);
 }
 
 int ember_flat_map(ember_ds **out, ember_ds *in, const ember_type *out_type,
-                   ember_emit_fn fn, void *arg, char *msg)
+                   ember_emit_fn fn, void *arg, size_t arg_size, char *msg)
 {
-    return narrow(out, in, EMBER__FLAT_MAP, out_type, (void *)fn, arg,
+    return narrow(out, in, EMBER__FLAT_MAP, out_type, (void *)fn, arg, arg_size,
                   "flat_map", msg);
 }
 
 int ember_map_partitions(ember_ds **out, ember_ds *in,
                          const ember_type *out_type, ember_emit_fn fn,
-                         void *arg, char *msg)
+                         void *arg, size_t arg_size, char *msg)
 {
     return narrow(out, in, EMBER__MAP_PARTITIONS, out_type, (void *)fn, arg,
-                  "map_partitions", msg);
+                  arg_size, "map_partitions", msg);
 }
 
 static int check_pair(ember_ds *a, ember_ds *b, const char *what, char *msg)
@@ -637,6 +734,8 @@ int ember_ds_uses(ember_ds *ds, ember_bcast *bc)
 {
     if (!ds || !bc || ds->ctx != bc->ctx)
         return EMBER_EINVAL;
+    if (uses_has(ds, bc)) /* one use per pair, however often it is said */
+        return EMBER_OK;
     ember_bcast **u = ember__realloc(ds->ctx, ds->uses,
                                      (ds->nuses + 1) * sizeof *u);
     if (!u)

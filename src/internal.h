@@ -157,7 +157,7 @@ struct ember_ds {
         } array;
         struct {
             void *fn;      /* ember_map_fn / filter_fn / emit_fn */
-            void *arg;
+            void *arg;     /* the node's copy, or the caller's (borrowed) */
         } f;
         struct {
             double fraction;
@@ -166,7 +166,7 @@ struct ember_ds {
         struct {
             ember__shuffle_kind kind;
             ember_combine_fn fn;
-            void *arg;
+            void *arg;     /* as u.f.arg */
             int descending;
             int done;      /* outputs are in the block store */
         } shuffle;
@@ -197,6 +197,15 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes);
 int ember__ds_new(ember_ds **out, ember_ctx *ctx, ember__op op,
                   const ember_type *type, size_t nparts, ember_ds *p0,
                   ember_ds *p1, char *msg);
+/* The same for a node whose user function takes an arg (one parent, p0).
+ * arg_size > 0: arg_size bytes at arg are copied into the node's own
+ * allocation (aligned for any type, freed with the node), the node uses
+ * every live broadcast a pointer-aligned word of the copy names (its handle
+ * or an address in its records), and *arg_out is the copy. arg_size 0:
+ * *arg_out is arg itself, borrowed. */
+int ember__ds_new_fn(ember_ds **out, ember_ctx *ctx, ember__op op,
+                     const ember_type *type, size_t nparts, ember_ds *p0,
+                     void *arg, size_t arg_size, void **arg_out, char *msg);
 /* An array-backed source that takes ownership of `records` (allocated with
  * the ctx allocator) and of `keep` (NULL allowed): both are freed with the
  * dataset, or at once on failure. */

@@ -261,9 +261,13 @@ int ember_lineage_dot(const ember_ds *ds, char **out)
                 (unsigned long long)d->id, is_wide(d) ? " [style=bold, label=\"shuffle\"]" : "");
             rc = walk_push(&w, d->parent[i], 0, 0);
         }
-        for (size_t i = 0; i < d->nuses; i++)
+        /* The broadcast's dataset is drawn too: every edge's tail is a
+         * declared node. */
+        for (size_t i = 0; !rc && i < d->nuses; i++) {
             put(&t, "  n%llu -> n%llu [style=dashed, label=\"broadcast\"];\n",
                 (unsigned long long)d->uses[i]->ds->id, (unsigned long long)d->id);
+            rc = walk_push(&w, d->uses[i]->ds, 0, 0);
+        }
     }
     put(&t, "}\n");
     walk_free(&w);

@@ -22,17 +22,29 @@
 
 /* ---- constructors ------------------------------------------------------ */
 
+static int wide_fn(ember_ds **out, ember_ds *in, ember_ds *b,
+                   ember__shuffle_kind kind, const ember_type *t,
+                   size_t partitions, const char *name, void *arg,
+                   size_t arg_size, char *msg)
+{
+    size_t P = partitions ? partitions : in->nparts;
+    void *a = NULL;
+    int rc = b ? ember__ds_new(out, in->ctx, EMBER__SHUFFLE, t, P, in, b, msg)
+               : ember__ds_new_fn(out, in->ctx, EMBER__SHUFFLE, t, P, in, arg,
+                                  arg_size, &a, msg);
+    if (rc)
+        return rc;
+    (*out)->u.shuffle.kind = kind;
+    (*out)->u.shuffle.arg = a;
+    snprintf((*out)->name, sizeof (*out)->name, "%s", name);
+    return EMBER_OK;
+}
+
 static int wide(ember_ds **out, ember_ds *in, ember_ds *b,
                 ember__shuffle_kind kind, const ember_type *t,
                 size_t partitions, const char *name, char *msg)
 {
-    size_t P = partitions ? partitions : in->nparts;
-    int rc = ember__ds_new(out, in->ctx, EMBER__SHUFFLE, t, P, in, b, msg);
-    if (rc)
-        return rc;
-    (*out)->u.shuffle.kind = kind;
-    snprintf((*out)->name, sizeof (*out)->name, "%s", name);
-    return EMBER_OK;
+    return wide_fn(out, in, b, kind, t, partitions, name, NULL, 0, msg);
 }
 
 static int keyed(ember_ds **out, ember_ds *in, const char *what, char *msg)
@@ -44,19 +56,18 @@ static int keyed(ember_ds **out, ember_ds *in, const char *what, char *msg)
 }
 
 int ember_reduce_by_key(ember_ds **out, ember_ds *in, ember_combine_fn fn,
-                        void *arg, size_t partitions, char *msg)
+                        void *arg, size_t arg_size, size_t partitions,
+                        char *msg)
 {
     int rc = keyed(out, in, "reduce_by_key", msg);
     if (!rc && !fn && in->type.nfields < 2)
         rc = ember__err(msg, EMBER_ETYPE,
                         "reduce_by_key: no function and no value fields to sum");
     if (!rc)
-        rc = wide(out, in, NULL, EMBER__SH_REDUCE, &in->type, partitions,
-                  "reduce_by_key", msg);
-    if (!rc) {
+        rc = wide_fn(out, in, NULL, EMBER__SH_REDUCE, &in->type, partitions,
+                     "reduce_by_key", fn ? arg : NULL, fn ? arg_size : 0, msg);
+    if (!rc)
         (*out)->u.shuffle.fn = fn;
-        (*out)->u.shuffle.arg = arg;
-    }
     return rc;
 }
 

@@ -502,8 +502,10 @@ static int aggregate(ember_stream *s, const plan *p, batch_run *r, char *msg)
     ember_ds *parted = NULL;
     int rc = ember_partition_by(&parted, r->out, EMBER_HASH, 0, msg);
     if (!rc)
+        /* Borrowed: the fold writes its spills and flags into R, and
+         * r->reduced is materialized below and never computed again. */
         rc = ember_map_partitions(&r->reduced, parted, &s->st.type,
-                                  ember__ss_fold_partition, &R, msg);
+                                  ember__ss_fold_partition, &R, 0, msg);
     ember_ds_free(&parted);
     if (!rc) {
         nparts = r->reduced->nparts;

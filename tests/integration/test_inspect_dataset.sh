@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_range(&r, ctx, 0, 1000, 1, 3, msg);
     if (!rc)
-        rc = ember_map(&m, r, NULL, twice, NULL, msg);
+        rc = ember_map(&m, r, NULL, twice, NULL, 0, msg);
     if (!rc)
         rc = ember_ds_set_name(m, "doubled");
     if (!rc)

@@ -27,8 +27,9 @@
 #define PROGRAM "ember-loopdemo"
 #define HIST 8
 
-/* Each iteration's map reads its own step: the map runs lazily, perhaps
- * long after the loop moved on, so the array lives for the whole run. */
+/* Each iteration's map keeps a copy of its own step (arg_size): the map
+ * runs lazily, perhaps long after the loop moved on, and a recompute must
+ * see the step it was made with. */
 typedef struct {
     double damping;
     double shift;
@@ -235,7 +236,6 @@ typedef struct {
     int64_t steps;
     double history[HIST];
     rng_state rng;
-    step_arg *args;
 } job;
 
 static int initial_state(job *j, const config *c, char *msg)
@@ -296,13 +296,12 @@ static int make_loop(job *j, const config *c, char *msg)
 
 static int iterate(job *j, const config *c, uint64_t it, char *msg)
 {
-    step_arg *a = &j->args[it];
-    a->damping = c->damping;
-    a->shift = unit(splitmix(&j->rng.state)) * 0.01;
+    step_arg a = {c->damping, unit(splitmix(&j->rng.state)) * 0.01};
     j->rng.draws++;
     ember_ds *y = NULL;
     double s = 0;
-    int rc = ember_map(&y, j->x, NULL, step_fn, a, msg);
+    /* Copied: the map keeps this iteration's arg for every recompute. */
+    int rc = ember_map(&y, j->x, NULL, step_fn, &a, sizeof a, msg);
     if (!rc)
         rc = ember_persist(y, EMBER_MEMORY_AND_DISK, msg);
     if (!rc)
@@ -391,11 +390,10 @@ int main(int argc, char **argv)
     char msg[EMBER_MSG_SIZE] = "";
     job j;
     memset(&j, 0, sizeof j);
-    j.args = calloc(c.iterations ? c.iterations : 1, sizeof *j.args);
     ember_ctx_opts co;
     memset(&co, 0, sizeof co);
     co.threads = (int)c.threads;
-    rc = j.args ? ember_ctx_create(&j.ctx, &co, msg) : EMBER_ENOMEM;
+    rc = ember_ctx_create(&j.ctx, &co, msg);
     if (!rc)
         rc = initial_state(&j, &c, msg);
     if (!rc)
@@ -423,6 +421,5 @@ int main(int argc, char **argv)
     ember_loop_destroy(&j.loop);
     ember_ds_free(&j.x);
     ember_ctx_destroy(&j.ctx);
-    free(j.args);
     return status;
 }

@@ -68,7 +68,7 @@ static void test_actions_count_matches_reference(void **state)
         for (size_t j = 0; j < nP; j++) {
             char msg[EMBER_MSG_SIZE] = "junk";
             ember_ds *a = array_of(ctx, &t, v, N_RAND, Ps[j]), *f = NULL;
-            TU_OKM(ember_filter(&f, a, keep_positive, NULL, msg), msg);
+            TU_OKM(ember_filter(&f, a, keep_positive, NULL, 0, msg), msg);
             uint64_t n = 0;
             TU_OKM(ember_count(a, &n, msg), msg);
             assert_string_equal(msg, "");
@@ -181,7 +181,7 @@ static void test_actions_reduce_empty_and_bad_args(void **state)
     /* Non-empty input filtered to nothing is empty too. */
     double v[3] = {-1, -2, -3};
     ember_ds *a = array_of(ctx, &t, v, 3, 2), *f = NULL;
-    TU_OKM(ember_filter(&f, a, keep_positive, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, a, keep_positive, NULL, 0, msg), msg);
     assert_int_equal(ember_reduce(f, add_f64, NULL, &out, msg), EMBER_EEMPTY);
     assert_int_equal(ember_reduce(a, NULL, NULL, &out, msg), EMBER_EINVAL);
     TU_MSG_HAS(msg, "function");
@@ -350,7 +350,7 @@ static void test_actions_collect_alloc(void **state)
     char msg[EMBER_MSG_SIZE];
     for (size_t j = 0; j < nP; j++) {
         ember_ds *a = array_of(ctx, &t, v, N_RAND, Ps[j]), *f = NULL;
-        TU_OKM(ember_filter(&f, a, keep_positive, NULL, msg), msg);
+        TU_OKM(ember_filter(&f, a, keep_positive, NULL, 0, msg), msg);
         void *out = NULL;
         size_t n = 0;
         TU_OKM(ember_collect_alloc(f, &out, &n, msg), msg);
@@ -402,7 +402,7 @@ static void test_actions_take(void **state)
         for (size_t j = 0; j < nP; j++) {
             char msg[EMBER_MSG_SIZE];
             ember_ds *a = array_of(ctx, &t, v, N_TAKE, Ps[j]), *f = NULL;
-            TU_OKM(ember_filter(&f, a, keep_positive, NULL, msg), msg);
+            TU_OKM(ember_filter(&f, a, keep_positive, NULL, 0, msg), msg);
             size_t wants[] = {0, 1, 2, 17, 100, pos - 1, pos, pos + 1, N_TAKE};
             for (size_t w = 0; w < sizeof wants / sizeof wants[0]; w++) {
                 size_t got = 12345;
@@ -449,7 +449,7 @@ static void test_actions_take_ignores_failures_past_n(void **state)
         ember_ds *r = NULL, *m = NULL;
         atomic_long runs = 0;
         TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 10, msg), msg);
-        TU_OKM(ember_map_partitions(&m, r, NULL, fail_in_partition_5, &runs,
+        TU_OKM(ember_map_partitions(&m, r, NULL, fail_in_partition_5, &runs, 0 /* borrowed: counts */,
                                     msg), msg);
         int64_t buf[1000];
         size_t got = 0;
@@ -682,7 +682,7 @@ static void test_actions_user_fold_errors(void **state)
     ember_ds *r = NULL, *d = NULL;
     ember_type f64 = ember_type_scalar(EMBER_F64);
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 10, msg), msg);
-    TU_OKM(ember_map(&d, r, &f64, to_f64, NULL, msg), msg);
+    TU_OKM(ember_map(&d, r, &f64, to_f64, NULL, 0, msg), msg);
     int rets[] = {3, -1, -9};
     for (int i = 0; i < 3; i++) {
         double out = 0;
@@ -804,7 +804,7 @@ static void test_actions_broadcast_charged(void **state)
     ember_ctx *ctx = tu_ctx_opts(&o);
     ember_ds *r = NULL, *c = NULL, *small = NULL, *big = NULL, *arr = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 6000, 1, 6, msg), msg); /* 48000 bytes */
-    TU_OKM(ember_map(&c, r, NULL, plus_one, NULL, msg), msg);
+    TU_OKM(ember_map(&c, r, NULL, plus_one, NULL, 0, msg), msg);
     TU_OKM(ember_cache(c, msg), msg);
     uint64_t n = 0;
     TU_OKM(ember_count(c, &n, msg), msg);

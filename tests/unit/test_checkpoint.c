@@ -152,7 +152,7 @@ static ember_ds *squares(ember_ctx *ctx, size_t n, size_t parts, counter *c)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, (int64_t)n, 1, parts, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, square_fn, c, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_fn, c, 0 /* borrowed: counts into c */, msg), msg);
     ember_ds_free(&r); /* m keeps it alive */
     return m;
 }
@@ -255,7 +255,7 @@ static void test_checkpoint_lazy_written_once(void **state)
     assert_int_equal(ember_lineage_depth(m), 0);
 
     ember_ds *child = NULL;
-    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, 0, msg), msg);
     s = lineage(child);
     assert_int_equal(lines(s), 2);
     char *second = strchr(s, '\n') + 1;
@@ -489,7 +489,7 @@ static void test_checkpoint_local(void **state)
     /* the blocks are read back, never recomputed */
     expect_i64(m, N_SQ, square_plus);
     ember_ds *child = NULL;
-    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, m, NULL, inc_fn, NULL, 0, msg), msg);
     expect_i64(child, N_SQ, square_plus_1);
     expect_i64(m, N_SQ, square_plus);
     assert_int_equal(atomic_load(&c.calls), calls);
@@ -640,7 +640,7 @@ static void cut_case(int local)
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, x, msg), msg); /* computes and caches x */
     add_bc_arg arg = {bc};
-    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, msg), msg);
+    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, sizeof arg, msg), msg);
     TU_OK(ember_ds_uses(nx, bc));
     ember_bcast_free(&bc);
     ember_ds_free(&x);
@@ -702,7 +702,7 @@ static void test_checkpoint_cut_keeps_live_handles(void **state)
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, x, msg), msg);
     add_bc_arg arg = {bc};
-    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, msg), msg);
+    TU_OKM(ember_map(&nx, x, NULL, add_bc, &arg, sizeof arg, msg), msg);
     TU_OK(ember_ds_uses(nx, bc));
     TU_OKM(ember_local_checkpoint(nx, msg), msg);
     ember_stats st = stats_of(ctx);
@@ -744,8 +744,8 @@ static void test_checkpoint_cut_frees_shuffle_outputs(void **state)
     ember_ds *r = NULL, *p = NULL, *red = NULL;
     ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
     TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 4, msg), msg);
-    TU_OKM(ember_map(&p, r, &t, mod_key, NULL, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 3, msg), msg);
+    TU_OKM(ember_map(&p, r, &t, mod_key, NULL, 0, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 0, 3, msg), msg);
     ember_ds_free(&r);
     ember_ds_free(&p);
     uint64_t n = 0;
@@ -810,8 +810,8 @@ static void test_checkpoint_read_new_context(void **state)
     ember_ds *r = NULL, *f = NULL, *m = NULL;
     ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 5, msg), msg);
-    TU_OKM(ember_filter(&f, r, gappy, NULL, msg), msg);
-    TU_OKM(ember_map(&m, f, &t, to_pair, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, r, gappy, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&m, f, &t, to_pair, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint_eager(m, msg), msg);
     snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
     tu_parts before;
@@ -918,7 +918,7 @@ static void test_checkpoint_read_corrupt(void **state)
     ember_ds *r = NULL, *m = NULL, *back = NULL;
     ember_type u64 = ember_type_scalar(EMBER_U64);
     TU_OKM(ember_range(&r, ctx, 0, 3000, 1, 4, msg), msg);
-    TU_OKM(ember_map(&m, r, &u64, pattern_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, &u64, pattern_fn, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint_eager(m, msg), msg);
     snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
     size_t size;
@@ -1034,8 +1034,8 @@ static void test_checkpoint_chain_two_marked(void **state)
     counter_init(&ca);
     counter_init(&cb);
     ember_ds *a = squares(ctx, N_SQ, P_SQ, &ca), *b = NULL, *c = NULL;
-    TU_OKM(ember_map(&b, a, NULL, inc_fn, &cb, msg), msg);
-    TU_OKM(ember_map(&c, b, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, inc_fn, &cb, 0 /* borrowed: counts */, msg), msg);
+    TU_OKM(ember_map(&c, b, NULL, inc_fn, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(a, "first"));
     TU_OK(ember_ds_set_name(b, "second"));
     TU_OKM(ember_checkpoint(b, msg), msg);
@@ -1104,7 +1104,7 @@ static void test_checkpoint_releases_lineage(void **state)
     ember_ds *src = NULL, *m = NULL;
     TU_OKM(ember_from_array(&src, ctx, &t, recs, N, 4, EMBER_COPY, msg), msg);
     free(recs);
-    TU_OKM(ember_map(&m, src, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&m, src, NULL, inc_fn, NULL, 0, msg), msg);
     ember_ds_free(&src); /* m keeps it alive */
     long long held = atomic_load(&tc.live_bytes);
     assert_true(held >= N * 8);
@@ -1136,7 +1136,7 @@ static void test_checkpoint_no_leak(void **state)
     counter_init(&c);
     ember_ds *lazy = squares(ctx, 20000, 5, &c), *eager = squares(ctx, 20000, 5, &c);
     ember_ds *local = squares(ctx, 20000, 5, &c), *child = NULL, *back = NULL;
-    TU_OKM(ember_map(&child, lazy, NULL, inc_fn, NULL, msg), msg);
+    TU_OKM(ember_map(&child, lazy, NULL, inc_fn, NULL, 0, msg), msg);
     TU_OKM(ember_checkpoint(lazy, msg), msg);
     expect_i64(child, 20000, square_plus_1);
     TU_OKM(ember_checkpoint_eager(eager, msg), msg);
@@ -1184,7 +1184,7 @@ static int oom_flow(tu_counter *tc, char *msg)
     int64_t sum = 0;
     rc = ember_range(&r, ctx, 0, 3000, 1, 3, msg);
     if (!rc)
-        rc = ember_map(&m, r, NULL, inc_fn, NULL, msg);
+        rc = ember_map(&m, r, NULL, inc_fn, NULL, 0, msg);
     if (!rc)
         rc = ember_checkpoint(m, msg);
     if (!rc)
@@ -1235,6 +1235,66 @@ static void test_checkpoint_alloc_failures(void **state)
     assert_true(failed > 5);
 }
 
+/* The issue's case: x := x + d for d = 1..6 on 4 zeros, the arg struct
+ * updated in place each iteration, a checkpoint every 3. A checkpoint of
+ * an uncached dataset computes its lineage since the last one; had the maps
+ * kept the arg by pointer, each would see the last d (3, then 6): 108.
+ * Copied at creation: 4 * 21 = 84. Local, eager and lazy file checkpoints
+ * alike. */
+typedef struct {
+    double d;
+} step_d;
+
+static int add_step(const void *in, void *out, size_t n, void *arg)
+{
+    const step_d *a = arg;
+    const double *x = in;
+    double *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + a->d;
+    return 0;
+}
+
+static void test_checkpoint_arg_copied_through_checkpoint(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        ember_ctx *ctx = ckpt_ctx(2);
+        char msg[EMBER_MSG_SIZE];
+        ember_type f64 = ember_type_scalar(EMBER_F64);
+        double zeros[4] = {0, 0, 0, 0};
+        ember_ds *x = NULL;
+        TU_OKM(ember_from_array(&x, ctx, &f64, zeros, 4, 2, EMBER_COPY, msg), msg);
+        step_d arg = {0};
+        for (int it = 1; it <= 6; it++) {
+            arg.d = it;
+            ember_ds *nx = NULL;
+            TU_OKM(ember_map(&nx, x, NULL, add_step, &arg, sizeof arg, msg), msg);
+            ember_ds_free(&x);
+            x = nx;
+            if (it % 3 != 0)
+                continue;
+            if (mode == 0) {
+                TU_OKM(ember_local_checkpoint(x, msg), msg);
+            } else if (mode == 1) {
+                TU_OKM(ember_checkpoint_eager(x, msg), msg);
+            } else { /* marked, written by the next action */
+                TU_OKM(ember_checkpoint(x, msg), msg);
+                uint64_t n;
+                TU_OKM(ember_count(x, &n, msg), msg);
+            }
+            assert_true(ember_is_checkpointed(x));
+        }
+        arg.d = 1000; /* after the last map: changes nothing either */
+        double s = 0;
+        TU_OKM(ember_sum(x, &s, msg), msg);
+        if (s != 84.0)
+            fail_msg("checkpoint mode %d: sum %g, expected 84", mode, s);
+        ember_ds_free(&x);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1260,6 +1320,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_releases_lineage),
         cmocka_unit_test(test_checkpoint_no_leak),
         cmocka_unit_test(test_checkpoint_alloc_failures),
+        cmocka_unit_test(test_checkpoint_arg_copied_through_checkpoint),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -288,7 +288,7 @@ static void test_ckptfile_dataset_computed(void **state)
     }
     ember_ds *src = NULL, *neg = NULL;
     TU_OKM(ember_from_array(&src, ctx, &t, in, 10, 16, EMBER_COPY, msg), msg);
-    TU_OKM(ember_map(&neg, src, NULL, negate_value, NULL, msg), msg);
+    TU_OKM(ember_map(&neg, src, NULL, negate_value, NULL, 0, msg), msg);
     ember__ckw *w = NULL;
     TU_OKM(ember__ckw_begin(ctx, &w, ".", "computed.h5", &plain_meta, msg), msg);
     TU_OKM(ember__ckw_ds(w, "neg", neg, msg), msg);

@@ -218,14 +218,14 @@ static void test_ctx_destroy_frees_leaked_handles(void **state)
     ember_ds *r = NULL, *m = NULL, *p = NULL, *g = NULL, *arr = NULL;
     ember_bcast *b1 = NULL, *b2 = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 8, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, add_one, NULL, 0, msg), msg);
     TU_OKM(ember_cache(m, msg), msg);
     uint64_t n = 0;
     TU_OKM(ember_count(m, &n, msg), msg);
     assert_int_equal(n, 10000);
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_F64);
-    TU_OKM(ember_map(&p, m, &kv, to_pair, NULL, msg), msg);
-    TU_OKM(ember_reduce_by_key(&g, p, NULL, NULL, 3, msg), msg);
+    TU_OKM(ember_map(&p, m, &kv, to_pair, NULL, 0, msg), msg);
+    TU_OKM(ember_reduce_by_key(&g, p, NULL, NULL, 0, 3, msg), msg);
     TU_OKM(ember_count(g, &n, msg), msg);
     assert_int_equal(n, 17);
     int64_t vals[5] = {1, 2, 3, 4, 5};
@@ -257,9 +257,9 @@ static void test_ctx_two_contexts_independent(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *ra = NULL, *ma = NULL, *rb = NULL, *mb = NULL;
     TU_OKM(ember_range(&ra, a, 0, 50000, 1, 4, msg), msg);
-    TU_OKM(ember_map(&ma, ra, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_map(&ma, ra, NULL, add_one, NULL, 0, msg), msg);
     TU_OKM(ember_range(&rb, b, 0, 50000, 1, 4, msg), msg);
-    TU_OKM(ember_map(&mb, rb, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_map(&mb, rb, NULL, add_one, NULL, 0, msg), msg);
     assert_int_equal(ember_ds_id(ra), ember_ds_id(rb)); /* ids per context */
     TU_OKM(ember_cache(ma, msg), msg);
     uint64_t n;

@@ -196,7 +196,7 @@ static void test_ds_rejects_absurd_partition_counts(void **state)
     TU_OKM(ember_from_array(&a, ctx, &kv, v, 2, 3, EMBER_COPY, msg), msg);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(ember_repartition(&o, a, huge[i], msg), EMBER_EINVAL);
-        assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, huge[i], msg),
+        assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, 0, huge[i], msg),
                          EMBER_EINVAL);
         assert_int_equal(ember_sort_by_key(&o, a, 0, huge[i], msg), EMBER_EINVAL);
         assert_int_equal(ember_join(&o, a, a, huge[i], msg), EMBER_EINVAL);
@@ -453,19 +453,19 @@ static void check_narrow(ember_ctx *ctx, const int64_t *v, size_t n, size_t P,
     size_t out_size = 8, per = 1;
     switch (op) {
     case OP_MAP:
-        TU_OKM(ember_map(&out, src, &f64, i64_to_f64, &scale, msg), msg);
+        TU_OKM(ember_map(&out, src, &f64, i64_to_f64, &scale, sizeof scale, msg), msg);
         ref = ref_map;
         break;
     case OP_MAP_SAME:
-        TU_OKM(ember_map(&out, src, NULL, i64_square_mod, NULL, msg), msg);
+        TU_OKM(ember_map(&out, src, NULL, i64_square_mod, NULL, 0, msg), msg);
         ref = ref_map_same;
         break;
     case OP_FILTER:
-        TU_OKM(ember_filter(&out, src, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_filter(&out, src, keep_not_div3, NULL, 0, msg), msg);
         ref = ref_filter;
         break;
     case OP_FLAT:
-        TU_OKM(ember_flat_map(&out, src, &kv, fan_out, NULL, msg), msg);
+        TU_OKM(ember_flat_map(&out, src, &kv, fan_out, NULL, 0, msg), msg);
         ref = ref_fan_out;
         out_size = sizeof(kv64);
         per = 3;
@@ -557,7 +557,7 @@ static void test_ds_map_called_per_block(void **state)
     size_t n = 10000, P = 3;
     TU_OKM(ember_range(&r, ctx, 0, (int64_t)n, 1, P, msg), msg);
     call_count c = {0};
-    TU_OKM(ember_map(&m, r, NULL, counted_copy, &c, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_copy, &c, 0 /* borrowed: it counts calls in c */, msg), msg);
     uint64_t cnt;
     TU_OKM(ember_count(m, &cnt, msg), msg);
     assert_int_equal(cnt, n);
@@ -611,7 +611,7 @@ static void test_ds_map_partitions_sees_whole_partition(void **state)
             char msg[EMBER_MSG_SIZE];
             ember_ds *src = array_i64(ctx, v, N_RAND, P), *mp = NULL;
             mp_count c = {0};
-            TU_OKM(ember_map_partitions(&mp, src, NULL, prefix_sums, &c, msg),
+            TU_OKM(ember_map_partitions(&mp, src, NULL, prefix_sums, &c, 0 /* borrowed: it counts into c */, msg),
                    msg);
             unsigned char **exp = calloc(P, sizeof *exp);
             size_t *nexp = calloc(P, sizeof *nexp);
@@ -678,8 +678,8 @@ static void test_ds_zip_matches_reference(void **state)
             ember_ds *src = array_i64(ctx, v, N_RAND, P), *ev = NULL,
                      *neg = NULL, *z = NULL;
             /* Both sides filter the same way, so partitions line up. */
-            TU_OKM(ember_filter(&ev, src, keep_even, NULL, msg), msg);
-            TU_OKM(ember_map(&neg, ev, &f64, negate_f64, NULL, msg), msg);
+            TU_OKM(ember_filter(&ev, src, keep_even, NULL, 0, msg), msg);
+            TU_OKM(ember_map(&neg, ev, &f64, negate_f64, NULL, 0, msg), msg);
             TU_OKM(ember_zip(&z, ev, neg, msg), msg);
             ember_type pair = ember_type_pair(EMBER_I64, EMBER_F64);
             assert_true(ember_type_equal(ember_ds_type(z), &pair));
@@ -794,7 +794,7 @@ static void test_ds_zip_length_mismatch_at_action(void **state)
          * of b are shorter (2 partly, 3..7 empty). */
         static int64_t lim = 250;
         TU_OKM(ember_range(&a, ctx, 0, 800, 1, 8, msg), msg);
-        TU_OKM(ember_filter(&b, a, keep_below, &lim, msg), msg);
+        TU_OKM(ember_filter(&b, a, keep_below, &lim, sizeof lim, msg), msg);
         TU_OKM(ember_zip(&z1, a, b, msg), msg); /* left longer */
         TU_OKM(ember_zip(&z2, b, a, msg), msg); /* right longer */
         uint64_t n = 0;
@@ -874,7 +874,7 @@ static void test_ds_union_rejects_other_types(void **state)
     ember_ds *a = NULL, *b = NULL, *u = NULL;
     TU_OKM(ember_range(&a, ctx, 0, 10, 1, 2, msg), msg);
     ember_type f64 = ember_type_scalar(EMBER_F64);
-    TU_OKM(ember_map(&b, a, &f64, negate_f64, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, &f64, negate_f64, NULL, 0, msg), msg);
     assert_int_equal(ember_union(&u, a, b, msg), EMBER_ETYPE);
     TU_MSG_HAS(msg, "i64");
     TU_MSG_HAS(msg, "f64");
@@ -1010,10 +1010,10 @@ static void test_ds_user_error_names_partition(void **state)
         TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 10, msg), msg);
         static int64_t bad = 2500;
         static size_t bad_part = 6;
-        TU_OKM(ember_map(&m, r, NULL, map_fails_at, &bad, msg), msg);
-        TU_OKM(ember_filter(&f, r, filter_fails_at, &bad, msg), msg);
-        TU_OKM(ember_flat_map(&fm, r, NULL, flat_fails_at, &bad, msg), msg);
-        TU_OKM(ember_map_partitions(&mp, r, NULL, mp_fails_in, &bad_part, msg),
+        TU_OKM(ember_map(&m, r, NULL, map_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_filter(&f, r, filter_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_flat_map(&fm, r, NULL, flat_fails_at, &bad, sizeof bad, msg), msg);
+        TU_OKM(ember_map_partitions(&mp, r, NULL, mp_fails_in, &bad_part, sizeof bad_part, msg),
                msg);
         uint64_t n;
         assert_int_equal(ember_count(m, &n, msg), EMBER_EUSER);
@@ -1050,7 +1050,7 @@ static void test_ds_names_and_accessors(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     assert_string_equal(ember_ds_name(r), "range");
     assert_string_equal(ember_ds_name(m), "map");
     assert_ptr_equal(ember_ds_ctx(m), ctx);
@@ -1099,10 +1099,10 @@ static void test_ds_free_parent_first(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL, *f = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 3, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     ember_ds_free(&r);
     assert_null(r);
-    TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, 0, msg), msg);
     ember_ds_free(&m);
     uint64_t n = 0;
     TU_OKM(ember_count(f, &n, msg), msg);
@@ -1143,15 +1143,15 @@ static void test_ds_null_arguments(void **state)
         assert_true(msg[0] != '\0');                                           \
         assert_null(o);                                                        \
     } while (0)
-    EXPECT_EINVAL(ember_map(&o, NULL, &t, i64_square_mod, NULL, msg));
-    EXPECT_EINVAL(ember_map(&o, r, &t, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_map(NULL, r, &t, i64_square_mod, NULL, msg));
-    EXPECT_EINVAL(ember_filter(&o, NULL, keep_even, NULL, msg));
-    EXPECT_EINVAL(ember_filter(&o, r, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_flat_map(&o, NULL, NULL, fan_out, NULL, msg));
-    EXPECT_EINVAL(ember_flat_map(&o, r, NULL, NULL, NULL, msg));
-    EXPECT_EINVAL(ember_map_partitions(&o, NULL, NULL, prefix_sums, NULL, msg));
-    EXPECT_EINVAL(ember_map_partitions(&o, r, NULL, NULL, NULL, msg));
+    EXPECT_EINVAL(ember_map(&o, NULL, &t, i64_square_mod, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map(&o, r, &t, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map(NULL, r, &t, i64_square_mod, NULL, 0, msg));
+    EXPECT_EINVAL(ember_filter(&o, NULL, keep_even, NULL, 0, msg));
+    EXPECT_EINVAL(ember_filter(&o, r, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_flat_map(&o, NULL, NULL, fan_out, NULL, 0, msg));
+    EXPECT_EINVAL(ember_flat_map(&o, r, NULL, NULL, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map_partitions(&o, NULL, NULL, prefix_sums, NULL, 0, msg));
+    EXPECT_EINVAL(ember_map_partitions(&o, r, NULL, NULL, NULL, 0, msg));
     EXPECT_EINVAL(ember_zip(&o, r, NULL, msg));
     EXPECT_EINVAL(ember_union(&o, NULL, r, msg));
     EXPECT_EINVAL(ember_sample(&o, NULL, 0.5, 1, msg));
@@ -1164,11 +1164,11 @@ static void test_ds_null_arguments(void **state)
 #undef EXPECT_EINVAL
     /* A map to a type of size 0 is refused. */
     ember_type bad = ember_type_scalar((ember_scalar)0);
-    assert_int_equal(ember_map(&o, r, &bad, i64_square_mod, NULL, msg),
+    assert_int_equal(ember_map(&o, r, &bad, i64_square_mod, NULL, 0, msg),
                      EMBER_ETYPE);
     assert_null(o);
     /* Calls without msg still fail cleanly. */
-    assert_int_equal(ember_map(&o, NULL, NULL, i64_square_mod, NULL, NULL),
+    assert_int_equal(ember_map(&o, NULL, NULL, i64_square_mod, NULL, 0, NULL),
                      EMBER_EINVAL);
     assert_int_equal(ember_unpersist(NULL), EMBER_EINVAL);
     assert_int_equal(ember_ds_uses(NULL, NULL), EMBER_EINVAL);
@@ -1203,7 +1203,7 @@ static void test_ds_persist_levels(void **state)
     char msg[EMBER_MSG_SIZE] = "";
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 4, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, i64_square_mod, NULL, 0, msg), msg);
     assert_int_equal(ember_ds_level(m), EMBER_NONE);
     assert_int_equal(ember_cached_partitions(m), 0);
     TU_OKM(ember_cache(m, msg), msg);
@@ -1249,9 +1249,9 @@ static void test_ds_cache_skips_recompute(void **state)
         ember_ds *r = NULL, *m = NULL, *f = NULL;
         atomic_long calls = 0;
         TU_OKM(ember_range(&r, ctx, 0, 200000, 1, 6, msg), msg);
-        TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+        TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
         TU_OKM(ember_cache(m, msg), msg);
-        TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_filter(&f, m, keep_not_div3, NULL, 0, msg), msg);
         int64_t s1 = 0, s2 = 0, s3 = 0;
         TU_OKM(ember_sum(f, &s1, msg), msg);
         long first = atomic_load(&calls);
@@ -1270,8 +1270,8 @@ static void test_ds_cache_skips_recompute(void **state)
         assert_int_equal(st.recomputes, 0);
         /* The same sum without the cache. */
         ember_ds *m2 = NULL, *f2 = NULL;
-        TU_OKM(ember_map(&m2, r, NULL, i64_square_mod, NULL, msg), msg);
-        TU_OKM(ember_filter(&f2, m2, keep_not_div3, NULL, msg), msg);
+        TU_OKM(ember_map(&m2, r, NULL, i64_square_mod, NULL, 0, msg), msg);
+        TU_OKM(ember_filter(&f2, m2, keep_not_div3, NULL, 0, msg), msg);
         int64_t ref = 0;
         TU_OKM(ember_sum(f2, &ref, msg), msg);
         assert_int_equal(ref, s1);
@@ -1292,7 +1292,7 @@ static void test_ds_unpersist_frees_memory(void **state)
     ember_ds *r = NULL, *m = NULL;
     atomic_long calls = 0;
     TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 5, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
     TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY, msg), msg);
     uint64_t n;
     TU_OKM(ember_count(m, &n, msg), msg);
@@ -1369,7 +1369,7 @@ static void test_ds_broadcast_computed_once(void **state)
     ember_ds *r = NULL, *m = NULL;
     atomic_long calls = 0;
     TU_OKM(ember_range(&r, ctx, 0, 50000, 1, 7, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, counted_square, &calls, 0 /* borrowed: counts */, msg), msg);
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, m, msg), msg);
     long after = atomic_load(&calls);
@@ -1420,7 +1420,7 @@ static void test_ds_broadcast_read_by_tasks(void **state)
     TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 8, msg), msg);
     static lookup_arg la;
     la.bc = bc;
-    TU_OKM(ember_map(&m, r, NULL, lookup, &la, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, lookup, &la, sizeof la, msg), msg);
     TU_OK(ember_ds_uses(m, bc));
     ember_bcast_free(&bc); /* m keeps it alive */
     assert_null(bc);
@@ -1436,6 +1436,342 @@ static void test_ds_broadcast_read_by_tasks(void **state)
     free(got);
     ember_ds_free(&m);
     ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+
+/* ---- closures by value ------------------------------------------------------- */
+
+typedef struct {
+    int64_t d;
+    long double pad; /* the copy must be aligned for any type */
+} add_arg;
+
+static int arg_misaligned(const void *arg)
+{
+    return (uintptr_t)arg % _Alignof(max_align_t) != 0;
+}
+
+static int add_d(const void *in, void *out, size_t n, void *arg)
+{
+    const add_arg *a = arg;
+    const int64_t *x = in;
+    int64_t *y = out;
+    if (arg_misaligned(arg))
+        return 7;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + a->d;
+    return 0;
+}
+
+static int keep_multiple_of_d(const void *in, unsigned char *keep, size_t n,
+                              void *arg)
+{
+    const add_arg *a = arg;
+    const int64_t *x = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = x[i] % a->d == 0;
+    return arg_misaligned(arg) ? 7 : 0;
+}
+
+/* flat_map and map_partitions: each record d times. */
+static int repeat_d(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    const add_arg *a = arg;
+    for (size_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < a->d; k++)
+            if (ember_emit(em, (const int64_t *)in + i, 1))
+                return 1;
+    return arg_misaligned(arg) ? 7 : 0;
+}
+
+/* Sum of ds's i64 records. */
+static int64_t sum_i64(ember_ds *ds)
+{
+    char msg[EMBER_MSG_SIZE];
+    int64_t s = 0;
+    TU_OKM(ember_sum(ds, &s, msg), msg);
+    return s;
+}
+
+/* Every lazy transformation: the arg is changed, then freed, after the
+ * dataset is made; the result is the one the arg had at creation. */
+static void test_ds_arg_copied_at_creation(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *f = NULL, *fm = NULL, *mp = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
+    add_arg *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    a->d = 3;
+    TU_OKM(ember_map(&m, r, NULL, add_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_multiple_of_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_flat_map(&fm, r, NULL, repeat_d, a, sizeof *a, msg), msg);
+    TU_OKM(ember_map_partitions(&mp, r, NULL, repeat_d, a, sizeof *a, msg), msg);
+    a->d = 1000;
+    free(a); /* the datasets hold copies (ASan: no read of freed memory) */
+    assert_int_equal(sum_i64(m), 499500 + 3 * 1000);
+    int64_t mult3 = 0; /* 0 + 3 + ... + 999 */
+    for (int64_t i = 0; i < 1000; i += 3)
+        mult3 += i;
+    assert_int_equal(sum_i64(f), mult3);
+    assert_int_equal(sum_i64(fm), 3 * 499500);
+    assert_int_equal(sum_i64(mp), 3 * 499500);
+    ember_ds *all[] = {r, m, f, fm, mp};
+    for (int i = 0; i < 5; i++)
+        ember_ds_free(&all[i]);
+    ember_ctx_destroy(&ctx);
+}
+
+/* A borrowed arg (arg_size 0) is the caller's pointer itself. */
+static int arg_is(const void *in, void *out, size_t n, void *arg)
+{
+    memcpy(out, in, n * sizeof(int64_t));
+    return *(int64_t **)arg != arg; /* the arg holds its own address */
+}
+
+static void test_ds_arg_borrowed_when_size_zero(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *c = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 100, 1, 3, msg), msg);
+    void *self = &self;
+    TU_OKM(ember_map(&m, r, NULL, arg_is, &self, 0, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(m, &n, msg), msg);
+    assert_int_equal(n, 100);
+    /* The same arg copied is at another address: the check fails. */
+    TU_OKM(ember_map(&c, r, NULL, arg_is, &self, sizeof self, msg), msg);
+    assert_int_equal(ember_count(c, &n, msg), EMBER_EUSER);
+    ember_ds_free(&c);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_ds_arg_size_needs_arg(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 10, 1, 1, msg), msg);
+    assert_int_equal(ember_map(&m, r, NULL, add_d, NULL, 8, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "arg_size");
+    assert_null(m);
+    assert_int_equal(ember_filter(&m, r, keep_multiple_of_d, NULL, 8, msg),
+                     EMBER_EINVAL);
+    assert_null(m);
+    add_arg a = {1, 0};
+    assert_int_equal(ember_map(&m, r, NULL, add_d, &a, SIZE_MAX, msg),
+                     EMBER_ERANGE);
+    assert_null(m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* MEMORY_ONLY under a budget that holds 2 of 16 partitions: the second
+ * action recomputes the evicted ones, after the arg changed. */
+static void test_ds_arg_copied_through_eviction(void **state)
+{
+    (void)state;
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.memory_budget = 1 << 20;
+    o.threads = 2;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    int64_t n = 1000000; /* 16 partitions of 500 KB */
+    TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg);
+    add_arg a = {7, 0};
+    TU_OKM(ember_map(&m, r, NULL, add_d, &a, sizeof a, msg), msg);
+    TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY, msg), msg);
+    int64_t want = n * (n - 1) / 2 + 7 * n;
+    assert_int_equal(sum_i64(m), want);
+    ember_stats st0, st1;
+    ember_ctx_stats(ctx, &st0);
+    assert_true(st0.evictions > 0 || ember_cached_partitions(m) < 16);
+    a.d = 1000; /* the natural C loop updates its arg in place */
+    assert_int_equal(sum_i64(m), want);
+    ember_ctx_stats(ctx, &st1);
+    assert_true(st1.recomputes > st0.recomputes); /* it did recompute */
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* The arg names a broadcast; the caller frees its handle and never calls
+ * ember_ds_uses: the dataset keeps the broadcast alive by itself. */
+static void test_ds_bcast_freed_without_uses(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(4);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *t0 = NULL, *tab = NULL, *r = NULL, *m = NULL;
+    /* A computed table: the broadcast owns its collected array. */
+    TU_OKM(ember_range(&t0, ctx, 100, 0, -3, 2, msg), msg); /* 34 values */
+    TU_OKM(ember_map(&tab, t0, NULL, add_d, &(add_arg){0, 0}, sizeof(add_arg),
+                     msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, tab, msg), msg);
+    ember_ds_free(&tab);
+    ember_ds_free(&t0);
+    TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 8, msg), msg);
+    lookup_arg la = {bc};
+    TU_OKM(ember_map(&m, r, NULL, lookup, &la, sizeof la, msg), msg);
+    assert_int_equal(m->nuses, 1); /* taken from the copy */
+    ember_bcast_free(&bc);
+    memset(&la, 0, sizeof la);
+    char *lin = NULL;
+    TU_OK(ember_lineage_string(m, &lin));
+    TU_MSG_HAS(lin, "uses broadcast");
+    ember_free(ctx, lin);
+    size_t n;
+    int64_t *got = tu_collect(m, &n);
+    assert_int_equal(n, 10000);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], 100 - 3 * (int64_t)(i % 34));
+    free(got);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* The arg holds the broadcast's records (ember_bcast_data), not its handle:
+ * that names it too. Saying ember_ds_uses as well is still one use. */
+typedef struct {
+    const int64_t *table;
+    size_t n;
+} table_arg;
+
+static int lookup_table(const void *in, void *out, size_t n, void *arg)
+{
+    const table_arg *ta = arg;
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = ta->table[(size_t)a[i] % ta->n];
+    return 0;
+}
+
+static void test_ds_bcast_named_by_its_records(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *t0 = NULL, *tab = NULL, *r = NULL, *m = NULL, *plain = NULL;
+    TU_OKM(ember_range(&t0, ctx, 0, 50, 1, 2, msg), msg);
+    add_arg a = {1, 0};
+    TU_OKM(ember_map(&tab, t0, NULL, add_d, &a, sizeof a, msg), msg);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, tab, msg), msg);
+    ember_ds_free(&tab);
+    ember_ds_free(&t0);
+    TU_OKM(ember_range(&r, ctx, 0, 500, 1, 3, msg), msg);
+    table_arg ta = {NULL, 0};
+    ta.table = ember_bcast_data(bc, &ta.n);
+    ta.table += 10; /* an address inside the records names it too */
+    ta.n -= 10;
+    TU_OKM(ember_map(&m, r, NULL, lookup_table, &ta, sizeof ta, msg), msg);
+    assert_int_equal(m->nuses, 1);
+    TU_OK(ember_ds_uses(m, bc));
+    assert_int_equal(m->nuses, 1);
+    /* Words that name no broadcast take nothing. */
+    TU_OKM(ember_map(&plain, r, NULL, add_d, &(add_arg){2, 0},
+                     sizeof(add_arg), msg), msg);
+    assert_int_equal(plain->nuses, 0);
+    ember_bcast_free(&bc);
+    size_t n;
+    int64_t *got = tu_collect(m, &n);
+    assert_int_equal(n, 500);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], 11 + (int64_t)(i % 40));
+    free(got);
+    ember_ds_free(&plain);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* Out of memory while taking the broadcasts a copy names: a clean error,
+ * nothing made, nothing leaked, for every allocation that can fail. */
+static void test_ds_arg_copy_out_of_memory(void **state)
+{
+    (void)state;
+    int succeeded = 0;
+    for (long nth = 1; !succeeded && nth < 200; nth++) {
+        tu_counter tc;
+        tu_counter_reset(&tc, 0);
+        ember_allocator al = tu_allocator(&tc);
+        ember_ctx_opts o;
+        memset(&o, 0, sizeof o);
+        o.threads = 1;
+        o.allocator = &al;
+        ember_ctx *ctx = tu_ctx_opts(&o);
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *t = NULL, *r = NULL, *m = NULL;
+        ember_bcast *bc = NULL;
+        TU_OKM(ember_range(&t, ctx, 0, 20, 1, 1, msg), msg);
+        TU_OKM(ember_broadcast(&bc, t, msg), msg);
+        TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
+        lookup_arg la = {bc};
+        atomic_store(&tc.fail_at, atomic_load(&tc.calls) + nth);
+        int rc = ember_map(&m, r, NULL, lookup, &la, sizeof la, msg);
+        atomic_store(&tc.fail_at, 0);
+        ember_bcast_free(&bc);
+        if (rc == EMBER_OK) {
+            succeeded = 1;
+            assert_int_equal(m->nuses, 1);
+            size_t n;
+            int64_t *got = tu_collect(m, &n);
+            assert_int_equal(n, 100);
+            assert_int_equal(got[99], 99 % 20);
+            free(got);
+        } else {
+            assert_int_equal(rc, EMBER_ENOMEM);
+            assert_null(m);
+            assert_true(msg[0] != '\0');
+        }
+        ember_ds_free(&m);
+        ember_ds_free(&r);
+        ember_ds_free(&t);
+        ember_ctx_destroy(&ctx);
+        assert_int_equal(atomic_load(&tc.live), 0);
+    }
+    assert_true(succeeded);
+}
+
+/* 2^61 + 1 int64 records are 2^64 + 8 bytes: no such array exists. */
+static void test_ds_from_array_rejects_overflowing_n(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_type t = ember_type_scalar(EMBER_I64);
+    int64_t v[4] = {1, 2, 3, 4};
+    size_t bad[] = {((size_t)1 << 61) + 1, SIZE_MAX, SIZE_MAX / 8 + 1,
+                    (size_t)PTRDIFF_MAX / 8 + 1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int own = 0; own < 2; own++) {
+            ember_ds *ds = NULL;
+            int rc = ember_from_array(&ds, ctx, &t, v, bad[i], 0,
+                                      own ? EMBER_BORROW : EMBER_COPY, msg);
+            assert_int_equal(rc, EMBER_ERANGE);
+            assert_null(ds);
+            TU_MSG_HAS(msg, "n too large");
+        }
+    }
+    /* The largest n that could be an array is accepted (borrowed, never
+     * read here). */
+    ember_ds *ok = NULL;
+    TU_OKM(ember_from_array(&ok, ctx, &t, v, (size_t)PTRDIFF_MAX / 8, 1,
+                            EMBER_BORROW, msg), msg);
+    ember_ds_free(&ok);
     ember_ctx_destroy(&ctx);
 }
 
@@ -1473,6 +1809,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ds_broadcast_array_is_view),
         cmocka_unit_test(test_ds_broadcast_computed_once),
         cmocka_unit_test(test_ds_broadcast_read_by_tasks),
+        cmocka_unit_test(test_ds_arg_copied_at_creation),
+        cmocka_unit_test(test_ds_arg_borrowed_when_size_zero),
+        cmocka_unit_test(test_ds_arg_size_needs_arg),
+        cmocka_unit_test(test_ds_arg_copied_through_eviction),
+        cmocka_unit_test(test_ds_bcast_freed_without_uses),
+        cmocka_unit_test(test_ds_bcast_named_by_its_records),
+        cmocka_unit_test(test_ds_arg_copy_out_of_memory),
+        cmocka_unit_test(test_ds_from_array_rejects_overflowing_n),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

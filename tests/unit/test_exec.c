@@ -76,7 +76,7 @@ static void test_exec_pipeline_reads_input_once(void **state)
     for (int i = 0; i < 10; i++) {
         atomic_init(&seen[i], 0);
         ember_ds *next = NULL;
-        TU_OKM(ember_map(&next, cur, NULL, add_one, &seen[i], msg), msg);
+        TU_OKM(ember_map(&next, cur, NULL, add_one, &seen[i], 0 /* borrowed: counts */, msg), msg);
         ember_ds_free(&cur);
         cur = next;
     }
@@ -147,10 +147,10 @@ static void test_exec_no_empty_blocks_after_filter(void **state)
     ember_ds *r = NULL, *f = NULL, *m = NULL, *g = NULL, *fm = NULL;
     atomic_long calls = 0;
     TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 4, msg), msg);
-    TU_OKM(ember_filter(&f, r, keep_few, NULL, msg), msg);
-    TU_OKM(ember_map(&m, f, NULL, map_nonempty, &calls, msg), msg);
-    TU_OKM(ember_filter(&g, m, filter_nonempty, NULL, msg), msg);
-    TU_OKM(ember_flat_map(&fm, g, NULL, flat_nonempty, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_few, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&m, f, NULL, map_nonempty, &calls, 0 /* borrowed: counts */, msg), msg);
+    TU_OKM(ember_filter(&g, m, filter_nonempty, NULL, 0, msg), msg);
+    TU_OKM(ember_flat_map(&fm, g, NULL, flat_nonempty, NULL, 0, msg), msg);
     int64_t sum = 0;
     TU_OKM(ember_sum(fm, &sum, msg), msg);
     assert_int_equal(sum, 5000 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 +
@@ -235,14 +235,14 @@ static void run_pipeline(ember_ctx *ctx, outputs *out)
     ember_ds *r = NULL, *m = NULL, *f = NULL, *s = NULL, *fm = NULL, *u = NULL,
              *mp = NULL, *red = NULL, *srt = NULL, *j = NULL, *z = NULL, *g = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 300000, 1, 23, msg), msg);
-    TU_OKM(ember_map(&m, r, &kv, to_kvd, NULL, msg), msg);
-    TU_OKM(ember_filter(&f, m, keep_some, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, &kv, to_kvd, NULL, 0, msg), msg);
+    TU_OKM(ember_filter(&f, m, keep_some, NULL, 0, msg), msg);
     TU_OKM(ember_sample(&s, f, 0.6, 42, msg), msg);
-    TU_OKM(ember_flat_map(&fm, s, NULL, split_some, NULL, msg), msg);
+    TU_OKM(ember_flat_map(&fm, s, NULL, split_some, NULL, 0, msg), msg);
     TU_OKM(ember_union(&u, fm, s, msg), msg);
-    TU_OKM(ember_map_partitions(&mp, u, NULL, running_sum, NULL, msg), msg);
+    TU_OKM(ember_map_partitions(&mp, u, NULL, running_sum, NULL, 0, msg), msg);
     TU_OKM(ember_zip(&z, u, mp, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 11, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 0, 11, msg), msg);
     TU_OKM(ember_sort_by_key(&srt, red, 1, 5, msg), msg);
     TU_OKM(ember_group_by_key(&g, s, 7, msg), msg);
     TU_OKM(ember_join(&j, red, srt, 3, msg), msg);
@@ -337,7 +337,7 @@ static ember_ds *long_chain(ember_ctx *ctx, size_t maps, atomic_long *calls)
     TU_OKM(ember_range(&cur, ctx, 0, 1000, 1, 4, msg), msg);
     for (size_t i = 0; i < maps; i++) {
         ember_ds *next = NULL;
-        TU_OKM(ember_map(&next, cur, NULL, add_one, calls, msg), msg);
+        TU_OKM(ember_map(&next, cur, NULL, add_one, calls, 0 /* borrowed: counts */, msg), msg);
         ember_ds_free(&cur); /* the chain is held by its last node */
         cur = next;
     }
@@ -472,7 +472,7 @@ static void test_exec_evicted_memory_only_recomputes(void **state)
         ember_ds *r = NULL, *m = NULL;
         atomic_long seen = 0;
         TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg); /* 500 KB each */
-        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0 /* borrowed: counts */, msg), msg);
         TU_OKM(ember_cache(m, msg), msg);
         for (int round = 0; round < 3; round++) {
             int64_t sum = 0;
@@ -511,7 +511,7 @@ static void test_exec_memory_and_disk_spills_and_reloads(void **state)
             ember_ds *r = NULL, *m = NULL;
             atomic_long seen = 0;
             TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg);
-            TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+            TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0 /* borrowed: counts */, msg), msg);
             TU_OKM(ember_persist(m, levels[l], msg), msg);
             int64_t sum = 0;
             TU_OKM(ember_sum(m, &sum, msg), msg);
@@ -559,7 +559,7 @@ static void test_exec_disk_only(void **state)
     ember_ds *r = NULL, *m = NULL;
     atomic_long seen = 0;
     TU_OKM(ember_range(&r, ctx, 0, n, 1, 5, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0 /* borrowed: counts */, msg), msg);
     TU_OKM(ember_persist(m, EMBER_DISK_ONLY, msg), msg);
     int64_t sum = 0;
     TU_OKM(ember_sum(m, &sum, msg), msg);
@@ -622,10 +622,10 @@ static void test_exec_every_level_same_results(void **state)
             char msg[EMBER_MSG_SIZE];
             ember_ds *r = NULL, *m = NULL, *mp = NULL, *f = NULL;
             TU_OKM(ember_range(&r, ctx, 0, 300000, 1, 9, msg), msg);
-            TU_OKM(ember_map(&m, r, NULL, square_mod, NULL, msg), msg);
-            TU_OKM(ember_map_partitions(&mp, m, NULL, prefix, NULL, msg), msg);
+            TU_OKM(ember_map(&m, r, NULL, square_mod, NULL, 0, msg), msg);
+            TU_OKM(ember_map_partitions(&mp, m, NULL, prefix, NULL, 0, msg), msg);
             TU_OKM(ember_persist(mp, levels[l], msg), msg);
-            TU_OKM(ember_filter(&f, mp, keep_odd, NULL, msg), msg);
+            TU_OKM(ember_filter(&f, mp, keep_odd, NULL, 0, msg), msg);
             for (int round = 0; round < 2; round++) {
                 size_t n;
                 int64_t *got = tu_collect(f, &n);
@@ -658,7 +658,7 @@ static void test_exec_ser_level_compresses(void **state)
     ember_ds *r = NULL, *m = NULL, *raw = NULL;
     atomic_long seen = 0;
     TU_OKM(ember_range(&r, ctx, 0, n, 1, 4, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, add_one, &seen, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, add_one, &seen, 0 /* borrowed: counts */, msg), msg);
     TU_OKM(ember_persist(m, EMBER_MEMORY_ONLY_SER, msg), msg);
     int64_t sum = 0;
     TU_OKM(ember_sum(m, &sum, msg), msg);
@@ -673,7 +673,7 @@ static void test_exec_ser_level_compresses(void **state)
     assert_int_equal(sum, n * (n + 1) / 2);
     assert_int_equal(atomic_load(&seen), n);
     /* The same records raw take all of their bytes. */
-    TU_OKM(ember_map(&raw, r, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_map(&raw, r, NULL, add_one, NULL, 0, msg), msg);
     TU_OKM(ember_cache(raw, msg), msg);
     TU_OKM(ember_sum(raw, &sum, msg), msg);
     ember_stats s2;
@@ -697,7 +697,7 @@ static void test_exec_cached_dataset_used_twice(void **state)
         ember_ds *r = NULL, *m = NULL, *u = NULL, *z = NULL;
         atomic_long seen = 0;
         TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 6, msg), msg);
-        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, msg), msg);
+        TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0 /* borrowed: counts */, msg), msg);
         TU_OKM(ember_cache(m, msg), msg);
         TU_OKM(ember_union(&u, m, m, msg), msg);
         TU_OKM(ember_zip(&z, m, m, msg), msg);
@@ -741,7 +741,7 @@ static void test_exec_lowest_failing_partition_reported(void **state)
         char msg[EMBER_MSG_SIZE];
         ember_ds *r = NULL, *m = NULL;
         TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 10, msg), msg);
-        TU_OKM(ember_map_partitions(&m, r, NULL, fail_3_and_7, NULL, msg), msg);
+        TU_OKM(ember_map_partitions(&m, r, NULL, fail_3_and_7, NULL, 0, msg), msg);
         for (int rep = 0; rep < 5; rep++) {
             uint64_t n;
             assert_int_equal(ember_count(m, &n, msg), EMBER_EUSER);
@@ -784,7 +784,7 @@ static int scenario(const ember_allocator *al, int threads)
     if (!rc)
         rc = ember_range(&r, ctx, 0, 20000, 1, 4, msg);
     if (!rc)
-        rc = ember_map(&m, r, NULL, square_mod, NULL, msg);
+        rc = ember_map(&m, r, NULL, square_mod, NULL, 0, msg);
     if (!rc)
         rc = ember_cache(m, msg);
     size_t n = 0;
@@ -798,9 +798,9 @@ static int scenario(const ember_allocator *al, int threads)
     }
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
     if (!rc)
-        rc = ember_map(&p, m, &kv, to_pair, NULL, msg);
+        rc = ember_map(&p, m, &kv, to_pair, NULL, 0, msg);
     if (!rc)
-        rc = ember_reduce_by_key(&red, p, NULL, NULL, 3, msg);
+        rc = ember_reduce_by_key(&red, p, NULL, NULL, 0, 3, msg);
     int64_t out[13][2];
     size_t got = 0;
     if (!rc)
@@ -922,13 +922,13 @@ static int wide_scenario(const ember_allocator *al, const char *scratch)
     if (!rc)
         rc = ember_range(&d[0], ctx, 0, 600, 1, 5, msg);
     if (!rc)
-        rc = ember_map(&d[1], d[0], &kv, to_pair_id, NULL, msg);
+        rc = ember_map(&d[1], d[0], &kv, to_pair_id, NULL, 0, msg);
     if (!rc)
         rc = ember_persist(d[1], EMBER_MEMORY_AND_DISK_SER, msg);
     if (!rc)
-        rc = ember_flat_map(&d[2], d[1], NULL, fan2, NULL, msg);
+        rc = ember_flat_map(&d[2], d[1], NULL, fan2, NULL, 0, msg);
     if (!rc)
-        rc = ember_filter(&d[3], d[1], keep_even_value, NULL, msg);
+        rc = ember_filter(&d[3], d[1], keep_even_value, NULL, 0, msg);
     if (!rc)
         rc = ember_zip(&d[4], d[1], d[1], msg);
     if (!rc)

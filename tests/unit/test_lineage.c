@@ -73,12 +73,12 @@ static void test_lineage_string_stages_and_levels(void **state)
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
     ember_ds *r = NULL, *f = NULL, *p = NULL, *red = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
-    TU_OKM(ember_filter(&f, r, keep_all, NULL, msg), msg);
-    TU_OKM(ember_map(&p, f, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_filter(&f, r, keep_all, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&p, f, &kv, to_pair, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(p, "pairs"));
     TU_OKM(ember_cache(p, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 3, msg), msg);
-    TU_OKM(ember_map(&m, red, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, p, NULL, NULL, 0, 3, msg), msg);
+    TU_OKM(ember_map(&m, red, NULL, ident, NULL, 0, msg), msg);
     char *s = NULL, line[256];
     TU_OK(ember_lineage_string(m, &s));
     assert_int_equal(count_lines(s), 5);
@@ -157,7 +157,7 @@ static void test_lineage_string_shows_broadcasts(void **state)
     TU_OKM(ember_range(&t, ctx, 0, 5, 1, 1, msg), msg);
     TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
-    TU_OKM(ember_map(&m, r, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, &kv, to_pair, NULL, 0, msg), msg);
     ember_bcast *bc = NULL;
     TU_OKM(ember_broadcast(&bc, t, msg), msg);
     TU_OK(ember_ds_uses(m, bc));
@@ -185,16 +185,16 @@ static void test_lineage_depth(void **state)
              *red = NULL, *j = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
     assert_int_equal(ember_lineage_depth(r), 0);
-    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, msg), msg);
+    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(a), 1);
-    TU_OKM(ember_map(&b, a, NULL, ident, NULL, msg), msg);
-    TU_OKM(ember_map(&c, b, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, ident, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&c, b, NULL, ident, NULL, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(c), 3);
     TU_OKM(ember_zip(&z, a, c, msg), msg); /* the longer branch counts */
     assert_int_equal(ember_lineage_depth(z), 4);
     TU_OKM(ember_union(&u, c, a, msg), msg);
     assert_int_equal(ember_lineage_depth(u), 4);
-    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 0, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, u, NULL, NULL, 0, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(red), 5);
     TU_OKM(ember_join(&j, red, a, 0, msg), msg);
     assert_int_equal(ember_lineage_depth(j), 6);
@@ -254,10 +254,10 @@ static void test_lineage_dot_well_formed(void **state)
     ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
     ember_ds *r = NULL, *a = NULL, *b = NULL, *z = NULL, *red = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
-    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, msg), msg);
-    TU_OKM(ember_map(&b, a, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&a, r, &kv, to_pair, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&b, a, NULL, ident, NULL, 0, msg), msg);
     TU_OKM(ember_zip(&z, a, b, msg), msg);
-    TU_OKM(ember_reduce_by_key(&red, b, NULL, NULL, 3, msg), msg);
+    TU_OKM(ember_reduce_by_key(&red, b, NULL, NULL, 0, 3, msg), msg);
     TU_OKM(ember_cache(b, msg), msg);
     char *s = NULL;
     TU_OK(ember_lineage_dot(z, &s));
@@ -282,6 +282,80 @@ static void test_lineage_dot_well_formed(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Parses the DOT export line by line: node statements "nID [label=...]"
+ * and edges "nA -> nB"; fails unless every edge's ends are declared nodes.
+ * Returns the edge count. */
+static size_t check_dot_edges_declared(const char *s)
+{
+    unsigned char declared[256] = {0};
+    unsigned long from[64], to[64];
+    size_t edges = 0;
+    for (const char *line = s; line && *line;) {
+        unsigned long a, b;
+        int used = 0;
+        if (sscanf(line, " n%lu -> n%lu%n", &a, &b, &used) == 2 && used) {
+            assert_true(edges < 64);
+            from[edges] = a;
+            to[edges++] = b;
+        } else if (sscanf(line, " n%lu [label=%n", &a, &used) == 1 && used) {
+            assert_true(a < sizeof declared);
+            declared[a] = 1;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    for (size_t i = 0; i < edges; i++)
+        if (from[i] >= sizeof declared || to[i] >= sizeof declared ||
+            !declared[from[i]] || !declared[to[i]])
+            fail_msg("edge n%lu -> n%lu has an undeclared end in:\n%s", from[i],
+                     to[i], s);
+    return edges;
+}
+
+/* A dataset that uses a broadcast: the broadcast's dataset, and its own
+ * lineage, are drawn, so the dashed edge comes from a declared node. */
+static void test_lineage_dot_declares_broadcast_nodes(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *t0 = NULL, *t = NULL, *r = NULL, *m = NULL;
+    TU_OKM(ember_range(&t0, ctx, 0, 5, 1, 1, msg), msg);            /* #1 */
+    TU_OKM(ember_map(&t, t0, NULL, ident, NULL, 0, msg), msg);       /* #2 */
+    TU_OKM(ember_range(&r, ctx, 0, 10, 1, 2, msg), msg);            /* #3 */
+    ember_type kv = ember_type_pair(EMBER_I64, EMBER_I64);
+    ember_bcast *bc = NULL;
+    TU_OKM(ember_broadcast(&bc, t, msg), msg);
+    TU_OKM(ember_map(&m, r, &kv, to_pair, &bc, sizeof bc, msg), msg); /* #4 */
+    ember_bcast_free(&bc); /* m uses it: its copied arg names it */
+    ember_ds_free(&t);
+    ember_ds_free(&t0);
+    char *s = NULL;
+    TU_OK(ember_lineage_dot(m, &s));
+    assert_int_equal(check_dot(s), 3);
+    assert_int_equal(check_dot_edges_declared(s), 3);
+    TU_MSG_HAS(s, "n2 -> n4 [style=dashed, label=\"broadcast\"];");
+    TU_MSG_HAS(s, "n1 -> n2;");
+    TU_MSG_HAS(s, "n3 -> n4;");
+    ember_free(ctx, s);
+    /* The older test's shape, with ember_ds_uses: declared as well. */
+    ember_ds *u0 = NULL, *u = NULL;
+    TU_OKM(ember_range(&u0, ctx, 0, 5, 1, 1, msg), msg);
+    TU_OKM(ember_broadcast(&bc, u0, msg), msg);
+    TU_OKM(ember_map(&u, m, NULL, ident, NULL, 0, msg), msg);
+    TU_OK(ember_ds_uses(u, bc));
+    TU_OK(ember_lineage_dot(u, &s));
+    assert_int_equal(check_dot_edges_declared(s), 5);
+    ember_free(ctx, s);
+    ember_bcast_free(&bc);
+    ember_ds_free(&u);
+    ember_ds_free(&u0);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
 /* Names are the user's: quotes and backslashes in them must not break the
  * DOT syntax. */
 static void test_lineage_dot_escapes_names(void **state)
@@ -291,7 +365,7 @@ static void test_lineage_dot_escapes_names(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 2, msg), msg);
-    TU_OKM(ember_map(&m, r, NULL, ident, NULL, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, ident, NULL, 0, msg), msg);
     TU_OK(ember_ds_set_name(r, "say \"hi\""));
     TU_OK(ember_ds_set_name(m, "back\\slash\\"));
     char *s = NULL;
@@ -343,7 +417,7 @@ static void test_lineage_allocation_failures(void **state)
     TU_OKM(ember_range(&cur, ctx, 0, 100, 1, 2, msg), msg);
     for (int i = 0; i < 300; i++) { /* long enough to grow every buffer */
         ember_ds *next = NULL;
-        TU_OKM(ember_map(&next, cur, NULL, ident, NULL, msg), msg);
+        TU_OKM(ember_map(&next, cur, NULL, ident, NULL, 0, msg), msg);
         ember_ds_free(&cur);
         cur = next;
     }
@@ -394,6 +468,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lineage_depth),
         cmocka_unit_test(test_lineage_dot_well_formed),
         cmocka_unit_test(test_lineage_dot_escapes_names),
+        cmocka_unit_test(test_lineage_dot_declares_broadcast_nodes),
         cmocka_unit_test(test_lineage_null_arguments),
         cmocka_unit_test(test_lineage_allocation_failures),
     };

@@ -139,7 +139,7 @@ static void state_init(state *s)
     s->ctx = new_ctx();
     ember_ds *r = NULL;
     TU_OKM(ember_range(&r, s->ctx, 0, 1000, 1, 7, msg), msg);
-    TU_OKM(ember_filter(&s->ds, r, keep_some, NULL, msg), msg);
+    TU_OKM(ember_filter(&s->ds, r, keep_some, NULL, 0, msg), msg);
     ember_ds_free(&r);
     struct {
         int64_t k;
@@ -183,7 +183,7 @@ static void state_step(state *s, uint64_t it)
 {
     char msg[EMBER_MSG_SIZE];
     ember_ds *y = NULL;
-    TU_OKM(ember_map(&y, s->ds, NULL, add_one, NULL, msg), msg);
+    TU_OKM(ember_map(&y, s->ds, NULL, add_one, NULL, 0, msg), msg);
     ember_ds_free(&s->ds);
     s->ds = y;
     s->i += 7;
@@ -327,7 +327,7 @@ static void jacobi_run(ember_level level, jtrace *t)
         jrec sum;
         TU_OKM(ember_broadcast(&bc, x, msg), msg);
         args[it].bc = bc;
-        TU_OKM(ember_map(&nx, x, NULL, jacobi_step, &args[it], msg), msg);
+        TU_OKM(ember_map(&nx, x, NULL, jacobi_step, &args[it], sizeof args[it], msg), msg);
         TU_OK(ember_ds_uses(nx, bc));
         ember_bcast_free(&bc);
         TU_OKM(ember_persist(nx, level, msg), msg);
@@ -1047,7 +1047,7 @@ static void test_loop_type_changed(void **unused)
     TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
     ember_type ft = ember_type_scalar(EMBER_F64);
     ember_ds *y = NULL;
-    TU_OKM(ember_map(&y, s.ds, &ft, to_f64, NULL, msg), msg);
+    TU_OKM(ember_map(&y, s.ds, &ft, to_f64, NULL, 0, msg), msg);
     ember_ds_free(&s.ds);
     s.ds = y;
     assert_int_equal(ember_loop_next(s.loop, &it, msg), EMBER_ETYPE);
@@ -1155,7 +1155,7 @@ static void test_loop_oom(void **unused)
             rc = ember_loop_next(s.loop, &it, msg);
         if (!rc) {
             ember_ds *y = NULL;
-            rc = ember_map(&y, s.ds, NULL, add_one, NULL, msg);
+            rc = ember_map(&y, s.ds, NULL, add_one, NULL, 0, msg);
             if (!rc) {
                 ember_ds_free(&s.ds);
                 s.ds = y;

@@ -226,7 +226,7 @@ static void test_shuffle_reduce_by_key_user_combine(void **state)
                 ember_ctx *ctx = tu_ctx(thread_counts[k]);
                 char msg[EMBER_MSG_SIZE] = "junk";
                 ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
-                TU_OKM(ember_reduce_by_key(&r, a, agg_combine, NULL, Qs[qi], msg),
+                TU_OKM(ember_reduce_by_key(&r, a, agg_combine, NULL, 0, Qs[qi], msg),
                        msg);
                 assert_string_equal(msg, "");
                 assert_int_equal(ember_ds_partitions(r), Qs[qi] ? Qs[qi] : P);
@@ -272,7 +272,7 @@ static void test_shuffle_reduce_by_key_sum_default(void **state)
             ember_ctx *ctx = tu_ctx(4);
             char msg[EMBER_MSG_SIZE];
             ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
-            TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, Qs[qi], msg), msg);
+            TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, Qs[qi], msg), msg);
             check_reduced(r, (unsigned char *)ref, m, sizeof *ref);
             ember_ds_free(&r);
             ember_ds_free(&a);
@@ -297,7 +297,7 @@ static void test_shuffle_reduce_by_key_sum_default(void **state)
                  {7, 1, 1, {1, 1}}, {2, 1, 0, {0, 0}}};
     ember_ctx *ctx = tu_ctx(2);
     ember_ds *a = array_of(ctx, &rt, rs, 6, 2), *r = NULL;
-    TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 1, msg), msg);
+    TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, 1, msg), msg);
     size_t got;
     rec *o = tu_collect(r, &got);
     assert_int_equal(got, 3);
@@ -340,7 +340,7 @@ static void test_shuffle_reduce_by_key_float_keys(void **state)
         ember_ctx *ctx = tu_ctx(2);
         char msg[EMBER_MSG_SIZE];
         ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
-        TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 1, msg), msg);
+        TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, 1, msg), msg);
         size_t got;
         fk *o = tu_collect(r, &got);
         assert_int_equal(got, 5);
@@ -411,7 +411,7 @@ static void test_shuffle_group_by_key(void **state)
             TU_OKM(ember_group_by_key(&g, a, Qs[qi], msg), msg);
             assert_int_equal(ember_ds_partitions(g), Qs[qi] ? Qs[qi] : in_parts[pi]);
             group_check gc = {0, 0};
-            TU_OKM(ember_map_partitions(&w, g, NULL, walk_groups, &gc, msg), msg);
+            TU_OKM(ember_map_partitions(&w, g, NULL, walk_groups, &gc, 0 /* borrowed: it checks into gc */, msg), msg);
             size_t got;
             kvi *sizes = tu_collect(w, &got);
             assert_int_equal(atomic_load(&gc.bad), 0);
@@ -884,7 +884,7 @@ static void test_shuffle_repartition(void **state)
             char msg[EMBER_MSG_SIZE];
             ember_ds *a = array_of(ctx, &t, v, n, in_parts[pi]), *f = NULL,
                      *r = NULL;
-            TU_OKM(ember_filter(&f, a, keep_key_even, NULL, msg), msg);
+            TU_OKM(ember_filter(&f, a, keep_key_even, NULL, 0, msg), msg);
             TU_OKM(ember_repartition(&r, f, Qs[qi], msg), msg);
             assert_int_equal(ember_ds_partitions(r), Qs[qi]);
             tu_parts pt;
@@ -924,7 +924,7 @@ static void test_shuffle_empty_inputs(void **state)
     ember_type t = ember_type_pair(EMBER_I64, EMBER_I64);
     ember_ds *e = array_of(ctx, &t, NULL, 0, 3);
     ember_ds *out[8] = {NULL};
-    TU_OKM(ember_reduce_by_key(&out[0], e, NULL, NULL, 2, msg), msg);
+    TU_OKM(ember_reduce_by_key(&out[0], e, NULL, NULL, 0, 2, msg), msg);
     TU_OKM(ember_group_by_key(&out[1], e, 0, msg), msg);
     TU_OKM(ember_join(&out[2], e, e, 5, msg), msg);
     TU_OKM(ember_partition_by(&out[3], e, EMBER_HASH, 4, msg), msg);
@@ -962,8 +962,8 @@ static void test_shuffle_runs_once(void **state)
     char msg[EMBER_MSG_SIZE];
     atomic_long calls = 0, combines = 0;
     ember_ds *a = array_of(ctx, &t, v, n, 4), *m = NULL, *r = NULL, *s = NULL;
-    TU_OKM(ember_map(&m, a, NULL, counted_identity, &calls, msg), msg);
-    TU_OKM(ember_reduce_by_key(&r, m, NULL, NULL, 3, msg), msg);
+    TU_OKM(ember_map(&m, a, NULL, counted_identity, &calls, 0 /* borrowed: counts */, msg), msg);
+    TU_OKM(ember_reduce_by_key(&r, m, NULL, NULL, 0, 3, msg), msg);
     uint64_t c1, c2;
     TU_OKM(ember_count(r, &c1, msg), msg);
     long after = atomic_load(&calls);
@@ -1026,27 +1026,60 @@ static void test_shuffle_combine_error_names_partition(void **state)
             char msg[EMBER_MSG_SIZE] = "";
             ember_ds *a = array_of(ctx, &t, v, 40, 4), *red = NULL;
             fail_arg fa = {5, rets[r]};
-            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, 3, msg), msg);
+            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, sizeof fa, 3, msg), msg);
             uint64_t n;
             assert_int_equal(ember_count(red, &n, msg), EMBER_EUSER);
             TU_MSG_HAS(msg, "combine");
             TU_MSG_HAS(msg, "partition 2");
             ember_ds_free(&red);
             fa.bad_key = 9;
-            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, 3, msg), msg);
+            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, sizeof fa, 3, msg), msg);
             assert_int_equal(ember_count(red, &n, msg), EMBER_EUSER);
             TU_MSG_HAS(msg, "combine");
             TU_MSG_HAS(msg, "partition");
             /* Not sticky: a working function on the same input runs. */
             ember_ds_free(&red);
             fa.bad_key = -1;
-            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, 3, msg), msg);
+            TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, sizeof fa, 3, msg), msg);
             TU_OKM(ember_count(red, &n, msg), msg);
             assert_int_equal(n, 38);
             ember_ds_free(&red);
             ember_ds_free(&a);
             ember_ctx_destroy(&ctx);
         }
+}
+
+/* reduce_by_key copies its arg: set to fail after the dataset is made, the
+ * arg does not reach the combine function; borrowed (arg_size 0), it does. */
+static void test_shuffle_reduce_by_key_arg_copied(void **state)
+{
+    (void)state;
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_F64);
+    kvd v[40];
+    for (int i = 0; i < 40; i++)
+        v[i] = (kvd){i % 7, 1.0};
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ds *a = array_of(ctx, &t, v, 40, 4), *copied = NULL, *borrowed = NULL;
+    fail_arg fa = {-1, 1};
+    TU_OKM(ember_reduce_by_key(&copied, a, combine_fails, &fa, sizeof fa, 3, msg),
+           msg);
+    TU_OKM(ember_reduce_by_key(&borrowed, a, combine_fails, &fa, 0, 3, msg), msg);
+    fa.bad_key = 3;
+    kvd got[7];
+    size_t n = 0;
+    TU_OKM(ember_collect(copied, got, 7, &n, msg), msg);
+    assert_int_equal(n, 7);
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += got[i].v;
+    assert_true(total == 40.0);
+    uint64_t c;
+    assert_int_equal(ember_count(borrowed, &c, msg), EMBER_EUSER);
+    ember_ds_free(&borrowed);
+    ember_ds_free(&copied);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
 }
 
 static void test_shuffle_rejects_bad_keys(void **state)
@@ -1057,21 +1090,21 @@ static void test_shuffle_rejects_bad_keys(void **state)
     ember_type sc = ember_type_scalar(EMBER_I64);
     ember_ds *s = array_of(ctx, &sc, NULL, 0, 1), *o = NULL;
     /* A scalar has no value field to sum. */
-    assert_int_equal(ember_reduce_by_key(&o, s, NULL, NULL, 0, msg), EMBER_ETYPE);
+    assert_int_equal(ember_reduce_by_key(&o, s, NULL, NULL, 0, 0, msg), EMBER_ETYPE);
     TU_MSG_HAS(msg, "reduce_by_key");
     ember_field f[] = {{"k", EMBER_F64, 3, 0}, {"v", EMBER_F64, 1, 0}};
     ember_type arr;
     TU_OKM(ember_type_struct(&arr, f, 2, msg), msg);
     ember_ds *a = array_of(ctx, &arr, NULL, 0, 1);
-    assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, 0, msg), EMBER_ETYPE);
+    assert_int_equal(ember_reduce_by_key(&o, a, NULL, NULL, 0, 0, msg), EMBER_ETYPE);
     TU_MSG_HAS(msg, "'k'");
     assert_int_equal(ember_group_by_key(&o, a, 0, msg), EMBER_ETYPE);
     assert_int_equal(ember_sort_by_key(&o, a, 0, 0, msg), EMBER_ETYPE);
     assert_int_equal(ember_partition_by(&o, a, EMBER_RANGE, 0, msg), EMBER_ETYPE);
     TU_OKM(ember_distinct(&o, a, 0, msg), msg); /* whole records: fine */
     ember_ds_free(&o);
-    assert_int_equal(ember_reduce_by_key(&o, NULL, NULL, NULL, 0, msg), EMBER_EINVAL);
-    assert_int_equal(ember_reduce_by_key(NULL, s, NULL, NULL, 0, msg), EMBER_EINVAL);
+    assert_int_equal(ember_reduce_by_key(&o, NULL, NULL, NULL, 0, 0, msg), EMBER_EINVAL);
+    assert_int_equal(ember_reduce_by_key(NULL, s, NULL, NULL, 0, 0, msg), EMBER_EINVAL);
     assert_int_equal(ember_group_by_key(&o, NULL, 0, msg), EMBER_EINVAL);
     assert_int_equal(ember_sort_by_key(&o, NULL, 0, 0, msg), EMBER_EINVAL);
     assert_null(o);
@@ -1100,6 +1133,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_empty_inputs),
         cmocka_unit_test(test_shuffle_runs_once),
         cmocka_unit_test(test_shuffle_combine_error_names_partition),
+        cmocka_unit_test(test_shuffle_reduce_by_key_arg_copied),
         cmocka_unit_test(test_shuffle_rejects_bad_keys),
     };
     if (argc > 1)

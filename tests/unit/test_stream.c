@@ -242,7 +242,7 @@ static int wc_batch(ember_ds **out, ember_ds *lines, const ember_stream_batch *b
     q->text = ember_lines_text(lines, &size);
     assert_ptr_equal(q->text, b->text);
     assert_int_equal(size, b->text_size);
-    return ember_flat_map(out, lines, &q->type, words_of_lines, q, msg);
+    return ember_flat_map(out, lines, &q->type, words_of_lines, q, sizeof *q, msg);
 }
 
 static void wq_init(wq *q, uint64_t mask)
@@ -1416,7 +1416,7 @@ static int lengths_batch(ember_ds **out, ember_ds *lines, const ember_stream_bat
                          void *arg, char *msg)
 {
     (void)b;
-    return ember_map(out, lines, (const ember_type *)arg, line_len, NULL, msg);
+    return ember_map(out, lines, (const ember_type *)arg, line_len, NULL, 0, msg);
 }
 
 /* Keeps the max instead of summing. */
