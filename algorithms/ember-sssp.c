@@ -1,0 +1,458 @@
+/* ember-sssp: single-source shortest paths by Bellman-Ford rounds, Pregel
+ * style, written only with ember's dataset API, checkpointed and resumable.
+ *
+ * The state is a dataset of one record per vertex reached so far:
+ *   {vertex, dist, prev}   prev = dist at the start of the last round;
+ * a vertex whose dist < prev improved in the last round and is active: it
+ * sends dist + w along its out-edges in the next round (Pregel's "only
+ * changed vertices send"). A round is, in Spark terms,
+ *
+ *   active   = state.filter(dist < prev)
+ *   messages = active.flatMap(out-edges: {target, dist + w, inf})
+ *   settled  = state.map(prev = dist)
+ *   state'   = settled.union(messages).reduceByKey(min dist, min prev)
+ *
+ * so the lineage grows by one shuffle every round and the loop's checkpoint
+ * (state bound as "dist") cuts it. Combining takes the minimum of both
+ * fields, which is exact and order-free: a vertex that got a message
+ * shorter than its settled dist ends with dist < prev (active), a vertex
+ * reached for the first time has prev = inf. The run stops when no vertex
+ * is active. No arrays hold state: the graph (a CSR with weights, read-only
+ * input) is the flat_map's argument, as a Spark closure would capture it.
+ *
+ * Every operation is deterministic (the minimum of doubles does not depend
+ * on order, shuffles have fixed orders), so distances are bit-identical for
+ * any thread count and across kills and resumes. --verify runs a serial
+ * Dijkstra with a binary heap and compares every distance bit for bit.
+ */
+#include <ember.h>
+#include <ember/graph.h>
+
+#include "cli.h"
+#include "graphio.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- options ------------------------------------------------------------- */
+
+static int64_t source = -1;
+static const char *format = "auto";
+static int undirected = 0;
+
+static const ember_cli_opt options[] = {
+    {"source", EMBER_CLI_I64, &source, 0, 4294967295.0,
+     EMBER_CLI_RANGE | EMBER_CLI_REQUIRED | EMBER_CLI_FINGERPRINT, NULL, "V",
+     "the source vertex (required)"},
+    {"format", EMBER_CLI_STR, &format, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     "el|mtx", "input format (default: from the extension)"},
+    {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     NULL, "treat every edge as two (u->v and v->u), same weight"},
+    {0}};
+
+static const ember_cli_program program = {
+    .name = "ember-sssp",
+    .summary = "Single-source shortest paths from --source over a weighted graph\n"
+               "(edge list 'u v w' with '#' comments, or Matrix Market with real or\n"
+               "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
+               "which only the vertices whose distance changed send, with checkpoints.\n"
+               "Output: HDF5 /distances (float64 by vertex id, inf where unreachable;\n"
+               "attributes source, rounds, reached), or vertex,distance lines for .csv.\n"
+               "--tolerance is not used: it runs until no distance changes.",
+    .usage = "--input GRAPH --source V [--output FILE] [options]",
+    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 --verify\n"
+                "  ember-sssp --input roads.mtx --source 7 --output d.h5 --checkpoint-dir ck\n",
+    .extra = options,
+    .default_iterations = 100000000,
+    .default_tolerance = 0,
+    .value_name = "active",
+};
+
+/* ---- the state's records and the functions of a round ------------------------ */
+
+typedef struct {
+    int64_t vertex; /* the key */
+    double dist;
+    double prev;
+} vrec;
+
+typedef struct {
+    const ember_graph *g;
+} relax_arg;
+
+static int vrec_type(ember_type *t, char *msg)
+{
+    ember_field f[3] = {{"vertex", EMBER_I64, 1, 0},
+                        {"dist", EMBER_F64, 1, 0},
+                        {"prev", EMBER_F64, 1, 0}};
+    int rc = ember_type_struct(t, f, 3, msg);
+    if (!rc && t->size != sizeof(vrec))
+        rc = EMBER_ETYPE;
+    return rc;
+}
+
+/* range(source, source + 1) -> the source at distance 0, active. */
+static int seed_source(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *v = in;
+    vrec *r = out;
+    for (size_t i = 0; i < n; i++)
+        r[i] = (vrec){v[i], 0.0, INFINITY};
+    return 0;
+}
+
+static int is_active(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = r[i].dist < r[i].prev;
+    return 0;
+}
+
+#define RELAX_BLOCK 512
+
+static int relax(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    const relax_arg *a = arg;
+    const uint64_t *off = a->g->offsets;
+    const uint32_t *adj = a->g->adj;
+    const double *w = a->g->weights;
+    const vrec *r = in;
+    vrec out[RELAX_BLOCK];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)r[i].vertex;
+        for (uint64_t e = off[v]; e < off[v + 1]; e++) {
+            out[k++] = (vrec){adj[e], r[i].dist + w[e], INFINITY};
+            if (k == RELAX_BLOCK) {
+                if (ember_emit(em, out, k))
+                    return 1;
+                k = 0;
+            }
+        }
+    }
+    return k && ember_emit(em, out, k) ? 1 : 0;
+}
+
+static int settle(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const vrec *r = in;
+    vrec *s = out;
+    for (size_t i = 0; i < n; i++)
+        s[i] = (vrec){r[i].vertex, r[i].dist, r[i].dist};
+    return 0;
+}
+
+static int keep_min(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    vrec *a = acc;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].dist < a->dist)
+            a->dist = r[i].dist;
+        if (r[i].prev < a->prev)
+            a->prev = r[i].prev;
+    }
+    return 0;
+}
+
+static int count_active(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *c = acc;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++)
+        *c += r[i].dist < r[i].prev;
+    return 0;
+}
+
+static int add_counts(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *c = acc;
+    const uint64_t *x = in;
+    for (size_t i = 0; i < n; i++)
+        *c += x[i];
+    return 0;
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+typedef struct {
+    ember_ctx *ctx;
+    const ember_graph *g;
+    ember_type type;
+    size_t parts;     /* of every round's shuffle: from the data or --partitions */
+    relax_arg relax;  /* read by every round's flat_map: lives for the run */
+    ember_ds *state;  /* bound to the loop as "dist" */
+    uint64_t messages;
+} sssp;
+
+/* One round: state -> state', and the number of active vertices. */
+static int round_of(sssp *s, uint64_t *active, char *msg)
+{
+    ember_ds *act = NULL, *sent = NULL, *settled = NULL, *all = NULL, *next = NULL;
+    uint64_t zero = 0;
+    int rc = ember_filter(&act, s->state, is_active, NULL, msg);
+    if (!rc)
+        rc = ember_flat_map(&sent, act, &s->type, relax, &s->relax, msg);
+    if (!rc)
+        rc = ember_map(&settled, s->state, NULL, settle, NULL, msg);
+    if (!rc)
+        rc = ember_union(&all, settled, sent, msg);
+    if (!rc)
+        rc = ember_reduce_by_key(&next, all, keep_min, NULL, s->parts, msg);
+    if (!rc)
+        rc = ember_aggregate(next, &zero, sizeof zero, count_active, add_counts, NULL,
+                             active, msg);
+    ember_ds_free(&act);
+    ember_ds_free(&sent);
+    ember_ds_free(&settled);
+    ember_ds_free(&all);
+    if (rc) {
+        ember_ds_free(&next);
+        return rc;
+    }
+    ember_ds_set_name(next, "dist");
+    ember_ds_free(&s->state); /* next keeps what it needs of it alive */
+    s->state = next;
+    return EMBER_OK;
+}
+
+static int step(uint64_t iteration, double *value, void *arg, char *msg)
+{
+    (void)iteration;
+    sssp *s = arg;
+    uint64_t active = 0;
+    int rc = round_of(s, &active, msg);
+    if (rc)
+        return rc;
+    *value = (double)active;
+    return active == 0 ? EMBER_DONE : EMBER_OK;
+}
+
+/* Shuffle partitions from the graph's size, never from the thread count. */
+static size_t default_parts(const ember_graph *g)
+{
+    uint64_t p = (g->n + g->m / 8) / 32768;
+    return p < 1 ? 1 : p > 64 ? 64 : (size_t)p;
+}
+
+static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
+                      const ember_cli *cli, char *msg)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->g = g;
+    s->relax.g = g;
+    s->parts = cli->partitions ? cli->partitions : default_parts(g);
+    ember_ds *one = NULL;
+    int rc = vrec_type(&s->type, msg);
+    if (!rc)
+        rc = ember_range(&one, ctx, source, source + 1, 1, 1, msg);
+    if (!rc)
+        rc = ember_map(&s->state, one, &s->type, seed_source, NULL, msg);
+    ember_ds_free(&one);
+    if (!rc)
+        ember_ds_set_name(s->state, "dist");
+    return rc;
+}
+
+/* ---- output and verification --------------------------------------------------- */
+
+/* The state's distances by vertex into *out, inf where unreached. */
+static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
+{
+    vrec *r = NULL;
+    size_t n = 0;
+    double *d = malloc((s->g->n ? s->g->n : 1) * sizeof *d);
+    int rc = d ? ember_collect_alloc(s->state, (void **)&r, &n, msg) : EMBER_ENOMEM;
+    for (uint64_t v = 0; !rc && v < s->g->n; v++)
+        d[v] = INFINITY;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (r[i].vertex < 0 || (uint64_t)r[i].vertex >= s->g->n) {
+            snprintf(msg, EMBER_MSG_SIZE, "the state holds vertex %" PRId64
+                     " of a graph of %" PRIu64, r[i].vertex, s->g->n);
+            rc = EMBER_ELENGTH;
+        } else
+            d[r[i].vertex] = r[i].dist;
+    }
+    ember_free(s->ctx, r);
+    if (rc == EMBER_ENOMEM && !d)
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " distances", s->g->n);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *out = d;
+    *reached = n;
+    return EMBER_OK;
+}
+
+static int write_output(const ember_cli *cli, const ember_graph *g, const double *d,
+                        uint64_t reached, char *msg)
+{
+    ember_h5_attr at[] = {
+        {"source", EMBER_I64, 0, source},
+        {"rounds", EMBER_I64, 0, (int64_t)cli->iterations_done},
+        {"reached", EMBER_I64, 0, (int64_t)reached},
+    };
+    return ember_cli_write_vertex_values(cli->output, g, "distance", "distances", EMBER_F64,
+                                         d, at, 3, msg);
+}
+
+typedef struct {
+    double d;
+    uint32_t v;
+} entry;
+
+static void heap_push(entry *h, size_t *n, entry x)
+{
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2].d > x.d) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static entry heap_pop(entry *h, size_t *n)
+{
+    entry top = h[0], x = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && h[c + 1].d < h[c].d)
+            c++;
+        if (h[c].d >= x.d)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n)
+        h[i] = x;
+    return top;
+}
+
+/* Independent check: Dijkstra with a binary heap (lazy deletion; at most
+ * one entry an edge plus the source), then every distance compared bit for
+ * bit with ember's. */
+static int verify(const ember_graph *g, const double *d)
+{
+    uint64_t n = g->n, wrong = 0, reached = 0;
+    double *ref = malloc((n ? n : 1) * sizeof *ref);
+    entry *h = malloc((g->m + 1) * sizeof *h);
+    if (!ref || !h) {
+        free(ref);
+        free(h);
+        printf("Verification: FAIL (out of memory)\n");
+        return 1;
+    }
+    for (uint64_t v = 0; v < n; v++)
+        ref[v] = INFINITY;
+    size_t hn = 0;
+    ref[source] = 0;
+    heap_push(h, &hn, (entry){0, (uint32_t)source});
+    while (hn) {
+        entry x = heap_pop(h, &hn);
+        if (x.d > ref[x.v])
+            continue;
+        for (uint64_t e = g->offsets[x.v]; e < g->offsets[x.v + 1]; e++) {
+            double nd = x.d + g->weights[e];
+            if (nd < ref[g->adj[e]]) {
+                ref[g->adj[e]] = nd;
+                heap_push(h, &hn, (entry){nd, g->adj[e]});
+            }
+        }
+    }
+    for (uint64_t v = 0; v < n; v++) {
+        reached += ref[v] < INFINITY;
+        wrong += memcmp(&ref[v], &d[v], sizeof *d) != 0;
+    }
+    printf("Verification: %s (Dijkstra: %" PRIu64 " of %" PRIu64 " vertices reached; %"
+           PRIu64 " distances differ)\n", wrong ? "FAIL" : "PASS", reached, n, wrong);
+    free(ref);
+    free(h);
+    return wrong ? 1 : 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli, char *msg)
+{
+    int f = ember_graph_format_parse(format);
+    ember_graph_opts go = {.format = (ember_graph_format)(f < 0 ? 0 : f),
+                           .undirected = undirected, .weighted = 1};
+    int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
+    if (!rc && (uint64_t)source >= (*g)->n) {
+        snprintf(msg, EMBER_MSG_SIZE, "--source %" PRId64 ": %s has %" PRIu64
+                 " vertices (0..%" PRIu64 ")", source, cli->input, (*g)->n, (*g)->n - 1);
+        rc = EMBER_ERANGE;
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &program, argc, argv);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
+    if (!cli.input)
+        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
+    if (!cli.output && !cli.verify)
+        return ember_cli_usage_error(&cli, "nothing to do: give --output or --verify");
+    int f = ember_graph_format_parse(format);
+    if (f < 0 || f == EMBER_GRAPH_H5)
+        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
+                                     "(ember's HDF5 CSR holds no weights)", format);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = NULL;
+    ember_graph *g = NULL;
+    ember_loop *loop = NULL;
+    double *d = NULL;
+    uint64_t reached = 0;
+    sssp s;
+    memset(&s, 0, sizeof s);
+    int exit_extra = 0;
+    double t0 = ember_cli_now();
+    rc = ember_cli_ctx(&ctx, &cli, msg);
+    if (!rc)
+        rc = load_graph(&g, ctx, &cli, msg);
+    cli.load_seconds = ember_cli_now() - t0;
+    if (!rc)
+        rc = init_state(&s, ctx, g, &cli, msg);
+    if (!rc)
+        rc = ember_cli_loop(&loop, ctx, &cli, msg);
+    if (!rc)
+        rc = ember_loop_bind_ds(loop, "dist", &s.state);
+    if (!rc)
+        rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    if (!rc)
+        rc = distances(&d, &reached, &s, msg);
+    if (!rc && cli.output)
+        rc = write_output(&cli, g, d, reached, msg);
+    if (!rc && !cli.quiet)
+        fprintf(stderr, "ember-sssp: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
+                " reached from %" PRId64 " in %" PRIu64 " rounds%s; load %.3f s, compute %.3f s, "
+                "checkpoints %.3f s\n", g->n, g->m, reached, source, cli.iterations_done,
+                cli.converged ? "" : " (NOT converged: --iterations ran out)",
+                cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+    if (!rc && cli.verify)
+        exit_extra = verify(g, d);
+    free(d);
+    ember_loop_destroy(&loop);
+    ember_ds_free(&s.state);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    rc = ember_cli_exit(&cli, rc, msg);
+    return rc ? rc : exit_extra;
+}
