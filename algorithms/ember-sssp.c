@@ -1,29 +1,34 @@
 /* ember-sssp: single-source shortest paths by Bellman-Ford rounds, Pregel
  * style, written only with ember's dataset API, checkpointed and resumable.
  *
- * The state is a dataset of one record per vertex reached so far:
- *   {vertex, dist, prev}   prev = dist at the start of the last round;
- * a vertex whose dist < prev improved in the last round and is active: it
- * sends dist + w along its out-edges in the next round (Pregel's "only
- * changed vertices send"). A round is, in Spark terms,
+ * The state is a dataset of records {vertex, dist, prev}, prev being dist
+ * at the start of the last round: a vertex whose dist < prev improved in
+ * the last round and is active, and only active vertices send dist + w
+ * along their edges in the next round (Pregel's "only changed vertices
+ * send"). The state is bound to the loop as "dist", so its checkpoints cut
+ * the lineage that grows by one step every round. The run stops after the
+ * round in which no vertex improved. Two plans compute a round, in Spark
+ * terms:
  *
- *   active   = state.filter(dist < prev)
- *   messages = active.flatMap(out-edges: {target, dist + w, inf})
- *   settled  = state.map(prev = dist)
- *   state'   = settled.union(messages).reduceByKey(min dist, min prev)
+ * pull (default): the state holds every vertex, in vertex order, and
+ *     bc     = broadcast(state)
+ *     state' = state.map(v: min(dist, min over in-edges u -> v with u
+ *                        active in bc of bc[u].dist + w))   uses bc
+ *   a map that reads the previous state as a broadcast, the shape of
+ *   ember-pagerank and ember-cc, costing O(edges) a round;
+ * shuffle: the state holds the vertices reached so far, and
+ *     msgs   = state.filter(active).flatMap(out-edges: {u, dist + w, inf})
+ *     state' = state.map(prev = dist).union(msgs)
+ *                   .reduceByKey(min dist, min prev)
+ *   Pregel's message passing, costing a shuffle of the messages and the
+ *   state a round.
  *
- * so the lineage grows by one shuffle every round and the loop's checkpoint
- * (state bound as "dist") cuts it. Combining takes the minimum of both
- * fields, which is exact and order-free: a vertex that got a message
- * shorter than its settled dist ends with dist < prev (active), a vertex
- * reached for the first time has prev = inf. The run stops when no vertex
- * is active. No arrays hold state: the graph (a CSR with weights, read-only
- * input) is the flat_map's argument, as a Spark closure would capture it.
- *
- * Every operation is deterministic (the minimum of doubles does not depend
- * on order, shuffles have fixed orders), so distances are bit-identical for
- * any thread count and across kills and resumes. --verify runs a serial
- * Dijkstra with a binary heap and compares every distance bit for bit.
+ * No arrays hold state: the graph (a CSR with weights, read-only input) is
+ * the functions' argument, as a Spark closure would capture it. Minimums
+ * of doubles do not depend on order and every shuffle has a fixed order, so
+ * distances are bit-identical for any thread count and across kills and
+ * resumes. --verify runs a serial Dijkstra with a binary heap and compares
+ * every distance bit for bit.
  */
 #include <ember.h>
 #include <ember/graph.h>
@@ -40,7 +45,7 @@
 
 static int64_t source = -1;
 static const char *format = "auto";
-static int undirected = 0;
+static int undirected = 0, plan = 0;
 
 static const ember_cli_opt options[] = {
     {"source", EMBER_CLI_I64, &source, 0, 4294967295.0,
@@ -50,6 +55,8 @@ static const ember_cli_opt options[] = {
      "el|mtx", "input format (default: from the extension)"},
     {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
      NULL, "treat every edge as two (u->v and v->u), same weight"},
+    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "pull|shuffle", NULL,
+     "a round as broadcast + map (default) or as flat_map + reduce_by_key"},
     {0}};
 
 static const ember_cli_program program = {
@@ -82,6 +89,20 @@ typedef struct {
     const ember_graph *g;
 } relax_arg;
 
+typedef struct {
+    int64_t source;
+} init_arg;
+
+/* A pull round's argument: the graph and the round's broadcast. The
+ * current API keeps an arg by pointer and reads it again whenever a
+ * partition is recomputed (after an eviction), so each round's lives for
+ * the run, in a list. */
+typedef struct pull_arg {
+    const ember_graph *g;   /* rows list in-neighbours */
+    const ember_bcast *bc;  /* the state at the start of the round */
+    struct pull_arg *older;
+} pull_arg;
+
 static int vrec_type(ember_type *t, char *msg)
 {
     ember_field f[3] = {{"vertex", EMBER_I64, 1, 0},
@@ -101,6 +122,46 @@ static int seed_source(const void *in, void *out, size_t n, void *arg)
     vrec *r = out;
     for (size_t i = 0; i < n; i++)
         r[i] = (vrec){v[i], 0.0, INFINITY};
+    return 0;
+}
+
+/* range(0, n) -> every vertex unreached but the source (pull plan). */
+static int seed_all(const void *in, void *out, size_t n, void *arg)
+{
+    const init_arg *a = arg;
+    const int64_t *v = in;
+    vrec *r = out;
+    for (size_t i = 0; i < n; i++)
+        r[i] = v[i] == a->source ? (vrec){v[i], 0.0, INFINITY}
+                                 : (vrec){v[i], INFINITY, INFINITY};
+    return 0;
+}
+
+/* A pull round: each vertex takes the shortest of its distance and what
+ * its active in-neighbours send. The broadcast is the state in vertex
+ * order (checked: a record out of place fails the round). */
+static int pull(const void *in, void *out, size_t n, void *arg)
+{
+    const pull_arg *a = arg;
+    size_t nb = 0;
+    const vrec *B = ember_bcast_data(a->bc, &nb);
+    const uint64_t *off = a->g->offsets;
+    const uint32_t *adj = a->g->adj;
+    const double *w = a->g->weights;
+    const vrec *r = in;
+    vrec *o = out;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)r[i].vertex;
+        if (v >= nb || B[v].vertex != r[i].vertex)
+            return 1;
+        double d = r[i].dist;
+        for (uint64_t e = off[v]; e < off[v + 1]; e++) {
+            const vrec *u = &B[adj[e]];
+            if (u->dist < u->prev && u->dist + w[e] < d)
+                d = u->dist + w[e];
+        }
+        o[i] = (vrec){r[i].vertex, d, r[i].dist};
+    }
     return 0;
 }
 
@@ -188,17 +249,65 @@ typedef struct {
     ember_ctx *ctx;
     const ember_graph *g;
     ember_type type;
-    size_t parts;     /* of every round's shuffle: from the data or --partitions */
-    relax_arg relax;  /* read by every round's flat_map: lives for the run */
+    size_t parts;     /* of the state: from the data or --partitions */
+    relax_arg relax;  /* read by every shuffle round's flat_map: for the run */
+    init_arg init;
+    pull_arg *rounds; /* every pull round's argument, newest first */
     ember_ds *state;  /* bound to the loop as "dist" */
-    uint64_t messages;
 } sssp;
 
-/* One round: state -> state', and the number of active vertices. */
-static int round_of(sssp *s, uint64_t *active, char *msg)
+static int count(ember_ds *ds, uint64_t *active, char *msg)
+{
+    uint64_t zero = 0;
+    return ember_aggregate(ds, &zero, sizeof zero, count_active, add_counts, NULL, active,
+                           msg);
+}
+
+/* Makes next the state. */
+static void advance(sssp *s, ember_ds *next)
+{
+    ember_ds_set_name(next, "dist");
+    ember_ds_free(&s->state); /* next keeps what it needs of it alive */
+    s->state = next;
+}
+
+/* A pull round: state -> state', and the number of active vertices. */
+static int pull_round(sssp *s, uint64_t *active, char *msg)
+{
+    ember_ds *next = NULL;
+    ember_bcast *bc = NULL;
+    pull_arg *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory");
+        return EMBER_ENOMEM;
+    }
+    a->g = s->g;
+    a->older = s->rounds;
+    s->rounds = a;
+    int rc = ember_broadcast(&bc, s->state, msg);
+    a->bc = bc;
+    if (!rc)
+        rc = ember_map(&next, s->state, NULL, pull, a, msg);
+    if (!rc)
+        rc = ember_ds_uses(next, bc); /* keeps bc alive as long as next */
+    if (!rc)
+        rc = ember_cache(next, msg);
+    if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
+        snprintf(msg, EMBER_MSG_SIZE, "the state is not in vertex order (a checkpoint "
+                 "of another graph?)");
+    ember_bcast_free(&bc);
+    if (rc) {
+        ember_ds_free(&next);
+        return rc;
+    }
+    advance(s, next);
+    return EMBER_OK;
+}
+
+/* A shuffle round: state -> state', and the number of active vertices. */
+static int shuffle_round(sssp *s, uint64_t *active, char *msg)
 {
     ember_ds *act = NULL, *sent = NULL, *settled = NULL, *all = NULL, *next = NULL;
-    uint64_t zero = 0;
     int rc = ember_filter(&act, s->state, is_active, NULL, msg);
     if (!rc)
         rc = ember_flat_map(&sent, act, &s->type, relax, &s->relax, msg);
@@ -208,9 +317,9 @@ static int round_of(sssp *s, uint64_t *active, char *msg)
         rc = ember_union(&all, settled, sent, msg);
     if (!rc)
         rc = ember_reduce_by_key(&next, all, keep_min, NULL, s->parts, msg);
+    /* next is a shuffle's output: kept in the block store, no cache needed */
     if (!rc)
-        rc = ember_aggregate(next, &zero, sizeof zero, count_active, add_counts, NULL,
-                             active, msg);
+        rc = count(next, active, msg);
     ember_ds_free(&act);
     ember_ds_free(&sent);
     ember_ds_free(&settled);
@@ -219,9 +328,7 @@ static int round_of(sssp *s, uint64_t *active, char *msg)
         ember_ds_free(&next);
         return rc;
     }
-    ember_ds_set_name(next, "dist");
-    ember_ds_free(&s->state); /* next keeps what it needs of it alive */
-    s->state = next;
+    advance(s, next);
     return EMBER_OK;
 }
 
@@ -230,7 +337,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     (void)iteration;
     sssp *s = arg;
     uint64_t active = 0;
-    int rc = round_of(s, &active, msg);
+    int rc = plan == 0 ? pull_round(s, &active, msg) : shuffle_round(s, &active, msg);
     if (rc)
         return rc;
     *value = (double)active;
@@ -244,6 +351,16 @@ static size_t default_parts(const ember_graph *g)
     return p < 1 ? 1 : p > 64 ? 64 : (size_t)p;
 }
 
+static void free_state(sssp *s)
+{
+    ember_ds_free(&s->state);
+    while (s->rounds) {
+        pull_arg *a = s->rounds;
+        s->rounds = a->older;
+        free(a);
+    }
+}
+
 static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
                       const ember_cli *cli, char *msg)
 {
@@ -251,14 +368,19 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
     s->ctx = ctx;
     s->g = g;
     s->relax.g = g;
+    s->init.source = source;
     s->parts = cli->partitions ? cli->partitions : default_parts(g);
-    ember_ds *one = NULL;
+    ember_ds *ids = NULL;
     int rc = vrec_type(&s->type, msg);
-    if (!rc)
-        rc = ember_range(&one, ctx, source, source + 1, 1, 1, msg);
-    if (!rc)
-        rc = ember_map(&s->state, one, &s->type, seed_source, NULL, msg);
-    ember_ds_free(&one);
+    if (!rc && plan == 0)
+        rc = ember_range(&ids, ctx, 0, (int64_t)g->n, 1, s->parts, msg);
+    else if (!rc)
+        rc = ember_range(&ids, ctx, source, source + 1, 1, 1, msg);
+    if (!rc && plan == 0)
+        rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, msg);
+    else if (!rc)
+        rc = ember_map(&s->state, ids, &s->type, seed_source, NULL, msg);
+    ember_ds_free(&ids);
     if (!rc)
         ember_ds_set_name(s->state, "dist");
     return rc;
@@ -347,6 +469,10 @@ static entry heap_pop(entry *h, size_t *n)
  * bit with ember's. */
 static int verify(const ember_graph *g, const double *d)
 {
+    if (g->by_destination && g->directed) {
+        printf("Verification: FAIL (the checker needs out-edges)\n");
+        return 1;
+    }
     uint64_t n = g->n, wrong = 0, reached = 0;
     double *ref = malloc((n ? n : 1) * sizeof *ref);
     entry *h = malloc((g->m + 1) * sizeof *h);
@@ -386,11 +512,15 @@ static int verify(const ember_graph *g, const double *d)
 
 /* ---- main ----------------------------------------------------------------------------- */
 
-static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli, char *msg)
+/* Rows by destination for the pull plan (in-edges), by source for the
+ * shuffle plan and the checker; undirected rows are both. */
+static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
+                      int by_destination, char *msg)
 {
     int f = ember_graph_format_parse(format);
     ember_graph_opts go = {.format = (ember_graph_format)(f < 0 ? 0 : f),
-                           .undirected = undirected, .weighted = 1};
+                           .undirected = undirected, .weighted = 1,
+                           .by_destination = by_destination && !undirected};
     int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
     if (!rc && (uint64_t)source >= (*g)->n) {
         snprintf(msg, EMBER_MSG_SIZE, "--source %" PRId64 ": %s has %" PRIu64
@@ -416,7 +546,7 @@ int main(int argc, char **argv)
                                      "(ember's HDF5 CSR holds no weights)", format);
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
-    ember_graph *g = NULL;
+    ember_graph *g = NULL, *out_edges = NULL;
     ember_loop *loop = NULL;
     double *d = NULL;
     uint64_t reached = 0;
@@ -426,7 +556,7 @@ int main(int argc, char **argv)
     double t0 = ember_cli_now();
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
-        rc = load_graph(&g, ctx, &cli, msg);
+        rc = load_graph(&g, ctx, &cli, plan == 0, msg);
     cli.load_seconds = ember_cli_now() - t0;
     if (!rc)
         rc = init_state(&s, ctx, g, &cli, msg);
@@ -446,12 +576,17 @@ int main(int argc, char **argv)
                 "checkpoints %.3f s\n", g->n, g->m, reached, source, cli.iterations_done,
                 cli.converged ? "" : " (NOT converged: --iterations ran out)",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+    if (!rc && cli.verify && g->by_destination && g->directed) {
+        ember_graph_free(&g); /* the checker walks out-edges */
+        rc = load_graph(&out_edges, ctx, &cli, 0, msg);
+    }
     if (!rc && cli.verify)
-        exit_extra = verify(g, d);
+        exit_extra = verify(out_edges ? out_edges : g, d);
     free(d);
     ember_loop_destroy(&loop);
-    ember_ds_free(&s.state);
+    free_state(&s);
     ember_graph_free(&g);
+    ember_graph_free(&out_edges);
     ember_ctx_destroy(&ctx);
     rc = ember_cli_exit(&cli, rc, msg);
     return rc ? rc : exit_extra;

@@ -615,10 +615,7 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
     if (rc)
         return rc;
     ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
-    if (opts->weighted && opts->by_destination)
-        rc = ember__err(msg, EMBER_EINVAL, "%s: weighted graphs are built by source only",
-                        path);
-    else if (opts->weighted && f == EMBER_GRAPH_H5)
+    if (opts->weighted && f == EMBER_GRAPH_H5)
         rc = ember__err(msg, EMBER_EFORMAT, "%s: ember's HDF5 CSR holds no edge weights; "
                         "give a weighted edge list or Matrix Market file", path);
     else if (f == EMBER_GRAPH_H5)
@@ -646,7 +643,7 @@ static int array_block(void *state, size_t i, ember__eblock *b, char *msg)
     const array_edges *a = state;
     size_t lo = i * EDGES_PER_BLOCK;
     size_t hi = lo + EDGES_PER_BLOCK < a->m ? lo + EDGES_PER_BLOCK : a->m;
-    *b = (ember__eblock){a->src + lo, a->dst + lo, hi - lo, 1};
+    *b = (ember__eblock){a->src + lo, a->dst + lo, hi - lo, 1, NULL};
     return EMBER_OK;
 }
 

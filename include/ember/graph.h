@@ -69,8 +69,7 @@ typedef struct {
                              each must be a positive finite number, else
                              EMBER_EFORMAT naming file:line. Of duplicate
                              edges the lightest is kept. Text inputs only
-                             (ember's HDF5 CSR holds no weights); not with
-                             by_destination */
+                             (ember's HDF5 CSR holds no weights) */
 } ember_graph_opts;
 
 typedef struct {
@@ -88,8 +87,9 @@ typedef struct {
     uint64_t input_bytes; /* size of the file read */
     double read_seconds;  /* parsing the file (before building the CSR) */
     double build_seconds; /* building the CSR */
-    double *weights;      /* weighted: m weights, weights[e] of adj[e];
-                             else NULL */
+    double *weights;      /* weighted: m weights, weights[e] of the edge
+                             adj[e] stands for (row v: v -> adj[e], or
+                             adj[e] -> v by_destination); else NULL */
 } ember_graph;
 
 /* Format from a file name (EMBER_GRAPH_AUTO's rule). */
