@@ -405,6 +405,9 @@ static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
         } else
             d[r[i].vertex] = r[i].dist;
     }
+    uint64_t k = 0; /* the pull plan's state holds unreached vertices too */
+    for (uint64_t v = 0; !rc && v < s->g->n; v++)
+        k += d[v] < INFINITY;
     ember_free(s->ctx, r);
     if (rc == EMBER_ENOMEM && !d)
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " distances", s->g->n);
@@ -413,7 +416,7 @@ static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
         return rc;
     }
     *out = d;
-    *reached = n;
+    *reached = k;
     return EMBER_OK;
 }
 
