@@ -150,6 +150,8 @@ static int pull(const void *in, void *out, size_t n, void *arg)
     const double *w = a->g->weights;
     const vrec *r = in;
     vrec *o = out;
+    if (nb != a->g->n)
+        return 1;
     for (size_t i = 0; i < n; i++) {
         uint64_t v = (uint64_t)r[i].vertex;
         if (v >= nb || B[v].vertex != r[i].vertex)
@@ -187,6 +189,8 @@ static int relax(const void *in, size_t n, ember_emitter *em, void *arg)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t v = (uint64_t)r[i].vertex;
+        if (v >= a->g->n)
+            return 1;
         for (uint64_t e = off[v]; e < off[v + 1]; e++) {
             out[k++] = (vrec){adj[e], r[i].dist + w[e], INFINITY};
             if (k == RELAX_BLOCK) {
@@ -263,6 +267,14 @@ static int count(ember_ds *ds, uint64_t *active, char *msg)
                            msg);
 }
 
+/* A round's functions fail only on a state that does not fit the graph:
+ * bad input (exit 2), as a restored checkpoint of another file would be. */
+static int mismatch(char *msg, const char *what)
+{
+    snprintf(msg, EMBER_MSG_SIZE, "%s (a checkpoint of another graph?)", what);
+    return EMBER_ELENGTH;
+}
+
 /* Makes next the state. */
 static void advance(sssp *s, ember_ds *next)
 {
@@ -293,8 +305,7 @@ static int pull_round(sssp *s, uint64_t *active, char *msg)
     if (!rc)
         rc = ember_cache(next, msg);
     if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
-        snprintf(msg, EMBER_MSG_SIZE, "the state is not in vertex order (a checkpoint "
-                 "of another graph?)");
+        rc = mismatch(msg, "the state is not the graph's vertices in order");
     ember_bcast_free(&bc);
     if (rc) {
         ember_ds_free(&next);
@@ -318,8 +329,8 @@ static int shuffle_round(sssp *s, uint64_t *active, char *msg)
     if (!rc)
         rc = ember_reduce_by_key(&next, all, keep_min, NULL, s->parts, msg);
     /* next is a shuffle's output: kept in the block store, no cache needed */
-    if (!rc)
-        rc = count(next, active, msg);
+    if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
+        rc = mismatch(msg, "the state holds a vertex outside the graph");
     ember_ds_free(&act);
     ember_ds_free(&sent);
     ember_ds_free(&settled);

@@ -66,6 +66,13 @@ rc=$?
 set -e
 [ "$rc" = 2 ] && grep -q "holds no weights" err.txt ||
     { echo "FAIL: ember-gen kron --weighted to .h5 exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
+# a checkpoint of another graph under the same file name: refused, exit 2
+awk 'BEGIN { for (i = 0; i < 50; i++) print i, i + 1, 1 }' > same.el
+"$bin/ember-sssp" --input same.el --source 0 --checkpoint-dir ck --checkpoint-every 5 \
+    --iterations 10 --output d0.csv --quiet
+head -n 20 same.el > cut.el && mv cut.el same.el
+expect 2 "not the graph's vertices in order (a checkpoint of another graph?)" \
+    --input same.el --source 0 --checkpoint-dir ck "${out[@]}"
 [ -e d.csv ] && { echo "FAIL: a failed run wrote its output" >&2; failures=$((failures + 1)); }
 [ "$failures" = 0 ] || exit 1
 echo "PASS"
