@@ -24,7 +24,9 @@
  *   state a round.
  *
  * No arrays hold state: the graph (a CSR with weights, read-only input) is
- * the functions' argument, as a Spark closure would capture it. Minimums
+ * the functions' argument, as a Spark closure would capture it. It is
+ * renumbered by descending degree for cache locality (the state's vertex
+ * field is that internal number; outputs are by vertex id). Minimums
  * of doubles do not depend on order and every shuffle has a fixed order, so
  * distances are bit-identical for any thread count and across kills and
  * resumes. --verify runs a serial Dijkstra with a binary heap and compares
@@ -254,6 +256,7 @@ typedef struct {
     const ember_graph *g;
     ember_type type;
     size_t parts;     /* of the state: from the data or --partitions */
+    int64_t source;   /* --source as an internal vertex number */
     relax_arg relax;  /* read by every shuffle round's flat_map: for the run */
     init_arg init;
     pull_arg *rounds; /* every pull round's argument, newest first */
@@ -362,6 +365,15 @@ static size_t default_parts(const ember_graph *g)
     return p < 1 ? 1 : p > 64 ? 64 : (size_t)p;
 }
 
+/* The internal number of a vertex id (the degree order undone). */
+static int64_t internal_vertex(const ember_graph *g, uint64_t label)
+{
+    for (uint64_t v = 0; g->perm && v < g->n; v++)
+        if (g->perm[v] == label)
+            return (int64_t)v;
+    return (int64_t)label;
+}
+
 static void free_state(sssp *s)
 {
     ember_ds_free(&s->state);
@@ -378,15 +390,16 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->g = g;
+    s->source = internal_vertex(g, (uint64_t)source);
     s->relax.g = g;
-    s->init.source = source;
+    s->init.source = s->source;
     s->parts = cli->partitions ? cli->partitions : default_parts(g);
     ember_ds *ids = NULL;
     int rc = vrec_type(&s->type, msg);
     if (!rc && plan == 0)
         rc = ember_range(&ids, ctx, 0, (int64_t)g->n, 1, s->parts, msg);
     else if (!rc)
-        rc = ember_range(&ids, ctx, source, source + 1, 1, 1, msg);
+        rc = ember_range(&ids, ctx, s->source, s->source + 1, 1, 1, msg);
     if (!rc && plan == 0)
         rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, msg);
     else if (!rc)
@@ -399,7 +412,7 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
 
 /* ---- output and verification --------------------------------------------------- */
 
-/* The state's distances by vertex into *out, inf where unreached. */
+/* The state's distances by vertex id into *out, inf where unreached. */
 static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
 {
     vrec *r = NULL;
@@ -414,7 +427,7 @@ static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
                      " of a graph of %" PRIu64, r[i].vertex, s->g->n);
             rc = EMBER_ELENGTH;
         } else
-            d[r[i].vertex] = r[i].dist;
+            d[ember_graph_label(s->g, (uint64_t)r[i].vertex)] = r[i].dist;
     }
     uint64_t k = 0; /* the pull plan's state holds unreached vertices too */
     for (uint64_t v = 0; !rc && v < s->g->n; v++)
@@ -480,9 +493,10 @@ static entry heap_pop(entry *h, size_t *n)
 
 /* Independent check: Dijkstra with a binary heap (lazy deletion; at most
  * one entry an edge plus the source), then every distance compared bit for
- * bit with ember's. */
+ * bit with ember's, d, by vertex id. */
 static int verify(const ember_graph *g, const double *d)
 {
+    const int64_t src = internal_vertex(g, (uint64_t)source);
     if (g->by_destination && g->directed) {
         printf("Verification: FAIL (the checker needs out-edges)\n");
         return 1;
@@ -499,8 +513,8 @@ static int verify(const ember_graph *g, const double *d)
     for (uint64_t v = 0; v < n; v++)
         ref[v] = INFINITY;
     size_t hn = 0;
-    ref[source] = 0;
-    heap_push(h, &hn, (entry){0, (uint32_t)source});
+    ref[src] = 0;
+    heap_push(h, &hn, (entry){0, (uint32_t)src});
     while (hn) {
         entry x = heap_pop(h, &hn);
         if (x.d > ref[x.v])
@@ -515,7 +529,7 @@ static int verify(const ember_graph *g, const double *d)
     }
     for (uint64_t v = 0; v < n; v++) {
         reached += ref[v] < INFINITY;
-        wrong += memcmp(&ref[v], &d[v], sizeof *d) != 0;
+        wrong += memcmp(&ref[v], &d[ember_graph_label(g, v)], sizeof *d) != 0;
     }
     printf("Verification: %s (Dijkstra: %" PRIu64 " of %" PRIu64 " vertices reached; %"
            PRIu64 " distances differ)\n", wrong ? "FAIL" : "PASS", reached, n, wrong);
@@ -534,7 +548,8 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
     int f = ember_graph_format_parse(format);
     ember_graph_opts go = {.format = (ember_graph_format)(f < 0 ? 0 : f),
                            .undirected = undirected, .weighted = 1,
-                           .by_destination = by_destination && !undirected};
+                           .by_destination = by_destination && !undirected,
+                           .degree_order = 1};
     int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
     if (!rc && (uint64_t)source >= (*g)->n) {
         snprintf(msg, EMBER_MSG_SIZE, "--source %" PRId64 ": %s has %" PRIu64
