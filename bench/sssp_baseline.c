@@ -4,7 +4,8 @@
  *   sssp_baseline GRAPH SOURCE [undirected] [OUT.csv]
  *
  * The weighted graph is loaded with libember (CSR of out-edges with
- * weights), outside the timed part. The timed part runs the same rounds as
+ * weights, renumbered by descending degree as ember-sssp's is), outside
+ * the timed part. The timed part runs the same rounds as
  * ember-sssp: in each, every vertex that improved in the previous round
  * (the frontier, a plain array of ids) pushes dist + w along its out-edges
  * into the next distances with an atomic minimum (a compare-and-swap on
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
     char msg[EMBER_MSG_SIZE];
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;
-    ember_graph_opts o = {.undirected = undirected, .weighted = 1};
+    ember_graph_opts o = {.undirected = undirected, .weighted = 1, .degree_order = 1};
     if (ember_ctx_create(&ctx, NULL, msg) || ember_graph_load(&g, ctx, argv[1], &o, msg)) {
         fprintf(stderr, "sssp_baseline: %s\n", msg);
         return 1;
@@ -61,6 +62,11 @@ int main(int argc, char **argv)
                 source, n);
         return 2;
     }
+    for (uint64_t v = 0; g->perm && v < n; v++)
+        if (g->perm[v] == source) {
+            source = v;
+            break;
+        }
     double *d = malloc(n * sizeof *d), *nd = malloc(n * sizeof *nd);
     uint32_t *front = malloc(n * sizeof *front), *next = malloc(n * sizeof *next);
     unsigned char *queued = calloc(n, 1);
@@ -126,8 +132,10 @@ int main(int argc, char **argv)
             return 1;
         }
         fprintf(f, "vertex,distance\n");
+        for (uint64_t v = 0; v < n; v++) /* by vertex id: nd is free now */
+            nd[ember_graph_label(g, v)] = d[v];
         for (uint64_t v = 0; v < n; v++)
-            fprintf(f, "%" PRIu64 ",%.17g\n", v, d[v]);
+            fprintf(f, "%" PRIu64 ",%.17g\n", v, nd[v]);
         fclose(f);
     }
     free(d);
