@@ -8,7 +8,9 @@
  * and any block size. kron follows Graph500: R-MAT with A = 0.57,
  * B = C = 0.19, 2^S vertices, E * 2^S edges (self-loops and duplicates
  * included, as generated), vertex numbers scrambled by a seeded bijection
- * so that degree does not follow the id. blobs follows scikit-learn's
+ * so that degree does not follow the id. With --weighted every edge line
+ * gets a third column, an integer weight uniform in 1..255 drawn from
+ * (seed, edge index), for ember-sssp. blobs follows scikit-learn's
  * make_blobs: k centres uniform in [-10, 10]^d, point i in cluster i mod k,
  * unit Gaussian noise.
  */
@@ -24,12 +26,15 @@
 #include <string.h>
 
 static uint64_t scale = 0, edge_factor = 16, npoints = 0, dims = 0, nclusters = 0;
+static int weighted = 0;
 
 static const ember_cli_opt options[] = {
     {"scale", EMBER_CLI_U64, &scale, 1, 32, EMBER_CLI_RANGE, NULL, "S",
      "kron: 2^S vertices (1..32)"},
     {"edge-factor", EMBER_CLI_U64, &edge_factor, 1, 1 << 20, EMBER_CLI_RANGE, NULL, "E",
      "kron: E * 2^S edges (default 16)"},
+    {"weighted", EMBER_CLI_FLAG, &weighted, 0, 0, 0, NULL, NULL,
+     "kron, .el only: a third column, integer weights 1..255 from --seed"},
     {"n", EMBER_CLI_U64, &npoints, 1, 1e12, EMBER_CLI_RANGE, NULL, "N", "blobs: points"},
     {"d", EMBER_CLI_U64, &dims, 1, 65536, EMBER_CLI_RANGE, NULL, "D", "blobs: dimensions"},
     {"k", EMBER_CLI_U64, &nclusters, 1, 1e9, EMBER_CLI_RANGE, NULL, "K", "blobs: clusters"},
@@ -42,6 +47,7 @@ static const ember_cli_program program = {
     .usage = "kron|blobs [options]",
     .examples = "  ember-gen kron --scale 20 --edge-factor 16 --seed 1 --output kron20.el\n"
                 "  ember-gen kron --scale 16 --output kron16.h5\n"
+                "  ember-gen kron --scale 18 --weighted --seed 1 --output w18.el\n"
                 "  ember-gen blobs --n 1000000 --d 16 --k 16 --seed 1 --output pts.h5:/points\n"
                 "  ember-gen blobs --n 150 --d 4 --k 3 --output pts.csv\n",
     .extra = options,
@@ -128,7 +134,14 @@ static char *put_u32(char *p, uint32_t x)
     return p;
 }
 
+/* Weight of edge e with --weighted: 1..255, a pure function of (seed, e). */
+static inline uint32_t kron_weight(uint64_t seed, uint64_t e)
+{
+    return 1 + (uint32_t)(draw(mix64(seed ^ 0x5bd1e9955bd1e995ULL), e) % 255);
+}
+
 #define LINES_PER_BLOCK ((uint64_t)1 << 18)
+#define LINE_BYTES 32 /* "u v w\n": at most 10 + 1 + 10 + 1 + 3 + 1 */
 
 /* Edge list text, blocks formatted in parallel and written in order. */
 static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
@@ -144,13 +157,14 @@ static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
     char **buf = calloc((size_t)round, sizeof *buf);
     size_t *len = calloc((size_t)round, sizeof *len);
     for (int i = 0; buf && len && i < round; i++)
-        if (!(buf[i] = malloc(LINES_PER_BLOCK * 24)))
+        if (!(buf[i] = malloc(LINES_PER_BLOCK * LINE_BYTES)))
             rc = EMBER_ENOMEM;
     if (!buf || !len)
         rc = EMBER_ENOMEM;
     fprintf(f, "# ember-gen kron --scale %" PRIu64 " --edge-factor %" PRIu64
-               " --seed %" PRIu64 "\n# %" PRIu64 " vertices, %" PRIu64 " edges\n",
-            scale, edge_factor, cli->seed, UINT64_C(1) << scale, m);
+               " --seed %" PRIu64 "%s\n# %" PRIu64 " vertices, %" PRIu64 " edges%s\n",
+            scale, edge_factor, cli->seed, weighted ? " --weighted" : "",
+            UINT64_C(1) << scale, m, weighted ? " (u v weight)" : "");
     for (uint64_t b0 = 0; !rc && b0 < nblocks; b0 += (uint64_t)round) {
         int nb = (int)(nblocks - b0 < (uint64_t)round ? nblocks - b0 : (uint64_t)round);
         #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
@@ -164,6 +178,10 @@ static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
                 p = put_u32(p, s);
                 *p++ = ' ';
                 p = put_u32(p, d);
+                if (weighted) {
+                    *p++ = ' ';
+                    p = put_u32(p, kron_weight(cli->seed, e));
+                }
                 *p++ = '\n';
             }
             len[i] = (size_t)(p - buf[i]);
@@ -223,7 +241,11 @@ static int kron(const ember_cli *cli, ember_ctx *ctx, char *msg)
         return ember_cli_usage_error(cli, "kron: --edge-factor %" PRIu64
                                      " << %" PRIu64 " edges is too many",
                                      edge_factor, scale);
-    int rc = ember_cli_has_suffix(cli->output, ".h5") || ember_cli_has_suffix(cli->output, ".hdf5")
+    int h5 = ember_cli_has_suffix(cli->output, ".h5") || ember_cli_has_suffix(cli->output, ".hdf5");
+    if (h5 && weighted)
+        return ember_cli_usage_error(cli, "kron --weighted writes an edge list (.el): "
+                                     "ember's HDF5 CSR holds no weights");
+    int rc = h5
                  ? kron_h5(cli, ctx, m, msg)
                  : kron_text(cli, m, ember_ctx_threads(ctx), msg);
     return ember_cli_exit(cli, rc, msg);

@@ -179,6 +179,7 @@ static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
     const int bydst = b->o->by_destination, undir = b->o->undirected, T = owner_count(b);
     const uint32_t *inv = b->inv;
     uint32_t *adj = b->g->adj;
+    double *wt = b->g->weights;
     uint64_t *cur = b->cnt;
     #pragma omp parallel num_threads(T)
     for (int k = omp_get_thread_num(); k < T; k += omp_get_num_threads()) {
@@ -192,10 +193,16 @@ static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
                     d = inv[d];
                 }
                 uint32_t key = bydst ? d : s, other = bydst ? s : d;
-                if (key - lo < span)
+                if (key - lo < span) {
+                    if (wt)
+                        wt[cur[key]] = e->w[i];
                     adj[cur[key]++] = other;
-                if (undir && other - lo < span)
+                }
+                if (undir && other - lo < span) {
+                    if (wt)
+                        wt[cur[other]] = e->w[i];
                     adj[cur[other]++] = key;
+                }
             }
         }
     }
@@ -310,6 +317,56 @@ static void radix_row(uint32_t *r, uint32_t *tmp, uint64_t len, int bits)
         memcpy(r, from, len * sizeof *r);
 }
 
+/* radix_row for a weighted row: the weights move with their targets. */
+static void radix_row_w(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
+                        uint64_t len, int bits)
+{
+    uint32_t count[2048];
+    uint32_t *from = r, *to = tmp;
+    double *wfrom = w, *wto = wtmp;
+    for (int shift = 0; shift < bits; shift += 11) {
+        memset(count, 0, sizeof count);
+        for (uint64_t i = 0; i < len; i++)
+            count[(from[i] >> shift) & 2047]++;
+        uint32_t sum = 0;
+        for (int d = 0; d < 2048; d++) {
+            uint32_t k = count[d];
+            count[d] = sum;
+            sum += k;
+        }
+        for (uint64_t i = 0; i < len; i++) {
+            uint32_t at = count[(from[i] >> shift) & 2047]++;
+            to[at] = from[i];
+            wto[at] = wfrom[i];
+        }
+        uint32_t *t = from;
+        from = to;
+        to = t;
+        double *wt = wfrom;
+        wfrom = wto;
+        wto = wt;
+    }
+    if (from != r) {
+        memcpy(r, from, len * sizeof *r);
+        memcpy(w, wfrom, len * sizeof *w);
+    }
+}
+
+static void insertion_row_w(uint32_t *r, double *w, uint64_t len)
+{
+    for (uint64_t i = 1; i < len; i++) {
+        uint32_t x = r[i];
+        double y = w[i];
+        uint64_t j = i;
+        for (; j > 0 && r[j - 1] > x; j--) {
+            r[j] = r[j - 1];
+            w[j] = w[j - 1];
+        }
+        r[j] = x;
+        w[j] = y;
+    }
+}
+
 static int row_sorted(const uint32_t *r, uint64_t len)
 {
     for (uint64_t i = 1; i < len; i++)
@@ -329,7 +386,24 @@ static void insertion_row(uint32_t *r, uint64_t len)
     }
 }
 
-/* Sorts every row and drops duplicates; returns 1 when any were dropped,
+/* Sorts row r (with its weights w, or NULL) with tmp room for len entries
+ * (NULL when the row is short). */
+static void sort_row(uint32_t *r, double *w, uint64_t l, uint32_t *tmp, int bits)
+{
+    if (row_sorted(r, l))
+        return; /* common: rows from a sorted CSR arrive in order */
+    if (l > 64 && tmp && w)
+        radix_row_w(r, w, tmp, (double *)(tmp + l + (l & 1)), l, bits);
+    else if (l > 64 && tmp)
+        radix_row(r, tmp, l, bits);
+    else if (w)
+        insertion_row_w(r, w, l);
+    else
+        insertion_row(r, l);
+}
+
+/* Sorts every row and drops duplicates (of weighted duplicates the
+ * lightest stays, whatever their order); returns 1 when any were dropped,
  * -1 when out of memory. len gets each row's new length. */
 static int sort_rows(ember_graph *g, uint32_t *len)
 {
@@ -343,21 +417,26 @@ static int sort_rows(ember_graph *g, uint32_t *len)
             longest = g->offsets[v + 1] - g->offsets[v];
     #pragma omp parallel num_threads(g->ctx->threads) reduction(|:dups, oom)
     {
-        uint32_t *tmp = longest > 64 ? ember__malloc(g->ctx, longest * sizeof *tmp) : NULL;
+        /* room for the targets and, weighted, 8-aligned weights after them */
+        size_t room = g->weights ? (longest + 1) * 4 + longest * 8 : longest * 4;
+        uint32_t *tmp = longest > 64 ? ember__malloc(g->ctx, room) : NULL;
         oom = longest > 64 && !tmp;
         #pragma omp for schedule(dynamic, 1024)
         for (uint64_t v = 0; v < g->n; v++) {
             uint32_t *r = g->adj + g->offsets[v];
+            double *w = g->weights ? g->weights + g->offsets[v] : NULL;
             uint64_t l = g->offsets[v + 1] - g->offsets[v], k = 0;
-            if (row_sorted(r, l))
-                ; /* common: rows from a sorted CSR arrive in order */
-            else if (l > 64 && tmp)
-                radix_row(r, tmp, l, bits);
-            else if (l <= 64)
-                insertion_row(r, l);
-            for (uint64_t i = 0; i < l; i++)
-                if (k == 0 || r[i] != r[k - 1])
-                    r[k++] = r[i];
+            sort_row(r, w, l, tmp, bits);
+            for (uint64_t i = 0; i < l; i++) {
+                if (k > 0 && r[i] == r[k - 1]) {
+                    if (w && w[i] < w[k - 1])
+                        w[k - 1] = w[i];
+                    continue;
+                }
+                if (w)
+                    w[k] = w[i];
+                r[k++] = r[i];
+            }
             len[v] = (uint32_t)k;
             dups |= k != l;
         }
@@ -375,6 +454,8 @@ static void compact_rows(ember_graph *g, const uint32_t *len)
         uint64_t from = g->offsets[v];
         if (at != from)
             memmove(g->adj + at, g->adj + from, len[v] * sizeof *g->adj);
+        if (at != from && g->weights)
+            memmove(g->weights + at, g->weights + from, len[v] * sizeof *g->weights);
         g->offsets[v] = at;
         at += len[v];
     }
@@ -412,8 +493,10 @@ static int prepare_rows(build *b)
     g->m = b->cnt[g->n];
     if (g->m > UINT64_C(1) << 40)
         return EMBER_ERANGE;
-    g->adj = ember__malloc(g->ctx, ember__mul(g->m, sizeof *g->adj));
-    return g->adj ? EMBER_OK : EMBER_ENOMEM;
+    g->adj = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->adj));
+    if (b->o->weighted)
+        g->weights = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->weights));
+    return g->adj && (g->weights || !b->o->weighted) ? EMBER_OK : EMBER_ENOMEM;
 }
 
 int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
@@ -504,13 +587,17 @@ void ember_graph_free(ember_graph **g)
     ember__free(ctx, (*g)->out_degree);
     ember__free(ctx, (*g)->perm);
     ember__free(ctx, (*g)->ids);
+    ember__free(ctx, (*g)->weights);
     ember__free(ctx, *g);
     *g = NULL;
 }
 
 uint64_t ember_graph_csr_bytes(const ember_graph *g)
 {
-    return g ? (g->n + 1) * sizeof *g->offsets + g->m * sizeof *g->adj : 0;
+    if (!g)
+        return 0;
+    return (g->n + 1) * sizeof *g->offsets + g->m * sizeof *g->adj +
+           (g->weights ? g->m * sizeof *g->weights : 0);
 }
 
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
@@ -528,7 +615,10 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
     if (rc)
         return rc;
     ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
-    if (f == EMBER_GRAPH_H5)
+    if (opts->weighted && f == EMBER_GRAPH_H5)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: ember's HDF5 CSR holds no edge weights; "
+                        "give a weighted edge list or Matrix Market file", path);
+    else if (f == EMBER_GRAPH_H5)
         rc = ember__graph_load_h5(g, path, opts, msg);
     else if (f == EMBER_GRAPH_MTX || f == EMBER_GRAPH_EDGELIST)
         rc = ember__graph_load_text(g, path, f == EMBER_GRAPH_MTX, opts, msg);
@@ -553,7 +643,7 @@ static int array_block(void *state, size_t i, ember__eblock *b, char *msg)
     const array_edges *a = state;
     size_t lo = i * EDGES_PER_BLOCK;
     size_t hi = lo + EDGES_PER_BLOCK < a->m ? lo + EDGES_PER_BLOCK : a->m;
-    *b = (ember__eblock){a->src + lo, a->dst + lo, hi - lo, 1};
+    *b = (ember__eblock){a->src + lo, a->dst + lo, hi - lo, 1, NULL};
     return EMBER_OK;
 }
 
@@ -562,6 +652,7 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
                            const ember_graph_opts *opts, char *msg)
 {
     ember_graph_opts o = opts ? *opts : (ember_graph_opts){0};
+    o.weighted = 0; /* the arrays carry no weights */
     ember__msg_clear(msg);
     if (!out || !ctx || ((!src || !dst) && m))
         return ember__err(msg, EMBER_EINVAL, "ember_graph_from_edges: NULL argument");

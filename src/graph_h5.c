@@ -128,7 +128,7 @@ static int h5_block(void *state, size_t i, ember__eblock *b, char *msg)
             r++;
         s->src[k] = (uint32_t)r;
     }
-    *b = (ember__eblock){s->src, s->dst, n, 1};
+    *b = (ember__eblock){s->src, s->dst, n, 1, NULL};
     return EMBER_OK;
 }
 

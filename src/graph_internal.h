@@ -11,12 +11,14 @@
 #include "internal.h"
 #include "ember/graph.h"
 
-/* A block of edges: src[i * stride] -> dst[i * stride], i < n. */
+/* A block of edges: src[i * stride] -> dst[i * stride], i < n, of weight
+ * w[i] when the graph is weighted (w is NULL otherwise). */
 typedef struct {
     const uint32_t *src;
     const uint32_t *dst;
     size_t n;
     size_t stride;
+    const double *w;
 } ember__eblock;
 
 /* Fills block i (of the nblocks the builder was told). Called on the

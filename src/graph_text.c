@@ -13,6 +13,7 @@
 #include "graph_internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@ typedef struct {
     int mtx;
     int symmetric;       /* mtx: symmetric or skew-symmetric */
     int has_value;       /* mtx: real or integer entries */
+    int skew;            /* mtx: skew-symmetric */
+    int weighted;        /* a weight per edge: the third column or value */
     uint64_t rows, cols, nnz;
     size_t body;         /* offset of the first edge line */
     uint64_t body_line;  /* its line number (1-based) */
@@ -42,6 +45,7 @@ typedef struct {
     size_t lo, hi;
     uint32_t *e32;       /* pairs */
     uint64_t *e64;       /* pairs (wide) */
+    double *w;           /* weighted: a weight a pair */
     size_t n, cap;       /* pairs */
     uint64_t maxid;
     int any;
@@ -161,8 +165,10 @@ static inline int parse_id(chunk *c, const char **pp, const char *end,
     return 0;
 }
 
+/* A number token at p (a Matrix Market value or an edge weight) into
+ * *out when out is not NULL. */
 static int check_value(chunk *c, const char *p, const char *end,
-                       const char *base)
+                       const char *base, double *out)
 {
     char t[64];
     size_t len = 0;
@@ -173,28 +179,65 @@ static int check_value(chunk *c, const char *p, const char *end,
     t[len] = '\0';
     char *stop;
     errno = 0;
-    strtod(t, &stop);
+    double v = strtod(t, &stop);
     if (len == 0 || *stop || (p + len < end && !is_end(p[len])))
         return chunk_fail(c, EMBER_EFORMAT, p, base,
-                          "non-numeric matrix value '%s'", p, end);
+                          out ? "non-numeric weight '%s'" : "non-numeric matrix value '%s'",
+                          p, end);
+    if (out && !(v > 0 && v <= DBL_MAX))
+        return chunk_fail(c, EMBER_EFORMAT, p, base,
+                          "bad weight '%s': weights must be positive finite numbers",
+                          p, end);
+    if (out)
+        *out = v;
     return 0;
 }
 
-static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide)
+/* The value or weight after the ids, if the line must have one. */
+static int line_value(chunk *c, const source *s, const char **pp, const char *end,
+                      const char *line, double *w)
+{
+    const char *p = *pp, *base = s->data;
+    while (p < end && is_blank(*p))
+        p++;
+    if (p == end || *p == '\n' || *p == '#')
+        return chunk_fail(c, EMBER_EFORMAT, line, base,
+                          s->mtx ? "entry '%s ...' has no value (the header says real or integer)"
+                                 : "edge '%s ...' has no weight (a weighted edge list has 'u v w' lines)",
+                          line, end);
+    *pp = p;
+    return check_value(c, p, end, base, s->weighted ? w : NULL);
+}
+
+/* Grows the weights with the pairs (weighted sources only). */
+static int grow_weights(chunk *c, ember_ctx *ctx, size_t cap, int weighted)
+{
+    if (!weighted)
+        return 0;
+    double *w = ember__realloc(ctx, c->w, ember__mul(cap, sizeof *w));
+    if (w)
+        c->w = w;
+    return w == NULL;
+}
+
+static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide,
+                     const double *w)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4096;
         void *p = wide ? ember__realloc(ctx, c->e64, ember__mul(cap, 16))
                        : ember__realloc(ctx, c->e32, ember__mul(cap, 8));
-        if (!p) {
+        if (p) {
+            if (wide)
+                c->e64 = p;
+            else
+                c->e32 = p;
+        }
+        if (!p || grow_weights(c, ctx, cap, w != NULL)) {
             c->status = EMBER_ENOMEM;
             snprintf(c->err, sizeof c->err, "out of memory for edges");
             return EMBER_ENOMEM;
         }
-        if (wide)
-            c->e64 = p;
-        else
-            c->e32 = p;
         c->cap = cap;
     }
     if (wide) {
@@ -204,6 +247,8 @@ static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide)
         c->e32[2 * c->n] = (uint32_t)a;
         c->e32[2 * c->n + 1] = (uint32_t)b;
     }
+    if (w)
+        c->w[c->n] = *w;
     c->n++;
     uint64_t mx = a > b ? a : b;
     if (!c->any || mx > c->maxid)
@@ -214,7 +259,7 @@ static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide)
 
 /* Checks and converts one edge of a line; 0 or an error. */
 static int take_edge(chunk *c, const source *s, ember_ctx *ctx, uint64_t a,
-                     uint64_t b, const char *line)
+                     uint64_t b, const double *w, const char *line)
 {
     const char *base = s->data;
     if (s->mtx) {
@@ -245,10 +290,10 @@ static int take_edge(chunk *c, const source *s, ember_ctx *ctx, uint64_t a,
         return c->status;
     }
     c->entries++;
-    if (push_edge(c, ctx, a, b, s->wide))
+    if (push_edge(c, ctx, a, b, s->wide, w))
         return c->status;
     if (s->mtx && s->symmetric && a != b)
-        return push_edge(c, ctx, b, a, s->wide) ? c->status : 0;
+        return push_edge(c, ctx, b, a, s->wide, w) ? c->status : 0;
     return 0;
 }
 
@@ -287,19 +332,11 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
         }
         if (parse_id(c, &p, end, base, &b))
             return;
-        if (s->mtx && s->has_value) {
-            while (p < end && is_blank(*p))
-                p++;
-            if (p == end || *p == '\n') {
-                chunk_fail(c, EMBER_EFORMAT, line, base,
-                           "entry '%s ...' has no value (the header says real or integer)",
-                           line, end);
-                return;
-            }
-            if (check_value(c, p, end, base))
-                return;
-        }
-        if (take_edge(c, s, ctx, a, b, line))
+        double w = 0;
+        if (((s->mtx && s->has_value) || s->weighted) &&
+            line_value(c, s, &p, end, line, &w))
+            return;
+        if (take_edge(c, s, ctx, a, b, s->weighted ? &w : NULL, line))
             return;
         p = next_line(p, end);
     }
@@ -350,9 +387,15 @@ static int mtx_banner(source *s, const char *line, char *msg)
     if (strcasecmp(sym, "general") == 0)
         s->symmetric = 0;
     else if (strcasecmp(sym, "symmetric") == 0 || strcasecmp(sym, "skew-symmetric") == 0)
-        s->symmetric = 1;
+        s->symmetric = 1, s->skew = strcasecmp(sym, "skew-symmetric") == 0;
     else
         return mtx_fail(s, 1, "the symmetry must be general, symmetric or skew-symmetric", msg);
+    if (s->weighted && !s->has_value)
+        return ember__err(msg, EMBER_EFORMAT, "%s:1: a pattern matrix has no values to "
+                          "use as edge weights", s->path);
+    if (s->weighted && s->skew)
+        return ember__err(msg, EMBER_EFORMAT, "%s:1: a skew-symmetric matrix mirrors "
+                          "each weight negated; weights must be positive", s->path);
     return EMBER_OK;
 }
 
@@ -456,6 +499,7 @@ static void free_chunks(ember_ctx *ctx, chunk *c, size_t nc)
     for (size_t i = 0; c && i < nc; i++) {
         ember__free(ctx, c[i].e32);
         ember__free(ctx, c[i].e64);
+        ember__free(ctx, c[i].w);
     }
     ember__free(ctx, c);
 }
@@ -565,7 +609,7 @@ static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
 {
     (void)msg;
     const chunk *c = ((blocks *)state)->c + i;
-    *b = (ember__eblock){c->e32, c->e32 ? c->e32 + 1 : NULL, c->n, 2};
+    *b = (ember__eblock){c->e32, c->e32 ? c->e32 + 1 : NULL, c->n, 2, c->w};
     return EMBER_OK;
 }
 
@@ -599,7 +643,7 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
                            const ember_graph_opts *opts, char *msg)
 {
     ember_ctx *ctx = g->ctx;
-    source s = {.path = path, .mtx = mtx, .body_line = 1};
+    source s = {.path = path, .mtx = mtx, .body_line = 1, .weighted = opts->weighted};
     s.wide = opts->relabel && !mtx; /* Matrix Market indices are dense */
     s.limit = ember__graph_max_vertices(opts);
     chunk *c = NULL;

@@ -5,7 +5,8 @@
  *
  * A graph is a CSR (compressed sparse rows) of u32 vertex numbers: row v is
  * adj[offsets[v] .. offsets[v + 1]), sorted ascending, without duplicates
- * (duplicate edges count once; a self-loop is an ordinary edge). Rows list
+ * (duplicate edges count once; a self-loop is an ordinary edge), with an
+ * optional weight per edge. Rows list
  * out-neighbours, or in-neighbours with by_destination (the layout of
  * pull-based algorithms, which then also get each vertex's out-degree).
  *
@@ -42,12 +43,14 @@ typedef enum {
     EMBER_GRAPH_AUTO = 0,     /* from the extension: .mtx, .h5/.hdf5, else
                                  an edge list */
     EMBER_GRAPH_EDGELIST = 1, /* SNAP: '#' (or '%') comments, two ids per
-                                 line separated by spaces or tabs; further
-                                 columns (weights) are ignored */
+                                 line separated by spaces or tabs, then the
+                                 weight with `weighted`; further columns
+                                 are ignored */
     EMBER_GRAPH_MTX = 2,      /* Matrix Market coordinate: pattern, real or
                                  integer; general, symmetric or
                                  skew-symmetric; 1-based; entry (i, j) is the
-                                 edge i-1 -> j-1; values are ignored */
+                                 edge i-1 -> j-1; values are the weights
+                                 with `weighted`, else ignored */
     EMBER_GRAPH_H5 = 3        /* ember's HDF5 CSR */
 } ember_graph_format;
 
@@ -60,6 +63,13 @@ typedef struct {
                              (ties: ascending label), for cache locality;
                              perm is filled */
     uint64_t max_vertices;/* 0: 2^32, lowered to what memory allows */
+    int weighted;         /* read a weight for every edge (the third column
+                             of an edge list, the value of a real or
+                             integer Matrix Market entry) into weights:
+                             each must be a positive finite number, else
+                             EMBER_EFORMAT naming file:line. Of duplicate
+                             edges the lightest is kept. Text inputs only
+                             (ember's HDF5 CSR holds no weights) */
 } ember_graph_opts;
 
 typedef struct {
@@ -77,6 +87,9 @@ typedef struct {
     uint64_t input_bytes; /* size of the file read */
     double read_seconds;  /* parsing the file (before building the CSR) */
     double build_seconds; /* building the CSR */
+    double *weights;      /* weighted: m weights, weights[e] of the edge
+                             adj[e] stands for (row v: v -> adj[e], or
+                             adj[e] -> v by_destination); else NULL */
 } ember_graph;
 
 /* Format from a file name (EMBER_GRAPH_AUTO's rule). */
@@ -93,19 +106,19 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
                      const ember_graph_opts *opts, char *msg);
 
 /* Builds a graph from m edges src[i] -> dst[i] over n vertices (dense
- * labels below n). The arrays are only read. opts->relabel and format are
- * ignored. */
+ * labels below n). The arrays are only read. opts->relabel, format and
+ * weighted are ignored (the graph has no weights). */
 int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
                            const uint32_t *src, const uint32_t *dst,
                            size_t m, const ember_graph_opts *opts, char *msg);
 
 /* Writes a graph (rows by source, any numbering undone: rows are labels)
- * as ember's HDF5 CSR to path, replacing the file. */
+ * as ember's HDF5 CSR to path, replacing the file. Weights are not saved. */
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
 
 void ember_graph_free(ember_graph **g);
 
-/* Bytes of offsets and adj: the CSR's memory. */
+/* Bytes of offsets, adj and weights: the CSR's memory. */
 uint64_t ember_graph_csr_bytes(const ember_graph *g);
 
 /* Label of a vertex (perm undone). */

@@ -247,6 +247,118 @@ static void test_graph_mtx_errors(void **state)
     load_fails("h11.mtx", NULL, EMBER_ERANGE, "too large");
 }
 
+/* ---- weights ------------------------------------------------------------------ */
+
+/* Row v's weights as text "w w w" (%g). */
+static void assert_weights(const ember_graph *g, uint64_t v, const char *want)
+{
+    char buf[256];
+    size_t at = 0;
+    buf[0] = '\0';
+    for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1] && at < sizeof buf; e++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%g", at ? " " : "", g->weights[e]);
+    if (strcmp(buf, want) != 0)
+        fail_msg("row %llu weighs \"%s\", expected \"%s\"", (unsigned long long)v, buf, want);
+}
+
+static void test_graph_weighted_edgelist(void **state)
+{
+    (void)state;
+    /* rows arrive unsorted; of the duplicate 0 2 the lightest (1.5) stays,
+     * whichever comes first; a fourth column is ignored */
+    write_file("w.el", "# u v w\n0 3 2\n0 2 4\n0 1 0.25\n0 2 1.5 extra\n2 0 7\n3 3 1e-3\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.weighted = 1};
+    ember_graph *g = load(ctx, "w.el", &o);
+    assert_int_equal(g->n, 4);
+    assert_int_equal(g->m, 5);
+    assert_non_null(g->weights);
+    assert_row(g, 0, "1 2 3");
+    assert_weights(g, 0, "0.25 1.5 2");
+    assert_weights(g, 2, "7");
+    assert_weights(g, 3, "0.001");
+    assert_int_equal(ember_graph_csr_bytes(g), 5 * 8 + 5 * 4 + 5 * 8);
+    ember_graph_free(&g);
+    /* unweighted loading of the same file ignores the third column */
+    g = load(ctx, "w.el", NULL);
+    assert_null(g->weights);
+    assert_int_equal(g->m, 5);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_weighted_directions(void **state)
+{
+    (void)state;
+    /* a long row (radix sort) with its weights: 0 -> 99 .. 0, weight = 1000 - target */
+    FILE *f = fopen("long.el", "w");
+    assert_non_null(f);
+    for (int v = 99; v >= 0; v--)
+        fprintf(f, "0 %d %d\n", v, 1000 - v);
+    fprintf(f, "5 0 3\n");
+    fclose(f);
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.weighted = 1};
+    ember_graph *g = load(ctx, "long.el", &o);
+    assert_int_equal(g->offsets[1] - g->offsets[0], 100);
+    for (uint64_t e = g->offsets[0]; e < g->offsets[1]; e++)
+        assert_true(g->weights[e] == 1000.0 - g->adj[e]);
+    ember_graph_free(&g);
+    /* undirected: both directions carry the weight */
+    write_file("u.el", "0 1 2.5\n1 2 4\n");
+    o.undirected = 1;
+    g = load(ctx, "u.el", &o);
+    assert_row(g, 1, "0 2");
+    assert_weights(g, 1, "2.5 4");
+    assert_weights(g, 2, "4");
+    ember_graph_free(&g);
+    /* by destination: row v lists in-neighbours with the edges' weights */
+    write_file("d.el", "0 2 3\n1 2 5\n2 0 9\n");
+    o = (ember_graph_opts){.weighted = 1, .by_destination = 1};
+    g = load(ctx, "d.el", &o);
+    assert_row(g, 2, "0 1");
+    assert_weights(g, 2, "3 5");
+    assert_weights(g, 0, "9");
+    ember_graph_free(&g);
+    /* Matrix Market values are the weights; symmetric mirrors them */
+    write_file("w.mtx", "%%MatrixMarket matrix coordinate integer symmetric\n3 3 2\n2 1 6\n3 3 8\n");
+    o = (ember_graph_opts){.weighted = 1};
+    g = load(ctx, "w.mtx", &o);
+    assert_row(g, 0, "1");
+    assert_weights(g, 0, "6");
+    assert_weights(g, 1, "6");
+    assert_weights(g, 2, "8");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+static void test_graph_weighted_errors(void **state)
+{
+    (void)state;
+    ember_graph_opts o = {.weighted = 1};
+    write_file("nw.el", "0 1 1\n1 2\n");
+    load_fails("nw.el", &o, EMBER_EFORMAT, "nw.el:2: edge '1 ...' has no weight");
+    write_file("zero.el", "# c\n0 1 1\n1 2 0\n");
+    load_fails("zero.el", &o, EMBER_EFORMAT, "zero.el:3: bad weight '0': weights must be positive");
+    write_file("neg.el", "0 1 -2\n");
+    load_fails("neg.el", &o, EMBER_EFORMAT, "neg.el:1: bad weight '-2'");
+    write_file("inf.el", "0 1 inf\n");
+    load_fails("inf.el", &o, EMBER_EFORMAT, "inf.el:1: bad weight 'inf'");
+    write_file("nan.el", "0 1 nan\n");
+    load_fails("nan.el", &o, EMBER_EFORMAT, "nan.el:1: bad weight 'nan'");
+    write_file("huge.el", "0 1 1e999\n");
+    load_fails("huge.el", &o, EMBER_EFORMAT, "huge.el:1: bad weight '1e999'");
+    write_file("word.el", "0 1 2\n0 2 two\n");
+    load_fails("word.el", &o, EMBER_EFORMAT, "word.el:2: non-numeric weight 'two'");
+    write_file("p.mtx", "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 2\n");
+    load_fails("p.mtx", &o, EMBER_EFORMAT, "p.mtx:1: a pattern matrix has no values");
+    write_file("s.mtx", "%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n2 1 1\n");
+    load_fails("s.mtx", &o, EMBER_EFORMAT, "skew-symmetric");
+    write_file("z.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n2 1 0.0\n");
+    load_fails("z.mtx", &o, EMBER_EFORMAT, "z.mtx:3: bad weight '0.0'");
+    load_fails("any.h5", &o, EMBER_EFORMAT, "holds no edge weights");
+}
+
 /* ---- errors --------------------------------------------------------------------- */
 
 static void test_graph_input_errors(void **state)
@@ -574,12 +686,15 @@ static void test_graph_allocation_failures(void **state)
 {
     (void)state;
     write_file("oom.el", "0 1\n1 2\n2 0\n2 2\n7 1\n1 2\n");
+    write_file("oomw.el", "0 1 2\n1 2 3\n2 0 1\n2 2 5\n7 1 1\n1 2 0.5\n");
     ember_graph_opts plain = {0}, all = {.by_destination = 1, .degree_order = 1};
     ember_graph_opts rel = {.relabel = 1, .undirected = 1};
-    const ember_graph_opts *opts[3] = {&plain, &all, &rel};
-    for (int k = 0; k < 3; k++) {
+    ember_graph_opts wt = {.weighted = 1, .undirected = 1};
+    const ember_graph_opts *opts[4] = {&plain, &all, &rel, &wt};
+    const char *files[4] = {"oom.el", "oom.el", "oom.el", "oomw.el"};
+    for (int k = 0; k < 4; k++) {
         int failures = 0;
-        for (long n = 1; n < 200 && fails_cleanly("oom.el", opts[k], n); n++)
+        for (long n = 1; n < 200 && fails_cleanly(files[k], opts[k], n); n++)
             failures++;
         assert_true(failures > 3);
     }
@@ -596,6 +711,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_mtx_general),
         cmocka_unit_test(test_graph_mtx_symmetric_pattern),
         cmocka_unit_test(test_graph_mtx_errors),
+        cmocka_unit_test(test_graph_weighted_edgelist),
+        cmocka_unit_test(test_graph_weighted_directions),
+        cmocka_unit_test(test_graph_weighted_errors),
         cmocka_unit_test(test_graph_input_errors),
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),

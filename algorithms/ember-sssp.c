@@ -1,0 +1,622 @@
+/* ember-sssp: single-source shortest paths by Bellman-Ford rounds, Pregel
+ * style, written only with ember's dataset API, checkpointed and resumable.
+ *
+ * The state is a dataset of records {vertex, dist, prev}, prev being dist
+ * at the start of the last round: a vertex whose dist < prev improved in
+ * the last round and is active, and only active vertices send dist + w
+ * along their edges in the next round (Pregel's "only changed vertices
+ * send"). The state is bound to the loop as "dist", so its checkpoints cut
+ * the lineage that grows by one step every round. The run stops after the
+ * round in which no vertex improved. Two plans compute a round, in Spark
+ * terms:
+ *
+ * pull (default): the state holds every vertex, in vertex order, and
+ *     bc     = broadcast(state)
+ *     state' = state.map(v: min(dist, min over in-edges u -> v with u
+ *                        active in bc of bc[u].dist + w))   uses bc
+ *   a map that reads the previous state as a broadcast, the shape of
+ *   ember-pagerank and ember-cc, costing O(edges) a round;
+ * shuffle: the state holds the vertices reached so far, and
+ *     msgs   = state.filter(active).flatMap(out-edges: {u, dist + w, inf})
+ *     state' = state.map(prev = dist).union(msgs)
+ *                   .reduceByKey(min dist, min prev)
+ *   Pregel's message passing, costing a shuffle of the messages and the
+ *   state a round.
+ *
+ * No arrays hold state: the graph (a CSR with weights, read-only input) is
+ * the functions' argument, as a Spark closure would capture it. It is
+ * renumbered by descending degree for cache locality (the state's vertex
+ * field is that internal number; outputs are by vertex id). Minimums
+ * of doubles do not depend on order and every shuffle has a fixed order, so
+ * distances are bit-identical for any thread count and across kills and
+ * resumes. --verify runs a serial Dijkstra with a binary heap and compares
+ * every distance bit for bit.
+ */
+#include <ember.h>
+#include <ember/graph.h>
+
+#include "cli.h"
+#include "graphio.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- options ------------------------------------------------------------- */
+
+static int64_t source = -1;
+static const char *format = "auto";
+static int undirected = 0, plan = 0;
+
+static const ember_cli_opt options[] = {
+    {"source", EMBER_CLI_I64, &source, 0, 4294967295.0,
+     EMBER_CLI_RANGE | EMBER_CLI_REQUIRED | EMBER_CLI_FINGERPRINT, NULL, "V",
+     "the source vertex (required)"},
+    {"format", EMBER_CLI_STR, &format, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     "el|mtx", "input format (default: from the extension)"},
+    {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
+     NULL, "treat every edge as two (u->v and v->u), same weight"},
+    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "pull|shuffle", NULL,
+     "a round as broadcast + map (default) or as flat_map + reduce_by_key"},
+    {0}};
+
+static const ember_cli_program program = {
+    .name = "ember-sssp",
+    .summary = "Single-source shortest paths from --source over a weighted graph\n"
+               "(edge list 'u v w' with '#' comments, or Matrix Market with real or\n"
+               "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
+               "which only the vertices whose distance changed send, with checkpoints.\n"
+               "Output: HDF5 /distances (float64 by vertex id, inf where unreachable;\n"
+               "attributes source, rounds, reached), or vertex,distance lines for .csv.\n"
+               "--tolerance is not used: it runs until no distance changes.",
+    .usage = "--input GRAPH --source V [--output FILE] [options]",
+    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 --verify\n"
+                "  ember-sssp --input roads.mtx --source 7 --output d.h5 --checkpoint-dir ck\n",
+    .extra = options,
+    .default_iterations = 100000000,
+    .default_tolerance = 0,
+    .value_name = "active",
+};
+
+/* ---- the state's records and the functions of a round ------------------------ */
+
+typedef struct {
+    int64_t vertex; /* the key */
+    double dist;
+    double prev;
+} vrec;
+
+typedef struct {
+    const ember_graph *g;
+} relax_arg;
+
+typedef struct {
+    int64_t source;
+} init_arg;
+
+/* A pull round's argument: the graph and the round's broadcast. The
+ * current API keeps an arg by pointer and reads it again whenever a
+ * partition is recomputed (after an eviction), so each round's lives for
+ * the run, in a list. */
+typedef struct pull_arg {
+    const ember_graph *g;   /* rows list in-neighbours */
+    const ember_bcast *bc;  /* the state at the start of the round */
+    struct pull_arg *older;
+} pull_arg;
+
+static int vrec_type(ember_type *t, char *msg)
+{
+    ember_field f[3] = {{"vertex", EMBER_I64, 1, 0},
+                        {"dist", EMBER_F64, 1, 0},
+                        {"prev", EMBER_F64, 1, 0}};
+    int rc = ember_type_struct(t, f, 3, msg);
+    if (!rc && t->size != sizeof(vrec))
+        rc = EMBER_ETYPE;
+    return rc;
+}
+
+/* range(source, source + 1) -> the source at distance 0, active. */
+static int seed_source(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *v = in;
+    vrec *r = out;
+    for (size_t i = 0; i < n; i++)
+        r[i] = (vrec){v[i], 0.0, INFINITY};
+    return 0;
+}
+
+/* range(0, n) -> every vertex unreached but the source (pull plan). */
+static int seed_all(const void *in, void *out, size_t n, void *arg)
+{
+    const init_arg *a = arg;
+    const int64_t *v = in;
+    vrec *r = out;
+    for (size_t i = 0; i < n; i++)
+        r[i] = v[i] == a->source ? (vrec){v[i], 0.0, INFINITY}
+                                 : (vrec){v[i], INFINITY, INFINITY};
+    return 0;
+}
+
+/* A pull round: each vertex takes the shortest of its distance and what
+ * its active in-neighbours send. The broadcast is the state in vertex
+ * order (checked: a record out of place fails the round). */
+static int pull(const void *in, void *out, size_t n, void *arg)
+{
+    const pull_arg *a = arg;
+    size_t nb = 0;
+    const vrec *B = ember_bcast_data(a->bc, &nb);
+    const uint64_t *off = a->g->offsets;
+    const uint32_t *adj = a->g->adj;
+    const double *w = a->g->weights;
+    const vrec *r = in;
+    vrec *o = out;
+    if (nb != a->g->n)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)r[i].vertex;
+        if (v >= nb || B[v].vertex != r[i].vertex)
+            return 1;
+        double d = r[i].dist;
+        for (uint64_t e = off[v]; e < off[v + 1]; e++) {
+            const vrec *u = &B[adj[e]];
+            if (u->dist < u->prev && u->dist + w[e] < d)
+                d = u->dist + w[e];
+        }
+        o[i] = (vrec){r[i].vertex, d, r[i].dist};
+    }
+    return 0;
+}
+
+static int is_active(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = r[i].dist < r[i].prev;
+    return 0;
+}
+
+#define RELAX_BLOCK 512
+
+static int relax(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    const relax_arg *a = arg;
+    const uint64_t *off = a->g->offsets;
+    const uint32_t *adj = a->g->adj;
+    const double *w = a->g->weights;
+    const vrec *r = in;
+    vrec out[RELAX_BLOCK];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)r[i].vertex;
+        if (v >= a->g->n)
+            return 1;
+        for (uint64_t e = off[v]; e < off[v + 1]; e++) {
+            out[k++] = (vrec){adj[e], r[i].dist + w[e], INFINITY};
+            if (k == RELAX_BLOCK) {
+                if (ember_emit(em, out, k))
+                    return 1;
+                k = 0;
+            }
+        }
+    }
+    return k && ember_emit(em, out, k) ? 1 : 0;
+}
+
+static int settle(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const vrec *r = in;
+    vrec *s = out;
+    for (size_t i = 0; i < n; i++)
+        s[i] = (vrec){r[i].vertex, r[i].dist, r[i].dist};
+    return 0;
+}
+
+static int keep_min(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    vrec *a = acc;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].dist < a->dist)
+            a->dist = r[i].dist;
+        if (r[i].prev < a->prev)
+            a->prev = r[i].prev;
+    }
+    return 0;
+}
+
+static int count_active(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *c = acc;
+    const vrec *r = in;
+    for (size_t i = 0; i < n; i++)
+        *c += r[i].dist < r[i].prev;
+    return 0;
+}
+
+static int add_counts(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *c = acc;
+    const uint64_t *x = in;
+    for (size_t i = 0; i < n; i++)
+        *c += x[i];
+    return 0;
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+typedef struct {
+    ember_ctx *ctx;
+    const ember_graph *g;
+    ember_type type;
+    size_t parts;     /* of the state: from the data or --partitions */
+    int64_t source;   /* --source as an internal vertex number */
+    relax_arg relax;  /* read by every shuffle round's flat_map: for the run */
+    init_arg init;
+    pull_arg *rounds; /* every pull round's argument, newest first */
+    ember_ds *state;  /* bound to the loop as "dist" */
+} sssp;
+
+static int count(ember_ds *ds, uint64_t *active, char *msg)
+{
+    uint64_t zero = 0;
+    return ember_aggregate(ds, &zero, sizeof zero, count_active, add_counts, NULL, active,
+                           msg);
+}
+
+/* A round's functions fail only on a state that does not fit the graph:
+ * bad input (exit 2), as a restored checkpoint of another file would be. */
+static int mismatch(char *msg, const char *what)
+{
+    snprintf(msg, EMBER_MSG_SIZE, "%s (a checkpoint of another graph?)", what);
+    return EMBER_ELENGTH;
+}
+
+/* Makes next the state. */
+static void advance(sssp *s, ember_ds *next)
+{
+    ember_ds_set_name(next, "dist");
+    ember_ds_free(&s->state); /* next keeps what it needs of it alive */
+    s->state = next;
+}
+
+/* A pull round: state -> state', and the number of active vertices. */
+static int pull_round(sssp *s, uint64_t *active, char *msg)
+{
+    ember_ds *next = NULL;
+    ember_bcast *bc = NULL;
+    pull_arg *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory");
+        return EMBER_ENOMEM;
+    }
+    a->g = s->g;
+    a->older = s->rounds;
+    s->rounds = a;
+    int rc = ember_broadcast(&bc, s->state, msg);
+    a->bc = bc;
+    if (!rc)
+        rc = ember_map(&next, s->state, NULL, pull, a, msg);
+    if (!rc)
+        rc = ember_ds_uses(next, bc); /* keeps bc alive as long as next */
+    if (!rc)
+        rc = ember_cache(next, msg);
+    if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
+        rc = mismatch(msg, "the state is not the graph's vertices in order");
+    ember_bcast_free(&bc);
+    if (rc) {
+        ember_ds_free(&next);
+        return rc;
+    }
+    advance(s, next);
+    return EMBER_OK;
+}
+
+/* A shuffle round: state -> state', and the number of active vertices. */
+static int shuffle_round(sssp *s, uint64_t *active, char *msg)
+{
+    ember_ds *act = NULL, *sent = NULL, *settled = NULL, *all = NULL, *next = NULL;
+    int rc = ember_filter(&act, s->state, is_active, NULL, msg);
+    if (!rc)
+        rc = ember_flat_map(&sent, act, &s->type, relax, &s->relax, msg);
+    if (!rc)
+        rc = ember_map(&settled, s->state, NULL, settle, NULL, msg);
+    if (!rc)
+        rc = ember_union(&all, settled, sent, msg);
+    if (!rc)
+        rc = ember_reduce_by_key(&next, all, keep_min, NULL, s->parts, msg);
+    /* next is a shuffle's output: kept in the block store, no cache needed */
+    if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
+        rc = mismatch(msg, "the state holds a vertex outside the graph");
+    ember_ds_free(&act);
+    ember_ds_free(&sent);
+    ember_ds_free(&settled);
+    ember_ds_free(&all);
+    if (rc) {
+        ember_ds_free(&next);
+        return rc;
+    }
+    advance(s, next);
+    return EMBER_OK;
+}
+
+static int step(uint64_t iteration, double *value, void *arg, char *msg)
+{
+    (void)iteration;
+    sssp *s = arg;
+    uint64_t active = 0;
+    int rc = plan == 0 ? pull_round(s, &active, msg) : shuffle_round(s, &active, msg);
+    if (rc)
+        return rc;
+    *value = (double)active;
+    return active == 0 ? EMBER_DONE : EMBER_OK;
+}
+
+/* Shuffle partitions from the graph's size, never from the thread count. */
+static size_t default_parts(const ember_graph *g)
+{
+    uint64_t p = (g->n + g->m / 8) / 32768;
+    return p < 1 ? 1 : p > 64 ? 64 : (size_t)p;
+}
+
+/* The internal number of a vertex id (the degree order undone). */
+static int64_t internal_vertex(const ember_graph *g, uint64_t label)
+{
+    for (uint64_t v = 0; g->perm && v < g->n; v++)
+        if (g->perm[v] == label)
+            return (int64_t)v;
+    return (int64_t)label;
+}
+
+static void free_state(sssp *s)
+{
+    ember_ds_free(&s->state);
+    while (s->rounds) {
+        pull_arg *a = s->rounds;
+        s->rounds = a->older;
+        free(a);
+    }
+}
+
+static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
+                      const ember_cli *cli, char *msg)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->g = g;
+    s->source = internal_vertex(g, (uint64_t)source);
+    s->relax.g = g;
+    s->init.source = s->source;
+    s->parts = cli->partitions ? cli->partitions : default_parts(g);
+    ember_ds *ids = NULL;
+    int rc = vrec_type(&s->type, msg);
+    if (!rc && plan == 0)
+        rc = ember_range(&ids, ctx, 0, (int64_t)g->n, 1, s->parts, msg);
+    else if (!rc)
+        rc = ember_range(&ids, ctx, s->source, s->source + 1, 1, 1, msg);
+    if (!rc && plan == 0)
+        rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, msg);
+    else if (!rc)
+        rc = ember_map(&s->state, ids, &s->type, seed_source, NULL, msg);
+    ember_ds_free(&ids);
+    if (!rc)
+        ember_ds_set_name(s->state, "dist");
+    return rc;
+}
+
+/* ---- output and verification --------------------------------------------------- */
+
+/* The state's distances by vertex id into *out, inf where unreached. */
+static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
+{
+    vrec *r = NULL;
+    size_t n = 0;
+    double *d = malloc((s->g->n ? s->g->n : 1) * sizeof *d);
+    int rc = d ? ember_collect_alloc(s->state, (void **)&r, &n, msg) : EMBER_ENOMEM;
+    for (uint64_t v = 0; !rc && v < s->g->n; v++)
+        d[v] = INFINITY;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (r[i].vertex < 0 || (uint64_t)r[i].vertex >= s->g->n) {
+            snprintf(msg, EMBER_MSG_SIZE, "the state holds vertex %" PRId64
+                     " of a graph of %" PRIu64, r[i].vertex, s->g->n);
+            rc = EMBER_ELENGTH;
+        } else
+            d[ember_graph_label(s->g, (uint64_t)r[i].vertex)] = r[i].dist;
+    }
+    uint64_t k = 0; /* the pull plan's state holds unreached vertices too */
+    for (uint64_t v = 0; !rc && v < s->g->n; v++)
+        k += d[v] < INFINITY;
+    ember_free(s->ctx, r);
+    if (rc == EMBER_ENOMEM && !d)
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " distances", s->g->n);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *out = d;
+    *reached = k;
+    return EMBER_OK;
+}
+
+static int write_output(const ember_cli *cli, const ember_graph *g, const double *d,
+                        uint64_t reached, char *msg)
+{
+    ember_h5_attr at[] = {
+        {"source", EMBER_I64, 0, source},
+        {"rounds", EMBER_I64, 0, (int64_t)cli->iterations_done},
+        {"reached", EMBER_I64, 0, (int64_t)reached},
+    };
+    return ember_cli_write_vertex_values(cli->output, g, "distance", "distances", EMBER_F64,
+                                         d, at, 3, msg);
+}
+
+typedef struct {
+    double d;
+    uint32_t v;
+} entry;
+
+static void heap_push(entry *h, size_t *n, entry x)
+{
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2].d > x.d) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static entry heap_pop(entry *h, size_t *n)
+{
+    entry top = h[0], x = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && h[c + 1].d < h[c].d)
+            c++;
+        if (h[c].d >= x.d)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n)
+        h[i] = x;
+    return top;
+}
+
+/* Independent check: Dijkstra with a binary heap (lazy deletion; at most
+ * one entry an edge plus the source), then every distance compared bit for
+ * bit with ember's, d, by vertex id. */
+static int verify(const ember_graph *g, const double *d)
+{
+    const int64_t src = internal_vertex(g, (uint64_t)source);
+    if (g->by_destination && g->directed) {
+        printf("Verification: FAIL (the checker needs out-edges)\n");
+        return 1;
+    }
+    uint64_t n = g->n, wrong = 0, reached = 0;
+    double *ref = malloc((n ? n : 1) * sizeof *ref);
+    entry *h = malloc((g->m + 1) * sizeof *h);
+    if (!ref || !h) {
+        free(ref);
+        free(h);
+        printf("Verification: FAIL (out of memory)\n");
+        return 1;
+    }
+    for (uint64_t v = 0; v < n; v++)
+        ref[v] = INFINITY;
+    size_t hn = 0;
+    ref[src] = 0;
+    heap_push(h, &hn, (entry){0, (uint32_t)src});
+    while (hn) {
+        entry x = heap_pop(h, &hn);
+        if (x.d > ref[x.v])
+            continue;
+        for (uint64_t e = g->offsets[x.v]; e < g->offsets[x.v + 1]; e++) {
+            double nd = x.d + g->weights[e];
+            if (nd < ref[g->adj[e]]) {
+                ref[g->adj[e]] = nd;
+                heap_push(h, &hn, (entry){nd, g->adj[e]});
+            }
+        }
+    }
+    for (uint64_t v = 0; v < n; v++) {
+        reached += ref[v] < INFINITY;
+        wrong += memcmp(&ref[v], &d[ember_graph_label(g, v)], sizeof *d) != 0;
+    }
+    printf("Verification: %s (Dijkstra: %" PRIu64 " of %" PRIu64 " vertices reached; %"
+           PRIu64 " distances differ)\n", wrong ? "FAIL" : "PASS", reached, n, wrong);
+    free(ref);
+    free(h);
+    return wrong ? 1 : 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+/* Rows by destination for the pull plan (in-edges), by source for the
+ * shuffle plan and the checker; undirected rows are both. */
+static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
+                      int by_destination, char *msg)
+{
+    int f = ember_graph_format_parse(format);
+    ember_graph_opts go = {.format = (ember_graph_format)(f < 0 ? 0 : f),
+                           .undirected = undirected, .weighted = 1,
+                           .by_destination = by_destination && !undirected,
+                           .degree_order = 1};
+    int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
+    if (!rc && (uint64_t)source >= (*g)->n) {
+        snprintf(msg, EMBER_MSG_SIZE, "--source %" PRId64 ": %s has %" PRIu64
+                 " vertices (0..%" PRIu64 ")", source, cli->input, (*g)->n, (*g)->n - 1);
+        rc = EMBER_ERANGE;
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    ember_cli cli;
+    int rc = ember_cli_parse(&cli, &program, argc, argv);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
+    if (!cli.input)
+        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
+    if (!cli.output && !cli.verify)
+        return ember_cli_usage_error(&cli, "nothing to do: give --output or --verify");
+    int f = ember_graph_format_parse(format);
+    if (f < 0 || f == EMBER_GRAPH_H5)
+        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
+                                     "(ember's HDF5 CSR holds no weights)", format);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = NULL;
+    ember_graph *g = NULL, *out_edges = NULL;
+    ember_loop *loop = NULL;
+    double *d = NULL;
+    uint64_t reached = 0;
+    sssp s;
+    memset(&s, 0, sizeof s);
+    int exit_extra = 0;
+    double t0 = ember_cli_now();
+    rc = ember_cli_ctx(&ctx, &cli, msg);
+    if (!rc)
+        rc = load_graph(&g, ctx, &cli, plan == 0, msg);
+    cli.load_seconds = ember_cli_now() - t0;
+    if (!rc)
+        rc = init_state(&s, ctx, g, &cli, msg);
+    if (!rc)
+        rc = ember_cli_loop(&loop, ctx, &cli, msg);
+    if (!rc)
+        rc = ember_loop_bind_ds(loop, "dist", &s.state);
+    if (!rc)
+        rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    if (!rc)
+        rc = distances(&d, &reached, &s, msg);
+    if (!rc && cli.output)
+        rc = write_output(&cli, g, d, reached, msg);
+    if (!rc && !cli.quiet)
+        fprintf(stderr, "ember-sssp: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
+                " reached from %" PRId64 " in %" PRIu64 " rounds%s; load %.3f s, compute %.3f s, "
+                "checkpoints %.3f s\n", g->n, g->m, reached, source, cli.iterations_done,
+                cli.converged ? "" : " (NOT converged: --iterations ran out)",
+                cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+    if (!rc && cli.verify && g->by_destination && g->directed) {
+        ember_graph_free(&g); /* the checker walks out-edges */
+        rc = load_graph(&out_edges, ctx, &cli, 0, msg);
+    }
+    if (!rc && cli.verify)
+        exit_extra = verify(out_edges ? out_edges : g, d);
+    free(d);
+    ember_loop_destroy(&loop);
+    free_state(&s);
+    ember_graph_free(&g);
+    ember_graph_free(&out_edges);
+    ember_ctx_destroy(&ctx);
+    rc = ember_cli_exit(&cli, rc, msg);
+    return rc ? rc : exit_extra;
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Bad input and bad usage: ember-sssp exits 2 with a message naming the
+# file and line of a bad weight, or the flag and its value.
+set -euo pipefail
+bin=${EMBER_BIN:?}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+failures=0
+# expect EXIT_CODE 'message part' args...
+expect() {
+    local code=$1 part=$2
+    shift 2
+    set +e
+    "$bin/ember-sssp" "$@" > out.txt 2> err.txt
+    local rc=$?
+    set -e
+    if [ "$rc" != "$code" ]; then
+        echo "FAIL: ember-sssp $* exited $rc, expected $code; stderr: $(cat err.txt)" >&2
+        failures=$((failures + 1))
+    elif ! grep -qF -- "$part" err.txt; then
+        echo "FAIL: ember-sssp $*: stderr lacks '$part': $(cat err.txt)" >&2
+        failures=$((failures + 1))
+    elif [ "$(wc -l < err.txt)" -gt 3 ]; then
+        echo "FAIL: ember-sssp $*: more than a few lines: $(cat err.txt)" >&2
+        failures=$((failures + 1))
+    fi
+}
+
+printf '0 1 1\n1 2 3\n' > ok.el
+printf '# weights\n0 1 1\n1 2 0\n' > zero.el
+printf '0 1 1\n1 2 -4\n' > neg.el
+printf '0 1 1\n\n1 2 heavy\n' > word.el
+printf '0 1 nan\n' > nan.el
+printf '0 1 inf\n' > inf.el
+printf '0 1 1\n1 2\n' > noweight.el
+printf '%%%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 2\n' > pattern.mtx
+printf '%%%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 -1\n' > negative.mtx
+
+out=(--output d.csv)
+expect 2 "zero.el:3: bad weight '0': weights must be positive finite numbers" \
+    --input zero.el --source 0 "${out[@]}"
+expect 2 "neg.el:2: bad weight '-4'" --input neg.el --source 0 "${out[@]}"
+expect 2 "word.el:3: non-numeric weight 'heavy'" --input word.el --source 0 "${out[@]}"
+expect 2 "nan.el:1: bad weight 'nan'" --input nan.el --source 0 "${out[@]}"
+expect 2 "inf.el:1: bad weight 'inf'" --input inf.el --source 0 "${out[@]}"
+expect 2 "noweight.el:2: edge '1 ...' has no weight" --input noweight.el --source 0 "${out[@]}"
+expect 2 "pattern.mtx:1: a pattern matrix has no values" --input pattern.mtx --source 0 "${out[@]}"
+expect 2 "negative.mtx:3: bad weight '-1'" --input negative.mtx --source 0 "${out[@]}"
+expect 2 "--source is required" --input ok.el "${out[@]}"
+expect 2 "--source 3: ok.el has 3 vertices (0..2)" --input ok.el --source 3 "${out[@]}"
+expect 2 "--source: 99999999999 is out of range" --input ok.el --source 99999999999 "${out[@]}"
+expect 2 "--source" --input ok.el --source -1 "${out[@]}"
+expect 2 "--source" --input ok.el --source x "${out[@]}"
+expect 2 "missing.el: no such file" --input missing.el --source 0 "${out[@]}"
+expect 2 "nothing to do" --input ok.el --source 0
+expect 2 "--plan" --input ok.el --source 0 --plan push "${out[@]}"
+expect 2 "--format" --input ok.el --source 0 --format h5 "${out[@]}"
+"$bin/ember-gen" kron --scale 4 --output g.h5 --quiet
+expect 2 "holds no edge weights" --input g.h5 --source 0 "${out[@]}"
+expect 2 "ember's HDF5 CSR holds no weights" --input g.h5 --source 0 --format h5 "${out[@]}"
+set +e
+"$bin/ember-gen" kron --scale 4 --weighted --output w.h5 --quiet 2> err.txt
+rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "holds no weights" err.txt ||
+    { echo "FAIL: ember-gen kron --weighted to .h5 exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
+# a checkpoint of another graph under the same file name: refused, exit 2
+awk 'BEGIN { for (i = 0; i < 50; i++) print i, i + 1, 1 }' > same.el
+"$bin/ember-sssp" --input same.el --source 0 --checkpoint-dir ck --checkpoint-every 5 \
+    --iterations 10 --output d0.csv --quiet
+head -n 20 same.el > cut.el && mv cut.el same.el
+expect 2 "not the graph's vertices in order (a checkpoint of another graph?)" \
+    --input same.el --source 0 --checkpoint-dir ck "${out[@]}"
+[ -e d.csv ] && { echo "FAIL: a failed run wrote its output" >&2; failures=$((failures + 1)); }
+[ "$failures" = 0 ] || exit 1
+echo "PASS"
