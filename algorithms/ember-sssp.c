@@ -95,14 +95,11 @@ typedef struct {
     int64_t source;
 } init_arg;
 
-/* A pull round's argument: the graph and the round's broadcast. The
- * current API keeps an arg by pointer and reads it again whenever a
- * partition is recomputed (after an eviction), so each round's lives for
- * the run, in a list. */
-typedef struct pull_arg {
-    const ember_graph *g;   /* rows list in-neighbours */
+/* A pull round's argument: the graph and the round's broadcast. The map
+ * copies it when it is made, and holds the broadcast it names. */
+typedef struct {
+    const ember_graph *g;   /* rows list in-neighbours; outlives the run */
     const ember_bcast *bc;  /* the state at the start of the round */
-    struct pull_arg *older;
 } pull_arg;
 
 static int vrec_type(ember_type *t, char *msg)
@@ -257,9 +254,8 @@ typedef struct {
     ember_type type;
     size_t parts;     /* of the state: from the data or --partitions */
     int64_t source;   /* --source as an internal vertex number */
-    relax_arg relax;  /* read by every shuffle round's flat_map: for the run */
+    relax_arg relax;  /* copied by every shuffle round's flat_map */
     init_arg init;
-    pull_arg *rounds; /* every pull round's argument, newest first */
     ember_ds *state;  /* bound to the loop as "dist" */
 } sssp;
 
@@ -291,20 +287,10 @@ static int pull_round(sssp *s, uint64_t *active, char *msg)
 {
     ember_ds *next = NULL;
     ember_bcast *bc = NULL;
-    pull_arg *a = calloc(1, sizeof *a);
-    if (!a) {
-        snprintf(msg, EMBER_MSG_SIZE, "out of memory");
-        return EMBER_ENOMEM;
-    }
-    a->g = s->g;
-    a->older = s->rounds;
-    s->rounds = a;
     int rc = ember_broadcast(&bc, s->state, msg);
-    a->bc = bc;
-    if (!rc)
-        rc = ember_map(&next, s->state, NULL, pull, a, msg);
-    if (!rc)
-        rc = ember_ds_uses(next, bc); /* keeps bc alive as long as next */
+    pull_arg a = {s->g, bc};
+    if (!rc) /* the copied arg names bc: next keeps it alive */
+        rc = ember_map(&next, s->state, NULL, pull, &a, sizeof a, msg);
     if (!rc)
         rc = ember_cache(next, msg);
     if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
@@ -322,15 +308,15 @@ static int pull_round(sssp *s, uint64_t *active, char *msg)
 static int shuffle_round(sssp *s, uint64_t *active, char *msg)
 {
     ember_ds *act = NULL, *sent = NULL, *settled = NULL, *all = NULL, *next = NULL;
-    int rc = ember_filter(&act, s->state, is_active, NULL, msg);
+    int rc = ember_filter(&act, s->state, is_active, NULL, 0, msg);
     if (!rc)
-        rc = ember_flat_map(&sent, act, &s->type, relax, &s->relax, msg);
+        rc = ember_flat_map(&sent, act, &s->type, relax, &s->relax, sizeof s->relax, msg);
     if (!rc)
-        rc = ember_map(&settled, s->state, NULL, settle, NULL, msg);
+        rc = ember_map(&settled, s->state, NULL, settle, NULL, 0, msg);
     if (!rc)
         rc = ember_union(&all, settled, sent, msg);
     if (!rc)
-        rc = ember_reduce_by_key(&next, all, keep_min, NULL, s->parts, msg);
+        rc = ember_reduce_by_key(&next, all, keep_min, NULL, 0, s->parts, msg);
     /* next is a shuffle's output: kept in the block store, no cache needed */
     if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
         rc = mismatch(msg, "the state holds a vertex outside the graph");
@@ -377,11 +363,6 @@ static int64_t internal_vertex(const ember_graph *g, uint64_t label)
 static void free_state(sssp *s)
 {
     ember_ds_free(&s->state);
-    while (s->rounds) {
-        pull_arg *a = s->rounds;
-        s->rounds = a->older;
-        free(a);
-    }
 }
 
 static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
@@ -401,9 +382,9 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
     else if (!rc)
         rc = ember_range(&ids, ctx, s->source, s->source + 1, 1, 1, msg);
     if (!rc && plan == 0)
-        rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, msg);
+        rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, sizeof s->init, msg);
     else if (!rc)
-        rc = ember_map(&s->state, ids, &s->type, seed_source, NULL, msg);
+        rc = ember_map(&s->state, ids, &s->type, seed_source, NULL, 0, msg);
     ember_ds_free(&ids);
     if (!rc)
         ember_ds_set_name(s->state, "dist");

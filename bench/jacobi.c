@@ -86,13 +86,11 @@ static int idiom(ember_ctx *ctx, const ember_graph *g, uint64_t iters, ember_loo
     ember_field f[2] = {{"vertex", EMBER_I64, 1, 0}, {"x", EMBER_F64, 1, 0}};
     ember_type t;
     ember_ds *ids = NULL, *x = NULL;
-    /* the current API keeps an arg by pointer: one per iteration, for the run */
-    sweep_arg *args = calloc(iters ? iters : 1, sizeof *args);
-    int rc = args ? ember_type_struct(&t, f, 2, msg) : EMBER_ENOMEM;
+    int rc = ember_type_struct(&t, f, 2, msg);
     if (!rc)
         rc = ember_range(&ids, ctx, 0, (int64_t)g->n, 1, 0, msg);
     if (!rc)
-        rc = ember_map(&x, ids, &t, start, NULL, msg);
+        rc = ember_map(&x, ids, &t, start, NULL, 0, msg);
     ember_ds_free(&ids);
     if (!rc)
         rc = ember_loop_bind_ds(loop, "x", &x);
@@ -103,11 +101,9 @@ static int idiom(ember_ctx *ctx, const ember_graph *g, uint64_t iters, ember_loo
         ember_ds *nx = NULL;
         vx total;
         rc = ember_broadcast(&bc, x, msg);
-        args[it] = (sweep_arg){g, bc};
+        sweep_arg a = {g, bc}; /* copied by the map, which then holds bc */
         if (!rc)
-            rc = ember_map(&nx, x, NULL, sweep, &args[it], msg);
-        if (!rc)
-            rc = ember_ds_uses(nx, bc);
+            rc = ember_map(&nx, x, NULL, sweep, &a, sizeof a, msg);
         ember_bcast_free(&bc);
         if (!rc)
             rc = ember_cache(nx, msg);
@@ -126,7 +122,6 @@ static int idiom(ember_ctx *ctx, const ember_graph *g, uint64_t iters, ember_loo
     }
     ember_loop_destroy(&loop); /* before x: the loop reads the bound handle */
     ember_ds_free(&x);
-    free(args);
     return rc;
 }
 

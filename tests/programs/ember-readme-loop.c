@@ -5,7 +5,7 @@ typedef struct { int64_t mul, add, mod; } affine;
 
 static int step(const void *in, void *out, size_t n, void *arg)
 {
-    const affine *a = arg; /* read again whenever a partition is recomputed */
+    const affine *a = arg; /* the map's own copy, made when it was created */
     const int64_t *x = in;
     int64_t *y = out;
     for (size_t i = 0; i < n; i++)
@@ -15,7 +15,7 @@ static int step(const void *in, void *out, size_t n, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const affine lcg = {48271, 11, 2147483647}; /* outlives the datasets */
+    affine lcg = {48271, 11, 2147483647}; /* the map copies it */
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_loop *loop = NULL;
@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     for (rc = rc ? rc : ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < n;
          rc = ember_loop_next(loop, &it, msg)) {
         ember_ds *next = NULL; /* x -> next: the lineage grows every iteration */
-        rc = ember_map(&next, x, NULL, step, (void *)&lcg, msg);
+        rc = ember_map(&next, x, NULL, step, &lcg, sizeof lcg, msg);
         if (!rc)
             rc = ember_cache(next, msg);
         if (!rc)
