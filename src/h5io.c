@@ -569,12 +569,31 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
 
 /* ---- reading ----------------------------------------------------------- */
 
+/* A file that carries ember's checksum header is checked against it before
+ * libhdf5 parses it (EMBER_ECORRUPT when it fails: damaged metadata can
+ * crash libhdf5 or make it read fill values). A file without the header
+ * (made by h5py, say) is read as it is. *sealed says which. */
+static int check_sum(const char *file, int *sealed, char *msg)
+{
+    int rc = ember__fsum_check(file, msg);
+    *sealed = rc == EMBER_OK;
+    if (rc == EMBER__FSUM_NONE || rc == EMBER_EINVAL) {
+        ember__msg_clear(msg);
+        return EMBER_OK; /* probe_file names what else is wrong */
+    }
+    return rc == EMBER_ENOTFOUND ? EMBER_OK : rc;
+}
+
 static int open_read(const char *file, hid_t *fid, char *msg)
 {
+    int sealed = 0;
+    int rc = check_sum(file, &sealed, msg);
+    if (rc)
+        return rc;
     hid_t fapl = make_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
-    int rc = probe_file(file, fapl, msg);
+    rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
         *fid = H5Fopen(file, H5F_ACC_RDONLY, fapl);
         if (*fid < 0)
@@ -754,16 +773,17 @@ static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
     return EMBER_OK;
 }
 
-static int read_locked(ember_ctx *ctx, const char *file, const char *path,
-                       ember_type *type, void **data, size_t *n, char *msg)
+/* Reads the dataset at path (the only one at the root when "") of an open
+ * file. */
+static int read_open(ember_ctx *ctx, hid_t fid, const char *file,
+                     const char *path, ember_type *type, void **data,
+                     size_t *n, char *msg)
 {
-    hid_t fid = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     read_plan p = {.mem = H5I_INVALID_HID};
     char where[EMBER_MSG_SIZE];
     snprintf(where, sizeof where, "%s:%s", file, path);
-    int rc = open_read(file, &fid, msg);
-    if (rc == EMBER_OK)
-        rc = path[0] ? open_named(fid, path, &dset, where, msg)
+    int rc = path[0] ? open_named(fid, path, &dset, where, msg)
                      : open_only(fid, file, &dset, where, sizeof where, msg);
     if (rc == EMBER_OK)
         rc = plan_read(dset, &p, where, msg);
@@ -777,6 +797,16 @@ static int read_locked(ember_ctx *ctx, const char *file, const char *path,
         H5Tclose(p.mem);
     if (dset >= 0)
         H5Oclose(dset);
+    return rc;
+}
+
+static int read_locked(ember_ctx *ctx, const char *file, const char *path,
+                       ember_type *type, void **data, size_t *n, char *msg)
+{
+    hid_t fid = H5I_INVALID_HID;
+    int rc = open_read(file, &fid, msg);
+    if (rc == EMBER_OK)
+        rc = read_open(ctx, fid, file, path, type, data, n, msg);
     if (fid >= 0)
         H5Fclose(fid);
     return rc;
@@ -792,6 +822,21 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
     *n = 0;
     ember__h5_lock();
     int rc = read_locked(ctx, file, path, type, data, n, msg);
+    ember__h5_unlock();
+    return rc;
+}
+
+int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
+                       const char *path, ember_type *type, void **data,
+                       size_t *n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || fid < 0 || !file || !path || !type || !data || !n)
+        return ember__err(msg, EMBER_EINVAL, "h5 read: bad argument");
+    *data = NULL;
+    *n = 0;
+    ember__h5_lock();
+    int rc = read_open(ctx, (hid_t)fid, file, path, type, data, n, msg);
     ember__h5_unlock();
     return rc;
 }
@@ -826,6 +871,8 @@ struct ember__h5w {
     hid_t dset;
     hid_t mem;        /* memory (and file) type of the records */
     uint64_t n;       /* records written */
+    int reseal;       /* the file carried a checksum header: renew it */
+    char file[H5IO_FILE_MAX];
     char where[EMBER_MSG_SIZE];
 };
 
@@ -852,10 +899,16 @@ static int check_writer(const char *file, const char *path,
 /* Opens file read-write, creating it when it does not exist. */
 static int open_write(ember__h5w *w, const char *file, char *msg)
 {
+    int rc = check_sum(file, &w->reseal, msg);
+    if (rc)
+        return rc;
+    if (w->reseal &&
+        (size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
+        return ember__err(msg, EMBER_EINVAL, "%s: file name too long", file);
     hid_t fapl = make_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
-    int rc = probe_file(file, fapl, msg);
+    rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
         w->fid = H5Fopen(file, H5F_ACC_RDWR, fapl);
         if (w->fid < 0)
@@ -988,6 +1041,12 @@ static int close_ids(ember__h5w *w, char *msg)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the dataset failed");
     if (w->own_fid && H5Fclose(w->fid) < 0 && rc == EMBER_OK)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the file failed");
+    /* A file that was sealed stays sealed, even after a failed write. */
+    if (w->own_fid && w->reseal) {
+        int rs = ember__fsum_seal(w->file, rc == EMBER_OK ? msg : NULL);
+        rc = rc == EMBER_OK ? rs : rc;
+    }
+    w->reseal = 0;
     w->mem = w->dset = w->fid = H5I_INVALID_HID;
     w->own_fid = 0;
     return rc;
@@ -1141,6 +1200,16 @@ int64_t ember__h5_native(ember_scalar kind)
 int64_t ember__h5_fapl(void)
 {
     return (int64_t)make_fapl();
+}
+
+int64_t ember__h5_fcpl(void)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_userblock(fcpl, EMBER__FSUM_BLOCK) < 0) {
+        H5Pclose(fcpl);
+        fcpl = H5I_INVALID_HID;
+    }
+    return (int64_t)fcpl;
 }
 
 void ember__h5_thread_done(void)

@@ -1162,9 +1162,10 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
     char emsg[EMBER_MSG_SIZE] = "";
     ember__ckr *r = NULL;
     staged *st = NULL;
-    /* Loading is the verification: every bound item is read in full, so
-     * its checksums are checked, into staging that is applied only when
-     * all of it loaded. A separate verify pass would read it all twice. */
+    /* Opening checks the whole-file checksum before libhdf5 parses the
+     * file; ember__ckr_verify is the same verification ember-inspect runs.
+     * Then every bound item is read into staging that is applied only when
+     * all of it loaded. */
     int rc = ember__ckr_open(L->ctx, &r, path, emsg);
     if (!rc) {
         rc = check_identity(L, ember__ckr_info(r), path, msg);
@@ -1172,8 +1173,10 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
             ember__ckr_close(&r);
             return rc;
         }
-        rc = load_state(L, r, &st, emsg);
+        rc = ember__ckr_verify(r, emsg);
     }
+    if (!rc)
+        rc = load_state(L, r, &st, emsg);
     if (!rc)
         *iter = ember__ckr_info(r)->iteration;
     ember__ckr_close(&r);
@@ -1208,9 +1211,9 @@ static int restore(ember_loop *L, char *msg)
     size_t n = 0, rejected = 0;
     int rc = list_ckpts(L, &e, &n, msg), got = 0;
     uint64_t iter = 0;
+    char path[PATH_SIZE] = ""; /* the file restored from, once got */
     for (size_t i = 0; !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n;
          i++) {
-        char path[PATH_SIZE];
         if (ckpt_path(L, e[i].name, path))
             continue;
         int r = try_restore(L, path, &iter, msg);
@@ -1238,9 +1241,8 @@ static int restore(ember_loop *L, char *msg)
     L->stats.restored = 1;
     L->stats.restored_from = iter;
     if (!L->o.quiet)
-        fprintf(stderr, "ember: resumed from %s/" CKPT_PREFIX "%012llu"
-                CKPT_SUFFIX " (%llu iterations done)\n", L->dir,
-                (unsigned long long)iter, (unsigned long long)iter);
+        fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
+                path, (unsigned long long)iter);
     return EMBER_OK;
 }
 
