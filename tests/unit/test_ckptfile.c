@@ -734,6 +734,7 @@ static void test_ckptfile_corrupt_dataset_detected(void **state)
     TU_OKM(ember__ckr_blob(r, "blob", blob2, 4096, msg), msg);
     assert_memory_equal(blob, blob2, sizeof blob);
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0); /* every failed read closed its ids */
     ember_ctx_destroy(&ctx);
     unlink("bad.h5");
 }
@@ -768,6 +769,7 @@ static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
     assert_int_equal(ember__ckr_blob(r, "blob", blob2, 4096, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "badb.h5");
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0);
     ember_ctx_destroy(&ctx);
     unlink("bads.h5");
     unlink("badb.h5");
@@ -893,6 +895,7 @@ static void open_fails(ember_ctx *ctx, const char *file, int status,
     if (rc != status)
         fail_msg("%s: status %d (%s), expected %d", file, rc, msg, status);
     assert_null(r);
+    assert_int_equal(open_ids(), 0);
     TU_MSG_HAS(msg, file);
     TU_MSG_HAS(msg, part);
 }
@@ -1165,6 +1168,7 @@ static void test_ckptfile_parallel_read(void **state)
     assert_int_equal(ember__ckr_slice(r, "big", &t, 2 * chunk, 10, buf, msg),
                      EMBER_ECORRUPT);
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0);
     free(buf);
     free(recs);
     ember_ctx_destroy(&ctx);
