@@ -197,7 +197,9 @@ static int check_block(const char *path, const unsigned char *block,
 
 int ember__fsum_check(const char *path, char *msg)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as a file fails below instead of waiting
+     * for a writer; on a regular file it changes nothing. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ember__err(msg, errno == ENOENT || errno == ENOTDIR
                                    ? EMBER_ENOTFOUND : EMBER_EIO,

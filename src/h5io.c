@@ -13,6 +13,12 @@
  * no conversion. Reading a foreign file maps its type onto the nearest ember
  * type (read_kind; a 2-D n x d array of numbers becomes n records of one
  * array field "x") and lets HDF5 convert.
+ *
+ * A file that carries ember's whole-file checksum header (filesum.c) is
+ * checked against it before HDF5 opens it, for reading or for adding a
+ * dataset, and the writer seals it again after adding; files without the
+ * header are used as they are. ember__h5_fcpl gives the user block that
+ * checkpoint and graph files are created with.
  */
 #include "internal.h"
 

@@ -262,6 +262,10 @@ static void test_filesum_unsealed_files(void **state)
     assert_int_equal(mkdir("adir", 0700), 0);
     assert_int_equal(ember__fsum_check("adir", msg), EMBER_EINVAL);
     assert_int_equal(ember__fsum_seal("missing.h5", msg), EMBER_EIO);
+    assert_int_equal(mkfifo("fifo", 0600), 0); /* refused, not waited on */
+    assert_int_equal(ember__fsum_check("fifo", msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "not a regular file");
+    unlink("fifo");
     rmdir("adir");
     unlink("plain.h5");
     unlink("open.h5");
