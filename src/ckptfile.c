@@ -504,9 +504,11 @@ int ember__ckr_list(ember__ckr *r, const char *group, char **names, size_t *n,
     return EMBER_OK;
 }
 
-/* Reads every element of one dataset (checksums are checked on read). */
+/* Checks one dataset: it opens, its type and extent read, every element
+ * reads (checksums are checked on read) unless read_data is 0, and a
+ * /datasets item's partition_offsets are sound. */
 static int verify_one(ember__ckr *r, const char *group, const char *name,
-                      char *msg)
+                      int read_data, char *msg)
 {
     char path[EMBER_NAME_SIZE + 32];
     snprintf(path, sizeof path, "%s/%s", group, name);
@@ -519,9 +521,11 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
     if (ok) {
         hssize_t np = H5Sget_simple_extent_npoints(s);
         size_t bytes = (size_t)(np > 0 ? np : 0) * H5Tget_size(mt);
-        buf = ember__malloc(r->ctx, bytes);
-        oom = !buf;
-        ok = buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        buf = read_data ? ember__malloc(r->ctx, bytes) : NULL;
+        oom = read_data && !buf;
+        ok = np >= 0 && H5Tget_size(mt) > 0 &&
+             (!read_data || (buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL,
+                                                        H5P_DEFAULT, buf) >= 0)));
         if (ok && strcmp(group, "/datasets") == 0) {
             uint64_t last = 0;
             hid_t a = H5Aexists(d, "partition_offsets") > 0
@@ -558,7 +562,10 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
                            "missing or bad partition offsets)", r->path, path);
 }
 
-int ember__ckr_verify(ember__ckr *r, char *msg)
+int ember__ckr_verify_reading(ember__ckr *r,
+                              int (*read_by_caller)(const char *group,
+                                                    const char *name, void *arg),
+                              void *arg, char *msg)
 {
     int rc = EMBER_OK;
     for (const char *g = "/datasets\0/scalars\0/blobs\0"; !rc && *g; g += strlen(g) + 1) {
@@ -566,12 +573,20 @@ int ember__ckr_verify(ember__ckr *r, char *msg)
         size_t n = 0;
         rc = ember__ckr_list(r, g, &names, &n, msg);
         ember__h5_lock();
-        for (size_t i = 0; !rc && i < n; i++)
-            rc = verify_one(r, g, names + i * EMBER_NAME_SIZE, msg);
+        for (size_t i = 0; !rc && i < n; i++) {
+            const char *name = names + i * EMBER_NAME_SIZE;
+            int later = read_by_caller && read_by_caller(g + 1, name, arg);
+            rc = verify_one(r, g, name, !later, msg);
+        }
         ember__h5_unlock();
         ember__free(r->ctx, names);
     }
     return rc;
+}
+
+int ember__ckr_verify(ember__ckr *r, char *msg)
+{
+    return ember__ckr_verify_reading(r, NULL, NULL, msg);
 }
 
 static int read_offsets(ember__ckr *r, const char *path, uint64_t **off,

@@ -444,6 +444,15 @@ const ember__ck_info *ember__ckr_info(const ember__ckr *r);
  * checksum and root attributes ember__ckr_open checked, that is everything
  * docs/checkpoint-format.md lists under "Verification". */
 int ember__ckr_verify(ember__ckr *r, char *msg);
+/* The same verification, except that the data of the items for which
+ * read_by_caller(group, name, arg) returns 1 ("datasets", "scalars" or
+ * "blobs") is not read here: the caller reads those in full next (a resume
+ * loads every bound item), so nothing is read twice. Everything else about
+ * them is checked as above. */
+int ember__ckr_verify_reading(ember__ckr *r,
+                              int (*read_by_caller)(const char *group,
+                                                    const char *name, void *arg),
+                              void *arg, char *msg);
 /* Names in "/datasets", "/scalars" or "/blobs", as one ctx-allocated
  * array of EMBER_NAME_SIZE-byte strings. */
 int ember__ckr_list(ember__ckr *r, const char *group, char **names,

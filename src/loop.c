@@ -1155,6 +1155,22 @@ static void apply_state(ember_loop *L, staged *st)
     unstage(L, st);
 }
 
+/* For ember__ckr_verify_reading: 1 when load_state reads group/name in
+ * full (it is bound, under that group). */
+static int bound_item(const char *group, const char *name, void *arg)
+{
+    const ember_loop *L = arg;
+    for (size_t i = 0; i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        const char *g = b->kind == BIND_DS     ? "datasets"
+                        : b->kind == BIND_BLOB ? "blobs"
+                                               : "scalars";
+        if (strcmp(b->name, name) == 0 && strcmp(g, group) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* 1: restored; 0: the file is bad (warned), try an older one; < 0: error. */
 static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
                        char *msg)
@@ -1163,9 +1179,10 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
     ember__ckr *r = NULL;
     staged *st = NULL;
     /* Opening checks the whole-file checksum before libhdf5 parses the
-     * file; ember__ckr_verify is the same verification ember-inspect runs.
-     * Then every bound item is read into staging that is applied only when
-     * all of it loaded. */
+     * file; then the same verification ember-inspect runs, except that the
+     * data of bound items is read (and its Fletcher32 checked) once, by
+     * load_state, into staging that is applied only when all of it
+     * loaded. */
     int rc = ember__ckr_open(L->ctx, &r, path, emsg);
     if (!rc) {
         rc = check_identity(L, ember__ckr_info(r), path, msg);
@@ -1173,7 +1190,7 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
             ember__ckr_close(&r);
             return rc;
         }
-        rc = ember__ckr_verify(r, emsg);
+        rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
     }
     if (!rc)
         rc = load_state(L, r, &st, emsg);
