@@ -39,8 +39,11 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t))
     *id = H5I_INVALID_HID;
 }
 
-/* Opens an existing HDF5 file (ENOTFOUND / EFORMAT for what it is not). */
-static int open_file(const char *file, unsigned mode, hid_t *fid, char *msg)
+/* Opens an existing HDF5 file (ENOTFOUND / EFORMAT for what it is not),
+ * after checking its whole-file checksum when it has one (*sealed, which
+ * may be NULL, says whether it had). */
+static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
+                     char *msg)
 {
     struct stat st;
     if (stat(file, &st) != 0)
@@ -55,6 +58,8 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, char *msg)
     if (sum != EMBER_OK && sum != EMBER__FSUM_NONE)
         return sum; /* never hand a damaged file to libhdf5 */
     ember__msg_clear(msg);
+    if (sealed)
+        *sealed = sum == EMBER_OK;
     hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5err(msg, EMBER_EHDF5, file, "cannot make file properties");
@@ -250,7 +255,7 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     struct stat st;
     double t0 = ember__graph_now();
     ember__h5_lock();
-    int rc = open_file(path, H5F_ACC_RDONLY, &fid, msg);
+    int rc = open_file(path, H5F_ACC_RDONLY, &fid, NULL, msg);
     if (!rc)
         rc = open_csr(&s, fid, msg);
     if (!rc)
@@ -346,10 +351,8 @@ static int create_file(const char *file, int truncate, hid_t *fid, int *seal,
                        char *msg)
 {
     struct stat st;
-    if (!truncate && stat(file, &st) == 0 && st.st_size > 0) {
-        *seal = ember__fsum_check(file, NULL) == EMBER_OK;
-        return open_file(file, H5F_ACC_RDWR, fid, msg);
-    }
+    if (!truncate && stat(file, &st) == 0 && st.st_size > 0)
+        return open_file(file, H5F_ACC_RDWR, fid, seal, msg);
     *seal = 1;
     hid_t fapl = (hid_t)ember__h5_fapl(), fcpl = (hid_t)ember__h5_fcpl();
     *fid = fapl >= 0 && fcpl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, fcpl, fapl) : -1;
