@@ -4,9 +4,13 @@
  * attributes saying what wrote it and when, /datasets/<name> with the
  * records and their partition offsets, /scalars/<name> and /blobs/<name>.
  * Everything is chunked with Fletcher32, so a flipped bit is caught on read.
+ * The file starts with a 512-byte HDF5 user block that holds a whole-file
+ * checksum header (filesum.c): a reader checks it before libhdf5 parses
+ * anything, because damaged metadata can crash libhdf5 or make it read
+ * fill values for a chunk it no longer finds.
  *
- * Commit sequence: write NAME.tmp, flush and close it, fsync it, rename it
- * to NAME, fsync the directory. A crash at any point leaves either the old
+ * Commit sequence: write NAME.tmp, flush and close it, seal it (write the
+ * checksum header), fsync it, rename it to NAME, fsync the directory. A crash at any point leaves either the old
  * state or the new file, plus perhaps a stray .tmp that the loop sweeps.
  * Every HDF5 call runs under ember__h5_lock (recursive), and every id is
  * closed on every path.
@@ -174,10 +178,12 @@ int ember__ckw_begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
     }
     unlink(w->tmp);
     ember__h5_lock();
-    hid_t fapl = (hid_t)ember__h5_fapl();
-    w->fid = fapl >= 0 ? H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    hid_t fapl = (hid_t)ember__h5_fapl(), fcpl = (hid_t)ember__h5_fcpl();
+    w->fid = fapl >= 0 && fcpl >= 0 ? H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl) : -1;
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     int bad = w->fid < 0 || write_root(w->fid, ctx, meta) != 0;
     ember__h5_unlock();
     if (bad) {
@@ -295,15 +301,20 @@ int ember__ckw_commit(ember__ckw **pw, uint64_t *bytes, char *path_out,
     ember__h5_unlock();
     w->fid = -1;
     struct stat st;
+    char why[EMBER_MSG_SIZE];
+    errno = 0;
     const char *step = fl < 0 || cl < 0 ? "write" :
+                       ember__fsum_seal(w->tmp, why) ? "checksum" :
                        fsync_path(w->tmp, 0) ? "fsync" :
                        stat(w->tmp, &st) ? "stat" :
                        rename(w->tmp, w->path) ? "rename" :
                        fsync_path(w->dir, 1) ? "fsync directory of" : NULL;
     if (step) {
         int err = errno;
-        int rc = ember__err(msg, EMBER_EIO, "checkpoint %s: %s failed: %s",
-                            w->path, step, strerror(err ? err : EIO));
+        int rc = strcmp(step, "checksum") == 0
+                     ? ember__err(msg, EMBER_EIO, "checkpoint %s: %s", w->path, why)
+                     : ember__err(msg, EMBER_EIO, "checkpoint %s: %s failed: %s",
+                                  w->path, step, strerror(err ? err : EIO));
         ember__ckw_abort(pw);
         return rc;
     }
@@ -368,6 +379,17 @@ static int read_info(ember__ckr *r, char *msg)
                : EMBER_OK;
 }
 
+/* The whole-file checksum, before libhdf5 sees a byte. A file without the
+ * header is refused too: it cannot be told from one whose header was
+ * destroyed, and libhdf5 must not parse what nothing vouches for. */
+static int check_sum(const char *path, char *msg)
+{
+    int rc = ember__fsum_check(path, msg);
+    if (rc == EMBER__FSUM_NONE)
+        return EMBER_ECORRUPT; /* msg says "cannot be verified" */
+    return rc == EMBER_EINVAL ? EMBER_ECORRUPT : rc;
+}
+
 int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
                     char *msg)
 {
@@ -375,6 +397,9 @@ int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
     if (access(path, R_OK) != 0)
         return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
                           "%s: %s", path, strerror(errno));
+    int sum = check_sum(path, msg);
+    if (sum)
+        return sum;
     ember__ckr *r = ember__calloc(ctx, 1, sizeof *r);
     if (!r)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
@@ -467,9 +492,11 @@ int ember__ckr_list(ember__ckr *r, const char *group, char **names, size_t *n,
     return EMBER_OK;
 }
 
-/* Reads every element of one dataset (checksums are checked on read). */
+/* Checks one dataset: it opens, its type and extent read, every element
+ * reads (checksums are checked on read) unless read_data is 0, and a
+ * /datasets item's partition_offsets are sound. */
 static int verify_one(ember__ckr *r, const char *group, const char *name,
-                      char *msg)
+                      int read_data, char *msg)
 {
     char path[EMBER_NAME_SIZE + 32];
     snprintf(path, sizeof path, "%s/%s", group, name);
@@ -482,9 +509,11 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
     if (ok) {
         hssize_t np = H5Sget_simple_extent_npoints(s);
         size_t bytes = (size_t)(np > 0 ? np : 0) * H5Tget_size(mt);
-        buf = ember__malloc(r->ctx, bytes);
-        oom = !buf;
-        ok = buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        buf = read_data ? ember__malloc(r->ctx, bytes) : NULL;
+        oom = read_data && !buf;
+        ok = np >= 0 && H5Tget_size(mt) > 0 &&
+             (!read_data || (buf && (np == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL,
+                                                        H5P_DEFAULT, buf) >= 0)));
         if (ok && strcmp(group, "/datasets") == 0) {
             uint64_t last = 0;
             hid_t a = H5Aexists(d, "partition_offsets") > 0
@@ -494,7 +523,9 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
             uint64_t *off = na > 0 ? ember__malloc(r->ctx, (size_t)na * 8) : NULL;
             oom = na > 0 && !off;
             ok = off && H5Aread(a, H5T_NATIVE_UINT64, off) >= 0 &&
-                 (last = off[na - 1]) == (uint64_t)np;
+                 off[0] == 0 && (last = off[na - 1]) == (uint64_t)np;
+            for (hssize_t k = 1; ok && k < na; k++)
+                ok = off[k - 1] <= off[k];
             ember__free(r->ctx, off);
             if (as >= 0)
                 H5Sclose(as);
@@ -516,10 +547,13 @@ static int verify_one(ember__ckr *r, const char *group, const char *name,
     return ok ? EMBER_OK
               : ember__err(msg, EMBER_ECORRUPT,
                            "%s: %s fails verification (checksum, truncation or "
-                           "missing partition offsets)", r->path, path);
+                           "missing or bad partition offsets)", r->path, path);
 }
 
-int ember__ckr_verify(ember__ckr *r, char *msg)
+int ember__ckr_verify_reading(ember__ckr *r,
+                              int (*read_by_caller)(const char *group,
+                                                    const char *name, void *arg),
+                              void *arg, char *msg)
 {
     int rc = EMBER_OK;
     for (const char *g = "/datasets\0/scalars\0/blobs\0"; !rc && *g; g += strlen(g) + 1) {
@@ -527,12 +561,20 @@ int ember__ckr_verify(ember__ckr *r, char *msg)
         size_t n = 0;
         rc = ember__ckr_list(r, g, &names, &n, msg);
         ember__h5_lock();
-        for (size_t i = 0; !rc && i < n; i++)
-            rc = verify_one(r, g, names + i * EMBER_NAME_SIZE, msg);
+        for (size_t i = 0; !rc && i < n; i++) {
+            const char *name = names + i * EMBER_NAME_SIZE;
+            int later = read_by_caller && read_by_caller(g + 1, name, arg);
+            rc = verify_one(r, g, name, !later, msg);
+        }
         ember__h5_unlock();
         ember__free(r->ctx, names);
     }
     return rc;
+}
+
+int ember__ckr_verify(ember__ckr *r, char *msg)
+{
+    return ember__ckr_verify_reading(r, NULL, NULL, msg);
 }
 
 static int read_offsets(ember__ckr *r, const char *path, uint64_t **off,
@@ -571,7 +613,8 @@ int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
 {
     char path[EMBER_NAME_SIZE + 32];
     snprintf(path, sizeof path, "/datasets/%s", name);
-    int rc = ember__h5_read_all(r->ctx, r->path, path, type, data, n, msg);
+    int rc = ember__h5_read_fid(r->ctx, (int64_t)r->fid, r->path, path, type,
+                                data, n, msg);
     if (!rc && offsets && (rc = read_offsets(r, path, offsets, nparts, *n, msg))) {
         ember__free(r->ctx, *data);
         *data = NULL;
@@ -608,6 +651,13 @@ int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
                            (unsigned long long)lo, (unsigned long long)(lo + n), path);
 }
 
+int ember__ckr_item(ember__ckr *r, const char *path, ember_type *type,
+                    void **data, size_t *n, char *msg)
+{
+    return ember__h5_read_fid(r->ctx, (int64_t)r->fid, r->path, path, type,
+                              data, n, msg);
+}
+
 int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
                        void *data, size_t n, char *msg)
 {
@@ -616,7 +666,8 @@ int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
     ember_type t;
     void *buf = NULL;
     size_t got = 0;
-    int rc = ember__h5_read_all(r->ctx, r->path, path, &t, &buf, &got, msg);
+    int rc = ember__h5_read_fid(r->ctx, (int64_t)r->fid, r->path, path, &t,
+                                &buf, &got, msg);
     if (!rc && (got != n || t.nfields != 1 || t.field[0].kind != kind ||
                 t.field[0].count != 1))
         rc = ember__err(msg, EMBER_ETYPE, "%s: %s holds %zu %s values; expected %zu %s",

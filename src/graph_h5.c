@@ -10,6 +10,12 @@
  * block: the offsets are read whole. Every HDF5 call is made under
  * ember__h5_lock and on the caller's thread; hid_t's are closed on every
  * path.
+ *
+ * Files written here get a 512-byte user block and are sealed with a
+ * whole-file checksum once closed (filesum.c). A file that carries that
+ * header is verified before libhdf5 opens it, for reading or for adding a
+ * dataset (and is sealed again after); one without it (made by h5py, or
+ * by ember 0.1.0) is read as it is.
  */
 #include "graph_internal.h"
 
@@ -33,8 +39,11 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t))
     *id = H5I_INVALID_HID;
 }
 
-/* Opens an existing HDF5 file (ENOTFOUND / EFORMAT for what it is not). */
-static int open_file(const char *file, unsigned mode, hid_t *fid, char *msg)
+/* Opens an existing HDF5 file (ENOTFOUND / EFORMAT for what it is not),
+ * after checking its whole-file checksum when it has one (*sealed, which
+ * may be NULL, says whether it had). */
+static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
+                     char *msg)
 {
     struct stat st;
     if (stat(file, &st) != 0)
@@ -45,6 +54,12 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, char *msg)
         return h5err(msg, EMBER_EFORMAT, file, "not a regular file");
     if (st.st_size == 0)
         return h5err(msg, EMBER_EEMPTY, file, "empty file");
+    int sum = ember__fsum_check(file, msg);
+    if (sum != EMBER_OK && sum != EMBER__FSUM_NONE)
+        return sum; /* never hand a damaged file to libhdf5 */
+    ember__msg_clear(msg);
+    if (sealed)
+        *sealed = sum == EMBER_OK;
     hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5err(msg, EMBER_EHDF5, file, "cannot make file properties");
@@ -240,7 +255,7 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     struct stat st;
     double t0 = ember__graph_now();
     ember__h5_lock();
-    int rc = open_file(path, H5F_ACC_RDONLY, &fid, msg);
+    int rc = open_file(path, H5F_ACC_RDONLY, &fid, NULL, msg);
     if (!rc)
         rc = open_csr(&s, fid, msg);
     if (!rc)
@@ -330,16 +345,21 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
     return ok ? 0 : -1;
 }
 
-/* Creates (truncates) or opens a file for writing. */
-static int create_file(const char *file, int truncate, hid_t *fid, char *msg)
+/* Creates (truncates) or opens a file for writing. *seal: the file is to be
+ * sealed after closing (new, or it carried a valid header). */
+static int create_file(const char *file, int truncate, hid_t *fid, int *seal,
+                       char *msg)
 {
     struct stat st;
     if (!truncate && stat(file, &st) == 0 && st.st_size > 0)
-        return open_file(file, H5F_ACC_RDWR, fid, msg);
-    hid_t fapl = (hid_t)ember__h5_fapl();
-    *fid = fapl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+        return open_file(file, H5F_ACC_RDWR, fid, seal, msg);
+    *seal = 1;
+    hid_t fapl = (hid_t)ember__h5_fapl(), fcpl = (hid_t)ember__h5_fcpl();
+    *fid = fapl >= 0 && fcpl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, fcpl, fapl) : -1;
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     return *fid < 0 ? ember__err(msg, EMBER_EIO, "%s: cannot create (%s)", file,
                                  errno ? strerror(errno) : "HDF5 error")
                     : EMBER_OK;
@@ -375,13 +395,16 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
         return ember__err(msg, EMBER_EINVAL, "%s: only graphs by source in label "
                           "order are saved", path);
     hid_t fid = H5I_INVALID_HID;
+    int seal = 0;
     ember__h5_lock();
-    int rc = create_file(path, 1, &fid, msg);
+    int rc = create_file(path, 1, &fid, &seal, msg);
     if (!rc)
         rc = write_csr(g, fid, path, msg);
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
         rc = h5err(msg, EMBER_EIO, path, "cannot close");
     ember__h5_unlock();
+    if (!rc && seal)
+        rc = ember__fsum_seal(path, msg);
     return rc;
 }
 
@@ -401,8 +424,9 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
         return ember__err(msg, EMBER_EINVAL, "%s: name a dataset as file.h5:/path", spec);
     hsize_t d[2] = {dims[0], rank == 2 ? dims[1] : 1};
     hid_t fid = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    int seal = 0;
     ember__h5_lock();
-    rc = create_file(file, truncate, &fid, msg);
+    rc = create_file(file, truncate, &fid, &seal, msg);
     if (!rc && put_data(fid, path, native(kind), native(kind), data, rank, d, &ds))
         rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
     for (size_t i = 0; !rc && i < nattrs; i++) {
@@ -415,8 +439,14 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
             rc = h5err(msg, EMBER_EIO, spec, "cannot write an attribute");
     }
     close_id(&ds, H5Dclose);
+    int opened = fid >= 0;
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
         rc = h5err(msg, EMBER_EIO, file, "cannot close");
     ember__h5_unlock();
+    /* A sealed file stays sealed even when adding to it failed. */
+    if (opened && seal) {
+        int rs = ember__fsum_seal(file, rc ? NULL : msg);
+        rc = rc ? rc : rs;
+    }
     return rc;
 }

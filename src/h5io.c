@@ -16,6 +16,12 @@
  * no conversion. Reading a foreign file maps its type onto the nearest ember
  * type (read_kind; a 2-D n x d array of numbers becomes n records of one
  * array field "x") and lets HDF5 convert.
+ *
+ * A file that carries ember's whole-file checksum header (filesum.c) is
+ * checked against it before HDF5 opens it, for reading or for adding a
+ * dataset, and the writer seals it again after adding; files without the
+ * header are used as they are. ember__h5_fcpl gives the user block that
+ * checkpoint and graph files are created with.
  */
 #include "internal.h"
 
@@ -572,12 +578,31 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
 
 /* ---- reading ----------------------------------------------------------- */
 
+/* A file that carries ember's checksum header is checked against it before
+ * libhdf5 parses it (EMBER_ECORRUPT when it fails: damaged metadata can
+ * crash libhdf5 or make it read fill values). A file without the header
+ * (made by h5py, say) is read as it is. *sealed says which. */
+static int check_sum(const char *file, int *sealed, char *msg)
+{
+    int rc = ember__fsum_check(file, msg);
+    *sealed = rc == EMBER_OK;
+    if (rc == EMBER__FSUM_NONE || rc == EMBER_EINVAL) {
+        ember__msg_clear(msg);
+        return EMBER_OK; /* probe_file names what else is wrong */
+    }
+    return rc == EMBER_ENOTFOUND ? EMBER_OK : rc;
+}
+
 static int open_read(const char *file, hid_t *fid, char *msg)
 {
+    int sealed = 0;
+    int rc = check_sum(file, &sealed, msg);
+    if (rc)
+        return rc;
     hid_t fapl = make_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
-    int rc = probe_file(file, fapl, msg);
+    rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
         *fid = H5Fopen(file, H5F_ACC_RDONLY, fapl);
         if (*fid < 0)
@@ -757,16 +782,17 @@ static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
     return EMBER_OK;
 }
 
-static int read_locked(ember_ctx *ctx, const char *file, const char *path,
-                       ember_type *type, void **data, size_t *n, char *msg)
+/* Reads the dataset at path (the only one at the root when "") of an open
+ * file. */
+static int read_open(ember_ctx *ctx, hid_t fid, const char *file,
+                     const char *path, ember_type *type, void **data,
+                     size_t *n, char *msg)
 {
-    hid_t fid = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     read_plan p = {.mem = H5I_INVALID_HID};
     char where[EMBER_MSG_SIZE];
     snprintf(where, sizeof where, "%s:%s", file, path);
-    int rc = open_read(file, &fid, msg);
-    if (rc == EMBER_OK)
-        rc = path[0] ? open_named(fid, path, &dset, where, msg)
+    int rc = path[0] ? open_named(fid, path, &dset, where, msg)
                      : open_only(fid, file, &dset, where, sizeof where, msg);
     if (rc == EMBER_OK)
         rc = plan_read(dset, &p, where, msg);
@@ -780,6 +806,16 @@ static int read_locked(ember_ctx *ctx, const char *file, const char *path,
         H5Tclose(p.mem);
     if (dset >= 0)
         H5Oclose(dset);
+    return rc;
+}
+
+static int read_locked(ember_ctx *ctx, const char *file, const char *path,
+                       ember_type *type, void **data, size_t *n, char *msg)
+{
+    hid_t fid = H5I_INVALID_HID;
+    int rc = open_read(file, &fid, msg);
+    if (rc == EMBER_OK)
+        rc = read_open(ctx, fid, file, path, type, data, n, msg);
     if (fid >= 0)
         H5Fclose(fid);
     return rc;
@@ -799,6 +835,21 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
     return rc;
 }
 
+int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
+                       const char *path, ember_type *type, void **data,
+                       size_t *n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || fid < 0 || !file || !path || !type || !data || !n)
+        return ember__err(msg, EMBER_EINVAL, "h5 read: bad argument");
+    *data = NULL;
+    *n = 0;
+    ember__h5_lock();
+    int rc = read_open(ctx, (hid_t)fid, file, path, type, data, n, msg);
+    ember__h5_unlock();
+    return rc;
+}
+
 /* ---- the streaming writer ---------------------------------------------- */
 
 struct ember__h5w {
@@ -808,6 +859,8 @@ struct ember__h5w {
     hid_t dset;
     hid_t mem;        /* memory (and file) type of the records */
     uint64_t n;       /* records written */
+    int reseal;       /* the file carried a checksum header: renew it */
+    char file[H5IO_FILE_MAX];
     char where[EMBER_MSG_SIZE];
 };
 
@@ -834,10 +887,16 @@ static int check_writer(const char *file, const char *path,
 /* Opens file read-write, creating it when it does not exist. */
 static int open_write(ember__h5w *w, const char *file, char *msg)
 {
+    int rc = check_sum(file, &w->reseal, msg);
+    if (rc)
+        return rc;
+    if (w->reseal &&
+        (size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
+        return ember__err(msg, EMBER_EINVAL, "%s: file name too long", file);
     hid_t fapl = make_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
-    int rc = probe_file(file, fapl, msg);
+    rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
         w->fid = H5Fopen(file, H5F_ACC_RDWR, fapl);
         if (w->fid < 0)
@@ -970,6 +1029,12 @@ static int close_ids(ember__h5w *w, char *msg)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the dataset failed");
     if (w->own_fid && H5Fclose(w->fid) < 0 && rc == EMBER_OK)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the file failed");
+    /* A file that was sealed stays sealed, even after a failed write. */
+    if (w->own_fid && w->reseal) {
+        int rs = ember__fsum_seal(w->file, rc == EMBER_OK ? msg : NULL);
+        rc = rc == EMBER_OK ? rs : rc;
+    }
+    w->reseal = 0;
     w->mem = w->dset = w->fid = H5I_INVALID_HID;
     w->own_fid = 0;
     return rc;
@@ -1123,6 +1188,16 @@ int64_t ember__h5_native(ember_scalar kind)
 int64_t ember__h5_fapl(void)
 {
     return (int64_t)make_fapl();
+}
+
+int64_t ember__h5_fcpl(void)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_userblock(fcpl, EMBER__FSUM_BLOCK) < 0) {
+        H5Pclose(fcpl);
+        fcpl = H5I_INVALID_HID;
+    }
+    return (int64_t)fcpl;
 }
 
 void ember__h5_thread_done(void)

@@ -1,9 +1,10 @@
 /* inspect.c: ember_checkpoint_inspect, a read-only description of one
  * checkpoint file for tools (ember-inspect).
  *
- * It goes through the checkpoint reader (ckptfile.c) for the root
- * attributes, the group listings and the file-level verdict
- * (ember__ckr_verify), and reads each item back whole to describe it (type,
+ * It goes through the checkpoint reader (ckptfile.c) for the whole-file
+ * checksum and the root attributes (ember__ckr_open), the group listings
+ * and the file-level verdict (ember__ckr_verify, the same function a
+ * resume runs), and reads each item back whole to describe it (type,
  * records, partitions, a one-number scalar's value) and to say which item
  * fails. The file is never modified. Every allocation is the context's.
  */
@@ -66,7 +67,7 @@ static int describe_dataset(ember_ctx *ctx, ember__ckr *r,
 
 /* Scalars and blobs: read through the HDF5 layer, whose type mapping
  * gives the kind and the count. */
-static int describe_plain(ember_ctx *ctx, const char *path,
+static int describe_plain(ember_ctx *ctx, ember__ckr *r,
                           ember_checkpoint_item *it, char *msg)
 {
     char where[EMBER_NAME_SIZE + 32];
@@ -77,7 +78,7 @@ static int describe_plain(ember_ctx *ctx, const char *path,
     int blob = strcmp(it->group, "blobs") == 0;
     if (blob)
         snprintf(it->type, sizeof it->type, "bytes");
-    int rc = ember__h5_read_all(ctx, path, where, &t, &data, &n, msg);
+    int rc = ember__ckr_item(r, where, &t, &data, &n, msg);
     if (rc == EMBER_OK) {
         if (!blob)
             ember_type_describe(&t, it->type, sizeof it->type);
@@ -119,7 +120,7 @@ static int add_group(ember_checkpoint_info *o, ember_ctx *ctx, ember__ckr *r,
         snprintf(it->name, sizeof it->name, "%s", names + i * EMBER_NAME_SIZE);
         int irc = strcmp(group, "datasets") == 0
                       ? describe_dataset(ctx, r, it, why)
-                      : describe_plain(ctx, o->path, it, why);
+                      : describe_plain(ctx, r, it, why);
         if (irc == EMBER_ENOMEM) {
             ember__free(ctx, names);
             return irc;

@@ -285,6 +285,13 @@ typedef int (*ember__part_fn)(void *state, size_t part, const void *recs,
                               size_t n, char *msg);
 int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
                        uint64_t *offsets, char *msg);
+/* File creation properties with the EMBER__FSUM_BLOCK user block, for
+ * files that are sealed (ember__fsum_seal) after closing; -1 on failure. */
+int64_t ember__h5_fcpl(void);
+/* Reads a whole dataset of an already open (and verified) file. */
+int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
+                       const char *path, ember_type *type, void **data,
+                       size_t *n, char *msg);
 
 /* ---- shuffles (shuffle.c) ------------------------------------------------- */
 
@@ -345,6 +352,27 @@ int ember__compress(ember_ctx *ctx, const void *src, size_t nbytes,
                     size_t stride, void **dst, size_t *dst_bytes);
 int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
                       size_t stride, void *dst, size_t nbytes);
+
+/* ---- whole-file checksum (filesum.c) ------------------------------------- */
+
+/* Every HDF5 file ember writes starts with a user block of this many bytes
+ * (ember__h5_fcpl), which holds the checksum header once it is sealed. */
+#define EMBER__FSUM_BLOCK 512
+/* Returned (positive) by ember__fsum_check for a file without the header. */
+#define EMBER__FSUM_NONE 1
+/* Writes the header into the user block of a closed HDF5 file: its length
+ * and XXH3 hashes of everything after the block and of the header. The
+ * caller fsyncs afterwards. EMBER_EINVAL when the file has no user block,
+ * EMBER_EIO on a read or write error. */
+int ember__fsum_seal(const char *path, char *msg);
+/* Checks a file against its header, reading it once, before libhdf5 ever
+ * sees it. EMBER_OK: it verifies. EMBER__FSUM_NONE: it has no header (a
+ * file of ember 0.1.0 or of another program, or its first bytes are
+ * damaged): the caller decides whether that is acceptable. EMBER_ECORRUPT
+ * (damaged header, wrong length, content hash mismatch), EMBER_EFORMAT (a
+ * newer header version), EMBER_ENOTFOUND, EMBER_EIO, EMBER_EINVAL (not a
+ * regular file) otherwise. msg says which, naming the file. */
+int ember__fsum_check(const char *path, char *msg);
 
 /* ---- HDF5 layer (h5io.c) --------------------------------------------------- */
 
@@ -443,14 +471,32 @@ int ember__ckw_commit(ember__ckw **w, uint64_t *bytes, char *path_out,
 void ember__ckw_abort(ember__ckw **w);
 
 typedef struct ember__ckr ember__ckr;
-/* Opens a checkpoint for reading and reads its root attributes. A file
- * that is not HDF5, truncated, or lacks the attributes is EMBER_ECORRUPT;
- * a newer format_version is EMBER_EFORMAT. */
+/* Opens a checkpoint for reading and reads its root attributes. The file's
+ * whole-file checksum (filesum.c) is checked first, before libhdf5 parses
+ * it: a file without the header, or failing it, is EMBER_ECORRUPT (msg
+ * names the file and what failed) and is never opened by HDF5. A file that
+ * is not HDF5, truncated, or lacks the attributes is EMBER_ECORRUPT; a
+ * newer format_version is EMBER_EFORMAT. */
 int ember__ckr_open(ember_ctx *ctx, ember__ckr **r, const char *path,
                     char *msg);
 const ember__ck_info *ember__ckr_info(const ember__ckr *r);
-/* Reads every dataset in the file once, so checksums are checked. */
+/* The one verification of an open checkpoint, used by resume (loop.c),
+ * ember_checkpoint_inspect and dataset checkpoints: the three groups list,
+ * every item in them is a dataset that reads in full (Fletcher32 checked),
+ * and every /datasets item's partition_offsets start at 0, never decrease
+ * and end at its length. With the
+ * checksum and root attributes ember__ckr_open checked, that is everything
+ * docs/checkpoint-format.md lists under "Verification". */
 int ember__ckr_verify(ember__ckr *r, char *msg);
+/* The same verification, except that the data of the items for which
+ * read_by_caller(group, name, arg) returns 1 ("datasets", "scalars" or
+ * "blobs") is not read here: the caller reads those in full next (a resume
+ * loads every bound item), so nothing is read twice. Everything else about
+ * them is checked as above. */
+int ember__ckr_verify_reading(ember__ckr *r,
+                              int (*read_by_caller)(const char *group,
+                                                    const char *name, void *arg),
+                              void *arg, char *msg);
 /* Names in "/datasets", "/scalars" or "/blobs", as one ctx-allocated
  * array of EMBER_NAME_SIZE-byte strings. */
 int ember__ckr_list(ember__ckr *r, const char *group, char **names,
@@ -462,6 +508,9 @@ int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
 /* Reads records [lo, lo + n) of a dataset into buf (type's size each). */
 int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
                      uint64_t lo, size_t n, void *buf, char *msg);
+/* The whole dataset at path ("/scalars/x", say), as ember__h5_read_all. */
+int ember__ckr_item(ember__ckr *r, const char *path, ember_type *type,
+                    void **data, size_t *n, char *msg);
 /* /scalars/<name> into n numbers of kind (the stored count must be n). */
 int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
                        void *data, size_t n, char *msg);

@@ -1155,6 +1155,22 @@ static void apply_state(ember_loop *L, staged *st)
     unstage(L, st);
 }
 
+/* For ember__ckr_verify_reading: 1 when load_state reads group/name in
+ * full (it is bound, under that group). */
+static int bound_item(const char *group, const char *name, void *arg)
+{
+    const ember_loop *L = arg;
+    for (size_t i = 0; i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        const char *g = b->kind == BIND_DS     ? "datasets"
+                        : b->kind == BIND_BLOB ? "blobs"
+                                               : "scalars";
+        if (strcmp(b->name, name) == 0 && strcmp(g, group) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* 1: restored; 0: the file is bad (warned), try an older one; < 0: error. */
 static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
                        char *msg)
@@ -1162,9 +1178,11 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
     char emsg[EMBER_MSG_SIZE] = "";
     ember__ckr *r = NULL;
     staged *st = NULL;
-    /* Loading is the verification: every bound item is read in full, so
-     * its checksums are checked, into staging that is applied only when
-     * all of it loaded. A separate verify pass would read it all twice. */
+    /* Opening checks the whole-file checksum before libhdf5 parses the
+     * file; then the same verification ember-inspect runs, except that the
+     * data of bound items is read (and its Fletcher32 checked) once, by
+     * load_state, into staging that is applied only when all of it
+     * loaded. */
     int rc = ember__ckr_open(L->ctx, &r, path, emsg);
     if (!rc) {
         rc = check_identity(L, ember__ckr_info(r), path, msg);
@@ -1172,8 +1190,10 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
             ember__ckr_close(&r);
             return rc;
         }
-        rc = load_state(L, r, &st, emsg);
+        rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
     }
+    if (!rc)
+        rc = load_state(L, r, &st, emsg);
     if (!rc)
         *iter = ember__ckr_info(r)->iteration;
     ember__ckr_close(&r);
@@ -1208,9 +1228,9 @@ static int restore(ember_loop *L, char *msg)
     size_t n = 0, rejected = 0;
     int rc = list_ckpts(L, &e, &n, msg), got = 0;
     uint64_t iter = 0;
+    char path[PATH_SIZE] = ""; /* the file restored from, once got */
     for (size_t i = 0; !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n;
          i++) {
-        char path[PATH_SIZE];
         if (ckpt_path(L, e[i].name, path))
             continue;
         int r = try_restore(L, path, &iter, msg);
@@ -1238,9 +1258,8 @@ static int restore(ember_loop *L, char *msg)
     L->stats.restored = 1;
     L->stats.restored_from = iter;
     if (!L->o.quiet)
-        fprintf(stderr, "ember: resumed from %s/" CKPT_PREFIX "%012llu"
-                CKPT_SUFFIX " (%llu iterations done)\n", L->dir,
-                (unsigned long long)iter, (unsigned long long)iter);
+        fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
+                path, (unsigned long long)iter);
     return EMBER_OK;
 }
 

@@ -27,9 +27,10 @@ typedef struct {
 typedef struct {
     char path[1024];
     uint64_t bytes;              /* file size */
-    int readable;                /* 1: an ember checkpoint whose root
-                                    attributes were read */
-    int verified;                /* 1: every checksum verifies */
+    int readable;                /* 1: its whole-file checksum verified and
+                                    its root attributes were read */
+    int verified;                /* 1: the whole-file checksum and every
+                                    item verify */
     char error[EMBER_MSG_SIZE];  /* why not, when readable or verified is 0 */
     /* Root attributes (docs/checkpoint-format.md); empty when unreadable. */
     int64_t format_version;
@@ -47,8 +48,10 @@ typedef struct {
     ember_checkpoint_item *items; /* owned by the info */
 } ember_checkpoint_info;
 
-/* Reads the root attributes and every dataset of the checkpoint at path,
- * verifying checksums. Returns EMBER_OK when the file verifies and
+/* Checks the checkpoint's whole-file checksum, then reads its root
+ * attributes and every dataset, verifying checksums. A file without the
+ * checksum header (ember 0.1.0 wrote none) or failing it is never parsed:
+ * readable stays 0 and error says what failed. Returns EMBER_OK when the file verifies and
  * EMBER_ECORRUPT (or EMBER_EFORMAT for a newer layout) when it does not;
  * in both cases *out is filled as far as the file allowed, and msg and
  * (*out)->error say what failed. A file that cannot be opened at all

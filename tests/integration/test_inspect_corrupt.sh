@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ember-inspect on a checkpoint directory holding a good checkpoint and one
-# with flipped bytes: it names the bad one, exits 1, and its --json output
+# with flipped bytes: it names the bad one and the failed whole-file
+# checksum, exits 1, and its --json output
 # is one valid JSON object per file. A good file alone exits 0; a missing
 # path, an empty directory or no argument exits 2; a file that is not HDF5
 # at all fails (1). ember-kmeans then resumes from the good checkpoint,
@@ -40,13 +41,14 @@ printf 'XXXX' | dd of="$bad" bs=1 seek="$off" conv=notrunc status=none
 [ "$(status "$ins" "$tmp/ck")" = 1 ] || { cat "$tmp/last.out" "$tmp/last.err"; fail "a corrupted directory did not exit 1"; }
 grep -q "^$bad: FAILS VERIFICATION" "$tmp/last.out" || { cat "$tmp/last.out"; fail "the bad file is not named"; }
 grep -q "^$good: verified" "$tmp/last.out" || fail "the good file is not reported verified"
-grep -q 'blobs/rng .*FAILED' "$tmp/last.out" || { cat "$tmp/last.out"; fail "the failing item is not named"; }
+# The whole-file checksum refuses it before HDF5 parses anything.
+grep -q "error: *$bad: content checksum mismatch" "$tmp/last.out" || { cat "$tmp/last.out"; fail "the checksum failure is not named"; }
 
 [ "$(status "$ins" --json "$tmp/ck")" = 1 ] || fail "--json on a corrupted directory did not exit 1"
 cp "$tmp/last.out" "$tmp/ck.json"
 [ "$(wc -l <"$tmp/ck.json")" = 2 ] || fail "--json: expected one line per file"
 awk -f "$json_check" "$tmp/ck.json" || fail "--json output is not valid JSON"
-grep -q "^{\"path\": \"$bad\", \"readable\": true, \"verified\": false" "$tmp/ck.json" || fail "--json: bad file not verified=false"
+grep -q "^{\"path\": \"$bad\", \"readable\": false, \"verified\": false" "$tmp/ck.json" || fail "--json: bad file not verified=false"
 grep -q "^{\"path\": \"$good\", \"readable\": true, \"verified\": true" "$tmp/ck.json" || fail "--json: good file not verified=true"
 for key in iteration created bytes fingerprint items lineage parameters; do
   grep -q "\"$key\": " "$tmp/ck.json" || fail "--json: no key $key"
@@ -72,5 +74,6 @@ awk -f "$json_check" "$tmp/last.out" || fail "--json on junk is not valid JSON"
 "$km" "${args[@]}" --checkpoint-dir "$tmp/ck" --checkpoint-every 1 --keep 2 \
   --output "$tmp/out.h5" >/dev/null 2>"$tmp/resume.err" || { cat "$tmp/resume.err"; fail "resume past a bad checkpoint"; }
 grep -q 'resumed at iteration 1' "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "did not resume from the good checkpoint"; }
+grep -q "skipping checkpoint $bad: .*content checksum mismatch" "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "the skip does not name the bad file and the checksum"; }
 cmp -s "$tmp/ref.h5" "$tmp/out.h5" || fail "output after skipping the bad checkpoint differs"
 echo "test_inspect_corrupt: PASS"

@@ -671,6 +671,33 @@ static void write_patterns(ember_ctx *ctx, const char *file, uint64_t *recs,
     free(parts);
 }
 
+/* HDF5 ids of any file still open: none after any call, good or bad. */
+static long open_ids(void)
+{
+    ember__h5_lock();
+    ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    ember__h5_unlock();
+    return (long)n;
+}
+
+/* Damages one byte: the whole-file checksum refuses the file before HDF5
+ * opens it. Then seals it again, as a crafted file with a valid checksum
+ * would be, so that the checks behind the checksum (Fletcher32, the
+ * layout) are what the caller tests next. */
+static void damage_then_reseal(ember_ctx *ctx, const char *file, size_t off,
+                               unsigned char mask)
+{
+    char msg[EMBER_MSG_SIZE];
+    tu_flip(file, off, mask);
+    ember__ckr *r = NULL;
+    assert_int_equal(ember__ckr_open(ctx, &r, file, msg), EMBER_ECORRUPT);
+    assert_null(r);
+    TU_MSG_HAS(msg, file);
+    TU_MSG_HAS(msg, "content checksum mismatch");
+    assert_int_equal(open_ids(), 0);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
 static void test_ckptfile_corrupt_dataset_detected(void **state)
 {
     (void)state;
@@ -680,7 +707,8 @@ static void test_ckptfile_corrupt_dataset_detected(void **state)
     unsigned char blob[4096], blob2[4096];
     ember_ctx *ctx = tu_ctx(2);
     write_patterns(ctx, "bad.h5", recs, arr, blob);
-    tu_flip("bad.h5", tu_find_once("bad.h5", &recs[1234], 8) + 3, 0x10);
+    damage_then_reseal(ctx, "bad.h5", tu_find_once("bad.h5", &recs[1234], 8) + 3,
+                       0x10);
 
     ember__ckr *r = NULL;
     TU_OKM(ember__ckr_open(ctx, &r, "bad.h5", msg), msg); /* metadata is fine */
@@ -706,6 +734,7 @@ static void test_ckptfile_corrupt_dataset_detected(void **state)
     TU_OKM(ember__ckr_blob(r, "blob", blob2, 4096, msg), msg);
     assert_memory_equal(blob, blob2, sizeof blob);
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0); /* every failed read closed its ids */
     ember_ctx_destroy(&ctx);
     unlink("bad.h5");
 }
@@ -721,7 +750,7 @@ static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
     ember__ckr *r = NULL;
 
     write_patterns(ctx, "bads.h5", recs, arr, blob);
-    tu_flip("bads.h5", tu_find_once("bads.h5", &arr[40], 8), 0x01);
+    damage_then_reseal(ctx, "bads.h5", tu_find_once("bads.h5", &arr[40], 8), 0x01);
     TU_OKM(ember__ckr_open(ctx, &r, "bads.h5", msg), msg);
     assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "bads.h5");
@@ -732,13 +761,15 @@ static void test_ckptfile_corrupt_scalars_and_blob_detected(void **state)
     ember__ckr_close(&r);
 
     write_patterns(ctx, "badb.h5", recs, arr, blob);
-    tu_flip("badb.h5", tu_find_once("badb.h5", "BLOBMARKER", 10) + 4, 0x80);
+    damage_then_reseal(ctx, "badb.h5",
+                       tu_find_once("badb.h5", "BLOBMARKER", 10) + 4, 0x80);
     TU_OKM(ember__ckr_open(ctx, &r, "badb.h5", msg), msg);
     assert_int_equal(ember__ckr_verify(r, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "/blobs/blob");
     assert_int_equal(ember__ckr_blob(r, "blob", blob2, 4096, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "badb.h5");
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0);
     ember_ctx_destroy(&ctx);
     unlink("bads.h5");
     unlink("badb.h5");
@@ -785,11 +816,16 @@ static void test_ckptfile_truncated_detected(void **state)
     unlink("full.h5");
 }
 
-/* An HDF5 file made with the raw API: one dataset, no ember attributes. */
-static void write_foreign(const char *file)
+/* An HDF5 file made with the raw API: one dataset, no ember attributes;
+ * sealed with ember's checksum header when sealed is set. */
+static void write_foreign(const char *file, int sealed)
 {
+    char msg[EMBER_MSG_SIZE];
     ember__h5_lock();
-    hid_t f = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = sealed ? (hid_t)ember__h5_fcpl() : H5P_DEFAULT;
+    hid_t f = H5Fcreate(file, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    if (sealed)
+        H5Pclose(fcpl);
     hsize_t dims = 4;
     hid_t s = H5Screate_simple(1, &dims, NULL);
     hid_t d = H5Dcreate2(f, "values", H5T_NATIVE_DOUBLE, s, H5P_DEFAULT,
@@ -801,9 +837,13 @@ static void write_foreign(const char *file)
     H5Fclose(f);
     ember__h5_unlock();
     assert_true(f >= 0 && d >= 0 && wr >= 0);
+    if (sealed)
+        TU_OKM(ember__fsum_seal(file, msg), msg);
 }
 
-/* Runs fn on the root group of file, opened read-write. */
+/* Runs fn on the root group of file, opened read-write, then seals the
+ * file again (as a tool that knows the format would), so the checks
+ * behind the whole-file checksum are what a test exercises. */
 static void edit_root(const char *file, void (*fn)(hid_t root, const void *arg),
                       const void *arg)
 {
@@ -815,6 +855,8 @@ static void edit_root(const char *file, void (*fn)(hid_t root, const void *arg),
     }
     ember__h5_unlock();
     assert_true(f >= 0);
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember__fsum_seal(file, msg), msg);
 }
 
 static void set_version(hid_t root, const void *arg)
@@ -853,6 +895,7 @@ static void open_fails(ember_ctx *ctx, const char *file, int status,
     if (rc != status)
         fail_msg("%s: status %d (%s), expected %d", file, rc, msg, status);
     assert_null(r);
+    assert_int_equal(open_ids(), 0);
     TU_MSG_HAS(msg, file);
     TU_MSG_HAS(msg, part);
 }
@@ -861,7 +904,10 @@ static void test_ckptfile_not_a_checkpoint(void **state)
 {
     (void)state;
     ember_ctx *ctx = tu_ctx(2);
-    write_foreign("foreign.h5");
+    /* no checksum header: never given to HDF5 */
+    write_foreign("foreign.h5", 0);
+    open_fails(ctx, "foreign.h5", EMBER_ECORRUPT, "cannot be verified");
+    write_foreign("foreign.h5", 1);
     open_fails(ctx, "foreign.h5", EMBER_ECORRUPT, "not an ember checkpoint");
     tu_spit("text.h5", "time,value\n1,2\n", 15);
     open_fails(ctx, "text.h5", EMBER_ECORRUPT, "text.h5");
@@ -1090,7 +1136,8 @@ static void test_ckptfile_parallel_read(void **state)
 
     /* one byte in the third chunk */
     size_t victim = 2 * chunk + chunk / 2 + 17;
-    tu_flip("big.h5", tu_find_once("big.h5", &recs[victim], 8) + 5, 0x04);
+    damage_then_reseal(ctx, "big.h5",
+                       tu_find_once("big.h5", &recs[victim], 8) + 5, 0x04);
     for (int k = 0; k < 3; k++) {
         TU_OK(ember_ctx_set_threads(ctx, threads[k]));
         ember__ckr *r = NULL;
@@ -1121,6 +1168,7 @@ static void test_ckptfile_parallel_read(void **state)
     assert_int_equal(ember__ckr_slice(r, "big", &t, 2 * chunk, 10, buf, msg),
                      EMBER_ECORRUPT);
     ember__ckr_close(&r);
+    assert_int_equal(open_ids(), 0);
     free(buf);
     free(recs);
     ember_ctx_destroy(&ctx);

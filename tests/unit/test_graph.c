@@ -6,6 +6,9 @@
  */
 #include "ember.h"
 #include "ember/graph.h"
+#include "internal.h"
+
+#include <hdf5.h>
 
 #include "testutil.h"
 
@@ -538,6 +541,53 @@ static void test_graph_h5_write_array_attrs(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Graph and array files are sealed with the whole-file checksum and
+ * verified before libhdf5 parses them; adding to a sealed file seals it
+ * again; a damaged one is refused for reading and for adding. */
+static void test_graph_h5_sealed_and_verified(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    write_file("s.el", "0 1\n1 2\n2 0\n");
+    ember_graph *g = load(ctx, "s.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "s.h5", msg), msg);
+    ember_graph_free(&g);
+    TU_OKM(ember__fsum_check("s.h5", msg), msg);
+    tu_flip("s.h5", tu_file_size("s.h5") / 2, 0x08);
+    load_fails("s.h5", NULL, EMBER_ECORRUPT, "content checksum mismatch");
+    double x[4] = {1, 2, 3, 4};
+    uint64_t n = 4;
+    assert_int_equal(ember_h5_write_array("s.h5:/more", EMBER_F64, x, 1, &n, NULL,
+                                          0, 0, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "s.h5");
+
+    TU_OKM(ember_h5_write_array("a.h5:/a", EMBER_F64, x, 1, &n, NULL, 0, 1, msg), msg);
+    TU_OKM(ember__fsum_check("a.h5", msg), msg);
+    TU_OKM(ember_h5_write_array("a.h5:/b", EMBER_F64, x, 1, &n, NULL, 0, 0, msg), msg);
+    TU_OKM(ember__fsum_check("a.h5", msg), msg); /* sealed again */
+    ember_ds *ds = NULL;
+    TU_OKM(ember_read_h5(&ds, ctx, "a.h5:/a", 0, msg), msg);
+    ember_ds_free(&ds);
+    /* ember_save_h5 adding to a sealed file keeps it sealed too */
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    TU_OKM(ember_from_array(&ds, ctx, &f64, x, 4, 2, EMBER_COPY, msg), msg);
+    TU_OKM(ember_save_h5(ds, "a.h5:/c", NULL, msg), msg);
+    ember_ds_free(&ds);
+    TU_OKM(ember__fsum_check("a.h5", msg), msg);
+    TU_OKM(ember_read_h5(&ds, ctx, "a.h5:/c", 0, msg), msg);
+    ember_ds_free(&ds);
+    tu_flip("a.h5", tu_file_size("a.h5") - 3, 0x01);
+    assert_int_equal(ember_read_h5(&ds, ctx, "a.h5:/a", 0, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "a.h5: content checksum mismatch");
+    assert_null(ds);
+    ember__h5_lock();
+    ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    ember__h5_unlock();
+    assert_int_equal(open_ids, 0);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- partitions and vertex datasets ------------------------------------------------------- */
 
 static void test_graph_partition(void **state)
@@ -721,6 +771,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
+        cmocka_unit_test(test_graph_h5_sealed_and_verified),
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),
         cmocka_unit_test(test_graph_formats),

@@ -540,6 +540,53 @@ static void test_loop_truncated_fallback(void **unused)
     TU_MSG_HAS(msg, "skipping checkpoint " CKDIR "/ckpt-000000000002.h5");
 }
 
+/* Adds a dangling link /blobs/extra to a checkpoint, then seals it again:
+ * a file whose checksum holds but which fails what ember-inspect checks
+ * (every item in the groups opens and reads). */
+static void add_dangling_blob(const char *path)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__h5_lock();
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    herr_t rc = f >= 0 ? H5Lcreate_soft("/nowhere", f, "/blobs/extra",
+                                         H5P_DEFAULT, H5P_DEFAULT) : -1;
+    if (f >= 0)
+        H5Fclose(f);
+    ember__h5_unlock();
+    assert_true(rc >= 0);
+    TU_OKM(ember__fsum_seal(path, msg), msg);
+}
+
+/* A resume runs the same verification as ember-inspect: an item nothing
+ * binds still has to verify, and a file without the checksum header (as
+ * ember 0.1.0 wrote) is skipped unread. */
+static void test_loop_same_verification_as_inspect(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(3, 3);
+    char p[256], msg[EMBER_MSG_SIZE];
+    add_dangling_blob(ckpt_name(p, 3));
+    ember_ctx *ctx = new_ctx();
+    ember_checkpoint_info *info = NULL;
+    assert_int_equal(ember_checkpoint_inspect(&info, ctx, p, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "/blobs/extra");
+    ember_checkpoint_info_free(ctx, &info);
+    free_ctx(&ctx);
+    /* zero the header block of the one before */
+    int fd = open(ckpt_name(p, 2), O_RDWR);
+    assert_true(fd >= 0);
+    static const unsigned char zero[EMBER__FSUM_BLOCK];
+    assert_int_equal(pwrite(fd, zero, sizeof zero, 0), (ssize_t)sizeof zero);
+    close(fd);
+    uint64_t it = resume_at(NULL, msg, EMBER_OK);
+    assert_int_equal(it, 1);
+    TU_MSG_HAS(msg, "skipping checkpoint " CKDIR "/ckpt-000000000003.h5: ");
+    TU_MSG_HAS(msg, "/blobs/extra");
+    TU_MSG_HAS(msg, "skipping checkpoint " CKDIR "/ckpt-000000000002.h5: ");
+    TU_MSG_HAS(msg, "cannot be verified");
+}
+
 static void test_loop_mismatch_refused(void **unused)
 {
     (void)unused;
@@ -1188,6 +1235,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_roundtrip),
         cmocka_unit_test(test_loop_corrupt_fallback),
         cmocka_unit_test(test_loop_truncated_fallback),
+        cmocka_unit_test(test_loop_same_verification_as_inspect),
         cmocka_unit_test(test_loop_mismatch_refused),
         cmocka_unit_test(test_loop_force_resume),
         cmocka_unit_test(test_loop_retention),

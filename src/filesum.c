@@ -1,0 +1,240 @@
+/* filesum.c: a whole-file checksum for the HDF5 files ember writes.
+ *
+ * libhdf5 trusts its own metadata: a damaged chunk index makes it read fill
+ * values (a silently wrong result), and some damage crashes it outright.
+ * Fletcher32 covers only the chunks HDF5 finds. So every file ember writes
+ * (checkpoints, stream state snapshots, graph and array files) is created
+ * with an HDF5 user block of EMBER__FSUM_BLOCK bytes, which HDF5 itself,
+ * h5dump and h5py skip, and once HDF5 has closed the file this module
+ * writes a header into that block: magic, version, the file's length and
+ * an XXH3-128 hash of every byte after the block, and an XXH3-64 hash of
+ * the block itself. Before any H5Fopen of such a file the reader checks
+ * length and hashes by streaming the file once; a file that fails is never
+ * given to libhdf5. Layout (docs/checkpoint-format.md, "Whole-file
+ * checksum"), integers little-endian, hashes in xxHash's canonical
+ * (big-endian) byte order:
+ *
+ *   0   8  magic "EMBERSUM"
+ *   8   4  header version (1)
+ *   12  4  block size (512)
+ *   16  8  file length in bytes, block included
+ *   24 16  XXH3-128 of bytes [512, length)
+ *   40  8  XXH3-64 of the 512-byte block with these 8 bytes zero
+ *   48 ..  a line of text naming the format; zero padding
+ *
+ * No HDF5 here and no allocation: reads go through a stack buffer. Callers:
+ * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
+ * graph_h5.c (graph and array files).
+ */
+#include "internal.h"
+
+/* The state struct on the stack (no allocation): its layout is this
+ * header's, and libxxhash comes from the same package. */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "EMBERSUM"
+#define VERSION 1u
+#define OFF_VERSION 8
+#define OFF_BLOCK 12
+#define OFF_LENGTH 16
+#define OFF_HASH 24
+#define OFF_SELF 40
+#define OFF_TEXT 48
+#define READ_BYTES (64 * 1024)
+
+static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+static void put_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The header's own hash, with its slot taken as zero. */
+static void self_hash(const unsigned char *block, unsigned char out[8])
+{
+    unsigned char tmp[EMBER__FSUM_BLOCK];
+    memcpy(tmp, block, sizeof tmp);
+    memset(tmp + OFF_SELF, 0, 8);
+    XXH64_canonical_t c;
+    XXH64_canonicalFromHash(&c, XXH3_64bits(tmp, sizeof tmp));
+    memcpy(out, c.digest, 8);
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, (char *)buf + got, n - got, at + (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+/* XXH3-128 of bytes [EMBER__FSUM_BLOCK, end of file), in canonical order;
+ * *length gets the bytes read in all, block included. */
+static int hash_body(int fd, unsigned char out[16], uint64_t *length)
+{
+    XXH3_state_t st;
+    if (XXH3_128bits_reset(&st) == XXH_ERROR)
+        return -1;
+    unsigned char buf[READ_BYTES];
+    off_t at = EMBER__FSUM_BLOCK;
+    for (;;) {
+        ssize_t k = pread_full(fd, buf, sizeof buf, at);
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        if (XXH3_128bits_update(&st, buf, (size_t)k) == XXH_ERROR)
+            return -1;
+        at += k;
+    }
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
+    memcpy(out, c.digest, 16);
+    *length = (uint64_t)at;
+    return 0;
+}
+
+int ember__fsum_seal(const char *path, char *msg)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "%s: cannot open to seal: %s", path,
+                          strerror(errno));
+    unsigned char block[EMBER__FSUM_BLOCK], sig[8];
+    uint64_t length = 0;
+    int rc = EMBER_OK;
+    if (pread_full(fd, sig, sizeof sig, EMBER__FSUM_BLOCK) != (ssize_t)sizeof sig ||
+        memcmp(sig, hdf5_sig, sizeof sig) != 0)
+        rc = ember__err(msg, EMBER_EINVAL, "%s: no %d-byte HDF5 user block to "
+                        "hold the checksum", path, EMBER__FSUM_BLOCK);
+    else if (hash_body(fd, block + OFF_HASH, &length))
+        rc = ember__err(msg, EMBER_EIO, "%s: cannot read to seal: %s", path,
+                        strerror(errno ? errno : EIO));
+    if (rc == EMBER_OK) {
+        unsigned char hash[16];
+        memcpy(hash, block + OFF_HASH, 16);
+        memset(block, 0, sizeof block);
+        memcpy(block, MAGIC, 8);
+        put_le(block + OFF_VERSION, VERSION, 4);
+        put_le(block + OFF_BLOCK, EMBER__FSUM_BLOCK, 4);
+        put_le(block + OFF_LENGTH, length, 8);
+        memcpy(block + OFF_HASH, hash, 16);
+        snprintf((char *)block + OFF_TEXT, EMBER__FSUM_BLOCK - OFF_TEXT,
+                 "ember whole-file checksum v1 (XXH3); see "
+                 "docs/checkpoint-format.md\n");
+        self_hash(block, block + OFF_SELF);
+        ssize_t k;
+        do
+            k = pwrite(fd, block, sizeof block, 0);
+        while (k < 0 && errno == EINTR);
+        if (k != (ssize_t)sizeof block)
+            rc = ember__err(msg, EMBER_EIO, "%s: cannot write the checksum "
+                            "header: %s", path, k < 0 ? strerror(errno)
+                                                      : "short write");
+    }
+    if (close(fd) != 0 && rc == EMBER_OK)
+        rc = ember__err(msg, EMBER_EIO, "%s: close after sealing: %s", path,
+                        strerror(errno));
+    return rc;
+}
+
+/* What the block says, or why it cannot be trusted. */
+static int check_block(const char *path, const unsigned char *block,
+                       uint64_t size, char *msg)
+{
+    unsigned char self[8];
+    if (memcmp(block, MAGIC, 8) != 0)
+        return ember__err(msg, EMBER__FSUM_NONE,
+                          "%s: no ember checksum header (written by ember "
+                          "0.1.0 or another program, or its first bytes are "
+                          "damaged): cannot be verified", path);
+    self_hash(block, self);
+    if (memcmp(self, block + OFF_SELF, 8) != 0)
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s: checksum header is damaged (its own hash "
+                          "differs)", path);
+    uint64_t version = get_le(block + OFF_VERSION, 4);
+    if (version != VERSION || get_le(block + OFF_BLOCK, 4) != EMBER__FSUM_BLOCK)
+        return ember__err(msg, EMBER_EFORMAT,
+                          "%s: checksum header version %llu (block %llu); "
+                          "this ember reads version %u (block %d)", path,
+                          (unsigned long long)version,
+                          (unsigned long long)get_le(block + OFF_BLOCK, 4),
+                          VERSION, EMBER__FSUM_BLOCK);
+    uint64_t want = get_le(block + OFF_LENGTH, 8);
+    if (want != size)
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s: %llu bytes, its checksum header says %llu "
+                          "(%s)", path, (unsigned long long)size,
+                          (unsigned long long)want,
+                          size < want ? "truncated" : "extended");
+    return EMBER_OK;
+}
+
+int ember__fsum_check(const char *path, char *msg)
+{
+    /* O_NONBLOCK: a FIFO given as a file fails below instead of waiting
+     * for a writer; on a regular file it changes nothing. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return ember__err(msg, errno == ENOENT || errno == ENOTDIR
+                                   ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    struct stat st;
+    unsigned char block[EMBER__FSUM_BLOCK], hash[16];
+    uint64_t length = 0;
+    int rc = EMBER_OK;
+    if (fstat(fd, &st) != 0)
+        rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = ember__err(msg, EMBER_EINVAL, "%s: not a regular file", path);
+    else if (st.st_size < EMBER__FSUM_BLOCK)
+        rc = ember__err(msg, pread_full(fd, block, 8, 0) == 8 &&
+                                     memcmp(block, MAGIC, 8) == 0
+                                 ? EMBER_ECORRUPT : EMBER__FSUM_NONE,
+                        "%s: %lld bytes: too short to hold an ember checksum "
+                        "header (truncated, or not written by ember)", path,
+                        (long long)st.st_size);
+    else if (pread_full(fd, block, sizeof block, 0) != (ssize_t)sizeof block)
+        rc = ember__err(msg, EMBER_EIO, "%s: cannot read the checksum header: %s",
+                        path, strerror(errno ? errno : EIO));
+    else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK) {
+        if (hash_body(fd, hash, &length))
+            rc = ember__err(msg, EMBER_EIO, "%s: read error while verifying: "
+                            "%s", path, strerror(errno ? errno : EIO));
+        else if (length != get_le(block + OFF_LENGTH, 8))
+            rc = ember__err(msg, EMBER_ECORRUPT, "%s: changed size while being "
+                            "verified", path);
+        else if (memcmp(hash, block + OFF_HASH, 16) != 0)
+            rc = ember__err(msg, EMBER_ECORRUPT, "%s: content checksum "
+                            "mismatch (XXH3-128 over bytes %d..%llu): the file "
+                            "is damaged", path, EMBER__FSUM_BLOCK,
+                            (unsigned long long)length);
+    }
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,288 @@
+/* test_filesum.c: the whole-file checksum (src/filesum.c).
+ *
+ * Files are real HDF5 files made with ember__h5_fcpl (the 512-byte user
+ * block), sealed, then damaged byte by byte, cut, extended, and their
+ * header rewritten, and each time ember__fsum_check must say so. The hash
+ * itself is recomputed here from the documented layout, so the format in
+ * docs/checkpoint-format.md is what the code writes.
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <hdf5.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+/* A small HDF5 file: one dataset of n doubles, with or without the block. */
+static void make_h5(const char *file, int userblock, size_t n)
+{
+    ember__h5_lock();
+    hid_t fcpl = userblock ? (hid_t)ember__h5_fcpl() : H5P_DEFAULT;
+    assert_true(fcpl >= 0);
+    hid_t f = H5Fcreate(file, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    hsize_t dims = n;
+    hid_t s = H5Screate_simple(1, &dims, NULL);
+    hid_t d = H5Dcreate2(f, "values", H5T_NATIVE_DOUBLE, s, H5P_DEFAULT,
+                         H5P_DEFAULT, H5P_DEFAULT);
+    double *v = calloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (double)i * 0.5;
+    herr_t wr = H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    free(v);
+    H5Dclose(d);
+    H5Sclose(s);
+    herr_t cl = H5Fclose(f);
+    if (userblock)
+        H5Pclose(fcpl);
+    ember__h5_unlock();
+    assert_true(f >= 0 && wr >= 0 && cl >= 0);
+}
+
+static void make_sealed(const char *file, size_t n)
+{
+    char msg[EMBER_MSG_SIZE];
+    make_h5(file, 1, n);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
+static uint64_t le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Recomputes the header's own hash after the test edited the header. */
+static void fix_self_hash(unsigned char *whole)
+{
+    memset(whole + 40, 0, 8);
+    XXH64_canonical_t c;
+    XXH64_canonicalFromHash(&c, XXH3_64bits(whole, EMBER__FSUM_BLOCK));
+    memcpy(whole + 40, c.digest, 8);
+}
+
+static void test_filesum_round_trip(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("a.h5", 1000);
+    TU_OKM(ember__fsum_check("a.h5", msg), msg);
+    /* sealing twice gives the same bytes: the header is a pure function of
+     * the content */
+    size_t n1, n2;
+    unsigned char *one = tu_slurp("a.h5", &n1);
+    TU_OKM(ember__fsum_seal("a.h5", msg), msg);
+    unsigned char *two = tu_slurp("a.h5", &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(one, two, n1);
+    free(one);
+    free(two);
+    /* libhdf5 still opens it and reads the data past the block */
+    ember__h5_lock();
+    hid_t f = H5Fopen("a.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = f >= 0 ? H5Dopen2(f, "values", H5P_DEFAULT) : -1;
+    double v[1000];
+    herr_t rd = d >= 0 ? H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                                 H5P_DEFAULT, v) : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    if (f >= 0)
+        H5Fclose(f);
+    ember__h5_unlock();
+    assert_true(rd >= 0);
+    assert_true(v[999] == 499.5);
+    unlink("a.h5");
+}
+
+/* The layout docs/checkpoint-format.md gives, computed independently. */
+static void test_filesum_layout_matches_docs(void **state)
+{
+    (void)state;
+    make_sealed("l.h5", 300);
+    size_t size;
+    unsigned char *w = tu_slurp("l.h5", &size);
+    assert_memory_equal(w, "EMBERSUM", 8);
+    assert_int_equal(le(w + 8, 4), 1);
+    assert_int_equal(le(w + 12, 4), EMBER__FSUM_BLOCK);
+    assert_int_equal(le(w + 16, 8), size);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(w + EMBER__FSUM_BLOCK,
+                                              size - EMBER__FSUM_BLOCK));
+    assert_memory_equal(w + 24, c.digest, 16);
+    unsigned char self[8];
+    memcpy(self, w + 40, 8);
+    fix_self_hash(w);
+    assert_memory_equal(w + 40, self, 8);
+    /* HDF5's superblock follows the block */
+    assert_memory_equal(w + EMBER__FSUM_BLOCK, "\x89HDF\r\n\x1a\n", 8);
+    free(w);
+    unlink("l.h5");
+}
+
+static void test_filesum_every_byte_flip_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("f.h5", 16);
+    size_t size;
+    unsigned char *whole = tu_slurp("f.h5", &size);
+    int fd = open("f.h5", O_RDWR);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < size; i++) {
+        unsigned char b = whole[i], x = (unsigned char)(b ^ (1u << (i % 8)));
+        assert_int_equal(pwrite(fd, &x, 1, (off_t)i), 1);
+        int rc = ember__fsum_check("f.h5", msg);
+        /* the magic is what tells a sealed file: without it, no header */
+        int want = i < 8 ? EMBER__FSUM_NONE : EMBER_ECORRUPT;
+        if (rc != want)
+            fail_msg("byte %zu of %zu flipped: status %d, want %d (%s)", i,
+                     size, rc, want, msg);
+        TU_MSG_HAS(msg, "f.h5");
+        assert_int_equal(pwrite(fd, &b, 1, (off_t)i), 1);
+    }
+    close(fd);
+    TU_OKM(ember__fsum_check("f.h5", msg), msg);
+    free(whole);
+    unlink("f.h5");
+}
+
+static void test_filesum_truncation_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("t.h5", 100);
+    size_t size;
+    unsigned char *whole = tu_slurp("t.h5", &size);
+    size_t cuts[] = {0, 7, 8, 100, 511, 512, 513, size / 2, size - 8, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        tu_spit("cut.h5", whole, cuts[i]);
+        int rc = ember__fsum_check("cut.h5", msg);
+        int want = cuts[i] < 8 ? EMBER__FSUM_NONE : EMBER_ECORRUPT;
+        if (rc != want)
+            fail_msg("cut at %zu: status %d, want %d (%s)", cuts[i], rc, want, msg);
+        TU_MSG_HAS(msg, "cut.h5");
+        if (cuts[i] >= 512)
+            TU_MSG_HAS(msg, "truncated");
+    }
+    free(whole);
+    unlink("t.h5");
+    unlink("cut.h5");
+}
+
+static void test_filesum_extension_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("e.h5", 100);
+    size_t size;
+    unsigned char *whole = tu_slurp("e.h5", &size);
+    unsigned char *more = calloc(size + 4096, 1);
+    memcpy(more, whole, size);
+    size_t adds[] = {1, 8, 4096};
+    for (size_t i = 0; i < 3; i++) {
+        tu_spit("ext.h5", more, size + adds[i]);
+        assert_int_equal(ember__fsum_check("ext.h5", msg), EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "extended");
+    }
+    /* the same length, other content: the hash, not the length, fails */
+    more[size - 1] ^= 0x40;
+    tu_spit("ext.h5", more, size);
+    assert_int_equal(ember__fsum_check("ext.h5", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "content checksum");
+    free(more);
+    free(whole);
+    unlink("e.h5");
+    unlink("ext.h5");
+}
+
+/* A header that is self-consistent but lies, or is of another version. */
+static void test_filesum_header_damage_detected(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("h.h5", 100);
+    size_t size;
+    unsigned char *whole = tu_slurp("h.h5", &size);
+    unsigned char *w = malloc(size);
+
+    memcpy(w, whole, size); /* zeroed block: no header at all */
+    memset(w, 0, EMBER__FSUM_BLOCK);
+    tu_spit("x.h5", w, size);
+    assert_int_equal(ember__fsum_check("x.h5", msg), EMBER__FSUM_NONE);
+    TU_MSG_HAS(msg, "cannot be verified");
+
+    memcpy(w, whole, size); /* damaged text after the fields */
+    w[300] ^= 1;
+    tu_spit("x.h5", w, size);
+    assert_int_equal(ember__fsum_check("x.h5", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "header is damaged");
+
+    memcpy(w, whole, size); /* a length that lies, rehashed */
+    w[16] ^= 4;
+    fix_self_hash(w);
+    tu_spit("x.h5", w, size);
+    assert_int_equal(ember__fsum_check("x.h5", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "its checksum header says");
+
+    memcpy(w, whole, size); /* a content hash that lies, rehashed */
+    w[30] ^= 4;
+    fix_self_hash(w);
+    tu_spit("x.h5", w, size);
+    assert_int_equal(ember__fsum_check("x.h5", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "content checksum");
+
+    memcpy(w, whole, size); /* a newer header version */
+    w[8] = 2;
+    fix_self_hash(w);
+    tu_spit("x.h5", w, size);
+    assert_int_equal(ember__fsum_check("x.h5", msg), EMBER_EFORMAT);
+    TU_MSG_HAS(msg, "version 2");
+    free(w);
+    free(whole);
+    unlink("h.h5");
+    unlink("x.h5");
+}
+
+static void test_filesum_unsealed_files(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_h5("plain.h5", 0, 10); /* what h5py makes: no user block */
+    assert_int_equal(ember__fsum_check("plain.h5", msg), EMBER__FSUM_NONE);
+    TU_MSG_HAS(msg, "plain.h5");
+    assert_int_equal(ember__fsum_seal("plain.h5", msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "user block");
+    assert_int_equal(ember__fsum_check("plain.h5", msg), EMBER__FSUM_NONE);
+    make_h5("open.h5", 1, 10); /* a block, never sealed */
+    assert_int_equal(ember__fsum_check("open.h5", msg), EMBER__FSUM_NONE);
+    assert_int_equal(ember__fsum_check("missing.h5", msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "missing.h5");
+    assert_int_equal(mkdir("adir", 0700), 0);
+    assert_int_equal(ember__fsum_check("adir", msg), EMBER_EINVAL);
+    assert_int_equal(ember__fsum_seal("missing.h5", msg), EMBER_EIO);
+    assert_int_equal(mkfifo("fifo", 0600), 0); /* refused, not waited on */
+    assert_int_equal(ember__fsum_check("fifo", msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "not a regular file");
+    unlink("fifo");
+    rmdir("adir");
+    unlink("plain.h5");
+    unlink("open.h5");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_filesum_round_trip),
+        cmocka_unit_test(test_filesum_layout_matches_docs),
+        cmocka_unit_test(test_filesum_every_byte_flip_detected),
+        cmocka_unit_test(test_filesum_truncation_detected),
+        cmocka_unit_test(test_filesum_extension_detected),
+        cmocka_unit_test(test_filesum_header_damage_detected),
+        cmocka_unit_test(test_filesum_unsealed_files),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
