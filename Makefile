@@ -14,7 +14,7 @@
 # README and CI scripts call `make run`.
 RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
 
-DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev hdf5-tools
+DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools
 
 # cmake --build runs make again; its "Entering directory" lines are noise.
 MAKEFLAGS += --no-print-directory

@@ -270,6 +270,10 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         return ember_cli_usage_error(cli, "blobs needs --n, --d and --k");
     if (npoints > (UINT64_C(1) << 40) / dims)
         return ember_cli_usage_error(cli, "blobs: --n x --d is too large");
+    if (nclusters > npoints)
+        return ember_cli_usage_error(cli, "blobs: --k %" PRIu64 " clusters need at "
+                                     "least as many points (--n %" PRIu64 ")",
+                                     nclusters, npoints);
     double *x = malloc(npoints * dims * sizeof *x);
     double *c = malloc(nclusters * dims * sizeof *c);
     if (!x || !c) {

@@ -16,6 +16,7 @@
 #include "testutil.h"
 
 #include "stream_internal.h"
+#include <inttypes.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -577,6 +578,40 @@ static void test_stream_metadata_compare(void **state)
     flip_byte(path, 60);
     assert_int_equal(ember__sl_meta_read(ctx, t.loc, &r, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "metadata");
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A query line with a bad %-escape, after a long one, in a file whose
+ * checksum is valid: refused as corrupt without reading past the line
+ * (the length of the previous line used to be copied; ASan saw it). */
+static void test_stream_metadata_bad_escape(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], path[600], body[1024];
+    char longq[201];
+    memset(longq, 'q', 200);
+    longq[200] = '\0';
+    int n = snprintf(body, sizeof body,
+                     "ember-stream-metadata 1\nid 00000000000000000000000000000001\n"
+                     "fingerprint 0000000000000000\nquery %s\nquery %%zz\n"
+                     "created 2026-01-01T00:00:00Z\n", longq);
+    assert_true(n > 0 && (size_t)n < sizeof body - 40);
+    snprintf(body + n, sizeof body - (size_t)n, "checksum %016" PRIx64 "\n",
+             ember__sl_fnv(body, (size_t)n));
+    assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
+    snprintf(path, sizeof path, "%s/metadata", t.loc);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+    ember__smeta r;
+    assert_int_equal(ember__sl_meta_read(ctx, t.loc, &r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bad query line");
+    assert_null(r.description);
     ember_ctx_destroy(&ctx);
     td_done(&t);
 }
@@ -1617,6 +1652,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_offsets_corrupt),
         cmocka_unit_test(test_stream_commits_roundtrip),
         cmocka_unit_test(test_stream_metadata_compare),
+        cmocka_unit_test(test_stream_metadata_bad_escape),
         cmocka_unit_test(test_stream_merge_collisions),
         cmocka_unit_test(test_stream_merge_rollback),
         cmocka_unit_test(test_stream_snapshot_roundtrip),
