@@ -206,8 +206,11 @@ typedef struct {
     ember_stream_progress_fn progress; /* called after each batch */
     void *progress_arg;
     int no_signals;                  /* do not catch SIGTERM and SIGINT */
-    int quiet;                       /* no warnings on stderr (they are
-                                        still counted in the stats) */
+    int quiet;                       /* kept for compatibility: warnings
+                                        (a late file, a snapshot fallback)
+                                        always reach stderr, and are
+                                        counted in the stats; the caller
+                                        prints progress */
 } ember_stream_opts;
 
 typedef struct {

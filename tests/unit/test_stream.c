@@ -1090,6 +1090,51 @@ static void test_stream_max_files_and_late_files(void **state)
     td_done(&t);
 }
 
+/* A late file that arrives while no stream runs is reported (warning and
+ * count) by the next start; the files taken before are not. */
+static void test_stream_late_file_across_restart(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_UPDATE);
+    put_file(&t, "f1", "a\n");
+    put_file(&t, "f2", "b\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember_stream_destroy(&s);
+    /* file times have a clock tick's resolution: let one pass, so that the
+     * late file is strictly newer than the last offsets entry */
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    nanosleep(&tick, NULL);
+    put_file(&t, "f0", "late\n"); /* sorts before f2, the mark */
+    put_file(&t, "f3", "c\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember__soffsets e;
+    TU_OKM(ember__sl_offsets_read(ctx, t.loc, 1, &e, msg), msg);
+    assert_int_equal(e.nfiles, 1);
+    assert_string_equal(e.files[0].name, "f3");
+    ember__sl_offsets_free(ctx, &e);
+    ember_stream_stats st;
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.late_files, 1); /* f0; not f1, f2 */
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.late_files, 1); /* reported once */
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 static void test_stream_failed_batch_rerun_exactly_once(void **state)
 {
     (void)state;
@@ -1661,6 +1706,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_wordcount_exact),
         cmocka_unit_test(test_stream_source_listing),
         cmocka_unit_test(test_stream_max_files_and_late_files),
+        cmocka_unit_test(test_stream_late_file_across_restart),
         cmocka_unit_test(test_stream_failed_batch_rerun_exactly_once),
         cmocka_unit_test(test_stream_changed_file_refused),
         cmocka_unit_test(test_stream_snapshot_fallback_replays),
