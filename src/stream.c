@@ -63,7 +63,7 @@
 #define SMALL_BATCH_BYTES ((uint64_t)1 << 19)
 #define WAIT_SLICE 0.05 /* longest sleep between looks at the stop flags */
 
-static const int stream_signals[2] = {SIGTERM, SIGINT};
+static const int stream_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
 
 
 /* A batch to run: its id and files. */
@@ -363,7 +363,7 @@ static int check_metadata(ember_stream *s, char *msg)
 
 static int install_signals(ember_stream *s, char *msg)
 {
-    return ember__signals_catch(&s->sig, stream_signals, 2, msg);
+    return ember__signals_catch(&s->sig, stream_signals, 3, msg);
 }
 
 /* ---- running one batch --------------------------------------------------------------- */

@@ -428,10 +428,9 @@ static void early_lines(const ember_cli *cli)
                                                              : strlen(early_line[1]);
 }
 
-static void early_catch(const ember_cli *cli)
+static void early_install(void)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGALRM};
-    early_lines(cli);
     if (early_installed)
         return;
     struct sigaction sa, old;
@@ -447,6 +446,21 @@ static void early_catch(const ember_cli *cli)
         sigaction(sigs[i], &sa, NULL);
     }
     early_installed = 1;
+}
+
+static void early_catch(const ember_cli *cli)
+{
+    early_lines(cli);
+    early_install();
+}
+
+void ember_cli_catch_early(const char *line)
+{
+    snprintf(early_line[0], sizeof early_line[0], "%s\n", line);
+    early_len[0] = strlen(early_line[0]);
+    memcpy(early_line[1], early_line[0], sizeof early_line[1]);
+    early_len[1] = early_len[0];
+    early_install();
 }
 
 /* ---- parsing ------------------------------------------------------------- */

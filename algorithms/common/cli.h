@@ -212,6 +212,11 @@ int ember_cli_prepare(ember_cli *cli);
  * -1 when s is none of those. */
 int ember_cli_parse_duration(const char *s, double *out);
 
+/* For a program that does not use ember_cli_parse (the stream): from now
+ * until the library takes the signals over, SIGTERM, SIGINT and SIGUSR1
+ * print `line` and exit 75 at once. */
+void ember_cli_catch_early(const char *line);
+
 /* Prints --help for prog on f. */
 void ember_cli_usage(const ember_cli_program *prog, FILE *f);
 
