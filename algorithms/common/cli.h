@@ -21,6 +21,8 @@
  *     int rc = ember_cli_parse(&cli, &prog, argc, argv);
  *     if (rc != EMBER_CLI_RUN)
  *         return rc;                       (--help, --version, bad usage)
+ *     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+ *         return rc;                       (bad paths: exit 2, no work done)
  *     ... ember_cli_ctx(), load input, ember_cli_loop(), bind state ...
  *     rc = ember_cli_iterate(&cli, loop, step, &state, msg);
  *     ... write output ...
@@ -28,8 +30,8 @@
  *
  * Exit codes (stable, scripts depend on them): 0 done; 2 bad usage or bad
  * input (the message names the file, the line and the problem); 75
- * (EMBER_EXIT_RESUMABLE) checkpointed after a signal or deadline, run the
- * same command again to resume; 1 anything else.
+ * (EMBER_EXIT_RESUMABLE) stopped by a signal or the deadline (checkpointed
+ * when the loop was running), run again to resume; 1 anything else.
  *
  * Not thread-safe; everything here runs on the program's main thread. The
  * parser keeps pointers into argv (argv outlives the run).
