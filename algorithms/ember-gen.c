@@ -321,6 +321,8 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "say what to generate: kron or blobs (see --help)");
     if (!cli.output)
         return ember_cli_usage_error(&cli, "--output FILE is required");
+    if (ember_cli_check_output(&cli, "output", cli.output))
+        return EMBER_EXIT_USAGE; /* before generating, not after */
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     rc = ember_cli_ctx(&ctx, &cli, msg);

@@ -208,6 +208,11 @@ int ember_cli_add_input(ember_cli *cli, const char *role, const char *path);
  * timer work as during a real one); for tests only. */
 int ember_cli_prepare(ember_cli *cli);
 
+/* The output check of ember_cli_prepare alone, for tools whose output is
+ * not --output: 0, or EMBER_EXIT_USAGE after a message naming `flag` (the
+ * option's name, or "output"). */
+int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
+
 /* Parses a duration as SLURM's --time does: MM, MM:SS, HH:MM:SS, D-HH,
  * D-HH:MM, D-HH:MM:SS (whole numbers; a bare number is minutes), or a
  * number with a unit: 90s, 30m, 2h, 1.5d. 0 and *out in seconds (> 0), or

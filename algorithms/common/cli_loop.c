@@ -116,8 +116,9 @@ static int prepare_input(ember_cli *cli, int i)
     const char *flag = cli->inputs[i].role, *arg = cli->inputs[i].arg;
     input_file(arg, file, sizeof file, cli->inputs[i].dataset,
                sizeof cli->inputs[i].dataset);
-    if (stat(file, &st) != 0)
-        return ember_cli_usage_error(cli, "--%s %s: %s", flag, arg, strerror(errno));
+    if (stat(file, &st) != 0) /* worded as the loaders word it */
+        return ember_cli_usage_error(cli, "--%s %s: %s", flag, arg,
+                                     errno == ENOENT ? "no such file" : strerror(errno));
     if (S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      arg);
@@ -133,7 +134,7 @@ static int prepare_input(ember_cli *cli, int i)
 }
 
 /* An output that can be created: NAME.tmp is created and removed. */
-static int prepare_output(ember_cli *cli, const char *flag, const char *path)
+int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path)
 {
     struct stat st;
     char tmp[PATH_MAX];
@@ -204,9 +205,9 @@ int ember_cli_prepare(ember_cli *cli)
     for (int i = 0; !rc && i < cli->ninputs; i++)
         rc = prepare_input(cli, i);
     if (!rc && cli->output && !(cli->prog->omit & EMBER_CLI_NO_OUTPUT))
-        rc = prepare_output(cli, "output", cli->output);
+        rc = ember_cli_check_output(cli, "output", cli->output);
     if (!rc && cli->metrics)
-        rc = prepare_output(cli, "metrics", cli->metrics);
+        rc = ember_cli_check_output(cli, "metrics", cli->metrics);
     if (!rc && cli->checkpoint_dir) {
         int e = make_dirs(cli->checkpoint_dir);
         if (e)

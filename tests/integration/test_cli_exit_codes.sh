@@ -59,6 +59,12 @@ expect2 "blobs with more clusters than points" "$bin/ember-gen" blobs --n 10 --d
     --output b.csv
 [ ! -e b.csv ] || fail "blobs --n 10 --k 20 wrote a file"
 
+expect2 "gen: output in a missing directory" "$bin/ember-gen" kron --scale 4 \
+    --output no/such/k.el
+expect2 "gen: output is a directory" "$bin/ember-gen" kron --scale 4 --output adir
+expect2 "convert: output in a missing directory" "$bin/ember-convert" "$g" no/such/k.h5
+grep -q "vertices" err.txt && fail "convert loaded the graph before refusing its output"
+
 # A clustered short option names the letter, not the next argument.
 expect2 "clustered short options" "$bin/ember-pagerank" -xyz o.h5
 grep -q "'-x'" err.txt || fail "-xyz: the message does not name -x: $(cat err.txt)"
