@@ -448,6 +448,30 @@ static void early_install(void)
     early_installed = 1;
 }
 
+/* Before main: a program that links this library catches the signals from
+ * its first instant, not only once main has parsed its flags (under load,
+ * or with a sanitizer's start-up, that can be a good fraction of a
+ * second). ember_cli_parse rewrites the lines from the flags; a tool
+ * without a loop (ember-gen, ember-convert) puts the default actions back. */
+__attribute__((constructor)) static void early_at_start(void)
+{
+    ember_cli_catch_early("ember: stopped by a signal while starting (exit 75); "
+                          "run the same command again");
+}
+
+static void early_release(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGALRM};
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == early_exit)
+            sigaction(sigs[i], &sa, NULL);
+    early_installed = 0;
+}
+
 static void early_catch(const ember_cli *cli)
 {
     early_lines(cli);
@@ -597,6 +621,8 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     defaults(cli, prog);
     if (!(prog->omit & EMBER_CLI_NO_LOOP))
         early_catch(cli);
+    else
+        early_release(); /* a tool: the default actions */
     if (build_table(prog, table) < 0)
         return ember_cli_usage_error(cli, "too many options (internal)");
     optind = 1;
