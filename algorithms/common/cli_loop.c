@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -134,12 +135,20 @@ static int prepare_input(ember_cli *cli, int i)
 }
 
 /* An output that can be created: NAME.tmp is created and removed. */
-int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path)
+int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
 {
     struct stat st;
-    char tmp[PATH_MAX];
-    if (!path[0])
+    char tmp[PATH_MAX], path[PATH_MAX];
+    if (!spec[0])
         return ember_cli_usage_error(cli, "--%s: empty file name", flag);
+    /* "file.h5:/dataset" (HDF5 outputs): the file is the part before the
+     * last ':' followed by '/', as the HDF5 layer splits it */
+    const char *cut = NULL;
+    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    snprintf(path, sizeof path, "%.*s", (int)(cut && cut > spec ? cut - spec
+                                                                : (ptrdiff_t)strlen(spec)),
+             spec);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      path);

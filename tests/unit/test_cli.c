@@ -270,6 +270,7 @@ static void test_cli_prepare_bad_paths(void **state)
         "--input pp/dir",
         "--input pp/g.el --output pp/dir",
         "--input pp/g.el --output pp/no/such/r.h5",
+        "--input pp/g.el --output pp/no/such/r.h5:/ranks",
         "--input pp/g.el --metrics pp/no/such/m.jsonl",
         "--input pp/g.el --metrics pp/dir",
         "--input pp/g.el --checkpoint-dir pp/file/ck",
@@ -292,6 +293,10 @@ static void test_cli_prepare_bad_paths(void **state)
     assert_int_not_equal(stat("pp/r.h5.tmp", &st), 0); /* probed and removed */
     assert_int_not_equal(stat("pp/m.jsonl.tmp", &st), 0);
     assert_int_not_equal(stat("pp/r.h5", &st), 0);
+    /* an HDF5 output spec: the file part is what must be creatable */
+    assert_int_equal(parse(&cli, "--input pp/g.el --output pp/o.h5:/ranks"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_not_equal(stat("pp/o.h5.tmp", &st), 0);
     /* an HDF5 spec: the file is hashed, the dataset is a parameter */
     char p[2048];
     assert_int_equal(system("cp pp/g.el pp/pts.h5"), 0);
