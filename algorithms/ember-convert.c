@@ -53,6 +53,8 @@ int main(int argc, char **argv)
     if (f < 0)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
                                      format);
+    if (ember_cli_check_output(&cli, "output", out))
+        return EMBER_EXIT_USAGE; /* before the load, not after */
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;

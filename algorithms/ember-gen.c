@@ -292,6 +292,10 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         return ember_cli_usage_error(cli, "blobs needs --n, --d and --k");
     if (npoints > (UINT64_C(1) << 40) / dims)
         return ember_cli_usage_error(cli, "blobs: --n x --d is too large");
+    if (nclusters > npoints)
+        return ember_cli_usage_error(cli, "blobs: --k %" PRIu64 " clusters need at "
+                                     "least as many points (--n %" PRIu64 ")",
+                                     nclusters, npoints);
     double *x = malloc(npoints * dims * sizeof *x);
     double *c = malloc(nclusters * dims * sizeof *c);
     if (!x || !c) {
@@ -339,6 +343,8 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "say what to generate: kron or blobs (see --help)");
     if (!cli.output)
         return ember_cli_usage_error(&cli, "--output FILE is required");
+    if (ember_cli_check_output(&cli, "output", cli.output))
+        return EMBER_EXIT_USAGE; /* before generating, not after */
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     rc = ember_cli_ctx(&ctx, &cli, msg);

@@ -1173,6 +1173,11 @@ int main(int argc, char **argv)
     int file_init = strcmp(opt_init, "random") && strcmp(opt_init, "kmeans++");
     if (!opt_k && !file_init)
         return ember_cli_usage_error(&cli, "--k is required (see --help)");
+    /* --init FILE is an input too: fingerprinted by content */
+    if (file_init && ember_cli_add_input(&cli, "init", opt_init))
+        return EMBER_EXIT_USAGE;
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc;
     char msg[EMBER_MSG_SIZE] = "";
     km s;
     km_input in;

@@ -131,6 +131,8 @@ int main(int argc, char **argv)
     if (cli.iterations_set)
         return ember_cli_usage_error(&cli, "--iterations: give the count as --maps");
     cli.iterations = n_maps;
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc;
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_loop *loop = NULL;

@@ -468,6 +468,8 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
     if (!cli.output && !top && !cli.verify)
         return ember_cli_usage_error(&cli, "nothing to do: give --output, --top or --verify");
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc;
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;

@@ -23,6 +23,8 @@
  */
 #include <ember.h>
 
+#include "cli.h"
+
 #include <errno.h>
 #include <getopt.h>
 #ifdef __GLIBC__
@@ -244,7 +246,7 @@ static void usage(FILE *f)
 "                               change them (default 1); a restart re-counts\n"
 "                               the batches since the last snapshot\n"
 "  --threads N                  OpenMP threads (default OMP_NUM_THREADS or all)\n"
-"  --quiet                      no progress on stderr\n"
+"  --quiet                      no progress on stderr (warnings still appear)\n"
 "  --verbose                    also where each batch's time went\n"
 "  --help, --version\n"
 "\n"
@@ -407,6 +409,7 @@ static int parse_args(int argc, char **argv, options *op)
     op->so.output_mode = EMBER_OUTPUT_COMPLETE;
     int c;
     opterr = 0;
+    optopt = 0;
     while ((c = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
         if (c == O_HELP) {
             usage(stdout);
@@ -415,6 +418,12 @@ static int parse_args(int argc, char **argv, options *op)
         if (c == O_VERSION) {
             printf(PROG " (ember) %s\n", EMBER_VERSION_STRING);
             return 0;
+        }
+        if (c == '?' && optopt > 0 && optopt < 256) {
+            /* a short option, maybe in a cluster (-xyz): name the letter */
+            char opt[3] = {'-', (char)optopt, '\0'};
+            return bad("unknown option '%s'%s", opt,
+                       " (the options are long ones, like --source)");
         }
         if (c == '?' || c == ':')
             return bad(c == ':' ? "%s needs a value%s" : "unknown option '%s'%s",
@@ -466,6 +475,10 @@ int main(int argc, char **argv)
 {
     options op;
     memset(&op, 0, sizeof op);
+    /* A batch system's signal may come before the stream catches them
+     * (it does in ember_stream_create): nothing is planned yet, so stop. */
+    ember_cli_catch_early(PROG ": stopped by a signal before the stream started "
+                          "(exit 75); run the same command again to resume");
     int rc = parse_args(argc, argv, &op);
     if (rc >= 0)
         return rc;

@@ -564,6 +564,8 @@ static int relabel(ember_graph *g, chunk *c, size_t nc, const char *path,
     if (!all)
         return ember__err(msg, EMBER_ENOMEM, "out of memory relabelling");
     for (size_t i = 0, at = 0; i < nc; i++) {
+        if (!c[i].n)
+            continue; /* a chunk of comments only has no array at all */
         memcpy(all + at, c[i].e64, 2 * c[i].n * sizeof *all);
         at += 2 * c[i].n;
     }
@@ -613,7 +615,36 @@ static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
     return EMBER_OK;
 }
 
-/* The vertex count: max id + 1, or the Matrix Market size. */
+/* A vertex count stated in the comments that open an edge list: ember-gen's
+ * "# N vertices, M edges" or SNAP's "# Nodes: N Edges: M". 0 when none. */
+static uint64_t header_vertices(const source *s)
+{
+    const char *p = s->data, *end = s->data + s->size;
+    for (int lines = 0; p < end && *p == '#' && lines < 64; lines++) {
+        const char *e = next_line(p, end);
+        for (const char *q = p + 1; q < e; q++) {
+            int snap = e - q > 6 && memcmp(q, "Nodes:", 6) == 0;
+            const char *d = snap ? q + 6 : q;
+            if (!snap && (q[-1] != ' ' && q[-1] != '#'))
+                continue;
+            while (d < e && *d == ' ')
+                d++;
+            uint64_t n = 0;
+            const char *digits = d;
+            while (d < e && *d >= '0' && *d <= '9' && n < (UINT64_C(1) << 60))
+                n = n * 10 + (uint64_t)(*d++ - '0');
+            if (d == digits)
+                continue;
+            if (snap || (e - d > 9 && memcmp(d, " vertices", 9) == 0))
+                return n;
+        }
+        p = e;
+    }
+    return 0;
+}
+
+/* The vertex count: max id + 1, or more when the header says so (the
+ * trailing vertices have no edges), or the Matrix Market size. */
 static int vertex_count(ember_graph *g, const source *s, const chunk *c,
                         size_t nc, char *msg)
 {
@@ -634,6 +665,12 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
         for (size_t i = 0; i < nc; i++)
             if (c[i].any && c[i].maxid + 1 > n)
                 n = c[i].maxid + 1;
+        uint64_t stated = header_vertices(s);
+        if (n && stated > n) {
+            if (stated > s->limit)
+                return ember__graph_too_big(msg, s->path, stated - 1, s->limit, 0);
+            n = stated;
+        }
     }
     g->n = n;
     return EMBER_OK;

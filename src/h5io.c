@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -90,37 +91,75 @@ void ember__h5_unlock(void)
 typedef struct {
     char inner[160]; /* where the error was detected: the cause */
     char outer[160]; /* the API function's summary */
+    int err;         /* an errno HDF5 recorded ("errno = 28"), or 0 */
 } why_buf;
+
+/* HDF5's descriptions may hold raw newlines (its file-driver errors do),
+ * and a message is one line. */
+static void flatten(char *buf)
+{
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+}
+
+static void one_line(char *buf, size_t size, const char *text)
+{
+    snprintf(buf, size, "%s", text);
+    flatten(buf);
+}
 
 static herr_t why_collect(unsigned n, const H5E_error2_t *e, void *data)
 {
     why_buf *w = data;
     const char *text = e->desc && e->desc[0] ? e->desc : e->func_name;
-    snprintf(n == 0 ? w->inner : w->outer, sizeof w->inner, "%s", text);
+    const char *en = e->desc ? strstr(e->desc, "errno = ") : NULL;
+    if (en && !w->err)
+        w->err = atoi(en + 8);
+    char *slot = n == 0 ? w->inner : w->outer;
+    if (en) {
+        /* the driver's long "time = ..., filename = ..., errno = 28, ..."
+         * is replaced by strerror below: keep the words before it */
+        const char *colon = strchr(e->desc, ':');
+        snprintf(slot, sizeof w->inner, "%.*s",
+                 (int)(colon ? colon - e->desc : 0), e->desc);
+        flatten(slot);
+        return 0;
+    }
+    one_line(slot, sizeof w->inner, text);
     return 0;
 }
 
 /* "summary: cause" from HDF5's error stack: the API function alone says
- * only "unable to read", the innermost entry alone can be cryptic. */
+ * only "unable to read", the innermost entry alone can be cryptic. An
+ * errno HDF5 recorded comes first, as strerror: "No space left on device"
+ * is the cause a user needs. Always one line. */
 static const char *h5_why(char *buf, size_t size)
 {
-    why_buf w = {"", ""};
+    why_buf w = {"", "", 0};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, why_collect, &w);
-    if (!w.inner[0])
-        snprintf(buf, size, "no detail");
+    const char *sys = w.err > 0 ? strerror(w.err) : NULL;
+    if (sys && w.outer[0] && w.inner[0])
+        snprintf(buf, size, "%s; HDF5: %s: %s", sys, w.outer, w.inner);
+    else if (sys && (w.outer[0] || w.inner[0]))
+        snprintf(buf, size, "%s; HDF5: %s", sys, w.outer[0] ? w.outer : w.inner);
+    else if (sys)
+        snprintf(buf, size, "%s", sys);
+    else if (!w.inner[0])
+        snprintf(buf, size, "HDF5: no detail");
     else if (!w.outer[0])
-        snprintf(buf, size, "%s", w.inner);
+        snprintf(buf, size, "HDF5: %s", w.inner);
     else
-        snprintf(buf, size, "%s: %s", w.outer, w.inner);
+        snprintf(buf, size, "HDF5: %s: %s", w.outer, w.inner);
     return buf;
 }
 
-/* Fills msg with "where: what (HDF5: cause)" and returns status. Call it
+/* Fills msg with "where: what (cause)" and returns status. Call it
  * before closing anything: every HDF5 call clears the error stack. */
 static int h5_fail(char *msg, int status, const char *where, const char *what)
 {
-    char why[330];
-    return ember__err(msg, status, "%s: %s (HDF5: %s)", where, what,
+    char why[400];
+    return ember__err(msg, status, "%s: %s (%s)", where, what,
                       h5_why(why, sizeof why));
 }
 

@@ -156,19 +156,35 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
     return h;
 }
 
-/* Fingerprint = FNV-1a 64 of program, parameters and signature, each
- * followed by a NUL so that moving text between them changes it. */
+/* A parameter line "info.<key>=..." is information only (an input's
+ * path, say): recorded in the file, never compared. */
+static int info_line(const char *s, size_t len)
+{
+    return len >= 5 && memcmp(s, "info.", 5) == 0;
+}
+
+/* Fingerprint = FNV-1a 64 of program, parameters (without info lines)
+ * and signature, each followed by a NUL so that moving text between them
+ * changes it. */
 static uint64_t fingerprint(const char *program, const char *parameters,
                             const char *signature)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     h = fnv1a(h, program, strlen(program) + 1);
-    h = fnv1a(h, parameters, strlen(parameters) + 1);
+    for (const char *p = parameters; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+        if (!info_line(p, len))
+            h = fnv1a(h, p, len);
+        p += len;
+    }
+    h = fnv1a(h, "", 1);
     return fnv1a(h, signature, strlen(signature) + 1);
 }
 
 /* Appends a warning to the message the next ember_loop_next returns, and
- * prints it unless the loop is quiet. */
+ * prints it: quiet silences progress, never a warning (a skipped file must
+ * be seen). */
 static void warn(ember_loop *L, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void warn(ember_loop *L, const char *fmt, ...)
@@ -178,8 +194,7 @@ static void warn(ember_loop *L, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (!L->o.quiet)
-        fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s\n", line);
     /* Appended piece by piece: the sum may not fit, and is cut. */
     size_t used = strlen(L->warn);
     if (used && used + 2 < sizeof L->warn) {
@@ -414,7 +429,7 @@ void ember_loop_destroy(ember_loop **pl)
     *pl = NULL;
     ember_ctx *ctx = L->ctx;
     char emsg[EMBER_MSG_SIZE];
-    if (async_join(L, emsg) != EMBER_OK && !L->o.quiet)
+    if (async_join(L, emsg) != EMBER_OK)
         fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
     ember__signals_restore(&L->sig);
     if (L->lock_fd >= 0)
@@ -715,7 +730,10 @@ static void unstale(ember_loop *L, uint64_t iter)
 }
 
 /* Keeps the newest `keep` files: this run's history first, then stale
- * ones. Runs only after a commit. A failure to delete is a warning. */
+ * ones. Under RESUME_NEVER the run owns the directory: once one of its own
+ * checkpoints has committed, every file of an older run is retired, so a
+ * later resume can only find this run's. Runs only after a commit. A
+ * failure to delete is a warning. */
 static void retain(ember_loop *L)
 {
     ckpt_entry *e = NULL;
@@ -729,7 +747,8 @@ static void retain(ember_loop *L)
         for (size_t i = 0; i < n; i++) {
             if (is_stale(L, e[i].iter) != pass)
                 continue;
-            if (kept < (size_t)L->keep) {
+            int retire = pass == 1 && L->o.resume == EMBER_RESUME_NEVER;
+            if (!retire && kept < (size_t)L->keep) {
                 kept++;
                 continue;
             }
@@ -1015,14 +1034,17 @@ static void diff_item(text *t, const char *what)
     t->items++;
 }
 
-/* Lists, key by key, how two "key<sep>value" line lists differ. */
+/* Lists, key by key, how two "key<sep>value" line lists differ (info
+ * lines aside). */
 static void diff_lines(text *t, const char *what, const char *ck,
-                       const char *now, char sep)
+                       const char *now, char sep, int skip_info)
 {
     const char *p = ck, *s, *f;
     size_t len, flen;
     t->items = 0;
     while (next_line(&p, &s, &len)) {
+        if (skip_info && info_line(s, len))
+            continue;
         f = find_key(now, s, len, sep, &flen);
         if (f && flen == len && memcmp(f, s, len) == 0)
             continue;
@@ -1035,7 +1057,7 @@ static void diff_lines(text *t, const char *what, const char *ck,
     }
     p = now;
     while (next_line(&p, &s, &len))
-        if (!find_key(ck, s, len, sep, &flen)) {
+        if (!(skip_info && info_line(s, len)) && !find_key(ck, s, len, sep, &flen)) {
             diff_item(t, what);
             text_put(t, "absent (checkpoint) vs %.*s (now)", (int)len, s);
         }
@@ -1055,9 +1077,9 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
         text_put(&t, "%sprogram differs: %s (checkpoint) vs %s (now)",
                  t.used ? "; " : "", in->program, L->program);
     size_t before = t.used;
-    diff_lines(&t, "state differs", in->signature, L->signature, ':');
+    diff_lines(&t, "state differs", in->signature, L->signature, ':', 0);
     int state_differs = t.used != before || strcmp(in->kind, "loop") != 0;
-    diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=');
+    diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=', 1);
     if (!t.used && in->fingerprint != L->fingerprint)
         text_put(&t, "fingerprint differs: %016llx (checkpoint) vs %016llx "
                      "(now)", (unsigned long long)in->fingerprint,

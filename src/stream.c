@@ -63,7 +63,7 @@
 #define SMALL_BATCH_BYTES ((uint64_t)1 << 19)
 #define WAIT_SLICE 0.05 /* longest sleep between looks at the stop flags */
 
-static const int stream_signals[2] = {SIGTERM, SIGINT};
+static const int stream_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
 
 
 /* A batch to run: its id and files. */
@@ -103,6 +103,9 @@ struct ember_stream {
     ember__sfile *prev;        /* the previous listing (late files) */
     size_t nprev;
     int have_prev;
+    struct timespec planned_at; /* restart: when the last batch of the
+                                   previous run was planned (the mtime of
+                                   its offsets entry); 0: unknown */
     ember__sfile *avail;       /* AVAILABLE_NOW: the files at start */
     size_t navail, avail_pos;
 
@@ -123,10 +126,11 @@ static double now_s(void)
 static void warn(const ember_stream *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Warnings always reach stderr: a late file or a fallback must be seen
+ * even by a quiet run (quiet is for progress, which the caller prints). */
 static void warn(const ember_stream *s, const char *fmt, ...)
 {
-    if (s->o.quiet)
-        return;
+    (void)s;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "ember stream: ");
@@ -359,7 +363,7 @@ static int check_metadata(ember_stream *s, char *msg)
 
 static int install_signals(ember_stream *s, char *msg)
 {
-    return ember__signals_catch(&s->sig, stream_signals, 2, msg);
+    return ember__signals_catch(&s->sig, stream_signals, 3, msg);
 }
 
 /* ---- running one batch --------------------------------------------------------------- */
@@ -797,10 +801,43 @@ static int run_batch(ember_stream *s, const plan *p, double started, char *msg)
 
 /* ---- planning ------------------------------------------------------------------------ */
 
+static int ts_after(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+/* The first listing after a restart has no previous listing to compare
+ * with: a file that sorts at or before the mark and whose inode changed
+ * (created, written or renamed in) after the previous run planned its last
+ * batch arrived while the stream was stopped. */
+static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size_t n)
+{
+    int dfd = open(s->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
+        struct stat st;
+        if (fstatat(dfd, f[i].name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (!ts_after(&st.st_ctim, &s->planned_at) && !ts_after(&st.st_mtim, &s->planned_at))
+            continue;
+        s->stats.late_files++;
+        warn(s, "late file %s/%s is not taken: it appeared after the previous run "
+                "planned its last batch, and its name sorts at or before %s, the "
+                "last file taken (files must arrive in name order)", s->source,
+             f[i].name, s->hwm);
+    }
+    close(dfd);
+    s->planned_at.tv_sec = 0; /* once: later listings compare with the last */
+    s->planned_at.tv_nsec = 0;
+}
+
 /* Warns about files that appeared since the last listing with names that
  * sort at or before the last one taken: they will never be taken. */
 static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
 {
+    if (s->hwm[0] && !s->have_prev && s->planned_at.tv_sec)
+        note_late_since_restart(s, f, n);
     if (!s->hwm[0] || !s->have_prev)
         return;
     size_t j = 0;
@@ -1086,6 +1123,11 @@ static int recover(ember_stream *s, char *msg)
     if ((rc = read_plan(s, O, &last, msg)))
         return rc;
     set_hwm(s, &last);
+    char entry[PATH_MAX + 32];
+    struct stat est;
+    snprintf(entry, sizeof entry, "%s/%" PRIu64, s->offsets_dir, O);
+    if (stat(entry, &est) == 0)
+        s->planned_at = est.st_mtim;
     if (s->aggregating && nc)
         rc = restore_state(s, C, first, msg);
     if (rc || (nc && O == C)) {
@@ -1244,6 +1286,7 @@ static int snapshot_available(ember_stream *s, char *msg)
     int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL, &f, &n, msg);
     if (rc)
         return rc;
+    note_late(s, f, n); /* after a restart: files that came meanwhile */
     size_t from = first_new(s, f, n);
     s->avail = ember__calloc(s->ctx, n - from + 1, sizeof *s->avail);
     if (!s->avail) {

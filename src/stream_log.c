@@ -742,9 +742,12 @@ int ember__sl_meta_read(ember_ctx *ctx, const char *loc, ember__smeta *m,
     ember__sb_bytes(&d, "", 0);
     char *q;
     while (!rc && (q = field(&f, "query")) != NULL) {
-        size_t len;
-        if (ember__sl_unescape(q, &len) || memchr(q, '\n', len) || len != strlen(q))
+        size_t len = 0;
+        /* A failed unescape leaves len unset: stop before copying. */
+        if (ember__sl_unescape(q, &len) || memchr(q, '\n', len) || len != strlen(q)) {
             rc = corrupt(&f, "bad query line", msg);
+            break;
+        }
         ember__sb_bytes(&d, q, len);
         ember__sb_bytes(&d, "\n", 1);
     }

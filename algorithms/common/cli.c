@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,13 +68,16 @@ static const common_flag common[C_COUNT] = {
     [C_FORCE] = {"force-resume", 0, EMBER_CLI_NO_LOOP, NULL,
                  "resume although the program or parameters differ (the state's "
                  "types must match)"},
-    [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "[[H:]M:]S",
-                    "wall-clock limit from now: checkpoint and exit 75 when too "
-                    "little time is left for another iteration"},
+    [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "TIME",
+                    "wall-clock limit counted from the program's start, as "
+                    "SLURM's --time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                    "D-HH:MM:SS) or 90s, 30m, 2h: checkpoint and exit 75 when "
+                    "too little time is left for another iteration"},
     [C_SEED] = {"seed", 1, 0, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
-    [C_QUIET] = {"quiet", 0, 0, NULL, "no progress on stderr"},
+    [C_QUIET] = {"quiet", 0, 0, NULL,
+                 "no progress on stderr (warnings and errors still appear)"},
     [C_VERIFY] = {"verify", 0, EMBER_CLI_NO_LOOP, NULL,
                   "check the result with a simple serial checker"},
     [C_HELP] = {"help", 0, 0, NULL, "this help"},
@@ -207,35 +211,92 @@ static int parse_value(const ember_cli *cli, const char *flag,
     return 0;
 }
 
-/* A duration as S, M:S or H:M:S (SLURM's --time style), in seconds. */
+/* Whole number of at most 9 digits in [s, e): 0 and *v, or -1. */
+static int whole(const char *s, const char *e, double *v)
+{
+    if (e <= s || e - s > 9)
+        return -1;
+    double x = 0;
+    for (const char *p = s; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        x = x * 10 + (*p - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+/* A number with a unit: 90s, 30m, 2h, 1.5d. */
+static int duration_with_unit(const char *s, size_t n, double *out)
+{
+    static const char units[] = "smhd";
+    static const double scale[] = {1, 60, 3600, 86400};
+    const char *u = strchr(units, s[n - 1]);
+    char *end;
+    if (!u || n < 2 || !((s[0] >= '0' && s[0] <= '9') || s[0] == '.'))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end != s + n - 1 || errno || !isfinite(v) || v > 1e9)
+        return -1;
+    *out = v * scale[u - units];
+    return 0;
+}
+
+int ember_cli_parse_duration(const char *s, double *out)
+{
+    size_t n = s ? strlen(s) : 0;
+    double secs = -1, days = 0, f[3];
+    if (n == 0)
+        return -1;
+    if (s[n - 1] < '0' || s[n - 1] > '9') {
+        if (duration_with_unit(s, n, &secs))
+            return -1;
+    } else {
+        /* SLURM's --time: [D-]fields, fields split at ':' */
+        const char *p = s, *dash = strchr(s, '-'), *end = s + n;
+        int have_days = dash != NULL, k = 0;
+        if (have_days) {
+            if (whole(s, dash, &days))
+                return -1;
+            p = dash + 1;
+        }
+        while (k < 3) {
+            const char *colon = memchr(p, ':', (size_t)(end - p));
+            const char *e = colon ? colon : end;
+            if (whole(p, e, &f[k++]))
+                return -1;
+            if (!colon)
+                break;
+            p = colon + 1;
+            if (k == 3)
+                return -1;
+        }
+        if (have_days) /* D-HH, D-HH:MM, D-HH:MM:SS */
+            secs = days * 86400 + f[0] * 3600 + (k > 1 ? f[1] * 60 : 0) +
+                   (k > 2 ? f[2] : 0);
+        else if (k == 1) /* MM */
+            secs = f[0] * 60;
+        else if (k == 2) /* MM:SS */
+            secs = f[0] * 60 + f[1];
+        else /* HH:MM:SS */
+            secs = f[0] * 3600 + f[1] * 60 + f[2];
+    }
+    if (!(secs > 0))
+        return -1;
+    *out = secs;
+    return 0;
+}
+
 static int parse_duration(ember_cli *cli, const char *flag, const char *s,
                           double *out)
 {
-    double parts[3] = {0, 0, 0};
-    int n = 0;
-    const char *p = s;
-    while (n < 3) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno || !(v >= 0) || v > 1e9)
-            break;
-        parts[n++] = v;
-        if (*end == '\0') {
-            double secs = 0;
-            for (int i = 0; i < n; i++)
-                secs = secs * 60 + parts[i];
-            if (secs <= 0)
-                break;
-            *out = secs;
-            return 0;
-        }
-        if (*end != ':')
-            break;
-        p = end + 1;
-    }
-    return ember_cli_usage_error(cli, "--%s: '%s' is not a duration "
-                                 "(seconds, M:S or H:M:S, above 0)", flag, s);
+    if (ember_cli_parse_duration(s, out) == 0)
+        return 0;
+    return ember_cli_usage_error(cli, "--%s: '%s' is not a duration above 0: "
+                                 "SLURM's MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                                 "D-HH:MM:SS, or a number with a unit (90s, 30m, "
+                                 "2h, 1d)", flag, s);
 }
 
 static int parse_choice(const ember_cli *cli, const char *flag,
@@ -312,6 +373,120 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
             EMBER_EXIT_RESUMABLE);
 }
 
+/* ---- signals before and after the loop -------------------------------------
+ *
+ * A batch system's SIGTERM or SIGUSR1 can come at any moment, loading
+ * included. Until a loop with a checkpoint directory takes the signals over
+ * (and after it is gone), there is nothing to save: the handler writes one
+ * prepared line and exits 75 at once (write and _exit are async-signal-
+ * safe). The deadline timer (SIGALRM) does the same while loading. The
+ * lines are prepared outside the handler, so it formats nothing. */
+
+static char early_line[2][512];
+static size_t early_len[2];
+static volatile sig_atomic_t early_installed;
+
+static void early_exit(int sig)
+{
+    int which = sig == SIGALRM;
+    ssize_t w = write(STDERR_FILENO, early_line[which], early_len[which]);
+    (void)w;
+    _exit(EMBER_EXIT_RESUMABLE);
+}
+
+/* The tail of an interruption message: what the next run will do. */
+static void resume_advice(const ember_cli *cli, char *buf, size_t size)
+{
+    if (!cli->checkpoint_dir)
+        snprintf(buf, size, "nothing is saved without --checkpoint-dir: a new run "
+                 "starts over");
+    else if (cli->resume == EMBER_RESUME_NEVER)
+        snprintf(buf, size, "this run had --resume never, so the same command would "
+                 "start over: run it with --resume auto to resume from %s",
+                 cli->checkpoint_dir);
+    else
+        snprintf(buf, size, "run the same command again to resume from the last "
+                 "checkpoint in %s (if there is one)", cli->checkpoint_dir);
+}
+
+/* (Re)writes the handler's lines from the flags; called by parse and by
+ * ember_cli_prepare, outside any handler. */
+static void early_lines(const ember_cli *cli)
+{
+    char advice[400];
+    const char *name = cli->prog ? cli->prog->name : "ember";
+    resume_advice(cli, advice, sizeof advice);
+    int a = snprintf(early_line[0], sizeof early_line[0],
+                     "%s: stopped by a signal outside the checkpointed iterations "
+                     "(exit 75); %s\n", name, advice);
+    int b = snprintf(early_line[1], sizeof early_line[1],
+                     "%s: --deadline reached before the first iteration (exit 75); "
+                     "%s\n", name, advice);
+    early_len[0] = a > 0 && (size_t)a < sizeof early_line[0] ? (size_t)a
+                                                             : strlen(early_line[0]);
+    early_len[1] = b > 0 && (size_t)b < sizeof early_line[1] ? (size_t)b
+                                                             : strlen(early_line[1]);
+}
+
+static void early_install(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGALRM};
+    if (early_installed)
+        return;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = early_exit;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        /* A signal ignored at start stays ignored (a background job's
+         * SIGINT); SIGALRM is ours: the deadline timer. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && sigs[i] != SIGALRM &&
+            !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+            continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
+    early_installed = 1;
+}
+
+/* Before main: a program that links this library catches the signals from
+ * its first instant, not only once main has parsed its flags (under load,
+ * or with a sanitizer's start-up, that can be a good fraction of a
+ * second). ember_cli_parse rewrites the lines from the flags; a tool
+ * without a loop (ember-gen, ember-convert) puts the default actions back. */
+__attribute__((constructor)) static void early_at_start(void)
+{
+    ember_cli_catch_early("ember: stopped by a signal while starting (exit 75); "
+                          "run the same command again");
+}
+
+static void early_release(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGALRM};
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == early_exit)
+            sigaction(sigs[i], &sa, NULL);
+    early_installed = 0;
+}
+
+static void early_catch(const ember_cli *cli)
+{
+    early_lines(cli);
+    early_install();
+}
+
+void ember_cli_catch_early(const char *line)
+{
+    snprintf(early_line[0], sizeof early_line[0], "%s\n", line);
+    early_len[0] = strlen(early_line[0]);
+    memcpy(early_line[1], early_line[0], sizeof early_line[1]);
+    early_len[1] = early_len[0];
+    early_install();
+}
+
 /* ---- parsing ------------------------------------------------------------- */
 
 static int parse_common(ember_cli *cli, int which, const char *arg)
@@ -341,7 +516,11 @@ static int parse_common(ember_cli *cli, int which, const char *arg)
         cli->partitions = (size_t)u;
         return rc;
     }
-    case C_CKDIR: cli->checkpoint_dir = arg; return 0;
+    case C_CKDIR:
+        cli->checkpoint_dir = arg;
+        if (!arg[0])
+            return ember_cli_usage_error(cli, "--checkpoint-dir: empty directory name");
+        return 0;
     case C_CKEVERY:
         return parse_value(cli, flag, EMBER_CLI_U64, arg, &cli->checkpoint_every,
                            0, (double)(UINT64_C(1) << 62), EMBER_CLI_RANGE);
@@ -396,6 +575,9 @@ static void defaults(ember_cli *cli, const ember_cli_program *prog)
     cli->tolerance = prog->default_tolerance;
     cli->seed = 42;
     cli->resume = EMBER_RESUME_AUTO;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cli->start_wall = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* getopt_long's table: the common flags this program takes, then extras. */
@@ -437,13 +619,23 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     struct option table[C_COUNT + MAX_EXTRA + 1];
     unsigned char seen[MAX_EXTRA] = {0};
     defaults(cli, prog);
+    if (!(prog->omit & EMBER_CLI_NO_LOOP))
+        early_catch(cli);
+    else
+        early_release(); /* a tool: the default actions */
     if (build_table(prog, table) < 0)
         return ember_cli_usage_error(cli, "too many options (internal)");
     optind = 1;
     opterr = 0;
+    optopt = 0;
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, ":", table, NULL)) != -1) {
-        if (c == '?' || c == ':') {
+        if (c == '?' && optopt > 0 && optopt < 256) {
+            /* A short option, maybe inside a cluster like -xyz: optind
+             * does not point at it, so name the letter. */
+            rc = ember_cli_usage_error(cli, "unknown option '-%c' (the options are "
+                                       "long ones, like --input; see --help)", optopt);
+        } else if (c == '?' || c == ':') {
             const char *bad = argv[optind - 1];
             rc = ember_cli_usage_error(cli, c == ':' ? "%s needs a value (see --help)"
                                                      : "unknown option '%s' (see --help)",
@@ -463,6 +655,8 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     }
     if (rc)
         return rc;
+    if (!(prog->omit & EMBER_CLI_NO_LOOP))
+        early_lines(cli); /* the flags are known now */
     cli->args = argv + optind;
     cli->nargs = argc - optind;
     if (cli->nargs > prog->max_positional)
@@ -547,22 +741,63 @@ static void add_extra_value(sbuf *b, const ember_cli_opt *o)
     }
 }
 
+static int find_input(const ember_cli *cli, const char *role)
+{
+    for (int i = 0; i < cli->ninputs; i++)
+        if (strcmp(cli->inputs[i].role, role) == 0)
+            return i;
+    return -1;
+}
+
+/* An input hashed by ember_cli_prepare: its content, and its path as
+ * information only (the loop does not compare "info." lines). */
+static void add_input_lines(sbuf *b, const ember_cli *cli, int i)
+{
+    const char *r = cli->inputs[i].role;
+    sb_add(b, "%s.bytes=%" PRIu64 "\n%s.xxh3=%016" PRIx64 "\n", r,
+           cli->inputs[i].bytes, r, cli->inputs[i].xxh3);
+    if (cli->inputs[i].dataset[0])
+        sb_add(b, "%s.dataset=%s\n", r, cli->inputs[i].dataset);
+    sb_add(b, "info.%s.path=%s\n", r, cli->inputs[i].path);
+}
+
+int ember_cli_add_input(ember_cli *cli, const char *role, const char *path)
+{
+    if (cli->ninputs >= (int)(sizeof cli->inputs / sizeof cli->inputs[0]))
+        return ember_cli_usage_error(cli, "too many input files (internal)");
+    memset(&cli->inputs[cli->ninputs], 0, sizeof cli->inputs[0]);
+    cli->inputs[cli->ninputs].role = role;
+    cli->inputs[cli->ninputs].arg = path;
+    cli->ninputs++;
+    return 0;
+}
+
 int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
 {
     sbuf b = {buf, size, 0, 0};
     if (!size)
         return EMBER_ERANGE;
     buf[0] = '\0';
-    char real[PATH_MAX];
-    const char *in = cli->input;
-    if (in && realpath(in, real))
-        in = real;
-    if (!(cli->prog->omit & EMBER_CLI_NO_INPUT))
+    int at = find_input(cli, "input");
+    if (at >= 0 && cli->inputs[at].hashed) {
+        add_input_lines(&b, cli, at);
+    } else if (!(cli->prog->omit & EMBER_CLI_NO_INPUT)) {
+        char real[PATH_MAX];
+        const char *in = cli->input;
+        if (in && realpath(in, real))
+            in = real;
         sb_add(&b, "input=%s\n", in ? in : "");
+    }
     sb_add(&b, "partitions=%zu\n", cli->partitions);
-    for (const ember_cli_opt *o = cli->prog->extra; o && o->name; o++)
-        if (o->flags & EMBER_CLI_FINGERPRINT)
+    for (const ember_cli_opt *o = cli->prog->extra; o && o->name; o++) {
+        if (!(o->flags & EMBER_CLI_FINGERPRINT))
+            continue;
+        int i = find_input(cli, o->name);
+        if (i >= 0 && cli->inputs[i].hashed)
+            add_input_lines(&b, cli, i);
+        else
             add_extra_value(&b, o);
+    }
     if (cli->prog->fingerprint & EMBER_CLI_FP_SEED)
         sb_add(&b, "seed=%" PRIu64 "\n", cli->seed);
     if (cli->prog->fingerprint & EMBER_CLI_FP_TOLERANCE) {
@@ -598,10 +833,14 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     if (status == EMBER_OK)
         return EMBER_EXIT_OK;
     if (status == EMBER_INTERRUPTED) {
+        char advice[400] = "";
+        if (cli)
+            resume_advice(cli, advice, sizeof advice);
         fprintf(stderr, "%s: interrupted after iteration %" PRIu64
-                        "; checkpoint written in %s: run the same command again to resume\n",
+                        "; checkpoint written in %s; %s\n",
                 name, cli ? cli->iterations_done : 0,
-                cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)");
+                cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)",
+                advice);
         return EMBER_EXIT_RESUMABLE;
     }
     fprintf(stderr, "%s: %s\n", name, msg && msg[0] ? msg : ember_strerror(status));

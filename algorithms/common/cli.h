@@ -21,6 +21,8 @@
  *     int rc = ember_cli_parse(&cli, &prog, argc, argv);
  *     if (rc != EMBER_CLI_RUN)
  *         return rc;                       (--help, --version, bad usage)
+ *     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+ *         return rc;                       (bad paths: exit 2, no work done)
  *     ... ember_cli_ctx(), load input, ember_cli_loop(), bind state ...
  *     rc = ember_cli_iterate(&cli, loop, step, &state, msg);
  *     ... write output ...
@@ -28,8 +30,8 @@
  *
  * Exit codes (stable, scripts depend on them): 0 done; 2 bad usage or bad
  * input (the message names the file, the line and the problem); 75
- * (EMBER_EXIT_RESUMABLE) checkpointed after a signal or deadline, run the
- * same command again to resume; 1 anything else.
+ * (EMBER_EXIT_RESUMABLE) stopped by a signal or the deadline (checkpointed
+ * when the loop was running), run again to resume; 1 anything else.
  *
  * Not thread-safe; everything here runs on the program's main thread. The
  * parser keeps pointers into argv (argv outlives the run).
@@ -88,8 +90,9 @@ typedef struct {
 #define EMBER_CLI_NO_OUTPUT 4u /* --output */
 
 /* Common values that go in the loop's parameters besides the program's
- * EMBER_CLI_FINGERPRINT options. The input path and --partitions always
- * do (the partitioning decides the order of floating-point reductions). */
+ * EMBER_CLI_FINGERPRINT options. The inputs (by content, see
+ * ember_cli_prepare) and --partitions always do (the partitioning decides
+ * the order of floating-point reductions). */
 #define EMBER_CLI_FP_SEED 1u
 #define EMBER_CLI_FP_TOLERANCE 2u
 
@@ -136,6 +139,22 @@ typedef struct {
     int tolerance_set;
     char **args;             /* positional arguments (into argv) */
     int nargs;
+    double start_wall;       /* wall-clock seconds when ember_cli_parse ran:
+                                --deadline counts from here */
+
+    /* Inputs identified by content (ember_cli_add_input, ember_cli_prepare):
+     * what goes in the run's fingerprint is the size and the XXH3-64 of
+     * the file's bytes; the path is recorded as information only. */
+    struct {
+        const char *role;    /* "input", or the option's name ("init") */
+        const char *arg;     /* as given (into argv) */
+        char path[4096];     /* the file, absolute (PATH_MAX) */
+        char dataset[256];   /* "file.h5:/points": "/points" ("" if none) */
+        uint64_t bytes;
+        uint64_t xxh3;
+        int hashed;          /* filled by ember_cli_prepare */
+    } inputs[4];
+    int ninputs;
 
     /* Filled by ember_cli_iterate, read by the program afterwards. */
     uint64_t iterations_done; /* the loop's count, restored ones included */
@@ -152,10 +171,58 @@ typedef struct {
  * return: 0 after --help or --version (printed on stdout), 2 after a usage
  * error (printed on stderr, naming the flag and the value; also
  * --checkpoint-every, --checkpoint-seconds, --keep or --resume require
- * without --checkpoint-dir). Defaults come from the program and, for extra
- * options, from *dest on entry. */
+ * without --checkpoint-dir, and an empty --checkpoint-dir). Defaults come
+ * from the program and, for extra options, from *dest on entry.
+ *
+ * For a program with a loop (no EMBER_CLI_NO_LOOP), it first installs
+ * handlers for SIGTERM, SIGINT and SIGUSR1 (one ignored at start stays
+ * ignored): until a loop with a checkpoint directory takes them over
+ * (ember_cli_loop), and again after it is destroyed, such a signal prints
+ * one line and exits 75 at once: there is nothing to save while loading,
+ * and the last checkpoint, if any, is intact. */
 int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                     char **argv);
+
+/* Registers one more input file, fingerprinted by content like --input
+ * (kmeans --init FILE.csv). role is the option's name: when the option is
+ * EMBER_CLI_FINGERPRINT, its parameter line becomes the file's size and
+ * hash instead of its path. Call before ember_cli_prepare. Returns 0, or
+ * EMBER_EXIT_USAGE after a message (too many inputs). */
+int ember_cli_add_input(ember_cli *cli, const char *role, const char *path);
+
+/* Everything that can be checked before the work, so that a bad path fails
+ * at once with exit 2 instead of after hours (call right after parsing,
+ * before loading):
+ *   - --input and the added inputs exist, are regular files, can be read;
+ *     each is read once, in full, for its size and XXH3-64 content hash
+ *     (a "file.h5:/dataset" spec hashes the file; the dataset name is a
+ *     parameter of its own);
+ *   - --output and --metrics can be created: NAME.tmp is created and
+ *     removed; a directory, or a missing parent directory, is refused;
+ *   - --checkpoint-dir is not empty and exists or can be created;
+ *   - with --deadline, a timer for what is left of it: reached while
+ *     loading, the program exits 75 at once.
+ * Returns EMBER_CLI_RUN to go on, or EMBER_EXIT_USAGE after printing the
+ * problem on stderr. Test hook: EMBER_TEST_LOAD_DELAY=S makes it sleep S
+ * seconds at its end, standing in for a slow load (signals and the deadline
+ * timer work as during a real one); for tests only. */
+int ember_cli_prepare(ember_cli *cli);
+
+/* The output check of ember_cli_prepare alone, for tools whose output is
+ * not --output: 0, or EMBER_EXIT_USAGE after a message naming `flag` (the
+ * option's name, or "output"). */
+int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
+
+/* Parses a duration as SLURM's --time does: MM, MM:SS, HH:MM:SS, D-HH,
+ * D-HH:MM, D-HH:MM:SS (whole numbers; a bare number is minutes), or a
+ * number with a unit: 90s, 30m, 2h, 1.5d. 0 and *out in seconds (> 0), or
+ * -1 when s is none of those. */
+int ember_cli_parse_duration(const char *s, double *out);
+
+/* For a program that does not use ember_cli_parse (the stream): from now
+ * until the library takes the signals over, SIGTERM, SIGINT and SIGUSR1
+ * print `line` and exit 75 at once. */
+void ember_cli_catch_early(const char *line);
 
 /* Prints --help for prog on f. */
 void ember_cli_usage(const ember_cli_program *prog, FILE *f);
@@ -168,9 +235,14 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     ;
 
 /* The canonical "name=value\n" lines of every value that changes results:
- * program, input, partitions, the EMBER_CLI_FINGERPRINT options, and the
- * EMBER_CLI_FP_* ones. Written into buf (always terminated); EMBER_ERANGE
- * when it does not fit. */
+ * the inputs, partitions, the EMBER_CLI_FINGERPRINT options, and the
+ * EMBER_CLI_FP_* ones. An input hashed by ember_cli_prepare is the lines
+ * "<role>.bytes=N", "<role>.xxh3=<16 hex>" (and "<role>.dataset=/d" for an
+ * HDF5 spec) plus "info.<role>.path=<absolute path>", which the loop
+ * records but does not compare (ember_loop_opts.parameters): a moved copy
+ * resumes, changed content is refused. An input not hashed (prepare not
+ * called) is "input=<absolute path>". Written into buf (always
+ * terminated); EMBER_ERANGE when it does not fit. */
 int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size);
 
 /* A context with --threads (and nothing else set: defaults). */
@@ -207,7 +279,8 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
 
 /* The exit status for an ember status, after printing msg (or the status
  * name) on stderr as "<name>: ...": 0 for EMBER_OK, 75 for
- * EMBER_INTERRUPTED (with a line saying how to resume), 2 for bad input
+ * EMBER_INTERRUPTED (with a line saying how to resume, true to the flags:
+ * after --resume never the same command would start over), 2 for bad input
  * (EFORMAT, ENOTFOUND, EEMPTY, ERANGE, EINVAL, ETYPE, ELENGTH, EMISMATCH),
  * 1 otherwise. */
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg);

@@ -10,14 +10,26 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
+#include <xxhash.h>
+
+static int find_input_role(const ember_cli *cli, const char *role)
+{
+    for (int i = 0; i < cli->ninputs; i++)
+        if (strcmp(cli->inputs[i].role, role) == 0)
+            return i;
+    return -1;
+}
 
 /* mkdir -p; 0 or an errno. */
 static int make_dirs(const char *path)
@@ -39,6 +51,215 @@ static int make_dirs(const char *path)
     if (stat(tmp, &st) || !S_ISDIR(st.st_mode))
         return ENOTDIR;
     return 0;
+}
+
+/* ---- checks before the work ------------------------------------------------ */
+
+/* Size and XXH3-64 of a whole file, read in 1 MiB blocks; 0 or an errno. */
+static int hash_file(const char *path, uint64_t *bytes, uint64_t *hash)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
+    if (fd < 0)
+        return errno;
+    XXH3_state_t *st = XXH3_createState();
+    char *buf = malloc((size_t)1 << 20);
+    uint64_t n = 0;
+    if (!st || !buf || XXH3_64bits_reset(st) != XXH_OK)
+        e = ENOMEM;
+    while (!e) {
+        ssize_t r = read(fd, buf, (size_t)1 << 20);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            e = errno;
+        if (r <= 0)
+            break;
+        XXH3_64bits_update(st, buf, (size_t)r);
+        n += (uint64_t)r;
+    }
+    if (!e) {
+        *bytes = n;
+        *hash = XXH3_64bits_digest(st);
+    }
+    free(buf);
+    XXH3_freeState(st);
+    close(fd);
+    return e;
+}
+
+/* The file of an input: the argument itself, or for "file.h5:/dataset"
+ * (when the whole argument is no file) the part before the colon. */
+static int input_file(const char *arg, char *file, size_t size, char *dataset,
+                      size_t dsize)
+{
+    struct stat st;
+    dataset[0] = '\0';
+    if (snprintf(file, size, "%s", arg) >= (int)size)
+        return ENAMETOOLONG;
+    if (stat(file, &st) == 0 || errno != ENOENT)
+        return 0;
+    const char *colon = strstr(arg, ":/");
+    if (!colon)
+        return 0;
+    snprintf(file, size, "%.*s", (int)(colon - arg), arg);
+    if (stat(file, &st) != 0) {
+        snprintf(file, size, "%s", arg); /* name the whole argument */
+        return 0;
+    }
+    snprintf(dataset, dsize, "%s", colon + 1);
+    return 0;
+}
+
+static int prepare_input(ember_cli *cli, int i)
+{
+    char file[PATH_MAX];
+    struct stat st;
+    const char *flag = cli->inputs[i].role, *arg = cli->inputs[i].arg;
+    input_file(arg, file, sizeof file, cli->inputs[i].dataset,
+               sizeof cli->inputs[i].dataset);
+    if (stat(file, &st) != 0) /* worded as the loaders word it */
+        return ember_cli_usage_error(cli, "--%s %s: %s", flag, arg,
+                                     errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
+                                     arg);
+    int e = hash_file(file, &cli->inputs[i].bytes, &cli->inputs[i].xxh3);
+    if (e)
+        return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg,
+                                     strerror(e));
+    char real[PATH_MAX];
+    snprintf(cli->inputs[i].path, sizeof cli->inputs[i].path, "%s",
+             realpath(file, real) ? real : file);
+    cli->inputs[i].hashed = 1;
+    return 0;
+}
+
+/* An output that can be created: NAME.tmp is created and removed. */
+int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
+{
+    struct stat st;
+    char tmp[PATH_MAX], path[PATH_MAX];
+    if (!spec[0])
+        return ember_cli_usage_error(cli, "--%s: empty file name", flag);
+    /* "file.h5:/dataset" (HDF5 outputs): the file is the part before the
+     * last ':' followed by '/', as the HDF5 layer splits it */
+    const char *cut = NULL;
+    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    snprintf(path, sizeof path, "%.*s", (int)(cut && cut > spec ? cut - spec
+                                                                : (ptrdiff_t)strlen(spec)),
+             spec);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
+                                     path);
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return ember_cli_usage_error(cli, "--%s %s: %s", flag, path,
+                                     strerror(ENAMETOOLONG));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return ember_cli_usage_error(cli, "--%s %s: cannot create %s: %s", flag, path,
+                                     tmp, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
+/* The deadline timer: what is left of --deadline, from the start. */
+static void arm_deadline(const ember_cli *cli)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    double left = cli->start_wall + cli->deadline_seconds - now;
+    if (left < 0.001)
+        left = 0.001;
+    struct itimerval t = {{0, 0}, {(time_t)left,
+                                   (suseconds_t)((left - floor(left)) * 1e6)}};
+    setitimer(ITIMER_REAL, &t, NULL);
+}
+
+static void disarm_deadline(void)
+{
+    struct itimerval t = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &t, NULL);
+}
+
+static void test_load_delay(void)
+{
+    const char *d = getenv("EMBER_TEST_LOAD_DELAY");
+    double secs = d ? strtod(d, NULL) : 0;
+    if (!(secs > 0))
+        return;
+    double until = ember_cli_now() + secs;
+    for (double left = secs; left > 0; left = until - ember_cli_now()) {
+        struct timespec ts = {(time_t)left, (long)((left - floor(left)) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int ember_cli_prepare(ember_cli *cli)
+{
+    int rc = 0;
+    if (cli->input && !(cli->prog->omit & EMBER_CLI_NO_INPUT) &&
+        find_input_role(cli, "input") < 0) {
+        /* --input first, so it is the one messages name first */
+        if (cli->ninputs >= (int)(sizeof cli->inputs / sizeof cli->inputs[0]))
+            return ember_cli_usage_error(cli, "too many input files (internal)");
+        memmove(&cli->inputs[1], &cli->inputs[0], (size_t)cli->ninputs * sizeof cli->inputs[0]);
+        cli->ninputs++;
+        memset(&cli->inputs[0], 0, sizeof cli->inputs[0]);
+        cli->inputs[0].role = "input";
+        cli->inputs[0].arg = cli->input;
+    }
+    for (int i = 0; !rc && i < cli->ninputs; i++)
+        rc = prepare_input(cli, i);
+    if (!rc && cli->output && !(cli->prog->omit & EMBER_CLI_NO_OUTPUT))
+        rc = ember_cli_check_output(cli, "output", cli->output);
+    if (!rc && cli->metrics)
+        rc = ember_cli_check_output(cli, "metrics", cli->metrics);
+    if (!rc && cli->checkpoint_dir) {
+        int e = make_dirs(cli->checkpoint_dir);
+        if (e)
+            rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: %s",
+                                       cli->checkpoint_dir, strerror(e));
+    }
+    if (rc)
+        return rc;
+    if (cli->deadline_seconds > 0)
+        arm_deadline(cli);
+    test_load_delay();
+    return EMBER_CLI_RUN;
+}
+
+/* A refusal because an input's content changed: say which file first. */
+static void explain_input_change(const ember_cli *cli, char *msg)
+{
+    if (!msg)
+        return;
+    for (int i = 0; i < cli->ninputs; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.xxh3=", cli->inputs[i].role);
+        char key2[64];
+        snprintf(key2, sizeof key2, "%s.bytes=", cli->inputs[i].role);
+        if (!cli->inputs[i].hashed || (!strstr(msg, key) && !strstr(msg, key2)))
+            continue;
+        char was[EMBER_MSG_SIZE], head[EMBER_MSG_SIZE];
+        memcpy(was, msg, EMBER_MSG_SIZE);
+        was[EMBER_MSG_SIZE - 1] = '\0';
+        int n = snprintf(head, sizeof head, "--%s %s has other content than the "
+                         "input of the checkpointed run (now %" PRIu64 " bytes, xxh3 "
+                         "%016" PRIx64 "); --force-resume resumes anyway. ",
+                         cli->inputs[i].role, cli->inputs[i].arg,
+                         cli->inputs[i].bytes, cli->inputs[i].xxh3);
+        size_t h = n < 0 ? 0 : (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
+        size_t w = strlen(was);
+        if (h + w > EMBER_MSG_SIZE - 1)
+            w = EMBER_MSG_SIZE - 1 - h;
+        memcpy(msg, head, h);
+        memcpy(msg + h, was, w);
+        msg[h + w] = '\0';
+        return;
+    }
 }
 
 int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
@@ -71,14 +292,19 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .resume = cli->resume,
         .force_resume = cli->force_resume,
         .async = cli->checkpoint_async,
+        /* counted from the program's start, not from now */
         .deadline = cli->deadline_seconds > 0
-                        ? (double)time(NULL) + cli->deadline_seconds : 0,
+                        ? cli->start_wall + cli->deadline_seconds : 0,
         .quiet = cli->quiet,
     };
     if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
         o.seconds = 60;
     ember_loop *loop = NULL;
     rc = ember_loop_create(&loop, ctx, &o, msg);
+    /* The loop now owns the signals and the deadline (it stops at an
+     * iteration's end, with a checkpoint). */
+    if (!rc && cli->checkpoint_dir)
+        disarm_deadline();
     if (!rc)
         rc = ember_loop_bind_f64(loop, "cli_value", &cli->value);
     if (!rc)
@@ -258,6 +484,8 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     ember_loop_stats st;
     cli->compute_seconds = 0;
     int rc = ember_loop_next(loop, &it, msg);
+    if (rc == EMBER_EMISMATCH)
+        explain_input_change(cli, msg);
     cli->iterations_done = it;
     if (rc == EMBER_OK)
         rc = open_report(&r, cli, loop, msg);

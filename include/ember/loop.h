@@ -56,8 +56,10 @@ typedef struct ember_loop ember_loop;
 
 typedef enum {
     EMBER_RESUME_AUTO = 0,    /* newest good checkpoint, else start fresh */
-    EMBER_RESUME_NEVER = 1,   /* start fresh (old checkpoints are kept until
-                                 newer ones commit) */
+    EMBER_RESUME_NEVER = 1,   /* start fresh; the run owns the directory:
+                                 the files of older runs stay until this
+                                 run's first checkpoint commits, then they
+                                 are all deleted, whatever keep says */
     EMBER_RESUME_REQUIRE = 2  /* a good checkpoint must exist */
 } ember_resume;
 
@@ -65,7 +67,10 @@ typedef struct {
     const char *dir;          /* checkpoint directory; NULL: the context's.
                                  NULL there too: the loop never checkpoints */
     const char *program;      /* recorded and checked on resume */
-    const char *parameters;   /* "name=value" lines; recorded and checked */
+    const char *parameters;   /* "name=value" lines; recorded and checked,
+                                 except lines "info.<name>=value": those
+                                 are recorded only (an input's path, while
+                                 its size and hash are checked) */
     uint64_t every;           /* checkpoint every N iterations (0: off) */
     double seconds;           /* ... every T seconds (0: off) */
     size_t max_depth;         /* ... when a bound dataset's lineage depth
@@ -85,8 +90,10 @@ typedef struct {
                                  iterations run (memory: one copy of the
                                  state); finish, signals and deadlines
                                  still write before returning */
-    int quiet;                /* no warnings on stderr (they still go to
-                                 the message of ember_loop_next) */
+    int quiet;                /* no progress lines on stderr ("resumed
+                                 from ..."); warnings (a skipped file, a
+                                 failed deletion) are always printed, and
+                                 also go to the message of ember_loop_next */
 } ember_loop_opts;
 
 typedef struct {

@@ -205,9 +205,13 @@ typedef struct {
                                         after this many batches; 0: none */
     ember_stream_progress_fn progress; /* called after each batch */
     void *progress_arg;
-    int no_signals;                  /* do not catch SIGTERM and SIGINT */
-    int quiet;                       /* no warnings on stderr (they are
-                                        still counted in the stats) */
+    int no_signals;                  /* do not catch SIGTERM, SIGINT and
+                                        SIGUSR1 */
+    int quiet;                       /* kept for compatibility: warnings
+                                        (a late file, a snapshot fallback)
+                                        always reach stderr, and are
+                                        counted in the stats; the caller
+                                        prints progress */
 } ember_stream_opts;
 
 typedef struct {
@@ -248,12 +252,12 @@ void ember_stream_destroy(ember_stream **s);
 
 /* Runs batches as the trigger says until:
  *   EMBER_OK           ONCE or AVAILABLE_NOW finished, or max_batches ran;
- *   EMBER_INTERRUPTED  SIGTERM or SIGINT (or ember_stream_stop()) arrived:
+ *   EMBER_INTERRUPTED  SIGTERM, SIGINT or SIGUSR1 (or ember_stream_stop()) arrived:
  *                      the batch under way was finished and committed;
  *                      exit with EMBER_EXIT_RESUMABLE;
  *   < 0                an error, msg says what and where. The batch that
  *                      failed is re-run with the same files on restart.
- * A second SIGTERM or SIGINT ends the process at once (safe: a batch is
+ * A second such signal ends the process at once (safe: a batch is
  * only committed by its commit entry). */
 int ember_stream_run(ember_stream *s, char *msg);
 

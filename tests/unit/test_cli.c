@@ -156,6 +156,157 @@ static void test_cli_exit_codes(void **state)
     assert_false(ember_cli_has_suffix("csv", ".csv"));
 }
 
+/* --deadline takes SLURM's --time formats (a bare number is minutes) and
+ * numbers with a unit; anything else is refused. */
+static void test_cli_deadline_formats(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        double secs;
+    } good[] = {
+        {"5", 300},          {"90:30", 5430},       {"1:02:03", 3723},
+        {"2-0", 172800},     {"1-02", 93600},        {"1-02:03", 93780},
+        {"1-02:03:04", 93784}, {"90s", 90},          {"30m", 1800},
+        {"2h", 7200},        {"1.5h", 5400},         {"1d", 86400},
+        {"00:00:01", 1},     {"0:1", 1},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        double v = -1;
+        if (ember_cli_parse_duration(good[i].text, &v) != 0 || v != good[i].secs)
+            fail_msg("'%s' gave %g, wanted %g", good[i].text, v, good[i].secs);
+    }
+    static const char *bad[] = {"", "0", "0s", "-5", "5x", "1:2:3:4", "1-2:3:4:5",
+                                "1-", "-1", "1:", ":1", "s", "1e3", "nan",
+                                "inf", "1.5", "2-1.5", "1 h", "90S"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v = -1;
+        if (ember_cli_parse_duration(bad[i], &v) == 0)
+            fail_msg("'%s' was accepted as %g s", bad[i], v);
+    }
+    ember_cli cli;
+    assert_int_equal(parse(&cli, "--checkpoint-dir ck --deadline 1-00:00:10"), EMBER_CLI_RUN);
+    assert_true(cli.deadline_seconds == 86410);
+    assert_true(cli.start_wall > 1e9); /* counted from here, the start */
+    assert_int_equal(parse(&cli, "--checkpoint-dir ck --deadline 10"), EMBER_CLI_RUN);
+    assert_true(cli.deadline_seconds == 600);
+    assert_int_equal(parse(&cli, "--checkpoint-dir ck --deadline 1:2:3:4"), EMBER_EXIT_USAGE);
+}
+
+/* Usage errors that used to be accepted or named the wrong argument. */
+static void test_cli_usage_errors(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char a0[] = "ember-test", a1[] = "--checkpoint-dir", a2[] = "", a3[] = "-xyz",
+         a4[] = "o.h5";
+    char *argv1[] = {a0, a1, a2, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &prog, 3, argv1), EMBER_EXIT_USAGE);
+    char *argv2[] = {a0, a3, a4, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &prog, 3, argv2), EMBER_EXIT_USAGE);
+}
+
+static void put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* An input is in the parameters by size and content hash; its path is an
+ * info line: a moved copy gives the same compared lines, other content
+ * does not. */
+static void test_cli_input_fingerprint(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char a[2048], b[2048];
+    assert_int_equal(system("rm -rf fp && mkdir -p fp/moved"), 0);
+    put("fp/g.el", "0 1\n1 2\n");
+    put("fp/moved/g.el", "0 1\n1 2\n");
+    assert_int_equal(parse(&cli, "--input fp/g.el --damping 0.5"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_equal(cli.inputs[0].bytes, 8);
+    assert_int_equal(ember_cli_parameters(&cli, a, sizeof a), EMBER_OK);
+    assert_non_null(strstr(a, "input.bytes=8\n"));
+    assert_non_null(strstr(a, "input.xxh3="));
+    assert_non_null(strstr(a, "info.input.path=/"));
+    assert_non_null(strstr(a, "/fp/g.el\n"));
+    assert_null(strstr(a, "\ninput=")); /* the path is no longer compared */
+    assert_int_equal(parse(&cli, "--input fp/moved/g.el --damping 0.5"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
+    /* equal but for the info line */
+    *strstr(a, "info.input.path=") = '\0';
+    *strstr(b, "info.input.path=") = '\0';
+    assert_string_equal(a, b);
+    put("fp/moved/g.el", "0 1\n1 3\n"); /* same size, other content */
+    assert_int_equal(parse(&cli, "--input fp/moved/g.el --damping 0.5"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
+    *strstr(b, "info.input.path=") = '\0';
+    assert_string_not_equal(a, b);
+    /* an option registered as an input ("name" here) is fingerprinted by
+     * content too, when it is a fingerprint option; "name" is not, so
+     * only the file's check applies */
+    assert_int_equal(parse(&cli, "--input fp/g.el --name fp/moved/g.el"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_add_input(&cli, "name", name), 0);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_equal(cli.ninputs, 2);
+    assert_string_equal(cli.inputs[0].role, "input");
+    assert_true(cli.inputs[1].hashed);
+}
+
+/* Bad paths fail before any work, with exit 2, and leave nothing behind. */
+static void test_cli_prepare_bad_paths(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(system("rm -rf pp && mkdir -p pp/dir && touch pp/file"), 0);
+    put("pp/g.el", "0 1\n");
+    static const char *bad[] = {
+        "--input pp/none.el",
+        "--input pp/dir",
+        "--input pp/g.el --output pp/dir",
+        "--input pp/g.el --output pp/no/such/r.h5",
+        "--input pp/g.el --output pp/no/such/r.h5:/ranks",
+        "--input pp/g.el --metrics pp/no/such/m.jsonl",
+        "--input pp/g.el --metrics pp/dir",
+        "--input pp/g.el --checkpoint-dir pp/file/ck",
+        "--input pp/g.el --name pp/none.csv",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(parse(&cli, bad[i]), EMBER_CLI_RUN);
+        if (strstr(bad[i], "--name"))
+            assert_int_equal(ember_cli_add_input(&cli, "name", name), 0);
+        int rc = ember_cli_prepare(&cli);
+        if (rc != EMBER_EXIT_USAGE)
+            fail_msg("'%s' gave %d, not 2", bad[i], rc);
+    }
+    assert_int_equal(parse(&cli, "--input pp/g.el --output pp/r.h5 --metrics pp/m.jsonl "
+                                 "--checkpoint-dir pp/ck/sub"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    struct stat st;
+    assert_int_equal(stat("pp/ck/sub", &st), 0); /* created */
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_not_equal(stat("pp/r.h5.tmp", &st), 0); /* probed and removed */
+    assert_int_not_equal(stat("pp/m.jsonl.tmp", &st), 0);
+    assert_int_not_equal(stat("pp/r.h5", &st), 0);
+    /* an HDF5 output spec: the file part is what must be creatable */
+    assert_int_equal(parse(&cli, "--input pp/g.el --output pp/o.h5:/ranks"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_not_equal(stat("pp/o.h5.tmp", &st), 0);
+    /* an HDF5 spec: the file is hashed, the dataset is a parameter */
+    char p[2048];
+    assert_int_equal(system("cp pp/g.el pp/pts.h5"), 0);
+    assert_int_equal(parse(&cli, "--input pp/pts.h5:/points"), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_parameters(&cli, p, sizeof p), EMBER_OK);
+    assert_non_null(strstr(p, "input.dataset=/points\n"));
+    assert_non_null(strstr(p, "input.bytes=4\n"));
+}
+
 /* A step that halves its value and converges below 0.01, or fails at
  * iteration fail_at. */
 typedef struct {
@@ -270,6 +421,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_rejects_bad_values),
         cmocka_unit_test(test_cli_parameters_fingerprint),
         cmocka_unit_test(test_cli_exit_codes),
+        cmocka_unit_test(test_cli_deadline_formats),
+        cmocka_unit_test(test_cli_usage_errors),
+        cmocka_unit_test(test_cli_input_fingerprint),
+        cmocka_unit_test(test_cli_prepare_bad_paths),
         cmocka_unit_test(test_cli_iterate_metrics_and_resume),
         cmocka_unit_test(test_cli_iterate_step_error),
     };

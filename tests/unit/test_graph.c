@@ -187,6 +187,50 @@ static void test_graph_relabel(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* An edge list of comments only, relabelled: a clean "no edges" error
+ * (it used to memcpy from a NULL chunk array; UBSan aborted). */
+static void test_graph_relabel_comments_only(void **state)
+{
+    (void)state;
+    write_file("c.el", "# only a comment\n");
+    ember_graph_opts o = {.relabel = 1};
+    load_fails("c.el", &o, EMBER_EEMPTY, "no edges");
+    write_file("c2.el", "# a comment\n\n% another\n");
+    load_fails("c2.el", &o, EMBER_EEMPTY, "c2.el");
+}
+
+/* The vertex count in the header (ember-gen's and SNAP's) is honoured:
+ * trailing vertices without edges are not dropped; a header smaller than
+ * the ids, or a relabelled load, goes by the ids. */
+static void test_graph_header_vertex_count(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    write_file("h.el", "# ember-gen kron --scale 3 --edge-factor 1 --seed 1\n"
+                       "# 8 vertices, 2 edges\n0 1\n2 5\n");
+    ember_graph *g = load(ctx, "h.el", NULL);
+    assert_int_equal(g->n, 8);
+    assert_int_equal(g->m, 2);
+    ember_graph_free(&g);
+    write_file("s.el", "# Directed graph\n# Nodes: 10 Edges: 1\n0 1\n");
+    g = load(ctx, "s.el", NULL);
+    assert_int_equal(g->n, 10);
+    ember_graph_free(&g);
+    write_file("small.el", "# 2 vertices\n0 1\n4 1\n");
+    g = load(ctx, "small.el", NULL);
+    assert_int_equal(g->n, 5);
+    ember_graph_free(&g);
+    write_file("late.el", "0 1\n# 9 vertices\n");
+    g = load(ctx, "late.el", NULL); /* only the opening comments count */
+    assert_int_equal(g->n, 2);
+    ember_graph_free(&g);
+    ember_graph_opts o = {.relabel = 1};
+    g = load(ctx, "h.el", &o);
+    assert_int_equal(g->n, 4);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- Matrix Market ---------------------------------------------------------- */
 
 static void test_graph_mtx_general(void **state)
@@ -758,6 +802,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_by_destination),
         cmocka_unit_test(test_graph_degree_order),
         cmocka_unit_test(test_graph_relabel),
+        cmocka_unit_test(test_graph_relabel_comments_only),
+        cmocka_unit_test(test_graph_header_vertex_count),
         cmocka_unit_test(test_graph_mtx_general),
         cmocka_unit_test(test_graph_mtx_symmetric_pattern),
         cmocka_unit_test(test_graph_mtx_errors),

@@ -11,7 +11,10 @@
 
 #include <hdf5.h>
 
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -905,6 +908,47 @@ static void test_h5io_truncated_file(void **state)
     remove(file);
 }
 
+/* A write that runs out of room fails with one line naming the file, the
+ * step and strerror; it used to carry HDF5's error stack with a raw
+ * newline, cut before the cause. A full disk needs a small file system
+ * (tests/integration/test_diskfull_message.sh mounts one); here a file-size
+ * limit makes the writes fail the same way, with EFBIG. */
+static void test_h5io_disk_full_message(void **state)
+{
+    (void)state;
+    const char *file = "h5io_disk_full.h5";
+    remove(file);
+    ember_ctx *ctx = new_ctx();
+    ember_type t = ember_type_scalar(EMBER_F64);
+    size_t n = 1 << 16;
+    double *recs = calloc(n, sizeof *recs);
+    assert_non_null(recs);
+    struct rlimit old, small;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 64 * 1024;
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    char msg[EMBER_MSG_SIZE] = "";
+    ember__h5w *w = NULL;
+    int rc = ember__h5w_open(ctx, &w, file, "/d", &t, &plain, msg);
+    for (int i = 0; !rc && i < 4; i++)
+        rc = ember__h5w_append(w, recs, n, msg);
+    if (!rc)
+        rc = ember__h5w_close(&w, NULL, 0, msg);
+    else
+        ember__h5w_close(&w, NULL, 0, NULL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_not_equal(rc, EMBER_OK);
+    assert_contains(msg, file);
+    assert_contains(msg, strerror(EFBIG));
+    assert_null(strchr(msg, '\n'));
+    assert_null(strchr(msg, '\r'));
+    free(recs);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
 static void test_h5io_exists_without_overwrite(void **state)
 {
     (void)state;
@@ -1285,6 +1329,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_not_hdf5),
         cmocka_unit_test(test_h5io_corrupt_checksum),
         cmocka_unit_test(test_h5io_truncated_file),
+        cmocka_unit_test(test_h5io_disk_full_message),
         cmocka_unit_test(test_h5io_exists_without_overwrite),
         cmocka_unit_test(test_h5io_overwrite_replaces),
         cmocka_unit_test(test_h5io_writer_caller_fid),

@@ -662,27 +662,55 @@ static void test_loop_retention(void **unused)
     assert_true(exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
 }
 
-/* RESUME_NEVER starts fresh but leaves older files until ours commit;
- * then an earlier run's newer-numbered files go before ours. */
-static void test_loop_never_keeps_old(void **unused)
+/* RESUME_NEVER starts fresh and leaves older files alone until its own
+ * first checkpoint commits; then the run owns the directory and every file
+ * of an earlier run goes, however few files this run has written (a later
+ * RESUME_AUTO must not find the old run's). */
+static void test_loop_never_retires_old(void **unused)
 {
     (void)unused;
     fresh_dir();
-    run_every1(6, 2); /* leaves 5 and 6 */
+    run_every1(6, 3); /* leaves 4, 5 and 6 */
     char msg[EMBER_MSG_SIZE], p[256];
     ember_loop_opts o;
     memset(&o, 0, sizeof o);
     o.resume = EMBER_RESUME_NEVER;
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 0);
-    assert_int_equal(count_ckpts(), 2);
+    assert_int_equal(count_ckpts(), 3); /* nothing committed: all kept */
     o.every = 1;
+    o.keep = 3;
     run_to(&o, 1);
     assert_true(exists(ckpt_name(p, 1)));
-    assert_true(exists(ckpt_name(p, 6)));
-    assert_false(exists(ckpt_name(p, 5)));
+    assert_int_equal(count_ckpts(), 1); /* 4, 5 and 6 retired */
     run_to(&o, 2);
     assert_true(exists(ckpt_name(p, 1)) && exists(ckpt_name(p, 2)));
     assert_int_equal(count_ckpts(), 2);
+    /* RESUME_AUTO now resumes this run's newest */
+    memset(&o, 0, sizeof o);
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 2);
+}
+
+/* "info." parameter lines are recorded, not compared: an input's path
+ * may change (a moved copy), its content lines may not. */
+static void test_loop_info_parameters(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.parameters = "input.xxh3=00aa\ninfo.input.path=/a/g.el\n";
+    run_to(&o, 2);
+    char msg[EMBER_MSG_SIZE];
+    memset(&o, 0, sizeof o);
+    o.parameters = "input.xxh3=00aa\ninfo.input.path=/scratch/g.el\n";
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 2);
+    o.parameters = "input.xxh3=00aa\n"; /* no info line at all: the same */
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 2);
+    o.parameters = "input.xxh3=00bb\ninfo.input.path=/a/g.el\n";
+    resume_at(&o, msg, EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "input.xxh3=00aa (checkpoint) vs input.xxh3=00bb (now)");
+    assert_null(strstr(msg, "info."));
 }
 
 static void test_loop_tmp_swept(void **unused)
@@ -1239,7 +1267,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_mismatch_refused),
         cmocka_unit_test(test_loop_force_resume),
         cmocka_unit_test(test_loop_retention),
-        cmocka_unit_test(test_loop_never_keeps_old),
+        cmocka_unit_test(test_loop_never_retires_old),
+        cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),

@@ -16,6 +16,7 @@
 #include "testutil.h"
 
 #include "stream_internal.h"
+#include <inttypes.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -581,6 +582,40 @@ static void test_stream_metadata_compare(void **state)
     td_done(&t);
 }
 
+/* A query line with a bad %-escape, after a long one, in a file whose
+ * checksum is valid: refused as corrupt without reading past the line
+ * (the length of the previous line used to be copied; ASan saw it). */
+static void test_stream_metadata_bad_escape(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], path[600], body[1024];
+    char longq[201];
+    memset(longq, 'q', 200);
+    longq[200] = '\0';
+    int n = snprintf(body, sizeof body,
+                     "ember-stream-metadata 1\nid 00000000000000000000000000000001\n"
+                     "fingerprint 0000000000000000\nquery %s\nquery %%zz\n"
+                     "created 2026-01-01T00:00:00Z\n", longq);
+    assert_true(n > 0 && (size_t)n < sizeof body - 40);
+    snprintf(body + n, sizeof body - (size_t)n, "checksum %016" PRIx64 "\n",
+             ember__sl_fnv(body, (size_t)n));
+    assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
+    snprintf(path, sizeof path, "%s/metadata", t.loc);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+    ember__smeta r;
+    assert_int_equal(ember__sl_meta_read(ctx, t.loc, &r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "bad query line");
+    assert_null(r.description);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 /* ---- state ------------------------------------------------------------------ */
 
 /* A batch of wrec records over text, reduced by hand: sorted by key,
@@ -1050,6 +1085,51 @@ static void test_stream_max_files_and_late_files(void **state)
     char *b1 = batch_output(&t, 1);
     assert_string_equal(b1, "c,1\n");
     free(b1);
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A late file that arrives while no stream runs is reported (warning and
+ * count) by the next start; the files taken before are not. */
+static void test_stream_late_file_across_restart(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_UPDATE);
+    put_file(&t, "f1", "a\n");
+    put_file(&t, "f2", "b\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember_stream_destroy(&s);
+    /* file times have a clock tick's resolution: let one pass, so that the
+     * late file is strictly newer than the last offsets entry */
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    nanosleep(&tick, NULL);
+    put_file(&t, "f0", "late\n"); /* sorts before f2, the mark */
+    put_file(&t, "f3", "c\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember__soffsets e;
+    TU_OKM(ember__sl_offsets_read(ctx, t.loc, 1, &e, msg), msg);
+    assert_int_equal(e.nfiles, 1);
+    assert_string_equal(e.files[0].name, "f3");
+    ember__sl_offsets_free(ctx, &e);
+    ember_stream_stats st;
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.late_files, 1); /* f0; not f1, f2 */
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.late_files, 1); /* reported once */
     ember_stream_destroy(&s);
     ember_ctx_destroy(&ctx);
     td_done(&t);
@@ -1617,6 +1697,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_offsets_corrupt),
         cmocka_unit_test(test_stream_commits_roundtrip),
         cmocka_unit_test(test_stream_metadata_compare),
+        cmocka_unit_test(test_stream_metadata_bad_escape),
         cmocka_unit_test(test_stream_merge_collisions),
         cmocka_unit_test(test_stream_merge_rollback),
         cmocka_unit_test(test_stream_snapshot_roundtrip),
@@ -1625,6 +1706,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_wordcount_exact),
         cmocka_unit_test(test_stream_source_listing),
         cmocka_unit_test(test_stream_max_files_and_late_files),
+        cmocka_unit_test(test_stream_late_file_across_restart),
         cmocka_unit_test(test_stream_failed_batch_rerun_exactly_once),
         cmocka_unit_test(test_stream_changed_file_refused),
         cmocka_unit_test(test_stream_snapshot_fallback_replays),

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Exit status 2, at once and before any work, for every bad path, unreadable
+# input or impossible parameter (issue 9); a clustered short option names
+# the right argument; --quiet silences progress, never a warning.
+set -uo pipefail
+bin=${EMBER_BIN:?}
+src=${EMBER_SRC:?}
+work=$(mktemp -d)
+trap 'chmod -R u+rwx "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "test_cli_exit_codes: FAIL: $*" >&2; exit 1; }
+
+g=$src/data/karate.el
+mkdir -p adir
+touch afile
+# expect2 DESCRIPTION ARGS...: exit 2, one line on stderr, no checkpoint
+# written and no metrics line (nothing ran).
+expect2() {
+    local what=$1
+    shift
+    rm -rf ck m.jsonl
+    "$@" > out.txt 2> err.txt
+    local st=$?
+    [ "$st" -eq 2 ] || fail "$what: exit $st, wanted 2: $(cat err.txt)"
+    [ "$(wc -l < err.txt)" -eq 1 ] || fail "$what: wanted one line: $(cat err.txt)"
+    ! ls ck/ckpt-*.h5 > /dev/null 2>&1 || fail "$what: a checkpoint was written"
+    [ ! -s m.jsonl ] || fail "$what: iterations ran (metrics written)"
+}
+pr=("$bin/ember-pagerank" --undirected --tolerance 0 --iterations 5 --checkpoint-dir ck
+    --checkpoint-every 1)
+expect2 "output is a directory" "${pr[@]}" --input "$g" --output adir
+grep -q "adir" err.txt || fail "the message does not name adir: $(cat err.txt)"
+expect2 "output in a missing directory" "${pr[@]}" --input "$g" --output no/such/r.h5
+grep -q "no/such/r.h5" err.txt || fail "the message does not name the output: $(cat err.txt)"
+expect2 "metrics in a missing directory" "${pr[@]}" --input "$g" --output r.csv \
+    --metrics no/such/m.jsonl
+[ ! -e r.csv ] || fail "metrics refused after the output was written"
+expect2 "metrics is a directory" "${pr[@]}" --input "$g" --top 3 --metrics adir
+expect2 "empty --checkpoint-dir" "$bin/ember-pagerank" --input "$g" --top 3 --checkpoint-dir ""
+expect2 "checkpoint dir under a file" "$bin/ember-pagerank" --input "$g" --top 3 \
+    --checkpoint-dir afile/ck
+expect2 "input is a directory" "${pr[@]}" --input adir --top 3
+expect2 "missing input" "${pr[@]}" --input no/such.el --top 3
+expect2 "kmeans: missing input" "$bin/ember-kmeans" --input no/such.csv --k 3
+expect2 "kmeans: missing --init file" "$bin/ember-kmeans" --input "$src/data/iris.csv" \
+    --init no/such.csv
+expect2 "kmeans: output is a directory" "$bin/ember-kmeans" --input "$src/data/iris.csv" \
+    --k 3 --output adir
+expect2 "cc: output in a missing directory" "$bin/ember-cc" --input "$g" --output no/cc.csv
+if [ "$(id -u)" -ne 0 ]; then
+    cp "$g" secret.el
+    chmod 000 secret.el
+    expect2 "permission denied" "${pr[@]}" --input secret.el --top 3
+    grep -qi "permission denied" err.txt || fail "no 'Permission denied': $(cat err.txt)"
+fi
+# (As root, which the test suite usually runs as, every file is readable:
+# the permission case runs only for other users.)
+expect2 "blobs with more clusters than points" "$bin/ember-gen" blobs --n 10 --d 2 --k 20 \
+    --output b.csv
+[ ! -e b.csv ] || fail "blobs --n 10 --k 20 wrote a file"
+
+expect2 "gen: output in a missing directory" "$bin/ember-gen" kron --scale 4 \
+    --output no/such/k.el
+expect2 "gen: output is a directory" "$bin/ember-gen" kron --scale 4 --output adir
+expect2 "convert: output in a missing directory" "$bin/ember-convert" "$g" no/such/k.h5
+grep -q "vertices" err.txt && fail "convert loaded the graph before refusing its output"
+
+# A clustered short option names the letter, not the next argument.
+expect2 "clustered short options" "$bin/ember-pagerank" -xyz o.h5
+grep -q "'-x'" err.txt || fail "-xyz: the message does not name -x: $(cat err.txt)"
+grep -q "o.h5" err.txt && fail "-xyz: the message names o.h5: $(cat err.txt)"
+
+# --quiet keeps warnings: a damaged newest checkpoint is skipped, and said so.
+rm -rf ck
+"${pr[@]}" --input "$g" --top 1 --quiet > /dev/null || fail "checkpointed run"
+newest=$(ls ck/ckpt-*.h5 | tail -n 1)
+head -c 100 "$newest" > t && mv t "$newest"
+"${pr[@]}" --input "$g" --top 1 --iterations 7 --quiet > /dev/null 2> err.txt \
+    || fail "resume past a damaged checkpoint: $(cat err.txt)"
+grep -q "$(basename "$newest")" err.txt \
+    || fail "--quiet silenced the warning about $(basename "$newest"): '$(cat err.txt)'"
+grep -q "iteration " err.txt && fail "--quiet printed progress: $(cat err.txt)"
+echo "exit codes: ok"

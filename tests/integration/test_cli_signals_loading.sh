@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Signals from the first instant (issue 9): SIGUSR1, SIGTERM or SIGINT that
+# arrives while the input is loading ends the program with exit 75 (it used
+# to die of the signal: exit 138 or 143, and no requeue), with or without a
+# checkpoint directory; so does a --deadline reached while loading. The
+# load is made long with the test hook EMBER_TEST_LOAD_DELAY (cli.h): a
+# sleep inside the loading phase, after the inputs are read and hashed.
+# The stream program catches them before its stream starts, too.
+set -uo pipefail
+bin=${EMBER_BIN:?}
+src=${EMBER_SRC:?}
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$work"
+fail() { echo "test_cli_signals_loading: FAIL: $*" >&2; exit 1; }
+
+# A long "load": the signal must not have to wait for it (a hang would end
+# in ctest's timeout, a death by the signal in the wrong status). Job
+# control is on so that background jobs do not start with SIGINT ignored
+# (without it bash ignores SIGINT in them, and so does ember, on purpose).
+set -m
+for sig in USR1 TERM INT; do
+    for ck in "--checkpoint-dir ck-$sig" ""; do
+        # shellcheck disable=SC2086
+        EMBER_TEST_LOAD_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" \
+            --undirected --top 3 $ck 2> err.txt &
+        pid=$!
+        sleep 0.5
+        kill -s "$sig" "$pid"
+        wait "$pid"
+        st=$?
+        pid=
+        [ "$st" -eq 75 ] || fail "SIG$sig while loading (${ck:-no dir}): exit $st, wanted 75: $(cat err.txt)"
+        grep -q "stopped by a signal" err.txt || fail "SIG$sig: no message: $(cat err.txt)"
+        [ "$(wc -l < err.txt)" -eq 1 ] || fail "SIG$sig: more than one line: $(cat err.txt)"
+    done
+done
+grep -q "nothing is saved without --checkpoint-dir" err.txt \
+    || fail "without a directory the message should say nothing is saved: $(cat err.txt)"
+
+# kmeans and cc the same way (one signal each).
+EMBER_TEST_LOAD_DELAY=120 "$bin/ember-kmeans" --input "$src/data/iris.csv" --k 3 \
+    --checkpoint-dir ck-km 2> err.txt > /dev/null &
+pid=$!; sleep 0.5; kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
+[ "$st" -eq 75 ] || fail "kmeans: SIGUSR1 while loading: exit $st: $(cat err.txt)"
+EMBER_TEST_LOAD_DELAY=120 "$bin/ember-cc" --input "$src/data/karate.el" \
+    --output cc.csv 2> err.txt &
+pid=$!; sleep 0.5; kill -TERM "$pid"; wait "$pid"; st=$?; pid=
+[ "$st" -eq 75 ] || fail "cc: SIGTERM while loading: exit $st: $(cat err.txt)"
+
+# The deadline, counted from the start, reached while loading: exit 75 at
+# the deadline, no iteration run, no checkpoint (there is nothing to save).
+EMBER_TEST_LOAD_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" \
+    --undirected --top 3 --checkpoint-dir ck-dl --deadline 1s 2> err.txt
+st=$?
+[ "$st" -eq 75 ] || fail "--deadline 1s during a long load: exit $st, wanted 75: $(cat err.txt)"
+grep -q "deadline reached before the first iteration" err.txt || fail "deadline message: $(cat err.txt)"
+! ls ck-dl/ckpt-*.h5 > /dev/null 2>&1 || fail "a checkpoint appeared without any iteration"
+
+# A load shorter than the deadline, then a run past it: the loop's deadline
+# (also from the start) checkpoints and exits 75; the same command resumes.
+"$bin/ember-gen" kron --scale 12 --edge-factor 16 --seed 3 --output g.h5 --quiet
+args=(--input g.h5 --iterations 1000000 --tolerance 0 --quiet --output r.csv
+      --checkpoint-dir ck-run --checkpoint-every 1000000)
+EMBER_TEST_LOAD_DELAY=0.5 "$bin/ember-pagerank" "${args[@]}" --deadline 2s 2> err.txt
+st=$?
+[ "$st" -eq 75 ] || fail "--deadline 2s after a load of 0.5 s: exit $st: $(cat err.txt)"
+ls ck-run/ckpt-*.h5 > /dev/null || fail "no checkpoint at the deadline"
+
+# The stream program: a signal before its stream starts.
+mkdir -p in
+"$bin/ember-stream-wordcount" --source in --checkpoint-location wc.ckpt \
+    --trigger processing-time=1s --quiet 2> err.txt &
+pid=$!; sleep 1; kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
+[ "$st" -eq 75 ] || fail "wordcount: SIGUSR1: exit $st, wanted 75: $(cat err.txt)"
+echo "signals while loading: ok"

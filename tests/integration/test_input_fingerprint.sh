@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Inputs are identified by content (issue 9): the run's fingerprint holds
+# each input's size and XXH3 hash, the path is information only.
+# - an identical copy at another path resumes (it used to be refused);
+# - the same path with other content is refused with exit 2, naming the
+#   file and what changed (size, hash) (it used to resume silently);
+# - --force-resume still resumes.
+# For ember-pagerank, ember-cc and ember-kmeans (its --init FILE too).
+set -uo pipefail
+bin=${EMBER_BIN:?}
+src=${EMBER_SRC:?}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "test_input_fingerprint: FAIL: $*" >&2; exit 1; }
+
+mkdir -p a scratch
+cp "$src/data/karate.el" a/g.el
+loud=(--undirected --tolerance 0 --checkpoint-dir ck --checkpoint-every 2)
+pr=("${loud[@]}" --quiet)
+
+# Reference: 8 iterations in one run.
+"$bin/ember-pagerank" --input a/g.el "${pr[@]}" --iterations 8 --output ref.csv \
+    --checkpoint-dir ck-ref || fail "reference run"
+"$bin/ember-pagerank" --input a/g.el "${pr[@]}" --iterations 4 --output x.csv \
+    || fail "first run"
+# The same bytes copied to scratch: resumes at 4, same result as uninterrupted.
+cp a/g.el scratch/g.el
+"$bin/ember-pagerank" --input scratch/g.el "${loud[@]}" --iterations 8 \
+    --output moved.csv 2> err.txt || fail "moved copy refused: $(cat err.txt)"
+grep -q "resumed" err.txt || fail "moved copy did not resume: $(cat err.txt)"
+cmp -s ref.csv moved.csv || fail "moved copy: ranks differ from the uninterrupted run"
+
+# Regenerated in place (one more edge): refused, exit 2, naming the file,
+# the sizes and the hashes.
+echo "0 33" >> scratch/g.el
+"$bin/ember-pagerank" --input scratch/g.el "${pr[@]}" --iterations 10 --output c.csv 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "changed input: exit $st, wanted 2: $(cat err.txt)"
+grep -q "scratch/g.el" err.txt || fail "the refusal does not name the file: $(cat err.txt)"
+grep -q "input.bytes=" err.txt || fail "the refusal does not give the sizes: $(cat err.txt)"
+grep -q "input.xxh3=" err.txt || fail "the refusal does not give the hashes: $(cat err.txt)"
+[ ! -e c.csv ] || fail "a refused run wrote output"
+# Same size, other content: refused by the hash alone.
+sed 's/^0 1$/0 2/' a/g.el > scratch/g2.el
+[ "$(stat -c %s scratch/g2.el)" -eq "$(stat -c %s a/g.el)" ] || fail "test input sizes differ"
+"$bin/ember-pagerank" --input scratch/g2.el "${pr[@]}" --iterations 10 --output c.csv 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "same size, other content: exit $st, wanted 2"
+grep -q "input.xxh3=" err.txt || fail "same size: no hash in the refusal: $(cat err.txt)"
+grep "input.bytes=" err.txt && fail "same size: the sizes were said to differ"
+# --force-resume overrides.
+"$bin/ember-pagerank" --input scratch/g.el "${pr[@]}" --iterations 10 --force-resume \
+    --output c.csv 2> err.txt || fail "--force-resume refused: $(cat err.txt)"
+[ -s c.csv ] || fail "--force-resume wrote nothing"
+
+# ember-cc: a moved copy resumes, changed content is refused.
+rm -rf ck
+"$bin/ember-cc" --input a/g.el --iterations 1 --tolerance 0 --quiet --checkpoint-dir ck \
+    --checkpoint-every 1 --output cc1.csv || fail "cc first run"
+cp a/g.el scratch/cc.el
+"$bin/ember-cc" --input scratch/cc.el --quiet --checkpoint-dir ck --output cc2.csv 2> err.txt \
+    || fail "cc: moved copy refused: $(cat err.txt)"
+echo "40 41" >> scratch/cc.el
+"$bin/ember-cc" --input scratch/cc.el --quiet --checkpoint-dir ck --output cc3.csv 2> err.txt
+[ $? -eq 2 ] || fail "cc: changed input not refused: $(cat err.txt)"
+
+# ember-kmeans: the CSV input and the --init file, both by content.
+rm -rf ck
+head -4 "$src/data/iris.csv" | tail -3 > a/init.csv
+km=(--tolerance 0 --quiet --checkpoint-dir ck --checkpoint-every 1)
+"$bin/ember-kmeans" --input "$src/data/iris.csv" --init a/init.csv "${km[@]}" \
+    --iterations 2 > /dev/null || fail "kmeans first run"
+cp "$src/data/iris.csv" scratch/iris.csv
+cp a/init.csv scratch/init.csv
+"$bin/ember-kmeans" --input scratch/iris.csv --init scratch/init.csv "${km[@]}" \
+    --iterations 4 > /dev/null 2> err.txt || fail "kmeans: moved copies refused: $(cat err.txt)"
+head -5 "$src/data/iris.csv" | tail -3 > scratch/init.csv
+"$bin/ember-kmeans" --input scratch/iris.csv --init scratch/init.csv "${km[@]}" \
+    --iterations 6 > /dev/null 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "kmeans: changed --init: exit $st, wanted 2: $(cat err.txt)"
+grep -q "init.xxh3=" err.txt || fail "kmeans: the refusal does not name the init file's hash: $(cat err.txt)"
+grep -q "scratch/init.csv" err.txt || fail "kmeans: the refusal does not name the file: $(cat err.txt)"
+echo "input fingerprints: ok"
