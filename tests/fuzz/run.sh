@@ -27,6 +27,12 @@ fi
 # Leaks are findings; a report aborts, so the run stops at the first one.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp:print_suppressions=0}
+# Inputs become files: on tmpfs, a run does ~100x more inputs a second
+# than on a journalled disk.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  export TMPDIR=/dev/shm
+fi
 # One thread a harness: the machine may be shared, and libFuzzer wants one.
 export OMP_NUM_THREADS=1
 
