@@ -203,6 +203,14 @@ static int read_ids(h5_source *s, hid_t fid, char *msg)
     else if (g->n && H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g->ids) < 0)
         rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/ids");
     close_id(&d, H5Dclose);
+    /* Labels number the ids in ascending order (graph.h): a repeated id
+     * would give two vertices one name in every output. */
+    for (uint64_t v = 1; !rc && v < g->n; v++)
+        if (g->ids[v] <= g->ids[v - 1])
+            rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/ids must be strictly "
+                            "ascending (id %llu at %llu follows %llu)", s->file,
+                            (unsigned long long)g->ids[v], (unsigned long long)v,
+                            (unsigned long long)g->ids[v - 1]);
     return rc;
 }
 

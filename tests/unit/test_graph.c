@@ -401,6 +401,34 @@ static void test_graph_h5_errors(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* /csr/ids numbers the vertices in ascending id order: a file whose ids
+ * repeat or descend is refused (found by fuzz_graph_h5). */
+static void test_graph_h5_ids_must_ascend(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    uint64_t off[4] = {0, 1, 2, 2}, n = 4;
+    int64_t tg[2] = {1, 2};
+    uint64_t ids[3] = {7, 9, 9};
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/offsets", EMBER_U64, off, 1, &n, NULL, 0, 1, msg), msg);
+    n = 2;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/targets", EMBER_I64, tg, 1, &n, NULL, 0, 0, msg), msg);
+    n = 3;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("ids.h5", NULL, EMBER_EFORMAT, "/csr/ids must be strictly ascending (id 9 at 2 follows 9)");
+    ids[2] = 8;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("ids.h5", NULL, EMBER_EFORMAT, "(id 8 at 2 follows 9)");
+    ids[2] = 10;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    ember_graph *g = load(ctx, "ids.h5", NULL);
+    assert_int_equal(g->n, 3);
+    assert_true(g->ids[0] == 7 && g->ids[1] == 9 && g->ids[2] == 10);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_write_array_attrs(void **state)
 {
     (void)state;
@@ -602,6 +630,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
+        cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),
