@@ -272,6 +272,11 @@ static void test_graph_input_errors(void **state)
     ember_graph_opts lim = {.max_vertices = 10};
     write_file("lim.el", "0 9\n0 10\n");
     load_fails("lim.el", &lim, EMBER_ERANGE, "lim.el:2: vertex id 10 is too large");
+    /* id + 1 does not wrap to 0 in the message */
+    write_file("max.el", "0 18446744073709551615\n");
+    load_fails("max.el", NULL, EMBER_ERANGE, "vertex id 18446744073709551615 is too large: "
+               "it would need 18446744073709551616 vertices");
+    load_fails("lim.el", &lim, EMBER_ERANGE, "it would need 11 vertices, more than the limit of 10");
     mkdir("dir.el", 0777);
     load_fails("dir.el", NULL, EMBER_EFORMAT, "not a regular file");
 }
