@@ -1,9 +1,12 @@
 /* fuzz_stream_log.c: a stream's metadata, offsets and commits files
- * (src/stream_log.c), the checksummed text logs a restarted stream reads.
+ * (src/stream_log.c), the checksummed text logs a restarted stream reads,
+ * and its state snapshots (ember__ss_load, src/stream_state.c).
  *
- * Input: one byte of options, then the file's lines.
+ * Input: one byte of options, then the file's lines (or the snapshot).
  *   bits 0-1  which file: 0 metadata, 1 offsets/<batch>, 2 commits/<batch>,
- *             3 metadata
+ *             3 a state snapshot of ember-stream-wordcount's record type
+ *             (read with the fingerprint and batch its root attributes
+ *             give, so that damage past them is reached)
  *   bits 2-4  batch (the number in the file's name)
  *   bit  7    write the input as is; otherwise the harness appends the
  *             "checksum <hex>" line the reader wants, so mutations reach
@@ -25,6 +28,48 @@ static void fail(const char *what)
 {
     fprintf(stderr, "fuzz_stream_log: %s\n", what);
     abort();
+}
+
+/* ember-stream-wordcount's state record. */
+static ember_type wordcount_type(void)
+{
+    ember_field f[4];
+    memset(f, 0, sizeof f);
+    const char *names[4] = {"key", "offset", "length", "count"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(f[i].name, EMBER_NAME_SIZE, "%s", names[i]);
+        f[i].kind = i < 3 ? EMBER_U64 : EMBER_I64;
+        f[i].count = 1;
+    }
+    ember_type t;
+    if (ember_type_struct(&t, f, 4, NULL))
+        fail("cannot make the record type");
+    return t;
+}
+
+static void snapshot(ember_ctx *ctx, const uint8_t *data, size_t size)
+{
+    char path[8192], msg[EMBER_MSG_SIZE];
+    snprintf(path, sizeof path, "%s", fuzz_write("snap.h5", data, size));
+    ember__ckr *r = NULL;
+    uint64_t fp = 0, version = 0;
+    int rc = ember__ckr_open(ctx, &r, path, msg);
+    fuzz_check_msg(rc, msg, "ember__ckr_open");
+    if (rc == EMBER_OK) {
+        fp = ember__ckr_info(r)->fingerprint;
+        version = ember__ckr_info(r)->iteration;
+    }
+    ember__ckr_close(&r);
+    ember_type t = wordcount_type();
+    ember__sstate st;
+    rc = ember__ss_init(&st, ctx, &t, EMBER_KEY_TEXT, NULL, NULL, msg);
+    if (rc)
+        fail("ember__ss_init failed");
+    rc = ember__ss_load(&st, path, fp, version, msg);
+    fuzz_check_msg(rc, msg, "ember__ss_load");
+    if (rc == EMBER_OK && (st.rec.n && !st.rec.data))
+        fail("a loaded state without its records");
+    ember__ss_free(&st);
 }
 
 static void write_log(const char *rel, const uint8_t *body, size_t n, int raw)
@@ -49,6 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t batch = (data[0] >> 2) & 7;
     int raw = (data[0] & 0x80) != 0;
 
+    if (kind == 3) {
+        ember_ctx *ctx = fuzz_ctx();
+        snapshot(ctx, data + 1, size - 1);
+        ember_ctx_destroy(&ctx);
+        fuzz_check_h5();
+        return 0;
+    }
     fuzz_remove("loc");
     char loc[8192];
     snprintf(loc, sizeof loc, "%s", fuzz_path("loc"));
@@ -62,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(rel, sizeof rel, "loc/commits/%" PRIu64, batch);
     else
         snprintf(rel, sizeof rel, "loc/metadata");
+    /* kind 3 returned above */
     write_log(rel, data + 1, size - 1, raw);
 
     ember_ctx *ctx = fuzz_ctx();

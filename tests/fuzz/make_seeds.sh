@@ -152,4 +152,7 @@ b=$(ls "$tmp/loc/offsets" | sort -n | tail -1)
 prefix "\\$(printf '%03o' $((1 + 4 * b)))" <(nochk "$tmp/loc/offsets/$b") "$d/seed_offsets"
 prefix "\\$(printf '%03o' $((2 + 4 * b)))" <(nochk "$tmp/loc/commits/$b") "$d/seed_commits"
 prefix '\200' "$tmp/loc/metadata" "$d/seed_metadata_raw"
+snap=$(find "$tmp/loc" -name '*.h5' | sort | tail -1)
+[ -n "$snap" ] || { echo "make_seeds: the stream wrote no state snapshot" >&2; exit 1; }
+prefix '\003' "$snap" "$d/seed_state_snapshot"
 echo "make_seeds: $(ls "$corpus"/*/seed_* | wc -l) seeds in $corpus"

@@ -57,7 +57,7 @@ for h in "${harnesses[@]}"; do
     -malloc_limit_mb=1024 -print_final_stats=1 -close_fd_mask=1 \
     -artifact_prefix="$found/" "$work" "$seeds" >"$log" 2>&1
   rc=$?
-  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$log" | tail -3 | sed "s/^/fuzz: $h: /"
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$log" | awk '!seen[$0]++' | tail -3 | sed "s/^/fuzz: $h: /"
   cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
   [ -n "$cov" ] && echo "fuzz: $h: $cov"
   if [ "$rc" -ne 0 ]; then
