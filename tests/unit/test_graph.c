@@ -351,6 +351,26 @@ static void test_graph_h5_roundtrip(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* max_vertices holds for HDF5 graphs as for text ones (found by
+ * fuzz_graph_h5: the HDF5 reader used only the machine's limit). */
+static void test_graph_h5_max_vertices(void **state)
+{
+    (void)state;
+    write_file("mv.el", "0 1\n5 2\n");
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "mv.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "mv.h5", msg), msg);
+    ember_graph_free(&g);
+    ember_graph_opts lim = {.max_vertices = 5};
+    load_fails("mv.h5", &lim, EMBER_ERANGE, "more than the limit of 5 vertices");
+    lim.max_vertices = 6;
+    g = load(ctx, "mv.h5", &lim);
+    assert_int_equal(g->n, 6);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_relabel_keeps_ids(void **state)
 {
     (void)state;
@@ -635,6 +655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
+        cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
         cmocka_unit_test(test_graph_partition),
