@@ -3,7 +3,7 @@
  *
  * Input: one byte of options, then the HDF5 file.
  *   0x01 undirected  0x02 by_destination  0x04 degree_order
- *   0x08 max_vertices 1000
+ *   0x08 max_vertices 1000 (else FUZZ_MAX_VERTICES, fuzz.h)
  * A graph that loads must satisfy graph.h's CSR invariants; the harness
  * then reads /csr/offsets and /csr/targets with ember_read_h5. Whatever the
  * outcome, no HDF5 identifier may stay open.
@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.undirected = (flags & 0x01) != 0;
     o.by_destination = (flags & 0x02) != 0;
     o.degree_order = (flags & 0x04) != 0;
-    o.max_vertices = flags & 0x08 ? 1000 : 0;
+    o.max_vertices = flags & 0x08 ? 1000 : FUZZ_MAX_VERTICES;
     char file[8192];
     snprintf(file, sizeof file, "%s", fuzz_write("g.h5", data + 1, size - 1));
 

@@ -4,7 +4,7 @@
  * Input: one byte of options, then the file.
  *   0x01 undirected    0x02 by_destination    0x04 relabel
  *   0x08 degree_order  0x10 Matrix Market (else an edge list)
- *   0x20 max_vertices 1000 (the vertex limit's error paths)
+ *   0x20 max_vertices 1000 (else FUZZ_MAX_VERTICES, fuzz.h)
  *   0x40 also write the graph as HDF5 and load it back
  * A graph that loads must be a valid CSR (graph.h's invariants): the
  * harness checks every one, and that the HDF5 copy holds the same rows.
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.relabel = (flags & 0x04) != 0;
     o.degree_order = (flags & 0x08) != 0;
     o.format = flags & 0x10 ? EMBER_GRAPH_MTX : EMBER_GRAPH_EDGELIST;
-    o.max_vertices = flags & 0x20 ? 1000 : 0;
+    o.max_vertices = flags & 0x20 ? 1000 : FUZZ_MAX_VERTICES;
     const char *path = fuzz_write(flags & 0x10 ? "g.mtx" : "g.el", data + 1, size - 1);
     char file[8192];
     snprintf(file, sizeof file, "%s", path);
