@@ -23,7 +23,10 @@ const char *fuzz_dir(void)
     if (dir[0])
         return dir;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/ember-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    /* The pid in the name lets tests/fuzz/run.sh remove the directory of
+     * a harness that died (a finding ends the process without atexit). */
+    snprintf(dir, sizeof dir, "%s/ember-fuzz-%ld-XXXXXX", tmp && *tmp ? tmp : "/tmp",
+             (long)getpid());
     if (!mkdtemp(dir)) {
         fprintf(stderr, "fuzz: mkdtemp %s: %s\n", dir, strerror(errno));
         abort();

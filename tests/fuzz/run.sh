@@ -55,8 +55,13 @@ for h in "${harnesses[@]}"; do
   # believed). -close_fd_mask=1 silences the programs' stdout.
   "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -print_final_stats=1 -close_fd_mask=1 \
-    -artifact_prefix="$found/" "$work" "$seeds" >"$log" 2>&1
+    -artifact_prefix="$found/" "$work" "$seeds" >"$log" 2>&1 &
+  pid=$!
+  wait "$pid"
   rc=$?
+  # A harness that died leaves its input directory (fuzz.c) and, linked
+  # with clang's OpenMP, a registration file in /dev/shm.
+  rm -rf "${TMPDIR:-/tmp}/ember-fuzz-$pid-"* "/dev/shm/__KMP_REGISTERED_LIB_${pid}_"*
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$log" | awk '!seen[$0]++' | tail -3 | sed "s/^/fuzz: $h: /"
   cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
   [ -n "$cov" ] && echo "fuzz: $h: $cov"
