@@ -7,6 +7,8 @@
 #   make test SANITIZE=1   the same in build-san/ with ASan + UBSan
 #   make install PREFIX=/opt/ember
 #   make bench             bench/run.sh, if there is one
+#   make fuzz SECONDS=N    build the libFuzzer harnesses (clang, build-fuzz/)
+#                          and run each for N seconds; fails on any finding
 #   make clean
 
 # The main job: PageRank of Zachary's karate club, checkpointed in a
@@ -15,6 +17,13 @@
 RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
 
 DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools
+# Only `make fuzz` needs these (clang, libFuzzer and the sanitizer
+# runtimes, clang's OpenMP), so `make deps` does not install them.
+FUZZ_DEPS_PKGS = clang libclang-rt-14-dev libomp-14-dev
+
+# Fuzzing: seconds per harness, and where the fuzz build lives.
+SECONDS ?= 60
+FUZZ_DIR = build-fuzz
 
 # cmake --build runs make again; its "Entering directory" lines are noise.
 MAKEFLAGS += --no-print-directory
@@ -39,13 +48,14 @@ CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release
 SAN_ENV =
 endif
 
-.PHONY: all deps configure build run test install bench clean
+.PHONY: all deps fuzz-deps configure build run test install bench fuzz clean
 
 all: build
 
-deps:
+# Installs the missing packages of $(1) (as root), or says how.
+define install_pkgs
 	@missing=""; \
-	for p in $(DEPS_PKGS); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" \
 	    || missing="$$missing $$p"; \
 	done; \
@@ -60,6 +70,13 @@ deps:
 	  echo "make deps: missing Debian packages; run the command above as root" >&2; \
 	  exit 1; \
 	fi
+endef
+
+deps:
+	$(call install_pkgs,$(DEPS_PKGS))
+
+fuzz-deps: deps
+	$(call install_pkgs,$(FUZZ_DEPS_PKGS))
 
 # Configure once. The test is on the generated build files, not on
 # CMakeCache.txt, which a failed configure also leaves behind. Later changes
@@ -90,5 +107,16 @@ bench: build
 	  echo "make bench: no bench/run.sh yet"; \
 	fi
 
+# The harnesses of tests/fuzz, one after the other, each for $(SECONDS)
+# seconds on one worker (tests/fuzz/run.sh; docs/fuzzing.md).
+fuzz: fuzz-deps
+	@if [ ! -f $(FUZZ_DIR)/Makefile ] && [ ! -f $(FUZZ_DIR)/build.ninja ]; then \
+	  echo "cmake -S . -B $(FUZZ_DIR) -DEMBER_FUZZ=ON ..."; \
+	  CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang \
+	    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_FUZZ=ON -DBUILD_TESTING=OFF; \
+	fi
+	cmake --build $(FUZZ_DIR) -j$(JOBS)
+	bash tests/fuzz/run.sh $(FUZZ_DIR) $(SECONDS)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

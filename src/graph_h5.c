@@ -167,8 +167,10 @@ static int64_t length_of(hid_t d)
     return rank == 1 ? (int64_t)dims[0] : -1;
 }
 
-/* Opens /csr, reads the offsets (checked) and the ids, opens targets. */
-static int open_csr(h5_source *s, hid_t fid, char *msg)
+/* Opens /csr, reads the offsets (checked) and the ids, opens targets.
+ * More vertices than opts allow (max_vertices, memory) is EMBER_ERANGE. */
+static int open_csr(h5_source *s, hid_t fid, const ember_graph_opts *opts,
+                    char *msg)
 {
     ember_ctx *ctx = s->g->ctx;
     const char *f = s->file;
@@ -186,8 +188,8 @@ static int open_csr(h5_source *s, hid_t fid, char *msg)
         rc = h5err(msg, EMBER_EFORMAT, f, "/csr/offsets and /csr/targets must be 1-D, "
                    "offsets at least 1 long");
     uint64_t n = no > 0 ? (uint64_t)no - 1 : 0;
-    if (!rc && n > ember__graph_max_vertices(NULL))
-        rc = ember__graph_too_big(msg, f, n - 1, ember__graph_max_vertices(NULL), 0);
+    if (!rc && n > ember__graph_max_vertices(opts))
+        rc = ember__graph_too_big(msg, f, n - 1, ember__graph_max_vertices(opts), 0);
     if (!rc && !(s->off = ember__malloc(ctx, ember__mul(n + 1, 8))))
         rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory for offsets", f);
     if (!rc && H5Dread(od, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->off) < 0)
@@ -218,6 +220,14 @@ static int read_ids(h5_source *s, hid_t fid, char *msg)
     else if (g->n && H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g->ids) < 0)
         rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/ids");
     close_id(&d, H5Dclose);
+    /* Labels number the ids in ascending order (graph.h): a repeated id
+     * would give two vertices one name in every output. */
+    for (uint64_t v = 1; !rc && v < g->n; v++)
+        if (g->ids[v] <= g->ids[v - 1])
+            rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/ids must be strictly "
+                            "ascending (id %llu at %llu follows %llu)", s->file,
+                            (unsigned long long)g->ids[v], (unsigned long long)v,
+                            (unsigned long long)g->ids[v - 1]);
     return rc;
 }
 
@@ -257,7 +267,7 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     ember__h5_lock();
     int rc = open_file(path, H5F_ACC_RDONLY, &fid, NULL, msg);
     if (!rc)
-        rc = open_csr(&s, fid, msg);
+        rc = open_csr(&s, fid, opts, msg);
     if (!rc)
         rc = read_ids(&s, fid, msg);
     if (!rc)

@@ -279,12 +279,14 @@ static int take_edge(chunk *c, const source *s, ember_ctx *ctx, uint64_t a,
         a--, b--;
     } else if (!s->wide && (a >= s->limit || b >= s->limit)) {
         uint64_t id = a > b ? a : b;
+        char need[24] = "18446744073709551616"; /* id + 1 for id = 2^64 - 1 */
+        if (id < UINT64_MAX)
+            snprintf(need, sizeof need, "%llu", (unsigned long long)id + 1);
         snprintf(c->err, sizeof c->err,
-                 "vertex id %llu is too large: it would need %llu vertices, more "
+                 "vertex id %llu is too large: it would need %s vertices, more "
                  "than the limit of %llu (2^32 or this machine's memory); use "
                  "--relabel for sparse ids",
-                 (unsigned long long)id, (unsigned long long)id + 1,
-                 (unsigned long long)s->limit);
+                 (unsigned long long)id, need, (unsigned long long)s->limit);
         c->status = EMBER_ERANGE;
         c->err_pos = (size_t)(line - base);
         return c->status;

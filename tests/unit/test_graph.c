@@ -431,6 +431,11 @@ static void test_graph_input_errors(void **state)
     ember_graph_opts lim = {.max_vertices = 10};
     write_file("lim.el", "0 9\n0 10\n");
     load_fails("lim.el", &lim, EMBER_ERANGE, "lim.el:2: vertex id 10 is too large");
+    /* id + 1 does not wrap to 0 in the message */
+    write_file("max.el", "0 18446744073709551615\n");
+    load_fails("max.el", NULL, EMBER_ERANGE, "vertex id 18446744073709551615 is too large: "
+               "it would need 18446744073709551616 vertices");
+    load_fails("lim.el", &lim, EMBER_ERANGE, "it would need 11 vertices, more than the limit of 10");
     mkdir("dir.el", 0777);
     load_fails("dir.el", NULL, EMBER_EFORMAT, "not a regular file");
 }
@@ -505,6 +510,26 @@ static void test_graph_h5_roundtrip(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* max_vertices holds for HDF5 graphs as for text ones (found by
+ * fuzz_graph_h5: the HDF5 reader used only the machine's limit). */
+static void test_graph_h5_max_vertices(void **state)
+{
+    (void)state;
+    write_file("mv.el", "0 1\n5 2\n");
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "mv.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "mv.h5", msg), msg);
+    ember_graph_free(&g);
+    ember_graph_opts lim = {.max_vertices = 5};
+    load_fails("mv.h5", &lim, EMBER_ERANGE, "more than the limit of 5 vertices");
+    lim.max_vertices = 6;
+    g = load(ctx, "mv.h5", &lim);
+    assert_int_equal(g->n, 6);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_relabel_keeps_ids(void **state)
 {
     (void)state;
@@ -556,6 +581,34 @@ static void test_graph_h5_errors(void **state)
     assert_int_equal(g->n, 2);
     assert_row(g, 0, "1");
     assert_row(g, 1, "0");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+/* /csr/ids numbers the vertices in ascending id order: a file whose ids
+ * repeat or descend is refused (found by fuzz_graph_h5). */
+static void test_graph_h5_ids_must_ascend(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    uint64_t off[4] = {0, 1, 2, 2}, n = 4;
+    int64_t tg[2] = {1, 2};
+    uint64_t ids[3] = {7, 9, 9};
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/offsets", EMBER_U64, off, 1, &n, NULL, 0, 1, msg), msg);
+    n = 2;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/targets", EMBER_I64, tg, 1, &n, NULL, 0, 0, msg), msg);
+    n = 3;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("ids.h5", NULL, EMBER_EFORMAT, "/csr/ids must be strictly ascending (id 9 at 2 follows 9)");
+    ids[2] = 8;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    load_fails("ids.h5", NULL, EMBER_EFORMAT, "(id 8 at 2 follows 9)");
+    ids[2] = 10;
+    TU_OKM(ember_h5_write_array("ids.h5:/csr/ids", EMBER_U64, ids, 1, &n, NULL, 0, 0, msg), msg);
+    ember_graph *g = load(ctx, "ids.h5", NULL);
+    assert_int_equal(g->n, 3);
+    assert_true(g->ids[0] == 7 && g->ids[1] == 9 && g->ids[2] == 10);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
 }
@@ -816,6 +869,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
+        cmocka_unit_test(test_graph_h5_max_vertices),
+        cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
         cmocka_unit_test(test_graph_h5_sealed_and_verified),
         cmocka_unit_test(test_graph_partition),
