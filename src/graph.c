@@ -463,6 +463,76 @@ static void compact_rows(ember_graph *g, const uint32_t *len)
     g->m = at;
 }
 
+/* The degree order was taken from row lengths that still counted duplicate
+ * edges. Takes it again from the deduplicated degrees and renumbers the
+ * graph to it, so that a graph read with duplicates (a text edge list) gets
+ * exactly the vertex numbering, rows and so results of the same graph read
+ * without them (ember's HDF5 CSR). Costs one more copy of the edges, and
+ * runs only when duplicates were dropped. */
+static int reorder_deduplicated(build *b, int own_outc)
+{
+    ember_graph *g = b->g;
+    ember_ctx *ctx = g->ctx;
+    const uint64_t n = g->n;
+    uint32_t *old = g->perm; /* vertex -> label */
+    uint64_t *rd = ember__calloc(ctx, n + 1, sizeof *rd);
+    uint32_t *od = own_outc ? ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *od)) : NULL;
+    uint64_t *off = ember__calloc(ctx, n + 1, sizeof *off);
+    uint32_t *adj = ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *adj));
+    double *w = g->weights ? ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *w)) : NULL;
+    int rc = EMBER_ENOMEM;
+    if (!rd || (own_outc && !od) || !off || !adj || (g->weights && !w))
+        goto cleanup;
+    for (uint64_t v = 0; v < n; v++) {
+        rd[old[v] + 1] = g->offsets[v + 1] - g->offsets[v];
+        if (od)
+            od[old[v]] = g->out_degree[v];
+    }
+    ember__free(ctx, b->inv);
+    b->inv = NULL;
+    g->perm = NULL;
+    if ((rc = degree_order(b, od, rd))) { /* b->inv: label -> new vertex */
+        ember__free(ctx, g->perm);
+        g->perm = old;
+        goto cleanup;
+    }
+    for (uint64_t v = 0; v < n; v++)
+        off[b->inv[old[v]] + 1] = g->offsets[v + 1] - g->offsets[v];
+    for (uint64_t v = 0; v < n; v++)
+        off[v + 1] += off[v];
+    #pragma omp parallel for schedule(dynamic, 1024) num_threads(ctx->threads)
+    for (uint64_t v = 0; v < n; v++) {
+        uint64_t to = off[b->inv[old[v]]];
+        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++, to++) {
+            adj[to] = b->inv[old[g->adj[e]]];
+            if (w)
+                w[to] = g->weights[e];
+        }
+    }
+    for (uint64_t v = 0; od && v < n; v++) /* od: by label, now by vertex */
+        g->out_degree[b->inv[v]] = od[v];
+    ember__free(ctx, g->offsets);
+    ember__free(ctx, g->adj);
+    ember__free(ctx, g->weights);
+    g->offsets = off;
+    g->adj = adj;
+    g->weights = w;
+    off = NULL;
+    adj = NULL;
+    w = NULL;
+    /* rows hold new numbers now: sort them again (no duplicates are left) */
+    rc = sort_rows(g, b->inv) < 0 ? EMBER_ENOMEM : EMBER_OK;
+cleanup:
+    if (old != g->perm)
+        ember__free(ctx, old);
+    ember__free(ctx, rd);
+    ember__free(ctx, od);
+    ember__free(ctx, off);
+    ember__free(ctx, adj);
+    ember__free(ctx, w);
+    return rc;
+}
+
 static void recount_out_degree(ember_graph *g)
 {
     memset(g->out_degree, 0, g->n * sizeof *g->out_degree);
@@ -547,6 +617,8 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
         compact_rows(g, b.inv);
         if (g->out_degree)
             recount_out_degree(g);
+        if (opts->degree_order && (rc = reorder_deduplicated(&b, own_outc)))
+            goto oom;
     }
     if (opts->by_destination && opts->undirected && (rc = row_degrees(g)))
         goto oom;
