@@ -822,6 +822,7 @@ static int is_input_error(int status)
     case EMBER_EFORMAT: case EMBER_ENOTFOUND: case EMBER_EEMPTY:
     case EMBER_ERANGE: case EMBER_EINVAL: case EMBER_ETYPE:
     case EMBER_ELENGTH: case EMBER_EMISMATCH:
+    case EMBER_ECORRUPT: /* a damaged input file (a checkpoint is skipped) */
         return 1;
     }
     return 0;

@@ -26,6 +26,12 @@ expect2() {
     ! ls ck/ckpt-*.h5 > /dev/null 2>&1 || fail "$what: a checkpoint was written"
     [ ! -s m.jsonl ] || fail "$what: iterations ran (metrics written)"
 }
+# A sealed graph file with one byte changed fails its checksum: bad input.
+"$bin/ember-convert" "$g" sealed.h5 --quiet || fail "convert"
+size=$(stat -c %s sealed.h5)
+printf '\125' | dd of=sealed.h5 bs=1 seek=$((size - 100)) conv=notrunc 2> /dev/null
+expect2 "a damaged graph file" "$bin/ember-pagerank" --input sealed.h5 --top 3
+grep -q "sealed.h5" err.txt || fail "the message does not name the file: $(cat err.txt)"
 pr=("$bin/ember-pagerank" --undirected --tolerance 0 --iterations 5 --checkpoint-dir ck
     --checkpoint-every 1)
 expect2 "output is a directory" "${pr[@]}" --input "$g" --output adir
