@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -296,8 +297,12 @@ static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
 }
 
 /* Reads the located arrays with pread straight into place, pieces of
- * READ_PIECE bytes spread over the context's threads. */
-static int pread_pull(const char *file, pull_array *a, int threads, char *msg)
+ * READ_PIECE bytes spread over the context's threads; the sources (array
+ * 1) are checked against n while the piece is in cache (*bad_src). The
+ * arrays are first offered transparent huge pages: faulting in 4 KiB
+ * pages costs more than the copy. */
+static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
+                      int *bad_src, char *msg)
 {
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -307,8 +312,16 @@ static int pread_pull(const char *file, pull_array *a, int threads, char *msg)
         uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].len * a[i].size;
         first[i + 1] = first[i] + (bytes + READ_PIECE - 1) / READ_PIECE;
     }
-    int bad = 0;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(|:bad)
+#ifdef MADV_HUGEPAGE
+    for (int i = 0; i < PULL_PARTS; i++) {
+        uintptr_t lo = ((uintptr_t)a[i].dst + 4095) & ~(uintptr_t)4095;
+        uintptr_t hi = ((uintptr_t)a[i].dst + a[i].len * a[i].size) & ~(uintptr_t)4095;
+        if (hi > lo)
+            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint only */
+    }
+#endif
+    int bad = 0, range = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(|:bad, range)
     for (uint64_t p = 0; p < first[PULL_PARTS]; p++) {
         int i = 0;
         while (p >= first[i + 1])
@@ -316,6 +329,8 @@ static int pread_pull(const char *file, pull_array *a, int threads, char *msg)
         uint64_t bytes = a[i].len * a[i].size, lo = (p - first[i]) * READ_PIECE;
         uint64_t n = bytes - lo < READ_PIECE ? bytes - lo : READ_PIECE;
         char *to = (char *)a[i].dst + lo;
+        const uint32_t *piece = (const uint32_t *)(void *)to;
+        uint64_t count = n / a[i].size;
         while (n > 0) {
             ssize_t got = pread(fd, to, n, (off_t)(a[i].at + lo));
             if (got <= 0) {
@@ -328,17 +343,21 @@ static int pread_pull(const char *file, pull_array *a, int threads, char *msg)
             lo += (uint64_t)got;
             n -= (uint64_t)got;
         }
+        if (i == 1 && !bad)
+            for (uint64_t k = 0; k < count; k++)
+                range |= piece[k] >= nv;
     }
     close(fd);
+    *bad_src = range;
     return bad ? ember__err(msg, EMBER_EIO, "%s: short read of the pull layout", file)
                : EMBER_OK;
 }
 
 /* The checks that make the arrays a graph: offsets from 0 to m, never
- * decreasing; sources below n; out-degrees summing to m; perm a
+ * decreasing; sources below n (unless pread_pull checked them); out-degrees summing to m; perm a
  * permutation. (The file is sealed, so they guard against a writer's
  * bug, not damage.) */
-static int check_pull(ember_graph *g, const char *file, char *msg)
+static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
 {
     const uint64_t n = g->n, m = g->m;
     const uint64_t *off = g->offsets;
@@ -354,7 +373,7 @@ static int check_pull(ember_graph *g, const char *file, char *msg)
             sum += deg[v];
         }
         #pragma omp for schedule(static) reduction(|:bad_src)
-        for (uint64_t e = 0; e < m; e++)
+        for (uint64_t e = 0; e < (sources ? m : 0); e++)
             bad_src |= src[e] >= n;
     }
     if (bad_off || bad_src || sum != m)
@@ -424,11 +443,15 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
         {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0}};
     rc = locate_pull(fid, path, a, msg);
     ember__h5_unlock(); /* the reads need no HDF5 */
+    int bad_src = 0;
     if (!rc)
-        rc = pread_pull(path, a, ctx->threads, msg);
+        rc = pread_pull(path, a, ctx->threads, n, &bad_src, msg);
+    if (!rc && bad_src)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull/sources holds a value that "
+                        "is not a vertex", path);
     double t1 = ember__graph_now();
     if (!rc)
-        rc = check_pull(g, path, msg);
+        rc = check_pull(g, path, a[1].at == HADDR_UNDEF, msg);
     g->build_seconds = ember__graph_now() - t1;
     ember__h5_lock();
     g->by_destination = 1;
