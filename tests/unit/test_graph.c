@@ -541,6 +541,59 @@ static void test_graph_h5_pull_layout_stored(void **state)
     ember_ctx_destroy(&c3);
 }
 
+/* Overwrites element at of the u32 dataset path in an ember file (raw
+ * HDF5, then sealed again, as if a writer had a bug). */
+static void poke_u32(const char *file, const char *path, hsize_t at, uint32_t v)
+{
+    char msg[EMBER_MSG_SIZE];
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    hid_t d = H5Dopen2(fid, path, H5P_DEFAULT), fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    assert_true(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &one, NULL) >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT32, ms, fs, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    assert_true(H5Fclose(fid) >= 0);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
+/* A stored pull layout that is not a graph is refused, naming the file
+ * and what is wrong, never used: a source beyond n, a perm that repeats a
+ * vertex, out-degrees that do not sum to m. */
+static void test_graph_h5_pull_layout_checked(void **state)
+{
+    (void)state;
+    write_file("pc.el", "0 1\n0 2\n1 2\n2 0\n3 2\n4 4\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "pc.el", NULL);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    struct {
+        const char *path;
+        uint32_t v;
+        const char *says;
+    } bad[] = {{"/csr/pull/sources", 5, "not a vertex"},
+               {"/csr/pull/perm", 0, "not a permutation"},
+               {"/csr/pull/out_degree", 7, "out-degrees"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        TU_OKM(ember_graph_save_h5(g, "pc.h5", msg), msg);
+        ember_graph *ok = load(ctx, "pc.h5", &pull);
+        ember_graph_free(&ok);
+        poke_u32("pc.h5", bad[k].path, 1, bad[k].v);
+        load_fails("pc.h5", &pull, EMBER_EFORMAT, bad[k].says);
+        load_fails("pc.h5", &pull, EMBER_EFORMAT, "pc.h5");
+        /* the CSR itself is still fine for other layouts */
+        ember_graph *csr = load(ctx, "pc.h5", NULL);
+        assert_int_equal(csr->m, g->m);
+        ember_graph_free(&csr);
+    }
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_relabel_keeps_ids(void **state)
 {
     (void)state;
@@ -855,6 +908,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
+        cmocka_unit_test(test_graph_h5_pull_layout_checked),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
