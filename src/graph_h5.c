@@ -5,7 +5,12 @@
  * format ("ember-csr"), version (i32); optional ids (u64, n) holding the
  * original id of each vertex of a relabelled graph.
  *
- * Reading streams the targets in blocks of EDGES_PER_READ, twice (the
+ * Saving also stores the pull layout (/csr/pull: in-edges, out-degrees
+ * and the degree order, what ember-pagerank asks for). Loading that layout
+ * from a sealed file reads its four arrays straight into the graph with
+ * parallel preads at the byte offsets HDF5 reports (contiguous, unfiltered,
+ * little-endian; else H5Dread) and checks them: no rebuild. Otherwise
+ * reading streams the targets in blocks of EDGES_PER_READ, twice (the
  * builder counts, then scatters), so memory stays at the new CSR plus one
  * block: the offsets are read whole. Every HDF5 call is made under
  * ember__h5_lock and on the caller's thread; hid_t's are closed on every
