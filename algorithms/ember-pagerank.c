@@ -450,10 +450,10 @@ static void summary(const ember_cli *cli, const ember_graph *g)
     fprintf(stderr,
             "ember-pagerank: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
             " iterations, residual %.3g%s\n"
-            "ember-pagerank: load %.3f s (%.1f MB parsed in %.3f s), compute %.3f s, "
+            "ember-pagerank: load %.3f s (%.1f MB read in %.3f s, built in %.3f s), compute %.3f s, "
             "checkpoints %.3f s; peak memory %.1f MiB = %.2f x (CSR + 3 rank vectors)\n",
             g->n, g->m, cli->iterations_done, cli->value,
-            cli->converged ? " (converged)" : "", cli->load_seconds, mb, g->read_seconds,
+            cli->converged ? " (converged)" : "", cli->load_seconds, mb, g->read_seconds, g->build_seconds,
             cli->compute_seconds, cli->checkpoint_write_seconds,
             (double)ru.ru_maxrss / 1024.0, (double)ru.ru_maxrss * 1024.0 / (csr + vec));
 }

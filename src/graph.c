@@ -854,3 +854,61 @@ const void *ember_array_data(const ember_ds *ds, size_t *n)
         *n = ds->u.array.n;
     return ds->u.array.data;
 }
+
+/* ---- the pull layout of a CSR (what ember_graph_save_h5 stores) -------------- */
+
+#define EDGES_PER_CSR_BLOCK ((size_t)1 << 22)
+
+typedef struct {
+    const ember_graph *g;
+    uint32_t *src; /* one block's sources */
+} csr_edges;
+
+/* Block i: edges [i * EDGES_PER_CSR_BLOCK, ...) of the CSR, rows as sources. */
+static int csr_block(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    (void)msg;
+    csr_edges *c = state;
+    const ember_graph *g = c->g;
+    uint64_t lo = (uint64_t)i * EDGES_PER_CSR_BLOCK;
+    size_t n = (size_t)(g->m - lo < EDGES_PER_CSR_BLOCK ? g->m - lo : EDGES_PER_CSR_BLOCK);
+    uint64_t a = 0, z = g->n; /* the row holding edge lo */
+    while (a < z) {
+        uint64_t mid = a + (z - a) / 2;
+        if (g->offsets[mid + 1] <= lo)
+            a = mid + 1;
+        else
+            z = mid;
+    }
+    for (size_t k = 0, r = (size_t)a; k < n; k++) {
+        while (g->offsets[r + 1] <= lo + k)
+            r++;
+        c->src[k] = (uint32_t)r;
+    }
+    *b = (ember__eblock){c->src, g->adj + lo, n, 1, NULL};
+    return EMBER_OK;
+}
+
+int ember__graph_pull_of(ember_graph **out, const ember_graph *g, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    ember_graph_opts o = EMBER__PULL_OPTS;
+    ember_graph *p = NULL;
+    *out = NULL;
+    int rc = new_graph(&p, ctx, msg);
+    if (rc)
+        return rc;
+    p->n = g->n;
+    csr_edges c = {g, ember__malloc(ctx, EDGES_PER_CSR_BLOCK * sizeof(uint32_t))};
+    if (!c.src)
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    else
+        rc = ember__graph_build(p, csr_block, &c,
+                                (size_t)((g->m + EDGES_PER_CSR_BLOCK - 1) / EDGES_PER_CSR_BLOCK),
+                                0, &o, msg);
+    ember__free(ctx, c.src);
+    if (rc)
+        ember_graph_free(&p);
+    *out = p;
+    return rc;
+}

@@ -5,7 +5,12 @@
  * format ("ember-csr"), version (i32); optional ids (u64, n) holding the
  * original id of each vertex of a relabelled graph.
  *
- * Reading streams the targets in blocks of EDGES_PER_READ, twice (the
+ * Saving also stores the pull layout (/csr/pull: in-edges, out-degrees
+ * and the degree order, what ember-pagerank asks for). Loading that layout
+ * from a sealed file reads its four arrays straight into the graph with
+ * parallel preads at the byte offsets HDF5 reports (contiguous, unfiltered,
+ * little-endian; else H5Dread) and checks them: no rebuild. Otherwise
+ * reading streams the targets in blocks of EDGES_PER_READ, twice (the
  * builder counts, then scatters), so memory stays at the new CSR plus one
  * block: the offsets are read whole. Every HDF5 call is made under
  * ember__h5_lock and on the caller's thread; hid_t's are closed on every
@@ -22,8 +27,11 @@
 #include <hdf5.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define EDGES_PER_READ ((size_t)1 << 20)
 
@@ -45,6 +53,8 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t))
 static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
                      char *msg)
 {
+    if (sealed)
+        *sealed = 0;
     struct stat st;
     if (stat(file, &st) != 0)
         return errno == ENOENT || errno == ENOTDIR
@@ -255,6 +265,216 @@ static int target_kind(h5_source *s, char *msg)
     return rc;
 }
 
+/* ---- reading the stored pull layout (no rebuild) ------------------------------ */
+
+#define PULL_PARTS 4
+#define READ_PIECE ((uint64_t)8 << 20)
+
+/* One array of the pull layout: where it goes and where it is in the file. */
+typedef struct {
+    const char *path;
+    hid_t ftype;      /* the exact file type expected */
+    hid_t mtype;
+    uint64_t len;     /* elements expected */
+    size_t size;      /* bytes per element */
+    void *dst;
+    haddr_t at;       /* byte offset in the file, or HADDR_UNDEF */
+} pull_array;
+
+/* Opens each array, checks its type and length, and notes where its bytes
+ * lie when they lie contiguous, unfiltered and in the host's byte order;
+ * the others are read here through HDF5. Under the HDF5 lock. */
+static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
+{
+    int rc = EMBER_OK;
+    for (int i = 0; !rc && i < PULL_PARTS; i++) {
+        hid_t d = H5Dopen2(fid, a[i].path, H5P_DEFAULT), t = -1;
+        if (d < 0 || (t = H5Dget_type(d)) < 0 || H5Tequal(t, a[i].ftype) <= 0 ||
+            length_of(d) != (int64_t)a[i].len)
+            rc = ember__err(msg, EMBER_EFORMAT, "%s: %s must hold %llu values of its type",
+                            file, a[i].path, (unsigned long long)a[i].len);
+        a[i].at = HADDR_UNDEF;
+        if (!rc && a[i].len) {
+            hid_t dcpl = H5Dget_create_plist(d);
+            int plain = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+                        H5Pget_nfilters(dcpl) == 0 && H5Tequal(a[i].ftype, a[i].mtype) > 0;
+            close_id(&dcpl, H5Pclose);
+            if (plain)
+                a[i].at = H5Dget_offset(d);
+            if (a[i].at == HADDR_UNDEF &&
+                H5Dread(d, a[i].mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, a[i].dst) < 0)
+                rc = h5err(msg, EMBER_ECORRUPT, file, "cannot read the pull layout");
+        }
+        close_id(&t, H5Tclose);
+        close_id(&d, H5Dclose);
+    }
+    return rc;
+}
+
+/* Reads the located arrays with pread straight into place, pieces of
+ * READ_PIECE bytes spread over the context's threads; the sources (array
+ * 1) are checked against n while the piece is in cache (*bad_src). The
+ * arrays are first offered transparent huge pages: faulting in 4 KiB
+ * pages costs more than the copy. */
+static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
+                      int *bad_src, char *msg)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "%s: %s", file, strerror(errno));
+    uint64_t first[PULL_PARTS + 1] = {0};
+    for (int i = 0; i < PULL_PARTS; i++) {
+        uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].len * a[i].size;
+        first[i + 1] = first[i] + (bytes + READ_PIECE - 1) / READ_PIECE;
+    }
+#ifdef MADV_HUGEPAGE
+    for (int i = 0; i < PULL_PARTS; i++) {
+        uintptr_t lo = ((uintptr_t)a[i].dst + 4095) & ~(uintptr_t)4095;
+        uintptr_t hi = ((uintptr_t)a[i].dst + a[i].len * a[i].size) & ~(uintptr_t)4095;
+        if (hi > lo)
+            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint only */
+    }
+#endif
+    int bad = 0, range = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(|:bad, range)
+    for (uint64_t p = 0; p < first[PULL_PARTS]; p++) {
+        int i = 0;
+        while (p >= first[i + 1])
+            i++;
+        uint64_t bytes = a[i].len * a[i].size, lo = (p - first[i]) * READ_PIECE;
+        uint64_t n = bytes - lo < READ_PIECE ? bytes - lo : READ_PIECE;
+        char *to = (char *)a[i].dst + lo;
+        const uint32_t *piece = (const uint32_t *)(void *)to;
+        uint64_t count = n / a[i].size;
+        while (n > 0) {
+            ssize_t got = pread(fd, to, n, (off_t)(a[i].at + lo));
+            if (got <= 0) {
+                if (got < 0 && errno == EINTR)
+                    continue;
+                bad = 1;
+                break;
+            }
+            to += got;
+            lo += (uint64_t)got;
+            n -= (uint64_t)got;
+        }
+        if (i == 1 && !bad)
+            for (uint64_t k = 0; k < count; k++)
+                range |= piece[k] >= nv;
+    }
+    close(fd);
+    *bad_src = range;
+    return bad ? ember__err(msg, EMBER_EIO, "%s: short read of the pull layout", file)
+               : EMBER_OK;
+}
+
+/* The checks that make the arrays a graph: offsets from 0 to m, never
+ * decreasing; sources below n (unless pread_pull checked them); out-degrees summing to m; perm a
+ * permutation. (The file is sealed, so they guard against a writer's
+ * bug, not damage.) */
+static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
+{
+    const uint64_t n = g->n, m = g->m;
+    const uint64_t *off = g->offsets;
+    const uint32_t *src = g->adj, *deg = g->out_degree, *perm = g->perm;
+    int threads = g->ctx->threads;
+    int bad_off = off[0] != 0 || off[n] != m, bad_src = 0;
+    uint64_t sum = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        #pragma omp for schedule(static) reduction(|:bad_off) reduction(+:sum) nowait
+        for (uint64_t v = 0; v < n; v++) {
+            bad_off |= off[v] > off[v + 1];
+            sum += deg[v];
+        }
+        #pragma omp for schedule(static) reduction(|:bad_src)
+        for (uint64_t e = 0; e < (sources ? m : 0); e++)
+            bad_src |= src[e] >= n;
+    }
+    if (bad_off || bad_src || sum != m)
+        return ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull is inconsistent (%s)", file,
+                          bad_off ? "offsets" : bad_src ? "a source is not a vertex"
+                                                        : "out-degrees do not sum to m");
+    unsigned char *seen = ember__calloc(g->ctx, n ? n : 1, 1);
+    if (!seen)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = EMBER_OK;
+    for (uint64_t v = 0; v < n && !rc; v++) {
+        if (perm[v] >= n || seen[perm[v]])
+            rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull/perm is not a permutation",
+                            file);
+        else
+            seen[perm[v]] = 1;
+    }
+    ember__free(g->ctx, seen);
+    return rc;
+}
+
+/* The stored pull layout, when the file has one and it is what opts ask
+ * for: *used says whether it was read (else the caller builds as before). */
+static int load_pull(ember_graph *g, hid_t fid, const char *path,
+                     const ember_graph_opts *opts, int *used, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    ember_graph_opts want = EMBER__PULL_OPTS;
+    *used = 0;
+    if (opts->by_destination != want.by_destination || !opts->degree_order ||
+        opts->undirected || opts->weighted ||
+        H5Lexists(fid, "/csr/pull", H5P_DEFAULT) <= 0)
+        return EMBER_OK;
+    hid_t od = H5Dopen2(fid, "/csr/offsets", H5P_DEFAULT);
+    hid_t grp = H5Gopen2(fid, "/csr/pull", H5P_DEFAULT);
+    int64_t no = od >= 0 ? length_of(od) : -1;
+    uint64_t m = 0, version = 0;
+    int rc = EMBER_OK;
+    if (no < 1 || grp < 0 || read_u64_attr(grp, "m", &m) != 1 ||
+        read_u64_attr(grp, "version", &version) != 1)
+        rc = h5err(msg, EMBER_EFORMAT, path, "/csr/pull needs attributes m and version "
+                   "and /csr/offsets");
+    else if (version != 1)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull version %llu is unknown",
+                        path, (unsigned long long)version);
+    close_id(&od, H5Dclose);
+    close_id(&grp, H5Gclose);
+    uint64_t n = no > 0 ? (uint64_t)no - 1 : 0;
+    if (!rc && n > ember__graph_max_vertices(opts))
+        rc = ember__graph_too_big(msg, path, n - 1, ember__graph_max_vertices(opts), 0);
+    if (rc || n == 0)
+        return rc;
+    g->n = n;
+    g->m = m;
+    g->offsets = ember__malloc(ctx, ember__mul(n + 1, 8));
+    g->adj = ember__malloc(ctx, ember__mul(m ? m : 1, 4));
+    g->out_degree = ember__malloc(ctx, ember__mul(n, 4));
+    g->perm = ember__malloc(ctx, ember__mul(n, 4));
+    if (!g->offsets || !g->adj || !g->out_degree || !g->perm)
+        return ember__err(msg, EMBER_ENOMEM, "%s: out of memory for a graph of %llu "
+                          "vertices and %llu edges", path, (unsigned long long)n,
+                          (unsigned long long)m);
+    pull_array a[PULL_PARTS] = {
+        {"/csr/pull/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, n + 1, 8, g->offsets, 0},
+        {"/csr/pull/sources", H5T_STD_U32LE, H5T_NATIVE_UINT32, m, 4, g->adj, 0},
+        {"/csr/pull/out_degree", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->out_degree, 0},
+        {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0}};
+    rc = locate_pull(fid, path, a, msg);
+    ember__h5_unlock(); /* the reads need no HDF5 */
+    int bad_src = 0;
+    if (!rc)
+        rc = pread_pull(path, a, ctx->threads, n, &bad_src, msg);
+    if (!rc && bad_src)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull/sources holds a value that "
+                        "is not a vertex", path);
+    double t1 = ember__graph_now();
+    if (!rc)
+        rc = check_pull(g, path, a[1].at == HADDR_UNDEF, msg);
+    g->build_seconds = ember__graph_now() - t1;
+    ember__h5_lock();
+    g->by_destination = 1;
+    g->directed = 1;
+    *used = rc == EMBER_OK;
+    return rc;
+}
+
 int ember__graph_load_h5(ember_graph *g, const char *path,
                          const ember_graph_opts *opts, char *msg)
 {
@@ -263,14 +483,17 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     hid_t fid = H5I_INVALID_HID;
     uint64_t directed = 1;
     struct stat st;
+    int sealed = 0, used = 0;
     double t0 = ember__graph_now();
     ember__h5_lock();
-    int rc = open_file(path, H5F_ACC_RDONLY, &fid, NULL, msg);
-    if (!rc)
+    int rc = open_file(path, H5F_ACC_RDONLY, &fid, &sealed, msg);
+    if (!rc && sealed)
+        rc = load_pull(g, fid, path, opts, &used, msg);
+    if (!rc && !used)
         rc = open_csr(&s, fid, opts, msg);
     if (!rc)
         rc = read_ids(&s, fid, msg);
-    if (!rc)
+    if (!rc && !used)
         rc = target_kind(&s, msg);
     if (!rc) {
         hid_t grp = H5Gopen2(fid, "csr", H5P_DEFAULT);
@@ -281,10 +504,12 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     ember__h5_unlock();
     if (!rc && stat(path, &st) == 0)
         g->input_bytes = (uint64_t)st.st_size;
-    g->read_seconds = ember__graph_now() - t0;
+    g->read_seconds = ember__graph_now() - t0 - g->build_seconds;
     if (!rc && g->n == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: the graph has no vertices", path);
-    if (!rc) {
+    if (!rc && used && !directed)
+        g->directed = 0; /* stored both ways already */
+    if (!rc && !used) {
         uint64_t m = s.off[g->n];
         size_t nb = (size_t)((m + EDGES_PER_READ - 1) / EDGES_PER_READ);
         rc = ember__graph_build(g, h5_block, &s, nb, 0, opts, msg);
@@ -396,6 +621,29 @@ static int write_csr(const ember_graph *g, hid_t fid, const char *path, char *ms
     return ok ? EMBER_OK : h5err(msg, EMBER_EIO, path, "cannot write the CSR");
 }
 
+/* The pull layout (graph_internal.h) as /csr/pull, ready to load. */
+static int write_pull(const ember_graph *p, hid_t fid, const char *path, char *msg)
+{
+    hsize_t no = p->n + 1, nt = p->m, nn = p->n;
+    hid_t grp = -1;
+    uint64_t version = 1;
+    int ok = put_data(fid, "/csr/pull/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                      p->offsets, 1, &no, NULL) == 0 &&
+             put_data(fid, "/csr/pull/sources", H5T_STD_U32LE, H5T_NATIVE_UINT32,
+                      p->adj, 1, &nt, NULL) == 0 &&
+             put_data(fid, "/csr/pull/out_degree", H5T_STD_U32LE, H5T_NATIVE_UINT32,
+                      p->out_degree, 1, &nn, NULL) == 0 &&
+             put_data(fid, "/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32,
+                      p->perm, 1, &nn, NULL) == 0 &&
+             (grp = H5Gopen2(fid, "/csr/pull", H5P_DEFAULT)) >= 0 &&
+             put_attr(grp, "m", H5T_NATIVE_UINT64, &p->m) == 0 &&
+             put_attr(grp, "version", H5T_NATIVE_UINT64, &version) == 0 &&
+             put_string_attr(grp, "layout", "in-edges, vertices by descending "
+                             "out-degree (ties: ascending label)") == 0;
+    close_id(&grp, H5Gclose);
+    return ok ? EMBER_OK : h5err(msg, EMBER_EIO, path, "cannot write /csr/pull");
+}
+
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
 {
     ember__msg_clear(msg);
@@ -406,13 +654,19 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
                           "order are saved", path);
     hid_t fid = H5I_INVALID_HID;
     int seal = 0;
+    ember_graph *pull = NULL;
+    int rc = g->n ? ember__graph_pull_of(&pull, g, msg) : EMBER_OK;
     ember__h5_lock();
-    int rc = create_file(path, 1, &fid, &seal, msg);
+    if (!rc)
+        rc = create_file(path, 1, &fid, &seal, msg);
     if (!rc)
         rc = write_csr(g, fid, path, msg);
+    if (!rc && pull)
+        rc = write_pull(pull, fid, path, msg);
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
         rc = h5err(msg, EMBER_EIO, path, "cannot close");
     ember__h5_unlock();
+    ember_graph_free(&pull);
     if (!rc && seal)
         rc = ember__fsum_seal(path, msg);
     return rc;

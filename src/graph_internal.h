@@ -51,4 +51,14 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
 
 double ember__graph_now(void);
 
+/* The layout ember_graph_save_h5 stores next to the CSR, ready to use:
+ * rows of in-neighbours, vertices by descending out-degree (what
+ * ember-pagerank asks for). A load with these options (and no relabel
+ * beyond what the file holds) reads it instead of building it. */
+#define EMBER__PULL_OPTS                                                      \
+    ((ember_graph_opts){.by_destination = 1, .degree_order = 1})
+/* Builds that layout from a graph by source in label order (g is only
+ * read; *out is freed with ember_graph_free). */
+int ember__graph_pull_of(ember_graph **out, const ember_graph *g, char *msg);
+
 #endif /* EMBER_GRAPH_INTERNAL_H */

@@ -26,7 +26,10 @@
  * The HDF5 CSR format (docs/formats.md): group /csr with datasets
  * offsets (u64, n + 1) and targets (u32; any integer type is read),
  * attributes n (u64), m (u64), directed (i32), format ("ember-csr"),
- * version (i32, 1); optional /csr/ids (u64, n): the original ids.
+ * version (i32, 1); optional /csr/ids (u64, n): the original ids;
+ * optional /csr/pull (written by ember_graph_save_h5): the graph with
+ * by_destination and degree_order, read as it is (no rebuild) by a load
+ * with those options from a sealed file, bit-identical to a rebuild.
  *
  * Threading: loading and building run on the context's OpenMP team and
  * must be called from the context's caller thread; the graph is read-only
@@ -85,8 +88,9 @@ typedef struct {
     uint32_t *perm;       /* degree_order: label of each vertex; else NULL */
     uint64_t *ids;        /* relabel: original id of each label; else NULL */
     uint64_t input_bytes; /* size of the file read */
-    double read_seconds;  /* parsing the file (before building the CSR) */
-    double build_seconds; /* building the CSR */
+    double read_seconds;  /* reading or parsing the file */
+    double build_seconds; /* building the CSR (a stored pull layout: only
+                             checking it) */
     double *weights;      /* weighted: m weights, weights[e] of the edge
                              adj[e] stands for (row v: v -> adj[e], or
                              adj[e] -> v by_destination); else NULL */
@@ -113,7 +117,9 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
                            size_t m, const ember_graph_opts *opts, char *msg);
 
 /* Writes a graph (rows by source, any numbering undone: rows are labels)
- * as ember's HDF5 CSR to path, replacing the file. Weights are not saved. */
+ * as ember's HDF5 CSR to path, replacing the file, with the pull layout
+ * (/csr/pull, built here: the graph by destination in degree order) next
+ * to it. Weights are not saved. */
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
 
 void ember_graph_free(ember_graph **g);

@@ -530,6 +530,139 @@ static void test_graph_h5_max_vertices(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Asserts two graphs are the same arrays. */
+static void assert_same_graph(const ember_graph *a, const ember_graph *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->m, b->m);
+    assert_int_equal(a->directed, b->directed);
+    assert_int_equal(a->by_destination, b->by_destination);
+    assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+    assert_memory_equal(a->adj, b->adj, a->m * 4);
+    assert_int_equal(a->out_degree != NULL, b->out_degree != NULL);
+    if (a->out_degree)
+        assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+    assert_int_equal(a->perm != NULL, b->perm != NULL);
+    if (a->perm)
+        assert_memory_equal(a->perm, b->perm, a->n * 4);
+}
+
+/* ember_graph_save_h5 stores the pull layout (in-edges by degree order):
+ * loading it gives the very arrays a rebuild gives, from a file without it
+ * (an older file: only /csr/offsets and /csr/targets) and from the graph
+ * in memory, at any thread count; other options still rebuild from the
+ * CSR. */
+static void test_graph_h5_pull_layout_stored(void **state)
+{
+    (void)state;
+    FILE *f = fopen("pull.el", "w");
+    assert_non_null(f);
+    uint64_t seed = 11;
+    for (int i = 0; i < 200000; i++) /* duplicates, self-loops, isolated tails */
+        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 3000),
+                (unsigned long long)(tu_rand(&seed) % 9000 % 3000));
+    fprintf(f, "3500 3500\n");
+    fclose(f);
+    ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(c3, "pull.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "pull.h5", msg), msg);
+    /* an older file: the CSR alone */
+    uint64_t dn = g->n + 1, dm = g->m;
+    uint64_t *t64 = malloc(g->m * 8);
+    assert_non_null(t64);
+    for (uint64_t e = 0; e < g->m; e++)
+        t64[e] = g->adj[e];
+    TU_OKM(ember_h5_write_array("old.h5:/csr/offsets", EMBER_U64, g->offsets, 1, &dn,
+                                NULL, 0, 1, msg), msg);
+    TU_OKM(ember_h5_write_array("old.h5:/csr/targets", EMBER_U64, t64, 1, &dm, NULL, 0,
+                                0, msg), msg);
+    free(t64);
+    hid_t fid = H5Fopen("pull.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    assert_true(H5Lexists(fid, "/csr/pull", H5P_DEFAULT) > 0);
+    assert_true(H5Lexists(fid, "/csr/pull/sources", H5P_DEFAULT) > 0);
+    H5Fclose(fid);
+    fid = H5Fopen("old.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    assert_true(H5Lexists(fid, "/csr/pull", H5P_DEFAULT) <= 0);
+    H5Fclose(fid);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    ember_graph *want = load(c1, "old.h5", &pull);
+    ember_graph *a = load(c1, "pull.h5", &pull), *b = load(c3, "pull.h5", &pull);
+    assert_same_graph(want, a);
+    assert_same_graph(want, b);
+    /* the CSR by source, and other layouts, are rebuilt as before */
+    ember_graph_opts others[3] = {{0}, {.by_destination = 1}, {.undirected = 1,
+                                                               .degree_order = 1}};
+    for (int k = 0; k < 3; k++) {
+        ember_graph *x = load(c3, "pull.h5", &others[k]);
+        ember_graph *y = load(c3, "old.h5", &others[k]);
+        assert_same_graph(x, y);
+        ember_graph_free(&x);
+        ember_graph_free(&y);
+    }
+    ember_graph_free(&want);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&c1);
+    ember_ctx_destroy(&c3);
+}
+
+/* Overwrites element at of the u32 dataset path in an ember file (raw
+ * HDF5, then sealed again, as if a writer had a bug). */
+static void poke_u32(const char *file, const char *path, hsize_t at, uint32_t v)
+{
+    char msg[EMBER_MSG_SIZE];
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    hid_t d = H5Dopen2(fid, path, H5P_DEFAULT), fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    assert_true(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &one, NULL) >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT32, ms, fs, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    assert_true(H5Fclose(fid) >= 0);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
+/* A stored pull layout that is not a graph is refused, naming the file
+ * and what is wrong, never used: a source beyond n, a perm that repeats a
+ * vertex, out-degrees that do not sum to m. */
+static void test_graph_h5_pull_layout_checked(void **state)
+{
+    (void)state;
+    write_file("pc.el", "0 1\n0 2\n1 2\n2 0\n3 2\n4 4\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "pc.el", NULL);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    struct {
+        const char *path;
+        uint32_t v;
+        const char *says;
+    } bad[] = {{"/csr/pull/sources", 5, "not a vertex"},
+               {"/csr/pull/perm", 0, "not a permutation"},
+               {"/csr/pull/out_degree", 7, "out-degrees"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        TU_OKM(ember_graph_save_h5(g, "pc.h5", msg), msg);
+        ember_graph *ok = load(ctx, "pc.h5", &pull);
+        ember_graph_free(&ok);
+        poke_u32("pc.h5", bad[k].path, 1, bad[k].v);
+        load_fails("pc.h5", &pull, EMBER_EFORMAT, bad[k].says);
+        load_fails("pc.h5", &pull, EMBER_EFORMAT, "pc.h5");
+        /* the CSR itself is still fine for other layouts */
+        ember_graph *csr = load(ctx, "pc.h5", NULL);
+        assert_int_equal(csr->m, g->m);
+        ember_graph_free(&csr);
+    }
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_relabel_keeps_ids(void **state)
 {
     (void)state;
@@ -837,9 +970,15 @@ static void test_graph_allocation_failures(void **state)
     ember_graph_opts plain = {0}, all = {.by_destination = 1, .degree_order = 1};
     ember_graph_opts rel = {.relabel = 1, .undirected = 1};
     ember_graph_opts wt = {.weighted = 1, .undirected = 1};
-    const ember_graph_opts *opts[4] = {&plain, &all, &rel, &wt};
-    const char *files[4] = {"oom.el", "oom.el", "oom.el", "oomw.el"};
-    for (int k = 0; k < 4; k++) {
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "oom.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "oom.h5", msg), msg);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    const ember_graph_opts *opts[5] = {&plain, &all, &rel, &wt, &all};
+    const char *files[5] = {"oom.el", "oom.el", "oom.el", "oomw.el", "oom.h5"};
+    for (int k = 0; k < 5; k++) {
         int failures = 0;
         for (long n = 1; n < 200 && fails_cleanly(files[k], opts[k], n); n++)
             failures++;
@@ -867,6 +1006,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_h5_roundtrip),
+        cmocka_unit_test(test_graph_h5_pull_layout_stored),
+        cmocka_unit_test(test_graph_h5_pull_layout_checked),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_max_vertices),
