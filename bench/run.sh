@@ -9,7 +9,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export EMBER_BUILD=${EMBER_BUILD:-$here/../build}
 status=0
-for b in maps checkpoint filesum pagerank kmeans stream_bench sssp jacobi; do
+for b in maps checkpoint ckpt_overhead filesum pagerank kmeans stream_bench sssp jacobi; do
     echo "=== $b"
     bash "$here/$b.sh" || { echo "=== $b failed" >&2; status=1; }
     echo
