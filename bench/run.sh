@@ -14,7 +14,7 @@ status=0
 export BENCH_SUMMARY
 BENCH_SUMMARY=$(mktemp)
 trap 'rm -f "$BENCH_SUMMARY"' EXIT
-for b in maps checkpoint filesum pagerank kmeans stream_bench sssp jacobi gapbs; do
+for b in maps checkpoint ckpt_overhead filesum pagerank kmeans stream_bench sssp jacobi gapbs; do
     echo "=== $b"
     bash "$here/$b.sh" || { echo "=== $b failed" >&2; status=1; }
     echo

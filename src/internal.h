@@ -386,6 +386,8 @@ int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
 /* Reads a whole dataset; *data is a ctx allocation of *n records. */
 int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);
+/* HDF5's Fletcher32 checksum of len bytes (the same bits as its filter). */
+uint32_t ember__fletcher32(const void *data, size_t len);
 typedef struct ember__h5w ember__h5w;
 /* A chunked, extendible dataset at path in file (created if missing,
  * intermediate groups too). Opens the file read-write (creating it) unless

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Checkpoint overhead on the iterations (issue 11, section 3): ember-pagerank
+# on a Kronecker graph (SCALE, default 20), ITERS (default 40) iterations,
+# a checkpoint every 5, synchronous and asynchronous, against no
+# checkpoints, runs interleaved. The figure is (compute + checkpoint) /
+# compute: each run's wall time less its graph load (the summary's "load"),
+# median of RUNS, as a ratio to the no-checkpoint run's. Goal <= 1.02.
+# Printed, never asserted: these machines are shared and noisy.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${EMBER_BUILD:-$here/../build}
+bin=${EMBER_BIN:-$build/bin}
+RUNS=${RUNS:-5} SCALE=${SCALE:-20} ITERS=${ITERS:-40}
+export OMP_NUM_THREADS=${THREADS:-2}
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-ckover.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+"$bin/ember-gen" kron --scale "$SCALE" --edge-factor 16 --seed 1 --output "$work/g.h5" --quiet
+# One run: prints its wall time less its load time.
+run() {
+    local out=$1; shift
+    rm -rf "$work/ck"
+    local t0 t1 load
+    t0=$(date +%s%N)
+    "$bin/ember-pagerank" --input "$work/g.h5" --iterations "$ITERS" --tolerance 0 \
+        --output "$work/$out.h5" "$@" 2> "$work/log"
+    t1=$(date +%s%N)
+    load=$(sed -n 's/.*load \([0-9.]*\) s.*/\1/p' "$work/log")
+    awk -v a="$t0" -v b="$t1" -v l="$load" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 - l }'
+}
+: > "$work/plain"; : > "$work/sync"; : > "$work/async"
+loads=""
+for _ in $(seq "$RUNS"); do
+    run plain >> "$work/plain"
+    run sync --checkpoint-dir "$work/ck" --checkpoint-every 5 >> "$work/sync"
+    run async --checkpoint-dir "$work/ck" --checkpoint-every 5 --checkpoint-async >> "$work/async"
+    loads="$loads $(cut -d' ' -f1 /proc/loadavg)"
+done
+for m in sync async; do
+    cmp -s <(h5dump -d /ranks "$work/plain.h5" | tail -n +3) \
+           <(h5dump -d /ranks "$work/$m.h5" | tail -n +3) \
+        || { echo "ranks with $m checkpoints differ" >&2; exit 1; }
+done
+p=$(median < "$work/plain"); s=$(median < "$work/sync"); a=$(median < "$work/async")
+pm=$(sort -g "$work/plain" | head -1); sm=$(sort -g "$work/sync" | head -1); am=$(sort -g "$work/async" | head -1)
+echo "pagerank scale $SCALE, $ITERS iterations, checkpoint every 5, threads $OMP_NUM_THREADS, median of $RUNS (1-min load averages:$loads)"
+echo "  runs (s, wall less load): plain $(paste -sd' ' "$work/plain")"
+echo "                            sync  $(paste -sd' ' "$work/sync")"
+echo "                            async $(paste -sd' ' "$work/async")"
+awk -v p="$p" -v s="$s" -v a="$a" -v pm="$pm" -v sm="$sm" -v am="$am" 'BEGIN {
+    printf "  no checkpoints %.3f s (fastest %.3f s)\n", p, pm
+    printf "  synchronous  %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", s, s / p, sm / pm
+    printf "  asynchronous %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", a, a / p, am / pm }'

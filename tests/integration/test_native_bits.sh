@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Bit-identity across builds (issue 11, section 4): the generic x86-64
+# build, an EMBER_NATIVE=ON build (-march=native, -ffp-contract=off) and
+# every runtime kernel (EMBER_KMEANS_ISA) give the same bits. The raw bytes
+# of PageRank's ranks (Kronecker scale 12, 20 iterations) and k-means'
+# centroids and labels (blobs 20000 x 16, k 16, 20 iterations) must hash to
+# the values the generic build produced, checked in below. A build that
+# let the compiler contract a * b + c into an FMA changes these bits.
+set -euo pipefail
+: "${EMBER_BIN:?}"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ember-native-bits.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "test_native_bits: FAIL: $*" >&2; exit 1; }
+# sha256 of dataset $2 of file $1, as little-endian raw bytes
+raw_sum() {
+    rm -f "$tmp/raw.bin"
+    h5dump -b LE -d "$2" -o "$tmp/raw.bin" "$1" > /dev/null || fail "h5dump $1:$2"
+    sha256sum "$tmp/raw.bin" | cut -d' ' -f1
+}
+want_ranks=90851a5c309632d09fc49ac35a38a42cf518f722142a27bc80f6ee9492b41732
+want_centroids=bcde166118f221756c4ddf5bae451473cacff9b50e4691c04f7724b797391631
+want_labels=43b699bcc34fcdaf7436745978eb2b764fa3880ab8bb70492db2c9ef7dd3b00c
+
+"$EMBER_BIN/ember-gen" kron --scale 12 --seed 1 --output "$tmp/g.h5" --quiet
+"$EMBER_BIN/ember-pagerank" --input "$tmp/g.h5" --iterations 20 --tolerance 0 \
+    --threads 2 --output "$tmp/pr.h5" --quiet || fail "ember-pagerank"
+got=$(raw_sum "$tmp/pr.h5" /ranks)
+[ "$got" = "$want_ranks" ] || fail "ranks hash $got, the generic build's is $want_ranks"
+
+"$EMBER_BIN/ember-gen" blobs --n 20000 --d 16 --k 16 --seed 1 --output "$tmp/pts.h5" --quiet
+for isa in "" avx512 avx2 serial; do
+    EMBER_KMEANS_ISA=$isa "$EMBER_BIN/ember-kmeans" --input "$tmp/pts.h5" --k 16 --seed 1 \
+        --tolerance 0 --iterations 20 --threads 2 --output "$tmp/km.h5" --quiet > /dev/null \
+        || fail "ember-kmeans (EMBER_KMEANS_ISA=$isa)"
+    got=$(raw_sum "$tmp/km.h5" /centroids)
+    [ "$got" = "$want_centroids" ] || fail "centroids hash $got (kernel '${isa:-default}'), the generic build's is $want_centroids"
+    got=$(raw_sum "$tmp/km.h5" /labels)
+    [ "$got" = "$want_labels" ] || fail "labels hash $got (kernel '${isa:-default}'), the generic build's is $want_labels"
+    rm -f "$tmp/km.h5"
+done
+echo "test_native_bits: PASS"
