@@ -1,7 +1,7 @@
 /* actions.c: the actions, each a sink over ember__run plus a fold of the
  * per-partition results in partition order.
  *
- * Floor 3 of the engine (docs/design.md): actions call the executor, the
+ * Floor 4 of the engine (docs/design.md): actions call the executor, the
  * nodes and the block store below them, never a checkpoint or a file:
  * writing HDF5 is save.c's, one floor up, over ember__run_ordered.
  *

@@ -18,7 +18,7 @@
  * spill files, shuffle outputs, broadcast copies. A live handle keeps what
  * it holds.
  *
- * Floor 4 of the engine (docs/design.md): calls actions, the executor, the
+ * Floor 5 of the engine (docs/design.md): calls actions, the executor, the
  * nodes, the block store and the file layer, all below it.
  */
 #include "internal.h"

@@ -6,10 +6,11 @@
  * Freeing walks a worklist, never recursion, so a chain of 100,000 maps
  * frees in constant stack. A transformation's copied user arg (its
  * closure) lives in the node's own allocation, right after the node, so it
- * is freed with it and no free path needs to know about it. Every node is also in its context's registry;
- * newest first, so ids grow from parents to children.
+ * is freed with it and no free path needs to know about it. Every node is
+ * also in its context's registry; newest first, so ids grow from parents
+ * to children.
  *
- * Floor 1 of the engine (docs/design.md): this file calls only the floor
+ * Floor 2 of the engine (docs/design.md): this file calls only the floors
  * below it, the block store and the allocator. It never runs a dataset:
  * making a broadcast is an action (actions.c), and a checkpoint's fields
  * are plain buffers freed here with the node.

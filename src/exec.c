@@ -17,7 +17,7 @@
  * in partition order. When several partitions fail, the error of the lowest
  * partition is reported, so even errors are deterministic.
  *
- * Floor 2 of the engine (docs/design.md), with shuffle.c: it calls the
+ * Floor 3 of the engine (docs/design.md), with shuffle.c: it calls the
  * nodes, the block store and the file layer below it, never an action or
  * a checkpoint. Checkpoints reach it through one small interface: a root
  * it can read (a written checkpoint's file, by offsets), a capture it can

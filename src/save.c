@@ -1,7 +1,7 @@
 /* save.c: datasets to and from HDF5 files: ember_read_h5, ember_save_h5
  * and the dataset entries of checkpoint files.
  *
- * Floor 4 of the engine (docs/design.md), beside checkpoint.c: it runs
+ * Floor 5 of the engine (docs/design.md), beside checkpoint.c: it runs
  * datasets through the ordered runner of the actions below it and hands
  * the records, partition by partition, to the file layer (h5io.c,
  * ckptfile.c), which knows records and offsets and never a dataset.
