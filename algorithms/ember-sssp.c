@@ -554,6 +554,8 @@ int main(int argc, char **argv)
     if (f < 0 || f == EMBER_GRAPH_H5)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
                                      "(ember's HDF5 CSR holds no weights)", format);
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc;
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL, *out_edges = NULL;

@@ -5,7 +5,8 @@
 # - the same path with other content is refused with exit 2, naming the
 #   file and what changed (size, hash) (it used to resume silently);
 # - --force-resume still resumes.
-# For ember-pagerank, ember-cc and ember-kmeans (its --init FILE too).
+# For ember-pagerank, ember-cc, ember-kmeans (its --init FILE too) and
+# ember-sssp.
 set -uo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -82,4 +83,25 @@ st=$?
 [ "$st" -eq 2 ] || fail "kmeans: changed --init: exit $st, wanted 2: $(cat err.txt)"
 grep -q "init.xxh3=" err.txt || fail "kmeans: the refusal does not name the init file's hash: $(cat err.txt)"
 grep -q "scratch/init.csv" err.txt || fail "kmeans: the refusal does not name the file: $(cat err.txt)"
+
+# ember-sssp: a moved copy resumes to the uninterrupted distances, a changed
+# weight is refused.
+rm -rf ck
+cp "$src/data/karate-weighted.el" a/w.el
+sp=(--undirected --source 0 --quiet --checkpoint-every 1)
+"$bin/ember-sssp" --input a/w.el "${sp[@]}" --checkpoint-dir ck-sref --output sref.csv \
+    || fail "sssp reference run"
+"$bin/ember-sssp" --input a/w.el "${sp[@]}" --checkpoint-dir ck --iterations 1 \
+    --output s1.csv || fail "sssp first run"
+cp a/w.el scratch/w.el
+"$bin/ember-sssp" --input scratch/w.el --undirected --source 0 --checkpoint-every 1 \
+    --checkpoint-dir ck --output s2.csv 2> err.txt || fail "sssp: moved copy refused: $(cat err.txt)"
+grep -q "resumed" err.txt || fail "sssp: moved copy did not resume: $(cat err.txt)"
+cmp -s sref.csv s2.csv || fail "sssp: moved copy: distances differ from the uninterrupted run"
+sed -i '0,/^\([0-9]* [0-9]*\) [0-9.]*$/s//\1 7.5/' scratch/w.el
+cmp -s a/w.el scratch/w.el && fail "sssp: the test did not change a weight"
+"$bin/ember-sssp" --input scratch/w.el "${sp[@]}" --checkpoint-dir ck --output s3.csv 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "sssp: changed weight: exit $st, wanted 2: $(cat err.txt)"
+grep -q "scratch/w.el" err.txt || fail "sssp: the refusal does not name the file: $(cat err.txt)"
 echo "input fingerprints: ok"
