@@ -292,34 +292,11 @@ static int permute_counts(build *b)
 }
 
 /* LSD radix sort, 11 bits a pass, of a row longer than insertion sort
- * likes; tmp has room for len entries; entries have `bits` bits. */
-static void radix_row(uint32_t *r, uint32_t *tmp, uint64_t len, int bits)
-{
-    uint32_t count[2048];
-    uint32_t *from = r, *to = tmp;
-    for (int shift = 0; shift < bits; shift += 11) {
-        memset(count, 0, sizeof count);
-        for (uint64_t i = 0; i < len; i++)
-            count[(from[i] >> shift) & 2047]++;
-        uint32_t sum = 0;
-        for (int d = 0; d < 2048; d++) {
-            uint32_t k = count[d];
-            count[d] = sum;
-            sum += k;
-        }
-        for (uint64_t i = 0; i < len; i++)
-            to[count[(from[i] >> shift) & 2047]++] = from[i];
-        uint32_t *t = from;
-        from = to;
-        to = t;
-    }
-    if (from != r)
-        memcpy(r, from, len * sizeof *r);
-}
-
-/* radix_row for a weighted row: the weights move with their targets. */
-static void radix_row_w(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
-                        uint64_t len, int bits)
+ * likes, with its weights w (NULL when unweighted) moving with their
+ * targets; tmp and wtmp have room for len entries; entries have `bits`
+ * bits. */
+static void radix_row(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
+                      uint64_t len, int bits)
 {
     uint32_t count[2048];
     uint32_t *from = r, *to = tmp;
@@ -337,7 +314,8 @@ static void radix_row_w(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
         for (uint64_t i = 0; i < len; i++) {
             uint32_t at = count[(from[i] >> shift) & 2047]++;
             to[at] = from[i];
-            wto[at] = wfrom[i];
+            if (w)
+                wto[at] = wfrom[i];
         }
         uint32_t *t = from;
         from = to;
@@ -346,24 +324,27 @@ static void radix_row_w(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
         wfrom = wto;
         wto = wt;
     }
-    if (from != r) {
+    if (from != r)
         memcpy(r, from, len * sizeof *r);
+    if (w && wfrom != w)
         memcpy(w, wfrom, len * sizeof *w);
-    }
 }
 
-static void insertion_row_w(uint32_t *r, double *w, uint64_t len)
+/* Insertion sort of a short row, with its weights w (or NULL). */
+static void insertion_row(uint32_t *r, double *w, uint64_t len)
 {
     for (uint64_t i = 1; i < len; i++) {
         uint32_t x = r[i];
-        double y = w[i];
+        double y = w ? w[i] : 0;
         uint64_t j = i;
         for (; j > 0 && r[j - 1] > x; j--) {
             r[j] = r[j - 1];
-            w[j] = w[j - 1];
+            if (w)
+                w[j] = w[j - 1];
         }
         r[j] = x;
-        w[j] = y;
+        if (w)
+            w[j] = y;
     }
 }
 
@@ -375,31 +356,17 @@ static int row_sorted(const uint32_t *r, uint64_t len)
     return 1;
 }
 
-static void insertion_row(uint32_t *r, uint64_t len)
-{
-    for (uint64_t i = 1; i < len; i++) {
-        uint32_t x = r[i];
-        uint64_t j = i;
-        for (; j > 0 && r[j - 1] > x; j--)
-            r[j] = r[j - 1];
-        r[j] = x;
-    }
-}
-
 /* Sorts row r (with its weights w, or NULL) with tmp room for len entries
- * (NULL when the row is short). */
+ * and, weighted, 8-aligned weights after them (NULL when the row is
+ * short). */
 static void sort_row(uint32_t *r, double *w, uint64_t l, uint32_t *tmp, int bits)
 {
     if (row_sorted(r, l))
         return; /* common: rows from a sorted CSR arrive in order */
-    if (l > 64 && tmp && w)
-        radix_row_w(r, w, tmp, (double *)(tmp + l + (l & 1)), l, bits);
-    else if (l > 64 && tmp)
-        radix_row(r, tmp, l, bits);
-    else if (w)
-        insertion_row_w(r, w, l);
+    if (l > 64 && tmp)
+        radix_row(r, w, tmp, w ? (double *)(tmp + l + (l & 1)) : NULL, l, bits);
     else
-        insertion_row(r, l);
+        insertion_row(r, w, l);
 }
 
 /* Sorts every row and drops duplicates (of weighted duplicates the

@@ -34,6 +34,21 @@ static uint64_t expected_records(ember_ds *ds)
     return ember_count(ds, &n, NULL) == EMBER_OK ? n : 0;
 }
 
+/* Runs ds into the open writer *hw (when rc is still 0) and closes it,
+ * committing the partition offsets only when everything went well. */
+static int save_and_close(ember_ds *ds, ember__h5w **hw, uint64_t *off, int rc,
+                          char *msg)
+{
+    if (!rc)
+        rc = ember__save_to(ds, *hw, off, msg);
+    if (*hw) {
+        int rc2 = ember__h5w_close(hw, rc ? NULL : off, ds->nparts,
+                                   rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    return rc;
+}
+
 int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
@@ -42,13 +57,7 @@ int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg)
     int rc = off ? ember__ckw_records(w, name, &ds->type, expected_records(ds),
                                       &hw, msg)
                  : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc)
-        rc = ember__save_to(ds, hw, off, msg);
-    if (hw) {
-        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, ds->nparts,
-                                   rc ? NULL : msg);
-        rc = rc ? rc : rc2;
-    }
+    rc = save_and_close(ds, &hw, off, rc, msg);
     ember__free(ctx, off);
     return rc;
 }
@@ -74,13 +83,7 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
     ember__h5w *w = NULL;
     rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)
                  : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc)
-        rc = ember__save_to(ds, w, offsets, msg);
-    if (w) {
-        int rc2 = ember__h5w_close(&w, rc ? NULL : offsets, ds->nparts,
-                                   rc ? NULL : msg);
-        rc = rc ? rc : rc2;
-    }
+    rc = save_and_close(ds, &w, offsets, rc, msg);
     ember__free(ds->ctx, offsets);
     return rc;
 }
