@@ -3,7 +3,8 @@
 # checkpoint writes), several times, and resumed each time at 1 or 2
 # threads, ends with distances bit-identical (cmp) to an uninterrupted run,
 # for both plans. The graph is a weighted chain with shortcuts, so the run
-# takes a couple of hundred rounds. Also: a resume with another --source is
+# takes about a thousand rounds (enough that the kills land on a fast
+# machine too). Also: a resume with another --source is
 # refused (exit 2), and a finished run restarted does no work again.
 set -euo pipefail
 bin=${EMBER_BIN:?}
@@ -13,7 +14,7 @@ cd "$work"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-awk 'BEGIN { n = 300; for (i = 0; i + 1 < n; i++) { print i, i + 1, 1 + (i * 7919) % 13
+awk 'BEGIN { n = 1500; for (i = 0; i + 1 < n; i++) { print i, i + 1, 1 + (i * 7919) % 13
      if (i + 3 < n) print i, i + 3, 20 + (i * 104729) % 17 } }' > chain.el
 RANDOM=${EMBER_TEST_SEED:-8118}
 last_round() {
