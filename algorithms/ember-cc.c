@@ -289,6 +289,7 @@ int main(int argc, char **argv)
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;
     ember_loop *loop = NULL;
+    uint64_t *vertex_ids = NULL;
     cc s;
     memset(&s, 0, sizeof s);
     int exit_extra = 0;
@@ -305,6 +306,10 @@ int main(int argc, char **argv)
         rc = ember_cli_loop(&loop, ctx, &cli, msg);
     if (!rc)
         rc = ember_loop_bind_ds(loop, "labels", &s.labels);
+    if (!rc) /* a checkpoint's values are in the internal order: their ids */
+        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
+    if (!rc && g->ids) /* the labels are vertex numbers 0..n-1: their ids */
+        rc = ember_loop_note_array(loop, "label_ids", EMBER_U64, g->ids, g->n);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
@@ -318,6 +323,7 @@ int main(int argc, char **argv)
     if (!rc && cli.verify)
         exit_extra = verify(g, L);
     ember_loop_destroy(&loop);
+    free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);

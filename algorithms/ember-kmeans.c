@@ -855,10 +855,10 @@ static int prepare(km *s, char *msg)
 
 static int bind_state(km *s, ember_loop *loop)
 {
-    size_t kd = s->k * s->d;
-    int rc = ember_loop_bind_array(loop, "centroids", EMBER_F64, s->c, kd);
+    /* k x d matrices: a reader sees the centroids as rows */
+    int rc = ember_loop_bind_matrix(loop, "centroids", EMBER_F64, s->c, s->k, s->d);
     if (!rc)
-        rc = ember_loop_bind_array(loop, "previous", EMBER_F64, s->prev, kd);
+        rc = ember_loop_bind_matrix(loop, "previous", EMBER_F64, s->prev, s->k, s->d);
     if (!rc)
         rc = ember_loop_bind_f64(loop, "inertia_last", &s->inertia_last);
     if (!rc)

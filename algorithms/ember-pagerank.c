@@ -474,6 +474,7 @@ int main(int argc, char **argv)
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;
     ember_loop *loop = NULL;
+    uint64_t *vertex_ids = NULL;
     double *final = NULL;
     pr s;
     memset(&s, 0, sizeof s);
@@ -489,6 +490,8 @@ int main(int argc, char **argv)
         rc = ember_cli_loop(&loop, ctx, &cli, msg);
     if (!rc)
         rc = ember_loop_bind_ds(loop, "ranks", &s.ranks);
+    if (!rc) /* a checkpoint's values are in the internal order: their ids */
+        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc && !(final = ranks_by_label(&s, msg)))
@@ -502,6 +505,7 @@ int main(int argc, char **argv)
     if (!rc && cli.verify)
         exit_extra = verify(g, ember_array_data(s.ranks, NULL), &cli);
     ember_loop_destroy(&loop);
+    free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);

@@ -560,6 +560,7 @@ int main(int argc, char **argv)
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL, *out_edges = NULL;
     ember_loop *loop = NULL;
+    uint64_t *vertex_ids = NULL;
     double *d = NULL;
     uint64_t reached = 0;
     sssp s;
@@ -576,6 +577,8 @@ int main(int argc, char **argv)
         rc = ember_cli_loop(&loop, ctx, &cli, msg);
     if (!rc)
         rc = ember_loop_bind_ds(loop, "dist", &s.state);
+    if (!rc) /* a checkpoint's values are in the internal order: their ids */
+        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc)
@@ -596,6 +599,7 @@ int main(int argc, char **argv)
         exit_extra = verify(out_edges ? out_edges : g, d);
     free(d);
     ember_loop_destroy(&loop);
+    free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);
     ember_graph_free(&out_edges);

@@ -52,13 +52,15 @@ struct ember__ckr {
 
 /* ---- attributes ---------------------------------------------------------- */
 
+/* Strings are variable-length UTF-8 (format 2): h5py reads them as str,
+ * where format 1's fixed-length ASCII came back as bytes. */
 static int attr_str(hid_t obj, const char *name, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR), a = -1;
-    int ok = t >= 0 && s >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
-             H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 &&
+    int ok = t >= 0 && s >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
+             H5Tset_cset(t, H5T_CSET_UTF8) >= 0 &&
              (a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(a, t, value) >= 0;
+             H5Awrite(a, t, &value) >= 0;
     if (a >= 0)
         H5Aclose(a);
     if (s >= 0)
@@ -81,7 +83,8 @@ static int attr_num(hid_t obj, const char *name, hid_t type, const void *v)
     return ok ? 0 : -1;
 }
 
-/* Reads a string attribute into buf (cut to size); -1 when absent,
+/* Reads a string attribute into buf (cut to size): variable-length
+ * (format 2) or fixed-length (format 1). -1 when absent or not a string,
  * EMBER_ENOMEM when out of memory (not a damaged file). */
 static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
                          char *buf, size_t size)
@@ -89,19 +92,30 @@ static int read_attr_str(ember_ctx *ctx, hid_t obj, const char *name,
     buf[0] = '\0';
     if (H5Aexists(obj, name) <= 0)
         return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = -1, mt = -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = -1, mt = -1, sp = -1;
     int ok = 0, oom = 0;
     if (a >= 0 && (ft = H5Aget_type(a)) >= 0 && H5Tget_class(ft) == H5T_STRING &&
-        !H5Tis_variable_str(ft)) {
-        size_t len = H5Tget_size(ft);
-        char *tmp = ember__calloc(ctx, 1, len + 1);
-        oom = !tmp;
-        mt = H5Tcopy(ft);
-        ok = tmp && mt >= 0 && H5Aread(a, mt, tmp) >= 0;
-        if (ok)
-            snprintf(buf, size, "%s", tmp);
-        ember__free(ctx, tmp);
+        (sp = H5Aget_space(a)) >= 0 && H5Sget_simple_extent_npoints(sp) == 1) {
+        if (H5Tis_variable_str(ft) > 0) {
+            char *v = NULL;
+            ok = (mt = H5Tcopy(ft)) >= 0 && H5Aread(a, mt, &v) >= 0 && v;
+            if (ok)
+                snprintf(buf, size, "%s", v);
+            if (v)
+                H5free_memory(v);
+        } else {
+            size_t len = H5Tget_size(ft);
+            char *tmp = ember__calloc(ctx, 1, len + 1);
+            oom = !tmp;
+            mt = H5Tcopy(ft);
+            ok = tmp && mt >= 0 && H5Aread(a, mt, tmp) >= 0;
+            if (ok)
+                snprintf(buf, size, "%s", tmp);
+            ember__free(ctx, tmp);
+        }
     }
+    if (sp >= 0)
+        H5Sclose(sp);
     if (mt >= 0)
         H5Tclose(mt);
     if (ft >= 0)
@@ -252,6 +266,39 @@ int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
         rc = rc ? rc : rc2;
     }
     return rc;
+}
+
+int ember__ckw_matrix(ember__ckw *w, const char *name, ember_scalar kind,
+                      const void *data, size_t rows, size_t cols, char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    size_t esize = ember_scalar_size(kind);
+    if (!name[0] || strchr(name, '/') || strlen(name) >= EMBER_NAME_SIZE || !rows ||
+        !cols || !esize)
+        return ember__err(msg, EMBER_EINVAL, "bad checkpoint matrix '%s'", name);
+    snprintf(path, sizeof path, "/scalars/%s", name);
+    size_t per = (size_t)1 << 20, crows = per / (cols * esize);
+    hsize_t dims[2] = {rows, cols};
+    hsize_t chunk[2] = {crows < 1 ? 1 : crows > rows ? rows : crows, cols};
+    ember_type t = ember_type_scalar(kind);
+    ember__h5_lock();
+    hid_t mt = (hid_t)ember__h5_mem_type(&t);
+    hid_t s = H5Screate_simple(2, dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    int ok = mt >= 0 && s >= 0 && p >= 0 && H5Pset_chunk(p, 2, chunk) >= 0 &&
+             H5Pset_fletcher32(p) >= 0 &&
+             (d = H5Dcreate2(w->fid, path, mt, s, H5P_DEFAULT, p, H5P_DEFAULT)) >= 0 &&
+             H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (p >= 0)
+        H5Pclose(p);
+    if (s >= 0)
+        H5Sclose(s);
+    if (mt >= 0)
+        H5Tclose(mt);
+    ember__h5_unlock();
+    return ok ? EMBER_OK
+              : ember__err(msg, EMBER_EIO, "%s: cannot write %s", w->tmp, path);
 }
 
 int ember__ckw_blob(ember__ckw *w, const char *name, const void *data,
@@ -668,10 +715,11 @@ int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
     size_t got = 0;
     int rc = ember__h5_read_fid(r->ctx, (int64_t)r->fid, r->path, path, &t,
                                 &buf, &got, msg);
-    if (!rc && (got != n || t.nfields != 1 || t.field[0].kind != kind ||
-                t.field[0].count != 1))
+    /* A matrix (rows x cols, format 2) reads as rows records of cols. */
+    size_t total = !rc && t.nfields == 1 ? got * t.field[0].count : 0;
+    if (!rc && (total != n || t.nfields != 1 || t.field[0].kind != kind))
         rc = ember__err(msg, EMBER_ETYPE, "%s: %s holds %zu %s values; expected %zu %s",
-                        r->path, path, got, ember_scalar_name(t.field[0].kind), n,
+                        r->path, path, total, ember_scalar_name(t.field[0].kind), n,
                         ember_scalar_name(kind));
     if (!rc)
         memcpy(data, buf, n * ember_scalar_size(kind));

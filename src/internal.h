@@ -460,6 +460,9 @@ int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
 /* /scalars/<name>: n numbers of one kind (n >= 1). */
 int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
                        const void *data, size_t n, char *msg);
+/* /scalars/<name> as a rows x cols 2-D dataset (k x d centroids). */
+int ember__ckw_matrix(ember__ckw *w, const char *name, ember_scalar kind,
+                      const void *data, size_t rows, size_t cols, char *msg);
 /* /blobs/<name>: opaque bytes. */
 int ember__ckw_blob(ember__ckw *w, const char *name, const void *data,
                     size_t size, char *msg);
@@ -513,7 +516,8 @@ int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
 /* The whole dataset at path ("/scalars/x", say), as ember__h5_read_all. */
 int ember__ckr_item(ember__ckr *r, const char *path, ember_type *type,
                     void **data, size_t *n, char *msg);
-/* /scalars/<name> into n numbers of kind (the stored count must be n). */
+/* /scalars/<name> into n numbers of kind (the stored count must be n; a
+ * rows x cols matrix counts rows * cols). */
 int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
                        void *data, size_t n, char *msg);
 /* /blobs/<name> into size bytes (the stored size must be size). */

@@ -79,6 +79,10 @@ typedef struct {
     void *data;          /* the other kinds */
     ember_scalar scalar; /* I64, F64, ARRAY */
     size_t n;            /* ARRAY: numbers; BLOB: bytes; scalars: 1 */
+    size_t cols;         /* ARRAY: > 0 for a matrix of n / cols rows */
+    int note;            /* ARRAY: written for readers, never restored,
+                            not in the signature (ember_loop_note_array) */
+    char v1_name[EMBER_NAME_SIZE]; /* the name in format 1 files, or "" */
 } binding;
 
 typedef struct {
@@ -97,6 +101,9 @@ struct ember_loop {
     char *parameters;
     char *signature;     /* built at the first ember_loop_next */
     uint64_t fingerprint;
+    char *signature1;    /* the same as a format 1 file holds them: */
+    uint64_t fingerprint1; /* format 1 names, matrices as flat arrays */
+    int reading_v1;      /* try_restore: the file is format 1 */
     int keep;
     int lock_fd;
     ember__signals sig;
@@ -440,6 +447,7 @@ void ember_loop_destroy(ember_loop **pl)
     ember__free(ctx, L->program);
     ember__free(ctx, L->parameters);
     ember__free(ctx, L->signature);
+    ember__free(ctx, L->signature1);
     ember__free(ctx, L);
 }
 
@@ -546,6 +554,42 @@ int ember_loop_bind_array(ember_loop *loop, const char *name,
     return bind(loop, &b);
 }
 
+int ember_loop_bind_matrix(ember_loop *loop, const char *name,
+                           ember_scalar kind, void *data, size_t rows,
+                           size_t cols)
+{
+    if (rows == 0 || cols == 0 || rows > SIZE_MAX / cols)
+        return EMBER_EINVAL;
+    int rc = ember_loop_bind_array(loop, name, kind, data, rows * cols);
+    if (!rc)
+        loop->b[loop->nb - 1].cols = cols;
+    return rc;
+}
+
+int ember_loop_note_array(ember_loop *loop, const char *name,
+                          ember_scalar kind, const void *data, size_t n)
+{
+    int rc = ember_loop_bind_array(loop, name, kind, (void *)data, n);
+    if (!rc)
+        loop->b[loop->nb - 1].note = 1;
+    return rc;
+}
+
+int ember_loop_format1_name(ember_loop *loop, const char *name,
+                            const char *v1_name)
+{
+    if (!loop || !v1_name || !v1_name[0] || strlen(v1_name) >= EMBER_NAME_SIZE)
+        return EMBER_EINVAL;
+    if (loop->started)
+        return EMBER_ESTATE;
+    for (size_t i = 0; i < loop->nb; i++)
+        if (strcmp(loop->b[i].name, name ? name : "") == 0) {
+            memcpy(loop->b[i].v1_name, v1_name, strlen(v1_name) + 1);
+            return EMBER_OK;
+        }
+    return EMBER_ENOTFOUND;
+}
+
 int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
                          size_t size)
 {
@@ -565,33 +609,38 @@ static size_t binding_bytes(const binding *b)
                                 : ember__mul(b->n, ember_scalar_size(b->scalar));
 }
 
-/* "name: type" for the signature. */
-static void describe_binding(const binding *b, char *buf, size_t size)
+/* "name: type" for the signature; v1: as a format 1 file holds it. */
+static void describe_binding(const binding *b, int v1, char *buf, size_t size)
 {
     char t[1024];
+    const char *name = v1 && b->v1_name[0] ? b->v1_name : b->name;
     switch (b->kind) {
     case BIND_DS:
         ember_type_describe(&b->type, t, sizeof t);
-        snprintf(buf, size, "%s: dataset %s", b->name, t);
+        snprintf(buf, size, "%s: dataset %s", name, t);
         break;
     case BIND_I64:
     case BIND_F64:
-        snprintf(buf, size, "%s: %s", b->name, ember_scalar_name(b->scalar));
+        snprintf(buf, size, "%s: %s", name, ember_scalar_name(b->scalar));
         break;
     case BIND_ARRAY:
-        snprintf(buf, size, "%s: %s[%zu]", b->name,
-                 ember_scalar_name(b->scalar), b->n);
+        if (b->cols && !v1)
+            snprintf(buf, size, "%s: %s[%zux%zu]", name,
+                     ember_scalar_name(b->scalar), b->n / b->cols, b->cols);
+        else
+            snprintf(buf, size, "%s: %s[%zu]", name,
+                     ember_scalar_name(b->scalar), b->n);
         break;
     case BIND_BLOB:
-        snprintf(buf, size, "%s: blob[%zu]", b->name, b->n);
+        snprintf(buf, size, "%s: blob[%zu]", name, b->n);
         break;
     }
 }
 
-static int build_signature(ember_loop *L, char *msg)
+/* The "name: type" lines of the restored state (notes left out), as this
+ * format names them (v1 0) or as format 1 did (v1 1), in *out. */
+static int signature_text(ember_loop *L, int v1, char **out, char *msg)
 {
-    ember__free(L->ctx, L->signature); /* a failed first call is retried */
-    L->signature = NULL;
     size_t cap = sizeof ((ember__ck_info *)0)->signature, used = 0;
     char *s = ember__malloc(L->ctx, cap);
     if (!s)
@@ -599,7 +648,9 @@ static int build_signature(ember_loop *L, char *msg)
     s[0] = '\0';
     for (size_t i = 0; i < L->nb; i++) {
         char line[1200];
-        describe_binding(&L->b[i], line, sizeof line);
+        if (L->b[i].note)
+            continue;
+        describe_binding(&L->b[i], v1, line, sizeof line);
         size_t len = strlen(line);
         if (used + len + 2 > cap) {
             ember__free(L->ctx, s);
@@ -612,8 +663,22 @@ static int build_signature(ember_loop *L, char *msg)
         used += len + 1;
         s[used] = '\0';
     }
-    L->signature = s;
-    L->fingerprint = fingerprint(L->program, L->parameters, s);
+    *out = s;
+    return EMBER_OK;
+}
+
+static int build_signature(ember_loop *L, char *msg)
+{
+    ember__free(L->ctx, L->signature); /* a failed first call is retried */
+    ember__free(L->ctx, L->signature1);
+    L->signature = L->signature1 = NULL;
+    int rc = signature_text(L, 0, &L->signature, msg);
+    if (!rc)
+        rc = signature_text(L, 1, &L->signature1, msg);
+    if (rc)
+        return rc;
+    L->fingerprint = fingerprint(L->program, L->parameters, L->signature);
+    L->fingerprint1 = fingerprint(L->program, L->parameters, L->signature1);
     return EMBER_OK;
 }
 
@@ -660,6 +725,9 @@ static int write_binding(ember__ckw *w, const binding *b, char *msg)
     case BIND_BLOB:
         return ember__ckw_blob(w, b->name, b->data, b->n, msg);
     default:
+        if (b->cols)
+            return ember__ckw_matrix(w, b->name, b->scalar, b->data,
+                                     b->n / b->cols, b->cols, msg);
         return ember__ckw_scalars(w, b->name, b->scalar, b->data, b->n, msg);
     }
 }
@@ -832,6 +900,7 @@ typedef struct {
     bind_kind kind;
     ember_scalar scalar;
     size_t n;
+    size_t cols;         /* ARRAY: a matrix */
     ember_type type;     /* BIND_DS */
     ember__buf *parts;   /* BIND_DS: the snapshot, one buffer a partition */
     size_t nparts;
@@ -875,6 +944,9 @@ static int write_item(ember__ckw *w, const snap_item *it, char *msg)
     case BIND_BLOB:
         return ember__ckw_blob(w, it->name, it->bytes, it->n, msg);
     default:
+        if (it->cols)
+            return ember__ckw_matrix(w, it->name, it->scalar, it->bytes,
+                                     it->n / it->cols, it->cols, msg);
         return ember__ckw_scalars(w, it->name, it->scalar, it->bytes, it->n,
                                   msg);
     }
@@ -905,6 +977,7 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     it->kind = b->kind;
     it->scalar = b->scalar;
     it->n = b->n;
+    it->cols = b->cols;
     if (b->kind == BIND_DS) {
         int rc = ember_local_checkpoint(*b->ds, msg);
         if (!rc)
@@ -1076,14 +1149,19 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     if (strcmp(in->program, L->program) != 0)
         text_put(&t, "%sprogram differs: %s (checkpoint) vs %s (now)",
                  t.used ? "; " : "", in->program, L->program);
+    /* A format 1 file named some state otherwise: compare it with the
+     * state as format 1 named it. */
+    int v1 = in->format_version == 1;
+    const char *sig = v1 ? L->signature1 : L->signature;
+    uint64_t fp = v1 ? L->fingerprint1 : L->fingerprint;
     size_t before = t.used;
-    diff_lines(&t, "state differs", in->signature, L->signature, ':', 0);
+    diff_lines(&t, "state differs", in->signature, sig, ':', 0);
     int state_differs = t.used != before || strcmp(in->kind, "loop") != 0;
     diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=', 1);
-    if (!t.used && in->fingerprint != L->fingerprint)
+    if (!t.used && in->fingerprint != fp)
         text_put(&t, "fingerprint differs: %016llx (checkpoint) vs %016llx "
                      "(now)", (unsigned long long)in->fingerprint,
-                 (unsigned long long)L->fingerprint);
+                 (unsigned long long)fp);
     if (!t.used)
         return EMBER_OK;
     if (L->o.force_resume && !state_differs) {
@@ -1110,6 +1188,12 @@ static void unstage(ember_loop *L, staged *st)
     ember__free(L->ctx, st);
 }
 
+/* The name of b in the file being restored. */
+static const char *file_name(const ember_loop *L, const binding *b)
+{
+    return L->reading_v1 && b->v1_name[0] ? b->v1_name : b->name;
+}
+
 static int load_ds(ember_loop *L, ember__ckr *r, const binding *b,
                    ember_ds **out, char *msg)
 {
@@ -1117,7 +1201,7 @@ static int load_ds(ember_loop *L, ember__ckr *r, const binding *b,
     void *data = NULL;
     uint64_t *offsets = NULL;
     size_t n = 0, nparts = 0;
-    int rc = ember__ckr_dataset(r, b->name, &t, &data, &n, &offsets, &nparts,
+    int rc = ember__ckr_dataset(r, file_name(L, b), &t, &data, &n, &offsets, &nparts,
                                 msg);
     if (rc)
         return rc;
@@ -1141,6 +1225,8 @@ static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
     int rc = EMBER_OK;
     for (size_t i = 0; !rc && i < L->nb; i++) {
         const binding *b = &L->b[i];
+        if (b->note)
+            continue; /* information for readers, never restored */
         if (b->kind == BIND_DS) {
             rc = load_ds(L, r, b, &st[i].ds, msg);
             continue;
@@ -1149,9 +1235,9 @@ static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
         if (!st[i].buf)
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
         else if (b->kind == BIND_BLOB)
-            rc = ember__ckr_blob(r, b->name, st[i].buf, b->n, msg);
+            rc = ember__ckr_blob(r, file_name(L, b), st[i].buf, b->n, msg);
         else
-            rc = ember__ckr_scalars(r, b->name, b->scalar, st[i].buf, b->n,
+            rc = ember__ckr_scalars(r, file_name(L, b), b->scalar, st[i].buf, b->n,
                                     msg);
     }
     if (rc) {
@@ -1166,6 +1252,8 @@ static void apply_state(ember_loop *L, staged *st)
 {
     for (size_t i = 0; i < L->nb; i++) {
         binding *b = &L->b[i];
+        if (b->note)
+            continue;
         if (b->kind == BIND_DS) {
             ember_ds_free(b->ds);
             *b->ds = st[i].ds;
@@ -1187,7 +1275,7 @@ static int bound_item(const char *group, const char *name, void *arg)
         const char *g = b->kind == BIND_DS     ? "datasets"
                         : b->kind == BIND_BLOB ? "blobs"
                                                : "scalars";
-        if (strcmp(b->name, name) == 0 && strcmp(g, group) == 0)
+        if (!b->note && strcmp(file_name(L, b), name) == 0 && strcmp(g, group) == 0)
             return 1;
     }
     return 0;
@@ -1206,6 +1294,7 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
      * load_state, into staging that is applied only when all of it
      * loaded. */
     int rc = ember__ckr_open(L->ctx, &r, path, emsg);
+    L->reading_v1 = !rc && ember__ckr_info(r)->format_version == 1;
     if (!rc) {
         rc = check_identity(L, ember__ckr_info(r), path, msg);
         if (rc) {

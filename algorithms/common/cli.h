@@ -252,9 +252,11 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);
  * the loop never checkpoints), --checkpoint-every, --checkpoint-seconds,
  * --keep, --resume, program name and ember_cli_parameters(). With a
  * directory but neither policy flag, it checkpoints every 60 seconds.
- * It also binds the scalars "cli_value" and "cli_converged" that
- * ember_cli_iterate keeps, so a resumed run knows it had converged. The
- * program binds its own state after this call. */
+ * It also binds the scalars that ember_cli_iterate keeps, so a resumed run
+ * knows it had converged: the last value under the program's value_name
+ * ("residual", "inertia") and "converged" (format 1 checkpoints called
+ * them cli_value and cli_converged; those still resume). The program binds
+ * its own state after this call. */
 int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli,
                    char *msg);
 

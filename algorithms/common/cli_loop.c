@@ -305,10 +305,17 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
      * iteration's end, with a checkpoint). */
     if (!rc && cli->checkpoint_dir)
         disarm_deadline();
+    /* Named for what they are ("residual", "converged"); format 1
+     * checkpoints called them cli_value and cli_converged. */
+    const char *value = cli->prog->value_name ? cli->prog->value_name : "value";
     if (!rc)
-        rc = ember_loop_bind_f64(loop, "cli_value", &cli->value);
+        rc = ember_loop_bind_f64(loop, value, &cli->value);
     if (!rc)
-        rc = ember_loop_bind_i64(loop, "cli_converged", &cli->converged);
+        rc = ember_loop_format1_name(loop, value, "cli_value");
+    if (!rc)
+        rc = ember_loop_bind_i64(loop, "converged", &cli->converged);
+    if (!rc)
+        rc = ember_loop_format1_name(loop, "converged", "cli_converged");
     if (rc) {
         ember_loop_destroy(&loop);
         return rc;

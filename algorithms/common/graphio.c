@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *g,
                              size_t partitions, ember_scalar kind, void *values,
@@ -68,4 +69,17 @@ int ember_cli_write_vertex_values(const char *out, const ember_graph *g,
         rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
     }
     return rc;
+}
+
+int ember_cli_note_vertex_ids(ember_loop *loop, const ember_graph *g, uint64_t **ids)
+{
+    *ids = malloc((g->n ? g->n : 1) * sizeof **ids);
+    if (!*ids)
+        return EMBER_ENOMEM;
+    for (uint64_t v = 0; v < g->n; v++) {
+        uint64_t l = ember_graph_label(g, v);
+        (*ids)[v] = g->ids ? g->ids[l] : l;
+    }
+    return g->n ? ember_loop_note_array(loop, "vertex_ids", EMBER_U64, *ids, g->n)
+                : EMBER_OK;
 }

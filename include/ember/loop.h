@@ -17,7 +17,8 @@ extern "C" {
 #endif
 
 /* Version of the checkpoint file layout this library writes. */
-#define EMBER_CHECKPOINT_FORMAT 1
+#define EMBER_CHECKPOINT_FORMAT 2
+/* ... and it reads files of formats 1 to EMBER_CHECKPOINT_FORMAT. */
 
 /* The exit status of a program that checkpointed for a signal or a
  * deadline and can be resumed (EX_TEMPFAIL): a batch script requeues. */
@@ -128,6 +129,24 @@ int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v);
 /* A caller array of n scalars of one kind (n fixed for the run). */
 int ember_loop_bind_array(ember_loop *loop, const char *name,
                           ember_scalar kind, void *data, size_t n);
+/* A caller array of rows x cols scalars (k x d centroids), stored as a
+ * rows x cols dataset so that a reader sees the matrix. */
+int ember_loop_bind_matrix(ember_loop *loop, const char *name,
+                           ember_scalar kind, void *data, size_t rows,
+                           size_t cols);
+/* An array written with every checkpoint, under /scalars/<name>, for the
+ * people and programs reading it (the vertex id of each position of a
+ * bound dataset, say), never restored and not part of the state checked
+ * on resume. data (n scalars of kind, borrowed) must stay valid and
+ * unchanged for the loop's life. */
+int ember_loop_note_array(ember_loop *loop, const char *name,
+                          ember_scalar kind, const void *data, size_t n);
+/* The bound item `name` was called v1_name in format 1 checkpoints (state
+ * renamed since): restoring such a file reads and checks it under that
+ * name. Call after binding it, before the first ember_loop_next.
+ * EMBER_ENOTFOUND when nothing is bound as name. */
+int ember_loop_format1_name(ember_loop *loop, const char *name,
+                            const char *v1_name);
 /* Opaque bytes (RNG state, counters). */
 int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
                          size_t size);

@@ -33,7 +33,7 @@ h5dump -A "$ck" >dump.txt || fail "h5dump -A failed on $ck"
 grep -q '"ember-checkpoint"' dump.txt || fail "h5dump does not show the format attribute"
 h5dump -d /datasets/ranks "$ck" >ranks.txt || fail "h5dump -d /datasets/ranks failed"
 grep -q 'DATASPACE  SIMPLE { ( 34 ) /' ranks.txt || fail "h5dump: ranks are not 34 values"
-h5ls -r "$ck" | grep -q '^/scalars/cli_value' || fail "h5ls does not list /scalars/cli_value"
+h5ls -r "$ck" | grep -q '^/scalars/residual' || fail "h5ls does not list /scalars/residual"
 
 if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
     /usr/bin/python3 - "$ck" <<'EOF' || fail "h5py cannot read the checkpoint"

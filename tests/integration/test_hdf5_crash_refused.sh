@@ -2,7 +2,8 @@
 # test_hdf5_crash_refused.sh: the libhdf5 1.10 SEGV of issue 9 stays outside.
 #
 # One changed byte in a karate PageRank checkpoint sets the stored size of
-# the single Fletcher32 chunk of /scalars/cli_value to 2. libhdf5 then
+# the single Fletcher32 chunk of a scalar (/scalars/cli_value in the 0.1.0
+# file, a 12-byte chunk such as /scalars/residual in new ones) to 2. libhdf5 then
 # checksums 2 - 4 bytes (an unsigned underflow) and dies with SIGSEGV in
 # H5_checksum_fletcher32 under H5Dread (reproduced with HDF5 alone by
 # /work/shared/repro/h5_only_read.c). data/hdf5_segv_fletcher32.h5 is that
@@ -32,7 +33,7 @@ args=(--input "$EMBER_SRC/data/karate.el" --undirected --output out.csv)
 "$pr" "${args[@]}" --quiet --checkpoint-dir ck --checkpoint-every 10 --keep 10
 rm -f out.csv
 at=$(grep -obUaP '\x0c\x00{11}' ck/ckpt-000000000020.h5 | head -1 | cut -d: -f1)
-[ -n "$at" ] || fail "the chunk size of /scalars/cli_value was not found"
+[ -n "$at" ] || fail "no 12-byte scalar chunk size was found"
 mkdir rk && cp ck/ckpt-000000000010.h5 rk/
 cp ck/ckpt-000000000020.h5 rk/ckpt-000000000020.h5
 printf '\x02' | dd of=rk/ckpt-000000000020.h5 bs=1 seek="$at" conv=notrunc status=none
