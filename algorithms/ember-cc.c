@@ -213,10 +213,10 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const int64_
     for (uint64_t v = 0; v < g->n; v++) /* by label, with original ids */
         ids[ember_graph_label(g, v)] = g->ids ? (int64_t)g->ids[L[v]] : L[v];
     ember_h5_attr at[] = {
-        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
-        {"components", EMBER_I64, 0, (int64_t)count_components(g, L)},
+        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
+        {"components", EMBER_I64, 0, (int64_t)count_components(g, L), NULL},
     };
-    int rc = ember_cli_write_vertex_values(cli->output, g, "label", "labels", EMBER_I64,
+    int rc = ember_cli_write_vertex_values(cli, g, "label", "labels", EMBER_I64,
                                            ids, at, 2, msg);
     free(ids);
     return rc;

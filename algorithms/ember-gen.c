@@ -322,8 +322,8 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         snprintf(spec, sizeof spec, "%s%s", cli->output,
                  strchr(cli->output, ':') ? "" : ":/points");
         uint64_t d2[2] = {npoints, dims};
-        ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters},
-                              {"seed", EMBER_U64, 0, (int64_t)cli->seed}};
+        ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters, NULL},
+                              {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
         rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
     } else {
         rc = blobs_write_csv(cli, x, msg);

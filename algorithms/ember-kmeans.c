@@ -30,6 +30,7 @@
 #include <ember.h>
 
 #include "cli.h"
+#include "outputs.h"
 
 #include <hdf5.h>
 
@@ -64,8 +65,10 @@ static const ember_cli_program km_program = {
     .summary =
         "Lloyd's k-means. Input: CSV (header allowed, comma or whitespace) or\n"
         "an HDF5 dataset FILE.h5:/path of n x d numbers. Output (--output): HDF5\n"
-        "with /centroids (float64, k x d), /labels (int64, n) and the root\n"
-        "attributes inertia, iterations and converged. --tolerance T stops when\n"
+        "with /centroids (float64, k x d), /labels (int64, n) and root attributes\n"
+        "(inertia, iterations, converged, program, input, parameters ...); or, for\n"
+        "X.csv, id,label lines (id: the point's row, from 0) and the centroids in\n"
+        "X.centroids.csv (label,x0,x1,... lines). --tolerance T stops when\n"
         "the summed squared centroid movement is at most T times the mean\n"
         "feature variance (as scikit-learn); 0 runs until no centroid moves.\n"
         "An empty cluster moves onto the point farthest from its centroid.",
@@ -907,18 +910,6 @@ static int final_labels(km *s, km_result *res, char *msg)
 
 /* ---- output file -------------------------------------------------------------------------- */
 
-static int h5_attr(hid_t obj, const char *name, hid_t type, const void *v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR), at = -1;
-    int ok = sp >= 0 && (at = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(at, type, v) >= 0;
-    if (at >= 0)
-        H5Aclose(at);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return ok ? 0 : -1;
-}
-
 static int h5_array(hid_t fid, hid_t dcpl, const char *name, hid_t type, int rank,
                     const hsize_t *dims, const void *data)
 {
@@ -933,39 +924,98 @@ static int h5_array(hid_t fid, hid_t dcpl, const char *name, hid_t type, int ran
     return ok ? 0 : -1;
 }
 
-/* Writes NAME.tmp and renames it, so a reader never sees half a file. No
- * object timestamps: the same result gives the same bytes. */
-static int write_output(const km *s, const km_result *res, char *msg)
+/* Writes the HDF5 output to tmp: the datasets, then the provenance
+ * attributes on the root. No object timestamps: the same result gives the
+ * same bytes (with SOURCE_DATE_EPOCH fixing `created`). */
+static int write_h5(const km *s, const km_result *res, const char *tmp, char *msg)
 {
-    const char *path = s->cli->output;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE), fid = -1;
-    int64_t iters = (int64_t)s->cli->iterations_done, conv = s->cli->converged;
-    int64_t k = (int64_t)s->k, n = (int64_t)s->n, d = (int64_t)s->d;
     hsize_t cdims[2] = {s->k, s->d}, ldims[1] = {s->n};
     int ok = fcpl >= 0 && dcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
              H5Pset_obj_track_times(dcpl, 0) >= 0 &&
              (fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)) >= 0 &&
              !h5_array(fid, dcpl, "centroids", H5T_IEEE_F64LE, 2, cdims, s->c) &&
-             !h5_array(fid, dcpl, "labels", H5T_STD_I64LE, 1, ldims, res->labels) &&
-             !h5_attr(fid, "inertia", H5T_NATIVE_DOUBLE, &res->inertia) &&
-             !h5_attr(fid, "iterations", H5T_NATIVE_INT64, &iters) &&
-             !h5_attr(fid, "converged", H5T_NATIVE_INT64, &conv) &&
-             !h5_attr(fid, "k", H5T_NATIVE_INT64, &k) &&
-             !h5_attr(fid, "n", H5T_NATIVE_INT64, &n) &&
-             !h5_attr(fid, "d", H5T_NATIVE_INT64, &d);
+             !h5_array(fid, dcpl, "labels", H5T_STD_I64LE, 1, ldims, res->labels);
     if (fid >= 0 && H5Fclose(fid) < 0)
         ok = 0;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (fcpl >= 0)
         H5Pclose(fcpl);
-    if (ok && rename(tmp, path) != 0)
-        ok = 0;
-    if (!ok) {
+    if (!ok)
+        return km_error(msg, EMBER_EIO, "--output %s: cannot write the file", s->cli->output);
+    ember_h5_attr at[] = {
+        {"inertia", EMBER_F64, res->inertia, 0, NULL},
+        {"k", EMBER_I64, 0, (int64_t)s->k, NULL},
+        {"n", EMBER_I64, 0, (int64_t)s->n, NULL},
+        {"d", EMBER_I64, 0, (int64_t)s->d, NULL},
+    };
+    return ember_cli_write_provenance(s->cli, tmp, NULL, at, 4, msg);
+}
+
+/* X.csv -> X.centroids.csv (any case of .csv/.txt kept as it was). */
+static int centroids_path(const char *out, char *buf, size_t size)
+{
+    size_t len = strlen(out);
+    size_t stem = len >= 4 ? len - 4 : len;
+    return snprintf(buf, size, "%.*s.centroids%s", (int)stem, out, out + stem) <
+                   (int)size ? 0 : -1;
+}
+
+static int write_csv_file(const char *tmp, const km *s, const km_result *res,
+                          int centroids)
+{
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    if (centroids) {
+        fputs("label", f);
+        for (size_t j = 0; j < s->d; j++)
+            fprintf(f, ",x%zu", j);
+        fputc('\n', f);
+        for (size_t q = 0; q < s->k; q++) {
+            fprintf(f, "%zu", q);
+            for (size_t j = 0; j < s->d; j++)
+                fprintf(f, ",%.17g", s->c[q * s->d + j]);
+            fputc('\n', f);
+        }
+    } else {
+        fputs("id,label\n", f);
+        for (size_t i = 0; i < s->n; i++)
+            fprintf(f, "%zu,%" PRId64 "\n", i, res->labels[i]);
+    }
+    int bad = ferror(f);
+    if (fclose(f) || bad)
+        return -1;
+    return 0;
+}
+
+/* Writes NAME.tmp and renames it, so a reader never sees half a file. For
+ * X.csv, also X.centroids.csv (written first: the labels file appearing
+ * says both are complete). */
+static int write_output(const km *s, const km_result *res, char *msg)
+{
+    const char *path = s->cli->output;
+    char tmp[4096], cpath[4096], ctmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
+    if (!ember_cli_output_is_csv(path)) {
+        int rc = write_h5(s, res, tmp, msg);
+        if (!rc && rename(tmp, path) != 0)
+            rc = km_error(msg, EMBER_EIO, "--output %s: cannot write the file", path);
+        if (rc)
+            remove(tmp);
+        return rc;
+    }
+    if (centroids_path(path, cpath, sizeof cpath) ||
+        snprintf(ctmp, sizeof ctmp, "%s.tmp", cpath) >= (int)sizeof ctmp)
+        return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
+    if (write_csv_file(ctmp, s, res, 1) || rename(ctmp, cpath) != 0) {
+        remove(ctmp);
+        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, cpath);
+    }
+    if (write_csv_file(tmp, s, res, 0) || rename(tmp, path) != 0) {
         remove(tmp);
         return km_error(msg, EMBER_EIO, "--output %s: cannot write the file", path);
     }
@@ -1178,6 +1228,11 @@ int main(int argc, char **argv)
         return EMBER_EXIT_USAGE;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
+    char cpath[4096];
+    if (cli.output && ember_cli_output_is_csv(cli.output) &&
+        (centroids_path(cli.output, cpath, sizeof cpath) ||
+         ember_cli_check_output(&cli, "output", cpath)))
+        return EMBER_EXIT_USAGE; /* the centroids' file too, before the work */
     char msg[EMBER_MSG_SIZE] = "";
     km s;
     km_input in;

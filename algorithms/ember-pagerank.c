@@ -355,12 +355,12 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const double
                         char *msg)
 {
     ember_h5_attr at[] = {
-        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done},
-        {"residual", EMBER_F64, cli->value, 0},
-        {"damping", EMBER_F64, damping, 0},
-        {"converged", EMBER_I64, 0, cli->converged},
+        {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
+        {"residual", EMBER_F64, cli->value, 0, NULL},
+        {"damping", EMBER_F64, damping, 0, NULL},
+        {"converged", EMBER_I64, 0, cli->converged, NULL},
     };
-    return ember_cli_write_vertex_values(cli->output, g, "rank", "ranks", EMBER_F64, r,
+    return ember_cli_write_vertex_values(cli, g, "rank", "ranks", EMBER_F64, r,
                                          at, 4, msg);
 }
 

@@ -429,11 +429,11 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const double
                         uint64_t reached, char *msg)
 {
     ember_h5_attr at[] = {
-        {"source", EMBER_I64, 0, source},
-        {"rounds", EMBER_I64, 0, (int64_t)cli->iterations_done},
-        {"reached", EMBER_I64, 0, (int64_t)reached},
+        {"source", EMBER_I64, 0, source, NULL},
+        {"rounds", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
+        {"reached", EMBER_I64, 0, (int64_t)reached, NULL},
     };
-    return ember_cli_write_vertex_values(cli->output, g, "distance", "distances", EMBER_F64,
+    return ember_cli_write_vertex_values(cli, g, "distance", "distances", EMBER_F64,
                                          d, at, 3, msg);
 }
 

@@ -546,11 +546,13 @@ static int put_attr(hid_t loc, const char *name, hid_t type, const void *v)
     return ok ? 0 : -1;
 }
 
+/* Variable-length UTF-8: h5py reads it as str, not bytes. */
 static int put_string_attr(hid_t loc, const char *name, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    int ok = t >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
-             put_attr(loc, name, t, value) == 0;
+    int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
+             H5Tset_cset(t, H5T_CSET_UTF8) >= 0 &&
+             put_attr(loc, name, t, &value) == 0;
     close_id(&t, H5Tclose);
     return ok ? 0 : -1;
 }
@@ -672,6 +674,52 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     return rc;
 }
 
+static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
+                     const char *spec, char *msg)
+{
+    for (size_t i = 0; i < nattrs; i++) {
+        const ember_h5_attr *a = &attrs[i];
+        const void *v = a->kind == EMBER_F64 ? (const void *)&a->f : (const void *)&a->i;
+        hid_t t = a->kind == EMBER_F64 ? H5T_NATIVE_DOUBLE
+                  : a->kind == EMBER_U64 ? H5T_NATIVE_UINT64
+                                         : H5T_NATIVE_INT64;
+        if (!a->name || !a->name[0] ||
+            (a->str ? put_string_attr(obj, a->name, a->str) : put_attr(obj, a->name, t, v)))
+            return h5err(msg, EMBER_EIO, spec, "cannot write an attribute");
+    }
+    return EMBER_OK;
+}
+
+int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
+                         size_t nattrs, char *msg)
+{
+    char file[4096], path[1024];
+    ember__msg_clear(msg);
+    if (!spec || (nattrs && !attrs))
+        return ember__err(msg, EMBER_EINVAL, "ember_h5_write_attrs: bad argument");
+    int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path, msg);
+    if (rc)
+        return rc;
+    hid_t fid = H5I_INVALID_HID, obj = H5I_INVALID_HID;
+    int seal = 0;
+    ember__h5_lock();
+    rc = open_file(file, H5F_ACC_RDWR, &fid, &seal, msg);
+    if (!rc && (obj = H5Oopen(fid, path[0] ? path : "/", H5P_DEFAULT)) < 0)
+        rc = h5err(msg, EMBER_ENOTFOUND, spec, "no such object");
+    if (!rc)
+        rc = put_attrs(obj, attrs, nattrs, spec, msg);
+    close_id(&obj, H5Oclose);
+    int opened = fid >= 0;
+    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
+        rc = h5err(msg, EMBER_EIO, file, "cannot close");
+    ember__h5_unlock();
+    if (opened && seal) {
+        int rs = ember__fsum_seal(file, rc ? NULL : msg);
+        rc = rc ? rc : rs;
+    }
+    return rc;
+}
+
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
                          int rank, const uint64_t *dims,
                          const ember_h5_attr *attrs, size_t nattrs,
@@ -693,15 +741,8 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     rc = create_file(file, truncate, &fid, &seal, msg);
     if (!rc && put_data(fid, path, native(kind), native(kind), data, rank, d, &ds))
         rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
-    for (size_t i = 0; !rc && i < nattrs; i++) {
-        const ember_h5_attr *a = &attrs[i];
-        const void *v = a->kind == EMBER_F64 ? (const void *)&a->f : (const void *)&a->i;
-        hid_t t = a->kind == EMBER_F64 ? H5T_NATIVE_DOUBLE
-                  : a->kind == EMBER_U64 ? H5T_NATIVE_UINT64
-                                         : H5T_NATIVE_INT64;
-        if (put_attr(ds, a->name, t, v))
-            rc = h5err(msg, EMBER_EIO, spec, "cannot write an attribute");
-    }
+    if (!rc)
+        rc = put_attrs(ds, attrs, nattrs, spec, msg);
     close_id(&ds, H5Dclose);
     int opened = fid >= 0;
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)

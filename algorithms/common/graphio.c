@@ -1,6 +1,7 @@
 /* graphio.c: per-vertex datasets and outputs of the graph programs. */
 #include "graphio.h"
 #include "cli.h"
+#include "outputs.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,13 +53,14 @@ static int write_csv(const char *path, const ember_graph *g, const char *column,
     return EMBER_OK;
 }
 
-int ember_cli_write_vertex_values(const char *out, const ember_graph *g,
+int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
                                   const char *column, const char *dataset,
                                   ember_scalar kind, const void *values,
                                   const ember_h5_attr *attrs, size_t nattrs,
                                   char *msg)
 {
-    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt"))
+    const char *out = cli->output;
+    if (ember_cli_output_is_csv(out))
         return write_csv(out, g, column, kind, values, msg);
     char spec[4200];
     snprintf(spec, sizeof spec, "%s:/%s", out, dataset);
@@ -68,6 +70,8 @@ int ember_cli_write_vertex_values(const char *out, const ember_graph *g,
         snprintf(spec, sizeof spec, "%s:/ids", out);
         rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
     }
+    if (!rc)
+        rc = ember_cli_write_provenance(cli, out, NULL, attrs, nattrs, msg);
     return rc;
 }
 

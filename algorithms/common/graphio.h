@@ -8,6 +8,8 @@
 #include <ember.h>
 #include <ember/graph.h>
 
+#include "cli.h"
+
 /* A dataset of g->n values of kind over values (borrowed: the caller keeps
  * it alive and may rewrite it between actions), partitioned in vertex
  * ranges of about equal edge counts (ember_graph_partition), named name. */
@@ -16,10 +18,12 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
                              const char *name, char *msg);
 
 /* Writes values (g->n of kind, indexed by label: the degree order undone)
- * to out: for .csv/.txt, a "vertex,<column>" header and one line a vertex
- * with its original id (floats as %.17g); otherwise HDF5 <out>:/<dataset>
- * with attrs, plus /ids (the original ids) when the graph was relabelled. */
-int ember_cli_write_vertex_values(const char *out, const ember_graph *g,
+ * to cli->output: for .csv/.txt, a "vertex,<column>" header and one line a
+ * vertex with its original id (floats as %.17g); otherwise HDF5
+ * <out>:/<dataset> with attrs, plus /ids (the original ids) when the graph
+ * was relabelled, and the provenance attributes on the root
+ * (ember_cli_write_provenance, attrs as its extra). */
+int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
                                   const char *column, const char *dataset,
                                   ember_scalar kind, const void *values,
                                   const ember_h5_attr *attrs, size_t nattrs,

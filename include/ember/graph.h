@@ -165,6 +165,8 @@ typedef struct {
     ember_scalar kind;  /* EMBER_I64, EMBER_U64 or EMBER_F64 */
     double f;           /* the value, for F64 */
     int64_t i;          /* ... for I64 and U64 */
+    const char *str;    /* non-NULL: a string attribute (kind ignored),
+                           written as variable-length UTF-8 */
 } ember_h5_attr;
 
 /* Writes an array of dims[0] x dims[1] (rank 1 or 2) numbers of one kind to
@@ -175,6 +177,13 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
                          int rank, const uint64_t *dims,
                          const ember_h5_attr *attrs, size_t nattrs,
                          int truncate, char *msg);
+
+/* Sets attributes on an object of an existing HDF5 file: spec "file.h5"
+ * (the root group) or "file.h5:/path" (a group or dataset). An attribute
+ * of the same name is replaced. A file that carried ember's checksum
+ * header is sealed again. */
+int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
+                         size_t nattrs, char *msg);
 
 #ifdef __cplusplus
 }

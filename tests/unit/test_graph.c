@@ -753,7 +753,7 @@ static void test_graph_h5_write_array_attrs(void **state)
     char msg[EMBER_MSG_SIZE];
     double x[6] = {1, 2, 3, 4, 5, 6};
     uint64_t dims[2] = {3, 2};
-    ember_h5_attr at[] = {{"iterations", EMBER_I64, 0, 7}, {"residual", EMBER_F64, 0.5, 0}};
+    ember_h5_attr at[] = {{"iterations", EMBER_I64, 0, 7, NULL}, {"residual", EMBER_F64, 0.5, 0, NULL}};
     TU_OKM(ember_h5_write_array("w.h5:/grp/m", EMBER_F64, x, 2, dims, at, 2, 1, msg), msg);
     ember_ds *ds = NULL;
     TU_OKM(ember_read_h5(&ds, ctx, "w.h5:/grp/m", 0, msg), msg);

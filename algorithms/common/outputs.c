@@ -1,0 +1,120 @@
+/* outputs.c: provenance attributes and the CSV-or-HDF5 rule of the
+ * programs' outputs (see outputs.h). Main thread only. */
+#include "outputs.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int ember_cli_output_is_csv(const char *path)
+{
+    char file[PATH_MAX];
+    const char *cut = NULL;
+    for (const char *p = strstr(path, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    snprintf(file, sizeof file, "%.*s",
+             (int)(cut && cut > path ? cut - path : (ptrdiff_t)strlen(path)), path);
+    return ember_cli_has_suffix(file, ".csv") || ember_cli_has_suffix(file, ".txt");
+}
+
+/* Now, or SOURCE_DATE_EPOCH (reproducible outputs), as ISO 8601 UTC. */
+static void created_now(char *buf, size_t size)
+{
+    const char *e = getenv("SOURCE_DATE_EPOCH");
+    char *end = NULL;
+    long long v = e && *e ? strtoll(e, &end, 10) : -1;
+    time_t t = v >= 0 && end && !*end ? (time_t)v : time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int has_name(const ember_h5_attr *a, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].name && strcmp(a[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+#define MAX_ATTRS 64
+
+typedef struct {
+    ember_h5_attr a[MAX_ATTRS];
+    size_t n;
+    char names[8][64];  /* <role>_bytes, <role>_xxh3 */
+    char hex[4][24];
+    size_t nnames, nhex;
+} attr_list;
+
+static void put(attr_list *l, ember_h5_attr a)
+{
+    if (l->n < MAX_ATTRS)
+        l->a[l->n++] = a;
+}
+
+static void put_inputs(attr_list *l, const ember_cli *cli, const char *input,
+                       char (*real)[PATH_MAX])
+{
+    if (input) {
+        put(l, (ember_h5_attr){.name = "input",
+                               .str = realpath(input, real[0]) ? real[0] : input});
+        return;
+    }
+    for (int i = 0; i < cli->ninputs && i < 4; i++) {
+        const char *role = cli->inputs[i].role;
+        put(l, (ember_h5_attr){.name = role, .str = cli->inputs[i].hashed
+                                                        ? cli->inputs[i].path
+                                                        : cli->inputs[i].arg});
+        if (!cli->inputs[i].hashed || l->nnames + 2 > 8)
+            continue;
+        char *nb = l->names[l->nnames++], *nx = l->names[l->nnames++];
+        snprintf(nb, 64, "%s_bytes", role);
+        snprintf(nx, 64, "%s_xxh3", role);
+        snprintf(l->hex[l->nhex], sizeof l->hex[0], "%016" PRIx64, cli->inputs[i].xxh3);
+        put(l, (ember_h5_attr){.name = nb, .kind = EMBER_U64,
+                               .i = (int64_t)cli->inputs[i].bytes});
+        put(l, (ember_h5_attr){.name = nx, .str = l->hex[l->nhex++]});
+    }
+    if (!cli->ninputs && cli->input && !(cli->prog->omit & EMBER_CLI_NO_INPUT))
+        put(l, (ember_h5_attr){.name = "input",
+                               .str = realpath(cli->input, real[0]) ? real[0] : cli->input});
+}
+
+int ember_cli_write_provenance(const ember_cli *cli, const char *file,
+                               const char *input, const ember_h5_attr *extra,
+                               size_t nextra, char *msg)
+{
+    char parameters[8192], real[1][PATH_MAX], created[32];
+    attr_list l;
+    memset(&l, 0, sizeof l);
+    created_now(created, sizeof created);
+    if (ember_cli_parameters(cli, parameters, sizeof parameters))
+        parameters[0] = '\0';
+    put(&l, (ember_h5_attr){.name = "program", .str = cli->prog->name});
+    put(&l, (ember_h5_attr){.name = "ember_version", .str = EMBER_VERSION_STRING});
+    put(&l, (ember_h5_attr){.name = "created", .str = created});
+    put_inputs(&l, cli, input, real);
+    put(&l, (ember_h5_attr){.name = "parameters", .str = parameters});
+    if (!(cli->prog->omit & EMBER_CLI_NO_LOOP)) {
+        const char *v = cli->prog->value_name ? cli->prog->value_name : "value";
+        if (!has_name(extra, nextra, "iterations"))
+            put(&l, (ember_h5_attr){.name = "iterations", .kind = EMBER_I64,
+                                    .i = (int64_t)cli->iterations_done});
+        if (!has_name(extra, nextra, "converged"))
+            put(&l, (ember_h5_attr){.name = "converged", .kind = EMBER_I64,
+                                    .i = cli->converged});
+        if (!has_name(extra, nextra, v))
+            put(&l, (ember_h5_attr){.name = v, .kind = EMBER_F64, .f = cli->value});
+    }
+    for (size_t i = 0; i < nextra; i++)
+        put(&l, extra[i]);
+    if (l.n == MAX_ATTRS) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: too many attributes (internal)", file);
+        return EMBER_EINVAL;
+    }
+    return ember_h5_write_attrs(file, l.a, l.n, msg);
+}
