@@ -10,6 +10,7 @@
 #include <ember/graph.h>
 
 #include "cli.h"
+#include "outputs.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -53,6 +54,10 @@ int main(int argc, char **argv)
     if (f < 0)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
                                      format);
+    if (ember_cli_has_suffix(out, ".csv") || ember_cli_has_suffix(out, ".txt") ||
+        ember_cli_has_suffix(out, ".el") || ember_cli_has_suffix(out, ".mtx"))
+        return ember_cli_usage_error(&cli, "%s: ember-convert writes ember's HDF5 CSR, "
+                                     "not text; name the output .h5", out);
     if (ember_cli_check_output(&cli, "output", out))
         return EMBER_EXIT_USAGE; /* before the load, not after */
     char msg[EMBER_MSG_SIZE] = "";
@@ -71,6 +76,12 @@ int main(int argc, char **argv)
                 g->build_seconds);
     if (!rc)
         rc = ember_graph_save_h5(g, out, msg);
+    ember_h5_attr at[] = {{"input_format", 0, 0, 0, format},
+                          {"undirected", EMBER_I64, 0, undirected, NULL},
+                          {"relabel", EMBER_I64, 0, relabel, NULL}};
+    cli.input = in; /* the positional IN, for the parameters attribute */
+    if (!rc)
+        rc = ember_cli_write_provenance(&cli, out, in, at, 3, msg);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
     return ember_cli_exit(&cli, rc, msg);

@@ -18,6 +18,7 @@
 #include <ember/graph.h>
 
 #include "cli.h"
+#include "outputs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -224,6 +225,12 @@ static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
     free(dst);
     if (!rc)
         rc = ember_graph_save_h5(g, cli->output, msg);
+    ember_h5_attr at[] = {{"generator", 0, 0, 0, "kron"},
+                          {"scale", EMBER_U64, 0, (int64_t)scale, NULL},
+                          {"edge_factor", EMBER_U64, 0, (int64_t)edge_factor, NULL},
+                          {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
+    if (!rc)
+        rc = ember_cli_write_provenance(cli, cli->output, NULL, at, 4, msg);
     if (!rc && !cli->quiet)
         fprintf(stderr, "ember-gen: %" PRIu64 " vertices, %" PRIu64
                         " distinct edges (of %" PRIu64 " generated)\n",
@@ -242,6 +249,10 @@ static int kron(const ember_cli *cli, ember_ctx *ctx, char *msg)
                                      " << %" PRIu64 " edges is too many",
                                      edge_factor, scale);
     int h5 = ember_cli_has_suffix(cli->output, ".h5") || ember_cli_has_suffix(cli->output, ".hdf5");
+    if (ember_cli_has_suffix(cli->output, ".csv"))
+        return ember_cli_usage_error(cli, "--output %s: kron writes an edge list (.el: "
+                                     "'u v' lines) or ember's HDF5 CSR (.h5), not CSV",
+                                     cli->output);
     if (h5 && weighted)
         return ember_cli_usage_error(cli, "kron --weighted writes an edge list (.el): "
                                      "ember's HDF5 CSR holds no weights");
@@ -325,6 +336,13 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters, NULL},
                               {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
         rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
+        ember_h5_attr root[] = {{"generator", 0, 0, 0, "blobs"},
+                                {"n", EMBER_U64, 0, (int64_t)npoints, NULL},
+                                {"d", EMBER_U64, 0, (int64_t)dims, NULL},
+                                {"k", EMBER_U64, 0, (int64_t)nclusters, NULL},
+                                {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
+        if (!rc)
+            rc = ember_cli_write_provenance(cli, spec, NULL, root, 5, msg);
     } else {
         rc = blobs_write_csv(cli, x, msg);
     }

@@ -9,14 +9,21 @@
 #include <string.h>
 #include <time.h>
 
+/* The file of "file.h5:/dataset" (the part before the last ":/"), as the
+ * HDF5 layer splits it. */
+static void file_of(const char *spec, char *file, size_t size)
+{
+    const char *cut = NULL;
+    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    snprintf(file, size, "%.*s",
+             (int)(cut && cut > spec ? cut - spec : (ptrdiff_t)strlen(spec)), spec);
+}
+
 int ember_cli_output_is_csv(const char *path)
 {
     char file[PATH_MAX];
-    const char *cut = NULL;
-    for (const char *p = strstr(path, ":/"); p; p = strstr(p + 1, ":/"))
-        cut = p;
-    snprintf(file, sizeof file, "%.*s",
-             (int)(cut && cut > path ? cut - path : (ptrdiff_t)strlen(path)), path);
+    file_of(path, file, sizeof file);
     return ember_cli_has_suffix(file, ".csv") || ember_cli_has_suffix(file, ".txt");
 }
 
@@ -116,5 +123,7 @@ int ember_cli_write_provenance(const ember_cli *cli, const char *file,
         snprintf(msg, EMBER_MSG_SIZE, "%s: too many attributes (internal)", file);
         return EMBER_EINVAL;
     }
-    return ember_h5_write_attrs(file, l.a, l.n, msg);
+    char root[PATH_MAX];
+    file_of(file, root, sizeof root); /* the root group, not a dataset */
+    return ember_h5_write_attrs(root, l.a, l.n, msg);
 }
