@@ -24,6 +24,9 @@
 #   DAMAGE_N=400 DAMAGE_N_OTHER=400 DAMAGE_RESUME_EVERY=1 \
 #     bash test_damage_campaign.sh
 set -uo pipefail
+# The outputs record when they were written (`created`); a fixed
+# SOURCE_DATE_EPOCH makes two runs' files comparable byte for byte.
+export SOURCE_DATE_EPOCH=1700000000
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
 export LC_ALL=C
 N=${DAMAGE_N:-160}

@@ -7,6 +7,9 @@
 # at all fails (1). ember-kmeans then resumes from the good checkpoint,
 # skipping the bad one, and finishes with the uninterrupted run's output.
 set -euo pipefail
+# The outputs record when they were written (`created`); a fixed
+# SOURCE_DATE_EPOCH makes two runs' files comparable byte for byte.
+export SOURCE_DATE_EPOCH=1700000000
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
 export LC_ALL=C
 km=$EMBER_BIN/ember-kmeans

@@ -5,6 +5,9 @@
 # 75 after a checkpoint, a resume with other parameters is refused (exit 2),
 # and a finished run started again does no more iterations.
 set -euo pipefail
+# The outputs record when they were written (`created`); a fixed
+# SOURCE_DATE_EPOCH makes two runs' files comparable byte for byte.
+export SOURCE_DATE_EPOCH=1700000000
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
 export LC_ALL=C
 km=$EMBER_BIN/ember-kmeans

@@ -4,6 +4,9 @@
 # every distance kernel this CPU has (EMBER_KMEANS_ISA=avx512|avx2|serial
 # all compute the same fma-ordered distances).
 set -euo pipefail
+# The outputs record when they were written (`created`); a fixed
+# SOURCE_DATE_EPOCH makes two runs' files comparable byte for byte.
+export SOURCE_DATE_EPOCH=1700000000
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
 export LC_ALL=C
 km=$EMBER_BIN/ember-kmeans
