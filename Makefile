@@ -16,7 +16,7 @@
 # README and CI scripts call `make run`.
 RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
 
-DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools
+DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools python3-h5py
 # Only `make fuzz` needs these (clang, libFuzzer and the sanitizer
 # runtimes, clang's OpenMP), so `make deps` does not install them.
 FUZZ_DEPS_PKGS = clang libclang-rt-14-dev libomp-14-dev
