@@ -771,6 +771,47 @@ static void test_graph_h5_write_array_attrs(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Attributes on the root or an object of an existing file: strings are
+ * variable-length UTF-8, a name given again is replaced, the checksum
+ * header is renewed; missing files and objects are errors. */
+static void test_graph_h5_write_attrs(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    double x[2] = {1, 2};
+    uint64_t n = 2;
+    TU_OKM(ember_h5_write_array("t.h5:/d", EMBER_F64, x, 1, &n, NULL, 0, 1, msg), msg);
+    ember_h5_attr at[] = {{"program", EMBER_I64, 0, 0, "ember-test \xc3\xa9"},
+                          {"iterations", EMBER_I64, 0, 3, NULL}};
+    TU_OKM(ember_h5_write_attrs("t.h5", at, 2, msg), msg);
+    at[1].i = 4;
+    TU_OKM(ember_h5_write_attrs("t.h5", at, 2, msg), msg); /* replaced */
+    TU_OKM(ember_h5_write_attrs("t.h5:/d", at + 1, 1, msg), msg);
+    TU_OKM(ember__fsum_check("t.h5", msg), msg);
+    hid_t f = H5Fopen("t.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t a = H5Aopen(f, "program", H5P_DEFAULT), t = H5Aget_type(a);
+    assert_true(H5Tis_variable_str(t) > 0);
+    assert_int_equal(H5Tget_cset(t), H5T_CSET_UTF8);
+    char *s = NULL;
+    assert_true(H5Aread(a, t, &s) >= 0);
+    assert_string_equal(s, "ember-test \xc3\xa9");
+    H5free_memory(s);
+    H5Tclose(t);
+    H5Aclose(a);
+    int64_t it = 0;
+    a = H5Aopen(f, "iterations", H5P_DEFAULT);
+    assert_true(H5Aread(a, H5T_NATIVE_INT64, &it) >= 0);
+    assert_int_equal(it, 4);
+    H5Aclose(a);
+    assert_true(H5Aexists_by_name(f, "/d", "iterations", H5P_DEFAULT) > 0);
+    H5Fclose(f);
+    assert_int_equal(ember_h5_write_attrs("none.h5", at, 1, msg), EMBER_ENOTFOUND);
+    assert_int_equal(ember_h5_write_attrs("t.h5:/nothing", at, 1, msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "t.h5:/nothing");
+    assert_int_equal(ember_h5_write_attrs(NULL, at, 1, msg), EMBER_EINVAL);
+}
+
 /* Graph and array files are sealed with the whole-file checksum and
  * verified before libhdf5 parses them; adding to a sealed file seals it
  * again; a damaged one is refused for reading and for adding. */
@@ -1013,6 +1054,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
+        cmocka_unit_test(test_graph_h5_write_attrs),
         cmocka_unit_test(test_graph_h5_sealed_and_verified),
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),

@@ -1257,6 +1257,166 @@ static void test_loop_oom(void **unused)
     assert_int_equal(clean_runs, 1);
 }
 
+/* ---- format 2 items: matrices, notes, renamed state, format 1 files ---- */
+
+typedef struct {
+    ember_ctx *ctx;
+    ember_loop *loop;
+    double val;
+    double m[6];
+    uint64_t ids[3];
+} f2state;
+
+static void f2_open(f2state *s, uint64_t id0, char *msg)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = new_ctx();
+    for (int k = 0; k < 3; k++)
+        s->ids[k] = id0 + (uint64_t)k;
+    ember_loop_opts o = {.dir = CKDIR, .program = "t", .parameters = "p=1\n",
+                         .quiet = 1};
+    TU_OKM(ember_loop_create(&s->loop, s->ctx, &o, msg), msg);
+    assert_int_equal(ember_loop_bind_f64(s->loop, "residual", &s->val), EMBER_OK);
+    assert_int_equal(ember_loop_format1_name(s->loop, "residual", "cli_value"),
+                     EMBER_OK);
+    assert_int_equal(ember_loop_format1_name(s->loop, "nope", "x"), EMBER_ENOTFOUND);
+    assert_int_equal(ember_loop_format1_name(s->loop, "residual", ""), EMBER_EINVAL);
+    assert_int_equal(ember_loop_bind_matrix(s->loop, "m", EMBER_F64, s->m, 0, 3),
+                     EMBER_EINVAL);
+    assert_int_equal(ember_loop_bind_matrix(s->loop, "m", EMBER_F64, s->m, 2, 3),
+                     EMBER_OK);
+    assert_int_equal(ember_loop_note_array(s->loop, "m", EMBER_U64, s->ids, 3),
+                     EMBER_EINVAL);
+    assert_int_equal(ember_loop_note_array(s->loop, "ids", EMBER_U64, s->ids, 3),
+                     EMBER_OK);
+}
+
+static void f2_close(f2state *s)
+{
+    ember_loop_destroy(&s->loop);
+    free_ctx(&s->ctx);
+}
+
+static uint64_t fnv(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static void put_fixed_str(hid_t f, const char *name, const char *v)
+{
+    if (H5Aexists(f, name) > 0)
+        H5Adelete(f, name);
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, strlen(v) + 1);
+    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, t, v) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+}
+
+/* Rewrites a format 2 file as format 1 wrote that state: fixed-length
+ * strings, cli_value, the matrix flat, no notes, format 1's signature and
+ * fingerprint; then seals it again. */
+static void make_format1(const char *path)
+{
+    const char *sig = "cli_value: f64\nm: f64[6]\n";
+    uint64_t h = fnv(0xcbf29ce484222325ULL, "t", 2);
+    h = fnv(h, "p=1\n", 4);
+    h = fnv(h, "", 1);
+    h = fnv(h, sig, strlen(sig) + 1);
+    int64_t one = 1;
+    double m[6];
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, "/scalars/m", H5P_DEFAULT);
+    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m) >= 0);
+    H5Dclose(d);
+    H5Ldelete(f, "/scalars/m", H5P_DEFAULT);
+    hsize_t six = 6;
+    hid_t sp = H5Screate_simple(1, &six, NULL);
+    d = H5Dcreate2(f, "/scalars/m", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                   H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    assert_true(H5Lmove(f, "/scalars/residual", f, "/scalars/cli_value", H5P_DEFAULT,
+                        H5P_DEFAULT) >= 0);
+    H5Ldelete(f, "/scalars/ids", H5P_DEFAULT);
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &one);
+    H5Aclose(a);
+    a = H5Aopen(f, "fingerprint", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_UINT64, &h);
+    H5Aclose(a);
+    put_fixed_str(f, "state_signature", sig);
+    put_fixed_str(f, "program", "t");
+    H5Fclose(f);
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember__fsum_seal(path, msg), msg);
+}
+
+static void test_loop_format2_items(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE], p[256];
+    f2state s;
+    uint64_t it;
+    f2_open(&s, 7, msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    s.val = 1.5;
+    for (int k = 0; k < 6; k++)
+        s.m[k] = k + 0.5;
+    TU_OKM(ember_loop_finish(s.loop, msg), msg);
+    f2_close(&s);
+
+    /* What a reader sees: a 2 x 3 matrix, the notes, UTF-8 strings. */
+    hid_t f = H5Fopen(ckpt_name(p, 1), H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, "/scalars/m", H5P_DEFAULT), sp = H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    assert_int_equal(H5Sget_simple_extent_ndims(sp), 2);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    assert_true(dims[0] == 2 && dims[1] == 3);
+    H5Sclose(sp);
+    H5Dclose(d);
+    uint64_t ids[3] = {0};
+    d = H5Dopen2(f, "/scalars/ids", H5P_DEFAULT);
+    assert_true(H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids) >= 0);
+    assert_true(ids[0] == 7 && ids[2] == 9);
+    H5Dclose(d);
+    hid_t a = H5Aopen(f, "state_signature", H5P_DEFAULT), t = H5Aget_type(a);
+    assert_true(H5Tis_variable_str(t) > 0);
+    assert_int_equal(H5Tget_cset(t), H5T_CSET_UTF8);
+    char *sig = NULL;
+    assert_true(H5Aread(a, t, &sig) >= 0);
+    assert_string_equal(sig, "residual: f64\nm: f64[2x3]\n"); /* no note */
+    H5free_memory(sig);
+    H5Tclose(t);
+    H5Aclose(a);
+    H5Fclose(f);
+
+    /* A restore with other notes: notes are neither checked nor read. */
+    f2_open(&s, 100, msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(it, 1);
+    assert_true(s.val == 1.5 && s.m[5] == 5.5 && s.ids[0] == 100);
+    f2_close(&s);
+
+    /* The same state as format 1 wrote it resumes too. */
+    make_format1(ckpt_name(p, 1));
+    f2_open(&s, 7, msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(it, 1);
+    assert_true(s.val == 1.5 && s.m[0] == 0.5 && s.m[5] == 5.5);
+    f2_close(&s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1448,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_oom),
         cmocka_unit_test(test_loop_idiom_memory_flat),
         cmocka_unit_test(test_loop_idiom_ser_no_recompute),
+        cmocka_unit_test(test_loop_format2_items),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
