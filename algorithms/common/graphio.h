@@ -30,7 +30,8 @@ int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
                                   char *msg);
 
 /* Notes on loop (ember_loop_note_array) the vertex id of each internal
- * vertex number of g, as "vertex_ids" (u64, g->n): a checkpoint's values,
+ * vertex number of g, as "vertex_ids" (g->n of i32 when every id fits,
+ * else u64): a checkpoint's values,
  * stored in the internal (degree) order, then map to vertex ids without
  * ember. *ids is malloc'd for it; free it after ember_loop_destroy. */
 int ember_cli_note_vertex_ids(ember_loop *loop, const ember_graph *g, uint64_t **ids);
