@@ -716,7 +716,8 @@ int ember__ckr_scalars(ember__ckr *r, const char *name, ember_scalar kind,
     int rc = ember__h5_read_fid(r->ctx, (int64_t)r->fid, r->path, path, &t,
                                 &buf, &got, msg);
     /* A matrix (rows x cols, format 2) reads as rows records of cols. */
-    size_t total = !rc && t.nfields == 1 ? got * t.field[0].count : 0;
+    size_t total = !rc && t.nfields == 1
+                       ? got * (t.field[0].count ? t.field[0].count : 1) : 0;
     if (!rc && (total != n || t.nfields != 1 || t.field[0].kind != kind))
         rc = ember__err(msg, EMBER_ETYPE, "%s: %s holds %zu %s values; expected %zu %s",
                         r->path, path, total, ember_scalar_name(t.field[0].kind), n,
