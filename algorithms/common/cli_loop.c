@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,9 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         rc = ember_loop_bind_f64(loop, "cli_value", &cli->value);
     if (!rc)
         rc = ember_loop_bind_i64(loop, "cli_converged", &cli->converged);
+    if (!rc)
+        rc = ember_loop_bind_array(loop, "history", EMBER_F64, cli->history,
+                                   sizeof cli->history / sizeof cli->history[0]);
     if (rc) {
         ember_loop_destroy(&loop);
         return rc;
@@ -455,6 +459,11 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
             return EMBER_EIO;
         }
     }
+    if (st.restored && r->metrics) {
+        fprintf(r->metrics, "{\"event\": \"resumed\", \"iteration\": %" PRIu64 "}\n",
+                st.restored_from);
+        fflush(r->metrics);
+    }
     if (st.restored && !cli->quiet)
         fprintf(stderr, "%s: resumed at iteration %" PRIu64 " from %s\n",
                 cli->prog->name, st.restored_from,
@@ -476,6 +485,40 @@ static void close_report(report *r, int rc)
     r->metrics = NULL;
 }
 
+/* ---- history (ember_cli.history, bound as "history") ------------------------- */
+
+/* Appends iteration `count` as a row when the stride says so (or flags has
+ * EMBER_CLI_HIST_RESUMED); returns the row's index, or -1 when not kept. */
+static long history_add(ember_cli *cli, uint64_t count, double value,
+                        double seconds, double flags)
+{
+    double *h = cli->history, *rows = h + 2;
+    const size_t cols = EMBER_CLI_HISTORY_COLS;
+    size_t used = (size_t)h[0];
+    uint64_t stride = h[1] >= 1 ? (uint64_t)h[1] : 1;
+    if (count % stride != 0 && flags == 0)
+        return -1;
+    if (used == EMBER_CLI_HISTORY_ROWS) { /* keep every second row */
+        for (size_t i = 0; 2 * i < used; i++)
+            memmove(rows + i * cols, rows + 2 * i * cols, cols * sizeof *rows);
+        used = (used + 1) / 2;
+        stride *= 2;
+        if (count % stride != 0 && flags == 0) {
+            h[0] = (double)used;
+            h[1] = (double)stride;
+            return -1;
+        }
+    }
+    double *r = rows + used * cols;
+    r[0] = (double)count;
+    r[1] = value;
+    r[2] = seconds;
+    r[3] = flags;
+    h[0] = (double)(used + 1);
+    h[1] = (double)stride;
+    return (long)used;
+}
+
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg)
 {
@@ -492,6 +535,8 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     if (rc)
         return rc;
     r.first_it = it;
+    ember_loop_get_stats(loop, &st);
+    int resumed = st.restored;
     while (rc == EMBER_OK && !cli->converged && it < cli->iterations) {
         double t0 = ember_cli_now(), value = NAN;
         int s = step(it, &value, arg, msg);
@@ -505,10 +550,22 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
         cli->converged = s == EMBER_DONE;
         uint64_t done = it + 1;
         int last = cli->converged || done >= cli->iterations;
+        long row = history_add(cli, done, value, seconds,
+                               resumed ? EMBER_CLI_HIST_RESUMED : 0);
+        resumed = 0;
+        /* --stop-at: the program signals itself, so the loop stops here as
+         * for any signal (checkpoint, EMBER_INTERRUPTED), on any machine */
+        if (cli->stop_at == done && !last && cli->checkpoint_dir)
+            raise(SIGUSR1);
         rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
-        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
+        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED) {
+            uint64_t ckpts = r.ckpts;
             record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
+            if (row >= 0 && r.ckpts > ckpts) /* in the checkpoints after this one */
+                cli->history[2 + (size_t)row * EMBER_CLI_HISTORY_COLS + 3] +=
+                    EMBER_CLI_HIST_CHECKPOINT;
+        }
         if (last)
             break;
     }
