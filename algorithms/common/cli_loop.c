@@ -274,6 +274,16 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
             snprintf(msg, EMBER_MSG_SIZE, "parameters too long for a checkpoint");
         return rc;
     }
+    /* what the history's values are, for ember-inspect --plot DIR */
+    size_t plen = strlen(cli->parameters);
+    if (snprintf(cli->parameters + plen, sizeof cli->parameters - plen,
+                 "info.history=%s\n", cli->prog->value_name ? cli->prog->value_name
+                                                            : "value") >=
+        (int)(sizeof cli->parameters - plen)) {
+        if (msg)
+            snprintf(msg, EMBER_MSG_SIZE, "parameters too long for a checkpoint");
+        return EMBER_ERANGE;
+    }
     if (cli->checkpoint_dir) {
         int e = make_dirs(cli->checkpoint_dir);
         if (e) {
