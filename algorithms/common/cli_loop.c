@@ -498,7 +498,9 @@ static void close_report(report *r, int rc)
 /* ---- history (ember_cli.history, bound as "history") ------------------------- */
 
 /* Appends iteration `count` as a row when the stride says so (or flags has
- * EMBER_CLI_HIST_RESUMED); returns the row's index, or -1 when not kept. */
+ * EMBER_CLI_HIST_RESUMED); returns the row's index, or -1 when not kept.
+ * When the rows are full the stride doubles and only rows whose iteration
+ * is a multiple of it stay (until there is room). */
 static long history_add(ember_cli *cli, uint64_t count, double value,
                         double seconds, double flags)
 {
@@ -506,26 +508,24 @@ static long history_add(ember_cli *cli, uint64_t count, double value,
     const size_t cols = EMBER_CLI_HISTORY_COLS;
     size_t used = (size_t)h[0];
     uint64_t stride = h[1] >= 1 ? (uint64_t)h[1] : 1;
+    while (used == EMBER_CLI_HISTORY_ROWS) {
+        size_t kept = 0;
+        stride *= 2;
+        for (size_t i = 0; i < used; i++)
+            if ((uint64_t)rows[i * cols] % stride == 0)
+                memmove(rows + kept++ * cols, rows + i * cols, cols * sizeof *rows);
+        used = kept;
+    }
+    h[0] = (double)used;
+    h[1] = (double)stride;
     if (count % stride != 0 && flags == 0)
         return -1;
-    if (used == EMBER_CLI_HISTORY_ROWS) { /* keep every second row */
-        for (size_t i = 0; 2 * i < used; i++)
-            memmove(rows + i * cols, rows + 2 * i * cols, cols * sizeof *rows);
-        used = (used + 1) / 2;
-        stride *= 2;
-        if (count % stride != 0 && flags == 0) {
-            h[0] = (double)used;
-            h[1] = (double)stride;
-            return -1;
-        }
-    }
     double *r = rows + used * cols;
     r[0] = (double)count;
     r[1] = value;
     r[2] = seconds;
     r[3] = flags;
     h[0] = (double)(used + 1);
-    h[1] = (double)stride;
     return (long)used;
 }
 
@@ -547,6 +547,14 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     r.first_it = it;
     ember_loop_get_stats(loop, &st);
     int resumed = st.restored;
+    size_t rows = (size_t)cli->history[0];
+    if (resumed && rows && cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS] ==
+                               (double)st.restored_from) {
+        /* the restored iteration was checkpointed, whatever its row said */
+        double *flags = &cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS + 3];
+        if (!((int)*flags & (int)EMBER_CLI_HIST_CHECKPOINT))
+            *flags += EMBER_CLI_HIST_CHECKPOINT;
+    }
     while (rc == EMBER_OK && !cli->converged && it < cli->iterations) {
         double t0 = ember_cli_now(), value = NAN;
         int s = step(it, &value, arg, msg);
