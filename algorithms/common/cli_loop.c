@@ -515,6 +515,7 @@ static long history_add(ember_cli *cli, uint64_t count, double value,
             if ((uint64_t)rows[i * cols] % stride == 0)
                 memmove(rows + kept++ * cols, rows + i * cols, cols * sizeof *rows);
         used = kept;
+        memset(rows + used * cols, 0, (EMBER_CLI_HISTORY_ROWS - used) * cols * sizeof *rows);
     }
     h[0] = (double)used;
     h[1] = (double)stride;
