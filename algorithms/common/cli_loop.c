@@ -344,6 +344,9 @@ typedef struct {
     uint64_t last_ck_it; /* iteration of the last checkpoint (0: none) */
     uint64_t last_ck_bytes;
     uint64_t ckpts;      /* checkpoints written so far */
+    uint64_t resumed_from; /* restored count, for the metrics' "resumed"
+                              line before this process's first iteration
+                              (UINT64_MAX: not resumed, or written) */
 } report;
 
 static void json_number(FILE *f, double v)
@@ -360,6 +363,10 @@ static void metrics_iteration(report *r, uint64_t it, double seconds,
     if (!r->metrics)
         return;
     FILE *f = r->metrics;
+    if (r->resumed_from != UINT64_MAX)
+        fprintf(f, "{\"event\": \"resumed\", \"from_iteration\": %" PRIu64 "}\n",
+                r->resumed_from);
+    r->resumed_from = UINT64_MAX;
     fprintf(f, "{\"iteration\": %" PRIu64 ", \"seconds\": ", it);
     json_number(f, seconds);
     fprintf(f, ", \"%s\": ", r->cli->prog->value_name ? r->cli->prog->value_name
@@ -469,11 +476,7 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
             return EMBER_EIO;
         }
     }
-    if (st.restored && r->metrics) {
-        fprintf(r->metrics, "{\"event\": \"resumed\", \"iteration\": %" PRIu64 "}\n",
-                st.restored_from);
-        fflush(r->metrics);
-    }
+    r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored && !cli->quiet)
         fprintf(stderr, "%s: resumed at iteration %" PRIu64 " from %s\n",
                 cli->prog->name, st.restored_from,

@@ -344,11 +344,14 @@ static int from_metrics(history *h, const char *prog, const char *path)
             status = EMBER_EXIT_USAGE;
             break;
         }
-        const pair *event = NULL, *it = NULL, *secs = NULL, *ck = NULL, *val = NULL;
+        const pair *event = NULL, *it = NULL, *secs = NULL, *ck = NULL, *val = NULL,
+                   *from = NULL;
         for (int i = 0; i < n; i++) {
             const pair *q = &pairs[i];
             if (!strcmp(q->key, "event") && q->kind == 's')
                 event = q;
+            else if (!strcmp(q->key, "from_iteration") && q->kind == 'n')
+                from = q;
             else if (!strcmp(q->key, "iteration") && q->kind == 'n')
                 it = q;
             else if (!strcmp(q->key, "seconds"))
@@ -360,7 +363,7 @@ static int from_metrics(history *h, const char *prog, const char *path)
                 val = q;
         }
         if (event) {
-            if (!strcmp(event->str, "resumed") && it && push_resume(h, it->num))
+            if (!strcmp(event->str, "resumed") && from && push_resume(h, from->num))
                 status = EMBER_EXIT_FAILURE;
             continue;
         }

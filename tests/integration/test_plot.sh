@@ -42,7 +42,7 @@ s=$(st "$pr" "${args[@]}" --stop-at 12)
 [ ! -e r.csv ] || fail "the stopped run wrote its output"
 s=$(st "$pr" "${args[@]}" --stop-at 12)
 [ "$s" -eq 0 ] || fail "resume: exit $s: $(cat out.txt)"
-grep -q '^{"event": "resumed", "iteration": 12}$' m.jsonl || fail "no resumed event: $(cat m.jsonl)"
+grep -q '^{"event": "resumed", "from_iteration": 12}$' m.jsonl || fail "no resumed event: $(cat m.jsonl)"
 n=$(grep -c '"iteration": [0-9]*, "seconds"' m.jsonl)
 last=$(ls ck/ckpt-*.h5 | tail -n 1)
 hist "$last" >last.hist
