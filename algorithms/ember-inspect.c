@@ -17,6 +17,12 @@
  * Exit status: 0 every file verifies; 1 some file does not (or cannot be
  * read as a checkpoint); 2 bad usage, a missing path, or a directory with
  * no checkpoint files.
+ *
+ * --plot SRC --output FILE.svg draws a run's convergence with gnuplot
+ * instead (plot.h): SRC is a --metrics file or a checkpoint directory (or
+ * file) whose history array records the run. 0 drawn; 2 bad source or
+ * gnuplot missing (the message says apt-get install gnuplot-nox); 1
+ * gnuplot failed.
  */
 #include <ember.h>
 
@@ -50,7 +56,7 @@ static const ember_cli_program inspect_program = {
         "Describes ember checkpoint files: for a DIR, every ckpt-*.h5 and ds-*.h5\n"
         "in it (name order); for a FILE, that file. Checksums are verified.\n"
         "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
-    .usage = "[--json] DIR|FILE ...",
+    .usage = "[--json] DIR|FILE ... | --plot METRICS|DIR --output FILE.svg",
     .examples = "  ember-inspect ck/\n"
                 "  ember-inspect --json ck/ckpt-000000000040.h5\n"
                 "  ember-inspect --plot m.jsonl --output conv.svg\n"

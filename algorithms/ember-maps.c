@@ -6,6 +6,7 @@
  * map is one iteration of the resumable loop, so --checkpoint-dir with
  * --checkpoint-every K writes the dataset after every K maps and cuts its
  * lineage there (--lineage shows the cut), and a killed run resumes.
+ * --lineage-svg FILE draws the final lineage with Graphviz (plot.h).
  * Nothing is computed until a checkpoint or the final sum: the maps in
  * between run fused, block by block.
  */
