@@ -43,7 +43,7 @@ typedef struct {
 
 static const common_flag common[C_COUNT] = {
     [C_INPUT] = {"input", 1, EMBER_CLI_NO_INPUT, "FILE", "input file"},
-    [C_OUTPUT] = {"output", 1, EMBER_CLI_NO_OUTPUT, "FILE", "output file"},
+    [C_OUTPUT] = {"output", 1, EMBER_CLI_NO_OUTPUT, "FILE", "output file (-o FILE for short)"},
     [C_ITERATIONS] = {"iterations", 1, EMBER_CLI_NO_LOOP, "N",
                       "at most N iterations"},
     [C_TOLERANCE] = {"tolerance", 1, EMBER_CLI_NO_LOOP, "T",
@@ -635,8 +635,12 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     opterr = 0;
     optopt = 0;
     int c, rc = 0;
-    while (!rc && (c = getopt_long(argc, argv, ":", table, NULL)) != -1) {
-        if (c == '?' && optopt > 0 && optopt < 256) {
+    /* -o FILE is --output FILE, where the program has --output */
+    const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":" : ":o:";
+    while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
+        if (c == 'o') {
+            rc = parse_common(cli, C_OUTPUT, optarg);
+        } else if (c == '?' && optopt > 0 && optopt < 256) {
             /* A short option, maybe inside a cluster like -xyz: optind
              * does not point at it, so name the letter. */
             rc = ember_cli_usage_error(cli, "unknown option '-%c' (the options are "

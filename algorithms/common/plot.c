@@ -718,6 +718,14 @@ int ember_plot_convergence(ember_ctx *ctx, const char *prog, const char *src,
              (got >= 520 && !memcmp(head + 512, "\x89HDF\r\n\x1a\n", 8));
     int ckpt = S_ISDIR(st.st_mode) || h5 || ember_cli_has_suffix(src, ".h5");
     status = ckpt ? from_checkpoints(&h, ctx, prog, src) : from_metrics(&h, prog, src);
+    size_t finite = 0;
+    for (size_t i = 0; !status && i < h.n; i++)
+        finite += isfinite(h.rows[i].value) != 0;
+    if (!status && !finite) {
+        fprintf(stderr, "%s: --plot %s: no iteration has a finite value to draw\n",
+                prog, src);
+        status = EMBER_EXIT_USAGE;
+    }
     if (!status) {
         text t = {NULL, 0, 0, 0};
         script(&t, &h);

@@ -93,6 +93,9 @@ if command -v gnuplot >/dev/null; then
   [ "$s" -eq 2 ] && grep -q "no loop checkpoints" out.txt || fail "empty dir: exit $s: $(cat out.txt)"
   s=$(st "$ins" --plot missing.jsonl --output x.svg)
   [ "$s" -eq 2 ] && grep -q "missing.jsonl" out.txt || fail "missing source: exit $s: $(cat out.txt)"
+  printf '{"iteration": 1, "seconds": 0.1, "residual": null}\n' >nan.jsonl
+  s=$(st "$ins" --plot nan.jsonl --output x.svg)
+  [ "$s" -eq 2 ] && grep -q "no iteration has a finite value" out.txt || fail "all-null metrics: exit $s: $(cat out.txt)"
   [ ! -e x.svg ] || fail "a refused plot left x.svg"
 fi
 s=$(st "$ins" --plot m.jsonl)
@@ -123,7 +126,7 @@ if command -v gnuplot >/dev/null; then
   for w in "residual" "checkpoint written" "resumed" "seconds per iteration" "m.jsonl"; do
     grep -q "$w" "$out" || fail "the metrics plot has no '$w'"
   done
-  s=$(st "$ins" --plot ck --output dir.svg)
+  s=$(st "$ins" --plot ck -o dir.svg)
   [ "$s" -eq 0 ] || fail "--plot ck: exit $s: $(cat out.txt)"
   is_svg dir.svg
   for w in "ember-pagerank" "residual" "resumed" "checkpoint written"; do

@@ -393,6 +393,17 @@ static void test_cli_iterate_metrics_and_resume(void **state)
     assert_int_equal(cli.iterations_done, 7);
 }
 
+/* -o FILE is --output FILE. */
+static void test_cli_short_output(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(parse(&cli, "-o r.csv --quiet"), EMBER_CLI_RUN);
+    assert_non_null(cli.output);
+    assert_string_equal(cli.output, "r.csv");
+    assert_int_equal(parse(&cli, "-o"), EMBER_EXIT_USAGE);
+}
+
 /* --stop-at N stops after iteration N as a signal would: a checkpoint of
  * N, EMBER_INTERRUPTED; the same flags again resume and finish, and the
  * history array records every iteration with its flags. */
@@ -464,6 +475,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_prepare_bad_paths),
         cmocka_unit_test(test_cli_iterate_metrics_and_resume),
         cmocka_unit_test(test_cli_stop_at),
+        cmocka_unit_test(test_cli_short_output),
         cmocka_unit_test(test_cli_iterate_step_error),
     };
     if (argc > 1)
