@@ -683,17 +683,25 @@ static void script(text *t, const history *h)
     add(t, "set xlabel \"iteration\"\nset ylabel \"%s%s\"\n", vn, logy ? " (log scale)" : "");
     if (logy)
         add(t, "set logscale y\nset format y \"%%.0e\"\n");
+    size_t nck = 0;
+    for (size_t i = 0; i < h->n; i++)
+        nck += h->rows[i].checkpoint && isfinite(h->rows[i].value);
+    /* (an empty data block would make gnuplot warn: no checkpoint, no key) */
     add(t, "plot $run using 1:2 with linespoints pt 7 ps 0.4 lw 2 lc rgb \"#1f77b4\" "
-           "title \"%s\", \\\n", vn);
-    add(t, "     $ckpt using 1:2 with points pt 5 ps 1.2 lc rgb \"#2ca02c\" "
-           "title \"checkpoint written\", \\\n");
-    add(t, "     NaN with lines dt 2 lw 2 lc rgb \"#d62728\" title \"resumed\"\n");
-    add(t, "unset logscale y\nset format y \"%%g\"\n");
+           "title \"%s\"", vn);
+    if (nck)
+        add(t, ", \\\n     $ckpt using 1:2 with points pt 5 ps 1.2 lc rgb \"#2ca02c\" "
+               "title \"checkpoint written\"");
+    if (h->nres)
+        add(t, ", \\\n     NaN with lines dt 2 lw 2 lc rgb \"#d62728\" title \"resumed\"");
+    add(t, "\nunset logscale y\nset format y \"%%g\"\n");
     add(t, "set ylabel \"seconds per iteration\"\n");
     add(t, "plot $run using 1:3 with impulses lw 2 lc rgb \"#ff7f0e\" "
-           "title \"compute seconds\", \\\n");
-    add(t, "     $ckpt using 1:3 with points pt 5 ps 1.2 lc rgb \"#2ca02c\" "
-           "title \"checkpoint written\"\n");
+           "title \"compute seconds\"");
+    if (nck)
+        add(t, ", \\\n     $ckpt using 1:3 with points pt 5 ps 1.2 lc rgb \"#2ca02c\" "
+               "title \"checkpoint written\"");
+    add(t, "\n");
     add(t, "unset multiplot\n");
 }
 

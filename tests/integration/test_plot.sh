@@ -126,6 +126,19 @@ if command -v gnuplot >/dev/null; then
   for w in "residual" "checkpoint written" "resumed" "seconds per iteration" "m.jsonl"; do
     grep -q "$w" "$out" || fail "the metrics plot has no '$w'"
   done
+  # A straight run without checkpoints: no checkpoint marks, no resume
+  # lines (their colours, gnuplot's rgb(...), appear only in the other).
+  "$pr" --input "$EMBER_SRC/data/karate.el" --undirected --quiet -o s.csv --metrics s.jsonl
+  s=$(st "$ins" --plot s.jsonl -o straight.svg)
+  [ "$s" -eq 0 ] && is_svg straight.svg || fail "--plot s.jsonl: exit $s: $(cat out.txt)"
+  [ ! -s out.txt ] || fail "gnuplot warned on a straight run: $(cat out.txt)"
+  red() { grep -o 'rgb(214, *39, *40)' "$1" | wc -l; }
+  green() { grep -o 'rgb( *44, *160, *44)' "$1" | wc -l; }
+  [ "$(red straight.svg)" -eq 0 ] && [ "$(green straight.svg)" -eq 0 ] \
+    || fail "a straight run's plot shows resumes or checkpoints"
+  [ "$(red "$out")" -ge 3 ] || fail "the resumed run's plot draws no resume line"
+  [ "$(green "$out")" -ge 6 ] || fail "the resumed run's plot marks no checkpoints"
+  grep -q "checkpoint written" straight.svg && fail "a straight run's plot has a checkpoint key"
   s=$(st "$ins" --plot ck -o dir.svg)
   [ "$s" -eq 0 ] || fail "--plot ck: exit $s: $(cat out.txt)"
   is_svg dir.svg
