@@ -3,7 +3,9 @@
 #   make deps              install missing Debian packages (root) or say how
 #   make build             configure build/ once, then build
 #   make run               build, then run the main job ($(RUN_CMD))
-#   make test              build, then ctest (unit + integration)
+#   make test              build, then ctest (unit + integration); as root it
+#                          first installs $(TEST_DEPS_PKGS) so the tests
+#                          exercise the optional renderers
 #   make test SANITIZE=1   the same in build-san/ with ASan + UBSan
 #   make install PREFIX=/opt/ember
 #   make bench             bench/run.sh, if there is one
@@ -11,12 +13,18 @@
 #                          and run each for N seconds; fails on any finding
 #   make clean
 
-# The main job: PageRank of Zachary's karate club, checkpointed in a
-# temporary directory, printing the top 10 vertices. Keep it one line: the
+# The main job: PageRank of Zachary's karate club run once straight, once
+# stopped after iteration 15 (--stop-at) and resumed, the two results
+# compared byte for byte (scripts/run-demo.sh). Keep it one line: the
 # README and CI scripts call `make run`.
-RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
+RUN_CMD = bash scripts/run-demo.sh $(BUILD_DIR)/bin
 
-DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools python3-h5py
+DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools python3-h5py help2man man-db
+# Optional at run time (ember-inspect --plot, ember-maps --lineage-svg), so
+# not build deps; `make test` installs them as root, so CI tests the
+# pictures really drawn. Without them the tests check the "apt-get install"
+# refusal instead.
+TEST_DEPS_PKGS = gnuplot-nox graphviz
 # Only `make fuzz` needs these (clang, libFuzzer and the sanitizer
 # runtimes, clang's OpenMP), so `make deps` does not install them.
 FUZZ_DEPS_PKGS = clang libclang-rt-14-dev libomp-14-dev
@@ -48,7 +56,7 @@ CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release
 SAN_ENV =
 endif
 
-.PHONY: all deps fuzz-deps configure build run test install bench fuzz clean
+.PHONY: all deps fuzz-deps test-deps configure build run test install bench fuzz clean
 
 all: build
 
@@ -78,6 +86,17 @@ deps:
 fuzz-deps: deps
 	$(call install_pkgs,$(FUZZ_DEPS_PKGS))
 
+# Not root: a note, and the tests take the "not installed" path.
+test-deps:
+	@if [ "$$(id -u)" -eq 0 ]; then \
+	  $(MAKE) deps DEPS_PKGS="$(TEST_DEPS_PKGS)"; \
+	else \
+	  for p in $(TEST_DEPS_PKGS); do \
+	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" \
+	      || echo "make test: $$p is not installed; its tests check the refusal (sudo apt-get install $$p)"; \
+	  done; \
+	fi
+
 # Configure once. The test is on the generated build files, not on
 # CMakeCache.txt, which a failed configure also leaves behind. Later changes
 # to CMakeLists.txt are picked up by cmake --build itself.
@@ -93,7 +112,7 @@ build: configure
 run: build
 	$(RUN_CMD)
 
-test: build
+test: build test-deps
 	$(SAN_ENV) ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
 
 install: build

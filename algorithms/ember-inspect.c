@@ -17,10 +17,17 @@
  * Exit status: 0 every file verifies; 1 some file does not (or cannot be
  * read as a checkpoint); 2 bad usage, a missing path, or a directory with
  * no checkpoint files.
+ *
+ * --plot SRC --output FILE.svg draws a run's convergence with gnuplot
+ * instead (plot.h): SRC is a --metrics file or a checkpoint directory (or
+ * file) whose history array records the run. 0 drawn; 2 bad source or
+ * gnuplot missing (the message says apt-get install gnuplot-nox); 1
+ * gnuplot failed.
  */
 #include <ember.h>
 
 #include "cli.h"
+#include "plot.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,10 +38,16 @@
 #include <sys/stat.h>
 
 static int opt_json = 0;
+static const char *opt_plot = NULL;
 
 static const ember_cli_opt inspect_options[] = {
     {"json", EMBER_CLI_FLAG, &opt_json, 0, 0, 0, NULL, NULL,
      "JSON Lines: one object per file"},
+    {"plot", EMBER_CLI_STR, &opt_plot, 0, 0, 0, NULL, "METRICS|DIR",
+     "draw the convergence (value per iteration, log scale; seconds per "
+     "iteration; checkpoints and resumes) of a --metrics file or of a "
+     "checkpoint directory's recorded history as the SVG --output FILE "
+     "(needs gnuplot: apt-get install gnuplot-nox)"},
     {0}};
 
 static const ember_cli_program inspect_program = {
@@ -43,11 +56,13 @@ static const ember_cli_program inspect_program = {
         "Describes ember checkpoint files: for a DIR, every ckpt-*.h5 and ds-*.h5\n"
         "in it (name order); for a FILE, that file. Checksums are verified.\n"
         "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
-    .usage = "[--json] DIR|FILE ...",
+    .usage = "[--json] DIR|FILE ... | --plot METRICS|DIR --output FILE.svg",
     .examples = "  ember-inspect ck/\n"
-                "  ember-inspect --json ck/ckpt-000000000040.h5\n",
+                "  ember-inspect --json ck/ckpt-000000000040.h5\n"
+                "  ember-inspect --plot m.jsonl --output conv.svg\n"
+                "  ember-inspect --plot ck/ --output conv.svg\n",
     .extra = inspect_options,
-    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT,
+    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT, /* --output: --plot's */
     .max_positional = 4096,
 };
 
@@ -331,12 +346,42 @@ static int inspect_path(ember_ctx *ctx, const char *path)
     return status;
 }
 
+/* --plot SRC --output FILE.svg */
+static int plot_main(ember_cli *cli)
+{
+    if (!opt_plot)
+        return ember_cli_usage_error(cli, "--output is the picture of --plot (see --help)");
+    if (!cli->output)
+        return ember_cli_usage_error(cli, "--plot %s: give the picture's file as "
+                                     "--output FILE.svg", opt_plot);
+    if (!ember_cli_has_suffix(cli->output, ".svg"))
+        return ember_cli_usage_error(cli, "--output %s: --plot draws SVG; name the "
+                                     "file .svg", cli->output);
+    if (cli->nargs > 0 || opt_json)
+        return ember_cli_usage_error(cli, "--plot takes no checkpoint arguments and "
+                                     "no --json");
+    int rc = ember_plot_need(cli->prog->name, "plot", "gnuplot", "gnuplot-nox");
+    if (!rc)
+        rc = ember_cli_check_output(cli, "output", cli->output);
+    if (rc)
+        return rc;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = NULL;
+    if ((rc = ember_cli_ctx(&ctx, cli, msg)))
+        return ember_cli_exit(cli, rc, msg);
+    rc = ember_plot_convergence(ctx, cli->prog->name, opt_plot, cli->output);
+    ember_ctx_destroy(&ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &inspect_program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
+    if (opt_plot || cli.output)
+        return plot_main(&cli);
     if (cli.nargs < 1)
         return ember_cli_usage_error(&cli, "give a checkpoint directory or file (see --help)");
     char msg[EMBER_MSG_SIZE];

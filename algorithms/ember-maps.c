@@ -6,10 +6,12 @@
  * map is one iteration of the resumable loop, so --checkpoint-dir with
  * --checkpoint-every K writes the dataset after every K maps and cuts its
  * lineage there (--lineage shows the cut), and a killed run resumes.
+ * --lineage-svg FILE draws the final lineage with Graphviz (plot.h).
  * Nothing is computed until a checkpoint or the final sum: the maps in
  * between run fused, block by block.
  */
 #include "cli.h"
+#include "plot.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -18,6 +20,7 @@
 static uint64_t n_records = 100000000;
 static uint64_t n_maps = 10;
 static int show_lineage;
+static const char *lineage_svg;
 
 static const ember_cli_opt extra[] = {
     {"n", EMBER_CLI_U64, &n_records, 0, (double)INT64_MAX,
@@ -27,6 +30,9 @@ static const ember_cli_opt extra[] = {
      "maps of x+1 (default 10); each is one iteration of the loop"},
     {"lineage", EMBER_CLI_FLAG, &show_lineage, 0, 0, 0, NULL, NULL,
      "print the final dataset's lineage on stdout before the result"},
+    {"lineage-svg", EMBER_CLI_STR, &lineage_svg, 0, 0, 0, NULL, "FILE",
+     "draw the final dataset's lineage (its DOT) as an SVG with Graphviz "
+     "(apt-get install graphviz)"},
     {0}};
 
 static const ember_cli_program prog = {
@@ -42,7 +48,9 @@ static const ember_cli_program prog = {
     .examples = "  ember-maps --n 100000000 --maps 10\n"
                 "  ember-maps --n 1000 --maps 100000 --lineage | tail -3\n"
                 "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck "
-                "--checkpoint-every 20 --lineage --verify\n"};
+                "--checkpoint-every 20 --lineage --verify\n"
+                "  ember-maps --n 1000 --maps 12 --checkpoint-dir ck "
+                "--checkpoint-every 5 --lineage-svg lineage.svg\n"};
 
 static int add_one(const void *in, void *out, size_t n, void *arg)
 {
@@ -122,6 +130,20 @@ static int print_lineage(ember_ds *ds)
     return rc;
 }
 
+/* --lineage-svg: the lineage's DOT through Graphviz. */
+static int draw_lineage(ember_ds *ds, const char *path)
+{
+    char *dot = NULL;
+    int rc = ember_lineage_dot(ds, &dot);
+    if (rc) {
+        fprintf(stderr, "ember-maps: --lineage-svg: %s\n", ember_strerror(rc));
+        return EMBER_EXIT_FAILURE;
+    }
+    rc = ember_plot_dot("ember-maps", dot, path);
+    ember_free(ember_ds_ctx(ds), dot);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
@@ -133,6 +155,10 @@ int main(int argc, char **argv)
     cli.iterations = n_maps;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
+    if (lineage_svg && ((rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")) ||
+                        (rc = ember_cli_check_output(&cli, "lineage-svg", lineage_svg))))
+        return rc;
+    int drawn = 0;
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_loop *loop = NULL;
@@ -149,6 +175,8 @@ int main(int argc, char **argv)
         rc = ember_cli_iterate(&cli, loop, step, &ds, msg);
     if (!rc && show_lineage)
         rc = print_lineage(ds);
+    if (!rc && lineage_svg)
+        drawn = draw_lineage(ds, lineage_svg);
     if (!rc)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
@@ -159,5 +187,6 @@ int main(int argc, char **argv)
     ember_loop_destroy(&loop);
     ember_ds_free(&ds);
     ember_ctx_destroy(&ctx);
-    return ember_cli_exit(&cli, rc, msg);
+    rc = ember_cli_exit(&cli, rc, msg);
+    return rc ? rc : drawn;
 }

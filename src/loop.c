@@ -83,6 +83,7 @@ typedef struct {
     int note;            /* ARRAY: written for readers, never restored,
                             not in the signature (ember_loop_note_array) */
     char v1_name[EMBER_NAME_SIZE]; /* the name in format 1 files, or "" */
+    int v1_absent;       /* bound since format 1: not in those files */
 } binding;
 
 typedef struct {
@@ -578,13 +579,15 @@ int ember_loop_note_array(ember_loop *loop, const char *name,
 int ember_loop_format1_name(ember_loop *loop, const char *name,
                             const char *v1_name)
 {
-    if (!loop || !v1_name || !v1_name[0] || strlen(v1_name) >= EMBER_NAME_SIZE)
+    if (!loop || (v1_name && (!v1_name[0] || strlen(v1_name) >= EMBER_NAME_SIZE)))
         return EMBER_EINVAL;
     if (loop->started)
         return EMBER_ESTATE;
     for (size_t i = 0; i < loop->nb; i++)
         if (strcmp(loop->b[i].name, name ? name : "") == 0) {
-            memcpy(loop->b[i].v1_name, v1_name, strlen(v1_name) + 1);
+            if (v1_name)
+                memcpy(loop->b[i].v1_name, v1_name, strlen(v1_name) + 1);
+            loop->b[i].v1_absent = !v1_name;
             return EMBER_OK;
         }
     return EMBER_ENOTFOUND;
@@ -648,7 +651,7 @@ static int signature_text(ember_loop *L, int v1, char **out, char *msg)
     s[0] = '\0';
     for (size_t i = 0; i < L->nb; i++) {
         char line[1200];
-        if (L->b[i].note)
+        if (L->b[i].note || (v1 && L->b[i].v1_absent))
             continue;
         describe_binding(&L->b[i], v1, line, sizeof line);
         size_t len = strlen(line);
@@ -1231,9 +1234,14 @@ static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
             rc = load_ds(L, r, b, &st[i].ds, msg);
             continue;
         }
-        st[i].buf = ember__malloc(L->ctx, binding_bytes(b));
+        /* State newer than a format 1 file restores as zeros. */
+        int absent = L->reading_v1 && b->v1_absent;
+        st[i].buf = absent ? ember__calloc(L->ctx, 1, binding_bytes(b))
+                           : ember__malloc(L->ctx, binding_bytes(b));
         if (!st[i].buf)
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+        else if (absent)
+            continue;
         else if (b->kind == BIND_BLOB)
             rc = ember__ckr_blob(r, file_name(L, b), st[i].buf, b->n, msg);
         else

@@ -28,7 +28,7 @@
 enum {
     C_INPUT, C_OUTPUT, C_ITERATIONS, C_TOLERANCE, C_THREADS, C_PARTITIONS,
     C_CKDIR, C_CKEVERY, C_CKSECONDS, C_CKASYNC, C_KEEP, C_RESUME, C_FORCE,
-    C_DEADLINE,
+    C_DEADLINE, C_STOPAT,
     C_SEED, C_METRICS,
     C_QUIET, C_VERIFY, C_HELP, C_VERSION, C_COUNT
 };
@@ -43,7 +43,7 @@ typedef struct {
 
 static const common_flag common[C_COUNT] = {
     [C_INPUT] = {"input", 1, EMBER_CLI_NO_INPUT, "FILE", "input file"},
-    [C_OUTPUT] = {"output", 1, EMBER_CLI_NO_OUTPUT, "FILE", "output file"},
+    [C_OUTPUT] = {"output", 1, EMBER_CLI_NO_OUTPUT, "FILE", "output file (-o FILE for short)"},
     [C_ITERATIONS] = {"iterations", 1, EMBER_CLI_NO_LOOP, "N",
                       "at most N iterations"},
     [C_TOLERANCE] = {"tolerance", 1, EMBER_CLI_NO_LOOP, "T",
@@ -73,6 +73,9 @@ static const common_flag common[C_COUNT] = {
                     "SLURM's --time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
                     "D-HH:MM:SS) or 90s, 30m, 2h: checkpoint and exit 75 when "
                     "too little time is left for another iteration"},
+    [C_STOPAT] = {"stop-at", 1, EMBER_CLI_NO_LOOP, "N",
+                  "stop after iteration N as a signal would: checkpoint and "
+                  "exit 75 (a resume demonstration, independent of speed)"},
     [C_SEED] = {"seed", 1, 0, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
@@ -544,6 +547,9 @@ static int parse_common(ember_cli *cli, int which, const char *arg)
     case C_CKASYNC: cli->checkpoint_async = 1; return 0;
     case C_DEADLINE:
         return parse_duration(cli, flag, arg, &cli->deadline_seconds);
+    case C_STOPAT:
+        return parse_value(cli, flag, EMBER_CLI_U64, arg, &cli->stop_at, 1,
+                           (double)(UINT64_C(1) << 62), EMBER_CLI_RANGE);
     case C_SEED:
         cli->seed_set = 1;
         return parse_value(cli, flag, EMBER_CLI_U64, arg, &cli->seed, 0, 0, 0);
@@ -629,8 +635,12 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     opterr = 0;
     optopt = 0;
     int c, rc = 0;
-    while (!rc && (c = getopt_long(argc, argv, ":", table, NULL)) != -1) {
-        if (c == '?' && optopt > 0 && optopt < 256) {
+    /* -o FILE is --output FILE, where the program has --output */
+    const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":" : ":o:";
+    while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
+        if (c == 'o') {
+            rc = parse_common(cli, C_OUTPUT, optarg);
+        } else if (c == '?' && optopt > 0 && optopt < 256) {
             /* A short option, maybe inside a cluster like -xyz: optind
              * does not point at it, so name the letter. */
             rc = ember_cli_usage_error(cli, "unknown option '-%c' (the options are "
@@ -665,10 +675,10 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     if (!cli->checkpoint_dir && (cli->checkpoint_every || cli->checkpoint_seconds > 0 ||
                                  cli->keep || cli->resume == EMBER_RESUME_REQUIRE ||
                                  cli->checkpoint_async || cli->force_resume ||
-                                 cli->deadline_seconds > 0))
+                                 cli->deadline_seconds > 0 || cli->stop_at))
         return ember_cli_usage_error(cli, "--checkpoint-every, --checkpoint-seconds, "
                                      "--checkpoint-async, --keep, --resume require, "
-                                     "--force-resume and --deadline need "
+                                     "--force-resume, --deadline and --stop-at need "
                                      "--checkpoint-dir DIR");
     return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
 }

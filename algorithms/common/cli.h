@@ -114,6 +114,12 @@ typedef struct {
 
 /* ---- the parsed command line ------------------------------------------- */
 
+/* The history array (see ember_cli.history). */
+#define EMBER_CLI_HISTORY_ROWS 1024
+#define EMBER_CLI_HISTORY_COLS 4
+#define EMBER_CLI_HIST_CHECKPOINT 1.0 /* a checkpoint was written after it */
+#define EMBER_CLI_HIST_RESUMED 2.0    /* first iteration after a resume */
+
 typedef struct {
     const ember_cli_program *prog;
     const char *input;       /* NULL when not given */
@@ -130,6 +136,8 @@ typedef struct {
     int force_resume;        /* --force-resume */
     int checkpoint_async;    /* --checkpoint-async */
     double deadline_seconds; /* --deadline, from the start (0: none) */
+    uint64_t stop_at;        /* --stop-at N: after iteration N, stop as a
+                                signal would (checkpoint, 75); 0: none */
     uint64_t seed;           /* default 42 */
     const char *metrics;     /* NULL: no metrics file */
     int quiet;
@@ -165,6 +173,16 @@ typedef struct {
     double checkpoint_write_seconds; /* this process's checkpoint writes */
 
     char parameters[8192];    /* private: ember_cli_loop's copy */
+
+    /* The run's history, bound to the loop as the f64 array "history", so
+     * every checkpoint records the convergence so far (ember-inspect --plot
+     * DIR draws it): history[0] rows used, history[1] stride, then rows of
+     * EMBER_CLI_HISTORY_COLS: iteration (1-based count), value (residual or
+     * inertia), seconds (compute), flags (EMBER_CLI_HIST_*). One row per
+     * iteration up to EMBER_CLI_HISTORY_ROWS; past that every second row is
+     * dropped and the stride doubles (a row when count % stride == 0, and
+     * the first row after a resume). docs/checkpoint-format.md. */
+    double history[2 + EMBER_CLI_HISTORY_COLS * EMBER_CLI_HISTORY_ROWS];
 } ember_cli;
 
 /* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,16 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
             snprintf(msg, EMBER_MSG_SIZE, "parameters too long for a checkpoint");
         return rc;
     }
+    /* what the history's values are, for ember-inspect --plot DIR */
+    size_t plen = strlen(cli->parameters);
+    if (snprintf(cli->parameters + plen, sizeof cli->parameters - plen,
+                 "info.history=%s\n", cli->prog->value_name ? cli->prog->value_name
+                                                            : "value") >=
+        (int)(sizeof cli->parameters - plen)) {
+        if (msg)
+            snprintf(msg, EMBER_MSG_SIZE, "parameters too long for a checkpoint");
+        return EMBER_ERANGE;
+    }
     if (cli->checkpoint_dir) {
         int e = make_dirs(cli->checkpoint_dir);
         if (e) {
@@ -316,6 +327,11 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         rc = ember_loop_bind_i64(loop, "converged", &cli->converged);
     if (!rc)
         rc = ember_loop_format1_name(loop, "converged", "cli_converged");
+    if (!rc)
+        rc = ember_loop_bind_array(loop, "history", EMBER_F64, cli->history,
+                                   sizeof cli->history / sizeof cli->history[0]);
+    if (!rc)
+        rc = ember_loop_format1_name(loop, "history", NULL);
     if (rc) {
         ember_loop_destroy(&loop);
         return rc;
@@ -337,6 +353,9 @@ typedef struct {
     uint64_t last_ck_it; /* iteration of the last checkpoint (0: none) */
     uint64_t last_ck_bytes;
     uint64_t ckpts;      /* checkpoints written so far */
+    uint64_t resumed_from; /* restored count, for the metrics' "resumed"
+                              line before this process's first iteration
+                              (UINT64_MAX: not resumed, or written) */
 } report;
 
 static void json_number(FILE *f, double v)
@@ -353,6 +372,10 @@ static void metrics_iteration(report *r, uint64_t it, double seconds,
     if (!r->metrics)
         return;
     FILE *f = r->metrics;
+    if (r->resumed_from != UINT64_MAX)
+        fprintf(f, "{\"event\": \"resumed\", \"from_iteration\": %" PRIu64 "}\n",
+                r->resumed_from);
+    r->resumed_from = UINT64_MAX;
     fprintf(f, "{\"iteration\": %" PRIu64 ", \"seconds\": ", it);
     json_number(f, seconds);
     fprintf(f, ", \"%s\": ", r->cli->prog->value_name ? r->cli->prog->value_name
@@ -462,6 +485,7 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
             return EMBER_EIO;
         }
     }
+    r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored && !cli->quiet)
         fprintf(stderr, "%s: resumed at iteration %" PRIu64 " from %s\n",
                 cli->prog->name, st.restored_from,
@@ -483,6 +507,41 @@ static void close_report(report *r, int rc)
     r->metrics = NULL;
 }
 
+/* ---- history (ember_cli.history, bound as "history") ------------------------- */
+
+/* Appends iteration `count` as a row when the stride says so (or flags has
+ * EMBER_CLI_HIST_RESUMED); returns the row's index, or -1 when not kept.
+ * When the rows are full the stride doubles and only rows whose iteration
+ * is a multiple of it stay (until there is room). */
+static long history_add(ember_cli *cli, uint64_t count, double value,
+                        double seconds, double flags)
+{
+    double *h = cli->history, *rows = h + 2;
+    const size_t cols = EMBER_CLI_HISTORY_COLS;
+    size_t used = (size_t)h[0];
+    uint64_t stride = h[1] >= 1 ? (uint64_t)h[1] : 1;
+    while (used == EMBER_CLI_HISTORY_ROWS) {
+        size_t kept = 0;
+        stride *= 2;
+        for (size_t i = 0; i < used; i++)
+            if ((uint64_t)rows[i * cols] % stride == 0)
+                memmove(rows + kept++ * cols, rows + i * cols, cols * sizeof *rows);
+        used = kept;
+        memset(rows + used * cols, 0, (EMBER_CLI_HISTORY_ROWS - used) * cols * sizeof *rows);
+    }
+    h[0] = (double)used;
+    h[1] = (double)stride;
+    if (count % stride != 0 && flags == 0)
+        return -1;
+    double *r = rows + used * cols;
+    r[0] = (double)count;
+    r[1] = value;
+    r[2] = seconds;
+    r[3] = flags;
+    h[0] = (double)(used + 1);
+    return (long)used;
+}
+
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg)
 {
@@ -499,6 +558,16 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     if (rc)
         return rc;
     r.first_it = it;
+    ember_loop_get_stats(loop, &st);
+    int resumed = st.restored;
+    size_t rows = (size_t)cli->history[0];
+    if (resumed && rows && cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS] ==
+                               (double)st.restored_from) {
+        /* the restored iteration was checkpointed, whatever its row said */
+        double *flags = &cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS + 3];
+        if (!((int)*flags & (int)EMBER_CLI_HIST_CHECKPOINT))
+            *flags += EMBER_CLI_HIST_CHECKPOINT;
+    }
     while (rc == EMBER_OK && !cli->converged && it < cli->iterations) {
         double t0 = ember_cli_now(), value = NAN;
         int s = step(it, &value, arg, msg);
@@ -512,10 +581,22 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
         cli->converged = s == EMBER_DONE;
         uint64_t done = it + 1;
         int last = cli->converged || done >= cli->iterations;
+        long row = history_add(cli, done, value, seconds,
+                               resumed ? EMBER_CLI_HIST_RESUMED : 0);
+        resumed = 0;
+        /* --stop-at: the program signals itself, so the loop stops here as
+         * for any signal (checkpoint, EMBER_INTERRUPTED), on any machine */
+        if (cli->stop_at == done && !last && cli->checkpoint_dir)
+            raise(SIGUSR1);
         rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
-        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
+        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED) {
+            uint64_t ckpts = r.ckpts;
             record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
+            if (row >= 0 && r.ckpts > ckpts) /* in the checkpoints after this one */
+                cli->history[2 + (size_t)row * EMBER_CLI_HISTORY_COLS + 3] +=
+                    EMBER_CLI_HIST_CHECKPOINT;
+        }
         if (last)
             break;
     }

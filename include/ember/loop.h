@@ -143,8 +143,9 @@ int ember_loop_note_array(ember_loop *loop, const char *name,
                           ember_scalar kind, const void *data, size_t n);
 /* The bound item `name` was called v1_name in format 1 checkpoints (state
  * renamed since): restoring such a file reads and checks it under that
- * name. Call after binding it, before the first ember_loop_next.
- * EMBER_ENOTFOUND when nothing is bound as name. */
+ * name. v1_name NULL: the item is newer than format 1, and restoring a
+ * format 1 file sets it to zeros. Call after binding it, before the first
+ * ember_loop_next. EMBER_ENOTFOUND when nothing is bound as name. */
 int ember_loop_format1_name(ember_loop *loop, const char *name,
                             const char *v1_name);
 /* Opaque bytes (RNG state, counters). */

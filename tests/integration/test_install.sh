@@ -2,7 +2,11 @@
 # Install ember into a scratch prefix and build a small consumer against it
 # twice, once through the CMake package (find_package(ember)) and once
 # through pkg-config (ember.pc), then run both. Also checks that installed
-# programs find the installed libember by themselves (RPATH $ORIGIN/../lib).
+# programs find the installed libember by themselves (RPATH $ORIGIN/../lib)
+# and run without LD_LIBRARY_PATH; that the exported target lists its
+# include directory once; and that `cc x.c $(pkg-config --cflags --libs
+# ember)` alone builds an OpenMP-using consumer that runs without
+# LD_LIBRARY_PATH (-fopenmp in Cflags and Libs, an rpath outside /usr).
 # Run by ctest as integration.test_install with EMBER_BUILD set.
 set -euo pipefail
 
@@ -37,6 +41,20 @@ for prog in "$prefix"/bin/ember-*; do
     *) ldd "$prog" >&2; fail "$(basename "$prog") loads libember from '$resolved'" ;;
   esac
 done
+
+# Run one installed program for real, with no LD_LIBRARY_PATH at all.
+: "${EMBER_SRC:?EMBER_SRC must point at the ember source tree}"
+env -u LD_LIBRARY_PATH "$prefix/bin/ember-pagerank" --input "$EMBER_SRC/data/karate.el" \
+  --undirected --quiet --output "$tmp/ranks.csv" \
+  || fail "installed ember-pagerank failed without LD_LIBRARY_PATH"
+[ "$(grep -c '^[0-9]' "$tmp/ranks.csv")" -eq 34 ] || fail "installed ember-pagerank: not 34 ranks"
+
+# The exported target names its include directory once.
+targets=$libdir/cmake/ember/emberTargets.cmake
+incl=$(grep 'INTERFACE_INCLUDE_DIRECTORIES' "$targets" | head -n 1)
+[ -n "$incl" ] || fail "no INTERFACE_INCLUDE_DIRECTORIES in $targets"
+n=$(grep -o '/include' <<<"$incl" | wc -l)
+[ "$n" -eq 1 ] || fail "the exported target lists its include directory $n times: $incl"
 
 src=$tmp/consumer
 mkdir -p "$src"
@@ -78,13 +96,43 @@ out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/build
 echo "$out"
 [ -n "$out" ] || fail "consumer (find_package) printed nothing"
 
-echo "== consumer with pkg-config"
+echo "== consumer with pkg-config alone"
+cat >"$src/omp_consumer.c" <<'C'
+#include <stdio.h>
+#include <ember.h>
+#include <omp.h>
+
+/* Needs -fopenmp from ember.pc's Cflags (the pragma, _OPENMP) and Libs. */
+int main(void)
+{
+#ifndef _OPENMP
+#error "ember.pc's Cflags do not enable OpenMP"
+#endif
+    int n = 0;
+#pragma omp parallel reduction(+ : n)
+    n += 1;
+    printf("%d threads; ember_strerror(0) = %s\n", n, ember_strerror(0));
+    return n >= 1 && omp_get_max_threads() >= 1 ? 0 : 1;
+}
+C
 export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 pkg-config --exists --print-errors ember || fail "pkg-config cannot use ember.pc"
 pc_prefix=$(pkg-config --variable=prefix ember)
 [ "$(cd "$pc_prefix" && pwd -P)" = "$(cd "$prefix" && pwd -P)" ] \
   || fail "ember.pc prefix '$pc_prefix' is not $prefix"
 pkg-config --static --libs ember >/dev/null || fail "pkg-config --static --libs ember failed"
+pkg-config --cflags ember | grep -q -- '-fopenmp' || fail "ember.pc Cflags lack -fopenmp: $(pkg-config --cflags ember)"
+# shellcheck disable=SC2046  # word splitting of pkg-config output is wanted
+"$CC" -o "$tmp/omp_consumer" "$src/omp_consumer.c" $(pkg-config --cflags --libs ember) \
+  || fail "cc x.c \$(pkg-config --cflags --libs ember) failed"
+out=$(env -u LD_LIBRARY_PATH "$tmp/omp_consumer") \
+  || fail "the pkg-config consumer does not run without LD_LIBRARY_PATH"
+echo "$out"
+resolved=$(env -u LD_LIBRARY_PATH ldd "$tmp/omp_consumer" | awk '/libember\.so/ { print $3 }')
+case "$resolved" in
+  "$prefix"/* | "$libdir"/*) ;;
+  *) fail "the pkg-config consumer loads libember from '$resolved'" ;;
+esac
 # shellcheck disable=SC2046  # word splitting of pkg-config output is wanted
 "$CC" -o "$tmp/consumer_pc" "$src/consumer.c" \
   $(pkg-config --cflags ember) $(pkg-config --libs ember) \

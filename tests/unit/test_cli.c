@@ -383,6 +383,7 @@ static void test_cli_iterate_metrics_and_resume(void **state)
     assert_true(cli.converged);
     assert_int_equal(cli.iterations_done, 7);
     assert_int_equal(count_lines("m.jsonl", "\"iteration\": "), 7); /* appended */
+    assert_int_equal(count_lines("m.jsonl", "{\"event\": \"resumed\", \"from_iteration\": 3}"), 1);
     assert_int_equal(count_lines("m.jsonl", "\"converged\": true"), 1);
     /* a converged run restarted runs no step */
     t = (toy){123.0, -1, 0};
@@ -390,6 +391,53 @@ static void test_cli_iterate_metrics_and_resume(void **state)
     assert_int_equal(t.calls, 0);
     assert_true(cli.converged);
     assert_int_equal(cli.iterations_done, 7);
+}
+
+/* -o FILE is --output FILE. */
+static void test_cli_short_output(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(parse(&cli, "-o r.csv --quiet"), EMBER_CLI_RUN);
+    assert_non_null(cli.output);
+    assert_string_equal(cli.output, "r.csv");
+    assert_int_equal(parse(&cli, "-o"), EMBER_EXIT_USAGE);
+}
+
+/* --stop-at N stops after iteration N as a signal would: a checkpoint of
+ * N, EMBER_INTERRUPTED; the same flags again resume and finish, and the
+ * history array records every iteration with its flags. */
+static void test_cli_stop_at(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char msg[EMBER_MSG_SIZE];
+    toy t = {1.0, -1, 0};
+    assert_int_equal(system("rm -rf ck"), 0);
+    const char *line = "--iterations 5 --tolerance 0 --checkpoint-dir ck "
+                       "--checkpoint-every 100 --stop-at 2 --quiet";
+    assert_int_equal(run_toy(line, &t, &cli, msg), EMBER_INTERRUPTED);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(cli.iterations_done, 2);
+    assert_int_equal(system("test -f ck/ckpt-000000000002.h5"), 0);
+    t = (toy){123.0, -1, 0};
+    TU_OKM(run_toy(line, &t, &cli, msg), msg);
+    assert_int_equal(t.calls, 3); /* 3, 4, 5 */
+    assert_true(t.x == 0.03125);
+    assert_int_equal(cli.iterations_done, 5);
+    const double *h = cli.history;
+    assert_true(h[0] == 5 && h[1] == 1);
+    for (int k = 0; k < 5; k++) {
+        const double *r = h + 2 + 4 * k;
+        assert_true(r[0] == k + 1);
+        assert_true(r[1] == 1.0 / (double)(2 << k)); /* 0.5, 0.25, ... */
+        /* 2: the stop's checkpoint (marked on restore); 3: the first after
+         * the resume; 5: the final checkpoint (marked once written) */
+        assert_true(r[3] == (k == 1 || k == 4 ? EMBER_CLI_HIST_CHECKPOINT
+                             : k == 2 ? EMBER_CLI_HIST_RESUMED : 0));
+    }
+    /* without a checkpoint directory there is nothing to stop into */
+    assert_int_equal(parse(&cli, "--stop-at 2"), EMBER_EXIT_USAGE);
 }
 
 static void test_cli_iterate_step_error(void **state)
@@ -426,6 +474,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_input_fingerprint),
         cmocka_unit_test(test_cli_prepare_bad_paths),
         cmocka_unit_test(test_cli_iterate_metrics_and_resume),
+        cmocka_unit_test(test_cli_stop_at),
+        cmocka_unit_test(test_cli_short_output),
         cmocka_unit_test(test_cli_iterate_step_error),
     };
     if (argc > 1)
