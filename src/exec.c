@@ -213,6 +213,15 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
                 return rc;
             break;
         }
+        if (ember__is_root(node) && node->op == EMBER__SHUFFLE &&
+            !ember__comm_owns(t->ctx, node->nparts, q))
+            return ember__err(t->msg, EMBER_ESTATE,
+                              "partition %zu of #%llu (%s) is held by rank %d, "
+                              "not by rank %d: under MPI, the inputs of a zip "
+                              "must be distributed alike",
+                              q, (unsigned long long)node->id, node->name,
+                              ember__comm_owner(t->ctx, node->nparts, q),
+                              ember__comm_rank(t->ctx));
         if (ember__is_root(node))
             return ember__err(t->msg, EMBER_ESTATE,
                               "internal: output of #%llu partition %zu missing",
