@@ -675,6 +675,44 @@ static void test_mpi_engine_persist(void **state)
     assert_int_equal(both(job_persist, NULL, NULL), EMBER_OK);
 }
 
+/* ---- a zip of differently distributed inputs is refused, never wrong ---------------- */
+
+static void test_mpi_engine_zip_mismatch_refused(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = make_ctx(1, 1);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *in = NULL, *s1 = NULL, *s2 = NULL, *u = NULL, *b = NULL, *z = NULL;
+    ember_ds *in2 = NULL;
+    assert_int_equal(make_pairs(&in, ctx, 400, 1000000, 10, 4, msg), EMBER_OK);
+    /* u's four partitions stay where s1's and s2's two each are; b's four
+     * follow the block map of four: on 2 or 3 ranks they differ. */
+    assert_int_equal(ember_repartition(&s1, in, 2, msg), EMBER_OK);
+    assert_int_equal(ember_repartition(&s2, in, 2, msg), EMBER_OK);
+    assert_int_equal(ember_union(&u, s1, s2, msg), EMBER_OK);
+    /* 200 records in each of b's partitions too, as zip wants. */
+    assert_int_equal(ember_union(&in2, in, in, msg), EMBER_OK);
+    assert_int_equal(ember_repartition(&b, in2, 4, msg), EMBER_OK);
+    assert_int_equal(ember_zip(&z, u, b, msg), EMBER_OK);
+    uint64_t c = 0;
+    int rc = ember_count(z, &c, msg);
+    if (ember_ctx_ranks(ctx) == 1) {
+        assert_int_equal(rc, EMBER_OK);
+        assert_int_equal(c, 800);
+    } else {
+        assert_int_equal(rc, EMBER_ESTATE);
+        assert_non_null(strstr(msg, "distributed alike"));
+    }
+    ember_ds_free(&z);
+    ember_ds_free(&b);
+    ember_ds_free(&u);
+    ember_ds_free(&s2);
+    ember_ds_free(&s1);
+    ember_ds_free(&in2);
+    ember_ds_free(&in);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- the hook ------------------------------------------------------------------------- */
 
 static void test_mpi_engine_set_comm(void **state)
@@ -715,6 +753,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_engine_more_ranks_than_partitions),
         cmocka_unit_test(test_mpi_engine_error_agreed),
         cmocka_unit_test(test_mpi_engine_persist),
+        cmocka_unit_test(test_mpi_engine_zip_mismatch_refused),
         cmocka_unit_test(test_mpi_engine_set_comm),
     };
     if (argc > 1)
