@@ -88,6 +88,26 @@ typedef struct {
                                   --keep --resume --metrics --verify */
 #define EMBER_CLI_NO_INPUT 2u  /* --input */
 #define EMBER_CLI_NO_OUTPUT 4u /* --output */
+/* Common flags a program leaves out because they mean nothing to it: a
+ * program accepts only the flags it uses (an unknown one exits 2). */
+#define EMBER_CLI_NO_SEED 8u         /* --seed: nothing random */
+#define EMBER_CLI_NO_PARTITIONS 16u  /* --partitions: no partitioned data */
+#define EMBER_CLI_NO_THREADS 32u     /* --threads: nothing parallel */
+#define EMBER_CLI_NO_ITERATIONS 64u  /* --iterations: the count is its own
+                                        option (ember-maps --maps) */
+#define EMBER_CLI_NO_TOLERANCE 128u  /* --tolerance: runs to a fixpoint */
+
+/* What a step's value is, for the progress line (ember_cli_program.
+ * value_flags). */
+#define EMBER_CLI_VALUE_COUNT 1u /* a whole count (changed labels): printed
+                                    as one, never as 2.500e+01 */
+#define EMBER_CLI_VALUE_ETA 2u   /* the run does every --iterations unless
+                                    the value falls to --tolerance: the line
+                                    shows an ETA from the iterations left
+                                    and, with --tolerance > 0, from the
+                                    value's geometric trend toward it
+                                    (without the flag, no ETA: a run that
+                                    stops at a fixpoint cannot tell) */
 
 /* Common values that go in the loop's parameters besides the program's
  * EMBER_CLI_FINGERPRINT options. The inputs (by content, see
@@ -109,6 +129,7 @@ typedef struct {
     uint64_t default_iterations;
     double default_tolerance;
     const char *value_name;  /* what a step reports: "residual", "inertia" */
+    unsigned value_flags;    /* EMBER_CLI_VALUE_* */
     int max_positional;      /* arguments after the options (0: none) */
 } ember_cli_program;
 
