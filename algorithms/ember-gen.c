@@ -45,13 +45,13 @@ static const ember_cli_program program = {
     .summary = "Generates a Kronecker (Graph500 R-MAT) graph or Gaussian blobs;\n"
                "the same output for any thread count.",
     .usage = "kron|blobs [options]",
-    .examples = "  ember-gen kron --scale 20 --edge-factor 16 --seed 1 --output kron20.el\n"
+    .examples = "  ember-gen kron --scale 16 --edge-factor 16 --seed 1 --output kron16.el\n"
                 "  ember-gen kron --scale 16 --output kron16.h5\n"
-                "  ember-gen kron --scale 18 --weighted --seed 1 --output w18.el\n"
-                "  ember-gen blobs --n 1000000 --d 16 --k 16 --seed 1 --output pts.h5:/points\n"
+                "  ember-gen kron --scale 12 --weighted --seed 1 --output w12.el\n"
+                "  ember-gen blobs --n 100000 --d 16 --k 16 --seed 1 --output pts.h5:/points\n"
                 "  ember-gen blobs --n 150 --d 4 --k 3 --output pts.csv\n",
     .extra = options,
-    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT,
+    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT | EMBER_CLI_NO_PARTITIONS,
     .max_positional = 1,
 };
 
@@ -224,10 +224,10 @@ static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
     free(dst);
     if (!rc)
         rc = ember_graph_save_h5(g, cli->output, msg);
-    if (!rc && !cli->quiet)
-        fprintf(stderr, "ember-gen: %" PRIu64 " vertices, %" PRIu64
-                        " distinct edges (of %" PRIu64 " generated)\n",
-                g->n, g->m, m);
+    if (!rc) /* what was written: a result, on stdout */
+        printf("ember-gen: %" PRIu64 " vertices, %" PRIu64
+               " distinct edges (of %" PRIu64 " generated)\n",
+               g->n, g->m, m);
     ember_graph_free(&g);
     return rc;
 }

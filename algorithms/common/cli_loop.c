@@ -451,7 +451,7 @@ static double iterations_left(const report *r, uint64_t it, double value)
     if (!(slope < 0))
         return -1; /* not falling: the cap is no estimate either */
     if (value <= c->tolerance)
-        return 0;
+        return -1; /* converged: nothing left to estimate */
     return fmin(cap, ceil((log(c->tolerance) - log(value)) / slope));
 }
 
@@ -510,12 +510,15 @@ static void progress_text(char *out, size_t size, char f[F_COUNT][96], int width
     int keep = F_COUNT; /* fields kept: F_ITER .. keep-1 in priority order */
     for (;; keep--) {
         size_t len = 0;
+        int prev = -1;
         out[0] = '\0';
         for (int k = 0; k < F_COUNT; k++) {
             int i = order[k];
             if (i >= keep || !f[i][0])
                 continue;
-            len += (size_t)snprintf(out + len, size - len, "%s%s", len ? "  " : "", f[i]);
+            len += (size_t)snprintf(out + len, size - len, "%s%s",
+                                    !len ? "" : prev == F_NAME ? " " : "  ", f[i]);
+            prev = i;
             if (len >= size)
                 len = size - 1;
         }
