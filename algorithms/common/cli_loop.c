@@ -452,7 +452,7 @@ static double iterations_left(const report *r, uint64_t it, double value)
         return -1; /* not falling: the cap is no estimate either */
     if (value <= c->tolerance)
         return -1; /* converged: nothing left to estimate */
-    return fmin(cap, ceil((log(c->tolerance) - log(value)) / slope));
+    return fmin(cap, ceil((log(c->tolerance) - log(value)) / slope - 1e-9));
 }
 
 static void remember_value(report *r, uint64_t it, double value)
