@@ -1130,6 +1130,7 @@ static void print_result(const km *s, const km_result *res)
            "inertia: %.17g\n",
            s->n, s->d, s->k, s->cli->iterations_done, s->cli->converged ? "yes" : "no",
            res->inertia);
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!s->cli->quiet) /* the run's timings are diagnostics: stderr */
         fprintf(stderr, "ember-kmeans: seconds: load %.3f compute %.3f labels %.3f "
                 "checkpoint %.3f\n", s->cli->load_seconds, s->cli->compute_seconds,

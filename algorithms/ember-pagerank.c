@@ -467,6 +467,7 @@ static void summary(const ember_cli *cli, const ember_graph *g)
            cli->converged            ? " (converged)"
            : cli->tolerance > 0 ? " (NOT converged: --iterations ran out)"
                                 : "");
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (cli->quiet)
         return;
     fprintf(stderr,

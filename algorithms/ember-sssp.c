@@ -589,6 +589,7 @@ int main(int argc, char **argv)
                g->directed ? "edges" : "directed edges (each input edge both ways)", reached,
                source, cli.iterations_done,
                cli.converged ? "" : " (NOT converged: --iterations ran out)");
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!rc && !cli.quiet)
         fprintf(stderr, "ember-sssp: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);

@@ -496,7 +496,10 @@ static void progress_fields(report *r, uint64_t it, double value, double now,
     if (r->last_ck_it) {
         char b[32];
         human_bytes(b, sizeof b, r->last_ck_bytes);
-        snprintf(f[F_CKPT], 96, "checkpoint at %" PRIu64 " (%s)", r->last_ck_it, b);
+        if (r->last_ck_bytes) /* 0: the one restored from */
+            snprintf(f[F_CKPT], 96, "checkpoint at %" PRIu64 " (%s)", r->last_ck_it, b);
+        else
+            snprintf(f[F_CKPT], 96, "checkpoint at %" PRIu64, r->last_ck_it);
     } else if (c->checkpoint_dir) {
         snprintf(f[F_CKPT], 96, "no checkpoint yet");
     }
@@ -593,6 +596,8 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
             return EMBER_EIO;
         }
     }
+    if (st.restored) /* the progress line's checkpoint, until a new one */
+        r->last_ck_it = st.restored_from;
     if (st.restored && !cli->quiet)
         fprintf(stderr, "%s: resumed from %s at iteration %" PRIu64 "\n",
                 cli->prog->name, st.last_path[0] ? st.last_path : cli->checkpoint_dir,
