@@ -50,8 +50,8 @@ static const ember_cli_program program = {
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples = "  ember-cc --input data/karate.el --verify\n"
                 "  ember-cc --input data/karate.el --output cc.csv --checkpoint-dir ck-cc\n"
-                "  ember-gen kron --scale 14 --output k14.h5 && ember-cc --input k14.h5 "
-                "--output cc.h5\n",
+                "  ember-gen kron --scale 14 --output k14.h5 && \\\n"
+                "      ember-cc --input k14.h5 --output cc.h5\n",
     .extra = options,
     .default_iterations = 100000,
     .default_tolerance = 0,

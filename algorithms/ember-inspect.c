@@ -46,8 +46,8 @@ static const ember_cli_program inspect_program = {
         "in it (name order); for a FILE, that file. Checksums are verified.\n"
         "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
     .usage = "[--json] DIR|FILE ...",
-    .examples = "  ember-pagerank --input data/karate.el --checkpoint-dir ck "
-                "--checkpoint-every 10 --quiet\n"
+    .examples = "  ember-pagerank --input data/karate.el --checkpoint-dir ck \\\n"
+                "      --checkpoint-every 10 --quiet\n"
                 "  ember-inspect ck/\n"
                 "  ember-inspect --json \"$(ls ck/ckpt-*.h5 | tail -n 1)\"\n",
     .extra = inspect_options,

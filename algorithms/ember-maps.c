@@ -44,8 +44,8 @@ static const ember_cli_program prog = {
     .value_flags = EMBER_CLI_VALUE_COUNT | EMBER_CLI_VALUE_ETA,
     .examples = "  ember-maps --n 10000000 --maps 10\n"
                 "  ember-maps --n 1000 --maps 10000 --lineage | tail -3\n"
-                "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck-maps "
-                "--checkpoint-every 20 --lineage --verify\n"};
+                "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck-maps \\\n"
+                "      --checkpoint-every 20 --lineage --verify\n"};
 
 static int add_one(const void *in, void *out, size_t n, void *arg)
 {

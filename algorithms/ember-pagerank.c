@@ -67,12 +67,12 @@ static const ember_cli_program program = {
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples =
         "  ember-pagerank --input data/karate.el --undirected --top 10\n"
-        "  ember-pagerank --input data/karate.el --output ranks.h5 --checkpoint-dir ck-pr "
-        "--checkpoint-every 10\n"
-        "  ember-pagerank --input data/dangling.el --output ranks.csv --tolerance 0 "
-        "--iterations 20 --verify\n"
-        "  ember-gen kron --scale 16 --output k16.h5 && ember-pagerank --input k16.h5 "
-        "--metrics m.jsonl\n",
+        "  ember-pagerank --input data/karate.el --output ranks.h5 \\\n"
+        "      --checkpoint-dir ck-pr --checkpoint-every 10\n"
+        "  ember-pagerank --input data/dangling.el --output ranks.csv \\\n"
+        "      --tolerance 0 --iterations 20 --verify\n"
+        "  ember-gen kron --scale 16 --output k16.h5 && \\\n"
+        "      ember-pagerank --input k16.h5 --metrics m.jsonl\n",
     .extra = options,
     .default_iterations = 100,
     .default_tolerance = 1e-6,

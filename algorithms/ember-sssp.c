@@ -71,9 +71,10 @@ static const ember_cli_program program = {
                "attributes source, rounds, reached), or vertex,distance lines for .csv\n"
                "(with a header line). It runs until no distance changes.",
     .usage = "--input GRAPH --source V [--output FILE] [options]",
-    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 --verify\n"
-                "  ember-sssp --input data/karate-weighted.el --source 0 --output d.h5 "
-                "--checkpoint-dir ck-sssp\n",
+    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 \\\n"
+                "      --verify\n"
+                "  ember-sssp --input data/karate-weighted.el --source 0 --output d.h5 \\\n"
+                "      --checkpoint-dir ck-sssp\n",
     .extra = options,
     .default_iterations = 100000000,
     .default_tolerance = 0,

@@ -189,8 +189,10 @@ typedef struct {
 } ember_cli;
 
 /* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
- * return: 0 after --help or --version (printed on stdout), 2 after a usage
- * error (printed on stderr, naming the flag and the value; also
+ * return: 0 after --help (or -h) or --version (printed on stdout), 2 after
+ * a usage error (printed on stderr, naming the flag and the value; a
+ * common flag the program leaves out is named as meaning nothing to it;
+ * also
  * --checkpoint-every, --checkpoint-seconds, --keep or --resume require
  * without --checkpoint-dir, and an empty --checkpoint-dir). Defaults come
  * from the program and, for extra options, from *dest on entry.
@@ -289,8 +291,14 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
 /* Runs the loop: restores, then calls step until --iterations are done or
  * a step returns EMBER_DONE, checkpointing as the loop's policy says, and
  * writes the final checkpoint (ember_loop_finish). Meanwhile it writes the
- * --metrics lines and the progress on stderr (unless --quiet), and at the
- * end the metrics "done" line. Returns 0 when finished (also when a
+ * --metrics lines and the progress on stderr (unless --quiet): after a
+ * restore one line "<name>: resumed from FILE at iteration N" (the loop
+ * itself prints none), then on a terminal one live line fitted to its
+ * width (TIOCGWINSZ, else $COLUMNS, else 80; fields dropped in the order
+ * name, checkpoint, rate, ETA), elsewhere a full line every 2 s; the ETA
+ * only as EMBER_CLI_VALUE_ETA allows. At the end the metrics "done" line.
+ * A refusal to resume (EMBER_EMISMATCH) names --force-resume where it
+ * would help, never the loop option's name. Returns 0 when finished (also when a
  * restored run had already finished: no step runs), EMBER_INTERRUPTED after
  * a signal (checkpoint written), or a negative error. Fills
  * cli->iterations_done, value, converged, compute_seconds and
