@@ -350,7 +350,12 @@ int main(int argc, char **argv)
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (rc)
         return ember_cli_exit(&cli, rc, msg);
+    double t0 = ember_cli_now();
     rc = strcmp(cli.args[0], "kron") == 0 ? kron(&cli, ctx, msg) : blobs(&cli, ctx, msg);
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    if (rc == 0 && !cli.quiet) /* the run's time: stderr */
+        fprintf(stderr, "ember-gen: %s written in %.3f s\n", cli.output,
+                ember_cli_now() - t0);
     ember_ctx_destroy(&ctx);
     return rc;
 }

@@ -47,12 +47,13 @@ static const ember_cli_program inspect_program = {
         "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
     .usage = "[--json] DIR|FILE ...",
     .examples = "  ember-pagerank --input data/karate.el --checkpoint-dir ck \\\n"
-                "      --checkpoint-every 10 --quiet\n"
+                "      --checkpoint-every 10\n"
                 "  ember-inspect ck/\n"
                 "  ember-inspect --json \"$(ls ck/ckpt-*.h5 | tail -n 1)\"\n",
     .extra = inspect_options,
     .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT |
-            EMBER_CLI_NO_SEED | EMBER_CLI_NO_PARTITIONS | EMBER_CLI_NO_THREADS,
+            EMBER_CLI_NO_SEED | EMBER_CLI_NO_PARTITIONS | EMBER_CLI_NO_THREADS |
+            EMBER_CLI_NO_QUIET,
     .max_positional = 4096,
 };
 

@@ -76,7 +76,7 @@ static const common_flag common[C_COUNT] = {
     [C_SEED] = {"seed", 1, EMBER_CLI_NO_SEED, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
-    [C_QUIET] = {"quiet", 0, 0, NULL,
+    [C_QUIET] = {"quiet", 0, EMBER_CLI_NO_QUIET, NULL,
                  "no progress on stderr (results on stdout, warnings and "
                  "errors on stderr still appear)"},
     [C_VERIFY] = {"verify", 0, EMBER_CLI_NO_LOOP, NULL,

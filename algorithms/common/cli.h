@@ -96,6 +96,7 @@ typedef struct {
 #define EMBER_CLI_NO_ITERATIONS 64u  /* --iterations: the count is its own
                                         option (ember-maps --maps) */
 #define EMBER_CLI_NO_TOLERANCE 128u  /* --tolerance: runs to a fixpoint */
+#define EMBER_CLI_NO_QUIET 256u      /* --quiet: nothing on stderr to silence */
 
 /* What a step's value is, for the progress line (ember_cli_program.
  * value_flags). */

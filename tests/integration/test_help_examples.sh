@@ -77,6 +77,7 @@ refuse() { # PROGRAM FLAG [VALUE]
 refuse ember-inspect --seed 1
 refuse ember-inspect --threads 2
 refuse ember-inspect --partitions 2
+refuse ember-inspect --quiet
 refuse ember-convert --seed 1
 refuse ember-convert --partitions 2
 refuse ember-gen --partitions 2
