@@ -26,12 +26,17 @@
 
 static const char *format = "auto";
 static int relabel = 0;
+static int undirected = 0; /* accepted, changes nothing: see its help */
 
 static const ember_cli_opt options[] = {
     {"format", EMBER_CLI_STR, &format, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
      "el|mtx|h5", "input format (default: from the extension)"},
     {"relabel", EMBER_CLI_FLAG, &relabel, 0, 0, EMBER_CLI_FINGERPRINT, NULL, NULL,
      "map arbitrary ids to 0..n-1; outputs carry the original ids"},
+    {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, 0, NULL, NULL,
+     "accepted for symmetry with the other programs: the edges are always "
+     "taken both ways, so a directed graph's components are its weak "
+     "components"},
     {0}};
 
 static const ember_cli_program program = {
@@ -40,14 +45,19 @@ static const ember_cli_program program = {
                "Market or ember HDF5 CSR), by min-label propagation, with checkpoints.\n"
                "Output: HDF5 /labels (int64, by vertex id: the smallest vertex id of its\n"
                "component; attributes iterations, components), or vertex,label lines\n"
-               "for .csv/.txt. --tolerance is not used: it runs until no label changes.",
+               "for .csv/.txt (with a header line). Components of a directed graph are its\n"
+               "weak components. It runs until no label changes.",
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples = "  ember-cc --input data/karate.el --verify\n"
-                "  ember-cc --input roads.mtx --output cc.h5 --checkpoint-dir ck\n",
+                "  ember-cc --input data/karate.el --output cc.csv --checkpoint-dir ck-cc\n"
+                "  ember-gen kron --scale 14 --output k14.h5 && \\\n"
+                "      ember-cc --input k14.h5 --output cc.h5\n",
     .extra = options,
     .default_iterations = 100000,
     .default_tolerance = 0,
     .value_name = "changed",
+    .value_flags = EMBER_CLI_VALUE_COUNT,
+    .omit = EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_SEED,
 };
 
 typedef struct {
@@ -315,11 +325,16 @@ int main(int argc, char **argv)
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
     if (!rc && cli.output)
         rc = write_output(&cli, g, L, msg);
+    if (!rc) /* the result on stdout, the run's timings on stderr */
+        printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
+               "edge both ways); %" PRIu64
+               " components after %" PRIu64 " iterations%s\n",
+               g->n, g->m, count_components(g, L), cli.iterations_done,
+               cli.converged ? "" : " (NOT converged: --iterations ran out)");
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!rc && !cli.quiet)
-        fprintf(stderr, "ember-cc: %" PRIu64 " vertices, %" PRIu64 " edges (both ways); %"
-                PRIu64 " components after %" PRIu64 " iterations; load %.3f s, compute %.3f s\n",
-                g->n, g->m, count_components(g, L), cli.iterations_done,
-                cli.load_seconds, cli.compute_seconds);
+        fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
+                cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
     if (!rc && cli.verify)
         exit_extra = verify(g, L);
     ember_loop_destroy(&loop);

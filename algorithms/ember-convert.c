@@ -32,11 +32,11 @@ static const ember_cli_program program = {
     .summary = "Converts an edge list (.el, .txt: '#' comments, two ids a line) or a\n"
                "Matrix Market coordinate file (.mtx) to ember's HDF5 CSR (docs/formats.md).",
     .usage = "IN OUT.h5 [options]",
-    .examples = "  ember-convert web-Google.txt web-Google.h5\n"
-                "  ember-convert --undirected roads.mtx roads.h5\n"
-                "  ember-convert --relabel ids.el dense.h5\n",
+    .examples = "  ember-convert data/karate.el karate.h5\n"
+                "  ember-convert --undirected data/karate.el karate-both.h5\n"
+                "  ember-convert --relabel data/dangling.el dense.h5\n",
     .extra = options,
-    .omit = EMBER_CLI_NO_LOOP,
+    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_SEED | EMBER_CLI_NO_PARTITIONS,
     .max_positional = 2,
 };
 
@@ -68,10 +68,10 @@ int main(int argc, char **argv)
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
         rc = ember_graph_load(&g, ctx, in, &go, msg);
-    if (!rc && !cli.quiet)
-        fprintf(stderr, "ember-convert: %s: %" PRIu64 " vertices, %" PRIu64
-                        " edges; read %.1f MB in %.3f s (%.0f MB/s), CSR built in %.3f s\n",
-                in, g->n, g->m, (double)g->input_bytes / 1e6, g->read_seconds,
+    if (!rc && !cli.quiet) /* the run's timings: stderr */
+        fprintf(stderr, "ember-convert: %s: read %.1f MB in %.3f s (%.0f MB/s), CSR built "
+                        "in %.3f s\n",
+                in, (double)g->input_bytes / 1e6, g->read_seconds,
                 (double)g->input_bytes / 1e6 / (g->read_seconds > 0 ? g->read_seconds : 1e-9),
                 g->build_seconds);
     if (!rc)
@@ -82,6 +82,9 @@ int main(int argc, char **argv)
     cli.input = in; /* the positional IN, for the parameters attribute */
     if (!rc)
         rc = ember_cli_write_provenance(&cli, out, in, at, 3, msg);
+    if (!rc) /* what was written: a result, on stdout */
+        printf("ember-convert: %s: %" PRIu64 " vertices, %" PRIu64 " edges\n", out, g->n,
+               g->m);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
     return ember_cli_exit(&cli, rc, msg);

@@ -37,6 +37,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <hdf5.h>
+
 static int opt_json = 0;
 static const char *opt_plot = NULL;
 
@@ -57,12 +59,16 @@ static const ember_cli_program inspect_program = {
         "in it (name order); for a FILE, that file. Checksums are verified.\n"
         "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
     .usage = "[--json] DIR|FILE ... | --plot METRICS|DIR --output FILE.svg",
-    .examples = "  ember-inspect ck/\n"
-                "  ember-inspect --json ck/ckpt-000000000040.h5\n"
+    .examples = "  ember-pagerank --input data/karate.el --checkpoint-dir ck \\\n"
+                "      --checkpoint-every 10 --metrics m.jsonl\n"
+                "  ember-inspect ck/\n"
+                "  ember-inspect --json \"$(ls ck/ckpt-*.h5 | tail -n 1)\"\n"
                 "  ember-inspect --plot m.jsonl --output conv.svg\n"
                 "  ember-inspect --plot ck/ --output conv.svg\n",
     .extra = inspect_options,
-    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT, /* --output: --plot's */
+    /* --output: --plot's */
+    .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT | EMBER_CLI_NO_SEED |
+            EMBER_CLI_NO_PARTITIONS | EMBER_CLI_NO_THREADS | EMBER_CLI_NO_QUIET,
     .max_positional = 4096,
 };
 
@@ -225,10 +231,52 @@ static void print_items(FILE *f, const ember_checkpoint_info *o)
     }
 }
 
+/* What an intact HDF5 file that is no checkpoint is (an ember graph, a
+ * program's output), in `what`; "" when it is not such a file: a file
+ * that is damaged or not HDF5 keeps the library's words, since a damaged
+ * checkpoint must never be called "not a checkpoint". */
+static void what_it_is(const ember_checkpoint_info *o, char *what, size_t size)
+{
+    static const struct {
+        const char *link, *what;
+    } kinds[] = {
+        {"csr", "an ember graph (HDF5 CSR, from ember-convert or ember-gen)"},
+        {"ranks", "an ember-pagerank output (/ranks)"},
+        {"centroids", "an ember-kmeans output (/centroids, /labels)"},
+        {"distances", "an ember-sssp output (/distances)"},
+        {"labels", "an ember-cc output (/labels)"},
+        {"points", "an ember-gen blobs output (/points)"},
+    };
+    what[0] = '\0';
+    if (o->readable || !strstr(o->error, "not an ember checkpoint"))
+        return;
+    H5E_auto2_t fn = NULL;
+    void *data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(o->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+        snprintf(what, size, "an HDF5 file written by something else");
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+            if (H5Lexists(f, kinds[i].link, H5P_DEFAULT) > 0) {
+                snprintf(what, size, "%s", kinds[i].what);
+                break;
+            }
+        H5Fclose(f);
+    }
+    H5Eset_auto2(H5E_DEFAULT, fn, data);
+}
+
 static void print_text(FILE *f, const ember_checkpoint_info *o)
 {
-    char size[32];
+    char size[32], what[128];
     human_size(size, sizeof size, o->bytes);
+    what_it_is(o, what, sizeof what);
+    if (what[0]) {
+        fprintf(f, "%s: not a checkpoint: %s\n  size:        %s (%" PRIu64 " bytes)\n",
+                o->path, what, size, o->bytes);
+        return;
+    }
     fprintf(f, "%s: %s\n", o->path, o->verified ? "verified" : "FAILS VERIFICATION");
     if (!o->verified)
         fprintf(f, "  error:       %s\n", o->error);

@@ -74,8 +74,9 @@ static const ember_cli_program km_program = {
         "An empty cluster moves onto the point farthest from its centroid.",
     .usage = "--input FILE --k K [options]",
     .examples = "  ember-kmeans --input data/iris.csv --k 3 --verify\n"
+                "  ember-gen blobs --n 10000 --d 8 --k 16 --output pts.h5:/points\n"
                 "  ember-kmeans --input pts.h5:/points --k 16 --init random --seed 7 \\\n"
-                "      --output km.h5 --checkpoint-dir ck --checkpoint-every 5\n",
+                "      --output km.h5 --checkpoint-dir ck-km --checkpoint-every 5\n",
     .extra = km_options,
     .fingerprint = EMBER_CLI_FP_SEED | EMBER_CLI_FP_TOLERANCE,
     .default_iterations = 300,
@@ -1179,9 +1180,11 @@ static void print_result(const km *s, const km_result *res)
            "inertia: %.17g\n",
            s->n, s->d, s->k, s->cli->iterations_done, s->cli->converged ? "yes" : "no",
            res->inertia);
-    printf("seconds: load %.3f compute %.3f labels %.3f checkpoint %.3f\n",
-           s->cli->load_seconds, s->cli->compute_seconds, res->seconds,
-           s->cli->checkpoint_write_seconds);
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    if (!s->cli->quiet) /* the run's timings are diagnostics: stderr */
+        fprintf(stderr, "ember-kmeans: seconds: load %.3f compute %.3f labels %.3f "
+                "checkpoint %.3f\n", s->cli->load_seconds, s->cli->compute_seconds,
+                res->seconds, s->cli->checkpoint_write_seconds);
 }
 
 static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)

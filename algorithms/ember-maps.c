@@ -42,14 +42,17 @@ static const ember_cli_program prog = {
                "--checkpoint-dir and --checkpoint-every K, the dataset is\n"
                "checkpointed after every K maps and its lineage cut there.",
     .extra = extra,
-    .omit = EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT,
+    /* --maps is the iteration count; nothing converges, nothing is random */
+    .omit = EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT | EMBER_CLI_NO_ITERATIONS |
+            EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_SEED,
     .default_iterations = 10,
     .value_name = "maps",
-    .examples = "  ember-maps --n 100000000 --maps 10\n"
-                "  ember-maps --n 1000 --maps 100000 --lineage | tail -3\n"
-                "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck "
-                "--checkpoint-every 20 --lineage --verify\n"
-                "  ember-maps --n 1000 --maps 12 --checkpoint-dir ck "
+    .value_flags = EMBER_CLI_VALUE_COUNT | EMBER_CLI_VALUE_ETA,
+    .examples = "  ember-maps --n 10000000 --maps 10\n"
+                "  ember-maps --n 1000 --maps 10000 --lineage | tail -3\n"
+                "  ember-maps --n 1000000 --maps 50 --checkpoint-dir ck-maps \\\n"
+                "      --checkpoint-every 20 --lineage --verify\n"
+                "  ember-maps --n 1000 --maps 12 --checkpoint-dir ck-svg "
                 "--checkpoint-every 5 --lineage-svg lineage.svg\n"};
 
 static int add_one(const void *in, void *out, size_t n, void *arg)
@@ -150,8 +153,6 @@ int main(int argc, char **argv)
     int rc = ember_cli_parse(&cli, &prog, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    if (cli.iterations_set)
-        return ember_cli_usage_error(&cli, "--iterations: give the count as --maps");
     cli.iterations = n_maps;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;

@@ -68,15 +68,19 @@ static const ember_cli_program program = {
                "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
                "which only the vertices whose distance changed send, with checkpoints.\n"
                "Output: HDF5 /distances (float64 by vertex id, inf where unreachable;\n"
-               "attributes source, rounds, reached), or vertex,distance lines for .csv.\n"
-               "--tolerance is not used: it runs until no distance changes.",
+               "attributes source, rounds, reached), or vertex,distance lines for .csv\n"
+               "(with a header line). It runs until no distance changes.",
     .usage = "--input GRAPH --source V [--output FILE] [options]",
-    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 --verify\n"
-                "  ember-sssp --input roads.mtx --source 7 --output d.h5 --checkpoint-dir ck\n",
+    .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 \\\n"
+                "      --verify\n"
+                "  ember-sssp --input data/karate-weighted.el --source 0 --output d.h5 \\\n"
+                "      --checkpoint-dir ck-sssp\n",
     .extra = options,
     .default_iterations = 100000000,
     .default_tolerance = 0,
     .value_name = "active",
+    .value_flags = EMBER_CLI_VALUE_COUNT,
+    .omit = EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_SEED,
 };
 
 /* ---- the state's records and the functions of a round ------------------------ */
@@ -548,8 +552,6 @@ int main(int argc, char **argv)
         return rc;
     if (!cli.input)
         return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
-    if (!cli.output && !cli.verify)
-        return ember_cli_usage_error(&cli, "nothing to do: give --output or --verify");
     int f = ember_graph_format_parse(format);
     if (f < 0 || f == EMBER_GRAPH_H5)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
@@ -585,11 +587,15 @@ int main(int argc, char **argv)
         rc = distances(&d, &reached, &s, msg);
     if (!rc && cli.output)
         rc = write_output(&cli, g, d, reached, msg);
+    if (!rc) /* the result on stdout, the run's timings on stderr */
+        printf("ember-sssp: %" PRIu64 " vertices, %" PRIu64 " %s; %" PRIu64
+               " reached from %" PRId64 " in %" PRIu64 " rounds%s\n", g->n, g->m,
+               g->directed ? "edges" : "directed edges (each input edge both ways)", reached,
+               source, cli.iterations_done,
+               cli.converged ? "" : " (NOT converged: --iterations ran out)");
+    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!rc && !cli.quiet)
-        fprintf(stderr, "ember-sssp: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
-                " reached from %" PRId64 " in %" PRIu64 " rounds%s; load %.3f s, compute %.3f s, "
-                "checkpoints %.3f s\n", g->n, g->m, reached, source, cli.iterations_done,
-                cli.converged ? "" : " (NOT converged: --iterations ran out)",
+        fprintf(stderr, "ember-sssp: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
     if (!rc && cli.verify && g->by_destination && g->directed) {
         ember_graph_free(&g); /* the checker walks out-edges */

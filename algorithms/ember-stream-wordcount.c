@@ -219,9 +219,11 @@ static void usage(FILE *f)
 "files names that sort after the earlier ones.\n"
 "\n"
 "Words are maximal runs of bytes other than space, \\t, \\n, \\v, \\f and \\r;\n"
-"case-sensitive. Each batch writes CSV lines 'word,count' sorted by word\n"
-"(byte order); a word holding ',' or '\"' is written in double quotes with\n"
-"each '\"' doubled (RFC 4180).\n"
+"case-sensitive. Each batch writes the CSV header line 'word,count', then\n"
+"lines 'word,count' sorted by word (byte order); a word holding ',' or '\"'\n"
+"is written in double quotes with each '\"' doubled (RFC 4180).\n"
+"The counts are the result: on stdout with the console sink; progress,\n"
+"the resume and the end-of-run lines go to stderr.\n"
 "\n"
 "options:\n"
 "  --source DIR                 directory watched for new files (required)\n"
@@ -248,19 +250,26 @@ static void usage(FILE *f)
 "  --threads N                  OpenMP threads (default OMP_NUM_THREADS or all)\n"
 "  --quiet                      no progress on stderr (warnings still appear)\n"
 "  --verbose                    also where each batch's time went\n"
-"  --help, --version\n"
+"  --help                       this help (also -h)\n"
+"  --version                    print the version\n"
 "\n"
 "The query (source, sink, output mode) is recorded in the checkpoint\n"
 "location; a restart that changes it is refused. Trigger, file limit,\n"
 "threads, retention and snapshots may change between runs. The layout\n"
 "of the location is in docs/streaming.md.\n"
 "\n"
+"Without --trigger (or with processing-time=...) it runs until stopped\n"
+"(SIGTERM, SIGINT: exit 75, resumable); the examples below end by themselves.\n"
+"\n"
 "examples:\n"
-"  " PROG " --source in/ --checkpoint-location ckpt/ --sink out/\n"
+"  mkdir -p in && printf 'to be or not to be\\n' > in/0001.txt\n"
+"  " PROG " --source in/ --checkpoint-location ckpt/ --sink out/ \\\n"
+"      --trigger once\n"
+"  printf 'that is the question\\n' > in/0002.txt\n"
 "  " PROG " --source in/ --checkpoint-location ckpt/ --sink out/ \\\n"
 "      --trigger available-now --max-files-per-trigger 100\n"
-"  " PROG " --source in/ --checkpoint-location ckpt/ --output-mode update \\\n"
-"      --trigger processing-time=5s\n"
+"  " PROG " --source in/ --checkpoint-location ckpt-u/ \\\n"
+"      --output-mode update --trigger available-now\n"
 "  cat \"$(ls out/batch-*.csv | tail -n 1)\"     # complete mode: the full count\n"
 "\n"
 "exit status: 0 done (once, available-now), 2 bad usage or input or a\n"
@@ -407,11 +416,12 @@ static int parse_args(int argc, char **argv, options *op)
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
     op->so.output_mode = EMBER_OUTPUT_COMPLETE;
+    op->so.header = "word,count";
     int c;
     opterr = 0;
     optopt = 0;
-    while ((c = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
-        if (c == O_HELP) {
+    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+        if (c == O_HELP || c == 'h') {
             usage(stdout);
             return 0;
         }

@@ -26,11 +26,11 @@ trap 'rm -rf "$work"' EXIT
 : >"$work/sklearn.times"
 for r in $(seq "$RUNS"); do
   "$km" --input "$work/points.h5:/points" --init "$work/init.csv" --k 16 \
-    --iterations 20 --tolerance 0 --threads "$THREADS" --quiet \
-    --metrics "$work/m.json" --output "$work/ember.h5" >"$work/ember.out"
+    --iterations 20 --tolerance 0 --threads "$THREADS" \
+    --metrics "$work/m.json" --output "$work/ember.h5" >"$work/ember.out" 2>"$work/ember.err"
   compute=$(sed -n 's/.*"event": "done".*"compute_seconds": \([0-9.e+-]*\).*/\1/p' "$work/m.json")
-  labels=$(sed -n 's/^seconds: .* labels \([0-9.]*\) .*/\1/p' "$work/ember.out")
-  load=$(sed -n 's/^seconds: load \([0-9.]*\) .*/\1/p' "$work/ember.out")
+  labels=$(sed -n 's/^ember-kmeans: seconds: .* labels \([0-9.]*\) .*/\1/p' "$work/ember.err")
+  load=$(sed -n 's/^ember-kmeans: seconds: load \([0-9.]*\) .*/\1/p' "$work/ember.err")
   echo "$compute $labels $load" >>"$work/ember.times"
   "$py" "$here/kmeans.py" sklearn "$work" "$work/ember.h5" 2>"$work/py.err" >"$work/sk.json"
   sed -n 's/.*"fit_seconds": \([0-9.e+-]*\).*/\1/p' "$work/sk.json" >>"$work/sklearn.times"

@@ -1376,6 +1376,7 @@ static int restore(ember_loop *L, char *msg)
     L->ckpt_iter = iter;
     L->stats.restored = 1;
     L->stats.restored_from = iter;
+    snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s", path);
     if (!L->o.quiet)
         fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
                 path, (unsigned long long)iter);

@@ -1227,6 +1227,7 @@ int ember_stream_create(ember_stream **out, ember_ctx *ctx,
     s->sink = (ember__sink){.ctx = ctx, .dir = s->sink_dir,
                             .console = opts->console ? opts->console : stdout,
                             .row_fn = opts->row_fn, .row_arg = opts->row_arg,
+                            .header = opts->header,
                             .type = &s->st.type, .key = opts->key};
     memcpy(s->stats.query_id, s->query_id, sizeof s->query_id);
     *out = s;

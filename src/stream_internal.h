@@ -283,6 +283,7 @@ typedef struct {
     FILE *console;
     ember_stream_row_fn row_fn;
     void *row_arg;
+    const char *header;      /* a first line per batch, or NULL */
     const ember_type *type;
     ember_stream_key key;
     ember__afile file;         /* the batch file being written */

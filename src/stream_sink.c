@@ -8,6 +8,8 @@
  * the offsets log gives exactly-once output.
  *
  * The console sink prints a Spark-style banner per batch, then the rows.
+ * With a header (ember_stream_opts.header), each batch's rows follow it,
+ * in a file and on the console alike.
  *
  * Rows are CSV unless the query gives its own row function: numbers in C
  * notation (integers in full, floats with enough digits to round-trip:
@@ -140,14 +142,18 @@ int ember__sink_begin(ember__sink *k, uint64_t batch, const char *mode,
                       "Batch: %" PRIu64 " (%s)\n"
                       "-------------------------------------------\n",
                 batch, mode);
-        return EMBER_OK;
-    }
-    char name[48];
-    ember__sink_name(batch, name, sizeof name);
-    int rc = ember__af_open(&k->file, k->dir, name, msg);
-    if (!rc)
+    } else {
+        char name[48];
+        ember__sink_name(batch, name, sizeof name);
+        int rc = ember__af_open(&k->file, k->dir, name, msg);
+        if (rc)
+            return rc;
         k->f = k->file.f;
-    return rc;
+    }
+    if (k->header && fprintf(k->f, "%s\n", k->header) < 0)
+        return ember__err(msg, EMBER_EIO, "sink %s: cannot write the header: %s",
+                          k->dir ? k->file.path : "console", strerror(errno ? errno : EIO));
+    return EMBER_OK;
 }
 
 int ember__sink_row(ember__sink *k, const void *rec, const char *text,

@@ -44,13 +44,13 @@ typedef struct {
 static const common_flag common[C_COUNT] = {
     [C_INPUT] = {"input", 1, EMBER_CLI_NO_INPUT, "FILE", "input file"},
     [C_OUTPUT] = {"output", 1, EMBER_CLI_NO_OUTPUT, "FILE", "output file (-o FILE for short)"},
-    [C_ITERATIONS] = {"iterations", 1, EMBER_CLI_NO_LOOP, "N",
+    [C_ITERATIONS] = {"iterations", 1, EMBER_CLI_NO_LOOP | EMBER_CLI_NO_ITERATIONS, "N",
                       "at most N iterations"},
-    [C_TOLERANCE] = {"tolerance", 1, EMBER_CLI_NO_LOOP, "T",
+    [C_TOLERANCE] = {"tolerance", 1, EMBER_CLI_NO_LOOP | EMBER_CLI_NO_TOLERANCE, "T",
                      "stop when the change is below T (0: run all iterations)"},
-    [C_THREADS] = {"threads", 1, 0, "N",
+    [C_THREADS] = {"threads", 1, EMBER_CLI_NO_THREADS, "N",
                    "OpenMP threads (default OMP_NUM_THREADS or all cores)"},
-    [C_PARTITIONS] = {"partitions", 1, 0, "P",
+    [C_PARTITIONS] = {"partitions", 1, EMBER_CLI_NO_PARTITIONS, "P",
                       "partitions (default: from the data size)"},
     [C_CKDIR] = {"checkpoint-dir", 1, EMBER_CLI_NO_LOOP, "DIR",
                  "write checkpoints to DIR (created if missing)"},
@@ -76,14 +76,15 @@ static const common_flag common[C_COUNT] = {
     [C_STOPAT] = {"stop-at", 1, EMBER_CLI_NO_LOOP, "N",
                   "stop after iteration N as a signal would: checkpoint and "
                   "exit 75 (a resume demonstration, independent of speed)"},
-    [C_SEED] = {"seed", 1, 0, "S", "random seed (default 42)"},
+    [C_SEED] = {"seed", 1, EMBER_CLI_NO_SEED, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
-    [C_QUIET] = {"quiet", 0, 0, NULL,
-                 "no progress on stderr (warnings and errors still appear)"},
+    [C_QUIET] = {"quiet", 0, EMBER_CLI_NO_QUIET, NULL,
+                 "no progress on stderr (results on stdout, warnings and "
+                 "errors on stderr still appear)"},
     [C_VERIFY] = {"verify", 0, EMBER_CLI_NO_LOOP, NULL,
                   "check the result with a simple serial checker"},
-    [C_HELP] = {"help", 0, 0, NULL, "this help"},
+    [C_HELP] = {"help", 0, 0, NULL, "this help (also -h)"},
     [C_VERSION] = {"version", 0, 0, NULL, "print the version"},
 };
 
@@ -322,6 +323,33 @@ static int parse_choice(const ember_cli *cli, const char *flag,
 
 /* ---- help ---------------------------------------------------------------- */
 
+/* Help text wrapped at word boundaries to `width` columns, each line after
+ * the first indented by `indent` spaces. */
+static void wrap_text(FILE *f, const char *text, int indent, int width)
+{
+    int col = indent;
+    const char *p = text;
+    while (*p) {
+        size_t word = strcspn(p, " ");
+        if (col > indent && col + 1 + (int)word > width) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(p, 1, word, f);
+        col += (int)word;
+        p += word;
+        while (*p == ' ')
+            p++;
+    }
+    fputc('\n', f);
+}
+
+/* One option: "  --flag VALUE" padded to 26 columns, then its text wrapped
+ * at 79 (a long "--flag VALUE" gets a line of its own). The regular shape
+ * lets help2man and the completions read the options. */
 static void help_line(FILE *f, const char *name, const char *metavar,
                       const char *help)
 {
@@ -331,9 +359,10 @@ static void help_line(FILE *f, const char *name, const char *metavar,
     else
         snprintf(left, sizeof left, "--%s", name);
     if (strlen(left) > 24)
-        fprintf(f, "  %s\n  %-24s  %s\n", left, "", help ? help : "");
+        fprintf(f, "  %s\n  %-24s  ", left, "");
     else
-        fprintf(f, "  %-24s  %s\n", left, help ? help : "");
+        fprintf(f, "  %-24s  ", left);
+    wrap_text(f, help ? help : "", 28, 79);
 }
 
 void ember_cli_usage(const ember_cli_program *prog, FILE *f)
@@ -356,7 +385,7 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
     for (int i = 0; i < C_COUNT; i++) {
         if (common[i].group & prog->omit)
             continue;
-        char help[160];
+        char help[512];
         if (i == C_ITERATIONS)
             snprintf(help, sizeof help, "at most N iterations (default %" PRIu64 ")",
                      prog->default_iterations);
@@ -371,8 +400,9 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
     }
     if (prog->examples)
         fprintf(f, "\nexamples:\n%s", prog->examples);
+    fprintf(f, "\nResults go to stdout; progress, timings and errors to stderr.\n");
     fprintf(f, "\nexit status: 0 done, 2 bad usage or input, %d checkpointed and "
-               "resumable (run the same command again), 1 other errors\n",
+               "resumable\n(run the same command again), 1 other errors\n",
             EMBER_EXIT_RESUMABLE);
 }
 
@@ -619,6 +649,19 @@ static int check_required(ember_cli *cli, const unsigned char *seen)
     return 0;
 }
 
+/* An option this program does not take: a common flag it leaves out is
+ * named as one that means nothing to it. */
+static int unknown_option(const ember_cli *cli, const char *arg)
+{
+    size_t len = strcspn(arg + 2, "=");
+    for (int i = 0; arg[0] == '-' && arg[1] == '-' && i < C_COUNT; i++)
+        if (strlen(common[i].name) == len && strncmp(common[i].name, arg + 2, len) == 0)
+            return ember_cli_usage_error(cli, "--%s means nothing to %s: it is not "
+                                         "one of its options (see --help)",
+                                         common[i].name, cli->prog->name);
+    return ember_cli_usage_error(cli, "unknown option '%s' (see --help)", arg);
+}
+
 int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                     char **argv)
 {
@@ -636,20 +679,23 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     optopt = 0;
     int c, rc = 0;
     /* -o FILE is --output FILE, where the program has --output */
-    const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":" : ":o:";
+    const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":h" : ":ho:";
     while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
-        if (c == 'o') {
+        if (c == 'h') {
+            ember_cli_usage(prog, stdout);
+            return EMBER_EXIT_OK;
+        } else if (c == 'o') {
             rc = parse_common(cli, C_OUTPUT, optarg);
         } else if (c == '?' && optopt > 0 && optopt < 256) {
             /* A short option, maybe inside a cluster like -xyz: optind
              * does not point at it, so name the letter. */
             rc = ember_cli_usage_error(cli, "unknown option '-%c' (the options are "
                                        "long ones, like --input; see --help)", optopt);
-        } else if (c == '?' || c == ':') {
-            const char *bad = argv[optind - 1];
-            rc = ember_cli_usage_error(cli, c == ':' ? "%s needs a value (see --help)"
-                                                     : "unknown option '%s' (see --help)",
-                                       bad);
+        } else if (c == ':') {
+            rc = ember_cli_usage_error(cli, "%s needs a value (see --help)",
+                                       argv[optind - 1]);
+        } else if (c == '?') {
+            rc = unknown_option(cli, argv[optind - 1]);
         } else if (c == 256 + C_HELP) {
             ember_cli_usage(prog, stdout);
             return EMBER_EXIT_OK;

@@ -88,6 +88,27 @@ typedef struct {
                                   --keep --resume --metrics --verify */
 #define EMBER_CLI_NO_INPUT 2u  /* --input */
 #define EMBER_CLI_NO_OUTPUT 4u /* --output */
+/* Common flags a program leaves out because they mean nothing to it: a
+ * program accepts only the flags it uses (an unknown one exits 2). */
+#define EMBER_CLI_NO_SEED 8u         /* --seed: nothing random */
+#define EMBER_CLI_NO_PARTITIONS 16u  /* --partitions: no partitioned data */
+#define EMBER_CLI_NO_THREADS 32u     /* --threads: nothing parallel */
+#define EMBER_CLI_NO_ITERATIONS 64u  /* --iterations: the count is its own
+                                        option (ember-maps --maps) */
+#define EMBER_CLI_NO_TOLERANCE 128u  /* --tolerance: runs to a fixpoint */
+#define EMBER_CLI_NO_QUIET 256u      /* --quiet: nothing on stderr to silence */
+
+/* What a step's value is, for the progress line (ember_cli_program.
+ * value_flags). */
+#define EMBER_CLI_VALUE_COUNT 1u /* a whole count (changed labels): printed
+                                    as one, never as 2.500e+01 */
+#define EMBER_CLI_VALUE_ETA 2u   /* the run does every --iterations unless
+                                    the value falls to --tolerance: the line
+                                    shows an ETA from the iterations left
+                                    and, with --tolerance > 0, from the
+                                    value's geometric trend toward it
+                                    (without the flag, no ETA: a run that
+                                    stops at a fixpoint cannot tell) */
 
 /* Common values that go in the loop's parameters besides the program's
  * EMBER_CLI_FINGERPRINT options. The inputs (by content, see
@@ -109,6 +130,7 @@ typedef struct {
     uint64_t default_iterations;
     double default_tolerance;
     const char *value_name;  /* what a step reports: "residual", "inertia" */
+    unsigned value_flags;    /* EMBER_CLI_VALUE_* */
     int max_positional;      /* arguments after the options (0: none) */
 } ember_cli_program;
 
@@ -186,8 +208,10 @@ typedef struct {
 } ember_cli;
 
 /* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
- * return: 0 after --help or --version (printed on stdout), 2 after a usage
- * error (printed on stderr, naming the flag and the value; also
+ * return: 0 after --help (or -h) or --version (printed on stdout), 2 after
+ * a usage error (printed on stderr, naming the flag and the value; a
+ * common flag the program leaves out is named as meaning nothing to it;
+ * also
  * --checkpoint-every, --checkpoint-seconds, --keep or --resume require
  * without --checkpoint-dir, and an empty --checkpoint-dir). Defaults come
  * from the program and, for extra options, from *dest on entry.
@@ -288,8 +312,14 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
 /* Runs the loop: restores, then calls step until --iterations are done or
  * a step returns EMBER_DONE, checkpointing as the loop's policy says, and
  * writes the final checkpoint (ember_loop_finish). Meanwhile it writes the
- * --metrics lines and the progress on stderr (unless --quiet), and at the
- * end the metrics "done" line. Returns 0 when finished (also when a
+ * --metrics lines and the progress on stderr (unless --quiet): after a
+ * restore one line "<name>: resumed from FILE at iteration N" (the loop
+ * itself prints none), then on a terminal one live line fitted to its
+ * width (TIOCGWINSZ, else $COLUMNS, else 80; fields dropped in the order
+ * name, checkpoint, rate, ETA), elsewhere a full line every 2 s; the ETA
+ * only as EMBER_CLI_VALUE_ETA allows. At the end the metrics "done" line.
+ * A refusal to resume (EMBER_EMISMATCH) names --force-resume where it
+ * would help, never the loop option's name. Returns 0 when finished (also when a
  * restored run had already finished: no step runs), EMBER_INTERRUPTED after
  * a signal (checkpoint written), or a negative error. Fills
  * cli->iterations_done, value, converged, compute_seconds and

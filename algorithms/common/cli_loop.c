@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -232,11 +233,26 @@ int ember_cli_prepare(ember_cli *cli)
     return EMBER_CLI_RUN;
 }
 
-/* A refusal because an input's content changed: say which file first. */
-static void explain_input_change(const ember_cli *cli, char *msg)
+/* The library's refusal ends with the loop option's name; a user of the
+ * programs knows the flag. Removes that tail and returns 1 when it was
+ * there. */
+static int drop_option_tail(char *msg)
+{
+    static const char tail[] = "; force_resume would resume anyway";
+    char *at = strstr(msg, tail);
+    if (!at)
+        return 0;
+    memmove(at, at + sizeof tail - 1, strlen(at + sizeof tail - 1) + 1);
+    return 1;
+}
+
+/* A refusal to resume, in the programs' words: an input whose content
+ * changed is named first; --force-resume is named once, where it helps. */
+static void explain_mismatch(const ember_cli *cli, char *msg)
 {
     if (!msg)
         return;
+    int forcible = drop_option_tail(msg);
     for (int i = 0; i < cli->ninputs; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s.xxh3=", cli->inputs[i].role);
@@ -261,6 +277,9 @@ static void explain_input_change(const ember_cli *cli, char *msg)
         msg[h + w] = '\0';
         return;
     }
+    size_t len = strlen(msg);
+    if (forcible)
+        snprintf(msg + len, EMBER_MSG_SIZE - len, "; --force-resume resumes anyway");
 }
 
 int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
@@ -306,7 +325,7 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         /* counted from the program's start, not from now */
         .deadline = cli->deadline_seconds > 0
                         ? cli->start_wall + cli->deadline_seconds : 0,
-        .quiet = cli->quiet,
+        .quiet = 1, /* the one "resumed from" line is ember_cli_iterate's */
     };
     if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
         o.seconds = 60;
@@ -356,6 +375,10 @@ typedef struct {
     uint64_t resumed_from; /* restored count, for the metrics' "resumed"
                               line before this process's first iteration
                               (UINT64_MAX: not resumed, or written) */
+#define TREND 8              /* values kept for the ETA's trend */
+    uint64_t trend_it[TREND];
+    double trend_v[TREND];
+    uint64_t ntrend;
 } report;
 
 static void json_number(FILE *f, double v)
@@ -415,9 +438,135 @@ static void human_bytes(char *buf, size_t size, uint64_t b)
         snprintf(buf, size, "%.1f KiB", (double)b / 1024.0);
 }
 
+/* The terminal's width: TIOCGWINSZ on stderr, else $COLUMNS, else 80. */
+static int terminal_width(void)
+{
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    char *end;
+    long v = c ? strtol(c, &end, 10) : 0;
+    return c && *c && !*end && v > 0 && v < 10000 ? (int)v : 80;
+}
+
+static void human_seconds(char *buf, size_t size, double s)
+{
+    if (s < 60)
+        snprintf(buf, size, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else if (s < 360000)
+        snprintf(buf, size, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else
+        snprintf(buf, size, "%.0fh", s / 3600);
+}
+
+/* Iterations left, or -1 when nothing can be said: from the cap, and with
+ * a tolerance from the value's geometric trend over the last iterations
+ * (PageRank's residual falls by about the damping factor each one). */
+static double iterations_left(const report *r, uint64_t it, double value)
+{
+    const ember_cli *c = r->cli;
+    if (!(c->prog->value_flags & EMBER_CLI_VALUE_ETA) || it >= c->iterations)
+        return -1;
+    double cap = (double)(c->iterations - it);
+    if (!(c->tolerance > 0))
+        return cap;
+    int old = r->ntrend <= TREND ? 0 : (int)(r->ntrend % TREND); /* oldest kept */
+    if (r->ntrend < 2 || !(value > 0) || !(r->trend_v[old] > 0))
+        return -1;
+    double steps = (double)(it - r->trend_it[old]);
+    double slope = (log(value) - log(r->trend_v[old])) / steps;
+    if (!(slope < 0))
+        return -1; /* not falling: the cap is no estimate either */
+    if (value <= c->tolerance)
+        return -1; /* converged: nothing left to estimate */
+    return fmin(cap, ceil((log(c->tolerance) - log(value)) / slope - 1e-9));
+}
+
+static void remember_value(report *r, uint64_t it, double value)
+{
+    r->trend_it[r->ntrend % TREND] = it;
+    r->trend_v[r->ntrend % TREND] = value;
+    r->ntrend++;
+}
+
+/* The fields of the progress line, most useful first; a terminal narrower
+ * than the whole line loses fields from the end of this list (the
+ * program's name, then the checkpoint, the rate, the ETA), so the line never
+ * wraps (a wrapped line is not redrawn by "\r": it scrolls). */
+enum { F_ITER, F_VALUE, F_ETA, F_RATE, F_CKPT, F_NAME, F_COUNT };
+
+static void progress_fields(report *r, uint64_t it, double value, double now,
+                            char f[F_COUNT][96])
+{
+    ember_cli *c = r->cli;
+    const char *vname = c->prog->value_name ? c->prog->value_name : "value";
+    double rate = (double)(it - r->first_it) / fmax(now - r->t_start, 1e-9);
+    for (int i = 0; i < F_COUNT; i++)
+        f[i][0] = '\0';
+    snprintf(f[F_NAME], 96, "%s:", c->prog->name);
+    if ((c->prog->value_flags & EMBER_CLI_VALUE_ETA) || c->iterations_set)
+        snprintf(f[F_ITER], 96, "iteration %" PRIu64 "/%" PRIu64, it, c->iterations);
+    else
+        snprintf(f[F_ITER], 96, "iteration %" PRIu64, it);
+    if (c->prog->value_flags & EMBER_CLI_VALUE_COUNT)
+        snprintf(f[F_VALUE], 96, "%s %.0f", vname, value);
+    else
+        snprintf(f[F_VALUE], 96, "%s %.3e", vname, value);
+    if (it > r->first_it)
+        snprintf(f[F_RATE], 96, "%.1f it/s", rate);
+    double left = iterations_left(r, it, value);
+    if (left >= 0 && rate > 0 && it > r->first_it) {
+        char t[32];
+        human_seconds(t, sizeof t, left / rate);
+        snprintf(f[F_ETA], 96, "ETA %s", t);
+    }
+    if (r->last_ck_it) {
+        char b[32];
+        human_bytes(b, sizeof b, r->last_ck_bytes);
+        if (r->last_ck_bytes) /* 0: the one restored from */
+            snprintf(f[F_CKPT], 96, "checkpoint at %" PRIu64 " (%s)", r->last_ck_it, b);
+        else
+            snprintf(f[F_CKPT], 96, "checkpoint at %" PRIu64, r->last_ck_it);
+    } else if (c->checkpoint_dir) {
+        snprintf(f[F_CKPT], 96, "no checkpoint yet");
+    }
+}
+
+/* Joins the fields that fit in `width` columns (name first, then the rest
+ * in order), separated by two spaces. */
+static void progress_text(char *out, size_t size, char f[F_COUNT][96], int width)
+{
+    static const int order[F_COUNT] = {F_NAME, F_ITER, F_VALUE, F_ETA, F_RATE, F_CKPT};
+    int keep = F_COUNT; /* fields kept: F_ITER .. keep-1 in priority order */
+    for (;; keep--) {
+        size_t len = 0;
+        int prev = -1;
+        out[0] = '\0';
+        for (int k = 0; k < F_COUNT; k++) {
+            int i = order[k];
+            if (i >= keep || !f[i][0])
+                continue;
+            len += (size_t)snprintf(out + len, size - len, "%s%s",
+                                    !len ? "" : prev == F_NAME ? " " : "  ", f[i]);
+            prev = i;
+            if (len >= size)
+                len = size - 1;
+        }
+        if ((int)len <= width || keep <= F_VALUE + 1) {
+            if ((int)len > width && width > 0)
+                out[width] = '\0'; /* a very narrow terminal */
+            return;
+        }
+    }
+}
+
 static void progress(report *r, uint64_t it, double value, int last)
 {
     ember_cli *c = r->cli;
+    remember_value(r, it, value);
     if (c->quiet)
         return;
     double now = ember_cli_now();
@@ -425,20 +574,12 @@ static void progress(report *r, uint64_t it, double value, int last)
     if (!due && !last && it != r->first_it + 1)
         return;
     r->t_print = now;
-    double rate = (double)(it - r->first_it) / fmax(now - r->t_start, 1e-9);
-    char eta[32] = "-", ck[64] = "none";
-    if (rate > 0 && c->iterations >= it)
-        snprintf(eta, sizeof eta, "%.1fs", (double)(c->iterations - it) / rate);
-    if (r->last_ck_it) {
-        char b[32];
-        human_bytes(b, sizeof b, r->last_ck_bytes);
-        snprintf(ck, sizeof ck, "at %" PRIu64 " (%s)", r->last_ck_it, b);
-    }
-    fprintf(stderr, "%s%s: iteration %" PRIu64 "/%" PRIu64 "  %s %.3e  %.1f it/s  "
-                    "ETA %s  checkpoint %s%s",
-            r->tty ? "\r\033[K" : "", c->prog->name, it, c->iterations,
-            c->prog->value_name ? c->prog->value_name : "value", value, rate, eta,
-            ck, r->tty ? "" : "\n");
+    char f[F_COUNT][96], line[640];
+    progress_fields(r, it, value, now, f);
+    /* one column spare: a line that fills the last one wraps on some
+     * terminals; a log (no terminal) gets every field */
+    progress_text(line, sizeof line, f, r->tty ? terminal_width() - 1 : (int)sizeof line);
+    fprintf(stderr, "%s%s%s", r->tty ? "\r\033[K" : "", line, r->tty ? "" : "\n");
     r->live = r->tty;
     if (r->tty && last) {
         fputc('\n', stderr);
@@ -486,10 +627,12 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
         }
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
+    if (st.restored) /* the progress line's checkpoint, until a new one */
+        r->last_ck_it = st.restored_from;
     if (st.restored && !cli->quiet)
-        fprintf(stderr, "%s: resumed at iteration %" PRIu64 " from %s\n",
-                cli->prog->name, st.restored_from,
-                st.last_path[0] ? st.last_path : cli->checkpoint_dir);
+        fprintf(stderr, "%s: resumed from %s at iteration %" PRIu64 "\n",
+                cli->prog->name, st.last_path[0] ? st.last_path : cli->checkpoint_dir,
+                st.restored_from);
     return EMBER_OK;
 }
 
@@ -551,7 +694,7 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     cli->compute_seconds = 0;
     int rc = ember_loop_next(loop, &it, msg);
     if (rc == EMBER_EMISMATCH)
-        explain_input_change(cli, msg);
+        explain_mismatch(cli, msg);
     cli->iterations_done = it;
     if (rc == EMBER_OK)
         rc = open_report(&r, cli, loop, msg);

@@ -106,7 +106,8 @@ typedef struct {
     uint64_t restored_from;    /* iteration restored (when restored) */
     int restored;              /* 1 when state came from a checkpoint */
     int last_was_checkpoint;   /* the last ember_loop_next wrote one */
-    char last_path[1024];
+    char last_path[1024];      /* the last file written, or until one is
+                                  the file restored from */
 } ember_loop_stats;
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid

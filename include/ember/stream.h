@@ -189,6 +189,10 @@ typedef struct {
     FILE *console;                   /* the console sink; NULL: stdout */
     ember_stream_row_fn row_fn;      /* NULL: CSV (docs/streaming.md) */
     void *row_arg;
+    const char *header;              /* written, with a line end, before
+                                        each batch's rows ("word,count");
+                                        NULL: none. Not copied: it must
+                                        outlive the stream */
     ember_trigger trigger;
     double interval;                 /* PROCESSING_TIME: seconds, > 0 */
     double poll;                     /* DEFAULT: seconds between looks for

@@ -82,7 +82,7 @@ refused k.csv "$b/ember-gen" kron --scale 5 --output k.csv
 mkdir v1pr && cp "$fixtures/ckpt_v1_pagerank_karate_12.h5" v1pr/ckpt-000000000012.h5
 "$b/ember-pagerank" --input "$data/karate.el" --undirected --output v1.csv \
     --checkpoint-dir v1pr --resume require > out.txt 2>&1 || fail "v1 resume: $(cat out.txt)"
-grep -q "resumed from v1pr/ckpt-000000000012.h5 (12 iterations done)" out.txt ||
+grep -q "resumed from v1pr/ckpt-000000000012.h5 at iteration 12" out.txt ||
     fail "the v1 pagerank checkpoint was not resumed: $(cat out.txt)"
 cmp -s ref1.csv v1.csv || fail "ranks resumed from a format 1 checkpoint differ"
 head -41 "$data/iris.csv" > iris40.csv

@@ -54,7 +54,7 @@ for prog in ember-pagerank ember-cc; do
     expect $prog 2 "--iterations: '-1' is not a whole number" --input ok.el --iterations -1 "${out[@]}"
     expect $prog 2 "--iterations: 'ten' is not a whole number" --input ok.el --iterations ten "${out[@]}"
     expect $prog 2 "--threads: 0 is out of range" --input ok.el --threads 0 "${out[@]}"
-    expect $prog 2 "--tolerance: 'nan' is not a finite number" --input ok.el --tolerance nan "${out[@]}"
+    expect $prog 2 "--threads: 'nan' is not a whole number" --input ok.el --threads nan "${out[@]}"
     expect $prog 2 "--resume: 'sometimes' is not one of auto|never|require" --input ok.el --resume sometimes "${out[@]}"
     expect $prog 2 "unknown option '--bogus'" --input ok.el --bogus "${out[@]}"
     expect $prog 2 "--input GRAPH is required" "${out[@]}"
@@ -66,7 +66,9 @@ expect ember-pagerank 2 "--damping: 1.5 is out of range: it must be in [0, 1)" -
 expect ember-pagerank 2 "--damping: 1 is out of range" --input ok.el --damping 1 --output r.h5
 expect ember-pagerank 2 "--damping: -0.1 is out of range" --input ok.el --damping -0.1 --output r.h5
 expect ember-pagerank 2 "--damping: '0.5x' is not a finite number" --input ok.el --damping 0.5x --output r.h5
-expect ember-pagerank 2 "nothing to do" --input ok.el
+expect ember-pagerank 2 "--seed means nothing to ember-pagerank" --input ok.el --seed 3
+expect ember-pagerank 2 "--tolerance: 'nan' is not a finite number" --input ok.el --tolerance nan
+expect ember-cc 2 "--tolerance means nothing to ember-cc" --input ok.el --tolerance 0.1
 expect ember-cc 2 "unknown option '--damping'" --input ok.el --damping 0.5 --output r.h5
 expect ember-gen 2 "kron needs --scale" kron --output g.el
 expect ember-gen 2 "--scale: 40 is out of range" kron --scale 40 --output g.el

@@ -17,9 +17,11 @@ fail() {
 }
 
 # reference_count DIR: the expected complete-mode output for every
-# (non-hidden) file in DIR. awk 1 ends a last line that lacks its '\n'.
+# (non-hidden) file in DIR: the header line, then the counts. awk 1 ends a
+# last line that lacks its '\n'.
 reference_count() {
     local files=("$1"/*)
+    echo "word,count"
     [ -e "${files[0]}" ] || return 0
     awk 1 "${files[@]}" | tr -s ' \t\n\r\v\f' '\n' | grep -v '^$' | sort | uniq -c |
         awk '{
@@ -62,7 +64,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     printf 'b a\tb\r\n"q" a,b\f\vx"y\n' >"$T/one"
     printf 'no-newline b' >"$T/two"
     printf 'hidden' >"$T/.dot"
-    want=$(printf '"""q""",1\na,1\n"a,b",1\nb,3\nno-newline,1\n"x""y",1')
+    want=$(printf 'word,count\n"""q""",1\na,1\n"a,b",1\nb,3\nno-newline,1\n"x""y",1')
     got=$(reference_count "$T")
     [ "$got" = "$want" ] || { printf 'got:\n%s\nwant:\n%s\n' "$got" "$want" >&2; fail "reference_count"; }
     make_file "$T" made 7 50

@@ -22,5 +22,5 @@ cmp -s "${files[0]}" "${files[1]}" || fail "the empty batch's table differs"
     || fail "the empty batch rewrote the table instead of linking it"
 [ "$(stat -c %i "${files[1]}")" != "$(stat -c %i "${files[2]}")" ] \
     || fail "a batch with new counts shares the previous file"
-printf 'a,2\nb,2\nc,1\nd,1\n' | cmp -s - "${files[2]}" || fail "final table: $(cat "${files[2]}")"
+printf 'word,count\na,2\nb,2\nc,1\nd,1\n' | cmp -s - "${files[2]}" || fail "final table: $(cat "${files[2]}")"
 echo "complete-mode repeat: ok"

@@ -462,6 +462,153 @@ static void test_cli_iterate_step_error(void **state)
     TU_MSG_HAS(msg, "--metrics no/such/dir/m.jsonl");
 }
 
+/* A program accepts only the common flags it uses: one it leaves out is
+ * refused (exit 2) like an unknown one; -h is --help. */
+static void test_cli_omitted_flags_refused(void **state)
+{
+    (void)state;
+    static const ember_cli_program tool = {
+        .name = "ember-tool",
+        .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_SEED | EMBER_CLI_NO_PARTITIONS,
+    };
+    static const ember_cli_program fixpoint = {
+        .name = "ember-fix",
+        .omit = EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_ITERATIONS,
+        .default_iterations = 5,
+    };
+    ember_cli cli;
+    char a0[] = "ember-tool", seed[] = "--seed", three[] = "3", parts[] = "--partitions=4",
+         threads[] = "--threads", two[] = "2", tol[] = "--tolerance", it[] = "--iterations",
+         h[] = "-h", ck[] = "--checkpoint-dir", dir[] = "d";
+    char *v1[] = {a0, seed, three, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &tool, 3, v1), EMBER_EXIT_USAGE);
+    char *v2[] = {a0, parts, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &tool, 2, v2), EMBER_EXIT_USAGE);
+    char *v3[] = {a0, threads, two, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &tool, 3, v3), EMBER_CLI_RUN);
+    assert_int_equal(cli.threads, 2);
+    char *v4[] = {a0, ck, dir, NULL}; /* the loop's flags are left out too */
+    assert_int_equal(ember_cli_parse(&cli, &tool, 3, v4), EMBER_EXIT_USAGE);
+    char *v5[] = {a0, tol, three, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &fixpoint, 3, v5), EMBER_EXIT_USAGE);
+    char *v6[] = {a0, it, three, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &fixpoint, 3, v6), EMBER_EXIT_USAGE);
+    char *v7[] = {a0, seed, three, NULL}; /* kept where not left out */
+    assert_int_equal(ember_cli_parse(&cli, &fixpoint, 3, v7), EMBER_CLI_RUN);
+    assert_int_equal(cli.seed, 3);
+    assert_int_equal(cli.iterations, 5);
+    fflush(stdout);
+    char *v8[] = {a0, h, NULL};
+    assert_int_equal(ember_cli_parse(&cli, &tool, 2, v8), EMBER_EXIT_OK);
+}
+
+/* The progress line keeps the most useful fields in a narrow terminal:
+ * the program's name goes first, then the checkpoint, the rate, the ETA;
+ * iteration and value always stay, and nothing exceeds the width. */
+static void test_cli_progress_fits_width(void **state)
+{
+    (void)state;
+    char f[F_COUNT][96], line[640];
+    snprintf(f[F_NAME], 96, "ember-pagerank:");
+    snprintf(f[F_ITER], 96, "iteration 41/100");
+    snprintf(f[F_VALUE], 96, "residual 1.234e-05");
+    snprintf(f[F_ETA], 96, "ETA 2m05s");
+    snprintf(f[F_RATE], 96, "1234.5 it/s");
+    snprintf(f[F_CKPT], 96, "checkpoint at 40 (12.5 MiB)");
+    const char *all = "iteration 41/100  residual 1.234e-05  ETA 2m05s  1234.5 it/s  "
+                      "checkpoint at 40 (12.5 MiB)";
+    char want[200];
+    snprintf(want, sizeof want, "ember-pagerank: %s", all);
+    progress_text(line, sizeof line, f, 200);
+    assert_string_equal(line, want);
+    progress_text(line, sizeof line, f, (int)strlen(want));
+    assert_string_equal(line, want);
+    progress_text(line, sizeof line, f, (int)strlen(want) - 1); /* the name goes */
+    assert_string_equal(line, all);
+    progress_text(line, sizeof line, f, (int)strlen(all) - 1); /* the checkpoint */
+    assert_string_equal(line, "iteration 41/100  residual 1.234e-05  ETA 2m05s  "
+                              "1234.5 it/s");
+    progress_text(line, sizeof line, f, 59); /* the rate */
+    assert_string_equal(line, "iteration 41/100  residual 1.234e-05  ETA 2m05s");
+    progress_text(line, sizeof line, f, 46); /* the ETA */
+    assert_string_equal(line, "iteration 41/100  residual 1.234e-05");
+    for (int w = 1; w <= 100; w++) {
+        progress_text(line, sizeof line, f, w);
+        assert_true((int)strlen(line) <= w);
+    }
+    f[F_ETA][0] = '\0'; /* an empty field leaves no gap */
+    progress_text(line, sizeof line, f, 60);
+    assert_string_equal(line, "iteration 41/100  residual 1.234e-05  1234.5 it/s");
+}
+
+/* The ETA: from the cap when the run does every iteration, from the
+ * residual's geometric trend toward --tolerance, and none for a run that
+ * stops at a fixpoint (ember-cc's 17121 s for a 4 s run). */
+static void test_cli_eta_only_where_it_means_something(void **state)
+{
+    (void)state;
+    ember_cli_program p = {.name = "ember-eta", .value_flags = EMBER_CLI_VALUE_ETA};
+    ember_cli cli;
+    memset(&cli, 0, sizeof cli);
+    cli.prog = &p;
+    cli.iterations = 100;
+    report r;
+    memset(&r, 0, sizeof r);
+    r.cli = &cli;
+    cli.tolerance = 0; /* runs all 100 */
+    remember_value(&r, 1, 0.5);
+    assert_true(iterations_left(&r, 1, 0.5) == 99);
+    cli.tolerance = 1e-6; /* residual 1e-1, 1e-2: a tenth an iteration */
+    memset(&r, 0, sizeof r);
+    r.cli = &cli;
+    remember_value(&r, 1, 1e-1);
+    assert_true(iterations_left(&r, 1, 1e-1) < 0); /* one value: no trend */
+    remember_value(&r, 2, 1e-2);
+    assert_true(iterations_left(&r, 2, 1e-2) == 4);
+    cli.iterations = 3; /* the cap comes first */
+    assert_true(iterations_left(&r, 2, 1e-2) == 1);
+    cli.iterations = 100;
+    cli.tolerance = 1e-30;
+    for (uint64_t i = 3; i <= 20; i++) /* the window slides: still 10x */
+        remember_value(&r, i, pow(10.0, -(double)i));
+    assert_true(iterations_left(&r, 20, 1e-20) == 10);
+    remember_value(&r, 21, 1.0); /* rising: nothing to say */
+    assert_true(iterations_left(&r, 21, 1.0) < 0);
+    p.value_flags = EMBER_CLI_VALUE_COUNT; /* a fixpoint run */
+    cli.tolerance = 0;
+    assert_true(iterations_left(&r, 21, 25) < 0);
+    char f[F_COUNT][96];
+    r.first_it = 0;
+    r.t_start = ember_cli_now() - 1;
+    progress_fields(&r, 21, 25, ember_cli_now(), f);
+    assert_string_equal(f[F_VALUE], "value 25"); /* a count, not 2.500e+01 */
+    assert_string_equal(f[F_ETA], "");
+    assert_string_equal(f[F_ITER], "iteration 21");
+}
+
+/* A refusal to resume names --force-resume, once, and not the library's
+ * option name. */
+static void test_cli_mismatch_names_flag(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char msg[EMBER_MSG_SIZE];
+    assert_int_equal(parse(&cli, "--damping 0.5"), EMBER_CLI_RUN);
+    snprintf(msg, sizeof msg, "checkpoint ck/ckpt-000000000010.h5 is from another run: "
+             "parameters differ: damping=0.85 (checkpoint) vs damping=0.5 (now); "
+             "force_resume would resume anyway");
+    explain_mismatch(&cli, msg);
+    assert_null(strstr(msg, "force_resume"));
+    const char *at = strstr(msg, "--force-resume");
+    assert_non_null(at);
+    assert_null(strstr(at + 1, "--force-resume"));
+    TU_MSG_HAS(msg, "damping=0.5 (now); --force-resume resumes anyway");
+    /* a state that differs cannot be forced: no flag named */
+    snprintf(msg, sizeof msg, "checkpoint x is from another run: state differs");
+    explain_mismatch(&cli, msg);
+    assert_null(strstr(msg, "force"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +624,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_stop_at),
         cmocka_unit_test(test_cli_short_output),
         cmocka_unit_test(test_cli_iterate_step_error),
+        cmocka_unit_test(test_cli_omitted_flags_refused),
+        cmocka_unit_test(test_cli_progress_fits_width),
+        cmocka_unit_test(test_cli_eta_only_where_it_means_something),
+        cmocka_unit_test(test_cli_mismatch_names_flag),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
