@@ -100,10 +100,13 @@ int ember_graph_format_parse(const char *name)
 typedef struct {
     ember_graph *g;
     const ember_graph_opts *o;
+    const ember__esource *src;
+    uint64_t cap;    /* vertices cnt and outc have room for */
     uint64_t *cnt;   /* n + 1: row lengths at [v + 1], then row cursors */
     uint32_t *outc;  /* out-degrees (by_destination) */
     uint32_t *inv;   /* degree_order: vertex of each label */
     uint64_t own[MAX_OWNERS + 1]; /* pass 2: the rows of each owner */
+    uint64_t end[MAX_OWNERS];     /* pass 2: where each owner's rows end */
 } build;
 
 /* Both passes split the work by ownership rather than atomics: each
@@ -170,35 +173,53 @@ static void split_rows(build *b)
         b->own[k] = lo;
     }
     b->own[T] = n;
+    for (int k = 0; k < T; k++)
+        b->end[k] = b->own[k + 1] < n ? b->cnt[b->own[k + 1]] : m;
 }
 
 /* Pass 2 over blocks: each edge to the next slot of its row (in vertices:
  * renumbered when degree-ordered). */
-static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
+static int scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
 {
     const int bydst = b->o->by_destination, undir = b->o->undirected, T = owner_count(b);
     const uint32_t *inv = b->inv;
+    const uint64_t n = b->g->n;
     uint32_t *adj = b->g->adj;
     double *wt = b->g->weights;
     uint64_t *cur = b->cnt;
-    #pragma omp parallel num_threads(T)
+    int bad = 0;
+    #pragma omp parallel num_threads(T) reduction(|:bad)
     for (int k = omp_get_thread_num(); k < T; k += omp_get_num_threads()) {
-        const uint64_t lo = b->own[k], span = b->own[k + 1] - lo;
+        /* end: a block that differs from what pass 1 counted (a file
+         * changed between the passes) cannot write past this owner's rows */
+        const uint64_t lo = b->own[k], span = b->own[k + 1] - lo, end = b->end[k];
         for (size_t j = 0; j < nb; j++) {
             const ember__eblock *e = &blocks[j];
             for (size_t i = 0; i < e->n; i++) {
                 uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+                if (s >= n || d >= n) {
+                    bad = 1;
+                    continue;
+                }
                 if (inv) {
                     s = inv[s];
                     d = inv[d];
                 }
                 uint32_t key = bydst ? d : s, other = bydst ? s : d;
                 if (key - lo < span) {
+                    if (cur[key] >= end) {
+                        bad = 1;
+                        continue;
+                    }
                     if (wt)
                         wt[cur[key]] = e->w[i];
                     adj[cur[key]++] = other;
                 }
                 if (undir && other - lo < span) {
+                    if (cur[other] >= end) {
+                        bad = 1;
+                        continue;
+                    }
                     if (wt)
                         wt[cur[other]] = e->w[i];
                     adj[cur[other]++] = key;
@@ -206,30 +227,62 @@ static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
             }
         }
     }
+    return bad;
 }
 
-/* One pass. Resident blocks (they stay valid after later calls) are all
- * fetched first and handled in one parallel region, with no barrier
- * between blocks; streamed ones one region each. */
-static int run_pass(build *b, ember__eblock_fn get, void *state, size_t nblocks,
-                    int resident, int pass, char *msg)
+/* Room for n vertices in the pass-1 counts (a source that learns its
+ * vertex count while it is read); the new rows and degrees are 0. */
+static int grow_counts(build *b, uint64_t n)
 {
     ember_ctx *ctx = b->g->ctx;
-    size_t per = resident ? nblocks : 1;
-    ember__eblock *e = ember__calloc(ctx, per ? per : 1, sizeof *e);
+    if (n > b->cap) {
+        uint64_t cap = b->cap + b->cap / 2 > n ? b->cap + b->cap / 2 : n;
+        uint64_t *c = ember__realloc(ctx, b->cnt, ember__mul(cap + 1, sizeof *c));
+        if (!c)
+            return EMBER_ENOMEM;
+        b->cnt = c;
+        memset(c + b->cap + 1, 0, (cap - b->cap) * sizeof *c);
+        if (b->outc) {
+            uint32_t *o = ember__realloc(ctx, b->outc, ember__mul(cap, sizeof *o));
+            if (!o)
+                return EMBER_ENOMEM;
+            b->outc = o;
+            memset(o + b->cap, 0, (cap - b->cap) * sizeof *o);
+        }
+        b->cap = cap;
+    }
+    if (n > b->g->n)
+        b->g->n = n;
+    return EMBER_OK;
+}
+
+/* One pass, a group of blocks at a time: the blocks of a group are all
+ * fetched first and handled in one parallel region, with no barrier
+ * between blocks (resident sources are one group). */
+static int run_pass(build *b, int pass, char *msg)
+{
+    const ember__esource *src = b->src;
+    ember_ctx *ctx = b->g->ctx;
+    size_t per = src->group ? src->group : 1;
+    ember__eblock *e = ember__calloc(ctx, per, sizeof *e);
     if (!e)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     int rc = EMBER_OK;
-    for (size_t i = 0; !rc && i < nblocks; i += per) {
-        size_t nb = per < nblocks - i ? per : nblocks - i;
+    for (size_t i = 0; !rc && i < src->nblocks; i += per) {
+        size_t nb = per < src->nblocks - i ? per : src->nblocks - i;
         for (size_t j = 0; !rc && j < nb; j++)
-            rc = get(state, i + j, &e[j], msg);
+            rc = src->get(src->state, i + j, &e[j], msg);
+        if (!rc && pass == 1 && src->vertices &&
+            grow_counts(b, src->vertices(src->state)))
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory for the vertex counts");
         if (!rc && pass == 1 && count_blocks(b, e, nb))
             rc = ember__err(msg, EMBER_ERANGE,
                             "edge endpoint out of range: the graph has %llu vertices",
                             (unsigned long long)b->g->n);
-        if (!rc && pass == 2)
-            scatter_blocks(b, e, nb);
+        if (!rc && pass == 2 && scatter_blocks(b, e, nb))
+            rc = ember__err(msg, EMBER_EIO,
+                            "the edges differ from those counted a pass earlier "
+                            "(did the input change while it was read?)");
     }
     ember__free(ctx, e);
     return rc;
@@ -540,9 +593,16 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
                        size_t nblocks, int resident, const ember_graph_opts *opts,
                        char *msg)
 {
+    ember__esource src = {get, state, nblocks, resident ? nblocks : 1, NULL, NULL};
+    return ember__graph_build_from(g, &src, opts, msg);
+}
+
+int ember__graph_build_from(ember_graph *g, const ember__esource *src,
+                            const ember_graph_opts *opts, char *msg)
+{
     ember_ctx *ctx = g->ctx;
-    const uint64_t n = g->n;
-    build b = {.g = g, .o = opts};
+    uint64_t n = g->n;
+    build b = {.g = g, .o = opts, .src = src, .cap = n};
     double t0 = ember__graph_now();
     int rc = EMBER_OK;
     g->directed = !opts->undirected;
@@ -555,8 +615,13 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
         b.outc = ember__calloc(ctx, n ? n : 1, sizeof *b.outc);
     if (!b.cnt || (own_outc && !b.outc))
         goto oom;
-    if ((rc = run_pass(&b, get, state, nblocks, resident, 1, msg)))
+    if ((rc = run_pass(&b, 1, msg)))
         goto cleanup;
+    if (src->counted && (rc = src->counted(src->state, g, msg)))
+        goto cleanup;
+    if (grow_counts(&b, g->n))
+        goto oom;
+    n = g->n;
     if (opts->degree_order) {
         if ((rc = degree_order(&b, b.outc, b.cnt)) || (rc = permute_counts(&b)))
             goto oom;
@@ -566,7 +631,7 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
     /* cnt[v] is row v's start, used as its cursor: after the scatter it is
      * row v's end, one shift away from the offsets. */
     split_rows(&b);
-    if ((rc = run_pass(&b, get, state, nblocks, resident, 2, msg)))
+    if ((rc = run_pass(&b, 2, msg)))
         goto cleanup;
     memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
     b.cnt[0] = 0;
