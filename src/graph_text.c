@@ -153,6 +153,10 @@ static inline int parse_id(chunk *c, const char **pp, const char *end,
                           "non-numeric token '%s' where a vertex id was expected",
                           tok, end);
     uint64_t v = 0;
+    /* 19 digits cannot overflow: check only beyond them */
+    const char *fast = end - p > 19 ? p + 19 : end;
+    while (p < fast && (unsigned)(*p - '0') < 10)
+        v = v * 10 + (unsigned)(*p++ - '0');
     while (p < end && (unsigned)(*p - '0') < 10) {
         unsigned d = (unsigned)(*p - '0');
         if (v > (UINT64_MAX - d) / 10)
@@ -352,7 +356,8 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
             return;
         if (take_edge(c, s, ctx, a, b, s->weighted ? &w : NULL, line))
             return;
-        p = next_line(p, end);
+        /* most lines end right after the last number: no search */
+        p = p < end && *p == '\n' ? p + 1 : next_line(p, end);
     }
 }
 
