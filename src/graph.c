@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -483,13 +484,85 @@ static void compact_rows(ember_graph *g, const uint32_t *len)
     g->m = at;
 }
 
+/* An array read once, in any order, whose pages are handed back to the
+ * system as soon as every byte of them has been read: a copy of it in
+ * another order then holds little more than one array at a time. Only
+ * whole pages inside the array are tracked; giving one back is
+ * madvise(MADV_DONTNEED), a hint whose failure costs nothing but memory
+ * (the array is freed, unread, right after). */
+typedef struct {
+    char *base;        /* the array */
+    uintptr_t first;   /* the first whole page, as an address */
+    size_t pages, page;
+    uint32_t *left;    /* bytes of each tracked page not yet read */
+} drain;
+
+static int drain_init(drain *d, ember_ctx *ctx, void *base, size_t bytes, size_t used)
+{
+    d->page = (size_t)sysconf(_SC_PAGESIZE);
+    d->base = base;
+    d->first = ((uintptr_t)base + d->page - 1) / d->page * d->page;
+    uintptr_t end = ((uintptr_t)base + bytes) / d->page * d->page;
+    d->pages = end > d->first ? (size_t)(end - d->first) / d->page : 0;
+    d->left = ember__malloc(ctx, ember__mul(d->pages ? d->pages : 1, sizeof *d->left));
+    if (!d->left)
+        return EMBER_ENOMEM;
+    uintptr_t live = (uintptr_t)base + used; /* bytes past it are never read */
+    for (size_t k = 0; k < d->pages; k++) {
+        uintptr_t a = d->first + k * d->page, z = a + d->page;
+        d->left[k] = (uint32_t)(live <= a ? 0 : live >= z ? d->page : live - a);
+    }
+    for (size_t k = 0; k < d->pages; k++)
+        if (!d->left[k])
+            (void)madvise((void *)(d->first + k * d->page), d->page, MADV_DONTNEED);
+    return EMBER_OK;
+}
+
+/* Bytes [lo, hi) of the array have been read (each byte once, any thread). */
+static void drain_read(drain *d, size_t lo, size_t hi)
+{
+    uintptr_t a = (uintptr_t)d->base + lo, z = (uintptr_t)d->base + hi;
+    if (a < d->first)
+        a = d->first;
+    while (a < z && (a - d->first) / d->page < d->pages) {
+        size_t k = (a - d->first) / d->page;
+        uintptr_t pz = d->first + (k + 1) * d->page, b = z < pz ? z : pz;
+        uint32_t was = __atomic_fetch_sub(&d->left[k], (uint32_t)(b - a), __ATOMIC_RELAXED);
+        if (was == b - a)
+            (void)madvise((void *)(d->first + k * d->page), d->page, MADV_DONTNEED);
+        a = b;
+    }
+}
+
+/* The rows in the new order: new vertex p takes old vertex from[p]'s row,
+ * its entries through to[] (old vertex -> new). */
+static void gather_rows(ember_graph *g, const uint32_t *from, const uint32_t *to,
+                        const uint64_t *off, uint32_t *adj, double *w,
+                        drain *da, drain *dw)
+{
+    #pragma omp parallel for schedule(dynamic, 1024) num_threads(g->ctx->threads)
+    for (uint64_t p = 0; p < g->n; p++) {
+        uint64_t q = from[p], lo = g->offsets[q], hi = g->offsets[q + 1], at = off[p];
+        for (uint64_t e = lo; e < hi; e++, at++) {
+            adj[at] = to[g->adj[e]];
+            if (w)
+                w[at] = g->weights[e];
+        }
+        drain_read(da, lo * sizeof *adj, hi * sizeof *adj);
+        if (w)
+            drain_read(dw, lo * sizeof *w, hi * sizeof *w);
+    }
+}
+
 /* The degree order was taken from row lengths that still counted duplicate
  * edges. Takes it again from the deduplicated degrees and renumbers the
  * graph to it, so that a graph read with duplicates (a text edge list) gets
  * exactly the vertex numbering, rows and so results of the same graph read
- * without them (ember's HDF5 CSR). Costs one more copy of the edges, and
- * runs only when duplicates were dropped. */
-static int reorder_deduplicated(build *b, int own_outc)
+ * without them (ember's HDF5 CSR). Runs only when duplicates were dropped;
+ * the rows are copied in the new order while the old ones' pages are given
+ * back as they are read (see drain), so the peak stays near one CSR. m_raw
+ * is the room adj (and weights) were allocated with. */
+static int reorder_deduplicated(build *b, int own_outc, uint64_t m_raw)
 {
     ember_graph *g = b->g;
     ember_ctx *ctx = g->ctx;
@@ -498,10 +571,13 @@ static int reorder_deduplicated(build *b, int own_outc)
     uint64_t *rd = ember__calloc(ctx, n + 1, sizeof *rd);
     uint32_t *od = own_outc ? ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *od)) : NULL;
     uint64_t *off = ember__calloc(ctx, n + 1, sizeof *off);
-    uint32_t *adj = ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *adj));
-    double *w = g->weights ? ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *w)) : NULL;
+    uint32_t *to = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *to));
+    uint32_t *from = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *from));
+    uint32_t *adj = NULL;
+    double *w = NULL;
+    drain da = {0}, dw = {0};
     int rc = EMBER_ENOMEM;
-    if (!rd || (own_outc && !od) || !off || !adj || (g->weights && !w))
+    if (!rd || (own_outc && !od) || !off || !to || !from)
         goto cleanup;
     for (uint64_t v = 0; v < n; v++) {
         rd[old[v] + 1] = g->offsets[v + 1] - g->offsets[v];
@@ -516,19 +592,31 @@ static int reorder_deduplicated(build *b, int own_outc)
         g->perm = old;
         goto cleanup;
     }
+    ember__free(ctx, rd);
+    rd = NULL;
+    rc = EMBER_ENOMEM;
+    int same = 1;
+    for (uint64_t v = 0; v < n; v++) {
+        to[v] = b->inv[old[v]];
+        from[to[v]] = (uint32_t)v;
+        same &= to[v] == v;
+    }
+    if (same) { /* the order held: nothing moves */
+        rc = EMBER_OK;
+        goto cleanup;
+    }
     for (uint64_t v = 0; v < n; v++)
-        off[b->inv[old[v]] + 1] = g->offsets[v + 1] - g->offsets[v];
+        off[to[v] + 1] = g->offsets[v + 1] - g->offsets[v];
     for (uint64_t v = 0; v < n; v++)
         off[v + 1] += off[v];
-    #pragma omp parallel for schedule(dynamic, 1024) num_threads(ctx->threads)
-    for (uint64_t v = 0; v < n; v++) {
-        uint64_t to = off[b->inv[old[v]]];
-        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++, to++) {
-            adj[to] = b->inv[old[g->adj[e]]];
-            if (w)
-                w[to] = g->weights[e];
-        }
-    }
+    adj = ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *adj));
+    w = g->weights ? ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *w)) : NULL;
+    if (!adj || (g->weights && !w) ||
+        drain_init(&da, ctx, g->adj, (m_raw ? m_raw : 1) * sizeof *adj, g->m * sizeof *adj) ||
+        (w && drain_init(&dw, ctx, g->weights, (m_raw ? m_raw : 1) * sizeof *w,
+                         g->m * sizeof *w)))
+        goto cleanup;
+    gather_rows(g, from, to, off, adj, w, &da, &dw);
     for (uint64_t v = 0; od && v < n; v++) /* od: by label, now by vertex */
         g->out_degree[b->inv[v]] = od[v];
     ember__free(ctx, g->offsets);
@@ -548,8 +636,12 @@ cleanup:
     ember__free(ctx, rd);
     ember__free(ctx, od);
     ember__free(ctx, off);
+    ember__free(ctx, to);
+    ember__free(ctx, from);
     ember__free(ctx, adj);
     ember__free(ctx, w);
+    ember__free(ctx, da.left);
+    ember__free(ctx, dw.left);
     return rc;
 }
 
@@ -646,10 +738,11 @@ int ember__graph_build_from(ember_graph *g, const ember__esource *src,
     if (dups < 0)
         goto oom;
     if (dups) {
+        uint64_t m_raw = g->m;
         compact_rows(g, b.inv);
         if (g->out_degree)
             recount_out_degree(g);
-        if (opts->degree_order && (rc = reorder_deduplicated(&b, own_outc)))
+        if (opts->degree_order && (rc = reorder_deduplicated(&b, own_outc, m_raw)))
             goto oom;
     }
     if (opts->by_destination && opts->undirected && (rc = row_degrees(g)))
