@@ -48,7 +48,10 @@ echo "pagerank scale $SCALE, $ITERS iterations, checkpoint every 5, threads $OMP
 echo "  runs (s, wall less load): plain $(paste -sd' ' "$work/plain")"
 echo "                            sync  $(paste -sd' ' "$work/sync")"
 echo "                            async $(paste -sd' ' "$work/async")"
-awk -v p="$p" -v s="$s" -v a="$a" -v pm="$pm" -v sm="$sm" -v am="$am" 'BEGIN {
+awk -v p="$p" -v s="$s" -v a="$a" -v pm="$pm" -v sm="$sm" -v am="$am" \
+    -v sc="$SCALE" -v sum="${BENCH_SUMMARY:-}" 'BEGIN {
     printf "  no checkpoints %.3f s (fastest %.3f s)\n", p, pm
     printf "  synchronous  %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", s, s / p, sm / pm
-    printf "  asynchronous %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", a, a / p, am / pm }'
+    printf "  asynchronous %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", a, a / p, am / pm
+    if (sum != "")
+        printf "PageRank s%d, a checkpoint every 5: (compute + ckpt) / compute | %.3f | <= 1.02\n", sc, s / p >> sum }'

@@ -10,7 +10,9 @@
 #     .h5 from the page cache, `cat > /dev/null` (goal: <= 5x);
 #   - ember-pagerank on the .el against GAPBS `pr` on the same .el
 #     (goal: <= 0.3x), and ember's peak memory from the .el against CSR + 3
-#     rank vectors (goal: <= 1.5x; ember's own summary, from getrusage).
+#     rank vectors (goal: <= 1.5x; ember's own summary, from getrusage);
+#   - ember's compute (its --metrics compute_seconds, from the .h5 runs)
+#     against GAPBS `pr_spmv`'s trial time on the .sg (goal: <= 0.5x).
 # GAPBS is built from ../shared/peers/gapbs (or $GAPBS_SRC) in a temporary
 # directory, never in this tree. Runs are interleaved (A B C D E, A B C D
 # E, ...) so load from other processes hits every contender alike; medians
@@ -29,7 +31,7 @@ work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-gapbs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 [ -d "$GAPBS_SRC" ] || { echo "gapbs.sh: no GAPBS at $GAPBS_SRC (set GAPBS_SRC)" >&2; exit 1; }
 cp -r "$GAPBS_SRC" "$work/gapbs"
-make -C "$work/gapbs" -j"$THREADS" pr converter > "$work/make.log" 2>&1 ||
+make -C "$work/gapbs" -j"$THREADS" pr pr_spmv converter > "$work/make.log" 2>&1 ||
     { cat "$work/make.log" >&2; exit 1; }
 g=$work/gapbs
 "$g/converter" -g"$SCALE" -k16 -b "$work/kron.sg" > /dev/null
@@ -49,25 +51,28 @@ timed() {
 }
 ember() {
     "$bin/ember-pagerank" --input "$1" --iterations "$ITERS" --tolerance 0 \
-        --threads "$THREADS" --output "$work/r.h5"
+        --threads "$THREADS" --output "$work/r.h5" --metrics "$work/m.jsonl"
 }
-for f in raw h5 load sg el elmem gel; do : > "$work/$f"; done
+for f in raw h5 load sg el elmem gel comp spmv; do : > "$work/$f"; done
 cat "$work/kron.h5" "$work/kron.sg" "$work/kron.el" > /dev/null # warm the cache
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$RUNS"); do
     timed raw cat "$work/kron.h5"
     timed h5 ember "$work/kron.h5"
     sed -n 's/.*: load \([0-9.]*\) s.*/\1/p' "$work/last.err" >> "$work/load"
+    sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" | tail -1 >> "$work/comp"
+    "$g/pr_spmv" -f "$work/kron.sg" -n 1 -i "$ITERS" -t 0 |
+        sed -n 's/^Trial Time: *\([0-9.]*\).*/\1/p' >> "$work/spmv"
     timed sg "$g/pr" -f "$work/kron.sg" -n 1 -i "$ITERS" -t 0
     timed el ember "$work/kron.el"
     sed -n 's/.*= \([0-9.]*\) x (CSR.*/\1/p' "$work/last.err" >> "$work/elmem"
     timed gel "$g/pr" -f "$work/kron.el" -n 1 -i "$ITERS" -t 0
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-for f in raw h5 load sg el elmem gel; do eval "$f=\$(median < \"\$work/\$f\")"; done
+for f in raw h5 load sg el elmem gel comp spmv; do eval "$f=\$(median < \"\$work/\$f\")"; done
 bytes=$(stat -c %s "$work/kron.h5")
 awk -v raw="$raw" -v h5="$h5" -v load="$load" -v sg="$sg" -v el="$el" -v mem="$elmem" \
-    -v gel="$gel" -v s="$SCALE" -v r="$RUNS" -v t="$THREADS" -v b="$bytes" \
+    -v gel="$gel" -v comp="$comp" -v spmv="$spmv" -v s="$SCALE" -v r="$RUNS" -v t="$THREADS" -v b="$bytes" \
     -v l0="$load0" -v l1="$load1" -v sum="${BENCH_SUMMARY:-}" 'BEGIN {
     printf "PageRank, GAPBS Kronecker scale %d, 20 iterations, %d threads, whole processes,\n", s, t
     printf "medians of %d interleaved runs; load average %s before, %s after\n", r, l0, l1
@@ -75,10 +80,12 @@ awk -v raw="$raw" -v h5="$h5" -v load="$load" -v sg="$sg" -v el="$el" -v mem="$e
     printf "  ember load %.3f s   raw read of the %.1f MB .h5 %.3f s   ratio %.1fx (goal <= 5x)\n", load, b / 1e6, raw, load / raw
     printf "  ember .el %.3f s   GAPBS pr .el %.3f s   ratio %.2fx (goal <= 0.3x)\n", el, gel, el / gel
     printf "  ember peak memory from the .el: %.2fx (CSR + 3 rank vectors) (goal <= 1.5x)\n", mem
+    printf "  ember compute %.3f s   GAPBS pr_spmv trial %.3f s   ratio %.2fx (goal <= 0.5x)\n", comp, spmv, comp / spmv
     if (sum != "") {
         printf "PageRank s%d whole process, .h5 vs GAPBS .sg | %.2fx | <= 1.0x\n", s, h5 / sg >> sum
         printf "PageRank s%d load vs raw read of the .h5 | %.1fx | <= 5x\n", s, load / raw >> sum
         printf "PageRank s%d whole process, .el vs GAPBS .el | %.2fx | <= 0.3x\n", s, el / gel >> sum
         printf "PageRank s%d peak memory from .el / (CSR + 3 vectors) | %.2fx | <= 1.5x\n", s, mem >> sum
+        printf "PageRank s%d compute vs GAPBS pr_spmv trial | %.2fx | <= 0.5x\n", s, comp / spmv >> sum
     }
 }'

@@ -78,11 +78,14 @@ bench() {
     base=$(( (n + 1) * 8 + m * 4 + 3 * n * 8 ))
     echo "PageRank${uflag:+ $uflag}, Kronecker scale $SCALE edge factor $EF ($n vertices, $m edges stored),"
     echo "$ITERS iterations, tolerance 0, $THREADS threads, medians of $RUNS interleaved runs (compute only):"
-    awk -v p="$plain" -v c="$contrib" -v e="$ember" -v z="$none" 'BEGIN {
+    awk -v p="$plain" -v c="$contrib" -v e="$ember" -v z="$none" -v sc="$SCALE" \
+        -v u="${uflag:+ $uflag}" -v sum="${BENCH_SUMMARY:-}" 'BEGIN {
         printf "  plain pull loop (baseline)     %8.3f s\n", p
         printf "  precomputed contributions      %8.3f s\n", c
         printf "  ember-pagerank                 %8.3f s   %.2f x plain, %.2f x contrib\n", e, e / p, e / c
         printf "  ember-pagerank --order none    %8.3f s   %.2f x plain\n", z, z / p
+        if (sum != "")
+            printf "PageRank s%d%s compute vs the plain pull loop | %.2fx | <= 0.7x\n", sc, u, e / p >> sum
     }'
     awk -v r="$rss" -v b="$base" 'BEGIN {
         printf "  peak RSS %.1f MiB = %.2f x (CSR + 3 rank vectors = %.1f MiB)\n",

@@ -22,7 +22,10 @@
  *   40  8  XXH3-64 of the 512-byte block with these 8 bytes zero
  *   48 ..  a line of text naming the format; zero padding
  *
- * No HDF5 here and no allocation: reads go through a stack buffer. Callers:
+ * No HDF5 here and no allocation: a regular file is mapped and hashed in
+ * place (like the text graph reader, a file truncated by another process
+ * during the check raises SIGBUS; ember's own files are only ever replaced
+ * by rename), anything else is read through a stack buffer. Callers:
  * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
  * graph_h5.c (graph and array files).
  */
@@ -36,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,8 +96,28 @@ static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
     return (ssize_t)got;
 }
 
+/* XXH3-128 of the mapped file's bytes [EMBER__FSUM_BLOCK, size): the
+ * hash reads the page cache in place instead of a copy of it, which is
+ * most of a pread's cost on a file already cached. -1 when the file cannot
+ * be mapped (the caller then reads it). */
+static int hash_mapped(int fd, uint64_t size, XXH3_state_t *st)
+{
+    if (size <= EMBER__FSUM_BLOCK || size > SIZE_MAX)
+        return -1;
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    (void)madvise(p, (size_t)size, MADV_SEQUENTIAL);
+    XXH_errorcode e = XXH3_128bits_update(st, (const char *)p + EMBER__FSUM_BLOCK,
+                                          (size_t)size - EMBER__FSUM_BLOCK);
+    munmap(p, (size_t)size);
+    return e == XXH_ERROR ? -1 : 0;
+}
+
 /* XXH3-128 of bytes [EMBER__FSUM_BLOCK, end of file), in canonical order;
- * *length gets the bytes read in all, block included. */
+ * *length gets the bytes read in all, block included. A regular file is
+ * mapped and hashed in place up to the size fstat gives; whatever follows
+ * (the file grew meanwhile) is read, so *length is what was hashed. */
 static int hash_body(int fd, unsigned char out[16], uint64_t *length)
 {
     XXH3_state_t st;
@@ -101,6 +125,10 @@ static int hash_body(int fd, unsigned char out[16], uint64_t *length)
         return -1;
     unsigned char buf[READ_BYTES];
     off_t at = EMBER__FSUM_BLOCK;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > EMBER__FSUM_BLOCK &&
+        hash_mapped(fd, (uint64_t)sb.st_size, &st) == 0)
+        at = sb.st_size;
     for (;;) {
         ssize_t k = pread_full(fd, buf, sizeof buf, at);
         if (k < 0)

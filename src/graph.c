@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,10 +101,13 @@ int ember_graph_format_parse(const char *name)
 typedef struct {
     ember_graph *g;
     const ember_graph_opts *o;
+    const ember__esource *src;
+    uint64_t cap;    /* vertices cnt and outc have room for */
     uint64_t *cnt;   /* n + 1: row lengths at [v + 1], then row cursors */
     uint32_t *outc;  /* out-degrees (by_destination) */
     uint32_t *inv;   /* degree_order: vertex of each label */
     uint64_t own[MAX_OWNERS + 1]; /* pass 2: the rows of each owner */
+    uint64_t end[MAX_OWNERS];     /* pass 2: where each owner's rows end */
 } build;
 
 /* Both passes split the work by ownership rather than atomics: each
@@ -170,35 +174,53 @@ static void split_rows(build *b)
         b->own[k] = lo;
     }
     b->own[T] = n;
+    for (int k = 0; k < T; k++)
+        b->end[k] = b->own[k + 1] < n ? b->cnt[b->own[k + 1]] : m;
 }
 
 /* Pass 2 over blocks: each edge to the next slot of its row (in vertices:
  * renumbered when degree-ordered). */
-static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
+static int scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
 {
     const int bydst = b->o->by_destination, undir = b->o->undirected, T = owner_count(b);
     const uint32_t *inv = b->inv;
+    const uint64_t n = b->g->n;
     uint32_t *adj = b->g->adj;
     double *wt = b->g->weights;
     uint64_t *cur = b->cnt;
-    #pragma omp parallel num_threads(T)
+    int bad = 0;
+    #pragma omp parallel num_threads(T) reduction(|:bad)
     for (int k = omp_get_thread_num(); k < T; k += omp_get_num_threads()) {
-        const uint64_t lo = b->own[k], span = b->own[k + 1] - lo;
+        /* end: a block that differs from what pass 1 counted (a file
+         * changed between the passes) cannot write past this owner's rows */
+        const uint64_t lo = b->own[k], span = b->own[k + 1] - lo, end = b->end[k];
         for (size_t j = 0; j < nb; j++) {
             const ember__eblock *e = &blocks[j];
             for (size_t i = 0; i < e->n; i++) {
                 uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+                if (s >= n || d >= n) {
+                    bad = 1;
+                    continue;
+                }
                 if (inv) {
                     s = inv[s];
                     d = inv[d];
                 }
                 uint32_t key = bydst ? d : s, other = bydst ? s : d;
                 if (key - lo < span) {
+                    if (cur[key] >= end) {
+                        bad = 1;
+                        continue;
+                    }
                     if (wt)
                         wt[cur[key]] = e->w[i];
                     adj[cur[key]++] = other;
                 }
                 if (undir && other - lo < span) {
+                    if (cur[other] >= end) {
+                        bad = 1;
+                        continue;
+                    }
                     if (wt)
                         wt[cur[other]] = e->w[i];
                     adj[cur[other]++] = key;
@@ -206,30 +228,62 @@ static void scatter_blocks(build *b, const ember__eblock *blocks, size_t nb)
             }
         }
     }
+    return bad;
 }
 
-/* One pass. Resident blocks (they stay valid after later calls) are all
- * fetched first and handled in one parallel region, with no barrier
- * between blocks; streamed ones one region each. */
-static int run_pass(build *b, ember__eblock_fn get, void *state, size_t nblocks,
-                    int resident, int pass, char *msg)
+/* Room for n vertices in the pass-1 counts (a source that learns its
+ * vertex count while it is read); the new rows and degrees are 0. */
+static int grow_counts(build *b, uint64_t n)
 {
     ember_ctx *ctx = b->g->ctx;
-    size_t per = resident ? nblocks : 1;
-    ember__eblock *e = ember__calloc(ctx, per ? per : 1, sizeof *e);
+    if (n > b->cap) {
+        uint64_t cap = b->cap + b->cap / 2 > n ? b->cap + b->cap / 2 : n;
+        uint64_t *c = ember__realloc(ctx, b->cnt, ember__mul(cap + 1, sizeof *c));
+        if (!c)
+            return EMBER_ENOMEM;
+        b->cnt = c;
+        memset(c + b->cap + 1, 0, (cap - b->cap) * sizeof *c);
+        if (b->outc) {
+            uint32_t *o = ember__realloc(ctx, b->outc, ember__mul(cap, sizeof *o));
+            if (!o)
+                return EMBER_ENOMEM;
+            b->outc = o;
+            memset(o + b->cap, 0, (cap - b->cap) * sizeof *o);
+        }
+        b->cap = cap;
+    }
+    if (n > b->g->n)
+        b->g->n = n;
+    return EMBER_OK;
+}
+
+/* One pass, a group of blocks at a time: the blocks of a group are all
+ * fetched first and handled in one parallel region, with no barrier
+ * between blocks (resident sources are one group). */
+static int run_pass(build *b, int pass, char *msg)
+{
+    const ember__esource *src = b->src;
+    ember_ctx *ctx = b->g->ctx;
+    size_t per = src->group ? src->group : 1;
+    ember__eblock *e = ember__calloc(ctx, per, sizeof *e);
     if (!e)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     int rc = EMBER_OK;
-    for (size_t i = 0; !rc && i < nblocks; i += per) {
-        size_t nb = per < nblocks - i ? per : nblocks - i;
+    for (size_t i = 0; !rc && i < src->nblocks; i += per) {
+        size_t nb = per < src->nblocks - i ? per : src->nblocks - i;
         for (size_t j = 0; !rc && j < nb; j++)
-            rc = get(state, i + j, &e[j], msg);
+            rc = src->get(src->state, i + j, &e[j], msg);
+        if (!rc && pass == 1 && src->vertices &&
+            grow_counts(b, src->vertices(src->state)))
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory for the vertex counts");
         if (!rc && pass == 1 && count_blocks(b, e, nb))
             rc = ember__err(msg, EMBER_ERANGE,
                             "edge endpoint out of range: the graph has %llu vertices",
                             (unsigned long long)b->g->n);
-        if (!rc && pass == 2)
-            scatter_blocks(b, e, nb);
+        if (!rc && pass == 2 && scatter_blocks(b, e, nb))
+            rc = ember__err(msg, EMBER_EIO,
+                            "the edges differ from those counted a pass earlier "
+                            "(did the input change while it was read?)");
     }
     ember__free(ctx, e);
     return rc;
@@ -430,13 +484,85 @@ static void compact_rows(ember_graph *g, const uint32_t *len)
     g->m = at;
 }
 
+/* An array read once, in any order, whose pages are handed back to the
+ * system as soon as every byte of them has been read: a copy of it in
+ * another order then holds little more than one array at a time. Only
+ * whole pages inside the array are tracked; giving one back is
+ * madvise(MADV_DONTNEED), a hint whose failure costs nothing but memory
+ * (the array is freed, unread, right after). */
+typedef struct {
+    char *base;        /* the array */
+    uintptr_t first;   /* the first whole page, as an address */
+    size_t pages, page;
+    uint32_t *left;    /* bytes of each tracked page not yet read */
+} drain;
+
+static int drain_init(drain *d, ember_ctx *ctx, void *base, size_t bytes, size_t used)
+{
+    d->page = (size_t)sysconf(_SC_PAGESIZE);
+    d->base = base;
+    d->first = ((uintptr_t)base + d->page - 1) / d->page * d->page;
+    uintptr_t end = ((uintptr_t)base + bytes) / d->page * d->page;
+    d->pages = end > d->first ? (size_t)(end - d->first) / d->page : 0;
+    d->left = ember__malloc(ctx, ember__mul(d->pages ? d->pages : 1, sizeof *d->left));
+    if (!d->left)
+        return EMBER_ENOMEM;
+    uintptr_t live = (uintptr_t)base + used; /* bytes past it are never read */
+    for (size_t k = 0; k < d->pages; k++) {
+        uintptr_t a = d->first + k * d->page, z = a + d->page;
+        d->left[k] = (uint32_t)(live <= a ? 0 : live >= z ? d->page : live - a);
+    }
+    for (size_t k = 0; k < d->pages; k++)
+        if (!d->left[k])
+            (void)madvise((void *)(d->first + k * d->page), d->page, MADV_DONTNEED);
+    return EMBER_OK;
+}
+
+/* Bytes [lo, hi) of the array have been read (each byte once, any thread). */
+static void drain_read(drain *d, size_t lo, size_t hi)
+{
+    uintptr_t a = (uintptr_t)d->base + lo, z = (uintptr_t)d->base + hi;
+    if (a < d->first)
+        a = d->first;
+    while (a < z && (a - d->first) / d->page < d->pages) {
+        size_t k = (a - d->first) / d->page;
+        uintptr_t pz = d->first + (k + 1) * d->page, b = z < pz ? z : pz;
+        uint32_t was = __atomic_fetch_sub(&d->left[k], (uint32_t)(b - a), __ATOMIC_RELAXED);
+        if (was == b - a)
+            (void)madvise((void *)(d->first + k * d->page), d->page, MADV_DONTNEED);
+        a = b;
+    }
+}
+
+/* The rows in the new order: new vertex p takes old vertex from[p]'s row,
+ * its entries through to[] (old vertex -> new). */
+static void gather_rows(ember_graph *g, const uint32_t *from, const uint32_t *to,
+                        const uint64_t *off, uint32_t *adj, double *w,
+                        drain *da, drain *dw)
+{
+    #pragma omp parallel for schedule(dynamic, 1024) num_threads(g->ctx->threads)
+    for (uint64_t p = 0; p < g->n; p++) {
+        uint64_t q = from[p], lo = g->offsets[q], hi = g->offsets[q + 1], at = off[p];
+        for (uint64_t e = lo; e < hi; e++, at++) {
+            adj[at] = to[g->adj[e]];
+            if (w)
+                w[at] = g->weights[e];
+        }
+        drain_read(da, lo * sizeof *adj, hi * sizeof *adj);
+        if (w)
+            drain_read(dw, lo * sizeof *w, hi * sizeof *w);
+    }
+}
+
 /* The degree order was taken from row lengths that still counted duplicate
  * edges. Takes it again from the deduplicated degrees and renumbers the
  * graph to it, so that a graph read with duplicates (a text edge list) gets
  * exactly the vertex numbering, rows and so results of the same graph read
- * without them (ember's HDF5 CSR). Costs one more copy of the edges, and
- * runs only when duplicates were dropped. */
-static int reorder_deduplicated(build *b, int own_outc)
+ * without them (ember's HDF5 CSR). Runs only when duplicates were dropped;
+ * the rows are copied in the new order while the old ones' pages are given
+ * back as they are read (see drain), so the peak stays near one CSR. m_raw
+ * is the room adj (and weights) were allocated with. */
+static int reorder_deduplicated(build *b, int own_outc, uint64_t m_raw)
 {
     ember_graph *g = b->g;
     ember_ctx *ctx = g->ctx;
@@ -445,10 +571,13 @@ static int reorder_deduplicated(build *b, int own_outc)
     uint64_t *rd = ember__calloc(ctx, n + 1, sizeof *rd);
     uint32_t *od = own_outc ? ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *od)) : NULL;
     uint64_t *off = ember__calloc(ctx, n + 1, sizeof *off);
-    uint32_t *adj = ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *adj));
-    double *w = g->weights ? ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *w)) : NULL;
+    uint32_t *to = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *to));
+    uint32_t *from = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *from));
+    uint32_t *adj = NULL;
+    double *w = NULL;
+    drain da = {0}, dw = {0};
     int rc = EMBER_ENOMEM;
-    if (!rd || (own_outc && !od) || !off || !adj || (g->weights && !w))
+    if (!rd || (own_outc && !od) || !off || !to || !from)
         goto cleanup;
     for (uint64_t v = 0; v < n; v++) {
         rd[old[v] + 1] = g->offsets[v + 1] - g->offsets[v];
@@ -463,19 +592,31 @@ static int reorder_deduplicated(build *b, int own_outc)
         g->perm = old;
         goto cleanup;
     }
+    ember__free(ctx, rd);
+    rd = NULL;
+    rc = EMBER_ENOMEM;
+    int same = 1;
+    for (uint64_t v = 0; v < n; v++) {
+        to[v] = b->inv[old[v]];
+        from[to[v]] = (uint32_t)v;
+        same &= to[v] == v;
+    }
+    if (same) { /* the order held: nothing moves */
+        rc = EMBER_OK;
+        goto cleanup;
+    }
     for (uint64_t v = 0; v < n; v++)
-        off[b->inv[old[v]] + 1] = g->offsets[v + 1] - g->offsets[v];
+        off[to[v] + 1] = g->offsets[v + 1] - g->offsets[v];
     for (uint64_t v = 0; v < n; v++)
         off[v + 1] += off[v];
-    #pragma omp parallel for schedule(dynamic, 1024) num_threads(ctx->threads)
-    for (uint64_t v = 0; v < n; v++) {
-        uint64_t to = off[b->inv[old[v]]];
-        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++, to++) {
-            adj[to] = b->inv[old[g->adj[e]]];
-            if (w)
-                w[to] = g->weights[e];
-        }
-    }
+    adj = ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *adj));
+    w = g->weights ? ember__malloc(ctx, ember__mul(g->m ? g->m : 1, sizeof *w)) : NULL;
+    if (!adj || (g->weights && !w) ||
+        drain_init(&da, ctx, g->adj, (m_raw ? m_raw : 1) * sizeof *adj, g->m * sizeof *adj) ||
+        (w && drain_init(&dw, ctx, g->weights, (m_raw ? m_raw : 1) * sizeof *w,
+                         g->m * sizeof *w)))
+        goto cleanup;
+    gather_rows(g, from, to, off, adj, w, &da, &dw);
     for (uint64_t v = 0; od && v < n; v++) /* od: by label, now by vertex */
         g->out_degree[b->inv[v]] = od[v];
     ember__free(ctx, g->offsets);
@@ -495,8 +636,12 @@ cleanup:
     ember__free(ctx, rd);
     ember__free(ctx, od);
     ember__free(ctx, off);
+    ember__free(ctx, to);
+    ember__free(ctx, from);
     ember__free(ctx, adj);
     ember__free(ctx, w);
+    ember__free(ctx, da.left);
+    ember__free(ctx, dw.left);
     return rc;
 }
 
@@ -540,9 +685,16 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
                        size_t nblocks, int resident, const ember_graph_opts *opts,
                        char *msg)
 {
+    ember__esource src = {get, state, nblocks, resident ? nblocks : 1, NULL, NULL};
+    return ember__graph_build_from(g, &src, opts, msg);
+}
+
+int ember__graph_build_from(ember_graph *g, const ember__esource *src,
+                            const ember_graph_opts *opts, char *msg)
+{
     ember_ctx *ctx = g->ctx;
-    const uint64_t n = g->n;
-    build b = {.g = g, .o = opts};
+    uint64_t n = g->n;
+    build b = {.g = g, .o = opts, .src = src, .cap = n};
     double t0 = ember__graph_now();
     int rc = EMBER_OK;
     g->directed = !opts->undirected;
@@ -555,8 +707,13 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
         b.outc = ember__calloc(ctx, n ? n : 1, sizeof *b.outc);
     if (!b.cnt || (own_outc && !b.outc))
         goto oom;
-    if ((rc = run_pass(&b, get, state, nblocks, resident, 1, msg)))
+    if ((rc = run_pass(&b, 1, msg)))
         goto cleanup;
+    if (src->counted && (rc = src->counted(src->state, g, msg)))
+        goto cleanup;
+    if (grow_counts(&b, g->n))
+        goto oom;
+    n = g->n;
     if (opts->degree_order) {
         if ((rc = degree_order(&b, b.outc, b.cnt)) || (rc = permute_counts(&b)))
             goto oom;
@@ -566,7 +723,7 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
     /* cnt[v] is row v's start, used as its cursor: after the scatter it is
      * row v's end, one shift away from the offsets. */
     split_rows(&b);
-    if ((rc = run_pass(&b, get, state, nblocks, resident, 2, msg)))
+    if ((rc = run_pass(&b, 2, msg)))
         goto cleanup;
     memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
     b.cnt[0] = 0;
@@ -581,10 +738,11 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
     if (dups < 0)
         goto oom;
     if (dups) {
+        uint64_t m_raw = g->m;
         compact_rows(g, b.inv);
         if (g->out_degree)
             recount_out_degree(g);
-        if (opts->degree_order && (rc = reorder_deduplicated(&b, own_outc)))
+        if (opts->degree_order && (rc = reorder_deduplicated(&b, own_outc, m_raw)))
             goto oom;
     }
     if (opts->by_destination && opts->undirected && (rc = row_degrees(g)))

@@ -3,7 +3,8 @@
  * Loading is two steps. A reader (text or HDF5) hands the builder blocks of
  * edges (label pairs, u32); the builder makes the CSR in two passes over
  * the blocks (count, then scatter), so a reader that streams from a file
- * can hand out each block twice without holding all edges at once.
+ * can hand out each block twice without holding all edges at once (the
+ * text reader parses its file twice, a group of chunks at a time).
  */
 #ifndef EMBER_GRAPH_INTERNAL_H
 #define EMBER_GRAPH_INTERNAL_H
@@ -34,6 +35,27 @@ typedef int (*ember__eblock_fn)(void *state, size_t i, ember__eblock *b,
 int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
                        size_t nblocks, int resident,
                        const ember_graph_opts *opts, char *msg);
+
+/* A source of blocks for the builder, which reads it twice (count, then
+ * scatter). Blocks are fetched `group` at a time, in order; a group's
+ * blocks stay valid until the next group's first block is fetched (a
+ * resident source is one group of nblocks).
+ * vertices (optional): called after each group of the first pass, returns
+ * the vertex count seen so far; the builder's g->n grows to it, so a
+ * source may start with g->n = 0 and learn it while it is read (text).
+ * counted (optional): called once the first pass is over; may raise g->n
+ * (vertices without edges) or refuse the input (an error in msg). */
+typedef struct {
+    ember__eblock_fn get;
+    void *state;
+    size_t nblocks;
+    size_t group;
+    uint64_t (*vertices)(void *state);
+    int (*counted)(void *state, ember_graph *g, char *msg);
+} ember__esource;
+
+int ember__graph_build_from(ember_graph *g, const ember__esource *src,
+                            const ember_graph_opts *opts, char *msg);
 
 /* Largest vertex count allowed: opts' limit, 2^32, and what the machine's
  * memory allows (about 48 bytes of vertex arrays per vertex). */

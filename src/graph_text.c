@@ -2,6 +2,10 @@
  *
  * The file is mapped and cut into chunks at line starts; chunks are parsed
  * in parallel into arrays of id pairs, which become the builder's blocks.
+ * Without relabel the file is parsed twice, a group of chunks at a time
+ * (the builder's count, then its scatter), so no more than a group's
+ * pairs are ever held: see "streaming" below. With relabel every pair is
+ * held, since the ids must all be seen before any is numbered.
  * Numbers are parsed by hand (strtoull is several times slower and accepts
  * signs and spaces we must refuse). A chunk stops at its first error and
  * remembers the byte position; the error reported is the first in the
@@ -50,6 +54,7 @@ typedef struct {
     uint64_t maxid;
     int any;
     uint64_t entries;    /* lines with an edge */
+    uint64_t hash;       /* of the pairs and weights, in order */
     int status;          /* first error, or 0 */
     size_t err_pos;
     char err[192];
@@ -148,6 +153,10 @@ static inline int parse_id(chunk *c, const char **pp, const char *end,
                           "non-numeric token '%s' where a vertex id was expected",
                           tok, end);
     uint64_t v = 0;
+    /* 19 digits cannot overflow: check only beyond them */
+    const char *fast = end - p > 19 ? p + 19 : end;
+    while (p < fast && (unsigned)(*p - '0') < 10)
+        v = v * 10 + (unsigned)(*p++ - '0');
     while (p < end && (unsigned)(*p - '0') < 10) {
         unsigned d = (unsigned)(*p - '0');
         if (v > (UINT64_MAX - d) / 10)
@@ -250,6 +259,13 @@ static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide,
     if (w)
         c->w[c->n] = *w;
     c->n++;
+    uint64_t x = (a << 32 | b) ^ (a >> 32) * UINT64_C(0x9e3779b97f4a7c15);
+    if (w) {
+        uint64_t bits;
+        memcpy(&bits, w, sizeof bits);
+        x ^= bits * UINT64_C(0xc2b2ae3d27d4eb4f);
+    }
+    c->hash = (c->hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
     uint64_t mx = a > b ? a : b;
     if (!c->any || mx > c->maxid)
         c->maxid = mx;
@@ -340,7 +356,8 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
             return;
         if (take_edge(c, s, ctx, a, b, s->weighted ? &w : NULL, line))
             return;
-        p = next_line(p, end);
+        /* most lines end right after the last number: no search */
+        p = p < end && *p == '\n' ? p + 1 : next_line(p, end);
     }
 }
 
@@ -463,8 +480,9 @@ static uint64_t line_of(const source *s, size_t pos)
     return line;
 }
 
-static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
-                     char *msg)
+/* Cuts the body into chunks at line starts. */
+static int cut_chunks(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
+                      char *msg)
 {
     size_t body = s->size - s->body;
     size_t nc = body / CHUNK_BYTES + 1;
@@ -479,14 +497,16 @@ static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
         c[i].hi = line_start(s, s->body + (size_t)(((unsigned __int128)body * (i + 1)) / nc));
     }
     c[nc - 1].hi = s->size;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
-    for (size_t i = 0; i < nc; i++) {
-        parse_chunk(&c[i], s, ctx);
-        release_pages(s, c[i].lo, c[i].hi);
-    }
     *out = c;
     *nout = nc;
-    for (size_t i = 0; i < nc; i++)
+    return EMBER_OK;
+}
+
+/* The first error of chunks [lo, hi), in file order, into msg. */
+static int first_error(const source *s, const chunk *c, size_t lo, size_t hi,
+                       char *msg)
+{
+    for (size_t i = lo; i < hi; i++)
         if (c[i].status)
             return c[i].status == EMBER_ENOMEM
                        ? ember__err(msg, EMBER_ENOMEM, "%s: %s", s->path, c[i].err)
@@ -494,6 +514,23 @@ static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
                                     (unsigned long long)line_of(s, c[i].err_pos),
                                     c[i].err);
     return EMBER_OK;
+}
+
+/* Parses every chunk, holding all pairs (relabel needs every id first). */
+static int parse_all(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
+                     char *msg)
+{
+    int rc = cut_chunks(s, ctx, out, nout, msg);
+    if (rc)
+        return rc;
+    chunk *c = *out;
+    size_t nc = *nout;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads)
+    for (size_t i = 0; i < nc; i++) {
+        parse_chunk(&c[i], s, ctx);
+        release_pages(s, c[i].lo, c[i].hi);
+    }
+    return first_error(s, c, 0, nc, msg);
 }
 
 static void free_chunks(ember_ctx *ctx, chunk *c, size_t nc)
@@ -609,6 +646,116 @@ typedef struct {
     chunk *c;
 } blocks;
 
+/* ---- streaming: the file parsed twice, a group of chunks at a time ---------------------
+ *
+ * Without relabel the builder reads the text itself, twice: pass 1 parses
+ * a group of chunks in parallel into reused buffers (one a slot) and
+ * counts their rows, pass 2 parses them again and scatters them. No edge
+ * pairs are held beyond a group, so the peak is the CSR and its vertex
+ * arrays. Pass 1 keeps each chunk's pair count and a hash of its pairs;
+ * pass 2 refuses a chunk that parses to anything else (the file changed). */
+
+typedef struct {
+    source *s;
+    ember_ctx *ctx;
+    ember_graph *g;
+    chunk *c;            /* what pass 1 found in each chunk */
+    size_t nc, group;
+    chunk *slot;         /* group buffers: e32, w, cap */
+    int pass;
+    uint64_t seen;       /* pass 1: max id + 1 so far */
+    double parse_seconds;
+} stream;
+
+static void parse_slot(stream *st, size_t i)
+{
+    chunk *sl = &st->slot[i % st->group];
+    chunk t = {.lo = st->c[i].lo, .hi = st->c[i].hi, .e32 = sl->e32, .w = sl->w,
+               .cap = sl->cap};
+    parse_chunk(&t, st->s, st->ctx);
+    release_pages(st->s, t.lo, t.hi);
+    sl->e32 = t.e32, sl->w = t.w, sl->cap = t.cap, sl->n = t.n;
+    chunk *c = &st->c[i];
+    if (st->pass == 1) {
+        t.e32 = NULL, t.w = NULL, t.cap = 0;
+        *c = t;
+    } else if (t.status == EMBER_ENOMEM) {
+        c->status = t.status;
+        memcpy(c->err, t.err, sizeof c->err);
+    } else if (t.status || t.n != c->n || t.hash != c->hash) {
+        c->status = EMBER_EIO;
+        c->err_pos = t.lo;
+        snprintf(c->err, sizeof c->err, "the file changed while it was read "
+                 "(this part parses differently the second time)");
+    }
+}
+
+static int stream_group(stream *st, size_t first, char *msg)
+{
+    double t0 = ember__graph_now();
+    size_t last = first + st->group < st->nc ? first + st->group : st->nc;
+    if (first == 0)
+        st->pass++;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(st->ctx->threads)
+    for (size_t i = first; i < last; i++)
+        parse_slot(st, i);
+    for (size_t i = first; st->pass == 1 && i < last; i++)
+        if (st->c[i].any && st->c[i].maxid + 1 > st->seen)
+            st->seen = st->c[i].maxid + 1;
+    st->parse_seconds += ember__graph_now() - t0;
+    return first_error(st->s, st->c, first, last, msg);
+}
+
+static int stream_block(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    stream *st = state;
+    int rc = i % st->group == 0 ? stream_group(st, i, msg) : EMBER_OK;
+    const chunk *sl = &st->slot[i % st->group];
+    *b = (ember__eblock){sl->e32, sl->e32 ? sl->e32 + 1 : NULL, sl->n, 2, sl->w};
+    return rc;
+}
+
+static uint64_t stream_vertices(void *state)
+{
+    return ((stream *)state)->seen;
+}
+
+static int vertex_count(ember_graph *g, const source *s, const chunk *c,
+                        size_t nc, char *msg);
+
+static int stream_counted(void *state, ember_graph *g, char *msg)
+{
+    stream *st = state;
+    int rc = vertex_count(g, st->s, st->c, st->nc, msg);
+    if (!rc && g->n == 0)
+        rc = ember__err(msg, EMBER_EEMPTY, "%s: no edges (only comments or blank lines)",
+                        st->s->path);
+    return rc;
+}
+
+/* Loads s (mapped, its header read) without holding its edges. */
+static int load_streamed(ember_graph *g, source *s, const ember_graph_opts *opts,
+                         char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    stream st = {.s = s, .ctx = ctx, .g = g};
+    int rc = cut_chunks(s, ctx, &st.c, &st.nc, msg);
+    st.group = (size_t)ctx->threads * 2;
+    if (!rc && !(st.slot = ember__calloc(ctx, st.group, sizeof *st.slot)))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc) {
+        g->n = s->mtx ? (s->rows > s->cols ? s->rows : s->cols) : 0;
+        ember__esource src = {stream_block, &st, st.nc, st.group, stream_vertices,
+                              stream_counted};
+        rc = ember__graph_build_from(g, &src, opts, msg);
+    }
+    g->read_seconds = st.parse_seconds;
+    g->build_seconds -= st.parse_seconds;
+    free_chunks(ctx, st.slot, st.slot ? st.group : 0);
+    free_chunks(ctx, st.c, st.nc);
+    return rc;
+}
+
 static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
 {
     (void)msg;
@@ -678,35 +825,44 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
     return EMBER_OK;
 }
 
-int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
-                           const ember_graph_opts *opts, char *msg)
+/* Relabel: every pair held, its ids sorted into g->ids, then built. */
+static int load_relabelled(ember_graph *g, source *s, const ember_graph_opts *opts,
+                           char *msg)
 {
     ember_ctx *ctx = g->ctx;
-    source s = {.path = path, .mtx = mtx, .body_line = 1, .weighted = opts->weighted};
-    s.wide = opts->relabel && !mtx; /* Matrix Market indices are dense */
-    s.limit = ember__graph_max_vertices(opts);
     chunk *c = NULL;
     size_t nc = 0;
     double t0 = ember__graph_now();
-    int rc = map_file(&s, msg);
-    if (!rc && mtx)
-        rc = mtx_header(&s, msg);
+    int rc = parse_all(s, ctx, &c, &nc, msg);
     if (!rc)
-        rc = parse_all(&s, ctx, &c, &nc, msg);
-    if (!rc && s.wide)
-        rc = relabel(g, c, nc, path, opts, msg);
-    else if (!rc)
-        rc = vertex_count(g, &s, c, nc, msg);
-    g->input_bytes = s.size;
-    unmap_file(&s);
+        rc = relabel(g, c, nc, s->path, opts, msg);
     g->read_seconds = ember__graph_now() - t0;
     if (!rc && g->n == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: no edges (only comments or blank lines)",
-                        path);
+                        s->path);
     if (!rc) {
         blocks b = {c};
         rc = ember__graph_build(g, chunk_block, &b, nc, 1, opts, msg);
     }
     free_chunks(ctx, c, nc);
+    return rc;
+}
+
+int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
+                           const ember_graph_opts *opts, char *msg)
+{
+    source s = {.path = path, .mtx = mtx, .body_line = 1, .weighted = opts->weighted};
+    s.wide = opts->relabel && !mtx; /* Matrix Market indices are dense */
+    s.limit = ember__graph_max_vertices(opts);
+    double t0 = ember__graph_now();
+    int rc = map_file(&s, msg);
+    if (!rc && mtx)
+        rc = mtx_header(&s, msg);
+    g->input_bytes = s.size;
+    double header = ember__graph_now() - t0;
+    if (!rc)
+        rc = s.wide ? load_relabelled(g, &s, opts, msg) : load_streamed(g, &s, opts, msg);
+    g->read_seconds += header;
+    unmap_file(&s);
     return rc;
 }

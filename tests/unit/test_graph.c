@@ -480,6 +480,67 @@ static void test_graph_same_for_any_thread_count(void **state)
     ember_ctx_destroy(&c3);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A text file parsed in several groups of chunks (its ids growing from
+ * group to group, duplicates piled on a few vertices so the degree order
+ * changes once they are dropped) gives exactly the graph built from its
+ * distinct edges in memory. */
+static void test_graph_text_streamed_matches_distinct_edges(void **state)
+{
+    (void)state;
+    enum { M = 400000 };
+    uint64_t *e = malloc(M * sizeof *e), seed = 11;
+    assert_non_null(e);
+    FILE *f = fopen("grow.el", "w");
+    assert_non_null(f);
+    for (int i = 0; i < M; i++) {
+        uint64_t span = i < M / 2 ? 1000 : 6000;
+        uint64_t a = tu_rand(&seed) % span, b = tu_rand(&seed) % span;
+        if (i % 3 == 0)
+            a = i % 7, b = 100 + i % 5; /* many copies of 35 edges */
+        fprintf(f, "%llu %llu\n", (unsigned long long)a, (unsigned long long)b);
+        e[i] = a << 32 | b;
+    }
+    fclose(f);
+    qsort(e, M, sizeof *e, cmp_u64);
+    size_t m = 0;
+    for (size_t i = 0; i < M; i++)
+        if (m == 0 || e[i] != e[m - 1])
+            e[m++] = e[i];
+    uint32_t *src = malloc(m * 4), *dst = malloc(m * 4);
+    assert_true(src && dst);
+    uint64_t n = 0;
+    for (size_t i = 0; i < m; i++) {
+        src[i] = (uint32_t)(e[i] >> 32), dst[i] = (uint32_t)e[i];
+        n = src[i] >= n ? src[i] + 1u : n;
+        n = dst[i] >= n ? dst[i] + 1u : n;
+    }
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    char msg[EMBER_MSG_SIZE];
+    for (int t = 1; t <= 2; t++) {
+        ember_ctx *ctx = tu_ctx(t);
+        ember_graph *a = load(ctx, "grow.el", &o), *b = NULL;
+        TU_OKM(ember_graph_from_edges(&b, ctx, n, src, dst, m, &o, msg), msg);
+        assert_int_equal(a->n, b->n);
+        assert_int_equal(a->m, b->m);
+        assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+        assert_memory_equal(a->adj, b->adj, a->m * 4);
+        assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+        assert_memory_equal(a->perm, b->perm, a->n * 4);
+        ember_graph_free(&a);
+        ember_graph_free(&b);
+        ember_ctx_destroy(&ctx);
+    }
+    free(src);
+    free(dst);
+    free(e);
+}
+
 /* ---- HDF5 ----------------------------------------------------------------------------- */
 
 static void test_graph_h5_roundtrip(void **state)
@@ -1046,6 +1107,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_input_errors),
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),
+        cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
