@@ -1168,7 +1168,7 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     if (!t.used)
         return EMBER_OK;
     if (L->o.force_resume && !state_differs) {
-        warn(L, "ember: resuming from %s although %s (force_resume)", path, d);
+        warn(L, "ember: resuming from %s although %s (the resume is forced)", path, d);
         return EMBER_OK;
     }
     return ember__err(msg, EMBER_EMISMATCH,
