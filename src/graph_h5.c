@@ -690,6 +690,24 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
     return EMBER_OK;
 }
 
+/* Closes fid, if open, and releases the HDF5 lock taken before it was
+ * opened; then seals a sealed file again, even when adding to it failed,
+ * so it stays verifiable. rc: the status so far; returns the first
+ * failure. */
+static int close_and_seal(hid_t fid, const char *file, int seal, int rc,
+                          char *msg)
+{
+    int opened = fid >= 0;
+    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
+        rc = h5err(msg, EMBER_EIO, file, "cannot close");
+    ember__h5_unlock();
+    if (opened && seal) {
+        int rs = ember__fsum_seal(file, rc ? NULL : msg);
+        rc = rc ? rc : rs;
+    }
+    return rc;
+}
+
 int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
                          size_t nattrs, char *msg)
 {
@@ -709,15 +727,7 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
     if (!rc)
         rc = put_attrs(obj, attrs, nattrs, spec, msg);
     close_id(&obj, H5Oclose);
-    int opened = fid >= 0;
-    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
-        rc = h5err(msg, EMBER_EIO, file, "cannot close");
-    ember__h5_unlock();
-    if (opened && seal) {
-        int rs = ember__fsum_seal(file, rc ? NULL : msg);
-        rc = rc ? rc : rs;
-    }
-    return rc;
+    return close_and_seal(fid, file, seal, rc, msg);
 }
 
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
@@ -744,14 +754,5 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     if (!rc)
         rc = put_attrs(ds, attrs, nattrs, spec, msg);
     close_id(&ds, H5Dclose);
-    int opened = fid >= 0;
-    if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
-        rc = h5err(msg, EMBER_EIO, file, "cannot close");
-    ember__h5_unlock();
-    /* A sealed file stays sealed even when adding to it failed. */
-    if (opened && seal) {
-        int rs = ember__fsum_seal(file, rc ? NULL : msg);
-        rc = rc ? rc : rs;
-    }
-    return rc;
+    return close_and_seal(fid, file, seal, rc, msg);
 }
