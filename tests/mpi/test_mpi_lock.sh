@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# A second job on the checkpoint directory of a live one is refused (exit 2,
+# a message naming the lock), whatever its rank count, and leaves the first
+# job's checkpoints alone; the first job then finishes with the serial
+# build's bits. Only rank 0 takes the lock: a job of 3 ranks on a fresh
+# directory is not refused by its own ranks.
+source "$(dirname "$0")/mpi_lib.bash"
+work=$(mktemp -d)
+trap '[ -n "${job_pid:-}" ] && kill_job; rm -rf "$work"' EXIT
+cd "$work"
+
+"$sbin/ember-gen" kron --scale 13 --edge-factor 16 --seed 3 --output g.h5 --quiet
+iters=${EMBER_MPI_LOCK_ITERATIONS:-3000}
+args=(--input g.h5 --iterations "$iters" --tolerance 0 --partitions 6 --quiet)
+"$sbin/ember-pagerank" "${args[@]}" --threads 1 --output full.csv
+
+mpi_bg 3 1 "$bin/ember-pagerank" "${args[@]}" --threads 1 --output first.csv \
+    --checkpoint-dir ck --checkpoint-every 50 --metrics first.jsonl
+while kill -0 "$job_pid" 2>/dev/null && [ "$(last_iteration first.jsonl)" -lt 10 ]; do
+    sleep 0.02
+done
+kill -0 "$job_pid" 2>/dev/null || fail "the first job ended too soon: raise EMBER_MPI_LOCK_ITERATIONS"
+for n in 2 1; do
+    rc=0
+    out=$(mpi "$n" 1 "$bin/ember-pagerank" "${args[@]}" --threads 1 --output second.csv \
+        --checkpoint-dir ck 2>&1) || rc=$?
+    kill -0 "$job_pid" 2>/dev/null || fail "the first job ended before the second was refused"
+    [ "$rc" = 2 ] || fail "second job on $n ranks: exit $rc, expected 2: $out"
+    echo "$out" | grep -q "ember.lock\|in use\|locked" || fail "no lock message: $out"
+done
+[ ! -f second.csv ] || fail "a refused job wrote output"
+# The serial build is refused too: the lock is the same file.
+rc=0
+"$sbin/ember-pagerank" "${args[@]}" --threads 1 --output second.csv --checkpoint-dir ck \
+    >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "serial job on a live MPI job's directory: exit $rc, expected 2"
+wait "$job_pid" || fail "the first job failed"
+job_pid=
+same full.csv first.csv
+echo ok
