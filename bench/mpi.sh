@@ -11,7 +11,7 @@
 # Bytes moved per iteration: counted by Open MPI itself (the pml
 # monitoring component: every byte a rank sends, collectives included),
 # for runs of ITERS and 2 x ITERS iterations; the difference divided by
-# ITERS is what one iteration moves, loading and output excluded. Printed
+# ITERS is what one iteration moves, PARTS partitions (default 16), loading and output excluded. Printed
 # next to docs/mpi.md's formula B(P) = 8 n (P - 1) + 16 k (P - 1) + 8 F P
 # ceil(log2 P), n vertices, k partitions, F = 4.
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_MPI_BUILD:-$here/../build-mpi}
 bin=$build/bin
-SCALE=${SCALE:-20} EF=${EF:-16} ITERS=${ITERS:-20} RUNS=${RUNS:-5}
+SCALE=${SCALE:-20} EF=${EF:-16} ITERS=${ITERS:-20} RUNS=${RUNS:-5} PARTS=${PARTS:-16}
 [ -x "$bin/ember-pagerank" ] || { echo "mpi.sh: no MPI build in $build (cmake -B build-mpi -DEMBER_MPI=ON)" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "mpi.sh: no mpirun" >&2; exit 1; }
 export OMPI_MCA_plm_rsh_agent=false
@@ -38,7 +38,6 @@ n=$(h5dump -a /csr/n "$graph" 2>/dev/null | awk '/\(0\)/ { print $2 }')
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 compute() { awk -F'"compute_seconds": ' '/"event": "done"/ { split($2, a, ","); print a[1] }' "$1"; }
-parts() { awk -F'"partitions": ' 'NF > 1 { split($2, a, /[,}]/); print a[1]; exit }' "$1"; }
 
 # run RANKS THREADS ITERS METRICS [mpirun options...]
 run() {
@@ -47,7 +46,7 @@ run() {
     rm -f "$m"
     OMP_NUM_THREADS=$t mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS -n "$p" "$@" \
         "$bin/ember-pagerank" --input "$graph" --iterations "$it" --tolerance 0 \
-        --threads "$t" --quiet --metrics "$m" --output "$work/r.$p.csv"
+        --partitions "$PARTS" --threads "$t" --quiet --metrics "$m" --output "$work/r.$p.csv"
 }
 
 : > "$work/shared" ; : > "$work/mpi"
@@ -68,7 +67,7 @@ rm -f "$work"/mon*.prof
 run 2 1 "$ITERS" "$work/b1.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/monA"
 run 2 1 $(( 2 * ITERS )) "$work/b2.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/monB"
 a=$(sent "$work/monA") b=$(sent "$work/monB")
-k=$(awk -F'"partitions": ' 'NF > 1 { split($2, x, /[,}]/); print x[1]; exit }' "$work/b1.jsonl")
+k=$PARTS
 per_iter=$(( (b - a) / ITERS ))
 P=2 F=4
 formula=$(awk -v n="$n" -v k="${k:-0}" -v P=$P -v F=$F 'BEGIN {
