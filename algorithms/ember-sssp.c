@@ -580,7 +580,7 @@ int main(int argc, char **argv)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc)
         rc = distances(&d, &reached, &s, msg);
-    if (!rc && cli.output)
+    if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */
         rc = write_output(&cli, g, d, reached, msg);
     if (!rc && !cli.quiet)
         fprintf(stderr, "ember-sssp: %" PRIu64 " vertices, %" PRIu64 " edges; %" PRIu64
@@ -588,6 +588,8 @@ int main(int argc, char **argv)
                 "checkpoints %.3f s\n", g->n, g->m, reached, source, cli.iterations_done,
                 cli.converged ? "" : " (NOT converged: --iterations ran out)",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+    if (cli.rank != 0)
+        cli.verify = 0; /* rank 0 checks */
     if (!rc && cli.verify && g->by_destination && g->directed) {
         ember_graph_free(&g); /* the checker walks out-edges */
         rc = load_graph(&out_edges, ctx, &cli, 0, msg);

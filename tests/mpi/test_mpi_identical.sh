@@ -11,6 +11,8 @@ cd "$work"
 
 "$sbin/ember-gen" kron --scale 12 --edge-factor 16 --seed 3 --output g.h5 --quiet
 "$sbin/ember-gen" kron --scale 11 --edge-factor 4 --seed 9 --output sparse.h5 --quiet
+"$sbin/ember-gen" kron --scale 10 --edge-factor 8 --weighted --seed 7 --output w.el --quiet
+src_v=$(awk '!/^#/ { print $1; exit }' w.el)
 
 # name | program and flags (every run adds --quiet and an output)
 cases=(
@@ -18,7 +20,8 @@ cases=(
   "prel|ember-pagerank --input $src/data/karate.el --undirected --iterations 40 --partitions 5"
   "cc|ember-cc --input sparse.h5 --partitions 8"
   "km|ember-kmeans --input $src/data/iris.csv --k 3 --seed 7 --tolerance 0 --iterations 15 --partitions 6"
-  "ss|ember-sssp --input g.h5 --source 1 --partitions 8"
+  "ss|ember-sssp --input w.el --source $src_v --partitions 8"
+  "ssh|ember-sssp --input w.el --source $src_v --partitions 5 --plan shuffle"
 )
 ext() { case $1 in km) echo h5 ;; *) echo csv ;; esac; }
 
