@@ -3,8 +3,13 @@
 #   make deps              install missing Debian packages (root) or say how
 #   make build             configure build/ once, then build
 #   make run               build, then run the main job ($(RUN_CMD))
-#   make test              build, then ctest (unit + integration)
-#   make test SANITIZE=1   the same in build-san/ with ASan + UBSan
+#   make test              build, then ctest (unit + integration), in build/
+#                          and then in build-mpi/ (the MPI flavour,
+#                          -DEMBER_MPI=ON: the whole suite plus the tests
+#                          of label mpi under mpirun) when MPI is installed
+#   make build-mpi         configure and build only the MPI flavour
+#   make test SANITIZE=1   the serial suite in build-san/ with ASan + UBSan
+#                          (the MPI flavour is not sanitized)
 #   make install PREFIX=/opt/ember
 #   make bench             bench/run.sh, if there is one
 #   make fuzz SECONDS=N    build the libFuzzer harnesses (clang, build-fuzz/)
@@ -16,7 +21,8 @@
 # README and CI scripts call `make run`.
 RUN_CMD = d=$$(mktemp -d) && ./$(BUILD_DIR)/bin/ember-pagerank --input data/karate.el --undirected --checkpoint-dir $$d/ck --checkpoint-every 10 --top 10; rc=$$?; rm -rf $$d; exit $$rc
 
-DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools
+DEPS_PKGS = cmake gcc make pkg-config libhdf5-dev libcmocka-dev libzstd-dev libxxhash-dev hdf5-tools \
+            openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
 # Only `make fuzz` needs these (clang, libFuzzer and the sanitizer
 # runtimes, clang's OpenMP), so `make deps` does not install them.
 FUZZ_DEPS_PKGS = clang libclang-rt-14-dev libomp-14-dev
@@ -48,7 +54,14 @@ CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release
 SAN_ENV =
 endif
 
-.PHONY: all deps fuzz-deps configure build run test install bench fuzz clean
+# The MPI flavour (build-mpi/). It needs mpirun and the parallel HDF5
+# (pkg-config module hdf5-openmpi); `make deps` installs both.
+MPI_DIR = build-mpi
+MPI_CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DEMBER_MPI=ON
+HAVE_MPI = $(shell command -v mpirun > /dev/null 2>&1 && pkg-config --exists hdf5-openmpi 2>/dev/null && echo 1)
+
+.PHONY: all deps fuzz-deps configure build run test install bench fuzz clean \
+        build-mpi test-mpi
 
 all: build
 
@@ -95,6 +108,30 @@ run: build
 
 test: build
 	$(SAN_ENV) ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
+ifneq ($(SANITIZE),1)
+	@$(MAKE) test-mpi
+endif
+
+build-mpi: deps
+	@if [ "$(HAVE_MPI)" != 1 ]; then \
+	  echo "make build-mpi: needs mpirun and HDF5's hdf5-openmpi (make deps as root)" >&2; \
+	  exit 1; \
+	fi
+	@if [ ! -f $(MPI_DIR)/Makefile ] && [ ! -f $(MPI_DIR)/build.ninja ]; then \
+	  echo "cmake -S . -B $(MPI_DIR) $(MPI_CMAKE_FLAGS)"; \
+	  cmake -S . -B $(MPI_DIR) $(MPI_CMAKE_FLAGS); \
+	fi
+	cmake --build $(MPI_DIR) -j$(JOBS)
+
+# The MPI flavour's suite, when MPI is there; said, not silently skipped,
+# when it is not.
+test-mpi:
+	@if [ "$(HAVE_MPI)" != 1 ]; then \
+	  echo "make test: MPI flavour NOT tested: no mpirun or hdf5-openmpi (make deps as root installs them)"; \
+	else \
+	  $(MAKE) build-mpi && \
+	  ctest --test-dir $(MPI_DIR) --output-on-failure -j$(CTEST_JOBS); \
+	fi
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
@@ -119,4 +156,4 @@ fuzz: fuzz-deps
 	bash tests/fuzz/run.sh $(FUZZ_DIR) $(SECONDS)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-mpi

@@ -89,6 +89,7 @@ int ember_ctx_create(ember_ctx **out, const ember_ctx_opts *opts, char *msg)
         return ember__err(msg, EMBER_ENOMEM, "out of memory creating a context");
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = a;
+    ember__comm_init(&ctx->comm);
     omp_init_lock(&ctx->stats_lock);
     int rc = configure(ctx, o, msg);
     if (!rc)
@@ -108,6 +109,7 @@ void ember_ctx_destroy(ember_ctx **pctx)
     ember_ctx *ctx = *pctx;
     ember__destroy_all(ctx);
     ember__store_destroy(ctx);
+    ember__comm_free(ctx);
     omp_destroy_lock(&ctx->stats_lock);
     ember__free(ctx, ctx->scratch_dir);
     ember__free(ctx, ctx->checkpoint_dir);

@@ -9,6 +9,7 @@
 #define EMBER_INTERNAL_H
 
 #include "ember.h"
+#include "comm.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@ struct ember_ctx {
     int (*ckpt_commit)(ember_ds *ds, char *msg);
     omp_lock_t stats_lock; /* guards stats from tasks */
     ember_stats stats;
+    ember__comm comm;      /* the ranks of the job (comm.h); serial: 0 of 1 */
 };
 
 /* Allocation through the context's allocator (thread-safe). */

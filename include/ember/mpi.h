@@ -1,0 +1,65 @@
+/* ember/mpi.h: running one ember job on several MPI ranks. Include after
+ * ember.h.
+ *
+ * ember is built in two flavours (README.md, docs/design.md):
+ *   - serial (the default): no MPI anywhere; a context is rank 0 of 1.
+ *   - MPI (cmake -DEMBER_MPI=ON, build-mpi/): built against MPI and the
+ *     parallel HDF5. Consumers see EMBER_MPI defined (the CMake target and
+ *     ember.pc carry -DEMBER_MPI=1), and ember_ctx_set_comm below exists.
+ * Both flavours have ember_ctx_rank and ember_ctx_ranks, so a program can
+ * print "on rank 0 only" without an #ifdef.
+ *
+ * With a communicator, every rank runs the same program on the same
+ * datasets; ranks own partitions (rank r of R owns the contiguous block
+ * [P*r/R, P*(r+1)/R) of a dataset's P partitions), narrow work runs on the
+ * owner, shuffles exchange buckets, and actions combine per-partition
+ * results in partition order on every rank: results are bit-identical to a
+ * serial run, for any number of ranks and threads. The partition count of a
+ * dataset never depends on the number of ranks or threads.
+ *
+ * Rules for the program:
+ *   - It calls MPI_Init_thread (MPI_THREAD_FUNNELED or higher) before
+ *     ember_ctx_set_comm and MPI_Finalize after ember_ctx_destroy. The
+ *     library never initialises or finalises MPI.
+ *   - Every rank makes the same ember calls in the same order (they are
+ *     collective): creating datasets, actions, checkpoints.
+ *   - ember calls MPI only from the caller's thread, outside OpenMP
+ *     regions; user functions must not call MPI.
+ *   - ember_foreach runs its function on the rank that owns each partition
+ *     only (its side effects stay on that rank). Every other action returns
+ *     the same result on every rank.
+ *   - An error in one rank's partitions is returned on every rank, with the
+ *     message of the lowest failing partition, as a serial run reports it.
+ */
+#ifndef EMBER_MPI_H
+#define EMBER_MPI_H
+
+#include "ember.h"
+
+#ifdef EMBER_MPI
+#include <mpi.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* This context's rank (0 without a communicator) and number of ranks (1). */
+int ember_ctx_rank(const ember_ctx *ctx);
+int ember_ctx_ranks(const ember_ctx *ctx);
+
+#ifdef EMBER_MPI
+/* Gives ctx a duplicate of comm (MPI_Comm_dup: collective over comm; it is
+ * freed by ember_ctx_destroy, which must then run before MPI_Finalize).
+ * Call it right after ember_ctx_create, before any dataset is made:
+ * EMBER_ESTATE if the context already has datasets or broadcasts, or if MPI
+ * is not initialised with MPI_THREAD_FUNNELED or higher. A communicator of
+ * one rank behaves exactly as no communicator. */
+int ember_ctx_set_comm(ember_ctx *ctx, MPI_Comm comm, char *msg);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_MPI_H */

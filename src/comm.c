@@ -1,0 +1,687 @@
+/* comm.c: the communication layer of comm.h, serial and MPI.
+ *
+ * Every call first asks whether the context has more than one rank. With
+ * one (the serial build, or an MPI build never given a communicator) the
+ * call is trivial and no MPI function runs, so programs that never call
+ * MPI_Init work in either build. The MPI half (EMBER_MPI) moves bytes with
+ * collectives only; data moves as contiguous datatypes of one record or
+ * item, so counts are records, not bytes.
+ *
+ * Floor 0 of the engine (docs/design.md).
+ */
+#include "internal.h"
+#include "ember/mpi.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <hdf5.h>
+#ifdef EMBER_MPI
+#include <mpi.h>
+#endif
+
+void ember__comm_init(ember__comm *c)
+{
+    c->rank = 0;
+    c->size = 1;
+    c->mpi = NULL;
+}
+
+int ember__comm_rank(const ember_ctx *ctx)
+{
+    return ctx->comm.rank;
+}
+
+int ember__comm_size(const ember_ctx *ctx)
+{
+    return ctx->comm.size;
+}
+
+/* ---- the block map ------------------------------------------------------- */
+
+void ember__comm_owned_of(size_t nparts, int size, int rank, size_t *lo,
+                          size_t *hi)
+{
+    *lo = ember__part_lo(nparts, (size_t)size, (size_t)rank);
+    *hi = ember__part_lo(nparts, (size_t)size, (size_t)rank + 1);
+}
+
+void ember__comm_owned(const ember_ctx *ctx, size_t nparts, size_t *lo,
+                       size_t *hi)
+{
+    ember__comm_owned_of(nparts, ctx->comm.size, ctx->comm.rank, lo, hi);
+}
+
+int ember__comm_owner(const ember_ctx *ctx, size_t nparts, size_t part)
+{
+    /* The r with part_lo(r) <= part < part_lo(r + 1). */
+    size_t R = (size_t)ctx->comm.size;
+    return (int)(((unsigned __int128)(part + 1) * R - 1) / nparts);
+}
+
+int ember__comm_owns(const ember_ctx *ctx, size_t nparts, size_t part)
+{
+    size_t lo, hi;
+    ember__comm_owned(ctx, nparts, &lo, &hi);
+    return part >= lo && part < hi;
+}
+
+#ifndef EMBER_MPI
+
+/* ---- serial: one rank, nothing to move ------------------------------------ */
+
+void ember__comm_free(ember_ctx *ctx)
+{
+    ember__comm_init(&ctx->comm);
+}
+
+int ember__comm_agree(ember_ctx *ctx, int64_t *flags, size_t n,
+                      ember__agree_op op, char *msg)
+{
+    (void)ctx, (void)flags, (void)n, (void)op, (void)msg;
+    return EMBER_OK;
+}
+
+int ember__comm_agree_status(ember_ctx *ctx, int rc, uint64_t failed_at,
+                             char *msg)
+{
+    (void)ctx, (void)failed_at, (void)msg;
+    return rc;
+}
+
+int ember__comm_bcast(ember_ctx *ctx, void *data, size_t bytes, char *msg)
+{
+    (void)ctx, (void)data, (void)bytes, (void)msg;
+    return EMBER_OK;
+}
+
+int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
+                                size_t item, char *msg)
+{
+    (void)ctx, (void)data, (void)nparts, (void)item, (void)msg;
+    return EMBER_OK;
+}
+
+int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
+                                size_t recsize, char *msg)
+{
+    (void)ctx, (void)parts, (void)nparts, (void)recsize, (void)msg;
+    return EMBER_OK;
+}
+
+int ember__comm_exchange(ember_ctx *ctx, void *in, size_t **start, size_t P,
+                         size_t Q, size_t recsize, char *msg)
+{
+    (void)ctx, (void)in, (void)start, (void)P, (void)Q, (void)recsize,
+        (void)msg;
+    return EMBER_OK;
+}
+
+static hid_t base_fapl(void);
+
+int64_t ember__comm_h5_fapl(ember_ctx *ctx)
+{
+    (void)ctx;
+    return (int64_t)base_fapl();
+}
+
+int64_t ember__comm_h5_dxpl(ember_ctx *ctx)
+{
+    (void)ctx;
+    return (int64_t)H5Pcreate(H5P_DATASET_XFER);
+}
+
+#else /* EMBER_MPI */
+
+/* ---- MPI ------------------------------------------------------------------- */
+
+static MPI_Comm comm_of(const ember_ctx *ctx)
+{
+    return *(MPI_Comm *)ctx->comm.mpi;
+}
+
+static int multi(const ember_ctx *ctx)
+{
+    return ctx->comm.size > 1 && ctx->comm.mpi;
+}
+
+static int mpi_fail(char *msg, int err, const char *what)
+{
+    char s[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(err, s, &len);
+    return ember__err(msg, EMBER_EIO, "MPI %s failed: %s", what, s);
+}
+
+void ember__comm_free(ember_ctx *ctx)
+{
+    if (ctx->comm.mpi) {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin)
+            MPI_Comm_free((MPI_Comm *)ctx->comm.mpi);
+        ember__free(ctx, ctx->comm.mpi);
+    }
+    ember__comm_init(&ctx->comm);
+}
+
+int ember__comm_agree(ember_ctx *ctx, int64_t *flags, size_t n,
+                      ember__agree_op op, char *msg)
+{
+    if (!multi(ctx) || n == 0)
+        return EMBER_OK;
+    if (n > INT_MAX)
+        return ember__err(msg, EMBER_ERANGE, "agreement on %zu flags: too many",
+                          n);
+    MPI_Op o = op == EMBER__AGREE_OR ? MPI_BOR
+               : op == EMBER__AGREE_MAX ? MPI_MAX : MPI_MIN;
+    int e = MPI_Allreduce(MPI_IN_PLACE, flags, (int)n, MPI_INT64_T, o,
+                          comm_of(ctx));
+    return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "allreduce");
+}
+
+int ember__comm_agree_status(ember_ctx *ctx, int rc, uint64_t failed_at,
+                             char *msg)
+{
+    if (!multi(ctx))
+        return rc;
+    MPI_Comm c = comm_of(ctx);
+    uint64_t key = rc ? failed_at : UINT64_MAX;
+    int e = MPI_Allreduce(MPI_IN_PLACE, &key, 1, MPI_UINT64_T, MPI_MIN, c);
+    if (e != MPI_SUCCESS)
+        return mpi_fail(msg, e, "allreduce of a status");
+    if (key == UINT64_MAX)
+        return EMBER_OK;
+    int root = (rc && failed_at == key) ? ctx->comm.rank : INT_MAX;
+    e = MPI_Allreduce(MPI_IN_PLACE, &root, 1, MPI_INT, MPI_MIN, c);
+    if (e != MPI_SUCCESS)
+        return mpi_fail(msg, e, "allreduce of a status");
+    struct {
+        int rc;
+        char msg[EMBER_MSG_SIZE];
+    } st;
+    memset(&st, 0, sizeof st);
+    st.rc = rc;
+    if (msg)
+        memcpy(st.msg, msg, EMBER_MSG_SIZE);
+    e = MPI_Bcast(&st, (int)sizeof st, MPI_BYTE, root, c);
+    if (e != MPI_SUCCESS)
+        return mpi_fail(msg, e, "broadcast of a status");
+    if (msg)
+        memcpy(msg, st.msg, EMBER_MSG_SIZE);
+    return st.rc;
+}
+
+int ember__comm_bcast(ember_ctx *ctx, void *data, size_t bytes, char *msg)
+{
+    if (!multi(ctx))
+        return EMBER_OK;
+    unsigned char *p = data;
+    for (size_t off = 0; off < bytes; off += INT_MAX) {
+        size_t n = bytes - off < INT_MAX ? bytes - off : INT_MAX;
+        int e = MPI_Bcast(p + off, (int)n, MPI_BYTE, 0, comm_of(ctx));
+        if (e != MPI_SUCCESS)
+            return mpi_fail(msg, e, "broadcast");
+    }
+    return EMBER_OK;
+}
+
+/* A contiguous datatype of `bytes` bytes (one record or item). */
+static int make_type(size_t bytes, MPI_Datatype *t, char *msg)
+{
+    if (bytes > INT_MAX)
+        return ember__err(msg, EMBER_ERANGE,
+                          "MPI: records of %zu bytes are too large", bytes);
+    int e = MPI_Type_contiguous((int)bytes, MPI_BYTE, t);
+    if (e == MPI_SUCCESS)
+        e = MPI_Type_commit(t);
+    return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "datatype");
+}
+
+/* Every rank's block of nparts: counts and displacements, or ERANGE when
+ * the total does not fit MPI's int. */
+static int block_counts(const ember_ctx *ctx, size_t nparts, int *cnt,
+                        int *disp, char *msg)
+{
+    if (nparts > INT_MAX)
+        return ember__err(msg, EMBER_ERANGE,
+                          "MPI: %zu partitions exceed MPI's int counts", nparts);
+    for (int r = 0; r < ctx->comm.size; r++) {
+        size_t lo, hi;
+        ember__comm_owned_of(nparts, ctx->comm.size, r, &lo, &hi);
+        cnt[r] = (int)(hi - lo);
+        disp[r] = (int)lo;
+    }
+    return EMBER_OK;
+}
+
+int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
+                                size_t item, char *msg)
+{
+    if (!multi(ctx) || nparts == 0)
+        return EMBER_OK;
+    int R = ctx->comm.size;
+    int *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
+    MPI_Datatype t = MPI_DATATYPE_NULL;
+    int rc = cnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = block_counts(ctx, nparts, cnt, cnt + R, msg);
+    if (!rc)
+        rc = make_type(item, &t, msg);
+    if (!rc) {
+        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, cnt,
+                               cnt + R, t, comm_of(ctx));
+        if (e != MPI_SUCCESS)
+            rc = mpi_fail(msg, e, "allgather");
+    }
+    if (t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t);
+    ember__free(ctx, cnt);
+    return rc;
+}
+
+/* Counts and displacements (records) of every rank's concatenated parts;
+ * ERANGE when one rank's total or the sum does not fit an int. */
+static int parts_counts(const ember_ctx *ctx, const uint64_t *n, size_t nparts,
+                        int *cnt, int *disp, char *msg)
+{
+    uint64_t total = 0;
+    for (int r = 0; r < ctx->comm.size; r++) {
+        size_t lo, hi;
+        ember__comm_owned_of(nparts, ctx->comm.size, r, &lo, &hi);
+        uint64_t c = 0;
+        for (size_t p = lo; p < hi; p++)
+            c += n[p];
+        if (total + c > INT_MAX)
+            return ember__err(msg, EMBER_ERANGE,
+                              "MPI all-gather of more than %d records (INT_MAX) "
+                              "is not supported: use more partitions or fewer "
+                              "records per gather", INT_MAX);
+        cnt[r] = (int)c;
+        disp[r] = (int)total;
+        total += c;
+    }
+    return EMBER_OK;
+}
+
+/* Copies the records of the gathered buffer into the parts it does not
+ * own yet (this rank's own stay as they are). */
+static int scatter_parts(ember_ctx *ctx, ember__buf *parts, size_t nparts,
+                         const uint64_t *n, const unsigned char *all,
+                         size_t recsize)
+{
+    size_t lo, hi, off = 0;
+    ember__comm_owned(ctx, nparts, &lo, &hi);
+    for (size_t p = 0; p < nparts; p++) {
+        if (p < lo || p >= hi) {
+            ember__buf_free(ctx, &parts[p]);
+            parts[p].size = recsize;
+            int rc = ember__buf_append(ctx, &parts[p], all + off * recsize,
+                                       (size_t)n[p]);
+            if (rc)
+                return rc;
+        }
+        off += (size_t)n[p];
+    }
+    return EMBER_OK;
+}
+
+int ember__comm_allgather_parts(ember_ctx *ctx, void *vparts, size_t nparts,
+                                size_t recsize, char *msg)
+{
+    if (!multi(ctx) || nparts == 0)
+        return EMBER_OK;
+    ember__buf *parts = vparts;
+    int R = ctx->comm.size;
+    size_t lo, hi;
+    ember__comm_owned(ctx, nparts, &lo, &hi);
+    uint64_t *n = ember__calloc(ctx, nparts, sizeof *n);
+    int *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
+    unsigned char *mine = NULL, *all = NULL;
+    MPI_Datatype t = MPI_DATATYPE_NULL;
+    int rc = n && cnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = lo; !rc && p < hi; p++)
+        n[p] = parts[p].n;
+    if (!rc)
+        rc = ember__comm_allgather_fixed(ctx, n, nparts, sizeof *n, msg);
+    if (!rc)
+        rc = parts_counts(ctx, n, nparts, cnt, cnt + R, msg);
+    if (!rc)
+        rc = make_type(recsize, &t, msg);
+    int me = ctx->comm.rank;
+    size_t total = rc ? 0 : (size_t)cnt[R - 1] + (size_t)cnt[R + R - 1];
+    if (!rc) {
+        mine = ember__malloc(ctx, ember__mul((size_t)cnt[me] + 1, recsize));
+        all = ember__malloc(ctx, ember__mul(total + 1, recsize));
+        if (!mine || !all)
+            rc = ember__err(msg, EMBER_ENOMEM,
+                            "out of memory gathering %zu records", total);
+    }
+    if (!rc) {
+        size_t off = 0;
+        for (size_t p = lo; p < hi; p++) {
+            if (parts[p].n)
+                memcpy(mine + off * recsize, parts[p].data, parts[p].n * recsize);
+            off += parts[p].n;
+        }
+        int e = MPI_Allgatherv(mine, cnt[me], t, all, cnt, cnt + R, t,
+                               comm_of(ctx));
+        if (e != MPI_SUCCESS)
+            rc = mpi_fail(msg, e, "allgather");
+    }
+    if (!rc && scatter_parts(ctx, parts, nparts, n, all, recsize))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory gathering partitions");
+    if (t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t);
+    ember__free(ctx, n);
+    ember__free(ctx, cnt);
+    ember__free(ctx, mine);
+    ember__free(ctx, all);
+    return rc;
+}
+
+/* ---- the shuffle exchange ------------------------------------------------- */
+
+typedef struct {
+    int R, me;
+    size_t P, Q, plo, phi, qlo, qhi; /* my input and output ranges */
+    int *scnt, *sdisp, *rcnt, *rdisp; /* one of each per rank */
+    uint64_t *scounts, *rcounts;     /* bucket sizes sent and received */
+    unsigned char *sbuf, *rbuf;
+} xchg;
+
+static void xchg_free(ember_ctx *ctx, xchg *x)
+{
+    ember__free(ctx, x->scnt);
+    ember__free(ctx, x->scounts);
+    ember__free(ctx, x->rcounts);
+    ember__free(ctx, x->sbuf);
+    ember__free(ctx, x->rbuf);
+}
+
+/* Layout of the bucket-size matrices: to rank d goes, for my p, for d's
+ * q, one count; from rank s comes, for s's p, for my q, one count. Both
+ * sides know the shapes from the block maps. */
+static int xchg_count_layout(xchg *x, char *msg)
+{
+    uint64_t so = 0, ro = 0;
+    for (int r = 0; r < x->R; r++) {
+        size_t plo, phi, qlo, qhi;
+        ember__comm_owned_of(x->Q, x->R, r, &qlo, &qhi);
+        ember__comm_owned_of(x->P, x->R, r, &plo, &phi);
+        uint64_t s = (uint64_t)(x->phi - x->plo) * (qhi - qlo);
+        uint64_t v = (uint64_t)(phi - plo) * (x->qhi - x->qlo);
+        if (so + s > INT_MAX || ro + v > INT_MAX)
+            return ember__err(msg, EMBER_ERANGE,
+                              "shuffle exchange: %zu x %zu buckets exceed MPI's "
+                              "int counts", x->P, x->Q);
+        x->scnt[r] = (int)s;
+        x->sdisp[r] = (int)so;
+        x->rcnt[r] = (int)v;
+        x->rdisp[r] = (int)ro;
+        so += s;
+        ro += v;
+    }
+    return EMBER_OK;
+}
+
+static int xchg_counts(ember_ctx *ctx, xchg *x, size_t *const *start,
+                       char *msg)
+{
+    size_t ns = (size_t)x->sdisp[x->R - 1] + (size_t)x->scnt[x->R - 1];
+    size_t nr = (size_t)x->rdisp[x->R - 1] + (size_t)x->rcnt[x->R - 1];
+    x->scounts = ember__malloc(ctx, (ns + 1) * sizeof *x->scounts);
+    x->rcounts = ember__malloc(ctx, (nr + 1) * sizeof *x->rcounts);
+    if (!x->scounts || !x->rcounts)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle exchange");
+    size_t k = 0;
+    for (int d = 0; d < x->R; d++) {
+        size_t qlo, qhi;
+        ember__comm_owned_of(x->Q, x->R, d, &qlo, &qhi);
+        for (size_t p = x->plo; p < x->phi; p++)
+            for (size_t q = qlo; q < qhi; q++)
+                x->scounts[k++] = start[p][q + 1] - start[p][q];
+    }
+    int e = MPI_Alltoallv(x->scounts, x->scnt, x->sdisp, MPI_UINT64_T,
+                          x->rcounts, x->rcnt, x->rdisp, MPI_UINT64_T,
+                          *(MPI_Comm *)ctx->comm.mpi);
+    return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "alltoallv of counts");
+}
+
+/* Records to and from every rank, from the count matrices; ERANGE (on this
+ * rank) when they do not fit MPI's int. */
+static int xchg_data_layout(xchg *x, char *msg)
+{
+    uint64_t so = 0, ro = 0;
+    size_t ks = 0, kr = 0;
+    for (int r = 0; r < x->R; r++) {
+        uint64_t s = 0, v = 0;
+        for (int i = 0; i < x->scnt[r]; i++)
+            s += x->scounts[ks++];
+        for (int i = 0; i < x->rcnt[r]; i++)
+            v += x->rcounts[kr++];
+        if (so + s > INT_MAX || ro + v > INT_MAX)
+            return ember__err(msg, EMBER_ERANGE,
+                              "shuffle exchange: rank %d would send or receive "
+                              "more than %d records (INT_MAX) in one exchange; "
+                              "use more ranks or fewer records", x->me, INT_MAX);
+        x->scnt[r] = (int)s;
+        x->sdisp[r] = (int)so;
+        x->rcnt[r] = (int)v;
+        x->rdisp[r] = (int)ro;
+        so += s;
+        ro += v;
+    }
+    return EMBER_OK;
+}
+
+/* Packs, for each rank d, for my p, d's buckets of in[p] (contiguous). */
+static int xchg_pack(ember_ctx *ctx, xchg *x, const ember__buf *in,
+                     size_t *const *start, size_t recsize, char *msg)
+{
+    size_t ns = (size_t)x->sdisp[x->R - 1] + (size_t)x->scnt[x->R - 1];
+    size_t nr = (size_t)x->rdisp[x->R - 1] + (size_t)x->rcnt[x->R - 1];
+    x->sbuf = ember__malloc(ctx, ember__mul(ns + 1, recsize));
+    x->rbuf = ember__malloc(ctx, ember__mul(nr + 1, recsize));
+    if (!x->sbuf || !x->rbuf)
+        return ember__err(msg, EMBER_ENOMEM,
+                          "out of memory in shuffle exchange (%zu + %zu records)",
+                          ns, nr);
+    unsigned char *o = x->sbuf;
+    for (int d = 0; d < x->R; d++) {
+        size_t qlo, qhi;
+        ember__comm_owned_of(x->Q, x->R, d, &qlo, &qhi);
+        for (size_t p = x->plo; p < x->phi; p++) {
+            size_t a = start[p][qlo], b = start[p][qhi];
+            if (b > a)
+                memcpy(o, in[p].data + a * recsize, (b - a) * recsize);
+            o += (b - a) * recsize;
+        }
+    }
+    return EMBER_OK;
+}
+
+/* From rank s come, for s's p in order, my buckets of p: in[p] and
+ * start[p] become exactly those. */
+static int xchg_unpack(ember_ctx *ctx, xchg *x, ember__buf *in,
+                       size_t **start, size_t recsize, char *msg)
+{
+    size_t k = 0;
+    const unsigned char *src = x->rbuf;
+    for (int s = 0; s < x->R; s++) {
+        size_t plo, phi;
+        ember__comm_owned_of(x->P, x->R, s, &plo, &phi);
+        for (size_t p = plo; p < phi; p++) {
+            size_t *st = start[p] ? start[p]
+                                  : ember__malloc(ctx, (x->Q + 1) * sizeof *st);
+            if (!st)
+                return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+            start[p] = st;
+            size_t n = 0;
+            for (size_t q = 0; q <= x->Q; q++) {
+                if (q > x->qlo && q <= x->qhi)
+                    n += (size_t)x->rcounts[k++];
+                st[q] = n;
+            }
+            ember__buf_free(ctx, &in[p]);
+            in[p].size = recsize;
+            if (ember__buf_append(ctx, &in[p], src, n))
+                return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+            src += n * recsize;
+        }
+    }
+    return EMBER_OK;
+}
+
+int ember__comm_exchange(ember_ctx *ctx, void *vin, size_t **start, size_t P,
+                         size_t Q, size_t recsize, char *msg)
+{
+    if (!multi(ctx) || P == 0 || Q == 0)
+        return EMBER_OK;
+    ember__buf *in = vin;
+    xchg x;
+    memset(&x, 0, sizeof x);
+    x.R = ctx->comm.size;
+    x.me = ctx->comm.rank;
+    x.P = P;
+    x.Q = Q;
+    ember__comm_owned(ctx, P, &x.plo, &x.phi);
+    ember__comm_owned(ctx, Q, &x.qlo, &x.qhi);
+    MPI_Datatype t = MPI_DATATYPE_NULL;
+    x.scnt = ember__calloc(ctx, (size_t)x.R * 4, sizeof *x.scnt);
+    int rc = x.scnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc) {
+        x.sdisp = x.scnt + x.R;
+        x.rcnt = x.sdisp + x.R;
+        x.rdisp = x.rcnt + x.R;
+        rc = xchg_count_layout(&x, msg);
+    }
+    /* The shapes are the same on every rank: so is this outcome. */
+    if (!rc)
+        rc = xchg_counts(ctx, &x, start, msg);
+    /* Whether the data fits MPI's int counts is known per rank: agree. */
+    int64_t too_big = 0;
+    if (!rc) {
+        rc = xchg_data_layout(&x, msg);
+        too_big = rc != EMBER_OK;
+        int a = ember__comm_agree(ctx, &too_big, 1, EMBER__AGREE_OR, msg);
+        if (a)
+            rc = a;
+        else if (too_big && !rc)
+            rc = ember__err(msg, EMBER_ERANGE,
+                            "shuffle exchange: another rank would move more "
+                            "than %d records (INT_MAX) in one exchange", INT_MAX);
+    }
+    if (!rc)
+        rc = make_type(recsize, &t, msg);
+    if (!rc)
+        rc = xchg_pack(ctx, &x, in, start, recsize, msg);
+    if (!rc) {
+        int e = MPI_Alltoallv(x.sbuf, x.scnt, x.sdisp, t, x.rbuf, x.rcnt,
+                              x.rdisp, t, comm_of(ctx));
+        if (e != MPI_SUCCESS)
+            rc = mpi_fail(msg, e, "alltoallv");
+    }
+    if (!rc)
+        rc = xchg_unpack(ctx, &x, in, start, recsize, msg);
+    if (t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t);
+    xchg_free(ctx, &x);
+    return rc;
+}
+
+static hid_t base_fapl(void);
+
+int64_t ember__comm_h5_fapl(ember_ctx *ctx)
+{
+    hid_t fapl = base_fapl();
+    if (fapl >= 0 && multi(ctx) &&
+        H5Pset_fapl_mpio(fapl, comm_of(ctx), MPI_INFO_NULL) < 0) {
+        H5Pclose(fapl);
+        fapl = H5I_INVALID_HID;
+    }
+    return (int64_t)fapl;
+}
+
+int64_t ember__comm_h5_dxpl(ember_ctx *ctx)
+{
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl >= 0 && multi(ctx) &&
+        H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
+        H5Pclose(dxpl);
+        dxpl = H5I_INVALID_HID;
+    }
+    return (int64_t)dxpl;
+}
+
+/* ---- the public hook (include/ember/mpi.h) -------------------------------- */
+
+int ember_ctx_set_comm(ember_ctx *ctx, MPI_Comm comm, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_ctx_set_comm: NULL context");
+    int init = 0, fin = 0, level = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (!init || fin)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_ctx_set_comm: MPI is not initialised (the "
+                          "program calls MPI_Init_thread first)");
+    MPI_Query_thread(&level);
+    if (level < MPI_THREAD_FUNNELED)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_ctx_set_comm: MPI was initialised with thread "
+                          "level %d; ember needs MPI_THREAD_FUNNELED or higher",
+                          level);
+    if (ctx->all || ctx->bcasts)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_ctx_set_comm: the context already has datasets; "
+                          "set the communicator before making any");
+    MPI_Comm *dup = ember__malloc(ctx, sizeof *dup);
+    if (!dup)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int e = MPI_Comm_dup(comm, dup);
+    if (e != MPI_SUCCESS) {
+        ember__free(ctx, dup);
+        return mpi_fail(msg, e, "Comm_dup");
+    }
+    MPI_Comm_set_errhandler(*dup, MPI_ERRORS_RETURN);
+    ember__comm_free(ctx);
+    ctx->comm.mpi = dup;
+    MPI_Comm_rank(*dup, &ctx->comm.rank);
+    MPI_Comm_size(*dup, &ctx->comm.size);
+    return EMBER_OK;
+}
+
+#endif /* EMBER_MPI */
+
+/* ---- both ------------------------------------------------------------------ */
+
+/* As h5io.c's file-access list: the 1.8 format or later, no file locking. */
+static hid_t base_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return H5I_INVALID_HID;
+    herr_t rc = H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+#if H5_VERSION_GE(1, 10, 7)
+    if (rc >= 0)
+        rc = H5Pset_file_locking(fapl, 0, 1);
+#endif
+    if (rc < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+int ember_ctx_rank(const ember_ctx *ctx)
+{
+    return ctx ? ctx->comm.rank : 0;
+}
+
+int ember_ctx_ranks(const ember_ctx *ctx)
+{
+    return ctx ? ctx->comm.size : 1;
+}
