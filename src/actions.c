@@ -7,7 +7,11 @@
  *
  * Per-partition state is indexed by partition, never by thread, so the
  * combination order, and therefore every floating-point result, is the
- * same for any team size.
+ * same for any team size. Under MPI (comm.h) each rank computes the
+ * partitions it owns, the per-partition results are all-gathered in
+ * partition order (gather_fixed, gather_parts), and every rank folds all
+ * of them in the same order: results are bit-identical for any rank count,
+ * and MPI never adds a floating-point number.
  */
 #include "internal.h"
 
@@ -30,6 +34,21 @@ static int user_rc(int r)
     return r < 0 ? EMBER_EUSER : r;
 }
 
+/* Fills every partition's fixed-size result slot from its owner (MPI). */
+static int gather_fixed(ember_ds *ds, void *slots, size_t item, char *msg)
+{
+    if (ember__comm_size(ds->ctx) == 1)
+        return EMBER_OK;
+    int *own = NULL;
+    int rc = ember__owners(ds, &own, msg);
+    rc = ember__comm_agree_status(ds->ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__comm_allgather_fixed_map(ds->ctx, slots, ds->nparts, item,
+                                             own, msg);
+    ember__free(ds->ctx, own);
+    return rc;
+}
+
 /* ---- count ------------------------------------------------------------ */
 
 static int count_sink(void *state, size_t part, const void *recs, size_t n,
@@ -50,6 +69,8 @@ int ember_count(ember_ds *ds, uint64_t *out, char *msg)
     if (!c)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     rc = ember__run(ds, count_sink, c, msg);
+    if (!rc)
+        rc = gather_fixed(ds, c, sizeof *c, msg);
     uint64_t total = 0;
     for (size_t p = 0; p < ds->nparts; p++)
         total += c[p];
@@ -85,6 +106,8 @@ int ember_sum(ember_ds *ds, void *out, char *msg)
     if (!s.acc)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     rc = ember__run(ds, sum_sink, &s, msg);
+    if (!rc)
+        rc = gather_fixed(ds, s.acc, size, msg);
     if (!rc) {
         memset(out, 0, size);
         for (size_t p = 0; p < ds->nparts; p++)
@@ -133,6 +156,10 @@ int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
                     ember__calloc(ds->ctx, P + 1, 1)};
     rc = (s.acc && s.has) ? ember__run(ds, reduce_sink, &s, msg)
                           : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (!rc)
+        rc = gather_fixed(ds, s.acc, size, msg);
+    if (!rc)
+        rc = gather_fixed(ds, s.has, 1, msg);
     int any = 0;
     for (size_t p = 0; !rc && p < P; p++) {
         if (!s.has[p])
@@ -180,6 +207,8 @@ int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
     for (size_t p = 0; p < P; p++)
         memcpy(s.acc + p * acc_size, zero, acc_size);
     rc = ember__run(ds, aggregate_sink, &s, msg);
+    if (!rc)
+        rc = gather_fixed(ds, s.acc, acc_size, msg);
     if (!rc)
         memcpy(out, zero, acc_size);
     for (size_t p = 0; !rc && p < P; p++) {
@@ -278,7 +307,8 @@ static int window_sink(void *state, size_t part, const void *recs, size_t n,
     return ember__buf_append(w->ctx, &w->parts[part - w->lo], recs, n);
 }
 
-/* Computes partitions [lo, hi) into parts[0 .. hi-lo). */
+/* Computes partitions [lo, hi) into parts[0 .. hi-lo), on every rank
+ * (MPI: each computes its own, then they are all-gathered in order). */
 static int run_window(ember_ds *ds, size_t lo, size_t hi, ember__buf *parts,
                       char *msg)
 {
@@ -287,13 +317,25 @@ static int run_window(ember_ds *ds, size_t lo, size_t hi, ember__buf *parts,
         parts[i].size = ds->type.size;
     }
     window_state w = {ds->ctx, parts, lo};
-    return ember__run_parts(ds, lo, hi, window_sink, &w, msg);
+    int rc = ember__run_parts(ds, lo, hi, window_sink, &w, msg);
+    if (rc || ember__comm_size(ds->ctx) == 1)
+        return rc;
+    int *own = NULL;
+    rc = ember__owners(ds, &own, msg);
+    rc = ember__comm_agree_status(ds->ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__comm_allgather_parts_map(ds->ctx, parts, hi - lo,
+                                             ds->type.size, own + lo, msg);
+    ember__free(ds->ctx, own);
+    return rc;
 }
 
-/* A window as wide as two rounds of the team: enough to keep it busy. */
+/* A window as wide as two rounds of the team (of every rank's team):
+ * enough to keep them busy. Results never depend on it. */
 static size_t window_width(const ember_ds *ds)
 {
-    size_t w = (size_t)ds->ctx->threads * 2;
+    size_t w = (size_t)ds->ctx->threads * 2 *
+               (size_t)ember__comm_size(ds->ctx);
     return w ? w : 1;
 }
 
@@ -344,6 +386,9 @@ int ember_take(ember_ds *ds, size_t n, void *buf, size_t *got, char *msg)
 }
 
 /* ---- foreach ------------------------------------------------------------------ */
+
+/* Under MPI fn runs on the rank that owns each partition, and only there
+ * (include/ember/mpi.h); errors are agreed like any action's. */
 
 typedef struct {
     ember_foreach_fn fn;

@@ -95,17 +95,19 @@ int ember__comm_bcast(ember_ctx *ctx, void *data, size_t bytes, char *msg)
     return EMBER_OK;
 }
 
-int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
-                                size_t item, char *msg)
+int ember__comm_allgather_fixed_map(ember_ctx *ctx, void *data, size_t nparts,
+                                    size_t item, const int *owner, char *msg)
 {
-    (void)ctx, (void)data, (void)nparts, (void)item, (void)msg;
+    (void)ctx, (void)data, (void)nparts, (void)item, (void)owner, (void)msg;
     return EMBER_OK;
 }
 
-int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
-                                size_t recsize, char *msg)
+int ember__comm_allgather_parts_map(ember_ctx *ctx, void *parts, size_t nparts,
+                                    size_t recsize, const int *owner,
+                                    char *msg)
 {
-    (void)ctx, (void)parts, (void)nparts, (void)recsize, (void)msg;
+    (void)ctx, (void)parts, (void)nparts, (void)recsize, (void)owner,
+        (void)msg;
     return EMBER_OK;
 }
 
@@ -117,11 +119,12 @@ int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
     return EMBER_OK;
 }
 
-int ember__comm_exchange(ember_ctx *ctx, void *in, size_t **start, size_t P,
-                         size_t Q, size_t recsize, char *msg)
+int ember__comm_exchange_map(ember_ctx *ctx, void *in, size_t **start,
+                             size_t P, size_t Q, size_t recsize,
+                             const int *in_owner, char *msg)
 {
     (void)ctx, (void)in, (void)start, (void)P, (void)Q, (void)recsize,
-        (void)msg;
+        (void)in_owner, (void)msg;
     return EMBER_OK;
 }
 
@@ -246,117 +249,146 @@ static int make_type(size_t bytes, MPI_Datatype *t, char *msg)
     return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "datatype");
 }
 
-/* Every rank's block of nparts: counts and displacements, or ERANGE when
- * the total does not fit MPI's int. */
-static int block_counts(const ember_ctx *ctx, size_t nparts, int *cnt,
-                        int *disp, char *msg)
+/* owner, or the block map of nparts in *tmp (a ctx allocation). */
+static const int *owners(ember_ctx *ctx, size_t nparts, const int *owner,
+                         int **tmp, char *msg)
 {
-    if (nparts > INT_MAX)
-        return ember__err(msg, EMBER_ERANGE,
-                          "MPI: %zu partitions exceed MPI's int counts", nparts);
+    *tmp = NULL;
+    if (owner)
+        return owner;
+    *tmp = ember__malloc(ctx, (nparts + 1) * sizeof **tmp);
+    if (!*tmp) {
+        ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return NULL;
+    }
     for (int r = 0; r < ctx->comm.size; r++) {
         size_t lo, hi;
         ember__comm_owned_of(nparts, ctx->comm.size, r, &lo, &hi);
-        cnt[r] = (int)(hi - lo);
-        disp[r] = (int)lo;
+        for (size_t p = lo; p < hi; p++)
+            (*tmp)[p] = r;
     }
-    return EMBER_OK;
+    return *tmp;
 }
 
-int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
-                                size_t item, char *msg)
+/* cnt[r] = sum over p owned by r of w[p] (1 when w is NULL), disp[r] the
+ * running sum in rank order; ERANGE when the total passes INT_MAX. */
+static int rank_counts(const ember_ctx *ctx, const int *own, size_t nparts,
+                       const uint64_t *w, int *cnt, int *disp, char *msg)
+{
+    int R = ctx->comm.size;
+    uint64_t *c = ember__calloc((ember_ctx *)ctx, (size_t)R, sizeof *c);
+    if (!c)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; p < nparts; p++)
+        c[own[p]] += w ? w[p] : 1;
+    uint64_t total = 0;
+    int rc = EMBER_OK;
+    for (int r = 0; r < R && !rc; r++) {
+        if (total + c[r] > INT_MAX)
+            rc = ember__err(msg, EMBER_ERANGE,
+                            "MPI all-gather of more than %d records (INT_MAX) "
+                            "is not supported: use more partitions or gather "
+                            "less at once", INT_MAX);
+        cnt[r] = (int)c[r];
+        disp[r] = (int)total;
+        total += c[r];
+    }
+    ember__free((ember_ctx *)ctx, c);
+    return rc;
+}
+
+int ember__comm_allgather_fixed_map(ember_ctx *ctx, void *data, size_t nparts,
+                                    size_t item, const int *owner, char *msg)
 {
     if (!multi(ctx) || nparts == 0)
         return EMBER_OK;
-    int R = ctx->comm.size;
-    int *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
+    int R = ctx->comm.size, me = ctx->comm.rank;
+    int *tmp = NULL, *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
+    const int *own = owners(ctx, nparts, owner, &tmp, msg);
+    unsigned char *all = ember__malloc(ctx, ember__mul(nparts, item));
+    unsigned char *d = data;
     MPI_Datatype t = MPI_DATATYPE_NULL;
-    int rc = cnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = cnt && own && all ? EMBER_OK
+                               : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
-        rc = block_counts(ctx, nparts, cnt, cnt + R, msg);
+        rc = rank_counts(ctx, own, nparts, NULL, cnt, cnt + R, msg);
     if (!rc)
         rc = make_type(item, &t, msg);
     if (!rc) {
-        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, cnt,
+        /* Rank order in `all`: each rank's items in partition order. */
+        size_t k = (size_t)cnt[R + me];
+        for (size_t p = 0; p < nparts; p++)
+            if (own[p] == me)
+                memcpy(all + (k++) * item, d + p * item, item);
+        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, cnt,
                                cnt + R, t, comm_of(ctx));
         if (e != MPI_SUCCESS)
             rc = mpi_fail(msg, e, "allgather");
     }
+    if (!rc) {
+        int *cur = cnt; /* reuse: cursor per rank, from its displacement */
+        memcpy(cur, cnt + R, (size_t)R * sizeof *cur);
+        for (size_t p = 0; p < nparts; p++)
+            memcpy(d + p * item, all + (size_t)(cur[own[p]]++) * item, item);
+    }
     if (t != MPI_DATATYPE_NULL)
         MPI_Type_free(&t);
     ember__free(ctx, cnt);
+    ember__free(ctx, tmp);
+    ember__free(ctx, all);
     return rc;
 }
 
-/* Counts and displacements (records) of every rank's concatenated parts;
- * ERANGE when one rank's total or the sum does not fit an int. */
-static int parts_counts(const ember_ctx *ctx, const uint64_t *n, size_t nparts,
-                        int *cnt, int *disp, char *msg)
-{
-    uint64_t total = 0;
-    for (int r = 0; r < ctx->comm.size; r++) {
-        size_t lo, hi;
-        ember__comm_owned_of(nparts, ctx->comm.size, r, &lo, &hi);
-        uint64_t c = 0;
-        for (size_t p = lo; p < hi; p++)
-            c += n[p];
-        if (total + c > INT_MAX)
-            return ember__err(msg, EMBER_ERANGE,
-                              "MPI all-gather of more than %d records (INT_MAX) "
-                              "is not supported: use more partitions or fewer "
-                              "records per gather", INT_MAX);
-        cnt[r] = (int)c;
-        disp[r] = (int)total;
-        total += c;
-    }
-    return EMBER_OK;
-}
-
-/* Copies the records of the gathered buffer into the parts it does not
- * own yet (this rank's own stay as they are). */
+/* Copies the gathered records (rank order) into the parts this rank does
+ * not hold (its own stay as they are). */
 static int scatter_parts(ember_ctx *ctx, ember__buf *parts, size_t nparts,
-                         const uint64_t *n, const unsigned char *all,
-                         size_t recsize)
+                         const int *own, const uint64_t *n, const int *disp,
+                         const unsigned char *all, size_t recsize)
 {
-    size_t lo, hi, off = 0;
-    ember__comm_owned(ctx, nparts, &lo, &hi);
-    for (size_t p = 0; p < nparts; p++) {
-        if (p < lo || p >= hi) {
-            ember__buf_free(ctx, &parts[p]);
-            parts[p].size = recsize;
-            int rc = ember__buf_append(ctx, &parts[p], all + off * recsize,
-                                       (size_t)n[p]);
-            if (rc)
-                return rc;
-        }
-        off += (size_t)n[p];
+    int R = ctx->comm.size, me = ctx->comm.rank, rc = EMBER_OK;
+    size_t *cur = ember__malloc(ctx, (size_t)R * sizeof *cur);
+    if (!cur)
+        return EMBER_ENOMEM;
+    for (int r = 0; r < R; r++)
+        cur[r] = (size_t)disp[r];
+    for (size_t p = 0; !rc && p < nparts; p++) {
+        size_t off = cur[own[p]];
+        cur[own[p]] += (size_t)n[p];
+        if (own[p] == me)
+            continue;
+        ember__buf_free(ctx, &parts[p]);
+        parts[p].size = recsize;
+        rc = ember__buf_append(ctx, &parts[p], all + off * recsize, (size_t)n[p]);
     }
-    return EMBER_OK;
+    ember__free(ctx, cur);
+    return rc;
 }
 
-int ember__comm_allgather_parts(ember_ctx *ctx, void *vparts, size_t nparts,
-                                size_t recsize, char *msg)
+int ember__comm_allgather_parts_map(ember_ctx *ctx, void *vparts, size_t nparts,
+                                    size_t recsize, const int *owner,
+                                    char *msg)
 {
     if (!multi(ctx) || nparts == 0)
         return EMBER_OK;
     ember__buf *parts = vparts;
-    int R = ctx->comm.size;
-    size_t lo, hi;
-    ember__comm_owned(ctx, nparts, &lo, &hi);
+    int R = ctx->comm.size, me = ctx->comm.rank;
+    int *tmp = NULL;
+    const int *own = owners(ctx, nparts, owner, &tmp, msg);
     uint64_t *n = ember__calloc(ctx, nparts, sizeof *n);
     int *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
     unsigned char *mine = NULL, *all = NULL;
     MPI_Datatype t = MPI_DATATYPE_NULL;
-    int rc = n && cnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    for (size_t p = lo; !rc && p < hi; p++)
-        n[p] = parts[p].n;
+    int rc = own && n && cnt ? EMBER_OK
+                             : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; !rc && p < nparts; p++)
+        if (own[p] == me)
+            n[p] = parts[p].n;
     if (!rc)
-        rc = ember__comm_allgather_fixed(ctx, n, nparts, sizeof *n, msg);
+        rc = ember__comm_allgather_fixed_map(ctx, n, nparts, sizeof *n, own, msg);
     if (!rc)
-        rc = parts_counts(ctx, n, nparts, cnt, cnt + R, msg);
+        rc = rank_counts(ctx, own, nparts, n, cnt, cnt + R, msg);
     if (!rc)
         rc = make_type(recsize, &t, msg);
-    int me = ctx->comm.rank;
     size_t total = rc ? 0 : (size_t)cnt[R - 1] + (size_t)cnt[R + R - 1];
     if (!rc) {
         mine = ember__malloc(ctx, ember__mul((size_t)cnt[me] + 1, recsize));
@@ -367,7 +399,9 @@ int ember__comm_allgather_parts(ember_ctx *ctx, void *vparts, size_t nparts,
     }
     if (!rc) {
         size_t off = 0;
-        for (size_t p = lo; p < hi; p++) {
+        for (size_t p = 0; p < nparts; p++) {
+            if (own[p] != me)
+                continue;
             if (parts[p].n)
                 memcpy(mine + off * recsize, parts[p].data, parts[p].n * recsize);
             off += parts[p].n;
@@ -377,10 +411,11 @@ int ember__comm_allgather_parts(ember_ctx *ctx, void *vparts, size_t nparts,
         if (e != MPI_SUCCESS)
             rc = mpi_fail(msg, e, "allgather");
     }
-    if (!rc && scatter_parts(ctx, parts, nparts, n, all, recsize))
+    if (!rc && scatter_parts(ctx, parts, nparts, own, n, cnt + R, all, recsize))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory gathering partitions");
     if (t != MPI_DATATYPE_NULL)
         MPI_Type_free(&t);
+    ember__free(ctx, tmp);
     ember__free(ctx, n);
     ember__free(ctx, cnt);
     ember__free(ctx, mine);
@@ -427,7 +462,9 @@ int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
 
 typedef struct {
     int R, me;
-    size_t P, Q, plo, phi, qlo, qhi; /* my input and output ranges */
+    size_t P, Q, qlo, qhi;           /* my output range */
+    const int *own;                  /* owner of each input partition */
+    size_t *np;                      /* input partitions per rank */
     int *scnt, *sdisp, *rcnt, *rdisp; /* one of each per rank */
     uint64_t *scounts, *rcounts;     /* bucket sizes sent and received */
     unsigned char *sbuf, *rbuf;
@@ -435,6 +472,7 @@ typedef struct {
 
 static void xchg_free(ember_ctx *ctx, xchg *x)
 {
+    ember__free(ctx, x->np);
     ember__free(ctx, x->scnt);
     ember__free(ctx, x->scounts);
     ember__free(ctx, x->rcounts);
@@ -442,18 +480,17 @@ static void xchg_free(ember_ctx *ctx, xchg *x)
     ember__free(ctx, x->rbuf);
 }
 
-/* Layout of the bucket-size matrices: to rank d goes, for my p, for d's
- * q, one count; from rank s comes, for s's p, for my q, one count. Both
- * sides know the shapes from the block maps. */
+/* Layout of the bucket-size matrices: to rank d goes, for my p in order,
+ * for d's q, one count; from rank s comes, for s's p in order, for my q,
+ * one count. Both sides know the shapes from the maps. */
 static int xchg_count_layout(xchg *x, char *msg)
 {
     uint64_t so = 0, ro = 0;
     for (int r = 0; r < x->R; r++) {
-        size_t plo, phi, qlo, qhi;
+        size_t qlo, qhi;
         ember__comm_owned_of(x->Q, x->R, r, &qlo, &qhi);
-        ember__comm_owned_of(x->P, x->R, r, &plo, &phi);
-        uint64_t s = (uint64_t)(x->phi - x->plo) * (qhi - qlo);
-        uint64_t v = (uint64_t)(phi - plo) * (x->qhi - x->qlo);
+        uint64_t s = (uint64_t)x->np[x->me] * (qhi - qlo);
+        uint64_t v = (uint64_t)x->np[r] * (x->qhi - x->qlo);
         if (so + s > INT_MAX || ro + v > INT_MAX)
             return ember__err(msg, EMBER_ERANGE,
                               "shuffle exchange: %zu x %zu buckets exceed MPI's "
@@ -468,11 +505,16 @@ static int xchg_count_layout(xchg *x, char *msg)
     return EMBER_OK;
 }
 
+static size_t xchg_total(const int *cnt, const int *disp, int R)
+{
+    return (size_t)disp[R - 1] + (size_t)cnt[R - 1];
+}
+
 static int xchg_counts(ember_ctx *ctx, xchg *x, size_t *const *start,
                        char *msg)
 {
-    size_t ns = (size_t)x->sdisp[x->R - 1] + (size_t)x->scnt[x->R - 1];
-    size_t nr = (size_t)x->rdisp[x->R - 1] + (size_t)x->rcnt[x->R - 1];
+    size_t ns = xchg_total(x->scnt, x->sdisp, x->R);
+    size_t nr = xchg_total(x->rcnt, x->rdisp, x->R);
     x->scounts = ember__malloc(ctx, (ns + 1) * sizeof *x->scounts);
     x->rcounts = ember__malloc(ctx, (nr + 1) * sizeof *x->rcounts);
     if (!x->scounts || !x->rcounts)
@@ -481,13 +523,14 @@ static int xchg_counts(ember_ctx *ctx, xchg *x, size_t *const *start,
     for (int d = 0; d < x->R; d++) {
         size_t qlo, qhi;
         ember__comm_owned_of(x->Q, x->R, d, &qlo, &qhi);
-        for (size_t p = x->plo; p < x->phi; p++)
-            for (size_t q = qlo; q < qhi; q++)
-                x->scounts[k++] = start[p][q + 1] - start[p][q];
+        for (size_t p = 0; p < x->P; p++)
+            if (x->own[p] == x->me)
+                for (size_t q = qlo; q < qhi; q++)
+                    x->scounts[k++] = start[p][q + 1] - start[p][q];
     }
     int e = MPI_Alltoallv(x->scounts, x->scnt, x->sdisp, MPI_UINT64_T,
                           x->rcounts, x->rcnt, x->rdisp, MPI_UINT64_T,
-                          *(MPI_Comm *)ctx->comm.mpi);
+                          comm_of(ctx));
     return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "alltoallv of counts");
 }
 
@@ -518,12 +561,13 @@ static int xchg_data_layout(xchg *x, char *msg)
     return EMBER_OK;
 }
 
-/* Packs, for each rank d, for my p, d's buckets of in[p] (contiguous). */
+/* Packs, for each rank d, for my p in order, d's buckets of in[p]
+ * (contiguous: in[p] is ordered by bucket). */
 static int xchg_pack(ember_ctx *ctx, xchg *x, const ember__buf *in,
                      size_t *const *start, size_t recsize, char *msg)
 {
-    size_t ns = (size_t)x->sdisp[x->R - 1] + (size_t)x->scnt[x->R - 1];
-    size_t nr = (size_t)x->rdisp[x->R - 1] + (size_t)x->rcnt[x->R - 1];
+    size_t ns = xchg_total(x->scnt, x->sdisp, x->R);
+    size_t nr = xchg_total(x->rcnt, x->rdisp, x->R);
     x->sbuf = ember__malloc(ctx, ember__mul(ns + 1, recsize));
     x->rbuf = ember__malloc(ctx, ember__mul(nr + 1, recsize));
     if (!x->sbuf || !x->rbuf)
@@ -534,7 +578,9 @@ static int xchg_pack(ember_ctx *ctx, xchg *x, const ember__buf *in,
     for (int d = 0; d < x->R; d++) {
         size_t qlo, qhi;
         ember__comm_owned_of(x->Q, x->R, d, &qlo, &qhi);
-        for (size_t p = x->plo; p < x->phi; p++) {
+        for (size_t p = 0; p < x->P; p++) {
+            if (x->own[p] != x->me)
+                continue;
             size_t a = start[p][qlo], b = start[p][qhi];
             if (b > a)
                 memcpy(o, in[p].data + a * recsize, (b - a) * recsize);
@@ -545,39 +591,48 @@ static int xchg_pack(ember_ctx *ctx, xchg *x, const ember__buf *in,
 }
 
 /* From rank s come, for s's p in order, my buckets of p: in[p] and
- * start[p] become exactly those. */
+ * start[p] become exactly those, for every p. */
 static int xchg_unpack(ember_ctx *ctx, xchg *x, ember__buf *in,
                        size_t **start, size_t recsize, char *msg)
 {
-    size_t k = 0;
-    const unsigned char *src = x->rbuf;
-    for (int s = 0; s < x->R; s++) {
-        size_t plo, phi;
-        ember__comm_owned_of(x->P, x->R, s, &plo, &phi);
-        for (size_t p = plo; p < phi; p++) {
-            size_t *st = start[p] ? start[p]
-                                  : ember__malloc(ctx, (x->Q + 1) * sizeof *st);
-            if (!st)
-                return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
-            start[p] = st;
-            size_t n = 0;
-            for (size_t q = 0; q <= x->Q; q++) {
-                if (q > x->qlo && q <= x->qhi)
-                    n += (size_t)x->rcounts[k++];
-                st[q] = n;
-            }
-            ember__buf_free(ctx, &in[p]);
-            in[p].size = recsize;
-            if (ember__buf_append(ctx, &in[p], src, n))
-                return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
-            src += n * recsize;
-        }
+    size_t *ck = ember__malloc(ctx, (size_t)x->R * 2 * sizeof *ck);
+    if (!ck)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+    size_t *dk = ck + x->R; /* per source: next count, next record */
+    size_t acc = 0;
+    for (int r = 0; r < x->R; r++) {
+        ck[r] = acc; /* the count layout, as xchg_count_layout made it */
+        acc += x->np[r] * (x->qhi - x->qlo);
+        dk[r] = (size_t)x->rdisp[r];
     }
-    return EMBER_OK;
+    int rc = EMBER_OK;
+    for (size_t p = 0; !rc && p < x->P; p++) {
+        int s = x->own[p];
+        size_t *st = start[p] ? start[p]
+                              : ember__malloc(ctx, (x->Q + 1) * sizeof *st);
+        if (!st) {
+            rc = EMBER_ENOMEM;
+            break;
+        }
+        start[p] = st;
+        size_t n = 0;
+        for (size_t q = 0; q <= x->Q; q++) {
+            if (q > x->qlo && q <= x->qhi)
+                n += (size_t)x->rcounts[ck[s]++];
+            st[q] = n;
+        }
+        ember__buf_free(ctx, &in[p]);
+        in[p].size = recsize;
+        rc = ember__buf_append(ctx, &in[p], x->rbuf + dk[s] * recsize, n);
+        dk[s] += n;
+    }
+    ember__free(ctx, ck);
+    return rc ? ember__err(msg, rc, "out of memory in shuffle") : EMBER_OK;
 }
 
-int ember__comm_exchange(ember_ctx *ctx, void *vin, size_t **start, size_t P,
-                         size_t Q, size_t recsize, char *msg)
+int ember__comm_exchange_map(ember_ctx *ctx, void *vin, size_t **start,
+                             size_t P, size_t Q, size_t recsize,
+                             const int *in_owner, char *msg)
 {
     if (!multi(ctx) || P == 0 || Q == 0)
         return EMBER_OK;
@@ -588,25 +643,29 @@ int ember__comm_exchange(ember_ctx *ctx, void *vin, size_t **start, size_t P,
     x.me = ctx->comm.rank;
     x.P = P;
     x.Q = Q;
-    ember__comm_owned(ctx, P, &x.plo, &x.phi);
     ember__comm_owned(ctx, Q, &x.qlo, &x.qhi);
+    int *tmp = NULL;
     MPI_Datatype t = MPI_DATATYPE_NULL;
+    x.own = owners(ctx, P, in_owner, &tmp, msg);
     x.scnt = ember__calloc(ctx, (size_t)x.R * 4, sizeof *x.scnt);
-    int rc = x.scnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    x.np = ember__calloc(ctx, (size_t)x.R, sizeof *x.np);
+    int rc = x.own && x.scnt && x.np
+                 ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc) {
         x.sdisp = x.scnt + x.R;
         x.rcnt = x.sdisp + x.R;
         x.rdisp = x.rcnt + x.R;
+        for (size_t p = 0; p < P; p++)
+            x.np[x.own[p]]++;
         rc = xchg_count_layout(&x, msg);
     }
     /* The shapes are the same on every rank: so is this outcome. */
     if (!rc)
         rc = xchg_counts(ctx, &x, start, msg);
     /* Whether the data fits MPI's int counts is known per rank: agree. */
-    int64_t too_big = 0;
     if (!rc) {
         rc = xchg_data_layout(&x, msg);
-        too_big = rc != EMBER_OK;
+        int64_t too_big = rc != EMBER_OK;
         int a = ember__comm_agree(ctx, &too_big, 1, EMBER__AGREE_OR, msg);
         if (a)
             rc = a;
@@ -629,6 +688,7 @@ int ember__comm_exchange(ember_ctx *ctx, void *vin, size_t **start, size_t P,
         rc = xchg_unpack(ctx, &x, in, start, recsize, msg);
     if (t != MPI_DATATYPE_NULL)
         MPI_Type_free(&t);
+    ember__free(ctx, tmp);
     xchg_free(ctx, &x);
     return rc;
 }
@@ -717,6 +777,25 @@ static hid_t base_fapl(void)
         return H5I_INVALID_HID;
     }
     return fapl;
+}
+
+int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
+                                size_t item, char *msg)
+{
+    return ember__comm_allgather_fixed_map(ctx, data, nparts, item, NULL, msg);
+}
+
+int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
+                                size_t recsize, char *msg)
+{
+    return ember__comm_allgather_parts_map(ctx, parts, nparts, recsize, NULL,
+                                           msg);
+}
+
+int ember__comm_exchange(ember_ctx *ctx, void *in, size_t **start, size_t P,
+                         size_t Q, size_t recsize, char *msg)
+{
+    return ember__comm_exchange_map(ctx, in, start, P, Q, recsize, NULL, msg);
 }
 
 int ember_ctx_rank(const ember_ctx *ctx)

@@ -126,6 +126,24 @@ int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
 int ember__comm_exchange(ember_ctx *ctx, void *in, size_t **start, size_t P,
                          size_t Q, size_t recsize, char *msg);
 
+/* ---- with an owner map ------------------------------------------------------ */
+
+/* The same three, for partitions not laid out by the block map: owner[p]
+ * is the rank that holds partition p (the executor derives it through
+ * unions, whose partitions stay where their parents' are). owner NULL is
+ * the block map. What a rank holds need not be contiguous; data is still
+ * placed by partition, never by arrival. */
+int ember__comm_allgather_fixed_map(ember_ctx *ctx, void *data, size_t nparts,
+                                    size_t item, const int *owner, char *msg);
+int ember__comm_allgather_parts_map(ember_ctx *ctx, void *parts, size_t nparts,
+                                    size_t recsize, const int *owner,
+                                    char *msg);
+/* in_owner[p]: the rank holding input partition p (NULL: block map of P).
+ * Output partitions are always laid out by the block map of Q. */
+int ember__comm_exchange_map(ember_ctx *ctx, void *in, size_t **start,
+                             size_t P, size_t Q, size_t recsize,
+                             const int *in_owner, char *msg);
+
 /* ---- HDF5 ---------------------------------------------------------------------- */
 
 /* A file-access property list for a file all ranks open together: with a

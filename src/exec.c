@@ -213,6 +213,15 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
                 return rc;
             break;
         }
+        if (ember__is_root(node) && node->op == EMBER__SHUFFLE &&
+            !ember__comm_owns(t->ctx, node->nparts, q))
+            return ember__err(t->msg, EMBER_ESTATE,
+                              "partition %zu of #%llu (%s) is held by rank %d, "
+                              "not by rank %d: under MPI, the inputs of a zip "
+                              "must be distributed alike",
+                              q, (unsigned long long)node->id, node->name,
+                              ember__comm_owner(t->ctx, node->nparts, q),
+                              ember__comm_rank(t->ctx));
         if (ember__is_root(node))
             return ember__err(t->msg, EMBER_ESTATE,
                               "internal: output of #%llu partition %zu missing",
@@ -583,10 +592,18 @@ static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
 
 /* ---- stages ------------------------------------------------------------------ */
 
+/* Partitions of d this rank keeps in its block store: its block. */
+static size_t owned_count(const ember_ds *d)
+{
+    size_t lo, hi;
+    ember__comm_owned(d->ctx, d->nparts, &lo, &hi);
+    return hi - lo;
+}
+
 static int shuffle_missing(const ember_ds *d)
 {
     return d->op == EMBER__SHUFFLE &&
-           (!d->u.shuffle.done || ember__store_count(d->ctx, d->id) < d->nparts);
+           (!d->u.shuffle.done || ember__store_count(d->ctx, d->id) < owned_count(d));
 }
 
 /* A finished shuffle's outputs are stored: nothing above it need run. */
@@ -596,21 +613,116 @@ static int shuffle_stored(const ember_ds *d)
 }
 
 /* Runs every unfinished shuffle among ds's ancestors, oldest first, so a
- * shuffle's inputs are ready before it runs. */
+ * shuffle's inputs are ready before it runs. Under MPI a shuffle is
+ * collective: the ranks agree first on which ones are missing anywhere
+ * (a rank's store may have lost what another still has), so every rank
+ * runs the same shuffles in the same order. */
 static int run_shuffles(ember_ds *ds, char *msg)
 {
+    ember_ctx *ctx = ds->ctx;
     ember_ds **a = NULL;
+    int64_t *miss = NULL;
     size_t n = 0;
     int rc = ember__ancestors(ds, shuffle_stored, &a, &n);
-    if (rc)
+    if (!rc && !(miss = ember__calloc(ctx, n + 1, sizeof *miss)))
+        rc = EMBER_ENOMEM;
+    if (rc) {
+        ember__free(ctx, a);
         return ember__err(msg, rc, "out of memory planning stages");
+    }
+    for (size_t i = 0; i < n; i++)
+        miss[i] = shuffle_missing(a[i]);
+    rc = ember__comm_agree(ctx, miss, n, EMBER__AGREE_OR, msg);
     for (size_t i = 0; !rc && i < n; i++)
-        if (shuffle_missing(a[i])) {
+        if (miss[i]) {
             a[i]->u.shuffle.done = 0;
             rc = ember__shuffle_run(a[i], msg);
         }
-    ember__free(ds->ctx, a);
+    ember__free(ctx, miss);
+    ember__free(ctx, a);
     return rc;
+}
+
+/* ---- owners ----------------------------------------------------------------- */
+
+/* The node whose partitioning ds's follows: narrow steps keep their
+ * parent's partitions (zip its left parent's), so ownership flows up to a
+ * source, a checkpoint, a shuffle or a union. */
+static ember_ds *owner_root(ember_ds *d)
+{
+    for (;;) {
+        switch (d->op) {
+        case EMBER__MAP:
+        case EMBER__FILTER:
+        case EMBER__FLAT_MAP:
+        case EMBER__MAP_PARTITIONS:
+        case EMBER__SAMPLE:
+        case EMBER__ZIP:
+            if (!d->parent[0])
+                return d;
+            d = d->parent[0];
+            continue;
+        default:
+            return d;
+        }
+    }
+}
+
+typedef struct {
+    ember_ds *ds;
+    size_t off;
+} owner_item;
+
+/* Fills own[0 .. ds->nparts): a worklist over nested unions, not
+ * recursion. */
+static int fill_owners(ember_ds *ds, int *own)
+{
+    ember_ctx *ctx = ds->ctx;
+    size_t cap = 16, n = 0;
+    owner_item *w = ember__malloc(ctx, cap * sizeof *w);
+    if (!w)
+        return EMBER_ENOMEM;
+    w[n++] = (owner_item){ds, 0};
+    while (n) {
+        owner_item it = w[--n];
+        ember_ds *r = owner_root(it.ds);
+        if (r->op != EMBER__UNION) {
+            for (int k = 0; k < ctx->comm.size; k++) {
+                size_t lo, hi;
+                ember__comm_owned_of(r->nparts, ctx->comm.size, k, &lo, &hi);
+                for (size_t p = lo; p < hi; p++)
+                    own[it.off + p] = k;
+            }
+            continue;
+        }
+        if (n + 2 > cap) {
+            owner_item *g = ember__realloc(ctx, w, cap * 2 * sizeof *w);
+            if (!g) {
+                ember__free(ctx, w);
+                return EMBER_ENOMEM;
+            }
+            w = g;
+            cap *= 2;
+        }
+        w[n++] = (owner_item){r->parent[1], it.off + r->parent[0]->nparts};
+        w[n++] = (owner_item){r->parent[0], it.off};
+    }
+    ember__free(ctx, w);
+    return EMBER_OK;
+}
+
+int ember__owners(ember_ds *ds, int **out, char *msg)
+{
+    *out = NULL;
+    if (ember__comm_size(ds->ctx) == 1)
+        return EMBER_OK;
+    int *own = ember__malloc(ds->ctx, (ds->nparts + 1) * sizeof *own);
+    if (!own || fill_owners(ds, own)) {
+        ember__free(ds->ctx, own);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory mapping partitions");
+    }
+    *out = own;
+    return EMBER_OK;
 }
 
 int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg)
@@ -630,6 +742,66 @@ static int run_task(void *state, size_t p, char *msg)
     return run_partition(r->ds->ctx, r->ds, p, r->sink, r->state, msg);
 }
 
+typedef struct {
+    ember__task_fn fn;
+    void *state;
+    const size_t *idx;
+} owned_job;
+
+static int owned_task(void *state, size_t i, char *msg)
+{
+    owned_job *j = state;
+    return j->fn(j->state, j->idx[i], msg);
+}
+
+int ember__parallel_owned(ember_ctx *ctx, size_t lo, size_t hi,
+                          const int *owner, ember__task_fn fn, void *state,
+                          size_t *failed_at, char *msg)
+{
+    if (ember__comm_size(ctx) == 1)
+        return ember__parallel(ctx, lo, hi, fn, state, failed_at, msg);
+    size_t *idx = ember__malloc(ctx, (hi - lo + 1) * sizeof *idx);
+    size_t m = 0, failed = hi;
+    int rc = idx ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int me = ember__comm_rank(ctx);
+    for (size_t p = lo; !rc && p < hi; p++) {
+        size_t blo, bhi;
+        if (owner ? owner[p] == me
+                  : (ember__comm_owned(ctx, hi, &blo, &bhi), p >= blo && p < bhi))
+            idx[m++] = p;
+    }
+    if (!rc) {
+        owned_job j = {fn, state, idx};
+        size_t f = 0;
+        rc = ember__parallel(ctx, 0, m, owned_task, &j, &f, msg);
+        if (rc)
+            failed = idx[f];
+    }
+    ember__free(ctx, idx);
+    rc = ember__comm_agree_status(ctx, rc, rc ? failed : 0, msg);
+    if (failed_at) {
+        /* Every rank learns where: the lowest failed index. */
+        int64_t f = rc ? (int64_t)failed : INT64_MAX;
+        if (ember__comm_agree(ctx, &f, 1, EMBER__AGREE_MIN, NULL) == EMBER_OK)
+            *failed_at = rc ? (size_t)f : hi;
+    }
+    return rc;
+}
+
+/* Under MPI: the partitions of [lo, hi) this rank owns, run on its team;
+ * then the ranks agree on the outcome (the lowest failed partition's). */
+static int run_owned(ember_ds *ds, size_t lo, size_t hi, run_state *r,
+                     char *msg)
+{
+    int *own = NULL;
+    int rc = ember__owners(ds, &own, msg);
+    rc = ember__comm_agree_status(ds->ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__parallel_owned(ds->ctx, lo, hi, own, run_task, r, NULL, msg);
+    ember__free(ds->ctx, own);
+    return rc;
+}
+
 int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
                      void *state, char *msg)
 {
@@ -637,7 +809,10 @@ int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
     if (rc)
         return rc;
     run_state r = {ds, sink, state};
-    rc = ember__parallel(ds->ctx, lo, hi, run_task, &r, NULL, msg);
+    if (ember__comm_size(ds->ctx) > 1)
+        rc = run_owned(ds, lo, hi, &r, msg);
+    else
+        rc = ember__parallel(ds->ctx, lo, hi, run_task, &r, NULL, msg);
     ember_ctx *ctx = ds->ctx;
     if (!rc && ctx->ckpt_marked && ctx->ckpt_commit)
         rc = ctx->ckpt_commit(ds, msg);
@@ -659,7 +834,7 @@ static int mat_sink(void *state, size_t part, const void *recs, size_t n,
     return ember__buf_append(m->ctx, &m->parts[part], recs, n);
 }
 
-int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
+int ember__materialize_owned(ember_ds *ds, ember__buf **out, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
     *out = NULL;
@@ -680,6 +855,24 @@ int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
     }
     *out = parts;
     return EMBER_OK;
+}
+
+int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
+{
+    int rc = ember__materialize_owned(ds, out, msg);
+    if (rc || ember__comm_size(ds->ctx) == 1)
+        return rc;
+    int *own = NULL;
+    rc = ember__owners(ds, &own, msg);
+    if (!rc)
+        rc = ember__comm_allgather_parts_map(ds->ctx, *out, ds->nparts,
+                                             ds->type.size, own, msg);
+    ember__free(ds->ctx, own);
+    if (rc) {
+        ember__parts_free(ds->ctx, *out, ds->nparts);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts)

@@ -265,7 +265,12 @@ const char *ember__op_name(const ember_ds *ds);
 
 /* Runs ds partition by partition on the team. For each partition, sink is
  * called (on the task's thread) with successive blocks of its records, then
- * once with n == 0 and last == 1. */
+ * once with n == 0 and last == 1.
+ * Under MPI (comm.h) it is collective: every rank runs the unfinished
+ * shuffles of ds's lineage together, then only the partitions it owns
+ * (ember__owners), and the ranks agree on the outcome: every rank returns
+ * the status and message of the lowest failed partition. The sink sees
+ * owned partitions only; the caller gathers what it needs. */
 typedef int (*ember__sink_fn)(void *state, size_t part, const void *recs,
                               size_t n, int last);
 int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
@@ -273,8 +278,26 @@ int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
 int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
                      void *state, char *msg);
 /* Computes every partition of ds into one buffer per partition (parts[p],
- * allocated with the ctx allocator, n records each). */
+ * allocated with the ctx allocator, n records each). Under MPI every rank
+ * ends up with every partition (an all-gather in partition order). */
 int ember__materialize(ember_ds *ds, ember__buf **parts, char *msg);
+/* The same without the gather: under MPI only the partitions this rank
+ * owns are filled, the others are empty. Serially the same as above. */
+int ember__materialize_owned(ember_ds *ds, ember__buf **parts, char *msg);
+/* Which rank holds each partition of ds: *owner NULL serially, else a ctx
+ * allocation of ds->nparts ranks. The block map of the node ds's
+ * partitioning comes from (narrow steps keep their parent's partitions),
+ * except through a union, whose partitions stay where its parents' are:
+ * nothing a rank computes needs a shuffle output another rank holds. */
+int ember__owners(ember_ds *ds, int **owner, char *msg);
+/* ember__parallel over the i of [lo, hi) this rank holds: owner[i] is
+ * its rank (NULL: the block map of hi partitions, with lo == 0). Serially
+ * plain ember__parallel. Under MPI collective: every rank returns the
+ * status and message of the lowest failed i, and *failed_at (may be NULL)
+ * is that i on every rank. */
+int ember__parallel_owned(ember_ctx *ctx, size_t lo, size_t hi,
+                          const int *owner, ember__task_fn fn, void *state,
+                          size_t *failed_at, char *msg);
 void ember__parts_free(ember_ctx *ctx, ember__buf *parts, size_t nparts);
 
 /* ---- actions (actions.c) ------------------------------------------------ */

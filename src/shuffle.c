@@ -357,6 +357,7 @@ typedef struct {
     ember__buf bounds;      /* range bounds: Q - 1 records */
     size_t total;           /* repartition: records in all */
     size_t *base;           /* repartition: global index of in[p]'s first */
+    int *own;               /* MPI: rank holding each input partition */
 } shuffle_side;
 
 static size_t range_target(const shuffle_side *s, const unsigned char *r)
@@ -444,19 +445,31 @@ static int bucket(ember_ctx *ctx, shuffle_side *s, size_t p)
     return EMBER_OK;
 }
 
-/* Range bounds from a deterministic sample: every k-th record. */
-static int range_bounds(ember_ctx *ctx, shuffle_side *s)
+/* Range bounds from a deterministic sample: every k-th record of each
+ * input partition, k from the total. Under MPI each rank samples the
+ * partitions it holds and the samples are gathered in partition order, so
+ * every rank sorts the sample a serial run sorts. */
+static int range_bounds(ember_ctx *ctx, shuffle_side *s, char *msg)
 {
     const ember_type *t = &s->src->type;
     ember__buf sample = {NULL, 0, 0, t->size};
-    size_t total = 0;
+    size_t want = 64 * s->Q, step = s->total / want ? s->total / want : 1;
+    ember__buf *ps = ember__calloc(ctx, s->P + 1, sizeof *ps);
+    if (!ps)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory sampling range bounds");
+    int rc = EMBER_OK, me = ember__comm_rank(ctx);
     for (size_t p = 0; p < s->P; p++)
-        total += s->in[p].n;
-    size_t want = 64 * s->Q, step = total / want ? total / want : 1;
-    int rc = EMBER_OK;
+        ps[p].size = t->size;
     for (size_t p = 0; !rc && p < s->P; p++)
-        for (size_t i = 0; !rc && i < s->in[p].n; i += step)
-            rc = ember__buf_append(ctx, &sample, s->in[p].data + i * t->size, 1);
+        for (size_t i = 0; !rc && (!s->own || s->own[p] == me) && i < s->in[p].n;
+             i += step)
+            rc = ember__buf_append(ctx, &ps[p], s->in[p].data + i * t->size, 1);
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__comm_allgather_parts_map(ctx, ps, s->P, t->size, s->own, msg);
+    for (size_t p = 0; !rc && p < s->P; p++)
+        rc = ember__buf_append(ctx, &sample, ps[p].data, ps[p].n);
+    ember__parts_free(ctx, ps, s->P);
     if (!rc)
         rc = sort_buf(ctx, &sample, t,
                       s->ds->u.shuffle.descending ? CMP_KEY_DESC : CMP_KEY);
@@ -465,6 +478,27 @@ static int range_bounds(ember_ctx *ctx, shuffle_side *s)
         rc = ember__buf_append(ctx, &s->bounds,
                                sample.data + (sample.n * q / s->Q) * t->size, 1);
     ember__buf_free(ctx, &sample);
+    return rc == EMBER_ENOMEM && msg && !msg[0]
+               ? ember__err(msg, rc, "out of memory sampling range bounds")
+               : rc;
+}
+
+/* Every input partition's size, on every rank (gathered under MPI), so
+ * the total and repartition's global indices are a serial run's. */
+static int side_sizes(ember_ctx *ctx, shuffle_side *s, char *msg)
+{
+    uint64_t *n = ember__calloc(ctx, s->P + 1, sizeof *n);
+    if (!n)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+    for (size_t p = 0; p < s->P; p++)
+        n[p] = s->in[p].n;
+    int rc = ember__comm_allgather_fixed_map(ctx, n, s->P, sizeof *n, s->own,
+                                             msg);
+    for (size_t p = 0; !rc && p < s->P; p++) {
+        s->base[p] = s->total;
+        s->total += (size_t)n[p];
+    }
+    ember__free(ctx, n);
     return rc;
 }
 
@@ -482,6 +516,10 @@ static int bucket_task(void *state, size_t p, char *msg)
     return r ? r : bucket(ctx, s, p);
 }
 
+/* The map side: the input partitions this rank holds are computed,
+ * combined and bucketed; under MPI the buckets are then exchanged, so this
+ * rank holds, of every input partition, the buckets of its output
+ * partitions (comm.h, ember__comm_exchange_map). */
 static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
                         char *msg)
 {
@@ -491,26 +529,31 @@ static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
     s->src = src;
     s->P = src->nparts;
     s->Q = ds->nparts;
-    int rc = ember__materialize(src, &s->in, msg);
+    int rc = ember__materialize_owned(src, &s->in, msg);
     if (rc)
         return rc;
+    rc = ember__owners(src, &s->own, msg);
     s->start = ember__calloc(ctx, s->P + 1, sizeof *s->start);
     s->base = ember__calloc(ctx, s->P + 1, sizeof *s->base);
-    if (!s->start || !s->base)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
-    for (size_t p = 0; p < s->P; p++) {
-        s->base[p] = s->total;
-        s->total += s->in[p].n;
-    }
+    if (!rc && (!s->start || !s->base))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory in shuffle");
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (!rc)
+        rc = side_sizes(ctx, s, msg);
     ember__shuffle_kind k = ds->u.shuffle.kind;
-    if ((k == EMBER__SH_RANGE || k == EMBER__SH_SORT) &&
-        (rc = range_bounds(ctx, s)))
-        return ember__err(msg, rc, "out of memory sampling range bounds");
+    if (!rc && (k == EMBER__SH_RANGE || k == EMBER__SH_SORT))
+        rc = range_bounds(ctx, s, msg);
+    if (rc)
+        return rc;
     size_t failed = 0;
-    rc = ember__parallel(ctx, 0, s->P, bucket_task, s, &failed, msg);
+    rc = ember__parallel_owned(ctx, 0, s->P, s->own, bucket_task, s, &failed,
+                               msg);
     if (rc && msg && !msg[0])
         ember__err(msg, rc, "shuffle #%llu failed in input partition %zu: %s",
                    (unsigned long long)ds->id, failed, ember_strerror(rc));
+    if (!rc)
+        rc = ember__comm_exchange_map(ctx, s->in, s->start, s->P, s->Q,
+                                      src->type.size, s->own, msg);
     return rc;
 }
 
@@ -521,6 +564,7 @@ static void side_free(ember_ctx *ctx, shuffle_side *s)
         ember__free(ctx, s->start[p]);
     ember__free(ctx, s->start);
     ember__free(ctx, s->base);
+    ember__free(ctx, s->own);
     ember__buf_free(ctx, &s->bounds);
 }
 
@@ -609,8 +653,11 @@ int ember__shuffle_run(ember_ds *ds, char *msg)
         rc = side_prepare(&sides[i], ds, ds->parent[i], msg);
     ember__store_drop(ctx, ds->id);
     shuffle_job job = {ds, sides};
+    /* Output partitions are laid out by the block map: each rank reduces
+     * and stores its own. */
     if (!rc)
-        rc = ember__parallel(ctx, 0, ds->nparts, reduce_task, &job, NULL, msg);
+        rc = ember__parallel_owned(ctx, 0, ds->nparts, NULL, reduce_task, &job,
+                                   NULL, msg);
     for (int i = 0; i < nsides; i++)
         side_free(ctx, &sides[i]);
     if (!rc)
