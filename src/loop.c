@@ -1060,13 +1060,10 @@ static int write_ranks(ember_loop *L, const char *name, char *path,
     j->items = ember__calloc(ctx, L->nb + 1, sizeof *j->items);
     int rc = j->lineage && j->items ? EMBER_OK
                                     : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < L->nb; i++, j->nitems++) {
-        snap_item *it = &j->items[i];
-        rc = snapshot_item(L, &L->b[i], it, msg);
-        if (!rc && it->kind == BIND_DS)
-            rc = ember__comm_allgather_parts(ctx, it->parts, it->nparts,
-                                             it->type.size, msg);
-    }
+    /* ember__materialize all-gathers each dataset's partitions from their
+     * owners, in partition order. */
+    for (size_t i = 0; !rc && i < L->nb; i++, j->nitems++)
+        rc = snapshot_item(L, &L->b[i], &j->items[i], msg);
     /* Every rank made the same collective calls; agree before writing. */
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
     if (rc) {
