@@ -13,7 +13,8 @@
 # for runs of ITERS and 2 x ITERS iterations; the difference divided by
 # ITERS is what one iteration moves, PARTS partitions (default 16), loading and output excluded. Printed
 # next to docs/mpi.md's formula B(P) = 8 n (P - 1) + 16 k (P - 1) + 8 F P
-# ceil(log2 P), n vertices, k partitions, F = 4.
+# ceil(log2 P), n vertices, k partitions, F = 5 agreements of 8 bytes
+# (the loop's flags, two per action's status, two actions).
 #
 # This prints, it does not judge: it is not a test (machines are shared).
 #   EMBER_MPI_BUILD  the MPI build (default build-mpi/)
@@ -69,7 +70,7 @@ run 2 1 $(( 2 * ITERS )) "$work/b2.jsonl" "${mon[@]}" --mca pml_monitoring_filen
 a=$(sent "$work/monA") b=$(sent "$work/monB")
 k=$PARTS
 per_iter=$(( (b - a) / ITERS ))
-P=2 F=4
+P=2 F=5
 formula=$(awk -v n="$n" -v k="${k:-0}" -v P=$P -v F=$F 'BEGIN {
     l = 0; for (q = 1; q < P; q *= 2) l++;
     printf "%.0f", 8 * n * (P - 1) + 16 * k * (P - 1) + 8 * F * P * l }')
