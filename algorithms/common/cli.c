@@ -633,12 +633,18 @@ static void finalize_mpi(void)
 #endif
 
 /* MPI_Init_thread (FUNNELED: ember calls MPI from this thread only, never
- * inside OpenMP regions) and the rank; serially rank 0 of 1. */
+ * inside OpenMP regions) and the rank; serially rank 0 of 1. Only when a
+ * launcher started more than one rank: a program started on its own (or
+ * as the one rank of mpirun -n 1) stays MPI-free, as the serial build is,
+ * and pays no MPI start-up (a singleton MPI_Init also starts a helper
+ * daemon that would see the program's signals). */
 static void start_ranks(ember_cli *cli)
 {
     cli->rank = 0;
     cli->ranks = 1;
 #ifdef EMBER_MPI
+    if (ember_cli_launched_ranks() <= 1)
+        return;
     int init = 0, provided = 0;
     MPI_Initialized(&init);
     if (!init && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) ==

@@ -172,9 +172,11 @@ typedef struct {
     char parameters[8192];    /* private: ember_cli_loop's copy */
 } ember_cli;
 
-/* Parses argv. In the MPI build it first initialises MPI
+/* Parses argv. In the MPI build, when a launcher started more than one
+ * rank (ember_cli_launched_ranks), it first initialises MPI
  * (MPI_THREAD_FUNNELED; finalised at exit) and fills rank and ranks;
- * ember_cli_ctx then gives the context MPI_COMM_WORLD. Returns
+ * ember_cli_ctx then gives the context MPI_COMM_WORLD. Started alone, a
+ * program makes no MPI call. Returns
  * EMBER_CLI_RUN to go on, or the status main should
  * return: 0 after --help or --version (printed on stdout), 2 after a usage
  * error (printed on stderr, naming the flag and the value; also
