@@ -1061,9 +1061,15 @@ static int write_ranks(ember_loop *L, const char *name, char *path,
     int rc = j->lineage && j->items ? EMBER_OK
                                     : ember__err(msg, EMBER_ENOMEM, "out of memory");
     /* ember__materialize all-gathers each dataset's partitions from their
-     * owners, in partition order. */
-    for (size_t i = 0; !rc && i < L->nb; i++, j->nitems++)
-        rc = snapshot_item(L, &L->b[i], &j->items[i], msg);
+     * owners, in partition order. Every item is tried even after a failure
+     * here (a copy of a scalar failing on one rank), so that every rank
+     * makes the same collective calls; the first failure is kept. */
+    for (size_t i = 0; j->items && i < L->nb; i++, j->nitems++) {
+        char emsg[EMBER_MSG_SIZE] = "";
+        int r = snapshot_item(L, &L->b[i], &j->items[i], emsg);
+        if (r && !rc)
+            rc = ember__err(msg, r, "%s", emsg);
+    }
     /* Every rank made the same collective calls; agree before writing. */
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
     if (rc) {
