@@ -8,6 +8,8 @@
 #                          -DEMBER_MPI=ON: the whole suite plus the tests
 #                          of label mpi under mpirun) when MPI is installed
 #   make build-mpi         configure and build only the MPI flavour
+#   make install-mpi PREFIX=/opt/ember-mpi   the MPI flavour, same names,
+#                          its own prefix (README "Two flavours")
 #   make test SANITIZE=1   the serial suite in build-san/ with ASan + UBSan
 #                          (the MPI flavour is not sanitized)
 #   make install PREFIX=/opt/ember
@@ -61,7 +63,7 @@ MPI_CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DEMBER_MPI=ON
 HAVE_MPI = $(shell command -v mpirun > /dev/null 2>&1 && pkg-config --exists hdf5-openmpi 2>/dev/null && echo 1)
 
 .PHONY: all deps fuzz-deps configure build run test install bench fuzz clean \
-        build-mpi test-mpi
+        build-mpi test-mpi install-mpi
 
 all: build
 
@@ -135,6 +137,9 @@ test-mpi:
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+install-mpi: build-mpi
+	cmake --install $(MPI_DIR) --prefix $(PREFIX)
 
 bench: build
 	@if [ -f bench/run.sh ]; then \

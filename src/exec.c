@@ -17,6 +17,11 @@
  * in partition order. When several partitions fail, the error of the lowest
  * partition is reported, so even errors are deterministic.
  *
+ * Under MPI (comm.h) a rank runs only the partitions it owns
+ * (ember__owners: the block map, carried through narrow steps and
+ * unions), shuffles are collective, and every stage ends with the ranks
+ * agreeing on its outcome, so all ranks return the same status.
+ *
  * Floor 3 of the engine (docs/design.md), with shuffle.c: it calls the
  * nodes, the block store and the file layer below it, never an action or
  * a checkpoint. Checkpoints reach it through one small interface: a root

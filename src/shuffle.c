@@ -11,6 +11,11 @@
  *      than vanish) and the node is marked done.
  * No step looks at the team size, so output is bit-identical for any
  * thread count. Sorting is a stable merge sort on indices.
+ * Under MPI (comm.h) steps 1-3 run on the input partitions a rank holds,
+ * the sizes and the range sample are gathered in partition order, the
+ * buckets are exchanged (each rank receives, of every input partition,
+ * the buckets of the output partitions it owns, placed by input
+ * partition), and steps 4-5 run on owned outputs: the same bits.
  * Floor 3 of the engine (docs/design.md), with exec.c, which runs a shuffle
  * before the stage that reads it and through which it materializes its
  * inputs.

@@ -30,6 +30,10 @@
  *     the same result on every rank.
  *   - An error in one rank's partitions is returned on every rank, with the
  *     message of the lowest failing partition, as a serial run reports it.
+ *   - Each rank has its own block store and memory budget: ember_ctx_stats
+ *     and ember_cached_partitions describe this rank's.
+ *   - A zip whose two inputs are distributed differently (one through a
+ *     union of shuffled data, the other not) is refused with EMBER_ESTATE.
  */
 #ifndef EMBER_MPI_H
 #define EMBER_MPI_H
