@@ -11,7 +11,8 @@ trap '[ -n "${job_pid:-}" ] && kill_job; rm -rf "$work"' EXIT
 cd "$work"
 
 "$sbin/ember-gen" kron --scale 13 --edge-factor 16 --seed 3 --output g.h5 --quiet
-iters=${EMBER_MPI_LOCK_ITERATIONS:-4000}
+# 10^6 iterations: only the USR1 below ends the first job, on any machine.
+iters=${EMBER_MPI_LOCK_ITERATIONS:-1000000}
 base=(--input g.h5 --tolerance 0 --partitions 6 --quiet)
 args=("${base[@]}" --iterations "$iters")
 

@@ -10,11 +10,11 @@ trap '[ -n "${job_pid:-}" ] && kill_job; rm -rf "$work"' EXIT
 cd "$work"
 
 "$sbin/ember-gen" kron --scale 13 --edge-factor 16 --seed 3 --output g.h5 --quiet
-# A long run (so the signal lands mid-run on a machine several times
-# faster); the resume then finishes a few iterations past the stop
+# A run of 10^6 iterations, which only the signal ends (so it lands
+# mid-run on any machine); the resume then finishes a few iterations past the stop
 # (--iterations is not part of a run's identity), and the serial build
 # runs that many for the reference.
-iters=${EMBER_MPI_SIGNAL_ITERATIONS:-4000}
+iters=${EMBER_MPI_SIGNAL_ITERATIONS:-1000000}
 base=(--input g.h5 --tolerance 0 --partitions 6 --quiet)
 args=("${base[@]}" --iterations "$iters")
 
