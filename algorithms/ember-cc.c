@@ -13,9 +13,15 @@
  * ranges, bound to the loop; an iteration is one map_partitions over it
  * that reads the whole previous label vector as a broadcast (a view, no
  * copy) and counts its changed labels in a per-partition slot.
+ *
+ * On several MPI ranks (docs/mpi.md) each rank computes the partitions it
+ * owns; the new labels and the changed-count slots are all-gathered after
+ * each iteration, so every rank holds the whole label vector the next
+ * iteration reads, and the same bits as a serial run.
  */
 #include <ember.h>
 #include <ember/graph.h>
+#include <ember/mpi.h>
 
 #include "cli.h"
 #include "graphio.h"
@@ -157,6 +163,12 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
         memset(s->cursor, 0, s->parts * sizeof *s->cursor);
         rc = ember_foreach(next, store, s, msg);
     }
+    if (!rc)
+        rc = ember_allgather_ranges(s->ctx, s->dst, sizeof(int64_t), s->off, s->parts,
+                                    msg);
+    if (!rc)
+        rc = ember_allgather_items(s->ctx, s->changed, sizeof(uint64_t), s->parts,
+                                   msg);
     if (!rc)
         rc = ember_from_array_parts(&done, s->ctx, &i64, s->dst, s->g->n, s->off,
                                     s->parts, EMBER_BORROW, msg);
@@ -323,7 +335,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
-    if (!rc && cli.output)
+    if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
     if (!rc) /* the result on stdout, the run's timings on stderr */
         printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
@@ -335,7 +347,7 @@ int main(int argc, char **argv)
     if (!rc && !cli.quiet)
         fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
-    if (!rc && cli.verify)
+    if (!rc && cli.verify && cli.rank == 0)
         exit_extra = verify(g, L);
     ember_loop_destroy(&loop);
     free(vertex_ids);

@@ -1254,10 +1254,12 @@ int main(int argc, char **argv)
         rc = ember_cli_iterate(&cli, loop, km_step, &s, msg);
     if (!rc)
         rc = final_labels(&s, &res, msg);
-    if (!rc && cli.output)
+    /* Every rank holds the same centroids and labels (actions combine in
+     * partition order on every rank); rank 0 writes and prints. */
+    if (!rc && cli.output && cli.rank == 0)
         rc = write_output(&s, &res, msg);
     int verified = 1;
-    if (!rc) {
+    if (!rc && cli.rank == 0) {
         print_result(&s, &res);
         if (cli.verify)
             verified = verify(&s, &res);

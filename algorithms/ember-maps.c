@@ -174,16 +174,16 @@ int main(int argc, char **argv)
         rc = ember_loop_bind_ds(loop, "data", &ds);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &ds, msg);
-    if (!rc && show_lineage)
+    if (!rc && show_lineage && cli.rank == 0) /* rank 0 prints */
         rc = print_lineage(ds);
     if (!rc && lineage_svg)
         drawn = draw_lineage(ds, lineage_svg);
     if (!rc)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
-    if (!rc)
+    if (!rc && cli.rank == 0)
         printf("sum: %" PRId64 "\ncount: %" PRIu64 "\n", t.sum, t.count);
-    if (!rc && cli.verify && !verify(&t, cli.iterations_done))
+    if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))
         rc = EMBER_ECORRUPT;
     ember_loop_destroy(&loop);
     ember_ds_free(&ds);

@@ -21,9 +21,17 @@
  * the CSR, out-degrees, and three vectors: two of ranks, one of
  * contributions. Every sum has a fixed order, so results
  * are bit-identical for any thread count and across kills and resumes.
+ *
+ * On several MPI ranks (docs/mpi.md) each rank runs the tasks of the
+ * partitions it owns; after each pass the owners' pieces are all-gathered
+ * (ember_allgather_ranges, ember_allgather_items): the contribution
+ * vector and the dangling slots after `prepare`, the L1 slots after
+ * `pull`, the ranks once at the end. Sums still run over all slots in
+ * partition order on every rank, so every rank count gives the same bits.
  */
 #include <ember.h>
 #include <ember/graph.h>
+#include <ember/mpi.h>
 
 #include "cli.h"
 #include "graphio.h"
@@ -264,13 +272,19 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
             return rc;
         s->adopted = 1;
     }
-    if ((rc = run_pass(s, prepare, 0, msg)))
+    if ((rc = run_pass(s, prepare, 0, msg)) ||
+        (rc = ember_allgather_ranges(s->ctx, s->contrib, sizeof(double), s->off,
+                                     s->parts, msg)) ||
+        (rc = ember_allgather_items(s->ctx, s->dang_part, sizeof(double), s->parts,
+                                    msg)))
         return rc;
     s->base = (1.0 - s->d) / n + s->d * sum_parts(s->dang_part, s->parts) / n;
     /* Write into whichever buffer the current ranks do not use. */
     double *dst = ember_array_data(s->ranks, NULL) == s->buf[0] ? s->buf[1] : s->buf[0];
     s->dst = dst;
-    if ((rc = run_pass(s, pull, 1, msg)))
+    if ((rc = run_pass(s, pull, 1, msg)) ||
+        (rc = ember_allgather_items(s->ctx, s->res_part, sizeof(double), s->parts,
+                                    msg)))
         return rc;
     ember_ds *next = NULL;
     ember_type f64 = ember_type_scalar(EMBER_F64);
@@ -338,6 +352,21 @@ static void free_state(pr *s)
 
 /* The final ranks by label (the degree order undone), in the
  * contribution vector's room: it is not needed any more. */
+/* Each rank's ranges of the final ranks to every rank (a restored run that
+ * ran no iteration adopts the restored partitioning first). */
+static int gather_ranks(pr *s, char *msg)
+{
+    int rc = s->adopted ? EMBER_OK : adopt_ranks(s, msg);
+    double *r = (double *)ember_array_data(s->ranks, NULL);
+    if (!rc && !r) {
+        snprintf(msg, EMBER_MSG_SIZE, "the ranks are not an array");
+        rc = EMBER_ESTATE;
+    }
+    s->adopted = !rc;
+    return rc ? rc : ember_allgather_ranges(s->ctx, r, sizeof(double), s->off,
+                                            s->parts, msg);
+}
+
 static double *ranks_by_label(pr *s, char *msg)
 {
     const ember_graph *g = s->g;
@@ -511,15 +540,19 @@ int main(int argc, char **argv)
         rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    if (!rc)
+        rc = gather_ranks(&s, msg);
     if (!rc && !(final = ranks_by_label(&s, msg)))
         rc = EMBER_ENOMEM;
-    if (!rc && cli.output)
+    /* Every rank holds the same ranks now; rank 0 writes and prints. */
+    int root = cli.rank == 0;
+    if (!rc && cli.output && root)
         rc = write_output(&cli, g, final, msg);
-    if (!rc && top)
+    if (!rc && top && root)
         print_top(g, final, top);
     if (!rc)
         summary(&cli, g);
-    if (!rc && cli.verify)
+    if (!rc && cli.verify && root)
         exit_extra = verify(g, ember_array_data(s.ranks, NULL), &cli);
     ember_loop_destroy(&loop);
     free(vertex_ids);

@@ -585,7 +585,7 @@ int main(int argc, char **argv)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc)
         rc = distances(&d, &reached, &s, msg);
-    if (!rc && cli.output)
+    if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */
         rc = write_output(&cli, g, d, reached, msg);
     if (!rc) /* the result on stdout, the run's timings on stderr */
         printf("ember-sssp: %" PRIu64 " vertices, %" PRIu64 " %s; %" PRIu64
@@ -597,6 +597,8 @@ int main(int argc, char **argv)
     if (!rc && !cli.quiet)
         fprintf(stderr, "ember-sssp: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
                 cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+    if (cli.rank != 0)
+        cli.verify = 0; /* rank 0 checks */
     if (!rc && cli.verify && g->by_destination && g->directed) {
         ember_graph_free(&g); /* the checker walks out-edges */
         rc = load_graph(&out_edges, ctx, &cli, 0, msg);

@@ -492,6 +492,15 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &op);
     if (rc >= 0)
         return rc;
+    /* Streaming is single-process (docs/mpi.md): its offsets and commits
+     * logs are one process's exactly-once bookkeeping. */
+    int nranks = ember_cli_launched_ranks();
+    if (nranks > 1) {
+        fprintf(stderr, PROG ": streaming is single-process; started as one of %d "
+                        "MPI ranks, it refuses to run: start it without mpirun/srun "
+                        "(or with -n 1)\n", nranks);
+        return EMBER_EXIT_USAGE;
+    }
     tune_malloc();
     wc_query q;
     memset(&q, 0, sizeof q);

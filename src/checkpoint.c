@@ -18,10 +18,18 @@
  * spill files, shuffle outputs, broadcast copies. A live handle keeps what
  * it holds.
  *
+ * On several ranks (comm.h) each rank captures or stores the partitions it
+ * owns: a marked dataset is written once every owner has all of its own
+ * (agreed), after an all-gather of the partitions in partition order; rank
+ * 0 writes and commits the file, the outcome is agreed, and every rank
+ * cuts the lineage to the same file, reading its own partitions from it.
+ *
  * Floor 5 of the engine (docs/design.md): calls actions, the executor, the
- * nodes, the block store and the file layer, all below it.
+ * nodes, the block store, the communication layer and the file layer, all
+ * below it.
  */
 #include "internal.h"
+#include "comm.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -110,15 +118,21 @@ static int all_available(ember_ds *ds)
     return 1;
 }
 
-static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
-                      char *msg)
+/* "ds-<id>[-<name>].h5", with path-hostile characters replaced. */
+static void file_name(const ember_ds *ds, char *fname, size_t size)
 {
-    char fname[128], sig[512], *lineage = NULL;
-    snprintf(fname, sizeof fname, "ds-%llu%s%s.h5", (unsigned long long)ds->id,
+    snprintf(fname, size, "ds-%llu%s%s.h5", (unsigned long long)ds->id,
              ds->name[0] ? "-" : "", ds->name);
     for (char *c = fname; *c; c++)
         if (*c == '/' || *c == ' ' || *c == '(' || *c == ')')
             *c = '_';
+}
+
+static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
+                      char *msg)
+{
+    char fname[128], sig[512], *lineage = NULL;
+    file_name(ds, fname, sizeof fname);
     ember_type_describe(&ds->type, sig, sizeof sig);
     ember_lineage_string(ds, &lineage);
     ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
@@ -133,9 +147,80 @@ static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
     return rc;
 }
 
+/* Several ranks: see the file comment. Partitions are copied out of the
+ * captures and the store into buffers of their own, so every one is freed
+ * alike after the gather. */
+static int write_marked_ranks(ember_ds *ds, char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    int *own = NULL, me = ember__comm_rank(ctx);
+    int rc = ember__owners(ds, &own, msg);
+    int64_t have = 1;
+    for (size_t q = 0; !rc && q < ds->nparts; q++)
+        if (own[q] == me && !ds->ckpt_have[q] && !ember__store_has(ctx, ds->id, q))
+            have = 0;
+    if (!rc)
+        rc = ember__comm_agree(ctx, &have, 1, EMBER__AGREE_MIN, msg);
+    if (rc || !have) { /* !have: a later action computes the rest */
+        ember__free(ctx, own);
+        return rc;
+    }
+    ember__buf *parts = ember__calloc(ctx, ds->nparts + 1, sizeof *parts);
+    uint64_t *off = ember__calloc(ctx, ds->nparts + 1, sizeof *off);
+    char *path = ember__malloc(ctx, 1024);
+    rc = parts && off && path ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t q = 0; parts && q < ds->nparts; q++)
+        parts[q].size = ds->type.size;
+    for (size_t q = 0; !rc && q < ds->nparts; q++) {
+        if (own[q] != me)
+            continue;
+        if (ds->ckpt_have[q]) {
+            rc = ember__buf_append(ctx, &parts[q], ds->ckpt_parts[q].data,
+                                   ds->ckpt_parts[q].n);
+            continue;
+        }
+        ember__view v;
+        memset(&v, 0, sizeof v);
+        rc = ember__store_get(ctx, ds->id, q, &v, msg);
+        if (!rc)
+            rc = ember__buf_append(ctx, &parts[q], v.data, v.n);
+        if (v.data || v.owned_)
+            ember__store_release(ctx, &v);
+    }
+    if (rc == EMBER_ENOMEM && msg && !msg[0])
+        ember__err(msg, rc, "out of memory");
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__comm_allgather_parts_map(ctx, parts, ds->nparts,
+                                             ds->type.size, own, msg);
+    if (!rc) {
+        if (me == 0) {
+            rc = write_file(ds, parts, path, msg);
+        } else {
+            char fname[128];
+            file_name(ds, fname, sizeof fname);
+            snprintf(path, 1024, "%s/%s", ctx->checkpoint_dir, fname);
+        }
+        rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    }
+    for (size_t q = 0; !rc && q < ds->nparts; q++)
+        off[q + 1] = off[q] + parts[q].n;
+    ember__parts_free(ctx, parts, parts ? ds->nparts : 0);
+    ember__free(ctx, own);
+    if (rc) {
+        ember__free(ctx, off);
+        ember__free(ctx, path);
+        return rc;
+    }
+    truncate_lineage(ds, path, off);
+    return EMBER_OK;
+}
+
 static int write_marked(ember_ds *ds, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
+    if (ember__comm_size(ctx) > 1)
+        return write_marked_ranks(ds, msg);
     if (!all_available(ds))
         return EMBER_OK; /* a later action computes the rest */
     ember__buf *parts = ember__calloc(ctx, ds->nparts + 1, sizeof *parts);
@@ -223,6 +308,23 @@ static int keep_stored(ember_ds *ds, ember_level want, char *msg)
     return EMBER_OK;
 }
 
+/* The partitions of ds this rank holds (all of them serially). */
+static int owned_count(ember_ds *ds, size_t *count, char *msg)
+{
+    *count = ds->nparts;
+    if (ember__comm_size(ds->ctx) == 1)
+        return EMBER_OK;
+    int *own = NULL, me = ember__comm_rank(ds->ctx);
+    int rc = ember__owners(ds, &own, msg);
+    if (rc)
+        return rc;
+    *count = 0;
+    for (size_t q = 0; q < ds->nparts; q++)
+        *count += own[q] == me;
+    ember__free(ds->ctx, own);
+    return EMBER_OK;
+}
+
 int ember_local_checkpoint(ember_ds *ds, char *msg)
 {
     ember__msg_clear(msg);
@@ -238,11 +340,21 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
      * eviction: the blocks are the only copy once the lineage is cut. */
     int rc = keep_stored(ds, disk_level(ds->level), msg);
     uint64_t n;
+    size_t mine = ds->nparts;
+    if (!rc)
+        rc = owned_count(ds, &mine, msg);
     /* Only partitions not stored are computed (those that never got room
-     * or were evicted count as recomputes). */
-    if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
+     * or were evicted count as recomputes). On several ranks each stores
+     * its own, and ember_count is collective: the ranks agree first. */
+    int64_t short_ = !rc && ember__store_count(ds->ctx, ds->id) < mine;
+    if (!rc && ember__comm_size(ds->ctx) > 1)
+        rc = ember__comm_agree(ds->ctx, &short_, 1, EMBER__AGREE_OR, msg);
+    if (!rc && short_)
         rc = ember_count(ds, &n, msg);
-    if (!rc && ember__store_count(ds->ctx, ds->id) < ds->nparts)
+    short_ = !rc && ember__store_count(ds->ctx, ds->id) < mine;
+    if (!rc && ember__comm_size(ds->ctx) > 1)
+        rc = ember__comm_agree(ds->ctx, &short_, 1, EMBER__AGREE_OR, msg);
+    if (!rc && short_)
         rc = ember__err(msg, EMBER_EIO,
                         "local checkpoint of #%llu: not every partition could be "
                         "stored", (unsigned long long)ds->id);

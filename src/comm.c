@@ -111,6 +111,14 @@ int ember__comm_allgather_parts_map(ember_ctx *ctx, void *parts, size_t nparts,
     return EMBER_OK;
 }
 
+int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
+                                 const uint64_t *offsets, size_t nparts,
+                                 char *msg)
+{
+    (void)ctx, (void)data, (void)elem, (void)offsets, (void)nparts, (void)msg;
+    return EMBER_OK;
+}
+
 int ember__comm_exchange_map(ember_ctx *ctx, void *in, size_t **start,
                              size_t P, size_t Q, size_t recsize,
                              const int *in_owner, char *msg)
@@ -412,6 +420,41 @@ int ember__comm_allgather_parts_map(ember_ctx *ctx, void *vparts, size_t nparts,
     ember__free(ctx, cnt);
     ember__free(ctx, mine);
     ember__free(ctx, all);
+    return rc;
+}
+
+int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
+                                 const uint64_t *offsets, size_t nparts,
+                                 char *msg)
+{
+    if (!multi(ctx) || nparts == 0)
+        return EMBER_OK;
+    if (offsets[nparts] >= (uint64_t)INT_MAX)
+        return ember__err(msg, EMBER_ERANGE,
+                          "MPI all-gather of %llu elements: MPI's int counts "
+                          "stop at %d; use fewer elements per array",
+                          (unsigned long long)offsets[nparts], INT_MAX);
+    int R = ctx->comm.size;
+    int *cnt = ember__calloc(ctx, (size_t)R * 2, sizeof *cnt);
+    MPI_Datatype t = MPI_DATATYPE_NULL;
+    int rc = cnt ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (int r = 0; !rc && r < R; r++) {
+        size_t lo, hi;
+        ember__comm_owned_of(nparts, R, r, &lo, &hi);
+        cnt[r] = (int)(offsets[hi] - offsets[lo]);
+        cnt[R + r] = (int)offsets[lo];
+    }
+    if (!rc)
+        rc = make_type(elem, &t, msg);
+    if (!rc) {
+        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, cnt,
+                               cnt + R, t, comm_of(ctx));
+        if (e != MPI_SUCCESS)
+            rc = mpi_fail(msg, e, "allgather of ranges");
+    }
+    if (t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t);
+    ember__free(ctx, cnt);
     return rc;
 }
 
@@ -763,4 +806,31 @@ int ember_ctx_rank(const ember_ctx *ctx)
 int ember_ctx_ranks(const ember_ctx *ctx)
 {
     return ctx ? ctx->comm.size : 1;
+}
+
+/* ---- public all-gathers (include/ember/mpi.h) ------------------------------ */
+
+int ember_allgather_ranges(ember_ctx *ctx, void *data, size_t elem_size,
+                           const uint64_t *offsets, size_t nparts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || (nparts && (!offsets || (!data && offsets[nparts]))) || !elem_size)
+        return ember__err(msg, EMBER_EINVAL, "ember_allgather_ranges: NULL or "
+                          "zero argument");
+    for (size_t p = 0; p < nparts; p++)
+        if (offsets[p] > offsets[p + 1])
+            return ember__err(msg, EMBER_EINVAL, "ember_allgather_ranges: "
+                              "offsets decrease at partition %zu", p);
+    return ember__comm_allgather_ranges(ctx, data, elem_size, offsets, nparts,
+                                        msg);
+}
+
+int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
+                          size_t nparts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || (nparts && !data) || !item_size)
+        return ember__err(msg, EMBER_EINVAL, "ember_allgather_items: NULL or "
+                          "zero argument");
+    return ember__comm_allgather_fixed(ctx, data, nparts, item_size, msg);
 }

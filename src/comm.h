@@ -103,6 +103,16 @@ int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
 int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
                                 size_t recsize, char *msg);
 
+/* All-gather of ranges of one array laid out by partition: data holds
+ * offsets[nparts] elements of elem bytes, partition p being elements
+ * [offsets[p], offsets[p+1]); on entry this rank's owned ranges are filled,
+ * on return every range is, each from its owner (in place, no copy of the
+ * array). EMBER_ERANGE when the array has INT_MAX elements or more (MPI
+ * 3.1's int displacements). Added by the mpi-dist branch. */
+int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
+                                 const uint64_t *offsets, size_t nparts,
+                                 char *msg);
+
 /* The shuffle exchange. P input partitions are bucketed into Q output
  * partitions: for each owned input partition p, in[p] (an ember__buf of
  * recsize records) holds its records ordered by bucket and start[p] (Q + 1

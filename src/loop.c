@@ -43,8 +43,18 @@
  *
  * Programs call this through ember.h. Every call is from the caller's
  * thread; the loop itself never runs in a parallel region.
+ *
+ * Several ranks (comm.h, docs/mpi.md): every call is collective. Rank 0
+ * alone creates the directory, holds the lock, sweeps stray .tmp files,
+ * picks and verifies the checkpoint to restore, writes and commits files
+ * and retires old ones; each outcome is broadcast, so every rank returns
+ * the same status and message. After each iteration one agreement (an OR
+ * of integer flags) settles the decision: a signal seen on any rank, the
+ * policy due or the deadline near on any rank's clock. Asynchronous
+ * checkpoints are refused: their thread would have to run collectives.
  */
 #include "internal.h"
+#include "comm.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -93,6 +103,8 @@ typedef struct {
 
 typedef struct async_job async_job;
 static int async_join(struct ember_loop *L, char *msg);
+static int write_ranks(struct ember_loop *L, const char *name, char *path,
+                       uint64_t *bytes, char *msg);
 
 struct ember_loop {
     ember_ctx *ctx;
@@ -215,6 +227,37 @@ static void warn(ember_loop *L, const char *fmt, ...)
         memcpy(L->warn + used, line, len);
         L->warn[used + len] = '\0';
     }
+}
+
+static int is_root(const ember_loop *L)
+{
+    return ember__comm_rank(L->ctx) == 0;
+}
+
+static int ranks(const ember_loop *L)
+{
+    return ember__comm_size(L->ctx);
+}
+
+/* Rank 0's status and message, on every rank (several ranks only). */
+typedef struct {
+    int64_t rc;
+    uint64_t iter;
+    uint64_t bytes;
+    int64_t got;
+    char path[PATH_SIZE];
+    char msg[EMBER_MSG_SIZE];
+} root_says;
+
+static int share_root(ember_loop *L, root_says *s, char *msg)
+{
+    char emsg[EMBER_MSG_SIZE];
+    int rc = ember__comm_bcast(L->ctx, s, sizeof *s, emsg);
+    if (rc)
+        return ember__err(msg, rc, "%s", emsg);
+    if (s->rc && msg && !is_root(L))
+        snprintf(msg, EMBER_MSG_SIZE, "%s", s->msg);
+    return (int)s->rc;
 }
 
 static int ckpt_path(const ember_loop *L, const char *name, char *path)
@@ -385,11 +428,22 @@ static int open_dir(ember_loop *L, char *msg)
         return ember__err(msg, EMBER_EINVAL,
                           "checkpoint dir: empty or longer than %d bytes",
                           DIR_MAX);
-    int rc = prepare_dir(L->dir, msg);
-    if (!rc)
-        rc = lock_dir(L, msg);
-    if (!rc)
-        sweep_tmp(L);
+    int rc = EMBER_OK;
+    if (is_root(L)) {
+        rc = prepare_dir(L->dir, msg);
+        if (!rc)
+            rc = lock_dir(L, msg);
+        if (!rc)
+            sweep_tmp(L);
+    }
+    if (ranks(L) > 1) {
+        root_says s;
+        memset(&s, 0, sizeof s);
+        s.rc = rc;
+        if (rc && msg)
+            snprintf(s.msg, sizeof s.msg, "%s", msg);
+        rc = share_root(L, &s, msg);
+    }
     if (!rc && !L->o.no_signals)
         rc = install_signals(L, msg);
     return rc;
@@ -415,6 +469,14 @@ int ember_loop_create(ember_loop **out, ember_ctx *ctx,
     L->o = *o;
     L->lock_fd = -1;
     L->keep = o->keep ? o->keep : 2;
+    if (o->async && ranks(L) > 1) {
+        ember__free(ctx, L);
+        return ember__err(msg, EMBER_EINVAL,
+                          "asynchronous checkpoints (--checkpoint-async) are "
+                          "not supported with %d MPI ranks: the background "
+                          "writer would have to run collectives",
+                          ember__comm_size(ctx));
+    }
     const char *dir = o->dir ? o->dir : ember_ctx_checkpoint_dir(ctx);
     rc = copy_strings(L, o, dir);
     if (rc)
@@ -810,6 +872,8 @@ static void retain(ember_loop *L)
     ckpt_entry *e = NULL;
     size_t n = 0, kept = 0;
     char emsg[EMBER_MSG_SIZE];
+    if (!is_root(L)) /* rank 0's directory */
+        return;
     if (list_ckpts(L, &e, &n, emsg)) {
         warn(L, "ember: retention: %s", emsg);
         return;
@@ -879,7 +943,8 @@ static int write_checkpoint(ember_loop *L, char *msg)
         return rc;
     double t0 = mono_now();
     uint64_t bytes = 0;
-    rc = write_all(L, name, path, &bytes, inner);
+    rc = ranks(L) > 1 ? write_ranks(L, name, path, &bytes, inner)
+                      : write_all(L, name, path, &bytes, inner);
     if (rc)
         return write_failed(L, name, rc, inner, msg);
     double t1 = mono_now();
@@ -955,9 +1020,9 @@ static int write_item(ember__ckw *w, const snap_item *it, char *msg)
     }
 }
 
-static void *job_run(void *arg)
+/* Writes and commits the job's file, on whichever thread calls it. */
+static void job_write(async_job *j)
 {
-    async_job *j = arg;
     ember__ckw *w = NULL;
     j->rc = ember__ckw_begin(j->ctx, &w, j->dir, j->name, &j->meta, j->msg);
     for (size_t i = 0; !j->rc && i < j->nitems; i++)
@@ -967,6 +1032,11 @@ static void *job_run(void *arg)
     else
         j->rc = ember__ckw_commit(&w, &j->bytes, j->path, j->msg);
     j->t1 = mono_now();
+}
+
+static void *job_run(void *arg)
+{
+    job_write(arg);
     ember__h5_thread_done();
     return NULL;
 }
@@ -1040,6 +1110,67 @@ static int async_join(ember_loop *L, char *msg)
         account(L, j->iter, j->t1 - j->t0, j->t0, j->bytes,
                 j->path[0] ? j->path : j->name);
     job_free(j);
+    return rc;
+}
+
+/* ---- several ranks -------------------------------------------------------------
+ *
+ * A checkpoint on several ranks: every rank snapshots the bound items as an
+ * asynchronous checkpoint does (its own partitions of each dataset), the
+ * partitions are all-gathered in partition order, and rank 0 writes and
+ * commits the file exactly as one process would, so the file is the one a
+ * serial run writes (the root attributes carry rank 0's time and thread
+ * count). Its status, size and path are broadcast. */
+
+static int write_ranks(ember_loop *L, const char *name, char *path,
+                       uint64_t *bytes, char *msg)
+{
+    ember_ctx *ctx = L->ctx;
+    async_job *j = ember__calloc(ctx, 1, sizeof *j);
+    if (!j)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    j->ctx = ctx;
+    j->dir = L->dir;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->lineage = lineage_text(L);
+    j->items = ember__calloc(ctx, L->nb + 1, sizeof *j->items);
+    int rc = j->lineage && j->items ? EMBER_OK
+                                    : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    /* ember__materialize all-gathers each dataset's partitions from their
+     * owners, in partition order. Every item is tried even after a failure
+     * here (a copy of a scalar failing on one rank), so that every rank
+     * makes the same collective calls; the first failure is kept. */
+    for (size_t i = 0; j->items && i < L->nb; i++, j->nitems++) {
+        char emsg[EMBER_MSG_SIZE] = "";
+        int r = snapshot_item(L, &L->b[i], &j->items[i], emsg);
+        if (r && !rc)
+            rc = ember__err(msg, r, "%s", emsg);
+    }
+    /* Every rank made the same collective calls; agree before writing. */
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    j->meta = (ember__ck_meta){"loop", L->program, L->parameters, L->signature,
+                               j->lineage, L->done, L->fingerprint, L->o.deflate};
+    root_says s;
+    memset(&s, 0, sizeof s);
+    if (is_root(L)) {
+        job_write(j);
+        s.rc = j->rc;
+        s.bytes = j->bytes;
+        snprintf(s.path, sizeof s.path, "%s", j->path);
+        snprintf(s.msg, sizeof s.msg, "%s", j->msg);
+    }
+    job_free(j);
+    rc = share_root(L, &s, msg);
+    if (!rc) {
+        *bytes = s.bytes;
+        snprintf(path, PATH_SIZE, "%s", s.path);
+    } else if (is_root(L) && msg) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s", s.msg);
+    }
     return rc;
 }
 
@@ -1341,34 +1472,72 @@ static int note_stale(ember_loop *L, const ckpt_entry *e, size_t n,
     return EMBER_OK;
 }
 
+/* Several ranks, after rank 0 chose (s): every other rank loads the same
+ * file (its whole-file checksum and the Fletcher32 of what it reads are
+ * checked again on the way) and all agree that every rank has it. */
+static int follow_restore(ember_loop *L, const root_says *s, char *msg)
+{
+    int rc = EMBER_OK;
+    if (!is_root(L) && s->got) {
+        ember__ckr *r = NULL;
+        staged *st = NULL;
+        rc = ember__ckr_open(L->ctx, &r, s->path, msg);
+        if (!rc)
+            rc = load_state(L, r, &st, msg);
+        ember__ckr_close(&r);
+        if (!rc)
+            apply_state(L, st);
+    }
+    return ember__comm_agree_status(L->ctx, rc, 0, msg);
+}
+
 static int restore(ember_loop *L, char *msg)
 {
     ckpt_entry *e = NULL;
     size_t n = 0, rejected = 0;
-    int rc = list_ckpts(L, &e, &n, msg), got = 0;
+    int rc = EMBER_OK, got = 0;
     uint64_t iter = 0;
     char path[PATH_SIZE] = ""; /* the file restored from, once got */
-    for (size_t i = 0; !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n;
-         i++) {
-        if (ckpt_path(L, e[i].name, path))
-            continue;
-        int r = try_restore(L, path, &iter, msg);
-        if (r < 0)
-            rc = r;
-        else if (r == 0)
-            rejected++;
-        else
-            got = 1;
+    if (is_root(L)) { /* rank 0 picks, verifies and loads */
+        rc = list_ckpts(L, &e, &n, msg);
+        for (size_t i = 0;
+             !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n; i++) {
+            if (ckpt_path(L, e[i].name, path))
+                continue;
+            int r = try_restore(L, path, &iter, msg);
+            if (r < 0)
+                rc = r;
+            else if (r == 0)
+                rejected++;
+            else
+                got = 1;
+        }
+        if (!rc && !got && L->o.resume == EMBER_RESUME_REQUIRE)
+            rc = ember__err(msg, EMBER_ENOTFOUND,
+                            "no usable checkpoint in %s (resume required; %zu "
+                            "file%s rejected)%s%s", L->dir, rejected,
+                            rejected == 1 ? "" : "s", L->warn[0] ? ": " : "",
+                            L->warn);
+        if (!rc)
+            rc = note_stale(L, e, n, !got, iter, msg);
+        ember__free(L->ctx, e);
     }
-    if (!rc && !got && L->o.resume == EMBER_RESUME_REQUIRE)
-        rc = ember__err(msg, EMBER_ENOTFOUND,
-                        "no usable checkpoint in %s (resume required; %zu "
-                        "file%s rejected)%s%s", L->dir, rejected,
-                        rejected == 1 ? "" : "s", L->warn[0] ? ": " : "",
-                        L->warn);
-    if (!rc)
-        rc = note_stale(L, e, n, !got, iter, msg);
-    ember__free(L->ctx, e);
+    if (ranks(L) > 1) {
+        root_says s;
+        memset(&s, 0, sizeof s);
+        s.rc = rc;
+        s.got = got;
+        s.iter = iter;
+        snprintf(s.path, sizeof s.path, "%s", path);
+        if (rc && msg)
+            snprintf(s.msg, sizeof s.msg, "%s", msg);
+        rc = share_root(L, &s, msg);
+        if (!rc)
+            rc = follow_restore(L, &s, msg);
+        got = (int)s.got;
+        iter = s.iter;
+        snprintf(path, sizeof path, "%s", s.path);
+    }
     if (rc || !got)
         return rc;
     L->done = iter;
@@ -1377,7 +1546,7 @@ static int restore(ember_loop *L, char *msg)
     L->stats.restored = 1;
     L->stats.restored_from = iter;
     snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s", path);
-    if (!L->o.quiet)
+    if (!L->o.quiet && is_root(L))
         fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
                 path, (unsigned long long)iter);
     return EMBER_OK;
@@ -1451,19 +1620,47 @@ static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
     return async ? async_start(L, msg) : write_checkpoint(L, msg);
 }
 
+/* The decision flags of one iteration, agreed by every rank (an OR: a
+ * signal on any rank, the policy or the deadline on any rank's clock).
+ * One rank: the flags as they are. On failure *flags is left as it was. */
+enum { F_STOP = 1, F_DUE = 2, F_NEAR = 4 };
+
+static int agree(ember_loop *L, int64_t *flags, char *msg)
+{
+    if (ranks(L) == 1)
+        return EMBER_OK;
+    int64_t f = *flags;
+    int rc = ember__comm_agree(L->ctx, &f, 1, EMBER__AGREE_OR, msg);
+    if (!rc)
+        *flags = f;
+    if (!rc && (f & F_STOP))
+        L->caught = 1; /* seen on some rank: every rank reports it */
+    return rc;
+}
+
 /* After an iteration: policy checkpoints, then signals and the deadline.
  * Without a directory nothing is ever written, no signal is caught and
- * the deadline does not apply (there is nothing to save for it). */
+ * the deadline does not apply (there is nothing to save for it). One
+ * agreement settles the iteration; a second one follows a policy
+ * checkpoint, which took time and may have seen a signal. */
 static int after_iteration(ember_loop *L, char *msg)
 {
     int wrote = 0, rc = EMBER_OK;
     if (!L->dir)
         return EMBER_OK;
-    int stop = signalled(L);
-    if (!stop && policy_due(L, mono_now()))
+    int64_t f = (signalled(L) ? F_STOP : 0) |
+                (policy_due(L, mono_now()) ? F_DUE : 0) |
+                (deadline_near(L) ? F_NEAR : 0);
+    rc = agree(L, &f, msg);
+    int stop = rc == EMBER_OK && (f & F_STOP);
+    if (!rc && !stop && (f & F_DUE)) {
         rc = checkpoint_once(L, L->o.async, &wrote, msg);
+        f = (signalled(L) ? F_STOP : 0) | (deadline_near(L) ? F_NEAR : 0);
+        if (!rc)
+            rc = agree(L, &f, msg);
+    }
     if (!rc && !stop)
-        stop = signalled(L) || deadline_near(L);
+        stop = (f & (F_STOP | F_NEAR)) != 0;
     if (!rc && stop)
         rc = checkpoint_once(L, 0, &wrote, msg);
     L->stats.last_was_checkpoint = wrote && !rc;

@@ -10,6 +10,11 @@
  */
 #include "cli.h"
 
+#ifdef EMBER_MPI
+#include <mpi.h>
+#include <ember/mpi.h>
+#endif
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -662,12 +667,67 @@ static int unknown_option(const ember_cli *cli, const char *arg)
     return ember_cli_usage_error(cli, "unknown option '%s' (see --help)", arg);
 }
 
+#ifdef EMBER_MPI
+/* At exit, after main has destroyed its context (which frees the context's
+ * communicator): every path out of a program finalises MPI, so a usage
+ * error on every rank ends the job with that status, not an abort. */
+static void finalize_mpi(void)
+{
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin)
+        MPI_Finalize();
+}
+#endif
+
+/* MPI_Init_thread (FUNNELED: ember calls MPI from this thread only, never
+ * inside OpenMP regions) and the rank; serially rank 0 of 1. Only when a
+ * launcher started more than one rank: a program started on its own (or
+ * as the one rank of mpirun -n 1) stays MPI-free, as the serial build is,
+ * and pays no MPI start-up (a singleton MPI_Init also starts a helper
+ * daemon that would see the program's signals). */
+static void start_ranks(ember_cli *cli)
+{
+    cli->rank = 0;
+    cli->ranks = 1;
+#ifdef EMBER_MPI
+    if (ember_cli_launched_ranks() <= 1)
+        return;
+    int init = 0, provided = 0;
+    MPI_Initialized(&init);
+    if (!init && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) ==
+                     MPI_SUCCESS)
+        atexit(finalize_mpi);
+    MPI_Initialized(&init);
+    if (init) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &cli->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &cli->ranks);
+    }
+#endif
+}
+
+int ember_cli_launched_ranks(void)
+{
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                          "SLURM_STEP_NUM_TASKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        char *end = NULL;
+        long n = v ? strtol(v, &end, 10) : 0;
+        if (v && end != v && *end == '\0' && n > 1)
+            return n > INT_MAX ? INT_MAX : (int)n;
+    }
+    return 1;
+}
+
 int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                     char **argv)
 {
     struct option table[C_COUNT + MAX_EXTRA + 1];
     unsigned char seen[MAX_EXTRA] = {0};
     defaults(cli, prog);
+    start_ranks(cli);
     if (!(prog->omit & EMBER_CLI_NO_LOOP))
         early_catch(cli);
     else
@@ -726,6 +786,17 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                      "--checkpoint-async, --keep, --resume require, "
                                      "--force-resume, --deadline and --stop-at need "
                                      "--checkpoint-dir DIR");
+    if (cli->checkpoint_async && cli->ranks > 1)
+        return ember_cli_usage_error(cli, "--checkpoint-async is not supported with "
+                                     "%d MPI ranks (the background writer would run "
+                                     "collectives off the main thread); drop it",
+                                     cli->ranks);
+    if (cli->rank != 0) { /* rank 0 reports the results and progress */
+        cli->quiet = 1;
+        if (!freopen("/dev/null", "w", stdout))
+            return ember_cli_usage_error(cli, "rank %d: cannot silence stdout: %s",
+                                         cli->rank, strerror(errno));
+    }
     return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
 }
 
@@ -867,7 +938,12 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
 int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 {
     ember_ctx_opts o = {.threads = cli->threads};
-    return ember_ctx_create(out, &o, msg);
+    int rc = ember_ctx_create(out, &o, msg);
+#ifdef EMBER_MPI
+    if (!rc && cli->ranks > 1 && (rc = ember_ctx_set_comm(*out, MPI_COMM_WORLD, msg)))
+        ember_ctx_destroy(out);
+#endif
+    return rc;
 }
 
 /* ---- exit ------------------------------------------------------------------ */
@@ -890,6 +966,8 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     if (status == EMBER_OK)
         return EMBER_EXIT_OK;
     if (status == EMBER_INTERRUPTED) {
+        if (cli && cli->rank != 0) /* every rank stopped; rank 0 says so */
+            return EMBER_EXIT_RESUMABLE;
         char advice[400] = "";
         if (cli)
             resume_advice(cli, advice, sizeof advice);

@@ -171,6 +171,11 @@ typedef struct {
     int nargs;
     double start_wall;       /* wall-clock seconds when ember_cli_parse ran:
                                 --deadline counts from here */
+    int rank;                /* MPI build under mpirun/srun: this process's
+                                rank in MPI_COMM_WORLD; else 0 */
+    int ranks;               /* ... and the number of ranks; else 1. Only
+                                rank 0 writes --metrics, progress, outputs
+                                (docs/mpi.md) */
 
     /* Inputs identified by content (ember_cli_add_input, ember_cli_prepare):
      * what goes in the run's fingerprint is the size and the XXH3-64 of
@@ -207,10 +212,15 @@ typedef struct {
     double history[2 + EMBER_CLI_HISTORY_COLS * EMBER_CLI_HISTORY_ROWS];
 } ember_cli;
 
-/* Parses argv. Returns EMBER_CLI_RUN to go on, or the status main should
- * return: 0 after --help (or -h) or --version (printed on stdout), 2 after
- * a usage error (printed on stderr, naming the flag and the value; a
- * common flag the program leaves out is named as meaning nothing to it;
+/* Parses argv. In the MPI build, when a launcher started more than one
+ * rank (ember_cli_launched_ranks), it first initialises MPI
+ * (MPI_THREAD_FUNNELED; finalised at exit) and fills rank and ranks;
+ * ember_cli_ctx then gives the context MPI_COMM_WORLD, and ranks other
+ * than 0 print neither results nor progress. Started alone, a program
+ * makes no MPI call. Returns EMBER_CLI_RUN to go on, or the status main
+ * should return: 0 after --help (or -h) or --version (printed on stdout),
+ * 2 after a usage error (printed on stderr, naming the flag and the value;
+ * a common flag the program leaves out is named as meaning nothing to it;
  * also
  * --checkpoint-every, --checkpoint-seconds, --keep or --resume require
  * without --checkpoint-dir, and an empty --checkpoint-dir). Defaults come
@@ -289,6 +299,12 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size);
 
 /* A context with --threads (and nothing else set: defaults). */
 int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);
+
+/* The number of ranks a launcher started this process among, from its
+ * environment (Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM's
+ * SLURM_STEP_NUM_TASKS under srun), without MPI: 1 when none says more.
+ * Single-process programs (streaming) refuse to run under more than one. */
+int ember_cli_launched_ranks(void);
 
 /* A loop from the flags: --checkpoint-dir (created if missing; without it
  * the loop never checkpoints), --checkpoint-every, --checkpoint-seconds,

@@ -617,7 +617,7 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     r->tty = isatty(STDERR_FILENO);
     r->t_start = r->t_print = ember_cli_now();
     r->t_print -= 1e9; /* the first iteration prints */
-    if (cli->metrics) {
+    if (cli->metrics && cli->rank == 0) { /* rank 0's file */
         r->metrics = fopen(cli->metrics, st.restored ? "a" : "w");
         if (!r->metrics) {
             if (msg)

@@ -52,6 +52,22 @@ extern "C" {
 int ember_ctx_rank(const ember_ctx *ctx);
 int ember_ctx_ranks(const ember_ctx *ctx);
 
+/* All-gathers for a program's own arrays laid out by partition, for what
+ * tasks wrote as side effects (ember_foreach, per-partition slots): on
+ * entry the owner of each partition has filled its piece, on return every
+ * rank holds every piece, in place. Collective; with one rank nothing
+ * moves and they return EMBER_OK.
+ *   ember_allgather_ranges: data holds offsets[nparts] elements of
+ *     elem_size bytes, partition p's being [offsets[p], offsets[p+1])
+ *     (ember_array_parts gives a dataset's offsets). EMBER_ERANGE when the
+ *     array has 2^31 - 1 elements or more (MPI's int counts).
+ *   ember_allgather_items: data holds nparts items of item_size bytes, one
+ *     a partition. */
+int ember_allgather_ranges(ember_ctx *ctx, void *data, size_t elem_size,
+                           const uint64_t *offsets, size_t nparts, char *msg);
+int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
+                          size_t nparts, char *msg);
+
 #ifdef EMBER_MPI
 /* Gives ctx a duplicate of comm (MPI_Comm_dup: collective over comm; it is
  * freed by ember_ctx_destroy, which must then run before MPI_Finalize).

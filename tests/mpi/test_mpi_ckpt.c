@@ -1,0 +1,310 @@
+/* test_mpi_ckpt.c: checkpoints on several MPI ranks (ctest label mpi).
+ *
+ * CMake runs every case under mpirun with 1, 2 and 3 ranks
+ * (mpi.mpi_ckpt.<case>.n<ranks>), in a working directory all ranks share.
+ * A dataset checkpoint and a loop checkpoint written by all ranks hold the
+ * records a serial run computes, in partition order, with the same
+ * partition offsets; every rank cuts its lineage to the same file; a loop
+ * restarted on the ranks resumes from it, and a serial context (rank 0
+ * alone, no communicator) restores the same file to the same records:
+ * the rank count that wrote a checkpoint does not matter to its reader.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ember.h"
+#include "ember/graph.h"
+#include "ember/mpi.h"
+
+#define N 1000
+#define PARTS 7
+
+static int rank_of_world(void)
+{
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+
+static ember_ctx *make_ctx(int with_comm, const char *dir)
+{
+    ember_ctx_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.threads = 2;
+    opts.checkpoint_dir = dir;
+    ember_ctx *ctx = NULL;
+    char msg[EMBER_MSG_SIZE];
+    assert_int_equal(ember_ctx_create(&ctx, &opts, msg), EMBER_OK);
+    if (with_comm)
+        assert_int_equal(ember_ctx_set_comm(ctx, MPI_COMM_WORLD, msg), EMBER_OK);
+    return ctx;
+}
+
+/* Asserts a call succeeded, printing its message when it did not. */
+#define OK(call, msg)                                                          \
+    do {                                                                       \
+        int rc_ = (call);                                                      \
+        if (rc_)                                                               \
+            print_message("%s: %d %s\n", #call, rc_, msg);                     \
+        assert_int_equal(rc_, EMBER_OK);                                       \
+    } while (0)
+
+/* x -> 3x + k, k the arg. */
+static int affine(const void *in, void *out, size_t n, void *arg)
+{
+    const int64_t *a = in;
+    int64_t *b = out, k = *(const int64_t *)arg;
+    for (size_t i = 0; i < n; i++)
+        b[i] = 3 * a[i] + k;
+    return 0;
+}
+
+static void expect_affine(ember_ds *ds, int64_t mul, int64_t add)
+{
+    char msg[EMBER_MSG_SIZE];
+    void *data = NULL;
+    size_t n = 0;
+    assert_int_equal(ember_collect_alloc(ds, &data, &n, msg), EMBER_OK);
+    assert_int_equal(n, N);
+    const int64_t *x = data;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(x[i], mul * (int64_t)i + add);
+    ember_free(ember_ds_ctx(ds), data);
+}
+
+/* Checks that ds (read from a checkpoint) has the partition offsets a
+ * serial run's checkpoint of a map over range(N) in PARTS partitions has:
+ * one written here by a serial context, in a directory of this rank's. */
+static void expect_serial_offsets(ember_ds *ds)
+{
+    char msg[EMBER_MSG_SIZE] = "", dir[64];
+    snprintf(dir, sizeof dir, "ckref%d", rank_of_world());
+    mkdir(dir, 0755);
+    ember_ctx *ser = make_ctx(0, dir);
+    ember_ds *r = NULL, *m = NULL, *ref = NULL;
+    int64_t k = 0;
+    uint64_t *want = NULL, *got = NULL;
+    size_t pw = 0, pg = 0;
+    OK(ember_range(&r, ser, 0, N, 1, PARTS, msg), msg);
+    OK(ember_map(&m, r, NULL, affine, &k, sizeof k, msg), msg);
+    OK(ember_checkpoint_eager(m, msg), msg);
+    OK(ember_read_checkpoint(&ref, ser, ember_checkpoint_path(m), NULL, msg), msg);
+    OK(ember_array_parts(&want, &pw, ref, msg), msg);
+    OK(ember_array_parts(&got, &pg, ds, msg), msg);
+    assert_int_equal(pw, PARTS);
+    assert_int_equal(pw, pg);
+    assert_memory_equal(want, got, (pw + 1) * sizeof *want);
+    ember_free(ser, want);
+    ember_free(ember_ds_ctx(ds), got);
+    ember_ds_free(&ref);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ser);
+}
+
+static void test_mpi_ckpt_dataset_eager(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE] = "";
+    if (rank_of_world() == 0)
+        mkdir("ckd", 0755); /* a context's directory is not created for it */
+    MPI_Barrier(MPI_COMM_WORLD);
+    ember_ctx *ctx = make_ctx(1, "ckd");
+    ember_ds *r = NULL, *m = NULL;
+    int64_t k = 5;
+    OK(ember_range(&r, ctx, 0, N, 1, PARTS, msg), msg);
+    OK(ember_map(&m, r, NULL, affine, &k, sizeof k, msg), msg);
+    OK(ember_checkpoint_eager(m, msg), msg);
+    assert_true(ember_is_checkpointed(m));
+    const char *path = ember_checkpoint_path(m);
+    assert_non_null(path);
+    /* Every rank names the same file, and it is there. */
+    char mine[1024], root[1024];
+    snprintf(mine, sizeof mine, "%s", path);
+    memcpy(root, mine, sizeof root);
+    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    assert_string_equal(mine, root);
+    assert_int_equal(access(path, R_OK), 0);
+    /* Read back through the cut lineage, on every rank. */
+    expect_affine(m, 3, 5);
+    uint64_t n = 0;
+    assert_int_equal(ember_count(m, &n, msg), EMBER_OK);
+    assert_int_equal(n, N);
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* The file holds a serial run's records and partitions. */
+    ember_ctx *ser = make_ctx(0, NULL);
+    ember_ds *back = NULL;
+    assert_int_equal(ember_read_checkpoint(&back, ser, root, NULL, msg), EMBER_OK);
+    expect_affine(back, 3, 5);
+    expect_serial_offsets(back);
+    ember_ds_free(&back);
+    ember_ctx_destroy(&ser);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
+/* One loop: the bound ds goes x -> 3x + 1 each iteration; runs until
+ * `until` iterations are done and finishes. Returns what it restored. */
+static uint64_t run_loop(ember_ctx *ctx, const char *dir, uint64_t until,
+                         ember_resume resume, int64_t *counter)
+{
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.every = 2;
+    o.keep = 10;
+    o.resume = resume;
+    o.no_signals = 1;
+    o.quiet = 1;
+    o.program = "test_mpi_ckpt";
+    ember_loop *loop = NULL;
+    ember_ds *ds = NULL;
+    assert_int_equal(ember_range(&ds, ctx, 0, N, 1, PARTS, msg), EMBER_OK);
+    assert_int_equal(ember_loop_create(&loop, ctx, &o, msg), EMBER_OK);
+    assert_int_equal(ember_loop_bind_ds(loop, "v", &ds), EMBER_OK);
+    assert_int_equal(ember_loop_bind_i64(loop, "counter", counter), EMBER_OK);
+    uint64_t it = 0;
+    int rc;
+    for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < until;
+         rc = ember_loop_next(loop, &it, msg)) {
+        ember_ds *next = NULL;
+        int64_t k = 1;
+        assert_int_equal(ember_map(&next, ds, NULL, affine, &k, sizeof k, msg),
+                         EMBER_OK);
+        ember_ds_free(&ds);
+        ds = next;
+        (*counter)++;
+        if (it + 1 == until) {
+            rc = ember_loop_finish(loop, msg);
+            break;
+        }
+    }
+    if (rc)
+        print_message("loop: %d %s\n", rc, msg);
+    assert_int_equal(rc, EMBER_OK);
+    ember_loop_stats st;
+    ember_loop_get_stats(loop, &st);
+    /* After `until` maps of x -> 3x + 1 starting from x: 3^u x + (3^u-1)/2. */
+    int64_t p = 1;
+    for (uint64_t i = 0; i < until; i++)
+        p *= 3;
+    expect_affine(ds, p, (p - 1) / 2);
+    assert_int_equal(*counter, (int64_t)until);
+    ember_loop_destroy(&loop);
+    ember_ds_free(&ds);
+    return st.restored ? st.restored_from : 0;
+}
+
+static void test_mpi_ckpt_loop_restart(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = make_ctx(1, NULL);
+    int64_t counter = 0;
+    assert_int_equal(run_loop(ctx, "ckl", 5, EMBER_RESUME_NEVER, &counter), 0);
+    /* Written by the ranks: checkpoints at 2, 4 and the finish at 5. */
+    if (rank_of_world() == 0) {
+        assert_int_equal(access("ckl/ckpt-000000000004.h5", R_OK), 0);
+        assert_int_equal(access("ckl/ckpt-000000000005.h5", R_OK), 0);
+    }
+    /* The file holds a serial run's records and partition offsets. */
+    if (rank_of_world() == 0) {
+        char msg[EMBER_MSG_SIZE] = "";
+        ember_ctx *ser = make_ctx(0, NULL);
+        ember_ds *back = NULL;
+        OK(ember_read_checkpoint(&back, ser, "ckl/ckpt-000000000005.h5", "v", msg), msg);
+        expect_affine(back, 243, 121);
+        expect_serial_offsets(back);
+        ember_ds_free(&back);
+        ember_ctx_destroy(&ser);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* Restarted on the ranks: resumes at 5 and goes on to 8. */
+    counter = -100; /* the restore must overwrite it */
+    assert_int_equal(run_loop(ctx, "ckl", 8, EMBER_RESUME_REQUIRE, &counter), 5);
+    ember_ctx_destroy(&ctx);
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* Rank 0 alone, serially, restores what the ranks wrote and goes on. */
+    if (rank_of_world() == 0) {
+        ember_ctx *ser = make_ctx(0, NULL);
+        counter = -100;
+        assert_int_equal(run_loop(ser, "ckl", 9, EMBER_RESUME_REQUIRE, &counter), 8);
+        ember_ctx_destroy(&ser);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* A second loop on a directory a live loop holds is refused on every rank
+ * with the same status and message. */
+static void test_mpi_ckpt_lock_agreed(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = make_ctx(1, NULL);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.dir = "ckk";
+    o.no_signals = 1;
+    ember_loop *a = NULL, *b = NULL;
+    assert_int_equal(ember_loop_create(&a, ctx, &o, msg), EMBER_OK);
+    assert_int_equal(ember_loop_create(&b, ctx, &o, msg), EMBER_EBUSY);
+    assert_null(b);
+    assert_non_null(strstr(msg, "in use"));
+    char root[EMBER_MSG_SIZE];
+    memcpy(root, msg, sizeof root);
+    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    assert_string_equal(msg, root);
+    ember_loop_destroy(&a);
+    ember_ctx_destroy(&ctx);
+}
+
+/* Asynchronous checkpoints are refused on more than one rank. */
+static void test_mpi_ckpt_async_refused(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = make_ctx(1, NULL);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.dir = "cka";
+    o.no_signals = 1;
+    o.async = 1;
+    ember_loop *a = NULL;
+    int rc = ember_loop_create(&a, ctx, &o, msg);
+    if (ember_ctx_ranks(ctx) > 1) {
+        assert_int_equal(rc, EMBER_EINVAL);
+        assert_non_null(strstr(msg, "MPI ranks"));
+    } else {
+        assert_int_equal(rc, EMBER_OK);
+    }
+    ember_loop_destroy(&a);
+    ember_ctx_destroy(&ctx);
+}
+
+int main(int argc, char **argv)
+{
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mpi_ckpt_dataset_eager),
+        cmocka_unit_test(test_mpi_ckpt_loop_restart),
+        cmocka_unit_test(test_mpi_ckpt_lock_agreed),
+        cmocka_unit_test(test_mpi_ckpt_async_refused),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Finalize();
+    return failed;
+}

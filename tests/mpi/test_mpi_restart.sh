@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A run written on N ranks restarts on M ranks with the same bits: PageRank
+# and CC stopped after some iterations on 2 ranks resume on 3; stopped on 3,
+# resume on 1 (mpirun -n 1) and on the serial build. Each final output is
+# cmp-identical to one uninterrupted serial run. --iterations is not part
+# of the run's identity, so a run with more iterations resumes one that
+# finished fewer.
+source "$(dirname "$0")/mpi_lib.bash"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+"$sbin/ember-gen" kron --scale 12 --edge-factor 16 --seed 3 --output g.h5 --quiet
+pr=(--input g.h5 --tolerance 0 --partitions 7 --quiet)
+"$sbin/ember-pagerank" "${pr[@]}" --iterations 60 --threads 2 --output full.csv
+
+resumed_from() { # resumed_from METRICS: iterations done when it resumed
+    grep -q '"iteration": 1,' "$1" && { echo 0; return; }
+    sed -n '/^{"iteration": /{s/^{"iteration": \([0-9]*\),.*/\1/p;q}' "$1"
+}
+
+# 2 ranks -> 3 ranks -> 1 rank -> serial build.
+ck=(--checkpoint-dir ck --checkpoint-every 10 --keep 3)
+mpi 2 1 "$bin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 20 --threads 1 \
+    --output p.csv || fail "2 ranks, 20 iterations"
+[ -f ck/ckpt-000000000020.h5 ] || fail "2 ranks wrote no ckpt-20: $(ls ck)"
+mpi 3 2 "$bin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 35 --threads 2 \
+    --resume require --metrics m3.jsonl --output p.csv || fail "3 ranks, resume"
+[ "$(resumed_from m3.jsonl)" = 21 ] || fail "3 ranks did not resume at 20: $(head -1 m3.jsonl)"
+mpi 1 1 "$bin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 50 --threads 1 \
+    --resume require --metrics m1.jsonl --output p.csv || fail "1 rank, resume"
+[ "$(resumed_from m1.jsonl)" = 36 ] || fail "1 rank did not resume at 35: $(head -1 m1.jsonl)"
+"$sbin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 60 --threads 2 \
+    --resume require --output p.csv || fail "serial build, resume"
+same full.csv p.csv
+
+# The serial build's checkpoint restarts on 4 ranks, and on 3 again.
+rm -rf ck
+"$sbin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 30 --threads 1 --output q.csv
+mpi 4 1 "$bin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 45 --threads 1 \
+    --resume require --output q.csv || fail "4 ranks, resume of a serial run"
+mpi 3 1 "$bin/ember-pagerank" "${pr[@]}" "${ck[@]}" --iterations 60 --threads 1 \
+    --resume require --output q.csv || fail "3 ranks, resume"
+same full.csv q.csv
+
+# CC: 3 ranks for 2 iterations, then 1 rank to the end.
+"$sbin/ember-gen" kron --scale 12 --edge-factor 4 --seed 9 --output k.h5 --quiet
+"$sbin/ember-cc" --input k.h5 --partitions 6 --quiet --threads 2 --output cc.full.csv
+mpi 3 1 "$bin/ember-cc" --input k.h5 --partitions 6 --quiet --threads 1 --iterations 2 \
+    --checkpoint-dir ckc --checkpoint-every 1 --output cc.csv || fail "cc on 3 ranks"
+ls ckc/ckpt-*.h5 >/dev/null || fail "cc on 3 ranks wrote no checkpoint"
+mpi 1 2 "$bin/ember-cc" --input k.h5 --partitions 6 --quiet --threads 2 \
+    --checkpoint-dir ckc --resume require --output cc.csv || fail "cc resume on 1 rank"
+same cc.full.csv cc.csv
+echo ok
