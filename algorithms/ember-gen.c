@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t scale = 0, edge_factor = 16, npoints = 0, dims = 0, nclusters = 0;
 static int weighted = 0;
@@ -332,6 +333,9 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         char spec[4200];
         snprintf(spec, sizeof spec, "%s%s", cli->output,
                  strchr(cli->output, ':') ? "" : ":/points");
+        char file[4200];
+        snprintf(file, sizeof file, "%.*s", (int)strcspn(spec, ":"), spec);
+        int existed = access(file, F_OK) == 0;
         uint64_t d2[2] = {npoints, dims};
         ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters, NULL},
                               {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
@@ -342,7 +346,10 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
                                 {"k", EMBER_U64, 0, (int64_t)nclusters, NULL},
                                 {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
         if (!rc)
-            rc = ember_cli_write_provenance(cli, spec, NULL, root, 5, msg);
+            /* on the file's root, or on the dataset when it was added to a
+             * file that was already there (which holds other things) */
+            rc = ember_cli_write_provenance(cli, existed ? spec : file, NULL, root, 5,
+                                            msg);
     } else {
         rc = blobs_write_csv(cli, x, msg);
     }

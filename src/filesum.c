@@ -22,10 +22,9 @@
  *   40  8  XXH3-64 of the 512-byte block with these 8 bytes zero
  *   48 ..  a line of text naming the format; zero padding
  *
- * No HDF5 here and no allocation: a regular file is mapped and hashed in
- * place (like the text graph reader, a file truncated by another process
- * during the check raises SIGBUS; ember's own files are only ever replaced
- * by rename), anything else is read through a stack buffer. Callers:
+ * No HDF5 here: files are read through one 1 MiB buffer, never mapped
+ * (a mapped file truncated by another process during the check would
+ * raise SIGBUS). Callers:
  * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
  * graph_h5.c (graph and array files).
  */
@@ -38,8 +37,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,7 +50,7 @@
 #define OFF_HASH 24
 #define OFF_SELF 40
 #define OFF_TEXT 48
-#define READ_BYTES (64 * 1024)
+#define READ_BYTES (1024 * 1024) /* a read: large enough to cost little more than a copy */
 
 static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -96,49 +95,32 @@ static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
     return (ssize_t)got;
 }
 
-/* XXH3-128 of the mapped file's bytes [EMBER__FSUM_BLOCK, size): the
- * hash reads the page cache in place instead of a copy of it, which is
- * most of a pread's cost on a file already cached. -1 when the file cannot
- * be mapped (the caller then reads it). */
-static int hash_mapped(int fd, uint64_t size, XXH3_state_t *st)
-{
-    if (size <= EMBER__FSUM_BLOCK || size > SIZE_MAX)
-        return -1;
-    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return -1;
-    (void)madvise(p, (size_t)size, MADV_SEQUENTIAL);
-    XXH_errorcode e = XXH3_128bits_update(st, (const char *)p + EMBER__FSUM_BLOCK,
-                                          (size_t)size - EMBER__FSUM_BLOCK);
-    munmap(p, (size_t)size);
-    return e == XXH_ERROR ? -1 : 0;
-}
-
 /* XXH3-128 of bytes [EMBER__FSUM_BLOCK, end of file), in canonical order;
- * *length gets the bytes read in all, block included. A regular file is
- * mapped and hashed in place up to the size fstat gives; whatever follows
- * (the file grew meanwhile) is read, so *length is what was hashed. */
+ * *length gets the bytes read in all, block included. Read, not mapped: a
+ * mapped file that another process truncates meanwhile would raise SIGBUS,
+ * where a read just ends early and the length check fails the file. */
 static int hash_body(int fd, unsigned char out[16], uint64_t *length)
 {
     XXH3_state_t st;
     if (XXH3_128bits_reset(&st) == XXH_ERROR)
         return -1;
-    unsigned char buf[READ_BYTES];
+    unsigned char *buf = malloc(READ_BYTES);
+    if (!buf)
+        return -1;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     off_t at = EMBER__FSUM_BLOCK;
-    struct stat sb;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > EMBER__FSUM_BLOCK &&
-        hash_mapped(fd, (uint64_t)sb.st_size, &st) == 0)
-        at = sb.st_size;
+    int rc = 0;
     for (;;) {
-        ssize_t k = pread_full(fd, buf, sizeof buf, at);
-        if (k < 0)
-            return -1;
-        if (k == 0)
+        ssize_t k = pread_full(fd, buf, READ_BYTES, at);
+        if (k <= 0 || XXH3_128bits_update(&st, buf, (size_t)k) == XXH_ERROR) {
+            rc = k == 0 ? 0 : -1;
             break;
-        if (XXH3_128bits_update(&st, buf, (size_t)k) == XXH_ERROR)
-            return -1;
+        }
         at += k;
     }
+    free(buf);
+    if (rc)
+        return rc;
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
     memcpy(out, c.digest, 16);

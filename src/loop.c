@@ -1482,6 +1482,8 @@ static int follow_restore(ember_loop *L, const root_says *s, char *msg)
         ember__ckr *r = NULL;
         staged *st = NULL;
         rc = ember__ckr_open(L->ctx, &r, s->path, msg);
+        /* As rank 0 read it: a format 1 file by its format 1 names. */
+        L->reading_v1 = !rc && ember__ckr_info(r)->format_version == 1;
         if (!rc)
             rc = load_state(L, r, &st, msg);
         ember__ckr_close(&r);

@@ -655,7 +655,8 @@ static void close_report(report *r, int rc)
 /* Appends iteration `count` as a row when the stride says so (or flags has
  * EMBER_CLI_HIST_RESUMED); returns the row's index, or -1 when not kept.
  * When the rows are full the stride doubles and only rows whose iteration
- * is a multiple of it stay (until there is room). */
+ * is a multiple of it stay (until there is room), and the resume marks, up
+ * to half the rows, so a plot of a long run still shows where it resumed. */
 static long history_add(ember_cli *cli, uint64_t count, double value,
                         double seconds, double flags)
 {
@@ -664,11 +665,15 @@ static long history_add(ember_cli *cli, uint64_t count, double value,
     size_t used = (size_t)h[0];
     uint64_t stride = h[1] >= 1 ? (uint64_t)h[1] : 1;
     while (used == EMBER_CLI_HISTORY_ROWS) {
-        size_t kept = 0;
+        size_t kept = 0, marks = 0;
         stride *= 2;
-        for (size_t i = 0; i < used; i++)
-            if ((uint64_t)rows[i * cols] % stride == 0)
+        for (size_t i = 0; i < used; i++) {
+            int mark = ((int)rows[i * cols + 3] & (int)EMBER_CLI_HIST_RESUMED) &&
+                       marks < EMBER_CLI_HISTORY_ROWS / 2;
+            marks += (size_t)mark;
+            if ((uint64_t)rows[i * cols] % stride == 0 || mark)
                 memmove(rows + kept++ * cols, rows + i * cols, cols * sizeof *rows);
+        }
         used = kept;
         memset(rows + used * cols, 0, (EMBER_CLI_HISTORY_ROWS - used) * cols * sizeof *rows);
     }

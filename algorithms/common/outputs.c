@@ -123,7 +123,5 @@ int ember_cli_write_provenance(const ember_cli *cli, const char *file,
         snprintf(msg, EMBER_MSG_SIZE, "%s: too many attributes (internal)", file);
         return EMBER_EINVAL;
     }
-    char root[PATH_MAX];
-    file_of(file, root, sizeof root); /* the root group, not a dataset */
-    return ember_h5_write_attrs(root, l.a, l.n, msg);
+    return ember_h5_write_attrs(file, l.a, l.n, msg);
 }

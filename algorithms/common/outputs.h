@@ -15,8 +15,10 @@
 int ember_cli_output_is_csv(const char *path);
 
 /* Writes the provenance attributes on the root group of the HDF5 file
- * `file` (existing; "file.h5:/dataset" names its file; a checksum header
- * is renewed):
+ * `file` (existing; a checksum header is renewed), or, for a
+ * "file.h5:/dataset" spec, on that dataset (so that a file gathering the
+ * outputs of several programs keeps each one's provenance with its own
+ * data instead of one root mixing them):
  *   program, ember_version, created (UTC, ISO 8601; SOURCE_DATE_EPOCH,
  *   when set, is used instead of the clock, so that a rerun gives the same
  *   bytes), parameters (ember_cli_parameters: what changes results);

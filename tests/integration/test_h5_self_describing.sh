@@ -38,6 +38,10 @@ printf '500 300\n300 100\n4000000000000 77\n' > sparse.el
 "$b/ember-convert" "$data/karate.el" conv.h5 --quiet
 "$b/ember-gen" kron --scale 5 --seed 9 --output kron.h5 --quiet
 "$b/ember-gen" blobs --n 20 --d 3 --k 2 --output blobs.h5:/points --quiet
+# Added to a file another program wrote: that file's root keeps its own
+# provenance, and the new dataset carries ember-gen's.
+cp km.h5 mixed.h5
+"$b/ember-gen" blobs --n 20 --d 3 --k 2 --output mixed.h5:/pts --quiet
 
 # ---- .csv outputs are CSV, or refused -----------------------------------------
 is_text_csv() { # FILE HEADER
@@ -223,6 +227,12 @@ a = provenance("kron.h5", "ember-gen")
 check((a.get("generator"), a.get("scale"), a.get("seed")) == ("kron", 5, 9), "kron.h5 attributes")
 a = provenance("blobs.h5", "ember-gen")
 check((a.get("generator"), a.get("n"), a.get("d"), a.get("k")) == ("blobs", 20, 3, 2), "blobs.h5 attributes")
+with h5py.File("mixed.h5", "r") as f:
+    check(f.attrs["program"] == "ember-kmeans" and "inertia" in f.attrs,
+          "mixed.h5: the root lost k-means' provenance")
+    p = f["pts"].attrs
+    check(p.get("program") == "ember-gen" and p.get("generator") == "blobs" and
+          "inertia" not in p, "mixed.h5:/pts: not ember-gen's own provenance")
 
 for p in problems:
     print("  " + p)

@@ -52,4 +52,17 @@ ls ckc/ckpt-*.h5 >/dev/null || fail "cc on 3 ranks wrote no checkpoint"
 mpi 1 2 "$bin/ember-cc" --input k.h5 --partitions 6 --quiet --threads 2 \
     --checkpoint-dir ckc --resume require --output cc.csv || fail "cc resume on 1 rank"
 same cc.full.csv cc.csv
+
+# A format 1 checkpoint (ember before format 2) resumes on 2 ranks too, to
+# the serial resume's result: every rank reads it by its format 1 names.
+fix=$src/tests/integration/data/ckpt_v1_pagerank_karate_12.h5
+v1=(--input "$src/data/karate.el" --undirected --quiet --resume require)
+mkdir v1s v1m
+cp "$fix" v1s/ckpt-000000000012.h5
+cp "$fix" v1m/ckpt-000000000012.h5
+"$sbin/ember-pagerank" "${v1[@]}" --checkpoint-dir v1s --output v1.serial.csv \
+    || fail "serial resume from format 1"
+mpi 2 1 "$bin/ember-pagerank" "${v1[@]}" --threads 1 --checkpoint-dir v1m \
+    --output v1.2.csv || fail "2 ranks did not resume from a format 1 checkpoint"
+same v1.serial.csv v1.2.csv
 echo ok

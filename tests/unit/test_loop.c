@@ -630,7 +630,7 @@ static void test_loop_force_resume(void **unused)
     o.force_resume = 1;
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 2);
     TU_MSG_HAS(msg, "damping=0.85 (checkpoint) vs damping=0.9 (now)");
-    TU_MSG_HAS(msg, "force_resume");
+    TU_MSG_HAS(msg, "the resume is forced");
 
     state s;
     state_init(&s);
