@@ -215,6 +215,13 @@ int ember_cli_prepare(ember_cli *cli)
     }
     for (int i = 0; !rc && i < cli->ninputs; i++)
         rc = prepare_input(cli, i);
+    /* The algorithm programs write whole files with their own dataset
+     * names (docs/formats.md): "file.h5:/path" would only fail at the end. */
+    if (!rc && cli->output && !(cli->prog->omit & EMBER_CLI_NO_OUTPUT) &&
+        strstr(cli->output, ":/"))
+        rc = ember_cli_usage_error(cli, "--output %s: %s writes a whole file with its "
+                                   "own dataset names; give a file name, without :/path",
+                                   cli->output, cli->prog->name);
     if (!rc && cli->output && !(cli->prog->omit & EMBER_CLI_NO_OUTPUT))
         rc = ember_cli_check_output(cli, "output", cli->output);
     if (!rc && cli->metrics)

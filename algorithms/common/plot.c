@@ -338,6 +338,14 @@ static int from_metrics(history *h, const char *prog, const char *path)
         if (!*ws(line))
             continue;
         int n = parse_object(line, pairs, 16);
+        size_t len = strlen(line);
+        if (n < 0 && len && line[len - 1] != '\n') {
+            /* the last line, cut short: a run killed while writing it */
+            fprintf(stderr, "%s: --plot %s:%ld: skipping an unfinished last line "
+                            "(the run was killed while writing it)\n", prog, path,
+                    lineno);
+            break;
+        }
         if (n < 0) {
             fprintf(stderr, "%s: --plot %s:%ld: not a JSON object of an ember "
                             "--metrics file\n", prog, path, lineno);

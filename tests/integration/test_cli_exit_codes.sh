@@ -38,6 +38,8 @@ expect2 "output is a directory" "${pr[@]}" --input "$g" --output adir
 grep -q "adir" err.txt || fail "the message does not name adir: $(cat err.txt)"
 expect2 "output in a missing directory" "${pr[@]}" --input "$g" --output no/such/r.h5
 grep -q "no/such/r.h5" err.txt || fail "the message does not name the output: $(cat err.txt)"
+expect2 "output naming a dataset" "${pr[@]}" --input "$g" --output r.h5:/ranks
+grep -q -- "--output r.h5:/ranks" err.txt || fail "the message does not name --output: $(cat err.txt)"
 expect2 "metrics in a missing directory" "${pr[@]}" --input "$g" --output r.csv \
     --metrics no/such/m.jsonl
 [ ! -e r.csv ] || fail "metrics refused after the output was written"

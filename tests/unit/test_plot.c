@@ -79,6 +79,30 @@ static void test_plot_metrics_restart_rows(void **state)
     free(h.resumes);
 }
 
+/* A run killed while writing its metrics leaves a last line cut short:
+ * skipped, the lines before it plotted; the same text ended by a newline
+ * (a finished line that is broken) still fails. */
+static void test_plot_metrics_unfinished_last_line(void **state)
+{
+    (void)state;
+    history h;
+    memset(&h, 0, sizeof h);
+    write_file("cut.jsonl",
+               "{\"iteration\": 1, \"seconds\": 0.1, \"residual\": 1}\n"
+               "{\"iteration\": 2, \"seconds\": 0.1, \"residual\": 0.5}\n"
+               "{\"iteration\": 3, \"seco");
+    assert_int_equal(from_metrics(&h, "test", "cut.jsonl"), 0);
+    assert_int_equal(h.n, 2);
+    free(h.rows);
+    free(h.resumes);
+    memset(&h, 0, sizeof h);
+    write_file("cut.jsonl", "{\"iteration\": 1, \"seconds\": 0.1, \"residual\": 1}\n"
+                            "{\"iteration\": 3, \"seco\n");
+    assert_int_equal(from_metrics(&h, "test", "cut.jsonl"), EMBER_EXIT_USAGE);
+    free(h.rows);
+    free(h.resumes);
+}
+
 static void test_plot_metrics_bad_lines(void **state)
 {
     (void)state;
@@ -169,6 +193,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plot_parse_object),
         cmocka_unit_test(test_plot_metrics_restart_rows),
+        cmocka_unit_test(test_plot_metrics_unfinished_last_line),
         cmocka_unit_test(test_plot_metrics_bad_lines),
         cmocka_unit_test(test_plot_safe_text),
         cmocka_unit_test(test_plot_script_has_no_path),
