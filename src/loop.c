@@ -1482,8 +1482,21 @@ static int follow_restore(ember_loop *L, const root_says *s, char *msg)
         ember__ckr *r = NULL;
         staged *st = NULL;
         rc = ember__ckr_open(L->ctx, &r, s->path, msg);
+        const ember__ck_info *in = rc ? NULL : ember__ckr_info(r);
         /* As rank 0 read it: a format 1 file by its format 1 names. */
-        L->reading_v1 = !rc && ember__ckr_info(r)->format_version == 1;
+        L->reading_v1 = in && in->format_version == 1;
+        /* The file this rank sees under rank 0's path must be the one rank
+         * 0 checked: a directory that is not shared (node-local) may hold
+         * another run's file, or another iteration, under that name. */
+        if (!rc && !L->o.force_resume)
+            rc = check_identity(L, in, s->path, msg);
+        if (!rc && in->iteration != s->iter)
+            rc = ember__err(msg, EMBER_EMISMATCH,
+                            "rank %d: %s holds iteration %llu where rank 0 read "
+                            "%llu: the checkpoint directory must be one that every "
+                            "rank sees", ember__comm_rank(L->ctx), s->path,
+                            (unsigned long long)in->iteration,
+                            (unsigned long long)s->iter);
         if (!rc)
             rc = load_state(L, r, &st, msg);
         ember__ckr_close(&r);

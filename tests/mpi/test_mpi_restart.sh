@@ -65,4 +65,26 @@ cp "$fix" v1m/ckpt-000000000012.h5
 mpi 2 1 "$bin/ember-pagerank" "${v1[@]}" --threads 1 --checkpoint-dir v1m \
     --output v1.2.csv || fail "2 ranks did not resume from a format 1 checkpoint"
 same v1.serial.csv v1.2.csv
+
+# A checkpoint directory that is not shared: each rank sees its own (here,
+# each its own working directory). Rank 1's file under rank 0's chosen
+# name is another run's (another damping): every rank refuses, exit 2,
+# instead of mixing two runs' states.
+kar=(--input "$src/data/karate.el" --undirected --quiet --tolerance 0
+     --checkpoint-dir ck --checkpoint-every 10)
+mkdir -p own0 own1
+(cd own0 && "$sbin/ember-pagerank" "${kar[@]}" --iterations 20 --output o.csv) || fail "own0"
+(cd own1 && "$sbin/ember-pagerank" "${kar[@]}" --iterations 20 --damping 0.9 \
+    --output o.csv) || fail "own1"
+set +e
+OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \
+    -x OMP_WAIT_POLICY -n 1 -wdir "$PWD/own0" "$bin/ember-pagerank" "${kar[@]}" \
+    --iterations 30 --threads 1 --output m.csv : \
+    -n 1 -wdir "$PWD/own1" "$bin/ember-pagerank" "${kar[@]}" \
+    --iterations 30 --threads 1 --output m.csv > split.out 2> split.err
+st=$?
+set -e
+[ "$st" -eq 2 ] || fail "ranks with different checkpoint files: exit $st, wanted 2: $(cat split.err)"
+grep -q "another run" split.err || fail "the refusal does not say why: $(cat split.err)"
+[ ! -e own0/m.csv ] || fail "an output was written from mixed states"
 echo ok
