@@ -561,8 +561,8 @@ static int from_checkpoints(history *h, ember_ctx *ctx, const char *prog,
             /* a damaged file is skipped, as a resume would skip it */
             fprintf(stderr, "%s: --plot: skipping %s: %s\n", prog, list[i],
                     o ? o->error : msg);
-            if (!is_dir)
-                status = o ? EMBER_EXIT_FAILURE : EMBER_EXIT_USAGE;
+            if (!is_dir) /* the one file named is not a usable checkpoint */
+                status = EMBER_EXIT_USAGE;
         }
         /* every checkpoint still present marks its iteration */
         if (rc == EMBER_OK && !status) {

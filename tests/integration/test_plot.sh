@@ -147,6 +147,15 @@ if command -v gnuplot >/dev/null; then
   done
   s=$(st "$ins" --plot "$last" --output file.svg)
   [ "$s" -eq 0 ] && is_svg file.svg || fail "--plot FILE: exit $s: $(cat out.txt)"
+  # a named file that is not a verifying checkpoint is bad input: exit 2
+  cp "$last" damaged.h5
+  printf 'X' | dd of=damaged.h5 bs=1 seek=$(( $(stat -c %s damaged.h5) / 2 )) conv=notrunc 2>/dev/null
+  s=$(st "$ins" --plot damaged.h5 --output bad.svg)
+  [ "$s" -eq 2 ] && grep -q "damaged.h5" out.txt || fail "--plot damaged.h5: exit $s: $(cat out.txt)"
+  printf 'not hdf5 at all' >plain.h5
+  s=$(st "$ins" --plot plain.h5 --output bad.svg)
+  [ "$s" -eq 2 ] && grep -q "plain.h5" out.txt || fail "--plot plain.h5: exit $s: $(cat out.txt)"
+  [ ! -e bad.svg ] || fail "a refused plot left bad.svg"
   echo "gnuplot: plots drawn"
 else
   echo "test_plot: gnuplot is not installed: checked the refusal only (apt-get install gnuplot-nox)"
