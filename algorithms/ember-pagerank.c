@@ -515,6 +515,14 @@ static void summary(const ember_cli *cli, const ember_graph *g)
            : cli->tolerance > 0 ? " (NOT converged: --iterations ran out)"
                                 : "");
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    /* On several ranks, every rank unless --quiet: the rows whose
+     * in-edges it holds (all of them unless it read only its own,
+     * docs/mpi.md) and its peak memory. */
+    if (!cli->quiet_asked && ember_ctx_ranks(g->ctx) > 1)
+        fprintf(stderr, "ember-pagerank: rank %d of %d holds rows [%" PRIu64 ", %" PRIu64
+                "): %" PRIu64 " of %" PRIu64 " edges, peak memory %.1f MiB\n",
+                ember_ctx_rank(g->ctx), ember_ctx_ranks(g->ctx), g->row_lo, g->row_hi,
+                ember_graph_held_edges(g), g->m, peak / 1048576.0);
     if (cli->quiet)
         return;
     fprintf(stderr,
@@ -522,13 +530,6 @@ static void summary(const ember_cli *cli, const ember_graph *g)
             "checkpoints %.3f s; peak memory %.1f MiB%s\n",
             cli->load_seconds, mb, g->read_seconds, g->build_seconds,
             cli->compute_seconds, cli->checkpoint_write_seconds, peak / 1048576.0, ratio);
-    /* On several ranks: the rows whose in-edges this rank holds (all of
-     * them unless it read only its own, docs/mpi.md). */
-    if (ember_ctx_ranks(g->ctx) > 1)
-        fprintf(stderr, "ember-pagerank: rank %d of %d holds rows [%" PRIu64 ", %" PRIu64
-                "): %" PRIu64 " of %" PRIu64 " edges, peak memory %.1f MiB\n",
-                ember_ctx_rank(g->ctx), ember_ctx_ranks(g->ctx), g->row_lo, g->row_hi,
-                ember_graph_held_edges(g), g->m, peak / 1048576.0);
 }
 
 int main(int argc, char **argv)
