@@ -390,7 +390,8 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
  * they guard against a writer's bug, not damage.) */
 static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
 {
-    const uint64_t n = g->n, m = g->m, held = sources ? g->offsets[g->row_hi] - g->edge_lo : 0;
+    const uint64_t n = g->n, m = g->m;
+    const uint64_t held = sources ? g->offsets[g->row_hi] - g->edge_lo : 0;
     const uint64_t *off = g->offsets;
     const uint32_t *src = g->adj, *deg = g->out_degree, *perm = g->perm;
     int threads = g->ctx->threads;
