@@ -28,6 +28,9 @@
  * vector and the dangling slots after `prepare`, the L1 slots after
  * `pull`, the ranks once at the end. Sums still run over all slots in
  * partition order on every rank, so every rank count gives the same bits.
+ * From an ember HDF5 file with the stored pull layout each rank reads
+ * only the in-edges of the rows it owns (ember_graph_opts.owned_rows;
+ * not with --verify, whose serial check reads every row).
  */
 #include <ember.h>
 #include <ember/graph.h>
@@ -136,15 +139,20 @@ static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
     pr *s = arg;
     const double *old = in, *c = s->contrib;
     const uint64_t *off = s->g->offsets;
-    const uint32_t *adj = s->g->adj, *end = adj + s->g->m;
+    /* This rank's rows only (ember_graph_check_owned): edge e at
+     * adj[e - edge_lo]. */
+    const uint32_t *adj = s->g->adj, *end = adj + ember_graph_held_edges(s->g);
+    const uint64_t elo = s->g->edge_lo;
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p];
+    assert(n == 0 || (lo >= s->g->row_lo && lo + n <= s->g->row_hi));
     double res = 0, out[512];
     for (size_t i0 = 0; i0 < n; i0 += 512) {
         size_t k = n - i0 < 512 ? n - i0 : 512;
         for (size_t i = 0; i < k; i++) {
             uint64_t v = lo + i0 + i;
-            double r = s->base + s->d * row_sum(c, adj + off[v], adj + off[v + 1], end);
+            double r = s->base + s->d * row_sum(c, adj + (off[v] - elo),
+                                                adj + (off[v + 1] - elo), end);
             out[i] = r;
             res += fabs(r - old[i0 + i]);
         }
@@ -243,6 +251,12 @@ static int adopt_ranks(pr *s, char *msg)
                  " ranks, the graph has %" PRIu64 " vertices", off[parts], s->g->n);
         return EMBER_ELENGTH;
     }
+    /* The loader read this rank's rows of the partitions it made; a
+     * partitioning that needs others must stop here, not read past them. */
+    if ((rc = ember_graph_check_owned(s->g, off, parts, msg))) {
+        ember_free(s->ctx, off);
+        return rc;
+    }
     if (parts != s->parts) {
         free(s->res_part);
         free(s->dang_part);
@@ -309,9 +323,13 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
         snprintf(msg, EMBER_MSG_SIZE, "--format: '%s' is not one of el, mtx, h5", format);
         return EMBER_EINVAL;
     }
+    /* On several ranks each reads only the rows it owns (a file with the
+     * stored pull layout), except for --verify: its serial check reads
+     * every row on rank 0. */
     ember_graph_opts o = {.format = (ember_graph_format)f, .undirected = undirected,
                           .relabel = relabel, .by_destination = 1,
-                          .degree_order = order == 0};
+                          .degree_order = order == 0, .owned_rows = !cli->verify,
+                          .partitions = cli->partitions};
     return ember_graph_load(g, ctx, cli->input, &o, msg);
 }
 
@@ -440,6 +458,11 @@ static void print_top(const ember_graph *g, const double *r, uint64_t k)
 static int verify(const ember_graph *g, const double *r, const ember_cli *cli)
 {
     uint64_t n = g->n;
+    if (!ember_graph_whole(g)) { /* load_graph reads every row for it */
+        printf("Verification: FAIL (this rank holds only rows [%" PRIu64 ", %" PRIu64 "))\n",
+               g->row_lo, g->row_hi);
+        return 1;
+    }
     double *outdeg = calloc(n, sizeof *outdeg), *next = calloc(n, sizeof *next);
     if (!outdeg || !next) {
         free(outdeg);
@@ -497,6 +520,14 @@ static void summary(const ember_cli *cli, const ember_graph *g)
            : cli->tolerance > 0 ? " (NOT converged: --iterations ran out)"
                                 : "");
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    /* On several ranks, every rank unless --quiet: the rows whose
+     * in-edges it holds (all of them unless it read only its own,
+     * docs/mpi.md) and its peak memory. */
+    if (!cli->quiet_asked && ember_ctx_ranks(g->ctx) > 1)
+        fprintf(stderr, "ember-pagerank: rank %d of %d holds rows [%" PRIu64 ", %" PRIu64
+                "): %" PRIu64 " of %" PRIu64 " edges, peak memory %.1f MiB\n",
+                ember_ctx_rank(g->ctx), ember_ctx_ranks(g->ctx), g->row_lo, g->row_hi,
+                ember_graph_held_edges(g), g->m, peak / 1048576.0);
     if (cli->quiet)
         return;
     fprintf(stderr,

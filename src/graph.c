@@ -747,6 +747,9 @@ int ember__graph_build_from(ember_graph *g, const ember__esource *src,
     }
     if (opts->by_destination && opts->undirected && (rc = row_degrees(g)))
         goto oom;
+    g->row_lo = 0; /* a build holds every row */
+    g->row_hi = g->n;
+    g->edge_lo = 0;
     g->build_seconds = ember__graph_now() - t0;
     goto cleanup;
 oom:
@@ -793,8 +796,32 @@ uint64_t ember_graph_csr_bytes(const ember_graph *g)
 {
     if (!g)
         return 0;
-    return (g->n + 1) * sizeof *g->offsets + g->m * sizeof *g->adj +
-           (g->weights ? g->m * sizeof *g->weights : 0);
+    uint64_t held = ember_graph_held_edges(g);
+    return (g->n + 1) * sizeof *g->offsets + held * sizeof *g->adj +
+           (g->weights ? held * sizeof *g->weights : 0);
+}
+
+int ember_graph_check_owned(const ember_graph *g, const uint64_t *offsets,
+                            size_t parts, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!g || !offsets || !parts)
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_check_owned: NULL argument");
+    if (offsets[parts] != g->n)
+        return ember__err(msg, EMBER_EINVAL, "ember_graph_check_owned: the partitions "
+                          "cover %llu vertices, the graph has %llu",
+                          (unsigned long long)offsets[parts], (unsigned long long)g->n);
+    size_t plo = 0, phi = 0;
+    ember__comm_owned(g->ctx, parts, &plo, &phi);
+    uint64_t lo = offsets[plo], hi = offsets[phi];
+    int rc = EMBER_OK;
+    if (lo < hi && (lo < g->row_lo || hi > g->row_hi))
+        rc = ember__err(msg, EMBER_ESTATE, "rank %d holds rows [%llu, %llu) of the graph, "
+                        "its partitions [%zu, %zu) need rows [%llu, %llu)",
+                        ember__comm_rank(g->ctx), (unsigned long long)g->row_lo,
+                        (unsigned long long)g->row_hi, plo, phi, (unsigned long long)lo,
+                        (unsigned long long)hi);
+    return ember__comm_agree_status(g->ctx, rc, (uint64_t)ember__comm_rank(g->ctx), msg);
 }
 
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
@@ -821,6 +848,10 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
         rc = ember__graph_load_text(g, path, f == EMBER_GRAPH_MTX, opts, msg);
     else
         rc = ember__err(msg, EMBER_EINVAL, "%s: unknown graph format %d", path, (int)f);
+    /* Ranks that read their own rows may fail apart (a bad value in one
+     * slice): every rank returns the lowest failing rank's status. */
+    if (opts->owned_rows && ember__comm_size(ctx) > 1)
+        rc = ember__comm_agree_status(ctx, rc, (uint64_t)ember__comm_rank(ctx), msg);
     if (rc)
         ember_graph_free(&g);
     *out = g;

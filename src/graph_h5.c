@@ -279,11 +279,27 @@ typedef struct {
     size_t size;      /* bytes per element */
     void *dst;
     haddr_t at;       /* byte offset in the file, or HADDR_UNDEF */
+    uint64_t first;   /* the elements read: [first, first + count) of */
+    uint64_t count;   /* the len (a rank's rows: a slice), into dst */
 } pull_array;
+
+/* Reads elements [first, first + count) of a 1-D dataset into dst. */
+static int read_range(hid_t d, const pull_array *a)
+{
+    hsize_t start = a->first, count = a->count;
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
+    int ok = fs >= 0 && ms >= 0 &&
+             H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
+             H5Dread(d, a->mtype, ms, fs, H5P_DEFAULT, a->dst) >= 0;
+    close_id(&fs, H5Sclose);
+    close_id(&ms, H5Sclose);
+    return ok ? 0 : -1;
+}
 
 /* Opens each array, checks its type and length, and notes where its bytes
  * lie when they lie contiguous, unfiltered and in the host's byte order;
- * the others are read here through HDF5. Under the HDF5 lock. */
+ * the others are read here through HDF5 (their elements [first, first +
+ * count) only). Under the HDF5 lock. */
 static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
 {
     int rc = EMBER_OK;
@@ -294,15 +310,14 @@ static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
             rc = ember__err(msg, EMBER_EFORMAT, "%s: %s must hold %llu values of its type",
                             file, a[i].path, (unsigned long long)a[i].len);
         a[i].at = HADDR_UNDEF;
-        if (!rc && a[i].len) {
+        if (!rc && a[i].count) {
             hid_t dcpl = H5Dget_create_plist(d);
             int plain = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
                         H5Pget_nfilters(dcpl) == 0 && H5Tequal(a[i].ftype, a[i].mtype) > 0;
             close_id(&dcpl, H5Pclose);
             if (plain)
                 a[i].at = H5Dget_offset(d);
-            if (a[i].at == HADDR_UNDEF &&
-                H5Dread(d, a[i].mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, a[i].dst) < 0)
+            if (a[i].at == HADDR_UNDEF && read_range(d, &a[i]) < 0)
                 rc = h5err(msg, EMBER_ECORRUPT, file, "cannot read the pull layout");
         }
         close_id(&t, H5Tclose);
@@ -324,13 +339,13 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
         return ember__err(msg, EMBER_EIO, "%s: %s", file, strerror(errno));
     uint64_t first[PULL_PARTS + 1] = {0};
     for (int i = 0; i < PULL_PARTS; i++) {
-        uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].len * a[i].size;
+        uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].count * a[i].size;
         first[i + 1] = first[i] + (bytes + READ_PIECE - 1) / READ_PIECE;
     }
 #ifdef MADV_HUGEPAGE
     for (int i = 0; i < PULL_PARTS; i++) {
         uintptr_t lo = ((uintptr_t)a[i].dst + 4095) & ~(uintptr_t)4095;
-        uintptr_t hi = ((uintptr_t)a[i].dst + a[i].len * a[i].size) & ~(uintptr_t)4095;
+        uintptr_t hi = ((uintptr_t)a[i].dst + a[i].count * a[i].size) & ~(uintptr_t)4095;
         if (hi > lo)
             (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint only */
     }
@@ -341,13 +356,14 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
         int i = 0;
         while (p >= first[i + 1])
             i++;
-        uint64_t bytes = a[i].len * a[i].size, lo = (p - first[i]) * READ_PIECE;
+        uint64_t bytes = a[i].count * a[i].size, lo = (p - first[i]) * READ_PIECE;
         uint64_t n = bytes - lo < READ_PIECE ? bytes - lo : READ_PIECE;
+        uint64_t skip = a[i].first * a[i].size; /* a slice's start */
         char *to = (char *)a[i].dst + lo;
         const uint32_t *piece = (const uint32_t *)(void *)to;
         uint64_t count = n / a[i].size;
         while (n > 0) {
-            ssize_t got = pread(fd, to, n, (off_t)(a[i].at + lo));
+            ssize_t got = pread(fd, to, n, (off_t)(a[i].at + skip + lo));
             if (got <= 0) {
                 if (got < 0 && errno == EINTR)
                     continue;
@@ -369,12 +385,13 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
 }
 
 /* The checks that make the arrays a graph: offsets from 0 to m, never
- * decreasing; sources below n (unless pread_pull checked them); out-degrees summing to m; perm a
- * permutation. (The file is sealed, so they guard against a writer's
- * bug, not damage.) */
+ * decreasing; the sources held below n (unless pread_pull checked them);
+ * out-degrees summing to m; perm a permutation. (The file is sealed, so
+ * they guard against a writer's bug, not damage.) */
 static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
 {
     const uint64_t n = g->n, m = g->m;
+    const uint64_t held = sources ? g->offsets[g->row_hi] - g->edge_lo : 0;
     const uint64_t *off = g->offsets;
     const uint32_t *src = g->adj, *deg = g->out_degree, *perm = g->perm;
     int threads = g->ctx->threads;
@@ -388,7 +405,7 @@ static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
             sum += deg[v];
         }
         #pragma omp for schedule(static) reduction(|:bad_src)
-        for (uint64_t e = 0; e < (sources ? m : 0); e++)
+        for (uint64_t e = 0; e < held; e++)
             bad_src |= src[e] >= n;
     }
     if (bad_off || bad_src || sum != m)
@@ -410,8 +427,50 @@ static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
     return rc;
 }
 
+/* A rank's own rows of the stored pull layout (opts->owned_rows on
+ * several ranks), once its O(n) arrays are in g: the offsets are checked
+ * (the slice is computed from them), the partitions are those
+ * ember_graph_partition makes with opts->partitions at any rank count,
+ * and the sources of the rows of this rank's block of them are read into
+ * a new adj (a[1] is that slice; pread_pull checks it against n, or
+ * check_pull does). Called without the HDF5 lock, returns without it. */
+static int read_owned_rows(ember_graph *g, hid_t fid, const char *path, pull_array *a,
+                           const ember_graph_opts *opts, int *bad_src, char *msg)
+{
+    ember_ctx *ctx = g->ctx;
+    uint64_t *poff = NULL;
+    size_t parts = 0, plo = 0, phi = 0;
+    int rc = check_pull(g, path, 0, msg); /* offsets, degrees, perm */
+    if (!rc)
+        rc = ember_graph_partition(&poff, &parts, g, opts->partitions, msg);
+    if (rc)
+        return rc;
+    ember__comm_owned(ctx, parts, &plo, &phi);
+    g->row_lo = poff[plo];
+    g->row_hi = poff[phi];
+    g->edge_lo = g->offsets[g->row_lo];
+    ember__free(ctx, poff);
+    uint64_t held = g->offsets[g->row_hi] - g->edge_lo;
+    if (!(g->adj = ember__malloc(ctx, ember__mul(held ? held : 1, 4))))
+        return ember__err(msg, EMBER_ENOMEM, "%s: out of memory for %llu edges", path,
+                          (unsigned long long)held);
+    for (int i = 0; i < PULL_PARTS; i++)
+        a[i].count = 0; /* read already */
+    a[1].first = g->edge_lo;
+    a[1].count = held;
+    a[1].dst = g->adj;
+    ember__h5_lock();
+    rc = locate_pull(fid, path, a, msg);
+    ember__h5_unlock();
+    if (!rc)
+        rc = pread_pull(path, a, ctx->threads, g->n, bad_src, msg);
+    return rc;
+}
+
 /* The stored pull layout, when the file has one and it is what opts ask
- * for: *used says whether it was read (else the caller builds as before). */
+ * for: *used says whether it was read (else the caller builds as before).
+ * With opts->owned_rows on several ranks, only this rank's rows of it
+ * (read_owned_rows). */
 static int load_pull(ember_graph *g, hid_t fid, const char *path,
                      const ember_graph_opts *opts, int *used, char *msg)
 {
@@ -443,24 +502,31 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
         return rc;
     g->n = n;
     g->m = m;
+    g->row_hi = n; /* every row, unless this rank reads its own only */
+    int rows = opts->owned_rows && ember__comm_size(ctx) > 1;
     g->offsets = ember__malloc(ctx, ember__mul(n + 1, 8));
-    g->adj = ember__malloc(ctx, ember__mul(m ? m : 1, 4));
+    g->adj = rows ? NULL : ember__malloc(ctx, ember__mul(m ? m : 1, 4));
     g->out_degree = ember__malloc(ctx, ember__mul(n, 4));
     g->perm = ember__malloc(ctx, ember__mul(n, 4));
-    if (!g->offsets || !g->adj || !g->out_degree || !g->perm)
+    if (!g->offsets || (!rows && !g->adj) || !g->out_degree || !g->perm)
         return ember__err(msg, EMBER_ENOMEM, "%s: out of memory for a graph of %llu "
                           "vertices and %llu edges", path, (unsigned long long)n,
                           (unsigned long long)m);
     pull_array a[PULL_PARTS] = {
-        {"/csr/pull/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, n + 1, 8, g->offsets, 0},
-        {"/csr/pull/sources", H5T_STD_U32LE, H5T_NATIVE_UINT32, m, 4, g->adj, 0},
-        {"/csr/pull/out_degree", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->out_degree, 0},
-        {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0}};
+        {"/csr/pull/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, n + 1, 8, g->offsets, 0,
+         0, n + 1},
+        {"/csr/pull/sources", H5T_STD_U32LE, H5T_NATIVE_UINT32, m, 4, g->adj, 0, 0,
+         rows ? 0 : m},
+        {"/csr/pull/out_degree", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->out_degree, 0,
+         0, n},
+        {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0, 0, n}};
     rc = locate_pull(fid, path, a, msg);
     ember__h5_unlock(); /* the reads need no HDF5 */
     int bad_src = 0;
     if (!rc)
         rc = pread_pull(path, a, ctx->threads, n, &bad_src, msg);
+    if (!rc && rows)
+        rc = read_owned_rows(g, fid, path, a, opts, &bad_src, msg);
     if (!rc && bad_src)
         rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/pull/sources holds a value that "
                         "is not a vertex", path);
@@ -651,8 +717,8 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     ember__msg_clear(msg);
     if (!g || !path)
         return ember__err(msg, EMBER_EINVAL, "ember_graph_save_h5: NULL argument");
-    if (g->by_destination || g->perm)
-        return ember__err(msg, EMBER_EINVAL, "%s: only graphs by source in label "
+    if (g->by_destination || g->perm || !ember_graph_whole(g))
+        return ember__err(msg, EMBER_EINVAL, "%s: only whole graphs by source in label "
                           "order are saved", path);
     hid_t fid = H5I_INVALID_HID;
     int seal = 0;

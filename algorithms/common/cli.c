@@ -791,6 +791,7 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                      "%d MPI ranks (the background writer would run "
                                      "collectives off the main thread); drop it",
                                      cli->ranks);
+    cli->quiet_asked = cli->quiet;
     if (cli->rank != 0) { /* rank 0 reports the results and progress */
         cli->quiet = 1;
         if (!freopen("/dev/null", "w", stdout))

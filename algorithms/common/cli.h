@@ -163,6 +163,8 @@ typedef struct {
     uint64_t seed;           /* default 42 */
     const char *metrics;     /* NULL: no metrics file */
     int quiet;
+    int quiet_asked;         /* --quiet as given (quiet is forced on MPI
+                                ranks other than 0) */
     int verify;
     int seed_set;            /* 1 when the flag was given */
     int iterations_set;

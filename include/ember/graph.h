@@ -38,6 +38,8 @@
 #ifndef EMBER_GRAPH_H
 #define EMBER_GRAPH_H
 
+#include <assert.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -73,6 +75,23 @@ typedef struct {
                              EMBER_EFORMAT naming file:line. Of duplicate
                              edges the lightest is kept. Text inputs only
                              (ember's HDF5 CSR holds no weights) */
+    int owned_rows;       /* on a context of more than one MPI rank, when
+                             the stored pull layout is read (an ember HDF5
+                             file sealed by ember_graph_save_h5, loaded
+                             with by_destination and degree_order, not
+                             undirected): every rank reads the O(n) arrays
+                             whole but only the sources of the rows of the
+                             partitions it owns (the block map of
+                             ember/mpi.h over ember_graph_partition's
+                             partitions with `partitions`); see row_lo.
+                             Otherwise (one rank, another file or layout)
+                             ignored: the whole graph. On several ranks
+                             the load is then collective (every rank
+                             calls it with the same arguments and gets
+                             the same status). */
+    size_t partitions;    /* with owned_rows: the partition count the
+                             program will pass to ember_graph_partition
+                             (0: its default) */
 } ember_graph_opts;
 
 typedef struct {
@@ -94,6 +113,13 @@ typedef struct {
     double *weights;      /* weighted: m weights, weights[e] of the edge
                              adj[e] stands for (row v: v -> adj[e], or
                              adj[e] -> v by_destination); else NULL */
+    /* The rows whose edges adj (and weights) hold: [row_lo, row_hi), edge
+     * e of them at adj[e - edge_lo] (edge_lo = offsets[row_lo]). A whole
+     * graph has 0, n, 0 (every loader, unless opts.owned_rows took
+     * effect: then this rank's rows only, while n, m, offsets,
+     * out_degree, perm and ids stay whole). ember_graph_row reads a row
+     * either way and asserts that it is held. */
+    uint64_t row_lo, row_hi, edge_lo;
 } ember_graph;
 
 /* Format from a file name (EMBER_GRAPH_AUTO's rule). */
@@ -119,13 +145,42 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
 /* Writes a graph (rows by source, any numbering undone: rows are labels)
  * as ember's HDF5 CSR to path, replacing the file, with the pull layout
  * (/csr/pull, built here: the graph by destination in degree order) next
- * to it. Weights are not saved. */
+ * to it. Weights are not saved. A graph that holds only some rows is
+ * refused (EMBER_EINVAL). */
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
 
 void ember_graph_free(ember_graph **g);
 
-/* Bytes of offsets, adj and weights: the CSR's memory. */
+/* Bytes of offsets, adj and weights: the CSR's memory (of the rows held). */
 uint64_t ember_graph_csr_bytes(const ember_graph *g);
+
+/* 1 when g holds every row (row_lo 0, row_hi n). */
+static inline int ember_graph_whole(const ember_graph *g)
+{
+    return g->row_lo == 0 && g->row_hi == g->n;
+}
+
+/* Row v's entries (*len of them), which g must hold (asserted). */
+static inline const uint32_t *ember_graph_row(const ember_graph *g, uint64_t v,
+                                              uint64_t *len)
+{
+    assert(v >= g->row_lo && v < g->row_hi);
+    *len = g->offsets[v + 1] - g->offsets[v];
+    return g->adj + (g->offsets[v] - g->edge_lo);
+}
+
+/* Edges whose sources g holds: m for a whole graph. */
+static inline uint64_t ember_graph_held_edges(const ember_graph *g)
+{
+    return g->offsets ? g->offsets[g->row_hi] - g->edge_lo : 0;
+}
+
+/* Checks that g holds the rows of the partitions this rank owns (the
+ * block map of ember/mpi.h over parts partitions with these parts + 1
+ * offsets): EMBER_ESTATE naming both ranges if not. Collective on several
+ * ranks (every rank returns the same status); trivial on a whole graph. */
+int ember_graph_check_owned(const ember_graph *g, const uint64_t *offsets,
+                            size_t parts, char *msg);
 
 /* Label of a vertex (perm undone). */
 static inline uint64_t ember_graph_label(const ember_graph *g, uint64_t v)

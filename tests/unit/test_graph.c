@@ -724,6 +724,64 @@ static void test_graph_h5_pull_layout_checked(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Every loader holds every row (row_lo 0, row_hi n, edge_lo 0), and
+ * owned_rows on one rank is the whole graph, the same bytes as without
+ * it; ember_graph_row reads rows, the partitions check passes; a graph
+ * holding only some rows is not saved. */
+static void test_graph_owned_rows_serial_whole(void **state)
+{
+    (void)state;
+    write_file("or.el", "0 1\n0 2\n1 2\n2 0\n3 2\n4 4\n4 0\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "or.el", NULL);
+    assert_true(ember_graph_whole(g));
+    assert_int_equal(ember_graph_held_edges(g), g->m);
+    TU_OKM(ember_graph_save_h5(g, "or.h5", msg), msg);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    ember_graph_opts own = pull;
+    own.owned_rows = 1;
+    own.partitions = 3;
+    ember_graph *a = load(ctx, "or.h5", &pull), *b = load(ctx, "or.h5", &own);
+    ember_graph *t = load(ctx, "or.el", &own);
+    assert_same_graph(a, b);
+    assert_same_graph(a, t);
+    ember_graph *all[] = {a, b, t};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(all[k]->row_lo, 0);
+        assert_int_equal(all[k]->row_hi, all[k]->n);
+        assert_int_equal(all[k]->edge_lo, 0);
+        assert_int_equal(ember_graph_csr_bytes(all[k]), (all[k]->n + 1) * 8 + all[k]->m * 4);
+    }
+    for (uint64_t v = 0; v < b->n; v++) {
+        uint64_t len = 0;
+        const uint32_t *row = ember_graph_row(b, v, &len);
+        assert_int_equal(len, b->offsets[v + 1] - b->offsets[v]);
+        assert_ptr_equal(row, b->adj + b->offsets[v]);
+    }
+    uint64_t *off = NULL;
+    size_t parts = 0;
+    TU_OKM(ember_graph_partition(&off, &parts, b, 3, msg), msg);
+    TU_OKM(ember_graph_check_owned(b, off, parts, msg), msg);
+    /* a graph by source that holds rows [1, n) only is refused by save */
+    g->row_lo = 1;
+    g->edge_lo = g->offsets[1];
+    assert_false(ember_graph_whole(g));
+    assert_int_equal(ember_graph_save_h5(g, "or2.h5", msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "whole");
+    /* a partitioning whose rows are not held is refused */
+    b->row_hi = off[1];
+    assert_int_equal(ember_graph_check_owned(b, off, parts, msg), EMBER_ESTATE);
+    TU_MSG_HAS(msg, "need rows");
+    b->row_hi = b->n;
+    ember_free(ctx, off);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember_graph_free(&t);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_graph_h5_relabel_keeps_ids(void **state)
 {
     (void)state;
@@ -1111,6 +1169,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
+        cmocka_unit_test(test_graph_owned_rows_serial_whole),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_max_vertices),
