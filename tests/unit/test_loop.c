@@ -14,6 +14,7 @@
  * naming another process.
  */
 #include "internal.h"
+#include <ember/graph.h>
 #include "testutil.h"
 
 #include <hdf5.h>
@@ -418,6 +419,86 @@ static void test_loop_idiom_ser_no_recompute(void **unused)
 }
 
 /* ---- cases -------------------------------------------------------------------- */
+
+/* A bound array source (a rank vector, say) is written to the checkpoint
+ * straight from its array, not through the executor: the file must still
+ * hold its records and its own uneven partition offsets (empty partitions
+ * too), and a restore must give back the same partitions and records. */
+static void test_loop_array_source_partitions_kept(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE];
+    double x[10];
+    for (int i = 0; i < 10; i++)
+        x[i] = 0.1 * i - 0.35;
+    const uint64_t off[5] = {0, 1, 1, 7, 10};
+    const size_t want_n[4] = {1, 0, 6, 3};
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    for (int own = 0; own < 2; own++) {
+        fresh_dir();
+        ember_ctx *ctx = new_ctx();
+        ember_ds *ds = NULL;
+        TU_OKM(ember_from_array_parts(&ds, ctx, &f64, x, 10, off, 4,
+                                      own ? EMBER_COPY : EMBER_BORROW, msg), msg);
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.dir = CKDIR;
+        o.quiet = 1;
+        ember_loop *loop = NULL;
+        TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+        assert_int_equal(ember_loop_bind_ds(loop, "v", &ds), EMBER_OK);
+        uint64_t it;
+        TU_OKM(ember_loop_next(loop, &it, msg), msg);
+        TU_OKM(ember_loop_next(loop, &it, msg), msg);
+        TU_OKM(ember_loop_checkpoint(loop, msg), msg);
+        ember_loop_destroy(&loop);
+        ember_ds_free(&ds);
+
+        char path[256];
+        hid_t f = H5Fopen(ckpt_name(path, 1), H5F_ACC_RDONLY, H5P_DEFAULT);
+        assert_true(f >= 0);
+        hid_t d = H5Dopen2(f, "/datasets/v", H5P_DEFAULT);
+        assert_true(d >= 0);
+        double got[10];
+        assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                            got) >= 0);
+        assert_memory_equal(got, x, sizeof x);
+        hid_t a = H5Aopen(d, "partition_offsets", H5P_DEFAULT);
+        assert_true(a >= 0);
+        uint64_t goff[5];
+        assert_true(H5Aread(a, H5T_NATIVE_UINT64, goff) >= 0);
+        assert_memory_equal(goff, off, sizeof off);
+        H5Aclose(a);
+        H5Dclose(d);
+        H5Fclose(f);
+
+        /* a placeholder of the same type, one partition: the restore
+         * replaces it */
+        const double zero[10] = {0};
+        TU_OKM(ember_from_array(&ds, ctx, &f64, zero, 10, 1, EMBER_COPY, msg), msg);
+        o.resume = EMBER_RESUME_REQUIRE;
+        TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+        assert_int_equal(ember_loop_bind_ds(loop, "v", &ds), EMBER_OK);
+        TU_OKM(ember_loop_next(loop, &it, msg), msg);
+        assert_int_equal(it, 1);
+        tu_parts p;
+        tu_parts_read(&p, ds);
+        assert_int_equal(p.nparts, 4);
+        size_t at = 0;
+        for (size_t q = 0; q < 4; q++) {
+            assert_int_equal(p.n[q], want_n[q]);
+            if (p.n[q])
+                assert_memory_equal(p.data[q], x + at, p.n[q] * sizeof(double));
+            at += p.n[q];
+        }
+        tu_parts_free(&p);
+        ember_loop_destroy(&loop);
+        ember_ds_free(&ds);
+        free_ctx(&ctx);
+    }
+    rm_rf(CKDIR);
+}
 
 static void test_loop_roundtrip(void **unused)
 {
@@ -1421,6 +1502,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_roundtrip),
+        cmocka_unit_test(test_loop_array_source_partitions_kept),
         cmocka_unit_test(test_loop_corrupt_fallback),
         cmocka_unit_test(test_loop_truncated_fallback),
         cmocka_unit_test(test_loop_same_verification_as_inspect),
