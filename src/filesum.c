@@ -27,6 +27,16 @@
  * raise SIGBUS). Callers:
  * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
  * graph_h5.c (graph and array files).
+ *
+ * ember_file_hash (public) gives the programs' input fingerprint, the
+ * XXH3-64 of a whole file, and verifies a sealed file in the same pass.
+ * A file it verified is remembered (device, inode, size, mtime, ctime and
+ * hash; a few entries, process-wide), and ember__fsum_check does not read
+ * that unchanged file a second time: it still checks the header and that
+ * the header's hash is the remembered one. Only a file whose mtime and
+ * ctime were both at least MEMO_AGE_NS older than the start of the pass is
+ * remembered (git's "racy file" rule): a write after the pass then moves
+ * a time stamp even on a file system with coarse time stamps.
  */
 #include "internal.h"
 
@@ -37,9 +47,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAGIC "EMBERSUM"
@@ -51,6 +63,9 @@
 #define OFF_SELF 40
 #define OFF_TEXT 48
 #define READ_BYTES (1024 * 1024) /* a read: large enough to cost little more than a copy */
+
+#define MEMO_SLOTS 8
+#define MEMO_AGE_NS 2000000000LL /* 2 s: FAT's time stamps are that coarse */
 
 static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -126,6 +141,87 @@ static int hash_body(int fd, unsigned char out[16], uint64_t *length)
     memcpy(out, c.digest, 16);
     *length = (uint64_t)at;
     return 0;
+}
+
+/* ---- files verified by ember_file_hash ------------------------------------ */
+
+typedef struct {
+    int used;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim;
+    unsigned char hash[16];
+} memo_entry;
+
+static memo_entry memo[MEMO_SLOTS];
+static unsigned memo_next;
+static unsigned long memo_hits;
+static pthread_mutex_t memo_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static int same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_size == b->st_size && same_time(a->st_mtim, b->st_mtim) &&
+           same_time(a->st_ctim, b->st_ctim);
+}
+
+static long long ns_of(struct timespec t)
+{
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void memo_add(const struct stat *st, const unsigned char hash[16])
+{
+    pthread_mutex_lock(&memo_mutex);
+    memo_entry *e = &memo[memo_next++ % MEMO_SLOTS];
+    for (int i = 0; i < MEMO_SLOTS; i++)
+        if (memo[i].used && memo[i].dev == st->st_dev && memo[i].ino == st->st_ino)
+            e = &memo[i]; /* the same file again: replace its entry */
+    *e = (memo_entry){1, st->st_dev, st->st_ino, st->st_size, st->st_mtim,
+                      st->st_ctim, {0}};
+    memcpy(e->hash, hash, 16);
+    pthread_mutex_unlock(&memo_mutex);
+}
+
+/* Whether the file of st, whose header gives hash, was verified unchanged. */
+static int memo_has(const struct stat *st, const unsigned char hash[16])
+{
+    int hit = 0;
+    pthread_mutex_lock(&memo_mutex);
+    for (int i = 0; i < MEMO_SLOTS && !hit; i++) {
+        const memo_entry *e = &memo[i];
+        struct stat was = {0};
+        was.st_dev = e->dev;
+        was.st_ino = e->ino;
+        was.st_size = e->size;
+        was.st_mtim = e->mtim;
+        was.st_ctim = e->ctim;
+        hit = e->used && same_file(&was, st) && memcmp(e->hash, hash, 16) == 0;
+    }
+    memo_hits += (unsigned long)hit;
+    pthread_mutex_unlock(&memo_mutex);
+    return hit;
+}
+
+unsigned long ember__fsum_memo_hits(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    unsigned long n = memo_hits;
+    pthread_mutex_unlock(&memo_mutex);
+    return n;
+}
+
+void ember__fsum_memo_clear(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    memset(memo, 0, sizeof memo);
+    pthread_mutex_unlock(&memo_mutex);
 }
 
 int ember__fsum_seal(const char *path, char *msg)
@@ -232,7 +328,8 @@ int ember__fsum_check(const char *path, char *msg)
     else if (pread_full(fd, block, sizeof block, 0) != (ssize_t)sizeof block)
         rc = ember__err(msg, EMBER_EIO, "%s: cannot read the checksum header: %s",
                         path, strerror(errno ? errno : EIO));
-    else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK) {
+    else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK &&
+             !memo_has(&st, block + OFF_HASH)) {
         if (hash_body(fd, hash, &length))
             rc = ember__err(msg, EMBER_EIO, "%s: read error while verifying: "
                             "%s", path, strerror(errno ? errno : EIO));
@@ -244,6 +341,69 @@ int ember__fsum_check(const char *path, char *msg)
                             "mismatch (XXH3-128 over bytes %d..%llu): the file "
                             "is damaged", path, EMBER__FSUM_BLOCK,
                             (unsigned long long)length);
+    }
+    close(fd);
+    return rc;
+}
+
+/* Size and XXH3-64 of every byte of the file; a sealed file is verified
+ * in the same pass (XXH3-128 of its bytes after the block) and, when it
+ * verifies and is old enough, remembered (see the top of this file). */
+int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg)
+{
+    ember__msg_clear(msg);
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ember__err(msg, errno == ENOENT || errno == ENOTDIR
+                                   ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    struct stat st0, st1;
+    unsigned char block[EMBER__FSUM_BLOCK];
+    char scratch[EMBER_MSG_SIZE];
+    int sealed = 0, rc = EMBER_OK;
+    unsigned char *buf = malloc(READ_BYTES);
+    XXH3_state_t all, body;
+    if (!buf || XXH3_64bits_reset(&all) == XXH_ERROR ||
+        XXH3_128bits_reset(&body) == XXH_ERROR)
+        rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory to hash it", path);
+    else if (fstat(fd, &st0) != 0)
+        rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    else if (S_ISREG(st0.st_mode) && st0.st_size >= EMBER__FSUM_BLOCK &&
+             pread_full(fd, block, sizeof block, 0) == (ssize_t)sizeof block)
+        sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
+    if (S_ISREG(st0.st_mode))
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint64_t n = 0;
+    while (rc == EMBER_OK) {
+        ssize_t k = read(fd, buf, READ_BYTES);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+        if (k <= 0)
+            break;
+        XXH3_64bits_update(&all, buf, (size_t)k);
+        if (sealed && n + (uint64_t)k > EMBER__FSUM_BLOCK) {
+            size_t skip = n >= EMBER__FSUM_BLOCK ? 0 : (size_t)(EMBER__FSUM_BLOCK - n);
+            XXH3_128bits_update(&body, buf + skip, (size_t)k - skip);
+        }
+        n += (uint64_t)k;
+    }
+    free(buf);
+    if (rc == EMBER_OK) {
+        *bytes = n;
+        *xxh3 = XXH3_64bits_digest(&all);
+    }
+    if (rc == EMBER_OK && sealed && n == get_le(block + OFF_LENGTH, 8) &&
+        fstat(fd, &st1) == 0 && same_file(&st0, &st1) &&
+        ns_of(st1.st_mtim) <= ns_of(start) - MEMO_AGE_NS &&
+        ns_of(st1.st_ctim) <= ns_of(start) - MEMO_AGE_NS) {
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&body));
+        if (memcmp(c.digest, block + OFF_HASH, 16) == 0)
+            memo_add(&st1, c.digest);
     }
     close(fd);
     return rc;
