@@ -27,6 +27,16 @@
  * raise SIGBUS). Callers:
  * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
  * graph_h5.c (graph and array files).
+ *
+ * ember_file_hash (public) gives the programs' input fingerprint, the
+ * XXH3-64 of a whole file, and verifies a sealed file in the same pass.
+ * A file it verified is remembered (device, inode, size, mtime, ctime and
+ * hash; a few entries, process-wide), and ember__fsum_check does not read
+ * that unchanged file a second time: it still checks the header and that
+ * the header's hash is the remembered one. Only a file whose mtime and
+ * ctime were both at least 2 s older than the start of the pass is
+ * remembered (git's "racy file" rule): a write after the pass then moves
+ * a time stamp even on a file system with coarse time stamps.
  */
 #include "internal.h"
 
@@ -37,9 +47,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAGIC "EMBERSUM"
@@ -50,7 +62,10 @@
 #define OFF_HASH 24
 #define OFF_SELF 40
 #define OFF_TEXT 48
-#define READ_BYTES (1024 * 1024) /* a read: large enough to cost little more than a copy */
+#define READ_BYTES (1u << 20) /* a read: large enough to cost little more than a
+                                 copy, small enough to stay in cache to be hashed */
+
+#define MEMO_SLOTS 8
 
 static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -95,6 +110,44 @@ static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
     return (ssize_t)got;
 }
 
+/* Feeds the n bytes at file offset at to the hashes: all of them to *all,
+ * those from EMBER__FSUM_BLOCK on to *body (either may be NULL). */
+static void feed(const unsigned char *p, size_t n, uint64_t at, XXH3_state_t *all,
+                 XXH3_state_t *body)
+{
+    if (all)
+        XXH3_64bits_update(all, p, n);
+    size_t skip = at >= EMBER__FSUM_BLOCK ? 0
+                  : n < EMBER__FSUM_BLOCK - at ? n : (size_t)(EMBER__FSUM_BLOCK - at);
+    if (body && n > skip)
+        XXH3_128bits_update(body, p + skip, n - skip);
+}
+
+/* Streams the file from offset at to its end into the hashes (see feed),
+ * through one buffer, in one pass (both hashes of a buffer while it is in
+ * cache). *end gets the offset where the file ended. 0, or -1 with errno. */
+static int hash_stream(int fd, uint64_t at, XXH3_state_t *all, XXH3_state_t *body,
+                       uint64_t *end)
+{
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    unsigned char *buf = malloc(READ_BYTES);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ssize_t got;
+    while ((got = pread_full(fd, buf, READ_BYTES, (off_t)at)) > 0) {
+        feed(buf, (size_t)got, at, all, body);
+        at += (uint64_t)got;
+    }
+    int err = got < 0 ? (errno ? errno : EIO) : 0;
+    free(buf);
+    *end = at;
+    if (err)
+        errno = err;
+    return err ? -1 : 0;
+}
+
 /* XXH3-128 of bytes [EMBER__FSUM_BLOCK, end of file), in canonical order;
  * *length gets the bytes read in all, block included. Read, not mapped: a
  * mapped file that another process truncates meanwhile would raise SIGBUS,
@@ -104,28 +157,95 @@ static int hash_body(int fd, unsigned char out[16], uint64_t *length)
     XXH3_state_t st;
     if (XXH3_128bits_reset(&st) == XXH_ERROR)
         return -1;
-    unsigned char *buf = malloc(READ_BYTES);
-    if (!buf)
+    if (hash_stream(fd, EMBER__FSUM_BLOCK, NULL, &st, length))
         return -1;
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    off_t at = EMBER__FSUM_BLOCK;
-    int rc = 0;
-    for (;;) {
-        ssize_t k = pread_full(fd, buf, READ_BYTES, at);
-        if (k <= 0 || XXH3_128bits_update(&st, buf, (size_t)k) == XXH_ERROR) {
-            rc = k == 0 ? 0 : -1;
-            break;
-        }
-        at += k;
-    }
-    free(buf);
-    if (rc)
-        return rc;
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
     memcpy(out, c.digest, 16);
-    *length = (uint64_t)at;
     return 0;
+}
+
+/* ---- files verified by ember_file_hash ------------------------------------ */
+
+typedef struct {
+    int used;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim;
+    unsigned char hash[16];
+} memo_entry;
+
+static memo_entry memo[MEMO_SLOTS];
+static unsigned memo_next;
+static unsigned long memo_hits;
+static long long memo_age_ns = 2000000000LL; /* 2 s: FAT's time stamps are that coarse */
+static pthread_mutex_t memo_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static int same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_size == b->st_size && same_time(a->st_mtim, b->st_mtim) &&
+           same_time(a->st_ctim, b->st_ctim);
+}
+
+static long long ns_of(struct timespec t)
+{
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void memo_add(const struct stat *st, const unsigned char hash[16])
+{
+    pthread_mutex_lock(&memo_mutex);
+    memo_entry *e = &memo[memo_next++ % MEMO_SLOTS];
+    for (int i = 0; i < MEMO_SLOTS; i++)
+        if (memo[i].used && memo[i].dev == st->st_dev && memo[i].ino == st->st_ino)
+            e = &memo[i]; /* the same file again: replace its entry */
+    *e = (memo_entry){1, st->st_dev, st->st_ino, st->st_size, st->st_mtim,
+                      st->st_ctim, {0}};
+    memcpy(e->hash, hash, 16);
+    pthread_mutex_unlock(&memo_mutex);
+}
+
+/* Whether the file of st, whose header gives hash, was verified unchanged. */
+static int memo_has(const struct stat *st, const unsigned char hash[16])
+{
+    int hit = 0;
+    pthread_mutex_lock(&memo_mutex);
+    for (int i = 0; i < MEMO_SLOTS && !hit; i++) {
+        const memo_entry *e = &memo[i];
+        struct stat was = {0};
+        was.st_dev = e->dev;
+        was.st_ino = e->ino;
+        was.st_size = e->size;
+        was.st_mtim = e->mtim;
+        was.st_ctim = e->ctim;
+        hit = e->used && same_file(&was, st) && memcmp(e->hash, hash, 16) == 0;
+    }
+    memo_hits += (unsigned long)hit;
+    pthread_mutex_unlock(&memo_mutex);
+    return hit;
+}
+
+unsigned long ember__fsum_memo_hits(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    unsigned long n = memo_hits;
+    pthread_mutex_unlock(&memo_mutex);
+    return n;
+}
+
+void ember__fsum_memo_clear(long long age_ns)
+{
+    pthread_mutex_lock(&memo_mutex);
+    memset(memo, 0, sizeof memo);
+    memo_age_ns = age_ns;
+    pthread_mutex_unlock(&memo_mutex);
 }
 
 int ember__fsum_seal(const char *path, char *msg)
@@ -232,7 +352,8 @@ int ember__fsum_check(const char *path, char *msg)
     else if (pread_full(fd, block, sizeof block, 0) != (ssize_t)sizeof block)
         rc = ember__err(msg, EMBER_EIO, "%s: cannot read the checksum header: %s",
                         path, strerror(errno ? errno : EIO));
-    else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK) {
+    else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK &&
+             !memo_has(&st, block + OFF_HASH)) {
         if (hash_body(fd, hash, &length))
             rc = ember__err(msg, EMBER_EIO, "%s: read error while verifying: "
                             "%s", path, strerror(errno ? errno : EIO));
@@ -244,6 +365,53 @@ int ember__fsum_check(const char *path, char *msg)
                             "mismatch (XXH3-128 over bytes %d..%llu): the file "
                             "is damaged", path, EMBER__FSUM_BLOCK,
                             (unsigned long long)length);
+    }
+    close(fd);
+    return rc;
+}
+
+/* Size and XXH3-64 of every byte of the file; a sealed file is verified
+ * in the same pass (XXH3-128 of its bytes after the block) and, when it
+ * verifies and is old enough, remembered (see the top of this file). */
+int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg)
+{
+    ember__msg_clear(msg);
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ember__err(msg, errno == ENOENT || errno == ENOTDIR
+                                   ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    struct stat st0, st1;
+    unsigned char block[EMBER__FSUM_BLOCK];
+    char scratch[EMBER_MSG_SIZE];
+    int sealed = 0, rc = EMBER_OK;
+    XXH3_state_t all, body;
+    if (XXH3_64bits_reset(&all) == XXH_ERROR ||
+        XXH3_128bits_reset(&body) == XXH_ERROR)
+        rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory to hash it", path);
+    else if (fstat(fd, &st0) != 0)
+        rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    else if (S_ISREG(st0.st_mode) && st0.st_size >= EMBER__FSUM_BLOCK &&
+             pread_full(fd, block, sizeof block, 0) == (ssize_t)sizeof block)
+        sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
+    uint64_t n = 0;
+    if (rc == EMBER_OK && hash_stream(fd, 0, &all, sealed ? &body : NULL, &n))
+        rc = ember__err(msg, errno == ENOMEM ? EMBER_ENOMEM : EMBER_EIO, "%s: %s", path,
+                        strerror(errno));
+    if (rc == EMBER_OK) {
+        *bytes = n;
+        *xxh3 = XXH3_64bits_digest(&all);
+    }
+    if (rc == EMBER_OK && sealed && n == get_le(block + OFF_LENGTH, 8) &&
+        fstat(fd, &st1) == 0 && same_file(&st0, &st1) &&
+        ns_of(st1.st_mtim) <= ns_of(start) - memo_age_ns &&
+        ns_of(st1.st_ctim) <= ns_of(start) - memo_age_ns) {
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&body));
+        if (memcmp(c.digest, block + OFF_HASH, 16) == 0)
+            memo_add(&st1, c.digest);
     }
     close(fd);
     return rc;

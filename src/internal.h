@@ -398,6 +398,12 @@ int ember__fsum_seal(const char *path, char *msg);
  * newer header version), EMBER_ENOTFOUND, EMBER_EIO, EMBER_EINVAL (not a
  * regular file) otherwise. msg says which, naming the file. */
 int ember__fsum_check(const char *path, char *msg);
+/* Tests: how many checks ember__fsum_check skipped because
+ * ember_file_hash had verified the unchanged file; forgetting those files
+ * and setting how long before the hash a file must have last changed to
+ * be remembered (2e9 ns by default). */
+unsigned long ember__fsum_memo_hits(void);
+void ember__fsum_memo_clear(long long age_ns);
 
 /* ---- HDF5 layer (h5io.c) --------------------------------------------------- */
 

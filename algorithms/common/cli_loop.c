@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 static int find_input_role(const ember_cli *cli, const char *role)
 {
@@ -56,38 +55,6 @@ static int make_dirs(const char *path)
 }
 
 /* ---- checks before the work ------------------------------------------------ */
-
-/* Size and XXH3-64 of a whole file, read in 1 MiB blocks; 0 or an errno. */
-static int hash_file(const char *path, uint64_t *bytes, uint64_t *hash)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
-    if (fd < 0)
-        return errno;
-    XXH3_state_t *st = XXH3_createState();
-    char *buf = malloc((size_t)1 << 20);
-    uint64_t n = 0;
-    if (!st || !buf || XXH3_64bits_reset(st) != XXH_OK)
-        e = ENOMEM;
-    while (!e) {
-        ssize_t r = read(fd, buf, (size_t)1 << 20);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            e = errno;
-        if (r <= 0)
-            break;
-        XXH3_64bits_update(st, buf, (size_t)r);
-        n += (uint64_t)r;
-    }
-    if (!e) {
-        *bytes = n;
-        *hash = XXH3_64bits_digest(st);
-    }
-    free(buf);
-    XXH3_freeState(st);
-    close(fd);
-    return e;
-}
 
 /* The file of an input: the argument itself, or for "file.h5:/dataset"
  * (when the whole argument is no file) the part before the colon. */
@@ -125,10 +92,15 @@ static int prepare_input(ember_cli *cli, int i)
     if (S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      arg);
-    int e = hash_file(file, &cli->inputs[i].bytes, &cli->inputs[i].xxh3);
-    if (e)
-        return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg,
-                                     strerror(e));
+    /* one pass: the fingerprint, and the verify of a sealed ember file,
+     * which its load then does not repeat */
+    char why[EMBER_MSG_SIZE];
+    if (ember_file_hash(file, &cli->inputs[i].bytes, &cli->inputs[i].xxh3, why)) {
+        size_t skip = strlen(file);
+        const char *reason = strncmp(why, file, skip) == 0 && why[skip] == ':'
+                                 ? why + skip + 2 : why;
+        return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg, reason);
+    }
     char real[PATH_MAX];
     snprintf(cli->inputs[i].path, sizeof cli->inputs[i].path, "%s",
              realpath(file, real) ? real : file);

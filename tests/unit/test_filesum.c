@@ -271,6 +271,97 @@ static void test_filesum_unsealed_files(void **state)
     unlink("open.h5");
 }
 
+/* ember_file_hash: the size and XXH3-64 of every byte, sealed or not. */
+static void test_filesum_file_hash_values(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    make_sealed("v.h5", 300000); /* several 1 MiB reads */
+    make_h5("p.h5", 0, 1000);
+    const char *files[] = {"v.h5", "p.h5"};
+    for (int i = 0; i < 2; i++) {
+        size_t size;
+        unsigned char *w = tu_slurp(files[i], &size);
+        uint64_t bytes = 0, h = 0;
+        TU_OKM(ember_file_hash(files[i], &bytes, &h, msg), msg);
+        assert_int_equal(bytes, size);
+        assert_true(h == XXH3_64bits(w, size));
+        free(w);
+    }
+    uint64_t bytes, h;
+    assert_int_equal(ember_file_hash("missing.h5", &bytes, &h, msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "missing.h5");
+    unlink("v.h5");
+    unlink("p.h5");
+}
+
+/* A file ember_file_hash verified is not read again by ember__fsum_check
+ * while it is unchanged; any change of its stat, a header that differs,
+ * or a file changed too recently brings the full check back. */
+static void test_filesum_file_hash_verifies_once(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    uint64_t bytes, h;
+    make_sealed("o.h5", 300000);
+    ember__fsum_memo_clear(0); /* any file counts as old enough */
+    unsigned long hits = ember__fsum_memo_hits();
+    TU_OKM(ember_file_hash("o.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + 2);
+
+    /* one byte of the content flipped, the size kept: the mtime moved
+     * (set here, so that no clock tick decides), so the check reads the
+     * file again and fails */
+    struct stat st;
+    assert_int_equal(stat("o.h5", &st), 0);
+    int fd = open("o.h5", O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char b;
+    off_t at = (off_t)st.st_size - 100;
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    times[1].tv_sec += 100;
+    assert_int_equal(futimens(fd, times), 0);
+    assert_int_equal(ember__fsum_check("o.h5", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "content checksum");
+    assert_int_equal(ember__fsum_memo_hits(), hits + 2);
+
+    /* a damaged file is not remembered by the hash */
+    TU_OKM(ember_file_hash("o.h5", &bytes, &h, msg), msg);
+    assert_int_equal(ember__fsum_check("o.h5", msg), EMBER_ECORRUPT);
+    b ^= 0x10; /* repaired: verified again, then remembered */
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + 2);
+    TU_OKM(ember_file_hash("o.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + 3);
+
+    /* the same file replaced by a copy with another inode, and by a file
+     * of other content: never taken for the remembered one */
+    size_t size;
+    unsigned char *w = tu_slurp("o.h5", &size);
+    tu_spit("o2.h5", w, size);
+    assert_int_equal(rename("o2.h5", "o.h5"), 0);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + 3);
+    free(w);
+
+    /* with the default age, a file written just now is not remembered (a
+     * write within the same time stamp tick would go unseen) */
+    ember__fsum_memo_clear(2000000000LL);
+    make_sealed("o.h5", 1000);
+    TU_OKM(ember_file_hash("o.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("o.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + 3);
+    unlink("o.h5");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +372,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_extension_detected),
         cmocka_unit_test(test_filesum_header_damage_detected),
         cmocka_unit_test(test_filesum_unsealed_files),
+        cmocka_unit_test(test_filesum_file_hash_values),
+        cmocka_unit_test(test_filesum_file_hash_verifies_once),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

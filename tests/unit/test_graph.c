@@ -541,6 +541,58 @@ static void test_graph_text_streamed_matches_distinct_edges(void **state)
     free(e);
 }
 
+/* Plain "u v" lines take the parser's fast path, every other form of a
+ * line the general one: both give the graph of the same edges, bit for
+ * bit, at 1 and 2 threads. */
+static void test_graph_text_fast_lines_match_general(void **state)
+{
+    (void)state;
+    enum { M = 200000 };
+    uint32_t *src = malloc(M * 4), *dst = malloc(M * 4);
+    assert_true(src && dst);
+    uint64_t seed = 5;
+    FILE *fast = fopen("fast.el", "w"), *slow = fopen("slow.el", "w");
+    assert_true(fast && slow);
+    for (int i = 0; i < M; i++) {
+        src[i] = (uint32_t)(tu_rand(&seed) % 5000), dst[i] = (uint32_t)(tu_rand(&seed) % 5000);
+        unsigned a = src[i], b = dst[i];
+        fprintf(fast, "%u %u\n", a, b);
+        switch (i % 6) {
+        case 0: fprintf(slow, "%u\t%u\r\n", a, b); break;
+        case 1: fprintf(slow, "  %u  %u  \n", a, b); break;
+        case 2: fprintf(slow, "%u %u # a comment\n", a, b); break;
+        case 3: fprintf(slow, "0000000000%u %011u\n", a, b); break; /* > 10 digits */
+        case 4: fprintf(slow, "# a comment line\n%u\t%u\n", a, b); break;
+        default: fprintf(slow, i == M - 1 ? "%u %u" : "%u %u\n", a, b); /* no last \n */
+        }
+    }
+    fclose(fast);
+    fclose(slow);
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    char msg[EMBER_MSG_SIZE];
+    for (int t = 1; t <= 2; t++) {
+        ember_ctx *ctx = tu_ctx(t);
+        ember_graph *want = NULL;
+        TU_OKM(ember_graph_from_edges(&want, ctx, 5000, src, dst, M, &o, msg), msg);
+        const char *files[] = {"fast.el", "slow.el"};
+        for (int k = 0; k < 2; k++) {
+            ember_graph *g = load(ctx, files[k], &o);
+            assert_int_equal(g->n, want->n);
+            assert_int_equal(g->m, want->m);
+            assert_memory_equal(g->offsets, want->offsets, (g->n + 1) * 8);
+            assert_memory_equal(g->adj, want->adj, g->m * 4);
+            assert_memory_equal(g->perm, want->perm, g->n * 4);
+            ember_graph_free(&g);
+        }
+        ember_graph_free(&want);
+        ember_ctx_destroy(&ctx);
+    }
+    free(src);
+    free(dst);
+    unlink("fast.el");
+    unlink("slow.el");
+}
+
 /* ---- HDF5 ----------------------------------------------------------------------------- */
 
 static void test_graph_h5_roundtrip(void **state)
@@ -1166,6 +1218,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),
+        cmocka_unit_test(test_graph_text_fast_lines_match_general),
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
