@@ -62,7 +62,7 @@ done
 "$km" "${args[@]}" "${ck[@]}" --threads 2 --quiet --output "$tmp/out.h5" \
   >/dev/null 2>"$tmp/term.err" &
 pid=$!
-sleep 0.3
+wait_progress "$last" # past start-up: a SIGTERM before the handlers kills it
 if kill -TERM "$pid" 2>/dev/null; then
   set +e
   wait "$pid"
