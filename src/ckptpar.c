@@ -382,7 +382,7 @@ static int write_records(ember__ckp *w, const char *path, const ember_type *t,
 
 int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
                      const ember__buf *parts, size_t nparts, const int *owner,
-                     char *msg)
+                     uint64_t *offsets, char *msg)
 {
     ember_ctx *ctx = w->ctx;
     char path[EMBER_NAME_SIZE + 32];
@@ -420,6 +420,8 @@ int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
                    : EMBER_OK,
             0, msg);
     }
+    if (!rc && offsets)
+        memcpy(offsets, off, (nparts + 1) * sizeof *off);
     ember__free(ctx, buf);
     ember__free(ctx, off);
     ember__free(ctx, cnt);

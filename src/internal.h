@@ -529,10 +529,11 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **w, const char *dir,
 /* /datasets/<name>: parts[p] holds partition p's records on the rank that
  * owns it (owner[p], or the block map when owner is NULL), nothing
  * elsewhere. Each rank writes its own records as a hyperslab of the one
- * dataset; only the per-partition counts move between ranks. */
+ * dataset; only the per-partition counts move between ranks. offsets
+ * (may be NULL; nparts + 1 entries) gets the partition offsets written. */
 int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
                      const ember__buf *parts, size_t nparts, const int *owner,
-                     char *msg);
+                     uint64_t *offsets, char *msg);
 /* Replicated items (every rank holds the same values; rank 0's are
  * written), as ember__ckw_scalars, _matrix and _blob lay them out. */
 int ember__ckp_scalars(ember__ckp *w, const char *name, ember_scalar kind,

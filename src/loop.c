@@ -1132,7 +1132,7 @@ static int write_binding_ranks(ember__ckp *w, const binding *b,
     switch (b->kind) {
     case BIND_DS:
         return ember__ckp_parts(w, b->name, ember_ds_type(*b->ds), parts,
-                                ember_ds_partitions(*b->ds), own, msg);
+                                ember_ds_partitions(*b->ds), own, NULL, msg);
     case BIND_BLOB:
         return ember__ckp_blob(w, b->name, b->data, b->n, msg);
     default:

@@ -475,6 +475,54 @@ static void test_mpi_ckpt_write_moves_no_records(void **state)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A dataset checkpoint of 16 MB on the ranks: computed, written and cut
+ * with no records moving between ranks; the file holds them all. */
+static void test_mpi_ckpt_dataset_moves_no_records(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE] = "";
+    if (rank_of_world() == 0)
+        mkdir("ckdb", 0755);
+    MPI_Barrier(MPI_COMM_WORLD);
+    ember_ctx *ctx = make_ctx(1, "ckdb");
+    ember_ds *r = NULL, *m = NULL;
+    int64_t k = 2;
+    OK(ember_range(&r, ctx, 0, (int64_t)BIG, 1, BIG_PARTS, msg), msg);
+    OK(ember_map(&m, r, NULL, affine, &k, sizeof k, msg), msg);
+    received = 0;
+    OK(ember_checkpoint_eager(m, msg), msg);
+    uint64_t got = received;
+    int ranks = ember_ctx_ranks(ctx);
+    print_message("rank %d of %d received %llu bytes checkpointing %zu bytes\n",
+                  rank_of_world(), ranks, (unsigned long long)got, BIG * 8);
+    if (ranks > 1) {
+        assert_true(got > 0);
+        assert_true(got < BIG * 8 / 4);
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank_of_world() == 0) {
+        ember_ctx *ser = make_ctx(0, NULL);
+        ember_ds *back = NULL;
+        void *data = NULL;
+        size_t n = 0;
+        OK(ember_read_checkpoint(&back, ser, path, NULL, msg), msg);
+        OK(ember_collect_alloc(back, &data, &n, msg), msg);
+        assert_int_equal(n, BIG);
+        for (size_t i = 0; i < BIG; i++)
+            if (((int64_t *)data)[i] != 3 * (int64_t)i + 2)
+                fail_msg("record %zu is %lld", i, (long long)((int64_t *)data)[i]);
+        ember_free(ser, data);
+        ember_ds_free(&back);
+        ember_ctx_destroy(&ser);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 int main(int argc, char **argv)
 {
     int provided = 0;
@@ -485,6 +533,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_ckpt_lock_agreed),
         cmocka_unit_test(test_mpi_ckpt_async_refused),
         cmocka_unit_test(test_mpi_ckpt_write_moves_no_records),
+        cmocka_unit_test(test_mpi_ckpt_dataset_moves_no_records),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
