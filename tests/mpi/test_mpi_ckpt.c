@@ -368,7 +368,7 @@ static void test_mpi_ckpt_async_refused(void **state)
 }
 
 /* A loop checkpoint of BIG i64 records (16 MB) in BIG_PARTS partitions,
- * plus a matrix and a blob: each rank computes and writes its own
+ * plus a matrix and a blob, deflated: each rank computes and writes its own
  * partitions, and receives from the others only counts, flags and rank 0's
  * attributes, far less than a quarter of the records (gathering them for
  * rank 0 would bring each rank at least half of them). The file holds the
@@ -384,6 +384,7 @@ static ember_loop *big_loop(ember_ctx *ctx, ember_ds **ds, double *mat,
     memset(&o, 0, sizeof o);
     o.dir = "ckb";
     o.resume = resume;
+    o.deflate = 3; /* shuffle + deflate + Fletcher32, written collectively */
     o.no_signals = 1;
     o.quiet = 1;
     o.program = "test_mpi_ckpt_big";
