@@ -227,6 +227,37 @@ int ember__ckw_begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
     return EMBER_OK;
 }
 
+int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **out, const char *dir,
+                      const char *name, int deflate, char *msg)
+{
+    *out = NULL;
+    ember__ckw *w = ember__calloc(ctx, 1, sizeof *w);
+    if (!w)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    w->ctx = ctx;
+    w->fid = -1;
+    w->deflate = deflate;
+    if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
+        (size_t)snprintf(w->path, sizeof w->path, "%s/%s", dir, name) >= sizeof w->path ||
+        (size_t)snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->path) >= sizeof w->tmp) {
+        ember__free(ctx, w);
+        return ember__err(msg, EMBER_EINVAL, "checkpoint path too long: %s/%s", dir, name);
+    }
+    ember__h5_lock();
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    w->fid = fapl >= 0 ? H5Fopen(w->tmp, H5F_ACC_RDWR, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    ember__h5_unlock();
+    if (w->fid < 0) {
+        int rc = ember__err(msg, EMBER_EIO, "cannot reopen checkpoint %s", w->tmp);
+        ember__ckw_abort(&w);
+        return rc;
+    }
+    *out = w;
+    return EMBER_OK;
+}
+
 static int open_writer(ember__ckw *w, const char *group, const char *name,
                        const ember_type *t, uint64_t expected, ember__h5w **hw,
                        char *msg)

@@ -514,6 +514,10 @@ int ember__ckw_commit(ember__ckw **w, uint64_t *bytes, char *path_out,
                       char *msg);
 /* Abandons a write: removes the .tmp. Accepts NULL. */
 void ember__ckw_abort(ember__ckw **w);
+/* Reopens <dir>/<name>.tmp, written and closed by all ranks together
+ * (ckptpar.c), for rank 0 to add items and commit it as above. */
+int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **w, const char *dir,
+                      const char *name, int deflate, char *msg);
 
 /* ---- collective checkpoint files (ckptpar.c) -------------------------------- */
 
@@ -534,17 +538,20 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **w, const char *dir,
 int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
                      const ember__buf *parts, size_t nparts, const int *owner,
                      uint64_t *offsets, char *msg);
-/* Replicated items (every rank holds the same values; rank 0's are
- * written), as ember__ckw_scalars, _matrix and _blob lay them out. */
+/* Replicated items (every rank holds the same values): recorded, and
+ * rank 0's written at the commit by the serial writer (ember__ckw_scalars,
+ * _matrix and _blob), after the collective close. data is the caller's
+ * and must stay valid until the commit. */
 int ember__ckp_scalars(ember__ckp *w, const char *name, ember_scalar kind,
                        const void *data, size_t n, char *msg);
 int ember__ckp_matrix(ember__ckp *w, const char *name, ember_scalar kind,
                       const void *data, size_t rows, size_t cols, char *msg);
 int ember__ckp_blob(ember__ckp *w, const char *name, const void *data,
                     size_t size, char *msg);
-/* Closes the file on every rank; rank 0 seals, fsyncs and renames it and
- * fsyncs the directory; the outcome, size and path are broadcast. Frees
- * *w; on failure the .tmp is removed. */
+/* Closes the file on every rank; rank 0 reopens it alone, adds the
+ * replicated items, seals, fsyncs and renames it and fsyncs the
+ * directory; the outcome, size and path are broadcast. Frees *w; on
+ * failure the .tmp is removed. */
 int ember__ckp_commit(ember__ckp **w, uint64_t *bytes, char *path_out,
                       char *msg);
 /* Abandons the write on every rank (collective): closes, removes the .tmp. */
