@@ -76,6 +76,8 @@ struct ember__ckp {
     int root;        /* rank 0 */
     rep_item *items;
     size_t nitems, capitems;
+    int failed;      /* a failure of this rank alone, agreed at the commit */
+    char why[EMBER_MSG_SIZE];
     char dir[PATH_MAX];
     char name[PATH_MAX];
     char path[PATH_MAX];
@@ -454,15 +456,23 @@ int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
 }
 
 /* Records a replicated item for rank 0 to write at the commit. Every rank
- * checks it alike, so no agreement is needed. */
-static int add_item(ember__ckp *w, const rep_item *it, char *msg)
+ * checks the arguments alike, so a refusal needs no agreement; running out
+ * of memory here is this rank's alone, so it is kept and agreed at the
+ * commit (an early return on one rank would leave the others waiting in
+ * the next collective call). */
+static int add_item(ember__ckp *w, const rep_item *it)
 {
+    if (w->failed)
+        return EMBER_OK;
     if (w->nitems == w->capitems) {
         size_t cap = w->capitems ? 2 * w->capitems : 8;
         rep_item *p = ember__realloc(w->ctx, w->items, ember__mul(cap, sizeof *p));
-        if (!p)
-            return ember__comm_agree_status(
-                w->ctx, ember__err(msg, EMBER_ENOMEM, "out of memory"), 0, msg);
+        if (!p) {
+            w->failed = ember__err(w->why, EMBER_ENOMEM,
+                                   "out of memory recording checkpoint item %s",
+                                   it->name);
+            return EMBER_OK;
+        }
         w->items = p;
         w->capitems = cap;
     }
@@ -480,7 +490,7 @@ int ember__ckp_scalars(ember__ckp *w, const char *name, ember_scalar kind,
         return rc;
     rep_item it = {.what = 0, .kind = kind, .data = data, .n = n};
     snprintf(it.name, sizeof it.name, "%s", name);
-    return add_item(w, &it, msg);
+    return add_item(w, &it);
 }
 
 int ember__ckp_matrix(ember__ckp *w, const char *name, ember_scalar kind,
@@ -493,7 +503,7 @@ int ember__ckp_matrix(ember__ckp *w, const char *name, ember_scalar kind,
         return rc;
     rep_item it = {.what = 1, .kind = kind, .data = data, .n = rows, .cols = cols};
     snprintf(it.name, sizeof it.name, "%s", name);
-    return add_item(w, &it, msg);
+    return add_item(w, &it);
 }
 
 int ember__ckp_blob(ember__ckp *w, const char *name, const void *data,
@@ -506,7 +516,7 @@ int ember__ckp_blob(ember__ckp *w, const char *name, const void *data,
         return rc;
     rep_item it = {.what = 2, .data = data, .n = size};
     snprintf(it.name, sizeof it.name, "%s", name);
-    return add_item(w, &it, msg);
+    return add_item(w, &it);
 }
 
 /* Rank 0, after the collective close: the replicated items through the
@@ -554,7 +564,8 @@ int ember__ckp_commit(ember__ckp **pw, uint64_t *bytes, char *path_out,
     int rc = close_file(w)
                  ? ember__err(msg, EMBER_EIO, "checkpoint %s: write failed "
                               "(closing the parallel HDF5 file)", w->path)
-                 : EMBER_OK;
+                 : w->failed ? ember__err(msg, w->failed, "%s", w->why)
+                             : EMBER_OK;
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
     root_done d;
     memset(&d, 0, sizeof d);

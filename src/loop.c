@@ -49,9 +49,10 @@
  * picks and verifies the checkpoint to restore, commits files and retires
  * old ones; every rank writes its own partitions into a checkpoint
  * (ckptpar.c) and reads its own ranges back on restore; each outcome is
- * broadcast, so every rank returns the same status and message. After each iteration one agreement (an OR
- * of integer flags) settles the decision: a signal seen on any rank, the
- * policy due or the deadline near on any rank's clock. Asynchronous
+ * broadcast, so every rank returns the same status and message. After
+ * each iteration one agreement (an OR of integer flags) settles the
+ * decision: a signal seen on any rank, the policy due or the deadline near
+ * on any rank's clock. Asynchronous
  * checkpoints are refused: their thread would have to run collectives.
  */
 #include "internal.h"
