@@ -20,9 +20,10 @@
  *
  * On several ranks (comm.h) each rank captures or stores the partitions it
  * owns: a marked dataset is written once every owner has all of its own
- * (agreed), after an all-gather of the partitions in partition order; rank
- * 0 writes and commits the file, the outcome is agreed, and every rank
- * cuts the lineage to the same file, reading its own partitions from it.
+ * (agreed), by all ranks together into one file, each its own partitions
+ * (ckptpar.c); rank 0 commits the file, the outcome is agreed, and every
+ * rank cuts the lineage to the same file, reading its own partitions from
+ * it.
  *
  * Floor 5 of the engine (docs/design.md): calls actions, the executor, the
  * nodes, the block store, the communication layer and the file layer, all
@@ -147,9 +148,33 @@ static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
     return rc;
 }
 
+/* Several ranks: the file written by all of them (ckptpar.c), each its own
+ * partitions; off gets the partition offsets and path the file's. */
+static int write_file_ranks(ember_ds *ds, const ember__buf *parts,
+                            const int *own, uint64_t *off, char *path,
+                            char *msg)
+{
+    char fname[128], sig[512], *lineage = NULL;
+    file_name(ds, fname, sizeof fname);
+    ember_type_describe(&ds->type, sig, sizeof sig);
+    ember_lineage_string(ds, &lineage);
+    ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
+    ember__ckp *w = NULL;
+    int rc = ember__ckp_begin(ds->ctx, &w, ds->ctx->checkpoint_dir, fname, &meta,
+                              msg);
+    if (!rc)
+        rc = ember__ckp_parts(w, "data", &ds->type, parts, ds->nparts, own, off,
+                              msg);
+    if (!rc)
+        rc = ember__ckp_commit(&w, NULL, path, msg);
+    ember__ckp_abort(&w);
+    ember__free(ds->ctx, lineage);
+    return rc;
+}
+
 /* Several ranks: see the file comment. Partitions are copied out of the
- * captures and the store into buffers of their own, so every one is freed
- * alike after the gather. */
+ * captures and the store into buffers of their own, written by their
+ * owner. */
 static int write_marked_ranks(ember_ds *ds, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
@@ -191,20 +216,7 @@ static int write_marked_ranks(ember_ds *ds, char *msg)
         ember__err(msg, rc, "out of memory");
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
     if (!rc)
-        rc = ember__comm_allgather_parts_map(ctx, parts, ds->nparts,
-                                             ds->type.size, own, msg);
-    if (!rc) {
-        if (me == 0) {
-            rc = write_file(ds, parts, path, msg);
-        } else {
-            char fname[128];
-            file_name(ds, fname, sizeof fname);
-            snprintf(path, 1024, "%s/%s", ctx->checkpoint_dir, fname);
-        }
-        rc = ember__comm_agree_status(ctx, rc, 0, msg);
-    }
-    for (size_t q = 0; !rc && q < ds->nparts; q++)
-        off[q + 1] = off[q] + parts[q].n;
+        rc = write_file_ranks(ds, parts, own, off, path, msg);
     ember__parts_free(ctx, parts, parts ? ds->nparts : 0);
     ember__free(ctx, own);
     if (rc) {

@@ -145,12 +145,21 @@ static void now_iso(char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
+void ember__ck_stamp_now(ember_ctx *ctx, ember__ck_stamp *s)
 {
-    int64_t version = EMBER_CHECKPOINT_FORMAT, threads = ctx->threads;
-    double unix_time = (double)time(NULL);
-    char created[64];
-    now_iso(created, sizeof created);
+    memset(s, 0, sizeof *s);
+    s->threads = ctx->threads;
+    s->unix_time = (double)time(NULL);
+    now_iso(s->created, sizeof s->created);
+}
+
+int ember__ck_write_root(int64_t fid_, const ember__ck_meta *m,
+                         const ember__ck_stamp *st)
+{
+    hid_t fid = (hid_t)fid_;
+    int64_t version = EMBER_CHECKPOINT_FORMAT, threads = st->threads;
+    double unix_time = st->unix_time;
+    const char *created = st->created;
     int rc = attr_str(fid, "format", CK_MAGIC);
     rc |= attr_num(fid, "format_version", H5T_NATIVE_INT64, &version);
     rc |= attr_str(fid, "kind", m->kind ? m->kind : "dataset");
@@ -171,6 +180,13 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
             H5Gclose(gid);
     }
     return rc;
+}
+
+static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
+{
+    ember__ck_stamp st;
+    ember__ck_stamp_now(ctx, &st);
+    return ember__ck_write_root((int64_t)fid, m, &st);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -205,6 +221,37 @@ int ember__ckw_begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
         int err = errno;
         int rc = ember__err(msg, EMBER_EIO, "cannot create checkpoint %s: %s",
                             w->tmp, strerror(err ? err : EIO));
+        ember__ckw_abort(&w);
+        return rc;
+    }
+    *out = w;
+    return EMBER_OK;
+}
+
+int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **out, const char *dir,
+                      const char *name, int deflate, char *msg)
+{
+    *out = NULL;
+    ember__ckw *w = ember__calloc(ctx, 1, sizeof *w);
+    if (!w)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    w->ctx = ctx;
+    w->fid = -1;
+    w->deflate = deflate;
+    if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
+        (size_t)snprintf(w->path, sizeof w->path, "%s/%s", dir, name) >= sizeof w->path ||
+        (size_t)snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->path) >= sizeof w->tmp) {
+        ember__free(ctx, w);
+        return ember__err(msg, EMBER_EINVAL, "checkpoint path too long: %s/%s", dir, name);
+    }
+    ember__h5_lock();
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    w->fid = fapl >= 0 ? H5Fopen(w->tmp, H5F_ACC_RDWR, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    ember__h5_unlock();
+    if (w->fid < 0) {
+        int rc = ember__err(msg, EMBER_EIO, "cannot reopen checkpoint %s", w->tmp);
         ember__ckw_abort(&w);
         return rc;
     }
@@ -457,6 +504,9 @@ static int check_sum(const char *path, char *msg)
     return rc == EMBER_EINVAL ? EMBER_ECORRUPT : rc;
 }
 
+static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
+                        char *msg);
+
 int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
                     char *msg)
 {
@@ -467,6 +517,58 @@ int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
     int sum = check_sum(path, msg);
     if (sum)
         return sum;
+    return open_checked(ctx, out, path, msg);
+}
+
+int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
+                   char *msg)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    struct stat st;
+    ssize_t got = 0;
+    int ok = fstat(fd, &st) == 0;
+    while (ok && got < EMBER__FSUM_BLOCK) {
+        ssize_t k = read(fd, head + got, (size_t)(EMBER__FSUM_BLOCK - got));
+        if (k <= 0)
+            break;
+        got += k;
+    }
+    int err = errno;
+    close(fd);
+    if (!ok)
+        return ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(err));
+    if (got < EMBER__FSUM_BLOCK)
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s: shorter than its checksum header (%lld bytes)",
+                          path, (long long)st.st_size);
+    *size = (uint64_t)st.st_size;
+    return EMBER_OK;
+}
+
+int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
+                          const unsigned char *head, uint64_t size, char *msg)
+{
+    *out = NULL;
+    unsigned char mine[EMBER__FSUM_BLOCK];
+    uint64_t my_size = 0;
+    int rc = ember__ck_head(path, mine, &my_size, msg);
+    if (rc)
+        return rc;
+    if (my_size != size || memcmp(mine, head, EMBER__FSUM_BLOCK) != 0)
+        return ember__err(msg, EMBER_EMISMATCH,
+                          "%s is not the file that was verified (its checksum "
+                          "header or size differs: another run's file, or "
+                          "another copy)", path);
+    return open_checked(ctx, out, path, msg);
+}
+
+/* Opens a file whose whole-file checksum has been checked. */
+static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
+                        char *msg)
+{
     ember__ckr *r = ember__calloc(ctx, 1, sizeof *r);
     if (!r)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
@@ -687,6 +789,17 @@ int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
         *data = NULL;
     }
     return rc;
+}
+
+int ember__ckr_dataset_shape(ember__ckr *r, const char *name, ember_type *type,
+                             size_t *n, uint64_t **offsets, size_t *nparts,
+                             char *msg)
+{
+    char path[EMBER_NAME_SIZE + 32];
+    snprintf(path, sizeof path, "/datasets/%s", name);
+    *offsets = NULL;
+    int rc = ember__h5_type_fid((int64_t)r->fid, r->path, path, type, n, msg);
+    return rc ? rc : read_offsets(r, path, offsets, nparts, *n, msg);
 }
 
 int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,

@@ -904,6 +904,34 @@ int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
     return rc;
 }
 
+/* The type and record count of the dataset at path of an open file,
+ * nothing read (a reader of ranges reads its own with a hyperslab). */
+int ember__h5_type_fid(int64_t fid, const char *file, const char *path,
+                       ember_type *type, size_t *n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (fid < 0 || !file || !path || !path[0] || !type || !n)
+        return ember__err(msg, EMBER_EINVAL, "h5 type: bad argument");
+    hid_t dset = H5I_INVALID_HID;
+    read_plan p = {.mem = H5I_INVALID_HID};
+    char where[EMBER_MSG_SIZE];
+    snprintf(where, sizeof where, "%s:%s", file, path);
+    ember__h5_lock();
+    int rc = open_named((hid_t)fid, path, &dset, where, msg);
+    if (rc == EMBER_OK)
+        rc = plan_read(dset, &p, where, msg);
+    if (rc == EMBER_OK) {
+        *type = p.type;
+        *n = p.n;
+    }
+    if (p.mem >= 0)
+        H5Tclose(p.mem);
+    if (dset >= 0)
+        H5Oclose(dset);
+    ember__h5_unlock();
+    return rc;
+}
+
 /* ---- the streaming writer ---------------------------------------------- */
 
 struct ember__h5w {
@@ -1289,6 +1317,18 @@ int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
 }
 
 /* ---- ids for other modules (checkpoint files) ---------------------------- */
+/* The dataset creation properties of the streaming writer (chunk of about
+ * 1 MiB of records, shuffle + deflate, Fletcher32), for writers that lay
+ * out the same datasets another way (the collective checkpoint writer,
+ * ckptpar.c). */
+int64_t ember__h5_dcpl(size_t recsize, uint64_t expected, int deflate,
+                       int fletcher32)
+{
+    ember__h5w_opts o = {.deflate = deflate, .fletcher32 = fletcher32,
+                         .expected = expected};
+    return (int64_t)make_dcpl(recsize, &o);
+}
+
 
 int64_t ember__h5_mem_type(const ember_type *t)
 {

@@ -476,6 +476,21 @@ typedef struct {
     int64_t threads;
 } ember__ck_info;
 
+/* The root attributes that differ between writers: the team size and the
+ * time. Under MPI they are rank 0's, broadcast (ckptpar.c). */
+typedef struct {
+    int64_t threads;
+    double unix_time;
+    char created[64];   /* ISO 8601 UTC */
+} ember__ck_stamp;
+/* This process's stamp, now. */
+void ember__ck_stamp_now(ember_ctx *ctx, ember__ck_stamp *s);
+/* Writes the root attributes and creates the three groups in an open file
+ * (every rank of a collective write calls it with the same values).
+ * 0, or -1 when HDF5 failed. Call under ember__h5_lock. */
+int ember__ck_write_root(int64_t fid, const ember__ck_meta *m,
+                         const ember__ck_stamp *s);
+
 typedef struct ember__ckw ember__ckw;
 /* Starts <dir>/<name>.tmp (dir must exist). */
 int ember__ckw_begin(ember_ctx *ctx, ember__ckw **w, const char *dir,
@@ -505,6 +520,48 @@ int ember__ckw_commit(ember__ckw **w, uint64_t *bytes, char *path_out,
                       char *msg);
 /* Abandons a write: removes the .tmp. Accepts NULL. */
 void ember__ckw_abort(ember__ckw **w);
+/* Reopens <dir>/<name>.tmp, written and closed by all ranks together
+ * (ckptpar.c), for rank 0 to add items and commit it as above. */
+int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **w, const char *dir,
+                      const char *name, int deflate, char *msg);
+
+/* ---- collective checkpoint files (ckptpar.c) -------------------------------- */
+
+/* The same file, written by every rank of ctx's communicator together with
+ * parallel HDF5 (docs/mpi.md, "Checkpoints on many ranks"). Every call is
+ * collective and returns the same status and message on every rank.
+ * Begin checks first that every rank sees the NAME.tmp rank 0 created (a
+ * directory the ranks do not share is EMBER_EINVAL naming it); the root
+ * attributes, meta and stamp, are rank 0's. */
+typedef struct ember__ckp ember__ckp;
+int ember__ckp_begin(ember_ctx *ctx, ember__ckp **w, const char *dir,
+                     const char *name, const ember__ck_meta *meta, char *msg);
+/* /datasets/<name>: parts[p] holds partition p's records on the rank that
+ * owns it (owner[p], or the block map when owner is NULL), nothing
+ * elsewhere. Each rank writes its own records as a hyperslab of the one
+ * dataset; only the per-partition counts move between ranks. offsets
+ * (may be NULL; nparts + 1 entries) gets the partition offsets written. */
+int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
+                     const ember__buf *parts, size_t nparts, const int *owner,
+                     uint64_t *offsets, char *msg);
+/* Replicated items (every rank holds the same values): recorded, and
+ * rank 0's written at the commit by the serial writer (ember__ckw_scalars,
+ * _matrix and _blob), after the collective close. data is the caller's
+ * and must stay valid until the commit. */
+int ember__ckp_scalars(ember__ckp *w, const char *name, ember_scalar kind,
+                       const void *data, size_t n, char *msg);
+int ember__ckp_matrix(ember__ckp *w, const char *name, ember_scalar kind,
+                      const void *data, size_t rows, size_t cols, char *msg);
+int ember__ckp_blob(ember__ckp *w, const char *name, const void *data,
+                    size_t size, char *msg);
+/* Closes the file on every rank; rank 0 reopens it alone, adds the
+ * replicated items, seals, fsyncs and renames it and fsyncs the
+ * directory; the outcome, size and path are broadcast. Frees *w; on
+ * failure the .tmp is removed. */
+int ember__ckp_commit(ember__ckp **w, uint64_t *bytes, char *path_out,
+                      char *msg);
+/* Abandons the write on every rank (collective): closes, removes the .tmp. */
+void ember__ckp_abort(ember__ckp **w);
 
 typedef struct ember__ckr ember__ckr;
 /* Opens a checkpoint for reading and reads its root attributes. The file's
@@ -541,6 +598,22 @@ int ember__ckr_list(ember__ckr *r, const char *group, char **names,
 int ember__ckr_dataset(ember__ckr *r, const char *name, ember_type *type,
                        void **data, size_t *n, uint64_t **offsets,
                        size_t *nparts, char *msg);
+/* A dataset's type, record count and partition offsets (a ctx
+ * allocation), no record read: a reader of its own ranges reads them next
+ * with ember__ckr_slice. */
+int ember__ckr_dataset_shape(ember__ckr *r, const char *name, ember_type *type,
+                             size_t *n, uint64_t **offsets, size_t *nparts,
+                             char *msg);
+/* The first EMBER__FSUM_BLOCK bytes of a file (its checksum header) and
+ * its size. */
+int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
+                   char *msg);
+/* Opens a checkpoint as ember__ckr_open does, except that instead of
+ * hashing the whole file it requires the checksum header and size to be
+ * head and size: those of the file another rank verified in full. A file
+ * that differs (a directory the ranks do not share) is EMBER_EMISMATCH. */
+int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **r, const char *path,
+                          const unsigned char *head, uint64_t size, char *msg);
 /* Reads records [lo, lo + n) of a dataset into buf (type's size each). */
 int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
                      uint64_t lo, size_t n, void *buf, char *msg);
@@ -576,6 +649,13 @@ int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg);
  * an ember type, and a file-access property list with HDF5's file locking
  * off. The caller closes them (H5Tclose, H5Pclose); call under the lock.
  * Negative on failure. */
+/* The type and record count of a dataset of an open file, nothing read. */
+int ember__h5_type_fid(int64_t fid, const char *file, const char *path,
+                       ember_type *type, size_t *n, char *msg);
+/* The streaming writer's dataset creation properties (chunking, filters)
+ * for recsize-byte records; the caller closes it; negative on failure. */
+int64_t ember__h5_dcpl(size_t recsize, uint64_t expected, int deflate,
+                       int fletcher32);
 int64_t ember__h5_mem_type(const ember_type *t);
 int64_t ember__h5_fapl(void);
 /* HDF5's predefined native type of a scalar kind (not to be closed). */

@@ -46,11 +46,13 @@
  *
  * Several ranks (comm.h, docs/mpi.md): every call is collective. Rank 0
  * alone creates the directory, holds the lock, sweeps stray .tmp files,
- * picks and verifies the checkpoint to restore, writes and commits files
- * and retires old ones; each outcome is broadcast, so every rank returns
- * the same status and message. After each iteration one agreement (an OR
- * of integer flags) settles the decision: a signal seen on any rank, the
- * policy due or the deadline near on any rank's clock. Asynchronous
+ * picks and verifies the checkpoint to restore, commits files and retires
+ * old ones; every rank writes its own partitions into a checkpoint
+ * (ckptpar.c) and reads its own ranges back on restore; each outcome is
+ * broadcast, so every rank returns the same status and message. After
+ * each iteration one agreement (an OR of integer flags) settles the
+ * decision: a signal seen on any rank, the policy due or the deadline near
+ * on any rank's clock. Asynchronous
  * checkpoints are refused: their thread would have to run collectives.
  */
 #include "internal.h"
@@ -247,6 +249,8 @@ typedef struct {
     int64_t got;
     char path[PATH_SIZE];
     char msg[EMBER_MSG_SIZE];
+    uint64_t size;                        /* restore: the file rank 0 chose, */
+    unsigned char head[EMBER__FSUM_BLOCK]; /* its size and checksum header */
 } root_says;
 
 static int share_root(ember_loop *L, root_says *s, char *msg)
@@ -1115,62 +1119,79 @@ static int async_join(ember_loop *L, char *msg)
 
 /* ---- several ranks -------------------------------------------------------------
  *
- * A checkpoint on several ranks: every rank snapshots the bound items as an
- * asynchronous checkpoint does (its own partitions of each dataset), the
- * partitions are all-gathered in partition order, and rank 0 writes and
- * commits the file exactly as one process would, so the file is the one a
- * serial run writes (the root attributes carry rank 0's time and thread
- * count). Its status, size and path are broadcast. */
+ * A checkpoint on several ranks is one file written by all of them
+ * together (ckptpar.c): every rank computes the partitions of each bound
+ * dataset it owns and writes them as its hyperslab of the dataset; only
+ * the per-partition counts move between ranks. Scalars, arrays and blobs
+ * are replicated, and written from rank 0's values, as are the root
+ * attributes. Rank 0 commits the file; the outcome, size and path are
+ * agreed. */
+
+static int write_binding_ranks(ember__ckp *w, const binding *b,
+                               const ember__buf *parts, const int *own,
+                               char *msg)
+{
+    switch (b->kind) {
+    case BIND_DS:
+        return ember__ckp_parts(w, b->name, ember_ds_type(*b->ds), parts,
+                                ember_ds_partitions(*b->ds), own, NULL, msg);
+    case BIND_BLOB:
+        return ember__ckp_blob(w, b->name, b->data, b->n, msg);
+    default:
+        if (b->cols)
+            return ember__ckp_matrix(w, b->name, b->scalar, b->data,
+                                     b->n / b->cols, b->cols, msg);
+        return ember__ckp_scalars(w, b->name, b->scalar, b->data, b->n, msg);
+    }
+}
 
 static int write_ranks(ember_loop *L, const char *name, char *path,
                        uint64_t *bytes, char *msg)
 {
     ember_ctx *ctx = L->ctx;
-    async_job *j = ember__calloc(ctx, 1, sizeof *j);
-    if (!j)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    j->ctx = ctx;
-    j->dir = L->dir;
-    snprintf(j->name, sizeof j->name, "%s", name);
-    j->lineage = lineage_text(L);
-    j->items = ember__calloc(ctx, L->nb + 1, sizeof *j->items);
-    int rc = j->lineage && j->items ? EMBER_OK
-                                    : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    /* ember__materialize all-gathers each dataset's partitions from their
-     * owners, in partition order. Every item is tried even after a failure
-     * here (a copy of a scalar failing on one rank), so that every rank
-     * makes the same collective calls; the first failure is kept. */
-    for (size_t i = 0; j->items && i < L->nb; i++, j->nitems++) {
+    size_t nb = L->nb;
+    ember__buf **parts = ember__calloc(ctx, nb + 1, sizeof *parts);
+    int **own = ember__calloc(ctx, nb + 1, sizeof *own);
+    char *lineage = lineage_text(L);
+    int rc = parts && own && lineage ? EMBER_OK
+                                     : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    /* Each bound dataset's own partitions, computed (a local checkpoint cuts
+     * the lineage, as on one process). Every item is tried even after a
+     * failure here, so that every rank makes the same collective calls;
+     * the first failure is kept, then agreed. */
+    for (size_t i = 0; parts && own && i < nb; i++) {
+        const binding *b = &L->b[i];
+        if (b->kind != BIND_DS)
+            continue;
         char emsg[EMBER_MSG_SIZE] = "";
-        int r = snapshot_item(L, &L->b[i], &j->items[i], emsg);
+        int r = ember_local_checkpoint(*b->ds, emsg);
+        if (!r)
+            r = ember__materialize_owned(*b->ds, &parts[i], emsg);
+        if (!r)
+            r = ember__owners(*b->ds, &own[i], emsg);
         if (r && !rc)
             rc = ember__err(msg, r, "%s", emsg);
     }
-    /* Every rank made the same collective calls; agree before writing. */
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
-    if (rc) {
-        job_free(j);
-        return rc;
+    ember__ck_meta meta = {"loop", L->program, L->parameters, L->signature,
+                           lineage, L->done, L->fingerprint, L->o.deflate};
+    ember__ckp *w = NULL;
+    if (!rc)
+        rc = ember__ckp_begin(ctx, &w, L->dir, name, &meta, msg);
+    for (size_t i = 0; !rc && i < nb; i++)
+        rc = write_binding_ranks(w, &L->b[i], parts[i], own[i], msg);
+    if (w && rc)
+        ember__ckp_abort(&w);
+    else if (w)
+        rc = ember__ckp_commit(&w, bytes, path, msg);
+    for (size_t i = 0; parts && own && i < nb; i++) {
+        if (parts[i])
+            ember__parts_free(ctx, parts[i], ember_ds_partitions(*L->b[i].ds));
+        ember__free(ctx, own[i]);
     }
-    j->meta = (ember__ck_meta){"loop", L->program, L->parameters, L->signature,
-                               j->lineage, L->done, L->fingerprint, L->o.deflate};
-    root_says s;
-    memset(&s, 0, sizeof s);
-    if (is_root(L)) {
-        job_write(j);
-        s.rc = j->rc;
-        s.bytes = j->bytes;
-        snprintf(s.path, sizeof s.path, "%s", j->path);
-        snprintf(s.msg, sizeof s.msg, "%s", j->msg);
-    }
-    job_free(j);
-    rc = share_root(L, &s, msg);
-    if (!rc) {
-        *bytes = s.bytes;
-        snprintf(path, PATH_SIZE, "%s", s.path);
-    } else if (is_root(L) && msg) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s", s.msg);
-    }
+    ember__free(ctx, parts);
+    ember__free(ctx, own);
+    ember__free(ctx, lineage);
     return rc;
 }
 
@@ -1311,6 +1332,11 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
 typedef struct {
     ember_ds *ds;
     void *buf;
+    /* Several ranks: the records of ds (its array, which owns them) and its
+     * partition offsets, for the all-gather after each rank read its own. */
+    void *data;
+    const uint64_t *off;
+    size_t nparts, elem;
 } staged;
 
 static void unstage(ember_loop *L, staged *st)
@@ -1350,6 +1376,48 @@ static int load_ds(ember_loop *L, ember__ckr *r, const binding *b,
                                        nparts, ember_ds_name(*b->ds), msg);
 }
 
+/* Several ranks: each rank reads only the records of the partitions it
+ * owns (the block map of the file's partition count) with one hyperslab
+ * read, into an array of the whole length whose other records stay zero
+ * until follow_restore all-gathers them. */
+static int load_ds_owned(ember_loop *L, ember__ckr *r, const binding *b,
+                         staged *sg, char *msg)
+{
+    ember_type t;
+    uint64_t *off = NULL;
+    size_t n = 0, nparts = 0, lo = 0, hi = 0;
+    int rc = ember__ckr_dataset_shape(r, file_name(L, b), &t, &n, &off, &nparts,
+                                      msg);
+    if (rc)
+        return rc;
+    if (!ember_type_equal(&t, &b->type)) {
+        ember__free(L->ctx, off);
+        return ember__err(msg, EMBER_ETYPE,
+                          "dataset %s has another record type", b->name);
+    }
+    ember__comm_owned(L->ctx, nparts, &lo, &hi);
+    unsigned char *data = n ? ember__calloc(L->ctx, n, t.size) : NULL;
+    if (n && !data) {
+        ember__free(L->ctx, off);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for %zu records of %s",
+                          n, b->name);
+    }
+    rc = ember__ckr_slice(r, file_name(L, b), &t, off[lo],
+                          (size_t)(off[hi] - off[lo]),
+                          data ? data + off[lo] * t.size : NULL, msg);
+    if (rc) {
+        ember__free(L->ctx, data);
+        ember__free(L->ctx, off);
+        return rc;
+    }
+    sg->data = data;
+    sg->off = off;
+    sg->nparts = nparts;
+    sg->elem = t.size;
+    return ember__array_source_offsets(&sg->ds, L->ctx, &t, data, n, off, nparts,
+                                       ember_ds_name(*b->ds), msg);
+}
+
 /* Reads every bound item from r into *out, changing nothing bound. */
 static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
 {
@@ -1362,7 +1430,8 @@ static int load_state(ember_loop *L, ember__ckr *r, staged **out, char *msg)
         if (b->note)
             continue; /* information for readers, never restored */
         if (b->kind == BIND_DS) {
-            rc = load_ds(L, r, b, &st[i].ds, msg);
+            rc = ranks(L) > 1 ? load_ds_owned(L, r, b, &st[i], msg)
+                              : load_ds(L, r, b, &st[i].ds, msg);
             continue;
         }
         /* State newer than a format 1 file restores as zeros. */
@@ -1432,6 +1501,9 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
      * data of bound items is read (and its Fletcher32 checked) once, by
      * load_state, into staging that is applied only when all of it
      * loaded. */
+    /* Several ranks: rank 0 chooses and verifies here, and every rank then
+     * loads its own ranges of the chosen file (follow_restore). */
+    int choose_only = ranks(L) > 1;
     int rc = ember__ckr_open(L->ctx, &r, path, emsg);
     L->reading_v1 = !rc && ember__ckr_info(r)->format_version == 1;
     if (!rc) {
@@ -1442,7 +1514,7 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
         }
         rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
     }
-    if (!rc)
+    if (!rc && !choose_only)
         rc = load_state(L, r, &st, emsg);
     if (!rc)
         *iter = ember__ckr_info(r)->iteration;
@@ -1453,7 +1525,8 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
         warn(L, "ember: skipping checkpoint %s: %s", path, emsg);
         return 0;
     }
-    apply_state(L, st);
+    if (!choose_only)
+        apply_state(L, st);
     return 1;
 }
 
@@ -1472,38 +1545,61 @@ static int note_stale(ember_loop *L, const ckpt_entry *e, size_t n,
     return EMBER_OK;
 }
 
-/* Several ranks, after rank 0 chose (s): every other rank loads the same
- * file (its whole-file checksum and the Fletcher32 of what it reads are
- * checked again on the way) and all agree that every rank has it. */
+/* Several ranks, after rank 0 chose and verified (s): every rank opens the
+ * same file. Rank 0 hashed it whole; the others check that their file has
+ * its checksum header and size (a directory that is not shared holds
+ * another file under that name) and, unless forced, that it is the same
+ * run and iteration. Each rank reads only its own partitions' ranges of
+ * each dataset (Fletcher32 checked), the scalars, arrays and blobs whole;
+ * the ranks agree that all of them have it, and then all-gather the
+ * datasets' ranges in memory, so every rank holds the restored state as a
+ * serial restore does (the programs read it whole, CC's output after a
+ * restore that runs no iteration for one). */
 static int follow_restore(ember_loop *L, const root_says *s, char *msg)
 {
-    int rc = EMBER_OK;
-    if (!is_root(L) && s->got) {
-        ember__ckr *r = NULL;
-        staged *st = NULL;
-        rc = ember__ckr_open(L->ctx, &r, s->path, msg);
-        const ember__ck_info *in = rc ? NULL : ember__ckr_info(r);
-        /* As rank 0 read it: a format 1 file by its format 1 names. */
-        L->reading_v1 = in && in->format_version == 1;
-        /* The file this rank sees under rank 0's path must be the one rank
-         * 0 checked: a directory that is not shared (node-local) may hold
-         * another run's file, or another iteration, under that name. */
-        if (!rc && !L->o.force_resume)
-            rc = check_identity(L, in, s->path, msg);
-        if (!rc && in->iteration != s->iter)
-            rc = ember__err(msg, EMBER_EMISMATCH,
-                            "rank %d: %s holds iteration %llu where rank 0 read "
-                            "%llu: the checkpoint directory must be one that every "
-                            "rank sees", ember__comm_rank(L->ctx), s->path,
-                            (unsigned long long)in->iteration,
-                            (unsigned long long)s->iter);
-        if (!rc)
-            rc = load_state(L, r, &st, msg);
-        ember__ckr_close(&r);
-        if (!rc)
-            apply_state(L, st);
+    if (!s->got)
+        return EMBER_OK;
+    ember__ckr *r = NULL;
+    staged *st = NULL;
+    char emsg[EMBER_MSG_SIZE] = "";
+    int rc = ember__ckr_open_known(L->ctx, &r, s->path, s->head, s->size, emsg);
+    if (rc == EMBER_EMISMATCH)
+        rc = ember__err(msg, rc, "rank %d: %s; the checkpoint directory must be "
+                        "one that every rank sees", ember__comm_rank(L->ctx),
+                        emsg);
+    else if (rc)
+        rc = ember__err(msg, rc, "%s", emsg);
+    const ember__ck_info *in = rc ? NULL : ember__ckr_info(r);
+    /* As rank 0 read it: a format 1 file by its format 1 names. */
+    L->reading_v1 = in && in->format_version == 1;
+    if (!rc && !is_root(L) && !L->o.force_resume)
+        rc = check_identity(L, in, s->path, msg);
+    if (!rc && in->iteration != s->iter)
+        rc = ember__err(msg, EMBER_EMISMATCH,
+                        "rank %d: %s holds iteration %llu where rank 0 read "
+                        "%llu: the checkpoint directory must be one that every "
+                        "rank sees", ember__comm_rank(L->ctx), s->path,
+                        (unsigned long long)in->iteration,
+                        (unsigned long long)s->iter);
+    if (!rc)
+        rc = load_state(L, r, &st, msg);
+    ember__ckr_close(&r);
+    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
+    for (size_t i = 0; !rc && i < L->nb; i++) {
+        if (L->b[i].kind != BIND_DS || L->b[i].note || !st[i].off ||
+            !st[i].off[st[i].nparts])
+            continue;
+        rc = ember__comm_allgather_ranges(L->ctx, st[i].data, st[i].elem,
+                                          st[i].off, st[i].nparts, msg);
     }
-    return ember__comm_agree_status(L->ctx, rc, 0, msg);
+    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
+    if (rc) {
+        if (st)
+            unstage(L, st);
+        return rc;
+    }
+    apply_state(L, st);
+    return EMBER_OK;
 }
 
 static int restore(ember_loop *L, char *msg)
@@ -1540,6 +1636,8 @@ static int restore(ember_loop *L, char *msg)
     if (ranks(L) > 1) {
         root_says s;
         memset(&s, 0, sizeof s);
+        if (is_root(L) && !rc && got)
+            rc = ember__ck_head(path, s.head, &s.size, msg);
         s.rc = rc;
         s.got = got;
         s.iter = iter;

@@ -14,7 +14,7 @@ command -v nm > /dev/null || { echo "FAIL: nm is not installed" >&2; exit 1; }
 # never calls them.
 declare -A floor=(
     [util]=0 [type]=0 [filesum]=0 [comm]=0
-    [store]=1 [h5io]=1 [ckptfile]=1
+    [store]=1 [h5io]=1 [ckptfile]=1 [ckptpar]=1
     [ds]=2 [lineage]=2
     [exec]=3 [shuffle]=3
     [actions]=4

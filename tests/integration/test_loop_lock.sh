@@ -27,7 +27,13 @@ for ((i = 0; i < 100; i++)); do
     sleep 0.1
 done
 [ "$(cat "$dir/ember.lock" 2>/dev/null)" = "$pid" ] || fail "the first run did not take the lock"
-sleep 0.3 # a checkpoint or two
+# A checkpoint written (waited for, not slept for: on a loaded machine the
+# first one can take longer than any fixed pause).
+for ((i = 0; i < 300; i++)); do
+    compgen -G "$dir/ckpt-*.h5" > /dev/null && break
+    sleep 0.1
+done
+compgen -G "$dir/ckpt-*.h5" > /dev/null || fail "the first run wrote no checkpoint in 30 s"
 
 SECONDS=0
 timeout 20 "$demo" "${args[@]}" --iterations 10 >"$tmp/out2" 2>"$tmp/err2"
