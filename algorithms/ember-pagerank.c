@@ -255,7 +255,15 @@ static int adopt_ranks(pr *s, char *msg)
      * partitioning that needs others must stop here, not read past them. */
     if ((rc = ember_graph_check_owned(s->g, off, parts, msg))) {
         ember_free(s->ctx, off);
-        return rc;
+        if (rc != EMBER_ESTATE)
+            return rc;
+        /* only a restored partitioning can differ from the loaded one
+         * (--force-resume with another --partitions) */
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's ranks are in %zu "
+                 "partitions, not in this run's (--partitions): on several MPI "
+                 "ranks each rank loads only its partitions' rows, so resume "
+                 "with --partitions %zu", parts, parts);
+        return EMBER_EMISMATCH;
     }
     if (parts != s->parts) {
         free(s->res_part);

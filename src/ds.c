@@ -420,15 +420,20 @@ int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
     return EMBER_OK;
 }
 
+int ember__offsets_cover(const uint64_t *offsets, size_t nparts, size_t n)
+{
+    int ok = nparts > 0 && offsets[0] == 0 && offsets[nparts] == n;
+    for (size_t p = 0; ok && p < nparts; p++)
+        ok = offsets[p] <= offsets[p + 1];
+    return ok;
+}
+
 int ember__array_source_offsets(ember_ds **out, ember_ctx *ctx,
                                 const ember_type *t, void *records, size_t n,
                                 uint64_t *offsets, size_t nparts,
                                 const char *name, char *msg)
 {
-    int ok = nparts > 0 && offsets[0] == 0 && offsets[nparts] == n;
-    for (size_t p = 0; ok && p < nparts; p++)
-        ok = offsets[p] <= offsets[p + 1];
-    if (!ok) {
+    if (!ember__offsets_cover(offsets, nparts, n)) {
         ember__free(ctx, records);
         ember__free(ctx, offsets);
         return ember__err(msg, EMBER_ECORRUPT,

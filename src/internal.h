@@ -214,6 +214,8 @@ int ember__ds_new_fn(ember_ds **out, ember_ctx *ctx, ember__op op,
 int ember__array_source(ember_ds **out, ember_ctx *ctx, const ember_type *t,
                         void *records, size_t n, size_t partitions, void *keep,
                         size_t keep_size, const char *name, char *msg);
+/* 1 when offsets[0..nparts] start at 0, never decrease and end at n. */
+int ember__offsets_cover(const uint64_t *offsets, size_t nparts, size_t n);
 /* The same with given partition boundaries (offsets: nparts + 1 entries,
  * from 0 to n, non-decreasing; taken over like records). A restored
  * checkpoint keeps the partitioning it was written with, so results after a

@@ -1395,6 +1395,11 @@ static int load_ds_owned(ember_loop *L, ember__ckr *r, const binding *b,
         return ember__err(msg, EMBER_ETYPE,
                           "dataset %s has another record type", b->name);
     }
+    if (!ember__offsets_cover(off, nparts, n)) { /* before they address data */
+        ember__free(L->ctx, off);
+        return ember__err(msg, EMBER_ECORRUPT, "%s: partition offsets do not "
+                          "cover %zu records", b->name, n);
+    }
     ember__comm_owned(L->ctx, nparts, &lo, &hi);
     unsigned char *data = n ? ember__calloc(L->ctx, n, t.size) : NULL;
     if (n && !data) {

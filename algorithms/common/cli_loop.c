@@ -92,6 +92,10 @@ static int prepare_input(ember_cli *cli, int i)
     if (S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      arg);
+    if (!S_ISREG(st.st_mode)) /* hashed, then loaded: read twice */
+        return ember_cli_usage_error(cli, "--%s %s: not a regular file (a pipe or "
+                                     "device is read twice; save it to a file)", flag,
+                                     arg);
     /* one pass: the fingerprint, and the verify of a sealed ember file,
      * which its load then does not repeat */
     char why[EMBER_MSG_SIZE];

@@ -49,6 +49,9 @@ expect2 "checkpoint dir under a file" "$bin/ember-pagerank" --input "$g" --top 3
     --checkpoint-dir afile/ck
 expect2 "input is a directory" "${pr[@]}" --input adir --top 3
 expect2 "missing input" "${pr[@]}" --input no/such.el --top 3
+mkfifo fifo.el
+expect2 "input is a pipe" "${pr[@]}" --input fifo.el --top 3
+grep -q -- "--input fifo.el: not a regular file" err.txt || fail "pipe: $(cat err.txt)"
 expect2 "kmeans: missing input" "$bin/ember-kmeans" --input no/such.csv --k 3
 expect2 "kmeans: missing --init file" "$bin/ember-kmeans" --input "$src/data/iris.csv" \
     --init no/such.csv

@@ -56,4 +56,25 @@ grep -q 'Verification: PASS' log.v || fail "--verify did not pass: $(cat log.v)"
 m=$(sed -n 's/.*rank 1 of 2 holds rows \[0, [0-9]*): \([0-9]*\) of \([0-9]*\) edges.*/\1 \2/p' log.v)
 set -- $m
 [ "$#" = 2 ] && [ "$1" = "$2" ] || fail "--verify: rank 1 does not hold the whole graph: $(cat log.v)"
+# A checkpoint in 7 partitions, resumed with --force-resume and another
+# --partitions: serially the restored partitioning is used, but on several
+# ranks each rank loaded the rows of this run's partitions, so it is
+# refused with exit 2 naming --partitions; with --partitions 7 it resumes.
+ck=(--input g.h5 --iterations 30 --tolerance 0 --threads 1 --checkpoint-dir ck
+    --checkpoint-every 5)
+set +e
+mpi 2 1 "$bin/ember-pagerank" "${ck[@]}" --partitions 7 --stop-at 10 > log.stop 2>&1
+st=$?
+mpi 2 1 "$bin/ember-pagerank" "${ck[@]}" --partitions 5 --force-resume > log.p5 2>&1
+st5=$?
+set -e
+[ "$st" = 75 ] || fail "--stop-at 10: exit $st: $(cat log.stop)"
+[ "$st5" = 2 ] && grep -q -- "resume with --partitions 7" log.p5 \
+    || fail "--partitions 5 against a 7-partition checkpoint: exit $st5: $(cat log.p5)"
+mpi 2 1 "$bin/ember-pagerank" "${ck[@]}" --partitions 7 --output r.ck.csv > log.p7 2>&1 \
+    || fail "resume with --partitions 7: $(cat log.p7)"
+grep -q "resumed from" log.p7 || fail "no resume: $(cat log.p7)"
+"$sbin/ember-pagerank" --input g.h5 --iterations 30 --tolerance 0 --partitions 7 \
+    --threads 1 --output serial.ck.csv > /dev/null 2>&1 || fail "serial 30 iterations"
+same serial.ck.csv r.ck.csv
 echo "ok"
