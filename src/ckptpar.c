@@ -121,15 +121,15 @@ static void make_token(unsigned char *t)
     memcpy(t, v, TOKEN_BYTES);
 }
 
-/* Rank 0: NAME.tmp, a stale one removed first, holding the token. */
-static int create_probe(const ember__ckp *w, const unsigned char *token,
-                        char *msg)
+/* Rank 0: the probe file at path, a stale one removed first, holding the
+ * token. */
+static int create_probe(const char *path, const unsigned char *token, char *msg)
 {
-    unlink(w->tmp);
-    int fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "cannot create checkpoint %s: %s",
-                          w->tmp, strerror(errno));
+                          path, strerror(errno));
     ssize_t k = write(fd, token, TOKEN_BYTES);
     int err = errno;
     if (close(fd) != 0 && k == TOKEN_BYTES) {
@@ -137,19 +137,19 @@ static int create_probe(const ember__ckp *w, const unsigned char *token,
         k = -1;
     }
     if (k != TOKEN_BYTES) {
-        unlink(w->tmp);
+        unlink(path);
         return ember__err(msg, EMBER_EIO, "cannot write checkpoint %s: %s",
-                          w->tmp, strerror(k < 0 ? err : EIO));
+                          path, strerror(k < 0 ? err : EIO));
     }
     return EMBER_OK;
 }
 
 /* Every other rank: the file under that name must hold rank 0's token. */
-static int check_probe(const ember__ckp *w, const unsigned char *token,
-                       char *msg)
+static int check_probe(ember_ctx *ctx, const char *dir, const char *path,
+                       const unsigned char *token, char *msg)
 {
     unsigned char got[TOKEN_BYTES];
-    int fd = open(w->tmp, O_RDONLY);
+    int fd = open(path, O_RDONLY);
     int err = errno;
     ssize_t k = fd < 0 ? -1 : read(fd, got, TOKEN_BYTES);
     if (fd >= 0)
@@ -160,9 +160,38 @@ static int check_probe(const ember__ckp *w, const unsigned char *token,
                       "checkpoint dir %s is not shared by the ranks: rank %d "
                       "%s %s that rank 0 created%s%s; a checkpoint written by "
                       "several ranks needs a directory every rank sees",
-                      w->dir, ember__comm_rank(w->ctx),
+                      dir, ember__comm_rank(ctx),
                       fd < 0 ? "cannot open" : "sees another file than",
-                      w->tmp, fd < 0 ? ": " : "", fd < 0 ? strerror(err) : "");
+                      path, fd < 0 ? ": " : "", fd < 0 ? strerror(err) : "");
+}
+
+int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg)
+{
+    if (ember__comm_size(ctx) < 2)
+        return EMBER_OK;
+    char path[PATH_MAX];
+    struct {
+        int64_t rc;
+        unsigned char token[TOKEN_BYTES];
+        char msg[EMBER_MSG_SIZE];
+    } s;
+    memset(&s, 0, sizeof s);
+    if ((size_t)snprintf(path, sizeof path, "%s/ember-shared.tmp", dir) >= sizeof path)
+        return ember__err(msg, EMBER_ERANGE, "checkpoint dir %s: path too long", dir);
+    if (is_root(ctx)) {
+        make_token(s.token);
+        s.rc = create_probe(path, s.token, s.msg);
+    }
+    int rc = ember__comm_bcast(ctx, &s, sizeof s, msg);
+    if (!rc && s.rc)
+        rc = ember__err(msg, (int)s.rc, "%s", s.msg);
+    if (!rc)
+        rc = ember__comm_agree_status(ctx, is_root(ctx) ? EMBER_OK
+                                           : check_probe(ctx, dir, path, s.token, msg),
+                                      0, msg);
+    if (is_root(ctx) && !s.rc)
+        unlink(path);
+    return rc;
 }
 
 /* Rank 0's strings, on every rank, in one broadcast: out[i] point into
@@ -249,14 +278,14 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **out, const char *dir,
         s.fingerprint = meta->fingerprint;
         for (int i = 0; i < 5; i++)
             s.len[i] = strlen(in[i]) + 1;
-        s.rc = create_probe(w, s.token, s.msg);
+        s.rc = create_probe(w->tmp, s.token, s.msg);
     }
     rc = ember__comm_bcast(ctx, &s, sizeof s, msg);
     if (!rc && s.rc)
         rc = ember__err(msg, (int)s.rc, "%s", s.msg);
     if (!rc)
         rc = ember__comm_agree_status(ctx, w->root ? EMBER_OK
-                                                   : check_probe(w, s.token, msg),
+                                                   : check_probe(ctx, w->dir, w->tmp, s.token, msg),
                                       0, msg);
     char *str[5] = {NULL, NULL, NULL, NULL, NULL}, *strbuf = NULL;
     if (!rc)

@@ -529,6 +529,10 @@ int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **w, const char *dir,
 
 /* ---- collective checkpoint files (ckptpar.c) -------------------------------- */
 
+/* Under MPI: rank 0 writes a probe file with a random token into dir and
+ * every rank must read that token back, or all fail with EMBER_EINVAL (the
+ * directory is not shared by the ranks). Trivial on one rank. */
+int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg);
 /* The same file, written by every rank of ctx's communicator together with
  * parallel HDF5 (docs/mpi.md, "Checkpoints on many ranks"). Every call is
  * collective and returns the same status and message on every rank.

@@ -447,6 +447,8 @@ static int open_dir(ember_loop *L, char *msg)
         if (rc && msg)
             snprintf(s.msg, sizeof s.msg, "%s", msg);
         rc = share_root(L, &s, msg);
+        if (!rc) /* at the start, not after the first checkpoint's work */
+            rc = ember__ckp_check_shared(L->ctx, L->dir, msg);
     }
     if (!rc && !L->o.no_signals)
         rc = install_signals(L, msg);

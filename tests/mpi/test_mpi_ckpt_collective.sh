@@ -87,8 +87,10 @@ grep -q "resumed from ckd/ckpt-000000000010.h5" rd.err || fail "not resumed from
 same full.csv rd.csv
 
 # Checkpoint directories that the ranks do not share (each rank its own
-# working directory, the same relative --checkpoint-dir): refused at the
-# first checkpoint, exit 2 on every rank, the directory named; no file.
+# working directory, the same relative --checkpoint-dir): refused when the
+# loop starts (the probe file ember-shared.tmp, not a checkpoint's .tmp:
+# no iteration is computed and lost), exit 2 on every rank, the directory
+# named; no file.
 mkdir -p own0 own1
 set +e
 OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \
@@ -103,6 +105,8 @@ set -e
 [ "$st" -eq 2 ] || fail "ranks with unshared checkpoint dirs: exit $st, wanted 2: $(cat split.err)"
 grep -q "checkpoint dir ck is not shared by the ranks" split.err \
     || fail "the refusal does not name the directory: $(cat split.err)"
+grep -q "ember-shared.tmp" split.err \
+    || fail "not refused at the start, before any iteration: $(cat split.err)"
 [ -z "$(ls own0/ck | grep -v '^ember.lock$')" ] \
     || fail "files left in rank 0's directory: $(ls own0/ck)"
 [ ! -e own0/o.csv ] || fail "an output was written"

@@ -67,9 +67,10 @@ mpi 2 1 "$bin/ember-pagerank" "${v1[@]}" --threads 1 --checkpoint-dir v1m \
 same v1.serial.csv v1.2.csv
 
 # A checkpoint directory that is not shared: each rank sees its own (here,
-# each its own working directory). Rank 1's file under rank 0's chosen
-# name is another run's (another damping): every rank refuses, exit 2,
-# instead of mixing two runs' states.
+# each its own working directory), and rank 1's file under rank 0's chosen
+# name is another run's (another damping). The loop's start-up probe
+# refuses it on every rank, exit 2, instead of mixing two runs' states (the
+# same-run check on every rank's restore stays behind it).
 kar=(--input "$src/data/karate.el" --undirected --quiet --tolerance 0
      --checkpoint-dir ck --checkpoint-every 10)
 mkdir -p own0 own1
@@ -85,6 +86,6 @@ OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM
 st=$?
 set -e
 [ "$st" -eq 2 ] || fail "ranks with different checkpoint files: exit $st, wanted 2: $(cat split.err)"
-grep -q "another run" split.err || fail "the refusal does not say why: $(cat split.err)"
+grep -q "not shared by the ranks" split.err || fail "the refusal does not say why: $(cat split.err)"
 [ ! -e own0/m.csv ] || fail "an output was written from mixed states"
 echo ok
