@@ -129,45 +129,37 @@ static void file_name(const ember_ds *ds, char *fname, size_t size)
             *c = '_';
 }
 
-static int write_file(ember_ds *ds, const ember__buf *parts, char *path,
-                      char *msg)
+/* The file of ds's partitions parts; path gets its name. With own (several
+ * ranks) it is written by all of them (ckptpar.c), each its own
+ * partitions, and off gets the partition offsets. */
+static int write_file(ember_ds *ds, const ember__buf *parts, const int *own,
+                      uint64_t *off, char *path, char *msg)
 {
     char fname[128], sig[512], *lineage = NULL;
     file_name(ds, fname, sizeof fname);
     ember_type_describe(&ds->type, sig, sizeof sig);
     ember_lineage_string(ds, &lineage);
     ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
-    ember__ckw *w = NULL;
-    int rc = ember__ckw_begin(ds->ctx, &w, ds->ctx->checkpoint_dir, fname, &meta, msg);
-    if (!rc)
-        rc = ember__ckw_parts(w, "data", &ds->type, parts, ds->nparts, msg);
-    if (!rc)
-        rc = ember__ckw_commit(&w, NULL, path, msg);
-    ember__ckw_abort(&w);
-    ember__free(ds->ctx, lineage);
-    return rc;
-}
-
-/* Several ranks: the file written by all of them (ckptpar.c), each its own
- * partitions; off gets the partition offsets and path the file's. */
-static int write_file_ranks(ember_ds *ds, const ember__buf *parts,
-                            const int *own, uint64_t *off, char *path,
-                            char *msg)
-{
-    char fname[128], sig[512], *lineage = NULL;
-    file_name(ds, fname, sizeof fname);
-    ember_type_describe(&ds->type, sig, sizeof sig);
-    ember_lineage_string(ds, &lineage);
-    ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
-    ember__ckp *w = NULL;
-    int rc = ember__ckp_begin(ds->ctx, &w, ds->ctx->checkpoint_dir, fname, &meta,
-                              msg);
-    if (!rc)
-        rc = ember__ckp_parts(w, "data", &ds->type, parts, ds->nparts, own, off,
-                              msg);
-    if (!rc)
-        rc = ember__ckp_commit(&w, NULL, path, msg);
-    ember__ckp_abort(&w);
+    const char *dir = ds->ctx->checkpoint_dir;
+    int rc;
+    if (own) {
+        ember__ckp *w = NULL;
+        rc = ember__ckp_begin(ds->ctx, &w, dir, fname, &meta, msg);
+        if (!rc)
+            rc = ember__ckp_parts(w, "data", &ds->type, parts, ds->nparts, own, off,
+                                  msg);
+        if (!rc)
+            rc = ember__ckp_commit(&w, NULL, path, msg);
+        ember__ckp_abort(&w);
+    } else {
+        ember__ckw *w = NULL;
+        rc = ember__ckw_begin(ds->ctx, &w, dir, fname, &meta, msg);
+        if (!rc)
+            rc = ember__ckw_parts(w, "data", &ds->type, parts, ds->nparts, msg);
+        if (!rc)
+            rc = ember__ckw_commit(&w, NULL, path, msg);
+        ember__ckw_abort(&w);
+    }
     ember__free(ds->ctx, lineage);
     return rc;
 }
@@ -216,7 +208,7 @@ static int write_marked_ranks(ember_ds *ds, char *msg)
         ember__err(msg, rc, "out of memory");
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
     if (!rc)
-        rc = write_file_ranks(ds, parts, own, off, path, msg);
+        rc = write_file(ds, parts, own, off, path, msg);
     ember__parts_free(ctx, parts, parts ? ds->nparts : 0);
     ember__free(ctx, own);
     if (rc) {
@@ -242,7 +234,7 @@ static int write_marked(ember_ds *ds, char *msg)
     int rc = parts && views && off && path ? gather_parts(ds, parts, views, msg)
                                            : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
-        rc = write_file(ds, parts, path, msg);
+        rc = write_file(ds, parts, NULL, NULL, path, msg);
     for (size_t q = 0; views && q < ds->nparts; q++) {
         if (off)
             off[q + 1] = off[q] + (parts ? parts[q].n : 0);
