@@ -42,6 +42,8 @@ typedef struct {
     int size;      /* 1: serial, every call trivial */
     void *mpi;     /* MPI build with a communicator: an MPI_Comm * (a dup,
                       freed with the context); NULL otherwise */
+    void *shared;  /* MPI: the live shared-memory windows of
+                      ember_replicated_alloc (a list), NULL otherwise */
 } ember__comm;
 
 /* The serial communicator (rank 0 of 1). */
@@ -95,6 +97,12 @@ int ember__comm_bcast(ember_ctx *ctx, void *data, size_t bytes, char *msg);
  * every item is, each from its owner. */
 int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
                                 size_t item, char *msg);
+
+/* Replicated arrays (ember_replicated_alloc, include/ember/mpi.h): when
+ * data lies in one of ctx's shared-memory windows, every rank already sees
+ * every range, and the all-gather of ranges is a barrier (with the memory
+ * synchronisation the window needs) instead of moving bytes. */
+int ember__comm_is_shared(const ember_ctx *ctx, const void *data);
 
 /* All-gather of variable-size per-partition record arrays in partition
  * order: parts[0 .. nparts) are ember__buf (internal.h) of recsize records; on entry the
