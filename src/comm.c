@@ -253,8 +253,9 @@ static int shared_possible(ember_ctx *ctx)
     return all;
 }
 
-/* The window, or NULL with msg set (the same outcome on every rank). */
-static void *shared_alloc(ember_ctx *ctx, size_t bytes, char *msg)
+/* The window, or NULL (the same outcome on every rank): then the caller
+ * uses private memory. */
+static void *shared_alloc(ember_ctx *ctx, size_t bytes)
 {
     shwin *w = ember__calloc(ctx, 1, sizeof *w);
     int ok = w != NULL, all = 0;
@@ -263,14 +264,18 @@ static void *shared_alloc(ember_ctx *ctx, size_t bytes, char *msg)
     if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
         !all) {
         ember__free(ctx, w);
-        ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated array");
         return NULL;
     }
     int e = MPI_Win_allocate_shared(size, 1, MPI_INFO_NULL, comm_of(ctx), &mine,
                                     &w->win);
-    if (e != MPI_SUCCESS) {
+    ok = e == MPI_SUCCESS;
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
+        !all) {
+        /* No window (Open MPI's one-sided component or its backing file
+         * failed): the caller falls back to private memory. */
+        if (ok)
+            MPI_Win_free(&w->win);
         ember__free(ctx, w);
-        mpi_fail(msg, e, "shared-memory window of a replicated array");
         return NULL;
     }
     MPI_Win_set_errhandler(w->win, MPI_ERRORS_RETURN);
@@ -293,8 +298,11 @@ void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
         ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL context");
         return NULL;
     }
-    if (multi(ctx) && shared_possible(ctx))
-        return shared_alloc(ctx, bytes, msg);
+    if (multi(ctx) && shared_possible(ctx)) {
+        void *w = shared_alloc(ctx, bytes);
+        if (w)
+            return w;
+    }
     void *p = ember__malloc(ctx, bytes ? bytes : 1);
     int ok = p != NULL, all = ok;
     if (multi(ctx))
