@@ -62,9 +62,9 @@ run() {
 
 : > "$work/shared" ; : > "$work/mpi" ; : > "$work/mpi-ag"
 for _ in $(seq "$RUNS"); do
-    run 1 2 "$ITERS" "$work/m1.jsonl" && compute "$work/m1.jsonl" >> "$work/shared"
-    run 2 1 "$ITERS" "$work/m2.jsonl" && compute "$work/m2.jsonl" >> "$work/mpi"
-    EMBER_MPI_SHARED=0 run 2 1 "$ITERS" "$work/m3.jsonl" -x EMBER_MPI_SHARED &&
+    run 1 2 "$ITERS" "$work/m1.jsonl" >/dev/null && compute "$work/m1.jsonl" >> "$work/shared"
+    run 2 1 "$ITERS" "$work/m2.jsonl" >/dev/null && compute "$work/m2.jsonl" >> "$work/mpi"
+    EMBER_MPI_SHARED=0 run 2 1 "$ITERS" "$work/m3.jsonl" -x EMBER_MPI_SHARED >/dev/null &&
         compute "$work/m3.jsonl" >> "$work/mpi-ag"
 done
 cmp -s "$work/r.1.csv" "$work/r.2.csv" || echo "mpi.sh: WARNING: 1-rank and 2-rank ranks differ" >&2
@@ -92,8 +92,8 @@ rm -f "$work"/mon*.prof
 bytes_per_iter() {
     local pre=$1
     shift
-    run 2 1 "$ITERS" "$work/b1.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/${pre}A" "$@"
-    run 2 1 $(( 2 * ITERS )) "$work/b2.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/${pre}B" "$@"
+    run 2 1 "$ITERS" "$work/b1.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/${pre}A" "$@" >/dev/null
+    run 2 1 $(( 2 * ITERS )) "$work/b2.jsonl" "${mon[@]}" --mca pml_monitoring_filename "$work/${pre}B" "$@" >/dev/null
     echo $(( ($(sent "$work/${pre}B") - $(sent "$work/${pre}A")) / ITERS ))
 }
 per_iter=$(EMBER_MPI_SHARED=0 bytes_per_iter monAG -x EMBER_MPI_SHARED)
