@@ -268,21 +268,27 @@ static void *shared_alloc(ember_ctx *ctx, size_t bytes)
     }
     int e = MPI_Win_allocate_shared(size, 1, MPI_INFO_NULL, comm_of(ctx), &mine,
                                     &w->win);
-    ok = e == MPI_SUCCESS;
+    MPI_Aint got = 0;
+    int unit = 0;
+    void *base = NULL;
+    if (e == MPI_SUCCESS) {
+        MPI_Win_set_errhandler(w->win, MPI_ERRORS_RETURN);
+        int q = MPI_Win_shared_query(w->win, 0, &got, &unit, &base);
+        ok = q == MPI_SUCCESS && (base || bytes == 0) && (size_t)got >= bytes;
+    } else {
+        ok = 0;
+    }
     if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
         !all) {
-        /* No window (Open MPI's one-sided component or its backing file
-         * failed): the caller falls back to private memory. */
-        if (ok)
+        /* No usable window (Open MPI's one-sided component, its backing
+         * file, or a wrapper such as the monitoring component's, which
+         * does not answer MPI_Win_shared_query): the caller falls back to
+         * private memory. */
+        if (e == MPI_SUCCESS)
             MPI_Win_free(&w->win);
         ember__free(ctx, w);
         return NULL;
     }
-    MPI_Win_set_errhandler(w->win, MPI_ERRORS_RETURN);
-    MPI_Aint got = 0;
-    int unit = 0;
-    void *base = NULL;
-    MPI_Win_shared_query(w->win, 0, &got, &unit, &base);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win);
     w->base = base;
     w->bytes = bytes;
@@ -298,7 +304,7 @@ void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
         ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL context");
         return NULL;
     }
-    if (multi(ctx) && shared_possible(ctx)) {
+    if (multi(ctx) && bytes > 0 && shared_possible(ctx)) {
         void *w = shared_alloc(ctx, bytes);
         if (w)
             return w;
