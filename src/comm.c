@@ -77,12 +77,6 @@ void ember__comm_free(ember_ctx *ctx)
     ember__comm_init(&ctx->comm);
 }
 
-int ember__comm_is_shared(const ember_ctx *ctx, const void *data)
-{
-    (void)ctx, (void)data;
-    return 0;
-}
-
 void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
 {
     ember__msg_clear(msg);
@@ -210,11 +204,6 @@ static shwin *shared_find(const ember_ctx *ctx, const void *p)
         if (q >= w->base && q < w->base + (w->bytes ? w->bytes : 1))
             return w;
     return NULL;
-}
-
-int ember__comm_is_shared(const ember_ctx *ctx, const void *data)
-{
-    return data && shared_find(ctx, data) != NULL;
 }
 
 static void shared_release(ember_ctx *ctx, shwin *w)

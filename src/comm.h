@@ -98,12 +98,6 @@ int ember__comm_bcast(ember_ctx *ctx, void *data, size_t bytes, char *msg);
 int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
                                 size_t item, char *msg);
 
-/* Replicated arrays (ember_replicated_alloc, include/ember/mpi.h): when
- * data lies in one of ctx's shared-memory windows, every rank already sees
- * every range, and the all-gather of ranges is a barrier (with the memory
- * synchronisation the window needs) instead of moving bytes. */
-int ember__comm_is_shared(const ember_ctx *ctx, const void *data);
-
 /* All-gather of variable-size per-partition record arrays in partition
  * order: parts[0 .. nparts) are ember__buf (internal.h) of recsize records; on entry the
  * owned ones are filled (others are replaced); on return every rank holds
@@ -111,7 +105,10 @@ int ember__comm_is_shared(const ember_ctx *ctx, const void *data);
 int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
                                 size_t recsize, char *msg);
 
-/* All-gather of ranges of one array laid out by partition: data holds
+/* All-gather of ranges of one array laid out by partition (when data lies
+ * in one of ctx's shared-memory windows, ember_replicated_alloc in
+ * include/ember/mpi.h, every rank already sees every range and this is a
+ * barrier with the memory synchronisation the window needs): data holds
  * offsets[nparts] elements of elem bytes, partition p being elements
  * [offsets[p], offsets[p+1]); on entry this rank's owned ranges are filled,
  * on return every range is, each from its owner (in place, no copy of the
