@@ -414,8 +414,12 @@ static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
     s->buf[1] = malloc(g->n * sizeof(double));
     /* One copy a node under MPI (a shared-memory window): the all-gather
      * of the contributions is then a barrier (docs/mpi.md). */
-    s->contrib = ember_replicated_alloc(ctx, g->n * sizeof(double), msg);
-    if (!s->buf[0] || !s->buf[1] || !s->contrib) {
+    void *c = NULL;
+    int rc = ember_replicated_alloc(&c, ctx, g->n * sizeof(double), msg);
+    if (rc)
+        return rc;
+    s->contrib = c;
+    if (!s->buf[0] || !s->buf[1]) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
         return EMBER_ENOMEM;
     }

@@ -77,18 +77,16 @@ void ember__comm_free(ember_ctx *ctx)
     ember__comm_init(&ctx->comm);
 }
 
-void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg)
 {
     ember__msg_clear(msg);
-    if (!ctx) {
-        ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL context");
-        return NULL;
-    }
-    void *p = ember__malloc(ctx, bytes ? bytes : 1);
-    if (!p)
-        ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated array of "
-                   "%zu bytes", bytes);
-    return p;
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL argument");
+    *out = ember__malloc(ctx, bytes ? bytes : 1);
+    if (!*out)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated "
+                          "array of %zu bytes", bytes);
+    return EMBER_OK;
 }
 
 void ember_replicated_free(ember_ctx *ctx, void *p)
@@ -286,17 +284,16 @@ static void *shared_alloc(ember_ctx *ctx, size_t bytes)
     return base;
 }
 
-void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg)
 {
     ember__msg_clear(msg);
-    if (!ctx) {
-        ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL context");
-        return NULL;
-    }
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL argument");
+    *out = NULL;
     if (multi(ctx) && bytes > 0 && shared_possible(ctx)) {
-        void *w = shared_alloc(ctx, bytes);
-        if (w)
-            return w;
+        *out = shared_alloc(ctx, bytes);
+        if (*out)
+            return EMBER_OK;
     }
     void *p = ember__malloc(ctx, bytes ? bytes : 1);
     int ok = p != NULL, all = ok;
@@ -304,11 +301,11 @@ void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg)
         MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx));
     if (!all) {
         ember__free(ctx, p);
-        ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated array of "
-                   "%zu bytes", bytes);
-        return NULL;
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated "
+                          "array of %zu bytes", bytes);
     }
-    return p;
+    *out = p;
+    return EMBER_OK;
 }
 
 void ember_replicated_free(ember_ctx *ctx, void *p)

@@ -69,8 +69,8 @@ int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
                           size_t nparts, char *msg);
 
 /* An array that every rank holds whole, for ember_allgather_ranges to
- * fill: bytes of uninitialised memory, or NULL with msg set (on every rank
- * alike). Collective, as is ember_replicated_free, which frees it (or
+ * fill: *out gets bytes of uninitialised memory; EMBER_ENOMEM (with msg)
+ * on every rank alike when any rank has none. Collective, as is ember_replicated_free, which frees it (or
  * ember_ctx_destroy does). Serially, or with ranks on several nodes, or
  * with EMBER_MPI_SHARED=0 in any rank's environment, it is this rank's own
  * memory. With every rank on one node (MPI build) it is one MPI-3
@@ -82,7 +82,7 @@ int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
  * every rank passes a collective that all ranks contribute to (any ember
  * action, ember_loop_next, an all-gather), so no rank overwrites what
  * another still reads. */
-void *ember_replicated_alloc(ember_ctx *ctx, size_t bytes, char *msg);
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg);
 void ember_replicated_free(ember_ctx *ctx, void *p);
 
 #ifdef EMBER_MPI

@@ -726,7 +726,8 @@ static int replicated_rounds(ember_ctx *ctx)
     enum { N = 1000 };
     char msg[EMBER_MSG_SIZE];
     int R = ember_ctx_ranks(ctx), me = ember_ctx_rank(ctx), seen = 0;
-    double *a = ember_replicated_alloc(ctx, N * sizeof *a, msg);
+    double *a = NULL;
+    assert_int_equal(ember_replicated_alloc((void **)&a, ctx, N * sizeof *a, msg), EMBER_OK);
     assert_non_null(a);
     const uint64_t off7[] = {0, 1, 90, 91, 400, 401, 999, N}, off2[] = {0, 600, N};
     for (int round = 0; round < 6; round++) {
@@ -775,12 +776,17 @@ static void test_mpi_engine_replicated_gather(void **state)
         assert_false(shared);
     /* Freed by the context if the program does not. */
     char msg[EMBER_MSG_SIZE];
-    assert_non_null(ember_replicated_alloc(ctx, 64, msg));
+    void *left = NULL;
+    assert_int_equal(ember_replicated_alloc(&left, ctx, 64, msg), EMBER_OK);
+    assert_non_null(left);
     ember_ctx_destroy(&ctx);
     /* Serial context: plain memory, the gather a no-op. */
     ember_ctx *ser = make_ctx(0, 1);
-    double *b = ember_replicated_alloc(ser, 8 * sizeof *b, msg);
+    double *b = NULL;
+    assert_int_equal(ember_replicated_alloc((void **)&b, ser, 8 * sizeof *b, msg), EMBER_OK);
     assert_non_null(b);
+    assert_int_equal(ember_replicated_alloc(NULL, ser, 8, msg), EMBER_EINVAL);
+    assert_non_null(strstr(msg, "NULL argument"));
     const uint64_t off[] = {0, 8};
     b[3] = 2.5;
     assert_int_equal(ember_allgather_ranges(ser, b, sizeof *b, off, 1, msg), EMBER_OK);
