@@ -11,7 +11,7 @@
  * (pull-based: each vertex sums what it reads, no atomics), renumbered by
  * descending out-degree so the most-read contributions share cache lines.
  * The ranks are an ember dataset of f64, partitioned by vertex ranges of
- * about equal edge counts, and bound to the loop, so a kill loses at most
+ * about equal work (a vertex weighs 16 edges), and bound to the loop, so a kill loses at most
  * the iterations since the last checkpoint. An iteration is two
  * map_partitions over the ranks: the first writes each range's
  * contributions r[u] / outdeg(u) into the broadcast contribution vector,
@@ -31,6 +31,12 @@
  * From an ember HDF5 file with the stored pull layout each rank reads
  * only the in-edges of the rows it owns (ember_graph_opts.owned_rows;
  * not with --verify, whose serial check reads every row).
+ * The contribution vector is a replicated array (ember_replicated_alloc):
+ * with every rank on one node it is one shared-memory window, each rank
+ * writes its own ranges and its all-gather is a barrier; the L1 slots'
+ * all-gather after `pull` is what keeps a rank's next `prepare` from
+ * overwriting contributions another rank still reads. EMBER_PHASES=1
+ * prints each rank's time per phase of an iteration.
  */
 #include <ember.h>
 #include <ember/graph.h>
@@ -207,13 +213,21 @@ static double sum_parts(const double *x, size_t parts)
     return t;
 }
 
+/* foreach: a pass that emits nothing (prepare) runs as a foreach of this,
+ * not as a count: a count adds an agreement and an all-gather of
+ * per-partition counts under MPI, two more waits an iteration. */
+static int discard(const void *in, size_t n, size_t part, void *arg)
+{
+    (void)in, (void)n, (void)part, (void)arg;
+    return 0;
+}
+
 /* Runs fn over the ranks as a map_partitions; `sink` stores its records. */
 static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
 {
     ember_type f64 = ember_type_scalar(EMBER_F64);
     ember_ds *cds = NULL, *next = NULL;
     ember_bcast *bc = NULL;
-    uint64_t count = 0;
     int rc = ember_from_array(&cds, s->ctx, &f64, s->contrib, s->g->n, 1,
                               EMBER_BORROW, msg);
     if (!rc)
@@ -229,7 +243,7 @@ static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
         memset(s->cursor, 0, s->parts * sizeof *s->cursor);
         rc = ember_foreach(next, store, s, msg);
     } else if (!rc) {
-        rc = ember_count(next, &count, msg);
+        rc = ember_foreach(next, discard, NULL, msg);
     }
     ember_ds_free(&next);
     ember_bcast_free(&bc);
@@ -283,31 +297,103 @@ static int adopt_ranks(pr *s, char *msg)
     return EMBER_OK;
 }
 
+/* ---- phase times (EMBER_PHASES) --------------------------------------------- */
+
+/* Where an iteration's time goes on this rank (bench/mpi.sh, docs/mpi.md):
+ * wall seconds of each phase of step(), summed over the iterations, and
+ * the seconds the tasks of each pass ran (summed over this rank's
+ * threads); the rest of a pass is the executor's copying and, under MPI,
+ * waiting for the other ranks. On when EMBER_PHASES is set; each rank
+ * prints one line to stderr at the end. */
+enum { PH_PREPARE, PH_GATHER_C, PH_GATHER_D, PH_PULL, PH_GATHER_R, PH_REBUILD,
+       PH_LOOP, PH_N };
+static struct {
+    int on, pass;
+    uint64_t steps;
+    double t[PH_N], task[2], mark;
+    ember_emit_fn fn;
+} phases;
+
+static void phase_mark(int i)
+{
+    if (!phases.on)
+        return;
+    double t = ember_cli_now();
+    if (phases.mark > 0)
+        phases.t[i] += t - phases.mark;
+    phases.mark = t;
+}
+
+static int timed_task(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    double t = ember_cli_now();
+    int rc = phases.fn(in, n, em, arg);
+    t = ember_cli_now() - t;
+    #pragma omp atomic
+    phases.task[phases.pass] += t;
+    return rc;
+}
+
+/* run_pass, its tasks timed when phases are on. */
+static int pass(pr *s, ember_emit_fn fn, int sink, char *msg)
+{
+    if (!phases.on)
+        return run_pass(s, fn, sink, msg);
+    phases.fn = fn;
+    phases.pass = sink;
+    return run_pass(s, timed_task, sink, msg);
+}
+
+static void phases_print(int rank)
+{
+    if (!phases.on || !phases.steps)
+        return;
+    double k = 1e3 / (double)phases.steps;
+    fprintf(stderr,
+            "ember-pagerank: rank %d, ms per iteration (%" PRIu64 "): prepare %.2f "
+            "(tasks %.2f), gather contributions %.2f, gather dangling %.2f, pull %.2f "
+            "(tasks %.2f), gather L1 %.2f, rebuild %.2f, loop %.2f\n",
+            rank, phases.steps, phases.t[PH_PREPARE] * k, phases.task[0] * k,
+            phases.t[PH_GATHER_C] * k, phases.t[PH_GATHER_D] * k, phases.t[PH_PULL] * k,
+            phases.task[1] * k, phases.t[PH_GATHER_R] * k, phases.t[PH_REBUILD] * k,
+            phases.t[PH_LOOP] * k);
+}
+
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
 {
     (void)iteration;
     pr *s = arg;
     const double n = (double)s->g->n;
     int rc = EMBER_OK;
+    phase_mark(PH_LOOP);
+    phases.steps++;
     if (!s->adopted) {
         if ((rc = adopt_ranks(s, msg)))
             return rc;
         s->adopted = 1;
     }
-    if ((rc = run_pass(s, prepare, 0, msg)) ||
-        (rc = ember_allgather_ranges(s->ctx, s->contrib, sizeof(double), s->off,
-                                     s->parts, msg)) ||
-        (rc = ember_allgather_items(s->ctx, s->dang_part, sizeof(double), s->parts,
+    if ((rc = pass(s, prepare, 0, msg)))
+        return rc;
+    phase_mark(PH_PREPARE);
+    if ((rc = ember_allgather_ranges(s->ctx, s->contrib, sizeof(double), s->off,
+                                     s->parts, msg)))
+        return rc;
+    phase_mark(PH_GATHER_C);
+    if ((rc = ember_allgather_items(s->ctx, s->dang_part, sizeof(double), s->parts,
                                     msg)))
         return rc;
+    phase_mark(PH_GATHER_D);
     s->base = (1.0 - s->d) / n + s->d * sum_parts(s->dang_part, s->parts) / n;
     /* Write into whichever buffer the current ranks do not use. */
     double *dst = ember_array_data(s->ranks, NULL) == s->buf[0] ? s->buf[1] : s->buf[0];
     s->dst = dst;
-    if ((rc = run_pass(s, pull, 1, msg)) ||
-        (rc = ember_allgather_items(s->ctx, s->res_part, sizeof(double), s->parts,
+    if ((rc = pass(s, pull, 1, msg)))
+        return rc;
+    phase_mark(PH_PULL);
+    if ((rc = ember_allgather_items(s->ctx, s->res_part, sizeof(double), s->parts,
                                     msg)))
         return rc;
+    phase_mark(PH_GATHER_R);
     ember_ds *next = NULL;
     ember_type f64 = ember_type_scalar(EMBER_F64);
     rc = ember_from_array_parts(&next, s->ctx, &f64, dst, s->g->n, s->off, s->parts,
@@ -317,6 +403,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     ember_ds_set_name(next, "ranks");
     ember_ds_free(&s->ranks);
     s->ranks = next;
+    phase_mark(PH_REBUILD);
     *value = sum_parts(s->res_part, s->parts);
     return s->tolerance > 0 && *value < s->tolerance ? EMBER_DONE : EMBER_OK;
 }
@@ -351,8 +438,14 @@ static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
     s->tolerance = cli->tolerance;
     s->buf[0] = malloc(g->n * sizeof(double));
     s->buf[1] = malloc(g->n * sizeof(double));
-    s->contrib = malloc(g->n * sizeof(double));
-    if (!s->buf[0] || !s->buf[1] || !s->contrib) {
+    /* One copy a node under MPI (a shared-memory window): the all-gather
+     * of the contributions is then a barrier (docs/mpi.md). */
+    void *c = NULL;
+    int rc = ember_replicated_alloc(&c, ctx, g->n * sizeof(double), msg);
+    if (rc)
+        return rc;
+    s->contrib = c;
+    if (!s->buf[0] || !s->buf[1]) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
         return EMBER_ENOMEM;
     }
@@ -367,7 +460,7 @@ static void free_state(pr *s)
     ember_ds_free(&s->ranks);
     free(s->buf[0]);
     free(s->buf[1]);
-    free(s->contrib);
+    ember_replicated_free(s->ctx, s->contrib);
     free(s->res_part);
     free(s->dang_part);
     free(s->cursor);
@@ -377,7 +470,7 @@ static void free_state(pr *s)
 /* ---- output ---------------------------------------------------------------------- */
 
 /* The final ranks by label (the degree order undone), in the
- * contribution vector's room: it is not needed any more. */
+ * contribution vector's stead: it is not needed any more. */
 /* Each rank's ranges of the final ranks to every rank (a restored run that
  * ran no iteration adopts the restored partitioning first). */
 static int gather_ranks(pr *s, char *msg)
@@ -397,9 +490,18 @@ static double *ranks_by_label(pr *s, char *msg)
 {
     const ember_graph *g = s->g;
     const double *r = ember_array_data(s->ranks, NULL);
-    double *out = s->contrib;
     if (!r) {
         snprintf(msg, EMBER_MSG_SIZE, "the ranks are not an array");
+        return NULL;
+    }
+    /* In place of the contributions (every rank is here: the free is
+     * collective), in this rank's own memory: a shared window would have
+     * every rank write it at once. */
+    ember_replicated_free(s->ctx, s->contrib);
+    s->contrib = NULL;
+    double *out = malloc(g->n * sizeof *out);
+    if (!out) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
         return NULL;
     }
     for (uint64_t v = 0; v < g->n; v++)
@@ -577,8 +679,10 @@ int main(int argc, char **argv)
         rc = ember_loop_bind_ds(loop, "ranks", &s.ranks);
     if (!rc) /* a checkpoint's values are in the internal order: their ids */
         rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
+    phases.on = getenv("EMBER_PHASES") != NULL;
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    phases_print(cli.rank);
     if (!rc)
         rc = gather_ranks(&s, msg);
     if (!rc && !(final = ranks_by_label(&s, msg)))
@@ -594,6 +698,7 @@ int main(int argc, char **argv)
     if (!rc && cli.verify && root)
         exit_extra = verify(g, ember_array_data(s.ranks, NULL), &cli);
     ember_loop_destroy(&loop);
+    free(final);
     free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);

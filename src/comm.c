@@ -13,6 +13,7 @@
 #include "ember/mpi.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
@@ -25,6 +26,7 @@ void ember__comm_init(ember__comm *c)
     c->rank = 0;
     c->size = 1;
     c->mpi = NULL;
+    c->shared = NULL;
 }
 
 int ember__comm_rank(const ember_ctx *ctx)
@@ -73,6 +75,24 @@ int ember__comm_owns(const ember_ctx *ctx, size_t nparts, size_t part)
 void ember__comm_free(ember_ctx *ctx)
 {
     ember__comm_init(&ctx->comm);
+}
+
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL argument");
+    *out = ember__malloc(ctx, bytes ? bytes : 1);
+    if (!*out)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated "
+                          "array of %zu bytes", bytes);
+    return EMBER_OK;
+}
+
+void ember_replicated_free(ember_ctx *ctx, void *p)
+{
+    if (ctx)
+        ember__free(ctx, p);
 }
 
 int ember__comm_agree(ember_ctx *ctx, int64_t *flags, size_t n,
@@ -164,8 +184,145 @@ static int mpi_fail(char *msg, int err, const char *what)
     return ember__err(msg, EMBER_EIO, "MPI %s failed: %s", what, s);
 }
 
+/* ---- replicated arrays: one shared-memory window per array --------------- */
+
+/* A live window of ember_replicated_alloc: rank 0 allocated all of it,
+ * every rank maps it at base (addresses differ between ranks). */
+typedef struct shwin {
+    MPI_Win win;
+    unsigned char *base;
+    size_t bytes;
+    struct shwin *next;
+} shwin;
+
+static shwin *shared_find(const ember_ctx *ctx, const void *p)
+{
+    const unsigned char *q = p;
+    for (shwin *w = ctx->comm.shared; w; w = w->next)
+        if (q >= w->base && q < w->base + (w->bytes ? w->bytes : 1))
+            return w;
+    return NULL;
+}
+
+static void shared_release(ember_ctx *ctx, shwin *w)
+{
+    shwin **pp = (shwin **)&ctx->comm.shared;
+    while (*pp && *pp != w)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = w->next;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) {
+        MPI_Win_unlock_all(w->win);
+        MPI_Win_free(&w->win);
+    }
+    ember__free(ctx, w);
+}
+
+/* 1 when every rank of ctx shares memory with every other (one node) and
+ * EMBER_MPI_SHARED is not 0 on any rank; collective. */
+static int shared_possible(ember_ctx *ctx)
+{
+    const char *env = getenv("EMBER_MPI_SHARED");
+    int want = !(env && strcmp(env, "0") == 0), one = 0, all = 0;
+    MPI_Comm node;
+    if (MPI_Comm_split_type(comm_of(ctx), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                            &node) == MPI_SUCCESS) {
+        int n = 0;
+        MPI_Comm_size(node, &n);
+        one = n == ctx->comm.size;
+        MPI_Comm_free(&node);
+    }
+    int mine = want && one;
+    if (MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS)
+        return 0;
+    return all;
+}
+
+/* The window, or NULL (the same outcome on every rank): then the caller
+ * uses private memory. */
+static void *shared_alloc(ember_ctx *ctx, size_t bytes)
+{
+    shwin *w = ember__calloc(ctx, 1, sizeof *w);
+    int ok = w != NULL, all = 0;
+    MPI_Aint size = ctx->comm.rank == 0 ? (MPI_Aint)bytes : 0;
+    void *mine = NULL;
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
+        !all) {
+        ember__free(ctx, w);
+        return NULL;
+    }
+    int e = MPI_Win_allocate_shared(size, 1, MPI_INFO_NULL, comm_of(ctx), &mine,
+                                    &w->win);
+    MPI_Aint got = 0;
+    int unit = 0;
+    void *base = NULL;
+    if (e == MPI_SUCCESS) {
+        MPI_Win_set_errhandler(w->win, MPI_ERRORS_RETURN);
+        int q = MPI_Win_shared_query(w->win, 0, &got, &unit, &base);
+        ok = q == MPI_SUCCESS && (base || bytes == 0) && (size_t)got >= bytes;
+    } else {
+        ok = 0;
+    }
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
+        !all) {
+        /* No usable window (Open MPI's one-sided component, its backing
+         * file, or a wrapper such as the monitoring component's, which
+         * does not answer MPI_Win_shared_query): the caller falls back to
+         * private memory. */
+        if (e == MPI_SUCCESS)
+            MPI_Win_free(&w->win);
+        ember__free(ctx, w);
+        return NULL;
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win);
+    w->base = base;
+    w->bytes = bytes;
+    w->next = ctx->comm.shared;
+    ctx->comm.shared = w;
+    return base;
+}
+
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!out || !ctx)
+        return ember__err(msg, EMBER_EINVAL, "ember_replicated_alloc: NULL argument");
+    *out = NULL;
+    if (multi(ctx) && bytes > 0 && shared_possible(ctx)) {
+        *out = shared_alloc(ctx, bytes);
+        if (*out)
+            return EMBER_OK;
+    }
+    void *p = ember__malloc(ctx, bytes ? bytes : 1);
+    int ok = p != NULL, all = ok;
+    if (multi(ctx))
+        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx));
+    if (!all) {
+        ember__free(ctx, p);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory for a replicated "
+                          "array of %zu bytes", bytes);
+    }
+    *out = p;
+    return EMBER_OK;
+}
+
+void ember_replicated_free(ember_ctx *ctx, void *p)
+{
+    if (!ctx || !p)
+        return;
+    shwin *w = shared_find(ctx, p);
+    if (w)
+        shared_release(ctx, w);
+    else
+        ember__free(ctx, p);
+}
+
 void ember__comm_free(ember_ctx *ctx)
 {
+    while (ctx->comm.shared)
+        shared_release(ctx, ctx->comm.shared);
     if (ctx->comm.mpi) {
         int fin = 0;
         MPI_Finalized(&fin);
@@ -429,6 +586,17 @@ int ember__comm_allgather_ranges(ember_ctx *ctx, void *data, size_t elem,
 {
     if (!multi(ctx) || nparts == 0)
         return EMBER_OK;
+    shwin *w = shared_find(ctx, data);
+    if (w) {
+        /* Every rank wrote its ranges into the one array: make the stores
+         * visible, wait for every rank's, and see theirs. */
+        int e = MPI_Win_sync(w->win);
+        if (e == MPI_SUCCESS)
+            e = MPI_Barrier(comm_of(ctx));
+        if (e == MPI_SUCCESS)
+            e = MPI_Win_sync(w->win);
+        return e == MPI_SUCCESS ? EMBER_OK : mpi_fail(msg, e, "shared all-gather");
+    }
     if (offsets[nparts] >= (uint64_t)INT_MAX)
         return ember__err(msg, EMBER_ERANGE,
                           "MPI all-gather of %llu elements: MPI's int counts "

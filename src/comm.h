@@ -42,6 +42,8 @@ typedef struct {
     int size;      /* 1: serial, every call trivial */
     void *mpi;     /* MPI build with a communicator: an MPI_Comm * (a dup,
                       freed with the context); NULL otherwise */
+    void *shared;  /* MPI: the live shared-memory windows of
+                      ember_replicated_alloc (a list), NULL otherwise */
 } ember__comm;
 
 /* The serial communicator (rank 0 of 1). */
@@ -103,7 +105,10 @@ int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,
 int ember__comm_allgather_parts(ember_ctx *ctx, void *parts, size_t nparts,
                                 size_t recsize, char *msg);
 
-/* All-gather of ranges of one array laid out by partition: data holds
+/* All-gather of ranges of one array laid out by partition (when data lies
+ * in one of ctx's shared-memory windows, ember_replicated_alloc in
+ * include/ember/mpi.h, every rank already sees every range and this is a
+ * barrier with the memory synchronisation the window needs): data holds
  * offsets[nparts] elements of elem bytes, partition p being elements
  * [offsets[p], offsets[p+1]); on entry this rank's owned ranges are filled,
  * on return every range is, each from its owner (in place, no copy of the

@@ -906,11 +906,20 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
 
 #define EDGES_PER_PART ((uint64_t)1 << 16)
 #define MAX_AUTO_PARTS 4096
-/* A vertex weighs as much as this many edges: its own work (a few reads
- * and writes of its records) is several times an edge's gather, and the
- * weight also caps the vertices of a partition, hence the task buffers of
- * the long tails of edge-less vertices. */
-#define VERTEX_WEIGHT 4
+/* A vertex weighs as much as this many edges when boundaries are placed:
+ * its own work (reading its row bounds and old value, writing its new
+ * value, and the executor copying its record through a map_partitions and
+ * a foreach, twice an iteration) costs about 16 edge gathers in PageRank
+ * (measured at Kronecker scale 20, docs/mpi.md). With 4 the vertex-heavy
+ * tail of a degree-ordered graph held twice the work of the edge-heavy
+ * head: no matter to a thread team that takes partitions dynamically, but
+ * 2.3x between two MPI ranks, which own contiguous blocks of partitions.
+ * The weight also caps the vertices of a partition, hence the task
+ * buffers of the long tails of edge-less vertices. */
+#define VERTEX_WEIGHT 16
+/* The automatic partition count keeps its older weight of 4, so default
+ * partition counts do not change. */
+#define COUNT_VERTEX_WEIGHT 4
 
 int ember_graph_partition(uint64_t **offsets, size_t *parts,
                           const ember_graph *g, size_t want, char *msg)
@@ -921,7 +930,7 @@ int ember_graph_partition(uint64_t **offsets, size_t *parts,
     uint64_t total = VERTEX_WEIGHT * g->n + g->m;
     size_t P = want;
     if (!P) {
-        uint64_t p = total / EDGES_PER_PART;
+        uint64_t p = (COUNT_VERTEX_WEIGHT * g->n + g->m) / EDGES_PER_PART;
         P = p < 1 ? 1 : p > MAX_AUTO_PARTS ? MAX_AUTO_PARTS : (size_t)p;
     }
     if (g->n && P > g->n)

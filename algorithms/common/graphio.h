@@ -12,7 +12,7 @@
 
 /* A dataset of g->n values of kind over values (borrowed: the caller keeps
  * it alive and may rewrite it between actions), partitioned in vertex
- * ranges of about equal edge counts (ember_graph_partition), named name. */
+ * ranges of about equal work (edges and vertices, ember_graph_partition), named name. */
 int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *g,
                              size_t partitions, ember_scalar kind, void *values,
                              const char *name, char *msg);

@@ -189,10 +189,11 @@ static inline uint64_t ember_graph_label(const ember_graph *g, uint64_t v)
 }
 
 /* Partition boundaries over the vertices, contiguous ranges with about the
- * same weight each (a vertex weighs as much as 4 edges): parts + 1 offsets
- * into *offsets (a ctx allocation freed with ember_free). want 0: from the
- * graph's size (a weight of about 64 Ki a partition, at most 4096, never
- * from the thread count). */
+ * same weight each (a vertex weighs as much as 16 edges, about its cost in
+ * PageRank, so that MPI ranks' blocks of partitions cost the same):
+ * parts + 1 offsets into *offsets (a ctx allocation freed with
+ * ember_free). want 0: from the graph's size (4 n + m over 64 Ki, at most
+ * 4096, never from the thread count). */
 int ember_graph_partition(uint64_t **offsets, size_t *parts,
                           const ember_graph *g, size_t want, char *msg);
 

@@ -68,6 +68,23 @@ int ember_allgather_ranges(ember_ctx *ctx, void *data, size_t elem_size,
 int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
                           size_t nparts, char *msg);
 
+/* An array that every rank holds whole, for ember_allgather_ranges to
+ * fill: *out gets bytes of uninitialised memory; EMBER_ENOMEM (with msg)
+ * on every rank alike when any rank has none. Collective, as is ember_replicated_free, which frees it (or
+ * ember_ctx_destroy does). Serially, or with ranks on several nodes, or
+ * with EMBER_MPI_SHARED=0 in any rank's environment, it is this rank's own
+ * memory. With every rank on one node (MPI build) it is one MPI-3
+ * shared-memory window mapped by all of them: one copy a node instead of
+ * one a rank, and ember_allgather_ranges on it moves no bytes (it is a
+ * barrier: each rank wrote its own ranges in place, and then sees all).
+ * The caller's rule in that case: a rank writes only its own ranges, and
+ * between the last read of an array's contents and the next write into it
+ * every rank passes a collective that all ranks contribute to (any ember
+ * action, ember_loop_next, an all-gather), so no rank overwrites what
+ * another still reads. */
+int ember_replicated_alloc(void **out, ember_ctx *ctx, size_t bytes, char *msg);
+void ember_replicated_free(ember_ctx *ctx, void *p);
+
 #ifdef EMBER_MPI
 /* Gives ctx a duplicate of comm (MPI_Comm_dup: collective over comm; it is
  * freed by ember_ctx_destroy, which must then run before MPI_Finalize).

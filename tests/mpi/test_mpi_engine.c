@@ -713,6 +713,88 @@ static void test_mpi_engine_zip_mismatch_refused(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* ---- replicated arrays: a shared window per node, or private memory -------------------- */
+
+/* Rounds of "each rank writes its own ranges, then all-gathers", as
+ * PageRank's contribution vector does, over partitions of uneven sizes
+ * (P = 7) and over fewer partitions than ranks (P = 2: a rank may own
+ * nothing). Every element must hold its round's value on every rank.
+ * Returns 1 when the array was visibly shared: another rank's write was
+ * seen after a bare barrier, without the all-gather. */
+static int replicated_rounds(ember_ctx *ctx)
+{
+    enum { N = 1000 };
+    char msg[EMBER_MSG_SIZE];
+    int R = ember_ctx_ranks(ctx), me = ember_ctx_rank(ctx), seen = 0;
+    double *a = NULL;
+    assert_int_equal(ember_replicated_alloc((void **)&a, ctx, N * sizeof *a, msg), EMBER_OK);
+    assert_non_null(a);
+    const uint64_t off7[] = {0, 1, 90, 91, 400, 401, 999, N}, off2[] = {0, 600, N};
+    for (int round = 0; round < 6; round++) {
+        const uint64_t *off = round % 2 ? off2 : off7;
+        size_t P = round % 2 ? 2 : 7;
+        size_t lo = P * (size_t)me / (size_t)R, hi = P * (size_t)(me + 1) / (size_t)R;
+        for (uint64_t i = off[lo]; i < off[hi]; i++)
+            a[i] = round * 1e6 + (double)i;
+        /* A write is visible before the all-gather only if the memory is
+         * shared: rank 0 looks at the last rank's first element. */
+        MPI_Barrier(MPI_COMM_WORLD);
+        size_t llo = P * (size_t)(R - 1) / (size_t)R;
+        if (me == 0 && R > 1 && llo < P && a[off[llo]] == round * 1e6 + (double)off[llo])
+            seen++;
+        assert_int_equal(ember_allgather_ranges(ctx, a, sizeof *a, off, P, msg), EMBER_OK);
+        for (uint64_t i = 0; i < N; i++)
+            assert_true(a[i] == round * 1e6 + (double)i);
+        /* The collective between the reads above and the next writes. */
+        double slot[7] = {0};
+        for (size_t p = lo; p < hi; p++)
+            slot[p] = (double)p;
+        assert_int_equal(ember_allgather_items(ctx, slot, sizeof *slot, P, msg), EMBER_OK);
+        for (size_t p = 0; p < P; p++)
+            assert_true(slot[p] == (double)p);
+    }
+    ember_replicated_free(ctx, a);
+    return seen == 6;
+}
+
+static void test_mpi_engine_replicated_gather(void **state)
+{
+    (void)state;
+    int size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ember_ctx *ctx = make_ctx(1, 1);
+    /* mpirun runs every rank of the tests on this one machine: shared. */
+    int shared = replicated_rounds(ctx);
+    int rank = ember_ctx_rank(ctx);
+    if (size > 1 && rank == 0)
+        assert_true(shared);
+    /* EMBER_MPI_SHARED=0: private memory, the bytes really move. */
+    setenv("EMBER_MPI_SHARED", "0", 1);
+    shared = replicated_rounds(ctx);
+    unsetenv("EMBER_MPI_SHARED");
+    if (rank == 0)
+        assert_false(shared);
+    /* Freed by the context if the program does not. */
+    char msg[EMBER_MSG_SIZE];
+    void *left = NULL;
+    assert_int_equal(ember_replicated_alloc(&left, ctx, 64, msg), EMBER_OK);
+    assert_non_null(left);
+    ember_ctx_destroy(&ctx);
+    /* Serial context: plain memory, the gather a no-op. */
+    ember_ctx *ser = make_ctx(0, 1);
+    double *b = NULL;
+    assert_int_equal(ember_replicated_alloc((void **)&b, ser, 8 * sizeof *b, msg), EMBER_OK);
+    assert_non_null(b);
+    assert_int_equal(ember_replicated_alloc(NULL, ser, 8, msg), EMBER_EINVAL);
+    assert_non_null(strstr(msg, "NULL argument"));
+    const uint64_t off[] = {0, 8};
+    b[3] = 2.5;
+    assert_int_equal(ember_allgather_ranges(ser, b, sizeof *b, off, 1, msg), EMBER_OK);
+    assert_true(b[3] == 2.5);
+    ember_replicated_free(ser, b);
+    ember_ctx_destroy(&ser);
+}
+
 /* ---- the hook ------------------------------------------------------------------------- */
 
 static void test_mpi_engine_set_comm(void **state)
@@ -755,6 +837,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_engine_persist),
         cmocka_unit_test(test_mpi_engine_zip_mismatch_refused),
         cmocka_unit_test(test_mpi_engine_set_comm),
+        cmocka_unit_test(test_mpi_engine_replicated_gather),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -1054,10 +1054,10 @@ static void test_graph_partition(void **state)
     TU_OKM(ember_graph_partition(&off, &parts, g, 7, msg), msg);
     assert_int_equal(parts, 7);
     /* the heavy rows (0..99) are spread: no part holds far more weight */
-    uint64_t total = 4 * g->n + g->m;
+    uint64_t total = 16 * g->n + g->m;
     for (size_t p = 0; p < parts; p++) {
-        uint64_t w = 4 * (off[p + 1] - off[p]) + g->offsets[off[p + 1]] - g->offsets[off[p]];
-        assert_true(w <= total / 7 + 4 + 2 * (g->m / 100 + 1));
+        uint64_t w = 16 * (off[p + 1] - off[p]) + g->offsets[off[p + 1]] - g->offsets[off[p]];
+        assert_true(w <= total / 7 + 16 + 2 * (g->m / 100 + 1));
     }
     ember_free(ctx, off);
     TU_OKM(ember_graph_partition(&off, &parts, g, 1000000, msg), msg);
