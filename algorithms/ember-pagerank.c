@@ -272,11 +272,13 @@ static int adopt_ranks(pr *s, char *msg)
         if (rc != EMBER_ESTATE)
             return rc;
         /* only a restored partitioning can differ from the loaded one
-         * (--force-resume with another --partitions) */
-        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's ranks are in %zu "
-                 "partitions, not in this run's (--partitions): on several MPI "
-                 "ranks each rank loads only its partitions' rows, so resume "
-                 "with --partitions %zu", parts, parts);
+         * (--force-resume with another --partitions, or a checkpoint of an
+         * ember that drew partition boundaries differently) */
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's ranks are partitioned "
+                 "otherwise than this run's graph rows (%zu partitions; another "
+                 "--partitions, or another ember version): on several MPI ranks "
+                 "each rank loads only its partitions' rows, so resume with "
+                 "--partitions %zu, or on one rank", parts, parts);
         return EMBER_EMISMATCH;
     }
     if (parts != s->parts) {
