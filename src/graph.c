@@ -824,6 +824,39 @@ int ember_graph_check_owned(const ember_graph *g, const uint64_t *offsets,
     return ember__comm_agree_status(g->ctx, rc, (uint64_t)ember__comm_rank(g->ctx), msg);
 }
 
+/* opts->owned_rows on several ranks, after a load that built the whole
+ * graph (text, or an HDF5 file without the stored pull layout): keeps the
+ * rows of this rank's block of ember_graph_partition's partitions, as the
+ * stored layout's ranged read does, and gives back the rest. The load's
+ * peak still held every row; the run holds its own. */
+static int keep_owned_rows(ember_graph *g, const ember_graph_opts *opts, char *msg)
+{
+    uint64_t *poff = NULL;
+    size_t parts = 0, plo = 0, phi = 0;
+    int rc = ember_graph_partition(&poff, &parts, g, opts->partitions, msg);
+    if (rc)
+        return rc;
+    ember__comm_owned(g->ctx, parts, &plo, &phi);
+    uint64_t lo = poff[plo], hi = poff[phi];
+    ember__free(g->ctx, poff);
+    uint64_t elo = g->offsets[lo], held = g->offsets[hi] - elo;
+    memmove(g->adj, g->adj + elo, held * sizeof *g->adj);
+    uint32_t *adj = ember__realloc(g->ctx, g->adj, (held ? held : 1) * sizeof *adj);
+    if (adj)
+        g->adj = adj; /* else the old block, larger, stays */
+    if (g->weights) {
+        memmove(g->weights, g->weights + elo, held * sizeof *g->weights);
+        double *w = ember__realloc(g->ctx, g->weights,
+                                   (held ? held : 1) * sizeof *w);
+        if (w)
+            g->weights = w;
+    }
+    g->row_lo = lo;
+    g->row_hi = hi;
+    g->edge_lo = elo;
+    return EMBER_OK;
+}
+
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
                      const ember_graph_opts *opts, char *msg)
 {
@@ -848,6 +881,9 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
         rc = ember__graph_load_text(g, path, f == EMBER_GRAPH_MTX, opts, msg);
     else
         rc = ember__err(msg, EMBER_EINVAL, "%s: unknown graph format %d", path, (int)f);
+    if (!rc && opts->owned_rows && ember__comm_size(ctx) > 1 && ember_graph_whole(g) &&
+        g->by_destination)
+        rc = keep_owned_rows(g, opts, msg);
     /* Ranks that read their own rows may fail apart (a bad value in one
      * slice): every rank returns the lowest failing rank's status. */
     if (opts->owned_rows && ember__comm_size(ctx) > 1)

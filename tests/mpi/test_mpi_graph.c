@@ -103,11 +103,12 @@ static void write_graph(const char *path)
 static const ember_graph_opts pull_opts = {.by_destination = 1, .degree_order = 1};
 
 /* Loads path whole on a serial context. */
-static ember_graph *load_whole(ember_ctx *ser, const char *path)
+static ember_graph *load_whole(ember_ctx *ser, const char *path,
+                               const ember_graph_opts *o)
 {
     char msg[EMBER_MSG_SIZE];
     ember_graph *g = NULL;
-    OK(ember_graph_load(&g, ser, path, &pull_opts, msg));
+    OK(ember_graph_load(&g, ser, path, o, msg));
     assert_true(ember_graph_whole(g));
     return g;
 }
@@ -121,21 +122,24 @@ static void assert_same_vertices(const ember_graph *w, const ember_graph *r)
     assert_int_equal(r->by_destination, 1);
     assert_memory_equal(w->offsets, r->offsets, (w->n + 1) * sizeof *w->offsets);
     assert_memory_equal(w->out_degree, r->out_degree, w->n * sizeof *w->out_degree);
-    assert_memory_equal(w->perm, r->perm, w->n * sizeof *w->perm);
+    assert_int_equal(!w->perm, !r->perm);
+    if (w->perm)
+        assert_memory_equal(w->perm, r->perm, w->n * sizeof *w->perm);
 }
 
-/* A rank holds exactly the rows of its block of partitions, with the
- * whole graph's bytes; the ranks' edges add up to m, and with more than
- * one rank each holds fewer. */
-static void check_rows(size_t want_parts)
+/* A rank that loads path with opts base and owned_rows holds exactly the
+ * rows of its block of partitions, with the whole graph's bytes; the
+ * ranks' edges add up to m, and with more than one rank each holds fewer. */
+static void check_file_rows(const char *path, ember_graph_opts base,
+                            size_t want_parts)
 {
     char msg[EMBER_MSG_SIZE];
     ember_ctx *ser = make_ctx(0), *world = make_ctx(1);
-    ember_graph *w = load_whole(ser, "g.h5"), *r = NULL;
-    ember_graph_opts o = pull_opts;
+    ember_graph *w = load_whole(ser, path, &base), *r = NULL;
+    ember_graph_opts o = base;
     o.owned_rows = 1;
     o.partitions = want_parts;
-    OK(ember_graph_load(&r, world, "g.h5", &o, msg));
+    OK(ember_graph_load(&r, world, path, &o, msg));
     assert_same_vertices(w, r);
     /* the partitions: those of the serial graph, at any rank count */
     uint64_t *pw = NULL, *pr = NULL;
@@ -186,6 +190,11 @@ static void check_rows(size_t want_parts)
     ember_ctx_destroy(&ser);
 }
 
+static void check_rows(size_t want_parts)
+{
+    check_file_rows("g.h5", pull_opts, want_parts);
+}
+
 static void test_mpi_graph_owned_rows(void **state)
 {
     (void)state;
@@ -203,9 +212,10 @@ static void test_mpi_graph_rank_without_rows(void **state)
     check_rows(1);
 }
 
-/* Files without the stored layout, and options other than the pull
- * layout's: every rank holds the whole graph, as a serial load. */
-static void test_mpi_graph_whole_without_layout(void **state)
+/* Files without the stored layout (an old CSR, an edge list), and options
+ * other than the pull layout's: the whole graph is built on every rank,
+ * then each keeps its own rows, as from the stored layout. */
+static void test_mpi_graph_rows_after_whole_load(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
@@ -235,31 +245,13 @@ static void test_mpi_graph_whole_without_layout(void **state)
         ember_ctx_destroy(&ser);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    ember_ctx *ser = make_ctx(0), *world = make_ctx(1);
-    ember_graph *w = load_whole(ser, "g.h5");
-    const char *files[] = {"old.h5", "g.el"};
-    for (int k = 0; k < 2; k++) {
-        ember_graph_opts o = pull_opts;
-        o.owned_rows = 1;
-        o.partitions = 5;
-        ember_graph *r = NULL;
-        OK(ember_graph_load(&r, world, files[k], &o, msg));
-        assert_same_vertices(w, r);
-        assert_true(ember_graph_whole(r));
-        assert_int_equal(ember_graph_held_edges(r), w->m);
-        assert_memory_equal(r->adj, w->adj, w->m * sizeof *w->adj);
-        ember_graph_free(&r);
-    }
-    /* owned_rows with a layout the file does not store: whole too */
-    ember_graph_opts o = {.by_destination = 1, .owned_rows = 1, .partitions = 5};
-    ember_graph *r = NULL;
-    OK(ember_graph_load(&r, world, "g.h5", &o, msg));
-    assert_true(ember_graph_whole(r));
-    assert_int_equal(ember_graph_held_edges(r), w->m);
-    ember_graph_free(&r);
-    ember_graph_free(&w);
-    ember_ctx_destroy(&world);
-    ember_ctx_destroy(&ser);
+    check_file_rows("old.h5", pull_opts, 5);
+    check_file_rows("g.el", pull_opts, 5);
+    check_file_rows("g.el", pull_opts, 2);
+    /* a layout the file does not store (the natural order), and undirected */
+    check_file_rows("g.h5", (ember_graph_opts){.by_destination = 1}, 5);
+    check_file_rows("g.el", (ember_graph_opts){.by_destination = 1, .undirected = 1,
+                                               .degree_order = 1}, 4);
 }
 
 /* A bad source in the last rank's rows only: every rank is refused, with
@@ -307,7 +299,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mpi_graph_owned_rows),
         cmocka_unit_test(test_mpi_graph_rank_without_rows),
-        cmocka_unit_test(test_mpi_graph_whole_without_layout),
+        cmocka_unit_test(test_mpi_graph_rows_after_whole_load),
         cmocka_unit_test(test_mpi_graph_bad_slice_agreed),
     };
     if (argc > 1)
