@@ -84,8 +84,9 @@ static int propagate(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     cc *s = arg;
     const int64_t *old = in, *L = s->cur;
-    const uint64_t *off = s->g->offsets;
-    const uint32_t *adj = s->g->adj;
+    const uint64_t *off = s->g->offsets, edge_lo = s->g->edge_lo;
+    const uint32_t *adj = s->g->adj; /* the rows this rank holds: edge e at
+                                        adj[e - edge_lo] */
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p], changed = 0;
     int64_t out[512];
@@ -94,9 +95,10 @@ static int propagate(const void *in, size_t n, ember_emitter *em, void *arg)
         for (size_t i = 0; i < k; i++) {
             uint64_t v = lo + i0 + i;
             int64_t m = old[i0 + i];
-            for (uint64_t e = off[v]; e < off[v + 1]; e++)
-                if (L[adj[e]] < m)
-                    m = L[adj[e]];
+            const uint32_t *row = adj + (off[v] - edge_lo);
+            for (uint64_t e = 0; e < off[v + 1] - off[v]; e++)
+                if (L[row[e]] < m)
+                    m = L[row[e]];
             out[i] = m;
             changed += m != old[i0 + i];
         }
@@ -127,6 +129,10 @@ static int adopt(cc *s, char *msg)
         snprintf(msg, EMBER_MSG_SIZE, "the checkpoint holds %" PRIu64
                  " labels, the graph has %" PRIu64 " vertices", off[parts], s->g->n);
         return EMBER_ELENGTH;
+    }
+    if ((rc = ember_cli_check_rows(s->g, off, parts, msg))) {
+        ember_free(s->ctx, off);
+        return rc;
     }
     free(s->changed);
     free(s->cursor);
@@ -315,8 +321,11 @@ int main(int argc, char **argv)
     cc s;
     memset(&s, 0, sizeof s);
     int exit_extra = 0;
+    /* On several ranks each keeps only its partitions' rows, except for
+     * --verify: its serial check reads every row on rank 0. */
     ember_graph_opts go = {.format = (ember_graph_format)f, .undirected = 1,
-                           .relabel = relabel, .degree_order = 1};
+                           .relabel = relabel, .degree_order = 1,
+                           .owned_rows = !cli.verify, .partitions = cli.partitions};
     double t0 = ember_cli_now();
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)

@@ -267,19 +267,9 @@ static int adopt_ranks(pr *s, char *msg)
     }
     /* The loader read this rank's rows of the partitions it made; a
      * partitioning that needs others must stop here, not read past them. */
-    if ((rc = ember_graph_check_owned(s->g, off, parts, msg))) {
+    if ((rc = ember_cli_check_rows(s->g, off, parts, msg))) {
         ember_free(s->ctx, off);
-        if (rc != EMBER_ESTATE)
-            return rc;
-        /* only a restored partitioning can differ from the loaded one
-         * (--force-resume with another --partitions, or a checkpoint of an
-         * ember that drew partition boundaries differently) */
-        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's ranks are partitioned "
-                 "otherwise than this run's graph rows (%zu partitions; another "
-                 "--partitions, or another ember version): on several MPI ranks "
-                 "each rank loads only its partitions' rows, so resume with "
-                 "--partitions %zu, or on one rank", parts, parts);
-        return EMBER_EMISMATCH;
+        return rc;
     }
     if (parts != s->parts) {
         free(s->res_part);

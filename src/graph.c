@@ -881,8 +881,9 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
         rc = ember__graph_load_text(g, path, f == EMBER_GRAPH_MTX, opts, msg);
     else
         rc = ember__err(msg, EMBER_EINVAL, "%s: unknown graph format %d", path, (int)f);
+    /* rows by destination, or an undirected graph's (the same both ways) */
     if (!rc && opts->owned_rows && ember__comm_size(ctx) > 1 && ember_graph_whole(g) &&
-        g->by_destination)
+        (g->by_destination || !g->directed))
         rc = keep_owned_rows(g, opts, msg);
     /* Ranks that read their own rows may fail apart (a bad value in one
      * slice): every rank returns the lowest failing rank's status. */

@@ -26,6 +26,23 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
     return rc;
 }
 
+int ember_cli_check_rows(const ember_graph *g, const uint64_t *offsets, size_t parts,
+                         char *msg)
+{
+    int rc = ember_graph_check_owned(g, offsets, parts, msg);
+    if (rc != EMBER_ESTATE)
+        return rc;
+    /* only a restored partitioning can differ from the loaded one
+     * (--force-resume with another --partitions, or a checkpoint of an
+     * ember that drew partition boundaries differently) */
+    snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values are partitioned "
+             "otherwise than this run's graph rows (%zu partitions; another "
+             "--partitions, or another ember version): on several MPI ranks "
+             "each rank loads only its partitions' rows, so resume with "
+             "--partitions %zu, or on one rank", parts, parts);
+    return EMBER_EMISMATCH;
+}
+
 static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)
 {
     if (kind == EMBER_F64)

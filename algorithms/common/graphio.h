@@ -17,6 +17,13 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
                              size_t partitions, ember_scalar kind, void *values,
                              const char *name, char *msg);
 
+/* The partitions of a program's per-vertex dataset (after a start or a
+ * restore), checked against the rows this rank holds (a graph loaded with
+ * owned_rows on several MPI ranks): a restored partitioning other than the
+ * loaded one is EMBER_EMISMATCH naming --partitions. Collective. */
+int ember_cli_check_rows(const ember_graph *g, const uint64_t *offsets, size_t parts,
+                         char *msg);
+
 /* Writes values (g->n of kind, indexed by label: the degree order undone)
  * to cli->output: for .csv/.txt, a "vertex,<column>" header and one line a
  * vertex with its original id (floats as %.17g); otherwise HDF5

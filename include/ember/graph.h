@@ -84,9 +84,10 @@ typedef struct {
                              partitions it owns (the block map of
                              ember/mpi.h over ember_graph_partition's
                              partitions with `partitions`); see row_lo.
-                             Other files and layouts by_destination are
+                             Other files and layouts by_destination (or
+                             undirected: rows the same both ways) are
                              built whole, then trimmed to the same rows.
-                             On one rank, or not by_destination, ignored:
+                             On one rank, or directed by source, ignored:
                              the whole graph. On several ranks
                              the load is then collective (every rank
                              calls it with the same arguments and gets
