@@ -10,7 +10,12 @@
 #     .h5 from the page cache, `cat > /dev/null` (goal: <= 5x). The
 #     whole-file checksum of the .h5 is verified in the program's input
 #     fingerprint pass, before the load (ember_file_hash), and not again
-#     by the load: that pass is in the whole-process time, not in "load";
+#     by the load: that pass is in the whole-process time, not in "load".
+#     For context also against `dd` reading the file into one fresh buffer
+#     of its size: a load's arrays are fresh memory, and on this VM the
+#     first touch of memory freed a few seconds earlier costs about 2.5 ms
+#     a MiB (143 MiB: 0.35 s after 4 s idle, 0.03 s right after another
+#     process), which the page-cache `cat` never pays;
 #   - ember-pagerank on the .el against GAPBS `pr` on the same .el
 #     (goal: <= 0.3x), and ember's peak memory from the .el against CSR + 3
 #     rank vectors (goal: <= 1.5x; ember's own summary, from getrusage);
@@ -56,11 +61,12 @@ ember() {
     "$bin/ember-pagerank" --input "$1" --iterations "$ITERS" --tolerance 0 \
         --threads "$THREADS" --output "$work/r.h5" --metrics "$work/m.jsonl"
 }
-for f in raw h5 load sg el elmem gel comp spmv; do : > "$work/$f"; done
+for f in raw fresh h5 load sg el elmem gel comp spmv; do : > "$work/$f"; done
 cat "$work/kron.h5" "$work/kron.sg" "$work/kron.el" > /dev/null # warm the cache
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$RUNS"); do
     timed raw cat "$work/kron.h5"
+    timed fresh dd if="$work/kron.h5" of=/dev/null bs="$(stat -c %s "$work/kron.h5")" count=1
     timed h5 ember "$work/kron.h5"
     sed -n 's/.*: load \([0-9.]*\) s.*/\1/p' "$work/last.err" >> "$work/load"
     sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$work/m.jsonl" | tail -1 >> "$work/comp"
@@ -72,15 +78,17 @@ for _ in $(seq "$RUNS"); do
     timed gel "$g/pr" -f "$work/kron.el" -n 1 -i "$ITERS" -t 0
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-for f in raw h5 load sg el elmem gel comp spmv; do eval "$f=\$(median < \"\$work/\$f\")"; done
+for f in raw fresh h5 load sg el elmem gel comp spmv; do eval "$f=\$(median < \"\$work/\$f\")"; done
 bytes=$(stat -c %s "$work/kron.h5")
-awk -v raw="$raw" -v h5="$h5" -v load="$load" -v sg="$sg" -v el="$el" -v mem="$elmem" \
+awk -v raw="$raw" -v fresh="$fresh" -v h5="$h5" -v load="$load" -v sg="$sg" -v el="$el" -v mem="$elmem" \
     -v gel="$gel" -v comp="$comp" -v spmv="$spmv" -v s="$SCALE" -v r="$RUNS" -v t="$THREADS" -v b="$bytes" \
     -v l0="$load0" -v l1="$load1" -v sum="${BENCH_SUMMARY:-}" 'BEGIN {
     printf "PageRank, GAPBS Kronecker scale %d, 20 iterations, %d threads, whole processes,\n", s, t
     printf "medians of %d interleaved runs; load average %s before, %s after\n", r, l0, l1
     printf "  ember .h5 %.3f s   GAPBS pr .sg %.3f s   ratio %.2fx (goal <= 1.0x)\n", h5, sg, h5 / sg
     printf "  ember load %.3f s   raw read of the %.1f MB .h5 %.3f s   ratio %.1fx (goal <= 5x)\n", load, b / 1e6, raw, load / raw
+    printf "    (context: the same read into one fresh buffer of the file'"'"'s size, dd, %.3f s: ember %.1fx;\n", fresh, load / fresh
+    printf "     a load writes its arrays into fresh memory, whose first touch this VM makes slow after an idle moment)\n"
     printf "  ember .el %.3f s   GAPBS pr .el %.3f s   ratio %.2fx (goal <= 0.3x)\n", el, gel, el / gel
     printf "  ember peak memory from the .el: %.2fx (CSR + 3 rank vectors) (goal <= 1.5x)\n", mem
     printf "  ember compute %.3f s   GAPBS pr_spmv trial %.3f s   ratio %.2fx (goal <= 0.5x)\n", comp, spmv, comp / spmv
