@@ -29,7 +29,6 @@
 #include "cli.h"
 #include "plot.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -297,50 +296,6 @@ static void print_text(FILE *f, const ember_checkpoint_info *o)
 
 /* ---- files ----------------------------------------------------------------------- */
 
-static int is_checkpoint_name(const char *name)
-{
-    size_t n = strlen(name);
-    return (strncmp(name, "ckpt-", 5) == 0 || strncmp(name, "ds-", 3) == 0) &&
-           n > 3 && strcmp(name + n - 3, ".h5") == 0;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The checkpoint files of a directory, sorted; *n may be 0. */
-static int list_dir(const char *dir, char ***out, size_t *n)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    char **names = NULL;
-    size_t cap = 0;
-    *n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!is_checkpoint_name(e->d_name))
-            continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **p = realloc(names, cap * sizeof *p);
-            if (!p)
-                break;
-            names = p;
-        }
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        if (!(names[*n] = malloc(len)))
-            break;
-        snprintf(names[(*n)++], len, "%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    if (*n)
-        qsort(names, *n, sizeof *names, by_name);
-    *out = names;
-    return 0;
-}
-
 /* 0 verified, 1 not, 2 could not be opened at all. */
 static int inspect_file(ember_ctx *ctx, const char *path)
 {
@@ -376,7 +331,7 @@ static int inspect_path(ember_ctx *ctx, const char *path)
         return inspect_file(ctx, path);
     char **names = NULL;
     size_t n = 0;
-    if (list_dir(path, &names, &n) != 0) {
+    if (ember_list_checkpoint_files(path, 0, 0, &names, &n) != 0) {
         fprintf(stderr, "ember-inspect: %s: %s\n", path, strerror(errno));
         return 2;
     }

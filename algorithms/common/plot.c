@@ -418,11 +418,6 @@ static int from_metrics(history *h, const char *prog, const char *path)
 
 /* ---- from checkpoints ---------------------------------------------------------- */
 
-static int by_name_desc(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
 /* Reads /scalars/history of a verified checkpoint: 0, or -1 when absent
  * or of the wrong shape. */
 static int read_history_array(const char *path, double **out, size_t *n)
@@ -477,8 +472,18 @@ static void param_value(const char *params, const char *key, char *out, size_t s
     }
 }
 
-/* The loop checkpoint files of dir (ckpt-*.h5), newest first; *n may be 0. */
-static int list_ckpts(const char *dir, char ***out, size_t *n)
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int by_name_desc(const void *a, const void *b)
+{
+    return by_name(b, a);
+}
+
+int ember_list_checkpoint_files(const char *dir, int loop_only, int newest_first,
+                                char ***out, size_t *n)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -489,8 +494,10 @@ static int list_ckpts(const char *dir, char ***out, size_t *n)
     int rc = 0;
     *n = 0;
     while (!rc && (e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "ckpt-", 5) || len < 9 || strcmp(e->d_name + len - 3, ".h5"))
+        const char *f = e->d_name;
+        size_t len = strlen(f);
+        int named = !strncmp(f, "ckpt-", 5) || (!loop_only && !strncmp(f, "ds-", 3));
+        if (!named || len < 7 || strcmp(f + len - 3, ".h5"))
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -506,11 +513,19 @@ static int list_ckpts(const char *dir, char ***out, size_t *n)
             rc = -1;
             break;
         }
-        snprintf(names[(*n)++], size, "%s/%s", dir, e->d_name);
+        snprintf(names[(*n)++], size, "%s/%s", dir, f);
     }
     closedir(d);
-    if (*n)
-        qsort(names, *n, sizeof *names, by_name_desc);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++)
+            free(names[i]);
+        free(names);
+        names = NULL;
+        *n = 0;
+        errno = ENOMEM;
+    } else if (*n) {
+        qsort(names, *n, sizeof *names, newest_first ? by_name_desc : by_name);
+    }
     *out = names;
     return rc;
 }
@@ -522,7 +537,7 @@ static int from_checkpoints(history *h, ember_ctx *ctx, const char *prog,
     char **files = NULL, *one[1] = {(char *)src};
     size_t nfiles = 0;
     int status = 0, is_dir = stat(src, &st) == 0 && S_ISDIR(st.st_mode);
-    if (is_dir && list_ckpts(src, &files, &nfiles) != 0) {
+    if (is_dir && ember_list_checkpoint_files(src, 1, 1, &files, &nfiles) != 0) {
         fprintf(stderr, "%s: --plot %s: %s\n", prog, src, strerror(errno ? errno : ENOMEM));
         status = EMBER_EXIT_FAILURE;
     } else if (is_dir && !nfiles) {
