@@ -316,6 +316,27 @@ int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
     return rc;
 }
 
+/* One dataset at path of memory type mt and rank 1 or 2, chunked with
+ * HDF5's Fletcher32, written whole from data (nothing to write when
+ * dims[0] is 0). Under the HDF5 lock. */
+static int write_whole(hid_t fid, const char *path, hid_t mt, int rank,
+                       const hsize_t *dims, const hsize_t *chunk, const void *data)
+{
+    hid_t s = H5Screate_simple(rank, dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = H5I_INVALID_HID;
+    int ok = s >= 0 && p >= 0 && H5Pset_chunk(p, rank, chunk) >= 0 &&
+             H5Pset_fletcher32(p) >= 0 &&
+             (d = H5Dcreate2(fid, path, mt, s, H5P_DEFAULT, p, H5P_DEFAULT)) >= 0 &&
+             (dims[0] == 0 || H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    if (d >= 0)
+        H5Dclose(d);
+    if (p >= 0)
+        H5Pclose(p);
+    if (s >= 0)
+        H5Sclose(s);
+    return ok;
+}
+
 int ember__ckw_matrix(ember__ckw *w, const char *name, ember_scalar kind,
                       const void *data, size_t rows, size_t cols, char *msg)
 {
@@ -331,17 +352,7 @@ int ember__ckw_matrix(ember__ckw *w, const char *name, ember_scalar kind,
     ember_type t = ember_type_scalar(kind);
     ember__h5_lock();
     hid_t mt = (hid_t)ember__h5_mem_type(&t);
-    hid_t s = H5Screate_simple(2, dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE), d = -1;
-    int ok = mt >= 0 && s >= 0 && p >= 0 && H5Pset_chunk(p, 2, chunk) >= 0 &&
-             H5Pset_fletcher32(p) >= 0 &&
-             (d = H5Dcreate2(w->fid, path, mt, s, H5P_DEFAULT, p, H5P_DEFAULT)) >= 0 &&
-             H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (d >= 0)
-        H5Dclose(d);
-    if (p >= 0)
-        H5Pclose(p);
-    if (s >= 0)
-        H5Sclose(s);
+    int ok = mt >= 0 && write_whole(w->fid, path, mt, 2, dims, chunk, data);
     if (mt >= 0)
         H5Tclose(mt);
     ember__h5_unlock();
@@ -358,19 +369,7 @@ int ember__ckw_blob(ember__ckw *w, const char *name, const void *data,
     snprintf(path, sizeof path, "/blobs/%s", name);
     hsize_t dims = size, chunk = size ? (size < 65536 ? size : 65536) : 1;
     ember__h5_lock();
-    hid_t s = H5Screate_simple(1, &dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE), d = -1;
-    int ok = s >= 0 && p >= 0 && H5Pset_chunk(p, 1, &chunk) >= 0 &&
-             H5Pset_fletcher32(p) >= 0 &&
-             (d = H5Dcreate2(w->fid, path, H5T_NATIVE_UINT8, s, H5P_DEFAULT, p,
-                             H5P_DEFAULT)) >= 0 &&
-             (size == 0 || H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL,
-                                    H5P_DEFAULT, data) >= 0);
-    if (d >= 0)
-        H5Dclose(d);
-    if (p >= 0)
-        H5Pclose(p);
-    if (s >= 0)
-        H5Sclose(s);
+    int ok = write_whole(w->fid, path, H5T_NATIVE_UINT8, 1, &dims, &chunk, data);
     ember__h5_unlock();
     return ok ? EMBER_OK
               : ember__err(msg, EMBER_EIO, "%s: cannot write blob %s", w->tmp, name);
