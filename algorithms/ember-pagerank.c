@@ -12,30 +12,36 @@
  * descending out-degree so the most-read contributions share cache lines.
  * The ranks are an ember dataset of f64, partitioned by vertex ranges of
  * about equal work (a vertex weighs 16 edges), and bound to the loop, so a kill loses at most
- * the iterations since the last checkpoint. An iteration is two
- * map_partitions over the ranks: the first writes each range's
- * contributions r[u] / outdeg(u) into the broadcast contribution vector,
- * the second pulls each range's new ranks from it. Each task reports its
- * dangling rank or L1 change through a per-partition slot (Spark's
- * accumulators), and the slots are summed in partition order. Memory is
- * the CSR, out-degrees, and three vectors: two of ranks, one of
- * contributions. Every sum has a fixed order, so results
- * are bit-identical for any thread count and across kills and resumes.
+ * the iterations since the last checkpoint. An iteration is one
+ * map_partitions over the ranks (`pull`): each task pulls its range's new
+ * ranks from the broadcast contribution vector r[u] / outdeg(u), writes
+ * them straight into the next rank vector, and writes their contributions
+ * into a second contribution vector, which the next iteration reads (the
+ * two swap). Only when the contributions of the current ranks are not
+ * known (the first iteration, after a restore) does a `prepare` pass
+ * write them first; it computes the same quotients, so a resumed run has
+ * the same bits as one never stopped. Each task reports its dangling rank
+ * and L1 change through per-partition slots (Spark's accumulators), and
+ * the slots are summed in partition order. Memory is the CSR,
+ * out-degrees, and four vectors: two of ranks, two of contributions.
+ * Every sum has a fixed order, so results are bit-identical for any
+ * thread count and across kills and resumes.
  *
  * On several MPI ranks (docs/mpi.md) each rank runs the tasks of the
  * partitions it owns; after each pass the owners' pieces are all-gathered
  * (ember_allgather_ranges, ember_allgather_items): the contribution
- * vector and the dangling slots after `prepare`, the L1 slots after
- * `pull`, the ranks once at the end. Sums still run over all slots in
+ * vector and the dangling slots after `prepare` or `pull`, the L1 slots
+ * after `pull`, the ranks once at the end. Sums still run over all slots in
  * partition order on every rank, so every rank count gives the same bits.
  * From an ember HDF5 file with the stored pull layout each rank reads
  * only the in-edges of the rows it owns (ember_graph_opts.owned_rows;
  * not with --verify, whose serial check reads every row).
- * The contribution vector is a replicated array (ember_replicated_alloc):
- * with every rank on one node it is one shared-memory window, each rank
- * writes its own ranges and its all-gather is a barrier; the L1 slots'
- * all-gather after `pull` is what keeps a rank's next `prepare` from
- * overwriting contributions another rank still reads. EMBER_PHASES=1
+ * The contribution vectors are replicated arrays (ember_replicated_alloc):
+ * with every rank on one node each is one shared-memory window, each rank
+ * writes its own ranges and its all-gather is a barrier; the all-gathers
+ * after a `pull` are what keep a rank's next `pull` from overwriting
+ * contributions another rank still reads (a pull writes the vector the
+ * previous pull read). EMBER_PHASES=1
  * prints each rank's time per phase of an iteration.
  */
 #include <ember.h>
@@ -107,14 +113,18 @@ typedef struct {
     double tolerance;
     ember_ds *ranks;           /* bound to the loop */
     double *buf[2];            /* rank vectors the ranks dataset borrows */
-    double *contrib;           /* r[u] / outdeg(u) of the current ranks */
+    double *contrib[2];        /* r[u] / outdeg(u): [cur] of the current
+                                  ranks, the other of the next ones */
+    int cur;
+    const double *known;       /* the rank vector contrib[cur] was made
+                                  from (NULL: none; a restore sets ranks
+                                  that are neither buffer) */
     int adopted;               /* off and parts describe the ranks */
     double base;               /* (1 - d) / n + d * D / n this iteration */
     uint64_t *off;             /* the ranks' partition offsets */
     size_t parts;
     double *res_part, *dang_part; /* accumulators, one slot a partition */
-    uint64_t *cursor;          /* foreach: records written per partition */
-    double *dst;               /* foreach: where the new ranks go */
+    double *dst;               /* pull: where the new ranks go */
 } pr;
 
 /* Fixed-order sum of a row, four chains for speed; the order depends only
@@ -139,11 +149,16 @@ static inline double row_sum(const double *c, const uint32_t *a, const uint32_t 
 }
 
 /* map_partitions: the new ranks of one vertex range, pulled from the
- * contributions; its L1 change goes to the partition's slot. */
+ * contributions and written into s->dst (this range only: no other task
+ * writes there), with their contributions into the other contribution
+ * vector; its L1 change and dangling rank go to the partition's slots.
+ * Emits nothing: writing in place saves the executor two copies. */
 static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     pr *s = arg;
-    const double *old = in, *c = s->contrib;
+    const double *old = in, *c = s->contrib[s->cur];
+    double *next = s->contrib[!s->cur];
+    const uint32_t *deg = s->g->out_degree;
     const uint64_t *off = s->g->offsets;
     /* This rank's rows only (ember_graph_check_owned): edge e at
      * adj[e - edge_lo]. */
@@ -152,34 +167,34 @@ static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p];
     assert(n == 0 || (lo >= s->g->row_lo && lo + n <= s->g->row_hi));
-    double res = 0, out[512];
-    for (size_t i0 = 0; i0 < n; i0 += 512) {
-        size_t k = n - i0 < 512 ? n - i0 : 512;
-        for (size_t i = 0; i < k; i++) {
-            uint64_t v = lo + i0 + i;
-            double r = s->base + s->d * row_sum(c, adj + (off[v] - elo),
-                                                adj + (off[v + 1] - elo), end);
-            out[i] = r;
-            res += fabs(r - old[i0 + i]);
+    double res = 0, dang = 0, *out = s->dst + lo;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = lo + i;
+        double r = s->base + s->d * row_sum(c, adj + (off[v] - elo),
+                                            adj + (off[v + 1] - elo), end);
+        out[i] = r;
+        res += fabs(r - old[i]);
+        /* as in prepare, so the bits do not depend on which wrote them */
+        if (deg[v])
+            next[v] = r / deg[v];
+        else {
+            next[v] = 0;
+            dang += r;
         }
-        if (ember_emit(em, out, k))
-            return 1;
     }
     s->res_part[p] = res;
+    s->dang_part[p] = dang;
     return 0;
 }
 
-/* map_partitions: the contributions of the current ranks, written over
- * the previous ones (nobody reads those any more), and the partition's
- * dangling rank. Emits nothing. A separate pass rather than a side job of
- * pull: pull cannot overwrite contributions other tasks still read, and a
- * second contribution vector would cost more memory than this pass costs
- * time. */
+/* map_partitions: the contributions of the current ranks into
+ * contrib[cur], and the partition's dangling rank, when no pull made them
+ * (the first iteration, after a restore). Emits nothing. */
 static int prepare(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     pr *s = arg;
     const double *r = in;
-    double *c = s->contrib, dang = 0;
+    double *c = s->contrib[s->cur], dang = 0;
     const uint32_t *deg = s->g->out_degree;
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p];
@@ -196,15 +211,6 @@ static int prepare(const void *in, size_t n, ember_emitter *em, void *arg)
     return 0;
 }
 
-/* foreach: the new ranks into the next rank vector. */
-static int store(const void *in, size_t n, size_t part, void *arg)
-{
-    pr *s = arg;
-    memcpy(s->dst + s->off[part] + s->cursor[part], in, n * sizeof(double));
-    s->cursor[part] += n;
-    return 0;
-}
-
 static double sum_parts(const double *x, size_t parts)
 {
     double t = 0;
@@ -213,7 +219,7 @@ static double sum_parts(const double *x, size_t parts)
     return t;
 }
 
-/* foreach: a pass that emits nothing (prepare) runs as a foreach of this,
+/* foreach: a pass that emits nothing (all of them) runs as a foreach of this,
  * not as a count: a count adds an agreement and an all-gather of
  * per-partition counts under MPI, two more waits an iteration. */
 static int discard(const void *in, size_t n, size_t part, void *arg)
@@ -222,13 +228,14 @@ static int discard(const void *in, size_t n, size_t part, void *arg)
     return 0;
 }
 
-/* Runs fn over the ranks as a map_partitions; `sink` stores its records. */
-static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
+/* Runs fn over the ranks as a map_partitions, with contrib[cur] as its
+ * broadcast. */
+static int run_pass(pr *s, ember_emit_fn fn, char *msg)
 {
     ember_type f64 = ember_type_scalar(EMBER_F64);
     ember_ds *cds = NULL, *next = NULL;
     ember_bcast *bc = NULL;
-    int rc = ember_from_array(&cds, s->ctx, &f64, s->contrib, s->g->n, 1,
+    int rc = ember_from_array(&cds, s->ctx, &f64, s->contrib[s->cur], s->g->n, 1,
                               EMBER_BORROW, msg);
     if (!rc)
         rc = ember_broadcast(&bc, cds, msg);
@@ -239,12 +246,8 @@ static int run_pass(pr *s, ember_emit_fn fn, int sink, char *msg)
         rc = ember_map_partitions(&next, s->ranks, &f64, fn, s, sizeof *s, msg);
     if (!rc)
         rc = ember_ds_uses(next, bc);
-    if (!rc && sink) {
-        memset(s->cursor, 0, s->parts * sizeof *s->cursor);
-        rc = ember_foreach(next, store, s, msg);
-    } else if (!rc) {
+    if (!rc)
         rc = ember_foreach(next, discard, NULL, msg);
-    }
     ember_ds_free(&next);
     ember_bcast_free(&bc);
     ember_ds_free(&cds);
@@ -274,11 +277,9 @@ static int adopt_ranks(pr *s, char *msg)
     if (parts != s->parts) {
         free(s->res_part);
         free(s->dang_part);
-        free(s->cursor);
         s->res_part = calloc(parts, sizeof *s->res_part);
         s->dang_part = calloc(parts, sizeof *s->dang_part);
-        s->cursor = calloc(parts, sizeof *s->cursor);
-        if (!s->res_part || !s->dang_part || !s->cursor) {
+        if (!s->res_part || !s->dang_part) {
             ember_free(s->ctx, off);
             return EMBER_ENOMEM;
         }
@@ -326,14 +327,14 @@ static int timed_task(const void *in, size_t n, ember_emitter *em, void *arg)
     return rc;
 }
 
-/* run_pass, its tasks timed when phases are on. */
-static int pass(pr *s, ember_emit_fn fn, int sink, char *msg)
+/* run_pass, its tasks timed when phases are on (which: 0 prepare, 1 pull). */
+static int pass(pr *s, ember_emit_fn fn, int which, char *msg)
 {
     if (!phases.on)
-        return run_pass(s, fn, sink, msg);
+        return run_pass(s, fn, msg);
     phases.fn = fn;
-    phases.pass = sink;
-    return run_pass(s, timed_task, sink, msg);
+    phases.pass = which;
+    return run_pass(s, timed_task, msg);
 }
 
 static void phases_print(int rank)
@@ -342,13 +343,27 @@ static void phases_print(int rank)
         return;
     double k = 1e3 / (double)phases.steps;
     fprintf(stderr,
-            "ember-pagerank: rank %d, ms per iteration (%" PRIu64 "): prepare %.2f "
+            "ember-pagerank: rank %d, ms per iteration (%" PRIu64 "): prepare (first "
+            "only) %.2f "
             "(tasks %.2f), gather contributions %.2f, gather dangling %.2f, pull %.2f "
             "(tasks %.2f), gather L1 %.2f, rebuild %.2f, loop %.2f\n",
             rank, phases.steps, phases.t[PH_PREPARE] * k, phases.task[0] * k,
             phases.t[PH_GATHER_C] * k, phases.t[PH_GATHER_D] * k, phases.t[PH_PULL] * k,
             phases.task[1] * k, phases.t[PH_GATHER_R] * k, phases.t[PH_REBUILD] * k,
             phases.t[PH_LOOP] * k);
+}
+
+/* Every rank's ranges of contrib[cur] and its dangling slots to every
+ * rank (each a barrier in a shared window). */
+static int share_contributions(pr *s, char *msg)
+{
+    int rc = ember_allgather_ranges(s->ctx, s->contrib[s->cur], sizeof(double), s->off,
+                                    s->parts, msg);
+    phase_mark(PH_GATHER_C);
+    if (!rc)
+        rc = ember_allgather_items(s->ctx, s->dang_part, sizeof(double), s->parts, msg);
+    phase_mark(PH_GATHER_D);
+    return rc;
 }
 
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
@@ -364,24 +379,25 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
             return rc;
         s->adopted = 1;
     }
-    if ((rc = pass(s, prepare, 0, msg)))
-        return rc;
-    phase_mark(PH_PREPARE);
-    if ((rc = ember_allgather_ranges(s->ctx, s->contrib, sizeof(double), s->off,
-                                     s->parts, msg)))
-        return rc;
-    phase_mark(PH_GATHER_C);
-    if ((rc = ember_allgather_items(s->ctx, s->dang_part, sizeof(double), s->parts,
-                                    msg)))
-        return rc;
-    phase_mark(PH_GATHER_D);
+    const double *r = ember_array_data(s->ranks, NULL);
+    if (!s->known || r != s->known) {
+        if ((rc = pass(s, prepare, 0, msg)))
+            return rc;
+        phase_mark(PH_PREPARE);
+        if ((rc = share_contributions(s, msg)))
+            return rc;
+    }
     s->base = (1.0 - s->d) / n + s->d * sum_parts(s->dang_part, s->parts) / n;
     /* Write into whichever buffer the current ranks do not use. */
-    double *dst = ember_array_data(s->ranks, NULL) == s->buf[0] ? s->buf[1] : s->buf[0];
+    double *dst = r == s->buf[0] ? s->buf[1] : s->buf[0];
     s->dst = dst;
+    s->known = NULL; /* until the pull is through */
     if ((rc = pass(s, pull, 1, msg)))
         return rc;
     phase_mark(PH_PULL);
+    s->cur = !s->cur;
+    if ((rc = share_contributions(s, msg)))
+        return rc;
     if ((rc = ember_allgather_items(s->ctx, s->res_part, sizeof(double), s->parts,
                                     msg)))
         return rc;
@@ -395,6 +411,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     ember_ds_set_name(next, "ranks");
     ember_ds_free(&s->ranks);
     s->ranks = next;
+    s->known = dst;
     phase_mark(PH_REBUILD);
     *value = sum_parts(s->res_part, s->parts);
     return s->tolerance > 0 && *value < s->tolerance ? EMBER_DONE : EMBER_OK;
@@ -432,11 +449,13 @@ static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
     s->buf[1] = malloc(g->n * sizeof(double));
     /* One copy a node under MPI (a shared-memory window): the all-gather
      * of the contributions is then a barrier (docs/mpi.md). */
-    void *c = NULL;
-    int rc = ember_replicated_alloc(&c, ctx, g->n * sizeof(double), msg);
-    if (rc)
-        return rc;
-    s->contrib = c;
+    for (int i = 0; i < 2; i++) {
+        void *c = NULL;
+        int rc = ember_replicated_alloc(&c, ctx, g->n * sizeof(double), msg);
+        if (rc)
+            return rc;
+        s->contrib[i] = c;
+    }
     if (!s->buf[0] || !s->buf[1]) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
         return EMBER_ENOMEM;
@@ -452,10 +471,10 @@ static void free_state(pr *s)
     ember_ds_free(&s->ranks);
     free(s->buf[0]);
     free(s->buf[1]);
-    ember_replicated_free(s->ctx, s->contrib);
+    ember_replicated_free(s->ctx, s->contrib[0]);
+    ember_replicated_free(s->ctx, s->contrib[1]);
     free(s->res_part);
     free(s->dang_part);
-    free(s->cursor);
     ember_free(s->ctx, s->off);
 }
 
@@ -489,8 +508,9 @@ static double *ranks_by_label(pr *s, char *msg)
     /* In place of the contributions (every rank is here: the free is
      * collective), in this rank's own memory: a shared window would have
      * every rank write it at once. */
-    ember_replicated_free(s->ctx, s->contrib);
-    s->contrib = NULL;
+    ember_replicated_free(s->ctx, s->contrib[0]);
+    ember_replicated_free(s->ctx, s->contrib[1]);
+    s->contrib[0] = s->contrib[1] = NULL;
     double *out = malloc(g->n * sizeof *out);
     if (!out) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " ranks", g->n);
