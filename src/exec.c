@@ -487,6 +487,22 @@ static void capture(ember_ds *ds, size_t part, ember__buf *b)
         ember__stat_gauge(ds->ctx, &ds->ctx->stats.dataset_bytes, 1, bytes);
 }
 
+/* The records of partition q of root when they lie in one piece in
+ * memory (a stored block, an array's range; *n of them), else NULL. */
+static const unsigned char *root_records(task *t, ember_ds *root, size_t q, size_t *n)
+{
+    if (t->have_view) {
+        *n = t->root_view.n;
+        return t->root_view.data;
+    }
+    if (root->op != EMBER__ARRAY)
+        return NULL;
+    size_t lo, hi;
+    ember__array_bounds(root, q, &lo, &hi);
+    *n = hi - lo;
+    return root->u.array.data + lo * root->type.size;
+}
+
 static int emit_root(task *t, ember_ds *root, size_t q)
 {
     if (t->have_view)
@@ -507,24 +523,35 @@ static int emit_root(task *t, ember_ds *root, size_t q)
                 root->type.size);
 }
 
+/* Step i, a map_partitions, on its whole input partition (n records at
+ * in); what it emits goes on to the steps after it. */
+static int run_mappart(task *t, size_t i, const void *in, size_t n)
+{
+    step *s = &t->steps[i];
+    ember_ds *d = s->node;
+    unsigned char *out = NULL;
+    size_t cap = 0;
+    int rc;
+    ember_emitter em = {t->ctx, &out, &cap, 0, d->type.size, s->part, 0};
+    int r = ((ember_emit_fn)d->u.f.fn)(in, n, &em, d->u.f.arg);
+    if (em.failed)
+        rc = ember__err(t->msg, EMBER_ENOMEM, "out of memory in map_partitions");
+    else if (r)
+        rc = user_failed(t, s, "map_partitions", r);
+    else
+        rc = feed(t, i + 1, out, em.n, d->type.size);
+    ember__free(t->ctx, out);
+    return rc;
+}
+
 static int finish_step(task *t, size_t i)
 {
     step *s = &t->steps[i];
     ember_ds *d = s->node;
     int rc = EMBER_OK;
     if (s->kind == ST_MAPPART) {
-        unsigned char *out = NULL;
-        size_t cap = 0;
-        ember_emitter em = {t->ctx, &out, &cap, 0, d->type.size, s->part, 0};
-        int r = ((ember_emit_fn)d->u.f.fn)(s->acc.data, s->acc.n, &em, d->u.f.arg);
+        rc = run_mappart(t, i, s->acc.data, s->acc.n);
         ember__buf_free(t->ctx, &s->acc);
-        if (em.failed)
-            rc = ember__err(t->msg, EMBER_ENOMEM, "out of memory in map_partitions");
-        else if (r)
-            rc = user_failed(t, s, "map_partitions", r);
-        else
-            rc = feed(t, i + 1, out, em.n, d->type.size);
-        ember__free(t->ctx, out);
     } else if (s->kind == ST_ZIP && s->index != s->acc.n) {
         rc = ember__err(t->msg, EMBER_ELENGTH,
                         "zip #%llu: partition %zu of #%llu has %llu records but "
@@ -581,9 +608,20 @@ static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
         if (s->kind == ST_TEE && s->node->stored_once[s->part])
             ember__stat_add(ctx, &ctx->stats.recomputes, 1);
     }
-    if (!rc)
+    /* A map_partitions right on a root that holds the partition in one
+     * piece (an array's range, a stored block) reads it where it is: no
+     * copy into the step's buffer (PageRank's passes, say). */
+    const unsigned char *whole = NULL;
+    size_t whole_n = 0, first = 0;
+    if (!rc && t.nsteps && t.steps[0].kind == ST_MAPPART)
+        whole = root_records(&t, root, rq, &whole_n);
+    if (!rc && whole) {
+        rc = run_mappart(&t, 0, whole, whole_n);
+        first = 1;
+    } else if (!rc) {
         rc = emit_root(&t, root, rq);
-    for (size_t i = 0; !rc && i < t.nsteps; i++)
+    }
+    for (size_t i = first; !rc && i < t.nsteps; i++)
         rc = finish_step(&t, i);
     if (!rc) {
         int r = sink(state, part, NULL, 0, 1);
