@@ -480,8 +480,6 @@ static void free_state(pr *s)
 
 /* ---- output ---------------------------------------------------------------------- */
 
-/* The final ranks by label (the degree order undone), in the
- * contribution vector's stead: it is not needed any more. */
 /* Each rank's ranges of the final ranks to every rank (a restored run that
  * ran no iteration adopts the restored partitioning first). */
 static int gather_ranks(pr *s, char *msg)
@@ -497,6 +495,8 @@ static int gather_ranks(pr *s, char *msg)
                                             s->parts, msg);
 }
 
+/* The final ranks by label (the degree order undone), in the
+ * contribution vectors' stead: they are not needed any more. */
 static double *ranks_by_label(pr *s, char *msg)
 {
     const ember_graph *g = s->g;
@@ -622,8 +622,9 @@ static int verify(const ember_graph *g, const double *r, const ember_cli *cli)
 /* ---- main ----------------------------------------------------------------------------- */
 
 /* The result on stdout; the run's timings and memory on stderr. The
- * memory is put against CSR + 3 rank vectors only when those are large
- * enough (>= 64 MiB) to dominate it: on a small graph the ratio measures
+ * memory is put against CSR + 3 rank vectors (issue 11's yardstick; the
+ * run holds four vectors: two of ranks, two of contributions) only when
+ * those are large enough (>= 64 MiB) to dominate it: on a small graph the ratio measures
  * the process's fixed cost, not the algorithm. */
 static void summary(const ember_cli *cli, const ember_graph *g)
 {
