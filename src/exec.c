@@ -862,6 +862,23 @@ int ember__materialize_owned(ember_ds *ds, ember__buf **out, char *msg)
     return EMBER_OK;
 }
 
+int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
+{
+    if (ember__comm_size(ds->ctx) > 1)
+        return ember__err(msg, EMBER_EINVAL,
+                          "materializing into kept buffers needs one process");
+    for (size_t p = 0; p < ds->nparts; p++) {
+        parts[p].n = 0; /* the room stays */
+        parts[p].size = ds->type.size;
+    }
+    mat_state m = {ds->ctx, parts};
+    int rc = ember__run(ds, mat_sink, &m, msg);
+    return rc == EMBER_ENOMEM && msg && !msg[0]
+               ? ember__err(msg, rc, "out of memory materializing #%llu",
+                            (unsigned long long)ds->id)
+               : rc;
+}
+
 int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
 {
     int rc = ember__materialize_owned(ds, out, msg);
