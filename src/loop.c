@@ -122,6 +122,7 @@ struct ember_loop {
     uint64_t fingerprint1; /* format 1 names, matrices as flat arrays */
     int reading_v1;      /* try_restore: the file is format 1 */
     int keep;
+    int async;           /* policy checkpoints in the background */
     int lock_fd;
     ember__signals sig;
 
@@ -408,6 +409,9 @@ static int check_opts(const ember_loop_opts *o, char *msg)
         o->resume != EMBER_RESUME_REQUIRE)
         return ember__err(msg, EMBER_EINVAL, "loop options: bad resume %d",
                           (int)o->resume);
+    if (o->async && o->sync)
+        return ember__err(msg, EMBER_EINVAL,
+                          "loop options: async and sync exclude each other");
     /* A checkpoint stores them in fixed-size fields (ember__ck_info). */
     if (o->program && strlen(o->program) >= sizeof ((ember__ck_info *)0)->program)
         return ember__err(msg, EMBER_EINVAL, "loop options: program name too long");
@@ -488,6 +492,9 @@ int ember_loop_create(ember_loop **out, ember_ctx *ctx,
                           "writer would have to run collectives",
                           ember__comm_size(ctx));
     }
+    /* The default: in the background on one process, collective (so on
+     * this thread) on several. */
+    L->async = o->async || (!o->sync && ranks(L) == 1);
     const char *dir = o->dir ? o->dir : ember_ctx_checkpoint_dir(ctx);
     rc = copy_strings(L, o, dir);
     if (rc)
@@ -852,9 +859,13 @@ static int write_all(ember_loop *L, const char *name, char *path,
     meta.fingerprint = L->fingerprint;
     meta.deflate = L->o.deflate;
     ember__ckw *w = NULL;
-    /* Streamed to the file, chunk by chunk: no copy of the state in memory
-     * (an asynchronous checkpoint holds two, snapshot and file image). */
-    int rc = ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
+    /* Synchronous checkpoints stream to the file, chunk by chunk: no copy
+     * of the state in memory. In the asynchronous mode, which holds the
+     * file image anyway, the ones written here (finish, signal, deadline,
+     * ember_loop_checkpoint) are built in it too, and reuse the spare. */
+    int rc = L->async ? ember__ckw_begin_image(L->ctx, &w, L->dir, name,
+                                               &meta, &L->img, msg)
+                      : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = write_binding(w, &L->b[i], msg);
     if (rc)
@@ -1029,6 +1040,7 @@ struct async_job {
     uint64_t iter;
     double t0, t1;
     pthread_t thread;
+    int finished;           /* set (atomically) when the thread is done */
     int rc;
     uint64_t bytes;
     char path[PATH_SIZE];
@@ -1086,8 +1098,10 @@ static void job_write(async_job *j)
 
 static void *job_run(void *arg)
 {
-    job_write(arg);
+    async_job *j = arg;
+    job_write(j);
     ember__h5_thread_done();
+    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -1186,6 +1200,7 @@ static int async_start(ember_loop *L, char *msg)
         return rc;
     }
     L->job = j;
+    L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */
     return EMBER_OK;
 }
 
@@ -1203,6 +1218,16 @@ static int async_join(ember_loop *L, char *msg)
                 j->path[0] ? j->path : j->name);
     job_free(j);
     return rc;
+}
+
+/* Accounts for the checkpoint in flight if it has ended, without waiting:
+ * its commit then counts (the policy's cost, retention, a failure) from the
+ * next iteration on. */
+static int async_reap(ember_loop *L, char *msg)
+{
+    if (!L->job || !__atomic_load_n(&L->job->finished, __ATOMIC_ACQUIRE))
+        return EMBER_OK;
+    return async_join(L, msg);
 }
 
 /* ---- several ranks -------------------------------------------------------------
@@ -1779,6 +1804,11 @@ static int depth_reached(const ember_loop *L)
     return 0;
 }
 
+static int needs_cost(const ember_loop *L)
+{
+    return (L->o.mtbf > 0 || L->o.deadline > 0) && !L->cost_known;
+}
+
 static int policy_due(const ember_loop *L, double now)
 {
     const ember_loop_opts *o = &L->o;
@@ -1790,7 +1820,7 @@ static int policy_due(const ember_loop *L, double now)
         return 1;
     /* Young's interval sqrt(2 C MTBF), and the deadline, need the cost C
      * of a checkpoint: the first iteration of a run measures it. */
-    if ((o->mtbf > 0 || o->deadline > 0) && !L->cost_known)
+    if (needs_cost(L))
         return 1;
     if (o->mtbf > 0)
         return now - L->last_ckpt_time >= sqrt(2 * L->last_cost * o->mtbf);
@@ -1854,13 +1884,18 @@ static int after_iteration(ember_loop *L, char *msg)
     int wrote = 0, rc = EMBER_OK;
     if (!L->dir)
         return EMBER_OK;
+    /* The policy needs the cost of the first checkpoint in the background:
+     * its end is waited for, as a synchronous one would have been. */
+    rc = needs_cost(L) ? async_join(L, msg) : async_reap(L, msg);
+    if (rc)
+        return rc;
     int64_t f = (signalled(L) ? F_STOP : 0) |
                 (policy_due(L, mono_now()) ? F_DUE : 0) |
                 (deadline_near(L) ? F_NEAR : 0);
     rc = agree(L, &f, msg);
     int stop = rc == EMBER_OK && (f & F_STOP);
     if (!rc && !stop && (f & F_DUE)) {
-        rc = checkpoint_once(L, L->o.async, &wrote, msg);
+        rc = checkpoint_once(L, L->async, &wrote, msg);
         f = (signalled(L) ? F_STOP : 0) | (deadline_near(L) ? F_NEAR : 0);
         if (!rc)
             rc = agree(L, &f, msg);

@@ -304,11 +304,9 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .keep = cli->keep,
         .resume = cli->resume,
         .force_resume = cli->force_resume,
-        /* Asynchronous by default on one process (docs/design.md,
-         * "Checkpoint cost"); under MPI the write is collective, so on the
-         * iterations' thread. */
-        .async = cli->checkpoint_async ||
-                 (!cli->checkpoint_sync && cli->ranks <= 1),
+        /* neither: the library's default, asynchronous on one process */
+        .async = cli->checkpoint_async,
+        .sync = cli->checkpoint_sync,
         /* counted from the program's start, not from now */
         .deadline = cli->deadline_seconds > 0
                         ? cli->start_wall + cli->deadline_seconds : 0,

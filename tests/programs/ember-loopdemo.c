@@ -73,7 +73,7 @@ typedef struct {
     char damping_text[32];
     const char *dir, *program;
     ember_resume resume;
-    int deflate, quiet, force;
+    int deflate, quiet, force, sync;
 } config;
 
 static void usage(FILE *f)
