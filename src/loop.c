@@ -891,14 +891,15 @@ static void unstale(ember_loop *L, uint64_t iter)
             L->stale[i--] = L->stale[--L->nstale];
 }
 
-/* Deletes a checkpoint retention gives up, or on one process keeps it as
- * the spare that the next file built in memory overwrites (ckptfile.c):
- * renamed, so it is no checkpoint any more the moment it is retired. */
+/* Deletes a checkpoint retention gives up, or in the asynchronous mode
+ * (one process) keeps it as the spare that the next file built in memory
+ * overwrites (ckptfile.c): renamed, so it is no checkpoint any more the
+ * moment it is retired. */
 static int retire_file(const ember_loop *L, const char *path)
 {
     char spare[PATH_SIZE];
     struct stat st;
-    if (ranks(L) == 1 && !ember__ck_spare(L->dir, spare, sizeof spare) &&
+    if (L->async && !ember__ck_spare(L->dir, spare, sizeof spare) &&
         lstat(spare, &st) != 0 && errno == ENOENT && rename(path, spare) == 0)
         return 0;
     return unlink(path);
