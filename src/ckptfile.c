@@ -264,6 +264,7 @@ void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img)
     if (!img)
         return;
     ember__free(ctx, img->buf);
+    ember__buf_free(ctx, &img->chunk);
     memset(img, 0, sizeof *img);
 }
 
@@ -314,8 +315,10 @@ static int begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
         return ember__err(msg, EMBER_EINVAL, "checkpoint path too long: %s/%s", dir, name);
     }
     unlink(w->tmp);
-    if (img)
+    if (img) {
         img->len = 0;
+        img->chunk.size = 1;
+    }
     ember__h5_lock();
     hid_t fapl = img ? image_fapl(w) : (hid_t)ember__h5_fapl();
     hid_t fcpl = (hid_t)ember__h5_fcpl();
@@ -390,7 +393,8 @@ static int open_writer(ember__ckw *w, const char *group, const char *name,
         return ember__err(msg, EMBER_EINVAL, "bad checkpoint entry name '%s'", name);
     snprintf(path, sizeof path, "/%s/%s", group, name);
     ember__h5w_opts o = {.deflate = w->deflate, .fletcher32 = 1,
-                         .fid = (long long)w->fid, .expected = expected};
+                         .fid = (long long)w->fid, .expected = expected,
+                         .scratch = w->img ? &w->img->chunk : NULL};
     return ember__h5w_open(w->ctx, hw, w->tmp, path, t, &o, msg);
 }
 

@@ -442,6 +442,10 @@ typedef struct {
     long long fid; /* an open hid_t, or -1 */
     uint64_t expected; /* records expected, 0 if unknown: a small dataset
                           gets a small chunk, not 1 MiB on disk */
+    ember__buf *scratch; /* NULL, or the caller's buffer (bytes: size 1)
+                            for the chunk being filled, grown here and
+                            kept by the caller: a writer run again and
+                            again faults in no fresh pages for it */
 } ember__h5w_opts;
 int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
                     const char *path, const ember_type *type,
@@ -513,6 +517,7 @@ typedef struct {
     unsigned char *buf;
     size_t cap;  /* bytes allocated */
     size_t len;  /* the file's length */
+    ember__buf chunk; /* the chunk buffer of its datasets' writers */
 } ember__ckimg;
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
 /* As ember__ckw_begin, but the file is built in img and only the commit
