@@ -514,8 +514,9 @@ int ember__ckw_begin(ember_ctx *ctx, ember__ckw **w, const char *dir,
  * one file to the next (its pages are reused), freed by ember__ckimg_free.
  * One writer uses it at a time. */
 typedef struct {
-    unsigned char *buf;
-    size_t cap;  /* bytes allocated */
+    unsigned char *raw; /* the allocation */
+    unsigned char *buf; /* the image in it, aligned for O_DIRECT */
+    size_t cap;  /* bytes of room at buf */
     size_t len;  /* the file's length */
     ember__buf chunk; /* the chunk buffer of its datasets' writers */
 } ember__ckimg;
