@@ -199,14 +199,15 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
  * caller's buffer (ember__ckimg), which outlives the file: the next
  * checkpoint reuses its pages instead of faulting in fresh ones. The commit
  * seals the bytes where they lie (no read back of the file), then writes
- * them with one pwrite into the retired checkpoint the loop left as the
- * spare (ember__ck_spare), renamed to NAME.tmp, when there is one: its
- * pages are still in the page cache and its blocks allocated, so the write
- * is a copy into those pages, where a new file costs a fresh page for
- * every 4 KiB (measured: 3x the CPU of the copy, and on this VM's lazily
- * backed memory far more; docs/design.md "Checkpoint cost"). The rest of
- * the commit sequence is unchanged. HDF5 calls these callbacks under its
- * lock, from the thread writing the file. */
+ * them with one O_DIRECT pwrite (buffered where refused) into the retired
+ * checkpoint the loop left as the spare (ember__ck_spare), renamed to
+ * NAME.tmp, when there is one: its blocks are allocated already. A
+ * buffered write into a new file costs a fresh page-cache page for every
+ * 4 KiB (measured: 3x the CPU of a copy into cached pages, and on a VM
+ * that backs memory lazily far more: docs/design.md, "Checkpoints go to
+ * the background"). The rest of the commit sequence is unchanged. HDF5
+ * calls these callbacks under its lock, from the thread writing the
+ * file. */
 
 /* HDF5's core driver grows its image by this much, and at close leaves its
  * end there, past the end of allocation: the file written is up to this

@@ -998,8 +998,8 @@ static int write_checkpoint(ember_loop *L, char *msg)
 /* ---- asynchronous checkpoints ------------------------------------------------
  *
  * With opts.async, a checkpoint the policy asks for is a snapshot taken on
- * the caller's thread (bound datasets computed and copied by the team,
- * scalars and blobs copied; noted arrays, unchanged for the loop's life,
+ * the caller's thread (bound datasets computed and copied, scalars and
+ * blobs copied; noted arrays, unchanged for the loop's life,
  * are not copied) and a file built, sealed, written, fsync'd and committed
  * by a background thread while the next iterations run. One is in flight
  * at a time: the next checkpoint, finish, a signal, the deadline and
@@ -1009,11 +1009,12 @@ static int write_checkpoint(ember_loop *L, char *msg)
  * only the checkpoint-file layer (HDF5, under its lock) and the allocator.
  *
  * What it costs the compute threads on 2 cores (docs/design.md,
- * "Checkpoint cost"): the writer's CPU, not its waits, competes with them.
- * So the snapshot buffers and the file image are kept from one checkpoint
- * to the next (fresh pages cost a fault and a clear each, 10x the copy),
- * the seal hashes the image in memory instead of reading the file back,
- * and the file is written into the spare's cached pages. */
+ * "Checkpoints go to the background"): the writer's CPU, not its waits,
+ * competes with them. So the snapshot buffers and the file image are kept
+ * from one checkpoint to the next (fresh pages cost a fault and a clear
+ * each, 10x the copy), the seal hashes the image in memory instead of
+ * reading the file back, and the file goes to the device with O_DIRECT,
+ * into the spare's blocks (ckptfile.c). */
 
 struct snap_item {
     char name[EMBER_NAME_SIZE];
@@ -1108,7 +1109,8 @@ static void *job_run(void *arg)
 
 /* Copies a dataset binding into it, into the room of the previous
  * snapshot when there is one: it is computed (a local checkpoint cuts its
- * lineage, as a synchronous checkpoint does) and copied by the team. */
+ * lineage, as a synchronous checkpoint does) and copied (an array source
+ * straight from its array, ember__materialize_into). */
 static int snapshot_ds(ember_loop *L, const binding *b, snap_item *it,
                        char *msg)
 {
