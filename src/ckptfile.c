@@ -282,6 +282,21 @@ static herr_t img_udata_free(void *udata)
     return 0;
 }
 
+int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes)
+{
+    size_t cap = round_up(bytes, DIO_ALIGN);
+    if (img->cap >= cap || img->len)
+        return EMBER_OK;
+    unsigned char *raw = ember__malloc(ctx, cap + DIO_ALIGN);
+    if (!raw)
+        return EMBER_ENOMEM;
+    ember__free(ctx, img->raw);
+    img->raw = raw;
+    img->buf = raw + (DIO_ALIGN - (uintptr_t)raw % DIO_ALIGN) % DIO_ALIGN;
+    img->cap = cap;
+    return EMBER_OK;
+}
+
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img)
 {
     if (!img)

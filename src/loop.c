@@ -1159,6 +1159,20 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     return EMBER_OK;
 }
 
+/* About the size of the file of the snapshot: its bytes, a padded last
+ * chunk (up to 1 MiB) for each item, and the metadata. */
+static size_t snapshot_file_bytes(const ember_loop *L)
+{
+    size_t bytes = (size_t)1 << 20;
+    for (size_t i = 0; i < L->nsnap; i++) {
+        const snap_item *it = &L->snap[i];
+        bytes += ((size_t)1 << 20) + it->n * (it->kind == BIND_BLOB ? 1 : 8);
+        for (size_t p = 0; it->parts && p < it->nparts; p++)
+            bytes += it->parts[p].n * it->parts[p].size;
+    }
+    return bytes;
+}
+
 /* The loop's snapshot, one item per binding, kept across checkpoints. */
 static int snapshot(ember_loop *L, char *msg)
 {
@@ -1172,6 +1186,8 @@ static int snapshot(ember_loop *L, char *msg)
     int rc = EMBER_OK;
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = snapshot_item(L, &L->b[i], &L->snap[i], msg);
+    if (!rc && ember__ckimg_reserve(L->ctx, &L->img, snapshot_file_bytes(L)))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
     return rc;
 }
 
