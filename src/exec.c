@@ -900,6 +900,38 @@ int ember__materialize_owned(ember_ds *ds, ember__buf **out, char *msg)
     return EMBER_OK;
 }
 
+int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
+{
+    if (ember__comm_size(ds->ctx) > 1)
+        return ember__err(msg, EMBER_EINVAL,
+                          "materializing into kept buffers needs one process");
+    for (size_t p = 0; p < ds->nparts; p++) {
+        parts[p].n = 0; /* the room stays */
+        parts[p].size = ds->type.size;
+    }
+    int rc = EMBER_OK;
+    if (ds->op == EMBER__ARRAY && ds->ckpt_state != 1) {
+        /* An array source is copied straight from its array, as save.c
+         * writes one: the executor would synchronise the team once per
+         * window of partitions, each wait a time slice on a loaded
+         * machine (docs/design.md). */
+        const unsigned char *data = ds->u.array.data;
+        for (size_t p = 0; !rc && p < ds->nparts; p++) {
+            size_t lo, hi;
+            ember__array_bounds(ds, p, &lo, &hi);
+            rc = ember__buf_append(ds->ctx, &parts[p],
+                                   data + lo * ds->type.size, hi - lo);
+        }
+    } else {
+        mat_state m = {ds->ctx, parts};
+        rc = ember__run(ds, mat_sink, &m, msg);
+    }
+    return rc == EMBER_ENOMEM && msg && !msg[0]
+               ? ember__err(msg, rc, "out of memory materializing #%llu",
+                            (unsigned long long)ds->id)
+               : rc;
+}
+
 int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)
 {
     int rc = ember__materialize_owned(ds, out, msg);

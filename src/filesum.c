@@ -25,7 +25,8 @@
  * No HDF5 here: files are read through one 1 MiB buffer, never mapped
  * (a mapped file truncated by another process during the check would
  * raise SIGBUS). Callers:
- * ckptfile.c (commit and open), h5io.c (files it reads or reopens),
+ * ckptfile.c (commit and open; a checkpoint built in memory is sealed
+ * there, by ember__fsum_seal_image, before it is written), h5io.c (files it reads or reopens),
  * graph_h5.c (graph and array files).
  *
  * ember_file_hash (public) gives the programs' input fingerprint, the
@@ -248,35 +249,41 @@ void ember__fsum_memo_clear(long long age_ns)
     pthread_mutex_unlock(&memo_mutex);
 }
 
+/* Fills block with the header for a file of length bytes whose body hashes
+ * to hash (XXH3-128, canonical order). */
+static void make_header(unsigned char block[EMBER__FSUM_BLOCK],
+                        const unsigned char hash[16], uint64_t length)
+{
+    memset(block, 0, EMBER__FSUM_BLOCK);
+    memcpy(block, MAGIC, 8);
+    put_le(block + OFF_VERSION, VERSION, 4);
+    put_le(block + OFF_BLOCK, EMBER__FSUM_BLOCK, 4);
+    put_le(block + OFF_LENGTH, length, 8);
+    memcpy(block + OFF_HASH, hash, 16);
+    snprintf((char *)block + OFF_TEXT, EMBER__FSUM_BLOCK - OFF_TEXT,
+             "ember whole-file checksum v1 (XXH3); see "
+             "docs/checkpoint-format.md\n");
+    self_hash(block, block + OFF_SELF);
+}
+
 int ember__fsum_seal(const char *path, char *msg)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "%s: cannot open to seal: %s", path,
                           strerror(errno));
-    unsigned char block[EMBER__FSUM_BLOCK], sig[8];
+    unsigned char block[EMBER__FSUM_BLOCK], sig[8], hash[16];
     uint64_t length = 0;
     int rc = EMBER_OK;
     if (pread_full(fd, sig, sizeof sig, EMBER__FSUM_BLOCK) != (ssize_t)sizeof sig ||
         memcmp(sig, hdf5_sig, sizeof sig) != 0)
         rc = ember__err(msg, EMBER_EINVAL, "%s: no %d-byte HDF5 user block to "
                         "hold the checksum", path, EMBER__FSUM_BLOCK);
-    else if (hash_body(fd, block + OFF_HASH, &length))
+    else if (hash_body(fd, hash, &length))
         rc = ember__err(msg, EMBER_EIO, "%s: cannot read to seal: %s", path,
                         strerror(errno ? errno : EIO));
     if (rc == EMBER_OK) {
-        unsigned char hash[16];
-        memcpy(hash, block + OFF_HASH, 16);
-        memset(block, 0, sizeof block);
-        memcpy(block, MAGIC, 8);
-        put_le(block + OFF_VERSION, VERSION, 4);
-        put_le(block + OFF_BLOCK, EMBER__FSUM_BLOCK, 4);
-        put_le(block + OFF_LENGTH, length, 8);
-        memcpy(block + OFF_HASH, hash, 16);
-        snprintf((char *)block + OFF_TEXT, EMBER__FSUM_BLOCK - OFF_TEXT,
-                 "ember whole-file checksum v1 (XXH3); see "
-                 "docs/checkpoint-format.md\n");
-        self_hash(block, block + OFF_SELF);
+        make_header(block, hash, length);
         ssize_t k;
         do
             k = pwrite(fd, block, sizeof block, 0);
@@ -290,6 +297,19 @@ int ember__fsum_seal(const char *path, char *msg)
         rc = ember__err(msg, EMBER_EIO, "%s: close after sealing: %s", path,
                         strerror(errno));
     return rc;
+}
+
+int ember__fsum_seal_image(unsigned char *image, size_t length, char *msg)
+{
+    if (length < EMBER__FSUM_BLOCK + sizeof hdf5_sig ||
+        memcmp(image + EMBER__FSUM_BLOCK, hdf5_sig, sizeof hdf5_sig) != 0)
+        return ember__err(msg, EMBER_EINVAL, "file image: no %d-byte HDF5 user "
+                          "block to hold the checksum", EMBER__FSUM_BLOCK);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(image + EMBER__FSUM_BLOCK,
+                                              length - EMBER__FSUM_BLOCK));
+    make_header(image, c.digest, (uint64_t)length);
+    return EMBER_OK;
 }
 
 /* What the block says, or why it cannot be trusted. */

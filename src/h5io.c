@@ -945,6 +945,7 @@ struct ember__h5w {
     size_t chunk;     /* records a chunk */
     size_t recsize;
     unsigned char *buf; /* direct: the chunk being filled, + 4 bytes */
+    ember__buf *scratch; /* the caller's room for buf, or NULL */
     size_t fill;      /* direct: records in buf */
     int reseal;       /* the file carried a checksum header: renew it */
     char file[H5IO_FILE_MAX];
@@ -1149,6 +1150,7 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
         return ember__err(msg, EMBER_ENOMEM, "%s:%s: no memory for a writer",
                           file, path);
     x->ctx = ctx;
+    x->scratch = o.scratch;
     x->fid = x->dset = x->mem = H5I_INVALID_HID;
     snprintf(x->where, sizeof x->where, "%s:%s", file, path);
     ember__h5_lock();
@@ -1186,8 +1188,13 @@ static int flush_chunk(ember__h5w *w)
 
 static int append_direct(ember__h5w *w, const unsigned char *recs, size_t n)
 {
-    if (!w->buf) {
-        w->buf = ember__malloc(w->ctx, w->chunk * w->recsize + 4);
+    size_t need = w->chunk * w->recsize + 4;
+    if (!w->buf && w->scratch) {
+        if (ember__buf_reserve(w->ctx, w->scratch, need))
+            return EMBER_ENOMEM;
+        w->buf = w->scratch->data;
+    } else if (!w->buf) {
+        w->buf = ember__malloc(w->ctx, need);
         if (!w->buf)
             return EMBER_ENOMEM;
     }
@@ -1311,7 +1318,8 @@ int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
         rc = write_offsets(x, offsets, nparts, msg);
     int rc2 = close_ids(x, rc ? NULL : msg);
     ember__h5_unlock();
-    ember__free(x->ctx, x->buf);
+    if (!x->scratch)
+        ember__free(x->ctx, x->buf);
     ember__free(x->ctx, x);
     return rc ? rc : rc2;
 }

@@ -283,6 +283,10 @@ int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
  * allocated with the ctx allocator, n records each). Under MPI every rank
  * ends up with every partition (an all-gather in partition order). */
 int ember__materialize(ember_ds *ds, ember__buf **parts, char *msg);
+/* The same into parts (ds->nparts buffers, zeroed or kept from an earlier
+ * call: their room is reused, so a repeated snapshot touches no fresh
+ * memory). One process only. The caller frees with ember__parts_free. */
+int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg);
 /* The same without the gather: under MPI only the partitions this rank
  * owns are filled, the others are empty. Serially the same as above. */
 int ember__materialize_owned(ember_ds *ds, ember__buf **parts, char *msg);
@@ -392,6 +396,11 @@ int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
  * caller fsyncs afterwards. EMBER_EINVAL when the file has no user block,
  * EMBER_EIO on a read or write error. */
 int ember__fsum_seal(const char *path, char *msg);
+/* The same header, written into the first EMBER__FSUM_BLOCK bytes of a
+ * whole file held in memory (length bytes), hashed where it lies: the
+ * bytes later written are exactly those sealed. EMBER_EINVAL when the
+ * image has no user block. */
+int ember__fsum_seal_image(unsigned char *image, size_t length, char *msg);
 /* Checks a file against its header, reading it once, before libhdf5 ever
  * sees it. EMBER_OK: it verifies. EMBER__FSUM_NONE: it has no header (a
  * file of ember 0.1.0 or of another program, or its first bytes are
@@ -433,6 +442,10 @@ typedef struct {
     long long fid; /* an open hid_t, or -1 */
     uint64_t expected; /* records expected, 0 if unknown: a small dataset
                           gets a small chunk, not 1 MiB on disk */
+    ember__buf *scratch; /* NULL, or the caller's buffer (bytes: size 1)
+                            for the chunk being filled, grown here and
+                            kept by the caller: a writer run again and
+                            again faults in no fresh pages for it */
 } ember__h5w_opts;
 int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
                     const char *path, const ember_type *type,
@@ -497,6 +510,34 @@ typedef struct ember__ckw ember__ckw;
 /* Starts <dir>/<name>.tmp (dir must exist). */
 int ember__ckw_begin(ember_ctx *ctx, ember__ckw **w, const char *dir,
                      const char *name, const ember__ck_meta *meta, char *msg);
+/* A checkpoint file built in memory: the buffer is the caller's, kept from
+ * one file to the next (its pages are reused), freed by ember__ckimg_free.
+ * One writer uses it at a time. */
+typedef struct {
+    unsigned char *raw; /* the allocation */
+    unsigned char *buf; /* the image in it, aligned for O_DIRECT */
+    size_t cap;  /* bytes of room at buf */
+    size_t len;  /* the file's length */
+    ember__buf chunk; /* the chunk buffer of its datasets' writers */
+} ember__ckimg;
+void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
+/* Room for a file of about `bytes` from the start (no file in it): a file
+ * that grows its image step by step would move it, and touch fresh pages
+ * each time, several times over. Untouched until written. */
+int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes);
+/* As ember__ckw_begin, but the file is built in img and only the commit
+ * writes it (sealed in memory, then one write into <dir>/EMBER__CK_SPARE
+ * renamed to <name>.tmp when that exists, else a new <name>.tmp; then
+ * fsync, rename, directory fsync as always). */
+int ember__ckw_begin_image(ember_ctx *ctx, ember__ckw **w, const char *dir,
+                           const char *name, const ember__ck_meta *meta,
+                           ember__ckimg *img, char *msg);
+/* A retired checkpoint kept (renamed) for the next write into a file built
+ * in memory to overwrite: "*.tmp", so a loop's start sweeps it like any
+ * unfinished write. */
+#define EMBER__CK_SPARE "ckpt-spare.tmp"
+/* Its path in dir; -1 when too long. */
+int ember__ck_spare(const char *dir, char *path, size_t size);
 /* Opens /datasets/<name> for records of type t (expected: a count hint,
  * 0 if unknown). The caller appends partitions in order with
  * ember__h5w_append and closes with ember__h5w_close(offsets). */

@@ -104,6 +104,8 @@ typedef struct {
 } ckpt_entry;
 
 typedef struct async_job async_job;
+typedef struct snap_item snap_item;
+static void snap_free(struct ember_loop *L);
 static int async_join(struct ember_loop *L, char *msg);
 static int write_ranks(struct ember_loop *L, const char *name, char *path,
                        uint64_t *bytes, char *msg);
@@ -120,6 +122,7 @@ struct ember_loop {
     uint64_t fingerprint1; /* format 1 names, matrices as flat arrays */
     int reading_v1;      /* try_restore: the file is format 1 */
     int keep;
+    int async;           /* policy checkpoints in the background */
     int lock_fd;
     ember__signals sig;
 
@@ -148,6 +151,9 @@ struct ember_loop {
     size_t nstale;
 
     async_job *job;      /* a checkpoint being written in the background */
+    snap_item *snap;     /* the state copied for it: kept, reused by the */
+    size_t nsnap;        /* next snapshot (no fresh pages to fault in) */
+    ember__ckimg img;    /* the file built in memory (kept likewise) */
 
     char warn[EMBER_MSG_SIZE];
     ember_loop_stats stats;
@@ -403,6 +409,9 @@ static int check_opts(const ember_loop_opts *o, char *msg)
         o->resume != EMBER_RESUME_REQUIRE)
         return ember__err(msg, EMBER_EINVAL, "loop options: bad resume %d",
                           (int)o->resume);
+    if (o->async && o->sync)
+        return ember__err(msg, EMBER_EINVAL,
+                          "loop options: async and sync exclude each other");
     /* A checkpoint stores them in fixed-size fields (ember__ck_info). */
     if (o->program && strlen(o->program) >= sizeof ((ember__ck_info *)0)->program)
         return ember__err(msg, EMBER_EINVAL, "loop options: program name too long");
@@ -483,6 +492,9 @@ int ember_loop_create(ember_loop **out, ember_ctx *ctx,
                           "writer would have to run collectives",
                           ember__comm_size(ctx));
     }
+    /* The default: in the background on one process, collective (so on
+     * this thread) on several. */
+    L->async = o->async || (!o->sync && ranks(L) == 1);
     const char *dir = o->dir ? o->dir : ember_ctx_checkpoint_dir(ctx);
     rc = copy_strings(L, o, dir);
     if (rc)
@@ -508,8 +520,13 @@ void ember_loop_destroy(ember_loop **pl)
     if (async_join(L, emsg) != EMBER_OK)
         fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
     ember__signals_restore(&L->sig);
+    char spare[PATH_SIZE];
+    if (L->dir && is_root(L) && !ember__ck_spare(L->dir, spare, sizeof spare))
+        unlink(spare); /* under the lock still: nobody else uses it */
     if (L->lock_fd >= 0)
         close(L->lock_fd); /* releases the lock; the file stays */
+    snap_free(L);
+    ember__ckimg_free(ctx, &L->img);
     ember__free(ctx, L->b);
     ember__free(ctx, L->stale);
     ember__free(ctx, L->dir);
@@ -842,7 +859,13 @@ static int write_all(ember_loop *L, const char *name, char *path,
     meta.fingerprint = L->fingerprint;
     meta.deflate = L->o.deflate;
     ember__ckw *w = NULL;
-    int rc = ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
+    /* Synchronous checkpoints stream to the file, chunk by chunk: no copy
+     * of the state in memory. In the asynchronous mode, which holds the
+     * file image anyway, the ones written here (finish, signal, deadline,
+     * ember_loop_checkpoint) are built in it too, and reuse the spare. */
+    int rc = L->async ? ember__ckw_begin_image(L->ctx, &w, L->dir, name,
+                                               &meta, &L->img, msg)
+                      : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = write_binding(w, &L->b[i], msg);
     if (rc)
@@ -866,6 +889,20 @@ static void unstale(ember_loop *L, uint64_t iter)
     for (size_t i = 0; i < L->nstale; i++)
         if (L->stale[i] == iter)
             L->stale[i--] = L->stale[--L->nstale];
+}
+
+/* Deletes a checkpoint retention gives up, or in the asynchronous mode
+ * (one process) keeps it as the spare that the next file built in memory
+ * overwrites (ckptfile.c): renamed, so it is no checkpoint any more the
+ * moment it is retired. */
+static int retire_file(const ember_loop *L, const char *path)
+{
+    char spare[PATH_SIZE];
+    struct stat st;
+    if (L->async && !ember__ck_spare(L->dir, spare, sizeof spare) &&
+        lstat(spare, &st) != 0 && errno == ENOENT && rename(path, spare) == 0)
+        return 0;
+    return unlink(path);
 }
 
 /* Keeps the newest `keep` files: this run's history first, then stale
@@ -894,7 +931,7 @@ static void retain(ember_loop *L)
                 continue;
             }
             char path[PATH_SIZE];
-            if (!ckpt_path(L, e[i].name, path) && unlink(path) != 0 &&
+            if (!ckpt_path(L, e[i].name, path) && retire_file(L, path) != 0 &&
                 errno != ENOENT)
                 warn(L, "ember: cannot delete old checkpoint %s: %s", path,
                      strerror(errno));
@@ -962,14 +999,24 @@ static int write_checkpoint(ember_loop *L, char *msg)
  *
  * With opts.async, a checkpoint the policy asks for is a snapshot taken on
  * the caller's thread (bound datasets computed and copied, scalars and
- * blobs copied) and a file written and committed by a background thread
- * while the next iterations run. One is in flight at a time: the next
- * checkpoint, finish, a signal, the deadline and destroy wait for it, and
- * a failure is reported by the next call that waits. Retention and the
- * stats stay on the caller's thread. The background thread calls only the
- * checkpoint-file layer (HDF5, under its lock) and the allocator. */
+ * blobs copied; noted arrays, unchanged for the loop's life,
+ * are not copied) and a file built, sealed, written, fsync'd and committed
+ * by a background thread while the next iterations run. One is in flight
+ * at a time: the next checkpoint, finish, a signal, the deadline and
+ * destroy wait for it, and a failure is reported by the next call that
+ * waits. Retention and the stats stay on the caller's thread, so a file is
+ * retired only after a newer one committed. The background thread calls
+ * only the checkpoint-file layer (HDF5, under its lock) and the allocator.
+ *
+ * What it costs the compute threads on 2 cores (docs/design.md,
+ * "Checkpoints go to the background"): the writer's CPU, not its waits,
+ * competes with them. So the snapshot buffers and the file image are kept
+ * from one checkpoint to the next (fresh pages cost a fault and a clear
+ * each, 10x the copy), the seal hashes the image in memory instead of
+ * reading the file back, and the file goes to the device with O_DIRECT,
+ * into the spare's blocks (ckptfile.c). */
 
-typedef struct {
+struct snap_item {
     char name[EMBER_NAME_SIZE];
     bind_kind kind;
     ember_scalar scalar;
@@ -978,8 +1025,10 @@ typedef struct {
     ember_type type;     /* BIND_DS */
     ember__buf *parts;   /* BIND_DS: the snapshot, one buffer a partition */
     size_t nparts;
-    void *bytes;         /* the other kinds: a copy */
-} snap_item;
+    void *bytes;         /* the other kinds: a copy (room of `room` bytes) */
+    size_t room;
+    const void *ref;     /* a noted array: its bytes, never copied */
+};
 
 struct async_job {
     ember_ctx *ctx;
@@ -987,11 +1036,13 @@ struct async_job {
     char name[64];
     ember__ck_meta meta;
     char *lineage;
-    snap_item *items;
+    const snap_item *items; /* the loop's, borrowed */
     size_t nitems;
+    ember__ckimg *img;      /* the loop's, borrowed */
     uint64_t iter;
     double t0, t1;
     pthread_t thread;
+    int finished;           /* set (atomically) when the thread is done */
     int rc;
     uint64_t bytes;
     char path[PATH_SIZE];
@@ -1000,29 +1051,35 @@ struct async_job {
 
 static void job_free(async_job *j)
 {
-    for (size_t i = 0; j->items && i < j->nitems; i++) {
-        ember__parts_free(j->ctx, j->items[i].parts, j->items[i].nparts);
-        ember__free(j->ctx, j->items[i].bytes);
-    }
-    ember__free(j->ctx, j->items);
     ember__free(j->ctx, j->lineage);
     ember__free(j->ctx, j);
 }
 
+static void snap_free(ember_loop *L)
+{
+    for (size_t i = 0; L->snap && i < L->nsnap; i++) {
+        ember__parts_free(L->ctx, L->snap[i].parts, L->snap[i].nparts);
+        ember__free(L->ctx, L->snap[i].bytes);
+    }
+    ember__free(L->ctx, L->snap);
+    L->snap = NULL;
+    L->nsnap = 0;
+}
+
 static int write_item(ember__ckw *w, const snap_item *it, char *msg)
 {
+    const void *bytes = it->ref ? it->ref : it->bytes;
     switch (it->kind) {
     case BIND_DS:
         return ember__ckw_parts(w, it->name, &it->type, it->parts, it->nparts,
                                 msg);
     case BIND_BLOB:
-        return ember__ckw_blob(w, it->name, it->bytes, it->n, msg);
+        return ember__ckw_blob(w, it->name, bytes, it->n, msg);
     default:
         if (it->cols)
-            return ember__ckw_matrix(w, it->name, it->scalar, it->bytes,
+            return ember__ckw_matrix(w, it->name, it->scalar, bytes,
                                      it->n / it->cols, it->cols, msg);
-        return ember__ckw_scalars(w, it->name, it->scalar, it->bytes, it->n,
-                                  msg);
+        return ember__ckw_scalars(w, it->name, it->scalar, bytes, it->n, msg);
     }
 }
 
@@ -1030,7 +1087,8 @@ static int write_item(ember__ckw *w, const snap_item *it, char *msg)
 static void job_write(async_job *j)
 {
     ember__ckw *w = NULL;
-    j->rc = ember__ckw_begin(j->ctx, &w, j->dir, j->name, &j->meta, j->msg);
+    j->rc = ember__ckw_begin_image(j->ctx, &w, j->dir, j->name, &j->meta,
+                                   j->img, j->msg);
     for (size_t i = 0; !j->rc && i < j->nitems; i++)
         j->rc = write_item(w, &j->items[i], j->msg);
     if (j->rc)
@@ -1042,13 +1100,39 @@ static void job_write(async_job *j)
 
 static void *job_run(void *arg)
 {
-    job_write(arg);
+    async_job *j = arg;
+    job_write(j);
     ember__h5_thread_done();
+    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
-/* Copies binding b into it: datasets are computed (a local checkpoint
- * cuts their lineage, as a synchronous checkpoint does) and copied. */
+/* Copies a dataset binding into it, into the room of the previous
+ * snapshot when there is one: it is computed (a local checkpoint cuts its
+ * lineage, as a synchronous checkpoint does) and copied (an array source
+ * straight from its array, ember__materialize_into). */
+static int snapshot_ds(ember_loop *L, const binding *b, snap_item *it,
+                       char *msg)
+{
+    int rc = ember_local_checkpoint(*b->ds, msg);
+    size_t nparts = ember_ds_partitions(*b->ds);
+    if (!rc && it->parts && it->nparts != nparts) {
+        ember__parts_free(L->ctx, it->parts, it->nparts);
+        it->parts = NULL;
+    }
+    if (!rc && !it->parts) {
+        it->parts = ember__calloc(L->ctx, nparts ? nparts : 1, sizeof *it->parts);
+        it->nparts = nparts;
+        if (!it->parts)
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    if (!rc)
+        rc = ember__materialize_into(*b->ds, it->parts, msg);
+    it->type = *ember_ds_type(*b->ds);
+    return rc;
+}
+
+/* Copies binding b into it (kept from the last snapshot, or zeroed). */
 static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
                          char *msg)
 {
@@ -1057,19 +1141,54 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     it->scalar = b->scalar;
     it->n = b->n;
     it->cols = b->cols;
-    if (b->kind == BIND_DS) {
-        int rc = ember_local_checkpoint(*b->ds, msg);
-        if (!rc)
-            rc = ember__materialize(*b->ds, &it->parts, msg);
-        it->nparts = ember_ds_partitions(*b->ds);
-        it->type = *ember_ds_type(*b->ds);
-        return rc;
+    if (b->kind == BIND_DS)
+        return snapshot_ds(L, b, it, msg);
+    if (b->note) { /* unchanged for the loop's life: no copy */
+        it->ref = b->data;
+        return EMBER_OK;
     }
-    it->bytes = ember__malloc(L->ctx, binding_bytes(b));
-    if (!it->bytes)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    memcpy(it->bytes, b->data, binding_bytes(b));
+    size_t size = binding_bytes(b);
+    if (it->room < size) {
+        ember__free(L->ctx, it->bytes);
+        it->room = 0;
+        if (!(it->bytes = ember__malloc(L->ctx, size ? size : 1)))
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        it->room = size;
+    }
+    memcpy(it->bytes, b->data, size);
     return EMBER_OK;
+}
+
+/* About the size of the file of the snapshot: its bytes, a padded last
+ * chunk (up to 1 MiB) for each item, and the metadata. */
+static size_t snapshot_file_bytes(const ember_loop *L)
+{
+    size_t bytes = (size_t)1 << 20;
+    for (size_t i = 0; i < L->nsnap; i++) {
+        const snap_item *it = &L->snap[i];
+        bytes += ((size_t)1 << 20) + it->n * (it->kind == BIND_BLOB ? 1 : 8);
+        for (size_t p = 0; it->parts && p < it->nparts; p++)
+            bytes += it->parts[p].n * it->parts[p].size;
+    }
+    return bytes;
+}
+
+/* The loop's snapshot, one item per binding, kept across checkpoints. */
+static int snapshot(ember_loop *L, char *msg)
+{
+    if (L->nsnap != L->nb) {
+        snap_free(L);
+        L->snap = ember__calloc(L->ctx, L->nb + 1, sizeof *L->snap);
+        if (!L->snap)
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        L->nsnap = L->nb;
+    }
+    int rc = EMBER_OK;
+    for (size_t i = 0; !rc && i < L->nb; i++)
+        rc = snapshot_item(L, &L->b[i], &L->snap[i], msg);
+    if (!rc && ember__ckimg_reserve(L->ctx, &L->img, snapshot_file_bytes(L)))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    return rc;
 }
 
 static int async_start(ember_loop *L, char *msg)
@@ -1084,13 +1203,13 @@ static int async_start(ember_loop *L, char *msg)
     j->dir = L->dir;
     j->iter = L->done;
     j->t0 = mono_now();
+    j->img = &L->img;
     ckpt_name(L, j->name, sizeof j->name);
     j->lineage = lineage_text(L);
-    j->items = ember__calloc(L->ctx, L->nb + 1, sizeof *j->items);
-    rc = j->lineage && j->items ? EMBER_OK
-                                : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < L->nb; i++, j->nitems++)
-        rc = snapshot_item(L, &L->b[i], &j->items[i], msg);
+    rc = j->lineage ? snapshot(L, msg)
+                    : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    j->items = L->snap;
+    j->nitems = L->nsnap;
     j->meta = (ember__ck_meta){"loop", L->program, L->parameters, L->signature,
                                j->lineage, L->done, L->fingerprint, L->o.deflate};
     if (!rc && pthread_create(&j->thread, NULL, job_run, j) != 0)
@@ -1100,6 +1219,7 @@ static int async_start(ember_loop *L, char *msg)
         return rc;
     }
     L->job = j;
+    L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */
     return EMBER_OK;
 }
 
@@ -1117,6 +1237,16 @@ static int async_join(ember_loop *L, char *msg)
                 j->path[0] ? j->path : j->name);
     job_free(j);
     return rc;
+}
+
+/* Accounts for the checkpoint in flight if it has ended, without waiting:
+ * its commit then counts (the policy's cost, retention, a failure) from the
+ * next iteration on. */
+static int async_reap(ember_loop *L, char *msg)
+{
+    if (!L->job || !__atomic_load_n(&L->job->finished, __ATOMIC_ACQUIRE))
+        return EMBER_OK;
+    return async_join(L, msg);
 }
 
 /* ---- several ranks -------------------------------------------------------------
@@ -1693,6 +1823,11 @@ static int depth_reached(const ember_loop *L)
     return 0;
 }
 
+static int needs_cost(const ember_loop *L)
+{
+    return (L->o.mtbf > 0 || L->o.deadline > 0) && !L->cost_known;
+}
+
 static int policy_due(const ember_loop *L, double now)
 {
     const ember_loop_opts *o = &L->o;
@@ -1704,7 +1839,7 @@ static int policy_due(const ember_loop *L, double now)
         return 1;
     /* Young's interval sqrt(2 C MTBF), and the deadline, need the cost C
      * of a checkpoint: the first iteration of a run measures it. */
-    if ((o->mtbf > 0 || o->deadline > 0) && !L->cost_known)
+    if (needs_cost(L))
         return 1;
     if (o->mtbf > 0)
         return now - L->last_ckpt_time >= sqrt(2 * L->last_cost * o->mtbf);
@@ -1768,13 +1903,18 @@ static int after_iteration(ember_loop *L, char *msg)
     int wrote = 0, rc = EMBER_OK;
     if (!L->dir)
         return EMBER_OK;
+    /* The policy needs the cost of the first checkpoint in the background:
+     * its end is waited for, as a synchronous one would have been. */
+    rc = needs_cost(L) ? async_join(L, msg) : async_reap(L, msg);
+    if (rc)
+        return rc;
     int64_t f = (signalled(L) ? F_STOP : 0) |
                 (policy_due(L, mono_now()) ? F_DUE : 0) |
                 (deadline_near(L) ? F_NEAR : 0);
     rc = agree(L, &f, msg);
     int stop = rc == EMBER_OK && (f & F_STOP);
     if (!rc && !stop && (f & F_DUE)) {
-        rc = checkpoint_once(L, L->o.async, &wrote, msg);
+        rc = checkpoint_once(L, L->async, &wrote, msg);
         f = (signalled(L) ? F_STOP : 0) | (deadline_near(L) ? F_NEAR : 0);
         if (!rc)
             rc = agree(L, &f, msg);

@@ -32,7 +32,7 @@
 /* Common flags: index into this table is the getopt value minus 256. */
 enum {
     C_INPUT, C_OUTPUT, C_ITERATIONS, C_TOLERANCE, C_THREADS, C_PARTITIONS,
-    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_CKASYNC, C_KEEP, C_RESUME, C_FORCE,
+    C_CKDIR, C_CKEVERY, C_CKSECONDS, C_CKASYNC, C_CKSYNC, C_KEEP, C_RESUME, C_FORCE,
     C_DEADLINE, C_STOPAT,
     C_SEED, C_METRICS,
     C_QUIET, C_VERIFY, C_HELP, C_VERSION, C_COUNT
@@ -65,7 +65,11 @@ static const common_flag common[C_COUNT] = {
                      "checkpoint every S seconds (default 60 with a DIR)"},
     [C_CKASYNC] = {"checkpoint-async", 0, EMBER_CLI_NO_LOOP, NULL,
                    "write policy checkpoints in the background while the next "
-                   "iterations run"},
+                   "iterations run (the default on one process)"},
+    [C_CKSYNC] = {"checkpoint-sync", 0, EMBER_CLI_NO_LOOP, NULL,
+                  "write every checkpoint before the next iteration, streamed "
+                  "to the file (no copy of the state in memory; the default "
+                  "under MPI)"},
     [C_KEEP] = {"keep", 1, EMBER_CLI_NO_LOOP, "K",
                 "keep the last K checkpoints (default 2)"},
     [C_RESUME] = {"resume", 1, EMBER_CLI_NO_LOOP, "auto|never|require",
@@ -580,6 +584,7 @@ static int parse_common(ember_cli *cli, int which, const char *arg)
     }
     case C_FORCE: cli->force_resume = 1; return 0;
     case C_CKASYNC: cli->checkpoint_async = 1; return 0;
+    case C_CKSYNC: cli->checkpoint_sync = 1; return 0;
     case C_DEADLINE:
         return parse_duration(cli, flag, arg, &cli->deadline_seconds);
     case C_STOPAT:
@@ -780,12 +785,17 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                      argv[optind + prog->max_positional]);
     if (!cli->checkpoint_dir && (cli->checkpoint_every || cli->checkpoint_seconds > 0 ||
                                  cli->keep || cli->resume == EMBER_RESUME_REQUIRE ||
-                                 cli->checkpoint_async || cli->force_resume ||
-                                 cli->deadline_seconds > 0 || cli->stop_at))
+                                 cli->checkpoint_async || cli->checkpoint_sync ||
+                                 cli->force_resume || cli->deadline_seconds > 0 ||
+                                 cli->stop_at))
         return ember_cli_usage_error(cli, "--checkpoint-every, --checkpoint-seconds, "
-                                     "--checkpoint-async, --keep, --resume require, "
+                                     "--checkpoint-async, --checkpoint-sync, --keep, "
+                                     "--resume require, "
                                      "--force-resume, --deadline and --stop-at need "
                                      "--checkpoint-dir DIR");
+    if (cli->checkpoint_async && cli->checkpoint_sync)
+        return ember_cli_usage_error(cli, "--checkpoint-async and --checkpoint-sync "
+                                     "exclude each other");
     if (cli->checkpoint_async && cli->ranks > 1)
         return ember_cli_usage_error(cli, "--checkpoint-async is not supported with "
                                      "%d MPI ranks (the background writer would run "

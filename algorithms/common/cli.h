@@ -157,6 +157,8 @@ typedef struct {
     ember_resume resume;
     int force_resume;        /* --force-resume */
     int checkpoint_async;    /* --checkpoint-async */
+    int checkpoint_sync;     /* --checkpoint-sync; neither: asynchronous on
+                                one process, synchronous under MPI */
     double deadline_seconds; /* --deadline, from the start (0: none) */
     uint64_t stop_at;        /* --stop-at N: after iteration N, stop as a
                                 signal would (checkpoint, 75); 0: none */

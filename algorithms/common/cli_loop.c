@@ -304,7 +304,9 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .keep = cli->keep,
         .resume = cli->resume,
         .force_resume = cli->force_resume,
+        /* neither: the library's default, asynchronous on one process */
         .async = cli->checkpoint_async,
+        .sync = cli->checkpoint_sync,
         /* counted from the program's start, not from now */
         .deadline = cli->deadline_seconds > 0
                         ? cli->start_wall + cli->deadline_seconds : 0,
@@ -572,22 +574,27 @@ static void progress(report *r, uint64_t it, double value, int last)
 }
 
 /* Records iteration `it` (1-based count of iterations done) once the loop
- * call after it has returned, so its checkpoint is known. */
-static void record(report *r, ember_loop *loop, uint64_t it, double seconds,
-                   int last)
+ * call after it has returned, so its checkpoint is known; 1 when it was
+ * checkpointed. */
+static int record(report *r, ember_loop *loop, uint64_t it, double seconds,
+                  int last)
 {
     ember_loop_stats st;
     ember_loop_get_stats(loop, &st);
-    /* The count, not last_was_checkpoint: ember_loop_finish's final
-     * checkpoint does not set that flag. */
-    int ck = st.checkpoints > r->ckpts;
+    /* The count as well as last_was_checkpoint: ember_loop_finish's final
+     * checkpoint does not set that flag, and an asynchronous checkpoint
+     * (the default) is counted only once committed, when the loop next
+     * waits for it, while the flag marks the iteration it holds. */
+    int committed = st.checkpoints > r->ckpts;
+    int ck = committed || st.last_was_checkpoint;
     r->ckpts = st.checkpoints;
-    if (ck) {
+    if (ck)
         r->last_ck_it = it;
+    if (committed)
         r->last_ck_bytes = st.last_bytes;
-    }
     metrics_iteration(r, it, seconds, r->cli->value, ck, st.last_bytes);
     progress(r, it, r->cli->value, last);
+    return ck;
 }
 
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
@@ -722,9 +729,8 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
         rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
         if (rc == EMBER_OK || rc == EMBER_INTERRUPTED) {
-            uint64_t ckpts = r.ckpts;
-            record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
-            if (row >= 0 && r.ckpts > ckpts) /* in the checkpoints after this one */
+            int ck = record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
+            if (row >= 0 && ck) /* in the checkpoints after this one */
                 cli->history[2 + (size_t)row * EMBER_CLI_HISTORY_COLS + 3] +=
                     EMBER_CLI_HIST_CHECKPOINT;
         }

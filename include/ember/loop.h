@@ -3,7 +3,8 @@
  *
  * Checkpoint files are HDF5, one file per checkpoint, written as NAME.tmp,
  * flushed, closed, fsync'd, renamed into place and the directory fsync'd:
- * a reader never sees half a file. Data carries Fletcher32 checksums and a
+ * a reader never sees half a file. On one process the loop writes them in
+ * the background by default (ember_loop_opts.async, .sync). Data carries Fletcher32 checksums and a
  * file that fails verification is skipped for the previous good one. The
  * layout is specified in docs/checkpoint-format.md. HDF5's own file locking
  * is turned off for these files (it fails on NFS and Lustre); the loop
@@ -89,8 +90,14 @@ typedef struct {
     int async;                /* policy checkpoints are snapshots written
                                  by a background thread while the next
                                  iterations run (memory: one copy of the
-                                 state); finish, signals and deadlines
-                                 still write before returning */
+                                 state and one of the file); finish,
+                                 signals and deadlines still write before
+                                 returning. The default on one process;
+                                 refused on several MPI ranks */
+    int sync;                 /* every checkpoint written on the calling
+                                 thread, streamed to the file (no copy in
+                                 memory); the default on several ranks.
+                                 Not with async */
     int quiet;                /* no progress lines on stderr ("resumed
                                  from ..."); warnings (a skipped file, a
                                  failed deletion) are always printed, and

@@ -80,7 +80,7 @@ complete_words() { # prog word... -> COMPREPLY of the last word, one a line
 got=$(complete_words ember-pagerank --checkpoint-e)
 [ "$got" = "--checkpoint-every" ] || fail "ember-pagerank --checkpoint-e completes to '$got'"
 got=$(complete_words ember-pagerank --checkpoint | tr '\n' ' ')
-for f in --checkpoint-dir --checkpoint-every --checkpoint-seconds --checkpoint-async; do
+for f in --checkpoint-dir --checkpoint-every --checkpoint-seconds --checkpoint-async --checkpoint-sync; do
   grep -q -- "$f" <<<"$got" || fail "ember-pagerank --checkpoint does not offer $f: $got"
 done
 got=$(complete_words ember-pagerank --resume "" | tr '\n' ' ')

@@ -73,7 +73,7 @@ typedef struct {
     char damping_text[32];
     const char *dir, *program;
     ember_resume resume;
-    int deflate, quiet, force;
+    int deflate, quiet, force, sync;
 } config;
 
 static void usage(FILE *f)
@@ -99,6 +99,8 @@ static void usage(FILE *f)
             "  --force-resume        resume although parameters differ\n"
             "  --deadline T          stop (resumable) before epoch time T\n"
             "  --deflate L           compress checkpoints (0..9)\n"
+            "  --checkpoint-sync     write checkpoints on the loop's thread (default:\n"
+            "                        in the background)\n"
             "  --sleep-ms MS         sleep per iteration (for kill tests)\n"
             "  --program NAME        program name recorded (default " PROGRAM ")\n"
             "  --quiet               no warnings from the loop\n"
@@ -182,6 +184,7 @@ static int parse_args(int argc, char **argv, config *c)
         {"force-resume", no_argument, 0, 'f'},
         {"deadline", required_argument, 0, 'L'},
         {"deflate", required_argument, 0, 'z'},
+        {"checkpoint-sync", no_argument, 0, 'Y'},
         {"sleep-ms", required_argument, 0, 'w'},
         {"program", required_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'},
@@ -207,6 +210,7 @@ static int parse_args(int argc, char **argv, config *c)
         case 'f': c->force = 1; break;
         case 'L': rc = parse_f64("--deadline", optarg, 0, 1e12, &c->deadline); break;
         case 'z': rc = parse_u64("--deflate", optarg, 9, &v); c->deflate = (int)v; break;
+        case 'Y': c->sync = 1; break;
         case 'w': rc = parse_u64("--sleep-ms", optarg, 600000, &c->sleep_ms); break;
         case 'P': c->program = optarg; break;
         case 'q': c->quiet = 1; break;
@@ -277,6 +281,7 @@ static int make_loop(job *j, const config *c, char *msg)
     o.force_resume = c->force;
     o.deadline = c->deadline;
     o.deflate = c->deflate;
+    o.sync = c->sync;
     o.quiet = c->quiet;
     int rc = ember_loop_create(&j->loop, j->ctx, &o, msg);
     if (!rc)

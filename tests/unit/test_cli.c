@@ -206,6 +206,23 @@ static void test_cli_usage_errors(void **state)
     assert_int_equal(ember_cli_parse(&cli, &prog, 3, argv2), EMBER_EXIT_USAGE);
 }
 
+/* --checkpoint-sync asks for the streamed write (the default is the
+ * library's, in the background on one process); with --checkpoint-async,
+ * or without a directory, it is a usage error. */
+static void test_cli_checkpoint_mode_flags(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    assert_int_equal(parse(&cli, "--checkpoint-dir d --quiet"), EMBER_CLI_RUN);
+    assert_int_equal(cli.checkpoint_sync + cli.checkpoint_async, 0);
+    assert_int_equal(parse(&cli, "--checkpoint-dir d --checkpoint-sync --quiet"),
+                     EMBER_CLI_RUN);
+    assert_int_equal(cli.checkpoint_sync, 1);
+    assert_int_equal(parse(&cli, "--checkpoint-dir d --checkpoint-sync --checkpoint-async"),
+                     EMBER_EXIT_USAGE);
+    assert_int_equal(parse(&cli, "--checkpoint-sync"), EMBER_EXIT_USAGE);
+}
+
 static void put(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -623,6 +640,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_exit_codes),
         cmocka_unit_test(test_cli_deadline_formats),
         cmocka_unit_test(test_cli_usage_errors),
+        cmocka_unit_test(test_cli_checkpoint_mode_flags),
         cmocka_unit_test(test_cli_input_fingerprint),
         cmocka_unit_test(test_cli_prepare_bad_paths),
         cmocka_unit_test(test_cli_iterate_metrics_and_resume),

@@ -1246,6 +1246,138 @@ static void test_loop_finish(void **unused)
     state_free(&s);
 }
 
+/* Policy checkpoints go to the background by default: the one an
+ * iteration starts is counted only once committed, which the next call
+ * that waits does. .sync writes it before ember_loop_next returns; both
+ * at once are refused. */
+static void test_loop_default_is_async(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE], p[256];
+    for (int sync = 0; sync < 2; sync++) {
+        fresh_dir();
+        state s;
+        state_init(&s);
+        ember_loop_opts o = {.every = 1, .sync = sync};
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        state_step(&s, it);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        ember_loop_stats st;
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.last_was_checkpoint, 1);
+        assert_int_equal(st.checkpoints, (uint64_t)sync);
+        assert_int_equal(exists(ckpt_name(p, 1)), sync);
+        state_step(&s, it);
+        TU_OKM(ember_loop_finish(s.loop, msg), msg); /* waits for it */
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.checkpoints, 2);
+        assert_true(exists(ckpt_name(p, 1)) && exists(ckpt_name(p, 2)));
+        state_free(&s);
+    }
+    state s;
+    state_init(&s);
+    ember_loop_opts both = {.dir = CKDIR, .async = 1, .sync = 1};
+    assert_int_equal(ember_loop_create(&s.loop, s.ctx, &both, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "async and sync");
+    state_free(&s);
+}
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_ino;
+}
+
+/* In the background mode a retired checkpoint becomes the spare that a
+ * later one is written into (its pages reused): with keep 2, checkpoint 1
+ * is retired when 3 commits and checkpoint 4 is written into it. The
+ * files still restore to the same state, and no spare outlives the loop. */
+static void test_loop_async_spare_reused(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE], p[256], spare[256];
+    snprintf(spare, sizeof spare, CKDIR "/" EMBER__CK_SPARE);
+    state s;
+    state_init(&s);
+    ember_loop_opts o = {.every = 1};
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it;
+    ino_t first = 0;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    while (it < 5) {
+        state_step(&s, it);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        if (it == 2) /* checkpoint 1 committed: the next start waited */
+            first = inode_of(ckpt_name(p, 1));
+    }
+    /* checkpoint 4 committed when 5 started; 1 was retired before 4 began */
+    assert_false(exists(ckpt_name(p, 1)));
+    assert_true(inode_of(ckpt_name(p, 4)) == first);
+    int64_t i = s.i;
+    state_free(&s);
+    assert_false(exists(spare));
+    assert_int_equal(count_ckpts(), 2);
+    assert_int_equal(resume_at(NULL, msg, EMBER_OK), 5);
+    state_init(&s);
+    TU_OKM(state_loop(&s, NULL, msg), msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(it, 5);
+    assert_int_equal(s.i, i);
+    state_free(&s);
+}
+
+/* A background write that fails is reported by the next call that waits
+ * for it, naming the file; the checkpoint before it stays and restores. A
+ * directory in the way of NAME.tmp makes the write fail. Finish
+ * waits for a write in flight and reports its failure too. */
+static void test_loop_async_failure_reported(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE], p[256];
+    assert_int_equal(mkdir(CKDIR, 0755), 0);
+    assert_int_equal(mkdir(CKDIR "/ckpt-000000000002.h5.tmp", 0755), 0);
+    state s;
+    state_init(&s);
+    ember_loop_opts o = {.every = 1};
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it;
+    int rc = ember_loop_next(s.loop, &it, msg);
+    while (rc == EMBER_OK && it < 3) {
+        state_step(&s, it);
+        rc = ember_loop_next(s.loop, &it, msg);
+    }
+    assert_true(rc < 0);
+    assert_int_equal(it, 2); /* the call after iteration 3 reported it */
+    TU_MSG_HAS(msg, "ckpt-000000000002.h5");
+    assert_true(exists(ckpt_name(p, 1)));
+    assert_false(exists(ckpt_name(p, 2)));
+    state_free(&s);
+    assert_int_equal(resume_at(NULL, msg, EMBER_OK), 1);
+
+    fresh_dir();
+    assert_int_equal(mkdir(CKDIR, 0755), 0);
+    assert_int_equal(mkdir(CKDIR "/ckpt-000000000002.h5.tmp", 0755), 0);
+    state_init(&s);
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    for (int k = 0; k < 2; k++) { /* starts 1, then 2 in the background */
+        state_step(&s, it);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    }
+    state_step(&s, it);
+    rc = ember_loop_finish(s.loop, msg); /* waits for 2 before writing 3 */
+    assert_true(rc < 0);
+    TU_MSG_HAS(msg, "ckpt-000000000002.h5");
+    assert_false(exists(ckpt_name(p, 3)));
+    assert_true(exists(ckpt_name(p, 1)));
+    state_free(&s);
+}
+
 /* No directory anywhere: no lock, no files, no checkpoint possible. */
 static void test_loop_no_dir(void **unused)
 {
@@ -1520,6 +1652,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_seconds),
         cmocka_unit_test(test_loop_depth),
         cmocka_unit_test(test_loop_young),
+        cmocka_unit_test(test_loop_default_is_async),
+        cmocka_unit_test(test_loop_async_spare_reused),
+        cmocka_unit_test(test_loop_async_failure_reported),
         cmocka_unit_test(test_loop_signal),
         cmocka_unit_test(test_loop_no_signals),
         cmocka_unit_test(test_loop_deadline),
