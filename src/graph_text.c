@@ -700,18 +700,20 @@ typedef struct {
     int pass;
     uint64_t seen;       /* pass 1: max id + 1 so far */
     double parse_seconds;
+    double lane_seconds[EMBER__LANES]; /* lanes: parsing, each lane's own */
 } stream;
 
-static void parse_slot(stream *st, size_t i)
+/* Parses chunk i into the buffers of slot sl; pass 1 keeps what it found,
+ * pass 2 checks it found the same. */
+static void parse_into(stream *st, size_t i, chunk *sl, int pass)
 {
-    chunk *sl = &st->slot[i % st->group];
     chunk t = {.lo = st->c[i].lo, .hi = st->c[i].hi, .e32 = sl->e32, .w = sl->w,
                .cap = sl->cap};
     parse_chunk(&t, st->s, st->ctx);
     release_pages(st->s, t.lo, t.hi);
     sl->e32 = t.e32, sl->w = t.w, sl->cap = t.cap, sl->n = t.n;
     chunk *c = &st->c[i];
-    if (st->pass == 1) {
+    if (pass == 1) {
         t.e32 = NULL, t.w = NULL, t.cap = 0;
         *c = t;
     } else if (t.status == EMBER_ENOMEM) {
@@ -723,6 +725,31 @@ static void parse_slot(stream *st, size_t i)
         snprintf(c->err, sizeof c->err, "the file changed while it was read "
                  "(this part parses differently the second time)");
     }
+}
+
+static void parse_slot(stream *st, size_t i)
+{
+    parse_into(st, i, &st->slot[i % st->group], st->pass);
+}
+
+/* The builder's lanes (see ember__esource): chunk i into lane's slot, on
+ * the calling thread. */
+static int stream_fill(void *state, size_t i, int lane, int pass, ember__eblock *b)
+{
+    stream *st = state;
+    double t0 = ember__graph_now();
+    chunk *sl = &st->slot[lane];
+    parse_into(st, i, sl, pass);
+    st->lane_seconds[lane] += ember__graph_now() - t0;
+    *b = (ember__eblock){sl->e32, sl->e32 ? sl->e32 + 1 : NULL, sl->n, 2, sl->w};
+    return st->c[i].status;
+}
+
+static int stream_done(void *state, int pass, char *msg)
+{
+    stream *st = state;
+    (void)pass;
+    return first_error(st->s, st->c, 0, st->nc, msg);
 }
 
 static int stream_group(stream *st, size_t first, char *msg)
@@ -775,15 +802,20 @@ static int load_streamed(ember_graph *g, source *s, const ember_graph_opts *opts
     ember_ctx *ctx = g->ctx;
     stream st = {.s = s, .ctx = ctx, .g = g};
     int rc = cut_chunks(s, ctx, &st.c, &st.nc, msg);
-    st.group = (size_t)ctx->threads * 2;
+    st.group = (size_t)ctx->threads * 2; /* >= the lanes, one slot a lane */
     if (!rc && !(st.slot = ember__calloc(ctx, st.group, sizeof *st.slot)))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc) {
         g->n = s->mtx ? (s->rows > s->cols ? s->rows : s->cols) : 0;
+        /* a line holds at least "0 0\n"; a symmetric entry is two edges */
         ember__esource src = {stream_block, &st, st.nc, st.group, stream_vertices,
-                              stream_counted};
+                              stream_counted, stream_fill, stream_done,
+                              (s->size - s->body) / 4 * 2 + 2};
         rc = ember__graph_build_from(g, &src, opts, msg);
     }
+    for (int j = 0; j < EMBER__LANES; j++) /* lanes: the slowest lane's */
+        if (st.lane_seconds[j] > st.parse_seconds)
+            st.parse_seconds = st.lane_seconds[j];
     g->read_seconds = st.parse_seconds;
     g->build_seconds -= st.parse_seconds;
     free_chunks(ctx, st.slot, st.slot ? st.group : 0);
