@@ -582,28 +582,36 @@ static int permute_counts(build *b)
     return EMBER_OK;
 }
 
-/* LSD radix sort, 11 bits a pass, of a row longer than insertion sort
- * likes, with its weights w (NULL when unweighted) moving with their
- * targets; tmp and wtmp have room for len entries; entries have `bits`
- * bits. */
+/* LSD radix sort of a row longer than insertion sort likes, with its
+ * weights w (NULL when unweighted) moving with their targets; tmp and wtmp
+ * have room for len entries; entries have `bits` bits. The digit is about
+ * log2(len) bits wide (at most 11): a pass costs its buckets plus twice
+ * the row, so a row of a hundred entries takes three passes of 7 bits
+ * rather than two of 11 whose 2048 buckets outweigh it. */
 static void radix_row(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
                       uint64_t len, int bits)
 {
     uint32_t count[2048];
+    int width = 4;
+    while (width < 11 && (UINT64_C(1) << (width + 1)) <= len)
+        width++;
+    int passes = (bits + width - 1) / width;
+    width = (bits + passes - 1) / passes;
+    const uint32_t buckets = UINT32_C(1) << width, mask = buckets - 1;
     uint32_t *from = r, *to = tmp;
     double *wfrom = w, *wto = wtmp;
-    for (int shift = 0; shift < bits; shift += 11) {
-        memset(count, 0, sizeof count);
+    for (int shift = 0; shift < bits; shift += width) {
+        memset(count, 0, buckets * sizeof *count);
         for (uint64_t i = 0; i < len; i++)
-            count[(from[i] >> shift) & 2047]++;
+            count[(from[i] >> shift) & mask]++;
         uint32_t sum = 0;
-        for (int d = 0; d < 2048; d++) {
+        for (uint32_t d = 0; d < buckets; d++) {
             uint32_t k = count[d];
             count[d] = sum;
             sum += k;
         }
         for (uint64_t i = 0; i < len; i++) {
-            uint32_t at = count[(from[i] >> shift) & 2047]++;
+            uint32_t at = count[(from[i] >> shift) & mask]++;
             to[at] = from[i];
             if (w)
                 wto[at] = wfrom[i];
