@@ -433,7 +433,13 @@ static int lanes_cursors(build *b, lane *ln, int L)
     return EMBER_OK;
 }
 
-/* One block to the lane's stretches of its rows (in vertices). */
+#define SCATTER_BATCH 64
+
+/* One block to the lane's stretches of its rows (in vertices), a batch of
+ * edges at a time in three steps: their rows (and the cursors' lines
+ * fetched ahead), their slots (the edge array's lines fetched ahead),
+ * then the writes. The misses of a batch overlap instead of each write
+ * waiting for its own. */
 static void lane_scatter(build *b, lane *l, const ember__eblock *e)
 {
     const int bydst = b->o->by_destination, undir = b->o->undirected;
@@ -442,34 +448,42 @@ static void lane_scatter(build *b, lane *l, const ember__eblock *e)
     uint32_t *adj = b->g->adj;
     double *wt = b->g->weights;
     uint64_t *cur = l->cur;
-    for (size_t i = 0; i < e->n; i++) {
-        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
-        if (s >= n || d >= n) {
-            l->bad = 1;
-            return;
-        }
-        if (inv) {
-            s = inv[s];
-            d = inv[d];
-        }
-        uint32_t key = bydst ? d : s, other = bydst ? s : d;
-        uint64_t at = cur[key]++;
-        if (at >= m) {
-            l->bad = 1;
-            return;
-        }
-        if (wt)
-            wt[at] = e->w[i];
-        adj[at] = other;
-        if (undir) {
-            at = cur[other]++;
-            if (at >= m) {
+    uint32_t row[2 * SCATTER_BATCH], val[2 * SCATTER_BATCH];
+    uint64_t at[2 * SCATTER_BATCH];
+    size_t edge[2 * SCATTER_BATCH];
+    for (size_t i0 = 0; i0 < e->n; i0 += SCATTER_BATCH) {
+        size_t end = e->n - i0 < SCATTER_BATCH ? e->n - i0 : SCATTER_BATCH, k = 0;
+        for (size_t i = i0; i < i0 + end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            if (s >= n || d >= n) {
                 l->bad = 1;
                 return;
             }
+            if (inv) {
+                s = inv[s];
+                d = inv[d];
+            }
+            row[k] = bydst ? d : s, val[k] = bydst ? s : d, edge[k] = i;
+            __builtin_prefetch(&cur[row[k]], 1);
+            k++;
+            if (undir) {
+                row[k] = val[k - 1], val[k] = row[k - 1], edge[k] = i;
+                __builtin_prefetch(&cur[row[k]], 1);
+                k++;
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            at[j] = cur[row[j]]++;
+            if (at[j] >= m) {
+                l->bad = 1;
+                return;
+            }
+            __builtin_prefetch(&adj[at[j]], 1);
+        }
+        for (size_t j = 0; j < k; j++) {
+            adj[at[j]] = val[j];
             if (wt)
-                wt[at] = e->w[i];
-            adj[at] = key;
+                wt[at[j]] = e->w[edge[j]];
         }
     }
 }
