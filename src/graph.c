@@ -324,6 +324,9 @@ static int use_lanes(const build *b)
            src->max_pairs < (UINT64_C(1) << 31);
 }
 
+/* Edges a batch of lane_count and lane_scatter. */
+#define SCATTER_BATCH 64
+
 static int lane_grow(lane *l, ember_ctx *ctx, uint64_t id, int outc)
 {
     uint64_t cap = l->cap + l->cap / 2 > id + 1 ? l->cap + l->cap / 2 : id + 1;
@@ -343,21 +346,31 @@ static int lane_grow(lane *l, ember_ctx *ctx, uint64_t id, int outc)
     return EMBER_OK;
 }
 
+/* One block into the lane's counts, a batch at a time as lane_scatter
+ * goes (the counters' lines fetched ahead). */
 static int lane_count(build *b, lane *l, const ember__eblock *e)
 {
     const int bydst = b->o->by_destination, undir = b->o->undirected;
     const int outc = b->o->by_destination && !b->o->undirected;
-    for (size_t i = 0; i < e->n; i++) {
-        uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
-        uint32_t key = bydst ? d : s, other = bydst ? s : d;
-        uint32_t top = s > d ? s : d;
+    for (size_t i0 = 0; i0 < e->n; i0 += SCATTER_BATCH) {
+        size_t end = e->n - i0 < SCATTER_BATCH ? i0 + (e->n - i0) : i0 + SCATTER_BATCH;
+        uint32_t top = 0;
+        for (size_t i = i0; i < end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            top = s > top ? s : top;
+            top = d > top ? d : top;
+            __builtin_prefetch(&l->cnt[bydst ? d : s], 1);
+        }
         if (top >= l->cap && lane_grow(l, b->g->ctx, top, outc))
             return EMBER_ENOMEM;
-        l->cnt[key]++;
-        if (undir)
-            l->cnt[other]++;
-        if (outc)
-            l->outc[s]++;
+        for (size_t i = i0; i < end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            l->cnt[bydst ? d : s]++;
+            if (undir)
+                l->cnt[bydst ? s : d]++;
+            if (outc)
+                l->outc[s]++;
+        }
     }
     return EMBER_OK;
 }
@@ -432,8 +445,6 @@ static int lanes_cursors(build *b, lane *ln, int L)
     }
     return EMBER_OK;
 }
-
-#define SCATTER_BATCH 64
 
 /* One block to the lane's stretches of its rows (in vertices), a batch of
  * edges at a time in three steps: their rows (and the cursors' lines
