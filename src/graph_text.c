@@ -382,30 +382,62 @@ static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_
     return lb != 0;
 }
 
-static inline int fast_line(chunk *c, const source *s, ember_ctx *ctx, const char **pp,
-                            const char *end)
+/* The ids of a fast line at p into *a, *b, with *qq at its newline; 0
+ * when the line is not one (the general parser takes it). */
+static inline int fast_ids(const source *s, const char *p, const char *end, uint64_t *a,
+                           uint64_t *b, const char **qq)
 {
-    const char *p = *pp, *q = p;
-    uint64_t a = 0, b = 0;
-    if (!swar_line(s, p, &a, &b, &q)) {
-        a = 0, b = 0, q = p;
+    const char *q = p;
+    if (!swar_line(s, p, a, b, &q)) {
+        *a = 0, *b = 0;
         while (q < end && q - p < 10 && (unsigned)(*q - '0') < 10)
-            a = a * 10 + (unsigned)(*q++ - '0');
+            *a = *a * 10 + (unsigned)(*q++ - '0');
         if (q == p || q == end || (*q != ' ' && *q != '\t'))
             return 0;
         const char *r = ++q;
         while (q < end && q - r < 10 && (unsigned)(*q - '0') < 10)
-            b = b * 10 + (unsigned)(*q++ - '0');
+            *b = *b * 10 + (unsigned)(*q++ - '0');
         if (q == r)
             return 0;
     }
-    if (q >= end || *q != '\n' || a >= s->limit || b >= s->limit)
-        return 0;
-    c->entries++;
-    if (push_edge(c, ctx, a, b, 0, NULL))
-        return -1;
-    *pp = q + 1;
-    return 1;
+    *qq = q;
+    return q < end && *q == '\n' && *a < s->limit && *b < s->limit;
+}
+
+/* A run of fast lines from p, pushed as push_edge would push them (the
+ * same pairs, hash and largest id) with the chunk's fields held in
+ * registers; returns where the run stopped (a line for the general
+ * parser), or NULL when the push failed (c->status). */
+static const char *fast_lines(chunk *c, const source *s, ember_ctx *ctx, const char *p,
+                              const char *end)
+{
+    uint64_t hash = c->hash, maxid = c->any ? c->maxid : 0, a, b;
+    size_t n = c->n, entries = c->entries;
+    const char *q;
+    while (p < end && fast_ids(s, p, end, &a, &b, &q)) {
+        if (n == c->cap) {
+            c->n = n;
+            if (grow_edges(c, ctx, 0, NULL))
+                return NULL;
+        }
+        c->e32[2 * n] = (uint32_t)a;
+        c->e32[2 * n + 1] = (uint32_t)b;
+        n++;
+        entries++;
+        uint64_t x = (a << 32 | b) ^ (a >> 32) * UINT64_C(0x9e3779b97f4a7c15);
+        hash = (hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
+        maxid = a > maxid ? a : maxid;
+        maxid = b > maxid ? b : maxid;
+        p = q + 1;
+    }
+    if (n != c->n) {
+        c->any = 1;
+        c->maxid = maxid;
+    }
+    c->n = n;
+    c->entries = entries;
+    c->hash = hash;
+    return p;
 }
 
 static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
@@ -413,13 +445,10 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
     const char *base = s->data, *p = base + c->lo, *end = base + c->hi;
     const int plain = !s->mtx && !s->weighted && !s->wide;
     while (p < end) {
-        if (plain) {
-            int k = fast_line(c, s, ctx, &p, end);
-            if (k < 0)
-                return;
-            if (k)
-                continue;
-        }
+        if (plain && !(p = fast_lines(c, s, ctx, p, end)))
+            return;
+        if (p == end)
+            break;
         while (p < end && is_blank(*p))
             p++;
         if (p == end)
