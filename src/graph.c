@@ -6,8 +6,11 @@
  * duplicates removed: the result depends only on the set of edges, never
  * on the thread count or the block order.
  * Renumbering by degree happens between the passes, so it costs no second
- * copy of the edges. Readers live in graph_text.c and graph_h5.c; this
- * file also makes vertex-range partitioned datasets over vertex arrays.
+ * copy of the edges. A source whose blocks any thread can fill (a text
+ * file) is built in lanes instead: each thread counts, then scatters, the
+ * blocks it parsed itself into its own stretch of every row (see "lanes").
+ * Readers live in graph_text.c and graph_h5.c; this file also makes
+ * vertex-range partitioned datasets over vertex arrays.
  */
 #include "graph_internal.h"
 

@@ -4,7 +4,7 @@
  * edges (label pairs, u32); the builder makes the CSR in two passes over
  * the blocks (count, then scatter), so a reader that streams from a file
  * can hand out each block twice without holding all edges at once (the
- * text reader parses its file twice, a group of chunks at a time).
+ * text reader parses its file twice, each thread its own range of chunks).
  */
 #ifndef EMBER_GRAPH_INTERNAL_H
 #define EMBER_GRAPH_INTERNAL_H

@@ -2,12 +2,14 @@
  *
  * The file is mapped and cut into chunks at line starts; chunks are parsed
  * in parallel into arrays of id pairs, which become the builder's blocks.
- * Without relabel the file is parsed twice, a group of chunks at a time
- * (the builder's count, then its scatter), so no more than a group's
- * pairs are ever held: see "streaming" below. With relabel every pair is
- * held, since the ids must all be seen before any is numbered.
+ * Without relabel the file is parsed twice (the builder's count, then its
+ * scatter), each thread parsing a contiguous range of chunks (a lane), so
+ * no more than a chunk's pairs a thread are ever held: see "streaming"
+ * below. With relabel every pair is held, since the ids must all be seen
+ * before any is numbered.
  * Numbers are parsed by hand (strtoull is several times slower and accepts
- * signs and spaces we must refuse). A chunk stops at its first error and
+ * signs and spaces we must refuse); the common "u v" line of ids up to 7
+ * digits is read eight bytes at a time (swar_number). A chunk stops at its first error and
  * remembers the byte position; the error reported is the first in the
  * file (the lowest chunk that failed), with its line number counted only
  * then, so errors are the same for any thread count. Without relabel, ids
@@ -770,14 +772,19 @@ typedef struct {
     chunk *c;
 } blocks;
 
-/* ---- streaming: the file parsed twice, a group of chunks at a time ---------------------
+/* ---- streaming: the file parsed twice, a chunk at a time --------------------------------
  *
  * Without relabel the builder reads the text itself, twice: pass 1 parses
- * a group of chunks in parallel into reused buffers (one a slot) and
- * counts their rows, pass 2 parses them again and scatters them. No edge
- * pairs are held beyond a group, so the peak is the CSR and its vertex
- * arrays. Pass 1 keeps each chunk's pair count and a hash of its pairs;
- * pass 2 refuses a chunk that parses to anything else (the file changed). */
+ * each chunk into a reused buffer and counts its rows, pass 2 parses it
+ * again and scatters it. With up to EMBER__LANES threads the builder asks
+ * for chunks by lane (stream_fill: a thread parses, then counts or
+ * scatters, its own contiguous range of chunks, one buffer a lane); with
+ * more, a group of chunks at a time (stream_block: parsed in parallel,
+ * one buffer a slot, then counted or scattered by row owners). No edge
+ * pairs are held beyond a chunk a lane (or a group), so the peak is the
+ * CSR and its vertex arrays. Pass 1 keeps each chunk's pair count and a
+ * hash of its pairs; pass 2 refuses a chunk that parses to anything else
+ * (the file changed). */
 
 typedef struct {
     source *s;
