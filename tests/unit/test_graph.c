@@ -691,6 +691,81 @@ static void test_graph_text_lanes_same_for_any_thread_count(void **state)
     unlink("lanesw.el");
 }
 
+/* A source for the builder's lanes over fixed blocks of edges; in pass 2
+ * block `changed` has one edge moved to another row (as if the file had
+ * changed between the passes and the source's own check missed it). */
+typedef struct {
+    uint32_t src[8][64], dst[8][64];
+    uint32_t moved[64];
+    int changed;
+} lane_source;
+
+static int lane_fill(void *state, size_t i, int lane, int pass, ember__eblock *b)
+{
+    lane_source *ls = state;
+    (void)lane;
+    const uint32_t *dst = ls->dst[i];
+    if (pass == 2 && (int)i == ls->changed)
+        dst = ls->moved;
+    *b = (ember__eblock){ls->src[i], dst, 64, 1, NULL};
+    return 0;
+}
+
+static int lane_done(void *state, int pass, char *msg)
+{
+    (void)state, (void)pass, (void)msg;
+    return EMBER_OK;
+}
+
+static int lane_get(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    (void)msg;
+    return lane_fill(state, i, 0, 1, b);
+}
+
+/* The lanes catch edges that differ from those counted a pass earlier,
+ * even when the source's check lets them through: every lane must end
+ * exactly where its stretch of each row ends. */
+static void test_graph_lanes_refuse_changed_edges(void **state)
+{
+    (void)state;
+    lane_source *ls = calloc(1, sizeof *ls);
+    assert_non_null(ls);
+    uint64_t seed = 3;
+    for (int i = 0; i < 8; i++)
+        for (int k = 0; k < 64; k++) {
+            ls->src[i][k] = (uint32_t)(tu_rand(&seed) % 100);
+            ls->dst[i][k] = (uint32_t)(tu_rand(&seed) % 100);
+        }
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    char msg[EMBER_MSG_SIZE];
+    for (int changed = -1; changed < 8; changed += 3) {
+        ls->changed = changed;
+        memcpy(ls->moved, ls->dst[changed < 0 ? 0 : changed], sizeof ls->moved);
+        ls->moved[17] = (ls->moved[17] + 1) % 100;
+        for (int t = 1; t <= 3; t++) {
+            ember_ctx *ctx = tu_ctx(t);
+            ember_graph *g = ember__calloc(ctx, 1, sizeof *g);
+            assert_non_null(g);
+            g->ctx = ctx;
+            g->n = 100;
+            ember__esource src = {.get = lane_get, .state = ls, .nblocks = 8, .group = 8,
+                                  .fill = lane_fill, .done = lane_done, .max_pairs = 512};
+            int rc = ember__graph_build_from(g, &src, &o, msg);
+            if (changed < 0) {
+                TU_OKM(rc, msg);
+                assert_true(g->m > 400 && g->m <= 512); /* duplicates dropped */
+            } else {
+                assert_int_equal(rc, EMBER_EIO);
+                assert_non_null(strstr(msg, "differ from those counted"));
+            }
+            ember_graph_free(&g);
+            ember_ctx_destroy(&ctx);
+        }
+    }
+    free(ls);
+}
+
 /* ---- HDF5 ----------------------------------------------------------------------------- */
 
 static void test_graph_h5_roundtrip(void **state)
@@ -1319,6 +1394,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_text_fast_lines_match_general),
         cmocka_unit_test(test_graph_text_ids_of_every_length),
         cmocka_unit_test(test_graph_text_lanes_same_for_any_thread_count),
+        cmocka_unit_test(test_graph_lanes_refuse_changed_edges),
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
