@@ -362,7 +362,8 @@ static int lane_count(build *b, lane *l, const ember__eblock *e)
             uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
             top = s > top ? s : top;
             top = d > top ? d : top;
-            __builtin_prefetch(&l->cnt[bydst ? d : s], 1);
+            if ((bydst ? d : s) < l->cap) /* none before the first growth */
+                __builtin_prefetch(&l->cnt[bydst ? d : s], 1);
         }
         if (top >= l->cap && lane_grow(l, b->g->ctx, top, outc))
             return EMBER_ENOMEM;
