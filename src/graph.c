@@ -6,8 +6,11 @@
  * duplicates removed: the result depends only on the set of edges, never
  * on the thread count or the block order.
  * Renumbering by degree happens between the passes, so it costs no second
- * copy of the edges. Readers live in graph_text.c and graph_h5.c; this
- * file also makes vertex-range partitioned datasets over vertex arrays.
+ * copy of the edges. A source whose blocks any thread can fill (a text
+ * file) is built in lanes instead: each thread counts, then scatters, the
+ * blocks it parsed itself into its own stretch of every row (see "lanes").
+ * Readers live in graph_text.c and graph_h5.c; this file also makes
+ * vertex-range partitioned datasets over vertex arrays.
  */
 #include "graph_internal.h"
 
@@ -289,6 +292,269 @@ static int run_pass(build *b, int pass, char *msg)
     return rc;
 }
 
+/* ---- lanes: a source whose blocks any thread fills (text) ----------------------
+ *
+ * The blocks are cut into L contiguous lanes, one thread a lane, in both
+ * passes. Pass 1 counts each block on the thread that parsed it, into the
+ * lane's own row lengths; pass 2 gives each lane its own stretch of every
+ * row (after the stretches of the lanes before it) and scatters each block
+ * there, again on the thread that parsed it. So no thread waits for
+ * another between blocks and no edge is read twice; the order inside a
+ * row depends on nothing but the lane count, and the rows are sorted
+ * afterwards anyway, so the graph is the same for any thread count. */
+
+typedef struct {
+    uint32_t *cnt;   /* pass 1: row lengths by label (room for cap) */
+    uint32_t *outc;  /* pass 1: out-degrees by label (directed by destination) */
+    uint64_t cap;
+    uint64_t *cur;   /* pass 2: the lane's next slot of each row, by vertex */
+    int bad;         /* pass 2: an id or a slot out of range */
+    int oom;
+} lane;
+
+static int lane_count_of(const build *b)
+{
+    int t = b->g->ctx->threads;
+    return t < 1 ? 1 : t;
+}
+
+/* Whether the build takes lanes: a source with fill, few enough threads,
+ * and lane counts that cannot overflow u32. */
+static int use_lanes(const build *b)
+{
+    const ember__esource *src = b->src;
+    return src->fill && src->done && lane_count_of(b) <= EMBER__LANES &&
+           src->max_pairs < (UINT64_C(1) << 31);
+}
+
+/* Edges a batch of lane_count and lane_scatter. */
+#define SCATTER_BATCH 64
+
+static int lane_grow(lane *l, ember_ctx *ctx, uint64_t id, int outc)
+{
+    uint64_t cap = l->cap + l->cap / 2 > id + 1 ? l->cap + l->cap / 2 : id + 1;
+    uint32_t *c = ember__realloc(ctx, l->cnt, ember__mul(cap, sizeof *c));
+    if (!c)
+        return EMBER_ENOMEM;
+    l->cnt = c;
+    memset(c + l->cap, 0, (cap - l->cap) * sizeof *c);
+    if (outc) {
+        uint32_t *o = ember__realloc(ctx, l->outc, ember__mul(cap, sizeof *o));
+        if (!o)
+            return EMBER_ENOMEM;
+        l->outc = o;
+        memset(o + l->cap, 0, (cap - l->cap) * sizeof *o);
+    }
+    l->cap = cap;
+    return EMBER_OK;
+}
+
+/* One block into the lane's counts, a batch at a time as lane_scatter
+ * goes (the counters' lines fetched ahead). */
+static int lane_count(build *b, lane *l, const ember__eblock *e)
+{
+    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    const int outc = b->o->by_destination && !b->o->undirected;
+    for (size_t i0 = 0; i0 < e->n; i0 += SCATTER_BATCH) {
+        size_t end = e->n - i0 < SCATTER_BATCH ? i0 + (e->n - i0) : i0 + SCATTER_BATCH;
+        uint32_t top = 0;
+        for (size_t i = i0; i < end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            top = s > top ? s : top;
+            top = d > top ? d : top;
+            if ((bydst ? d : s) < l->cap) /* none before the first growth */
+                __builtin_prefetch(&l->cnt[bydst ? d : s], 1);
+        }
+        if (top >= l->cap && lane_grow(l, b->g->ctx, top, outc))
+            return EMBER_ENOMEM;
+        for (size_t i = i0; i < end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            l->cnt[bydst ? d : s]++;
+            if (undir)
+                l->cnt[bydst ? s : d]++;
+            if (outc)
+                l->outc[s]++;
+        }
+    }
+    return EMBER_OK;
+}
+
+static void lane_bounds(const build *b, int L, int j, size_t *lo, size_t *hi)
+{
+    size_t nb = b->src->nblocks;
+    *lo = nb * (size_t)j / (size_t)L;
+    *hi = nb * (size_t)(j + 1) / (size_t)L;
+}
+
+/* Pass 1 over lanes; then the lanes' counts summed into b->cnt and
+ * b->outc (by label), once the source has settled g->n. */
+static int lanes_count(build *b, lane *ln, int L, char *msg)
+{
+    const ember__esource *src = b->src;
+    #pragma omp parallel for schedule(static, 1) num_threads(L)
+    for (int j = 0; j < L; j++) {
+        size_t lo, hi;
+        lane_bounds(b, L, j, &lo, &hi);
+        for (size_t i = lo; i < hi && !ln[j].oom; i++) {
+            ember__eblock e;
+            if (src->fill(src->state, i, j, 1, &e))
+                break;
+            ln[j].oom = lane_count(b, &ln[j], &e) != EMBER_OK;
+        }
+    }
+    int rc = src->done(src->state, 1, msg);
+    for (int j = 0; !rc && j < L; j++)
+        if (ln[j].oom)
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory for the vertex counts");
+    return rc;
+}
+
+/* The lanes' counts (labels below each lane's cap) into b->cnt, b->outc. */
+static void lanes_sum(build *b, const lane *ln, int L)
+{
+    const uint64_t n = b->g->n;
+    #pragma omp parallel for schedule(static) num_threads(L)
+    for (uint64_t v = 0; v < n; v++) {
+        uint64_t c = 0, o = 0;
+        for (int j = 0; j < L; j++) {
+            if (v >= ln[j].cap)
+                continue;
+            c += ln[j].cnt[v];
+            if (ln[j].outc)
+                o += ln[j].outc[v];
+        }
+        b->cnt[v + 1] = c;
+        if (b->outc)
+            b->outc[v] = (uint32_t)o;
+    }
+}
+
+/* Each lane's cursors: row v's start plus what the lanes before it hold
+ * of the row. b->cnt holds row starts by vertex; lane counts are by label. */
+static int lanes_cursors(build *b, lane *ln, int L)
+{
+    ember_ctx *ctx = b->g->ctx;
+    const uint64_t n = b->g->n;
+    for (int j = 0; j < L; j++)
+        if (!(ln[j].cur = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *ln[j].cur))))
+            return EMBER_ENOMEM;
+    const uint32_t *inv = b->inv;
+    #pragma omp parallel for schedule(static) num_threads(L)
+    for (uint64_t l = 0; l < n; l++) {
+        uint64_t v = inv ? inv[l] : l, at = b->cnt[v];
+        for (int j = 0; j < L; j++) {
+            ln[j].cur[v] = at;
+            at += l < ln[j].cap ? ln[j].cnt[l] : 0;
+        }
+    }
+    return EMBER_OK;
+}
+
+/* One block to the lane's stretches of its rows (in vertices), a batch of
+ * edges at a time in three steps: their rows (and the cursors' lines
+ * fetched ahead), their slots (the edge array's lines fetched ahead),
+ * then the writes. The misses of a batch overlap instead of each write
+ * waiting for its own. */
+static void lane_scatter(build *b, lane *l, const ember__eblock *e)
+{
+    const int bydst = b->o->by_destination, undir = b->o->undirected;
+    const uint32_t *inv = b->inv;
+    const uint64_t n = b->g->n, m = b->g->m;
+    uint32_t *adj = b->g->adj;
+    double *wt = b->g->weights;
+    uint64_t *cur = l->cur;
+    uint32_t row[2 * SCATTER_BATCH], val[2 * SCATTER_BATCH];
+    uint64_t at[2 * SCATTER_BATCH];
+    size_t edge[2 * SCATTER_BATCH];
+    for (size_t i0 = 0; i0 < e->n; i0 += SCATTER_BATCH) {
+        size_t end = e->n - i0 < SCATTER_BATCH ? e->n - i0 : SCATTER_BATCH, k = 0;
+        for (size_t i = i0; i < i0 + end; i++) {
+            uint32_t s = e->src[i * e->stride], d = e->dst[i * e->stride];
+            if (s >= n || d >= n) {
+                l->bad = 1;
+                return;
+            }
+            if (inv) {
+                s = inv[s];
+                d = inv[d];
+            }
+            row[k] = bydst ? d : s, val[k] = bydst ? s : d, edge[k] = i;
+            __builtin_prefetch(&cur[row[k]], 1);
+            k++;
+            if (undir) {
+                row[k] = val[k - 1], val[k] = row[k - 1], edge[k] = i;
+                __builtin_prefetch(&cur[row[k]], 1);
+                k++;
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            at[j] = cur[row[j]]++;
+            if (at[j] >= m) {
+                l->bad = 1;
+                return;
+            }
+            __builtin_prefetch(&adj[at[j]], 1);
+        }
+        for (size_t j = 0; j < k; j++) {
+            adj[at[j]] = val[j];
+            if (wt)
+                wt[at[j]] = e->w[edge[j]];
+        }
+    }
+}
+
+/* Whether every lane filled exactly its stretch of every row: each ends
+ * where the next one starts, the last where the row ends. A block that
+ * changed between the passes (and slipped past the source's check) is
+ * caught here: a lane that wrote elsewhere cannot end exactly there. */
+static int lanes_exact(const build *b, const lane *ln, int L)
+{
+    const uint64_t n = b->g->n;
+    const uint32_t *inv = b->inv;
+    int bad = 0;
+    #pragma omp parallel for schedule(static) num_threads(L) reduction(|:bad)
+    for (uint64_t l = 0; l < n; l++) {
+        uint64_t v = inv ? inv[l] : l, at = b->cnt[v];
+        for (int j = 0; j < L; j++) {
+            at += l < ln[j].cap ? ln[j].cnt[l] : 0;
+            bad |= ln[j].cur[v] != at;
+        }
+    }
+    return bad;
+}
+
+static int lanes_scatter(build *b, lane *ln, int L, char *msg)
+{
+    const ember__esource *src = b->src;
+    #pragma omp parallel for schedule(static, 1) num_threads(L)
+    for (int j = 0; j < L; j++) {
+        size_t lo, hi;
+        lane_bounds(b, L, j, &lo, &hi);
+        for (size_t i = lo; i < hi && !ln[j].bad; i++) {
+            ember__eblock e;
+            if (src->fill(src->state, i, j, 2, &e))
+                break;
+            lane_scatter(b, &ln[j], &e);
+        }
+    }
+    int rc = src->done(src->state, 2, msg), bad = 0;
+    for (int j = 0; j < L; j++)
+        bad |= ln[j].bad;
+    if (!rc && (bad || lanes_exact(b, ln, L)))
+        rc = ember__err(msg, EMBER_EIO, "the edges differ from those counted a pass "
+                        "earlier (did the input change while it was read?)");
+    return rc;
+}
+
+static void lanes_free(ember_ctx *ctx, lane *ln, int L)
+{
+    for (int j = 0; ln && j < L; j++) {
+        ember__free(ctx, ln[j].cnt);
+        ember__free(ctx, ln[j].outc);
+        ember__free(ctx, ln[j].cur);
+    }
+}
+
 /* Vertices by descending degree, ties by ascending label: a stable counting
  * sort, O(n + max degree). Fills g->perm and b->inv. */
 static int degree_order(build *b, const uint32_t *deg, const uint64_t *rowdeg)
@@ -345,28 +611,36 @@ static int permute_counts(build *b)
     return EMBER_OK;
 }
 
-/* LSD radix sort, 11 bits a pass, of a row longer than insertion sort
- * likes, with its weights w (NULL when unweighted) moving with their
- * targets; tmp and wtmp have room for len entries; entries have `bits`
- * bits. */
+/* LSD radix sort of a row longer than insertion sort likes, with its
+ * weights w (NULL when unweighted) moving with their targets; tmp and wtmp
+ * have room for len entries; entries have `bits` bits. The digit is about
+ * log2(len) bits wide (at most 11): a pass costs its buckets plus twice
+ * the row, so a row of a hundred entries takes three passes of 7 bits
+ * rather than two of 11 whose 2048 buckets outweigh it. */
 static void radix_row(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
                       uint64_t len, int bits)
 {
     uint32_t count[2048];
+    int width = 4;
+    while (width < 11 && (UINT64_C(1) << (width + 1)) <= len)
+        width++;
+    int passes = (bits + width - 1) / width;
+    width = (bits + passes - 1) / passes;
+    const uint32_t buckets = UINT32_C(1) << width, mask = buckets - 1;
     uint32_t *from = r, *to = tmp;
     double *wfrom = w, *wto = wtmp;
-    for (int shift = 0; shift < bits; shift += 11) {
-        memset(count, 0, sizeof count);
+    for (int shift = 0; shift < bits; shift += width) {
+        memset(count, 0, buckets * sizeof *count);
         for (uint64_t i = 0; i < len; i++)
-            count[(from[i] >> shift) & 2047]++;
+            count[(from[i] >> shift) & mask]++;
         uint32_t sum = 0;
-        for (int d = 0; d < 2048; d++) {
+        for (uint32_t d = 0; d < buckets; d++) {
             uint32_t k = count[d];
             count[d] = sum;
             sum += k;
         }
         for (uint64_t i = 0; i < len; i++) {
-            uint32_t at = count[(from[i] >> shift) & 2047]++;
+            uint32_t at = count[(from[i] >> shift) & mask]++;
             to[at] = from[i];
             if (w)
                 wto[at] = wfrom[i];
@@ -666,6 +940,22 @@ static int row_degrees(ember_graph *g)
     return EMBER_OK;
 }
 
+/* Offers an array transparent huge pages (a hint only): the scatter
+ * writes it in random order, and faulting in 4 KiB pages one at a time
+ * and missing the TLB on nearly every write cost more than the writes. */
+static void offer_huge(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (p && hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* cnt[v + 1] holds row lengths: makes it row starts, allocates adj. */
 static int prepare_rows(build *b)
 {
@@ -678,6 +968,8 @@ static int prepare_rows(build *b)
     g->adj = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->adj));
     if (b->o->weighted)
         g->weights = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->weights));
+    offer_huge(g->adj, g->m * sizeof *g->adj);
+    offer_huge(g->weights, g->weights ? g->m * sizeof *g->weights : 0);
     return g->adj && (g->weights || !b->o->weighted) ? EMBER_OK : EMBER_ENOMEM;
 }
 
@@ -685,7 +977,8 @@ int ember__graph_build(ember_graph *g, ember__eblock_fn get, void *state,
                        size_t nblocks, int resident, const ember_graph_opts *opts,
                        char *msg)
 {
-    ember__esource src = {get, state, nblocks, resident ? nblocks : 1, NULL, NULL};
+    ember__esource src = {.get = get, .state = state, .nblocks = nblocks,
+                          .group = resident ? nblocks : 1};
     return ember__graph_build_from(g, &src, opts, msg);
 }
 
@@ -705,28 +998,46 @@ int ember__graph_build_from(ember_graph *g, const ember__esource *src,
     b.cnt = ember__calloc(ctx, n + 1, sizeof *b.cnt);
     if (own_outc)
         b.outc = ember__calloc(ctx, n ? n : 1, sizeof *b.outc);
+    lane ln[EMBER__LANES];
+    memset(ln, 0, sizeof ln);
+    const int L = use_lanes(&b) ? lane_count_of(&b) : 0;
     if (!b.cnt || (own_outc && !b.outc))
         goto oom;
-    if ((rc = run_pass(&b, 1, msg)))
+    if ((rc = L ? lanes_count(&b, ln, L, msg) : run_pass(&b, 1, msg)))
         goto cleanup;
     if (src->counted && (rc = src->counted(src->state, g, msg)))
         goto cleanup;
     if (grow_counts(&b, g->n))
         goto oom;
     n = g->n;
+    if (L)
+        lanes_sum(&b, ln, L);
+    for (int j = 0; j < L; j++) { /* the lanes' out-degrees are summed */
+        ember__free(ctx, ln[j].outc);
+        ln[j].outc = NULL;
+    }
     if (opts->degree_order) {
         if ((rc = degree_order(&b, b.outc, b.cnt)) || (rc = permute_counts(&b)))
             goto oom;
     }
     if ((rc = prepare_rows(&b)))
         goto oom;
-    /* cnt[v] is row v's start, used as its cursor: after the scatter it is
-     * row v's end, one shift away from the offsets. */
-    split_rows(&b);
-    if ((rc = run_pass(&b, 2, msg)))
-        goto cleanup;
-    memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
-    b.cnt[0] = 0;
+    if (L) { /* cnt holds the offsets already: the lanes have cursors */
+        if (lanes_cursors(&b, ln, L))
+            goto oom;
+        if ((rc = lanes_scatter(&b, ln, L, msg)))
+            goto cleanup;
+        lanes_free(ctx, ln, L);
+        memset(ln, 0, sizeof ln);
+    } else {
+        /* cnt[v] is row v's start, used as its cursor: after the scatter
+         * it is row v's end, one shift away from the offsets. */
+        split_rows(&b);
+        if ((rc = run_pass(&b, 2, msg)))
+            goto cleanup;
+        memmove(b.cnt + 1, b.cnt, n * sizeof *b.cnt);
+        b.cnt[0] = 0;
+    }
     g->offsets = b.cnt;
     b.cnt = NULL;
     g->out_degree = b.outc;
@@ -760,6 +1071,7 @@ oom:
                         "out of memory building a graph of %llu vertices",
                         (unsigned long long)n);
 cleanup:
+    lanes_free(ctx, ln, EMBER__LANES);
     ember__free(ctx, b.cnt);
     ember__free(ctx, b.outc);
     ember__free(ctx, b.inv);

@@ -4,7 +4,7 @@
  * edges (label pairs, u32); the builder makes the CSR in two passes over
  * the blocks (count, then scatter), so a reader that streams from a file
  * can hand out each block twice without holding all edges at once (the
- * text reader parses its file twice, a group of chunks at a time).
+ * text reader parses its file twice, each thread its own range of chunks).
  */
 #ifndef EMBER_GRAPH_INTERNAL_H
 #define EMBER_GRAPH_INTERNAL_H
@@ -52,7 +52,26 @@ typedef struct {
     size_t group;
     uint64_t (*vertices)(void *state);
     int (*counted)(void *state, ember_graph *g, char *msg);
+    /* Optional, for a source whose blocks any thread can fill (a text
+     * file's chunks): the builder then splits the blocks into at most
+     * EMBER__LANES contiguous lanes, one thread a lane, and counts (pass
+     * 1) or scatters (pass 2) each block on the thread that filled it,
+     * with no group barriers; get and vertices are not called.
+     * fill: block i into the buffer of lane `lane` (valid until that
+     * lane's next fill); nonzero stops the lane (the source keeps why).
+     * It must verify in pass 2 that a block is the one of pass 1.
+     * done: after each pass, the first error of any block, in block order.
+     * max_pairs: a bound on the edges of any lane (u32 lane counts need
+     * twice it below 2^32; the builder takes the group path otherwise). */
+    int (*fill)(void *state, size_t i, int lane, int pass, ember__eblock *b);
+    int (*done)(void *state, int pass, char *msg);
+    uint64_t max_pairs;
 } ember__esource;
+
+/* Lanes of a build from a source with fill: each holds a count, then a
+ * cursor, per vertex, so their number is bounded (memory); with more
+ * threads than this the builder takes the group path. */
+#define EMBER__LANES 4
 
 int ember__graph_build_from(ember_graph *g, const ember__esource *src,
                             const ember_graph_opts *opts, char *msg);

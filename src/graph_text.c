@@ -2,12 +2,14 @@
  *
  * The file is mapped and cut into chunks at line starts; chunks are parsed
  * in parallel into arrays of id pairs, which become the builder's blocks.
- * Without relabel the file is parsed twice, a group of chunks at a time
- * (the builder's count, then its scatter), so no more than a group's
- * pairs are ever held: see "streaming" below. With relabel every pair is
- * held, since the ids must all be seen before any is numbered.
+ * Without relabel the file is parsed twice (the builder's count, then its
+ * scatter), each thread parsing a contiguous range of chunks (a lane), so
+ * no more than a chunk's pairs a thread are ever held: see "streaming"
+ * below. With relabel every pair is held, since the ids must all be seen
+ * before any is numbered.
  * Numbers are parsed by hand (strtoull is several times slower and accepts
- * signs and spaces we must refuse). A chunk stops at its first error and
+ * signs and spaces we must refuse); the common "u v" line of ids up to 7
+ * digits is read eight bytes at a time (swar_number). A chunk stops at its first error and
  * remembers the byte position; the error reported is the first in the
  * file (the lowest chunk that failed), with its line number counted only
  * then, so errors are the same for any thread count. Without relabel, ids
@@ -229,26 +231,32 @@ static int grow_weights(chunk *c, ember_ctx *ctx, size_t cap, int weighted)
     return w == NULL;
 }
 
-static int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide,
-                     const double *w)
+/* Room for twice the pairs (and weights); 0 or ENOMEM (c->status). */
+static int grow_edges(chunk *c, ember_ctx *ctx, int wide, const double *w)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 4096;
-        void *p = wide ? ember__realloc(ctx, c->e64, ember__mul(cap, 16))
-                       : ember__realloc(ctx, c->e32, ember__mul(cap, 8));
-        if (p) {
-            if (wide)
-                c->e64 = p;
-            else
-                c->e32 = p;
-        }
-        if (!p || grow_weights(c, ctx, cap, w != NULL)) {
-            c->status = EMBER_ENOMEM;
-            snprintf(c->err, sizeof c->err, "out of memory for edges");
-            return EMBER_ENOMEM;
-        }
-        c->cap = cap;
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    void *p = wide ? ember__realloc(ctx, c->e64, ember__mul(cap, 16))
+                   : ember__realloc(ctx, c->e32, ember__mul(cap, 8));
+    if (p) {
+        if (wide)
+            c->e64 = p;
+        else
+            c->e32 = p;
     }
+    if (!p || grow_weights(c, ctx, cap, w != NULL)) {
+        c->status = EMBER_ENOMEM;
+        snprintf(c->err, sizeof c->err, "out of memory for edges");
+        return EMBER_ENOMEM;
+    }
+    c->cap = cap;
+    return 0;
+}
+
+static inline int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, int wide,
+                            const double *w)
+{
+    if (c->n == c->cap && grow_edges(c, ctx, wide, w))
+        return EMBER_ENOMEM;
     if (wide) {
         c->e64[2 * c->n] = a;
         c->e64[2 * c->n + 1] = b;
@@ -327,25 +335,111 @@ static const char *next_line(const char *p, const char *end)
  * long or bad token, an id over the limit, no newline at the end), or -1
  * when the push failed (c->status). The pairs and the chunk's hash are
  * the same either way. */
-static inline int fast_line(chunk *c, const source *s, ember_ctx *ctx, const char **pp,
-                            const char *end)
+static inline uint64_t load8(const char *p)
 {
-    const char *p = *pp, *q = p;
-    uint64_t a = 0, b = 0;
-    while (q < end && q - p < 10 && (unsigned)(*q - '0') < 10)
-        a = a * 10 + (unsigned)(*q++ - '0');
-    if (q == p || q == end || (*q != ' ' && *q != '\t'))
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+/* The number of 1 to 7 digits that opens the 8 bytes x (in file order,
+ * read little-endian) into *v; 0 when x opens with a non-digit or with 8
+ * digits. Eight bytes at once: t holds each byte minus '0' (a byte below
+ * '0' borrows from the bytes after it only, so the digits before the
+ * first non-digit are exact), a byte is a digit when t < 10, and the
+ * digits, shifted so that zeros (leading zero digits) fill the low bytes,
+ * are combined in pairs, fours and eights by three multiplications. */
+static inline int swar_number(uint64_t x, uint64_t *v)
+{
+    uint64_t t = x - UINT64_C(0x3030303030303030);
+    uint64_t stop = (t | (t + UINT64_C(0x7676767676767676))) & UINT64_C(0x8080808080808080);
+    if (!stop)
         return 0;
-    const char *r = ++q;
-    while (q < end && q - r < 10 && (unsigned)(*q - '0') < 10)
-        b = b * 10 + (unsigned)(*q++ - '0');
-    if (q == r || q == end || *q != '\n' || a >= s->limit || b >= s->limit)
+    int len = __builtin_ctzll(stop) >> 3;
+    if (len == 0)
         return 0;
-    c->entries++;
-    if (push_edge(c, ctx, a, b, 0, NULL))
-        return -1;
-    *pp = q + 1;
-    return 1;
+    t <<= 8 * (8 - len);
+    t = t * 10 + (t >> 8);
+    t = ((t & UINT64_C(0x000000FF000000FF)) * (100 + (UINT64_C(1000000) << 32)) +
+         ((t >> 16) & UINT64_C(0x000000FF000000FF)) * (1 + (UINT64_C(10000) << 32))) >> 32;
+    *v = t;
+    return len;
+}
+
+/* fast_line's two ids eight bytes at a time, when both are at most 7
+ * digits and 16 bytes of the file follow p: 1 with *qq at the newline
+ * that must end the line, or 0. */
+static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_t *b,
+                            const char **qq)
+{
+    const char *fend = s->data + s->size;
+    if (fend - p < 16)
+        return 0;
+    int la = swar_number(load8(p), a);
+    if (!la || (p[la] != ' ' && p[la] != '\t'))
+        return 0;
+    const char *r = p + la + 1;
+    int lb = fend - r >= 8 ? swar_number(load8(r), b) : 0;
+    *qq = r + lb;
+    return lb != 0;
+}
+
+/* The ids of a fast line at p into *a, *b, with *qq at its newline; 0
+ * when the line is not one (the general parser takes it). */
+static inline int fast_ids(const source *s, const char *p, const char *end, uint64_t *a,
+                           uint64_t *b, const char **qq)
+{
+    const char *q = p;
+    if (!swar_line(s, p, a, b, &q)) {
+        *a = 0, *b = 0;
+        while (q < end && q - p < 10 && (unsigned)(*q - '0') < 10)
+            *a = *a * 10 + (unsigned)(*q++ - '0');
+        if (q == p || q == end || (*q != ' ' && *q != '\t'))
+            return 0;
+        const char *r = ++q;
+        while (q < end && q - r < 10 && (unsigned)(*q - '0') < 10)
+            *b = *b * 10 + (unsigned)(*q++ - '0');
+        if (q == r)
+            return 0;
+    }
+    *qq = q;
+    return q < end && *q == '\n' && *a < s->limit && *b < s->limit;
+}
+
+/* A run of fast lines from p, pushed as push_edge would push them (the
+ * same pairs, hash and largest id) with the chunk's fields held in
+ * registers; returns where the run stopped (a line for the general
+ * parser), or NULL when the push failed (c->status). */
+static const char *fast_lines(chunk *c, const source *s, ember_ctx *ctx, const char *p,
+                              const char *end)
+{
+    uint64_t hash = c->hash, maxid = c->any ? c->maxid : 0, a, b;
+    size_t n = c->n, entries = c->entries;
+    const char *q;
+    while (p < end && fast_ids(s, p, end, &a, &b, &q)) {
+        if (n == c->cap) {
+            c->n = n;
+            if (grow_edges(c, ctx, 0, NULL))
+                return NULL;
+        }
+        c->e32[2 * n] = (uint32_t)a;
+        c->e32[2 * n + 1] = (uint32_t)b;
+        n++;
+        entries++;
+        uint64_t x = (a << 32 | b) ^ (a >> 32) * UINT64_C(0x9e3779b97f4a7c15);
+        hash = (hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
+        maxid = a > maxid ? a : maxid;
+        maxid = b > maxid ? b : maxid;
+        p = q + 1;
+    }
+    if (n != c->n) {
+        c->any = 1;
+        c->maxid = maxid;
+    }
+    c->n = n;
+    c->entries = entries;
+    c->hash = hash;
+    return p;
 }
 
 static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
@@ -353,13 +447,10 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
     const char *base = s->data, *p = base + c->lo, *end = base + c->hi;
     const int plain = !s->mtx && !s->weighted && !s->wide;
     while (p < end) {
-        if (plain) {
-            int k = fast_line(c, s, ctx, &p, end);
-            if (k < 0)
-                return;
-            if (k)
-                continue;
-        }
+        if (plain && !(p = fast_lines(c, s, ctx, p, end)))
+            return;
+        if (p == end)
+            break;
         while (p < end && is_blank(*p))
             p++;
         if (p == end)
@@ -681,14 +772,19 @@ typedef struct {
     chunk *c;
 } blocks;
 
-/* ---- streaming: the file parsed twice, a group of chunks at a time ---------------------
+/* ---- streaming: the file parsed twice, a chunk at a time --------------------------------
  *
  * Without relabel the builder reads the text itself, twice: pass 1 parses
- * a group of chunks in parallel into reused buffers (one a slot) and
- * counts their rows, pass 2 parses them again and scatters them. No edge
- * pairs are held beyond a group, so the peak is the CSR and its vertex
- * arrays. Pass 1 keeps each chunk's pair count and a hash of its pairs;
- * pass 2 refuses a chunk that parses to anything else (the file changed). */
+ * each chunk into a reused buffer and counts its rows, pass 2 parses it
+ * again and scatters it. With up to EMBER__LANES threads the builder asks
+ * for chunks by lane (stream_fill: a thread parses, then counts or
+ * scatters, its own contiguous range of chunks, one buffer a lane); with
+ * more, a group of chunks at a time (stream_block: parsed in parallel,
+ * one buffer a slot, then counted or scattered by row owners). No edge
+ * pairs are held beyond a chunk a lane (or a group), so the peak is the
+ * CSR and its vertex arrays. Pass 1 keeps each chunk's pair count and a
+ * hash of its pairs; pass 2 refuses a chunk that parses to anything else
+ * (the file changed). */
 
 typedef struct {
     source *s;
@@ -700,18 +796,20 @@ typedef struct {
     int pass;
     uint64_t seen;       /* pass 1: max id + 1 so far */
     double parse_seconds;
+    double lane_seconds[EMBER__LANES]; /* lanes: parsing, each lane's own */
 } stream;
 
-static void parse_slot(stream *st, size_t i)
+/* Parses chunk i into the buffers of slot sl; pass 1 keeps what it found,
+ * pass 2 checks it found the same. */
+static void parse_into(stream *st, size_t i, chunk *sl, int pass)
 {
-    chunk *sl = &st->slot[i % st->group];
     chunk t = {.lo = st->c[i].lo, .hi = st->c[i].hi, .e32 = sl->e32, .w = sl->w,
                .cap = sl->cap};
     parse_chunk(&t, st->s, st->ctx);
     release_pages(st->s, t.lo, t.hi);
     sl->e32 = t.e32, sl->w = t.w, sl->cap = t.cap, sl->n = t.n;
     chunk *c = &st->c[i];
-    if (st->pass == 1) {
+    if (pass == 1) {
         t.e32 = NULL, t.w = NULL, t.cap = 0;
         *c = t;
     } else if (t.status == EMBER_ENOMEM) {
@@ -723,6 +821,31 @@ static void parse_slot(stream *st, size_t i)
         snprintf(c->err, sizeof c->err, "the file changed while it was read "
                  "(this part parses differently the second time)");
     }
+}
+
+static void parse_slot(stream *st, size_t i)
+{
+    parse_into(st, i, &st->slot[i % st->group], st->pass);
+}
+
+/* The builder's lanes (see ember__esource): chunk i into lane's slot, on
+ * the calling thread. */
+static int stream_fill(void *state, size_t i, int lane, int pass, ember__eblock *b)
+{
+    stream *st = state;
+    double t0 = ember__graph_now();
+    chunk *sl = &st->slot[lane];
+    parse_into(st, i, sl, pass);
+    st->lane_seconds[lane] += ember__graph_now() - t0;
+    *b = (ember__eblock){sl->e32, sl->e32 ? sl->e32 + 1 : NULL, sl->n, 2, sl->w};
+    return st->c[i].status;
+}
+
+static int stream_done(void *state, int pass, char *msg)
+{
+    stream *st = state;
+    (void)pass;
+    return first_error(st->s, st->c, 0, st->nc, msg);
 }
 
 static int stream_group(stream *st, size_t first, char *msg)
@@ -775,15 +898,20 @@ static int load_streamed(ember_graph *g, source *s, const ember_graph_opts *opts
     ember_ctx *ctx = g->ctx;
     stream st = {.s = s, .ctx = ctx, .g = g};
     int rc = cut_chunks(s, ctx, &st.c, &st.nc, msg);
-    st.group = (size_t)ctx->threads * 2;
+    st.group = (size_t)ctx->threads * 2; /* >= the lanes, one slot a lane */
     if (!rc && !(st.slot = ember__calloc(ctx, st.group, sizeof *st.slot)))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc) {
         g->n = s->mtx ? (s->rows > s->cols ? s->rows : s->cols) : 0;
+        /* a line holds at least "0 0\n"; a symmetric entry is two edges */
         ember__esource src = {stream_block, &st, st.nc, st.group, stream_vertices,
-                              stream_counted};
+                              stream_counted, stream_fill, stream_done,
+                              (s->size - s->body) / 4 * 2 + 2};
         rc = ember__graph_build_from(g, &src, opts, msg);
     }
+    for (int j = 0; j < EMBER__LANES; j++) /* lanes: the slowest lane's */
+        if (st.lane_seconds[j] > st.parse_seconds)
+            st.parse_seconds = st.lane_seconds[j];
     g->read_seconds = st.parse_seconds;
     g->build_seconds -= st.parse_seconds;
     free_chunks(ctx, st.slot, st.slot ? st.group : 0);

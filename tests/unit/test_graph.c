@@ -7,6 +7,7 @@
 #include "ember.h"
 #include "ember/graph.h"
 #include "internal.h"
+#include "graph_internal.h"
 
 #include <hdf5.h>
 
@@ -591,6 +592,178 @@ static void test_graph_text_fast_lines_match_general(void **state)
     free(dst);
     unlink("fast.el");
     unlink("slow.el");
+}
+
+/* Ids written with 1 to 12 digits (zero-padded), in lines the fast path
+ * reads eight bytes at a time (up to 7 digits), digit by digit (8 to 10)
+ * or leaves to the general parser (11 and 12), the shortest lines last
+ * (within 16 bytes of the end of the file): the graph of the same edges. */
+static void test_graph_text_ids_of_every_length(void **state)
+{
+    (void)state;
+    enum { M = 20000 };
+    uint32_t *src = malloc(M * 4), *dst = malloc(M * 4);
+    assert_true(src && dst);
+    uint64_t seed = 9;
+    FILE *f = fopen("digits.el", "w");
+    assert_non_null(f);
+    for (int i = 0; i < M; i++) {
+        int last = i >= M - 8;
+        src[i] = (uint32_t)(tu_rand(&seed) % (last ? 10 : 3000));
+        dst[i] = (uint32_t)(tu_rand(&seed) % (last ? 10 : 3000));
+        int wa = last ? 1 : 4 + (int)(tu_rand(&seed) % 9);
+        int wb = last ? 1 : 4 + (int)(tu_rand(&seed) % 9);
+        if (i % 11 == 0)
+            wa = 1, wb = 2; /* the number's own digits */
+        fprintf(f, i % 7 == 3 ? "%0*u\t%0*u\n" : "%0*u %0*u\n", wa, src[i], wb, dst[i]);
+    }
+    fclose(f);
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    char msg[EMBER_MSG_SIZE];
+    for (int t = 1; t <= 2; t++) {
+        ember_ctx *ctx = tu_ctx(t);
+        ember_graph *g = load(ctx, "digits.el", &o), *want = NULL;
+        TU_OKM(ember_graph_from_edges(&want, ctx, g->n, src, dst, M, &o, msg), msg);
+        assert_int_equal(g->n, 3000);
+        assert_int_equal(g->m, want->m);
+        assert_memory_equal(g->offsets, want->offsets, (g->n + 1) * 8);
+        assert_memory_equal(g->adj, want->adj, g->m * 4);
+        assert_memory_equal(g->perm, want->perm, g->n * 4);
+        ember_graph_free(&g);
+        ember_graph_free(&want);
+        ember_ctx_destroy(&ctx);
+    }
+    free(src);
+    free(dst);
+    unlink("digits.el");
+}
+
+/* A text file cut into many chunks builds the same graph, bit for bit, at
+ * 1 to 6 threads: one lane a thread up to EMBER__LANES threads (each its
+ * own stretch of every row, rows sorted after), the group path beyond;
+ * directed by destination with the degree order, undirected, and
+ * weighted. */
+static void test_graph_text_lanes_same_for_any_thread_count(void **state)
+{
+    (void)state;
+    FILE *f = fopen("lanes.el", "w"), *fw = fopen("lanesw.el", "w");
+    assert_true(f && fw);
+    uint64_t seed = 13;
+    for (int i = 0; i < 250000; i++) {
+        uint64_t a = tu_rand(&seed) % 30000, b = tu_rand(&seed) % 30000;
+        if (i % 5 == 0)
+            b = a % 50; /* heavy rows, and duplicates */
+        fprintf(f, "%llu %llu\n", (unsigned long long)a, (unsigned long long)b);
+        fprintf(fw, "%llu %llu %d\n", (unsigned long long)a, (unsigned long long)b,
+                1 + (int)(tu_rand(&seed) % 9));
+    }
+    fclose(f);
+    fclose(fw);
+    ember_graph_opts opts[3] = {{.by_destination = 1, .degree_order = 1},
+                                {.undirected = 1, .degree_order = 1},
+                                {.weighted = 1, .by_destination = 1}};
+    const char *files[3] = {"lanes.el", "lanes.el", "lanesw.el"};
+    for (int k = 0; k < 3; k++) {
+        ember_ctx *c1 = tu_ctx(1);
+        ember_graph *a = load(c1, files[k], &opts[k]);
+        assert_true(a->m > 200000);
+        for (int t = 2; t <= EMBER__LANES + 2; t++) {
+            ember_ctx *ct = tu_ctx(t);
+            ember_graph *b = load(ct, files[k], &opts[k]);
+            assert_int_equal(a->n, b->n);
+            assert_int_equal(a->m, b->m);
+            assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+            assert_memory_equal(a->adj, b->adj, a->m * 4);
+            assert_int_equal(!a->out_degree, !b->out_degree);
+            if (a->out_degree)
+                assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+            if (a->perm)
+                assert_memory_equal(a->perm, b->perm, a->n * 4);
+            if (a->weights)
+                assert_memory_equal(a->weights, b->weights, a->m * 8);
+            ember_graph_free(&b);
+            ember_ctx_destroy(&ct);
+        }
+        ember_graph_free(&a);
+        ember_ctx_destroy(&c1);
+    }
+    unlink("lanes.el");
+    unlink("lanesw.el");
+}
+
+/* A source for the builder's lanes over fixed blocks of edges; in pass 2
+ * block `changed` has one edge moved to another row (as if the file had
+ * changed between the passes and the source's own check missed it). */
+typedef struct {
+    uint32_t src[8][64], dst[8][64];
+    uint32_t moved[64];
+    int changed;
+} lane_source;
+
+static int lane_fill(void *state, size_t i, int lane, int pass, ember__eblock *b)
+{
+    lane_source *ls = state;
+    (void)lane;
+    const uint32_t *dst = ls->dst[i];
+    if (pass == 2 && (int)i == ls->changed)
+        dst = ls->moved;
+    *b = (ember__eblock){ls->src[i], dst, 64, 1, NULL};
+    return 0;
+}
+
+static int lane_done(void *state, int pass, char *msg)
+{
+    (void)state, (void)pass, (void)msg;
+    return EMBER_OK;
+}
+
+static int lane_get(void *state, size_t i, ember__eblock *b, char *msg)
+{
+    (void)msg;
+    return lane_fill(state, i, 0, 1, b);
+}
+
+/* The lanes catch edges that differ from those counted a pass earlier,
+ * even when the source's check lets them through: every lane must end
+ * exactly where its stretch of each row ends. */
+static void test_graph_lanes_refuse_changed_edges(void **state)
+{
+    (void)state;
+    lane_source *ls = calloc(1, sizeof *ls);
+    assert_non_null(ls);
+    uint64_t seed = 3;
+    for (int i = 0; i < 8; i++)
+        for (int k = 0; k < 64; k++) {
+            ls->src[i][k] = (uint32_t)(tu_rand(&seed) % 100);
+            ls->dst[i][k] = (uint32_t)(tu_rand(&seed) % 100);
+        }
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    char msg[EMBER_MSG_SIZE];
+    for (int changed = -1; changed < 8; changed += 3) {
+        ls->changed = changed;
+        memcpy(ls->moved, ls->dst[changed < 0 ? 0 : changed], sizeof ls->moved);
+        ls->moved[17] = (ls->moved[17] + 1) % 100;
+        for (int t = 1; t <= 3; t++) {
+            ember_ctx *ctx = tu_ctx(t);
+            ember_graph *g = ember__calloc(ctx, 1, sizeof *g);
+            assert_non_null(g);
+            g->ctx = ctx;
+            g->n = 100;
+            ember__esource src = {.get = lane_get, .state = ls, .nblocks = 8, .group = 8,
+                                  .fill = lane_fill, .done = lane_done, .max_pairs = 512};
+            int rc = ember__graph_build_from(g, &src, &o, msg);
+            if (changed < 0) {
+                TU_OKM(rc, msg);
+                assert_true(g->m > 400 && g->m <= 512); /* duplicates dropped */
+            } else {
+                assert_int_equal(rc, EMBER_EIO);
+                assert_non_null(strstr(msg, "differ from those counted"));
+            }
+            ember_graph_free(&g);
+            ember_ctx_destroy(&ctx);
+        }
+    }
+    free(ls);
 }
 
 /* ---- HDF5 ----------------------------------------------------------------------------- */
@@ -1219,6 +1392,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),
         cmocka_unit_test(test_graph_text_fast_lines_match_general),
+        cmocka_unit_test(test_graph_text_ids_of_every_length),
+        cmocka_unit_test(test_graph_text_lanes_same_for_any_thread_count),
+        cmocka_unit_test(test_graph_lanes_refuse_changed_edges),
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
