@@ -406,13 +406,14 @@ own8(const double *x, size_t d, const double *c, const int32_t *lab)
  * distance from the point to every other centroid of `at`, the centroids
  * of the last pass. Before a pass, lb drops by the largest true movement
  * of another centroid since `at` (triangle inequality). In the pass, the
- * point's computed distance v to centroid a is computed as always; if v is
- * below sq_below(L), where L is the larger of lb and half the distance from
- * centroid a to its nearest other centroid (less v's own distance), then
- * every other centroid's computed distance is larger than v, so the full
- * scan would pick a too: the point is not scanned. Otherwise it is scanned
- * with the full kernel, exactly as without bounds. Labels and distances are
- * therefore those of the plain scan, bit for bit.
+ * point's computed distance v to centroid a is computed as always. If v is
+ * below sq_below(lb), or below hsq[a] (the point lies within half the
+ * distance from centroid a to its nearest other centroid, less margins),
+ * then every other centroid's computed distance is larger than v, so the
+ * full scan would pick a too: the point is not scanned. Otherwise it is
+ * scanned with the full kernel, exactly as without bounds, which also
+ * gives its new lb (from the second smallest distance). Labels and
+ * distances are therefore those of the plain scan, bit for bit.
  *
  * Rounding: a computed squared distance v of true distance D (d
  * coordinates, one rounding per subtraction and per fma, all terms >= 0)
