@@ -750,8 +750,12 @@ fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t
     double *slots = acc_slots(a, acc), inertia = acc[0];
     size_t d = a->d, k = a->k, E = a->E;
     uint16_t start[KM_BLOCK + 1] = {0}, order[KM_BLOCK];
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < m; i++) {
         start[lab[i] + 1]++;
+        inertia += dist[i];
+        if (E && dist[i] > slots[(E - 1) * (1 + d)])
+            slot_offer(a, slots, dist[i], x + i * d);
+    }
     for (size_t q = 0; q < k; q++)
         start[q + 1] += start[q];
     for (size_t i = 0; i < m; i++) /* start[q] ends as the end of q's run */
@@ -767,11 +771,6 @@ fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t
             _mm512_storeu_pd(s + jb, v);
         }
         cnt[q] += (double)(start[q] - lo);
-    }
-    for (size_t i = 0; i < m; i++) {
-        inertia += dist[i];
-        if (E && dist[i] > slots[(E - 1) * (1 + d)])
-            slot_offer(a, slots, dist[i], x + i * d);
     }
     acc[0] = inertia;
 }
