@@ -511,8 +511,8 @@ test512(const km_bounds *b, const double *x, size_t m, size_t d, const double *c
     const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
     size_t nf = 0, i = 0;
     for (; i + 8 <= m; i += 8) {
-        for (size_t o = 0; o < 8 * d; o += 8) /* the memory ahead: 4 KiB or more */
-            _mm_prefetch((const char *)(x + (i + 32) * d + o), _MM_HINT_T0);
+        for (size_t o = 0; o < 8 * d; o += 8) /* the memory 16 KiB ahead */
+            _mm_prefetch((const char *)(x + (i + 8) * d + 2048 + o), _MM_HINT_T0);
         __m512d v = own8(x + i * d, d, c, lab + i);
         __m256i li = _mm256_loadu_si256((const void *)(lab + i));
         __m512d l = _mm512_sub_pd(_mm512_loadu_pd(lb + i), _mm512_i32gather_pd(li, b->dec, 8));
