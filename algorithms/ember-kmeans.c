@@ -22,6 +22,13 @@
  *   --iterations are done.
  * - Output: labels and inertia are those of the final centroids.
  *
+ * Speed without other bits: a pass computes each point's distance to its
+ * current centroid, but the distances to the other centroids only when
+ * Hamerly's bounds (see "bounds") cannot prove that none of them is
+ * smaller; the proofs allow for rounding, so every label and distance is
+ * the one a scan of all centroids gives. The bounds are derived state,
+ * rebuilt by a full pass after every start and resume.
+ *
  * State bound to the loop: centroids, the centroids before the last update
  * (the verifier checks that update), the last inertia and the largest rise
  * of inertia seen, and the RNG counter. Killed and resumed, a run finishes
@@ -71,7 +78,9 @@ static const ember_cli_program km_program = {
         "X.centroids.csv (label,x0,x1,... lines). --tolerance T stops when\n"
         "the summed squared centroid movement is at most T times the mean\n"
         "feature variance (as scikit-learn); 0 runs until no centroid moves.\n"
-        "An empty cluster moves onto the point farthest from its centroid.",
+        "An empty cluster moves onto the point farthest from its centroid.\n"
+        "Distances that cannot change a label are skipped (exact bounds): the\n"
+        "results are those of plain Lloyd, bit for bit.",
     .usage = "--input FILE --k K [options]",
     .examples = "  ember-kmeans --input data/iris.csv --k 3 --verify\n"
                 "  ember-gen blobs --n 10000 --d 8 --k 16 --output pts.h5:/points\n"
@@ -86,10 +95,31 @@ static const ember_cli_program km_program = {
 
 /* ---- distances --------------------------------------------------------------------- */
 
-/* Labels and distances of m row-major points x (m x d) to k centroids. */
-typedef void (*assign_fn)(const double *x, size_t m, size_t d,
-                          const double *c, size_t k, int64_t *lab,
-                          double *dist);
+/* Full kernels: the label, the distance and the second smallest distance
+ * (to any other centroid; +inf when k = 1) of m row-major points x (m x d)
+ * under k centroids. The second one feeds the bounds below only. */
+typedef void (*full_fn)(const double *x, size_t m, size_t d, const double *c,
+                        size_t k, int32_t *lab, double *dist, double *second);
+
+struct km_bounds;
+struct pass_arg;
+
+/* Test kernels: each point's distance to its labelled centroid, its lower
+ * bound lowered by the movement since the last pass; the points the
+ * bounds cannot decide go to idx (see "bounds"). Returns their count. */
+typedef size_t (*test_fn)(const struct km_bounds *b, const double *x, size_t m,
+                          size_t d, const double *c, const int32_t *lab, double *lb,
+                          double *dist, size_t *idx);
+
+/* Fold kernels: a block's sums, counts, inertia and farthest points. */
+typedef void (*fold_fn)(const struct pass_arg *a, double *acc, const double *x,
+                        size_t m, const int32_t *lab, const double *dist);
+
+typedef struct {
+    full_fn full;
+    test_fn test;
+    fold_fn fold;
+} km_kernels;
 
 static double dist_serial(const double *x, const double *c, size_t d)
 {
@@ -105,25 +135,40 @@ static double dist_serial(const double *x, const double *c, size_t d)
  * has it (the result is the same everywhere: fma rounds once). */
 #if defined(KM_X86) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
+#define KM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 #endif
-static void assign_serial(const double *x, size_t m, size_t d, const double *c,
-                          size_t k, int64_t *lab, double *dist)
+#ifndef KM_CLONES
+#define KM_CLONES
+#endif
+
+KM_CLONES static void full_serial(const double *x, size_t m, size_t d, const double *c,
+                                  size_t k, int32_t *lab, double *dist, double *second)
 {
     for (size_t i = 0; i < m; i++) {
-        double best = INFINITY;
-        int64_t l = 0;
+        double best = INFINITY, sec = INFINITY;
+        int32_t l = 0;
         for (size_t q = 0; q < k; q++) {
             double v = dist_serial(x + i * d, c + q * d, d);
             if (v < best) {
+                sec = best;
                 best = v;
-                l = (int64_t)q;
+                l = (int32_t)q;
+            } else if (v < sec) {
+                sec = v;
             }
         }
         lab[i] = l;
         dist[i] = best;
+        second[i] = sec;
     }
+}
+
+KM_CLONES static void own_serial(const double *x, size_t m, size_t d, const double *c,
+                                 const int32_t *lab, double *dist)
+{
+    for (size_t i = 0; i < m; i++)
+        dist[i] = dist_serial(x + i * d, c + (size_t)lab[i] * d, d);
 }
 
 #ifdef KM_X86
@@ -131,11 +176,28 @@ static void assign_serial(const double *x, size_t m, size_t d, const double *c,
  * one coordinate of 8 (or 4) points; four centroids share each load. */
 #define TILE_DOUBLES 4096
 
+/* One step of the running minimum and runner-up: v < b takes the lead
+ * (the old leader becomes the runner-up), anything else below s becomes
+ * the runner-up. A NaN v changes nothing, as in full_serial. */
+#define KM_STEP512(v, b, s, l, lq)                                              \
+    do {                                                                        \
+        __mmask8 m_ = _mm512_cmp_pd_mask(v, b, _CMP_LT_OQ);                     \
+        s = _mm512_mask_mov_pd(_mm512_min_pd(v, s), m_, b);                     \
+        b = _mm512_mask_mov_pd(b, m_, v);                                       \
+        l = _mm512_mask_mov_epi64(l, m_, lq);                                   \
+    } while (0)
+
+/* Stores 8 64-bit labels of a vector as int32. */
+__attribute__((target("avx512f"))) static void store_labels512(int32_t *lab, __m512i l)
+{
+    _mm256_storeu_si256((void *)lab, _mm512_cvtepi64_epi32(l));
+}
+
 __attribute__((target("avx512f"))) static void
 tile512(const double *xt, size_t T, size_t g, size_t d, const double *c,
-        size_t k, int64_t *lab, double *dist)
+        size_t k, int32_t *lab, double *dist, double *second)
 {
-    __m512d b0 = _mm512_set1_pd(INFINITY), b1 = b0;
+    __m512d b0 = _mm512_set1_pd(INFINITY), b1 = b0, s0 = b0, s1 = b0;
     __m512i l0 = _mm512_setzero_si512(), l1 = l0;
     size_t q = 0;
     for (; q + 4 <= k; q += 4) {
@@ -154,12 +216,8 @@ tile512(const double *xt, size_t T, size_t g, size_t d, const double *c,
         }
         for (int u = 0; u < 4; u++) {
             __m512i lq = _mm512_set1_epi64((long long)(q + (size_t)u));
-            __mmask8 m0 = _mm512_cmp_pd_mask(a[u][0], b0, _CMP_LT_OQ);
-            __mmask8 m1 = _mm512_cmp_pd_mask(a[u][1], b1, _CMP_LT_OQ);
-            b0 = _mm512_mask_mov_pd(b0, m0, a[u][0]);
-            b1 = _mm512_mask_mov_pd(b1, m1, a[u][1]);
-            l0 = _mm512_mask_mov_epi64(l0, m0, lq);
-            l1 = _mm512_mask_mov_epi64(l1, m1, lq);
+            KM_STEP512(a[u][0], b0, s0, l0, lq);
+            KM_STEP512(a[u][1], b1, s1, l1, lq);
         }
     }
     for (; q < k; q++) {
@@ -172,24 +230,32 @@ tile512(const double *xt, size_t T, size_t g, size_t d, const double *c,
             a1 = _mm512_fmadd_pd(t1, t1, a1);
         }
         __m512i lq = _mm512_set1_epi64((long long)q);
-        __mmask8 m0 = _mm512_cmp_pd_mask(a0, b0, _CMP_LT_OQ);
-        __mmask8 m1 = _mm512_cmp_pd_mask(a1, b1, _CMP_LT_OQ);
-        b0 = _mm512_mask_mov_pd(b0, m0, a0);
-        b1 = _mm512_mask_mov_pd(b1, m1, a1);
-        l0 = _mm512_mask_mov_epi64(l0, m0, lq);
-        l1 = _mm512_mask_mov_epi64(l1, m1, lq);
+        KM_STEP512(a0, b0, s0, l0, lq);
+        KM_STEP512(a1, b1, s1, l1, lq);
     }
     _mm512_storeu_pd(dist, b0);
     _mm512_storeu_pd(dist + 8, b1);
-    _mm512_storeu_si512((void *)lab, l0);
-    _mm512_storeu_si512((void *)(lab + 8), l1);
+    _mm512_storeu_pd(second, s0);
+    _mm512_storeu_pd(second + 8, s1);
+    store_labels512(lab, l0);
+    store_labels512(lab + 8, l1);
 }
+
+/* The AVX2 form of KM_STEP512 (min_pd(v, s) keeps s when v is NaN). */
+#define KM_STEP256(v, b, s, l, lq)                                              \
+    do {                                                                        \
+        __m256d m_ = _mm256_cmp_pd(v, b, _CMP_LT_OQ);                           \
+        s = _mm256_blendv_pd(_mm256_min_pd(v, s), b, m_);                       \
+        b = _mm256_blendv_pd(b, v, m_);                                         \
+        l = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(l),        \
+                                                 _mm256_castsi256_pd(lq), m_)); \
+    } while (0)
 
 __attribute__((target("avx2,fma"))) static void
 tile256(const double *xt, size_t T, size_t g, size_t d, const double *c,
-        size_t k, int64_t *lab, double *dist)
+        size_t k, int32_t *lab, double *dist, double *second)
 {
-    __m256d b0 = _mm256_set1_pd(INFINITY), b1 = b0;
+    __m256d b0 = _mm256_set1_pd(INFINITY), b1 = b0, s0 = b0, s1 = b0;
     __m256i l0 = _mm256_setzero_si256(), l1 = l0;
     for (size_t q = 0; q < k; q += 2) {
         size_t w = k - q < 2 ? 1 : 2; /* centroids this round */
@@ -207,20 +273,19 @@ tile256(const double *xt, size_t T, size_t g, size_t d, const double *c,
         }
         for (size_t u = 0; u < w; u++) {
             __m256i lq = _mm256_set1_epi64x((long long)(q + u));
-            __m256d m0 = _mm256_cmp_pd(a[u][0], b0, _CMP_LT_OQ);
-            __m256d m1 = _mm256_cmp_pd(a[u][1], b1, _CMP_LT_OQ);
-            b0 = _mm256_blendv_pd(b0, a[u][0], m0);
-            b1 = _mm256_blendv_pd(b1, a[u][1], m1);
-            l0 = _mm256_castpd_si256(_mm256_blendv_pd(
-                _mm256_castsi256_pd(l0), _mm256_castsi256_pd(lq), m0));
-            l1 = _mm256_castpd_si256(_mm256_blendv_pd(
-                _mm256_castsi256_pd(l1), _mm256_castsi256_pd(lq), m1));
+            KM_STEP256(a[u][0], b0, s0, l0, lq);
+            KM_STEP256(a[u][1], b1, s1, l1, lq);
         }
     }
     _mm256_storeu_pd(dist, b0);
     _mm256_storeu_pd(dist + 4, b1);
-    _mm256_storeu_si256((void *)lab, l0);
-    _mm256_storeu_si256((void *)(lab + 4), l1);
+    _mm256_storeu_pd(second, s0);
+    _mm256_storeu_pd(second + 4, s1);
+    int64_t l[8];
+    _mm256_storeu_si256((void *)l, l0);
+    _mm256_storeu_si256((void *)(l + 4), l1);
+    for (int i = 0; i < 8; i++)
+        lab[i] = (int32_t)l[i];
 }
 
 /* Transposes points [lo, lo + m) into xt (d rows of T), zero-padded. */
@@ -236,45 +301,53 @@ static void transpose(const double *x, size_t m, size_t d, double *xt,
     }
 }
 
-/* The same for d a multiple of 8, eight points at a time: 8 x 8 blocks
- * transposed in registers (24 shuffles) instead of 64 scalar moves. */
+/* An 8 x 8 block in registers: o[j] holds coordinate j of rows r[0..7]
+ * (24 shuffles). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+transpose8x8(const __m512d r[8], __m512d o[8])
+{
+    __m512d t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm512_unpacklo_pd(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_pd(r[q], r[q + 1]);
+    }
+    for (int h = 0; h < 8; h += 4) {
+        u[h] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0x88);
+        u[h + 1] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0x88);
+        u[h + 2] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0xdd);
+        u[h + 3] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0xdd);
+    }
+    for (int q = 0; q < 4; q++) {
+        o[q] = _mm512_shuffle_f64x2(u[q], u[q + 4], 0x88);
+        o[q + 4] = _mm512_shuffle_f64x2(u[q], u[q + 4], 0xdd);
+    }
+}
+
+/* The same for d a multiple of 8, eight points at a time. */
 __attribute__((target("avx512f"))) static void
 transpose512(const double *x, size_t m, size_t d, double *xt, size_t T)
 {
     for (size_t i0 = 0; i0 < T; i0 += 8)
         for (size_t jb = 0; jb < d; jb += 8) {
-            __m512d r[8], t[8], u[8];
+            __m512d r[8], o[8];
             for (size_t q = 0; q < 8; q++)
                 r[q] = i0 + q < m ? _mm512_loadu_pd(x + (i0 + q) * d + jb)
                                   : _mm512_setzero_pd();
-            for (int q = 0; q < 8; q += 2) {
-                t[q] = _mm512_unpacklo_pd(r[q], r[q + 1]);
-                t[q + 1] = _mm512_unpackhi_pd(r[q], r[q + 1]);
-            }
-            for (int h = 0; h < 8; h += 4) {
-                u[h] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0x88);
-                u[h + 1] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0x88);
-                u[h + 2] = _mm512_shuffle_f64x2(t[h], t[h + 2], 0xdd);
-                u[h + 3] = _mm512_shuffle_f64x2(t[h + 1], t[h + 3], 0xdd);
-            }
-            for (int q = 0; q < 4; q++) {
-                _mm512_storeu_pd(xt + (jb + (size_t)q) * T + i0,
-                                 _mm512_shuffle_f64x2(u[q], u[q + 4], 0x88));
-                _mm512_storeu_pd(xt + (jb + (size_t)q + 4) * T + i0,
-                                 _mm512_shuffle_f64x2(u[q], u[q + 4], 0xdd));
-            }
+            transpose8x8(r, o);
+            for (size_t j = 0; j < 8; j++)
+                _mm512_storeu_pd(xt + (jb + j) * T + i0, o[j]);
         }
 }
 
 /* Runs a tile kernel over x in tiles of T points (T a multiple of G). */
-static void assign_tiled(const double *x, size_t m, size_t d, const double *c,
-                         size_t k, int64_t *lab, double *dist, int wide)
+static void full_tiled(const double *x, size_t m, size_t d, const double *c,
+                       size_t k, int32_t *lab, double *dist, double *second, int wide)
 {
     double xt[TILE_DOUBLES];
     size_t G = wide ? 16 : 8;
     size_t T = (TILE_DOUBLES / d) / G * G;
-    int64_t tl[16];
-    double td[16];
+    int32_t tl[16];
+    double td[16], ts[16];
     for (size_t lo = 0; lo < m; lo += T) {
         size_t mt = m - lo < T ? m - lo : T, tp = (mt + G - 1) / G * G;
         if (wide && d % 8 == 0)
@@ -283,49 +356,233 @@ static void assign_tiled(const double *x, size_t m, size_t d, const double *c,
             transpose(x + lo * d, mt, d, xt, tp);
         for (size_t g = 0; g < tp; g += G) {
             if (wide)
-                tile512(xt, tp, g, d, c, k, tl, td);
+                tile512(xt, tp, g, d, c, k, tl, td, ts);
             else
-                tile256(xt, tp, g, d, c, k, tl, td);
+                tile256(xt, tp, g, d, c, k, tl, td, ts);
             size_t cnt = mt - g < G ? mt - g : G;
             memcpy(lab + lo + g, tl, cnt * sizeof *tl);
             memcpy(dist + lo + g, td, cnt * sizeof *td);
+            memcpy(second + lo + g, ts, cnt * sizeof *ts);
         }
     }
 }
 
-static void assign_avx512(const double *x, size_t m, size_t d, const double *c,
-                          size_t k, int64_t *lab, double *dist)
+static void full_avx512(const double *x, size_t m, size_t d, const double *c, size_t k,
+                        int32_t *lab, double *dist, double *second)
 {
-    assign_tiled(x, m, d, c, k, lab, dist, 1);
+    full_tiled(x, m, d, c, k, lab, dist, second, 1);
 }
 
-static void assign_avx2(const double *x, size_t m, size_t d, const double *c,
-                        size_t k, int64_t *lab, double *dist)
+static void full_avx2(const double *x, size_t m, size_t d, const double *c, size_t k,
+                      int32_t *lab, double *dist, double *second)
 {
-    assign_tiled(x, m, d, c, k, lab, dist, 0);
+    full_tiled(x, m, d, c, k, lab, dist, second, 0);
 }
-#endif
 
-/* The fastest kernel this CPU runs; all give the same bits. EMBER_KMEANS_ISA
- * (avx512, avx2, serial) forces one, for tests. */
-static assign_fn pick_kernel(size_t d)
+/* The distances of 8 points (d a multiple of 8) to their centroids: each
+ * difference row by row, then 8 x 8 blocks transposed so that the fma
+ * chain over the coordinates runs in order in each lane. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512d
+own8(const double *x, size_t d, const double *c, const int32_t *lab)
 {
-    const char *force = getenv("EMBER_KMEANS_ISA");
-#ifdef KM_X86
-    if (d <= TILE_DOUBLES / 16) {
-        __builtin_cpu_init();
-        int f = force && *force;
-        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
-            return assign_avx512;
-        if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma"))
-            return assign_avx2;
+    __m512d acc = _mm512_setzero_pd();
+    for (size_t jb = 0; jb < d; jb += 8) {
+        __m512d r[8], o[8];
+        for (size_t q = 0; q < 8; q++)
+            r[q] = _mm512_sub_pd(_mm512_loadu_pd(x + q * d + jb),
+                                 _mm512_loadu_pd(c + (size_t)lab[q] * d + jb));
+        transpose8x8(r, o);
+        for (int j = 0; j < 8; j++)
+            acc = _mm512_fmadd_pd(o[j], o[j], acc);
     }
-#else
-    (void)d;
-    (void)force;
+    return acc;
+}
 #endif
-    return assign_serial;
+
+/* ---- bounds: skipping distances without changing a label ------------------------------ */
+
+/* Hamerly's bounds, kept exact in floating point. For each point the state
+ * holds its label a and lb, a lower bound on the true (real-number)
+ * distance from the point to every other centroid of `at`, the centroids
+ * of the last pass. Before a pass, lb drops by the largest true movement
+ * of another centroid since `at` (triangle inequality). In the pass, the
+ * point's computed distance v to centroid a is computed as always. If v is
+ * below sq_below(lb), or below hsq[a] (the point lies within half the
+ * distance from centroid a to its nearest other centroid, less margins),
+ * then every other centroid's computed distance is larger than v, so the
+ * full scan would pick a too: the point is not scanned. Otherwise it is
+ * scanned with the full kernel, exactly as without bounds, which also
+ * gives its new lb (from the second smallest distance). Labels and
+ * distances are therefore those of the plain scan, bit for bit.
+ *
+ * Rounding: a computed squared distance v of true distance D (d
+ * coordinates, one rounding per subtraction and per fma, all terms >= 0)
+ * lies within D^2 (1 +- (d + 2) u) +- (d + 2) 2^-1074 (u = 2^-53; the last
+ * term covers underflow). The margins below (rho = (8 d + 64) u relative,
+ * beta = sqrt(d + 8) 2^-530 and tiny = (d + 8) 2^-1074 absolute) exceed that
+ * and the rounding of the few operations on the bounds themselves; values
+ * are capped at 2^500 so that squares cannot overflow, and a computed
+ * distance of +inf (overflow) means a true distance of at least 2^511.
+ *
+ * The state is derived from the run, never checkpointed: it starts invalid
+ * (start, resume), and a pass with invalid state scans every point and
+ * rebuilds it. EMBER_KMEANS_BOUNDS=0 turns the bounds off (every pass
+ * scans every point), for tests. */
+typedef struct km_bounds {
+    int32_t *lab;  /* n: labels under `at` */
+    double *lb;    /* n */
+    double *at;    /* k x d: the centroids of the last pass */
+    double *dec;   /* k: what a point labelled q subtracts from lb */
+    double *hsq;   /* k: a computed distance below hsq[q] keeps label q */
+    double rho_dn, rho_up, beta, tiny, cap;
+    int use, valid;
+    int broken;    /* a pass met points outside the array (never expected) */
+    size_t scanned, visited; /* points scanned in full, of points assigned */
+} km_bounds;
+
+static void bounds_margins(km_bounds *b, size_t d)
+{
+    double rho = (double)(8 * d + 64) * 0x1p-53;
+    b->rho_dn = 1 - rho;
+    b->rho_up = 1 + rho;
+    b->beta = sqrt((double)d + 8) * 0x1p-530;
+    b->tiny = (double)(d + 8) * 0x1p-1074;
+    b->cap = 0x1p500;
+}
+
+/* A lower bound on the true distance whose computed square is v. */
+static double true_below(const km_bounds *b, double v)
+{
+    if (!(v < INFINITY))
+        return v == INFINITY ? b->cap : 0;
+    double r = (sqrt(v) - b->beta) * b->rho_dn;
+    return r > 0 ? (r < b->cap ? r : b->cap) : 0;
+}
+
+/* An upper bound on the true distance whose computed square is v. */
+static double true_above(const km_bounds *b, double v)
+{
+    return (sqrt(v) + b->beta) * b->rho_up;
+}
+
+/* A computed distance below this is below that of any centroid at a true
+ * distance of at least l. */
+static double sq_below(const km_bounds *b, double l)
+{
+    if (l > b->cap)
+        l = b->cap;
+    return l * l * b->rho_dn - b->tiny;
+}
+
+/* The scalar test of point i (its distance already in dist[i]): 1 if the
+ * bounds cannot keep its label. */
+static int test_one(const km_bounds *b, const int32_t *lab, double *lb,
+                    const double *dist, size_t i)
+{
+    double l = lb[i] - b->dec[lab[i]];
+    l = l > 0 ? l * b->rho_dn : 0;
+    lb[i] = l;
+    double thr = sq_below(b, l), h = b->hsq[lab[i]];
+    thr = h > thr ? h : thr;
+    return !(dist[i] < thr);
+}
+
+static size_t test_serial(const km_bounds *b, const double *x, size_t m, size_t d,
+                          const double *c, const int32_t *lab, double *lb,
+                          double *dist, size_t *idx)
+{
+    size_t nf = 0;
+    own_serial(x, m, d, c, lab, dist);
+    for (size_t i = 0; i < m; i++)
+        if (test_one(b, lab, lb, dist, i))
+            idx[nf++] = i;
+    return nf;
+}
+
+#ifdef KM_X86
+/* test_serial for d a multiple of 8, eight points at a time (the same
+ * decisions up to the rounding of the bounds, which the margins cover). */
+__attribute__((target("avx512f"))) static size_t
+test512(const km_bounds *b, const double *x, size_t m, size_t d, const double *c,
+        const int32_t *lab, double *lb, double *dist, size_t *idx)
+{
+    const __m512d dn = _mm512_set1_pd(b->rho_dn), tiny = _mm512_set1_pd(b->tiny);
+    const __m512d cap = _mm512_set1_pd(b->cap), zero = _mm512_setzero_pd();
+    const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    size_t nf = 0, i = 0;
+    for (; i + 8 <= m; i += 8) {
+        for (size_t o = 0; o < 8 * d; o += 8) /* the memory 16 KiB ahead */
+            _mm_prefetch((const char *)(x + (i + 8) * d + 2048 + o), _MM_HINT_T0);
+        __m512d v = own8(x + i * d, d, c, lab + i);
+        __m256i li = _mm256_loadu_si256((const void *)(lab + i));
+        __m512d l = _mm512_sub_pd(_mm512_loadu_pd(lb + i), _mm512_i32gather_pd(li, b->dec, 8));
+        l = _mm512_max_pd(_mm512_mul_pd(l, dn), zero);
+        _mm512_storeu_pd(lb + i, l);
+        l = _mm512_min_pd(l, cap);
+        __m512d thr = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(l, l), dn), tiny);
+        thr = _mm512_max_pd(thr, _mm512_i32gather_pd(li, b->hsq, 8));
+        __mmask8 fail = _mm512_cmp_pd_mask(v, thr, _CMP_NLT_UQ);
+        _mm512_mask_compressstoreu_epi64(idx + nf, fail,
+                                         _mm512_add_epi64(lane, _mm512_set1_epi64((long long)i)));
+        nf += (size_t)__builtin_popcount(fail);
+        _mm512_storeu_pd(dist + i, v);
+    }
+    if (i < m) {
+        own_serial(x + i * d, m - i, d, c, lab + i, dist + i);
+        for (; i < m; i++)
+            if (test_one(b, lab, lb, dist, i))
+                idx[nf++] = i;
+    }
+    return nf;
+}
+#endif
+
+/* Before a pass under centroids c: the decrements and thresholds from
+ * `at` to c. Non-finite movement invalidates the state (a full pass). */
+static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size_t n)
+{
+    if (!b->valid)
+        return;
+    double m1 = 0, m2 = 0; /* the two largest movements */
+    size_t q1 = 0;
+    for (size_t q = 0; q < k && b->valid; q++) {
+        double v = true_above(b, dist_serial(b->at + q * d, c + q * d, d));
+        if (!(v < INFINITY))
+            b->valid = 0;
+        else if (v > m1) {
+            m2 = m1;
+            m1 = v;
+            q1 = q;
+        } else if (v > m2) {
+            m2 = v;
+        }
+    }
+    for (size_t q = 0; q < k; q++) {
+        b->dec[q] = q == q1 ? m2 : m1;
+        b->hsq[q] = -1;
+    }
+    if (k > 64 && k * k > n)
+        return; /* the centroid pairs would cost more than they save */
+    for (size_t q = 0; q < k && b->valid; q++) {
+        double near = INFINITY;
+        for (size_t r = 0; r < k; r++)
+            if (r != q) {
+                double v = true_below(b, dist_serial(c + q * d, c + r * d, d));
+                near = v < near ? v : near;
+            }
+        double h = (near - 2 * b->beta) * 0.5 * b->rho_dn;
+        b->hsq[q] = h > 0 ? sq_below(b, h) : -1;
+    }
+}
+
+/* After a pass under c: the state refers to c, if every point had its
+ * state updated. */
+static void bounds_end(km_bounds *b, const double *c, size_t k, size_t d, int ok)
+{
+    b->valid = ok && b->use && !b->broken;
+    b->broken = 0;
+    if (b->valid)
+        memcpy(b->at, c, k * d * sizeof *c);
 }
 
 /* ---- one Lloyd pass: per-partition partial sums -------------------------------------- */
@@ -333,11 +590,88 @@ static assign_fn pick_kernel(size_t d)
 /* The accumulator, in doubles: inertia, counts[k], sums[k*d], then E
  * farthest-point slots of (distance, x[d]) sorted by distance descending,
  * earlier points first on ties; an unused slot has distance -1. */
-typedef struct {
+typedef struct pass_arg {
     size_t k, d, E;
     const double *c;
-    assign_fn assign;
+    km_kernels kern;
+    km_bounds *b;
+    const double *base; /* the points' array (n x d): a block's index */
+    size_t n;
+    int bounded;        /* b is valid for this pass */
 } pass_arg;
+
+#define KM_BLOCK 256
+
+/* Where block x of m points starts in the points' array, or -1 if it is
+ * not inside it (the pipeline hands out views of the array). */
+static ptrdiff_t block_index(const pass_arg *a, const double *x, size_t m)
+{
+    uintptr_t p = (uintptr_t)x, lo = (uintptr_t)a->base;
+    size_t row = a->d * sizeof *x;
+    if (p < lo || (p - lo) % row != 0 || (p - lo) / row + m > a->n)
+        return -1;
+    return (ptrdiff_t)((p - lo) / row);
+}
+
+/* Scans points idx[0..nf) of the block in full (gathered into batches)
+ * and sets their labels, distances and bounds. */
+static void rescan(const pass_arg *a, const double *x, const size_t *idx, size_t nf,
+                   int32_t *lab, double *dist, double *lb)
+{
+    double buf[4096], bd[KM_BLOCK], bs[KM_BLOCK];
+    int32_t bl[KM_BLOCK];
+    size_t d = a->d, per = d <= 4096 ? 4096 / d : 1;
+    per = per < KM_BLOCK ? per : KM_BLOCK;
+    for (size_t f = 0; f < nf;) {
+        size_t cnt = nf - f < per ? nf - f : per;
+        const double *src = x + idx[f] * d;
+        if (d <= 4096) {
+            for (size_t t = 0; t < cnt; t++)
+                memcpy(buf + t * d, x + idx[f + t] * d, d * sizeof *buf);
+            src = buf;
+        }
+        a->kern.full(src, cnt, d, a->c, a->k, bl, bd, bs);
+        for (size_t t = 0; t < cnt; t++) {
+            size_t i = idx[f + t];
+            lab[i] = bl[t];
+            dist[i] = bd[t];
+            lb[i] = true_below(a->b, bs[t]);
+        }
+        f += cnt;
+    }
+}
+
+/* Labels and distances of a block of m <= KM_BLOCK points under a->c, the
+ * same bits as a full scan of every point (see "bounds"). Returns the
+ * labels: the bounds' own array, or tmp. */
+static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
+                                   int32_t *tmp, double *dist)
+{
+    double sec[KM_BLOCK];
+    ptrdiff_t i0 = block_index(a, x, m);
+    __atomic_fetch_add(&a->b->visited, m, __ATOMIC_RELAXED);
+    if (i0 < 0) {
+        __atomic_fetch_add(&a->b->scanned, m, __ATOMIC_RELAXED);
+        a->kern.full(x, m, a->d, a->c, a->k, tmp, dist, sec);
+        __atomic_store_n(&a->b->broken, 1, __ATOMIC_RELAXED);
+        return tmp;
+    }
+    int32_t *lab = a->b->lab + i0;
+    double *lb = a->b->lb + i0;
+    if (!a->bounded) {
+        __atomic_fetch_add(&a->b->scanned, m, __ATOMIC_RELAXED);
+        a->kern.full(x, m, a->d, a->c, a->k, lab, dist, sec);
+        for (size_t i = 0; i < m; i++)
+            lb[i] = true_below(a->b, sec[i]);
+        return lab;
+    }
+    size_t idx[KM_BLOCK];
+    size_t nf = a->kern.test(a->b, x, m, a->d, a->c, lab, lb, dist, idx);
+    if (nf)
+        rescan(a, x, idx, nf, lab, dist, lb);
+    __atomic_fetch_add(&a->b->scanned, nf, __ATOMIC_RELAXED);
+    return lab;
+}
 
 static size_t acc_doubles(const pass_arg *a)
 {
@@ -380,28 +714,102 @@ static void slot_offer(const pass_arg *a, double *slots, double v,
     memcpy(slots + e * w + 1, x, a->d * sizeof *x);
 }
 
+/* Sums, counts, inertia and slots of one block, in point order. */
+KM_CLONES static void fold_serial(const pass_arg *a, double *acc, const double *x,
+                                  size_t m, const int32_t *lab, const double *dist)
+{
+    double *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
+    double *slots = acc_slots(a, acc);
+    size_t d = a->d;
+    for (size_t i = 0; i < m; i++) {
+        const double *p = x + i * d;
+        double *s = sum + (size_t)lab[i] * d;
+        for (size_t j = 0; j < d; j++)
+            s[j] += p[j];
+        cnt[lab[i]] += 1;
+        acc[0] += dist[i];
+        if (a->E && dist[i] > slots[(a->E - 1) * (1 + d)])
+            slot_offer(a, slots, dist[i], p);
+    }
+}
+
+#ifdef KM_X86
+/* fold_serial for d a multiple of 8 and k <= KM_BLOCK: the block's points
+ * sorted by label (stably), so that each centroid's sum stays in registers
+ * while its points are added, in point order as in fold_serial; counts are
+ * integers, added at once. The same bits. */
+__attribute__((target("avx512f"))) static void
+fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t *lab,
+        const double *dist)
+{
+    if (a->k > KM_BLOCK) {
+        fold_serial(a, acc, x, m, lab, dist);
+        return;
+    }
+    double *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
+    double *slots = acc_slots(a, acc), inertia = acc[0];
+    size_t d = a->d, k = a->k, E = a->E;
+    uint16_t start[KM_BLOCK + 1] = {0}, order[KM_BLOCK];
+    for (size_t i = 0; i < m; i++) {
+        start[lab[i] + 1]++;
+        inertia += dist[i];
+        if (E && dist[i] > slots[(E - 1) * (1 + d)])
+            slot_offer(a, slots, dist[i], x + i * d);
+    }
+    for (size_t q = 0; q < k; q++)
+        start[q + 1] += start[q];
+    for (size_t i = 0; i < m; i++) /* start[q] ends as the end of q's run */
+        order[start[lab[i]]++] = (uint16_t)i;
+    for (size_t q = 0, lo = 0; q < k; lo = start[q++]) {
+        if (start[q] == lo)
+            continue;
+        double *s = sum + q * d;
+        for (size_t jb = 0; jb < d; jb += 8) {
+            __m512d v = _mm512_loadu_pd(s + jb);
+            for (size_t t = lo; t < start[q]; t++)
+                v = _mm512_add_pd(v, _mm512_loadu_pd(x + (size_t)order[t] * d + jb));
+            _mm512_storeu_pd(s + jb, v);
+        }
+        cnt[q] += (double)(start[q] - lo);
+    }
+    acc[0] = inertia;
+}
+#endif
+
+/* The fastest kernels this CPU runs; all give the same bits.
+ * EMBER_KMEANS_ISA (avx512, avx2, serial) forces one, for tests. */
+static km_kernels pick_kernels(size_t d)
+{
+    const char *force = getenv("EMBER_KMEANS_ISA");
+#ifdef KM_X86
+    if (d <= TILE_DOUBLES / 16) {
+        __builtin_cpu_init();
+        int f = force && *force;
+        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
+            return d % 8 == 0 ? (km_kernels){full_avx512, test512, fold512}
+                              : (km_kernels){full_avx512, test_serial, fold_serial};
+        if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma"))
+            return (km_kernels){full_avx2, test_serial, fold_serial};
+    }
+#else
+    (void)d;
+    (void)force;
+#endif
+    return (km_kernels){full_serial, test_serial, fold_serial};
+}
+
+
 static int pass_seq(void *accp, const void *in, size_t n, void *argp)
 {
     const pass_arg *a = argp;
-    double *acc = accp, *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
-    double *slots = acc_slots(a, acc);
     const double *x = in;
-    int64_t lab[256];
-    double dist[256];
-    size_t d = a->d;
-    for (size_t lo = 0; lo < n; lo += 256) {
-        size_t m = n - lo < 256 ? n - lo : 256;
-        a->assign(x + lo * d, m, d, a->c, a->k, lab, dist);
-        for (size_t i = 0; i < m; i++) {
-            const double *p = x + (lo + i) * d;
-            double *s = sum + (size_t)lab[i] * d;
-            for (size_t j = 0; j < d; j++)
-                s[j] += p[j];
-            cnt[lab[i]] += 1;
-            acc[0] += dist[i];
-            if (a->E && dist[i] > slots[(a->E - 1) * (1 + d)])
-                slot_offer(a, slots, dist[i], p);
-        }
+    int32_t tmp[KM_BLOCK];
+    double dist[KM_BLOCK];
+    for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
+        size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
+        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist);
+        a->kern.fold(a, accp, x + lo * a->d, m, lab, dist);
     }
     return 0;
 }
@@ -437,16 +845,17 @@ static int label_map(const void *in, void *out, size_t n, void *argp)
     const pass_arg *a = argp;
     const double *x = in;
     labelled *o = out;
-    int64_t lab[256];
-    double dist[256];
-    for (size_t lo = 0; lo < n; lo += 256) {
-        size_t m = n - lo < 256 ? n - lo : 256;
-        a->assign(x + lo * a->d, m, a->d, a->c, a->k, lab, dist);
+    int32_t tmp[KM_BLOCK];
+    double dist[KM_BLOCK];
+    for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
+        size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
+        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist);
         for (size_t i = 0; i < m; i++)
             o[lo + i] = (labelled){lab[i], dist[i]};
     }
     return 0;
 }
+
 
 /* ---- the run's state ------------------------------------------------------------------ */
 
@@ -464,7 +873,8 @@ typedef struct {
     double tol;         /* absolute: --tolerance x mean feature variance */
     double *init;       /* k x d from --init FILE, or NULL */
     int init_kind;      /* 0 random, 1 kmeans++, 2 file */
-    assign_fn assign;
+    km_kernels kern;
+    km_bounds bnd;      /* derived from the run, not checkpointed */
     /* bound to the loop */
     double *c, *prev;   /* k x d */
     double inertia_last, max_rise, shift;
@@ -544,9 +954,9 @@ static void update_nearest(km *s, double *near, const double *c)
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
     for (long long b = 0; b < nb; b++) {
         size_t lo = (size_t)b * 256, m = s->n - lo < 256 ? s->n - lo : 256;
-        int64_t lab[256];
-        double dist[256];
-        s->assign(s->x + lo * d, m, d, c, 1, lab, dist);
+        int32_t lab[256];
+        double dist[256], second[256];
+        s->kern.full(s->x + lo * d, m, d, c, 1, lab, dist, second);
         for (size_t i = 0; i < m; i++)
             if (dist[i] < near[lo + i])
                 near[lo + i] = dist[i];
@@ -616,14 +1026,25 @@ static double update_centroids(km *s, const pass_arg *a, double *acc)
     return shift;
 }
 
+/* The pass's arguments under the current centroids, the bounds made ready
+ * for them. */
+static pass_arg pass_begin(km *s, size_t E)
+{
+    bounds_begin(&s->bnd, s->c, s->k, s->d, s->n);
+    return (pass_arg){s->k, s->d, E, s->c, s->kern, &s->bnd, s->x, s->n, s->bnd.valid};
+}
+
 static int km_step(uint64_t it, double *value, void *arg, char *msg)
 {
     km *s = arg;
     int rc = it == 0 ? init_centroids(s, msg) : EMBER_OK;
-    pass_arg a = {s->k, s->d, s->k - 1, s->c, s->assign};
+    if (it == 0)
+        s->bnd.valid = 0;
+    pass_arg a = pass_begin(s, s->k - 1);
     if (!rc)
         rc = ember_aggregate(s->points, s->zero, acc_doubles(&a) * sizeof(double),
                              pass_seq, pass_comb, &a, s->acc, msg);
+    bounds_end(&s->bnd, s->c, s->k, s->d, !rc);
     if (rc)
         return rc;
     double inertia = s->acc[0];
@@ -839,15 +1260,25 @@ static double mean_variance(const km *s)
 static int prepare(km *s, char *msg)
 {
     size_t kd = s->k * s->d;
-    pass_arg a = {s->k, s->d, s->k - 1, NULL, NULL};
+    pass_arg a = {.k = s->k, .d = s->d, .E = s->k - 1};
+    km_bounds *b = &s->bnd;
     s->c = calloc(kd, sizeof *s->c);
     s->prev = calloc(kd, sizeof *s->prev);
     s->acc = malloc(acc_doubles(&a) * sizeof(double));
     s->zero = malloc(acc_doubles(&a) * sizeof(double));
-    if (!s->c || !s->prev || !s->acc || !s->zero)
+    b->lab = malloc(s->n * sizeof *b->lab);
+    b->lb = malloc(s->n * sizeof *b->lb);
+    b->at = malloc(kd * sizeof *b->at);
+    b->dec = malloc(s->k * sizeof *b->dec);
+    b->hsq = malloc(s->k * sizeof *b->hsq);
+    if (!s->c || !s->prev || !s->acc || !s->zero || !b->lab || !b->lb || !b->at ||
+        !b->dec || !b->hsq)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     acc_zero(&a, s->zero);
-    s->assign = pick_kernel(s->d);
+    s->kern = pick_kernels(s->d);
+    const char *use = getenv("EMBER_KMEANS_BOUNDS");
+    b->use = !(use && !strcmp(use, "0"));
+    bounds_margins(b, s->d);
     double var = s->cli->tolerance > 0 ? mean_variance(s) : 0;
     if (var < 0)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
@@ -882,22 +1313,46 @@ typedef struct {
     double seconds;
 } km_result;
 
-/* Labels and inertia under the final centroids (inertia summed in point
- * order, serially, so it does not depend on the team either). */
-static int final_labels(km *s, km_result *res, char *msg)
+typedef struct {
+    pass_arg a;
+    int64_t *labels;
+} label_arg;
+
+/* One rank: labels straight into the result, each point's distance into
+ * the bounds' lb array (the last pass: the bounds are not needed after it,
+ * and bounds_end marks them invalid). */
+static int label_each(const void *in, size_t n, size_t part, void *argp)
 {
-    double t0 = ember_cli_now();
-    pass_arg a = {s->k, s->d, 0, s->c, s->assign};
+    (void)part;
+    const label_arg *la = argp;
+    const pass_arg *a = &la->a;
+    const double *x = in;
+    int32_t tmp[KM_BLOCK];
+    double dist[KM_BLOCK];
+    for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
+        size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
+        ptrdiff_t i0 = block_index(a, x + lo * a->d, m);
+        if (i0 < 0)
+            return -1; /* not a view of the points' array: never expected */
+        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist);
+        for (size_t i = 0; i < m; i++) {
+            la->labels[(size_t)i0 + i] = lab[i];
+            a->b->lb[(size_t)i0 + i] = dist[i];
+        }
+    }
+    return 0;
+}
+
+/* Several ranks: (label, distance) records collected from every rank. */
+static int labels_collected(km *s, pass_arg *a, km_result *res, char *msg)
+{
     ember_type pt = ember_type_pair(EMBER_I64, EMBER_F64);
     ember_ds *lds = NULL;
     void *buf = NULL;
     size_t n = 0;
-    int rc = ember_map(&lds, s->points, &pt, label_map, &a, sizeof a, msg);
+    int rc = ember_map(&lds, s->points, &pt, label_map, a, sizeof *a, msg);
     if (!rc)
         rc = ember_collect_alloc(lds, &buf, &n, msg);
-    if (!rc && !(res->labels = malloc((n ? n : 1) * sizeof *res->labels)))
-        rc = km_error(msg, EMBER_ENOMEM, "out of memory");
-    res->inertia = 0;
     for (size_t i = 0; !rc && i < n; i++) {
         const labelled *l = (const labelled *)buf + i;
         res->labels[i] = l->label;
@@ -905,6 +1360,28 @@ static int final_labels(km *s, km_result *res, char *msg)
     }
     ember_free(s->ctx, buf);
     ember_ds_free(&lds);
+    return rc;
+}
+
+/* Labels and inertia under the final centroids (inertia summed in point
+ * order, serially, so it does not depend on the team either). */
+static int final_labels(km *s, km_result *res, char *msg)
+{
+    double t0 = ember_cli_now();
+    label_arg la = {pass_begin(s, 0), NULL};
+    int rc = EMBER_OK;
+    res->inertia = 0;
+    if (!(res->labels = malloc((s->n ? s->n : 1) * sizeof *res->labels)))
+        rc = km_error(msg, EMBER_ENOMEM, "out of memory");
+    else if (s->cli->ranks > 1 || ember_array_data(s->points, &(size_t){0}) != s->x)
+        rc = labels_collected(s, &la.a, res, msg);
+    else {
+        la.labels = res->labels;
+        rc = ember_foreach(s->points, label_each, &la, msg);
+        for (size_t i = 0; !rc && i < s->n; i++)
+            res->inertia += s->bnd.lb[i];
+    }
+    bounds_end(&s->bnd, s->c, s->k, s->d, 0);
     res->seconds = ember_cli_now() - t0;
     return rc;
 }
@@ -1185,6 +1662,10 @@ static void print_result(const km *s, const km_result *res)
         fprintf(stderr, "ember-kmeans: seconds: load %.3f compute %.3f labels %.3f "
                 "checkpoint %.3f\n", s->cli->load_seconds, s->cli->compute_seconds,
                 res->seconds, s->cli->checkpoint_write_seconds);
+    if (!s->cli->quiet && s->bnd.visited)
+        fprintf(stderr, "ember-kmeans: %.1f%% of the points' assignments scanned every "
+                "centroid; the bounds kept the others' labels\n",
+                100.0 * (double)s->bnd.scanned / (double)s->bnd.visited);
 }
 
 static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
@@ -1197,6 +1678,11 @@ static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
     free(s->acc);
     free(s->zero);
     free(s->init);
+    free(s->bnd.lab);
+    free(s->bnd.lb);
+    free(s->bnd.at);
+    free(s->bnd.dec);
+    free(s->bnd.hsq);
     ember_ctx_destroy(&s->ctx);
 }
 

@@ -49,6 +49,7 @@ sk=$(median <"$work/sklearn.times")
 echo "k-means: n=1000000 d=16 k=16, 20 iterations, fixed init, threads=$THREADS, median of $RUNS"
 cat "$work/py.err"
 echo "check: $(cat "$work/sk.json")"
+sed -n 's/^ember-kmeans: \([0-9.]*% of the points.*\)/ember: \1/p' "$work/ember.err"
 awk -v ec="$e_compute" -v et="$e_total" -v el="$e_load" -v sk="$sk" \
   -v sum="${BENCH_SUMMARY:-}" 'BEGIN {
   printf "%-34s %9.3f s\n", "scikit-learn fit (lloyd)", sk

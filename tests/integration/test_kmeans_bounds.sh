@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The bounds of ember-kmeans (Hamerly's, with margins for rounding) skip
+# distances but never change a label: on adversarial data, the output file
+# is byte for byte that of plain Lloyd (EMBER_KMEANS_BOUNDS=0, every point
+# scanned against every centroid in every pass), with every kernel
+# (EMBER_KMEANS_ISA) and 1 or 2 threads. The data: exact ties (points
+# halfway between centroids on an integer lattice), duplicates with k
+# larger than the number of distinct points, far outliers whose squared
+# distances overflow to +inf, coordinates whose squares underflow, mixed
+# magnitudes, uniform points that move a lot over many iterations, and
+# dimensions 1, 3, 8 and 16 (the AVX-512 test kernel takes multiples of 8).
+# Also checks that the bounds do skip work on clustered data (the share of
+# full scans the program reports, not a time).
+set -euo pipefail
+export SOURCE_DATE_EPOCH=1700000000
+: "${EMBER_BIN:?}"
+export LC_ALL=C
+km=$EMBER_BIN/ember-kmeans
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ember-kmeans-bounds.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "test_kmeans_bounds: FAIL: $*" >&2; exit 1; }
+
+# gen NAME D N AWK-EXPR: N rows of D columns, each value the expression of
+# i (row), j (column) and r (a uniform draw); fixed seed.
+gen() {
+  awk -v d="$2" -v n="$3" 'BEGIN { srand(17);
+    for (j = 0; j < d; j++) printf "%sx%d", (j ? "," : ""), j; print "";
+    for (i = 0; i < n; i++) { for (j = 0; j < d; j++) { r = rand();
+      printf "%s%.17g", (j ? "," : ""), '"$4"' } print "" } }' >"$tmp/$1.csv"
+}
+# Integer lattice: many exact ties and duplicates.
+gen lattice3 3 3000 'int(r * 5)'
+gen lattice16 16 2000 'int(r * 3) * 2'
+# Five distinct points, repeated; k = 9 leaves clusters empty.
+gen dup8 8 1000 '(i % 5) * 1.5 + j'
+# Clusters with far outliers: every 97th point is 1e160 away, so squared
+# distances overflow to +inf.
+gen far16 16 3000 '(i % 97 == 0 ? 1e160 * (j + 1) : (i % 7) * 10 + r)'
+# Tiny coordinates: squares underflow below the smallest subnormal.
+gen tiny3 3 2000 '(i % 4) * 1e-170 + r * 1e-171'
+# Mixed magnitudes in one set.
+gen mixed8 8 3000 '(i % 3 == 0 ? 1e-150 : (i % 3 == 1 ? 1 : 1e120)) * ((i % 11) + r)'
+# Uniform points: centroids move a lot, then slowly, for many iterations.
+gen uniform1 1 5000 'r'
+gen uniform16 16 4000 'r'
+# Well separated clusters: the bounds must skip most scans.
+gen blobs16 16 20000 '(i % 8) * 100 + j * ((i % 8) % 3) + r'
+
+run() { # run OUT [env...] -- ARGS...
+  local out=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" "$km" "$@" --tolerance 0 --quiet --output "$out" \
+    >"$out.stdout" 2>"$out.stderr" || { cat "$out.stderr"; fail "ember-kmeans $*"; }
+}
+
+check() { # check NAME ARGS...: all variants equal plain Lloyd
+  local name=$1; shift
+  local ref=$tmp/$name-ref.h5
+  run "$ref" EMBER_KMEANS_BOUNDS=0 EMBER_KMEANS_ISA=serial -- \
+    --input "$tmp/$name.csv" --threads 1 "$@"
+  for isa in serial avx2 avx512; do
+    for t in 1 2; do
+      local out=$tmp/$name-$isa-$t.h5
+      run "$out" EMBER_KMEANS_ISA=$isa -- --input "$tmp/$name.csv" --threads "$t" "$@"
+      cmp -s "$ref" "$out" || fail "$name ($*): kernel $isa, $t threads, with bounds differs from plain Lloyd"
+      cmp -s "$ref.stdout" "$out.stdout" || fail "$name: stdout differs (kernel $isa, $t threads)"
+      rm -f "$out"
+    done
+  done
+}
+
+check lattice3 --k 7 --init random --seed 1 --iterations 60
+check lattice3 --k 12 --init kmeans++ --seed 2 --iterations 60
+check lattice16 --k 10 --init random --seed 3 --iterations 40
+check dup8 --k 9 --init random --seed 4 --iterations 30
+check far16 --k 9 --init kmeans++ --seed 5 --iterations 40
+check far16 --k 6 --init random --seed 6 --iterations 40
+check tiny3 --k 5 --init random --seed 7 --iterations 30
+check mixed8 --k 8 --init kmeans++ --seed 8 --iterations 40
+check uniform1 --k 13 --init random --seed 9 --iterations 200
+check uniform16 --k 20 --init random --seed 10 --iterations 100
+check blobs16 --k 8 --init random --seed 11 --iterations 50
+
+# On clustered data most assignments keep their label by the bounds (the
+# first pass scans everything). k = 12 for 8 clusters keeps centroids
+# moving for all 40 iterations; the share is a count, not a time.
+args=(--input "$tmp/blobs16.csv" --k 12 --init random --seed 12 --iterations 40
+      --tolerance 0 --threads 2)
+"$km" "${args[@]}" >"$tmp/count.out" 2>"$tmp/count.err" || fail "blobs16 count run"
+grep -q '^iterations: 40$' "$tmp/count.out" || { cat "$tmp/count.out"; fail "blobs16 k 12 stopped early"; }
+pct=$(sed -n 's/^ember-kmeans: \([0-9.]*\)% of the points.*/\1/p' "$tmp/count.err")
+[ -n "$pct" ] || { cat "$tmp/count.err"; fail "no share of full scans reported"; }
+awk -v p="$pct" 'BEGIN { exit !(p < 25) }' || fail "$pct% of the assignments scanned every centroid (expected < 25%)"
+EMBER_KMEANS_BOUNDS=0 "$km" "${args[@]}" >/dev/null 2>"$tmp/count0.err" || fail "plain run"
+grep -q '^ember-kmeans: 100.0% of the points' "$tmp/count0.err" \
+  || { cat "$tmp/count0.err"; fail "EMBER_KMEANS_BOUNDS=0 did not scan every point"; }
+echo "test_kmeans_bounds: PASS"
