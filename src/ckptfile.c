@@ -285,7 +285,7 @@ static herr_t img_udata_free(void *udata)
 int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes)
 {
     size_t cap = round_up(bytes, DIO_ALIGN);
-    if (img->cap >= cap || img->len)
+    if (img->cap >= cap)
         return EMBER_OK;
     unsigned char *raw = ember__malloc(ctx, cap + DIO_ALIGN);
     if (!raw)

@@ -521,9 +521,10 @@ typedef struct {
     ember__buf chunk; /* the chunk buffer of its datasets' writers */
 } ember__ckimg;
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
-/* Room for a file of about `bytes` from the start (no file in it): a file
- * that grows its image step by step would move it, and touch fresh pages
- * each time, several times over. Untouched until written. */
+/* Room for a file of about `bytes` from the start: a file that grows its
+ * image step by step would move it, and touch fresh pages each time,
+ * several times over. Untouched until written. Call between files (the
+ * bytes of the last one are not kept when the room grows). */
 int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes);
 /* As ember__ckw_begin, but the file is built in img and only the commit
  * writes it (sealed in memory, then one write into <dir>/EMBER__CK_SPARE
