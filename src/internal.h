@@ -363,6 +363,10 @@ int ember__store_get(ember_ctx *ctx, uint64_t ds_id, size_t part,
 void ember__store_release(ember_ctx *ctx, ember__view *v);
 int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
+/* Records in the stored blocks of the dataset, in memory or on disk. */
+size_t ember__store_records(ember_ctx *ctx, uint64_t ds_id);
+/* Bytes of the budget neither resident blocks nor charges hold. */
+size_t ember__store_room(ember_ctx *ctx);
 /* Frees every block of the dataset, in memory and on disk. */
 void ember__store_drop(ember_ctx *ctx, uint64_t ds_id);
 /* Moves every stored block of the dataset to `level` without touching its

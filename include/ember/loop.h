@@ -90,10 +90,16 @@ typedef struct {
     int async;                /* policy checkpoints are snapshots written
                                  by a background thread while the next
                                  iterations run (memory: one copy of the
-                                 state and one of the file); finish,
-                                 signals and deadlines still write before
-                                 returning. The default on one process;
-                                 refused on several MPI ranks */
+                                 state and one of the file, checked
+                                 against the context's memory budget;
+                                 a checkpoint they do not fit, or that
+                                 cannot allocate them, is streamed as with
+                                 sync); finish, signals and deadlines
+                                 still write before returning, in the
+                                 file's memory once a policy checkpoint
+                                 made it, else streamed. The default on
+                                 one process; refused on several MPI
+                                 ranks */
     int sync;                 /* every checkpoint written on the calling
                                  thread, streamed to the file (no copy in
                                  memory); the default on several ranks.
