@@ -1030,6 +1030,7 @@ static void account(ember_loop *L, uint64_t iter, double cost, double at,
     L->ckpt_iter = iter;
     unstale(L, iter);
     L->stats.checkpoints++;
+    L->stats.last_iteration = iter;
     L->stats.last_bytes = bytes;
     L->stats.total_bytes += bytes;
     L->stats.last_seconds = cost;

@@ -118,9 +118,15 @@ typedef struct {
     double last_seconds;
     uint64_t restored_from;    /* iteration restored (when restored) */
     int restored;              /* 1 when state came from a checkpoint */
-    int last_was_checkpoint;   /* the last ember_loop_next wrote one */
+    int last_was_checkpoint;   /* the last ember_loop_next took one: wrote
+                                  it, or in the background started it (it
+                                  commits later: checkpoints and
+                                  last_iteration count it then); not set by
+                                  ember_loop_finish */
     char last_path[1024];      /* the last file written, or until one is
                                   the file restored from */
+    uint64_t last_iteration;   /* iterations done that the last file
+                                  written (committed) holds; 0: none */
 } ember_loop_stats;
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid

@@ -1294,11 +1294,13 @@ static void test_loop_default_is_async(void **unused)
         ember_loop_get_stats(s.loop, &st);
         assert_int_equal(st.last_was_checkpoint, 1);
         assert_int_equal(st.checkpoints, (uint64_t)sync);
+        assert_int_equal(st.last_iteration, (uint64_t)sync); /* committed */
         assert_int_equal(exists(ckpt_name(p, 1)), sync);
         state_step(&s, it);
         TU_OKM(ember_loop_finish(s.loop, msg), msg); /* waits for it */
         ember_loop_get_stats(s.loop, &st);
         assert_int_equal(st.checkpoints, 2);
+        assert_int_equal(st.last_iteration, 2);
         assert_true(exists(ckpt_name(p, 1)) && exists(ckpt_name(p, 2)));
         state_free(&s);
     }
