@@ -521,7 +521,10 @@ void ember_loop_destroy(ember_loop **pl)
         fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
     ember__signals_restore(&L->sig);
     char spare[PATH_SIZE];
-    if (L->dir && is_root(L) && !ember__ck_spare(L->dir, spare, sizeof spare))
+    /* Only while holding the lock: a run refused the directory must not
+     * delete the spare of the run that has it. */
+    if (L->dir && L->lock_fd >= 0 &&
+        !ember__ck_spare(L->dir, spare, sizeof spare))
         unlink(spare); /* under the lock still: nobody else uses it */
     if (L->lock_fd >= 0)
         close(L->lock_fd); /* releases the lock; the file stays */
