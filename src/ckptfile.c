@@ -584,7 +584,7 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n)
  * that backs fresh pages lazily cost 30-120 ms for 12 MB. Where O_DIRECT
  * is refused (tmpfs, some network file systems), a buffered write, which
  * into the spare's cached pages is a plain copy. */
-static int write_direct_or_not(const char *path, ember__ckimg *img, int *fd)
+static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
 {
 #ifdef O_DIRECT
     size_t padded = round_up(img->len, DIO_ALIGN);
@@ -613,10 +613,10 @@ static const char *write_image(ember__ckw *w)
     if (!ember__ck_spare(w->dir, spare, sizeof spare))
         (void)rename(spare, w->tmp); /* ENOENT: no spare, a new file */
     int fd = -1;
-    const char *step = write_direct_or_not(w->tmp, w->img, &fd) ? "write"
-                       : ftruncate(fd, (off_t)w->img->len)     ? "truncate"
-                       : fsync(fd)                             ? "fsync"
-                                                               : NULL;
+    const char *step = write_image_fd(w->tmp, w->img, &fd) ? "write"
+                       : ftruncate(fd, (off_t)w->img->len) ? "truncate"
+                       : fsync(fd)                         ? "fsync"
+                                                           : NULL;
     if (fd < 0)
         return "create";
     int err = errno;

@@ -4,11 +4,12 @@
  * Checkpoint files are HDF5, one file per checkpoint, written as NAME.tmp,
  * flushed, closed, fsync'd, renamed into place and the directory fsync'd:
  * a reader never sees half a file. On one process the loop writes them in
- * the background by default (ember_loop_opts.async, .sync). Data carries Fletcher32 checksums and a
- * file that fails verification is skipped for the previous good one. The
- * layout is specified in docs/checkpoint-format.md. HDF5's own file locking
- * is turned off for these files (it fails on NFS and Lustre); the loop
- * instead holds an fcntl lock on its directory.
+ * the background by default (ember_loop_opts.async, .sync). Data carries
+ * Fletcher32 checksums and a file that fails verification is skipped for
+ * the previous good one. The layout is specified in
+ * docs/checkpoint-format.md. HDF5's own file locking is turned off for
+ * these files (it fails on NFS and Lustre); the loop instead holds an
+ * fcntl lock on its directory.
  */
 #ifndef EMBER_LOOP_H
 #define EMBER_LOOP_H
