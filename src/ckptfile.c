@@ -285,7 +285,7 @@ static herr_t img_udata_free(void *udata)
 int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes)
 {
     size_t cap = round_up(bytes, DIO_ALIGN);
-    if (img->cap >= cap || img->len)
+    if (img->cap >= cap)
         return EMBER_OK;
     unsigned char *raw = ember__malloc(ctx, cap + DIO_ALIGN);
     if (!raw)
@@ -584,7 +584,7 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n)
  * that backs fresh pages lazily cost 30-120 ms for 12 MB. Where O_DIRECT
  * is refused (tmpfs, some network file systems), a buffered write, which
  * into the spare's cached pages is a plain copy. */
-static int write_direct_or_not(const char *path, ember__ckimg *img, int *fd)
+static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
 {
 #ifdef O_DIRECT
     size_t padded = round_up(img->len, DIO_ALIGN);
@@ -613,10 +613,10 @@ static const char *write_image(ember__ckw *w)
     if (!ember__ck_spare(w->dir, spare, sizeof spare))
         (void)rename(spare, w->tmp); /* ENOENT: no spare, a new file */
     int fd = -1;
-    const char *step = write_direct_or_not(w->tmp, w->img, &fd) ? "write"
-                       : ftruncate(fd, (off_t)w->img->len)     ? "truncate"
-                       : fsync(fd)                             ? "fsync"
-                                                               : NULL;
+    const char *step = write_image_fd(w->tmp, w->img, &fd) ? "write"
+                       : ftruncate(fd, (off_t)w->img->len) ? "truncate"
+                       : fsync(fd)                         ? "fsync"
+                                                           : NULL;
     if (fd < 0)
         return "create";
     int err = errno;

@@ -26,8 +26,8 @@
  * (a mapped file truncated by another process during the check would
  * raise SIGBUS). Callers:
  * ckptfile.c (commit and open; a checkpoint built in memory is sealed
- * there, by ember__fsum_seal_image, before it is written), h5io.c (files it reads or reopens),
- * graph_h5.c (graph and array files).
+ * there, by ember__fsum_seal_image, before it is written), h5io.c (files
+ * it reads or reopens), graph_h5.c (graph and array files).
  *
  * ember_file_hash (public) gives the programs' input fingerprint, the
  * XXH3-64 of a whole file, and verifies a sealed file in the same pass.

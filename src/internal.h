@@ -363,6 +363,10 @@ int ember__store_get(ember_ctx *ctx, uint64_t ds_id, size_t part,
 void ember__store_release(ember_ctx *ctx, ember__view *v);
 int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
+/* Records in the stored blocks of the dataset, in memory or on disk. */
+size_t ember__store_records(ember_ctx *ctx, uint64_t ds_id);
+/* Bytes of the budget neither resident blocks nor charges hold. */
+size_t ember__store_room(ember_ctx *ctx);
 /* Frees every block of the dataset, in memory and on disk. */
 void ember__store_drop(ember_ctx *ctx, uint64_t ds_id);
 /* Moves every stored block of the dataset to `level` without touching its
@@ -521,9 +525,10 @@ typedef struct {
     ember__buf chunk; /* the chunk buffer of its datasets' writers */
 } ember__ckimg;
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
-/* Room for a file of about `bytes` from the start (no file in it): a file
- * that grows its image step by step would move it, and touch fresh pages
- * each time, several times over. Untouched until written. */
+/* Room for a file of about `bytes` from the start: a file that grows its
+ * image step by step would move it, and touch fresh pages each time,
+ * several times over. Untouched until written. Call between files (the
+ * bytes of the last one are not kept when the room grows). */
 int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes);
 /* As ember__ckw_begin, but the file is built in img and only the commit
  * writes it (sealed in memory, then one write into <dir>/EMBER__CK_SPARE

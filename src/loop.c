@@ -521,7 +521,10 @@ void ember_loop_destroy(ember_loop **pl)
         fprintf(stderr, "%s\n", emsg); /* nobody is left to return it to */
     ember__signals_restore(&L->sig);
     char spare[PATH_SIZE];
-    if (L->dir && is_root(L) && !ember__ck_spare(L->dir, spare, sizeof spare))
+    /* Only while holding the lock: a run refused the directory must not
+     * delete the spare of the run that has it. */
+    if (L->dir && L->lock_fd >= 0 &&
+        !ember__ck_spare(L->dir, spare, sizeof spare))
         unlink(spare); /* under the lock still: nobody else uses it */
     if (L->lock_fd >= 0)
         close(L->lock_fd); /* releases the lock; the file stays */
@@ -842,6 +845,82 @@ static int check_bound_types(const ember_loop *L, char *msg)
     return EMBER_OK;
 }
 
+/* The bytes of the bound state: datasets as their local checkpoint left
+ * them (computed: call after it), scalars, arrays and blobs, and noted
+ * arrays when `notes` (a file holds them, a snapshot does not copy them). */
+static size_t state_bytes(const ember_loop *L, int notes)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        if (b->kind == BIND_DS) {
+            const ember_ds *ds = *b->ds;
+            size_t n = ds->op == EMBER__RANGE   ? (size_t)ds->u.range.n
+                       : ds->op == EMBER__ARRAY ? ds->u.array.n
+                                                : ember__store_records(L->ctx, ds->id);
+            bytes += ember__mul(n, ds->type.size);
+        } else if (notes || !b->note) {
+            bytes += binding_bytes(b);
+        }
+    }
+    return bytes;
+}
+
+/* About the size of the file of the state: its bytes, a padded last chunk
+ * (up to 1 MiB) for each item, and the metadata. */
+static size_t image_bytes(const ember_loop *L)
+{
+    return state_bytes(L, 1) + (L->nb + 1) * ((size_t)1 << 20);
+}
+
+/* Whether a checkpoint built in memory fits the context's memory budget
+ * beside the resident blocks and broadcasts: the snapshot, the file image
+ * (the state and about 1 MiB of metadata) and the 1 MiB chunk buffer. The
+ * bound datasets must be computed. When it does not, the checkpoint is
+ * streamed to the file, which holds no copy of the state. */
+static int image_fits(const ember_loop *L)
+{
+    size_t need = state_bytes(L, 0) + state_bytes(L, 1) + ((size_t)2 << 20);
+    return need <= ember__store_room(L->ctx);
+}
+
+/* Gives back the snapshot and the image: the checkpoints that follow are
+ * streamed until a policy checkpoint builds them again. */
+static void drop_image(ember_loop *L)
+{
+    snap_free(L);
+    ember__ckimg_free(L->ctx, &L->img);
+}
+
+/* Computes the bound datasets (a local checkpoint each, which cuts their
+ * lineage). */
+static int compute_bound(ember_loop *L, char *msg)
+{
+    int rc = EMBER_OK;
+    for (size_t i = 0; !rc && i < L->nb; i++)
+        if (L->b[i].kind == BIND_DS)
+            rc = ember_local_checkpoint(*L->b[i].ds, msg);
+    return rc;
+}
+
+/* Whether write_all builds its file in the loop's image: in the
+ * asynchronous mode, once a policy checkpoint made one, when it still fits
+ * the budget and room for this file can be had. Otherwise (before the first
+ * background checkpoint, say a signal early in the run) the file is
+ * streamed: no whole image allocated on the compute thread at the worst
+ * moment. */
+static int use_image(ember_loop *L, char *msg)
+{
+    if (!L->async || !L->img.raw)
+        return 0;
+    if (compute_bound(L, msg) == EMBER_OK && image_fits(L) &&
+        ember__ckimg_reserve(L->ctx, &L->img, image_bytes(L)) == EMBER_OK)
+        return 1;
+    ember__msg_clear(msg); /* a failure shows again when streamed */
+    drop_image(L);
+    return 0;
+}
+
 static int write_all(ember_loop *L, const char *name, char *path,
                      uint64_t *bytes, char *msg)
 {
@@ -860,12 +939,13 @@ static int write_all(ember_loop *L, const char *name, char *path,
     meta.deflate = L->o.deflate;
     ember__ckw *w = NULL;
     /* Synchronous checkpoints stream to the file, chunk by chunk: no copy
-     * of the state in memory. In the asynchronous mode, which holds the
-     * file image anyway, the ones written here (finish, signal, deadline,
+     * of the state in memory. In the asynchronous mode, once the file
+     * image exists, the ones written here (finish, signal, deadline,
      * ember_loop_checkpoint) are built in it too, and reuse the spare. */
-    int rc = L->async ? ember__ckw_begin_image(L->ctx, &w, L->dir, name,
-                                               &meta, &L->img, msg)
-                      : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
+    int rc = use_image(L, msg)
+                 ? ember__ckw_begin_image(L->ctx, &w, L->dir, name, &meta,
+                                          &L->img, msg)
+                 : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = write_binding(w, &L->b[i], msg);
     if (rc)
@@ -953,6 +1033,7 @@ static void account(ember_loop *L, uint64_t iter, double cost, double at,
     L->ckpt_iter = iter;
     unstale(L, iter);
     L->stats.checkpoints++;
+    L->stats.last_iteration = iter;
     L->stats.last_bytes = bytes;
     L->stats.total_bytes += bytes;
     L->stats.last_seconds = cost;
@@ -1159,20 +1240,6 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     return EMBER_OK;
 }
 
-/* About the size of the file of the snapshot: its bytes, a padded last
- * chunk (up to 1 MiB) for each item, and the metadata. */
-static size_t snapshot_file_bytes(const ember_loop *L)
-{
-    size_t bytes = (size_t)1 << 20;
-    for (size_t i = 0; i < L->nsnap; i++) {
-        const snap_item *it = &L->snap[i];
-        bytes += ((size_t)1 << 20) + it->n * (it->kind == BIND_BLOB ? 1 : 8);
-        for (size_t p = 0; it->parts && p < it->nparts; p++)
-            bytes += it->parts[p].n * it->parts[p].size;
-    }
-    return bytes;
-}
-
 /* The loop's snapshot, one item per binding, kept across checkpoints. */
 static int snapshot(ember_loop *L, char *msg)
 {
@@ -1186,37 +1253,53 @@ static int snapshot(ember_loop *L, char *msg)
     int rc = EMBER_OK;
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = snapshot_item(L, &L->b[i], &L->snap[i], msg);
-    if (!rc && ember__ckimg_reserve(L->ctx, &L->img, snapshot_file_bytes(L)))
+    if (!rc && ember__ckimg_reserve(L->ctx, &L->img, image_bytes(L)))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
     return rc;
 }
 
+/* Starts the policy's checkpoint in the background; streams it instead
+ * (write_checkpoint) when its snapshot and image do not fit the memory
+ * budget or cannot be allocated, or the thread cannot start. */
 static int async_start(ember_loop *L, char *msg)
 {
     int rc = check_bound_types(L, msg);
+    if (!rc)
+        rc = compute_bound(L, msg);
     if (rc)
         return rc;
+    if (!image_fits(L)) {
+        drop_image(L);
+        return write_checkpoint(L, msg);
+    }
     async_job *j = ember__calloc(L->ctx, 1, sizeof *j);
-    if (!j)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    j->ctx = L->ctx;
-    j->dir = L->dir;
-    j->iter = L->done;
-    j->t0 = mono_now();
-    j->img = &L->img;
-    ckpt_name(L, j->name, sizeof j->name);
-    j->lineage = lineage_text(L);
-    rc = j->lineage ? snapshot(L, msg)
-                    : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    j->items = L->snap;
-    j->nitems = L->nsnap;
-    j->meta = (ember__ck_meta){"loop", L->program, L->parameters, L->signature,
-                               j->lineage, L->done, L->fingerprint, L->o.deflate};
+    rc = j ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (j) {
+        j->ctx = L->ctx;
+        j->dir = L->dir;
+        j->iter = L->done;
+        j->t0 = mono_now();
+        j->img = &L->img;
+        ckpt_name(L, j->name, sizeof j->name);
+        j->lineage = lineage_text(L);
+        rc = j->lineage ? snapshot(L, msg)
+                        : ember__err(msg, EMBER_ENOMEM, "out of memory");
+        j->items = L->snap;
+        j->nitems = L->nsnap;
+        j->meta = (ember__ck_meta){"loop", L->program, L->parameters,
+                                   L->signature, j->lineage, L->done,
+                                   L->fingerprint, L->o.deflate};
+    }
     if (!rc && pthread_create(&j->thread, NULL, job_run, j) != 0)
         rc = ember__err(msg, EMBER_ENOMEM, "cannot start a checkpoint thread");
     if (rc) {
-        job_free(j);
-        return rc;
+        if (j)
+            job_free(j);
+        if (rc != EMBER_ENOMEM)
+            return rc;
+        ember__msg_clear(msg);
+        drop_image(L);
+        return write_checkpoint(L, msg);
     }
     L->job = j;
     L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */

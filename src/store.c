@@ -863,6 +863,31 @@ size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id)
     return n;
 }
 
+size_t ember__store_records(ember_ctx *ctx, uint64_t ds_id)
+{
+    ember__store *s = ctx->store;
+    store_lock(s);
+    dsrec *d = ds_find(s, ds_id);
+    size_t n = 0;
+    for (size_t p = 0; d && p < d->cap; p++)
+        if (d->parts[p])
+            n += d->parts[p]->nrec;
+    store_unlock(s);
+    return n;
+}
+
+size_t ember__store_room(ember_ctx *ctx)
+{
+    ember__store *s = ctx->store;
+    size_t budget = ctx->budget;
+    if (!s)
+        return budget;
+    store_lock(s);
+    size_t held = s->used + s->charged;
+    store_unlock(s);
+    return held < budget ? budget - held : 0;
+}
+
 void ember__store_drop(ember_ctx *ctx, uint64_t ds_id)
 {
     ember__store *s = ctx->store;

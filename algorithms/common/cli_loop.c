@@ -357,6 +357,16 @@ typedef struct {
     uint64_t last_ck_it; /* iteration of the last checkpoint (0: none) */
     uint64_t last_ck_bytes;
     uint64_t ckpts;      /* checkpoints written so far */
+    uint64_t ck_bytes;   /* and their bytes (the loop's total_bytes) */
+    /* Metrics lines held back from the iteration of a background
+     * checkpoint (pend_it) until it commits, so that the line says so
+     * with the file's size; in iteration order. */
+    uint64_t pend_it;    /* 0: none in flight */
+    struct held_line {
+        uint64_t it;
+        double seconds, value;
+    } *held;
+    size_t nheld, capheld;
     uint64_t resumed_from; /* restored count, for the metrics' "resumed"
                               line before this process's first iteration
                               (UINT64_MAX: not resumed, or written) */
@@ -573,28 +583,77 @@ static void progress(report *r, uint64_t it, double value, int last)
     fflush(stderr);
 }
 
+/* Writes the held metrics lines; the first, the background checkpoint's
+ * iteration, marked as checkpointed with `bytes` when `committed`. */
+static void flush_held(report *r, int committed, uint64_t bytes)
+{
+    for (size_t i = 0; i < r->nheld; i++) {
+        const struct held_line *h = &r->held[i];
+        int ck = committed && h->it == r->pend_it;
+        metrics_iteration(r, h->it, h->seconds, h->value, ck, bytes);
+    }
+    r->nheld = 0;
+    r->pend_it = 0;
+}
+
+/* Holds a metrics line while a background checkpoint is in flight;
+ * writes it (unmarked) when it cannot be held. */
+static void hold_line(report *r, uint64_t it, double seconds, double value)
+{
+    if (!r->metrics)
+        return;
+    if (r->nheld == r->capheld) {
+        size_t cap = r->capheld ? 2 * r->capheld : 16;
+        struct held_line *h = realloc(r->held, cap * sizeof *h);
+        if (!h) {
+            flush_held(r, 0, 0);
+            metrics_iteration(r, it, seconds, value, 0, 0);
+            return;
+        }
+        r->held = h;
+        r->capheld = cap;
+    }
+    r->held[r->nheld++] = (struct held_line){it, seconds, value};
+}
+
 /* Records iteration `it` (1-based count of iterations done) once the loop
- * call after it has returned, so its checkpoint is known; 1 when it was
- * checkpointed. */
+ * call after it has returned; 1 when a checkpoint of it was taken. The
+ * metrics mark the iterations whose files committed, with their sizes:
+ * written at once (sync mode, finish, a signal), the line says so; started
+ * in the background (the default), the lines from its iteration on are
+ * held until the loop counts its commit (when it next waits for it, or
+ * finds it ended), which may be some iterations later. The progress
+ * line's checkpoint is the last committed one. */
 static int record(report *r, ember_loop *loop, uint64_t it, double seconds,
                   int last)
 {
     ember_loop_stats st;
     ember_loop_get_stats(loop, &st);
-    /* The count as well as last_was_checkpoint: ember_loop_finish's final
-     * checkpoint does not set that flag, and an asynchronous checkpoint
-     * (the default) is counted only once committed, when the loop next
-     * waits for it, while the flag marks the iteration it holds. */
-    int committed = st.checkpoints > r->ckpts;
-    int ck = committed || st.last_was_checkpoint;
+    uint64_t commits = st.checkpoints - r->ckpts;
+    uint64_t bytes = st.total_bytes - r->ck_bytes;
     r->ckpts = st.checkpoints;
-    if (ck)
-        r->last_ck_it = it;
-    if (committed)
+    r->ck_bytes = st.total_bytes;
+    if (commits) {
+        r->last_ck_it = st.last_iteration;
         r->last_ck_bytes = st.last_bytes;
-    metrics_iteration(r, it, seconds, r->cli->value, ck, st.last_bytes);
+    }
+    if (r->pend_it && commits && st.last_iteration >= r->pend_it) {
+        /* at most two commits in one call: the one in flight, then one
+         * written at once (a signal, finish) */
+        uint64_t b = st.last_iteration == r->pend_it ? st.last_bytes
+                     : commits == 2                  ? bytes - st.last_bytes
+                                                     : 0;
+        flush_held(r, 1, b);
+    }
+    int written = commits && st.last_iteration == it;
+    if (st.last_was_checkpoint && !written && !r->pend_it)
+        r->pend_it = it;
+    if (r->pend_it)
+        hold_line(r, it, seconds, r->cli->value);
+    else
+        metrics_iteration(r, it, seconds, r->cli->value, written, st.last_bytes);
     progress(r, it, r->cli->value, last);
-    return ck;
+    return written || st.last_was_checkpoint;
 }
 
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
@@ -604,6 +663,7 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     memset(r, 0, sizeof *r);
     r->cli = cli;
     r->ckpts = st.checkpoints;
+    r->ck_bytes = st.total_bytes;
     r->tty = isatty(STDERR_FILENO);
     r->t_start = r->t_print = ember_cli_now();
     r->t_print -= 1e9; /* the first iteration prints */
@@ -628,6 +688,9 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
 
 static void close_report(report *r, int rc)
 {
+    flush_held(r, 0, 0); /* a checkpoint that never committed */
+    free(r->held);
+    r->held = NULL;
     if (r->live) {
         fputc('\n', stderr);
         r->live = 0;

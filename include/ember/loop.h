@@ -4,11 +4,12 @@
  * Checkpoint files are HDF5, one file per checkpoint, written as NAME.tmp,
  * flushed, closed, fsync'd, renamed into place and the directory fsync'd:
  * a reader never sees half a file. On one process the loop writes them in
- * the background by default (ember_loop_opts.async, .sync). Data carries Fletcher32 checksums and a
- * file that fails verification is skipped for the previous good one. The
- * layout is specified in docs/checkpoint-format.md. HDF5's own file locking
- * is turned off for these files (it fails on NFS and Lustre); the loop
- * instead holds an fcntl lock on its directory.
+ * the background by default (ember_loop_opts.async, .sync). Data carries
+ * Fletcher32 checksums and a file that fails verification is skipped for
+ * the previous good one. The layout is specified in
+ * docs/checkpoint-format.md. HDF5's own file locking is turned off for
+ * these files (it fails on NFS and Lustre); the loop instead holds an
+ * fcntl lock on its directory.
  */
 #ifndef EMBER_LOOP_H
 #define EMBER_LOOP_H
@@ -90,10 +91,16 @@ typedef struct {
     int async;                /* policy checkpoints are snapshots written
                                  by a background thread while the next
                                  iterations run (memory: one copy of the
-                                 state and one of the file); finish,
-                                 signals and deadlines still write before
-                                 returning. The default on one process;
-                                 refused on several MPI ranks */
+                                 state and one of the file, checked
+                                 against the context's memory budget;
+                                 a checkpoint they do not fit, or that
+                                 cannot allocate them, is streamed as with
+                                 sync); finish, signals and deadlines
+                                 still write before returning, in the
+                                 file's memory once a policy checkpoint
+                                 made it, else streamed. The default on
+                                 one process; refused on several MPI
+                                 ranks */
     int sync;                 /* every checkpoint written on the calling
                                  thread, streamed to the file (no copy in
                                  memory); the default on several ranks.
@@ -112,9 +119,15 @@ typedef struct {
     double last_seconds;
     uint64_t restored_from;    /* iteration restored (when restored) */
     int restored;              /* 1 when state came from a checkpoint */
-    int last_was_checkpoint;   /* the last ember_loop_next wrote one */
+    int last_was_checkpoint;   /* the last ember_loop_next took one: wrote
+                                  it, or in the background started it (it
+                                  commits later: checkpoints and
+                                  last_iteration count it then); not set by
+                                  ember_loop_finish */
     char last_path[1024];      /* the last file written, or until one is
                                   the file restored from */
+    uint64_t last_iteration;   /* iterations done that the last file
+                                  written (committed) holds; 0: none */
 } ember_loop_stats;
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid

@@ -391,6 +391,45 @@ static void test_ckptfile_scalars_and_arrays(void **state)
     unlink("sc.h5");
 }
 
+/* A file built in memory leaves its image for the next one; reserving room
+ * for a bigger next file grows it at once (the image is not grown 64 KiB at
+ * a time while HDF5 writes), and the bigger file still reads back. */
+static void test_ckptfile_image_reserve_grows(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(2);
+    ember__ckimg img;
+    memset(&img, 0, sizeof img);
+    static double big[1 << 18];
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        big[i] = (double)i * 0.5;
+    assert_int_equal(ember__ckimg_reserve(ctx, &img, (size_t)1 << 16), EMBER_OK);
+    ember__ckw *w = NULL;
+    TU_OKM(ember__ckw_begin_image(ctx, &w, ".", "im.h5", &plain_meta, &img, msg), msg);
+    TU_OKM(ember__ckw_scalars(w, "x", EMBER_F64, big, 16, msg), msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    assert_true(img.len > 0);
+    size_t want = sizeof big + ((size_t)2 << 20);
+    assert_int_equal(ember__ckimg_reserve(ctx, &img, want), EMBER_OK);
+    assert_true(img.cap >= want);
+    TU_OKM(ember__ckw_begin_image(ctx, &w, ".", "im.h5", &plain_meta, &img, msg), msg);
+    TU_OKM(ember__ckw_scalars(w, "x", EMBER_F64, big, sizeof big / sizeof big[0], msg),
+           msg);
+    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, "im.h5", msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    static double got[1 << 18];
+    TU_OKM(ember__ckr_scalars(r, "x", EMBER_F64, got, sizeof got / sizeof got[0], msg),
+           msg);
+    assert_memory_equal(got, big, sizeof big);
+    ember__ckr_close(&r);
+    ember__ckimg_free(ctx, &img);
+    ember_ctx_destroy(&ctx);
+    unlink("im.h5");
+}
+
 static void test_ckptfile_blobs(void **state)
 {
     (void)state;
@@ -1184,6 +1223,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ckptfile_dataset_computed),
         cmocka_unit_test(test_ckptfile_scalars_and_arrays),
         cmocka_unit_test(test_ckptfile_blobs),
+        cmocka_unit_test(test_ckptfile_image_reserve_grows),
         cmocka_unit_test(test_ckptfile_root_attributes),
         cmocka_unit_test(test_ckptfile_commit_is_atomic),
         cmocka_unit_test(test_ckptfile_abort_keeps_existing),

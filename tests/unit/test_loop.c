@@ -84,15 +84,36 @@ static void sleep_ms(long ms)
 
 static tu_counter counter;
 
-static ember_ctx *new_ctx(void)
+/* Allocations above this many bytes fail (0: none do). */
+static size_t big_fails;
+
+static void *cap_malloc(size_t size, void *ud)
+{
+    return big_fails && size > big_fails ? NULL : tu_malloc(size, ud);
+}
+
+static void *cap_realloc(void *ptr, size_t size, void *ud)
+{
+    return big_fails && size > big_fails ? NULL : tu_realloc(ptr, size, ud);
+}
+
+/* A context on the counting allocator, with this memory budget (0: the
+ * default). */
+static ember_ctx *new_ctx_budget(size_t budget)
 {
     tu_counter_reset(&counter, 0);
-    ember_allocator a = tu_allocator(&counter);
+    ember_allocator a = {cap_malloc, cap_realloc, tu_free, &counter};
     ember_ctx_opts o;
     memset(&o, 0, sizeof o);
     o.threads = 2;
     o.allocator = &a;
+    o.memory_budget = budget;
     return tu_ctx_opts(&o);
+}
+
+static ember_ctx *new_ctx(void)
+{
+    return new_ctx_budget(0);
 }
 
 static void free_ctx(ember_ctx **ctx)
@@ -133,11 +154,11 @@ static int add_one(const void *in, void *out, size_t n, void *arg)
     return 0;
 }
 
-static void state_init(state *s)
+static void state_init_budget(state *s, size_t budget)
 {
     char msg[EMBER_MSG_SIZE];
     memset(s, 0, sizeof *s);
-    s->ctx = new_ctx();
+    s->ctx = new_ctx_budget(budget);
     ember_ds *r = NULL;
     TU_OKM(ember_range(&r, s->ctx, 0, 1000, 1, 7, msg), msg);
     TU_OKM(ember_filter(&s->ds, r, keep_some, NULL, 0, msg), msg);
@@ -153,6 +174,11 @@ static void state_init(state *s)
     ember_type pt = ember_type_pair(EMBER_I64, EMBER_F64);
     TU_OKM(ember_from_array(&s->pairs, s->ctx, &pt, recs, 10, 3, EMBER_COPY,
                             msg), msg);
+}
+
+static void state_init(state *s)
+{
+    state_init_budget(s, 0);
 }
 
 /* Creates the loop with o (dir defaults to CKDIR) and binds everything. */
@@ -909,6 +935,11 @@ static void test_loop_busy(void **unused)
     char c = 0;
     assert_int_equal(read(up[0], &c, 1), 1);
     assert_int_equal(c, 'y');
+    /* The holder's spare (a retired checkpoint kept for its next write):
+     * a refused run must leave it alone. */
+    FILE *sp = fopen(CKDIR "/" EMBER__CK_SPARE, "w");
+    assert_non_null(sp);
+    fclose(sp);
     ember_ctx *ctx = new_ctx();
     ember_loop *loop = NULL;
     char msg[EMBER_MSG_SIZE], want[128];
@@ -917,6 +948,7 @@ static void test_loop_busy(void **unused)
     snprintf(want, sizeof want, "checkpoint dir " CKDIR " is in use by process %ld",
              (long)pid);
     TU_MSG_HAS(msg, want);
+    assert_true(exists(CKDIR "/" EMBER__CK_SPARE));
     kill(pid, SIGKILL);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -932,8 +964,12 @@ static void test_loop_busy(void **unused)
     /* Open-file-description locks: a second loop of this process is
      * refused too. */
     ember_loop *second = NULL;
+    sp = fopen(CKDIR "/" EMBER__CK_SPARE, "w"); /* ours now */
+    assert_non_null(sp);
+    fclose(sp);
     assert_int_equal(ember_loop_create(&second, ctx, &o, msg), EMBER_EBUSY);
     TU_MSG_HAS(msg, "in use by process");
+    assert_true(exists(CKDIR "/" EMBER__CK_SPARE));
 #endif
     ember_loop_destroy(&loop);
     TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
@@ -1268,11 +1304,13 @@ static void test_loop_default_is_async(void **unused)
         ember_loop_get_stats(s.loop, &st);
         assert_int_equal(st.last_was_checkpoint, 1);
         assert_int_equal(st.checkpoints, (uint64_t)sync);
+        assert_int_equal(st.last_iteration, (uint64_t)sync); /* committed */
         assert_int_equal(exists(ckpt_name(p, 1)), sync);
         state_step(&s, it);
         TU_OKM(ember_loop_finish(s.loop, msg), msg); /* waits for it */
         ember_loop_get_stats(s.loop, &st);
         assert_int_equal(st.checkpoints, 2);
+        assert_int_equal(st.last_iteration, 2);
         assert_true(exists(ckpt_name(p, 1)) && exists(ckpt_name(p, 2)));
         state_free(&s);
     }
@@ -1289,6 +1327,82 @@ static ino_t inode_of(const char *path)
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     return st.st_ino;
+}
+
+/* The state's bytes as collected, to compare runs bit for bit. */
+typedef struct {
+    int64_t i;
+    double f;
+    int32_t arr[5];
+    unsigned char blob[16];
+    int64_t *ds;
+    size_t n;
+} state_bits;
+
+static void state_bits_take(const state *s, state_bits *b)
+{
+    b->i = s->i;
+    b->f = s->f;
+    memcpy(b->arr, s->arr, sizeof b->arr);
+    memcpy(b->blob, s->blob, sizeof b->blob);
+    b->ds = tu_collect(s->ds, &b->n);
+}
+
+static void state_bits_same(const state_bits *a, const state_bits *b)
+{
+    assert_int_equal(a->i, b->i);
+    assert_memory_equal(&a->f, &b->f, sizeof a->f);
+    assert_memory_equal(a->arr, b->arr, sizeof a->arr);
+    assert_memory_equal(a->blob, b->blob, sizeof a->blob);
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->ds, b->ds, a->n * sizeof *a->ds);
+}
+
+/* In the background mode a checkpoint whose snapshot and file image do not
+ * fit the context's memory budget, or cannot be allocated (allocations
+ * above 1 MiB fail: the image's room), is streamed to the file at once
+ * instead (the synchronous mode's write: counted before ember_loop_next
+ * returns), and the run goes on; a resume restores the
+ * state bit for bit. Before, the loop failed with EMBER_ENOMEM. */
+static void test_loop_async_streams_without_room(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE], p[256];
+    for (int how = 0; how < 2; how++) {
+        fresh_dir();
+        state s;
+        state_init_budget(&s, how == 0 ? (size_t)1 << 20 : 0);
+        big_fails = how == 1 ? (size_t)1 << 20 : 0;
+        ember_loop_opts o = {.every = 1, .keep = 2};
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        while (it < 4) {
+            state_step(&s, it);
+            TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+            ember_loop_stats st;
+            ember_loop_get_stats(s.loop, &st);
+            assert_int_equal(st.last_was_checkpoint, 1);
+            assert_int_equal(st.checkpoints, it); /* written already */
+            assert_true(exists(ckpt_name(p, it)));
+        }
+        state_step(&s, it);
+        TU_OKM(ember_loop_finish(s.loop, msg), msg);
+        assert_true(exists(ckpt_name(p, 5)));
+        state_bits want, got;
+        state_bits_take(&s, &want);
+        state_free(&s);
+        big_fails = 0;
+        state_init(&s);
+        TU_OKM(state_loop(&s, NULL, msg), msg);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        assert_int_equal(it, 5);
+        state_bits_take(&s, &got);
+        state_bits_same(&want, &got);
+        free(want.ds);
+        free(got.ds);
+        state_free(&s);
+    }
 }
 
 /* In the background mode a retired checkpoint becomes the spare that a
@@ -1655,6 +1769,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_default_is_async),
         cmocka_unit_test(test_loop_async_spare_reused),
         cmocka_unit_test(test_loop_async_failure_reported),
+        cmocka_unit_test(test_loop_async_streams_without_room),
         cmocka_unit_test(test_loop_signal),
         cmocka_unit_test(test_loop_no_signals),
         cmocka_unit_test(test_loop_deadline),
