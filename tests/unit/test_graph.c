@@ -454,6 +454,26 @@ static void test_graph_error_line_in_big_file(void **state)
     load_fails("long.el", NULL, EMBER_EFORMAT, "long.el:800001: non-numeric token 'oops'");
 }
 
+/* Asserts two graphs are the same arrays. */
+static void assert_same_graph(const ember_graph *a, const ember_graph *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->m, b->m);
+    assert_int_equal(a->directed, b->directed);
+    assert_int_equal(a->by_destination, b->by_destination);
+    assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
+    assert_memory_equal(a->adj, b->adj, a->m * 4);
+    assert_int_equal(a->out_degree != NULL, b->out_degree != NULL);
+    if (a->out_degree)
+        assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
+    assert_int_equal(a->perm != NULL, b->perm != NULL);
+    if (a->perm)
+        assert_memory_equal(a->perm, b->perm, a->n * 4);
+    assert_int_equal(a->weights != NULL, b->weights != NULL);
+    if (a->weights)
+        assert_memory_equal(a->weights, b->weights, a->m * 8);
+}
+
 /* ---- determinism ------------------------------------------------------------------- */
 
 static void test_graph_same_for_any_thread_count(void **state)
@@ -578,11 +598,7 @@ static void test_graph_text_fast_lines_match_general(void **state)
         const char *files[] = {"fast.el", "slow.el"};
         for (int k = 0; k < 2; k++) {
             ember_graph *g = load(ctx, files[k], &o);
-            assert_int_equal(g->n, want->n);
-            assert_int_equal(g->m, want->m);
-            assert_memory_equal(g->offsets, want->offsets, (g->n + 1) * 8);
-            assert_memory_equal(g->adj, want->adj, g->m * 4);
-            assert_memory_equal(g->perm, want->perm, g->n * 4);
+            assert_same_graph(g, want);
             ember_graph_free(&g);
         }
         ember_graph_free(&want);
@@ -625,10 +641,7 @@ static void test_graph_text_ids_of_every_length(void **state)
         ember_graph *g = load(ctx, "digits.el", &o), *want = NULL;
         TU_OKM(ember_graph_from_edges(&want, ctx, g->n, src, dst, M, &o, msg), msg);
         assert_int_equal(g->n, 3000);
-        assert_int_equal(g->m, want->m);
-        assert_memory_equal(g->offsets, want->offsets, (g->n + 1) * 8);
-        assert_memory_equal(g->adj, want->adj, g->m * 4);
-        assert_memory_equal(g->perm, want->perm, g->n * 4);
+        assert_same_graph(g, want);
         ember_graph_free(&g);
         ember_graph_free(&want);
         ember_ctx_destroy(&ctx);
@@ -670,17 +683,7 @@ static void test_graph_text_lanes_same_for_any_thread_count(void **state)
         for (int t = 2; t <= EMBER__LANES + 2; t++) {
             ember_ctx *ct = tu_ctx(t);
             ember_graph *b = load(ct, files[k], &opts[k]);
-            assert_int_equal(a->n, b->n);
-            assert_int_equal(a->m, b->m);
-            assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
-            assert_memory_equal(a->adj, b->adj, a->m * 4);
-            assert_int_equal(!a->out_degree, !b->out_degree);
-            if (a->out_degree)
-                assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
-            if (a->perm)
-                assert_memory_equal(a->perm, b->perm, a->n * 4);
-            if (a->weights)
-                assert_memory_equal(a->weights, b->weights, a->m * 8);
+            assert_same_graph(a, b);
             ember_graph_free(&b);
             ember_ctx_destroy(&ct);
         }
@@ -814,23 +817,6 @@ static void test_graph_h5_max_vertices(void **state)
     assert_int_equal(g->n, 6);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
-}
-
-/* Asserts two graphs are the same arrays. */
-static void assert_same_graph(const ember_graph *a, const ember_graph *b)
-{
-    assert_int_equal(a->n, b->n);
-    assert_int_equal(a->m, b->m);
-    assert_int_equal(a->directed, b->directed);
-    assert_int_equal(a->by_destination, b->by_destination);
-    assert_memory_equal(a->offsets, b->offsets, (a->n + 1) * 8);
-    assert_memory_equal(a->adj, b->adj, a->m * 4);
-    assert_int_equal(a->out_degree != NULL, b->out_degree != NULL);
-    if (a->out_degree)
-        assert_memory_equal(a->out_degree, b->out_degree, a->n * 4);
-    assert_int_equal(a->perm != NULL, b->perm != NULL);
-    if (a->perm)
-        assert_memory_equal(a->perm, b->perm, a->n * 4);
 }
 
 /* ember_graph_save_h5 stores the pull layout (in-edges by degree order):
