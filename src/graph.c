@@ -940,22 +940,6 @@ static int row_degrees(ember_graph *g)
     return EMBER_OK;
 }
 
-/* Offers an array transparent huge pages (a hint only): the scatter
- * writes it in random order, and faulting in 4 KiB pages one at a time
- * and missing the TLB on nearly every write cost more than the writes. */
-static void offer_huge(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
-    if (p && hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 /* cnt[v + 1] holds row lengths: makes it row starts, allocates adj. */
 static int prepare_rows(build *b)
 {
@@ -968,8 +952,6 @@ static int prepare_rows(build *b)
     g->adj = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->adj));
     if (b->o->weighted)
         g->weights = ember__malloc(g->ctx, ember__mul(g->m ? g->m : 1, sizeof *g->weights));
-    offer_huge(g->adj, g->m * sizeof *g->adj);
-    offer_huge(g->weights, g->weights ? g->m * sizeof *g->weights : 0);
     return g->adj && (g->weights || !b->o->weighted) ? EMBER_OK : EMBER_ENOMEM;
 }
 

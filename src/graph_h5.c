@@ -29,7 +29,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,9 +327,9 @@ static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
 
 /* Reads the located arrays with pread straight into place, pieces of
  * READ_PIECE bytes spread over the context's threads; the sources (array
- * 1) are checked against n while the piece is in cache (*bad_src). The
- * arrays are first offered transparent huge pages: faulting in 4 KiB
- * pages costs more than the copy. */
+ * 1) are checked against n while the piece is in cache (*bad_src). No
+ * transparent huge pages are asked for (docs/design.md, "Loading"): on a
+ * fresh VM their first touch cost 3x that of 4 KiB pages. */
 static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
                       int *bad_src, char *msg)
 {
@@ -342,14 +341,6 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
         uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].count * a[i].size;
         first[i + 1] = first[i] + (bytes + READ_PIECE - 1) / READ_PIECE;
     }
-#ifdef MADV_HUGEPAGE
-    for (int i = 0; i < PULL_PARTS; i++) {
-        uintptr_t lo = ((uintptr_t)a[i].dst + 4095) & ~(uintptr_t)4095;
-        uintptr_t hi = ((uintptr_t)a[i].dst + a[i].count * a[i].size) & ~(uintptr_t)4095;
-        if (hi > lo)
-            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint only */
-    }
-#endif
     int bad = 0, range = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(|:bad, range)
     for (uint64_t p = 0; p < first[PULL_PARTS]; p++) {
