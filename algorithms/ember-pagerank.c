@@ -691,7 +691,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_loop_bind_ds(loop, "ranks", &s.ranks);
     if (!rc) /* a checkpoint's values are in the internal order: their ids */
-        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
+        rc = ember_cli_note_vertex_ids(&cli, loop, g, &vertex_ids);
     phases.on = getenv("EMBER_PHASES") != NULL;
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
