@@ -513,6 +513,8 @@ static double *ranks_by_label(pr *s, char *msg)
     ember_replicated_free(s->ctx, s->contrib[1]);
     s->contrib[0] = s->contrib[1] = NULL;
     double *out = r == s->buf[0] ? s->buf[1] : s->buf[0];
+    /* a permutation: each label written once, from any thread */
+    #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
     for (uint64_t v = 0; v < g->n; v++)
         out[ember_graph_label(g, v)] = r[v];
     return out;
