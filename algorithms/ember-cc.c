@@ -338,7 +338,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_loop_bind_ds(loop, "labels", &s.labels);
     if (!rc) /* a checkpoint's values are in the internal order: their ids */
-        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
+        rc = ember_cli_note_vertex_ids(&cli, loop, g, &vertex_ids);
     if (!rc && g->ids) /* the labels are vertex numbers 0..n-1: their ids */
         rc = ember_loop_note_array(loop, "label_ids", EMBER_U64, g->ids, g->n);
     if (!rc)

@@ -580,7 +580,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_loop_bind_ds(loop, "dist", &s.state);
     if (!rc) /* a checkpoint's values are in the internal order: their ids */
-        rc = ember_cli_note_vertex_ids(loop, g, &vertex_ids);
+        rc = ember_cli_note_vertex_ids(&cli, loop, g, &vertex_ids);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc)

@@ -252,6 +252,11 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
  * is no error here (its load reports it). EMBER_ENOTFOUND, EMBER_EIO
  * (msg names the file), EMBER_ENOMEM. */
 int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg);
+/* The same with threads threads sharing the reads (0: as a context's
+ * default, OMP_NUM_THREADS, else all cores; ember_file_hash uses that).
+ * The values do not depend on threads. */
+int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
+                            uint64_t *xxh3, char *msg);
 
 /* An HDF5 dataset named "file.h5:/path/in/file" (the path defaults to the
  * only dataset at the root). Native integer and float types and compounds

@@ -30,7 +30,8 @@
  * it reads or reopens), graph_h5.c (graph and array files).
  *
  * ember_file_hash (public) gives the programs' input fingerprint, the
- * XXH3-64 of a whole file, and verifies a sealed file in the same pass.
+ * XXH3-64 of a whole file, and verifies a sealed file in the same pass,
+ * with the threads sharing the reads (see "the hashing pass" below).
  * A file it verified is remembered (device, inode, size, mtime, ctime and
  * hash; a few entries, process-wide), and ember__fsum_check does not read
  * that unchanged file a second time: it still checks the header and that
@@ -45,6 +46,12 @@
  * header's, and libxxhash comes from the same package. */
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
+#ifdef EMBER_HAVE_XXH_DISPATCH
+/* Maps the XXH3 calls below to libxxhash's run-time dispatch (AVX2 or
+ * AVX-512 where the CPU has them): the same values, about twice as fast
+ * (see CMakeLists.txt). */
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,8 +70,6 @@
 #define OFF_HASH 24
 #define OFF_SELF 40
 #define OFF_TEXT 48
-#define READ_BYTES (1u << 20) /* a read: large enough to cost little more than a
-                                 copy, small enough to stay in cache to be hashed */
 
 #define MEMO_SLOTS 8
 
@@ -111,42 +116,166 @@ static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
     return (ssize_t)got;
 }
 
-/* Feeds the n bytes at file offset at to the hashes: all of them to *all,
- * those from EMBER__FSUM_BLOCK on to *body (either may be NULL). */
-static void feed(const unsigned char *p, size_t n, uint64_t at, XXH3_state_t *all,
-                 XXH3_state_t *body)
+/* ---- the hashing pass ------------------------------------------------------
+ *
+ * One pass through the file feeds up to two hashes: XXH3-64 of every byte
+ * ("all") and XXH3-128 of the bytes from EMBER__FSUM_BLOCK on ("body").
+ * A hash is a chain (each chunk after the one before it), but reading is
+ * not, and on a page-cached file the read (a copy) costs about as much as
+ * both hashes: so the threads share a ring of CHUNK_SLOTS chunk buffers.
+ * Each thread, holding the lock, takes the next chunk of a hash that nobody
+ * is feeding, when it is in the ring; else reads the next chunk into a slot
+ * both hashes are done with; else waits. Each hash still sees the file's
+ * bytes in order, so the values do not depend on the number of threads.
+ * One thread uses one slot (reads, then hashes, in turn). On 2 cores,
+ * scale-20 Kronecker .h5 (276 MB), page cached: 0.033 s on 2 threads,
+ * 0.057 s on one (0.09 s before, with the SSE2 hashes). */
+
+#define CHUNK_BYTES (256u << 10) /* stays in a core's cache between read and hash */
+#define CHUNK_SLOTS 8
+#define NO_END INT64_MAX
+
+typedef struct {
+    int fd;
+    uint64_t at;               /* the file offset of chunk 0 */
+    unsigned char *buf;        /* slots chunks */
+    int slots;                 /* CHUNK_SLOTS, or 1 for one thread */
+    XXH3_state_t *hash[2];     /* "all", "body"; either may be NULL */
+    pthread_mutex_t lock;
+    pthread_cond_t moved;      /* a chunk was read or hashed, or an error */
+    /* under lock: */
+    int64_t claimed;           /* chunks handed out to be read */
+    int64_t held[CHUNK_SLOTS]; /* the chunk a slot holds once read; -1 none */
+    size_t got[CHUNK_SLOTS];   /* its bytes */
+    int64_t next[2];           /* the chunk each hash takes next */
+    int busy[2];               /* a thread is feeding that hash */
+    int64_t last;              /* the file's last chunk, once a read came short */
+    uint64_t length;           /* bytes hashed by the first hash */
+    int err;                   /* errno of a failed read */
+} hash_pass;
+
+/* Feeds the n bytes at file offset at to hash h of the pass. */
+static void feed(hash_pass *p, int h, const unsigned char *b, size_t n, uint64_t at)
 {
-    if (all)
-        XXH3_64bits_update(all, p, n);
+    if (h == 0) {
+        XXH3_64bits_update(p->hash[0], b, n);
+        return;
+    }
     size_t skip = at >= EMBER__FSUM_BLOCK ? 0
                   : n < EMBER__FSUM_BLOCK - at ? n : (size_t)(EMBER__FSUM_BLOCK - at);
-    if (body && n > skip)
-        XXH3_128bits_update(body, p + skip, n - skip);
+    if (n > skip)
+        XXH3_128bits_update(p->hash[1], b + skip, n - skip);
 }
 
-/* Streams the file from offset at to its end into the hashes (see feed),
- * through one buffer, in one pass (both hashes of a buffer while it is in
- * cache). *end gets the offset where the file ended. 0, or -1 with errno. */
+/* A hash whose next chunk is in the ring and that nobody feeds, or -1. */
+static int hash_ready(const hash_pass *p)
+{
+    for (int h = 0; h < 2; h++) {
+        int64_t c = p->next[h];
+        if (p->hash[h] && !p->busy[h] && c <= p->last &&
+            p->held[c % p->slots] == c)
+            return h;
+    }
+    return -1;
+}
+
+/* Whether chunk c can be read into its slot: every hash is past the
+ * chunk the slot held before. */
+static int slot_free(const hash_pass *p, int64_t c)
+{
+    for (int h = 0; h < 2; h++)
+        if (p->hash[h] && p->next[h] <= c - p->slots)
+            return 0;
+    return 1;
+}
+
+static int pass_done(const hash_pass *p)
+{
+    for (int h = 0; h < 2; h++)
+        if (p->hash[h] && p->next[h] <= p->last)
+            return p->err != 0;
+    return 1;
+}
+
+/* One thread's share of the pass; returns when the pass is done. */
+static void pass_run(hash_pass *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (!pass_done(p)) {
+        int h = p->err ? -1 : hash_ready(p);
+        int64_t c = h >= 0 ? p->next[h] : p->claimed;
+        int slot = (int)(c % p->slots);
+        unsigned char *b = p->buf + (size_t)slot * CHUNK_BYTES;
+        if (h >= 0) {
+            p->busy[h] = 1;
+            size_t n = p->got[slot];
+            pthread_mutex_unlock(&p->lock);
+            feed(p, h, b, n, p->at + (uint64_t)c * CHUNK_BYTES);
+            pthread_mutex_lock(&p->lock);
+            p->length += h == 0 || !p->hash[0] ? n : 0;
+            p->next[h]++;
+            p->busy[h] = 0;
+        } else if (!p->err && c <= p->last && slot_free(p, c)) {
+            p->claimed++;
+            pthread_mutex_unlock(&p->lock);
+            ssize_t k = pread_full(p->fd, b, CHUNK_BYTES,
+                                   (off_t)(p->at + (uint64_t)c * CHUNK_BYTES));
+            int e = errno;
+            pthread_mutex_lock(&p->lock);
+            if (k < 0) {
+                p->err = e ? e : EIO;
+            } else {
+                p->held[slot] = c;
+                p->got[slot] = (size_t)k;
+                if (k < (ssize_t)CHUNK_BYTES && c < p->last)
+                    p->last = c;
+            }
+        } else {
+            pthread_cond_wait(&p->moved, &p->lock);
+            continue;
+        }
+        pthread_cond_broadcast(&p->moved);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Streams the file from offset at to its end into the hashes all (every
+ * byte) and body (those from EMBER__FSUM_BLOCK on), either may be NULL,
+ * with up to threads threads. *end gets the offset where the file ended.
+ * 0, or -1 with errno. */
 static int hash_stream(int fd, uint64_t at, XXH3_state_t *all, XXH3_state_t *body,
-                       uint64_t *end)
+                       int threads, uint64_t *end)
 {
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    unsigned char *buf = malloc(READ_BYTES);
-    if (!buf) {
+    hash_pass p = {.fd = fd, .at = at, .hash = {all, body}, .last = NO_END,
+                   .slots = threads > 1 ? CHUNK_SLOTS : 1};
+    for (int i = 0; i < CHUNK_SLOTS; i++)
+        p.held[i] = -1;
+    p.buf = malloc((size_t)p.slots * CHUNK_BYTES);
+    if (!p.buf || pthread_mutex_init(&p.lock, NULL)) {
+        free(p.buf);
         errno = ENOMEM;
         return -1;
     }
-    ssize_t got;
-    while ((got = pread_full(fd, buf, READ_BYTES, (off_t)at)) > 0) {
-        feed(buf, (size_t)got, at, all, body);
-        at += (uint64_t)got;
+    if (pthread_cond_init(&p.moved, NULL)) {
+        pthread_mutex_destroy(&p.lock);
+        free(p.buf);
+        errno = ENOMEM;
+        return -1;
     }
-    int err = got < 0 ? (errno ? errno : EIO) : 0;
-    free(buf);
-    *end = at;
-    if (err)
-        errno = err;
-    return err ? -1 : 0;
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        pass_run(&p);
+    } else {
+        pass_run(&p);
+    }
+    pthread_cond_destroy(&p.moved);
+    pthread_mutex_destroy(&p.lock);
+    free(p.buf);
+    *end = at + p.length;
+    if (p.err)
+        errno = p.err;
+    return p.err ? -1 : 0;
 }
 
 /* XXH3-128 of bytes [EMBER__FSUM_BLOCK, end of file), in canonical order;
@@ -158,7 +287,7 @@ static int hash_body(int fd, unsigned char out[16], uint64_t *length)
     XXH3_state_t st;
     if (XXH3_128bits_reset(&st) == XXH_ERROR)
         return -1;
-    if (hash_stream(fd, EMBER__FSUM_BLOCK, NULL, &st, length))
+    if (hash_stream(fd, EMBER__FSUM_BLOCK, NULL, &st, 1, length))
         return -1;
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
@@ -390,10 +519,16 @@ int ember__fsum_check(const char *path, char *msg)
     return rc;
 }
 
+int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg)
+{
+    return ember_file_hash_threads(path, 0, bytes, xxh3, msg);
+}
+
 /* Size and XXH3-64 of every byte of the file; a sealed file is verified
  * in the same pass (XXH3-128 of its bytes after the block) and, when it
  * verifies and is old enough, remembered (see the top of this file). */
-int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg)
+int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
+                            uint64_t *xxh3, char *msg)
 {
     ember__msg_clear(msg);
     struct timespec start;
@@ -417,7 +552,9 @@ int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg
              pread_full(fd, block, sizeof block, 0) == (ssize_t)sizeof block)
         sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
     uint64_t n = 0;
-    if (rc == EMBER_OK && hash_stream(fd, 0, &all, sealed ? &body : NULL, &n))
+    if (rc == EMBER_OK && hash_stream(fd, 0, &all, sealed ? &body : NULL,
+                                      threads > 0 ? threads : omp_get_max_threads(),
+                                      &n))
         rc = ember__err(msg, errno == ENOMEM ? EMBER_ENOMEM : EMBER_EIO, "%s: %s", path,
                         strerror(errno));
     if (rc == EMBER_OK) {

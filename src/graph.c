@@ -386,23 +386,35 @@ static void lane_bounds(const build *b, int L, int j, size_t *lo, size_t *hi)
     *hi = nb * (size_t)(j + 1) / (size_t)L;
 }
 
-/* Pass 1 over lanes; then the lanes' counts summed into b->cnt and
- * b->outc (by label), once the source has settled g->n. */
-static int lanes_count(build *b, lane *ln, int L, char *msg)
+static void lane_scatter(build *b, lane *l, const ember__eblock *e);
+
+/* Pass 1 (lane_count) or 2 (lane_scatter) over the lanes: lane j takes
+ * its blocks in order, on its own thread, until one fails it. */
+static int lanes_pass(build *b, lane *ln, int L, int pass, char *msg)
 {
     const ember__esource *src = b->src;
     #pragma omp parallel for schedule(static, 1) num_threads(L)
     for (int j = 0; j < L; j++) {
         size_t lo, hi;
         lane_bounds(b, L, j, &lo, &hi);
-        for (size_t i = lo; i < hi && !ln[j].oom; i++) {
+        for (size_t i = lo; i < hi && !ln[j].oom && !ln[j].bad; i++) {
             ember__eblock e;
-            if (src->fill(src->state, i, j, 1, &e))
+            if (src->fill(src->state, i, j, pass, &e))
                 break;
-            ln[j].oom = lane_count(b, &ln[j], &e) != EMBER_OK;
+            if (pass == 1)
+                ln[j].oom = lane_count(b, &ln[j], &e) != EMBER_OK;
+            else
+                lane_scatter(b, &ln[j], &e);
         }
     }
-    int rc = src->done(src->state, 1, msg);
+    return src->done(src->state, pass, msg);
+}
+
+/* Pass 1 over lanes; then the lanes' counts summed into b->cnt and
+ * b->outc (by label), once the source has settled g->n. */
+static int lanes_count(build *b, lane *ln, int L, char *msg)
+{
+    int rc = lanes_pass(b, ln, L, 1, msg);
     for (int j = 0; !rc && j < L; j++)
         if (ln[j].oom)
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory for the vertex counts");
@@ -525,19 +537,7 @@ static int lanes_exact(const build *b, const lane *ln, int L)
 
 static int lanes_scatter(build *b, lane *ln, int L, char *msg)
 {
-    const ember__esource *src = b->src;
-    #pragma omp parallel for schedule(static, 1) num_threads(L)
-    for (int j = 0; j < L; j++) {
-        size_t lo, hi;
-        lane_bounds(b, L, j, &lo, &hi);
-        for (size_t i = lo; i < hi && !ln[j].bad; i++) {
-            ember__eblock e;
-            if (src->fill(src->state, i, j, 2, &e))
-                break;
-            lane_scatter(b, &ln[j], &e);
-        }
-    }
-    int rc = src->done(src->state, 2, msg), bad = 0;
+    int rc = lanes_pass(b, ln, L, 2, msg), bad = 0;
     for (int j = 0; j < L; j++)
         bad |= ln[j].bad;
     if (!rc && (bad || lanes_exact(b, ln, L)))

@@ -97,9 +97,10 @@ static int prepare_input(ember_cli *cli, int i)
                                      "device is read twice; save it to a file)", flag,
                                      arg);
     /* one pass: the fingerprint, and the verify of a sealed ember file,
-     * which its load then does not repeat */
+     * which its load then does not repeat; on the threads --threads asks */
     char why[EMBER_MSG_SIZE];
-    if (ember_file_hash(file, &cli->inputs[i].bytes, &cli->inputs[i].xxh3, why)) {
+    if (ember_file_hash_threads(file, cli->threads, &cli->inputs[i].bytes,
+                                &cli->inputs[i].xxh3, why)) {
         size_t skip = strlen(file);
         const char *reason = strncmp(why, file, skip) == 0 && why[skip] == ':'
                                  ? why + skip + 2 : why;

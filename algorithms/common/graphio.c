@@ -93,8 +93,12 @@ int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
     return rc;
 }
 
-int ember_cli_note_vertex_ids(ember_loop *loop, const ember_graph *g, uint64_t **ids)
+int ember_cli_note_vertex_ids(const ember_cli *cli, ember_loop *loop,
+                              const ember_graph *g, uint64_t **ids)
 {
+    *ids = NULL;
+    if (!cli->checkpoint_dir)
+        return EMBER_OK;
     *ids = malloc((g->n ? g->n : 1) * sizeof **ids);
     if (!*ids)
         return EMBER_ENOMEM;

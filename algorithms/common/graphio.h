@@ -40,7 +40,10 @@ int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
  * vertex number of g, as "vertex_ids" (g->n of i32 when every id fits,
  * else u64): a checkpoint's values,
  * stored in the internal (degree) order, then map to vertex ids without
- * ember. *ids is malloc'd for it; free it after ember_loop_destroy. */
-int ember_cli_note_vertex_ids(ember_loop *loop, const ember_graph *g, uint64_t **ids);
+ * ember. *ids is malloc'd for it; free it after ember_loop_destroy.
+ * Without --checkpoint-dir there is no checkpoint to note them in: *ids
+ * is NULL and nothing is noted. */
+int ember_cli_note_vertex_ids(const ember_cli *cli, ember_loop *loop,
+                              const ember_graph *g, uint64_t **ids);
 
 #endif /* EMBER_GRAPHIO_H */

@@ -295,6 +295,60 @@ static void test_filesum_file_hash_values(void **state)
     unlink("p.h5");
 }
 
+/* The threads share the reads, each hash still sees the bytes in order:
+ * the same values for 1 to 4 threads, for sizes around the 512-byte block
+ * and the 256 KiB chunks, and beyond the ring of 8 chunks; a sealed file
+ * verifies (is remembered) with any count, and a flipped byte far into it
+ * does not. */
+static void test_filesum_file_hash_threads(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    const size_t K = 256 << 10;
+    const size_t sizes[] = {0, 1, 511, 512, 513, K - 1, K, K + 1, 9 * K + 777};
+    unsigned char *w = malloc(9 * K + 777);
+    assert_non_null(w);
+    for (size_t i = 0; i < 9 * K + 777; i++)
+        w[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        tu_spit("t.bin", w, sizes[s]);
+        for (int t = 1; t <= 4; t++) {
+            uint64_t bytes = 1, h = 0;
+            TU_OKM(ember_file_hash_threads("t.bin", t, &bytes, &h, msg), msg);
+            assert_int_equal(bytes, sizes[s]);
+            assert_true(h == XXH3_64bits(w, sizes[s]));
+        }
+    }
+    free(w);
+    unlink("t.bin");
+
+    make_sealed("t.h5", 400000); /* 3.2 MB: 13 chunks */
+    size_t size;
+    w = tu_slurp("t.h5", &size);
+    ember__fsum_memo_clear(0);
+    for (int t = 1; t <= 4; t++) {
+        uint64_t bytes = 0, h = 0;
+        unsigned long hits = ember__fsum_memo_hits();
+        TU_OKM(ember_file_hash_threads("t.h5", t, &bytes, &h, msg), msg);
+        assert_int_equal(bytes, size);
+        assert_true(h == XXH3_64bits(w, size));
+        TU_OKM(ember__fsum_check("t.h5", msg), msg);
+        assert_int_equal(ember__fsum_memo_hits(), hits + 1);
+    }
+    size_t at = 11 * K + 100; /* in the 12th chunk */
+    w[at] ^= 0x01;
+    tu_spit("t.h5", w, size);
+    for (int t = 1; t <= 4; t++) {
+        uint64_t bytes = 0, h = 0;
+        TU_OKM(ember_file_hash_threads("t.h5", t, &bytes, &h, msg), msg);
+        assert_true(h == XXH3_64bits(w, size));
+        assert_int_equal(ember__fsum_check("t.h5", msg), EMBER_ECORRUPT);
+    }
+    ember__fsum_memo_clear(2000000000LL);
+    free(w);
+    unlink("t.h5");
+}
+
 /* A file ember_file_hash verified is not read again by ember__fsum_check
  * while it is unchanged; any change of its stat, a header that differs,
  * or a file changed too recently brings the full check back. */
@@ -373,6 +427,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_header_damage_detected),
         cmocka_unit_test(test_filesum_unsealed_files),
         cmocka_unit_test(test_filesum_file_hash_values),
+        cmocka_unit_test(test_filesum_file_hash_threads),
         cmocka_unit_test(test_filesum_file_hash_verifies_once),
     };
     if (argc > 1)
