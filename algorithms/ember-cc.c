@@ -354,8 +354,9 @@ int main(int argc, char **argv)
                cli.converged ? "" : " (NOT converged: --iterations ran out)");
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!rc && !cli.quiet)
-        fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
-                cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+        fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s "
+                "(files written in %.3f s)\n", cli.load_seconds, cli.compute_seconds,
+                cli.checkpoint_seconds_lost, cli.checkpoint_write_seconds);
     if (!rc && cli.verify && cli.rank == 0)
         exit_extra = verify(g, L);
     ember_loop_destroy(&loop);

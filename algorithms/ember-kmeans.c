@@ -1660,8 +1660,9 @@ static void print_result(const km *s, const km_result *res)
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!s->cli->quiet) /* the run's timings are diagnostics: stderr */
         fprintf(stderr, "ember-kmeans: seconds: load %.3f compute %.3f labels %.3f "
-                "checkpoint %.3f\n", s->cli->load_seconds, s->cli->compute_seconds,
-                res->seconds, s->cli->checkpoint_write_seconds);
+                "checkpoint %.3f (files written in %.3f)\n", s->cli->load_seconds,
+                s->cli->compute_seconds, res->seconds, s->cli->checkpoint_seconds_lost,
+                s->cli->checkpoint_write_seconds);
     if (!s->cli->quiet && s->bnd.visited)
         fprintf(stderr, "ember-kmeans: %.1f%% of the points' assignments scanned every "
                 "centroid; the bounds kept the others' labels\n",

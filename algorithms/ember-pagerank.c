@@ -654,9 +654,10 @@ static void summary(const ember_cli *cli, const ember_graph *g)
         return;
     fprintf(stderr,
             "ember-pagerank: load %.3f s (%.1f MB read in %.3f s, built in %.3f s), compute %.3f s, "
-            "checkpoints %.3f s; peak memory %.1f MiB%s\n",
+            "checkpoints %.3f s (files written in %.3f s); peak memory %.1f MiB%s\n",
             cli->load_seconds, mb, g->read_seconds, g->build_seconds,
-            cli->compute_seconds, cli->checkpoint_write_seconds, peak / 1048576.0, ratio);
+            cli->compute_seconds, cli->checkpoint_seconds_lost,
+            cli->checkpoint_write_seconds, peak / 1048576.0, ratio);
 }
 
 int main(int argc, char **argv)

@@ -595,8 +595,9 @@ int main(int argc, char **argv)
                cli.converged ? "" : " (NOT converged: --iterations ran out)");
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (!rc && !cli.quiet)
-        fprintf(stderr, "ember-sssp: load %.3f s, compute %.3f s, checkpoints %.3f s\n",
-                cli.load_seconds, cli.compute_seconds, cli.checkpoint_write_seconds);
+        fprintf(stderr, "ember-sssp: load %.3f s, compute %.3f s, checkpoints %.3f s "
+                "(files written in %.3f s)\n", cli.load_seconds, cli.compute_seconds,
+                cli.checkpoint_seconds_lost, cli.checkpoint_write_seconds);
     if (cli.rank != 0)
         cli.verify = 0; /* rank 0 checks */
     if (!rc && cli.verify && g->by_destination && g->directed) {

@@ -589,7 +589,8 @@ static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
 #ifdef O_DIRECT
     size_t padded = round_up(img->len, DIO_ALIGN);
     memset(img->buf + img->len, 0, padded - img->len);
-    int dfd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0666);
+    int dfd = img->refuse_direct ? (errno = EINVAL, -1)
+                                 : open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0666);
     if (dfd >= 0 && pwrite_all(dfd, img->buf, padded) == 0) {
         *fd = dfd;
         return 0;

@@ -523,6 +523,8 @@ typedef struct {
     size_t cap;  /* bytes of room at buf */
     size_t len;  /* the file's length */
     ember__buf chunk; /* the chunk buffer of its datasets' writers */
+    int refuse_direct; /* tests: O_DIRECT refused, as some file systems
+                          do (the buffered fallback is taken) */
 } ember__ckimg;
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
 /* Room for a file of about `bytes` from the start: a file that grows its

@@ -1951,11 +1951,14 @@ static int signalled(ember_loop *L)
 /* Checkpoints unless this iteration count is already written. */
 static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
 {
+    double t0 = mono_now();
     int rc = async_join(L, msg);
-    if (rc || (L->have_ckpt && L->ckpt_iter == L->done))
-        return rc;
-    *wrote = 1;
-    return async ? async_start(L, msg) : write_checkpoint(L, msg);
+    if (!rc && !(L->have_ckpt && L->ckpt_iter == L->done)) {
+        *wrote = 1;
+        rc = async ? async_start(L, msg) : write_checkpoint(L, msg);
+    }
+    L->stats.caller_seconds += mono_now() - t0;
+    return rc;
 }
 
 /* The decision flags of one iteration, agreed by every rank (an OR: a
@@ -1988,7 +1991,9 @@ static int after_iteration(ember_loop *L, char *msg)
         return EMBER_OK;
     /* The policy needs the cost of the first checkpoint in the background:
      * its end is waited for, as a synchronous one would have been. */
+    double t0 = mono_now();
     rc = needs_cost(L) ? async_join(L, msg) : async_reap(L, msg);
+    L->stats.caller_seconds += mono_now() - t0;
     if (rc)
         return rc;
     int64_t f = (signalled(L) ? F_STOP : 0) |
@@ -2097,8 +2102,12 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
         return ember__err(msg, EMBER_ESTATE,
                           "ember_loop_checkpoint before ember_loop_next (the "
                           "state is not restored yet)");
+    double t0 = mono_now();
     int rc = async_join(L, msg);
-    return rc ? rc : write_checkpoint(L, msg);
+    if (!rc)
+        rc = write_checkpoint(L, msg);
+    L->stats.caller_seconds += mono_now() - t0;
+    return rc;
 }
 
 void ember_loop_get_stats(const ember_loop *L, ember_loop_stats *out)

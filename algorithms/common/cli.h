@@ -201,7 +201,12 @@ typedef struct {
     int64_t converged;        /* 1 when a step returned EMBER_DONE */
     double load_seconds;      /* set by the program (ember_cli_now()) */
     double compute_seconds;   /* iterations only, checkpoint writes excluded */
-    double checkpoint_write_seconds; /* this process's checkpoint writes */
+    double checkpoint_seconds_lost; /* what checkpoints cost the
+                                 iterations: the loop's calls on this
+                                 thread (ember_loop_stats.caller_seconds) */
+    double checkpoint_write_seconds; /* this process's checkpoint writes,
+                                 start to commit (in the background mode
+                                 mostly beside the iterations) */
 
     char parameters[8192];    /* private: ember_cli_loop's copy */
 
@@ -342,8 +347,8 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * would help, never the loop option's name. Returns 0 when finished (also when a
  * restored run had already finished: no step runs), EMBER_INTERRUPTED after
  * a signal (checkpoint written), or a negative error. Fills
- * cli->iterations_done, value, converged, compute_seconds and
- * checkpoint_write_seconds. */
+ * cli->iterations_done, value, converged, compute_seconds,
+ * checkpoint_seconds_lost and checkpoint_write_seconds. */
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg);
 

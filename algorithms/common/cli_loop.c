@@ -417,6 +417,8 @@ static void metrics_end(report *r, const char *event)
     fputs(", \"load_seconds\": ", f);
     json_number(f, c->load_seconds);
     fputs(", \"checkpoint_seconds\": ", f);
+    json_number(f, c->checkpoint_seconds_lost);
+    fputs(", \"checkpoint_write_seconds\": ", f);
     json_number(f, c->checkpoint_write_seconds);
     fprintf(f, ", \"%s\": ", c->prog->value_name ? c->prog->value_name : "value");
     json_number(f, c->value);
@@ -803,6 +805,7 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     }
     ember_loop_get_stats(loop, &st);
     cli->checkpoint_write_seconds = st.checkpoint_seconds;
+    cli->checkpoint_seconds_lost = st.caller_seconds;
     close_report(&r, rc);
     return rc;
 }

@@ -115,7 +115,9 @@ typedef struct {
     uint64_t checkpoints;      /* written by this process */
     uint64_t last_bytes;       /* size of the last file written */
     uint64_t total_bytes;
-    double checkpoint_seconds; /* total time spent writing */
+    double checkpoint_seconds; /* total time spent writing: each committed
+                                  file from its start (the snapshot, in
+                                  the background mode) to its commit */
     double last_seconds;
     uint64_t restored_from;    /* iteration restored (when restored) */
     int restored;              /* 1 when state came from a checkpoint */
@@ -128,6 +130,11 @@ typedef struct {
                                   the file restored from */
     uint64_t last_iteration;   /* iterations done that the last file
                                   written (committed) holds; 0: none */
+    double caller_seconds;     /* time the calling thread spent on
+                                  checkpoints (what the iterations lost):
+                                  synchronous writes, snapshots, waits for
+                                  the background writer, retention. With
+                                  sync, at least checkpoint_seconds */
 } ember_loop_stats;
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid

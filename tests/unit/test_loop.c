@@ -1322,6 +1322,58 @@ static void test_loop_default_is_async(void **unused)
     state_free(&s);
 }
 
+/* caller_seconds is what checkpoints cost the calling thread. A
+ * background checkpoint is not counted as written until it commits, but
+ * its snapshot was taken on the caller's thread: right after the call
+ * that started it, caller_seconds is above 0 and checkpoint_seconds is 0.
+ * A synchronous write is timed inside the call that makes it, so there
+ * caller_seconds is at least checkpoint_seconds. Either way it is at most
+ * the time the test spent inside the loop's calls. */
+static double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void test_loop_caller_seconds(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    for (int sync = 0; sync < 2; sync++) {
+        fresh_dir();
+        state s;
+        state_init(&s);
+        ember_loop_opts o = {.every = 1, .sync = sync};
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        double inside = 0, t0 = tu_now();
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        inside += tu_now() - t0;
+        state_step(&s, it);
+        t0 = tu_now();
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        inside += tu_now() - t0;
+        ember_loop_stats st;
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.last_was_checkpoint, 1);
+        assert_true(st.caller_seconds > 0);
+        if (!sync)
+            assert_true(st.checkpoint_seconds == 0); /* not committed yet */
+        state_step(&s, it);
+        t0 = tu_now();
+        TU_OKM(ember_loop_finish(s.loop, msg), msg);
+        inside += tu_now() - t0;
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.checkpoints, 2);
+        assert_true(st.checkpoint_seconds > 0);
+        assert_true(st.caller_seconds <= inside);
+        if (sync)
+            assert_true(st.caller_seconds >= st.checkpoint_seconds);
+        state_free(&s);
+    }
+}
+
 static ino_t inode_of(const char *path)
 {
     struct stat st;
@@ -1768,6 +1820,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_young),
         cmocka_unit_test(test_loop_default_is_async),
         cmocka_unit_test(test_loop_async_spare_reused),
+        cmocka_unit_test(test_loop_caller_seconds),
         cmocka_unit_test(test_loop_async_failure_reported),
         cmocka_unit_test(test_loop_async_streams_without_room),
         cmocka_unit_test(test_loop_signal),
