@@ -10,7 +10,10 @@
  * new files and the first checkpoint faults its buffers in: the figure is
  * the median over checkpoints 5 to COUNT (default 25).
  * Prints: median_ms min_ms max_ms (CPU per checkpoint), then every value.
- * Usage: ckpt_cpu DIR [COUNT [N [PARTS]]] */
+ * Usage: ckpt_cpu DIR [COUNT [N [PARTS]]]
+ * Build (from the repository, after make build): gcc -O2 -fopenmp
+ *   -Iinclude bench/ckpt_cpu.c -Lbuild/lib -lember -Wl,-rpath,$PWD/build/lib
+ *   -o /tmp/ckpt_cpu */
 #include <ember.h>
 #include <ember/graph.h>
 
