@@ -252,9 +252,12 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
  * is no error here (its load reports it). EMBER_ENOTFOUND, EMBER_EIO
  * (msg names the file), EMBER_ENOMEM. */
 int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg);
-/* The same with threads threads sharing the reads (0: as a context's
- * default, OMP_NUM_THREADS, else all cores; ember_file_hash uses that).
- * The values do not depend on threads. */
+/* The same with threads threads sharing the reads (0 or negative: as a
+ * context's default, OMP_NUM_THREADS, else all cores; ember_file_hash
+ * uses that; at most 10 are used). The values do not depend on threads.
+ * Both open an OpenMP parallel region of their own when more than one
+ * thread is used; called inside a parallel region they run on a team of
+ * one unless nested parallelism is on. Thread-safe. */
 int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
                             uint64_t *xxh3, char *msg);
 

@@ -22,7 +22,7 @@
  *   40  8  XXH3-64 of the 512-byte block with these 8 bytes zero
  *   48 ..  a line of text naming the format; zero padding
  *
- * No HDF5 here: files are read through one 1 MiB buffer, never mapped
+ * No HDF5 here: files are read through chunk buffers, never mapped
  * (a mapped file truncated by another process during the check would
  * raise SIGBUS). Callers:
  * ckptfile.c (commit and open; a checkpoint built in memory is sealed
@@ -212,7 +212,7 @@ static void pass_run(hash_pass *p)
             pthread_mutex_unlock(&p->lock);
             feed(p, h, b, n, p->at + (uint64_t)c * CHUNK_BYTES);
             pthread_mutex_lock(&p->lock);
-            p->length += h == 0 || !p->hash[0] ? n : 0;
+            p->length += (h == 0 || !p->hash[0]) ? n : 0;
             p->next[h]++;
             p->busy[h] = 0;
         } else if (!p->err && c <= p->last && slot_free(p, c)) {
@@ -223,7 +223,9 @@ static void pass_run(hash_pass *p)
             int e = errno;
             pthread_mutex_lock(&p->lock);
             if (k < 0) {
-                p->err = e ? e : EIO;
+                /* a chunk past a known end is not read by one thread */
+                if (c <= p->last)
+                    p->err = e ? e : EIO;
             } else {
                 p->held[slot] = c;
                 p->got[slot] = (size_t)k;
@@ -551,10 +553,15 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
     else if (S_ISREG(st0.st_mode) && st0.st_size >= EMBER__FSUM_BLOCK &&
              pread_full(fd, block, sizeof block, 0) == (ssize_t)sizeof block)
         sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
+    /* more threads than chunk slots (plus the two hashes) find no work */
+    if (threads <= 0)
+        threads = omp_get_max_threads();
+    if (threads > CHUNK_SLOTS + 2)
+        threads = CHUNK_SLOTS + 2;
+    if (rc == EMBER_OK && st0.st_size <= (off_t)CHUNK_BYTES)
+        threads = 1;
     uint64_t n = 0;
-    if (rc == EMBER_OK && hash_stream(fd, 0, &all, sealed ? &body : NULL,
-                                      threads > 0 ? threads : omp_get_max_threads(),
-                                      &n))
+    if (rc == EMBER_OK && hash_stream(fd, 0, &all, sealed ? &body : NULL, threads, &n))
         rc = ember__err(msg, errno == ENOMEM ? EMBER_ENOMEM : EMBER_EIO, "%s: %s", path,
                         strerror(errno));
     if (rc == EMBER_OK) {
