@@ -96,6 +96,8 @@ int main(int argc, char **argv)
         return 1;
     }
     double *s = malloc((size_t)count * sizeof *s);
+    if (!s)
+        return 1;
     int m = count - 4;
     for (int k = 0; k < m; k++)
         s[k] = cost[k + 4];

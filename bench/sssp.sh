@@ -37,7 +37,7 @@ src=$(awk '!/^#/ { print $1; exit }' "$graph")
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 compute() { sed -n 's/.*"compute_seconds": \([0-9.e-]*\).*/\1/p' "$1"; }
-ckpt() { sed -n 's/.*"checkpoint_seconds": \([0-9.e-]*\).*/\1/p' "$1"; }
+ckpt() { sed -n 's/.*"checkpoint_write_seconds": \([0-9.e-]*\).*/\1/p' "$1"; }
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 common=(--input "$graph" --undirected --source "$src" --threads "$THREADS" --quiet)

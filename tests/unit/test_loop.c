@@ -1368,6 +1368,8 @@ static void test_loop_caller_seconds(void **unused)
         assert_int_equal(st.checkpoints, 2);
         assert_true(st.checkpoint_seconds > 0);
         assert_true(st.caller_seconds <= inside);
+        /* finish writes its checkpoint before it returns, inside its call */
+        assert_true(st.caller_seconds >= st.last_seconds);
         if (sync)
             assert_true(st.caller_seconds >= st.checkpoint_seconds);
         state_free(&s);
