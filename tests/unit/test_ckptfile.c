@@ -391,6 +391,22 @@ static void test_ckptfile_scalars_and_arrays(void **state)
     unlink("sc.h5");
 }
 
+/* The checkpoint at path verifies and holds exactly want[0..n) as "x". */
+static void assert_reads_back(ember_ctx *ctx, const char *path, const double *want,
+                              size_t n)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(ctx, &r, path, msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    double *got = malloc(n * sizeof *got);
+    assert_non_null(got);
+    TU_OKM(ember__ckr_scalars(r, "x", EMBER_F64, got, n, msg), msg);
+    assert_memory_equal(got, want, n * sizeof *got);
+    free(got);
+    ember__ckr_close(&r);
+}
+
 /* A file built in memory leaves its image for the next one; reserving room
  * for a bigger next file grows it at once (the image is not grown 64 KiB at
  * a time while HDF5 writes), and the bigger file still reads back. */
@@ -417,14 +433,7 @@ static void test_ckptfile_image_reserve_grows(void **state)
     TU_OKM(ember__ckw_scalars(w, "x", EMBER_F64, big, sizeof big / sizeof big[0], msg),
            msg);
     TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
-    ember__ckr *r = NULL;
-    TU_OKM(ember__ckr_open(ctx, &r, "im.h5", msg), msg);
-    TU_OKM(ember__ckr_verify(r, msg), msg);
-    static double got[1 << 18];
-    TU_OKM(ember__ckr_scalars(r, "x", EMBER_F64, got, sizeof got / sizeof got[0], msg),
-           msg);
-    assert_memory_equal(got, big, sizeof big);
-    ember__ckr_close(&r);
+    assert_reads_back(ctx, "im.h5", big, sizeof big / sizeof big[0]);
     ember__ckimg_free(ctx, &img);
     ember_ctx_destroy(&ctx);
     unlink("im.h5");
@@ -474,14 +483,7 @@ static void test_ckptfile_image_buffered_fallback(void **state)
     close(fd);
     assert_memory_equal(file, img.buf, img.len);
     free(file);
-    ember__ckr *r = NULL;
-    TU_OKM(ember__ckr_open(ctx, &r, path, msg), msg);
-    TU_OKM(ember__ckr_verify(r, msg), msg);
-    static double got[100000];
-    TU_OKM(ember__ckr_scalars(r, "x", EMBER_F64, got, sizeof got / sizeof got[0], msg),
-           msg);
-    assert_memory_equal(got, x, sizeof x);
-    ember__ckr_close(&r);
+    assert_reads_back(ctx, path, x, sizeof x / sizeof x[0]);
     ember__ckimg_free(ctx, &img);
     ember_ctx_destroy(&ctx);
     unlink(path);
