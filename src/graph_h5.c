@@ -328,8 +328,9 @@ static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
 /* Reads the located arrays with pread straight into place, pieces of
  * READ_PIECE bytes spread over the context's threads; the sources (array
  * 1) are checked against n while the piece is in cache (*bad_src). No
- * transparent huge pages are asked for (docs/design.md, "Loading"): on a
- * fresh VM their first touch cost 3x that of 4 KiB pages. */
+ * transparent huge pages are asked for (docs/design.md, "No transparent
+ * huge pages for loaded graphs"): on a fresh VM their first touch cost 3x
+ * that of 4 KiB pages. */
 static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
                       int *bad_src, char *msg)
 {
