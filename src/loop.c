@@ -1882,6 +1882,12 @@ static int restore(ember_loop *L, char *msg)
     if (!L->o.quiet && is_root(L))
         fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
                 path, (unsigned long long)iter);
+    /* The file just verified has committed. A run killed between a commit
+     * and its retention left one file too many, and a resume at the last
+     * iteration writes nothing that would retire it: retire it now. Stale
+     * (newer, rejected) files wait for a commit of this run's own. */
+    if (!L->nstale)
+        retain(L);
     return EMBER_OK;
 }
 

@@ -769,6 +769,36 @@ static void test_loop_retention(void **unused)
     assert_true(exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
 }
 
+/* A run killed after its last commit and before retention leaves a file
+ * too many; its rerun resumes at the end and writes nothing new, and still
+ * keeps only `keep` (CI's test_loop_kill caught 3 kept of 2). */
+static void test_loop_retention_on_resume(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(6, 3);
+    assert_int_equal(count_ckpts(), 3);
+    char msg[EMBER_MSG_SIZE], p[256];
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.keep = 2;
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    assert_int_equal(count_ckpts(), 2);
+    assert_true(exists(ckpt_name(p, 6)) && exists(ckpt_name(p, 5)));
+    /* A newer file that fails verification is stale: nothing is retired
+     * until this run commits one of its own. */
+    fresh_dir();
+    run_every1(6, 3);
+    FILE *f = fopen(ckpt_name(p, 7), "w");
+    assert_non_null(f);
+    fputs("not a checkpoint", f);
+    fclose(f);
+    o.quiet = 1;
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    assert_int_equal(count_ckpts(), 4);
+}
+
 /* RESUME_NEVER starts fresh and leaves older files alone until its own
  * first checkpoint commits; then the run owns the directory and every file
  * of an earlier run goes, however few files this run has written (a later
@@ -1809,6 +1839,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_mismatch_refused),
         cmocka_unit_test(test_loop_force_resume),
         cmocka_unit_test(test_loop_retention),
+        cmocka_unit_test(test_loop_retention_on_resume),
         cmocka_unit_test(test_loop_never_retires_old),
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_tmp_swept),
