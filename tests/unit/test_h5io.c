@@ -917,6 +917,10 @@ static void test_h5io_fletcher32_matches_wordwise(void **state)
     }
     for (size_t len = 0; len < 2200; len++)
         assert_int_equal(ember__fletcher32(b, len), fletcher32_wordwise(b, len));
+    for (size_t at = 1; at < 40; at++) /* any alignment */
+        for (size_t len = 700; len < 1500; len += 13)
+            assert_int_equal(ember__fletcher32(b + at, len),
+                             fletcher32_wordwise(b + at, len));
     assert_int_equal(ember__fletcher32(b, size), fletcher32_wordwise(b, size));
     memset(b, 0xff, size);
     for (size_t len = size - 3; len <= size; len++)
