@@ -9,7 +9,11 @@
  * snapshot's plus the writer's. The first K + 1 = 3 files of a run are
  * new files and the first checkpoint faults its buffers in: the figure is
  * the median over checkpoints 5 to COUNT (default 25).
- * Prints: median_ms min_ms max_ms (CPU per checkpoint), then every value.
+ * Prints: median_ms min_ms max_ms (CPU per checkpoint), then every value;
+ * then "caller" and the median wall time of the ember_loop_next that
+ * starts a checkpoint (what the iterations wait for: the snapshot).
+ * Run it with OMP_WAIT_POLICY=passive: the snapshot's copy runs on the
+ * team, and a team spinning through the sleep would count as CPU.
  * Usage: ckpt_cpu DIR [COUNT [N [PARTS]]]
  * Build (from the repository, after make build): gcc -O2 -fopenmp
  *   -Iinclude bench/ckpt_cpu.c -Lbuild/lib -lember -Wl,-rpath,$PWD/build/lib
@@ -20,12 +24,13 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-static double cpu_now(void)
+static double clock_now(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -50,7 +55,8 @@ int main(int argc, char **argv)
     int32_t *ids = malloc(n * sizeof *ids);
     uint64_t *off = malloc((parts + 1) * sizeof *off);
     double *cost = malloc((size_t)count * sizeof *cost);
-    if (!x || !ids || !off || !cost)
+    double *wait = malloc((size_t)count * sizeof *wait);
+    if (!x || !ids || !off || !cost || !wait)
         return 1;
     for (size_t i = 0; i < n; i++) {
         x[i] = 1.0 / (double)(i + 1);
@@ -80,11 +86,13 @@ int main(int argc, char **argv)
     for (int k = 0; !rc && k < count; k++) {
         for (size_t i = k % 97; i < n; i += 97) /* the state moves on */
             x[i] += 1e-9;
-        double c0 = cpu_now();
+        double c0 = clock_now(CLOCK_PROCESS_CPUTIME_ID);
+        double w0 = clock_now(CLOCK_MONOTONIC);
         rc = ember_loop_next(loop, &it, msg); /* snapshot, writer started */
+        wait[k] = (clock_now(CLOCK_MONOTONIC) - w0) * 1e3;
         struct timespec ts = {0, 150 * 1000 * 1000};
         nanosleep(&ts, NULL); /* the writer ends meanwhile */
-        cost[k] = (cpu_now() - c0) * 1e3;
+        cost[k] = (clock_now(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3;
     }
     if (!rc)
         rc = ember_loop_finish(loop, msg);
@@ -95,18 +103,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "ckpt_cpu: %s (%s)\n", msg, ember_strerror(rc));
         return 1;
     }
-    double *s = malloc((size_t)count * sizeof *s);
+    int m = count - 4;
+    double *s = malloc((size_t)m * sizeof *s);
     if (!s)
         return 1;
-    int m = count - 4;
-    for (int k = 0; k < m; k++)
-        s[k] = cost[k + 4];
+    memcpy(s, cost + 4, (size_t)m * sizeof *s);
     qsort(s, (size_t)m, sizeof *s, cmp);
     printf("%.3f %.3f %.3f |", s[m / 2], s[0], s[m - 1]);
     for (int k = 0; k < count; k++)
         printf(" %.2f", cost[k]);
-    printf("\n");
+    memcpy(s, wait + 4, (size_t)m * sizeof *s);
+    qsort(s, (size_t)m, sizeof *s, cmp);
+    printf("\ncaller %.3f\n", s[m / 2]);
     free(s);
+    free(wait);
     free(cost);
     free(off);
     free(ids);

@@ -919,8 +919,20 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
         for (size_t p = 0; !rc && p < ds->nparts; p++) {
             size_t lo, hi;
             ember__array_bounds(ds, p, &lo, &hi);
-            rc = ember__buf_append(ds->ctx, &parts[p],
-                                   data + lo * ds->type.size, hi - lo);
+            rc = ember__buf_reserve(ds->ctx, &parts[p], hi - lo);
+        }
+        /* The copies on the whole team, one loop with no wait inside: a
+         * checkpoint's snapshot is on the iterations' path, the other
+         * threads idle meanwhile. */
+        long long np = rc ? 0 : (long long)ds->nparts;
+#pragma omp parallel for schedule(static) num_threads(ds->ctx->threads)
+        for (long long p = 0; p < np; p++) {
+            size_t lo, hi;
+            ember__array_bounds(ds, (size_t)p, &lo, &hi);
+            if (hi > lo)
+                memcpy(parts[p].data, data + lo * ds->type.size,
+                       (hi - lo) * ds->type.size);
+            parts[p].n = hi - lo;
         }
     } else {
         mat_state m = {ds->ctx, parts};
