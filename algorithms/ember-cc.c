@@ -353,6 +353,7 @@ int main(int argc, char **argv)
                g->n, g->m, count_components(g, L), cli.iterations_done,
                cli.converged ? "" : " (NOT converged: --iterations ran out)");
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     if (!rc && !cli.quiet)
         fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s "
                 "(files written in %.3f s)\n", cli.load_seconds, cli.compute_seconds,

@@ -1745,6 +1745,7 @@ int main(int argc, char **argv)
      * partition order on every rank); rank 0 writes and prints. */
     if (!rc && cli.output && cli.rank == 0)
         rc = write_output(&s, &res, msg);
+    rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     int verified = 1;
     if (!rc && cli.rank == 0) {
         print_result(&s, &res);

@@ -185,6 +185,7 @@ int main(int argc, char **argv)
         printf("sum: %" PRId64 "\ncount: %" PRIu64 "\n", t.sum, t.count);
     if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))
         rc = EMBER_ECORRUPT;
+    rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     ember_loop_destroy(&loop);
     ember_ds_free(&ds);
     ember_ctx_destroy(&ctx);

@@ -706,6 +706,7 @@ int main(int argc, char **argv)
         rc = write_output(&cli, g, final, msg);
     if (!rc && top && root)
         print_top(g, final, top);
+    rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     if (!rc)
         summary(&cli, g);
     if (!rc && cli.verify && root)

@@ -2073,25 +2073,48 @@ int ember_loop_next(ember_loop *L, uint64_t *iteration, char *msg)
     return EMBER_OK;
 }
 
-int ember_loop_finish(ember_loop *L, char *msg)
+/* ember_loop_finish, and with `background` ember_loop_finish_start. */
+static int finish(ember_loop *L, int background, const char *name, char *msg)
 {
     ember__msg_clear(msg);
     if (!L)
-        return ember__err(msg, EMBER_EINVAL, "ember_loop_finish: NULL loop");
+        return ember__err(msg, EMBER_EINVAL, "%s: NULL loop", name);
     if (!L->started)
-        return ember__err(msg, EMBER_ESTATE,
-                          "ember_loop_finish before ember_loop_next");
+        return ember__err(msg, EMBER_ESTATE, "%s before ember_loop_next", name);
     if (L->stopped)
-        return ember__err(msg, EMBER_ESTATE,
-                          "ember_loop_finish: the loop has stopped");
+        return ember__err(msg, EMBER_ESTATE, "%s: the loop has stopped", name);
     if (L->pending) {
         L->done++;
         L->pending = 0;
     }
     int wrote = 0;
-    int rc = L->dir ? checkpoint_once(L, 0, &wrote, msg) : EMBER_OK;
+    int rc = L->dir ? checkpoint_once(L, background && L->async, &wrote, msg)
+                    : EMBER_OK;
+    if (background && !rc)
+        L->stats.last_was_checkpoint = L->job != NULL;
     if (!rc) /* after a failed write, finish may be called again */
         L->stopped = 1;
+    return rc;
+}
+
+int ember_loop_finish(ember_loop *L, char *msg)
+{
+    return finish(L, 0, "ember_loop_finish", msg);
+}
+
+int ember_loop_finish_start(ember_loop *L, char *msg)
+{
+    return finish(L, 1, "ember_loop_finish_start", msg);
+}
+
+int ember_loop_wait(ember_loop *L, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!L)
+        return ember__err(msg, EMBER_EINVAL, "ember_loop_wait: NULL loop");
+    double t0 = mono_now();
+    int rc = async_join(L, msg);
+    L->stats.caller_seconds += mono_now() - t0;
     return rc;
 }
 

@@ -209,6 +209,8 @@ typedef struct {
                                  mostly beside the iterations) */
 
     char parameters[8192];    /* private: ember_cli_loop's copy */
+    struct final_wait *final_wait; /* private: ember_cli_iterate's last
+                                 iteration, for ember_cli_iterate_end */
 
     /* The run's history, bound to the loop as the f64 array "history", so
      * every checkpoint records the convergence so far (ember-inspect --plot
@@ -336,7 +338,7 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
 
 /* Runs the loop: restores, then calls step until --iterations are done or
  * a step returns EMBER_DONE, checkpointing as the loop's policy says, and
- * writes the final checkpoint (ember_loop_finish). Meanwhile it writes the
+ * starts the final checkpoint (ember_loop_finish_start). Meanwhile it writes the
  * --metrics lines and the progress on stderr (unless --quiet): after a
  * restore one line "<name>: resumed from FILE at iteration N" (the loop
  * itself prints none), then on a terminal one live line fitted to its
@@ -348,9 +350,20 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * restored run had already finished: no step runs), EMBER_INTERRUPTED after
  * a signal (checkpoint written), or a negative error. Fills
  * cli->iterations_done, value, converged, compute_seconds,
- * checkpoint_seconds_lost and checkpoint_write_seconds. */
+ * checkpoint_seconds_lost and checkpoint_write_seconds (again in
+ * ember_cli_iterate_end, which the program must call). */
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg);
+/* The final checkpoint is written in the background where the loop can
+ * (ember_loop_finish_start), while the program writes its outputs: call
+ * this after them and before printing the run's timings, whatever rc
+ * they left (a program that never called ember_cli_iterate, or whose
+ * iterate failed, may call it too). It waits for the final checkpoint,
+ * writes the last progress and metrics lines, and fills
+ * checkpoint_seconds_lost and checkpoint_write_seconds. Returns rc when it
+ * is an error (the checkpoint's own failure is then printed), else the
+ * checkpoint's outcome (EMBER_OK once it has committed). */
+int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg);
 
 /* The exit status for an ember status, after printing msg (or the status
  * name) on stderr as "<name>: ...": 0 for EMBER_OK, 75 for

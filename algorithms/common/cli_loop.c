@@ -746,6 +746,38 @@ static long history_add(ember_cli *cli, uint64_t count, double value,
     return (long)used;
 }
 
+/* Records iteration `done` (its history row `row`, -1: none) once the
+ * loop call after it has returned, marking the row when a checkpoint of it
+ * was taken. */
+static void record_iteration(report *r, ember_loop *loop, uint64_t done,
+                             double seconds, long row, int last)
+{
+    ember_cli *cli = r->cli;
+    int ck = record(r, loop, done, seconds, last);
+    if (row >= 0 && ck) /* in the checkpoints after this one */
+        cli->history[2 + (size_t)row * EMBER_CLI_HISTORY_COLS + 3] +=
+            EMBER_CLI_HIST_CHECKPOINT;
+}
+
+/* The loop's checkpoint times into the cli, and the metrics' last line. */
+static void end_report(report *r, ember_loop *loop, int rc)
+{
+    ember_loop_stats st;
+    ember_loop_get_stats(loop, &st);
+    r->cli->checkpoint_write_seconds = st.checkpoint_seconds;
+    r->cli->checkpoint_seconds_lost = st.caller_seconds;
+    close_report(r, rc);
+}
+
+/* The last iteration, its final checkpoint in the background until
+ * ember_cli_iterate_end. */
+struct final_wait {
+    report r;
+    uint64_t done;
+    double seconds;
+    long row;
+};
+
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                       void *arg, char *msg)
 {
@@ -792,21 +824,42 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
          * for any signal (checkpoint, EMBER_INTERRUPTED), on any machine */
         if (cli->stop_at == done && !last && cli->checkpoint_dir)
             raise(SIGUSR1);
-        rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
+        rc = last ? ember_loop_finish_start(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
-        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED) {
-            int ck = record(&r, loop, done, seconds, last || rc == EMBER_INTERRUPTED);
-            if (row >= 0 && ck) /* in the checkpoints after this one */
-                cli->history[2 + (size_t)row * EMBER_CLI_HISTORY_COLS + 3] +=
-                    EMBER_CLI_HIST_CHECKPOINT;
+        if (last && rc == EMBER_OK) {
+            ember_loop_get_stats(loop, &st);
+            struct final_wait *f = st.last_was_checkpoint ? malloc(sizeof *f) : NULL;
+            if (f) { /* ember_cli_iterate_end records it */
+                *f = (struct final_wait){r, done, seconds, row};
+                cli->final_wait = f;
+                return EMBER_OK;
+            }
+            rc = ember_loop_wait(loop, msg);
         }
+        if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
+            record_iteration(&r, loop, done, seconds, row,
+                             last || rc == EMBER_INTERRUPTED);
         if (last)
             break;
     }
-    ember_loop_get_stats(loop, &st);
-    cli->checkpoint_write_seconds = st.checkpoint_seconds;
-    cli->checkpoint_seconds_lost = st.caller_seconds;
-    close_report(&r, rc);
+    end_report(&r, loop, rc);
     return rc;
+}
+
+int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg)
+{
+    struct final_wait *f = cli->final_wait;
+    if (!f)
+        return rc;
+    cli->final_wait = NULL;
+    char own[EMBER_MSG_SIZE] = "";
+    int wrc = ember_loop_wait(loop, rc ? own : msg);
+    if (wrc == EMBER_OK)
+        record_iteration(&f->r, loop, f->done, f->seconds, f->row, 1);
+    else if (rc) /* the program's error is the one it returns */
+        fprintf(stderr, "%s: %s\n", cli->prog->name, own);
+    end_report(&f->r, loop, rc ? rc : wrc);
+    free(f);
+    return rc ? rc : wrc;
 }
 

@@ -206,6 +206,19 @@ int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
  *     }
  */
 int ember_loop_finish(ember_loop *loop, char *msg);
+/* ember_loop_finish, except that in the background mode (opts.async, one
+ * process) the final checkpoint is written in the background: it returns
+ * once the snapshot is taken (stats.last_was_checkpoint then 1), so that
+ * the program can write its outputs meanwhile. The checkpoint has
+ * committed, or its failure is known, when ember_loop_wait returns;
+ * ember_loop_destroy waits too, but can only print a failure. Noted arrays
+ * must stay unchanged until then. In the other modes it is
+ * ember_loop_finish. */
+int ember_loop_finish_start(ember_loop *loop, char *msg);
+/* Waits for the checkpoint being written in the background, if any, and
+ * returns its outcome (EMBER_OK when none is in flight); the stats count
+ * it once committed. */
+int ember_loop_wait(ember_loop *loop, char *msg);
 /* Writes a checkpoint now, of the iterations done so far. */
 int ember_loop_checkpoint(ember_loop *loop, char *msg);
 void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);

@@ -361,6 +361,9 @@ static int run_toy(const char *line, toy *t, ember_cli *cli, char *msg)
         rc = ember_loop_bind_f64(loop, "x", &t->x);
     if (!rc)
         rc = ember_cli_iterate(cli, loop, toy_step, t, msg);
+    /* a program writes its outputs here, beside the final checkpoint */
+    rc = ember_cli_iterate_end(cli, loop, rc, msg);
+    assert_null(cli->final_wait);
     ember_loop_destroy(&loop);
     ember_ctx_destroy(&ctx);
     return rc;

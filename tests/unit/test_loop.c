@@ -1576,6 +1576,62 @@ static void test_loop_async_failure_reported(void **unused)
     state_free(&s);
 }
 
+/* ember_loop_finish_start: in the background mode the final checkpoint is
+ * in flight when it returns (counted, and retention run, only by
+ * ember_loop_wait), and a failure of it is what the wait returns; with
+ * .sync it is ember_loop_finish. */
+static void test_loop_finish_start_wait(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE], p[256];
+    for (int sync = 0; sync < 2; sync++) {
+        fresh_dir();
+        state s;
+        state_init(&s);
+        ember_loop_opts o = {.every = 1, .keep = 1, .sync = sync};
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        state_step(&s, it);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+        state_step(&s, it);
+        TU_OKM(ember_loop_finish_start(s.loop, msg), msg);
+        ember_loop_stats st;
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.last_was_checkpoint, !sync);
+        assert_int_equal(st.last_iteration, sync ? 2 : 1);
+        assert_int_equal(exists(ckpt_name(p, 1)), !sync); /* keep 1 */
+        assert_int_equal(ember_loop_finish(s.loop, msg), EMBER_ESTATE);
+        TU_OKM(ember_loop_wait(s.loop, msg), msg);
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.checkpoints, 2);
+        assert_int_equal(st.last_iteration, 2);
+        assert_true(exists(ckpt_name(p, 2)) && !exists(ckpt_name(p, 1)));
+        TU_OKM(ember_loop_wait(s.loop, msg), msg); /* nothing in flight */
+        state_free(&s);
+        assert_int_equal(resume_at(NULL, msg, EMBER_OK), 2);
+    }
+    /* A final write that fails: the wait says so, naming the file. */
+    fresh_dir();
+    assert_int_equal(mkdir(CKDIR, 0755), 0);
+    assert_int_equal(mkdir(CKDIR "/ckpt-000000000002.h5.tmp", 0755), 0);
+    state s;
+    state_init(&s);
+    ember_loop_opts o = {.every = 1};
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_step(&s, it);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_step(&s, it);
+    TU_OKM(ember_loop_finish_start(s.loop, msg), msg);
+    assert_true(ember_loop_wait(s.loop, msg) < 0);
+    TU_MSG_HAS(msg, "ckpt-000000000002.h5");
+    assert_false(exists(ckpt_name(p, 2)));
+    state_free(&s);
+    assert_int_equal(ember_loop_wait(NULL, msg), EMBER_EINVAL);
+}
+
 /* No directory anywhere: no lock, no files, no checkpoint possible. */
 static void test_loop_no_dir(void **unused)
 {
@@ -1855,6 +1911,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_async_spare_reused),
         cmocka_unit_test(test_loop_caller_seconds),
         cmocka_unit_test(test_loop_async_failure_reported),
+        cmocka_unit_test(test_loop_finish_start_wait),
         cmocka_unit_test(test_loop_async_streams_without_room),
         cmocka_unit_test(test_loop_signal),
         cmocka_unit_test(test_loop_no_signals),
