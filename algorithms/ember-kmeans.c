@@ -1743,9 +1743,12 @@ int main(int argc, char **argv)
         rc = final_labels(&s, &res, msg);
     /* Every rank holds the same centroids and labels (actions combine in
      * partition order on every rank); rank 0 writes and prints. */
+    /* The final checkpoint was written beside final_labels; it commits
+     * before the output, whose HDF5 calls (write_h5) are not under
+     * ember's lock, which the checkpoint's writer holds. */
+    rc = ember_cli_iterate_end(&cli, loop, rc, msg);
     if (!rc && cli.output && cli.rank == 0)
         rc = write_output(&s, &res, msg);
-    rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     int verified = 1;
     if (!rc && cli.rank == 0) {
         print_result(&s, &res);

@@ -685,7 +685,11 @@ uint32_t ember__fletcher32(const void *data, size_t len)
                            0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff};
     for (size_t words = len / 2; words;) {
         uint32_t t = words > 360 ? 360 : (uint32_t)words;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         uint32_t groups = t / 16;
+#else
+        uint32_t groups = 0; /* the lanes' byte swap assumes little-endian */
+#endif
         f32_vec ae = {0}, ao = {0}, be = {0}, bo = {0};
         for (uint32_t k = 0; k < groups; k++) {
             f32_vec x;

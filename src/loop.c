@@ -988,8 +988,9 @@ static int retire_file(const ember_loop *L, const char *path)
 /* Keeps the newest `keep` files: this run's history first, then stale
  * ones. Under RESUME_NEVER the run owns the directory: once one of its own
  * checkpoints has committed, every file of an older run is retired, so a
- * later resume can only find this run's. Runs only after a commit. A
- * failure to delete is a warning. */
+ * later resume can only find this run's. Runs only after a commit, or a
+ * resume from the newest file that verified (restore). A failure to
+ * delete is a warning. */
 static void retain(ember_loop *L)
 {
     ckpt_entry *e = NULL;
@@ -1021,7 +1022,7 @@ static void retain(ember_loop *L)
 }
 
 /* A checkpoint of `iter` iterations committed at `path`: the policy's and
- * the stats' bookkeeping, then retention (only ever after a commit). */
+ * the stats' bookkeeping, then retention. */
 static void account(ember_loop *L, uint64_t iter, double cost, double at,
                     uint64_t bytes, const char *path)
 {

@@ -354,6 +354,7 @@ typedef struct {
     int live;            /* a live line is on screen, needs a newline */
     double t_start;      /* this process's first iteration */
     double t_print;      /* last progress output */
+    double t_stop;       /* the last iteration's end, once known (else 0) */
     uint64_t first_it;   /* iteration count when this process began */
     uint64_t last_ck_it; /* iteration of the last checkpoint (0: none) */
     uint64_t last_ck_bytes;
@@ -567,7 +568,7 @@ static void progress(report *r, uint64_t it, double value, int last)
     remember_value(r, it, value);
     if (c->quiet)
         return;
-    double now = ember_cli_now();
+    double now = r->t_stop ? r->t_stop : ember_cli_now();
     int due = r->tty ? now - r->t_print >= 0.1 : now - r->t_print >= 2.0;
     if (!due && !last && it != r->first_it + 1)
         return;
@@ -830,6 +831,11 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
             ember_loop_get_stats(loop, &st);
             struct final_wait *f = st.last_was_checkpoint ? malloc(sizeof *f) : NULL;
             if (f) { /* ember_cli_iterate_end records it */
+                if (r.live) { /* the program's output starts on a clean line */
+                    fputs("\r\033[K", stderr);
+                    r.live = 0;
+                }
+                r.t_stop = ember_cli_now(); /* the rate, without the outputs */
                 *f = (struct final_wait){r, done, seconds, row};
                 cli->final_wait = f;
                 return EMBER_OK;
@@ -858,7 +864,7 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg)
         record_iteration(&f->r, loop, f->done, f->seconds, f->row, 1);
     else if (rc) /* the program's error is the one it returns */
         fprintf(stderr, "%s: %s\n", cli->prog->name, own);
-    end_report(&f->r, loop, rc ? rc : wrc);
+    end_report(&f->r, loop, wrc); /* "done": the loop's outcome, as ever */
     free(f);
     return rc ? rc : wrc;
 }

@@ -96,7 +96,8 @@ typedef struct {
                                  a checkpoint they do not fit, or that
                                  cannot allocate them, is streamed as with
                                  sync); finish, signals and deadlines
-                                 still write before returning, in the
+                                 still write before returning (but see
+                                 ember_loop_finish_start), in the
                                  file's memory once a policy checkpoint
                                  made it, else streamed. The default on
                                  one process; refused on several MPI
@@ -125,7 +126,9 @@ typedef struct {
                                   it, or in the background started it (it
                                   commits later: checkpoints and
                                   last_iteration count it then); not set by
-                                  ember_loop_finish */
+                                  ember_loop_finish; ember_loop_finish_start
+                                  sets it when the final one is in flight,
+                                  else 0 */
     char last_path[1024];      /* the last file written, or until one is
                                   the file restored from */
     uint64_t last_iteration;   /* iterations done that the last file
@@ -212,8 +215,10 @@ int ember_loop_finish(ember_loop *loop, char *msg);
  * the program can write its outputs meanwhile. The checkpoint has
  * committed, or its failure is known, when ember_loop_wait returns;
  * ember_loop_destroy waits too, but can only print a failure. Noted arrays
- * must stay unchanged until then. In the other modes it is
- * ember_loop_finish. */
+ * must stay unchanged until then. The loop has stopped either way: a
+ * failed final write is not tried again (ember_loop_finish returns
+ * EMBER_ESTATE). In the other modes, and when the snapshot and the file
+ * image do not fit the memory budget, it is ember_loop_finish. */
 int ember_loop_finish_start(ember_loop *loop, char *msg);
 /* Waits for the checkpoint being written in the background, if any, and
  * returns its outcome (EMBER_OK when none is in flight); the stats count

@@ -23,8 +23,9 @@ import fcntl, os, pty, struct, subprocess, sys, termios
 cols = int(sys.argv[1])
 master, slave = pty.openpty()
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if cols else 0, cols, 0, 0))
+both = os.environ.get("ONPTY_STDOUT") == "1" # stdout on the terminal too
 p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=slave)
+                     stdout=slave if both else subprocess.DEVNULL, stderr=slave)
 os.close(slave)
 out = b""
 while True:
@@ -79,6 +80,16 @@ fits cc.txt 80
 ! redraws cc.txt | grep -q ETA || fail "ember-cc shows an ETA: $(redraws cc.txt)"
 redraws cc.txt | grep -q 'changed [0-9][0-9]*\( \|$\)' || fail "changed count: $(redraws cc.txt)"
 ! redraws cc.txt | grep -q 'e[+-][0-9]' || fail "a count printed as a float: $(redraws cc.txt)"
+
+# stdout on the same terminal: the result line starts a line of its own,
+# though the final checkpoint is still being written when it prints (the
+# live line is cleared first; the last progress line follows the result)
+ONPTY_STDOUT=1 "$py" onpty.py 80 "$bin/ember-cc" --input g.h5 --checkpoint-dir ckcc \
+    > ccout.txt || fail "cc with stdout on the pty: exit $?"
+tr '\r' '\n' < ccout.txt | sed 's/\x1b\[K//g' | grep -q '^ember-cc: [0-9]* vertices' ||
+    fail "the result shares a line with the progress: $(cat -v ccout.txt)"
+tr '\r' '\n' < ccout.txt | sed 's/\x1b\[K//g' | grep -q 'checkpoint at [0-9]' ||
+    fail "no final progress line with its checkpoint: $(cat -v ccout.txt)"
 
 # a log gets every field, one line per report, whatever $COLUMNS says
 COLUMNS=40 "${pr[@]}" 2> log.txt > /dev/null
