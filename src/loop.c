@@ -2011,8 +2011,10 @@ static int after_iteration(ember_loop *L, char *msg)
     if (!rc && !stop && (f & F_DUE)) {
         rc = checkpoint_once(L, L->async, &wrote, msg);
         f = (signalled(L) ? F_STOP : 0) | (deadline_near(L) ? F_NEAR : 0);
+        t0 = mono_now(); /* the second agreement: the checkpoint's too */
         if (!rc)
             rc = agree(L, &f, msg);
+        L->stats.caller_seconds += mono_now() - t0;
     }
     if (!rc && !stop)
         stop = (f & (F_STOP | F_NEAR)) != 0;

@@ -38,7 +38,7 @@ while (( kills < 3 && runs < 40 )); do
         --checkpoint-dir ck --checkpoint-every 20 --checkpoint-async &
     pid=$!
     sleep "$(awk -v t="$run_ms" -v r=$((RANDOM % 25 + 5)) 'BEGIN { printf "%.3f", t * r / 100000 }')"
-    kill -9 $pid 2> /dev/null
+    kill -9 $pid 2> /dev/null || true
     st=0
     wait $pid 2> /dev/null || st=$?
     if [ $st -eq 137 ]; then
