@@ -107,8 +107,9 @@ typedef struct async_job async_job;
 typedef struct snap_item snap_item;
 static void snap_free(struct ember_loop *L);
 static int async_join(struct ember_loop *L, char *msg);
-static int write_ranks(struct ember_loop *L, const char *name, char *path,
-                       uint64_t *bytes, char *msg);
+static int write_ranks(struct ember_loop *L, const char *name,
+                       const char *lineage, char *path, uint64_t *bytes,
+                       char *msg);
 
 struct ember_loop {
     ember_ctx *ctx;
@@ -921,10 +922,9 @@ static int use_image(ember_loop *L, char *msg)
     return 0;
 }
 
-static int write_all(ember_loop *L, const char *name, char *path,
-                     uint64_t *bytes, char *msg)
+static int write_all(ember_loop *L, const char *name, const char *lineage,
+                     char *path, uint64_t *bytes, char *msg)
 {
-    char *lineage = lineage_text(L);
     if (!lineage)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     ember__ck_meta meta;
@@ -948,12 +948,11 @@ static int write_all(ember_loop *L, const char *name, char *path,
                  : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = write_binding(w, &L->b[i], msg);
-    if (rc)
+    if (rc) {
         ember__ckw_abort(&w);
-    else
-        rc = ember__ckw_commit(&w, bytes, path, msg);
-    ember__free(L->ctx, lineage);
-    return rc;
+        return rc;
+    }
+    return ember__ckw_commit(&w, bytes, path, msg);
 }
 
 static int is_stale(const ember_loop *L, uint64_t iter)
@@ -1058,7 +1057,12 @@ static int write_failed(const ember_loop *L, const char *name, int rc,
     return ember__err(msg, rc, "checkpoint %s/%s: %s", L->dir, name, inner);
 }
 
-static int write_checkpoint(ember_loop *L, char *msg)
+/* Writes a checkpoint of the loop now. lineage: the bound datasets'
+ * lineage text taken before they were computed for this checkpoint (the
+ * computation cuts it), or NULL to take it here; either way every file
+ * records the lineage as it was before its own cut, whichever way it is
+ * written. */
+static int write_checkpoint(ember_loop *L, const char *lineage, char *msg)
 {
     char name[64], path[PATH_SIZE], inner[EMBER_MSG_SIZE];
     ckpt_name(L, name, sizeof name);
@@ -1066,10 +1070,15 @@ static int write_checkpoint(ember_loop *L, char *msg)
     int rc = check_bound_types(L, msg);
     if (rc)
         return rc;
+    /* NULL when out of memory, which write_ranks agrees on with the
+     * other ranks */
+    char *own = lineage ? NULL : lineage_text(L);
+    const char *lin = lineage ? lineage : own;
     double t0 = mono_now();
     uint64_t bytes = 0;
-    rc = ranks(L) > 1 ? write_ranks(L, name, path, &bytes, inner)
-                      : write_all(L, name, path, &bytes, inner);
+    rc = ranks(L) > 1 ? write_ranks(L, name, lin, path, &bytes, inner)
+                      : write_all(L, name, lin, path, &bytes, inner);
+    ember__free(L->ctx, own);
     if (rc)
         return write_failed(L, name, rc, inner, msg);
     double t1 = mono_now();
@@ -1261,30 +1270,34 @@ static int snapshot(ember_loop *L, char *msg)
 
 /* Starts the policy's checkpoint in the background; streams it instead
  * (write_checkpoint) when its snapshot and image do not fit the memory
- * budget or cannot be allocated, or the thread cannot start. */
+ * budget or cannot be allocated, or the thread cannot start. The lineage
+ * text is taken first, before the computation cuts it, as a synchronous
+ * write takes it: the file says the same whichever way it was written. */
 static int async_start(ember_loop *L, char *msg)
 {
     int rc = check_bound_types(L, msg);
-    if (!rc)
-        rc = compute_bound(L, msg);
     if (rc)
         return rc;
-    if (!image_fits(L)) {
-        drop_image(L);
-        return write_checkpoint(L, msg);
-    }
     async_job *j = ember__calloc(L->ctx, 1, sizeof *j);
-    rc = j ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    if (j) {
-        j->ctx = L->ctx;
+    if (!j || !(j->lineage = lineage_text(L))) {
+        ember__free(L->ctx, j);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    }
+    j->ctx = L->ctx;
+    rc = compute_bound(L, msg);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    if (!image_fits(L))
+        rc = EMBER_ENOMEM; /* streamed below */
+    else {
         j->dir = L->dir;
         j->iter = L->done;
         j->t0 = mono_now();
         j->img = &L->img;
         ckpt_name(L, j->name, sizeof j->name);
-        j->lineage = lineage_text(L);
-        rc = j->lineage ? snapshot(L, msg)
-                        : ember__err(msg, EMBER_ENOMEM, "out of memory");
+        rc = snapshot(L, msg);
         j->items = L->snap;
         j->nitems = L->nsnap;
         j->meta = (ember__ck_meta){"loop", L->program, L->parameters,
@@ -1292,19 +1305,18 @@ static int async_start(ember_loop *L, char *msg)
                                    L->fingerprint, L->o.deflate};
     }
     if (!rc && pthread_create(&j->thread, NULL, job_run, j) != 0)
-        rc = ember__err(msg, EMBER_ENOMEM, "cannot start a checkpoint thread");
-    if (rc) {
-        if (j)
-            job_free(j);
-        if (rc != EMBER_ENOMEM)
-            return rc;
+        rc = EMBER_ENOMEM;
+    if (rc == EMBER_ENOMEM) {
         ember__msg_clear(msg);
         drop_image(L);
-        return write_checkpoint(L, msg);
+        rc = write_checkpoint(L, j->lineage, msg);
+    } else if (!rc) {
+        L->job = j;
+        L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */
+        return EMBER_OK;
     }
-    L->job = j;
-    L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */
-    return EMBER_OK;
+    job_free(j);
+    return rc;
 }
 
 /* Waits for the checkpoint in flight, if any, and accounts for it. */
@@ -1361,14 +1373,13 @@ static int write_binding_ranks(ember__ckp *w, const binding *b,
     }
 }
 
-static int write_ranks(ember_loop *L, const char *name, char *path,
-                       uint64_t *bytes, char *msg)
+static int write_ranks(ember_loop *L, const char *name, const char *lineage,
+                       char *path, uint64_t *bytes, char *msg)
 {
     ember_ctx *ctx = L->ctx;
     size_t nb = L->nb;
     ember__buf **parts = ember__calloc(ctx, nb + 1, sizeof *parts);
     int **own = ember__calloc(ctx, nb + 1, sizeof *own);
-    char *lineage = lineage_text(L);
     int rc = parts && own && lineage ? EMBER_OK
                                      : ember__err(msg, EMBER_ENOMEM, "out of memory");
     /* Each bound dataset's own partitions, computed (a local checkpoint cuts
@@ -1407,7 +1418,6 @@ static int write_ranks(ember_loop *L, const char *name, char *path,
     }
     ember__free(ctx, parts);
     ember__free(ctx, own);
-    ember__free(ctx, lineage);
     return rc;
 }
 
@@ -1962,7 +1972,7 @@ static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
     int rc = async_join(L, msg);
     if (!rc && !(L->have_ckpt && L->ckpt_iter == L->done)) {
         *wrote = 1;
-        rc = async ? async_start(L, msg) : write_checkpoint(L, msg);
+        rc = async ? async_start(L, msg) : write_checkpoint(L, NULL, msg);
     }
     L->stats.caller_seconds += mono_now() - t0;
     return rc;
@@ -2137,7 +2147,7 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
     double t0 = mono_now();
     int rc = async_join(L, msg);
     if (!rc)
-        rc = write_checkpoint(L, msg);
+        rc = write_checkpoint(L, NULL, msg);
     L->stats.caller_seconds += mono_now() - t0;
     return rc;
 }

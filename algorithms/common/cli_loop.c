@@ -825,13 +825,23 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
          * for any signal (checkpoint, EMBER_INTERRUPTED), on any machine */
         if (cli->stop_at == done && !last && cli->checkpoint_dir)
             raise(SIGUSR1);
-        /* ember_loop_finish, not yet ember_loop_finish_start: its file's
-         * lineage attribute differs from a synchronous write's (a
-         * snapshot cuts the lineage), which test_mpi_ckpt_collective
-         * compares; until that is settled, ember_cli_iterate_end finds
-         * nothing in flight. */
-        rc = last ? ember_loop_finish(loop, msg) : ember_loop_next(loop, &it, msg);
+        rc = last ? ember_loop_finish_start(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
+        if (last && rc == EMBER_OK) {
+            ember_loop_get_stats(loop, &st);
+            struct final_wait *f = st.last_was_checkpoint ? malloc(sizeof *f) : NULL;
+            if (f) { /* ember_cli_iterate_end records it */
+                if (r.live) { /* the program's output starts on a clean line */
+                    fputs("\r\033[K", stderr);
+                    r.live = 0;
+                }
+                r.t_stop = ember_cli_now(); /* the rate, without the outputs */
+                *f = (struct final_wait){r, done, seconds, row};
+                cli->final_wait = f;
+                return EMBER_OK;
+            }
+            rc = ember_loop_wait(loop, msg);
+        }
         if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
             record_iteration(&r, loop, done, seconds, row,
                              last || rc == EMBER_INTERRUPTED);
