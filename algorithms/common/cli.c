@@ -936,6 +936,8 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
         else
             add_extra_value(&b, o);
     }
+    if (cli->prog->arithmetic)
+        sb_add(&b, "arithmetic=%s\n", cli->prog->arithmetic);
     if (cli->prog->fingerprint & EMBER_CLI_FP_SEED)
         sb_add(&b, "seed=%" PRIu64 "\n", cli->seed);
     if (cli->prog->fingerprint & EMBER_CLI_FP_TOLERANCE) {

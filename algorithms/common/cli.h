@@ -132,6 +132,11 @@ typedef struct {
     const char *value_name;  /* what a step reports: "residual", "inertia" */
     unsigned value_flags;    /* EMBER_CLI_VALUE_* */
     int max_positional;      /* arguments after the options (0: none) */
+    const char *arithmetic;  /* names the order of the step's floating-point
+                                sums when it is not the first one (NULL):
+                                recorded in the parameters, so a checkpoint
+                                summed another way is refused, not resumed
+                                into a result no run gives */
 } ember_cli_program;
 
 /* ---- the parsed command line ------------------------------------------- */
