@@ -142,8 +142,9 @@ typedef struct {
  * contributions 64 edges ahead are prefetched (end: the end of the whole
  * edge array, which must not be read past). row_sum_avx512 and
  * row_sum_avx2 are the same sums with vector gathers: the same bits (a
- * gather does not round, the lanes add as the scalar lanes do): about 13 %
- * less compute on an AVX-512 Xeon (docs/design.md). */
+ * gather does not round, the lanes add as the scalar lanes do), about 11 %
+ * less compute on an AVX-512 Xeon (docs/design.md, "PageRank sums each row
+ * in 8 lanes"). */
 static double lanes_total(const double t[8])
 {
     return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
@@ -154,7 +155,7 @@ static double row_sum_generic(const double *c, const uint32_t *a, const uint32_t
 {
     double t[8] = {0};
     for (; a + 8 <= e; a += 8) {
-        if (a + 64 < end)
+        if (end - a > 64)
             __builtin_prefetch(&c[a[64]]);
         for (int i = 0; i < 8; i++)
             t[i] += c[a[i]];
@@ -171,7 +172,7 @@ row_sum_avx512(const double *c, const uint32_t *a, const uint32_t *e, const uint
 {
     __m512d s = _mm512_setzero_pd();
     for (; a + 8 <= e; a += 8) {
-        if (a + 64 < end)
+        if (end - a > 64)
             __builtin_prefetch(&c[a[64]]);
         __m256i ix = _mm256_loadu_si256((const __m256i *)(const void *)a);
         s = _mm512_add_pd(s, _mm512_i32gather_pd(ix, c, 8));
@@ -189,7 +190,7 @@ row_sum_avx2(const double *c, const uint32_t *a, const uint32_t *e, const uint32
 {
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
     for (; a + 8 <= e; a += 8) {
-        if (a + 64 < end)
+        if (end - a > 64)
             __builtin_prefetch(&c[a[64]]);
         lo = _mm256_add_pd(lo, _mm256_i32gather_pd(c, _mm_loadu_si128((const __m128i *)(const void *)a), 8));
         hi = _mm256_add_pd(hi, _mm256_i32gather_pd(c, _mm_loadu_si128((const __m128i *)(const void *)(a + 4)), 8));
@@ -203,24 +204,79 @@ row_sum_avx2(const double *c, const uint32_t *a, const uint32_t *e, const uint32
 }
 #endif
 
-/* The fastest row sum this CPU runs; all give the same bits. The vector
- * gathers only on Intel's CPUs: on AMD's (Zen 4/5) they were 1.1-1.3x
- * slower than the scalar loop (docs/design.md). EMBER_PAGERANK_ISA
- * (avx512, avx2, generic) forces one where the CPU has it, for tests. */
-static row_sum_fn pick_row_sum(void)
+#ifdef PR_X86
+/* Whether the vector gathers are fast here: Intel's CPUs but those whose
+ * gathers Linux slows down against Downfall (the GDS microcode
+ * mitigation, Skylake to Tiger Lake); not AMD's (Zen 4/5), where they were
+ * 1.1-1.3x slower than the scalar loop (docs/design.md). */
+static int gathers_fast(void)
+{
+    if (!__builtin_cpu_is("intel"))
+        return 0;
+    char line[64] = "";
+    FILE *f = fopen("/sys/devices/system/cpu/vulnerabilities/gather_data_sampling", "r");
+    if (f) {
+        if (!fgets(line, sizeof line, f))
+            line[0] = '\0';
+        fclose(f);
+    }
+    return strncmp(line, "Mitigation", 10) != 0;
+}
+#endif
+
+/* The fastest row sum for n vertices on this CPU; all give the same bits.
+ * The gathers take signed 32-bit indices, so only below 2^31 vertices.
+ * EMBER_PAGERANK_ISA (avx512, avx2, generic) forces one where the CPU has
+ * it, for tests. */
+static row_sum_fn pick_row_sum(uint64_t n)
 {
 #ifdef PR_X86
     const char *force = getenv("EMBER_PAGERANK_ISA");
     int any = !force || !*force;
     __builtin_cpu_init();
-    if (any && !__builtin_cpu_is("intel"))
+    if (n > ((uint64_t)1 << 31) || (any && !gathers_fast()))
         return row_sum_generic;
     if ((any || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
         return row_sum_avx512;
     if ((any || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2"))
         return row_sum_avx2;
+#else
+    (void)n;
 #endif
     return row_sum_generic;
+}
+
+/* pull's loop over rows [lo, lo + n), with the row sum f: inlined into
+ * pull twice, so that the generic sum (the one used off Intel's CPUs) is
+ * called directly, not through a pointer. Returns the L1 change and adds
+ * the dangling rank to *dang. */
+__attribute__((always_inline)) static inline double
+pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
+          double *dang)
+{
+    const double *c = s->contrib[s->cur];
+    double *next = s->contrib[!s->cur], *out = s->dst + lo, res = 0;
+    const uint32_t *deg = s->g->out_degree;
+    const uint64_t *off = s->g->offsets;
+    /* This rank's rows only (ember_graph_check_owned): edge e at
+     * adj[e - edge_lo]. */
+    const uint32_t *adj = s->g->adj, *end = adj + ember_graph_held_edges(s->g);
+    const uint64_t elo = s->g->edge_lo;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = lo + i;
+        double r = s->base + s->d * f(c, adj + (off[v] - elo),
+                                      adj + (off[v + 1] - elo), end);
+        out[i] = r;
+        res += fabs(r - old[i]);
+        /* as in prepare, so the bits do not depend on which wrote them */
+        if (deg[v])
+            next[v] = r / deg[v];
+        else {
+            next[v] = 0;
+            *dang += r;
+        }
+    }
+    return res;
 }
 
 /* map_partitions: the new ranks of one vertex range, pulled from the
@@ -231,34 +287,13 @@ static row_sum_fn pick_row_sum(void)
 static int pull(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     pr *s = arg;
-    const double *old = in, *c = s->contrib[s->cur];
-    double *next = s->contrib[!s->cur];
-    const uint32_t *deg = s->g->out_degree;
-    const uint64_t *off = s->g->offsets;
-    /* This rank's rows only (ember_graph_check_owned): edge e at
-     * adj[e - edge_lo]. */
-    const uint32_t *adj = s->g->adj, *end = adj + ember_graph_held_edges(s->g);
-    const uint64_t elo = s->g->edge_lo;
     size_t p = ember_emitter_partition(em);
     uint64_t lo = s->off[p];
     assert(n == 0 || (lo >= s->g->row_lo && lo + n <= s->g->row_hi));
-    double res = 0, dang = 0, *out = s->dst + lo;
-    row_sum_fn row_sum = s->row_sum;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t v = lo + i;
-        double r = s->base + s->d * row_sum(c, adj + (off[v] - elo),
-                                            adj + (off[v + 1] - elo), end);
-        out[i] = r;
-        res += fabs(r - old[i]);
-        /* as in prepare, so the bits do not depend on which wrote them */
-        if (deg[v])
-            next[v] = r / deg[v];
-        else {
-            next[v] = 0;
-            dang += r;
-        }
-    }
-    s->res_part[p] = res;
+    double dang = 0;
+    s->res_part[p] = s->row_sum == row_sum_generic
+                         ? pull_rows(s, row_sum_generic, in, lo, n, &dang)
+                         : pull_rows(s, s->row_sum, in, lo, n, &dang);
     s->dang_part[p] = dang;
     return 0;
 }
@@ -521,7 +556,7 @@ static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
     s->ctx = ctx;
     s->d = damping;
     s->tolerance = cli->tolerance;
-    s->row_sum = pick_row_sum();
+    s->row_sum = pick_row_sum(g->n);
     s->buf[0] = malloc(g->n * sizeof(double));
     s->buf[1] = malloc(g->n * sizeof(double));
     /* One copy a node under MPI (a shared-memory window): the all-gather

@@ -1280,8 +1280,11 @@ static int async_start(ember_loop *L, char *msg)
         return rc;
     async_job *j = ember__calloc(L->ctx, 1, sizeof *j);
     if (!j || !(j->lineage = lineage_text(L))) {
+        /* streamed, with the snapshot's and image's memory given back;
+         * nothing is computed yet, so its lineage is still uncut */
         ember__free(L->ctx, j);
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        drop_image(L);
+        return write_checkpoint(L, NULL, msg);
     }
     j->ctx = L->ctx;
     rc = compute_bound(L, msg);
@@ -1382,11 +1385,15 @@ static int write_ranks(ember_loop *L, const char *name, const char *lineage,
     int **own = ember__calloc(ctx, nb + 1, sizeof *own);
     int rc = parts && own && lineage ? EMBER_OK
                                      : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    /* agreed first: the computations below are collective, and a rank
+     * without its arrays would skip them */
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    int ready = rc == EMBER_OK; /* the same on every rank */
     /* Each bound dataset's own partitions, computed (a local checkpoint cuts
      * the lineage, as on one process). Every item is tried even after a
      * failure here, so that every rank makes the same collective calls;
      * the first failure is kept, then agreed. */
-    for (size_t i = 0; parts && own && i < nb; i++) {
+    for (size_t i = 0; ready && i < nb; i++) {
         const binding *b = &L->b[i];
         if (b->kind != BIND_DS)
             continue;
