@@ -226,13 +226,20 @@ static int gathers_fast(void)
 
 /* The fastest row sum for n vertices on this CPU; all give the same bits.
  * The gathers take signed 32-bit indices, so only below 2^31 vertices.
- * EMBER_PAGERANK_ISA (avx512, avx2, generic) forces one where the CPU has
- * it, for tests. */
+ * EMBER_PAGERANK_ISA (avx512, avx2, generic) forces one, for tests; one
+ * this CPU (or build) lacks, or another name, is said on stderr and the
+ * generic one runs. */
 static row_sum_fn pick_row_sum(uint64_t n)
 {
-#ifdef PR_X86
     const char *force = getenv("EMBER_PAGERANK_ISA");
     int any = !force || !*force;
+    if (!any && strcmp(force, "generic") != 0 && strcmp(force, "avx512") != 0 &&
+        strcmp(force, "avx2") != 0) {
+        fprintf(stderr, "ember-pagerank: EMBER_PAGERANK_ISA=%s is not avx512, avx2 "
+                "or generic; the generic row sum runs\n", force);
+        return row_sum_generic;
+    }
+#ifdef PR_X86
     __builtin_cpu_init();
     if (n > ((uint64_t)1 << 31) || (any && !gathers_fast()))
         return row_sum_generic;
@@ -243,6 +250,9 @@ static row_sum_fn pick_row_sum(uint64_t n)
 #else
     (void)n;
 #endif
+    if (!any && strcmp(force, "generic") != 0)
+        fprintf(stderr, "ember-pagerank: EMBER_PAGERANK_ISA=%s: not on this CPU "
+                "(or above 2^31 vertices); the generic row sum runs\n", force);
     return row_sum_generic;
 }
 
