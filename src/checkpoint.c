@@ -349,10 +349,17 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
         rc = owned_count(ds, &mine, msg);
     /* Only partitions not stored are computed (those that never got room
      * or were evicted count as recomputes). On several ranks each stores
-     * its own, and ember_count is collective: the ranks agree first. */
-    int64_t short_ = !rc && ember__store_count(ds->ctx, ds->id) < mine;
-    if (!rc && ember__comm_size(ds->ctx) > 1)
-        rc = ember__comm_agree(ds->ctx, &short_, 1, EMBER__AGREE_OR, msg);
+     * its own, and ember_count is collective: the ranks agree first, also
+     * on a failure above, so that all of them stop together. */
+    int64_t flags[2] = {!rc && ember__store_count(ds->ctx, ds->id) < mine, rc != 0};
+    if (ember__comm_size(ds->ctx) > 1) {
+        int r = ember__comm_agree(ds->ctx, flags, 2, EMBER__AGREE_OR, rc ? NULL : msg);
+        rc = rc ? rc : r;
+        if (!rc && flags[1])
+            rc = ember__err(msg, EMBER_EIO, "local checkpoint of #%llu failed on "
+                            "another rank", (unsigned long long)ds->id);
+    }
+    int64_t short_ = flags[0];
     if (!rc && short_)
         rc = ember_count(ds, &n, msg);
     short_ = !rc && ember__store_count(ds->ctx, ds->id) < mine;
