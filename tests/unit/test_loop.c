@@ -1171,7 +1171,7 @@ static void test_loop_deadline(void **unused)
     TU_OKM(state_loop(&s, &o, msg), msg);
     uint64_t it;
     int rc = ember_loop_next(s.loop, &it, msg), steps = 0;
-    double ret = wall(), call = ret, it_max = 0, cost_max = 0;
+    double ret = wall(), call = ret, it_max = 0;
     ember_loop_stats st;
     while (rc == EMBER_OK && steps < 100) {
         state_step(&s, it);
@@ -1182,8 +1182,6 @@ static void test_loop_deadline(void **unused)
         rc = ember_loop_next(s.loop, &it, msg);
         ret = wall();
         ember_loop_get_stats(s.loop, &st);
-        if (st.last_was_checkpoint && st.last_seconds > cost_max)
-            cost_max = st.last_seconds;
     }
     assert_int_equal(rc, EMBER_INTERRUPTED);
     assert_int_equal(st.last_was_checkpoint, 1);
@@ -1194,10 +1192,16 @@ static void test_loop_deadline(void **unused)
     /* It stopped at a check that began before the deadline ... */
     if (!(call < deadline))
         fail_msg("the last check began %.3f s after the deadline", call - deadline);
-    /* ... and only when one more step and a checkpoint would not fit. */
-    if (ret + it_max + 1.5 * cost_max + 0.05 < deadline)
+    /* ... and only when one more step and a checkpoint would not fit. The
+     * loop plans with each checkpoint's start-to-commit time, a background
+     * one's known only once it has committed (at some later call; a slow
+     * fsync under load makes it long), and with a step's time until then:
+     * all the checkpoints' time together bounds what it planned with. */
+    double cost = st.checkpoint_seconds > it_max ? st.checkpoint_seconds : it_max;
+    if (ret + it_max + 1.5 * cost + 0.05 < deadline)
         fail_msg("stopped %.3f s before the deadline; steps take up to %.3f s "
-                 "and checkpoints %.3f s", deadline - ret, it_max, cost_max);
+                 "and checkpoints %.3f s in all", deadline - ret, it_max,
+                 st.checkpoint_seconds);
     state_free(&s);
 }
 
