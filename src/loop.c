@@ -948,11 +948,11 @@ static int write_all(ember_loop *L, const char *name, const char *lineage,
                  : ember__ckw_begin(L->ctx, &w, L->dir, name, &meta, msg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         rc = write_binding(w, &L->b[i], msg);
-    if (rc) {
+    if (rc)
         ember__ckw_abort(&w);
-        return rc;
-    }
-    return ember__ckw_commit(&w, bytes, path, msg);
+    else
+        rc = ember__ckw_commit(&w, bytes, path, msg);
+    return rc;
 }
 
 static int is_stale(const ember_loop *L, uint64_t iter)
