@@ -459,6 +459,21 @@ int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
     return rc;
 }
 
+int ember__ckw_chunks(ember__ckw *w, const char *name, const ember_type *t,
+                      ember__chunks *c, const uint64_t *off, size_t nparts,
+                      char *msg)
+{
+    ember__h5w *hw = NULL;
+    int rc = open_writer(w, off ? "datasets" : "scalars", name, t, c->n, &hw, msg);
+    if (!rc)
+        rc = ember__h5w_put_chunks(hw, c, msg);
+    if (hw) {
+        int rc2 = ember__h5w_close(&hw, rc ? NULL : off, nparts, rc ? NULL : msg);
+        rc = rc ? rc : rc2;
+    }
+    return rc;
+}
+
 int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
                        const void *data, size_t n, char *msg)
 {

@@ -910,7 +910,7 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
         parts[p].size = ds->type.size;
     }
     int rc = EMBER_OK;
-    if (ds->op == EMBER__ARRAY && ds->ckpt_state != 1) {
+    if (ember__copyable_array(ds)) {
         /* An array source is copied straight from its array, as save.c
          * writes one: the executor would synchronise the team once per
          * window of partitions, each wait a time slice on a loaded
@@ -942,6 +942,40 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
                ? ember__err(msg, rc, "out of memory materializing #%llu",
                             (unsigned long long)ds->id)
                : rc;
+}
+
+int ember__copyable_array(const ember_ds *ds)
+{
+    return ds->op == EMBER__ARRAY && ds->ckpt_state != 1 &&
+           ember__comm_size(ds->ctx) == 1;
+}
+
+int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
+                              char *msg)
+{
+    if (!ember__copyable_array(ds))
+        return ember__err(msg, EMBER_EINVAL, "#%llu is not an array on one process",
+                          (unsigned long long)ds->id);
+    if (ember__chunks_layout(ds->ctx, c, ds->type.size, ds->u.array.n))
+        return ember__err(msg, EMBER_ENOMEM, "out of memory materializing #%llu",
+                          (unsigned long long)ds->id);
+    off[0] = 0;
+    for (size_t p = 0; p < ds->nparts; p++) {
+        size_t lo, hi;
+        ember__array_bounds(ds, p, &lo, &hi);
+        off[p + 1] = off[p] + (hi - lo);
+    }
+    /* on the whole team, as materialize_into's copies */
+    const unsigned char *data = ds->u.array.data;
+    long long np = (long long)ds->nparts;
+#pragma omp parallel for schedule(static) num_threads(ds->ctx->threads)
+    for (long long p = 0; p < np; p++) {
+        size_t lo, hi;
+        ember__array_bounds(ds, (size_t)p, &lo, &hi);
+        ember__chunks_put(c, off[p], data + lo * ds->type.size, hi - lo);
+    }
+    ember__chunks_seal(c, 0);
+    return EMBER_OK;
 }
 
 int ember__materialize(ember_ds *ds, ember__buf **out, char *msg)

@@ -1207,16 +1207,31 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
  * the file with H5Dwrite_chunk. The file is the same as through the filter
  * pipeline, without its per-write chunk read-modify-write and its copies:
  * h5py, h5dump and read_parallel check the chunks as before. */
+static void put_sum(unsigned char *slot, size_t bytes)
+{
+    uint32_t sum = ember__fletcher32(slot, bytes);
+    for (int i = 0; i < 4; i++)
+        slot[bytes + (size_t)i] = (unsigned char)(sum >> (8 * i));
+}
+
+/* Writes slot (a whole chunk, then its checksum) as the chunk of records
+ * [off, w->n), the dataset grown to w->n first. */
+static int put_chunk(ember__h5w *w, const unsigned char *slot, hsize_t off)
+{
+    hsize_t size = w->n;
+    if (H5Dset_extent(w->dset, &size) < 0 ||
+        H5Dwrite_chunk(w->dset, H5P_DEFAULT, 0, &off, w->chunk * w->recsize + 4,
+                       slot) < 0)
+        return EMBER_EIO;
+    return EMBER_OK;
+}
+
 static int flush_chunk(ember__h5w *w)
 {
     size_t bytes = w->chunk * w->recsize;
     memset(w->buf + w->fill * w->recsize, 0, bytes - w->fill * w->recsize);
-    uint32_t sum = ember__fletcher32(w->buf, bytes);
-    for (int i = 0; i < 4; i++)
-        w->buf[bytes + (size_t)i] = (unsigned char)(sum >> (8 * i));
-    hsize_t size = w->n, off = w->n - w->fill;
-    if (H5Dset_extent(w->dset, &size) < 0 ||
-        H5Dwrite_chunk(w->dset, H5P_DEFAULT, 0, &off, bytes + 4, w->buf) < 0)
+    put_sum(w->buf, bytes);
+    if (put_chunk(w, w->buf, w->n - w->fill))
         return EMBER_EIO;
     w->fill = 0;
     return EMBER_OK;
@@ -1290,6 +1305,83 @@ int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg)
         return EMBER_OK;
     ember__h5_lock();
     int rc = append_locked(w, recs, n, msg);
+    ember__h5_unlock();
+    return rc;
+}
+
+/* ---- records laid out as chunks ---------------------------------------- */
+
+size_t ember__h5_chunk_records(size_t recsize, uint64_t expected)
+{
+    return (size_t)chunk_records(recsize, expected);
+}
+
+int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
+                         size_t n)
+{
+    size_t chunk = ember__h5_chunk_records(recsize, n);
+    size_t stride = (chunk * recsize + 4 + 63) / 64 * 64;
+    size_t slots = (n + chunk - 1) / chunk;
+    if (slots > SIZE_MAX / stride)
+        return EMBER_ENOMEM;
+    if (c->mem.cap < slots * stride) { /* exactly: no doubling */
+        void *p = ember__realloc(ctx, c->mem.data, slots * stride);
+        if (!p)
+            return EMBER_ENOMEM;
+        c->mem.data = p;
+        c->mem.cap = slots * stride;
+    }
+    c->mem.size = 1;
+    c->n = n;
+    c->chunk = chunk;
+    c->recsize = recsize;
+    c->stride = stride;
+    c->summed = 0;
+    return EMBER_OK;
+}
+
+void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n)
+{
+    const unsigned char *src = recs;
+    while (n) {
+        size_t in = at % c->chunk, k = c->chunk - in < n ? c->chunk - in : n;
+        memcpy(c->mem.data + at / c->chunk * c->stride + in * c->recsize, src,
+               k * c->recsize);
+        src += k * c->recsize;
+        at += k;
+        n -= k;
+    }
+}
+
+void ember__chunks_seal(ember__chunks *c, int sum)
+{
+    size_t bytes = c->chunk * c->recsize, tail = c->n % c->chunk;
+    if (tail)
+        memset(c->mem.data + c->n / c->chunk * c->stride + tail * c->recsize, 0,
+               bytes - tail * c->recsize);
+    for (size_t i = 0; sum && i * c->chunk < c->n; i++)
+        put_sum(c->mem.data + i * c->stride, bytes);
+    c->summed = sum;
+}
+
+int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!w || !c || !w->direct || w->n || w->fill || c->chunk != w->chunk ||
+        c->recsize != w->recsize)
+        return ember__err(msg, EMBER_EINVAL, "%s: chunks of another layout",
+                          w ? w->where : "h5 writer");
+    size_t bytes = w->chunk * w->recsize;
+    int rc = EMBER_OK;
+    ember__h5_lock();
+    for (size_t lo = 0; !rc && lo < c->n; lo += c->chunk) {
+        unsigned char *slot = c->mem.data + lo / c->chunk * c->stride;
+        if (!c->summed)
+            put_sum(slot, bytes);
+        w->n = lo + c->chunk < c->n ? lo + c->chunk : c->n;
+        if (put_chunk(w, slot, lo))
+            rc = h5_fail(msg, EMBER_EIO, w->where, "writing records failed");
+    }
     ember__h5_unlock();
     return rc;
 }

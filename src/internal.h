@@ -287,6 +287,16 @@ int ember__materialize(ember_ds *ds, ember__buf **parts, char *msg);
  * call: their room is reused, so a repeated snapshot touches no fresh
  * memory). One process only. The caller frees with ember__parts_free. */
 int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg);
+/* Whether ds is an array source whose records can be copied straight from
+ * its array (one process, not being checkpointed). */
+int ember__copyable_array(const ember_ds *ds);
+/* Such a dataset's records into c (laid out for them; the writer sums its
+ * chunks) and its partition offsets into off (nparts + 1), copied on the
+ * team: a checkpoint's snapshot that the writer puts in the file as it
+ * lies. */
+typedef struct ember__chunks ember__chunks;
+int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
+                              char *msg);
 /* The same without the gather: under MPI only the partitions this rank
  * owns are filled, the others are empty. Serially the same as above. */
 int ember__materialize_owned(ember_ds *ds, ember__buf **parts, char *msg);
@@ -455,6 +465,33 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
                     const char *path, const ember_type *type,
                     const ember__h5w_opts *opts, char *msg);
 int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
+/* Records laid out as the writer's chunks, so that it writes each chunk
+ * from where it lies, with no copy: chunk i (records [i * chunk, ...)) at
+ * mem.data + i * stride, zeros after the last record to the chunk's end,
+ * then 4 bytes for the chunk's Fletcher32 (little-endian, as HDF5's filter
+ * appends it): filled when summed, else by the writer. */
+struct ember__chunks {
+    ember__buf mem;  /* the slots (bytes: size 1), kept from one use to the next */
+    size_t n;        /* records */
+    size_t chunk;    /* records a chunk: ember__h5_chunk_records(recsize, n) */
+    size_t recsize;
+    size_t stride;   /* bytes from a chunk to the next (a multiple of 64) */
+    int summed;
+};
+/* The records a chunk of the streaming writer holds, for expected records. */
+size_t ember__h5_chunk_records(size_t recsize, uint64_t expected);
+/* Lays c out for n records (its room grown, never shrunk); not summed. */
+int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
+                         size_t n);
+/* Copies n records to records [at, at + n) of c. */
+void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n);
+/* After the last put: zeros the last chunk's tail, and sums every chunk
+ * when sum is set. */
+void ember__chunks_seal(ember__chunks *c, int sum);
+/* Writes all of c's records (a writer opened with fletcher32 and no
+ * deflate, expected = c->n, nothing appended), summing the chunks first
+ * unless c is summed. */
+int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg);
 /* Writes the partition_offsets attribute (nparts + 1 u64) and closes. Also
  * cleans up on error paths: always frees *w. */
 int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
@@ -553,6 +590,13 @@ int ember__ckw_records(ember__ckw *w, const char *name, const ember_type *t,
 /* Writes already materialized partitions as /datasets/<name>. */
 int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
                      const ember__buf *parts, size_t nparts, char *msg);
+/* Records laid out as chunks (ember__materialize_chunks): as
+ * /datasets/<name> with its partition offsets off (nparts + 1), or with
+ * off NULL as /scalars/<name> (t a scalar). The same file as appending
+ * them; c's chunks are summed here unless summed. */
+int ember__ckw_chunks(ember__ckw *w, const char *name, const ember_type *t,
+                      ember__chunks *c, const uint64_t *off, size_t nparts,
+                      char *msg);
 /* /scalars/<name>: n numbers of one kind (n >= 1). */
 int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,
                        const void *data, size_t n, char *msg);

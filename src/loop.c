@@ -847,9 +847,9 @@ static int check_bound_types(const ember_loop *L, char *msg)
 }
 
 /* The bytes of the bound state: datasets as their local checkpoint left
- * them (computed: call after it), scalars, arrays and blobs, and noted
- * arrays when `notes` (a file holds them, a snapshot does not copy them). */
-static size_t state_bytes(const ember_loop *L, int notes)
+ * them (computed: call after it), scalars, arrays, blobs and noted arrays
+ * (a file holds them, a snapshot keeps one copy of them). */
+static size_t state_bytes(const ember_loop *L)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < L->nb; i++) {
@@ -860,7 +860,7 @@ static size_t state_bytes(const ember_loop *L, int notes)
                        : ds->op == EMBER__ARRAY ? ds->u.array.n
                                                 : ember__store_records(L->ctx, ds->id);
             bytes += ember__mul(n, ds->type.size);
-        } else if (notes || !b->note) {
+        } else {
             bytes += binding_bytes(b);
         }
     }
@@ -871,7 +871,7 @@ static size_t state_bytes(const ember_loop *L, int notes)
  * (up to 1 MiB) for each item, and the metadata. */
 static size_t image_bytes(const ember_loop *L)
 {
-    return state_bytes(L, 1) + (L->nb + 1) * ((size_t)1 << 20);
+    return state_bytes(L) + (L->nb + 1) * ((size_t)1 << 20);
 }
 
 /* Whether a checkpoint built in memory fits the context's memory budget
@@ -881,7 +881,7 @@ static size_t image_bytes(const ember_loop *L)
  * streamed to the file, which holds no copy of the state. */
 static int image_fits(const ember_loop *L)
 {
-    size_t need = state_bytes(L, 0) + state_bytes(L, 1) + ((size_t)2 << 20);
+    size_t need = 2 * state_bytes(L) + ((size_t)2 << 20);
     return need <= ember__store_room(L->ctx);
 }
 
@@ -1116,9 +1116,14 @@ struct snap_item {
     ember_type type;     /* BIND_DS */
     ember__buf *parts;   /* BIND_DS: the snapshot, one buffer a partition */
     size_t nparts;
+    int chunked;         /* the snapshot is in ch: a BIND_DS of an array
+                            (ember__materialize_chunks), or a noted array
+                            copied and summed once (it never changes) */
+    ember__chunks ch;
+    uint64_t *off;       /* BIND_DS in ch: its partition offsets */
     void *bytes;         /* the other kinds: a copy (room of `room` bytes) */
     size_t room;
-    const void *ref;     /* a noted array: its bytes, never copied */
+    const void *ref;     /* a noted array: its bytes */
 };
 
 struct async_job {
@@ -1127,7 +1132,7 @@ struct async_job {
     char name[64];
     ember__ck_meta meta;
     char *lineage;
-    const snap_item *items; /* the loop's, borrowed */
+    snap_item *items;       /* the loop's, borrowed (the writer sums ch) */
     size_t nitems;
     ember__ckimg *img;      /* the loop's, borrowed */
     uint64_t iter;
@@ -1150,6 +1155,8 @@ static void snap_free(ember_loop *L)
 {
     for (size_t i = 0; L->snap && i < L->nsnap; i++) {
         ember__parts_free(L->ctx, L->snap[i].parts, L->snap[i].nparts);
+        ember__buf_free(L->ctx, &L->snap[i].ch.mem);
+        ember__free(L->ctx, L->snap[i].off);
         ember__free(L->ctx, L->snap[i].bytes);
     }
     ember__free(L->ctx, L->snap);
@@ -1157,9 +1164,12 @@ static void snap_free(ember_loop *L)
     L->nsnap = 0;
 }
 
-static int write_item(ember__ckw *w, const snap_item *it, char *msg)
+static int write_item(ember__ckw *w, snap_item *it, char *msg)
 {
     const void *bytes = it->ref ? it->ref : it->bytes;
+    ember_type t = it->kind == BIND_DS ? it->type : ember_type_scalar(it->scalar);
+    if (it->chunked) /* a noted array has no offsets */
+        return ember__ckw_chunks(w, it->name, &t, &it->ch, it->off, it->nparts, msg);
     switch (it->kind) {
     case BIND_DS:
         return ember__ckw_parts(w, it->name, &it->type, it->parts, it->nparts,
@@ -1200,27 +1210,36 @@ static void *job_run(void *arg)
 
 /* Copies a dataset binding into it, into the room of the previous
  * snapshot when there is one: it is computed (a local checkpoint cuts its
- * lineage, as a synchronous checkpoint does) and copied (an array source
- * straight from its array, ember__materialize_into). */
+ * lineage, as a synchronous checkpoint does) and copied: an array source
+ * straight from its array into the file's chunks (the writer puts them in
+ * the file as they lie), other datasets a buffer a partition
+ * (ember__materialize_into; the writer gathers them into chunks). */
 static int snapshot_ds(ember_loop *L, const binding *b, snap_item *it,
                        char *msg)
 {
     int rc = ember_local_checkpoint(*b->ds, msg);
-    size_t nparts = ember_ds_partitions(*b->ds);
-    if (!rc && it->parts && it->nparts != nparts) {
+    if (rc)
+        return rc;
+    ember_ds *ds = *b->ds;
+    size_t nparts = ember_ds_partitions(ds);
+    it->type = *ember_ds_type(ds);
+    it->chunked = !L->o.deflate && ember__copyable_array(ds);
+    if (it->nparts != nparts) {
         ember__parts_free(L->ctx, it->parts, it->nparts);
+        ember__free(L->ctx, it->off);
         it->parts = NULL;
-    }
-    if (!rc && !it->parts) {
-        it->parts = ember__calloc(L->ctx, nparts ? nparts : 1, sizeof *it->parts);
+        it->off = NULL;
         it->nparts = nparts;
-        if (!it->parts)
-            return ember__err(msg, EMBER_ENOMEM, "out of memory");
     }
-    if (!rc)
-        rc = ember__materialize_into(*b->ds, it->parts, msg);
-    it->type = *ember_ds_type(*b->ds);
-    return rc;
+    if (it->chunked) {
+        if (!it->off && !(it->off = ember__calloc(L->ctx, nparts + 1, sizeof *it->off)))
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return ember__materialize_chunks(ds, &it->ch, it->off, msg);
+    }
+    if (!it->parts &&
+        !(it->parts = ember__calloc(L->ctx, nparts ? nparts : 1, sizeof *it->parts)))
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    return ember__materialize_into(ds, it->parts, msg);
 }
 
 /* Copies binding b into it (kept from the last snapshot, or zeroed). */
@@ -1234,8 +1253,16 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     it->cols = b->cols;
     if (b->kind == BIND_DS)
         return snapshot_ds(L, b, it, msg);
-    if (b->note) { /* unchanged for the loop's life: no copy */
+    if (b->note) { /* unchanged for the loop's life: copied and summed once */
+        size_t size = ember_scalar_size(b->scalar);
         it->ref = b->data;
+        it->chunked = !L->o.deflate;
+        if (!it->chunked || (it->ch.summed && it->ch.n == b->n && it->ch.recsize == size))
+            return EMBER_OK;
+        if (ember__chunks_layout(L->ctx, &it->ch, size, b->n))
+            return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        ember__chunks_put(&it->ch, 0, b->data, b->n);
+        ember__chunks_seal(&it->ch, 1);
         return EMBER_OK;
     }
     size_t size = binding_bytes(b);

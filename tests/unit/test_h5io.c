@@ -978,6 +978,83 @@ static void test_h5io_direct_chunks_hdf5_reads(void **state)
     remove(file);
 }
 
+/* Records laid out as chunks (a checkpoint's snapshot) make the same
+ * dataset as appending them: every chunk's stored bytes, its Fletcher32
+ * included, are equal, whether the chunks were summed when sealed or by
+ * the writer; libhdf5's own read (which checks the sums) returns the
+ * records. A writer of another chunk size is refused. */
+static void test_h5io_chunks_same_as_append(void **state)
+{
+    (void)state;
+    const char *file = "h5io_chunks.h5";
+    remove(file);
+    ember_ctx *ctx = new_ctx();
+    ember_type t = ember_type_scalar(EMBER_I32);
+    size_t n = 600001, cuts[] = {0, 3, 262143, 262144, 262145, 524290, n};
+    int32_t *recs = malloc(n * sizeof *recs), *back = malloc(n * sizeof *back);
+    assert_non_null(recs);
+    assert_non_null(back);
+    for (size_t i = 0; i < n; i++)
+        recs[i] = (int32_t)(i * 2654435761u);
+    char msg[EMBER_MSG_SIZE];
+    ember__h5w *w = NULL;
+    ember__h5w_opts o = {.fletcher32 = 1, .fid = -1, .expected = n};
+    assert_int_equal(ember__h5w_open(ctx, &w, file, "/append", &t, &o, msg), EMBER_OK);
+    assert_int_equal(ember__h5w_append(w, recs, n, msg), EMBER_OK);
+    assert_int_equal(ember__h5w_close(&w, NULL, 0, msg), EMBER_OK);
+    ember__chunks c = {0};
+    for (int summed = 0; summed < 2; summed++) {
+        assert_int_equal(ember__chunks_layout(ctx, &c, t.size, n), EMBER_OK);
+        assert_int_equal(c.chunk, 262144);
+        memset(c.mem.data, 0xa5, c.mem.cap); /* stale bytes of a last use */
+        for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts; k++)
+            ember__chunks_put(&c, cuts[k], recs + cuts[k], cuts[k + 1] - cuts[k]);
+        ember__chunks_seal(&c, summed);
+        assert_int_equal(ember__h5w_open(ctx, &w, file, summed ? "/summed" : "/chunks",
+                                         &t, &o, msg), EMBER_OK);
+        assert_int_equal(ember__h5w_put_chunks(w, &c, msg), EMBER_OK);
+        assert_int_equal(ember__h5w_close(&w, NULL, 0, msg), EMBER_OK);
+    }
+    ember__h5w_opts other = {.fletcher32 = 1, .fid = -1, .expected = 1000};
+    assert_int_equal(ember__h5w_open(ctx, &w, file, "/other", &t, &other, msg), EMBER_OK);
+    assert_int_equal(ember__h5w_put_chunks(w, &c, msg), EMBER_EINVAL);
+    assert_int_equal(ember__h5w_close(&w, NULL, 0, NULL), EMBER_OK);
+    ember__buf_free(ctx, &c.mem);
+    ember_ctx_destroy(&ctx);
+
+    static unsigned char want[262144 * 4 + 4], got[262144 * 4 + 4];
+    ember__h5_lock();
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d[3] = {H5Dopen2(f, "/append", H5P_DEFAULT), H5Dopen2(f, "/chunks", H5P_DEFAULT),
+                  H5Dopen2(f, "/summed", H5P_DEFAULT)};
+    for (int p = 0; p < 3; p++) {
+        assert_true(d[p] >= 0);
+        memset(back, 0, n * sizeof *back);
+        assert_true(H5Dread(d[p], H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
+        assert_memory_equal(back, recs, n * sizeof *recs);
+    }
+    for (hsize_t at = 0; at < n; at += 262144)
+        for (int p = 0; p < 3; p++) {
+            uint32_t mask = 1;
+            hsize_t size = 0;
+            assert_true(H5Dget_chunk_storage_size(d[p], &at, &size) >= 0);
+            assert_int_equal(size, sizeof got);
+            assert_true(H5Dread_chunk(d[p], H5P_DEFAULT, &at, &mask, p ? got : want) >= 0);
+            assert_int_equal(mask, 0);
+            if (p)
+                assert_memory_equal(got, want, sizeof got);
+        }
+    assert_int_equal(want[sizeof want - 5], 0); /* the last chunk's padding */
+    for (int p = 0; p < 3; p++)
+        H5Dclose(d[p]);
+    H5Fclose(f);
+    ember__h5_unlock();
+    free(recs);
+    free(back);
+    remove(file);
+}
+
 /* An HDF5 file cut short, as a crash mid-copy leaves it. */
 static void write_truncated(const char *file)
 {
@@ -1446,6 +1523,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_allocation_failures),
         cmocka_unit_test(test_h5io_fletcher32_matches_wordwise),
         cmocka_unit_test(test_h5io_direct_chunks_hdf5_reads),
+        cmocka_unit_test(test_h5io_chunks_same_as_append),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
