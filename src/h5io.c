@@ -1371,13 +1371,12 @@ int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg)
         c->recsize != w->recsize)
         return ember__err(msg, EMBER_EINVAL, "%s: chunks of another layout",
                           w ? w->where : "h5 writer");
-    size_t bytes = w->chunk * w->recsize;
+    if (!c->summed) /* before the lock: other threads' HDF5 calls go on */
+        ember__chunks_seal(c, 1);
     int rc = EMBER_OK;
     ember__h5_lock();
     for (size_t lo = 0; !rc && lo < c->n; lo += c->chunk) {
         unsigned char *slot = c->mem.data + lo / c->chunk * c->stride;
-        if (!c->summed)
-            put_sum(slot, bytes);
         w->n = lo + c->chunk < c->n ? lo + c->chunk : c->n;
         if (put_chunk(w, slot, lo))
             rc = h5_fail(msg, EMBER_EIO, w->where, "writing records failed");

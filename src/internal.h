@@ -490,7 +490,7 @@ void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n);
 void ember__chunks_seal(ember__chunks *c, int sum);
 /* Writes all of c's records (a writer opened with fletcher32 and no
  * deflate, expected = c->n, nothing appended), summing the chunks first
- * unless c is summed. */
+ * (ember__chunks_seal) unless c is summed. */
 int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg);
 /* Writes the partition_offsets attribute (nparts + 1 u64) and closes. Also
  * cleans up on error paths: always frees *w. */
