@@ -303,7 +303,11 @@ void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img)
         return;
     ember__free(ctx, img->raw);
     ember__buf_free(ctx, &img->chunk);
+    ember__buf_free(ctx, &img->kept);
+    ember__buf_free(ctx, &img->refs);
+    int core = img->core;
     memset(img, 0, sizeof *img);
+    img->core = core;
 }
 
 int ember__ck_spare(const char *dir, char *path, size_t size)
@@ -311,15 +315,281 @@ int ember__ck_spare(const char *dir, char *path, size_t size)
     return (size_t)snprintf(path, size, "%s/" EMBER__CK_SPARE, dir) >= size ? -1 : 0;
 }
 
+/* ---- ember's image driver ----------------------------------------------
+ *
+ * With HDF5 1.10 (whose file driver interface this follows) the image is
+ * built by a driver of ember's own instead of the core driver. It makes
+ * the same file, byte for byte: the same layout (the core driver's
+ * features), zeros wherever nothing was written, the length grown in
+ * steps of IMAGE_STEP. It differs in how: a raw-data write of at least
+ * IMAGE_REF bytes from memory the writer keeps (ember__ckw_keep: a
+ * snapshot's chunks) is noted, not copied, and the seal copies it in just
+ * before hashing it, one pass through memory where the core driver made
+ * three (clearing, copying, then hashing from memory again): measured in
+ * docs/design.md. Nothing else is kept by reference, so a write from any
+ * other buffer (HDF5's own) is copied as the core driver copies it. */
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
+#define IMAGE_DRIVER 1
+#define IMAGE_REF ((size_t)64 << 10)
+
+typedef struct {
+    const unsigned char *data;
+    size_t bytes;
+} kept_range;
+
+typedef struct {
+    size_t at, bytes;
+    const unsigned char *src;
+} image_ref;
+
+typedef struct {
+    H5FD_t pub; /* first: HDF5's part */
+    ember__ckw *w;
+    haddr_t eoa, eof;
+} image_file;
+
+static hid_t image_driver = H5I_INVALID_HID;
+
+static herr_t image_term(void)
+{
+    image_driver = H5I_INVALID_HID;
+    return 0;
+}
+
+static H5FD_t *image_open(const char *name, unsigned flags, hid_t fapl,
+                          haddr_t maxaddr)
+{
+    (void)name;
+    (void)maxaddr;
+    ember__ckw *const *info = H5Pget_driver_info(fapl);
+    if (!info || !(flags & H5F_ACC_CREAT))
+        return NULL; /* only ever creates */
+    image_file *f = ember__calloc((*info)->ctx, 1, sizeof *f);
+    if (f)
+        f->w = *info;
+    return f ? &f->pub : NULL;
+}
+
+static herr_t image_close(H5FD_t *file)
+{
+    image_file *f = (image_file *)file;
+    ember__free(f->w->ctx, f);
+    return 0;
+}
+
+static herr_t image_query(const H5FD_t *file, unsigned long *flags)
+{
+    (void)file;
+    if (flags)
+        *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_ACCUMULATE_METADATA |
+                 H5FD_FEAT_DATA_SIEVE | H5FD_FEAT_AGGREGATE_SMALLDATA |
+                 H5FD_FEAT_ALLOW_FILE_IMAGE | H5FD_FEAT_DEFAULT_VFD_COMPATIBLE;
+    return 0;
+}
+
+static haddr_t image_get_eoa(const H5FD_t *file, H5FD_mem_t type)
+{
+    (void)type;
+    return ((const image_file *)file)->eoa;
+}
+
+static herr_t image_set_eoa(H5FD_t *file, H5FD_mem_t type, haddr_t addr)
+{
+    (void)type;
+    ((image_file *)file)->eoa = addr;
+    return 0;
+}
+
+static haddr_t image_get_eof(const H5FD_t *file, H5FD_mem_t type)
+{
+    (void)type;
+    return ((const image_file *)file)->eof;
+}
+
+static herr_t image_get_handle(H5FD_t *file, hid_t fapl, void **handle)
+{
+    (void)fapl;
+    *handle = ((image_file *)file)->w->img->buf;
+    return 0;
+}
+
+/* Copies what the references hold of file bytes [lo, hi) to out, which
+ * stands for byte lo (the image itself, out = img->buf + lo, at the seal). */
+static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
+                      unsigned char *out)
+{
+    const image_ref *r = (const image_ref *)img->refs.data;
+    for (size_t i = 0; i < img->refs.n; i++) {
+        size_t a = r[i].at > lo ? r[i].at : lo;
+        size_t b = r[i].at + r[i].bytes < hi ? r[i].at + r[i].bytes : hi;
+        if (a < b)
+            memcpy(out + (a - lo), r[i].src + (a - r[i].at), b - a);
+    }
+}
+
+/* Copies the references that meet [lo, hi) into the image and drops
+ * them: a write there (or a truncation) then acts on plain bytes. */
+static void refs_settle(ember__ckimg *img, size_t lo, size_t hi)
+{
+    image_ref *r = (image_ref *)img->refs.data;
+    size_t keep = 0;
+    for (size_t i = 0; i < img->refs.n; i++)
+        if (r[i].at < hi && r[i].at + r[i].bytes > lo)
+            memcpy(img->buf + r[i].at, r[i].src, r[i].bytes);
+        else
+            r[keep++] = r[i];
+    img->refs.n = keep;
+}
+
+static herr_t image_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr,
+                         size_t size, void *buf)
+{
+    (void)type;
+    (void)dxpl;
+    image_file *f = (image_file *)file;
+    size_t have = addr >= f->eof ? 0 : f->eof - addr < size ? (size_t)(f->eof - addr) : size;
+    if (have) {
+        memcpy(buf, f->w->img->buf + addr, have);
+        refs_copy(f->w->img, (size_t)addr, (size_t)addr + have, buf);
+    }
+    memset((unsigned char *)buf + have, 0, size - have);
+    return 0;
+}
+
+/* Whether [p, p + n) lies in memory the writer keeps. */
+static int is_kept(const ember__ckimg *img, const unsigned char *p, size_t n)
+{
+    const kept_range *k = (const kept_range *)img->kept.data;
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0; i < img->kept.n; i++) {
+        uintptr_t lo = (uintptr_t)k[i].data;
+        if (a >= lo && n <= k[i].bytes && a - lo <= k[i].bytes - n)
+            return 1;
+    }
+    return 0;
+}
+
+/* The end of the file moved to eof (a multiple of IMAGE_STEP), the bytes
+ * between the old end and the new one zeros except [skip_lo, skip_hi),
+ * which the caller fills. */
+static int image_extend(image_file *f, size_t eof, size_t skip_lo, size_t skip_hi)
+{
+    ember__ckimg *img = f->w->img;
+    size_t old = (size_t)f->eof;
+    if (eof <= old) {
+        if (eof < old) /* shrunk (as the core driver's truncate may) */
+            refs_settle(img, eof, old);
+        f->eof = eof;
+        img->len = eof;
+        return 0;
+    }
+    if (!img_realloc(NULL, eof, H5FD_FILE_IMAGE_OP_FILE_RESIZE, f->w))
+        return -1;
+    skip_lo = skip_lo > old ? skip_lo : old;
+    skip_hi = skip_hi > skip_lo ? skip_hi : skip_lo;
+    memset(img->buf + old, 0, skip_lo - old);
+    memset(img->buf + skip_hi, 0, eof - skip_hi);
+    f->eof = eof;
+    return 0;
+}
+
+static herr_t image_write(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr,
+                          size_t size, const void *buf)
+{
+    (void)dxpl;
+    image_file *f = (image_file *)file;
+    ember__ckimg *img = f->w->img;
+    size_t at = (size_t)addr, end = at + size;
+    if (addr == HADDR_UNDEF || end < at || end > f->eoa)
+        return -1;
+    if (end > f->eof && image_extend(f, round_up(end, IMAGE_STEP), at, end))
+        return -1;
+    refs_settle(img, at, end); /* a write over a reference (never expected) */
+    if (type == H5FD_MEM_DRAW && size >= IMAGE_REF && is_kept(img, buf, size)) {
+        image_ref r = {at, size, buf};
+        img->refs.size = sizeof r;
+        if (ember__buf_append(f->w->ctx, &img->refs, &r, 1) == EMBER_OK)
+            return 0;
+    }
+    memcpy(img->buf + at, buf, size);
+    return 0;
+}
+
+static herr_t image_truncate(H5FD_t *file, hid_t dxpl, hbool_t closing)
+{
+    (void)dxpl;
+    image_file *f = (image_file *)file;
+    if (closing) /* as the core driver without a backing store */
+        return 0;
+    return image_extend(f, round_up((size_t)f->eoa, IMAGE_STEP), 0, 0) ? -1 : 0;
+}
+
+/* No superblock driver information, no flush (the image is the file),
+ * no locks (nothing is on disk until the commit). */
+static const H5FD_class_t image_class = {
+    .name = "ember-image",
+    .maxaddr = ((haddr_t)1 << (8 * sizeof(off_t) - 1)) - 1,
+    .fc_degree = H5F_CLOSE_WEAK,
+    .terminate = image_term,
+    .fapl_size = sizeof(ember__ckw *), /* the writer */
+    .open = image_open,
+    .close = image_close,
+    .query = image_query,
+    .get_eoa = image_get_eoa,
+    .set_eoa = image_set_eoa,
+    .get_eof = image_get_eof,
+    .get_handle = image_get_handle,
+    .read = image_read,
+    .write = image_write,
+    .truncate = image_truncate,
+    .fl_map = H5FD_FLMAP_DICHOTOMY,
+};
+
+/* The seal's fill (ember__fsum_seal_image): the referenced bytes of
+ * [lo, hi) into the image. */
+static void image_fill(void *arg, size_t lo, size_t hi)
+{
+    ember__ckimg *img = arg;
+    refs_copy(img, lo, hi, img->buf + lo);
+}
+#endif
+
+int ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes)
+{
+#ifdef IMAGE_DRIVER
+    if (w->img && !w->img->core) {
+        kept_range k = {data, bytes};
+        w->img->kept.size = sizeof k;
+        return ember__buf_append(w->ctx, &w->img->kept, &k, 1);
+    }
+#endif
+    (void)w;
+    (void)data;
+    (void)bytes;
+    return EMBER_OK;
+}
+
 /* The file access properties of a file built in w->img. */
 static hid_t image_fapl(ember__ckw *w)
 {
     hid_t fapl = (hid_t)ember__h5_fapl();
+    if (fapl < 0)
+        return fapl;
+#ifdef IMAGE_DRIVER
+    if (!w->img->core) {
+        if (image_driver < 0 || H5Iget_type(image_driver) != H5I_VFL)
+            image_driver = H5FDregister(&image_class);
+        if (image_driver >= 0 && H5Pset_driver(fapl, image_driver, &w) >= 0)
+            return fapl;
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+#endif
     H5FD_file_image_callbacks_t cb = {img_malloc,   img_memcpy,     img_realloc,
                                       img_free,     img_udata_copy, img_udata_free,
                                       w};
-    if (fapl >= 0 && (H5Pset_fapl_core(fapl, IMAGE_STEP, 0) < 0 ||
-                      H5Pset_file_image_callbacks(fapl, &cb) < 0)) {
+    if (H5Pset_fapl_core(fapl, IMAGE_STEP, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &cb) < 0) {
         H5Pclose(fapl);
         fapl = H5I_INVALID_HID;
     }
@@ -350,6 +620,8 @@ static int begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
     if (img) {
         img->len = 0;
         img->chunk.size = 1;
+        img->kept.n = 0;
+        img->refs.n = 0;
     }
     ember__h5_lock();
     hid_t fapl = img ? image_fapl(w) : (hid_t)ember__h5_fapl();
@@ -649,7 +921,12 @@ static const char *write_image(ember__ckw *w)
 static const char *seal_and_sync(ember__ckw *w, struct stat *st, char *why)
 {
     if (w->img) {
-        if (ember__fsum_seal_image(w->img->buf, w->img->len, why))
+#ifdef IMAGE_DRIVER
+        void (*fill)(void *, size_t, size_t) = w->img->refs.n ? image_fill : NULL;
+#else
+        void (*fill)(void *, size_t, size_t) = NULL;
+#endif
+        if (ember__fsum_seal_image(w->img->buf, w->img->len, fill, w->img, why))
             return "checksum";
         const char *step = write_image(w);
         st->st_size = (off_t)w->img->len;

@@ -430,15 +430,37 @@ int ember__fsum_seal(const char *path, char *msg)
     return rc;
 }
 
-int ember__fsum_seal_image(unsigned char *image, size_t length, char *msg)
+int ember__fsum_seal_image(unsigned char *image, size_t length,
+                           void (*fill)(void *arg, size_t lo, size_t hi),
+                           void *arg, char *msg)
 {
+    /* the first block of the file must be there to be checked */
+    size_t first = length < 2 * EMBER__FSUM_BLOCK ? length : 2 * EMBER__FSUM_BLOCK;
+    if (fill)
+        fill(arg, 0, first);
     if (length < EMBER__FSUM_BLOCK + sizeof hdf5_sig ||
         memcmp(image + EMBER__FSUM_BLOCK, hdf5_sig, sizeof hdf5_sig) != 0)
         return ember__err(msg, EMBER_EINVAL, "file image: no %d-byte HDF5 user "
                           "block to hold the checksum", EMBER__FSUM_BLOCK);
+    XXH128_hash_t h;
+    if (!fill) {
+        h = XXH3_128bits(image + EMBER__FSUM_BLOCK, length - EMBER__FSUM_BLOCK);
+    } else {
+        /* each step filled, then hashed while it is in the cache */
+        const size_t step = (size_t)64 << 10;
+        XXH3_state_t st;
+        if (XXH3_128bits_reset(&st) == XXH_ERROR)
+            return ember__err(msg, EMBER_EIO, "file image: hash state");
+        for (size_t lo = EMBER__FSUM_BLOCK; lo < length; lo += step) {
+            size_t n = length - lo < step ? length - lo : step;
+            if (lo + n > first)
+                fill(arg, lo > first ? lo : first, lo + n);
+            XXH3_128bits_update(&st, image + lo, n);
+        }
+        h = XXH3_128bits_digest(&st);
+    }
     XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits(image + EMBER__FSUM_BLOCK,
-                                              length - EMBER__FSUM_BLOCK));
+    XXH128_canonicalFromHash(&c, h);
     make_header(image, c.digest, (uint64_t)length);
     return EMBER_OK;
 }

@@ -1371,17 +1371,19 @@ int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg)
         c->recsize != w->recsize)
         return ember__err(msg, EMBER_EINVAL, "%s: chunks of another layout",
                           w ? w->where : "h5 writer");
-    if (!c->summed) /* before the lock: other threads' HDF5 calls go on */
-        ember__chunks_seal(c, 1);
     int rc = EMBER_OK;
-    ember__h5_lock();
     for (size_t lo = 0; !rc && lo < c->n; lo += c->chunk) {
         unsigned char *slot = c->mem.data + lo / c->chunk * c->stride;
+        /* summed outside the lock (other threads' HDF5 calls go on), and
+         * just before the chunk is written: it is copied from the cache */
+        if (!c->summed)
+            put_sum(slot, w->chunk * w->recsize);
+        ember__h5_lock();
         w->n = lo + c->chunk < c->n ? lo + c->chunk : c->n;
         if (put_chunk(w, slot, lo))
             rc = h5_fail(msg, EMBER_EIO, w->where, "writing records failed");
+        ember__h5_unlock();
     }
-    ember__h5_unlock();
     return rc;
 }
 

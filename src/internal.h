@@ -412,9 +412,13 @@ int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
 int ember__fsum_seal(const char *path, char *msg);
 /* The same header, written into the first EMBER__FSUM_BLOCK bytes of a
  * whole file held in memory (length bytes), hashed where it lies: the
- * bytes later written are exactly those sealed. EMBER_EINVAL when the
- * image has no user block. */
-int ember__fsum_seal_image(unsigned char *image, size_t length, char *msg);
+ * bytes later written are exactly those sealed. fill, if not NULL, is
+ * called for consecutive ranges [lo, hi) covering the image, each just
+ * before it is hashed, to put the bytes there. EMBER_EINVAL when the image
+ * has no user block. */
+int ember__fsum_seal_image(unsigned char *image, size_t length,
+                           void (*fill)(void *arg, size_t lo, size_t hi),
+                           void *arg, char *msg);
 /* Checks a file against its header, reading it once, before libhdf5 ever
  * sees it. EMBER_OK: it verifies. EMBER__FSUM_NONE: it has no header (a
  * file of ember 0.1.0 or of another program, or its first bytes are
@@ -489,8 +493,8 @@ void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n);
  * when sum is set. */
 void ember__chunks_seal(ember__chunks *c, int sum);
 /* Writes all of c's records (a writer opened with fletcher32 and no
- * deflate, expected = c->n, nothing appended), summing the chunks first
- * (ember__chunks_seal) unless c is summed. */
+ * deflate, expected = c->n, nothing appended), summing each chunk first
+ * unless c is summed. */
 int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg);
 /* Writes the partition_offsets attribute (nparts + 1 u64) and closes. Also
  * cleans up on error paths: always frees *w. */
@@ -560,8 +564,14 @@ typedef struct {
     size_t cap;  /* bytes of room at buf */
     size_t len;  /* the file's length */
     ember__buf chunk; /* the chunk buffer of its datasets' writers */
+    ember__buf kept;  /* memory the file's writer keeps unchanged until
+                         the commit (ember__ckw_keep): {pointer, bytes} */
+    ember__buf refs;  /* raw data written from kept memory, not copied yet:
+                         {file offset, bytes, source} */
     int refuse_direct; /* tests: O_DIRECT refused, as some file systems
                           do (the buffered fallback is taken) */
+    int core;          /* tests: HDF5's core driver, as where ember's own
+                          driver is not built (HDF5 other than 1.10) */
 } ember__ckimg;
 void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
 /* Room for a file of about `bytes` from the start: a file that grows its
@@ -576,6 +586,10 @@ int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes);
 int ember__ckw_begin_image(ember_ctx *ctx, ember__ckw **w, const char *dir,
                            const char *name, const ember__ck_meta *meta,
                            ember__ckimg *img, char *msg);
+/* Says that [data, data + bytes) stays unchanged until w commits or
+ * aborts: its large raw writes from there go into the image only at the
+ * seal, in the pass that hashes them (no-op for a streamed file). */
+int ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes);
 /* A retired checkpoint kept (renamed) for the next write into a file built
  * in memory to overwrite: "*.tmp", so a loop's start sweeps it like any
  * unfinished write. */

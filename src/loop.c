@@ -1190,6 +1190,12 @@ static void job_write(async_job *j)
     ember__ckw *w = NULL;
     j->rc = ember__ckw_begin_image(j->ctx, &w, j->dir, j->name, &j->meta,
                                    j->img, j->msg);
+    /* the chunks stay as they are until the job ends: the file takes them
+     * where they lie */
+    for (size_t i = 0; !j->rc && i < j->nitems; i++)
+        if (j->items[i].chunked &&
+            ember__ckw_keep(w, j->items[i].ch.mem.data, j->items[i].ch.mem.cap))
+            j->rc = ember__err(j->msg, EMBER_ENOMEM, "out of memory");
     for (size_t i = 0; !j->rc && i < j->nitems; i++)
         j->rc = write_item(w, &j->items[i], j->msg);
     if (j->rc)

@@ -490,6 +490,142 @@ static void test_ckptfile_image_buffered_fallback(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Reads a whole file into memory (*n bytes). */
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    unsigned char *b = malloc((size_t)st.st_size + 1);
+    assert_non_null(b);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, b, (size_t)st.st_size), (ssize_t)st.st_size);
+    close(fd);
+    *n = (size_t)st.st_size;
+    return b;
+}
+
+/* Where each chunk of dataset path of file lies, and its stored size. */
+static size_t chunk_places(const char *file, const char *path, haddr_t *addr,
+                           hsize_t *size, size_t max)
+{
+    ember__h5_lock();
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT), sp = H5Dget_space(d);
+    hsize_t n = 0;
+    assert_true(f >= 0 && d >= 0 && sp >= 0);
+    assert_true(H5Dget_num_chunks(d, sp, &n) >= 0);
+    assert_true(n <= max);
+    for (hsize_t i = 0; i < n; i++) {
+        hsize_t off = 0;
+        unsigned mask = 0;
+        assert_true(H5Dget_chunk_info(d, sp, i, &off, &mask, &addr[i], &size[i]) >= 0);
+    }
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    ember__h5_unlock();
+    return (size_t)n;
+}
+
+/* ember's image driver (HDF5 1.10) makes the file the core driver makes:
+ * the same length, every chunk at the same place with the same stored
+ * bytes (its checksum included), the other bytes the same but for the
+ * time stamps; the chunks of kept memory were taken by reference, not
+ * copied, until the seal. Both files verify and read back. */
+static void test_ckptfile_image_driver_same_file(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(2);
+    size_t n = 300001, nn = 100000;
+    uint64_t off[4] = {0, 1000, 262144, n};
+    ember__chunks ds = {0}, note = {0};
+    TU_OK(ember__chunks_layout(ctx, &ds, sizeof(double), n));
+    TU_OK(ember__chunks_layout(ctx, &note, sizeof(int32_t), nn));
+    double *x = malloc(n * sizeof *x);
+    int32_t *ids = malloc(nn * sizeof *ids);
+    assert_non_null(x);
+    assert_non_null(ids);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (double)i / 7.0;
+    for (size_t i = 0; i < nn; i++)
+        ids[i] = (int32_t)(nn - i);
+    ember__chunks_put(&ds, 0, x, n);
+    ember__chunks_put(&note, 0, ids, nn);
+    ember__chunks_seal(&note, 1);
+    ember_type f64 = ember_type_scalar(EMBER_F64), i32 = ember_type_scalar(EMBER_I32);
+    const char *files[2] = {"drv-core.h5", "drv-image.h5"};
+    for (int k = 0; k < 2; k++) {
+        ember__ckimg img;
+        memset(&img, 0, sizeof img);
+        img.core = k == 0;
+        ember__chunks_seal(&ds, 0); /* the writer sums these */
+        ember__ckw *w = NULL;
+        TU_OKM(ember__ckw_begin_image(ctx, &w, ".", files[k], &plain_meta, &img, msg), msg);
+        TU_OK(ember__ckw_keep(w, ds.mem.data, ds.mem.cap));
+        TU_OK(ember__ckw_keep(w, note.mem.data, note.mem.cap));
+        TU_OKM(ember__ckw_chunks(w, "x", &f64, &ds, off, 3, msg), msg);
+        TU_OKM(ember__ckw_chunks(w, "ids", &i32, &note, NULL, 0, msg), msg);
+        TU_OKM(ember__ckw_scalars(w, "s", EMBER_F64, x, 10, msg), msg);
+        TU_OKM(ember__ckw_blob(w, "b", ids, 300, msg), msg);
+        assert_int_equal(img.refs.n, k == 0 ? 0 : 3 + 1); /* whole chunks only */
+        TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+        ember__ckimg_free(ctx, &img);
+        ember__ckr *r = NULL;
+        TU_OKM(ember__ckr_open(ctx, &r, files[k], msg), msg);
+        TU_OKM(ember__ckr_verify(r, msg), msg);
+        ember_type t;
+        void *data = NULL;
+        size_t got = 0, nparts = 0;
+        uint64_t *offs = NULL;
+        TU_OKM(ember__ckr_dataset(r, "x", &t, &data, &got, &offs, &nparts, msg), msg);
+        assert_int_equal(got, n);
+        assert_int_equal(nparts, 3);
+        assert_memory_equal(offs, off, sizeof off);
+        assert_memory_equal(data, x, n * sizeof *x);
+        ember__free(ctx, data);
+        ember__free(ctx, offs);
+        int32_t *back = malloc(nn * sizeof *back);
+        assert_non_null(back);
+        TU_OKM(ember__ckr_scalars(r, "ids", EMBER_I32, back, nn, msg), msg);
+        assert_memory_equal(back, ids, nn * sizeof *ids);
+        free(back);
+        ember__ckr_close(&r);
+    }
+    size_t na, nb;
+    unsigned char *a = slurp(files[0], &na), *b = slurp(files[1], &nb);
+    assert_int_equal(na, nb);
+    haddr_t pa[8], pb[8];
+    hsize_t sa[8], sb[8];
+    const char *paths[2] = {"/datasets/x", "/scalars/ids"};
+    for (int p = 0; p < 2; p++) {
+        size_t ca = chunk_places(files[0], paths[p], pa, sa, 8);
+        assert_int_equal(chunk_places(files[1], paths[p], pb, sb, 8), ca);
+        assert_int_equal(ca, p == 0 ? 3 : 1);
+        for (size_t c = 0; c < ca; c++) {
+            assert_int_equal(pa[c], pb[c]);
+            assert_int_equal(sa[c], sb[c]);
+            assert_memory_equal(a + 512 + pa[c], b + 512 + pb[c], sa[c]);
+            memset(a + 512 + pa[c], 0, sa[c]); /* compared */
+            memset(b + 512 + pb[c], 0, sb[c]);
+        }
+    }
+    size_t differ = 0;
+    for (size_t i = 512; i < na; i++) /* after the checksum header */
+        differ += a[i] != b[i];
+    assert_true(differ < 128); /* object time stamps, their checksums, `created` */
+    free(a);
+    free(b);
+    free(x);
+    free(ids);
+    ember__buf_free(ctx, &ds.mem);
+    ember__buf_free(ctx, &note.mem);
+    ember_ctx_destroy(&ctx);
+    unlink(files[0]);
+    unlink(files[1]);
+}
+
 static void test_ckptfile_blobs(void **state)
 {
     (void)state;
@@ -1285,6 +1421,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ckptfile_blobs),
         cmocka_unit_test(test_ckptfile_image_reserve_grows),
         cmocka_unit_test(test_ckptfile_image_buffered_fallback),
+        cmocka_unit_test(test_ckptfile_image_driver_same_file),
         cmocka_unit_test(test_ckptfile_root_attributes),
         cmocka_unit_test(test_ckptfile_commit_is_atomic),
         cmocka_unit_test(test_ckptfile_abort_keeps_existing),
