@@ -959,22 +959,34 @@ int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
     if (ember__chunks_layout(ds->ctx, c, ds->type.size, ds->u.array.n))
         return ember__err(msg, EMBER_ENOMEM, "out of memory materializing #%llu",
                           (unsigned long long)ds->id);
+    int whole = 1; /* the partitions tile the array in order */
     off[0] = 0;
     for (size_t p = 0; p < ds->nparts; p++) {
         size_t lo, hi;
         ember__array_bounds(ds, p, &lo, &hi);
         off[p + 1] = off[p] + (hi - lo);
+        whole &= lo == off[p];
     }
-    /* on the whole team, as materialize_into's copies */
+    /* on the whole team, as materialize_into's copies: a chunk a task,
+     * copied and summed in one pass (the writer then reads it once, when
+     * it puts it in the file), or else a partition a task */
     const unsigned char *data = ds->u.array.data;
-    long long np = (long long)ds->nparts;
-#pragma omp parallel for schedule(static) num_threads(ds->ctx->threads)
-    for (long long p = 0; p < np; p++) {
+    size_t size = ds->type.size;
+    long long tasks = (long long)(whole ? (c->n + c->chunk - 1) / c->chunk : ds->nparts);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ds->ctx->threads)
+    for (long long t = 0; t < tasks; t++) {
         size_t lo, hi;
-        ember__array_bounds(ds, (size_t)p, &lo, &hi);
-        ember__chunks_put(c, off[p], data + lo * ds->type.size, hi - lo);
+        if (whole) {
+            ember__chunks_fill(c, (size_t)t, data + (size_t)t * c->chunk * size);
+            continue;
+        }
+        ember__array_bounds(ds, (size_t)t, &lo, &hi);
+        ember__chunks_put(c, off[t], data + lo * size, hi - lo);
     }
-    ember__chunks_seal(c, 0);
+    if (whole)
+        c->summed = 1;
+    else
+        ember__chunks_seal(c, 0);
     return EMBER_OK;
 }
 

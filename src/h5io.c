@@ -675,15 +675,15 @@ typedef uint32_t f32_vec __attribute__((vector_size(32)));
     !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-uint32_t ember__fletcher32(const void *data, size_t len)
+static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
+                                     size_t words)
 {
-    const unsigned char *d = data;
-    uint32_t sum1 = 0, sum2 = 0;
+    uint32_t sum1 = s->sum1, sum2 = s->sum2;
     const f32_vec lo16 = {0xffff, 0xffff, 0xffff, 0xffff,
                           0xffff, 0xffff, 0xffff, 0xffff};
     const f32_vec bytes = {0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff,
                            0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff};
-    for (size_t words = len / 2; words;) {
+    while (words) {
         uint32_t t = words > 360 ? 360 : (uint32_t)words;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         uint32_t groups = t / 16;
@@ -721,6 +721,20 @@ uint32_t ember__fletcher32(const void *data, size_t len)
         d += 2 * (size_t)t;
         words -= t;
     }
+    s->sum1 = sum1;
+    s->sum2 = sum2;
+    return d;
+}
+
+void ember__fletcher32_blocks(ember__f32 *s, const void *data, size_t len)
+{
+    fl_words(s, data, len / 2);
+}
+
+uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len)
+{
+    const unsigned char *d = fl_words(s, data, len / 2);
+    uint32_t sum1 = s->sum1, sum2 = s->sum2;
     if (len % 2) {
         sum1 += (uint32_t)d[0] << 8;
         sum2 += sum1;
@@ -730,6 +744,12 @@ uint32_t ember__fletcher32(const void *data, size_t len)
     sum1 = (sum1 & 0xffff) + (sum1 >> 16);
     sum2 = (sum2 & 0xffff) + (sum2 >> 16);
     return sum2 << 16 | sum1;
+}
+
+uint32_t ember__fletcher32(const void *data, size_t len)
+{
+    ember__f32 s = {0, 0};
+    return ember__fletcher32_end(&s, data, len);
 }
 
 /* A chunked read plan: chunk records, and raw bytes (data + checksum). */
@@ -1207,11 +1227,15 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
  * the file with H5Dwrite_chunk. The file is the same as through the filter
  * pipeline, without its per-write chunk read-modify-write and its copies:
  * h5py, h5dump and read_parallel check the chunks as before. */
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
 static void put_sum(unsigned char *slot, size_t bytes)
 {
-    uint32_t sum = ember__fletcher32(slot, bytes);
-    for (int i = 0; i < 4; i++)
-        slot[bytes + (size_t)i] = (unsigned char)(sum >> (8 * i));
+    put_le32(slot + bytes, ember__fletcher32(slot, bytes));
 }
 
 /* Writes slot (a whole chunk, then its checksum) as the chunk of records
@@ -1350,6 +1374,28 @@ void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n)
         src += k * c->recsize;
         at += k;
         n -= k;
+    }
+}
+
+void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
+{
+    /* pieces of whole 360-word blocks of the checksum (91 x 720 bytes):
+     * each is summed while it is in the cache */
+    const size_t piece = 65520;
+    const unsigned char *src = recs;
+    unsigned char *slot = c->mem.data + i * c->stride;
+    size_t bytes = c->chunk * c->recsize, lo = i * c->chunk;
+    size_t have = (c->n - lo < c->chunk ? c->n - lo : c->chunk) * c->recsize;
+    ember__f32 s = {0, 0};
+    for (size_t at = 0; at < bytes; at += piece) {
+        size_t k = bytes - at < piece ? bytes - at : piece;
+        size_t from = have > at ? (have - at < k ? have - at : k) : 0;
+        memcpy(slot + at, src + at, from);
+        memset(slot + at + from, 0, k - from);
+        if (k == piece && at + k < bytes)
+            ember__fletcher32_blocks(&s, slot + at, k);
+        else
+            put_le32(slot + bytes, ember__fletcher32_end(&s, slot + at, k));
     }
 }
 

@@ -290,10 +290,9 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg);
 /* Whether ds is an array source whose records can be copied straight from
  * its array (one process, not being checkpointed). */
 int ember__copyable_array(const ember_ds *ds);
-/* Such a dataset's records into c (laid out for them; the writer sums its
- * chunks) and its partition offsets into off (nparts + 1), copied on the
- * team: a checkpoint's snapshot that the writer puts in the file as it
- * lies. */
+/* Such a dataset's records into c (laid out for them, summed) and its
+ * partition offsets into off (nparts + 1), copied on the team: a
+ * checkpoint's snapshot that the writer puts in the file as it lies. */
 typedef struct ember__chunks ember__chunks;
 int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
                               char *msg);
@@ -448,6 +447,14 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);
 /* HDF5's Fletcher32 checksum of len bytes (the same bits as its filter). */
 uint32_t ember__fletcher32(const void *data, size_t len);
+/* The same in steps: _blocks for len a multiple of 720 bytes (whole
+ * blocks of HDF5's loop), any number of times, then _end for the rest,
+ * starting from {0, 0}. */
+typedef struct {
+    uint32_t sum1, sum2;
+} ember__f32;
+void ember__fletcher32_blocks(ember__f32 *s, const void *data, size_t len);
+uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len);
 typedef struct ember__h5w ember__h5w;
 /* A chunked, extendible dataset at path in file (created if missing,
  * intermediate groups too). Opens the file read-write (creating it) unless
@@ -489,6 +496,10 @@ int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
                          size_t n);
 /* Copies n records to records [at, at + n) of c. */
 void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n);
+/* Chunk i whole, and its checksum: its records from recs (those of
+ * records [i * chunk, ...)), then zeros; one pass (for a snapshot taken
+ * on the team, a chunk a thread). Mark c summed after the last. */
+void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs);
 /* After the last put: zeros the last chunk's tail, and sums every chunk
  * when sum is set. */
 void ember__chunks_seal(ember__chunks *c, int sum);

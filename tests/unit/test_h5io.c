@@ -922,6 +922,17 @@ static void test_h5io_fletcher32_matches_wordwise(void **state)
             assert_int_equal(ember__fletcher32(b + at, len),
                              fletcher32_wordwise(b + at, len));
     assert_int_equal(ember__fletcher32(b, size), fletcher32_wordwise(b, size));
+    /* in steps of whole 720-byte blocks, then the rest */
+    size_t steps[] = {720, 1440, 65520, 7200};
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
+        for (size_t len = steps[k]; len < size; len = len * 3 + 7) {
+            ember__f32 st = {0, 0};
+            size_t at = 0;
+            for (; len - at > steps[k]; at += steps[k])
+                ember__fletcher32_blocks(&st, b + at, steps[k]);
+            assert_int_equal(ember__fletcher32_end(&st, b + at, len - at),
+                             fletcher32_wordwise(b, len));
+        }
     memset(b, 0xff, size);
     for (size_t len = size - 3; len <= size; len++)
         assert_int_equal(ember__fletcher32(b, len), fletcher32_wordwise(b, len));
@@ -980,8 +991,8 @@ static void test_h5io_direct_chunks_hdf5_reads(void **state)
 
 /* Records laid out as chunks (a checkpoint's snapshot) make the same
  * dataset as appending them: every chunk's stored bytes, its Fletcher32
- * included, are equal, whether the chunks were summed when sealed or by
- * the writer; libhdf5's own read (which checks the sums) returns the
+ * included, are equal, whether the chunks were summed when sealed, by the
+ * writer, or as each was filled (in steps); libhdf5's own read (which checks the sums) returns the
  * records. A writer of another chunk size is refused. */
 static void test_h5io_chunks_same_as_append(void **state)
 {
@@ -1003,15 +1014,22 @@ static void test_h5io_chunks_same_as_append(void **state)
     assert_int_equal(ember__h5w_append(w, recs, n, msg), EMBER_OK);
     assert_int_equal(ember__h5w_close(&w, NULL, 0, msg), EMBER_OK);
     ember__chunks c = {0};
-    for (int summed = 0; summed < 2; summed++) {
+    const char *names[3] = {"/chunks", "/summed", "/filled"};
+    for (int way = 0; way < 3; way++) {
         assert_int_equal(ember__chunks_layout(ctx, &c, t.size, n), EMBER_OK);
         assert_int_equal(c.chunk, 262144);
         memset(c.mem.data, 0xa5, c.mem.cap); /* stale bytes of a last use */
-        for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts; k++)
-            ember__chunks_put(&c, cuts[k], recs + cuts[k], cuts[k + 1] - cuts[k]);
-        ember__chunks_seal(&c, summed);
-        assert_int_equal(ember__h5w_open(ctx, &w, file, summed ? "/summed" : "/chunks",
-                                         &t, &o, msg), EMBER_OK);
+        if (way < 2) {
+            for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts; k++)
+                ember__chunks_put(&c, cuts[k], recs + cuts[k], cuts[k + 1] - cuts[k]);
+            ember__chunks_seal(&c, way);
+        } else {
+            for (size_t i = 0; i * c.chunk < n; i++)
+                ember__chunks_fill(&c, i, recs + i * c.chunk);
+            c.summed = 1;
+        }
+        assert_int_equal(ember__h5w_open(ctx, &w, file, names[way], &t, &o, msg),
+                         EMBER_OK);
         assert_int_equal(ember__h5w_put_chunks(w, &c, msg), EMBER_OK);
         assert_int_equal(ember__h5w_close(&w, NULL, 0, msg), EMBER_OK);
     }
@@ -1026,16 +1044,16 @@ static void test_h5io_chunks_same_as_append(void **state)
     ember__h5_lock();
     hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
-    hid_t d[3] = {H5Dopen2(f, "/append", H5P_DEFAULT), H5Dopen2(f, "/chunks", H5P_DEFAULT),
-                  H5Dopen2(f, "/summed", H5P_DEFAULT)};
-    for (int p = 0; p < 3; p++) {
+    hid_t d[4] = {H5Dopen2(f, "/append", H5P_DEFAULT), H5Dopen2(f, "/chunks", H5P_DEFAULT),
+                  H5Dopen2(f, "/summed", H5P_DEFAULT), H5Dopen2(f, "/filled", H5P_DEFAULT)};
+    for (int p = 0; p < 4; p++) {
         assert_true(d[p] >= 0);
         memset(back, 0, n * sizeof *back);
         assert_true(H5Dread(d[p], H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
         assert_memory_equal(back, recs, n * sizeof *recs);
     }
     for (hsize_t at = 0; at < n; at += 262144)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < 4; p++) {
             uint32_t mask = 1;
             hsize_t size = 0;
             assert_true(H5Dget_chunk_storage_size(d[p], &at, &size) >= 0);
@@ -1046,7 +1064,7 @@ static void test_h5io_chunks_same_as_append(void **state)
                 assert_memory_equal(got, want, sizeof got);
         }
     assert_int_equal(want[sizeof want - 5], 0); /* the last chunk's padding */
-    for (int p = 0; p < 3; p++)
+    for (int p = 0; p < 4; p++)
         H5Dclose(d[p]);
     H5Fclose(f);
     ember__h5_unlock();
