@@ -195,7 +195,8 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
 
 /* ---- files built in memory ------------------------------------------------------
  *
- * ember__ckw_begin_image builds the file with HDF5's core driver in the
+ * ember__ckw_begin_image builds the file with ember's image driver (below;
+ * HDF5's core driver with other HDF5 versions than 1.10) in the
  * caller's buffer (ember__ckimg), which outlives the file: the next
  * checkpoint reuses its pages instead of faulting in fresh ones. The commit
  * seals the bytes where they lie (no read back of the file), then writes
@@ -206,8 +207,8 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
  * 4 KiB (measured: 3x the CPU of a copy into cached pages, and on a VM
  * that backs memory lazily far more: docs/design.md, "Checkpoints go to
  * the background"). The rest of the commit sequence is unchanged. HDF5
- * calls these callbacks under its lock, from the thread writing the
- * file. */
+ * calls the callbacks and the driver under its lock, from the thread
+ * writing the file. */
 
 /* HDF5's core driver grows its image by this much, and at close leaves its
  * end there, past the end of allocation: the file written is up to this
