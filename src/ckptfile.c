@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -384,7 +385,7 @@ static herr_t image_query(const H5FD_t *file, unsigned long *flags)
     if (flags)
         *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_ACCUMULATE_METADATA |
                  H5FD_FEAT_DATA_SIEVE | H5FD_FEAT_AGGREGATE_SMALLDATA |
-                 H5FD_FEAT_ALLOW_FILE_IMAGE | H5FD_FEAT_DEFAULT_VFD_COMPATIBLE;
+                 H5FD_FEAT_ALLOW_FILE_IMAGE;
     return 0;
 }
 
@@ -546,28 +547,57 @@ static const H5FD_class_t image_class = {
     .fl_map = H5FD_FLMAP_DICHOTOMY,
 };
 
+static int ref_order(const void *a, const void *b)
+{
+    size_t x = ((const image_ref *)a)->at, y = ((const image_ref *)b)->at;
+    return (x > y) - (x < y);
+}
+
 /* The seal's fill (ember__fsum_seal_image): the referenced bytes of
- * [lo, hi) into the image. */
+ * [lo, hi) into the image. The references (which never overlap) are
+ * sorted by offset first (image_seal), and each call starts at the first
+ * that ends after lo: a pass over them all, not one a call. */
 static void image_fill(void *arg, size_t lo, size_t hi)
 {
     ember__ckimg *img = arg;
-    refs_copy(img, lo, hi, img->buf + lo);
+    const image_ref *r = (const image_ref *)img->refs.data;
+    size_t a = 0, b = img->refs.n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (r[m].at + r[m].bytes <= lo)
+            a = m + 1;
+        else
+            b = m;
+    }
+    for (; a < img->refs.n && r[a].at < hi; a++) {
+        size_t from = r[a].at > lo ? r[a].at : lo;
+        size_t to = r[a].at + r[a].bytes < hi ? r[a].at + r[a].bytes : hi;
+        memcpy(img->buf + from, r[a].src + (from - r[a].at), to - from);
+    }
+}
+
+/* Seals the image, its references put in as it is hashed. */
+static int image_seal(ember__ckimg *img, char *msg)
+{
+    if (!img->refs.n)
+        return ember__fsum_seal_image(img->buf, img->len, NULL, NULL, msg);
+    qsort(img->refs.data, img->refs.n, sizeof(image_ref), ref_order);
+    return ember__fsum_seal_image(img->buf, img->len, image_fill, img, msg);
 }
 #endif
 
-int ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes)
+void ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes)
 {
 #ifdef IMAGE_DRIVER
     if (w->img && !w->img->core) {
         kept_range k = {data, bytes};
         w->img->kept.size = sizeof k;
-        return ember__buf_append(w->ctx, &w->img->kept, &k, 1);
+        (void)ember__buf_append(w->ctx, &w->img->kept, &k, 1); /* or copied */
     }
 #endif
     (void)w;
     (void)data;
     (void)bytes;
-    return EMBER_OK;
 }
 
 /* The file access properties of a file built in w->img. */
@@ -582,8 +612,8 @@ static hid_t image_fapl(ember__ckw *w)
             image_driver = H5FDregister(&image_class);
         if (image_driver >= 0 && H5Pset_driver(fapl, image_driver, &w) >= 0)
             return fapl;
-        H5Pclose(fapl);
-        return H5I_INVALID_HID;
+        w->img->core = 1; /* the core driver then, from now on */
+        w->img->kept.n = 0;
     }
 #endif
     H5FD_file_image_callbacks_t cb = {img_malloc,   img_memcpy,     img_realloc,
@@ -733,7 +763,7 @@ int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
 }
 
 int ember__ckw_chunks(ember__ckw *w, const char *name, const ember_type *t,
-                      ember__chunks *c, const uint64_t *off, size_t nparts,
+                      const ember__chunks *c, const uint64_t *off, size_t nparts,
                       char *msg)
 {
     ember__h5w *hw = NULL;
@@ -923,11 +953,10 @@ static const char *seal_and_sync(ember__ckw *w, struct stat *st, char *why)
 {
     if (w->img) {
 #ifdef IMAGE_DRIVER
-        void (*fill)(void *, size_t, size_t) = w->img->refs.n ? image_fill : NULL;
+        if (image_seal(w->img, why))
 #else
-        void (*fill)(void *, size_t, size_t) = NULL;
+        if (ember__fsum_seal_image(w->img->buf, w->img->len, NULL, NULL, why))
 #endif
-        if (ember__fsum_seal_image(w->img->buf, w->img->len, fill, w->img, why))
             return "checksum";
         const char *step = write_image(w);
         st->st_size = (off_t)w->img->len;

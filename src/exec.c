@@ -959,34 +959,24 @@ int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
     if (ember__chunks_layout(ds->ctx, c, ds->type.size, ds->u.array.n))
         return ember__err(msg, EMBER_ENOMEM, "out of memory materializing #%llu",
                           (unsigned long long)ds->id);
-    int whole = 1; /* the partitions tile the array in order */
     off[0] = 0;
     for (size_t p = 0; p < ds->nparts; p++) {
         size_t lo, hi;
         ember__array_bounds(ds, p, &lo, &hi);
-        off[p + 1] = off[p] + (hi - lo);
-        whole &= lo == off[p];
+        if (lo != off[p]) /* an array's partitions tile it in order */
+            return ember__err(msg, EMBER_ESTATE, "#%llu: partition %zu starts at %zu, "
+                              "not %llu", (unsigned long long)ds->id, p, lo,
+                              (unsigned long long)off[p]);
+        off[p + 1] = hi;
     }
     /* on the whole team, as materialize_into's copies: a chunk a task,
      * copied and summed in one pass (the writer then reads it once, when
-     * it puts it in the file), or else a partition a task */
+     * it puts it in the file) */
     const unsigned char *data = ds->u.array.data;
-    size_t size = ds->type.size;
-    long long tasks = (long long)(whole ? (c->n + c->chunk - 1) / c->chunk : ds->nparts);
+    long long chunks = (long long)((c->n + c->chunk - 1) / c->chunk);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ds->ctx->threads)
-    for (long long t = 0; t < tasks; t++) {
-        size_t lo, hi;
-        if (whole) {
-            ember__chunks_fill(c, (size_t)t, data + (size_t)t * c->chunk * size);
-            continue;
-        }
-        ember__array_bounds(ds, (size_t)t, &lo, &hi);
-        ember__chunks_put(c, off[t], data + lo * size, hi - lo);
-    }
-    if (whole)
-        c->summed = 1;
-    else
-        ember__chunks_seal(c, 0);
+    for (long long i = 0; i < chunks; i++)
+        ember__chunks_fill(c, (size_t)i, data + (size_t)i * c->chunk * ds->type.size);
     return EMBER_OK;
 }
 

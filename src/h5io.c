@@ -1348,33 +1348,19 @@ int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
     size_t slots = (n + chunk - 1) / chunk;
     if (slots > SIZE_MAX / stride)
         return EMBER_ENOMEM;
-    if (c->mem.cap < slots * stride) { /* exactly: no doubling */
-        void *p = ember__realloc(ctx, c->mem.data, slots * stride);
-        if (!p)
+    if (c->mem.cap < slots * stride) { /* exactly (no doubling), nothing kept */
+        ember__free(ctx, c->mem.data);
+        c->mem.data = ember__malloc(ctx, slots * stride);
+        c->mem.cap = c->mem.data ? slots * stride : 0;
+        if (!c->mem.data)
             return EMBER_ENOMEM;
-        c->mem.data = p;
-        c->mem.cap = slots * stride;
     }
     c->mem.size = 1;
     c->n = n;
     c->chunk = chunk;
     c->recsize = recsize;
     c->stride = stride;
-    c->summed = 0;
     return EMBER_OK;
-}
-
-void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n)
-{
-    const unsigned char *src = recs;
-    while (n) {
-        size_t in = at % c->chunk, k = c->chunk - in < n ? c->chunk - in : n;
-        memcpy(c->mem.data + at / c->chunk * c->stride + in * c->recsize, src,
-               k * c->recsize);
-        src += k * c->recsize;
-        at += k;
-        n -= k;
-    }
 }
 
 void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
@@ -1399,18 +1385,7 @@ void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
     }
 }
 
-void ember__chunks_seal(ember__chunks *c, int sum)
-{
-    size_t bytes = c->chunk * c->recsize, tail = c->n % c->chunk;
-    if (tail)
-        memset(c->mem.data + c->n / c->chunk * c->stride + tail * c->recsize, 0,
-               bytes - tail * c->recsize);
-    for (size_t i = 0; sum && i * c->chunk < c->n; i++)
-        put_sum(c->mem.data + i * c->stride, bytes);
-    c->summed = sum;
-}
-
-int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg)
+int ember__h5w_put_chunks(ember__h5w *w, const ember__chunks *c, char *msg)
 {
     ember__msg_clear(msg);
     if (!w || !c || !w->direct || w->n || w->fill || c->chunk != w->chunk ||
@@ -1419,14 +1394,10 @@ int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg)
                           w ? w->where : "h5 writer");
     int rc = EMBER_OK;
     for (size_t lo = 0; !rc && lo < c->n; lo += c->chunk) {
-        unsigned char *slot = c->mem.data + lo / c->chunk * c->stride;
-        /* summed outside the lock (other threads' HDF5 calls go on), and
-         * just before the chunk is written: it is copied from the cache */
-        if (!c->summed)
-            put_sum(slot, w->chunk * w->recsize);
+        /* the lock a chunk at a time: other threads' HDF5 calls go on */
         ember__h5_lock();
         w->n = lo + c->chunk < c->n ? lo + c->chunk : c->n;
-        if (put_chunk(w, slot, lo))
+        if (put_chunk(w, c->mem.data + lo / c->chunk * c->stride, lo))
             rc = h5_fail(msg, EMBER_EIO, w->where, "writing records failed");
         ember__h5_unlock();
     }

@@ -290,7 +290,7 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg);
 /* Whether ds is an array source whose records can be copied straight from
  * its array (one process, not being checkpointed). */
 int ember__copyable_array(const ember_ds *ds);
-/* Such a dataset's records into c (laid out for them, summed) and its
+/* Such a dataset's records into c (laid out for them and filled) and its
  * partition offsets into off (nparts + 1), copied on the team: a
  * checkpoint's snapshot that the writer puts in the file as it lies. */
 typedef struct ember__chunks ember__chunks;
@@ -479,34 +479,28 @@ int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
 /* Records laid out as the writer's chunks, so that it writes each chunk
  * from where it lies, with no copy: chunk i (records [i * chunk, ...)) at
  * mem.data + i * stride, zeros after the last record to the chunk's end,
- * then 4 bytes for the chunk's Fletcher32 (little-endian, as HDF5's filter
- * appends it): filled when summed, else by the writer. */
+ * then the chunk's Fletcher32 (4 bytes, little-endian, as HDF5's filter
+ * appends it). */
 struct ember__chunks {
     ember__buf mem;  /* the slots (bytes: size 1), kept from one use to the next */
     size_t n;        /* records */
     size_t chunk;    /* records a chunk: ember__h5_chunk_records(recsize, n) */
     size_t recsize;
     size_t stride;   /* bytes from a chunk to the next (a multiple of 64) */
-    int summed;
 };
 /* The records a chunk of the streaming writer holds, for expected records. */
 size_t ember__h5_chunk_records(size_t recsize, uint64_t expected);
-/* Lays c out for n records (its room grown, never shrunk); not summed. */
+/* Lays c out for n records (its room grown, never shrunk; the records
+ * are then filled, every chunk). */
 int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
                          size_t n);
-/* Copies n records to records [at, at + n) of c. */
-void ember__chunks_put(ember__chunks *c, size_t at, const void *recs, size_t n);
-/* Chunk i whole, and its checksum: its records from recs (those of
- * records [i * chunk, ...)), then zeros; one pass (for a snapshot taken
- * on the team, a chunk a thread). Mark c summed after the last. */
+/* Fills chunk i, in one pass: its records from recs (records
+ * [i * chunk, ...) of the whole), zeros to its end, its checksum. Chunks
+ * are independent (a snapshot on the team fills a chunk a thread). */
 void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs);
-/* After the last put: zeros the last chunk's tail, and sums every chunk
- * when sum is set. */
-void ember__chunks_seal(ember__chunks *c, int sum);
-/* Writes all of c's records (a writer opened with fletcher32 and no
- * deflate, expected = c->n, nothing appended), summing each chunk first
- * unless c is summed. */
-int ember__h5w_put_chunks(ember__h5w *w, ember__chunks *c, char *msg);
+/* Writes all of c's records, filled (a writer opened with fletcher32 and
+ * no deflate, expected = c->n, nothing appended). */
+int ember__h5w_put_chunks(ember__h5w *w, const ember__chunks *c, char *msg);
 /* Writes the partition_offsets attribute (nparts + 1 u64) and closes. Also
  * cleans up on error paths: always frees *w. */
 int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
@@ -599,8 +593,9 @@ int ember__ckw_begin_image(ember_ctx *ctx, ember__ckw **w, const char *dir,
                            ember__ckimg *img, char *msg);
 /* Says that [data, data + bytes) stays unchanged until w commits or
  * aborts: its large raw writes from there go into the image only at the
- * seal, in the pass that hashes them (no-op for a streamed file). */
-int ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes);
+ * seal, in the pass that hashes them (no-op for a streamed file; without
+ * memory to note it, they are copied as any other). */
+void ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes);
 /* A retired checkpoint kept (renamed) for the next write into a file built
  * in memory to overwrite: "*.tmp", so a loop's start sweeps it like any
  * unfinished write. */
@@ -618,9 +613,9 @@ int ember__ckw_parts(ember__ckw *w, const char *name, const ember_type *t,
 /* Records laid out as chunks (ember__materialize_chunks): as
  * /datasets/<name> with its partition offsets off (nparts + 1), or with
  * off NULL as /scalars/<name> (t a scalar). The same file as appending
- * them; c's chunks are summed here unless summed. */
+ * them. */
 int ember__ckw_chunks(ember__ckw *w, const char *name, const ember_type *t,
-                      ember__chunks *c, const uint64_t *off, size_t nparts,
+                      const ember__chunks *c, const uint64_t *off, size_t nparts,
                       char *msg);
 /* /scalars/<name>: n numbers of one kind (n >= 1). */
 int ember__ckw_scalars(ember__ckw *w, const char *name, ember_scalar kind,

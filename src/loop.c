@@ -875,13 +875,14 @@ static size_t image_bytes(const ember_loop *L)
 }
 
 /* Whether a checkpoint built in memory fits the context's memory budget
- * beside the resident blocks and broadcasts: the snapshot, the file image
- * (the state and about 1 MiB of metadata) and the 1 MiB chunk buffer. The
- * bound datasets must be computed. When it does not, the checkpoint is
- * streamed to the file, which holds no copy of the state. */
+ * beside the resident blocks and broadcasts: the snapshot and the file
+ * image, each the state with a padded last chunk an item (image_bytes),
+ * and the 1 MiB chunk buffer. The bound datasets must be computed. When it
+ * does not, the checkpoint is streamed to the file, which holds no copy of
+ * the state. */
 static int image_fits(const ember_loop *L)
 {
-    size_t need = 2 * state_bytes(L) + ((size_t)2 << 20);
+    size_t need = 2 * image_bytes(L) + ((size_t)1 << 20);
     return need <= ember__store_room(L->ctx);
 }
 
@@ -1089,9 +1090,10 @@ static int write_checkpoint(ember_loop *L, const char *lineage, char *msg)
 /* ---- asynchronous checkpoints ------------------------------------------------
  *
  * With opts.async, a checkpoint the policy asks for is a snapshot taken on
- * the caller's thread (bound datasets computed and copied, scalars and
- * blobs copied; noted arrays, unchanged for the loop's life,
- * are not copied) and a file built, sealed, written, fsync'd and committed
+ * the caller's thread (bound datasets computed and copied, those of an
+ * array laid out as the file's chunks; scalars and blobs copied; noted
+ * arrays, unchanged for the loop's life, laid out once, at the first) and
+ * a file built, sealed, written, fsync'd and committed
  * by a background thread while the next iterations run. One is in flight
  * at a time: the next checkpoint, finish, a signal, the deadline and
  * destroy wait for it, and a failure is reported by the next call that
@@ -1193,9 +1195,8 @@ static void job_write(async_job *j)
     /* the chunks stay as they are until the job ends: the file takes them
      * where they lie */
     for (size_t i = 0; !j->rc && i < j->nitems; i++)
-        if (j->items[i].chunked &&
-            ember__ckw_keep(w, j->items[i].ch.mem.data, j->items[i].ch.mem.cap))
-            j->rc = ember__err(j->msg, EMBER_ENOMEM, "out of memory");
+        if (j->items[i].chunked)
+            ember__ckw_keep(w, j->items[i].ch.mem.data, j->items[i].ch.mem.cap);
     for (size_t i = 0; !j->rc && i < j->nitems; i++)
         j->rc = write_item(w, &j->items[i], j->msg);
     if (j->rc)
@@ -1230,7 +1231,9 @@ static int snapshot_ds(ember_loop *L, const binding *b, snap_item *it,
     size_t nparts = ember_ds_partitions(ds);
     it->type = *ember_ds_type(ds);
     it->chunked = !L->o.deflate && ember__copyable_array(ds);
-    if (it->nparts != nparts) {
+    if (!it->chunked) /* the other layout's room goes (ch, or parts below) */
+        ember__buf_free(L->ctx, &it->ch.mem);
+    if (it->nparts != nparts || (it->chunked ? it->parts != NULL : it->off != NULL)) {
         ember__parts_free(L->ctx, it->parts, it->nparts);
         ember__free(L->ctx, it->off);
         it->parts = NULL;
@@ -1263,12 +1266,12 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
         size_t size = ember_scalar_size(b->scalar);
         it->ref = b->data;
         it->chunked = !L->o.deflate;
-        if (!it->chunked || (it->ch.summed && it->ch.n == b->n && it->ch.recsize == size))
+        if (!it->chunked || (it->ch.mem.data && it->ch.n == b->n && it->ch.recsize == size))
             return EMBER_OK;
         if (ember__chunks_layout(L->ctx, &it->ch, size, b->n))
             return ember__err(msg, EMBER_ENOMEM, "out of memory");
-        ember__chunks_put(&it->ch, 0, b->data, b->n);
-        ember__chunks_seal(&it->ch, 1);
+        for (size_t i = 0; i * it->ch.chunk < b->n; i++)
+            ember__chunks_fill(&it->ch, i, (const char *)b->data + i * it->ch.chunk * size);
         return EMBER_OK;
     }
     size_t size = binding_bytes(b);

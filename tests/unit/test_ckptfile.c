@@ -551,25 +551,30 @@ static void test_ckptfile_image_driver_same_file(void **state)
         x[i] = (double)i / 7.0;
     for (size_t i = 0; i < nn; i++)
         ids[i] = (int32_t)(nn - i);
-    ember__chunks_put(&ds, 0, x, n);
-    ember__chunks_put(&note, 0, ids, nn);
-    ember__chunks_seal(&note, 1);
+    for (size_t i = 0; i * ds.chunk < n; i++)
+        ember__chunks_fill(&ds, i, x + i * ds.chunk);
+    for (size_t i = 0; i * note.chunk < nn; i++)
+        ember__chunks_fill(&note, i, ids + i * note.chunk);
     ember_type f64 = ember_type_scalar(EMBER_F64), i32 = ember_type_scalar(EMBER_I32);
     const char *files[2] = {"drv-core.h5", "drv-image.h5"};
     for (int k = 0; k < 2; k++) {
         ember__ckimg img;
         memset(&img, 0, sizeof img);
         img.core = k == 0;
-        ember__chunks_seal(&ds, 0); /* the writer sums these */
+        /* an image that held another file: no stale byte may show */
+        TU_OK(ember__ckimg_reserve(ctx, &img, (size_t)16 << 20));
+        memset(img.buf, 0xa5, img.cap);
         ember__ckw *w = NULL;
         TU_OKM(ember__ckw_begin_image(ctx, &w, ".", files[k], &plain_meta, &img, msg), msg);
-        TU_OK(ember__ckw_keep(w, ds.mem.data, ds.mem.cap));
-        TU_OK(ember__ckw_keep(w, note.mem.data, note.mem.cap));
+        ember__ckw_keep(w, ds.mem.data, ds.mem.cap);
+        ember__ckw_keep(w, note.mem.data, note.mem.cap);
         TU_OKM(ember__ckw_chunks(w, "x", &f64, &ds, off, 3, msg), msg);
         TU_OKM(ember__ckw_chunks(w, "ids", &i32, &note, NULL, 0, msg), msg);
         TU_OKM(ember__ckw_scalars(w, "s", EMBER_F64, x, 10, msg), msg);
         TU_OKM(ember__ckw_blob(w, "b", ids, 300, msg), msg);
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 /* ember's driver is built */
         assert_int_equal(img.refs.n, k == 0 ? 0 : 3 + 1); /* whole chunks only */
+#endif
         TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
         ember__ckimg_free(ctx, &img);
         ember__ckr *r = NULL;
