@@ -1186,10 +1186,30 @@ static int write_item(ember__ckw *w, snap_item *it, char *msg)
     }
 }
 
+/* A noted array's chunks, laid out and summed at its first checkpoint, on
+ * the writer's thread (off the iterations' path), and kept: it never
+ * changes. Without memory for them it is written from its array. */
+static void note_chunks(ember_ctx *ctx, snap_item *it)
+{
+    size_t size = ember_scalar_size(it->scalar);
+    if (!it->chunked || (it->ch.mem.data && it->ch.n == it->n && it->ch.recsize == size))
+        return;
+    if (ember__chunks_layout(ctx, &it->ch, size, it->n)) {
+        ember__buf_free(ctx, &it->ch.mem);
+        it->chunked = 0;
+        return;
+    }
+    for (size_t i = 0; i * it->ch.chunk < it->n; i++)
+        ember__chunks_fill(&it->ch, i, (const char *)it->ref + i * it->ch.chunk * size);
+}
+
 /* Writes and commits the job's file, on whichever thread calls it. */
 static void job_write(async_job *j)
 {
     ember__ckw *w = NULL;
+    for (size_t i = 0; i < j->nitems; i++)
+        if (j->items[i].ref)
+            note_chunks(j->ctx, &j->items[i]);
     j->rc = ember__ckw_begin_image(j->ctx, &w, j->dir, j->name, &j->meta,
                                    j->img, j->msg);
     /* the chunks stay as they are until the job ends: the file takes them
@@ -1262,16 +1282,9 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
     it->cols = b->cols;
     if (b->kind == BIND_DS)
         return snapshot_ds(L, b, it, msg);
-    if (b->note) { /* unchanged for the loop's life: copied and summed once */
-        size_t size = ember_scalar_size(b->scalar);
+    if (b->note) { /* unchanged for the loop's life: laid out once, by the writer */
         it->ref = b->data;
         it->chunked = !L->o.deflate;
-        if (!it->chunked || (it->ch.mem.data && it->ch.n == b->n && it->ch.recsize == size))
-            return EMBER_OK;
-        if (ember__chunks_layout(L->ctx, &it->ch, size, b->n))
-            return ember__err(msg, EMBER_ENOMEM, "out of memory");
-        for (size_t i = 0; i * it->ch.chunk < b->n; i++)
-            ember__chunks_fill(&it->ch, i, (const char *)b->data + i * it->ch.chunk * size);
         return EMBER_OK;
     }
     size_t size = binding_bytes(b);
