@@ -1585,6 +1585,74 @@ static void test_loop_async_failure_reported(void **unused)
  * in flight when it returns (counted, and retention run, only by
  * ember_loop_wait), and a failure of it is what the wait returns; with
  * .sync it is ember_loop_finish. */
+/* Background checkpoints of a large array dataset and a large noted array
+ * (their chunks go into the file by reference, copied in at the seal):
+ * each file holds its own iteration's values, though the array changes in
+ * place as soon as the next iteration starts, and the noted array's. */
+static void test_loop_background_large_arrays(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE], p[256];
+    fresh_dir();
+    ember_ctx *ctx = tu_ctx(2);
+    size_t n = 300001, nn = 200003;
+    double *x = malloc(n * sizeof *x);
+    int32_t *ids = malloc(nn * sizeof *ids);
+    assert_non_null(x);
+    assert_non_null(ids);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (double)i;
+    for (size_t i = 0; i < nn; i++)
+        ids[i] = (int32_t)(nn - i);
+    ember_type f64 = ember_type_scalar(EMBER_F64);
+    ember_ds *ds = NULL;
+    TU_OKM(ember_from_array(&ds, ctx, &f64, x, n, 7, EMBER_BORROW, msg), msg);
+    ember_loop_opts o = {.dir = CKDIR, .every = 1, .keep = 5, .quiet = 1};
+    ember_loop *loop = NULL;
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    TU_OK(ember_loop_bind_ds(loop, "x", &ds));
+    TU_OK(ember_loop_note_array(loop, "ids", EMBER_I32, ids, nn));
+    uint64_t it;
+    for (int k = 0; k < 3; k++) {
+        TU_OKM(ember_loop_next(loop, &it, msg), msg);
+        for (size_t i = 0; i < n; i++) /* the iteration, in place */
+            x[i] += 1;
+    }
+    TU_OKM(ember_loop_finish(loop, msg), msg);
+    ember_loop_stats st;
+    ember_loop_get_stats(loop, &st);
+    assert_int_equal(st.checkpoints, 3);
+    ember_loop_destroy(&loop);
+    for (int c = 1; c <= 3; c++) {
+        ember__ckr *r = NULL;
+        TU_OKM(ember__ckr_open(ctx, &r, ckpt_name(p, (uint64_t)c), msg), msg);
+        TU_OKM(ember__ckr_verify(r, msg), msg);
+        ember_type t;
+        void *data = NULL;
+        size_t got = 0, nparts = 0;
+        uint64_t *offs = NULL;
+        TU_OKM(ember__ckr_dataset(r, "x", &t, &data, &got, &offs, &nparts, msg), msg);
+        assert_int_equal(got, n);
+        assert_int_equal(nparts, 7);
+        const double *v = data;
+        for (size_t i = 0; i < n; i++)
+            if (v[i] != (double)i + c)
+                fail_msg("checkpoint %d: x[%zu] = %g, not %g", c, i, v[i], (double)i + c);
+        ember__free(ctx, data);
+        ember__free(ctx, offs);
+        int32_t *back = malloc(nn * sizeof *back);
+        assert_non_null(back);
+        TU_OKM(ember__ckr_scalars(r, "ids", EMBER_I32, back, nn, msg), msg);
+        assert_memory_equal(back, ids, nn * sizeof *ids);
+        free(back);
+        ember__ckr_close(&r);
+    }
+    ember_ds_free(&ds);
+    free(x);
+    free(ids);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_loop_finish_start_wait(void **unused)
 {
     (void)unused;
@@ -1930,6 +1998,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_caller_seconds),
         cmocka_unit_test(test_loop_async_failure_reported),
         cmocka_unit_test(test_loop_finish_start_wait),
+        cmocka_unit_test(test_loop_background_large_arrays),
         cmocka_unit_test(test_loop_async_streams_without_room),
         cmocka_unit_test(test_loop_signal),
         cmocka_unit_test(test_loop_no_signals),
