@@ -613,7 +613,6 @@ static hid_t image_fapl(ember__ckw *w)
         if (image_driver >= 0 && H5Pset_driver(fapl, image_driver, &w) >= 0)
             return fapl;
         w->img->core = 1; /* the core driver then, from now on */
-        w->img->kept.n = 0;
     }
 #endif
     H5FD_file_image_callbacks_t cb = {img_malloc,   img_memcpy,     img_realloc,

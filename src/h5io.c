@@ -1221,21 +1221,10 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
     return rc;
 }
 
-/* Direct writing: records gather in a chunk buffer; a full chunk (the
- * last one padded with zeros, as HDF5 pads it) gets the Fletcher32 that
- * HDF5's filter would append, little-endian after the data, and goes to
- * the file with H5Dwrite_chunk. The file is the same as through the filter
- * pipeline, without its per-write chunk read-modify-write and its copies:
- * h5py, h5dump and read_parallel check the chunks as before. */
 static void put_le32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_sum(unsigned char *slot, size_t bytes)
-{
-    put_le32(slot + bytes, ember__fletcher32(slot, bytes));
 }
 
 /* Writes slot (a whole chunk, then its checksum) as the chunk of records
@@ -1250,11 +1239,17 @@ static int put_chunk(ember__h5w *w, const unsigned char *slot, hsize_t off)
     return EMBER_OK;
 }
 
+/* Direct writing: records gather in a chunk buffer; a full chunk (the
+ * last one padded with zeros, as HDF5 pads it) gets the Fletcher32 that
+ * HDF5's filter would append, little-endian after the data, and goes to
+ * the file with H5Dwrite_chunk. The file is the same as through the filter
+ * pipeline, without its per-write chunk read-modify-write and its copies:
+ * h5py, h5dump and read_parallel check the chunks as before. */
 static int flush_chunk(ember__h5w *w)
 {
     size_t bytes = w->chunk * w->recsize;
     memset(w->buf + w->fill * w->recsize, 0, bytes - w->fill * w->recsize);
-    put_sum(w->buf, bytes);
+    put_le32(w->buf + bytes, ember__fletcher32(w->buf, bytes));
     if (put_chunk(w, w->buf, w->n - w->fill))
         return EMBER_EIO;
     w->fill = 0;

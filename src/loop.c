@@ -1120,7 +1120,7 @@ struct snap_item {
     size_t nparts;
     int chunked;         /* the snapshot is in ch: a BIND_DS of an array
                             (ember__materialize_chunks), or a noted array
-                            copied and summed once (it never changes) */
+                            laid out once, by the writer (note_chunks) */
     ember__chunks ch;
     uint64_t *off;       /* BIND_DS in ch: its partition offsets */
     void *bytes;         /* the other kinds: a copy (room of `room` bytes) */
@@ -1134,7 +1134,8 @@ struct async_job {
     char name[64];
     ember__ck_meta meta;
     char *lineage;
-    snap_item *items;       /* the loop's, borrowed (the writer sums ch) */
+    snap_item *items;       /* the loop's, borrowed (the writer lays out
+                               noted arrays' ch) */
     size_t nitems;
     ember__ckimg *img;      /* the loop's, borrowed */
     uint64_t iter;
