@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -416,16 +415,26 @@ static herr_t image_get_handle(H5FD_t *file, hid_t fapl, void **handle)
 }
 
 /* Copies what the references hold of file bytes [lo, hi) to out, which
- * stands for byte lo (the image itself, out = img->buf + lo, at the seal). */
+ * stands for byte lo (the image itself, out = img->buf + lo, at the seal).
+ * The references never overlap and are kept in order of offset
+ * (image_write), so the first that ends after lo is found by bisection:
+ * the seal's steps take a pass over them all, not one each. */
 static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
                       unsigned char *out)
 {
     const image_ref *r = (const image_ref *)img->refs.data;
-    for (size_t i = 0; i < img->refs.n; i++) {
-        size_t a = r[i].at > lo ? r[i].at : lo;
-        size_t b = r[i].at + r[i].bytes < hi ? r[i].at + r[i].bytes : hi;
-        if (a < b)
-            memcpy(out + (a - lo), r[i].src + (a - r[i].at), b - a);
+    size_t a = 0, b = img->refs.n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (r[m].at + r[m].bytes <= lo)
+            a = m + 1;
+        else
+            b = m;
+    }
+    for (; a < img->refs.n && r[a].at < hi; a++) {
+        size_t from = r[a].at > lo ? r[a].at : lo;
+        size_t to = r[a].at + r[a].bytes < hi ? r[a].at + r[a].bytes : hi;
+        memcpy(out + (from - lo), r[a].src + (from - r[a].at), to - from);
     }
 }
 
@@ -510,8 +519,17 @@ static herr_t image_write(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t add
     if (type == H5FD_MEM_DRAW && size >= IMAGE_REF && is_kept(img, buf, size)) {
         image_ref r = {at, size, buf};
         img->refs.size = sizeof r;
-        if (ember__buf_append(f->w->ctx, &img->refs, &r, 1) == EMBER_OK)
+        if (ember__buf_append(f->w->ctx, &img->refs, &r, 1) == EMBER_OK) {
+            /* in order of offset (HDF5 allocates chunks upwards, so this
+             * moves nothing in practice) */
+            image_ref *v = (image_ref *)img->refs.data;
+            for (size_t i = img->refs.n - 1; i > 0 && v[i - 1].at > v[i].at; i--) {
+                image_ref t = v[i];
+                v[i] = v[i - 1];
+                v[i - 1] = t;
+            }
             return 0;
+        }
     }
     memcpy(img->buf + at, buf, size);
     return 0;
@@ -547,42 +565,12 @@ static const H5FD_class_t image_class = {
     .fl_map = H5FD_FLMAP_DICHOTOMY,
 };
 
-static int ref_order(const void *a, const void *b)
-{
-    size_t x = ((const image_ref *)a)->at, y = ((const image_ref *)b)->at;
-    return (x > y) - (x < y);
-}
-
 /* The seal's fill (ember__fsum_seal_image): the referenced bytes of
- * [lo, hi) into the image. The references (which never overlap) are
- * sorted by offset first (image_seal), and each call starts at the first
- * that ends after lo: a pass over them all, not one a call. */
+ * [lo, hi) into the image. */
 static void image_fill(void *arg, size_t lo, size_t hi)
 {
     ember__ckimg *img = arg;
-    const image_ref *r = (const image_ref *)img->refs.data;
-    size_t a = 0, b = img->refs.n;
-    while (a < b) {
-        size_t m = a + (b - a) / 2;
-        if (r[m].at + r[m].bytes <= lo)
-            a = m + 1;
-        else
-            b = m;
-    }
-    for (; a < img->refs.n && r[a].at < hi; a++) {
-        size_t from = r[a].at > lo ? r[a].at : lo;
-        size_t to = r[a].at + r[a].bytes < hi ? r[a].at + r[a].bytes : hi;
-        memcpy(img->buf + from, r[a].src + (from - r[a].at), to - from);
-    }
-}
-
-/* Seals the image, its references put in as it is hashed. */
-static int image_seal(ember__ckimg *img, char *msg)
-{
-    if (!img->refs.n)
-        return ember__fsum_seal_image(img->buf, img->len, NULL, NULL, msg);
-    qsort(img->refs.data, img->refs.n, sizeof(image_ref), ref_order);
-    return ember__fsum_seal_image(img->buf, img->len, image_fill, img, msg);
+    refs_copy(img, lo, hi, img->buf + lo);
 }
 #endif
 
@@ -952,10 +940,11 @@ static const char *seal_and_sync(ember__ckw *w, struct stat *st, char *why)
 {
     if (w->img) {
 #ifdef IMAGE_DRIVER
-        if (image_seal(w->img, why))
+        void (*fill)(void *, size_t, size_t) = w->img->refs.n ? image_fill : NULL;
 #else
-        if (ember__fsum_seal_image(w->img->buf, w->img->len, NULL, NULL, why))
+        void (*fill)(void *, size_t, size_t) = NULL;
 #endif
+        if (ember__fsum_seal_image(w->img->buf, w->img->len, fill, w->img, why))
             return "checksum";
         const char *step = write_image(w);
         st->st_size = (off_t)w->img->len;

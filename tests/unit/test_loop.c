@@ -1581,10 +1581,6 @@ static void test_loop_async_failure_reported(void **unused)
     state_free(&s);
 }
 
-/* ember_loop_finish_start: in the background mode the final checkpoint is
- * in flight when it returns (counted, and retention run, only by
- * ember_loop_wait), and a failure of it is what the wait returns; with
- * .sync it is ember_loop_finish. */
 /* Background checkpoints of a large array dataset and a large noted array
  * (their chunks go into the file by reference, copied in at the seal):
  * each file holds its own iteration's values, though the array changes in
@@ -1653,6 +1649,10 @@ static void test_loop_background_large_arrays(void **unused)
     ember_ctx_destroy(&ctx);
 }
 
+/* ember_loop_finish_start: in the background mode the final checkpoint is
+ * in flight when it returns (counted, and retention run, only by
+ * ember_loop_wait), and a failure of it is what the wait returns; with
+ * .sync it is ember_loop_finish. */
 static void test_loop_finish_start_wait(void **unused)
 {
     (void)unused;
