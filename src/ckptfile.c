@@ -200,7 +200,8 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
  * caller's buffer (ember__ckimg), which outlives the file: the next
  * checkpoint reuses its pages instead of faulting in fresh ones. The commit
  * seals the bytes where they lie (no read back of the file), then writes
- * them with one O_DIRECT pwrite (buffered where refused) into the retired
+ * them with O_DIRECT (buffered where refused), the image and the chunks
+ * the driver took by reference each from where it lies, into the retired
  * checkpoint the loop left as the spare (ember__ck_spare), renamed to
  * NAME.tmp, when there is one: its blocks are allocated already. A
  * buffered write into a new file costs a fresh page-cache page for every
@@ -240,6 +241,7 @@ static void *img_realloc(void *ptr, size_t size, H5FD_file_image_op_t op,
         if (!raw)
             return NULL;
         unsigned char *b = raw + (DIO_ALIGN - (uintptr_t)raw % DIO_ALIGN) % DIO_ALIGN;
+        ember__hint_huge(raw, cap + DIO_ALIGN);
         if (img->len)
             memcpy(b, img->buf, img->len < size ? img->len : size);
         ember__free(w->ctx, img->raw);
@@ -291,6 +293,7 @@ int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes)
     unsigned char *raw = ember__malloc(ctx, cap + DIO_ALIGN);
     if (!raw)
         return EMBER_ENOMEM;
+    ember__hint_huge(raw, cap + DIO_ALIGN);
     ember__free(ctx, img->raw);
     img->raw = raw;
     img->buf = raw + (DIO_ALIGN - (uintptr_t)raw % DIO_ALIGN) % DIO_ALIGN;
@@ -341,6 +344,8 @@ typedef struct {
 typedef struct {
     size_t at, bytes;
     const unsigned char *src;
+    size_t span; /* the seal's: bytes from at that go to the file from src
+                    (spans_plan); the rest is copied into the image */
 } image_ref;
 
 typedef struct {
@@ -414,13 +419,10 @@ static herr_t image_get_handle(H5FD_t *file, hid_t fapl, void **handle)
     return 0;
 }
 
-/* Copies what the references hold of file bytes [lo, hi) to out, which
- * stands for byte lo (the image itself, out = img->buf + lo, at the seal).
- * The references never overlap and are kept in order of offset
- * (image_write), so the first that ends after lo is found by bisection:
- * the seal's steps take a pass over them all, not one each. */
-static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
-                      unsigned char *out)
+/* The first reference that ends after lo. The references never overlap
+ * and are kept in order of offset (image_write), so it is found by
+ * bisection: the seal's steps take a pass over them all, not one each. */
+static size_t refs_find(const ember__ckimg *img, size_t lo)
 {
     const image_ref *r = (const image_ref *)img->refs.data;
     size_t a = 0, b = img->refs.n;
@@ -431,10 +433,22 @@ static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
         else
             b = m;
     }
-    for (; a < img->refs.n && r[a].at < hi; a++) {
-        size_t from = r[a].at > lo ? r[a].at : lo;
+    return a;
+}
+
+/* Copies what the references hold of file bytes [lo, hi) to out, which
+ * stands for byte lo (the image itself, out = img->buf + lo, at the seal):
+ * all of it when whole is set, else all but their spans. */
+static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
+                      unsigned char *out, int whole)
+{
+    const image_ref *r = (const image_ref *)img->refs.data;
+    for (size_t a = refs_find(img, lo); a < img->refs.n && r[a].at < hi; a++) {
+        size_t start = r[a].at + (whole ? 0 : r[a].span);
+        size_t from = start > lo ? start : lo;
         size_t to = r[a].at + r[a].bytes < hi ? r[a].at + r[a].bytes : hi;
-        memcpy(out + (from - lo), r[a].src + (from - r[a].at), to - from);
+        if (from < to)
+            memcpy(out + (from - lo), r[a].src + (from - r[a].at), to - from);
     }
 }
 
@@ -461,7 +475,7 @@ static herr_t image_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr
     size_t have = addr >= f->eof ? 0 : f->eof - addr < size ? (size_t)(f->eof - addr) : size;
     if (have) {
         memcpy(buf, f->w->img->buf + addr, have);
-        refs_copy(f->w->img, (size_t)addr, (size_t)addr + have, buf);
+        refs_copy(f->w->img, (size_t)addr, (size_t)addr + have, buf, 1);
     }
     memset((unsigned char *)buf + have, 0, size - have);
     return 0;
@@ -517,7 +531,7 @@ static herr_t image_write(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t add
         return -1;
     refs_settle(img, at, end); /* a write over a reference (never expected) */
     if (type == H5FD_MEM_DRAW && size >= IMAGE_REF && is_kept(img, buf, size)) {
-        image_ref r = {at, size, buf};
+        image_ref r = {at, size, buf, 0};
         img->refs.size = sizeof r;
         if (ember__buf_append(f->w->ctx, &img->refs, &r, 1) == EMBER_OK) {
             /* in order of offset (HDF5 allocates chunks upwards, so this
@@ -565,12 +579,45 @@ static const H5FD_class_t image_class = {
     .fl_map = H5FD_FLMAP_DICHOTOMY,
 };
 
-/* The seal's fill (ember__fsum_seal_image): the referenced bytes of
- * [lo, hi) into the image. */
-static void image_fill(void *arg, size_t lo, size_t hi)
+/* Before the seal: which bytes of each reference go to the file straight
+ * from its source, the span. Those of whole blocks of EMBER__DIO_MIN that
+ * start at a multiple of it in the file and in memory: an O_DIRECT write
+ * takes them where they lie. The rest is copied into the image, as are
+ * the references that meet the file's first blocks, which the seal reads
+ * from the image. (The chunks of a snapshot are aligned so in both:
+ * ember__chunks_layout and H5Pset_alignment in image_fapl.) */
+static void spans_plan(ember__ckimg *img)
+{
+    image_ref *r = (image_ref *)img->refs.data;
+    for (size_t i = 0; i < img->refs.n; i++) {
+        int aligned = r[i].at % EMBER__DIO_MIN == 0 &&
+                      (uintptr_t)r[i].src % EMBER__DIO_MIN == 0 &&
+                      r[i].at >= 2 * EMBER__FSUM_BLOCK;
+        r[i].span = aligned ? r[i].bytes / EMBER__DIO_MIN * EMBER__DIO_MIN : 0;
+    }
+}
+
+/* The seal's source of the file's bytes from lo (ember__fsum_seal_image):
+ * the span that holds lo, or else the image up to the next span, the other
+ * referenced bytes there copied in first. */
+static const unsigned char *image_piece(void *arg, size_t lo, size_t *n)
 {
     ember__ckimg *img = arg;
-    refs_copy(img, lo, hi, img->buf + lo);
+    const image_ref *r = (const image_ref *)img->refs.data;
+    size_t i = refs_find(img, lo), hi = lo + *n;
+    if (i < img->refs.n && r[i].at <= lo && lo < r[i].at + r[i].span) {
+        size_t left = r[i].at + r[i].span - lo;
+        *n = left < *n ? left : *n;
+        return r[i].src + (lo - r[i].at);
+    }
+    for (; i < img->refs.n && r[i].at < hi; i++)
+        if (r[i].span && r[i].at > lo) {
+            hi = r[i].at;
+            break;
+        }
+    refs_copy(img, lo, hi, img->buf + lo, 0);
+    *n = hi - lo;
+    return img->buf + lo;
 }
 #endif
 
@@ -595,6 +642,13 @@ static hid_t image_fapl(ember__ckw *w)
     if (fapl < 0)
         return fapl;
 #ifdef IMAGE_DRIVER
+    /* chunks at multiples of EMBER__DIO_MIN (from the end of the user
+     * block, itself a multiple), so that their spans go to the file from
+     * where they lie (spans_plan); with either driver, the same file */
+    if (H5Pset_alignment(fapl, IMAGE_REF, EMBER__DIO_MIN) < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
     if (!w->img->core) {
         if (image_driver < 0 || H5Iget_type(image_driver) != H5I_VFL)
             image_driver = H5FDregister(&image_class);
@@ -865,11 +919,11 @@ static int fsync_path(const char *path, int dir)
     return rc;
 }
 
-static int pwrite_all(int fd, const unsigned char *p, size_t n)
+static int pwrite_all(int fd, const unsigned char *p, size_t n, size_t at)
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t k = pwrite(fd, p + done, n - done, (off_t)done);
+        ssize_t k = pwrite(fd, p + done, n - done, (off_t)(at + done));
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
@@ -882,13 +936,55 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Writes the image from offset 0, with O_DIRECT when the file system
- * takes it (the image padded with zeros to DIO_ALIGN; the caller sets the
- * length after): the device reads the image where it lies, and the kernel
- * neither copies it nor allocates page-cache pages for it, which on a VM
- * that backs fresh pages lazily cost 30-120 ms for 12 MB. Where O_DIRECT
- * is refused (tmpfs, some network file systems), a buffered write, which
- * into the spare's cached pages is a plain copy. */
+/* Writes the file's bytes [0, end) to fd: the image's, but the spans'
+ * (spans_plan) from their sources. */
+static int write_pieces(int fd, ember__ckimg *img, size_t end)
+{
+    size_t at = 0;
+    img->sent = 0;
+#ifdef IMAGE_DRIVER
+    const image_ref *r = (const image_ref *)img->refs.data;
+    for (size_t i = 0; i < img->refs.n; i++)
+        if (r[i].span) {
+            if (img->refuse_spans)
+                return errno = EINVAL, -1;
+            if (pwrite_all(fd, img->buf + at, r[i].at - at, at) ||
+                pwrite_all(fd, r[i].src, r[i].span, r[i].at))
+                return -1;
+            at = r[i].at + r[i].span;
+            img->sent += r[i].span;
+        }
+#endif
+    return pwrite_all(fd, img->buf + at, end - at, at);
+}
+
+/* Copies the spans into the image (the whole file is there then); 0 if
+ * there were none. */
+static int spans_settle(ember__ckimg *img)
+{
+    int any = 0;
+    img->sent = 0;
+#ifdef IMAGE_DRIVER
+    image_ref *r = (image_ref *)img->refs.data;
+    for (size_t i = 0; i < img->refs.n; i++)
+        if (r[i].span) {
+            memcpy(img->buf + r[i].at, r[i].src, r[i].span);
+            r[i].span = 0;
+            any = 1;
+        }
+#endif
+    return any;
+}
+
+/* Writes the file from offset 0, with O_DIRECT when the file system takes
+ * it (the image padded with zeros to DIO_ALIGN; the caller sets the length
+ * after): the device reads the image and the spans where they lie, and
+ * the kernel neither copies them nor allocates page-cache pages for them,
+ * which on a VM that backs fresh pages lazily cost 30-120 ms for 12 MB. A
+ * device that wants more alignment than the spans have (4 KiB sectors)
+ * gets the whole image, the spans copied in. Where O_DIRECT is refused
+ * (tmpfs, some network file systems), a buffered write, which into the
+ * spare's cached pages is a plain copy. */
 static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
 {
 #ifdef O_DIRECT
@@ -896,7 +992,8 @@ static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
     memset(img->buf + img->len, 0, padded - img->len);
     int dfd = img->refuse_direct ? (errno = EINVAL, -1)
                                  : open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0666);
-    if (dfd >= 0 && pwrite_all(dfd, img->buf, padded) == 0) {
+    if (dfd >= 0 && (write_pieces(dfd, img, padded) == 0 ||
+                     (spans_settle(img) && pwrite_all(dfd, img->buf, padded, 0) == 0))) {
         *fd = dfd;
         return 0;
     }
@@ -906,7 +1003,7 @@ static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
     *fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
     if (*fd < 0)
         return -1;
-    return pwrite_all(*fd, img->buf, img->len);
+    return write_pieces(*fd, img, img->len);
 }
 
 /* Writes the sealed image as w->tmp, over the spare when there is one (no
@@ -939,12 +1036,14 @@ static const char *write_image(ember__ckw *w)
 static const char *seal_and_sync(ember__ckw *w, struct stat *st, char *why)
 {
     if (w->img) {
+        const unsigned char *(*piece)(void *, size_t, size_t *) = NULL;
 #ifdef IMAGE_DRIVER
-        void (*fill)(void *, size_t, size_t) = w->img->refs.n ? image_fill : NULL;
-#else
-        void (*fill)(void *, size_t, size_t) = NULL;
+        if (w->img->refs.n) {
+            spans_plan(w->img);
+            piece = image_piece;
+        }
 #endif
-        if (ember__fsum_seal_image(w->img->buf, w->img->len, fill, w->img, why))
+        if (ember__fsum_seal_image(w->img->buf, w->img->len, piece, w->img, why))
             return "checksum";
         const char *step = write_image(w);
         st->st_size = (off_t)w->img->len;

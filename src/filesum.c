@@ -431,31 +431,35 @@ int ember__fsum_seal(const char *path, char *msg)
 }
 
 int ember__fsum_seal_image(unsigned char *image, size_t length,
-                           void (*fill)(void *arg, size_t lo, size_t hi),
+                           const unsigned char *(*piece)(void *arg, size_t lo,
+                                                         size_t *n),
                            void *arg, char *msg)
 {
     /* the first block of the file must be there to be checked */
     size_t first = length < 2 * EMBER__FSUM_BLOCK ? length : 2 * EMBER__FSUM_BLOCK;
-    if (fill)
-        fill(arg, 0, first);
+    size_t got = first;
+    if (piece && first && (piece(arg, 0, &got) != image || got != first))
+        return ember__err(msg, EMBER_EINVAL, "file image: its first bytes are "
+                          "not in the image");
     if (length < EMBER__FSUM_BLOCK + sizeof hdf5_sig ||
         memcmp(image + EMBER__FSUM_BLOCK, hdf5_sig, sizeof hdf5_sig) != 0)
         return ember__err(msg, EMBER_EINVAL, "file image: no %d-byte HDF5 user "
                           "block to hold the checksum", EMBER__FSUM_BLOCK);
     XXH128_hash_t h;
-    if (!fill) {
+    if (!piece) {
         h = XXH3_128bits(image + EMBER__FSUM_BLOCK, length - EMBER__FSUM_BLOCK);
     } else {
-        /* each step filled, then hashed while it is in the cache */
+        /* in steps, so that what piece copies is hashed while in the cache */
         const size_t step = (size_t)64 << 10;
         XXH3_state_t st;
         if (XXH3_128bits_reset(&st) == XXH_ERROR)
             return ember__err(msg, EMBER_EIO, "file image: hash state");
-        for (size_t lo = EMBER__FSUM_BLOCK; lo < length; lo += step) {
+        XXH3_128bits_update(&st, image + EMBER__FSUM_BLOCK, first - EMBER__FSUM_BLOCK);
+        for (size_t lo = first; lo < length;) {
             size_t n = length - lo < step ? length - lo : step;
-            if (lo + n > first)
-                fill(arg, lo > first ? lo : first, lo + n);
-            XXH3_128bits_update(&st, image + lo, n);
+            const unsigned char *p = piece(arg, lo, &n);
+            XXH3_128bits_update(&st, p, n);
+            lo += n;
         }
         h = XXH3_128bits_digest(&st);
     }

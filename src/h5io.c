@@ -1338,18 +1338,21 @@ size_t ember__h5_chunk_records(size_t recsize, uint64_t expected)
 int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
                          size_t n)
 {
+    const size_t align = EMBER__DIO_MIN;
     size_t chunk = ember__h5_chunk_records(recsize, n);
-    size_t stride = (chunk * recsize + 4 + 63) / 64 * 64;
+    size_t stride = (chunk * recsize + 4 + align - 1) / align * align;
     size_t slots = (n + chunk - 1) / chunk;
-    if (slots > SIZE_MAX / stride)
+    if (slots > (SIZE_MAX - align) / stride)
         return EMBER_ENOMEM;
-    if (c->mem.cap < slots * stride) { /* exactly (no doubling), nothing kept */
+    if (c->mem.cap < slots * stride + align) { /* exactly, nothing kept */
         ember__free(ctx, c->mem.data);
-        c->mem.data = ember__malloc(ctx, slots * stride);
-        c->mem.cap = c->mem.data ? slots * stride : 0;
+        c->mem.data = ember__malloc(ctx, slots * stride + align);
+        c->mem.cap = c->mem.data ? slots * stride + align : 0;
         if (!c->mem.data)
             return EMBER_ENOMEM;
+        ember__hint_huge(c->mem.data, c->mem.cap);
     }
+    c->slots = c->mem.data + (align - (uintptr_t)c->mem.data % align) % align;
     c->mem.size = 1;
     c->n = n;
     c->chunk = chunk;
@@ -1364,7 +1367,7 @@ void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
      * each is summed while it is in the cache */
     const size_t piece = 65520;
     const unsigned char *src = recs;
-    unsigned char *slot = c->mem.data + i * c->stride;
+    unsigned char *slot = c->slots + i * c->stride;
     size_t bytes = c->chunk * c->recsize, lo = i * c->chunk;
     size_t have = (c->n - lo < c->chunk ? c->n - lo : c->chunk) * c->recsize;
     ember__f32 s = {0, 0};
@@ -1392,7 +1395,7 @@ int ember__h5w_put_chunks(ember__h5w *w, const ember__chunks *c, char *msg)
         /* the lock a chunk at a time: other threads' HDF5 calls go on */
         ember__h5_lock();
         w->n = lo + c->chunk < c->n ? lo + c->chunk : c->n;
-        if (put_chunk(w, c->mem.data + lo / c->chunk * c->stride, lo))
+        if (put_chunk(w, c->slots + lo / c->chunk * c->stride, lo))
             rc = h5_fail(msg, EMBER_EIO, w->where, "writing records failed");
         ember__h5_unlock();
     }

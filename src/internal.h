@@ -43,6 +43,8 @@ struct ember_ctx {
 
 /* Allocation through the context's allocator (thread-safe). */
 void *ember__malloc(ember_ctx *ctx, size_t size);
+/* Asks for huge pages on the whole 2 MiB pages of [p, p + n) (a hint). */
+void ember__hint_huge(void *p, size_t n);
 void *ember__calloc(ember_ctx *ctx, size_t n, size_t size);
 void *ember__realloc(ember_ctx *ctx, void *ptr, size_t size);
 void ember__free(ember_ctx *ctx, void *ptr);
@@ -411,13 +413,20 @@ int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
 int ember__fsum_seal(const char *path, char *msg);
 /* The same header, written into the first EMBER__FSUM_BLOCK bytes of a
  * whole file held in memory (length bytes), hashed where it lies: the
- * bytes later written are exactly those sealed. fill, if not NULL, is
- * called for consecutive ranges [lo, hi) covering the image, each just
- * before it is hashed, to put the bytes there. EMBER_EINVAL when the image
- * has no user block. */
+ * bytes later written are exactly those sealed. piece, if not NULL, gives
+ * the file's bytes in order instead: called with lo (the bytes before it
+ * hashed) and *n (at most the bytes left), it returns where the next *n
+ * bytes of the file are, after lowering *n (to at least 1) if fewer lie
+ * there; the image, or memory the file's writer takes them from. The
+ * first 2 EMBER__FSUM_BLOCK bytes must come as one piece in the image.
+ * EMBER_EINVAL when the image has no user block. */
 int ember__fsum_seal_image(unsigned char *image, size_t length,
-                           void (*fill)(void *arg, size_t lo, size_t hi),
+                           const unsigned char *(*piece)(void *arg, size_t lo,
+                                                         size_t *n),
                            void *arg, char *msg);
+/* What O_DIRECT asks of a write on most devices (the logical block): its
+ * file offset, length and memory address multiples of this. */
+#define EMBER__DIO_MIN ((size_t)512)
 /* Checks a file against its header, reading it once, before libhdf5 ever
  * sees it. EMBER_OK: it verifies. EMBER__FSUM_NONE: it has no header (a
  * file of ember 0.1.0 or of another program, or its first bytes are
@@ -482,11 +491,15 @@ int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
  * then the chunk's Fletcher32 (4 bytes, little-endian, as HDF5's filter
  * appends it). */
 struct ember__chunks {
-    ember__buf mem;  /* the slots (bytes: size 1), kept from one use to the next */
+    ember__buf mem;  /* the allocation (bytes: size 1), kept from one use to
+                        the next */
+    unsigned char *slots; /* in it, aligned to EMBER__DIO_MIN: the slots */
     size_t n;        /* records */
     size_t chunk;    /* records a chunk: ember__h5_chunk_records(recsize, n) */
     size_t recsize;
-    size_t stride;   /* bytes from a chunk to the next (a multiple of 64) */
+    size_t stride;   /* bytes from a chunk to the next (a multiple of
+                        EMBER__DIO_MIN, so that a file can take a chunk
+                        where it lies, with O_DIRECT) */
 };
 /* The records a chunk of the streaming writer holds, for expected records. */
 size_t ember__h5_chunk_records(size_t recsize, uint64_t expected);
@@ -573,8 +586,12 @@ typedef struct {
                          the commit (ember__ckw_keep): {pointer, bytes} */
     ember__buf refs;  /* raw data written from kept memory, not copied yet:
                          {file offset, bytes, source} */
+    size_t sent;       /* bytes the last file's write took straight from
+                          the references' sources (their spans) */
     int refuse_direct; /* tests: O_DIRECT refused, as some file systems
                           do (the buffered fallback is taken) */
+    int refuse_spans;  /* tests: an O_DIRECT write with spans fails, as on
+                          a device of 4 KiB sectors (the whole image then) */
     int core;          /* tests: HDF5's core driver, as where ember's own
                           driver is not built (HDF5 other than 1.10) */
 } ember__ckimg;

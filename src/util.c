@@ -41,6 +41,21 @@ void *ember__malloc(ember_ctx *ctx, size_t size)
     return ctx->alloc.malloc_fn(size ? size : 1, ctx->alloc.ud);
 }
 
+#include <sys/mman.h>
+void ember__hint_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 void *ember__calloc(ember_ctx *ctx, size_t n, size_t size)
 {
     size_t bytes = ember__mul(n, size);

@@ -532,7 +532,11 @@ static size_t chunk_places(const char *file, const char *path, haddr_t *addr,
  * the same length, every chunk at the same place with the same stored
  * bytes (its checksum included), the other bytes the same but for the
  * time stamps; the chunks of kept memory were taken by reference, not
- * copied, until the seal. Both files verify and read back. */
+ * copied, until the seal, and were written to the file from where they
+ * lie (their spans). So it does when that write is refused (a device of
+ * 4 KiB sectors: the spans are copied into the image then), and when the
+ * chunks' memory is not aligned for O_DIRECT (copied at the seal). Every
+ * file verifies and reads back. */
 static void test_ckptfile_image_driver_same_file(void **state)
 {
     (void)state;
@@ -556,11 +560,19 @@ static void test_ckptfile_image_driver_same_file(void **state)
     for (size_t i = 0; i * note.chunk < nn; i++)
         ember__chunks_fill(&note, i, ids + i * note.chunk);
     ember_type f64 = ember_type_scalar(EMBER_F64), i32 = ember_type_scalar(EMBER_I32);
-    const char *files[2] = {"drv-core.h5", "drv-image.h5"};
-    for (int k = 0; k < 2; k++) {
+    enum { CORE, SPANS, REFUSED, UNALIGNED, FILES };
+    const char *files[FILES] = {"drv-core.h5", "drv-image.h5", "drv-refused.h5",
+                                "drv-unaligned.h5"};
+    unsigned char *aligned = ds.slots;
+    for (int k = 0; k < FILES; k++) {
         ember__ckimg img;
         memset(&img, 0, sizeof img);
-        img.core = k == 0;
+        img.core = k == CORE;
+        img.refuse_spans = k == REFUSED;
+        /* the slots moved by 64 bytes (the room has 512 to spare) */
+        ds.slots = k == UNALIGNED ? aligned + 64 : aligned;
+        for (size_t i = 0; k == UNALIGNED && i * ds.chunk < n; i++)
+            ember__chunks_fill(&ds, i, x + i * ds.chunk);
         /* an image that held another file: no stale byte may show */
         TU_OK(ember__ckimg_reserve(ctx, &img, (size_t)16 << 20));
         memset(img.buf, 0xa5, img.cap);
@@ -573,9 +585,16 @@ static void test_ckptfile_image_driver_same_file(void **state)
         TU_OKM(ember__ckw_scalars(w, "s", EMBER_F64, x, 10, msg), msg);
         TU_OKM(ember__ckw_blob(w, "b", ids, 300, msg), msg);
 #if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 /* ember's driver is built */
-        assert_int_equal(img.refs.n, k == 0 ? 0 : 3 + 1); /* whole chunks only */
+        assert_int_equal(img.refs.n, k == CORE ? 0 : 3 + 1); /* whole chunks only */
 #endif
         TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
+        /* the spans: every whole 512 bytes of the four chunks (of the
+         * noted array's only, when x's are not aligned) */
+        size_t xs = 3 * ((ds.chunk * sizeof(double) + 4) / 512 * 512);
+        size_t ns = (note.chunk * sizeof(int32_t) + 4) / 512 * 512;
+        assert_int_equal(img.sent, k == SPANS ? xs + ns : k == UNALIGNED ? ns : 0);
+#endif
         ember__ckimg_free(ctx, &img);
         ember__ckr *r = NULL;
         TU_OKM(ember__ckr_open(ctx, &r, files[k], msg), msg);
@@ -598,37 +617,40 @@ static void test_ckptfile_image_driver_same_file(void **state)
         free(back);
         ember__ckr_close(&r);
     }
-    size_t na, nb;
-    unsigned char *a = slurp(files[0], &na), *b = slurp(files[1], &nb);
-    assert_int_equal(na, nb);
-    haddr_t pa[8], pb[8];
-    hsize_t sa[8], sb[8];
-    const char *paths[2] = {"/datasets/x", "/scalars/ids"};
-    for (int p = 0; p < 2; p++) {
-        size_t ca = chunk_places(files[0], paths[p], pa, sa, 8);
-        assert_int_equal(chunk_places(files[1], paths[p], pb, sb, 8), ca);
-        assert_int_equal(ca, p == 0 ? 3 : 1);
-        for (size_t c = 0; c < ca; c++) {
-            assert_int_equal(pa[c], pb[c]);
-            assert_int_equal(sa[c], sb[c]);
-            assert_memory_equal(a + 512 + pa[c], b + 512 + pb[c], sa[c]);
-            memset(a + 512 + pa[c], 0, sa[c]); /* compared */
-            memset(b + 512 + pb[c], 0, sb[c]);
+    for (int k = SPANS; k < FILES; k++) {
+        size_t na, nb;
+        unsigned char *a = slurp(files[CORE], &na), *b = slurp(files[k], &nb);
+        assert_int_equal(na, nb);
+        haddr_t pa[8], pb[8];
+        hsize_t sa[8], sb[8];
+        const char *paths[2] = {"/datasets/x", "/scalars/ids"};
+        for (int p = 0; p < 2; p++) {
+            size_t ca = chunk_places(files[CORE], paths[p], pa, sa, 8);
+            assert_int_equal(chunk_places(files[k], paths[p], pb, sb, 8), ca);
+            assert_int_equal(ca, p == 0 ? 3 : 1);
+            for (size_t c = 0; c < ca; c++) {
+                assert_int_equal(pa[c], pb[c]);
+                assert_int_equal(sa[c], sb[c]);
+                assert_int_equal((512 + pa[c]) % 512, 0); /* for O_DIRECT */
+                assert_memory_equal(a + 512 + pa[c], b + 512 + pb[c], sa[c]);
+                memset(a + 512 + pa[c], 0, sa[c]); /* compared */
+                memset(b + 512 + pb[c], 0, sb[c]);
+            }
         }
+        size_t differ = 0;
+        for (size_t i = 512; i < na; i++) /* after the checksum header */
+            differ += a[i] != b[i];
+        assert_true(differ < 128); /* object time stamps, their checksums, `created` */
+        free(a);
+        free(b);
     }
-    size_t differ = 0;
-    for (size_t i = 512; i < na; i++) /* after the checksum header */
-        differ += a[i] != b[i];
-    assert_true(differ < 128); /* object time stamps, their checksums, `created` */
-    free(a);
-    free(b);
     free(x);
     free(ids);
     ember__buf_free(ctx, &ds.mem);
     ember__buf_free(ctx, &note.mem);
     ember_ctx_destroy(&ctx);
-    unlink(files[0]);
-    unlink(files[1]);
+    for (int k = 0; k < FILES; k++)
+        unlink(files[k]);
 }
 
 static void test_ckptfile_blobs(void **state)

@@ -1091,7 +1091,7 @@ static void test_h5io_chunks_fill_sums(void **state)
                 ember__chunks_fill(&c, i, src + i * c.chunk * r);
             size_t bytes = c.chunk * r;
             for (size_t i = 0; i * c.chunk < n; i++) {
-                const unsigned char *slot = c.mem.data + i * c.stride;
+                const unsigned char *slot = c.slots + i * c.stride;
                 size_t have = (n - i * c.chunk < c.chunk ? n - i * c.chunk : c.chunk) * r;
                 assert_memory_equal(slot, src + i * bytes, have);
                 for (size_t k = have; k < bytes; k++)
