@@ -635,6 +635,11 @@ void ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes)
     (void)bytes;
 }
 
+int64_t ember__ckw_fid(const ember__ckw *w)
+{
+    return (int64_t)w->fid;
+}
+
 /* The file access properties of a file built in w->img. */
 static hid_t image_fapl(ember__ckw *w)
 {

@@ -613,6 +613,8 @@ int ember__ckw_begin_image(ember_ctx *ctx, ember__ckw **w, const char *dir,
  * seal, in the pass that hashes them (no-op for a streamed file; without
  * memory to note it, they are copied as any other). */
 void ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes);
+/* Tests: the file being written (an hid_t), for HDF5 calls of their own. */
+int64_t ember__ckw_fid(const ember__ckw *w);
 /* A retired checkpoint kept (renamed) for the next write into a file built
  * in memory to overwrite: "*.tmp", so a loop's start sweeps it like any
  * unfinished write. */
