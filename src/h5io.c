@@ -1352,7 +1352,7 @@ int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
             return EMBER_ENOMEM;
         ember__hint_huge(c->mem.data, c->mem.cap);
     }
-    c->slots = c->mem.data + (align - (uintptr_t)c->mem.data % align) % align;
+    c->slots = ember__align(c->mem.data, align);
     c->mem.size = 1;
     c->n = n;
     c->chunk = chunk;

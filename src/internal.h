@@ -43,6 +43,11 @@ struct ember_ctx {
 
 /* Allocation through the context's allocator (thread-safe). */
 void *ember__malloc(ember_ctx *ctx, size_t size);
+/* The first address from p on that is a multiple of a. */
+static inline unsigned char *ember__align(unsigned char *p, size_t a)
+{
+    return p + (a - (uintptr_t)p % a) % a;
+}
 /* Asks for huge pages on the whole 2 MiB pages of [p, p + n) (a hint). */
 void ember__hint_huge(void *p, size_t n);
 void *ember__calloc(ember_ctx *ctx, size_t n, size_t size);
@@ -487,7 +492,7 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
 int ember__h5w_append(ember__h5w *w, const void *recs, size_t n, char *msg);
 /* Records laid out as the writer's chunks, so that it writes each chunk
  * from where it lies, with no copy: chunk i (records [i * chunk, ...)) at
- * mem.data + i * stride, zeros after the last record to the chunk's end,
+ * slots + i * stride, zeros after the last record to the chunk's end,
  * then the chunk's Fletcher32 (4 bytes, little-endian, as HDF5's filter
  * appends it). */
 struct ember__chunks {
@@ -586,12 +591,13 @@ typedef struct {
                          the commit (ember__ckw_keep): {pointer, bytes} */
     ember__buf refs;  /* raw data written from kept memory, not copied yet:
                          {file offset, bytes, source} */
-    size_t sent;       /* bytes the last file's write took straight from
-                          the references' sources (their spans) */
+    int no_spans;      /* an O_DIRECT write of spans was refused (a device
+                          of 4 KiB sectors): references are copied into the
+                          image from then on */
     int refuse_direct; /* tests: O_DIRECT refused, as some file systems
                           do (the buffered fallback is taken) */
-    int refuse_spans;  /* tests: an O_DIRECT write with spans fails, as on
-                          a device of 4 KiB sectors (the whole image then) */
+    int refuse_spans;  /* tests: an O_DIRECT write of spans fails, as on a
+                          device of 4 KiB sectors */
     int core;          /* tests: HDF5's core driver, as where ember's own
                           driver is not built (HDF5 other than 1.10) */
 } ember__ckimg;
@@ -602,19 +608,18 @@ void ember__ckimg_free(ember_ctx *ctx, ember__ckimg *img);
  * bytes of the last one are not kept when the room grows). */
 int ember__ckimg_reserve(ember_ctx *ctx, ember__ckimg *img, size_t bytes);
 /* As ember__ckw_begin, but the file is built in img and only the commit
- * writes it (sealed in memory, then one write into <dir>/EMBER__CK_SPARE
+ * writes it (sealed in memory, then written into <dir>/EMBER__CK_SPARE
  * renamed to <name>.tmp when that exists, else a new <name>.tmp; then
  * fsync, rename, directory fsync as always). */
 int ember__ckw_begin_image(ember_ctx *ctx, ember__ckw **w, const char *dir,
                            const char *name, const ember__ck_meta *meta,
                            ember__ckimg *img, char *msg);
 /* Says that [data, data + bytes) stays unchanged until w commits or
- * aborts: its large raw writes from there go into the image only at the
- * seal, in the pass that hashes them (no-op for a streamed file; without
- * memory to note it, they are copied as any other). */
+ * aborts: its large raw writes from there are taken by reference, hashed
+ * and written to the file from where they lie, or copied into the image
+ * at the seal (no-op for a streamed file; without memory to note it, they
+ * are copied as any other). */
 void ember__ckw_keep(ember__ckw *w, const void *data, size_t bytes);
-/* Tests: the file being written (an hid_t), for HDF5 calls of their own. */
-int64_t ember__ckw_fid(const ember__ckw *w);
 /* A retired checkpoint kept (renamed) for the next write into a file built
  * in memory to overwrite: "*.tmp", so a loop's start sweeps it like any
  * unfinished write. */

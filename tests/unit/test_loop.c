@@ -1582,7 +1582,7 @@ static void test_loop_async_failure_reported(void **unused)
 }
 
 /* Background checkpoints of a large array dataset and a large noted array
- * (their chunks go into the file by reference, copied in at the seal):
+ * (their chunks go into the file by reference, written from their slots):
  * each file holds its own iteration's values, though the array changes in
  * place as soon as the next iteration starts, and the noted array's. */
 static void test_loop_background_large_arrays(void **unused)
