@@ -661,39 +661,39 @@ static int open_read(const char *file, hid_t *fid, char *msg)
  * where I = sum of i * w_i (i from 0): the same integers, and in uint32
  * arithmetic the same bits modulo 2^32, as the word-by-word loop.
  *
- * S and I are summed 16 words (32 bytes) at a time in eight 32-bit lanes,
- * lane m holding words 2m and 2m + 1 of each group: per group k, B += A
- * then A += the group's words, so that after K groups A_j is the sum of
- * word j over the groups and B_j the sum of (K - 1 - k) times it. Then
- * I = 16 * sum_j ((K - 1) A_j - B_j) + sum_j j A_j, with no multiply in
- * the loop (no lane exceeds 2^24 in a block). target_clones builds an AVX2
- * copy too; integer sums round nothing, so every copy gives the same bits
+ * S and I are summed 32 words (64 bytes) at a time in sixteen 32-bit
+ * lanes, lane m holding words 2m and 2m + 1 of each group: per group k,
+ * B += A then A += the group's words, so that after K groups A_j is the
+ * sum of word j over the groups and B_j the sum of (K - 1 - k) times it.
+ * Then I = 32 * sum_j ((K - 1) A_j - B_j) + sum_j j A_j, with no multiply
+ * in the loop (no lane exceeds 2^24 in a block). target_clones builds
+ * AVX-512 and AVX2 copies too (the vector in one register or two; on an
+ * AVX-512 Xeon, 1 MiB in cache: 9.0 GB/s with the 8 lanes of before, 11.5
+ * with 16; the rest of a block's time is its reduction and its last 8
+ * words); integer sums round nothing, so every copy gives the same bits
  * (tests/unit/test_h5io.c holds them to the word-by-word loop). */
-typedef uint32_t f32_vec __attribute__((vector_size(32)));
+typedef uint32_t f32_vec __attribute__((vector_size(64)));
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
                                      size_t words)
 {
     uint32_t sum1 = s->sum1, sum2 = s->sum2;
-    const f32_vec lo16 = {0xffff, 0xffff, 0xffff, 0xffff,
-                          0xffff, 0xffff, 0xffff, 0xffff};
-    const f32_vec bytes = {0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff,
-                           0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff};
+    const f32_vec lo16 = (f32_vec){0} + 0xffff, bytes = (f32_vec){0} + 0x00ff00ff;
     while (words) {
         uint32_t t = words > 360 ? 360 : (uint32_t)words;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        uint32_t groups = t / 16;
+        uint32_t groups = t / 32;
 #else
         uint32_t groups = 0; /* the lanes' byte swap assumes little-endian */
 #endif
         f32_vec ae = {0}, ao = {0}, be = {0}, bo = {0};
         for (uint32_t k = 0; k < groups; k++) {
             f32_vec x;
-            memcpy(&x, d + 32 * (size_t)k, sizeof x);
+            memcpy(&x, d + 64 * (size_t)k, sizeof x);
             /* each 16-bit half byte-swapped: the big-endian words */
             x = ((x & bytes) << 8) | ((x >> 8) & bytes);
             be += ae;
@@ -702,14 +702,14 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
             ao += x >> 16;
         }
         uint32_t sw = 0, iw = 0, sb = 0;
-        for (uint32_t m = 0; m < 8; m++) {
+        for (uint32_t m = 0; m < 16; m++) {
             sw += ae[m] + ao[m];
             sb += be[m] + bo[m];
             iw += 2 * m * ae[m] + (2 * m + 1) * ao[m];
         }
         if (groups)
-            iw += 16 * ((groups - 1) * sw - sb);
-        for (uint32_t i = 16 * groups; i < t; i++) {
+            iw += 32 * ((groups - 1) * sw - sb);
+        for (uint32_t i = 32 * groups; i < t; i++) {
             uint32_t w = (uint32_t)d[2 * i] << 8 | d[2 * i + 1];
             sw += w;
             iw += i * w;
