@@ -679,7 +679,7 @@ typedef uint32_t f32_vec __attribute__((vector_size(64)));
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
-                                     size_t words)
+                                     size_t words, unsigned char *to)
 {
     uint32_t sum1 = s->sum1, sum2 = s->sum2;
     const f32_vec lo16 = (f32_vec){0} + 0xffff, bytes = (f32_vec){0} + 0x00ff00ff;
@@ -694,6 +694,8 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
         for (uint32_t k = 0; k < groups; k++) {
             f32_vec x;
             memcpy(&x, d + 64 * (size_t)k, sizeof x);
+            if (to) /* copied on the way: read from memory once */
+                memcpy(to + 64 * (size_t)k, &x, sizeof x);
             /* each 16-bit half byte-swapped: the big-endian words */
             x = ((x & bytes) << 8) | ((x >> 8) & bytes);
             be += ae;
@@ -718,6 +720,11 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
         sum1 += sw;
         sum1 = (sum1 & 0xffff) + (sum1 >> 16);
         sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+        if (to) {
+            memcpy(to + 64 * (size_t)groups, d + 64 * (size_t)groups,
+                   2 * (size_t)(t - 32 * groups));
+            to += 2 * (size_t)t;
+        }
         d += 2 * (size_t)t;
         words -= t;
     }
@@ -728,12 +735,17 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
 
 void ember__fletcher32_blocks(ember__f32 *s, const void *data, size_t len)
 {
-    fl_words(s, data, len / 2);
+    fl_words(s, data, len / 2, NULL);
+}
+
+void ember__fletcher32_copy(ember__f32 *s, void *to, const void *data, size_t len)
+{
+    fl_words(s, data, len / 2, to);
 }
 
 uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len)
 {
-    const unsigned char *d = fl_words(s, data, len / 2);
+    const unsigned char *d = fl_words(s, data, len / 2, NULL);
     uint32_t sum1 = s->sum1, sum2 = s->sum2;
     if (len % 2) {
         sum1 += (uint32_t)d[0] << 8;
@@ -1363,24 +1375,18 @@ int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
 
 void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
 {
-    /* pieces of whole 360-word blocks of the checksum (91 x 720 bytes):
-     * each is summed while it is in the cache */
-    const size_t piece = 65520;
+    /* the whole 360-word blocks of the checksum (720 bytes) that the
+     * records fill copied and summed in one pass, then the rest */
     const unsigned char *src = recs;
     unsigned char *slot = c->slots + i * c->stride;
     size_t bytes = c->chunk * c->recsize, lo = i * c->chunk;
     size_t have = (c->n - lo < c->chunk ? c->n - lo : c->chunk) * c->recsize;
+    size_t whole = have / 720 * 720;
     ember__f32 s = {0, 0};
-    for (size_t at = 0; at < bytes; at += piece) {
-        size_t k = bytes - at < piece ? bytes - at : piece;
-        size_t from = have > at ? (have - at < k ? have - at : k) : 0;
-        memcpy(slot + at, src + at, from);
-        memset(slot + at + from, 0, k - from);
-        if (k == piece && at + k < bytes)
-            ember__fletcher32_blocks(&s, slot + at, k);
-        else
-            put_le32(slot + bytes, ember__fletcher32_end(&s, slot + at, k));
-    }
+    ember__fletcher32_copy(&s, slot, src, whole);
+    memcpy(slot + whole, src + whole, have - whole);
+    memset(slot + have, 0, bytes - have);
+    put_le32(slot + bytes, ember__fletcher32_end(&s, slot + whole, bytes - whole));
 }
 
 int ember__h5w_put_chunks(ember__h5w *w, const ember__chunks *c, char *msg)

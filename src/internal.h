@@ -463,11 +463,13 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
 uint32_t ember__fletcher32(const void *data, size_t len);
 /* The same in steps: _blocks for len a multiple of 720 bytes (whole
  * blocks of HDF5's loop), any number of times, then _end for the rest,
- * starting from {0, 0}. */
+ * starting from {0, 0}. _copy is _blocks that also copies the bytes to
+ * `to` (not overlapping data), reading them once. */
 typedef struct {
     uint32_t sum1, sum2;
 } ember__f32;
 void ember__fletcher32_blocks(ember__f32 *s, const void *data, size_t len);
+void ember__fletcher32_copy(ember__f32 *s, void *to, const void *data, size_t len);
 uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len);
 typedef struct ember__h5w ember__h5w;
 /* A chunked, extendible dataset at path in file (created if missing,

@@ -903,7 +903,8 @@ static uint32_t fletcher32_wordwise(const unsigned char *d, size_t len)
 }
 
 /* The block-sum Fletcher32 gives the filter's bits: random bytes of every
- * length around the 360-word blocks, and all-0xff bytes (the largest sums). */
+ * length around the 360-word blocks, in steps, copying on the way, and
+ * all-0xff bytes (the largest sums). */
 static void test_h5io_fletcher32_matches_wordwise(void **state)
 {
     (void)state;
@@ -933,6 +934,20 @@ static void test_h5io_fletcher32_matches_wordwise(void **state)
             assert_int_equal(ember__fletcher32_end(&st, b + at, len - at),
                              fletcher32_wordwise(b, len));
         }
+    /* copying on the way: the same sums, the bytes copied */
+    unsigned char *to = malloc(size);
+    assert_non_null(to);
+    size_t whole[] = {0, 720, 65520, size / 720 * 720};
+    for (size_t k = 0; k < sizeof whole / sizeof *whole; k++) {
+        ember__f32 st = {0, 0};
+        memset(to, 0x5a, size);
+        ember__fletcher32_copy(&st, to, b + 1, whole[k]); /* unaligned too */
+        assert_memory_equal(to, b + 1, whole[k]);
+        assert_int_equal(to[whole[k]], 0x5a); /* no further */
+        assert_int_equal(ember__fletcher32_end(&st, b + 1 + whole[k], size - 1 - whole[k]),
+                         fletcher32_wordwise(b + 1, size - 1));
+    }
+    free(to);
     memset(b, 0xff, size);
     for (size_t len = size - 3; len <= size; len++)
         assert_int_equal(ember__fletcher32(b, len), fletcher32_wordwise(b, len));
