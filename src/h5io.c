@@ -655,24 +655,42 @@ static int open_read(const char *file, hid_t *fid, char *msg)
 /* ---- parallel reads of what ember writes --------------------------------- */
 
 /* HDF5's Fletcher32 (H5_checksum_fletcher32): big-endian 16-bit words w,
- * sum1 += w then sum2 += sum1 for each, both sums folded to 16 bits every
- * 360 words, an odd last byte as the high half of a word. A block of t
- * words adds S = sum of w_i to sum1 and t * sum1 + t * S - I to sum2,
- * where I = sum of i * w_i (i from 0): the same integers, and in uint32
- * arithmetic the same bits modulo 2^32, as the word-by-word loop.
+ * sum1 += w then sum2 += sum1 for each, both sums folded every 360 words
+ * (x -> (x & 0xffff) + (x >> 16)) and twice at the end, an odd last byte
+ * as the high half of a word. In closed form: with S1 the sum of the
+ * words and S2 the sum of sum1 after each word (sum of (n - i) w_i over
+ * n words), each half of the result is F(S) = 0 if S = 0, else
+ * ((S - 1) mod 65535) + 1. Why: a fold keeps x mod 65535 (65536 = 1 mod
+ * 65535) and keeps x >= 1 once it is; sum2 never passes 2^32 before a
+ * fold (at most 131070 + 360 * 65896 + 65535 * 360 * 361 / 2 =
+ * 4,282,317,930, sum1 being at most 65896 after a fold); and the two last
+ * folds leave a value of at most 131070 in [1, 65535] (or 0). So the
+ * words can be summed in any grouping, modulo 65535: the state between
+ * steps (ember__f32) is F of the sums so far, 0 exactly while every word
+ * was 0, and a step of t words adds S = sum of w_i to S1 and
+ * t * S1 + t * S - I to S2, where I = sum of i * w_i (i from 0).
  *
  * S and I are summed 32 words (64 bytes) at a time in sixteen 32-bit
  * lanes, lane m holding words 2m and 2m + 1 of each group: per group k,
  * B += A then A += the group's words, so that after K groups A_j is the
  * sum of word j over the groups and B_j the sum of (K - 1 - k) times it.
  * Then I = 32 * sum_j ((K - 1) A_j - B_j) + sum_j j A_j, with no multiply
- * in the loop (no lane exceeds 2^24 in a block). target_clones builds
- * AVX-512 and AVX2 copies too (the vector in one register or two; on an
- * AVX-512 Xeon, 1 MiB in cache: 9.0 GB/s with the 8 lanes of before, 11.5
- * with 16; the rest of a block's time is its reduction and its last 8
- * words); integer sums round nothing, so every copy gives the same bits
- * (tests/unit/test_h5io.c holds them to the word-by-word loop). */
+ * in the loop. Up to 360 groups a step (23040 bytes: a lane's B stays
+ * below 360 * 359 / 2 * 65535 < 2^32), so the reduction of the lanes is
+ * paid once a step, where HDF5's 360-word blocks paid it every 720 bytes.
+ * On the way each vector may be stored elsewhere (ember__fletcher32_copy:
+ * the bytes read from memory once). target_clones builds AVX-512 and AVX2
+ * copies too; integer sums round nothing, so every copy gives the same
+ * bits (tests/unit/test_h5io.c holds them to the word-by-word loop). */
 typedef uint32_t f32_vec __attribute__((vector_size(64)));
+
+#define F32_MOD 65535u
+
+/* F (above) of a sum known modulo 65535 (r) and whether it is 0. */
+static uint32_t f32_form(uint64_t r, int zero)
+{
+    return zero ? 0 : r ? (uint32_t)r : F32_MOD;
+}
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_ADDRESS__)
@@ -681,21 +699,22 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
                                      size_t words, unsigned char *to)
 {
-    uint32_t sum1 = s->sum1, sum2 = s->sum2;
+    uint64_t s1 = s->sum1 % F32_MOD, s2 = s->sum2 % F32_MOD;
+    int zero = s->sum1 == 0;
     const f32_vec lo16 = (f32_vec){0} + 0xffff, bytes = (f32_vec){0} + 0x00ff00ff;
     while (words) {
-        uint32_t t = words > 360 ? 360 : (uint32_t)words;
+        uint64_t t = words > 32 * 360 ? 32 * 360 : words;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        uint32_t groups = t / 32;
+        uint64_t groups = t / 32;
 #else
-        uint32_t groups = 0; /* the lanes' byte swap assumes little-endian */
+        uint64_t groups = 0; /* the lanes' byte swap assumes little-endian */
 #endif
         f32_vec ae = {0}, ao = {0}, be = {0}, bo = {0};
-        for (uint32_t k = 0; k < groups; k++) {
+        for (uint64_t k = 0; k < groups; k++) {
             f32_vec x;
-            memcpy(&x, d + 64 * (size_t)k, sizeof x);
+            memcpy(&x, d + 64 * k, sizeof x);
             if (to) /* copied on the way: read from memory once */
-                memcpy(to + 64 * (size_t)k, &x, sizeof x);
+                memcpy(to + 64 * k, &x, sizeof x);
             /* each 16-bit half byte-swapped: the big-endian words */
             x = ((x & bytes) << 8) | ((x >> 8) & bytes);
             be += ae;
@@ -703,33 +722,32 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
             ae += x & lo16;
             ao += x >> 16;
         }
-        uint32_t sw = 0, iw = 0, sb = 0;
-        for (uint32_t m = 0; m < 16; m++) {
-            sw += ae[m] + ao[m];
-            sb += be[m] + bo[m];
+        uint64_t sw = 0, iw = 0, sb = 0;
+        for (uint64_t m = 0; m < 16; m++) {
+            sw += (uint64_t)ae[m] + ao[m];
+            sb += (uint64_t)be[m] + bo[m];
             iw += 2 * m * ae[m] + (2 * m + 1) * ao[m];
         }
         if (groups)
             iw += 32 * ((groups - 1) * sw - sb);
-        for (uint32_t i = 32 * groups; i < t; i++) {
-            uint32_t w = (uint32_t)d[2 * i] << 8 | d[2 * i + 1];
+        for (uint64_t i = 32 * groups; i < t; i++) {
+            uint64_t w = (uint64_t)d[2 * i] << 8 | d[2 * i + 1];
             sw += w;
             iw += i * w;
         }
-        sum2 += t * sum1 + t * sw - iw;
-        sum1 += sw;
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
         if (to) {
-            memcpy(to + 64 * (size_t)groups, d + 64 * (size_t)groups,
-                   2 * (size_t)(t - 32 * groups));
-            to += 2 * (size_t)t;
+            memcpy(to + 64 * groups, d + 64 * groups, 2 * (t - 32 * groups));
+            to += 2 * t;
         }
-        d += 2 * (size_t)t;
+        /* t * sw - iw = sum of (t - i) w_i >= 0, below 2^43 */
+        s2 = (s2 + t * s1 + (t * sw - iw)) % F32_MOD;
+        s1 = (s1 + sw) % F32_MOD;
+        zero &= sw == 0;
+        d += 2 * t;
         words -= t;
     }
-    s->sum1 = sum1;
-    s->sum2 = sum2;
+    s->sum1 = f32_form(s1, zero);
+    s->sum2 = f32_form(s2, zero);
     return d;
 }
 
@@ -746,16 +764,14 @@ void ember__fletcher32_copy(ember__f32 *s, void *to, const void *data, size_t le
 uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len)
 {
     const unsigned char *d = fl_words(s, data, len / 2, NULL);
-    uint32_t sum1 = s->sum1, sum2 = s->sum2;
-    if (len % 2) {
-        sum1 += (uint32_t)d[0] << 8;
-        sum2 += sum1;
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    if (len % 2) { /* the last byte: a word of its own, the high half */
+        uint64_t w = (uint64_t)d[0] << 8;
+        uint64_t s1 = (s->sum1 % F32_MOD + w) % F32_MOD;
+        int zero = s->sum1 == 0 && w == 0;
+        s->sum2 = f32_form((s->sum2 % F32_MOD + s1) % F32_MOD, zero);
+        s->sum1 = f32_form(s1, zero);
     }
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    return sum2 << 16 | sum1;
+    return s->sum2 << 16 | s->sum1;
 }
 
 uint32_t ember__fletcher32(const void *data, size_t len)
@@ -1375,13 +1391,12 @@ int ember__chunks_layout(ember_ctx *ctx, ember__chunks *c, size_t recsize,
 
 void ember__chunks_fill(ember__chunks *c, size_t i, const void *recs)
 {
-    /* the whole 360-word blocks of the checksum (720 bytes) that the
-     * records fill copied and summed in one pass, then the rest */
+    /* the records copied and summed in one pass, then the padding */
     const unsigned char *src = recs;
     unsigned char *slot = c->slots + i * c->stride;
     size_t bytes = c->chunk * c->recsize, lo = i * c->chunk;
     size_t have = (c->n - lo < c->chunk ? c->n - lo : c->chunk) * c->recsize;
-    size_t whole = have / 720 * 720;
+    size_t whole = have / 2 * 2;
     ember__f32 s = {0, 0};
     ember__fletcher32_copy(&s, slot, src, whole);
     memcpy(slot + whole, src + whole, have - whole);

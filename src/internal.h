@@ -461,10 +461,9 @@ int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);
 /* HDF5's Fletcher32 checksum of len bytes (the same bits as its filter). */
 uint32_t ember__fletcher32(const void *data, size_t len);
-/* The same in steps: _blocks for len a multiple of 720 bytes (whole
- * blocks of HDF5's loop), any number of times, then _end for the rest,
- * starting from {0, 0}. _copy is _blocks that also copies the bytes to
- * `to` (not overlapping data), reading them once. */
+/* The same in steps: _blocks for any even len, any number of times, then
+ * _end for the rest, starting from {0, 0}. _copy is _blocks that also
+ * copies the bytes to `to` (not overlapping data), reading them once. */
 typedef struct {
     uint32_t sum1, sum2;
 } ember__f32;

@@ -923,8 +923,8 @@ static void test_h5io_fletcher32_matches_wordwise(void **state)
             assert_int_equal(ember__fletcher32(b + at, len),
                              fletcher32_wordwise(b + at, len));
     assert_int_equal(ember__fletcher32(b, size), fletcher32_wordwise(b, size));
-    /* in steps of whole 720-byte blocks, then the rest */
-    size_t steps[] = {720, 1440, 65520, 7200};
+    /* in steps (any even length), then the rest */
+    size_t steps[] = {720, 1440, 65520, 7200, 2, 722, 23040, 23042};
     for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
         for (size_t len = steps[k]; len < size; len = len * 3 + 7) {
             ember__f32 st = {0, 0};
@@ -951,6 +951,18 @@ static void test_h5io_fletcher32_matches_wordwise(void **state)
     memset(b, 0xff, size);
     for (size_t len = size - 3; len <= size; len++)
         assert_int_equal(ember__fletcher32(b, len), fletcher32_wordwise(b, len));
+    /* zeros (the sums 0, not 65535), then sums that are multiples of
+     * 65535 (65535, not 0) */
+    memset(b, 0, size);
+    size_t lens[] = {0, 1, 2, 3, 719, 720, 721, 23040, 23041, 46082, size};
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1)
+            b[1000] = b[1001] = 0xff; /* one word 0xffff */
+        if (pass == 2)
+            b[size - 1] = 0x01; /* and an odd last byte */
+        for (size_t k = 0; k < sizeof lens / sizeof *lens; k++)
+            assert_int_equal(ember__fletcher32(b, lens[k]), fletcher32_wordwise(b, lens[k]));
+    }
     free(b);
 }
 
