@@ -920,27 +920,12 @@ static int fsync_path(const char *path, int dir)
     return rc;
 }
 
-static int pwrite_all(int fd, const unsigned char *p, size_t n, size_t at)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = pwrite(fd, p + done, n - done, (off_t)(at + done));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        done += (size_t)k;
-    }
-    return 0;
-}
-
 /* Writes v[0 .. n) at file offset at, all of it (a short write goes on
  * where it stopped). v is consumed. */
 static int pwritev_all(int fd, struct iovec *v, int n, size_t at)
 {
+    for (; n > 0 && v->iov_len == 0; v++, n--) /* nothing to write there */
+        ;
     while (n > 0) {
         ssize_t k = pwritev(fd, v, n, (off_t)at);
         if (k < 0 && errno == EINTR)
@@ -1031,9 +1016,9 @@ static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
         *fd = dfd;
         return 0;
     }
-    if (dfd >= 0 && spans_settle(img)) {
+    if (dfd >= 0 && spans_settle(img)) { /* the whole image, from its start */
         img->no_spans |= errno == EINVAL; /* the device wants more alignment */
-        if (pwrite_all(dfd, img->buf, padded, 0) == 0) {
+        if (write_pieces(dfd, img, padded, 0) == 0) {
             *fd = dfd;
             return 0;
         }

@@ -867,11 +867,14 @@ static size_t state_bytes(const ember_loop *L)
     return bytes;
 }
 
-/* About the size of the file of the state: its bytes, a padded last chunk
- * (up to 1 MiB) for each item, and the metadata. */
+/* About the size of the file of the state (and of its snapshot): its
+ * bytes, up to 512 more a 1 MiB chunk (a checksum and the alignment of
+ * the next chunk, or of the next slot), a padded last chunk (up to 1 MiB)
+ * for each item, and the metadata. */
 static size_t image_bytes(const ember_loop *L)
 {
-    return state_bytes(L) + (L->nb + 1) * ((size_t)1 << 20);
+    size_t state = state_bytes(L);
+    return state + state / 2048 + (L->nb + 1) * ((size_t)1 << 20);
 }
 
 /* Whether a checkpoint built in memory fits the context's memory budget
