@@ -734,44 +734,42 @@ KM_CLONES static void fold_serial(const pass_arg *a, double *acc, const double *
 }
 
 #ifdef KM_X86
-/* fold_serial for d a multiple of 8 and k <= KM_BLOCK: the block's points
- * sorted by label (stably), so that each centroid's sum stays in registers
- * while its points are added, in point order as in fold_serial; counts are
- * integers, added at once. The same bits. */
+/* The largest k x d whose sums fold512 keeps in its own aligned copy. */
+#define KM_FOLD_LOCAL 4096
+
+/* fold_serial for d a multiple of 8 and k x d <= KM_FOLD_LOCAL: each point
+ * added into its centroid's sum with whole vectors, in point order as in
+ * fold_serial, the sums in a 64-byte aligned copy (so that a sum's store
+ * forwards to the next point of its centroid); counts are integers, added
+ * at once. The same bits. */
 __attribute__((target("avx512f"))) static void
 fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t *lab,
         const double *dist)
 {
-    if (a->k > KM_BLOCK) {
+    size_t d = a->d, k = a->k, E = a->E;
+    if (k * d > KM_FOLD_LOCAL || k > KM_BLOCK) {
         fold_serial(a, acc, x, m, lab, dist);
         return;
     }
+    double loc[KM_FOLD_LOCAL] __attribute__((aligned(64)));
+    uint32_t n[KM_BLOCK] = {0};
     double *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
     double *slots = acc_slots(a, acc), inertia = acc[0];
-    size_t d = a->d, k = a->k, E = a->E;
-    uint16_t start[KM_BLOCK + 1] = {0}, order[KM_BLOCK];
+    memcpy(loc, sum, k * d * sizeof *sum);
     for (size_t i = 0; i < m; i++) {
-        start[lab[i] + 1]++;
+        const double *p = x + i * d;
+        double *s = loc + (size_t)lab[i] * d;
+        for (size_t jb = 0; jb < d; jb += 8)
+            _mm512_store_pd(s + jb, _mm512_add_pd(_mm512_load_pd(s + jb),
+                                                  _mm512_loadu_pd(p + jb)));
+        n[lab[i]]++;
         inertia += dist[i];
         if (E && dist[i] > slots[(E - 1) * (1 + d)])
-            slot_offer(a, slots, dist[i], x + i * d);
+            slot_offer(a, slots, dist[i], p);
     }
+    memcpy(sum, loc, k * d * sizeof *sum);
     for (size_t q = 0; q < k; q++)
-        start[q + 1] += start[q];
-    for (size_t i = 0; i < m; i++) /* start[q] ends as the end of q's run */
-        order[start[lab[i]]++] = (uint16_t)i;
-    for (size_t q = 0, lo = 0; q < k; lo = start[q++]) {
-        if (start[q] == lo)
-            continue;
-        double *s = sum + q * d;
-        for (size_t jb = 0; jb < d; jb += 8) {
-            __m512d v = _mm512_loadu_pd(s + jb);
-            for (size_t t = lo; t < start[q]; t++)
-                v = _mm512_add_pd(v, _mm512_loadu_pd(x + (size_t)order[t] * d + jb));
-            _mm512_storeu_pd(s + jb, v);
-        }
-        cnt[q] += (double)(start[q] - lo);
-    }
+        cnt[q] += (double)n[q];
     acc[0] = inertia;
 }
 #endif
