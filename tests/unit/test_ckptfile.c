@@ -671,179 +671,192 @@ static void test_ckptfile_image_driver_same_file(void **state)
         unlink(files[k]);
 }
 
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
+/* What the driver tests below share: 2 MiB of random bytes in memory the
+ * writer keeps (aligned for O_DIRECT), 1 MiB of other bytes and a 1 MiB
+ * buffer, and a writer of `file` on a 4 MiB image (filled with 0xa5),
+ * whose HDF5 file id is found among the open files, the HDF5 lock held. */
+typedef struct {
+    ember_ctx *ctx;
+    unsigned char *kept, *other, *back;
+    ember__ckimg img;
+    ember__ckw *w;
+    hid_t fid;
+} drv_fixture;
+
+#define DRV_MIB ((size_t)1 << 20)
+
+static void drv_begin(drv_fixture *f, const char *file, uint64_t seed)
+{
+    char msg[EMBER_MSG_SIZE];
+    memset(f, 0, sizeof *f);
+    f->ctx = tu_ctx(1);
+    f->kept = aligned_alloc(512, 2 * DRV_MIB);
+    f->other = malloc(DRV_MIB);
+    f->back = malloc(DRV_MIB);
+    assert_non_null(f->kept);
+    assert_non_null(f->other);
+    assert_non_null(f->back);
+    for (size_t i = 0; i < 2 * DRV_MIB; i++)
+        f->kept[i] = (unsigned char)tu_rand(&seed);
+    for (size_t i = 0; i < DRV_MIB; i++)
+        f->other[i] = (unsigned char)(i * 31 + 5);
+    TU_OK(ember__ckimg_reserve(f->ctx, &f->img, (size_t)4 << 20));
+    memset(f->img.buf, 0xa5, f->img.cap);
+    TU_OKM(ember__ckw_begin_image(f->ctx, &f->w, ".", file, &plain_meta, &f->img, msg),
+           msg);
+    ember__ckw_keep(f->w, f->kept, 2 * DRV_MIB);
+    ember__h5_lock();
+    f->fid = -1;
+    assert_int_equal(H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_FILE, 1, &f->fid), 1);
+}
+
+/* Releases the lock and commits the file. */
+static void drv_commit(drv_fixture *f)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__h5_unlock();
+    TU_OKM(ember__ckw_commit(&f->w, NULL, NULL, msg), msg);
+}
+
+/* Frees the image, saves the kept MiB at `save` in back and clears the
+ * kept bytes (the file must not depend on them now); the file verifies. */
+static void drv_verify(drv_fixture *f, const char *file, size_t save)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember__ckimg_free(f->ctx, &f->img);
+    memcpy(f->back, f->kept + save, DRV_MIB);
+    memset(f->kept, 0, 2 * DRV_MIB);
+    ember__ckr *r = NULL;
+    TU_OKM(ember__ckr_open(f->ctx, &r, file, msg), msg);
+    TU_OKM(ember__ckr_verify(r, msg), msg);
+    ember__ckr_close(&r);
+}
+
+/* Reads dataset `name` of `file` whole into out. */
+static void drv_read(const char *file, const char *name, void *out)
+{
+    ember__h5_lock();
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    ember__h5_unlock();
+}
+
+static void drv_end(drv_fixture *f, const char *file)
+{
+    free(f->kept);
+    free(f->other);
+    free(f->back);
+    ember_ctx_destroy(&f->ctx);
+    unlink(file);
+}
+#endif
+
 /* The image driver's rarer paths, made by HDF5 calls on the file being
- * written (its id found among the open files): a chunk read back while it
- * is only a reference (served from it), and a chunk written again from
- * memory that is not kept, over its reference (the reference copied in
- * first, then overwritten). The file then holds the new chunk and the
- * other, which still went from where it lies (its span), and it
- * verifies. */
+ * written: a chunk read back while it is only a reference (served from
+ * it), and a chunk written again from memory that is not kept, over its
+ * reference (the reference copied in first, then overwritten). The file
+ * then holds the new chunk and the other, which still went from where it
+ * lies (its span), and it verifies. */
 static void test_ckptfile_image_driver_rewrite(void **state)
 {
     (void)state;
 #if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
-    char msg[EMBER_MSG_SIZE];
-    ember_ctx *ctx = tu_ctx(1);
-    const size_t mib = (size_t)1 << 20;
-    unsigned char *kept = aligned_alloc(512, 2 * mib), *other = malloc(mib),
-                  *back = malloc(mib);
-    assert_non_null(kept);
-    assert_non_null(other);
-    assert_non_null(back);
-    uint64_t seed = 7;
-    for (size_t i = 0; i < 2 * mib; i++)
-        kept[i] = (unsigned char)tu_rand(&seed);
-    for (size_t i = 0; i < mib; i++)
-        other[i] = (unsigned char)(i * 31 + 5);
-    ember__ckimg img;
-    memset(&img, 0, sizeof img);
-    TU_OK(ember__ckimg_reserve(ctx, &img, (size_t)4 << 20));
-    memset(img.buf, 0xa5, img.cap);
-    ember__ckw *w = NULL;
-    TU_OKM(ember__ckw_begin_image(ctx, &w, ".", "drv-rewrite.h5", &plain_meta, &img, msg),
-           msg);
-    ember__ckw_keep(w, kept, 2 * mib);
+    const char *file = "drv-rewrite.h5";
+    const size_t mib = DRV_MIB;
+    drv_fixture f;
+    drv_begin(&f, file, 7);
     hsize_t dims = 2 * mib, chunk = mib, at0 = 0, at1 = mib;
-    ember__h5_lock();
-    hid_t fid = -1;
-    assert_int_equal(H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_FILE, 1, &fid), 1);
     hid_t sp = H5Screate_simple(1, &dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     assert_true(H5Pset_chunk(dcpl, 1, &chunk) >= 0);
-    hid_t d = H5Dcreate2(fid, "raw", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t d = H5Dcreate2(f.fid, "raw", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     assert_true(d >= 0);
-    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, kept) >= 0);
-    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at1, mib, kept + mib) >= 0);
-    assert_int_equal(img.refs.n, 2);
+    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, f.kept) >= 0);
+    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at1, mib, f.kept + mib) >= 0);
+    assert_int_equal(f.img.refs.n, 2);
     uint32_t filters = 1;
-    assert_true(H5Dread_chunk(d, H5P_DEFAULT, &at0, &filters, back) >= 0);
-    assert_memory_equal(back, kept, mib);
-    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, other) >= 0);
-    assert_int_equal(img.refs.n, 1); /* chunk 0's reference settled */
-    assert_true(H5Dread_chunk(d, H5P_DEFAULT, &at0, &filters, back) >= 0);
-    assert_memory_equal(back, other, mib);
+    assert_true(H5Dread_chunk(d, H5P_DEFAULT, &at0, &filters, f.back) >= 0);
+    assert_memory_equal(f.back, f.kept, mib);
+    assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, f.other) >= 0);
+    assert_int_equal(f.img.refs.n, 1); /* chunk 0's reference settled */
+    assert_true(H5Dread_chunk(d, H5P_DEFAULT, &at0, &filters, f.back) >= 0);
+    assert_memory_equal(f.back, f.other, mib);
     H5Dclose(d);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    ember__h5_unlock();
-    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+    drv_commit(&f);
     /* chunk 0 in the image; chunk 1 went from kept (but for a device that
      * refused it) */
-    assert_int_equal(image_holds(&img, "drv-rewrite.h5", "/raw"), img.no_spans ? 2 : 1);
-    ember__ckimg_free(ctx, &img);
-    memcpy(back, kept + mib, mib);
-    memset(kept, 0, 2 * mib); /* the file must not depend on it now */
-    ember__ckr *r = NULL;
-    TU_OKM(ember__ckr_open(ctx, &r, "drv-rewrite.h5", msg), msg);
-    TU_OKM(ember__ckr_verify(r, msg), msg);
-    ember__ckr_close(&r);
+    assert_int_equal(image_holds(&f.img, file, "/raw"), f.img.no_spans ? 2 : 1);
+    drv_verify(&f, file, mib);
     unsigned char *all = malloc(2 * mib);
     assert_non_null(all);
-    ember__h5_lock();
-    hid_t f = H5Fopen("drv-rewrite.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
-    d = H5Dopen2(f, "raw", H5P_DEFAULT);
-    assert_true(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, all) >= 0);
-    H5Dclose(d);
-    H5Fclose(f);
-    ember__h5_unlock();
-    assert_memory_equal(all, other, mib);
-    assert_memory_equal(all + mib, back, mib);
+    drv_read(file, "raw", all);
+    assert_memory_equal(all, f.other, mib);
+    assert_memory_equal(all + mib, f.back, mib);
     free(all);
-    free(kept);
-    free(other);
-    free(back);
-    ember_ctx_destroy(&ctx);
-    unlink("drv-rewrite.h5");
+    drv_end(&f, file);
 #endif
 }
 
-/* The image driver's shrink (HDF5 1.10): a dataset at the end of the file
- * deleted and the file flushed, HDF5 gives the space back and truncates
- * the file below a chunk taken by reference; the reference is copied in and
- * dropped, and a later dataset written over that space holds its own
- * bytes. The committed file verifies and reads back. */
+/* The image driver's shrink: a dataset at the end of the file deleted and
+ * the file flushed, HDF5 gives the space back and truncates the file below
+ * a chunk taken by reference; the reference is copied in and dropped, and
+ * a later dataset written over that space holds its own bytes. The
+ * committed file verifies and reads back. */
 static void test_ckptfile_image_driver_shrink(void **state)
 {
     (void)state;
 #if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
-    char msg[EMBER_MSG_SIZE];
-    ember_ctx *ctx = tu_ctx(1);
-    const size_t mib = (size_t)1 << 20;
-    unsigned char *kept = aligned_alloc(512, 2 * mib), *other = malloc(mib),
-                  *back = malloc(mib);
-    assert_non_null(kept);
-    assert_non_null(other);
-    assert_non_null(back);
-    uint64_t seed = 11;
-    for (size_t i = 0; i < 2 * mib; i++)
-        kept[i] = (unsigned char)tu_rand(&seed);
-    for (size_t i = 0; i < mib; i++)
-        other[i] = (unsigned char)(i * 17 + 3);
-    ember__ckimg img;
-    memset(&img, 0, sizeof img);
-    TU_OK(ember__ckimg_reserve(ctx, &img, (size_t)4 << 20));
-    ember__ckw *w = NULL;
-    TU_OKM(ember__ckw_begin_image(ctx, &w, ".", "drv-shrink.h5", &plain_meta, &img, msg),
-           msg);
-    ember__ckw_keep(w, kept, 2 * mib);
+    const char *file = "drv-shrink.h5";
+    const size_t mib = DRV_MIB;
+    drv_fixture f;
+    drv_begin(&f, file, 11);
     hsize_t dims = mib, at0 = 0;
-    ember__h5_lock();
-    hid_t fid = -1;
-    assert_int_equal(H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_FILE, 1, &fid), 1);
     hid_t sp = H5Screate_simple(1, &dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     assert_true(H5Pset_chunk(dcpl, 1, &dims) >= 0);
     const char *names[2] = {"a", "b"};
-    for (int k = 0; k < 2; k++) {
-        hid_t d = H5Dcreate2(fid, names[k], H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, dcpl,
+    for (size_t k = 0; k < 2; k++) {
+        hid_t d = H5Dcreate2(f.fid, names[k], H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, dcpl,
                              H5P_DEFAULT);
         assert_true(d >= 0);
-        assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, kept + k * mib) >= 0);
+        assert_true(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at0, mib, f.kept + k * mib) >= 0);
         H5Dclose(d);
     }
-    assert_int_equal(img.refs.n, 2);
-    size_t len = img.len;
-    assert_true(H5Ldelete(fid, "b", H5P_DEFAULT) >= 0);
-    assert_true(H5Fflush(fid, H5F_SCOPE_GLOBAL) >= 0);
-    assert_true(img.len < len);      /* truncated below "b"'s chunk */
-    assert_int_equal(img.refs.n, 1); /* whose reference was settled */
-    hid_t d = H5Dcreate2(fid, "c", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, H5P_DEFAULT,
+    assert_int_equal(f.img.refs.n, 2);
+    size_t len = f.img.len;
+    assert_true(H5Ldelete(f.fid, "b", H5P_DEFAULT) >= 0);
+    assert_true(H5Fflush(f.fid, H5F_SCOPE_GLOBAL) >= 0);
+    assert_true(f.img.len < len);      /* truncated below "b"'s chunk */
+    assert_int_equal(f.img.refs.n, 1); /* whose reference was settled */
+    hid_t d = H5Dcreate2(f.fid, "c", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT);
     assert_true(d >= 0);
-    assert_true(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, other) >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.other) >= 0);
     H5Dclose(d);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    ember__h5_unlock();
-    TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
-    ember__ckimg_free(ctx, &img);
-    memcpy(back, kept, mib);
-    memset(kept, 0, 2 * mib); /* the file must not depend on it now */
-    ember__ckr *r = NULL;
-    TU_OKM(ember__ckr_open(ctx, &r, "drv-shrink.h5", msg), msg);
-    TU_OKM(ember__ckr_verify(r, msg), msg);
-    ember__ckr_close(&r);
+    drv_commit(&f);
+    drv_verify(&f, file, 0);
     unsigned char *got = malloc(mib);
     assert_non_null(got);
     ember__h5_lock();
-    hid_t f = H5Fopen("drv-shrink.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(f >= 0);
-    assert_int_equal(H5Lexists(f, "b", H5P_DEFAULT), 0);
-    d = H5Dopen2(f, "a", H5P_DEFAULT);
-    assert_true(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
-    H5Dclose(d);
-    assert_memory_equal(got, back, mib);
-    d = H5Dopen2(f, "c", H5P_DEFAULT);
-    assert_true(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
-    H5Dclose(d);
-    H5Fclose(f);
+    hid_t h = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(h >= 0);
+    assert_int_equal(H5Lexists(h, "b", H5P_DEFAULT), 0);
+    H5Fclose(h);
     ember__h5_unlock();
-    assert_memory_equal(got, other, mib);
+    drv_read(file, "a", got);
+    assert_memory_equal(got, f.back, mib);
+    drv_read(file, "c", got);
+    assert_memory_equal(got, f.other, mib);
     free(got);
-    free(kept);
-    free(other);
-    free(back);
-    ember_ctx_destroy(&ctx);
-    unlink("drv-shrink.h5");
+    drv_end(&f, file);
 #endif
 }
 
