@@ -100,22 +100,6 @@ static void self_hash(const unsigned char *block, unsigned char out[8])
     memcpy(out, c.digest, 8);
 }
 
-static ssize_t pread_full(int fd, void *buf, size_t n, off_t at)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, (char *)buf + got, n - got, at + (off_t)got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    return (ssize_t)got;
-}
-
 /* ---- the hashing pass ------------------------------------------------------
  *
  * One pass through the file feeds up to two hashes: XXH3-64 of every byte
@@ -218,8 +202,8 @@ static void pass_run(hash_pass *p)
         } else if (!p->err && c <= p->last && slot_free(p, c)) {
             p->claimed++;
             pthread_mutex_unlock(&p->lock);
-            ssize_t k = pread_full(p->fd, b, CHUNK_BYTES,
-                                   (off_t)(p->at + (uint64_t)c * CHUNK_BYTES));
+            long long k = ember__pread_full(p->fd, b, CHUNK_BYTES,
+                                            p->at + (uint64_t)c * CHUNK_BYTES);
             int e = errno;
             pthread_mutex_lock(&p->lock);
             if (k < 0) {
@@ -406,7 +390,7 @@ int ember__fsum_seal(const char *path, char *msg)
     unsigned char block[EMBER__FSUM_BLOCK], sig[8], hash[16];
     uint64_t length = 0;
     int rc = EMBER_OK;
-    if (pread_full(fd, sig, sizeof sig, EMBER__FSUM_BLOCK) != (ssize_t)sizeof sig ||
+    if (ember__pread_full(fd, sig, sizeof sig, EMBER__FSUM_BLOCK) != (long long)sizeof sig ||
         memcmp(sig, hdf5_sig, sizeof sig) != 0)
         rc = ember__err(msg, EMBER_EINVAL, "%s: no %d-byte HDF5 user block to "
                         "hold the checksum", path, EMBER__FSUM_BLOCK);
@@ -419,7 +403,7 @@ int ember__fsum_seal(const char *path, char *msg)
         do
             k = pwrite(fd, block, sizeof block, 0);
         while (k < 0 && errno == EINTR);
-        if (k != (ssize_t)sizeof block)
+        if (k != (long long)sizeof block)
             rc = ember__err(msg, EMBER_EIO, "%s: cannot write the checksum "
                             "header: %s", path, k < 0 ? strerror(errno)
                                                       : "short write");
@@ -520,13 +504,13 @@ int ember__fsum_check(const char *path, char *msg)
     else if (!S_ISREG(st.st_mode))
         rc = ember__err(msg, EMBER_EINVAL, "%s: not a regular file", path);
     else if (st.st_size < EMBER__FSUM_BLOCK)
-        rc = ember__err(msg, pread_full(fd, block, 8, 0) == 8 &&
+        rc = ember__err(msg, ember__pread_full(fd, block, 8, 0) == 8 &&
                                      memcmp(block, MAGIC, 8) == 0
                                  ? EMBER_ECORRUPT : EMBER__FSUM_NONE,
                         "%s: %lld bytes: too short to hold an ember checksum "
                         "header (truncated, or not written by ember)", path,
                         (long long)st.st_size);
-    else if (pread_full(fd, block, sizeof block, 0) != (ssize_t)sizeof block)
+    else if (ember__pread_full(fd, block, sizeof block, 0) != (long long)sizeof block)
         rc = ember__err(msg, EMBER_EIO, "%s: cannot read the checksum header: %s",
                         path, strerror(errno ? errno : EIO));
     else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK &&
@@ -577,7 +561,7 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
     else if (fstat(fd, &st0) != 0)
         rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
     else if (S_ISREG(st0.st_mode) && st0.st_size >= EMBER__FSUM_BLOCK &&
-             pread_full(fd, block, sizeof block, 0) == (ssize_t)sizeof block)
+             ember__pread_full(fd, block, sizeof block, 0) == (long long)sizeof block)
         sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
     /* more threads than chunk slots (plus the two hashes) find no work */
     if (threads <= 0)

@@ -354,19 +354,9 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
         char *to = (char *)a[i].dst + lo;
         const uint32_t *piece = (const uint32_t *)(void *)to;
         uint64_t count = n / a[i].size;
-        while (n > 0) {
-            ssize_t got = pread(fd, to, n, (off_t)(a[i].at + skip + lo));
-            if (got <= 0) {
-                if (got < 0 && errno == EINTR)
-                    continue;
-                bad = 1;
-                break;
-            }
-            to += got;
-            lo += (uint64_t)got;
-            n -= (uint64_t)got;
-        }
-        if (i == 1 && !bad)
+        if (ember__pread_full(fd, to, n, a[i].at + skip + lo) != (long long)n)
+            bad = 1;
+        else if (i == 1)
             for (uint64_t k = 0; k < count; k++)
                 range |= piece[k] >= nv;
     }

@@ -41,7 +41,26 @@ void *ember__malloc(ember_ctx *ctx, size_t size)
     return ctx->alloc.malloc_fn(size ? size : 1, ctx->alloc.ud);
 }
 
+#include <errno.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+long long ember__pread_full(int fd, void *buf, size_t n, uint64_t at)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(at + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (long long)got;
+}
+
 void ember__hint_huge(void *p, size_t n)
 {
 #ifdef MADV_HUGEPAGE

@@ -579,6 +579,48 @@ static void test_h5io_read_matrix(void **state)
     remove(file);
 }
 
+/* Datasets of 4 MiB or more stored contiguous are read with preads at the
+ * offset HDF5 gives, on the team: the values are HDF5's, after a user block
+ * too (the offset counts it), for a matrix, and for a big-endian dataset
+ * (HDF5 converts it: no raw read). */
+static void test_h5io_read_contiguous_large(void **state)
+{
+    (void)state;
+    const char *file = "h5io_read_contiguous_large.h5";
+    const size_t n = 600000; /* 4.8 MB of doubles */
+    double *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (double)i * 0.5 - 1e5 + (double)(i % 7) / 3;
+    static const hsize_t ubs[2] = {0, 1024};
+    for (int u = 0; u < 2; u++) {
+        remove(file);
+        hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+        assert_true(H5Pset_userblock(fcpl, ubs[u]) >= 0);
+        hid_t fid = H5Fcreate(file, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+        assert_true(fid >= 0);
+        H5Pclose(fcpl);
+        H5Fclose(fid);
+        hsize_t one = n, two[2] = {n / 3, 3};
+        fixture(file, "/x", H5T_IEEE_F64LE, 1, &one, H5T_NATIVE_DOUBLE, v);
+        fixture(file, "/m", H5T_IEEE_F64LE, 2, two, H5T_NATIVE_DOUBLE, v);
+        fixture(file, "/be", H5T_IEEE_F64BE, 1, &one, H5T_NATIVE_DOUBLE, v);
+        ember_ctx *ctx = new_ctx();
+        static const char *paths[3] = {"/x", "/m", "/be"};
+        for (int k = 0; k < 3; k++) {
+            ember_type t;
+            size_t got = 0;
+            double *data = read_recs(ctx, file, paths[k], &t, &got);
+            assert_int_equal(got, k == 1 ? n / 3 : n);
+            assert_memory_equal(data, v, n * sizeof *v);
+            ember__free(ctx, data);
+        }
+        ember_ctx_destroy(&ctx);
+    }
+    free(v);
+    remove(file);
+}
+
 static void test_h5io_read_integer_widths(void **state)
 {
     (void)state;
@@ -1576,6 +1618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_chunked_unlimited),
         cmocka_unit_test(test_h5io_empty_dataset),
         cmocka_unit_test(test_h5io_read_matrix),
+        cmocka_unit_test(test_h5io_read_contiguous_large),
         cmocka_unit_test(test_h5io_read_integer_widths),
         cmocka_unit_test(test_h5io_read_foreign_compound),
         cmocka_unit_test(test_h5io_read_string_is_etype),
