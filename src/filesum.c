@@ -403,7 +403,7 @@ int ember__fsum_seal(const char *path, char *msg)
         do
             k = pwrite(fd, block, sizeof block, 0);
         while (k < 0 && errno == EINTR);
-        if (k != (long long)sizeof block)
+        if (k != (ssize_t)sizeof block)
             rc = ember__err(msg, EMBER_EIO, "%s: cannot write the checksum "
                             "header: %s", path, k < 0 ? strerror(errno)
                                                       : "short write");

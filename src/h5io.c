@@ -28,12 +28,10 @@
 #include <hdf5.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define H5IO_FILE_MAX 4096          /* bytes of a file name, NUL included */
 #define H5IO_PATH_MAX 1024          /* bytes of a dataset path, NUL included */
@@ -920,16 +918,31 @@ static haddr_t contiguous_at(hid_t dset, const read_plan *p)
     return at;
 }
 
-/* Reads bytes [at, at + bytes) of file into dst, pieces of CONTIG_PIECE
+/* The descriptor through which HDF5 reads the file of obj (the sec2
+ * driver's), or -1 for another driver: reads on it see the file HDF5
+ * opened, whatever its name refers to by now. */
+static int sec2_fd(hid_t obj)
+{
+    hid_t fid = H5Iget_file_id(obj), fapl = fid >= 0 ? H5Fget_access_plist(fid) : -1;
+    void *handle = NULL;
+    int fd = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+                     H5Fget_vfd_handle(fid, fapl, &handle) >= 0 && handle
+                 ? *(int *)handle
+                 : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (fid >= 0)
+        H5Fclose(fid);
+    return fd;
+}
+
+/* Reads bytes [at, at + bytes) of fd into dst, pieces of CONTIG_PIECE
  * spread over the team: the page faults of a fresh buffer and the copies
  * out of the page cache on every thread, where HDF5 makes one read on one.
- * 0, or -1 when the file cannot be opened or is short. */
-static int read_contiguous(ember_ctx *ctx, const char *file, uint64_t at,
-                           unsigned char *dst, uint64_t bytes)
+ * 0, or -1 when the file is short or a read fails. */
+static int read_contiguous(ember_ctx *ctx, int fd, uint64_t at, unsigned char *dst,
+                           uint64_t bytes)
 {
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     long long pieces = (long long)((bytes + CONTIG_PIECE - 1) / CONTIG_PIECE);
     int bad = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->threads) reduction(|:bad)
@@ -938,13 +951,12 @@ static int read_contiguous(ember_ctx *ctx, const char *file, uint64_t at,
         size_t n = (size_t)(bytes - lo < CONTIG_PIECE ? bytes - lo : CONTIG_PIECE);
         bad |= ember__pread_full(fd, dst + lo, n, at + lo) != (long long)n;
     }
-    close(fd);
     return bad ? -1 : 0;
 }
 
-/* The records of an open dataset of file, into a new ctx allocation. */
+/* The records of an open dataset, into a new ctx allocation. */
 static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
-                        const char *file, const char *where, void **data, char *msg)
+                        const char *where, void **data, char *msg)
 {
     uint64_t bytes = (uint64_t)ember__mul(p->n, p->type.size);
     void *buf = ember__malloc(ctx, (size_t)bytes);
@@ -953,8 +965,8 @@ static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
                           where, p->n);
     chunk_plan c;
     haddr_t at = bytes >= CONTIG_PARALLEL ? contiguous_at(dset, p) : HADDR_UNDEF;
-    int fast = at != HADDR_UNDEF
-                   ? (read_contiguous(ctx, file, at, buf, bytes) ? EMBER_NOTCACHED : EMBER_OK)
+    int fd = at != HADDR_UNDEF ? sec2_fd(dset) : -1;
+    int fast = fd >= 0 ? (read_contiguous(ctx, fd, at, buf, bytes) ? EMBER_NOTCACHED : EMBER_OK)
                : raw_readable(dset, p, &c) ? read_parallel(ctx, dset, p, &c, buf)
                                            : EMBER_NOTCACHED;
     if (fast == EMBER_ECORRUPT || fast == EMBER_ENOMEM) {
@@ -989,7 +1001,7 @@ static int read_open(ember_ctx *ctx, hid_t fid, const char *file,
     if (rc == EMBER_OK)
         rc = plan_read(dset, &p, where, msg);
     if (rc == EMBER_OK)
-        rc = read_records(ctx, dset, &p, file, where, data, msg);
+        rc = read_records(ctx, dset, &p, where, data, msg);
     if (rc == EMBER_OK) {
         *type = p.type;
         *n = p.n;
