@@ -331,10 +331,15 @@ static int locate_pull(hid_t fid, const char *file, pull_array *a, char *msg)
  * transparent huge pages are asked for (docs/design.md, "No transparent
  * huge pages for loaded graphs"): on a fresh VM their first touch cost 3x
  * that of 4 KiB pages. */
-static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
-                      int *bad_src, char *msg)
+static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
+                      uint64_t nv, int *bad_src, char *msg)
 {
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    /* HDF5's own descriptor where it has one: the file its metadata came
+     * from, whatever the name refers to by now */
+    ember__h5_lock();
+    int hfd = ember__h5_sec2_fd(fid);
+    ember__h5_unlock();
+    int fd = hfd >= 0 ? hfd : open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "%s: %s", file, strerror(errno));
     uint64_t first[PULL_PARTS + 1] = {0};
@@ -360,7 +365,8 @@ static int pread_pull(const char *file, pull_array *a, int threads, uint64_t nv,
             for (uint64_t k = 0; k < count; k++)
                 range |= piece[k] >= nv;
     }
-    close(fd);
+    if (hfd < 0)
+        close(fd);
     *bad_src = range;
     return bad ? ember__err(msg, EMBER_EIO, "%s: short read of the pull layout", file)
                : EMBER_OK;
@@ -445,7 +451,7 @@ static int read_owned_rows(ember_graph *g, hid_t fid, const char *path, pull_arr
     rc = locate_pull(fid, path, a, msg);
     ember__h5_unlock();
     if (!rc)
-        rc = pread_pull(path, a, ctx->threads, g->n, bad_src, msg);
+        rc = pread_pull(fid, path, a, ctx->threads, g->n, bad_src, msg);
     return rc;
 }
 
@@ -506,7 +512,7 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
     ember__h5_unlock(); /* the reads need no HDF5 */
     int bad_src = 0;
     if (!rc)
-        rc = pread_pull(path, a, ctx->threads, n, &bad_src, msg);
+        rc = pread_pull(fid, path, a, ctx->threads, n, &bad_src, msg);
     if (!rc && rows)
         rc = read_owned_rows(g, fid, path, a, opts, &bad_src, msg);
     if (!rc && bad_src)

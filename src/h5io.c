@@ -921,9 +921,9 @@ static haddr_t contiguous_at(hid_t dset, const read_plan *p)
 /* The descriptor through which HDF5 reads the file of obj (the sec2
  * driver's), or -1 for another driver: reads on it see the file HDF5
  * opened, whatever its name refers to by now. */
-static int sec2_fd(hid_t obj)
+int ember__h5_sec2_fd(int64_t obj)
 {
-    hid_t fid = H5Iget_file_id(obj), fapl = fid >= 0 ? H5Fget_access_plist(fid) : -1;
+    hid_t fid = H5Iget_file_id((hid_t)obj), fapl = fid >= 0 ? H5Fget_access_plist(fid) : -1;
     void *handle = NULL;
     int fd = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
                      H5Fget_vfd_handle(fid, fapl, &handle) >= 0 && handle
@@ -965,7 +965,7 @@ static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
                           where, p->n);
     chunk_plan c;
     haddr_t at = bytes >= CONTIG_PARALLEL ? contiguous_at(dset, p) : HADDR_UNDEF;
-    int fd = at != HADDR_UNDEF ? sec2_fd(dset) : -1;
+    int fd = at != HADDR_UNDEF ? ember__h5_sec2_fd(dset) : -1;
     int fast = fd >= 0 ? (read_contiguous(ctx, fd, at, buf, bytes) ? EMBER_NOTCACHED : EMBER_OK)
                : raw_readable(dset, p, &c) ? read_parallel(ctx, dset, p, &c, buf)
                                            : EMBER_NOTCACHED;

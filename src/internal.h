@@ -338,6 +338,9 @@ int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
 /* File creation properties with the EMBER__FSUM_BLOCK user block, for
  * files that are sealed (ember__fsum_seal) after closing; -1 on failure. */
 int64_t ember__h5_fcpl(void);
+/* The descriptor HDF5 reads the file of object obj through (the sec2
+ * driver's), or -1 for another driver. */
+int ember__h5_sec2_fd(int64_t obj);
 /* Reads a whole dataset of an already open (and verified) file. */
 int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
                        const char *path, ember_type *type, void **data,
