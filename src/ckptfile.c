@@ -1170,16 +1170,16 @@ static int read_info(ember__ckr *r, char *msg)
 /* The whole-file checksum, before libhdf5 sees a byte. A file without the
  * header is refused too: it cannot be told from one whose header was
  * destroyed, and libhdf5 must not parse what nothing vouches for. */
-static int check_sum(const char *path, char *msg)
+static int check_sum(const char *path, ember__file_id *id, char *msg)
 {
-    int rc = ember__fsum_check(path, msg);
+    int rc = ember__fsum_check_id(path, id, msg);
     if (rc == EMBER__FSUM_NONE)
         return EMBER_ECORRUPT; /* msg says "cannot be verified" */
     return rc == EMBER_EINVAL ? EMBER_ECORRUPT : rc;
 }
 
 static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
-                        char *msg);
+                        const ember__file_id *id, char *msg);
 
 int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
                     char *msg)
@@ -1188,14 +1188,16 @@ int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
     if (access(path, R_OK) != 0)
         return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
                           "%s: %s", path, strerror(errno));
-    int sum = check_sum(path, msg);
+    ember__file_id id;
+    int sum = check_sum(path, &id, msg);
     if (sum)
         return sum;
-    return open_checked(ctx, out, path, msg);
+    return open_checked(ctx, out, path, &id, msg);
 }
 
-int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
-                   char *msg)
+/* ember__ck_head, and the identity of the file read (id may be NULL). */
+static int ck_head_id(const char *path, unsigned char *head, uint64_t *size,
+                      ember__file_id *id, char *msg)
 {
     int fd = open(path, O_RDONLY);
     if (fd < 0)
@@ -1219,7 +1221,15 @@ int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
                           "%s: shorter than its checksum header (%lld bytes)",
                           path, (long long)st.st_size);
     *size = (uint64_t)st.st_size;
+    if (id)
+        *id = (ember__file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
     return EMBER_OK;
+}
+
+int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
+                   char *msg)
+{
+    return ck_head_id(path, head, size, NULL, msg);
 }
 
 int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
@@ -1228,7 +1238,8 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
     *out = NULL;
     unsigned char mine[EMBER__FSUM_BLOCK];
     uint64_t my_size = 0;
-    int rc = ember__ck_head(path, mine, &my_size, msg);
+    ember__file_id id;
+    int rc = ck_head_id(path, mine, &my_size, &id, msg);
     if (rc)
         return rc;
     if (my_size != size || memcmp(mine, head, EMBER__FSUM_BLOCK) != 0)
@@ -1236,12 +1247,13 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
                           "%s is not the file that was verified (its checksum "
                           "header or size differs: another run's file, or "
                           "another copy)", path);
-    return open_checked(ctx, out, path, msg);
+    return open_checked(ctx, out, path, &id, msg);
 }
 
-/* Opens a file whose whole-file checksum has been checked. */
+/* Opens a file whose whole-file checksum has been checked: the file of
+ * identity id, or an error (another file renamed over the name since). */
 static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
-                        char *msg)
+                        const ember__file_id *id, char *msg)
 {
     ember__ckr *r = ember__calloc(ctx, 1, sizeof *r);
     if (!r)
@@ -1250,13 +1262,15 @@ static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
     snprintf(r->path, sizeof r->path, "%s", path);
     ember__h5_lock();
     hid_t fapl = (hid_t)ember__h5_fapl();
+    ember__h5_opening(path);
     r->fid = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
     if (fapl >= 0)
         H5Pclose(fapl);
     int rc = r->fid < 0 ? ember__err(msg, EMBER_ECORRUPT,
                                      "%s: not a readable HDF5 file (truncated or "
                                      "damaged)", path)
-                        : read_info(r, msg);
+             : !ember__h5_is_file(r->fid, id) ? ember__h5_replaced(path, msg)
+                                              : read_info(r, msg);
     ember__h5_unlock();
     if (rc) {
         ember__ckr_close(&r);

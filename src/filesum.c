@@ -488,6 +488,11 @@ static int check_block(const char *path, const unsigned char *block,
 
 int ember__fsum_check(const char *path, char *msg)
 {
+    return ember__fsum_check_id(path, NULL, msg);
+}
+
+int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
+{
     /* O_NONBLOCK: a FIFO given as a file fails below instead of waiting
      * for a writer; on a regular file it changes nothing. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -528,6 +533,8 @@ int ember__fsum_check(const char *path, char *msg)
                             (unsigned long long)length);
     }
     close(fd);
+    if (rc == EMBER_OK && id)
+        *id = (ember__file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
     return rc;
 }
 

@@ -63,7 +63,8 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
         return h5err(msg, EMBER_EFORMAT, file, "not a regular file");
     if (st.st_size == 0)
         return h5err(msg, EMBER_EEMPTY, file, "empty file");
-    int sum = ember__fsum_check(file, msg);
+    ember__file_id id;
+    int sum = ember__fsum_check_id(file, &id, msg);
     if (sum != EMBER_OK && sum != EMBER__FSUM_NONE)
         return sum; /* never hand a damaged file to libhdf5 */
     ember__msg_clear(msg);
@@ -78,10 +79,17 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
     htri_t yes = H5Fis_hdf5(file);
 #endif
     int rc = EMBER_OK;
+    if (yes > 0)
+        ember__h5_opening(file);
     if (yes <= 0)
         rc = h5err(msg, EMBER_EFORMAT, file, "not an HDF5 file");
     else if ((*fid = H5Fopen(file, mode, fapl)) < 0)
         rc = h5err(msg, EMBER_EIO, file, "cannot open");
+    else if (sum == EMBER_OK && !ember__h5_is_file(*fid, &id)) {
+        H5Fclose(*fid);
+        *fid = H5I_INVALID_HID;
+        rc = ember__h5_replaced(file, msg);
+    }
     H5Pclose(fapl);
     return rc;
 }

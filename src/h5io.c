@@ -620,10 +620,11 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
 /* A file that carries ember's checksum header is checked against it before
  * libhdf5 parses it (EMBER_ECORRUPT when it fails: damaged metadata can
  * crash libhdf5 or make it read fill values). A file without the header
- * (made by h5py, say) is read as it is. *sealed says which. */
-static int check_sum(const char *file, int *sealed, char *msg)
+ * (made by h5py, say) is read as it is. *sealed says which, *id which
+ * file was verified. */
+static int check_sum(const char *file, int *sealed, ember__file_id *id, char *msg)
 {
-    int rc = ember__fsum_check(file, msg);
+    int rc = ember__fsum_check_id(file, id, msg);
     *sealed = rc == EMBER_OK;
     if (rc == EMBER__FSUM_NONE || rc == EMBER_EINVAL) {
         ember__msg_clear(msg);
@@ -632,10 +633,20 @@ static int check_sum(const char *file, int *sealed, char *msg)
     return rc == EMBER_ENOTFOUND ? EMBER_OK : rc;
 }
 
+void (*ember__h5_opening_hook)(const char *file);
+
+/* The message of a sealed file that HDF5 opened is not the one verified. */
+int ember__h5_replaced(const char *file, char *msg)
+{
+    return ember__err(msg, EMBER_ECORRUPT, "%s: replaced while being opened (the file "
+                      "HDF5 opened is not the one whose checksum was verified)", file);
+}
+
 static int open_read(const char *file, hid_t *fid, char *msg)
 {
     int sealed = 0;
-    int rc = check_sum(file, &sealed, msg);
+    ember__file_id id;
+    int rc = check_sum(file, &sealed, &id, msg);
     if (rc)
         return rc;
     hid_t fapl = make_fapl();
@@ -643,10 +654,16 @@ static int open_read(const char *file, hid_t *fid, char *msg)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
+        ember__h5_opening(file);
         *fid = H5Fopen(file, H5F_ACC_RDONLY, fapl);
         if (*fid < 0)
             rc = h5_fail(msg, EMBER_ECORRUPT, file,
                          "HDF5 signature found but the file does not open");
+        else if (sealed && !ember__h5_is_file(*fid, &id)) {
+            H5Fclose(*fid);
+            *fid = H5I_INVALID_HID;
+            rc = ember__h5_replaced(file, msg);
+        }
     }
     H5Pclose(fapl);
     return rc;
@@ -936,6 +953,15 @@ int ember__h5_sec2_fd(int64_t obj)
     return fd;
 }
 
+int ember__h5_is_file(int64_t fid, const ember__file_id *id)
+{
+    int fd = ember__h5_sec2_fd(fid);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return 1;
+    return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+}
+
 /* Reads bytes [at, at + bytes) of fd into dst, pieces of CONTIG_PIECE
  * spread over the team: the page faults of a fresh buffer and the copies
  * out of the page cache on every thread, where HDF5 makes one read on one.
@@ -1125,7 +1151,8 @@ static int check_writer(const char *file, const char *path,
 /* Opens file read-write, creating it when it does not exist. */
 static int open_write(ember__h5w *w, const char *file, char *msg)
 {
-    int rc = check_sum(file, &w->reseal, msg);
+    ember__file_id id;
+    int rc = check_sum(file, &w->reseal, &id, msg);
     if (rc)
         return rc;
     if (w->reseal &&
@@ -1136,9 +1163,15 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
+        ember__h5_opening(file);
         w->fid = H5Fopen(file, H5F_ACC_RDWR, fapl);
         if (w->fid < 0)
             rc = h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+        else if (w->reseal && !ember__h5_is_file(w->fid, &id)) {
+            H5Fclose(w->fid); /* nothing written: never sealed */
+            w->fid = H5I_INVALID_HID;
+            rc = ember__h5_replaced(file, msg);
+        }
     } else if (rc == EMBER_ENOTFOUND) {
         ember__msg_clear(msg);
         w->fid = H5Fcreate(file, H5F_ACC_EXCL, H5P_DEFAULT, fapl);

@@ -446,6 +446,27 @@ int ember__fsum_seal_image(unsigned char *image, size_t length,
  * newer header version), EMBER_ENOTFOUND, EMBER_EIO, EMBER_EINVAL (not a
  * regular file) otherwise. msg says which, naming the file. */
 int ember__fsum_check(const char *path, char *msg);
+/* A file's identity: its device and inode. */
+typedef struct {
+    uint64_t dev, ino;
+} ember__file_id;
+/* ember__fsum_check, and the identity of the file it verified (when it
+ * returns EMBER_OK; id may be NULL). */
+int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
+/* Whether the file HDF5 has open as fid is the file of identity id: 1, or
+ * 0 when it is another file (renamed over the name after id was taken);
+ * 1 too when HDF5's driver does not tell (not sec2). */
+int ember__h5_is_file(int64_t fid, const ember__file_id *id);
+/* Fills msg for a file that failed ember__h5_is_file: EMBER_ECORRUPT. */
+int ember__h5_replaced(const char *file, char *msg);
+/* Tests: called with the file's name between the check of a sealed file's
+ * checksum and libhdf5's opening of it (NULL: nothing). */
+extern void (*ember__h5_opening_hook)(const char *file);
+static inline void ember__h5_opening(const char *file)
+{
+    if (ember__h5_opening_hook)
+        ember__h5_opening_hook(file);
+}
 /* Tests: how many checks ember__fsum_check skipped because
  * ember_file_hash had verified the unchanged file; forgetting those files
  * and setting how long before the hash a file must have last changed to

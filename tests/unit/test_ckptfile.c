@@ -1044,6 +1044,76 @@ static void test_ckptfile_commit_is_atomic(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Another checkpoint renamed over the name after the first one's checksum
+ * was verified and before libhdf5 opens the name: the open fails, naming
+ * the file, rather than read a file nobody verified (here a sound one of
+ * another iteration; it could as well be a damaged one). Through the
+ * opening hook, for a full verification, for a header compared with
+ * another rank's (ember__ckr_open_known), for a whole-dataset read and for
+ * a writer adding a dataset. Without the hook's rename the same opens
+ * succeed. */
+static const char *swap_from;
+static void swap_in(const char *file)
+{
+    assert_int_equal(rename(swap_from, file), 0);
+}
+
+static void test_ckptfile_replaced_while_opening(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = tu_ctx(1);
+    tu_rm_rf("swap");
+    assert_int_equal(mkdir("swap", 0755), 0);
+    for (int known = 0; known < 2; known++) {
+        write_iteration(ctx, "swap", "c.h5", 3);
+        write_iteration(ctx, "swap", "other.h5", 4);
+        unsigned char head[EMBER__FSUM_BLOCK];
+        uint64_t size = 0;
+        TU_OKM(ember__ck_head("swap/c.h5", head, &size, msg), msg);
+        ember__ckr *r = NULL;
+        swap_from = "swap/other.h5";
+        ember__h5_opening_hook = swap_in;
+        int rc = known ? ember__ckr_open_known(ctx, &r, "swap/c.h5", head, size, msg)
+                       : ember__ckr_open(ctx, &r, "swap/c.h5", msg);
+        ember__h5_opening_hook = NULL;
+        assert_int_equal(rc, EMBER_ECORRUPT);
+        assert_null(r);
+        assert_non_null(strstr(msg, "swap/c.h5"));
+        assert_non_null(strstr(msg, "replaced while being opened"));
+        assert_false(tu_exists("swap/other.h5")); /* the rename did happen */
+        /* the name now holds the other file, which opens as itself */
+        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 4);
+    }
+    /* The same for a whole-dataset read and for a writer adding a dataset
+     * (which would seal the file it had not verified). */
+    for (int writer = 0; writer < 2; writer++) {
+        write_iteration(ctx, "swap", "other.h5", 5);
+        swap_from = "swap/other.h5";
+        ember__h5_opening_hook = swap_in;
+        int rc;
+        if (writer) {
+            ember_type t = ember_type_scalar(EMBER_I64);
+            ember__h5w_opts o = {.fid = -1};
+            ember__h5w *w = NULL;
+            rc = ember__h5w_open(ctx, &w, "swap/c.h5", "/extra", &t, &o, msg);
+            assert_null(w);
+        } else {
+            ember_type t;
+            void *data = NULL;
+            size_t n = 0;
+            rc = ember__h5_read_all(ctx, "swap/c.h5", "/scalars/it", &t, &data, &n, msg);
+            assert_null(data);
+        }
+        ember__h5_opening_hook = NULL;
+        assert_int_equal(rc, EMBER_ECORRUPT);
+        assert_non_null(strstr(msg, "replaced while being opened"));
+        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5);
+    }
+    tu_rm_rf("swap");
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_ckptfile_abort_keeps_existing(void **state)
 {
     (void)state;
@@ -1661,6 +1731,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ckptfile_root_attributes),
         cmocka_unit_test(test_ckptfile_commit_is_atomic),
         cmocka_unit_test(test_ckptfile_abort_keeps_existing),
+        cmocka_unit_test(test_ckptfile_replaced_while_opening),
         cmocka_unit_test(test_ckptfile_commit_missing_dir),
         cmocka_unit_test(test_ckptfile_corrupt_dataset_detected),
         cmocka_unit_test(test_ckptfile_corrupt_scalars_and_blob_detected),

@@ -771,6 +771,44 @@ static void test_graph_lanes_refuse_changed_edges(void **state)
 
 /* ---- HDF5 ----------------------------------------------------------------------------- */
 
+/* A sealed graph file renamed over by another after its checksum was
+ * verified and before libhdf5 opens the name: the load fails, naming the
+ * file, instead of reading metadata of one file and arrays of another. */
+static void swap_graph_in(const char *file)
+{
+    assert_int_equal(rename("swap-b.h5", file), 0);
+}
+
+static void test_graph_h5_replaced_while_opening(void **state)
+{
+    (void)state;
+    write_file("swap-a.el", "0 1\n1 2\n2 0\n");
+    write_file("swap-b.el", "0 1\n0 2\n1 2\n2 3\n3 0\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *a = load(ctx, "swap-a.el", NULL), *b = load(ctx, "swap-b.el", NULL);
+    TU_OKM(ember_graph_save_h5(a, "swap-a.h5", msg), msg);
+    TU_OKM(ember_graph_save_h5(b, "swap-b.h5", msg), msg);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember__h5_opening_hook = swap_graph_in;
+    ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
+    ember_graph *g = (ember_graph *)1;
+    int rc = ember_graph_load(&g, ctx, "swap-a.h5", &o, msg);
+    ember__h5_opening_hook = NULL;
+    assert_int_equal(rc, EMBER_ECORRUPT);
+    assert_null(g);
+    TU_MSG_HAS(msg, "swap-a.h5");
+    TU_MSG_HAS(msg, "replaced while being opened");
+    g = load(ctx, "swap-a.h5", &o); /* the other graph, now under that name */
+    assert_int_equal(g->n, 4);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    remove("swap-a.el");
+    remove("swap-b.el");
+    remove("swap-a.h5");
+}
+
 static void test_graph_h5_roundtrip(void **state)
 {
     (void)state;
@@ -1382,6 +1420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_text_lanes_same_for_any_thread_count),
         cmocka_unit_test(test_graph_lanes_refuse_changed_edges),
         cmocka_unit_test(test_graph_h5_roundtrip),
+        cmocka_unit_test(test_graph_h5_replaced_while_opening),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
         cmocka_unit_test(test_graph_owned_rows_serial_whole),
