@@ -737,17 +737,18 @@ KM_CLONES static void fold_serial(const pass_arg *a, double *acc, const double *
 /* The largest k x d whose sums fold512 keeps in its own aligned copy. */
 #define KM_FOLD_LOCAL 4096
 
-/* fold_serial for d a multiple of 8 and k x d <= KM_FOLD_LOCAL: each point
- * added into its centroid's sum with whole vectors, in point order as in
- * fold_serial, the sums in a 64-byte aligned copy (so that a sum's store
- * forwards to the next point of its centroid); counts are integers, added
- * at once. The same bits. */
+/* fold_serial for d a multiple of 8 and k <= KM_BLOCK: each point added
+ * into its centroid's sum with whole vectors, in point order as in
+ * fold_serial; the sums in a 64-byte aligned copy when they fit
+ * KM_FOLD_LOCAL (so that a sum's store forwards to the next point of its
+ * centroid), else in place. Counts are integers, added at once. The same
+ * bits. */
 __attribute__((target("avx512f"))) static void
 fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t *lab,
         const double *dist)
 {
     size_t d = a->d, k = a->k, E = a->E;
-    if (k * d > KM_FOLD_LOCAL || k > KM_BLOCK) {
+    if (k > KM_BLOCK) {
         fold_serial(a, acc, x, m, lab, dist);
         return;
     }
@@ -755,19 +756,22 @@ fold512(const pass_arg *a, double *acc, const double *x, size_t m, const int32_t
     uint32_t n[KM_BLOCK] = {0};
     double *cnt = acc_counts(a, acc), *sum = acc_sums(a, acc);
     double *slots = acc_slots(a, acc), inertia = acc[0];
-    memcpy(loc, sum, k * d * sizeof *sum);
+    double *sums = k * d <= KM_FOLD_LOCAL ? loc : sum;
+    if (sums == loc)
+        memcpy(loc, sum, k * d * sizeof *sum);
     for (size_t i = 0; i < m; i++) {
         const double *p = x + i * d;
-        double *s = loc + (size_t)lab[i] * d;
+        double *s = sums + (size_t)lab[i] * d;
         for (size_t jb = 0; jb < d; jb += 8)
-            _mm512_store_pd(s + jb, _mm512_add_pd(_mm512_load_pd(s + jb),
-                                                  _mm512_loadu_pd(p + jb)));
+            _mm512_storeu_pd(s + jb, _mm512_add_pd(_mm512_loadu_pd(s + jb),
+                                                   _mm512_loadu_pd(p + jb)));
         n[lab[i]]++;
         inertia += dist[i];
         if (E && dist[i] > slots[(E - 1) * (1 + d)])
             slot_offer(a, slots, dist[i], p);
     }
-    memcpy(sum, loc, k * d * sizeof *sum);
+    if (sums == loc)
+        memcpy(sum, loc, k * d * sizeof *sum);
     for (size_t q = 0; q < k; q++)
         cnt[q] += (double)n[q];
     acc[0] = inertia;

@@ -12,10 +12,13 @@
 # printed as well, which that noise does not reach: the run's iterations
 # (--metrics) and the time the loop lost to checkpoints (snapshots and
 # waits, its "checkpoint_seconds"), over the iterations at the run's own
-# median iteration time, (sum of iteration seconds + lost) / (iterations x
-# median); a background writer shows up as the slower iterations it runs
-# beside. The same of the no-checkpoint runs (iterations are not all
-# alike: the first one prepares) is its baseline.
+# median time of a quiet iteration, (sum of iteration seconds + lost) /
+# (iterations x median); a background writer shows up as the slower
+# iterations it runs beside. Quiet: the third to fifth iterations after
+# each checkpoint (8-10, 13-15, ...), which a writer that ends within two
+# iterations (the summary's "files written in" says how long they take)
+# does not overlap. The same of the no-checkpoint runs (iterations are not
+# all alike: the first one prepares) is its baseline.
 # Printed, never asserted: these machines are shared and noisy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,11 +49,13 @@ run() {
     load=$(sed -n 's/.*load \([0-9.]*\) s.*/\1/p' "$work/log")
     # the loop's own figures: compute and checkpoint seconds (summary line)
     sed -n 's/.*compute \([0-9.]*\) s, checkpoints \([0-9.]*\) s.*/\1 \2/p' "$work/log" >> "$work/$out.own"
-    # within the run: (iterations + lost) / (iterations x median iteration)
-    sed -n 's/^{"iteration": [0-9]*, "seconds": \([0-9.e+-]*\),.*/\1/p' "$work/m.json" | sort -g |
+    # within the run: (iterations + lost) / (iterations x median quiet iteration)
+    sed -n 's/^{"iteration": \([0-9]*\), "seconds": \([0-9.e+-]*\),.*/\1 \2/p' "$work/m.json" |
         awk -v lost="$(sed -n 's/.*"event": "done".*"checkpoint_seconds": \([0-9.e+-]*\),.*/\1/p' "$work/m.json")" \
-            '{ v[NR] = $1; s += $1 } END { printf "%.5f\n", (s + lost) / (NR * v[int((NR + 1) / 2)]) }' \
-        >> "$work/$out.within"
+            '{ s += $2; n++ } $1 > 5 && ($1 - 1) % 5 >= 2 { print $2 > "/dev/stderr" }
+             END { printf "%.8f %d\n", s + lost, n }' 2> "$work/quiet" > "$work/sums"
+    q=$(sort -g "$work/quiet" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    awk -v q="$q" '{ printf "%.5f\n", $1 / ($2 * q) }' "$work/sums" >> "$work/$out.within"
     awk -v a="$t0" -v b="$t1" -v l="$load" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 - l }'
 }
 for m in plain sync async; do
@@ -93,7 +98,7 @@ awk -v p="$p" -v s="$s" -v a="$a" -v pm="$pm" -v sm="$sm" -v am="$am" \
     printf "  --checkpoint-sync  %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", s, s / p, sm / pm
     printf "  default (async)    %.3f s   (compute + checkpoint) / compute %.3f (fastest runs: %.3f)\n", a, a / p, am / pm
     printf "  synchronous, within each run: 1 + checkpoint seconds / compute seconds %.4f (median)\n", own
-    printf "  within each run, (iterations + lost) / (iterations x median iteration), medians:\n"
+    printf "  within each run, (iterations + lost) / (iterations x median quiet iteration), medians:\n"
     printf "    no checkpoints %.4f, --checkpoint-sync %.4f, default %.4f\n", wp, ws, wa
     printf "    ratio to no checkpoints: --checkpoint-sync %.4f, default %.4f (goal <= 1.02)\n", ws / wp, wa / wp
     if (sum != "")

@@ -1221,8 +1221,10 @@ static int ck_head_id(const char *path, unsigned char *head, uint64_t *size,
                           "%s: shorter than its checksum header (%lld bytes)",
                           path, (long long)st.st_size);
     *size = (uint64_t)st.st_size;
-    if (id)
-        *id = (ember__file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
+    if (id) {
+        id->size = *size;
+        memcpy(id->head, head, sizeof id->head);
+    }
     return EMBER_OK;
 }
 

@@ -533,8 +533,10 @@ int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
                             (unsigned long long)length);
     }
     close(fd);
-    if (rc == EMBER_OK && id)
-        *id = (ember__file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
+    if (rc == EMBER_OK && id) {
+        id->size = (uint64_t)st.st_size;
+        memcpy(id->head, block, sizeof id->head);
+    }
     return rc;
 }
 

@@ -345,7 +345,7 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
     /* HDF5's own descriptor where it has one: the file its metadata came
      * from, whatever the name refers to by now */
     ember__h5_lock();
-    int hfd = ember__h5_sec2_fd(fid);
+    int hfd = ember__h5_sec2_fd(fid, 1);
     ember__h5_unlock();
     int fd = hfd >= 0 ? hfd : open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -938,11 +938,14 @@ static haddr_t contiguous_at(hid_t dset, const read_plan *p)
 /* The descriptor through which HDF5 reads the file of obj (the sec2
  * driver's), or -1 for another driver: reads on it see the file HDF5
  * opened, whatever its name refers to by now. */
-int ember__h5_sec2_fd(int64_t obj)
+int ember__h5_sec2_fd(int64_t obj, int read_only)
 {
     hid_t fid = H5Iget_file_id((hid_t)obj), fapl = fid >= 0 ? H5Fget_access_plist(fid) : -1;
     void *handle = NULL;
+    unsigned intent = 0;
     int fd = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+                     (!read_only || (H5Fget_intent(fid, &intent) >= 0 &&
+                                     intent == H5F_ACC_RDONLY)) &&
                      H5Fget_vfd_handle(fid, fapl, &handle) >= 0 && handle
                  ? *(int *)handle
                  : -1;
@@ -955,11 +958,14 @@ int ember__h5_sec2_fd(int64_t obj)
 
 int ember__h5_is_file(int64_t fid, const ember__file_id *id)
 {
-    int fd = ember__h5_sec2_fd(fid);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
+    int fd = ember__h5_sec2_fd(fid, 0);
+    if (fd < 0)
         return 1;
-    return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+    struct stat st;
+    unsigned char head[EMBER__FSUM_BLOCK];
+    return fstat(fd, &st) == 0 && (uint64_t)st.st_size == id->size &&
+           ember__pread_full(fd, head, sizeof head, 0) == (long long)sizeof head &&
+           memcmp(head, id->head, sizeof head) == 0;
 }
 
 /* Reads bytes [at, at + bytes) of fd into dst, pieces of CONTIG_PIECE
@@ -980,6 +986,8 @@ static int read_contiguous(ember_ctx *ctx, int fd, uint64_t at, unsigned char *d
     return bad ? -1 : 0;
 }
 
+unsigned long ember__h5_contiguous_reads;
+
 /* The records of an open dataset, into a new ctx allocation. */
 static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
                         const char *where, void **data, char *msg)
@@ -991,10 +999,12 @@ static int read_records(ember_ctx *ctx, hid_t dset, const read_plan *p,
                           where, p->n);
     chunk_plan c;
     haddr_t at = bytes >= CONTIG_PARALLEL ? contiguous_at(dset, p) : HADDR_UNDEF;
-    int fd = at != HADDR_UNDEF ? ember__h5_sec2_fd(dset) : -1;
+    int fd = at != HADDR_UNDEF ? ember__h5_sec2_fd(dset, 1) : -1;
     int fast = fd >= 0 ? (read_contiguous(ctx, fd, at, buf, bytes) ? EMBER_NOTCACHED : EMBER_OK)
                : raw_readable(dset, p, &c) ? read_parallel(ctx, dset, p, &c, buf)
                                            : EMBER_NOTCACHED;
+    if (fd >= 0 && fast == EMBER_OK) /* under the HDF5 lock */
+        ember__h5_contiguous_reads++;
     if (fast == EMBER_ECORRUPT || fast == EMBER_ENOMEM) {
         ember__free(ctx, buf);
         return ember__err(msg, fast, "%s: %s", where,

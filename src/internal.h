@@ -339,8 +339,12 @@ int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
  * files that are sealed (ember__fsum_seal) after closing; -1 on failure. */
 int64_t ember__h5_fcpl(void);
 /* The descriptor HDF5 reads the file of object obj through (the sec2
- * driver's), or -1 for another driver. */
-int ember__h5_sec2_fd(int64_t obj);
+ * driver's), or -1 for another driver. With read_only, -1 also when the
+ * file is open for writing in this process (HDF5 may hold raw data not
+ * yet written: a read must go through HDF5). */
+int ember__h5_sec2_fd(int64_t obj, int read_only);
+/* Tests: how many whole-dataset reads went by preads (contiguous data). */
+extern unsigned long ember__h5_contiguous_reads;
 /* Reads a whole dataset of an already open (and verified) file. */
 int ember__h5_read_fid(ember_ctx *ctx, int64_t fid, const char *file,
                        const char *path, ember_type *type, void **data,
@@ -446,16 +450,22 @@ int ember__fsum_seal_image(unsigned char *image, size_t length,
  * newer header version), EMBER_ENOTFOUND, EMBER_EIO, EMBER_EINVAL (not a
  * regular file) otherwise. msg says which, naming the file. */
 int ember__fsum_check(const char *path, char *msg);
-/* A file's identity: its device and inode. */
+/* A sealed file's identity: its size and checksum header. The header holds
+ * the hash of all the rest, so a file with both the same is the verified
+ * one or a copy of it (or damaged since, as any file can be once it has
+ * been verified). Unlike a device and inode, it survives an overlayfs
+ * copy-up when the file is opened for writing. */
 typedef struct {
-    uint64_t dev, ino;
+    uint64_t size;
+    unsigned char head[EMBER__FSUM_BLOCK];
 } ember__file_id;
 /* ember__fsum_check, and the identity of the file it verified (when it
  * returns EMBER_OK; id may be NULL). */
 int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
-/* Whether the file HDF5 has open as fid is the file of identity id: 1, or
- * 0 when it is another file (renamed over the name after id was taken);
- * 1 too when HDF5's driver does not tell (not sec2). */
+/* Whether the file HDF5 has open as fid is the file of identity id, read
+ * through HDF5's own descriptor: 1, or 0 when it is another file (renamed
+ * over the name after id was taken) or cannot be read; 1 when HDF5's
+ * driver does not tell (not sec2: MPI-IO). */
 int ember__h5_is_file(int64_t fid, const ember__file_id *id);
 /* Fills msg for a file that failed ember__h5_is_file: EMBER_ECORRUPT. */
 int ember__h5_replaced(const char *file, char *msg);

@@ -58,30 +58,6 @@ expect2 '--init.*nan\.csv:3' --input "$tmp/ok.csv" --init "$tmp/nan.csv"
 expect2 "unknown option '--bogus'" --input "$tmp/ok.csv" --k 2 --bogus
 expect2 'unexpected argument' --input "$tmp/ok.csv" --k 2 extra
 expect2 'missing\.h5' --input "$tmp/missing.h5:/points" --k 2
-# Non-finite values in an HDF5 file (made with h5import, hdf5-tools): named
-# by point and coordinate. The large one (4.8 MB, read by the team with
-# preads) has its NaN in the very last value, an infinity in the small one.
-h5file() { # h5file NAME ROWS: NAME.bin (raw little-endian f64) -> NAME.h5:/points
-  printf 'PATH points\nINPUT-CLASS FP\nINPUT-SIZE 64\nINPUT-BYTE-ORDER LE\nRANK 2\n%s\n%s\n' \
-    "DIMENSION-SIZES $2 2" 'OUTPUT-CLASS FP' >"$tmp/$1.cfg"
-  printf 'OUTPUT-SIZE 64\nOUTPUT-ARCHITECTURE IEEE\nOUTPUT-BYTE-ORDER LE\n' >>"$tmp/$1.cfg"
-  h5import "$tmp/$1.bin" -c "$tmp/$1.cfg" -o "$tmp/$1.h5" >/dev/null || fail "h5import $1"
-}
-f64() { # the little-endian bytes of 1.0, +inf or NaN
-  case $1 in
-    one) printf '\x00\x00\x00\x00\x00\x00\xf0\x3f' ;;
-    inf) printf '\x00\x00\x00\x00\x00\x00\xf0\x7f' ;;
-    nan) printf '\x00\x00\x00\x00\x00\x00\xf8\x7f' ;;
-  esac
-}
-{ f64 one; f64 one; f64 one; f64 inf; f64 one; f64 one; } >"$tmp/inf-h5.bin"
-h5file inf-h5 3
-expect2 'inf-h5\.h5:/points: point 1 \(0-based\), coordinate 1 is infinite' \
-  --input "$tmp/inf-h5.h5:/points" --k 1
-{ head -c $((599999 * 8)) /dev/zero; f64 nan; } >"$tmp/nan-h5.bin"
-h5file nan-h5 300000
-expect2 'nan-h5\.h5:/points: point 299999 \(0-based\), coordinate 1 is NaN' \
-  --input "$tmp/nan-h5.h5:/points" --k 1
 
 # HDF5 inputs (made with h5import from hdf5-tools, when it is there): NaN
 # in the points is refused with the point's index; a missing dataset path
@@ -92,6 +68,30 @@ if command -v h5import >/dev/null; then
   h5import "$tmp/nan.txt" -c "$tmp/nan.cfg" -o "$tmp/nan.h5" >/dev/null
   expect2 'nan\.h5:/points: point 2 .*NaN' --input "$tmp/nan.h5:/points" --k 1
   expect2 'nan\.h5:/nosuch' --input "$tmp/nan.h5:/nosuch" --k 1
+  # Non-finite values named by point and coordinate: an infinity in a
+  # small file, and a NaN in the very last value of a large one (4.8 MB,
+  # read by the team with preads).
+  h5file() { # h5file NAME ROWS: NAME.bin (raw little-endian f64) -> NAME.h5:/points
+    printf 'PATH points\nINPUT-CLASS FP\nINPUT-SIZE 64\nINPUT-BYTE-ORDER LE\nRANK 2\n%s\n%s\n' \
+      "DIMENSION-SIZES $2 2" 'OUTPUT-CLASS FP' >"$tmp/$1.cfg"
+    printf 'OUTPUT-SIZE 64\nOUTPUT-ARCHITECTURE IEEE\nOUTPUT-BYTE-ORDER LE\n' >>"$tmp/$1.cfg"
+    h5import "$tmp/$1.bin" -c "$tmp/$1.cfg" -o "$tmp/$1.h5" >/dev/null || fail "h5import $1"
+  }
+  f64() { # the little-endian bytes of 1.0, +inf or NaN
+    case $1 in
+      one) printf '\x00\x00\x00\x00\x00\x00\xf0\x3f' ;;
+      inf) printf '\x00\x00\x00\x00\x00\x00\xf0\x7f' ;;
+      nan) printf '\x00\x00\x00\x00\x00\x00\xf8\x7f' ;;
+    esac
+  }
+  { f64 one; f64 one; f64 one; f64 inf; f64 one; f64 one; } >"$tmp/inf-h5.bin"
+  h5file inf-h5 3
+  expect2 'inf-h5\.h5:/points: point 1 \(0-based\), coordinate 1 is infinite' \
+    --input "$tmp/inf-h5.h5:/points" --k 1
+  { head -c $((599999 * 8)) /dev/zero; f64 nan; } >"$tmp/nan-h5.bin"
+  h5file nan-h5 300000
+  expect2 'nan-h5\.h5:/points: point 299999 \(0-based\), coordinate 1 is NaN' \
+    --input "$tmp/nan-h5.h5:/points" --k 1
   # Integer points convert to float64 and run.
   printf '1 2\n3 4\n10 11\n12 13\n' >"$tmp/int.txt"
   printf 'PATH pts\nINPUT-CLASS TEXTIN\nINPUT-SIZE 32\nRANK 2\nDIMENSION-SIZES 4 2\nOUTPUT-CLASS IN\nOUTPUT-SIZE 16\n' >"$tmp/int.cfg"

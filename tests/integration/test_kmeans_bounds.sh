@@ -8,7 +8,8 @@
 # larger than the number of distinct points, far outliers whose squared
 # distances overflow to +inf, coordinates whose squares underflow, mixed
 # magnitudes, uniform points that move a lot over many iterations, and
-# dimensions 1, 3, 8 and 16 (the AVX-512 test kernel takes multiples of 8).
+# dimensions 1, 3, 8, 16 and 64 (the AVX-512 test kernel takes multiples
+# of 8).
 # Also checks that the bounds do skip work on clustered data (the share of
 # full scans the program reports, not a time).
 set -euo pipefail
@@ -45,6 +46,9 @@ gen uniform1 1 5000 'r'
 gen uniform16 16 4000 'r'
 # Well separated clusters: the bounds must skip most scans.
 gen blobs16 16 20000 '(i % 8) * 100 + j * ((i % 8) % 3) + r'
+# Wide points and many centroids: k x d = 5120 sums, more than the AVX-512
+# fold keeps in its own copy (it adds in place then).
+gen wide64 64 3000 '(i % 11) * 3 + j * 0.01 + r'
 
 run() { # run OUT [env...] -- ARGS...
   local out=$1; shift
@@ -82,6 +86,7 @@ check mixed8 --k 8 --init kmeans++ --seed 8 --iterations 40
 check uniform1 --k 13 --init random --seed 9 --iterations 200
 check uniform16 --k 20 --init random --seed 10 --iterations 100
 check blobs16 --k 8 --init random --seed 11 --iterations 50
+check wide64 --k 80 --init random --seed 13 --iterations 12
 
 # On clustered data most assignments keep their label by the bounds (the
 # first pass scans everything). k = 12 for 8 clusters keeps centroids

@@ -1051,10 +1051,12 @@ static void test_ckptfile_commit_is_atomic(void **state)
  * opening hook, for a full verification, for a header compared with
  * another rank's (ember__ckr_open_known), for a whole-dataset read and for
  * a writer adding a dataset. Without the hook's rename the same opens
- * succeed. */
+ * succeed; so they do with a byte-identical copy renamed in (the same
+ * header and size), which is the same file for every purpose. */
 static const char *swap_from;
 static void swap_in(const char *file)
 {
+    ember__h5_opening_hook = NULL; /* once */
     assert_int_equal(rename(swap_from, file), 0);
 }
 
@@ -1088,7 +1090,7 @@ static void test_ckptfile_replaced_while_opening(void **state)
     /* The same for a whole-dataset read and for a writer adding a dataset
      * (which would seal the file it had not verified). */
     for (int writer = 0; writer < 2; writer++) {
-        write_iteration(ctx, "swap", "other.h5", 5);
+        write_iteration(ctx, "swap", "other.h5", 5 + (uint64_t)writer);
         swap_from = "swap/other.h5";
         ember__h5_opening_hook = swap_in;
         int rc;
@@ -1108,8 +1110,14 @@ static void test_ckptfile_replaced_while_opening(void **state)
         ember__h5_opening_hook = NULL;
         assert_int_equal(rc, EMBER_ECORRUPT);
         assert_non_null(strstr(msg, "replaced while being opened"));
-        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5);
+        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5 + (uint64_t)writer);
     }
+    /* a byte-identical copy renamed in opens */
+    write_iteration(ctx, "swap", "other.h5", 6);
+    ember__h5_opening_hook = swap_in;
+    assert_int_equal(read_iteration(ctx, "swap/c.h5"), 6);
+    assert_null(ember__h5_opening_hook);
+    assert_false(tu_exists("swap/other.h5"));
     tu_rm_rf("swap");
     ember_ctx_destroy(&ctx);
 }

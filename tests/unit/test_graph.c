@@ -776,6 +776,7 @@ static void test_graph_lanes_refuse_changed_edges(void **state)
  * file, instead of reading metadata of one file and arrays of another. */
 static void swap_graph_in(const char *file)
 {
+    ember__h5_opening_hook = NULL; /* once */
     assert_int_equal(rename("swap-b.h5", file), 0);
 }
 

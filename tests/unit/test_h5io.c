@@ -582,7 +582,8 @@ static void test_h5io_read_matrix(void **state)
 /* Datasets of 4 MiB or more stored contiguous are read with preads at the
  * offset HDF5 gives, on the team: the values are HDF5's, after a user block
  * too (the offset counts it), for a matrix, and for a big-endian dataset
- * (HDF5 converts it: no raw read). */
+ * (HDF5 converts it: no raw read); a file open for writing in the process
+ * is read by HDF5 (it may hold data not yet written). */
 static void test_h5io_read_contiguous_large(void **state)
 {
     (void)state;
@@ -610,11 +611,27 @@ static void test_h5io_read_contiguous_large(void **state)
         for (int k = 0; k < 3; k++) {
             ember_type t;
             size_t got = 0;
+            unsigned long preads = ember__h5_contiguous_reads;
             double *data = read_recs(ctx, file, paths[k], &t, &got);
             assert_int_equal(got, k == 1 ? n / 3 : n);
             assert_memory_equal(data, v, n * sizeof *v);
+            /* by preads, but for the big-endian one */
+            assert_int_equal(ember__h5_contiguous_reads - preads, k == 2 ? 0 : 1);
             ember__free(ctx, data);
         }
+        /* a file this process has open for writing is read through HDF5 */
+        hid_t fapl = (hid_t)ember__h5_fapl(); /* the same file locking */
+        hid_t rw = H5Fopen(file, H5F_ACC_RDWR, fapl);
+        H5Pclose(fapl);
+        assert_true(rw >= 0);
+        unsigned long preads = ember__h5_contiguous_reads;
+        ember_type t;
+        size_t got = 0;
+        double *data = read_recs(ctx, file, "/x", &t, &got);
+        assert_memory_equal(data, v, n * sizeof *v);
+        assert_int_equal(ember__h5_contiguous_reads, preads);
+        ember__free(ctx, data);
+        H5Fclose(rw);
         ember_ctx_destroy(&ctx);
     }
     free(v);
