@@ -1619,7 +1619,13 @@ int64_t ember__h5_mem_type(const ember_type *t)
 
 int64_t ember__h5_native(ember_scalar kind)
 {
-    return (int64_t)native_of(kind);
+    /* under the lock: H5T_NATIVE_* call H5open(), an API call (on first
+     * use it initializes the library) that the MPI build's HDF5, which is
+     * not thread-safe, must not make beside a background writer */
+    ember__h5_lock();
+    int64_t t = (int64_t)native_of(kind);
+    ember__h5_unlock();
+    return t;
 }
 
 int64_t ember__h5_fapl(void)
