@@ -196,6 +196,8 @@ typedef struct {
         char dataset[256];   /* "file.h5:/points": "/points" ("" if none) */
         uint64_t bytes;
         uint64_t xxh3;
+        uint64_t stamp[5];   /* device, inode, size, mtime and ctime (ns)
+                                of the file hashed */
         int hashed;          /* filled by ember_cli_prepare */
     } inputs[4];
     int ninputs;
@@ -340,6 +342,14 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli,
  * (message in msg). */
 typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
                                  char *msg);
+
+/* EMBER_OK when every input ember_cli_prepare hashed is still the file it
+ * hashed (device, inode, size and time stamps); else EMBER_EMISMATCH,
+ * msg naming the input that was replaced or written since: what was
+ * loaded may then not be what the fingerprint describes. ember_cli_iterate
+ * checks it before the first iteration, after the program's load (on one
+ * process). */
+int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg);
 
 /* Runs the loop: restores, then calls step until --iterations are done or
  * a step returns EMBER_DONE, checkpointing as the loop's policy says, and

@@ -79,6 +79,40 @@ static int input_file(const char *arg, char *file, size_t size, char *dataset,
     return 0;
 }
 
+/* What says a file is still the one hashed. */
+static void stamp_of(const struct stat *st, uint64_t s[5])
+{
+    s[0] = (uint64_t)st->st_dev;
+    s[1] = (uint64_t)st->st_ino;
+    s[2] = (uint64_t)st->st_size;
+    s[3] = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+    s[4] = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
+}
+
+/* 1 when path is now the file of stamp s. */
+static int same_stamp(const char *path, const uint64_t s[5])
+{
+    struct stat st;
+    uint64_t now[5];
+    if (stat(path, &st) != 0)
+        return 0;
+    stamp_of(&st, now);
+    return memcmp(now, s, sizeof now) == 0;
+}
+
+int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
+{
+    for (int i = 0; i < cli->ninputs; i++)
+        if (cli->inputs[i].hashed && !same_stamp(cli->inputs[i].path, cli->inputs[i].stamp)) {
+            snprintf(msg, EMBER_MSG_SIZE, "--%s %s: replaced or written since this run "
+                     "took its fingerprint, so what was loaded may not be what the "
+                     "fingerprint says; run again once the file stays put",
+                     cli->inputs[i].role, cli->inputs[i].arg);
+            return EMBER_EMISMATCH;
+        }
+    return EMBER_OK;
+}
+
 static int prepare_input(ember_cli *cli, int i)
 {
     char file[PATH_MAX];
@@ -109,6 +143,11 @@ static int prepare_input(ember_cli *cli, int i)
     char real[PATH_MAX];
     snprintf(cli->inputs[i].path, sizeof cli->inputs[i].path, "%s",
              realpath(file, real) ? real : file);
+    /* the file stat saw before the hash is the one after it */
+    stamp_of(&st, cli->inputs[i].stamp);
+    if (!same_stamp(cli->inputs[i].path, cli->inputs[i].stamp))
+        return ember_cli_usage_error(cli, "--%s %s: replaced or written while being "
+                                     "read; run again once the file stays put", flag, arg);
     cli->inputs[i].hashed = 1;
     return 0;
 }
@@ -786,7 +825,13 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     uint64_t it = 0;
     ember_loop_stats st;
     cli->compute_seconds = 0;
-    int rc = ember_loop_next(loop, &it, msg);
+    /* the load is done: it read the files that were fingerprinted (one
+     * process: ranks could see a change at different moments, and one
+     * stopping alone would leave the others waiting in the loop) */
+    int rc = cli->ranks > 1 ? EMBER_OK : ember_cli_inputs_unchanged(cli, msg);
+    if (rc)
+        return rc;
+    rc = ember_loop_next(loop, &it, msg);
     if (rc == EMBER_EMISMATCH)
         explain_mismatch(cli, msg);
     cli->iterations_done = it;

@@ -275,6 +275,42 @@ static void test_cli_input_fingerprint(void **state)
     assert_true(cli.inputs[1].hashed);
 }
 
+/* An input replaced or written after its fingerprint was taken (while the
+ * program loads it, say) is refused before the first iteration: what was
+ * loaded may not be what the fingerprint describes. Unchanged, and read
+ * only, it passes. */
+static void test_cli_input_changed(void **state)
+{
+    (void)state;
+    ember_cli cli;
+    char msg[EMBER_MSG_SIZE];
+    assert_int_equal(system("rm -rf ic && mkdir -p ic"), 0);
+    put("ic/g.el", "0 1\n1 2\n");
+    put("ic/h.el", "0 1\n1 3\n");
+    for (int how = 0; how < 3; how++) {
+        put("ic/g.el", "0 1\n1 2\n");
+        assert_int_equal(parse(&cli, "--input ic/g.el"), EMBER_CLI_RUN);
+        assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
+        FILE *f = fopen("ic/g.el", "r"); /* a reader changes nothing */
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(ember_cli_inputs_unchanged(&cli, msg), EMBER_OK);
+        if (how == 0) { /* another file renamed over the name */
+            assert_int_equal(system("cp ic/h.el ic/h2.el && mv ic/h2.el ic/g.el"), 0);
+        } else if (how == 1) { /* written in place, same size */
+            struct timespec pause = {0, 20 * 1000 * 1000};
+            nanosleep(&pause, NULL); /* a coarse clock still moves */
+            put("ic/g.el", "0 1\n1 3\n");
+        } else { /* removed */
+            assert_int_equal(unlink("ic/g.el"), 0);
+        }
+        assert_int_equal(ember_cli_inputs_unchanged(&cli, msg), EMBER_EMISMATCH);
+        assert_non_null(strstr(msg, "--input ic/g.el"));
+        assert_non_null(strstr(msg, "replaced or written"));
+    }
+    assert_int_equal(system("rm -rf ic"), 0);
+}
+
 /* Bad paths fail before any work, with exit 2, and leave nothing behind. */
 static void test_cli_prepare_bad_paths(void **state)
 {
@@ -645,6 +681,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_usage_errors),
         cmocka_unit_test(test_cli_checkpoint_mode_flags),
         cmocka_unit_test(test_cli_input_fingerprint),
+        cmocka_unit_test(test_cli_input_changed),
         cmocka_unit_test(test_cli_prepare_bad_paths),
         cmocka_unit_test(test_cli_iterate_metrics_and_resume),
         cmocka_unit_test(test_cli_stop_at),
