@@ -1195,9 +1195,8 @@ int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
     return open_checked(ctx, out, path, &id, msg);
 }
 
-/* ember__ck_head, and the identity of the file read (id may be NULL). */
-static int ck_head_id(const char *path, unsigned char *head, uint64_t *size,
-                      ember__file_id *id, char *msg)
+int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
+                   char *msg)
 {
     int fd = open(path, O_RDONLY);
     if (fd < 0)
@@ -1221,17 +1220,7 @@ static int ck_head_id(const char *path, unsigned char *head, uint64_t *size,
                           "%s: shorter than its checksum header (%lld bytes)",
                           path, (long long)st.st_size);
     *size = (uint64_t)st.st_size;
-    if (id) {
-        id->size = *size;
-        memcpy(id->head, head, sizeof id->head);
-    }
     return EMBER_OK;
-}
-
-int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
-                   char *msg)
-{
-    return ck_head_id(path, head, size, NULL, msg);
 }
 
 int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
@@ -1240,8 +1229,7 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
     *out = NULL;
     unsigned char mine[EMBER__FSUM_BLOCK];
     uint64_t my_size = 0;
-    ember__file_id id;
-    int rc = ck_head_id(path, mine, &my_size, &id, msg);
+    int rc = ember__ck_head(path, mine, &my_size, msg);
     if (rc)
         return rc;
     if (my_size != size || memcmp(mine, head, EMBER__FSUM_BLOCK) != 0)
@@ -1249,6 +1237,8 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
                           "%s is not the file that was verified (its checksum "
                           "header or size differs: another run's file, or "
                           "another copy)", path);
+    ember__file_id id = {size, {0}};
+    memcpy(id.head, head, sizeof id.head);
     return open_checked(ctx, out, path, &id, msg);
 }
 
@@ -1264,15 +1254,17 @@ static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
     snprintf(r->path, sizeof r->path, "%s", path);
     ember__h5_lock();
     hid_t fapl = (hid_t)ember__h5_fapl();
-    ember__h5_opening(path);
-    r->fid = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
+    int replaced = 0;
+    r->fid = fapl >= 0 ? (hid_t)ember__h5_open_checked(path, H5F_ACC_RDONLY, fapl, id,
+                                                       &replaced)
+                       : -1;
     if (fapl >= 0)
         H5Pclose(fapl);
-    int rc = r->fid < 0 ? ember__err(msg, EMBER_ECORRUPT,
-                                     "%s: not a readable HDF5 file (truncated or "
-                                     "damaged)", path)
-             : !ember__h5_is_file(r->fid, id) ? ember__h5_replaced(path, msg)
-                                              : read_info(r, msg);
+    int rc = replaced      ? ember__h5_replaced(path, msg)
+             : r->fid < 0 ? ember__err(msg, EMBER_ECORRUPT,
+                                       "%s: not a readable HDF5 file (truncated or "
+                                       "damaged)", path)
+                          : read_info(r, msg);
     ember__h5_unlock();
     if (rc) {
         ember__ckr_close(&r);

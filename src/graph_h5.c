@@ -78,18 +78,14 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
 #else
     htri_t yes = H5Fis_hdf5(file);
 #endif
-    int rc = EMBER_OK;
-    if (yes > 0)
-        ember__h5_opening(file);
+    int rc = EMBER_OK, replaced = 0;
     if (yes <= 0)
         rc = h5err(msg, EMBER_EFORMAT, file, "not an HDF5 file");
-    else if ((*fid = H5Fopen(file, mode, fapl)) < 0)
-        rc = h5err(msg, EMBER_EIO, file, "cannot open");
-    else if (sum == EMBER_OK && !ember__h5_is_file(*fid, &id)) {
-        H5Fclose(*fid);
-        *fid = H5I_INVALID_HID;
-        rc = ember__h5_replaced(file, msg);
-    }
+    else if ((*fid = (hid_t)ember__h5_open_checked(file, mode, fapl,
+                                                   sum == EMBER_OK ? &id : NULL,
+                                                   &replaced)) < 0)
+        rc = replaced ? ember__h5_replaced(file, msg)
+                      : h5err(msg, EMBER_EIO, file, "cannot open");
     H5Pclose(fapl);
     return rc;
 }

@@ -654,16 +654,13 @@ static int open_read(const char *file, hid_t *fid, char *msg)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
-        ember__h5_opening(file);
-        *fid = H5Fopen(file, H5F_ACC_RDONLY, fapl);
+        int replaced;
+        *fid = ember__h5_open_checked(file, H5F_ACC_RDONLY, fapl, sealed ? &id : NULL,
+                                      &replaced);
         if (*fid < 0)
-            rc = h5_fail(msg, EMBER_ECORRUPT, file,
-                         "HDF5 signature found but the file does not open");
-        else if (sealed && !ember__h5_is_file(*fid, &id)) {
-            H5Fclose(*fid);
-            *fid = H5I_INVALID_HID;
-            rc = ember__h5_replaced(file, msg);
-        }
+            rc = replaced ? ember__h5_replaced(file, msg)
+                          : h5_fail(msg, EMBER_ECORRUPT, file,
+                                    "HDF5 signature found but the file does not open");
     }
     H5Pclose(fapl);
     return rc;
@@ -956,7 +953,10 @@ int ember__h5_sec2_fd(int64_t obj, int read_only)
     return fd;
 }
 
-int ember__h5_is_file(int64_t fid, const ember__file_id *id)
+/* Whether the file HDF5 has open as fid reads, through HDF5's own
+ * descriptor, the size and header of id; 1 when the driver does not tell,
+ * 0 when it cannot be read. */
+static int is_file(hid_t fid, const ember__file_id *id)
 {
     int fd = ember__h5_sec2_fd(fid, 0);
     if (fd < 0)
@@ -966,6 +966,21 @@ int ember__h5_is_file(int64_t fid, const ember__file_id *id)
     return fstat(fd, &st) == 0 && (uint64_t)st.st_size == id->size &&
            ember__pread_full(fd, head, sizeof head, 0) == (long long)sizeof head &&
            memcmp(head, id->head, sizeof head) == 0;
+}
+
+int64_t ember__h5_open_checked(const char *file, unsigned mode, int64_t fapl,
+                               const ember__file_id *id, int *replaced)
+{
+    *replaced = 0;
+    if (ember__h5_opening_hook)
+        ember__h5_opening_hook(file);
+    hid_t fid = H5Fopen(file, mode, (hid_t)fapl);
+    if (fid >= 0 && id && !is_file(fid, id)) {
+        H5Fclose(fid);
+        fid = H5I_INVALID_HID;
+        *replaced = 1;
+    }
+    return fid;
 }
 
 /* Reads bytes [at, at + bytes) of fd into dst, pieces of CONTIG_PIECE
@@ -1173,15 +1188,12 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
     if (rc == EMBER_OK) {
-        ember__h5_opening(file);
-        w->fid = H5Fopen(file, H5F_ACC_RDWR, fapl);
+        int replaced; /* then closed with nothing written: never sealed */
+        w->fid = ember__h5_open_checked(file, H5F_ACC_RDWR, fapl,
+                                        w->reseal ? &id : NULL, &replaced);
         if (w->fid < 0)
-            rc = h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
-        else if (w->reseal && !ember__h5_is_file(w->fid, &id)) {
-            H5Fclose(w->fid); /* nothing written: never sealed */
-            w->fid = H5I_INVALID_HID;
-            rc = ember__h5_replaced(file, msg);
-        }
+            rc = replaced ? ember__h5_replaced(file, msg)
+                          : h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
     } else if (rc == EMBER_ENOTFOUND) {
         ember__msg_clear(msg);
         w->fid = H5Fcreate(file, H5F_ACC_EXCL, H5P_DEFAULT, fapl);

@@ -462,21 +462,19 @@ typedef struct {
 /* ember__fsum_check, and the identity of the file it verified (when it
  * returns EMBER_OK; id may be NULL). */
 int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
-/* Whether the file HDF5 has open as fid is the file of identity id, read
- * through HDF5's own descriptor: 1, or 0 when it is another file (renamed
- * over the name after id was taken) or cannot be read; 1 when HDF5's
- * driver does not tell (not sec2: MPI-IO). */
-int ember__h5_is_file(int64_t fid, const ember__file_id *id);
-/* Fills msg for a file that failed ember__h5_is_file: EMBER_ECORRUPT. */
+/* H5Fopen (under the HDF5 lock) of a file whose checksum was checked, id
+ * the identity of the file checked (NULL: a file without the header,
+ * opened as it is). When HDF5 opened another file (one renamed over the
+ * name since), it is closed again: -1, *replaced set. HDF5's driver must
+ * be sec2 to tell; under another (MPI-IO) the file is trusted. */
+int64_t ember__h5_open_checked(const char *file, unsigned mode, int64_t fapl,
+                               const ember__file_id *id, int *replaced);
+/* Fills msg for a file ember__h5_open_checked found replaced:
+ * EMBER_ECORRUPT. */
 int ember__h5_replaced(const char *file, char *msg);
-/* Tests: called with the file's name between the check of a sealed file's
- * checksum and libhdf5's opening of it (NULL: nothing). */
+/* Tests: called with the file's name by ember__h5_open_checked just
+ * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);
-static inline void ember__h5_opening(const char *file)
-{
-    if (ember__h5_opening_hook)
-        ember__h5_opening_hook(file);
-}
 /* Tests: how many checks ember__fsum_check skipped because
  * ember_file_hash had verified the unchanged file; forgetting those files
  * and setting how long before the hash a file must have last changed to
