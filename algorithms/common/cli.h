@@ -347,8 +347,9 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * hashed (device, inode, size and time stamps); else EMBER_EMISMATCH,
  * msg naming the input that was replaced or written since: what was
  * loaded may then not be what the fingerprint describes. ember_cli_iterate
- * checks it before the first iteration, after the program's load (on one
- * process). */
+ * checks it before the first iteration, after the program's load. On
+ * several ranks it is collective: each checks its own view and all agree
+ * on the first input any of them saw change. */
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg);
 
 /* Runs the loop: restores, then calls step until --iterations are done or

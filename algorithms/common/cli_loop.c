@@ -23,6 +23,9 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
+#ifdef EMBER_MPI
+#include <mpi.h>
+#endif
 
 static int find_input_role(const ember_cli *cli, const char *role)
 {
@@ -102,15 +105,29 @@ static int same_stamp(const char *path, const uint64_t s[5])
 
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
 {
-    for (int i = 0; i < cli->ninputs; i++)
-        if (cli->inputs[i].hashed && !same_stamp(cli->inputs[i].path, cli->inputs[i].stamp)) {
-            snprintf(msg, EMBER_MSG_SIZE, "--%s %s: replaced or written since this run "
-                     "took its fingerprint, so what was loaded may not be what the "
-                     "fingerprint says; run again once the file stays put",
-                     cli->inputs[i].role, cli->inputs[i].arg);
-            return EMBER_EMISMATCH;
+    int changed = -1; /* the first input this rank sees changed */
+    for (int i = 0; changed < 0 && i < cli->ninputs; i++)
+        if (cli->inputs[i].hashed && !same_stamp(cli->inputs[i].path, cli->inputs[i].stamp))
+            changed = i;
+#ifdef EMBER_MPI
+    /* Each rank loaded through its own view of the files: they agree on
+     * the first input any of them saw change, and all stop together. */
+    if (cli->ranks > 1) {
+        int mine = changed < 0 ? 0 : cli->ninputs - changed, any = 0;
+        if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+            snprintf(msg, EMBER_MSG_SIZE, "checking the inputs: MPI_Allreduce failed");
+            return EMBER_EIO;
         }
-    return EMBER_OK;
+        changed = any ? cli->ninputs - any : -1;
+    }
+#endif
+    if (changed < 0)
+        return EMBER_OK;
+    snprintf(msg, EMBER_MSG_SIZE, "--%s %s: replaced or written since this run "
+             "took its fingerprint, so what was loaded may not be what the "
+             "fingerprint says; run again once the file stays put",
+             cli->inputs[changed].role, cli->inputs[changed].arg);
+    return EMBER_EMISMATCH;
 }
 
 static int prepare_input(ember_cli *cli, int i)
@@ -825,10 +842,9 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     uint64_t it = 0;
     ember_loop_stats st;
     cli->compute_seconds = 0;
-    /* the load is done: it read the files that were fingerprinted (one
-     * process: ranks could see a change at different moments, and one
-     * stopping alone would leave the others waiting in the loop) */
-    int rc = cli->ranks > 1 ? EMBER_OK : ember_cli_inputs_unchanged(cli, msg);
+    /* the load is done: it read the files that were fingerprinted (every
+     * rank checks; they agree) */
+    int rc = ember_cli_inputs_unchanged(cli, msg);
     if (rc)
         return rc;
     rc = ember_loop_next(loop, &it, msg);
