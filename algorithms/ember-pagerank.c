@@ -258,8 +258,9 @@ static row_sum_fn pick_row_sum(uint64_t n)
 
 /* pull's loop over rows [lo, lo + n), with the row sum f: inlined into
  * pull twice, so that the generic sum (the one used off Intel's CPUs) is
- * called directly, not through a pointer. Returns the L1 change and adds
- * the dangling rank to *dang. */
+ * called directly, not through a pointer, and into pull_rows_avx512, which
+ * inlines the AVX-512 one. Returns the L1 change and adds the dangling
+ * rank to *dang. */
 __attribute__((always_inline)) static inline double
 pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
           double *dang)
@@ -276,8 +277,9 @@ pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
         uint64_t v = lo + i;
         const uint32_t *a = adj + (off[v] - elo), *e = adj + (off[v + 1] - elo);
         double sum = 0;
-        if (e - a < 8) /* f's sum of a row this short is its lane 0 alone (the
-                          other lanes add +0): the same bits, without a call */
+        if (e - a < 8) /* f sums a row this short in its lane 0 alone, from +0,
+                          the other lanes adding +0 (a sum from +0 is never -0,
+                          so that changes no bit): the same bits, no call */
             for (; a < e; a++)
                 sum += c[*a];
         else

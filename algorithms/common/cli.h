@@ -273,9 +273,13 @@ int ember_cli_add_input(ember_cli *cli, const char *role, const char *path);
  *   - with --deadline, a timer for what is left of it: reached while
  *     loading, the program exits 75 at once.
  * Returns EMBER_CLI_RUN to go on, or EMBER_EXIT_USAGE after printing the
- * problem on stderr. Test hook: EMBER_TEST_LOAD_DELAY=S makes it sleep S
- * seconds at its end, standing in for a slow load (signals and the deadline
- * timer work as during a real one); for tests only. */
+ * problem on stderr; on several ranks, on every rank when any stops (one
+ * rank alone can see an input change while it hashes). Test hooks, for
+ * tests only: EMBER_TEST_LOAD_DELAY=S makes it sleep S seconds at its end,
+ * standing in for a slow load (signals and the deadline timer work as
+ * during a real one), and with EMBER_TEST_LOAD_READY=P it first creates
+ * the empty file P.<pid> (the inputs are hashed) and ends the sleep early
+ * once a file P.go exists. */
 int ember_cli_prepare(ember_cli *cli);
 
 /* The output check of ember_cli_prepare alone, for tools whose output is

@@ -82,6 +82,22 @@ static int input_file(const char *arg, char *file, size_t size, char *dataset,
     return 0;
 }
 
+/* The largest of every rank's v (v alone on one process): collective on
+ * several ranks, which every rank reaches with the same arguments (MPI's
+ * default error handler aborts the job on a failure). */
+static int agree_max(const ember_cli *cli, int v)
+{
+#ifdef EMBER_MPI
+    int all = v;
+    if (cli->ranks > 1)
+        MPI_Allreduce(&v, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return all;
+#else
+    (void)cli;
+    return v;
+#endif
+}
+
 /* What says a file is still the one hashed. */
 static void stamp_of(const struct stat *st, uint64_t s[5])
 {
@@ -109,18 +125,10 @@ int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
     for (int i = 0; changed < 0 && i < cli->ninputs; i++)
         if (cli->inputs[i].hashed && !same_stamp(cli->inputs[i].path, cli->inputs[i].stamp))
             changed = i;
-#ifdef EMBER_MPI
     /* Each rank loaded through its own view of the files: they agree on
      * the first input any of them saw change, and all stop together. */
-    if (cli->ranks > 1) {
-        int mine = changed < 0 ? 0 : cli->ninputs - changed, any = 0;
-        if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
-            snprintf(msg, EMBER_MSG_SIZE, "checking the inputs: MPI_Allreduce failed");
-            return EMBER_EIO;
-        }
-        changed = any ? cli->ninputs - any : -1;
-    }
-#endif
+    int any = agree_max(cli, changed < 0 ? 0 : cli->ninputs - changed);
+    changed = any ? cli->ninputs - any : -1;
     if (changed < 0)
         return EMBER_OK;
     snprintf(msg, EMBER_MSG_SIZE, "--%s %s: replaced or written since this run "
@@ -225,8 +233,23 @@ static void test_load_delay(void)
     double secs = d ? strtod(d, NULL) : 0;
     if (!(secs > 0))
         return;
+    /* with EMBER_TEST_LOAD_READY=P: P.<pid> says the inputs are hashed,
+     * and P.go, once it exists, ends the delay */
+    const char *ready = getenv("EMBER_TEST_LOAD_READY");
+    char go[PATH_MAX] = "";
+    if (ready && *ready) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s.%ld", ready, (long)getpid());
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            close(fd);
+        snprintf(go, sizeof go, "%s.go", ready);
+    }
     double until = ember_cli_now() + secs;
-    for (double left = secs; left > 0; left = until - ember_cli_now()) {
+    for (double left = secs; left > 0 && !(go[0] && access(go, F_OK) == 0);
+         left = until - ember_cli_now()) {
+        if (go[0] && left > 0.01)
+            left = 0.01;
         struct timespec ts = {(time_t)left, (long)((left - floor(left)) * 1e9)};
         nanosleep(&ts, NULL);
     }
@@ -265,6 +288,12 @@ int ember_cli_prepare(ember_cli *cli)
             rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: %s",
                                        cli->checkpoint_dir, strerror(e));
     }
+    /* The same arguments fail alike on every rank, but an input written
+     * while being hashed may fail one rank alone: the others stop too
+     * rather than wait for it in the first collective. */
+    if (agree_max(cli, rc != 0) && !rc)
+        rc = ember_cli_usage_error(cli, "another rank stopped on its inputs or "
+                                   "outputs (its message says why)");
     if (rc)
         return rc;
     if (cli->deadline_seconds > 0)

@@ -1,32 +1,64 @@
 #!/usr/bin/env bash
-# An input written while the program loads it (after its fingerprint was
-# taken) is caught on several ranks too: every rank checks its own view,
-# they agree, and the job exits 2 naming the input, no rank left waiting
-# and no output written. The load is made long with the test hook
-# EMBER_TEST_LOAD_DELAY (cli.h).
+# Inputs on several ranks: each rank checks its own view of them, and the
+# ranks agree, so all stop together with exit 2 and none is left waiting.
+# The two ranks are started in directories of their own (mpirun's app
+# contexts, --wdir), so that each reads its own copy of the input and one
+# rank alone can see something the other does not:
+#   - rank 1's input is missing: both exit 2, rank 0 saying another rank
+#     stopped;
+#   - rank 1's copy is written again while the program loads (after the
+#     fingerprint was taken): both exit 2, both naming the input, and no
+#     output is written. The load is held open with the test hooks
+#     EMBER_TEST_LOAD_DELAY and EMBER_TEST_LOAD_READY (cli.h).
 source "$(dirname "$0")/mpi_lib.bash"
 work=$(mktemp -d)
 trap '[ -n "${job_pid:-}" ] && kill_job; rm -rf "$work"' EXIT
 cd "$work"
+mkdir a b none
+cp "$src/data/karate.el" a/g.el
+cp "$src/data/karate.el" b/g.el
+export OMP_NUM_THREADS=1
+args=(--input g.el --iterations 5 --output r.csv --quiet)
+# cmd: the job of two ranks, rank 0 in a and rank 1 in $1; more mpirun
+# options after it
+two() {
+    local dir1=$1
+    shift
+    cmd=(mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS
+         -x OMP_WAIT_POLICY "$@"
+         -n 1 --wdir "$work/a" "$bin/ember-pagerank" "${args[@]}"
+         : -n 1 --wdir "$work/$dir1" "$bin/ember-pagerank" "${args[@]}")
+}
 
-cp "$src/data/karate.el" g.el
-OMP_NUM_THREADS=1 EMBER_TEST_LOAD_DELAY=3 setsid mpirun --oversubscribe --bind-to none \
-    --timeout 120 -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x EMBER_TEST_LOAD_DELAY -n 2 \
-    "$bin/ember-pagerank" --input g.el --iterations 5 --output r.csv --quiet > out 2> err &
+rc=0
+two none
+"${cmd[@]}" > out 2> err || rc=$?
+[ "$rc" = 2 ] || fail "rank 1's input missing: exit $rc, expected 2: $(cat err)"
+grep -q -- "--input g.el: no such file" err || fail "no message from rank 1: $(cat err)"
+grep -q "another rank stopped on its inputs" err || fail "no message from rank 0: $(cat err)"
+[ ! -f a/r.csv ] || fail "a refused run wrote its output"
+
+two b -x EMBER_TEST_LOAD_DELAY -x EMBER_TEST_LOAD_READY
+EMBER_TEST_LOAD_DELAY=60 EMBER_TEST_LOAD_READY="$work/ready" setsid "${cmd[@]}" > out 2> err &
 job_pid=$!
-sleep 1
-# the same bytes, written again in place: only the time stamps move
-cat "$src/data/karate.el" > g.el
+for _ in $(seq 3000); do
+    [ "$(ls "$work" | grep -c '^ready\.[0-9]')" -ge 2 ] && break
+    kill -0 "$job_pid" 2>/dev/null || break
+    sleep 0.02
+done
+[ "$(ls "$work" | grep -c '^ready\.[0-9]')" -ge 2 ] || fail "the ranks never reached the load: $(cat err)"
+cat "$src/data/karate.el" > b/g.el # rank 1's copy only: the same bytes, new time stamps
+touch "$work/ready.go"
 rc=0
 wait "$job_pid" || rc=$?
 job_pid=
-[ "$rc" = 2 ] || fail "exit $rc, expected 2: $(cat err)"
-grep -q -- "--input g.el: replaced or written since this run took its fingerprint" err \
-    || fail "no message naming the input: $(cat err)"
-[ ! -f r.csv ] || fail "a refused run wrote its output"
+[ "$rc" = 2 ] || fail "rank 1's input written during the load: exit $rc, expected 2: $(cat err)"
+n=$(grep -c -- "--input g.el: replaced or written since this run took its fingerprint" err || true)
+[ "$n" = 2 ] || fail "expected the message from both ranks, got $n: $(cat err)"
+[ ! -f a/r.csv ] || fail "a refused run wrote its output"
 
 # Left alone, the same job runs.
-mpi 2 1 "$bin/ember-pagerank" --input g.el --iterations 5 --output r.csv --quiet \
-    || fail "the job with its input left alone failed"
-[ -s r.csv ] || fail "no output"
+two b
+"${cmd[@]}" > out 2> err || fail "the job with its inputs left alone failed: $(cat err)"
+[ -s a/r.csv ] || fail "no output"
 echo ok
