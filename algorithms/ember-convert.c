@@ -58,8 +58,13 @@ int main(int argc, char **argv)
         ember_cli_has_suffix(out, ".el") || ember_cli_has_suffix(out, ".mtx"))
         return ember_cli_usage_error(&cli, "%s: ember-convert writes ember's HDF5 CSR, "
                                      "not text; name the output .h5", out);
+    cli.input = in; /* the positional IN: the parameters attribute, and
+                       the output check (never the input itself) */
+    char tmp[4096];
     if (ember_cli_check_output(&cli, "output", out))
         return EMBER_EXIT_USAGE; /* before the load, not after */
+    if (ember_cli_tmp_name(out, tmp, sizeof tmp))
+        return ember_cli_usage_error(&cli, "--output %s: name too long", out);
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;
@@ -75,13 +80,16 @@ int main(int argc, char **argv)
                 (double)g->input_bytes / 1e6 / (g->read_seconds > 0 ? g->read_seconds : 1e-9),
                 g->build_seconds);
     if (!rc)
-        rc = ember_graph_save_h5(g, out, msg);
+        rc = ember_graph_save_h5(g, tmp, msg);
     ember_h5_attr at[] = {{"input_format", 0, 0, 0, format},
                           {"undirected", EMBER_I64, 0, undirected, NULL},
                           {"relabel", EMBER_I64, 0, relabel, NULL}};
-    cli.input = in; /* the positional IN, for the parameters attribute */
     if (!rc)
-        rc = ember_cli_write_provenance(&cli, out, in, at, 3, msg);
+        rc = ember_cli_write_provenance(&cli, tmp, in, at, 3, msg);
+    if (rc)
+        remove(tmp);
+    else
+        rc = ember_cli_publish(tmp, out, msg);
     if (!rc) /* what was written: a result, on stdout */
         printf("ember-convert: %s: %" PRIu64 " vertices, %" PRIu64 " edges\n", out, g->n,
                g->m);

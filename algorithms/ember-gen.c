@@ -142,15 +142,18 @@ static inline uint32_t kron_weight(uint64_t seed, uint64_t e)
     return 1 + (uint32_t)(draw(mix64(seed ^ 0x5bd1e9955bd1e995ULL), e) % 255);
 }
 
+/* The file the generators write: --output, or its .tmp (main). */
+static const char *out_path;
+
 #define LINES_PER_BLOCK ((uint64_t)1 << 18)
 #define LINE_BYTES 32 /* "u v w\n": at most 10 + 1 + 10 + 1 + 3 + 1 */
 
 /* Edge list text, blocks formatted in parallel and written in order. */
 static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
 {
-    FILE *f = fopen(cli->output, "wb");
+    FILE *f = fopen(out_path, "wb");
     if (!f) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output, strerror(errno));
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", out_path, strerror(errno));
         return EMBER_EIO;
     }
     scrambler sc = make_scrambler(cli->seed, (unsigned)scale);
@@ -195,7 +198,7 @@ static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
     if (fclose(f) != 0 && !rc)
         rc = EMBER_EIO;
     if (rc)
-        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output,
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", out_path,
                  rc == EMBER_ENOMEM ? "out of memory" : strerror(errno));
     for (int i = 0; buf && i < round; i++)
         free(buf[i]);
@@ -225,13 +228,13 @@ static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
     free(src);
     free(dst);
     if (!rc)
-        rc = ember_graph_save_h5(g, cli->output, msg);
+        rc = ember_graph_save_h5(g, out_path, msg);
     ember_h5_attr at[] = {{"generator", 0, 0, 0, "kron"},
                           {"scale", EMBER_U64, 0, (int64_t)scale, NULL},
                           {"edge_factor", EMBER_U64, 0, (int64_t)edge_factor, NULL},
                           {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
     if (!rc)
-        rc = ember_cli_write_provenance(cli, cli->output, NULL, at, 4, msg);
+        rc = ember_cli_write_provenance(cli, out_path, NULL, at, 4, msg);
     if (!rc) /* what was written: a result, on stdout */
         printf("ember-gen: %" PRIu64 " vertices, %" PRIu64
                " distinct edges (of %" PRIu64 " generated)\n",
@@ -277,11 +280,11 @@ static double normal(uint64_t key, uint64_t j)
     return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
 }
 
-static int blobs_write_csv(const ember_cli *cli, const double *x, char *msg)
+static int blobs_write_csv(const double *x, char *msg)
 {
-    FILE *f = fopen(cli->output, "w");
+    FILE *f = fopen(out_path, "w");
     if (!f) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", cli->output, strerror(errno));
+        snprintf(msg, EMBER_MSG_SIZE, "%s: %s", out_path, strerror(errno));
         return EMBER_EIO;
     }
     for (uint64_t j = 0; j < dims; j++)
@@ -292,7 +295,7 @@ static int blobs_write_csv(const ember_cli *cli, const double *x, char *msg)
             fprintf(f, "%.17g%c", x[i * dims + j], j + 1 < dims ? ',' : '\n');
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s: write failed", cli->output);
+        snprintf(msg, EMBER_MSG_SIZE, "%s: write failed", out_path);
         return EMBER_EIO;
     }
     return EMBER_OK;
@@ -331,8 +334,8 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
     if (strstr(cli->output, ".h5:") || strstr(cli->output, ".hdf5:") ||
         ember_cli_has_suffix(cli->output, ".h5")) {
         char spec[4200];
-        snprintf(spec, sizeof spec, "%s%s", cli->output,
-                 strchr(cli->output, ':') ? "" : ":/points");
+        snprintf(spec, sizeof spec, "%s%s", out_path,
+                 strchr(out_path, ':') ? "" : ":/points");
         char file[4200];
         snprintf(file, sizeof file, "%.*s", (int)strcspn(spec, ":"), spec);
         int existed = access(file, F_OK) == 0;
@@ -351,7 +354,7 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
             rc = ember_cli_write_provenance(cli, existed ? spec : file, NULL, root, 5,
                                             msg);
     } else {
-        rc = blobs_write_csv(cli, x, msg);
+        rc = blobs_write_csv(x, msg);
     }
     free(x);
     free(c);
@@ -375,8 +378,29 @@ int main(int argc, char **argv)
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (rc)
         return ember_cli_exit(&cli, rc, msg);
+    /* Written as FILE.tmp and renamed at the end, so a kill never leaves
+     * half a file under the name; except points added as a dataset to an
+     * HDF5 file that is already there, which change that file in place. */
+    const char *final = cli.output, *cut = NULL;
+    out_path = final;
+    for (const char *p = strstr(final, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    char file[4096], tmp[4096], target[8192];
+    snprintf(file, sizeof file, "%.*s", cut ? (int)(cut - final) : (int)strlen(final),
+             final);
+    int in_place = strcmp(cli.args[0], "blobs") == 0 && cut && access(file, F_OK) == 0;
+    if (!in_place) {
+        if (ember_cli_tmp_name(file, tmp, sizeof tmp))
+            return ember_cli_usage_error(&cli, "--output %s: name too long", final);
+        snprintf(target, sizeof target, "%s%s", tmp, cut ? cut : "");
+        out_path = target;
+    }
     double t0 = ember_cli_now();
     rc = strcmp(cli.args[0], "kron") == 0 ? kron(&cli, ctx, msg) : blobs(&cli, ctx, msg);
+    if (!in_place && rc)
+        remove(tmp);
+    else if (!in_place && (rc = ember_cli_publish(tmp, file, msg)))
+        rc = ember_cli_exit(&cli, rc, msg);
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (rc == 0 && !cli.quiet) /* the run's time: stderr */
         fprintf(stderr, "ember-gen: %s written in %.3f s\n", cli.output,

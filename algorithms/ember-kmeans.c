@@ -87,7 +87,7 @@ static const ember_cli_program km_program = {
                 "  ember-kmeans --input pts.h5:/points --k 16 --init random --seed 7 \\\n"
                 "      --output km.h5 --checkpoint-dir ck-km --checkpoint-every 5\n",
     .extra = km_options,
-    .fingerprint = EMBER_CLI_FP_SEED | EMBER_CLI_FP_TOLERANCE,
+    .fingerprint = EMBER_CLI_FP_SEED,
     .default_iterations = 300,
     .default_tolerance = 1e-4,
     .value_name = "inertia",
@@ -1486,28 +1486,29 @@ static int write_output(const km *s, const km_result *res, char *msg)
 {
     const char *path = s->cli->output;
     char tmp[4096], cpath[4096], ctmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    if (ember_cli_tmp_name(path, tmp, sizeof tmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
     if (!ember_cli_output_is_csv(path)) {
         int rc = write_h5(s, res, tmp, msg);
-        if (!rc && rename(tmp, path) != 0)
-            rc = km_error(msg, EMBER_EIO, "--output %s: cannot write the file", path);
         if (rc)
             remove(tmp);
-        return rc;
+        return rc ? rc : ember_cli_publish(tmp, path, msg);
     }
     if (centroids_path(path, cpath, sizeof cpath) ||
-        snprintf(ctmp, sizeof ctmp, "%s.tmp", cpath) >= (int)sizeof ctmp)
+        ember_cli_tmp_name(cpath, ctmp, sizeof ctmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
-    if (write_csv_file(ctmp, s, res, 1) || rename(ctmp, cpath) != 0) {
+    if (write_csv_file(ctmp, s, res, 1)) {
         remove(ctmp);
-        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, cpath);
+        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, ctmp);
     }
-    if (write_csv_file(tmp, s, res, 0) || rename(tmp, path) != 0) {
+    int rc = ember_cli_publish(ctmp, cpath, msg);
+    if (rc)
+        return rc;
+    if (write_csv_file(tmp, s, res, 0)) {
         remove(tmp);
-        return km_error(msg, EMBER_EIO, "--output %s: cannot write the file", path);
+        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, tmp);
     }
-    return EMBER_OK;
+    return ember_cli_publish(tmp, path, msg);
 }
 
 /* ---- --verify: an independent serial checker ------------------------------------------------- */
@@ -1731,7 +1732,7 @@ int main(int argc, char **argv)
     char cpath[4096];
     if (cli.output && ember_cli_output_is_csv(cli.output) &&
         (centroids_path(cli.output, cpath, sizeof cpath) ||
-         ember_cli_check_output(&cli, "output", cpath)))
+         ember_cli_check_output(&cli, "output (its centroids file)", cpath)))
         return EMBER_EXIT_USAGE; /* the centroids' file too, before the work */
     char msg[EMBER_MSG_SIZE] = "";
     km s;

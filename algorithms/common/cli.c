@@ -940,7 +940,7 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
         sb_add(&b, "arithmetic=%s\n", cli->prog->arithmetic);
     if (cli->prog->fingerprint & EMBER_CLI_FP_SEED)
         sb_add(&b, "seed=%" PRIu64 "\n", cli->seed);
-    if (cli->prog->fingerprint & EMBER_CLI_FP_TOLERANCE) {
+    if (!(cli->prog->omit & (EMBER_CLI_NO_LOOP | EMBER_CLI_NO_TOLERANCE))) {
         char num[32];
         shortest(num, sizeof num, cli->tolerance);
         sb_add(&b, "tolerance=%s\n", num);

@@ -113,9 +113,12 @@ typedef struct {
 /* Common values that go in the loop's parameters besides the program's
  * EMBER_CLI_FINGERPRINT options. The inputs (by content, see
  * ember_cli_prepare) and --partitions always do (the partitioning decides
- * the order of floating-point reductions). */
+ * the order of floating-point reductions), and so does --tolerance where
+ * the program has it: a run resumed under another stopping rule may have
+ * gone past the iteration where that rule stops. (--iterations does not:
+ * a run may be resumed to go on further, and ember_cli_iterate refuses a
+ * checkpoint already past it.) */
 #define EMBER_CLI_FP_SEED 1u
-#define EMBER_CLI_FP_TOLERANCE 2u
 
 typedef struct {
     const char *name;        /* "ember-pagerank": messages, --version, the
@@ -202,6 +205,14 @@ typedef struct {
     } inputs[4];
     int ninputs;
 
+    /* The outputs ember_cli_check_output has passed, so that two flags
+     * cannot name one file. */
+    struct {
+        const char *flag;
+        char path[4096];     /* absolute, its directory resolved */
+    } outputs[4];
+    int noutputs;
+
     /* Filled by ember_cli_iterate, read by the program afterwards. */
     uint64_t iterations_done; /* the loop's count, restored ones included */
     double value;             /* the last step's residual / inertia */
@@ -284,8 +295,20 @@ int ember_cli_prepare(ember_cli *cli);
 
 /* The output check of ember_cli_prepare alone, for tools whose output is
  * not --output: 0, or EMBER_EXIT_USAGE after a message naming `flag` (the
- * option's name, or "output"). */
+ * option's name, or "output"). Also refused: an output that is one of the
+ * inputs (--input, the added ones, or cli->input when set), or whose
+ * NAME.tmp is, and an output another flag already names (the same file
+ * through any path: the directory is resolved, an existing file compared
+ * by device and inode). */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
+
+/* Outputs appear whole or not at all: a program writes NAME.tmp
+ * (ember_cli_tmp_name: 0, or -1 when the name is too long), then
+ * ember_cli_publish makes it NAME: fsync, rename, fsync of the directory,
+ * so a kill leaves the previous file or the new one, never half of one.
+ * On failure it removes the .tmp and says so in msg, naming `path`. */
+int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
+int ember_cli_publish(const char *tmp, const char *path, char *msg);
 
 /* Parses a duration as SLURM's --time does: MM, MM:SS, HH:MM:SS, D-HH,
  * D-HH:MM, D-HH:MM:SS (whole numbers; a bare number is minutes), or a

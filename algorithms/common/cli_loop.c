@@ -177,7 +177,45 @@ static int prepare_input(ember_cli *cli, int i)
     return 0;
 }
 
-/* An output that can be created: NAME.tmp is created and removed. */
+/* The input (its role, and *arg as given) that is the file at path, or
+ * NULL: compared by device and inode, so any name of it counts. */
+static const char *input_at(const ember_cli *cli, const char *path, const char **arg)
+{
+    struct stat out, st;
+    if (stat(path, &out) != 0)
+        return NULL;
+    for (int i = -1; i < cli->ninputs; i++) {
+        /* -1: cli->input of a tool that never prepared its inputs */
+        const char *a = i < 0 ? cli->input : cli->inputs[i].arg;
+        char file[PATH_MAX], dataset[256];
+        if (!a || (i < 0 && find_input_role(cli, "input") >= 0) ||
+            input_file(a, file, sizeof file, dataset, sizeof dataset) ||
+            stat(file, &st) != 0 || st.st_dev != out.st_dev || st.st_ino != out.st_ino)
+            continue;
+        *arg = a;
+        return i < 0 ? "input" : cli->inputs[i].role;
+    }
+    return NULL;
+}
+
+/* path's absolute name: the file's own, or (not there yet) its directory's
+ * with the last component. 0, or -1 (the directory is not there). */
+static int resolved_name(const char *path, char *out, size_t size)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (realpath(path, real))
+        return snprintf(out, size, "%s", real) < (int)size ? 0 : -1;
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1,
+             slash ? (slash == path ? "/" : path) : ".");
+    if (!realpath(dir, real))
+        return -1;
+    return snprintf(out, size, "%s/%s", strcmp(real, "/") ? real : "",
+                    slash ? slash + 1 : path) < (int)size ? 0 : -1;
+}
+
+/* An output that can be created (NAME.tmp is created and removed), that
+ * is no input and no other flag's output. */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
 {
     struct stat st;
@@ -195,16 +233,55 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      path);
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    if (ember_cli_tmp_name(path, tmp, sizeof tmp))
         return ember_cli_usage_error(cli, "--%s %s: %s", flag, path,
                                      strerror(ENAMETOOLONG));
+    /* before NAME.tmp is opened: O_TRUNC would empty an input of that name */
+    const char *arg, *role = input_at(cli, path, &arg);
+    if (role)
+        return ember_cli_usage_error(cli, "--%s %s: is the input file (--%s %s); "
+                                     "writing it would destroy the input", flag, path,
+                                     role, arg);
+    if ((role = input_at(cli, tmp, &arg)))
+        return ember_cli_usage_error(cli, "--%s %s: its temporary file %s is the "
+                                     "input file (--%s %s)", flag, path, tmp, role, arg);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
         return ember_cli_usage_error(cli, "--%s %s: cannot create %s: %s", flag, path,
                                      tmp, strerror(errno));
     close(fd);
     unlink(tmp);
+    int n = cli->noutputs;
+    if (n == (int)(sizeof cli->outputs / sizeof cli->outputs[0]) ||
+        resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path))
+        return ember_cli_usage_error(cli, "--%s %s: cannot resolve its name (internal)",
+                                     flag, path);
+    for (int i = 0; i < n; i++)
+        if (strcmp(cli->outputs[i].path, cli->outputs[n].path) == 0)
+            return ember_cli_usage_error(cli, "--%s %s: the same file as --%s; each "
+                                         "output needs a file of its own", flag, path,
+                                         cli->outputs[i].flag);
+    cli->outputs[n].flag = flag;
+    cli->noutputs = n + 1;
     return 0;
+}
+
+int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
+{
+    return snprintf(tmp, size, "%s.tmp", path) < (int)size ? 0 : -1;
+}
+
+int ember_cli_publish(const char *tmp, const char *path, char *msg)
+{
+    /* No fsync: the rename is what a kill cannot split (an output is
+     * written again by rerunning the command, unlike a checkpoint). */
+    if (rename(tmp, path) == 0)
+        return EMBER_OK;
+    int e = errno;
+    remove(tmp);
+    snprintf(msg, EMBER_MSG_SIZE, "%s: cannot rename %s to it: %s", path, tmp,
+             strerror(e));
+    return EMBER_EIO;
 }
 
 /* The deadline timer: what is left of --deadline, from the start. */
@@ -879,6 +956,16 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     rc = ember_loop_next(loop, &it, msg);
     if (rc == EMBER_EMISMATCH)
         explain_mismatch(cli, msg);
+    if (rc == EMBER_OK && it > cli->iterations) {
+        /* this command's result is an earlier iteration's */
+        const char *flag = cli->prog->omit & EMBER_CLI_NO_ITERATIONS ? "the count"
+                                                                     : "--iterations";
+        snprintf(msg, EMBER_MSG_SIZE, "%s %" PRIu64 ": the checkpoint in %s is at "
+                 "iteration %" PRIu64 ", past it, so this run cannot end where it "
+                 "asks; give %s %" PRIu64 " or more, or another --checkpoint-dir", flag,
+                 cli->iterations, cli->checkpoint_dir, it, flag, it);
+        rc = EMBER_EMISMATCH;
+    }
     cli->iterations_done = it;
     if (rc == EMBER_OK)
         rc = open_report(&r, cli, loop, msg);

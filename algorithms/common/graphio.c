@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "outputs.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,13 @@ static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)
     return fprintf(f, "%" PRId64 "\n", ((const int64_t *)values)[i]);
 }
 
-static int write_csv(const char *path, const ember_graph *g, const char *column,
-                     ember_scalar kind, const void *values, char *msg)
+static int write_csv(const char *path, const char *tmp, const ember_graph *g,
+                     const char *column, ember_scalar kind, const void *values, char *msg)
 {
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(tmp, "w");
     if (!f) {
-        snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create", path);
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create its .tmp: %s", path,
+                 strerror(errno));
         return EMBER_EIO;
     }
     fprintf(f, "vertex,%s\n", column);
@@ -78,19 +80,30 @@ int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
                                   char *msg)
 {
     const char *out = cli->output;
-    if (ember_cli_output_is_csv(out))
-        return write_csv(out, g, column, kind, values, msg);
-    char spec[4200];
-    snprintf(spec, sizeof spec, "%s:/%s", out, dataset);
-    uint64_t n = g->n;
-    int rc = ember_h5_write_array(spec, kind, values, 1, &n, attrs, nattrs, 1, msg);
-    if (!rc && g->ids) {
-        snprintf(spec, sizeof spec, "%s:/ids", out);
-        rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
+    char tmp[4096], spec[4200];
+    if (ember_cli_tmp_name(out, tmp, sizeof tmp)) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: name too long", out);
+        return EMBER_EINVAL;
     }
-    if (!rc)
-        rc = ember_cli_write_provenance(cli, out, NULL, attrs, nattrs, msg);
-    return rc;
+    int rc;
+    if (ember_cli_output_is_csv(out)) {
+        rc = write_csv(out, tmp, g, column, kind, values, msg);
+    } else {
+        uint64_t n = g->n;
+        snprintf(spec, sizeof spec, "%s:/%s", tmp, dataset);
+        rc = ember_h5_write_array(spec, kind, values, 1, &n, attrs, nattrs, 1, msg);
+        if (!rc && g->ids) {
+            snprintf(spec, sizeof spec, "%s:/ids", tmp);
+            rc = ember_h5_write_array(spec, EMBER_U64, g->ids, 1, &n, NULL, 0, 0, msg);
+        }
+        if (!rc)
+            rc = ember_cli_write_provenance(cli, tmp, NULL, attrs, nattrs, msg);
+    }
+    if (rc) {
+        remove(tmp);
+        return rc;
+    }
+    return ember_cli_publish(tmp, out, msg);
 }
 
 int ember_cli_note_vertex_ids(const ember_cli *cli, ember_loop *loop,

@@ -42,6 +42,8 @@ last=$(ls ck/ckpt-*.h5 | tail -n 1 | sed 's/.*ckpt-0*\([0-9]*\)\.h5/\1/')
 st=$?
 [ "$st" -eq 75 ] || [ "$st" -eq 0 ] || fail "--resume auto after the never run: exit $st: $(cat err.txt)"
 grep -q "parameters differ" err.txt && fail "--resume auto found the old run's files: $(cat err.txt)"
+# (its newest checkpoint now: a resume asked to stop before it is refused)
+last=$(ls ck/ckpt-*.h5 | tail -n 1 | sed 's/.*ckpt-0*\([0-9]*\)\.h5/\1/')
 "$bin/ember-pagerank" --input "$g" --undirected --tolerance 0 --iterations "$last" \
     --checkpoint-dir ck --resume require --quiet --output again.csv 2> err.txt \
     || fail "resume require after the never run: $(cat err.txt)"

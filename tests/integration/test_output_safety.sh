@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Outputs never destroy inputs or each other, and appear whole or not at
+# all:
+#   - an --output or --metrics that is an input (by any name: ./x, a
+#     symlink), or whose NAME.tmp is one, exits 2 and leaves it alone; two
+#     flags naming one file (k-means' X.centroids.csv included) exit 2;
+#   - a program stopped while writing its output (here by the file size
+#     limit, SIGXFSZ, which lands in the middle of the write every time)
+#     leaves the previous output as it was, for every program that writes
+#     one (pagerank, cc, sssp, kmeans, convert, gen).
+set -uo pipefail
+bin=${EMBER_BIN:?}
+src=${EMBER_SRC:?}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "test_output_safety: FAIL: $*" >&2; exit 1; }
+
+"$bin/ember-gen" kron --scale 12 --seed 3 --output g.el --quiet || fail "gen g.el"
+"$bin/ember-gen" kron --scale 12 --seed 3 --weighted --output w.el --quiet || fail "gen w.el"
+"$bin/ember-gen" blobs --n 3000 --d 4 --k 3 --seed 2 --output p.csv --quiet || fail "gen p.csv"
+cp g.el g.orig
+cp p.csv p.orig
+
+# refused NAME ARGS...: exit 2, a message naming `clash`, inputs unchanged
+refused() {
+    local what=$1 clash=$2
+    shift 2
+    "$@" > out.txt 2> err.txt
+    local st=$?
+    [ "$st" -eq 2 ] || fail "$what: exit $st, wanted 2: $(cat err.txt)"
+    grep -q -- "$clash" err.txt || fail "$what: the message does not say '$clash': $(cat err.txt)"
+    cmp -s g.el g.orig || fail "$what: g.el was changed"
+    cmp -s p.csv p.orig || fail "$what: p.csv was changed"
+}
+pr=("$bin/ember-pagerank" --iterations 3 --quiet)
+refused "--output is the input" "is the input file" "${pr[@]}" --input g.el --output g.el
+refused "--output is ./input" "is the input file" "${pr[@]}" --input g.el --output ./g.el
+ln -s g.el link.el
+refused "--output is the input through a symlink" "is the input file" \
+    "${pr[@]}" --input link.el --output g.el
+refused "--metrics is the input" "is the input file" "${pr[@]}" --input g.el --metrics g.el
+refused "--output and --metrics one file" "the same file as --output" \
+    "${pr[@]}" --input g.el --output r.h5 --metrics r.h5
+refused "--metrics through another path" "the same file as --output" \
+    "${pr[@]}" --input g.el --output r.h5 --metrics "$work/r.h5"
+cp g.el x.tmp
+cp g.el g.orig2
+refused "NAME.tmp is the input" "temporary file x.tmp is the input" \
+    "${pr[@]}" --input x.tmp --output x
+cmp -s x.tmp g.orig2 || fail "x.tmp (the input) was emptied"
+refused "ember-cc --output is the input" "is the input file" \
+    "$bin/ember-cc" --input g.el --output g.el --quiet
+refused "ember-kmeans --output is the input" "is the input file" \
+    "$bin/ember-kmeans" --input p.csv --k 3 --output p.csv --quiet
+refused "ember-kmeans centroids file is --metrics" "the same file as --metrics" \
+    "$bin/ember-kmeans" --input p.csv --k 3 --output k.csv --metrics k.centroids.csv --quiet
+"$bin/ember-convert" g.el g.h5 --quiet > /dev/null || fail "convert g.el"
+cp g.h5 gh.orig
+refused "ember-convert OUT is IN" "is the input file" "$bin/ember-convert" g.h5 g.h5 --quiet
+cmp -s g.h5 gh.orig || fail "ember-convert g.h5 g.h5 changed g.h5"
+[ ! -e r.h5 ] && [ ! -e k.csv ] || fail "a refused run wrote an output"
+
+# Each program's output, written whole first, then again with a file size
+# limit that stops it in the middle of the write: the first one must
+# still be there, byte for byte.
+# interrupted NAME OUT ARGS...: ARGS writes OUT (complete); the same run
+# under `ulimit -f 8` (8 KiB) is killed by SIGXFSZ; OUT is unchanged.
+interrupted() {
+    local what=$1 out=$2
+    shift 2
+    rm -f "$out" "$out.tmp"
+    "$@" > /dev/null 2> err.txt || fail "$what: the first run failed: $(cat err.txt)"
+    [ "$(stat -c %s "$out")" -gt 16384 ] || fail "$what: $out is too small for the test"
+    cp "$out" good
+    # (the group's 2> also takes the shell's own "File size limit exceeded")
+    { (ulimit -f 8; exec "$@") > /dev/null; } 2> /dev/null
+    local st=$?
+    [ "$st" -ne 0 ] || fail "$what: the limited run succeeded (the limit did not bite)"
+    cmp -s "$out" good || fail "$what: $out changed by a run stopped while writing it (exit $st)"
+}
+interrupted "pagerank csv" r.csv "${pr[@]}" --input g.el --output r.csv
+interrupted "pagerank h5" r.h5 "${pr[@]}" --input g.el --output r.h5
+interrupted "cc" c.csv "$bin/ember-cc" --input g.el --output c.csv --quiet
+interrupted "sssp" s.h5 "$bin/ember-sssp" --input w.el --source 0 --output s.h5 --quiet
+interrupted "kmeans csv" k.csv "$bin/ember-kmeans" --input p.csv --k 3 --output k.csv --quiet
+[ -s k.centroids.csv ] || fail "kmeans: no centroids file"
+interrupted "kmeans h5" k.h5 "$bin/ember-kmeans" --input p.csv --k 3 --output k.h5 --quiet
+interrupted "convert" c.h5 "$bin/ember-convert" g.el c.h5 --quiet
+interrupted "gen kron el" k.el "$bin/ember-gen" kron --scale 11 --seed 1 --output k.el --quiet
+interrupted "gen kron h5" k2.h5 "$bin/ember-gen" kron --scale 11 --seed 1 --output k2.h5 --quiet
+interrupted "gen blobs csv" b.csv "$bin/ember-gen" blobs --n 3000 --d 4 --k 3 --output b.csv --quiet
+# and a later full run replaces a stale .tmp
+echo stale > r.csv.tmp
+"${pr[@]}" --input g.el --output r.csv > /dev/null || fail "the run after an interrupted one"
+[ ! -e r.csv.tmp ] || fail "r.csv.tmp left after a complete run"
+echo "test_output_safety: ok"
