@@ -2093,6 +2093,10 @@ static int after_iteration(ember_loop *L, char *msg)
     L->stats.last_was_checkpoint = wrote && !rc;
     if (!rc && stop) {
         L->stopped = 1;
+        if (msg)
+            snprintf(msg, EMBER_MSG_SIZE, "%s after iteration %llu; its checkpoint "
+                     "is in %s", L->caught ? "a signal came" : "the deadline is near",
+                     (unsigned long long)L->done, L->dir);
         return EMBER_INTERRUPTED;
     }
     return rc;

@@ -285,6 +285,13 @@ int ember_cli_parse_duration(const char *s, double *out)
             if (k == 3)
                 return -1;
         }
+        /* minutes and seconds after a colon, hours after a day: a typo
+           such as 25:99 is refused rather than read as 26:39 */
+        for (int i = 1; i < k; i++)
+            if (f[i] >= 60)
+                return -1;
+        if (have_days && f[0] >= 24)
+            return -1;
         if (have_days) /* D-HH, D-HH:MM, D-HH:MM:SS */
             secs = days * 86400 + f[0] * 3600 + (k > 1 ? f[1] * 60 : 0) +
                    (k > 2 ? f[2] : 0);

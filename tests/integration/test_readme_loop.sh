@@ -51,4 +51,19 @@ done
 cmp full.txt part.txt || fail "after $kills kills: $(cat part.txt), not $(cat full.txt)"
 [ "$kills" -ge 1 ] || fail "no kill landed before the run finished"
 grep -q "resumed from" log.txt || fail "no run resumed: $(cat log.txt)"
+
+# SIGTERM: exit 75, and the message says after which iteration and where
+# the checkpoint is (it used to end with an empty ": ").
+"$bin/ember-readme-loop" term > /dev/null 2> term.txt &
+pid=$!
+for _ in $(seq 6000); do
+    ls term 2> /dev/null | grep -q '^ckpt-.*\.h5$' && break
+    sleep 0.01
+done
+kill -TERM "$pid"
+st=0
+wait "$pid" || st=$?
+[ "$st" -eq 75 ] || fail "SIGTERM: exit $st, wanted 75: $(cat term.txt)"
+grep -q "^interrupted: .*: a signal came after iteration [0-9]*; its checkpoint is in term$" \
+    term.txt || fail "SIGTERM: the message does not say where: $(cat term.txt)"
 echo "PASS ($kills kills)"

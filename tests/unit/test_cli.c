@@ -169,7 +169,8 @@ static void test_cli_deadline_formats(void **state)
         {"2-0", 172800},     {"1-02", 93600},        {"1-02:03", 93780},
         {"1-02:03:04", 93784}, {"90s", 90},          {"30m", 1800},
         {"2h", 7200},        {"1.5h", 5400},         {"1d", 86400},
-        {"00:00:01", 1},     {"0:1", 1},
+        {"00:00:01", 1},     {"0:1", 1},             {"1:59:59", 7199},
+        {"0-23:59:59", 86399},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         double v = -1;
@@ -178,7 +179,9 @@ static void test_cli_deadline_formats(void **state)
     }
     static const char *bad[] = {"", "0", "0s", "-5", "5x", "1:2:3:4", "1-2:3:4:5",
                                 "1-", "-1", "1:", ":1", "s", "1e3", "nan",
-                                "inf", "1.5", "2-1.5", "1 h", "90S"};
+                                "inf", "1.5", "2-1.5", "1 h", "90S",
+                                /* a field past its range: a typo */
+                                "25:99", "1:60:00", "1:00:60", "1-24", "1-02:60"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         double v = -1;
         if (ember_cli_parse_duration(bad[i], &v) == 0)
