@@ -206,8 +206,12 @@ static int resolved_name(const char *path, char *out, size_t size)
     if (realpath(path, real))
         return snprintf(out, size, "%s", real) < (int)size ? 0 : -1;
     const char *slash = strrchr(path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1,
-             slash ? (slash == path ? "/" : path) : ".");
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     if (!realpath(dir, real))
         return -1;
     return snprintf(out, size, "%s/%s", strcmp(real, "/") ? real : "",
