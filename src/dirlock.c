@@ -71,6 +71,9 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
         return ember__err(msg, EMBER_EINVAL, "%s %s: path too long", what, dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EISDIR) /* not writable names the wrong cause */
+        return ember__err(msg, EMBER_EINVAL, "%s %s: %s is a directory, not the "
+                          "lock file ember keeps there; remove it", what, dir, path);
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "%s %s is not writable: cannot open %s: %s",
                           what, dir, path, strerror(errno));

@@ -91,4 +91,10 @@ head -c 100 "$newest" > t && mv t "$newest"
 grep -q "$(basename "$newest")" err.txt \
     || fail "--quiet silenced the warning about $(basename "$newest"): '$(cat err.txt)'"
 grep -q "iteration " err.txt && fail "--quiet printed progress: $(cat err.txt)"
+# A directory where the checkpoint directory's lock file goes: named as
+# such (it used to say the directory "is not writable", exit 1).
+mkdir -p lockdir/ember.lock
+expect2 "the lock file is a directory" "$bin/ember-pagerank" --input "$g" --iterations 2 \
+    --checkpoint-dir lockdir
+grep -q "lockdir/ember.lock is a directory" err.txt || fail "lock: $(cat err.txt)"
 echo "exit codes: ok"
