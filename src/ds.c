@@ -69,6 +69,11 @@ static int ds_make(ember_ds **out, ember_ctx *ctx, ember__op op,
 {
     if (type->size == 0)
         return ember__err(msg, EMBER_ETYPE, "record type has size 0");
+    if (!ember__type_ok(type))
+        return ember__err(msg, EMBER_ETYPE, "malformed record type (a field past "
+                          "the record's size, an unknown kind or class, or 0 or more "
+                          "than %d fields): make types with ember_type_scalar, "
+                          "ember_type_pair or ember_type_struct", EMBER_MAX_FIELDS);
     if (nparts > MAX_PARTITIONS)
         return ember__err(msg, EMBER_EINVAL,
                           "%zu partitions is more than the %zu allowed", nparts,

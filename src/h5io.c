@@ -249,21 +249,6 @@ static hid_t type_to_h5(const ember_type *t)
     return c;
 }
 
-/* 1 when t is a type the constructors in type.c could have made. */
-static int type_ok(const ember_type *t)
-{
-    if (t->nfields < 1 || t->nfields > EMBER_MAX_FIELDS || t->size == 0)
-        return 0;
-    for (uint32_t i = 0; i < t->nfields; i++) {
-        const ember_field *f = &t->field[i];
-        size_t sz = ember_scalar_size(f->kind);
-        uint64_t end = f->offset + (uint64_t)sz * (f->count ? f->count : 1);
-        if (!sz || end > t->size || !memchr(f->name, '\0', EMBER_NAME_SIZE))
-            return 0;
-    }
-    return 1;
-}
-
 /* ---- HDF5 type -> ember type ------------------------------------------- */
 
 static const char *class_name(H5T_class_t c)
@@ -1167,7 +1152,7 @@ static int check_writer(const char *file, const char *path,
         return ember__err(msg, EMBER_EINVAL,
                           "%s:%s: deflate level %d (0 to 9 allowed)", file,
                           path, o->deflate);
-    if (!type_ok(type))
+    if (!ember__type_ok(type))
         return ember__err(msg, EMBER_EINVAL, "%s:%s: malformed record type",
                           file, path);
     return EMBER_OK;

@@ -106,6 +106,11 @@ uint64_t ember__hash64(uint64_t x);
 int ember__type_concat(ember_type *out, const ember_type *a,
                        const ember_type *b, int skip_b_key, char *msg);
 /* Fails unless field 0 is a scalar usable as a key. */
+/* 1 when t is a type the constructors could have made: a known class,
+ * 1..EMBER_MAX_FIELDS fields of known kinds, each inside the record, named
+ * with a terminated string. Every dataset's type is checked so (a type
+ * edited by hand would make the kernels read past records). */
+int ember__type_ok(const ember_type *t);
 int ember__type_check_key(const ember_type *t, const char *op, char *msg);
 /* Element-wise sum of n records into acc, fields from first_field on. */
 void ember__sum_records(const ember_type *t, const void *recs, size_t n,

@@ -168,6 +168,21 @@ void ember_type_describe(const ember_type *t, char *buf, size_t size)
         snprintf(buf + used, size - used, "}");
 }
 
+int ember__type_ok(const ember_type *t)
+{
+    if (t->cls < EMBER_TYPE_SCALAR || t->cls > EMBER_TYPE_STRUCT ||
+        t->nfields < 1 || t->nfields > EMBER_MAX_FIELDS || t->size == 0)
+        return 0;
+    for (uint32_t i = 0; i < t->nfields; i++) {
+        const ember_field *f = &t->field[i];
+        size_t sz = ember_scalar_size(f->kind);
+        uint64_t end = f->offset + (uint64_t)sz * (f->count ? f->count : 1);
+        if (!sz || end > t->size || !memchr(f->name, '\0', EMBER_NAME_SIZE))
+            return 0;
+    }
+    return 1;
+}
+
 int ember__type_check_key(const ember_type *t, const char *op, char *msg)
 {
     if (t->field[0].count != 1)

@@ -309,6 +309,57 @@ static void test_ds_from_array_rejects_bad_args(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A type edited by hand is refused where a dataset is made, not found out
+ * later by a kernel reading past its records (address sanitizer reports
+ * before the check). */
+static int twice_fn(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < n; i++) {
+        int64_t x;
+        memcpy(&x, (const char *)in + i * sizeof x, sizeof x);
+        x *= 2;
+        memcpy((char *)out + i * sizeof x, &x, sizeof x);
+    }
+    return 0;
+}
+
+static void test_ds_malformed_types_refused(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    int64_t v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ember_ds *a = NULL, *m = NULL;
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_type bad[6];
+    for (int i = 0; i < 6; i++)
+        bad[i] = ember_type_scalar(EMBER_I64);
+    bad[0].size = 4;                        /* a field past the record */
+    bad[1].nfields = EMBER_MAX_FIELDS + 8;  /* more fields than there are */
+    bad[2].field[0].offset = 16;            /* a field outside the record */
+    bad[3].field[0].kind = (ember_scalar)9; /* an unknown kind */
+    bad[4].cls = (ember_type_class)0;       /* an unknown class */
+    memset(bad[5].field[0].name, 'x', EMBER_NAME_SIZE); /* no terminator */
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(ember_from_array(&a, ctx, &bad[i], v, 2, 2, EMBER_COPY, msg),
+                         EMBER_ETYPE);
+        TU_MSG_HAS(msg, "malformed record type");
+        assert_null(a);
+    }
+    ember_type t = ember_type_scalar(EMBER_I64);
+    TU_OKM(ember_from_array(&a, ctx, &t, v, 8, 2, EMBER_COPY, msg), msg);
+    assert_int_equal(ember_map(&m, a, &bad[0], twice_fn, NULL, 0, msg), EMBER_ETYPE);
+    TU_MSG_HAS(msg, "malformed record type");
+    assert_null(m);
+    TU_OKM(ember_map(&m, a, &t, twice_fn, NULL, 0, msg), msg);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(m, &sum, msg), msg);
+    assert_int_equal(sum, 72);
+    ember_ds_free(&m);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_ds_empty_sources(void **state)
 {
     (void)state;
@@ -1785,6 +1836,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ds_from_array_copy),
         cmocka_unit_test(test_ds_from_array_borrow),
         cmocka_unit_test(test_ds_from_array_rejects_bad_args),
+        cmocka_unit_test(test_ds_malformed_types_refused),
         cmocka_unit_test(test_ds_empty_sources),
         cmocka_unit_test(test_ds_map_matches_reference),
         cmocka_unit_test(test_ds_filter_matches_reference),
