@@ -402,9 +402,11 @@ size_t ember__store_room(ember_ctx *ctx);
 void ember__store_drop(ember_ctx *ctx, uint64_t ds_id);
 /* Moves every stored block of the dataset to `level` without touching its
  * bytes: MEMORY_ONLY -> MEMORY_AND_DISK, MEMORY_ONLY_SER ->
- * MEMORY_AND_DISK_SER (raw and serialized levels do not mix: EINVAL).
- * A local checkpoint keeps what is cached this way instead of computing
- * it again. */
+ * MEMORY_AND_DISK_SER; a block held in the other form (raw or serialized:
+ * a shuffle's output kept raw under a _SER dataset) takes level's twin of
+ * its form, and only DISK_ONLY for serialized bytes is EINVAL. A local
+ * checkpoint keeps what is cached this way instead of computing it
+ * again. */
 int ember__store_relevel(ember_ctx *ctx, uint64_t ds_id, ember_level level);
 /* Charges bytes held outside the store (broadcasts) against the budget,
  * evicting blocks least recently used first to make room. The bytes are

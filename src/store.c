@@ -906,18 +906,38 @@ void ember__store_drop(ember_ctx *ctx, uint64_t ds_id)
     bury(s, grave);
 }
 
+/* level for a block held as `has` holds it (raw or serialized): level
+ * itself, or its twin of the block's form; EMBER_NONE when there is none
+ * (DISK_ONLY for serialized bytes). */
+static ember_level level_of_form(ember_level level, ember_level has)
+{
+    if (is_ser(has) == is_ser(level))
+        return level;
+    switch (level) {
+    case EMBER_MEMORY_ONLY: return EMBER_MEMORY_ONLY_SER;
+    case EMBER_MEMORY_AND_DISK: return EMBER_MEMORY_AND_DISK_SER;
+    case EMBER_MEMORY_ONLY_SER: return EMBER_MEMORY_ONLY;
+    case EMBER_MEMORY_AND_DISK_SER: return EMBER_MEMORY_AND_DISK;
+    default: return EMBER_NONE;
+    }
+}
+
 int ember__store_relevel(ember_ctx *ctx, uint64_t ds_id, ember_level level)
 {
     ember__store *s = ctx->store;
     int rc = EMBER_OK;
     store_lock(s);
     dsrec *d = ds_find(s, ds_id);
+    /* A block keeps its bytes: one in the other form (a shuffle's output
+     * kept raw under a _SER dataset) takes the twin level, which keeps it
+     * in the same places (memory, disk), read as it is stored. */
     for (size_t p = 0; d && p < d->cap; p++) {
         entry *e = d->parts[p];
-        if (e && is_ser(e->level) != is_ser(level))
+        ember_level to = e ? level_of_form(level, e->level) : EMBER_NONE;
+        if (e && to == EMBER_NONE)
             rc = EMBER_EINVAL; /* the bytes would have to change */
         else if (e)
-            e->level = level;
+            e->level = to;
     }
     store_unlock(s);
     return rc;

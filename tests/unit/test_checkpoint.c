@@ -454,6 +454,41 @@ static void test_checkpoint_eager_sources(void **state)
 
 /* ---- local checkpoints --------------------------------------------------- */
 
+/* A shuffle's output persisted MEMORY_ONLY_SER keeps its partitions raw
+ * under the dataset; a local checkpoint used to refuse to move them
+ * ("cannot move MEMORY_ONLY_SER blocks"), so a loop bound to such a
+ * dataset could never checkpoint. Each block now takes the spilling level
+ * of its own form, and reads back the same records. */
+static void test_checkpoint_local_ser_shuffle(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    for (int small = 0; small < 2; small++) {
+        fresh_dir("scratch");
+        ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
+                            .memory_budget = small ? 64 * 1024 : 0};
+        ember_ctx *ctx = tu_ctx_opts(&o);
+        ember_ds *a = NULL, *b = NULL;
+        int64_t before = 0, after = 0;
+        uint64_t n = 0;
+        TU_OKM(ember_range(&a, ctx, 0, 100000, 1, 4, msg), msg);
+        TU_OKM(ember_repartition(&b, a, 8, msg), msg);
+        TU_OKM(ember_persist(b, EMBER_MEMORY_ONLY_SER, msg), msg);
+        TU_OKM(ember_sum(b, &before, msg), msg);
+        TU_OKM(ember_local_checkpoint(b, msg), msg);
+        assert_true(ember_is_checkpointed(b));
+        assert_int_equal(ember_ds_level(b), EMBER_MEMORY_AND_DISK_SER);
+        TU_OKM(ember_sum(b, &after, msg), msg);
+        TU_OKM(ember_count(b, &n, msg), msg);
+        assert_int_equal(after, before);
+        assert_int_equal(before, (int64_t)99999 * 100000 / 2);
+        assert_int_equal(n, 100000);
+        ember_ds_free(&b);
+        ember_ds_free(&a);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
 static void test_checkpoint_local(void **state)
 {
     (void)state;
@@ -1304,6 +1339,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_eager),
         cmocka_unit_test(test_checkpoint_eager_sources),
         cmocka_unit_test(test_checkpoint_local),
+        cmocka_unit_test(test_checkpoint_local_ser_shuffle),
         cmocka_unit_test(test_checkpoint_local_keeps_cache),
         cmocka_unit_test(test_checkpoint_file_writes_from_cache),
         cmocka_unit_test(test_checkpoint_local_computes_only_missing),
