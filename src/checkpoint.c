@@ -53,6 +53,11 @@ int ember_checkpoint(ember_ds *ds, char *msg)
     ember__msg_clear(msg);
     if (!ds)
         return ember__err(msg, EMBER_EINVAL, "checkpoint: NULL dataset");
+    if (ds->ckpt_state == 2 && !ds->ckpt_path) /* an OK would promise a file */
+        return ember__err(msg, EMBER_ESTATE, "checkpoint of #%llu: it is checkpointed "
+                          "locally already (its lineage is cut into the block store), "
+                          "so no file can be made from it; ask for the file checkpoint "
+                          "before the local one", (unsigned long long)ds->id);
     if (ds->ckpt_state)
         return EMBER_OK;
     int rc = need_dir(ds, msg);
@@ -336,6 +341,9 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
         return ember__err(msg, EMBER_EINVAL, "local_checkpoint: NULL dataset");
     if (ds->ckpt_state == 2)
         return EMBER_OK;
+    if (ds->ckpt_state == 1) /* marked for a file: cutting the lineage first
+                                would drop the file; the file cuts it too */
+        return ember_checkpoint_eager(ds, msg);
     if (ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY) {
         truncate_lineage(ds, NULL, NULL);
         return EMBER_OK;

@@ -35,9 +35,14 @@ extern "C" {
  * never computed again. Once written, ds lets go of its lineage (parents,
  * broadcasts it uses, its shuffle outputs): see "Lineage" in ember.h. */
 int ember_checkpoint(ember_ds *ds, char *msg);
-/* Writes ds now (runs a job) and truncates its lineage. */
+/* Writes ds now (runs a job) and truncates its lineage. Both return
+ * EMBER_OK for a ds already marked or written, and EMBER_ESTATE for one
+ * already checkpointed locally (ember_local_checkpoint, or a loop's
+ * checkpoint of a bound dataset): its lineage is gone, so no file can be
+ * made from it; ask for the file first. */
 int ember_checkpoint_eager(ember_ds *ds, char *msg);
-/* Truncates ds's lineage into the block store, with no file: its
+/* Truncates ds's lineage into the block store, with no file (a ds marked
+ * by ember_checkpoint is written to its file now instead, which does both): its
  * partitions are kept at a level that spills rather than vanishes.
  * Partitions already stored stay as they are, moved to that level
  * (MEMORY_ONLY -> MEMORY_AND_DISK, MEMORY_ONLY_SER -> MEMORY_AND_DISK_SER;

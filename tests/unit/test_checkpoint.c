@@ -489,6 +489,39 @@ static void test_checkpoint_local_ser_shuffle(void **state)
     }
 }
 
+/* A file asked for after a local checkpoint cannot be made (the lineage
+ * is gone): EMBER_ESTATE saying so, where an OK used to leave no file. A
+ * local checkpoint of a dataset marked for a file writes the file (it
+ * used to cut the lineage first and drop the file). */
+static void test_checkpoint_file_and_local_mixed(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    fresh_dir(CKDIR);
+    ember_ctx_opts o = {.threads = 2, .checkpoint_dir = CKDIR};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    counter c;
+    counter_init(&c);
+    ember_ds *m = squares(ctx, N_SQ, P_SQ, &c);
+    TU_OKM(ember_local_checkpoint(m, msg), msg);
+    assert_int_equal(ember_checkpoint_eager(m, msg), EMBER_ESTATE);
+    TU_MSG_HAS(msg, "checkpointed locally");
+    assert_int_equal(ember_checkpoint(m, msg), EMBER_ESTATE);
+    assert_null(ember_checkpoint_path(m));
+    ember_ds_free(&m);
+
+    ember_ds *f = squares(ctx, N_SQ, P_SQ, &c);
+    TU_OKM(ember_checkpoint(f, msg), msg);
+    TU_OKM(ember_local_checkpoint(f, msg), msg);
+    assert_true(ember_is_checkpointed(f));
+    const char *path = ember_checkpoint_path(f);
+    assert_non_null(path);
+    assert_int_equal(access(path, F_OK), 0);
+    TU_OKM(ember_checkpoint_eager(f, msg), msg); /* written: nothing to do */
+    ember_ds_free(&f);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_checkpoint_local(void **state)
 {
     (void)state;
@@ -1339,6 +1372,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_eager),
         cmocka_unit_test(test_checkpoint_eager_sources),
         cmocka_unit_test(test_checkpoint_local),
+        cmocka_unit_test(test_checkpoint_file_and_local_mixed),
         cmocka_unit_test(test_checkpoint_local_ser_shuffle),
         cmocka_unit_test(test_checkpoint_local_keeps_cache),
         cmocka_unit_test(test_checkpoint_file_writes_from_cache),
