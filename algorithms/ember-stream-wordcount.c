@@ -240,9 +240,10 @@ static void usage(FILE *f)
 "                               available-now: everything there at start, in\n"
 "                               batches of --max-files-per-trigger, then exit;\n"
 "                               processing-time=2s: one batch per interval\n"
-"                               (units ms, s, m, h; s when none)\n"
+"                               (units ms, s, m, h; s when none; 1ms to 8760h)\n"
 "  --max-files-per-trigger N    at most N files per batch (default: no limit)\n"
-"  --poll SECONDS               default trigger: wait between looks (0.1)\n"
+"  --poll SECONDS               default trigger: wait between looks (0.1;\n"
+"                               1ms to 8760h)\n"
 "  --retain N                   batches of logs and state kept (default 10)\n"
 "  --snapshot-every N           snapshot the counts every N batches that\n"
 "                               change them (default 1); a restart re-counts\n"
@@ -326,6 +327,17 @@ static int parse_duration(const char *s, double *out)
     return 0;
 }
 
+/* The library's range, checked here too so that the message names the
+ * option: 1e-9s would busy-loop, 99999999999999999999h never fire. */
+static int check_wait(const char *flag, const char *s, double seconds)
+{
+    if (seconds >= EMBER_STREAM_MIN_INTERVAL && seconds <= EMBER_STREAM_MAX_INTERVAL)
+        return 0;
+    fprintf(stderr, PROG ": %s: '%s' is %g seconds; the range is 1ms to 8760h "
+                    "(365 days) (see --help)\n", flag, s, seconds);
+    return EXIT_USAGE;
+}
+
 static int parse_trigger(const char *s, ember_stream_opts *o)
 {
     const char *pt = "processing-time=";
@@ -340,7 +352,8 @@ static int parse_trigger(const char *s, ember_stream_opts *o)
     else
         return bad("--trigger: '%s' is not default, once, available-now or "
                    "processing-time=<duration>%s", s, "");
-    return 0;
+    return o->trigger == EMBER_TRIGGER_PROCESSING_TIME ? check_wait("--trigger", s, o->interval)
+                                                       : 0;
 }
 
 static int parse_mode(const char *s, ember_output_mode *m)
@@ -359,10 +372,20 @@ static int parse_mode(const char *s, ember_output_mode *m)
 enum { O_SOURCE = 256, O_CKPT, O_MODE, O_SINK, O_TRIGGER, O_MAXFILES, O_POLL,
        O_RETAIN, O_SNAPSHOT, O_THREADS, O_QUIET, O_VERBOSE, O_HELP, O_VERSION };
 
+/* An empty path would reach the library as a nameless directory. */
+static int is_path_option(int c)
+{
+    return c == O_SOURCE || c == O_CKPT || c == O_SINK;
+}
+
 static int parse_one(int c, const char *arg, options *op)
 {
     uint64_t v;
     int rc = 0;
+    if (is_path_option(c) && !arg[0])
+        return bad("%s: the path is empty%s",
+                   c == O_SOURCE ? "--source" : c == O_CKPT ? "--checkpoint-location" : "--sink",
+                   c == O_SINK ? " (give a directory, or console)" : "");
     switch (c) {
     case O_SOURCE: op->so.source_dir = arg; break;
     case O_CKPT: op->so.checkpoint_location = arg; break;
@@ -376,6 +399,8 @@ static int parse_one(int c, const char *arg, options *op)
     case O_POLL:
         if (parse_duration(arg, &op->so.poll))
             rc = bad("--poll: '%s' is not a duration > 0%s", arg, "");
+        else
+            rc = check_wait("--poll", arg, op->so.poll);
         break;
     case O_RETAIN:
         if (!(rc = parse_count("--retain", arg, 2, 1000000, &v)))

@@ -178,11 +178,21 @@ static int check_required(const ember_stream_opts *o, char *msg)
         return ember__err(msg, EMBER_EINVAL, "stream: no source directory");
     if (!o->checkpoint_location || !o->checkpoint_location[0])
         return ember__err(msg, EMBER_EINVAL, "stream: no checkpoint location");
+    if (o->sink_dir && !o->sink_dir[0]) /* mkdir("") would blame a nameless path */
+        return ember__err(msg, EMBER_EINVAL, "stream: the sink directory is an empty "
+                          "path (NULL selects the console sink)");
     if (!o->batch_fn)
         return ember__err(msg, EMBER_EINVAL, "stream: no batch function");
     if (!o->record_type)
         return ember__err(msg, EMBER_EINVAL, "stream: no record type");
     return EMBER_OK;
+}
+
+/* A shorter wait is a busy loop; a longer one a unit mistake that never
+ * fires. NaN fails both comparisons. */
+static int in_interval_range(double seconds)
+{
+    return seconds >= EMBER_STREAM_MIN_INTERVAL && seconds <= EMBER_STREAM_MAX_INTERVAL;
 }
 
 static int check_ranges(const ember_stream_opts *o, char *msg)
@@ -194,12 +204,17 @@ static int check_ranges(const ember_stream_opts *o, char *msg)
                           (int)o->output_mode);
     if ((unsigned)o->key > EMBER_KEY_TEXT)
         return ember__err(msg, EMBER_EINVAL, "stream: unknown key kind %d", (int)o->key);
-    if (o->trigger == EMBER_TRIGGER_PROCESSING_TIME &&
-        !(o->interval > 0 && isfinite(o->interval)))
-        return ember__err(msg, EMBER_EINVAL, "stream: the processing-time trigger "
-                          "needs an interval > 0 seconds (got %g)", o->interval);
-    if (!(o->poll >= 0 && isfinite(o->poll)) || o->retain < 0 || o->snapshot_every < 0)
-        return ember__err(msg, EMBER_EINVAL, "stream: poll, retain and snapshot_every "
+    if (o->trigger == EMBER_TRIGGER_PROCESSING_TIME && !in_interval_range(o->interval))
+        return ember__err(msg, EMBER_EINVAL, "stream: the processing-time trigger's "
+                          "interval must be from %g to %g seconds (1 ms to 365 days); "
+                          "got %g", EMBER_STREAM_MIN_INTERVAL, EMBER_STREAM_MAX_INTERVAL,
+                          o->interval);
+    if (o->poll != 0 && !in_interval_range(o->poll))
+        return ember__err(msg, EMBER_EINVAL, "stream: poll must be 0 (the default) or "
+                          "from %g to %g seconds (1 ms to 365 days); got %g",
+                          EMBER_STREAM_MIN_INTERVAL, EMBER_STREAM_MAX_INTERVAL, o->poll);
+    if (o->retain < 0 || o->snapshot_every < 0)
+        return ember__err(msg, EMBER_EINVAL, "stream: retain and snapshot_every "
                           "must be >= 0");
     return EMBER_OK;
 }
@@ -1171,6 +1186,88 @@ static int check_source(const char *dir, char *msg)
     return EMBER_OK;
 }
 
+/* Where a directory is, or will be once ember__sl_mkdir makes it: its
+ * device and inode when it exists, else the real path of its parent joined
+ * with its last name (the path as given when the parent is missing too:
+ * then it cannot be made, and the make fails with its own message). */
+typedef struct {
+    int exists;
+    dev_t dev;
+    ino_t ino;
+    char path[PATH_MAX + NAME_MAX + 2];
+} dir_id;
+
+static void dir_identify(const char *path, dir_id *id)
+{
+    struct stat st;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) == 0) {
+        id->exists = 1;
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+        return;
+    }
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') /* "out/" names out */
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    const char *base = slash ? slash + 1 : parent;
+    char base_copy[NAME_MAX + 1];
+    snprintf(base_copy, sizeof base_copy, "%s", base);
+    if (slash == parent)
+        parent[1] = '\0'; /* "/x": the parent is "/" */
+    else if (slash)
+        *slash = '\0';
+    char *real = realpath(slash ? parent : ".", NULL);
+    if (real && strcmp(base_copy, ".") && strcmp(base_copy, ".."))
+        snprintf(id->path, sizeof id->path, "%s/%s", strcmp(real, "/") ? real : "", base_copy);
+    else
+        snprintf(id->path, sizeof id->path, "%s", path);
+    free(real);
+}
+
+static int same_dir(const dir_id *a, const dir_id *b)
+{
+    if (a->exists != b->exists)
+        return 0;
+    return a->exists ? a->dev == b->dev && a->ino == b->ino : !strcmp(a->path, b->path);
+}
+
+/* The source, the checkpoint location and the sink must be three
+ * directories: a location in the source feeds the stream its own lock
+ * and logs as words, a sink in it every earlier batch's output, and a
+ * sink in the location mixes output with bookkeeping. Compared by device
+ * and inode, so another spelling (a symlink, "in/.", a relative path) is
+ * the same directory. A subdirectory of the source is fine: the source
+ * skips directories. */
+static int check_distinct(const ember_stream *s, char *msg)
+{
+    dir_id src, loc, sink;
+    dir_identify(s->source, &src);
+    dir_identify(s->loc, &loc);
+    if (same_dir(&loc, &src))
+        return ember__err(msg, EMBER_EINVAL, "stream: the checkpoint location %s is the "
+                          "source directory %s: the stream would read its own lock and "
+                          "logs as input files; use a checkpoint location outside the "
+                          "source directory (a subdirectory of it is fine)", s->loc,
+                          s->source);
+    if (!s->sink_dir)
+        return EMBER_OK;
+    dir_identify(s->sink_dir, &sink);
+    if (same_dir(&sink, &src))
+        return ember__err(msg, EMBER_EINVAL, "stream: the sink directory %s is the source "
+                          "directory %s: every batch would read the output files of the "
+                          "batches before it as input; use another sink directory",
+                          s->sink_dir, s->source);
+    if (same_dir(&sink, &loc))
+        return ember__err(msg, EMBER_EINVAL, "stream: the sink directory %s is the "
+                          "checkpoint location %s: output and bookkeeping must not share "
+                          "a directory; use another sink directory", s->sink_dir, s->loc);
+    return EMBER_OK;
+}
+
 static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
 {
     int rc = check_required(opts, msg);
@@ -1191,6 +1288,8 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
         rc = copy_strings(s, opts, msg);
     if (!rc)
         rc = check_source(s->source, msg);
+    if (!rc)
+        rc = check_distinct(s, msg);
     if (!rc && s->sink_dir)
         rc = ember__sl_mkdir(s->sink_dir, msg);
     if (!rc)

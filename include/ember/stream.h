@@ -47,6 +47,12 @@ extern "C" {
 /* Version of the checkpoint location layout this library writes. */
 #define EMBER_STREAM_FORMAT 1
 
+/* The range of the processing-time trigger's interval and of the default
+ * trigger's poll, in seconds: shorter than 1 ms is a busy loop, longer than
+ * 365 days is a unit mistake (the trigger would never fire). */
+#define EMBER_STREAM_MIN_INTERVAL 0.001
+#define EMBER_STREAM_MAX_INTERVAL (365.0 * 86400.0)
+
 typedef struct ember_stream ember_stream;
 
 /* Which rows go to the sink after each batch. The rules, checked when the
@@ -165,7 +171,9 @@ typedef struct {
     /* ---- the query (recorded in the location's metadata; a restart that
      * differs in any of these is refused) ---- */
     const char *source_dir;          /* required */
-    const char *checkpoint_location; /* required; created if missing */
+    const char *checkpoint_location; /* required; created if missing; not
+                                        the source directory itself (a
+                                        subdirectory of it is fine) */
     const char *query;               /* "name=value" lines naming what the
                                         batch function computes (program,
                                         parameters); NULL: none */
@@ -183,7 +191,11 @@ typedef struct {
     void *merge_arg;
     ember_output_mode output_mode;
     const char *sink_dir;            /* one file per batch here (created if
-                                        missing); NULL: the console */
+                                        missing); NULL: the console. It
+                                        must differ from the source
+                                        directory and the checkpoint
+                                        location, and belongs to one query
+                                        (docs/streaming.md, "Sinks") */
 
     /* ---- how it runs (free to change between runs) ---- */
     FILE *console;                   /* the console sink; NULL: stdout */
@@ -194,9 +206,12 @@ typedef struct {
                                         NULL: none. Not copied: it must
                                         outlive the stream */
     ember_trigger trigger;
-    double interval;                 /* PROCESSING_TIME: seconds, > 0 */
+    double interval;                 /* PROCESSING_TIME: seconds, in
+                                        [EMBER_STREAM_MIN_INTERVAL,
+                                        EMBER_STREAM_MAX_INTERVAL] */
     double poll;                     /* DEFAULT: seconds between looks for
-                                        new files; 0: 0.1 */
+                                        new files, in the same range;
+                                        0: 0.1 */
     size_t max_files;                /* files per batch; 0: no limit */
     int retain;                      /* batches of logs and state kept;
                                         0: 10 (at least 2) */

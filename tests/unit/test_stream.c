@@ -926,6 +926,121 @@ static int drain(ember_stream *s)
     return n;
 }
 
+/* Creating a stream with these directories must be refused with
+ * EMBER_EINVAL, the message holding `part`, before anything is written. */
+static void refused_dirs(ember_ctx *ctx, ember_stream_opts *o, const char *part)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    assert_int_equal(ember_stream_create(&s, ctx, o, msg), EMBER_EINVAL);
+    assert_null(s);
+    TU_MSG_HAS(msg, part);
+}
+
+/* The source, the checkpoint location and the sink are three directories,
+ * compared by device and inode: another spelling of one is refused too. A
+ * location or sink inside the source is fine (the source skips
+ * directories). */
+static void test_stream_dirs_must_differ(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], dot[400], link[400], sub[400], subsink[400];
+    put_file(&t, "z1", "hello world\n");
+    snprintf(dot, sizeof dot, "%s/.", t.src);
+    snprintf(link, sizeof link, "%s/link", t.root);
+    assert_int_equal(symlink(t.src, link), 0);
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    const char *same[] = {t.src, dot, link};
+    for (int i = 0; i < 3; i++) {
+        o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+        o.checkpoint_location = same[i];
+        refused_dirs(ctx, &o, "is the source directory");
+    }
+    assert_int_equal(count_entries(t.src), 1); /* no lock, no metadata */
+    assert_int_equal(count_entries(t.out), -1);
+    for (int i = 0; i < 3; i++) {
+        o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+        o.sink_dir = same[i];
+        refused_dirs(ctx, &o, "sink directory");
+    }
+    assert_int_equal(count_entries(t.loc), -1);
+    /* The sink is the location: by inode once it exists, by path before. */
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    char loc_slash[400];
+    snprintf(loc_slash, sizeof loc_slash, "%s/", t.loc);
+    o.sink_dir = loc_slash;
+    refused_dirs(ctx, &o, "is the checkpoint location");
+    assert_int_equal(count_entries(t.loc), -1);
+    assert_int_equal(mkdir(t.loc, 0755), 0);
+    o.sink_dir = loc_slash;
+    refused_dirs(ctx, &o, "is the checkpoint location");
+    /* Subdirectories of the source: fine, and not read as input. */
+    snprintf(sub, sizeof sub, "%s/ck", t.src);
+    snprintf(subsink, sizeof subsink, "%s/out", t.src);
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.checkpoint_location = sub;
+    o.sink_dir = subsink;
+    ember_stream *s = NULL;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    char p[500];
+    snprintf(p, sizeof p, "%s/batch-000000000000.csv", subsink);
+    char *got = slurp(p, NULL);
+    assert_string_equal(got, "hello,1\nworld,1\n");
+    free(got);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Waits outside 1 ms .. 365 days and an empty sink path are refused. */
+static void test_stream_option_ranges(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.trigger = EMBER_TRIGGER_PROCESSING_TIME;
+    const double bad[] = {1e-9, 0.0009, 366.0 * 86400, 1e300, 3.6e23, -1, 0};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.interval = bad[i];
+        assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "interval must be from");
+    }
+    o.interval = EMBER_STREAM_MIN_INTERVAL;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    ember_stream_destroy(&s);
+    o.interval = EMBER_STREAM_MAX_INTERVAL;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    ember_stream_destroy(&s);
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    for (size_t i = 0; i + 1 < sizeof bad / sizeof *bad; i++) { /* 0: the default */
+        o.poll = bad[i];
+        assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "poll must be");
+    }
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.sink_dir = "";
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "sink directory is an empty path");
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.source_dir = "";
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "no source directory");
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 static void test_stream_wordcount_exact(void **state)
 {
     (void)state;
@@ -1702,6 +1817,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_merge_rollback),
         cmocka_unit_test(test_stream_snapshot_roundtrip),
         cmocka_unit_test(test_stream_mode_rules),
+        cmocka_unit_test(test_stream_dirs_must_differ),
+        cmocka_unit_test(test_stream_option_ranges),
         cmocka_unit_test(test_stream_restart_other_query_refused),
         cmocka_unit_test(test_stream_wordcount_exact),
         cmocka_unit_test(test_stream_source_listing),

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# test_stream_refused.sh: arguments that would give a wrong result or lose
+# output are refused with exit 2 and a message naming them, before anything
+# is written.
+#
+# - The checkpoint location or the sink is the source directory, under any
+#   spelling (in, in/., an absolute path, a symlink); the sink is the
+#   checkpoint location. A location inside the source is fine.
+# - Empty paths; waits outside 1 ms .. 365 days.
+set -euo pipefail
+. "$(dirname "$0")/test_stream_lib.sh"
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+export OMP_NUM_THREADS=1
+
+expect_exit() { # CODE CMD...: runs CMD, stderr to $T/err, checks the status
+    local want=$1 rc=0
+    shift
+    timeout 20 "$@" >"$T/out.txt" 2>"$T/err" || rc=$?
+    [ "$rc" -eq "$want" ] || fail "exit $rc, not $want, from: $* ($(cat "$T/err"))"
+}
+
+# The checkpoint location is the source: its lock, metadata and logs would
+# be counted as words.
+mkdir in
+echo "hello world" >in/z1
+ln -s in lnk
+for ck in in in/. "$T/in" ./in/ lnk; do
+    expect_exit 2 "$WC" --source in --checkpoint-location "$ck" --sink out \
+        --trigger available-now --quiet
+    grep -q "checkpoint location $ck is the source directory in" "$T/err" ||
+        fail "location $ck: $(cat "$T/err")"
+done
+[ "$(ls in)" = z1 ] || fail "a refused run wrote into the source: $(ls in)"
+[ ! -e out ] || fail "a refused run made the sink"
+# A location inside the source is fine: directories there are skipped.
+expect_exit 0 "$WC" --source in --checkpoint-location in/ck --sink out \
+    --trigger available-now --quiet
+printf 'word,count\nhello,1\nworld,1\n' | cmp -s - out/batch-000000000000.csv ||
+    fail "location inside the source: $(cat out/batch-000000000000.csv)"
+
+# The sink is the source: each run would count the output of the last.
+for sink in in in/. lnk; do
+    expect_exit 2 "$WC" --source in --checkpoint-location ck --sink "$sink" \
+        --trigger available-now --quiet
+    grep -q "sink directory $sink is the source directory in" "$T/err" ||
+        fail "sink $sink: $(cat "$T/err")"
+done
+[ ! -e ck ] || fail "a refused run made the checkpoint location"
+# The sink is the checkpoint location: by path before either exists, by
+# inode after.
+expect_exit 2 "$WC" --source in --checkpoint-location ck2 --sink ck2/ --trigger once
+grep -q "sink directory ck2/ is the checkpoint location ck2" "$T/err" || fail "$(cat "$T/err")"
+[ ! -e ck2 ] || fail "a refused run made ck2"
+mkdir ck2
+expect_exit 2 "$WC" --source in --checkpoint-location ck2 --sink "$T/ck2" --trigger once
+grep -q "is the checkpoint location ck2" "$T/err" || fail "$(cat "$T/err")"
+
+# Empty paths name the option.
+expect_exit 2 "$WC" --source in --checkpoint-location ck3 --sink ""
+grep -q -- "--sink: the path is empty" "$T/err" || fail "empty sink: $(cat "$T/err")"
+expect_exit 2 "$WC" --source "" --checkpoint-location ck3
+grep -q -- "--source: the path is empty" "$T/err" || fail "empty source: $(cat "$T/err")"
+expect_exit 2 "$WC" --source in --checkpoint-location ""
+grep -q -- "--checkpoint-location: the path is empty" "$T/err" || fail "$(cat "$T/err")"
+
+# Waits: 1 ms to 365 days (8760 h).
+for t in 1e-9s 0.5ms 99999999999999999999h 1e300s 8761h; do
+    expect_exit 2 "$WC" --source in --checkpoint-location ck3 \
+        --trigger "processing-time=$t"
+    grep -q -- "--trigger: 'processing-time=$t' is .* seconds; the range is 1ms to 8760h" \
+        "$T/err" || fail "interval $t: $(cat "$T/err")"
+done
+expect_exit 2 "$WC" --source in --checkpoint-location ck3 --poll 1e-6
+grep -q -- "--poll: '1e-6'" "$T/err" || fail "poll: $(cat "$T/err")"
+[ ! -e ck3 ] || fail "a refused run made ck3"
+echo "test_stream_refused: PASS"
