@@ -1101,6 +1101,35 @@ static int restore_state(ember_stream *s, uint64_t C, uint64_t oldest_offsets, c
     return rc2;
 }
 
+/* The offsets entries (ids of, ascending) must run without a gap up to
+ * the last commit C or C + 1; otherwise names the first entry missing. */
+static int check_log_ranges(const ember_stream *s, const uint64_t *of, size_t no,
+                            int have_commit, uint64_t C, char *msg)
+{
+    const char *fix = "the location was damaged: restore the file or use a new location";
+    for (size_t i = 1; i < no; i++)
+        if (of[i] != of[i - 1] + 1)
+            return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: offsets/%"
+                              PRIu64 " is missing (offsets/%" PRIu64 " and offsets/%"
+                              PRIu64 " are there); %s", s->loc, of[i - 1] + 1, of[i - 1],
+                              of[i], fix);
+    uint64_t O = of[no - 1];
+    if (have_commit && O < C)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: offsets/%" PRIu64
+                          " is missing (commits/%" PRIu64 " is there, the newest offsets "
+                          "entry is offsets/%" PRIu64 "); %s", s->loc, O + 1, C, O, fix);
+    uint64_t want = have_commit ? C + 1 : of[0]; /* the one entry without a commit */
+    if (O > want && have_commit)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
+                          " is missing (offsets/%" PRIu64 " is there, the newest commit "
+                          "is commits/%" PRIu64 "); %s", s->loc, want, O, C, fix);
+    if (O > want)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
+                          " is missing (offsets/%" PRIu64 " is there, and no commit); %s",
+                          s->loc, want, O, fix);
+    return EMBER_OK;
+}
+
 /* Reads the logs: the last commit, the pending batch, the high-water
  * mark; restores the state. */
 static int recover(ember_stream *s, char *msg)
@@ -1111,6 +1140,8 @@ static int recover(ember_stream *s, char *msg)
     if (!rc)
         rc = ember__sl_list(s->ctx, s->offsets_dir, "", &of, &no, msg);
     uint64_t C = nc ? co[nc - 1] : 0, O = no ? of[no - 1] : 0, first = no ? of[0] : 0;
+    if (!rc && no)
+        rc = check_log_ranges(s, of, no, nc > 0, C, msg);
     ember__free(s->ctx, co);
     ember__free(s->ctx, of);
     if (rc || !no) {
@@ -1119,11 +1150,6 @@ static int recover(ember_stream *s, char *msg)
                             "but no offsets entries", s->loc);
         return rc;
     }
-    if ((nc && (O < C || O > C + 1)) || (!nc && O != first) || O - first + 1 != no)
-        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: the offsets "
-                          "entries (%" PRIu64 "..%" PRIu64 ", %zu files) do not fit the "
-                          "last commit (%s%" PRIu64 ")", s->loc, first, O, no,
-                          nc ? "" : "none, ", C);
     if (nc) {
         ember__scommit c;
         if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)))

@@ -1459,6 +1459,47 @@ static void test_stream_snapshot_all_bad(void **state)
     td_done(&t);
 }
 
+/* A missing log entry is named, not described as a range that "does not
+ * fit". */
+static void test_stream_missing_log_entry_named(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    char *texts[6];
+    run_batches(&t, ctx, &q, 6, 10, texts);
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    snprintf(p, sizeof p, "%s/offsets/1", t.loc);
+    char *keep = slurp(p, NULL);
+    unlink(p);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "offsets/1 is missing");
+    write_bytes(p, keep, strlen(keep));
+    free(keep);
+    snprintf(p, sizeof p, "%s/offsets/5", t.loc);
+    unlink(p);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "offsets/5 is missing (commits/5 is there");
+    snprintf(p, sizeof p, "%s/commits/3", t.loc);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/commits/4", t.loc);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/commits/5", t.loc);
+    unlink(p);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "commits/3 is missing (offsets/4 is there, the newest commit is "
+                    "commits/2)");
+    for (int i = 0; i < 6; i++)
+        free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 static void test_stream_retention(void **state)
 {
     (void)state;
@@ -1828,6 +1869,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_changed_file_refused),
         cmocka_unit_test(test_stream_snapshot_fallback_replays),
         cmocka_unit_test(test_stream_snapshot_all_bad),
+        cmocka_unit_test(test_stream_missing_log_entry_named),
         cmocka_unit_test(test_stream_retention),
         cmocka_unit_test(test_stream_available_now),
         cmocka_unit_test(test_stream_stop_interrupts),
