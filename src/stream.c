@@ -41,6 +41,7 @@
  */
 #include "stream_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -333,8 +334,6 @@ static int make_layout(ember_stream *s, char *msg)
     ember__dir_sweep(s->offsets_dir, NULL, NULL);
     ember__dir_sweep(s->commits_dir, NULL, NULL);
     ember__dir_sweep(s->state_dir, NULL, NULL);
-    if (s->sink_dir)
-        ember__dir_sweep(s->sink_dir, ".batch-", NULL);
     return EMBER_OK;
 }
 
@@ -354,12 +353,111 @@ static int fresh_location(ember_stream *s, char *msg)
     return rc;
 }
 
+/* ---- the sink's owner ------------------------------------------------------------- */
+
+/* 1 when dir holds a batch file of some query. */
+static int sink_has_batches(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    int found = 0;
+    while (!found && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        found = len > 10 && !strncmp(de->d_name, "batch-", 6) &&
+                !strcmp(de->d_name + len - 4, ".csv");
+    }
+    closedir(d);
+    return found;
+}
+
+/* A sink without an owner file: this query may take it when it has run
+ * batches before (into this sink: the metadata fixes the sink), because an
+ * ember from before owner files wrote them; or when the sink holds no
+ * batch files. A new query finding batch files would replace another
+ * query's batch-000000000000.csv and the ones after: refused. */
+static int may_claim(ember_stream *s, char *msg)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc = ember__sl_list(s->ctx, s->offsets_dir, "", &ids, &n, msg);
+    ember__free(s->ctx, ids);
+    if (rc || n || !sink_has_batches(s->sink_dir))
+        return rc;
+    return ember__err(msg, EMBER_EMISMATCH, "sink directory %s holds batch files that no "
+                      "%s/%s names (an older ember's, of another query), and this query "
+                      "(checkpoint location %s) is new: its batch files would replace "
+                      "them; use an empty or new sink directory", s->sink_dir,
+                      s->sink_dir, EMBER__SINK_OWNER, s->loc);
+}
+
+static int sink_taken(const ember_stream *s, const ember__sowner *w, char *msg)
+{
+    return ember__err(msg, EMBER_EMISMATCH, "sink directory %s belongs to another query "
+                      "(%s, checkpoint location %s; this one is %s, location %s): both "
+                      "would write its batch files; use another sink directory (or, if "
+                      "that query is gone for good, remove %s/%s and its batch files)",
+                      s->sink_dir, w->query_id, w->location,
+                      s->query_id[0] ? s->query_id : "new", s->loc, s->sink_dir,
+                      EMBER__SINK_OWNER);
+}
+
+/* Before a new query writes its metadata: a sink that another query owns,
+ * or that holds batch files, is refused now, so that the refused start
+ * leaves no location behind (a later start with another sink would find
+ * that location recording this sink). claim_sink decides for good. */
+static int check_sink_for_new(ember_stream *s, char *msg)
+{
+    if (!s->sink_dir)
+        return EMBER_OK;
+    ember__sowner w;
+    int rc = ember__sl_owner_read(s->ctx, s->sink_dir, &w, msg);
+    if (rc == EMBER_OK)
+        return sink_taken(s, &w, msg);
+    return rc == EMBER_ENOTFOUND ? may_claim(s, msg) : rc;
+}
+
+/* A directory sink belongs to one query: two would replace each other's
+ * batch-N.csv files. The first start of a query writes its id into the
+ * sink's owner file (before any batch file, durably); a start of another
+ * query is refused. The location's lock keeps two runs of one query
+ * apart, so only queries that differ race here, and link(2) settles it. */
+static int claim_sink(ember_stream *s, char *msg)
+{
+    if (!s->sink_dir)
+        return EMBER_OK;
+    ember__sowner w;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = ember__sl_owner_read(s->ctx, s->sink_dir, &w, msg);
+        if (rc == EMBER_OK && !strcmp(w.query_id, s->query_id))
+            return EMBER_OK;
+        if (rc == EMBER_OK)
+            return sink_taken(s, &w, msg);
+        if (rc != EMBER_ENOTFOUND || (rc = may_claim(s, msg)))
+            return rc;
+        ember__sowner mine;
+        memcpy(mine.query_id, s->query_id, sizeof mine.query_id);
+        char *real = realpath(s->loc, NULL);
+        snprintf(mine.location, sizeof mine.location, "%s", real ? real : s->loc);
+        free(real);
+        int created = 0;
+        if ((rc = ember__sl_owner_write(s->ctx, s->sink_dir, &mine, &created, msg)) ||
+            created)
+            return rc;
+        /* another query claimed it meanwhile: read whose it is */
+    }
+    return ember__err(msg, EMBER_EIO, "sink directory %s: its owner file %s appears and "
+                      "vanishes; is another program removing it?", s->sink_dir,
+                      EMBER__SINK_OWNER);
+}
+
 static int check_metadata(ember_stream *s, char *msg)
 {
     ember__smeta m;
     int rc = ember__sl_meta_read(s->ctx, s->loc, &m, msg);
     if (rc == EMBER_ENOTFOUND) {
-        if ((rc = fresh_location(s, msg)))
+        if ((rc = fresh_location(s, msg)) || (rc = check_sink_for_new(s, msg)))
             return rc;
         new_query_id(s->query_id);
         ember__smeta mine = {.fingerprint = s->fingerprint, .description = s->description};
@@ -1324,6 +1422,12 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
         rc = make_layout(s, msg);
     if (!rc)
         rc = check_metadata(s, msg);
+    if (!rc)
+        rc = claim_sink(s, msg);
+    /* Only once the sink is this query's: a .tmp there is then a crashed
+     * write of this query's, not another's write under way. */
+    if (!rc && s->sink_dir)
+        ember__dir_sweep(s->sink_dir, ".batch-", NULL);
     if (!rc)
         rc = recover(s, msg);
     if (!rc && !opts->no_signals)

@@ -162,6 +162,24 @@ void ember__sl_meta_free(ember_ctx *ctx, ember__smeta *m);
 int ember__sl_meta_compare(const char *loc, const char *there,
                            const char *here, char *msg);
 
+/* <sink>/.ember-sink: which query owns a directory sink (its batch files).
+ * A dot name, so that a stream reading the sink as its source skips it. */
+#define EMBER__SINK_OWNER ".ember-sink"
+
+typedef struct {
+    char query_id[EMBER__SQ_ID_SIZE];
+    char location[PATH_MAX]; /* the owner's checkpoint location (real path) */
+} ember__sowner;
+
+/* Creates <sink>/.ember-sink unless one is there: *created 1 when this
+ * call made it (durable on return), 0 when another was there first (read
+ * it). Never replaces an existing file where the file system has hard
+ * links. */
+int ember__sl_owner_write(ember_ctx *ctx, const char *sink, const ember__sowner *w,
+                          int *created, char *msg);
+/* EMBER_ENOTFOUND when absent, EMBER_ECORRUPT when damaged. */
+int ember__sl_owner_read(ember_ctx *ctx, const char *sink, ember__sowner *w, char *msg);
+
 /* ---- the file source (stream_source.c) ------------------------------------------ */
 
 /* 1 when a directory entry is never a source file: a name starting with

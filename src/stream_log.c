@@ -766,6 +766,82 @@ int ember__sl_meta_read(ember_ctx *ctx, const char *loc, ember__smeta *m,
     return EMBER_OK;
 }
 
+/* ---- the sink's owner ----------------------------------------------------------- */
+
+int ember__sl_owner_write(ember_ctx *ctx, const char *sink, const ember__sowner *w,
+                          int *created, char *msg)
+{
+    *created = 0;
+    ember__sb b = {.ctx = ctx};
+    ember__sb_add(&b, "ember-stream-sink %d\nquery %s\nlocation ", EMBER_STREAM_FORMAT,
+                  w->query_id);
+    ember__sb_escaped(&b, w->location, strlen(w->location));
+    ember__sb_bytes(&b, "\n", 1);
+    add_created(&b);
+    if (!b.oom)
+        ember__sb_add(&b, "checksum %016" PRIx64 "\n", ember__sl_fnv(b.s, b.len));
+    char tmp[PATH_MAX], path[PATH_MAX];
+    int rc = b.oom ? ember__err(msg, EMBER_ENOMEM, "out of memory writing %s/%s", sink,
+                                EMBER__SINK_OWNER)
+                   : EMBER_OK;
+    /* The temporary is the query's own, so two queries claiming at once do
+     * not write into one file. */
+    if (!rc && ((size_t)snprintf(path, sizeof path, "%s/%s", sink, EMBER__SINK_OWNER) >=
+                    sizeof path ||
+                (size_t)snprintf(tmp, sizeof tmp, "%s/%s.%s.tmp", sink, EMBER__SINK_OWNER,
+                                 w->query_id) >= sizeof tmp))
+        rc = ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", sink, EMBER__SINK_OWNER);
+    int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!rc && fd < 0)
+        rc = ember__err(msg, EMBER_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    if (!rc && (write(fd, b.s, b.len) != (ssize_t)b.len || fsync(fd) != 0))
+        rc = ember__err(msg, EMBER_EIO, "%s: write failed: %s", tmp,
+                        strerror(errno ? errno : EIO));
+    if (fd >= 0 && close(fd) != 0 && !rc)
+        rc = ember__err(msg, EMBER_EIO, "%s: close failed: %s", tmp, strerror(errno));
+    ember__sb_free(&b);
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    /* link(2) makes the whole file appear only if no owner is there yet:
+     * of two queries claiming an empty sink at once, one wins and the
+     * other reads the winner's file. Without hard links, a rename: the
+     * same file, with that race open. */
+    if (link(tmp, path) == 0) {
+        *created = 1;
+    } else if (errno != EEXIST) {
+        if (rename(tmp, path) != 0) {
+            rc = ember__err(msg, EMBER_EIO, "cannot create %s: %s", path, strerror(errno));
+            unlink(tmp);
+            return rc;
+        }
+        *created = 1;
+    }
+    unlink(tmp);
+    if (*created && ember__sl_fsync_dir(sink) != 0)
+        return ember__err(msg, EMBER_EIO, "%s: fsync of the directory failed: %s", sink,
+                          strerror(errno));
+    return EMBER_OK;
+}
+
+int ember__sl_owner_read(ember_ctx *ctx, const char *sink, ember__sowner *w, char *msg)
+{
+    memset(w, 0, sizeof *w);
+    lfile f;
+    int rc = lfile_load(ctx, &f, sink, EMBER__SINK_OWNER, "ember-stream-sink", msg);
+    char *where = NULL;
+    size_t len = 0;
+    if (!rc && (parse_id_field(field(&f, "query"), w->query_id) ||
+                !(where = field(&f, "location")) || ember__sl_unescape(where, &len) ||
+                len != strlen(where) || len >= sizeof w->location || !field(&f, "created")))
+        rc = corrupt(&f, "bad lines", msg);
+    if (!rc)
+        memcpy(w->location, where, len + 1);
+    lfile_free(ctx, &f);
+    return rc;
+}
+
 /* The value of "name=" in lines, as (pointer, length); NULL if absent. */
 static const char *lookup(const char *lines, const char *name, size_t nlen,
                           size_t *vlen)

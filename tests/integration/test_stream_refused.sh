@@ -6,6 +6,8 @@
 # - The checkpoint location or the sink is the source directory, under any
 #   spelling (in, in/., an absolute path, a symlink); the sink is the
 #   checkpoint location. A location inside the source is fine.
+# - Two queries (two checkpoint locations) on one sink directory: the
+#   second is refused, naming the sink and the owner; the owner restarts.
 # - Empty paths; waits outside 1 ms .. 365 days.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
@@ -57,6 +59,23 @@ grep -q "sink directory ck2/ is the checkpoint location ck2" "$T/err" || fail "$
 mkdir ck2
 expect_exit 2 "$WC" --source in --checkpoint-location ck2 --sink "$T/ck2" --trigger once
 grep -q "is the checkpoint location ck2" "$T/err" || fail "$(cat "$T/err")"
+
+# One query per sink: the second would overwrite batch-000000000000.csv.
+mkdir in2
+echo "other words" >in2/x1
+expect_exit 0 "$WC" --source in --checkpoint-location ckA --sink shared \
+    --trigger available-now --quiet
+cp shared/batch-000000000000.csv first.csv
+expect_exit 2 "$WC" --source in2 --checkpoint-location ckB --sink shared \
+    --trigger available-now --quiet
+grep -q "sink directory shared belongs to another query (.*checkpoint location $T/ckA" \
+    "$T/err" || fail "shared sink: $(cat "$T/err")"
+cmp -s first.csv shared/batch-000000000000.csv || fail "the second query overwrote the first"
+[ ! -e ckB/metadata ] || fail "a refused query wrote metadata"
+echo "more" >in/z2
+expect_exit 0 "$WC" --source in --checkpoint-location ckA --sink shared \
+    --trigger available-now --quiet
+[ -e shared/batch-000000000001.csv ] || fail "the owner could not go on"
 
 # Empty paths name the option.
 expect_exit 2 "$WC" --source in --checkpoint-location ck3 --sink ""

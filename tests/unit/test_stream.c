@@ -1041,6 +1041,74 @@ static void test_stream_option_ranges(void **state)
     td_done(&t);
 }
 
+/* A directory sink belongs to one query: another query is refused (before
+ * it writes its metadata), the same query restarts, also when it was
+ * stopped between claiming the sink and its first commit. A sink from
+ * before owner files (batch files, no owner) is taken by the query that
+ * has run batches, refused to a new one. */
+static void test_stream_sink_one_query(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], loc2[400], owner[400], p[600];
+    snprintf(loc2, sizeof loc2, "%s/loc2", t.root);
+    snprintf(owner, sizeof owner, "%s/%s", t.out, EMBER__SINK_OWNER);
+    put_file(&t, "a", "x y\n");
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    ember_stream_opts o2 = o;
+    o2.checkpoint_location = loc2;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    ember_stream_destroy(&s); /* claimed, no batch yet: a kill here */
+    assert_int_equal(access(owner, F_OK), 0);
+    assert_int_equal(ember_stream_create(&s, ctx, &o2, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "belongs to another query");
+    TU_MSG_HAS(msg, "checkpoint location /"); /* the owner's, a real path */
+    snprintf(p, sizeof p, "%s/metadata", loc2);
+    assert_int_equal(access(p, F_OK), -1); /* refused before its metadata */
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg); /* the owner restarts */
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    assert_int_equal(ember_stream_create(&s, ctx, &o2, msg), EMBER_EMISMATCH);
+    char *b0 = batch_output(&t, 0);
+    assert_string_equal(b0, "x,1\ny,1\n");
+    free(b0);
+
+    /* An older ember's sink: batch files, no owner file. */
+    assert_int_equal(unlink(owner), 0);
+    assert_int_equal(ember_stream_create(&s, ctx, &o2, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "holds batch files");
+    assert_int_equal(access(p, F_OK), -1);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg); /* its query takes it */
+    ember_stream_destroy(&s);
+    ember__sowner w;
+    TU_OKM(ember__sl_owner_read(ctx, t.out, &w, msg), msg);
+    assert_int_equal(ember_stream_create(&s, ctx, &o2, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, w.query_id);
+
+    /* A damaged owner file is named. */
+    flip_byte(owner, 20);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, EMBER__SINK_OWNER);
+
+    /* Other files in a new sink do not stop a new query. */
+    char out2[400];
+    snprintf(out2, sizeof out2, "%s/out2", t.root);
+    assert_int_equal(mkdir(out2, 0755), 0);
+    snprintf(p, sizeof p, "%s/README", out2);
+    write_bytes(p, "notes\n", 6);
+    o2.sink_dir = out2;
+    TU_OKM(ember_stream_create(&s, ctx, &o2, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 static void test_stream_wordcount_exact(void **state)
 {
     (void)state;
@@ -1861,6 +1929,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_dirs_must_differ),
         cmocka_unit_test(test_stream_option_ranges),
         cmocka_unit_test(test_stream_restart_other_query_refused),
+        cmocka_unit_test(test_stream_sink_one_query),
         cmocka_unit_test(test_stream_wordcount_exact),
         cmocka_unit_test(test_stream_source_listing),
         cmocka_unit_test(test_stream_max_files_and_late_files),
