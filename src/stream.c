@@ -4,7 +4,8 @@
  * A batch goes through these steps, in this order (docs/streaming.md):
  *   1. plan: the new files (names after the last one taken, in name
  *      order, at most max_files), and write offsets/<batch> listing them
- *      with their sizes; from here on the batch is fixed;
+ *      with their sizes and modification times; from here on the batch is
+ *      fixed (a file read with another size or time is an error);
  *   2. read the files into one text, make its lines dataset, call the
  *      query's batch function; for an aggregating query reduce the result
  *      by key (hash partitioning, then a sort-and-fold per partition) and
@@ -13,7 +14,9 @@
  *      batch: idempotent);
  *   4. snapshot the state to state/<batch>.h5 (every snapshot_every
  *      batches that change it);
- *   5. write commits/<batch>; then retention deletes what is too old.
+ *   5. write commits/<batch>, with the XXH3-64 of each file's bytes as
+ *      step 2 read them (a replay must read the same); then retention
+ *      deletes what is too old.
  * I/O is overlapped where order allows: the offsets entry's fsyncs run on
  * a helper thread during step 2 and are waited for before step 3; steps 3
  * and 4 run side by side.
@@ -486,6 +489,7 @@ typedef struct {
     char *text;           /* kept alive by lines */
     size_t text_size;
     uint64_t *file_offsets;
+    uint64_t *hashes;     /* XXH3-64 of each file, for the commit entry */
     ember_ds *lines, *out, *reduced;
     size_t *changed;      /* aggregating: state positions to output */
     size_t nchanged;
@@ -502,20 +506,43 @@ static void run_free(ember_stream *s, batch_run *r)
     ember_ds_free(&r->out);
     ember_ds_free(&r->lines);
     ember__free(s->ctx, r->file_offsets);
+    ember__free(s->ctx, r->hashes);
     ember__free(s->ctx, r->changed);
     ember_free(s->ctx, r->rows);
     r->file_offsets = NULL;
+    r->hashes = NULL;
     r->changed = NULL;
     r->rows = NULL;
 }
 
-static int load_batch(ember_stream *s, const plan *p, batch_run *r, char *msg)
+/* A replayed batch must read the bytes it read when it committed: its
+ * commit entry's hashes (want; NULL for a format 1 entry, which has none)
+ * against what was read now. */
+static int check_hashes(const ember_stream *s, const plan *p, const batch_run *r,
+                        const uint64_t *want, char *msg)
+{
+    for (size_t i = 0; want && i < p->nfiles; i++)
+        if (r->hashes[i] != want[i])
+            return ember__err(msg, EMBER_EFORMAT, "source file %s/%s changed after batch %"
+                              PRIu64 " read it: its XXH3-64 was %016" PRIx64 " then and is "
+                              "%016" PRIx64 " now, at the same size (files must not change "
+                              "once in the source directory); restore it, or use a new "
+                              "checkpoint location", s->source, p->files[i].name, p->batch,
+                              want[i], r->hashes[i]);
+    return EMBER_OK;
+}
+
+static int load_batch(ember_stream *s, const plan *p, batch_run *r, const uint64_t *want,
+                      char *msg)
 {
     r->file_offsets = ember__calloc(s->ctx, p->nfiles + 1, sizeof *r->file_offsets);
-    if (!r->file_offsets)
+    r->hashes = ember__calloc(s->ctx, p->nfiles + 1, sizeof *r->hashes);
+    if (!r->file_offsets || !r->hashes)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     int rc = ember__src_read(s->ctx, s->source, p->files, p->nfiles, &r->text,
-                             &r->text_size, r->file_offsets, msg);
+                             &r->text_size, r->file_offsets, r->hashes, msg);
+    if (!rc)
+        rc = check_hashes(s, p, r, want, msg);
     if (rc)
         return rc;
     char name[48];
@@ -659,11 +686,13 @@ static int compute_rows(ember_stream *s, const plan *p, batch_run *r, int replay
     return ember_collect_alloc(r->out, &r->rows, &r->nrows, msg);
 }
 
-/* Reads, computes and (aggregating) merges one batch. */
-static int compute(ember_stream *s, const plan *p, batch_run *r, int replay, char *msg)
+/* Reads, computes and (aggregating) merges one batch. want: the hashes
+ * a replayed batch's files must have (NULL: none known). */
+static int compute(ember_stream *s, const plan *p, batch_run *r, int replay,
+                   const uint64_t *want, char *msg)
 {
     double t0 = now_s();
-    int rc = load_batch(s, p, r, msg);
+    int rc = load_batch(s, p, r, want, msg);
     double t1 = now_s();
     r->t_read = t1 - t0;
     if (!rc)
@@ -777,13 +806,14 @@ static void retention(ember_stream *s, uint64_t C)
 
 /* ---- commit -------------------------------------------------------------------------- */
 
-static int commit(ember_stream *s, const plan *p, uint64_t rows, char *msg)
+static int commit(ember_stream *s, const plan *p, const batch_run *r, char *msg)
 {
     ember__scommit c = {.batch = p->batch,
                         .has_state = s->aggregating && s->have_snapshot,
                         .state_version = s->state_version,
-                        .rows = rows,
-                        .files = p->nfiles};
+                        .rows = s->sink.rows,
+                        .files = p->nfiles,
+                        .hashes = r->hashes};
     memcpy(c.query_id, s->query_id, sizeof c.query_id);
     return ember__sl_commit_write(s->ctx, s->loc, &c, msg);
 }
@@ -857,7 +887,7 @@ static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
     batch_run r;
     memset(&r, 0, sizeof r);
     ph->planned = now_s();
-    int rc = compute(s, p, &r, 0, msg);
+    int rc = compute(s, p, &r, 0, NULL, msg);
     char wmsg[EMBER_MSG_SIZE] = "";
     int wrc = ember__af_commit_wait(&s->offsets_job, wmsg);
     if (!rc && wrc)
@@ -880,7 +910,7 @@ static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
         s->since_snapshot++;
     }
     if (!rc)
-        rc = commit(s, p, s->sink.rows, msg);
+        rc = commit(s, p, &r, msg);
     if (rc) {
         ember__ss_rollback(&s->st, &r.undo);
         s->have_snapshot = snap_before;
@@ -923,6 +953,29 @@ static int ts_after(const struct timespec *a, const struct timespec *b)
  * with: a file that sorts at or before the mark and whose inode changed
  * (created, written or renamed in) after the previous run planned its last
  * batch arrived while the stream was stopped. */
+/* 1 when a retained offsets entry lists name; *batch says which. Only
+ * for the rare file that looks late after a restart, so the entries are
+ * read each time. */
+static int taken_by(ember_stream *s, const char *name, uint64_t *batch)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int found = 0;
+    if (ember__sl_list(s->ctx, s->offsets_dir, "", &ids, &n, NULL))
+        return 0;
+    for (size_t i = n; !found && i-- > 0;) {
+        ember__soffsets o;
+        if (ember__sl_offsets_read(s->ctx, s->loc, ids[i], &o, NULL))
+            continue;
+        for (size_t k = 0; !found && k < o.nfiles; k++)
+            found = !strcmp(o.files[k].name, name);
+        *batch = ids[i];
+        ember__sl_offsets_free(s->ctx, &o);
+    }
+    ember__free(s->ctx, ids);
+    return found;
+}
+
 static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size_t n)
 {
     int dfd = open(s->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -934,11 +987,18 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
             continue;
         if (!ts_after(&st.st_ctim, &s->planned_at) && !ts_after(&st.st_mtim, &s->planned_at))
             continue;
+        uint64_t batch;
+        if (taken_by(s, f[i].name, &batch)) { /* not late: written in place */
+            warn(s, "source file %s/%s was modified after batch %" PRIu64 " took it; "
+                    "its new bytes are never read (files must not change once in the "
+                    "source directory)", s->source, f[i].name, batch);
+            continue;
+        }
         s->stats.late_files++;
         warn(s, "late file %s/%s is not taken: it appeared after the previous run "
-                "planned its last batch, and its name sorts at or before %s, the "
-                "last file taken (files must arrive in name order)", s->source,
-             f[i].name, s->hwm);
+                "planned its last batch (or it is an older file modified since), and "
+                "its name sorts at or before %s, the last file taken (files must "
+                "arrive in name order)", s->source, f[i].name, s->hwm);
     }
     close(dfd);
     s->planned_at.tv_sec = 0; /* once: later listings compare with the last */
@@ -987,7 +1047,7 @@ static int take(ember_stream *s, const ember__sfile *f, size_t from, size_t k, p
     p->files = ember__calloc(s->ctx, k, sizeof *p->files);
     int rc = p->files ? EMBER_OK : EMBER_ENOMEM;
     for (size_t i = 0; !rc && i < k; i++) {
-        p->files[i].size = f[from + i].size;
+        p->files[i] = f[from + i];
         p->files[i].name = ember__strdup(s->ctx, f[from + i].name);
         rc = p->files[i].name ? EMBER_OK : EMBER_ENOMEM;
         p->nfiles = i + 1;
@@ -1110,16 +1170,41 @@ static int read_plan(ember_stream *s, uint64_t batch, plan *p, char *msg)
     return EMBER_OK;
 }
 
+/* The hashes a committed batch's files had, from its commit entry (none
+ * in a format 1 entry: those batches are replayed on trust, as before
+ * hashes were recorded, with the size check only). With hashes, the
+ * content decides: a file only touched (a new time, the same bytes) is
+ * fine, so the planning time is not compared. */
+static int replay_hashes(ember_stream *s, plan *p, ember__scommit *c, char *msg)
+{
+    int rc = ember__sl_commit_read(s->ctx, s->loc, p->batch, c, msg);
+    if (rc == EMBER_ENOTFOUND)
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
+                          " is missing", s->loc, p->batch);
+    if (!rc && c->hashes && c->files != p->nfiles)
+        rc = ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
+                        " lists %" PRIu64 " files, offsets/%" PRIu64 " %zu", s->loc,
+                        p->batch, c->files, p->batch, p->nfiles);
+    for (size_t i = 0; !rc && c->hashes && i < p->nfiles; i++)
+        p->files[i].has_mtime = 0;
+    return rc;
+}
+
 /* Recomputes committed batches (from, to] into the state, without output. */
 static int replay(ember_stream *s, uint64_t from, uint64_t to, int from_empty, char *msg)
 {
     for (uint64_t b = from_empty ? 0 : from + 1; b <= to; b++) {
         plan p;
         batch_run r;
+        ember__scommit c;
         memset(&r, 0, sizeof r);
+        memset(&c, 0, sizeof c);
         int rc = read_plan(s, b, &p, msg);
         if (!rc)
-            rc = compute(s, &p, &r, 1, msg);
+            rc = replay_hashes(s, &p, &c, msg);
+        if (!rc)
+            rc = compute(s, &p, &r, 1, c.hashes, msg);
+        ember__sl_commit_free(s->ctx, &c);
         ember__ss_forget(&s->st, &r.undo);
         run_free(s, &r);
         plan_free(s->ctx, &p);
@@ -1252,6 +1337,7 @@ static int recover(ember_stream *s, char *msg)
         ember__scommit c;
         if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)))
             return rc;
+        ember__sl_commit_free(s->ctx, &c); /* its hashes matter to a replay only */
         if (strcmp(c.query_id, s->query_id) != 0)
             return ember__err(msg, EMBER_EMISMATCH, "%s/commits/%" PRIu64 " belongs to "
                               "query %s, not %s", s->loc, C, c.query_id, s->query_id);

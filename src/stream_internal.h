@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -105,9 +106,16 @@ int ember__sl_list(ember_ctx *ctx, const char *dir, const char *suffix,
 /* ---- the logs (stream_log.c) --------------------------------------------------- */
 
 typedef struct {
-    char *name;    /* ctx allocation */
-    uint64_t size; /* bytes when the batch was planned */
+    char *name;       /* ctx allocation */
+    uint64_t size;    /* bytes when the batch was planned */
+    int64_t mtime_ns; /* its modification time then (has_mtime: 1); offsets
+                         entries of format 1 have none */
+    int has_mtime;
 } ember__sfile;
+
+/* A time stamp in ns since the epoch; -1 when it does not fit in 63 bits
+ * (years before 1678 or after 2262). */
+int ember__ts_ns(const struct timespec *t, int64_t *ns);
 
 void ember__sfiles_free(ember_ctx *ctx, ember__sfile *f, size_t n);
 
@@ -128,6 +136,11 @@ typedef struct {
     uint64_t state_version;
     uint64_t rows;          /* rows written to the sink */
     uint64_t files;
+    uint64_t *hashes;       /* XXH3-64 of each file's bytes as the batch
+                               read them, in offsets order (files
+                               entries); NULL: not recorded (format 1).
+                               Read: a ctx allocation, see
+                               ember__sl_commit_free */
 } ember__scommit;
 
 /* metadata: the query's identity. */
@@ -151,6 +164,7 @@ int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
                            const ember__scommit *c, char *msg);
 int ember__sl_commit_read(ember_ctx *ctx, const char *loc, uint64_t batch,
                           ember__scommit *c, char *msg);
+void ember__sl_commit_free(ember_ctx *ctx, ember__scommit *c);
 int ember__sl_meta_write(ember_ctx *ctx, const char *loc,
                          const ember__smeta *m, char *msg);
 int ember__sl_meta_read(ember_ctx *ctx, const char *loc, ember__smeta *m,
@@ -190,14 +204,16 @@ int ember__src_ignored(const char *name);
  * with size 0 and without a stat. *files is a ctx allocation. */
 int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
                     ember__sfile **files, size_t *n, char *msg);
-/* Reads the files (exactly the sizes recorded; a file that is gone or has
- * another size is an error naming it) into one text, each file followed
- * by a '\n' where it lacks one. *text is a ctx allocation of *size + 1
- * bytes (NUL-terminated); file_offsets gets nfiles + 1 entries. Reads run
- * in parallel on the context's team. */
+/* Reads the files (exactly the sizes recorded; a file that is gone, has
+ * another size, or another modification time where one is recorded, is an
+ * error naming it) into one text, each file followed by a '\n' where it
+ * lacks one. *text is a ctx allocation of *size + 1 bytes (NUL-terminated);
+ * file_offsets gets nfiles + 1 entries; hashes (NULL: not wanted) the
+ * XXH3-64 of each file's bytes. Reads run in parallel on the context's
+ * team. */
 int ember__src_read(ember_ctx *ctx, const char *dir, const ember__sfile *files,
                     size_t nfiles, char **text, size_t *size,
-                    uint64_t *file_offsets, char *msg);
+                    uint64_t *file_offsets, uint64_t *hashes, char *msg);
 /* The lines dataset of a text (ember_line records, as ember_read_lines
  * gives): takes ownership of text (freed with the dataset, or at once on
  * failure). partitions 0: one per 2 MiB. */

@@ -418,6 +418,7 @@ typedef struct {
     char *data;
     char **line;
     size_t nlines, next;
+    long version;   /* the header's format version */
     char path[PATH_MAX];
 } lfile;
 
@@ -490,6 +491,7 @@ static int lfile_load(ember_ctx *ctx, lfile *f, const char *loc,
         return ember__err(msg, EMBER_EFORMAT,
                           "%s: format %ld; this ember reads up to %d", f->path,
                           version, EMBER_STREAM_FORMAT);
+    f->version = version;
     f->next = 1;
     return EMBER_OK;
 }
@@ -594,7 +596,12 @@ int ember__sl_offsets_write(ember_ctx *ctx, const char *loc,
     ember__sb_add(&b, "ember-stream-offsets %d\nbatch %" PRIu64 "\nquery %s\nfiles %zu\n",
                   EMBER_STREAM_FORMAT, o->batch, o->query_id, o->nfiles);
     for (size_t i = 0; i < o->nfiles; i++) {
-        ember__sb_add(&b, "file %" PRIu64 " ", o->files[i].size);
+        const ember__sfile *f = &o->files[i];
+        ember__sb_add(&b, "file %" PRIu64 " ", f->size);
+        if (f->has_mtime)
+            ember__sb_add(&b, "%" PRId64 " ", f->mtime_ns);
+        else
+            ember__sb_add(&b, "- ");
         ember__sb_escaped(&b, o->files[i].name, strlen(o->files[i].name));
         ember__sb_bytes(&b, "\n", 1);
     }
@@ -606,17 +613,49 @@ int ember__sl_offsets_write(ember_ctx *ctx, const char *loc,
     return rc;
 }
 
-static int parse_file_line(ember_ctx *ctx, char *s, ember__sfile *f)
+/* "-123", "45": a signed decimal. */
+static int parse_i64(const char *s, int64_t *v)
+{
+    if (!s || !(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
+        return -1;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+/* Format 2 puts the modification time ("-": unknown) between the size and
+ * the name; format 1 has none. */
+static int parse_mtime(char **s, long version, ember__sfile *f)
+{
+    if (version < 2)
+        return 0;
+    char *sp = strchr(*s, ' ');
+    if (!sp)
+        return -1;
+    *sp = '\0';
+    int bad = strcmp(*s, "-") != 0 && parse_i64(*s, &f->mtime_ns);
+    f->has_mtime = !bad && strcmp(*s, "-") != 0;
+    *s = sp + 1;
+    return bad ? -1 : 0;
+}
+
+static int parse_file_line(ember_ctx *ctx, char *s, long version, ember__sfile *f)
 {
     char *sp = s ? strchr(s, ' ') : NULL;
     if (!sp)
         return -1;
     *sp = '\0';
+    char *name = sp + 1;
     size_t len;
-    if (parse_u64(s, &f->size) || !sp[1] || ember__sl_unescape(sp + 1, &len) ||
-        len != strlen(sp + 1) || memchr(sp + 1, '/', len) || len > NAME_MAX)
+    if (parse_u64(s, &f->size) || parse_mtime(&name, version, f) || !name[0] ||
+        ember__sl_unescape(name, &len) || len != strlen(name) || memchr(name, '/', len) ||
+        len > NAME_MAX)
         return -1; /* a NUL, a '/' or a longer name cannot be a file here */
-    f->name = ember__strdup(ctx, sp + 1);
+    f->name = ember__strdup(ctx, name);
     return f->name ? 0 : -2;
 }
 
@@ -637,7 +676,7 @@ int ember__sl_offsets_read(ember_ctx *ctx, const char *loc, uint64_t batch,
     if (!rc && !(o->files = ember__calloc(ctx, (size_t)nf, sizeof *o->files)))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory reading %s", f.path);
     for (size_t i = 0; !rc && i < nf; i++) {
-        int r = parse_file_line(ctx, field(&f, "file"), &o->files[i]);
+        int r = parse_file_line(ctx, field(&f, "file"), f.version, &o->files[i]);
         o->nfiles += r == 0;
         if (r == -2)
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory reading %s", f.path);
@@ -667,12 +706,33 @@ int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
     else
         ember__sb_add(&b, "state none\n");
     ember__sb_add(&b, "files %" PRIu64 "\nrows %" PRIu64 "\n", c->files, c->rows);
+    for (uint64_t i = 0; c->hashes && i < c->files; i++)
+        ember__sb_add(&b, "hash %016" PRIx64 "\n", c->hashes[i]);
     add_created(&b);
     char name[32];
     snprintf(name, sizeof name, "%" PRIu64, c->batch);
     int rc = write_checksummed(&b, loc, "commits", name, NULL, msg);
     ember__sb_free(&b);
     return rc;
+}
+
+/* Format 2: a "hash <hex>" line per file of the batch, or none (a commit
+ * written without them). Format 1 has none: the hashes stay NULL. */
+static int read_hashes(ember_ctx *ctx, lfile *f, ember__scommit *c, char *msg)
+{
+    size_t n = 0;
+    while (f->next + n < f->nlines && !strncmp(f->line[f->next + n], "hash ", 5))
+        n++;
+    if (n == 0)
+        return EMBER_OK;
+    if (n != c->files)
+        return corrupt(f, "hash lines do not match its files line", msg);
+    if (!(c->hashes = ember__calloc(ctx, n, sizeof *c->hashes)))
+        return ember__err(msg, EMBER_ENOMEM, "out of memory reading %s", f->path);
+    for (size_t i = 0; i < n; i++)
+        if (parse_hex64(field(f, "hash"), &c->hashes[i]))
+            return corrupt(f, "bad hash line", msg);
+    return EMBER_OK;
 }
 
 int ember__sl_commit_read(ember_ctx *ctx, const char *loc, uint64_t batch,
@@ -693,12 +753,24 @@ int ember__sl_commit_read(ember_ctx *ctx, const char *loc, uint64_t batch,
             c->has_state = !bad;
         }
         bad = bad || parse_u64(field(&f, "files"), &c->files) ||
-              parse_u64(field(&f, "rows"), &c->rows) || !field(&f, "created");
+              parse_u64(field(&f, "rows"), &c->rows);
         if (bad)
             rc = corrupt(&f, "bad lines", msg);
     }
+    if (!rc)
+        rc = read_hashes(ctx, &f, c, msg);
+    if (!rc && !field(&f, "created"))
+        rc = corrupt(&f, "no created line", msg);
     lfile_free(ctx, &f);
+    if (rc)
+        ember__sl_commit_free(ctx, c);
     return rc;
+}
+
+void ember__sl_commit_free(ember_ctx *ctx, ember__scommit *c)
+{
+    ember__free(ctx, c->hashes);
+    c->hashes = NULL;
 }
 
 /* ---- metadata ---------------------------------------------------------------------------- */

@@ -9,8 +9,11 @@
  * Reading: a batch's files go into one text, in order, each followed by a
  * '\n' where it does not end with one, so no line spans two files. Exactly
  * the size recorded when the batch was planned is read: a file that has
- * since vanished, shrunk or grown is an error naming it, because a re-run
- * batch must see exactly the bytes the first run saw. Files are read in
+ * since vanished, shrunk, grown or been written in place (another
+ * modification time than the one recorded) is an error naming it, because
+ * a re-run batch must see exactly the bytes the first run saw. Each file's
+ * XXH3-64 is taken as it is read, for the commit entry (a replay compares
+ * it). Files are read in
  * parallel on the context's team straight into their slots; error details
  * are kept per file and the first file's error is reported, so messages do
  * not depend on the thread count.
@@ -21,9 +24,15 @@
  */
 #include "stream_internal.h"
 
+#include <xxhash.h>
+#ifdef EMBER_HAVE_XXH_DISPATCH
+#include <xxh_x86dispatch.h> /* the same values, faster (see filesum.c) */
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,8 +59,17 @@ static int cmp_sfile(const void *a, const void *b)
     return strcmp(((const ember__sfile *)a)->name, ((const ember__sfile *)b)->name);
 }
 
+int ember__ts_ns(const struct timespec *t, int64_t *ns)
+{
+    const int64_t lim = INT64_MAX / 1000000000 - 1;
+    if (t->tv_sec > lim || t->tv_sec < -lim)
+        return -1;
+    *ns = (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+    return 0;
+}
+
 static int add_file(ember_ctx *ctx, ember__sfile **files, size_t *n,
-                    size_t *cap, const char *name, uint64_t size)
+                    size_t *cap, const char *name, const struct stat *st)
 {
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 64;
@@ -64,8 +82,13 @@ static int add_file(ember_ctx *ctx, ember__sfile **files, size_t *n,
     char *copy = ember__strdup(ctx, name);
     if (!copy)
         return -1;
-    (*files)[*n].name = copy;
-    (*files)[*n].size = size;
+    ember__sfile *f = &(*files)[*n];
+    memset(f, 0, sizeof *f);
+    f->name = copy;
+    if (st) { /* NULL: listed without a stat, size 0 and no time */
+        f->size = (uint64_t)st->st_size;
+        f->has_mtime = ember__ts_ns(&st->st_mtim, &f->mtime_ns) == 0;
+    }
     (*n)++;
     return 0;
 }
@@ -99,14 +122,14 @@ int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
         if (ember__src_ignored(de->d_name))
             continue;
         struct stat st;
-        st.st_size = 0;
-        if (after && strcmp(de->d_name, after) <= 0) {
+        int old = after && strcmp(de->d_name, after) <= 0;
+        if (old) {
             if (skip_old(de))
                 continue;
         } else if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
             continue; /* renamed away or deleted since readdir: not here */
         }
-        if (add_file(ctx, files, n, &cap, de->d_name, (uint64_t)st.st_size)) {
+        if (add_file(ctx, files, n, &cap, de->d_name, old ? NULL : &st)) {
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory listing %s", dir);
             break;
         }
@@ -125,23 +148,39 @@ int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
 
 /* ---- reading --------------------------------------------------------------- */
 
-typedef enum { RD_OK, RD_OPEN, RD_READ, RD_SHORT, RD_LONG } rd_status;
+typedef enum { RD_OK, RD_OPEN, RD_READ, RD_SHORT, RD_LONG, RD_TOUCHED } rd_status;
 
 typedef struct {
     rd_status status;
     int err;          /* errno */
     uint64_t got;     /* bytes found (RD_SHORT) */
     int newline;      /* 1 when a '\n' must follow the file */
+    int64_t mtime_ns; /* found (RD_TOUCHED) */
 } rd_result;
 
-/* Reads exactly want bytes of dir/name into buf, and checks the file ends
- * there. */
-static rd_result read_one(int dfd, const char *name, char *buf, uint64_t want)
+/* RD_TOUCHED when the file's modification time is not the one recorded
+ * when its batch was planned: written in place since, even at the same
+ * size. Checked after the read, so a write during it counts too. */
+static void check_mtime(int fd, const ember__sfile *f, rd_result *r)
 {
-    rd_result r = {RD_OK, 0, 0, 0};
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int64_t ns;
+    if (r->status != RD_OK || !f->has_mtime || fstat(fd, &st) != 0 ||
+        ember__ts_ns(&st.st_mtim, &ns) != 0 || ns == f->mtime_ns)
+        return;
+    r->status = RD_TOUCHED;
+    r->mtime_ns = ns;
+}
+
+/* Reads exactly f->size bytes of dir/name into buf, and checks the file
+ * ends there and was not written since it was planned. */
+static rd_result read_one(int dfd, const ember__sfile *f, char *buf)
+{
+    rd_result r = {RD_OK, 0, 0, 0, 0};
+    uint64_t want = f->size;
+    int fd = openat(dfd, f->name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return (rd_result){RD_OPEN, errno, 0, 0};
+        return (rd_result){RD_OPEN, errno, 0, 0, 0};
     uint64_t n = 0;
     while (n < want) {
         size_t step = want - n < ((size_t)1 << 30) ? (size_t)(want - n) : (size_t)1 << 30;
@@ -149,8 +188,8 @@ static rd_result read_one(int dfd, const char *name, char *buf, uint64_t want)
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
-            r = got < 0 ? (rd_result){RD_READ, errno, n, 0}
-                        : (rd_result){RD_SHORT, 0, n, 0};
+            r = got < 0 ? (rd_result){RD_READ, errno, n, 0, 0}
+                        : (rd_result){RD_SHORT, 0, n, 0, 0};
             break;
         }
         n += (uint64_t)got;
@@ -161,9 +200,21 @@ static rd_result read_one(int dfd, const char *name, char *buf, uint64_t want)
         ;
     if (r.status == RD_OK && more > 0)
         r.status = RD_LONG;
+    check_mtime(fd, f, &r);
     close(fd);
     r.newline = r.status == RD_OK && want > 0 && buf[want - 1] != '\n';
     return r;
+}
+
+/* ns since the epoch as seconds and nanoseconds (floor division). */
+static int64_t ns_sec(int64_t ns)
+{
+    return ns / 1000000000 - (ns % 1000000000 < 0);
+}
+
+static int64_t ns_frac(int64_t ns)
+{
+    return ns - ns_sec(ns) * 1000000000;
 }
 
 static int read_error(const char *dir, const ember__sfile *f, const rd_result *r,
@@ -186,6 +237,15 @@ static int read_error(const char *dir, const ember__sfile *f, const rd_result *r
                           dir, f->name, (unsigned long long)f->size,
                           r->status == RD_SHORT ? "only" : "more than",
                           (unsigned long long)(r->status == RD_SHORT ? r->got : f->size));
+    case RD_TOUCHED:
+        return ember__err(msg, EMBER_EFORMAT,
+                          "source file %s/%s changed after it arrived: it was modified "
+                          "at %" PRId64 ".%09" PRId64 " s when its batch was planned and "
+                          "at %" PRId64 ".%09" PRId64 " s now, at the same size (files "
+                          "must not change once in the source directory; a re-run "
+                          "batch must read the bytes it was planned with)", dir,
+                          f->name, ns_sec(f->mtime_ns), ns_frac(f->mtime_ns),
+                          ns_sec(r->mtime_ns), ns_frac(r->mtime_ns));
     default:
         return EMBER_OK;
     }
@@ -214,7 +274,7 @@ static size_t compact(char *text, const ember__sfile *files, size_t n,
 
 int ember__src_read(ember_ctx *ctx, const char *dir, const ember__sfile *files,
                     size_t nfiles, char **text, size_t *size,
-                    uint64_t *file_offsets, char *msg)
+                    uint64_t *file_offsets, uint64_t *hashes, char *msg)
 {
     *text = NULL;
     *size = 0;
@@ -239,8 +299,12 @@ int ember__src_read(ember_ctx *ctx, const char *dir, const ember__sfile *files,
         slot[i] = slot[i - 1] + (size_t)files[i - 1].size + 1;
     long long N = rc ? 0 : (long long)nfiles;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(ctx->threads)
-    for (long long i = 0; i < N; i++)
-        res[i] = read_one(dfd, files[i].name, buf + slot[i], files[i].size);
+    for (long long i = 0; i < N; i++) {
+        res[i] = read_one(dfd, &files[i], buf + slot[i]);
+        /* Hashed while the bytes are in cache: what a replay compares. */
+        if (hashes && res[i].status == RD_OK)
+            hashes[i] = XXH3_64bits(buf + slot[i], (size_t)files[i].size);
+    }
     for (size_t i = 0; !rc && i < nfiles; i++)
         rc = read_error(dir, &files[i], &res[i], msg);
     if (!rc)

@@ -44,8 +44,10 @@
 extern "C" {
 #endif
 
-/* Version of the checkpoint location layout this library writes. */
-#define EMBER_STREAM_FORMAT 1
+/* Version of the checkpoint location layout this library writes (2: the
+ * offsets log records each file's modification time, the commits log its
+ * content hash; format 1 locations are read and continued). */
+#define EMBER_STREAM_FORMAT 2
 
 /* The range of the processing-time trigger's interval and of the default
  * trigger's poll, in seconds: shorter than 1 ms is a busy loop, longer than

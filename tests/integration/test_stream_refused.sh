@@ -9,6 +9,10 @@
 # - Two queries (two checkpoint locations) on one sink directory: the
 #   second is refused, naming the sink and the owner; the owner restarts.
 # - Empty paths; waits outside 1 ms .. 365 days.
+# - A committed file changed in place at the same size: a replay (after a
+#   damaged snapshot) stops with exit 2 naming it instead of counting its
+#   new bytes; without a replay the restart warns that the file changed
+#   after its batch took it (not that it is a late file).
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -95,4 +99,27 @@ done
 expect_exit 2 "$WC" --source in --checkpoint-location ck3 --poll 1e-6
 grep -q -- "--poll: '1e-6'" "$T/err" || fail "poll: $(cat "$T/err")"
 [ ! -e ck3 ] || fail "a refused run made ck3"
+# A same-size change in place to a file a committed batch read.
+mkdir rin
+for i in 1 2 3 4; do echo "apple banana w$i" >rin/f$i; done
+expect_exit 0 "$WC" --source rin --checkpoint-location rck --sink rout --trigger available-now \
+    --max-files-per-trigger 1 --quiet
+sleep 0.05
+printf 'cherry' | dd of=rin/f4 conv=notrunc status=none
+cp -a rck rck.undamaged
+printf 'Z' | dd of=rck/state/3.h5 bs=1 seek=5000 conv=notrunc status=none
+echo grape >rin/f5
+expect_exit 2 "$WC" --source rin --checkpoint-location rck --sink rout --trigger available-now \
+    --max-files-per-trigger 1
+grep -q "re-running batch 3: source file rin/f4 changed after batch 3 read it" "$T/err" ||
+    fail "replay of a changed file: $(cat "$T/err")"
+[ ! -e rout/batch-000000000004.csv ] || fail "a batch ran on a wrong state"
+rm -rf rck && mv rck.undamaged rck
+expect_exit 0 "$WC" --source rin --checkpoint-location rck --sink rout --trigger available-now \
+    --max-files-per-trigger 1
+grep -q "source file rin/f4 was modified after batch 3 took it" "$T/err" ||
+    fail "no changed-file warning: $(cat "$T/err")"
+grep -q "late file" "$T/err" && fail "f4 called a late file: $(cat "$T/err")"
+printf 'word,count\napple,4\nbanana,4\ngrape,1\nw1,1\nw2,1\nw3,1\nw4,1\n' |
+    cmp -s - rout/batch-000000000004.csv || fail "batch 4: $(cat rout/batch-000000000004.csv)"
 echo "test_stream_refused: PASS"

@@ -420,7 +420,7 @@ static void test_stream_offsets_roundtrip(void **state)
                      "d\xc3\xa9t\xc3\xa9"};
     ember__sfile files[4];
     for (int i = 0; i < 4; i++)
-        files[i] = (ember__sfile){names[i], (uint64_t)i * 1000 + 7};
+        files[i] = (ember__sfile){names[i], (uint64_t)i * 1000 + 7, -1000000001 + i, i != 2};
     ember__soffsets o = {.batch = 42, .files = files, .nfiles = 4};
     memcpy(o.query_id, "0123456789abcdef0123456789abcdef", EMBER__SQ_ID_SIZE);
     TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
@@ -432,6 +432,9 @@ static void test_stream_offsets_roundtrip(void **state)
     for (int i = 0; i < 4; i++) {
         assert_string_equal(r.files[i].name, names[i]);
         assert_int_equal(r.files[i].size, files[i].size);
+        assert_int_equal(r.files[i].has_mtime, files[i].has_mtime); /* "-": unknown */
+        if (files[i].has_mtime) /* before 1970 too */
+            assert_true(r.files[i].mtime_ns == files[i].mtime_ns);
     }
     ember__sl_offsets_free(ctx, &r);
     assert_int_equal(ember__sl_offsets_read(ctx, t.loc, 43, &r, msg), EMBER_ENOTFOUND);
@@ -460,7 +463,7 @@ static void test_stream_offsets_corrupt(void **state)
     assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
     snprintf(path, sizeof path, "%s/offsets", t.loc);
     assert_int_equal(ember__sl_mkdir(path, msg), EMBER_OK);
-    ember__sfile f = {"x.txt", 12};
+    ember__sfile f = {.name = "x.txt", .size = 12};
     ember__soffsets o = {.batch = 3, .files = &f, .nfiles = 1};
     memcpy(o.query_id, "0123456789abcdef0123456789abcdef", EMBER__SQ_ID_SIZE);
     TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
@@ -1206,22 +1209,23 @@ static void test_stream_source_listing(void **state)
     assert_false(ember__src_ignored("tmp"));
     /* Reading: exactly the recorded sizes, a '\n' added where missing. */
     put_file(&t, "d", "no end");
-    ember__sfile rf[3] = {{"a", 2}, {"d", 6}, {"b", 2}};
+    ember__sfile rf[3] = {{.name = "a", .size = 2}, {.name = "d", .size = 6},
+                          {.name = "b", .size = 2}};
     char *text = NULL;
     size_t size = 0;
     uint64_t off[4];
-    TU_OKM(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, msg), msg);
+    TU_OKM(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, NULL, msg), msg);
     assert_string_equal(text, "x\nno end\nx\n");
     assert_int_equal(off[1], 2);
     assert_int_equal(off[2], 9);
     assert_int_equal(off[3], 11);
     ember_free(ctx, text);
     rf[1].size = 5;
-    assert_int_equal(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, msg),
+    assert_int_equal(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, NULL, msg),
                      EMBER_EFORMAT);
     TU_MSG_HAS(msg, "/d changed after it arrived");
     rf[1].name = "gone";
-    assert_int_equal(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, msg),
+    assert_int_equal(ember__src_read(ctx, t.src, rf, 3, &text, &size, off, NULL, msg),
                      EMBER_ENOTFOUND);
     TU_MSG_HAS(msg, "gone");
     ember_ctx_destroy(&ctx);
@@ -1475,6 +1479,155 @@ static void test_stream_snapshot_fallback_replays(void **state)
     ember_stream_destroy(&s);
     free(want);
     for (int i = 0; i < 6; i++)
+        free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Overwrites the start of a source file in place with bytes of the same
+ * length: its size stays, its content and time change. */
+static void overwrite_in_place(const tdir *t, const char *name, const char *bytes)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", t->src, name);
+    struct timespec tick = {0, 20 * 1000 * 1000}; /* a new time stamp, even coarse */
+    nanosleep(&tick, NULL);
+    int fd = open(p, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, bytes, strlen(bytes), 0), (ssize_t)strlen(bytes));
+    close(fd);
+}
+
+/* A replay of a committed batch reads the bytes it read the first time or
+ * stops, naming the file: a same-size change in place is caught by the
+ * content hash in the commit entry. A file only touched (same bytes, new
+ * time) replays fine. */
+static void test_stream_replay_changed_file_refused(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    char *texts[4];
+    run_batches(&t, ctx, &q, 4, 10, texts);
+    ember__scommit c;
+    TU_OKM(ember__sl_commit_read(ctx, t.loc, 3, &c, msg), msg);
+    assert_non_null(c.hashes);
+    ember__sl_commit_free(ctx, &c);
+    snprintf(p, sizeof p, "%s/state/3.h5", t.loc);
+    damage(p);
+    snprintf(p, sizeof p, "%s/f0003", t.src);
+    struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+    assert_int_equal(utimensat(AT_FDCWD, p, now, 0), 0); /* touched only */
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    ember_stream_stats st;
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.replayed, 1);
+    ember_stream_destroy(&s);
+
+    snprintf(p, sizeof p, "%s/state/3.h5", t.loc);
+    damage(p);
+    overwrite_in_place(&t, "f0003", "cherry");
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EFORMAT);
+    assert_null(s);
+    TU_MSG_HAS(msg, "re-running batch 3");
+    TU_MSG_HAS(msg, "/f0003 changed after batch 3 read it");
+    for (int i = 0; i < 4; i++)
+        free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A batch planned and not committed whose file is written in place at the
+ * same size before its re-run: its planning time no longer matches, and
+ * the re-run stops naming the file rather than read other bytes. */
+static void test_stream_pending_changed_in_place(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    put_file(&t, "a", "apple banana\n");
+    q.fail_batch = 0;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    assert_int_equal(ember_stream_step(s, &ran, msg), EMBER_EUSER);
+    ember_stream_destroy(&s);
+    ember__soffsets e;
+    TU_OKM(ember__sl_offsets_read(ctx, t.loc, 0, &e, msg), msg);
+    assert_true(e.files[0].has_mtime);
+    ember__sl_offsets_free(ctx, &e);
+    overwrite_in_place(&t, "a", "cherry");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(ember_stream_step(s, &ran, msg), EMBER_EFORMAT);
+    TU_MSG_HAS(msg, "/a changed after it arrived: it was modified at");
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Rewrites offsets/<b> and commits/<b> as format 1 wrote them: no times,
+ * no hashes. */
+static void downgrade_logs(const tdir *t, ember_ctx *ctx, uint64_t b)
+{
+    char msg[EMBER_MSG_SIZE], p[600], text[1024];
+    ember__soffsets o;
+    ember__scommit c;
+    TU_OKM(ember__sl_offsets_read(ctx, t->loc, b, &o, msg), msg);
+    TU_OKM(ember__sl_commit_read(ctx, t->loc, b, &c, msg), msg);
+    assert_int_equal(o.nfiles, 1);
+    snprintf(text, sizeof text, "ember-stream-offsets 1\nbatch %" PRIu64 "\nquery %s\n"
+             "files 1\nfile %" PRIu64 " %s\ncreated x\n", b, o.query_id, o.files[0].size,
+             o.files[0].name);
+    snprintf(p, sizeof p, "%s/offsets/%" PRIu64, t->loc, b);
+    write_checksummed(p, text);
+    snprintf(text, sizeof text, "ember-stream-commit 1\nbatch %" PRIu64 "\nquery %s\n"
+             "state %" PRIu64 "\nfiles 1\nrows %" PRIu64 "\ncreated x\n", b, c.query_id,
+             c.state_version, c.rows);
+    snprintf(p, sizeof p, "%s/commits/%" PRIu64, t->loc, b);
+    write_checksummed(p, text);
+    ember__sl_offsets_free(ctx, &o);
+    ember__sl_commit_free(ctx, &c);
+}
+
+/* Logs of format 1 (an older ember's) carry no hashes: their batches are
+ * replayed on trust, with the size check only, so that such a location
+ * stays usable after a snapshot fallback. */
+static void test_stream_replay_format1_logs(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    char *texts[3];
+    run_batches(&t, ctx, &q, 3, 10, texts);
+    downgrade_logs(&t, ctx, 2);
+    ember__scommit c;
+    TU_OKM(ember__sl_commit_read(ctx, t.loc, 2, &c, msg), msg);
+    assert_null(c.hashes);
+    snprintf(p, sizeof p, "%s/state/2.h5", t.loc);
+    damage(p);
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    ember_stream_stats st;
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.replayed, 1);
+    ember_stream_destroy(&s);
+    for (int i = 0; i < 3; i++)
         free(texts[i]);
     ember_ctx_destroy(&ctx);
     td_done(&t);
@@ -1937,6 +2090,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_failed_batch_rerun_exactly_once),
         cmocka_unit_test(test_stream_changed_file_refused),
         cmocka_unit_test(test_stream_snapshot_fallback_replays),
+        cmocka_unit_test(test_stream_replay_changed_file_refused),
+        cmocka_unit_test(test_stream_pending_changed_in_place),
+        cmocka_unit_test(test_stream_replay_format1_logs),
         cmocka_unit_test(test_stream_snapshot_all_bad),
         cmocka_unit_test(test_stream_missing_log_entry_named),
         cmocka_unit_test(test_stream_retention),
