@@ -137,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == EMBER_OK && (c.batch != batch ||
                                (c.has_state && c.state_version > batch)))
             fail("a commit read with a wrong batch or state version");
+        ember__sl_commit_free(ctx, &c); /* its hash lines, when it has them */
     } else {
         ember__smeta m;
         rc = ember__sl_meta_read(ctx, loc, &m, msg);
