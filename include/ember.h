@@ -164,7 +164,8 @@ typedef struct {
 
 int ember_ctx_create(ember_ctx **out, const ember_ctx_opts *opts, char *msg);
 /* Frees the context and every dataset, broadcast and cached block still
- * made from it. Accepts NULL. */
+ * made from it. Accepts NULL. Loops and streams made with it use its
+ * allocator: destroy them first. */
 void ember_ctx_destroy(ember_ctx **ctx);
 int ember_ctx_threads(const ember_ctx *ctx);
 /* Changes the team size for later actions (results do not change). */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #ifdef F_OFD_SETLK
@@ -112,4 +113,24 @@ int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
     }
     closedir(d);
     return rc;
+}
+
+int ember__lock_orphan(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    /* the holder's pid, written once it held the lock: ours (a classic
+     * POSIX lock does not keep out the process that holds it) or a live
+     * process's means it is not an orphan, whatever the lock said */
+    long pid = fcntl(fd, DIRLOCK_SET, &fl) == 0 ? lock_holder(fd) : -1;
+    if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }

@@ -874,6 +874,11 @@ int ember__signals_caught(const ember__signals *s);
  * Closing *fd releases the lock. */
 int ember__dir_lock(const char *dir, const char *name, const char *what,
                     int *fd, char *msg);
+/* The lock file at path, locked, when its holder is gone (the lock is
+ * free and the pid written in it is no live process's, nor ours): its
+ * descriptor, which the caller closes; -1 otherwise (held, alive, no pid
+ * written yet, or no such file). */
+int ember__lock_orphan(const char *path);
 /* Removes the "*.tmp" files a crashed write left in dir, those whose names
  * start with prefix (NULL: any). Call it only holding dir's lock: no live
  * writer can own them then. A file that cannot be removed is named in msg

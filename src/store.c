@@ -95,6 +95,7 @@ struct ember__store {
         uint64_t evictions, spills, disk_reads, cache_hits;
     } delta;          /* counters not yet added to ctx->stats */
     char dir[PATH_MAX]; /* the spill dir, "" until first needed */
+    int dir_lock;       /* dir/lock, held while the dir is ours (-1: none) */
 };
 
 #define INITIAL_BUCKETS 64
@@ -446,21 +447,74 @@ static const char *spill_path(const ember__store *s, uint64_t file, char *buf)
     return buf;
 }
 
-/* Under the lock: one mkdtemp per store, on the first spill. */
+/* Empties dir and removes it. */
+static void remove_tree(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (dir) {
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                unlinkat(dirfd(dir), de->d_name, 0);
+        closedir(dir);
+    }
+    rmdir(path);
+}
+
+/* Removes the spill dirs in base that a killed process left: those whose
+ * lock is an orphan (ember__lock_orphan). A dir with no lock file (being
+ * made, or by an ember before 0.2) is left alone. */
+static void sweep_orphans(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[PATH_MAX], lock[PATH_MAX + 8];
+        if (strncmp(de->d_name, "ember-", 6) != 0 || strlen(de->d_name) != 12 ||
+            snprintf(path, sizeof path, "%s/%s", base, de->d_name) >= (int)sizeof path)
+            continue;
+        snprintf(lock, sizeof lock, "%s/lock", path);
+        int fd = ember__lock_orphan(lock);
+        if (fd < 0)
+            continue;
+        remove_tree(path); /* holding its lock: no other sweeper is in it */
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* Under the lock: one mkdtemp per store, on the first spill. The dir holds
+ * a lock file, made under another name and renamed once locked (and its
+ * pid written), so no sweeper ever sees it free while its maker lives; the
+ * first spill also sweeps away the dirs of killed processes. */
 static int ensure_dir(ember__store *s, char *msg)
 {
     if (s->dir[0])
         return EMBER_OK;
     const char *base = s->ctx->scratch_dir ? s->ctx->scratch_dir : "/tmp";
-    char tmpl[PATH_MAX];
+    char tmpl[PATH_MAX], lock[PATH_MAX + 16], made[PATH_MAX + 16];
     int n = snprintf(tmpl, sizeof tmpl, "%s/ember-XXXXXX", base);
     if (n < 0 || (size_t)n >= sizeof tmpl)
         return ember__err(msg, EMBER_EIO, "scratch dir path too long: '%s'",
                           base);
+    sweep_orphans(base);
     if (!mkdtemp(tmpl))
         return ember__err(msg, EMBER_EIO,
                           "cannot create a spill directory in '%s': %s", base,
                           strerror(errno));
+    /* The lock only lets a later process sweep the dir should this one be
+     * killed: on a file system without locks the dir goes without. */
+    char why[EMBER_MSG_SIZE];
+    snprintf(lock, sizeof lock, "%s/lock", tmpl);
+    snprintf(made, sizeof made, "%s/lock.new", tmpl);
+    if (ember__dir_lock(tmpl, "lock.new", "spill directory", &s->dir_lock, why) ==
+            EMBER_OK && rename(made, lock) != 0) {
+        close(s->dir_lock);
+        s->dir_lock = -1;
+    }
+    unlink(made); /* when the lock or the rename failed */
     memcpy(s->dir, tmpl, (size_t)n + 1);
     return EMBER_OK;
 }
@@ -607,6 +661,7 @@ int ember__store_create(ember_ctx *ctx, char *msg)
                           "out of memory creating the block store");
     }
     s->ctx = ctx;
+    s->dir_lock = -1;
     s->bucket = bucket;
     s->nbucket = INITIAL_BUCKETS;
     omp_init_lock(&s->lock);
@@ -616,20 +671,16 @@ int ember__store_create(ember_ctx *ctx, char *msg)
     return EMBER_OK;
 }
 
-/* Removes whatever is left in the spill dir, then the dir. */
+/* Removes whatever is left in the spill dir, then the dir (its lock let
+ * go last: until then no sweeper may take the dir). */
 static void remove_dir(ember__store *s)
 {
     if (!s->dir[0])
         return;
-    DIR *dir = opendir(s->dir);
-    if (dir) {
-        struct dirent *de;
-        while ((de = readdir(dir)) != NULL)
-            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-                unlinkat(dirfd(dir), de->d_name, 0);
-        closedir(dir);
-    }
-    rmdir(s->dir);
+    remove_tree(s->dir);
+    if (s->dir_lock >= 0)
+        close(s->dir_lock);
+    s->dir_lock = -1;
 }
 
 /* Views still held at destroy are the caller's bug; their blocks are freed

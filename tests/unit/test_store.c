@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -143,10 +144,30 @@ static int spill_dir(const fixture *f, char *buf, size_t size)
     return found;
 }
 
+/* The block files (*.blk) in dir; the last one's path into buf if given. */
+static int count_blocks(const char *dir, char *buf, size_t size)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 4 && strcmp(de->d_name + len - 4, ".blk") == 0) {
+            n++;
+            if (buf)
+                snprintf(buf, size, "%s/%s", dir, de->d_name);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 static int spill_files(const fixture *f)
 {
     char dir[512];
-    return spill_dir(f, dir, sizeof dir) ? count_entries(dir) : 0;
+    return spill_dir(f, dir, sizeof dir) ? count_blocks(dir, NULL, 0) : 0;
 }
 
 /* The path of the only spill file into buf. */
@@ -154,14 +175,7 @@ static void only_spill_file(const fixture *f, char *buf, size_t size)
 {
     char dir[512];
     assert_true(spill_dir(f, dir, sizeof dir));
-    assert_int_equal(count_entries(dir), 1);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            snprintf(buf, size, "%s/%s", dir, de->d_name);
-    closedir(d);
+    assert_int_equal(count_blocks(dir, buf, size), 1);
 }
 
 /* Destroys the context and checks that it left nothing behind. */
@@ -698,6 +712,83 @@ static void test_store_drop_removes_spill_files(void **state)
     close_fixture(&f); /* checks the spill dir itself is gone */
 }
 
+/* A spill dir holds its maker's lock; the first spill of a later store
+ * removes the dirs whose maker is gone (killed: nothing cleaned up) and
+ * keeps the others: a live store's, this process's, one with no lock file
+ * (an older ember's, or one being made). */
+static void make_dir_with(const char *base, const char *name, long pid, char *path,
+                          size_t size)
+{
+    snprintf(path, size, "%s/%s", base, name);
+    assert_int_equal(mkdir(path, 0700), 0);
+    char file[600];
+    snprintf(file, sizeof file, "%s/0000000000000001.blk", path);
+    FILE *b = fopen(file, "w");
+    assert_non_null(b);
+    fputs("block", b);
+    fclose(b);
+    if (pid < 0)
+        return;
+    snprintf(file, sizeof file, "%s/lock", path);
+    FILE *l = fopen(file, "w");
+    assert_non_null(l);
+    fprintf(l, "%ld\n", pid);
+    fclose(l);
+}
+
+static void test_store_sweeps_dead_spill_dirs(void **state)
+{
+    (void)state;
+    fixture live, f;
+    open_fixture(&live, 16000);
+    for (size_t p = 0; p < 4; p++) /* a live store with a spill dir */
+        assert_int_equal(put(&live, 1, p, 1000, p, NOISE, EMBER_DISK_ONLY), EMBER_OK);
+    char live_dir[512];
+    assert_true(spill_dir(&live, live_dir, sizeof live_dir));
+    /* a pid that was a process and is no more: a child reaped at once */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    char gone[600], mine[600], nolock[600], other[600];
+    make_dir_with(live.scratch, "ember-dead01", (long)dead, gone, sizeof gone);
+    make_dir_with(live.scratch, "ember-mine01", (long)getpid(), mine, sizeof mine);
+    make_dir_with(live.scratch, "ember-nolock", -1, nolock, sizeof nolock);
+    make_dir_with(live.scratch, "other-dead01", (long)dead, other, sizeof other);
+
+    /* a second store on the same scratch dir: its first spill sweeps */
+    memset(&f, 0, sizeof f);
+    f.alloc = (ember_allocator){count_malloc, count_realloc, count_free, &f.cnt};
+    snprintf(f.scratch, sizeof f.scratch, "%s", live.scratch);
+    open_ctx(&f, 16000, f.scratch);
+    struct stat st;
+    assert_int_equal(stat(gone, &st), 0); /* nothing spilled yet */
+    for (size_t p = 0; p < 4; p++)
+        assert_int_equal(put(&f, 1, p, 1000, p, NOISE, EMBER_DISK_ONLY), EMBER_OK);
+    assert_true(stat(gone, &st) != 0 && errno == ENOENT);
+    assert_int_equal(stat(mine, &st), 0);
+    assert_int_equal(stat(nolock, &st), 0);
+    assert_int_equal(stat(other, &st), 0); /* not an ember- spill dir */
+    assert_int_equal(count_blocks(live_dir, NULL, 0), 4); /* held: kept */
+    for (size_t p = 0; p < 4; p++) {
+        expect_block(&live, 1, p, 1000, p, NOISE);
+        expect_block(&f, 1, p, 1000, p, NOISE);
+    }
+    ember_ctx_destroy(&f.ctx);
+    assert_int_equal(atomic_load(&f.cnt.live), 0);
+    const char *made[] = {mine, nolock, other};
+    for (int i = 0; i < 3; i++) {
+        char blk[700];
+        snprintf(blk, sizeof blk, "%s/0000000000000001.blk", made[i]);
+        unlink(blk);
+        snprintf(blk, sizeof blk, "%s/lock", made[i]);
+        unlink(blk);
+        assert_int_equal(rmdir(made[i]), 0);
+    }
+    close_fixture(&live);
+}
+
 /* ---- disk errors ---------------------------------------------------------------- */
 
 static void test_store_spill_dir_unwritable(void **state)
@@ -761,7 +852,10 @@ static void test_store_spill_file_errors_name_the_file(void **state)
     char dir[512], file[1024];
     only_spill_file(&f, file, sizeof file);
     assert_true(spill_dir(&f, dir, sizeof dir));
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/lock", dir);
     assert_int_equal(unlink(file), 0);
+    assert_int_equal(unlink(lock), 0);
     assert_int_equal(rmdir(dir), 0);
     assert_int_equal(put(&f, 1, 1, 1000, 1, NOISE, EMBER_DISK_ONLY), EMBER_EIO);
     assert_non_null(strstr(f.msg, dir));
@@ -1119,6 +1213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_store_replace_existing_key),
         cmocka_unit_test(test_store_replace_and_drop_pinned),
         cmocka_unit_test(test_store_drop_removes_spill_files),
+        cmocka_unit_test(test_store_sweeps_dead_spill_dirs),
         cmocka_unit_test(test_store_spill_dir_unwritable),
         cmocka_unit_test(test_store_spill_file_errors_name_the_file),
         cmocka_unit_test(test_store_spill_write_error),
