@@ -467,7 +467,8 @@ typedef struct {
 
 /* Writes records to "file.h5:/path" (created if missing) as a native or
  * compound HDF5 dataset, with a "partition_offsets" attribute (u64,
- * partitions + 1 entries). */
+ * partitions + 1 entries). "file.h5" alone writes /<the dataset's name>
+ * (its operation's, as in its lineage: /range, /map), or /data. */
 int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
                   char *msg);
 

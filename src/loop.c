@@ -635,7 +635,8 @@ int ember_loop_bind_array(ember_loop *loop, const char *name,
 {
     binding b;
     set_name(&b, name);
-    if (!data || n == 0 || ember_scalar_size(kind) == 0)
+    if (!data || n == 0 || ember_scalar_size(kind) == 0 ||
+        n > SIZE_MAX / ember_scalar_size(kind)) /* its bytes overflow */
         return EMBER_EINVAL;
     b.kind = BIND_ARRAY;
     b.data = data;

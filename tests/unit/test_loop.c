@@ -1230,6 +1230,8 @@ static void test_loop_bind_errors(void **unused)
     assert_int_equal(ember_loop_bind_f64(s.loop, "d", NULL), EMBER_EINVAL);
     assert_int_equal(ember_loop_bind_array(s.loop, "a", EMBER_F64, &d, 0),
                      EMBER_EINVAL);
+    assert_int_equal(ember_loop_bind_array(s.loop, "a", EMBER_F64, &d, SIZE_MAX / 4),
+                     EMBER_EINVAL); /* its bytes would overflow */
     assert_int_equal(ember_loop_bind_array(s.loop, "a", (ember_scalar)99, &d, 1),
                      EMBER_EINVAL);
     assert_int_equal(ember_loop_bind_blob(s.loop, "b", &d, 0), EMBER_EINVAL);
