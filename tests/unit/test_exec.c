@@ -427,6 +427,7 @@ static void make_dir(const char *path)
 }
 
 /* Files left anywhere under path. */
+/* Spilled blocks under path (its spill dirs' lock files are not blocks). */
 static size_t files_under(const char *path)
 {
     DIR *d = opendir(path);
@@ -443,7 +444,7 @@ static size_t files_under(const char *path)
         if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
             n += files_under(sub);
         else
-            n++;
+            n += strcmp(e->d_name, "lock") != 0;
     }
     closedir(d);
     return n;
