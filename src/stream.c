@@ -358,7 +358,8 @@ static int fresh_location(ember_stream *s, char *msg)
 
 /* ---- the sink's owner ------------------------------------------------------------- */
 
-/* 1 when dir holds a batch file of some query. */
+/* 1 when dir holds a batch file of some query: a name as ember__sink_name
+ * makes them, batch-NNNNNNNNNNNN.csv. */
 static int sink_has_batches(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -368,8 +369,9 @@ static int sink_has_batches(const char *dir)
     int found = 0;
     while (!found && (de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        found = len > 10 && !strncmp(de->d_name, "batch-", 6) &&
-                !strcmp(de->d_name + len - 4, ".csv");
+        found = len == 22 && !strncmp(de->d_name, "batch-", 6) &&
+                strspn(de->d_name + 6, "0123456789") == 12 &&
+                !strcmp(de->d_name + 18, ".csv");
     }
     closedir(d);
     return found;
@@ -433,16 +435,21 @@ static int claim_sink(ember_stream *s, char *msg)
     ember__sowner w;
     for (int attempt = 0; attempt < 2; attempt++) {
         int rc = ember__sl_owner_read(s->ctx, s->sink_dir, &w, msg);
-        if (rc == EMBER_OK && !strcmp(w.query_id, s->query_id))
+        if (rc == EMBER_OK && !strcmp(w.query_id, s->query_id)) {
+            /* a kill between the link and the unlink leaves it */
+            ember__sl_owner_clean(s->sink_dir, s->query_id);
             return EMBER_OK;
+        }
         if (rc == EMBER_OK)
             return sink_taken(s, &w, msg);
         if (rc != EMBER_ENOTFOUND || (rc = may_claim(s, msg)))
             return rc;
         ember__sowner mine;
         memcpy(mine.query_id, s->query_id, sizeof mine.query_id);
-        char *real = realpath(s->loc, NULL);
-        snprintf(mine.location, sizeof mine.location, "%s", real ? real : s->loc);
+        char *real = real_dir(s->loc, msg, &rc);
+        if (rc)
+            return rc;
+        snprintf(mine.location, sizeof mine.location, "%s", real);
         free(real);
         int created = 0;
         if ((rc = ember__sl_owner_write(s->ctx, s->sink_dir, &mine, &created, msg)) ||
@@ -541,8 +548,10 @@ static int load_batch(ember_stream *s, const plan *p, batch_run *r, const uint64
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     int rc = ember__src_read(s->ctx, s->source, p->files, p->nfiles, &r->text,
                              &r->text_size, r->file_offsets, r->hashes, msg);
-    if (!rc)
-        rc = check_hashes(s, p, r, want, msg);
+    if (!rc && (rc = check_hashes(s, p, r, want, msg)) != EMBER_OK) {
+        ember__free(s->ctx, r->text); /* ember__src_lines did not take it */
+        r->text = NULL;
+    }
     if (rc)
         return rc;
     char name[48];
@@ -949,49 +958,123 @@ static int ts_after(const struct timespec *a, const struct timespec *b)
     return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
 }
 
-/* The first listing after a restart has no previous listing to compare
- * with: a file that sorts at or before the mark and whose inode changed
- * (created, written or renamed in) after the previous run planned its last
- * batch arrived while the stream was stopped. */
-/* 1 when a retained offsets entry lists name; *batch says which. Only
- * for the rare file that looks late after a restart, so the entries are
- * read each time. */
-static int taken_by(ember_stream *s, const char *name, uint64_t *batch)
+/* The files of the retained offsets entries, sorted by name: what a
+ * restart's late-file check looks names up in. Read once per restart,
+ * and only when some file looks late. */
+typedef struct {
+    ember__sfile f; /* name moved out of its offsets entry */
+    uint64_t batch;
+} taken_file;
+
+typedef struct {
+    taken_file *v; /* ctx allocation */
+    size_t n, cap;
+    int loaded;
+} taken_set;
+
+static int cmp_taken(const void *a, const void *b)
+{
+    return strcmp(((const taken_file *)a)->f.name, ((const taken_file *)b)->f.name);
+}
+
+static void taken_free(ember_ctx *ctx, taken_set *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        ember__free(ctx, t->v[i].f.name);
+    ember__free(ctx, t->v);
+    memset(t, 0, sizeof *t);
+}
+
+/* Moves the names of o into t; -1 when out of memory. */
+static int taken_add(ember_ctx *ctx, taken_set *t, ember__soffsets *o)
+{
+    if (o->nfiles > t->cap - t->n) {
+        size_t cap = t->cap ? t->cap : 64;
+        while (cap - t->n < o->nfiles)
+            cap *= 2;
+        taken_file *v = ember__realloc(ctx, t->v, ember__mul(cap, sizeof *v));
+        if (!v)
+            return -1;
+        t->v = v;
+        t->cap = cap;
+    }
+    for (size_t k = 0; k < o->nfiles; k++) {
+        t->v[t->n++] = (taken_file){o->files[k], o->batch};
+        o->files[k].name = NULL;
+    }
+    return 0;
+}
+
+/* Best effort: an entry that cannot be read lists nothing (its files are
+ * then reported as late, as before retention could tell). */
+static void taken_load(ember_stream *s, taken_set *t)
 {
     uint64_t *ids = NULL;
     size_t n = 0;
-    int found = 0;
+    t->loaded = 1;
     if (ember__sl_list(s->ctx, s->offsets_dir, "", &ids, &n, NULL))
-        return 0;
-    for (size_t i = n; !found && i-- > 0;) {
+        return;
+    for (size_t i = 0; i < n; i++) {
         ember__soffsets o;
         if (ember__sl_offsets_read(s->ctx, s->loc, ids[i], &o, NULL))
             continue;
-        for (size_t k = 0; !found && k < o.nfiles; k++)
-            found = !strcmp(o.files[k].name, name);
-        *batch = ids[i];
+        int oom = taken_add(s->ctx, t, &o);
         ember__sl_offsets_free(s->ctx, &o);
+        if (oom)
+            break;
     }
     ember__free(s->ctx, ids);
-    return found;
+    if (t->n)
+        qsort(t->v, t->n, sizeof *t->v, cmp_taken);
 }
 
+/* The retained offsets entry's record of name, or NULL. */
+static const taken_file *taken_find(ember_stream *s, taken_set *t, const char *name)
+{
+    if (!t->loaded)
+        taken_load(s, t);
+    taken_file key = {.f.name = (char *)name};
+    return t->n ? bsearch(&key, t->v, t->n, sizeof *t->v, cmp_taken) : NULL;
+}
+
+/* A file a batch took whose modification time differs from the one its
+ * offsets entry recorded (or, format 1, that is after the last planning):
+ * its bytes may have changed, and the new ones are never read. A change of
+ * the inode alone (chmod, chown, a hard link: ctime only) is not one. */
+static void note_changed_after_taken(ember_stream *s, const taken_file *t,
+                                     const struct stat *st)
+{
+    int64_t now_ns;
+    int changed = t->f.has_mtime
+                      ? ember__ts_ns(&st->st_mtim, &now_ns) || now_ns != t->f.mtime_ns
+                      : ts_after(&st->st_mtim, &s->planned_at);
+    if (changed)
+        warn(s, "source file %s/%s was modified after batch %" PRIu64 " took it (its "
+                "modification time differs from the one recorded then); its new bytes, "
+                "if any, are never read (files must not change once in the source "
+                "directory)", s->source, t->f.name, t->batch);
+}
+
+/* The first listing after a restart has no previous listing to compare
+ * with: a file that sorts at or before the mark and whose inode changed
+ * (created, written or renamed in) after the previous run planned its last
+ * batch arrived while the stream was stopped, unless a retained offsets
+ * entry lists it. */
 static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size_t n)
 {
     int dfd = open(s->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return;
+    taken_set taken = {0};
     for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
         struct stat st;
         if (fstatat(dfd, f[i].name, &st, 0) != 0 || !S_ISREG(st.st_mode))
             continue;
         if (!ts_after(&st.st_ctim, &s->planned_at) && !ts_after(&st.st_mtim, &s->planned_at))
             continue;
-        uint64_t batch;
-        if (taken_by(s, f[i].name, &batch)) { /* not late: written in place */
-            warn(s, "source file %s/%s was modified after batch %" PRIu64 " took it; "
-                    "its new bytes are never read (files must not change once in the "
-                    "source directory)", s->source, f[i].name, batch);
+        const taken_file *t = taken_find(s, &taken, f[i].name);
+        if (t) { /* not late: changed in place, or only its inode */
+            note_changed_after_taken(s, t, &st);
             continue;
         }
         s->stats.late_files++;
@@ -1000,6 +1083,7 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
                 "its name sorts at or before %s, the last file taken (files must "
                 "arrive in name order)", s->source, f[i].name, s->hwm);
     }
+    taken_free(s->ctx, &taken);
     close(dfd);
     s->planned_at.tv_sec = 0; /* once: later listings compare with the last */
     s->planned_at.tv_nsec = 0;
@@ -1418,22 +1502,18 @@ static void dir_identify(const char *path, dir_id *id)
         return;
     }
     char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/') /* "out/" names out */
-        parent[--n] = '\0';
-    char *slash = strrchr(parent, '/');
-    const char *base = slash ? slash + 1 : parent;
-    char base_copy[NAME_MAX + 1];
-    snprintf(base_copy, sizeof base_copy, "%s", base);
-    if (slash == parent)
-        parent[1] = '\0'; /* "/x": the parent is "/" */
-    else if (slash)
-        *slash = '\0';
-    char *real = realpath(slash ? parent : ".", NULL);
-    if (real && strcmp(base_copy, ".") && strcmp(base_copy, ".."))
-        snprintf(id->path, sizeof id->path, "%s/%s", strcmp(real, "/") ? real : "", base_copy);
-    else
+    ember__sl_parent(path, parent, sizeof parent);
+    size_t end = strlen(path), at;
+    while (end > 1 && path[end - 1] == '/') /* "out/" names out */
+        end--;
+    for (at = end; at && path[at - 1] != '/'; at--)
+        ;
+    int len = (int)(end - at);
+    int dots = (len == 1 || len == 2) && strspn(path + at, ".") >= (size_t)len;
+    char *real = dots ? NULL : realpath(parent, NULL);
+    if (!real || (size_t)snprintf(id->path, sizeof id->path, "%s/%.*s",
+                                  strcmp(real, "/") ? real : "", len, path + at) >=
+                     sizeof id->path)
         snprintf(id->path, sizeof id->path, "%s", path);
     free(real);
 }

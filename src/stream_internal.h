@@ -95,6 +95,9 @@ int ember__af_commit_wait(ember__afile_async *j, char *msg);
 /* mkdir -p of one level: the directory exists afterwards (its parent is
  * fsync'd when it was made). */
 int ember__sl_mkdir(const char *path, char *msg);
+/* The directory that holds path ("." for a bare name, "/" for "/x"); a
+ * trailing '/' does not count. */
+void ember__sl_parent(const char *path, char *buf, size_t size);
 int ember__sl_fsync_dir(const char *path);
 
 /* The ids of the entries in dir named "<decimal id><suffix>" (suffix ""
@@ -114,7 +117,11 @@ typedef struct {
 } ember__sfile;
 
 /* A time stamp in ns since the epoch; -1 when it does not fit in 63 bits
- * (years before 1678 or after 2262). */
+ * (years before 1678 or after 2262). Its results lie in [EMBER__TS_NS_MIN,
+ * EMBER__TS_NS_MAX], the range an offsets entry may record. */
+#define EMBER__TS_SEC_LIM (INT64_MAX / 1000000000 - 1)
+#define EMBER__TS_NS_MIN (-EMBER__TS_SEC_LIM * 1000000000)
+#define EMBER__TS_NS_MAX (EMBER__TS_SEC_LIM * 1000000000 + 999999999)
 int ember__ts_ns(const struct timespec *t, int64_t *ns);
 
 void ember__sfiles_free(ember_ctx *ctx, ember__sfile *f, size_t n);
@@ -187,10 +194,14 @@ typedef struct {
 
 /* Creates <sink>/.ember-sink unless one is there: *created 1 when this
  * call made it (durable on return), 0 when another was there first (read
- * it). Never replaces an existing file where the file system has hard
- * links. */
+ * it; this call left it as it was). Never replaces an existing file, but
+ * on a file system with neither hard links nor a no-replace rename two
+ * calls at once may both see created 1. */
 int ember__sl_owner_write(ember_ctx *ctx, const char *sink, const ember__sowner *w,
                           int *created, char *msg);
+/* Removes this query's temporary of ember__sl_owner_write, which a kill
+ * can leave behind. */
+void ember__sl_owner_clean(const char *sink, const char *query_id);
 /* EMBER_ENOTFOUND when absent, EMBER_ECORRUPT when damaged. */
 int ember__sl_owner_read(ember_ctx *ctx, const char *sink, ember__sowner *w, char *msg);
 

@@ -14,6 +14,7 @@
  *
  * Called from stream.c on the caller's thread (and from the unit tests).
  */
+#define _GNU_SOURCE /* renameat2, RENAME_NOREPLACE; the build's POSIX level is unchanged */
 #include "stream_internal.h"
 
 #include <ctype.h>
@@ -183,14 +184,15 @@ int ember__sl_fsync_dir(const char *path)
     return rc;
 }
 
-int ember__af_open(ember__afile *a, const char *dir, const char *name,
-                   char *msg)
+/* Starts dir/name, written as dir/tmp until its commit. */
+static int af_open_as(ember__afile *a, const char *dir, const char *name,
+                      const char *tmp, char *msg)
 {
     a->f = NULL;
     a->tmp[0] = '\0';
     if ((size_t)snprintf(a->dir, sizeof a->dir, "%s", dir) >= sizeof a->dir ||
         (size_t)snprintf(a->path, sizeof a->path, "%s/%s", dir, name) >= sizeof a->path ||
-        (size_t)snprintf(a->tmp, sizeof a->tmp, "%s/.%s.tmp", dir, name) >= sizeof a->tmp) {
+        (size_t)snprintf(a->tmp, sizeof a->tmp, "%s/%s", dir, tmp) >= sizeof a->tmp) {
         a->tmp[0] = '\0';
         return ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", dir, name);
     }
@@ -198,8 +200,8 @@ int ember__af_open(ember__afile *a, const char *dir, const char *name,
     if (fd < 0) {
         int e = errno;
         a->tmp[0] = '\0';
-        return ember__err(msg, EMBER_EIO, "cannot create %s/.%s.tmp: %s", dir,
-                          name, strerror(e));
+        return ember__err(msg, EMBER_EIO, "cannot create %s/%s: %s", dir, tmp,
+                          strerror(e));
     }
     a->f = fdopen(fd, "w");
     if (!a->f) {
@@ -211,19 +213,37 @@ int ember__af_open(ember__afile *a, const char *dir, const char *name,
     return EMBER_OK;
 }
 
-int ember__af_commit(ember__afile *a, char *msg)
+int ember__af_open(ember__afile *a, const char *dir, const char *name,
+                   char *msg)
+{
+    char tmp[NAME_MAX + 8];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name); /* a longer name fails in af_open_as */
+    return af_open_as(a, dir, name, tmp, msg);
+}
+
+/* Flushes, fsyncs and closes the temporary: the step that failed (its
+ * errno in *e), or NULL. */
+static const char *af_finish(ember__afile *a, int *e)
 {
     const char *step = NULL;
+    errno = 0;
     if (fflush(a->f) != 0 || ferror(a->f))
         step = "write";
     else if (fsync(fileno(a->f)) != 0)
         step = "fsync";
-    int e = errno;
+    *e = step ? errno : 0;
     if (fclose(a->f) != 0 && !step) {
-        e = errno;
+        *e = errno;
         step = "close";
     }
     a->f = NULL;
+    return step;
+}
+
+int ember__af_commit(ember__afile *a, char *msg)
+{
+    int e = 0;
+    const char *step = af_finish(a, &e);
     if (!step && rename(a->tmp, a->path) != 0) {
         e = errno;
         step = "rename";
@@ -291,6 +311,7 @@ int ember__af_commit_wait(ember__afile_async *j, char *msg)
 /* Writes data into a started atomic file; aborts it on failure. */
 static int write_all(ember__afile *a, const char *data, size_t len, char *msg)
 {
+    errno = 0; /* a short write need not set it */
     if (len && fwrite(data, 1, len, a->f) != len) {
         int e = errno;
         ember__af_abort(a);
@@ -310,7 +331,7 @@ int ember__sl_write_atomic(const char *dir, const char *name,
     return rc ? rc : ember__af_commit(&a, msg);
 }
 
-static void parent_of(const char *path, char *buf, size_t size)
+void ember__sl_parent(const char *path, char *buf, size_t size)
 {
     snprintf(buf, size, "%s", path);
     char *slash = strrchr(buf, '/');
@@ -340,7 +361,7 @@ int ember__sl_mkdir(const char *path, char *msg)
         return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
                           "cannot create directory %s: %s", path, strerror(errno));
     char parent[PATH_MAX];
-    parent_of(path, parent, sizeof parent);
+    ember__sl_parent(path, parent, sizeof parent);
     ember__sl_fsync_dir(parent);
     return EMBER_OK;
 }
@@ -637,7 +658,9 @@ static int parse_mtime(char **s, long version, ember__sfile *f)
     if (!sp)
         return -1;
     *sp = '\0';
-    int bad = strcmp(*s, "-") != 0 && parse_i64(*s, &f->mtime_ns);
+    int bad = strcmp(*s, "-") != 0 &&
+              (parse_i64(*s, &f->mtime_ns) || f->mtime_ns < EMBER__TS_NS_MIN ||
+               f->mtime_ns > EMBER__TS_NS_MAX);
     f->has_mtime = !bad && strcmp(*s, "-") != 0;
     *s = sp + 1;
     return bad ? -1 : 0;
@@ -698,6 +721,9 @@ int ember__sl_offsets_read(ember_ctx *ctx, const char *loc, uint64_t batch,
 int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
                            const ember__scommit *c, char *msg)
 {
+    if (c->files && !c->hashes) /* the reader refuses such an entry */
+        return ember__err(msg, EMBER_EINVAL, "commits/%" PRIu64 ": %" PRIu64 " files and "
+                          "no hashes", c->batch, c->files);
     ember__sb b = {.ctx = ctx};
     ember__sb_add(&b, "ember-stream-commit %d\nbatch %" PRIu64 "\nquery %s\n",
                   EMBER_STREAM_FORMAT, c->batch, c->query_id);
@@ -706,7 +732,7 @@ int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
     else
         ember__sb_add(&b, "state none\n");
     ember__sb_add(&b, "files %" PRIu64 "\nrows %" PRIu64 "\n", c->files, c->rows);
-    for (uint64_t i = 0; c->hashes && i < c->files; i++)
+    for (uint64_t i = 0; i < c->files; i++)
         ember__sb_add(&b, "hash %016" PRIx64 "\n", c->hashes[i]);
     add_created(&b);
     char name[32];
@@ -716,15 +742,18 @@ int ember__sl_commit_write(ember_ctx *ctx, const char *loc,
     return rc;
 }
 
-/* Format 2: a "hash <hex>" line per file of the batch, or none (a commit
- * written without them). Format 1 has none: the hashes stay NULL. */
+/* Format 2: a "hash <hex>" line per file of the batch (the writer always
+ * writes them: a batch without them would replay on trust). Format 1 has
+ * none: the hashes stay NULL. */
 static int read_hashes(ember_ctx *ctx, lfile *f, ember__scommit *c, char *msg)
 {
     size_t n = 0;
     while (f->next + n < f->nlines && !strncmp(f->line[f->next + n], "hash ", 5))
         n++;
+    if (f->version < 2 || (n == 0 && c->files == 0))
+        return EMBER_OK; /* a hash line in format 1 fails the created line */
     if (n == 0)
-        return EMBER_OK;
+        return corrupt(f, "no hash lines (format 2 has one per file)", msg);
     if (n != c->files)
         return corrupt(f, "hash lines do not match its files line", msg);
     if (!(c->hashes = ember__calloc(ctx, n, sizeof *c->hashes)))
@@ -840,6 +869,84 @@ int ember__sl_meta_read(ember_ctx *ctx, const char *loc, ember__smeta *m,
 
 /* ---- the sink's owner ----------------------------------------------------------- */
 
+/* No hard links here (link(2) says so with these): the no-replace commit
+ * falls back to a rename. */
+static int no_links(int e)
+{
+    return e == EPERM || e == EOPNOTSUPP || e == ENOSYS;
+}
+
+/* Renames tmp to path unless path exists: 0, or -1 with errno (EEXIST when
+ * it does). Without renameat2's RENAME_NOREPLACE (an old kernel, some file
+ * systems), a check then a rename: the race between two claims stays open
+ * only there. */
+static int rename_noreplace(const char *tmp, const char *path)
+{
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -1;
+#endif
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(tmp, path);
+}
+
+/* Makes tmp appear as path unless path exists: 1 made, 0 there already,
+ * -1 failed (*step the call, *e its errno). link(2) makes the whole file
+ * appear or fails with EEXIST; a file system without hard links gets a
+ * no-replace rename. */
+static int link_new(const char *tmp, const char *path, const char **step, int *e)
+{
+    if (link(tmp, path) == 0)
+        return 1;
+    if (errno == EEXIST)
+        return 0;
+    if (!no_links(errno)) {
+        *e = errno;
+        *step = "link";
+        return -1;
+    }
+    if (rename_noreplace(tmp, path) == 0)
+        return 1;
+    if (errno == EEXIST)
+        return 0;
+    *e = errno;
+    *step = "rename";
+    return -1;
+}
+
+/* ember__af_commit that never replaces a file at a->path: *created 0 when
+ * one is there (left as it was). */
+static int af_commit_new(ember__afile *a, int *created, char *msg)
+{
+    int e = 0;
+    const char *step = af_finish(a, &e);
+    int made = step ? -1 : link_new(a->tmp, a->path, &step, &e);
+    unlink(a->tmp); /* gone already after a rename */
+    a->tmp[0] = '\0';
+    if (made > 0 && ember__sl_fsync_dir(a->dir) != 0) {
+        e = errno;
+        step = "fsync directory of";
+    }
+    *created = made > 0;
+    if (step)
+        return ember__err(msg, EMBER_EIO, "%s: %s failed: %s", a->path, step,
+                          strerror(e ? e : EIO));
+    return EMBER_OK;
+}
+
+/* The query's own temporary, so two queries claiming at once do not write
+ * into one file. */
+static void owner_tmp(const char *query_id, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.%s.tmp", EMBER__SINK_OWNER, query_id);
+}
+
 int ember__sl_owner_write(ember_ctx *ctx, const char *sink, const ember__sowner *w,
                           int *created, char *msg)
 {
@@ -852,49 +959,26 @@ int ember__sl_owner_write(ember_ctx *ctx, const char *sink, const ember__sowner 
     add_created(&b);
     if (!b.oom)
         ember__sb_add(&b, "checksum %016" PRIx64 "\n", ember__sl_fnv(b.s, b.len));
-    char tmp[PATH_MAX], path[PATH_MAX];
+    char tmp[NAME_MAX + 1];
+    owner_tmp(w->query_id, tmp, sizeof tmp);
+    ember__afile a;
     int rc = b.oom ? ember__err(msg, EMBER_ENOMEM, "out of memory writing %s/%s", sink,
                                 EMBER__SINK_OWNER)
-                   : EMBER_OK;
-    /* The temporary is the query's own, so two queries claiming at once do
-     * not write into one file. */
-    if (!rc && ((size_t)snprintf(path, sizeof path, "%s/%s", sink, EMBER__SINK_OWNER) >=
-                    sizeof path ||
-                (size_t)snprintf(tmp, sizeof tmp, "%s/%s.%s.tmp", sink, EMBER__SINK_OWNER,
-                                 w->query_id) >= sizeof tmp))
-        rc = ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", sink, EMBER__SINK_OWNER);
-    int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (!rc && fd < 0)
-        rc = ember__err(msg, EMBER_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    if (!rc && (write(fd, b.s, b.len) != (ssize_t)b.len || fsync(fd) != 0))
-        rc = ember__err(msg, EMBER_EIO, "%s: write failed: %s", tmp,
-                        strerror(errno ? errno : EIO));
-    if (fd >= 0 && close(fd) != 0 && !rc)
-        rc = ember__err(msg, EMBER_EIO, "%s: close failed: %s", tmp, strerror(errno));
+                   : af_open_as(&a, sink, EMBER__SINK_OWNER, tmp, msg);
+    if (!rc)
+        rc = write_all(&a, b.s, b.len, msg);
+    if (!rc)
+        rc = af_commit_new(&a, created, msg);
     ember__sb_free(&b);
-    if (rc) {
-        unlink(tmp);
-        return rc;
-    }
-    /* link(2) makes the whole file appear only if no owner is there yet:
-     * of two queries claiming an empty sink at once, one wins and the
-     * other reads the winner's file. Without hard links, a rename: the
-     * same file, with that race open. */
-    if (link(tmp, path) == 0) {
-        *created = 1;
-    } else if (errno != EEXIST) {
-        if (rename(tmp, path) != 0) {
-            rc = ember__err(msg, EMBER_EIO, "cannot create %s: %s", path, strerror(errno));
-            unlink(tmp);
-            return rc;
-        }
-        *created = 1;
-    }
-    unlink(tmp);
-    if (*created && ember__sl_fsync_dir(sink) != 0)
-        return ember__err(msg, EMBER_EIO, "%s: fsync of the directory failed: %s", sink,
-                          strerror(errno));
-    return EMBER_OK;
+    return rc;
+}
+
+void ember__sl_owner_clean(const char *sink, const char *query_id)
+{
+    char tmp[NAME_MAX + 1], path[PATH_MAX];
+    owner_tmp(query_id, tmp, sizeof tmp);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", sink, tmp) < sizeof path)
+        unlink(path);
 }
 
 int ember__sl_owner_read(ember_ctx *ctx, const char *sink, ember__sowner *w, char *msg)

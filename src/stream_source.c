@@ -61,8 +61,7 @@ static int cmp_sfile(const void *a, const void *b)
 
 int ember__ts_ns(const struct timespec *t, int64_t *ns)
 {
-    const int64_t lim = INT64_MAX / 1000000000 - 1;
-    if (t->tv_sec > lim || t->tv_sec < -lim)
+    if (t->tv_sec > EMBER__TS_SEC_LIM || t->tv_sec < -EMBER__TS_SEC_LIM)
         return -1;
     *ns = (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
     return 0;
@@ -237,15 +236,18 @@ static int read_error(const char *dir, const ember__sfile *f, const rd_result *r
                           dir, f->name, (unsigned long long)f->size,
                           r->status == RD_SHORT ? "only" : "more than",
                           (unsigned long long)(r->status == RD_SHORT ? r->got : f->size));
-    case RD_TOUCHED:
+    case RD_TOUCHED: /* with the way out: it is refused on every restart */
         return ember__err(msg, EMBER_EFORMAT,
                           "source file %s/%s changed after it arrived: it was modified "
-                          "at %" PRId64 ".%09" PRId64 " s when its batch was planned and "
-                          "at %" PRId64 ".%09" PRId64 " s now, at the same size (files "
-                          "must not change once in the source directory; a re-run "
-                          "batch must read the bytes it was planned with)", dir,
-                          f->name, ns_sec(f->mtime_ns), ns_frac(f->mtime_ns),
-                          ns_sec(r->mtime_ns), ns_frac(r->mtime_ns));
+                          "at %" PRId64 ".%09" PRId64 " s when its batch was planned, at %"
+                          PRId64 ".%09" PRId64 " s now (same size); a re-run batch must "
+                          "read the bytes it was planned with. If the bytes are unchanged "
+                          "(only touched, or restored without nanoseconds), restore the "
+                          "time: touch -d @%" PRId64 ".%09" PRId64 " '%s/%s'; else restore "
+                          "the bytes, or use a new checkpoint location", dir, f->name,
+                          ns_sec(f->mtime_ns), ns_frac(f->mtime_ns), ns_sec(r->mtime_ns),
+                          ns_frac(r->mtime_ns), ns_sec(f->mtime_ns), ns_frac(f->mtime_ns),
+                          dir, f->name);
     default:
         return EMBER_OK;
     }

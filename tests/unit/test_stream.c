@@ -516,8 +516,10 @@ static void test_stream_commits_roundtrip(void **state)
     assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
     snprintf(path, sizeof path, "%s/commits", t.loc);
     assert_int_equal(ember__sl_mkdir(path, msg), EMBER_OK);
+    /* Leading zeros and all ones survive the round trip. */
+    uint64_t hashes[3] = {0x1, UINT64_MAX, 0x00000000deadbeefULL};
     ember__scommit c = {.batch = 9, .has_state = 1, .state_version = 8, .rows = 77,
-                        .files = 3};
+                        .files = 3, .hashes = hashes};
     memcpy(c.query_id, "ffffffffffffffffffffffffffffffff", EMBER__SQ_ID_SIZE);
     TU_OKM(ember__sl_commit_write(ctx, t.loc, &c, msg), msg);
     c.batch = 10;
@@ -531,8 +533,13 @@ static void test_stream_commits_roundtrip(void **state)
     assert_int_equal(r.rows, 77);
     assert_int_equal(r.files, 3);
     assert_string_equal(r.query_id, c.query_id);
+    assert_non_null(r.hashes);
+    for (int i = 0; i < 3; i++)
+        assert_true(r.hashes[i] == hashes[i]);
+    ember__sl_commit_free(ctx, &r);
     TU_OKM(ember__sl_commit_read(ctx, t.loc, 10, &r, msg), msg);
     assert_int_equal(r.has_state, 0);
+    ember__sl_commit_free(ctx, &r);
 
     uint64_t *ids = NULL;
     size_t n = 0;
