@@ -1633,9 +1633,135 @@ static void test_stream_replay_format1_logs(void **state)
     ember_stream_stats st;
     ember_stream_get_stats(s, &st);
     assert_int_equal(st.replayed, 1);
+    /* The rebuilt counts are the three batches' counts. */
+    char *more[4] = {texts[0], texts[1], texts[2], random_text(777, 100)};
+    put_file(&t, "f9999", more[3]);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    char *got = newest_output(&t), *want = reference((const char *const *)more, 4);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    free(more[3]);
     ember_stream_destroy(&s);
     for (int i = 0; i < 3; i++)
         free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A commit or offsets entry that the writer never makes is refused as
+ * damaged, naming the file. */
+static void expect_corrupt_commit(const tdir *t, ember_ctx *ctx, const char *text,
+                                  const char *why)
+{
+    char msg[EMBER_MSG_SIZE], p[600];
+    snprintf(p, sizeof p, "%s/commits/4", t->loc);
+    write_checksummed(p, text);
+    ember__scommit c;
+    assert_int_equal(ember__sl_commit_read(ctx, t->loc, 4, &c, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, why);
+    ember__sl_commit_free(ctx, &c);
+}
+
+static void test_stream_log_bad_hashes_refused(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], p[600];
+    snprintf(p, sizeof p, "%s/commits", t.loc);
+    TU_OKM(ember__sl_mkdir(t.loc, msg), msg);
+    TU_OKM(ember__sl_mkdir(p, msg), msg);
+    const char *head = "ember-stream-commit 2\nbatch 4\nquery "
+                       "0123456789abcdef0123456789abcdef\nstate none\nfiles 2\nrows 1\n";
+    char text[1024];
+    snprintf(text, sizeof text, "%screated x\n", head); /* replayed on trust before */
+    expect_corrupt_commit(&t, ctx, text, "no hash lines");
+    snprintf(text, sizeof text, "%shash 0000000000000001\ncreated x\n", head);
+    expect_corrupt_commit(&t, ctx, text, "hash lines do not match");
+    snprintf(text, sizeof text, "%shash 0000000000000001\nhash 000000000000000g\n"
+             "created x\n", head);
+    expect_corrupt_commit(&t, ctx, text, "bad hash line");
+    snprintf(text, sizeof text, "%shash 0000000000000001\nhash FFFFFFFFFFFFFFFF\n"
+             "created x\n", head); /* the writer's hex is lower case */
+    expect_corrupt_commit(&t, ctx, text, "bad hash line");
+    snprintf(text, sizeof text, "%shash 0000000000000001\nhash ffffffffffffffff\n"
+             "created x\n", head);
+    snprintf(p, sizeof p, "%s/commits/4", t.loc);
+    write_checksummed(p, text);
+    ember__scommit c;
+    TU_OKM(ember__sl_commit_read(ctx, t.loc, 4, &c, msg), msg);
+    assert_true(c.hashes[0] == 1 && c.hashes[1] == UINT64_MAX);
+    ember__sl_commit_free(ctx, &c);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Format 2 offsets lines carry the mtime ("-": unknown) before the name; a
+ * line without it, or with one no file system time gives, is damaged. */
+static void test_stream_log_offsets_mtime_refused(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], p[600], text[1024];
+    snprintf(p, sizeof p, "%s/offsets", t.loc);
+    TU_OKM(ember__sl_mkdir(t.loc, msg), msg);
+    TU_OKM(ember__sl_mkdir(p, msg), msg);
+    snprintf(p, sizeof p, "%s/offsets/0", t.loc);
+    const char *lines[] = {"file 12 a", "file 12 -9223372036854775808 a",
+                           "file 12 9223372036854775807 a", "file 12 x a"};
+    ember__soffsets o;
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        snprintf(text, sizeof text, "ember-stream-offsets 2\nbatch 0\nquery "
+                 "0123456789abcdef0123456789abcdef\nfiles 1\n%s\ncreated x\n", lines[i]);
+        write_checksummed(p, text);
+        assert_int_equal(ember__sl_offsets_read(ctx, t.loc, 0, &o, msg), EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "bad file line");
+    }
+    snprintf(text, sizeof text, "ember-stream-offsets 2\nbatch 0\nquery "
+             "0123456789abcdef0123456789abcdef\nfiles 1\nfile 12 -1500000000 a\n"
+             "created x\n");
+    write_checksummed(p, text);
+    TU_OKM(ember__sl_offsets_read(ctx, t.loc, 0, &o, msg), msg);
+    assert_true(o.files[0].has_mtime && o.files[0].mtime_ns == -1500000000);
+    ember__sl_offsets_free(ctx, &o);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A second claim never replaces the owner file, and leaves no temporary. */
+static void test_stream_owner_write_no_replace(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], p[600];
+    TU_OKM(ember__sl_mkdir(t.out, msg), msg);
+    ember__sowner a = {.location = "/a"}, b = {.location = "/b"}, r;
+    memcpy(a.query_id, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", EMBER__SQ_ID_SIZE);
+    memcpy(b.query_id, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", EMBER__SQ_ID_SIZE);
+    int created = 0;
+    TU_OKM(ember__sl_owner_write(ctx, t.out, &a, &created, msg), msg);
+    assert_int_equal(created, 1);
+    snprintf(p, sizeof p, "%s/%s", t.out, EMBER__SINK_OWNER);
+    char *before = slurp(p, NULL);
+    TU_OKM(ember__sl_owner_write(ctx, t.out, &b, &created, msg), msg);
+    assert_int_equal(created, 0);
+    char *after = slurp(p, NULL);
+    assert_string_equal(before, after);
+    TU_OKM(ember__sl_owner_read(ctx, t.out, &r, msg), msg);
+    assert_string_equal(r.query_id, a.query_id);
+    assert_string_equal(r.location, "/a");
+    snprintf(p, sizeof p, "%s/%s.%s.tmp", t.out, EMBER__SINK_OWNER, b.query_id);
+    assert_int_equal(access(p, F_OK), -1);
+    free(before);
+    free(after);
     ember_ctx_destroy(&ctx);
     td_done(&t);
 }
@@ -2080,6 +2206,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_offsets_roundtrip),
         cmocka_unit_test(test_stream_offsets_corrupt),
         cmocka_unit_test(test_stream_commits_roundtrip),
+        cmocka_unit_test(test_stream_log_bad_hashes_refused),
+        cmocka_unit_test(test_stream_log_offsets_mtime_refused),
+        cmocka_unit_test(test_stream_owner_write_no_replace),
         cmocka_unit_test(test_stream_metadata_compare),
         cmocka_unit_test(test_stream_metadata_bad_escape),
         cmocka_unit_test(test_stream_merge_collisions),
