@@ -1,6 +1,7 @@
-/* fuzz_stream_log.c: a stream's metadata, offsets and commits files
- * (src/stream_log.c), the checksummed text logs a restarted stream reads,
- * and its state snapshots (ember__ss_load, src/stream_state.c).
+/* fuzz_stream_log.c: a stream's metadata, offsets and commits files and a
+ * directory sink's owner file (src/stream_log.c), the checksummed text a
+ * restarted stream reads, and its state snapshots (ember__ss_load,
+ * src/stream_state.c).
  *
  * Input: one byte of options, then the file's lines (or the snapshot).
  *   bits 0-1  which file: 0 metadata, 1 offsets/<batch>, 2 commits/<batch>,
@@ -8,6 +9,7 @@
  *             (read with the fingerprint and batch its root attributes
  *             give, so that damage past them is reached)
  *   bits 2-4  batch (the number in the file's name)
+ *   bit  6    with file 0: the sink owner file .ember-sink instead
  *   bit  7    write the input as is; otherwise the harness appends the
  *             "checksum <hex>" line the reader wants, so mutations reach
  *             the parser instead of dying at the checksum
@@ -93,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int kind = data[0] & 3;
     uint64_t batch = (data[0] >> 2) & 7;
     int raw = (data[0] & 0x80) != 0;
+    int owner = kind == 0 && (data[0] & 0x40);
 
     if (kind == 3) {
         ember_ctx *ctx = fuzz_ctx();
@@ -112,6 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(rel, sizeof rel, "loc/offsets/%" PRIu64, batch);
     else if (kind == 2)
         snprintf(rel, sizeof rel, "loc/commits/%" PRIu64, batch);
+    else if (owner)
+        snprintf(rel, sizeof rel, "loc/%s", EMBER__SINK_OWNER);
     else
         snprintf(rel, sizeof rel, "loc/metadata");
     /* kind 3 returned above */
@@ -138,6 +143,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                (c.has_state && c.state_version > batch)))
             fail("a commit read with a wrong batch or state version");
         ember__sl_commit_free(ctx, &c); /* its hash lines, when it has them */
+    } else if (owner) {
+        ember__sowner w;
+        rc = ember__sl_owner_read(ctx, loc, &w, msg);
+        fuzz_check_msg(rc, msg, "ember__sl_owner_read");
+        if (rc == EMBER_OK && (strlen(w.query_id) != EMBER__SQ_ID_SIZE - 1 ||
+                               !memchr(w.location, '\0', sizeof w.location)))
+            fail("an owner read with a bad id or location");
     } else {
         ember__smeta m;
         rc = ember__sl_meta_read(ctx, loc, &m, msg);

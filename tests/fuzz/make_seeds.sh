@@ -145,13 +145,14 @@ mkdir -p "$tmp/src" "$tmp/loc"
 printf 'a b\nc a\n' >"$tmp/src/f1.txt"
 printf 'b\n' >"$tmp/src/f%%20two.txt"
 "$bin/ember-stream-wordcount" --source "$tmp/src" --checkpoint-location "$tmp/loc" \
-  --trigger once --quiet >/dev/null
+  --sink "$tmp/out" --trigger once --quiet >/dev/null
 nochk() { sed '$d' "$1"; }
 prefix '\000' <(nochk "$tmp/loc/metadata") "$d/seed_metadata"
 b=$(ls "$tmp/loc/offsets" | sort -n | tail -1)
 prefix "\\$(printf '%03o' $((1 + 4 * b)))" <(nochk "$tmp/loc/offsets/$b") "$d/seed_offsets"
 prefix "\\$(printf '%03o' $((2 + 4 * b)))" <(nochk "$tmp/loc/commits/$b") "$d/seed_commits"
 prefix '\200' "$tmp/loc/metadata" "$d/seed_metadata_raw"
+prefix '\100' <(nochk "$tmp/out/.ember-sink") "$d/seed_sink_owner"
 snap=$(find "$tmp/loc" -name '*.h5' | sort | tail -1)
 [ -n "$snap" ] || { echo "make_seeds: the stream wrote no state snapshot" >&2; exit 1; }
 prefix '\003' "$snap" "$d/seed_state_snapshot"
