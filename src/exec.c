@@ -76,23 +76,25 @@ struct ember_emitter {
     size_t n;
     size_t size;
     size_t part;
-    int failed;
+    int failed;             /* the first failed ember_emit's status: the
+                               task reports it, whatever the function
+                               returned */
 };
 
 int ember_emit(ember_emitter *em, const void *records, size_t n)
 {
-    if (!em || (!records && n))
+    if (!em)
         return EMBER_EINVAL;
+    if (!records && n)
+        return em->failed = em->failed ? em->failed : EMBER_EINVAL;
     size_t need = ember__mul(em->n + n, em->size);
     if (need > *em->cap) {
         size_t cap = *em->cap ? *em->cap : 4096;
         while (cap < need)
             cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         unsigned char *p = ember__realloc(em->ctx, *em->buf, cap);
-        if (!p) {
-            em->failed = 1;
-            return EMBER_ENOMEM;
-        }
+        if (!p)
+            return em->failed = em->failed ? em->failed : EMBER_ENOMEM;
         *em->buf = p;
         *em->cap = cap;
     }
@@ -271,6 +273,16 @@ static int user_failed(task *t, const step *s, const char *what, int r)
                       (unsigned long long)s->node->id, r, s->part);
 }
 
+/* A failed ember_emit, which the function may have passed on or not. */
+static int emit_failed(task *t, const step *s, const char *what, int status)
+{
+    return ember__err(t->msg, status, "%s function of #%llu in partition %zu: "
+                      "ember_emit failed: %s", what, (unsigned long long)s->node->id,
+                      s->part, status == EMBER_ENOMEM
+                                   ? "out of memory"
+                                   : "NULL records with a count above 0");
+}
+
 /* Picks the ping-pong buffer that cur is not in, with room for bytes. */
 static int other_buf(task *t, const unsigned char *cur, size_t bytes, int *w)
 {
@@ -349,7 +361,7 @@ static int apply(task *t, step *s, const unsigned char **cur, size_t *n)
                             s->part, 0};
         r = ((ember_emit_fn)d->u.f.fn)(*cur, *n, &em, d->u.f.arg);
         if (em.failed)
-            return ember__err(t->msg, EMBER_ENOMEM, "out of memory in flat_map");
+            return emit_failed(t, s, "flat_map", em.failed);
         if (r)
             return user_failed(t, s, "flat_map", r);
         *cur = t->buf[w];
@@ -535,7 +547,7 @@ static int run_mappart(task *t, size_t i, const void *in, size_t n)
     ember_emitter em = {t->ctx, &out, &cap, 0, d->type.size, s->part, 0};
     int r = ((ember_emit_fn)d->u.f.fn)(in, n, &em, d->u.f.arg);
     if (em.failed)
-        rc = ember__err(t->msg, EMBER_ENOMEM, "out of memory in map_partitions");
+        rc = emit_failed(t, s, "map_partitions", em.failed);
     else if (r)
         rc = user_failed(t, s, "map_partitions", r);
     else

@@ -1042,10 +1042,43 @@ static void test_exec_allocation_failures_two_threads(void **state)
     run_alloc_failures(2);
 }
 
+/* A failed ember_emit fails the task even when the function goes on and
+ * returns 0 (a map_partitions that ignored it used to lose its records
+ * silently), and the message says what failed. */
+static int emit_null(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)in;
+    (void)arg;
+    (void)ember_emit(em, NULL, n ? 3 : 0); /* ignored, as a careless user would */
+    return 0;
+}
+
+static void test_exec_failed_emit_fails_the_task(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *f = NULL;
+    ember_type t = ember_type_scalar(EMBER_I64);
+    TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
+    TU_OKM(ember_map_partitions(&m, r, &t, emit_null, NULL, 0, msg), msg);
+    uint64_t n = 0;
+    assert_int_equal(ember_count(m, &n, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "ember_emit failed: NULL records");
+    TU_OKM(ember_flat_map(&f, r, &t, emit_null, NULL, 0, msg), msg);
+    assert_int_equal(ember_count(f, &n, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "flat_map function");
+    ember_ds_free(&f);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exec_pipeline_reads_input_once),
+        cmocka_unit_test(test_exec_failed_emit_fails_the_task),
         cmocka_unit_test(test_exec_no_empty_blocks_after_filter),
         cmocka_unit_test(test_exec_results_same_at_1_2_4_threads),
         cmocka_unit_test(test_exec_results_same_for_any_block_size),
