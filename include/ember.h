@@ -310,6 +310,9 @@ typedef struct ember_emitter ember_emitter;
 /* flat_map and map_partitions: emit any number of output records. */
 typedef int (*ember_emit_fn)(const void *in, size_t n, ember_emitter *out,
                              void *arg);
+/* Appends n records. EMBER_ENOMEM, or EMBER_EINVAL for NULL records with
+ * n > 0; either fails the task with that status (the action returns it,
+ * naming the function), whatever the function then returns. */
 int ember_emit(ember_emitter *em, const void *records, size_t n);
 size_t ember_emitter_partition(const ember_emitter *em);
 
