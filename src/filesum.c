@@ -458,11 +458,15 @@ static int check_block(const char *path, const unsigned char *block,
                        uint64_t size, char *msg)
 {
     unsigned char self[8];
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     if (memcmp(block, MAGIC, 8) != 0)
         return ember__err(msg, EMBER__FSUM_NONE,
-                          "%s: no ember checksum header (written by ember "
-                          "0.1.0 or another program, or its first bytes are "
-                          "damaged): cannot be verified", path);
+                          memcmp(block, hdf5, 8) == 0
+                              ? "%s: no ember checksum header (an HDF5 file written "
+                                "by ember 0.1.0 or another program): cannot be verified"
+                              : "%s: no ember checksum header, and it does not start "
+                                "as an HDF5 file does (not an HDF5 file, or its first "
+                                "bytes are damaged): cannot be verified", path);
     self_hash(block, self);
     if (memcmp(self, block + OFF_SELF, 8) != 0)
         return ember__err(msg, EMBER_ECORRUPT,

@@ -79,4 +79,9 @@ awk -f "$json_check" "$tmp/last.out" || fail "--json on junk is not valid JSON"
 grep -q 'resumed from .* at iteration 1$' "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "did not resume from the good checkpoint"; }
 grep -q "skipping checkpoint $bad: .*content checksum mismatch" "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "the skip does not name the bad file and the checksum"; }
 cmp -s "$tmp/ref.h5" "$tmp/out.h5" || fail "output after skipping the bad checkpoint differs"
+# A file that is no HDF5 file at all (a text edge list) is called that,
+# not "written by ember 0.1.0 or another program".
+printf '0 1\n1 2\n%.0s' $(seq 300) > "$tmp/g.el"
+"$ins" "$tmp/g.el" > "$tmp/el.out" 2>&1 && fail "inspect passed a text file"
+grep -q "does not start as an HDF5 file does" "$tmp/el.out" || { cat "$tmp/el.out"; fail "a text file is not called that"; }
 echo "test_inspect_corrupt: PASS"
