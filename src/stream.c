@@ -1526,8 +1526,9 @@ static int same_dir(const dir_id *a, const dir_id *b)
 }
 
 /* The source, the checkpoint location and the sink must be three
- * directories: a location in the source feeds the stream its own lock
- * and logs as words, a sink in it every earlier batch's output, and a
+ * directories, and the source not inside the location: a location in the
+ * source feeds the stream its own lock and logs as words (so does a source
+ * in the location), a sink in it every earlier batch's output, and a
  * sink in the location mixes output with bookkeeping. Compared by device
  * and inode, so another spelling (a symlink, "in/.", a relative path) is
  * the same directory. A subdirectory of the source is fine: the source
@@ -1543,6 +1544,18 @@ static int check_distinct(const ember_stream *s, char *msg)
                           "logs as input files; use a checkpoint location outside the "
                           "source directory (a subdirectory of it is fine)", s->loc,
                           s->source);
+    /* nor inside it: --source ck/offsets would count the stream's own log */
+    char *rs = loc.exists ? realpath(s->source, NULL) : NULL;
+    char *rl = rs ? realpath(s->loc, NULL) : NULL;
+    size_t n = rl ? strlen(rl) : 0;
+    int inside = rl && strncmp(rs, rl, n) == 0 && rs[n] == '/';
+    free(rs);
+    free(rl);
+    if (inside)
+        return ember__err(msg, EMBER_EINVAL, "stream: the source directory %s is inside "
+                          "the checkpoint location %s: the stream would read its own "
+                          "logs as input files; use a source outside it", s->source,
+                          s->loc);
     if (!s->sink_dir)
         return EMBER_OK;
     dir_identify(s->sink_dir, &sink);

@@ -989,6 +989,14 @@ static void test_stream_dirs_must_differ(void **state)
     assert_int_equal(mkdir(t.loc, 0755), 0);
     o.sink_dir = loc_slash;
     refused_dirs(ctx, &o, "is the checkpoint location");
+    /* The source inside the location (its own logs as input): refused. */
+    char inner[500];
+    snprintf(inner, sizeof inner, "%s/offsets", t.loc);
+    assert_int_equal(mkdir(inner, 0755), 0);
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.source_dir = inner;
+    refused_dirs(ctx, &o, "is inside the checkpoint location");
+    assert_int_equal(rmdir(inner), 0);
     /* Subdirectories of the source: fine, and not read as input. */
     snprintf(sub, sizeof sub, "%s/ck", t.src);
     snprintf(subsink, sizeof subsink, "%s/out", t.src);
