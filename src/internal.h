@@ -877,7 +877,8 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
 /* The lock file at path, locked, when its holder is gone (the lock is
  * free and the pid written in it is no live process's, nor ours): its
  * descriptor, which the caller closes; -1 otherwise (held, alive, no pid
- * written yet, or no such file). */
+ * written yet, or no such file; always without open-file-description
+ * locks, where looking could free this process's own). */
 int ember__lock_orphan(const char *path);
 /* Removes the "*.tmp" files a crashed write left in dir, those whose names
  * start with prefix (NULL: any). Call it only holding dir's lock: no live
