@@ -86,10 +86,7 @@ int main(int argc, char **argv)
                           {"relabel", EMBER_I64, 0, relabel, NULL}};
     if (!rc)
         rc = ember_cli_write_provenance(&cli, tmp, in, at, 3, msg);
-    if (rc)
-        remove(tmp);
-    else
-        rc = ember_cli_publish(tmp, out, msg);
+    rc = ember_cli_publish(rc, tmp, out, msg);
     if (!rc) /* what was written: a result, on stdout */
         printf("ember-convert: %s: %" PRIu64 " vertices, %" PRIu64 " edges\n", out, g->n,
                g->m);

@@ -381,13 +381,10 @@ int main(int argc, char **argv)
     /* Written as FILE.tmp and renamed at the end, so a kill never leaves
      * half a file under the name; except points added as a dataset to an
      * HDF5 file that is already there, which change that file in place. */
-    const char *final = cli.output, *cut = NULL;
-    out_path = final;
-    for (const char *p = strstr(final, ":/"); p; p = strstr(p + 1, ":/"))
-        cut = p;
+    const char *final = cli.output;
     char file[4096], tmp[4096], target[8192];
-    snprintf(file, sizeof file, "%.*s", cut ? (int)(cut - final) : (int)strlen(final),
-             final);
+    const char *cut = ember_cli_output_file(final, file, sizeof file);
+    out_path = final;
     int in_place = strcmp(cli.args[0], "blobs") == 0 && cut && access(file, F_OK) == 0;
     if (!in_place) {
         if (ember_cli_tmp_name(file, tmp, sizeof tmp))
@@ -397,10 +394,9 @@ int main(int argc, char **argv)
     }
     double t0 = ember_cli_now();
     rc = strcmp(cli.args[0], "kron") == 0 ? kron(&cli, ctx, msg) : blobs(&cli, ctx, msg);
-    if (!in_place && rc)
-        remove(tmp);
-    else if (!in_place && (rc = ember_cli_publish(tmp, file, msg)))
-        rc = ember_cli_exit(&cli, rc, msg);
+    /* rc is an exit status here: a failed rename is reported as any error */
+    if (!in_place && ember_cli_publish(rc, tmp, file, msg) != rc)
+        rc = ember_cli_exit(&cli, EMBER_EIO, msg);
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (rc == 0 && !cli.quiet) /* the run's time: stderr */
         fprintf(stderr, "ember-gen: %s written in %.3f s\n", cli.output,

@@ -1488,27 +1488,20 @@ static int write_output(const km *s, const km_result *res, char *msg)
     char tmp[4096], cpath[4096], ctmp[4096];
     if (ember_cli_tmp_name(path, tmp, sizeof tmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
-    if (!ember_cli_output_is_csv(path)) {
-        int rc = write_h5(s, res, tmp, msg);
-        if (rc)
-            remove(tmp);
-        return rc ? rc : ember_cli_publish(tmp, path, msg);
-    }
+    if (!ember_cli_output_is_csv(path))
+        return ember_cli_publish(write_h5(s, res, tmp, msg), tmp, path, msg);
     if (centroids_path(path, cpath, sizeof cpath) ||
         ember_cli_tmp_name(cpath, ctmp, sizeof ctmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
-    if (write_csv_file(ctmp, s, res, 1)) {
-        remove(ctmp);
-        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, ctmp);
-    }
-    int rc = ember_cli_publish(ctmp, cpath, msg);
-    if (rc)
+    int rc = write_csv_file(ctmp, s, res, 1)
+                 ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, ctmp)
+                 : 0;
+    if ((rc = ember_cli_publish(rc, ctmp, cpath, msg)))
         return rc;
-    if (write_csv_file(tmp, s, res, 0)) {
-        remove(tmp);
-        return km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, tmp);
-    }
-    return ember_cli_publish(tmp, path, msg);
+    rc = write_csv_file(tmp, s, res, 0)
+             ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, tmp)
+             : 0;
+    return ember_cli_publish(rc, tmp, path, msg);
 }
 
 /* ---- --verify: an independent serial checker ------------------------------------------------- */

@@ -303,12 +303,17 @@ int ember_cli_prepare(ember_cli *cli);
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
 
 /* Outputs appear whole or not at all: a program writes NAME.tmp
- * (ember_cli_tmp_name: 0, or -1 when the name is too long), then
- * ember_cli_publish makes it NAME: fsync, rename, fsync of the directory,
- * so a kill leaves the previous file or the new one, never half of one.
- * On failure it removes the .tmp and says so in msg, naming `path`. */
+ * (ember_cli_tmp_name: 0, or -1 when the name is too long), then hands
+ * the write's status to ember_cli_publish: 0 renames NAME.tmp to NAME (a
+ * kill leaves the previous file or the new one, never half of one), any
+ * other status removes NAME.tmp and is returned as it is. A failed rename
+ * removes it too and says so in msg, naming `path`. */
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
-int ember_cli_publish(const char *tmp, const char *path, char *msg);
+int ember_cli_publish(int status, const char *tmp, const char *path, char *msg);
+/* The file of an output spec: "file.h5:/dataset" (HDF5 outputs) splits at
+ * its last ":/", as the HDF5 layer splits it. Copies the file part into
+ * file and returns the ":/..." rest, or NULL when there is none. */
+const char *ember_cli_output_file(const char *spec, char *file, size_t size);
 
 /* Parses a duration as SLURM's --time does: MM, MM:SS, HH:MM:SS, D-HH,
  * D-HH:MM, D-HH:MM:SS (whole numbers; a bare number is minutes), or a

@@ -226,14 +226,7 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     char tmp[PATH_MAX], path[PATH_MAX];
     if (!spec[0])
         return ember_cli_usage_error(cli, "--%s: empty file name", flag);
-    /* "file.h5:/dataset" (HDF5 outputs): the file is the part before the
-     * last ':' followed by '/', as the HDF5 layer splits it */
-    const char *cut = NULL;
-    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
-        cut = p;
-    snprintf(path, sizeof path, "%.*s", (int)(cut && cut > spec ? cut - spec
-                                                                : (ptrdiff_t)strlen(spec)),
-             spec);
+    ember_cli_output_file(spec, path, sizeof path);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      path);
@@ -270,19 +263,32 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     return 0;
 }
 
+const char *ember_cli_output_file(const char *spec, char *file, size_t size)
+{
+    const char *cut = NULL;
+    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+        cut = p;
+    if (cut == spec) /* ":/x" names a file of that name */
+        cut = NULL;
+    snprintf(file, size, "%.*s", cut ? (int)(cut - spec) : (int)strlen(spec), spec);
+    return cut;
+}
+
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
 {
     return snprintf(tmp, size, "%s.tmp", path) < (int)size ? 0 : -1;
 }
 
-int ember_cli_publish(const char *tmp, const char *path, char *msg)
+int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)
 {
     /* No fsync: the rename is what a kill cannot split (an output is
      * written again by rerunning the command, unlike a checkpoint). */
-    if (rename(tmp, path) == 0)
+    if (status == 0 && rename(tmp, path) == 0)
         return EMBER_OK;
     int e = errno;
     remove(tmp);
+    if (status)
+        return status;
     snprintf(msg, EMBER_MSG_SIZE, "%s: cannot rename %s to it: %s", path, tmp,
              strerror(e));
     return EMBER_EIO;

@@ -99,11 +99,7 @@ int ember_cli_write_vertex_values(const ember_cli *cli, const ember_graph *g,
         if (!rc)
             rc = ember_cli_write_provenance(cli, tmp, NULL, attrs, nattrs, msg);
     }
-    if (rc) {
-        remove(tmp);
-        return rc;
-    }
-    return ember_cli_publish(tmp, out, msg);
+    return ember_cli_publish(rc, tmp, out, msg);
 }
 
 int ember_cli_note_vertex_ids(const ember_cli *cli, ember_loop *loop,
