@@ -121,19 +121,9 @@ static int adopt(cc *s, char *msg)
 {
     uint64_t *off = NULL;
     size_t parts = 0;
-    int rc = ember_array_parts(&off, &parts, s->labels, msg);
+    int rc = ember_cli_vertex_parts(&off, &parts, s->ctx, s->g, s->labels, "labels", msg);
     if (rc)
         return rc;
-    if (off[parts] != s->g->n) {
-        ember_free(s->ctx, off);
-        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint holds %" PRIu64
-                 " labels, the graph has %" PRIu64 " vertices", off[parts], s->g->n);
-        return EMBER_ELENGTH;
-    }
-    if ((rc = ember_cli_check_rows(s->g, off, parts, msg))) {
-        ember_free(s->ctx, off);
-        return rc;
-    }
     free(s->changed);
     free(s->cursor);
     s->changed = calloc(parts, sizeof *s->changed);

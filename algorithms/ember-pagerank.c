@@ -403,21 +403,11 @@ static int adopt_ranks(pr *s, char *msg)
 {
     size_t parts = 0;
     uint64_t *off = NULL;
-    int rc = ember_array_parts(&off, &parts, s->ranks, msg);
-    if (rc)
-        return rc;
-    if (off[parts] != s->g->n) {
-        ember_free(s->ctx, off);
-        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint holds %" PRIu64
-                 " ranks, the graph has %" PRIu64 " vertices", off[parts], s->g->n);
-        return EMBER_ELENGTH;
-    }
     /* The loader read this rank's rows of the partitions it made; a
      * partitioning that needs others must stop here, not read past them. */
-    if ((rc = ember_cli_check_rows(s->g, off, parts, msg))) {
-        ember_free(s->ctx, off);
+    int rc = ember_cli_vertex_parts(&off, &parts, s->ctx, s->g, s->ranks, "ranks", msg);
+    if (rc)
         return rc;
-    }
     if (parts != s->parts) {
         free(s->res_part);
         free(s->dang_part);

@@ -27,21 +27,34 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
     return rc;
 }
 
-int ember_cli_check_rows(const ember_graph *g, const uint64_t *offsets, size_t parts,
-                         char *msg)
+int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
+                           const ember_graph *g, ember_ds *values, const char *what,
+                           char *msg)
 {
-    int rc = ember_graph_check_owned(g, offsets, parts, msg);
-    if (rc != EMBER_ESTATE)
+    int rc = ember_array_parts(off, parts, values, msg);
+    if (rc)
         return rc;
-    /* only a restored partitioning can differ from the loaded one
-     * (--force-resume with another --partitions, or a checkpoint of an
-     * ember that drew partition boundaries differently) */
-    snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values are partitioned "
-             "otherwise than this run's graph rows (%zu partitions; another "
-             "--partitions, or another ember version): on several MPI ranks "
-             "each rank loads only its partitions' rows, so resume with "
-             "--partitions %zu, or on one rank", parts, parts);
-    return EMBER_EMISMATCH;
+    uint64_t n = (*off)[*parts];
+    if (n != g->n) {
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint holds %" PRIu64 " %s, the graph has %" PRIu64
+                 " vertices", n, what, g->n);
+        rc = EMBER_ELENGTH;
+    } else if ((rc = ember_graph_check_owned(g, *off, *parts, msg)) == EMBER_ESTATE) {
+        /* only a restored partitioning can differ from the loaded one
+         * (--force-resume with another --partitions, or a checkpoint of an
+         * ember that drew partition boundaries differently) */
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values are partitioned "
+                 "otherwise than this run's graph rows (%zu partitions; another "
+                 "--partitions, or another ember version): on several MPI ranks "
+                 "each rank loads only its partitions' rows, so resume with "
+                 "--partitions %zu, or on one rank", *parts, *parts);
+        rc = EMBER_EMISMATCH;
+    }
+    if (rc) {
+        ember_free(ctx, *off);
+        *off = NULL;
+    }
+    return rc;
 }
 
 static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)

@@ -17,12 +17,16 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
                              size_t partitions, ember_scalar kind, void *values,
                              const char *name, char *msg);
 
-/* The partitions of a program's per-vertex dataset (after a start or a
- * restore), checked against the rows this rank holds (a graph loaded with
- * owned_rows on several MPI ranks): a restored partitioning other than the
- * loaded one is EMBER_EMISMATCH naming --partitions. Collective. */
-int ember_cli_check_rows(const ember_graph *g, const uint64_t *offsets, size_t parts,
-                         char *msg);
+/* The partitions of a program's per-vertex dataset values (after a start
+ * or a restore): *off (parts + 1 entries, freed with ember_free on ctx)
+ * and *parts. A dataset of another length than g->n vertices is
+ * EMBER_ELENGTH naming what it holds; a restored partitioning other than
+ * the loaded one, where this rank holds only its rows (a graph loaded with
+ * owned_rows on several MPI ranks), is EMBER_EMISMATCH naming
+ * --partitions. Collective. */
+int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
+                           const ember_graph *g, ember_ds *values, const char *what,
+                           char *msg);
 
 /* Writes values (g->n of kind, indexed by label: the degree order undone)
  * to cli->output: for .csv/.txt, a "vertex,<column>" header and one line a
