@@ -148,12 +148,10 @@ int ember__comm_exchange_map(ember_ctx *ctx, void *in, size_t **start,
     return EMBER_OK;
 }
 
-static hid_t base_fapl(void);
-
 int64_t ember__comm_h5_fapl(ember_ctx *ctx)
 {
     (void)ctx;
-    return (int64_t)base_fapl();
+    return ember__h5_fapl();
 }
 
 int64_t ember__comm_h5_dxpl(ember_ctx *ctx)
@@ -861,11 +859,9 @@ int ember__comm_exchange_map(ember_ctx *ctx, void *vin, size_t **start,
     return rc;
 }
 
-static hid_t base_fapl(void);
-
 int64_t ember__comm_h5_fapl(ember_ctx *ctx)
 {
-    hid_t fapl = base_fapl();
+    hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl >= 0 && multi(ctx) &&
         H5Pset_fapl_mpio(fapl, comm_of(ctx), MPI_INFO_NULL) < 0) {
         H5Pclose(fapl);
@@ -929,8 +925,14 @@ int ember_ctx_set_comm(ember_ctx *ctx, MPI_Comm comm, char *msg)
 
 /* ---- both ------------------------------------------------------------------ */
 
-/* As h5io.c's file-access list: the 1.8 format or later, no file locking. */
-static hid_t base_fapl(void)
+/* The file-access list of every file ember opens: without HDF5's flock,
+ * which fails outright on file systems that lack it (NFS, some Lustre
+ * mounts), since ember already keeps readers from half-written files by
+ * writing NAME.tmp and renaming; objects created in the 1.8 format or
+ * later, which stores attributes of any size (a partition_offsets
+ * attribute of many partitions passes 64 KiB). Here, on the floor below
+ * the file layer, because the ranks' MPI-IO list starts from it. */
+int64_t ember__h5_fapl(void)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
@@ -944,7 +946,7 @@ static hid_t base_fapl(void)
         H5Pclose(fapl);
         return H5I_INVALID_HID;
     }
-    return fapl;
+    return (int64_t)fapl;
 }
 
 int ember__comm_allgather_fixed(ember_ctx *ctx, void *data, size_t nparts,

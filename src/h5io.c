@@ -445,28 +445,6 @@ static int plan_read(hid_t dset, read_plan *p, const char *where, char *msg)
 
 /* ---- files and paths --------------------------------------------------- */
 
-/* File access without HDF5's flock: it fails outright on file systems that
- * lack it (NFS, some Lustre mounts), and ember already keeps readers from
- * half-written files by writing NAME.tmp and renaming. Objects are created
- * in the 1.8 format or later, which stores attributes of any size (a
- * partition_offsets attribute of many partitions passes 64 KiB). */
-static hid_t make_fapl(void)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0)
-        return H5I_INVALID_HID;
-    herr_t rc = H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-#if H5_VERSION_GE(1, 10, 7)
-    if (rc >= 0)
-        rc = H5Pset_file_locking(fapl, 0, 1);
-#endif
-    if (rc < 0) {
-        H5Pclose(fapl);
-        return H5I_INVALID_HID;
-    }
-    return fapl;
-}
-
 static htri_t is_hdf5(const char *file, hid_t fapl)
 {
 #if H5_VERSION_GE(1, 12, 0)
@@ -634,7 +612,7 @@ static int open_read(const char *file, hid_t *fid, char *msg)
     int rc = check_sum(file, &sealed, &id, msg);
     if (rc)
         return rc;
-    hid_t fapl = make_fapl();
+    hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
@@ -1168,7 +1146,7 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
     if (w->reseal &&
         (size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
         return ember__err(msg, EMBER_EINVAL, "%s: file name too long", file);
-    hid_t fapl = make_fapl();
+    hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     rc = probe_file(file, fapl, msg);
@@ -1561,7 +1539,7 @@ static int write_offsets(ember__h5w *w, const uint64_t *off, size_t nparts,
                                         H5T_STD_U64LE, space, H5P_DEFAULT,
                                         H5P_DEFAULT);
     /* Past about 8,000 partitions the attribute outgrows 64 KiB, which a
-     * file in the pre-1.8 format cannot hold: make_fapl avoids that format,
+     * file in the pre-1.8 format cannot hold: ember__h5_fapl avoids that format,
      * a caller passing its own fid must too. */
     if (attr < 0 || H5Awrite(attr, H5T_NATIVE_UINT64, off) < 0)
         rc = h5_fail(msg, EMBER_EIO, w->where,
@@ -1623,11 +1601,6 @@ int64_t ember__h5_native(ember_scalar kind)
     int64_t t = (int64_t)native_of(kind);
     ember__h5_unlock();
     return t;
-}
-
-int64_t ember__h5_fapl(void)
-{
-    return (int64_t)make_fapl();
 }
 
 int64_t ember__h5_fcpl(void)

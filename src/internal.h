@@ -842,6 +842,7 @@ int ember__h5_type_fid(int64_t fid, const char *file, const char *path,
 int64_t ember__h5_dcpl(size_t recsize, uint64_t expected, int deflate,
                        int fletcher32);
 int64_t ember__h5_mem_type(const ember_type *t);
+/* The file-access list of any file ember opens (in comm.c, floor 0). */
 int64_t ember__h5_fapl(void);
 /* HDF5's predefined native type of a scalar kind (not to be closed). */
 int64_t ember__h5_native(ember_scalar kind);
