@@ -297,7 +297,7 @@ int main(int argc, char **argv)
         return rc;
     if (!cli.input)
         return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
-    int f = ember_graph_format_parse(format);
+    int f = ember_cli_graph_format(&format, cli.input);
     if (f < 0)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
                                      format);

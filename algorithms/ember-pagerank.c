@@ -556,11 +556,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
 static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
                       char *msg)
 {
-    int f = ember_graph_format_parse(format);
-    if (f < 0) {
-        snprintf(msg, EMBER_MSG_SIZE, "--format: '%s' is not one of el, mtx, h5", format);
-        return EMBER_EINVAL;
-    }
+    int f = ember_graph_format_parse(format); /* resolved in main */
     /* On several ranks each reads only the rows it owns (a file with the
      * stored pull layout), except for --verify: its serial check reads
      * every row on rank 0. */
@@ -803,6 +799,10 @@ int main(int argc, char **argv)
         return rc;
     if (!cli.input)
         return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
+    int f = ember_cli_graph_format(&format, cli.input);
+    if (f < 0)
+        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
+                                     format);
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

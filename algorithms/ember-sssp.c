@@ -530,8 +530,8 @@ static int verify(const ember_graph *g, const double *d)
 static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
                       int by_destination, char *msg)
 {
-    int f = ember_graph_format_parse(format);
-    ember_graph_opts go = {.format = (ember_graph_format)(f < 0 ? 0 : f),
+    int f = ember_graph_format_parse(format); /* resolved in main */
+    ember_graph_opts go = {.format = (ember_graph_format)f,
                            .undirected = undirected, .weighted = 1,
                            .by_destination = by_destination && !undirected,
                            .degree_order = 1};
@@ -556,6 +556,7 @@ int main(int argc, char **argv)
     if (f < 0 || f == EMBER_GRAPH_H5)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
                                      "(ember's HDF5 CSR holds no weights)", format);
+    ember_cli_graph_format(&format, cli.input); /* auto: named in the parameters */
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

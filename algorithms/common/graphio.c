@@ -27,6 +27,18 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
     return rc;
 }
 
+int ember_cli_graph_format(const char **format, const char *input)
+{
+    static const char *const names[] = {[EMBER_GRAPH_EDGELIST] = "el",
+                                        [EMBER_GRAPH_MTX] = "mtx", [EMBER_GRAPH_H5] = "h5"};
+    int f = ember_graph_format_parse(*format);
+    if (f == EMBER_GRAPH_AUTO)
+        f = ember_graph_format_of(input);
+    if (f > 0)
+        *format = names[f];
+    return f;
+}
+
 int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
                            const ember_graph *g, ember_ds *values, const char *what,
                            char *msg)

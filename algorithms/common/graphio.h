@@ -17,6 +17,13 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
                              size_t partitions, ember_scalar kind, void *values,
                              const char *name, char *msg);
 
+/* --format's value resolved for input: "auto" becomes the name of the
+ * format the input's name picks (el, mtx or h5), so that the run's
+ * parameters record how the input is read (a checkpoint of g.el resumed on
+ * a copy of the same bytes named g.mtx would otherwise pass as the same
+ * run). Returns the format, or -1 for an unknown name (*format unchanged). */
+int ember_cli_graph_format(const char **format, const char *input);
+
 /* The partitions of a program's per-vertex dataset values (after a start
  * or a restore): *off (parts + 1 entries, freed with ember_free on ctx)
  * and *parts. A dataset of another length than g->n vertices is

@@ -55,6 +55,32 @@ grep "input.bytes=" err.txt && fail "same size: the sizes were said to differ"
     --output c.csv 2> err.txt || fail "--force-resume refused: $(cat err.txt)"
 [ -s c.csv ] || fail "--force-resume wrote nothing"
 
+# The same bytes under another extension are read in another format (an
+# edge list's '%' lines are comments, Matrix Market's size line is not an
+# edge): the parameters name the format the name picked, so the run is
+# refused, not resumed into ranks no run gives (format=auto matched).
+rm -rf ck
+printf '%%%%MatrixMarket matrix coordinate pattern general\n6 6 8\n1 2\n2 3\n3 1\n3 4\n4 5\n5 6\n6 4\n2 5\n' > m.el
+cp m.el m.mtx
+"$bin/ember-pagerank" --input m.el --relabel --tolerance 0 --iterations 8 --quiet \
+    --checkpoint-dir ck --checkpoint-every 2 --output m1.csv || fail "m.el run"
+"$bin/ember-pagerank" --input m.mtx --relabel --tolerance 0 --iterations 10 --quiet \
+    --checkpoint-dir ck --checkpoint-every 2 --output m2.csv 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "the .el checkpoint resumed on .mtx: exit $st: $(cat err.txt)"
+grep -q "format=el (checkpoint) vs format=mtx (now)" err.txt \
+    || fail "the refusal does not name the formats: $(cat err.txt)"
+# Forced onto a graph of another size: refused with exit 2, naming both
+# counts (this path read freed memory once: the sanitizer build runs it).
+"$bin/ember-pagerank" --input m.el --tolerance 0 --iterations 8 --quiet \
+    --checkpoint-dir ck7 --checkpoint-every 2 --output m1.csv || fail "m.el run"
+"$bin/ember-pagerank" --input m.mtx --tolerance 0 --iterations 10 --quiet --force-resume \
+    --checkpoint-dir ck7 --checkpoint-every 2 --output m2.csv 2> err.txt
+st=$?
+[ "$st" -eq 2 ] || fail "forced onto another graph: exit $st: $(cat err.txt)"
+grep -q "the checkpoint holds 7 ranks, the graph has 6 vertices" err.txt \
+    || fail "forced onto another graph: $(cat err.txt)"
+
 # ember-cc: a moved copy resumes, changed content is refused.
 rm -rf ck
 "$bin/ember-cc" --input a/g.el --iterations 1 --quiet --checkpoint-dir ck \
