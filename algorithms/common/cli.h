@@ -278,8 +278,9 @@ int ember_cli_add_input(ember_cli *cli, const char *role, const char *path);
  *     each is read once, in full, for its size and XXH3-64 content hash
  *     (a "file.h5:/dataset" spec hashes the file; the dataset name is a
  *     parameter of its own);
- *   - --output and --metrics can be created: NAME.tmp is created and
- *     removed; a directory, or a missing parent directory, is refused;
+ *   - --output and --metrics can be created: a temporary file beside
+ *     each is created and removed; a directory, or a missing parent
+ *     directory, is refused;
  *   - --checkpoint-dir is not empty and exists or can be created;
  *   - with --deadline, a timer for what is left of it: reached while
  *     loading, the program exits 75 at once.
@@ -296,17 +297,19 @@ int ember_cli_prepare(ember_cli *cli);
 /* The output check of ember_cli_prepare alone, for tools whose output is
  * not --output: 0, or EMBER_EXIT_USAGE after a message naming `flag` (the
  * option's name, or "output"). Also refused: an output that is one of the
- * inputs (--input, the added ones, or cli->input when set), or whose
- * NAME.tmp is, and an output another flag already names (the same file
+ * inputs (--input, the added ones, or cli->input when set), and an
+ * output another flag already names (the same file
  * through any path: the directory is resolved, an existing file compared
  * by device and inode). */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
 
-/* Outputs appear whole or not at all: a program writes NAME.tmp
+/* Outputs appear whole or not at all: a program writes a temporary file
+ * NAME.<16 random hex digits>.tmp, a name of that write's own
  * (ember_cli_tmp_name: 0, or -1 when the name is too long), then hands
- * the write's status to ember_cli_publish: 0 renames NAME.tmp to NAME (a
- * kill leaves the previous file or the new one, never half of one), any
- * other status removes NAME.tmp and is returned as it is. A failed rename
+ * the write's status to ember_cli_publish: 0 renames the temporary to NAME
+ * (a kill leaves the previous file or the new one, never half of one; two
+ * runs writing one output leave a whole file of one of them), any other
+ * status removes the temporary and is returned as it is. A failed rename
  * removes it too and says so in msg, naming `path`. */
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg);

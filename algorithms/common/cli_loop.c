@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -218,8 +219,8 @@ static int resolved_name(const char *path, char *out, size_t size)
                     slash ? slash + 1 : path) < (int)size ? 0 : -1;
 }
 
-/* An output that can be created (NAME.tmp is created and removed), that
- * is no input and no other flag's output. */
+/* An output that can be created (a temporary beside it is created and
+ * removed), that is no input and no other flag's output. */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
 {
     struct stat st;
@@ -233,16 +234,13 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     if (ember_cli_tmp_name(path, tmp, sizeof tmp))
         return ember_cli_usage_error(cli, "--%s %s: %s", flag, path,
                                      strerror(ENAMETOOLONG));
-    /* before NAME.tmp is opened: O_TRUNC would empty an input of that name */
     const char *arg, *role = input_at(cli, path, &arg);
     if (role)
         return ember_cli_usage_error(cli, "--%s %s: is the input file (--%s %s); "
                                      "writing it would destroy the input", flag, path,
                                      role, arg);
-    if ((role = input_at(cli, tmp, &arg)))
-        return ember_cli_usage_error(cli, "--%s %s: its temporary file %s is the "
-                                     "input file (--%s %s)", flag, path, tmp, role, arg);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    /* a probe of its own (O_EXCL), never a file that is there */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0)
         return ember_cli_usage_error(cli, "--%s %s: cannot create %s: %s", flag, path,
                                      tmp, strerror(errno));
@@ -276,7 +274,18 @@ const char *ember_cli_output_file(const char *spec, char *file, size_t size)
 
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
 {
-    return snprintf(tmp, size, "%s.tmp", path) < (int)size ? 0 : -1;
+    /* A name of this write's own: two runs writing the same output (or a
+     * run beside a stale temporary of a killed one) never write into one
+     * file, and the last rename gives a whole file of one of them. 64 random
+     * bits, so that processes on different hosts of a shared file system
+     * do not meet either. */
+    static unsigned long long count;
+    unsigned long long r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
+            (unsigned long long)(uintptr_t)&r;
+    r += __atomic_fetch_add(&count, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
+    return snprintf(tmp, size, "%s.%016llx.tmp", path, r) < (int)size ? 0 : -1;
 }
 
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)

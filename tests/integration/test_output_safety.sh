@@ -2,8 +2,11 @@
 # Outputs never destroy inputs or each other, and appear whole or not at
 # all:
 #   - an --output or --metrics that is an input (by any name: ./x, a
-#     symlink), or whose NAME.tmp is one, exits 2 and leaves it alone; two
-#     flags naming one file (k-means' X.centroids.csv included) exit 2;
+#     symlink) exits 2 and leaves it alone; two flags naming one file
+#     (k-means' X.centroids.csv included) exit 2; an input named like a
+#     temporary (x.tmp for --output x) is left alone;
+#   - two runs writing one output at once both finish, and the output is
+#     whole: one of theirs (each writes a temporary of its own);
 #   - a program stopped while writing its output (here by the file size
 #     limit, SIGXFSZ, which lands in the middle of the write every time)
 #     leaves the previous output as it was, for every program that writes
@@ -46,9 +49,9 @@ refused "--metrics through another path" "the same file as --output" \
     "${pr[@]}" --input g.el --output r.h5 --metrics "$work/r.h5"
 cp g.el x.tmp
 cp g.el g.orig2
-refused "NAME.tmp is the input" "temporary file x.tmp is the input" \
-    "${pr[@]}" --input x.tmp --output x
-cmp -s x.tmp g.orig2 || fail "x.tmp (the input) was emptied"
+"${pr[@]}" --input x.tmp --output x > /dev/null 2> err.txt || fail "--input x.tmp --output x: $(cat err.txt)"
+cmp -s x.tmp g.orig2 || fail "x.tmp (the input) was changed"
+[ -s x ] || fail "--input x.tmp --output x wrote no x"
 refused "ember-cc --output is the input" "is the input file" \
     "$bin/ember-cc" --input g.el --output g.el --quiet
 refused "ember-kmeans --output is the input" "is the input file" \
@@ -69,7 +72,7 @@ cmp -s g.h5 gh.orig || fail "ember-convert g.h5 g.h5 changed g.h5"
 interrupted() {
     local what=$1 out=$2
     shift 2
-    rm -f "$out" "$out.tmp"
+    rm -f "$out"
     "$@" > /dev/null 2> err.txt || fail "$what: the first run failed: $(cat err.txt)"
     [ "$(stat -c %s "$out")" -gt 16384 ] || fail "$what: $out is too small for the test"
     cp "$out" good
@@ -90,8 +93,26 @@ interrupted "convert" c.h5 "$bin/ember-convert" g.el c.h5 --quiet
 interrupted "gen kron el" k.el "$bin/ember-gen" kron --scale 11 --seed 1 --output k.el --quiet
 interrupted "gen kron h5" k2.h5 "$bin/ember-gen" kron --scale 11 --seed 1 --output k2.h5 --quiet
 interrupted "gen blobs csv" b.csv "$bin/ember-gen" blobs --n 3000 --d 4 --k 3 --output b.csv --quiet
-# and a later full run replaces a stale .tmp
-echo stale > r.csv.tmp
+# a complete run leaves no temporary of its own
+ls r.csv.*.tmp > before.txt 2> /dev/null
 "${pr[@]}" --input g.el --output r.csv > /dev/null || fail "the run after an interrupted one"
-[ ! -e r.csv.tmp ] || fail "r.csv.tmp left after a complete run"
+ls r.csv.*.tmp 2> /dev/null | cmp -s - before.txt || fail "a complete run left a temporary"
+
+# Two runs of other inputs writing one output at once: both exit 0 and the
+# output is one of theirs, whole (with one NAME.tmp they wrote into one
+# file: a mix of both, or one run's rename took the other's file).
+# (scale 14: the old shared NAME.tmp failed about half the trials there)
+"$bin/ember-gen" kron --scale 14 --edge-factor 8 --seed 3 --output r1.el --quiet || fail "gen r1.el"
+"$bin/ember-gen" kron --scale 14 --edge-factor 8 --seed 4 --output r2.el --quiet || fail "gen r2.el"
+"${pr[@]}" --input r1.el --output refA.csv > /dev/null || fail "reference A"
+"${pr[@]}" --input r2.el --output refB.csv > /dev/null || fail "reference B"
+for trial in 1 2 3 4 5 6; do
+    rm -f race.csv
+    "${pr[@]}" --input r1.el --output race.csv > /dev/null 2> errA.txt & a=$!
+    "${pr[@]}" --input r2.el --output race.csv > /dev/null 2> errB.txt & b=$!
+    wait $a || fail "race $trial: run A failed: $(cat errA.txt)"
+    wait $b || fail "race $trial: run B failed: $(cat errB.txt)"
+    cmp -s race.csv refA.csv || cmp -s race.csv refB.csv \
+        || fail "race $trial: the output is neither run's ($(wc -l < race.csv) lines)"
+done
 echo "test_output_safety: ok"
