@@ -223,19 +223,20 @@ static uint64_t count_components(const ember_graph *g, const int64_t *L)
 static int write_output(const ember_cli *cli, const ember_graph *g, const int64_t *L,
                         char *msg)
 {
-    int64_t *ids = malloc(g->n * sizeof *ids);
+    /* by label; with --relabel the original ids, which may pass 2^63 */
+    uint64_t *ids = malloc(g->n * sizeof *ids);
     if (!ids) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for the output");
         return EMBER_ENOMEM;
     }
-    for (uint64_t v = 0; v < g->n; v++) /* by label, with original ids */
-        ids[ember_graph_label(g, v)] = g->ids ? (int64_t)g->ids[L[v]] : L[v];
+    for (uint64_t v = 0; v < g->n; v++)
+        ids[ember_graph_label(g, v)] = g->ids ? g->ids[L[v]] : (uint64_t)L[v];
     ember_h5_attr at[] = {
         {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
         {"components", EMBER_I64, 0, (int64_t)count_components(g, L), NULL},
     };
-    int rc = ember_cli_write_vertex_values(cli, g, "label", "labels", EMBER_I64,
-                                           ids, at, 2, msg);
+    int rc = ember_cli_write_vertex_values(cli, g, "label", "labels",
+                                           g->ids ? EMBER_U64 : EMBER_I64, ids, at, 2, msg);
     free(ids);
     return rc;
 }

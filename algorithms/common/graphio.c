@@ -73,6 +73,8 @@ static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)
 {
     if (kind == EMBER_F64)
         return fprintf(f, "%.17g\n", ((const double *)values)[i]);
+    if (kind == EMBER_U64)
+        return fprintf(f, "%" PRIu64 "\n", ((const uint64_t *)values)[i]);
     return fprintf(f, "%" PRId64 "\n", ((const int64_t *)values)[i]);
 }
 

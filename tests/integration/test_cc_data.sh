@@ -42,6 +42,20 @@ ls ck/ckpt-*.h5 > /dev/null || fail "no checkpoint"
     --metrics m.jsonl
 cmp t1.csv part.csv || fail "labels after a resume differ"
 grep -q '"iteration": 1,' m.jsonl && fail "the resumed run started over"
+# --relabel with ids past 2^63: the labels are the original ids, whole
+# (they were written as int64: 18446744073709551614 came out as -2)
+printf '18446744073709551615 18446744073709551614\n9223372036854775808 5\n' > big.el
+"$bin/ember-cc" --input big.el --relabel --quiet --output big.csv || fail "big ids"
+printf 'vertex,label\n5,5\n9223372036854775808,5\n18446744073709551614,18446744073709551614\n18446744073709551615,18446744073709551614\n' > want.csv
+cmp big.csv want.csv || fail "big ids: $(cat big.csv)"
+if command -v h5dump > /dev/null; then
+    "$bin/ember-cc" --input big.el --relabel --quiet --output big.h5 || fail "big ids h5"
+    h5dump -d /labels big.h5 > h5.txt
+    grep -q "H5T_STD_U64LE" h5.txt || fail "big ids: /labels is not u64: $(cat h5.txt)"
+    grep -q "(0): 5, 5, 18446744073709551614, 18446744073709551614" h5.txt \
+        || fail "big ids: /labels: $(cat h5.txt)"
+fi
+
 grep -q '"event": "done"' m.jsonl || fail "no done line"
 if command -v h5dump > /dev/null; then
     { h5dump -A full.h5 > h5.txt; grep -q 'ATTRIBUTE "components"' h5.txt; } || fail "no components attribute"
