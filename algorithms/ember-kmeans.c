@@ -1028,6 +1028,20 @@ static double update_centroids(km *s, const pass_arg *a, double *acc)
     return shift;
 }
 
+/* Finite data can still overflow: a difference of coordinates near
+ * 1e308, or a square of one past 1e154, is +inf, and so is every sum it
+ * enters. Such an inertia means nothing; it is refused (exit 2), not
+ * reported as a converged run. */
+static int check_inertia(const km *s, double inertia, char *msg)
+{
+    if (inertia < INFINITY)
+        return EMBER_OK;
+    snprintf(msg, EMBER_MSG_SIZE, "%s: the squared distances overflow double precision "
+             "(inertia %g): coordinates or their differences reach about 1e154 or "
+             "more; scale the data", s->cli->input, inertia);
+    return EMBER_ERANGE;
+}
+
 /* The pass's arguments under the current centroids, the bounds made ready
  * for them. */
 static pass_arg pass_begin(km *s, size_t E)
@@ -1050,6 +1064,8 @@ static int km_step(uint64_t it, double *value, void *arg, char *msg)
     if (rc)
         return rc;
     double inertia = s->acc[0];
+    if ((rc = check_inertia(s, inertia, msg)))
+        return rc;
     if (it > 0 && inertia - s->inertia_last > s->max_rise)
         s->max_rise = inertia - s->inertia_last;
     s->inertia_last = inertia;
@@ -1391,6 +1407,8 @@ static int final_labels(km *s, km_result *res, char *msg)
         for (size_t i = 0; !rc && i < s->n; i++)
             res->inertia += s->bnd.lb[i];
     }
+    if (!rc)
+        rc = check_inertia(s, res->inertia, msg);
     bounds_end(&s->bnd, s->c, s->k, s->d, 0);
     res->seconds = ember_cli_now() - t0;
     return rc;

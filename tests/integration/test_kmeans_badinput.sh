@@ -34,6 +34,12 @@ printf 'a,b\n1,2\n3,inf\n' >"$tmp/inf.csv"
 printf '1,2,3\n4,5,6\n' >"$tmp/init3.csv"
 
 expect2 'missing\.csv' --input "$tmp/missing.csv" --k 2
+# finite values whose squared distances overflow: not a converged run with
+# inertia inf (exit 0, as it was)
+printf '1.7976931348623157e308,2\n-1.7976931348623157e308,4\n' >"$tmp/huge.csv"
+expect2 'huge\.csv: the squared distances overflow' --input "$tmp/huge.csv" --k 1
+printf '3e160,1\n-2e160,1\n1e150,2\n' >"$tmp/huge2.csv"
+expect2 'huge2\.csv: the squared distances overflow' --input "$tmp/huge2.csv" --k 2 --init random
 expect2 'empty\.csv.*(no data|empty)' --input "$tmp/empty.csv" --k 2
 expect2 'blank\.csv.*(no data|empty)' --input "$tmp/blank.csv" --k 2
 expect2 'header\.csv.*(no data|empty)' --input "$tmp/header.csv" --k 2

@@ -5,8 +5,9 @@
 # scanned against every centroid in every pass), with every kernel
 # (EMBER_KMEANS_ISA) and 1 or 2 threads. The data: exact ties (points
 # halfway between centroids on an integer lattice), duplicates with k
-# larger than the number of distinct points, far outliers whose squared
-# distances overflow to +inf, coordinates whose squares underflow, mixed
+# larger than the number of distinct points, far outliers beyond the
+# bounds' cap (2^500) whose squared distances come near the largest double,
+# coordinates whose squares underflow, mixed
 # magnitudes, uniform points that move a lot over many iterations, and
 # dimensions 1, 3, 8, 16 and 64 (the AVX-512 test kernel takes multiples
 # of 8).
@@ -34,9 +35,12 @@ gen lattice3 3 3000 'int(r * 5)'
 gen lattice16 16 2000 'int(r * 3) * 2'
 # Five distinct points, repeated; k = 9 leaves clusters empty.
 gen dup8 8 1000 '(i % 5) * 1.5 + j'
-# Clusters with far outliers: every 97th point is 1e160 away, so squared
-# distances overflow to +inf.
-gen far16 16 3000 '(i % 97 == 0 ? 1e160 * (j + 1) : (i % 7) * 10 + r)'
+# Clusters with far outliers: every 97th point is about 4e151 away (past
+# the bounds' cap), its squared distances about 1e303. At 1e160 they
+# would overflow to +inf, which the program refuses (exit 2): every label
+# would tie at +inf.
+gen far16 16 3000 '(i % 97 == 0 ? 1e150 * (j + 1) : (i % 7) * 10 + r)'
+gen over16 16 3000 '(i % 97 == 0 ? 1e160 * (j + 1) : (i % 7) * 10 + r)'
 # Tiny coordinates: squares underflow below the smallest subnormal.
 gen tiny3 3 2000 '(i % 4) * 1e-170 + r * 1e-171'
 # Mixed magnitudes in one set.
@@ -81,6 +85,15 @@ check lattice16 --k 10 --init random --seed 3 --iterations 40
 check dup8 --k 9 --init random --seed 4 --iterations 30
 check far16 --k 9 --init kmeans++ --seed 5 --iterations 40
 check far16 --k 6 --init random --seed 6 --iterations 40
+for b in 0 1; do
+  set +e
+  EMBER_KMEANS_BOUNDS=$b "$km" --input "$tmp/over16.csv" --k 6 --init random --seed 6 \
+    --quiet >/dev/null 2>"$tmp/over.err"
+  st=$?
+  set -e
+  [ "$st" = 2 ] && grep -q "squared distances overflow" "$tmp/over.err" \
+    || fail "overflowing distances (bounds $b): exit $st: $(cat "$tmp/over.err")"
+done
 check tiny3 --k 5 --init random --seed 7 --iterations 30
 check mixed8 --k 8 --init kmeans++ --seed 8 --iterations 40
 check uniform1 --k 13 --init random --seed 9 --iterations 200
