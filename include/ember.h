@@ -372,9 +372,13 @@ int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
  * Keys are compared by value (integers) or numerically (floats, with -0.0
  * equal to 0.0 and NaN after everything). */
 
-/* Combines records of equal key with fn in input order: partition by
- * partition, record by record. fn NULL sums every non-key field (arg and
- * arg_size are then ignored). Output partitions are sorted by key. */
+/* Combines records of equal key with fn, as Spark's map-side combine
+ * does: first within each input partition, record by record in input
+ * order; then those partials, in input-partition order. So with a
+ * non-associative fn (a float sum) the result is that grouping, not one
+ * left-to-right fold of all the records, and it is the same for any thread
+ * count. fn NULL sums every non-key field (arg and arg_size are then
+ * ignored). Output partitions are sorted by key. */
 int ember_reduce_by_key(ember_ds **out, ember_ds *in, ember_combine_fn fn,
                         void *arg, size_t arg_size, size_t partitions,
                         char *msg);

@@ -1602,8 +1602,12 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=', 1);
     if (!t.used && in->fingerprint != fp)
         text_put(&t, "fingerprint differs: %016llx (checkpoint) vs %016llx "
-                     "(now)", (unsigned long long)in->fingerprint,
-                 (unsigned long long)fp);
+                     "(now)%s", (unsigned long long)in->fingerprint,
+                 (unsigned long long)fp,
+                 strcmp(in->parameters, L->parameters) != 0
+                     ? " (the parameters' texts differ in no line compared: in "
+                       "line ends, blank lines or spacing)"
+                     : "");
     if (!t.used)
         return EMBER_OK;
     if (L->o.force_resume && !state_differs) {

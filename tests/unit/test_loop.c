@@ -718,6 +718,13 @@ static void test_loop_mismatch_refused(void **unused)
     o.parameters = "damping=0.85\ntol=1e-9\n";
     resume_at(&o, msg, EMBER_EMISMATCH);
     TU_MSG_HAS(msg, "program differs: pagerank (checkpoint) vs kmeans (now)");
+    /* The same lines but for the last line end: refused (the fingerprint
+     * hashes the text), and the message says why no line is named. */
+    o.program = "pagerank";
+    o.parameters = "damping=0.85\ntol=1e-9";
+    resume_at(&o, msg, EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "fingerprint differs");
+    TU_MSG_HAS(msg, "differ in no line compared");
     /* The files are left alone. */
     assert_int_equal(count_ckpts(), 2);
 }
