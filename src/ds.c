@@ -472,6 +472,9 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
     ember__msg_clear(msg);
     if (!out || !ctx || !type || (!records && n))
         return ember__err(msg, EMBER_EINVAL, "ember_from_array: NULL argument");
+    if (own != EMBER_COPY && own != EMBER_BORROW)
+        return ember__err(msg, EMBER_EINVAL, "ember_from_array: ownership %d is neither "
+                          "EMBER_COPY nor EMBER_BORROW", (int)own);
     /* No array holds more than PTRDIFF_MAX bytes; a larger n is a wrong
      * count, and counting it would overflow every offset computed from it. */
     if (type->size && n > (size_t)PTRDIFF_MAX / type->size)

@@ -1300,6 +1300,9 @@ int ember_from_array_parts(ember_ds **out, ember_ctx *ctx,
     ember__msg_clear(msg);
     if (!out || !ctx || !type || (!records && n) || !offsets || !parts)
         return ember__err(msg, EMBER_EINVAL, "ember_from_array_parts: NULL argument");
+    if (own != EMBER_COPY && own != EMBER_BORROW)
+        return ember__err(msg, EMBER_EINVAL, "ember_from_array_parts: ownership %d is "
+                          "neither EMBER_COPY nor EMBER_BORROW", (int)own);
     uint64_t *off = ember__malloc(ctx, ember__mul(parts + 1, sizeof *off));
     void *copy = NULL;
     if (off && own == EMBER_COPY && n) {

@@ -38,6 +38,8 @@
 #ifndef EMBER_GRAPH_H
 #define EMBER_GRAPH_H
 
+#include <ember.h>
+
 #include <assert.h>
 
 #ifdef __cplusplus

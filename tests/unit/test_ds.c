@@ -7,6 +7,7 @@
  * counts (1, a few, more partitions than records) and for empty inputs,
  * at 1 and 4 threads. Bad input gets an error status and a message.
  */
+#include "ember/graph.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -1131,6 +1132,20 @@ static void test_ds_names_and_accessors(void **state)
     assert_int_equal(ember_cached_partitions(NULL), 0);
     assert_null(ember_lines_text(NULL, NULL));
     assert_null(ember_lines_text(r, NULL)); /* not a lines dataset */
+    /* an ownership that is neither: refused, not taken for a copy */
+    int64_t v[3] = {1, 2, 3};
+    ember_type i64 = ember_type_scalar(EMBER_I64);
+    ember_ds *a = NULL;
+    assert_int_equal(ember_from_array(&a, ctx, &i64, v, 3, 1, (ember_ownership)7, msg),
+                     EMBER_EINVAL);
+    TU_MSG_HAS(msg, "ownership 7");
+    assert_null(a);
+    uint64_t off[2] = {0, 3};
+    assert_int_equal(ember_from_array_parts(&a, ctx, &i64, v, 3, off, 1, (ember_ownership)7,
+                                            msg),
+                     EMBER_EINVAL);
+    TU_MSG_HAS(msg, "ownership 7");
+    assert_null(a);
     ember_ds_free(&m);
     ember_ds_free(&r);
     ember_ctx_destroy(&ctx);
