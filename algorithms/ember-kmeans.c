@@ -64,7 +64,8 @@ static const ember_cli_opt km_options[] = {
      NULL, "K", "clusters (required unless --init FILE gives them)"},
     {"init", EMBER_CLI_STR, &opt_init, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
      "random|kmeans++|FILE.csv",
-     "initial centroids (default kmeans++; FILE.csv holds k rows)"},
+     "initial centroids (default kmeans++; FILE.csv holds k rows, or is an "
+     "X.centroids.csv this program wrote)"},
     {0}};
 
 static const ember_cli_program km_program = {
@@ -1221,6 +1222,16 @@ static int load_init_file(km *s, char *msg)
     if (!rc)
         rc = ember_collect_alloc(ds, &rows, &r, msg);
     size_t w = rc ? 0 : type_width(ember_ds_type(ds));
+    /* X.centroids.csv as this program writes it: a first column "label"
+     * numbering the rows 0, 1, ... in order, then the coordinates */
+    size_t skip = !rc && w == s->d + 1 &&
+                  strcmp(ember_ds_type(ds)->field[0].name, "label") == 0;
+    for (size_t i = 0; skip && !rc && i < r; i++)
+        if (((const double *)rows)[i * w] != (double)i)
+            rc = km_error(msg, EMBER_EFORMAT, "--init %s: row %zu is labelled %.17g, "
+                          "not %zu: a centroids file's labels number its rows in order",
+                          opt_init, i + 1, ((const double *)rows)[i * w], i);
+    w -= skip;
     if (!rc && w != s->d)
         rc = km_error(msg, EMBER_ELENGTH, "--init %s: rows of %zu numbers, but the "
                       "points have %zu coordinates", opt_init, w, s->d);
@@ -1231,10 +1242,11 @@ static int load_init_file(km *s, char *msg)
         rc = km_error(msg, EMBER_EEMPTY, "--init %s: no rows", opt_init);
     if (!rc && !(s->init = malloc(r * s->d * sizeof *s->init)))
         rc = km_error(msg, EMBER_ENOMEM, "out of memory");
-    if (!rc) {
-        memcpy(s->init, rows, r * s->d * sizeof *s->init);
+    for (size_t i = 0; !rc && i < r; i++)
+        memcpy(s->init + i * s->d, (const double *)rows + i * (s->d + skip) + skip,
+               s->d * sizeof *s->init);
+    if (!rc)
         s->k = r;
-    }
     ember_free(s->ctx, rows);
     ember_ds_free(&ds);
     if (rc && strncmp(msg, "--init", 6) != 0) {

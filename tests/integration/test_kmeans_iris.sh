@@ -44,6 +44,20 @@ fi
 sed -n '2p;60p;120p' "$iris" >"$tmp/init.csv"
 run file --init "$tmp/init.csv"
 grep -q '^k: 3$' "$tmp/file.out" || fail "--init FILE did not give k = 3"
+# The centroids file a run writes starts the next run where it ended: one
+# iteration, no centroid moves, the same file again.
+run again1 --k 3 --output "$tmp/c1.csv"
+run again2 --init "$tmp/c1.centroids.csv" --output "$tmp/c2.csv"
+grep -q '^iterations: 1$' "$tmp/again2.out" || { cat "$tmp/again2.out"; fail "--init X.centroids.csv did not start at the end"; }
+cmp -s "$tmp/c1.centroids.csv" "$tmp/c2.centroids.csv" || fail "--init X.centroids.csv: other centroids"
+# Its rows out of order: refused (a label column is not taken for a coordinate)
+for l in 1 3 2 4; do sed -n "${l}p" "$tmp/c1.centroids.csv"; done >"$tmp/swapped.csv"
+set +e
+"$km" --input "$iris" --init "$tmp/swapped.csv" --quiet >/dev/null 2>"$tmp/swapped.err"
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "row 1 is labelled 1, not 0" "$tmp/swapped.err" \
+  || { cat "$tmp/swapped.err"; fail "a centroids file with rows out of order: exit $st"; }
 
 # Stopped before convergence: the verifier checks the last update.
 run short --k 3 --init random --seed 9 --iterations 1 --tolerance 0
