@@ -38,6 +38,7 @@
 #include "cli.h"
 #include "graphio.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -536,6 +537,18 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
                            .by_destination = by_destination && !undirected,
                            .degree_order = 1};
     int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
+    /* A shortest path has at most n - 1 edges, so below max weight x
+     * (n - 1) no distance can overflow to +inf, which would read as "not
+     * reached"; past it (weights near 1e308 / n) the graph is refused. */
+    double most = 0;
+    for (uint64_t e = 0; !rc && e < (*g)->m; e++)
+        most = (*g)->weights[e] > most ? (*g)->weights[e] : most;
+    if (!rc && !(most * (double)((*g)->n - 1) < DBL_MAX / 2)) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: a weight of %g on %" PRIu64 " vertices: a "
+                 "path's length could overflow double precision; scale the weights",
+                 cli->input, most, (*g)->n);
+        rc = EMBER_ERANGE;
+    }
     if (!rc && (uint64_t)source >= (*g)->n) {
         snprintf(msg, EMBER_MSG_SIZE, "--source %" PRId64 ": %s has %" PRIu64
                  " vertices (0..%" PRIu64 ")", source, cli->input, (*g)->n, (*g)->n - 1);

@@ -42,6 +42,11 @@ out=(--output d.csv)
 expect 2 "zero.el:3: bad weight '0': weights must be positive finite numbers" \
     --input zero.el --source 0 "${out[@]}"
 expect 2 "neg.el:2: bad weight '-4'" --input neg.el --source 0 "${out[@]}"
+# finite weights whose path lengths could overflow (vertex 2 came out "not
+# reached", exit 0)
+printf '0 1 1e308\n1 2 1e308\n' > huge.el
+expect 2 "huge.el: a weight of 1e+308 on 3 vertices: a path's length could overflow" \
+    --input huge.el --source 0 "${out[@]}"
 expect 2 "word.el:3: non-numeric weight 'heavy'" --input word.el --source 0 "${out[@]}"
 expect 2 "nan.el:1: bad weight 'nan'" --input nan.el --source 0 "${out[@]}"
 expect 2 "inf.el:1: bad weight 'inf'" --input inf.el --source 0 "${out[@]}"
