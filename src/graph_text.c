@@ -368,7 +368,9 @@ static inline int swar_number(uint64_t x, uint64_t *v)
 
 /* fast_line's two ids eight bytes at a time, when both are at most 7
  * digits and 16 bytes of the file follow p: 1 with *qq at the newline
- * that must end the line, or 0. */
+ * that must end the line, or 0 with *qq untouched. (It once left *qq
+ * after the first blank on a 0, and the digit-by-digit parse that follows
+ * a 0 started there: "5  6" became the edge 0 -> 6.) */
 static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_t *b,
                             const char **qq)
 {
@@ -380,8 +382,10 @@ static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_
         return 0;
     const char *r = p + la + 1;
     int lb = fend - r >= 8 ? swar_number(load8(r), b) : 0;
+    if (!lb)
+        return 0;
     *qq = r + lb;
-    return lb != 0;
+    return 1;
 }
 
 /* The ids of a fast line at p into *a, *b, with *qq at its newline; 0
@@ -391,6 +395,7 @@ static inline int fast_ids(const source *s, const char *p, const char *end, uint
 {
     const char *q = p;
     if (!swar_line(s, p, a, b, &q)) {
+        q = p; /* digit by digit from the line's start, whatever swar_line read */
         *a = 0, *b = 0;
         while (q < end && q - p < 10 && (unsigned)(*q - '0') < 10)
             *a = *a * 10 + (unsigned)(*q++ - '0');

@@ -651,6 +651,216 @@ static void test_graph_text_ids_of_every_length(void **state)
     unlink("digits.el");
 }
 
+/* ---- the fast path against a reference parse ---------------------------------------- */
+
+/* Appends to a growing text. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static void tb_put(text_buf *t, const char *s, size_t len)
+{
+    if (t->n + len + 1 > t->cap) {
+        t->cap = (t->n + len + 1) * 2;
+        t->p = realloc(t->p, t->cap);
+        assert_non_null(t->p);
+    }
+    memcpy(t->p + t->n, s, len);
+    t->n += len;
+    t->p[t->n] = '\0';
+}
+
+static void tb_str(text_buf *t, const char *s)
+{
+    tb_put(t, s, strlen(s));
+}
+
+/* 1 to 4 blanks, spaces and tabs mixed; `one` of the time a single space,
+ * the fast path's own line. */
+static void tb_blanks(text_buf *t, uint64_t *seed, int min, int one)
+{
+    int k = (int)(tu_rand(seed) % 100) < one ? 1 : min + (int)(tu_rand(seed) % (5 - min));
+    for (int i = 0; i < k; i++)
+        tb_str(t, tu_rand(seed) % 3 ? " " : "\t");
+}
+
+/* An id below 1000 written with 1 to 20 digits (zero-padded). */
+static void tb_id(text_buf *t, uint64_t *seed)
+{
+    char s[32];
+    unsigned v = (unsigned)(tu_rand(seed) % 1000);
+    int w = 1 + (int)(tu_rand(seed) % 20);
+    snprintf(s, sizeof s, "%0*u", w, v);
+    tb_str(t, s);
+}
+
+/* One random line: an edge "u v" with blanks between and around its ids
+ * (and, when weighted, a weight), a comment, a blank line; ends \n or \r\n. */
+static void tb_line(text_buf *t, uint64_t *seed, int weighted)
+{
+    unsigned kind = (unsigned)(tu_rand(seed) % 20);
+    if (kind == 0)
+        tb_str(t, tu_rand(seed) % 2 ? "# a comment 12 34" : "% 5 6");
+    else if (kind == 1)
+        tb_blanks(t, seed, 0, 50);
+    else {
+        if (kind < 5)
+            tb_blanks(t, seed, 1, 0); /* leading blanks */
+        tb_id(t, seed);
+        tb_blanks(t, seed, 1, 60);
+        tb_id(t, seed);
+        if (weighted || kind == 5) {
+            char w[32];
+            snprintf(w, sizeof w, "%u.5", (unsigned)(tu_rand(seed) % 90) + 1);
+            tb_blanks(t, seed, 1, 60);
+            tb_str(t, weighted ? w : "12345678"); /* a third column */
+        }
+        if (kind == 6)
+            tb_blanks(t, seed, 1, 0); /* trailing blanks */
+        if (kind == 7) {
+            tb_blanks(t, seed, 1, 0);
+            tb_str(t, "# 99 98");
+        }
+    }
+    tb_str(t, tu_rand(seed) % 8 == 0 ? "\r\n" : "\n");
+}
+
+typedef struct {
+    uint64_t key; /* u << 32 | v */
+    double w;
+} ref_edge;
+
+static int cmp_ref_edge(const void *a, const void *b)
+{
+    const ref_edge *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->w > y->w) - (x->w < y->w);
+}
+
+static const char *ref_blanks(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* The reference parse, as simple as it gets: per line, skip blanks; a
+ * comment, a blank line, or two ids (and a weight) with whatever follows
+ * ignored. The edges come back sorted, duplicates kept once with their
+ * least weight, as the loader keeps them. */
+static size_t ref_parse(const char *text, int weighted, ref_edge *out, uint64_t *n)
+{
+    size_t m = 0;
+    *n = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n'), *q = ref_blanks(p);
+        if (*q != '#' && *q != '%' && *q != '\n' && *q) {
+            char *end;
+            uint64_t a = strtoull(q, &end, 10);
+            uint64_t b = strtoull(ref_blanks(end), &end, 10);
+            double w = weighted ? strtod(ref_blanks(end), NULL) : 0;
+            out[m++] = (ref_edge){a << 32 | b, w};
+            *n = a >= *n ? a + 1 : *n;
+            *n = b >= *n ? b + 1 : *n;
+        }
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    qsort(out, m, sizeof *out, cmp_ref_edge);
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++)
+        if (k == 0 || out[i].key != out[k - 1].key)
+            out[k++] = out[i];
+    return k;
+}
+
+/* Loads the text from a file and checks the graph holds the reference's
+ * edges (and weights), row by row. */
+static void check_against_reference(ember_ctx *ctx, const text_buf *t, int weighted)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < t->n; i++)
+        lines += t->p[i] == '\n';
+    ref_edge *ref = malloc(lines * sizeof *ref);
+    assert_non_null(ref);
+    FILE *f = fopen("ref.el", "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(t->p, 1, t->n, f), t->n);
+    fclose(f);
+    uint64_t n;
+    size_t m = ref_parse(t->p, weighted, ref, &n);
+    if (m == 0) {
+        free(ref);
+        return; /* only comments: an error, tested elsewhere */
+    }
+    ember_graph_opts o = {.weighted = weighted};
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = NULL;
+    int rc = ember_graph_load(&g, ctx, "ref.el", &o, msg);
+    if (rc)
+        fail_msg("%s\n--- text ---\n%s", msg, t->p);
+    assert_int_equal(g->n, n);
+    assert_int_equal(g->m, m);
+    size_t i = 0;
+    for (uint64_t v = 0; v < g->n; v++)
+        for (uint64_t e = g->offsets[v]; e < g->offsets[v + 1]; e++, i++) {
+            uint64_t key = v << 32 | g->adj[e];
+            if (key != ref[i].key)
+                fail_msg("edge %zu is %llu -> %u, the reference has %llu -> %llu\n"
+                         "--- text ---\n%s", i, (unsigned long long)v, g->adj[e],
+                         (unsigned long long)(ref[i].key >> 32),
+                         (unsigned long long)(ref[i].key & 0xffffffffu), t->p);
+            if (weighted && g->weights[e] != ref[i].w)
+                fail_msg("edge %llu -> %u weighs %g, the reference %g\n--- text ---\n%s",
+                         (unsigned long long)v, g->adj[e], g->weights[e], ref[i].w, t->p);
+        }
+    ember_graph_free(&g);
+    free(ref);
+}
+
+/* Lines with 1 to 4 blanks (spaces and tabs) between and around their
+ * ids, ids of 1 to 20 digits, comments, CRLF ends, a third column, give
+ * the edges a plain reference parse gives. Small files, each with 0 to 23
+ * bytes of comment after the last line and a last line with or without
+ * its newline, put lines at every distance from the end of the file, on
+ * both sides of the fast path's 16-byte window; one large file crosses
+ * chunk boundaries at 2 threads. Unweighted lines take the fast path
+ * where they can, weighted ones the general parser. */
+static void test_graph_text_random_blanks_match_reference(void **state)
+{
+    (void)state;
+    uint64_t seed = 23;
+    ember_ctx *ctx = tu_ctx(1), *two = tu_ctx(2);
+    for (int weighted = 0; weighted <= 1; weighted++)
+        for (int round = 0; round < 1200; round++) {
+            text_buf t = {0};
+            tb_str(&t, "");
+            int lines = 1 + (int)(tu_rand(&seed) % 6);
+            for (int i = 0; i < lines; i++)
+                tb_line(&t, &seed, weighted);
+            int pad = round % 24;
+            if (pad) {
+                tb_str(&t, "#");
+                for (int i = 1; i < pad; i++)
+                    tb_str(&t, "x");
+            } else if (round % 48 == 0 && t.n && t.p[t.n - 1] == '\n') {
+                t.n -= t.n >= 2 && t.p[t.n - 2] == '\r' ? 2 : 1; /* no last newline */
+                t.p[t.n] = '\0';
+            }
+            check_against_reference(ctx, &t, weighted);
+            free(t.p);
+        }
+    text_buf big = {0};
+    while (big.n < (size_t)3 << 20)
+        tb_line(&big, &seed, 0);
+    check_against_reference(two, &big, 0);
+    free(big.p);
+    ember_ctx_destroy(&ctx);
+    ember_ctx_destroy(&two);
+    unlink("ref.el");
+}
+
 /* A text file cut into many chunks builds the same graph, bit for bit, at
  * 1 to 6 threads: one lane a thread up to EMBER__LANES threads (each its
  * own stretch of every row, rows sorted after), the group path beyond;
@@ -1418,6 +1628,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),
         cmocka_unit_test(test_graph_text_fast_lines_match_general),
         cmocka_unit_test(test_graph_text_ids_of_every_length),
+        cmocka_unit_test(test_graph_text_random_blanks_match_reference),
         cmocka_unit_test(test_graph_text_lanes_same_for_any_thread_count),
         cmocka_unit_test(test_graph_lanes_refuse_changed_edges),
         cmocka_unit_test(test_graph_h5_roundtrip),
