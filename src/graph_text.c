@@ -329,6 +329,22 @@ static const char *next_line(const char *p, const char *end)
     return nl ? nl + 1 : end;
 }
 
+/* The first carriage return in the line at p that no newline follows, or
+ * NULL. '\r' counts as a blank so that "\r\n" ends need no case of their
+ * own, but a file of old Mac line ends ('\r' alone) would then be one long
+ * line, its ids run together: such a CR is an error. */
+static const char *bare_cr(const char *p, const char *fend)
+{
+    const char *nl = memchr(p, '\n', (size_t)(fend - p));
+    const char *e = nl ? nl : fend;
+    const char *r = memchr(p, '\r', (size_t)(e - p));
+    return r && (r + 1 < e || !nl) ? r : NULL;
+}
+
+static const char bare_cr_text[] =
+    "carriage return without a newline: old Mac line endings? convert with "
+    "tr '\\r' '\\n'";
+
 /* The common line of a plain edge list, "digits blank digits\n" with ids
  * of at most 10 digits below the limit: parsed and pushed here in one go
  * (1), or left to the general parser (0: comments, other blanks, \r, a
@@ -456,6 +472,14 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
             return;
         if (p == end)
             break;
+        /* fast lines hold no '\r': only the general parser's need a look */
+        const char *cr = bare_cr(p, base + s->size);
+        if (cr) {
+            snprintf(c->err, sizeof c->err, "%s", bare_cr_text);
+            c->status = EMBER_EFORMAT;
+            c->err_pos = (size_t)(cr - base);
+            return;
+        }
         while (p < end && is_blank(*p))
             p++;
         if (p == end)
@@ -565,15 +589,28 @@ static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
     return EMBER_OK;
 }
 
+/* The header's lines are read whole, so a bare CR is looked for here. */
+static int mtx_line(const source *s, size_t *pos, uint64_t no, char *line,
+                    size_t size, char *msg)
+{
+    if (bare_cr(s->data + *pos, s->data + s->size))
+        return ember__err(msg, EMBER_EFORMAT, "%s:%llu: %s", s->path,
+                          (unsigned long long)no, bare_cr_text);
+    take_line(s, pos, line, size);
+    return EMBER_OK;
+}
+
 static int mtx_header(source *s, char *msg)
 {
     char line[512];
     size_t pos = 0;
     uint64_t no = 1;
-    take_line(s, &pos, line, sizeof line);
-    int rc = mtx_banner(s, line, msg);
+    int rc = mtx_line(s, &pos, no, line, sizeof line, msg);
+    if (!rc)
+        rc = mtx_banner(s, line, msg);
     while (!rc && pos < s->size) {
-        take_line(s, &pos, line, sizeof line);
+        if ((rc = mtx_line(s, &pos, no + 1, line, sizeof line, msg)))
+            break;
         no++;
         const char *q = line;
         while (is_blank(*q))

@@ -183,7 +183,8 @@ typedef enum {
     FAIL_EMPTY,
     FAIL_NOT_NUMBER,
     FAIL_NOT_FINITE,
-    FAIL_RANGE
+    FAIL_RANGE,
+    FAIL_BARE_CR
 } fail_kind;
 
 /* The first thing wrong in a chunk, kept as data and worded later so the
@@ -567,6 +568,20 @@ static const char *skip_blanks(const char *p, const char *e, char delim)
     return p;
 }
 
+/* Whether the line [lo, e) holds a carriage return that no newline
+ * follows (e is its '\n', or hi when it has none). '\r' is a blank so that
+ * "\r\n" ends need no case of their own, but a file of old Mac line ends
+ * ('\r' alone) would then be one long line of run-together rows. */
+static bool bare_cr(const char *lo, const char *e, const char *hi)
+{
+    const char *r = memchr(lo, '\r', (size_t)(e - lo));
+    return r && (r + 1 < e || e == hi);
+}
+
+#define BARE_CR_TEXT                                                           \
+    "carriage return without a newline: old Mac line endings? convert with " \
+    "tr '\\r' '\\n'"
+
 static bool skipped_line(const char *p, const char *e)
 {
     p = skip_blanks(p, e, ' ');
@@ -651,21 +666,24 @@ typedef struct {
 } csv_plan;
 
 /* Moves *pp past the next line that is neither blank nor a comment and
- * returns it in *out; false at the end of the text. */
-static bool next_content(const char **pp, const char *hi, size_t *number,
-                         text_line *out)
+ * returns it in *out: 1, or 0 at the end of the text, or -1 with *number
+ * at a line with a bare carriage return. */
+static int next_content(const char **pp, const char *hi, size_t *number,
+                        text_line *out)
 {
     while (*pp < hi) {
         const char *lo = *pp, *e = line_end(lo, hi);
+        if (bare_cr(lo, e, hi))
+            return -1;
         *pp = next_line(e, hi);
         if (!skipped_line(lo, e)) {
             *out = (text_line){lo, e, *number};
             (*number)++;
-            return true;
+            return 1;
         }
         (*number)++;
     }
-    return false;
+    return 0;
 }
 
 /* Automatic header: the first content line has a (non-empty) field that is
@@ -687,6 +705,11 @@ static bool looks_like_header(const text_line *l, char delim, locale_t c_loc)
 static int no_rows(const char *path, char *msg)
 {
     return ember__err(msg, EMBER_EFORMAT, "%s: no data rows", path);
+}
+
+static int bare_cr_error(const char *path, size_t line, char *msg)
+{
+    return ember__err(msg, EMBER_EFORMAT, "%s:%zu: " BARE_CR_TEXT, path, line);
 }
 
 static const char *skip_bom(const char *text, size_t size)
@@ -712,16 +735,18 @@ static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
     size_t number = 1;
     text_line first, data;
     memset(pl, 0, sizeof *pl);
-    if (!next_content(&p, hi, &number, &first))
-        return no_rows(path, msg);
+    int got = next_content(&p, hi, &number, &first);
+    if (got <= 0)
+        return got ? bare_cr_error(path, number, msg) : no_rows(path, msg);
     pl->has_header = o->header > 0 ||
                      (o->header == 0 &&
                       looks_like_header(&first, o->delimiter, c_loc));
     pl->data = pl->has_header ? p : first.lo;
     pl->data_line = pl->has_header ? first.number + 1 : first.number;
     data = first;
-    if (pl->has_header && !next_content(&p, hi, &number, &data))
-        return no_rows(path, msg);
+    got = pl->has_header ? next_content(&p, hi, &number, &data) : 1;
+    if (got <= 0)
+        return got ? bare_cr_error(path, number, msg) : no_rows(path, msg);
     pl->delim = o->delimiter;
     if (!pl->delim)
         pl->delim =
@@ -907,6 +932,12 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
     size_t number = c->line0;
     for (const char *p = c->lo; p < c->hi; number++) {
         const char *e = line_end(p, c->hi);
+        if (bare_cr(p, e, c->hi)) { /* c->hi ends a line, or the text */
+            c->fail.kind = FAIL_BARE_CR;
+            c->fail.line = number;
+            note_failure(job, index);
+            return;
+        }
         if (!skipped_line(p, e)) {
             if (parse_row(job, p, e, row, &c->fail) != FAIL_NONE) {
                 c->fail.line = number;
@@ -944,6 +975,8 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
         return ember__err(msg, EMBER_EFORMAT,
                           "%s:%zu: '%.*s%s' is too large for a double",
                           job->path, f->line, w, f->tok, more);
+    case FAIL_BARE_CR:
+        return bare_cr_error(job->path, f->line, msg);
     case FAIL_NOT_NUMBER:
     case FAIL_NONE:
         break;

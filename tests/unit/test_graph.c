@@ -441,6 +441,39 @@ static void test_graph_input_errors(void **state)
     load_fails("dir.el", NULL, EMBER_EFORMAT, "not a regular file");
 }
 
+/* A carriage return that no newline follows (old Mac line ends) would
+ * merge lines, '\r' being a blank: refused on its line in edge lists
+ * (plain and weighted, in comments, at the end of the file) and Matrix
+ * Market headers and entries; "\r\n" stays fine. */
+static void test_graph_bare_cr(void **state)
+{
+    (void)state;
+    write_file("cr.el", "0 1\r1 2\r2 0\r");
+    load_fails("cr.el", NULL, EMBER_EFORMAT, "cr.el:1: carriage return without a newline: "
+               "old Mac line endings? convert with tr '\\r' '\\n'");
+    write_file("mid.el", "0 1\r\n1 2\n2 0\r3 1\n");
+    load_fails("mid.el", NULL, EMBER_EFORMAT, "mid.el:3: carriage return without a newline");
+    write_file("com.el", "# made by hand\r0 1\r1 2\r");
+    load_fails("com.el", NULL, EMBER_EFORMAT, "com.el:1: carriage return");
+    write_file("last.el", "0 1\r\n1 2\r");
+    load_fails("last.el", NULL, EMBER_EFORMAT, "last.el:2: carriage return");
+    ember_graph_opts w = {.weighted = 1};
+    write_file("w.el", "0 1 2.5\r1 2 1\r");
+    load_fails("w.el", &w, EMBER_EFORMAT, "w.el:1: carriage return");
+    write_file("h.mtx", "%%MatrixMarket matrix coordinate pattern general\r2 2 1\r1 2\r");
+    load_fails("h.mtx", NULL, EMBER_EFORMAT, "h.mtx:1: carriage return");
+    write_file("b.mtx", "%%MatrixMarket matrix coordinate pattern general\r\n"
+               "2 2 2\r\n1 2\r2 1\r\n");
+    load_fails("b.mtx", NULL, EMBER_EFORMAT, "b.mtx:3: carriage return");
+    write_file("ok.mtx", "%%MatrixMarket matrix coordinate pattern general\r\n"
+               "2 2 2\r\n1 2\r\n2 1\r\n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *g = load(ctx, "ok.mtx", NULL);
+    assert_int_equal(g->m, 2);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 /* An error in a later chunk still names its line. */
 static void test_graph_error_line_in_big_file(void **state)
 {
@@ -1623,6 +1656,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_weighted_directions),
         cmocka_unit_test(test_graph_weighted_errors),
         cmocka_unit_test(test_graph_input_errors),
+        cmocka_unit_test(test_graph_bare_cr),
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),

@@ -360,6 +360,39 @@ static void test_text_crlf(void **state)
     fx_done(&f);
 }
 
+/* A carriage return that no newline follows (old Mac line ends) would
+ * run rows together, '\r' being a blank: it is refused on its line, in the
+ * header, in comments, in data, at the end of the text, at any partition
+ * count. */
+static void test_text_bare_cr(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    ember_ctx *ctx = new_ctx(2);
+    static const struct {
+        const char *name, *text, *want;
+    } cases[] = {
+        {"ws.csv", "1 2\r3 4\r5 6\r", "ws.csv:1: carriage return without a newline"},
+        {"c.csv", "1,2\r3,4\r5,6\r", "c.csv:1: carriage return without a newline"},
+        {"h.csv", "x,y\r1,2\r3,4\r", "h.csv:1: carriage return without a newline"},
+        {"hd.csv", "x,y\n1,2\r3,4\r", "hd.csv:2: carriage return without a newline"},
+        {"m.csv", "x,y\n1,2\n3,4\r5,6\n7,8\n", "m.csv:3: carriage return"},
+        {"k.csv", "# a\rb\n1,2\n", "k.csv:1: carriage return"},
+        {"e.csv", "1,2\r\n3,4\r", "e.csv:2: carriage return"},
+        {"b.csv", "1,2\n\r\r\n3,4\n", "b.csv:2: carriage return"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = fx_text(&f, cases[i].name, cases[i].text);
+        for (size_t k = 0; k < NPARTS; k++)
+            csv_fails(ctx, p, 0, 0, part_counts[k], cases[i].want);
+    }
+    csv_fails(ctx, fx_text(&f, "d.csv", "1;2\r3;4\r"), ';', 0, 0,
+              "d.csv:1: carriage return");
+    ember_ctx_destroy(&ctx);
+    fx_done(&f);
+}
+
 static void test_text_one_column(void **state)
 {
     (void)state;
@@ -1117,6 +1150,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_text_header_names),
         cmocka_unit_test(test_text_comments),
         cmocka_unit_test(test_text_crlf),
+        cmocka_unit_test(test_text_bare_cr),
         cmocka_unit_test(test_text_one_column),
         cmocka_unit_test(test_text_forty_columns),
         cmocka_unit_test(test_text_huge_line),
