@@ -71,7 +71,8 @@ static const ember_cli_opt km_options[] = {
 static const ember_cli_program km_program = {
     .name = "ember-kmeans",
     .summary =
-        "Lloyd's k-means. Input: CSV (header allowed, comma or whitespace) or\n"
+        "Lloyd's k-means. Input: CSV (comma or whitespace; a first line with no\n"
+        "numeric field is the header, one mixing numbers and text an error) or\n"
         "an HDF5 dataset FILE.h5:/path of n x d numbers. Output (--output): HDF5\n"
         "with /centroids (float64, k x d), /labels (int64, n) and root attributes\n"
         "(inertia, iterations, converged, program, input, parameters ...); or, for\n"

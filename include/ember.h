@@ -271,8 +271,10 @@ int ember_read_h5(ember_ds **out, ember_ctx *ctx, const char *spec,
 typedef struct {
     char delimiter;    /* 0: auto (comma if the first data line has one,
                           else whitespace); ',' ';' '\t' or ' ' */
-    int header;        /* 0: auto (first line has a non-numeric token),
-                          1: yes, -1: no */
+    int header;        /* 0: auto (a header when no field of the first
+                          line is a number, quotes ignored; a first line
+                          of numbers and text is EMBER_EFORMAT), 1: yes,
+                          -1: no */
     size_t partitions; /* 0: from the file size */
 } ember_text_opts;
 

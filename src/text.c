@@ -686,20 +686,49 @@ static int next_content(const char **pp, const char *hi, size_t *number,
     return 0;
 }
 
-/* Automatic header: the first content line has a (non-empty) field that is
- * not a number. "nan" and "inf" count as numbers here, so a first data row
- * holding them is reported as non-finite, not taken for a header. */
-static bool looks_like_header(const text_line *l, char delim, locale_t c_loc)
+/* Automatic header: the first content line is one when none of its
+ * fields is a number (surrounding quotes ignored), data when all are; a
+ * line of both is an error, since either reading drops or mangles
+ * something ("1,2x" is a data row with a typo, not names). "nan" and
+ * "inf" count as numbers here, so a first data row holding them is
+ * reported as non-finite, not taken for a header. Returns 1 (header), 0
+ * (data) or -1 with *bad at a field that is not a number. */
+static int looks_like_header(const text_line *l, char delim, locale_t c_loc,
+                             csv_fail *bad)
 {
     if (!delim)
         delim = memchr(l->lo, ',', (size_t)(l->e - l->lo)) ? ',' : ' ';
     field_iter it = {l->lo, l->e, delim, false};
     const char *tok;
-    size_t len;
-    while (field_next(&it, &tok, &len))
-        if (len && !is_number(tok, len, c_loc))
-            return true;
-    return false;
+    size_t len, numbers = 0, words = 0;
+    while (field_next(&it, &tok, &len)) {
+        const char *t = tok;
+        size_t n = len;
+        if (n >= 2 && t[0] == '"' && t[n - 1] == '"')
+            t++, n -= 2;
+        if (!n)
+            continue;
+        if (is_number(t, n, c_loc)) {
+            numbers++;
+        } else if (!words++) {
+            bad->tok = tok;
+            bad->len = len;
+        }
+    }
+    if (numbers && words)
+        return -1;
+    return words > 0;
+}
+
+static int mixed_header(const char *path, const text_line *l,
+                        const csv_fail *bad, char *msg)
+{
+    int w = bad->len > 40 ? 40 : (int)bad->len;
+    return ember__err(msg, EMBER_EFORMAT,
+                      "%s:%zu: '%.*s%s' is not a number, but other fields of "
+                      "this first line are: a header has no numeric names, a "
+                      "data row only numbers",
+                      path, l->number, w, bad->tok, bad->len > 40 ? "..." : "");
 }
 
 static int no_rows(const char *path, char *msg)
@@ -738,9 +767,13 @@ static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
     int got = next_content(&p, hi, &number, &first);
     if (got <= 0)
         return got ? bare_cr_error(path, number, msg) : no_rows(path, msg);
-    pl->has_header = o->header > 0 ||
-                     (o->header == 0 &&
-                      looks_like_header(&first, o->delimiter, c_loc));
+    csv_fail bad = {0};
+    int header = o->header == 0
+                     ? looks_like_header(&first, o->delimiter, c_loc, &bad)
+                     : o->header > 0;
+    if (header < 0)
+        return mixed_header(path, &first, &bad, msg);
+    pl->has_header = header;
     pl->data = pl->has_header ? p : first.lo;
     pl->data_line = pl->has_header ? first.number + 1 : first.number;
     data = first;

@@ -279,6 +279,24 @@ static void test_text_header_auto(void **state)
     /* a first row holding NaN is bad data, not a header */
     const char *nan_first = fx_text(&f, "nf.csv", "nan,1\n2,3\n");
     csv_fails(ctx, nan_first, 0, 0, 0, "nf.csv:1: 'nan' is not finite");
+    /* a first line of numbers and text is neither: an error naming the
+     * field, not a header that drops a row with a typo */
+    const char *typo = fx_text(&f, "t.csv", "1,2x\n3,4\n5,6\n");
+    csv_fails(ctx, typo, 0, 0, 0, "t.csv:1: '2x' is not a number, but other "
+              "fields of this first line are");
+    const char *ws = fx_text(&f, "t.txt", "# c\nx 1 y\n3 4 5\n");
+    csv_fails(ctx, ws, 0, 0, 0, "t.txt:2: 'x' is not a number, but other");
+    /* quotes are looked through: quoted numbers are data (and not read) */
+    const char *qn = fx_text(&f, "qn.csv", "\"1\",\"2\"\n3,4\n");
+    csv_fails(ctx, qn, 0, 0, 0, "qn.csv:1: '\"1\"' is not a number");
+    const char *qh = fx_text(&f, "qh.csv", "\"x\",\"y\"\n1,2\n3,4\n");
+    assert_values(csv_ok(&ds, ctx, qh, 0, 0, 2, 2), want, 4);
+    assert_string_equal(ember_ds_type(ds)->field[1].name, "y");
+    ember_ds_free(&ds);
+    /* forced either way, no guess is made */
+    assert_values(csv_ok(&ds, ctx, typo, 0, 1, 2, 2), (const double[]){3, 4, 5, 6}, 4);
+    ember_ds_free(&ds);
+    csv_fails(ctx, typo, 0, -1, 0, "t.csv:1: '2x' is not a number");
     ember_ctx_destroy(&ctx);
     fx_done(&f);
 }
