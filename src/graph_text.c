@@ -135,7 +135,11 @@ static int chunk_fail(chunk *c, int status, const char *at, const char *base,
     t[len] = '\0';
     if (tok && tok + len < end && !is_end(tok[len]))
         strcpy(t + len, "...");
-    snprintf(c->err, sizeof c->err, fmt, t);
+    if (tok && memchr(tok, '\0', len)) /* the quoted token would stop at it */
+        snprintf(c->err, sizeof c->err, "a NUL byte in the line: a binary "
+                 "file, or UTF-16 text?");
+    else
+        snprintf(c->err, sizeof c->err, fmt, t);
     c->status = status;
     c->err_pos = (size_t)(at - base);
     return status;
@@ -191,7 +195,7 @@ static int check_value(chunk *c, const char *p, const char *end,
     char *stop;
     errno = 0;
     double v = strtod(t, &stop);
-    if (len == 0 || *stop || (p + len < end && !is_end(p[len])))
+    if (len == 0 || stop != t + len || (p + len < end && !is_end(p[len])))
         return chunk_fail(c, EMBER_EFORMAT, p, base,
                           out ? "non-numeric weight '%s'" : "non-numeric matrix value '%s'",
                           p, end);
@@ -603,7 +607,7 @@ static int mtx_line(const source *s, size_t *pos, uint64_t no, char *line,
 static int mtx_header(source *s, char *msg)
 {
     char line[512];
-    size_t pos = 0;
+    size_t pos = s->body; /* past a BOM */
     uint64_t no = 1;
     int rc = mtx_line(s, &pos, no, line, sizeof line, msg);
     if (!rc)
@@ -970,11 +974,13 @@ static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
 }
 
 /* A vertex count stated in the comments that open an edge list: ember-gen's
- * "# N vertices, M edges" or SNAP's "# Nodes: N Edges: M". 0 when none. */
-static uint64_t header_vertices(const source *s)
+ * "# N vertices, M edges" or SNAP's "# Nodes: N Edges: M", with the
+ * number of its line in *line. 0 when none. */
+static uint64_t header_vertices(const source *s, uint64_t *line)
 {
-    const char *p = s->data, *end = s->data + s->size;
+    const char *p = s->data + s->body, *end = s->data + s->size;
     for (int lines = 0; p < end && *p == '#' && lines < 64; lines++) {
+        *line = (uint64_t)lines + 1;
         const char *e = next_line(p, end);
         for (const char *q = p + 1; q < e; q++) {
             int snap = e - q > 6 && memcmp(q, "Nodes:", 6) == 0;
@@ -1019,10 +1025,15 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
         for (size_t i = 0; i < nc; i++)
             if (c[i].any && c[i].maxid + 1 > n)
                 n = c[i].maxid + 1;
-        uint64_t stated = header_vertices(s);
+        uint64_t line = 0, stated = header_vertices(s, &line);
         if (n && stated > n) {
-            if (stated > s->limit)
-                return ember__graph_too_big(msg, s->path, stated - 1, s->limit, 0);
+            if (stated > s->limit) /* no id that large is in the file */
+                return ember__err(msg, EMBER_ERANGE, "%s:%llu: the header states "
+                                  "%llu vertices, more than the limit of %llu "
+                                  "vertices (2^32 or this machine's memory)",
+                                  s->path, (unsigned long long)line,
+                                  (unsigned long long)stated,
+                                  (unsigned long long)s->limit);
             n = stated;
         }
     }
@@ -1053,6 +1064,26 @@ static int load_relabelled(ember_graph *g, source *s, const ember_graph_opts *op
     return rc;
 }
 
+/* What the file's first bytes say: a UTF-8 byte order mark (skipped, as
+ * editors on Windows write it), or a file that is not an edge list at
+ * all, which the parser would misread: gzip, or a Matrix Market file
+ * (its '%' lines are comments to an edge list, its size line an edge). */
+static int first_bytes(source *s, char *msg)
+{
+    const unsigned char *d = (const unsigned char *)s->data;
+    if (s->size >= 2 && d[0] == 0x1f && d[1] == 0x8b)
+        return ember__err(msg, EMBER_EFORMAT, "%s: gzip-compressed; decompress "
+                          "it first", s->path);
+    if (s->size >= 3 && memcmp(d, "\xEF\xBB\xBF", 3) == 0)
+        s->body = 3;
+    if (!s->mtx && s->size - s->body >= 14 &&
+        strncasecmp(s->data + s->body, "%%MatrixMarket", 14) == 0)
+        return ember__err(msg, EMBER_EFORMAT, "%s: a Matrix Market file "
+                          "(%%%%MatrixMarket banner): name it .mtx or pass "
+                          "--format mtx", s->path);
+    return EMBER_OK;
+}
+
 int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
                            const ember_graph_opts *opts, char *msg)
 {
@@ -1061,6 +1092,8 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     s.limit = ember__graph_max_vertices(opts);
     double t0 = ember__graph_now();
     int rc = map_file(&s, msg);
+    if (!rc)
+        rc = first_bytes(&s, msg);
     if (!rc && mtx)
         rc = mtx_header(&s, msg);
     g->input_bytes = s.size;

@@ -720,9 +720,24 @@ static int looks_like_header(const text_line *l, char delim, locale_t c_loc,
     return words > 0;
 }
 
+/* A NUL byte in a field: the quoted field would stop at it, and the real
+ * problem is the file. */
+static bool nul_field(const char *tok, size_t len)
+{
+    return memchr(tok, '\0', len) != NULL;
+}
+
+static int nul_error(const char *path, size_t line, char *msg)
+{
+    return ember__err(msg, EMBER_EFORMAT, "%s:%zu: a NUL byte in the line: a "
+                      "binary file, or UTF-16 text?", path, line);
+}
+
 static int mixed_header(const char *path, const text_line *l,
                         const csv_fail *bad, char *msg)
 {
+    if (nul_field(bad->tok, bad->len))
+        return nul_error(path, l->number, msg);
     int w = bad->len > 40 ? 40 : (int)bad->len;
     return ember__err(msg, EMBER_EFORMAT,
                       "%s:%zu: '%.*s%s' is not a number, but other fields of "
@@ -756,6 +771,22 @@ static int header_check(const csv_plan *pl, const char *path, char *msg)
                       "columns", path, pl->header.number, names, pl->cols);
 }
 
+/* With the delimiter guessed from the first data line, a header split
+ * otherwise ("x,y" over "1 2") would be counted, and named, wrongly. */
+static int header_delimiter(const csv_plan *pl, const text_line *data,
+                            const char *path, char *msg)
+{
+    const text_line *h = &pl->header;
+    char own = memchr(h->lo, ',', (size_t)(h->e - h->lo)) ? ',' : ' ';
+    if (own == pl->delim)
+        return header_check(pl, path, msg);
+    return ember__err(msg, EMBER_EFORMAT,
+                      "%s:%zu: the header is separated by %s but the data "
+                      "(line %zu) by %s: use one delimiter",
+                      path, h->number, own == ',' ? "commas" : "blanks",
+                      data->number, pl->delim == ',' ? "commas" : "blanks");
+}
+
 static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
                          size_t size, const ember_text_opts *o,
                          locale_t c_loc, char *msg)
@@ -786,6 +817,8 @@ static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
             memchr(data.lo, ',', (size_t)(data.e - data.lo)) ? ',' : ' ';
     pl->cols = count_fields(data.lo, data.e, pl->delim);
     pl->header = first;
+    if (pl->has_header && !o->delimiter)
+        return header_delimiter(pl, &data, path, msg);
     return pl->has_header ? header_check(pl, path, msg) : EMBER_OK;
 }
 
@@ -1014,6 +1047,8 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
     case FAIL_NONE:
         break;
     }
+    if (nul_field(f->tok, f->len))
+        return nul_error(job->path, f->line, msg);
     return ember__err(msg, EMBER_EFORMAT, "%s:%zu: '%.*s%s' is not a number",
                       job->path, f->line, w, f->tok, more);
 }
@@ -1094,6 +1129,10 @@ int ember_read_csv(ember_ds **out, ember_ctx *ctx, const char *path,
     int rc = s.c_loc == (locale_t)0
                  ? ember__err(msg, EMBER_ENOMEM, "%s: no C locale", path)
                  : ember__read_file(ctx, path, &s.text, &s.size, msg);
+    if (!rc && s.size >= 2 && (unsigned char)s.text[0] == 0x1f &&
+        (unsigned char)s.text[1] == 0x8b)
+        rc = ember__err(msg, EMBER_EFORMAT,
+                        "%s: gzip-compressed; decompress it first", path);
     if (!rc)
         rc = csv_plan_make(&pl, path, s.text, s.size, &o, s.c_loc, msg);
     if (!rc)

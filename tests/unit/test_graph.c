@@ -474,6 +474,57 @@ static void test_graph_bare_cr(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+static void write_bytes(const char *path, const char *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+/* Files that are not what the parser reads, or that it used to misread,
+ * say so: a Matrix Market file read as an edge list, gzip, a NUL byte;
+ * a BOM is skipped; a stated vertex count too large names its line. */
+static void test_graph_text_file_kind_errors(void **state)
+{
+    (void)state;
+    write_file("m.el", "%%MatrixMarket matrix coordinate pattern general\n3 3 1\n1 2\n");
+    load_fails("m.el", NULL, EMBER_EFORMAT, "m.el: a Matrix Market file "
+               "(%%MatrixMarket banner): name it .mtx or pass --format mtx");
+    write_bytes("z.el", "\x1f\x8b\x08\x00\x00\x00", 6);
+    load_fails("z.el", NULL, EMBER_EFORMAT, "z.el: gzip-compressed; decompress it first");
+    write_bytes("z.mtx", "\x1f\x8b\x08\x00\x00\x00", 6);
+    load_fails("z.mtx", NULL, EMBER_EFORMAT, "z.mtx: gzip-compressed");
+    write_bytes("nul.el", "0 1\n1 2\0\n", 9);
+    load_fails("nul.el", NULL, EMBER_EFORMAT, "nul.el:2: a NUL byte in the line");
+    write_bytes("nul2.el", "0 1\n\0\0\0\0\n", 9);
+    load_fails("nul2.el", NULL, EMBER_EFORMAT, "nul2.el:2: a NUL byte in the line");
+    ember_graph_opts w = {.weighted = 1};
+    write_bytes("nulw.el", "0 1 2\0\n", 7);
+    load_fails("nulw.el", &w, EMBER_EFORMAT, "nulw.el:1: a NUL byte in the line");
+    write_file("nodes.el", "# Directed graph\n# Nodes: 99999999999 Edges: 1\n0 1\n");
+    load_fails("nodes.el", NULL, EMBER_ERANGE, "nodes.el:2: the header states "
+               "99999999999 vertices, more than the limit of");
+    ember_ctx *ctx = tu_ctx(2);
+    write_file("bom.el", "\xEF\xBB\xBF" "0 1\n1 2\n");
+    ember_graph *g = load(ctx, "bom.el", NULL);
+    assert_int_equal(g->n, 3);
+    assert_row(g, 0, "1");
+    ember_graph_free(&g);
+    write_file("bomh.el", "\xEF\xBB\xBF# 5 vertices\n0 1\n");
+    g = load(ctx, "bomh.el", NULL);
+    assert_int_equal(g->n, 5);
+    ember_graph_free(&g);
+    write_file("bom.mtx", "\xEF\xBB\xBF%%MatrixMarket matrix coordinate pattern general\n"
+               "3 3 1\n1 2\n");
+    g = load(ctx, "bom.mtx", NULL);
+    assert_int_equal(g->n, 3);
+    ember_graph_free(&g);
+    write_file("bomx.el", "\xEF\xBB\xBFx 1\n");
+    load_fails("bomx.el", NULL, EMBER_EFORMAT, "bomx.el:1: non-numeric token 'x'");
+    ember_ctx_destroy(&ctx);
+}
+
 /* An error in a later chunk still names its line. */
 static void test_graph_error_line_in_big_file(void **state)
 {
@@ -1657,6 +1708,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_weighted_errors),
         cmocka_unit_test(test_graph_input_errors),
         cmocka_unit_test(test_graph_bare_cr),
+        cmocka_unit_test(test_graph_text_file_kind_errors),
         cmocka_unit_test(test_graph_error_line_in_big_file),
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),

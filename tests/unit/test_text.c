@@ -411,6 +411,39 @@ static void test_text_bare_cr(void **state)
     fx_done(&f);
 }
 
+/* Files the reader would misread say what they are: gzip, a NUL byte (in
+ * the first line or a later one), a header split by other delimiters than
+ * its data. */
+static void test_text_file_kind_errors(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    ember_ctx *ctx = new_ctx(2);
+    const char *z = fx_write(&f, "z.csv", "\x1f\x8b\x08\x00\x00\x00", 6);
+    csv_fails(ctx, z, 0, 0, 0, "z.csv: gzip-compressed; decompress it first");
+    static const struct {
+        const char *name, *text;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"n1.csv", "1 2\0\n3 4\n", 9, "n1.csv:1: a NUL byte in the line"},
+        {"n2.csv", "1,2\n3,4\0\n", 9, "n2.csv:2: a NUL byte in the line"},
+        {"n3.csv", "x,y\n1,\0\n", 8, "n3.csv:2: a NUL byte in the line"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        csv_fails(ctx, fx_write(&f, cases[i].name, cases[i].text, cases[i].len),
+                  0, 0, 0, cases[i].want);
+    const char *md = fx_text(&f, "md.csv", "x,y\n1 2\n3 4\n");
+    csv_fails(ctx, md, 0, 0, 0, "md.csv:1: the header is separated by commas "
+              "but the data (line 2) by blanks: use one delimiter");
+    const char *mb = fx_text(&f, "mb.csv", "# c\nx y\n1,2\n");
+    csv_fails(ctx, mb, 0, 0, 0, "mb.csv:2: the header is separated by blanks "
+              "but the data (line 3) by commas");
+    ember_ctx_destroy(&ctx);
+    fx_done(&f);
+}
+
 static void test_text_one_column(void **state)
 {
     (void)state;
@@ -1169,6 +1202,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_text_comments),
         cmocka_unit_test(test_text_crlf),
         cmocka_unit_test(test_text_bare_cr),
+        cmocka_unit_test(test_text_file_kind_errors),
         cmocka_unit_test(test_text_one_column),
         cmocka_unit_test(test_text_forty_columns),
         cmocka_unit_test(test_text_huge_line),
