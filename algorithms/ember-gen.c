@@ -361,6 +361,25 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
     return ember_cli_exit(cli, rc, msg);
 }
 
+/* The dataset path of a blobs HDF5 output, checked before any work (the
+ * library refuses the same, but only once the points are made, and naming
+ * the temporary file): "f.h5:" lost its path, "f.h5:/" names the root
+ * group, "f.h5:/a/" or "f.h5:/a//b" an empty name. 0, or an exit status. */
+static int check_blobs_path(const ember_cli *cli, const char *spec)
+{
+    char file[4096];
+    const char *cut = ember_cli_output_file(spec, file, sizeof file);
+    const char *path = cut ? cut + 1 : NULL;
+    if (!cut && file[0] && file[strlen(file) - 1] == ':')
+        return ember_cli_usage_error(cli, "--output %s: empty dataset path after ':' "
+                                     "(write FILE.h5:/name, or FILE.h5 for /points)",
+                                     spec);
+    if (path && (!path[1] || strstr(path, "//") || path[strlen(path) - 1] == '/'))
+        return ember_cli_usage_error(cli, "--output %s: '%s' names no dataset "
+                                     "(write FILE.h5:/name)", spec, path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
@@ -371,7 +390,8 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "say what to generate: kron or blobs (see --help)");
     if (!cli.output)
         return ember_cli_usage_error(&cli, "--output FILE is required");
-    if (ember_cli_check_output(&cli, "output", cli.output))
+    if (ember_cli_check_output(&cli, "output", cli.output) ||
+        (strcmp(cli.args[0], "blobs") == 0 && check_blobs_path(&cli, cli.output)))
         return EMBER_EXIT_USAGE; /* before generating, not after */
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;

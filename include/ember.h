@@ -471,13 +471,18 @@ int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
 
 typedef struct {
     int deflate;   /* 0: none; 1..9: deflate level, with shuffle */
-    int overwrite; /* replace an existing dataset at the path */
+    int overwrite; /* replace an existing dataset at the path (only a
+                      dataset: never a group or another object) */
 } ember_save_opts;
 
 /* Writes records to "file.h5:/path" (created if missing) as a native or
  * compound HDF5 dataset, with a "partition_offsets" attribute (u64,
  * partitions + 1 entries). "file.h5" alone writes /<the dataset's name>
- * (its operation's, as in its lineage: /range, /map), or /data. */
+ * (its operation's, as in its lineage: /range, /map), or /data.
+ * EMBER_EINVAL, with nothing written, for an existing dataset without
+ * overwrite, for a group or other object at the path (with or without
+ * overwrite), a path through a dataset, the root "/", a path with an
+ * empty name ("/a//b", "/a/") and a spec ending in ':' ("f.h5:"). */
 int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
                   char *msg);
 

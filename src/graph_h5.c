@@ -615,14 +615,13 @@ static int put_string_attr(hid_t loc, const char *name, const char *value)
     return ok ? 0 : -1;
 }
 
-/* A new dataset at path (replacing one there), written whole. */
+/* A new dataset at path (nothing may be there: the caller made room),
+ * written whole. */
 static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
                     const void *data, int rank, const hsize_t *dims, hid_t *out)
 {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), sp = -1, d = -1;
     int ok = lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
-    if (ok && H5Lexists(fid, path, H5P_DEFAULT) > 0)
-        ok = H5Ldelete(fid, path, H5P_DEFAULT) >= 0;
     if (ok)
         ok = (sp = H5Screate_simple(rank, dims, NULL)) >= 0 &&
              (d = H5Dcreate2(fid, path, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
@@ -802,11 +801,18 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
         return rc;
     if (!path[0])
         return ember__err(msg, EMBER_EINVAL, "%s: name a dataset as file.h5:/path", spec);
+    if ((rc = ember__h5_check_path(spec, path, msg)))
+        return rc;
     hsize_t d[2] = {dims[0], rank == 2 ? dims[1] : 1};
     hid_t fid = H5I_INVALID_HID, ds = H5I_INVALID_HID;
-    int seal = 0;
+    int seal = 0, replace = 0;
     ember__h5_lock();
     rc = create_file(file, truncate, &fid, &seal, msg);
+    /* an existing dataset is replaced; a group or anything else is not */
+    if (!rc)
+        rc = ember__h5_slot(fid, path, 1, &replace, spec, msg);
+    if (!rc && replace && H5Ldelete(fid, path, H5P_DEFAULT) < 0)
+        rc = h5err(msg, EMBER_EIO, spec, "cannot delete the existing dataset");
     if (!rc && put_data(fid, path, native(kind), native(kind), data, rank, d, &ds))
         rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
     if (!rc)

@@ -188,6 +188,12 @@ int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
     if (flen == 0)
         return ember__err(msg, EMBER_EINVAL,
                           "'%s': no file name (expected file.h5:/path)", spec);
+    /* "f.h5:" is a dataset path left out, not a file named "f.h5:" */
+    if (!colon && spec[flen - 1] == ':')
+        return ember__err(msg, EMBER_EINVAL,
+                          "'%s': empty dataset path after ':' (expected "
+                          "%.*s:/path, or the file name alone)",
+                          spec, (int)(flen - 1), spec);
     if (flen >= file_size)
         return ember__err(msg, EMBER_EINVAL,
                           "'%s': file name longer than %zu bytes", spec,
@@ -494,6 +500,52 @@ static htri_t path_exists(hid_t loc, const char *path)
         buf[i] = c;
     }
     return ok;
+}
+
+int ember__h5_check_path(const char *where, const char *path, char *msg)
+{
+    if (path[0] != '/')
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: a dataset path starts with '/'", where);
+    if (!path[1])
+        return ember__err(msg, EMBER_EINVAL, "%s: the root group is not a "
+                          "dataset; name one (file.h5:/name)", where);
+    if (strstr(path, "//") || path[strlen(path) - 1] == '/')
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: an empty name in the dataset path", where);
+    return EMBER_OK;
+}
+
+int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
+                   const char *where, char *msg)
+{
+    *replace = 0;
+    htri_t exists = path_exists((hid_t)loc, path);
+    if (exists < 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: a parent on the path is not a group", where);
+    if (exists == 0)
+        return EMBER_OK;
+    /* Deleting the link of a group would take everything under it: only
+     * a dataset is ever replaced. */
+    hid_t obj = H5Oopen((hid_t)loc, path, H5P_DEFAULT);
+    H5I_type_t kind = obj >= 0 ? H5Iget_type(obj) : H5I_BADID;
+    if (obj >= 0)
+        H5Oclose(obj);
+    if (kind != H5I_DATASET)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: %s, not a dataset; only a dataset is replaced",
+                          where,
+                          kind == H5I_GROUP ? "is a group"
+                          : kind == H5I_DATATYPE ? "is a named datatype"
+                          : obj < 0 ? "is a link to nothing that opens"
+                                    : "is an object");
+    if (!overwrite)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: already exists (set overwrite to replace it)",
+                          where);
+    *replace = 1;
+    return EMBER_OK;
 }
 
 /* Opens the dataset at path; ENOTFOUND when there is none. */
@@ -1168,24 +1220,17 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
     return rc;
 }
 
-/* Makes room at path: deletes what is there when overwriting. */
+/* Makes room at path: deletes the dataset there when overwriting (never a
+ * group or another object: ember__h5_slot refuses those). */
 static int clear_path(ember__h5w *w, const char *path, int overwrite,
                       char *msg)
 {
-    htri_t exists = path_exists(w->fid, path);
-    if (exists < 0)
-        return ember__err(msg, EMBER_EINVAL,
-                          "%s: a parent on the path is not a group", w->where);
-    if (exists == 0)
-        return EMBER_OK;
-    if (!overwrite)
-        return ember__err(msg, EMBER_EINVAL,
-                          "%s: already exists (set overwrite to replace it)",
-                          w->where);
-    if (H5Ldelete(w->fid, path, H5P_DEFAULT) < 0)
-        return h5_fail(msg, EMBER_EHDF5, w->where,
-                       "cannot delete the existing object");
-    return EMBER_OK;
+    int replace = 0;
+    int rc = ember__h5_slot(w->fid, path, overwrite, &replace, w->where, msg);
+    if (rc == EMBER_OK && replace && H5Ldelete(w->fid, path, H5P_DEFAULT) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where,
+                     "cannot delete the existing dataset");
+    return rc;
 }
 
 /* About 1 MiB of records a chunk: big enough for deflate and for few chunk
@@ -1268,7 +1313,9 @@ static int open_locked(ember__h5w *w, const char *file, const char *path,
                        const ember_type *t, const ember__h5w_opts *o,
                        char *msg)
 {
-    int rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, file, msg);
+    int rc = ember__h5_check_path(w->where, path, msg);
+    if (rc == EMBER_OK)
+        rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, file, msg);
     if (rc == EMBER_OK)
         rc = clear_path(w, path, o->overwrite, msg);
     if (rc == EMBER_OK)

@@ -498,6 +498,18 @@ void ember__h5_unlock(void);
 /* "file.h5:/a/b" -> file and path ("" when absent). */
 int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
                          char *path, size_t path_size, char *msg);
+/* EMBER_OK when path can name a new dataset: it starts with '/', is not
+ * the root "/" and has no empty name ("//", a trailing '/'); else
+ * EMBER_EINVAL with a message that starts with where. */
+int ember__h5_check_path(const char *where, const char *path, char *msg);
+/* Whether a dataset may be created at path in loc (an open file or group):
+ * EMBER_OK with *replace = 0 when nothing is there, *replace = 1 when a
+ * dataset is there and overwrite is set (the caller deletes it);
+ * EMBER_EINVAL, naming where, for a dataset without overwrite, for any
+ * other object (a group is never replaced: its link's deletion would take
+ * all it holds) and for a path through a non-group. Under the HDF5 lock. */
+int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
+                   const char *where, char *msg);
 /* Reads a whole dataset; *data is a ctx allocation of *n records. */
 int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);

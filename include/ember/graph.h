@@ -233,7 +233,9 @@ typedef struct {
 /* Writes an array of dims[0] x dims[1] (rank 1 or 2) numbers of one kind to
  * "file.h5:/path" (intermediate groups created; an existing dataset at the
  * path replaced; the file created unless it exists and truncate is 0), with
- * scalar attributes on it. */
+ * scalar attributes on it. A group (or any object but a dataset) at the
+ * path is never replaced: EMBER_EINVAL, as for the root "/", a path with
+ * an empty name or one through a dataset. */
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
                          int rank, const uint64_t *dims,
                          const ember_h5_attr *attrs, size_t nattrs,

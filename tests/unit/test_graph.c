@@ -1381,6 +1381,43 @@ static void test_graph_h5_errors(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* ember_h5_write_array replaces a dataset at its path, never a group
+ * (ember-gen blobs --output f.h5:/a deleted all of /a/b/...), and refuses
+ * paths that name no dataset. */
+static void test_graph_h5_write_array_keeps_groups(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    double x[2] = {1, 2};
+    uint64_t n = 2;
+    TU_OKM(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, NULL, 0, 1, msg), msg);
+    TU_OKM(ember_h5_write_array("keep.h5:/a/b/d", EMBER_F64, x, 1, &n, NULL, 0, 0, msg), msg);
+    assert_int_equal(ember_h5_write_array("keep.h5:/a", EMBER_F64, x, 1, &n, NULL, 0, 0, msg),
+                     EMBER_EINVAL);
+    TU_MSG_HAS(msg, "keep.h5:/a: is a group, not a dataset");
+    assert_int_equal(ember_h5_write_array("keep.h5:/", EMBER_F64, x, 1, &n, NULL, 0, 0, msg),
+                     EMBER_EINVAL);
+    TU_MSG_HAS(msg, "the root group is not a dataset");
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c/e", EMBER_F64, x, 1, &n, NULL, 0,
+                                          0, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "a parent on the path is not a group");
+    /* a dataset is still replaced */
+    double y[3] = {3, 4, 5};
+    n = 3;
+    TU_OKM(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, y, 1, &n, NULL, 0, 0, msg), msg);
+    const char *specs[2] = {"keep.h5:/a/b/c", "keep.h5:/a/b/d"};
+    for (int i = 0; i < 2; i++) {
+        ember_ds *ds = NULL;
+        uint64_t count = 0;
+        TU_OKM(ember_read_h5(&ds, ctx, specs[i], 0, msg), msg);
+        TU_OKM(ember_count(ds, &count, msg), msg);
+        assert_int_equal(count, i == 0 ? 3 : 2);
+        ember_ds_free(&ds);
+    }
+    ember_ctx_destroy(&ctx);
+}
+
 /* /csr/ids numbers the vertices in ascending id order: a file whose ids
  * repeat or descend is refused (found by fuzz_graph_h5). */
 static void test_graph_h5_ids_must_ascend(void **state)
@@ -1724,6 +1761,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_owned_rows_serial_whole),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
+        cmocka_unit_test(test_graph_h5_write_array_keeps_groups),
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),

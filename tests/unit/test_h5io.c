@@ -1318,6 +1318,57 @@ static void test_h5io_overwrite_replaces(void **state)
     remove(file);
 }
 
+/* overwrite replaces a dataset, never a group: deleting the link of /g
+ * would take /g/keep and /g/h/keep2 with it. */
+static void test_h5io_overwrite_refuses_group(void **state)
+{
+    (void)state;
+    const char *file = "h5io_overwrite_refuses_group.h5";
+    remove(file);
+    ember_ctx *ctx = new_ctx();
+    ember_type t = ember_type_scalar(EMBER_I32), got;
+    int32_t recs[3] = {1, 2, 3};
+    write_recs(ctx, file, "/g/keep", &t, recs, 3, &plain, NULL, 0);
+    write_recs(ctx, file, "/g/h/keep2", &t, recs, 3, &plain, NULL, 0);
+    ember__h5w_opts o = {.overwrite = 1, .fid = -1};
+    writer_fails(ctx, file, "/g", &t, &o, EMBER_EINVAL,
+                 "h5io_overwrite_refuses_group.h5:/g: is a group, not a dataset");
+    writer_fails(ctx, file, "/g/h", &t, NULL, EMBER_EINVAL, "is a group");
+    writer_fails(ctx, file, "/g/keep/x", &t, &o, EMBER_EINVAL,
+                 "a parent on the path is not a group");
+    writer_fails(ctx, file, "/", &t, &o, EMBER_EINVAL,
+                 "the root group is not a dataset");
+    writer_fails(ctx, file, "/g/", &t, &o, EMBER_EINVAL, "an empty name");
+    writer_fails(ctx, file, "/g//keep", &t, &o, EMBER_EINVAL, "an empty name");
+    size_t n;
+    int32_t *data = read_recs(ctx, file, "/g/keep", &got, &n);
+    assert_int_equal(n, 3);
+    ember__free(ctx, data);
+    data = read_recs(ctx, file, "/g/h/keep2", &got, &n);
+    assert_int_equal(n, 3);
+    ember__free(ctx, data);
+    /* the public call refuses it too, and a spec ending in ':' is a path
+     * left out, not a file named "....h5:" */
+    ember_ds *ds = NULL;
+    char msg[EMBER_MSG_SIZE];
+    assert_int_equal(ember_range(&ds, ctx, 0, 10, 1, 2, msg), EMBER_OK);
+    ember_save_opts so = {.overwrite = 1};
+    assert_int_equal(ember_save_h5(ds, "h5io_overwrite_refuses_group.h5:/g",
+                                   &so, msg), EMBER_EINVAL);
+    assert_contains(msg, "is a group");
+    remove("h5io_overwrite_refuses_group.h5:");
+    assert_int_equal(ember_save_h5(ds, "h5io_overwrite_refuses_group.h5:",
+                                   &so, msg), EMBER_EINVAL);
+    assert_contains(msg, "empty dataset path");
+    assert_int_equal(access("h5io_overwrite_refuses_group.h5:", F_OK), -1);
+    data = read_recs(ctx, file, "/g/h/keep2", &got, &n);
+    assert_int_equal(n, 3);
+    ember__free(ctx, data);
+    ember_ds_free(&ds);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
 /* ckptfile.c's use: several datasets into one file it keeps open. */
 static void test_h5io_writer_caller_fid(void **state)
 {
@@ -1651,6 +1702,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_disk_full_message),
         cmocka_unit_test(test_h5io_exists_without_overwrite),
         cmocka_unit_test(test_h5io_overwrite_replaces),
+        cmocka_unit_test(test_h5io_overwrite_refuses_group),
         cmocka_unit_test(test_h5io_writer_caller_fid),
         cmocka_unit_test(test_h5io_writer_bad_args),
         cmocka_unit_test(test_h5io_writer_not_hdf5),
