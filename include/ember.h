@@ -479,6 +479,11 @@ typedef struct {
  * compound HDF5 dataset, with a "partition_offsets" attribute (u64,
  * partitions + 1 entries). "file.h5" alone writes /<the dataset's name>
  * (its operation's, as in its lineage: /range, /map), or /data.
+ * Whole or not at all (docs/formats.md): the records go to a temporary
+ * link (".ember-unfinished.NAME", marked) moved to the path on success;
+ * on any failure (EMBER_EUSER from a user function included) it is
+ * deleted, a dataset that was at the path stays, and a file created for
+ * the save is removed.
  * EMBER_EINVAL, with nothing written, for an existing dataset without
  * overwrite, for a group or other object at the path (with or without
  * overwrite), a path through a dataset, the root "/", a path with an

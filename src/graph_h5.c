@@ -616,7 +616,8 @@ static int put_string_attr(hid_t loc, const char *name, const char *value)
 }
 
 /* A new dataset at path (nothing may be there: the caller made room),
- * written whole. */
+ * written whole; with out, also marked unfinished before a byte is
+ * written (ember__h5_mark: the caller commits it). */
 static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
                     const void *data, int rank, const hsize_t *dims, hid_t *out)
 {
@@ -625,6 +626,10 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
     if (ok)
         ok = (sp = H5Screate_simple(rank, dims, NULL)) >= 0 &&
              (d = H5Dcreate2(fid, path, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
+    if (ok && out) {
+        *out = d; /* the caller deletes it on failure */
+        ok = ember__h5_mark(d) == 0;
+    }
     hsize_t total = 1;
     for (int i = 0; i < rank; i++)
         total *= dims[i];
@@ -632,9 +637,7 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
         ok = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     close_id(&sp, H5Sclose);
     close_id(&lcpl, H5Pclose);
-    if (ok && out)
-        *out = d;
-    else
+    if (!out)
         close_id(&d, H5Dclose);
     return ok ? 0 : -1;
 }
@@ -806,17 +809,25 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     hsize_t d[2] = {dims[0], rank == 2 ? dims[1] : 1};
     hid_t fid = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     int seal = 0, replace = 0;
+    char tmp[1024 + 32];
+    if (ember__h5_tmp_path(path, tmp, sizeof tmp))
+        return ember__err(msg, EMBER_EINVAL, "%s: path too long", spec);
     ember__h5_lock();
     rc = create_file(file, truncate, &fid, &seal, msg);
-    /* an existing dataset is replaced; a group or anything else is not */
+    /* an existing dataset is replaced, once the new one is whole (a failed
+     * write leaves it); a group or anything else is not */
     if (!rc)
         rc = ember__h5_slot(fid, path, 1, &replace, spec, msg);
-    if (!rc && replace && H5Ldelete(fid, path, H5P_DEFAULT) < 0)
-        rc = h5err(msg, EMBER_EIO, spec, "cannot delete the existing dataset");
-    if (!rc && put_data(fid, path, native(kind), native(kind), data, rank, d, &ds))
+    if (!rc)
+        rc = ember__h5_tmp_clear(fid, tmp, spec, msg);
+    if (!rc && put_data(fid, tmp, native(kind), native(kind), data, rank, d, &ds))
         rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
     if (!rc)
         rc = put_attrs(ds, attrs, nattrs, spec, msg);
+    if (!rc)
+        rc = ember__h5_commit(fid, ds, tmp, path, replace, spec, msg);
+    else if (ds >= 0)
+        H5Ldelete(fid, tmp, H5P_DEFAULT);
     close_id(&ds, H5Dclose);
     return close_and_seal(fid, file, seal, rc, msg);
 }

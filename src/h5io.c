@@ -548,6 +548,88 @@ int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
     return EMBER_OK;
 }
 
+/* ---- datasets that appear whole or not at all ---------------------------- */
+
+/* A dataset is written under a temporary link in its own group, marked
+ * unfinished, and moved to its name only when complete (ember__h5_commit).
+ * A save that fails deletes it; one that is killed leaves it, marked: a
+ * reader refuses a marked dataset by any name, a root scan skips it, and
+ * the next save to the same path deletes it first. */
+#define H5IO_TMP_PREFIX ".ember-unfinished."
+#define H5IO_MARK "ember_unfinished"
+
+int ember__h5_tmp_path(const char *path, char *tmp, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path) + 1 : 0;
+    return snprintf(tmp, size, "%.*s%s%s", (int)dir, path, H5IO_TMP_PREFIX,
+                    path + dir) < (int)size ? 0 : -1;
+}
+
+/* 1 when obj carries the unfinished mark (or cannot be asked). */
+static int is_unfinished(hid_t obj)
+{
+    return H5Aexists(obj, H5IO_MARK) != 0;
+}
+
+int ember__h5_tmp_clear(int64_t loc, const char *tmp, const char *where,
+                        char *msg)
+{
+    htri_t there = path_exists((hid_t)loc, tmp);
+    if (there < 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: a parent on the path is not a group", where);
+    if (there == 0)
+        return EMBER_OK;
+    /* a killed write's leftover: a dataset, which no reader takes for data */
+    hid_t obj = H5Oopen((hid_t)loc, tmp, H5P_DEFAULT);
+    int dataset = obj >= 0 && H5Iget_type(obj) == H5I_DATASET;
+    if (obj >= 0)
+        H5Oclose(obj);
+    if (!dataset)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: %s is in the way (names starting with '%s' "
+                          "are ember's unfinished writes, and it is not one)",
+                          where, tmp, H5IO_TMP_PREFIX);
+    if (H5Ldelete((hid_t)loc, tmp, H5P_DEFAULT) < 0)
+        return h5_fail(msg, EMBER_EHDF5, where,
+                       "cannot delete an unfinished write's leftover");
+    return EMBER_OK;
+}
+
+int ember__h5_mark(int64_t dset)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? H5I_INVALID_HID
+                     : H5Acreate2((hid_t)dset, H5IO_MARK, H5T_STD_U8LE, sp,
+                                  H5P_DEFAULT, H5P_DEFAULT);
+    unsigned char one = 1;
+    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UCHAR, &one) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
+                     const char *path, int replace, const char *where,
+                     char *msg)
+{
+    /* The mark goes last: killed between these steps, the file holds the
+     * new dataset marked (refused by readers), never an unmarked part. */
+    if (replace && H5Ldelete((hid_t)loc, path, H5P_DEFAULT) < 0)
+        return h5_fail(msg, EMBER_EIO, where,
+                       "cannot delete the dataset it replaces");
+    if (H5Lmove((hid_t)loc, tmp, (hid_t)loc, path, H5P_DEFAULT,
+                H5P_DEFAULT) < 0)
+        return h5_fail(msg, EMBER_EIO, where,
+                       "cannot move the written dataset into place");
+    if (H5Adelete((hid_t)dset, H5IO_MARK) < 0)
+        return h5_fail(msg, EMBER_EIO, where, "cannot mark the dataset done");
+    return EMBER_OK;
+}
+
 /* Opens the dataset at path; ENOTFOUND when there is none. */
 static int open_named(hid_t fid, const char *path, hid_t *dset,
                       const char *where, char *msg)
@@ -565,6 +647,12 @@ static int open_named(hid_t fid, const char *path, hid_t *dset,
         H5Oclose(obj);
         return ember__err(msg, EMBER_ENOTFOUND, "%s: %s, not a dataset",
                           where, kind == H5I_GROUP ? "a group" : "an object");
+    }
+    if (is_unfinished(obj)) {
+        H5Oclose(obj);
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s: an unfinished write (the save that made it "
+                          "failed or was killed): not data", where);
     }
     *dset = obj;
     return EMBER_OK;
@@ -585,13 +673,14 @@ static void scan_link(hid_t fid, hsize_t i, root_scan *s)
                                H5P_DEFAULT);
     if (obj < 0)
         return; /* a dangling link is no dataset */
-    if (H5Iget_type(obj) != H5I_DATASET) {
-        H5Oclose(obj);
-        return;
-    }
     char name[H5IO_PATH_MAX] = "";
     H5Lget_name_by_idx(fid, "/", H5_INDEX_NAME, H5_ITER_INC, i, name,
                        sizeof name, H5P_DEFAULT);
+    if (H5Iget_type(obj) != H5I_DATASET || is_unfinished(obj) ||
+        !strncmp(name, H5IO_TMP_PREFIX, strlen(H5IO_TMP_PREFIX))) {
+        H5Oclose(obj);
+        return; /* unfinished writes are no data */
+    }
     size_t used = strlen(s->names);
     snprintf(s->names + used, sizeof s->names - used, "%s%s",
              used ? ", " : "", name);
@@ -1164,6 +1253,11 @@ struct ember__h5w {
     ember__buf *scratch; /* the caller's room for buf, or NULL */
     size_t fill;      /* direct: records in buf */
     int reseal;       /* the file carried a checksum header: renew it */
+    int atomic;       /* written at tmp, moved to path when complete */
+    int replace;      /* atomic: a dataset at path to delete then */
+    int created;      /* the file was created here */
+    char path[H5IO_PATH_MAX];
+    char tmp[H5IO_PATH_MAX];
     char file[H5IO_FILE_MAX];
     char where[EMBER_MSG_SIZE];
 };
@@ -1195,8 +1289,7 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
     int rc = check_sum(file, &w->reseal, &id, msg);
     if (rc)
         return rc;
-    if (w->reseal &&
-        (size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
+    if ((size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
         return ember__err(msg, EMBER_EINVAL, "%s: file name too long", file);
     hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
@@ -1214,6 +1307,7 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
         w->fid = H5Fcreate(file, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
         rc = w->fid < 0 ? h5_fail(msg, EMBER_EIO, file, "cannot create")
                         : EMBER_OK;
+        w->created = w->fid >= 0;
     }
     w->own_fid = w->fid >= 0;
     H5Pclose(fapl);
@@ -1221,12 +1315,24 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
 }
 
 /* Makes room at path: deletes the dataset there when overwriting (never a
- * group or another object: ember__h5_slot refuses those). */
+ * group or another object: ember__h5_slot refuses those). An atomic writer
+ * keeps it until its own is complete, and clears its temporary link of a
+ * killed write's leftover. */
 static int clear_path(ember__h5w *w, const char *path, int overwrite,
                       char *msg)
 {
     int replace = 0;
     int rc = ember__h5_slot(w->fid, path, overwrite, &replace, w->where, msg);
+    if (rc == EMBER_OK && w->atomic) {
+        w->replace = replace;
+        if (ember__h5_tmp_path(path, w->tmp, sizeof w->tmp) ||
+            (size_t)snprintf(w->path, sizeof w->path, "%s", path) >=
+                sizeof w->path)
+            return ember__err(msg, EMBER_EINVAL,
+                              "%s: path too long for its temporary name",
+                              w->where);
+        return ember__h5_tmp_clear(w->fid, w->tmp, w->where, msg);
+    }
     if (rc == EMBER_OK && replace && H5Ldelete(w->fid, path, H5P_DEFAULT) < 0)
         rc = h5_fail(msg, EMBER_EHDF5, w->where,
                      "cannot delete the existing dataset");
@@ -1316,10 +1422,15 @@ static int open_locked(ember__h5w *w, const char *file, const char *path,
     int rc = ember__h5_check_path(w->where, path, msg);
     if (rc == EMBER_OK)
         rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, file, msg);
+    /* A caller's own file (a checkpoint's NAME.tmp) is made whole by its
+     * rename; in a file opened here, the dataset is (ember__h5_commit). */
+    w->atomic = o->fid <= 0;
     if (rc == EMBER_OK)
         rc = clear_path(w, path, o->overwrite, msg);
     if (rc == EMBER_OK)
-        rc = create_dataset(w, path, t, o, msg);
+        rc = create_dataset(w, w->atomic ? w->tmp : path, t, o, msg);
+    if (rc == EMBER_OK && w->atomic && ember__h5_mark(w->dset) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot mark it unfinished");
     return rc;
 }
 
@@ -1329,12 +1440,22 @@ static int open_locked(ember__h5w *w, const char *file, const char *path,
 static int close_ids(ember__h5w *w, char *msg)
 {
     int rc = EMBER_OK;
+    /* an atomic write not committed (failed, or discarded): its temporary
+     * link goes, and a file made for it too */
+    int drop = w->atomic;
+    if (drop && w->dset >= 0 && H5Ldelete(w->fid, w->tmp, H5P_DEFAULT) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where,
+                     "cannot delete the unfinished dataset");
     if (w->mem >= 0 && H5Tclose(w->mem) < 0)
         rc = h5_fail(msg, EMBER_EHDF5, w->where, "closing the type failed");
     if (w->dset >= 0 && H5Dclose(w->dset) < 0 && rc == EMBER_OK)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the dataset failed");
     if (w->own_fid && H5Fclose(w->fid) < 0 && rc == EMBER_OK)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the file failed");
+    if (drop && w->created) {
+        remove(w->file); /* nothing else was ever in it */
+        w->reseal = 0;
+    }
     /* A file that was sealed stays sealed, even after a failed write. */
     if (w->own_fid && w->reseal) {
         int rs = ember__fsum_seal(w->file, rc == EMBER_OK ? msg : NULL);
@@ -1342,7 +1463,7 @@ static int close_ids(ember__h5w *w, char *msg)
     }
     w->reseal = 0;
     w->mem = w->dset = w->fid = H5I_INVALID_HID;
-    w->own_fid = 0;
+    w->own_fid = w->atomic = w->created = 0;
     return rc;
 }
 
@@ -1612,12 +1733,32 @@ int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
                  : EMBER_OK;
     if (!rc && offsets)
         rc = write_offsets(x, offsets, nparts, msg);
+    if (!rc && x->atomic) {
+        rc = ember__h5_commit(x->fid, x->dset, x->tmp, x->path, x->replace,
+                              x->where, msg);
+        x->atomic = rc != EMBER_OK; /* moved: nothing to drop */
+    }
     int rc2 = close_ids(x, rc ? NULL : msg);
     ember__h5_unlock();
     if (!x->scratch)
         ember__free(x->ctx, x->buf);
     ember__free(x->ctx, x);
     return rc ? rc : rc2;
+}
+
+int ember__h5w_discard(ember__h5w **w)
+{
+    if (!w || !*w)
+        return EMBER_OK;
+    ember__h5w *x = *w;
+    *w = NULL;
+    ember__h5_lock();
+    int rc = close_ids(x, NULL);
+    ember__h5_unlock();
+    if (!x->scratch)
+        ember__free(x->ctx, x->buf);
+    ember__free(x->ctx, x);
+    return rc;
 }
 
 /* ---- ids for other modules (checkpoint files) ---------------------------- */

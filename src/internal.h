@@ -510,6 +510,22 @@ int ember__h5_check_path(const char *where, const char *path, char *msg);
  * all it holds) and for a path through a non-group. Under the HDF5 lock. */
 int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
                    const char *where, char *msg);
+/* Datasets that appear whole or not at all: a writer creates its dataset
+ * at the temporary link ember__h5_tmp_path gives (".ember-unfinished.NAME"
+ * in the same group; 0, or -1 when it does not fit in size), after
+ * ember__h5_tmp_clear deleted a killed write's leftover there (a dataset;
+ * anything else there is EMBER_EINVAL), marks it with ember__h5_mark (0 or
+ * -1) and, once it is complete, ember__h5_commit deletes the dataset it
+ * replaces (replace, from ember__h5_slot), moves it to path and removes
+ * the mark. Readers refuse a marked dataset (EMBER_ECORRUPT) and a root
+ * scan skips it. Under the HDF5 lock. */
+int ember__h5_tmp_path(const char *path, char *tmp, size_t size);
+int ember__h5_tmp_clear(int64_t loc, const char *tmp, const char *where,
+                        char *msg);
+int ember__h5_mark(int64_t dset);
+int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
+                     const char *path, int replace, const char *where,
+                     char *msg);
 /* Reads a whole dataset; *data is a ctx allocation of *n records. */
 int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);
@@ -528,7 +544,13 @@ typedef struct ember__h5w ember__h5w;
 /* A chunked, extendible dataset at path in file (created if missing,
  * intermediate groups too). Opens the file read-write (creating it) unless
  * fid >= 0 is given (an open file id the caller keeps). fletcher32 adds
- * checksums; deflate 1..9 adds shuffle + deflate. */
+ * checksums; deflate 1..9 adds shuffle + deflate. In a file it opens, the
+ * writer is atomic (ember__h5_commit): the records go to a temporary link,
+ * moved to path (replacing the dataset there, with overwrite) by a
+ * successful ember__h5w_close; ember__h5w_discard, or a failed close,
+ * deletes it (and the file, when the writer created it), leaving what was
+ * at path. With the caller's fid the dataset is written at path directly
+ * (a checkpoint's NAME.tmp is made whole by its rename). */
 typedef struct {
     int deflate;
     int fletcher32;
@@ -578,6 +600,10 @@ int ember__h5w_put_chunks(ember__h5w *w, const ember__chunks *c, char *msg);
  * cleans up on error paths: always frees *w. */
 int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
                      char *msg);
+/* Closes a writer whose records are not all there (the caller failed):
+ * an atomic writer's dataset is deleted, another's left as it is (no
+ * partition_offsets). Always frees *w. */
+int ember__h5w_discard(ember__h5w **w);
 
 /* ---- checkpoint files (ckptfile.c) ------------------------------------------ */
 

@@ -62,17 +62,19 @@ static uint64_t expected_records(ember_ds *ds)
 }
 
 /* Runs ds into the open writer *hw (when rc is still 0) and closes it,
- * committing the partition offsets only when everything went well. */
+ * committing the dataset and its partition offsets only when everything
+ * went well: a failed save (a user function's error in partition 7) is
+ * discarded, so it never reads back as a complete dataset, and the one it
+ * was to replace stays. */
 static int save_and_close(ember_ds *ds, ember__h5w **hw, uint64_t *off, int rc,
                           char *msg)
 {
     if (!rc)
         rc = ember__save_to(ds, *hw, off, msg);
-    if (*hw) {
-        int rc2 = ember__h5w_close(hw, rc ? NULL : off, ds->nparts,
-                                   rc ? NULL : msg);
-        rc = rc ? rc : rc2;
-    }
+    if (*hw && rc)
+        ember__h5w_discard(hw);
+    else if (*hw)
+        rc = ember__h5w_close(hw, off, ds->nparts, msg);
     return rc;
 }
 

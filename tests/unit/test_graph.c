@@ -1406,6 +1406,15 @@ static void test_graph_h5_write_array_keeps_groups(void **state)
     double y[3] = {3, 4, 5};
     n = 3;
     TU_OKM(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, y, 1, &n, NULL, 0, 0, msg), msg);
+    /* a write that fails (an attribute without a name) leaves the dataset
+     * it was to replace, and no trace of itself */
+    ember_h5_attr noname[] = {{"", EMBER_I64, 0, 1, NULL}};
+    n = 2;
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, noname, 1,
+                                          0, msg), EMBER_EIO);
+    ember_ds *tmp = NULL;
+    assert_int_equal(ember_read_h5(&tmp, ctx, "keep.h5:/a/b/.ember-unfinished.c", 0, msg),
+                     EMBER_ENOTFOUND);
     const char *specs[2] = {"keep.h5:/a/b/c", "keep.h5:/a/b/d"};
     for (int i = 0; i < 2; i++) {
         ember_ds *ds = NULL;

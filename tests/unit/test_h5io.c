@@ -1369,6 +1369,142 @@ static void test_h5io_overwrite_refuses_group(void **state)
     remove(file);
 }
 
+/* A map that fails in partition 7 of range(0, 1000) over 10 partitions. */
+static int fail_from_700(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] >= 700)
+            return 5;
+    memcpy(out, in, n * sizeof *a);
+    return 0;
+}
+
+static uint64_t count_of(ember_ctx *ctx, const char *spec)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *ds = NULL;
+    uint64_t n = 0;
+    assert_int_equal(ember_read_h5(&ds, ctx, spec, 0, msg), EMBER_OK);
+    assert_int_equal(ember_count(ds, &n, msg), EMBER_OK);
+    ember_ds_free(&ds);
+    return n;
+}
+
+/* 1 when the file has a link at path. */
+static int has_link(const char *file, const char *path)
+{
+    ember__h5_lock();
+    hid_t fid = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int yes = fid >= 0 && H5Lexists(fid, path, H5P_DEFAULT) > 0;
+    if (fid >= 0)
+        H5Fclose(fid);
+    ember__h5_unlock();
+    return yes;
+}
+
+/* A failed save leaves no partial dataset that reads back as complete:
+ * with overwrite the previous one stays; without, nothing is left and a
+ * retry works; a file the save created is removed. */
+static void test_h5io_save_failure_atomic(void **state)
+{
+    (void)state;
+    const char *file = "h5io_save_failure_atomic.h5";
+    remove(file);
+    ember_ctx *ctx = new_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *good = NULL, *bad = NULL, *small = NULL;
+    ember_type t = ember_type_scalar(EMBER_I64);
+    assert_int_equal(ember_range(&good, ctx, 0, 1000, 1, 10, msg), EMBER_OK);
+    assert_int_equal(ember_range(&small, ctx, 0, 30, 1, 3, msg), EMBER_OK);
+    assert_int_equal(ember_map(&bad, good, &t, fail_from_700, NULL, 0, msg),
+                     EMBER_OK);
+    /* a first save that fails creates nothing, the file included */
+    assert_int_equal(ember_save_h5(bad, "h5io_save_failure_atomic.h5:/results",
+                                   NULL, msg), EMBER_EUSER);
+    assert_contains(msg, "partition 7");
+    assert_int_equal(access(file, F_OK), -1);
+    assert_int_equal(ember_save_h5(small, "h5io_save_failure_atomic.h5:/results",
+                                   NULL, msg), EMBER_OK);
+    ember_save_opts over = {.overwrite = 1};
+    assert_int_equal(ember_save_h5(bad, "h5io_save_failure_atomic.h5:/results",
+                                   &over, msg), EMBER_EUSER);
+    assert_int_equal(count_of(ctx, "h5io_save_failure_atomic.h5:/results"), 30);
+    assert_false(has_link(file, "/.ember-unfinished.results"));
+    /* without overwrite into a file that is there: nothing at the path,
+     * and the retry is not refused as "already exists" */
+    assert_int_equal(ember_save_h5(bad, "h5io_save_failure_atomic.h5:/g/fresh",
+                                   NULL, msg), EMBER_EUSER);
+    assert_false(has_link(file, "/g/fresh"));
+    assert_false(has_link(file, "/g/.ember-unfinished.fresh"));
+    assert_int_equal(ember_save_h5(good, "h5io_save_failure_atomic.h5:/g/fresh",
+                                   NULL, msg), EMBER_OK);
+    assert_int_equal(count_of(ctx, "h5io_save_failure_atomic.h5:/g/fresh"), 1000);
+    /* with overwrite, success replaces it, offsets and all */
+    assert_int_equal(ember_save_h5(good, "h5io_save_failure_atomic.h5:/results",
+                                   &over, msg), EMBER_OK);
+    assert_int_equal(count_of(ctx, "h5io_save_failure_atomic.h5:/results"), 1000);
+    ember_ds *back = NULL;
+    assert_int_equal(ember_read_h5(&back, ctx,
+                                   "h5io_save_failure_atomic.h5:/results", 0, msg),
+                     EMBER_OK);
+    ember_ds_free(&back);
+    assert_false(has_link(file, "/.ember-unfinished.results"));
+    ember_ds_free(&bad);
+    ember_ds_free(&good);
+    ember_ds_free(&small);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
+/* What a save killed in the middle leaves: its dataset under the temporary
+ * link, marked unfinished. No reader takes it for data, by its name or at
+ * the root, and the next save to the path clears it. */
+static void test_h5io_unfinished_leftover(void **state)
+{
+    (void)state;
+    const char *file = "h5io_unfinished_leftover.h5";
+    remove(file);
+    int64_t v[3] = {1, 2, 3};
+    hsize_t three = 3;
+    fixture(file, "/.ember-unfinished.x", H5T_STD_I64LE, 1, &three,
+            H5T_NATIVE_INT64, v);
+    fixture(file, "/y", H5T_STD_I64LE, 1, &three, H5T_NATIVE_INT64, v);
+    ember__h5_lock();
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(fid, "/.ember-unfinished.x", H5P_DEFAULT);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(d, "ember_unfinished", H5T_STD_U8LE, sp, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    unsigned char one = 1;
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_UCHAR, &one) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    ember_ctx *ctx = new_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *ds = NULL;
+    assert_int_equal(ember_read_h5(&ds, ctx,
+                                   "h5io_unfinished_leftover.h5:/.ember-unfinished.x",
+                                   0, msg), EMBER_ECORRUPT);
+    assert_contains(msg, "an unfinished write");
+    assert_null(ds);
+    /* the root holds one dataset, /y */
+    assert_int_equal(ember_read_h5(&ds, ctx, file, 0, msg), EMBER_OK);
+    ember_ds_free(&ds);
+    assert_int_equal(ember_range(&ds, ctx, 0, 5, 1, 1, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(ds, "h5io_unfinished_leftover.h5:/x", NULL, msg),
+                     EMBER_OK);
+    assert_int_equal(count_of(ctx, "h5io_unfinished_leftover.h5:/x"), 5);
+    assert_false(has_link(file, "/.ember-unfinished.x"));
+    ember_ds_free(&ds);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
 /* ckptfile.c's use: several datasets into one file it keeps open. */
 static void test_h5io_writer_caller_fid(void **state)
 {
@@ -1703,6 +1839,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_exists_without_overwrite),
         cmocka_unit_test(test_h5io_overwrite_replaces),
         cmocka_unit_test(test_h5io_overwrite_refuses_group),
+        cmocka_unit_test(test_h5io_save_failure_atomic),
+        cmocka_unit_test(test_h5io_unfinished_leftover),
         cmocka_unit_test(test_h5io_writer_caller_fid),
         cmocka_unit_test(test_h5io_writer_bad_args),
         cmocka_unit_test(test_h5io_writer_not_hdf5),
