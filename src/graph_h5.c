@@ -120,6 +120,14 @@ static int read_slice(h5_source *s, uint64_t lo, size_t n, char *msg)
         rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/targets");
     close_id(&fs, H5Sclose);
     close_id(&ms, H5Sclose);
+    /* (the builder checks endpoints too, but cannot say where they came
+     * from) */
+    for (size_t i = 0; !rc && !s->wide && i < n; i++)
+        if (s->dst[i] >= s->g->n)
+            return ember__err(msg, EMBER_EFORMAT,
+                              "%s: /csr/targets[%llu] = %lu is not a vertex (n = %llu)",
+                              s->file, (unsigned long long)(lo + i),
+                              (unsigned long)s->dst[i], (unsigned long long)s->g->n);
     for (size_t i = 0; !rc && s->wide && i < n; i++) {
         if ((s->is_signed && (int64_t)s->tmp[i] < 0) || s->tmp[i] >= s->g->n)
             return ember__err(msg, EMBER_EFORMAT,
@@ -180,6 +188,29 @@ static int64_t length_of(hid_t d)
     return rank == 1 ? (int64_t)dims[0] : -1;
 }
 
+/* Reads a 1-D dataset of n non-negative integers (any integer type) into
+ * dst as u64. HDF5 would convert anything: -1 to 0, 1.5 to 1, which is
+ * another graph, so a float or a negative value is refused, naming the
+ * dataset (and the index). */
+static int read_u64_array(hid_t d, const char *file, const char *name, uint64_t *dst,
+                          uint64_t n, char *msg)
+{
+    hid_t t = H5Dget_type(d);
+    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    int is_signed = c == H5T_INTEGER && H5Tget_sign(t) == H5T_SGN_2;
+    close_id(&t, H5Tclose);
+    if (c != H5T_INTEGER)
+        return ember__err(msg, EMBER_EFORMAT, "%s: %s must hold integers", file, name);
+    if (n && H5Dread(d, is_signed ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, H5S_ALL,
+                     H5S_ALL, H5P_DEFAULT, dst) < 0)
+        return ember__err(msg, EMBER_ECORRUPT, "%s: cannot read %s", file, name);
+    for (uint64_t i = 0; is_signed && i < n; i++)
+        if ((int64_t)dst[i] < 0)
+            return ember__err(msg, EMBER_EFORMAT, "%s: %s[%llu] = %lld is negative",
+                              file, name, (unsigned long long)i, (long long)dst[i]);
+    return EMBER_OK;
+}
+
 /* Opens /csr, reads the offsets (checked) and the ids, opens targets.
  * More vertices than opts allow (max_vertices, memory) is EMBER_ERANGE. */
 static int open_csr(h5_source *s, hid_t fid, const ember_graph_opts *opts,
@@ -205,8 +236,8 @@ static int open_csr(h5_source *s, hid_t fid, const ember_graph_opts *opts,
         rc = ember__graph_too_big(msg, f, n - 1, ember__graph_max_vertices(opts), 0);
     if (!rc && !(s->off = ember__malloc(ctx, ember__mul(n + 1, 8))))
         rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory for offsets", f);
-    if (!rc && H5Dread(od, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->off) < 0)
-        rc = h5err(msg, EMBER_ECORRUPT, f, "cannot read /csr/offsets");
+    if (!rc)
+        rc = read_u64_array(od, f, "/csr/offsets", s->off, n + 1, msg);
     close_id(&od, H5Dclose);
     for (uint64_t v = 0; !rc && v < n; v++)
         if (s->off[v] > s->off[v + 1])
@@ -230,8 +261,8 @@ static int read_ids(h5_source *s, hid_t fid, char *msg)
         rc = h5err(msg, EMBER_EFORMAT, s->file, "/csr/ids must hold n ids");
     else if (!(g->ids = ember__malloc(g->ctx, ember__mul(g->n ? g->n : 1, 8))))
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
-    else if (g->n && H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g->ids) < 0)
-        rc = h5err(msg, EMBER_ECORRUPT, s->file, "cannot read /csr/ids");
+    else
+        rc = read_u64_array(d, s->file, "/csr/ids", g->ids, g->n, msg);
     close_id(&d, H5Dclose);
     /* Labels number the ids in ascending order (graph.h): a repeated id
      * would give two vertices one name in every output. */

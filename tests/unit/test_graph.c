@@ -1427,6 +1427,75 @@ static void test_graph_h5_write_array_keeps_groups(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A CSR made elsewhere (h5py) with offsets or ids of another type: HDF5
+ * would convert -1 to 0 and 1.5 to 1 (another graph, exit 0); they are
+ * refused, naming the file, the dataset and the index. A target out of
+ * range names the file and dataset too. */
+static void test_graph_h5_offsets_ids_types(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE];
+    uint64_t n5 = 5, n4 = 4;
+    uint64_t tg[4] = {1, 2, 2, 0};
+    int64_t ioff[5] = {0, -1, 3, 4, 4};
+    double foff[5] = {0, 1.5, 3, 4, 4};
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/offsets", EMBER_I64, ioff, 1, &n5, NULL, 0, 1,
+                                msg), msg);
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/targets", EMBER_U64, tg, 1, &n4, NULL, 0, 0,
+                                msg), msg);
+    load_fails("ty.h5", NULL, EMBER_EFORMAT, "ty.h5: /csr/offsets[1] = -1 is negative");
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/offsets", EMBER_F64, foff, 1, &n5, NULL, 0, 0,
+                                msg), msg);
+    load_fails("ty.h5", NULL, EMBER_EFORMAT, "ty.h5: /csr/offsets must hold integers");
+    /* signed offsets that are all >= 0 are read */
+    ioff[1] = 1;
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/offsets", EMBER_I64, ioff, 1, &n5, NULL, 0, 0,
+                                msg), msg);
+    ember_graph *g = load(ctx, "ty.h5", NULL);
+    assert_int_equal(g->n, 4);
+    assert_row(g, 1, "2");
+    ember_graph_free(&g);
+    double fids[4] = {1, 2.5, 3, 4};
+    int64_t iids[4] = {1, -2, 3, 4};
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/ids", EMBER_F64, fids, 1, &n4, NULL, 0, 0, msg),
+           msg);
+    load_fails("ty.h5", NULL, EMBER_EFORMAT, "ty.h5: /csr/ids must hold integers");
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/ids", EMBER_I64, iids, 1, &n4, NULL, 0, 0, msg),
+           msg);
+    load_fails("ty.h5", NULL, EMBER_EFORMAT, "ty.h5: /csr/ids[1] = -2 is negative");
+    iids[1] = 2;
+    TU_OKM(ember_h5_write_array("ty.h5:/csr/ids", EMBER_I64, iids, 1, &n4, NULL, 0, 0, msg),
+           msg);
+    g = load(ctx, "ty.h5", NULL);
+    assert_true(g->ids && g->ids[1] == 2 && g->ids[3] == 4);
+    ember_graph_free(&g);
+    /* u32 targets (read straight, unchecked by the wide path) out of range */
+    uint32_t t32[4] = {1, 2, 9, 0};
+    uint64_t off[5] = {0, 1, 3, 4, 4};
+    ember__h5_lock();
+    hid_t fid = H5Fcreate("oor.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hsize_t dn[2] = {5, 4};
+    for (int i = 0; i < 2; i++) {
+        hid_t sp = H5Screate_simple(1, &dn[i], NULL);
+        hid_t d = H5Dcreate2(fid, i ? "/csr/targets" : "/csr/offsets",
+                             i ? H5T_STD_U32LE : H5T_STD_U64LE, sp, lcpl, H5P_DEFAULT,
+                             H5P_DEFAULT);
+        assert_true(d >= 0 && H5Dwrite(d, i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64,
+                                       H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                       i ? (void *)t32 : (void *)off) >= 0);
+        H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Pclose(lcpl);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    load_fails("oor.h5", NULL, EMBER_EFORMAT, "oor.h5: /csr/targets[2] = 9 is not a vertex");
+    ember_ctx_destroy(&ctx);
+}
+
 /* /csr/ids numbers the vertices in ascending id order: a file whose ids
  * repeat or descend is refused (found by fuzz_graph_h5). */
 static void test_graph_h5_ids_must_ascend(void **state)
@@ -1771,6 +1840,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_write_array_keeps_groups),
+        cmocka_unit_test(test_graph_h5_offsets_ids_types),
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
