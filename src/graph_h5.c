@@ -564,6 +564,41 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
     return rc;
 }
 
+/* 1 when every edge (v, u) of the whole graph g has its reverse (u, v)
+ * (rows ascending: a binary search a edge, on the team). */
+static int is_symmetric(const ember_graph *g)
+{
+    const uint64_t *off = g->offsets;
+    const uint32_t *adj = g->adj;
+    int bad = 0;
+    #pragma omp parallel for schedule(dynamic, 4096) num_threads(g->ctx->threads) reduction(|:bad)
+    for (uint64_t v = 0; v < g->n; v++) {
+        for (uint64_t e = off[v]; e < off[v + 1] && !bad; e++) {
+            uint32_t u = adj[e];
+            uint64_t a = off[u], z = off[u + 1];
+            while (a < z) {
+                uint64_t mid = a + (z - a) / 2;
+                if (adj[mid] < v)
+                    a = mid + 1;
+                else
+                    z = mid;
+            }
+            bad |= a == off[u + 1] || adj[a] != v;
+        }
+    }
+    return !bad;
+}
+
+/* The file's directed = 0 ("every edge stored both ways") is believed only
+ * when the edges agree: h5py can write anything there, and a program would
+ * then print "(each input edge both ways)" for a directed graph (and an
+ * MPI run split rows as if they were columns). A graph that is not whole
+ * (a rank's rows of a sealed file, written by ember) cannot be checked. */
+static int stored_both_ways(const ember_graph *g, uint64_t directed)
+{
+    return !directed && (!ember_graph_whole(g) || is_symmetric(g));
+}
+
 int ember__graph_load_h5(ember_graph *g, const char *path,
                          const ember_graph_opts *opts, char *msg)
 {
@@ -596,13 +631,13 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     g->read_seconds = ember__graph_now() - t0 - g->build_seconds;
     if (!rc && g->n == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: the graph has no vertices", path);
-    if (!rc && used && !directed)
+    if (!rc && used && stored_both_ways(g, directed))
         g->directed = 0; /* stored both ways already */
     if (!rc && !used) {
         uint64_t m = s.off[g->n];
         size_t nb = (size_t)((m + EDGES_PER_READ - 1) / EDGES_PER_READ);
         rc = ember__graph_build(g, h5_block, &s, nb, 0, opts, msg);
-        if (!rc && !directed && !opts->undirected)
+        if (!rc && !opts->undirected && stored_both_ways(g, directed))
             g->directed = 0; /* stored both ways already */
     }
     ember__h5_lock();

@@ -1100,6 +1100,10 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     double header = ember__graph_now() - t0;
     if (!rc)
         rc = s.wide ? load_relabelled(g, &s, opts, msg) : load_streamed(g, &s, opts, msg);
+    /* a (skew-)symmetric matrix's entries were each stored both ways, so
+     * its graph is undirected, and ember-convert's directed says so */
+    if (!rc && mtx && s.symmetric)
+        g->directed = 0;
     g->read_seconds += header;
     unmap_file(&s);
     return rc;

@@ -104,7 +104,10 @@ typedef struct {
     uint64_t n;           /* vertices */
     uint64_t m;           /* stored edges (both directions counted when
                              undirected) */
-    int directed;         /* 0 when built with undirected */
+    int directed;         /* 0 when every edge is stored both ways:
+                             built with undirected, a (skew-)symmetric
+                             Matrix Market file, or an HDF5 CSR whose
+                             directed = 0 its edges bear out */
     int by_destination;
     uint64_t *offsets;    /* n + 1 */
     uint32_t *adj;        /* m */

@@ -1496,6 +1496,75 @@ static void test_graph_h5_offsets_ids_types(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The directed attribute of a saved graph, read with the raw API. */
+static int32_t saved_directed(const char *file)
+{
+    int32_t d = -1;
+    ember__h5_lock();
+    hid_t fid = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t a = fid >= 0 ? H5Aopen_by_name(fid, "/csr", "directed", H5P_DEFAULT,
+                                         H5P_DEFAULT) : -1;
+    assert_true(a >= 0 && H5Aread(a, H5T_NATIVE_INT32, &d) >= 0);
+    H5Aclose(a);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    return d;
+}
+
+/* directed says what is true: a file whose directed = 0 is not believed
+ * when its edges are not all stored both ways (the programs printed
+ * "(each input edge both ways)" for it), and a symmetric Matrix Market
+ * file, whose entries are stored both ways, is saved with directed = 0. */
+static void test_graph_h5_directed_is_true(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    uint64_t off[4] = {0, 1, 2, 2}, n = 4;
+    uint64_t tg[2] = {1, 2};
+    TU_OKM(ember_h5_write_array("dir.h5:/csr/offsets", EMBER_U64, off, 1, &n, NULL, 0, 1,
+                                msg), msg);
+    n = 2;
+    TU_OKM(ember_h5_write_array("dir.h5:/csr/targets", EMBER_U64, tg, 1, &n, NULL, 0, 0,
+                                msg), msg);
+    ember_h5_attr undirected[] = {{"directed", EMBER_I64, 0, 0, NULL}};
+    TU_OKM(ember_h5_write_attrs("dir.h5:/csr", undirected, 1, msg), msg);
+    ember_graph *g = load(ctx, "dir.h5", NULL);
+    assert_int_equal(g->directed, 1); /* 0 -> 1 and 1 -> 2 have no reverse */
+    ember_graph_free(&g);
+    ember_graph_opts pull = EMBER__PULL_OPTS;
+    g = load(ctx, "dir.h5", &pull);
+    assert_int_equal(g->directed, 1);
+    ember_graph_free(&g);
+    /* stored both ways: believed */
+    uint64_t off2[4] = {0, 1, 3, 4}, tg2[4] = {1, 0, 2, 1};
+    n = 4;
+    TU_OKM(ember_h5_write_array("dir.h5:/csr/offsets", EMBER_U64, off2, 1, &n, NULL, 0, 0,
+                                msg), msg);
+    TU_OKM(ember_h5_write_array("dir.h5:/csr/targets", EMBER_U64, tg2, 1, &n, NULL, 0, 0,
+                                msg), msg);
+    g = load(ctx, "dir.h5", NULL);
+    assert_int_equal(g->directed, 0);
+    ember_graph_free(&g);
+    /* symmetric Matrix Market: undirected, and saved so */
+    write_file("sym.mtx", "%%MatrixMarket matrix coordinate pattern symmetric\n3 3 2\n2 1\n3 2\n");
+    g = load(ctx, "sym.mtx", NULL);
+    assert_int_equal(g->directed, 0);
+    TU_OKM(ember_graph_save_h5(g, "sym.h5", msg), msg);
+    ember_graph_free(&g);
+    assert_int_equal(saved_directed("sym.h5"), 0);
+    g = load(ctx, "sym.h5", &pull); /* the stored pull layout */
+    assert_int_equal(g->directed, 0);
+    ember_graph_free(&g);
+    write_file("gen.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n2 1\n3 2\n");
+    g = load(ctx, "gen.mtx", NULL);
+    assert_int_equal(g->directed, 1);
+    TU_OKM(ember_graph_save_h5(g, "gen.h5", msg), msg);
+    ember_graph_free(&g);
+    assert_int_equal(saved_directed("gen.h5"), 1);
+    ember_ctx_destroy(&ctx);
+}
+
 /* /csr/ids numbers the vertices in ascending id order: a file whose ids
  * repeat or descend is refused (found by fuzz_graph_h5). */
 static void test_graph_h5_ids_must_ascend(void **state)
@@ -1841,6 +1910,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_errors),
         cmocka_unit_test(test_graph_h5_write_array_keeps_groups),
         cmocka_unit_test(test_graph_h5_offsets_ids_types),
+        cmocka_unit_test(test_graph_h5_directed_is_true),
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
