@@ -157,7 +157,8 @@ typedef struct {
     int threads;                 /* 0: OMP_NUM_THREADS, else all cores */
     size_t memory_budget;        /* bytes for persisted blocks; 0: 1/4 of RAM */
     const char *scratch_dir;     /* spill files; NULL: $TMPDIR, else /tmp */
-    const char *checkpoint_dir;  /* NULL: checkpoints need a directory later */
+    const char *checkpoint_dir;  /* NULL: checkpoints need a directory later;
+                                    made (mkdir -p) at the first write */
     size_t block_bytes;          /* pipeline block size; 0: 32 KiB */
     const ember_allocator *allocator; /* NULL: the C library's */
 } ember_ctx_opts;

@@ -32,6 +32,8 @@
 #include "internal.h"
 #include "comm.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,7 +81,8 @@ int ember_checkpoint(ember_ds *ds, char *msg)
 
 /* Cuts the lineage: ds's partitions now come from the file or the store,
  * and whatever only the cut part held is freed. */
-static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets)
+static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets,
+                             unsigned char *head, uint64_t size)
 {
     if (ds->ckpt_state == 1)
         ds->ctx->ckpt_marked--;
@@ -87,6 +90,8 @@ static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets)
     ds->ckpt_state = 2;
     ds->ckpt_path = path;
     ds->ckpt_offsets = offsets;
+    ds->ckpt_head = head;
+    ds->ckpt_size = size;
     /* A shuffle's outputs share its key; once a file serves its partitions
      * they are dead weight, unless the caller persisted it. */
     if (ds->op == EMBER__SHUFFLE && path && ds->level == EMBER_NONE)
@@ -124,32 +129,75 @@ static int all_available(ember_ds *ds)
     return 1;
 }
 
-/* "ds-<id>[-<name>].h5", with path-hostile characters replaced. */
+/* "ds-<token>-<id>[-<name>].h5", with path-hostile characters replaced:
+ * ids restart at 1 in every context, the token (ctx.c) keeps contexts that
+ * share the directory apart, and it comes first so that one context's
+ * files list together. */
 static void file_name(const ember_ds *ds, char *fname, size_t size)
 {
-    snprintf(fname, size, "ds-%llu%s%s.h5", (unsigned long long)ds->id,
-             ds->name[0] ? "-" : "", ds->name);
+    snprintf(fname, size, "ds-%s-%llu%s%s.h5", ds->ctx->ckpt_token,
+             (unsigned long long)ds->id, ds->name[0] ? "-" : "", ds->name);
     for (char *c = fname; *c; c++)
         if (*c == '/' || *c == ' ' || *c == '(' || *c == ')')
             *c = '_';
 }
 
-/* The file of ds's partitions parts; path gets its name. With own (several
- * ranks) it is written by all of them (ckptpar.c), each its own
- * partitions, and off gets the partition offsets. */
+/* The checkpoint directory, made as ember_loop_create makes its own
+ * (with its parents: mkdir -p, mode 0777 less the umask). */
+static int make_dir(ember_ctx *ctx, char *msg)
+{
+    char part[PATH_MAX];
+    if (ember__mkdir_p(ctx->checkpoint_dir, part) == 0)
+        return EMBER_OK;
+    return ember__err(msg, EMBER_EIO, "cannot create checkpoint dir %s: %s",
+                      part, strerror(errno));
+}
+
+/* The header and size of the file just committed at path, which every
+ * later read of it must find again (exec.c, ember__ckr_open_as). */
+static int note_file(ember_ds *ds, const char *path, unsigned char **head,
+                     uint64_t *size, char *msg)
+{
+    *head = ember__malloc(ds->ctx, EMBER__FSUM_BLOCK);
+    if (!*head)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    int rc = ember__ck_head(path, *head, size, msg);
+    if (rc) {
+        ember__free(ds->ctx, *head);
+        *head = NULL;
+    }
+    return rc;
+}
+
+/* The file of ds's partitions parts; path gets its name, head and size
+ * its checksum header and size. With own (several ranks) it is written by
+ * all of them (ckptpar.c), each its own partitions, and off gets the
+ * partition offsets; the ranks take rank 0's token, so that the name is
+ * one. */
 static int write_file(ember_ds *ds, const ember__buf *parts, const int *own,
-                      uint64_t *off, char *path, char *msg)
+                      uint64_t *off, char *path, unsigned char **head,
+                      uint64_t *size, char *msg)
 {
     char fname[128], sig[512], *lineage = NULL;
+    ember_ctx *ctx = ds->ctx;
+    int rc = own ? ember__comm_bcast(ctx, ctx->ckpt_token, sizeof ctx->ckpt_token, msg)
+                 : EMBER_OK;
+    if (rc)
+        return rc;
+    if (!own || ember__comm_rank(ctx) == 0)
+        rc = make_dir(ctx, msg);
+    if (own) /* ember__ckp_begin names the directory again if a rank lacks it */
+        rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (rc)
+        return rc;
     file_name(ds, fname, sizeof fname);
     ember_type_describe(&ds->type, sig, sizeof sig);
     ember_lineage_string(ds, &lineage);
     ember__ck_meta meta = {"dataset", "", "", sig, lineage, 0, 0, 0};
-    const char *dir = ds->ctx->checkpoint_dir;
-    int rc;
+    const char *dir = ctx->checkpoint_dir;
     if (own) {
         ember__ckp *w = NULL;
-        rc = ember__ckp_begin(ds->ctx, &w, dir, fname, &meta, msg);
+        rc = ember__ckp_begin(ctx, &w, dir, fname, &meta, msg);
         if (!rc)
             rc = ember__ckp_parts(w, "data", &ds->type, parts, ds->nparts, own, off,
                                   msg);
@@ -158,14 +206,22 @@ static int write_file(ember_ds *ds, const ember__buf *parts, const int *own,
         ember__ckp_abort(&w);
     } else {
         ember__ckw *w = NULL;
-        rc = ember__ckw_begin(ds->ctx, &w, dir, fname, &meta, msg);
+        rc = ember__ckw_begin(ctx, &w, dir, fname, &meta, msg);
         if (!rc)
             rc = ember__ckw_parts(w, "data", &ds->type, parts, ds->nparts, msg);
         if (!rc)
             rc = ember__ckw_commit(&w, NULL, path, msg);
         ember__ckw_abort(&w);
     }
-    ember__free(ds->ctx, lineage);
+    ember__free(ctx, lineage);
+    if (!rc)
+        rc = note_file(ds, path, head, size, msg);
+    if (own)
+        rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (rc) { /* the file stays marked: a later action writes it again */
+        ember__free(ctx, *head);
+        *head = NULL;
+    }
     return rc;
 }
 
@@ -212,8 +268,10 @@ static int write_marked_ranks(ember_ds *ds, char *msg)
     if (rc == EMBER_ENOMEM && msg && !msg[0])
         ember__err(msg, rc, "out of memory");
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    unsigned char *head = NULL;
+    uint64_t size = 0;
     if (!rc)
-        rc = write_file(ds, parts, own, off, path, msg);
+        rc = write_file(ds, parts, own, off, path, &head, &size, msg);
     ember__parts_free(ctx, parts, parts ? ds->nparts : 0);
     ember__free(ctx, own);
     if (rc) {
@@ -221,7 +279,7 @@ static int write_marked_ranks(ember_ds *ds, char *msg)
         ember__free(ctx, path);
         return rc;
     }
-    truncate_lineage(ds, path, off);
+    truncate_lineage(ds, path, off, head, size);
     return EMBER_OK;
 }
 
@@ -236,10 +294,12 @@ static int write_marked(ember_ds *ds, char *msg)
     ember__view *views = ember__calloc(ctx, ds->nparts + 1, sizeof *views);
     uint64_t *off = ember__calloc(ctx, ds->nparts + 1, sizeof *off);
     char *path = ember__malloc(ctx, 1024);
+    unsigned char *head = NULL;
+    uint64_t size = 0;
     int rc = parts && views && off && path ? gather_parts(ds, parts, views, msg)
                                            : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
-        rc = write_file(ds, parts, NULL, NULL, path, msg);
+        rc = write_file(ds, parts, NULL, NULL, path, &head, &size, msg);
     for (size_t q = 0; views && q < ds->nparts; q++) {
         if (off)
             off[q + 1] = off[q] + (parts ? parts[q].n : 0);
@@ -253,7 +313,7 @@ static int write_marked(ember_ds *ds, char *msg)
         ember__free(ctx, path);
         return rc;
     }
-    truncate_lineage(ds, path, off);
+    truncate_lineage(ds, path, off, head, size);
     return EMBER_OK;
 }
 
@@ -345,7 +405,7 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
                                 would drop the file; the file cuts it too */
         return ember_checkpoint_eager(ds, msg);
     if (ds->op == EMBER__RANGE || ds->op == EMBER__ARRAY) {
-        truncate_lineage(ds, NULL, NULL);
+        truncate_lineage(ds, NULL, NULL, NULL, 0);
         return EMBER_OK;
     }
     /* As Spark does, a local checkpoint needs a level that survives
@@ -378,7 +438,7 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
                         "local checkpoint of #%llu: not every partition could be "
                         "stored", (unsigned long long)ds->id);
     if (!rc)
-        truncate_lineage(ds, NULL, NULL);
+        truncate_lineage(ds, NULL, NULL, NULL, 0);
     return rc;
 }
 

@@ -1242,6 +1242,28 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **out, const char *path,
     return open_checked(ctx, out, path, &id, msg);
 }
 
+int ember__ckr_open_as(ember_ctx *ctx, ember__ckr **out, const char *path,
+                       const unsigned char *head, uint64_t size, char *msg)
+{
+    *out = NULL;
+    if (access(path, R_OK) != 0)
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
+    ember__file_id id;
+    int sum = check_sum(path, &id, msg);
+    if (sum)
+        return sum;
+    /* A file that verifies by its own checksum may still be another one:
+     * the header holds the hash of all the rest, so the same header and
+     * size mean the same bytes. */
+    if (id.size != size || memcmp(id.head, head, EMBER__FSUM_BLOCK) != 0)
+        return ember__err(msg, EMBER_ECORRUPT,
+                          "%s is not the checkpoint written there (its checksum "
+                          "header or size differs: the file was replaced, by "
+                          "another context's or process's, or a copy)", path);
+    return open_checked(ctx, out, path, &id, msg);
+}
+
 /* Opens a file whose whole-file checksum has been checked: the file of
  * identity id, or an error (another file renamed over the name since). */
 static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,

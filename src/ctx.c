@@ -7,8 +7,12 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 static void *libc_malloc(size_t size, void *ud)
@@ -43,6 +47,28 @@ static const char *default_scratch(void)
     return t && *t ? t : "/tmp";
 }
 
+/* The token in this context's checkpoint names: 64 random bits, so that
+ * contexts on any host sharing a directory do not meet (a clash among a
+ * million contexts has odds of about 3e-8, and even then the reader's
+ * check of the header it wrote refuses the other file). Without a random
+ * source the time, the pid and the context's address are mixed in. */
+static void make_token(ember_ctx *ctx)
+{
+    uint64_t r = 0;
+    ssize_t got;
+    do
+        got = getrandom(&r, sizeof r, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ember__hash64((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32));
+        r = ember__hash64(r ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)ctx);
+    }
+    snprintf(ctx->ckpt_token, sizeof ctx->ckpt_token, "%016llx",
+             (unsigned long long)r);
+}
+
 /* Fills ctx's settings from opts; the allocator is already set. */
 static int configure(ember_ctx *ctx, const ember_ctx_opts *o, char *msg)
 {
@@ -60,6 +86,7 @@ static int configure(ember_ctx *ctx, const ember_ctx_opts *o, char *msg)
                           "memory budget of %zu bytes is smaller than one block "
                           "(%zu bytes)", ctx->budget, ctx->block_bytes);
     ctx->stats.memory_budget = ctx->budget;
+    make_token(ctx);
     ctx->scratch_dir = ember__strdup(ctx, o->scratch_dir ? o->scratch_dir
                                                          : default_scratch());
     if (!ctx->scratch_dir)

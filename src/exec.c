@@ -468,8 +468,11 @@ static int read_checkpoint_part(ember_ds *ds, size_t part, ember__buf *b,
     ember__ckr *r = NULL;
     b->size = ds->type.size;
     int rc = ember__buf_reserve(ds->ctx, b, (size_t)(hi - lo));
+    /* By name, but only the file this context wrote: another context's
+     * under the same name would verify by its own checksum. */
     if (!rc)
-        rc = ember__ckr_open(ds->ctx, &r, ds->ckpt_path, msg);
+        rc = ember__ckr_open_as(ds->ctx, &r, ds->ckpt_path, ds->ckpt_head,
+                                ds->ckpt_size, msg);
     if (!rc)
         rc = ember__ckr_slice(r, "data", &ds->type, lo, (size_t)(hi - lo),
                               b->data, msg);

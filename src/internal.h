@@ -27,6 +27,11 @@ struct ember_ctx {
     size_t block_bytes;
     char *scratch_dir;     /* where the per-context spill dir is made */
     char *checkpoint_dir;
+    /* 16 hex digits of random bits in the names of this context's dataset
+     * checkpoints: ids restart at 1 in every context, and two contexts (in
+     * one process, or processes on hosts sharing the directory) must not
+     * write or read each other's files. Under MPI rank 0's is used. */
+    char ckpt_token[17];
     uint64_t next_id;
     ember_ds *all;         /* registry of live datasets (doubly linked) */
     ember_bcast *bcasts;   /* registry of live broadcasts */
@@ -57,6 +62,10 @@ void *ember__calloc(ember_ctx *ctx, size_t n, size_t size);
 void *ember__realloc(ember_ctx *ctx, void *ptr, size_t size);
 void ember__free(ember_ctx *ctx, void *ptr);
 char *ember__strdup(ember_ctx *ctx, const char *s);
+/* mkdir -p: dir and its missing parents, mode 0777 less the umask (as
+ * mkdir(1) makes them). 0, or -1 with errno set; part (may be NULL, at
+ * least PATH_MAX bytes) gets the directory that failed. */
+int ember__mkdir_p(const char *dir, char *part);
 /* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
 size_t ember__mul(size_t n, size_t size);
 
@@ -197,6 +206,10 @@ struct ember_ds {
     int ckpt_eager;
     char *ckpt_path;
     uint64_t *ckpt_offsets; /* partition offsets of the written file */
+    unsigned char *ckpt_head; /* its checksum header (EMBER__FSUM_BLOCK
+                                 bytes) as written: every read proves the
+                                 file is still that one */
+    uint64_t ckpt_size;     /* and its size */
     ember__buf *ckpt_parts; /* marked: partitions captured by actions */
     unsigned char *ckpt_have;
     size_t ckpt_bytes;     /* bytes captured (stats.dataset_bytes) */
@@ -837,6 +850,13 @@ int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
  * that differs (a directory the ranks do not share) is EMBER_EMISMATCH. */
 int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **r, const char *path,
                           const unsigned char *head, uint64_t size, char *msg);
+/* Opens a checkpoint as ember__ckr_open does (the whole file hashed), and
+ * requires its checksum header and size to be head and size: those of the
+ * file the caller wrote. Another file under the name (another context's
+ * or process's, or a copy of an older one) is EMBER_ECORRUPT naming it,
+ * never read. */
+int ember__ckr_open_as(ember_ctx *ctx, ember__ckr **r, const char *path,
+                       const unsigned char *head, uint64_t size, char *msg);
 /* Reads records [lo, lo + n) of a dataset into buf (type's size each). */
 int ember__ckr_slice(ember__ckr *r, const char *name, const ember_type *type,
                      uint64_t lo, size_t n, void *buf, char *msg);

@@ -208,3 +208,56 @@ int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
         *failed_at = (size_t)failed;
     return first;
 }
+
+#include <limits.h>
+#include <sys/stat.h>
+
+/* One level: an existing directory is fine, whatever mkdir says of it
+ * (EACCES or EROFS on some file systems); an existing other file is
+ * ENOTDIR (mkdir says EEXIST, which would read as success). */
+static int mkdir_one(const char *dir)
+{
+    if (mkdir(dir, 0777) == 0)
+        return 0;
+    int err = errno;
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        if (err == EEXIST)
+            err = ENOTDIR;
+    }
+    errno = err;
+    return -1;
+}
+
+int ember__mkdir_p(const char *dir, char *part)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof p) {
+        errno = n ? ENAMETOOLONG : ENOENT;
+        if (part)
+            snprintf(part, PATH_MAX, "%.*s", PATH_MAX - 1, dir);
+        return -1;
+    }
+    memcpy(p, dir, n + 1);
+    /* Parents first, each component once: a racing maker of the same
+     * directories (another context, another rank) only makes mkdir say
+     * EEXIST. */
+    for (char *c = p + 1; ; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char was = *c;
+        *c = '\0';
+        int bad = c[-1] != '/' && mkdir_one(p) != 0, err = errno;
+        if (bad && part)
+            snprintf(part, PATH_MAX, "%s", p);
+        errno = err;
+        *c = was;
+        if (bad)
+            return -1;
+        if (!was)
+            return 0;
+    }
+}

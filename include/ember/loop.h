@@ -29,8 +29,13 @@ extern "C" {
 /* ---- dataset checkpoints ------------------------------------------------ */
 
 /* Marks ds (lazy, like Spark's checkpoint()): the next action that computes
- * all of ds writes it to "<checkpoint dir>/ds-<id>-<name>.h5" while
- * computing it, once, and from then on ds's lineage is a read of that file.
+ * all of ds writes it to "<checkpoint dir>/ds-<token>-<id>-<name>.h5"
+ * (the directory made if missing; the token, 16 random hex digits, is the
+ * context's, so contexts and processes sharing the directory never meet)
+ * while computing it, once, and from then on ds's lineage is a read of
+ * that file, which must still be the file written (another one under the
+ * name is EMBER_ECORRUPT). The file stays after ds and the context are
+ * freed, as in Spark.
  * A persisted ds whose partitions are stored is written from the store,
  * never computed again. Once written, ds lets go of its lineage (parents,
  * broadcasts it uses, its shuffle outputs): see "Lineage" in ember.h. */

@@ -190,6 +190,18 @@ static char *lineage(const ember_ds *ds)
     return copy;
 }
 
+/* CKDIR/ds-<token>-<id>-<name>.h5: the name a checkpoint of ds gets, the
+ * context's token checked to be 16 hex digits first. */
+static void ckpt_name(char *want, size_t size, const ember_ds *ds,
+                      const char *name)
+{
+    const char *tok = ember_ds_ctx(ds)->ckpt_token;
+    assert_int_equal(strlen(tok), 16);
+    assert_int_equal(strspn(tok, "0123456789abcdef"), 16);
+    snprintf(want, size, CKDIR "/ds-%s-%llu-%s.h5", tok,
+             (unsigned long long)ember_ds_id(ds), name);
+}
+
 static size_t lines(const char *s)
 {
     size_t n = 0;
@@ -238,8 +250,7 @@ static void test_checkpoint_lazy_written_once(void **state)
     assert_true(ember_is_checkpointed(m));
     const char *path = ember_checkpoint_path(m);
     assert_non_null(path);
-    snprintf(want, sizeof want, CKDIR "/ds-%llu-squares.h5",
-             (unsigned long long)ember_ds_id(m));
+    ckpt_name(want, sizeof want, m, "squares");
     assert_string_equal(path, want);
     assert_true(tu_exists(path));
     assert_int_equal(count_files(CKDIR), 1);
@@ -405,8 +416,7 @@ static void test_checkpoint_eager_sources(void **state)
     TU_OKM(ember_range(&r, ctx, -1, 3 * 5000 - 1, 3, 7, msg), msg);
     TU_OKM(ember_checkpoint_eager(r, msg), msg);
     assert_true(ember_is_checkpointed(r));
-    snprintf(want, sizeof want, CKDIR "/ds-%llu-%s.h5",
-             (unsigned long long)ember_ds_id(r), ember_ds_name(r)); /* sources are named for what they are */
+    ckpt_name(want, sizeof want, r, ember_ds_name(r)); /* sources are named for what they are */
     assert_string_equal(ember_ds_name(r), "range");
     assert_string_equal(ember_checkpoint_path(r), want);
     assert_true(tu_exists(want));
@@ -432,8 +442,7 @@ static void test_checkpoint_eager_sources(void **state)
     TU_OKM(ember_from_array(&a, ctx, &t, recs, 1000, 5, EMBER_COPY, msg), msg);
     TU_OK(ember_ds_set_name(a, "pts"));
     TU_OKM(ember_checkpoint_eager(a, msg), msg);
-    snprintf(want, sizeof want, CKDIR "/ds-%llu-pts.h5",
-             (unsigned long long)ember_ds_id(a));
+    ckpt_name(want, sizeof want, a, "pts");
     assert_string_equal(ember_checkpoint_path(a), want);
     TU_OKM(ember_read_checkpoint(&back, ctx, want, NULL, msg), msg);
     assert_true(ember_type_equal(ember_ds_type(back), &t));
@@ -1065,32 +1074,133 @@ static void test_checkpoint_needs_dir(void **state)
     ember_ctx_destroy(&ctx);
 }
 
-/* A directory that is not there: the action that would write fails with
- * EIO naming the file, and the dataset stays usable. */
+/* A directory that is not there is made, with its parents, as
+ * ember_loop_create makes its own (mode 0777 less the umask). One that
+ * cannot be made (a file where a parent should be): the action that would
+ * write fails with EIO naming it, and the dataset stays usable. */
 static void test_checkpoint_dir_missing(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
     tu_rm_rf("nodir");
-    ember_ctx_opts o = {.threads = 2, .checkpoint_dir = "nodir"};
+    ember_ctx_opts o = {.threads = 2, .checkpoint_dir = "nodir/a/b"};
     ember_ctx *ctx = tu_ctx_opts(&o);
     counter c;
     counter_init(&c);
     ember_ds *m = squares(ctx, 1000, 4, &c);
     TU_OKM(ember_checkpoint(m, msg), msg);
+    assert_false(tu_exists("nodir")); /* lazy: made by the write */
     uint64_t n = 0;
+    TU_OKM(ember_count(m, &n, msg), msg);
+    assert_true(ember_is_checkpointed(m));
+    assert_int_equal(count_files("nodir/a/b"), 1);
+    mode_t um = umask(0);
+    umask(um);
+    struct stat st;
+    assert_int_equal(stat("nodir/a", &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0777 & ~um);
+    expect_i64(m, 1000, square_plus);
+    ember_ds_free(&m);
+
+    tu_spit("nodir/file", "x", 1);
+    TU_OKM(ember_ctx_set_checkpoint_dir(ctx, "nodir/file/sub", msg), msg);
+    m = squares(ctx, 1000, 4, &c);
+    TU_OKM(ember_checkpoint(m, msg), msg);
     assert_int_equal(ember_count(m, &n, msg), EMBER_EIO);
-    TU_MSG_HAS(msg, "nodir/ds-");
+    TU_MSG_HAS(msg, "nodir/file");
+    TU_MSG_HAS(msg, strerror(ENOTDIR));
     assert_false(ember_is_checkpointed(m));
-    assert_false(tu_exists("nodir"));
-    assert_int_equal(mkdir("nodir", 0755), 0);
+    assert_int_equal(unlink("nodir/file"), 0);
     TU_OKM(ember_count(m, &n, msg), msg); /* captured: written now */
     assert_true(ember_is_checkpointed(m));
-    assert_int_equal(count_files("nodir"), 1);
+    assert_int_equal(count_files("nodir/file/sub"), 1);
     expect_i64(m, 1000, square_plus);
     ember_ds_free(&m);
     ember_ctx_destroy(&ctx);
     tu_rm_rf("nodir");
+}
+
+/* Two contexts on one directory, with the same ids and names (#2 "map"):
+ * each reads its own file. They used to share ds-2-map.h5, and the second
+ * checkpoint made the first context's sum the second one's. */
+static int times_fn(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    int64_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = a[i] * 1000;
+    return 0;
+}
+
+/* 0..999 plus 1 (sum 500500), or times 1000 (499500000), named "map". */
+static ember_ds *named_map(ember_ctx *ctx, int64_t factor)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 4, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, factor == 1 ? inc_fn : times_fn, NULL, 0, msg),
+           msg);
+    ember_ds_free(&r);
+    TU_OK(ember_ds_set_name(m, "map"));
+    return m;
+}
+
+static void test_checkpoint_two_contexts_one_dir(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *a = ckpt_ctx(2);
+    ember_ctx_opts o = {.threads = 2, .checkpoint_dir = CKDIR};
+    ember_ctx *b = tu_ctx_opts(&o);
+    assert_string_not_equal(a->ckpt_token, b->ckpt_token);
+    ember_ds *ma = named_map(a, 1), *mb = named_map(b, 1000);
+    assert_int_equal(ember_ds_id(ma), ember_ds_id(mb));
+    int64_t sum = 0;
+    TU_OKM(ember_checkpoint_eager(ma, msg), msg);
+    TU_OKM(ember_sum(ma, &sum, msg), msg);
+    assert_int_equal(sum, 500500);
+    TU_OKM(ember_checkpoint_eager(mb, msg), msg);
+    TU_OKM(ember_sum(ma, &sum, msg), msg);
+    assert_int_equal(sum, 500500);
+    TU_OKM(ember_sum(mb, &sum, msg), msg);
+    assert_int_equal(sum, 499500000);
+    assert_string_not_equal(ember_checkpoint_path(ma), ember_checkpoint_path(mb));
+    assert_int_equal(count_files(CKDIR), 2);
+    ember_ds_free(&ma);
+    ember_ds_free(&mb);
+    ember_ctx_destroy(&b);
+    ember_ctx_destroy(&a);
+}
+
+/* Another checkpoint file renamed over this context's (another process's
+ * with a clashing name, or an older copy): it verifies by its own
+ * checksum, but it is not the file written, so reading it is
+ * EMBER_ECORRUPT naming it, never its records. */
+static void test_checkpoint_file_replaced(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], mine[1024];
+    ember_ctx *a = ckpt_ctx(2);
+    ember_ds *ma = named_map(a, 1), *other = named_map(a, 1000);
+    TU_OKM(ember_checkpoint_eager(ma, msg), msg);
+    TU_OKM(ember_checkpoint_eager(other, msg), msg);
+    snprintf(mine, sizeof mine, "%s", ember_checkpoint_path(ma));
+    size_t size = 0;
+    unsigned char *good = tu_slurp(mine, &size);
+    assert_int_equal(rename(ember_checkpoint_path(other), mine), 0);
+    int64_t sum = 0;
+    assert_int_equal(ember_sum(ma, &sum, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, mine);
+    TU_MSG_HAS(msg, "not the checkpoint written");
+    /* the file written, put back under its name, reads again */
+    tu_spit(mine, good, size);
+    free(good);
+    TU_OKM(ember_sum(ma, &sum, msg), msg);
+    assert_int_equal(sum, 500500);
+    ember_ds_free(&ma);
+    ember_ds_free(&other);
+    ember_ctx_destroy(&a);
 }
 
 static void test_checkpoint_chain_two_marked(void **state)
@@ -1386,6 +1496,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_read_corrupt),
         cmocka_unit_test(test_checkpoint_needs_dir),
         cmocka_unit_test(test_checkpoint_dir_missing),
+        cmocka_unit_test(test_checkpoint_two_contexts_one_dir),
+        cmocka_unit_test(test_checkpoint_file_replaced),
         cmocka_unit_test(test_checkpoint_chain_two_marked),
         cmocka_unit_test(test_checkpoint_releases_lineage),
         cmocka_unit_test(test_checkpoint_no_leak),
