@@ -499,7 +499,14 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
  * context's memory budget and are evicted least recently used first (never
  * to make room for another block of the same dataset, as in Spark): an
  * evicted MEMORY_ONLY block is recomputed from lineage when next needed; a
- * *_AND_DISK block spills to the scratch directory and is read back.
+ * *_AND_DISK block spills to the scratch directory and is read back,
+ * checked against a hash taken when it was written. A spill file that is
+ * gone, short or changed (a tmp cleaner, a bad disk) is a lost block, as
+ * in Spark: it is dropped and its partition computed again from lineage,
+ * with the same result. Where there is no lineage (a local checkpoint's
+ * blocks are the only copy) the action fails with EMBER_ECORRUPT naming
+ * the file; a shuffle's lost outputs are made again by running it again
+ * (at the next action when the loss is found by a read).
  * The _SER levels keep blocks byte-shuffled and zstd-compressed: less
  * memory, more CPU to read. OFF_HEAP and the replicated "_2" levels have no
  * meaning on one machine (there is no JVM heap and no second node) and do

@@ -186,6 +186,26 @@ static int zip_prepare(task *t, step *s)
                          t->msg);
 }
 
+/* A stored block that cannot be read back (its spill file gone, short or
+ * damaged: the store names it in t->msg). As Spark does for a lost block,
+ * it is dropped and the partition computed again from lineage: 0, the
+ * plan goes on to the node's parents and stores it anew. A local
+ * checkpoint has no lineage, its blocks are the only copy: rc, every time
+ * (the block stays, so each action names the file). A finished shuffle's
+ * outputs come from a stage, not a task: rc for this action, and the
+ * block is dropped so that the next one runs the shuffle again. */
+static int lost_block(task *t, ember_ds *node, size_t part, int rc)
+{
+    if (node->op == EMBER__CHECKPOINT)
+        return rc;
+    ember__store_drop_part(t->ctx, node->id, part);
+    if (ember__is_root(node))
+        return rc;
+    if (t->msg)
+        t->msg[0] = '\0';
+    return 0;
+}
+
 /* Is partition `part` of a persisted node stored? Holds a view if so. */
 static int try_cached(task *t, ember_ds *node, size_t part)
 {
@@ -198,6 +218,8 @@ static int try_cached(task *t, ember_ds *node, size_t part)
         t->have_view = 1;
         return 1;
     }
+    if (rc == EMBER_ECORRUPT || rc == EMBER_EIO)
+        return lost_block(t, node, part, rc);
     return rc < 0 ? rc : 0;
 }
 
@@ -658,10 +680,16 @@ static size_t owned_count(const ember_ds *d)
     return hi - lo;
 }
 
+/* A finished shuffle whose outputs lost a spill file (a cleaner of the
+ * scratch dir) runs again: its lost blocks are dropped first, by a stat of
+ * each spilled one. */
 static int shuffle_missing(const ember_ds *d)
 {
-    return d->op == EMBER__SHUFFLE &&
-           (!d->u.shuffle.done || ember__store_count(d->ctx, d->id) < owned_count(d));
+    if (d->op != EMBER__SHUFFLE)
+        return 0;
+    if (d->u.shuffle.done)
+        ember__store_drop_missing(d->ctx, d->id);
+    return !d->u.shuffle.done || ember__store_count(d->ctx, d->id) < owned_count(d);
 }
 
 /* A finished shuffle's outputs are stored: nothing above it need run. */

@@ -401,9 +401,20 @@ typedef struct {
     void *entry_;  /* internal: pinned entry */
 } ember__view;
 /* EMBER_OK with a view (pinned until released; raw memory blocks are not
- * copied), EMBER_NOTCACHED when absent, an error if a spill file is bad. */
+ * copied), EMBER_NOTCACHED when absent. A block read back from its spill
+ * file is checked against the XXH3-64 taken when it was written: a file
+ * gone, of the wrong size or failing the hash is EMBER_ECORRUPT (a read
+ * error EMBER_EIO), msg naming the file, and the damaged bytes are never
+ * returned. The block stays: the caller decides whether it is lost
+ * (ember__store_drop_part, then recompute it) or was the only copy. */
 int ember__store_get(ember_ctx *ctx, uint64_t ds_id, size_t part,
                      ember__view *v, char *msg);
+/* Frees one block (the lost one of a failed get), in memory and on disk. */
+void ember__store_drop_part(ember_ctx *ctx, uint64_t ds_id, size_t part);
+/* Drops the dataset's spilled blocks whose files are gone or of the wrong
+ * size (a stat each, no read), so that a count of its blocks tells what is
+ * really there (a shuffle's outputs are then made again). */
+void ember__store_drop_missing(ember_ctx *ctx, uint64_t ds_id);
 void ember__store_release(ember_ctx *ctx, ember__view *v);
 int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);

@@ -16,7 +16,11 @@
  *   spilling  out of the budget, its bytes still in memory while one thread
  *             writes them to the spill dir without the lock;
  *   on disk   one file per block in the spill dir (raw, or compressed for
- *             _SER), made lazily with mkdtemp under ctx->scratch_dir;
+ *             _SER), made lazily with mkdtemp under ctx->scratch_dir; the
+ *             entry keeps the XXH3-64 of the bytes written, and every read
+ *             checks the file's size and hash: a spill dir lives in a
+ *             temporary directory that cleaners prune, on disks that fail,
+ *             and a block read back wrong would be a wrong result;
  *   dead      out of the table (dropped or replaced) but still pinned; it
  *             waits on the limbo list and is freed by its last unpin.
  * A pin is a view or an in-flight read or write: pinned entries are never
@@ -27,7 +31,10 @@
  * DISK_ONLY blocks, and *_AND_DISK blocks that cannot get room, start out
  * spilling. A failed write loses that block (its owner recomputes it) and
  * the put that caused it returns EMBER_EIO. A block read back from disk
- * stays on disk: reads do not bring it back into memory.
+ * stays on disk: reads do not bring it back into memory. A read that
+ * fails its checks returns an error and leaves the block: the executor
+ * drops it and recomputes it from lineage, or reports it where there is no
+ * lineage (a local checkpoint's blocks are the only copy).
  *
  * Lookups go through a hash table of datasets, each holding an array indexed
  * by partition (partitions are dense, 0..n-1), so get is O(1) and drop is
@@ -45,6 +52,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -59,6 +67,7 @@ struct entry {
     void *mem;          /* the stored bytes, valid while has_mem */
     size_t bytes;       /* stored size: raw, or compressed for _SER */
     uint64_t file;      /* spill file number, set when a write is planned */
+    uint64_t sum;       /* XXH3-64 of the bytes in the spill file */
     int pins;
     bool has_mem, resident, spilling, on_disk, dead;
     dsrec *owner;       /* the dataset holding the entry; NULL once dead */
@@ -353,11 +362,13 @@ static void plan_spill(ember__store *s, entry *e, entry **spills)
     push_job(spills, e);
 }
 
-static void finish_spill(ember__store *s, entry *e, int rc, entry **grave)
+static void finish_spill(ember__store *s, entry *e, int rc, uint64_t sum,
+                         entry **grave)
 {
     e->spilling = false;
     if (rc == EMBER_OK) {
         e->on_disk = true;
+        e->sum = sum;
         s->delta.spills++;
         if (!e->dead) {
             s->ndisk++;
@@ -550,10 +561,14 @@ static int read_all(int fd, unsigned char *p, size_t n, size_t *got)
     return 0;
 }
 
-static int write_block(const ember__store *s, const entry *e, char *msg)
+/* *sum gets the hash of what is written, taken from the bytes in memory
+ * (e is pinned: they stay put). */
+static int write_block(const ember__store *s, const entry *e, uint64_t *sum,
+                       char *msg)
 {
     char path[SPILL_PATH_SIZE];
     spill_path(s, e->file, path);
+    *sum = XXH3_64bits(e->mem, e->bytes);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "cannot create spill file '%s': %s",
@@ -572,24 +587,32 @@ static int write_block(const ember__store *s, const entry *e, char *msg)
                       strerror(err));
 }
 
-/* Reads a spill file of exactly `bytes` bytes into a new allocation. */
-static int read_block(const ember__store *s, uint64_t file, size_t bytes,
-                      void **out, char *msg)
+/* Reads e's spill file, which must hold exactly e->bytes bytes of hash
+ * e->sum, into a new allocation. A file that is gone, short, long or
+ * damaged is EMBER_ECORRUPT: the block is lost, whatever removed or
+ * changed it (a tmp cleaner, a full disk, a bad sector). */
+static int read_block(const ember__store *s, const entry *e, void **out,
+                      char *msg)
 {
     char path[SPILL_PATH_SIZE];
-    spill_path(s, file, path);
+    spill_path(s, e->file, path);
+    size_t bytes = e->bytes;
     unsigned char *buf = NULL;
     int rc = EMBER_OK;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     size_t got = 0;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        rc = ember__err(msg, EMBER_EIO, "cannot read spill file '%s': %s",
-                        path, strerror(errno));
+        rc = ember__err(msg, errno == ENOENT ? EMBER_ECORRUPT : EMBER_EIO,
+                        "cannot read spill file '%s' of block %zu of #%llu: %s",
+                        path, e->part, (unsigned long long)e->ds_id,
+                        strerror(errno));
     } else if ((uint64_t)st.st_size != bytes) {
         rc = ember__err(msg, EMBER_ECORRUPT,
-                        "spill file '%s' has %lld bytes, expected %zu", path,
-                        (long long)st.st_size, bytes);
+                        "spill file '%s' of block %zu of #%llu has %lld bytes, "
+                        "expected %zu", path, e->part,
+                        (unsigned long long)e->ds_id, (long long)st.st_size,
+                        bytes);
     } else if (!(buf = ember__malloc(s->ctx, bytes))) {
         rc = EMBER_ENOMEM;
     } else if (read_all(fd, buf, bytes, &got) != 0) {
@@ -599,6 +622,11 @@ static int read_block(const ember__store *s, uint64_t file, size_t bytes,
         rc = ember__err(msg, EMBER_ECORRUPT,
                         "spill file '%s' ended after %zu of %zu bytes", path,
                         got, bytes);
+    } else if (XXH3_64bits(buf, bytes) != e->sum) {
+        rc = ember__err(msg, EMBER_ECORRUPT,
+                        "spill file '%s' of block %zu of #%llu fails its "
+                        "checksum (changed since it was written)", path,
+                        e->part, (unsigned long long)e->ds_id);
     }
     if (fd >= 0)
         close(fd);
@@ -637,11 +665,12 @@ static int run_spills(ember__store *s, entry *spills, char *msg)
     entry *grave = NULL;
     for (entry *e = spills, *next; e; e = next) {
         next = e->job;
-        int rc = dir_ok ? write_block(s, e, first ? NULL : msg) : first;
+        uint64_t sum = 0;
+        int rc = dir_ok ? write_block(s, e, &sum, first ? NULL : msg) : first;
         if (!first)
             first = rc;
         store_lock(s);
-        finish_spill(s, e, rc, &grave);
+        finish_spill(s, e, rc, sum, &grave);
         store_unlock(s);
     }
     bury(s, grave);
@@ -811,7 +840,7 @@ static int copy_out(ember__store *s, const entry *e, void **out, char *msg)
     if (e->has_mem) /* only _SER blocks: raw ones are handed out as they are */
         return unpack(s, e, e->mem, out, msg);
     void *packed = NULL;
-    int rc = read_block(s, e->file, e->bytes, &packed, msg);
+    int rc = read_block(s, e, &packed, msg);
     if (rc || !is_ser(e->level)) {
         *out = packed;
         return rc;
@@ -954,6 +983,62 @@ void ember__store_drop(ember_ctx *ctx, uint64_t ds_id)
         ds_remove(s, d);
     }
     store_unlock(s);
+    bury(s, grave);
+}
+
+void ember__store_drop_part(ember_ctx *ctx, uint64_t ds_id, size_t part)
+{
+    ember__store *s = ctx->store;
+    entry *grave = NULL;
+    store_lock(s);
+    entry *e = entry_find(s, ds_id, part);
+    if (e) {
+        dsrec *d = e->owner;
+        detach(s, e, &grave);
+        if (!d->count)
+            ds_remove(s, d);
+    }
+    store_unlock(s);
+    bury(s, grave);
+}
+
+/* Is the spill file of e there with its size? (Without the lock: e is
+ * pinned, and its file number and size do not change.) */
+static bool file_there(const ember__store *s, const entry *e)
+{
+    char path[SPILL_PATH_SIZE];
+    struct stat st;
+    return stat(spill_path(s, e->file, path), &st) == 0 &&
+           (uint64_t)st.st_size == e->bytes;
+}
+
+void ember__store_drop_missing(ember_ctx *ctx, uint64_t ds_id)
+{
+    ember__store *s = ctx->store;
+    entry *pinned = NULL, *grave = NULL;
+    store_lock(s);
+    dsrec *d = ds_find(s, ds_id);
+    for (size_t p = 0; d && p < d->cap; p++) {
+        entry *e = d->parts[p];
+        if (e && e->on_disk && !e->has_mem) {
+            pin(s, e);
+            push_job(&pinned, e);
+        }
+    }
+    store_unlock(s);
+    for (entry *e = pinned, *next; e; e = next) {
+        next = e->job;
+        bool there = file_there(s, e);
+        store_lock(s);
+        if (!there && !e->dead) {
+            dsrec *owner = e->owner;
+            detach(s, e, &grave);
+            if (!owner->count)
+                ds_remove(s, owner);
+        }
+        unpin(s, e, &grave);
+        store_unlock(s);
+    }
     bury(s, grave);
 }
 

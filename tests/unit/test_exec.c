@@ -583,6 +583,153 @@ static void test_exec_disk_only(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* How a test damages a spill file, as a tmp cleaner, a full disk or a bad
+ * sector would. */
+enum { LOSE_REMOVE, LOSE_TRUNCATE, LOSE_FLIP };
+
+/* Damages every spilled block under path; returns how many. */
+static size_t damage_spills(const char *path, int how)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            !strcmp(e->d_name, "lock"))
+            continue;
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        struct stat st;
+        assert_int_equal(stat(sub, &st), 0);
+        if (S_ISDIR(st.st_mode)) {
+            n += damage_spills(sub, how);
+            continue;
+        }
+        if (how == LOSE_REMOVE)
+            assert_int_equal(unlink(sub), 0);
+        else if (how == LOSE_TRUNCATE)
+            assert_int_equal(truncate(sub, st.st_size / 2), 0);
+        else
+            tu_flip(sub, (size_t)st.st_size / 2, 0x10);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A persisted dataset's spill files removed, truncated or with a byte
+ * flipped between two actions: the lost blocks are dropped and their
+ * partitions computed again from lineage (as an evicted MEMORY_ONLY
+ * block is), and the result is the first action's. A removed file used to
+ * fail every later action with EIO, a flipped byte in a raw block gave a
+ * wrong sum with status 0. */
+static void test_exec_lost_spill_files_recomputed(void **state)
+{
+    (void)state;
+    int64_t n = 1000000;
+    int64_t ref = square_mod_sum(n);
+    ember_level levels[] = {EMBER_MEMORY_AND_DISK, EMBER_MEMORY_AND_DISK_SER,
+                            EMBER_DISK_ONLY};
+    for (int l = 0; l < 3; l++)
+        for (int how = LOSE_REMOVE; how <= LOSE_FLIP; how++) {
+            make_dir("scratch");
+            ember_ctx *ctx = budget_ctx(64 * 1024, 2, "scratch");
+            char msg[EMBER_MSG_SIZE];
+            ember_ds *r = NULL, *m = NULL;
+            atomic_long seen = 0;
+            TU_OKM(ember_range(&r, ctx, 0, n, 1, 16, msg), msg);
+            TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0, msg), msg);
+            TU_OKM(ember_persist(m, levels[l], msg), msg);
+            int64_t sum = 0;
+            TU_OKM(ember_sum(m, &sum, msg), msg);
+            assert_int_equal(sum, ref);
+            ember_stats s;
+            ember_ctx_stats(ctx, &s);
+            size_t on_disk = s.blocks_on_disk;
+            assert_true(on_disk >= 8);
+            assert_int_equal(damage_spills("scratch", how), on_disk);
+
+            sum = 0;
+            int rc = ember_sum(m, &sum, msg);
+            if (rc || sum != ref)
+                fail_msg("%s, damage %d: %s, sum %lld (%s), expected %lld",
+                         ember_level_name(levels[l]), how, ember_strerror(rc),
+                         (long long)sum, msg, (long long)ref);
+            assert_int_equal(atomic_load(&seen), n + (int64_t)on_disk * (n / 16));
+            ember_ctx_stats(ctx, &s);
+            assert_int_equal(s.recomputes, on_disk);
+            /* stored anew: the next action reads them, computes nothing */
+            assert_int_equal(ember_cached_partitions(m), 16);
+            TU_OKM(ember_sum(m, &sum, msg), msg);
+            assert_int_equal(sum, ref);
+            assert_int_equal(atomic_load(&seen), n + (int64_t)on_disk * (n / 16));
+            ember_ds_free(&m);
+            ember_ds_free(&r);
+            ember_ctx_destroy(&ctx);
+            assert_int_equal(files_under("scratch"), 0);
+        }
+}
+
+/* A local checkpoint's blocks are the only copy: a damaged spill file
+ * fails every action with EMBER_ECORRUPT naming it, never a result. */
+static void test_exec_lost_spill_of_local_checkpoint(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    ember_ctx *ctx = budget_ctx(0, 2, "scratch");
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL;
+    atomic_long seen = 0;
+    TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 4, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0, msg), msg);
+    ember_ds_free(&r);
+    TU_OKM(ember_persist(m, EMBER_DISK_ONLY, msg), msg);
+    TU_OKM(ember_local_checkpoint(m, msg), msg);
+    assert_int_equal(damage_spills("scratch", LOSE_FLIP), 4);
+    for (int round = 0; round < 2; round++) {
+        int64_t sum = 0;
+        assert_int_equal(ember_sum(m, &sum, msg), EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "scratch/ember-");
+        TU_MSG_HAS(msg, ".blk");
+        TU_MSG_HAS(msg, "checksum");
+    }
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(files_under("scratch"), 0);
+}
+
+/* A shuffle's spilled outputs removed: the next action runs the shuffle
+ * again (its inputs' lineage is intact), with the same records. */
+static void test_exec_lost_shuffle_outputs_rerun(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    ember_ctx *ctx = budget_ctx(64 * 1024, 2, "scratch");
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *m = NULL, *p = NULL;
+    atomic_long seen = 0;
+    TU_OKM(ember_range(&r, ctx, 0, 200000, 1, 4, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0, msg), msg);
+    TU_OKM(ember_repartition(&p, m, 6, msg), msg);
+    size_t n0 = 0, n1 = 0;
+    int64_t *first = NULL, *again = NULL;
+    TU_OKM(ember_collect_alloc(p, (void **)&first, &n0, msg), msg);
+    assert_true(damage_spills("scratch", LOSE_REMOVE) > 0);
+    TU_OKM(ember_collect_alloc(p, (void **)&again, &n1, msg), msg);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(first, again, n0 * sizeof *first);
+    assert_int_equal(atomic_load(&seen), 2 * 200000);
+    ember_free(ctx, first);
+    ember_free(ctx, again);
+    ember_ds_free(&p);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(files_under("scratch"), 0);
+}
+
 static int prefix(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     (void)arg;
@@ -1086,6 +1233,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_evicted_memory_only_recomputes),
         cmocka_unit_test(test_exec_memory_and_disk_spills_and_reloads),
         cmocka_unit_test(test_exec_disk_only),
+        cmocka_unit_test(test_exec_lost_spill_files_recomputed),
+        cmocka_unit_test(test_exec_lost_spill_of_local_checkpoint),
+        cmocka_unit_test(test_exec_lost_shuffle_outputs_rerun),
         cmocka_unit_test(test_exec_every_level_same_results),
         cmocka_unit_test(test_exec_ser_level_compresses),
         cmocka_unit_test(test_exec_cached_dataset_used_twice),

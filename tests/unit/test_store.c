@@ -863,7 +863,9 @@ static void test_store_spill_file_errors_name_the_file(void **state)
     assert_non_null(strstr(f.msg, strerror(ENOENT)));
     expect_absent(&f, 1, 1);
     ember__view v;
-    assert_int_equal(ember__store_get(f.ctx, 1, 0, &v, f.msg), EMBER_EIO);
+    /* a spill file that is gone is a lost block, as a damaged one is */
+    assert_int_equal(ember__store_get(f.ctx, 1, 0, &v, f.msg), EMBER_ECORRUPT);
+    assert_non_null(strstr(f.msg, strerror(ENOENT)));
     assert_non_null(strstr(f.msg, file));
     assert_null(v.data);
     assert_int_equal(mkdir(dir, 0700), 0); /* so destroy has a dir to remove */
@@ -939,11 +941,75 @@ static void test_store_corrupt_spill_file(void **state)
     write_bytes(file, junk, (size_t)st.st_size);
     free(junk);
     assert_int_equal(ember__store_get(f.ctx, 2, 0, &v, f.msg), EMBER_ECORRUPT);
-    assert_non_null(strstr(f.msg, "decompress"));
+    assert_non_null(strstr(f.msg, "checksum")); /* caught before zstd sees it */
+    assert_non_null(strstr(f.msg, file));
     assert_int_equal(truncate(file, st.st_size - 1), 0);
     assert_int_equal(ember__store_get(f.ctx, 2, 0, &v, f.msg), EMBER_ECORRUPT);
     assert_non_null(strstr(f.msg, file));
     assert_int_equal(stats(&f).disk_reads, 0);
+    close_fixture(&f);
+}
+
+/* A spilled block keeps the hash of what was written: one flipped byte in
+ * a raw block (which nothing else would notice) is EMBER_ECORRUPT naming
+ * the file, and the block stays until the caller drops it. */
+static void test_store_spill_checksum(void **state)
+{
+    (void)state;
+    fixture f;
+    open_fixture(&f, 16000);
+    char file[1024];
+    assert_int_equal(put(&f, 1, 0, 1000, 0, NOISE, EMBER_DISK_ONLY), EMBER_OK);
+    only_spill_file(&f, file, sizeof file);
+    int fd = open(file, O_RDWR);
+    unsigned char b = 0;
+    assert_int_equal(pread(fd, &b, 1, 4000), 1);
+    b ^= 0x01;
+    assert_int_equal(pwrite(fd, &b, 1, 4000), 1);
+    close(fd);
+    ember__view v;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ember__store_get(f.ctx, 1, 0, &v, f.msg), EMBER_ECORRUPT);
+        assert_non_null(strstr(f.msg, file));
+        assert_non_null(strstr(f.msg, "checksum"));
+        assert_null(v.data);
+    }
+    assert_int_equal(ember__store_has(f.ctx, 1, 0), 1);
+    ember__store_drop_part(f.ctx, 1, 0);
+    expect_absent(&f, 1, 0);
+    assert_int_equal(spill_files(&f), 0);
+    assert_int_equal(stats(&f).blocks_on_disk, 0);
+    assert_int_equal(stats(&f).disk_used, 0);
+    assert_int_equal(access(file, F_OK), -1); /* gone with its block */
+    close_fixture(&f);
+}
+
+/* ember__store_drop_missing drops the blocks whose spill files are gone or
+ * of the wrong size, and keeps the rest. */
+static void test_store_drop_missing(void **state)
+{
+    (void)state;
+    fixture f;
+    open_fixture(&f, 16000);
+    char dir[512], file[3][1024];
+    for (size_t p = 0; p < 3; p++)
+        assert_int_equal(put(&f, 2, p, 1000, p, NOISE, EMBER_DISK_ONLY), EMBER_OK);
+    assert_int_equal(put(&f, 3, 0, 100, 9, NOISE, EMBER_MEMORY_ONLY), EMBER_OK);
+    assert_true(spill_dir(&f, dir, sizeof dir));
+    for (size_t p = 0; p < 3; p++)
+        snprintf(file[p], sizeof file[p], "%s/%016llx.blk", dir,
+                 (unsigned long long)p + 1);
+    assert_int_equal(unlink(file[0]), 0);
+    assert_int_equal(truncate(file[1], 10), 0);
+    ember__store_drop_missing(f.ctx, 2);
+    ember__store_drop_missing(f.ctx, 3); /* in memory: nothing to check */
+    assert_int_equal(ember__store_count(f.ctx, 2), 1);
+    expect_absent(&f, 2, 0);
+    expect_absent(&f, 2, 1);
+    expect_block(&f, 2, 2, 1000, 2, NOISE);
+    expect_block(&f, 3, 0, 100, 9, NOISE);
+    assert_int_equal(spill_files(&f), 1);
+    assert_int_equal(stats(&f).blocks_on_disk, 1);
     close_fixture(&f);
 }
 
@@ -1218,6 +1284,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_store_spill_file_errors_name_the_file),
         cmocka_unit_test(test_store_spill_write_error),
         cmocka_unit_test(test_store_corrupt_spill_file),
+        cmocka_unit_test(test_store_spill_checksum),
+        cmocka_unit_test(test_store_drop_missing),
         cmocka_unit_test(test_store_compress_roundtrip),
         cmocka_unit_test(test_store_compress_range_ratio),
         cmocka_unit_test(test_store_many_blocks),
