@@ -24,7 +24,9 @@
  *   ember_bcast_data(), and must not call HDF5 (the library's HDF5 layer is
  *   serialised and is called only from the caller's thread or under its lock).
  * - A user function reports failure by returning non-zero: the action stops
- *   and returns EMBER_EUSER, naming the partition.
+ *   and returns EMBER_EUSER, its message naming the function's role, the
+ *   dataset and the value ("foreach function of #4 (range) returned -2 in
+ *   partition 3", as "map function of #11 (map) returned 7 ...").
  */
 #ifndef EMBER_H
 #define EMBER_H

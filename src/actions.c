@@ -26,13 +26,10 @@ static int check_ds(const ember_ds *ds, const void *out, const char *what,
     return EMBER_OK;
 }
 
-/* A user function's non-zero return as a sink's return. The executor takes
- * a negative sink return for an ember status (a sink's EMBER_ENOMEM), so a
- * user's -1 must become EMBER_EUSER, not pass through as EMBER_EINVAL. */
-static int user_rc(int r)
-{
-    return r < 0 ? EMBER_EUSER : r;
-}
+/* The sinks of reduce, aggregate and foreach return their user function's
+ * status as it is: ember__run_user reports any non-zero one as EMBER_EUSER
+ * naming the action, the dataset and the value (a user's -1 must not pass
+ * through as EMBER_EINVAL). */
 
 /* Fills every partition's fixed-size result slot from its owner (MPI). */
 static int gather_fixed(ember_ds *ds, void *slots, size_t item, char *msg)
@@ -140,7 +137,7 @@ static int reduce_sink(void *state, size_t part, const void *recs, size_t n,
         r += s->acc_size;
         n--;
     }
-    return n ? user_rc(s->fn(acc, r, n, s->arg)) : 0;
+    return n ? s->fn(acc, r, n, s->arg) : 0;
 }
 
 int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
@@ -154,7 +151,7 @@ int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
     size_t size = ds->type.size, P = ds->nparts;
     fold_state s = {fn, fn, arg, size, ember__calloc(ds->ctx, P + 1, size),
                     ember__calloc(ds->ctx, P + 1, 1)};
-    rc = (s.acc && s.has) ? ember__run(ds, reduce_sink, &s, msg)
+    rc = (s.acc && s.has) ? ember__run_user(ds, "reduce", reduce_sink, &s, msg)
                           : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
         rc = gather_fixed(ds, s.acc, size, msg);
@@ -168,7 +165,8 @@ int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
                     : (memcpy(out, s.acc + p * size, size), 0);
         if (r)
             rc = ember__err(msg, EMBER_EUSER,
-                            "reduce function returned %d combining partition %zu",
+                            "reduce function of #%llu (%s) returned %d combining "
+                            "partition %zu", (unsigned long long)ds->id, ds->name,
                             r, p);
         any = 1;
     }
@@ -185,8 +183,7 @@ static int aggregate_sink(void *state, size_t part, const void *recs,
 {
     (void)last;
     fold_state *s = state;
-    return n ? user_rc(s->fn(s->acc + part * s->acc_size, recs, n, s->arg))
-             : 0;
+    return n ? s->fn(s->acc + part * s->acc_size, recs, n, s->arg) : 0;
 }
 
 int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
@@ -206,7 +203,7 @@ int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     for (size_t p = 0; p < P; p++)
         memcpy(s.acc + p * acc_size, zero, acc_size);
-    rc = ember__run(ds, aggregate_sink, &s, msg);
+    rc = ember__run_user(ds, "aggregate seq", aggregate_sink, &s, msg);
     if (!rc)
         rc = gather_fixed(ds, s.acc, acc_size, msg);
     if (!rc)
@@ -215,7 +212,9 @@ int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
         int r = comb(out, s.acc + p * acc_size, 1, arg);
         if (r)
             rc = ember__err(msg, EMBER_EUSER,
-                            "aggregate combine returned %d at partition %zu", r, p);
+                            "aggregate comb function of #%llu (%s) returned %d "
+                            "combining partition %zu", (unsigned long long)ds->id,
+                            ds->name, r, p);
     }
     ember__free(ds->ctx, s.acc);
     return rc;
@@ -400,7 +399,7 @@ static int foreach_sink(void *state, size_t part, const void *recs, size_t n,
 {
     (void)last;
     foreach_state *s = state;
-    return n ? user_rc(s->fn(recs, n, part, s->arg)) : 0;
+    return n ? s->fn(recs, n, part, s->arg) : 0;
 }
 
 int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg)
@@ -409,7 +408,7 @@ int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg)
     if (rc)
         return rc;
     foreach_state s = {fn, arg};
-    return ember__run(ds, foreach_sink, &s, msg);
+    return ember__run_user(ds, "foreach", foreach_sink, &s, msg);
 }
 
 /* ---- partitions in order --------------------------------------------------- */

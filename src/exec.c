@@ -66,6 +66,9 @@ typedef struct task {
     ember__sink_fn sink;
     void *state;
     size_t part;            /* target partition, passed to the sink */
+    ember_ds *ds;           /* the dataset the action runs on */
+    const char *what;       /* the action whose user function the sink
+                               calls (ember__run_user), or NULL */
     char *msg;
 } task;
 
@@ -165,7 +168,8 @@ static step_kind kind_of(ember__op op)
 }
 
 static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
-                         ember__sink_fn sink, void *state, char *msg);
+                         ember__sink_fn sink, void *state, const char *what,
+                         char *msg);
 
 static int zip_sink(void *state, size_t part, const void *recs, size_t n,
                     int last)
@@ -183,7 +187,7 @@ static int zip_prepare(task *t, step *s)
 {
     s->acc.size = s->node->parent[1]->type.size;
     return run_partition(t->ctx, s->node->parent[1], s->part, zip_sink, s,
-                         t->msg);
+                         NULL, t->msg);
 }
 
 /* A stored block that cannot be read back (its spill file gone, short or
@@ -288,11 +292,31 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
 
 /* ---- running blocks through the steps ----------------------------------- */
 
+/* "map function of #11 (map) returned 7 in partition 0": every user
+ * function's failure, a step's or an action's, names the same things. */
+static int user_failed_in(char *msg, const char *what, const ember_ds *ds,
+                          int r, size_t part)
+{
+    return ember__err(msg, EMBER_EUSER,
+                      "%s function of #%llu (%s) returned %d in partition %zu",
+                      what, (unsigned long long)ds->id, ds->name, r, part);
+}
+
 static int user_failed(task *t, const step *s, const char *what, int r)
 {
-    return ember__err(t->msg, EMBER_EUSER,
-                      "%s function of #%llu returned %d in partition %zu", what,
-                      (unsigned long long)s->node->id, r, s->part);
+    return user_failed_in(t->msg, what, s->node, r, s->part);
+}
+
+/* A sink's non-zero return: the user function's status for an action's
+ * sink (any value), else an ember status (an out-of-memory, say). */
+static int sink_failed(const task *t, int r, char *msg)
+{
+    if (t->what)
+        return user_failed_in(msg, t->what, t->ds, r, t->part);
+    return ember__err(msg, r < 0 ? r : EMBER_EUSER,
+                      "partition %zu of #%llu (%s): %s", t->part,
+                      (unsigned long long)t->ds->id, t->ds->name,
+                      ember_strerror(r < 0 ? r : EMBER_EUSER));
 }
 
 /* A failed ember_emit, which the function may have passed on or not. */
@@ -435,9 +459,7 @@ static int push(task *t, size_t from, const unsigned char *cur, size_t n)
     if (n == 0)
         return EMBER_OK;
     int r = t->sink(t->state, t->part, cur, n, 0);
-    return r ? ember__err(t->msg, r < 0 ? r : EMBER_EUSER,
-                          "partition %zu: consumer failed (%d)", t->part, r)
-             : EMBER_OK;
+    return r ? sink_failed(t, r, t->msg) : EMBER_OK;
 }
 
 static size_t block_records(const task *t, size_t size)
@@ -628,11 +650,14 @@ static void task_free(task *t)
 }
 
 static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
-                         ember__sink_fn sink, void *state, char *msg)
+                         ember__sink_fn sink, void *state, const char *what,
+                         char *msg)
 {
     task t;
     memset(&t, 0, sizeof t);
     t.ctx = ctx;
+    t.ds = ds;
+    t.what = what;
     t.sink = sink;
     t.state = state;
     t.part = part;
@@ -663,8 +688,7 @@ static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
     if (!rc) {
         int r = sink(state, part, NULL, 0, 1);
         if (r)
-            rc = ember__err(msg, r < 0 ? r : EMBER_EUSER,
-                            "partition %zu: consumer failed (%d)", part, r);
+            rc = sink_failed(&t, r, msg);
     }
     task_free(&t);
     return rc;
@@ -820,12 +844,13 @@ typedef struct {
     ember_ds *ds;
     ember__sink_fn sink;
     void *state;
+    const char *what;
 } run_state;
 
 static int run_task(void *state, size_t p, char *msg)
 {
     run_state *r = state;
-    return run_partition(r->ds->ctx, r->ds, p, r->sink, r->state, msg);
+    return run_partition(r->ds->ctx, r->ds, p, r->sink, r->state, r->what, msg);
 }
 
 typedef struct {
@@ -888,13 +913,13 @@ static int run_owned(ember_ds *ds, size_t lo, size_t hi, run_state *r,
     return rc;
 }
 
-int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
-                     void *state, char *msg)
+static int run_parts_as(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
+                        void *state, const char *what, char *msg)
 {
     int rc = run_shuffles(ds, msg);
     if (rc)
         return rc;
-    run_state r = {ds, sink, state};
+    run_state r = {ds, sink, state, what};
     if (ember__comm_size(ds->ctx) > 1)
         rc = run_owned(ds, lo, hi, &r, msg);
     else
@@ -903,6 +928,18 @@ int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
     if (!rc && ctx->ckpt_marked && ctx->ckpt_commit)
         rc = ctx->ckpt_commit(ds, msg);
     return rc;
+}
+
+int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
+                     void *state, char *msg)
+{
+    return run_parts_as(ds, lo, hi, sink, state, NULL, msg);
+}
+
+int ember__run_user(ember_ds *ds, const char *what, ember__sink_fn sink,
+                    void *state, char *msg)
+{
+    return run_parts_as(ds, 0, ds->nparts, sink, state, what, msg);
 }
 
 /* ---- materializing ---------------------------------------------------------- */

@@ -304,6 +304,11 @@ const char *ember__op_name(const ember_ds *ds);
 typedef int (*ember__sink_fn)(void *state, size_t part, const void *recs,
                               size_t n, int last);
 int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
+/* The same for an action whose sink returns its user function's status
+ * (what: "foreach", "reduce", ...): any non-zero return is EMBER_EUSER,
+ * msg naming the action, the dataset and the value, as a map's failure. */
+int ember__run_user(ember_ds *ds, const char *what, ember__sink_fn sink,
+                    void *state, char *msg);
 /* The same for partitions [lo, hi) only. */
 int ember__run_parts(ember_ds *ds, size_t lo, size_t hi, ember__sink_fn sink,
                      void *state, char *msg);

@@ -530,7 +530,12 @@ static void test_actions_foreach(void **state)
         for (size_t i = 0; i < sizeof rets / sizeof rets[0]; i++) {
             msg[0] = '\0';
             assert_int_equal(ember_foreach(r, fe_fail, &rets[i], msg), EMBER_EUSER);
-            TU_MSG_HAS(msg, "partition 3");
+            /* named as a map's failure is: action, dataset, the value */
+            char want[128];
+            snprintf(want, sizeof want,
+                     "foreach function of #%llu (range) returned %d in partition 3",
+                     (unsigned long long)ember_ds_id(r), rets[i]);
+            TU_MSG_HAS(msg, want);
         }
         assert_int_equal(ember_foreach(r, NULL, NULL, msg), EMBER_EINVAL);
         assert_int_equal(ember_foreach(NULL, fe_check, NULL, msg), EMBER_EINVAL);
@@ -683,24 +688,33 @@ static void test_actions_user_fold_errors(void **state)
     ember_type f64 = ember_type_scalar(EMBER_F64);
     TU_OKM(ember_range(&r, ctx, 0, 1000, 1, 10, msg), msg);
     TU_OKM(ember_map(&d, r, &f64, to_f64, NULL, 0, msg), msg);
+    TU_OK(ember_ds_set_name(d, "f64s"));
     int rets[] = {3, -1, -9};
     for (int i = 0; i < 3; i++) {
         double out = 0;
         msg[0] = '\0';
         assert_int_equal(ember_reduce(d, reduce_fails, &rets[i], &out, msg),
                          EMBER_EUSER);
-        TU_MSG_HAS(msg, "partition 7");
+        char want[128];
+        snprintf(want, sizeof want,
+                 "reduce function of #%llu (f64s) returned %d in partition 7",
+                 (unsigned long long)ember_ds_id(d), rets[i]);
+        TU_MSG_HAS(msg, want);
         double zero = 0;
         msg[0] = '\0';
         assert_int_equal(ember_aggregate(d, &zero, sizeof zero, seq_fails,
                                          add_f64, &rets[i], &out, msg),
                          EMBER_EUSER);
-        TU_MSG_HAS(msg, "partition 7");
+        snprintf(want, sizeof want,
+                 "aggregate seq function of #%llu (f64s) returned %d in partition 7",
+                 (unsigned long long)ember_ds_id(d), rets[i]);
+        TU_MSG_HAS(msg, want);
     }
     double zero = 0, out = 0;
     assert_int_equal(ember_aggregate(d, &zero, sizeof zero, add_f64, comb_fails,
                                      NULL, &out, msg), EMBER_EUSER);
-    TU_MSG_HAS(msg, "partition 0");
+    TU_MSG_HAS(msg, "aggregate comb function of #");
+    TU_MSG_HAS(msg, "(f64s) returned -5 combining partition 0");
     ember_ds_free(&d);
     ember_ds_free(&r);
     ember_ctx_destroy(&ctx);
