@@ -55,26 +55,31 @@ grep "input.bytes=" err.txt && fail "same size: the sizes were said to differ"
     --output c.csv 2> err.txt || fail "--force-resume refused: $(cat err.txt)"
 [ -s c.csv ] || fail "--force-resume wrote nothing"
 
-# The same bytes under another extension are read in another format (an
-# edge list's '%' lines are comments, Matrix Market's size line is not an
-# edge): the parameters name the format the name picked, so the run is
-# refused, not resumed into ranks no run gives (format=auto matched).
+# The format --format auto picks goes into the parameters by name: a run
+# on g.mtx resumes under an explicit --format mtx (the same run). The same
+# bytes named .el used to pass as the same run (format=auto matched) and
+# were read as an edge list, the size line an edge; the edge-list reader
+# now refuses a Matrix Market banner outright.
 rm -rf ck
-printf '%%%%MatrixMarket matrix coordinate pattern general\n6 6 8\n1 2\n2 3\n3 1\n3 4\n4 5\n5 6\n6 4\n2 5\n' > m.el
-cp m.el m.mtx
-"$bin/ember-pagerank" --input m.el --relabel --tolerance 0 --iterations 8 --quiet \
-    --checkpoint-dir ck --checkpoint-every 2 --output m1.csv || fail "m.el run"
-"$bin/ember-pagerank" --input m.mtx --relabel --tolerance 0 --iterations 10 --quiet \
-    --checkpoint-dir ck --checkpoint-every 2 --output m2.csv 2> err.txt
+printf '%%%%MatrixMarket matrix coordinate pattern general\n6 6 8\n1 2\n2 3\n3 1\n3 4\n4 5\n5 6\n6 4\n2 5\n' > m.mtx
+"$bin/ember-pagerank" --input m.mtx --tolerance 0 --iterations 4 --quiet \
+    --checkpoint-dir ck --checkpoint-every 2 --output m1.csv || fail "m.mtx run"
+"$bin/ember-pagerank" --input m.mtx --format mtx --tolerance 0 --iterations 6 \
+    --checkpoint-dir ck --checkpoint-every 2 --output m2.csv 2> err.txt \
+    || fail "--format mtx refused a run of --format auto on m.mtx: $(cat err.txt)"
+grep -q "resumed" err.txt || fail "--format mtx did not resume the auto run: $(cat err.txt)"
+cp m.mtx m.el
+"$bin/ember-pagerank" --input m.el --format el --tolerance 0 --iterations 6 --quiet \
+    --checkpoint-dir ck --checkpoint-every 2 --output m3.csv 2> err.txt
 st=$?
-[ "$st" -eq 2 ] || fail "the .el checkpoint resumed on .mtx: exit $st: $(cat err.txt)"
-grep -q "format=el (checkpoint) vs format=mtx (now)" err.txt \
-    || fail "the refusal does not name the formats: $(cat err.txt)"
+[ "$st" -eq 2 ] || fail "Matrix Market bytes read as an edge list: exit $st: $(cat err.txt)"
 # Forced onto a graph of another size: refused with exit 2, naming both
 # counts (this path read freed memory once: the sanitizer build runs it).
-"$bin/ember-pagerank" --input m.el --tolerance 0 --iterations 8 --quiet \
-    --checkpoint-dir ck7 --checkpoint-every 2 --output m1.csv || fail "m.el run"
-"$bin/ember-pagerank" --input m.mtx --tolerance 0 --iterations 10 --quiet --force-resume \
+printf '0 1\n1 2\n2 3\n3 4\n4 5\n5 6\n' > seven.el
+printf '0 1\n1 2\n2 3\n3 4\n4 5\n' > six.el
+"$bin/ember-pagerank" --input seven.el --tolerance 0 --iterations 4 --quiet \
+    --checkpoint-dir ck7 --checkpoint-every 2 --output m1.csv || fail "seven.el run"
+"$bin/ember-pagerank" --input six.el --tolerance 0 --iterations 10 --quiet --force-resume \
     --checkpoint-dir ck7 --checkpoint-every 2 --output m2.csv 2> err.txt
 st=$?
 [ "$st" -eq 2 ] || fail "forced onto another graph: exit $st: $(cat err.txt)"
