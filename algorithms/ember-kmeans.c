@@ -1214,6 +1214,18 @@ static int load_points(km *s, km_input *in, char *msg)
 }
 
 /* --init FILE.csv: k rows of d numbers. */
+/* 1 when the file's first line starts with the column name "label". */
+static int label_first(const char *path)
+{
+    char head[8] = "";
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(head, 1, 6, f) : 0;
+    if (f)
+        fclose(f);
+    return got == 6 && memcmp(head, "label", 5) == 0 && (head[5] == ',' || head[5] == ' ' ||
+                                                         head[5] == '\t');
+}
+
 static int load_init_file(km *s, char *msg)
 {
     ember_ds *ds = NULL;
@@ -1224,9 +1236,10 @@ static int load_init_file(km *s, char *msg)
         rc = ember_collect_alloc(ds, &rows, &r, msg);
     size_t w = rc ? 0 : type_width(ember_ds_type(ds));
     /* X.centroids.csv as this program writes it: a first column "label"
-     * numbering the rows 0, 1, ... in order, then the coordinates */
-    size_t skip = !rc && w == s->d + 1 &&
-                  strcmp(ember_ds_type(ds)->field[0].name, "label") == 0;
+     * numbering the rows 0, 1, ... in order, then the coordinates (the
+     * header read from the file: past EMBER_MAX_FIELDS columns the type
+     * keeps no names) */
+    size_t skip = !rc && w == s->d + 1 && label_first(opt_init);
     for (size_t i = 0; skip && !rc && i < r; i++)
         if (((const double *)rows)[i * w] != (double)i)
             rc = km_error(msg, EMBER_EFORMAT, "--init %s: row %zu is labelled %.17g, "

@@ -541,8 +541,11 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
      * (n - 1) no distance can overflow to +inf, which would read as "not
      * reached"; past it (weights near 1e308 / n) the graph is refused. */
     double most = 0;
-    for (uint64_t e = 0; !rc && e < (*g)->m; e++)
-        most = (*g)->weights[e] > most ? (*g)->weights[e] : most;
+    const double *w = rc ? NULL : (*g)->weights;
+    uint64_t m = rc ? 0 : (*g)->m;
+    #pragma omp parallel for schedule(static) reduction(max : most) num_threads(ember_ctx_threads(ctx))
+    for (uint64_t e = 0; e < m; e++)
+        most = w[e] > most ? w[e] : most;
     if (!rc && !(most * (double)((*g)->n - 1) < DBL_MAX / 2)) {
         snprintf(msg, EMBER_MSG_SIZE, "%s: a weight of %g on %" PRIu64 " vertices: a "
                  "path's length could overflow double precision; scale the weights",

@@ -142,8 +142,8 @@ static void file_name(const ember_ds *ds, char *fname, size_t size)
             *c = '_';
 }
 
-/* The checkpoint directory, made as ember_loop_create makes its own
- * (with its parents: mkdir -p, mode 0777 less the umask). */
+/* The checkpoint directory, made with its parents (mkdir -p, mode 0777
+ * less the umask). */
 static int make_dir(ember_ctx *ctx, char *msg)
 {
     char part[PATH_MAX];

@@ -1184,15 +1184,7 @@ static int open_checked(ember_ctx *ctx, ember__ckr **out, const char *path,
 int ember__ckr_open(ember_ctx *ctx, ember__ckr **out, const char *path,
                     char *msg)
 {
-    *out = NULL;
-    if (access(path, R_OK) != 0)
-        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
-                          "%s: %s", path, strerror(errno));
-    ember__file_id id;
-    int sum = check_sum(path, &id, msg);
-    if (sum)
-        return sum;
-    return open_checked(ctx, out, path, &id, msg);
+    return ember__ckr_open_as(ctx, out, path, NULL, 0, msg);
 }
 
 int ember__ck_head(const char *path, unsigned char *head, uint64_t *size,
@@ -1256,7 +1248,7 @@ int ember__ckr_open_as(ember_ctx *ctx, ember__ckr **out, const char *path,
     /* A file that verifies by its own checksum may still be another one:
      * the header holds the hash of all the rest, so the same header and
      * size mean the same bytes. */
-    if (id.size != size || memcmp(id.head, head, EMBER__FSUM_BLOCK) != 0)
+    if (head && (id.size != size || memcmp(id.head, head, EMBER__FSUM_BLOCK) != 0))
         return ember__err(msg, EMBER_ECORRUPT,
                           "%s is not the checkpoint written there (its checksum "
                           "header or size differs: the file was replaced, by "

@@ -928,7 +928,7 @@ int ember_ctx_set_comm(ember_ctx *ctx, MPI_Comm comm, char *msg)
 /* The file-access list of every file ember opens: without HDF5's flock,
  * which fails outright on file systems that lack it (NFS, some Lustre
  * mounts), since ember already keeps readers from half-written files by
- * writing NAME.tmp and renaming; objects created in the 1.8 format or
+ * writing a temporary file and renaming; objects created in the 1.8 format or
  * later, which stores attributes of any size (a partition_offsets
  * attribute of many partitions passes 64 KiB). Here, on the floor below
  * the file layer, because the ranks' MPI-IO list starts from it. */

@@ -193,17 +193,18 @@ static int zip_prepare(task *t, step *s)
 /* A stored block that cannot be read back (its spill file gone, short or
  * damaged: the store names it in t->msg). As Spark does for a lost block,
  * it is dropped and the partition computed again from lineage: 0, the
- * plan goes on to the node's parents and stores it anew. A local
- * checkpoint has no lineage, its blocks are the only copy: rc, every time
- * (the block stays, so each action names the file). A finished shuffle's
+ * plan goes on to the node's parents and stores it anew. A checkpoint's
+ * is read again from its file. A local checkpoint has no lineage and no
+ * file, its blocks are the only copy: rc, every time (the block stays, so
+ * each action names the file). A finished shuffle's
  * outputs come from a stage, not a task: rc for this action, and the
  * block is dropped so that the next one runs the shuffle again. */
 static int lost_block(task *t, ember_ds *node, size_t part, int rc)
 {
-    if (node->op == EMBER__CHECKPOINT)
+    if (node->op == EMBER__CHECKPOINT && !node->ckpt_path)
         return rc;
     ember__store_drop_part(t->ctx, node->id, part);
-    if (ember__is_root(node))
+    if (ember__is_root(node) && node->op != EMBER__CHECKPOINT)
         return rc;
     if (t->msg)
         t->msg[0] = '\0';

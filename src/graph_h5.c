@@ -601,6 +601,8 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     double t0 = ember__graph_now();
     ember__h5_lock();
     int rc = open_file(path, H5F_ACC_RDONLY, &fid, &sealed, msg);
+    /* ember_graph_save_h5 wrote it: sealed, with the stored pull layout */
+    int ours = !rc && sealed && H5Lexists(fid, "/csr/pull", H5P_DEFAULT) > 0;
     if (!rc && sealed)
         rc = load_pull(g, fid, path, opts, &used, msg);
     if (!rc && !used)
@@ -622,21 +624,21 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     if (!rc && g->n == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: the graph has no vertices", path);
     /* A file's directed = 0 ("every edge stored both ways") is believed as
-     * written with a stored pull layout: only ember_graph_save_h5 writes
-     * one, with the directed its loader found, and the file is sealed. In
-     * any other file (h5py can write anything there) it is believed only
-     * when the edges agree: a program would otherwise print "(each input
-     * edge both ways)" for a directed graph, and an MPI run with owned rows
-     * would take rows by source for rows by destination. That check, a
-     * binary search an edge (4.4 s for GAPBS's scale-20 graph on 2
-     * threads), is not paid on every load of the files ember writes. */
+     * written in a sealed file with a stored pull layout (used or not):
+     * only ember_graph_save_h5 writes one, with the directed its loader
+     * found. In any other file (h5py can write anything there) it is
+     * believed only when the edges agree: a program would otherwise print
+     * "(each input edge both ways)" for a directed graph, and an MPI run
+     * with owned rows would take rows by source for rows by destination.
+     * That check, a binary search an edge (4.4 s for GAPBS's scale-20
+     * graph on 2 threads), is not paid on every load of ember's files. */
     if (!rc && used && !directed)
         g->directed = 0;
     if (!rc && !used) {
         uint64_t m = s.off[g->n];
         size_t nb = (size_t)((m + EDGES_PER_READ - 1) / EDGES_PER_READ);
         rc = ember__graph_build(g, h5_block, &s, nb, 0, opts, msg);
-        if (!rc && !opts->undirected && !directed && is_symmetric(g))
+        if (!rc && !opts->undirected && !directed && (ours || is_symmetric(g)))
             g->directed = 0;
     }
     ember__h5_lock();

@@ -617,16 +617,27 @@ int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
                      char *msg)
 {
     /* The mark goes last: killed between these steps, the file holds the
-     * new dataset marked (refused by readers), never an unmarked part. */
-    if (replace && H5Ldelete((hid_t)loc, path, H5P_DEFAULT) < 0)
+     * new dataset marked (refused by readers), never an unmarked part. The
+     * dataset replaced is moved aside first, not deleted, so that a move
+     * that fails puts it back: an error never leaves neither. */
+    char aside[H5IO_PATH_MAX + sizeof H5IO_TMP_PREFIX + 8];
+    if (snprintf(aside, sizeof aside, "%s.old", tmp) >= (int)sizeof aside)
+        return ember__err(msg, EMBER_EINVAL, "%s: path too long", where);
+    if (replace && H5Lmove((hid_t)loc, path, (hid_t)loc, aside, H5P_DEFAULT,
+                           H5P_DEFAULT) < 0)
         return h5_fail(msg, EMBER_EIO, where,
-                       "cannot delete the dataset it replaces");
-    if (H5Lmove((hid_t)loc, tmp, (hid_t)loc, path, H5P_DEFAULT,
-                H5P_DEFAULT) < 0)
+                       "cannot move the dataset it replaces aside");
+    if (H5Lmove((hid_t)loc, tmp, (hid_t)loc, path, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        if (replace)
+            H5Lmove((hid_t)loc, aside, (hid_t)loc, path, H5P_DEFAULT, H5P_DEFAULT);
         return h5_fail(msg, EMBER_EIO, where,
                        "cannot move the written dataset into place");
+    }
     if (H5Adelete((hid_t)dset, H5IO_MARK) < 0)
         return h5_fail(msg, EMBER_EIO, where, "cannot mark the dataset done");
+    if (replace && H5Ldelete((hid_t)loc, aside, H5P_DEFAULT) < 0)
+        return h5_fail(msg, EMBER_EIO, where,
+                       "written, but cannot delete the dataset it replaced");
     return EMBER_OK;
 }
 

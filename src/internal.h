@@ -868,7 +868,8 @@ int ember__ckr_open_known(ember_ctx *ctx, ember__ckr **r, const char *path,
                           const unsigned char *head, uint64_t size, char *msg);
 /* Opens a checkpoint as ember__ckr_open does (the whole file hashed), and
  * requires its checksum header and size to be head and size: those of the
- * file the caller wrote. Another file under the name (another context's
+ * file the caller wrote (head NULL: any file that verifies, as
+ * ember__ckr_open). Another file under the name (another context's
  * or process's, or a copy of an older one) is EMBER_ECORRUPT naming it,
  * never read. */
 int ember__ckr_open_as(ember_ctx *ctx, ember__ckr **r, const char *path,

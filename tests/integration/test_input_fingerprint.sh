@@ -73,6 +73,7 @@ cp m.mtx m.el
     --checkpoint-dir ck --checkpoint-every 2 --output m3.csv 2> err.txt
 st=$?
 [ "$st" -eq 2 ] || fail "Matrix Market bytes read as an edge list: exit $st: $(cat err.txt)"
+grep -q "Matrix Market" err.txt || fail "the refusal does not say Matrix Market: $(cat err.txt)"
 # Forced onto a graph of another size: refused with exit 2, naming both
 # counts (this path read freed memory once: the sanitizer build runs it).
 printf '0 1\n1 2\n2 3\n3 4\n4 5\n5 6\n' > seven.el

@@ -50,6 +50,13 @@ run again1 --k 3 --output "$tmp/c1.csv"
 run again2 --init "$tmp/c1.centroids.csv" --output "$tmp/c2.csv"
 grep -q '^iterations: 1$' "$tmp/again2.out" || { cat "$tmp/again2.out"; fail "--init X.centroids.csv did not start at the end"; }
 cmp -s "$tmp/c1.centroids.csv" "$tmp/c2.centroids.csv" || fail "--init X.centroids.csv: other centroids"
+# Also past the columns a CSV type names (d = 40): the header is read
+awk 'BEGIN { srand(3); for (i = 0; i < 200; i++) { for (j = 0; j < 40; j++)
+  printf "%s%.6f", (j ? "," : ""), (i % 3) * 5 + rand(); print "" } }' >"$tmp/d40.csv"
+"$km" --input "$tmp/d40.csv" --k 3 --quiet --output "$tmp/w1.csv" >/dev/null || fail "d40 run"
+"$km" --input "$tmp/d40.csv" --init "$tmp/w1.centroids.csv" --quiet --output "$tmp/w2.csv" \
+  >"$tmp/w2.out" || fail "d40: --init X.centroids.csv refused"
+cmp -s "$tmp/w1.centroids.csv" "$tmp/w2.centroids.csv" || fail "d40: --init X.centroids.csv: other centroids"
 # Its rows out of order: refused (a label column is not taken for a coordinate)
 for l in 1 3 2 4; do sed -n "${l}p" "$tmp/c1.centroids.csv"; done >"$tmp/swapped.csv"
 set +e

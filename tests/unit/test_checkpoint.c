@@ -1074,8 +1074,8 @@ static void test_checkpoint_needs_dir(void **state)
     ember_ctx_destroy(&ctx);
 }
 
-/* A directory that is not there is made, with its parents, as
- * ember_loop_create makes its own (mode 0777 less the umask). One that
+/* A directory that is not there is made, with its parents (mode 0777
+ * less the umask). One that
  * cannot be made (a file where a parent should be): the action that would
  * write fails with EIO naming it, and the dataset stays usable. */
 static void test_checkpoint_dir_missing(void **state)

@@ -700,6 +700,32 @@ static void test_exec_lost_spill_of_local_checkpoint(void **state)
     assert_int_equal(files_under("scratch"), 0);
 }
 
+/* A dataset checkpointed to a file and persisted: its spilled blocks
+ * damaged, it is read again from the file, the same records (the block
+ * used to be taken for the only copy, and every action failed). */
+static void test_exec_lost_spill_of_file_checkpoint(void **state)
+{
+    (void)state;
+    make_dir("scratch");
+    ember_ctx *ctx = budget_ctx(0, 2, "scratch");
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_ctx_set_checkpoint_dir(ctx, "ck-file", msg), msg);
+    ember_ds *r = NULL, *m = NULL;
+    atomic_long seen = 0;
+    TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 4, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, square_mod, &seen, 0, msg), msg);
+    ember_ds_free(&r);
+    TU_OKM(ember_persist(m, EMBER_DISK_ONLY, msg), msg);
+    TU_OKM(ember_checkpoint_eager(m, msg), msg);
+    int64_t first = 0, again = 0;
+    TU_OKM(ember_sum(m, &first, msg), msg);
+    assert_int_equal(damage_spills("scratch", LOSE_FLIP), 4);
+    TU_OKM(ember_sum(m, &again, msg), msg);
+    assert_int_equal(again, first);
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
 /* A shuffle's spilled outputs removed: the next action runs the shuffle
  * again (its inputs' lineage is intact), with the same records. */
 static void test_exec_lost_shuffle_outputs_rerun(void **state)
@@ -1235,6 +1261,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_disk_only),
         cmocka_unit_test(test_exec_lost_spill_files_recomputed),
         cmocka_unit_test(test_exec_lost_spill_of_local_checkpoint),
+        cmocka_unit_test(test_exec_lost_spill_of_file_checkpoint),
         cmocka_unit_test(test_exec_lost_shuffle_outputs_rerun),
         cmocka_unit_test(test_exec_every_level_same_results),
         cmocka_unit_test(test_exec_ser_level_compresses),
