@@ -717,10 +717,14 @@ static int shuffle_missing(const ember_ds *d)
     return !d->u.shuffle.done || ember__store_count(d->ctx, d->id) < owned_count(d);
 }
 
-/* A finished shuffle's outputs are stored: nothing above it need run. */
-static int shuffle_stored(const ember_ds *d)
+/* A shuffle that has run: the walk for stages stops there. Not "whose
+ * outputs are stored": that differs between ranks (one node's scratch
+ * cleaned), and the ranks must agree on lists of one length. A finished
+ * shuffle that lost outputs is in the list and runs again; if its own
+ * inputs lost theirs too, that run fails and the next action reruns both. */
+static int shuffle_done(const ember_ds *d)
 {
-    return d->op == EMBER__SHUFFLE && !shuffle_missing(d);
+    return d->op == EMBER__SHUFFLE && d->u.shuffle.done;
 }
 
 /* Runs every unfinished shuffle among ds's ancestors, oldest first, so a
@@ -734,7 +738,7 @@ static int run_shuffles(ember_ds *ds, char *msg)
     ember_ds **a = NULL;
     int64_t *miss = NULL;
     size_t n = 0;
-    int rc = ember__ancestors(ds, shuffle_stored, &a, &n);
+    int rc = ember__ancestors(ds, shuffle_done, &a, &n);
     if (!rc && !(miss = ember__calloc(ctx, n + 1, sizeof *miss)))
         rc = EMBER_ENOMEM;
     if (rc) {
