@@ -516,30 +516,45 @@ int ember__h5_check_path(const char *where, const char *path, char *msg)
     return EMBER_OK;
 }
 
+/* What is at path: EMBER_OK with *kind H5I_BADID when nothing is (or a
+ * link to nothing that opens, *there 1), else the object's kind; a parent
+ * that is not a group is EMBER_EINVAL naming `where`. */
+static int kind_at(hid_t loc, const char *path, int *there, H5I_type_t *kind,
+                   const char *where, char *msg)
+{
+    *kind = H5I_BADID;
+    htri_t exists = path_exists(loc, path);
+    *there = exists > 0;
+    if (exists < 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: a parent on the path is not a group", where);
+    hid_t obj = exists > 0 ? H5Oopen(loc, path, H5P_DEFAULT) : H5I_INVALID_HID;
+    if (obj >= 0) {
+        *kind = H5Iget_type(obj);
+        H5Oclose(obj);
+    }
+    return EMBER_OK;
+}
+
 int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
                    const char *where, char *msg)
 {
     *replace = 0;
-    htri_t exists = path_exists((hid_t)loc, path);
-    if (exists < 0)
-        return ember__err(msg, EMBER_EINVAL,
-                          "%s: a parent on the path is not a group", where);
-    if (exists == 0)
-        return EMBER_OK;
+    int there;
+    H5I_type_t kind;
+    int rc = kind_at((hid_t)loc, path, &there, &kind, where, msg);
+    if (rc || !there)
+        return rc;
     /* Deleting the link of a group would take everything under it: only
      * a dataset is ever replaced. */
-    hid_t obj = H5Oopen((hid_t)loc, path, H5P_DEFAULT);
-    H5I_type_t kind = obj >= 0 ? H5Iget_type(obj) : H5I_BADID;
-    if (obj >= 0)
-        H5Oclose(obj);
     if (kind != H5I_DATASET)
         return ember__err(msg, EMBER_EINVAL,
                           "%s: %s, not a dataset; only a dataset is replaced",
                           where,
                           kind == H5I_GROUP ? "is a group"
                           : kind == H5I_DATATYPE ? "is a named datatype"
-                          : obj < 0 ? "is a link to nothing that opens"
-                                    : "is an object");
+                          : kind == H5I_BADID ? "is a link to nothing that opens"
+                                              : "is an object");
     if (!overwrite)
         return ember__err(msg, EMBER_EINVAL,
                           "%s: already exists (set overwrite to replace it)",
@@ -575,18 +590,13 @@ static int is_unfinished(hid_t obj)
 int ember__h5_tmp_clear(int64_t loc, const char *tmp, const char *where,
                         char *msg)
 {
-    htri_t there = path_exists((hid_t)loc, tmp);
-    if (there < 0)
-        return ember__err(msg, EMBER_EINVAL,
-                          "%s: a parent on the path is not a group", where);
-    if (there == 0)
-        return EMBER_OK;
+    int there;
+    H5I_type_t kind;
+    int rc = kind_at((hid_t)loc, tmp, &there, &kind, where, msg);
+    if (rc || !there)
+        return rc;
     /* a killed write's leftover: a dataset, which no reader takes for data */
-    hid_t obj = H5Oopen((hid_t)loc, tmp, H5P_DEFAULT);
-    int dataset = obj >= 0 && H5Iget_type(obj) == H5I_DATASET;
-    if (obj >= 0)
-        H5Oclose(obj);
-    if (!dataset)
+    if (kind != H5I_DATASET)
         return ember__err(msg, EMBER_EINVAL,
                           "%s: %s is in the way (names starting with '%s' "
                           "are ember's unfinished writes, and it is not one)",
