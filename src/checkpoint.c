@@ -92,6 +92,7 @@ static void truncate_lineage(ember_ds *ds, char *path, uint64_t *offsets,
     ds->ckpt_offsets = offsets;
     ds->ckpt_head = head;
     ds->ckpt_size = size;
+    ds->ckpt_verified = 0;
     /* A shuffle's outputs share its key; once a file serves its partitions
      * they are dead weight, unless the caller persisted it. */
     if (ds->op == EMBER__SHUFFLE && path && ds->level == EMBER_NONE)

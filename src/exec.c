@@ -499,6 +499,32 @@ static int emit_range(task *t, ember_ds *r, size_t q)
     return rc;
 }
 
+/* A dataset checkpoint's file, by name, but only the file this context
+ * wrote: another context's under the same name would verify by its own
+ * checksum. The first task of a parallel pass to read it hashes it whole;
+ * the others, while that pass lasts, check that its checksum header and
+ * size are still those (so the same bytes, unless changed in place, which
+ * the Fletcher32 of the chunks they read catches). Hashing it for every
+ * partition read the file once a partition. */
+static int open_checkpoint(ember_ds *ds, ember__ckr **r, char *msg)
+{
+    uint64_t pass;
+#pragma omp atomic read
+    pass = ds->ctx->passes;
+    int rc = -1;
+#pragma omp critical(ember_checkpoint_verify)
+    if (ds->ckpt_verified != pass) {
+        rc = ember__ckr_open_as(ds->ctx, r, ds->ckpt_path, ds->ckpt_head,
+                                ds->ckpt_size, msg);
+        if (!rc)
+            ds->ckpt_verified = pass;
+    }
+    if (rc == -1)
+        rc = ember__ckr_open_known(ds->ctx, r, ds->ckpt_path, ds->ckpt_head,
+                                   ds->ckpt_size, msg);
+    return rc == EMBER_EMISMATCH ? EMBER_ECORRUPT : rc;
+}
+
 /* The root a checkpoint gives the executor: partition part of its file,
  * through the file layer. A local checkpoint's blocks are read from the
  * store by try_cached; reaching here means one is gone. */
@@ -513,11 +539,8 @@ static int read_checkpoint_part(ember_ds *ds, size_t part, ember__buf *b,
     ember__ckr *r = NULL;
     b->size = ds->type.size;
     int rc = ember__buf_reserve(ds->ctx, b, (size_t)(hi - lo));
-    /* By name, but only the file this context wrote: another context's
-     * under the same name would verify by its own checksum. */
     if (!rc)
-        rc = ember__ckr_open_as(ds->ctx, &r, ds->ckpt_path, ds->ckpt_head,
-                                ds->ckpt_size, msg);
+        rc = open_checkpoint(ds, &r, msg);
     if (!rc)
         rc = ember__ckr_slice(r, "data", &ds->type, lo, (size_t)(hi - lo),
                               b->data, msg);

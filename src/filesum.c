@@ -348,6 +348,16 @@ static int memo_has(const struct stat *st, const unsigned char hash[16])
     return hit;
 }
 
+static unsigned long checks_hashed;
+
+unsigned long ember__fsum_checks_hashed(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    unsigned long n = checks_hashed;
+    pthread_mutex_unlock(&memo_mutex);
+    return n;
+}
+
 unsigned long ember__fsum_memo_hits(void)
 {
     pthread_mutex_lock(&memo_mutex);
@@ -524,6 +534,9 @@ int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
                         path, strerror(errno ? errno : EIO));
     else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK &&
              !memo_has(&st, block + OFF_HASH)) {
+        pthread_mutex_lock(&memo_mutex);
+        checks_hashed++;
+        pthread_mutex_unlock(&memo_mutex);
         if (hash_body(fd, hash, &length))
             rc = ember__err(msg, EMBER_EIO, "%s: read error while verifying: "
                             "%s", path, strerror(errno ? errno : EIO));

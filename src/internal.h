@@ -44,6 +44,9 @@ struct ember_ctx {
     omp_lock_t stats_lock; /* guards stats from tasks */
     ember_stats stats;
     ember__comm comm;      /* the ranks of the job (comm.h); serial: 0 of 1 */
+    /* Parallel passes begun (ember__parallel): a dataset checkpoint's file
+     * is hashed whole once a pass, not once a partition (exec.c). */
+    uint64_t passes;
 };
 
 /* Allocation through the context's allocator (thread-safe). */
@@ -210,6 +213,7 @@ struct ember_ds {
                                  bytes) as written: every read proves the
                                  file is still that one */
     uint64_t ckpt_size;     /* and its size */
+    uint64_t ckpt_verified; /* the ctx->passes that last hashed the file */
     ember__buf *ckpt_parts; /* marked: partitions captured by actions */
     unsigned char *ckpt_have;
     size_t ckpt_bytes;     /* bytes captured (stats.dataset_bytes) */
@@ -517,6 +521,8 @@ extern void (*ember__h5_opening_hook)(const char *file);
  * be remembered (2e9 ns by default). */
 unsigned long ember__fsum_memo_hits(void);
 void ember__fsum_memo_clear(long long age_ns);
+/* Tests: how many whole files ember__fsum_check has hashed to verify. */
+unsigned long ember__fsum_checks_hashed(void);
 
 /* ---- HDF5 layer (h5io.c) --------------------------------------------------- */
 

@@ -185,6 +185,8 @@ int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
     /* No more threads than tasks: an idle, spinning thread only slows a
      * one-partition job down. */
     int team = hi - lo < (size_t)ctx->threads ? (int)(hi - lo) : ctx->threads;
+#pragma omp atomic
+    ctx->passes++;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team > 0 ? team : 1)
     for (long long i = L; i < H; i++) {
         long long f;

@@ -1203,6 +1203,39 @@ static void test_checkpoint_file_replaced(void **state)
     ember_ctx_destroy(&a);
 }
 
+/* An action over a dataset checkpoint hashes its file once, not once a
+ * partition (which read a file of P partitions P times over), and every
+ * action hashes it again: a byte changed in place between two actions,
+ * header and size kept, is EMBER_ECORRUPT naming the file. */
+static void test_checkpoint_file_hashed_once_an_action(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], path[1024];
+    ember_ctx *ctx = ckpt_ctx(2);
+    ember_ds *r = NULL, *m = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 16, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, inc_fn, NULL, 0, msg), msg);
+    ember_ds_free(&r);
+    TU_OKM(ember_checkpoint_eager(m, msg), msg);
+    snprintf(path, sizeof path, "%s", ember_checkpoint_path(m));
+    int64_t sum = 0;
+    for (int k = 1; k <= 2; k++) {
+        unsigned long before = ember__fsum_checks_hashed();
+        TU_OKM(ember_sum(m, &sum, msg), msg);
+        assert_int_equal(sum, 5000050000LL);
+        assert_int_equal(ember__fsum_checks_hashed() - before, 1);
+    }
+    size_t size = 0;
+    unsigned char *bytes = tu_slurp(path, &size);
+    bytes[size - 1] ^= 0x40;
+    tu_spit(path, bytes, size);
+    free(bytes);
+    assert_int_equal(ember_sum(m, &sum, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, path);
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_checkpoint_chain_two_marked(void **state)
 {
     (void)state;
@@ -1498,6 +1531,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_dir_missing),
         cmocka_unit_test(test_checkpoint_two_contexts_one_dir),
         cmocka_unit_test(test_checkpoint_file_replaced),
+        cmocka_unit_test(test_checkpoint_file_hashed_once_an_action),
         cmocka_unit_test(test_checkpoint_chain_two_marked),
         cmocka_unit_test(test_checkpoint_releases_lineage),
         cmocka_unit_test(test_checkpoint_no_leak),
