@@ -340,7 +340,7 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         snprintf(file, sizeof file, "%.*s", (int)strcspn(spec, ":"), spec);
         int existed = access(file, F_OK) == 0;
         uint64_t d2[2] = {npoints, dims};
-        ember_h5_attr at[] = {{"k", EMBER_I64, 0, (int64_t)nclusters, NULL},
+        ember_h5_attr at[] = {{"k", EMBER_U64, 0, (int64_t)nclusters, NULL},
                               {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
         rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
         ember_h5_attr root[] = {{"generator", 0, 0, 0, "blobs"},

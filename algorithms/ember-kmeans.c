@@ -39,7 +39,6 @@
 #include "cli.h"
 #include "outputs.h"
 
-#include <hdf5.h>
 
 #include <float.h>
 #include <inttypes.h>
@@ -1442,41 +1441,20 @@ static int final_labels(km *s, km_result *res, char *msg)
 
 /* ---- output file -------------------------------------------------------------------------- */
 
-static int h5_array(hid_t fid, hid_t dcpl, const char *name, hid_t type, int rank,
-                    const hsize_t *dims, const void *data)
-{
-    hid_t sp = H5Screate_simple(rank, dims, NULL), ds = -1;
-    int ok = sp >= 0 &&
-             (ds = H5Dcreate2(fid, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0 &&
-             H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return ok ? 0 : -1;
-}
-
 /* Writes the HDF5 output to tmp: the datasets, then the provenance
- * attributes on the root. No object timestamps: the same result gives the
- * same bytes (with SOURCE_DATE_EPOCH fixing `created`). */
+ * attributes on the root, sealed with ember's checksum header like every
+ * program's output (ember-inspect verifies it). */
 static int write_h5(const km *s, const km_result *res, const char *tmp, char *msg)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE), fid = -1;
-    hsize_t cdims[2] = {s->k, s->d}, ldims[1] = {s->n};
-    int ok = fcpl >= 0 && dcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
-             H5Pset_obj_track_times(dcpl, 0) >= 0 &&
-             (fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)) >= 0 &&
-             !h5_array(fid, dcpl, "centroids", H5T_IEEE_F64LE, 2, cdims, s->c) &&
-             !h5_array(fid, dcpl, "labels", H5T_STD_I64LE, 1, ldims, res->labels);
-    if (fid >= 0 && H5Fclose(fid) < 0)
-        ok = 0;
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (fcpl >= 0)
-        H5Pclose(fcpl);
-    if (!ok)
-        return km_error(msg, EMBER_EIO, "--output %s: cannot write the file", s->cli->output);
+    char spec[4200];
+    uint64_t cdims[2] = {s->k, s->d}, ldims[1] = {s->n};
+    snprintf(spec, sizeof spec, "%s:/centroids", tmp);
+    int rc = ember_h5_write_array(spec, EMBER_F64, s->c, 2, cdims, NULL, 0, 1, msg);
+    snprintf(spec, sizeof spec, "%s:/labels", tmp);
+    if (!rc)
+        rc = ember_h5_write_array(spec, EMBER_I64, res->labels, 1, ldims, NULL, 0, 0, msg);
+    if (rc)
+        return rc;
     ember_h5_attr at[] = {
         {"inertia", EMBER_F64, res->inertia, 0, NULL},
         {"k", EMBER_I64, 0, (int64_t)s->k, NULL},

@@ -167,7 +167,9 @@ typedef struct {
 
 int ember_ctx_create(ember_ctx **out, const ember_ctx_opts *opts, char *msg);
 /* Frees the context and every dataset, broadcast and cached block still
- * made from it. Accepts NULL. Loops and streams made with it use its
+ * made from it. Accepts NULL. Handles still held are freed with it: do not
+ * pass them to ember_ds_free or ember_bcast_free afterwards (free them
+ * first, or not at all). Loops and streams made with it use its
  * allocator: destroy them first. */
 void ember_ctx_destroy(ember_ctx **ctx);
 int ember_ctx_threads(const ember_ctx *ctx);

@@ -1376,7 +1376,8 @@ static hid_t make_dcpl(size_t recsize, const ember__h5w_opts *o)
 {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hsize_t chunk = chunk_records(recsize, o->expected);
-    int bad = dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0;
+    int bad = dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+              H5Pset_obj_track_times(dcpl, 0) < 0;
     if (!bad && o->deflate)
         bad = H5Pset_shuffle(dcpl) < 0 ||
               H5Pset_deflate(dcpl, (unsigned)o->deflate) < 0;
@@ -1406,6 +1407,8 @@ static int create_dataset(ember__h5w *w, const char *path,
     w->chunk = (size_t)chunk_records(t->size, o->expected);
     w->recsize = t->size;
     w->direct = o->fletcher32 && !o->deflate;
+    if (rc == EMBER_OK && ember__h5_parents(w->fid, path) < 0)
+        rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot create its groups");
     if (rc == EMBER_OK) {
         w->dset = H5Dcreate2(w->fid, path, w->mem, space, lcpl, dcpl,
                              H5P_DEFAULT);
@@ -1815,11 +1818,30 @@ int64_t ember__h5_native(ember_scalar kind)
 int64_t ember__h5_fcpl(void)
 {
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl >= 0 && H5Pset_userblock(fcpl, EMBER__FSUM_BLOCK) < 0) {
+    if (fcpl >= 0 && (H5Pset_userblock(fcpl, EMBER__FSUM_BLOCK) < 0 ||
+                      H5Pset_obj_track_times(fcpl, 0) < 0)) {
         H5Pclose(fcpl);
         fcpl = H5I_INVALID_HID;
     }
     return (int64_t)fcpl;
+}
+
+int ember__h5_parents(int64_t fid, const char *path)
+{
+    char prefix[H5IO_PATH_MAX];
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    int ok = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0 &&
+             strlen(path) < sizeof prefix;
+    for (const char *slash = path; ok && (slash = strchr(slash + 1, '/'));) {
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(slash - path), path);
+        htri_t there = H5Lexists((hid_t)fid, prefix, H5P_DEFAULT);
+        ok = there > 0 || (there == 0 && H5Gclose(H5Gcreate2((hid_t)fid, prefix,
+                                                              H5P_DEFAULT, gcpl,
+                                                              H5P_DEFAULT)) >= 0);
+    }
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
+    return ok ? 0 : -1;
 }
 
 void ember__h5_thread_done(void)

@@ -365,6 +365,10 @@ int ember__run_ordered(ember_ds *ds, ember__part_fn fn, void *state,
 /* File creation properties with the EMBER__FSUM_BLOCK user block, for
  * files that are sealed (ember__fsum_seal) after closing; -1 on failure. */
 int64_t ember__h5_fcpl(void);
+/* Creates the groups above path in fid that are missing, without object
+ * time stamps (as ember__h5_fcpl's root and ember's datasets): the same
+ * data then gives the same bytes. 0, or -1 (HDF5's error stack says). */
+int ember__h5_parents(int64_t fid, const char *path);
 /* The descriptor HDF5 reads the file of object obj through (the sec2
  * driver's), or -1 for another driver. With read_only, -1 also when the
  * file is open for writing in this process (HDF5 may hold raw data not
