@@ -113,14 +113,22 @@ int ember_cli_has_suffix(const char *name, const char *suffix)
     return n >= m && strcasecmp(name + n - m, suffix) == 0;
 }
 
+/* One write a line: under mpirun the ranks' lines would interleave
+ * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
 int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
 {
+    char line[2048];
+    int at = snprintf(line, sizeof line - 1, "%s", cli && cli->prog ? cli->prog->name : "ember");
+    if (cli && cli->ranks > 1 && cli->rank > 0)
+        at += snprintf(line + at, sizeof line - 1 - (size_t)at, " (rank %d)", cli->rank);
+    at += snprintf(line + at, sizeof line - 1 - (size_t)at, ": ");
     va_list ap;
-    fprintf(stderr, "%s: ", cli && cli->prog ? cli->prog->name : "ember");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int len = vsnprintf(line + at, sizeof line - 1 - (size_t)at, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    at = len < 0 ? at : at + len < (int)sizeof line - 1 ? at + len : (int)sizeof line - 2;
+    line[at] = '\n';
+    fwrite(line, 1, (size_t)at + 1, stderr);
     return EMBER_EXIT_USAGE;
 }
 
@@ -953,6 +961,36 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
         sb_add(&b, "tolerance=%s\n", num);
     }
     return b.overflow ? EMBER_ERANGE : EMBER_OK;
+}
+
+uint64_t ember_cli_command_hash(const ember_cli *cli)
+{
+    char text[16384], params[8192];
+    sbuf b = {text, sizeof text, 0, 0};
+    if (ember_cli_parameters(cli, params, sizeof params) != EMBER_OK)
+        b.overflow = 1;
+    /* not the inputs' paths: each node may read its own copy */
+    for (const char *line = params; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (strncmp(line, "info.", 5) != 0)
+            sb_add(&b, "%.*s\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+    for (const ember_cli_opt *o = cli->prog->extra; o && o->name; o++)
+        if (!(o->flags & EMBER_CLI_FINGERPRINT) && o->kind != EMBER_CLI_STR)
+            add_extra_value(&b, o);
+    sb_add(&b, "iterations=%" PRIu64 " stop_at=%" PRIu64 " seed=%" PRIu64
+           " checkpoints=%d every=%" PRIu64 " keep=%d resume=%d force=%d"
+           " async=%d sync=%d verify=%d\n", cli->iterations, cli->stop_at,
+           cli->seed, cli->checkpoint_dir != NULL, cli->checkpoint_every, cli->keep,
+           (int)cli->resume, cli->force_resume, cli->checkpoint_async,
+           cli->checkpoint_sync, cli->verify);
+    sb_add(&b, "deadline=%a seconds=%a overflow=%d\n", cli->deadline_seconds,
+           cli->checkpoint_seconds, b.overflow);
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
+    for (size_t i = 0; i < b.len && i < sizeof text; i++)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3u;
+    return h;
 }
 
 int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)

@@ -349,6 +349,11 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
  * called) is "input=<absolute path>". Written into buf (always
  * terminated); EMBER_ERANGE when it does not fit. */
 int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size);
+/* A hash of what every rank of a job must have alike: the parameters
+ * (inputs by content, not path) and the options that steer the run, but
+ * not the paths of what rank 0 alone writes, the thread count or --quiet.
+ * ember_cli_prepare compares it across ranks. */
+uint64_t ember_cli_command_hash(const ember_cli *cli);
 
 /* A context with --threads (and nothing else set: defaults). */
 int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);

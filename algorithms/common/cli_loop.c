@@ -99,6 +99,48 @@ static int agree_max(const ember_cli *cli, int v)
 #endif
 }
 
+/* Every rank must run the same command on the same bytes. Each hashes its
+ * own inputs and parses its own arguments, so a node whose copy of the
+ * input differs (a stale node-local copy), or an MPMD launch or wrapper
+ * that gives ranks other options, computed a mix of two runs and exited 0,
+ * or hung where the ranks' loops disagreed. Compared before the load, from
+ * what ember_cli_command_hash and the inputs' fingerprints say; every rank
+ * sees every rank's, so all stop together with exit 2. */
+static int agree_command(ember_cli *cli)
+{
+#ifdef EMBER_MPI
+    enum { W = 1 + (int)(sizeof cli->inputs / sizeof cli->inputs[0]) };
+    if (cli->ranks <= 1)
+        return 0;
+    uint64_t mine[W] = {ember_cli_command_hash(cli)}, *all;
+    for (int i = 0; i < cli->ninputs; i++)
+        mine[1 + i] = cli->inputs[i].xxh3 ^ (cli->inputs[i].bytes * 0x9e3779b97f4a7c15u);
+    if (!(all = malloc((size_t)cli->ranks * sizeof mine)))
+        return ember_cli_usage_error(cli, "out of memory comparing the ranks' commands");
+    MPI_Allgather(mine, W, MPI_UINT64_T, all, W, MPI_UINT64_T, MPI_COMM_WORLD);
+    int rank = 0, what = 0;
+    for (int r = 1; r < cli->ranks && !rank; r++)
+        for (int j = 1; j <= W && !rank; j++)
+            if (all[(size_t)r * W + j % W] != all[j % W])
+                rank = r, what = j % W;
+    free(all);
+    if (!rank || cli->rank != 0) /* every rank sees it: rank 0 says it */
+        return rank ? EMBER_EXIT_USAGE : 0;
+    if (what == 0)
+        return ember_cli_usage_error(cli, "rank %d was started with other options "
+                                     "than rank 0 (an MPMD launch, or a wrapper "
+                                     "that changes them?): every rank must run the "
+                                     "same command", rank);
+    return ember_cli_usage_error(cli, "--%s %s: rank %d reads other bytes than rank 0 "
+                                 "(a node's own copy that differs?): every rank must "
+                                 "read the same file", cli->inputs[what - 1].role,
+                                 cli->inputs[what - 1].arg, rank);
+#else
+    (void)cli;
+    return 0;
+#endif
+}
+
 /* What says a file is still the one hashed. */
 static void stamp_of(const struct stat *st, uint64_t s[5])
 {
@@ -390,6 +432,8 @@ int ember_cli_prepare(ember_cli *cli)
     if (agree_max(cli, rc != 0) && !rc)
         rc = ember_cli_usage_error(cli, "another rank stopped on its inputs or "
                                    "outputs (its message says why)");
+    if (!rc)
+        rc = agree_command(cli);
     if (rc)
         return rc;
     if (cli->deadline_seconds > 0)

@@ -57,7 +57,33 @@ n=$(grep -c -- "--input g.el: replaced or written since this run took its finger
 [ "$n" = 2 ] || fail "expected the message from both ranks, got $n: $(cat err)"
 [ ! -f a/r.csv ] || fail "a refused run wrote its output"
 
-# Left alone, the same job runs.
+# Rank 1's copy holds other bytes of the same size (a stale node-local
+# copy): both ranks exit 2 before the load, rank 0 naming rank 1 and the
+# input. It used to run, each rank on its own graph, and exit 0 with a mix.
+sed 's/^2 3$/2 2/' "$src/data/karate.el" > b/g.el
+cmp -s a/g.el b/g.el && fail "the test's copy did not change"
+rc=0
+two b
+"${cmd[@]}" > out 2> err || rc=$?
+[ "$rc" = 2 ] || fail "rank 1's copy differs: exit $rc, expected 2: $(cat err)"
+grep -q -- "--input g.el: rank 1 reads other bytes than rank 0" err || fail "no message naming rank 1: $(cat err)"
+[ ! -f a/r.csv ] || fail "a refused run wrote its output"
+cp "$src/data/karate.el" b/g.el
+
+# Ranks given other options (an MPMD launch): exit 2, not a hang (other
+# --iterations) or a result of neither command (other --damping).
+for other in "--iterations 9" "--damping 0.5"; do
+    rc=0
+    mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \
+        -n 1 --wdir "$work/a" "$bin/ember-pagerank" "${args[@]}" \
+        : -n 1 --wdir "$work/b" "$bin/ember-pagerank" "${args[@]}" $other > out 2> err || rc=$?
+    [ "$rc" = 2 ] || fail "rank 1 with $other: exit $rc, expected 2: $(cat err)"
+    grep -q "rank 1 was started with other options than rank 0" err || fail "no message ($other): $(cat err)"
+    [ ! -f a/r.csv ] || fail "a refused run wrote its output"
+done
+
+# Left alone, the same job runs: copies at other paths with the same bytes
+# (each rank reads its own directory's) are the same input.
 two b
 "${cmd[@]}" > out 2> err || fail "the job with its inputs left alone failed: $(cat err)"
 [ -s a/r.csv ] || fail "no output"
