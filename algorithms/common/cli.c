@@ -115,6 +115,21 @@ int ember_cli_has_suffix(const char *name, const char *suffix)
 
 /* One write a line: under mpirun the ranks' lines would interleave
  * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
+/* The exit status the program has settled on, or -1: what the early
+ * signal handler exits with (see "signals before and after the loop"). */
+static volatile sig_atomic_t early_settled = -1;
+
+int ember_cli_settle(int status)
+{
+    early_settled = status;
+    /* tests only: a program that lingers after settling (as a slow rank
+     * does in MPI_Finalize), for a signal to find it there */
+    const char *d = getenv("EMBER_TEST_SETTLE_DELAY");
+    if (d && strtod(d, NULL) > 0)
+        nanosleep(&(struct timespec){(time_t)strtod(d, NULL), 0}, NULL);
+    return status;
+}
+
 int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
 {
     char line[2048];
@@ -129,7 +144,7 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     at = len < 0 ? at : at + len < (int)sizeof line - 1 ? at + len : (int)sizeof line - 2;
     line[at] = '\n';
     fwrite(line, 1, (size_t)at + 1, stderr);
-    return EMBER_EXIT_USAGE;
+    return ember_cli_settle(EMBER_EXIT_USAGE);
 }
 
 /* ---- strict numbers ------------------------------------------------------ */
@@ -445,6 +460,11 @@ static volatile sig_atomic_t early_installed;
 
 static void early_exit(int sig)
 {
+    /* Past the program's outcome (a usage error, the end of main; under
+     * mpirun the slower ranks get SIGTERM when one rank has exited) there
+     * is nothing to say: the status stands. */
+    if (early_settled >= 0)
+        _exit(early_settled);
     int which = sig == SIGALRM;
     ssize_t w = write(STDERR_FILENO, early_line[which], early_len[which]);
     (void)w;
@@ -1022,8 +1042,9 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     const char *name = cli && cli->prog ? cli->prog->name : "ember";
     if (status == EMBER_OK)
-        return EMBER_EXIT_OK;
+        return ember_cli_settle(EMBER_EXIT_OK);
     if (status == EMBER_INTERRUPTED) {
+        ember_cli_settle(EMBER_EXIT_RESUMABLE);
         if (cli && cli->rank != 0) /* every rank stopped; rank 0 says so */
             return EMBER_EXIT_RESUMABLE;
         char advice[400] = "";
@@ -1037,5 +1058,5 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
         return EMBER_EXIT_RESUMABLE;
     }
     fprintf(stderr, "%s: %s\n", name, msg && msg[0] ? msg : ember_strerror(status));
-    return is_input_error(status) ? EMBER_EXIT_USAGE : EMBER_EXIT_FAILURE;
+    return ember_cli_settle(is_input_error(status) ? EMBER_EXIT_USAGE : EMBER_EXIT_FAILURE);
 }

@@ -125,7 +125,7 @@ static int agree_command(ember_cli *cli)
                 rank = r, what = j % W;
     free(all);
     if (!rank || cli->rank != 0) /* every rank sees it: rank 0 says it */
-        return rank ? EMBER_EXIT_USAGE : 0;
+        return rank ? ember_cli_settle(EMBER_EXIT_USAGE) : 0;
     if (what == 0)
         return ember_cli_usage_error(cli, "rank %d was started with other options "
                                      "than rank 0 (an MPMD launch, or a wrapper "

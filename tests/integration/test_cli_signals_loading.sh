@@ -37,6 +37,22 @@ for sig in USR1 TERM INT; do
         [ "$(wc -l < err.txt)" -eq 1 ] || fail "SIG$sig: more than one line: $(cat err.txt)"
     done
 done
+# A signal after the program has settled its outcome (here a usage error;
+# under mpirun the slower ranks get SIGTERM once one rank has exited) ends
+# it with that status and says nothing more: it used to say "stopped by a
+# signal ... (exit 75)" beside the real error and exit 75.
+EMBER_TEST_SETTLE_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" --keep 0 \
+    2> settled.txt &
+pid=$!
+sleep 0.5
+kill -s TERM "$pid"
+wait "$pid"
+st=$?
+pid=
+[ "$st" -eq 2 ] || fail "SIGTERM after a usage error: exit $st, wanted 2: $(cat settled.txt)"
+[ "$(cat settled.txt)" = "ember-pagerank: --keep: 0 is out of range: it must be in [1, 1000000]" ] \
+    || fail "SIGTERM after a usage error: $(cat settled.txt)"
+
 grep -q "nothing is saved without --checkpoint-dir" err.txt \
     || fail "without a directory the message should say nothing is saved: $(cat err.txt)"
 
