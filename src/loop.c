@@ -150,6 +150,8 @@ struct ember_loop {
      * RESUME_NEVER). Retention treats them as older than ours. */
     uint64_t *stale;
     size_t nstale;
+    int retain_due;      /* retention after a restore, at the first step
+                            on: a run refused right after it deletes nothing */
 
     async_job *job;      /* a checkpoint being written in the background */
     snap_item *snap;     /* the state copied for it: kept, reused by the */
@@ -1960,10 +1962,12 @@ static int restore(ember_loop *L, char *msg)
                 path, (unsigned long long)iter);
     /* The file just verified has committed. A run killed between a commit
      * and its retention left one file too many, and a resume at the last
-     * iteration writes nothing that would retire it: retire it now. Stale
+     * iteration writes nothing that would retire it: it is retired once
+     * the run goes on (retain_after_restore), not here: a caller may still
+     * refuse this run (a checkpoint past its --iterations), and a run that
+     * stops there must not have deleted a file under its own --keep. Stale
      * (newer, rejected) files wait for a commit of this run's own. */
-    if (!L->nstale)
-        retain(L);
+    L->retain_due = !L->nstale;
     return EMBER_OK;
 }
 
@@ -2066,11 +2070,20 @@ static int agree(ember_loop *L, int64_t *flags, char *msg)
  * the deadline does not apply (there is nothing to save for it). One
  * agreement settles the iteration; a second one follows a policy
  * checkpoint, which took time and may have seen a signal. */
+/* The retention a restore deferred, once the run goes on (restore). */
+static void retain_after_restore(ember_loop *L)
+{
+    if (L->retain_due)
+        retain(L);
+    L->retain_due = 0;
+}
+
 static int after_iteration(ember_loop *L, char *msg)
 {
     int wrote = 0, rc = EMBER_OK;
     if (!L->dir)
         return EMBER_OK;
+    retain_after_restore(L);
     /* The policy needs the cost of the first checkpoint in the background:
      * its end is waited for, as a synchronous one would have been. */
     double t0 = mono_now();
@@ -2176,6 +2189,8 @@ static int finish(ember_loop *L, int background, const char *name, char *msg)
         L->stats.last_was_checkpoint = L->job != NULL;
     if (!rc) /* after a failed write, finish may be called again */
         L->stopped = 1;
+    if (!rc && L->dir)
+        retain_after_restore(L);
     return rc;
 }
 

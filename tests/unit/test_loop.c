@@ -779,7 +779,10 @@ static void test_loop_retention(void **unused)
 
 /* A run killed after its last commit and before retention leaves a file
  * too many; its rerun resumes at the end and writes nothing new, and still
- * keeps only `keep` (CI's test_loop_kill caught 3 kept of 2). */
+ * keeps only `keep` (CI's test_loop_kill caught 3 kept of 2), once it goes
+ * on past the restore. A run that stops right after the restore (its
+ * caller refuses it: a checkpoint past its --iterations) deletes nothing,
+ * whatever its keep: it used to delete the files over its own keep. */
 static void test_loop_retention_on_resume(void **unused)
 {
     (void)unused;
@@ -792,8 +795,29 @@ static void test_loop_retention_on_resume(void **unused)
     o.every = 1;
     o.keep = 2;
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
-    assert_int_equal(count_ckpts(), 2);
-    assert_true(exists(ckpt_name(p, 6)) && exists(ckpt_name(p, 5)));
+    assert_int_equal(count_ckpts(), 3);
+    state s;
+    state_init(&s);
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it = 0;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(it, 6);
+    TU_OKM(ember_loop_finish(s.loop, msg), msg);
+    state_free(&s);
+    assert_int_equal(count_ckpts(), 2); /* finish wrote 7 */
+    assert_true(exists(ckpt_name(p, 7)) && exists(ckpt_name(p, 6)));
+    /* the same after an iteration (a next past the restore) */
+    fresh_dir();
+    run_every1(6, 3);
+    o.keep = 1;
+    state_init(&s);
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(count_ckpts(), 3);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_free(&s);
+    assert_true(count_ckpts() <= 2); /* 4 and 5 retired; 7 may be written */
+    assert_false(exists(ckpt_name(p, 5)));
     /* A newer file that fails verification is stale: nothing is retired
      * until this run commits one of its own. */
     fresh_dir();
