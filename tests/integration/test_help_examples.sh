@@ -50,6 +50,14 @@ for p in $programs; do
     while IFS= read -r cmd; do
         st=0
         bash -o pipefail -c "$cmd" > out.txt 2> err.txt < /dev/null || st=$?
+        # A picture needs its renderer (gnuplot, graphviz's dot), which
+        # `make test` installs as root; without it, the example must say
+        # how to install it, with exit 2.
+        if [ "$st" = 2 ] && grep -q "which is not installed.*apt-get install" err.txt &&
+            { ! command -v gnuplot || ! command -v dot; } > /dev/null; then
+            total=$((total + 1))
+            continue
+        fi
         [ "$st" = 0 ] || { cat out.txt err.txt >&2; fail "$p: example '$cmd' exited $st"; }
         total=$((total + 1))
     done < ex.txt
