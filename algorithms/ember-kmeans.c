@@ -39,7 +39,6 @@
 #include "cli.h"
 #include "outputs.h"
 
-
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>

@@ -113,8 +113,6 @@ int ember_cli_has_suffix(const char *name, const char *suffix)
     return n >= m && strcasecmp(name + n - m, suffix) == 0;
 }
 
-/* One write a line: under mpirun the ranks' lines would interleave
- * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
 /* The exit status the program has settled on, or -1: what the early
  * signal handler exits with (see "signals before and after the loop"). */
 static volatile sig_atomic_t early_settled = -1;
@@ -130,6 +128,8 @@ int ember_cli_settle(int status)
     return status;
 }
 
+/* One write a line: under mpirun the ranks' lines would interleave
+ * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
 int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
 {
     char line[2048];
