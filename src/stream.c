@@ -33,9 +33,12 @@
  * entry after C, if any, is the pending batch.
  *
  * Invariants: offsets entries exist for a contiguous range of batches
- * ending at C or C + 1; every retained snapshot has the offsets entries of
- * all the batches after it; a batch's sink file and snapshot are written
- * before its commit; the location is held by one stream (an fcntl lock on
+ * ending at C or C + 1 (with no commit: offsets/0 at most); every retained
+ * snapshot has the offsets entries of all the batches after it; a batch's
+ * sink file and snapshot are written after its offsets entry and before
+ * its commit, so no snapshot or sink file is newer than the newest offsets
+ * entry (recover refuses a location where one is: lost logs, or a location
+ * older than its sink); the location is held by one stream (an fcntl lock on
  * <location>/lock, an open-file-description lock where the system has
  * them, so two streams in one process exclude each other too).
  *
@@ -932,7 +935,8 @@ static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
     s->have_committed = 1;
     s->last_committed = p->batch;
     s->next_batch = p->batch + 1;
-    uint64_t bytes = p->nfiles ? r.file_offsets[p->nfiles] : 0, lines = r.lines_n;
+    /* the files' bytes: the text adds a line end to a file without one */
+    uint64_t bytes = plan_bytes(p), lines = r.lines_n;
     run_free(s, &r);
     retention(s, p->batch);
     ph->done = now_s();
@@ -1385,16 +1389,107 @@ static int check_log_ranges(const ember_stream *s, const uint64_t *of, size_t no
         return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: offsets/%" PRIu64
                           " is missing (commits/%" PRIu64 " is there, the newest offsets "
                           "entry is offsets/%" PRIu64 "); %s", s->loc, O + 1, C, O, fix);
-    uint64_t want = have_commit ? C + 1 : of[0]; /* the one entry without a commit */
+    /* The one entry without a commit: C + 1, or with no commit at all the
+     * first batch's, offsets/0 (retention deletes nothing before a commit,
+     * so a lone offsets/7 means commits were lost: running it from an
+     * empty state would write wrong rows). */
+    uint64_t want = have_commit ? C + 1 : 0;
     if (O > want && have_commit)
         return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
                           " is missing (offsets/%" PRIu64 " is there, the newest commit "
                           "is commits/%" PRIu64 "); %s", s->loc, want, O, C, fix);
     if (O > want)
-        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/%" PRIu64
-                          " is missing (offsets/%" PRIu64 " is there, and no commit); %s",
-                          s->loc, want, O, fix);
+        return ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: commits/0 is "
+                          "missing (offsets/%" PRIu64 " is there, and no commit: without "
+                          "one, the only offsets entry can be offsets/0, a first batch "
+                          "planned and not committed); %s", s->loc, O, fix);
     return EMBER_OK;
+}
+
+/* A sink file name as ember__sink_name makes it: 1 and its batch. */
+static int sink_batch_id(const char *name, uint64_t *id)
+{
+    size_t len = strlen(name), digits = len > 10 ? len - 10 : 0;
+    if (digits < 12 || digits > 20 || strncmp(name, "batch-", 6) != 0 ||
+        strcmp(name + len - 4, ".csv") != 0 || strspn(name + 6, "0123456789") != digits)
+        return 0;
+    errno = 0;
+    unsigned long long v = strtoull(name + 6, NULL, 10);
+    *id = v;
+    return errno == 0;
+}
+
+/* The newest batch file in the sink: 1 and its id, 0 when none. */
+static int sink_newest(const char *dir, uint64_t *newest)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    uint64_t id;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (sink_batch_id(de->d_name, &id) && (!found || id > *newest)) {
+            *newest = id;
+            found = 1;
+        }
+    closedir(d);
+    return found;
+}
+
+/* What the logs say has run, for the messages below. */
+static void logs_summary(char *buf, size_t size, int have_offsets, uint64_t O,
+                         int have_commit, uint64_t C)
+{
+    if (!have_offsets)
+        snprintf(buf, size, "it has planned no batch");
+    else if (!have_commit)
+        snprintf(buf, size, "it has committed no batch; batch 0 is planned");
+    else if (O == C)
+        snprintf(buf, size, "its last commit is batch %" PRIu64 " and no batch after "
+                 "it is planned", C);
+    else
+        snprintf(buf, size, "its last commit is batch %" PRIu64 "; batch %" PRIu64
+                 " is planned, not committed", C, O);
+}
+
+/* Nothing of a batch after the newest offsets entry O can exist: a batch
+ * writes its offsets entry before its snapshot and its sink file (and
+ * retention keeps the newest entry). A snapshot after O means lost logs;
+ * a sink file after O (a kill between a batch's sink file and its commit
+ * leaves batch O's, which is allowed) means a location older than its
+ * sink, restored from a copy say: going on would rewrite some batch files
+ * and leave the newer ones, stale, as the newest output. */
+static int check_nothing_newer(ember_stream *s, int have_offsets, uint64_t O,
+                               int have_commit, uint64_t C, char *msg)
+{
+    char ran[160];
+    logs_summary(ran, sizeof ran, have_offsets, O, have_commit, C);
+    uint64_t *v = NULL, newest = 0;
+    size_t n = 0;
+    int rc = s->aggregating ? ember__sl_list(s->ctx, s->state_dir, ".h5", &v, &n, msg)
+                            : EMBER_OK;
+    if (!rc && n && (!have_offsets || v[n - 1] > O))
+        rc = ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s: state/%" PRIu64
+                        ".h5 is there, but %s: the logs of the batches up to it are "
+                        "missing; the location was damaged: restore the files or use a "
+                        "new location", s->loc, v[n - 1], ran);
+    ember__free(s->ctx, v);
+    if (rc || !s->sink_dir || !sink_newest(s->sink_dir, &newest) ||
+        (have_offsets && newest <= O))
+        return rc;
+    char name[48], keep[64] = "";
+    ember__sink_name(newest, name, sizeof name);
+    if (have_offsets)
+        snprintf(keep, sizeof keep, " numbered above %" PRIu64, O);
+    return ember__err(msg, EMBER_EMISMATCH, "sink directory %s holds %s, a batch that "
+                      "checkpoint location %s has no record of (%s): the location is "
+                      "older than the sink (restored from an older copy?) or lost its "
+                      "logs, and going on would leave stale batch files as the newest "
+                      "output; restore the location that wrote them, or move the sink's "
+                      "batch files%s out of it (the stream then writes those batches "
+                      "again), or use a new sink directory and location", s->sink_dir,
+                      name, s->loc, ran, keep);
 }
 
 /* Reads the logs: the last commit, the pending batch, the high-water
@@ -1409,6 +1504,8 @@ static int recover(ember_stream *s, char *msg)
     uint64_t C = nc ? co[nc - 1] : 0, O = no ? of[no - 1] : 0, first = no ? of[0] : 0;
     if (!rc && no)
         rc = check_log_ranges(s, of, no, nc > 0, C, msg);
+    if (!rc && (no || !nc))
+        rc = check_nothing_newer(s, no > 0, O, nc > 0, C, msg);
     ember__free(s->ctx, co);
     ember__free(s->ctx, of);
     if (rc || !no) {
@@ -1639,6 +1736,7 @@ int ember_stream_create(ember_stream **out, ember_ctx *ctx,
                             .type = &s->st.type, .key = opts->key};
     memcpy(s->stats.query_id, s->query_id, sizeof s->query_id);
     *out = s;
+    ember__msg_clear(msg); /* a first start's owner lookup left "No such file" */
     return EMBER_OK;
 }
 

@@ -334,6 +334,9 @@ typedef struct {
     ember__afile file;         /* the batch file being written */
     FILE *f;                   /* where rows go now */
     uint64_t rows;
+    uint64_t batch;            /* the batch being written */
+    int wrote;                 /* this run wrote (or linked) batch file wrote_batch, */
+    uint64_t wrote_batch;      /* so with this header and row function */
 } ember__sink;
 
 /* "batch-<id, 12 digits>.csv" */
@@ -346,9 +349,11 @@ int ember__sink_row(ember__sink *k, const void *rec, const char *text,
 int ember__sink_commit(ember__sink *k, char *msg);
 /* Complete mode, a batch that changed no row: its file would equal the
  * previous batch's, so it becomes a hard link to that file (made at the
- * tmp name and renamed into place). EMBER_NOTCACHED when that cannot be
- * done (a console sink, no previous file, no links on this file system):
- * the caller writes the rows. */
+ * tmp name and renamed into place). Only when this sink (this run) wrote
+ * the previous file: an earlier run's may have another header or row
+ * function, which may change between runs. EMBER_NOTCACHED when it cannot
+ * be done (a console sink, the previous file not this run's, no links on
+ * this file system): the caller writes the rows. */
 int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg);
 void ember__sink_abort(ember__sink *k);
 /* The default row: CSV of the fields (the key string first for TEXT). */

@@ -682,6 +682,20 @@ static int parse_file_line(ember_ctx *ctx, char *s, long version, ember__sfile *
     return f->name ? 0 : -2;
 }
 
+/* The entry's "batch" line: the batch its file name says. An entry
+ * copied over another (cp offsets/5 offsets/6) is named as such. */
+static int check_batch(lfile *f, const char *kind, uint64_t want, uint64_t *got,
+                       char *msg)
+{
+    if (parse_u64(field(f, "batch"), got))
+        return corrupt(f, "bad batch line", msg);
+    if (*got != want)
+        return ember__err(msg, EMBER_ECORRUPT, "%s: holds batch %" PRIu64 ", not %" PRIu64
+                          " (another batch's %s entry copied or renamed over it)",
+                          f->path, *got, want, kind);
+    return EMBER_OK;
+}
+
 int ember__sl_offsets_read(ember_ctx *ctx, const char *loc, uint64_t batch,
                            ember__soffsets *o, char *msg)
 {
@@ -691,8 +705,9 @@ int ember__sl_offsets_read(ember_ctx *ctx, const char *loc, uint64_t batch,
     lfile f;
     int rc = lfile_load(ctx, &f, loc, rel, "ember-stream-offsets", msg);
     uint64_t nf = 0;
-    if (!rc && (parse_u64(field(&f, "batch"), &o->batch) || o->batch != batch ||
-                parse_id_field(field(&f, "query"), o->query_id) ||
+    if (!rc)
+        rc = check_batch(&f, "offsets", batch, &o->batch, msg);
+    if (!rc && (parse_id_field(field(&f, "query"), o->query_id) ||
                 parse_u64(field(&f, "files"), &nf) || nf == 0 ||
                 nf > f.nlines))
         rc = corrupt(&f, "bad header lines", msg);
@@ -772,10 +787,11 @@ int ember__sl_commit_read(ember_ctx *ctx, const char *loc, uint64_t batch,
     snprintf(rel, sizeof rel, "commits/%" PRIu64, batch);
     lfile f;
     int rc = lfile_load(ctx, &f, loc, rel, "ember-stream-commit", msg);
+    if (!rc)
+        rc = check_batch(&f, "commit", batch, &c->batch, msg);
     if (!rc) {
         const char *state = NULL;
-        int bad = parse_u64(field(&f, "batch"), &c->batch) || c->batch != batch ||
-                  parse_id_field(field(&f, "query"), c->query_id) ||
+        int bad = parse_id_field(field(&f, "query"), c->query_id) ||
                   !(state = field(&f, "state"));
         if (!bad && strcmp(state, "none") != 0) {
             bad = parse_u64(state, &c->state_version) || c->state_version > batch;

@@ -136,6 +136,7 @@ int ember__sink_begin(ember__sink *k, uint64_t batch, const char *mode,
 {
     k->rows = 0;
     k->f = NULL;
+    k->batch = batch;
     if (!k->dir) {
         k->f = k->console;
         fprintf(k->f, "-------------------------------------------\n"
@@ -178,7 +179,10 @@ int ember__sink_commit(ember__sink *k, char *msg)
 {
     if (k->dir) {
         k->f = NULL;
-        return ember__af_commit(&k->file, msg);
+        int rc = ember__af_commit(&k->file, msg);
+        k->wrote = !rc;
+        k->wrote_batch = k->batch;
+        return rc;
     }
     int bad = fflush(k->f) != 0 || ferror(k->f);
     k->f = NULL;
@@ -198,7 +202,9 @@ void ember__sink_abort(ember__sink *k)
 
 int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
 {
-    if (!k->dir || batch == 0)
+    /* The previous file must be this run's: a header or row function
+     * changed since an earlier run would not be applied to a link. */
+    if (!k->dir || batch == 0 || !k->wrote || k->wrote_batch != batch - 1)
         return EMBER_NOTCACHED;
     char prev[48], name[48], from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX];
     ember__sink_name(batch - 1, prev, sizeof prev);
@@ -221,5 +227,6 @@ int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
     if (ember__sl_fsync_dir(k->dir) != 0)
         return ember__err(msg, EMBER_EIO, "sink %s: fsync of the directory failed: %s",
                           k->dir, strerror(errno));
+    k->wrote_batch = batch;
     return EMBER_OK;
 }

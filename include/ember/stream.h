@@ -146,7 +146,9 @@ typedef int (*ember_stream_row_fn)(FILE *f, const void *record,
 typedef struct {
     uint64_t batch;
     size_t files;
-    uint64_t bytes;        /* of the files */
+    uint64_t bytes;        /* the files' sizes (the line end the batch
+                              text adds to a file without one is not
+                              counted) */
     uint64_t lines;        /* input rows */
     uint64_t rows_out;     /* rows written to the sink */
     uint64_t state_rows;   /* rows in the state after the batch */

@@ -2208,6 +2208,273 @@ static void test_stream_out_of_memory(void **state)
     assert_true(clean);
 }
 
+/* ---- locations that do not match what is beside them ----------------------------------- */
+
+static void rm_id(const char *loc, const char *dir, int id, const char *suffix)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s/%d%s", loc, dir, id, suffix);
+    assert_int_equal(unlink(p), 0);
+}
+
+/* An entry copied over another's name says which batch it holds. */
+static void test_stream_log_entry_other_batch_named(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    char msg[EMBER_MSG_SIZE], from[600], to[600];
+    assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
+    const char *dirs[2] = {"offsets", "commits"};
+    for (int d = 0; d < 2; d++) {
+        snprintf(from, sizeof from, "%s/%s", t.loc, dirs[d]);
+        assert_int_equal(ember__sl_mkdir(from, msg), EMBER_OK);
+    }
+    ember__sfile f = {.name = "x.txt", .size = 12};
+    ember__soffsets o = {.batch = 5, .files = &f, .nfiles = 1};
+    memcpy(o.query_id, "0123456789abcdef0123456789abcdef", EMBER__SQ_ID_SIZE);
+    TU_OKM(ember__sl_offsets_write(ctx, t.loc, &o, NULL, msg), msg);
+    uint64_t h = 7;
+    ember__scommit c = {.batch = 5, .files = 1, .hashes = &h};
+    memcpy(c.query_id, o.query_id, EMBER__SQ_ID_SIZE);
+    TU_OKM(ember__sl_commit_write(ctx, t.loc, &c, msg), msg);
+    for (int d = 0; d < 2; d++) { /* cp offsets/5 offsets/6 */
+        size_t len;
+        snprintf(from, sizeof from, "%s/%s/5", t.loc, dirs[d]);
+        snprintf(to, sizeof to, "%s/%s/6", t.loc, dirs[d]);
+        char *bytes = slurp(from, &len);
+        write_bytes(to, bytes, len);
+        free(bytes);
+    }
+    ember__soffsets r;
+    assert_int_equal(ember__sl_offsets_read(ctx, t.loc, 6, &r, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "offsets/6: holds batch 5, not 6");
+    ember__scommit rc;
+    assert_int_equal(ember__sl_commit_read(ctx, t.loc, 6, &rc, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "commits/6: holds batch 5, not 6");
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* With no commit, the only offsets entry there can be is offsets/0 (the
+ * first batch, planned, perhaps with its sink file and snapshot written,
+ * not committed: that resumes). A later entry alone, or snapshots of
+ * later batches, mean lost commits: refused, never run from an empty
+ * state over the sink's files. */
+static void test_stream_no_commit_only_batch_0(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    char *texts[4];
+    run_batches(&t, ctx, &q, 4, 10, texts);
+    char *want3 = batch_output(&t, 3);
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    for (int i = 0; i < 4; i++)
+        rm_id(t.loc, "commits", i, "");
+    for (int i = 0; i < 3; i++)
+        rm_id(t.loc, "offsets", i, "");
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    assert_null(s);
+    TU_MSG_HAS(msg, "commits/0 is missing (offsets/3 is there, and no commit");
+    TU_MSG_HAS(msg, t.loc);
+    char *got = batch_output(&t, 3);
+    assert_string_equal(got, want3);
+    free(got);
+    free(want3);
+    for (int i = 0; i < 4; i++)
+        free(texts[i]);
+    td_done(&t);
+
+    /* offsets/0 alone, but state/1.h5 there: lost logs too. */
+    td_init(&t);
+    run_batches(&t, ctx, &q, 2, 10, texts);
+    rm_id(t.loc, "commits", 0, "");
+    rm_id(t.loc, "commits", 1, "");
+    rm_id(t.loc, "offsets", 1, "");
+    o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "state/1.h5 is there, but it has committed no batch; batch 0 is "
+                    "planned");
+    /* without it, the sink still holds batch 1's file */
+    rm_id(t.loc, "state", 1, ".h5");
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "holds batch-000000000001.csv");
+    TU_MSG_HAS(msg, "it has committed no batch; batch 0 is planned");
+    /* without that too: batch 0 killed before its commit, which resumes */
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", t.out, "batch-000000000001.csv");
+    assert_int_equal(unlink(p), 0);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 2); /* batch 0 again, then f0001 */
+    ember_stream_destroy(&s);
+    got = newest_output(&t);
+    char *ref = reference((const char *const *)texts, 2);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+    for (int i = 0; i < 2; i++)
+        free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A location older than its sink (restored from a copy) is refused,
+ * naming the newest sink file and the last commit; a sink file of the
+ * batch planned after the last commit (a kill between the sink file and
+ * the commit) is not: that resumes. */
+static void test_stream_sink_newer_than_location(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    char *texts[6];
+    run_batches(&t, ctx, &q, 6, 10, texts);
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    rm_id(t.loc, "commits", 5, ""); /* killed before commit 5: resumes */
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    for (int i = 3; i < 6; i++) { /* a copy taken after batch 2 */
+        rm_id(t.loc, "commits", i, "");
+        rm_id(t.loc, "offsets", i, "");
+        rm_id(t.loc, "state", i, ".h5");
+    }
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
+    assert_null(s);
+    TU_MSG_HAS(msg, "holds batch-000000000005.csv");
+    TU_MSG_HAS(msg, "its last commit is batch 2 and no batch after it is planned");
+    TU_MSG_HAS(msg, "batch files numbered above 2");
+    /* each file after batch 2 is named in turn, newest first */
+    snprintf(p, sizeof p, "%s/batch-000000000005.csv", t.out);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "holds batch-000000000004.csv");
+    snprintf(p, sizeof p, "%s/batch-000000000004.csv", t.out);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "holds batch-000000000003.csv");
+    snprintf(p, sizeof p, "%s/batch-000000000003.csv", t.out);
+    assert_int_equal(unlink(p), 0);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg); /* files moved away: goes on */
+    assert_int_equal(drain(s), 1); /* f0003 .. f0005 in one batch 3 */
+    ember_stream_destroy(&s);
+    char *got = newest_output(&t), *ref = reference((const char *const *)texts, 6);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+    for (int i = 0; i < 6; i++)
+        free(texts[i]);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* A create that succeeds leaves no message behind (the sink's owner file
+ * is looked for, and missing, on a first start). */
+static void test_stream_create_clears_msg(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_string_equal(msg, "");
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Complete mode links a batch that changed nothing to the previous file
+ * only when this run wrote that file: a header changed between runs
+ * (allowed) is applied to the first such batch of the new run. */
+static void test_stream_complete_repeat_new_header(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p1[48], p2[48];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.header = "old";
+    put_file(&t, "a", "x y\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    o.header = "new,header";
+    o.max_files = 1;
+    put_file(&t, "b", "");
+    put_file(&t, "c", "\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 2);
+    ember_stream_destroy(&s);
+    char *b1 = batch_output(&t, 1), *b2 = batch_output(&t, 2);
+    assert_string_equal(b1, "new,header\nx,1\ny,1\n");
+    assert_string_equal(b2, b1);
+    free(b1);
+    free(b2);
+    struct stat s1, s2; /* within the run, still a link */
+    ember__sink_name(1, p1, sizeof p1);
+    ember__sink_name(2, p2, sizeof p2);
+    char f1[700], f2[700];
+    snprintf(f1, sizeof f1, "%s/%s", t.out, p1);
+    snprintf(f2, sizeof f2, "%s/%s", t.out, p2);
+    assert_int_equal(stat(f1, &s1), 0);
+    assert_int_equal(stat(f2, &s2), 0);
+    assert_true(s1.st_ino == s2.st_ino);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* The progress report's bytes are the files' bytes: not the line end the
+ * batch text adds to a file that does not end with one. */
+static void on_progress_bytes(const ember_stream_progress *p, void *arg)
+{
+    *(uint64_t *)arg += p->bytes;
+}
+
+static void test_stream_progress_bytes_of_files(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    uint64_t bytes = 0;
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.progress = on_progress_bytes;
+    o.progress_arg = &bytes;
+    put_file(&t, "a", "x y");     /* 3 bytes, no line end */
+    put_file(&t, "b", "z\r\n"); /* 3 bytes */
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    assert_int_equal(bytes, 6);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -2248,6 +2515,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_csv_quoting),
         cmocka_unit_test(test_stream_hash_stable),
         cmocka_unit_test(test_stream_out_of_memory),
+        cmocka_unit_test(test_stream_log_entry_other_batch_named),
+        cmocka_unit_test(test_stream_no_commit_only_batch_0),
+        cmocka_unit_test(test_stream_sink_newer_than_location),
+        cmocka_unit_test(test_stream_create_clears_msg),
+        cmocka_unit_test(test_stream_complete_repeat_new_header),
+        cmocka_unit_test(test_stream_progress_bytes_of_files),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
