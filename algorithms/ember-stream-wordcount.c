@@ -18,8 +18,9 @@
  * mode a file holds the words the batch changed, with their new counts.
  *
  * Exit status: 0 done (once / available-now finished), 2 bad usage or
- * input (a refused restart too), 75 interrupted by SIGTERM/SIGINT after
- * committing the batch under way (run the same command again), 1 other.
+ * input (a refused restart too), 75 interrupted by SIGTERM, SIGINT or
+ * SIGUSR1 after committing the batch under way (run the same command
+ * again), 1 other.
  */
 #include <ember.h>
 
@@ -260,7 +261,8 @@ static void usage(FILE *f)
 "of the location is in docs/streaming.md.\n"
 "\n"
 "Without --trigger (or with processing-time=...) it runs until stopped\n"
-"(SIGTERM, SIGINT: exit 75, resumable); the examples below end by themselves.\n"
+"(SIGTERM, SIGINT or SIGUSR1: the batch under way commits, then exit 75,\n"
+"resumable); the examples below end by themselves.\n"
 "\n"
 "examples:\n"
 "  mkdir -p in && printf 'to be or not to be\\n' > in/0001.txt\n"
@@ -273,9 +275,12 @@ static void usage(FILE *f)
 "      --output-mode update --trigger available-now\n"
 "  cat \"$(ls out/batch-*.csv | tail -n 1)\"     # complete mode: the full count\n"
 "\n"
-"exit status: 0 done (once, available-now), 2 bad usage or input or a\n"
-"changed query, 75 stopped by SIGTERM/SIGINT after committing the batch\n"
-"under way (run the same command again to resume), 1 other errors\n");
+"exit status: 0 done (once, available-now), 2 bad usage or input, a\n"
+"changed query or another refused restart (a sink holding batches the\n"
+"location has no record of, a directory where the location's lock file\n"
+"goes), 75 stopped by SIGTERM, SIGINT or SIGUSR1 after committing the\n"
+"batch under way (run the same command again to resume), 1 other errors\n"
+"(a location in use, a damaged location, I/O errors)\n");
 }
 
 typedef struct {
@@ -310,12 +315,15 @@ static int parse_count(const char *flag, const char *s, uint64_t min, uint64_t m
     return 0;
 }
 
-/* "2s", "500ms", "1.5", "1m", "1h": seconds > 0. */
+/* "2s", "500ms", "1.5", "1m", "1h": seconds > 0, the number decimal
+ * (strtod alone would take 0x10 as 16 s, and inf). */
 static int parse_duration(const char *s, double *out)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
+    if (!ember_cli_decimal(s, end))
+        return -1;
     double unit = !strcmp(end, "") || !strcmp(end, "s") ? 1
                   : !strcmp(end, "ms")                  ? 1e-3
                   : !strcmp(end, "m")                   ? 60
@@ -398,7 +406,8 @@ static int parse_one(int c, const char *arg, options *op)
         break;
     case O_POLL:
         if (parse_duration(arg, &op->so.poll))
-            rc = bad("--poll: '%s' is not a duration > 0%s", arg, "");
+            rc = bad("--poll: '%s' is not a duration > 0%s", arg,
+                     " (a decimal number, then ms, s, m, h or nothing for s)");
         else
             rc = check_wait("--poll", arg, op->so.poll);
         break;
@@ -460,6 +469,11 @@ static int parse_args(int argc, char **argv, options *op)
             return bad("unknown option '%s'%s", opt,
                        " (the options are long ones, like --source)");
         }
+        const char *given = c == '?' ? ember_cli_flag_given_value(longs, argv[optind - 1],
+                                                                   optopt)
+                                     : NULL;
+        if (given)
+            return bad("--%s takes no value (got '%s')", given, argv[optind - 1]);
         if (c == '?' || c == ':')
             return bad(c == ':' ? "%s needs a value%s" : "unknown option '%s'%s",
                        argv[optind - 1], "");
@@ -557,11 +571,12 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_stream_run(s, msg);
     ember_stream_get_stats(s, &st);
-    if (rc == EMBER_INTERRUPTED)
-        fprintf(stderr, PROG ": interrupted; %s%" PRIu64 " committed; run the same "
-                        "command again to resume\n",
-                st.have_committed ? "batch " : "no batch ",
-                st.have_committed ? st.last_committed : 0);
+    if (rc == EMBER_INTERRUPTED && st.have_committed)
+        fprintf(stderr, PROG ": interrupted; batch %" PRIu64 " committed; run the same "
+                        "command again to resume\n", st.last_committed);
+    else if (rc == EMBER_INTERRUPTED)
+        fprintf(stderr, PROG ": interrupted before any batch committed; run the same "
+                        "command again to start\n");
     else if (rc)
         fprintf(stderr, PROG ": %s\n", msg[0] ? msg : ember_strerror(rc));
     else if (!op.quiet)

@@ -262,6 +262,48 @@ static int whole(const char *s, const char *e, double *v)
     return 0;
 }
 
+int ember_cli_decimal(const char *s, const char *end)
+{
+    const char *p = s;
+    size_t digits = 0;
+    int dot = 0;
+    for (; p < end && ((*p >= '0' && *p <= '9') || (*p == '.' && !dot)); p++) {
+        dot |= *p == '.';
+        digits += *p != '.';
+    }
+    if (!digits)
+        return 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        const char *exp = p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == exp)
+            return 0;
+    }
+    return p == end;
+}
+
+const char *ember_cli_flag_given_value(const struct option *table, const char *arg,
+                                       int opt)
+{
+    const char *eq = arg ? strchr(arg, '=') : NULL;
+    if (!eq || strncmp(arg, "--", 2) != 0)
+        return NULL;
+    size_t len = (size_t)(eq - arg - 2);
+    for (const struct option *o = table; o->name; o++) {
+        size_t n = strlen(o->name);
+        if (o->has_arg != no_argument || len == 0 || len > n ||
+            strncmp(o->name, arg + 2, len) != 0)
+            continue;
+        if (n == len || (opt && !o->flag && o->val == opt)) /* whole, or the abbreviation */
+            return o->name;
+    }
+    return NULL;
+}
+
 /* A number with a unit: 90s, 30m, 2h, 1.5d. */
 static int duration_with_unit(const char *s, size_t n, double *out)
 {
@@ -270,6 +312,8 @@ static int duration_with_unit(const char *s, size_t n, double *out)
     const char *u = strchr(units, s[n - 1]);
     char *end;
     if (!u || n < 2 || !((s[0] >= '0' && s[0] <= '9') || s[0] == '.'))
+        return -1;
+    if (!ember_cli_decimal(s, s + n - 1)) /* strtod reads 0x10 as 16 */
         return -1;
     errno = 0;
     double v = strtod(s, &end);
@@ -778,6 +822,7 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     opterr = 0;
     optopt = 0;
     int c, rc = 0;
+    const char *given;
     /* -o FILE is --output FILE, where the program has --output */
     const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":h" : ":ho:";
     while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
@@ -794,6 +839,10 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
         } else if (c == ':') {
             rc = ember_cli_usage_error(cli, "%s needs a value (see --help)",
                                        argv[optind - 1]);
+        } else if (c == '?' && (given = ember_cli_flag_given_value(table, argv[optind - 1],
+                                                                    optopt))) {
+            rc = ember_cli_usage_error(cli, "--%s takes no value (got '%s'; see --help)",
+                                       given, argv[optind - 1]);
         } else if (c == '?') {
             rc = unknown_option(cli, argv[optind - 1]);
         } else if (c == 256 + C_HELP) {

@@ -320,9 +320,25 @@ const char *ember_cli_output_file(const char *spec, char *file, size_t size);
 
 /* Parses a duration as SLURM's --time does: MM, MM:SS, HH:MM:SS, D-HH,
  * D-HH:MM, D-HH:MM:SS (whole numbers; a bare number is minutes), or a
- * number with a unit: 90s, 30m, 2h, 1.5d. 0 and *out in seconds (> 0), or
+ * decimal number with a unit: 90s, 30m, 2h, 1.5d (not 0x10s, which strtod
+ * reads as 16 s). 0 and *out in seconds (> 0), or
  * -1 when s is none of those. */
 int ember_cli_parse_duration(const char *s, double *out);
+
+/* 1 when [s, end) is a plain decimal number: digits with at most one '.',
+ * then perhaps an exponent (e, a sign, digits). strtod also reads hex
+ * (0x10), inf and nan, and skips leading blanks: a value check after it
+ * refuses those. */
+int ember_cli_decimal(const char *s, const char *end);
+
+struct option;
+/* getopt_long returned '?' for arg: when arg gives a value to a long flag
+ * of table that takes none (--quiet=1, or an abbreviation of it), that
+ * flag's name, else NULL. opt is getopt_long's optopt (the flag's val
+ * then). For programs with their own getopt_long loop, as ember_cli_parse
+ * uses it. */
+const char *ember_cli_flag_given_value(const struct option *table, const char *arg,
+                                       int opt);
 
 /* For a program that does not use ember_cli_parse (the stream): from now
  * until the library takes the signals over, SIGTERM, SIGINT and SIGUSR1

@@ -180,6 +180,8 @@ static void test_cli_deadline_formats(void **state)
     static const char *bad[] = {"", "0", "0s", "-5", "5x", "1:2:3:4", "1-2:3:4:5",
                                 "1-", "-1", "1:", ":1", "s", "1e3", "nan",
                                 "inf", "1.5", "2-1.5", "1 h", "90S",
+                                /* strtod's hex, read as 16 s and 16 min */
+                                "0x10s", "0x10m", "0x1p4s", "0X10h", ".s",
                                 /* a field past its range: a typo */
                                 "25:99", "1:60:00", "1:00:60", "1-24", "1-02:60"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -194,6 +196,36 @@ static void test_cli_deadline_formats(void **state)
     assert_int_equal(parse(&cli, "--checkpoint-dir ck --deadline 10"), EMBER_CLI_RUN);
     assert_true(cli.deadline_seconds == 600);
     assert_int_equal(parse(&cli, "--checkpoint-dir ck --deadline 1:2:3:4"), EMBER_EXIT_USAGE);
+}
+
+/* A flag that takes no value, given one (--quiet=1), is named as such
+ * rather than as an unknown option; numbers are decimal. */
+static void test_cli_flag_given_value(void **state)
+{
+    (void)state;
+    static const struct option t[] = {{"quiet", no_argument, 0, 300},
+                                      {"quick", required_argument, 0, 301},
+                                      {"verbose", no_argument, 0, 302},
+                                      {0, 0, 0, 0}};
+    assert_string_equal(ember_cli_flag_given_value(t, "--quiet=1", 300), "quiet");
+    assert_string_equal(ember_cli_flag_given_value(t, "--quiet=", 0), "quiet");
+    assert_string_equal(ember_cli_flag_given_value(t, "--verb=x", 302), "verbose");
+    assert_null(ember_cli_flag_given_value(t, "--verb=x", 0)); /* not known as it */
+    assert_null(ember_cli_flag_given_value(t, "--quick=1", 301));
+    assert_null(ember_cli_flag_given_value(t, "--nope=1", 0));
+    assert_null(ember_cli_flag_given_value(t, "--quiet", 300));
+    assert_null(ember_cli_flag_given_value(t, "-q=1", 0));
+    ember_cli cli;
+    assert_int_equal(parse(&cli, "--flag=1"), EMBER_EXIT_USAGE);
+    static const char *dec[] = {"1", "1.5", ".5", "5.", "1e3", "1E-3", "0012"};
+    for (size_t i = 0; i < sizeof dec / sizeof *dec; i++)
+        if (!ember_cli_decimal(dec[i], dec[i] + strlen(dec[i])))
+            fail_msg("'%s' is decimal", dec[i]);
+    static const char *nondec[] = {"", ".", "0x10", "inf", "nan", " 5", "+5", "1e",
+                                   "1e+", "1.2.3", "1,5", "0x1p4"};
+    for (size_t i = 0; i < sizeof nondec / sizeof *nondec; i++)
+        if (ember_cli_decimal(nondec[i], nondec[i] + strlen(nondec[i])))
+            fail_msg("'%s' is not decimal", nondec[i]);
 }
 
 /* Usage errors that used to be accepted or named the wrong argument. */
@@ -694,6 +726,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_progress_fits_width),
         cmocka_unit_test(test_cli_eta_only_where_it_means_something),
         cmocka_unit_test(test_cli_mismatch_names_flag),
+        cmocka_unit_test(test_cli_flag_given_value),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
