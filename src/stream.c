@@ -3,7 +3,9 @@
  *
  * A batch goes through these steps, in this order (docs/streaming.md):
  *   1. plan: the new files (names after the last one taken, in name
- *      order, at most max_files), and write offsets/<batch> listing them
+ *      order, at most max_files, from a listing that holds every file up
+ *      to the largest name an earlier pass saw, so that no file a readdir
+ *      pass missed is passed over), and write offsets/<batch> listing them
  *      with their sizes and modification times; from here on the batch is
  *      fixed (a file read with another size or time is an error);
  *   2. read the files into one text, make its lines dataset, call the
@@ -30,7 +32,9 @@
  * verifies; damaged ones are skipped with a warning; the batches after the
  * snapshot used are recomputed from their offsets entries without output
  * ("replay"), then the state of C is snapshotted again. The one offsets
- * entry after C, if any, is the pending batch.
+ * entry after C, if any, is the pending batch. The first listing after a
+ * start compares the files the retained offsets entries list with the
+ * sizes and times recorded there (a warning for each one changed).
  *
  * Invariants: offsets entries exist for a contiguous range of batches
  * ending at C or C + 1 (with no commit: offsets/0 at most); every retained
@@ -106,13 +110,19 @@ struct ember_stream {
     plan pending;
     uint64_t next_batch;
     char hwm[NAME_MAX + 1];    /* the last file name taken, "": none */
+    char seen[NAME_MAX + 1];   /* the largest file name a listing saw (the
+                                  next listing's cut), "": none yet */
 
     ember__sfile *prev;        /* the previous listing (late files) */
     size_t nprev;
     int have_prev;
+    int restart_check;         /* the first listing after a restart is
+                                   still to be checked against the
+                                   retained offsets entries */
     struct timespec planned_at; /* restart: when the last batch of the
                                    previous run was planned (the mtime of
                                    its offsets entry); 0: unknown */
+    ember__src_hook list_hook; /* tests: see ember__stream_list_hook */
     ember__sfile *avail;       /* AVAILABLE_NOW: the files at start */
     size_t navail, avail_pos;
 
@@ -963,8 +973,7 @@ static int ts_after(const struct timespec *a, const struct timespec *b)
 }
 
 /* The files of the retained offsets entries, sorted by name: what a
- * restart's late-file check looks names up in. Read once per restart,
- * and only when some file looks late. */
+ * restart's check compares the listing with. Read once per restart. */
 typedef struct {
     ember__sfile f; /* name moved out of its offsets entry */
     uint64_t batch;
@@ -973,7 +982,6 @@ typedef struct {
 typedef struct {
     taken_file *v; /* ctx allocation */
     size_t n, cap;
-    int loaded;
 } taken_set;
 
 static int cmp_taken(const void *a, const void *b)
@@ -1015,7 +1023,6 @@ static void taken_load(ember_stream *s, taken_set *t)
 {
     uint64_t *ids = NULL;
     size_t n = 0;
-    t->loaded = 1;
     if (ember__sl_list(s->ctx, s->offsets_dir, "", &ids, &n, NULL))
         return;
     for (size_t i = 0; i < n; i++) {
@@ -1032,55 +1039,79 @@ static void taken_load(ember_stream *s, taken_set *t)
         qsort(t->v, t->n, sizeof *t->v, cmp_taken);
 }
 
-/* The retained offsets entry's record of name, or NULL. */
-static const taken_file *taken_find(ember_stream *s, taken_set *t, const char *name)
+/* 1 when a file's stat shows a change since its batch took it, against
+ * what the offsets entry recorded: another size or modification time. A
+ * change of the inode alone (chmod, chown, a hard link: the ctime only)
+ * is not one: the bytes are the same. Format 1 entries have no time: a
+ * file modified after the last planning is the best sign there. */
+static int taken_changed(const ember_stream *s, const taken_file *t, const struct stat *st)
 {
-    if (!t->loaded)
-        taken_load(s, t);
-    taken_file key = {.f.name = (char *)name};
-    return t->n ? bsearch(&key, t->v, t->n, sizeof *t->v, cmp_taken) : NULL;
+    int64_t now_ns;
+    if ((uint64_t)st->st_size != t->f.size)
+        return 1;
+    if (t->f.has_mtime)
+        return ember__ts_ns(&st->st_mtim, &now_ns) || now_ns != t->f.mtime_ns;
+    return s->planned_at.tv_sec && ts_after(&st->st_mtim, &s->planned_at);
 }
 
-/* A file a batch took whose modification time differs from the one its
- * offsets entry recorded (or, format 1, that is after the last planning):
- * its bytes may have changed, and the new ones are never read. A change of
- * the inode alone (chmod, chown, a hard link: ctime only) is not one. */
+/* "<s>.<ns> s" (floor division), or "?" when unknown. */
+static void ns_text(char *buf, size_t size, int known, int64_t ns)
+{
+    int64_t sec = ns / 1000000000 - (ns % 1000000000 < 0);
+    if (known)
+        snprintf(buf, size, "%" PRId64 ".%09" PRId64 " s", sec, ns - sec * 1000000000);
+    else
+        snprintf(buf, size, "?");
+}
+
+/* A file a batch took that was written in place since: its new bytes
+ * are never read. */
 static void note_changed_after_taken(ember_stream *s, const taken_file *t,
                                      const struct stat *st)
 {
-    int64_t now_ns;
-    int changed = t->f.has_mtime
-                      ? ember__ts_ns(&st->st_mtim, &now_ns) || now_ns != t->f.mtime_ns
-                      : ts_after(&st->st_mtim, &s->planned_at);
-    if (changed)
-        warn(s, "source file %s/%s was modified after batch %" PRIu64 " took it (its "
-                "modification time differs from the one recorded then); its new bytes, "
-                "if any, are never read (files must not change once in the source "
-                "directory)", s->source, t->f.name, t->batch);
+    if (!taken_changed(s, t, st))
+        return;
+    char then[40], now[40];
+    int64_t now_ns = 0;
+    int known = ember__ts_ns(&st->st_mtim, &now_ns) == 0;
+    ns_text(then, sizeof then, t->f.has_mtime, t->f.mtime_ns);
+    ns_text(now, sizeof now, known, now_ns);
+    warn(s, "source file %s/%s was modified after batch %" PRIu64 " took it: it had %"
+            PRIu64 " bytes modified at %s then, %lld bytes modified at %s now; its new "
+            "bytes, if any, are never read (files must not change once in the source "
+            "directory)", s->source, t->f.name, t->batch, t->f.size, then,
+         (long long)st->st_size, now);
 }
 
 /* The first listing after a restart has no previous listing to compare
- * with: a file that sorts at or before the mark and whose inode changed
- * (created, written or renamed in) after the previous run planned its last
- * batch arrived while the stream was stopped, unless a retained offsets
- * entry lists it. */
+ * with. A file at or before the mark that a retained offsets entry lists
+ * is compared with what the entry recorded (size, modification time),
+ * whenever it changed. One that no entry lists and whose inode changed
+ * (created, written or renamed in) after the previous run planned its
+ * last batch arrived while the stream was stopped. The listing and the
+ * entries' files are both in name order: one walk, one stat a file. */
 static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size_t n)
 {
+    s->restart_check = 0;
     int dfd = open(s->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return;
     taken_set taken = {0};
+    taken_load(s, &taken);
+    size_t j = 0;
     for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
         struct stat st;
         if (fstatat(dfd, f[i].name, &st, 0) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (!ts_after(&st.st_ctim, &s->planned_at) && !ts_after(&st.st_mtim, &s->planned_at))
-            continue;
-        const taken_file *t = taken_find(s, &taken, f[i].name);
-        if (t) { /* not late: changed in place, or only its inode */
-            note_changed_after_taken(s, t, &st);
+        while (j < taken.n && strcmp(taken.v[j].f.name, f[i].name) < 0)
+            j++;
+        if (j < taken.n && strcmp(taken.v[j].f.name, f[i].name) == 0) {
+            note_changed_after_taken(s, &taken.v[j], &st);
             continue;
         }
+        if (!s->planned_at.tv_sec || (!ts_after(&st.st_ctim, &s->planned_at) &&
+                                      !ts_after(&st.st_mtim, &s->planned_at)))
+            continue;
         s->stats.late_files++;
         warn(s, "late file %s/%s is not taken: it appeared after the previous run "
                 "planned its last batch (or it is an older file modified since), and "
@@ -1089,15 +1120,13 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
     }
     taken_free(s->ctx, &taken);
     close(dfd);
-    s->planned_at.tv_sec = 0; /* once: later listings compare with the last */
-    s->planned_at.tv_nsec = 0;
 }
 
 /* Warns about files that appeared since the last listing with names that
  * sort at or before the last one taken: they will never be taken. */
 static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
 {
-    if (s->hwm[0] && !s->have_prev && s->planned_at.tv_sec)
+    if (s->restart_check)
         note_late_since_restart(s, f, n);
     if (!s->hwm[0] || !s->have_prev)
         return;
@@ -1167,7 +1196,8 @@ static int plan_next(ember_stream *s, int all, plan *p, char *msg)
     }
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL,
+                             &s->list_hook, s->seen, &f, &n, msg);
     if (rc)
         return rc;
     note_late(s, f, n);
@@ -1529,6 +1559,7 @@ static int recover(ember_stream *s, char *msg)
     if ((rc = read_plan(s, O, &last, msg)))
         return rc;
     set_hwm(s, &last);
+    s->restart_check = 1;
     char entry[PATH_MAX + 32];
     struct stat est;
     snprintf(entry, sizeof entry, "%s/%" PRIu64, s->offsets_dir, O);
@@ -1790,7 +1821,8 @@ static int snapshot_available(ember_stream *s, char *msg)
 {
     ember__sfile *f = NULL;
     size_t n = 0;
-    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL, &f, &n, msg);
+    int rc = ember__src_list(s->ctx, s->source, s->hwm[0] ? s->hwm : NULL,
+                             &s->list_hook, s->seen, &f, &n, msg);
     if (rc)
         return rc;
     note_late(s, f, n); /* after a restart: files that came meanwhile */
@@ -1928,4 +1960,10 @@ void ember_stream_get_stats(const ember_stream *s, ember_stream_stats *out)
     out->have_committed = s->have_committed;
     out->last_committed = s->last_committed;
     out->state_rows = s->st.rec.n;
+}
+
+void ember__stream_list_hook(ember_stream *s, const ember__src_hook *hook)
+{
+    if (s)
+        s->list_hook = hook ? *hook : (ember__src_hook){0};
 }

@@ -210,11 +210,35 @@ int ember__sl_owner_read(ember_ctx *ctx, const char *sink, ember__sowner *w, cha
 /* 1 when a directory entry is never a source file: a name starting with
  * '.', or ending in ".tmp". */
 int ember__src_ignored(const char *name);
+/* A test hook on the listing's passes over the directory (NULL, or NULL
+ * members: none). `opened` is called after each pass opens the directory;
+ * an entry for which `hide` returns 1 is dropped from that pass, as a
+ * readdir that missed it (a file renamed in while the pass ran) would.
+ * Called on the caller's thread. */
+typedef struct {
+    void (*opened)(void *arg);
+    int (*hide)(void *arg, const char *name);
+    void *arg;
+} ember__src_hook;
+
 /* The regular files of dir that are not ignored, sorted by name (strcmp),
- * with their sizes. Names at or before `after` (NULL: none) are listed
- * with size 0 and without a stat. *files is a ctx allocation. */
+ * with their sizes and modification times, up to a cut: `seen` (NAME_MAX
+ * + 1 bytes, "" at first) is the largest file name an earlier pass over
+ * dir saw. Under name-order arrival every file named up to it had arrived
+ * before this listing opened the directory, so it is listed, whatever
+ * readdir misses of entries renamed in during a pass. When the pass sees
+ * files past the cut, a second pass is made at once with the largest of
+ * them as its cut; files past that wait for the next call. So every file
+ * there when the call began is listed. `seen` is updated to the largest
+ * file name seen. Names at or before `after`
+ * (NULL: none) are listed with size 0 and without a stat. *files is a ctx
+ * allocation. */
 int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
-                    ember__sfile **files, size_t *n, char *msg);
+                    const ember__src_hook *hook, char *seen, ember__sfile **files,
+                    size_t *n, char *msg);
+/* Tests: every listing of the stream's source goes through hook (a copy;
+ * NULL: none). */
+void ember__stream_list_hook(ember_stream *s, const ember__src_hook *hook);
 /* Reads the files (exactly the sizes recorded; a file that is gone, has
  * another size, or another modification time where one is recorded, is an
  * error naming it) into one text, each file followed by a '\n' where it

@@ -3,8 +3,10 @@
  * Listing: the regular files of the source directory, minus names starting
  * with '.' and names ending in ".tmp" (files still being written, by the
  * convention of writing then renaming), sorted by name in byte order.
- * Which of them are new is decided by stream.c (names after the last one
- * taken).
+ * A listing holds every file up to its cut, the largest file name an
+ * earlier pass over the directory saw (see ember__src_list: one readdir
+ * pass is no snapshot); files past the cut wait for a later pass. Which
+ * files are new is decided by stream.c (names after the last one taken).
  *
  * Reading: a batch's files go into one text, in order, each followed by a
  * '\n' where it does not end with one, so no line spans two files. Exactly
@@ -92,42 +94,75 @@ static int add_file(ember_ctx *ctx, ember__sfile **files, size_t *n,
     return 0;
 }
 
-/* A name that sorts at or before `after` is listed without a stat: only
- * its name matters (for late-file warnings), and a stat a file is most of
- * the cost of a listing. d_type still drops directories. */
-static int skip_old(const struct dirent *de)
+/* What d_type says of an entry: 1 a regular file, 0 never a source file
+ * (a directory, a device...), -1 only a stat can tell (a symbolic link, or
+ * a file system that leaves d_type unknown). */
+static int dtype_file(const struct dirent *de)
 {
 #ifdef DT_UNKNOWN
-    return de->d_type != DT_UNKNOWN && de->d_type != DT_REG && de->d_type != DT_LNK;
+    if (de->d_type == DT_REG)
+        return 1;
+    if (de->d_type != DT_UNKNOWN && de->d_type != DT_LNK)
+        return 0;
 #else
     (void)de;
-    return 0;
 #endif
+    return -1;
 }
 
-int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
-                    ember__sfile **files, size_t *n, char *msg)
+/* One pass over the directory: opendir, then the test hook hears of it. */
+static DIR *pass_open(const char *dir, const ember__src_hook *h)
+{
+    DIR *d = opendir(dir);
+    if (d && h && h->opened)
+        h->opened(h->arg);
+    return d;
+}
+
+/* readdir, minus what the test hook hides and what is never a source file. */
+static struct dirent *pass_next(DIR *d, const ember__src_hook *h)
+{
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (!ember__src_ignored(de->d_name) && !(h && h->hide && h->hide(h->arg, de->d_name)))
+            return de;
+    return NULL;
+}
+
+/* One pass: the files named up to `cut` (names at or before `after`
+ * without a stat: only their names matter, for late-file warnings, and a
+ * stat is most of a listing's cost); *above gets the largest file name past cut ("": none),
+ * by d_type where it says DT_REG. first: a file past the cut means another
+ * pass, so from then on this one only looks for the largest name. */
+static int list_upto(ember_ctx *ctx, const char *dir, const char *after,
+                     const char *cut, int first, const ember__src_hook *h,
+                     ember__sfile **files, size_t *n, char *above, char *msg)
 {
     *files = NULL;
     *n = 0;
-    DIR *d = opendir(dir);
+    above[0] = '\0';
+    DIR *d = pass_open(dir, h);
     if (!d)
         return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
                           "source directory %s: %s", dir, strerror(errno));
     size_t cap = 0;
     int rc = EMBER_OK;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (ember__src_ignored(de->d_name))
-            continue;
+    while ((de = pass_next(d, h)) != NULL) {
         struct stat st;
-        int old = after && strcmp(de->d_name, after) <= 0;
-        if (old) {
-            if (skip_old(de))
-                continue;
-        } else if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
-            continue; /* renamed away or deleted since readdir: not here */
+        int old = after && strcmp(de->d_name, after) <= 0, k = dtype_file(de);
+        if (k == 0)
+            continue;
+        if (!old && strcmp(de->d_name, cut) > 0) { /* waits for a later pass */
+            if (strcmp(de->d_name, above) > 0 &&
+                (k > 0 || (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode))))
+                memcpy(above, de->d_name, strlen(de->d_name) + 1); /* <= NAME_MAX */
+            continue;
         }
+        if (first && above[0])
+            continue; /* this listing is dropped */
+        if (!old && (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)))
+            continue; /* renamed away or deleted since readdir: not here */
         if (add_file(ctx, files, n, &cap, de->d_name, old ? NULL : &st)) {
             rc = ember__err(msg, EMBER_ENOMEM, "out of memory listing %s", dir);
             break;
@@ -138,11 +173,40 @@ int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
         ember__sfiles_free(ctx, *files, *n);
         *files = NULL;
         *n = 0;
-        return rc;
     }
-    if (*n > 1)
+    return rc;
+}
+
+/* readdir is no snapshot: a pass may miss an entry renamed in while it
+ * runs (and return one renamed in after a later one). What it promises is
+ * every entry that was in the directory when it was opened and stays. So
+ * a listing holds the files up to a cut C, the largest file name that an
+ * earlier pass saw: every file that sorts before C arrived before C did
+ * (files arrive in name order), so before this pass opened the directory,
+ * and this pass returns it. Files past C wait for a pass that opens after
+ * one that saw them: a second one, made at once, with the largest of them
+ * as its cut. So a listing holds every file that was there when it
+ * began, at the cost of a second pass when files arrived since the last
+ * listing (the first one then only looks for the largest name), and none
+ * when nothing did. */
+int ember__src_list(ember_ctx *ctx, const char *dir, const char *after,
+                    const ember__src_hook *hook, char *seen, ember__sfile **files,
+                    size_t *n, char *msg)
+{
+    char above[NAME_MAX + 1];
+    *files = NULL;
+    *n = 0;
+    int rc = list_upto(ctx, dir, after, seen, 1, hook, files, n, above, msg);
+    if (!rc && above[0]) {
+        memcpy(seen, above, sizeof above);
+        ember__sfiles_free(ctx, *files, *n);
+        rc = list_upto(ctx, dir, after, seen, 0, hook, files, n, above, msg);
+        if (!rc && above[0])
+            memcpy(seen, above, sizeof above);
+    }
+    if (!rc && *n > 1)
         qsort(*files, *n, sizeof **files, cmp_sfile);
-    return EMBER_OK;
+    return rc;
 }
 
 /* ---- reading --------------------------------------------------------------- */

@@ -27,6 +27,8 @@
  * producers give arriving files names that sort after the earlier ones (a
  * timestamp or a sequence number). A file that appears later with a lower
  * name is not taken; it is counted in the stats and named in a warning.
+ * A file renamed in while the source is being listed is taken by that
+ * listing or the next one, never passed over.
  *
  * Threading: a stream and its context are used from one thread at a time.
  * The batch function, row function and progress callback run on that

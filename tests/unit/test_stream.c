@@ -1206,17 +1206,26 @@ static void test_stream_source_listing(void **state)
     assert_int_equal(mkdir(p, 0755), 0);
     ember__sfile *f = NULL;
     size_t n = 0;
-    TU_OKM(ember__src_list(ctx, t.src, NULL, &f, &n, msg), msg);
+    char seen[NAME_MAX + 1] = ""; /* no pass yet: the listing makes two */
+    TU_OKM(ember__src_list(ctx, t.src, NULL, NULL, seen, &f, &n, msg), msg);
     assert_int_equal(n, 2);
     assert_string_equal(f[0].name, "a");
     assert_string_equal(f[1].name, "b");
     assert_int_equal(f[0].size, 2);
+    assert_string_equal(seen, "b");
     ember__sfiles_free(ctx, f, n);
     /* Names up to `after` are listed without a stat (size 0). */
-    TU_OKM(ember__src_list(ctx, t.src, "a", &f, &n, msg), msg);
+    TU_OKM(ember__src_list(ctx, t.src, "a", NULL, seen, &f, &n, msg), msg);
     assert_int_equal(n, 2);
     assert_int_equal(f[0].size, 0);
     assert_int_equal(f[1].size, 2);
+    ember__sfiles_free(ctx, f, n);
+    /* Files past the cut (what an earlier pass saw) wait for a pass opened
+     * after one that saw them: here the second, made at once. */
+    snprintf(seen, sizeof seen, "a");
+    TU_OKM(ember__src_list(ctx, t.src, NULL, NULL, seen, &f, &n, msg), msg);
+    assert_int_equal(n, 2);
+    assert_string_equal(seen, "b");
     ember__sfiles_free(ctx, f, n);
     assert_true(ember__src_ignored(".x"));
     assert_true(ember__src_ignored("y.tmp"));
@@ -1333,6 +1342,210 @@ static void test_stream_late_file_across_restart(void **state)
     ember_stream_get_stats(s, &st);
     assert_int_equal(st.late_files, 1); /* reported once */
     ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* ---- listings with gaps -------------------------------------------------- */
+
+/* A listing test hook: pass `hide_pass` (1-based, counted from arming)
+ * misses `name`, as readdir may miss an entry renamed in while it runs. */
+typedef struct {
+    int pass;
+    int hide_pass;
+    const char *name;
+} gap_hook;
+
+static void gap_opened(void *arg)
+{
+    ((gap_hook *)arg)->pass++;
+}
+
+static int gap_hide(void *arg, const char *name)
+{
+    const gap_hook *g = arg;
+    return g->pass == g->hide_pass && strcmp(name, g->name) == 0;
+}
+
+static void arm_gap(ember_stream *s, gap_hook *g, int hide_pass, const char *name)
+{
+    *g = (gap_hook){0, hide_pass, name};
+    ember__src_hook h = {gap_opened, gap_hide, g};
+    ember__stream_list_hook(s, &h);
+}
+
+static void offsets_names(const tdir *t, ember_ctx *ctx, uint64_t batch, const char *want)
+{
+    char msg[EMBER_MSG_SIZE], got[256] = "";
+    ember__soffsets e;
+    TU_OKM(ember__sl_offsets_read(ctx, t->loc, batch, &e, msg), msg);
+    for (size_t i = 0; i < e.nfiles; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? " " : "",
+                 e.files[i].name);
+    ember__sl_offsets_free(ctx, &e);
+    assert_string_equal(got, want);
+}
+
+/* f3 then f4 are renamed in while a listing's pass runs, and that pass
+ * misses f3 (readdir promises only the entries there when it opened the
+ * directory). A stream that moved its mark to f4 lost f3 for good, a
+ * "late file". Here the pass takes nothing past f2, the largest name an
+ * earlier pass saw; a second pass, opened after the first saw f4, has
+ * both: the batch takes f3 and f4. f6, which the first pass of the next
+ * listing misses, sorts after f5, which it saw: it waits for the next
+ * listing. A listing with nothing new is one pass. */
+static void test_stream_listing_gap_loses_nothing(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    const char *texts[6] = {"a\n", "b\n", "c\n", "d\n", "e\n", "f\n"};
+    put_file(&t, "f1", texts[0]);
+    put_file(&t, "f2", texts[1]);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    offsets_names(&t, ctx, 0, "f1 f2");
+    put_file(&t, "f3", texts[2]);
+    put_file(&t, "f4", texts[3]);
+    gap_hook g;
+    arm_gap(s, &g, 1, "f3");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    offsets_names(&t, ctx, 1, "f3 f4");
+    assert_int_equal(g.pass, 2);
+    put_file(&t, "f5", texts[4]);
+    put_file(&t, "f6", texts[5]);
+    arm_gap(s, &g, 1, "f6");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    assert_int_equal(g.pass, 2);
+    offsets_names(&t, ctx, 2, "f5");
+    arm_gap(s, &g, 0, "");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    assert_int_equal(g.pass, 1); /* f6 is no later than the largest name seen */
+    offsets_names(&t, ctx, 3, "f6");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 0);
+    assert_int_equal(g.pass, 2);
+    ember_stream_stats st;
+    ember_stream_get_stats(s, &st);
+    assert_int_equal(st.late_files, 0);
+    assert_int_equal(st.files, 6);
+    char *want = reference(texts, 6), *got = newest_output(&t);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    ember_stream_destroy(&s);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* ---- changed after its batch ---------------------------------------------- */
+
+/* Runs f with stderr going to a file; returns what was written there. */
+static char *stderr_of(void (*f)(void *), void *arg)
+{
+    char path[] = "/tmp/ember_stderr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    f(arg);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(fd);
+    char *text = slurp(path, NULL);
+    unlink(path);
+    assert_non_null(text);
+    return text;
+}
+
+typedef struct {
+    const tdir *t;
+    ember_ctx *ctx;
+    wq *q;
+    ember_stream_stats st;
+} restart_run;
+
+static void restart_and_step(void *arg)
+{
+    restart_run *r = arg;
+    char msg[EMBER_MSG_SIZE];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(r->t, r->q, EMBER_OUTPUT_COMPLETE);
+    TU_OKM(ember_stream_create(&s, r->ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    ember_stream_get_stats(s, &r->st);
+    ember_stream_destroy(&s);
+}
+
+/* Files a committed batch took and that were written in place before the
+ * stream planned its last batch (so before the offsets entry a time rule
+ * would compare with) are named at the next start: f1 grew, f2 kept its
+ * size and got another modification time. f3, only chmod'ed, is no
+ * change; f4, taken after the changes, neither. Each restart says it again
+ * while a retained offsets entry lists the file. */
+static void test_stream_changed_before_last_plan_warned(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    put_file(&t, "f1", "a a\n");
+    put_file(&t, "f2", "b b\n");
+    put_file(&t, "f3", "c c\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    offsets_names(&t, ctx, 0, "f1 f2 f3");
+    snprintf(p, sizeof p, "%s/f1", t.src);
+    FILE *f = fopen(p, "a");
+    assert_non_null(f);
+    fputs("a a a a\n", f);
+    assert_int_equal(fclose(f), 0);
+    snprintf(p, sizeof p, "%s/f2", t.src);
+    struct timespec old[2] = {{1000000000, 5}, {1000000000, 5}};
+    assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+    snprintf(p, sizeof p, "%s/f3", t.src);
+    assert_int_equal(chmod(p, 0600), 0);
+    put_file(&t, "f4", "d\n");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    offsets_names(&t, ctx, 1, "f4");
+    ember_stream_destroy(&s);
+    put_file(&t, "f5", "e\n");
+    restart_run r = {&t, ctx, &q, {0}};
+    for (int run = 0; run < 2; run++) {
+        char *err = stderr_of(restart_and_step, &r);
+        assert_non_null(strstr(err, "/f1 was modified after batch 0 took it"));
+        assert_non_null(strstr(err, "it had 4 bytes modified at "));
+        assert_non_null(strstr(err, ", 12 bytes modified at "));
+        assert_non_null(strstr(err, "/f2 was modified after batch 0 took it"));
+        assert_non_null(strstr(err, "4 bytes modified at 1000000000.000000005 s now"));
+        assert_null(strstr(err, "/f3 was modified"));
+        assert_null(strstr(err, "/f4 was modified"));
+        assert_null(strstr(err, "late file"));
+        assert_int_equal(r.st.late_files, 0);
+        free(err);
+    }
+    offsets_names(&t, ctx, 2, "f5");
     ember_ctx_destroy(&ctx);
     td_done(&t);
 }
@@ -2499,6 +2712,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_source_listing),
         cmocka_unit_test(test_stream_max_files_and_late_files),
         cmocka_unit_test(test_stream_late_file_across_restart),
+        cmocka_unit_test(test_stream_listing_gap_loses_nothing),
+        cmocka_unit_test(test_stream_changed_before_last_plan_warned),
         cmocka_unit_test(test_stream_failed_batch_rerun_exactly_once),
         cmocka_unit_test(test_stream_changed_file_refused),
         cmocka_unit_test(test_stream_snapshot_fallback_replays),
