@@ -78,22 +78,29 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     return EMBER_OK;
 }
 
+/* The sum exactly, in 128 bits (lo, and hi with the sign), and the count:
+ * range(N) after M maps sums to about N^2 / 2, past int64 from N = 2^32. */
 typedef struct {
-    int64_t sum;
+    uint64_t lo;
+    int64_t hi;
     uint64_t count;
 } totals;
 
-/* Sum and count in one pass: one action instead of two. int64 sums wrap,
- * as numpy's do. */
+static void add128(totals *t, uint64_t lo, int64_t hi)
+{
+    uint64_t was = t->lo;
+    t->lo += lo;
+    t->hi = (int64_t)((uint64_t)t->hi + (uint64_t)hi + (t->lo < was));
+}
+
+/* Sum and count in one pass: one action instead of two. */
 static int add_block(void *acc, const void *in, size_t n, void *arg)
 {
     (void)arg;
     totals *t = acc;
     const int64_t *x = in;
-    uint64_t s = (uint64_t)t->sum;
     for (size_t i = 0; i < n; i++)
-        s += (uint64_t)x[i];
-    t->sum = (int64_t)s;
+        add128(t, (uint64_t)x[i], x[i] < 0 ? -1 : 0);
     t->count += n;
     return 0;
 }
@@ -104,22 +111,37 @@ static int add_totals(void *acc, const void *in, size_t n, void *arg)
     (void)n;
     totals *t = acc;
     const totals *o = in;
-    t->sum = (int64_t)((uint64_t)t->sum + (uint64_t)o->sum);
+    add128(t, o->lo, o->hi);
     t->count += o->count;
     return 0;
 }
 
-/* The independent check: sum of i + M for i < N, in wrapping int64. */
+/* The total in decimal (buf holds at least 48 bytes). */
+static const char *total_text(const totals *t, char *buf)
+{
+    __int128 v = (__int128)(((unsigned __int128)(uint64_t)t->hi << 64) | t->lo);
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    char *p = buf + 47;
+    *p = '\0';
+    do
+        *--p = (char)('0' + (int)(u % 10));
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
+/* The independent check: the sum of i + M for i < N, in 128 bits. */
 static int verify(const totals *t, uint64_t maps)
 {
-    uint64_t n = n_records;
-    uint64_t tri = n % 2 ? n * ((n - 1) / 2) : (n / 2) * (n - 1);
-    uint64_t want = tri + n * maps;
-    int ok = (uint64_t)t->sum == want && t->count == n;
+    unsigned __int128 n = n_records, want = n * (n - (n > 0)) / 2 + n * maps;
+    totals w = {(uint64_t)want, (int64_t)(uint64_t)(want >> 64), n_records};
+    int ok = t->lo == w.lo && t->hi == w.hi && t->count == n_records;
     printf("Verification: %s\n", ok ? "PASS" : "FAIL");
+    char buf[48];
     if (!ok)
-        fprintf(stderr, "ember-maps: expected sum %" PRId64 " and count %" PRIu64
-                        "\n", (int64_t)want, n);
+        fprintf(stderr, "ember-maps: expected sum %s and count %" PRIu64 "\n",
+                total_text(&w, buf), n_records);
     return ok;
 }
 
@@ -154,6 +176,11 @@ int main(int argc, char **argv)
     if (rc != EMBER_CLI_RUN)
         return rc;
     cli.iterations = n_maps;
+    if (n_records && n_records - 1 > (uint64_t)INT64_MAX - n_maps)
+        return ember_cli_usage_error(&cli, "--n %" PRIu64 " with --maps %" PRIu64 ": the "
+                                     "records would reach %" PRIu64 " + %" PRIu64 ", past "
+                                     "int64's largest value", n_records, n_maps,
+                                     n_records - 1, n_maps);
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     if (lineage_svg && ((rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")) ||
@@ -164,7 +191,8 @@ int main(int argc, char **argv)
     ember_ctx *ctx = NULL;
     ember_loop *loop = NULL;
     ember_ds *ds = NULL;
-    totals zero = {0, 0}, t = {0, 0};
+    totals zero = {0, 0, 0}, t = {0, 0, 0};
+    char sumtext[48];
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
         rc = ember_range(&ds, ctx, 0, (int64_t)n_records, 1, cli.partitions, msg);
@@ -182,7 +210,7 @@ int main(int argc, char **argv)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
     if (!rc && cli.rank == 0)
-        printf("sum: %" PRId64 "\ncount: %" PRIu64 "\n", t.sum, t.count);
+        printf("sum: %s\ncount: %" PRIu64 "\n", total_text(&t, sumtext), t.count);
     if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))
         rc = EMBER_ECORRUPT;
     rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */

@@ -58,4 +58,16 @@ set +e
 "$bin/ember-maps" --maps x > /dev/null 2> err.txt; st=$?
 set -e
 [ $st -eq 2 ] && grep -q -- "--maps" err.txt || fail "--maps x: exit $st: $(cat err.txt)"
+# Past int64: range(2^32 + 1) after one map sums to 9223372043297226753,
+# above 2^63 - 1. It printed a wrapped, negative sum with exit 0 (and
+# --verify, wrapping too, said PASS); the sum is exact now.
+"$bin/ember-maps" --n 4294967297 --maps 1 --partitions 64 --verify --quiet > res.txt \
+    || fail "--n 4294967297: exit $?"
+printf 'sum: 9223372043297226753\ncount: 4294967297\nVerification: PASS\n' | cmp -s - res.txt \
+    || fail "--n 4294967297: $(cat res.txt)"
+# records past int64 are refused before any work
+set +e
+"$bin/ember-maps" --n 9223372036854775807 --maps 2 > /dev/null 2> err.txt; st=$?
+set -e
+[ $st -eq 2 ] && grep -q "past int64's largest value" err.txt || fail "--n 2^63-1 --maps 2: exit $st: $(cat err.txt)"
 echo "ember-maps: ok ($kills kills)"
