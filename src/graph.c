@@ -1166,7 +1166,15 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
     if (rc)
         return rc;
     ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
-    if (opts->weighted && f == EMBER_GRAPH_H5)
+    /* relabel reads ids from text: taken silently elsewhere, it was
+     * recorded as done (ember-convert's relabel=1) and did nothing */
+    if (opts->relabel && (f == EMBER_GRAPH_MTX || f == EMBER_GRAPH_H5))
+        rc = ember__err(msg, EMBER_EINVAL, "%s: relabel applies to edge lists only: %s",
+                        path, f == EMBER_GRAPH_MTX
+                                  ? "Matrix Market indices are dense already (1..n)"
+                                  : "a graph file keeps the labels it was converted "
+                                    "with (/csr/ids when it was relabelled)");
+    else if (opts->weighted && f == EMBER_GRAPH_H5)
         rc = ember__err(msg, EMBER_EFORMAT, "%s: ember's HDF5 CSR holds no edge weights; "
                         "give a weighted edge list or Matrix Market file", path);
     else if (f == EMBER_GRAPH_H5)

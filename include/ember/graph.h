@@ -64,7 +64,8 @@ typedef enum {
 typedef struct {
     ember_graph_format format;
     int undirected;       /* store every edge in both directions */
-    int relabel;          /* arbitrary ids -> dense labels (ascending id) */
+    int relabel;          /* arbitrary ids -> dense labels (ascending id);
+                             edge lists only (EMBER_EINVAL otherwise) */
     int by_destination;   /* rows list in-neighbours; out_degree is filled */
     int degree_order;     /* renumber vertices by descending out-degree
                              (ties: ascending label), for cache locality;

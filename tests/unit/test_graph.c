@@ -188,6 +188,23 @@ static void test_graph_relabel(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* relabel reads ids from an edge list's text; asked of a Matrix Market or
+ * HDF5 file it did nothing, and ember-convert recorded relabel=1 anyway. */
+static void test_graph_relabel_edge_lists_only(void **state)
+{
+    (void)state;
+    write_file("r.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 2\n2 3\n");
+    ember_graph_opts o = {.relabel = 1};
+    load_fails("r.mtx", &o, EMBER_EINVAL, "Matrix Market indices are dense already");
+    ember_ctx *ctx = tu_ctx(1);
+    ember_graph *g = load(ctx, "r.mtx", NULL);
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_graph_save_h5(g, "r.h5", msg), msg);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    load_fails("r.h5", &o, EMBER_EINVAL, "relabel applies to edge lists only");
+}
+
 /* An edge list of comments only, relabelled: a clean "no edges" error
  * (it used to memcpy from a NULL chunk array; UBSan aborted). */
 static void test_graph_relabel_comments_only(void **state)
@@ -1883,6 +1900,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_degree_order),
         cmocka_unit_test(test_graph_relabel),
         cmocka_unit_test(test_graph_relabel_comments_only),
+        cmocka_unit_test(test_graph_relabel_edge_lists_only),
         cmocka_unit_test(test_graph_header_vertex_count),
         cmocka_unit_test(test_graph_mtx_general),
         cmocka_unit_test(test_graph_mtx_symmetric_pattern),
