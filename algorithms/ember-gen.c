@@ -25,9 +25,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
-static uint64_t scale = 0, edge_factor = 16, npoints = 0, dims = 0, nclusters = 0;
+/* 0: not given (edge_factor's default, 16, is set by kron: main refuses
+ * each generator's options given to the other) */
+static uint64_t scale = 0, edge_factor = 0, npoints = 0, dims = 0, nclusters = 0;
 static int weighted = 0;
 
 static const ember_cli_opt options[] = {
@@ -243,16 +246,52 @@ static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
     return rc;
 }
 
+/* Refuses, before any work, a graph that cannot fit: disk bytes in the
+ * output's directory, memory bytes in the machine's memory. */
+static int room_for(const ember_cli *cli, double disk, double memory)
+{
+    char file[4096], dir[4096];
+    ember_cli_output_file(cli->output, file, sizeof file);
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct statvfs fs;
+    double free_bytes = statvfs(dir, &fs) == 0 ? (double)fs.f_bavail * (double)fs.f_frsize : -1;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (free_bytes >= 0 && disk > free_bytes)
+        return ember_cli_usage_error(cli, "--output %s: the graph takes about %.3g GB, "
+                                     "and %s has %.3g GB free", cli->output, disk / 1e9,
+                                     dir, free_bytes / 1e9);
+    if (ram > 0 && memory > ram)
+        return ember_cli_usage_error(cli, "--output %s: building the graph takes about "
+                                     "%.3g GB of memory, and this machine has %.3g GB",
+                                     cli->output, memory / 1e9, ram / 1e9);
+    return 0;
+}
+
 static int kron(const ember_cli *cli, ember_ctx *ctx, char *msg)
 {
     if (!scale)
         return ember_cli_usage_error(cli, "kron needs --scale S");
+    if (!edge_factor)
+        edge_factor = 16;
     uint64_t m = edge_factor << scale;
     if (edge_factor > (UINT64_C(1) << 40) >> scale)
         return ember_cli_usage_error(cli, "kron: --edge-factor %" PRIu64
                                      " << %" PRIu64 " edges is too many",
                                      edge_factor, scale);
     int h5 = ember_cli_has_suffix(cli->output, ".h5") || ember_cli_has_suffix(cli->output, ".hdf5");
+    /* what it will take, at least: an edge list's lines (two ids of about
+     * scale * log10(2) + 1 digits), or the CSR's targets and in-edges and
+     * the edge pairs held while building it */
+    double digits = (double)scale * 0.30103 + 1;
+    double disk = h5 ? 8.0 * (double)m : (double)m * (2 * digits + 2 + (weighted ? 4 : 0));
+    int rc = room_for(cli, disk, h5 ? 16.0 * (double)m : 0);
+    if (rc)
+        return rc;
     if (ember_cli_has_suffix(cli->output, ".csv"))
         return ember_cli_usage_error(cli, "--output %s: kron writes an edge list (.el: "
                                      "'u v' lines) or ember's HDF5 CSR (.h5), not CSV",
@@ -260,7 +299,7 @@ static int kron(const ember_cli *cli, ember_ctx *ctx, char *msg)
     if (h5 && weighted)
         return ember_cli_usage_error(cli, "kron --weighted writes an edge list (.el): "
                                      "ember's HDF5 CSR holds no weights");
-    int rc = h5
+    rc = h5
                  ? kron_h5(cli, ctx, m, msg)
                  : kron_text(cli, m, ember_ctx_threads(ctx), msg);
     return ember_cli_exit(cli, rc, msg);
@@ -374,6 +413,9 @@ static int check_blobs_path(const ember_cli *cli, const char *spec)
         return ember_cli_usage_error(cli, "--output %s: empty dataset path after ':' "
                                      "(write FILE.h5:/name, or FILE.h5 for /points)",
                                      spec);
+    if (path && !ember_cli_has_suffix(file, ".h5") && !ember_cli_has_suffix(file, ".hdf5"))
+        return ember_cli_usage_error(cli, "--output %s: a dataset path needs an HDF5 file "
+                                     "named .h5 or .hdf5 (%s is not)", spec, file);
     if (path && (!path[1] || strstr(path, "//") || path[strlen(path) - 1] == '/'))
         return ember_cli_usage_error(cli, "--output %s: '%s' names no dataset "
                                      "(write FILE.h5:/name)", spec, path);
@@ -390,6 +432,13 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "say what to generate: kron or blobs (see --help)");
     if (!cli.output)
         return ember_cli_usage_error(&cli, "--output FILE is required");
+    int is_kron = strcmp(cli.args[0], "kron") == 0;
+    if (is_kron && (npoints || dims || nclusters))
+        return ember_cli_usage_error(&cli, "--n, --d and --k are blobs' options; kron "
+                                     "takes --scale, --edge-factor and --weighted");
+    if (!is_kron && (scale || edge_factor || weighted))
+        return ember_cli_usage_error(&cli, "--scale, --edge-factor and --weighted are "
+                                     "kron's options; blobs takes --n, --d and --k");
     if (ember_cli_check_output(&cli, "output", cli.output) ||
         (strcmp(cli.args[0], "blobs") == 0 && check_blobs_path(&cli, cli.output)))
         return EMBER_EXIT_USAGE; /* before generating, not after */

@@ -36,6 +36,25 @@ refused "the root of a new file" "names no dataset" new.h5:/
 [ -e new.h5 ] && fail "new.h5 was created"
 refused "no path, new file" "empty dataset path" new.h5:
 [ -e new.h5: ] && fail "a file named 'new.h5:' was created"
+refused "a dataset path in a file not named .h5" "needs an HDF5 file named .h5" pts.dat:/p
+[ -e pts.dat ] && fail "pts.dat was created"
+
+# each generator refuses the other's options, and a graph that cannot fit
+# (exit 2 before writing a byte)
+expect2() { # expect2 WHAT MESSAGE ARGS...
+    local what=$1 want=$2
+    shift 2
+    "$bin/ember-gen" "$@" > out.txt 2> err.txt
+    local st=$?
+    [ "$st" -eq 2 ] || fail "$what: exit $st, wanted 2: $(cat err.txt)"
+    grep -q -- "$want" err.txt || fail "$what: the message does not say '$want': $(cat err.txt)"
+}
+expect2 "kron --n" "are blobs' options" kron --scale 4 --n 5 --output k.el
+expect2 "blobs --edge-factor" "are kron's options" blobs --n 3 --d 2 --k 1 --edge-factor 8 --output b.csv
+expect2 "blobs --weighted" "are kron's options" blobs --n 3 --d 2 --k 1 --weighted --output b.csv
+expect2 "2^40 edges as text" "GB free" kron --scale 30 --edge-factor 1024 --output huge.el
+[ -n "$(ls huge.el* 2> /dev/null)" ] && fail "huge.el was started"
+expect2 "2^40 edges as HDF5" "GB" kron --scale 30 --edge-factor 1024 --output huge.h5
 
 # a dataset is replaced, the others kept
 gen --n 10 --d 4 --output bb.h5:/a/b/c || fail "replacing /a/b/c"
