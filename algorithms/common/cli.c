@@ -963,6 +963,26 @@ static void add_extra_value(sbuf *b, const ember_cli_opt *o)
     }
 }
 
+/* "key=value\n" with the value's line ends and backslashes escaped (\n,
+ * \r, \\): a file name may hold a newline, which would otherwise start a
+ * parameter line of its own (a name "g\ndamping=0.5.el" changed the run's
+ * damping as the checkpoint recorded it, and the rerun was refused). */
+static void add_escaped(sbuf *b, const char *key, const char *value)
+{
+    sb_add(b, "%s=", key);
+    for (const char *p = value; *p; p++) {
+        size_t plain = strcspn(p, "\\\n\r");
+        if (plain) {
+            sb_add(b, "%.*s", (int)plain, p);
+            p += plain;
+            if (!*p)
+                break;
+        }
+        sb_add(b, "\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : '\\');
+    }
+    sb_add(b, "\n");
+}
+
 static int find_input(const ember_cli *cli, const char *role)
 {
     for (int i = 0; i < cli->ninputs; i++)
@@ -980,7 +1000,9 @@ static void add_input_lines(sbuf *b, const ember_cli *cli, int i)
            cli->inputs[i].bytes, r, cli->inputs[i].xxh3);
     if (cli->inputs[i].dataset[0])
         sb_add(b, "%s.dataset=%s\n", r, cli->inputs[i].dataset);
-    sb_add(b, "info.%s.path=%s\n", r, cli->inputs[i].path);
+    char key[64];
+    snprintf(key, sizeof key, "info.%s.path", r);
+    add_escaped(b, key, cli->inputs[i].path);
 }
 
 int ember_cli_add_input(ember_cli *cli, const char *role, const char *path)
@@ -1008,7 +1030,7 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
         const char *in = cli->input;
         if (in && realpath(in, real))
             in = real;
-        sb_add(&b, "input=%s\n", in ? in : "");
+        add_escaped(&b, "input", in ? in : "");
     }
     sb_add(&b, "partitions=%zu\n", cli->partitions);
     for (const ember_cli_opt *o = cli->prog->extra; o && o->name; o++) {

@@ -136,4 +136,18 @@ cmp -s a/w.el scratch/w.el && fail "sssp: the test did not change a weight"
 st=$?
 [ "$st" -eq 2 ] || fail "sssp: changed weight: exit $st, wanted 2: $(cat err.txt)"
 grep -q "scratch/w.el" err.txt || fail "sssp: the refusal does not name the file: $(cat err.txt)"
+# A newline in the input's name: the path is recorded escaped, not as a
+# parameter line of its own ("g\ndamping=0.5.el" read as damping=0.5, and
+# the rerun was refused: parameters differ).
+nl=$(printf 'g\ndamping=0.5.el')
+cp "$src/data/karate.el" "$nl"
+"$bin/ember-pagerank" --input "$nl" --checkpoint-dir cknl --checkpoint-every 2 --stop-at 4 \
+    --quiet --output nl1.csv 2> err.txt
+st=$?
+[ "$st" -eq 75 ] || fail "newline in the name: --stop-at: exit $st: $(cat err.txt)"
+"$bin/ember-pagerank" --input "$nl" --checkpoint-dir cknl --checkpoint-every 2 --output nl1.csv \
+    2> err.txt || fail "newline in the name: the rerun was refused: $(cat err.txt)"
+grep -q "resumed" err.txt || fail "newline in the name: no resume: $(cat err.txt)"
+"$bin/ember-pagerank" --input "$nl" --quiet --output nl2.csv || fail "newline: straight run"
+cmp -s nl1.csv nl2.csv || fail "newline in the name: the resumed ranks differ"
 echo "input fingerprints: ok"
