@@ -32,7 +32,7 @@ static const ember_cli_opt extra[] = {
      "print the final dataset's lineage on stdout before the result"},
     {"lineage-svg", EMBER_CLI_STR, &lineage_svg, 0, 0, 0, NULL, "FILE",
      "draw the final dataset's lineage (its DOT) as an SVG with Graphviz "
-     "(apt-get install graphviz)"},
+     "(apt-get install graphviz); FILE must end in .svg"},
     {0}};
 
 static const ember_cli_program prog = {
@@ -183,6 +183,10 @@ int main(int argc, char **argv)
                                      n_records - 1, n_maps);
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
+    /* Graphviz writes SVG whatever the name says (as ember-inspect --plot) */
+    if (lineage_svg && !ember_cli_has_suffix(lineage_svg, ".svg"))
+        return ember_cli_usage_error(&cli, "--lineage-svg %s: draws SVG; name the file "
+                                     ".svg", lineage_svg);
     if (lineage_svg && ((rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")) ||
                         (rc = ember_cli_check_output(&cli, "lineage-svg", lineage_svg))))
         return rc;
