@@ -17,10 +17,12 @@
 #include <omp.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +73,27 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
+/* 1 when the regular file at path holds HDF5's signature where HDF5
+ * looks for it: at byte 0, 512, 1024, 2048, ... (ember's files: 512, past
+ * the checksum header's user block). No edge list holds it: it has a
+ * byte above 127 and a \r that no \n follows. */
+static int looks_like_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) /* a FIFO: not opened */
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int yes = 0;
+    for (off_t at = 0; fd >= 0 && !yes && at + 8 <= st.st_size; at = at ? at * 2 : 512) {
+        unsigned char b[8];
+        yes = pread(fd, b, 8, at) == 8 && memcmp(b, sig, 8) == 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    return yes;
+}
+
 ember_graph_format ember_graph_format_of(const char *path)
 {
     if (!path)
@@ -79,7 +102,9 @@ ember_graph_format ember_graph_format_of(const char *path)
         return EMBER_GRAPH_MTX;
     if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
         return EMBER_GRAPH_H5;
-    return EMBER_GRAPH_EDGELIST;
+    /* `ember-convert in.el g` writes HDF5: read as an edge list, it was
+     * "g:1: a NUL byte" */
+    return looks_like_hdf5(path) ? EMBER_GRAPH_H5 : EMBER_GRAPH_EDGELIST;
 }
 
 int ember_graph_format_parse(const char *name)

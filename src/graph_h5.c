@@ -450,6 +450,69 @@ static int check_pull(ember_graph *g, const char *file, int sources, char *msg)
     return rc;
 }
 
+/* 1 when d is a 1-D dataset of len integers. */
+static int integers(hid_t d, uint64_t len)
+{
+    hid_t t = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && length_of(d) == (int64_t)len;
+    close_id(&t, H5Tclose);
+    return ok;
+}
+
+/* Elements first and last of the integer dataset d as u64 (0 for a
+ * negative value), or -1. */
+static int ends_of(hid_t d, uint64_t last, uint64_t out[2])
+{
+    hsize_t at[2] = {0, last};
+    int64_t v[2] = {-1, -1};
+    hsize_t two = 2;
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &two, NULL);
+    int ok = fs >= 0 && ms >= 0 &&
+             H5Sselect_elements(fs, H5S_SELECT_SET, 2, at) >= 0 &&
+             H5Dread(d, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, v) >= 0;
+    close_id(&fs, H5Sclose);
+    close_id(&ms, H5Sclose);
+    out[0] = v[0] < 0 ? 0 : (uint64_t)v[0];
+    out[1] = v[1] < 0 ? 0 : (uint64_t)v[1];
+    return ok ? 0 : -1;
+}
+
+/* The stored pull layout against the CSR beside it, as far as that costs
+ * no more than the metadata and two offsets: /csr/offsets n + 1 integers
+ * from 0 to m, /csr/targets m integers, /csr's m attribute m. A sealed
+ * file was written whole by ember_graph_save_h5, and ember's writers
+ * refuse to write into /csr (ember__h5_graph_guard); this catches files
+ * whose /csr an older ember let a write replace (ember-gen blobs -o
+ * g.h5:/csr/targets). Comparing the edges, or even the out-degrees with
+ * the offsets' rows (10-15% of a load), is not paid. Under the HDF5
+ * lock. */
+#define CHANGED ": the graph was changed after it was saved (convert it again from " \
+                "its source)"
+
+static int match_csr(const ember_graph *g, hid_t fid, const char *path, char *msg)
+{
+    hid_t t = H5Dopen2(fid, "/csr/targets", H5P_DEFAULT);
+    hid_t od = H5Dopen2(fid, "/csr/offsets", H5P_DEFAULT);
+    hid_t grp = H5Gopen2(fid, "/csr", H5P_DEFAULT);
+    uint64_t m = g->m, ends[2] = {0, 0};
+    int rc = EMBER_OK;
+    if (!integers(t, g->m))
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/targets must be %llu integers, as "
+                        "/csr/pull says" CHANGED, path, (unsigned long long)g->m);
+    else if (!integers(od, g->n + 1) || ends_of(od, g->n, ends) < 0 || ends[0] != 0 ||
+             ends[1] != g->m)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: /csr/offsets must be %llu integers from "
+                        "0 to %llu, as /csr/pull says" CHANGED, path,
+                        (unsigned long long)g->n + 1, (unsigned long long)g->m);
+    else if (grp < 0 || read_u64_attr(grp, "m", &m) < 0 || m != g->m)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: the m attribute of /csr is not "
+                        "/csr/pull's (%llu)" CHANGED, path, (unsigned long long)g->m);
+    close_id(&t, H5Dclose);
+    close_id(&od, H5Dclose);
+    close_id(&grp, H5Gclose);
+    return rc;
+}
+
 /* A rank's own rows of the stored pull layout (opts->owned_rows on
  * several ranks), once its O(n) arrays are in g: the offsets are checked
  * (the slice is computed from them), the partitions are those
@@ -558,6 +621,8 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
         rc = check_pull(g, path, a[1].at == HADDR_UNDEF, msg);
     g->build_seconds = ember__graph_now() - t1;
     ember__h5_lock();
+    if (!rc)
+        rc = match_csr(g, fid, path, msg);
     g->by_destination = 1;
     g->directed = 1;
     *used = rc == EMBER_OK;
@@ -856,6 +921,8 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
     rc = open_file(file, H5F_ACC_RDWR, &fid, &seal, msg);
     if (!rc && (obj = H5Oopen(fid, path[0] ? path : "/", H5P_DEFAULT)) < 0)
         rc = h5err(msg, EMBER_ENOTFOUND, spec, "no such object");
+    if (!rc) /* a graph's n, m, directed are its loader's to trust */
+        rc = ember__h5_graph_guard(fid, path, spec, msg);
     if (!rc)
         rc = put_attrs(obj, attrs, nattrs, spec, msg);
     close_id(&obj, H5Oclose);
@@ -886,6 +953,8 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
         return ember__err(msg, EMBER_EINVAL, "%s: path too long", spec);
     ember__h5_lock();
     rc = create_file(file, truncate, &fid, &seal, msg);
+    if (!rc)
+        rc = ember__h5_graph_guard(fid, path, spec, msg);
     /* an existing dataset is replaced, once the new one is whole (a failed
      * write leaves it); a group or anything else is not */
     if (!rc)

@@ -38,6 +38,8 @@ typedef struct {
     int mtx;
     int symmetric;       /* mtx: symmetric or skew-symmetric */
     int has_value;       /* mtx: real or integer entries */
+    int integer;         /* mtx: integer entries (a value is an integer) */
+    uint64_t size_line;  /* mtx: the size line's number */
     int skew;            /* mtx: skew-symmetric */
     int weighted;        /* a weight per edge: the third column or value */
     uint64_t rows, cols, nnz;
@@ -180,10 +182,21 @@ static inline int parse_id(chunk *c, const char **pp, const char *end,
     return 0;
 }
 
+/* 1 when t is an integer as Matrix Market writes one: a sign, digits. */
+static int is_integer(const char *t)
+{
+    t += *t == '-' || *t == '+';
+    if (!*t)
+        return 0;
+    while ((unsigned)(*t - '0') < 10)
+        t++;
+    return !*t;
+}
+
 /* A number token at p (a Matrix Market value or an edge weight) into
- * *out when out is not NULL. */
+ * *out when out is not NULL; an integer one when integer is set. */
 static int check_value(chunk *c, const char *p, const char *end,
-                       const char *base, double *out)
+                       const char *base, double *out, int integer)
 {
     char t[64];
     size_t len = 0;
@@ -199,6 +212,10 @@ static int check_value(chunk *c, const char *p, const char *end,
         return chunk_fail(c, EMBER_EFORMAT, p, base,
                           out ? "non-numeric weight '%s'" : "non-numeric matrix value '%s'",
                           p, end);
+    if (integer && !is_integer(t))
+        return chunk_fail(c, EMBER_EFORMAT, p, base,
+                          "matrix value '%s' is not an integer (the header says integer)",
+                          p, end);
     if (out && !(v > 0 && v <= DBL_MAX))
         return chunk_fail(c, EMBER_EFORMAT, p, base,
                           "bad weight '%s': weights must be positive finite numbers",
@@ -208,7 +225,8 @@ static int check_value(chunk *c, const char *p, const char *end,
     return 0;
 }
 
-/* The value or weight after the ids, if the line must have one. */
+/* The value or weight after the ids, if the line must have one; *pp
+ * moves past it. */
 static int line_value(chunk *c, const source *s, const char **pp, const char *end,
                       const char *line, double *w)
 {
@@ -220,8 +238,29 @@ static int line_value(chunk *c, const source *s, const char **pp, const char *en
                           s->mtx ? "entry '%s ...' has no value (the header says real or integer)"
                                  : "edge '%s ...' has no weight (a weighted edge list has 'u v w' lines)",
                           line, end);
+    if (check_value(c, p, end, base, s->weighted ? w : NULL, s->mtx && s->integer))
+        return c->status;
+    while (p < end && !is_end(*p))
+        p++;
     *pp = p;
-    return check_value(c, p, end, base, s->weighted ? w : NULL);
+    return 0;
+}
+
+/* A Matrix Market entry is its indices and, unless the field is pattern,
+ * one value: anything after them is an error (a pattern file with values,
+ * a real file with a fourth column), not ignored. */
+static int mtx_line_end(chunk *c, const source *s, const char *p, const char *end)
+{
+    while (p < end && is_blank(*p))
+        p++;
+    if (p == end || *p == '\n')
+        return 0;
+    return chunk_fail(c, EMBER_EFORMAT, p, s->data,
+                      s->has_value ? "extra column '%s' after the entry's value (the "
+                                     "header says an entry is 'row column value')"
+                                   : "extra column '%s' after the entry's indices (the "
+                                     "header says pattern: an entry is 'row column')",
+                      p, end);
 }
 
 /* Grows the weights with the pairs (weighted sources only). */
@@ -513,6 +552,8 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
         if (((s->mtx && s->has_value) || s->weighted) &&
             line_value(c, s, &p, end, line, &w))
             return;
+        if (s->mtx && mtx_line_end(c, s, p, end))
+            return;
         if (take_edge(c, s, ctx, a, b, s->weighted ? &w : NULL, line))
             return;
         /* most lines end right after the last number: no search */
@@ -559,7 +600,7 @@ static int mtx_banner(source *s, const char *line, char *msg)
         s->has_value = 0;
     else if (strcasecmp(field, "real") == 0 || strcasecmp(field, "integer") == 0 ||
              strcasecmp(field, "double") == 0)
-        s->has_value = 1;
+        s->has_value = 1, s->integer = strcasecmp(field, "integer") == 0;
     else
         return mtx_fail(s, 1, "the field must be pattern, real or integer", msg);
     if (strcasecmp(sym, "general") == 0)
@@ -587,9 +628,12 @@ static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
     if (sscanf(line, "%llu %llu %llu %7s", &r, &c, &z, extra) != 3)
         return mtx_fail(s, no, "the size line must be 'rows columns entries'", msg);
     s->rows = r, s->cols = c, s->nnz = z;
+    s->size_line = no;
     uint64_t n = r > c ? r : c;
+    char where[4096 + 24];
+    snprintf(where, sizeof where, "%s:%llu", s->path, (unsigned long long)no);
     if (n > s->limit)
-        return ember__graph_too_big(msg, s->path, n - 1, s->limit, 0);
+        return ember__graph_too_big(msg, where, n - 1, s->limit, 0);
     return EMBER_OK;
 }
 
@@ -1016,8 +1060,9 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
             entries += c[i].entries;
         if (entries != s->nnz)
             return ember__err(msg, EMBER_EFORMAT,
-                              "%s: the size line promises %llu entries, the file has %llu",
-                              s->path, (unsigned long long)s->nnz,
+                              "%s:%llu: the size line promises %llu entries, the file "
+                              "has %llu", s->path, (unsigned long long)s->size_line,
+                              (unsigned long long)s->nnz,
                               (unsigned long long)entries);
         if (n > s->limit)
             return ember__graph_too_big(msg, s->path, n - 1, s->limit, 0);

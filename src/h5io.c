@@ -37,6 +37,8 @@
 #define H5IO_PATH_MAX 1024          /* bytes of a dataset path, NUL included */
 #define H5IO_CHUNK_BYTES (1u << 20) /* target bytes per chunk */
 #define H5IO_MAX_COUNT 65536        /* longest array field (type.c agrees) */
+#define H5IO_TMP_PREFIX ".ember-unfinished." /* ember__h5_tmp_path */
+#define H5IO_MARK "ember_unfinished"
 
 /* ---- the lock ------------------------------------------------------------ */
 
@@ -513,7 +515,85 @@ int ember__h5_check_path(const char *where, const char *path, char *msg)
     if (strstr(path, "//") || path[strlen(path) - 1] == '/')
         return ember__err(msg, EMBER_EINVAL,
                           "%s: an empty name in the dataset path", where);
+    /* a dataset under such a name would be taken for a killed write's
+     * leftover: refused by readers, deleted by the next save beside it */
+    for (const char *c = path; c; c = strchr(c + 1, '/'))
+        if (strncmp(c + 1, H5IO_TMP_PREFIX, strlen(H5IO_TMP_PREFIX)) == 0)
+            return ember__err(msg, EMBER_EINVAL,
+                              "%s: names starting with '%s' are reserved for "
+                              "ember's unfinished writes; choose another",
+                              where, H5IO_TMP_PREFIX);
     return EMBER_OK;
+}
+
+/* 1 when a and b are one object of one file, 0 when not, -1 when HDF5
+ * cannot say. */
+static int same_object(hid_t a, hid_t b)
+{
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t x, y;
+    int cmp = 1;
+    if (H5Oget_info3(a, &x, H5O_INFO_BASIC) < 0 ||
+        H5Oget_info3(b, &y, H5O_INFO_BASIC) < 0 ||
+        H5Otoken_cmp(a, &x.token, &y.token, &cmp) < 0)
+        return -1;
+    return x.fileno == y.fileno && cmp == 0;
+#else
+    H5O_info_t x, y;
+    if (H5Oget_info2(a, &x, H5O_INFO_BASIC) < 0 ||
+        H5Oget_info2(b, &y, H5O_INFO_BASIC) < 0)
+        return -1;
+    return x.fileno == y.fileno && x.addr == y.addr;
+#endif
+}
+
+/* 1 when some prefix of path (the path itself included) that exists is
+ * the object csr, by any name: "/csr/x", "/./csr/x", a link to the group.
+ * Stops at the first prefix that does not open as a group. */
+static int path_through(hid_t loc, const char *path, hid_t csr)
+{
+    char buf[H5IO_PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf)
+        return -1;
+    memcpy(buf, path, len + 1);
+    int hit = 0, more = 1;
+    for (size_t i = 1; !hit && more && i <= len; i++) {
+        if ((buf[i] != '/' && buf[i] != '\0') || buf[i - 1] == '/')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        hid_t obj = H5Oopen(loc, buf, H5P_DEFAULT); /* fails if missing */
+        buf[i] = c;
+        more = obj >= 0 && H5Iget_type(obj) == H5I_GROUP;
+        hit = obj >= 0 ? same_object(obj, csr) : 0;
+        if (obj >= 0)
+            H5Oclose(obj);
+    }
+    return hit;
+}
+
+int ember__h5_graph_guard(int64_t loc, const char *path, const char *where,
+                          char *msg)
+{
+    hid_t csr = H5Lexists((hid_t)loc, "/csr", H5P_DEFAULT) > 0
+                    ? H5Oopen((hid_t)loc, "/csr", H5P_DEFAULT) : H5I_INVALID_HID;
+    /* ember_graph_save_h5 names the format on the group and stores the
+     * pull layout in it; a CSR made otherwise (h5py, or written array by
+     * array) has no stored layout to disagree with, and is read checked */
+    int graph = csr >= 0 && H5Iget_type(csr) == H5I_GROUP &&
+                (H5Aexists(csr, "format") > 0 || H5Lexists(csr, "pull", H5P_DEFAULT) > 0);
+    int hit = graph ? path_through((hid_t)loc, path[0] ? path : "/", csr) : 0;
+    if (csr >= 0)
+        H5Oclose(csr);
+    if (hit)
+        return ember__err(msg, EMBER_EINVAL,
+                          "%s: inside /csr, an ember graph, which ember "
+                          "writes whole (ember-convert, ember_graph_save_h5), "
+                          "never in part", where);
+    return hit < 0 ? ember__err(msg, EMBER_EHDF5, "%s: cannot tell whether the "
+                                "path is inside /csr", where)
+                   : EMBER_OK;
 }
 
 /* What is at path: EMBER_OK with *kind H5I_BADID when nothing is (or a
@@ -570,8 +650,6 @@ int ember__h5_slot(int64_t loc, const char *path, int overwrite, int *replace,
  * A save that fails deletes it; one that is killed leaves it, marked: a
  * reader refuses a marked dataset by any name, a root scan skips it, and
  * the next save to the same path deletes it first. */
-#define H5IO_TMP_PREFIX ".ember-unfinished."
-#define H5IO_MARK "ember_unfinished"
 
 int ember__h5_tmp_path(const char *path, char *tmp, size_t size)
 {
@@ -1449,6 +1527,8 @@ static int open_locked(ember__h5w *w, const char *file, const char *path,
     /* A caller's own file (a checkpoint's NAME.tmp) is made whole by its
      * rename; in a file opened here, the dataset is (ember__h5_commit). */
     w->atomic = o->fid <= 0;
+    if (rc == EMBER_OK && w->atomic)
+        rc = ember__h5_graph_guard(w->fid, path, w->where, msg);
     if (rc == EMBER_OK)
         rc = clear_path(w, path, o->overwrite, msg);
     if (rc == EMBER_OK)

@@ -538,9 +538,19 @@ void ember__h5_unlock(void);
 int ember__h5_split_spec(const char *spec, char *file, size_t file_size,
                          char *path, size_t path_size, char *msg);
 /* EMBER_OK when path can name a new dataset: it starts with '/', is not
- * the root "/" and has no empty name ("//", a trailing '/'); else
+ * the root "/", has no empty name ("//", a trailing '/') and no name
+ * starting with ".ember-unfinished." (ember's unfinished writes); else
  * EMBER_EINVAL with a message that starts with where. */
 int ember__h5_check_path(const char *where, const char *path, char *msg);
+/* EMBER_EINVAL, naming where, when path (a dataset to write, or an object
+ * whose attributes are to be written; "" is the root) is /csr or lies
+ * under it, by any name, in an ember graph file (its /csr group carries
+ * the format attribute or the pull layout: docs/formats.md), which
+ * ember_graph_save_h5 writes whole: the pull layout stored beside the CSR,
+ * which a sealed file's loader takes as it is, must stay the CSR's. Under
+ * the HDF5 lock. */
+int ember__h5_graph_guard(int64_t loc, const char *path, const char *where,
+                          char *msg);
 /* Whether a dataset may be created at path in loc (an open file or group):
  * EMBER_OK with *replace = 0 when nothing is there, *replace = 1 when a
  * dataset is there and overwrite is set (the caller deletes it);

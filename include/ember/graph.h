@@ -131,7 +131,10 @@ typedef struct {
     uint64_t row_lo, row_hi, edge_lo;
 } ember_graph;
 
-/* Format from a file name (EMBER_GRAPH_AUTO's rule). */
+/* EMBER_GRAPH_AUTO's rule: the format from a file name (.mtx; .h5 or
+ * .hdf5), or else from the file's content: HDF5 when it holds HDF5's
+ * signature (at byte 0, 512, 1024, ...), an edge list otherwise (a file
+ * that does not exist too). */
 ember_graph_format ember_graph_format_of(const char *path);
 /* "auto", "el", "mtx", "h5" -> format; -1 if none. */
 int ember_graph_format_parse(const char *name);

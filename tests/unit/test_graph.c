@@ -312,6 +312,50 @@ static void test_graph_mtx_errors(void **state)
     load_fails("h11.mtx", NULL, EMBER_ERANGE, "too large");
 }
 
+/* A Matrix Market entry is exactly its indices and, unless the field is
+ * pattern, one value (of the field's kind): a pattern file with a value
+ * column, a real file with a fourth column and an integer file with 1.5
+ * loaded silently. Errors name the file and line, the size line's too
+ * (its vertex count and its entry count). Blanks and \r\n at the end of
+ * an entry, signs and exponents are still fine. */
+static void test_graph_mtx_columns_and_lines(void **state)
+{
+    (void)state;
+    write_file("c1.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n2 3\n1 2 5\n");
+    load_fails("c1.mtx", NULL, EMBER_EFORMAT, "c1.mtx:4: extra column '5' after the entry's "
+               "indices");
+    write_file("c2.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 2\n1 2 1.0 9\n"
+                         "2 3 2.0\n");
+    load_fails("c2.mtx", NULL, EMBER_EFORMAT, "c2.mtx:3: extra column '9' after the entry's "
+               "value");
+    write_file("c3.mtx", "%%MatrixMarket matrix coordinate integer general\n3 3 1\n1 2 1.5\n");
+    load_fails("c3.mtx", NULL, EMBER_EFORMAT, "c3.mtx:3: matrix value '1.5' is not an integer");
+    ember_graph_opts w = {.weighted = 1};
+    load_fails("c3.mtx", &w, EMBER_EFORMAT, "c3.mtx:3: matrix value '1.5' is not an integer");
+    write_file("c4.mtx", "%%MatrixMarket matrix coordinate pattern symmetric\n3 3 1\n1 2 x\n");
+    load_fails("c4.mtx", NULL, EMBER_EFORMAT, "c4.mtx:3: extra column 'x'");
+    write_file("c5.mtx", "%%MatrixMarket matrix coordinate pattern general\n% c\n"
+                         "4294967297 2 1\n1 2\n");
+    load_fails("c5.mtx", NULL, EMBER_ERANGE, "c5.mtx:3: vertex id 4294967296 is too large");
+    write_file("c6.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 2\n");
+    load_fails("c6.mtx", NULL, EMBER_EFORMAT, "c6.mtx:2: the size line promises 2 entries");
+    write_file("c7.mtx", "%%MatrixMarket matrix coordinate integer general\n3 3 3\n"
+                         "1 2 -3 \r\n2 3\t+2\n3 1 7\t\n");
+    write_file("c8.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 2\n"
+                         "1 2 1e3  \r\n2 3 -0.5\n");
+    write_file("c9.mtx", "%%MatrixMarket matrix coordinate pattern general\n3 3 1\n1 2 \n");
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *a = load(ctx, "c7.mtx", NULL), *b = load(ctx, "c8.mtx", NULL);
+    ember_graph *c = load(ctx, "c9.mtx", NULL);
+    assert_int_equal(a->m, 3);
+    assert_int_equal(b->m, 2);
+    assert_int_equal(c->m, 1);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    ember_graph_free(&c);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- weights ------------------------------------------------------------------ */
 
 /* Row v's weights as text "w w w" (%g). */
@@ -1285,6 +1329,132 @@ static void test_graph_h5_pull_layout_checked(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* ember's writers never write into the /csr of an ember graph file: an
+ * array or attributes there (ember-gen blobs -o g.h5:/csr/targets) left
+ * the stored pull layout, which a sealed file's loader takes as it is,
+ * describing the old graph: ember-pagerank ranked it, exit 0. Refused by
+ * any name (a "." on the way), naming the file and path; writes beside
+ * the graph still go, and names starting with ".ember-unfinished." (ember's
+ * unfinished writes) are refused anywhere. */
+static void test_graph_h5_graph_not_written_in_part(void **state)
+{
+    (void)state;
+    write_file("gw.el", "0 1\n0 2\n1 2\n2 0\n3 2\n4 4\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "gw.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "gw.h5", msg), msg);
+    uint64_t no = g->n + 1;
+    const char *inside[] = {"gw.h5:/csr/targets", "gw.h5:/csr/pull/sources",
+                            "gw.h5:/./csr/offsets", "gw.h5:/csr/new"};
+    for (size_t k = 0; k < sizeof inside / sizeof inside[0]; k++) {
+        assert_int_equal(ember_h5_write_array(inside[k], EMBER_U64, g->offsets, 1, &no, NULL, 0,
+                                              0, msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, inside[k]);
+        TU_MSG_HAS(msg, "inside /csr");
+    }
+    ember_h5_attr undirected[] = {{"directed", EMBER_I64, 0, 0, NULL}};
+    assert_int_equal(ember_h5_write_attrs("gw.h5:/csr", undirected, 1, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "gw.h5:/csr: inside /csr");
+    assert_int_equal(ember_h5_write_attrs("gw.h5:/csr/pull", undirected, 1, msg),
+                     EMBER_EINVAL);
+    ember_ds *ds = NULL;
+    TU_OKM(ember_range(&ds, ctx, 0, 10, 1, 2, msg), msg);
+    assert_int_equal(ember_save_h5(ds, "gw.h5:/csr/x", NULL, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "gw.h5:/csr/x");
+    /* reserved names */
+    const char *reserved[] = {"gw.h5:/.ember-unfinished.x", "gw.h5:/a/.ember-unfinished.y"};
+    for (size_t k = 0; k < 2; k++) {
+        assert_int_equal(ember_h5_write_array(reserved[k], EMBER_U64, g->offsets, 1, &no, NULL,
+                                              0, 0, msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, "reserved");
+        assert_int_equal(ember_save_h5(ds, reserved[k], NULL, msg), EMBER_EINVAL);
+        TU_MSG_HAS(msg, reserved[k]);
+    }
+    /* beside the graph: fine, and the graph loads as it was */
+    TU_OKM(ember_h5_write_array("gw.h5:/ranks", EMBER_U64, g->offsets, 1, &no, NULL, 0, 0, msg),
+           msg);
+    TU_OKM(ember_save_h5(ds, "gw.h5:/more/x", NULL, msg), msg);
+    TU_OKM(ember_h5_write_attrs("gw.h5", undirected, 1, msg), msg);
+    TU_OKM(ember__fsum_check("gw.h5", msg), msg);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    ember_graph *a = load(ctx, "gw.h5", &pull), *b = load(ctx, "gw.el", &pull);
+    assert_same_graph(a, b);
+    ember_graph_free(&a);
+    ember_graph_free(&b);
+    /* a CSR written array by array (no format, no pull layout) is built
+     * up as before */
+    TU_OKM(ember_h5_write_array("gw2.h5:/csr/offsets", EMBER_U64, g->offsets, 1, &no,
+                                NULL, 0, 1, msg), msg);
+    TU_OKM(ember_h5_write_array("gw2.h5:/csr/ids", EMBER_U64, g->offsets, 1, &no, NULL,
+                                0, 0, msg), msg);
+    ember_ds_free(&ds);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
+/* Replaces /csr/targets of a sealed ember graph with a 78 x 1 f64 array
+ * and seals it again, as `ember-gen blobs -o g.h5:/csr/targets` did. */
+static void replace_targets(const char *file)
+{
+    char msg[EMBER_MSG_SIZE];
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    assert_true(H5Ldelete(fid, "/csr/targets", H5P_DEFAULT) >= 0);
+    hsize_t dims[2] = {78, 1};
+    double x[78] = {0};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(fid, "/csr/targets", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    assert_true(d >= 0 && H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    assert_true(H5Fclose(fid) >= 0);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
+/* Sets element at of the u64 /csr/offsets in place, sealed again. */
+static void poke_offset(const char *file, hsize_t at, uint64_t v)
+{
+    char msg[EMBER_MSG_SIZE];
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    hid_t d = H5Dopen2(fid, "/csr/offsets", H5P_DEFAULT), fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    assert_true(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &one, NULL) >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT64, ms, fs, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    assert_true(H5Fclose(fid) >= 0);
+    TU_OKM(ember__fsum_seal(file, msg), msg);
+}
+
+/* The stored pull layout is checked against the CSR beside it where that
+ * is cheap (files whose /csr an older ember let a write change): targets
+ * that are no longer m integers (a 2-D f64 array: ember-pagerank ranked
+ * the old graph, exit 0), offsets that no longer end at m. The loads fail
+ * naming the file; neither uses the layout. */
+static void test_graph_h5_pull_layout_matches_csr(void **state)
+{
+    (void)state;
+    write_file("pm.el", "0 1\n0 2\n1 2\n2 0\n3 2\n4 4\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "pm.el", NULL);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
+    TU_OKM(ember_graph_save_h5(g, "pm.h5", msg), msg);
+    replace_targets("pm.h5");
+    load_fails("pm.h5", &pull, EMBER_EFORMAT, "pm.h5: /csr/targets must be 6 integers");
+    TU_OKM(ember_graph_save_h5(g, "pm.h5", msg), msg);
+    poke_offset("pm.h5", g->n, g->m + 1);
+    load_fails("pm.h5", &pull, EMBER_EFORMAT, "pm.h5: /csr/offsets must be 6 integers from "
+               "0 to 6, as /csr/pull says: the graph was changed");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 /* Every loader holds every row (row_lo 0, row_hi n, edge_lo 0), and
  * owned_rows on one rank is the whole graph, the same bytes as without
  * it; ember_graph_row reads rows, the partitions check passes; a graph
@@ -1838,6 +2008,37 @@ static void test_graph_formats(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A name without .mtx, .h5 or .hdf5 is read as HDF5 when the file holds
+ * HDF5's signature (ember's files at byte 512, others' at 0):
+ * `ember-convert in.el g` wrote HDF5 that `--input g` read as an edge list
+ * ("g:1: a NUL byte"). An explicit format is taken as given. */
+static void test_graph_format_from_content(void **state)
+{
+    (void)state;
+    write_file("fc.el", "0 1\n1 2\n2 0\n");
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "fc.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "fc_graph", msg), msg);
+    TU_OKM(ember_graph_save_h5(g, "fc_graph.el", msg), msg);
+    assert_int_equal(ember_graph_format_of("fc_graph"), EMBER_GRAPH_H5);
+    assert_int_equal(ember_graph_format_of("fc_graph.el"), EMBER_GRAPH_H5);
+    assert_int_equal(ember_graph_format_of("fc.el"), EMBER_GRAPH_EDGELIST);
+    assert_int_equal(ember_graph_format_of("fc_none"), EMBER_GRAPH_EDGELIST);
+    /* no user block (h5py): the signature at byte 0 */
+    hid_t fid = H5Fcreate("fc_plain", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    H5Fclose(fid);
+    assert_int_equal(ember_graph_format_of("fc_plain"), EMBER_GRAPH_H5);
+    ember_graph *h = load(ctx, "fc_graph", NULL);
+    assert_same_graph(g, h);
+    ember_graph_free(&h);
+    ember_graph_opts el = {.format = EMBER_GRAPH_EDGELIST};
+    load_fails("fc_graph", &el, EMBER_EFORMAT, "NUL byte");
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- allocation failures ---------------------------------------------------------------------- */
 
 static int fails_cleanly(const char *path, const ember_graph_opts *o, long n)
@@ -1905,6 +2106,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_mtx_general),
         cmocka_unit_test(test_graph_mtx_symmetric_pattern),
         cmocka_unit_test(test_graph_mtx_errors),
+        cmocka_unit_test(test_graph_mtx_columns_and_lines),
         cmocka_unit_test(test_graph_weighted_edgelist),
         cmocka_unit_test(test_graph_weighted_directions),
         cmocka_unit_test(test_graph_weighted_errors),
@@ -1923,6 +2125,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_replaced_while_opening),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
+        cmocka_unit_test(test_graph_h5_graph_not_written_in_part),
+        cmocka_unit_test(test_graph_h5_pull_layout_matches_csr),
         cmocka_unit_test(test_graph_owned_rows_serial_whole),
         cmocka_unit_test(test_graph_h5_relabel_keeps_ids),
         cmocka_unit_test(test_graph_h5_errors),
@@ -1937,6 +2141,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),
         cmocka_unit_test(test_graph_formats),
+        cmocka_unit_test(test_graph_format_from_content),
         cmocka_unit_test(test_graph_allocation_failures),
     };
     if (argc > 1)
