@@ -58,11 +58,12 @@ int main(int argc, char **argv)
         ember_cli_has_suffix(out, ".el") || ember_cli_has_suffix(out, ".mtx"))
         return ember_cli_usage_error(&cli, "%s: ember-convert writes ember's HDF5 CSR, "
                                      "not text; name the output .h5", out);
-    cli.input = in; /* the positional IN: the parameters attribute, and
-                       the output check (never the input itself) */
+    cli.input = in; /* the positional IN: hashed for the provenance (as
+                       every program's input), and the output check */
+    cli.output = out;
     char tmp[4096];
-    if (ember_cli_check_output(&cli, "output", out))
-        return EMBER_EXIT_USAGE; /* before the load, not after */
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc; /* before the load, not after */
     if (ember_cli_tmp_name(out, tmp, sizeof tmp))
         return ember_cli_usage_error(&cli, "--output %s: name too long", out);
     char msg[EMBER_MSG_SIZE] = "";
@@ -81,11 +82,14 @@ int main(int argc, char **argv)
                 g->build_seconds);
     if (!rc)
         rc = ember_graph_save_h5(g, tmp, msg);
-    ember_h5_attr at[] = {{"input_format", 0, 0, 0, format},
+    static const char *const format_names[] = {"auto", "el", "mtx", "h5"};
+    ember_graph_format read = f == EMBER_GRAPH_AUTO ? ember_graph_format_of(in)
+                                                    : (ember_graph_format)f;
+    ember_h5_attr at[] = {{"input_format", 0, 0, 0, format_names[read]},
                           {"undirected", EMBER_I64, 0, undirected, NULL},
                           {"relabel", EMBER_I64, 0, relabel, NULL}};
     if (!rc)
-        rc = ember_cli_write_provenance(&cli, tmp, in, at, 3, msg);
+        rc = ember_cli_write_provenance(&cli, tmp, NULL, at, 3, msg);
     rc = ember_cli_publish(rc, tmp, out, msg);
     if (!rc) /* what was written: a result, on stdout */
         printf("ember-convert: %s: %" PRIu64 " vertices, %" PRIu64 " edges\n", out, g->n,

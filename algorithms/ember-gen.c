@@ -211,6 +211,7 @@ static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
 }
 
 /* ember's HDF5 CSR: rows sorted, duplicates dropped. */
+static uint64_t h5_edges = UINT64_MAX; /* the distinct edges it holds */
 static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
 {
     uint32_t *src = malloc(m * sizeof *src), *dst = malloc(m * sizeof *dst);
@@ -238,10 +239,8 @@ static int kron_h5(const ember_cli *cli, ember_ctx *ctx, uint64_t m, char *msg)
                           {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
     if (!rc)
         rc = ember_cli_write_provenance(cli, out_path, NULL, at, 4, msg);
-    if (!rc) /* what was written: a result, on stdout */
-        printf("ember-gen: %" PRIu64 " vertices, %" PRIu64
-               " distinct edges (of %" PRIu64 " generated)\n",
-               g->n, g->m, m);
+    if (!rc) /* for main's summary */
+        h5_edges = g->m;
     ember_graph_free(&g);
     return rc;
 }
@@ -466,6 +465,17 @@ int main(int argc, char **argv)
     /* rc is an exit status here: a failed rename is reported as any error */
     if (!in_place && ember_cli_publish(rc, tmp, file, msg) != rc)
         rc = ember_cli_exit(&cli, EMBER_EIO, msg);
+    if (rc == 0 && h5_edges != UINT64_MAX) /* what was written: stdout */
+        printf("ember-gen: %s: %" PRIu64 " vertices, %" PRIu64 " distinct edges (of %"
+               PRIu64 " generated)\n", cli.output, UINT64_C(1) << scale, h5_edges,
+               edge_factor << scale);
+    else if (rc == 0 && strcmp(cli.args[0], "kron") == 0)
+        printf("ember-gen: %s: %" PRIu64 " vertices, %" PRIu64 " edges (duplicates and "
+               "self-loops included)%s\n", cli.output, UINT64_C(1) << scale,
+               edge_factor << scale, weighted ? ", weights 1..255" : "");
+    else if (rc == 0)
+        printf("ember-gen: %s: %" PRIu64 " points in %" PRIu64 " dimensions, %" PRIu64
+               " clusters\n", cli.output, npoints, dims, nclusters);
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     if (rc == 0 && !cli.quiet) /* the run's time: stderr */
         fprintf(stderr, "ember-gen: %s written in %.3f s\n", cli.output,

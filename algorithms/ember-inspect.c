@@ -1,22 +1,27 @@
-/* ember-inspect: says what checkpoint files hold and whether they verify.
+/* ember-inspect: says what checkpoint files hold and whether they verify,
+ * and what any other file given to it is.
  *
- * For each argument, a checkpoint file, or a directory whose ckpt-*.h5 and
- * ds-*.h5 files are taken in name order (so loop checkpoints come oldest
- * first), it prints the iteration, creation time, size, program and
- * parameters, fingerprint, every stored item (name, type, records,
- * partitions) and whether its checksums verify, and the lineage recorded.
+ * For each argument, a checkpoint file, or a directory whose ckpt-*.h5,
+ * ds-*.h5 and stream state snapshots (N.h5) are taken in name order (so
+ * loop checkpoints come oldest first; a stream's checkpoint location
+ * stands for its state directory), it prints the iteration, creation
+ * time, size, program and parameters, fingerprint, every stored item
+ * (name, type, records, partitions) and whether its checksums verify, and
+ * the lineage recorded. A file that is no checkpoint is named for what it
+ * is: an ember graph or program output (whose checksum verifies: its
+ * provenance is shown), an HDF5 file without ember's checksum header, a
+ * text file. A damaged file is never called "not a checkpoint": only a
+ * file whose whole-file checksum verifies is opened to see what it holds.
  *
  * --json prints JSON Lines instead: one object per file, one line each (a
- * stream scripts read line by line, or `jq -s` makes an array). Keys:
- * path, readable, verified, error, format_version, kind, program,
- * ember_version, created, iteration, fingerprint (hex string: 64 bits do
- * not fit a JSON number), bytes, threads, parameters (object of strings),
- * signature, lineage, items (array of {group, name, type, records,
- * partitions, value, verified}).
+ * stream scripts read line by line, or `jq -s` makes an array); the keys
+ * are documented in docs/formats.md ("ember-inspect --json").
  *
- * Exit status: 0 every file verifies; 1 some file does not (or cannot be
- * read as a checkpoint); 2 bad usage, a missing path, or a directory with
- * no checkpoint files.
+ * Exit status: 0 every file verifies (a checkpoint, or an ember graph or
+ * output file whose checksum verifies); 1 some file does not, or cannot
+ * be verified (no ember checksum header: a text file, another program's
+ * HDF5); 2 bad usage, a missing path, or a directory with no checkpoint
+ * files.
  *
  * --plot SRC --output FILE.svg draws a run's convergence with gnuplot
  * instead (plot.h): SRC is a --metrics file or a checkpoint directory (or
@@ -54,9 +59,11 @@ static const ember_cli_opt inspect_options[] = {
 static const ember_cli_program inspect_program = {
     .name = "ember-inspect",
     .summary =
-        "Describes ember checkpoint files: for a DIR, every ckpt-*.h5 and ds-*.h5\n"
-        "in it (name order); for a FILE, that file. Checksums are verified.\n"
-        "Exit status 0: all verify; 1: some do not; 2: bad usage or missing path.",
+        "Describes ember checkpoint files: for a DIR, every ckpt-*.h5, ds-*.h5 and\n"
+        "stream state snapshot (N.h5) in it (name order; a stream's checkpoint\n"
+        "location: its state/); for a FILE, that file. Checksums are verified.\n"
+        "Any other file is named for what it is (an ember graph or output, a\n"
+        "text file, another program's HDF5).",
     .usage = "[--json] DIR|FILE ... | --plot METRICS|DIR --output FILE.svg",
     .examples = "  ember-pagerank --input data/karate.el --checkpoint-dir ck \\\n"
                 "      --checkpoint-every 10 --metrics m.jsonl\n"
@@ -69,6 +76,12 @@ static const ember_cli_program inspect_program = {
     .omit = EMBER_CLI_NO_LOOP | EMBER_CLI_NO_INPUT | EMBER_CLI_NO_SEED |
             EMBER_CLI_NO_PARTITIONS | EMBER_CLI_NO_THREADS | EMBER_CLI_NO_QUIET,
     .max_positional = 4096,
+    .exit_status =
+        "exit status: 0 every file verifies (a checkpoint, or an ember graph or\n"
+        "output whose checksum verifies); 1 some file fails verification or cannot\n"
+        "be verified (a text file, an HDF5 file without ember's checksum header);\n"
+        "2 bad usage, a missing path, or a directory with no checkpoint files.\n"
+        "--plot: 0 drawn; 2 bad source or gnuplot missing; 1 gnuplot failed.\n",
 };
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -151,13 +164,25 @@ static void json_item(FILE *f, const ember_checkpoint_item *it)
     fprintf(f, ", \"verified\": %s}", it->verified ? "true" : "false");
 }
 
-static void print_json(FILE *f, const ember_checkpoint_info *o)
+/* What a file is, beside the library's verdict on it as a checkpoint. */
+typedef struct {
+    const char *file;       /* "checkpoint", "ember", "damaged", "hdf5",
+                               "text" or "other" (docs/formats.md) */
+    char description[2048]; /* "an ember-pagerank output (/ranks)", ... */
+    int ok;                 /* verified: counts for exit status 0 */
+} what_t;
+
+static void print_json(FILE *f, const ember_checkpoint_info *o, const what_t *w)
 {
     fputs("{\"path\": ", f);
     json_str(f, o->path);
     fprintf(f, ", \"readable\": %s, \"verified\": %s, \"error\": ",
             o->readable ? "true" : "false", o->verified ? "true" : "false");
     json_str(f, o->error);
+    fputs(", \"file\": ", f);
+    json_str(f, w->file);
+    fputs(", \"description\": ", f);
+    json_str(f, w->description);
     fprintf(f, ", \"format_version\": %" PRId64 ", \"kind\": ", o->format_version);
     json_str(f, o->kind);
     fputs(", \"program\": ", f);
@@ -230,11 +255,101 @@ static void print_items(FILE *f, const ember_checkpoint_info *o)
     }
 }
 
-/* What an intact HDF5 file that is no checkpoint is (an ember graph, a
- * program's output), in `what`; "" when it is not such a file: a file
- * that is damaged or not HDF5 keeps the library's words, since a damaged
- * checkpoint must never be called "not a checkpoint". */
-static void what_it_is(const ember_checkpoint_info *o, char *what, size_t size)
+/* ---- what a file is ------------------------------------------------------- */
+
+/* A string attribute of obj ("" when absent or not one string). */
+static void attr_str(hid_t obj, const char *name, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (H5Aexists(obj, name) <= 0)
+        return;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    hid_t m = t >= 0 ? H5Tcopy(t) : -1;
+    if (m >= 0 && H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_npoints(sp) == 1) {
+        if (H5Tis_variable_str(t) > 0) {
+            char *v = NULL;
+            if (H5Aread(a, m, &v) >= 0 && v)
+                snprintf(buf, size, "%s", v);
+            if (v)
+                H5free_memory(v);
+        } else {
+            size_t n = H5Tget_size(t);
+            char *v = calloc(1, n + 1);
+            if (v && H5Aread(a, m, v) >= 0)
+                snprintf(buf, size, "%s", v);
+            free(v);
+        }
+    }
+    if (m >= 0)
+        H5Tclose(m);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+}
+
+/* The objects below the root that carry their own provenance (a dataset
+ * ember-gen added to a file that was there), listed into a text. */
+typedef struct {
+    char list[512];    /* "/a/b (ember-gen), ..." */
+    int count;
+    hid_t first;       /* the first such object, open (-1: none) */
+    char datasets[512]; /* every dataset: "/a/b, /a/c" */
+    int ndatasets;
+} owned_t;
+
+static void add_name(char *list, size_t size, int count, const char *name)
+{
+    size_t len = strlen(list);
+    if (count < 6)
+        snprintf(list + len, size - len, "%s/%s", count ? ", " : "", name);
+    else if (count == 6)
+        snprintf(list + len, size - len, ", ...");
+}
+
+static herr_t find_owned(hid_t g, const char *name, const H5L_info_t *info, void *arg)
+{
+    owned_t *w = arg;
+    const char *base = strrchr(name, '/');
+    if (info->type != H5L_TYPE_HARD || (base ? base[1] : name[0]) == '.')
+        return 0; /* a soft link, or a hidden (unfinished) object */
+    hid_t obj = H5Oopen(g, name, H5P_DEFAULT);
+    char prog[256];
+    if (obj < 0)
+        return 0;
+    if (H5Iget_type(obj) == H5I_DATASET)
+        add_name(w->datasets, sizeof w->datasets, w->ndatasets++, name);
+    attr_str(obj, "program", prog, sizeof prog);
+    if (prog[0]) {
+        char item[600];
+        snprintf(item, sizeof item, "%s (%s)", name, prog);
+        add_name(w->list, sizeof w->list, w->count++, item);
+    }
+    if (prog[0] && w->first < 0)
+        w->first = obj;
+    else
+        H5Oclose(obj);
+    return 0;
+}
+
+/* o's provenance fields from obj's attributes (docs/formats.md). */
+static void read_provenance(ember_checkpoint_info *o, hid_t obj)
+{
+    attr_str(obj, "program", o->program, sizeof o->program);
+    attr_str(obj, "ember_version", o->ember_version, sizeof o->ember_version);
+    attr_str(obj, "created", o->created, sizeof o->created);
+    attr_str(obj, "parameters", o->parameters, sizeof o->parameters);
+}
+
+/* An ember file whose whole-file checksum verified and that is no
+ * checkpoint (the library says "not an ember checkpoint" only after the
+ * checksum held and HDF5 opened it): what it holds, and its provenance in
+ * o. 0, or -1 when HDF5 cannot open it now. */
+static int ember_file(ember_checkpoint_info *o, what_t *w)
 {
     static const struct {
         const char *link, *what;
@@ -246,34 +361,141 @@ static void what_it_is(const ember_checkpoint_info *o, char *what, size_t size)
         {"labels", "an ember-cc output (/labels)"},
         {"points", "an ember-gen blobs output (/points)"},
     };
-    what[0] = '\0';
-    if (o->readable || !strstr(o->error, "not an ember checkpoint"))
-        return;
     H5E_auto2_t fn = NULL;
     void *data = NULL;
     H5Eget_auto2(H5E_DEFAULT, &fn, &data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(o->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f >= 0) {
-        snprintf(what, size, "an HDF5 file written by something else");
-        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-            if (H5Lexists(f, kinds[i].link, H5P_DEFAULT) > 0) {
-                snprintf(what, size, "%s", kinds[i].what);
-                break;
-            }
-        H5Fclose(f);
+    if (f < 0) {
+        H5Eset_auto2(H5E_DEFAULT, fn, data);
+        return -1;
     }
+    owned_t own = {"", 0, -1, "", 0};
+    H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, find_owned, &own);
+    read_provenance(o, f);
+    if (!o->program[0] && own.first >= 0)
+        read_provenance(o, own.first);
+    const char *base = NULL;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0] && !base; i++)
+        if (H5Lexists(f, kinds[i].link, H5P_DEFAULT) > 0)
+            base = kinds[i].what;
+    char root_prog[256];
+    attr_str(f, "program", root_prog, sizeof root_prog);
+    char from[800];
+    if (root_prog[0] && base == kinds[0].what)
+        snprintf(from, sizeof from, "an ember graph (HDF5 CSR, from %s)", root_prog);
+    else if (base)
+        snprintf(from, sizeof from, "%s", base);
+    else
+        snprintf(from, sizeof from, "%s%s%s (%s)", root_prog[0] ? "an " : "",
+                 root_prog[0] ? root_prog : "an HDF5 file ember wrote",
+                 root_prog[0] ? " output" : "",
+                 own.ndatasets ? own.datasets : "no datasets");
+    snprintf(w->description, sizeof w->description, "%s%s%s", from,
+             own.count ? "; with its own provenance: " : "", own.list);
+    if (own.first >= 0)
+        H5Oclose(own.first);
+    H5Fclose(f);
     H5Eset_auto2(H5E_DEFAULT, fn, data);
+    w->file = "ember";
+    w->ok = 1;
+    o->readable = o->verified = 1;
+    o->error[0] = '\0';
+    return 0;
 }
 
-static void print_text(FILE *f, const ember_checkpoint_info *o)
+/* Text: valid UTF-8 with no control characters but white space. A last
+ * sequence cut by the end of what was read counts. */
+static int is_text(const unsigned char *p, size_t n)
 {
-    char size[32], what[128];
+    for (size_t i = 0; i < n;) {
+        if (p[i] == 0 || p[i] == 0x7f || (p[i] < 0x20 && !strchr("\t\n\v\f\r", p[i])))
+            return 0;
+        size_t len = utf8_len(p + i);
+        if (len == 0)
+            return n - i < 4 && p[i] >= 0xc2; /* cut, or not UTF-8 */
+        i += len;
+    }
+    return 1;
+}
+
+/* What the first bytes of a file that did not verify say it is. */
+static void by_first_bytes(ember_checkpoint_info *o, what_t *w)
+{
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[4097] = {0};
+    size_t n = 0;
+    FILE *f = fopen(o->path, "rb");
+    if (f) {
+        n = fread(head, 1, sizeof head - 1, f);
+        fclose(f);
+    }
+    if ((n >= 8 && !memcmp(head, "EMBERSUM", 8)) ||
+        (n >= 520 && !memcmp(head + 512, hdf5, 8))) {
+        w->file = "damaged";
+        snprintf(w->description, sizeof w->description,
+                 "an ember file (its checksum header, or the HDF5 file after it) "
+                 "that fails verification");
+    } else if (n >= 8 && !memcmp(head, hdf5, 8)) {
+        w->file = "hdf5";
+        snprintf(w->description, sizeof w->description,
+                 "an HDF5 file without ember's checksum header (written by ember "
+                 "0.1.0 or another program)");
+    } else if (n == 0) {
+        w->file = "other";
+        snprintf(w->description, sizeof w->description,
+                 "an empty file (truncated, or never written)");
+    } else if (is_text(head, n)) {
+        w->file = "text";
+        snprintf(w->description, sizeof w->description, "a text file, not HDF5");
+        snprintf(o->error, sizeof o->error, "%.400s: a text file, not an HDF5 file: "
+                 "no ember checksum header, cannot be verified", o->path);
+    } else {
+        w->file = "other";
+        snprintf(w->description, sizeof w->description,
+                 "no ember file: not HDF5, or its first bytes are damaged");
+    }
+}
+
+/* Fills w for o, as ember_checkpoint_inspect returned rc; may complete o
+ * (an ember file that is no checkpoint: its provenance, verified). */
+static void what_it_is(ember_checkpoint_info *o, int rc, what_t *w)
+{
+    memset(w, 0, sizeof *w);
+    w->file = "checkpoint";
+    w->ok = o->verified;
+    if (o->readable) {
+        snprintf(w->description, sizeof w->description, "an ember checkpoint (%s)",
+                 o->kind);
+        return;
+    }
+    if (strstr(o->error, "not an ember checkpoint") && ember_file(o, w) == 0)
+        return;
+    if (rc == EMBER_EFORMAT) {
+        w->file = "ember";
+        snprintf(w->description, sizeof w->description,
+                 "an ember file of a format this version does not read");
+        return;
+    }
+    by_first_bytes(o, w);
+}
+
+static void print_text(FILE *f, const ember_checkpoint_info *o, const what_t *w)
+{
+    char size[32];
     human_size(size, sizeof size, o->bytes);
-    what_it_is(o, what, sizeof what);
-    if (what[0]) {
-        fprintf(f, "%s: not a checkpoint: %s\n  size:        %s (%" PRIu64 " bytes)\n",
-                o->path, what, size, o->bytes);
+    if (!strcmp(w->file, "ember") && w->ok) {
+        fprintf(f, "%s: verified: not a checkpoint: %s\n  size:        %s (%" PRIu64
+                   " bytes)\n", o->path, w->description, size, o->bytes);
+        if (o->program[0])
+            fprintf(f, "  written by:  %s (ember %s)\n  created:     %s\n", o->program,
+                    o->ember_version[0] ? o->ember_version : "?", o->created);
+        print_block(f, "parameters", o->parameters);
+        return;
+    }
+    if (!strcmp(w->file, "text")) {
+        fprintf(f, "%s: not an HDF5 file: a text file (it cannot be verified)\n"
+                   "  size:        %s (%" PRIu64 " bytes)\n", o->path, size, o->bytes);
         return;
     }
     fprintf(f, "%s: %s\n", o->path, o->verified ? "verified" : "FAILS VERIFICATION");
@@ -296,7 +518,8 @@ static void print_text(FILE *f, const ember_checkpoint_info *o)
 
 /* ---- files ----------------------------------------------------------------------- */
 
-/* 0 verified, 1 not, 2 could not be opened at all. */
+/* 0 verified (a checkpoint, or an ember file that is none), 1 not, 2
+ * could not be opened at all. */
 static int inspect_file(ember_ctx *ctx, const char *path)
 {
     char msg[EMBER_MSG_SIZE];
@@ -306,18 +529,32 @@ static int inspect_file(ember_ctx *ctx, const char *path)
         fprintf(stderr, "ember-inspect: %s\n", msg);
         return rc == EMBER_ENOTFOUND || rc == EMBER_EINVAL ? 2 : 1;
     }
+    what_t w;
+    what_it_is(o, rc, &w);
     if (opt_json)
-        print_json(stdout, o);
+        print_json(stdout, o, &w);
     else
-        print_text(stdout, o);
-    int verified = o->verified;
+        print_text(stdout, o, &w);
     ember_checkpoint_info_free(ctx, &o);
-    return verified ? 0 : 1;
+    return w.ok ? 0 : 1;
 }
 
 static int worse(int a, int b)
 {
     return a == 2 || b == 2 ? 2 : a > b ? a : b;
+}
+
+/* 1 when dir is a stream's checkpoint location (its metadata file, and
+ * its state snapshots in state/), with state set to that directory. */
+static int stream_location(const char *dir, char *state, size_t size)
+{
+    char meta[4096];
+    struct stat st;
+    snprintf(meta, sizeof meta, "%s/metadata", dir);
+    if (snprintf(state, size, "%s/state", dir) >= (int)size)
+        return 0;
+    return stat(meta, &st) == 0 && S_ISREG(st.st_mode) && stat(state, &st) == 0 &&
+           S_ISDIR(st.st_mode);
 }
 
 static int inspect_path(ember_ctx *ctx, const char *path)
@@ -335,10 +572,15 @@ static int inspect_path(ember_ctx *ctx, const char *path)
         fprintf(stderr, "ember-inspect: %s: %s\n", path, strerror(errno));
         return 2;
     }
+    char state[4096];
+    if (!n && stream_location(path, state, sizeof state)) {
+        free(names);
+        return inspect_path(ctx, state);
+    }
     int status = n ? 0 : 2;
     if (!n)
-        fprintf(stderr, "ember-inspect: %s: no checkpoint files (ckpt-*.h5, ds-*.h5)\n",
-                path);
+        fprintf(stderr, "ember-inspect: %s: no checkpoint files (ckpt-*.h5, ds-*.h5, or "
+                        "a stream's state snapshots N.h5)\n", path);
     for (size_t i = 0; i < n; i++) {
         if (!opt_json && i)
             fputc('\n', stdout);

@@ -484,9 +484,12 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
     if (prog->examples)
         fprintf(f, "\nexamples:\n%s", prog->examples);
     fprintf(f, "\nResults go to stdout; progress, timings and errors to stderr.\n");
-    fprintf(f, "\nexit status: 0 done, 2 bad usage or input, %d checkpointed and "
-               "resumable\n(run the same command again), 1 other errors\n",
-            EMBER_EXIT_RESUMABLE);
+    if (prog->exit_status)
+        fprintf(f, "\n%s", prog->exit_status);
+    else
+        fprintf(f, "\nexit status: 0 done, 2 bad usage or input, %d checkpointed and "
+                   "resumable\n(run the same command again), 1 other errors\n",
+                EMBER_EXIT_RESUMABLE);
 }
 
 /* ---- signals before and after the loop -------------------------------------

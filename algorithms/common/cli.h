@@ -140,6 +140,9 @@ typedef struct {
                                 recorded in the parameters, so a checkpoint
                                 summed another way is refused, not resumed
                                 into a result no run gives */
+    const char *exit_status; /* --help's closing "exit status: ..." text,
+                                for a program whose statuses are not the
+                                loop programs' (NULL: theirs) */
 } ember_cli_program;
 
 /* ---- the parsed command line ------------------------------------------- */

@@ -91,6 +91,55 @@ static void put_inputs(attr_list *l, const ember_cli *cli, const char *input,
                                .str = realpath(cli->input, real[0]) ? real[0] : cli->input});
 }
 
+/* Removes the line starting with key from the "name=value" lines. */
+static void drop_line(char *text, const char *key)
+{
+    for (char *p = text; *p;) {
+        char *e = strchr(p, '\n');
+        char *next = e ? e + 1 : p + strlen(p);
+        if (strncmp(p, key, strlen(key)) == 0) {
+            memmove(p, next, strlen(next) + 1);
+            continue;
+        }
+        p = next;
+    }
+}
+
+/* The parameters attribute. A program with a loop records its
+ * checkpoints' lines (ember_cli_parameters). One without (ember-convert,
+ * ember-gen) has no checkpoints to match: it records what changes its
+ * output, that is its input (by content, as the loops do) and its own
+ * attributes (extra) as name=value lines, and no partitions= line when it
+ * takes no --partitions. 0, or EMBER_ERANGE when they do not fit. */
+static int output_parameters(const ember_cli *cli, const ember_h5_attr *extra,
+                             size_t nextra, char *buf, size_t size)
+{
+    int rc = ember_cli_parameters(cli, buf, size);
+    if (rc || !(cli->prog->omit & EMBER_CLI_NO_LOOP))
+        return rc;
+    if (cli->prog->omit & EMBER_CLI_NO_PARTITIONS)
+        drop_line(buf, "partitions=");
+    for (size_t i = 0; i < nextra; i++) {
+        size_t len = strlen(buf);
+        int n;
+        if (extra[i].str)
+            n = snprintf(buf + len, size - len, "%s=%s\n", extra[i].name, extra[i].str);
+        else if (extra[i].kind == EMBER_F64)
+            n = snprintf(buf + len, size - len, "%s=%.17g\n", extra[i].name, extra[i].f);
+        else if (extra[i].kind == EMBER_U64)
+            n = snprintf(buf + len, size - len, "%s=%" PRIu64 "\n", extra[i].name,
+                         (uint64_t)extra[i].i);
+        else
+            n = snprintf(buf + len, size - len, "%s=%" PRId64 "\n", extra[i].name,
+                         extra[i].i);
+        if (n < 0 || (size_t)n >= size - len) {
+            buf[len] = '\0';
+            return EMBER_ERANGE;
+        }
+    }
+    return EMBER_OK;
+}
+
 int ember_cli_write_provenance(const ember_cli *cli, const char *file,
                                const char *input, const ember_h5_attr *extra,
                                size_t nextra, char *msg)
@@ -99,7 +148,7 @@ int ember_cli_write_provenance(const ember_cli *cli, const char *file,
     attr_list l;
     memset(&l, 0, sizeof l);
     created_now(created, sizeof created);
-    if (ember_cli_parameters(cli, parameters, sizeof parameters))
+    if (output_parameters(cli, extra, nextra, parameters, sizeof parameters))
         parameters[0] = '\0';
     put(&l, (ember_h5_attr){.name = "program", .str = cli->prog->name});
     put(&l, (ember_h5_attr){.name = "ember_version", .str = EMBER_VERSION_STRING});

@@ -21,11 +21,13 @@ int ember_cli_output_is_csv(const char *path);
  * data instead of one root mixing them):
  *   program, ember_version, created (UTC, ISO 8601; SOURCE_DATE_EPOCH,
  *   when set, is used instead of the clock, so that a rerun gives the same
- *   bytes), parameters (ember_cli_parameters: what changes results);
+ *   bytes), parameters (ember_cli_parameters: what changes results; for
+ *   a program without a loop, without partitions= when it has no
+ *   --partitions, and with each of extra as a name=value line);
  *   for each input: <role> (its absolute path) and, when hashed by
  *   ember_cli_prepare, <role>_bytes and <role>_xxh3 (16 hex digits, as in
  *   the checkpoint's parameters); `input` names an input that is not
- *   --input (ember-convert's positional IN), NULL for none;
+ *   hashed (its path alone is recorded), NULL for none;
  *   for a program with a loop: iterations, converged and the value under
  *   its value_name (residual, inertia) unless extra has that name;
  *   then extra (program-specific: damping, k, components).

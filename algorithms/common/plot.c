@@ -472,9 +472,23 @@ static void param_value(const char *params, const char *key, char *out, size_t s
     }
 }
 
+/* A stream state snapshot's name: a decimal version, ".h5". */
+static int is_state_name(const char *f)
+{
+    size_t digits = strspn(f, "0123456789");
+    return digits > 0 && strcmp(f + digits, ".h5") == 0;
+}
+
+/* By name; state snapshots (all one directory's) by version, 9 before 10. */
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    const char *bx = strrchr(x, '/'), *by = strrchr(y, '/');
+    bx = bx ? bx + 1 : x;
+    by = by ? by + 1 : y;
+    if (is_state_name(bx) && is_state_name(by) && strlen(bx) != strlen(by))
+        return strlen(bx) < strlen(by) ? -1 : 1;
+    return strcmp(x, y);
 }
 
 static int by_name_desc(const void *a, const void *b)
@@ -496,8 +510,9 @@ int ember_list_checkpoint_files(const char *dir, int loop_only, int newest_first
     while (!rc && (e = readdir(d))) {
         const char *f = e->d_name;
         size_t len = strlen(f);
-        int named = !strncmp(f, "ckpt-", 5) || (!loop_only && !strncmp(f, "ds-", 3));
-        if (!named || len < 7 || strcmp(f + len - 3, ".h5"))
+        int named = !strncmp(f, "ckpt-", 5) ||
+                    (!loop_only && (!strncmp(f, "ds-", 3) || is_state_name(f)));
+        if (!named || len < 4 || strcmp(f + len - 3, ".h5"))
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -541,8 +556,15 @@ static int from_checkpoints(history *h, ember_ctx *ctx, const char *prog,
         fprintf(stderr, "%s: --plot %s: %s\n", prog, src, strerror(errno ? errno : ENOMEM));
         status = EMBER_EXIT_FAILURE;
     } else if (is_dir && !nfiles) {
-        fprintf(stderr, "%s: --plot %s: no loop checkpoints (ckpt-*.h5) in it\n",
-                prog, src);
+        char **other = NULL;
+        size_t nother = 0;
+        int some = ember_list_checkpoint_files(src, 0, 0, &other, &nother) == 0 && nother;
+        fprintf(stderr, "%s: --plot %s: no loop checkpoints (ckpt-*.h5) in it%s\n", prog,
+                src, some ? ": its dataset checkpoints (ds-*.h5) or stream state "
+                            "snapshots (N.h5) record no convergence history" : "");
+        for (size_t i = 0; i < nother; i++)
+            free(other[i]);
+        free(other);
         status = EMBER_EXIT_USAGE;
     }
     char **list = is_dir ? files : one;
@@ -554,8 +576,9 @@ static int from_checkpoints(history *h, ember_ctx *ctx, const char *prog,
         ember_checkpoint_info *o = NULL;
         int rc = ember_checkpoint_inspect(&o, ctx, list[i], msg);
         if (rc == EMBER_OK && strcmp(o->kind, "loop") != 0) {
-            fprintf(stderr, "%s: --plot %s: a dataset checkpoint, not a run's "
-                            "(loop) checkpoint\n", prog, list[i]);
+            fprintf(stderr, "%s: --plot %s: a %s checkpoint, not a run's (loop) "
+                            "checkpoint: it records no convergence history\n", prog,
+                    list[i], o->kind);
             status = EMBER_EXIT_USAGE;
         } else if (rc == EMBER_OK && !arr) {
             if (read_history_array(list[i], &arr, &narr) != 0) {

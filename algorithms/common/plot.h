@@ -37,9 +37,10 @@ int ember_plot_need(const char *prog, const char *flag, const char *tool,
 int ember_plot_convergence(ember_ctx *ctx, const char *prog, const char *src,
                            const char *out);
 
-/* The checkpoint files of dir, as "dir/name": ckpt-*.h5, and ds-*.h5
- * unless loop_only; sorted by name (so by iteration), newest first when
- * asked. *n may be 0. -1 with errno set when dir cannot be read or memory
+/* The checkpoint files of dir, as "dir/name": ckpt-*.h5, and unless
+ * loop_only ds-*.h5 and a stream's state snapshots (N.h5, in the state
+ * directory of its checkpoint location); sorted by name (so by iteration;
+ * snapshots by version), newest first when asked. *n may be 0. -1 with errno set when dir cannot be read or memory
  * runs out (then nothing is returned). Free each name and the array. */
 int ember_list_checkpoint_files(const char *dir, int loop_only, int newest_first,
                                 char ***out, size_t *n);

@@ -233,12 +233,21 @@ with h5py.File("ss.h5", "r") as out, h5py.File(newest("ckss"), "r") as ck:
 
 # tools: convert and gen outputs
 a = provenance("conv.h5", "ember-convert", None, os.path.join(data, "karate.el"))
-check(a.get("input_format") == "auto", "conv.h5: input_format")
+check(a.get("input_format") == "el", f"conv.h5: input_format {a.get('input_format')!r}, not the format read")
+check(a.get("input_bytes") == os.path.getsize(os.path.join(data, "karate.el")), "conv.h5: input_bytes")
+h = a.get("input_xxh3", "")
+check(re.fullmatch(r"[0-9a-f]{16}", h or "") is not None, f"conv.h5: input_xxh3 {h!r}")
+p = a.get("parameters", "")
+check(f"input.xxh3={h}\n" in p and "info.input.path=" in p and "input_format=el\n" in p
+      and "undirected=0\n" in p and "relabel=0\n" in p and "partitions=" not in p,
+      f"conv.h5: parameters {p!r}")
 with h5py.File("conv.h5", "r") as f:
     str_attrs("conv.h5:/csr", f["csr"].attrs)
     check(f["csr"].attrs["format"] == "ember-csr", "conv.h5: /csr format is not str ember-csr")
 a = provenance("kron.h5", "ember-gen")
 check((a.get("generator"), a.get("scale"), a.get("seed")) == ("kron", 5, 9), "kron.h5 attributes")
+check(a.get("parameters") == "generator=kron\nscale=5\nedge_factor=16\nseed=9\n",
+      f"kron.h5: parameters {a.get('parameters')!r}")
 a = provenance("blobs.h5", "ember-gen")
 check((a.get("generator"), a.get("n"), a.get("d"), a.get("k")) == ("blobs", 20, 3, 2), "blobs.h5 attributes")
 with h5py.File("mixed.h5", "r") as f:

@@ -83,5 +83,5 @@ cmp -s "$tmp/ref.h5" "$tmp/out.h5" || fail "output after skipping the bad checkp
 # not "written by ember 0.1.0 or another program".
 printf '0 1\n1 2\n%.0s' $(seq 300) > "$tmp/g.el"
 "$ins" "$tmp/g.el" > "$tmp/el.out" 2>&1 && fail "inspect passed a text file"
-grep -q "does not start as an HDF5 file does" "$tmp/el.out" || { cat "$tmp/el.out"; fail "a text file is not called that"; }
+grep -q "not an HDF5 file: a text file" "$tmp/el.out" || { cat "$tmp/el.out"; fail "a text file is not called that"; }
 echo "test_inspect_corrupt: PASS"
