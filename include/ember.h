@@ -377,7 +377,12 @@ int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
 
 /* Wide transformations end a stage. `partitions` 0 keeps the input's count.
  * Keys are compared by value (integers) or numerically (floats, with -0.0
- * equal to 0.0 and NaN after everything). */
+ * equal to 0.0 and NaN the largest: last ascending, first descending).
+ * Memory: a shuffle holds its input partitions (both sides of a join) and
+ * their bucketed copy while it runs, outside the memory budget, which
+ * covers persisted blocks; its outputs go to the block store like any
+ * persisted block. So a shuffle's input must fit in memory, and its
+ * bookkeeping grows as input x output partitions. */
 
 /* Combines records of equal key with fn, as Spark's map-side combine
  * does: first within each input partition, record by record in input
@@ -509,8 +514,11 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
  * in Spark: it is dropped and its partition computed again from lineage,
  * with the same result. Where there is no lineage (a local checkpoint's
  * blocks are the only copy) the action fails with EMBER_ECORRUPT naming
- * the file; a shuffle's lost outputs are made again by running it again
- * (at the next action when the loss is found by a read).
+ * the file; a shuffle's lost outputs are made again by running it again:
+ * in the same action when they are missing or short, at the next action
+ * when the loss is found by a read (the action that finds it fails with
+ * EMBER_ECORRUPT; a chain of k shuffles whose outputs were all damaged
+ * can take k such actions).
  * The _SER levels keep blocks byte-shuffled and zstd-compressed: less
  * memory, more CPU to read. OFF_HEAP and the replicated "_2" levels have no
  * meaning on one machine (there is no JVM heap and no second node) and do
