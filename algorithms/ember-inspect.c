@@ -346,9 +346,8 @@ static void read_provenance(ember_checkpoint_info *o, hid_t obj)
 }
 
 /* An ember file whose whole-file checksum verified and that is no
- * checkpoint (the library says "not an ember checkpoint" only after the
- * checksum held and HDF5 opened it): what it holds, and its provenance in
- * o. 0, or -1 when HDF5 cannot open it now. */
+ * checkpoint (o->sealed: the library checked the checksum): what it holds,
+ * and its provenance in o. 0, or -1 when HDF5 cannot open it now. */
 static int ember_file(ember_checkpoint_info *o, what_t *w)
 {
     static const struct {
@@ -469,7 +468,7 @@ static void what_it_is(ember_checkpoint_info *o, int rc, what_t *w)
                  o->kind);
         return;
     }
-    if (strstr(o->error, "not an ember checkpoint") && ember_file(o, w) == 0)
+    if (o->sealed && rc != EMBER_EFORMAT && ember_file(o, w) == 0)
         return;
     if (rc == EMBER_EFORMAT) {
         w->file = "ember";

@@ -511,15 +511,16 @@ static int open_checkpoint(ember_ds *ds, ember__ckr **r, char *msg)
     uint64_t pass;
 #pragma omp atomic read
     pass = ds->ctx->passes;
-    int rc = -1;
+    int rc = EMBER_OK, hashed = 0;
 #pragma omp critical(ember_checkpoint_verify)
     if (ds->ckpt_verified != pass) {
+        hashed = 1;
         rc = ember__ckr_open_as(ds->ctx, r, ds->ckpt_path, ds->ckpt_head,
                                 ds->ckpt_size, msg);
         if (!rc)
             ds->ckpt_verified = pass;
     }
-    if (rc == -1)
+    if (!hashed)
         rc = ember__ckr_open_known(ds->ctx, r, ds->ckpt_path, ds->ckpt_head,
                                    ds->ckpt_size, msg);
     return rc == EMBER_EMISMATCH ? EMBER_ECORRUPT : rc;

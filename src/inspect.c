@@ -179,6 +179,10 @@ int ember_checkpoint_inspect(ember_checkpoint_info **out, ember_ctx *ctx,
     o->bytes = (uint64_t)st.st_size;
     ember__ckr *r = NULL;
     int rc = ember__ckr_open(ctx, &r, path, o->error);
+    char scratch[EMBER_MSG_SIZE];
+    /* opened, or refused after its checksum held (no checkpoint inside) */
+    o->sealed = rc == EMBER_OK || ((rc == EMBER_ECORRUPT || rc == EMBER_EFORMAT) &&
+                                   ember__fsum_check(path, scratch) == EMBER_OK);
     if (rc == EMBER_OK)
         rc = inspect_open(o, ctx, r, msg);
     else if (rc == EMBER_ECORRUPT || rc == EMBER_EFORMAT)

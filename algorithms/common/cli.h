@@ -351,10 +351,11 @@ void ember_cli_catch_early(const char *line);
 /* Prints --help for prog on f. */
 void ember_cli_usage(const ember_cli_program *prog, FILE *f);
 
-/* Records the exit status the program has settled on and returns it: a
- * signal after that (before the loop takes the signals, or after it is
- * gone) exits with it, silently, instead of 75 with an interruption line.
- * ember_cli_usage_error and ember_cli_exit call it. Tests only:
+/* Records a failing exit status the program has settled on and returns
+ * it: a signal after that (before the loop takes the signals, or after it
+ * is gone) exits with it, silently, instead of 75 with an interruption
+ * line. Flushes stdout and stderr. ember_cli_usage_error and
+ * ember_cli_exit call it. Tests only:
  * EMBER_TEST_SETTLE_DELAY=S makes it sleep S seconds first. */
 int ember_cli_settle(int status);
 /* Prints "<name>: <fmt ...>" on stderr (one write; "<name> (rank R)" on

@@ -115,8 +115,11 @@ static int agree_command(ember_cli *cli)
     uint64_t mine[W] = {ember_cli_command_hash(cli)}, *all;
     for (int i = 0; i < cli->ninputs; i++)
         mine[1 + i] = cli->inputs[i].xxh3 ^ (cli->inputs[i].bytes * 0x9e3779b97f4a7c15u);
-    if (!(all = malloc((size_t)cli->ranks * sizeof mine)))
+    all = malloc((size_t)cli->ranks * sizeof mine);
+    if (agree_max(cli, all == NULL)) { /* all stop, or none waits in the gather */
+        free(all);
         return ember_cli_usage_error(cli, "out of memory comparing the ranks' commands");
+    }
     MPI_Allgather(mine, W, MPI_UINT64_T, all, W, MPI_UINT64_T, MPI_COMM_WORLD);
     int rank = 0, what = 0;
     for (int r = 1; r < cli->ranks && !rank; r++)

@@ -32,6 +32,9 @@ typedef struct {
     int verified;                /* 1: the whole-file checksum and every
                                     item verify */
     char error[EMBER_MSG_SIZE];  /* why not, when readable or verified is 0 */
+    int sealed;                  /* 1: its whole-file checksum verified,
+                                    whether or not it is a checkpoint (an
+                                    ember graph or program output) */
     /* Root attributes (docs/checkpoint-format.md); empty when unreadable. */
     int64_t format_version;
     char kind[16];               /* "loop" or "dataset" */

@@ -44,7 +44,12 @@ done
 EMBER_TEST_SETTLE_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" --keep 0 \
     2> settled.txt &
 pid=$!
-sleep 0.5
+# the line is written once the status is settled: wait for it (a loaded
+# machine may take a while to start the program)
+for _ in $(seq 600); do
+    [ -s settled.txt ] && break
+    sleep 0.05
+done
 kill -s TERM "$pid"
 wait "$pid"
 st=$?

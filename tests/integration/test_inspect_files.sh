@@ -106,6 +106,15 @@ cp pr.h5 mixed/ckpt-000000000001.h5
 cp g.el mixed/ckpt-000000000002.h5
 [ "$(st "$ins" mixed)" = 1 ] || fail "a directory with a text file did not exit 1"
 
+# A damaged output is damaged, wherever it lies: the tool once told "no
+# checkpoint inside" from the library's message, which holds the path, so
+# a directory named after that message passed a damaged file as verified.
+mkdir -p "not an ember checkpoint"
+cp pr.h5 "not an ember checkpoint/pr.h5"
+printf '\001' | dd of="not an ember checkpoint/pr.h5" bs=1 seek=3000 conv=notrunc 2> /dev/null
+[ "$(st "$ins" "not an ember checkpoint/pr.h5")" = 1 ] || fail "a damaged output passed: $(cat out.txt)"
+grep -q "FAILS VERIFICATION" out.txt || fail "a damaged output: $(cat out.txt)"
+
 # ---- --help ------------------------------------------------------------------------------
 "$ins" --help > help.txt
 grep -q '75' help.txt && fail "--help names exit 75: $(tail -6 help.txt)"
