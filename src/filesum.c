@@ -73,7 +73,7 @@
 
 #define MEMO_SLOTS 8
 
-static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+const unsigned char ember__hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
 static void put_le(unsigned char *p, uint64_t v, int bytes)
 {
@@ -401,7 +401,7 @@ int ember__fsum_seal(const char *path, char *msg)
     uint64_t length = 0;
     int rc = EMBER_OK;
     if (ember__pread_full(fd, sig, sizeof sig, EMBER__FSUM_BLOCK) != (long long)sizeof sig ||
-        memcmp(sig, hdf5_sig, sizeof sig) != 0)
+        memcmp(sig, ember__hdf5_sig, sizeof sig) != 0)
         rc = ember__err(msg, EMBER_EINVAL, "%s: no %d-byte HDF5 user block to "
                         "hold the checksum", path, EMBER__FSUM_BLOCK);
     else if (hash_body(fd, hash, &length))
@@ -435,8 +435,8 @@ int ember__fsum_seal_image(unsigned char *image, size_t length,
     if (piece && first && (piece(arg, 0, &got) != image || got != first))
         return ember__err(msg, EMBER_EINVAL, "file image: its first bytes are "
                           "not in the image");
-    if (length < EMBER__FSUM_BLOCK + sizeof hdf5_sig ||
-        memcmp(image + EMBER__FSUM_BLOCK, hdf5_sig, sizeof hdf5_sig) != 0)
+    if (length < EMBER__FSUM_BLOCK + sizeof ember__hdf5_sig ||
+        memcmp(image + EMBER__FSUM_BLOCK, ember__hdf5_sig, sizeof ember__hdf5_sig) != 0)
         return ember__err(msg, EMBER_EINVAL, "file image: no %d-byte HDF5 user "
                           "block to hold the checksum", EMBER__FSUM_BLOCK);
     XXH128_hash_t h;

@@ -79,7 +79,6 @@ static int ends_with(const char *s, const char *suffix)
  * byte above 127 and a \r that no \n follows. */
 static int looks_like_hdf5(const char *path)
 {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) /* a FIFO: not opened */
         return 0;
@@ -87,7 +86,7 @@ static int looks_like_hdf5(const char *path)
     int yes = 0;
     for (off_t at = 0; fd >= 0 && !yes && at + 8 <= st.st_size; at = at ? at * 2 : 512) {
         unsigned char b[8];
-        yes = pread(fd, b, 8, at) == 8 && memcmp(b, sig, 8) == 0;
+        yes = pread(fd, b, 8, at) == 8 && memcmp(b, ember__hdf5_sig, 8) == 0;
     }
     if (fd >= 0)
         close(fd);

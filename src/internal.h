@@ -519,6 +519,8 @@ int ember__h5_replaced(const char *file, char *msg);
 /* Tests: called with the file's name by ember__h5_open_checked just
  * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);
+/* HDF5's 8-byte file signature (at byte 0, 512, 1024, ... of a file). */
+extern const unsigned char ember__hdf5_sig[8];
 /* Tests: how many checks ember__fsum_check skipped because
  * ember_file_hash had verified the unchanged file; forgetting those files
  * and setting how long before the hash a file must have last changed to
