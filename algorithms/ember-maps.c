@@ -99,8 +99,10 @@ static int add_block(void *acc, const void *in, size_t n, void *arg)
     (void)arg;
     totals *t = acc;
     const int64_t *x = in;
+    __int128 s = 0; /* a block's sum: below 2^63 * 2^64 */
     for (size_t i = 0; i < n; i++)
-        add128(t, (uint64_t)x[i], x[i] < 0 ? -1 : 0);
+        s += x[i];
+    add128(t, (uint64_t)s, (int64_t)(s >> 64));
     t->count += n;
     return 0;
 }

@@ -753,15 +753,14 @@ static int put_string_attr(hid_t loc, const char *name, const char *value)
 static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
                     const void *data, int rank, const hsize_t *dims, hid_t *out)
 {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t sp = -1, d = -1;
-    /* no object time stamps: the same data gives the same bytes */
-    int ok = lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0 &&
-             dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp = -1, d = -1;
+    /* no object time stamps, the groups on the way included: the same
+     * data gives the same bytes */
+    int ok = dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
              ember__h5_parents(fid, path) == 0;
     if (ok)
         ok = (sp = H5Screate_simple(rank, dims, NULL)) >= 0 &&
-             (d = H5Dcreate2(fid, path, ftype, sp, lcpl, dcpl, H5P_DEFAULT)) >= 0;
+             (d = H5Dcreate2(fid, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0;
     if (ok && out) {
         *out = d; /* the caller deletes it on failure */
         ok = ember__h5_mark(d) == 0;
@@ -772,7 +771,6 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
     if (ok && total)
         ok = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     close_id(&sp, H5Sclose);
-    close_id(&lcpl, H5Pclose);
     close_id(&dcpl, H5Pclose);
     if (!out)
         close_id(&d, H5Dclose);

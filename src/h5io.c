@@ -1475,28 +1475,26 @@ static int create_dataset(ember__h5w *w, const char *path,
 {
     hsize_t zero = 0, unlimited = H5S_UNLIMITED;
     hid_t space = H5Screate_simple(1, &zero, &unlimited);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     hid_t dcpl = make_dcpl(t->size, o);
     int rc = EMBER_OK;
     w->mem = type_to_h5(t);
-    if (w->mem < 0 || space < 0 || lcpl < 0 || dcpl < 0 ||
-        H5Pset_create_intermediate_group(lcpl, 1) < 0)
+    if (w->mem < 0 || space < 0 || dcpl < 0)
         rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot set up the dataset");
     w->chunk = (size_t)chunk_records(t->size, o->expected);
     w->recsize = t->size;
     w->direct = o->fletcher32 && !o->deflate;
+    /* the groups on the way, unstamped (HDF5's intermediate-group
+     * creation would stamp them with the time) */
     if (rc == EMBER_OK && ember__h5_parents(w->fid, path) < 0)
         rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot create its groups");
     if (rc == EMBER_OK) {
-        w->dset = H5Dcreate2(w->fid, path, w->mem, space, lcpl, dcpl,
+        w->dset = H5Dcreate2(w->fid, path, w->mem, space, H5P_DEFAULT, dcpl,
                              H5P_DEFAULT);
         if (w->dset < 0)
             rc = h5_fail(msg, EMBER_EHDF5, w->where, "cannot create");
     }
     if (dcpl >= 0)
         H5Pclose(dcpl);
-    if (lcpl >= 0)
-        H5Pclose(lcpl);
     if (space >= 0)
         H5Sclose(space);
     return rc;

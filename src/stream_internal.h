@@ -359,8 +359,9 @@ typedef struct {
     FILE *f;                   /* where rows go now */
     uint64_t rows;
     uint64_t batch;            /* the batch being written */
-    int wrote;                 /* this run wrote (or linked) batch file wrote_batch, */
-    uint64_t wrote_batch;      /* so with this header and row function */
+    uint64_t written;          /* 1 + the batch whose file this run wrote
+                                  (or linked), so with this header and row
+                                  function; 0: none */
 } ember__sink;
 
 /* "batch-<id, 12 digits>.csv" */

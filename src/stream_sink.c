@@ -180,8 +180,7 @@ int ember__sink_commit(ember__sink *k, char *msg)
     if (k->dir) {
         k->f = NULL;
         int rc = ember__af_commit(&k->file, msg);
-        k->wrote = !rc;
-        k->wrote_batch = k->batch;
+        k->written = rc ? 0 : k->batch + 1;
         return rc;
     }
     int bad = fflush(k->f) != 0 || ferror(k->f);
@@ -204,7 +203,7 @@ int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
 {
     /* The previous file must be this run's: a header or row function
      * changed since an earlier run would not be applied to a link. */
-    if (!k->dir || batch == 0 || !k->wrote || k->wrote_batch != batch - 1)
+    if (!k->dir || batch == 0 || k->written != batch)
         return EMBER_NOTCACHED;
     char prev[48], name[48], from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX];
     ember__sink_name(batch - 1, prev, sizeof prev);
@@ -227,6 +226,6 @@ int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
     if (ember__sl_fsync_dir(k->dir) != 0)
         return ember__err(msg, EMBER_EIO, "sink %s: fsync of the directory failed: %s",
                           k->dir, strerror(errno));
-    k->wrote_batch = batch;
+    k->written = batch + 1;
     return EMBER_OK;
 }

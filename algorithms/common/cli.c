@@ -1043,7 +1043,8 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
             in = real;
         add_escaped(&b, "input", in ? in : "");
     }
-    sb_add(&b, "partitions=%zu\n", cli->partitions);
+    if (!(cli->prog->omit & EMBER_CLI_NO_PARTITIONS))
+        sb_add(&b, "partitions=%zu\n", cli->partitions);
     for (const ember_cli_opt *o = cli->prog->extra; o && o->name; o++) {
         if (!(o->flags & EMBER_CLI_FINGERPRINT))
             continue;

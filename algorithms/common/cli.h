@@ -367,8 +367,9 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     ;
 
 /* The canonical "name=value\n" lines of every value that changes results:
- * the inputs, partitions, the EMBER_CLI_FINGERPRINT options, and the
- * EMBER_CLI_FP_* ones. An input hashed by ember_cli_prepare is the lines
+ * the inputs, partitions (unless the program takes no --partitions), the
+ * EMBER_CLI_FINGERPRINT options, and the EMBER_CLI_FP_* ones. Paths are
+ * written with \n, \r and \\ escaped. An input hashed by ember_cli_prepare is the lines
  * "<role>.bytes=N", "<role>.xxh3=<16 hex>" (and "<role>.dataset=/d" for an
  * HDF5 spec) plus "info.<role>.path=<absolute path>", which the loop
  * records but does not compare (ember_loop_opts.parameters): a moved copy

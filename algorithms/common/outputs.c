@@ -91,34 +91,18 @@ static void put_inputs(attr_list *l, const ember_cli *cli, const char *input,
                                .str = realpath(cli->input, real[0]) ? real[0] : cli->input});
 }
 
-/* Removes the line starting with key from the "name=value" lines. */
-static void drop_line(char *text, const char *key)
-{
-    for (char *p = text; *p;) {
-        char *e = strchr(p, '\n');
-        char *next = e ? e + 1 : p + strlen(p);
-        if (strncmp(p, key, strlen(key)) == 0) {
-            memmove(p, next, strlen(next) + 1);
-            continue;
-        }
-        p = next;
-    }
-}
-
 /* The parameters attribute. A program with a loop records its
  * checkpoints' lines (ember_cli_parameters). One without (ember-convert,
  * ember-gen) has no checkpoints to match: it records what changes its
  * output, that is its input (by content, as the loops do) and its own
- * attributes (extra) as name=value lines, and no partitions= line when it
- * takes no --partitions. 0, or EMBER_ERANGE when they do not fit. */
+ * attributes (extra) as name=value lines. 0, or EMBER_ERANGE when they
+ * do not fit. */
 static int output_parameters(const ember_cli *cli, const ember_h5_attr *extra,
                              size_t nextra, char *buf, size_t size)
 {
     int rc = ember_cli_parameters(cli, buf, size);
     if (rc || !(cli->prog->omit & EMBER_CLI_NO_LOOP))
         return rc;
-    if (cli->prog->omit & EMBER_CLI_NO_PARTITIONS)
-        drop_line(buf, "partitions=");
     for (size_t i = 0; i < nextra; i++) {
         size_t len = strlen(buf);
         int n;
