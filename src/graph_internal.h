@@ -61,8 +61,9 @@ typedef struct {
      * lane's next fill); nonzero stops the lane (the source keeps why).
      * It must verify in pass 2 that a block is the one of pass 1.
      * done: after each pass, the first error of any block, in block order.
-     * max_pairs: a bound on the edges of any lane (u32 lane counts need
-     * twice it below 2^32; the builder takes the group path otherwise). */
+     * max_pairs: a bound on the edges of all the blocks (the lanes' u32
+     * counts and cursors need twice it below 2^32; the builder takes the
+     * group path otherwise). */
     int (*fill)(void *state, size_t i, int lane, int pass, ember__eblock *b);
     int (*done)(void *state, int pass, char *msg);
     uint64_t max_pairs;

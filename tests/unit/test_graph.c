@@ -964,6 +964,63 @@ static void check_against_reference(ember_ctx *ctx, const text_buf *t, int weigh
     free(ref);
 }
 
+/* A bad line among fast lines is named with its own line number, at every
+ * offset in the fast path's 64-byte windows and near a chunk's end: an id
+ * over the limit (9, 10 and 11 digits), a word, a second blank, a tab, a
+ * carriage return. Lines the windows take and lines they leave to the
+ * general parser give the same error. */
+static void test_graph_text_bad_line_in_window(void **state)
+{
+    (void)state;
+    const char *bad[] = {"3 1000000000\n", "1000000000 3\n", "3 12345678901\n",
+                         "3 4x\n", "3  4\n", "3\t4 5\n", "3 4\r5\n"};
+    const char *want[] = {"vertex id 1000000000 is too large",
+                          "vertex id 1000000000 is too large",
+                          "vertex id 12345678901 is too large",
+                          "non-numeric token '4x'", NULL, NULL,
+                          "carriage return without a newline"};
+    ember_graph_opts lim = {.max_vertices = 1000};
+    ember_ctx *ctx = tu_ctx(2);
+    char expect[96];
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
+        for (int at = 20; at < 60; at++) {
+            text_buf t[2] = {{0}, {0}};
+            for (int i = 0; i < at; i++) { /* lines of 4 to 8 bytes */
+                char l[32];
+                snprintf(l, sizeof l, "%d %d\n", i * 37 % 1000, i % 3 ? i % 10 : i * 7 % 1000);
+                tb_str(&t[0], l);
+                tb_str(&t[1], l);
+            }
+            tb_str(&t[0], bad[k]);
+            tb_str(&t[1], k == 5 ? "3 4 5\n" : "3 4\n");
+            for (int i = 0; i < 40; i++) {
+                tb_str(&t[0], "5 6\n");
+                tb_str(&t[1], "5 6\n");
+            }
+            const char *names[2] = {"win.el", "plain.el"};
+            for (int j = 0; j < 2; j++) {
+                FILE *f = fopen(names[j], "wb");
+                assert_non_null(f);
+                assert_int_equal(fwrite(t[j].p, 1, t[j].n, f), t[j].n);
+                fclose(f);
+                free(t[j].p);
+            }
+            if (want[k]) {
+                snprintf(expect, sizeof expect, "win.el:%d: %s", at + 1, want[k]);
+                load_fails("win.el", &lim, k >= 3 ? EMBER_EFORMAT : EMBER_ERANGE, expect);
+                continue;
+            }
+            /* blanks the general parser takes: the edges of the plain line */
+            ember_graph *g = load(ctx, "win.el", &lim), *p = load(ctx, "plain.el", &lim);
+            assert_same_graph(g, p);
+            ember_graph_free(&g);
+            ember_graph_free(&p);
+        }
+    ember_ctx_destroy(&ctx);
+    unlink("plain.el");
+    unlink("win.el");
+}
+
 /* Lines with 1 to 4 blanks (spaces and tabs) between and around their
  * ids, ids of 1 to 20 digits, comments, CRLF ends, a third column, give
  * the edges a plain reference parse gives. Small files, each with 0 to 23
@@ -981,7 +1038,8 @@ static void test_graph_text_random_blanks_match_reference(void **state)
         for (int round = 0; round < 1200; round++) {
             text_buf t = {0};
             tb_str(&t, "");
-            int lines = 1 + (int)(tu_rand(&seed) % 6);
+            /* a few lines, or enough for the fast path's 64-byte windows */
+            int lines = 1 + (int)(tu_rand(&seed) % (round % 4 == 3 ? 40 : 6));
             for (int i = 0; i < lines; i++)
                 tb_line(&t, &seed, weighted);
             int pad = round % 24;
@@ -2117,6 +2175,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_same_for_any_thread_count),
         cmocka_unit_test(test_graph_text_streamed_matches_distinct_edges),
         cmocka_unit_test(test_graph_text_fast_lines_match_general),
+        cmocka_unit_test(test_graph_text_bad_line_in_window),
         cmocka_unit_test(test_graph_text_ids_of_every_length),
         cmocka_unit_test(test_graph_text_random_blanks_match_reference),
         cmocka_unit_test(test_graph_text_lanes_same_for_any_thread_count),
