@@ -60,6 +60,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -353,26 +354,19 @@ static int list_ckpts(ember_loop *L, ckpt_entry **out, size_t *n, char *msg)
 
 /* ---- directory, lock, signals ---------------------------------------------- */
 
+/* The checkpoint directory, made with its parents as the context's is
+ * (mkdir -p): the loop's used to make one level only. */
 static int prepare_dir(const char *dir, char *msg)
 {
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT)
-            return ember__err(msg, EMBER_EIO, "checkpoint dir %s: %s", dir,
-                              strerror(errno));
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return ember__err(msg, EMBER_EIO,
-                              "cannot create checkpoint dir %s: %s", dir,
-                              strerror(errno));
-        if (stat(dir, &st) != 0)
-            return ember__err(msg, EMBER_EIO, "checkpoint dir %s: %s", dir,
-                              strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode))
-        return ember__err(msg, EMBER_EINVAL,
-                          "checkpoint dir %s is not a directory: %s", dir,
-                          strerror(ENOTDIR));
-    return EMBER_OK;
+    char part[PATH_MAX];
+    if (ember__mkdir_p(dir, part) == 0)
+        return EMBER_OK;
+    int err = errno, same = strcmp(part, dir) == 0;
+    if (err == ENOTDIR && same)
+        return ember__err(msg, EMBER_EINVAL, "checkpoint dir %s is not a directory", dir);
+    return ember__err(msg, err == ENOTDIR ? EMBER_EINVAL : EMBER_EIO,
+                      "checkpoint dir %s: %s%s%s%s", dir, strerror(err),
+                      same ? "" : " (at ", same ? "" : part, same ? "" : ")");
 }
 
 static int lock_dir(ember_loop *L, char *msg)

@@ -77,8 +77,9 @@ typedef enum {
 } ember_resume;
 
 typedef struct {
-    const char *dir;          /* checkpoint directory; NULL: the context's.
-                                 NULL there too: the loop never checkpoints */
+    const char *dir;          /* checkpoint directory, made with its parents
+                                 if missing; NULL: the context's. NULL
+                                 there too: the loop never checkpoints */
     const char *program;      /* recorded and checked on resume */
     const char *parameters;   /* "name=value" lines; recorded and checked,
                                  except lines "info.<name>=value": those

@@ -952,6 +952,35 @@ static void test_loop_dir_is_file(void **unused)
     remove(CKDIR);
 }
 
+/* A checkpoint directory whose parents are missing is made with them, as
+ * the context's is (it used to be made one level only); one under a file
+ * names both. */
+static void test_loop_dir_parents_made(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_ctx *ctx = new_ctx();
+    ember_loop *loop = NULL;
+    char msg[EMBER_MSG_SIZE];
+    ember_loop_opts o = {.dir = CKDIR "/a/b", .quiet = 1};
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    assert_true(exists(CKDIR "/a/b/ember.lock"));
+    ember_loop_destroy(&loop);
+    rm_rf(CKDIR "/a/b");
+    rm_rf(CKDIR "/a");
+    FILE *f = fopen(CKDIR "/f", "w");
+    assert_non_null(f);
+    fclose(f);
+    o.dir = CKDIR "/f/x/y";
+    assert_true(ember_loop_create(&loop, ctx, &o, msg) < 0);
+    assert_null(loop);
+    TU_MSG_HAS(msg, "checkpoint dir " CKDIR "/f/x/y: ");
+    TU_MSG_HAS(msg, strerror(ENOTDIR));
+    TU_MSG_HAS(msg, "(at " CKDIR "/f)");
+    free_ctx(&ctx);
+    fresh_dir();
+}
+
 /* /proc is a directory in which nobody, root included, creates files. */
 static void test_loop_dir_unwritable(void **unused)
 {
@@ -2020,6 +2049,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),
+        cmocka_unit_test(test_loop_dir_parents_made),
         cmocka_unit_test(test_loop_dir_unwritable),
         cmocka_unit_test(test_loop_busy),
         cmocka_unit_test(test_loop_every),
