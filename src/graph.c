@@ -488,11 +488,11 @@ static int lanes_cursors(build *b, lane *ln, int L)
     return EMBER_OK;
 }
 
-/* One block to the lane's stretches of its rows (in vertices), a batch of
- * edges at a time in three steps: their rows (and the cursors' lines
- * fetched ahead), their slots (the edge array's lines fetched ahead),
- * then the writes. The misses of a batch overlap instead of each write
- * waiting for its own. */
+/* One block to the lane's stretches of its rows (each row's cursor found
+ * by label, its slots and values in vertices), a batch of edges at a time
+ * in three steps: their rows (and the cursors' lines fetched ahead), their
+ * slots (the edge array's lines fetched ahead), then the writes. The
+ * misses of a batch overlap instead of each write waiting for its own. */
 static void lane_scatter(build *b, lane *l, const ember__eblock *e)
 {
     const int bydst = b->o->by_destination, undir = b->o->undirected;

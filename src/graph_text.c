@@ -389,12 +389,11 @@ static const char bare_cr_text[] =
     "carriage return without a newline: old Mac line endings? convert with "
     "tr '\\r' '\\n'";
 
-/* The common line of a plain edge list, "digits blank digits\n" with ids
- * of at most 10 digits below the limit: parsed and pushed here in one go
- * (1), or left to the general parser (0: comments, other blanks, \r, a
- * long or bad token, an id over the limit, no newline at the end), or -1
- * when the push failed (c->status). The pairs and the chunk's hash are
- * the same either way. */
+/* ---- the fast path: the common line of a plain edge list, "digits blank
+ * digits\n", ids of at most 10 digits below the limit, parsed and pushed in
+ * one go (fast_lines); any other line is left to the general parser. The
+ * pairs and the chunk's hash are the same either way. */
+
 static inline uint64_t load8(const char *p)
 {
     uint64_t x;
@@ -433,7 +432,7 @@ static inline int swar_number(uint64_t x, uint64_t *v)
     return len;
 }
 
-/* fast_line's two ids eight bytes at a time, when both are at most 7
+/* fast_ids' two ids eight bytes at a time, when both are at most 7
  * digits and 16 bytes of the file follow p: 1 with *qq at the newline
  * that must end the line, or 0 with *qq untouched. (It once left *qq
  * after the first blank on a 0, and the digit-by-digit parse that follows
@@ -520,94 +519,107 @@ static inline void classify64(const char *p, uint64_t *nl, uint64_t *sp, uint64_
 }
 #endif
 
+/* A run of fast lines being pushed: the chunk's fields in registers. */
+typedef struct {
+    uint64_t hash, maxid;
+    size_t n;
+} run;
+
+/* One pair onto the run, as push_edge pushes it (the same hash). */
+static inline void run_push(run *r, uint32_t *e32, uint64_t a, uint64_t b)
+{
+    e32[2 * r->n] = (uint32_t)a;
+    e32[2 * r->n + 1] = (uint32_t)b;
+    r->n++;
+    uint64_t x = (a << 32 | b) ^ (a >> 32) * UINT64_C(0x9e3779b97f4a7c15);
+    r->hash = (r->hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
+    r->maxid = a > r->maxid ? a : r->maxid;
+    r->maxid = b > r->maxid ? b : r->maxid;
+}
+
+#if defined(__SSE2__)
+/* The fast lines that start in the 64 bytes at p, pushed onto r (with
+ * room for 16, a line being at least 4 bytes): a fast line is digits, one
+ * blank, digits, newline, ids of 1 to 10 digits below limit, the lines
+ * fast_ids takes. Each line's bounds come from the masks of the bytes'
+ * classes (classify64), not from parsing the line before it, so the lines
+ * are parsed independently. Returns the bytes of the lines taken; sets
+ * *declined when it stopped at a line that is not one. The ids' eight-byte
+ * loads read up to 8 bytes past the window. */
+static inline unsigned window_lines(run *r, uint32_t *e32, uint64_t limit, const char *p,
+                                    int *declined)
+{
+    uint64_t nl, sp, other;
+    __builtin_prefetch(p + PREFETCH_AHEAD);
+    classify64(p, &nl, &sp, &other);
+    unsigned at = 0; /* the current line's start */
+    for (; nl; nl &= nl - 1) {
+        unsigned e = (unsigned)__builtin_ctzll(nl);
+        uint64_t in = ((UINT64_C(1) << e) - 1) & (~UINT64_C(0) << at);
+        uint64_t gap = sp & in;
+        if ((other & in) || !gap || (gap & (gap - 1)))
+            break;
+        unsigned k = (unsigned)__builtin_ctzll(gap);
+        int la = (int)(k - at), lb = (int)(e - k - 1);
+        if (la == 0 || lb == 0 || la > 10 || lb > 10)
+            break;
+        uint64_t a = digits_at(p + at, la), b = digits_at(p + k + 1, lb);
+        if (a >= limit || b >= limit)
+            break;
+        run_push(r, e32, a, b);
+        at = e + 1;
+    }
+    *declined = nl != 0;
+    return at;
+}
+#endif
+
 /* A run of fast lines from p, pushed as push_edge would push them (the
- * same pairs, hash and largest id) with the chunk's fields held in
- * registers; returns where the run stopped (a line for the general
- * parser), or NULL when the push failed (c->status).
- *
- * Where 64 bytes of the chunk remain, the lines are found from masks of
- * the bytes' classes (classify64): a fast line is digits, one blank,
- * digits, newline, ids of 1 to 10 digits below the limit, the lines
- * fast_ids takes (so a line the window leaves goes on to the general
- * parser, and the next line back to the windows). Each line's
- * bounds then come from the masks, not from parsing the line before it,
- * so the lines of a window are parsed independently (10 % faster than
- * finding each line's end by parsing it, before the prefetch). The last
- * bytes of a chunk take the eight-byte parse (fast_ids). */
+ * same pairs, hash and largest id); returns where the run stopped (a line
+ * for the general parser), or NULL when the push failed (c->status).
+ * Where 72 bytes of the chunk remain, a window of 64 at a time
+ * (window_lines: 10 % faster than finding each line's end by parsing it,
+ * before the prefetch); in the last bytes, and on builds without SSE2, a
+ * line at a time, eight bytes at a time (fast_ids). Both take the same
+ * lines, so a line a window declines goes on to the general parser, and
+ * the next one back to the windows. */
 static const char *fast_lines(chunk *c, const source *s, ember_ctx *ctx, const char *p,
                               const char *end)
 {
-    uint64_t hash = c->hash, maxid = c->any ? c->maxid : 0, a, b;
-    size_t n = c->n, entries = c->entries;
-    const uint64_t limit = s->limit;
+    const size_t n0 = c->n; /* c->n moves with each growth */
+    run r = {c->hash, c->any ? c->maxid : 0, c->n};
+    uint64_t a, b;
     const char *q;
 #if defined(__SSE2__)
-    /* a line is at least 4 bytes: 16 a window; the ids' eight-byte loads
-     * stay within the window and 8 bytes past it */
     while (end - p >= 64 + 8) {
-        if (c->cap - n < 16) {
-            c->n = n;
+        if (c->cap - r.n < 16) {
+            c->n = r.n;
             if (grow_edges(c, ctx, 0, NULL))
                 return NULL;
         }
-        uint64_t nl, sp, other;
-        __builtin_prefetch(p + PREFETCH_AHEAD);
-        classify64(p, &nl, &sp, &other);
-        unsigned at = 0; /* the current line's start in the window */
-        size_t n0 = n;
-        while (nl) {
-            unsigned e = (unsigned)__builtin_ctzll(nl);
-            uint64_t in = ((UINT64_C(1) << e) - 1) & (~UINT64_C(0) << at);
-            uint64_t gap = sp & in;
-            if ((other & in) || !gap || (gap & (gap - 1)))
-                break;
-            unsigned k = (unsigned)__builtin_ctzll(gap);
-            int la = (int)(k - at), lb = (int)(e - k - 1);
-            if (la == 0 || lb == 0 || la > 10 || lb > 10)
-                break;
-            a = digits_at(p + at, la);
-            b = digits_at(p + k + 1, lb);
-            if (a >= limit || b >= limit)
-                break;
-            c->e32[2 * n] = (uint32_t)a;
-            c->e32[2 * n + 1] = (uint32_t)b;
-            n++;
-            uint64_t x = a << 32 | b; /* a < 2^32: push_edge's (a >> 32) term is 0 */
-            hash = (hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
-            maxid = a > maxid ? a : maxid;
-            maxid = b > maxid ? b : maxid;
-            at = e + 1;
-            nl &= nl - 1;
-        }
-        entries += n - n0;
+        int declined;
+        unsigned at = window_lines(&r, c->e32, s->limit, p, &declined);
         p += at;
-        if (nl || !at) /* a line for the general parser, or one over 64 bytes */
+        if (declined || !at) /* a line for the general parser, or one over 64 bytes */
             break;
     }
 #endif
     while (p < end && fast_ids(s, p, end, &a, &b, &q)) {
-        if (n == c->cap) {
-            c->n = n;
+        if (r.n == c->cap) {
+            c->n = r.n;
             if (grow_edges(c, ctx, 0, NULL))
                 return NULL;
         }
-        c->e32[2 * n] = (uint32_t)a;
-        c->e32[2 * n + 1] = (uint32_t)b;
-        n++;
-        entries++;
-        uint64_t x = (a << 32 | b) ^ (a >> 32) * UINT64_C(0x9e3779b97f4a7c15);
-        hash = (hash ^ x) * UINT64_C(0xff51afd7ed558ccd) + UINT64_C(0x165667b19e3779f9);
-        maxid = a > maxid ? a : maxid;
-        maxid = b > maxid ? b : maxid;
+        run_push(&r, c->e32, a, b);
         p = q + 1;
     }
-    if (n != c->n) {
+    if (r.n != n0) {
         c->any = 1;
-        c->maxid = maxid;
+        c->maxid = r.maxid;
     }
-    c->n = n;
-    c->entries = entries;
-    c->hash = hash;
+    c->entries += r.n - n0;
+    c->n = r.n;
+    c->hash = r.hash;
     return p;
 }
 

@@ -60,8 +60,8 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -355,7 +355,8 @@ static int list_ckpts(ember_loop *L, ckpt_entry **out, size_t *n, char *msg)
 /* ---- directory, lock, signals ---------------------------------------------- */
 
 /* The checkpoint directory, made with its parents as the context's is
- * (mkdir -p): the loop's used to make one level only. */
+ * (mkdir -p, mode 0777 less the umask): the loop's used to make one level
+ * only, mode 0755. */
 static int prepare_dir(const char *dir, char *msg)
 {
     char part[PATH_MAX];
@@ -364,8 +365,7 @@ static int prepare_dir(const char *dir, char *msg)
     int err = errno, same = strcmp(part, dir) == 0;
     if (err == ENOTDIR && same)
         return ember__err(msg, EMBER_EINVAL, "checkpoint dir %s is not a directory", dir);
-    return ember__err(msg, err == ENOTDIR ? EMBER_EINVAL : EMBER_EIO,
-                      "checkpoint dir %s: %s%s%s%s", dir, strerror(err),
+    return ember__err(msg, EMBER_EIO, "checkpoint dir %s: %s%s%s%s", dir, strerror(err),
                       same ? "" : " (at ", same ? "" : part, same ? "" : ")");
 }
 

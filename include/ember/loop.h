@@ -78,8 +78,9 @@ typedef enum {
 
 typedef struct {
     const char *dir;          /* checkpoint directory, made with its parents
-                                 if missing; NULL: the context's. NULL
-                                 there too: the loop never checkpoints */
+                                 (mode 0777 less the umask) if missing;
+                                 NULL: the context's. NULL there too: the
+                                 loop never checkpoints */
     const char *program;      /* recorded and checked on resume */
     const char *parameters;   /* "name=value" lines; recorded and checked,
                                  except lines "info.<name>=value": those
