@@ -127,6 +127,8 @@ static inline int is_end(char c)
     return is_blank(c) || c == '\n';
 }
 
+static const char nul_text[] = "a NUL byte in the line: a binary file, or UTF-16 text?";
+
 static int chunk_fail(chunk *c, int status, const char *at, const char *base,
                       const char *fmt, const char *tok, const char *end)
 {
@@ -139,8 +141,7 @@ static int chunk_fail(chunk *c, int status, const char *at, const char *base,
     if (tok && tok + len < end && !is_end(tok[len]))
         strcpy(t + len, "...");
     if (tok && memchr(tok, '\0', len)) /* the quoted token would stop at it */
-        snprintf(c->err, sizeof c->err, "a NUL byte in the line: a binary "
-                 "file, or UTF-16 text?");
+        snprintf(c->err, sizeof c->err, "%s", nul_text);
     else
         snprintf(c->err, sizeof c->err, fmt, t);
     c->status = status;
@@ -632,12 +633,16 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
             return;
         if (p == end)
             break;
-        /* fast lines hold no '\r': only the general parser's need a look */
-        const char *cr = bare_cr(p, base + s->size);
-        if (cr) {
-            snprintf(c->err, sizeof c->err, "%s", bare_cr_text);
+        /* fast lines hold no NUL or '\r': only the general parser's need a
+         * look. A NUL is named first, so that a binary file (an HDF5 file
+         * read with --format el) gets the same error whatever its bytes:
+         * its first line may hold both, in either order. */
+        const char *nul = memchr(p, '\0', (size_t)(next_line(p, base + s->size) - p));
+        const char *cr = nul ? NULL : bare_cr(p, base + s->size);
+        if (nul || cr) {
+            snprintf(c->err, sizeof c->err, "%s", nul ? nul_text : bare_cr_text);
             c->status = EMBER_EFORMAT;
-            c->err_pos = (size_t)(cr - base);
+            c->err_pos = (size_t)((nul ? nul : cr) - base);
             return;
         }
         while (p < end && is_blank(*p))

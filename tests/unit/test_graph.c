@@ -563,6 +563,13 @@ static void test_graph_text_file_kind_errors(void **state)
     ember_graph_opts w = {.weighted = 1};
     write_bytes("nulw.el", "0 1 2\0\n", 7);
     load_fails("nulw.el", &w, EMBER_EFORMAT, "nulw.el:1: a NUL byte in the line");
+    /* a binary file's line holds NULs and CRs in any order: the NUL is
+     * named, whichever comes first (an HDF5 file's checksum header decided
+     * which error it got), and a NUL in a comment is no text either */
+    write_bytes("crnul.el", "EMB\r\x01\0\0\n0 1\n", 12);
+    load_fails("crnul.el", NULL, EMBER_EFORMAT, "crnul.el:1: a NUL byte in the line");
+    write_bytes("comnul.el", "0 1\n# a\0\n", 9);
+    load_fails("comnul.el", NULL, EMBER_EFORMAT, "comnul.el:2: a NUL byte in the line");
     write_file("nodes.el", "# Directed graph\n# Nodes: 99999999999 Edges: 1\n0 1\n");
     load_fails("nodes.el", NULL, EMBER_ERANGE, "nodes.el:2: the header states "
                "99999999999 vertices, more than the limit of");
