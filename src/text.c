@@ -184,7 +184,8 @@ typedef enum {
     FAIL_NOT_NUMBER,
     FAIL_NOT_FINITE,
     FAIL_RANGE,
-    FAIL_BARE_CR
+    FAIL_BARE_CR,
+    FAIL_NUL
 } fail_kind;
 
 /* The first thing wrong in a chunk, kept as data and worded later so the
@@ -578,6 +579,17 @@ static bool bare_cr(const char *lo, const char *e, const char *hi)
     return r && (r + 1 < e || e == hi);
 }
 
+/* What no text line holds, in the line [lo, e): FAIL_NUL for a NUL byte,
+ * named first (a binary file's line may hold both, in either order, and
+ * the error must not depend on which), FAIL_BARE_CR, or FAIL_NONE. A
+ * comment line is checked too. */
+static fail_kind odd_line(const char *lo, const char *e, const char *hi)
+{
+    if (memchr(lo, '\0', (size_t)(e - lo)))
+        return FAIL_NUL;
+    return bare_cr(lo, e, hi) ? FAIL_BARE_CR : FAIL_NONE;
+}
+
 #define BARE_CR_TEXT                                                           \
     "carriage return without a newline: old Mac line endings? convert with " \
     "tr '\\r' '\\n'"
@@ -666,15 +678,16 @@ typedef struct {
 } csv_plan;
 
 /* Moves *pp past the next line that is neither blank nor a comment and
- * returns it in *out: 1, or 0 at the end of the text, or -1 with *number
- * at a line with a bare carriage return. */
+ * returns it in *out: 1, or 0 at the end of the text, or -FAIL_NUL or
+ * -FAIL_BARE_CR with *number at a line that holds one (odd_line). */
 static int next_content(const char **pp, const char *hi, size_t *number,
                         text_line *out)
 {
     while (*pp < hi) {
         const char *lo = *pp, *e = line_end(lo, hi);
-        if (bare_cr(lo, e, hi))
-            return -1;
+        fail_kind odd = odd_line(lo, e, hi);
+        if (odd != FAIL_NONE)
+            return -(int)odd;
         *pp = next_line(e, hi);
         if (!skipped_line(lo, e)) {
             *out = (text_line){lo, e, *number};
@@ -756,6 +769,14 @@ static int bare_cr_error(const char *path, size_t line, char *msg)
     return ember__err(msg, EMBER_EFORMAT, "%s:%zu: " BARE_CR_TEXT, path, line);
 }
 
+/* next_content's 0 (no rows) or failure (odd_line's kind, negated). */
+static int plan_stop(int got, const char *path, size_t line, char *msg)
+{
+    if (got == 0)
+        return no_rows(path, msg);
+    return got == -(int)FAIL_NUL ? nul_error(path, line, msg) : bare_cr_error(path, line, msg);
+}
+
 static const char *skip_bom(const char *text, size_t size)
 {
     return size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? text + 3 : text;
@@ -797,7 +818,7 @@ static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
     memset(pl, 0, sizeof *pl);
     int got = next_content(&p, hi, &number, &first);
     if (got <= 0)
-        return got ? bare_cr_error(path, number, msg) : no_rows(path, msg);
+        return plan_stop(got, path, number, msg);
     csv_fail bad = {0};
     int header = o->header == 0
                      ? looks_like_header(&first, o->delimiter, c_loc, &bad)
@@ -810,7 +831,7 @@ static int csv_plan_make(csv_plan *pl, const char *path, const char *text,
     data = first;
     got = pl->has_header ? next_content(&p, hi, &number, &data) : 1;
     if (got <= 0)
-        return got ? bare_cr_error(path, number, msg) : no_rows(path, msg);
+        return plan_stop(got, path, number, msg);
     pl->delim = o->delimiter;
     if (!pl->delim)
         pl->delim =
@@ -998,8 +1019,9 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
     size_t number = c->line0;
     for (const char *p = c->lo; p < c->hi; number++) {
         const char *e = line_end(p, c->hi);
-        if (bare_cr(p, e, c->hi)) { /* c->hi ends a line, or the text */
-            c->fail.kind = FAIL_BARE_CR;
+        fail_kind odd = odd_line(p, e, c->hi); /* c->hi ends a line, or the text */
+        if (odd != FAIL_NONE) {
+            c->fail.kind = odd;
             c->fail.line = number;
             note_failure(job, index);
             return;
@@ -1043,6 +1065,8 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
                           job->path, f->line, w, f->tok, more);
     case FAIL_BARE_CR:
         return bare_cr_error(job->path, f->line, msg);
+    case FAIL_NUL:
+        return nul_error(job->path, f->line, msg);
     case FAIL_NOT_NUMBER:
     case FAIL_NONE:
         break;

@@ -430,6 +430,12 @@ static void test_text_file_kind_errors(void **state)
         {"n1.csv", "1 2\0\n3 4\n", 9, "n1.csv:1: a NUL byte in the line"},
         {"n2.csv", "1,2\n3,4\0\n", 9, "n2.csv:2: a NUL byte in the line"},
         {"n3.csv", "x,y\n1,\0\n", 8, "n3.csv:2: a NUL byte in the line"},
+        /* a NUL is named before a bare CR in its line, in the first line
+         * (the plan) and in a later one (the parallel pass); a comment
+         * with a NUL is no text either */
+        {"n4.csv", "E\rM\0\n1,2\n", 9, "n4.csv:1: a NUL byte in the line"},
+        {"n5.csv", "1,2\n3\r4,\0\n", 10, "n5.csv:2: a NUL byte in the line"},
+        {"n6.csv", "1,2\n# c\0\n3,4\n", 13, "n6.csv:2: a NUL byte in the line"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         csv_fails(ctx, fx_write(&f, cases[i].name, cases[i].text, cases[i].len),
