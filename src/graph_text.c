@@ -634,26 +634,31 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
         if (p == end)
             break;
         /* fast lines hold no NUL or '\r': only the general parser's need a
-         * look. A NUL is named first, so that a binary file (an HDF5 file
-         * read with --format el) gets the same error whatever its bytes:
-         * its first line may hold both, in either order. */
-        const char *nul = memchr(p, '\0', (size_t)(next_line(p, base + s->size) - p));
-        const char *cr = nul ? NULL : bare_cr(p, base + s->size);
+         * look. A line with a bare CR, or a comment, is searched for a NUL
+         * (elsewhere a NUL breaks a token, which says so: chunk_fail), and
+         * the NUL is named first, so that a binary file (an HDF5 file read
+         * with --format el) gets the same error whatever its bytes: its
+         * first line may hold both, in either order. */
+        const char *start = p, *cr = bare_cr(p, base + s->size);
+        while (p < end && is_blank(*p))
+            p++;
+        int comment = p < end && (*p == '#' || *p == '%');
+        const char *nul = NULL;
+        if (cr || comment)
+            nul = memchr(start, '\0', (size_t)(next_line(start, base + s->size) - start));
         if (nul || cr) {
             snprintf(c->err, sizeof c->err, "%s", nul ? nul_text : bare_cr_text);
             c->status = EMBER_EFORMAT;
             c->err_pos = (size_t)((nul ? nul : cr) - base);
             return;
         }
-        while (p < end && is_blank(*p))
-            p++;
         if (p == end)
             break;
         if (*p == '\n') {
             p++;
             continue;
         }
-        if (*p == '#' || *p == '%') {
+        if (comment) {
             p = next_line(p, end);
             continue;
         }

@@ -579,15 +579,18 @@ static bool bare_cr(const char *lo, const char *e, const char *hi)
     return r && (r + 1 < e || e == hi);
 }
 
-/* What no text line holds, in the line [lo, e): FAIL_NUL for a NUL byte,
- * named first (a binary file's line may hold both, in either order, and
- * the error must not depend on which), FAIL_BARE_CR, or FAIL_NONE. A
- * comment line is checked too. */
-static fail_kind odd_line(const char *lo, const char *e, const char *hi)
+/* What the line [lo, e) holds that no text line does, found before its
+ * fields are read: a NUL byte (FAIL_NUL), named before a bare carriage
+ * return (FAIL_BARE_CR) because a binary file's line may hold both, in
+ * either order, and the error must not depend on which. Only a line with
+ * a CR, or one the reader skips (a comment), is searched for a NUL: in a
+ * data line a NUL breaks a field, which says so (nul_field). */
+static fail_kind odd_line(const char *lo, const char *e, const char *hi, bool skipped)
 {
-    if (memchr(lo, '\0', (size_t)(e - lo)))
+    bool cr = bare_cr(lo, e, hi);
+    if ((cr || skipped) && memchr(lo, '\0', (size_t)(e - lo)))
         return FAIL_NUL;
-    return bare_cr(lo, e, hi) ? FAIL_BARE_CR : FAIL_NONE;
+    return cr ? FAIL_BARE_CR : FAIL_NONE;
 }
 
 #define BARE_CR_TEXT                                                           \
@@ -685,11 +688,12 @@ static int next_content(const char **pp, const char *hi, size_t *number,
 {
     while (*pp < hi) {
         const char *lo = *pp, *e = line_end(lo, hi);
-        fail_kind odd = odd_line(lo, e, hi);
+        bool skipped = skipped_line(lo, e);
+        fail_kind odd = odd_line(lo, e, hi, skipped);
         if (odd != FAIL_NONE)
             return -(int)odd;
         *pp = next_line(e, hi);
-        if (!skipped_line(lo, e)) {
+        if (!skipped) {
             *out = (text_line){lo, e, *number};
             (*number)++;
             return 1;
@@ -1019,14 +1023,15 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
     size_t number = c->line0;
     for (const char *p = c->lo; p < c->hi; number++) {
         const char *e = line_end(p, c->hi);
-        fail_kind odd = odd_line(p, e, c->hi); /* c->hi ends a line, or the text */
+        bool skipped = skipped_line(p, e);
+        fail_kind odd = odd_line(p, e, c->hi, skipped); /* c->hi ends a line, or the text */
         if (odd != FAIL_NONE) {
             c->fail.kind = odd;
             c->fail.line = number;
             note_failure(job, index);
             return;
         }
-        if (!skipped_line(p, e)) {
+        if (!skipped) {
             if (parse_row(job, p, e, row, &c->fail) != FAIL_NONE) {
                 c->fail.line = number;
                 note_failure(job, index);
