@@ -114,7 +114,11 @@ typedef void (*own_fn)(const double *x, size_t m, size_t d, const double *c,
                        const int32_t *lab, double *dist);
 
 /* Move kernels: a block's label changes into the pending sums (see
- * "exact sums"). */
+ * "exact sums"). Pretest kernels: the bounds moved, and the points they
+ * cannot keep unread (see "bounds"). */
+struct km_bounds;
+typedef size_t (*pretest_fn)(const struct km_bounds *b, size_t m, const int32_t *lab,
+                             float *lb, float *ub, size_t *idx);
 struct pass_arg;
 struct acc_view;
 struct km_changes;
@@ -125,6 +129,7 @@ typedef struct {
     full_fn full;
     own_fn own;
     move_fn move;
+    pretest_fn pretest;
 } km_kernels;
 
 static double dist_serial(const double *x, const double *c, size_t d)
@@ -444,8 +449,8 @@ own8(const double *x, size_t d, const double *c, const int32_t *lab)
  * scans every point), for tests. */
 typedef struct km_bounds {
     int32_t *lab;  /* n: labels under `at` */
-    double *lb;    /* n */
-    double *ub;    /* n */
+    float *lb;     /* n, rounded down (f_down) */
+    float *ub;     /* n, rounded up (f_up) */
     double *at;    /* k x d: the centroids of the last pass */
     double *dec;   /* k: what a point labelled q subtracts from lb */
     double *mv;    /* k: what a point labelled q adds to ub */
@@ -492,13 +497,36 @@ static double sq_below(const km_bounds *b, double l)
     return l * l * b->rho_dn - b->tiny;
 }
 
+/* The bounds are stored as floats, half the memory a pass reads and
+ * writes, each rounded the way that keeps it a bound: lb down, ub up.
+ * (Both take values >= 0, +inf or, ub only, NaN, which fails every test.) */
+static inline float f_down(double v)
+{
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u -= (double)f > v; /* then f > 0: the next float down */
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline float f_up(double v)
+{
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += (double)f < v; /* the next float up (+inf past the largest) */
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Moves the bounds of m points to the pass's centroids and puts the points
  * they cannot keep unread in idx; returns their count: those for which the
  * largest computed distance to their centroid that ub allows (u^2 up +
  * tiny, as the rounding of a distance is bounded above) is not below the
  * smallest that the other centroids' bounds allow (sq_below). */
 KM_CLONES static size_t pretest(const km_bounds *b, size_t m, const int32_t *lab,
-                                double *lb, double *ub, size_t *idx)
+                                float *lb, float *ub, size_t *idx)
 {
     unsigned char need[KM_BLOCK];
     const double dn = b->rho_dn, up = b->rho_up, tiny = b->tiny, cap = b->cap;
@@ -510,8 +538,8 @@ KM_CLONES static size_t pretest(const km_bounds *b, size_t m, const int32_t *lab
         double t = (b->near[q] - u) * dn; /* other centroids are this far */
         t = t > l ? t : l;
         t = t < cap ? t : cap;
-        lb[i] = l;
-        ub[i] = u;
+        lb[i] = f_down(l);
+        ub[i] = f_up(u);
         need[i] = !(u * u * up + tiny < t * t * dn - tiny);
     }
     size_t nf = 0;
@@ -521,6 +549,44 @@ KM_CLONES static size_t pretest(const km_bounds *b, size_t m, const int32_t *lab
     }
     return nf;
 }
+
+#ifdef KM_X86
+/* pretest, eight points at a time (the same decisions and stored bounds:
+ * the conversions round down and up as f_down and f_up do). */
+__attribute__((target("avx512f"))) static size_t
+pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *ub,
+           size_t *idx)
+{
+    const __m512d dn = _mm512_set1_pd(b->rho_dn), up = _mm512_set1_pd(b->rho_up);
+    const __m512d tiny = _mm512_set1_pd(b->tiny), cap = _mm512_set1_pd(b->cap);
+    const __m512d zero = _mm512_setzero_pd();
+    const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    size_t nf = 0, i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256i q = _mm256_loadu_si256((const void *)(lab + i));
+        __m512d dec = _mm512_i32gather_pd(q, b->dec, 8);
+        __m512d mv = _mm512_i32gather_pd(q, b->mv, 8);
+        __m512d near = _mm512_i32gather_pd(q, b->near, 8);
+        __m512d l = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(lb + i)), dec);
+        l = _mm512_max_pd(_mm512_mul_pd(l, dn), zero);
+        __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ub + i)), mv), up);
+        __m512d t = _mm512_mul_pd(_mm512_sub_pd(near, u), dn);
+        t = _mm512_min_pd(_mm512_max_pd(t, l), cap); /* a NaN t gives l */
+        _mm256_storeu_ps(lb + i, _mm512_cvt_roundpd_ps(l, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+        _mm256_storeu_ps(ub + i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+        __m512d above = _mm512_add_pd(_mm512_mul_pd(_mm512_mul_pd(u, u), up), tiny);
+        __m512d below = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(t, t), dn), tiny);
+        __mmask8 need = _mm512_cmp_pd_mask(above, below, _CMP_NLT_UQ);
+        _mm512_mask_compressstoreu_epi64(idx + nf, need,
+                                         _mm512_add_epi64(lane, _mm512_set1_epi64((long long)i)));
+        nf += (size_t)__builtin_popcount(need);
+    }
+    size_t rest = pretest(b, m - i, lab + i, lb + i, ub + i, idx + nf);
+    for (size_t t = nf; t < nf + rest; t++)
+        idx[t] += i;
+    return nf + rest;
+}
+#endif
 
 /* 1 if a point labelled q, at computed distance v and lower bound l, keeps
  * its label. */
@@ -701,7 +767,7 @@ static void flush_row(const pass_arg *a, acc_view v, size_t q)
 
 /* The pending sums' bookkeeping of a move: counts, and a row flushed
  * into its totals when its pending terms could next overflow. */
-static void move_count(const pass_arg *a, acc_view v, int32_t from, int32_t to)
+static inline void move_count(const pass_arg *a, acc_view v, int32_t from, int32_t to)
 {
     v.cnt[to]++;
     if (++v.np[to] == KM_PENDING)
@@ -814,8 +880,15 @@ static const double *gather_rows(const double *x, size_t d, const size_t *idx, s
     for (size_t t = 0; t < cnt; t++)
         for (size_t o = 0; o < d; o += 8)
             __builtin_prefetch(x + idx[t] * d + o);
-    for (size_t t = 0; t < cnt; t++)
-        memcpy(buf + t * d, x + idx[t] * d, d * sizeof *buf);
+    for (size_t t = 0; t < cnt; t++) { /* 64-byte copies, inlined */
+        const double *src = x + idx[t] * d;
+        double *dst = buf + t * d;
+        size_t o = 0;
+        for (; o + 8 <= d; o += 8)
+            memcpy(dst + o, src + o, 8 * sizeof *dst);
+        for (; o < d; o++)
+            dst[o] = src[o];
+    }
     return buf;
 }
 
@@ -841,7 +914,7 @@ static void own_some(const pass_arg *a, const double *x, const size_t *idx, size
 /* Scans points idx[0..nf) of the block in full and sets their labels,
  * distances and bounds. */
 static void rescan(const pass_arg *a, const double *x, const size_t *idx, size_t nf,
-                   int32_t *lab, double *dist, double *lb, double *ub, km_changes *ch)
+                   int32_t *lab, double *dist, float *lb, float *ub, km_changes *ch)
 {
     double buf[KM_GATHER], bd[KM_BLOCK], bs[KM_BLOCK];
     int32_t bl[KM_BLOCK];
@@ -858,10 +931,21 @@ static void rescan(const pass_arg *a, const double *x, const size_t *idx, size_t
             }
             lab[i] = bl[t];
             dist[i] = bd[t];
-            lb[i] = true_below(a->b, bs[t]);
-            ub[i] = true_above(a->b, bd[t]);
+            lb[i] = f_down(true_below(a->b, bs[t]));
+            ub[i] = f_up(true_above(a->b, bd[t]));
         }
         f += cnt;
+    }
+}
+
+/* The bounds of m points from a full scan's distances and second
+ * distances. */
+static void set_bounds(const km_bounds *b, size_t m, const double *dist, const double *sec,
+                       float *lb, float *ub)
+{
+    for (size_t i = 0; i < m; i++) {
+        lb[i] = f_down(true_below(b, sec[i]));
+        ub[i] = f_up(true_above(b, dist[i]));
     }
 }
 
@@ -876,42 +960,51 @@ static void all_changed(km_changes *ch, size_t m)
         ch->n = m;
 }
 
+/* What a caller's blocks did, added to the bounds' counts once. */
+typedef struct {
+    size_t visited, read, scanned;
+} km_tally;
+
+static void tally_add(km_bounds *b, const km_tally *t)
+{
+    __atomic_fetch_add(&b->visited, t->visited, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->read, t->read, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->scanned, t->scanned, __ATOMIC_RELAXED);
+}
+
 /* Labels of a block of m <= KM_BLOCK points under a->c, the same bits as a
  * full scan of every point (see "bounds"), and their distances when
  * a->dists or the point was read. Returns the labels: the bounds' own
  * array, or tmp. The label changes go to ch, when given. */
 static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
-                                   int32_t *tmp, double *dist, km_changes *ch)
+                                   int32_t *tmp, double *dist, km_changes *ch, km_tally *t)
 {
     double sec[KM_BLOCK];
     km_bounds *b = a->b;
     ptrdiff_t i0 = block_index(a, x, m);
-    __atomic_fetch_add(&b->visited, m, __ATOMIC_RELAXED);
+    t->visited += m;
     if (ch)
         ch->n = 0;
     if (i0 < 0) {
-        __atomic_fetch_add(&b->scanned, m, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&b->read, m, __ATOMIC_RELAXED);
+        t->scanned += m;
+        t->read += m;
         a->kern.full(x, m, a->d, a->c, a->k, tmp, dist, sec);
         __atomic_store_n(&b->broken, 1, __ATOMIC_RELAXED);
         all_changed(ch, m);
         return tmp;
     }
     int32_t *lab = b->lab + i0;
-    double *lb = b->lb + i0, *ub = b->ub + i0;
+    float *lb = b->lb + i0, *ub = b->ub + i0;
     if (!a->bounded) {
-        __atomic_fetch_add(&b->scanned, m, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&b->read, m, __ATOMIC_RELAXED);
+        t->scanned += m;
+        t->read += m;
         a->kern.full(x, m, a->d, a->c, a->k, lab, dist, sec);
-        for (size_t i = 0; i < m; i++) {
-            lb[i] = true_below(b, sec[i]);
-            ub[i] = true_above(b, dist[i]);
-        }
+        set_bounds(b, m, dist, sec, lb, ub);
         all_changed(ch, m);
         return lab;
     }
     size_t idx[KM_BLOCK], nr = 0;
-    size_t nf = pretest(b, m, lab, lb, ub, idx);
+    size_t nf = a->kern.pretest(b, m, lab, lb, ub, idx);
     int all = a->dists || nf > m / 2; /* then every point, without the copies */
     if (all)
         a->kern.own(x, m, a->d, a->c, lab, dist);
@@ -919,14 +1012,14 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
         own_some(a, x, idx, nf, lab, dist);
     for (size_t t = 0; t < nf; t++) {
         size_t i = idx[t];
-        ub[i] = true_above(b, dist[i]);
+        ub[i] = f_up(true_above(b, dist[i]));
         if (!keeps(b, lab[i], lb[i], dist[i]))
             idx[nr++] = i;
     }
     if (nr)
         rescan(a, x, idx, nr, lab, dist, lb, ub, ch);
-    __atomic_fetch_add(&b->read, all ? m : nf, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&b->scanned, nr, __ATOMIC_RELAXED);
+    t->read += all ? m : nf;
+    t->scanned += nr;
     return lab;
 }
 
@@ -940,17 +1033,17 @@ static km_kernels pick_kernels(size_t d)
         __builtin_cpu_init();
         int f = force && *force;
         if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
-            return d % 8 == 0 ? (km_kernels){full_avx512, own512, move_block512}
-                              : (km_kernels){full_avx512, own_serial, move_block};
+            return d % 8 == 0 ? (km_kernels){full_avx512, own512, move_block512, pretest512}
+                              : (km_kernels){full_avx512, own_serial, move_block, pretest512};
         if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
             __builtin_cpu_supports("fma"))
-            return (km_kernels){full_avx2, own_serial, move_block};
+            return (km_kernels){full_avx2, own_serial, move_block, pretest};
     }
 #else
     (void)d;
     (void)force;
 #endif
-    return (km_kernels){full_serial, own_serial, move_block};
+    return (km_kernels){full_serial, own_serial, move_block, pretest};
 }
 
 /* The largest k x d whose pending sums pass_seq keeps in an aligned copy
@@ -975,12 +1068,14 @@ static int pass_seq(void *accp, const void *in, size_t n, void *argp)
     int32_t tmp[KM_BLOCK];
     double dist[KM_BLOCK];
     km_changes ch;
+    km_tally t = {0};
     for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
         size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
         const double *xb = x + lo * a->d;
-        const int32_t *lab = assign_block(a, xb, m, tmp, dist, &ch);
+        const int32_t *lab = assign_block(a, xb, m, tmp, dist, &ch, &t);
         a->kern.move(a, w, xb, &ch, lab);
     }
+    tally_add(a->b, &t);
     if (w.ph != v.ph) {
         memcpy(v.ph, w.ph, kd * sizeof *loc);
         memcpy(v.pl, w.pl, kd * sizeof *loc);
@@ -1082,12 +1177,14 @@ static int label_map(const void *in, void *out, size_t n, void *argp)
     labelled *o = out;
     int32_t tmp[KM_BLOCK];
     double dist[KM_BLOCK];
+    km_tally t = {0};
     for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
         size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
-        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist, NULL);
+        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist, NULL, &t);
         for (size_t i = 0; i < m; i++)
             o[lo + i] = (labelled){lab[i], dist[i]};
     }
+    tally_add(a->b, &t);
     return 0;
 }
 
@@ -1685,11 +1782,11 @@ typedef struct {
 typedef struct {
     pass_arg a;
     int64_t *labels;
+    double *dist;
 } label_arg;
 
 /* One rank: labels straight into the result, each point's distance into
- * the bounds' lb array (the last pass: the bounds are not needed after it,
- * and bounds_end marks them invalid). */
+ * la->dist. */
 static int label_each(const void *in, size_t n, size_t part, void *argp)
 {
     (void)part;
@@ -1698,17 +1795,19 @@ static int label_each(const void *in, size_t n, size_t part, void *argp)
     const double *x = in;
     int32_t tmp[KM_BLOCK];
     double dist[KM_BLOCK];
+    km_tally t = {0};
     for (size_t lo = 0; lo < n; lo += KM_BLOCK) {
         size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
         ptrdiff_t i0 = block_index(a, x + lo * a->d, m);
         if (i0 < 0)
             return -1; /* not a view of the points' array: never expected */
-        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist, NULL);
+        const int32_t *lab = assign_block(a, x + lo * a->d, m, tmp, dist, NULL, &t);
         for (size_t i = 0; i < m; i++) {
             la->labels[(size_t)i0 + i] = lab[i];
-            a->b->lb[(size_t)i0 + i] = dist[i];
+            la->dist[(size_t)i0 + i] = dist[i];
         }
     }
+    tally_add(a->b, &t);
     return 0;
 }
 
@@ -1737,19 +1836,22 @@ static int labels_collected(km *s, pass_arg *a, km_result *res, char *msg)
 static int final_labels(km *s, km_result *res, char *msg)
 {
     double t0 = ember_cli_now();
-    label_arg la = {pass_begin(s, 1), NULL};
+    label_arg la = {pass_begin(s, 1), NULL, NULL};
     int rc = EMBER_OK;
     res->inertia = 0;
     if (!(res->labels = malloc((s->n ? s->n : 1) * sizeof *res->labels)))
         rc = km_error(msg, EMBER_ENOMEM, "out of memory");
     else if (s->cli->ranks > 1 || ember_array_data(s->points, &(size_t){0}) != s->x)
         rc = labels_collected(s, &la.a, res, msg);
+    else if (!(la.dist = malloc(s->n * sizeof *la.dist)))
+        rc = km_error(msg, EMBER_ENOMEM, "out of memory");
     else {
         la.labels = res->labels;
         rc = ember_foreach(s->points, label_each, &la, msg);
         for (size_t i = 0; !rc && i < s->n; i++)
-            res->inertia += s->bnd.lb[i];
+            res->inertia += la.dist[i];
     }
+    free(la.dist);
     if (!rc)
         rc = check_inertia(s, res->inertia, msg);
     bounds_end(&s->bnd, s->c, s->k, s->d, 0);
