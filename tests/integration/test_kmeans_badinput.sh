@@ -38,6 +38,11 @@ expect2 'missing\.csv' --input "$tmp/missing.csv" --k 2
 # inertia inf (exit 0, as it was)
 printf '1.7976931348623157e308,2\n-1.7976931348623157e308,4\n' >"$tmp/huge.csv"
 expect2 'huge\.csv: the squared distances overflow' --input "$tmp/huge.csv" --k 1
+# a pass where two points overflow against every centroid (their labels
+# tie at +inf), though the centroids that follow would give finite ones
+printf '0\n1\n1e160\n1e160\n' >"$tmp/huge3.csv"
+printf '0\n0.5\n' >"$tmp/huge3-init.csv"
+expect2 'huge3\.csv: the squared distances overflow' --input "$tmp/huge3.csv" --init "$tmp/huge3-init.csv" --tolerance 0
 printf '3e160,1\n-2e160,1\n1e150,2\n' >"$tmp/huge2.csv"
 expect2 'huge2\.csv: the squared distances overflow' --input "$tmp/huge2.csv" --k 2 --init random
 expect2 'empty\.csv.*(no data|empty)' --input "$tmp/empty.csv" --k 2

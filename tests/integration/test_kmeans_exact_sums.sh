@@ -5,10 +5,18 @@
 #   (with floating-point sums the partitions decided the summation order);
 # - each converged centroid is, bit for bit, the value an independent
 #   implementation of the definition gives from the input and the labels
-#   (Python integers and floats, here). The data mixes magnitudes within
-#   columns (a column of values near 1e6 with some near 1e-9, whose low bits
-#   the scaled pairs drop, and one of values near 1e-300), has a cluster of
-#   a single point, and negative coordinates.
+#   (Python integers and floats, here). The first data set mixes magnitudes
+#   within columns (a column of values near 1e6 with some near 1e-9, whose
+#   low bits the scaled pairs drop, and one of values near 1e-300), has a
+#   cluster of a single point, and negative coordinates. The second has 16
+#   columns (the AVX-512 kernels' width) and clusters of 3000 points (more
+#   changes than a partition's pending sums take before they are added to
+#   its totals), with a column of zeros, one of subnormal numbers and one
+#   near 1e150 (their squares near 1e300);
+# - identical points have themselves as their mean (the mean is rounded
+#   once, from the exact quotient);
+# - --verify passes, also where a cluster's sum passes DBL_MAX (the
+#   verifier sums in long double).
 set -euo pipefail
 export SOURCE_DATE_EPOCH=1700000000
 : "${EMBER_BIN:?}"
@@ -50,9 +58,13 @@ if ! [ -x "$py" ]; then
   echo "test_kmeans_exact_sums: $py is missing: the reference check is SKIPPED; the partition checks passed"
   exit 0
 fi
-"$py" - "$tmp/pts.csv" "$tmp/ref.csv" "$tmp/ref.centroids.csv" <<'EOF' || fail "the reference differs (above)"
+cat > "$tmp/ref.py" <<'EOF'
 import math, sys
-rows = [list(map(float, l.split(","))) for l in open(sys.argv[1]).read().split("\n")[1:] if l]
+from fractions import Fraction
+lines = [l for l in open(sys.argv[1]).read().split("\n") if l]
+if lines[0][0] not in "0123456789-.":
+    lines = lines[1:]  # a header
+rows = [list(map(float, l.split(","))) for l in lines]
 labels = {}
 for l in open(sys.argv[2]).read().split("\n")[1:]:
     if l:
@@ -76,15 +88,60 @@ for q, c in sorted(cents.items()):
             h = round(v)          # to nearest, ties to even
             H += h
             L += round((v - h) * 2.0 ** 51)
-        carry = L >> 51
-        H, L = H + carry, L - (carry << 51)
-        want = math.ldexp((float(H) + float(L) * 2.0 ** -51) / len(members), -scale[j])
+        # the exact mean of the pairs, rounded once (Fraction to float is
+        # correctly rounded), then scaled back
+        want = math.ldexp(float(Fraction(H * 2 ** 51 + L, len(members) * 2 ** 51)), -scale[j])
         if want != c[j]:
             bad += 1
             print("centroid %d, coordinate %d: ember %r, the definition %r" % (q, j, c[j], want))
-if singles == 0:
+if sys.argv[4] == "single" and singles == 0:
     print("no cluster of one point: the data no longer tests what it should")
+    bad += 1
+if sys.argv[4] == "big" and max(list(labels.values()).count(q) for q in cents) <= 2048:
+    print("no cluster of more than 2048 points: the data no longer tests what it should")
     bad += 1
 sys.exit(bad != 0)
 EOF
+"$py" "$tmp/ref.py" "$tmp/pts.csv" "$tmp/ref.csv" "$tmp/ref.centroids.csv" single ||
+  fail "the reference differs (above)"
+
+# 16 columns, 3 clusters of 3000 points
+awk 'BEGIN { srand(9); for (i = 0; i < 9000; i++) { g = i % 3
+    for (j = 0; j < 16; j++) { r = rand()
+      if (j == 0) f = "0"; else if (j == 1) f = sprintf("%de-324", 5 * (g * 1000 + int(r * 1000)))
+      else if (j == 2) f = sprintf("%.17g", (g + r) * 1e150)
+      else f = sprintf("%.17g", (j % 2 ? -1 : 1) * (g * 50 + r * (j + 1)))
+      printf "%s%s", (j ? "," : ""), f }
+    print "" } }' > "$tmp/wide.csv"
+head -3 "$tmp/wide.csv" > "$tmp/wide-init.csv"
+for t in 1 2; do
+  "$km" --input "$tmp/wide.csv" --init "$tmp/wide-init.csv" --tolerance 0 --iterations 100 \
+    --threads $t --partitions $((t == 1 ? 1 : 6)) --quiet --verify --output "$tmp/wide$t.csv" \
+    > "$tmp/wide$t.out" 2>&1 || { cat "$tmp/wide$t.out"; fail "16 columns, $t threads"; }
+  grep -q '^Verification: PASS' "$tmp/wide$t.out" || fail "16 columns: $(cat "$tmp/wide$t.out")"
+done
+cmp -s "$tmp/wide1.centroids.csv" "$tmp/wide2.centroids.csv" || fail "16 columns: centroids differ by threads"
+"$py" "$tmp/ref.py" "$tmp/wide.csv" "$tmp/wide1.csv" "$tmp/wide1.centroids.csv" big ||
+  fail "the reference differs on 16 columns (above)"
+
+# a sum past DBL_MAX: the exact sums hold it, and so must the verifier
+printf '1e308\n1e308\n' > "$tmp/big.csv"
+"$km" --input "$tmp/big.csv" --k 1 --quiet --verify > "$tmp/big.out" 2>&1 ||
+  { cat "$tmp/big.out"; fail "two points of 1e308"; }
+grep -q '^Verification: PASS' "$tmp/big.out" || fail "two points of 1e308: $(cat "$tmp/big.out")"
+# identical points: the centroid is the point itself (three 0.1 summed and
+# divided in doubles give 0.10000000000000002; five copies of the largest
+# double, a centroid below it, whose distance to them overflows), and
+# --verify passes after one iteration, the centroids still moving
+printf '0.1\n0.1\n0.1\n5\n5\n5\n' > "$tmp/dup.csv"
+"$km" --input "$tmp/dup.csv" --k 2 --iterations 1 --verify --output "$tmp/dup-out.csv" \
+  > "$tmp/dup.out" 2>&1 || { cat "$tmp/dup.out"; fail "duplicates"; }
+grep -qx '0,0.10000000000000001' "$tmp/dup-out.centroids.csv" && grep -qx '1,5' "$tmp/dup-out.centroids.csv" ||
+  fail "the centroids of identical points: $(cat "$tmp/dup-out.centroids.csv")"
+for n in 5 9 10; do
+  awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) print "1.7976931348623157e308" }' > "$tmp/max.csv"
+  "$km" --input "$tmp/max.csv" --k 1 --quiet --verify > "$tmp/max.out" 2>&1 ||
+    { cat "$tmp/max.out"; fail "$n copies of the largest double"; }
+  grep -q '^inertia: 0$' "$tmp/max.out" || fail "$n copies of the largest double: $(cat "$tmp/max.out")"
+done
 echo "test_kmeans_exact_sums: PASS"

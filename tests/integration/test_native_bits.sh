@@ -20,7 +20,7 @@ raw_sum() {
     sha256sum "$tmp/raw.bin" | cut -d' ' -f1
 }
 want_ranks=eeb849ac710f36127f6cc0d0104436b46ab70fcbf7e6bd7e4ec865c2865d3da1
-want_centroids=50bd3243eba80b3c41b5b87239c03e0c10fd0633a4ffc7183b2125bc2db93762
+want_centroids=319aab3972fdc9b9069679a03c29cc1eedbebd369240b75485adea4cee46c93c
 want_labels=43b699bcc34fcdaf7436745978eb2b764fa3880ab8bb70492db2c9ef7dd3b00c
 
 "$EMBER_BIN/ember-gen" kron --scale 12 --seed 1 --output "$tmp/g.h5" --quiet
