@@ -11,9 +11,8 @@
  *   exact integer sums (see "exact sums": each coordinate is a pair of
  *   integers after scaling by a power of two of its column, exact for
  *   coordinates of magnitude 2^(e - 50) or more, 2^e being the least power
- *   of two above the column's largest magnitude),
- *   so no result depends on the order of the sums: not on the team, the
- *   ranks or the partitions.
+ *   of two above the column's largest magnitude), so no result depends on
+ *   the order of the sums: not on the team, the ranks or the partitions.
  * - Empty cluster rule: when clusters are left without points, the i-th
  *   of them in index order moves onto the i-th point farthest from its own
  *   centroid in that assignment (distance descending, lowest point index on
@@ -551,6 +550,14 @@ KM_CLONES static size_t pretest(const km_bounds *b, size_t m, const int32_t *lab
     return nf;
 }
 
+/* 1 if a point labelled q, at computed distance v and lower bound l, keeps
+ * its label. */
+static int keeps(const km_bounds *b, int32_t q, double l, double v)
+{
+    double thr = sq_below(b, l), h = b->hsq[q];
+    return v < (h > thr ? h : thr);
+}
+
 #ifdef KM_X86
 /* pretest, eight points at a time (the same decisions and stored bounds:
  * the conversions round down and up as f_down and f_up do). */
@@ -587,17 +594,7 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
         idx[t] += i;
     return nf + rest;
 }
-#endif
 
-/* 1 if a point labelled q, at computed distance v and lower bound l, keeps
- * its label. */
-static int keeps(const km_bounds *b, int32_t q, double l, double v)
-{
-    double thr = sq_below(b, l), h = b->hsq[q];
-    return v < (h > thr ? h : thr);
-}
-
-#ifdef KM_X86
 /* own_serial for d a multiple of 8, eight points at a time. */
 __attribute__((target("avx512f"))) static void
 own512(const double *x, size_t m, size_t d, const double *c, const int32_t *lab,
@@ -799,7 +796,6 @@ static void move_point(const pass_arg *a, acc_view v, const double *x, int32_t f
     }
     move_count(a, v, from, to);
 }
-
 
 /* Where block x of m points starts in the points' array, or -1 if it is
  * not inside it (the pipeline hands out views of the array). */
