@@ -377,7 +377,7 @@ static int from_metrics(history *h, const char *prog, const char *path)
         }
         if (!it || !val || it->num < 1 || it->num != floor(it->num)) {
             fprintf(stderr, "%s: --plot %s:%ld: a metrics line needs \"iteration\" "
-                            "(>= 1) and a value (residual, inertia, ...)\n",
+                            "(>= 1) and a value (residual, shift, ...)\n",
                     prog, path, lineno);
             status = EMBER_EXIT_USAGE;
             break;
