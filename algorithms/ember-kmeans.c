@@ -106,13 +106,15 @@ static const ember_cli_program km_program = {
 /* Full kernels: the label, the distance and the second smallest distance
  * (to any other centroid; +inf when k = 1) of m row-major points x (m x d)
  * under k centroids. The second one feeds the bounds below only. */
-typedef void (*full_fn)(const double *x, size_t m, size_t d, const double *c,
-                        size_t k, int32_t *lab, double *dist, double *second);
+typedef void (*full_fn)(const double *x, const size_t *idx, size_t m, size_t d,
+                        const double *c, size_t k, int32_t *lab, double *dist,
+                        double *second);
 
 /* Own kernels: each point's distance to its labelled centroid, the same
- * bits as the full kernel's for that centroid. */
-typedef void (*own_fn)(const double *x, size_t m, size_t d, const double *c,
-                       const int32_t *lab, double *dist);
+ * bits as the full kernel's for that centroid. Both kinds take rows
+ * 0 .. m - 1 of x, or rows idx[0 .. m - 1] of x when idx is given. */
+typedef void (*own_fn)(const double *x, const size_t *idx, size_t m, size_t d,
+                       const double *c, const int32_t *lab, double *dist);
 
 /* Move kernels: a block's label changes into the pending sums (see
  * "exact sums"). Pretest kernels: the bounds moved, and the points they
@@ -154,14 +156,16 @@ static double dist_serial(const double *x, const double *c, size_t d)
 #define KM_CLONES
 #endif
 
-KM_CLONES static void full_serial(const double *x, size_t m, size_t d, const double *c,
-                                  size_t k, int32_t *lab, double *dist, double *second)
+KM_CLONES static void full_serial(const double *x, const size_t *idx, size_t m, size_t d,
+                                  const double *c, size_t k, int32_t *lab, double *dist,
+                                  double *second)
 {
     for (size_t i = 0; i < m; i++) {
         double best = INFINITY, sec = INFINITY;
         int32_t l = 0;
+        const double *p = x + (idx ? idx[i] : i) * d;
         for (size_t q = 0; q < k; q++) {
-            double v = dist_serial(x + i * d, c + q * d, d);
+            double v = dist_serial(p, c + q * d, d);
             if (v < best) {
                 sec = best;
                 best = v;
@@ -176,11 +180,11 @@ KM_CLONES static void full_serial(const double *x, size_t m, size_t d, const dou
     }
 }
 
-KM_CLONES static void own_serial(const double *x, size_t m, size_t d, const double *c,
-                                 const int32_t *lab, double *dist)
+KM_CLONES static void own_serial(const double *x, const size_t *idx, size_t m, size_t d,
+                                 const double *c, const int32_t *lab, double *dist)
 {
     for (size_t i = 0; i < m; i++)
-        dist[i] = dist_serial(x + i * d, c + (size_t)lab[i] * d, d);
+        dist[i] = dist_serial(x + (idx ? idx[i] : i) * d, c + (size_t)lab[i] * d, d);
 }
 
 #ifdef KM_X86
@@ -301,13 +305,13 @@ tile256(const double *xt, size_t T, size_t g, size_t d, const double *c,
 }
 
 /* Transposes points [lo, lo + m) into xt (d rows of T), zero-padded. */
-static void transpose(const double *x, size_t m, size_t d, double *xt,
-                      size_t T)
+static void transpose(const double *x, const size_t *idx, size_t m, size_t d,
+                      double *xt, size_t T)
 {
     for (size_t j = 0; j < d; j++) {
         double *row = xt + j * T;
         for (size_t i = 0; i < m; i++)
-            row[i] = x[i * d + j];
+            row[i] = x[(idx ? idx[i] : i) * d + j];
         for (size_t i = m; i < T; i++)
             row[i] = 0;
     }
@@ -337,24 +341,33 @@ transpose8x8(const __m512d r[8], __m512d o[8])
 
 /* The same for d a multiple of 8, eight points at a time. */
 __attribute__((target("avx512f"))) static void
-transpose512(const double *x, size_t m, size_t d, double *xt, size_t T)
+transpose512(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
+             size_t T)
 {
     for (size_t i0 = 0; i0 < T; i0 += 8)
         for (size_t jb = 0; jb < d; jb += 8) {
             __m512d r[8], o[8];
-            for (size_t q = 0; q < 8; q++)
-                r[q] = i0 + q < m ? _mm512_loadu_pd(x + (i0 + q) * d + jb)
-                                  : _mm512_setzero_pd();
+            for (size_t q = 0; q < 8; q++) {
+                size_t i = i0 + q;
+                r[q] = i < m ? _mm512_loadu_pd(x + (idx ? idx[i] : i) * d + jb)
+                             : _mm512_setzero_pd();
+            }
             transpose8x8(r, o);
             for (size_t j = 0; j < 8; j++)
                 _mm512_storeu_pd(xt + (jb + j) * T + i0, o[j]);
         }
 }
 
-/* Runs a tile kernel over x in tiles of T points (T a multiple of G). */
-static void full_tiled(const double *x, size_t m, size_t d, const double *c,
-                       size_t k, int32_t *lab, double *dist, double *second, int wide)
+/* Runs a tile kernel over x in tiles of T points (T a multiple of G):
+ * rows 0 .. m - 1 of x, or rows idx[0 .. m - 1] (their lines fetched
+ * first). */
+static void full_tiled(const double *x, const size_t *idx, size_t m, size_t d,
+                       const double *c, size_t k, int32_t *lab, double *dist,
+                       double *second, int wide)
 {
+    for (size_t i = 0; idx && i < m; i++)
+        for (size_t o = 0; o < d; o += 8)
+            __builtin_prefetch(x + idx[i] * d + o);
     double xt[TILE_DOUBLES];
     size_t G = wide ? 16 : 8;
     size_t T = (TILE_DOUBLES / d) / G * G;
@@ -362,10 +375,12 @@ static void full_tiled(const double *x, size_t m, size_t d, const double *c,
     double td[16], ts[16];
     for (size_t lo = 0; lo < m; lo += T) {
         size_t mt = m - lo < T ? m - lo : T, tp = (mt + G - 1) / G * G;
+        const double *xs = idx ? x : x + lo * d;
+        const size_t *is = idx ? idx + lo : NULL;
         if (wide && d % 8 == 0)
-            transpose512(x + lo * d, mt, d, xt, tp);
+            transpose512(xs, is, mt, d, xt, tp);
         else
-            transpose(x + lo * d, mt, d, xt, tp);
+            transpose(xs, is, mt, d, xt, tp);
         for (size_t g = 0; g < tp; g += G) {
             if (wide)
                 tile512(xt, tp, g, d, c, k, tl, td, ts);
@@ -379,29 +394,31 @@ static void full_tiled(const double *x, size_t m, size_t d, const double *c,
     }
 }
 
-static void full_avx512(const double *x, size_t m, size_t d, const double *c, size_t k,
-                        int32_t *lab, double *dist, double *second)
+static void full_avx512(const double *x, const size_t *idx, size_t m, size_t d,
+                        const double *c, size_t k, int32_t *lab, double *dist,
+                        double *second)
 {
-    full_tiled(x, m, d, c, k, lab, dist, second, 1);
+    full_tiled(x, idx, m, d, c, k, lab, dist, second, 1);
 }
 
-static void full_avx2(const double *x, size_t m, size_t d, const double *c, size_t k,
-                      int32_t *lab, double *dist, double *second)
+static void full_avx2(const double *x, const size_t *idx, size_t m, size_t d,
+                      const double *c, size_t k, int32_t *lab, double *dist,
+                      double *second)
 {
-    full_tiled(x, m, d, c, k, lab, dist, second, 0);
+    full_tiled(x, idx, m, d, c, k, lab, dist, second, 0);
 }
 
 /* The distances of 8 points (d a multiple of 8) to their centroids: each
  * difference row by row, then 8 x 8 blocks transposed so that the fma
  * chain over the coordinates runs in order in each lane. */
 __attribute__((target("avx512f"), always_inline)) static inline __m512d
-own8(const double *x, size_t d, const double *c, const int32_t *lab)
+own8(const double *x, const size_t *idx, size_t d, const double *c, const int32_t *lab)
 {
     __m512d acc = _mm512_setzero_pd();
     for (size_t jb = 0; jb < d; jb += 8) {
         __m512d r[8], o[8];
         for (size_t q = 0; q < 8; q++)
-            r[q] = _mm512_sub_pd(_mm512_loadu_pd(x + q * d + jb),
+            r[q] = _mm512_sub_pd(_mm512_loadu_pd(x + (idx ? idx[q] : q) * d + jb),
                                  _mm512_loadu_pd(c + (size_t)lab[q] * d + jb));
         transpose8x8(r, o);
         for (int j = 0; j < 8; j++)
@@ -597,16 +614,23 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
 
 /* own_serial for d a multiple of 8, eight points at a time. */
 __attribute__((target("avx512f"))) static void
-own512(const double *x, size_t m, size_t d, const double *c, const int32_t *lab,
-       double *dist)
+own512(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
+       const int32_t *lab, double *dist)
 {
     size_t i = 0;
+    for (size_t t = 0; idx && t < m; t++) /* scattered rows: all fetched first */
+        for (size_t o = 0; o < d; o += 8)
+            _mm_prefetch((const char *)(x + idx[t] * d + o), _MM_HINT_T0);
     for (; i + 8 <= m; i += 8) {
-        for (size_t o = 0; o < 8 * d; o += 8) /* the memory 16 KiB ahead */
+        for (size_t o = 0; !idx && o < 8 * d; o += 8) /* the memory 16 KiB ahead */
             _mm_prefetch((const char *)(x + (i + 8) * d + 2048 + o), _MM_HINT_T0);
-        _mm512_storeu_pd(dist + i, own8(x + i * d, d, c, lab + i));
+        _mm512_storeu_pd(dist + i, idx ? own8(x, idx + i, d, c, lab + i)
+                                       : own8(x + i * d, NULL, d, c, lab + i));
     }
-    own_serial(x + i * d, m - i, d, c, lab + i, dist + i);
+    if (idx)
+        own_serial(x, idx + i, m - i, d, c, lab + i, dist + i);
+    else
+        own_serial(x + i * d, NULL, m - i, d, c, lab + i, dist + i);
 }
 #endif
 
@@ -861,55 +885,18 @@ move_block512(const pass_arg *a, acc_view v, const double *xb, const km_changes 
 }
 #endif
 
-/* Rows idx[0..cnt) of the block are gathered into a buffer of
- * KM_GATHER doubles, cnt at a time, their lines fetched first. */
-#define KM_GATHER 4096
-
-static size_t gather_per(size_t d)
-{
-    size_t per = d <= KM_GATHER ? KM_GATHER / d : 1;
-    return per < KM_BLOCK ? per : KM_BLOCK;
-}
-
-/* Rows idx[0..cnt) of x: buf holding them, or the row itself when one
- * row does not fit (cnt is then 1). */
-static const double *gather_rows(const double *x, size_t d, const size_t *idx, size_t cnt,
-                                 double *buf)
-{
-    if (d > KM_GATHER)
-        return x + idx[0] * d;
-    for (size_t t = 0; t < cnt; t++)
-        for (size_t o = 0; o < d; o += 8)
-            __builtin_prefetch(x + idx[t] * d + o);
-    for (size_t t = 0; t < cnt; t++) { /* 64-byte copies, inlined */
-        const double *src = x + idx[t] * d;
-        double *dst = buf + t * d;
-        size_t o = 0;
-        for (; o + 8 <= d; o += 8)
-            memcpy(dst + o, src + o, 8 * sizeof *dst);
-        for (; o < d; o++)
-            dst[o] = src[o];
-    }
-    return buf;
-}
-
-/* The distances of points idx[0..nf) of the block to their centroids. */
+/* The distances of points idx[0..nf) of the block to their centroids,
+ * read where they lie. */
 static void own_some(const pass_arg *a, const double *x, const size_t *idx, size_t nf,
                      const int32_t *lab, double *dist)
 {
-    double buf[KM_GATHER], bd[KM_BLOCK];
+    double bd[KM_BLOCK];
     int32_t bl[KM_BLOCK];
-    size_t d = a->d, per = gather_per(d);
-    for (size_t f = 0; f < nf;) {
-        size_t cnt = nf - f < per ? nf - f : per;
-        const double *src = gather_rows(x, d, idx + f, cnt, buf);
-        for (size_t t = 0; t < cnt; t++)
-            bl[t] = lab[idx[f + t]];
-        a->kern.own(src, cnt, d, a->c, bl, bd);
-        for (size_t t = 0; t < cnt; t++)
-            dist[idx[f + t]] = bd[t];
-        f += cnt;
-    }
+    for (size_t t = 0; t < nf; t++)
+        bl[t] = lab[idx[t]];
+    a->kern.own(x, idx, nf, a->d, a->c, bl, bd);
+    for (size_t t = 0; t < nf; t++)
+        dist[idx[t]] = bd[t];
 }
 
 /* 1 if one of the m distances is +inf (an overflow: finite data can
@@ -927,29 +914,21 @@ static int any_inf(const double *dist, size_t m)
 static int rescan(const pass_arg *a, const double *x, const size_t *idx, size_t nf,
                    int32_t *lab, double *dist, float *lb, float *ub, km_changes *ch)
 {
-    double buf[KM_GATHER], bd[KM_BLOCK], bs[KM_BLOCK];
+    double bd[KM_BLOCK], bs[KM_BLOCK];
     int32_t bl[KM_BLOCK];
-    size_t d = a->d, per = gather_per(d);
-    int inf = 0;
-    for (size_t f = 0; f < nf;) {
-        size_t cnt = nf - f < per ? nf - f : per;
-        const double *src = gather_rows(x, d, idx + f, cnt, buf);
-        a->kern.full(src, cnt, d, a->c, a->k, bl, bd, bs);
-        inf |= any_inf(bd, cnt);
-        for (size_t t = 0; t < cnt; t++) {
-            size_t i = idx[f + t];
-            if (ch && bl[t] != lab[i]) {
-                ch->who[ch->n] = (uint16_t)i;
-                ch->from[ch->n++] = lab[i];
-            }
-            lab[i] = bl[t];
-            dist[i] = bd[t];
-            lb[i] = f_down(true_below(a->b, bs[t]));
-            ub[i] = f_up(true_above(a->b, bd[t]));
+    a->kern.full(x, idx, nf, a->d, a->c, a->k, bl, bd, bs); /* the rows where they lie */
+    for (size_t t = 0; t < nf; t++) {
+        size_t i = idx[t];
+        if (ch && bl[t] != lab[i]) {
+            ch->who[ch->n] = (uint16_t)i;
+            ch->from[ch->n++] = lab[i];
         }
-        f += cnt;
+        lab[i] = bl[t];
+        dist[i] = bd[t];
+        lb[i] = f_down(true_below(a->b, bs[t]));
+        ub[i] = f_up(true_above(a->b, bd[t]));
     }
-    return inf;
+    return any_inf(bd, nf);
 }
 
 /* The bounds of m points from a full scan's distances and second
@@ -1003,7 +982,7 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
     if (i0 < 0) {
         t->scanned += m;
         t->read += m;
-        a->kern.full(x, m, a->d, a->c, a->k, tmp, dist, sec);
+        a->kern.full(x, NULL, m, a->d, a->c, a->k, tmp, dist, sec);
         t->broken = 1;
         t->overflow |= any_inf(dist, m);
         all_changed(ch, m);
@@ -1014,7 +993,7 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
     if (!a->bounded) {
         t->scanned += m;
         t->read += m;
-        a->kern.full(x, m, a->d, a->c, a->k, lab, dist, sec);
+        a->kern.full(x, NULL, m, a->d, a->c, a->k, lab, dist, sec);
         set_bounds(b, m, dist, sec, lb, ub);
         t->overflow |= any_inf(dist, m);
         all_changed(ch, m);
@@ -1024,7 +1003,7 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
     size_t nf = a->kern.pretest(b, m, lab, lb, ub, idx);
     int all = a->dists || nf > m / 2; /* then every point, without the copies */
     if (all)
-        a->kern.own(x, m, a->d, a->c, lab, dist);
+        a->kern.own(x, NULL, m, a->d, a->c, lab, dist);
     else
         own_some(a, x, idx, nf, lab, dist);
     for (size_t t = 0; t < nf; t++) {
@@ -1157,9 +1136,9 @@ static int far_seq(void *accp, const void *in, size_t n, void *argp)
         const double *xb = x + lo * d;
         ptrdiff_t i0 = block_index(a, xb, m);
         if (a->bounded && i0 >= 0)
-            a->kern.own(xb, m, d, a->c, a->b->lab + i0, dist);
+            a->kern.own(xb, NULL, m, d, a->c, a->b->lab + i0, dist);
         else
-            a->kern.full(xb, m, d, a->c, a->k, tmp, dist, sec);
+            a->kern.full(xb, NULL, m, d, a->c, a->k, tmp, dist, sec);
         for (size_t i = 0; i < m; i++)
             if (dist[i] > slots[last])
                 slot_offer(a, slots, dist[i], xb + i * d);
@@ -1311,7 +1290,7 @@ static void update_nearest(km *s, double *near, const double *c)
         size_t lo = (size_t)b * 256, m = s->n - lo < 256 ? s->n - lo : 256;
         int32_t lab[256];
         double dist[256], second[256];
-        s->kern.full(s->x + lo * d, m, d, c, 1, lab, dist, second);
+        s->kern.full(s->x + lo * d, NULL, m, d, c, 1, lab, dist, second);
         for (size_t i = 0; i < m; i++)
             if (dist[i] < near[lo + i])
                 near[lo + i] = dist[i];
