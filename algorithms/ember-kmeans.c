@@ -122,6 +122,11 @@ typedef void (*own_fn)(const double *x, const size_t *idx, size_t m, size_t d,
 struct km_bounds;
 typedef size_t (*pretest_fn)(const struct km_bounds *b, size_t m, const int32_t *lab,
                              float *lb, float *ub, size_t *idx);
+typedef size_t (*recheck_fn)(const struct km_bounds *b, size_t *idx, size_t nf,
+                             const int32_t *lab, const float *lb, float *ub,
+                             const double *dist);
+typedef void (*bounds_fn)(const struct km_bounds *b, size_t m, const double *dist,
+                          const double *sec, float *lb, float *ub);
 struct pass_arg;
 struct acc_view;
 struct km_changes;
@@ -133,6 +138,8 @@ typedef struct {
     own_fn own;
     move_fn move;
     pretest_fn pretest;
+    recheck_fn recheck;
+    bounds_fn bounds;
 } km_kernels;
 
 static double dist_serial(const double *x, const double *c, size_t d)
@@ -575,7 +582,85 @@ static int keeps(const km_bounds *b, int32_t q, double l, double v)
     return v < (h > thr ? h : thr);
 }
 
+/* Candidates idx[0..nf) with their distances in dist: each one's ub from
+ * its distance, and the ones keeps() does not keep moved to the front of
+ * idx; returns their count. */
+static size_t recheck(const km_bounds *b, size_t *idx, size_t nf, const int32_t *lab,
+                      const float *lb, float *ub, const double *dist)
+{
+    size_t nr = 0;
+    for (size_t t = 0; t < nf; t++) {
+        size_t i = idx[t];
+        ub[i] = f_up(true_above(b, dist[i]));
+        if (!keeps(b, lab[i], lb[i], dist[i]))
+            idx[nr++] = i;
+    }
+    return nr;
+}
+
+/* The bounds of m points from a full scan's distances and second
+ * distances. */
+static void set_bounds(const km_bounds *b, size_t m, const double *dist, const double *sec,
+                       float *lb, float *ub)
+{
+    for (size_t i = 0; i < m; i++) {
+        lb[i] = f_down(true_below(b, sec[i]));
+        ub[i] = f_up(true_above(b, dist[i]));
+    }
+}
+
 #ifdef KM_X86
+/* set_bounds, eight points at a time (the same values: sqrt rounds as the
+ * scalar one does, and a NaN or +inf takes the scalar branches' values). */
+__attribute__((target("avx512f"))) static void
+set_bounds512(const km_bounds *b, size_t m, const double *dist, const double *sec,
+              float *lb, float *ub)
+{
+    const __m512d dn = _mm512_set1_pd(b->rho_dn), up = _mm512_set1_pd(b->rho_up);
+    const __m512d beta = _mm512_set1_pd(b->beta), cap = _mm512_set1_pd(b->cap);
+    const __m512d zero = _mm512_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m512d l = _mm512_mul_pd(_mm512_sub_pd(_mm512_sqrt_pd(_mm512_loadu_pd(sec + i)), beta), dn);
+        l = _mm512_min_pd(_mm512_max_pd(l, zero), cap); /* NaN: 0; +inf: cap */
+        __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_sqrt_pd(_mm512_loadu_pd(dist + i)), beta), up);
+        _mm256_storeu_ps(lb + i, _mm512_cvt_roundpd_ps(l, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+        _mm256_storeu_ps(ub + i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+    }
+    set_bounds(b, m - i, dist + i, sec + i, lb + i, ub + i);
+}
+
+/* recheck, eight candidates at a time (gathered from the block's arrays;
+ * the same values and decisions). */
+__attribute__((target("avx512f"))) static size_t
+recheck512(const km_bounds *b, size_t *idx, size_t nf, const int32_t *lab, const float *lb,
+           float *ub, const double *dist)
+{
+    const __m512d dn = _mm512_set1_pd(b->rho_dn), up = _mm512_set1_pd(b->rho_up);
+    const __m512d beta = _mm512_set1_pd(b->beta), tiny = _mm512_set1_pd(b->tiny);
+    const __m512d cap = _mm512_set1_pd(b->cap);
+    size_t nr = 0, t = 0;
+    for (; t + 8 <= nf; t += 8) {
+        __m512i i = _mm512_loadu_si512((const void *)(idx + t));
+        __m512d v = _mm512_i64gather_pd(i, dist, 8);
+        __m512d l = _mm512_min_pd(_mm512_cvtps_pd(_mm512_i64gather_ps(i, lb, 4)), cap);
+        __m512d h = _mm512_i32gather_pd(_mm512_i64gather_epi32(i, lab, 4), b->hsq, 8);
+        __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_sqrt_pd(v), beta), up);
+        _mm512_i64scatter_ps(ub, i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC), 4);
+        __m512d thr = _mm512_max_pd(_mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(l, l), dn), tiny), h);
+        __mmask8 fail = _mm512_cmp_pd_mask(v, thr, _CMP_NLT_UQ);
+        _mm512_mask_compressstoreu_epi64(idx + nr, fail, i); /* nr <= t: read already */
+        nr += (size_t)__builtin_popcount(fail);
+    }
+    for (; t < nf; t++) {
+        size_t i = idx[t];
+        ub[i] = f_up(true_above(b, dist[i]));
+        if (!keeps(b, lab[i], lb[i], dist[i]))
+            idx[nr++] = i;
+    }
+    return nr;
+}
+
 /* pretest, eight points at a time (the same decisions and stored bounds:
  * the conversions round down and up as f_down and f_up do). */
 __attribute__((target("avx512f"))) static size_t
@@ -915,8 +1000,10 @@ static int rescan(const pass_arg *a, const double *x, const size_t *idx, size_t 
                    int32_t *lab, double *dist, float *lb, float *ub, km_changes *ch)
 {
     double bd[KM_BLOCK], bs[KM_BLOCK];
+    float bl_lb[KM_BLOCK], bl_ub[KM_BLOCK];
     int32_t bl[KM_BLOCK];
     a->kern.full(x, idx, nf, a->d, a->c, a->k, bl, bd, bs); /* the rows where they lie */
+    a->kern.bounds(a->b, nf, bd, bs, bl_lb, bl_ub);
     for (size_t t = 0; t < nf; t++) {
         size_t i = idx[t];
         if (ch && bl[t] != lab[i]) {
@@ -925,22 +1012,12 @@ static int rescan(const pass_arg *a, const double *x, const size_t *idx, size_t 
         }
         lab[i] = bl[t];
         dist[i] = bd[t];
-        lb[i] = f_down(true_below(a->b, bs[t]));
-        ub[i] = f_up(true_above(a->b, bd[t]));
+        lb[i] = bl_lb[t];
+        ub[i] = bl_ub[t];
     }
     return any_inf(bd, nf);
 }
 
-/* The bounds of m points from a full scan's distances and second
- * distances. */
-static void set_bounds(const km_bounds *b, size_t m, const double *dist, const double *sec,
-                       float *lb, float *ub)
-{
-    for (size_t i = 0; i < m; i++) {
-        lb[i] = f_down(true_below(b, sec[i]));
-        ub[i] = f_up(true_above(b, dist[i]));
-    }
-}
 
 /* Every point of the block changed (from no label). */
 static void all_changed(km_changes *ch, size_t m)
@@ -994,24 +1071,19 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
         t->scanned += m;
         t->read += m;
         a->kern.full(x, NULL, m, a->d, a->c, a->k, lab, dist, sec);
-        set_bounds(b, m, dist, sec, lb, ub);
+        a->kern.bounds(b, m, dist, sec, lb, ub);
         t->overflow |= any_inf(dist, m);
         all_changed(ch, m);
         return lab;
     }
-    size_t idx[KM_BLOCK], nr = 0;
+    size_t idx[KM_BLOCK], nr;
     size_t nf = a->kern.pretest(b, m, lab, lb, ub, idx);
     int all = a->dists || nf > m / 2; /* then every point, without the copies */
     if (all)
         a->kern.own(x, NULL, m, a->d, a->c, lab, dist);
     else
         own_some(a, x, idx, nf, lab, dist);
-    for (size_t t = 0; t < nf; t++) {
-        size_t i = idx[t];
-        ub[i] = f_up(true_above(b, dist[i]));
-        if (!keeps(b, lab[i], lb[i], dist[i]))
-            idx[nr++] = i;
-    }
+    nr = a->kern.recheck(b, idx, nf, lab, lb, ub, dist);
     if (nr)
         t->overflow |= rescan(a, x, idx, nr, lab, dist, lb, ub, ch);
     t->read += all ? m : nf;
@@ -1029,17 +1101,17 @@ static km_kernels pick_kernels(size_t d)
         __builtin_cpu_init();
         int f = force && *force;
         if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
-            return d % 8 == 0 ? (km_kernels){full_avx512, own512, move_block512, pretest512}
-                              : (km_kernels){full_avx512, own_serial, move_block, pretest512};
+            return d % 8 == 0 ? (km_kernels){full_avx512, own512, move_block512, pretest512, recheck512, set_bounds512}
+                              : (km_kernels){full_avx512, own_serial, move_block, pretest512, recheck512, set_bounds512};
         if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
             __builtin_cpu_supports("fma"))
-            return (km_kernels){full_avx2, own_serial, move_block, pretest};
+            return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck, set_bounds};
     }
 #else
     (void)d;
     (void)force;
 #endif
-    return (km_kernels){full_serial, own_serial, move_block, pretest};
+    return (km_kernels){full_serial, own_serial, move_block, pretest, recheck, set_bounds};
 }
 
 /* The largest k x d whose pending sums pass_seq moves into an aligned
