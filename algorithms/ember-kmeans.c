@@ -652,13 +652,9 @@ recheck512(const km_bounds *b, size_t *idx, size_t nf, const int32_t *lab, const
         _mm512_mask_compressstoreu_epi64(idx + nr, fail, i); /* nr <= t: read already */
         nr += (size_t)__builtin_popcount(fail);
     }
-    for (; t < nf; t++) {
-        size_t i = idx[t];
-        ub[i] = f_up(true_above(b, dist[i]));
-        if (!keeps(b, lab[i], lb[i], dist[i]))
-            idx[nr++] = i;
-    }
-    return nr;
+    size_t rest = recheck(b, idx + t, nf - t, lab, lb, ub, dist);
+    memmove(idx + nr, idx + t, rest * sizeof *idx);
+    return nr + rest;
 }
 
 /* pretest, eight points at a time (the same decisions and stored bounds:
