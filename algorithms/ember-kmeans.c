@@ -1348,17 +1348,19 @@ static size_t pick_weighted(const double *w, size_t n, double total, double u)
 }
 
 /* near[i] = min(near[i], distance of point i to c), in blocks through the
- * distance kernel (k = 1); each point's value is independent of the team. */
+ * own-distance kernel (every label 0: the same bits as a scan of the one
+ * centroid, without the full kernel's transposes to memory); each point's
+ * value is independent of the team. */
 static void update_nearest(km *s, double *near, const double *c)
 {
     long long nb = (long long)((s->n + 255) / 256);
     size_t d = s->d;
+    static const int32_t zero[256];
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
     for (long long b = 0; b < nb; b++) {
         size_t lo = (size_t)b * 256, m = s->n - lo < 256 ? s->n - lo : 256;
-        int32_t lab[256];
-        double dist[256], second[256];
-        s->kern.full(s->x + lo * d, NULL, m, d, c, 1, lab, dist, second);
+        double dist[256];
+        s->kern.own(s->x + lo * d, NULL, m, d, c, zero, dist);
         for (size_t i = 0; i < m; i++)
             if (dist[i] < near[lo + i])
                 near[lo + i] = dist[i];
