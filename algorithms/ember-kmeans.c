@@ -117,8 +117,9 @@ typedef void (*own_fn)(const double *x, const size_t *idx, size_t m, size_t d,
                        const double *c, const int32_t *lab, double *dist);
 
 /* Move kernels: a block's label changes into the pending sums (see
- * "exact sums"). Pretest kernels: the bounds moved, and the points they
- * cannot keep unread (see "bounds"). */
+ * "exact sums"). Bound kernels (see "bounds"): pretest moves the bounds
+ * and lists the points they cannot keep unread, recheck tests those with
+ * their own distance, set_bounds makes bounds from a full scan. */
 struct km_bounds;
 typedef size_t (*pretest_fn)(const struct km_bounds *b, size_t m, const int32_t *lab,
                              float *lb, float *ub, size_t *idx);
@@ -610,6 +611,17 @@ static void set_bounds(const km_bounds *b, size_t m, const double *dist, const d
 }
 
 #ifdef KM_X86
+/* Eight doubles to floats rounded down (as f_down) and up (as f_up). */
+__attribute__((target("avx512f"), always_inline)) static inline __m256 down8(__m512d v)
+{
+    return _mm512_cvt_roundpd_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline __m256 up8(__m512d v)
+{
+    return _mm512_cvt_roundpd_ps(v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+}
+
 /* set_bounds, eight points at a time (the same values: sqrt rounds as the
  * scalar one does, and a NaN or +inf takes the scalar branches' values). */
 __attribute__((target("avx512f"))) static void
@@ -621,11 +633,12 @@ set_bounds512(const km_bounds *b, size_t m, const double *dist, const double *se
     const __m512d zero = _mm512_setzero_pd();
     size_t i = 0;
     for (; i + 8 <= m; i += 8) {
-        __m512d l = _mm512_mul_pd(_mm512_sub_pd(_mm512_sqrt_pd(_mm512_loadu_pd(sec + i)), beta), dn);
-        l = _mm512_min_pd(_mm512_max_pd(l, zero), cap); /* NaN: 0; +inf: cap */
-        __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_sqrt_pd(_mm512_loadu_pd(dist + i)), beta), up);
-        _mm256_storeu_ps(lb + i, _mm512_cvt_roundpd_ps(l, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
-        _mm256_storeu_ps(ub + i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+        __m512d l = _mm512_sub_pd(_mm512_sqrt_pd(_mm512_loadu_pd(sec + i)), beta);
+        /* a NaN gives 0 and +inf gives cap, as in true_below */
+        l = _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(l, dn), zero), cap);
+        __m512d u = _mm512_add_pd(_mm512_sqrt_pd(_mm512_loadu_pd(dist + i)), beta);
+        _mm256_storeu_ps(lb + i, down8(l));
+        _mm256_storeu_ps(ub + i, up8(_mm512_mul_pd(u, up)));
     }
     set_bounds(b, m - i, dist + i, sec + i, lb + i, ub + i);
 }
@@ -646,8 +659,9 @@ recheck512(const km_bounds *b, size_t *idx, size_t nf, const int32_t *lab, const
         __m512d l = _mm512_min_pd(_mm512_cvtps_pd(_mm512_i64gather_ps(i, lb, 4)), cap);
         __m512d h = _mm512_i32gather_pd(_mm512_i64gather_epi32(i, lab, 4), b->hsq, 8);
         __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_sqrt_pd(v), beta), up);
-        _mm512_i64scatter_ps(ub, i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC), 4);
-        __m512d thr = _mm512_max_pd(_mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(l, l), dn), tiny), h);
+        _mm512_i64scatter_ps(ub, i, up8(u), 4);
+        __m512d thr = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(l, l), dn), tiny);
+        thr = _mm512_max_pd(thr, h);
         __mmask8 fail = _mm512_cmp_pd_mask(v, thr, _CMP_NLT_UQ);
         _mm512_mask_compressstoreu_epi64(idx + nr, fail, i); /* nr <= t: read already */
         nr += (size_t)__builtin_popcount(fail);
@@ -675,11 +689,12 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
         __m512d near = _mm512_i32gather_pd(q, b->near, 8);
         __m512d l = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(lb + i)), dec);
         l = _mm512_max_pd(_mm512_mul_pd(l, dn), zero);
-        __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ub + i)), mv), up);
+        __m512d u = _mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ub + i)), mv);
+        u = _mm512_mul_pd(u, up);
         __m512d t = _mm512_mul_pd(_mm512_sub_pd(near, u), dn);
         t = _mm512_min_pd(_mm512_max_pd(t, l), cap); /* a NaN t gives l */
-        _mm256_storeu_ps(lb + i, _mm512_cvt_roundpd_ps(l, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
-        _mm256_storeu_ps(ub + i, _mm512_cvt_roundpd_ps(u, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+        _mm256_storeu_ps(lb + i, down8(l));
+        _mm256_storeu_ps(ub + i, up8(u));
         __m512d above = _mm512_add_pd(_mm512_mul_pd(_mm512_mul_pd(u, u), up), tiny);
         __m512d below = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(t, t), dn), tiny);
         __mmask8 need = _mm512_cmp_pd_mask(above, below, _CMP_NLT_UQ);
@@ -1096,12 +1111,19 @@ static km_kernels pick_kernels(size_t d)
     if (d <= TILE_DOUBLES / 16) {
         __builtin_cpu_init();
         int f = force && *force;
-        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f"))
-            return d % 8 == 0 ? (km_kernels){full_avx512, own512, move_block512, pretest512, recheck512, set_bounds512}
-                              : (km_kernels){full_avx512, own_serial, move_block, pretest512, recheck512, set_bounds512};
+        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
+            km_kernels k = {full_avx512, own_serial,  move_block,
+                            pretest512,  recheck512, set_bounds512};
+            if (d % 8 == 0) { /* the row kernels need whole vectors */
+                k.own = own512;
+                k.move = move_block512;
+            }
+            return k;
+        }
         if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
             __builtin_cpu_supports("fma"))
-            return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck, set_bounds};
+            return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck,
+                                set_bounds};
     }
 #else
     (void)d;
@@ -1274,7 +1296,7 @@ typedef struct {
     double *init;       /* k x d from --init FILE, or NULL */
     int init_kind;      /* 0 random, 1 kmeans++, 2 file */
     km_kernels kern;
-    double *colmax;     /* d: each column's largest magnitude */
+    double *colmax;     /* d: each column's largest magnitude, until prepare */
     km_bounds bnd;      /* derived from the run, not checkpointed */
     km_sums sums;       /* derived too: the sums of bnd.lab */
     /* bound to the loop */
@@ -1864,6 +1886,8 @@ static int prepare(km *s, char *msg)
         !z->h || !z->l || !z->cnt)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     sums_scales(s);
+    free(s->colmax); /* needed for the scales only */
+    s->colmax = NULL;
     s->kern = pick_kernels(s->d);
     const char *use = getenv("EMBER_KMEANS_BOUNDS");
     b->use = !(use && !strcmp(use, "0"));
