@@ -368,7 +368,9 @@ transpose512(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
 
 /* Runs a tile kernel over x in tiles of T points (T a multiple of G):
  * rows 0 .. m - 1 of x, or rows idx[0 .. m - 1] (their lines fetched
- * first). */
+ * first). A tile is TILE_DOUBLES on the stack, or G points on the heap
+ * when d is too large for that (full_serial, the same bits, if the heap
+ * has no room). */
 static void full_tiled(const double *x, const size_t *idx, size_t m, size_t d,
                        const double *c, size_t k, int32_t *lab, double *dist,
                        double *second, int wide)
@@ -376,9 +378,16 @@ static void full_tiled(const double *x, const size_t *idx, size_t m, size_t d,
     for (size_t i = 0; idx && i < m; i++)
         for (size_t o = 0; o < d; o += 8)
             __builtin_prefetch(x + idx[i] * d + o);
-    double xt[TILE_DOUBLES];
+    double stack[TILE_DOUBLES], *xt = stack;
     size_t G = wide ? 16 : 8;
     size_t T = (TILE_DOUBLES / d) / G * G;
+    if (T == 0) {
+        T = G;
+        if (!(xt = malloc(G * d * sizeof *xt))) {
+            full_serial(x, idx, m, d, c, k, lab, dist, second);
+            return;
+        }
+    }
     int32_t tl[16];
     double td[16], ts[16];
     for (size_t lo = 0; lo < m; lo += T) {
@@ -400,6 +409,8 @@ static void full_tiled(const double *x, const size_t *idx, size_t m, size_t d,
             memcpy(second + lo + g, ts, cnt * sizeof *ts);
         }
     }
+    if (xt != stack)
+        free(xt);
 }
 
 static void full_avx512(const double *x, const size_t *idx, size_t m, size_t d,
@@ -416,20 +427,23 @@ static void full_avx2(const double *x, const size_t *idx, size_t m, size_t d,
     full_tiled(x, idx, m, d, c, k, lab, dist, second, 0);
 }
 
-/* The distances of 8 points (d a multiple of 8) to their centroids: each
- * difference row by row, then 8 x 8 blocks transposed so that the fma
- * chain over the coordinates runs in order in each lane. */
+/* The distances of 8 points to their centroids: each difference row by
+ * row, 8 coordinates at a time (the last w < 8 with masked loads), then
+ * 8 x 8 blocks transposed so that the fma chain over the coordinates runs
+ * in order in each lane. */
 __attribute__((target("avx512f"), always_inline)) static inline __m512d
 own8(const double *x, const size_t *idx, size_t d, const double *c, const int32_t *lab)
 {
     __m512d acc = _mm512_setzero_pd();
     for (size_t jb = 0; jb < d; jb += 8) {
+        size_t w = d - jb < 8 ? d - jb : 8;
+        __mmask8 mk = (__mmask8)((1u << w) - 1);
         __m512d r[8], o[8];
         for (size_t q = 0; q < 8; q++)
-            r[q] = _mm512_sub_pd(_mm512_loadu_pd(x + (idx ? idx[q] : q) * d + jb),
-                                 _mm512_loadu_pd(c + (size_t)lab[q] * d + jb));
+            r[q] = _mm512_sub_pd(_mm512_maskz_loadu_pd(mk, x + (idx ? idx[q] : q) * d + jb),
+                                 _mm512_maskz_loadu_pd(mk, c + (size_t)lab[q] * d + jb));
         transpose8x8(r, o);
-        for (int j = 0; j < 8; j++)
+        for (size_t j = 0; j < w; j++)
             acc = _mm512_fmadd_pd(o[j], o[j], acc);
     }
     return acc;
@@ -708,7 +722,7 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
     return nf + rest;
 }
 
-/* own_serial for d a multiple of 8, eight points at a time. */
+/* own_serial, eight points at a time. */
 __attribute__((target("avx512f"))) static void
 own512(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
        const int32_t *lab, double *dist)
@@ -1108,23 +1122,19 @@ static km_kernels pick_kernels(size_t d)
 {
     const char *force = getenv("EMBER_KMEANS_ISA");
 #ifdef KM_X86
-    if (d <= TILE_DOUBLES / 16) {
-        __builtin_cpu_init();
-        int f = force && *force;
-        if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
-            km_kernels k = {full_avx512, own_serial,  move_block,
-                            pretest512,  recheck512, set_bounds512};
-            if (d % 8 == 0) { /* the row kernels need whole vectors */
-                k.own = own512;
-                k.move = move_block512;
-            }
-            return k;
-        }
-        if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma"))
-            return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck,
-                                set_bounds};
+    __builtin_cpu_init();
+    int f = force && *force;
+    if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
+        km_kernels k = {full_avx512, own512,     move_block,
+                        pretest512,  recheck512, set_bounds512};
+        if (d % 8 == 0) /* the move kernel needs whole vectors */
+            k.move = move_block512;
+        return k;
     }
+    if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck,
+                            set_bounds};
 #else
     (void)d;
     (void)force;
@@ -1569,7 +1579,7 @@ static int km_step(uint64_t it, double *value, void *arg, char *msg)
     int64_t flags = 0;
     for (int again = 1; !rc && again;) {
         a = pass_begin(s, 0);
-        rc = ember_aggregate(s->points, s->zero, acc_bytes(&a), pass_seq, pass_comb, &a,
+        rc = ember_aggregate_unordered(s->points, s->zero, acc_bytes(&a), pass_seq, pass_comb, &a,
                              s->acc, msg);
         flags = rc ? 0 : *acc_at(&a, s->acc).flags; /* alike on every rank */
         if (flags & KM_F_NO_BOUNDS)
@@ -2304,6 +2314,12 @@ static int load(km *s, km_input *in, char *msg)
     int rc = ember_cli_ctx(&s->ctx, s->cli, msg);
     if (!rc)
         rc = load_points(s, in, msg);
+    /* Pipeline blocks of KM_BLOCK points at least: wide points would come
+     * a few at a time, each block paying for a whole tile of the full
+     * kernel. Speed only, so a memory budget below that keeps the default. */
+    size_t block = KM_BLOCK * s->d * sizeof(double);
+    if (!rc && block > 32 * 1024)
+        (void)ember_ctx_set_block_bytes(s->ctx, block, NULL);
     if (!rc)
         rc = choose_init(s, msg);
     if (!rc)

@@ -177,6 +177,11 @@ int ember_ctx_threads(const ember_ctx *ctx);
 int ember_ctx_set_threads(ember_ctx *ctx, int threads);
 const char *ember_ctx_checkpoint_dir(const ember_ctx *ctx);
 int ember_ctx_set_checkpoint_dir(ember_ctx *ctx, const char *dir, char *msg);
+/* Changes the pipeline block size for later actions, as block_bytes in
+ * ember_ctx_opts (0: 32 KiB; at least 64, at most the memory budget). A
+ * function that works on many records at a time (an aggregate's seq over
+ * wide records) may want larger blocks. */
+int ember_ctx_set_block_bytes(ember_ctx *ctx, size_t bytes, char *msg);
 
 typedef struct {
     size_t memory_used;          /* bytes held by in-memory blocks */
@@ -478,6 +483,16 @@ int ember_foreach(ember_ds *ds, ember_foreach_fn fn, void *arg, char *msg);
 int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
                     ember_combine_fn seq, ember_combine_fn comb, void *arg,
                     void *out, char *msg);
+/* ember_aggregate with one accumulator a team thread (under MPI, then one
+ * a rank) instead of one a partition: for a large accumulator over many
+ * partitions. Which thread folds which block is not fixed, so seq and comb
+ * must give the same result in any grouping and order (integer sums,
+ * counts, minima, bitwise or); floating-point sums would differ from run
+ * to run. comb folds the threads' accumulators, then the ranks', in order,
+ * starting from zero. */
+int ember_aggregate_unordered(ember_ds *ds, const void *zero, size_t acc_size,
+                              ember_combine_fn seq, ember_combine_fn comb,
+                              void *arg, void *out, char *msg);
 
 typedef struct {
     int deflate;   /* 0: none; 1..9: deflate level, with shuffle */

@@ -15,6 +15,8 @@
  */
 #include "internal.h"
 
+#include <assert.h>
+#include <omp.h>
 #include <string.h>
 
 static int check_ds(const ember_ds *ds, const void *out, const char *what,
@@ -120,8 +122,10 @@ typedef struct {
     ember_combine_fn fn, comb;
     void *arg;
     size_t acc_size;
-    unsigned char *acc;  /* one accumulator per partition */
+    unsigned char *acc;  /* one accumulator per partition (unordered: per
+                            team thread) */
     unsigned char *has;  /* reduce: partition saw a record */
+    size_t slots;        /* accumulators in acc */
 } fold_state;
 
 static int reduce_sink(void *state, size_t part, const void *recs, size_t n,
@@ -150,7 +154,7 @@ int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
         return rc;
     size_t size = ds->type.size, P = ds->nparts;
     fold_state s = {fn, fn, arg, size, ember__calloc(ds->ctx, P + 1, size),
-                    ember__calloc(ds->ctx, P + 1, 1)};
+                    ember__calloc(ds->ctx, P + 1, 1), P};
     rc = (s.acc && s.has) ? ember__run_user(ds, "reduce", reduce_sink, &s, msg)
                           : ember__err(msg, EMBER_ENOMEM, "out of memory");
     if (!rc)
@@ -186,37 +190,111 @@ static int aggregate_sink(void *state, size_t part, const void *recs,
     return n ? s->fn(s->acc + part * s->acc_size, recs, n, s->arg) : 0;
 }
 
+/* The unordered form's sink: the accumulator of the thread running it
+ * (ember__parallel's team is at most ctx->threads, numbered from 0). */
+static int unordered_sink(void *state, size_t part, const void *recs,
+                          size_t n, int last)
+{
+    (void)part;
+    (void)last;
+    fold_state *s = state;
+    size_t t = (size_t)omp_get_thread_num();
+    assert(t < s->slots);
+    return n ? s->fn(s->acc + t * s->acc_size, recs, n, s->arg) : 0;
+}
+
+static int aggregate_args(ember_ds *ds, const void *zero, size_t acc_size,
+                          ember_combine_fn seq, ember_combine_fn comb,
+                          const void *out, const char *what, char *msg)
+{
+    int rc = check_ds(ds, out, what, msg);
+    if (!rc && (!zero || !seq || !comb || !acc_size))
+        rc = ember__err(msg, EMBER_EINVAL,
+                        "%s: zero, seq, comb and acc_size are required", what);
+    return rc;
+}
+
+/* n accumulators, each a copy of zero (n + 1 slots: room for one more). */
+static unsigned char *zeroed_slots(ember_ctx *ctx, const void *zero, size_t size,
+                                   size_t n)
+{
+    unsigned char *a = ember__malloc(ctx, ember__mul(n + 1, size));
+    for (size_t i = 0; a && i < n; i++)
+        memcpy(a + i * size, zero, size);
+    return a;
+}
+
+/* out = zero, then comb of each of the n slots in order; a failure names
+ * the slot as `what` i. */
+static int fold_slots(const ember_ds *ds, void *out, const void *zero,
+                      const unsigned char *slots, size_t n, size_t size,
+                      ember_combine_fn comb, void *arg, const char *what,
+                      char *msg)
+{
+    memcpy(out, zero, size);
+    for (size_t i = 0; i < n; i++) {
+        int r = comb(out, slots + i * size, 1, arg);
+        if (r)
+            return ember__err(msg, EMBER_EUSER,
+                              "aggregate comb function of #%llu (%s) returned %d "
+                              "combining %s %zu", (unsigned long long)ds->id,
+                              ds->name, r, what, i);
+    }
+    return EMBER_OK;
+}
+
 int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
                     ember_combine_fn seq, ember_combine_fn comb, void *arg,
                     void *out, char *msg)
 {
-    int rc = check_ds(ds, out, "aggregate", msg);
-    if (!rc && (!zero || !seq || !comb || !acc_size))
-        rc = ember__err(msg, EMBER_EINVAL,
-                        "aggregate: zero, seq, comb and acc_size are required");
+    int rc = aggregate_args(ds, zero, acc_size, seq, comb, out, "aggregate", msg);
     if (rc)
         return rc;
     size_t P = ds->nparts;
-    fold_state s = {seq, comb, arg, acc_size,
-                    ember__malloc(ds->ctx, ember__mul(P + 1, acc_size)), NULL};
+    fold_state s = {seq, comb, arg, acc_size, zeroed_slots(ds->ctx, zero, acc_size, P),
+                    NULL, P};
     if (!s.acc)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    for (size_t p = 0; p < P; p++)
-        memcpy(s.acc + p * acc_size, zero, acc_size);
     rc = ember__run_user(ds, "aggregate seq", aggregate_sink, &s, msg);
     if (!rc)
         rc = gather_fixed(ds, s.acc, acc_size, msg);
     if (!rc)
-        memcpy(out, zero, acc_size);
-    for (size_t p = 0; !rc && p < P; p++) {
-        int r = comb(out, s.acc + p * acc_size, 1, arg);
-        if (r)
-            rc = ember__err(msg, EMBER_EUSER,
-                            "aggregate comb function of #%llu (%s) returned %d "
-                            "combining partition %zu", (unsigned long long)ds->id,
-                            ds->name, r, p);
-    }
+        rc = fold_slots(ds, out, zero, s.acc, P, acc_size, comb, arg, "partition", msg);
     ember__free(ds->ctx, s.acc);
+    return rc;
+}
+
+int ember_aggregate_unordered(ember_ds *ds, const void *zero, size_t acc_size,
+                              ember_combine_fn seq, ember_combine_fn comb,
+                              void *arg, void *out, char *msg)
+{
+    int rc = aggregate_args(ds, zero, acc_size, seq, comb, out,
+                            "aggregate_unordered", msg);
+    if (rc)
+        return rc;
+    ember_ctx *ctx = ds->ctx;
+    size_t T = (size_t)ctx->threads, R = (size_t)ember__comm_size(ctx);
+    fold_state s = {seq, comb, arg, acc_size, zeroed_slots(ctx, zero, acc_size, T),
+                    NULL, T};
+    if (!s.acc)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    rc = ember__run_user(ds, "aggregate seq", unordered_sink, &s, msg);
+    if (!rc)
+        rc = fold_slots(ds, out, zero, s.acc, T, acc_size, comb, arg, "thread", msg);
+    if (R > 1) { /* this rank's into its slot, every rank's to all */
+        unsigned char *ranks = rc ? NULL : ember__malloc(ctx, ember__mul(R, acc_size));
+        if (!rc && !ranks)
+            rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+        rc = ember__comm_agree_status(ctx, rc, 0, msg);
+        if (!rc) {
+            memcpy(ranks + (size_t)ember__comm_rank(ctx) * acc_size, out, acc_size);
+            rc = ember__comm_allgather_fixed(ctx, ranks, R, acc_size, msg);
+        }
+        if (!rc)
+            rc = fold_slots(ds, out, zero, ranks, R, acc_size, comb, arg, "rank", msg);
+        ember__free(ctx, ranks);
+    }
+    ember__free(ctx, s.acc);
     return rc;
 }
 

@@ -76,15 +76,10 @@ static int configure(ember_ctx *ctx, const ember_ctx_opts *o, char *msg)
         return ember__err(msg, EMBER_EINVAL, "threads must be >= 0, got %d",
                           o->threads);
     ctx->threads = o->threads ? o->threads : omp_get_max_threads();
-    ctx->block_bytes = o->block_bytes ? o->block_bytes : 32 * 1024;
-    if (ctx->block_bytes < 64)
-        return ember__err(msg, EMBER_EINVAL, "block_bytes %zu is below 64",
-                          ctx->block_bytes);
     ctx->budget = o->memory_budget ? o->memory_budget : default_budget();
-    if (ctx->budget < ctx->block_bytes)
-        return ember__err(msg, EMBER_EBUDGET,
-                          "memory budget of %zu bytes is smaller than one block "
-                          "(%zu bytes)", ctx->budget, ctx->block_bytes);
+    int rc = ember_ctx_set_block_bytes(ctx, o->block_bytes, msg);
+    if (rc)
+        return rc;
     ctx->stats.memory_budget = ctx->budget;
     make_token(ctx);
     ctx->scratch_dir = ember__strdup(ctx, o->scratch_dir ? o->scratch_dir
@@ -155,6 +150,22 @@ int ember_ctx_set_threads(ember_ctx *ctx, int threads)
     if (!ctx || threads < 0)
         return EMBER_EINVAL;
     ctx->threads = threads ? threads : omp_get_max_threads();
+    return EMBER_OK;
+}
+
+int ember_ctx_set_block_bytes(ember_ctx *ctx, size_t bytes, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx)
+        return ember__err(msg, EMBER_EINVAL, "set_block_bytes: no context");
+    size_t b = bytes ? bytes : 32 * 1024;
+    if (b < 64)
+        return ember__err(msg, EMBER_EINVAL, "block_bytes %zu is below 64", b);
+    if (ctx->budget < b)
+        return ember__err(msg, EMBER_EBUDGET,
+                          "memory budget of %zu bytes is smaller than one block "
+                          "(%zu bytes)", ctx->budget, b);
+    ctx->block_bytes = b;
     return EMBER_OK;
 }
 

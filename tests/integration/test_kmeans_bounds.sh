@@ -9,8 +9,8 @@
 # bounds' cap (2^500) whose squared distances come near the largest double,
 # coordinates whose squares underflow, mixed
 # magnitudes, uniform points that move a lot over many iterations, and
-# dimensions 1, 3, 8, 16 and 64 (the AVX-512 test kernel takes multiples
-# of 8).
+# dimensions 1, 3, 8, 16, 64, 300 and 520 (the AVX-512 move kernel takes
+# multiples of 8; past 256 the full kernel's tile is on the heap).
 # Also checks that the bounds do skip work on clustered data (the shares of
 # full scans and of points read that the program reports, not a time).
 set -euo pipefail
@@ -53,6 +53,11 @@ gen blobs16 16 20000 '(i % 8) * 100 + j * ((i % 8) % 3) + r'
 # Wide points and many centroids: k x d = 5120 sums, more than the AVX-512
 # fold keeps in its own copy (it adds in place then).
 gen wide64 64 3000 '(i % 11) * 3 + j * 0.01 + r'
+# Wider than the full kernel's tile on the stack (256 coordinates with
+# AVX-512, 512 with AVX2): d = 300 (not a multiple of 8, so the own
+# kernel's masked last coordinates) and 520.
+gen wide300 300 800 '(i % 7) * 2 + ((i * 31 + j * 17) % 13) * 0.1 + r'
+gen wide520 520 500 '(i % 5) * 3 + (j % 9) * 0.05 + r'
 
 run() { # run OUT [env...] -- ARGS...
   local out=$1; shift
@@ -100,6 +105,8 @@ check uniform1 --k 13 --init random --seed 9 --iterations 200
 check uniform16 --k 20 --init random --seed 10 --iterations 100
 check blobs16 --k 8 --init random --seed 11 --iterations 50
 check wide64 --k 80 --init random --seed 13 --iterations 12
+check wide300 --k 9 --init kmeans++ --seed 14 --iterations 30
+check wide520 --k 7 --init random --seed 15 --iterations 30
 
 # On clustered data most assignments keep their label by the bounds (the
 # first pass scans everything). k = 12 for 8 clusters keeps centroids

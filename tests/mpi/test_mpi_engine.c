@@ -259,19 +259,53 @@ static int agg_comb(void *acc, const void *in, size_t n, void *arg)
     return 0;
 }
 
+/* An exact accumulator (count, wrapping sum and xor of the values' bits)
+ * for ember_aggregate_unordered: any grouping gives the same. */
+static int bits_seq(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *a = acc;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b;
+        memcpy(&b, (const unsigned char *)in + i * sizeof b, sizeof b);
+        a[0]++;
+        a[1] += b;
+        a[2] ^= b;
+    }
+    return 0;
+}
+
+static int bits_comb(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    uint64_t *a = acc;
+    const uint64_t *b = in;
+    for (size_t i = 0; i < n; i++, b += 3) {
+        a[0] += b[0];
+        a[1] += b[1];
+        a[2] ^= b[2];
+    }
+    return 0;
+}
+
 static int job_reduce(ember_ctx *ctx, out_buf *o, char *msg)
 {
     ember_ds *v = NULL;
     double r = 0;
     agg zero = {0, 7}, a = {0, 0};
+    uint64_t bz[3] = {0, 0, 0}, bits[3] = {0, 0, 0};
     int rc = range_values(&v, ctx, NV, PV, msg);
     if (!rc)
         rc = ember_reduce(v, fold_fn, NULL, &r, msg);
     if (!rc)
         rc = ember_aggregate(v, &zero, sizeof zero, agg_seq, agg_comb, NULL,
                              &a, msg);
+    if (!rc)
+        rc = ember_aggregate_unordered(v, bz, sizeof bz, bits_seq, bits_comb, NULL,
+                                       bits, msg);
     put(o, &r, sizeof r);
     put(o, &a, sizeof a);
+    put(o, bits, sizeof bits);
     ember_ds_free(&v);
     return rc;
 }
@@ -298,6 +332,12 @@ static void test_mpi_engine_reduce_order(void **state)
     }
     assert_memory_equal(res.data, &want, sizeof want);
     assert_memory_equal(res.data + sizeof want, &wa, sizeof wa);
+    uint64_t wb[3] = {0, 0, 0};
+    for (size_t i = 0; i < NV; i++) {
+        double x = value_of(i);
+        bits_seq(wb, &x, 1, NULL);
+    }
+    assert_memory_equal(res.data + sizeof want + sizeof wa, wb, sizeof wb);
     free(res.data);
 }
 

@@ -637,6 +637,105 @@ static void test_actions_aggregate(void **state)
     free(v);
 }
 
+/* ember_aggregate_unordered: an exact accumulator (count, sum, xor and
+ * maximum of 64-bit integers) over every team size and partitioning is
+ * the serial fold's. */
+typedef struct {
+    uint64_t count, sum, x;
+    int64_t max;
+} int_acc;
+
+static int int_seq(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    int_acc *s = acc;
+    const int64_t *v = in;
+    for (size_t i = 0; i < n; i++) {
+        s->count++;
+        s->sum += (uint64_t)v[i];
+        s->x ^= (uint64_t)v[i] * 0x9e3779b97f4a7c15u;
+        s->max = v[i] > s->max ? v[i] : s->max;
+    }
+    return 0;
+}
+
+static int int_comb(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    int_acc *s = acc;
+    const int_acc *o = in;
+    if (n != 1)
+        return 5;
+    s->count += o->count;
+    s->sum += o->sum;
+    s->x ^= o->x;
+    s->max = o->max > s->max ? o->max : s->max;
+    return 0;
+}
+
+static int int_comb_fails(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)acc;
+    (void)in;
+    (void)n;
+    (void)arg;
+    return -6;
+}
+
+static void test_actions_aggregate_unordered(void **state)
+{
+    (void)state;
+    size_t n = N_RAND;
+    int64_t *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int64_t)(i * 2654435761u % 1000003) - 500000;
+    const int_acc zero = {0, 0, 0, INT64_MIN};
+    int_acc ref = zero;
+    int_seq(&ref, v, n, NULL);
+    ember_type t = ember_type_scalar(EMBER_I64);
+    for (size_t k = 0; k < 3; k++) {
+        ember_ctx *ctx = tu_ctx(thread_counts[k]);
+        size_t Ps[4], nP = part_counts(n, Ps);
+        for (size_t j = 0; j < nP; j++) {
+            char msg[EMBER_MSG_SIZE];
+            ember_ds *a = array_of(ctx, &t, v, n, Ps[j]);
+            int_acc got;
+            TU_OKM(ember_aggregate_unordered(a, &zero, sizeof zero, int_seq, int_comb,
+                                             NULL, &got, msg), msg);
+            assert_memory_equal(&got, &ref, sizeof got);
+            ember_ds_free(&a);
+        }
+        char msg[EMBER_MSG_SIZE] = "";
+        ember_ds *e = array_of(ctx, &t, NULL, 0, 3);
+        int_acc got;
+        TU_OKM(ember_aggregate_unordered(e, &zero, sizeof zero, int_seq, int_comb, NULL,
+                                         &got, msg), msg);
+        assert_memory_equal(&got, &zero, sizeof got);
+        assert_int_equal(ember_aggregate_unordered(e, NULL, sizeof zero, int_seq,
+                                                   int_comb, NULL, &got, msg),
+                         EMBER_EINVAL);
+        TU_MSG_HAS(msg, "aggregate_unordered");
+        assert_int_equal(ember_aggregate_unordered(e, &zero, 0, int_seq, int_comb,
+                                                   NULL, &got, msg), EMBER_EINVAL);
+        assert_int_equal(ember_aggregate_unordered(e, &zero, sizeof zero, int_seq,
+                                                   int_comb, NULL, NULL, msg),
+                         EMBER_EINVAL);
+        assert_int_equal(ember_aggregate_unordered(NULL, &zero, sizeof zero, int_seq,
+                                                   int_comb, NULL, &got, msg),
+                         EMBER_EINVAL);
+        ember_ds *a = array_of(ctx, &t, v, n, 5);
+        assert_int_equal(ember_aggregate_unordered(a, &zero, sizeof zero, int_seq,
+                                                   int_comb_fails, NULL, &got, msg),
+                         EMBER_EUSER);
+        TU_MSG_HAS(msg, "returned -6 combining thread 0");
+        ember_ds_free(&a);
+        ember_ds_free(&e);
+        ember_ctx_destroy(&ctx);
+    }
+    free(v);
+}
+
 static int seq_fails(void *acc, const void *in, size_t n, void *arg)
 {
     (void)acc;
@@ -898,6 +997,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_take_ignores_failures_past_n),
         cmocka_unit_test(test_actions_foreach),
         cmocka_unit_test(test_actions_aggregate),
+        cmocka_unit_test(test_actions_aggregate_unordered),
         cmocka_unit_test(test_actions_user_fold_errors),
         cmocka_unit_test(test_actions_results_same_at_1_2_4_threads),
         cmocka_unit_test(test_actions_null_arguments),

@@ -113,6 +113,51 @@ static void test_ctx_budget_smaller_than_block(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+static int max_block(const void *in, size_t n, size_t partition, void *arg)
+{
+    (void)in;
+    (void)partition;
+    size_t *m = arg;
+    if (n > *m)
+        *m = n;
+    return 0;
+}
+
+/* The largest block a foreach over 100,000 u64 sees. */
+static size_t largest_block(ember_ctx *ctx)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 100000, 1, 1, msg), msg);
+    size_t m = 0;
+    TU_OKM(ember_foreach(r, max_block, &m, msg), msg);
+    ember_ds_free(&r);
+    return m;
+}
+
+static void test_ctx_set_block_bytes(void **state)
+{
+    (void)state;
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.threads = 1;
+    o.memory_budget = 1 << 20;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE] = "";
+    assert_int_equal(largest_block(ctx), 32 * 1024 / 8);
+    TU_OKM(ember_ctx_set_block_bytes(ctx, 1024, msg), msg);
+    assert_int_equal(largest_block(ctx), 1024 / 8);
+    assert_int_equal(ember_ctx_set_block_bytes(ctx, 63, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "block_bytes 63");
+    assert_int_equal(ember_ctx_set_block_bytes(ctx, (1 << 20) + 1, msg), EMBER_EBUDGET);
+    TU_MSG_HAS(msg, "smaller than one block");
+    assert_int_equal(largest_block(ctx), 1024 / 8); /* refused: unchanged */
+    TU_OKM(ember_ctx_set_block_bytes(ctx, 0, msg), msg);
+    assert_int_equal(largest_block(ctx), 32 * 1024 / 8);
+    assert_int_equal(ember_ctx_set_block_bytes(NULL, 4096, msg), EMBER_EINVAL);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_ctx_destroy_accepts_null(void **state)
 {
     (void)state;
@@ -357,6 +402,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ctx_create_defaults),
         cmocka_unit_test(test_ctx_create_rejects_bad_options),
         cmocka_unit_test(test_ctx_budget_smaller_than_block),
+        cmocka_unit_test(test_ctx_set_block_bytes),
         cmocka_unit_test(test_ctx_destroy_accepts_null),
         cmocka_unit_test(test_ctx_threads),
         cmocka_unit_test(test_ctx_checkpoint_dir),
