@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """k-means benchmark helper (bench/kmeans.sh): data and the scikit-learn side.
 
-  kmeans.py gen DIR        DIR/points.h5:/points (1,000,000 x 16 float64,
-                           16 Gaussian blobs, fixed seed) and DIR/init.csv
-                           (16 rows of the data: the fixed initialisation)
+  kmeans.py gen DIR        DIR/points.h5:/points (KM_N x KM_D float64, KM_K
+                           Gaussian blobs, fixed seed; by default 1,000,000 x
+                           16 and 16) and DIR/init.csv (KM_K rows of the
+                           data: the fixed initialisation)
   kmeans.py sklearn DIR [EMBER_OUT.h5]
                            times KMeans(algorithm='lloyd', n_init=1, tol=0,
                            max_iter=20, init=<init.csv>).fit(X) and prints one
@@ -22,7 +23,8 @@ import time
 import h5py
 import numpy as np
 
-N, D, K = 1_000_000, 16, 16
+N, D, K = (int(os.environ.get(v, d)) for v, d in
+           (("KM_N", 1_000_000), ("KM_D", 16), ("KM_K", 16)))
 
 
 def gen(out):
