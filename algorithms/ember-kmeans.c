@@ -2096,11 +2096,13 @@ static int write_output(const km *s, const km_result *res, char *msg)
     return ember_cli_publish(rc, tmp, path, msg);
 }
 
-/* ---- --verify: an independent serial checker ------------------------------------------------- */
+/* ---- --verify: an independent checker ------------------------------------------------------- */
 
-/* Nearest centroid by the definition (lowest index on ties). */
-static size_t nearest(const double *x, const double *c, size_t k, size_t d,
-                      double *best)
+/* Nearest centroid by the definition (lowest index on ties). The checks
+ * below run it for every point on the team (each point alone, by the
+ * plain loop, not the kernels) and add up in point order. */
+KM_CLONES static size_t nearest(const double *x, const double *c, size_t k, size_t d,
+                                double *best)
 {
     size_t l = 0;
     *best = INFINITY;
@@ -2117,17 +2119,25 @@ static size_t nearest(const double *x, const double *c, size_t k, size_t d,
 /* Every label names the nearest centroid; the inertia is their sum. */
 static int verify_labels(const km *s, const km_result *res)
 {
+    double *v = malloc(s->n * sizeof *v), sum = 0;
+    if (!v) {
+        printf("Verification: out of memory\n");
+        return 0;
+    }
     size_t bad = 0;
-    double sum = 0, best;
+#pragma omp parallel for schedule(dynamic, 64) reduction(+ : bad)
     for (size_t i = 0; i < s->n; i++) {
         const double *x = s->x + i * s->d;
+        double best;
         nearest(x, s->c, s->k, s->d, &best);
         int64_t l = res->labels[i];
-        double v = l >= 0 && (size_t)l < s->k ? dist_serial(x, s->c + (size_t)l * s->d, s->d)
-                                              : INFINITY;
-        bad += !(v <= best);
-        sum += v;
+        v[i] = l >= 0 && (size_t)l < s->k ? dist_serial(x, s->c + (size_t)l * s->d, s->d)
+                                          : INFINITY;
+        bad += !(v[i] <= best);
     }
+    for (size_t i = 0; i < s->n; i++)
+        sum += v[i];
+    free(v);
     double tol = 2.0 * (double)(s->n + 1) * DBL_EPSILON * sum;
     int inertia_ok = fabs(sum - res->inertia) <= tol;
     printf("Verification: %zu of %zu points are at their nearest centroid; inertia "
@@ -2139,6 +2149,7 @@ static int verify_labels(const km *s, const km_result *res)
 typedef struct {
     long double *sum; /* long double: a sum of doubles near DBL_MAX stays finite */
     double *maxabs, *cnt, *dist, *colmax;
+    size_t *near;     /* each point's nearest previous centroid */
 } lloyd_ref;
 
 static void lloyd_ref_free(lloyd_ref *r)
@@ -2148,6 +2159,7 @@ static void lloyd_ref_free(lloyd_ref *r)
     free(r->cnt);
     free(r->dist);
     free(r->colmax);
+    free(r->near);
 }
 
 /* The last update redone serially from the previous centroids: sums,
@@ -2160,11 +2172,15 @@ static int lloyd_ref_make(const km *s, lloyd_ref *r)
     r->cnt = calloc(s->k, sizeof *r->cnt);
     r->dist = malloc(s->n * sizeof *r->dist);
     r->colmax = calloc(s->d, sizeof *r->colmax);
-    if (!r->sum || !r->maxabs || !r->cnt || !r->dist || !r->colmax)
+    r->near = malloc(s->n * sizeof *r->near);
+    if (!r->sum || !r->maxabs || !r->cnt || !r->dist || !r->colmax || !r->near)
         return -1;
+#pragma omp parallel for schedule(dynamic, 64)
+    for (size_t i = 0; i < s->n; i++)
+        r->near[i] = nearest(s->x + i * s->d, s->prev, s->k, s->d, &r->dist[i]);
     for (size_t i = 0; i < s->n; i++) {
         const double *x = s->x + i * s->d;
-        size_t q = nearest(x, s->prev, s->k, s->d, &r->dist[i]);
+        size_t q = r->near[i];
         r->cnt[q] += 1;
         for (size_t j = 0; j < s->d; j++) {
             r->sum[q * s->d + j] += x[j];
