@@ -214,7 +214,8 @@ static int aggregate_args(ember_ds *ds, const void *zero, size_t acc_size,
     return rc;
 }
 
-/* n accumulators, each a copy of zero (n + 1 slots: room for one more). */
+/* n accumulators, each a copy of zero (room for n + 1: never a zero-size
+ * allocation). */
 static unsigned char *zeroed_slots(ember_ctx *ctx, const void *zero, size_t size,
                                    size_t n)
 {
