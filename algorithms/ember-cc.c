@@ -1,23 +1,30 @@
-/* ember-cc: connected components by min-label propagation, checkpointed.
+/* ember-cc: connected components by min-label propagation with hooking
+ * and pointer jumping, checkpointed.
  *
  * The graph is read as undirected (every edge both ways) into a CSR of
  * neighbours, renumbered by descending degree for cache locality (labels
  * are values, so the numbering does not matter to them). Every vertex
- * starts with its own label (its id, dense); each
- * iteration sets label'[v] = min(label[v], label[u] for neighbours u)
- * (Jacobi: all tasks read the previous labels, so the sequence of states
- * is the same for any thread count), until no label changes. Then each
- * vertex holds the smallest vertex id of its component.
+ * starts with its own label (its id, dense). A label names a vertex of the
+ * same component (its parent), never one with a larger id; gf[v], the
+ * label of v's parent, is v's grandparent. Each iteration (FastSV's
+ * steps: Zhang, Azad and Hu, 2020) takes m = the least grandparent of v
+ * and its neighbours, and lowers both v's next label (shortcutting and
+ * aggressive hooking) and its parent's (stochastic hooking) to m. Every
+ * task reads the previous labels and lowers with an atomic minimum, so
+ * the next state is the least of all candidates, the same for any thread
+ * count, until no label changes. Then each vertex holds the smallest
+ * vertex id of its component (the only state no iteration changes). Plain
+ * min-label propagation moves a label one edge an iteration: a path of n
+ * vertices took n iterations, now about log2(n).
  *
  * In ember terms: the labels are an i64 dataset partitioned by vertex
  * ranges, bound to the loop; an iteration is one map_partitions over it
- * that reads the whole previous label vector as a broadcast (a view, no
- * copy) and counts its changed labels in a per-partition slot.
+ * whose tasks lower entries of the next label vector in place.
  *
  * On several MPI ranks (docs/mpi.md) each rank computes the partitions it
- * owns; the new labels and the changed-count slots are all-gathered after
- * each iteration, so every rank holds the whole label vector the next
- * iteration reads, and the same bits as a serial run.
+ * owns, with the whole label vector; the next vectors are combined by an
+ * all-reduce (minimum) after each iteration, so every rank holds the same
+ * bits as a serial run.
  */
 #include <ember.h>
 #include <ember/graph.h>
@@ -48,7 +55,8 @@ static const ember_cli_opt options[] = {
 static const ember_cli_program program = {
     .name = "ember-cc",
     .summary = "Connected components of a graph taken as undirected (edge list, Matrix\n"
-               "Market or ember HDF5 CSR), by min-label propagation, with checkpoints.\n"
+               "Market or ember HDF5 CSR), by min-label propagation with hooking and\n"
+               "pointer jumping (FastSV's steps), with checkpoints.\n"
                "Output: HDF5 /labels (int64, by vertex id: the smallest vertex id of its\n"
                "component; attributes iterations, components), or vertex,label lines\n"
                "for .csv/.txt (with a header line). Components of a directed graph are its\n"
@@ -64,6 +72,7 @@ static const ember_cli_program program = {
     .value_name = "changed",
     .value_flags = EMBER_CLI_VALUE_COUNT,
     .omit = EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_SEED,
+    .arithmetic = "hooking and jumping", /* before: min label alone */
 };
 
 typedef struct {
@@ -71,49 +80,59 @@ typedef struct {
     ember_ctx *ctx;
     ember_ds *labels;        /* bound to the loop */
     int64_t *buf[2];
+    int64_t *gf;             /* each vertex's grandparent: L[at(L[v])] */
     uint64_t *off;
     size_t parts;
     int adopted;
-    const int64_t *cur;      /* the previous labels, read by every task */
-    int64_t *dst;
-    uint64_t *changed;       /* per partition */
-    uint64_t *cursor;
+    const int64_t *cur;      /* the previous labels L, read by every task */
+    uint32_t *pos;           /* the vertex of each label (perm inverted);
+                                NULL: the label itself */
+    int64_t *dst;            /* the next labels, lowered by the tasks */
 } cc;
 
-static int propagate(const void *in, size_t n, ember_emitter *em, void *arg)
+/* The vertex whose id is label l. */
+static inline uint64_t at(const cc *s, int64_t l)
 {
-    cc *s = arg;
-    const int64_t *old = in, *L = s->cur;
+    return s->pos ? s->pos[l] : (uint64_t)l;
+}
+
+/* *x = min(*x, c), atomically: the result is the least of all candidates
+ * whatever order the tasks come in. */
+static inline void lower(int64_t *x, int64_t c)
+{
+    int64_t cur = __atomic_load_n(x, __ATOMIC_RELAXED);
+    while (c < cur &&
+           !__atomic_compare_exchange_n(x, &cur, c, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* map_partitions, emits nothing: for each vertex v of the range, m = the
+ * least grandparent of v and its neighbours; v's next label and its
+ * parent's (the vertex its label names) are lowered to m. */
+static int hook(const void *in, size_t n, ember_emitter *em, void *arg)
+{
+    (void)in;
+    const cc *s = arg;
+    const int64_t *L = s->cur, *gf = s->gf;
     const uint64_t *off = s->g->offsets, edge_lo = s->g->edge_lo;
     const uint32_t *adj = s->g->adj; /* the rows this rank holds: edge e at
                                         adj[e - edge_lo] */
-    size_t p = ember_emitter_partition(em);
-    uint64_t lo = s->off[p], changed = 0;
-    int64_t out[512];
-    for (size_t i0 = 0; i0 < n; i0 += 512) {
-        size_t k = n - i0 < 512 ? n - i0 : 512;
-        for (size_t i = 0; i < k; i++) {
-            uint64_t v = lo + i0 + i;
-            int64_t m = old[i0 + i];
-            const uint32_t *row = adj + (off[v] - edge_lo);
-            for (uint64_t e = 0; e < off[v + 1] - off[v]; e++)
-                if (L[row[e]] < m)
-                    m = L[row[e]];
-            out[i] = m;
-            changed += m != old[i0 + i];
-        }
-        if (ember_emit(em, out, k))
-            return 1;
+    uint64_t lo = s->off[ember_emitter_partition(em)];
+    for (uint64_t v = lo; v < lo + n; v++) {
+        int64_t m = gf[v];
+        const uint32_t *row = adj + (off[v] - edge_lo);
+        for (uint64_t e = 0; e < off[v + 1] - off[v]; e++)
+            if (gf[row[e]] < m)
+                m = gf[row[e]];
+        lower(&s->dst[v], m);
+        lower(&s->dst[at(s, L[v])], m);
     }
-    s->changed[p] = changed;
     return 0;
 }
 
-static int store(const void *in, size_t n, size_t part, void *arg)
+static int discard(const void *in, size_t n, size_t part, void *arg)
 {
-    cc *s = arg;
-    memcpy(s->dst + s->off[part] + s->cursor[part], in, n * sizeof(int64_t));
-    s->cursor[part] += n;
+    (void)in, (void)n, (void)part, (void)arg;
     return 0;
 }
 
@@ -124,14 +143,10 @@ static int adopt(cc *s, char *msg)
     int rc = ember_cli_vertex_parts(&off, &parts, s->ctx, s->g, s->labels, "labels", msg);
     if (rc)
         return rc;
-    free(s->changed);
-    free(s->cursor);
-    s->changed = calloc(parts, sizeof *s->changed);
-    s->cursor = calloc(parts, sizeof *s->cursor);
     ember_free(s->ctx, s->off);
     s->off = off;
     s->parts = parts;
-    return s->changed && s->cursor ? EMBER_OK : EMBER_ENOMEM;
+    return EMBER_OK;
 }
 
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
@@ -144,40 +159,35 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     s->adopted = 1;
     ember_type i64 = ember_type_scalar(EMBER_I64);
     ember_ds *next = NULL, *done = NULL;
-    ember_bcast *bc = NULL;
-    s->cur = ember_array_data(s->labels, NULL);
-    s->dst = s->cur == s->buf[0] ? s->buf[1] : s->buf[0];
-    rc = ember_broadcast(&bc, s->labels, msg);
-    if (!rc)
-        /* A copy of the state as it is for this pass; results go through
-         * the pointers it holds. */
-        rc = ember_map_partitions(&next, s->labels, &i64, propagate, s,
-                                  sizeof *s, msg);
-    if (!rc)
-        rc = ember_ds_uses(next, bc);
-    if (!rc) {
-        memset(s->cursor, 0, s->parts * sizeof *s->cursor);
-        rc = ember_foreach(next, store, s, msg);
+    const int64_t *L = s->cur = ember_array_data(s->labels, NULL);
+    int64_t *f = s->dst = s->cur == s->buf[0] ? s->buf[1] : s->buf[0];
+    int64_t n = (int64_t)s->g->n;
+#pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
+    for (int64_t v = 0; v < n; v++) {
+        s->gf[v] = L[at(s, L[v])];
+        f[v] = L[v];
     }
+    /* A copy of the state as it is for this pass; results go through the
+     * pointers it holds. */
+    rc = ember_map_partitions(&next, s->labels, &i64, hook, s, sizeof *s, msg);
     if (!rc)
-        rc = ember_allgather_ranges(s->ctx, s->dst, sizeof(int64_t), s->off, s->parts,
-                                    msg);
-    if (!rc)
-        rc = ember_allgather_items(s->ctx, s->changed, sizeof(uint64_t), s->parts,
-                                   msg);
-    if (!rc)
-        rc = ember_from_array_parts(&done, s->ctx, &i64, s->dst, s->g->n, s->off,
-                                    s->parts, EMBER_BORROW, msg);
+        rc = ember_foreach(next, discard, NULL, msg);
+    if (!rc) /* the ranks lowered any vertex's label: the least of them */
+        rc = ember_allreduce_min_i64(s->ctx, f, s->g->n, msg);
+    uint64_t changed = 0;
+#pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx)) \
+    reduction(+ : changed)
+    for (int64_t v = 0; v < n; v++)
+        changed += f[v] != L[v];
+    if (!rc) /* (L may be the restored labels' own array, freed with them) */
+        rc = ember_from_array_parts(&done, s->ctx, &i64, f, s->g->n, s->off, s->parts,
+                                    EMBER_BORROW, msg);
     ember_ds_free(&next);
-    ember_bcast_free(&bc);
     if (rc)
         return rc;
     ember_ds_set_name(done, "labels");
     ember_ds_free(&s->labels);
     s->labels = done;
-    uint64_t changed = 0;
-    for (size_t p = 0; p < s->parts; p++)
-        changed += s->changed[p];
     *value = (double)changed;
     return changed == 0 ? EMBER_DONE : EMBER_OK;
 }
@@ -190,12 +200,23 @@ static int init_state(cc *s, ember_ctx *ctx, const ember_graph *g,
     s->ctx = ctx;
     s->buf[0] = malloc(g->n * sizeof(int64_t));
     s->buf[1] = malloc(g->n * sizeof(int64_t));
-    if (!s->buf[0] || !s->buf[1]) {
+    s->gf = malloc(g->n * sizeof(int64_t));
+    if (!s->buf[0] || !s->buf[1] || !s->gf) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " labels", g->n);
         return EMBER_ENOMEM;
     }
     for (uint64_t v = 0; v < g->n; v++)
         s->buf[0][v] = (int64_t)ember_graph_label(g, v);
+    if (g->perm) {
+        uint32_t *pos = malloc((g->n ? g->n : 1) * sizeof *pos);
+        if (!pos) {
+            snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " labels", g->n);
+            return EMBER_ENOMEM;
+        }
+        for (uint64_t v = 0; v < g->n; v++)
+            pos[g->perm[v]] = (uint32_t)v;
+        s->pos = pos;
+    }
     return ember_cli_vertex_dataset(&s->labels, ctx, g, cli->partitions, EMBER_I64,
                                     s->buf[0], "labels", msg);
 }
@@ -205,8 +226,8 @@ static void free_state(cc *s)
     ember_ds_free(&s->labels);
     free(s->buf[0]);
     free(s->buf[1]);
-    free(s->changed);
-    free(s->cursor);
+    free(s->pos);
+    free(s->gf);
     ember_free(s->ctx, s->off);
 }
 
@@ -231,12 +252,14 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const int64_
     }
     for (uint64_t v = 0; v < g->n; v++)
         ids[ember_graph_label(g, v)] = g->ids ? g->ids[L[v]] : (uint64_t)L[v];
+    /* labels short of the fixpoint are not yet components: no count */
     ember_h5_attr at[] = {
         {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
         {"components", EMBER_I64, 0, (int64_t)count_components(g, L), NULL},
     };
     int rc = ember_cli_write_vertex_values(cli, g, "label", "labels",
-                                           g->ids ? EMBER_U64 : EMBER_I64, ids, at, 2, msg);
+                                           g->ids ? EMBER_U64 : EMBER_I64, ids, at,
+                                           cli->converged ? 2 : 1, msg);
     free(ids);
     return rc;
 }
@@ -279,12 +302,15 @@ static int verify(const ember_graph *g, const int64_t *L)
         if (l < least[r])
             least[r] = l;
     }
-    for (uint64_t v = 0; v < n; v++)
+    uint64_t components = 0;
+    for (uint64_t v = 0; v < n; v++) {
         bad_labels += (uint64_t)L[v] != least[find(parent, v)];
+        components += find(parent, v) == v;
+    }
     int ok = !bad_edges && !bad_labels;
     printf("Verification: %s (%" PRIu64 " components; %" PRIu64 " edges join two labels, %"
            PRIu64 " labels are not their component's smallest vertex)\n",
-           ok ? "PASS" : "FAIL", count_components(g, L), bad_edges, bad_labels);
+           ok ? "PASS" : "FAIL", components, bad_edges, bad_labels);
     free(parent);
     free(least);
     return ok ? 0 : 1;
@@ -337,12 +363,15 @@ int main(int argc, char **argv)
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
-    if (!rc) /* the result on stdout, the run's timings on stderr */
+    if (!rc && cli.converged) /* the result on stdout, the timings on stderr */
         printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
-               "edge both ways); %" PRIu64
-               " components after %" PRIu64 " iterations%s\n",
-               g->n, g->m, count_components(g, L), cli.iterations_done,
-               cli.converged ? "" : " (NOT converged: --iterations ran out)");
+               "edge both ways); %" PRIu64 " components after %" PRIu64 " iterations\n",
+               g->n, g->m, count_components(g, L), cli.iterations_done);
+    else if (!rc)
+        printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
+               "edge both ways); NOT converged after %" PRIu64 " iterations (--iterations "
+               "ran out): the labels are not components yet\n",
+               g->n, g->m, cli.iterations_done);
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     if (!rc && !cli.quiet)

@@ -995,6 +995,14 @@ int ember_allgather_ranges(ember_ctx *ctx, void *data, size_t elem_size,
                                         msg);
 }
 
+int ember_allreduce_min_i64(ember_ctx *ctx, int64_t *data, size_t n, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!ctx || (n && !data))
+        return ember__err(msg, EMBER_EINVAL, "ember_allreduce_min_i64: NULL argument");
+    return ember__comm_agree(ctx, data, n, EMBER__AGREE_MIN, msg);
+}
+
 int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
                           size_t nparts, char *msg)
 {

@@ -135,11 +135,12 @@ typedef struct {
     const char *value_name;  /* what a step reports: "residual", "inertia" */
     unsigned value_flags;    /* EMBER_CLI_VALUE_* */
     int max_positional;      /* arguments after the options (0: none) */
-    const char *arithmetic;  /* names the order of the step's floating-point
-                                sums when it is not the first one (NULL):
-                                recorded in the parameters, so a checkpoint
-                                summed another way is refused, not resumed
-                                into a result no run gives */
+    const char *arithmetic;  /* names the step's definition when it is not
+                                the first one (NULL): the order of its
+                                floating-point sums, or its rule (ember-cc's
+                                jump); recorded in the parameters, so a
+                                checkpoint made another way is refused, not
+                                resumed into a result no run gives */
     const char *exit_status; /* --help's closing "exit status: ..." text,
                                 for a program whose statuses are not the
                                 loop programs' (NULL: theirs) */

@@ -67,6 +67,11 @@ int ember_allgather_ranges(ember_ctx *ctx, void *data, size_t elem_size,
                            const uint64_t *offsets, size_t nparts, char *msg);
 int ember_allgather_items(ember_ctx *ctx, void *data, size_t item_size,
                           size_t nparts, char *msg);
+/* Element-wise minimum of n int64 across the ranks, in place, on every
+ * rank: for tasks that lowered entries other ranks own (integers, so the
+ * result does not depend on the order). EMBER_ERANGE from 2^31 elements
+ * (MPI's int counts). Collective; with one rank it returns EMBER_OK. */
+int ember_allreduce_min_i64(ember_ctx *ctx, int64_t *data, size_t n, char *msg);
 
 /* An array that every rank holds whole, for ember_allgather_ranges to
  * fill: *out gets bytes of uninitialised memory; EMBER_ENOMEM (with msg)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # ember-cc: --verify on the bundled graphs; exact labels on a small graph
 # with several components (isolated vertices, a self-loop, sparse ids);
-# the same labels for any thread count; and a run stopped early and
-# resumed from its checkpoint ends with the labels of an uninterrupted run.
+# the same labels for any thread count; a run stopped early and resumed
+# from its checkpoint ends with the labels of an uninterrupted run; long
+# paths take a few dozen iterations, not one an edge; and a run stopped
+# before the fixpoint claims no component count.
 set -euo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -54,6 +56,34 @@ if command -v h5dump > /dev/null; then
     grep -q "H5T_STD_U64LE" h5.txt || fail "big ids: /labels is not u64: $(cat h5.txt)"
     grep -q "(0): 5, 5, 18446744073709551614, 18446744073709551614" h5.txt \
         || fail "big ids: /labels: $(cat h5.txt)"
+fi
+
+# Long paths: plain min-label propagation moves a label one edge an
+# iteration (n iterations for a path of n vertices); hooking and jumping
+# take about log2(n). 20,001 vertices, ids along the path (0 at one end)
+# and shuffled (a prime stride, where jumping alone took 1,037), both with
+# --relabel too.
+awk 'BEGIN { for (i = 0; i < 20000; i++) print i, i + 1 }' > path.el
+awk 'BEGIN { for (i = 0; i < 20000; i++) print (i * 7919) % 20001, ((i + 1) * 7919) % 20001 }' \
+    > shuffled.el
+for g in path.el shuffled.el; do
+    for r in "" --relabel; do
+        "$bin/ember-cc" --input "$g" $r --verify --output "p.csv" --metrics pm.jsonl > v.txt \
+            2> /dev/null || fail "$g $r: $(cat v.txt)"
+        grep -q "Verification: PASS (1 components" v.txt || fail "$g $r: $(cat v.txt)"
+        it=$(sed -n 's/.* 1 components after \([0-9]*\) iterations$/\1/p' v.txt)
+        [ -n "$it" ] && [ "$it" -le 30 ] || fail "$g $r: $(cat v.txt) (expected <= 30 iterations)"
+        least=$(awk -F, 'NR == 2 || (NR > 2 && $1 < m) { m = $1 } END { print m }' p.csv)
+        awk -F, -v l="$least" 'NR > 1 && $2 != l { exit 1 }' p.csv || fail "$g $r: a label is not $least"
+    done
+done
+# Stopped before the fixpoint: no component count is claimed.
+"$bin/ember-cc" --input path.el --iterations 3 --output p3.h5 > v.txt 2> /dev/null
+grep -q "NOT converged after 3 iterations" v.txt || fail "unconverged: $(cat v.txt)"
+grep -q "[0-9] components" v.txt && fail "unconverged run counts components: $(cat v.txt)"
+if command -v h5dump > /dev/null; then
+    h5dump -A p3.h5 > h5.txt
+    grep -q 'ATTRIBUTE "components"' h5.txt && fail "unconverged output has a components attribute"
 fi
 
 grep -q '"event": "done"' m.jsonl || fail "no done line"
