@@ -553,19 +553,34 @@ static int read_owned_rows(ember_graph *g, hid_t fid, const char *path, pull_arr
     return rc;
 }
 
+/* 1 when the file's /csr says every edge is stored both ways. */
+static int stored_undirected(hid_t fid)
+{
+    uint64_t directed = 1;
+    hid_t grp = H5Gopen2(fid, "/csr", H5P_DEFAULT);
+    int got = grp >= 0 ? read_u64_attr(grp, "directed", &directed) : 0;
+    close_id(&grp, H5Gclose);
+    return got == 1 && directed == 0;
+}
+
 /* The stored pull layout, when the file has one and it is what opts ask
  * for: *used says whether it was read (else the caller builds as before).
- * With opts->owned_rows on several ranks, only this rank's rows of it
- * (read_owned_rows). */
+ * It is also the undirected layout by degree order of a graph stored both
+ * ways (/csr@directed = 0, which a sealed file with this layout holds as
+ * its writer found it): a row's in-neighbours are then its neighbours, in
+ * the order a build gives them. With opts->owned_rows on several ranks,
+ * only this rank's rows of it (read_owned_rows). */
 static int load_pull(ember_graph *g, hid_t fid, const char *path,
                      const ember_graph_opts *opts, int *used, char *msg)
 {
     ember_ctx *ctx = g->ctx;
     ember_graph_opts want = EMBER__PULL_OPTS;
     *used = 0;
-    if (opts->by_destination != want.by_destination || !opts->degree_order ||
-        opts->undirected || opts->weighted ||
-        H5Lexists(fid, "/csr/pull", H5P_DEFAULT) <= 0)
+    int undirected = opts->undirected;
+    if ((!undirected && opts->by_destination != want.by_destination) ||
+        !opts->degree_order || opts->weighted ||
+        H5Lexists(fid, "/csr/pull", H5P_DEFAULT) <= 0 ||
+        (undirected && !stored_undirected(fid)))
         return EMBER_OK;
     hid_t od = H5Dopen2(fid, "/csr/offsets", H5P_DEFAULT);
     hid_t grp = H5Gopen2(fid, "/csr/pull", H5P_DEFAULT);
@@ -623,8 +638,12 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
     ember__h5_lock();
     if (!rc)
         rc = match_csr(g, fid, path, msg);
-    g->by_destination = 1;
-    g->directed = 1;
+    g->by_destination = undirected ? opts->by_destination : 1;
+    g->directed = !undirected;
+    if (undirected && !opts->by_destination) { /* as a build: rows are the out-edges */
+        ember__free(ctx, g->out_degree);
+        g->out_degree = NULL;
+    }
     *used = rc == EMBER_OK;
     return rc;
 }

@@ -1395,6 +1395,63 @@ static void poke_u32(const char *file, const char *path, hsize_t at, uint32_t v)
     TU_OKM(ember__fsum_seal(file, msg), msg);
 }
 
+/* A graph stored both ways (/csr@directed = 0): its stored pull layout is
+ * also its undirected layout by degree order (ember-cc's, ember-pagerank
+ * --undirected's), read instead of rebuilt (a damaged stored source is
+ * found), and the very arrays a rebuild from the CSR alone gives, at any
+ * thread count. A directed file's is not (its in-edges are not its
+ * neighbours). */
+static void test_graph_h5_pull_layout_undirected(void **state)
+{
+    (void)state;
+    FILE *f = fopen("sym.el", "w");
+    assert_non_null(f);
+    uint64_t seed = 5;
+    for (int i = 0; i < 100000; i++) /* duplicates, self-loops */
+        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 2000),
+                (unsigned long long)(tu_rand(&seed) % 7000 % 2000));
+    fclose(f);
+    ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph_opts und = {.undirected = 1};
+    ember_graph *g = load(c3, "sym.el", &und), *d = load(c3, "sym.el", NULL);
+    assert_int_equal(g->directed, 0);
+    TU_OKM(ember_graph_save_h5(g, "sym.h5", msg), msg);
+    TU_OKM(ember_graph_save_h5(d, "dir.h5", msg), msg);
+    uint64_t dn = g->n + 1, dm = g->m;
+    uint64_t *t64 = malloc(g->m * 8);
+    assert_non_null(t64);
+    for (uint64_t e = 0; e < g->m; e++)
+        t64[e] = g->adj[e];
+    TU_OKM(ember_h5_write_array("symold.h5:/csr/offsets", EMBER_U64, g->offsets, 1, &dn,
+                                NULL, 0, 1, msg), msg);
+    TU_OKM(ember_h5_write_array("symold.h5:/csr/targets", EMBER_U64, t64, 1, &dm, NULL, 0,
+                                0, msg), msg);
+    free(t64);
+    ember_graph_opts o[2] = {{.undirected = 1, .degree_order = 1},
+                             {.undirected = 1, .degree_order = 1, .by_destination = 1}};
+    for (int k = 0; k < 2; k++) {
+        ember_graph *want = load(c1, "symold.h5", &o[k]);
+        ember_graph *a = load(c1, "sym.h5", &o[k]), *b = load(c3, "sym.h5", &o[k]);
+        assert_same_graph(want, a);
+        assert_same_graph(want, b);
+        ember_graph *x = load(c3, "dir.h5", &o[k]), *y = load(c3, "sym.el", &o[k]);
+        assert_same_graph(x, y); /* rebuilt from the directed file's CSR */
+        ember_graph_free(&x);
+        ember_graph_free(&y);
+        ember_graph_free(&want);
+        ember_graph_free(&a);
+        ember_graph_free(&b);
+    }
+    /* read, not rebuilt: a damaged stored source is found */
+    poke_u32("sym.h5", "/csr/pull/sources", 3, (uint32_t)g->n + 5);
+    load_fails("sym.h5", &o[0], EMBER_EFORMAT, "not a vertex");
+    ember_graph_free(&g);
+    ember_graph_free(&d);
+    ember_ctx_destroy(&c1);
+    ember_ctx_destroy(&c3);
+}
+
 /* A stored pull layout that is not a graph is refused, naming the file
  * and what is wrong, never used: a source beyond n, a perm that repeats a
  * vertex, out-degrees that do not sum to m. */
@@ -2226,6 +2283,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_roundtrip),
         cmocka_unit_test(test_graph_h5_replaced_while_opening),
         cmocka_unit_test(test_graph_h5_pull_layout_stored),
+        cmocka_unit_test(test_graph_h5_pull_layout_undirected),
         cmocka_unit_test(test_graph_h5_pull_layout_checked),
         cmocka_unit_test(test_graph_h5_graph_not_written_in_part),
         cmocka_unit_test(test_graph_h5_pull_layout_matches_csr),
