@@ -79,6 +79,7 @@
 #define PATH_SIZE 1024         /* == sizeof stats.last_path */
 #define DIR_MAX (PATH_SIZE - 64) /* room for "/ckpt-<20 digits>.h5.tmp" */
 #define ITER_TIMES 4           /* iteration-time estimate: max of the last 4 */
+#define LINEAGE_CUT 32         /* iterations between looks at bound lineages */
 
 static const int loop_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
 
@@ -2072,11 +2073,32 @@ static void retain_after_restore(ember_loop *L)
     L->retain_due = 0;
 }
 
+/* Every LINEAGE_CUT iterations, a bound dataset whose lineage is deeper
+ * than that is truncated into the block store (ember_local_checkpoint),
+ * with a checkpoint directory or without: every action walks its
+ * dataset's lineage, so a state made from the last one each iteration cost
+ * O(iterations) an action and kept every iteration's nodes (ember-sssp's
+ * 2,000 rounds on a path: 0.35 s, 0.035 s cut). Values do not change. */
+static int cut_lineages(ember_loop *L, char *msg)
+{
+    if (L->done % LINEAGE_CUT != 0)
+        return EMBER_OK;
+    for (size_t i = 0; i < L->nb; i++) {
+        ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL;
+        int rc = ds && ember_lineage_depth(ds) > LINEAGE_CUT
+                     ? ember_local_checkpoint(ds, msg)
+                     : EMBER_OK;
+        if (rc)
+            return rc;
+    }
+    return EMBER_OK;
+}
+
 static int after_iteration(ember_loop *L, char *msg)
 {
-    int wrote = 0, rc = EMBER_OK;
-    if (!L->dir)
-        return EMBER_OK;
+    int wrote = 0, rc = cut_lineages(L, msg);
+    if (rc || !L->dir)
+        return rc;
     retain_after_restore(L);
     /* The policy needs the cost of the first checkpoint in the background:
      * its end is waited for, as a synchronous one would have been. */

@@ -326,8 +326,10 @@ static size_t max_over(const size_t *v, size_t lo, size_t hi)
 }
 
 /* Runs the idiom at `level` and leaves the trace in *t; checks the result
- * against plain C and that every record was computed exactly once. */
-static void jacobi_run(ember_level level, jtrace *t)
+ * against plain C and that every record was computed exactly once. With
+ * checkpoints every J_EVERY iterations, or none (the loop then cuts deep
+ * lineages itself). */
+static void jacobi_run(ember_level level, int checkpoints, jtrace *t)
 {
     char msg[EMBER_MSG_SIZE];
     fresh_dir();
@@ -345,7 +347,8 @@ static void jacobi_run(ember_level level, jtrace *t)
     ember_ds *x = NULL;
     TU_OKM(ember_from_array(&x, ctx, &pt, ref, J_N, 4, EMBER_COPY, msg), msg);
     ember_loop *loop = NULL;
-    ember_loop_opts o = {.dir = CKDIR, .every = J_EVERY, .quiet = 1,
+    ember_loop_opts o = {.dir = checkpoints ? CKDIR : NULL,
+                         .every = checkpoints ? J_EVERY : 0, .quiet = 1,
                          .no_signals = 1, .resume = EMBER_RESUME_NEVER};
     TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
     TU_OK(ember_loop_bind_ds(loop, "x", &x));
@@ -395,7 +398,7 @@ static void jacobi_run(ember_level level, jtrace *t)
     assert_int_equal(st.recomputes, 0);
     ember_loop_stats ls;
     ember_loop_get_stats(loop, &ls);
-    assert_true(ls.checkpoints >= J_ITERS / J_EVERY);
+    assert_true(ls.checkpoints >= (checkpoints ? J_ITERS / J_EVERY : 0));
     ember_loop_destroy(&loop);
     ember_ds_free(&x);
     free(ref);
@@ -409,7 +412,7 @@ static void test_loop_idiom_memory_flat(void **unused)
     (void)unused;
     jtrace *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    jacobi_run(EMBER_MEMORY_ONLY, t);
+    jacobi_run(EMBER_MEMORY_ONLY, 1, t);
     /* after the first checkpoint a cycle of 10 iterations repeats: its
      * peak is the peak of the whole run */
     size_t first = max_over(t->live_bytes, J_EVERY, 2 * J_EVERY);
@@ -433,7 +436,7 @@ static void test_loop_idiom_ser_no_recompute(void **unused)
     (void)unused;
     jtrace *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    jacobi_run(EMBER_MEMORY_ONLY_SER, t);
+    jacobi_run(EMBER_MEMORY_ONLY_SER, 1, t);
     size_t first = max_over(t->live_bytes, J_EVERY, 2 * J_EVERY);
     size_t rest = max_over(t->live_bytes, 2 * J_EVERY, J_ITERS);
     if (rest > first + first / 2)
@@ -442,6 +445,27 @@ static void test_loop_idiom_ser_no_recompute(void **unused)
     assert_int_equal(max_over(t->live_datasets, 2 * J_EVERY, J_ITERS),
                      max_over(t->live_datasets, J_EVERY, 2 * J_EVERY));
     assert_true(max_over(t->depth, 0, J_ITERS) <= J_EVERY);
+    free(t);
+}
+
+/* Without a checkpoint directory the loop truncates the bound dataset's
+ * lineage itself (every 32 iterations, once deeper than 32: a local
+ * checkpoint of the cached blocks), so depth, nodes and bytes stay
+ * bounded and nothing is computed twice. Before, 1,000 iterations held
+ * 1,000 states and every action walked all of them. */
+static void test_loop_idiom_bounded_without_checkpoints(void **unused)
+{
+    (void)unused;
+    jtrace *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    jacobi_run(EMBER_MEMORY_ONLY, 0, t);
+    assert_true(max_over(t->depth, 0, J_ITERS) <= 64);
+    assert_true(max_over(t->depth, 100, J_ITERS) >= 33); /* cut, not gone */
+    size_t early = max_over(t->live_datasets, 64, 128);
+    assert_int_equal(max_over(t->live_datasets, 128, J_ITERS), early);
+    assert_true(early <= 2 * 64 + 2);
+    assert_true(max_over(t->live_bytes, 128, J_ITERS) <=
+                max_over(t->live_bytes, 64, 128));
     free(t);
 }
 
@@ -2073,6 +2097,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_oom),
         cmocka_unit_test(test_loop_idiom_memory_flat),
         cmocka_unit_test(test_loop_idiom_ser_no_recompute),
+        cmocka_unit_test(test_loop_idiom_bounded_without_checkpoints),
         cmocka_unit_test(test_loop_format2_items),
     };
     if (argc > 1)
