@@ -6,7 +6,8 @@
  * the last round and is active, and only active vertices send dist + w
  * along their edges in the next round (Pregel's "only changed vertices
  * send"). The state is bound to the loop as "dist", so its checkpoints cut
- * the lineage that grows by one step every round. The run stops after the
+ * the lineage that grows by one step every round (and the loop cuts it into
+ * the block store every 32 rounds without them). The run stops after the
  * round in which no vertex improved. Two plans compute a round, in Spark
  * terms:
  *
