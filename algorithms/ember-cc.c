@@ -58,7 +58,8 @@ static const ember_cli_program program = {
                "Market or ember HDF5 CSR), by min-label propagation with hooking and\n"
                "pointer jumping (FastSV's steps), with checkpoints.\n"
                "Output: HDF5 /labels (int64, by vertex id: the smallest vertex id of its\n"
-               "component; attributes iterations, components), or vertex,label lines\n"
+               "component; attributes iterations, and components once converged), or\n"
+               "vertex,label lines\n"
                "for .csv/.txt (with a header line). Components of a directed graph are its\n"
                "weak components. It runs until no label changes.",
     .usage = "--input GRAPH [--output FILE] [options]",
@@ -136,13 +137,35 @@ static int discard(const void *in, size_t n, size_t part, void *arg)
     return 0;
 }
 
+/* The labels (a restored checkpoint's too) index the label vector: each
+ * must be a vertex id no larger than its own vertex's, which every state
+ * of a run is. */
+static int check_labels(const cc *s, char *msg)
+{
+    const int64_t *L = ember_array_data(s->labels, NULL);
+    uint64_t bad = UINT64_MAX;
+    for (uint64_t v = 0; v < s->g->n && bad == UINT64_MAX; v++)
+        if (L[v] < 0 || (uint64_t)L[v] > ember_graph_label(s->g, v))
+            bad = v;
+    if (bad == UINT64_MAX)
+        return EMBER_OK;
+    snprintf(msg, EMBER_MSG_SIZE, "the labels hold %" PRId64 " for vertex %" PRIu64
+             ", not a vertex id at most its own (a checkpoint of another graph?)",
+             L[bad], ember_graph_label(s->g, bad));
+    return EMBER_ELENGTH;
+}
+
 static int adopt(cc *s, char *msg)
 {
     uint64_t *off = NULL;
     size_t parts = 0;
     int rc = ember_cli_vertex_parts(&off, &parts, s->ctx, s->g, s->labels, "labels", msg);
-    if (rc)
+    if (!rc)
+        rc = check_labels(s, msg);
+    if (rc) {
+        ember_free(s->ctx, off);
         return rc;
+    }
     ember_free(s->ctx, s->off);
     s->off = off;
     s->parts = parts;
@@ -255,7 +278,8 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const int64_
     /* labels short of the fixpoint are not yet components: no count */
     ember_h5_attr at[] = {
         {"iterations", EMBER_I64, 0, (int64_t)cli->iterations_done, NULL},
-        {"components", EMBER_I64, 0, (int64_t)count_components(g, L), NULL},
+        {"components", EMBER_I64, 0,
+         cli->converged ? (int64_t)count_components(g, L) : 0, NULL},
     };
     int rc = ember_cli_write_vertex_values(cli, g, "label", "labels",
                                            g->ids ? EMBER_U64 : EMBER_I64, ids, at,
@@ -363,15 +387,16 @@ int main(int argc, char **argv)
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
-    if (!rc && cli.converged) /* the result on stdout, the timings on stderr */
+    if (!rc) { /* the result on stdout, the timings on stderr */
         printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
-               "edge both ways); %" PRIu64 " components after %" PRIu64 " iterations\n",
-               g->n, g->m, count_components(g, L), cli.iterations_done);
-    else if (!rc)
-        printf("ember-cc: %" PRIu64 " vertices, %" PRIu64 " directed edges (each input "
-               "edge both ways); NOT converged after %" PRIu64 " iterations (--iterations "
-               "ran out): the labels are not components yet\n",
-               g->n, g->m, cli.iterations_done);
+               "edge both ways); ", g->n, g->m);
+        if (cli.converged)
+            printf("%" PRIu64 " components after %" PRIu64 " iterations\n",
+                   count_components(g, L), cli.iterations_done);
+        else
+            printf("NOT converged after %" PRIu64 " iterations (--iterations ran out): "
+                   "the labels are not components yet\n", cli.iterations_done);
+    }
     fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
     rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     if (!rc && !cli.quiet)

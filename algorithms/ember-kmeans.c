@@ -2125,7 +2125,8 @@ static int verify_labels(const km *s, const km_result *res)
         return 0;
     }
     size_t bad = 0;
-#pragma omp parallel for schedule(dynamic, 64) reduction(+ : bad)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(ember_ctx_threads(s->ctx)) \
+    reduction(+ : bad)
     for (size_t i = 0; i < s->n; i++) {
         const double *x = s->x + i * s->d;
         double best;
@@ -2175,7 +2176,7 @@ static int lloyd_ref_make(const km *s, lloyd_ref *r)
     r->near = malloc(s->n * sizeof *r->near);
     if (!r->sum || !r->maxabs || !r->cnt || !r->dist || !r->colmax || !r->near)
         return -1;
-#pragma omp parallel for schedule(dynamic, 64)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(ember_ctx_threads(s->ctx))
     for (size_t i = 0; i < s->n; i++)
         r->near[i] = nearest(s->x + i * s->d, s->prev, s->k, s->d, &r->dist[i]);
     for (size_t i = 0; i < s->n; i++) {

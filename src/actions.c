@@ -200,6 +200,8 @@ static int unordered_sink(void *state, size_t part, const void *recs,
     fold_state *s = state;
     size_t t = (size_t)omp_get_thread_num();
     assert(t < s->slots);
+    if (t >= s->slots) /* never: but no write outside the slots */
+        return EMBER_ESTATE;
     return n ? s->fn(s->acc + t * s->acc_size, recs, n, s->arg) : 0;
 }
 

@@ -81,8 +81,9 @@ typedef struct {
     int owned_rows;       /* on a context of more than one MPI rank, when
                              the stored pull layout is read (an ember HDF5
                              file sealed by ember_graph_save_h5, loaded
-                             with by_destination and degree_order, not
-                             undirected): every rank reads the O(n) arrays
+                             with by_destination and degree_order, or
+                             undirected with degree_order from a file
+                             stored both ways): every rank reads the O(n) arrays
                              whole but only the sources of the rows of the
                              partitions it owns (the block map of
                              ember/mpi.h over ember_graph_partition's

@@ -86,6 +86,19 @@ if command -v h5dump > /dev/null; then
     grep -q 'ATTRIBUTE "components"' h5.txt && fail "unconverged output has a components attribute"
 fi
 
+# Another graph's checkpoint resumed by force: its labels are not this
+# graph's (a label above its vertex's own id) and are refused, exit 2.
+printf '9 0\n9 1\n9 2\n9 3\n9 4\n9 5\n9 6\n9 7\n9 8\n8 7\n' > starA.el
+printf '0 1\n0 2\n0 3\n0 4\n0 5\n0 6\n0 7\n0 8\n0 9\n1 2\n' > starB.el
+"$bin/ember-cc" --input starA.el --iterations 1 --checkpoint-dir ckx --checkpoint-every 1 \
+    --quiet > /dev/null
+set +e
+"$bin/ember-cc" --input starB.el --checkpoint-dir ckx --force-resume --quiet > /dev/null 2> x.err
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "not a vertex id at most its own" x.err \
+    || fail "another graph's labels: exit $st: $(cat x.err)"
+
 grep -q '"event": "done"' m.jsonl || fail "no done line"
 if command -v h5dump > /dev/null; then
     { h5dump -A full.h5 > h5.txt; grep -q 'ATTRIBUTE "components"' h5.txt; } || fail "no components attribute"

@@ -13,6 +13,10 @@ cd "$work"
 "$sbin/ember-gen" kron --scale 11 --edge-factor 4 --seed 9 --output sparse.h5 --quiet
 "$sbin/ember-gen" kron --scale 10 --edge-factor 8 --weighted --seed 7 --output w.el --quiet
 src_v=$(awk '!/^#/ { print $1; exit }' w.el)
+# stored both ways: ember-cc and --undirected read its stored layout, each
+# rank its own rows
+"$sbin/ember-gen" kron --scale 11 --edge-factor 4 --seed 9 --output sparse.el --quiet
+"$sbin/ember-convert" --input sparse.el --undirected --output und.h5 --quiet
 
 # name | ranks:threads runs | program and flags (every run adds --quiet and
 # an output). The runs cover 1-4 ranks and 1-2 threads between them while
@@ -21,6 +25,8 @@ cases=(
   "pr|1:1 2:2 3:1 4:1|ember-pagerank --input g.h5 --iterations 25 --tolerance 0 --partitions 8"
   "prel|3:2|ember-pagerank --input $src/data/karate.el --undirected --iterations 40 --partitions 5"
   "cc|2:1 4:2|ember-cc --input sparse.h5 --partitions 8"
+  "ccu|3:1|ember-cc --input und.h5 --partitions 7"
+  "pru|2:1|ember-pagerank --input und.h5 --undirected --iterations 20 --partitions 6"
   "km|2:2 3:1|ember-kmeans --input $src/data/iris.csv --k 3 --seed 7 --tolerance 0 --iterations 15 --partitions 6"
   "ss|3:2 2:1|ember-sssp --input w.el --source $src_v --partitions 8"
   "ssh|4:1|ember-sssp --input w.el --source $src_v --partitions 5 --plan shuffle"
