@@ -580,6 +580,29 @@ static int stats_comb(void *acc, const void *in, size_t n, void *arg)
     return 0;
 }
 
+typedef int (*aggregate_fn)(ember_ds *, const void *, size_t, ember_combine_fn,
+                            ember_combine_fn, void *, void *, char *);
+
+/* An aggregate over the empty dataset e gives zero; each missing argument
+ * is EMBER_EINVAL, the message naming `what`. */
+static void aggregate_args_checked(aggregate_fn agg, const char *what, ember_ds *e,
+                                   const void *zero, size_t size, ember_combine_fn seq,
+                                   ember_combine_fn comb)
+{
+    char msg[EMBER_MSG_SIZE] = "";
+    unsigned char got[64];
+    assert_true(size <= sizeof got);
+    TU_OKM(agg(e, zero, size, seq, comb, NULL, got, msg), msg);
+    assert_memory_equal(got, zero, size);
+    assert_int_equal(agg(e, NULL, size, seq, comb, NULL, got, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, what);
+    assert_int_equal(agg(e, zero, 0, seq, comb, NULL, got, msg), EMBER_EINVAL);
+    assert_int_equal(agg(e, zero, size, NULL, comb, NULL, got, msg), EMBER_EINVAL);
+    assert_int_equal(agg(e, zero, size, seq, NULL, NULL, got, msg), EMBER_EINVAL);
+    assert_int_equal(agg(e, zero, size, seq, comb, NULL, NULL, msg), EMBER_EINVAL);
+    assert_int_equal(agg(NULL, zero, size, seq, comb, NULL, got, msg), EMBER_EINVAL);
+}
+
 static void test_actions_aggregate(void **state)
 {
     (void)state;
@@ -609,28 +632,9 @@ static void test_actions_aggregate(void **state)
             assert_memory_equal(&got, &ref, sizeof got);
             ember_ds_free(&a);
         }
-        char msg[EMBER_MSG_SIZE] = "";
         ember_ds *e = array_of(ctx, &t, NULL, 0, 3);
-        stats_acc got;
-        TU_OKM(ember_aggregate(e, &zero, sizeof zero, stats_seq, stats_comb, NULL,
-                               &got, msg), msg);
-        assert_memory_equal(&got, &zero, sizeof got);
-        assert_int_equal(ember_aggregate(e, NULL, sizeof zero, stats_seq,
-                                         stats_comb, NULL, &got, msg),
-                         EMBER_EINVAL);
-        TU_MSG_HAS(msg, "aggregate");
-        assert_int_equal(ember_aggregate(e, &zero, 0, stats_seq, stats_comb, NULL,
-                                         &got, msg), EMBER_EINVAL);
-        assert_int_equal(ember_aggregate(e, &zero, sizeof zero, NULL, stats_comb,
-                                         NULL, &got, msg), EMBER_EINVAL);
-        assert_int_equal(ember_aggregate(e, &zero, sizeof zero, stats_seq, NULL,
-                                         NULL, &got, msg), EMBER_EINVAL);
-        assert_int_equal(ember_aggregate(e, &zero, sizeof zero, stats_seq,
-                                         stats_comb, NULL, NULL, msg),
-                         EMBER_EINVAL);
-        assert_int_equal(ember_aggregate(NULL, &zero, sizeof zero, stats_seq,
-                                         stats_comb, NULL, &got, msg),
-                         EMBER_EINVAL);
+        aggregate_args_checked(ember_aggregate, "aggregate", e, &zero, sizeof zero,
+                               stats_seq, stats_comb);
         ember_ds_free(&e);
         ember_ctx_destroy(&ctx);
     }
@@ -706,24 +710,11 @@ static void test_actions_aggregate_unordered(void **state)
             assert_memory_equal(&got, &ref, sizeof got);
             ember_ds_free(&a);
         }
-        char msg[EMBER_MSG_SIZE] = "";
         ember_ds *e = array_of(ctx, &t, NULL, 0, 3);
+        aggregate_args_checked(ember_aggregate_unordered, "aggregate_unordered", e, &zero,
+                               sizeof zero, int_seq, int_comb);
+        char msg[EMBER_MSG_SIZE] = "";
         int_acc got;
-        TU_OKM(ember_aggregate_unordered(e, &zero, sizeof zero, int_seq, int_comb, NULL,
-                                         &got, msg), msg);
-        assert_memory_equal(&got, &zero, sizeof got);
-        assert_int_equal(ember_aggregate_unordered(e, NULL, sizeof zero, int_seq,
-                                                   int_comb, NULL, &got, msg),
-                         EMBER_EINVAL);
-        TU_MSG_HAS(msg, "aggregate_unordered");
-        assert_int_equal(ember_aggregate_unordered(e, &zero, 0, int_seq, int_comb,
-                                                   NULL, &got, msg), EMBER_EINVAL);
-        assert_int_equal(ember_aggregate_unordered(e, &zero, sizeof zero, int_seq,
-                                                   int_comb, NULL, NULL, msg),
-                         EMBER_EINVAL);
-        assert_int_equal(ember_aggregate_unordered(NULL, &zero, sizeof zero, int_seq,
-                                                   int_comb, NULL, &got, msg),
-                         EMBER_EINVAL);
         ember_ds *a = array_of(ctx, &t, v, n, 5);
         assert_int_equal(ember_aggregate_unordered(a, &zero, sizeof zero, int_seq,
                                                    int_comb_fails, NULL, &got, msg),

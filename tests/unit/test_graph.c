@@ -1313,6 +1313,23 @@ static void test_graph_h5_max_vertices(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* g's CSR alone, as an older ember or h5py writes it: /csr/offsets and
+ * /csr/targets, unsealed, no stored layout. */
+static void save_csr_only(const ember_graph *g, const char *file)
+{
+    char msg[EMBER_MSG_SIZE], path[256];
+    uint64_t dn = g->n + 1, dm = g->m;
+    uint64_t *t64 = malloc((g->m ? g->m : 1) * 8);
+    assert_non_null(t64);
+    for (uint64_t e = 0; e < g->m; e++)
+        t64[e] = g->adj[e];
+    snprintf(path, sizeof path, "%s:/csr/offsets", file);
+    TU_OKM(ember_h5_write_array(path, EMBER_U64, g->offsets, 1, &dn, NULL, 0, 1, msg), msg);
+    snprintf(path, sizeof path, "%s:/csr/targets", file);
+    TU_OKM(ember_h5_write_array(path, EMBER_U64, t64, 1, &dm, NULL, 0, 0, msg), msg);
+    free(t64);
+}
+
 /* ember_graph_save_h5 stores the pull layout (in-edges by degree order):
  * loading it gives the very arrays a rebuild gives, from a file without it
  * (an older file: only /csr/offsets and /csr/targets) and from the graph
@@ -1333,17 +1350,7 @@ static void test_graph_h5_pull_layout_stored(void **state)
     char msg[EMBER_MSG_SIZE];
     ember_graph *g = load(c3, "pull.el", NULL);
     TU_OKM(ember_graph_save_h5(g, "pull.h5", msg), msg);
-    /* an older file: the CSR alone */
-    uint64_t dn = g->n + 1, dm = g->m;
-    uint64_t *t64 = malloc(g->m * 8);
-    assert_non_null(t64);
-    for (uint64_t e = 0; e < g->m; e++)
-        t64[e] = g->adj[e];
-    TU_OKM(ember_h5_write_array("old.h5:/csr/offsets", EMBER_U64, g->offsets, 1, &dn,
-                                NULL, 0, 1, msg), msg);
-    TU_OKM(ember_h5_write_array("old.h5:/csr/targets", EMBER_U64, t64, 1, &dm, NULL, 0,
-                                0, msg), msg);
-    free(t64);
+    save_csr_only(g, "old.h5"); /* an older file */
     hid_t fid = H5Fopen("pull.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(fid >= 0);
     assert_true(H5Lexists(fid, "/csr/pull", H5P_DEFAULT) > 0);
@@ -1418,16 +1425,7 @@ static void test_graph_h5_pull_layout_undirected(void **state)
     assert_int_equal(g->directed, 0);
     TU_OKM(ember_graph_save_h5(g, "sym.h5", msg), msg);
     TU_OKM(ember_graph_save_h5(d, "dir.h5", msg), msg);
-    uint64_t dn = g->n + 1, dm = g->m;
-    uint64_t *t64 = malloc(g->m * 8);
-    assert_non_null(t64);
-    for (uint64_t e = 0; e < g->m; e++)
-        t64[e] = g->adj[e];
-    TU_OKM(ember_h5_write_array("symold.h5:/csr/offsets", EMBER_U64, g->offsets, 1, &dn,
-                                NULL, 0, 1, msg), msg);
-    TU_OKM(ember_h5_write_array("symold.h5:/csr/targets", EMBER_U64, t64, 1, &dm, NULL, 0,
-                                0, msg), msg);
-    free(t64);
+    save_csr_only(g, "symold.h5");
     ember_graph_opts o[2] = {{.undirected = 1, .degree_order = 1},
                              {.undirected = 1, .degree_order = 1, .by_destination = 1}};
     for (int k = 0; k < 2; k++) {
