@@ -8,8 +8,8 @@
  * send"). The state is bound to the loop as "dist", so its checkpoints cut
  * the lineage that grows by one step every round (and the loop cuts it into
  * the block store every 32 rounds without them). The run stops after the
- * round in which no vertex improved. Two plans compute a round, in Spark
- * terms:
+ * round in which no vertex improved. Three plans compute a round, the
+ * first two in Spark terms:
  *
  * pull (default): the state holds every vertex, in vertex order, and
  *     bc     = broadcast(state)
@@ -22,9 +22,17 @@
  *     state' = state.map(prev = dist).union(msgs)
  *                   .reduceByKey(min dist, min prev)
  *   Pregel's message passing, costing a shuffle of the messages and the
- *   state a round.
+ *   state a round;
+ * push (one process): the state's records are an array the state
+ *   dataset borrows, and the active vertices a list (the frontier): each
+ *   sends along its out-edges by lowering its targets' distances in place
+ *   (an atomic minimum), and the targets it lowered are the next
+ *   frontier. A round costs its frontier's edges, not the graph's, which
+ *   is what a graph of long shortest paths (a road network, a grid) needs:
+ *   as many rounds as edges on its longest shortest path.
  *
- * No arrays hold state: the graph (a CSR with weights, read-only input) is
+ * In the first two plans no arrays hold state: the graph (a CSR with
+ * weights, read-only input) is
  * the functions' argument, as a Spark closure would capture it. It is
  * renumbered by descending degree for cache locality (the state's vertex
  * field is that internal number; outputs are by vertex id). Minimums
@@ -59,8 +67,10 @@ static const ember_cli_opt options[] = {
      "el|mtx", "input format (default: from the extension)"},
     {"undirected", EMBER_CLI_FLAG, &undirected, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
      NULL, "treat every edge as two (u->v and v->u), same weight"},
-    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "pull|shuffle", NULL,
-     "a round as broadcast + map (default) or as flat_map + reduce_by_key"},
+    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "pull|shuffle|push",
+     NULL, "a round as broadcast + map (default), as flat_map + reduce_by_key, or as "
+     "the frontier's out-edges lowering their targets in place (push: one process; "
+     "a round costs its frontier, not the graph, for graphs of long paths)"},
     {0}};
 
 static const ember_cli_program program = {
@@ -263,6 +273,13 @@ typedef struct {
     relax_arg relax;  /* copied by every shuffle round's flat_map */
     init_arg init;
     ember_ds *state;  /* bound to the loop as "dist" */
+    /* push: the state's records by vertex, which state borrows; the
+     * frontier (the active vertices) and what the round collects */
+    vrec *rec;
+    uint32_t *front, *next;
+    double *took;     /* each frontier vertex's distance as the round began */
+    unsigned char *queued;
+    size_t nfront;
 } sssp;
 
 static int count(ember_ds *ds, uint64_t *active, char *msg)
@@ -338,12 +355,115 @@ static int shuffle_round(sssp *s, uint64_t *active, char *msg)
     return EMBER_OK;
 }
 
+/* *x = min(*x, c) for non-negative doubles (+inf included), atomically:
+ * their bits order as int64s do. 1 when it lowered *x. */
+static int lower(double *x, double c)
+{
+    int64_t want, cur;
+    memcpy(&want, &c, sizeof want);
+    cur = __atomic_load_n((int64_t *)(void *)x, __ATOMIC_RELAXED);
+    while (want < cur)
+        if (__atomic_compare_exchange_n((int64_t *)(void *)x, &cur, want, 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+}
+
+/* push: after a restore the state is the checkpoint's dataset; its records
+ * are copied into rec (checked: vertex v at position v, distances not
+ * NaN and not negative), the frontier rebuilt from them, and the state
+ * borrows rec again. */
+static int push_adopt(sssp *s, char *msg)
+{
+    uint64_t n = s->g->n;
+    if (ember_array_data(s->state, NULL) == (const void *)s->rec)
+        return EMBER_OK;
+    vrec *r = NULL;
+    size_t got = 0;
+    int rc = ember_collect_alloc(s->state, (void **)&r, &got, msg);
+    if (rc)
+        return rc;
+    if (got != n)
+        rc = mismatch(msg, "the state is not the graph's vertices");
+    for (size_t i = 0; !rc && i < got; i++)
+        if (r[i].vertex != (int64_t)i || !(r[i].dist >= 0) || !(r[i].prev >= 0))
+            rc = mismatch(msg, "the state is not the graph's vertices in order");
+    if (!rc) {
+        memcpy(s->rec, r, n * sizeof *r);
+        s->nfront = 0;
+        for (uint64_t v = 0; v < n; v++)
+            if (s->rec[v].dist < s->rec[v].prev)
+                s->front[s->nfront++] = (uint32_t)v;
+    }
+    ember_free(s->ctx, r);
+    ember_ds *ds = NULL;
+    if (!rc)
+        rc = ember_from_array(&ds, s->ctx, &s->type, s->rec, n, s->parts, EMBER_BORROW,
+                              msg);
+    if (!rc) {
+        ember_ds_set_name(ds, "dist");
+        ember_ds_free(&s->state);
+        s->state = ds;
+    }
+    return rc;
+}
+
+/* A push round: every frontier vertex u (the vertices whose distance
+ * fell last round, dist < prev) takes prev = dist, then sends dist(u) + w
+ * along its out-edges, each target taking the least that reaches it (an
+ * atomic minimum: the same for any order); the targets it lowered form the
+ * next frontier, with prev = +inf. The records are those of a pull round
+ * but for prev, which here only tells active (below dist) from not. */
+static int push_round(sssp *s, uint64_t *active, char *msg)
+{
+    int rc = push_adopt(s, msg);
+    if (rc)
+        return rc;
+    const uint64_t *off = s->g->offsets;
+    const uint32_t *adj = s->g->adj;
+    const double *w = s->g->weights;
+    vrec *R = s->rec;
+    int64_t nf = (int64_t)s->nfront;
+    size_t nn = 0;
+    int T = ember_ctx_threads(s->ctx);
+#pragma omp parallel num_threads(T)
+    {
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nf; i++) {
+            uint32_t u = s->front[i];
+            s->took[i] = R[u].dist;
+            R[u].prev = R[u].dist;
+        }
+#pragma omp for schedule(dynamic, 64)
+        for (int64_t i = 0; i < nf; i++) {
+            uint32_t u = s->front[i];
+            for (uint64_t e = off[u]; e < off[u + 1]; e++)
+                if (lower(&R[adj[e]].dist, s->took[i] + w[e]) &&
+                    !__atomic_exchange_n(&s->queued[adj[e]], 1, __ATOMIC_RELAXED))
+                    s->next[__atomic_fetch_add(&nn, 1, __ATOMIC_RELAXED)] = adj[e];
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < (int64_t)nn; i++) {
+            R[s->next[i]].prev = INFINITY;
+            s->queued[s->next[i]] = 0;
+        }
+    }
+    uint32_t *t = s->front;
+    s->front = s->next;
+    s->next = t;
+    s->nfront = nn;
+    *active = nn;
+    return EMBER_OK;
+}
+
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
 {
     (void)iteration;
     sssp *s = arg;
     uint64_t active = 0;
-    int rc = plan == 0 ? pull_round(s, &active, msg) : shuffle_round(s, &active, msg);
+    int rc = plan == 0   ? pull_round(s, &active, msg)
+             : plan == 1 ? shuffle_round(s, &active, msg)
+                         : push_round(s, &active, msg);
     if (rc)
         return rc;
     *value = (double)active;
@@ -369,6 +489,34 @@ static int64_t internal_vertex(const ember_graph *g, uint64_t label)
 static void free_state(sssp *s)
 {
     ember_ds_free(&s->state);
+    free(s->rec);
+    free(s->front);
+    free(s->next);
+    free(s->took);
+    free(s->queued);
+}
+
+/* push: the records by vertex (the source at 0, active), its frontier,
+ * and the state borrowing the records. */
+static int init_push(sssp *s, char *msg)
+{
+    uint64_t n = s->g->n, k = n ? n : 1;
+    s->rec = malloc(k * sizeof *s->rec);
+    s->front = malloc(k * sizeof *s->front);
+    s->next = malloc(k * sizeof *s->next);
+    s->took = malloc(k * sizeof *s->took);
+    s->queued = calloc(k, 1);
+    if (!s->rec || !s->front || !s->next || !s->took || !s->queued) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " vertices", n);
+        return EMBER_ENOMEM;
+    }
+    for (uint64_t v = 0; v < n; v++)
+        s->rec[v] = (vrec){(int64_t)v, INFINITY, INFINITY};
+    s->rec[s->source].dist = 0;
+    s->front[0] = (uint32_t)s->source;
+    s->nfront = 1;
+    return ember_from_array(&s->state, s->ctx, &s->type, s->rec, n, s->parts, EMBER_BORROW,
+                            msg);
 }
 
 static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
@@ -383,13 +531,15 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
     s->parts = cli->partitions ? cli->partitions : default_parts(g);
     ember_ds *ids = NULL;
     int rc = vrec_type(&s->type, msg);
-    if (!rc && plan == 0)
+    if (!rc && plan == 2)
+        rc = init_push(s, msg);
+    else if (!rc && plan == 0)
         rc = ember_range(&ids, ctx, 0, (int64_t)g->n, 1, s->parts, msg);
     else if (!rc)
         rc = ember_range(&ids, ctx, s->source, s->source + 1, 1, 1, msg);
     if (!rc && plan == 0)
         rc = ember_map(&s->state, ids, &s->type, seed_all, &s->init, sizeof s->init, msg);
-    else if (!rc)
+    else if (!rc && plan == 1)
         rc = ember_map(&s->state, ids, &s->type, seed_source, NULL, 0, msg);
     ember_ds_free(&ids);
     if (!rc)
@@ -576,6 +726,10 @@ int main(int argc, char **argv)
     ember_cli_graph_format(&format, cli.input); /* auto: named in the parameters */
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
+    if (plan == 2 && cli.ranks > 1)
+        return ember_cli_usage_error(&cli, "--plan push runs on one process (its frontier "
+                                     "lowers any vertex's distance in place); under "
+                                     "mpirun use pull or shuffle");
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL, *out_edges = NULL;

@@ -2,9 +2,10 @@
 # ember-sssp against its serial Dijkstra checker (--verify, bit for bit) on
 # the bundled weighted karate club, on a generated Kronecker graph with
 # random weights 1..255 (directed and undirected) and on a Matrix Market
-# file with values; both plans (pull, shuffle) at 1 and 2 threads give the
-# same bytes; hand-computed distances and the HDF5 output (inf where
-# unreachable) are checked too.
+# file with values; every plan (pull, shuffle, push) at 1 and 2 threads
+# gives the same bytes; hand-computed distances and the HDF5 output (inf
+# where unreachable) are checked too. A long weighted path: push takes the
+# same rounds as pull.
 set -euo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -28,7 +29,7 @@ all_ways() {
     local name=$1
     shift
     run "$name.ref" "$@" --threads 1
-    for plan in pull shuffle; do
+    for plan in pull shuffle push; do
         for t in 1 2; do
             run "$name.$plan.$t" "$@" --plan "$plan" --threads "$t" --partitions 3
             cmp "$name.ref.csv" "$name.$plan.$t.csv" ||
@@ -58,6 +59,10 @@ grep -v '^#' k.el | awk 'NF != 3 || $3 < 1 || $3 > 255 || $3 != int($3) { bad = 
     END { exit bad }' || fail "ember-gen --weighted wrote a weight outside 1..255"
 s=$(awk '!/^#/ { print $1; exit }' k.el)
 all_ways kron --input k.el --source "$s"
+awk 'BEGIN { for (i = 0; i < 3000; i++) print i, i + 1, 1 + (i * 7919) % 13 }' > path.el
+all_ways path --input path.el --source 0
+grep -q " in 3001 rounds" path.ref.out || fail "path: $(cat path.ref.out)"
+grep -q " in 3001 rounds" path.push.2.out || fail "path, push: $(cat path.push.2.out)"
 all_ways kronu --input k.el --source "$s" --undirected
 cmp -s kron.ref.csv kronu.ref.csv && fail "directed and undirected distances are the same"
 

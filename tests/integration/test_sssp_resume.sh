@@ -2,7 +2,7 @@
 # ember-sssp killed with SIGKILL at random moments (inside rounds and inside
 # checkpoint writes), several times, and resumed each time at 1 or 2
 # threads, ends with distances bit-identical (cmp) to an uninterrupted run,
-# for both plans. The graph is a weighted chain with shortcuts, so the run
+# for every plan. The graph is a weighted chain with shortcuts, so the run
 # takes about a thousand rounds (enough that the kills land on a fast
 # machine too). Also: a resume with another --source is
 # refused (exit 2), and a finished run restarted does no work again.
@@ -22,7 +22,7 @@ last_round() {
     return 0
 }
 
-for plan in pull shuffle; do
+for plan in pull shuffle push; do
     args=(--input chain.el --undirected --source 0 --plan "$plan" --partitions 3)
     "$bin/ember-sssp" "${args[@]}" --threads 2 --output full.csv --verify --quiet > v.txt
     grep -q "^Verification: PASS" v.txt || fail "$plan: $(cat v.txt)"

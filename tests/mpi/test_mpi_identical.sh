@@ -49,6 +49,15 @@ for c in "${cases[@]}"; do
     done
 done
 
+# ember-sssp --plan push runs on one process: refused on 2 ranks, exit 2.
+set +e
+mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan push --quiet \
+    --output push.csv > push.out 2> push.err
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "plan push runs on one process" push.err ||
+    fail "--plan push on 2 ranks: exit $st: $(cat push.err)"
+
 # ember-maps prints its result; 3 ranks on 2 partitions: one rank owns none.
 "$sbin/ember-maps" --n 300000 --maps 4 --partitions 2 --threads 1 --quiet > maps.serial
 for n in 2 3; do
