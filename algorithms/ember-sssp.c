@@ -355,16 +355,20 @@ static int shuffle_round(sssp *s, uint64_t *active, char *msg)
     return EMBER_OK;
 }
 
+/* A double's bits, read and written as an int64 (may alias it). */
+typedef int64_t __attribute__((may_alias)) bits64;
+
 /* *x = min(*x, c) for non-negative doubles (+inf included), atomically:
  * their bits order as int64s do. 1 when it lowered *x. */
 static int lower(double *x, double c)
 {
+    bits64 *p = (bits64 *)(void *)x;
     int64_t want, cur;
     memcpy(&want, &c, sizeof want);
-    cur = __atomic_load_n((int64_t *)(void *)x, __ATOMIC_RELAXED);
+    cur = __atomic_load_n(p, __ATOMIC_RELAXED);
     while (want < cur)
-        if (__atomic_compare_exchange_n((int64_t *)(void *)x, &cur, want, 1,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        if (__atomic_compare_exchange_n(p, &cur, want, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
             return 1;
     return 0;
 }
@@ -376,20 +380,23 @@ static int lower(double *x, double c)
 static int push_adopt(sssp *s, char *msg)
 {
     uint64_t n = s->g->n;
-    if (ember_array_data(s->state, NULL) == (const void *)s->rec)
-        return EMBER_OK;
-    vrec *r = NULL;
     size_t got = 0;
-    int rc = ember_collect_alloc(s->state, (void **)&r, &got, msg);
+    const vrec *have = ember_array_data(s->state, &got);
+    if (have == s->rec)
+        return EMBER_OK;
+    vrec *r = NULL; /* the restored records, collected if not an array */
+    int rc = have ? EMBER_OK : ember_collect_alloc(s->state, (void **)&r, &got, msg);
     if (rc)
         return rc;
+    if (r)
+        have = r;
     if (got != n)
         rc = mismatch(msg, "the state is not the graph's vertices");
     for (size_t i = 0; !rc && i < got; i++)
-        if (r[i].vertex != (int64_t)i || !(r[i].dist >= 0) || !(r[i].prev >= 0))
+        if (have[i].vertex != (int64_t)i || !(have[i].dist >= 0) || !(have[i].prev >= 0))
             rc = mismatch(msg, "the state is not the graph's vertices in order");
     if (!rc) {
-        memcpy(s->rec, r, n * sizeof *r);
+        memcpy(s->rec, have, n * sizeof *have);
         s->nfront = 0;
         for (uint64_t v = 0; v < n; v++)
             if (s->rec[v].dist < s->rec[v].prev)
@@ -443,7 +450,7 @@ static int push_round(sssp *s, uint64_t *active, char *msg)
                     s->next[__atomic_fetch_add(&nn, 1, __ATOMIC_RELAXED)] = adj[e];
         }
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < (int64_t)nn; i++) {
+        for (int64_t i = 0; i < (int64_t)__atomic_load_n(&nn, __ATOMIC_RELAXED); i++) {
             R[s->next[i]].prev = INFINITY;
             s->queued[s->next[i]] = 0;
         }
@@ -724,12 +731,12 @@ int main(int argc, char **argv)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
                                      "(ember's HDF5 CSR holds no weights)", format);
     ember_cli_graph_format(&format, cli.input); /* auto: named in the parameters */
-    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
-        return rc;
     if (plan == 2 && cli.ranks > 1)
         return ember_cli_usage_error(&cli, "--plan push runs on one process (its frontier "
                                      "lowers any vertex's distance in place); under "
                                      "mpirun use pull or shuffle");
+    if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
+        return rc;
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL, *out_edges = NULL;

@@ -2081,17 +2081,24 @@ static void retain_after_restore(ember_loop *L)
  * 2,000 rounds on a path: 0.35 s, 0.035 s cut). Values do not change. */
 static int cut_lineages(ember_loop *L, char *msg)
 {
-    if (L->done % LINEAGE_CUT != 0)
+    if (L->done % LINEAGE_CUT != 0 || L->nb == 0)
         return EMBER_OK;
-    for (size_t i = 0; i < L->nb; i++) {
-        ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL;
-        int rc = ds && ember_lineage_depth(ds) > LINEAGE_CUT
-                     ? ember_local_checkpoint(ds, msg)
-                     : EMBER_OK;
-        if (rc)
-            return rc;
-    }
-    return EMBER_OK;
+    /* The ranks agree on which to cut (a local checkpoint is collective),
+     * also when a rank could not measure a depth (no memory: 0), and first
+     * on whether every rank could allocate the flags. */
+    int64_t *cut = ember__calloc(L->ctx, L->nb, sizeof *cut), failed = !cut;
+    for (size_t i = 0; cut && i < L->nb; i++)
+        cut[i] = L->b[i].kind == BIND_DS && ember_lineage_depth(*L->b[i].ds) > LINEAGE_CUT;
+    int rc = ember__comm_agree(L->ctx, &failed, 1, EMBER__AGREE_OR, msg);
+    if (!rc && failed)
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory cutting a bound lineage");
+    if (!rc)
+        rc = ember__comm_agree(L->ctx, cut, L->nb, EMBER__AGREE_OR, msg);
+    for (size_t i = 0; !rc && i < L->nb; i++)
+        if (cut[i])
+            rc = ember_local_checkpoint(*L->b[i].ds, msg);
+    ember__free(L->ctx, cut);
+    return rc;
 }
 
 static int after_iteration(ember_loop *L, char *msg)

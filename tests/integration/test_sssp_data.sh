@@ -63,6 +63,31 @@ awk 'BEGIN { for (i = 0; i < 3000; i++) print i, i + 1, 1 + (i * 7919) % 13 }' >
 all_ways path --input path.el --source 0
 grep -q " in 3001 rounds" path.ref.out || fail "path: $(cat path.ref.out)"
 grep -q " in 3001 rounds" path.push.2.out || fail "path, push: $(cat path.push.2.out)"
+
+# push stopped and resumed from its checkpoint: the rounds and distances of
+# an uninterrupted run; a pull checkpoint resumed by force under push (the
+# same records, prev aside) ends the same; a shuffle checkpoint (reached
+# vertices only) is refused, exit 2.
+pargs=(--input k.el --source "$s" --quiet)
+"$bin/ember-sssp" "${pargs[@]}" --plan push --output pu.csv > pu.out
+for from in push pull shuffle; do
+    rm -rf ck
+    "$bin/ember-sssp" "${pargs[@]}" --plan "$from" --iterations 3 --checkpoint-dir ck \
+        --checkpoint-every 1 --output part.csv > /dev/null
+    set +e
+    "$bin/ember-sssp" "${pargs[@]}" --plan push --checkpoint-dir ck --force-resume \
+        --output re.csv > re.out 2> re.err
+    st=$?
+    set -e
+    if [ "$from" = shuffle ]; then
+        [ "$st" = 2 ] && grep -q "not the graph's vertices" re.err ||
+            fail "a shuffle checkpoint under push: exit $st: $(cat re.err)"
+        continue
+    fi
+    [ "$st" = 0 ] || fail "push from a $from checkpoint: exit $st: $(cat re.err)"
+    cmp pu.csv re.csv || fail "push from a $from checkpoint: distances differ"
+    [ "$from" = pull ] || cmp pu.out re.out || fail "push resumed: $(cat re.out) vs $(cat pu.out)"
+done
 all_ways kronu --input k.el --source "$s" --undirected
 cmp -s kron.ref.csv kronu.ref.csv && fail "directed and undirected distances are the same"
 
