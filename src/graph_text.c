@@ -1,6 +1,8 @@
 /* graph_text.c: edge lists (SNAP style) and Matrix Market coordinate files.
  *
- * The file is mapped and cut into chunks at line starts; chunks are parsed
+ * The file is mapped (mapfile.c: should another process truncate it
+ * meanwhile, the load fails with a message instead of dying of SIGBUS)
+ * and cut into chunks at line starts; chunks are parsed
  * in parallel into arrays of id pairs, which become the builder's blocks.
  * Without relabel the file is parsed twice (the builder's count, then its
  * scatter), each thread parsing a contiguous range of chunks (a lane), so
@@ -21,20 +23,19 @@
 
 #include <errno.h>
 #include <float.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK_BYTES ((size_t)4 << 20)
 
 typedef struct {
     const char *path;
-    const char *data;
+    ember__mapped map;
+    const char *data;    /* map's */
     size_t size;
     int mtx;
     int symmetric;       /* mtx: symmetric or skew-symmetric */
@@ -69,31 +70,9 @@ typedef struct {
 
 static int map_file(source *s, char *msg)
 {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT || errno == ENOTDIR
-                   ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", s->path)
-                   : ember__err(msg, EMBER_EIO, "%s: %s", s->path, strerror(errno));
-    struct stat st;
-    int rc = EMBER_OK;
-    if (fstat(fd, &st) != 0)
-        rc = ember__err(msg, EMBER_EIO, "%s: %s", s->path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = ember__err(msg, EMBER_EFORMAT, "%s: not a regular file", s->path);
-    else if (st.st_size == 0)
-        rc = ember__err(msg, EMBER_EEMPTY, "%s: empty file", s->path);
-    if (!rc) {
-        s->size = (size_t)st.st_size;
-        void *p = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED)
-            rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", s->path,
-                            strerror(errno));
-        else {
-            madvise(p, s->size, MADV_SEQUENTIAL);
-            s->data = p;
-        }
-    }
-    close(fd);
+    int rc = ember__map_file(&s->map, s->path, msg);
+    s->data = s->map.data;
+    s->size = s->map.size;
     return rc;
 }
 
@@ -110,8 +89,7 @@ static void release_pages(const source *s, size_t lo, size_t hi)
 
 static void unmap_file(source *s)
 {
-    if (s->data)
-        munmap((void *)s->data, s->size);
+    ember__unmap_file(&s->map);
     s->data = NULL;
 }
 
@@ -1277,6 +1255,11 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     if (!rc && mtx && s.symmetric)
         g->directed = 0;
     g->read_seconds += header;
+    /* what the parse made of the zeros past the new end is beside the point */
+    if (ember__map_shrank(&s.map))
+        rc = ember__err(msg, EMBER_EMISMATCH, "%s: the file shrank while it was "
+                        "read (written by another process?); run again once it "
+                        "stays put", path);
     unmap_file(&s);
     return rc;
 }

@@ -3,7 +3,8 @@
  * Names here carry the reserved prefix ember__. The context owns everything:
  * datasets (a registry so ctx_destroy frees what callers leaked), the block
  * store, the allocator, the statistics. Nothing is process-wide except the
- * HDF5 lock (HDF5 itself is process-wide).
+ * HDF5 lock (HDF5 itself is process-wide) and mapfile.c's SIGBUS guard (a
+ * signal has no context).
  */
 #ifndef EMBER_INTERNAL_H
 #define EMBER_INTERNAL_H
@@ -457,6 +458,23 @@ int ember__compress(ember_ctx *ctx, const void *src, size_t nbytes,
                     size_t stride, void **dst, size_t *dst_bytes);
 int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
                       size_t stride, void *dst, size_t nbytes);
+
+/* ---- a mapped input file (mapfile.c) ------------------------------------ */
+
+/* A read-only mapping of a whole file. Should the file shrink while it is
+ * mapped, reads past its new end give zeros instead of SIGBUS, and
+ * ember__map_shrank says so (a process-wide SIGBUS handler, mapfile.c). */
+typedef struct {
+    const char *data;
+    size_t size;
+    int slot; /* its guard, or -1 (unguarded) */
+} ember__mapped;
+/* Errors name path: EMBER_ENOTFOUND, EMBER_EFORMAT (not a regular file),
+ * EMBER_EEMPTY, EMBER_EIO. */
+int ember__map_file(ember__mapped *m, const char *path, char *msg);
+/* 1 once a read of the mapping found the file shorter than mapped. */
+int ember__map_shrank(const ember__mapped *m);
+void ember__unmap_file(ember__mapped *m);
 
 /* ---- whole-file checksum (filesum.c) ------------------------------------- */
 

@@ -1,0 +1,143 @@
+/* mapfile.c: a read-only mapping of an input file that survives the file
+ * shrinking under it.
+ *
+ * The text graph loader parses its file through a mapping (no copy out of
+ * the page cache). When another process truncates the file meanwhile,
+ * touching a mapped page past the new end raises SIGBUS, and the load died
+ * of a signal (exit 135) instead of saying what happened. So while a file
+ * is mapped here its address range sits in a slot of `guards`, and a
+ * SIGBUS handler, installed once and kept, maps a page of zeros over a
+ * faulting page inside such a range, marks the slot and returns: the
+ * faulting read is retried and reads zeros, the parse of those lines goes
+ * wrong or not, and the loader, seeing the mark (ember__map_shrank), fails
+ * the load with its own message. A SIGBUS at any other address goes to the
+ * handler that was there before, or gets the default action.
+ *
+ * The handler and the slots are process-wide, the one thing outside a
+ * context besides the HDF5 lock: a signal has no context. The handler uses
+ * only lock-free atomics, mmap, sigaction and raise (mmap
+ * is not on POSIX's list of async-signal-safe functions, but on Linux it
+ * is the bare system call, with no lock in the C library).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GUARD_SLOTS 16
+
+typedef struct {
+    atomic_int used;
+    _Atomic uintptr_t lo, hi; /* lo 0: not yet (or no longer) a range */
+    atomic_int shrank;
+} guard;
+
+static guard guards[GUARD_SLOTS];
+static struct sigaction prior;
+static uintptr_t page_size;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int installed;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t at = (uintptr_t)si->si_addr;
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        uintptr_t lo = atomic_load(&guards[i].lo);
+        if (!lo || at < lo || at >= atomic_load(&guards[i].hi))
+            continue;
+        void *page = (void *)(at & ~(page_size - 1));
+        if (mmap(page, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                 -1, 0) != MAP_FAILED) {
+            atomic_store(&guards[i].shrank, 1);
+            return;
+        }
+    }
+    if (prior.sa_flags & SA_SIGINFO) {
+        prior.sa_sigaction(sig, si, uc);
+    } else if (prior.sa_handler != SIG_DFL && prior.sa_handler != SIG_IGN) {
+        prior.sa_handler(sig);
+    } else {
+        /* the default action, now: a signal sent (kill) or the fault */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigaction(SIGBUS, &dfl, NULL);
+        raise(SIGBUS);
+    }
+}
+
+static void install(void)
+{
+    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    installed = sigaction(SIGBUS, &sa, &prior) == 0;
+}
+
+static int guard_add(const void *data, size_t size)
+{
+    pthread_once(&once, install);
+    for (int i = 0; installed && i < GUARD_SLOTS; i++) {
+        int free_slot = 0;
+        if (!atomic_compare_exchange_strong(&guards[i].used, &free_slot, 1))
+            continue;
+        atomic_store(&guards[i].shrank, 0);
+        atomic_store(&guards[i].hi, (uintptr_t)data + size);
+        atomic_store(&guards[i].lo, (uintptr_t)data);
+        return i;
+    }
+    return -1; /* mapped unguarded: a truncation kills the process, as before */
+}
+
+int ember__map_file(ember__mapped *m, const char *path, char *msg)
+{
+    *m = (ember__mapped){.slot = -1};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", path)
+                   : ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = EMBER_OK;
+    if (fstat(fd, &st) != 0)
+        rc = ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: not a regular file", path);
+    else if (st.st_size == 0)
+        rc = ember__err(msg, EMBER_EEMPTY, "%s: empty file", path);
+    if (!rc) {
+        size_t size = (size_t)st.st_size;
+        void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", path, strerror(errno));
+        } else {
+            madvise(p, size, MADV_SEQUENTIAL);
+            *m = (ember__mapped){.data = p, .size = size, .slot = guard_add(p, size)};
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+int ember__map_shrank(const ember__mapped *m)
+{
+    return m->slot >= 0 && atomic_load(&guards[m->slot].shrank);
+}
+
+void ember__unmap_file(ember__mapped *m)
+{
+    if (m->slot >= 0) {
+        guard *g = &guards[m->slot];
+        atomic_store(&g->lo, 0);
+        atomic_store(&g->hi, 0);
+        atomic_store(&g->used, 0);
+    }
+    if (m->data)
+        munmap((void *)m->data, m->size);
+    *m = (ember__mapped){.slot = -1};
+}
