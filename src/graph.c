@@ -51,6 +51,13 @@ uint64_t ember__graph_max_vertices(const ember_graph_opts *opts)
     return limit;
 }
 
+int ember__graph_shrank(char *msg, const char *file)
+{
+    return ember__err(msg, EMBER_EMISMATCH, "%s: the file shrank while it was read "
+                      "(written by another process?); run again once it stays put",
+                      file);
+}
+
 int ember__graph_too_big(char *msg, const char *where, uint64_t id,
                          uint64_t limit, int relabel_hint)
 {

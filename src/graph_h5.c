@@ -382,8 +382,9 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
         uint64_t bytes = a[i].at == HADDR_UNDEF ? 0 : a[i].count * a[i].size;
         first[i + 1] = first[i] + (bytes + READ_PIECE - 1) / READ_PIECE;
     }
-    int bad = 0, range = 0;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(|:bad, range)
+    int err = 0, shrank = 0, range = 0; /* err: a failed read's errno */
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) \
+        reduction(|:shrank, range) reduction(max:err)
     for (uint64_t p = 0; p < first[PULL_PARTS]; p++) {
         int i = 0;
         while (p >= first[i + 1])
@@ -394,8 +395,11 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
         char *to = (char *)a[i].dst + lo;
         const uint32_t *piece = (const uint32_t *)(void *)to;
         uint64_t count = n / a[i].size;
-        if (ember__pread_full(fd, to, n, a[i].at + skip + lo) != (long long)n)
-            bad = 1;
+        long long got = ember__pread_full(fd, to, n, a[i].at + skip + lo);
+        if (got < 0)
+            err = errno > err ? errno : err;
+        else if (got != (long long)n)
+            shrank = 1; /* the file was checked whole before the load */
         else if (i == 1)
             for (uint64_t k = 0; k < count; k++)
                 range |= piece[k] >= nv;
@@ -403,8 +407,10 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
     if (hfd < 0)
         close(fd);
     *bad_src = range;
-    return bad ? ember__err(msg, EMBER_EIO, "%s: short read of the pull layout", file)
-               : EMBER_OK;
+    if (err)
+        return ember__err(msg, EMBER_EIO, "%s: cannot read the pull layout: %s", file,
+                          strerror(err));
+    return shrank ? ember__graph_shrank(msg, file) : EMBER_OK;
 }
 
 /* The checks that make the arrays a graph: offsets from 0 to m, never

@@ -1257,9 +1257,7 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     g->read_seconds += header;
     /* what the parse made of the zeros past the new end is beside the point */
     if (ember__map_shrank(&s.map))
-        rc = ember__err(msg, EMBER_EMISMATCH, "%s: the file shrank while it was "
-                        "read (written by another process?); run again once it "
-                        "stays put", path);
+        rc = ember__graph_shrank(msg, path);
     unmap_file(&s);
     return rc;
 }
