@@ -173,29 +173,62 @@ static int is_integer(const char *t)
     return !*t;
 }
 
+/* A number token written as at most 15 digits with an optional '.' among
+ * them (not last), into *v: the digits as an integer over a power of
+ * ten, both exact doubles, so the one division rounds as strtod does
+ * (Clinger's fast path). Its length, or 0 for any other token (strtod
+ * reads it), or a fraction where integer is set. */
+static size_t plain_decimal(const char *p, const char *end, int integer, double *v)
+{
+    static const double ten[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    uint64_t m = 0;
+    int digits = 0, frac = -1; /* frac: digits after the '.', -1 without one */
+    const char *q = p;
+    for (; q < end && digits <= 15; q++) {
+        if ((unsigned)(*q - '0') < 10) {
+            m = m * 10 + (unsigned)(*q - '0');
+            digits++;
+            frac += frac >= 0;
+        } else if (*q == '.' && frac < 0 && digits > 0 && !integer) {
+            frac = 0;
+        } else {
+            break;
+        }
+    }
+    if (digits == 0 || digits > 15 || frac == 0 || (q < end && !is_end(*q)))
+        return 0;
+    *v = frac > 0 ? (double)m / ten[frac] : (double)m;
+    return (size_t)(q - p);
+}
+
 /* A number token at p (a Matrix Market value or an edge weight) into
  * *out when out is not NULL; an integer one when integer is set. */
 static int check_value(chunk *c, const char *p, const char *end,
                        const char *base, double *out, int integer)
 {
-    char t[64];
-    size_t len = 0;
-    while (p + len < end && !is_end(p[len]) && len < sizeof t - 1) {
-        t[len] = p[len];
-        len++;
+    double v;
+    if (!plain_decimal(p, end, integer, &v)) {
+        char t[64];
+        size_t len = 0;
+        while (p + len < end && !is_end(p[len]) && len < sizeof t - 1) {
+            t[len] = p[len];
+            len++;
+        }
+        t[len] = '\0';
+        char *stop;
+        errno = 0;
+        v = strtod(t, &stop);
+        if (len == 0 || stop != t + len || (p + len < end && !is_end(p[len])))
+            return chunk_fail(c, EMBER_EFORMAT, p, base,
+                              out ? "non-numeric weight '%s'"
+                                  : "non-numeric matrix value '%s'",
+                              p, end);
+        if (integer && !is_integer(t))
+            return chunk_fail(c, EMBER_EFORMAT, p, base,
+                              "matrix value '%s' is not an integer (the header says "
+                              "integer)", p, end);
     }
-    t[len] = '\0';
-    char *stop;
-    errno = 0;
-    double v = strtod(t, &stop);
-    if (len == 0 || stop != t + len || (p + len < end && !is_end(p[len])))
-        return chunk_fail(c, EMBER_EFORMAT, p, base,
-                          out ? "non-numeric weight '%s'" : "non-numeric matrix value '%s'",
-                          p, end);
-    if (integer && !is_integer(t))
-        return chunk_fail(c, EMBER_EFORMAT, p, base,
-                          "matrix value '%s' is not an integer (the header says integer)",
-                          p, end);
     if (out && !(v > 0 && v <= DBL_MAX))
         return chunk_fail(c, EMBER_EFORMAT, p, base,
                           "bad weight '%s': weights must be positive finite numbers",

@@ -400,6 +400,56 @@ static void test_graph_weighted_edgelist(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Weights written as plain decimals (at most 15 digits) are read without
+ * strtod, as a division of two exact doubles: every one must be strtod's
+ * double, bit for bit, and every other spelling still goes to strtod. */
+static void test_graph_weights_as_strtod(void **state)
+{
+    (void)state;
+    enum { N = 30000 };
+    static char tok[N][40];
+    uint64_t x = 88172645463325252u;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int digits = 1 + (int)(x % 17), point = (int)((x >> 8) % (uint64_t)(digits + 2));
+        char *t = tok[i];
+        int at = 0;
+        if (i % 50 == 7) { /* spellings for strtod */
+            static const char *other[] = {"5.", ".5", "1e3", "2.5E-2", "+3", "0x1p3",
+                                          "0.1000000000000000055511151231257827",
+                                          "9007199254740993", "1234567890123456.5"};
+            snprintf(t, 40, "%s", other[(i / 50) % 9]);
+            continue;
+        }
+        for (int d = 0; d < digits; d++) {
+            if (d == point && d > 0)
+                t[at++] = '.';
+            t[at++] = (char)('0' + (d == 0 ? 1 + (x >> (3 * d)) % 9 : (x >> (3 * d)) % 10));
+        }
+        t[at] = '\0';
+    }
+    FILE *f = fopen("wt.el", "w");
+    assert_non_null(f);
+    for (int i = 0; i < N; i++)
+        fprintf(f, "%d %d %s\n", i, i + 1, tok[i]);
+    fclose(f);
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph_opts o = {.weighted = 1};
+    ember_graph *g = load(ctx, "wt.el", &o);
+    for (int i = 0; i < N; i++) {
+        double want = strtod(tok[i], NULL);
+        if (memcmp(&g->weights[g->offsets[i]], &want, sizeof want) != 0)
+            fail_msg("weight '%s': %.17g, strtod %.17g", tok[i], g->weights[g->offsets[i]],
+                     want);
+    }
+    ember_graph_free(&g);
+    /* an integer Matrix Market value is refused with a fraction, either way */
+    write_file("wi.mtx", "%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 2 1.5\n");
+    ember_ctx_destroy(&ctx);
+    load_fails("wi.mtx", &o, EMBER_EFORMAT, "is not an integer");
+    unlink("wt.el");
+}
+
 static void test_graph_weighted_directions(void **state)
 {
     (void)state;
@@ -2312,6 +2362,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_mtx_errors),
         cmocka_unit_test(test_graph_mtx_columns_and_lines),
         cmocka_unit_test(test_graph_weighted_edgelist),
+        cmocka_unit_test(test_graph_weights_as_strtod),
         cmocka_unit_test(test_graph_weighted_directions),
         cmocka_unit_test(test_graph_weighted_errors),
         cmocka_unit_test(test_graph_input_errors),
