@@ -61,6 +61,8 @@ expect 2 "--source" --input ok.el --source x "${out[@]}"
 expect 2 "missing.el: no such file" --input missing.el --source 0 "${out[@]}"
 expect 2 "--tolerance means nothing to ember-sssp" --input ok.el --source 0 --tolerance 1
 expect 2 "--plan" --input ok.el --source 0 --plan bogus "${out[@]}"
+expect 2 "--delta is the bucket width of --plan delta" --input ok.el --source 0 --delta 2 "${out[@]}"
+expect 2 "--delta" --input ok.el --source 0 --plan delta --delta 0 "${out[@]}"
 expect 2 "--format" --input ok.el --source 0 --format h5 "${out[@]}"
 "$bin/ember-gen" kron --scale 4 --output g.h5 --quiet
 expect 2 "holds no edge weights" --input g.h5 --source 0 "${out[@]}"

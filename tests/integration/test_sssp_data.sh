@@ -2,10 +2,12 @@
 # ember-sssp against its serial Dijkstra checker (--verify, bit for bit) on
 # the bundled weighted karate club, on a generated Kronecker graph with
 # random weights 1..255 (directed and undirected) and on a Matrix Market
-# file with values; every plan (pull, shuffle, push) at 1 and 2 threads
-# gives the same bytes; hand-computed distances and the HDF5 output (inf
-# where unreachable) are checked too. A long weighted path: push takes the
-# same rounds as pull.
+# file with values; every plan (pull, shuffle, push, delta) at 1 and 2
+# threads gives the same bytes; hand-computed distances and the HDF5 output
+# (inf where unreachable) are checked too. A long weighted path: push and
+# delta take the same rounds as pull (a round an edge); a weighted grid,
+# delta at several widths, the same distances, and the same rounds at 1 and
+# 2 threads.
 set -euo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -29,7 +31,7 @@ all_ways() {
     local name=$1
     shift
     run "$name.ref" "$@" --threads 1
-    for plan in pull shuffle push; do
+    for plan in pull shuffle push delta; do
         for t in 1 2; do
             run "$name.$plan.$t" "$@" --plan "$plan" --threads "$t" --partitions 3
             cmp "$name.ref.csv" "$name.$plan.$t.csv" ||
@@ -63,30 +65,63 @@ awk 'BEGIN { for (i = 0; i < 3000; i++) print i, i + 1, 1 + (i * 7919) % 13 }' >
 all_ways path --input path.el --source 0
 grep -q " in 3001 rounds" path.ref.out || fail "path: $(cat path.ref.out)"
 grep -q " in 3001 rounds" path.push.2.out || fail "path, push: $(cat path.push.2.out)"
+grep -q " in 3001 rounds" path.delta.2.out || fail "path, delta: $(cat path.delta.2.out)"
+# a 60 x 60 grid of weights 1..9 both ways: delta's widths (and its default)
+awk 'BEGIN { k = 60; for (r = 0; r < k; r++) for (c = 0; c < k; c++) { v = r * k + c
+     if (c + 1 < k) print v, v + 1, 1 + (v * 31) % 9
+     if (r + 1 < k) print v, v + k, 1 + (v * 17) % 9 } }' > grid.el
+run grid.ref --input grid.el --undirected --source 0
+for d in 0.01 0.5 2 9 1e9; do
+    for t in 1 2; do
+        run "grid.$d.$t" --input grid.el --undirected --source 0 --plan delta --delta "$d" \
+            --threads $t
+        cmp grid.ref.csv "grid.$d.$t.csv" || fail "grid: --plan delta --delta $d differs"
+    done
+    cmp "grid.$d.1.out" "grid.$d.2.out" || fail "grid, --delta $d: rounds differ by threads"
+done
 
-# push stopped and resumed from its checkpoint: the rounds and distances of
-# an uninterrupted run; a pull checkpoint resumed by force under push (the
+# push (delta) stopped and resumed from its checkpoint: the rounds and
+# distances of an uninterrupted run; a pull checkpoint resumed by force (the
 # same records, prev aside) ends the same; a shuffle checkpoint (reached
 # vertices only) is refused, exit 2.
 pargs=(--input k.el --source "$s" --quiet)
-"$bin/ember-sssp" "${pargs[@]}" --plan push --output pu.csv > pu.out
-for from in push pull shuffle; do
-    rm -rf ck
-    "$bin/ember-sssp" "${pargs[@]}" --plan "$from" --iterations 3 --checkpoint-dir ck \
-        --checkpoint-every 1 --output part.csv > /dev/null
-    set +e
-    "$bin/ember-sssp" "${pargs[@]}" --plan push --checkpoint-dir ck --force-resume \
-        --output re.csv > re.out 2> re.err
-    st=$?
-    set -e
-    if [ "$from" = shuffle ]; then
-        [ "$st" = 2 ] && grep -q "not the graph's vertices" re.err ||
-            fail "a shuffle checkpoint under push: exit $st: $(cat re.err)"
-        continue
-    fi
-    [ "$st" = 0 ] || fail "push from a $from checkpoint: exit $st: $(cat re.err)"
-    cmp pu.csv re.csv || fail "push from a $from checkpoint: distances differ"
-    [ "$from" = pull ] || cmp pu.out re.out || fail "push resumed: $(cat re.out) vs $(cat pu.out)"
+for to in push delta; do
+    "$bin/ember-sssp" "${pargs[@]}" --plan $to --output pu.csv > pu.out
+    for from in $to pull shuffle; do
+        rm -rf ck
+        "$bin/ember-sssp" "${pargs[@]}" --plan "$from" --iterations 3 --checkpoint-dir ck \
+            --checkpoint-every 1 --output part.csv > /dev/null
+        set +e
+        "$bin/ember-sssp" "${pargs[@]}" --plan $to --checkpoint-dir ck --force-resume \
+            --output re.csv > re.out 2> re.err
+        st=$?
+        set -e
+        if [ "$from" = shuffle ]; then
+            [ "$st" = 2 ] && grep -q "not the graph's vertices" re.err ||
+                fail "a shuffle checkpoint under $to: exit $st: $(cat re.err)"
+            continue
+        fi
+        [ "$st" = 0 ] || fail "$to from a $from checkpoint: exit $st: $(cat re.err)"
+        cmp pu.csv re.csv || fail "$to from a $from checkpoint: distances differ"
+        [ "$from" = pull ] || cmp pu.out re.out || fail "$to resumed: $(cat re.out) vs $(cat pu.out)"
+    done
+done
+# frontiers of over 1024 vertices, which a team sends from (smaller ones
+# stay on the calling thread): push and delta at 1 and 2 threads, pull's
+# distances, the same rounds
+"$bin/ember-gen" kron --scale 14 --edge-factor 8 --weighted --seed 3 --output k14.el --quiet
+s14=$(awk '!/^#/ { print $1; exit }' k14.el)
+run k14.ref --input k14.el --undirected --source "$s14"
+for plan in push delta; do
+    for t in 1 2; do
+        "$bin/ember-sssp" --input k14.el --undirected --source "$s14" --plan $plan \
+            --threads $t --output "k14.$plan.$t.csv" --metrics "k14.$plan.$t.jsonl" \
+            --quiet > "k14.$plan.$t.out"
+        cmp k14.ref.csv "k14.$plan.$t.csv" || fail "k14: --plan $plan --threads $t differs"
+    done
+    cmp "k14.$plan.1.out" "k14.$plan.2.out" || fail "k14, $plan: rounds differ by threads"
+    awk -F'"active": ' 'NF > 1 && $2 + 0 > 1024 { big = 1 } END { exit !big }' \
+        "k14.$plan.2.jsonl" || fail "k14, $plan: no frontier over 1024 vertices"
 done
 all_ways kronu --input k.el --source "$s" --undirected
 cmp -s kron.ref.csv kronu.ref.csv && fail "directed and undirected distances are the same"

@@ -2,7 +2,8 @@
 # ember-sssp killed with SIGKILL at random moments (inside rounds and inside
 # checkpoint writes), several times, and resumed each time at 1 or 2
 # threads, ends with distances bit-identical (cmp) to an uninterrupted run,
-# for every plan. The graph is a weighted chain with shortcuts, so the run
+# for every plan, after the same number of rounds. The graph is a weighted
+# chain with shortcuts, so the run
 # takes about a thousand rounds (enough that the kills land on a fast
 # machine too). Also: a resume with another --source is
 # refused (exit 2), and a finished run restarted does no work again.
@@ -22,7 +23,9 @@ last_round() {
     return 0
 }
 
-for plan in pull shuffle push; do
+rounds() { sed -n 's/.* in \([0-9]*\) rounds.*/\1/p' "$1"; }
+
+for plan in pull shuffle push delta; do
     args=(--input chain.el --undirected --source 0 --plan "$plan" --partitions 3)
     "$bin/ember-sssp" "${args[@]}" --threads 2 --output full.csv --verify --quiet > v.txt
     grep -q "^Verification: PASS" v.txt || fail "$plan: $(cat v.txt)"
@@ -34,7 +37,8 @@ for plan in pull shuffle push; do
         done_before=$(last_round)
         target=$(( ${done_before:-0} + RANDOM % 40 + 3 ))
         "$bin/ember-sssp" "${args[@]}" --threads "$threads" --output part.csv \
-            --checkpoint-dir ck --checkpoint-every 5 --keep 2 --metrics part.jsonl 2>> log.txt &
+            --checkpoint-dir ck --checkpoint-every 5 --keep 2 --metrics part.jsonl \
+            > out.txt 2>> log.txt &
         pid=$!
         while kill -0 "$pid" 2>/dev/null; do
             now=$(last_round)
@@ -54,9 +58,12 @@ for plan in pull shuffle push; do
     [ "$kills" -ge 2 ] || fail "$plan: only $kills kills landed before the run finished"
     if [ "$finished" = 0 ]; then
         "$bin/ember-sssp" "${args[@]}" --threads 1 --output part.csv \
-            --checkpoint-dir ck --checkpoint-every 5 --keep 2 --metrics part.jsonl 2>> log.txt
+            --checkpoint-dir ck --checkpoint-every 5 --keep 2 --metrics part.jsonl \
+            > out.txt 2>> log.txt
     fi
     cmp full.csv part.csv || fail "$plan: distances after $kills kills differ"
+    [ "$(rounds out.txt)" = "$(rounds v.txt)" ] ||
+        fail "$plan: $(rounds out.txt) rounds after $kills kills, $(rounds v.txt) without"
     grep -q "ember-sssp: resumed from .* at iteration [1-9]" log.txt ||
         fail "$plan: no run resumed from a checkpoint: $(grep resumed log.txt)"
     grep -q '"restored": \|"iteration"' part.jsonl || true

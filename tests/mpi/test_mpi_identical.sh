@@ -57,6 +57,13 @@ st=$?
 set -e
 [ "$st" = 2 ] && grep -q "plan push runs on one process" push.err ||
     fail "--plan push on 2 ranks: exit $st: $(cat push.err)"
+set +e
+mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan delta --quiet \
+    --output delta.csv > delta.out 2> delta.err
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "plan delta runs on one process" delta.err ||
+    fail "--plan delta on 2 ranks: exit $st: $(cat delta.err)"
 
 # ember-maps prints its result; 3 ranks on 2 partitions: one rank owns none.
 "$sbin/ember-maps" --n 300000 --maps 4 --partitions 2 --threads 1 --quiet > maps.serial
