@@ -14,7 +14,7 @@ status=0
 export BENCH_SUMMARY
 BENCH_SUMMARY=$(mktemp)
 trap 'rm -f "$BENCH_SUMMARY"' EXIT
-for b in maps checkpoint ckpt_overhead filesum pagerank kmeans kmeans-wide cc stream_bench sssp \
+for b in maps checkpoint ckpt_overhead filesum pagerank kmeans kmeans-wide cc stream_bench sssp sssp_gapbs \
     jacobi gapbs; do
     echo "=== $b"
     case $b in
