@@ -65,6 +65,7 @@ static int64_t source = -1;
 static const char *format = "auto";
 static int undirected = 0, plan = 0;
 static double delta = 0; /* --plan delta's bucket width; 0: from the graph */
+static double heaviest;   /* the loaded graph's largest weight (load_graph) */
 
 enum { PLAN_PULL, PLAN_SHUFFLE, PLAN_PUSH, PLAN_DELTA };
 
@@ -748,7 +749,7 @@ static double max_weight(const ember_graph *g)
  * reach about one vertex of their own bucket each). */
 static double auto_delta(const ember_graph *g)
 {
-    return g->m ? max_weight(g) * (double)g->n / (double)g->m : 1;
+    return g->m ? heaviest * (double)g->n / (double)g->m : 1;
 }
 
 /* push, delta: the records by vertex (the source at 0, active), its
@@ -916,7 +917,7 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
     /* A shortest path has at most n - 1 edges, so below max weight x
      * (n - 1) no distance can overflow to +inf, which would read as "not
      * reached"; past it (weights near 1e308 / n) the graph is refused. */
-    double most = rc ? 0 : max_weight(*g);
+    double most = heaviest = rc ? 0 : max_weight(*g);
     if (!rc && !(most * (double)((*g)->n - 1) < DBL_MAX / 2)) {
         snprintf(msg, EMBER_MSG_SIZE, "%s: a weight of %g on %" PRIu64 " vertices: a "
                  "path's length could overflow double precision; scale the weights",
