@@ -343,7 +343,7 @@ int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)
     remove(tmp);
     if (status)
         return status;
-    snprintf(msg, EMBER_MSG_SIZE, "%s: cannot rename %s to it: %s", path, tmp,
+    snprintf(msg, EMBER_MSG_SIZE, "%.200s: cannot rename %.200s to it: %s", path, tmp,
              strerror(e));
     return EMBER_EIO;
 }

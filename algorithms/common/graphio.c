@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,13 +70,43 @@ int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
     return rc;
 }
 
-static int put_value(FILE *f, ember_scalar kind, const void *values, uint64_t i)
+/* x in decimal at p; its length. */
+static size_t put_u64(char *p, uint64_t x)
 {
-    if (kind == EMBER_F64)
-        return fprintf(f, "%.17g\n", ((const double *)values)[i]);
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    for (size_t i = 0; i < n; i++)
+        p[i] = t[n - 1 - i];
+    return n;
+}
+
+/* Value i as printf's %.17g (f64), PRIu64 or PRId64 writes it, at p (room
+ * for 32 bytes); its length. A double that is a whole number below 2^53
+ * (an ember-sssp distance over integer weights) is written as the integer
+ * it is, which is what %.17g writes for it, without printf. */
+static size_t put_value(char *p, ember_scalar kind, const void *values, uint64_t i)
+{
     if (kind == EMBER_U64)
-        return fprintf(f, "%" PRIu64 "\n", ((const uint64_t *)values)[i]);
-    return fprintf(f, "%" PRId64 "\n", ((const int64_t *)values)[i]);
+        return put_u64(p, ((const uint64_t *)values)[i]);
+    if (kind == EMBER_F64) {
+        double x = ((const double *)values)[i];
+        if (!(x > -0x1p53 && x < 0x1p53 && x == (double)(int64_t)x && (x != 0 || !signbit(x))))
+            return (size_t)snprintf(p, 32, "%.17g", x);
+        int64_t k = (int64_t)x;
+        if (k >= 0)
+            return put_u64(p, (uint64_t)k);
+        p[0] = '-';
+        return 1 + put_u64(p + 1, (uint64_t)-k);
+    }
+    int64_t k = ((const int64_t *)values)[i];
+    if (k >= 0)
+        return put_u64(p, (uint64_t)k);
+    p[0] = '-';
+    return 1 + put_u64(p + 1, k == INT64_MIN ? UINT64_C(1) << 63 : (uint64_t)-k);
 }
 
 static int write_csv(const char *path, const char *tmp, const ember_graph *g,
@@ -88,11 +119,20 @@ static int write_csv(const char *path, const char *tmp, const ember_graph *g,
         return EMBER_EIO;
     }
     fprintf(f, "vertex,%s\n", column);
-    for (uint64_t l = 0; l < g->n; l++) {
-        fprintf(f, "%" PRIu64 ",", g->ids ? g->ids[l] : l);
-        put_value(f, kind, values, l);
+    char buf[1 << 16];
+    size_t at = 0;
+    int bad = 0;
+    for (uint64_t l = 0; l < g->n && !bad; l++) {
+        at += put_u64(buf + at, g->ids ? g->ids[l] : l);
+        buf[at++] = ',';
+        at += put_value(buf + at, kind, values, l);
+        buf[at++] = '\n';
+        if (at > sizeof buf - 64) { /* room for a line: 20 + 1 + 32 + 1 */
+            bad = fwrite(buf, 1, at, f) != at;
+            at = 0;
+        }
     }
-    int bad = ferror(f);
+    bad = bad || fwrite(buf, 1, at, f) != at || ferror(f);
     if (fclose(f) || bad) {
         snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", path);
         return EMBER_EIO;

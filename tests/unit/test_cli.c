@@ -7,6 +7,8 @@
  */
 #include "../../algorithms/common/cli.c"
 #include "../../algorithms/common/cli_loop.c"
+#include "../../algorithms/common/graphio.c"
+#include "../../algorithms/common/outputs.c"
 
 #include "testutil.h"
 
@@ -258,7 +260,7 @@ static void test_cli_checkpoint_mode_flags(void **state)
     assert_int_equal(parse(&cli, "--checkpoint-sync"), EMBER_EXIT_USAGE);
 }
 
-static void put(const char *path, const char *text)
+static void put_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -275,8 +277,8 @@ static void test_cli_input_fingerprint(void **state)
     ember_cli cli;
     char a[2048], b[2048];
     assert_int_equal(system("rm -rf fp && mkdir -p fp/moved"), 0);
-    put("fp/g.el", "0 1\n1 2\n");
-    put("fp/moved/g.el", "0 1\n1 2\n");
+    put_text("fp/g.el", "0 1\n1 2\n");
+    put_text("fp/moved/g.el", "0 1\n1 2\n");
     assert_int_equal(parse(&cli, "--input fp/g.el --damping 0.5"), EMBER_CLI_RUN);
     assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
     assert_int_equal(cli.inputs[0].bytes, 8);
@@ -293,7 +295,7 @@ static void test_cli_input_fingerprint(void **state)
     *strstr(a, "info.input.path=") = '\0';
     *strstr(b, "info.input.path=") = '\0';
     assert_string_equal(a, b);
-    put("fp/moved/g.el", "0 1\n1 3\n"); /* same size, other content */
+    put_text("fp/moved/g.el", "0 1\n1 3\n"); /* same size, other content */
     assert_int_equal(parse(&cli, "--input fp/moved/g.el --damping 0.5"), EMBER_CLI_RUN);
     assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
     assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
@@ -320,10 +322,10 @@ static void test_cli_input_changed(void **state)
     ember_cli cli;
     char msg[EMBER_MSG_SIZE];
     assert_int_equal(system("rm -rf ic && mkdir -p ic"), 0);
-    put("ic/g.el", "0 1\n1 2\n");
-    put("ic/h.el", "0 1\n1 3\n");
+    put_text("ic/g.el", "0 1\n1 2\n");
+    put_text("ic/h.el", "0 1\n1 3\n");
     for (int how = 0; how < 3; how++) {
-        put("ic/g.el", "0 1\n1 2\n");
+        put_text("ic/g.el", "0 1\n1 2\n");
         assert_int_equal(parse(&cli, "--input ic/g.el"), EMBER_CLI_RUN);
         assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
         FILE *f = fopen("ic/g.el", "r"); /* a reader changes nothing */
@@ -335,7 +337,7 @@ static void test_cli_input_changed(void **state)
         } else if (how == 1) { /* written in place, same size */
             struct timespec pause = {0, 20 * 1000 * 1000};
             nanosleep(&pause, NULL); /* a coarse clock still moves */
-            put("ic/g.el", "0 1\n1 3\n");
+            put_text("ic/g.el", "0 1\n1 3\n");
         } else { /* removed */
             assert_int_equal(unlink("ic/g.el"), 0);
         }
@@ -352,7 +354,7 @@ static void test_cli_prepare_bad_paths(void **state)
     (void)state;
     ember_cli cli;
     assert_int_equal(system("rm -rf pp && mkdir -p pp/dir && touch pp/file"), 0);
-    put("pp/g.el", "0 1\n");
+    put_text("pp/g.el", "0 1\n");
     static const char *bad[] = {
         "--input pp/none.el",
         "--input pp/dir",
@@ -705,6 +707,38 @@ static void test_cli_mismatch_names_flag(void **state)
     assert_null(strstr(msg, "force"));
 }
 
+/* The vertex CSV's values are written as printf's %.17g, PRIu64 and
+ * PRId64 would write them, whole doubles without printf: the same bytes
+ * for the edges of each fast path. */
+static void test_cli_csv_values_as_printf(void **state)
+{
+    (void)state;
+    double d[] = {0.0, -0.0, 1.0, -1.0, 2.5, 12.0, 1e15, 0x1p53 - 1, 0x1p53, -0x1p53 + 1,
+                  -0x1p53, 1e300, 1e-300, 5e-324, INFINITY, -INFINITY, NAN, 123456789.0,
+                  0.1, 3.0000000000000004, 9007199254740991.0, -9007199254740991.0};
+    char got[64], want[64];
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++) {
+        size_t n = put_value(got, EMBER_F64, d, i);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "%.17g", d[i]);
+        assert_string_equal(got, want);
+    }
+    uint64_t u[] = {0, 9, 10, 99, 1000000, UINT64_MAX};
+    for (size_t i = 0; i < sizeof u / sizeof *u; i++) {
+        size_t n = put_value(got, EMBER_U64, u, i);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "%" PRIu64, u[i]);
+        assert_string_equal(got, want);
+    }
+    int64_t k[] = {0, -1, 7, -1234567890123, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        size_t n = put_value(got, EMBER_I64, k, i);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "%" PRId64, k[i]);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +761,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_eta_only_where_it_means_something),
         cmocka_unit_test(test_cli_mismatch_names_flag),
         cmocka_unit_test(test_cli_flag_given_value),
+        cmocka_unit_test(test_cli_csv_values_as_printf),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
