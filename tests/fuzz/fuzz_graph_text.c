@@ -6,8 +6,10 @@
  *   0x08 degree_order  0x10 Matrix Market (else an edge list)
  *   0x20 max_vertices 1000 (else FUZZ_MAX_VERTICES, fuzz.h)
  *   0x40 also write the graph as HDF5 and load it back
+ *   0x80 weighted (a third column, or the Matrix Market values)
  * A graph that loads must be a valid CSR (graph.h's invariants): the
- * harness checks every one, and that the HDF5 copy holds the same rows.
+ * harness checks every one, that a weighted graph's weights are positive
+ * and finite, and that the HDF5 copy holds the same rows.
  */
 #include "fuzz.h"
 
@@ -76,6 +78,11 @@ static void check_csr(const ember_graph *g, const ember_graph_opts *o)
     }
     if (o->max_vertices && g->n > o->max_vertices)
         fail("more vertices than max_vertices");
+    if (o->weighted && !g->weights)
+        fail("weighted without weights");
+    for (uint64_t k = 0; o->weighted && k < g->m; k++)
+        if (!(g->weights[k] > 0 && g->weights[k] <= 1.7976931348623157e308))
+            fail("a weight not positive and finite");
 }
 
 /* The HDF5 copy of a graph loaded without renumbering has its rows. */
@@ -120,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.degree_order = (flags & 0x08) != 0;
     o.format = flags & 0x10 ? EMBER_GRAPH_MTX : EMBER_GRAPH_EDGELIST;
     o.max_vertices = flags & 0x20 ? 1000 : FUZZ_MAX_VERTICES;
+    o.weighted = (flags & 0x80) != 0;
     const char *path = fuzz_write(flags & 0x10 ? "g.mtx" : "g.el", data + 1, size - 1);
     char file[8192];
     snprintf(file, sizeof file, "%s", path);
@@ -133,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!g)
             fail("EMBER_OK without a graph");
         check_csr(g, &o);
-        if ((flags & 0x40) && !o.by_destination && !o.degree_order)
+        if ((flags & 0x40) && !o.by_destination && !o.degree_order && !o.weighted)
             check_roundtrip(ctx, g);
     } else if (g) {
         fail("an error left a graph behind");

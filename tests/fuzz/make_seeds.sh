@@ -58,6 +58,9 @@ prefix '\040' "$tmp/wide.el" "$d/seed_wide_limit"
 prefix '\120' "$tmp/small.mtx" "$d/seed_mtx_general_h5copy"
 prefix '\021' "$tmp/sym.mtx" "$d/seed_mtx_symmetric_undirected"
 prefix '\032' "$tmp/skew.mtx" "$d/seed_mtx_skew_bydst_degree"
+printf '0 1 2.5\n1 2 7\n2 0 0.125\n0 2 123456789012345\n1 0 1e-3\n2 1 5.\n' >"$tmp/weighted.el"
+prefix '\200' "$tmp/weighted.el" "$d/seed_weighted"
+prefix '\220' "$tmp/sym.mtx" "$d/seed_mtx_symmetric_weighted"
 
 # ---- csv: option byte + file
 d=$corpus/csv
