@@ -352,7 +352,7 @@ typedef struct {
     double *took;     /* each frontier vertex's distance as the round began */
     unsigned char *queued;
     size_t nfront;
-    double delta;     /* delta: the bucket width; push: +inf (one bucket) */
+    double delta;     /* delta: the bucket width */
     buckets *B;       /* delta */
 } sssp;
 
@@ -459,16 +459,25 @@ static uint64_t bucket_of(const sssp *s, double d)
     return b < 0x1p62 ? (uint64_t)b : UINT64_C(1) << 62;
 }
 
+/* p (n items of `size` bytes, room for *cap) with room for one more:
+ * p itself, or p moved, or NULL (out of memory; p is kept). */
+static void *room_for_one(void *p, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return p;
+    size_t c = *cap ? 2 * *cap : 64;
+    void *q = realloc(p, c * size);
+    if (q)
+        *cap = c;
+    return q;
+}
+
 static int vlist_push(vlist *l, uint32_t v)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        uint32_t *p = realloc(l->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        l->v = p;
-        l->cap = cap;
-    }
+    uint32_t *p = room_for_one(l->v, l->n, &l->cap, sizeof *p);
+    if (!p)
+        return -1;
+    l->v = p;
     l->v[l->n++] = v;
     return 0;
 }
@@ -480,14 +489,10 @@ static int file_vertex(sssp *s, uint32_t v)
     uint64_t b = bucket_of(s, s->rec[v].dist);
     if (b - B->base < WINDOW)
         return vlist_push(&B->bin[b - B->base], v);
-    if (B->nfar == B->farcap) {
-        size_t cap = B->farcap ? 2 * B->farcap : 256;
-        entry *p = realloc(B->far, cap * sizeof *p);
-        if (!p)
-            return -1;
-        B->far = p;
-        B->farcap = cap;
-    }
+    entry *far = room_for_one(B->far, B->nfar, &B->farcap, sizeof *far);
+    if (!far)
+        return -1;
+    B->far = far;
     heap_push(B->far, &B->nfar, (entry){(double)b, v}); /* exact: below 2^53 or 2^62 */
     return 0;
 }
@@ -572,9 +577,10 @@ static int refile(sssp *s, char *msg)
 {
     buckets *B = s->B;
     uint64_t lo = UINT64_MAX;
-    for (size_t i = 0; i < s->nfront; i++)
-        if (bucket_of(s, s->rec[s->front[i]].dist) < lo)
-            lo = bucket_of(s, s->rec[s->front[i]].dist);
+    for (size_t i = 0; i < s->nfront; i++) {
+        uint64_t b = bucket_of(s, s->rec[s->front[i]].dist);
+        lo = b < lo ? b : lo;
+    }
     for (int b = 0; b < WINDOW; b++)
         B->bin[b].n = 0;
     B->nfar = 0;
@@ -762,9 +768,10 @@ static int init_push(sssp *s, char *msg)
     s->next = malloc(k * sizeof *s->next);
     s->took = malloc(k * sizeof *s->took);
     s->queued = calloc(k, 1);
-    s->delta = plan == PLAN_PUSH ? INFINITY : delta > 0 ? delta : auto_delta(s->g);
-    if (plan == PLAN_DELTA)
+    if (plan == PLAN_DELTA) {
+        s->delta = delta > 0 ? delta : auto_delta(s->g);
         s->B = calloc(1, sizeof *s->B);
+    }
     if (!s->rec || !s->front || !s->next || !s->took || !s->queued ||
         (plan == PLAN_DELTA && !s->B)) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " vertices", n);

@@ -53,7 +53,7 @@ uint64_t ember__graph_max_vertices(const ember_graph_opts *opts)
 
 int ember__graph_shrank(char *msg, const char *file)
 {
-    return ember__err(msg, EMBER_EMISMATCH, "%s: the file shrank while it was read "
+    return ember__err(msg, EMBER_ECORRUPT, "%s: the file shrank while it was read "
                       "(written by another process?); run again once it stays put",
                       file);
 }
@@ -315,7 +315,7 @@ static int run_pass(build *b, int pass, char *msg)
                             "edge endpoint out of range: the graph has %llu vertices",
                             (unsigned long long)b->g->n);
         if (!rc && pass == 2 && scatter_blocks(b, e, nb))
-            rc = ember__err(msg, EMBER_EIO,
+            rc = ember__err(msg, EMBER_ECORRUPT,
                             "the edges differ from those counted a pass earlier "
                             "(did the input change while it was read?)");
     }
@@ -572,7 +572,7 @@ static int lanes_scatter(build *b, lane *ln, int L, char *msg)
     for (int j = 0; j < L; j++)
         bad |= ln[j].bad;
     if (!rc && (bad || lanes_exact(b, ln, L)))
-        rc = ember__err(msg, EMBER_EIO, "the edges differ from those counted a pass "
+        rc = ember__err(msg, EMBER_ECORRUPT, "the edges differ from those counted a pass "
                         "earlier (did the input change while it was read?)");
     return rc;
 }

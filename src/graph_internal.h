@@ -84,7 +84,7 @@ uint64_t ember__graph_max_vertices(const ember_graph_opts *opts);
 int ember__graph_too_big(char *msg, const char *where, uint64_t id,
                          uint64_t limit, int relabel_hint);
 
-/* Fills msg for an input file found shorter than it was (EMBER_EMISMATCH). */
+/* Fills msg for an input file found shorter than it was (EMBER_ECORRUPT). */
 int ember__graph_shrank(char *msg, const char *file);
 
 /* Text readers (graph_text.c): edge lists and Matrix Market. */

@@ -1044,7 +1044,7 @@ static void parse_into(stream *st, size_t i, chunk *sl, int pass)
         c->status = t.status;
         memcpy(c->err, t.err, sizeof c->err);
     } else if (t.status || t.n != c->n || t.hash != c->hash) {
-        c->status = EMBER_EIO;
+        c->status = EMBER_ECORRUPT;
         c->err_pos = t.lo;
         snprintf(c->err, sizeof c->err, "the file changed while it was read "
                  "(this part parses differently the second time)");

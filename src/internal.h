@@ -468,11 +468,13 @@ typedef struct {
     const char *data;
     size_t size;
     int slot; /* its guard, or -1 (unguarded) */
+    int fd;   /* the file, kept open to see its size */
 } ember__mapped;
 /* Errors name path: EMBER_ENOTFOUND, EMBER_EFORMAT (not a regular file),
  * EMBER_EEMPTY, EMBER_EIO. */
 int ember__map_file(ember__mapped *m, const char *path, char *msg);
-/* 1 once a read of the mapping found the file shorter than mapped. */
+/* 1 once a read of the mapping found the file shorter than mapped, or
+ * the file is shorter now. */
 int ember__map_shrank(const ember__mapped *m);
 void ember__unmap_file(ember__mapped *m);
 

@@ -6,12 +6,16 @@
  * touching a mapped page past the new end raises SIGBUS, and the load died
  * of a signal (exit 135) instead of saying what happened. So while a file
  * is mapped here its address range sits in a slot of `guards`, and a
- * SIGBUS handler, installed once and kept, maps a page of zeros over a
- * faulting page inside such a range, marks the slot and returns: the
- * faulting read is retried and reads zeros, the parse of those lines goes
- * wrong or not, and the loader, seeing the mark (ember__map_shrank), fails
- * the load with its own message. A SIGBUS at any other address goes to the
- * handler that was there before, or gets the default action.
+ * SIGBUS handler maps a page of zeros over a faulting page inside such a
+ * range (a fault of a nonexistent address, BUS_ADRERR), marks the slot and
+ * returns: the faulting read is retried and reads zeros, the parse of
+ * those lines goes wrong or not, and the loader, seeing the mark or the
+ * file's size below the mapping's (ember__map_shrank: the rest of the last
+ * page reads as zeros with no fault), fails the load with its own message.
+ * Any other SIGBUS (another address, a memory error, one sent by kill)
+ * goes to the handler that was there before, or gets its default action.
+ * Whoever replaces the handler meanwhile (cmocka around each test, a host
+ * program) is chained to: the next mapping puts it back in front.
  *
  * The handler and the slots are process-wide, the one thing outside a
  * context besides the HDF5 lock: a signal has no context. The handler uses
@@ -42,47 +46,69 @@ typedef struct {
 static guard guards[GUARD_SLOTS];
 static struct sigaction prior;
 static uintptr_t page_size;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int installed;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Zeros over the page at `at` when it lies in a guarded mapping; 1 then. */
+static int zero_page(uintptr_t at)
+{
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        uintptr_t lo = atomic_load(&guards[i].lo);
+        if (!lo)
+            continue;
+        uintptr_t hi = atomic_load(&guards[i].hi);
+        if (atomic_load(&guards[i].lo) != lo || at < lo || at >= hi)
+            continue; /* (a slot being taken or given back meanwhile) */
+        void *page = (void *)(at & ~(page_size - 1));
+        if (mmap(page, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                 -1, 0) == MAP_FAILED)
+            return 0;
+        atomic_store(&guards[i].shrank, 1);
+        return 1;
+    }
+    return 0;
+}
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    uintptr_t at = (uintptr_t)si->si_addr;
-    for (int i = 0; i < GUARD_SLOTS; i++) {
-        uintptr_t lo = atomic_load(&guards[i].lo);
-        if (!lo || at < lo || at >= atomic_load(&guards[i].hi))
-            continue;
-        void *page = (void *)(at & ~(page_size - 1));
-        if (mmap(page, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                 -1, 0) != MAP_FAILED) {
-            atomic_store(&guards[i].shrank, 1);
-            return;
-        }
-    }
+    if (si->si_code == BUS_ADRERR && zero_page((uintptr_t)si->si_addr))
+        return;
     if (prior.sa_flags & SA_SIGINFO) {
         prior.sa_sigaction(sig, si, uc);
+    } else if (prior.sa_handler == SIG_IGN && si->si_code <= 0) {
+        return; /* sent, and ignored as before; a fault cannot be */
     } else if (prior.sa_handler != SIG_DFL && prior.sa_handler != SIG_IGN) {
         prior.sa_handler(sig);
     } else {
-        /* the default action, now: a signal sent (kill) or the fault */
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         sigaction(SIGBUS, &dfl, NULL);
-        raise(SIGBUS);
+        raise(SIGBUS); /* delivered once the handler returns */
     }
 }
 
-static void install(void)
+/* Puts on_sigbus in front of whatever handles SIGBUS now (once, or again
+ * after someone replaced it). 0 when it is there. */
+static int install(void)
 {
-    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
-    struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_RESTART};
-    sigemptyset(&sa.sa_mask);
-    installed = sigaction(SIGBUS, &sa, &prior) == 0;
+    pthread_mutex_lock(&install_lock);
+    struct sigaction cur;
+    int ok = sigaction(SIGBUS, NULL, &cur) == 0;
+    if (ok && (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != on_sigbus)) {
+        page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+        struct sigaction sa = {.sa_sigaction = on_sigbus,
+                               .sa_flags = SA_SIGINFO | SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        prior = cur;
+        ok = sigaction(SIGBUS, &sa, NULL) == 0;
+    }
+    pthread_mutex_unlock(&install_lock);
+    return ok ? 0 : -1;
 }
 
 static int guard_add(const void *data, size_t size)
 {
-    pthread_once(&once, install);
-    for (int i = 0; installed && i < GUARD_SLOTS; i++) {
+    if (install())
+        return -1;
+    for (int i = 0; i < GUARD_SLOTS; i++) {
         int free_slot = 0;
         if (!atomic_compare_exchange_strong(&guards[i].used, &free_slot, 1))
             continue;
@@ -96,7 +122,7 @@ static int guard_add(const void *data, size_t size)
 
 int ember__map_file(ember__mapped *m, const char *path, char *msg)
 {
-    *m = (ember__mapped){.slot = -1};
+    *m = (ember__mapped){.slot = -1, .fd = -1};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT || errno == ENOTDIR
@@ -117,7 +143,9 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg)
             rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", path, strerror(errno));
         } else {
             madvise(p, size, MADV_SEQUENTIAL);
-            *m = (ember__mapped){.data = p, .size = size, .slot = guard_add(p, size)};
+            *m = (ember__mapped){.data = p, .size = size, .slot = guard_add(p, size),
+                                 .fd = fd};
+            return EMBER_OK;
         }
     }
     close(fd);
@@ -126,7 +154,9 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg)
 
 int ember__map_shrank(const ember__mapped *m)
 {
-    return m->slot >= 0 && atomic_load(&guards[m->slot].shrank);
+    struct stat st;
+    return (m->slot >= 0 && atomic_load(&guards[m->slot].shrank)) ||
+           (m->fd >= 0 && fstat(m->fd, &st) == 0 && (uint64_t)st.st_size < m->size);
 }
 
 void ember__unmap_file(ember__mapped *m)
@@ -139,5 +169,7 @@ void ember__unmap_file(ember__mapped *m)
     }
     if (m->data)
         munmap((void *)m->data, m->size);
-    *m = (ember__mapped){.slot = -1};
+    if (m->fd >= 0)
+        close(m->fd);
+    *m = (ember__mapped){.slot = -1, .fd = -1};
 }

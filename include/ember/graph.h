@@ -143,7 +143,9 @@ int ember_graph_format_parse(const char *name);
 /* Loads a graph file. Errors say what and where: EMBER_ENOTFOUND (missing
  * file), EMBER_EEMPTY (no edges and no vertices), EMBER_EFORMAT (file:line:
  * a non-numeric token, a line with one id, a negative id, a bad Matrix
- * Market header or entry), EMBER_ERANGE (an id too large to allocate).
+ * Market header or entry), EMBER_ERANGE (an id too large to allocate),
+ * EMBER_ECORRUPT (the file failed verification, or changed or shrank while
+ * it was read).
  * *out is freed with ember_graph_free. */
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
                      const ember_graph_opts *opts, char *msg);

@@ -79,6 +79,13 @@ for d in 0.01 0.5 2 9 1e9; do
     done
     cmp "grid.$d.1.out" "grid.$d.2.out" || fail "grid, --delta $d: rounds differ by threads"
 done
+# one bucket is push; narrow ones take other rounds (the buckets are used)
+run grid.push --input grid.el --undirected --source 0 --plan push --threads 2
+rounds() { sed -n 's/.* in \([0-9]*\) rounds.*/\1/p' "$1"; }
+[ "$(rounds grid.1e9.2.out)" = "$(rounds grid.push.out)" ] ||
+    fail "grid: --delta 1e9 took $(rounds grid.1e9.2.out) rounds, push $(rounds grid.push.out)"
+[ "$(rounds grid.0.5.2.out)" != "$(rounds grid.1e9.2.out)" ] ||
+    fail "grid: --delta 0.5 took push's rounds"
 
 # push (delta) stopped and resumed from its checkpoint: the rounds and
 # distances of an uninterrupted run; a pull checkpoint resumed by force (the
