@@ -94,7 +94,9 @@ static const ember_cli_program program = {
     .summary = "Single-source shortest paths from --source over a weighted graph\n"
                "(edge list 'u v w' with '#' comments, or Matrix Market with real or\n"
                "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
-               "which only the vertices whose distance changed send, with checkpoints.\n"
+               "which only the vertices whose distance changed send (with --plan delta,\n"
+               "those of the earliest bucket of distances: delta-stepping), with\n"
+               "checkpoints.\n"
                "Output: HDF5 /distances (float64 by vertex id, inf where unreachable;\n"
                "attributes source, rounds, reached), or vertex,distance lines for .csv\n"
                "(with a header line). It runs until no distance changes.",
@@ -102,7 +104,9 @@ static const ember_cli_program program = {
     .examples = "  ember-sssp --input data/karate-weighted.el --undirected --source 0 \\\n"
                 "      --verify\n"
                 "  ember-sssp --input data/karate-weighted.el --source 0 --output d.h5 \\\n"
-                "      --checkpoint-dir ck-sssp\n",
+                "      --checkpoint-dir ck-sssp\n"
+                "  ember-sssp --input data/karate-weighted.el --undirected --source 0 \\\n"
+                "      --plan delta --output d.csv\n",
     .extra = options,
     .default_iterations = 100000000,
     .default_tolerance = 0,
