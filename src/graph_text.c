@@ -466,10 +466,11 @@ static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_
     return 1;
 }
 
-/* The ids of a fast line at p into *a, *b, with *qq at its newline; 0
- * when the line is not one (the general parser takes it). */
-static inline int fast_ids(const source *s, const char *p, const char *end, uint64_t *a,
-                           uint64_t *b, const char **qq)
+/* The two ids that start the line at p (digits, one blank, digits, each
+ * of at most 10 digits and below the limit) into *a, *b, with *qq just
+ * past the second; 0 when the line does not start so. */
+static inline int fast_pair(const source *s, const char *p, const char *end, uint64_t *a,
+                            uint64_t *b, const char **qq)
 {
     const char *q = p;
     if (!swar_line(s, p, a, b, &q)) {
@@ -486,7 +487,15 @@ static inline int fast_ids(const source *s, const char *p, const char *end, uint
             return 0;
     }
     *qq = q;
-    return q < end && *q == '\n' && *a < s->limit && *b < s->limit;
+    return q < end && *a < s->limit && *b < s->limit;
+}
+
+/* The ids of a fast line at p into *a, *b, with *qq at its newline; 0
+ * when the line is not one (the general parser takes it). */
+static inline int fast_ids(const source *s, const char *p, const char *end, uint64_t *a,
+                           uint64_t *b, const char **qq)
+{
+    return fast_pair(s, p, end, a, b, qq) && **qq == '\n';
 }
 
 /* The number of len (1 to 10) digits at p. */
@@ -635,12 +644,39 @@ static const char *fast_lines(chunk *c, const source *s, ember_ctx *ctx, const c
     return p;
 }
 
+/* The common line of a weighted edge list, "digits blank digits blank
+ * weight\n" (the weight a plain decimal: plain_decimal, above zero), from
+ * p on, pushed as the general parser pushes it (take_edge: the same pairs,
+ * weights and hash); returns where the lines stopped (a line for the
+ * general parser), or NULL when a push failed (c->status). */
+static const char *fast_weighted_lines(chunk *c, const source *s, ember_ctx *ctx,
+                                       const char *p, const char *end)
+{
+    uint64_t a, b;
+    const char *q;
+    double w;
+    while (p < end && fast_pair(s, p, end, &a, &b, &q) && (*q == ' ' || *q == '\t')) {
+        size_t len = plain_decimal(q + 1, end, 0, &w);
+        const char *nl = q + 1 + len;
+        if (!len || nl == end || *nl != '\n' || !(w > 0))
+            break;
+        c->entries++;
+        if (push_edge(c, ctx, a, b, 0, &w))
+            return NULL;
+        p = nl + 1;
+    }
+    return p;
+}
+
 static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
 {
     const char *base = s->data, *p = base + c->lo, *end = base + c->hi;
     const int plain = !s->mtx && !s->weighted && !s->wide;
+    const int weighted = !s->mtx && s->weighted && !s->wide;
     while (p < end) {
         if (plain && !(p = fast_lines(c, s, ctx, p, end)))
+            return;
+        if (weighted && !(p = fast_weighted_lines(c, s, ctx, p, end)))
             return;
         if (p == end)
             break;

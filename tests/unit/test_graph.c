@@ -402,7 +402,9 @@ static void test_graph_weighted_edgelist(void **state)
 
 /* Weights written as plain decimals (at most 15 digits) are read without
  * strtod, as a division of two exact doubles: every one must be strtod's
- * double, bit for bit, and every other spelling still goes to strtod. */
+ * double, bit for bit, and every other spelling still goes to strtod; a
+ * line "u v w\n" takes the fast path, and the same lines read by the
+ * general parser give the same graph. */
 static void test_graph_weights_as_strtod(void **state)
 {
     (void)state;
@@ -442,7 +444,20 @@ static void test_graph_weights_as_strtod(void **state)
             fail_msg("weight '%s': %.17g, strtod %.17g", tok[i], g->weights[g->offsets[i]],
                      want);
     }
+    /* the same lines ending in CR LF, which the general parser reads (the
+     * plain ones take the fast path): the same graph */
+    f = fopen("wtcr.el", "w");
+    assert_non_null(f);
+    for (int i = 0; i < N; i++)
+        fprintf(f, "%d %d %s\r\n", i, i + 1, tok[i]);
+    fclose(f);
+    ember_graph *h = load(ctx, "wtcr.el", &o);
+    assert_int_equal(h->m, g->m);
+    assert_memory_equal(h->adj, g->adj, g->m * sizeof *g->adj);
+    assert_memory_equal(h->weights, g->weights, g->m * sizeof *g->weights);
+    ember_graph_free(&h);
     ember_graph_free(&g);
+    unlink("wtcr.el");
     /* an integer Matrix Market value is refused with a fraction, either way */
     write_file("wi.mtx", "%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 2 1.5\n");
     ember_ctx_destroy(&ctx);
