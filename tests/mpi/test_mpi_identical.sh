@@ -49,21 +49,17 @@ for c in "${cases[@]}"; do
     done
 done
 
-# ember-sssp --plan push runs on one process: refused on 2 ranks, exit 2.
-set +e
-mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan push --quiet \
-    --output push.csv > push.out 2> push.err
-st=$?
-set -e
-[ "$st" = 2 ] && grep -q "plan push runs on one process" push.err ||
-    fail "--plan push on 2 ranks: exit $st: $(cat push.err)"
-set +e
-mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan delta --quiet \
-    --output delta.csv > delta.out 2> delta.err
-st=$?
-set -e
-[ "$st" = 2 ] && grep -q "plan delta runs on one process" delta.err ||
-    fail "--plan delta on 2 ranks: exit $st: $(cat delta.err)"
+# ember-sssp --plan push and delta run on one process: refused on 2 ranks,
+# exit 2.
+for p in push delta; do
+    set +e
+    mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan $p --quiet \
+        --output $p.csv > $p.out 2> $p.err
+    st=$?
+    set -e
+    [ "$st" = 2 ] && grep -q "plan $p runs on one process" $p.err ||
+        fail "--plan $p on 2 ranks: exit $st: $(cat $p.err)"
+done
 
 # ember-maps prints its result; 3 ranks on 2 partitions: one rank owns none.
 "$sbin/ember-maps" --n 300000 --maps 4 --partitions 2 --threads 1 --quiet > maps.serial
