@@ -25,6 +25,20 @@
  * owns, with the whole label vector; the next vectors are combined by an
  * all-reduce (minimum) after each iteration, so every rank holds the same
  * bits as a serial run.
+ *
+ * --plan afforest (one process; Sutton, Ben-Nun and Barak, 2018) links
+ * the ends of edges in a union-find forest over the same label vector, a
+ * root hooked under the smaller of two roots with a compare-and-swap:
+ * iterations 1 and 2 link each vertex to its first and its second
+ * neighbour; iteration 3 finds the largest component and links every
+ * edge of the vertices outside it (an edge inside it joins nothing new),
+ * then stops. Each iteration ends by pointing every vertex at its root.
+ * Whatever order the links come in, a component's root is its smallest
+ * vertex id (nothing hooks it under a larger one, and only a smaller one
+ * of the same component could hold it), so every iteration's labels, like
+ * FastSV's, are the smallest id of each component of the edges linked so
+ * far: the same for any team, across kills, and, at the end, the same
+ * labels as FastSV's.
  */
 #include <ember.h>
 #include <ember/graph.h>
@@ -38,7 +52,11 @@
 #include <string.h>
 
 static const char *format = "auto";
-static int relabel = 0;
+static int relabel = 0, plan = 0;
+
+enum { PLAN_FASTSV, PLAN_AFFOREST };
+/* afforest: the neighbours each vertex is linked to before the rest */
+#define SAMPLED 2
 static int undirected = 0; /* accepted, changes nothing: see its help */
 
 static const ember_cli_opt options[] = {
@@ -50,13 +68,19 @@ static const ember_cli_opt options[] = {
      "accepted for symmetry with the other programs: the edges are always "
      "taken both ways, so a directed graph's components are its weak "
      "components"},
+    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "fastsv|afforest", NULL,
+     "fastsv: hooking and jumping over every edge each iteration (default; any "
+     "number of ranks); afforest: union-find links, two sampled neighbours a "
+     "vertex, then the edges outside the largest component, 3 iterations (one "
+     "process; the same labels, faster)"},
     {0}};
 
 static const ember_cli_program program = {
     .name = "ember-cc",
     .summary = "Connected components of a graph taken as undirected (edge list, Matrix\n"
                "Market or ember HDF5 CSR), by min-label propagation with hooking and\n"
-               "pointer jumping (FastSV's steps), with checkpoints.\n"
+               "pointer jumping (FastSV's steps), or with --plan afforest by union-find\n"
+               "links (Afforest's), with checkpoints.\n"
                "Output: HDF5 /labels (int64, by vertex id: the smallest vertex id of its\n"
                "component; attributes iterations, and components once converged), or\n"
                "vertex,label lines\n"
@@ -64,6 +88,7 @@ static const ember_cli_program program = {
                "weak components. It runs until no label changes.",
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples = "  ember-cc --input data/karate.el --verify\n"
+                "  ember-cc --input data/karate.el --plan afforest --verify\n"
                 "  ember-cc --input data/karate.el --output cc.csv --checkpoint-dir ck-cc\n"
                 "  ember-gen kron --scale 14 --output k14.h5 && \\\n"
                 "      ember-cc --input k14.h5 --output cc.h5\n",
@@ -172,9 +197,102 @@ static int adopt(cc *s, char *msg)
     return EMBER_OK;
 }
 
+/* ---- afforest ----------------------------------------------------------------- */
+
+static inline int64_t get(const int64_t *x)
+{
+    return __atomic_load_n(x, __ATOMIC_RELAXED);
+}
+
+/* Joins the trees of vertices u and v in f: the larger of the two roots
+ * (labels) is hooked under the smaller, by a compare-and-swap that fails
+ * if another link hooked it first, and then it goes again from the new
+ * parents. */
+static void link(const cc *s, int64_t *f, uint64_t u, uint64_t v)
+{
+    int64_t a = get(&f[u]), b = get(&f[v]);
+    while (a != b) {
+        int64_t high = a > b ? a : b, low = a > b ? b : a;
+        int64_t *h = &f[at(s, high)], up = get(h);
+        if (up == low)
+            return;
+        if (up == high &&
+            __atomic_compare_exchange_n(h, &up, low, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return;
+        a = get(&f[at(s, up)]);
+        b = get(&f[at(s, low)]);
+    }
+}
+
+/* Every vertex's label becomes its root's. */
+static void compress(const cc *s, int64_t *f)
+{
+    int64_t n = (int64_t)s->g->n;
+#pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
+    for (int64_t v = 0; v < n; v++) {
+        int64_t l = get(&f[v]), up;
+        while ((up = get(&f[at(s, l)])) != l)
+            l = up;
+        __atomic_store_n(&f[v], l, __ATOMIC_RELAXED);
+    }
+}
+
+/* The label most vertices hold (roots, after compress), the smallest of
+ * equals. */
+static int64_t largest_component(const cc *s, const int64_t *f, char *msg, int *rc)
+{
+    uint64_t n = s->g->n;
+    uint32_t *count = calloc(n ? n : 1, sizeof *count);
+    if (!count) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " counts", n);
+        *rc = EMBER_ENOMEM;
+        return -1;
+    }
+    for (uint64_t v = 0; v < n; v++)
+        count[at(s, f[v])]++;
+    int64_t best = -1;
+    uint32_t most = 0;
+    for (uint64_t v = 0; v < n; v++) {
+        int64_t l = (int64_t)ember_graph_label(s->g, v);
+        if (count[v] > most || (count[v] == most && count[v] && l < best))
+            best = l, most = count[v];
+    }
+    free(count);
+    return best;
+}
+
+/* An afforest iteration on f, a copy of the labels (see the top). */
+static int afforest(const cc *s, uint64_t iteration, int64_t *f, char *msg)
+{
+    const uint64_t *off = s->g->offsets;
+    const uint32_t *adj = s->g->adj;
+    int64_t n = (int64_t)s->g->n;
+    int T = ember_ctx_threads(s->ctx);
+    if (iteration < SAMPLED) { /* (iterations count from 0) */
+        uint64_t r = iteration;
+#pragma omp parallel for schedule(dynamic, 16384) num_threads(T)
+        for (int64_t v = 0; v < n; v++)
+            if (off[v + 1] - off[v] > r)
+                link(s, f, (uint64_t)v, adj[off[v] + r]);
+    } else {
+        int rc = EMBER_OK;
+        int64_t big = largest_component(s, f, msg, &rc);
+        if (rc)
+            return rc;
+        /* (a vertex hooked into it meanwhile is skipped: its edges join
+         * the largest component, and the other ends link the rest) */
+#pragma omp parallel for schedule(dynamic, 1024) num_threads(T)
+        for (int64_t v = 0; v < n; v++)
+            if (get(&f[v]) != big)
+                for (uint64_t e = off[v]; e < off[v + 1]; e++)
+                    link(s, f, (uint64_t)v, adj[e]);
+    }
+    compress(s, f);
+    return EMBER_OK;
+}
+
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
 {
-    (void)iteration;
     cc *s = arg;
     int rc = EMBER_OK;
     if (!s->adopted && (rc = adopt(s, msg)))
@@ -187,16 +305,21 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     int64_t n = (int64_t)s->g->n;
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
     for (int64_t v = 0; v < n; v++) {
-        s->gf[v] = L[at(s, L[v])];
+        if (plan == PLAN_FASTSV)
+            s->gf[v] = L[at(s, L[v])];
         f[v] = L[v];
     }
-    /* A copy of the state as it is for this pass; results go through the
-     * pointers it holds. */
-    rc = ember_map_partitions(&next, s->labels, &i64, hook, s, sizeof *s, msg);
-    if (!rc)
-        rc = ember_foreach(next, discard, NULL, msg);
-    if (!rc) /* the ranks lowered any vertex's label: the least of them */
-        rc = ember_allreduce_min_i64(s->ctx, f, s->g->n, msg);
+    if (plan == PLAN_AFFOREST) {
+        rc = afforest(s, iteration, f, msg);
+    } else {
+        /* A copy of the state as it is for this pass; results go through
+         * the pointers it holds. */
+        rc = ember_map_partitions(&next, s->labels, &i64, hook, s, sizeof *s, msg);
+        if (!rc)
+            rc = ember_foreach(next, discard, NULL, msg);
+        if (!rc) /* the ranks lowered any vertex's label: the least of them */
+            rc = ember_allreduce_min_i64(s->ctx, f, s->g->n, msg);
+    }
     uint64_t changed = 0;
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx)) \
     reduction(+ : changed)
@@ -212,6 +335,8 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     ember_ds_free(&s->labels);
     s->labels = done;
     *value = (double)changed;
+    if (plan == PLAN_AFFOREST) /* its last iteration linked every edge left */
+        return iteration >= SAMPLED ? EMBER_DONE : EMBER_OK;
     return changed == 0 ? EMBER_DONE : EMBER_OK;
 }
 
@@ -352,6 +477,10 @@ int main(int argc, char **argv)
     if (f < 0)
         return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
                                      format);
+    if (plan == PLAN_AFFOREST && cli.ranks > 1)
+        return ember_cli_usage_error(&cli, "--plan afforest runs on one process (a link "
+                                     "may hook any vertex's root); under mpirun use "
+                                     "fastsv");
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

@@ -4,7 +4,9 @@
 # the same labels for any thread count; a run stopped early and resumed
 # from its checkpoint ends with the labels of an uninterrupted run; long
 # paths take a few dozen iterations, not one an edge; and a run stopped
-# before the fixpoint claims no component count.
+# before the fixpoint claims no component count. --plan afforest: the same
+# labels everywhere, in 3 iterations, across thread counts and resumes (its
+# own checkpoint, and FastSV's by force).
 set -euo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -98,6 +100,40 @@ st=$?
 set -e
 [ "$st" = 2 ] && grep -q "not a vertex id at most its own" x.err \
     || fail "another graph's labels: exit $st: $(cat x.err)"
+
+# --plan afforest: the labels of FastSV on every graph above
+for g in small.el sparse.el big.el k.h5 path.el shuffled.el; do
+    r=""
+    case $g in sparse.el|big.el) r=--relabel ;; esac
+    "$bin/ember-cc" --input "$g" $r --quiet --output fs.csv > /dev/null
+    for t in 1 3; do
+        "$bin/ember-cc" --input "$g" $r --plan afforest --threads $t --verify --quiet \
+            --output af.csv > v.txt || fail "afforest $g: $(cat v.txt)"
+        grep -q "Verification: PASS" v.txt || fail "afforest $g: $(cat v.txt)"
+        grep -q "after 3 iterations" v.txt || fail "afforest $g: $(cat v.txt)"
+        cmp fs.csv af.csv || fail "afforest $g --threads $t: labels differ from FastSV's"
+    done
+done
+# stopped after each iteration and resumed: the same labels; a FastSV
+# checkpoint resumed by force under afforest ends the same
+for stop in 1 2; do
+    rm -rf cka
+    "$bin/ember-cc" --input k.h5 --plan afforest --iterations $stop --checkpoint-dir cka \
+        --checkpoint-every 1 --quiet --output a.csv > v.txt
+    grep -q "NOT converged after $stop iterations" v.txt || fail "afforest stopped: $(cat v.txt)"
+    "$bin/ember-cc" --input k.h5 --plan afforest --checkpoint-dir cka --threads 2 --quiet \
+        --output a.csv --metrics am.jsonl > v.txt
+    cmp t1.csv a.csv || fail "afforest resumed after $stop: labels differ"
+    grep -q "after 3 iterations" v.txt || fail "afforest resumed after $stop: $(cat v.txt)"
+    grep -q '"iteration": 1,' am.jsonl && fail "afforest resumed after $stop started over"
+done
+rm -rf cka
+"$bin/ember-cc" --input shuffled.el --iterations 4 --checkpoint-dir cka --checkpoint-every 1 \
+    --quiet --output a.csv > /dev/null
+"$bin/ember-cc" --input shuffled.el --plan afforest --checkpoint-dir cka --force-resume \
+    --quiet --output a.csv > /dev/null 2>&1 || fail "afforest from a FastSV checkpoint"
+"$bin/ember-cc" --input shuffled.el --quiet --output fs.csv > /dev/null
+cmp fs.csv a.csv || fail "afforest from a FastSV checkpoint: labels differ"
 
 grep -q '"event": "done"' m.jsonl || fail "no done line"
 if command -v h5dump > /dev/null; then

@@ -49,8 +49,8 @@ for c in "${cases[@]}"; do
     done
 done
 
-# ember-sssp --plan push and delta run on one process: refused on 2 ranks,
-# exit 2.
+# ember-sssp --plan push and delta, ember-cc --plan afforest run on one
+# process: refused on 2 ranks, exit 2.
 for p in push delta; do
     set +e
     mpi 2 1 "$bin/ember-sssp" --input w.el --source "$src_v" --plan $p --quiet \
@@ -60,6 +60,12 @@ for p in push delta; do
     [ "$st" = 2 ] && grep -q "plan $p runs on one process" $p.err ||
         fail "--plan $p on 2 ranks: exit $st: $(cat $p.err)"
 done
+set +e
+mpi 2 1 "$bin/ember-cc" --input w.el --plan afforest --quiet --output af.csv > af.out 2> af.err
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "plan afforest runs on one process" af.err ||
+    fail "ember-cc --plan afforest on 2 ranks: exit $st: $(cat af.err)"
 
 # ember-maps prints its result; 3 ranks on 2 partitions: one rank owns none.
 "$sbin/ember-maps" --n 300000 --maps 4 --partitions 2 --threads 1 --quiet > maps.serial
