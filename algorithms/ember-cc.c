@@ -68,7 +68,8 @@ static const ember_cli_opt options[] = {
      "accepted for symmetry with the other programs: the edges are always "
      "taken both ways, so a directed graph's components are its weak "
      "components"},
-    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT, "fastsv|afforest", NULL,
+    {"plan", EMBER_CLI_CHOICE, &plan, 0, 0, EMBER_CLI_FINGERPRINT | EMBER_CLI_FP_NOT_ZERO,
+     "fastsv|afforest", NULL,
      "fastsv: hooking and jumping over every edge each iteration (default; any "
      "number of ranks); afforest: union-find links, two sampled neighbours a "
      "vertex, then the edges outside the largest component, 3 iterations (one "
@@ -242,7 +243,7 @@ static void compress(const cc *s, int64_t *f)
 static int64_t largest_component(const cc *s, const int64_t *f, char *msg, int *rc)
 {
     uint64_t n = s->g->n;
-    uint32_t *count = calloc(n ? n : 1, sizeof *count);
+    uint64_t *count = calloc(n ? n : 1, sizeof *count);
     if (!count) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " counts", n);
         *rc = EMBER_ENOMEM;
@@ -251,7 +252,7 @@ static int64_t largest_component(const cc *s, const int64_t *f, char *msg, int *
     for (uint64_t v = 0; v < n; v++)
         count[at(s, f[v])]++;
     int64_t best = -1;
-    uint32_t most = 0;
+    uint64_t most = 0;
     for (uint64_t v = 0; v < n; v++) {
         int64_t l = (int64_t)ember_graph_label(s->g, v);
         if (count[v] > most || (count[v] == most && count[v] && l < best))
@@ -264,16 +265,17 @@ static int64_t largest_component(const cc *s, const int64_t *f, char *msg, int *
 /* An afforest iteration on f, a copy of the labels (see the top). */
 static int afforest(const cc *s, uint64_t iteration, int64_t *f, char *msg)
 {
-    const uint64_t *off = s->g->offsets;
-    const uint32_t *adj = s->g->adj;
     int64_t n = (int64_t)s->g->n;
     int T = ember_ctx_threads(s->ctx);
     if (iteration < SAMPLED) { /* (iterations count from 0) */
         uint64_t r = iteration;
-#pragma omp parallel for schedule(dynamic, 16384) num_threads(T)
-        for (int64_t v = 0; v < n; v++)
-            if (off[v + 1] - off[v] > r)
-                link(s, f, (uint64_t)v, adj[off[v] + r]);
+#pragma omp parallel for schedule(dynamic, 4096) num_threads(T)
+        for (int64_t v = 0; v < n; v++) {
+            uint64_t len;
+            const uint32_t *row = ember_graph_row(s->g, (uint64_t)v, &len);
+            if (len > r)
+                link(s, f, (uint64_t)v, row[r]);
+        }
     } else {
         int rc = EMBER_OK;
         int64_t big = largest_component(s, f, msg, &rc);
@@ -282,10 +284,12 @@ static int afforest(const cc *s, uint64_t iteration, int64_t *f, char *msg)
         /* (a vertex hooked into it meanwhile is skipped: its edges join
          * the largest component, and the other ends link the rest) */
 #pragma omp parallel for schedule(dynamic, 1024) num_threads(T)
-        for (int64_t v = 0; v < n; v++)
-            if (get(&f[v]) != big)
-                for (uint64_t e = off[v]; e < off[v + 1]; e++)
-                    link(s, f, (uint64_t)v, adj[e]);
+        for (int64_t v = 0; v < n; v++) {
+            uint64_t len;
+            const uint32_t *row = ember_graph_row(s->g, (uint64_t)v, &len);
+            for (uint64_t e = 0; get(&f[v]) != big && e < len; e++)
+                link(s, f, (uint64_t)v, row[e]);
+        }
     }
     compress(s, f);
     return EMBER_OK;
@@ -348,8 +352,8 @@ static int init_state(cc *s, ember_ctx *ctx, const ember_graph *g,
     s->ctx = ctx;
     s->buf[0] = malloc(g->n * sizeof(int64_t));
     s->buf[1] = malloc(g->n * sizeof(int64_t));
-    s->gf = malloc(g->n * sizeof(int64_t));
-    if (!s->buf[0] || !s->buf[1] || !s->gf) {
+    s->gf = plan == PLAN_FASTSV ? malloc(g->n * sizeof(int64_t)) : NULL;
+    if (!s->buf[0] || !s->buf[1] || (plan == PLAN_FASTSV && !s->gf)) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " labels", g->n);
         return EMBER_ENOMEM;
     }

@@ -84,7 +84,8 @@ static const ember_cli_opt options[] = {
      "a round costs its frontier, not the graph, for graphs of long paths); delta: "
      "push taking the frontier a bucket of distances at a time (delta-stepping, "
      "the fastest on one process, for road networks and grids above all)"},
-    {"delta", EMBER_CLI_F64, &delta, 0, 1e300, EMBER_CLI_OPEN_MIN | EMBER_CLI_FINGERPRINT,
+    {"delta", EMBER_CLI_F64, &delta, 0, 1e300,
+     EMBER_CLI_OPEN_MIN | EMBER_CLI_FINGERPRINT | EMBER_CLI_FP_NOT_ZERO,
      NULL, "D", "--plan delta's bucket width (default: the largest weight over the "
      "mean out-degree); the distances do not depend on it, the rounds do"},
     {0}};

@@ -945,8 +945,22 @@ static void shortest(char *buf, size_t size, double v)
     }
 }
 
+/* Whether an option holds zero (FLAG, I64, U64, F64, CHOICE: index 0). */
+static int is_zero(const ember_cli_opt *o)
+{
+    switch (o->kind) {
+    case EMBER_CLI_FLAG: case EMBER_CLI_CHOICE: return *(const int *)o->dest == 0;
+    case EMBER_CLI_I64: return *(const int64_t *)o->dest == 0;
+    case EMBER_CLI_U64: return *(const uint64_t *)o->dest == 0;
+    case EMBER_CLI_F64: return *(const double *)o->dest == 0;
+    default: return 0;
+    }
+}
+
 static void add_extra_value(sbuf *b, const ember_cli_opt *o)
 {
+    if ((o->flags & EMBER_CLI_FP_NOT_ZERO) && is_zero(o))
+        return;
     switch (o->kind) {
     case EMBER_CLI_FLAG: sb_add(b, "%s=%d\n", o->name, *(const int *)o->dest); break;
     case EMBER_CLI_I64: sb_add(b, "%s=%" PRId64 "\n", o->name, *(const int64_t *)o->dest); break;

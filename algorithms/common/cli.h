@@ -71,6 +71,11 @@ typedef enum {
                                     the loop's parameters, so a resume with
                                     another value is refused */
 #define EMBER_CLI_REQUIRED 16u   /* must be given */
+#define EMBER_CLI_FP_NOT_ZERO 32u /* with FINGERPRINT: a value of zero (the
+                                    first choice; the default, which does
+                                    what the program did before the option
+                                    came) is left out of the parameters, so
+                                    older checkpoints still resume */
 
 typedef struct {
     const char *name;     /* long name without "--"; NULL ends the table */

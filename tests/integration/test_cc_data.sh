@@ -114,8 +114,22 @@ for g in small.el sparse.el big.el k.h5 path.el shuffled.el; do
         cmp fs.csv af.csv || fail "afforest $g --threads $t: labels differ from FastSV's"
     done
 done
-# stopped after each iteration and resumed: the same labels; a FastSV
-# checkpoint resumed by force under afforest ends the same
+# each iteration's labels (a run stopped there) are the same at 1 and 3
+# threads; stopped after each iteration and resumed: the same labels; a
+# FastSV checkpoint resumed by force under afforest ends the same, going on
+# from its iteration
+"$bin/ember-gen" kron --scale 16 --edge-factor 4 --seed 5 --output k16.h5 --quiet
+for g in k16.h5 shuffled.el; do
+    for stop in 1 2; do
+        for t in 1 3; do
+            "$bin/ember-cc" --input $g --plan afforest --iterations $stop --threads $t \
+                --quiet --output "it$stop.$t.csv" > /dev/null
+        done
+        cmp "it$stop.1.csv" "it$stop.3.csv" || fail "afforest $g: iteration $stop differs by threads"
+    done
+done
+# (on the path the second neighbours join what the first left apart)
+cmp it1.1.csv it2.1.csv && fail "afforest: iterations 1 and 2 gave the same labels"
 for stop in 1 2; do
     rm -rf cka
     "$bin/ember-cc" --input k.h5 --plan afforest --iterations $stop --checkpoint-dir cka \
@@ -127,13 +141,23 @@ for stop in 1 2; do
     grep -q "after 3 iterations" v.txt || fail "afforest resumed after $stop: $(cat v.txt)"
     grep -q '"iteration": 1,' am.jsonl && fail "afforest resumed after $stop started over"
 done
-rm -rf cka
-"$bin/ember-cc" --input shuffled.el --iterations 4 --checkpoint-dir cka --checkpoint-every 1 \
-    --quiet --output a.csv > /dev/null
-"$bin/ember-cc" --input shuffled.el --plan afforest --checkpoint-dir cka --force-resume \
-    --quiet --output a.csv > /dev/null 2>&1 || fail "afforest from a FastSV checkpoint"
 "$bin/ember-cc" --input shuffled.el --quiet --output fs.csv > /dev/null
-cmp fs.csv a.csv || fail "afforest from a FastSV checkpoint: labels differ"
+for stop in 1 4; do
+    rm -rf cka
+    "$bin/ember-cc" --input shuffled.el --iterations $stop --checkpoint-dir cka \
+        --checkpoint-every 1 --quiet --output a.csv > /dev/null
+    "$bin/ember-cc" --input shuffled.el --plan afforest --checkpoint-dir cka --force-resume \
+        --quiet --output a.csv > v.txt 2> /dev/null || fail "afforest from FastSV's $stop"
+    cmp fs.csv a.csv || fail "afforest from FastSV's iteration $stop: labels differ"
+    want=$((stop < 3 ? 3 : stop + 1))
+    grep -q "after $want iterations" v.txt || fail "afforest from FastSV's $stop: $(cat v.txt)"
+done
+# the default plan is not in a checkpoint's parameters: a checkpoint from
+# before the plans came resumes
+if command -v h5dump > /dev/null; then
+    h5dump -a parameters ck/ckpt-*.h5 | grep -q "plan=" && fail "plan=fastsv in the parameters"
+    h5dump -a parameters cka/ckpt-*.h5 | grep -q "plan=fastsv" && fail "plan=fastsv in the parameters"
+fi
 
 grep -q '"event": "done"' m.jsonl || fail "no done line"
 if command -v h5dump > /dev/null; then
