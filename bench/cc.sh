@@ -19,16 +19,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_BUILD:-$here/../build}
 bin=${EMBER_BIN:-$build/bin}
 SCALE=${SCALE:-20} GRID=${GRID:-1000} RUNS=${RUNS:-3} THREADS=${THREADS:-2}
-GAPBS_SRC=${GAPBS_SRC:-$here/../../shared/peers/gapbs}
-[ -d "$GAPBS_SRC" ] || GAPBS_SRC=/work/shared/peers/gapbs
 export OMP_NUM_THREADS=$THREADS
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-cc.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-[ -d "$GAPBS_SRC" ] || { echo "cc.sh: no GAPBS at $GAPBS_SRC (set GAPBS_SRC)" >&2; exit 1; }
-cp -r "$GAPBS_SRC" "$work/gapbs"
-make -C "$work/gapbs" -j"$THREADS" cc cc_sv converter > "$work/make.log" 2>&1 ||
-    { cat "$work/make.log" >&2; exit 1; }
-g=$work/gapbs
+. "$here/gapbs_setup.sh"
+gapbs_setup cc cc cc_sv converter
 "$g/converter" -g"$SCALE" -k16 -e "$work/kron.el" > /dev/null
 awk -v w="$GRID" 'BEGIN { for (r = 0; r < w; r++) for (c = 0; c < w; c++) {
     v = r * w + c; if (c + 1 < w) print v, v + 1; if (r + 1 < w) print v, v + w } }' \
@@ -39,8 +32,6 @@ for x in kron grid; do
         2> /dev/null
 done
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 timed() { # timed OUT CMD...: CMD's wall seconds appended to $work/OUT
     local out=$1 t0 t1
     shift

@@ -22,8 +22,9 @@
 #   - ember's compute (its --metrics compute_seconds, from the .h5 runs)
 #     against GAPBS `pr_spmv`'s trial time on the .sg (goal: <= 0.5x).
 # GAPBS is built from ../shared/peers/gapbs (or $GAPBS_SRC) in a temporary
-# directory, never in this tree. Runs are interleaved (A B C D E, A B C D
-# E, ...) so load from other processes hits every contender alike; medians
+# directory, never in this tree (gapbs_setup.sh). Runs are interleaved
+# (A B C D E, A B C D E, ...) so load from other processes hits every
+# contender alike; medians
 # of RUNS runs; the load average is printed before and after. With
 # $BENCH_SUMMARY set, the ratios are appended to that file as table rows
 # (bench/run.sh prints them at the end). Printed, never asserted.
@@ -32,22 +33,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_BUILD:-$here/../build}
 bin=${EMBER_BIN:-$build/bin}
 SCALE=${SCALE:-20} ITERS=${ITERS:-20} RUNS=${RUNS:-3} THREADS=${THREADS:-2}
-GAPBS_SRC=${GAPBS_SRC:-$here/../../shared/peers/gapbs}
-[ -d "$GAPBS_SRC" ] || GAPBS_SRC=/work/shared/peers/gapbs
 export OMP_NUM_THREADS=$THREADS
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-gapbs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-[ -d "$GAPBS_SRC" ] || { echo "gapbs.sh: no GAPBS at $GAPBS_SRC (set GAPBS_SRC)" >&2; exit 1; }
-cp -r "$GAPBS_SRC" "$work/gapbs"
-make -C "$work/gapbs" -j"$THREADS" pr pr_spmv converter > "$work/make.log" 2>&1 ||
-    { cat "$work/make.log" >&2; exit 1; }
-g=$work/gapbs
+. "$here/gapbs_setup.sh"
+gapbs_setup gapbs pr pr_spmv converter
 "$g/converter" -g"$SCALE" -k16 -b "$work/kron.sg" > /dev/null
 "$g/converter" -g"$SCALE" -k16 -e "$work/kron.el" > /dev/null
 "$bin/ember-convert" "$work/kron.el" "$work/kron.h5" --threads "$THREADS" 2> /dev/null
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # timed OUT CMD...: the wall seconds of CMD appended to $work/OUT
 timed() {
     local out=$1 t0 t1

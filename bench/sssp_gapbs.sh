@@ -19,23 +19,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${EMBER_BUILD:-$here/../build}
 bin=${EMBER_BIN:-$build/bin}
 SCALE=${SCALE:-18} K=${K:-1000} RUNS=${RUNS:-5} THREADS=${THREADS:-2}
-GAPBS_SRC=${GAPBS_SRC:-$here/../../shared/peers/gapbs}
-[ -d "$GAPBS_SRC" ] || GAPBS_SRC=/work/shared/peers/gapbs
 export OMP_NUM_THREADS=$THREADS
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-sssp-gapbs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-[ -d "$GAPBS_SRC" ] || { echo "sssp_gapbs.sh: no GAPBS at $GAPBS_SRC (set GAPBS_SRC)" >&2; exit 1; }
-cp -r "$GAPBS_SRC" "$work/gapbs"
-make -C "$work/gapbs" -j"$THREADS" sssp converter > "$work/make.log" 2>&1 ||
-    { cat "$work/make.log" >&2; exit 1; }
-g=$work/gapbs
+. "$here/gapbs_setup.sh"
+gapbs_setup sssp-gapbs sssp converter
 awk -v k="$K" 'BEGIN { for (r = 0; r < k; r++) for (c = 0; c < k; c++) { v = r * k + c
     if (c + 1 < k) print v, v + 1, 1 + (v * 31 + 7) % 9
     if (r + 1 < k) print v, v + k, 1 + (v * 17 + 3) % 9 } }' > "$work/grid.wel"
 "$g/converter" -g"$SCALE" -k16 -w -e "$work/kron.wel" > /dev/null
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # timed OUT CMD...: the wall seconds of CMD appended to $work/t.OUT
 timed() {
     local out=$1 t0 t1
