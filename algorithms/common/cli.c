@@ -500,6 +500,36 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
                 EMBER_EXIT_RESUMABLE);
 }
 
+/* --help on stdout in one write: a reader that stops early (`| grep -q`,
+ * `| head`) cannot then break the pipe under a second write (4 KiB of
+ * stdio buffer; ember-sssp's help is over 4 KiB), which killed the program
+ * with SIGPIPE. */
+static void print_help(const ember_cli_program *prog)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m) {
+        ember_cli_usage(prog, stdout);
+        return;
+    }
+    ember_cli_usage(prog, m);
+    if (fclose(m) == 0) {
+        fflush(stdout);
+        for (size_t at = 0; at < len;) {
+            ssize_t w = write(STDOUT_FILENO, text + at, len - at);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            at += (size_t)w;
+        }
+    } else {
+        ember_cli_usage(prog, stdout);
+    }
+    free(text);
+}
+
 /* ---- signals before and after the loop -------------------------------------
  *
  * A batch system's SIGTERM or SIGUSR1 can come at any moment, loading
@@ -838,7 +868,7 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":h" : ":ho:";
     while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
         if (c == 'h') {
-            ember_cli_usage(prog, stdout);
+            print_help(prog);
             return EMBER_EXIT_OK;
         } else if (c == 'o') {
             rc = parse_common(cli, C_OUTPUT, optarg);
@@ -857,7 +887,7 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
         } else if (c == '?') {
             rc = unknown_option(cli, argv[optind - 1]);
         } else if (c == 256 + C_HELP) {
-            ember_cli_usage(prog, stdout);
+            print_help(prog);
             return EMBER_EXIT_OK;
         } else if (c == 256 + C_VERSION) {
             printf("%s (ember) %s\n", prog->name, EMBER_VERSION_STRING);
