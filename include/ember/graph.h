@@ -145,7 +145,11 @@ int ember_graph_format_parse(const char *name);
  * a non-numeric token, a line with one id, a negative id, a bad Matrix
  * Market header or entry), EMBER_ERANGE (an id too large to allocate),
  * EMBER_ECORRUPT (the file failed verification, or changed or shrank while
- * it was read).
+ * it was read). A text file is read through a mapping, guarded by a SIGBUS
+ * handler that ember installs (process-wide, once, and again if another
+ * replaced it; a SIGBUS that is not a read of a guarded mapping goes to
+ * the handler that was there before): a file truncated during the load
+ * fails it instead of killing the process.
  * *out is freed with ember_graph_free. */
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
                      const ember_graph_opts *opts, char *msg);
