@@ -53,11 +53,11 @@
 
 static const char *format = "auto";
 static int relabel = 0, plan = 0;
+static int undirected = 0; /* accepted, changes nothing: see its help */
 
 enum { PLAN_FASTSV, PLAN_AFFOREST };
 /* afforest: the neighbours each vertex is linked to before the rest */
 #define SAMPLED 2
-static int undirected = 0; /* accepted, changes nothing: see its help */
 
 static const ember_cli_opt options[] = {
     {"format", EMBER_CLI_STR, &format, 0, 0, EMBER_CLI_FINGERPRINT, NULL,
@@ -86,7 +86,8 @@ static const ember_cli_program program = {
                "component; attributes iterations, and components once converged), or\n"
                "vertex,label lines\n"
                "for .csv/.txt (with a header line). Components of a directed graph are its\n"
-               "weak components. It runs until no label changes.",
+               "weak components. It runs until no label changes (afforest: 3\n"
+               "iterations).",
     .usage = "--input GRAPH [--output FILE] [options]",
     .examples = "  ember-cc --input data/karate.el --verify\n"
                 "  ember-cc --input data/karate.el --plan afforest --verify\n"

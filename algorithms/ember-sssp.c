@@ -865,7 +865,6 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const double
                                          d, at, 3, msg);
 }
 
-
 /* Independent check: Dijkstra with a binary heap (lazy deletion; at most
  * one entry an edge plus the source), then every distance compared bit for
  * bit with ember's, d, by vertex id. */

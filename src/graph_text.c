@@ -34,9 +34,7 @@
 
 typedef struct {
     const char *path;
-    ember__mapped map;
-    const char *data;    /* map's */
-    size_t size;
+    ember__mapped map;   /* the file: data, size */
     int mtx;
     int symmetric;       /* mtx: symmetric or skew-symmetric */
     int has_value;       /* mtx: real or integer entries */
@@ -68,14 +66,6 @@ typedef struct {
 
 /* ---- the file ------------------------------------------------------------ */
 
-static int map_file(source *s, char *msg)
-{
-    int rc = ember__map_file(&s->map, s->path, msg);
-    s->data = s->map.data;
-    s->size = s->map.size;
-    return rc;
-}
-
 /* Drops the parsed pages of [lo, hi) from memory: they are clean file
  * pages, read again from the file if ever touched (an error message's
  * line count), so the text never sits in memory whole next to the edges. */
@@ -84,13 +74,7 @@ static void release_pages(const source *s, size_t lo, size_t hi)
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t a = (lo + page - 1) / page * page, b = hi / page * page;
     if (b > a)
-        madvise((char *)s->data + a, b - a, MADV_DONTNEED);
-}
-
-static void unmap_file(source *s)
-{
-    ember__unmap_file(&s->map);
-    s->data = NULL;
+        madvise((char *)s->map.data + a, b - a, MADV_DONTNEED);
 }
 
 /* ---- tokens ------------------------------------------------------------------ */
@@ -243,7 +227,7 @@ static int check_value(chunk *c, const char *p, const char *end,
 static int line_value(chunk *c, const source *s, const char **pp, const char *end,
                       const char *line, double *w)
 {
-    const char *p = *pp, *base = s->data;
+    const char *p = *pp, *base = s->map.data;
     while (p < end && is_blank(*p))
         p++;
     if (p == end || *p == '\n' || *p == '#')
@@ -268,7 +252,7 @@ static int mtx_line_end(chunk *c, const source *s, const char *p, const char *en
         p++;
     if (p == end || *p == '\n')
         return 0;
-    return chunk_fail(c, EMBER_EFORMAT, p, s->data,
+    return chunk_fail(c, EMBER_EFORMAT, p, s->map.data,
                       s->has_value ? "extra column '%s' after the entry's value (the "
                                      "header says an entry is 'row column value')"
                                    : "extra column '%s' after the entry's indices (the "
@@ -341,12 +325,12 @@ static inline int push_edge(chunk *c, ember_ctx *ctx, uint64_t a, uint64_t b, in
 static int take_edge(chunk *c, const source *s, ember_ctx *ctx, uint64_t a,
                      uint64_t b, const double *w, const char *line)
 {
-    const char *base = s->data;
+    const char *base = s->map.data;
     if (s->mtx) {
         if (a == 0 || b == 0)
             return chunk_fail(c, EMBER_EFORMAT, line, base,
                               "index 0 in '%s...': Matrix Market indices start at 1",
-                              line, s->data + s->size);
+                              line, s->map.data + s->map.size);
         if (a > s->rows || b > s->cols) {
             snprintf(c->err, sizeof c->err,
                      "entry (%llu, %llu) is outside the %llu x %llu matrix",
@@ -452,7 +436,7 @@ static inline int swar_number(uint64_t x, uint64_t *v)
 static inline int swar_line(const source *s, const char *p, uint64_t *a, uint64_t *b,
                             const char **qq)
 {
-    const char *fend = s->data + s->size;
+    const char *fend = s->map.data + s->map.size;
     if (fend - p < 16)
         return 0;
     int la = swar_number(load8(p), a);
@@ -670,7 +654,7 @@ static const char *fast_weighted_lines(chunk *c, const source *s, ember_ctx *ctx
 
 static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
 {
-    const char *base = s->data, *p = base + c->lo, *end = base + c->hi;
+    const char *base = s->map.data, *p = base + c->lo, *end = base + c->hi;
     const int plain = !s->mtx && !s->weighted && !s->wide;
     const int weighted = !s->mtx && s->weighted && !s->wide;
     while (p < end) {
@@ -686,13 +670,13 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
          * the NUL is named first, so that a binary file (an HDF5 file read
          * with --format el) gets the same error whatever its bytes: its
          * first line may hold both, in either order. */
-        const char *start = p, *cr = bare_cr(p, base + s->size);
+        const char *start = p, *cr = bare_cr(p, base + s->map.size);
         while (p < end && is_blank(*p))
             p++;
         int comment = p < end && (*p == '#' || *p == '%');
         const char *nul = NULL;
         if (cr || comment)
-            nul = memchr(start, '\0', (size_t)(next_line(start, base + s->size) - start));
+            nul = memchr(start, '\0', (size_t)(next_line(start, base + s->map.size) - start));
         if (nul || cr) {
             snprintf(c->err, sizeof c->err, "%s", nul ? nul_text : bare_cr_text);
             c->status = EMBER_EFORMAT;
@@ -746,7 +730,7 @@ static int mtx_fail(const source *s, uint64_t line, const char *what, char *msg)
 /* Copies the line at *pos into buf (cut), moves *pos past it. */
 static void take_line(const source *s, size_t *pos, char *buf, size_t size)
 {
-    const char *p = s->data + *pos, *end = s->data + s->size;
+    const char *p = s->map.data + *pos, *end = s->map.data + s->map.size;
     const char *nl = next_line(p, end);
     size_t len = (size_t)(nl - p);
     while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
@@ -755,7 +739,7 @@ static void take_line(const source *s, size_t *pos, char *buf, size_t size)
         len = size - 1;
     memcpy(buf, p, len);
     buf[len] = '\0';
-    *pos = (size_t)(nl - s->data);
+    *pos = (size_t)(nl - s->map.data);
 }
 
 static int mtx_banner(source *s, const char *line, char *msg)
@@ -815,7 +799,7 @@ static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
 static int mtx_line(const source *s, size_t *pos, uint64_t no, char *line,
                     size_t size, char *msg)
 {
-    if (bare_cr(s->data + *pos, s->data + s->size))
+    if (bare_cr(s->map.data + *pos, s->map.data + s->map.size))
         return ember__err(msg, EMBER_EFORMAT, "%s:%llu: %s", s->path,
                           (unsigned long long)no, bare_cr_text);
     take_line(s, pos, line, size);
@@ -830,7 +814,7 @@ static int mtx_header(source *s, char *msg)
     int rc = mtx_line(s, &pos, no, line, sizeof line, msg);
     if (!rc)
         rc = mtx_banner(s, line, msg);
-    while (!rc && pos < s->size) {
+    while (!rc && pos < s->map.size) {
         if ((rc = mtx_line(s, &pos, no + 1, line, sizeof line, msg)))
             break;
         no++;
@@ -853,16 +837,16 @@ static size_t line_start(const source *s, size_t at)
 {
     if (at <= s->body)
         return s->body;
-    if (at >= s->size)
-        return s->size;
-    const char *nl = memchr(s->data + at - 1, '\n', s->size - at + 1);
-    return nl ? (size_t)(nl + 1 - s->data) : s->size;
+    if (at >= s->map.size)
+        return s->map.size;
+    const char *nl = memchr(s->map.data + at - 1, '\n', s->map.size - at + 1);
+    return nl ? (size_t)(nl + 1 - s->map.data) : s->map.size;
 }
 
 static uint64_t line_of(const source *s, size_t pos)
 {
     uint64_t line = s->body_line;
-    const char *p = s->data + s->body, *end = s->data + pos;
+    const char *p = s->map.data + s->body, *end = s->map.data + pos;
     while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
         line++;
         p++;
@@ -874,7 +858,7 @@ static uint64_t line_of(const source *s, size_t pos)
 static int cut_chunks(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
                       char *msg)
 {
-    size_t body = s->size - s->body;
+    size_t body = s->map.size - s->body;
     size_t nc = body / CHUNK_BYTES + 1;
     size_t want = (size_t)ctx->threads * 4;
     if (nc < want)
@@ -886,7 +870,7 @@ static int cut_chunks(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
         c[i].lo = line_start(s, s->body + (size_t)(((unsigned __int128)body * i) / nc));
         c[i].hi = line_start(s, s->body + (size_t)(((unsigned __int128)body * (i + 1)) / nc));
     }
-    c[nc - 1].hi = s->size;
+    c[nc - 1].hi = s->map.size;
     *out = c;
     *nout = nc;
     return EMBER_OK;
@@ -1170,7 +1154,7 @@ static int load_streamed(ember_graph *g, source *s, const ember_graph_opts *opts
         /* a line holds at least "0 0\n"; a symmetric entry is two edges */
         ember__esource src = {stream_block, &st, st.nc, st.group, stream_vertices,
                               stream_counted, stream_fill, stream_done,
-                              (s->size - s->body) / 4 * 2 + 2};
+                              (s->map.size - s->body) / 4 * 2 + 2};
         rc = ember__graph_build_from(g, &src, opts, msg);
     }
     for (int j = 0; j < EMBER__LANES; j++) /* lanes: the slowest lane's */
@@ -1196,7 +1180,7 @@ static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
  * number of its line in *line. 0 when none. */
 static uint64_t header_vertices(const source *s, uint64_t *line)
 {
-    const char *p = s->data + s->body, *end = s->data + s->size;
+    const char *p = s->map.data + s->body, *end = s->map.data + s->map.size;
     for (int lines = 0; p < end && *p == '#' && lines < 64; lines++) {
         *line = (uint64_t)lines + 1;
         const char *e = next_line(p, end);
@@ -1289,14 +1273,14 @@ static int load_relabelled(ember_graph *g, source *s, const ember_graph_opts *op
  * (its '%' lines are comments to an edge list, its size line an edge). */
 static int first_bytes(source *s, char *msg)
 {
-    const unsigned char *d = (const unsigned char *)s->data;
-    if (s->size >= 2 && d[0] == 0x1f && d[1] == 0x8b)
+    const unsigned char *d = (const unsigned char *)s->map.data;
+    if (s->map.size >= 2 && d[0] == 0x1f && d[1] == 0x8b)
         return ember__err(msg, EMBER_EFORMAT, "%s: gzip-compressed; decompress "
                           "it first", s->path);
-    if (s->size >= 3 && memcmp(d, "\xEF\xBB\xBF", 3) == 0)
+    if (s->map.size >= 3 && memcmp(d, "\xEF\xBB\xBF", 3) == 0)
         s->body = 3;
-    if (!s->mtx && s->size - s->body >= 14 &&
-        strncasecmp(s->data + s->body, "%%MatrixMarket", 14) == 0)
+    if (!s->mtx && s->map.size - s->body >= 14 &&
+        strncasecmp(s->map.data + s->body, "%%MatrixMarket", 14) == 0)
         return ember__err(msg, EMBER_EFORMAT, "%s: a Matrix Market file "
                           "(%%%%MatrixMarket banner): name it .mtx or pass "
                           "--format mtx", s->path);
@@ -1310,12 +1294,12 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     s.wide = opts->relabel && !mtx; /* Matrix Market indices are dense */
     s.limit = ember__graph_max_vertices(opts);
     double t0 = ember__graph_now();
-    int rc = map_file(&s, msg);
+    int rc = ember__map_file(&s.map, path, msg);
     if (!rc)
         rc = first_bytes(&s, msg);
     if (!rc && mtx)
         rc = mtx_header(&s, msg);
-    g->input_bytes = s.size;
+    g->input_bytes = s.map.size;
     double header = ember__graph_now() - t0;
     if (!rc)
         rc = s.wide ? load_relabelled(g, &s, opts, msg) : load_streamed(g, &s, opts, msg);
@@ -1327,6 +1311,6 @@ int ember__graph_load_text(ember_graph *g, const char *path, int mtx,
     /* what the parse made of the zeros past the new end is beside the point */
     if (ember__map_shrank(&s.map))
         rc = ember__graph_shrank(msg, path);
-    unmap_file(&s);
+    ember__unmap_file(&s.map);
     return rc;
 }
