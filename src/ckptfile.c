@@ -204,7 +204,8 @@ static int write_root(hid_t fid, ember_ctx *ctx, const ember__ck_meta *m)
  * them with O_DIRECT (buffered where refused), the image and the chunks
  * the driver took by reference each from where it lies, into the retired
  * checkpoint the loop left as the spare (ember__ck_spare), renamed to
- * NAME.tmp, when there is one: its blocks are allocated already. A
+ * NAME.tmp, when there is one and it may be written over (a regular file
+ * with one name, open nowhere else): its blocks are allocated already. A
  * buffered write into a new file costs a fresh page-cache page for every
  * 4 KiB (measured: 3x the CPU of a copy into cached pages, and on a VM
  * that backs memory lazily far more: docs/design.md, "Checkpoints go to
@@ -1005,13 +1006,49 @@ static int spans_settle(ember__ckimg *img)
  * gets the whole image, the spans copied in. Where O_DIRECT is refused
  * (tmpfs, some network file systems), a buffered write, which into the
  * spare's cached pages is a plain copy. */
+/* Whether the file open as fd may be written over: a regular file with no
+ * other name, which no other descriptor has open (a write lease is granted
+ * only then; where leases are refused, no). The spare is such a file,
+ * unless something outside reached it: a symbolic link or a hard link by a
+ * checkpoint's name (an archive, a fork made with cp -al) or a reader
+ * partway through a retired checkpoint, which must keep the bytes they
+ * had. */
+static int overwritable(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+        return 0;
+#ifdef F_SETLEASE
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0)
+        return 0;
+    (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* A descriptor to write the image at path through: the spare renamed
+ * there when it may be written over, else a new file. -1 with errno. */
+static int open_image(const char *path, int flags)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags);
+    if (fd < 0 && errno == EINVAL)
+        return -1; /* flags refused (O_DIRECT): the spare stays for the retry */
+    if (fd >= 0 && overwritable(fd))
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return ember__open_new(path, flags);
+}
+
 static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
 {
 #ifdef O_DIRECT
     size_t padded = round_up(img->len, DIO_ALIGN);
     memset(img->buf + img->len, 0, padded - img->len);
     int dfd = img->refuse_direct ? (errno = EINVAL, -1)
-                                 : open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0666);
+                                 : open_image(path, O_DIRECT);
     if (dfd >= 0 && write_pieces(dfd, img, padded, img->refuse_spans) == 0) {
         *fd = dfd;
         return 0;
@@ -1026,7 +1063,7 @@ static int write_image_fd(const char *path, ember__ckimg *img, int *fd)
     if (dfd >= 0)
         close(dfd);
 #endif
-    *fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    *fd = open_image(path, 0);
     if (*fd < 0)
         return -1;
     return write_pieces(*fd, img, img->len, 0);

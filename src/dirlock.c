@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef F_OFD_SETLK
@@ -71,10 +72,22 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
         return ember__err(msg, EMBER_EINVAL, "%s %s: path too long", what, dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == EISDIR) /* not writable names the wrong cause */
-        return ember__err(msg, EMBER_EINVAL, "%s %s: %s is a directory, not the "
-                          "lock file ember keeps there; remove it", what, dir, path);
+    /* The lock file is written (our pid): never through a link to a file
+     * elsewhere, nor into a file that has other names. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    const char *odd = fd < 0 && errno == EISDIR ? "a directory"
+                      : fd < 0 && errno == ELOOP ? "a symbolic link" : NULL;
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)))
+        odd = "not a regular file";
+    else if (fd >= 0 && st.st_nlink != 1)
+        odd = "a file with other names (hard links)";
+    if (odd) { /* not writable would name the wrong cause */
+        if (fd >= 0)
+            close(fd);
+        return ember__err(msg, EMBER_EINVAL, "%s %s: %s is %s, not the lock file "
+                          "ember keeps there; remove it", what, dir, path, odd);
+    }
     if (fd < 0)
         return ember__err(msg, EMBER_EIO, "%s %s is not writable: cannot open %s: %s",
                           what, dir, path, strerror(errno));
@@ -124,7 +137,7 @@ int ember__lock_orphan(const char *path)
     (void)path;
     return -1;
 #endif
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return -1;
     struct flock fl;

@@ -70,6 +70,11 @@ char *ember__strdup(ember_ctx *ctx, const char *s);
  * mkdir(1) makes them). 0, or -1 with errno set; part (may be NULL, at
  * least PATH_MAX bytes) gets the directory that failed. */
 int ember__mkdir_p(const char *dir, char *part);
+/* Opens path as a new file, for writing (flags adds to O_WRONLY): what had
+ * the name before (a leftover, a symbolic link, one name of a file with
+ * others) is unlinked first, never written through. A descriptor, or -1
+ * with errno set. */
+int ember__open_new(const char *path, int flags);
 /* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
 size_t ember__mul(size_t n, size_t size);
 

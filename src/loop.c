@@ -338,7 +338,9 @@ static int list_ckpts(ember_loop *L, ckpt_entry **out, size_t *n, char *msg)
             cap = nc;
         }
         e[cnt].iter = it;
-        snprintf(e[cnt].name, sizeof e[cnt].name, "%s", de->d_name);
+        /* a checkpoint's name is at most 28 bytes (parse_ckpt_name) */
+        snprintf(e[cnt].name, sizeof e[cnt].name, "%.*s", (int)sizeof e[cnt].name - 1,
+                 de->d_name);
         cnt++;
     }
     closedir(d);
@@ -433,6 +435,37 @@ static int copy_strings(ember_loop *L, const ember_loop_opts *o,
                                                            : EMBER_ENOMEM;
 }
 
+/* What would fail only at the first checkpoint, found at the start
+ * instead, before any iteration's work: a directory the loop cannot
+ * create files in, and a directory by a checkpoint's name, which no commit
+ * can rename a file over (and which every rerun would meet again). */
+static int check_dir(ember_loop *L, char *msg)
+{
+    char probe[PATH_SIZE];
+    snprintf(probe, sizeof probe, "%s/.ember-probe.tmp", L->dir);
+    int fd = ember__open_new(probe, 0);
+    if (fd < 0)
+        return ember__err(msg, EMBER_EIO, "checkpoint dir %s is not writable: cannot "
+                          "create %s: %s", L->dir, probe, strerror(errno));
+    close(fd);
+    unlink(probe);
+    DIR *d = opendir(L->dir);
+    struct dirent *de;
+    struct stat st;
+    uint64_t it;
+    int rc = EMBER_OK;
+    while (d && !rc && (de = readdir(d)) != NULL)
+        if (parse_ckpt_name(de->d_name, &it) &&
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(st.st_mode))
+            rc = ember__err(msg, EMBER_EINVAL, "checkpoint dir %s: %s/%s is a directory "
+                            "where the loop would write a checkpoint; remove it",
+                            L->dir, L->dir, de->d_name);
+    if (d)
+        closedir(d);
+    return rc;
+}
+
 static int open_dir(ember_loop *L, char *msg)
 {
     if (strlen(L->dir) == 0 || strlen(L->dir) > DIR_MAX)
@@ -446,6 +479,8 @@ static int open_dir(ember_loop *L, char *msg)
             rc = lock_dir(L, msg);
         if (!rc)
             sweep_tmp(L);
+        if (!rc)
+            rc = check_dir(L, msg);
     }
     if (ranks(L) > 1) {
         root_says s;
@@ -975,12 +1010,16 @@ static void unstale(ember_loop *L, uint64_t iter)
 /* Deletes a checkpoint retention gives up, or in the asynchronous mode
  * (one process) keeps it as the spare that the next file built in memory
  * overwrites (ckptfile.c): renamed, so it is no checkpoint any more the
- * moment it is retired. */
+ * moment it is retired. Only a regular file with no other name becomes
+ * the spare: a symbolic or hard link by a checkpoint's name reaches a file
+ * outside the run (an archive, a fork's directory), and only the name is
+ * deleted. */
 static int retire_file(const ember_loop *L, const char *path)
 {
     char spare[PATH_SIZE];
     struct stat st;
-    if (L->async && !ember__ck_spare(L->dir, spare, sizeof spare) &&
+    if (L->async && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        !ember__ck_spare(L->dir, spare, sizeof spare) &&
         lstat(spare, &st) != 0 && errno == ENOENT && rename(path, spare) == 0)
         return 0;
     return unlink(path);

@@ -196,7 +196,7 @@ static int af_open_as(ember__afile *a, const char *dir, const char *name,
         a->tmp[0] = '\0';
         return ember__err(msg, EMBER_EINVAL, "path too long: %s/%s", dir, name);
     }
-    int fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ember__open_new(a->tmp, 0);
     if (fd < 0) {
         int e = errno;
         a->tmp[0] = '\0';

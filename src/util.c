@@ -211,6 +211,7 @@ int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
     return first;
 }
 
+#include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
 
@@ -231,6 +232,13 @@ static int mkdir_one(const char *dir)
     }
     errno = err;
     return -1;
+}
+
+int ember__open_new(const char *path, int flags)
+{
+    if (unlink(path) != 0 && errno != ENOENT)
+        return -1;
+    return open(path, flags | O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
 }
 
 int ember__mkdir_p(const char *dir, char *part)

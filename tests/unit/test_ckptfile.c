@@ -490,6 +490,76 @@ static void test_ckptfile_image_buffered_fallback(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* The spare (a retired checkpoint a commit writes over) is written over
+ * only when nothing outside the run reaches it: a symbolic link by its
+ * name, a hard link (cp -al) or a reader's open descriptor keep the bytes
+ * they had, and the commit writes a new file. A plain spare is still
+ * written over where leases work (they say nothing else has it open). */
+static void test_ckptfile_spare_not_written_through(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    const char *dir = "spdir", *path = "spdir/sp.h5", *spare = "spdir/" EMBER__CK_SPARE;
+    const char *outside = "spoutside.bin";
+    static const char mine[] = "bytes that are not ember's to overwrite";
+    assert_true(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    ember_ctx *ctx = tu_ctx(2);
+    ember__ckimg img;
+    memset(&img, 0, sizeof img);
+    static double x[200000];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (double)i / 7.0;
+    for (int how = 0; how < 4; how++) { /* symlink, hard link, open, plain */
+        unlink(path);
+        unlink(spare);
+        tu_spit(outside, mine, sizeof mine);
+        int held = -1;
+        if (how == 0)
+            assert_int_equal(symlink("../spoutside.bin", spare), 0);
+        else if (how == 1)
+            assert_int_equal(link(outside, spare), 0);
+        else {
+            assert_int_equal(rename(outside, spare), 0);
+            if (how == 2)
+                assert_true((held = open(spare, O_RDONLY)) >= 0);
+        }
+        struct stat before, after;
+        assert_int_equal(stat(spare, &before), 0);
+        ember__ckw *w = NULL;
+        TU_OKM(ember__ckw_begin_image(ctx, &w, dir, "sp.h5", &plain_meta, &img, msg), msg);
+        TU_OKM(ember__ckw_scalars(w, "x", EMBER_F64, x, sizeof x / sizeof x[0], msg), msg);
+        TU_OKM(ember__ckw_commit(&w, NULL, NULL, msg), msg);
+        assert_int_equal(lstat(path, &after), 0);
+        assert_true(S_ISREG(after.st_mode));
+        assert_reads_back(ctx, path, x, sizeof x / sizeof x[0]);
+        if (how == 3) {
+            if (tu_leases_work(dir))
+                assert_true(after.st_ino == before.st_ino);
+            continue;
+        }
+        assert_true(after.st_ino != before.st_ino);
+        size_t n = 0;
+        unsigned char *b = NULL;
+        if (held >= 0) { /* what the reader has open is what it had */
+            b = malloc(sizeof mine);
+            assert_non_null(b);
+            n = (size_t)pread(held, b, sizeof mine, 0);
+            close(held);
+        } else {
+            b = tu_slurp(outside, &n);
+            unlink(outside);
+        }
+        assert_int_equal(n, sizeof mine);
+        assert_memory_equal(b, mine, sizeof mine);
+        free(b);
+    }
+    ember__ckimg_free(ctx, &img);
+    ember_ctx_destroy(&ctx);
+    unlink(path);
+    unlink(spare);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* Reads a whole file into memory (*n bytes). */
 static unsigned char *slurp(const char *path, size_t *n)
 {
@@ -1734,6 +1804,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ckptfile_blobs),
         cmocka_unit_test(test_ckptfile_image_reserve_grows),
         cmocka_unit_test(test_ckptfile_image_buffered_fallback),
+        cmocka_unit_test(test_ckptfile_spare_not_written_through),
         cmocka_unit_test(test_ckptfile_image_driver_same_file),
         cmocka_unit_test(test_ckptfile_image_driver_rewrite),
         cmocka_unit_test(test_ckptfile_image_driver_shrink),

@@ -296,6 +296,33 @@ static inline size_t tu_file_size(const char *path)
     return (size_t)st.st_size;
 }
 
+#if defined(__linux__) && !defined(F_SETLEASE)
+#define F_SETLEASE 1024 /* fcntl.h names it under _GNU_SOURCE only */
+#endif
+
+/* Whether a write lease can be had on a new file in dir: a checkpoint's
+ * spare is written over only when one can (ckptfile.c), else a new file
+ * is written. */
+static inline int tu_leases_work(const char *dir)
+{
+    int ok = 0;
+#ifdef F_SETLEASE
+    char p[512];
+    snprintf(p, sizeof p, "%s/.tu-lease-probe", dir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        ok = fcntl(fd, F_SETLEASE, F_WRLCK) == 0;
+        if (ok)
+            fcntl(fd, F_SETLEASE, F_UNLCK);
+        close(fd);
+    }
+    unlink(p);
+#else
+    (void)dir;
+#endif
+    return ok;
+}
+
 /* The whole file in a malloc'd buffer. */
 static inline unsigned char *tu_slurp(const char *path, size_t *size)
 {
