@@ -83,6 +83,13 @@ typedef enum {
 /* Static string naming a status; "unknown status" for others. */
 const char *ember_strerror(int status);
 
+/* The exit status for a program that ends with status, as ember's programs
+ * exit: 0 for EMBER_OK (and the other non-negative statuses but one), 75
+ * (EMBER_EXIT_RESUMABLE, ember/loop.h) for EMBER_INTERRUPTED, 2 for bad
+ * input or arguments (EFORMAT, ENOTFOUND, EEMPTY, ERANGE, EINVAL, ETYPE,
+ * ELENGTH, EMISMATCH, ECORRUPT), 1 for any other failure. */
+int ember_exit_status(int status);
+
 /* ------------------------------------------------------------------------
  * Record types
  *

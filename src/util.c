@@ -27,6 +27,20 @@ const char *ember_strerror(int status)
     return "unknown status";
 }
 
+int ember_exit_status(int status)
+{
+    switch (status) {
+    case EMBER_INTERRUPTED:
+        return EMBER_EXIT_RESUMABLE;
+    case EMBER_EFORMAT: case EMBER_ENOTFOUND: case EMBER_EEMPTY:
+    case EMBER_ERANGE: case EMBER_EINVAL: case EMBER_ETYPE:
+    case EMBER_ELENGTH: case EMBER_EMISMATCH:
+    case EMBER_ECORRUPT: /* a damaged input file (a checkpoint is skipped) */
+        return 2;
+    }
+    return status < 0;
+}
+
 size_t ember__mul(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)

@@ -1154,18 +1154,6 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 
 /* ---- exit ------------------------------------------------------------------ */
 
-static int is_input_error(int status)
-{
-    switch (status) {
-    case EMBER_EFORMAT: case EMBER_ENOTFOUND: case EMBER_EEMPTY:
-    case EMBER_ERANGE: case EMBER_EINVAL: case EMBER_ETYPE:
-    case EMBER_ELENGTH: case EMBER_EMISMATCH:
-    case EMBER_ECORRUPT: /* a damaged input file (a checkpoint is skipped) */
-        return 1;
-    }
-    return 0;
-}
-
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     const char *name = cli && cli->prog ? cli->prog->name : "ember";
@@ -1186,5 +1174,6 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
         return EMBER_EXIT_RESUMABLE;
     }
     fprintf(stderr, "%s: %s\n", name, msg && msg[0] ? msg : ember_strerror(status));
-    return ember_cli_settle(is_input_error(status) ? EMBER_EXIT_USAGE : EMBER_EXIT_FAILURE);
+    return ember_cli_settle(ember_exit_status(status) == 2 ? EMBER_EXIT_USAGE
+                                                           : EMBER_EXIT_FAILURE);
 }

@@ -459,8 +459,7 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg);
  * name) on stderr as "<name>: ...": 0 for EMBER_OK, 75 for
  * EMBER_INTERRUPTED (with a line saying how to resume, true to the flags:
  * after --resume never the same command would start over), 2 for bad input
- * (EFORMAT, ENOTFOUND, EEMPTY, ERANGE, EINVAL, ETYPE, ELENGTH, EMISMATCH),
- * 1 otherwise. */
+ * (ember_exit_status says which statuses), 1 otherwise. */
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg);
 
 /* Monotonic seconds. */

@@ -54,5 +54,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", ember_strerror(rc), msg);
     ember_loop_destroy(&loop);
     ember_ctx_destroy(&ctx);
-    return rc == EMBER_INTERRUPTED ? EMBER_EXIT_RESUMABLE : rc != EMBER_OK;
+    return ember_exit_status(rc); /* 75: resumable; 2: bad input; 1: failed */
 }

@@ -393,6 +393,21 @@ static void test_ctx_strerror_every_status(void **state)
     assert_string_equal(ember_strerror(-17), "unknown status");
     assert_string_equal(ember_strerror(5), "unknown status");
     assert_string_equal(ember_strerror(INT_MIN), "unknown status");
+    /* exit statuses: every error is 1 or 2, information 0, a signal's 75 */
+    for (size_t i = 0; i < n; i++) {
+        int x = ember_exit_status(rows[i].status), in = 0;
+        static const int input[] = {EMBER_EFORMAT, EMBER_ENOTFOUND, EMBER_EEMPTY,
+                                    EMBER_ERANGE, EMBER_EINVAL, EMBER_ETYPE,
+                                    EMBER_ELENGTH, EMBER_EMISMATCH, EMBER_ECORRUPT};
+        for (size_t k = 0; k < sizeof input / sizeof input[0]; k++)
+            in |= input[k] == rows[i].status;
+        assert_int_equal(x, rows[i].status == EMBER_INTERRUPTED ? EMBER_EXIT_RESUMABLE
+                            : in                               ? 2
+                            : rows[i].value < 0                ? 1 : 0);
+    }
+    assert_int_equal(ember_exit_status(EMBER_ENOMEM), 1);
+    assert_int_equal(ember_exit_status(EMBER_EINVAL), 2);
+    assert_int_equal(ember_exit_status(EMBER_OK), 0);
     assert_string_equal(ember_strerror(INT_MAX), "unknown status");
 }
 
