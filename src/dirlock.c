@@ -88,9 +88,10 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
         return ember__err(msg, EMBER_EINVAL, "%s %s: %s is %s, not the lock file "
                           "ember keeps there; remove it", what, dir, path, odd);
     }
-    if (fd < 0)
-        return ember__err(msg, EMBER_EIO, "%s %s is not writable: cannot open %s: %s",
-                          what, dir, path, strerror(errno));
+    if (fd < 0) /* the caller's directory (exit 2), or the disk */
+        return ember__err(msg, ember__denied(errno) ? EMBER_EINVAL : EMBER_EIO,
+                          "%s %s is not writable: cannot open %s: %s", what, dir, path,
+                          strerror(errno));
     struct flock fl;
     memset(&fl, 0, sizeof fl); /* l_pid must be 0 for an OFD lock */
     fl.l_type = F_WRLCK;

@@ -75,6 +75,9 @@ int ember__mkdir_p(const char *dir, char *part);
  * others) is unlinked first, never written through. A descriptor, or -1
  * with errno set. */
 int ember__open_new(const char *path, int flags);
+/* Whether errno e says the caller may not write there (EACCES, EPERM,
+ * EROFS): a directory it named, not a failing disk. */
+int ember__denied(int e);
 /* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
 size_t ember__mul(size_t n, size_t size);
 

@@ -445,8 +445,9 @@ static int check_dir(ember_loop *L, char *msg)
     snprintf(probe, sizeof probe, "%s/.ember-probe.tmp", L->dir);
     int fd = ember__open_new(probe, 0);
     if (fd < 0)
-        return ember__err(msg, EMBER_EIO, "checkpoint dir %s is not writable: cannot "
-                          "create %s: %s", L->dir, probe, strerror(errno));
+        return ember__err(msg, ember__denied(errno) ? EMBER_EINVAL : EMBER_EIO,
+                          "checkpoint dir %s is not writable: cannot create %s: %s",
+                          L->dir, probe, strerror(errno));
     close(fd);
     unlink(probe);
     DIR *d = opendir(L->dir);

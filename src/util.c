@@ -255,6 +255,11 @@ int ember__open_new(const char *path, int flags)
     return open(path, flags | O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
 }
 
+int ember__denied(int e)
+{
+    return e == EACCES || e == EPERM || e == EROFS;
+}
+
 int ember__mkdir_p(const char *dir, char *part)
 {
     char p[PATH_MAX];

@@ -16,6 +16,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -617,6 +618,20 @@ static void early_install(void)
  * without a loop (ember-gen, ember-convert) puts the default actions back. */
 __attribute__((constructor)) static void early_at_start(void)
 {
+    /* Descriptors 0 to 2 stay taken: a file opened while one is closed
+     * would get its number, and what the program prints would land in it
+     * (the checkpoint directory's lock file). A closed one gets /dev/null
+     * opened for reading, so a write to it still fails, as it would have. */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (nul >= 0 && nul != fd) {
+                dup2(nul, fd); /* dup2 clears O_CLOEXEC on fd */
+                close(nul);
+            } else if (nul == fd) {
+                fcntl(fd, F_SETFD, 0);
+            }
+        }
     ember_cli_catch_early("ember: stopped by a signal while starting (exit 75); "
                           "run the same command again");
 }
@@ -1157,6 +1172,15 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     const char *name = cli && cli->prog ? cli->prog->name : "ember";
+    errno = 0;
+    int unflushed = status == EMBER_OK && fflush(stdout) != 0, err = errno;
+    if (status == EMBER_OK && (unflushed || ferror(stdout))) {
+        /* the results printed are lost (a full disk, a closed stdout) */
+        fprintf(stderr, "%s: cannot write the standard output%s%s\n", name,
+                unflushed ? ": " : " (a write to it failed)",
+                unflushed ? strerror(err) : "");
+        return ember_cli_settle(EMBER_EXIT_FAILURE);
+    }
     if (status == EMBER_OK)
         return ember_cli_settle(EMBER_EXIT_OK);
     if (status == EMBER_INTERRUPTED) {

@@ -276,6 +276,15 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      path);
+    /* An output is written whole, as a new file renamed over the name, which
+     * would put a regular file in place of a device (as root, /dev/null) or
+     * a pipe; the metrics are appended where they are. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && strcmp(flag, "metrics") != 0)
+        return ember_cli_usage_error(cli, "--%s %s: not a regular file (%s); the output "
+                                     "is written as a new file renamed over that name, "
+                                     "which would replace it: give a file's name", flag,
+                                     path, S_ISFIFO(st.st_mode) ? "a pipe"
+                                           : S_ISSOCK(st.st_mode) ? "a socket" : "a device");
     if (ember_cli_tmp_name(path, tmp, sizeof tmp))
         return ember_cli_usage_error(cli, "--%s %s: %s", flag, path,
                                      strerror(ENAMETOOLONG));
@@ -296,6 +305,21 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
         resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path))
         return ember_cli_usage_error(cli, "--%s %s: cannot resolve its name (internal)",
                                      flag, path);
+    /* the checkpoint directory, or a name of the files the loop replaces
+     * and deletes there (checkpoints, its lock, temporaries) */
+    char ck[PATH_MAX];
+    const char *mine = cli->outputs[n].path, *base = strrchr(mine, '/') + 1;
+    size_t dl = (size_t)(base - 1 - mine), bl = strlen(base);
+    if (cli->checkpoint_dir && !resolved_name(cli->checkpoint_dir, ck, sizeof ck) &&
+        (strcmp(mine, ck) == 0 ||
+         (dl == strlen(ck) && !strncmp(mine, ck, dl) &&
+          (!strncmp(base, "ckpt-", 5) || !strcmp(base, "ember.lock") ||
+           (bl >= 4 && !strcmp(base + bl - 4, ".tmp"))))))
+        return ember_cli_usage_error(cli, "--%s %s: %s --checkpoint-dir %s; write it "
+                                     "elsewhere", flag, path, strcmp(mine, ck)
+                                     ? "a name of the files the checkpoints replace and "
+                                       "delete in"
+                                     : "is", cli->checkpoint_dir);
     for (int i = 0; i < n; i++)
         if (strcmp(cli->outputs[i].path, cli->outputs[n].path) == 0)
             return ember_cli_usage_error(cli, "--%s %s: the same file as --%s; each "

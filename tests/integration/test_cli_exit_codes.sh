@@ -97,4 +97,25 @@ mkdir -p lockdir/ember.lock
 expect2 "the lock file is a directory" "$bin/ember-pagerank" --input "$g" --iterations 2 \
     --checkpoint-dir lockdir
 grep -q "lockdir/ember.lock is a directory" err.txt || fail "lock: $(cat err.txt)"
+# An output over a device or a pipe would be replaced by a regular file
+# (as root, -o /dev/null made /dev/null one); an output that is the
+# checkpoint directory, or a checkpoint's name in it, would destroy it.
+mkfifo apipe
+expect2 "output is a pipe" "$bin/ember-pagerank" --input "$g" --output apipe
+grep -q "apipe: not a regular file (a pipe)" err.txt || fail "pipe: $(cat err.txt)"
+[ -p apipe ] || fail "the pipe was replaced"
+expect2 "output is a device" "$bin/ember-pagerank" --input "$g" --output /dev/null
+[ -c /dev/null ] || fail "/dev/null is no longer a device"
+expect2 "output is the checkpoint dir" "${pr[@]}" --input "$g" --output ck
+grep -q "is --checkpoint-dir ck" err.txt || fail "ck: $(cat err.txt)"
+mkdir -p ck2
+expect2 "metrics over a checkpoint" "$bin/ember-pagerank" --input "$g" --checkpoint-dir ck2 \
+    --metrics ck2/ckpt-000000000003.h5
+grep -q "replace and delete in --checkpoint-dir ck2" err.txt || fail "metrics: $(cat err.txt)"
+mkdir -p ck && "${pr[@]}" --input "$g" --output ck/r.h5 --quiet > /dev/null || fail "an output beside the checkpoints"
+# Results that cannot be printed are a failure (exit 1), not a success.
+"$bin/ember-pagerank" --input "$g" --top 3 --quiet > /dev/full 2> err.txt
+st=$?
+[ "$st" -eq 1 ] || fail "stdout on a full disk: exit $st: $(cat err.txt)"
+grep -q "cannot write the standard output" err.txt || fail "full: $(cat err.txt)"
 echo "exit codes: ok"
