@@ -2257,12 +2257,28 @@ static int verify_means(const km *s, const km_result *res)
     return bad == 0 && !rose;
 }
 
+/* No iteration ran: every centroid is the --init file's row, or else a
+ * point of the input (random and k-means++ pick points). */
+static int verify_initial(const km *s)
+{
+    size_t d = s->d, bad = 0, row = d * sizeof *s->c;
+    for (size_t q = 0; q < s->k; q++) {
+        const double *c = s->c + q * d;
+        int found = s->init_kind == 2 && memcmp(c, s->init + q * d, row) == 0;
+        for (size_t i = 0; s->init_kind != 2 && !found && i < s->n; i++)
+            found = memcmp(c, s->x + i * d, row) == 0;
+        bad += !found;
+    }
+    printf("Verification: no iteration ran: %zu of %zu centroids are %s\n", s->k - bad,
+           s->k, s->init_kind == 2 ? "the --init file's" : "points of the input");
+    return bad == 0;
+}
+
 static int verify(const km *s, const km_result *res)
 {
     int ok = verify_labels(s, res);
     if (s->cli->iterations_done == 0) {
-        printf("Verification: no iteration ran, the centroids are the initial ones: "
-               "centroid means not checked\n");
+        ok &= verify_initial(s);
     } else {
         int moved = memcmp(s->c, s->prev, s->k * s->d * sizeof *s->c) != 0;
         if (moved)
@@ -2383,6 +2399,8 @@ int main(int argc, char **argv)
         rc = bind_state(&s, loop);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, km_step, &s, msg);
+    if (!rc && cli.iterations_done == 0) /* --iterations 0: the initial ones */
+        rc = init_centroids(&s, msg);
     if (!rc)
         rc = final_labels(&s, &res, msg);
     /* Every rank holds the same centroids and labels (actions combine in

@@ -178,6 +178,10 @@ int main(int argc, char **argv)
     if (rc != EMBER_CLI_RUN)
         return rc;
     cli.iterations = n_maps;
+    if (n_records > (uint64_t)INT64_MAX) /* the bound, a double, is 2^63 */
+        return ember_cli_usage_error(&cli, "--n %" PRIu64 ": out of range: it must be at "
+                                     "most %" PRId64 " (range(N) counts in int64)",
+                                     n_records, INT64_MAX);
     if (n_records && n_records - 1 > (uint64_t)INT64_MAX - n_maps)
         return ember_cli_usage_error(&cli, "--n %" PRIu64 " with --maps %" PRIu64 ": the "
                                      "records would reach %" PRIu64 " + %" PRIu64 ", past "

@@ -70,7 +70,11 @@ set -e
 run short --k 3 --init random --seed 9 --iterations 1 --tolerance 0
 grep -q 'stopped by --iterations' "$tmp/short.out" || { cat "$tmp/short.out"; fail "short run not reported as stopped by --iterations"; }
 run zero --k 3 --iterations 0
-grep -q 'no iteration ran' "$tmp/zero.out" || fail "--iterations 0 not reported"
+grep -q 'no iteration ran: 3 of 3 centroids are points of the input' "$tmp/zero.out" \
+  || fail "--iterations 0 not reported"
+# ... whose centroids are the initial ones (they were all zeros)
+run zeroinit --iterations 0 --init "$tmp/c1.centroids.csv" --output "$tmp/z.csv"
+cmp -s "$tmp/z.centroids.csv" "$tmp/c1.centroids.csv" || fail "--iterations 0: not --init's centroids"
 
 # k = n: one cluster stays empty (two iris rows are equal) and takes the
 # farthest point; k = n - 1 and a tight tolerance.

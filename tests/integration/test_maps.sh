@@ -70,4 +70,11 @@ set +e
 "$bin/ember-maps" --n 9223372036854775807 --maps 2 > /dev/null 2> err.txt; st=$?
 set -e
 [ $st -eq 2 ] && grep -q "past int64's largest value" err.txt || fail "--n 2^63-1 --maps 2: exit $st: $(cat err.txt)"
+# a count past int64 too (2^63 passed the range check, a double, and
+# counted nothing: sum 0, count 0, exit 0)
+set +e
+"$bin/ember-maps" --n 9223372036854775808 --maps 0 > out.txt 2> err.txt; st=$?
+set -e
+[ $st -eq 2 ] && [ ! -s out.txt ] && grep -q "must be at most 9223372036854775807" err.txt \
+    || fail "--n 2^63 --maps 0: exit $st: $(cat out.txt err.txt)"
 echo "ember-maps: ok ($kills kills)"
