@@ -9,10 +9,10 @@
  * - An iteration assigns every point under the current centroids C, then
  *   moves each centroid to the mean of its points. The mean comes from
  *   exact integer sums (see "exact sums": each coordinate is a pair of
- *   integers after scaling by a power of two of its column, exact for
- *   coordinates of magnitude 2^(e - 50) or more, 2^e being the least power
- *   of two above the column's largest magnitude), so no result depends on
- *   the order of the sums: not on the team, the ranks or the partitions.
+ *   integers after scaling by a power of two of its column, or more
+ *   integers when a column's values span more than 2^50, always enough to
+ *   hold every bit), rounded once, so no result depends on the order of
+ *   the sums: not on the team, the ranks or the partitions.
  * - Empty cluster rule: when clusters are left without points, the i-th
  *   of them in index order moves onto the i-th point farthest from its own
  *   centroid in that assignment (distance descending, lowest point index on
@@ -806,13 +806,20 @@ static void bounds_end(km_bounds *b, const double *c, size_t k, size_t d, int ok
  * magnitude 2^(e_j - 50) or more, within 2^(e_j - 103) of the others. A
  * centroid's coordinate is (H + L 2^-51) / count rounded once to a double
  * (exact_mean), times 2^-s_j, where H and L are the sums of h and l with L
- * carried into H so that 0 <= L < 2^51. */
+ * carried into H so that 0 <= L < 2^51.
+ * A column whose smallest nonzero magnitude is below 2^(e_j - 50) (one
+ * value far larger than the rest: a fill value, say) gets more integers,
+ * X in all for every column: word w of x is round(r_w 2^(s_j + 51 w)), r_0
+ * = x and r_(w+1) what word w leaves (exact), enough words that the last
+ * leaves nothing, so the sums stay exact; the first two are h and l. */
 __extension__ typedef __int128 km_i128;
 
 typedef struct {
     int *s;          /* d: the columns' scales */
     double *f1, *f2; /* d: 2^s_j as two factors, each a normal double */
     km_i128 *h, *l;  /* k x d: the sums of the labels the bounds hold */
+    int X;           /* more words a coordinate (0 unless a column is wide) */
+    km_i128 *x;      /* X x k x d: their sums, word-major */
     int64_t *cnt;    /* k */
 } km_sums;
 
@@ -837,6 +844,18 @@ KM_CLONES static void split(const km_sums *z, const double *x, size_t j0, size_t
         memcpy(&ub, &u, sizeof ub);
         h[j] = tb - bb;
         l[j] = ub - bb;
+    }
+}
+
+/* All 2 + z->X words of coordinate j of x (the pair split makes, when
+ * X is 0). */
+static void split_wide(const km_sums *z, double x, size_t j, int64_t *word)
+{
+    double r = x;
+    for (int w = 0; w < 2 + z->X; w++) {
+        double q = nearbyint(ldexp(r, z->s[j] + 51 * w)); /* ties to even */
+        word[w] = (int64_t)q;
+        r -= ldexp(q, -(z->s[j] + 51 * w)); /* exact: what the word leaves */
     }
 }
 
@@ -875,28 +894,38 @@ typedef struct pass_arg {
 typedef struct acc_view {
     int64_t *flags, *cnt, *np, *ph, *pl;
     km_i128 *th, *tl;
+    km_i128 *tx; /* the more words' totals (X x k x d), then */
+    int64_t *px; /* their pending sums */
 } acc_view;
 
 static size_t acc_bytes(const pass_arg *a)
 {
-    size_t kd = a->k * a->d;
-    return (2 + 2 * a->k + 2 * kd) * sizeof(int64_t) + 2 * kd * sizeof(km_i128);
+    size_t kd = a->k * a->d, X = (size_t)a->z->X;
+    /* the pending words rounded up to an even count: 16-byte multiples */
+    return (2 + 2 * a->k + 2 * kd + (X * kd + 1) / 2 * 2) * sizeof(int64_t) +
+           (2 + X) * kd * sizeof(km_i128);
 }
 
 static acc_view acc_at(const pass_arg *a, void *acc)
 {
-    size_t k = a->k, kd = k * a->d;
+    size_t k = a->k, kd = k * a->d, X = (size_t)a->z->X;
     int64_t *p = acc, *c = p + 2;
     km_i128 *t = (km_i128 *)(void *)(c + 2 * k + 2 * kd);
-    return (acc_view){p, c, c + k, c + 2 * k, c + 2 * k + kd, t, t + kd};
+    return (acc_view){p, c, c + k, c + 2 * k, c + 2 * k + kd, t, t + kd, t + 2 * kd,
+                      (int64_t *)(void *)(t + (2 + X) * kd)};
 }
 
 static void flush_row(const pass_arg *a, acc_view v, size_t q)
 {
+    size_t kd = a->k * a->d;
     for (size_t j = q * a->d; j < (q + 1) * a->d; j++) {
         v.th[j] += v.ph[j];
         v.tl[j] += v.pl[j];
         v.ph[j] = v.pl[j] = 0;
+        for (size_t w = 0; w < (size_t)a->z->X; w++) {
+            v.tx[w * kd + j] += v.px[w * kd + j];
+            v.px[w * kd + j] = 0;
+        }
     }
     v.np[q] = 0;
 }
@@ -956,6 +985,29 @@ static void move_block(const pass_arg *a, acc_view v, const double *xb,
 {
     for (size_t t = 0; t < ch->n; t++)
         move_point(a, v, xb + (size_t)ch->who[t] * a->d, ch->from[t], lab[ch->who[t]]);
+}
+
+/* move_block for sums of more than two words: each coordinate split one
+ * at a time (a wide column is rare, and this is the slow path). */
+static void move_block_wide(const pass_arg *a, acc_view v, const double *xb,
+                            const km_changes *ch, const int32_t *lab)
+{
+    size_t d = a->d, kd = a->k * d;
+    int64_t word[64];
+    for (size_t t = 0; t < ch->n; t++) {
+        const double *x = xb + (size_t)ch->who[t] * d;
+        int32_t from = ch->from[t], to = lab[ch->who[t]];
+        for (size_t j = 0; j < d; j++) {
+            split_wide(a->z, x[j], j, word);
+            for (int w = 0; w < 2 + a->z->X; w++) {
+                int64_t *p = w == 0 ? v.ph : w == 1 ? v.pl : v.px + (size_t)(w - 2) * kd;
+                p[(size_t)to * d + j] += word[w];
+                if (from >= 0)
+                    p[(size_t)from * d + j] -= word[w];
+            }
+        }
+        move_count(a, v, from, to);
+    }
 }
 
 #ifdef KM_X86
@@ -1164,7 +1216,7 @@ static int pass_seq(void *accp, const void *in, size_t n, void *argp)
         size_t m = n - lo < KM_BLOCK ? n - lo : KM_BLOCK;
         const double *xb = x + lo * a->d;
         const int32_t *lab = assign_block(a, xb, m, tmp, dist, &ch, &t);
-        if (ch.n >= KM_DENSE && w.ph == v.ph && kd <= KM_PEND_LOCAL) {
+        if (ch.n >= KM_DENSE && w.ph == v.ph && kd <= KM_PEND_LOCAL && !a->z->X) {
             w.ph = loc;
             w.pl = loc + kd;
             memcpy(w.ph, v.ph, kd * sizeof *loc);
@@ -1196,6 +1248,8 @@ static int pass_comb(void *accp, const void *inp, size_t n, void *argp)
         v.th[j] += w.th[j] + w.ph[j];
         v.tl[j] += w.tl[j] + w.pl[j];
     }
+    for (size_t j = 0; j < (size_t)a->z->X * kd; j++)
+        v.tx[j] += w.tx[j] + w.px[j];
     return 0;
 }
 
@@ -1307,6 +1361,7 @@ typedef struct {
     int init_kind;      /* 0 random, 1 kmeans++, 2 file */
     km_kernels kern;
     double *colmax;     /* d: each column's largest magnitude, until prepare */
+    double *colmin;     /* d: ... and smallest nonzero one (+inf: none) */
     km_bounds bnd;      /* derived from the run, not checkpointed */
     km_sums sums;       /* derived too: the sums of bnd.lab */
     /* bound to the loop */
@@ -1443,17 +1498,29 @@ static void sums_apply(km *s, const pass_arg *a)
     km_sums *z = &s->sums;
     acc_view v = acc_at(a, s->acc);
     size_t kd = s->k * s->d;
+    size_t X = (size_t)z->X;
     if (!a->bounded) {
         memset(z->h, 0, kd * sizeof *z->h);
         memset(z->l, 0, kd * sizeof *z->l);
+        memset(z->x, 0, X * kd * sizeof *z->x);
         memset(z->cnt, 0, s->k * sizeof *z->cnt);
     }
     for (size_t q = 0; q < s->k; q++)
         z->cnt[q] += v.cnt[q];
+    for (size_t j = 0; j < X * kd; j++)
+        z->x[j] += v.tx[j];
     for (size_t j = 0; j < kd; j++) {
         z->h[j] += v.th[j];
         z->l[j] += v.tl[j];
-        km_i128 carry = z->l[j] >> 51; /* floor: 0 <= l < 2^51 after */
+        /* each word after the first carried into the one before it, from
+         * the last: 0 <= word < 2^51 after (floor) */
+        for (size_t w = X; w-- > 0;) {
+            km_i128 *up = w ? &z->x[(w - 1) * kd + j] : &z->l[j];
+            km_i128 carry = z->x[w * kd + j] >> 51;
+            *up += carry;
+            z->x[w * kd + j] -= carry * ((km_i128)1 << 51);
+        }
+        km_i128 carry = z->l[j] >> 51;
         z->h[j] += carry;
         z->l[j] -= carry * ((km_i128)1 << 51);
     }
@@ -1465,18 +1532,51 @@ static void sums_apply(km *s, const pass_arg *a)
  * last bit set when a remainder is left, so the one conversion to double
  * rounds as the exact quotient would: identical points have themselves as
  * their mean. (|H| / n <= 2^51: a mean is no larger than its points.) */
-static double exact_mean(km_i128 H, km_i128 L, int64_t n, int s)
+static double exact_mean(km_i128 H, km_i128 L, const km_i128 *more, int X, size_t stride,
+                         int64_t n, int s)
 {
     __extension__ typedef unsigned __int128 u128;
-    int neg = H < 0;
-    u128 hi = (u128)(neg ? -H : H), lo = (u128)L, c = (u128)n;
-    if (neg && lo) { /* |H 2^51 + L| = (|H| - 1) 2^51 + (2^51 - L) */
-        hi -= 1;
-        lo = ((u128)1 << 51) - lo;
+    enum { MAXW = 64 };
+    u128 lim[MAXW];
+    int W = 2 + X, neg = H < 0;
+    lim[0] = (u128)(neg ? -H : H);
+    lim[1] = (u128)L;
+    for (int w = 0; w < X; w++)
+        lim[2 + w] = (u128)more[(size_t)w * stride];
+    if (neg) { /* |T| = (|H| - 1) + the complement of the rest, plus one last unit */
+        int any = 0;
+        for (int w = 1; w < W; w++)
+            any |= lim[w] != 0;
+        if (any) {
+            lim[0] -= 1;
+            for (int w = 1; w < W; w++)
+                lim[w] = ((u128)1 << 51) - 1 - lim[w];
+            for (int w = W - 1; w >= 1; w--) { /* + 1 in the last word */
+                if (++lim[w] < ((u128)1 << 51))
+                    break;
+                lim[w] = 0;
+                if (w == 1)
+                    lim[0] += 1;
+            }
+        }
     }
-    u128 q = hi / c, u = ((hi % c) << 51) | lo; /* hi % c < 2^63 */
-    u128 m = (q << 51) | (u / c), r = u % c;    /* |T| / n = (m + r / n) 2^-51 */
-    int sh = 51;
+    /* long division, a word at a time: |T| / n = (m + r / n) 2^-sh, with
+     * the quotient's words gathered into m until it has 55 bits and the
+     * ones past them only noted (sticky) */
+    u128 c = (u128)n, q = lim[0] / c, r = lim[0] % c, m = q; /* lim[0] < 2^114 */
+    int sh = 0, sticky = 0;
+    for (int w = 1; w < W; w++) {
+        u128 u = (r << 51) | lim[w]; /* r < n < 2^63 */
+        q = u / c;
+        r = u % c;
+        if (m < ((u128)1 << 54)) {
+            m = (m << 51) | q;
+            sh += 51;
+        } else {
+            sticky |= q != 0;
+        }
+    }
+    r |= (u128)sticky;
     if (m == 0 && r == 0)
         return 0;
     while (m < ((u128)1 << 54)) { /* one more quotient bit */
@@ -1485,7 +1585,23 @@ static double exact_mean(km_i128 H, km_i128 L, int64_t n, int s)
         r -= r >= c ? c : 0;
         sh++;
     }
-    double v = ldexp((double)((m << 1) | (r != 0)), -(sh + 1) - s);
+    u128 M = (m << 1) | (r != 0); /* |T| / n = M 2^E, to the last bit (sticky) */
+    int E = -(sh + 1) - s, nb = 0;
+    for (u128 t = M; t; t >>= 1)
+        nb++;
+    double v;
+    if (nb + E - 1 >= -1022) { /* normal: one rounding, to 53 bits */
+        v = ldexp((double)M, E);
+    } else { /* subnormal: one rounding, at 2^-1074 (ldexp of a rounded M
+              * would be a second); k >= 3, so M's last bit is below half */
+        int k = -1074 - E;
+        u128 q = 0;
+        if (k <= nb + 1) {
+            u128 rem = M & (((u128)1 << k) - 1), half = (u128)1 << (k - 1);
+            q = (M >> k) + (rem > half || (rem == half && ((M >> k) & 1)));
+        }
+        v = ldexp((double)q, -1074);
+    }
     return neg ? -v : v;
 }
 
@@ -1530,7 +1646,8 @@ static int update_centroids(km *s, const pass_arg *a, char *msg)
         double *c = s->c + q * d;
         if (z->cnt[q] > 0) {
             for (size_t j = 0; j < d; j++)
-                c[j] = exact_mean(z->h[q * d + j], z->l[q * d + j], z->cnt[q], z->s[j]);
+                c[j] = exact_mean(z->h[q * d + j], z->l[q * d + j], z->x + q * d + j,
+                                  z->X, s->k * d, z->cnt[q], z->s[j]);
         } else if (used < a->E && slots[used * (1 + d)] >= 0) {
             memcpy(c, slots + used * (1 + d) + 1, d * sizeof *c);
             used++;
@@ -1679,6 +1796,24 @@ static int km_error(char *msg, int status, const char *fmt, ...)
     return status;
 }
 
+/* Each column's largest magnitude and smallest nonzero one over n points
+ * of x, into mx and mn (which hold those of points before); 1 if a value
+ * is not finite. */
+KM_CLONES static int col_ranges(const double *x, size_t n, size_t d, double *mx,
+                                double *mn)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j++) {
+            double v = fabs(x[i * d + j]);
+            bad |= !(v <= DBL_MAX);
+            mx[j] = v > mx[j] ? v : mx[j];
+            double nz = v > 0 ? v : INFINITY; /* a blend, no branch */
+            mn[j] = nz < mn[j] ? nz : mn[j];
+        }
+    return bad;
+}
+
 static int check_finite(km *s, const char *path, char *msg)
 {
     /* a test the compiler vectorizes, on the team, which also finds each
@@ -1687,29 +1822,34 @@ static int check_finite(km *s, const char *path, char *msg)
      * value that failed it, for the message */
     size_t d = s->d, T = (size_t)ember_ctx_threads(s->ctx);
     double *mx = calloc(d, sizeof *mx), *part = calloc(T * d, sizeof *part);
-    if (!mx || !part) {
+    double *mn = malloc(d * sizeof *mn), *pmn = malloc(T * d * sizeof *pmn);
+    if (!mx || !part || !mn || !pmn) {
         free(mx);
         free(part);
+        free(mn);
+        free(pmn);
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     }
+    for (size_t j = 0; j < T * d; j++)
+        pmn[j] = INFINITY;
     s->colmax = mx;
+    s->colmin = mn;
     int bad = 0;
 #pragma omp parallel num_threads((int)T) reduction(|:bad)
     {
         size_t me = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
         size_t lo = s->n * me / nt, hi = s->n * (me + 1) / nt;
-        double *m = part + me * d;
-        for (size_t i = lo; i < hi; i++)
-            for (size_t j = 0; j < d; j++) {
-                double v = fabs(s->x[i * d + j]);
-                bad |= !(v <= DBL_MAX);
-                m[j] = v > m[j] ? v : m[j];
-            }
+        bad |= col_ranges(s->x + lo * d, hi - lo, d, part + me * d, pmn + me * d);
     }
+    for (size_t j = 0; j < d; j++)
+        mn[j] = INFINITY;
     for (size_t t = 0; t < T; t++)
-        for (size_t j = 0; j < d; j++)
+        for (size_t j = 0; j < d; j++) {
             mx[j] = part[t * d + j] > mx[j] ? part[t * d + j] : mx[j];
+            mn[j] = pmn[t * d + j] < mn[j] ? pmn[t * d + j] : mn[j];
+        }
     free(part);
+    free(pmn);
     for (size_t i = 0; bad && i < s->n * s->d; i++)
         if (!isfinite(s->x[i]))
             return km_error(msg, EMBER_EFORMAT,
@@ -1854,25 +1994,43 @@ static double mean_variance(const km *s)
     return total;
 }
 
-/* The columns' scales of the exact sums, from their largest magnitudes. */
+/* The columns' scales of the exact sums, from their largest magnitudes,
+ * and the words a coordinate takes: w words reach down to 2^(e - 51 w),
+ * and a value below 2^e_min has no bit below 2^(e_min - 53). */
 static void sums_scales(km *s)
 {
+    s->sums.X = 0;
     for (size_t j = 0; j < s->d; j++) {
-        int e;
+        int e, e_min;
         frexp(s->colmax[j], &e); /* colmax < 2^e, the least such e (0 for 0) */
         int sc = 51 - e;
         s->sums.s[j] = sc;
         s->sums.f1[j] = ldexp(1, sc / 2);
         s->sums.f2[j] = ldexp(1, sc - sc / 2);
+        if (isfinite(s->colmin[j])) {
+            frexp(s->colmin[j], &e_min);
+            int words = (e - e_min + 53 + 50) / 51;
+            if (words - 2 > s->sums.X)
+                s->sums.X = words - 2;
+        }
     }
 }
 
 static int prepare(km *s, char *msg)
 {
     size_t kd = s->k * s->d;
-    pass_arg a = {.k = s->k, .d = s->d};
+    pass_arg a = {.k = s->k, .d = s->d, .z = &s->sums};
     km_bounds *b = &s->bnd;
     km_sums *z = &s->sums;
+    z->s = malloc(s->d * sizeof *z->s);
+    z->f1 = malloc(s->d * sizeof *z->f1);
+    z->f2 = malloc(s->d * sizeof *z->f2);
+    if (!z->s || !z->f1 || !z->f2)
+        return km_error(msg, EMBER_ENOMEM, "out of memory");
+    sums_scales(s); /* the accumulator's size depends on z->X */
+    free(s->colmax); /* needed for the scales only */
+    free(s->colmin);
+    s->colmax = s->colmin = NULL;
     s->c = calloc(kd, sizeof *s->c);
     s->prev = calloc(kd, sizeof *s->prev);
     s->acc = malloc(acc_bytes(&a));
@@ -1885,20 +2043,20 @@ static int prepare(km *s, char *msg)
     b->mv = malloc(s->k * sizeof *b->mv);
     b->near = malloc(s->k * sizeof *b->near);
     b->hsq = malloc(s->k * sizeof *b->hsq);
-    z->s = malloc(s->d * sizeof *z->s);
-    z->f1 = malloc(s->d * sizeof *z->f1);
-    z->f2 = malloc(s->d * sizeof *z->f2);
     z->h = malloc(kd * sizeof *z->h);
     z->l = malloc(kd * sizeof *z->l);
+    z->x = malloc((z->X ? (size_t)z->X * kd : 1) * sizeof *z->x);
     z->cnt = malloc(s->k * sizeof *z->cnt);
     if (!s->c || !s->prev || !s->acc || !s->zero || !b->lab || !b->lb || !b->ub ||
-        !b->at || !b->dec || !b->mv || !b->near || !b->hsq || !z->s || !z->f1 || !z->f2 ||
-        !z->h || !z->l || !z->cnt)
+        !b->at || !b->dec || !b->mv || !b->near || !b->hsq || !z->h || !z->l || !z->x ||
+        !z->cnt)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
-    sums_scales(s);
-    free(s->colmax); /* needed for the scales only */
-    s->colmax = NULL;
     s->kern = pick_kernels(s->d);
+    if (z->X) { /* a wide column: the words one at a time */
+        s->kern.move = move_block_wide;
+        /* sums the pairs once rounded: a checkpoint of then is refused */
+        s->cli->arithmetic_more = "sums to the last bit";
+    }
     const char *use = getenv("EMBER_KMEANS_BOUNDS");
     b->use = !(use && !strcmp(use, "0"));
     bounds_margins(b, s->d);
@@ -2149,7 +2307,7 @@ static int verify_labels(const km *s, const km_result *res)
 
 typedef struct {
     long double *sum; /* long double: a sum of doubles near DBL_MAX stays finite */
-    double *maxabs, *cnt, *dist, *colmax;
+    double *maxabs, *cnt, *dist;
     size_t *near;     /* each point's nearest previous centroid */
 } lloyd_ref;
 
@@ -2159,7 +2317,6 @@ static void lloyd_ref_free(lloyd_ref *r)
     free(r->maxabs);
     free(r->cnt);
     free(r->dist);
-    free(r->colmax);
     free(r->near);
 }
 
@@ -2172,9 +2329,8 @@ static int lloyd_ref_make(const km *s, lloyd_ref *r)
     r->maxabs = calloc(kd, sizeof *r->maxabs);
     r->cnt = calloc(s->k, sizeof *r->cnt);
     r->dist = malloc(s->n * sizeof *r->dist);
-    r->colmax = calloc(s->d, sizeof *r->colmax);
     r->near = malloc(s->n * sizeof *r->near);
-    if (!r->sum || !r->maxabs || !r->cnt || !r->dist || !r->colmax || !r->near)
+    if (!r->sum || !r->maxabs || !r->cnt || !r->dist || !r->near)
         return -1;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(ember_ctx_threads(s->ctx))
     for (size_t i = 0; i < s->n; i++)
@@ -2186,7 +2342,6 @@ static int lloyd_ref_make(const km *s, lloyd_ref *r)
         for (size_t j = 0; j < s->d; j++) {
             r->sum[q * s->d + j] += x[j];
             r->maxabs[q * s->d + j] = fmax(r->maxabs[q * s->d + j], fabs(x[j]));
-            r->colmax[j] = fmax(r->colmax[j], fabs(x[j]));
         }
     }
     return 0;
@@ -2206,8 +2361,8 @@ static size_t farthest_free(const lloyd_ref *r, size_t n, unsigned char *taken)
 }
 
 /* Each centroid is the mean of the points nearest to it before the last
- * update (within the rounding of a sum in point order and of the exact
- * sums' pairs), or, for a cluster left empty, the next farthest point; and
+ * update (within the rounding of the reference's sum in point order), or,
+ * for a cluster left empty, the next farthest point; and
  * the update did not raise the objective. */
 static int verify_means(const km *s, const km_result *res)
 {
@@ -2230,11 +2385,8 @@ static int verify_means(const km *s, const km_result *res)
             continue;
         }
         for (size_t j = 0; j < d; j++) {
-            int e;
-            frexp(r.colmax[j], &e);
             double mean = (double)(r.sum[q * d + j] / r.cnt[q]);
-            double tol = 2.0 * (r.cnt[q] + 1) * DBL_EPSILON * r.maxabs[q * d + j] +
-                         ldexp(1, e - 102);
+            double tol = 2.0 * (r.cnt[q] + 1) * DBL_EPSILON * r.maxabs[q * d + j];
             bad += !(fabs(mean - c[j]) <= tol);
             slack += r.cnt[q] * tol * tol;
         }
@@ -2324,6 +2476,7 @@ static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
     free(s->zero);
     free(s->init);
     free(s->colmax);
+    free(s->colmin);
     free(s->bnd.lab);
     free(s->bnd.lb);
     free(s->bnd.ub);
@@ -2337,6 +2490,7 @@ static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
     free(s->sums.f2);
     free(s->sums.h);
     free(s->sums.l);
+    free(s->sums.x);
     free(s->sums.cnt);
     ember_ctx_destroy(&s->ctx);
 }

@@ -1115,6 +1115,8 @@ int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
     }
     if (cli->prog->arithmetic)
         sb_add(&b, "arithmetic=%s\n", cli->prog->arithmetic);
+    if (cli->arithmetic_more)
+        sb_add(&b, "arithmetic.more=%s\n", cli->arithmetic_more);
     if (cli->prog->fingerprint & EMBER_CLI_FP_SEED)
         sb_add(&b, "seed=%" PRIu64 "\n", cli->seed);
     if (!(cli->prog->omit & (EMBER_CLI_NO_LOOP | EMBER_CLI_NO_TOLERANCE))) {

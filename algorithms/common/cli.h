@@ -168,6 +168,10 @@ typedef struct {
     int threads;             /* 0: OMP_NUM_THREADS or all cores */
     size_t partitions;       /* 0: from the data */
     const char *checkpoint_dir; /* NULL: no checkpoints */
+    const char *arithmetic_more; /* set by a program before its loop, when the
+                                    input takes its arithmetic past the
+                                    usual one: a parameter line
+                                    "arithmetic.more=" (NULL: none) */
     uint64_t checkpoint_every;  /* 0: off */
     double checkpoint_seconds;  /* 0: off */
     int keep;                /* checkpoints kept (0: the loop's default, 2) */

@@ -5,9 +5,10 @@
 #   (with floating-point sums the partitions decided the summation order);
 # - each converged centroid is, bit for bit, the value an independent
 #   implementation of the definition gives from the input and the labels
-#   (Python integers and floats, here). The first data set mixes magnitudes
-#   within columns (a column of values near 1e6 with some near 1e-9, whose
-#   low bits the scaled pairs drop, and one of values near 1e-300), has a
+#   (Python fractions, here: the exact mean rounded once). The first data
+#   set mixes magnitudes within columns (a column of values near 1e6 with
+#   some near 1e-9, whose low bits a pair of words would drop, and one of
+#   values near 1e-300), has a
 #   cluster of a single point, and negative coordinates. The second has 16
 #   columns (the AVX-512 kernels' width) and clusters of 3000 points (more
 #   changes than a partition's pending sums take before they are added to
@@ -76,21 +77,14 @@ for l in open(sys.argv[3]).read().split("\n")[1:]:
         f = l.split(",")
         cents[int(f[0])] = [float(v) for v in f[1:]]
 d = len(rows[0])
-scale = [51 - math.frexp(max(abs(r[j]) for r in rows))[1] for j in range(d)]
 bad, singles = 0, 0
 for q, c in sorted(cents.items()):
     members = [rows[i] for i in range(len(rows)) if labels[i] == q]
     singles += len(members) == 1
     for j in range(d):
-        H = L = 0
-        for r in members:
-            v = math.ldexp(r[j], scale[j])
-            h = round(v)          # to nearest, ties to even
-            H += h
-            L += round((v - h) * 2.0 ** 51)
-        # the exact mean of the pairs, rounded once (Fraction to float is
-        # correctly rounded), then scaled back
-        want = math.ldexp(float(Fraction(H * 2 ** 51 + L, len(members) * 2 ** 51)), -scale[j])
+        # the exact mean, rounded once (Fraction to float is correctly
+        # rounded, subnormal results included)
+        want = float(sum(Fraction(r[j]) for r in members) / len(members))
         if want != c[j]:
             bad += 1
             print("centroid %d, coordinate %d: ember %r, the definition %r" % (q, j, c[j], want))
@@ -144,4 +138,21 @@ for n in 5 9 10; do
     { cat "$tmp/max.out"; fail "$n copies of the largest double"; }
   grep -q '^inertia: 0$' "$tmp/max.out" || fail "$n copies of the largest double: $(cat "$tmp/max.out")"
 done
+# One value far larger than the rest of its column (a fill value): the
+# other clusters' means stay exact (they were within 2^(e - 103) of it, so
+# 1, 2, 3 came out as 0), and a cluster of identical points is that point.
+printf '1e40,5\n1,5\n2,5\n3,5\n' > "$tmp/fill.csv"
+printf 'label,x0,x1\n0,1,5\n1,1e40,5\n' > "$tmp/fill-init.csv"
+"$km" --input "$tmp/fill.csv" --init "$tmp/fill-init.csv" --quiet --verify \
+  --output "$tmp/fill-out.csv" > "$tmp/fill.out" 2>&1 || { cat "$tmp/fill.out"; fail "a fill value"; }
+printf 'label,x0,x1\n0,2,5\n1,1e+40,5\n' | cmp -s - "$tmp/fill-out.centroids.csv" ||
+  fail "a fill value: $(cat "$tmp/fill-out.centroids.csv")"
+printf '1.1\n1.1\n1.1\n1e20\n-3e-310\n' > "$tmp/same.csv"
+printf 'label,x0\n0,1.1\n1,1e20\n2,-3e-310\n' > "$tmp/same-init.csv"
+"$km" --input "$tmp/same.csv" --init "$tmp/same-init.csv" --quiet --output "$tmp/same-out.csv" \
+  > /dev/null 2>&1 || fail "identical points beside 1e20"
+grep -q '^0,1.1000000000000001$' "$tmp/same-out.centroids.csv" ||
+  fail "identical points beside 1e20: $(cat "$tmp/same-out.centroids.csv")"
+"$py" "$tmp/ref.py" "$tmp/fill.csv" "$tmp/fill-out.csv" "$tmp/fill-out.centroids.csv" any ||
+  fail "a fill value: the reference differs (above)"
 echo "test_kmeans_exact_sums: PASS"
