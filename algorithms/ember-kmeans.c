@@ -97,6 +97,7 @@ static const ember_cli_program km_program = {
     .fingerprint = EMBER_CLI_FP_SEED,
     .default_iterations = 300,
     .default_tolerance = 1e-4,
+    .tolerance_zero = "run until no centroid moves",
     .value_name = "shift",
     .arithmetic = "exact sums", /* before: sums in point order */
 };

@@ -482,9 +482,9 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
             snprintf(help, sizeof help, "at most N iterations (default %" PRIu64 ")",
                      prog->default_iterations);
         else if (i == C_TOLERANCE)
-            snprintf(help, sizeof help,
-                     "stop when the change is below T (default %g; 0: run all iterations)",
-                     prog->default_tolerance);
+            snprintf(help, sizeof help, "stop when the change is below T (default %g; 0: %s)",
+                     prog->default_tolerance,
+                     prog->tolerance_zero ? prog->tolerance_zero : "run all iterations");
         else
             snprintf(help, sizeof help, "%s", common[i].help);
         help_line(f, common[i].name, common[i].has_arg ? common[i].metavar : NULL,
@@ -495,6 +495,8 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f)
     fprintf(f, "\nResults go to stdout; progress, timings and errors to stderr.\n");
     if (prog->exit_status)
         fprintf(f, "\n%s", prog->exit_status);
+    else if (prog->omit & EMBER_CLI_NO_LOOP) /* no checkpoint to resume from */
+        fprintf(f, "\nexit status: 0 done, 2 bad usage or input, 1 other errors\n");
     else
         fprintf(f, "\nexit status: 0 done, 2 bad usage or input, %d checkpointed and "
                    "resumable\n(run the same command again), 1 other errors\n",

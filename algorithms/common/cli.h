@@ -146,6 +146,8 @@ typedef struct {
                                 jump); recorded in the parameters, so a
                                 checkpoint made another way is refused, not
                                 resumed into a result no run gives */
+    const char *tolerance_zero; /* what --tolerance 0 does, for --help (NULL:
+                                   "run all iterations") */
     const char *exit_status; /* --help's closing "exit status: ..." text,
                                 for a program whose statuses are not the
                                 loop programs' (NULL: theirs) */

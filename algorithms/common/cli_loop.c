@@ -191,9 +191,18 @@ static int prepare_input(ember_cli *cli, int i)
     const char *flag = cli->inputs[i].role, *arg = cli->inputs[i].arg;
     input_file(arg, file, sizeof file, cli->inputs[i].dataset,
                sizeof cli->inputs[i].dataset);
-    if (stat(file, &st) != 0) /* worded as the loaders word it */
+    if (stat(file, &st) != 0) { /* worded as the loaders word it */
+        int e = errno;
+        const char *colon = strrchr(file, ':');
+        char head[PATH_MAX];
+        snprintf(head, sizeof head, "%.*s", colon ? (int)(colon - file) : 0, file);
+        if (e == ENOENT && colon && stat(head, &st) == 0) /* FILE:name, not FILE:/name */
+            return ember_cli_usage_error(cli, "--%s %s: no such file; %s is one: a dataset "
+                                         "in it is named with a leading slash, %s:/%s",
+                                         flag, arg, head, head, colon + 1);
         return ember_cli_usage_error(cli, "--%s %s: %s", flag, arg,
-                                     errno == ENOENT ? "no such file" : strerror(errno));
+                                     e == ENOENT ? "no such file" : strerror(e));
+    }
     if (S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      arg);

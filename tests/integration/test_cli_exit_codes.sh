@@ -113,6 +113,10 @@ expect2 "metrics over a checkpoint" "$bin/ember-pagerank" --input "$g" --checkpo
     --metrics ck2/ckpt-000000000003.h5
 grep -q "replace and delete in --checkpoint-dir ck2" err.txt || fail "metrics: $(cat err.txt)"
 mkdir -p ck && "${pr[@]}" --input "$g" --output ck/r.h5 --quiet > /dev/null || fail "an output beside the checkpoints"
+# FILE:name for FILE:/name: the message says which was meant.
+expect2 "a dataset named without its slash" "$bin/ember-kmeans" --input sealed.h5:csr --k 2
+grep -q "sealed.h5 is one: a dataset in it is named with a leading slash, sealed.h5:/csr" \
+    err.txt || fail "FILE:name: $(cat err.txt)"
 # Results that cannot be printed are a failure (exit 1), not a success.
 "$bin/ember-pagerank" --input "$g" --top 3 --quiet > /dev/full 2> err.txt
 st=$?
