@@ -1638,17 +1638,7 @@ static void test_loop_links_not_written_through(void **unused)
     tu_spit(b, mine, sizeof mine);
     assert_int_equal(symlink("../ln-outside-a", ckpt_name(p, 1)), 0);
     assert_int_equal(link(b, ckpt_name(p, 2)), 0);
-    state s;
-    state_init(&s);
-    ember_loop_opts o = {.every = 1};
-    TU_OKM(state_loop(&s, &o, msg), msg);
-    uint64_t it;
-    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
-    while (it < 6) {
-        state_step(&s, it);
-        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
-    }
-    state_free(&s);
+    run_every1(6, 0);
     assert_int_equal(count_ckpts(), 2); /* the links were retired */
     for (int k = 0; k < 2; k++) {
         size_t n;
@@ -1663,6 +1653,7 @@ static void test_loop_links_not_written_through(void **unused)
         unlink(CKDIR "/ember.lock");
         assert_int_equal(k ? link(b, CKDIR "/ember.lock")
                            : symlink("../ln-outside-a", CKDIR "/ember.lock"), 0);
+        state s;
         state_init(&s);
         assert_int_equal(state_loop(&s, NULL, msg), EMBER_EINVAL);
         TU_MSG_HAS(msg, k ? "ck/ember.lock is a file with other names (hard links)"
