@@ -820,6 +820,7 @@ typedef struct {
     double *f1, *f2; /* d: 2^s_j as two factors, each a normal double */
     km_i128 *h, *l;  /* k x d: the sums of the labels the bounds hold */
     int X;           /* more words a coordinate (0 unless a column is wide) */
+    int tiny;        /* a value below 2^-969 (a last bit below 2^-1022) */
     km_i128 *x;      /* X x k x d: their sums, word-major */
     int64_t *cnt;    /* k */
 } km_sums;
@@ -2001,6 +2002,7 @@ static double mean_variance(const km *s)
 static void sums_scales(km *s)
 {
     s->sums.X = 0;
+    s->sums.tiny = 0;
     for (size_t j = 0; j < s->d; j++) {
         int e, e_min;
         frexp(s->colmax[j], &e); /* colmax < 2^e, the least such e (0 for 0) */
@@ -2009,6 +2011,7 @@ static void sums_scales(km *s)
         s->sums.f1[j] = ldexp(1, sc / 2);
         s->sums.f2[j] = ldexp(1, sc - sc / 2);
         if (isfinite(s->colmin[j])) {
+            s->sums.tiny |= s->colmin[j] < 0x1p-969;
             frexp(s->colmin[j], &e_min);
             int words = (e - e_min + 53 + 50) / 51;
             if (words - 2 > s->sums.X)
@@ -2053,11 +2056,13 @@ static int prepare(km *s, char *msg)
         !z->cnt)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     s->kern = pick_kernels(s->d);
-    if (z->X) { /* a wide column: the words one at a time */
+    if (z->X) /* a wide column: the words one at a time */
         s->kern.move = move_block_wide;
-        /* sums the pairs once rounded: a checkpoint of then is refused */
-        s->cli->arithmetic_more = "sums to the last bit";
-    }
+    /* The pairs once rounded such columns' sums, and the mean of a column
+     * with values whose last bits are subnormal was rounded twice: the
+     * checkpoints of then are refused, not continued. */
+    if (z->X || z->tiny)
+        s->cli->arithmetic_more = "sums to the last bit, means rounded once";
     const char *use = getenv("EMBER_KMEANS_BOUNDS");
     b->use = !(use && !strcmp(use, "0"));
     bounds_margins(b, s->d);
@@ -2388,6 +2393,10 @@ static int verify_means(const km *s, const km_result *res)
         for (size_t j = 0; j < d; j++) {
             double mean = (double)(r.sum[q * d + j] / r.cnt[q]);
             double tol = 2.0 * (r.cnt[q] + 1) * DBL_EPSILON * r.maxabs[q * d + j];
+            /* and a unit of the mean's last place: the reference rounds
+             * twice (long double, then double), which a subnormal mean's
+             * relative tolerance, 0, would not forgive */
+            tol = fmax(tol, nextafter(fabs(mean), INFINITY) - fabs(mean));
             bad += !(fabs(mean - c[j]) <= tol);
             slack += r.cnt[q] * tol * tol;
         }

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1019,7 +1020,10 @@ static int overwritable(int fd)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
         return 0;
 #ifdef F_SETLEASE
-    if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0)
+    /* Another process opening the file while the lease is held sends its
+     * holder a signal: SIGURG, ignored by default, not SIGIO, which would
+     * end the process. */
+    if (fcntl(fd, F_SETSIG, SIGURG) != 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0)
         return 0;
     (void)fcntl(fd, F_SETLEASE, F_UNLCK);
     return 1;

@@ -80,7 +80,7 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
     struct stat st;
     if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)))
         odd = "not a regular file";
-    else if (fd >= 0 && st.st_nlink != 1)
+    else if (fd >= 0 && st.st_nlink > 1)
         odd = "a file with other names (hard links)";
     if (odd) { /* not writable would name the wrong cause */
         if (fd >= 0)

@@ -255,10 +255,10 @@ static const char *input_at(const ember_cli *cli, const char *path, const char *
 
 /* path's absolute name: the file's own, or (not there yet) its directory's
  * with the last component. 0, or -1 (the directory is not there). */
-static int resolved_name(const char *path, char *out, size_t size)
+static int resolved_name(const char *path, char *out, size_t size, int follow)
 {
     char dir[PATH_MAX], real[PATH_MAX];
-    if (realpath(path, real))
+    if (follow && realpath(path, real))
         return snprintf(out, size, "%s", real) < (int)size ? 0 : -1;
     const char *slash = strrchr(path, '/');
     if (!slash)
@@ -311,15 +311,17 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     unlink(tmp);
     int n = cli->noutputs;
     if (n == (int)(sizeof cli->outputs / sizeof cli->outputs[0]) ||
-        resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path))
+        resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path, 1))
         return ember_cli_usage_error(cli, "--%s %s: cannot resolve its name (internal)",
                                      flag, path);
     /* the checkpoint directory, or a name of the files the loop replaces
      * and deletes there (checkpoints, its lock, temporaries) */
-    char ck[PATH_MAX];
-    const char *mine = cli->outputs[n].path, *base = strrchr(mine, '/') + 1;
+    char ck[PATH_MAX], mine[PATH_MAX]; /* the name the output is renamed to */
+    if (resolved_name(path, mine, sizeof mine, 0))
+        mine[0] = '/', mine[1] = '\0';
+    const char *base = strrchr(mine, '/') + 1;
     size_t dl = (size_t)(base - 1 - mine), bl = strlen(base);
-    if (cli->checkpoint_dir && !resolved_name(cli->checkpoint_dir, ck, sizeof ck) &&
+    if (cli->checkpoint_dir && !resolved_name(cli->checkpoint_dir, ck, sizeof ck, 1) &&
         (strcmp(mine, ck) == 0 ||
          (dl == strlen(ck) && !strncmp(mine, ck, dl) &&
           (!strncmp(base, "ckpt-", 5) || !strcmp(base, "ember.lock") ||
