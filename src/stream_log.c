@@ -355,10 +355,16 @@ int ember__sl_mkdir(const char *path, char *msg)
             return EMBER_OK;
         return ember__err(msg, EMBER_EINVAL, "%s is not a directory", path);
     }
+    /* a path through a file, or one the caller may not write: its
+     * argument (exit 2), not the disk */
     if (errno != ENOENT)
-        return ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+        return ember__err(msg, errno == ENOTDIR || ember__denied(errno) ? EMBER_EINVAL
+                                                                       : EMBER_EIO,
+                          "%s: %s", path, strerror(errno));
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
+        return ember__err(msg, errno == ENOENT ? EMBER_ENOTFOUND
+                               : errno == ENOTDIR || ember__denied(errno) ? EMBER_EINVAL
+                                                                          : EMBER_EIO,
                           "cannot create directory %s: %s", path, strerror(errno));
     char parent[PATH_MAX];
     ember__sl_parent(path, parent, sizeof parent);

@@ -88,6 +88,10 @@ expect_exit 2 "$WC" --source "" --checkpoint-location ck3
 grep -q -- "--source: the path is empty" "$T/err" || fail "empty source: $(cat "$T/err")"
 expect_exit 2 "$WC" --source in --checkpoint-location ""
 grep -q -- "--checkpoint-location: the path is empty" "$T/err" || fail "$(cat "$T/err")"
+# A location through a file: the argument's fault (exit 2), not the disk's.
+touch afile
+expect_exit 2 "$WC" --source in --checkpoint-location afile/x --trigger once
+grep -q "afile/x: Not a directory" "$T/err" || fail "location through a file: $(cat "$T/err")"
 
 # Waits: 1 ms to 365 days (8760 h).
 for t in 1e-9s 0.5ms 99999999999999999999h 1e300s 8761h; do
