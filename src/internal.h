@@ -986,7 +986,9 @@ typedef struct {
 } ember__signals;
 
 /* Catches sigs (n <= EMBER__MAX_SIGNALS) until restored; signals ignored
- * now stay ignored. Clears the caught flag. */
+ * now stay ignored. Clears the caught flag, unless ember_loop_catch_early
+ * is catching: then s takes that over (the same three signals), with a
+ * signal it held and the actions from before it. */
 int ember__signals_catch(ember__signals *s, const int *sigs, int n, char *msg);
 void ember__signals_restore(ember__signals *s);
 /* 1 when one of the signals arrived since they were caught. */

@@ -18,6 +18,10 @@
 
 static volatile sig_atomic_t caught_signal;
 
+/* ember_loop_catch_early's catching, until a loop or stream takes it over
+ * (with the actions from before it, which that one puts back). */
+static ember__signals early;
+
 static void on_signal(int sig)
 {
     caught_signal = sig;
@@ -25,6 +29,11 @@ static void on_signal(int sig)
 
 int ember__signals_catch(ember__signals *s, const int *sigs, int n, char *msg)
 {
+    if (early.on) { /* the early catching becomes this one, a signal held */
+        *s = early;
+        memset(&early, 0, sizeof early);
+        return EMBER_OK;
+    }
     memset(s, 0, sizeof *s);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -57,4 +66,13 @@ void ember__signals_restore(ember__signals *s)
 int ember__signals_caught(const ember__signals *s)
 {
     return s->on && caught_signal != 0;
+}
+
+int ember_loop_catch_early(char *msg)
+{
+    ember__msg_clear(msg);
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
+    if (early.on)
+        return EMBER_OK;
+    return ember__signals_catch(&early, sigs, 3, msg);
 }

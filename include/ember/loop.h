@@ -236,6 +236,16 @@ int ember_loop_finish_start(ember_loop *loop, char *msg);
  * returns its outcome (EMBER_OK when none is in flight); the stats count
  * it once committed. */
 int ember_loop_wait(ember_loop *loop, char *msg);
+/* Catches SIGTERM, SIGINT and SIGUSR1 from now on, before any loop
+ * exists: a signal that comes while the program still hashes or loads its
+ * inputs is held, and the next loop created (or stream) takes it as its
+ * own: the loop stops at its first chance, as for a signal during its
+ * first iteration (that iteration done, a checkpoint, EMBER_INTERRUPTED:
+ * exit EMBER_EXIT_RESUMABLE) instead of the process dying of the signal.
+ * Call it first thing in main. A signal ignored now stays ignored; a
+ * second one of a kind takes its default action. */
+int ember_loop_catch_early(char *msg);
+
 /* Writes a checkpoint now, of the iterations done so far. */
 int ember_loop_checkpoint(ember_loop *loop, char *msg);
 void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);

@@ -24,7 +24,9 @@ int main(int argc, char **argv)
                           .every = 10}; /* a checkpoint every 10 iterations */
     uint64_t it = 0, n = 200;
     int64_t sum = 0;
-    int rc = ember_ctx_create(&ctx, NULL, msg);
+    int rc = ember_loop_catch_early(msg); /* a signal from now on: exit 75 */
+    if (!rc)
+        rc = ember_ctx_create(&ctx, NULL, msg);
     if (!rc)
         rc = ember_range(&x, ctx, 0, 100000, 1, 0, msg);
     if (!rc)

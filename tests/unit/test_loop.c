@@ -1207,6 +1207,45 @@ static void test_loop_signal(void **unused)
     signal(SIGUSR1, SIG_DFL);
 }
 
+/* ember_loop_catch_early: a signal before the loop exists is held, and
+ * the loop stops at its first chance as for a signal that came after the
+ * first ember_loop_next (after that iteration, checkpointed); the loop's
+ * end puts back the action from before the early catch. */
+static void test_loop_catch_early(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    struct sigaction sa, now;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = before_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+    caught_before = 0;
+    char msg[EMBER_MSG_SIZE], p[256];
+    TU_OKM(ember_loop_catch_early(msg), msg);
+    raise(SIGUSR1); /* while the program would still be loading */
+    assert_int_equal(caught_before, 0);
+    state s;
+    state_init(&s);
+    TU_OKM(state_loop(&s, NULL, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(ember_loop_signalled(s.loop), 1);
+    state_step(&s, it);
+    assert_int_equal(ember_loop_next(s.loop, &it, msg), EMBER_INTERRUPTED);
+    assert_true(exists(ckpt_name(p, 1)));
+    state_free(&s);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &now), 0);
+    assert_ptr_equal(now.sa_handler, before_handler);
+    /* a loop made later catches afresh: nothing is held */
+    state_init(&s);
+    TU_OKM(state_loop(&s, NULL, msg), msg);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_free(&s);
+    signal(SIGUSR1, SIG_DFL);
+    fresh_dir();
+}
+
 static void test_loop_no_signals(void **unused)
 {
     (void)unused;
@@ -2164,6 +2203,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_background_large_arrays),
         cmocka_unit_test(test_loop_async_streams_without_room),
         cmocka_unit_test(test_loop_signal),
+        cmocka_unit_test(test_loop_catch_early),
         cmocka_unit_test(test_loop_no_signals),
         cmocka_unit_test(test_loop_deadline),
         cmocka_unit_test(test_loop_bind_errors),
