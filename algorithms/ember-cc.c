@@ -518,6 +518,10 @@ int main(int argc, char **argv)
         rc = ember_loop_note_array(loop, "label_ids", EMBER_U64, g->ids, g->n);
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    /* a restored state no step has read yet (a finished run's, maybe of
+     * another graph under --force-resume): checked as a step would */
+    if (!rc && !s.adopted && (rc = adopt(&s, msg)) == EMBER_OK)
+        s.adopted = 1;
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);

@@ -828,6 +828,10 @@ static int distances(double **out, uint64_t *reached, const sssp *s, char *msg)
     size_t n = 0;
     double *d = malloc((s->g->n ? s->g->n : 1) * sizeof *d);
     int rc = d ? ember_collect_alloc(s->state, (void **)&r, &n, msg) : EMBER_ENOMEM;
+    /* every plan's state but shuffle's holds every vertex (a finished run's
+     * state of another graph, under --force-resume, would not) */
+    if (!rc && plan != PLAN_SHUFFLE && n != s->g->n)
+        rc = mismatch(msg, "the state is not the graph's vertices");
     for (uint64_t v = 0; !rc && v < s->g->n; v++)
         d[v] = INFINITY;
     for (size_t i = 0; !rc && i < n; i++) {

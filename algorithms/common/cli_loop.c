@@ -184,6 +184,8 @@ int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
     return EMBER_EMISMATCH;
 }
 
+static int in_checkpoint_dir(const ember_cli *cli, const char *path);
+
 static int prepare_input(ember_cli *cli, int i)
 {
     char file[PATH_MAX];
@@ -206,6 +208,10 @@ static int prepare_input(ember_cli *cli, int i)
     if (S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      arg);
+    if (in_checkpoint_dir(cli, file) == 2) /* the loop would delete it */
+        return ember_cli_usage_error(cli, "--%s %s: a name of the files the checkpoints "
+                                     "replace and delete in --checkpoint-dir %s; move it",
+                                     flag, arg, cli->checkpoint_dir);
     if (!S_ISREG(st.st_mode)) /* hashed, then loaded: read twice */
         return ember_cli_usage_error(cli, "--%s %s: not a regular file (a pipe or "
                                      "device is read twice; save it to a file)", flag,
@@ -273,6 +279,25 @@ static int resolved_name(const char *path, char *out, size_t size, int follow)
                     slash ? slash + 1 : path) < (int)size ? 0 : -1;
 }
 
+/* 1 when the name path (a final symbolic link not followed: the name
+ * itself) is --checkpoint-dir, 2 when it is one of the names the loop
+ * replaces and deletes there (checkpoints, its lock, temporaries), else 0. */
+static int in_checkpoint_dir(const ember_cli *cli, const char *path)
+{
+    char ck[PATH_MAX], mine[PATH_MAX];
+    if (!cli->checkpoint_dir || resolved_name(path, mine, sizeof mine, 0) ||
+        resolved_name(cli->checkpoint_dir, ck, sizeof ck, 1))
+        return 0;
+    if (strcmp(mine, ck) == 0)
+        return 1;
+    const char *base = strrchr(mine, '/') + 1;
+    size_t dl = (size_t)(base - 1 - mine), bl = strlen(base);
+    return dl == strlen(ck) && !strncmp(mine, ck, dl) &&
+                   (!strncmp(base, "ckpt-", 5) || !strcmp(base, "ember.lock") ||
+                    (bl >= 4 && !strcmp(base + bl - 4, ".tmp")))
+               ? 2 : 0;
+}
+
 /* An output that can be created (a temporary beside it is created and
  * removed), that is no input and no other flag's output. */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
@@ -314,20 +339,10 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
         resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path, 1))
         return ember_cli_usage_error(cli, "--%s %s: cannot resolve its name (internal)",
                                      flag, path);
-    /* the checkpoint directory, or a name of the files the loop replaces
-     * and deletes there (checkpoints, its lock, temporaries) */
-    char ck[PATH_MAX], mine[PATH_MAX]; /* the name the output is renamed to */
-    if (resolved_name(path, mine, sizeof mine, 0))
-        mine[0] = '/', mine[1] = '\0';
-    const char *base = strrchr(mine, '/') + 1;
-    size_t dl = (size_t)(base - 1 - mine), bl = strlen(base);
-    if (cli->checkpoint_dir && !resolved_name(cli->checkpoint_dir, ck, sizeof ck, 1) &&
-        (strcmp(mine, ck) == 0 ||
-         (dl == strlen(ck) && !strncmp(mine, ck, dl) &&
-          (!strncmp(base, "ckpt-", 5) || !strcmp(base, "ember.lock") ||
-           (bl >= 4 && !strcmp(base + bl - 4, ".tmp"))))))
+    int in_ck = in_checkpoint_dir(cli, path);
+    if (in_ck)
         return ember_cli_usage_error(cli, "--%s %s: %s --checkpoint-dir %s; write it "
-                                     "elsewhere", flag, path, strcmp(mine, ck)
+                                     "elsewhere", flag, path, in_ck == 2
                                      ? "a name of the files the checkpoints replace and "
                                        "delete in"
                                      : "is", cli->checkpoint_dir);

@@ -117,6 +117,19 @@ mkdir -p ck && "${pr[@]}" --input "$g" --output ck/r.h5 --quiet > /dev/null || f
 expect2 "a dataset named without its slash" "$bin/ember-kmeans" --input sealed.h5:csr --k 2
 grep -q "sealed.h5 is one: a dataset in it is named with a leading slash, sealed.h5:/csr" \
     err.txt || fail "FILE:name: $(cat err.txt)"
+# An input named as a checkpoint in --checkpoint-dir: retention would delete it.
+mkdir -p ck3 && cp "$g" ck3/ckpt-000000000001.h5
+expect2 "input named as a checkpoint" "$bin/ember-pagerank" --input ck3/ckpt-000000000001.h5 \
+    --format el --checkpoint-dir ck3
+[ -f ck3/ckpt-000000000001.h5 ] || fail "the input was deleted"
+# A finished run's state of another graph, forced: refused, not read past
+# its end (ember-cc printed labels of heap memory, exit 0).
+rm -rf ckf && "$bin/ember-cc" --input "$g" --checkpoint-dir ckf --quiet > /dev/null
+"$bin/ember-gen" kron --scale 8 --seed 3 --output k8.h5 --quiet 2> /dev/null
+"$bin/ember-cc" --input k8.h5 --checkpoint-dir ckf --force-resume --quiet > out.txt 2> err.txt
+st=$?
+[ "$st" -eq 2 ] && grep -q "the checkpoint holds 34 labels, the graph has" err.txt ||
+    fail "cc forced onto another graph: exit $st: $(cat out.txt err.txt)"
 # Results that cannot be printed are a failure (exit 1), not a success.
 "$bin/ember-pagerank" --input "$g" --top 3 --quiet > /dev/full 2> err.txt
 st=$?
