@@ -1171,15 +1171,24 @@ static void before_handler(int sig)
     caught_before++;
 }
 
+/* before_handler on sig (the program's own action before a loop), its
+ * count at 0. */
+static void handle_before(int sig)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = before_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(sig, &sa, NULL), 0);
+    caught_before = 0;
+}
+
 static void test_loop_signal(void **unused)
 {
     (void)unused;
     fresh_dir();
-    struct sigaction sa, now;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = before_handler;
-    sigemptyset(&sa.sa_mask);
-    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+    struct sigaction now;
+    handle_before(SIGUSR1);
     char msg[EMBER_MSG_SIZE], p[256];
     state s;
     state_init(&s);
@@ -1215,12 +1224,8 @@ static void test_loop_catch_early(void **unused)
 {
     (void)unused;
     fresh_dir();
-    struct sigaction sa, now;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = before_handler;
-    sigemptyset(&sa.sa_mask);
-    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
-    caught_before = 0;
+    struct sigaction now;
+    handle_before(SIGUSR1);
     char msg[EMBER_MSG_SIZE], p[256];
     TU_OKM(ember_loop_catch_early(msg), msg);
     raise(SIGUSR1); /* while the program would still be loading */
@@ -1250,12 +1255,7 @@ static void test_loop_no_signals(void **unused)
 {
     (void)unused;
     fresh_dir();
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = before_handler;
-    sigemptyset(&sa.sa_mask);
-    assert_int_equal(sigaction(SIGTERM, &sa, NULL), 0);
-    caught_before = 0;
+    handle_before(SIGTERM);
     char msg[EMBER_MSG_SIZE];
     state s;
     state_init(&s);
