@@ -1011,16 +1011,15 @@ static void unstale(ember_loop *L, uint64_t iter)
 /* Deletes a checkpoint retention gives up, or in the asynchronous mode
  * (one process) keeps it as the spare that the next file built in memory
  * overwrites (ckptfile.c): renamed, so it is no checkpoint any more the
- * moment it is retired. Only a regular file with no other name becomes
- * the spare: a symbolic or hard link by a checkpoint's name reaches a file
- * outside the run (an archive, a fork's directory), and only the name is
- * deleted. */
+ * moment it is retired. A spare that is a link (a symbolic or hard link
+ * by a checkpoint's name, reaching a file outside the run) or open
+ * elsewhere is not written over: its name is replaced by a new file
+ * (ckptfile.c, open_image). */
 static int retire_file(const ember_loop *L, const char *path)
 {
     char spare[PATH_SIZE];
     struct stat st;
-    if (L->async && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-        !ember__ck_spare(L->dir, spare, sizeof spare) &&
+    if (L->async && !ember__ck_spare(L->dir, spare, sizeof spare) &&
         lstat(spare, &st) != 0 && errno == ENOENT && rename(path, spare) == 0)
         return 0;
     return unlink(path);

@@ -1176,17 +1176,17 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     const char *name = cli && cli->prog ? cli->prog->name : "ember";
-    errno = 0;
-    int unflushed = status == EMBER_OK && fflush(stdout) != 0, err = errno;
-    if (status == EMBER_OK && (unflushed || ferror(stdout))) {
+    if (status == EMBER_OK) {
+        errno = 0;
+        int unflushed = fflush(stdout) != 0, err = errno;
+        if (!unflushed && !ferror(stdout))
+            return ember_cli_settle(EMBER_EXIT_OK);
         /* the results printed are lost (a full disk, a closed stdout) */
         fprintf(stderr, "%s: cannot write the standard output%s%s\n", name,
                 unflushed ? ": " : " (a write to it failed)",
                 unflushed ? strerror(err) : "");
         return ember_cli_settle(EMBER_EXIT_FAILURE);
     }
-    if (status == EMBER_OK)
-        return ember_cli_settle(EMBER_EXIT_OK);
     if (status == EMBER_INTERRUPTED) {
         ember_cli_settle(EMBER_EXIT_RESUMABLE);
         if (cli && cli->rank != 0) /* every rank stopped; rank 0 says so */
