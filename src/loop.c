@@ -2189,6 +2189,14 @@ static int first_next(ember_loop *L, char *msg)
     int rc = build_signature(L, msg);
     if (!rc && L->dir)
         rc = restore(L, msg);
+    if (!rc && L->o.iterations && L->done > L->o.iterations)
+        rc = ember__err(msg, EMBER_EMISMATCH, "the checkpoint in %s is at iteration "
+                        "%llu, past the %llu iterations this run asks for, so it "
+                        "cannot end where it asks (the state is a longer run's): ask "
+                        "for %llu or more, or use another checkpoint directory",
+                        L->dir, (unsigned long long)L->done,
+                        (unsigned long long)L->o.iterations,
+                        (unsigned long long)L->done);
     if (rc)
         return rc;
     L->started = 1;

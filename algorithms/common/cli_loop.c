@@ -590,6 +590,7 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .deadline = cli->deadline_seconds > 0
                         ? cli->start_wall + cli->deadline_seconds : 0,
         .quiet = 1, /* the one "resumed from" line is ember_cli_iterate's */
+        .iterations = cli->iterations,
     };
     if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
         o.seconds = 60;
@@ -1072,16 +1073,6 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     rc = ember_loop_next(loop, &it, msg);
     if (rc == EMBER_EMISMATCH)
         explain_mismatch(cli, msg);
-    if (rc == EMBER_OK && it > cli->iterations) {
-        /* this command's result is an earlier iteration's */
-        const char *flag = cli->prog->omit & EMBER_CLI_NO_ITERATIONS ? "the count"
-                                                                     : "--iterations";
-        snprintf(msg, EMBER_MSG_SIZE, "%s %" PRIu64 ": the checkpoint in %s is at "
-                 "iteration %" PRIu64 ", past it, so this run cannot end where it "
-                 "asks; give %s %" PRIu64 " or more, or another --checkpoint-dir", flag,
-                 cli->iterations, cli->checkpoint_dir, it, flag, it);
-        rc = EMBER_EMISMATCH;
-    }
     cli->iterations_done = it;
     if (rc == EMBER_OK)
         rc = open_report(&r, cli, loop, msg);

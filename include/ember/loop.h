@@ -122,6 +122,12 @@ typedef struct {
                                  from ..."); warnings (a skipped file, a
                                  failed deletion) are always printed, and
                                  also go to the message of ember_loop_next */
+    uint64_t iterations;      /* the iterations this run asks for (0: not
+                                 said): the first ember_loop_next refuses a
+                                 checkpoint past them (EMBER_EMISMATCH,
+                                 naming both counts), whose state is a
+                                 longer run's. Not recorded or compared: a
+                                 larger count goes on from a checkpoint */
 } ember_loop_opts;
 
 typedef struct {

@@ -20,9 +20,9 @@ int main(int argc, char **argv)
     ember_ctx *ctx = NULL;
     ember_loop *loop = NULL;
     ember_ds *x = NULL;
-    ember_loop_opts lo = {.dir = argc > 1 ? argv[1] : "ckpt", .program = "lcg",
-                          .every = 10}; /* a checkpoint every 10 iterations */
     uint64_t it = 0, n = 200;
+    ember_loop_opts lo = {.dir = argc > 1 ? argv[1] : "ckpt", .program = "lcg",
+                          .every = 10, .iterations = n}; /* a checkpoint every 10 */
     int64_t sum = 0;
     int rc = ember_loop_catch_early(msg); /* a signal from now on: exit 75 */
     if (!rc)

@@ -820,6 +820,15 @@ static void test_loop_retention_on_resume(void **unused)
     o.keep = 2;
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
     assert_int_equal(count_ckpts(), 3);
+    /* the run asks for fewer iterations than the checkpoint holds: the
+     * loop refuses it (ember_loop_opts.iterations), deleting nothing */
+    o.iterations = 5;
+    resume_at(&o, msg, EMBER_EMISMATCH);
+    assert_non_null(strstr(msg, "is at iteration 6, past the 5 iterations"));
+    assert_int_equal(count_ckpts(), 3);
+    o.iterations = 6;
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    o.iterations = 0;
     state s;
     state_init(&s);
     TU_OKM(state_loop(&s, &o, msg), msg);
