@@ -1653,14 +1653,39 @@ static int same_dir(const dir_id *a, const dir_id *b)
     return a->exists ? a->dev == b->dev && a->ino == b->ino : !strcmp(a->path, b->path);
 }
 
+/* Whether the directory `dir` lies inside the existing directory `outer`,
+ * by real paths; a dir still to be made, by its nearest existing parent. */
+static int dir_inside(const char *dir, const char *outer)
+{
+    char at[PATH_MAX], up[PATH_MAX];
+    struct stat st;
+    int below = 0; /* at is a parent of dir */
+    snprintf(at, sizeof at, "%s", dir);
+    while (stat(at, &st) != 0) {
+        ember__sl_parent(at, up, sizeof up);
+        if (!strcmp(up, at))
+            return 0;
+        memcpy(at, up, sizeof at);
+        below = 1;
+    }
+    char *rd = realpath(at, NULL);
+    char *ro = rd ? realpath(outer, NULL) : NULL;
+    size_t n = ro ? strlen(ro) : 0;
+    int inside = ro && strncmp(rd, ro, n) == 0 && (rd[n] == '/' || (below && !rd[n]));
+    free(rd);
+    free(ro);
+    return inside;
+}
+
 /* The source, the checkpoint location and the sink must be three
- * directories, and the source not inside the location: a location in the
- * source feeds the stream its own lock and logs as words (so does a source
- * in the location), a sink in it every earlier batch's output, and a
- * sink in the location mixes output with bookkeeping. Compared by device
- * and inode, so another spelling (a symlink, "in/.", a relative path) is
- * the same directory. A subdirectory of the source is fine: the source
- * skips directories. */
+ * directories, and neither the source nor the sink inside the location: a
+ * location in the source feeds the stream its own lock and logs as words
+ * (so does a source in the location), a sink in it every earlier batch's
+ * output, and a sink in the location mixes output with bookkeeping (in
+ * its state/, batch files beside the snapshots). Compared by device and
+ * inode, so another spelling (a symlink, "in/.", a relative path) is the
+ * same directory. A subdirectory of the source is fine: the source skips
+ * directories. */
 static int check_distinct(const ember_stream *s, char *msg)
 {
     dir_id src, loc, sink;
@@ -1673,13 +1698,7 @@ static int check_distinct(const ember_stream *s, char *msg)
                           "source directory (a subdirectory of it is fine)", s->loc,
                           s->source);
     /* nor inside it: --source ck/offsets would count the stream's own log */
-    char *rs = loc.exists ? realpath(s->source, NULL) : NULL;
-    char *rl = rs ? realpath(s->loc, NULL) : NULL;
-    size_t n = rl ? strlen(rl) : 0;
-    int inside = rl && strncmp(rs, rl, n) == 0 && rs[n] == '/';
-    free(rs);
-    free(rl);
-    if (inside)
+    if (loc.exists && dir_inside(s->source, s->loc))
         return ember__err(msg, EMBER_EINVAL, "stream: the source directory %s is inside "
                           "the checkpoint location %s: the stream would read its own "
                           "logs as input files; use a source outside it", s->source,
@@ -1692,10 +1711,11 @@ static int check_distinct(const ember_stream *s, char *msg)
                           "directory %s: every batch would read the output files of the "
                           "batches before it as input; use another sink directory",
                           s->sink_dir, s->source);
-    if (same_dir(&sink, &loc))
-        return ember__err(msg, EMBER_EINVAL, "stream: the sink directory %s is the "
+    if (same_dir(&sink, &loc) || (loc.exists && dir_inside(s->sink_dir, s->loc)))
+        return ember__err(msg, EMBER_EINVAL, "stream: the sink directory %s is %s "
                           "checkpoint location %s: output and bookkeeping must not share "
-                          "a directory; use another sink directory", s->sink_dir, s->loc);
+                          "a directory; use another sink directory", s->sink_dir,
+                          same_dir(&sink, &loc) ? "the" : "inside the", s->loc);
     return EMBER_OK;
 }
 

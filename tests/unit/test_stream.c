@@ -996,6 +996,17 @@ static void test_stream_dirs_must_differ(void **state)
     o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
     o.source_dir = inner;
     refused_dirs(ctx, &o, "is inside the checkpoint location");
+    /* A sink inside the location (batch files among its bookkeeping):
+     * refused, whether it exists or is still to be made, and not made. */
+    char inner_new[600];
+    snprintf(inner_new, sizeof inner_new, "%s/out", inner);
+    const char *in_loc[] = {inner, inner_new};
+    for (int i = 0; i < 2; i++) {
+        o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+        o.sink_dir = in_loc[i];
+        refused_dirs(ctx, &o, "is inside the checkpoint location");
+    }
+    assert_int_equal(count_entries(inner), 0);
     assert_int_equal(rmdir(inner), 0);
     /* Subdirectories of the source: fine, and not read as input. */
     snprintf(sub, sizeof sub, "%s/ck", t.src);
