@@ -1004,37 +1004,6 @@ static int is_zero(const ember_cli_opt *o)
     }
 }
 
-static void add_extra_value(sbuf *b, const ember_cli_opt *o)
-{
-    if ((o->flags & EMBER_CLI_FP_NOT_ZERO) && is_zero(o))
-        return;
-    switch (o->kind) {
-    case EMBER_CLI_FLAG: sb_add(b, "%s=%d\n", o->name, *(const int *)o->dest); break;
-    case EMBER_CLI_I64: sb_add(b, "%s=%" PRId64 "\n", o->name, *(const int64_t *)o->dest); break;
-    case EMBER_CLI_U64: sb_add(b, "%s=%" PRIu64 "\n", o->name, *(const uint64_t *)o->dest); break;
-    case EMBER_CLI_F64: {
-        char num[32];
-        shortest(num, sizeof num, *(const double *)o->dest);
-        sb_add(b, "%s=%s\n", o->name, num);
-        break;
-    }
-    case EMBER_CLI_STR: {
-        const char *s = *(const char *const *)o->dest;
-        sb_add(b, "%s=%s\n", o->name, s ? s : "");
-        break;
-    }
-    case EMBER_CLI_CHOICE: {
-        int idx = *(const int *)o->dest, i = 0;
-        const char *p = o->choices;
-        while (i < idx && p && (p = strchr(p, '|')))
-            p++, i++;
-        size_t len = p ? strcspn(p, "|") : 0;
-        sb_add(b, "%s=%.*s\n", o->name, (int)len, p ? p : "");
-        break;
-    }
-    }
-}
-
 /* "key=value\n" with the value's line ends and backslashes escaped (\n,
  * \r, \\): a file name may hold a newline, which would otherwise start a
  * parameter line of its own (a name "g\ndamping=0.5.el" changed the run's
@@ -1055,6 +1024,37 @@ static void add_escaped(sbuf *b, const char *key, const char *value)
     sb_add(b, "\n");
 }
 
+static void add_extra_value(sbuf *b, const ember_cli_opt *o)
+{
+    if ((o->flags & EMBER_CLI_FP_NOT_ZERO) && is_zero(o))
+        return;
+    switch (o->kind) {
+    case EMBER_CLI_FLAG: sb_add(b, "%s=%d\n", o->name, *(const int *)o->dest); break;
+    case EMBER_CLI_I64: sb_add(b, "%s=%" PRId64 "\n", o->name, *(const int64_t *)o->dest); break;
+    case EMBER_CLI_U64: sb_add(b, "%s=%" PRIu64 "\n", o->name, *(const uint64_t *)o->dest); break;
+    case EMBER_CLI_F64: {
+        char num[32];
+        shortest(num, sizeof num, *(const double *)o->dest);
+        sb_add(b, "%s=%s\n", o->name, num);
+        break;
+    }
+    case EMBER_CLI_STR: {
+        const char *s = *(const char *const *)o->dest;
+        add_escaped(b, o->name, s ? s : "");
+        break;
+    }
+    case EMBER_CLI_CHOICE: {
+        int idx = *(const int *)o->dest, i = 0;
+        const char *p = o->choices;
+        while (i < idx && p && (p = strchr(p, '|')))
+            p++, i++;
+        size_t len = p ? strcspn(p, "|") : 0;
+        sb_add(b, "%s=%.*s\n", o->name, (int)len, p ? p : "");
+        break;
+    }
+    }
+}
+
 static int find_input(const ember_cli *cli, const char *role)
 {
     for (int i = 0; i < cli->ninputs; i++)
@@ -1070,9 +1070,11 @@ static void add_input_lines(sbuf *b, const ember_cli *cli, int i)
     const char *r = cli->inputs[i].role;
     sb_add(b, "%s.bytes=%" PRIu64 "\n%s.xxh3=%016" PRIx64 "\n", r,
            cli->inputs[i].bytes, r, cli->inputs[i].xxh3);
-    if (cli->inputs[i].dataset[0])
-        sb_add(b, "%s.dataset=%s\n", r, cli->inputs[i].dataset);
     char key[64];
+    if (cli->inputs[i].dataset[0]) { /* escaped: a newline must not start a line */
+        snprintf(key, sizeof key, "%s.dataset", r);
+        add_escaped(b, key, cli->inputs[i].dataset);
+    }
     snprintf(key, sizeof key, "info.%s.path", r);
     add_escaped(b, key, cli->inputs[i].path);
 }
