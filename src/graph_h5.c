@@ -691,6 +691,8 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
     double t0 = ember__graph_now();
     ember__h5_lock();
     int rc = open_file(path, H5F_ACC_RDONLY, &fid, &sealed, msg);
+    if (!rc && H5Lexists(fid, "csr", H5P_DEFAULT) > 0) /* all it reads */
+        rc = ember__h5_data_inside(fid, "/csr", path, msg);
     /* ember_graph_save_h5 wrote it: sealed, with the stored pull layout */
     int ours = !rc && sealed && H5Lexists(fid, "/csr/pull", H5P_DEFAULT) > 0;
     if (!rc && sealed)

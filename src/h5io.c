@@ -547,6 +547,90 @@ static int same_object(hid_t a, hid_t b)
 #endif
 }
 
+/* The file number HDF5 gives the file holding obj, or 0 when it cannot
+ * say. */
+static unsigned long fileno_of(hid_t obj)
+{
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t x;
+    return H5Oget_info3(obj, &x, H5O_INFO_BASIC) < 0 ? 0 : x.fileno;
+#else
+    H5O_info_t x;
+    return H5Oget_info2(obj, &x, H5O_INFO_BASIC) < 0 ? 0 : x.fileno;
+#endif
+}
+
+/* The data of an input must lie in the file that was checked and
+ * fingerprinted: an external link, external raw storage or a virtual
+ * dataset reads other files, which nobody hashed (a run could resume with
+ * their content changed, and exit 0). */
+typedef struct {
+    unsigned long home;        /* the input's file number */
+    int hops;                  /* soft links to groups followed */
+    const char *where;
+    char *msg;
+    int rc;
+} inside_walk;
+
+static int outside(inside_walk *w, hid_t obj)
+{
+    const char *why = NULL;
+    if (fileno_of(obj) != w->home) {
+        why = "reached through an external link: its data lies in another file";
+    } else if (H5Iget_type(obj) == H5I_DATASET) {
+        hid_t dcpl = H5Dget_create_plist(obj);
+        if (dcpl < 0)
+            why = "a dataset whose storage cannot be read";
+        else if (H5Pget_external_count(dcpl) > 0)
+            why = "a dataset whose data lies in external files";
+        else if (H5Pget_layout(dcpl) == H5D_VIRTUAL)
+            why = "a virtual dataset: its data lies in other datasets";
+        if (dcpl >= 0)
+            H5Pclose(dcpl);
+    }
+    if (why) {
+        char name[H5IO_PATH_MAX] = "";
+        H5Iget_name(obj, name, sizeof name);
+        w->rc = ember__err(w->msg, EMBER_EFORMAT, "%s: %s is %s, which ember neither "
+                           "verifies nor fingerprints; copy the data into the file "
+                           "(h5repack, or h5copy --expand-ext-links)", w->where,
+                           name[0] ? name : "an object", why);
+    }
+    return w->rc ? -1 : 0;
+}
+
+/* Every link under a group, hard ones by H5Lvisit itself; a soft link to
+ * a group is followed too (a few deep: a reader's paths are short). */
+static herr_t inside_link(hid_t group, const char *name, const H5L_info_t *info, void *arg)
+{
+    inside_walk *w = arg;
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
+    if (obj < 0) /* a dangling link reads nothing */
+        return 0;
+    int r = outside(w, obj);
+    if (!r && info->type == H5L_TYPE_SOFT && H5Iget_type(obj) == H5I_GROUP && w->hops < 4) {
+        w->hops++;
+        r = H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, w) < 0 ? -1 : 0;
+        w->hops--;
+    }
+    H5Oclose(obj);
+    return r;
+}
+
+int ember__h5_data_inside(int64_t fid, const char *path, const char *where, char *msg)
+{
+    hid_t root = H5Oopen((hid_t)fid, "/", H5P_DEFAULT);
+    hid_t obj = H5Oopen((hid_t)fid, path, H5P_DEFAULT);
+    inside_walk w = {root >= 0 ? fileno_of(root) : 0, 0, where, msg, EMBER_OK};
+    if (root >= 0 && obj >= 0 && !outside(&w, obj) && H5Iget_type(obj) == H5I_GROUP)
+        H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, &w);
+    if (obj >= 0)
+        H5Oclose(obj);
+    if (root >= 0)
+        H5Oclose(root);
+    return w.rc;
+}
+
 /* 1 when some prefix of path (the path itself included) that exists is
  * the object csr, by any name: "/csr/x", "/./csr/x", a link to the group.
  * Stops at the first prefix that does not open as a group. */
@@ -753,6 +837,11 @@ static int open_named(hid_t fid, const char *path, hid_t *dset,
                           "%s: an unfinished write (the save that made it "
                           "failed or was killed): not data", where);
     }
+    int rc = ember__h5_data_inside(fid, path, where, msg);
+    if (rc) {
+        H5Oclose(obj);
+        return rc;
+    }
     *dset = obj;
     return EMBER_OK;
 }
@@ -802,10 +891,14 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
     for (hsize_t i = 0; i < info.nlinks; i++)
         scan_link(fid, i, &s);
     if (s.count == 1) {
-        *dset = s.first;
         /* where names the dataset in messages: cut long names to fit */
         snprintf(where, where_size, "%.380s:/%.120s", file, s.first_name);
-        return EMBER_OK;
+        int rc = ember__h5_data_inside(fid, s.first_name, where, msg);
+        if (rc)
+            H5Oclose(s.first);
+        else
+            *dset = s.first;
+        return rc;
     }
     if (s.first >= 0)
         H5Oclose(s.first);

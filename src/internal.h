@@ -383,6 +383,11 @@ int ember__h5_parents(int64_t fid, const char *path);
  * file is open for writing in this process (HDF5 may hold raw data not
  * yet written: a read must go through HDF5). */
 int ember__h5_sec2_fd(int64_t obj, int read_only);
+/* EMBER_EFORMAT naming where when the object at path of fid (a dataset,
+ * or a group and everything under it) has data outside fid: reached
+ * through an external link, in external raw storage, or virtual; an
+ * object that does not open is left to its reader. Under the HDF5 lock. */
+int ember__h5_data_inside(int64_t fid, const char *path, const char *where, char *msg);
 /* Tests: how many whole-dataset reads went by preads (contiguous data). */
 extern unsigned long ember__h5_contiguous_reads;
 /* Reads a whole dataset of an already open (and verified) file. */

@@ -1907,6 +1907,63 @@ static void test_graph_h5_offsets_ids_types(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A graph file whose /csr is another file's (an external link), or whose
+ * targets lie in an external raw file, is refused naming it: only the
+ * input file is checked and fingerprinted, so a resumed run read other
+ * bytes than the checkpointed one, exit 0. The same file with its own
+ * data loads. */
+static void test_graph_h5_data_elsewhere(void **state)
+{
+    (void)state;
+    uint32_t t32[4] = {1, 2, 3, 0};
+    uint64_t off[5] = {0, 1, 2, 3, 4};
+    hsize_t dn[2] = {5, 4};
+    FILE *raw = fopen("ge_targets.bin", "wb");
+    assert_non_null(raw);
+    assert_int_equal(fwrite(t32, sizeof t32, 1, raw), 1);
+    fclose(raw);
+    const char *files[] = {"ge_own.h5", "ge_raw.h5"};
+    ember__h5_lock();
+    for (int f = 0; f < 2; f++) { /* /csr with its own targets, or external ones */
+        hid_t fid = H5Fcreate(files[f], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_create_intermediate_group(lcpl, 1);
+        if (f)
+            assert_true(H5Pset_external(dcpl, "ge_targets.bin", 0, sizeof t32) >= 0);
+        for (int i = 0; i < 2; i++) {
+            hid_t sp = H5Screate_simple(1, &dn[i], NULL);
+            hid_t d = H5Dcreate2(fid, i ? "/csr/targets" : "/csr/offsets",
+                                 i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64, sp, lcpl,
+                                 i ? dcpl : H5P_DEFAULT, H5P_DEFAULT);
+            assert_true(d >= 0 && H5Dwrite(d, i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64,
+                                           H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                           i ? (void *)t32 : (void *)off) >= 0);
+            H5Dclose(d);
+            H5Sclose(sp);
+        }
+        H5Pclose(dcpl);
+        H5Pclose(lcpl);
+        H5Fclose(fid);
+    }
+    hid_t fid = H5Fcreate("ge_link.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Lcreate_external("ge_own.h5", "/csr", fid, "csr", H5P_DEFAULT,
+                                   H5P_DEFAULT) >= 0);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    ember_ctx *ctx = tu_ctx(2);
+    ember_graph *g = load(ctx, "ge_own.h5", NULL);
+    assert_int_equal(g->n, 4);
+    ember_graph_free(&g);
+    ember_ctx_destroy(&ctx);
+    load_fails("ge_link.h5", NULL, EMBER_EFORMAT, "/csr is reached through an external link");
+    load_fails("ge_raw.h5", NULL, EMBER_EFORMAT,
+               "/csr/targets is a dataset whose data lies in external files");
+    remove("ge_own.h5");
+    remove("ge_raw.h5");
+    remove("ge_link.h5");
+    remove("ge_targets.bin");
+}
+
 /* The directed attribute of a saved graph, read with the raw API. */
 static int32_t saved_directed(const char *file)
 {
@@ -2425,6 +2482,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_write_array_keeps_groups),
         cmocka_unit_test(test_graph_h5_offsets_ids_types),
         cmocka_unit_test(test_graph_h5_directed_is_true),
+        cmocka_unit_test(test_graph_h5_data_elsewhere),
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),

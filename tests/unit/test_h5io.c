@@ -812,6 +812,79 @@ static void test_h5io_read_only_root_dataset(void **state)
     remove(file);
 }
 
+/* Data outside the file that was checked and fingerprinted is refused
+ * (EMBER_EFORMAT naming the object): an external link to a dataset, or to
+ * a group holding it, also behind a soft link; external raw storage; a
+ * virtual dataset; the one dataset at the root behind an external link.
+ * A resumed run otherwise read other files' changed content, exit 0. */
+static void test_h5io_read_data_elsewhere(void **state)
+{
+    (void)state;
+    const char *other = "h5io_elsewhere_other.h5", *file = "h5io_elsewhere.h5";
+    int32_t v[3] = {4, 5, 6};
+    hsize_t three = 3;
+    remove(other);
+    fixture(other, "/g/values", H5T_STD_I32LE, 1, &three, H5T_NATIVE_INT32, v);
+    FILE *raw = fopen("h5io_elsewhere.bin", "wb");
+    assert_non_null(raw);
+    assert_int_equal(fwrite(v, sizeof v, 1, raw), 1);
+    fclose(raw);
+    remove(file);
+    fixture(file, "/inside", H5T_NATIVE_INT32, 1, &three, H5T_NATIVE_INT32, v);
+    ember__h5_lock();
+    hid_t fid = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    assert_true(H5Lcreate_external(other, "/g/values", fid, "ext", H5P_DEFAULT,
+                                   H5P_DEFAULT) >= 0);
+    assert_true(H5Lcreate_external(other, "/g", fid, "extg", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    assert_true(H5Lcreate_soft("/extg/values", fid, "soft", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp = H5Screate_simple(1, &three, NULL);
+    assert_true(H5Pset_external(dcpl, "h5io_elsewhere.bin", 0, sizeof v) >= 0);
+    hid_t d = H5Dcreate2(fid, "rawfile", H5T_NATIVE_INT32, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(H5Pset_virtual(dcpl, sp, other, "/g/values", sp) >= 0);
+    d = H5Dcreate2(fid, "virtual", H5T_NATIVE_INT32, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    ember_ctx *ctx = new_ctx();
+    ember_type t;
+    size_t n;
+    int32_t *data = read_recs(ctx, file, "/inside", &t, &n); /* its own data: read */
+    assert_true(n == 3 && data[2] == 6);
+    ember__free(ctx, data);
+    ember_ctx_destroy(&ctx);
+    const char *paths[] = {"/ext", "/extg/values", "/soft", "/rawfile", "/virtual"};
+    const char *why[] = {"external link", "external link", "external link",
+                         "external files", "virtual dataset"};
+    for (int i = 0; i < 5; i++) {
+        char msg[EMBER_MSG_SIZE];
+        read_fails(file, paths[i], EMBER_EFORMAT, msg);
+        assert_contains(msg, why[i]);
+        assert_contains(msg, "neither verifies nor fingerprints");
+    }
+    /* the root's one dataset, reached through an external link */
+    remove(file);
+    ember__h5_lock();
+    fid = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Lcreate_external(other, "/g/values", fid, "only", H5P_DEFAULT,
+                                   H5P_DEFAULT) >= 0);
+    H5Fclose(fid);
+    ember__h5_unlock();
+    char msg[EMBER_MSG_SIZE];
+    read_fails(file, "", EMBER_EFORMAT, msg);
+    assert_contains(msg, "external link");
+    remove(file);
+    remove(other);
+    remove("h5io_elsewhere.bin");
+}
+
 static void test_h5io_read_root_ambiguous(void **state)
 {
     (void)state;
@@ -1828,6 +1901,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_read_string_is_etype),
         cmocka_unit_test(test_h5io_read_unsupported_shapes),
         cmocka_unit_test(test_h5io_read_only_root_dataset),
+        cmocka_unit_test(test_h5io_read_data_elsewhere),
         cmocka_unit_test(test_h5io_read_root_ambiguous),
         cmocka_unit_test(test_h5io_read_root_empty),
         cmocka_unit_test(test_h5io_missing_file),
