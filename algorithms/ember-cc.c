@@ -504,7 +504,8 @@ int main(int argc, char **argv)
     double t0 = ember_cli_now();
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
-        rc = ember_graph_load(&g, ctx, cli.input, &go, msg);
+        rc = ember_graph_load(&g, ctx, ember_cli_input_load(&cli, "input", cli.input), &go,
+                              msg);
     cli.load_seconds = ember_cli_now() - t0;
     if (!rc)
         rc = init_state(&s, ctx, g, &cli, msg);

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
                            .relabel = relabel};
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
-        rc = ember_graph_load(&g, ctx, in, &go, msg);
+        rc = ember_graph_load(&g, ctx, ember_cli_input_load(&cli, "input", in), &go, msg);
     if (!rc && !cli.quiet) /* the run's timings: stderr */
         fprintf(stderr, "ember-convert: %s: read %.1f MB in %.3f s (%.0f MB/s), CSR built "
                         "in %.3f s\n",

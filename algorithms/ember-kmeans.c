@@ -1872,9 +1872,9 @@ static int flat_type(ember_type *t, size_t d, char *msg)
  * partitioning, and the bits, depend on the data only). */
 static int load_points(km *s, km_input *in, char *msg)
 {
-    const char *path = s->cli->input;
-    int rc = is_h5_spec(path) ? ember_read_h5(&in->src, s->ctx, path, 0, msg)
-                              : ember_read_csv(&in->src, s->ctx, path, NULL, msg);
+    const char *load = ember_cli_input_load(s->cli, "input", s->cli->input);
+    int rc = is_h5_spec(s->cli->input) ? ember_read_h5(&in->src, s->ctx, load, 0, msg)
+                                       : ember_read_csv(&in->src, s->ctx, load, NULL, msg);
     if (rc)
         return rc;
     in->src_type = *ember_ds_type(in->src);
@@ -1893,8 +1893,8 @@ static int load_points(km *s, km_input *in, char *msg)
         return rc;
     s->x = ember_bcast_data(in->bc, &s->n);
     if (s->n == 0)
-        return km_error(msg, EMBER_EEMPTY, "%s: no points", path);
-    if ((rc = check_finite(s, path, msg)))
+        return km_error(msg, EMBER_EEMPTY, "%s: no points", s->cli->input);
+    if ((rc = check_finite(s, s->cli->input, msg)))
         return rc;
     return ember_from_array(&in->points, s->ctx, &ft, s->x, s->n,
                             s->cli->partitions, EMBER_BORROW, msg);
@@ -1918,7 +1918,8 @@ static int load_init_file(km *s, char *msg)
     ember_ds *ds = NULL;
     void *rows = NULL;
     size_t r = 0;
-    int rc = ember_read_csv(&ds, s->ctx, opt_init, NULL, msg);
+    const char *load = ember_cli_input_load(s->cli, "init", opt_init);
+    int rc = ember_read_csv(&ds, s->ctx, load, NULL, msg);
     if (!rc)
         rc = ember_collect_alloc(ds, &rows, &r, msg);
     size_t w = rc ? 0 : type_width(ember_ds_type(ds));
@@ -1926,7 +1927,7 @@ static int load_init_file(km *s, char *msg)
      * numbering the rows 0, 1, ... in order, then the coordinates (the
      * header read from the file: past EMBER_MAX_FIELDS columns the type
      * keeps no names) */
-    size_t skip = !rc && w == s->d + 1 && label_first(opt_init);
+    size_t skip = !rc && w == s->d + 1 && label_first(load);
     for (size_t i = 0; skip && !rc && i < r; i++)
         if (((const double *)rows)[i * w] != (double)i)
             rc = km_error(msg, EMBER_EFORMAT, "--init %s: row %zu is labelled %.17g, "

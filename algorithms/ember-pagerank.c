@@ -564,7 +564,7 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
                           .relabel = relabel, .by_destination = 1,
                           .degree_order = order == 0, .owned_rows = !cli->verify,
                           .partitions = cli->partitions};
-    return ember_graph_load(g, ctx, cli->input, &o, msg);
+    return ember_graph_load(g, ctx, ember_cli_input_load(cli, "input", cli->input), &o, msg);
 }
 
 static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,

@@ -928,7 +928,8 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
                            .undirected = undirected, .weighted = 1,
                            .by_destination = by_destination && !undirected,
                            .degree_order = 1};
-    int rc = ember_graph_load(g, ctx, cli->input, &go, msg);
+    int rc = ember_graph_load(g, ctx, ember_cli_input_load(cli, "input", cli->input), &go,
+                              msg);
     /* A shortest path has at most n - 1 edges, so below max weight x
      * (n - 1) no distance can overflow to +inf, which would read as "not
      * reached"; past it (weights near 1e308 / n) the graph is refused. */

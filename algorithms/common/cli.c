@@ -15,6 +15,7 @@
 #include <ember/mpi.h>
 #endif
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1175,6 +1176,35 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 
 /* ---- exit ------------------------------------------------------------------ */
 
+/* msg into out with each input's descriptor name (ember_cli_input_load's
+ * /proc/self/fd/N) replaced by the file the user named. */
+static void name_inputs(const ember_cli *cli, const char *msg, char *out, size_t size)
+{
+    snprintf(out, size, "%s", msg);
+    for (int i = 0; cli && i < cli->ninputs; i++) {
+        const char *load = cli->inputs[i].load, *arg = cli->inputs[i].arg;
+        if (!cli->inputs[i].hashed || strncmp(load, "/proc/self/fd/", 14) != 0)
+            continue;
+        char token[64], next[EMBER_MSG_SIZE];
+        snprintf(token, sizeof token, "%.*s", (int)strcspn(load, ":"), load);
+        size_t tlen = strlen(token), ds = strlen(cli->inputs[i].dataset), alen = strlen(arg);
+        /* the file's part of the argument: "f.h5" of "f.h5:/points" */
+        int flen = (int)(ds && alen > ds ? alen - ds - 1 : alen);
+        for (char *hit = strstr(out, token); hit; hit = strstr(hit, token)) {
+            if (isdigit((unsigned char)hit[tlen])) { /* fd 12, not 1 */
+                hit += tlen;
+                continue;
+            }
+            size_t pre = (size_t)(hit - out);
+            snprintf(next, sizeof next, "%.*s%.*s%s", (int)pre, out, flen, arg, hit + tlen);
+            snprintf(out, size, "%s", next);
+            if (pre + (size_t)flen >= strlen(out))
+                break;
+            hit = out + pre + flen;
+        }
+    }
+}
+
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     const char *name = cli && cli->prog ? cli->prog->name : "ember";
@@ -1203,7 +1233,9 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
                 advice);
         return EMBER_EXIT_RESUMABLE;
     }
-    fprintf(stderr, "%s: %s\n", name, msg && msg[0] ? msg : ember_strerror(status));
+    char named[EMBER_MSG_SIZE];
+    name_inputs(cli, msg && msg[0] ? msg : ember_strerror(status), named, sizeof named);
+    fprintf(stderr, "%s: %s\n", name, named);
     return ember_cli_settle(ember_exit_status(status) == 2 ? EMBER_EXIT_USAGE
                                                            : EMBER_EXIT_FAILURE);
 }

@@ -217,6 +217,10 @@ typedef struct {
         uint64_t stamp[5];   /* device, inode, size, mtime and ctime (ns)
                                 of the file hashed */
         int hashed;          /* filled by ember_cli_prepare */
+        int fd;              /* the file hashed, open (-1: none) */
+        char load[300];      /* what the loader opens: the file hashed, by
+                                its descriptor (/proc/self/fd/N), then
+                                ":" and the dataset when there is one */
     } inputs[4];
     int ninputs;
 
@@ -431,6 +435,14 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * several ranks it is collective: each checks its own view and all agree
  * on the first input any of them saw change. */
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg);
+
+/* What a program loads for input `role` ("input", "init"): the file
+ * ember_cli_prepare hashed, through the descriptor it keeps, so that a
+ * name re-pointed since (a symlink, a rename) cannot bring other bytes
+ * than those fingerprinted; `arg` when that input was not hashed or the
+ * descriptor's name (/proc) is not there. ember_cli_exit names the
+ * user's file in a message, not the descriptor. */
+const char *ember_cli_input_load(const ember_cli *cli, const char *role, const char *arg);
 
 /* Runs the loop: restores, then calls step until --iterations are done or
  * a step returns EMBER_DONE, checkpointing as the loop's policy says, and

@@ -60,8 +60,20 @@ static int make_dirs(const char *path)
 
 /* ---- checks before the work ------------------------------------------------ */
 
+/* The last ":/" of arg, where the HDF5 readers split "file.h5:/dataset"
+ * (ember__h5_split_spec), or NULL. */
+static const char *spec_colon(const char *arg)
+{
+    const char *hit = NULL;
+    for (const char *c = strstr(arg, ":/"); c; c = strstr(c + 1, ":/"))
+        hit = c;
+    return hit;
+}
+
 /* The file of an input: the argument itself, or for "file.h5:/dataset"
- * (when the whole argument is no file) the part before the colon. */
+ * (when the whole argument is no file) the part before the last ":/", as
+ * the HDF5 readers split it. EEXIST when both are files: the argument
+ * names two things. */
 static int input_file(const char *arg, char *file, size_t size, char *dataset,
                       size_t dsize)
 {
@@ -69,16 +81,17 @@ static int input_file(const char *arg, char *file, size_t size, char *dataset,
     dataset[0] = '\0';
     if (snprintf(file, size, "%s", arg) >= (int)size)
         return ENAMETOOLONG;
-    if (stat(file, &st) == 0 || errno != ENOENT)
-        return 0;
-    const char *colon = strstr(arg, ":/");
+    const char *colon = spec_colon(arg);
+    int whole = stat(file, &st) == 0 || errno != ENOENT;
     if (!colon)
         return 0;
     snprintf(file, size, "%.*s", (int)(colon - arg), arg);
-    if (stat(file, &st) != 0) {
-        snprintf(file, size, "%s", arg); /* name the whole argument */
+    if (stat(file, &st) != 0 || S_ISDIR(st.st_mode)) {
+        snprintf(file, size, "%s", arg); /* the whole argument, or named whole */
         return 0;
     }
+    if (whole)
+        return EEXIST;
     snprintf(dataset, dsize, "%s", colon + 1);
     return 0;
 }
@@ -154,22 +167,24 @@ static void stamp_of(const struct stat *st, uint64_t s[5])
     s[4] = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
 }
 
-/* 1 when path is now the file of stamp s. */
-static int same_stamp(const char *path, const uint64_t s[5])
+/* 1 when input i is still the file of its stamp: the file hashed, by its
+ * descriptor (written since?), else by its name. */
+static int same_stamp(const ember_cli *cli, int i)
 {
     struct stat st;
     uint64_t now[5];
-    if (stat(path, &st) != 0)
+    int fd = cli->inputs[i].fd;
+    if (fd >= 0 ? fstat(fd, &st) != 0 : stat(cli->inputs[i].path, &st) != 0)
         return 0;
     stamp_of(&st, now);
-    return memcmp(now, s, sizeof now) == 0;
+    return memcmp(now, cli->inputs[i].stamp, sizeof now) == 0;
 }
 
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
 {
     int changed = -1; /* the first input this rank sees changed */
     for (int i = 0; changed < 0 && i < cli->ninputs; i++)
-        if (cli->inputs[i].hashed && !same_stamp(cli->inputs[i].path, cli->inputs[i].stamp))
+        if (cli->inputs[i].hashed && !same_stamp(cli, i))
             changed = i;
     /* Each rank loaded through its own view of the files: they agree on
      * the first input any of them saw change, and all stop together. */
@@ -184,6 +199,15 @@ int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
     return EMBER_EMISMATCH;
 }
 
+const char *ember_cli_input_load(const ember_cli *cli, const char *role, const char *arg)
+{
+    for (int i = 0; i < cli->ninputs; i++)
+        if (cli->inputs[i].hashed && cli->inputs[i].load[0] &&
+            !strcmp(cli->inputs[i].role, role))
+            return cli->inputs[i].load;
+    return arg;
+}
+
 static int in_checkpoint_dir(const ember_cli *cli, const char *path);
 
 static int prepare_input(ember_cli *cli, int i)
@@ -191,8 +215,12 @@ static int prepare_input(ember_cli *cli, int i)
     char file[PATH_MAX];
     struct stat st;
     const char *flag = cli->inputs[i].role, *arg = cli->inputs[i].arg;
-    input_file(arg, file, sizeof file, cli->inputs[i].dataset,
-               sizeof cli->inputs[i].dataset);
+    cli->inputs[i].fd = -1;
+    if (input_file(arg, file, sizeof file, cli->inputs[i].dataset,
+                   sizeof cli->inputs[i].dataset) == EEXIST)
+        return ember_cli_usage_error(cli, "--%s %s: names both a file of that name and "
+                                     "dataset %s of %s; rename one", flag, arg,
+                                     spec_colon(arg) + 1, file);
     if (stat(file, &st) != 0) { /* worded as the loaders word it */
         int e = errno;
         const char *colon = strrchr(file, ':');
@@ -216,22 +244,43 @@ static int prepare_input(ember_cli *cli, int i)
         return ember_cli_usage_error(cli, "--%s %s: not a regular file (a pipe or "
                                      "device is read twice; save it to a file)", flag,
                                      arg);
+    /* The file is hashed and loaded through one descriptor's name, so
+     * that the bytes loaded are those of the file hashed, whatever its
+     * name points at by then (a symlink re-pointed, a rename). */
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EINVAL;
+        if (fd >= 0)
+            close(fd);
+        return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg,
+                                     e == EINVAL ? "replaced while being opened" : strerror(e));
+    }
+    cli->inputs[i].fd = fd;
+    char by_fd[64];
+    snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", fd);
+    const char *read_as = access(by_fd, R_OK) == 0 ? by_fd : file;
+    if (read_as == by_fd) {
+        char load[sizeof cli->inputs[i].load];
+        snprintf(load, sizeof load, "%s%s%s", by_fd, cli->inputs[i].dataset[0] ? ":" : "",
+                 cli->inputs[i].dataset);
+        memcpy(cli->inputs[i].load, load, sizeof load);
+    }
+    /* the file opened is the one hashed: its stamp before, and after */
+    stamp_of(&st, cli->inputs[i].stamp);
     /* one pass: the fingerprint, and the verify of a sealed ember file,
      * which its load then does not repeat; on the threads --threads asks */
     char why[EMBER_MSG_SIZE];
-    if (ember_file_hash_threads(file, cli->threads, &cli->inputs[i].bytes,
+    if (ember_file_hash_threads(read_as, cli->threads, &cli->inputs[i].bytes,
                                 &cli->inputs[i].xxh3, why)) {
-        size_t skip = strlen(file);
-        const char *reason = strncmp(why, file, skip) == 0 && why[skip] == ':'
+        size_t skip = strlen(read_as);
+        const char *reason = strncmp(why, read_as, skip) == 0 && why[skip] == ':'
                                  ? why + skip + 2 : why;
         return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg, reason);
     }
     char real[PATH_MAX];
     snprintf(cli->inputs[i].path, sizeof cli->inputs[i].path, "%s",
              realpath(file, real) ? real : file);
-    /* the file stat saw before the hash is the one after it */
-    stamp_of(&st, cli->inputs[i].stamp);
-    if (!same_stamp(cli->inputs[i].path, cli->inputs[i].stamp))
+    if (!same_stamp(cli, i))
         return ember_cli_usage_error(cli, "--%s %s: replaced or written while being "
                                      "read; run again once the file stays put", flag, arg);
     cli->inputs[i].hashed = 1;

@@ -150,4 +150,42 @@ st=$?
 grep -q "resumed" err.txt || fail "newline in the name: no resume: $(cat err.txt)"
 "$bin/ember-pagerank" --input "$nl" --quiet --output nl2.csv || fail "newline: straight run"
 cmp -s nl1.csv nl2.csv || fail "newline in the name: the resumed ranks differ"
+# A name re-pointed between the hash and the load (a "current" symlink
+# switched to another graph meanwhile): the run loads the file it hashed,
+# through the descriptor it keeps, not the graph the name now leads to.
+# It loaded the other graph under the first one's fingerprint and wrote
+# checkpoints of that mix, which a clean rerun then resumed, exit 0.
+mkdir v1 v2
+cp "$src/data/karate.el" v1/g.el
+printf '0 1\n1 2\n2 0\n' > v2/g.el
+ln -s v1 current
+sw=(--undirected --tolerance 0 --quiet --iterations 6)
+"$bin/ember-pagerank" --input v1/g.el "${sw[@]}" --output sref.csv || fail "swap: reference"
+EMBER_TEST_LOAD_DELAY=30 EMBER_TEST_LOAD_READY="$work/ready" "$bin/ember-pagerank" \
+    --input current/g.el "${sw[@]}" --checkpoint-dir cksw --checkpoint-every 1 \
+    --output sw.csv 2> err.txt &
+pid=$!
+for _ in $(seq 300); do ls ready.* > /dev/null 2>&1 && break; sleep 0.1; done
+ls ready.* > /dev/null 2>&1 || fail "swap: the load never said it was ready"
+ln -sfn v2 current
+touch ready.go
+wait "$pid" || fail "swap: the run failed: $(cat err.txt)"
+cmp -s sref.csv sw.csv || fail "swap: the run did not compute on the file it hashed"
+# "real.h5:/points" naming both a file (in a directory "real.h5:") and a
+# dataset of real.h5: refused, not the one hashed and the other loaded.
+"$bin/ember-gen" blobs --n 40 --d 2 --k 2 --output real.h5 --quiet || fail "blobs"
+mkdir 'real.h5:'
+echo "1,2" > 'real.h5:/points'
+"$bin/ember-kmeans" --input real.h5:/points --k 2 --quiet --output km.csv 2> err.txt
+[ $? -eq 2 ] || fail "file:/dataset naming two things: exit status: $(cat err.txt)"
+grep -q "names both a file of that name and dataset /points of real.h5" err.txt ||
+    fail "file:/dataset naming two things: $(cat err.txt)"
+rm -r 'real.h5:'
+"$bin/ember-kmeans" --input real.h5:/points --k 2 --quiet --output km.csv > /dev/null ||
+    fail "file:/dataset"
+# and a message about the input names the user's file, not the descriptor
+printf '0 1\n1 x\n' > bad.el
+"$bin/ember-pagerank" --input bad.el --quiet 2> err.txt
+[ $? -eq 2 ] || fail "bad input: exit status"
+grep -q "^ember-pagerank: bad.el:2: " err.txt || fail "bad input: the file is not named: $(cat err.txt)"
 echo "input fingerprints: ok"
