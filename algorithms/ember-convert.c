@@ -69,6 +69,8 @@ int main(int argc, char **argv)
     char msg[EMBER_MSG_SIZE] = "";
     ember_ctx *ctx = NULL;
     ember_graph *g = NULL;
+    if (f == EMBER_GRAPH_AUTO) /* by the name given: the load reads a descriptor */
+        f = ember_graph_format_of(in);
     ember_graph_opts go = {.format = (ember_graph_format)f, .undirected = undirected,
                            .relabel = relabel};
     rc = ember_cli_ctx(&ctx, &cli, msg);
@@ -83,8 +85,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_graph_save_h5(g, tmp, msg);
     static const char *const format_names[] = {"auto", "el", "mtx", "h5"};
-    ember_graph_format read = f == EMBER_GRAPH_AUTO ? ember_graph_format_of(in)
-                                                    : (ember_graph_format)f;
+    ember_graph_format read = (ember_graph_format)f;
     ember_h5_attr at[] = {{"input_format", 0, 0, 0, format_names[read]},
                           {"undirected", EMBER_I64, 0, undirected, NULL},
                           {"relabel", EMBER_I64, 0, relabel, NULL}};

@@ -1873,10 +1873,15 @@ static int flat_type(ember_type *t, size_t d, char *msg)
 static int load_points(km *s, km_input *in, char *msg)
 {
     const char *load = ember_cli_input_load(s->cli, "input", s->cli->input);
-    int rc = is_h5_spec(s->cli->input) ? ember_read_h5(&in->src, s->ctx, load, 0, msg)
-                                       : ember_read_csv(&in->src, s->ctx, load, NULL, msg);
+    int h5 = is_h5_spec(s->cli->input);
+    int rc = h5 ? ember_read_h5(&in->src, s->ctx, load, 0, msg)
+                : ember_read_csv(&in->src, s->ctx, load, NULL, msg);
     if (rc)
         return rc;
+    if (load != s->cli->input && !strstr(load, ":/")) { /* named by the file, not */
+        const char *slash = strrchr(s->cli->input, '/'); /* the descriptor */
+        ember_ds_set_name(in->src, h5 || !slash || !slash[1] ? s->cli->input : slash + 1);
+    }
     in->src_type = *ember_ds_type(in->src);
     s->d = type_width(&in->src_type);
     ember_type ft;
@@ -1920,6 +1925,8 @@ static int load_init_file(km *s, char *msg)
     size_t r = 0;
     const char *load = ember_cli_input_load(s->cli, "init", opt_init);
     int rc = ember_read_csv(&ds, s->ctx, load, NULL, msg);
+    if (!rc && load != opt_init) /* named by the file, not the descriptor */
+        ember_ds_set_name(ds, opt_init);
     if (!rc)
         rc = ember_collect_alloc(ds, &rows, &r, msg);
     size_t w = rc ? 0 : type_width(ember_ds_type(ds));

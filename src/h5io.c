@@ -567,50 +567,60 @@ static unsigned long fileno_of(hid_t obj)
 typedef struct {
     unsigned long home;        /* the input's file number */
     int hops;                  /* soft links to groups followed */
+    const char *base;          /* the path of the group being walked */
     const char *where;
     char *msg;
     int rc;
 } inside_walk;
 
-static int outside(inside_walk *w, hid_t obj)
+static int refuse_outside(inside_walk *w, const char *name, const char *why)
 {
-    const char *why = NULL;
-    if (fileno_of(obj) != w->home) {
-        why = "reached through an external link: its data lies in another file";
-    } else if (H5Iget_type(obj) == H5I_DATASET) {
-        hid_t dcpl = H5Dget_create_plist(obj);
-        if (dcpl < 0)
-            why = "a dataset whose storage cannot be read";
-        else if (H5Pget_external_count(dcpl) > 0)
-            why = "a dataset whose data lies in external files";
-        else if (H5Pget_layout(dcpl) == H5D_VIRTUAL)
-            why = "a virtual dataset: its data lies in other datasets";
-        if (dcpl >= 0)
-            H5Pclose(dcpl);
-    }
-    if (why) {
-        char name[H5IO_PATH_MAX] = "";
-        H5Iget_name(obj, name, sizeof name);
-        w->rc = ember__err(w->msg, EMBER_EFORMAT, "%s: %s is %s, which ember neither "
-                           "verifies nor fingerprints; copy the data into the file "
-                           "(h5repack, or h5copy --expand-ext-links)", w->where,
-                           name[0] ? name : "an object", why);
-    }
-    return w->rc ? -1 : 0;
+    w->rc = ember__err(w->msg, EMBER_EFORMAT, "%s: %s is %s, which ember neither "
+                       "verifies nor fingerprints; copy the data into the file "
+                       "(h5repack, or h5copy --expand-ext-links)", w->where, name, why);
+    return -1;
+}
+
+static int outside(inside_walk *w, hid_t obj, const char *name)
+{
+    if (fileno_of(obj) != w->home)
+        return refuse_outside(w, name, "reached through an external link: its data "
+                              "lies in another file");
+    if (H5Iget_type(obj) != H5I_DATASET)
+        return 0;
+    hid_t dcpl = H5Dget_create_plist(obj);
+    const char *why = dcpl < 0 ? "a dataset whose storage cannot be read"
+                      : H5Pget_external_count(dcpl) > 0
+                          ? "a dataset whose data lies in external files"
+                      : H5Pget_layout(dcpl) == H5D_VIRTUAL
+                          ? "a virtual dataset: its data lies in other datasets"
+                          : NULL;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return why ? refuse_outside(w, name, why) : 0;
 }
 
 /* Every link under a group, hard ones by H5Lvisit itself; a soft link to
- * a group is followed too (a few deep: a reader's paths are short). */
+ * a group is followed too (a few deep: a reader's paths are short). An
+ * external or user-defined link is refused as it is, without opening
+ * what it leads to. */
 static herr_t inside_link(hid_t group, const char *name, const H5L_info_t *info, void *arg)
 {
     inside_walk *w = arg;
+    char full[H5IO_PATH_MAX];
+    snprintf(full, sizeof full, "%s/%s", w->base, name);
+    if (info->type != H5L_TYPE_HARD && info->type != H5L_TYPE_SOFT)
+        return refuse_outside(w, full, "an external link: its data lies in another file");
     hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
-    if (obj < 0) /* a dangling link reads nothing */
+    if (obj < 0) /* a dangling soft link reads nothing */
         return 0;
-    int r = outside(w, obj);
+    int r = outside(w, obj, full);
     if (!r && info->type == H5L_TYPE_SOFT && H5Iget_type(obj) == H5I_GROUP && w->hops < 4) {
+        const char *base = w->base;
         w->hops++;
+        w->base = full;
         r = H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, w) < 0 ? -1 : 0;
+        w->base = base;
         w->hops--;
     }
     H5Oclose(obj);
@@ -621,8 +631,8 @@ int ember__h5_data_inside(int64_t fid, const char *path, const char *where, char
 {
     hid_t root = H5Oopen((hid_t)fid, "/", H5P_DEFAULT);
     hid_t obj = H5Oopen((hid_t)fid, path, H5P_DEFAULT);
-    inside_walk w = {root >= 0 ? fileno_of(root) : 0, 0, where, msg, EMBER_OK};
-    if (root >= 0 && obj >= 0 && !outside(&w, obj) && H5Iget_type(obj) == H5I_GROUP)
+    inside_walk w = {root >= 0 ? fileno_of(root) : 0, 0, path, where, msg, EMBER_OK};
+    if (root >= 0 && obj >= 0 && !outside(&w, obj, path) && H5Iget_type(obj) == H5I_GROUP)
         H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, &w);
     if (obj >= 0)
         H5Oclose(obj);

@@ -1653,28 +1653,48 @@ static int same_dir(const dir_id *a, const dir_id *b)
     return a->exists ? a->dev == b->dev && a->ino == b->ino : !strcmp(a->path, b->path);
 }
 
-/* Whether the directory `dir` lies inside the existing directory `outer`,
- * by real paths; a dir still to be made, by its nearest existing parent. */
-static int dir_inside(const char *dir, const char *outer)
+/* The real path path has, or would have once made: its nearest existing
+ * parent's real path and the names below it. 0, or -1. */
+static int would_be(const char *path, char *out, size_t size)
 {
     char at[PATH_MAX], up[PATH_MAX];
     struct stat st;
-    int below = 0; /* at is a parent of dir */
-    snprintf(at, sizeof at, "%s", dir);
+    snprintf(at, sizeof at, "%s", path);
     while (stat(at, &st) != 0) {
         ember__sl_parent(at, up, sizeof up);
         if (!strcmp(up, at))
-            return 0;
+            return -1;
         memcpy(at, up, sizeof at);
-        below = 1;
     }
-    char *rd = realpath(at, NULL);
-    char *ro = rd ? realpath(outer, NULL) : NULL;
-    size_t n = ro ? strlen(ro) : 0;
-    int inside = ro && strncmp(rd, ro, n) == 0 && (rd[n] == '/' || (below && !rd[n]));
-    free(rd);
-    free(ro);
-    return inside;
+    char *real = realpath(at, NULL);
+    if (!real)
+        return -1;
+    /* then the names below it, those past at ("." stands for none), less
+     * empty and "." ones */
+    int n = snprintf(out, size, "%s", strcmp(real, "/") ? real : "");
+    free(real);
+    for (const char *c = !strcmp(at, ".") ? path : path + strlen(at);
+         n >= 0 && (size_t)n < size && *c;) {
+        size_t len = strcspn(c, "/");
+        if (len && !(len == 1 && c[0] == '.'))
+            n += snprintf(out + n, (size_t)n < size ? size - (size_t)n : 0, "/%.*s",
+                          (int)len, c);
+        c += len + (c[len] == '/');
+    }
+    if (n == 0)
+        n = snprintf(out, size, "/");
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Whether the directory `dir` lies inside the directory `outer`, by the
+ * real paths they have or would have once made. */
+static int dir_inside(const char *dir, const char *outer)
+{
+    char d[PATH_MAX], o[PATH_MAX];
+    if (would_be(dir, d, sizeof d) || would_be(outer, o, sizeof o))
+        return 0;
+    size_t n = strlen(o);
+    return strncmp(d, o, n) == 0 && d[n] == '/';
 }
 
 /* The source, the checkpoint location and the sink must be three
@@ -1711,7 +1731,7 @@ static int check_distinct(const ember_stream *s, char *msg)
                           "directory %s: every batch would read the output files of the "
                           "batches before it as input; use another sink directory",
                           s->sink_dir, s->source);
-    if (same_dir(&sink, &loc) || (loc.exists && dir_inside(s->sink_dir, s->loc)))
+    if (same_dir(&sink, &loc) || dir_inside(s->sink_dir, s->loc))
         return ember__err(msg, EMBER_EINVAL, "stream: the sink directory %s is %s "
                           "checkpoint location %s: output and bookkeeping must not share "
                           "a directory; use another sink directory", s->sink_dir,

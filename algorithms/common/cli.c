@@ -1176,6 +1176,34 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg)
 
 /* ---- exit ------------------------------------------------------------------ */
 
+void ember_cli_stamp_of(const struct stat *st, uint64_t s[5])
+{
+    s[0] = (uint64_t)st->st_dev;
+    s[1] = (uint64_t)st->st_ino;
+    s[2] = (uint64_t)st->st_size;
+    s[3] = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+    s[4] = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
+}
+
+int ember_cli_input_same(const ember_cli *cli, int i)
+{
+    struct stat st;
+    uint64_t now[5];
+    int fd = cli->inputs[i].fd;
+    if (fd >= 0 ? fstat(fd, &st) != 0 : stat(cli->inputs[i].path, &st) != 0)
+        return 0;
+    ember_cli_stamp_of(&st, now);
+    return memcmp(now, cli->inputs[i].stamp, sizeof now) == 0;
+}
+
+int ember_cli_input_changed(const ember_cli *cli)
+{
+    for (int i = 0; i < cli->ninputs; i++)
+        if (cli->inputs[i].hashed && !ember_cli_input_same(cli, i))
+            return i;
+    return -1;
+}
+
 /* msg into out with each input's descriptor name (ember_cli_input_load's
  * /proc/self/fd/N) replaced by the file the user named. */
 static void name_inputs(const ember_cli *cli, const char *msg, char *out, size_t size)
@@ -1235,6 +1263,17 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     }
     char named[EMBER_MSG_SIZE];
     name_inputs(cli, msg && msg[0] ? msg : ember_strerror(status), named, sizeof named);
+    /* An input replaced or written since its hash is the likelier cause
+     * (HDF5 cannot open a removed file by its descriptor's name): bad
+     * input, said once. */
+    int changed = cli && !strstr(named, "took its fingerprint") ? ember_cli_input_changed(cli)
+                                                                : -1;
+    if (changed >= 0) {
+        fprintf(stderr, "%s: --%s %s: replaced or written since this run took its "
+                "fingerprint; run again once the file stays put (the error: %s)\n",
+                name, cli->inputs[changed].role, cli->inputs[changed].arg, named);
+        return ember_cli_settle(EMBER_EXIT_USAGE);
+    }
     fprintf(stderr, "%s: %s\n", name, named);
     return ember_cli_settle(ember_exit_status(status) == 2 ? EMBER_EXIT_USAGE
                                                            : EMBER_EXIT_FAILURE);

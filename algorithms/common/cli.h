@@ -211,14 +211,14 @@ typedef struct {
         const char *role;    /* "input", or the option's name ("init") */
         const char *arg;     /* as given (into argv) */
         char path[4096];     /* the file, absolute (PATH_MAX) */
-        char dataset[256];   /* "file.h5:/points": "/points" ("" if none) */
+        char dataset[1024];  /* "file.h5:/points": "/points" ("" if none) */
         uint64_t bytes;
         uint64_t xxh3;
         uint64_t stamp[5];   /* device, inode, size, mtime and ctime (ns)
                                 of the file hashed */
         int hashed;          /* filled by ember_cli_prepare */
         int fd;              /* the file hashed, open (-1: none) */
-        char load[300];      /* what the loader opens: the file hashed, by
+        char load[1100];     /* what the loader opens: the file hashed, by
                                 its descriptor (/proc/self/fd/N), then
                                 ":" and the dataset when there is one */
     } inputs[4];
@@ -435,13 +435,24 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
  * several ranks it is collective: each checks its own view and all agree
  * on the first input any of them saw change. */
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg);
+/* The first input hashed that this process sees replaced or written since
+ * (not collective), or -1. */
+int ember_cli_input_changed(const ember_cli *cli);
+/* What says a file is still the one hashed: device, inode, size, mtime
+ * and ctime (ns); and whether input i still has the stamp taken at its
+ * hash (its descriptor's file, else its path's). */
+struct stat;
+void ember_cli_stamp_of(const struct stat *st, uint64_t s[5]);
+int ember_cli_input_same(const ember_cli *cli, int i);
 
 /* What a program loads for input `role` ("input", "init"): the file
  * ember_cli_prepare hashed, through the descriptor it keeps, so that a
  * name re-pointed since (a symlink, a rename) cannot bring other bytes
  * than those fingerprinted; `arg` when that input was not hashed or the
  * descriptor's name (/proc) is not there. ember_cli_exit names the
- * user's file in a message, not the descriptor. */
+ * user's file in a message, not the descriptor. A format told by the
+ * file's name must be settled from arg (ember_cli_graph_format) before:
+ * the descriptor's name has no extension. */
 const char *ember_cli_input_load(const ember_cli *cli, const char *role, const char *arg);
 
 /* Runs the loop: restores, then calls step until --iterations are done or

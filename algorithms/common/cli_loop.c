@@ -92,7 +92,10 @@ static int input_file(const char *arg, char *file, size_t size, char *dataset,
     }
     if (whole)
         return EEXIST;
-    snprintf(dataset, dsize, "%s", colon + 1);
+    if (snprintf(dataset, dsize, "%s", colon + 1) >= (int)dsize) {
+        dataset[0] = '\0';
+        return ENAMETOOLONG;
+    }
     return 0;
 }
 
@@ -157,35 +160,9 @@ static int agree_command(ember_cli *cli)
 #endif
 }
 
-/* What says a file is still the one hashed. */
-static void stamp_of(const struct stat *st, uint64_t s[5])
-{
-    s[0] = (uint64_t)st->st_dev;
-    s[1] = (uint64_t)st->st_ino;
-    s[2] = (uint64_t)st->st_size;
-    s[3] = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
-    s[4] = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
-}
-
-/* 1 when input i is still the file of its stamp: the file hashed, by its
- * descriptor (written since?), else by its name. */
-static int same_stamp(const ember_cli *cli, int i)
-{
-    struct stat st;
-    uint64_t now[5];
-    int fd = cli->inputs[i].fd;
-    if (fd >= 0 ? fstat(fd, &st) != 0 : stat(cli->inputs[i].path, &st) != 0)
-        return 0;
-    stamp_of(&st, now);
-    return memcmp(now, cli->inputs[i].stamp, sizeof now) == 0;
-}
-
 int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
 {
-    int changed = -1; /* the first input this rank sees changed */
-    for (int i = 0; changed < 0 && i < cli->ninputs; i++)
-        if (cli->inputs[i].hashed && !same_stamp(cli, i))
-            changed = i;
+    int changed = ember_cli_input_changed(cli); /* the first this rank sees */
     /* Each rank loaded through its own view of the files: they agree on
      * the first input any of them saw change, and all stop together. */
     int any = agree_max(cli, changed < 0 ? 0 : cli->ninputs - changed);
@@ -216,11 +193,16 @@ static int prepare_input(ember_cli *cli, int i)
     struct stat st;
     const char *flag = cli->inputs[i].role, *arg = cli->inputs[i].arg;
     cli->inputs[i].fd = -1;
-    if (input_file(arg, file, sizeof file, cli->inputs[i].dataset,
-                   sizeof cli->inputs[i].dataset) == EEXIST)
+    int named = input_file(arg, file, sizeof file, cli->inputs[i].dataset,
+                           sizeof cli->inputs[i].dataset);
+    if (named == EEXIST)
         return ember_cli_usage_error(cli, "--%s %s: names both a file of that name and "
                                      "dataset %s of %s; rename one", flag, arg,
                                      spec_colon(arg) + 1, file);
+    if (named)
+        return ember_cli_usage_error(cli, "--%s: name too long (a file up to %zu "
+                                     "bytes, a dataset up to %zu)", flag,
+                                     sizeof file - 1, sizeof cli->inputs[i].dataset - 1);
     if (stat(file, &st) != 0) { /* worded as the loaders word it */
         int e = errno;
         const char *colon = strrchr(file, ':');
@@ -255,6 +237,14 @@ static int prepare_input(ember_cli *cli, int i)
         return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg,
                                      e == EINVAL ? "replaced while being opened" : strerror(e));
     }
+    /* Moved up to a number every rank gets alike (the ranks' low numbers
+     * differ with what MPI opened), so that a message from any rank names
+     * the descriptor ember_cli_exit turns back into the user's file. */
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 900 + 8 * i);
+    if (moved >= 0) {
+        close(fd);
+        fd = moved;
+    }
     cli->inputs[i].fd = fd;
     char by_fd[64];
     snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", fd);
@@ -266,7 +256,7 @@ static int prepare_input(ember_cli *cli, int i)
         memcpy(cli->inputs[i].load, load, sizeof load);
     }
     /* the file opened is the one hashed: its stamp before, and after */
-    stamp_of(&st, cli->inputs[i].stamp);
+    ember_cli_stamp_of(&st, cli->inputs[i].stamp);
     /* one pass: the fingerprint, and the verify of a sealed ember file,
      * which its load then does not repeat; on the threads --threads asks */
     char why[EMBER_MSG_SIZE];
@@ -277,10 +267,14 @@ static int prepare_input(ember_cli *cli, int i)
                                  ? why + skip + 2 : why;
         return ember_cli_usage_error(cli, "--%s %s: cannot read: %s", flag, arg, reason);
     }
+    /* the path recorded: the file hashed, by its descriptor where it can */
     char real[PATH_MAX];
+    ssize_t len = read_as == by_fd ? readlink(by_fd, real, sizeof real - 1) : -1;
+    if (len > 0 && real[0] == '/')
+        real[len] = '\0';
     snprintf(cli->inputs[i].path, sizeof cli->inputs[i].path, "%s",
-             realpath(file, real) ? real : file);
-    if (!same_stamp(cli, i))
+             (len > 0 && real[0] == '/') || realpath(file, real) ? real : file);
+    if (!ember_cli_input_same(cli, i))
         return ember_cli_usage_error(cli, "--%s %s: replaced or written while being "
                                      "read; run again once the file stays put", flag, arg);
     cli->inputs[i].hashed = 1;
@@ -297,10 +291,17 @@ static const char *input_at(const ember_cli *cli, const char *path, const char *
     for (int i = -1; i < cli->ninputs; i++) {
         /* -1: cli->input of a tool that never prepared its inputs */
         const char *a = i < 0 ? cli->input : cli->inputs[i].arg;
-        char file[PATH_MAX], dataset[256];
-        if (!a || (i < 0 && find_input_role(cli, "input") >= 0) ||
-            input_file(a, file, sizeof file, dataset, sizeof dataset) ||
-            stat(file, &st) != 0 || st.st_dev != out.st_dev || st.st_ino != out.st_ino)
+        char file[PATH_MAX], dataset[1024];
+        if (!a || (i < 0 && find_input_role(cli, "input") >= 0))
+            continue;
+        if (i >= 0 && cli->inputs[i].hashed) { /* the file hashed, whatever its name */
+            st.st_dev = (dev_t)cli->inputs[i].stamp[0];
+            st.st_ino = (ino_t)cli->inputs[i].stamp[1];
+        } else if (input_file(a, file, sizeof file, dataset, sizeof dataset) ||
+                   stat(file, &st) != 0) {
+            continue;
+        }
+        if (st.st_dev != out.st_dev || st.st_ino != out.st_ino)
             continue;
         *arg = a;
         return i < 0 ? "input" : cli->inputs[i].role;
@@ -639,7 +640,8 @@ int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
         .deadline = cli->deadline_seconds > 0
                         ? cli->start_wall + cli->deadline_seconds : 0,
         .quiet = 1, /* the one "resumed from" line is ember_cli_iterate's */
-        .iterations = cli->iterations,
+        /* not .iterations: 0 is a count here (--iterations 0), and
+         * ember_cli_iterate names the flags */
     };
     if (cli->checkpoint_dir && !o.every && o.seconds <= 0)
         o.seconds = 60;
@@ -1122,6 +1124,16 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     rc = ember_loop_next(loop, &it, msg);
     if (rc == EMBER_EMISMATCH)
         explain_mismatch(cli, msg);
+    if (rc == EMBER_OK && it > cli->iterations) {
+        /* this command's result is an earlier iteration's */
+        const char *flag = cli->prog->omit & EMBER_CLI_NO_ITERATIONS ? "the count"
+                                                                     : "--iterations";
+        snprintf(msg, EMBER_MSG_SIZE, "%s %" PRIu64 ": the checkpoint in %s is at "
+                 "iteration %" PRIu64 ", past it, so this run cannot end where it "
+                 "asks; give %s %" PRIu64 " or more, or another --checkpoint-dir", flag,
+                 cli->iterations, cli->checkpoint_dir, it, flag, it);
+        rc = EMBER_EMISMATCH;
+    }
     cli->iterations_done = it;
     if (rc == EMBER_OK)
         rc = open_report(&r, cli, loop, msg);

@@ -26,4 +26,9 @@ cp "$src/data/karate.el" plain
 "$bin/ember-pagerank" --input plain --output plain.csv 2> err.txt || fail "plain: $(cat err.txt)"
 "$bin/ember-pagerank" --input g.h5 --output pr.csv 2> err.txt || fail "g.h5: $(cat err.txt)"
 cmp -s pr.csv plain.csv || fail "the edge list named plain: other ranks"
+# a Matrix Market file converted by its extension (the load reads the file
+# through a descriptor, whose name has none)
+printf '%%%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 2\n2 3\n' > m.mtx
+"$bin/ember-convert" m.mtx m.h5 > out.txt 2> err.txt || fail "convert m.mtx: $(cat err.txt)"
+grep -q "3 vertices, 2 edges" out.txt || fail "convert m.mtx: $(cat out.txt)"
 exit 0

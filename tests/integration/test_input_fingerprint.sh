@@ -171,6 +171,21 @@ ln -sfn v2 current
 touch ready.go
 wait "$pid" || fail "swap: the run failed: $(cat err.txt)"
 cmp -s sref.csv sw.csv || fail "swap: the run did not compute on the file it hashed"
+# The HDF5 input removed between the hash and the load: HDF5 cannot open
+# it by its descriptor's name; the run says the input was replaced (exit 2).
+"$bin/ember-convert" "$src/data/karate.el" gone.h5 2> /dev/null || fail "convert gone.h5"
+rm -f ready.*
+EMBER_TEST_LOAD_DELAY=30 EMBER_TEST_LOAD_READY="$work/ready" "$bin/ember-pagerank" \
+    --input gone.h5 --quiet --output gone.csv 2> err.txt &
+pid=$!
+for _ in $(seq 300); do ls ready.[0-9]* > /dev/null 2>&1 && break; sleep 0.1; done
+rm gone.h5
+touch ready.go
+wait "$pid"
+st=$?
+[ "$st" -eq 2 ] || fail "removed input: exit $st: $(cat err.txt)"
+grep -q "^ember-pagerank: --input gone.h5: replaced or written since" err.txt ||
+    fail "removed input: $(cat err.txt)"
 # "real.h5:/points" naming both a file (in a directory "real.h5:") and a
 # dataset of real.h5: refused, not the one hashed and the other loaded.
 "$bin/ember-gen" blobs --n 40 --d 2 --k 2 --output real.h5 --quiet || fail "blobs"

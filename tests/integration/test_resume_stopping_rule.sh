@@ -44,9 +44,14 @@ status 75 "${pr[@]}" --checkpoint-dir ck2 --checkpoint-every 5 --tolerance 0 \
     --iterations 60 --stop-at 20
 status 2 "${pr[@]}" --checkpoint-dir ck2 --checkpoint-every 5 --tolerance 0 \
     --iterations 10 --output c10.h5
-grep -q -- "the checkpoint in ck2 is at iteration 20, past the 10 iterations" err.txt ||
+grep -q -- "--iterations 10: the checkpoint in ck2 is at iteration 20" err.txt ||
     fail "the refusal does not name both counts: $(cat err.txt)"
 [ ! -e c10.h5 ] || fail "a refused resume wrote its output"
+# --iterations 0 is a count too (the initial state), not "no limit"
+status 2 "${pr[@]}" --checkpoint-dir ck2 --checkpoint-every 5 --tolerance 0 \
+    --iterations 0 --output c0.h5
+grep -q -- "--iterations 0: the checkpoint in ck2 is at iteration 20" err.txt ||
+    fail "--iterations 0: the refusal does not name both counts: $(cat err.txt)"
 status 0 "${pr[@]}" --checkpoint-dir ck2 --checkpoint-every 5 --tolerance 0 \
     --iterations 60 --output c60.csv
 status 0 "${pr[@]}" --tolerance 0 --iterations 60 --output f60.csv
@@ -56,7 +61,7 @@ cmp -s c60.csv f60.csv || fail "the resumed ranks differ from a run never stoppe
 km=("$bin/ember-kmeans" --input p.csv --k 8 --init random --seed 3 --tolerance 0 --quiet)
 status 75 "${km[@]}" --checkpoint-dir ck3 --checkpoint-every 2 --iterations 30 --stop-at 8
 status 2 "${km[@]}" --checkpoint-dir ck3 --checkpoint-every 2 --iterations 5 --output k.csv
-grep -q -- "the checkpoint in ck3 is at iteration 8, past the 5 iterations" err.txt ||
+grep -q -- "--iterations 5: the checkpoint in ck3 is at iteration 8" err.txt ||
     fail "k-means: the refusal does not name both counts: $(cat err.txt)"
 status 0 "${km[@]}" --checkpoint-dir ck3 --checkpoint-every 2 --iterations 30 --output k.csv
 status 0 "${km[@]}" --iterations 30 --output kf.csv

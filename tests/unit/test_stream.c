@@ -986,6 +986,12 @@ static void test_stream_dirs_must_differ(void **state)
     o.sink_dir = loc_slash;
     refused_dirs(ctx, &o, "is the checkpoint location");
     assert_int_equal(count_entries(t.loc), -1);
+    /* inside it, neither made yet, spelled with "." and a trailing slash */
+    char loc_out[500];
+    snprintf(loc_out, sizeof loc_out, "%s/./out/", t.loc);
+    o.sink_dir = loc_out;
+    refused_dirs(ctx, &o, "is inside the checkpoint location");
+    assert_int_equal(count_entries(t.loc), -1);
     assert_int_equal(mkdir(t.loc, 0755), 0);
     o.sink_dir = loc_slash;
     refused_dirs(ctx, &o, "is the checkpoint location");
