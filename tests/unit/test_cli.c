@@ -43,7 +43,7 @@ static const ember_cli_program prog = {
 /* Parses a command line given as one string of space-separated words. */
 static int parse(ember_cli *cli, const char *line)
 {
-    static char buf[1024];
+    static char buf[2048];
     static char *argv[64];
     damping = 0.85, top = 0, flag = 0, choice = 0, later = 0, name = NULL;
     snprintf(buf, sizeof buf, "ember-test %s", line);
@@ -310,6 +310,14 @@ static void test_cli_input_fingerprint(void **state)
     assert_int_equal(ember_cli_parameters(&cli, d, sizeof d), EMBER_OK);
     assert_non_null(strstr(d, "\ninput.dataset=/p\\ninfo.x=\n"));
     assert_null(strstr(d, "\ninfo.x="));
+    /* a dataset name too long to keep whole is refused, not cut (a cut
+     * name could be another dataset's) */
+    char longarg[1200];
+    int at = snprintf(longarg, sizeof longarg, "--input fp/g.el:/");
+    memset(longarg + at, 'a', 1100);
+    longarg[at + 1100] = '\0';
+    assert_int_equal(parse(&cli, longarg), EMBER_CLI_RUN);
+    assert_int_equal(ember_cli_prepare(&cli), EMBER_EXIT_USAGE);
     assert_int_equal(parse(&cli, "--input fp/moved/g.el --damping 0.5"), EMBER_CLI_RUN);
     assert_int_equal(ember_cli_prepare(&cli), EMBER_CLI_RUN);
     assert_int_equal(ember_cli_parameters(&cli, b, sizeof b), EMBER_OK);
