@@ -857,10 +857,10 @@ static int output_and_snapshot(ember_stream *s, const plan *p, const batch_run *
             orc = output(s, p, r, msg);
             if (team == 1 && snap && !orc)
                 src = ember__ss_save(&s->st, s->state_dir, p->batch, s->description,
-                                     s->fingerprint, smsg);
+                                     s->fingerprint, s->query_id, smsg);
         } else {
             src = ember__ss_save(&s->st, s->state_dir, p->batch, s->description,
-                                 s->fingerprint, smsg);
+                                 s->fingerprint, s->query_id, smsg);
         }
     }
     if (!orc && src)
@@ -1351,7 +1351,7 @@ static int load_snapshot(ember_stream *s, uint64_t C, int *found, uint64_t *vers
             continue; /* written by a batch that never committed */
         char path[PATH_MAX + 32], why[EMBER_MSG_SIZE] = "";
         snprintf(path, sizeof path, "%s/%" PRIu64 ".h5", s->state_dir, v[i]);
-        int r = ember__ss_load(&s->st, path, s->fingerprint, v[i], why);
+        int r = ember__ss_load(&s->st, path, s->fingerprint, s->query_id, v[i], why);
         if (r == EMBER_ENOMEM) {
             rc = ember__err(msg, r, "%s", why);
         } else if (r == EMBER_OK) {
@@ -1394,7 +1394,8 @@ static int restore_state(ember_stream *s, uint64_t C, uint64_t oldest_offsets, c
     if ((rc = replay(s, v, C, !found, msg)))
         return rc;
     /* So that the next start need not replay. */
-    int rc2 = ember__ss_save(&s->st, s->state_dir, C, s->description, s->fingerprint, msg);
+    int rc2 = ember__ss_save(&s->st, s->state_dir, C, s->description, s->fingerprint,
+                             s->query_id, msg);
     if (!rc2) {
         s->have_snapshot = 1;
         s->state_version = C;

@@ -335,14 +335,18 @@ void ember__ss_forget(ember__sstate *st, ember__ss_undo *u);
 int ember__ss_order(ember__sstate *st, char *msg);
 
 /* Writes <dir>/<version>.h5 (the state, the dictionary) through the
- * checkpoint file layer. */
+ * checkpoint file layer, recording the query's description, its
+ * fingerprint and the location's query id. */
 int ember__ss_save(const ember__sstate *st, const char *dir, uint64_t version,
-                   const char *description, uint64_t fingerprint, char *msg);
+                   const char *description, uint64_t fingerprint, const char *query_id,
+                   char *msg);
 /* Reads and verifies the snapshot of batch `version` into st (replacing
  * its contents only on success). EMBER_ECORRUPT for a damaged file or one
- * of another batch, EMBER_EMISMATCH for one of another query or type. */
+ * of another batch, EMBER_EMISMATCH for one of another query or type, or
+ * of another location of this query (another query id; snapshots written
+ * before query ids were recorded carry none and are not compared). */
 int ember__ss_load(ember__sstate *st, const char *path, uint64_t fingerprint,
-                   uint64_t version, char *msg);
+                   const char *query_id, uint64_t version, char *msg);
 
 /* ---- sinks (stream_sink.c) ---------------------------------------------------------- */
 

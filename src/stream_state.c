@@ -984,20 +984,32 @@ void ember__ss_forget(ember__sstate *st, ember__ss_undo *u)
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
+/* A snapshot's parameters: the location's query id first (a copy of
+ * another location of the same query is refused by it), then the
+ * query's description. */
+#define SS_QUERY_ID "query_id="
+
 int ember__ss_save(const ember__sstate *st, const char *dir, uint64_t version,
-                   const char *description, uint64_t fingerprint, char *msg)
+                   const char *description, uint64_t fingerprint, const char *query_id,
+                   char *msg)
 {
     char sig[1024], name[40];
     ember_type_describe(&st->type, sig, sizeof sig);
     snprintf(name, sizeof name, "%" PRIu64 ".h5", version);
+    size_t size = strlen(SS_QUERY_ID) + strlen(query_id) + strlen(description) + 2;
+    char *params = ember__malloc(st->ctx, size);
+    if (!params)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    snprintf(params, size, SS_QUERY_ID "%s\n%s", query_id, description);
     ember__ck_meta m = {.kind = "stream-state",
                         .program = "ember-stream",
-                        .parameters = description,
+                        .parameters = params,
                         .signature = sig,
                         .iteration = version,
                         .fingerprint = fingerprint};
     ember__ckw *w = NULL;
     int rc = ember__ckw_begin(st->ctx, &w, dir, name, &m, msg);
+    ember__free(st->ctx, params);
     if (!rc)
         rc = ember__ckw_parts(w, "state", &st->type, &st->rec, 1, msg);
     /* The dictionary holds each string once, back to back, so its size is
@@ -1072,7 +1084,8 @@ static int load_text(ember__sstate *st, ember__ckr *r, const char *path,
 }
 
 static int check_info(const ember__sstate *st, const ember__ck_info *info,
-                      uint64_t fingerprint, const char *path, char *msg)
+                      uint64_t fingerprint, const char *query_id, const char *path,
+                      char *msg)
 {
     char sig[1024];
     ember_type_describe(&st->type, sig, sizeof sig);
@@ -1086,11 +1099,19 @@ static int check_info(const ember__sstate *st, const ember__ck_info *info,
     if (strcmp(info->signature, sig) != 0)
         return ember__err(msg, EMBER_EMISMATCH, "%s: state type %s, this query %s",
                           path, info->signature, sig);
+    const char *id = info->parameters;
+    size_t len = strlen(SS_QUERY_ID);
+    if (!strncmp(id, SS_QUERY_ID, len) &&
+        (strncmp(id + len, query_id, strlen(query_id)) != 0 ||
+         id[len + strlen(query_id)] != '\n'))
+        return ember__err(msg, EMBER_EMISMATCH, "%s: written under another checkpoint "
+                          "location of this query (query id %.*s, this location's %s)",
+                          path, (int)strcspn(id + len, "\n"), id + len, query_id);
     return EMBER_OK;
 }
 
 int ember__ss_load(ember__sstate *st, const char *path, uint64_t fingerprint,
-                   uint64_t version, char *msg)
+                   const char *query_id, uint64_t version, char *msg)
 {
     ember__ckr *r = NULL;
     void *data = NULL;
@@ -1099,7 +1120,7 @@ int ember__ss_load(ember__sstate *st, const char *path, uint64_t fingerprint,
     ember_type t;
     int rc = ember__ckr_open(st->ctx, &r, path, msg);
     if (!rc)
-        rc = check_info(st, ember__ckr_info(r), fingerprint, path, msg);
+        rc = check_info(st, ember__ckr_info(r), fingerprint, query_id, path, msg);
     if (!rc && ember__ckr_info(r)->iteration != version)
         rc = ember__err(msg, EMBER_ECORRUPT, "%s: holds the state of batch %" PRIu64
                         ", not %" PRIu64, path, ember__ckr_info(r)->iteration, version);

@@ -126,4 +126,26 @@ printf 'a b c' > "$D/in/.f"; mv "$D/in/.f" "$D/in/f"
 expect_exit 0 "$WC" --source "$D/in" --checkpoint-location "$D/ck" --trigger once
 grep -q "batch 0: 1 file, 5 bytes, 1 lines" "$T/err" || fail "bytes: $(cat "$T/err")"
 
+# A snapshot copied in from another location of the same query (the query
+# started over in a new location, the old one kept): refused by the
+# location's query id, so the batch is replayed from the new location's
+# own logs. It was taken as the new location's state: exit 0, old counts.
+S="$T/snap"
+mkdir -p "$S/in"
+for i in 0 1 2 3 4 5; do put "$S/in" "w$i common" "f$i"; done
+expect_exit 0 "$WC" --source "$S/in" --checkpoint-location "$S/ck" --sink "$S/out" \
+    --trigger available-now --max-files-per-trigger 1 --retain 10 --quiet
+mv "$S/ck" "$S/ck.old"
+rm -r "$S/out"
+expect_exit 0 "$WC" --source "$S/in" --checkpoint-location "$S/ck" --sink "$S/out" \
+    --trigger available-now --max-files-per-trigger 3 --quiet
+cp "$S/ck.old/state/1.h5" "$S/ck/state/1.h5"
+put "$S/in" "new" f9
+expect_exit 0 "$WC" --source "$S/in" --checkpoint-location "$S/ck" --sink "$S/out" \
+    --trigger once
+grep -q "another checkpoint location of this query" "$T/err" ||
+    fail "another location's snapshot: not named: $(cat "$T/err")"
+grep -q '^common,6$' "$S/out/batch-000000000002.csv" ||
+    fail "another location's snapshot: wrong counts: $(cat "$S/out/batch-000000000002.csv")"
+
 echo "stale location, messages: ok"

@@ -802,34 +802,40 @@ static void test_stream_snapshot_roundtrip(void **state)
     TU_OKM(ember__ss_init(&back, ctx, &ty, EMBER_KEY_TEXT, NULL, NULL, msg), msg);
     assert_int_equal(ember__sl_mkdir(t.loc, msg), EMBER_OK);
     /* An empty state (no dictionary at all) round-trips too. */
-    TU_OKM(ember__ss_save(&st, t.loc, 0, "q=1\n", 77, msg), msg);
+    TU_OKM(ember__ss_save(&st, t.loc, 0, "q=1\n", 77, "id1", msg), msg);
     char path[600];
     snprintf(path, sizeof path, "%s/0.h5", t.loc);
-    TU_OKM(ember__ss_load(&back, path, 77, 0, msg), msg);
+    TU_OKM(ember__ss_load(&back, path, 77, "id1", 0, msg), msg);
     assert_int_equal(back.rec.n, 0);
     char *texts[3] = {random_text(1, 500), random_text(2, 500), random_text(3, 500)};
     merge_texts(ctx, &st, (const char *const *)texts, 3, 0xff);
-    TU_OKM(ember__ss_save(&st, t.loc, 5, "q=1\n", 77, msg), msg);
+    TU_OKM(ember__ss_save(&st, t.loc, 5, "q=1\n", 77, "id1", msg), msg);
     snprintf(path, sizeof path, "%s/5.h5", t.loc);
-    TU_OKM(ember__ss_load(&back, path, 77, 5, msg), msg);
+    TU_OKM(ember__ss_load(&back, path, 77, "id1", 5, msg), msg);
     assert_int_equal(back.rec.n, st.rec.n);
     assert_memory_equal(back.rec.data, st.rec.data, st.rec.n * st.rec.size);
     assert_int_equal(back.text.n, st.text.n);
     assert_memory_equal(back.text.data, st.text.data, st.text.n);
     /* Another query's fingerprint, another batch, another type: refused. */
-    assert_int_equal(ember__ss_load(&back, path, 78, 5, msg), EMBER_EMISMATCH);
+    assert_int_equal(ember__ss_load(&back, path, 78, "id1", 5, msg), EMBER_EMISMATCH);
     TU_MSG_HAS(msg, "another query");
-    assert_int_equal(ember__ss_load(&back, path, 77, 6, msg), EMBER_ECORRUPT);
+    assert_int_equal(ember__ss_load(&back, path, 77, "id1", 6, msg), EMBER_ECORRUPT);
     TU_MSG_HAS(msg, "batch 5, not 6");
+    /* Another location of the same query (another query id): refused; a
+     * prefix of the id is another id too. */
+    assert_int_equal(ember__ss_load(&back, path, 77, "id2", 5, msg), EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "another checkpoint location of this query (query id id1, this "
+                    "location's id2)");
+    assert_int_equal(ember__ss_load(&back, path, 77, "id", 5, msg), EMBER_EMISMATCH);
     ember__sstate num;
     ember_type pair = ember_type_pair(EMBER_I64, EMBER_I64);
     TU_OKM(ember__ss_init(&num, ctx, &pair, EMBER_KEY_NUMBER, NULL, NULL, msg), msg);
-    assert_int_equal(ember__ss_load(&num, path, 77, 5, msg), EMBER_EMISMATCH);
+    assert_int_equal(ember__ss_load(&num, path, 77, "id1", 5, msg), EMBER_EMISMATCH);
     ember__ss_free(&num);
     /* Damage: checksums catch it, and the state is left as it was. */
     damage(path);
     size_t before = back.rec.n;
-    int rc = ember__ss_load(&back, path, 77, 5, msg);
+    int rc = ember__ss_load(&back, path, 77, "id1", 5, msg);
     assert_int_equal(rc, EMBER_ECORRUPT);
     assert_int_equal(back.rec.n, before);
     for (int i = 0; i < 3; i++)
