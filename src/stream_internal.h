@@ -364,8 +364,10 @@ typedef struct {
     uint64_t rows;
     uint64_t batch;            /* the batch being written */
     uint64_t written;          /* 1 + the batch whose file this run wrote
-                                  (or linked), so with this header and row
+                                  (or copied), so with this header and row
                                   function; 0: none */
+    uint64_t written_id[5];    /* that file as committed: device, inode,
+                                  size, mtime and ctime (ns) */
 } ember__sink;
 
 /* "batch-<id, 12 digits>.csv" */

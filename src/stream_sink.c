@@ -20,11 +20,28 @@
 #include "stream_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* What says a file is the one committed: device, inode, size, mtime and
+ * ctime (ns), of path or (path NULL) of fd. 0, or -1. */
+static int file_id(const char *path, int fd, uint64_t id[5])
+{
+    struct stat st;
+    if (path ? stat(path, &st) != 0 : fstat(fd, &st) != 0)
+        return -1;
+    id[0] = (uint64_t)st.st_dev;
+    id[1] = (uint64_t)st.st_ino;
+    id[2] = (uint64_t)st.st_size;
+    id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    id[4] = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
+    return 0;
+}
 
 void ember__sink_name(uint64_t batch, char *buf, size_t size)
 {
@@ -180,7 +197,7 @@ int ember__sink_commit(ember__sink *k, char *msg)
     if (k->dir) {
         k->f = NULL;
         int rc = ember__af_commit(&k->file, msg);
-        k->written = rc ? 0 : k->batch + 1;
+        k->written = rc || file_id(k->file.path, -1, k->written_id) ? 0 : k->batch + 1;
         return rc;
     }
     int bad = fflush(k->f) != 0 || ferror(k->f);
@@ -202,30 +219,39 @@ void ember__sink_abort(ember__sink *k)
 int ember__sink_repeat(ember__sink *k, uint64_t batch, char *msg)
 {
     /* The previous file must be this run's: a header or row function
-     * changed since an earlier run would not be applied to a link. */
+     * changed since an earlier run would not be applied to a copy. */
     if (!k->dir || batch == 0 || k->written != batch)
         return EMBER_NOTCACHED;
-    char prev[48], name[48], from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX];
+    char prev[48], name[48], from[PATH_MAX];
     ember__sink_name(batch - 1, prev, sizeof prev);
     ember__sink_name(batch, name, sizeof name);
-    if ((size_t)snprintf(from, sizeof from, "%s/%s", k->dir, prev) >= sizeof from ||
-        (size_t)snprintf(to, sizeof to, "%s/%s", k->dir, name) >= sizeof to ||
-        (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp", k->dir, name) >= sizeof tmp)
+    if ((size_t)snprintf(from, sizeof from, "%s/%s", k->dir, prev) >= sizeof from)
         return EMBER_NOTCACHED;
-    unlink(tmp);
-    /* The previous file is committed and durable: a link to it needs no
-     * data written, only the rename and the directory made durable. */
-    if (link(from, tmp) != 0)
-        return EMBER_NOTCACHED; /* no previous file, or no links here */
-    if (rename(tmp, to) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ember__err(msg, EMBER_EIO, "sink %s: rename failed: %s", to,
-                          strerror(e));
+    /* A copy (not a link: a reader's tools refuse or change linked files)
+     * of the previous file, only while it is still the one this run
+     * committed, before and after the copy: a consumer may have emptied,
+     * edited or replaced it. Otherwise the rows are written again. */
+    uint64_t id[5];
+    int fd = open(from, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || file_id(NULL, fd, id) || memcmp(id, k->written_id, sizeof id)) {
+        if (fd >= 0)
+            close(fd);
+        return EMBER_NOTCACHED;
     }
-    if (ember__sl_fsync_dir(k->dir) != 0)
-        return ember__err(msg, EMBER_EIO, "sink %s: fsync of the directory failed: %s",
-                          k->dir, strerror(errno));
-    k->written = batch + 1;
-    return EMBER_OK;
+    int rc = ember__af_open(&k->file, k->dir, name, msg);
+    char buf[1 << 16];
+    ssize_t got = 0;
+    while (!rc && (got = read(fd, buf, sizeof buf)) > 0)
+        if (fwrite(buf, 1, (size_t)got, k->file.f) != (size_t)got)
+            rc = ember__err(msg, EMBER_EIO, "sink %s: write failed: %s", k->file.path,
+                            strerror(errno ? errno : EIO));
+    int same = !rc && got == 0 && !file_id(NULL, fd, id) &&
+               !memcmp(id, k->written_id, sizeof id);
+    close(fd);
+    if (rc || !same) {
+        ember__af_abort(&k->file);
+        return rc ? rc : EMBER_NOTCACHED;
+    }
+    k->batch = batch;
+    return ember__sink_commit(k, msg);
 }

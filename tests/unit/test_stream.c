@@ -2667,7 +2667,7 @@ static void test_stream_complete_repeat_new_header(void **state)
     assert_string_equal(b2, b1);
     free(b1);
     free(b2);
-    struct stat s1, s2; /* within the run, still a link */
+    struct stat s1, s2; /* within the run, a copy: its own file */
     ember__sink_name(1, p1, sizeof p1);
     ember__sink_name(2, p2, sizeof p2);
     char f1[700], f2[700];
@@ -2675,7 +2675,46 @@ static void test_stream_complete_repeat_new_header(void **state)
     snprintf(f2, sizeof f2, "%s/%s", t.out, p2);
     assert_int_equal(stat(f1, &s1), 0);
     assert_int_equal(stat(f2, &s2), 0);
-    assert_true(s1.st_ino == s2.st_ino);
+    assert_true(s1.st_ino != s2.st_ino && s2.st_nlink == 1);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
+/* Complete mode: a batch that changes no count repeats the previous file
+ * only while that file is still the one this run committed. A consumer
+ * that emptied it (or edited it) meanwhile does not make the next file
+ * empty: the rows are written again. (With a hard link the next file was
+ * the emptied one, exit 0.) */
+static void test_stream_complete_repeat_after_consumer(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], name[48], path[700];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.max_files = 1;
+    put_file(&t, "a", "x y\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(drain(s), 1);
+    ember__sink_name(0, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", t.out, name);
+    FILE *f = fopen(path, "w"); /* a consumer empties it in place */
+    assert_non_null(f);
+    fclose(f);
+    put_file(&t, "b", "");
+    assert_int_equal(drain(s), 1);
+    put_file(&t, "c", ""); /* and this one copies batch 1, untouched */
+    assert_int_equal(drain(s), 1);
+    ember_stream_destroy(&s);
+    char *b1 = batch_output(&t, 1), *b2 = batch_output(&t, 2);
+    assert_string_equal(b1, "x,1\ny,1\n");
+    assert_string_equal(b2, b1);
+    free(b1);
+    free(b2);
     ember_ctx_destroy(&ctx);
     td_done(&t);
 }
@@ -2758,6 +2797,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_sink_newer_than_location),
         cmocka_unit_test(test_stream_create_clears_msg),
         cmocka_unit_test(test_stream_complete_repeat_new_header),
+        cmocka_unit_test(test_stream_complete_repeat_after_consumer),
         cmocka_unit_test(test_stream_progress_bytes_of_files),
     };
     if (argc > 1)
