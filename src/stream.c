@@ -95,6 +95,7 @@ struct ember_stream {
     char offsets_dir[PATH_MAX], commits_dir[PATH_MAX], state_dir[PATH_MAX];
     int aggregating;
     int lock_fd;
+    int sink_lock_fd;        /* the sink directory's lock (-1: none) */
     ember__signals sig;
     atomic_int stop;           /* ember_stream_stop: any thread, handlers */
     double t0;
@@ -1772,8 +1773,14 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
         rc = check_metadata(s, msg);
     if (!rc)
         rc = claim_sink(s, msg);
-    /* Only once the sink is this query's: a .tmp there is then a crashed
-     * write of this query's, not another's write under way. */
+    /* One stream writes a sink at a time: a copy of this location (a
+     * backup run as a second stream) would write the same batch files from
+     * another plan of batches. */
+    if (!rc && s->sink_dir)
+        rc = ember__dir_lock(s->sink_dir, EMBER__SINK_OWNER ".lock", "sink directory",
+                             &s->sink_lock_fd, msg);
+    /* Only once the sink is this query's and this stream's: a .tmp there is
+     * then a crashed write of this query's, not another's write under way. */
     if (!rc && s->sink_dir)
         ember__dir_sweep(s->sink_dir, ".batch-", NULL);
     if (!rc)
@@ -1794,7 +1801,7 @@ int ember_stream_create(ember_stream **out, ember_ctx *ctx,
     if (!s)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     s->ctx = ctx;
-    s->lock_fd = -1;
+    s->lock_fd = s->sink_lock_fd = -1;
     s->t0 = now_s();
     int rc = setup(s, opts, msg);
     if (rc) {
@@ -1822,6 +1829,8 @@ void ember_stream_destroy(ember_stream **ps)
     ember__signals_restore(&s->sig);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    if (s->sink_lock_fd >= 0)
+        close(s->sink_lock_fd);
     if (s->aggregating)
         ember__ss_free(&s->st);
     plan_free(ctx, &s->pending);

@@ -909,8 +909,23 @@ static void test_stream_restart_other_query_refused(void **state)
     /* The location is held while the stream lives. */
     assert_int_equal(ember_stream_create(&s2, ctx, &o, msg), EMBER_EBUSY);
     TU_MSG_HAS(msg, "in use");
+    /* So is the sink: a copy of the location (same query id) run beside it
+     * would write the same batch files from another plan of batches. */
+    char cmd[1200], copy[320];
+    snprintf(copy, sizeof copy, "%s.copy", t.loc);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s' && rm -f '%s/lock'", t.loc, copy, copy);
+    assert_int_equal(system(cmd), 0);
+    ember_stream_opts oc = o;
+    oc.checkpoint_location = copy;
+    assert_int_equal(ember_stream_create(&s2, ctx, &oc, msg), EMBER_EBUSY);
+    TU_MSG_HAS(msg, "sink directory");
+    TU_MSG_HAS(msg, "in use");
     ember_stream_destroy(&s);
     assert_null(s);
+    TU_OKM(ember_stream_create(&s2, ctx, &oc, msg), msg); /* alone, it may run */
+    ember_stream_destroy(&s2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
+    assert_int_equal(system(cmd), 0);
 
     o.output_mode = EMBER_OUTPUT_UPDATE;
     assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
