@@ -333,9 +333,17 @@ static int lock_location(ember_stream *s, char *msg)
                            msg);
 }
 
+/* ember__sl_mkdir, its message naming what the directory is for. */
+static int make_dir_as(const char *what, const char *path, char *msg)
+{
+    char why[EMBER_MSG_SIZE] = "";
+    int rc = ember__sl_mkdir(path, why);
+    return rc ? ember__err(msg, rc, "%s: %s", what, why) : EMBER_OK;
+}
+
 static int make_layout(ember_stream *s, char *msg)
 {
-    int rc = ember__sl_mkdir(s->loc, msg);
+    int rc = make_dir_as("checkpoint location", s->loc, msg);
     if (!rc)
         rc = lock_location(s, msg);
     if (!rc && !(rc = join_path(s->offsets_dir, s->loc, "offsets", msg)) &&
@@ -1764,7 +1772,7 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
     if (!rc)
         rc = check_distinct(s, msg);
     if (!rc && s->sink_dir)
-        rc = ember__sl_mkdir(s->sink_dir, msg);
+        rc = make_dir_as("sink directory", s->sink_dir, msg);
     if (!rc)
         rc = describe(s, msg);
     if (!rc)
@@ -1959,9 +1967,17 @@ int ember_stream_run(ember_stream *s, char *msg)
     ember__msg_clear(msg);
     if (!s)
         return ember__err(msg, EMBER_EINVAL, "ember_stream_run: NULL stream");
-    if (s->o.trigger == EMBER_TRIGGER_ONCE || s->o.trigger == EMBER_TRIGGER_AVAILABLE_NOW)
-        return run_finite(s, msg);
-    return run_forever(s, msg);
+    int rc = s->o.trigger == EMBER_TRIGGER_ONCE || s->o.trigger == EMBER_TRIGGER_AVAILABLE_NOW
+                 ? run_finite(s, msg)
+                 : run_forever(s, msg);
+    if (rc == EMBER_INTERRUPTED && msg && s->stats.have_committed) /* for the caller */
+        snprintf(msg, EMBER_MSG_SIZE, "stopped (a signal, or ember_stream_stop) with "
+                 "batch %" PRIu64 " committed in %s; run again to go on",
+                 s->stats.last_committed, s->loc);
+    else if (rc == EMBER_INTERRUPTED && msg)
+        snprintf(msg, EMBER_MSG_SIZE, "stopped (a signal, or ember_stream_stop) before any batch "
+                 "committed in %s; run again to go on", s->loc);
+    return rc;
 }
 
 void ember_stream_stop(ember_stream *s)

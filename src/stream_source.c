@@ -287,7 +287,9 @@ static int read_error(const char *dir, const ember__sfile *f, const rd_result *r
     case RD_OPEN:
         return ember__err(msg, r->err == ENOENT ? EMBER_ENOTFOUND : EMBER_EIO,
                           "source file %s/%s: cannot open: %s (a batch's files "
-                          "must stay until it commits)", dir, f->name, strerror(r->err));
+                          "must stay until it commits: put it back, or start over with "
+                          "a new checkpoint location and an empty sink)", dir, f->name,
+                          strerror(r->err));
     case RD_READ:
         return ember__err(msg, EMBER_EIO, "source file %s/%s: read failed: %s",
                           dir, f->name, strerror(r->err));
@@ -296,7 +298,10 @@ static int read_error(const char *dir, const ember__sfile *f, const rd_result *r
         return ember__err(msg, EMBER_EFORMAT,
                           "source file %s/%s changed after it arrived: it had %llu "
                           "bytes when its batch was planned and now has %s %llu "
-                          "(files must not change once in the source directory)",
+                          "(files must not change once in the source directory; a "
+                          "re-run batch must read the bytes it was planned with: "
+                          "restore them, or start over with a new checkpoint location "
+                          "and an empty sink)",
                           dir, f->name, (unsigned long long)f->size,
                           r->status == RD_SHORT ? "only" : "more than",
                           (unsigned long long)(r->status == RD_SHORT ? r->got : f->size));
