@@ -1838,6 +1838,31 @@ static void test_graph_h5_write_array_keeps_groups(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A graph file made with the raw API: /csr/offsets (5, u64) and
+ * /csr/targets (4, u32), the targets with dcpl (external storage, say). */
+static void raw_csr(const char *file, const uint64_t off[5], const uint32_t t32[4],
+                    hid_t dcpl)
+{
+    ember__h5_lock();
+    hid_t fid = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hsize_t dn[2] = {5, 4};
+    for (int i = 0; i < 2; i++) {
+        hid_t sp = H5Screate_simple(1, &dn[i], NULL);
+        hid_t d = H5Dcreate2(fid, i ? "/csr/targets" : "/csr/offsets",
+                             i ? H5T_STD_U32LE : H5T_STD_U64LE, sp, lcpl,
+                             i ? dcpl : H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(d >= 0 && H5Dwrite(d, i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64,
+                                       H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                       i ? (const void *)t32 : (const void *)off) >= 0);
+        H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Pclose(lcpl);
+    H5Fclose(fid);
+    ember__h5_unlock();
+}
 /* A CSR made elsewhere (h5py) with offsets or ids of another type: HDF5
  * would convert -1 to 0 and 1.5 to 1 (another graph, exit 0); they are
  * refused, naming the file, the dataset and the index. A target out of
@@ -1884,25 +1909,7 @@ static void test_graph_h5_offsets_ids_types(void **state)
     /* u32 targets (read straight, unchecked by the wide path) out of range */
     uint32_t t32[4] = {1, 2, 9, 0};
     uint64_t off[5] = {0, 1, 3, 4, 4};
-    ember__h5_lock();
-    hid_t fid = H5Fcreate("oor.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hsize_t dn[2] = {5, 4};
-    for (int i = 0; i < 2; i++) {
-        hid_t sp = H5Screate_simple(1, &dn[i], NULL);
-        hid_t d = H5Dcreate2(fid, i ? "/csr/targets" : "/csr/offsets",
-                             i ? H5T_STD_U32LE : H5T_STD_U64LE, sp, lcpl, H5P_DEFAULT,
-                             H5P_DEFAULT);
-        assert_true(d >= 0 && H5Dwrite(d, i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64,
-                                       H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                       i ? (void *)t32 : (void *)off) >= 0);
-        H5Dclose(d);
-        H5Sclose(sp);
-    }
-    H5Pclose(lcpl);
-    H5Fclose(fid);
-    ember__h5_unlock();
+    raw_csr("oor.h5", off, t32, H5P_DEFAULT);
     load_fails("oor.h5", NULL, EMBER_EFORMAT, "oor.h5: /csr/targets[2] = 9 is not a vertex");
     ember_ctx_destroy(&ctx);
 }
@@ -1917,34 +1924,18 @@ static void test_graph_h5_data_elsewhere(void **state)
     (void)state;
     uint32_t t32[4] = {1, 2, 3, 0};
     uint64_t off[5] = {0, 1, 2, 3, 4};
-    hsize_t dn[2] = {5, 4};
     FILE *raw = fopen("ge_targets.bin", "wb");
     assert_non_null(raw);
     assert_int_equal(fwrite(t32, sizeof t32, 1, raw), 1);
     fclose(raw);
-    const char *files[] = {"ge_own.h5", "ge_raw.h5"};
+    raw_csr("ge_own.h5", off, t32, H5P_DEFAULT); /* /csr with its own targets */
     ember__h5_lock();
-    for (int f = 0; f < 2; f++) { /* /csr with its own targets, or external ones */
-        hid_t fid = H5Fcreate(files[f], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-        hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        H5Pset_create_intermediate_group(lcpl, 1);
-        if (f)
-            assert_true(H5Pset_external(dcpl, "ge_targets.bin", 0, sizeof t32) >= 0);
-        for (int i = 0; i < 2; i++) {
-            hid_t sp = H5Screate_simple(1, &dn[i], NULL);
-            hid_t d = H5Dcreate2(fid, i ? "/csr/targets" : "/csr/offsets",
-                                 i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64, sp, lcpl,
-                                 i ? dcpl : H5P_DEFAULT, H5P_DEFAULT);
-            assert_true(d >= 0 && H5Dwrite(d, i ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64,
-                                           H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                           i ? (void *)t32 : (void *)off) >= 0);
-            H5Dclose(d);
-            H5Sclose(sp);
-        }
-        H5Pclose(dcpl);
-        H5Pclose(lcpl);
-        H5Fclose(fid);
-    }
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE); /* or an external file's */
+    assert_true(H5Pset_external(dcpl, "ge_targets.bin", 0, sizeof t32) >= 0);
+    ember__h5_unlock();
+    raw_csr("ge_raw.h5", off, t32, dcpl);
+    ember__h5_lock();
+    H5Pclose(dcpl);
     hid_t fid = H5Fcreate("ge_link.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(H5Lcreate_external("ge_own.h5", "/csr", fid, "csr", H5P_DEFAULT,
                                    H5P_DEFAULT) >= 0);
