@@ -1060,6 +1060,8 @@ static int taken_changed(const ember_stream *s, const taken_file *t, const struc
         return 1;
     if (t->f.has_mtime)
         return ember__ts_ns(&st->st_mtim, &now_ns) || now_ns != t->f.mtime_ns;
+    if (ember__ts_ns(&st->st_mtim, &now_ns) != 0)
+        return 0; /* no time then or now (past 2262): the size alone tells */
     return s->planned_at.tv_sec && ts_after(&st->st_mtim, &s->planned_at);
 }
 

@@ -135,4 +135,12 @@ grep -q "rin/f[1235] was modified" "$T/err" && fail "chmod called a change: $(ca
 grep -q "source file rin/f4 was modified after batch 3 took it" "$T/err" ||
     fail "no changed-file warning after chmod: $(cat "$T/err")"
 grep -q "late file" "$T/err" && fail "chmod made a late file: $(cat "$T/err")"
+# A file whose mtime lies past 2262 (no nanosecond count records it):
+# unchanged, it is not called modified at every start.
+mkdir fin
+echo far > fin/f1
+touch -d '2400-01-01' fin/f1
+expect_exit 0 "$WC" --source fin --checkpoint-location fck --trigger once --quiet
+expect_exit 0 "$WC" --source fin --checkpoint-location fck --trigger once
+grep -q "was modified" "$T/err" && fail "an unchanged far-future file called modified: $(cat "$T/err")"
 echo "test_stream_refused: PASS"
