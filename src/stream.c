@@ -1689,8 +1689,7 @@ static int would_be(const char *path, char *out, size_t size)
          n >= 0 && (size_t)n < size && *c;) {
         size_t len = strcspn(c, "/");
         if (len && !(len == 1 && c[0] == '.'))
-            n += snprintf(out + n, (size_t)n < size ? size - (size_t)n : 0, "/%.*s",
-                          (int)len, c);
+            n += snprintf(out + n, size - (size_t)n, "/%.*s", (int)len, c);
         c += len + (c[len] == '/');
     }
     if (n == 0)
@@ -1730,7 +1729,7 @@ static int check_distinct(const ember_stream *s, char *msg)
                           "source directory (a subdirectory of it is fine)", s->loc,
                           s->source);
     /* nor inside it: --source ck/offsets would count the stream's own log */
-    if (loc.exists && dir_inside(s->source, s->loc))
+    if (dir_inside(s->source, s->loc))
         return ember__err(msg, EMBER_EINVAL, "stream: the source directory %s is inside "
                           "the checkpoint location %s: the stream would read its own "
                           "logs as input files; use a source outside it", s->source,
@@ -1972,13 +1971,14 @@ int ember_stream_run(ember_stream *s, char *msg)
     int rc = s->o.trigger == EMBER_TRIGGER_ONCE || s->o.trigger == EMBER_TRIGGER_AVAILABLE_NOW
                  ? run_finite(s, msg)
                  : run_forever(s, msg);
-    if (rc == EMBER_INTERRUPTED && msg && s->stats.have_committed) /* for the caller */
-        snprintf(msg, EMBER_MSG_SIZE, "stopped (a signal, or ember_stream_stop) with "
-                 "batch %" PRIu64 " committed in %s; run again to go on",
-                 s->stats.last_committed, s->loc);
-    else if (rc == EMBER_INTERRUPTED && msg)
-        snprintf(msg, EMBER_MSG_SIZE, "stopped (a signal, or ember_stream_stop) before any batch "
-                 "committed in %s; run again to go on", s->loc);
+    if (rc == EMBER_INTERRUPTED && msg) { /* for the caller to print */
+        char done[64] = "before any batch committed";
+        if (s->have_committed)
+            snprintf(done, sizeof done, "with batch %" PRIu64 " committed",
+                     s->last_committed);
+        snprintf(msg, EMBER_MSG_SIZE, "stopped (a signal, or ember_stream_stop) %s in %s; "
+                 "run again to go on", done, s->loc);
+    }
     return rc;
 }
 

@@ -2230,6 +2230,7 @@ static void test_stream_stop_interrupts(void **state)
     TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
     assert_int_equal(ember_stream_run(s, msg), EMBER_INTERRUPTED);
     assert_int_equal(pa.batches, 2); /* batch 1 finished and committed */
+    TU_MSG_HAS(msg, "with batch 1 committed in ");
     char p[600];
     snprintf(p, sizeof p, "%s/commits/1", t.loc);
     assert_int_equal(access(p, F_OK), 0);
