@@ -586,7 +586,8 @@ size_t ember_cached_partitions(const ember_ds *ds);
  * checkpoints every k iterations holds at most the state of the iterations
  * since the last checkpoint: O(k), never O(iterations). ember_ctx_stats
  * shows it in ember's own accounting (live_bytes, live_datasets), and
- * ember_lineage_depth stays at most k. An ember_loop also cuts a bound
+ * ember_lineage_depth stays at most k times the datasets an iteration
+ * adds to the chain (k for x = map(x)). An ember_loop also cuts a bound
  * dataset's lineage itself (a local checkpoint) every 32 iterations once
  * it is deeper than 32, checkpoint directory or not, so a loop that never
  * checkpoints holds at most 64 iterations' state, and an action's

@@ -96,6 +96,8 @@ typedef struct {
     size_t cols;         /* ARRAY: > 0 for a matrix of n / cols rows */
     int note;            /* ARRAY: written for readers, never restored,
                             not in the signature (ember_loop_note_array) */
+    uint64_t handed_id;  /* DS: the dataset's id when ember_loop_next
+                            returned (ember_loop_checkpoint's check) */
     char v1_name[EMBER_NAME_SIZE]; /* the name in format 1 files, or "" */
     int v1_absent;       /* bound since format 1: not in those files */
 } binding;
@@ -1636,6 +1638,12 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     diff_lines(&t, "state differs", in->signature, sig, ':', 0);
     int state_differs = t.used != before || strcmp(in->kind, "loop") != 0;
     diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=', 1);
+    /* The same state bound in another order: restored by name, so the run
+     * is the same if the fingerprint taken in the file's order matches. */
+    if (!t.used && in->fingerprint != fp && strcmp(in->signature, sig) != 0 &&
+        strlen(in->signature) == strlen(sig) &&
+        in->fingerprint == fingerprint(L->program, L->parameters, in->signature))
+        return EMBER_OK;
     if (!t.used && in->fingerprint != fp)
         text_put(&t, "fingerprint differs: %016llx (checkpoint) vs %016llx "
                      "(now)%s", (unsigned long long)in->fingerprint,
@@ -2234,6 +2242,9 @@ int ember_loop_next(ember_loop *L, uint64_t *iteration, char *msg)
         return rc;
     L->pending = 1;
     L->iter_start = mono_now();
+    for (size_t i = 0; i < L->nb; i++)
+        if (L->b[i].kind == BIND_DS)
+            L->b[i].handed_id = *L->b[i].ds ? (*L->b[i].ds)->id : 0;
     *iteration = L->done;
     return EMBER_OK;
 }
@@ -2248,10 +2259,12 @@ static int finish(ember_loop *L, int background, const char *name, char *msg)
         return ember__err(msg, EMBER_ESTATE, "%s before ember_loop_next", name);
     if (L->stopped)
         return ember__err(msg, EMBER_ESTATE, "%s: the loop has stopped", name);
-    if (L->pending) {
+    /* An iteration handed out at or past the count the run asks for was
+     * not run: a loop that calls finish after `it < n` ended it has done
+     * n, not n + 1 (its state would be saved one iteration ahead). */
+    if (L->pending && !(L->o.iterations && L->done >= L->o.iterations))
         L->done++;
-        L->pending = 0;
-    }
+    L->pending = 0;
     int wrote = 0;
     int rc = L->dir ? checkpoint_once(L, background && L->async, &wrote, msg)
                     : EMBER_OK;
@@ -2298,6 +2311,22 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
         return ember__err(msg, EMBER_ESTATE,
                           "ember_loop_checkpoint before ember_loop_next (the "
                           "state is not restored yet)");
+    /* The file says L->done iterations: the state must be the one
+     * ember_loop_next handed out, before the iteration's step. A bound
+     * dataset replaced since then shows the step ran (other state cannot
+     * be told apart, hence the rule in loop.h). */
+    for (size_t i = 0; L->pending && i < L->nb; i++)
+        if (L->b[i].kind == BIND_DS &&
+            (*L->b[i].ds ? (*L->b[i].ds)->id : 0) != L->b[i].handed_id)
+            return ember__err(msg, EMBER_ESTATE,
+                              "ember_loop_checkpoint: the bound dataset \"%s\" "
+                              "changed since ember_loop_next handed out iteration "
+                              "%llu, so the file would pair %llu iterations with "
+                              "the state after %llu: call it before the "
+                              "iteration's step", L->b[i].name,
+                              (unsigned long long)L->done,
+                              (unsigned long long)L->done,
+                              (unsigned long long)L->done + 1);
     double t0 = mono_now();
     int rc = async_join(L, msg);
     if (!rc)

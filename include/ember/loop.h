@@ -217,15 +217,24 @@ int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
  * checkpoint (when the loop has a directory), so a finished run restarted
  * does no work again. Call it right after running the last iteration:
  *
- *     for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < n;
+ *     for (rc = ember_loop_next(loop, &it, msg);
+ *          rc == EMBER_OK && it < n && !converged;
  *          rc = ember_loop_next(loop, &it, msg)) {
- *         step(it);
+ *         step(it);              (sets converged)
  *         if (it + 1 == n || converged) {
  *             rc = ember_loop_finish(loop, msg);
  *             break;
  *         }
  *     }
- */
+ *
+ * An iteration handed out at or past opts.iterations is not counted: with
+ * .iterations = n, finish called after such a loop has ended on `it < n`
+ * records n. Without .iterations the loop cannot tell, so call finish
+ * inside the loop as above. A loop that can stop before n binds its stop
+ * condition (converged above, an int64_t, with ember_loop_bind_i64) and
+ * tests it in the for: restored from the final checkpoint, the run then
+ * stops where it stopped, instead of running one more iteration (the
+ * programs' --tolerance runs do this). */
 int ember_loop_finish(ember_loop *loop, char *msg);
 /* ember_loop_finish, except that in the background mode (opts.async, one
  * process) the final checkpoint is written in the background: it returns
@@ -252,7 +261,13 @@ int ember_loop_wait(ember_loop *loop, char *msg);
  * second one of a kind takes its default action. */
 int ember_loop_catch_early(char *msg);
 
-/* Writes a checkpoint now, of the iterations done so far. */
+/* Writes a checkpoint now, of the iterations done so far: call it where
+ * ember_loop_next returned, before the iteration's step changes the bound
+ * state. The file says *iteration (of that ember_loop_next) iterations
+ * done; taken after the step it would hold one more, and a resume would
+ * run that iteration twice. A bound dataset replaced since ember_loop_next
+ * returned shows it, and is refused (EMBER_ESTATE); other bound state
+ * cannot be told apart. */
 int ember_loop_checkpoint(ember_loop *loop, char *msg);
 void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);
 /* 1 when a termination signal has been caught by this loop. */

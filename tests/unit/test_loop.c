@@ -753,6 +753,123 @@ static void test_loop_mismatch_refused(void **unused)
     assert_int_equal(count_ckpts(), 2);
 }
 
+/* The same state bound in another order is the same run: restored by
+ * name, every value in its place (a newcomer's reorder was refused with
+ * only "fingerprint differs" to go on). */
+static void test_loop_bind_order_resumes(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.parameters = "damping=0.85\n";
+    run_to(&o, 3);
+    char msg[EMBER_MSG_SIZE];
+    state s;
+    state_init(&s);
+    o.resume = EMBER_RESUME_REQUIRE;
+    o.dir = CKDIR;
+    o.quiet = 1;
+    TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg);
+    assert_int_equal(ember_loop_bind_blob(s.loop, "blob", s.blob, sizeof s.blob), EMBER_OK);
+    assert_int_equal(ember_loop_bind_array(s.loop, "arr", EMBER_I32, s.arr, 5), EMBER_OK);
+    assert_int_equal(ember_loop_bind_f64(s.loop, "f", &s.f), EMBER_OK);
+    assert_int_equal(ember_loop_bind_i64(s.loop, "i", &s.i), EMBER_OK);
+    assert_int_equal(ember_loop_bind_ds(s.loop, "pairs", &s.pairs), EMBER_OK);
+    assert_int_equal(ember_loop_bind_ds(s.loop, "ds", &s.ds), EMBER_OK);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(it, 3);
+    assert_int_equal(s.i, 21);
+    assert_true(s.f == 1.5);
+    assert_int_equal(s.arr[4], 15);
+    int64_t first = 0;
+    size_t got = 0;
+    TU_OKM(ember_take(s.ds, 1, &first, &got, msg), msg);
+    assert_int_equal(got, 1);
+    assert_int_equal(first, 3);
+    state_free(&s);
+    /* another set of names is still refused */
+    state_init(&s);
+    TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg);
+    assert_int_equal(ember_loop_bind_f64(s.loop, "f", &s.f), EMBER_OK);
+    assert_int_equal(ember_loop_bind_i64(s.loop, "j", &s.i), EMBER_OK);
+    assert_int_equal(ember_loop_next(s.loop, &it, msg), EMBER_EMISMATCH);
+    state_free(&s);
+}
+
+/* A loop that calls finish after `it < n` ended it (the last
+ * ember_loop_next handed out n, which never runs) has done n iterations:
+ * the final checkpoint says n, and a longer run resumed from it matches a
+ * straight one. It said n + 1 with the state after n, exit 0 for the
+ * longer run, one iteration short. */
+static void test_loop_finish_after_loop(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE];
+    int64_t straight = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        uint64_t n = pass == 1 ? 4 : 7;
+        if (pass == 0)
+            rm_rf(CKDIR);
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.iterations = n;
+        state s;
+        state_init(&s);
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        int rc;
+        for (rc = ember_loop_next(s.loop, &it, msg); rc == EMBER_OK && it < n;
+             rc = ember_loop_next(s.loop, &it, msg))
+            state_step(&s, it);
+        TU_OKM(rc, msg);
+        TU_OKM(ember_loop_finish(s.loop, msg), msg);
+        ember_loop_stats st;
+        ember_loop_get_stats(s.loop, &st);
+        assert_int_equal(st.last_iteration, n);
+        if (pass == 0) { /* a straight run of 7, then start over */
+            straight = s.i;
+            state_free(&s);
+            rm_rf(CKDIR);
+            continue;
+        }
+        if (pass == 2)
+            assert_int_equal(s.i, straight);
+        state_free(&s);
+    }
+    assert_int_equal(straight, 49);
+}
+
+/* ember_loop_checkpoint after the step would pair the iterations done with
+ * the state one step on: refused when a bound dataset shows it. */
+static void test_loop_checkpoint_after_step_refused(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE];
+    state s;
+    state_init(&s);
+    TU_OKM(state_loop(&s, NULL, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_step(&s, it);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    TU_OKM(ember_loop_checkpoint(s.loop, msg), msg); /* before the step: fine */
+    state_step(&s, it);
+    assert_int_equal(ember_loop_checkpoint(s.loop, msg), EMBER_ESTATE);
+    TU_MSG_HAS(msg, "\"ds\" changed since ember_loop_next handed out iteration 1");
+    TU_MSG_HAS(msg, "before the iteration's step");
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    TU_OKM(ember_loop_checkpoint(s.loop, msg), msg);
+    ember_loop_stats st;
+    ember_loop_get_stats(s.loop, &st);
+    assert_int_equal(st.last_iteration, 2);
+    state_free(&s);
+}
+
 /* A loop with a different state: one more scalar than was written. */
 static void test_loop_force_resume(void **unused)
 {
@@ -2182,6 +2299,9 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_roundtrip),
+        cmocka_unit_test(test_loop_bind_order_resumes),
+        cmocka_unit_test(test_loop_finish_after_loop),
+        cmocka_unit_test(test_loop_checkpoint_after_step_refused),
         cmocka_unit_test(test_loop_array_source_partitions_kept),
         cmocka_unit_test(test_loop_corrupt_fallback),
         cmocka_unit_test(test_loop_truncated_fallback),
