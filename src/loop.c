@@ -1829,9 +1829,10 @@ static int bound_item(const char *group, const char *name, void *arg)
     return 0;
 }
 
-/* 1: restored; 0: the file is bad (warned), try an older one; < 0: error. */
-static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
-                       char *msg)
+/* 1: restored; 0: the file is bad (warned), try an older one; < 0: error.
+ * named: the iteration its name says, which must be the one it holds. */
+static int try_restore(ember_loop *L, const char *path, uint64_t named,
+                       uint64_t *iter, char *msg)
 {
     char emsg[EMBER_MSG_SIZE] = "";
     ember__ckr *r = NULL;
@@ -1854,6 +1855,12 @@ static int try_restore(ember_loop *L, const char *path, uint64_t *iter,
         }
         rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
     }
+    /* A file renamed (by hand, a copy) would be taken for a newer one than
+     * it is, and retention would then delete newer ones for it. */
+    if (!rc && ember__ckr_info(r)->iteration != named)
+        rc = ember__err(emsg, EMBER_ECORRUPT, "its name says iteration %llu, it "
+                        "holds iteration %llu (renamed?)", (unsigned long long)named,
+                        (unsigned long long)ember__ckr_info(r)->iteration);
     if (!rc && !choose_only)
         rc = load_state(L, r, &st, emsg);
     if (!rc)
@@ -1955,7 +1962,7 @@ static int restore(ember_loop *L, char *msg)
              !rc && !got && L->o.resume != EMBER_RESUME_NEVER && i < n; i++) {
             if (ckpt_path(L, e[i].name, path))
                 continue;
-            int r = try_restore(L, path, &iter, msg);
+            int r = try_restore(L, path, e[i].iter, &iter, msg);
             if (r < 0)
                 rc = r;
             else if (r == 0)

@@ -870,6 +870,21 @@ static void test_loop_checkpoint_after_step_refused(void **unused)
     state_free(&s);
 }
 
+/* A checkpoint renamed to a later iteration is skipped, not taken for a
+ * newer one than it is. */
+static void test_loop_renamed_skipped(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(3, 0); /* ckpt 2 and 3 kept */
+    char a[256], b[256], msg[EMBER_MSG_SIZE];
+    assert_int_equal(rename(ckpt_name(a, 2), ckpt_name(b, 9)), 0);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 3);
+    TU_MSG_HAS(msg, "its name says iteration 9, it holds iteration 2");
+}
+
 /* A loop with a different state: one more scalar than was written. */
 static void test_loop_force_resume(void **unused)
 {
@@ -2302,6 +2317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_bind_order_resumes),
         cmocka_unit_test(test_loop_finish_after_loop),
         cmocka_unit_test(test_loop_checkpoint_after_step_refused),
+        cmocka_unit_test(test_loop_renamed_skipped),
         cmocka_unit_test(test_loop_array_source_partitions_kept),
         cmocka_unit_test(test_loop_corrupt_fallback),
         cmocka_unit_test(test_loop_truncated_fallback),
