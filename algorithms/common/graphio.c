@@ -54,13 +54,16 @@ int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
         rc = EMBER_ELENGTH;
     } else if ((rc = ember_graph_check_owned(g, *off, *parts, msg)) == EMBER_ESTATE) {
         /* only a restored partitioning can differ from the loaded one
-         * (--force-resume with another --partitions, or a checkpoint of an
-         * ember that drew partition boundaries differently) */
+         * (--force-resume with another --partitions or another graph, or a
+         * checkpoint of an ember that drew partition boundaries
+         * differently) */
         snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values are partitioned "
-                 "otherwise than this run's graph rows (%zu partitions; another "
-                 "--partitions, or another ember version): on several MPI ranks "
-                 "each rank loads only its partitions' rows, so resume with "
-                 "--partitions %zu, or on one rank", *parts, *parts);
+                 "otherwise than this run's graph rows (%zu partitions), and on "
+                 "several MPI ranks each rank loads only its partitions' rows: "
+                 "resume on one rank, which loads them all (the boundaries "
+                 "differ for another --partitions, where --partitions %zu "
+                 "would do, for another graph under --force-resume, or for "
+                 "another ember version)", *parts, *parts);
         rc = EMBER_EMISMATCH;
     }
     if (rc) {
