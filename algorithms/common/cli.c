@@ -1235,7 +1235,12 @@ static void name_inputs(const ember_cli *cli, const char *msg, char *out, size_t
 
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
-    const char *name = cli && cli->prog ? cli->prog->name : "ember";
+    /* under mpirun each rank says its own error: ranks past 0 say which
+     * they are, as in ember_cli_usage_error */
+    char name[256];
+    snprintf(name, sizeof name, "%s", cli && cli->prog ? cli->prog->name : "ember");
+    if (cli && cli->ranks > 1 && cli->rank > 0)
+        snprintf(name + strlen(name), sizeof name - strlen(name), " (rank %d)", cli->rank);
     if (status == EMBER_OK) {
         errno = 0;
         int unflushed = fflush(stdout) != 0, err = errno;

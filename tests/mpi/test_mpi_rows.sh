@@ -73,7 +73,7 @@ mpi 2 1 "$bin/ember-pagerank" "${ck[@]}" --partitions 5 --force-resume > log.p5 
 st5=$?
 set -e
 [ "$st" = 75 ] || fail "--stop-at 10: exit $st: $(cat log.stop)"
-[ "$st5" = 2 ] && grep -q -- "resume with --partitions 7" log.p5 \
+[ "$st5" = 2 ] && grep -q -- "where --partitions 7 would do" log.p5 \
     || fail "--partitions 5 against a 7-partition checkpoint: exit $st5: $(cat log.p5)"
 mpi 2 1 "$bin/ember-pagerank" "${ck[@]}" --partitions 7 --output r.ck.csv > log.p7 2>&1 \
     || fail "resume with --partitions 7: $(cat log.p7)"
