@@ -881,11 +881,13 @@ static int cut_chunks(source *s, ember_ctx *ctx, chunk **out, size_t *nout,
     if (!c)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     /* each cut found once, and never before the one before it: the chunks
-     * tile the body whatever the reads found */
+     * tile the body whatever the reads found. A cut at or before the last
+     * one (a line longer than a chunk) is that one, which is a line start:
+     * a long line is read once, not once a cut. */
     size_t at = s->body;
     for (size_t i = 0; i < nc; i++) {
-        size_t hi = i + 1 == nc ? s->map.size
-                    : line_start(s, s->body + (size_t)(((unsigned __int128)body * (i + 1)) / nc));
+        size_t cut = s->body + (size_t)(((unsigned __int128)body * (i + 1)) / nc);
+        size_t hi = i + 1 == nc ? s->map.size : cut <= at ? at : line_start(s, cut);
         c[i].lo = at;
         c[i].hi = at = hi > at ? hi : at;
     }

@@ -1638,10 +1638,11 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     diff_lines(&t, "state differs", in->signature, sig, ':', 0);
     int state_differs = t.used != before || strcmp(in->kind, "loop") != 0;
     diff_lines(&t, "parameters differ", in->parameters, L->parameters, '=', 1);
-    /* The same state bound in another order: restored by name, so the run
-     * is the same if the fingerprint taken in the file's order matches. */
-    if (!t.used && in->fingerprint != fp && strcmp(in->signature, sig) != 0 &&
-        strlen(in->signature) == strlen(sig) &&
+    /* No line differs, so the file's state is this state, maybe bound in
+     * another order; it is restored by name, so the run is the same when
+     * the file's fingerprint is that of this program and these parameters
+     * (their text, as the fingerprint takes it) with the file's order. */
+    if (!t.used && in->fingerprint != fp &&
         in->fingerprint == fingerprint(L->program, L->parameters, in->signature))
         return EMBER_OK;
     if (!t.used && in->fingerprint != fp)
@@ -1853,14 +1854,16 @@ static int try_restore(ember_loop *L, const char *path, uint64_t named,
             ember__ckr_close(&r);
             return rc;
         }
-        rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
+        /* A file renamed (by hand, a copy) would be taken for a newer one
+         * than it is, and retention would then delete newer ones for it. */
+        if (ember__ckr_info(r)->iteration != named)
+            rc = ember__err(emsg, EMBER_ECORRUPT, "its name says iteration %llu, "
+                            "it holds iteration %llu (renamed?)",
+                            (unsigned long long)named,
+                            (unsigned long long)ember__ckr_info(r)->iteration);
+        else
+            rc = ember__ckr_verify_reading(r, bound_item, L, emsg);
     }
-    /* A file renamed (by hand, a copy) would be taken for a newer one than
-     * it is, and retention would then delete newer ones for it. */
-    if (!rc && ember__ckr_info(r)->iteration != named)
-        rc = ember__err(emsg, EMBER_ECORRUPT, "its name says iteration %llu, it "
-                        "holds iteration %llu (renamed?)", (unsigned long long)named,
-                        (unsigned long long)ember__ckr_info(r)->iteration);
     if (!rc && !choose_only)
         rc = load_state(L, r, &st, emsg);
     if (!rc)
@@ -2322,20 +2325,25 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
      * ember_loop_next handed out, before the iteration's step. A bound
      * dataset replaced since then shows the step ran (other state cannot
      * be told apart, hence the rule in loop.h). */
-    for (size_t i = 0; L->pending && i < L->nb; i++)
+    int64_t changed = 0; /* 1 + the binding; the ranks agree, then all refuse */
+    for (size_t i = 0; L->pending && i < L->nb && !changed; i++)
         if (L->b[i].kind == BIND_DS &&
             (*L->b[i].ds ? (*L->b[i].ds)->id : 0) != L->b[i].handed_id)
-            return ember__err(msg, EMBER_ESTATE,
-                              "ember_loop_checkpoint: the bound dataset \"%s\" "
-                              "changed since ember_loop_next handed out iteration "
-                              "%llu, so the file would pair %llu iterations with "
-                              "the state after %llu: call it before the "
-                              "iteration's step", L->b[i].name,
-                              (unsigned long long)L->done,
-                              (unsigned long long)L->done,
-                              (unsigned long long)L->done + 1);
+            changed = (int64_t)i + 1;
+    int rc = ember__comm_agree(L->ctx, &changed, 1, EMBER__AGREE_MAX, msg);
+    if (rc)
+        return rc;
+    if (changed)
+        return ember__err(msg, EMBER_ESTATE,
+                          "ember_loop_checkpoint: the bound dataset \"%s\" "
+                          "changed since ember_loop_next handed out iteration "
+                          "%llu, so the file would pair %llu iterations with "
+                          "the state after %llu: call it before the "
+                          "iteration's step", L->b[changed - 1].name,
+                          (unsigned long long)L->done, (unsigned long long)L->done,
+                          (unsigned long long)L->done + 1);
     double t0 = mono_now();
-    int rc = async_join(L, msg);
+    rc = async_join(L, msg);
     if (!rc)
         rc = write_checkpoint(L, NULL, msg);
     L->stats.caller_seconds += mono_now() - t0;

@@ -126,8 +126,11 @@ typedef struct {
                                  said): the first ember_loop_next refuses a
                                  checkpoint past them (EMBER_EMISMATCH,
                                  naming both counts), whose state is a
-                                 longer run's. Not recorded or compared: a
-                                 larger count goes on from a checkpoint */
+                                 longer run's, and ember_loop_finish does
+                                 not count an iteration handed out at or
+                                 past them (see there). Not recorded or
+                                 compared: a larger count goes on from a
+                                 checkpoint */
 } ember_loop_opts;
 
 typedef struct {
@@ -227,10 +230,13 @@ int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
  *         }
  *     }
  *
- * An iteration handed out at or past opts.iterations is not counted: with
- * .iterations = n, finish called after such a loop has ended on `it < n`
- * records n. Without .iterations the loop cannot tell, so call finish
- * inside the loop as above. A loop that can stop before n binds its stop
+ * Call it inside the loop, as above: after the loop has ended, the
+ * iteration the last ember_loop_next handed out did not run, and finish
+ * cannot tell. The one exception: an iteration handed out at or past
+ * opts.iterations is not counted, so with .iterations = n a finish after
+ * a loop that ended because `it` reached n records n. A loop that ended
+ * otherwise (on a flag, a break) and then calls finish records one
+ * iteration too many. A loop that can stop before n binds its stop
  * condition (converged above, an int64_t, with ember_loop_bind_i64) and
  * tests it in the for: restored from the final checkpoint, the run then
  * stops where it stopped, instead of running one more iteration (the
