@@ -926,6 +926,15 @@ static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
     uint64_t every = (uint64_t)(s->o.snapshot_every ? s->o.snapshot_every : 1);
     int changed = s->aggregating && (r.nchanged || !s->have_snapshot);
     int snap = changed && s->since_snapshot + 1 >= every;
+    /* A state that batches leave unchanged is snapshotted again once its
+     * snapshot is as old as retention and the policy allow: else retention
+     * keeps every log since it (replaying from it needs them), the location
+     * grows with each batch, and a start replays them all, from files the
+     * user may since have removed. */
+    uint64_t R = (uint64_t)(s->o.retain ? s->o.retain : DEFAULT_RETAIN);
+    if (!snap && s->aggregating && s->have_snapshot &&
+        p->batch - s->state_version >= (R > every ? R : every))
+        snap = 1;
     ph->read = r.t_read;
     ph->computed = now_s();
     if (!rc)

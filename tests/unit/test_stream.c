@@ -2144,6 +2144,54 @@ static void test_stream_retention(void **state)
     td_done(&t);
 }
 
+/* Batches that leave the state as it is (empty files, rows a filter
+ * drops) still let retention work: the unchanged state is snapshotted
+ * again once its snapshot is as old as retention, so the location stays
+ * bounded and a start does not replay (and need the files of) every batch
+ * since the last change. Before, 30 empty batches kept 31 offsets entries,
+ * and removing a committed empty file made the next start fail. */
+static void test_stream_unchanged_state_bounded(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], name[32], p[600];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    o.retain = 4;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    for (int i = 0; i < 31; i++) {
+        snprintf(name, sizeof name, "f%04d", i);
+        put_file(&t, name, i == 0 ? "hello world\n" : "");
+        int ran;
+        TU_OKM(ember_stream_step(s, &ran, msg), msg);
+        assert_int_equal(ran, 1);
+    }
+    ember_stream_destroy(&s);
+    snprintf(p, sizeof p, "%s/offsets", t.loc);
+    assert_true(count_entries(p) <= 8);
+    snprintf(p, sizeof p, "%s/commits", t.loc);
+    assert_true(count_entries(p) <= 8);
+    snprintf(p, sizeof p, "%s/f0015", t.src);
+    assert_int_equal(unlink(p), 0);
+    put_file(&t, "f0031", "hello again\n");
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember_stream_destroy(&s);
+    char *got = newest_output(&t);
+    assert_non_null(strstr(got, "hello,2"));
+    assert_non_null(strstr(got, "world,1"));
+    assert_non_null(strstr(got, "again,1"));
+    free(got);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 /* Progress callback: adds a file during the run, or stops the stream. */
 typedef struct {
     const tdir *t;
@@ -2801,6 +2849,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_snapshot_all_bad),
         cmocka_unit_test(test_stream_missing_log_entry_named),
         cmocka_unit_test(test_stream_retention),
+        cmocka_unit_test(test_stream_unchanged_state_bounded),
         cmocka_unit_test(test_stream_available_now),
         cmocka_unit_test(test_stream_stop_interrupts),
         cmocka_unit_test(test_stream_numeric_keys),
