@@ -3,9 +3,10 @@
  * The directory sink writes one file per batch, "batch-<id>.csv" with the
  * id zero-padded to 12 digits (so name order is batch order), through an
  * atomic file: a reader sees a batch's whole output or none of it, and
- * writing a batch again (a re-run after a crash) replaces the file with
- * identical content. That makes the sink idempotent, which together with
- * the offsets log gives exactly-once output.
+ * writing a batch again (a re-run after a crash) finds the file there
+ * with identical content and keeps it (kept_identical). That makes the
+ * sink idempotent, which together with the offsets log gives exactly-once
+ * output.
  *
  * The console sink prints a Spark-style banner per batch, then the rows.
  * With a header (ember_stream_opts.header), each batch's rows follow it,
@@ -192,11 +193,43 @@ int ember__sink_row(ember__sink *k, const void *rec, const char *text,
     return EMBER_OK;
 }
 
+/* Whether the batch's file is already in place with the bytes just
+ * written to a's temporary (a batch run again after a crash between its
+ * sink file and its commit): 1 when so, and then that file is kept, its
+ * time stamps unchanged, made durable, and the temporary removed. A
+ * stream reading this sink as its source, make or rsync then see nothing
+ * change; a new file with a new mtime made a downstream stream that had
+ * planned it refuse to start. 0: write it as usual. */
+static int kept_identical(ember__afile *a)
+{
+    struct stat tmp_st, st;
+    if (fflush(a->f) != 0 || ferror(a->f) || fstat(fileno(a->f), &tmp_st) != 0 ||
+        stat(a->path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != tmp_st.st_size)
+        return 0;
+    int old = open(a->path, O_RDONLY | O_CLOEXEC), now = open(a->tmp, O_RDONLY | O_CLOEXEC);
+    int same = old >= 0 && now >= 0;
+    char x[1 << 15], y[1 << 15];
+    ssize_t nx = 1, ny;
+    while (same && nx > 0) {
+        nx = read(old, x, sizeof x);
+        ny = read(now, y, sizeof y);
+        same = nx >= 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
+    }
+    same = same && fsync(old) == 0 && ember__sl_fsync_dir(a->dir) == 0;
+    if (old >= 0)
+        close(old);
+    if (now >= 0)
+        close(now);
+    if (same)
+        ember__af_abort(a);
+    return same;
+}
+
 int ember__sink_commit(ember__sink *k, char *msg)
 {
     if (k->dir) {
         k->f = NULL;
-        int rc = ember__af_commit(&k->file, msg);
+        int rc = kept_identical(&k->file) ? EMBER_OK : ember__af_commit(&k->file, msg);
         k->written = rc || file_id(k->file.path, -1, k->written_id) ? 0 : k->batch + 1;
         return rc;
     }

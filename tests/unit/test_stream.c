@@ -2192,6 +2192,51 @@ static void test_stream_unchanged_state_bounded(void **state)
     td_done(&t);
 }
 
+/* A batch run again after a crash between its sink file and its commit
+ * writes the same bytes, and the file already there is kept as it is
+ * (inode and mtime): a stream that reads this sink as its source had
+ * refused to start when a re-run gave the file a new mtime. */
+static void test_stream_rerun_keeps_identical_sink_file(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600], out[600];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    put_file(&t, "f0", "a b a\n");
+    int ran;
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    assert_int_equal(ran, 1);
+    ember_stream_destroy(&s);
+    snprintf(out, sizeof out, "%s/batch-000000000000.csv", t.out);
+    struct stat before, after;
+    assert_int_equal(stat(out, &before), 0);
+    snprintf(p, sizeof p, "%s/commits/0", t.loc); /* killed before the commit */
+    assert_int_equal(unlink(p), 0);
+    usleep(20000); /* a rewrite would show a later mtime */
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    ember_stream_destroy(&s);
+    assert_int_equal(access(p, F_OK), 0); /* batch 0 committed this time */
+    assert_int_equal(stat(out, &after), 0);
+    assert_int_equal(after.st_ino, before.st_ino);
+    assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    assert_int_equal(count_entries(t.out), 1);
+    snprintf(p, sizeof p, "%s/.batch-000000000000.csv.tmp", t.out);
+    assert_int_not_equal(access(p, F_OK), 0); /* no temporary left */
+    char *got = newest_output(&t);
+    assert_non_null(strstr(got, "a,2"));
+    free(got);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 /* Progress callback: adds a file during the run, or stops the stream. */
 typedef struct {
     const tdir *t;
@@ -2850,6 +2895,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_missing_log_entry_named),
         cmocka_unit_test(test_stream_retention),
         cmocka_unit_test(test_stream_unchanged_state_bounded),
+        cmocka_unit_test(test_stream_rerun_keeps_identical_sink_file),
         cmocka_unit_test(test_stream_available_now),
         cmocka_unit_test(test_stream_stop_interrupts),
         cmocka_unit_test(test_stream_numeric_keys),
