@@ -292,7 +292,9 @@ int ember_stream_run(ember_stream *s, char *msg);
 int ember_stream_step(ember_stream *s, int *ran, char *msg);
 
 /* Asks a running ember_stream_run to stop after the batch under way, as a
- * signal does. Async-signal-safe; callable from any thread. */
+ * signal does. Async-signal-safe; callable from any thread. The request
+ * stays: a later ember_stream_run of this stream returns
+ * EMBER_INTERRUPTED at once (create the stream again to go on). */
 void ember_stream_stop(ember_stream *s);
 
 /* A copy of the current state (aggregating queries): records of
