@@ -1543,6 +1543,26 @@ static int check_nothing_newer(ember_stream *s, int have_offsets, uint64_t O,
                       name, s->loc, ran, keep);
 }
 
+/* The mirror of check_nothing_newer's sink test: a committed batch
+ * (those retained: ids) whose file the sink lacks was removed, or the sink
+ * restored from an older copy. Nothing writes a committed batch again, so
+ * its rows (an append or update batch's) are missing from the output for
+ * good: said, not refused (the rest of the output is right). */
+static void check_sink_has(ember_stream *s, const uint64_t *ids, size_t n)
+{
+    char name[48], path[PATH_MAX];
+    struct stat st;
+    for (size_t i = 0; s->sink_dir && i < n; i++) {
+        ember__sink_name(ids[i], name, sizeof name);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", s->sink_dir, name) < sizeof path &&
+            stat(path, &st) != 0 && errno == ENOENT)
+            warn(s, "sink directory %s lacks %s, the output of committed batch %" PRIu64
+                    " (removed, or the sink restored from an older copy?): its rows are "
+                    "not in the sink, and no batch writes them again", s->sink_dir,
+                 name, ids[i]);
+    }
+}
+
 /* Reads the logs: the last commit, the pending batch, the high-water
  * mark; restores the state. */
 static int recover(ember_stream *s, char *msg)
@@ -1557,6 +1577,8 @@ static int recover(ember_stream *s, char *msg)
         rc = check_log_ranges(s, of, no, nc > 0, C, msg);
     if (!rc && (no || !nc))
         rc = check_nothing_newer(s, no > 0, O, nc > 0, C, msg);
+    if (!rc)
+        check_sink_has(s, co, nc);
     ember__free(s->ctx, co);
     ember__free(s->ctx, of);
     if (rc || !no) {

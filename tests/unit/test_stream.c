@@ -2237,6 +2237,43 @@ static void test_stream_rerun_keeps_identical_sink_file(void **state)
     td_done(&t);
 }
 
+/* A committed batch's sink file removed (or a sink restored from an older
+ * copy) loses its rows for good: the next start says so. */
+static void test_stream_sink_missing_batch_warned(void **state)
+{
+    (void)state;
+    tdir t;
+    td_init(&t);
+    ember_ctx *ctx = tu_ctx(1);
+    wq q;
+    wq_init(&q, UINT64_MAX);
+    char msg[EMBER_MSG_SIZE], p[600];
+    ember_stream *s = NULL;
+    ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+    TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    int ran;
+    put_file(&t, "f0", "a\n");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    put_file(&t, "f1", "b\n");
+    TU_OKM(ember_stream_step(s, &ran, msg), msg);
+    ember_stream_destroy(&s);
+    restart_run r = {&t, ctx, &q, {0}};
+    put_file(&t, "f2", "c\n");
+    char *err = stderr_of(restart_and_step, &r);
+    assert_null(strstr(err, "lacks"));
+    free(err);
+    snprintf(p, sizeof p, "%s/batch-000000000001.csv", t.out);
+    assert_int_equal(unlink(p), 0);
+    put_file(&t, "f3", "d\n");
+    err = stderr_of(restart_and_step, &r);
+    assert_non_null(strstr(err, "lacks batch-000000000001.csv, the output of committed "
+                                "batch 1"));
+    assert_null(strstr(err, "batch-000000000000.csv"));
+    free(err);
+    ember_ctx_destroy(&ctx);
+    td_done(&t);
+}
+
 /* Progress callback: adds a file during the run, or stops the stream. */
 typedef struct {
     const tdir *t;
@@ -2896,6 +2933,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_retention),
         cmocka_unit_test(test_stream_unchanged_state_bounded),
         cmocka_unit_test(test_stream_rerun_keeps_identical_sink_file),
+        cmocka_unit_test(test_stream_sink_missing_batch_warned),
         cmocka_unit_test(test_stream_available_now),
         cmocka_unit_test(test_stream_stop_interrupts),
         cmocka_unit_test(test_stream_numeric_keys),
