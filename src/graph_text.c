@@ -833,16 +833,14 @@ static int mtx_header(source *s, char *msg)
 
 /* ---- chunks ---------------------------------------------------------------------- */
 
-/* The start of the line that holds byte at - 1's successor: the first byte
- * after a newline at or past at - 1. Read, not found through the mapping:
+/* The first line start at or after at (> the body's start): the byte after
+ * the first newline at or past at - 1. Read, not found through the mapping:
  * touching a page of a large folio (2 MiB, from the page cache of a recent
  * kernel) maps the whole folio, about 2 MiB at each cut, 200 MiB of a
  * 436 MB file resident before the parse begins. A file cut short meanwhile
  * ends the search at its size (the parse then finds it shorter). */
 static size_t line_start(const source *s, size_t at)
 {
-    if (at <= s->body)
-        return s->body;
     char buf[4096];
     for (size_t pos = at - 1; pos < s->map.size;) {
         size_t want = s->map.size - pos < sizeof buf ? s->map.size - pos : sizeof buf;

@@ -800,13 +800,19 @@ static void remove_id(const char *dir, uint64_t id, const char *suffix)
         unlink(path);
 }
 
+/* The batches retention keeps: `retain`, its default, at least 2. */
+static uint64_t retained(const ember_stream *s)
+{
+    uint64_t R = (uint64_t)(s->o.retain ? s->o.retain : DEFAULT_RETAIN);
+    return R < 2 ? 2 : R;
+}
+
 /* After commit C: keeps the snapshots of the last `retain` batches (and at
  * least two when there are two), and the logs every kept snapshot needs
  * to be replayed forward. */
 static void retention(ember_stream *s, uint64_t C)
 {
-    uint64_t R = (uint64_t)(s->o.retain ? s->o.retain : DEFAULT_RETAIN);
-    R = R < 2 ? 2 : R;
+    uint64_t R = retained(s);
     if (C < R)
         return;
     uint64_t cut = C - R, floor = cut + 1; /* batches <= cut may go */
@@ -931,7 +937,7 @@ static int run_batch_on(ember_stream *s, const plan *p, phases *ph, char *msg)
      * keeps every log since it (replaying from it needs them), the location
      * grows with each batch, and a start replays them all, from files the
      * user may since have removed. */
-    uint64_t R = (uint64_t)(s->o.retain ? s->o.retain : DEFAULT_RETAIN);
+    uint64_t R = retained(s);
     if (!snap && s->aggregating && s->have_snapshot &&
         p->batch - s->state_version >= (R > every ? R : every))
         snap = 1;

@@ -137,14 +137,22 @@ int ember_cli_settle(int status)
     return status;
 }
 
+/* The name an error line starts with: the program's, and under mpirun,
+ * on ranks past 0, which rank says it. */
+static void speaker(const ember_cli *cli, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s", cli && cli->prog ? cli->prog->name : "ember");
+    if (cli && cli->ranks > 1 && cli->rank > 0 && n >= 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " (rank %d)", cli->rank);
+}
+
 /* One write a line: under mpirun the ranks' lines would interleave
  * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
 int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
 {
     char line[2048];
-    int at = snprintf(line, sizeof line - 1, "%s", cli && cli->prog ? cli->prog->name : "ember");
-    if (cli && cli->ranks > 1 && cli->rank > 0)
-        at += snprintf(line + at, sizeof line - 1 - (size_t)at, " (rank %d)", cli->rank);
+    speaker(cli, line, sizeof line - 1);
+    int at = (int)strlen(line);
     at += snprintf(line + at, sizeof line - 1 - (size_t)at, ": ");
     va_list ap;
     va_start(ap, fmt);
@@ -1235,12 +1243,8 @@ static void name_inputs(const ember_cli *cli, const char *msg, char *out, size_t
 
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
-    /* under mpirun each rank says its own error: ranks past 0 say which
-     * they are, as in ember_cli_usage_error */
-    char name[256];
-    snprintf(name, sizeof name, "%s", cli && cli->prog ? cli->prog->name : "ember");
-    if (cli && cli->ranks > 1 && cli->rank > 0)
-        snprintf(name + strlen(name), sizeof name - strlen(name), " (rank %d)", cli->rank);
+    char name[256]; /* under mpirun each rank says its own error */
+    speaker(cli, name, sizeof name);
     if (status == EMBER_OK) {
         errno = 0;
         int unflushed = fflush(stdout) != 0, err = errno;
