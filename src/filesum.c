@@ -237,7 +237,14 @@ static int hash_stream(int fd, uint64_t at, XXH3_state_t *all, XXH3_state_t *bod
                    .slots = threads > 1 ? CHUNK_SLOTS : 1};
     for (int i = 0; i < CHUNK_SLOTS; i++)
         p.held[i] = -1;
-    p.buf = malloc((size_t)p.slots * CHUNK_BYTES);
+    /* page-aligned: the chunks start at 0 or 512 modulo 4 KiB in the file,
+     * so the kernel's copies are never the slow kind (ember__copy); a
+     * malloc of this size is 16 bytes past a page (70 against 20 ms for
+     * a 276 MB file on 2 threads) */
+    void *ring = NULL;
+    if (posix_memalign(&ring, 4096, (size_t)p.slots * CHUNK_BYTES) != 0)
+        ring = NULL;
+    p.buf = ring;
     if (!p.buf || pthread_mutex_init(&p.lock, NULL)) {
         free(p.buf);
         errno = ENOMEM;

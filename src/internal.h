@@ -59,8 +59,13 @@ static inline unsigned char *ember__align(unsigned char *p, size_t a)
 }
 /* Asks for huge pages on the whole 2 MiB pages of [p, p + n) (a hint). */
 void ember__hint_huge(void *p, size_t n);
+/* memcpy, but in pieces of COPY_PIECE bytes where one call would be slow
+ * (dst 1-63 bytes past src modulo 4 KiB: util.c). For large copies. */
+#define COPY_PIECE 2048
+void *ember__copy(void *dst, const void *src, size_t n);
 /* pread until n bytes, end of file or an error (EINTR retried): the bytes
- * read, or -1. */
+ * read, or -1. Reads that would copy slowly (see ember__copy) go through
+ * a bounce buffer. */
 long long ember__pread_full(int fd, void *buf, size_t n, uint64_t at);
 void *ember__calloc(ember_ctx *ctx, size_t n, size_t size);
 void *ember__realloc(ember_ctx *ctx, void *ptr, size_t size);

@@ -59,11 +59,49 @@ void *ember__malloc(ember_ctx *ctx, size_t size)
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The copies of AMD's Zen 3 (rep movsb: glibc's memcpy from 2 KiB, and
+ * the kernel's copy out of the page cache) run 5-30x slower when the
+ * destination is 1 to 63 bytes past the source modulo 4 KiB (measured: 2.8
+ * against 65-90 GB/s in cache; a pread of a page-cached file 100 against
+ * 20 ms for 276 MB). 16 bytes past a page is where glibc puts a large
+ * malloc, so with a page-aligned source it is the common case. */
+static int copy_slow(uintptr_t dst, uintptr_t src)
+{
+    uintptr_t d = (dst - src) & 4095;
+    return d != 0 && d < 64;
+}
+
+void *ember__copy(void *dst, const void *src, size_t n)
+{
+    if (n <= COPY_PIECE || !copy_slow((uintptr_t)dst, (uintptr_t)src))
+        return memcpy(dst, src, n);
+    /* in pieces that glibc copies with vector moves */
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t at = 0; at < n; at += COPY_PIECE)
+        memcpy(d + at, s + at, n - at < COPY_PIECE ? n - at : COPY_PIECE);
+    return dst;
+}
+
+/* pread, but a read that the kernel would copy slowly goes through a
+ * bounce buffer at the file offset's place modulo 4 KiB, then ember__copy. */
+static ssize_t pread_fast(int fd, void *buf, size_t n, uint64_t at)
+{
+    if (n <= COPY_PIECE || !copy_slow((uintptr_t)buf, (uintptr_t)at))
+        return pread(fd, buf, n, (off_t)at);
+    unsigned char room[(16 << 10) + 4096];
+    unsigned char *b = room + (((uintptr_t)at - (uintptr_t)room) & 4095);
+    ssize_t k = pread(fd, b, n < (16 << 10) ? n : (16 << 10), (off_t)at);
+    if (k > 0)
+        ember__copy(buf, b, (size_t)k);
+    return k;
+}
+
 long long ember__pread_full(int fd, void *buf, size_t n, uint64_t at)
 {
     size_t got = 0;
     while (got < n) {
-        ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(at + got));
+        ssize_t k = pread_fast(fd, (char *)buf + got, n - got, at + got);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
