@@ -990,19 +990,22 @@ static int open_read(const char *file, hid_t *fid, char *msg)
  * was 0, and a step of t words adds S = sum of w_i to S1 and
  * t * S1 + t * S - I to S2, where I = sum of i * w_i (i from 0).
  *
- * S and I are summed 32 words (64 bytes) at a time in sixteen 32-bit
+ * S and I are summed 16 words (32 bytes) at a time in eight 32-bit
  * lanes, lane m holding words 2m and 2m + 1 of each group: per group k,
  * B += A then A += the group's words, so that after K groups A_j is the
  * sum of word j over the groups and B_j the sum of (K - 1 - k) times it.
- * Then I = 32 * sum_j ((K - 1) A_j - B_j) + sum_j j A_j, with no multiply
- * in the loop. Up to 360 groups a step (23040 bytes: a lane's B stays
+ * Then I = 16 * sum_j ((K - 1) A_j - B_j) + sum_j j A_j, with no multiply
+ * in the loop. Up to 360 groups a step (11520 bytes: a lane's B stays
  * below 360 * 359 / 2 * 65535 < 2^32), so the reduction of the lanes is
  * paid once a step, where HDF5's 360-word blocks paid it every 720 bytes.
+ * A group is one AVX2 register: as two (64-byte groups), GCC's AVX2 and
+ * SSE2 copies moved the sums through the stack a group, 2.9 GB/s from
+ * cache where this runs at the memory's speed.
  * On the way each vector may be stored elsewhere (ember__fletcher32_copy:
  * the bytes read from memory once). target_clones builds AVX-512 and AVX2
  * copies too; integer sums round nothing, so every copy gives the same
  * bits (tests/unit/test_h5io.c holds them to the word-by-word loop). */
-typedef uint32_t f32_vec __attribute__((vector_size(64)));
+typedef uint32_t f32_vec __attribute__((vector_size(32)));
 
 #define F32_MOD 65535u
 
@@ -1023,18 +1026,18 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
     int zero = s->sum1 == 0;
     const f32_vec lo16 = (f32_vec){0} + 0xffff, bytes = (f32_vec){0} + 0x00ff00ff;
     while (words) {
-        uint64_t t = words > 32 * 360 ? 32 * 360 : words;
+        uint64_t t = words > 16 * 360 ? 16 * 360 : words;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        uint64_t groups = t / 32;
+        uint64_t groups = t / 16;
 #else
         uint64_t groups = 0; /* the lanes' byte swap assumes little-endian */
 #endif
         f32_vec ae = {0}, ao = {0}, be = {0}, bo = {0};
         for (uint64_t k = 0; k < groups; k++) {
             f32_vec x;
-            memcpy(&x, d + 64 * k, sizeof x);
+            memcpy(&x, d + 32 * k, sizeof x);
             if (to) /* copied on the way: read from memory once */
-                memcpy(to + 64 * k, &x, sizeof x);
+                memcpy(to + 32 * k, &x, sizeof x);
             /* each 16-bit half byte-swapped: the big-endian words */
             x = ((x & bytes) << 8) | ((x >> 8) & bytes);
             be += ae;
@@ -1043,20 +1046,20 @@ static const unsigned char *fl_words(ember__f32 *s, const unsigned char *d,
             ao += x >> 16;
         }
         uint64_t sw = 0, iw = 0, sb = 0;
-        for (uint64_t m = 0; m < 16; m++) {
+        for (uint64_t m = 0; m < 8; m++) {
             sw += (uint64_t)ae[m] + ao[m];
             sb += (uint64_t)be[m] + bo[m];
             iw += 2 * m * ae[m] + (2 * m + 1) * ao[m];
         }
         if (groups)
-            iw += 32 * ((groups - 1) * sw - sb);
-        for (uint64_t i = 32 * groups; i < t; i++) {
+            iw += 16 * ((groups - 1) * sw - sb);
+        for (uint64_t i = 16 * groups; i < t; i++) {
             uint64_t w = (uint64_t)d[2 * i] << 8 | d[2 * i + 1];
             sw += w;
             iw += i * w;
         }
         if (to) {
-            memcpy(to + 64 * groups, d + 64 * groups, 2 * (t - 32 * groups));
+            memcpy(to + 32 * groups, d + 32 * groups, 2 * (t - 16 * groups));
             to += 2 * t;
         }
         /* t * sw - iw = sum of (t - i) w_i >= 0, below 2^43 */
