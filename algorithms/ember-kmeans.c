@@ -745,6 +745,103 @@ own512(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
 }
 #endif
 
+#ifdef KM_X86
+/* Four doubles to floats rounded down (as f_down) or up (as f_up): to
+ * nearest, then one step where that went the wrong way (AVX2 has no
+ * directed conversion). */
+__attribute__((target("avx2"), always_inline)) static inline __m128
+round4(__m256d v, int up)
+{
+    __m128 f = _mm256_cvtpd_ps(v);
+    __m256d back = _mm256_cvtps_pd(f);
+    __m256d wrong = up ? _mm256_cmp_pd(back, v, _CMP_LT_OQ)
+                       : _mm256_cmp_pd(back, v, _CMP_GT_OQ);
+    /* the four 64-bit masks as four 32-bit ones (-1 or 0) */
+    __m128i w = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(
+        _mm256_castpd_si256(wrong), _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0)));
+    __m128i bits = _mm_castps_si128(f);
+    return _mm_castsi128_ps(up ? _mm_sub_epi32(bits, w) : _mm_add_epi32(bits, w));
+}
+
+/* pretest, four points at a time (the same operations as pretest512). */
+__attribute__((target("avx2"))) static size_t
+pretest256(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *ub,
+           size_t *idx)
+{
+    const __m256d dn = _mm256_set1_pd(b->rho_dn), up = _mm256_set1_pd(b->rho_up);
+    const __m256d tiny = _mm256_set1_pd(b->tiny), cap = _mm256_set1_pd(b->cap);
+    const __m256d zero = _mm256_setzero_pd();
+    size_t nf = 0, i = 0;
+    for (; i + 4 <= m; i += 4) {
+        __m128i q = _mm_loadu_si128((const void *)(lab + i));
+        __m256d dec = _mm256_i32gather_pd(b->dec, q, 8);
+        __m256d mv = _mm256_i32gather_pd(b->mv, q, 8);
+        __m256d near = _mm256_i32gather_pd(b->near, q, 8);
+        __m256d l = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(lb + i)), dec);
+        l = _mm256_max_pd(_mm256_mul_pd(l, dn), zero);
+        __m256d u = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(ub + i)), mv);
+        u = _mm256_mul_pd(u, up);
+        __m256d t = _mm256_mul_pd(_mm256_sub_pd(near, u), dn);
+        t = _mm256_min_pd(_mm256_max_pd(t, l), cap); /* a NaN t gives l */
+        _mm_storeu_ps(lb + i, round4(l, 0));
+        _mm_storeu_ps(ub + i, round4(u, 1));
+        __m256d above = _mm256_add_pd(_mm256_mul_pd(_mm256_mul_pd(u, u), up), tiny);
+        __m256d below = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(t, t), dn), tiny);
+        unsigned need = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(above, below, _CMP_NLT_UQ));
+        for (unsigned j = 0; j < 4; j++) {
+            idx[nf] = i + j;
+            nf += need >> j & 1;
+        }
+    }
+    size_t rest = pretest(b, m - i, lab + i, lb + i, ub + i, idx + nf);
+    for (size_t t = nf; t < nf + rest; t++)
+        idx[t] += i;
+    return nf + rest;
+}
+
+/* own_serial, four points at a time: each difference row by row, four
+ * coordinates at a time (the last w < 4 masked), then 4 x 4 blocks
+ * transposed so that the fma chain over the coordinates runs in order in
+ * each lane, as in dist_serial. */
+__attribute__((target("avx2,fma"))) static void
+own256(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
+       const int32_t *lab, double *dist)
+{
+    size_t i = 0;
+    for (size_t t = 0; idx && t < m; t++) /* scattered rows: all fetched first */
+        for (size_t o = 0; o < d; o += 8)
+            _mm_prefetch((const char *)(x + idx[t] * d + o), _MM_HINT_T0);
+    for (; i + 4 <= m; i += 4) {
+        for (size_t o = 0; !idx && o < 4 * d; o += 8) /* the memory 16 KiB ahead */
+            _mm_prefetch((const char *)(x + (i + 4) * d + 2048 + o), _MM_HINT_T0);
+        __m256d acc = _mm256_setzero_pd();
+        for (size_t jb = 0; jb < d; jb += 4) {
+            size_t w = d - jb < 4 ? d - jb : 4;
+            __m256i mk = _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)w),
+                                            _mm256_setr_epi64x(0, 1, 2, 3));
+            __m256d r[4];
+            for (size_t q = 0; q < 4; q++) {
+                const double *p = x + (idx ? idx[i + q] : i + q) * d + jb;
+                const double *cq = c + (size_t)lab[i + q] * d + jb;
+                r[q] = w == 4 ? _mm256_sub_pd(_mm256_loadu_pd(p), _mm256_loadu_pd(cq))
+                              : _mm256_sub_pd(_mm256_maskload_pd(p, mk),
+                                              _mm256_maskload_pd(cq, mk));
+            }
+            __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+            __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+            __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
+                            _mm256_permute2f128_pd(t1, t3, 0x20),
+                            _mm256_permute2f128_pd(t0, t2, 0x31),
+                            _mm256_permute2f128_pd(t1, t3, 0x31)};
+            for (size_t j = 0; j < w; j++)
+                acc = _mm256_fmadd_pd(o[j], o[j], acc);
+        }
+        _mm256_storeu_pd(dist + i, acc);
+    }
+    own_serial(idx ? x : x + i * d, idx ? idx + i : NULL, m - i, d, c, lab + i, dist + i);
+}
+#endif
+
 /* Before a pass under centroids c: the movements and thresholds from `at`
  * to c. Non-finite movement invalidates the state (a full pass). */
 static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size_t n)
@@ -1187,7 +1284,7 @@ static km_kernels pick_kernels(size_t d)
     }
     if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma"))
-        return (km_kernels){full_avx2, own_serial, move_block, pretest, recheck,
+        return (km_kernels){full_avx2, own256, move_block, pretest256, recheck,
                             set_bounds};
 #else
     (void)d;
