@@ -309,7 +309,7 @@ static void concat(unsigned char *dst, const ember__buf *parts, size_t P,
 {
     for (size_t p = 0; p < P; p++) {
         if (parts[p].n)
-            memcpy(dst, parts[p].data, parts[p].n * size);
+            ember__copy(dst, parts[p].data, parts[p].n * size);
         dst += parts[p].n * size;
     }
 }
@@ -429,7 +429,7 @@ static int take_window(ember_ds *ds, size_t lo, size_t hi, ember__buf *parts,
     for (size_t i = 0; !rc && i < hi - lo && *got < n; i++) {
         size_t m = parts[i].n < n - *got ? parts[i].n : n - *got;
         if (m)
-            memcpy((unsigned char *)buf + *got * size, parts[i].data, m * size);
+            ember__copy((unsigned char *)buf + *got * size, parts[i].data, m * size);
         *got += m;
     }
     return rc;

@@ -453,7 +453,7 @@ static void refs_copy(const ember__ckimg *img, size_t lo, size_t hi,
         size_t from = start > lo ? start : lo;
         size_t to = r[a].at + r[a].bytes < hi ? r[a].at + r[a].bytes : hi;
         if (from < to)
-            memcpy(out + (from - lo), r[a].src + (from - r[a].at), to - from);
+            ember__copy(out + (from - lo), r[a].src + (from - r[a].at), to - from);
     }
 }
 
@@ -465,7 +465,7 @@ static void refs_settle(ember__ckimg *img, size_t lo, size_t hi)
     size_t keep = 0;
     for (size_t i = 0; i < img->refs.n; i++)
         if (r[i].at < hi && r[i].at + r[i].bytes > lo)
-            memcpy(img->buf + r[i].at, r[i].src, r[i].bytes);
+            ember__copy(img->buf + r[i].at, r[i].src, r[i].bytes);
         else
             r[keep++] = r[i];
     img->refs.n = keep;
@@ -479,7 +479,7 @@ static herr_t image_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr
     image_file *f = (image_file *)file;
     size_t have = addr >= f->eof ? 0 : f->eof - addr < size ? (size_t)(f->eof - addr) : size;
     if (have) {
-        memcpy(buf, f->w->img->buf + addr, have);
+        ember__copy(buf, f->w->img->buf + addr, have);
         refs_copy(f->w->img, (size_t)addr, (size_t)addr + have, buf, 1);
     }
     memset((unsigned char *)buf + have, 0, size - have);
@@ -550,7 +550,7 @@ static herr_t image_write(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t add
             return 0;
         }
     }
-    memcpy(img->buf + at, buf, size);
+    ember__copy(img->buf + at, buf, size);
     return 0;
 }
 
@@ -990,7 +990,7 @@ static int spans_settle(ember__ckimg *img)
     image_ref *r = (image_ref *)img->refs.data;
     for (size_t i = 0; i < img->refs.n; i++)
         if (r[i].span) {
-            memcpy(img->buf + r[i].at, r[i].src, r[i].span);
+            ember__copy(img->buf + r[i].at, r[i].src, r[i].span);
             r[i].span = 0;
             any = 1;
         }

@@ -342,7 +342,7 @@ static int concat_owned(ember__ckp *w, const ember__buf *parts, size_t nparts,
     size_t at = 0;
     for (size_t p = 0; p < nparts; p++)
         if (owns(w, nparts, p, owner) && parts[p].n) {
-            memcpy(b + at, parts[p].data, parts[p].n * recsize);
+            ember__copy(b + at, parts[p].data, parts[p].n * recsize);
             at += parts[p].n * recsize;
         }
     *out = b;

@@ -558,7 +558,7 @@ int ember__comm_allgather_parts_map(ember_ctx *ctx, void *vparts, size_t nparts,
             if (own[p] != me)
                 continue;
             if (parts[p].n)
-                memcpy(mine + off * recsize, parts[p].data, parts[p].n * recsize);
+                ember__copy(mine + off * recsize, parts[p].data, parts[p].n * recsize);
             off += parts[p].n;
         }
         int e = MPI_Allgatherv(mine, cnt[me], t, all, cnt, cnt + R, t,
@@ -749,7 +749,7 @@ static int xchg_pack(ember_ctx *ctx, xchg *x, const ember__buf *in,
                 continue;
             size_t a = start[p][qlo], b = start[p][qhi];
             if (b > a)
-                memcpy(o, in[p].data + a * recsize, (b - a) * recsize);
+                ember__copy(o, in[p].data + a * recsize, (b - a) * recsize);
             o += (b - a) * recsize;
         }
     }

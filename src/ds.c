@@ -499,7 +499,7 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
     if (!copy)
         return ember__err(msg, EMBER_ENOMEM, "out of memory copying %zu records", n);
     if (n)
-        memcpy(copy, records, bytes);
+        ember__copy(copy, records, bytes);
     return ember__array_source(out, ctx, type, copy, n, partitions, NULL, 0,
                                "array", msg);
 }

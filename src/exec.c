@@ -101,7 +101,7 @@ int ember_emit(ember_emitter *em, const void *records, size_t n)
         *em->buf = p;
         *em->cap = cap;
     }
-    memcpy(*em->buf + em->n * em->size, records, n * em->size);
+    ember__copy(*em->buf + em->n * em->size, records, n * em->size);
     em->n += n;
     return EMBER_OK;
 }
@@ -1039,7 +1039,7 @@ int ember__materialize_into(ember_ds *ds, ember__buf *parts, char *msg)
             size_t lo, hi;
             ember__array_bounds(ds, (size_t)p, &lo, &hi);
             if (hi > lo)
-                memcpy(parts[p].data, data + lo * ds->type.size,
+                ember__copy(parts[p].data, data + lo * ds->type.size,
                        (hi - lo) * ds->type.size);
             parts[p].n = hi - lo;
         }

@@ -684,9 +684,9 @@ static void radix_row(uint32_t *r, double *w, uint32_t *tmp, double *wtmp,
         wto = wt;
     }
     if (from != r)
-        memcpy(r, from, len * sizeof *r);
+        ember__copy(r, from, len * sizeof *r);
     if (w && wfrom != w)
-        memcpy(w, wfrom, len * sizeof *w);
+        ember__copy(w, wfrom, len * sizeof *w);
 }
 
 /* Insertion sort of a short row, with its weights w (or NULL). */

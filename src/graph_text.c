@@ -997,7 +997,7 @@ static int relabel(ember_graph *g, chunk *c, size_t nc, const char *path,
     for (size_t i = 0, at = 0; i < nc; i++) {
         if (!c[i].n)
             continue; /* a chunk of comments only has no array at all */
-        memcpy(all + at, c[i].e64, 2 * c[i].n * sizeof *all);
+        ember__copy(all + at, c[i].e64, 2 * c[i].n * sizeof *all);
         at += 2 * c[i].n;
     }
     if (radix_sort(ctx, all, total)) {

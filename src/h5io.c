@@ -1166,7 +1166,7 @@ static int check_chunk(const chunk_plan *c, const read_plan *p,
         return 1;
     size_t first = index * (size_t)c->chunk;
     size_t k = p->n - first < c->chunk ? p->n - first : (size_t)c->chunk;
-    memcpy(dst + first * p->type.size, raw, k * p->type.size);
+    ember__copy(dst + first * p->type.size, raw, k * p->type.size);
     return 0;
 }
 
@@ -1758,7 +1758,7 @@ static int append_direct(ember__h5w *w, const unsigned char *recs, size_t n)
     }
     while (n) {
         size_t k = w->chunk - w->fill < n ? w->chunk - w->fill : n;
-        memcpy(w->buf + w->fill * w->recsize, recs, k * w->recsize);
+        ember__copy(w->buf + w->fill * w->recsize, recs, k * w->recsize);
         w->fill += k;
         w->n += k;
         recs += k * w->recsize;

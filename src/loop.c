@@ -1338,7 +1338,7 @@ static int snapshot_item(ember_loop *L, const binding *b, snap_item *it,
             return ember__err(msg, EMBER_ENOMEM, "out of memory");
         it->room = size;
     }
-    memcpy(it->bytes, b->data, size);
+    ember__copy(it->bytes, b->data, size);
     return EMBER_OK;
 }
 
@@ -1808,7 +1808,7 @@ static void apply_state(ember_loop *L, staged *st)
             *b->ds = st[i].ds;
             st[i].ds = NULL;
         } else {
-            memcpy(b->data, st[i].buf, binding_bytes(b));
+            ember__copy(b->data, st[i].buf, binding_bytes(b));
         }
     }
     unstage(L, st);
