@@ -239,8 +239,8 @@ static int hash_stream(int fd, uint64_t at, XXH3_state_t *all, XXH3_state_t *bod
         p.held[i] = -1;
     /* page-aligned: the chunks start at 0 or 512 modulo 4 KiB in the file,
      * so the kernel's copies are never the slow kind (ember__copy); a
-     * malloc of this size is 16 bytes past a page (70 against 20 ms for
-     * a 276 MB file on 2 threads) */
+     * malloc of this size is 16 bytes past a page (66-100 against 23-26
+     * ms for a 276 MB file on 2 threads) */
     void *ring = NULL;
     if (posix_memalign(&ring, 4096, (size_t)p.slots * CHUNK_BYTES) != 0)
         ring = NULL;

@@ -426,13 +426,13 @@ static void test_filesum_file_hash_verifies_once(void **state)
 /* ember__pread_full and ember__copy give the same bytes whatever the
  * buffer's place against the file's offset (or the source's), the slow
  * places (1-63 bytes past, modulo 4 KiB) that go through the bounce buffer
- * and the pieces among them, at lengths around the piece and the bounce
- * buffer's size, and across the end of the file. */
+ * (64 KiB) and the pieces among them, at lengths around the piece and the
+ * bounce buffer's size, and across the end of the file. */
 static void test_filesum_pread_and_copy_any_alignment(void **state)
 {
     (void)state;
-    enum { SIZE = 70001 };
-    unsigned char *data = malloc(SIZE), *room = aligned_alloc(4096, 48 * 4096);
+    enum { SIZE = 140001 };
+    unsigned char *data = malloc(SIZE), *room = aligned_alloc(4096, 96 * 4096);
     assert_non_null(data);
     assert_non_null(room);
     uint64_t x = 0x9e3779b97f4a7c15u;
@@ -444,7 +444,7 @@ static void test_filesum_pread_and_copy_any_alignment(void **state)
     int fd = open("p.bin", O_RDONLY);
     assert_true(fd >= 0);
     const uint64_t at[] = {0, 16, 4080, 4095, 5000};
-    const size_t len[] = {1, COPY_PIECE, COPY_PIECE + 1, 16384, 16385, 40000, SIZE};
+    const size_t len[] = {1, COPY_PIECE, COPY_PIECE + 1, 65536, 65537, 100000, SIZE};
     const size_t place[] = {0, 1, 8, 16, 31, 48, 63, 64, 100, 4095};
     for (size_t a = 0; a < sizeof at / sizeof *at; a++)
         for (size_t l = 0; l < sizeof len / sizeof *len; l++)
@@ -456,8 +456,8 @@ static void test_filesum_pread_and_copy_any_alignment(void **state)
                 assert_int_equal(ember__pread_full(fd, buf, len[l], at[a]), (long long)want);
                 assert_memory_equal(buf, data + at[a], want);
                 assert_int_equal(buf[len[l]], 0xA5); /* nothing past the request */
-                /* the same places for a copy of buf's bytes, to 80 KiB on */
-                unsigned char *to = room + 20 * 4096 + (size_t)(buf - room + place[p]) % 4096;
+                /* the same places for a copy of buf's bytes, to 160 KiB on */
+                unsigned char *to = room + 40 * 4096 + (size_t)(buf - room + place[p]) % 4096;
                 memset(to, 0x5A, want + 1);
                 assert_ptr_equal(ember__copy(to, buf, want), to);
                 assert_memory_equal(to, data + at[a], want);
