@@ -637,6 +637,24 @@ __attribute__((target("avx512f"), always_inline)) static inline __m256 up8(__m51
     return _mm512_cvt_roundpd_ps(v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
 }
 
+/* The vector pretests' last points, i to m, after the nf they listed. */
+static size_t pretest_from(const km_bounds *b, size_t i, size_t m, const int32_t *lab,
+                           float *lb, float *ub, size_t *idx, size_t nf)
+{
+    size_t rest = pretest(b, m - i, lab + i, lb + i, ub + i, idx + nf);
+    for (size_t t = nf; t < nf + rest; t++)
+        idx[t] += i;
+    return nf + rest;
+}
+
+/* The own kernels' scattered rows (idx, when given), all fetched first. */
+static void fetch_rows(const double *x, const size_t *idx, size_t m, size_t d)
+{
+    for (size_t t = 0; idx && t < m; t++)
+        for (size_t o = 0; o < d; o += 8)
+            _mm_prefetch((const char *)(x + idx[t] * d + o), _MM_HINT_T0);
+}
+
 /* set_bounds, eight points at a time (the same values: sqrt rounds as the
  * scalar one does, and a NaN or +inf takes the scalar branches' values). */
 __attribute__((target("avx512f"))) static void
@@ -717,10 +735,7 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
                                          _mm512_add_epi64(lane, _mm512_set1_epi64((long long)i)));
         nf += (size_t)__builtin_popcount(need);
     }
-    size_t rest = pretest(b, m - i, lab + i, lb + i, ub + i, idx + nf);
-    for (size_t t = nf; t < nf + rest; t++)
-        idx[t] += i;
-    return nf + rest;
+    return pretest_from(b, i, m, lab, lb, ub, idx, nf);
 }
 
 /* own_serial, eight points at a time. */
@@ -729,9 +744,7 @@ own512(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
        const int32_t *lab, double *dist)
 {
     size_t i = 0;
-    for (size_t t = 0; idx && t < m; t++) /* scattered rows: all fetched first */
-        for (size_t o = 0; o < d; o += 8)
-            _mm_prefetch((const char *)(x + idx[t] * d + o), _MM_HINT_T0);
+    fetch_rows(x, idx, m, d);
     for (; i + 8 <= m; i += 8) {
         for (size_t o = 0; !idx && o < 8 * d; o += 8) /* the memory 16 KiB ahead */
             _mm_prefetch((const char *)(x + (i + 8) * d + 2048 + o), _MM_HINT_T0);
@@ -793,10 +806,7 @@ pretest256(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
             nf += need >> j & 1;
         }
     }
-    size_t rest = pretest(b, m - i, lab + i, lb + i, ub + i, idx + nf);
-    for (size_t t = nf; t < nf + rest; t++)
-        idx[t] += i;
-    return nf + rest;
+    return pretest_from(b, i, m, lab, lb, ub, idx, nf);
 }
 
 /* own_serial, four points at a time: each difference row by row, four
@@ -808,9 +818,7 @@ own256(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
        const int32_t *lab, double *dist)
 {
     size_t i = 0;
-    for (size_t t = 0; idx && t < m; t++) /* scattered rows: all fetched first */
-        for (size_t o = 0; o < d; o += 8)
-            _mm_prefetch((const char *)(x + idx[t] * d + o), _MM_HINT_T0);
+    fetch_rows(x, idx, m, d);
     for (; i + 4 <= m; i += 4) {
         for (size_t o = 0; !idx && o < 4 * d; o += 8) /* the memory 16 KiB ahead */
             _mm_prefetch((const char *)(x + (i + 4) * d + 2048 + o), _MM_HINT_T0);
