@@ -497,6 +497,7 @@ typedef struct km_bounds {
     double *mv;    /* k: what a point labelled q adds to ub */
     double *near;  /* k: at most the true distance from centroid q to another */
     double *hsq;   /* k: a computed distance below hsq[q] keeps label q */
+    double *row;   /* k x 4: dec, mv, near and 0, one load a point (pretest256) */
     double rho_dn, rho_up, beta, tiny, cap;
     int use, valid;
     size_t scanned, read, visited; /* points scanned in full, whose own
@@ -786,10 +787,17 @@ pretest256(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
     const __m256d zero = _mm256_setzero_pd();
     size_t nf = 0, i = 0;
     for (; i + 4 <= m; i += 4) {
-        __m128i q = _mm_loadu_si128((const void *)(lab + i));
-        __m256d dec = _mm256_i32gather_pd(b->dec, q, 8);
-        __m256d mv = _mm256_i32gather_pd(b->mv, q, 8);
-        __m256d near = _mm256_i32gather_pd(b->near, q, 8);
+        /* each point's row of b->row, transposed: loads and shuffles
+         * instead of three gathers, which Zen 3 runs slowly */
+        __m256d r0 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i]);
+        __m256d r1 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 1]);
+        __m256d r2 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 2]);
+        __m256d r3 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 3]);
+        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+        __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+        __m256d dec = _mm256_permute2f128_pd(t0, t2, 0x20);
+        __m256d mv = _mm256_permute2f128_pd(t1, t3, 0x20);
+        __m256d near = _mm256_permute2f128_pd(t0, t2, 0x31);
         __m256d l = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(lb + i)), dec);
         l = _mm256_max_pd(_mm256_mul_pd(l, dn), zero);
         __m256d u = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(ub + i)), mv);
@@ -876,9 +884,8 @@ static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size
         b->hsq[q] = -1;
         b->near[q] = 0;
     }
-    if (k > 64 && k * k > n)
-        return; /* the centroid pairs would cost more than they save */
-    for (size_t q = 0; q < k && b->valid; q++) {
+    /* unless the centroid pairs would cost more than they save */
+    for (size_t q = 0; q < k && b->valid && !(k > 64 && k * k > n); q++) {
         double near = INFINITY;
         for (size_t r = 0; r < k; r++)
             if (r != q) {
@@ -888,6 +895,10 @@ static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size
         double h = (near - 2 * b->beta) * 0.5 * b->rho_dn;
         b->hsq[q] = h > 0 ? sq_below(b, h) : -1;
         b->near[q] = near;
+    }
+    for (size_t q = 0; q < k; q++) {
+        double *r = b->row + 4 * q;
+        r[0] = b->dec[q], r[1] = b->mv[q], r[2] = b->near[q], r[3] = 0;
     }
 }
 
@@ -2160,12 +2171,13 @@ static int prepare(km *s, char *msg)
     b->mv = malloc(s->k * sizeof *b->mv);
     b->near = malloc(s->k * sizeof *b->near);
     b->hsq = malloc(s->k * sizeof *b->hsq);
+    b->row = malloc(4 * s->k * sizeof *b->row);
     z->h = malloc(kd * sizeof *z->h);
     z->l = malloc(kd * sizeof *z->l);
     z->x = malloc((z->X ? (size_t)z->X * kd : 1) * sizeof *z->x);
     z->cnt = malloc(s->k * sizeof *z->cnt);
     if (!s->c || !s->prev || !s->acc || !s->zero || !b->lab || !b->lb || !b->ub ||
-        !b->at || !b->dec || !b->mv || !b->near || !b->hsq || !z->h || !z->l || !z->x ||
+        !b->at || !b->dec || !b->mv || !b->near || !b->hsq || !b->row || !z->h || !z->l || !z->x ||
         !z->cnt)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     s->kern = pick_kernels(s->d);
@@ -2605,6 +2617,7 @@ static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
     free(s->bnd.ub);
     free(s->bnd.at);
     free(s->bnd.dec);
+    free(s->bnd.row);
     free(s->bnd.mv);
     free(s->bnd.near);
     free(s->bnd.hsq);
