@@ -367,6 +367,28 @@ transpose512(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
         }
 }
 
+/* The same for d a multiple of 4, four points at a time (AVX2). */
+__attribute__((target("avx2"))) static void
+transpose256(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
+             size_t T)
+{
+    for (size_t i0 = 0; i0 < T; i0 += 4)
+        for (size_t jb = 0; jb < d; jb += 4) {
+            __m256d r[4];
+            for (size_t q = 0; q < 4; q++) {
+                size_t i = i0 + q;
+                r[q] = i < m ? _mm256_loadu_pd(x + (idx ? idx[i] : i) * d + jb)
+                             : _mm256_setzero_pd();
+            }
+            __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+            __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+            _mm256_storeu_pd(xt + jb * T + i0, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(xt + (jb + 1) * T + i0, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(xt + (jb + 2) * T + i0, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(xt + (jb + 3) * T + i0, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+}
+
 /* Runs a tile kernel over x in tiles of T points (T a multiple of G):
  * rows 0 .. m - 1 of x, or rows idx[0 .. m - 1] (their lines fetched
  * first). A tile is TILE_DOUBLES on the stack, or G points on the heap
@@ -397,6 +419,8 @@ static void full_tiled(const double *x, const size_t *idx, size_t m, size_t d,
         const size_t *is = idx ? idx + lo : NULL;
         if (wide && d % 8 == 0)
             transpose512(xs, is, mt, d, xt, tp);
+        else if (!wide && d % 4 == 0)
+            transpose256(xs, is, mt, d, xt, tp);
         else
             transpose(xs, is, mt, d, xt, tp);
         for (size_t g = 0; g < tp; g += G) {
