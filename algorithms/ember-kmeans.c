@@ -276,41 +276,55 @@ tile512(const double *xt, size_t T, size_t g, size_t d, const double *c,
                                                  _mm256_castsi256_pd(lq), m_)); \
     } while (0)
 
+/* Centroids q .. q + w - 1 (w <= 4) against the tile's 8 points at g:
+ * their running minimum and runner-up in b, s and l. Inlined with w = 4
+ * for whole rounds: eight independent fma chains, enough to cover the
+ * fma's latency (two centroids' four were not). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+round256(const double *xt, size_t T, size_t g, size_t d, const double *c, size_t q,
+         size_t w, __m256d b[2], __m256d s[2], __m256i l[2])
+{
+    __m256d a[4][2];
+    for (size_t u = 0; u < 4; u++)
+        a[u][0] = a[u][1] = _mm256_setzero_pd();
+    for (size_t j = 0; j < d; j++) {
+        __m256d x0 = _mm256_loadu_pd(xt + j * T + g);
+        __m256d x1 = _mm256_loadu_pd(xt + j * T + g + 4);
+        for (size_t u = 0; u < w; u++) {
+            __m256d cb = _mm256_set1_pd(c[(q + u) * d + j]);
+            __m256d t0 = _mm256_sub_pd(x0, cb), t1 = _mm256_sub_pd(x1, cb);
+            a[u][0] = _mm256_fmadd_pd(t0, t0, a[u][0]);
+            a[u][1] = _mm256_fmadd_pd(t1, t1, a[u][1]);
+        }
+    }
+    for (size_t u = 0; u < w; u++) {
+        __m256i lq = _mm256_set1_epi64x((long long)(q + u));
+        KM_STEP256(a[u][0], b[0], s[0], l[0], lq);
+        KM_STEP256(a[u][1], b[1], s[1], l[1], lq);
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void
 tile256(const double *xt, size_t T, size_t g, size_t d, const double *c,
         size_t k, int32_t *lab, double *dist, double *second)
 {
-    __m256d b0 = _mm256_set1_pd(INFINITY), b1 = b0, s0 = b0, s1 = b0;
-    __m256i l0 = _mm256_setzero_si256(), l1 = l0;
-    for (size_t q = 0; q < k; q += 2) {
-        size_t w = k - q < 2 ? 1 : 2; /* centroids this round */
-        __m256d a[2][2];
-        a[0][0] = a[0][1] = a[1][0] = a[1][1] = _mm256_setzero_pd();
-        for (size_t j = 0; j < d; j++) {
-            __m256d x0 = _mm256_loadu_pd(xt + j * T + g);
-            __m256d x1 = _mm256_loadu_pd(xt + j * T + g + 4);
-            for (size_t u = 0; u < w; u++) {
-                __m256d cb = _mm256_set1_pd(c[(q + u) * d + j]);
-                __m256d t0 = _mm256_sub_pd(x0, cb), t1 = _mm256_sub_pd(x1, cb);
-                a[u][0] = _mm256_fmadd_pd(t0, t0, a[u][0]);
-                a[u][1] = _mm256_fmadd_pd(t1, t1, a[u][1]);
-            }
-        }
-        for (size_t u = 0; u < w; u++) {
-            __m256i lq = _mm256_set1_epi64x((long long)(q + u));
-            KM_STEP256(a[u][0], b0, s0, l0, lq);
-            KM_STEP256(a[u][1], b1, s1, l1, lq);
-        }
-    }
-    _mm256_storeu_pd(dist, b0);
-    _mm256_storeu_pd(dist + 4, b1);
-    _mm256_storeu_pd(second, s0);
-    _mm256_storeu_pd(second + 4, s1);
-    int64_t l[8];
-    _mm256_storeu_si256((void *)l, l0);
-    _mm256_storeu_si256((void *)(l + 4), l1);
+    __m256d b[2], s[2];
+    b[0] = b[1] = s[0] = s[1] = _mm256_set1_pd(INFINITY);
+    __m256i l[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    size_t q = 0;
+    for (; q + 4 <= k; q += 4)
+        round256(xt, T, g, d, c, q, 4, b, s, l);
+    if (q < k)
+        round256(xt, T, g, d, c, q, k - q, b, s, l);
+    _mm256_storeu_pd(dist, b[0]);
+    _mm256_storeu_pd(dist + 4, b[1]);
+    _mm256_storeu_pd(second, s[0]);
+    _mm256_storeu_pd(second + 4, s[1]);
+    int64_t lv[8];
+    _mm256_storeu_si256((void *)lv, l[0]);
+    _mm256_storeu_si256((void *)(lv + 4), l[1]);
     for (int i = 0; i < 8; i++)
-        lab[i] = (int32_t)l[i];
+        lab[i] = (int32_t)lv[i];
 }
 
 /* Transposes points [lo, lo + m) into xt (d rows of T), zero-padded. */
