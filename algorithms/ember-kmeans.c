@@ -855,6 +855,61 @@ pretest256(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
     return pretest_from(b, i, m, lab, lb, ub, idx, nf);
 }
 
+/* set_bounds, four points at a time (the operations of set_bounds512). */
+__attribute__((target("avx2"))) static void
+set_bounds256(const km_bounds *b, size_t m, const double *dist, const double *sec,
+              float *lb, float *ub)
+{
+    const __m256d dn = _mm256_set1_pd(b->rho_dn), up = _mm256_set1_pd(b->rho_up);
+    const __m256d beta = _mm256_set1_pd(b->beta), cap = _mm256_set1_pd(b->cap);
+    const __m256d zero = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        __m256d l = _mm256_sub_pd(_mm256_sqrt_pd(_mm256_loadu_pd(sec + i)), beta);
+        /* a NaN gives 0 and +inf gives cap, as in true_below */
+        l = _mm256_min_pd(_mm256_max_pd(_mm256_mul_pd(l, dn), zero), cap);
+        __m256d u = _mm256_add_pd(_mm256_sqrt_pd(_mm256_loadu_pd(dist + i)), beta);
+        _mm_storeu_ps(lb + i, round4(l, 0));
+        _mm_storeu_ps(ub + i, round4(_mm256_mul_pd(u, up), 1));
+    }
+    set_bounds(b, m - i, dist + i, sec + i, lb + i, ub + i);
+}
+
+/* recheck, four candidates at a time (the operations of recheck512; the
+ * block's arrays read lane by lane, which Zen 3 does faster than its
+ * gathers). */
+__attribute__((target("avx2"))) static size_t
+recheck256(const km_bounds *b, size_t *idx, size_t nf, const int32_t *lab,
+           const float *lb, float *ub, const double *dist)
+{
+    const __m256d dn = _mm256_set1_pd(b->rho_dn), up = _mm256_set1_pd(b->rho_up);
+    const __m256d beta = _mm256_set1_pd(b->beta), tiny = _mm256_set1_pd(b->tiny);
+    const __m256d cap = _mm256_set1_pd(b->cap);
+    size_t nr = 0, t = 0;
+    for (; t + 4 <= nf; t += 4) {
+        size_t i[4] = {idx[t], idx[t + 1], idx[t + 2], idx[t + 3]};
+        __m256d v = _mm256_setr_pd(dist[i[0]], dist[i[1]], dist[i[2]], dist[i[3]]);
+        __m256d l = _mm256_min_pd(
+            _mm256_cvtps_pd(_mm_setr_ps(lb[i[0]], lb[i[1]], lb[i[2]], lb[i[3]])), cap);
+        __m256d h = _mm256_setr_pd(b->hsq[lab[i[0]]], b->hsq[lab[i[1]]],
+                                   b->hsq[lab[i[2]]], b->hsq[lab[i[3]]]);
+        __m256d u = _mm256_mul_pd(_mm256_add_pd(_mm256_sqrt_pd(v), beta), up);
+        float uf[4];
+        _mm_storeu_ps(uf, round4(u, 1));
+        __m256d thr = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(l, l), dn), tiny);
+        thr = _mm256_max_pd(thr, h);
+        unsigned fail = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(v, thr, _CMP_NLT_UQ));
+        for (unsigned j = 0; j < 4; j++) { /* nr <= t: these were read already */
+            ub[i[j]] = uf[j];
+            idx[nr] = i[j];
+            nr += fail >> j & 1;
+        }
+    }
+    size_t rest = recheck(b, idx + t, nf - t, lab, lb, ub, dist);
+    memmove(idx + nr, idx + t, rest * sizeof *idx);
+    return nr + rest;
+}
+
 /* own_serial, four points at a time: each difference row by row, four
  * coordinates at a time (the last w < 4 masked), then 4 x 4 blocks
  * transposed so that the fma chain over the coordinates runs in order in
@@ -1341,8 +1396,8 @@ static km_kernels pick_kernels(size_t d)
     }
     if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma"))
-        return (km_kernels){full_avx2, own256, move_block, pretest256, recheck,
-                            set_bounds};
+        return (km_kernels){full_avx2, own256, move_block, pretest256, recheck256,
+                            set_bounds256};
 #else
     (void)d;
     (void)force;
