@@ -362,6 +362,18 @@ transpose8x8(const __m512d r[8], __m512d o[8])
     }
 }
 
+/* A 4 x 4 block in registers: o[j] holds element j of rows r[0..3]. */
+__attribute__((target("avx2"), always_inline)) static inline void
+transpose4x4(const __m256d r[4], __m256d o[4])
+{
+    __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    o[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    o[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    o[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
 /* The same for d a multiple of 8, eight points at a time. */
 __attribute__((target("avx512f"))) static void
 transpose512(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
@@ -394,12 +406,10 @@ transpose256(const double *x, const size_t *idx, size_t m, size_t d, double *xt,
                 r[q] = i < m ? _mm256_loadu_pd(x + (idx ? idx[i] : i) * d + jb)
                              : _mm256_setzero_pd();
             }
-            __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
-            __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
-            _mm256_storeu_pd(xt + jb * T + i0, _mm256_permute2f128_pd(t0, t2, 0x20));
-            _mm256_storeu_pd(xt + (jb + 1) * T + i0, _mm256_permute2f128_pd(t1, t3, 0x20));
-            _mm256_storeu_pd(xt + (jb + 2) * T + i0, _mm256_permute2f128_pd(t0, t2, 0x31));
-            _mm256_storeu_pd(xt + (jb + 3) * T + i0, _mm256_permute2f128_pd(t1, t3, 0x31));
+            __m256d o[4];
+            transpose4x4(r, o);
+            for (size_t j = 0; j < 4; j++)
+                _mm256_storeu_pd(xt + (jb + j) * T + i0, o[j]);
         }
 }
 
@@ -531,11 +541,13 @@ typedef struct km_bounds {
     float *lb;     /* n, rounded down (f_down) */
     float *ub;     /* n, rounded up (f_up) */
     double *at;    /* k x d: the centroids of the last pass */
-    double *dec;   /* k: what a point labelled q subtracts from lb */
-    double *mv;    /* k: what a point labelled q adds to ub */
-    double *near;  /* k: at most the true distance from centroid q to another */
+    double *row;   /* k x 4, for a point labelled q, at 4 q + (one load a
+                      point in pretest256): */
+#define KM_DEC 0   /*   what it subtracts from lb */
+#define KM_MV 1    /*   what it adds to ub */
+#define KM_NEAR 2  /*   at most the true distance from centroid q to another */
+                   /*   (and 0) */
     double *hsq;   /* k: a computed distance below hsq[q] keeps label q */
-    double *row;   /* k x 4: dec, mv, near and 0, one load a point (pretest256) */
     double rho_dn, rho_up, beta, tiny, cap;
     int use, valid;
     size_t scanned, read, visited; /* points scanned in full, whose own
@@ -611,10 +623,11 @@ KM_CLONES static size_t pretest(const km_bounds *b, size_t m, const int32_t *lab
     const double dn = b->rho_dn, up = b->rho_up, tiny = b->tiny, cap = b->cap;
     for (size_t i = 0; i < m; i++) {
         int32_t q = lab[i];
-        double l = (lb[i] - b->dec[q]) * dn;
+        const double *r = b->row + 4 * (size_t)q;
+        double l = (lb[i] - r[KM_DEC]) * dn;
         l = l > 0 ? l : 0;
-        double u = (ub[i] + b->mv[q]) * up;
-        double t = (b->near[q] - u) * dn; /* other centroids are this far */
+        double u = (ub[i] + r[KM_MV]) * up;
+        double t = (r[KM_NEAR] - u) * dn; /* other centroids are this far */
         t = t > l ? t : l;
         t = t < cap ? t : cap;
         lb[i] = f_down(l);
@@ -755,10 +768,10 @@ pretest512(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
     const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
     size_t nf = 0, i = 0;
     for (; i + 8 <= m; i += 8) {
-        __m256i q = _mm256_loadu_si256((const void *)(lab + i));
-        __m512d dec = _mm512_i32gather_pd(q, b->dec, 8);
-        __m512d mv = _mm512_i32gather_pd(q, b->mv, 8);
-        __m512d near = _mm512_i32gather_pd(q, b->near, 8);
+        __m256i q = _mm256_slli_epi32(_mm256_loadu_si256((const void *)(lab + i)), 2);
+        __m512d dec = _mm512_i32gather_pd(q, b->row + KM_DEC, 8);
+        __m512d mv = _mm512_i32gather_pd(q, b->row + KM_MV, 8);
+        __m512d near = _mm512_i32gather_pd(q, b->row + KM_NEAR, 8);
         __m512d l = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(lb + i)), dec);
         l = _mm512_max_pd(_mm512_mul_pd(l, dn), zero);
         __m512d u = _mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ub + i)), mv);
@@ -827,15 +840,11 @@ pretest256(const km_bounds *b, size_t m, const int32_t *lab, float *lb, float *u
     for (; i + 4 <= m; i += 4) {
         /* each point's row of b->row, transposed: loads and shuffles
          * instead of three gathers, which Zen 3 runs slowly */
-        __m256d r0 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i]);
-        __m256d r1 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 1]);
-        __m256d r2 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 2]);
-        __m256d r3 = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + 3]);
-        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-        __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-        __m256d dec = _mm256_permute2f128_pd(t0, t2, 0x20);
-        __m256d mv = _mm256_permute2f128_pd(t1, t3, 0x20);
-        __m256d near = _mm256_permute2f128_pd(t0, t2, 0x31);
+        __m256d r[4], o[4];
+        for (size_t q = 0; q < 4; q++)
+            r[q] = _mm256_loadu_pd(b->row + 4 * (size_t)lab[i + q]);
+        transpose4x4(r, o);
+        __m256d dec = o[KM_DEC], mv = o[KM_MV], near = o[KM_NEAR];
         __m256d l = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(lb + i)), dec);
         l = _mm256_max_pd(_mm256_mul_pd(l, dn), zero);
         __m256d u = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(ub + i)), mv);
@@ -936,12 +945,8 @@ own256(const double *x, const size_t *idx, size_t m, size_t d, const double *c,
                               : _mm256_sub_pd(_mm256_maskload_pd(p, mk),
                                               _mm256_maskload_pd(cq, mk));
             }
-            __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
-            __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
-            __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
-                            _mm256_permute2f128_pd(t1, t3, 0x20),
-                            _mm256_permute2f128_pd(t0, t2, 0x31),
-                            _mm256_permute2f128_pd(t1, t3, 0x31)};
+            __m256d o[4];
+            transpose4x4(r, o);
             for (size_t j = 0; j < w; j++)
                 acc = _mm256_fmadd_pd(o[j], o[j], acc);
         }
@@ -961,7 +966,7 @@ static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size
     size_t q1 = 0;
     for (size_t q = 0; q < k && b->valid; q++) {
         double v = true_above(b, dist_serial(b->at + q * d, c + q * d, d));
-        b->mv[q] = v;
+        b->row[4 * q + KM_MV] = v;
         if (!(v < INFINITY))
             b->valid = 0;
         else if (v > m1) {
@@ -973,9 +978,9 @@ static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size
         }
     }
     for (size_t q = 0; q < k; q++) {
-        b->dec[q] = q == q1 ? m2 : m1;
+        b->row[4 * q + KM_DEC] = q == q1 ? m2 : m1;
+        b->row[4 * q + KM_NEAR] = b->row[4 * q + 3] = 0;
         b->hsq[q] = -1;
-        b->near[q] = 0;
     }
     /* unless the centroid pairs would cost more than they save */
     for (size_t q = 0; q < k && b->valid && !(k > 64 && k * k > n); q++) {
@@ -987,11 +992,7 @@ static void bounds_begin(km_bounds *b, const double *c, size_t k, size_t d, size
             }
         double h = (near - 2 * b->beta) * 0.5 * b->rho_dn;
         b->hsq[q] = h > 0 ? sq_below(b, h) : -1;
-        b->near[q] = near;
-    }
-    for (size_t q = 0; q < k; q++) {
-        double *r = b->row + 4 * q;
-        r[0] = b->dec[q], r[1] = b->mv[q], r[2] = b->near[q], r[3] = 0;
+        b->row[4 * q + KM_NEAR] = near;
     }
 }
 
@@ -2260,18 +2261,14 @@ static int prepare(km *s, char *msg)
     b->lb = malloc(s->n * sizeof *b->lb);
     b->ub = malloc(s->n * sizeof *b->ub);
     b->at = malloc(kd * sizeof *b->at);
-    b->dec = malloc(s->k * sizeof *b->dec);
-    b->mv = malloc(s->k * sizeof *b->mv);
-    b->near = malloc(s->k * sizeof *b->near);
-    b->hsq = malloc(s->k * sizeof *b->hsq);
     b->row = malloc(4 * s->k * sizeof *b->row);
+    b->hsq = malloc(s->k * sizeof *b->hsq);
     z->h = malloc(kd * sizeof *z->h);
     z->l = malloc(kd * sizeof *z->l);
     z->x = malloc((z->X ? (size_t)z->X * kd : 1) * sizeof *z->x);
     z->cnt = malloc(s->k * sizeof *z->cnt);
     if (!s->c || !s->prev || !s->acc || !s->zero || !b->lab || !b->lb || !b->ub ||
-        !b->at || !b->dec || !b->mv || !b->near || !b->hsq || !b->row || !z->h || !z->l || !z->x ||
-        !z->cnt)
+        !b->at || !b->row || !b->hsq || !z->h || !z->l || !z->x || !z->cnt)
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     s->kern = pick_kernels(s->d);
     if (z->X) /* a wide column: the words one at a time */
@@ -2709,10 +2706,7 @@ static void km_free(km *s, km_input *in, km_result *res, ember_loop **loop)
     free(s->bnd.lb);
     free(s->bnd.ub);
     free(s->bnd.at);
-    free(s->bnd.dec);
     free(s->bnd.row);
-    free(s->bnd.mv);
-    free(s->bnd.near);
     free(s->bnd.hsq);
     free(s->sums.s);
     free(s->sums.f1);
