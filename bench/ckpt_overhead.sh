@@ -23,7 +23,8 @@
 # /proc/stat) is printed as well: on a VM whose block device the host
 # emulates on the same cores (Firecracker), the host's work for the
 # checkpoints' writes shows up as steal, about 12 ms a 12.6 MB checkpoint
-# while both cores compute, which no change in ember can take back.
+# while both cores compute (less, not none, for buffered writes than for
+# O_DIRECT: docs/design.md).
 # Printed, never asserted: these machines are shared and noisy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
