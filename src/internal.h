@@ -15,6 +15,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 #include <omp.h>
 
 /* ---- context ----------------------------------------------------------- */
@@ -59,10 +61,23 @@ static inline unsigned char *ember__align(unsigned char *p, size_t a)
 }
 /* Asks for huge pages on the whole 2 MiB pages of [p, p + n) (a hint). */
 void ember__hint_huge(void *p, size_t n);
-/* memcpy, but in pieces of COPY_PIECE bytes where one call would be slow
- * (dst 1-63 bytes past src modulo 4 KiB: util.c). For large copies. */
+/* Whether a copy from src to dst of more than COPY_PIECE bytes is slow:
+ * dst 1-63 bytes past src modulo 4 KiB (Zen 3's rep movsb, util.c). */
 #define COPY_PIECE 2048
-void *ember__copy(void *dst, const void *src, size_t n);
+static inline int ember__copy_slow(uintptr_t dst, uintptr_t src)
+{
+    uintptr_t d = (dst - src) & 4095;
+    return d != 0 && d < 64;
+}
+void *ember__copy_pieces(void *dst, const void *src, size_t n);
+/* memcpy, but in pieces of COPY_PIECE bytes where one call would be slow;
+ * inline, so that a per-record copy pays one test. */
+static inline void *ember__copy(void *dst, const void *src, size_t n)
+{
+    if (n <= COPY_PIECE || !ember__copy_slow((uintptr_t)dst, (uintptr_t)src))
+        return memcpy(dst, src, n);
+    return ember__copy_pieces(dst, src, n);
+}
 /* pread until n bytes, end of file or an error (EINTR retried): the bytes
  * read, or -1. Reads that would copy slowly (see ember__copy) go through
  * a bounce buffer. */

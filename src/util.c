@@ -64,18 +64,10 @@ void *ember__malloc(ember_ctx *ctx, size_t size)
  * destination is 1 to 63 bytes past the source modulo 4 KiB (measured: 2.8
  * against 65-90 GB/s in cache; a pread of a page-cached file 100 against
  * 20 ms for 276 MB). 16 bytes past a page is where glibc puts a large
- * malloc, so with a page-aligned source it is the common case. */
-static int copy_slow(uintptr_t dst, uintptr_t src)
+ * malloc, so with a page-aligned source it is the common case. Pieces of
+ * COPY_PIECE bytes, which glibc copies with vector moves, are fast. */
+void *ember__copy_pieces(void *dst, const void *src, size_t n)
 {
-    uintptr_t d = (dst - src) & 4095;
-    return d != 0 && d < 64;
-}
-
-void *ember__copy(void *dst, const void *src, size_t n)
-{
-    if (n <= COPY_PIECE || !copy_slow((uintptr_t)dst, (uintptr_t)src))
-        return memcpy(dst, src, n);
-    /* in pieces that glibc copies with vector moves */
     unsigned char *d = dst;
     const unsigned char *s = src;
     for (size_t at = 0; at < n; at += COPY_PIECE)
@@ -89,7 +81,7 @@ void *ember__copy(void *dst, const void *src, size_t n)
 #define BOUNCE (64u << 10)
 static ssize_t pread_fast(int fd, void *buf, size_t n, uint64_t at)
 {
-    if (n <= COPY_PIECE || !copy_slow((uintptr_t)buf, (uintptr_t)at))
+    if (n <= COPY_PIECE || !ember__copy_slow((uintptr_t)buf, (uintptr_t)at))
         return pread(fd, buf, n, (off_t)at);
     unsigned char room[BOUNCE + 4096];
     unsigned char *b = room + (((uintptr_t)at - (uintptr_t)room) & 4095);
