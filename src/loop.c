@@ -1973,12 +1973,14 @@ static int restore(ember_loop *L, char *msg)
             else
                 got = 1;
         }
+        /* Each rejection was printed as it happened (warn), so the
+         * error counts them rather than saying them again. */
         if (!rc && !got && L->o.resume == EMBER_RESUME_REQUIRE)
             rc = ember__err(msg, EMBER_ENOTFOUND,
                             "no usable checkpoint in %s (resume required; %zu "
-                            "file%s rejected)%s%s", L->dir, rejected,
-                            rejected == 1 ? "" : "s", L->warn[0] ? ": " : "",
-                            L->warn);
+                            "file%s rejected%s)", L->dir, rejected,
+                            rejected == 1 ? "" : "s",
+                            rejected ? ", each with its reason above" : "");
         if (!rc)
             rc = note_stale(L, e, n, !got, iter, msg);
         ember__free(L->ctx, e);
