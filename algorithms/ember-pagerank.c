@@ -267,6 +267,12 @@ pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
 {
     const double *c = s->contrib[s->cur];
     double *next = s->contrib[!s->cur], *out = s->dst + lo, res = 0;
+    /* Locals: for all the compiler knows, out and next alias s and *dang,
+     * so it would load s's fields every row and add each dangling rank
+     * through memory, waiting on the last one's store (AVX-512's clone,
+     * which gets dang as a pointer). The same adds, in the same order. */
+    const double base = s->base, d = s->d;
+    double dangling = *dang;
     const uint32_t *deg = s->g->out_degree;
     const uint64_t *off = s->g->offsets;
     /* This rank's rows only (ember_graph_check_owned): edge e at
@@ -284,7 +290,7 @@ pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
                 sum += c[*a];
         else
             sum = f(c, a, e, end);
-        double r = s->base + s->d * sum;
+        double r = base + d * sum;
         out[i] = r;
         res += fabs(r - old[i]);
         /* as in prepare, so the bits do not depend on which wrote them */
@@ -292,9 +298,10 @@ pull_rows(const pr *s, row_sum_fn f, const double *old, uint64_t lo, size_t n,
             next[v] = r / deg[v];
         else {
             next[v] = 0;
-            *dang += r;
+            dangling += r;
         }
     }
+    *dang = dangling;
     return res;
 }
 
