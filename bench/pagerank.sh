@@ -70,10 +70,11 @@ bench() {
     plain=$(median < "$work/plain") contrib=$(median < "$work/contrib")
     ember=$(median < "$work/ember") none=$(median < "$work/none")
     rss=$(median < "$work/rss")
-    # CSR bytes + 3 rank vectors, from the graph's n and m
+    # CSR bytes + 3 rank vectors, from the graph's n and m (the result line,
+    # on stdout: "N vertices, M edges" or, undirected, "M directed edges")
     "$bin/ember-pagerank" --input "$graph" $uflag --iterations 0 --output "$work/r.h5" \
-        2> "$work/sum.txt"
-    read -r n m < <(sed -n 's/^ember-pagerank: \([0-9]*\) vertices, \([0-9]*\) edges.*/\1 \2/p' \
+        > "$work/sum.txt" 2>&1
+    read -r n m < <(sed -n 's/^ember-pagerank: \([0-9]*\) vertices, \([0-9]*\) \(directed \)\{0,1\}edges.*/\1 \2/p' \
         "$work/sum.txt")
     base=$(( (n + 1) * 8 + m * 4 + 3 * n * 8 ))
     echo "PageRank${uflag:+ $uflag}, Kronecker scale $SCALE edge factor $EF ($n vertices, $m edges stored),"

@@ -12,8 +12,8 @@
  *       "bytes words distinct seconds" where seconds covers reading and
  *       counting (not listing the directory, not writing OUT). With OUT,
  *       writes the table as ember-stream-wordcount's complete-mode CSV
- *       (sorted by word, RFC 4180 quoting), so the bench can check that
- *       both agree.
+ *       (its header line, then the words sorted, RFC 4180 quoting), so
+ *       the bench can check that both agree.
  *   stream_wc_baseline fsync DIR N
  *       the disk's floor under a batch: the median of N atomic commits of
  *       a small file (write a .tmp, fsync it, rename it, fsync the
@@ -215,6 +215,7 @@ static void write_csv(table *t, const char *path)
     FILE *f = fopen(path, "w");
     if (!f)
         die(path);
+    fputs("word,count\n", f); /* the header ember-stream-wordcount writes */
     for (size_t i = 0; i < k; i++) {
         const char *w = t->arena + v[i].off;
         int q = memchr(w, ',', v[i].len) || memchr(w, '"', v[i].len);
