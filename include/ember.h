@@ -230,11 +230,12 @@ void ember_free(ember_ctx *ctx, void *ptr);
  * reference counted internally: a dataset stays alive while a dataset made
  * from it exists, so the caller may free a parent right after deriving from
  * it. Partition counts come from the data (or the caller), never from the
- * thread count. `partitions` 0 means: derived from the data size, one
- * partition per 8 MiB begun, so that the bits never depend on the team.
- * A partition is one task: data under 8 MiB is then one task on one
- * thread. Ask for a count (a few per core of the largest machine the job
- * will run on) where a small dataset carries heavy work.
+ * thread count. `partitions` 0 means: derived from the data size, so
+ * that the bits never depend on the team: one partition per 8 MiB begun,
+ * and at least one per 64 KiB begun up to 16 (so data from 1 MiB to 128
+ * MiB is 16 partitions, 16 tasks). A partition is one task: ask for a
+ * count (a few per core of the largest machine the job will run on) where
+ * a small dataset carries heavy work on more than 16 cores.
  * ------------------------------------------------------------------------ */
 
 typedef struct ember_ds ember_ds;

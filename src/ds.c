@@ -46,8 +46,17 @@ static void registry_remove(ember_ctx *ctx, ember_ds *ds)
 size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
 {
     (void)ctx; /* a function of the data only, never of the team */
-    const size_t target = (size_t)8 << 20;
+    const size_t target = (size_t)8 << 20, piece = (size_t)64 << 10;
     size_t p = nbytes / target + (nbytes % target != 0);
+    /* Data under 128 MiB is still spread over up to 16 partitions of at
+     * least 64 KiB, so a small dataset that carries heavy work (a
+     * per-vertex state whose map reads the whole graph) runs on 16 cores,
+     * not one; a tiny one stays in a few. */
+    size_t floor = nbytes / piece + (nbytes % piece != 0);
+    if (floor > 16)
+        floor = 16;
+    if (p < floor)
+        p = floor;
     if (p < 1)
         p = 1;
     return p > 65536 ? 65536 : p;
