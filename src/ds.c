@@ -52,11 +52,11 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
      * least 64 KiB, so a small dataset that carries heavy work (a
      * per-vertex state whose map reads the whole graph) runs on 16 cores,
      * not one; a tiny one stays in a few. */
-    size_t floor = nbytes / piece + (nbytes % piece != 0);
-    if (floor > 16)
-        floor = 16;
-    if (p < floor)
-        p = floor;
+    size_t least = nbytes / piece + (nbytes % piece != 0);
+    if (least > 16)
+        least = 16;
+    if (p < least)
+        p = least;
     if (p < 1)
         p = 1;
     return p > 65536 ? 65536 : p;
