@@ -19,7 +19,7 @@ export OMP_NUM_THREADS=${THREADS:-2}
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-ckbench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-gcc -O2 -fopenmp -I"$here/../include" "$here/ckpt_io.c" -L"$build/lib" -lember \
+gcc -O2 ${BENCH_CFLAGS:-} -fopenmp -I"$here/../include" "$here/ckpt_io.c" -L"$build/lib" -lember \
     -Wl,-rpath,"$build/lib" -o "$work/ckpt_io"
 # Cold reads where the machine allows it (root): both readers then read
 # from the disk, not from the page cache.

@@ -11,7 +11,7 @@ bin=${EMBER_BIN:-$build/bin}
 RUNS=${RUNS:-5} SCALE=${SCALE:-20}
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/ember-fsbench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-gcc -O2 "$here/filesum_check.c" -L"$build/lib" -lember -Wl,-rpath,"$build/lib" \
+gcc -O2 ${BENCH_CFLAGS:-} "$here/filesum_check.c" -L"$build/lib" -lember -Wl,-rpath,"$build/lib" \
     -o "$work/filesum_check"
 "$bin/ember-gen" kron --scale "$SCALE" --edge-factor 16 --seed 1 --output "$work/g.h5" --quiet
 "$work/filesum_check" "$work/g.h5" > /dev/null # warm the cache

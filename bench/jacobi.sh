@@ -21,7 +21,7 @@ work=${BENCH_DIR:-$(mktemp -d)}
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$work"' EXIT
 mkdir -p "$work"
 
-gcc -O3 -fopenmp -I"$here/../include" "$here/jacobi.c" -L"$build/lib" -lember \
+gcc -O3 ${BENCH_CFLAGS:-} -fopenmp -I"$here/../include" "$here/jacobi.c" -L"$build/lib" -lember \
     -Wl,-rpath,"$build/lib" -lm -o "$work/jacobi"
 graph=$work/kron$SCALE.h5
 [ -f "$graph" ] || "$bin/ember-gen" kron --scale "$SCALE" --edge-factor "$EF" --seed 1 \

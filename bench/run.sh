@@ -6,6 +6,9 @@
 #   RUNS=N      runs per measurement (default: each script's own)
 #   THREADS=N   OpenMP threads (default 2)
 #   EMBER_BUILD the build directory (default build/)
+#   BENCH_CFLAGS more flags for the C programs the scripts build against
+#               libember (a sanitizer build's -fsanitize=..., which such a
+#               program needs to load that libember at all)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export EMBER_BUILD=${EMBER_BUILD:-$here/../build}

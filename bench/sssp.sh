@@ -27,7 +27,7 @@ work=${BENCH_DIR:-$(mktemp -d)}
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$work"' EXIT
 mkdir -p "$work"
 
-gcc -O3 -fopenmp -I"$here/../include" "$here/sssp_baseline.c" -L"$build/lib" -lember \
+gcc -O3 ${BENCH_CFLAGS:-} -fopenmp -I"$here/../include" "$here/sssp_baseline.c" -L"$build/lib" -lember \
     -Wl,-rpath,"$build/lib" -lm -o "$work/baseline"
 
 graph=$work/wkron$SCALE.el

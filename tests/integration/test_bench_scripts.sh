@@ -14,6 +14,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export BENCH_DIR=$work TMPDIR=$work
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# A sanitizer build's libember loads only into programs built with the
+# sanitizers; the scripts' own C programs are not under test, so their
+# leaks are not reported.
+if grep -q '^EMBER_SANITIZE:BOOL=ON' "$EMBER_BUILD/CMakeCache.txt" 2> /dev/null; then
+    export BENCH_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+fi
 
 # bench NAME PATTERN [VAR=VALUE...]: bench/NAME.sh with the variables set
 # exits 0 and prints a line matching PATTERN
