@@ -303,23 +303,84 @@ int ember_aggregate_unordered(ember_ds *ds, const void *zero, size_t acc_size,
 
 /* ---- collect and take -------------------------------------------------------- */
 
-/* Concatenates parts into dst (room for the total is known). */
-static void concat(unsigned char *dst, const ember__buf *parts, size_t P,
-                   size_t size)
+/* ds's records partition by partition, to be concatenated into the
+ * caller's array. A dataset cached in memory (MEMORY_ONLY) whose every
+ * partition is stored is read where its blocks lie (views, pinned until
+ * pieces_free); any other is computed into buffers first. The one copy
+ * left, into the array, is made by the team (concat): a broadcast of a
+ * cached dataset each iteration (the idiom of bench/jacobi.c) copied it
+ * twice, the second time on one thread. */
+typedef struct {
+    ember_ctx *ctx;
+    size_t P;
+    ember__buf *parts;  /* computed */
+    ember__view *views; /* or stored */
+    size_t *at;         /* where each piece starts in the array, P + 1 */
+} pieces;
+
+static const void *piece(const pieces *pc, size_t p, size_t *n)
 {
-    for (size_t p = 0; p < P; p++) {
-        if (parts[p].n)
-            ember__copy(dst, parts[p].data, parts[p].n * size);
-        dst += parts[p].n * size;
-    }
+    *n = pc->views ? pc->views[p].n : pc->parts[p].n;
+    return pc->views ? pc->views[p].data : pc->parts[p].data;
 }
 
-static size_t total_records(const ember__buf *parts, size_t P)
+static void pieces_free(pieces *pc)
 {
-    size_t n = 0;
-    for (size_t p = 0; p < P; p++)
-        n += parts[p].n;
-    return n;
+    if (pc->views)
+        for (size_t p = 0; p < pc->P; p++)
+            ember__store_release(pc->ctx, &pc->views[p]);
+    ember__free(pc->ctx, pc->views);
+    ember__parts_free(pc->ctx, pc->parts, pc->P);
+    ember__free(pc->ctx, pc->at);
+}
+
+/* Views of every stored block of a cached dataset, or 0 (none kept; the
+ * blocks are looked for first, so that a miss counts no hits). */
+static int stored_views(ember_ds *ds, pieces *pc)
+{
+    if (ds->level != EMBER_MEMORY_ONLY || !ds->nparts || ember__comm_size(ds->ctx) > 1 ||
+        ember__store_count(ds->ctx, ds->id) != ds->nparts)
+        return 0;
+    ember__view *v = ember__calloc(ds->ctx, ds->nparts, sizeof *v);
+    size_t p = 0;
+    while (v && p < ds->nparts && ember__store_get(ds->ctx, ds->id, p, &v[p], NULL) == EMBER_OK)
+        p++;
+    if (v && p == ds->nparts) {
+        pc->views = v;
+        return 1;
+    }
+    while (v && p--)
+        ember__store_release(ds->ctx, &v[p]);
+    ember__free(ds->ctx, v);
+    return 0;
+}
+
+static int pieces_get(ember_ds *ds, pieces *pc, size_t *total, char *msg)
+{
+    *pc = (pieces){.ctx = ds->ctx, .P = ds->nparts};
+    int rc = stored_views(ds, pc) ? EMBER_OK : ember__materialize(ds, &pc->parts, msg);
+    if (!rc && !(pc->at = ember__calloc(ds->ctx, pc->P + 1, sizeof *pc->at)))
+        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+    for (size_t p = 0; !rc && p < pc->P; p++) {
+        size_t n;
+        piece(pc, p, &n);
+        pc->at[p + 1] = pc->at[p] + n;
+    }
+    *total = rc ? 0 : pc->at[pc->P];
+    return rc;
+}
+
+/* Concatenates the pieces into dst (room for the total is known). */
+static void concat(unsigned char *dst, const pieces *pc, size_t size)
+{
+    long long P = (long long)pc->P;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(pc->ctx->threads) if (P > 1)
+    for (long long p = 0; p < P; p++) {
+        size_t n;
+        const void *src = piece(pc, (size_t)p, &n);
+        if (n)
+            ember__copy(dst + pc->at[p] * size, src, n * size);
+    }
 }
 
 int ember_collect(ember_ds *ds, void *buf, size_t capacity, size_t *n,
@@ -330,19 +391,15 @@ int ember_collect(ember_ds *ds, void *buf, size_t capacity, size_t *n,
         rc = ember__err(msg, EMBER_EINVAL, "collect: NULL buffer");
     if (rc)
         return rc;
-    ember__buf *parts = NULL;
-    rc = ember__materialize(ds, &parts, msg);
-    if (rc)
-        return rc;
-    size_t total = total_records(parts, ds->nparts);
-    *n = total;
-    if (total > capacity)
+    pieces pc;
+    rc = pieces_get(ds, &pc, n, msg);
+    if (!rc && *n > capacity)
         rc = ember__err(msg, EMBER_ERANGE,
                         "collect: #%llu has %zu records; the buffer holds %zu",
-                        (unsigned long long)ds->id, total, capacity);
-    else
-        concat(buf, parts, ds->nparts, ds->type.size);
-    ember__parts_free(ds->ctx, parts, ds->nparts);
+                        (unsigned long long)ds->id, *n, capacity);
+    else if (!rc)
+        concat(buf, &pc, ds->type.size);
+    pieces_free(&pc);
     return rc;
 }
 
@@ -355,21 +412,19 @@ int ember_collect_alloc(ember_ds *ds, void **out, size_t *n, char *msg)
         return rc;
     *out = NULL;
     *n = 0;
-    ember__buf *parts = NULL;
-    rc = ember__materialize(ds, &parts, msg);
-    if (rc)
-        return rc;
-    size_t total = total_records(parts, ds->nparts);
-    void *dst = ember__malloc(ds->ctx, ember__mul(total, ds->type.size));
-    if (!dst) {
+    pieces pc;
+    size_t total = 0;
+    rc = pieces_get(ds, &pc, &total, msg);
+    void *dst = rc ? NULL : ember__malloc(ds->ctx, ember__mul(total, ds->type.size));
+    if (!rc && !dst) {
         rc = ember__err(msg, EMBER_ENOMEM, "collect: out of memory for %zu records",
                         total);
-    } else {
-        concat(dst, parts, ds->nparts, ds->type.size);
+    } else if (!rc) {
+        concat(dst, &pc, ds->type.size);
         *out = dst;
         *n = total;
     }
-    ember__parts_free(ds->ctx, parts, ds->nparts);
+    pieces_free(&pc);
     return rc;
 }
 

@@ -975,6 +975,93 @@ static void test_actions_broadcast_charged(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Keeps the values below *arg. */
+static int below(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    const int64_t *v = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = v[i] < *(const int64_t *)arg;
+    return 0;
+}
+
+/* Collecting a dataset cached in memory reads its stored blocks where they
+ * lie (one hit a partition, nothing computed, no copy but the result);
+ * with a block missing it is computed as before. Either way the records,
+ * the counts and the errors are those of a dataset that is not cached,
+ * uneven and empty partitions included. */
+static void test_actions_collect_cached_blocks(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    for (size_t ti = 0; ti < sizeof thread_counts / sizeof *thread_counts; ti++) {
+        tu_counter cnt;
+        tu_counter_reset(&cnt, 0);
+        ember_allocator al = tu_allocator(&cnt);
+        ember_ctx_opts o = {.threads = thread_counts[ti], .allocator = &al};
+        ember_ctx *ctx = tu_ctx_opts(&o);
+        int64_t cut = 7000; /* partitions of 1429 or 1428 records: 4 full, 1 partial, 2 empty */
+        ember_ds *r = NULL, *f = NULL, *plain = NULL;
+        TU_OKM(ember_range(&r, ctx, 0, 10000, 1, 7, msg), msg);
+        TU_OKM(ember_filter(&f, r, below, &cut, sizeof cut, msg), msg);
+        TU_OKM(ember_filter(&plain, r, below, &cut, sizeof cut, msg), msg);
+        TU_OKM(ember_cache(f, msg), msg);
+        uint64_t n = 0;
+        TU_OKM(ember_count(f, &n, msg), msg); /* computes and stores */
+        assert_int_equal(n, 7000);
+        int64_t *want = NULL, *got = NULL;
+        size_t nw = 0, ng = 0;
+        TU_OKM(ember_collect_alloc(plain, (void **)&want, &nw, msg), msg);
+        assert_int_equal(nw, 7000);
+
+        ember_stats a, b;
+        ember_ctx_stats(ctx, &a);
+        long long base = atomic_load(&cnt.live_bytes);
+        atomic_store(&cnt.peak_bytes, base);
+        TU_OKM(ember_collect_alloc(f, (void **)&got, &ng, msg), msg);
+        ember_ctx_stats(ctx, &b);
+        assert_int_equal(ng, nw);
+        assert_memory_equal(got, want, nw * sizeof *got);
+        assert_int_equal(b.cache_hits - a.cache_hits, 7);
+        assert_int_equal(b.recomputes, a.recomputes);
+        /* the result and a few bytes a partition; not a second copy */
+        assert_true(atomic_load(&cnt.peak_bytes) - base < (long long)(nw * sizeof *got) + 4096);
+        ember_free(ctx, got);
+
+        int64_t buf[7000];
+        size_t nb = 0;
+        TU_OKM(ember_collect(f, buf, 7000, &nb, msg), msg);
+        assert_int_equal(nb, 7000);
+        assert_memory_equal(buf, want, sizeof buf);
+        assert_int_equal(ember_collect(f, buf, 6999, &nb, msg), EMBER_ERANGE);
+        assert_int_equal(nb, 7000);
+        assert_non_null(strstr(msg, "7000 records"));
+
+        ember_bcast *bc = NULL;
+        TU_OKM(ember_broadcast(&bc, f, msg), msg);
+        size_t nbc = 0;
+        const int64_t *d = ember_bcast_data(bc, &nbc);
+        assert_int_equal(nbc, 7000);
+        assert_memory_equal(d, want, nw * sizeof *d);
+        ember_bcast_free(&bc);
+
+        /* a block gone: that partition is computed again, the others read */
+        ember__store_drop_part(ctx, f->id, 2);
+        ember_ctx_stats(ctx, &a);
+        TU_OKM(ember_collect_alloc(f, (void **)&got, &ng, msg), msg);
+        ember_ctx_stats(ctx, &b);
+        assert_int_equal(ng, nw);
+        assert_memory_equal(got, want, nw * sizeof *got);
+        assert_int_equal(b.cache_hits - a.cache_hits, 6);
+        assert_int_equal(ember__store_count(ctx, f->id), 7); /* stored again */
+        ember_free(ctx, got);
+        ember_free(ctx, want);
+        ember_ds_free(&plain);
+        ember_ds_free(&f);
+        ember_ds_free(&r);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -993,6 +1080,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_results_same_at_1_2_4_threads),
         cmocka_unit_test(test_actions_null_arguments),
         cmocka_unit_test(test_actions_broadcast_charged),
+        cmocka_unit_test(test_actions_collect_cached_blocks),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
