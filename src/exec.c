@@ -51,6 +51,8 @@ typedef struct {
     size_t part;     /* the partition of node this step produces */
     uint64_t index;  /* records seen (sample), or consumed (zip) */
     ember__buf acc;  /* map_partitions input, zip's right side, tee capture */
+    int filled;      /* tee, checkpoint capture: the map before it wrote the
+                        block into acc already */
 } step;
 
 typedef struct task {
@@ -376,13 +378,31 @@ static int apply(task *t, step *s, const unsigned char **cur, size_t *n)
     size_t in_size = d->parent[0] ? d->parent[0]->type.size : d->type.size;
     int w, r, rc;
     switch (s->kind) {
-    case ST_MAP:
-        if ((rc = other_buf(t, *cur, ember__mul(*n, d->type.size), &w)))
-            return rc;
-        if ((r = ((ember_map_fn)d->u.f.fn)(*cur, t->buf[w], *n, d->u.f.arg)))
+    case ST_MAP: {
+        /* A map whose records the next step keeps (a cached map) writes
+         * them there: a copy of every record less. */
+        step *keep = s + 1 < t->steps + t->nsteps && s[1].node == d &&
+                             (s[1].kind == ST_TEE || s[1].kind == ST_CKPT)
+                         ? s + 1
+                         : NULL;
+        unsigned char *out;
+        if (keep) {
+            if ((rc = ember__buf_reserve(t->ctx, &keep->acc, keep->acc.n + *n)))
+                return ember__err(t->msg, rc, "out of memory caching #%llu",
+                                  (unsigned long long)d->id);
+            out = keep->acc.data + keep->acc.n * keep->acc.size;
+        } else {
+            if ((rc = other_buf(t, *cur, ember__mul(*n, d->type.size), &w)))
+                return rc;
+            out = t->buf[w];
+        }
+        if ((r = ((ember_map_fn)d->u.f.fn)(*cur, out, *n, d->u.f.arg)))
             return user_failed(t, s, "map", r);
-        *cur = t->buf[w];
+        if (keep)
+            keep->filled = 1;
+        *cur = out;
         return EMBER_OK;
+    }
     case ST_FILTER:
     case ST_SAMPLE:
         if ((rc = keep_flags(t, *n)) ||
@@ -438,6 +458,11 @@ static int apply(task *t, step *s, const unsigned char **cur, size_t *n)
         return 1;
     case ST_TEE:
     case ST_CKPT:
+        if (s->filled) {
+            s->filled = 0;
+            s->acc.n += *n;
+            return EMBER_OK;
+        }
         if ((rc = ember__buf_append(t->ctx, &s->acc, *cur, *n)))
             return ember__err(t->msg, rc, "out of memory caching #%llu",
                               (unsigned long long)d->id);
