@@ -2011,8 +2011,8 @@ static int km_error(char *msg, int status, const char *fmt, ...)
 /* Each column's largest magnitude and smallest nonzero one over n points
  * of x, into mx and mn (which hold those of points before); 1 if a value
  * is not finite. */
-KM_CLONES static int col_ranges(const double *x, size_t n, size_t d, double *mx,
-                                double *mn)
+KM_CLONES static int col_ranges(const double *restrict x, size_t n, size_t d,
+                                double *restrict mx, double *restrict mn)
 {
     int bad = 0;
     for (size_t i = 0; i < n; i++)
