@@ -699,6 +699,50 @@ static void task_free(task *t)
         ember__store_release(t->ctx, &t->root_view);
 }
 
+/* Records in partition q of the root, when known before it is read. */
+static int root_count(const task *t, const ember_ds *root, size_t q, size_t *n)
+{
+    size_t lo, hi;
+    if (t->have_view) {
+        *n = t->root_view.n;
+    } else if (root->op == EMBER__RANGE) {
+        *n = ember__part_lo(root->u.range.n, root->nparts, q + 1) -
+             ember__part_lo(root->u.range.n, root->nparts, q);
+    } else if (root->op == EMBER__ARRAY) {
+        ember__array_bounds(root, q, &lo, &hi);
+        *n = hi - lo;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* Gives each capture (a cached or checkpoint-marked node) that only maps
+ * stand between it and the root its room at once, of exactly the records
+ * it will hold: grown block by block it was reallocated, and copied,
+ * about once over (and held up to twice the room it needed). */
+static int size_captures(task *t, const ember_ds *root, size_t q)
+{
+    size_t n;
+    if (!root_count(t, root, q, &n))
+        return EMBER_OK;
+    for (size_t i = 0; i < t->nsteps; i++) {
+        step *s = &t->steps[i];
+        if (s->kind != ST_MAP && s->kind != ST_ZIP && s->kind != ST_TEE &&
+            s->kind != ST_CKPT)
+            break;
+        if ((s->kind == ST_TEE || s->kind == ST_CKPT) && n && !s->acc.cap) {
+            void *p = ember__malloc(t->ctx, ember__mul(n, s->acc.size));
+            if (!p)
+                return ember__err(t->msg, EMBER_ENOMEM, "out of memory caching #%llu",
+                                  (unsigned long long)s->node->id);
+            s->acc.data = p;
+            s->acc.cap = n;
+        }
+    }
+    return EMBER_OK;
+}
+
 static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
                          ember__sink_fn sink, void *state, const char *what,
                          char *msg)
@@ -715,6 +759,8 @@ static int run_partition(ember_ctx *ctx, ember_ds *ds, size_t part,
     ember_ds *root = NULL;
     size_t rq = 0;
     int rc = plan(&t, ds, part, &root, &rq);
+    if (!rc)
+        rc = size_captures(&t, root, rq);
     for (size_t i = 0; !rc && i < t.nsteps; i++) {
         step *s = &t.steps[i];
         if (s->kind == ST_TEE && s->node->stored_once[s->part])

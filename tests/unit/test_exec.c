@@ -778,6 +778,45 @@ static int keep_odd(const void *in, unsigned char *keep, size_t n, void *arg)
     return 0;
 }
 
+/* A cached map of a source takes exactly the room of its records, made
+ * once: its blocks were grown block by block (reallocated, and copied,
+ * about once over, and up to twice the room). Read back, they are the
+ * records. */
+static void test_exec_cached_map_blocks_exact(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter cnt;
+    tu_counter_reset(&cnt, 0);
+    ember_allocator al = tu_allocator(&cnt);
+    ember_ctx_opts o = {.threads = 2, .allocator = &al, .block_bytes = 4096};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ds *r = NULL, *m = NULL, *m2 = NULL;
+    const size_t N = 100000; /* 3 partitions of 33,334 or 33,333 records */
+    TU_OKM(ember_range(&r, ctx, 0, (int64_t)N, 1, 3, msg), msg);
+    TU_OKM(ember_map(&m, r, NULL, add_one, NULL, 0, msg), msg);
+    TU_OKM(ember_map(&m2, m, NULL, add_one, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(m2, msg), msg);
+    uint64_t n = 0;
+    long long before = atomic_load(&cnt.live_bytes);
+    TU_OKM(ember_count(m2, &n, msg), msg);
+    long long held = atomic_load(&cnt.live_bytes) - before;
+    assert_int_equal(n, N);
+    assert_true(held >= (long long)(N * 8));
+    assert_true(held < (long long)(N * 8) + 16384);
+    size_t got_n = 0;
+    int64_t *got = NULL;
+    TU_OKM(ember_collect_alloc(m2, (void **)&got, &got_n, msg), msg);
+    assert_int_equal(got_n, N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(got[i], (int64_t)i + 2);
+    ember_free(ctx, got);
+    ember_ds_free(&m2);
+    ember_ds_free(&m);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
 /* Every level gives the results of no persistence at all, computing and
  * reading back, with room and without. */
 static void test_exec_every_level_same_results(void **state)
@@ -1266,6 +1305,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_lost_spill_of_file_checkpoint),
         cmocka_unit_test(test_exec_lost_shuffle_outputs_rerun),
         cmocka_unit_test(test_exec_every_level_same_results),
+        cmocka_unit_test(test_exec_cached_map_blocks_exact),
         cmocka_unit_test(test_exec_ser_level_compresses),
         cmocka_unit_test(test_exec_cached_dataset_used_twice),
         cmocka_unit_test(test_exec_lowest_failing_partition_reported),
