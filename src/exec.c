@@ -732,7 +732,10 @@ static int size_captures(task *t, const ember_ds *root, size_t q)
             s->kind != ST_CKPT)
             break;
         if ((s->kind == ST_TEE || s->kind == ST_CKPT) && n && !s->acc.cap) {
-            void *p = ember__malloc(t->ctx, ember__mul(n, s->acc.size));
+            size_t bytes = ember__mul(n, s->acc.size);
+            void *p = ember__store_take_room(t->ctx, bytes);
+            if (!p)
+                p = ember__malloc(t->ctx, bytes);
             if (!p)
                 return ember__err(t->msg, EMBER_ENOMEM, "out of memory caching #%llu",
                                   (unsigned long long)s->node->id);

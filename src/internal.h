@@ -463,6 +463,9 @@ void ember__store_drop_part(ember_ctx *ctx, uint64_t ds_id, size_t part);
  * really there (a shuffle's outputs are then made again). */
 void ember__store_drop_missing(ember_ctx *ctx, uint64_t ds_id);
 void ember__store_release(ember_ctx *ctx, ember__view *v);
+/* A freed block's memory of exactly `bytes`, kept for reuse (its contents
+ * are garbage), or NULL: allocate. */
+void *ember__store_take_room(ember_ctx *ctx, size_t bytes);
 int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
 /* Records in the stored blocks of the dataset, in memory or on disk. */

@@ -817,6 +817,66 @@ static void test_exec_cached_map_blocks_exact(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The blocks of a dataset that is let go are kept for the next capture
+ * of the same size (a loop caching a new dataset every iteration got fresh
+ * pages each time), inside the budget's free part: never a reason to evict
+ * a block, and all given back with the context. */
+static void test_exec_freed_blocks_reused(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter cnt;
+    tu_counter_reset(&cnt, 0);
+    ember_allocator al = tu_allocator(&cnt);
+    ember_ctx_opts o = {.threads = 2, .allocator = &al, .memory_budget = 2 << 20};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    const size_t N = 200000; /* 4 blocks of 400,000 bytes: 1.6 MB */
+    ember_ds *r = NULL, *a = NULL, *b = NULL, *c = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, (int64_t)N, 1, 4, msg), msg);
+    TU_OKM(ember_map(&a, r, NULL, add_one, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(a, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(a, &n, msg), msg);
+    long long with_a = atomic_load(&cnt.live_bytes);
+    ember_ds_free(&a); /* its blocks become spares: still held */
+    assert_true(atomic_load(&cnt.live_bytes) > with_a - 200000);
+
+    TU_OKM(ember_map(&b, r, NULL, add_one, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(b, msg), msg);
+    long long before = atomic_load(&cnt.live_bytes);
+    TU_OKM(ember_count(b, &n, msg), msg);
+    assert_true(atomic_load(&cnt.live_bytes) - before < 200000); /* reused */
+    assert_int_equal(ember_cached_partitions(b), 4);
+    size_t got_n = 0;
+    int64_t *got = NULL;
+    TU_OKM(ember_collect_alloc(b, (void **)&got, &got_n, msg), msg);
+    assert_int_equal(got_n, N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(got[i], (int64_t)i + 1);
+    ember_free(ctx, got);
+    ember_ds_free(&b);
+
+    /* blocks of another size: the spares make way, nothing is evicted */
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    uint64_t evictions = st.evictions;
+    ember_ds *r5 = NULL;
+    TU_OKM(ember_range(&r5, ctx, 0, (int64_t)N, 1, 5, msg), msg);
+    TU_OKM(ember_map(&c, r5, NULL, add_one, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(c, msg), msg);
+    TU_OKM(ember_count(c, &n, msg), msg);
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(ember_cached_partitions(c), 5);
+    assert_int_equal(st.evictions, evictions);
+    assert_true(atomic_load(&cnt.live_bytes) < (long long)(2 << 20) + 200000);
+    ember_ds_free(&c);
+    ember_ds_free(&r5);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    assert_int_equal(atomic_load(&cnt.live), 0);
+    assert_int_equal(atomic_load(&cnt.live_bytes), 0);
+}
+
 /* Every level gives the results of no persistence at all, computing and
  * reading back, with room and without. */
 static void test_exec_every_level_same_results(void **state)
@@ -1306,6 +1366,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_lost_shuffle_outputs_rerun),
         cmocka_unit_test(test_exec_every_level_same_results),
         cmocka_unit_test(test_exec_cached_map_blocks_exact),
+        cmocka_unit_test(test_exec_freed_blocks_reused),
         cmocka_unit_test(test_exec_ser_level_compresses),
         cmocka_unit_test(test_exec_cached_dataset_used_twice),
         cmocka_unit_test(test_exec_lowest_failing_partition_reported),
