@@ -565,13 +565,75 @@ static unsigned long fileno_of(hid_t obj)
  * dataset reads other files, which nobody hashed (a run could resume with
  * their content changed, and exit 0). */
 typedef struct {
+    unsigned char key[16];     /* the object's address (1.10) or token */
+} obj_key;
+
+typedef struct {
     unsigned long home;        /* the input's file number */
     int hops;                  /* soft links to groups followed */
+    int depth;                 /* groups entered */
+    size_t links;              /* links seen so far */
+    obj_key *seen;             /* groups entered, each once */
+    size_t nseen, capseen;
     const char *base;          /* the path of the group being walked */
     const char *where;
     char *msg;
     int rc;
 } inside_walk;
+
+/* How far a walk goes. Each group is entered once, however many links
+ * lead to it (a cycle of hard links is valid HDF5), and a walk stops past
+ * INSIDE_MAX_LINKS links or INSIDE_MAX_DEPTH groups deep: a damaged
+ * file's links may lead back into their own groups whatever its
+ * reference counts say. H5Lvisit, which walked them before, trusts those
+ * counts: on a fuzzed 10 KB file it built ever longer paths for 180 s. */
+#define INSIDE_MAX_LINKS 10000
+#define INSIDE_MAX_DEPTH 64
+
+static int key_of(hid_t obj, obj_key *k)
+{
+    memset(k, 0, sizeof *k);
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t x;
+    if (H5Oget_info3(obj, &x, H5O_INFO_BASIC) < 0)
+        return -1;
+    memcpy(k->key, &x.token, sizeof x.token < sizeof k->key ? sizeof x.token : sizeof k->key);
+#else
+    H5O_info_t x;
+    if (H5Oget_info2(obj, &x, H5O_INFO_BASIC) < 0)
+        return -1;
+    memcpy(k->key, &x.addr, sizeof x.addr);
+#endif
+    return 0;
+}
+
+static int cannot_walk(inside_walk *w, const char *path)
+{
+    w->rc = ember__err(w->msg, EMBER_EHDF5, "%s: cannot walk the links under %s",
+                       w->where, path);
+    return -1;
+}
+
+/* 1 when the group was entered before (else it is noted), -1 on error. */
+static int seen_before(inside_walk *w, hid_t group)
+{
+    obj_key k;
+    if (key_of(group, &k) < 0)
+        return -1;
+    for (size_t i = 0; i < w->nseen; i++)
+        if (memcmp(w->seen[i].key, k.key, sizeof k.key) == 0)
+            return 1;
+    if (w->nseen == w->capseen) {
+        size_t cap = w->capseen ? 2 * w->capseen : 16;
+        obj_key *m = realloc(w->seen, cap * sizeof *m);
+        if (!m)
+            return -1;
+        w->seen = m;
+        w->capseen = cap;
+    }
+    w->seen[w->nseen++] = k;
+    return 0;
+}
 
 static int refuse_outside(inside_walk *w, const char *name, const char *why)
 {
@@ -600,28 +662,41 @@ static int outside(inside_walk *w, hid_t obj, const char *name)
     return why ? refuse_outside(w, name, why) : 0;
 }
 
-/* Every link under a group, hard ones by H5Lvisit itself; a soft link to
- * a group is followed too (a few deep: a reader's paths are short). An
- * external or user-defined link is refused as it is, without opening
- * what it leads to. */
+/* Every link under a group, one group at a time (H5Literate): a group is
+ * entered through a hard link, and through a soft one a few deep (a
+ * reader's paths are short). An external or user-defined link is refused
+ * as it is, without opening what it leads to. */
 static herr_t inside_link(hid_t group, const char *name, const H5L_info_t *info, void *arg)
 {
     inside_walk *w = arg;
     char full[H5IO_PATH_MAX];
-    snprintf(full, sizeof full, "%s/%s", w->base, name);
+    if (++w->links > INSIDE_MAX_LINKS || w->depth >= INSIDE_MAX_DEPTH ||
+        snprintf(full, sizeof full, "%s/%s", w->base, name) >= (int)sizeof full) {
+        w->rc = ember__err(w->msg, EMBER_EFORMAT, "%s: more than %d links, or more "
+                           "than %d groups deep, under %s (links that lead back "
+                           "into their own group, in a damaged file?)", w->where,
+                           INSIDE_MAX_LINKS, INSIDE_MAX_DEPTH, w->base);
+        return -1;
+    }
     if (info->type != H5L_TYPE_HARD && info->type != H5L_TYPE_SOFT)
         return refuse_outside(w, full, "an external link: its data lies in another file");
     hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
     if (obj < 0) /* a dangling soft link reads nothing */
         return 0;
-    int r = outside(w, obj, full);
-    if (!r && info->type == H5L_TYPE_SOFT && H5Iget_type(obj) == H5I_GROUP && w->hops < 4) {
+    int r = outside(w, obj, full), soft = info->type == H5L_TYPE_SOFT;
+    int enter = !r && H5Iget_type(obj) == H5I_GROUP && (!soft || w->hops < 4);
+    int again = enter ? seen_before(w, obj) : 0;
+    if (again < 0)
+        r = cannot_walk(w, full);
+    if (enter && !again) {
         const char *base = w->base;
-        w->hops++;
+        w->hops += soft;
+        w->depth++;
         w->base = full;
-        r = H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, w) < 0 ? -1 : 0;
+        r = H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, NULL, inside_link, w) < 0 ? -1 : 0;
         w->base = base;
-        w->hops--;
+        w->depth--;
+        w->hops -= soft;
     }
     H5Oclose(obj);
     return r;
@@ -631,9 +706,12 @@ int ember__h5_data_inside(int64_t fid, const char *path, const char *where, char
 {
     hid_t root = H5Oopen((hid_t)fid, "/", H5P_DEFAULT);
     hid_t obj = H5Oopen((hid_t)fid, path, H5P_DEFAULT);
-    inside_walk w = {root >= 0 ? fileno_of(root) : 0, 0, path, where, msg, EMBER_OK};
-    if (root >= 0 && obj >= 0 && !outside(&w, obj, path) && H5Iget_type(obj) == H5I_GROUP)
-        H5Lvisit(obj, H5_INDEX_NAME, H5_ITER_INC, inside_link, &w);
+    inside_walk w = {.home = root >= 0 ? fileno_of(root) : 0, .base = path,
+                     .where = where, .msg = msg, .rc = EMBER_OK};
+    if (root >= 0 && obj >= 0 && !outside(&w, obj, path) && H5Iget_type(obj) == H5I_GROUP &&
+        (seen_before(&w, obj) == 0 || cannot_walk(&w, path) == 0))
+        H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, NULL, inside_link, &w);
+    free(w.seen);
     if (obj >= 0)
         H5Oclose(obj);
     if (root >= 0)

@@ -3,7 +3,8 @@
  * without libFuzzer. The normal build links each harness with it, so the
  * ctest tests fuzz.<harness> replay tests/fuzz/corpus/<harness> with gcc
  * (and under ASan + UBSan in build-san/). A finding aborts the process, so
- * the test fails naming the input (printed before it runs).
+ * the test fails naming the input (printed before it runs); so does an
+ * input that runs for a minute.
  *
  *   fuzz_<harness>_replay FILE-OR-DIR...
  */
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int run_file(const char *p)
 {
@@ -52,7 +54,12 @@ static int run_file(const char *p)
     uint8_t *exact = malloc(n ? n : 1);
     memcpy(exact, buf, n);
     free(buf);
+    /* An input that takes a minute is a hang, as libFuzzer's -timeout
+     * says (inputs take well under a second, under the sanitizers too):
+     * SIGALRM ends the process, and the test fails naming the input. */
+    alarm(60);
     LLVMFuzzerTestOneInput(exact, n);
+    alarm(0);
     free(exact);
     return 0;
 }

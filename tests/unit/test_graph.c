@@ -1966,6 +1966,71 @@ static void test_graph_h5_data_elsewhere(void **state)
     remove("ge_targets.bin");
 }
 
+/* Links under /csr that lead back into their own groups: each group is
+ * walked once (a cycle of hard links is valid HDF5; 2^20 paths through 20
+ * groups linked twice each are 21 groups), and what no file of sane shape
+ * has (over 10,000 links, over 64 groups deep) is refused naming the
+ * group. A damaged file's links took H5Lvisit minutes. */
+static void test_graph_h5_link_walk_bounded(void **state)
+{
+    (void)state;
+    uint32_t t32[4] = {1, 2, 3, 0};
+    uint64_t off[5] = {0, 1, 2, 3, 4};
+    const char *files[4] = {"lw_cycle.h5", "lw_dag.h5", "lw_wide.h5", "lw_deep.h5"};
+    for (int f = 0; f < 4; f++)
+        raw_csr(files[f], off, t32, H5P_DEFAULT);
+    ember__h5_lock();
+    hid_t fid = H5Fopen(files[0], H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(H5Lcreate_hard(fid, "/csr", fid, "/csr/back", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(fid);
+    fid = H5Fopen(files[1], H5F_ACC_RDWR, H5P_DEFAULT);
+    char a[64], b[64];
+    for (int i = 20; i >= 0; i--) { /* /csr/g0 -> g1 twice -> ... -> g20 */
+        snprintf(a, sizeof a, "/csr/g%d", i);
+        hid_t g = H5Gcreate2(fid, a, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(g >= 0);
+        if (i < 20)
+            for (int k = 0; k < 2; k++) {
+                snprintf(b, sizeof b, "/csr/g%d", i + 1);
+                assert_true(H5Lcreate_hard(fid, b, g, k ? "x" : "y", H5P_DEFAULT,
+                                           H5P_DEFAULT) >= 0);
+            }
+        H5Gclose(g);
+    }
+    H5Fclose(fid);
+    fid = H5Fopen(files[2], H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(fid, "/csr/wide", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (int i = 0; i <= 10000; i++) {
+        snprintf(a, sizeof a, "s%d", i);
+        assert_true(H5Lcreate_soft("/csr/offsets", g, a, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    }
+    H5Gclose(g);
+    H5Fclose(fid);
+    fid = H5Fopen(files[3], H5F_ACC_RDWR, H5P_DEFAULT);
+    char path[1024] = "/csr";
+    for (int i = 0; i < 70; i++) {
+        strcat(path, "/d");
+        g = H5Gcreate2(fid, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(g >= 0);
+        H5Gclose(g);
+    }
+    H5Fclose(fid);
+    ember__h5_unlock();
+    ember_ctx *ctx = tu_ctx(2);
+    for (int f = 0; f < 2; f++) {
+        ember_graph *gr = load(ctx, files[f], NULL);
+        assert_int_equal(gr->n, 4);
+        assert_int_equal(gr->m, 4);
+        ember_graph_free(&gr);
+    }
+    ember_ctx_destroy(&ctx);
+    load_fails(files[2], NULL, EMBER_EFORMAT, "lw_wide.h5: more than 10000 links, or more "
+               "than 64 groups deep, under /csr/wide");
+    load_fails(files[3], NULL, EMBER_EFORMAT, "more than 64 groups deep, under /csr/d/d/d");
+    for (int f = 0; f < 4; f++)
+        remove(files[f]);
+}
+
 /* The directed attribute of a saved graph, read with the raw API. */
 static int32_t saved_directed(const char *file)
 {
@@ -2485,6 +2550,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_offsets_ids_types),
         cmocka_unit_test(test_graph_h5_directed_is_true),
         cmocka_unit_test(test_graph_h5_data_elsewhere),
+        cmocka_unit_test(test_graph_h5_link_walk_bounded),
         cmocka_unit_test(test_graph_h5_max_vertices),
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
