@@ -708,9 +708,12 @@ int ember__h5_data_inside(int64_t fid, const char *path, const char *where, char
     hid_t obj = H5Oopen((hid_t)fid, path, H5P_DEFAULT);
     inside_walk w = {.home = root >= 0 ? fileno_of(root) : 0, .base = path,
                      .where = where, .msg = msg, .rc = EMBER_OK};
-    if (root >= 0 && obj >= 0 && !outside(&w, obj, path) && H5Iget_type(obj) == H5I_GROUP &&
-        (seen_before(&w, obj) == 0 || cannot_walk(&w, path) == 0))
-        H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, NULL, inside_link, &w);
+    if (root >= 0 && obj >= 0 && !outside(&w, obj, path) && H5Iget_type(obj) == H5I_GROUP) {
+        if (seen_before(&w, obj) < 0)
+            cannot_walk(&w, path);
+        else
+            H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, NULL, inside_link, &w);
+    }
     free(w.seen);
     if (obj >= 0)
         H5Oclose(obj);

@@ -444,11 +444,18 @@ typedef struct {
     size_t bytes;
 } spare;
 
-/* Under the lock: frees spares until `more` bytes fit beside the rest. */
-static void drop_spares(ember__store *s, size_t more)
+/* Under the lock: the budget's bytes left beside resident blocks,
+ * charges and `more`. */
+static size_t budget_left(const ember__store *s, size_t more)
 {
-    size_t budget = s->ctx->budget;
-    while (s->spares && s->used + s->charged + s->spare_bytes + more > budget) {
+    size_t held = s->used + s->charged + more;
+    return held < s->ctx->budget ? s->ctx->budget - held : 0;
+}
+
+/* Under the lock: frees spares until they hold at most `room` bytes. */
+static void drop_spares(ember__store *s, size_t room)
+{
+    while (s->spares && s->spare_bytes > room) {
         spare *p = s->spares;
         s->spares = p->next;
         s->spare_bytes -= p->bytes;
@@ -461,7 +468,7 @@ static void keep_room(ember__store *s, void *mem, size_t bytes)
     bool keep = bytes >= SPARE_MIN;
     if (keep) {
         store_lock(s);
-        keep = s->used + s->charged + s->spare_bytes + bytes <= s->ctx->budget;
+        keep = s->spare_bytes + bytes <= budget_left(s, 0);
         if (keep) {
             *(spare *)mem = (spare){s->spares, bytes};
             s->spares = mem;
@@ -502,7 +509,7 @@ static int place(ember__store *s, entry *e, entry **grave, entry **spills)
     if (d->parts[e->part])
         detach(s, d->parts[e->part], grave);
     if (e->level != EMBER_DISK_ONLY)
-        drop_spares(s, e->bytes);
+        drop_spares(s, budget_left(s, e->bytes));
     if (e->level != EMBER_DISK_ONLY && make_room(s, e->bytes, e->ds_id, grave, spills)) {
         attach(d, e);
         admit(s, e);
@@ -803,12 +810,7 @@ void ember__store_destroy(ember_ctx *ctx)
     for (entry *e = s->limbo.head; e; e = e->next)
         push_job(&grave, e);
     bury(s, grave);
-    for (void *p = s->spares, *next; p; p = next) {
-        next = ((spare *)p)->next;
-        ember__free(ctx, p);
-    }
-    s->spares = NULL;
-    s->spare_bytes = 0;
+    drop_spares(s, 0);
     remove_dir(s);
     s->used = s->nmem = s->ndisk = s->disk = s->charged = 0;
     store_lock(s);
@@ -1160,7 +1162,7 @@ int ember__store_relevel(ember_ctx *ctx, uint64_t ds_id, ember_level level)
 static void shrink_to_budget(ember__store *s, entry **grave, entry **spills)
 {
     size_t budget = s->ctx->budget;
-    drop_spares(s, 0);
+    drop_spares(s, budget_left(s, 0));
     for (entry *e = s->lru.head, *next; e; e = next) {
         next = e->next;
         if (s->charged >= budget ? s->used == 0 : s->used <= budget - s->charged)
