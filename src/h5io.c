@@ -673,9 +673,10 @@ static herr_t inside_link(hid_t group, const char *name, const H5L_info_t *info,
     if (++w->links > INSIDE_MAX_LINKS || w->depth >= INSIDE_MAX_DEPTH ||
         snprintf(full, sizeof full, "%s/%s", w->base, name) >= (int)sizeof full) {
         w->rc = ember__err(w->msg, EMBER_EFORMAT, "%s: more than %d links, or more "
-                           "than %d groups deep, under %s (links that lead back "
-                           "into their own group, in a damaged file?)", w->where,
-                           INSIDE_MAX_LINKS, INSIDE_MAX_DEPTH, w->base);
+                           "than %d groups deep, under %s (or a path past %d bytes; "
+                           "links that lead back into their own group, in a damaged "
+                           "file?)", w->where, INSIDE_MAX_LINKS, INSIDE_MAX_DEPTH,
+                           w->base, H5IO_PATH_MAX - 1);
         return -1;
     }
     if (info->type != H5L_TYPE_HARD && info->type != H5L_TYPE_SOFT)
