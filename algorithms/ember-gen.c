@@ -447,8 +447,9 @@ int main(int argc, char **argv)
     if (rc)
         return ember_cli_exit(&cli, rc, msg);
     /* Written as FILE.tmp and renamed at the end, so a kill never leaves
-     * half a file under the name; except points added as a dataset to an
-     * HDF5 file that is already there, which change that file in place. */
+     * half a file under the name; points added as a dataset to an HDF5
+     * file that is already there change it through the library, which
+     * makes each change whole (a copy renamed over the file). */
     const char *final = cli.output;
     char file[4096], tmp[4096], target[8192];
     const char *cut = ember_cli_output_file(final, file, sizeof file);

@@ -520,7 +520,11 @@ typedef struct {
  * link (".ember-unfinished.NAME", marked) moved to the path on success;
  * on any failure (EMBER_EUSER from a user function included) it is
  * deleted, a dataset that was at the path stays, and a file created for
- * the save is removed.
+ * the save is removed. The file is changed in a copy renamed over it once
+ * complete (a new file: created under another name and renamed), so a
+ * kill leaves it as it was; saves into one file wait for each other.
+ * ember_h5_scratch (ember/graph.h) exempts a file the caller builds and
+ * publishes itself.
  * EMBER_EINVAL, with nothing written, for an existing dataset without
  * overwrite, for a group or other object at the path (with or without
  * overwrite), a path through a dataset, the root "/", a path with an

@@ -806,20 +806,20 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
 
 /* Creates (truncates) or opens a file for writing. *seal: the file is to be
  * sealed after closing (new, or it carried a valid header). */
-static int create_file(const char *file, int truncate, hid_t *fid, int *seal,
-                       char *msg)
+/* Opens the edit's copy of an existing HDF5 file read-write, or creates
+ * its new file, with the user block for the checksum (*seal). */
+static int create_file(const ember__h5_edit *e, hid_t *fid, int *seal, char *msg)
 {
-    struct stat st;
-    if (!truncate && stat(file, &st) == 0 && st.st_size > 0)
-        return open_file(file, H5F_ACC_RDWR, fid, seal, msg);
+    if (e->existing && e->st.st_size > 0)
+        return open_file(e->work, H5F_ACC_RDWR, fid, seal, msg);
     *seal = 1;
     hid_t fapl = (hid_t)ember__h5_fapl(), fcpl = (hid_t)ember__h5_fcpl();
-    *fid = fapl >= 0 && fcpl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, fcpl, fapl) : -1;
+    *fid = fapl >= 0 && fcpl >= 0 ? H5Fcreate(e->work, H5F_ACC_TRUNC, fcpl, fapl) : -1;
     if (fapl >= 0)
         H5Pclose(fapl);
     if (fcpl >= 0)
         H5Pclose(fcpl);
-    return *fid < 0 ? ember__err(msg, EMBER_EIO, "%s: cannot create (%s)", file,
+    return *fid < 0 ? ember__err(msg, EMBER_EIO, "%s: cannot create (%s)", e->file,
                                  errno ? strerror(errno) : "HDF5 error")
                     : EMBER_OK;
 }
@@ -879,10 +879,13 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     hid_t fid = H5I_INVALID_HID;
     int seal = 0;
     ember_graph *pull = NULL;
+    ember__h5_edit e = {.lock = -1};
     int rc = g->n ? ember__graph_pull_of(&pull, g, msg) : EMBER_OK;
+    if (!rc)
+        rc = ember__h5_edit_begin(&e, path, 1, msg);
     ember__h5_lock();
     if (!rc)
-        rc = create_file(path, 1, &fid, &seal, msg);
+        rc = create_file(&e, &fid, &seal, msg);
     if (!rc)
         rc = write_csr(g, fid, path, msg);
     if (!rc && pull)
@@ -892,8 +895,8 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     ember__h5_unlock();
     ember_graph_free(&pull);
     if (!rc && seal)
-        rc = ember__fsum_seal(path, msg);
-    return rc;
+        rc = ember__fsum_seal(e.work, msg);
+    return ember__h5_edit_end(&e, rc, msg);
 }
 
 static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
@@ -916,18 +919,19 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
  * opened; then seals a sealed file again, even when adding to it failed,
  * so it stays verifiable. rc: the status so far; returns the first
  * failure. */
-static int close_and_seal(hid_t fid, const char *file, int seal, int rc,
-                          char *msg)
+/* Closes the edit's file (under the HDF5 lock, which it releases), seals
+ * it when it had the header or is new, and ends the edit. */
+static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *msg)
 {
     int opened = fid >= 0;
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
-        rc = h5err(msg, EMBER_EIO, file, "cannot close");
+        rc = h5err(msg, EMBER_EIO, e->file, "cannot close");
     ember__h5_unlock();
     if (opened && seal) {
-        int rs = ember__fsum_seal(file, rc ? NULL : msg);
+        int rs = ember__fsum_seal(e->work, rc ? NULL : msg);
         rc = rc ? rc : rs;
     }
-    return rc;
+    return ember__h5_edit_end(e, rc, msg);
 }
 
 int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
@@ -942,8 +946,12 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
         return rc;
     hid_t fid = H5I_INVALID_HID, obj = H5I_INVALID_HID;
     int seal = 0;
+    ember__h5_edit e;
+    if ((rc = ember__h5_edit_begin(&e, file, 0, msg)))
+        return rc;
     ember__h5_lock();
-    rc = open_file(file, H5F_ACC_RDWR, &fid, &seal, msg);
+    rc = e.existing ? open_file(e.work, H5F_ACC_RDWR, &fid, &seal, msg)
+                    : ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", file);
     if (!rc && (obj = H5Oopen(fid, path[0] ? path : "/", H5P_DEFAULT)) < 0)
         rc = h5err(msg, EMBER_ENOTFOUND, spec, "no such object");
     if (!rc) /* a graph's n, m, directed are its loader's to trust */
@@ -951,7 +959,7 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
     if (!rc)
         rc = put_attrs(obj, attrs, nattrs, spec, msg);
     close_id(&obj, H5Oclose);
-    return close_and_seal(fid, file, seal, rc, msg);
+    return close_and_seal(&e, fid, seal, rc, msg);
 }
 
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
@@ -976,8 +984,11 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     char tmp[1024 + 32];
     if (ember__h5_tmp_path(path, tmp, sizeof tmp))
         return ember__err(msg, EMBER_EINVAL, "%s: path too long", spec);
+    ember__h5_edit e;
+    if ((rc = ember__h5_edit_begin(&e, file, truncate, msg)))
+        return rc;
     ember__h5_lock();
-    rc = create_file(file, truncate, &fid, &seal, msg);
+    rc = create_file(&e, &fid, &seal, msg);
     if (!rc)
         rc = ember__h5_graph_guard(fid, path, spec, msg);
     /* an existing dataset is replaced, once the new one is whole (a failed
@@ -995,5 +1006,5 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     else if (ds >= 0)
         H5Ldelete(fid, tmp, H5P_DEFAULT);
     close_id(&ds, H5Dclose);
-    return close_and_seal(fid, file, seal, rc, msg);
+    return close_and_seal(&e, fid, seal, rc, msg);
 }

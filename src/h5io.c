@@ -1543,6 +1543,7 @@ struct ember__h5w {
     int atomic;       /* written at tmp, moved to path when complete */
     int replace;      /* atomic: a dataset at path to delete then */
     int created;      /* the file was created here */
+    ember__h5_edit edit; /* a file opened by name: the change's copy */
     char path[H5IO_PATH_MAX];
     char tmp[H5IO_PATH_MAX];
     char file[H5IO_FILE_MAX];
@@ -1569,11 +1570,13 @@ static int check_writer(const char *file, const char *path,
     return EMBER_OK;
 }
 
-/* Opens file read-write, creating it when it does not exist. */
-static int open_write(ember__h5w *w, const char *file, char *msg)
+/* Opens the edit's file read-write: its copy of an existing file, or a
+ * new one. */
+static int open_write(ember__h5w *w, char *msg)
 {
+    const char *file = w->edit.work;
     ember__file_id id;
-    int rc = check_sum(file, &w->reseal, &id, msg);
+    int rc = w->edit.existing ? check_sum(file, &w->reseal, &id, msg) : EMBER_OK;
     if (rc)
         return rc;
     if ((size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
@@ -1581,20 +1584,18 @@ static int open_write(ember__h5w *w, const char *file, char *msg)
     hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
-    rc = probe_file(file, fapl, msg);
-    if (rc == EMBER_OK) {
+    if (!w->edit.existing) {
+        w->fid = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        rc = w->fid < 0 ? h5_fail(msg, EMBER_EIO, file, "cannot create")
+                        : EMBER_OK;
+        w->created = w->fid >= 0;
+    } else if ((rc = probe_file(file, fapl, msg)) == EMBER_OK) {
         int replaced; /* then closed with nothing written: never sealed */
         w->fid = ember__h5_open_checked(file, H5F_ACC_RDWR, fapl,
                                         w->reseal ? &id : NULL, &replaced);
         if (w->fid < 0)
             rc = replaced ? ember__h5_replaced(file, msg)
                           : h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
-    } else if (rc == EMBER_ENOTFOUND) {
-        ember__msg_clear(msg);
-        w->fid = H5Fcreate(file, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-        rc = w->fid < 0 ? h5_fail(msg, EMBER_EIO, file, "cannot create")
-                        : EMBER_OK;
-        w->created = w->fid >= 0;
     }
     w->own_fid = w->fid >= 0;
     H5Pclose(fapl);
@@ -1703,13 +1704,13 @@ static int use_fid(ember__h5w *w, long long fid, char *msg)
     return EMBER_OK;
 }
 
-static int open_locked(ember__h5w *w, const char *file, const char *path,
+static int open_locked(ember__h5w *w, const char *path,
                        const ember_type *t, const ember__h5w_opts *o,
                        char *msg)
 {
     int rc = ember__h5_check_path(w->where, path, msg);
     if (rc == EMBER_OK)
-        rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, file, msg);
+        rc = o->fid > 0 ? use_fid(w, o->fid, msg) : open_write(w, msg);
     /* A caller's own file (a checkpoint's NAME.tmp) is made whole by its
      * rename; in a file opened here, the dataset is (ember__h5_commit). */
     w->atomic = o->fid <= 0;
@@ -1779,13 +1780,19 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
     x->scratch = o.scratch;
     x->fid = x->dset = x->mem = H5I_INVALID_HID;
     snprintf(x->where, sizeof x->where, "%s:%s", file, path);
-    ember__h5_lock();
-    rc = open_locked(x, file, path, type, &o, msg);
-    if (rc)
-        close_ids(x, NULL);
-    ember__h5_unlock();
-    if (rc)
+    if (o.fid <= 0)
+        rc = ember__h5_edit_begin(&x->edit, file, 0, msg);
+    if (!rc) {
+        ember__h5_lock();
+        rc = open_locked(x, path, type, &o, msg);
+        if (rc)
+            close_ids(x, NULL);
+        ember__h5_unlock();
+    }
+    if (rc) {
+        ember__h5_edit_end(&x->edit, rc, msg);
         ember__free(ctx, x);
+    }
     else
         *w = x;
     return rc;
@@ -2030,10 +2037,11 @@ int ember__h5w_close(ember__h5w **w, const uint64_t *offsets, size_t nparts,
     }
     int rc2 = close_ids(x, rc ? NULL : msg);
     ember__h5_unlock();
+    rc = ember__h5_edit_end(&x->edit, rc ? rc : rc2, msg);
     if (!x->scratch)
         ember__free(x->ctx, x->buf);
     ember__free(x->ctx, x);
-    return rc ? rc : rc2;
+    return rc;
 }
 
 int ember__h5w_discard(ember__h5w **w)
@@ -2045,6 +2053,7 @@ int ember__h5w_discard(ember__h5w **w)
     ember__h5_lock();
     int rc = close_ids(x, NULL);
     ember__h5_unlock();
+    ember__h5_edit_end(&x->edit, EMBER_EIO, NULL); /* never published */
     if (!x->scratch)
         ember__free(x->ctx, x->buf);
     ember__free(x->ctx, x);

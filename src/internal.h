@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <omp.h>
 
 /* ---- context ----------------------------------------------------------- */
@@ -98,6 +100,12 @@ int ember__open_new(const char *path, int flags);
 /* Whether errno e says the caller may not write there (EACCES, EPERM,
  * EROFS): a directory it named, not a failing disk. */
 int ember__denied(int e);
+/* The directory that holds path ("." for a bare name, "/" for "/x"); a
+ * trailing '/' does not count. */
+void ember__parent_dir(const char *path, char *buf, size_t size);
+/* fsync of a directory (after a rename in it): 0, or -1 with errno set; a
+ * file system that cannot sync directories counts as done. */
+int ember__fsync_dir(const char *path);
 /* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
 size_t ember__mul(size_t n, size_t size);
 
@@ -633,6 +641,25 @@ int ember__h5_mark(int64_t dset);
 int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
                      const char *path, int replace, const char *where,
                      char *msg);
+/* A change of an existing or new HDF5 file by name, whole or not at all
+ * (h5edit.c): ember__h5_edit_begin names in e->work the file to open in
+ * its place, a copy of file when e->existing (open it read-write), a new
+ * empty one otherwise (fresh, or no file: create it with H5F_ACC_TRUNC);
+ * a scratch file (ember_h5_scratch) is its own work. ember__h5_edit_end,
+ * once HDF5 closed work (and it was sealed), puts it at file when rc is
+ * EMBER_OK, else deletes it; either way it returns the status, msg naming
+ * file where it named work. Neither under the HDF5 lock: begin may wait
+ * for another change of the file. */
+typedef struct {
+    char file[PATH_MAX];     /* the file changed (a symbolic link followed) */
+    char work[PATH_MAX + 48];
+    int existing;            /* work holds file's bytes */
+    int lock;                /* file, opened and locked; -1 */
+    struct stat st;          /* file's, when locked */
+} ember__h5_edit;
+int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,
+                         char *msg);
+int ember__h5_edit_end(ember__h5_edit *e, int rc, char *msg);
 /* Reads a whole dataset; *data is a ctx allocation of *n records. */
 int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);

@@ -1679,7 +1679,7 @@ static void dir_identify(const char *path, dir_id *id)
         return;
     }
     char parent[PATH_MAX];
-    ember__sl_parent(path, parent, sizeof parent);
+    ember__parent_dir(path, parent, sizeof parent);
     size_t end = strlen(path), at;
     while (end > 1 && path[end - 1] == '/') /* "out/" names out */
         end--;
@@ -1710,7 +1710,7 @@ static int would_be(const char *path, char *out, size_t size)
     struct stat st;
     snprintf(at, sizeof at, "%s", path);
     while (stat(at, &st) != 0) {
-        ember__sl_parent(at, up, sizeof up);
+        ember__parent_dir(at, up, sizeof up);
         if (!strcmp(up, at))
             return -1;
         memcpy(at, up, sizeof at);

@@ -95,10 +95,6 @@ int ember__af_commit_wait(ember__afile_async *j, char *msg);
 /* mkdir -p of one level: the directory exists afterwards (its parent is
  * fsync'd when it was made). */
 int ember__sl_mkdir(const char *path, char *msg);
-/* The directory that holds path ("." for a bare name, "/" for "/x"); a
- * trailing '/' does not count. */
-void ember__sl_parent(const char *path, char *buf, size_t size);
-int ember__sl_fsync_dir(const char *path);
 
 /* The ids of the entries in dir named "<decimal id><suffix>" (suffix ""
  * for the logs, ".h5" for state), ascending; other names are ignored.

@@ -170,20 +170,6 @@ uint64_t ember__sl_fnv(const void *bytes, size_t n)
 
 /* ---- atomic files ------------------------------------------------------------- */
 
-int ember__sl_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    /* Some file systems cannot fsync a directory; the rename is still
-     * ordered after the file's own fsync. */
-    if (rc && (errno == EINVAL || errno == EROFS))
-        rc = 0;
-    close(fd);
-    return rc;
-}
-
 /* Starts dir/name, written as dir/tmp until its commit. */
 static int af_open_as(ember__afile *a, const char *dir, const char *name,
                       const char *tmp, char *msg)
@@ -248,7 +234,7 @@ int ember__af_commit(ember__afile *a, char *msg)
         e = errno;
         step = "rename";
     }
-    if (!step && ember__sl_fsync_dir(a->dir) != 0) {
+    if (!step && ember__fsync_dir(a->dir) != 0) {
         e = errno;
         step = "fsync directory of";
     }
@@ -331,22 +317,6 @@ int ember__sl_write_atomic(const char *dir, const char *name,
     return rc ? rc : ember__af_commit(&a, msg);
 }
 
-void ember__sl_parent(const char *path, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s", path);
-    char *slash = strrchr(buf, '/');
-    while (slash && slash > buf && slash[1] == '\0') { /* "dir/" */
-        *slash = '\0';
-        slash = strrchr(buf, '/');
-    }
-    if (!slash)
-        snprintf(buf, size, ".");
-    else if (slash == buf)
-        buf[1] = '\0';
-    else
-        *slash = '\0';
-}
-
 int ember__sl_mkdir(const char *path, char *msg)
 {
     struct stat st;
@@ -367,8 +337,8 @@ int ember__sl_mkdir(const char *path, char *msg)
                                                                           : EMBER_EIO,
                           "cannot create directory %s: %s", path, strerror(errno));
     char parent[PATH_MAX];
-    ember__sl_parent(path, parent, sizeof parent);
-    ember__sl_fsync_dir(parent);
+    ember__parent_dir(path, parent, sizeof parent);
+    ember__fsync_dir(parent);
     return EMBER_OK;
 }
 
@@ -951,7 +921,7 @@ static int af_commit_new(ember__afile *a, int *created, char *msg)
     int made = step ? -1 : link_new(a->tmp, a->path, &step, &e);
     unlink(a->tmp); /* gone already after a rename */
     a->tmp[0] = '\0';
-    if (made > 0 && ember__sl_fsync_dir(a->dir) != 0) {
+    if (made > 0 && ember__fsync_dir(a->dir) != 0) {
         e = errno;
         step = "fsync directory of";
     }

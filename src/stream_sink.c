@@ -215,7 +215,7 @@ static int kept_identical(ember__afile *a)
         ny = read(now, y, sizeof y);
         same = nx >= 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
     }
-    same = same && fsync(old) == 0 && ember__sl_fsync_dir(a->dir) == 0;
+    same = same && fsync(old) == 0 && ember__fsync_dir(a->dir) == 0;
     if (old >= 0)
         close(old);
     if (now >= 0)

@@ -322,3 +322,33 @@ int ember__mkdir_p(const char *dir, char *part)
             return 0;
     }
 }
+
+void ember__parent_dir(const char *path, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", path);
+    char *slash = strrchr(buf, '/');
+    while (slash && slash > buf && slash[1] == '\0') { /* "dir/" */
+        *slash = '\0';
+        slash = strrchr(buf, '/');
+    }
+    if (!slash)
+        snprintf(buf, size, ".");
+    else if (slash == buf)
+        buf[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+int ember__fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    /* Some file systems cannot fsync a directory; the rename is still
+     * ordered after the file's own fsync. */
+    if (rc && (errno == EINVAL || errno == EROFS))
+        rc = 0;
+    close(fd);
+    return rc;
+}

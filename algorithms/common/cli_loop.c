@@ -9,6 +9,8 @@
  */
 #include "cli.h"
 
+#include <ember/graph.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -430,13 +432,18 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
         r = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
             (unsigned long long)(uintptr_t)&r;
     r += __atomic_fetch_add(&count, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
-    return snprintf(tmp, size, "%s.%016llx.tmp", path, r) < (int)size ? 0 : -1;
+    if (snprintf(tmp, size, "%s.%016llx.tmp", path, r) >= (int)size)
+        return -1;
+    /* this run's own until ember_cli_publish renames it: the library's
+     * HDF5 writers change it in place, not through a copy of it */
+    return ember_h5_scratch(tmp, 1) ? -1 : 0;
 }
 
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)
 {
     /* No fsync: the rename is what a kill cannot split (an output is
      * written again by rerunning the command, unlike a checkpoint). */
+    ember_h5_scratch(tmp, 0);
     if (status == 0 && rename(tmp, path) == 0)
         return EMBER_OK;
     int e = errno;

@@ -249,7 +249,10 @@ typedef struct {
  * path replaced; the file created unless it exists and truncate is 0), with
  * scalar attributes on it. A group (or any object but a dataset) at the
  * path is never replaced: EMBER_EINVAL, as for the root "/", a path with
- * an empty name or one through a dataset. */
+ * an empty name or one through a dataset. Like ember_save_h5, it changes
+ * a file whole or not at all (docs/formats.md): in a copy renamed over
+ * it, or, a file that is not there or is truncated, in a new file renamed
+ * to its name. */
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
                          int rank, const uint64_t *dims,
                          const ember_h5_attr *attrs, size_t nattrs,
@@ -258,9 +261,19 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
 /* Sets attributes on an object of an existing HDF5 file: spec "file.h5"
  * (the root group) or "file.h5:/path" (a group or dataset). An attribute
  * of the same name is replaced. A file that carried ember's checksum
- * header is sealed again. */
+ * header is sealed again. Whole or not at all, as ember_h5_write_array. */
 int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
                          size_t nattrs, char *msg);
+
+/* Declares file a scratch file of this process (on 1), or no longer (on
+ * 0). ember's HDF5 writers change any other file through a copy renamed
+ * over it, so that a kill leaves the file as it was or as changed; they
+ * change a scratch file in place, without the copy, its lock and its
+ * fsync. For a file the caller builds under a name of its own and renames
+ * into place itself (as the programs do with their outputs): a kill while
+ * it is written leaves it damaged. The name is matched as the writers are
+ * given it. EMBER_OK, EMBER_EINVAL (an empty name) or EMBER_ENOMEM. */
+int ember_h5_scratch(const char *file, int on);
 
 #ifdef __cplusplus
 }

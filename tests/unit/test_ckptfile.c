@@ -1180,13 +1180,18 @@ static void test_ckptfile_replaced_while_opening(void **state)
         ember__h5_opening_hook = NULL;
         assert_int_equal(rc, EMBER_ECORRUPT);
         assert_non_null(strstr(msg, "replaced while being opened"));
-        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5 + (uint64_t)writer);
+        assert_non_null(strstr(msg, "swap/c.h5"));
+        /* the reader's name now holds the other file; a writer works on
+         * its own copy of the file (h5edit.c), which the swap hit, and the
+         * file keeps what it held (the reader's round's swap) */
+        assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5);
+        assert_false(tu_exists("swap/other.h5"));
     }
     /* a byte-identical copy renamed in opens (a copy: two writes of the
      * same state differ in their creation time) */
     assert_int_equal(system("cp swap/c.h5 swap/other.h5"), 0);
     ember__h5_opening_hook = swap_in;
-    assert_int_equal(read_iteration(ctx, "swap/c.h5"), 6);
+    assert_int_equal(read_iteration(ctx, "swap/c.h5"), 5);
     assert_null(ember__h5_opening_hook);
     assert_false(tu_exists("swap/other.h5"));
     tu_rm_rf("swap");

@@ -10,11 +10,15 @@
 #include "internal.h"
 
 #include <hdf5.h>
+#include <ember/graph.h>
 
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1578,6 +1582,268 @@ static void test_h5io_unfinished_leftover(void **state)
     remove(file);
 }
 
+/* ---- changes of a whole file (h5edit.c) ----------------------------------- */
+
+static ember_ctx *one_thread_ctx(void)
+{
+    ember_ctx *ctx = NULL;
+    ember_ctx_opts o = {.threads = 1};
+    char msg[EMBER_MSG_SIZE];
+    assert_int_equal(ember_ctx_create(&ctx, &o, msg), EMBER_OK);
+    return ctx;
+}
+
+/* The whole file, into a malloc'd buffer (*n bytes). */
+static unsigned char *slurp(const char *file, size_t *n)
+{
+    FILE *f = fopen(file, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    unsigned char *b = malloc((size_t)len + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void assert_same_bytes(const char *file, const unsigned char *was, size_t n)
+{
+    size_t m;
+    unsigned char *now = slurp(file, &m);
+    assert_int_equal(m, n);
+    assert_memory_equal(now, was, n);
+    free(now);
+}
+
+/* Entries of the working directory whose names start with prefix. */
+static int entries_with(const char *prefix)
+{
+    DIR *d = opendir(".");
+    assert_non_null(d);
+    int k = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        k += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return k;
+}
+
+/* A sealed file made by ember (new files from ember_h5_write_array are),
+ * holding /a = 0..n-1. */
+static void sealed_file(const char *file, uint64_t n)
+{
+    int64_t *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (uint64_t i = 0; i < n; i++)
+        v[i] = (int64_t)i;
+    char spec[256], msg[EMBER_MSG_SIZE];
+    snprintf(spec, sizeof spec, "%s:/a", file);
+    assert_int_equal(ember_h5_write_array(spec, EMBER_I64, v, 1, &n, NULL, 0, 1, msg),
+                     EMBER_OK);
+    free(v);
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+}
+
+static int kill_at_5(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    if (n && a[0] / (1 << 17) == 5)
+        raise(SIGKILL);
+    memcpy(out, in, n * sizeof *a);
+    return 0;
+}
+
+/* A save into an existing file, failed or killed halfway (before: the
+ * file failed its checksum, every dataset in it refused), leaves the file
+ * byte for byte as it was; what a kill leaves beside it goes with the next
+ * change. */
+static void test_h5io_save_killed_keeps_file(void **state)
+{
+    (void)state;
+    const char *file = "h5io_save_killed.h5";
+    remove(file);
+    sealed_file(file, 1000);
+    size_t n;
+    unsigned char *was = slurp(file, &n);
+    ember_ctx *ctx = one_thread_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *bad = NULL;
+    ember_type t = ember_type_scalar(EMBER_I64);
+    /* 8 partitions of 2^17 records, a 1 MiB chunk each */
+    assert_int_equal(ember_range(&r, ctx, 0, 8 << 17, 1, 8, msg), EMBER_OK);
+    assert_int_equal(ember_map(&bad, r, &t, fail_from_700, NULL, 0, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(bad, "h5io_save_killed.h5:/b", NULL, msg), EMBER_EUSER);
+    assert_same_bytes(file, was, n);
+    assert_int_equal(entries_with("h5io_save_killed.h5.ember-edit-"), 0);
+    ember_ds_free(&bad);
+    assert_int_equal(ember_map(&bad, r, &t, kill_at_5, NULL, 0, msg), EMBER_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(ember_save_h5(bad, "h5io_save_killed.h5:/b", NULL, msg) == EMBER_OK ? 0 : 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* killed with partitions 0-4 written into its copy */
+    assert_same_bytes(file, was, n);
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+    assert_int_equal(count_of(ctx, "h5io_save_killed.h5:/a"), 1000);
+    assert_int_equal(entries_with("h5io_save_killed.h5.ember-edit-"), 1);
+    assert_int_equal(ember_save_h5(r, "h5io_save_killed.h5:/b", NULL, msg), EMBER_OK);
+    assert_int_equal(entries_with("h5io_save_killed.h5.ember-edit-"), 0);
+    assert_int_equal(count_of(ctx, "h5io_save_killed.h5:/a"), 1000);
+    assert_int_equal(count_of(ctx, "h5io_save_killed.h5:/b"), 8 << 17);
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+    free(was);
+    ember_ds_free(&bad);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
+/* The changed file keeps its mode; a symbolic link to it stays a link to
+ * the changed file. A damaged file is refused naming the file, not the
+ * copy, and left as it was. */
+static void test_h5io_edit_mode_link_message(void **state)
+{
+    (void)state;
+    const char *file = "h5io_edit_target.h5", *link_name = "h5io_edit_link.h5";
+    remove(file);
+    remove(link_name);
+    sealed_file(file, 10);
+    assert_int_equal(chmod(file, 0640), 0);
+    assert_int_equal(symlink(file, link_name), 0);
+    ember_ctx *ctx = one_thread_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL;
+    assert_int_equal(ember_range(&r, ctx, 0, 5, 1, 1, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(r, "h5io_edit_link.h5:/b", NULL, msg), EMBER_OK);
+    struct stat st;
+    assert_int_equal(lstat(link_name, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(count_of(ctx, "h5io_edit_target.h5:/b"), 5);
+    assert_int_equal(count_of(ctx, "h5io_edit_target.h5:/a"), 10);
+    /* one byte of the body flipped */
+    size_t n;
+    unsigned char *b = slurp(file, &n);
+    b[n - 100] ^= 0x40;
+    FILE *f = fopen(file, "wb");
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    ember_h5_attr at = {.name = "x", .kind = EMBER_I64, .i = 1};
+    assert_int_equal(ember_h5_write_attrs(file, &at, 1, msg), EMBER_ECORRUPT);
+    assert_contains(msg, "h5io_edit_target.h5: content checksum mismatch");
+    assert_null(strstr(msg, "ember-edit"));
+    assert_int_equal(ember_save_h5(r, "h5io_edit_link.h5:/c", NULL, msg), EMBER_ECORRUPT);
+    assert_contains(msg, "h5io_edit_target.h5");
+    assert_null(strstr(msg, "ember-edit"));
+    assert_same_bytes(file, b, n);
+    assert_int_equal(entries_with("h5io_edit_target.h5.ember-edit-"), 0);
+    /* a file not there has no attributes to set */
+    assert_int_equal(ember_h5_write_attrs("h5io_edit_none.h5", &at, 1, msg),
+                     EMBER_ENOTFOUND);
+    assert_string_equal(msg, "h5io_edit_none.h5: no such file");
+    assert_int_equal(entries_with("h5io_edit_none.h5"), 0);
+    free(b);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    remove(link_name);
+    remove(file);
+}
+
+/* Two processes adding datasets to one file at once: each change waits
+ * for the other, and none is lost. */
+static void test_h5io_concurrent_edits(void **state)
+{
+    (void)state;
+    const char *file = "h5io_concurrent_edits.h5";
+    remove(file);
+    sealed_file(file, 10);
+    fflush(NULL);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            /* one thread: libgomp's pool does not survive a fork */
+            ember_ctx *ctx = NULL;
+            ember_ctx_opts o = {.threads = 1};
+            char msg[EMBER_MSG_SIZE], spec[128];
+            ember_ds *r = NULL;
+            int bad = ember_ctx_create(&ctx, &o, msg) ||
+                      ember_range(&r, ctx, 0, 200000, 1, 4, msg);
+            for (int i = 0; !bad && i < 8; i++) {
+                snprintf(spec, sizeof spec, "%s:/p%d_%d", file, k, i);
+                bad = ember_save_h5(r, spec, NULL, msg);
+            }
+            if (bad)
+                fprintf(stderr, "child %d: %s\n", k, msg);
+            _exit(bad ? 1 : 0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int status;
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    ember_ctx *ctx = one_thread_ctx();
+    char spec[128], msg[EMBER_MSG_SIZE];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8; i++) {
+            snprintf(spec, sizeof spec, "%s:/p%d_%d", file, k, i);
+            assert_int_equal(count_of(ctx, spec), 200000);
+        }
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+    assert_int_equal(entries_with("h5io_concurrent_edits.h5.ember-edit-"), 0);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
+/* A scratch file is changed in place (the same inode); others through a
+ * copy (a new one). */
+static void test_h5io_scratch_in_place(void **state)
+{
+    (void)state;
+    const char *file = "h5io_scratch.h5";
+    remove(file);
+    sealed_file(file, 10);
+    ember_ctx *ctx = one_thread_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL;
+    struct stat a, b;
+    assert_int_equal(ember_range(&r, ctx, 0, 5, 1, 1, msg), EMBER_OK);
+    assert_int_equal(stat(file, &a), 0);
+    assert_int_equal(ember_save_h5(r, "h5io_scratch.h5:/b", NULL, msg), EMBER_OK);
+    assert_int_equal(stat(file, &b), 0);
+    assert_true(a.st_ino != b.st_ino);
+    assert_int_equal(ember_h5_scratch(file, 1), EMBER_OK);
+    assert_int_equal(ember_h5_scratch(file, 1), EMBER_OK); /* once is enough */
+    assert_int_equal(ember_save_h5(r, "h5io_scratch.h5:/c", NULL, msg), EMBER_OK);
+    assert_int_equal(stat(file, &a), 0);
+    assert_true(a.st_ino == b.st_ino);
+    assert_int_equal(ember_h5_scratch(file, 0), EMBER_OK);
+    assert_int_equal(ember_save_h5(r, "h5io_scratch.h5:/d", NULL, msg), EMBER_OK);
+    assert_int_equal(stat(file, &b), 0);
+    assert_true(a.st_ino != b.st_ino);
+    for (const char *p = "bcd"; *p; p++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "%s:/%c", file, *p);
+        assert_int_equal(count_of(ctx, spec), 5);
+    }
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+    assert_int_equal(ember_h5_scratch("", 1), EMBER_EINVAL);
+    assert_int_equal(ember_h5_scratch(NULL, 0), EMBER_EINVAL);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    remove(file);
+}
+
 /* ckptfile.c's use: several datasets into one file it keeps open. */
 static void test_h5io_writer_caller_fid(void **state)
 {
@@ -1915,6 +2181,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_overwrite_refuses_group),
         cmocka_unit_test(test_h5io_save_failure_atomic),
         cmocka_unit_test(test_h5io_unfinished_leftover),
+        cmocka_unit_test(test_h5io_save_killed_keeps_file),
+        cmocka_unit_test(test_h5io_edit_mode_link_message),
+        cmocka_unit_test(test_h5io_concurrent_edits),
+        cmocka_unit_test(test_h5io_scratch_in_place),
         cmocka_unit_test(test_h5io_writer_caller_fid),
         cmocka_unit_test(test_h5io_writer_bad_args),
         cmocka_unit_test(test_h5io_writer_not_hdf5),
