@@ -470,12 +470,30 @@ int ember__fsum_seal_image(unsigned char *image, size_t length,
     return EMBER_OK;
 }
 
+/* Whether a block without the magic is ember's header all the same (its
+ * magic damaged): its fields say version 1, this block size and the
+ * file's length, or its line of text begins where make_header puts it. A foreign file's user
+ * block (zeros, as h5py leaves it) is not; a header damaged whole cannot
+ * be told from one. */
+static int header_but_magic(const unsigned char *block, uint64_t size)
+{
+    static const char text[] = "ember whole-file checksum";
+    return (get_le(block + OFF_VERSION, 4) == VERSION &&
+            get_le(block + OFF_BLOCK, 4) == EMBER__FSUM_BLOCK &&
+            get_le(block + OFF_LENGTH, 8) == size) ||
+           memcmp(block + OFF_TEXT, text, sizeof text - 1) == 0;
+}
+
 /* What the block says, or why it cannot be trusted. */
 static int check_block(const char *path, const unsigned char *block,
                        uint64_t size, char *msg)
 {
     unsigned char self[8];
     static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (memcmp(block, MAGIC, 8) != 0 && header_but_magic(block, size))
+        return ember__err(msg, EMBER_ECORRUPT, "%s: checksum header is damaged "
+                          "(its first 8 bytes are not \"" MAGIC "\", the rest "
+                          "is ember's header): cannot be verified", path);
     if (memcmp(block, MAGIC, 8) != 0)
         return ember__err(msg, EMBER__FSUM_NONE,
                           memcmp(block, hdf5, 8) == 0
