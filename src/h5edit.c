@@ -227,7 +227,8 @@ static int make_work(ember__h5_edit *e, int keep, char *msg)
                              e->file, (long)getpid(), n) >= sizeof e->work)
             return ember__err(msg, EMBER_EINVAL, "%s: name too long for the copy "
                               "a change is made in", e->file);
-        fd = open(e->work, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        /* a copy is the caller's alone until it gets the file's mode */
+        fd = open(e->work, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, keep ? 0600 : 0666);
         if (fd < 0 && errno != EEXIST)
             break;
     }

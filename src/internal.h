@@ -676,8 +676,10 @@ void ember__fletcher32_copy(ember__f32 *s, void *to, const void *data, size_t le
 uint32_t ember__fletcher32_end(ember__f32 *s, const void *data, size_t len);
 typedef struct ember__h5w ember__h5w;
 /* A chunked, extendible dataset at path in file (created if missing,
- * intermediate groups too). Opens the file read-write (creating it) unless
- * fid >= 0 is given (an open file id the caller keeps). fletcher32 adds
+ * intermediate groups too). Opens the file read-write (creating it), as
+ * an edit (ember__h5_edit_begin: a copy renamed over the file when the
+ * writer closes), unless fid >= 0 is given (an open file id the caller
+ * keeps). fletcher32 adds
  * checksums; deflate 1..9 adds shuffle + deflate. In a file it opens, the
  * writer is atomic (ember__h5_commit): the records go to a temporary link,
  * moved to path (replacing the dataset there, with overwrite) by a
