@@ -804,10 +804,10 @@ static int put_data(hid_t fid, const char *path, hid_t ftype, hid_t mtype,
     return ok ? 0 : -1;
 }
 
-/* Creates (truncates) or opens a file for writing. *seal: the file is to be
- * sealed after closing (new, or it carried a valid header). */
-/* Opens the edit's copy of an existing HDF5 file read-write, or creates
- * its new file, with the user block for the checksum (*seal). */
+/* Opens the edit's copy of an existing HDF5 file for writing, or creates
+ * (truncates) its new file, with the user block for the checksum. *seal:
+ * the file is to be sealed after closing (new, or it carried a valid
+ * header). */
 static int create_file(const ember__h5_edit *e, hid_t *fid, int *seal, char *msg)
 {
     if (e->existing && e->st.st_size > 0)
@@ -917,10 +917,9 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
 
 /* Closes fid, if open, and releases the HDF5 lock taken before it was
  * opened; then seals a sealed file again, even when adding to it failed,
- * so it stays verifiable. rc: the status so far; returns the first
- * failure. */
-/* Closes the edit's file (under the HDF5 lock, which it releases), seals
- * it when it had the header or is new, and ends the edit. */
+ * so that a scratch file changed in place stays verifiable, and ends the
+ * edit (the copy renamed over the file when rc is still 0). rc: the
+ * status so far; returns the first failure. */
 static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *msg)
 {
     int opened = fid >= 0;

@@ -1792,9 +1792,9 @@ int ember__h5w_open(ember_ctx *ctx, ember__h5w **w, const char *file,
     if (rc) {
         ember__h5_edit_end(&x->edit, rc, msg);
         ember__free(ctx, x);
-    }
-    else
+    } else {
         *w = x;
+    }
     return rc;
 }
 
