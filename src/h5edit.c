@@ -15,7 +15,8 @@
  *
  * Changes of one file wait for each other: an open-file-description lock
  * on FILE (HDF5's own locks are flock()s, another kind), taken before the
- * copy and held until the rename. A change that finds FILE renamed over
+ * copy and held until the rename (where the file system has no locks, a
+ * change goes on without). A change that finds FILE renamed over
  * while it waited takes the new file. Readers never wait: one that opened
  * FILE before the rename goes on reading the old one. A missing FILE
  * cannot be locked: the new file is renamed into place only if FILE is
@@ -147,6 +148,13 @@ static int lock_file(ember__h5_edit *e, char *msg)
         do
             r = fcntl(fd, EDIT_LOCK, &fl);
         while (r < 0 && errno == EINTR);
+        /* a file system without locks (Lustre mounted without flock, say):
+         * the change goes on, not serialized with others, and sweeps no
+         * leftovers (one might be another change's copy) */
+        e->unlocked = r < 0 && (errno == ENOLCK || errno == ENOSYS ||
+                                errno == EOPNOTSUPP || errno == EINVAL);
+        if (e->unlocked)
+            r = 0;
         struct stat now;
         if (r < 0 || fstat(fd, &e->st) < 0) {
             int err = errno;
@@ -267,7 +275,7 @@ int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,
     rc = lock_file(e, msg);
     if (rc)
         return rc;
-    if (e->lock >= 0)
+    if (e->lock >= 0 && !e->unlocked)
         sweep(e);
     rc = make_work(e, !fresh && e->lock >= 0, msg);
     if (rc) {

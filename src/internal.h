@@ -655,6 +655,7 @@ typedef struct {
     char work[PATH_MAX + 48];
     int existing;            /* work holds file's bytes */
     int lock;                /* file, opened and locked; -1 */
+    int unlocked;            /* ... but its file system has no locks */
     struct stat st;          /* file's, when locked */
 } ember__h5_edit;
 int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,
