@@ -1805,6 +1805,59 @@ static void test_h5io_concurrent_edits(void **state)
     remove(file);
 }
 
+static int wait_for_marker(const void *in, void *out, size_t n, void *arg)
+{
+    for (int i = 0; i < 3000 && access((const char *)arg, F_OK) != 0; i++)
+        usleep(10000);
+    memcpy(out, in, n * sizeof(int64_t));
+    return 0;
+}
+
+/* Two processes creating one new file: the one that finishes second finds
+ * the file there and fails, instead of renaming over the first's. */
+static void test_h5io_new_file_race(void **state)
+{
+    (void)state;
+    const char *file = "h5io_new_race.h5", *marker = "h5io_new_race.marker";
+    remove(file);
+    remove(marker);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ember_ctx *ctx = NULL;
+        ember_ctx_opts o = {.threads = 1};
+        char msg[EMBER_MSG_SIZE];
+        ember_ds *r = NULL, *slow = NULL;
+        ember_type t = ember_type_scalar(EMBER_I64);
+        int rc = ember_ctx_create(&ctx, &o, msg) ||
+                 ember_range(&r, ctx, 0, 7, 1, 1, msg) ||
+                 ember_map(&slow, r, &t, wait_for_marker, (void *)marker, 0, msg);
+        if (!rc)
+            rc = ember_save_h5(slow, "h5io_new_race.h5:/late", NULL, msg);
+        /* 3: refused as it should be */
+        _exit(rc == EMBER_EIO && strstr(msg, "created by another process") ? 3 : 1);
+    }
+    ember_ctx *ctx = one_thread_ctx();
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL;
+    assert_int_equal(ember_range(&r, ctx, 0, 5, 1, 1, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(r, "h5io_new_race.h5:/first", NULL, msg), EMBER_OK);
+    FILE *m = fopen(marker, "w");
+    assert_non_null(m);
+    fclose(m);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+    assert_int_equal(count_of(ctx, "h5io_new_race.h5:/first"), 5);
+    assert_false(has_link(file, "/late"));
+    assert_int_equal(entries_with("h5io_new_race.h5.ember-edit-"), 0);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+    remove(marker);
+    remove(file);
+}
+
 /* A scratch file is changed in place (the same inode); others through a
  * copy (a new one). */
 static void test_h5io_scratch_in_place(void **state)
@@ -2184,6 +2237,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_h5io_save_killed_keeps_file),
         cmocka_unit_test(test_h5io_edit_mode_link_message),
         cmocka_unit_test(test_h5io_concurrent_edits),
+        cmocka_unit_test(test_h5io_new_file_race),
         cmocka_unit_test(test_h5io_scratch_in_place),
         cmocka_unit_test(test_h5io_writer_caller_fid),
         cmocka_unit_test(test_h5io_writer_bad_args),
