@@ -3,7 +3,8 @@
  * libhdf5 trusts its own metadata: a damaged chunk index makes it read fill
  * values (a silently wrong result), and some damage crashes it outright.
  * Fletcher32 covers only the chunks HDF5 finds. So every file ember writes
- * (checkpoints, stream state snapshots, graph and array files) is created
+ * (checkpoints, stream state snapshots, graph and array files, datasets
+ * saved into a new file) is created
  * with an HDF5 user block of EMBER__FSUM_BLOCK bytes, which HDF5 itself,
  * h5dump and h5py skip, and once HDF5 has closed the file this module
  * writes a header into that block: magic, version, the file's length and

@@ -254,6 +254,10 @@ static int make_work(ember__h5_edit *e, int keep, char *msg)
                           (long long)e->st.st_size,
                           err ? strerror(err) : "it got shorter");
     }
+    /* the disk starts on the copy while HDF5 changes it; publish's
+     * fsync waits for the rest */
+    if (keep)
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     e->existing = keep;
     close(fd);
     return EMBER_OK;

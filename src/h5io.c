@@ -1585,10 +1585,14 @@ static int open_write(ember__h5w *w, char *msg)
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
     if (!w->edit.existing) {
-        w->fid = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        /* with the user block for the checksum, as every file ember makes */
+        hid_t fcpl = (hid_t)ember__h5_fcpl();
+        w->fid = fcpl >= 0 ? H5Fcreate(file, H5F_ACC_TRUNC, fcpl, fapl) : -1;
+        if (fcpl >= 0)
+            H5Pclose(fcpl);
         rc = w->fid < 0 ? h5_fail(msg, EMBER_EIO, file, "cannot create")
                         : EMBER_OK;
-        w->created = w->fid >= 0;
+        w->created = w->reseal = w->fid >= 0;
     } else if ((rc = probe_file(file, fapl, msg)) == EMBER_OK) {
         int replaced; /* then closed with nothing written: never sealed */
         w->fid = ember__h5_open_checked(file, H5F_ACC_RDWR, fapl,
