@@ -386,6 +386,7 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
                                      tmp, strerror(errno));
     close(fd);
     unlink(tmp);
+    ember_h5_scratch(tmp, 0); /* a probe's name, never written again */
     int n = cli->noutputs;
     if (n == (int)(sizeof cli->outputs / sizeof cli->outputs[0]) ||
         resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path, 1))
