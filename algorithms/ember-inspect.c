@@ -456,6 +456,21 @@ static void by_first_bytes(ember_checkpoint_info *o, what_t *w)
     }
 }
 
+/* The length of FILE when path is FILE.ember-edit-PID-N, the copy a change
+ * of FILE works on (docs/formats.md), else 0. */
+static size_t edit_copy_of(const char *path)
+{
+    const char *tag = strstr(path, ".ember-edit-"), *p;
+    if (!tag || tag == path || tag[-1] == '/')
+        return 0;
+    p = tag + strlen(".ember-edit-");
+    size_t pid = strspn(p, "0123456789");
+    if (!pid || p[pid] != '-' || !p[pid + 1] ||
+        strspn(p + pid + 1, "0123456789") != strlen(p + pid + 1))
+        return 0;
+    return (size_t)(tag - path);
+}
+
 /* Fills w for o, as ember_checkpoint_inspect returned rc; may complete o
  * (an ember file that is no checkpoint: its provenance, verified). */
 static void what_it_is(ember_checkpoint_info *o, int rc, what_t *w)
@@ -477,6 +492,12 @@ static void what_it_is(ember_checkpoint_info *o, int rc, what_t *w)
         return;
     }
     by_first_bytes(o, w);
+    size_t len = edit_copy_of(o->path);
+    if (len && !strcmp(w->file, "damaged"))
+        snprintf(w->description, sizeof w->description,
+                 "the copy a killed change of %.*s left beside it (that file is "
+                 "whole; its next change deletes this copy, or delete it)",
+                 (int)len, o->path);
 }
 
 static void print_text(FILE *f, const ember_checkpoint_info *o, const what_t *w)
@@ -500,6 +521,8 @@ static void print_text(FILE *f, const ember_checkpoint_info *o, const what_t *w)
     fprintf(f, "%s: %s\n", o->path, o->verified ? "verified" : "FAILS VERIFICATION");
     if (!o->verified)
         fprintf(f, "  error:       %s\n", o->error);
+    if (!o->verified && edit_copy_of(o->path))
+        fprintf(f, "  note:        %s\n", w->description);
     fprintf(f, "  size:        %s (%" PRIu64 " bytes)\n", size, o->bytes);
     if (!o->readable)
         return;

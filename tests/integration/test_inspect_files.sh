@@ -115,6 +115,20 @@ printf '\001' | dd of="not an ember checkpoint/pr.h5" bs=1 seek=3000 conv=notrun
 [ "$(st "$ins" "not an ember checkpoint/pr.h5")" = 1 ] || fail "a damaged output passed: $(cat out.txt)"
 grep -q "FAILS VERIFICATION" out.txt || fail "a damaged output: $(cat out.txt)"
 
+# The copy a killed change of a file left beside it (h5edit.c) is named as
+# such, and the file it was made for; a file of another name, the same
+# bytes, is not.
+cp "not an ember checkpoint/pr.h5" pr.h5.ember-edit-4242-0
+[ "$(st "$ins" pr.h5.ember-edit-4242-0)" = 1 ] || fail "a leftover copy passed: $(cat out.txt)"
+grep -q "^  note:        the copy a killed change of pr.h5 left beside it" out.txt ||
+  fail "a leftover copy: $(cat out.txt)"
+"$ins" --json pr.h5.ember-edit-4242-0 > out.json || true
+grep -q '"file": "damaged"' out.json && grep -q 'a killed change of pr.h5' out.json ||
+  fail "a leftover copy, json: $(cat out.json)"
+cp pr.h5.ember-edit-4242-0 pr.h5.ember-edit-x
+[ "$(st "$ins" pr.h5.ember-edit-x)" = 1 ] || fail "a damaged file passed"
+grep -q "note:" out.txt && fail "another name taken for a leftover copy: $(cat out.txt)"
+
 # ---- --help ------------------------------------------------------------------------------
 "$ins" --help > help.txt
 grep -q '75' help.txt && fail "--help names exit 75: $(tail -6 help.txt)"
