@@ -91,6 +91,52 @@ int ember__ckw_ds(ember__ckw *w, const char *name, ember_ds *ds, char *msg)
     return rc;
 }
 
+/* On several ranks one rank writes the file and every rank computes: the
+ * ordered runner brings every partition's records to every rank, and rank
+ * 0 appends them. Its write errors are kept, not returned at once (the
+ * other ranks' collectives would wait for it), and agreed at the end, as
+ * the opening's status is before the run. (Every rank writing the one
+ * file, as each once did, raced; with the file's change lock, the rank
+ * holding it waited in a collective for the ranks waiting on the lock.) */
+typedef struct {
+    ember__h5w *w; /* rank 0's writer, else NULL */
+    int rc;
+    char msg[EMBER_MSG_SIZE];
+} rank0_sink;
+
+static int append_rank0(void *state, size_t part, const void *recs, size_t n,
+                        char *msg)
+{
+    (void)part;
+    (void)msg;
+    rank0_sink *s = state;
+    if (s->w && !s->rc)
+        s->rc = ember__h5w_append(s->w, recs, n, s->msg);
+    return EMBER_OK;
+}
+
+static int save_on_ranks(ember_ds *ds, const char *file, const char *path,
+                         const ember__h5w_opts *wo, uint64_t *offsets, int rc,
+                         char *msg)
+{
+    ember_ctx *ctx = ds->ctx;
+    rank0_sink s = {.w = NULL};
+    if (!rc && ember__comm_rank(ctx) == 0)
+        rc = ember__h5w_open(ctx, &s.w, file, path, &ds->type, wo, msg);
+    rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (!rc)
+        rc = ember__run_ordered(ds, append_rank0, &s, offsets, msg);
+    if (!rc && s.rc) {
+        rc = s.rc;
+        memcpy(msg, s.msg, EMBER_MSG_SIZE);
+    }
+    if (s.w && rc)
+        ember__h5w_discard(&s.w);
+    else if (s.w)
+        rc = ember__h5w_close(&s.w, offsets, ds->nparts, msg);
+    return ember__comm_agree_status(ctx, rc, 0, msg);
+}
+
 int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
                   char *msg)
 {
@@ -109,10 +155,15 @@ int ember_save_h5(ember_ds *ds, const char *spec, const ember_save_opts *opts,
                           .overwrite = opts ? opts->overwrite : 0,
                           .fid = -1};
     uint64_t *offsets = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *offsets);
-    ember__h5w *w = NULL;
-    rc = offsets ? ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg)
-                 : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    rc = save_and_close(ds, &w, offsets, rc, msg);
+    rc = offsets ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    if (ember__comm_size(ds->ctx) > 1) {
+        rc = save_on_ranks(ds, file, path, &wo, offsets, rc, msg);
+    } else {
+        ember__h5w *w = NULL;
+        if (!rc)
+            rc = ember__h5w_open(ds->ctx, &w, file, path, &ds->type, &wo, msg);
+        rc = save_and_close(ds, &w, offsets, rc, msg);
+    }
     ember__free(ds->ctx, offsets);
     return rc;
 }

@@ -684,6 +684,61 @@ static void test_mpi_engine_error_agreed(void **state)
     free(r.data);
 }
 
+/* ---- saving to HDF5: one rank writes, every rank computes ---------------------------- */
+
+/* A save on R ranks writes the file once, from rank 0, with the records a
+ * serial save writes; into a file that is there too (every rank once wrote
+ * the file itself, and then, with the file's change lock, the rank holding
+ * it waited in a collective for the others, which waited on the lock); a
+ * user function's failure and rank 0's own refusal are every rank's. */
+static void test_mpi_engine_save(void **state)
+{
+    (void)state;
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const char *file = "mpi_engine_save.h5";
+    if (rank == 0)
+        remove(file);
+    MPI_Barrier(MPI_COMM_WORLD);
+    ember_ctx *ctx = make_ctx(1, 2), *ser = make_ctx(0, 1);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *v = NULL, *bad = NULL, *back = NULL, *in = NULL;
+    assert_int_equal(range_values(&v, ctx, NV, PV, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(v, "mpi_engine_save.h5:/a", NULL, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(v, "mpi_engine_save.h5:/b", NULL, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(v, "mpi_engine_save.h5:/a", NULL, msg), EMBER_EINVAL);
+    assert_non_null(strstr(msg, "already exists"));
+    assert_int_equal(make_pairs(&in, ctx, 4000, 10, 9, 6, msg), EMBER_OK);
+    assert_int_equal(ember_flat_map(&bad, in, NULL, fail_some, NULL, 0, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(bad, "mpi_engine_save.h5:/c", NULL, msg), EMBER_EUSER);
+    assert_non_null(strstr(msg, "partition 3"));
+    /* every rank reads what rank 0 wrote, on a serial context of its own */
+    out_buf want = {0}, got = {0};
+    assert_int_equal(put_collect(&want, v, msg), EMBER_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ember_read_h5(&back, ser, i ? "mpi_engine_save.h5:/b"
+                                                     : "mpi_engine_save.h5:/a", 0, msg),
+                         EMBER_OK);
+        got.n = 0;
+        assert_int_equal(put_collect(&got, back, msg), EMBER_OK);
+        assert_int_equal(got.n, want.n);
+        assert_memory_equal(got.data, want.data, want.n);
+        ember_ds_free(&back);
+    }
+    assert_int_equal(ember_read_h5(&back, ser, "mpi_engine_save.h5:/c", 0, msg),
+                     EMBER_ENOTFOUND);
+    free(want.data);
+    free(got.data);
+    ember_ds_free(&bad);
+    ember_ds_free(&in);
+    ember_ds_free(&v);
+    ember_ctx_destroy(&ser);
+    ember_ctx_destroy(&ctx);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0)
+        remove(file);
+}
+
 /* ---- persisted datasets: the block store is per rank -------------------------------- */
 
 static int job_persist(ember_ctx *ctx, out_buf *o, char *msg)
@@ -874,6 +929,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_engine_union_of_shuffles),
         cmocka_unit_test(test_mpi_engine_more_ranks_than_partitions),
         cmocka_unit_test(test_mpi_engine_error_agreed),
+        cmocka_unit_test(test_mpi_engine_save),
         cmocka_unit_test(test_mpi_engine_persist),
         cmocka_unit_test(test_mpi_engine_zip_mismatch_refused),
         cmocka_unit_test(test_mpi_engine_set_comm),
