@@ -916,8 +916,8 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
 }
 
 /* Closes fid, if open, and releases the HDF5 lock taken before it was
- * opened; then seals a sealed file again, even when adding to it failed,
- * so that a scratch file changed in place stays verifiable, and ends the
+ * opened; then seals a sealed file again, even when adding to a scratch
+ * file (changed in place) failed, so that it stays verifiable, and ends the
  * edit (the copy renamed over the file when rc is still 0). rc: the
  * status so far; returns the first failure. */
 static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *msg)
@@ -926,7 +926,7 @@ static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
         rc = h5err(msg, EMBER_EIO, e->file, "cannot close");
     ember__h5_unlock();
-    if (opened && seal) {
+    if (opened && seal && (!rc || ember__h5_edit_in_place(e))) {
         int rs = ember__fsum_seal(e->work, rc ? NULL : msg);
         rc = rc ? rc : rs;
     }

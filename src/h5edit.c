@@ -357,9 +357,14 @@ static void rename_in(char *msg, const char *from, const char *to)
     memcpy(msg, out, sizeof out);
 }
 
+int ember__h5_edit_in_place(const ember__h5_edit *e)
+{
+    return e->work[0] && strcmp(e->work, e->file) == 0;
+}
+
 int ember__h5_edit_end(ember__h5_edit *e, int rc, char *msg)
 {
-    if (!e->work[0] || strcmp(e->work, e->file) == 0) /* none, or scratch */
+    if (!e->work[0] || ember__h5_edit_in_place(e)) /* none, or scratch */
         return rc;
     if (rc == EMBER_OK)
         rc = publish(e, msg);

@@ -33,7 +33,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define H5IO_FILE_MAX 4096          /* bytes of a file name, NUL included */
 #define H5IO_PATH_MAX 1024          /* bytes of a dataset path, NUL included */
 #define H5IO_CHUNK_BYTES (1u << 20) /* target bytes per chunk */
 #define H5IO_MAX_COUNT 65536        /* longest array field (type.c agrees) */
@@ -1546,7 +1545,6 @@ struct ember__h5w {
     ember__h5_edit edit; /* a file opened by name: the change's copy */
     char path[H5IO_PATH_MAX];
     char tmp[H5IO_PATH_MAX];
-    char file[H5IO_FILE_MAX];
     char where[EMBER_MSG_SIZE];
 };
 
@@ -1579,8 +1577,6 @@ static int open_write(ember__h5w *w, char *msg)
     int rc = w->edit.existing ? check_sum(file, &w->reseal, &id, msg) : EMBER_OK;
     if (rc)
         return rc;
-    if ((size_t)snprintf(w->file, sizeof w->file, "%s", file) >= sizeof w->file)
-        return ember__err(msg, EMBER_EINVAL, "%s: file name too long", file);
     hid_t fapl = (hid_t)ember__h5_fapl();
     if (fapl < 0)
         return h5_fail(msg, EMBER_EHDF5, file, "cannot make file properties");
@@ -1748,12 +1744,14 @@ static int close_ids(ember__h5w *w, char *msg)
     if (w->own_fid && H5Fclose(w->fid) < 0 && rc == EMBER_OK)
         rc = h5_fail(msg, EMBER_EIO, w->where, "closing the file failed");
     if (drop && w->created) {
-        remove(w->file); /* nothing else was ever in it */
+        remove(w->edit.work); /* nothing else was ever in it */
         w->reseal = 0;
     }
-    /* A file that was sealed stays sealed, even after a failed write. */
-    if (w->own_fid && w->reseal) {
-        int rs = ember__fsum_seal(w->file, rc == EMBER_OK ? msg : NULL);
+    /* A file that was sealed stays sealed, even after a failed write; a
+     * copy that failed is deleted unsealed (ember__h5_edit_end). */
+    if (w->own_fid && w->reseal &&
+        ((!drop && rc == EMBER_OK) || ember__h5_edit_in_place(&w->edit))) {
+        int rs = ember__fsum_seal(w->edit.work, rc == EMBER_OK ? msg : NULL);
         rc = rc == EMBER_OK ? rs : rc;
     }
     w->reseal = 0;

@@ -661,6 +661,9 @@ typedef struct {
 int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,
                          char *msg);
 int ember__h5_edit_end(ember__h5_edit *e, int rc, char *msg);
+/* Whether e changes its file in place (a scratch file): a failed change
+ * must then still leave the file sealed, where a copy is only deleted. */
+int ember__h5_edit_in_place(const ember__h5_edit *e);
 /* Reads a whole dataset; *data is a ctx allocation of *n records. */
 int ember__h5_read_all(ember_ctx *ctx, const char *file, const char *path,
                        ember_type *type, void **data, size_t *n, char *msg);

@@ -1665,6 +1665,16 @@ static int kill_at_5(const void *in, void *out, size_t n, void *arg)
     return 0;
 }
 
+static int fail_at_part2(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *a = in;
+    if (n && a[0] / (1 << 17) == 2)
+        return 5;
+    memcpy(out, in, n * sizeof *a);
+    return 0;
+}
+
 /* A save into an existing file, failed or killed halfway (before: the
  * file failed its checksum, every dataset in it refused), leaves the file
  * byte for byte as it was; what a kill leaves beside it goes with the next
@@ -1889,6 +1899,17 @@ static void test_h5io_scratch_in_place(void **state)
     assert_int_equal(ember_save_h5(r, "h5io_scratch.h5:/c", NULL, msg), EMBER_OK);
     assert_int_equal(stat(file, &a), 0);
     assert_true(a.st_ino == b.st_ino);
+    /* a failed save (two 1 MiB chunks written first) changed it in place
+     * too, and sealed it again */
+    ember_ds *bad = NULL;
+    ember_type t = ember_type_scalar(EMBER_I64);
+    assert_int_equal(ember_range(&bad, ctx, 0, 3 << 17, 1, 3, msg), EMBER_OK);
+    ember_ds *failing = NULL;
+    assert_int_equal(ember_map(&failing, bad, &t, fail_at_part2, NULL, 0, msg), EMBER_OK);
+    assert_int_equal(ember_save_h5(failing, "h5io_scratch.h5:/x", NULL, msg), EMBER_EUSER);
+    assert_int_equal(ember__fsum_check(file, msg), EMBER_OK);
+    ember_ds_free(&failing);
+    ember_ds_free(&bad);
     assert_int_equal(ember_h5_scratch(file, 0), EMBER_OK);
     assert_int_equal(ember_save_h5(r, "h5io_scratch.h5:/d", NULL, msg), EMBER_OK);
     assert_int_equal(stat(file, &b), 0);
