@@ -597,10 +597,14 @@ size_t ember_cached_partitions(const ember_ds *ds);
  * shows it in ember's own accounting (live_bytes, live_datasets), and
  * ember_lineage_depth stays at most k times the datasets an iteration
  * adds to the chain (k for x = map(x)). An ember_loop also cuts a bound
- * dataset's lineage itself (a local checkpoint) every 32 iterations once
- * it is deeper than 32, checkpoint directory or not, so a loop that never
- * checkpoints holds at most 64 iterations' state, and an action's
- * planning, which walks the lineage, does not grow with the run.
+ * dataset's lineage itself (a local checkpoint), checkpoint directory or
+ * not: after every iteration when the iteration made it from the state it
+ * was handed and it is stored whole (x = cache(f(x)): the loop then holds
+ * the state, the one being made and their broadcasts, and the cut computes
+ * nothing), and every 32 iterations whenever it is deeper than 32 (an
+ * uncached chain, which runs fused until then: at most 64 iterations of
+ * it). So an action's planning, which walks the lineage, does not grow
+ * with the run.
  * ------------------------------------------------------------------------ */
 
 /* Like Spark's toDebugString: one line per dataset, indented where a stage

@@ -395,6 +395,15 @@ static int owned_count(ember_ds *ds, size_t *count, char *msg)
     return EMBER_OK;
 }
 
+int ember__stored_whole(ember_ds *ds, char *msg)
+{
+    size_t mine = ds->nparts;
+    if (ds->level == EMBER_NONE)
+        return 0;
+    int rc = owned_count(ds, &mine, msg);
+    return rc ? rc : ember__store_count(ds->ctx, ds->id) >= mine;
+}
+
 int ember_local_checkpoint(ember_ds *ds, char *msg)
 {
     ember__msg_clear(msg);

@@ -476,6 +476,9 @@ void ember__store_release(ember_ctx *ctx, ember__view *v);
 void *ember__store_take_room(ember_ctx *ctx, size_t bytes);
 int ember__store_has(ember_ctx *ctx, uint64_t ds_id, size_t part);
 size_t ember__store_count(ember_ctx *ctx, uint64_t ds_id);
+/* 1 if every partition of ds this rank holds is stored (persisted and
+ * computed), 0 if not, or an error (checkpoint.c). */
+int ember__stored_whole(ember_ds *ds, char *msg);
 /* Records in the stored blocks of the dataset, in memory or on disk. */
 size_t ember__store_records(ember_ctx *ctx, uint64_t ds_id);
 /* Bytes of the budget neither resident blocks nor charges hold. */
