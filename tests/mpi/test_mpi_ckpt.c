@@ -524,6 +524,46 @@ static void test_mpi_ckpt_dataset_moves_no_records(void **state)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* The loop cuts a cached state made from the last one after every
+ * iteration on ranks too: each rank's partitions are stored, the ranks
+ * agree, and the collective local checkpoint computes nothing. The depth
+ * after each ember_loop_next is 0, and the records are the maps'. */
+static void test_mpi_loop_cuts_cached_state(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE] = "";
+    ember_ctx *ctx = make_ctx(1, NULL);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.no_signals = 1;
+    o.quiet = 1;
+    ember_loop *loop = NULL;
+    ember_ds *ds = NULL;
+    OK(ember_range(&ds, ctx, 0, N, 1, PARTS, msg), msg);
+    OK(ember_loop_create(&loop, ctx, &o, msg), msg);
+    OK(ember_loop_bind_ds(loop, "v", &ds), msg);
+    uint64_t it = 0, n = 0;
+    int64_t k = 1;
+    OK(ember_loop_next(loop, &it, msg), msg);
+    for (int i = 0; i < 6; i++) {
+        ember_ds *next = NULL;
+        OK(ember_map(&next, ds, NULL, affine, &k, sizeof k, msg), msg);
+        OK(ember_cache(next, msg), msg);
+        OK(ember_count(next, &n, msg), msg);
+        ember_ds_free(&ds);
+        ds = next;
+        OK(ember_loop_next(loop, &it, msg), msg);
+        assert_int_equal(ember_lineage_depth(ds), 0);
+    }
+    expect_affine(ds, 729, 364); /* six maps of x -> 3x + 1 */
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    assert_int_equal(st.recomputes, 0);
+    ember_loop_destroy(&loop);
+    ember_ds_free(&ds);
+    ember_ctx_destroy(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     int provided = 0;
@@ -535,6 +575,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_ckpt_async_refused),
         cmocka_unit_test(test_mpi_ckpt_write_moves_no_records),
         cmocka_unit_test(test_mpi_ckpt_dataset_moves_no_records),
+        cmocka_unit_test(test_mpi_loop_cuts_cached_state),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
