@@ -672,6 +672,7 @@ static int finish_step(task *t, size_t i)
     } else if (s->kind == ST_CKPT) {
         capture(d, s->part, &s->acc);
     } else if (s->kind == ST_TEE) {
+        ember__buf_fit(t->ctx, &s->acc); /* grown by doubling: its slack */
         void *data = s->acc.data;
         size_t n = s->acc.n;
         s->acc.data = NULL;

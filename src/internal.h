@@ -141,6 +141,9 @@ int ember__buf_reserve(ember_ctx *ctx, ember__buf *b, size_t nrec);
 int ember__buf_append(ember_ctx *ctx, ember__buf *b, const void *recs,
                       size_t n);
 void ember__buf_free(ember_ctx *ctx, ember__buf *b);
+/* Gives back the room past b's records (when the C library can), so a
+ * block stored from it holds the bytes the store counts. */
+void ember__buf_fit(ember_ctx *ctx, ember__buf *b);
 
 /* ---- types (type.c) ----------------------------------------------------- */
 

@@ -623,6 +623,10 @@ static int reduce_side(ember_ds *ds, shuffle_side *sides, size_t q, char *msg)
         break;
     }
     if (!rc) {
+        /* folding, deduplicating and joining leave room behind (a
+         * reduce's output kept its input's allocation, 14 times its
+         * records in ember_pagerank-like loops) */
+        ember__buf_fit(ctx, res);
         rc = ember__store_put(ctx, ds->id, q, res->data, res->n, ds->type.size,
                               EMBER_MEMORY_AND_DISK, msg);
         res->data = NULL;

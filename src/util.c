@@ -201,6 +201,17 @@ int ember__buf_reserve(ember_ctx *ctx, ember__buf *b, size_t nrec)
     return EMBER_OK;
 }
 
+void ember__buf_fit(ember_ctx *ctx, ember__buf *b)
+{
+    if (b->n >= b->cap)
+        return;
+    void *p = ember__realloc(ctx, b->data, ember__mul(b->n, b->size));
+    if (p) {
+        b->data = p;
+        b->cap = b->n;
+    }
+}
+
 int ember__buf_append(ember_ctx *ctx, ember__buf *b, const void *recs,
                       size_t n)
 {

@@ -924,6 +924,105 @@ static void test_exec_every_level_same_results(void **state)
 
 /* A compressible 10^6 x i64 dataset at MEMORY_ONLY_SER holds less than half
  * of its 8 MB. */
+/* Spares never pile up: blocks of sizes nobody asks for again (each
+ * iteration's cached dataset a little larger, freed once the next one is
+ * stored) are kept only up to the resident blocks or the blocks freed
+ * with them, oldest dropped first. Before, they stayed while the budget
+ * had room: here 40 generations, all of them. */
+static void test_exec_spares_bounded(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter cnt;
+    tu_counter_reset(&cnt, 0);
+    ember_allocator al = tu_allocator(&cnt);
+    ember_ctx_opts o = {.threads = 2, .allocator = &al, .memory_budget = 256 << 20};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ds *old = NULL;
+    uint64_t n = 0;
+    long long peak = 0;
+    for (int i = 0; i < 40; i++) {
+        size_t N = 100000 + 1000 * (size_t)i; /* 4 blocks of about 200 KB */
+        ember_ds *r = NULL, *x = NULL;
+        TU_OKM(ember_range(&r, ctx, 0, (int64_t)N, 1, 4, msg), msg);
+        TU_OKM(ember_map(&x, r, NULL, add_one, NULL, 0, msg), msg);
+        TU_OKM(ember_cache(x, msg), msg);
+        TU_OKM(ember_count(x, &n, msg), msg);
+        ember_ds_free(&r);
+        ember_ds_free(&old);
+        old = x;
+        long long live = atomic_load(&cnt.live_bytes);
+        peak = live > peak ? live : peak;
+    }
+    /* the dataset held, the one freed as spares and what the context
+     * holds besides: well under 40 generations of 0.9 MB */
+    assert_true(peak < (long long)(4 << 20));
+    ember_ds_free(&old);
+    ember_ctx_destroy(&ctx);
+}
+
+static int key_mod(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *x = in;
+    int64_t *o = out;
+    for (size_t i = 0; i < n; i++) {
+        o[2 * i] = x[i] % 100000;
+        o[2 * i + 1] = 1;
+    }
+    return 0;
+}
+
+static int every_third(const void *in, unsigned char *keep, size_t n, void *arg)
+{
+    (void)arg;
+    const int64_t *x = in;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = x[i] % 3 == 0;
+    return 0;
+}
+
+/* A stored block holds its records' bytes, no more: a cached filter's
+ * blocks grow by doubling, and a reduce's are folded in place. Each of 4 input
+ * partitions holds every key once (nothing to combine map-side), so each
+ * output partition gathers 4 records a key and folds them into one: its
+ * block used to keep the gathered allocation, 6.4 MB in all behind 1.6 MB
+ * of records, unseen by the budget. */
+static void test_exec_stored_blocks_fit(void **state)
+{
+    (void)state;
+    for (int reduce = 0; reduce < 2; reduce++) {
+        char msg[EMBER_MSG_SIZE];
+        tu_counter cnt;
+        tu_counter_reset(&cnt, 0);
+        ember_allocator al = tu_allocator(&cnt);
+        ember_ctx_opts o = {.threads = 2, .allocator = &al};
+        ember_ctx *ctx = tu_ctx_opts(&o);
+        ember_type pt = ember_type_pair(EMBER_I64, EMBER_I64);
+        ember_ds *r = NULL, *p = NULL, *s = NULL;
+        uint64_t n = 0;
+        if (reduce) {
+            TU_OKM(ember_range(&r, ctx, 0, 400000, 1, 4, msg), msg);
+            TU_OKM(ember_map(&p, r, &pt, key_mod, NULL, 0, msg), msg);
+            TU_OKM(ember_reduce_by_key(&s, p, NULL, NULL, 0, 2, msg), msg);
+        } else { /* 2^17 + 1 records kept a partition, grown to room for 2^18 */
+            TU_OKM(ember_range(&r, ctx, 0, 4 * 3 * 131073, 1, 4, msg), msg);
+            TU_OKM(ember_filter(&s, r, every_third, NULL, 0, msg), msg);
+            TU_OKM(ember_cache(s, msg), msg);
+        }
+        TU_OKM(ember_count(s, &n, msg), msg);
+        assert_int_equal(n, reduce ? 100000 : 4 * 131073);
+        ember_stats st;
+        ember_ctx_stats(ctx, &st);
+        assert_int_equal(st.memory_used, n * (reduce ? 16 : 8));
+        assert_true(atomic_load(&cnt.live_bytes) < (long long)st.memory_used + (1 << 20));
+        ember_ds_free(&s);
+        ember_ds_free(&p);
+        ember_ds_free(&r);
+        ember_ctx_destroy(&ctx);
+    }
+}
+
 static void test_exec_ser_level_compresses(void **state)
 {
     (void)state;
@@ -1367,6 +1466,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_every_level_same_results),
         cmocka_unit_test(test_exec_cached_map_blocks_exact),
         cmocka_unit_test(test_exec_freed_blocks_reused),
+        cmocka_unit_test(test_exec_spares_bounded),
+        cmocka_unit_test(test_exec_stored_blocks_fit),
         cmocka_unit_test(test_exec_ser_level_compresses),
         cmocka_unit_test(test_exec_cached_dataset_used_twice),
         cmocka_unit_test(test_exec_lowest_failing_partition_reported),

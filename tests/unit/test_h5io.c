@@ -1824,8 +1824,15 @@ static void test_h5io_concurrent_edits(void **state)
     remove(file);
 }
 
+/* Says it is computing (MARKER.ready: the save that runs it has begun its
+ * change of the file), then waits for MARKER. */
 static int wait_for_marker(const void *in, void *out, size_t n, void *arg)
 {
+    char ready[256];
+    snprintf(ready, sizeof ready, "%s.ready", (const char *)arg);
+    FILE *f = fopen(ready, "w");
+    if (f)
+        fclose(f);
     for (int i = 0; i < 3000 && access((const char *)arg, F_OK) != 0; i++)
         usleep(10000);
     memcpy(out, in, n * sizeof(int64_t));
@@ -1833,13 +1840,18 @@ static int wait_for_marker(const void *in, void *out, size_t n, void *arg)
 }
 
 /* Two processes creating one new file: the one that finishes second finds
- * the file there and fails, instead of renaming over the first's. */
+ * the file there and fails, instead of renaming over the first's. The
+ * child begins first (a new file then) and waits; the parent creates the
+ * file once the child is computing (before, it could create the file
+ * before the child began, and the child then rightly added to it). */
 static void test_h5io_new_file_race(void **state)
 {
     (void)state;
     const char *file = "h5io_new_race.h5", *marker = "h5io_new_race.marker";
+    const char *ready = "h5io_new_race.marker.ready";
     remove(file);
     remove(marker);
+    remove(ready);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -1857,6 +1869,9 @@ static void test_h5io_new_file_race(void **state)
         /* 3: refused as it should be */
         _exit(rc == EMBER_EIO && strstr(msg, "created by another process") ? 3 : 1);
     }
+    for (int i = 0; i < 3000 && access(ready, F_OK) != 0; i++)
+        usleep(10000);
+    assert_int_equal(access(ready, F_OK), 0);
     ember_ctx *ctx = one_thread_ctx();
     char msg[EMBER_MSG_SIZE];
     ember_ds *r = NULL;
@@ -1874,6 +1889,7 @@ static void test_h5io_new_file_race(void **state)
     ember_ds_free(&r);
     ember_ctx_destroy(&ctx);
     remove(marker);
+    remove(ready);
     remove(file);
 }
 
