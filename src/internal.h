@@ -150,6 +150,10 @@ void ember__buf_fit(ember_ctx *ctx, ember__buf *b);
 /* Compares key field 0 of two records: <0, 0, >0. Floats: -0.0 == 0.0,
  * NaN last. */
 int ember__key_cmp(const ember_type *t, const void *a, const void *b);
+/* An image of key field 0 that orders as ember__key_cmp does: unsigned
+ * comparison of the images gives its result (-0.0 and 0.0, and every NaN,
+ * have one image each). */
+uint64_t ember__key_order(const ember_type *t, const void *rec);
 /* A 64-bit hash of key field 0, consistent with ember__key_cmp equality. */
 uint64_t ember__key_hash(const ember_type *t, const void *rec);
 uint64_t ember__hash64(uint64_t x);

@@ -217,16 +217,57 @@ static int fields_cmp(const ember_type *t, const unsigned char *a,
     return 0;
 }
 
-static int rec_cmp(const ember_type *t, cmp_mode m, const unsigned char *a,
-                   const unsigned char *b)
+
+/* The order of a sort by key: a stable LSD radix sort of the keys'
+ * images (ember__key_order; complemented, descending), eight bits a pass,
+ * passes whose digit is the same for every key skipped (a key range of
+ * 2^16 takes two). *idx holds 0 .. n - 1 and ends holding the order; *tmp
+ * is room for n more (the two may be swapped). The merge sort it replaced
+ * compared records through ember__key_cmp, n log n calls: 36 % of the CPU
+ * of Spark's PageRank written on ember. Equal keys keep input order, so
+ * the output is the merge sort's, byte for byte (test_shuffle_radix_order). */
+static int key_order(ember_ctx *ctx, const ember__buf *buf, const ember_type *t,
+                     int descending, size_t **idx, size_t **tmp)
 {
-    if (m == CMP_FIELDS)
-        return fields_cmp(t, a, b);
-    int c = ember__key_cmp(t, a, b);
-    return m == CMP_KEY_DESC ? -c : c;
+    size_t n = buf->n;
+    uint64_t *key = ember__malloc(ctx, ember__mul(n, sizeof *key));
+    uint64_t *key2 = ember__malloc(ctx, ember__mul(n, sizeof *key2));
+    size_t(*count)[256] = ember__calloc(ctx, 8, sizeof *count);
+    int rc = key && key2 && count ? EMBER_OK : EMBER_ENOMEM;
+    const uint64_t flip = descending ? UINT64_MAX : 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        key[i] = ember__key_order(t, buf->data + i * t->size) ^ flip;
+        for (int d = 0; d < 8; d++)
+            count[d][key[i] >> (8 * d) & 0xff]++;
+    }
+    for (int d = 0; !rc && d < 8; d++) {
+        size_t *c = count[d], at = 0, *from = *idx, *to = *tmp;
+        if (c[key[0] >> (8 * d) & 0xff] == n)
+            continue; /* one digit for all */
+        for (int v = 0; v < 256; v++) {
+            size_t k = c[v];
+            c[v] = at;
+            at += k;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t j = c[key[i] >> (8 * d) & 0xff]++;
+            key2[j] = key[i];
+            to[j] = from[i];
+        }
+        uint64_t *kt = key;
+        key = key2;
+        key2 = kt;
+        *idx = to;
+        *tmp = from;
+    }
+    ember__free(ctx, key);
+    ember__free(ctx, key2);
+    ember__free(ctx, count);
+    return rc;
 }
 
-/* Stable bottom-up merge sort of buf's records; replaces buf->data. */
+/* Stable sort of buf's records, by key (key_order) or whole records (a
+ * bottom-up merge sort); replaces buf->data. */
 static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
                     cmp_mode m)
 {
@@ -236,21 +277,18 @@ static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
     size_t *idx = ember__malloc(ctx, ember__mul(n, sizeof *idx));
     size_t *tmp = ember__malloc(ctx, ember__mul(n, sizeof *tmp));
     unsigned char *out = ember__malloc(ctx, ember__mul(n, size));
-    if (!idx || !tmp || !out) {
-        ember__free(ctx, idx);
-        ember__free(ctx, tmp);
-        ember__free(ctx, out);
-        return EMBER_ENOMEM;
-    }
+    int rc = idx && tmp && out ? EMBER_OK : EMBER_ENOMEM;
     const unsigned char *d = buf->data;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; !rc && i < n; i++)
         idx[i] = i;
-    for (size_t w = 1; w < n; w *= 2) {
+    if (!rc && m != CMP_FIELDS)
+        rc = key_order(ctx, buf, t, m == CMP_KEY_DESC, &idx, &tmp);
+    for (size_t w = 1; !rc && m == CMP_FIELDS && w < n; w *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi)
-                tmp[k++] = rec_cmp(t, m, d + idx[j] * size, d + idx[i] * size) < 0
+                tmp[k++] = fields_cmp(t, d + idx[j] * size, d + idx[i] * size) < 0
                                ? idx[j++] : idx[i++];
             while (i < mid)
                 tmp[k++] = idx[i++];
@@ -261,10 +299,14 @@ static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
         idx = tmp;
         tmp = s;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; !rc && i < n; i++)
         memcpy(out + i * size, d + idx[i] * size, size);
     ember__free(ctx, idx);
     ember__free(ctx, tmp);
+    if (rc) {
+        ember__free(ctx, out);
+        return rc;
+    }
     ember__free(ctx, buf->data);
     buf->data = out;
     buf->cap = n;

@@ -240,6 +240,40 @@ int ember__key_cmp(const ember_type *t, const void *a, const void *b)
     return 0;
 }
 
+uint64_t ember__key_order(const ember_type *t, const void *rec)
+{
+    const unsigned char *p = (const unsigned char *)rec + t->field[0].offset;
+    const uint64_t top = (uint64_t)1 << 63;
+    switch (t->field[0].kind) {
+    case EMBER_I32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        return (uint64_t)(int64_t)x ^ top;
+    }
+    case EMBER_I64: {
+        int64_t x;
+        memcpy(&x, p, 8);
+        return (uint64_t)x ^ top;
+    }
+    case EMBER_U64: {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        return x;
+    }
+    case EMBER_F32:
+    case EMBER_F64: {
+        double x = key_f64(t, rec);
+        if (isnan(x))
+            return UINT64_MAX; /* above +inf's image: NaN is the largest */
+        x = x == 0 ? 0.0 : x;  /* -0.0 as 0.0 */
+        uint64_t b;
+        memcpy(&b, &x, 8);
+        return b & top ? ~b : b | top; /* negatives reversed, below positives */
+    }
+    }
+    return 0;
+}
+
 uint64_t ember__hash64(uint64_t x)
 {
     /* splitmix64's finaliser: a bijection with good avalanche. */

@@ -12,6 +12,7 @@
 #include "internal.h"
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 
 #define N_IN 20000
@@ -1113,9 +1114,159 @@ static void test_shuffle_rejects_bad_keys(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The documented key order: -0.0 equal to 0.0, NaN the largest. */
+static int ref_key_cmp(ember_scalar kind, const void *a, const void *b)
+{
+    double x, y;
+    switch (kind) {
+    case EMBER_I32: {
+        int32_t p, q;
+        memcpy(&p, a, 4);
+        memcpy(&q, b, 4);
+        return (p > q) - (p < q);
+    }
+    case EMBER_I64: {
+        int64_t p, q;
+        memcpy(&p, a, 8);
+        memcpy(&q, b, 8);
+        return (p > q) - (p < q);
+    }
+    case EMBER_U64: {
+        uint64_t p, q;
+        memcpy(&p, a, 8);
+        memcpy(&q, b, 8);
+        return (p > q) - (p < q);
+    }
+    case EMBER_F32: {
+        float p, q;
+        memcpy(&p, a, 4);
+        memcpy(&q, b, 4);
+        x = p;
+        y = q;
+        break;
+    }
+    default:
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+    }
+    if (isnan(x) || isnan(y))
+        return isnan(x) - isnan(y);
+    return (x > y) - (x < y);
+}
+
+/* Sorts by key (the radix sort of key images) give the records of a
+ * stable sort by the documented order, byte for byte: every key kind,
+ * both directions, keys with many repeats, the extremes of each kind and,
+ * for floats, -0.0 and 0.0, infinities, NaNs of other payloads and
+ * subnormals; and group_by_key keeps input order within a key. */
+static void test_shuffle_radix_order(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    const ember_scalar kinds[] = {EMBER_I32, EMBER_I64, EMBER_U64, EMBER_F32, EMBER_F64};
+    const size_t n = 3000;
+    uint64_t r = 7;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        ember_type t = ember_type_pair(kinds[k], EMBER_U64);
+        size_t size = t.size;
+        unsigned char *v = calloc(n, size), *ref = malloc(n * size);
+        assert_true(v && ref);
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint64_t z = r >> 33;
+            unsigned char *rec = v + i * size;
+            int pick = (int)(z % 16);
+            int64_t small = (int64_t)(z >> 8) % 41 - 20; /* repeats */
+            switch (kinds[k]) {
+            case EMBER_I32: {
+                int32_t x = pick == 0 ? INT32_MIN : pick == 1 ? INT32_MAX : (int32_t)small;
+                memcpy(rec, &x, 4);
+                break;
+            }
+            case EMBER_I64: {
+                int64_t x = pick == 0 ? INT64_MIN : pick == 1 ? INT64_MAX
+                          : pick == 2 ? (int64_t)1 << 40 : small;
+                memcpy(rec, &x, 8);
+                break;
+            }
+            case EMBER_U64: {
+                uint64_t x = pick == 0 ? UINT64_MAX : pick == 1 ? (uint64_t)1 << 63
+                           : (uint64_t)(small + 20);
+                memcpy(rec, &x, 8);
+                break;
+            }
+            default: {
+                uint64_t nan2 = 0x7ff8000000000123ULL, nneg = 0xfff8000000000000ULL;
+                double x = (double)small / 4, d;
+                switch (pick) {
+                case 0: x = -0.0; break;
+                case 1: x = 0.0; break;
+                case 2: x = INFINITY; break;
+                case 3: x = -INFINITY; break;
+                case 4: memcpy(&x, &nan2, 8); break;
+                case 5: memcpy(&x, &nneg, 8); break;
+                case 6: x = 4.9e-324; break;
+                case 7: x = -DBL_MAX; break;
+                }
+                if (kinds[k] == EMBER_F32) {
+                    float f = (float)x;
+                    memcpy(rec, &f, 4);
+                } else {
+                    d = x;
+                    memcpy(rec, &d, 8);
+                }
+            }
+            }
+            uint64_t seq = i;
+            memcpy(rec + t.field[1].offset, &seq, 8);
+        }
+        for (int desc = 0; desc < 2; desc++) {
+            /* the reference: a stable insertion of each record after the
+             * last one that does not come after it */
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++) {
+                size_t at = m;
+                while (at > 0) {
+                    int c = ref_key_cmp(kinds[k], ref + (at - 1) * size, v + i * size);
+                    if ((desc ? -c : c) <= 0)
+                        break;
+                    at--;
+                }
+                memmove(ref + (at + 1) * size, ref + at * size, (m - at) * size);
+                memcpy(ref + at * size, v + i * size, size);
+                m++;
+            }
+            ember_ctx *ctx = tu_ctx(2);
+            ember_ds *a = array_of(ctx, &t, v, n, 4), *srt = NULL, *g = NULL;
+            TU_OKM(ember_sort_by_key(&srt, a, desc, 1, msg), msg);
+            size_t got_n = 0;
+            unsigned char *got = tu_collect(srt, &got_n);
+            assert_int_equal(got_n, n);
+            for (size_t i = 0; i < n; i++) /* ks bytes of key, then the seq */
+                assert_memory_equal(got + i * size + t.field[1].offset,
+                                    ref + i * size + t.field[1].offset, 8);
+            free(got);
+            if (!desc) { /* one group per key, ascending, input order within */
+                TU_OKM(ember_group_by_key(&g, a, 1, msg), msg);
+                got = tu_collect(g, &got_n);
+                assert_int_equal(got_n, n);
+                assert_memory_equal(got, ref, n * size);
+                free(got);
+            }
+            ember_ds_free(&g);
+            ember_ds_free(&srt);
+            ember_ds_free(&a);
+            ember_ctx_destroy(&ctx);
+        }
+        free(v);
+        free(ref);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shuffle_radix_order),
         cmocka_unit_test(test_shuffle_reduce_by_key_user_combine),
         cmocka_unit_test(test_shuffle_reduce_by_key_sum_default),
         cmocka_unit_test(test_shuffle_reduce_by_key_float_keys),
