@@ -80,6 +80,8 @@
 #define DIR_MAX (PATH_SIZE - 64) /* room for "/ckpt-<20 digits>.h5.tmp" */
 #define ITER_TIMES 4           /* iteration-time estimate: max of the last 4 */
 #define LINEAGE_CUT 32         /* iterations between looks at deep lineages */
+#define LINEAGE_NEAR 8         /* steps a state made from the last one is looked
+                                  for within */
 
 static const int loop_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
 
@@ -2132,24 +2134,23 @@ static void retain_after_restore(ember_loop *L)
     L->retain_due = 0;
 }
 
-/* 1 if ds is stored whole and the dataset whose id is prev is one of its
- * ancestors: the iteration made the state from the one it was handed and
- * computed it into the block store. 0 if not, < 0 on an error. */
-static int stored_from(ember_ds *ds, uint64_t prev, char *msg)
+/* 1 if the dataset whose id is prev is a parent of ds, or a parent's
+ * parent, up to `steps` steps up. A walk without memory of its own: the
+ * whole ancestry (ember__ancestors) allocates a bit per dataset the context
+ * ever made, which after a million iterations would cost more than a
+ * small iteration. */
+static int near_ancestor(const ember_ds *ds, uint64_t prev, int steps)
 {
-    int rc = ember__stored_whole(ds, msg);
-    ember_ds **a = NULL;
-    size_t n = 0;
-    if (rc == 1 && (rc = ember__ancestors(ds, NULL, &a, &n)) == EMBER_OK) {
-        for (size_t i = 0; i < n && !rc; i++)
-            rc = a[i] != ds && a[i]->id == prev;
-        ember__free(ds->ctx, a);
-    }
-    return rc;
+    for (int p = 0; steps > 0 && ds->op != EMBER__CHECKPOINT && p < 2; p++)
+        if (ds->parent[p] &&
+            (ds->parent[p]->id == prev || near_ancestor(ds->parent[p], prev, steps - 1)))
+            return 1;
+    return 0;
 }
 
 /* A bound dataset that the iteration made from the state it was handed
- * and persisted (x = cache(f(x)), the Spark idiom) is truncated into the
+ * (that state within LINEAGE_NEAR steps up its lineage) and persisted
+ * (x = cache(f(x)), the Spark idiom) is truncated into the
  * block store (ember_local_checkpoint) after every iteration, which
  * computes nothing; any bound dataset deeper than LINEAGE_CUT is, every
  * LINEAGE_CUT iterations (stored or not: a chain of maps nobody computes
@@ -2170,8 +2171,10 @@ static int cut_lineages(ember_loop *L, char *msg)
     int64_t *cut = ember__calloc(L->ctx, L->nb, sizeof *cut), failed = !cut;
     for (size_t i = 0; cut && i < L->nb; i++) {
         ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL;
-        int made = ds && ds->id != L->b[i].handed_id ? stored_from(ds, L->b[i].handed_id, NULL)
-                                                      : 0;
+        int made = ds && ds->id != L->b[i].handed_id &&
+                           near_ancestor(ds, L->b[i].handed_id, LINEAGE_NEAR)
+                       ? ember__stored_whole(ds, NULL)
+                       : 0;
         failed |= made < 0;
         cut[i] = made > 0 || (ds && L->done % LINEAGE_CUT == 0 &&
                               ember_lineage_depth(ds) > LINEAGE_CUT);
