@@ -119,9 +119,9 @@ typedef void (*own_fn)(const double *x, const size_t *idx, size_t m, size_t d,
 
 /* Move kernels: a block's label changes into the pending sums (see
  * "exact sums"). Bound kernels (see "bounds"): pretest moves the bounds
- * and lists the points they cannot keep unread (and fetches their rows of
- * x, m x d, as it lists them: the own kernel reads them next), recheck tests those with
- * their own distance, set_bounds makes bounds from a full scan. */
+ * and lists the points they cannot keep unread (fetching their rows of x,
+ * m x d, as it lists them: the own kernel reads them next), recheck tests
+ * those with their own distance, set_bounds makes bounds from a full scan. */
 struct km_bounds;
 typedef size_t (*pretest_fn)(const struct km_bounds *b, size_t m, const int32_t *lab,
                              float *lb, float *ub, size_t *idx, const double *x, size_t d);

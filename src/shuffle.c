@@ -217,7 +217,6 @@ static int fields_cmp(const ember_type *t, const unsigned char *a,
     return 0;
 }
 
-
 /* The order of a sort by key: a stable LSD radix sort of the keys'
  * images (ember__key_order; complemented, descending), eight bits a pass,
  * passes whose digit is the same for every key skipped (a key range of
@@ -666,8 +665,8 @@ static int reduce_side(ember_ds *ds, shuffle_side *sides, size_t q, char *msg)
     }
     if (!rc) {
         /* folding, deduplicating and joining leave room behind (a
-         * reduce's output kept its input's allocation, 14 times its
-         * records in ember_pagerank-like loops) */
+         * reduce's output kept its gathered input's allocation: 14 times
+         * its records in Spark's PageRank written on ember) */
         ember__buf_fit(ctx, res);
         rc = ember__store_put(ctx, ds->id, q, res->data, res->n, ds->type.size,
                               EMBER_MEMORY_AND_DISK, msg);
