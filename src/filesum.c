@@ -473,9 +473,9 @@ int ember__fsum_seal_image(unsigned char *image, size_t length,
 
 /* Whether a block without the magic is ember's header all the same (its
  * magic damaged): its fields say version 1, this block size and the
- * file's length, or its line of text begins where make_header puts it. A foreign file's user
- * block (zeros, as h5py leaves it) is not; a header damaged whole cannot
- * be told from one. */
+ * file's length, or its line of text begins where make_header puts it. A
+ * foreign file's user block (zeros, as h5py leaves it) is not; a header
+ * damaged whole cannot be told from one. */
 static int header_but_magic(const unsigned char *block, uint64_t size)
 {
     static const char text[] = "ember whole-file checksum";

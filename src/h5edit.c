@@ -298,10 +298,9 @@ static int publish(ember__h5_edit *e, char *msg)
     int bad = fd < 0;
     if (!bad && e->lock >= 0) {
         /* the file's mode and owner (an owner only root may give fails
-         * quietly, as cp -p's does for a user) */
-        int owned = fchown(fd, e->st.st_uid, e->st.st_gid) == 0 ||
-                    fchown(fd, (uid_t)-1, e->st.st_gid) == 0;
-        (void)owned;
+         * quietly, as cp -p's does for a user; then the group alone) */
+        (void)(fchown(fd, e->st.st_uid, e->st.st_gid) == 0 ||
+               fchown(fd, (uid_t)-1, e->st.st_gid) == 0);
         bad = fchmod(fd, e->st.st_mode & 07777) != 0 || fsync(fd) != 0;
     }
     int err = errno;
