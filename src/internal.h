@@ -156,6 +156,12 @@ int ember__key_cmp(const ember_type *t, const void *a, const void *b);
 uint64_t ember__key_order(const ember_type *t, const void *rec);
 /* A 64-bit hash of key field 0, consistent with ember__key_cmp equality. */
 uint64_t ember__key_hash(const ember_type *t, const void *rec);
+/* ember__key_order and ember__key_hash of n records into out, with the
+ * key's kind looked at once: a shuffle's loops over its records. */
+void ember__key_orders(const ember_type *t, const void *recs, size_t n,
+                       uint64_t *out);
+void ember__key_hashes(const ember_type *t, const void *recs, size_t n,
+                       uint64_t *out);
 uint64_t ember__hash64(uint64_t x);
 /* Record type of zip/join outputs: a's fields then b's (skip_b_key drops
  * b's field 0). */

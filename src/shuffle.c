@@ -10,7 +10,12 @@
  *   5. outputs go to the block store at MEMORY_AND_DISK (they spill rather
  *      than vanish) and the node is marked done.
  * No step looks at the team size, so output is bit-identical for any
- * thread count. Sorting is a stable merge sort on indices.
+ * thread count. Sorting by key is a stable radix sort on indices (whole
+ * records: a merge sort), skipped for records already in order. An input
+ * partitioned as the shuffle partitions (a reduce_by_key output joined)
+ * passes through: a partition whose records all go to one bucket is not
+ * copied into buckets, and a bucket that is all of its input partition is
+ * taken over rather than gathered.
  * Under MPI (comm.h) steps 1-3 run on the input partitions a rank holds,
  * the sizes and the range sample are gathered in partition order, the
  * buckets are exchanged (each rank receives, of every input partition,
@@ -234,8 +239,10 @@ static int key_order(ember_ctx *ctx, const ember__buf *buf, const ember_type *t,
     size_t(*count)[256] = ember__calloc(ctx, 8, sizeof *count);
     int rc = key && key2 && count ? EMBER_OK : EMBER_ENOMEM;
     const uint64_t flip = descending ? UINT64_MAX : 0;
+    if (!rc)
+        ember__key_orders(t, buf->data, n, key);
     for (size_t i = 0; !rc && i < n; i++) {
-        key[i] = ember__key_order(t, buf->data + i * t->size) ^ flip;
+        key[i] ^= flip;
         for (int d = 0; d < 8; d++)
             count[d][key[i] >> (8 * d) & 0xff]++;
     }
@@ -265,13 +272,58 @@ static int key_order(ember_ctx *ctx, const ember__buf *buf, const ember_type *t,
     return rc;
 }
 
+/* Whether buf is in m's order already (then a stable sort keeps it as
+ * it is): a shuffle's side partitioned and sorted as it sorts, such as a
+ * reduce_by_key output joined, is gathered sorted. */
+static int sorted(const ember__buf *buf, const ember_type *t, cmp_mode m)
+{
+    const unsigned char *d = buf->data;
+    if (m == CMP_FIELDS) {
+        for (size_t i = 1; i < buf->n; i++)
+            if (fields_cmp(t, d + (i - 1) * t->size, d + i * t->size) > 0)
+                return 0;
+        return 1;
+    }
+    const uint64_t flip = m == CMP_KEY_DESC ? UINT64_MAX : 0;
+    uint64_t key[257]; /* key[0]: the last of the previous piece */
+    for (size_t lo = 0; lo < buf->n; lo += 256) {
+        size_t k = buf->n - lo < 256 ? buf->n - lo : 256;
+        ember__key_orders(t, d + lo * t->size, k, key + 1);
+        if (lo == 0)
+            key[0] = key[1] ^ flip;
+        for (size_t i = 1; i <= k; i++)
+            if (key[i - 1] > (key[i] ^= flip))
+                return 0;
+        key[0] = key[k];
+    }
+    return 1;
+}
+
+/* out[i] = record idx[i] of d, the common record sizes as fixed copies. */
+static void copy_by_index(unsigned char *out, const unsigned char *d,
+                          const size_t *idx, size_t n, size_t size)
+{
+#define COPY_FIXED(bytes)                                                     \
+    for (size_t i = 0; i < n; i++)                                            \
+        memcpy(out + i * (bytes), d + idx[i] * (bytes), (bytes));             \
+    return
+    switch (size) {
+    case 8: COPY_FIXED(8);
+    case 16: COPY_FIXED(16);
+    case 24: COPY_FIXED(24);
+    case 32: COPY_FIXED(32);
+    default: COPY_FIXED(size);
+    }
+#undef COPY_FIXED
+}
+
 /* Stable sort of buf's records, by key (key_order) or whole records (a
  * bottom-up merge sort); replaces buf->data. */
 static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
                     cmp_mode m)
 {
     size_t n = buf->n, size = t->size;
-    if (n < 2)
+    if (sorted(buf, t, m))
         return EMBER_OK;
     size_t *idx = ember__malloc(ctx, ember__mul(n, sizeof *idx));
     size_t *tmp = ember__malloc(ctx, ember__mul(n, sizeof *tmp));
@@ -298,8 +350,8 @@ static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
         idx = tmp;
         tmp = s;
     }
-    for (size_t i = 0; !rc && i < n; i++)
-        memcpy(out + i * size, d + idx[i] * size, size);
+    if (!rc)
+        copy_by_index(out, d, idx, n, size);
     ember__free(ctx, idx);
     ember__free(ctx, tmp);
     if (rc) {
@@ -357,16 +409,15 @@ static int dedupe(ember_ds *ds, ember__buf *b)
     return EMBER_OK;
 }
 
-/* Merge join of two key-sorted buffers into out. */
+/* Merge join of two key-sorted buffers into out. Each record is written
+ * in place: a's record, zeros to the end, then b's value fields, so the
+ * padding's bytes are zeros as in every record ember makes. */
 static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta,
                       const ember__buf *a, const ember_type *tb,
                       const ember__buf *b, ember__buf *out)
 {
-    size_t i = 0, j = 0;
-    unsigned char *rec = ember__calloc(ctx, 1, to->size);
-    if (!rec)
-        return EMBER_ENOMEM;
-    int rc = EMBER_OK;
+    size_t i = 0, j = 0, head = ta->size < to->size ? ta->size : to->size;
+    int rc = ember__buf_reserve(ctx, out, a->n); /* b's keys unique: room */
     while (!rc && i < a->n && j < b->n) {
         const unsigned char *ra = a->data + i * ta->size, *rb = b->data + j * tb->size;
         int c = ember__key_cmp(ta, ra, rb);
@@ -379,16 +430,19 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
             jb++;
         for (; !rc && i < a->n && ember__key_cmp(ta, a->data + i * ta->size, ra) == 0; i++)
             for (size_t k = ja; !rc && k < jb; k++) {
-                memcpy(rec, a->data + i * ta->size, ta->size < to->size ? ta->size : to->size);
+                if (out->n == out->cap &&
+                    (rc = ember__buf_reserve(ctx, out, out->n + 1)))
+                    break;
+                unsigned char *rec = out->data + out->n++ * to->size;
+                memcpy(rec, a->data + i * ta->size, head);
+                memset(rec + head, 0, to->size - head);
                 for (uint32_t f = 1; f < tb->nfields; f++)
                     memcpy(rec + to->field[ta->nfields + f - 1].offset,
                            b->data + k * tb->size + tb->field[f].offset,
                            ember_scalar_size(tb->field[f].kind) * tb->field[f].count);
-                rc = ember__buf_append(ctx, out, rec, 1);
             }
         j = jb;
     }
-    ember__free(ctx, rec);
     return rc;
 }
 
@@ -436,21 +490,31 @@ static uint64_t fields_hash(const ember_type *t, const unsigned char *r)
     return h;
 }
 
-static size_t target(const shuffle_side *s, size_t p, size_t i)
+/* The target partition of every record of in[p], into tq. */
+static void targets(const shuffle_side *s, size_t p, uint64_t *tq)
 {
     const ember_type *t = &s->src->type;
-    const unsigned char *r = s->in[p].data + i * t->size;
+    const unsigned char *d = s->in[p].data;
+    size_t n = s->in[p].n;
     switch (s->ds->u.shuffle.kind) {
     case EMBER__SH_RANGE:
     case EMBER__SH_SORT:
-        return range_target(s, r);
+        for (size_t i = 0; i < n; i++)
+            tq[i] = range_target(s, d + i * t->size);
+        return;
     case EMBER__SH_DISTINCT:
-        return fields_hash(t, r) % s->Q;
+        for (size_t i = 0; i < n; i++)
+            tq[i] = fields_hash(t, d + i * t->size) % s->Q;
+        return;
     case EMBER__SH_REPARTITION: /* the q with part_lo(q) <= g < part_lo(q+1) */
-        return (size_t)(((unsigned __int128)(s->base[p] + i + 1) * s->Q - 1) /
-                        s->total);
+        for (size_t i = 0; i < n; i++)
+            tq[i] = (uint64_t)(((unsigned __int128)(s->base[p] + i + 1) * s->Q - 1) /
+                               s->total);
+        return;
     default:
-        return ember__key_hash(t, r) % s->Q;
+        ember__key_hashes(t, d, n, tq);
+        for (size_t i = 0; i < n; i++)
+            tq[i] %= s->Q;
     }
 }
 
@@ -458,37 +522,49 @@ static size_t target(const shuffle_side *s, size_t p, size_t i)
 static int bucket(ember_ctx *ctx, shuffle_side *s, size_t p)
 {
     size_t n = s->in[p].n, size = s->src->type.size, Q = s->Q;
-    size_t *tq = ember__malloc(ctx, ember__mul(n, sizeof *tq));
+    uint64_t *tq = ember__malloc(ctx, ember__mul(n, sizeof *tq));
     size_t *st = ember__calloc(ctx, Q + 1, sizeof *st);
-    unsigned char *out = ember__malloc(ctx, ember__mul(n, size));
-    if (!tq || !st || !out) {
-        ember__free(ctx, tq);
-        ember__free(ctx, st);
-        ember__free(ctx, out);
-        return EMBER_ENOMEM;
+    unsigned char *out = NULL;
+    int rc = tq && st ? EMBER_OK : EMBER_ENOMEM;
+    uint64_t mixed = 0;
+    if (!rc)
+        targets(s, p, tq);
+    for (size_t i = 0; !rc && i < n; i++) {
+        st[tq[i] + 1]++;
+        mixed |= tq[i] ^ tq[0];
     }
-    for (size_t i = 0; i < n; i++)
-        st[(tq[i] = target(s, p, i)) + 1]++;
-    for (size_t q = 0; q < Q; q++)
+    for (size_t q = 0; !rc && q < Q; q++)
         st[q + 1] += st[q];
-    size_t *fill = tq; /* reuse: position per record, computed in order */
-    size_t *next = ember__malloc(ctx, ember__mul(Q, sizeof *next));
-    if (!next) {
-        ember__free(ctx, tq);
-        ember__free(ctx, st);
-        ember__free(ctx, out);
-        return EMBER_ENOMEM;
+    /* With one target for every record (an input partitioned as this
+     * shuffle partitions, such as a reduce_by_key output joined), the
+     * records are in bucket order already. */
+    if (!rc && mixed) {
+        out = ember__malloc(ctx, ember__mul(n, size));
+        rc = out ? EMBER_OK : EMBER_ENOMEM;
     }
-    memcpy(next, st, Q * sizeof *next);
-    for (size_t i = 0; i < n; i++)
-        memcpy(out + (next[fill[i]]++) * size, s->in[p].data + i * size, size);
-    ember__free(ctx, next);
+    if (!rc && mixed) {
+        /* next[q]: bucket q's next place, records taken in order */
+        size_t *next = ember__malloc(ctx, ember__mul(Q, sizeof *next));
+        rc = next ? EMBER_OK : EMBER_ENOMEM;
+        if (!rc) {
+            memcpy(next, st, Q * sizeof *next);
+            for (size_t i = 0; i < n; i++)
+                memcpy(out + (next[tq[i]]++) * size, s->in[p].data + i * size,
+                       size);
+            ember__free(ctx, s->in[p].data);
+            s->in[p].data = out;
+            s->in[p].cap = n;
+            out = NULL;
+        }
+        ember__free(ctx, next);
+    }
     ember__free(ctx, tq);
-    ember__free(ctx, s->in[p].data);
-    s->in[p].data = out;
-    s->in[p].cap = n;
-    s->start[p] = st;
-    return EMBER_OK;
+    ember__free(ctx, out);
+    if (rc)
+        ember__free(ctx, st);
+    else
+        s->start[p] = st;
+    return rc;
 }
 
 /* Range bounds from a deterministic sample: every k-th record of each
@@ -614,16 +690,25 @@ static void side_free(ember_ctx *ctx, shuffle_side *s)
     ember__buf_free(ctx, &s->bounds);
 }
 
-/* Bucket q of every input partition, in partition order. */
-static int gather(ember_ctx *ctx, const shuffle_side *s, size_t q,
-                  ember__buf *out)
+/* Bucket q of every input partition, in partition order. A bucket that
+ * is all of its input partition, taken first, is taken over instead of
+ * copied: no other task reads that partition, since the tasks look only at
+ * their buckets' bounds in s->start until a bucket has records. */
+static int gather(ember_ctx *ctx, shuffle_side *s, size_t q, ember__buf *out)
 {
     size_t size = s->src->type.size;
     out->size = size;
     for (size_t p = 0; p < s->P; p++) {
         const size_t *st = s->start[p];
-        int rc = ember__buf_append(ctx, out, s->in[p].data + st[q] * size,
-                                   st[q + 1] - st[q]);
+        size_t n = st[q + 1] - st[q];
+        if (n == 0)
+            continue;
+        if (!out->data && n == s->in[p].n) {
+            *out = s->in[p];
+            s->in[p] = (ember__buf){NULL, 0, 0, size};
+            continue;
+        }
+        int rc = ember__buf_append(ctx, out, s->in[p].data + st[q] * size, n);
         if (rc)
             return rc;
     }

@@ -274,6 +274,28 @@ uint64_t ember__key_order(const ember_type *t, const void *rec)
     return 0;
 }
 
+void ember__key_orders(const ember_type *t, const void *recs, size_t n,
+                       uint64_t *out)
+{
+    const unsigned char *p = (const unsigned char *)recs + t->field[0].offset;
+    const uint64_t top = (uint64_t)1 << 63;
+    switch (t->field[0].kind) {
+    case EMBER_I64:
+    case EMBER_U64: {
+        const uint64_t flip = t->field[0].kind == EMBER_I64 ? top : 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t x;
+            memcpy(&x, p + i * t->size, 8);
+            out[i] = x ^ flip;
+        }
+        return;
+    }
+    default:
+        for (size_t i = 0; i < n; i++)
+            out[i] = ember__key_order(t, (const unsigned char *)recs + i * t->size);
+    }
+}
+
 uint64_t ember__hash64(uint64_t x)
 {
     /* splitmix64's finaliser: a bijection with good avalanche. */
@@ -312,6 +334,22 @@ uint64_t ember__key_hash(const ember_type *t, const void *rec)
     }
     }
     return ember__hash64(bits);
+}
+
+void ember__key_hashes(const ember_type *t, const void *recs, size_t n,
+                       uint64_t *out)
+{
+    const unsigned char *p = (const unsigned char *)recs + t->field[0].offset;
+    if (t->field[0].kind == EMBER_I64 || t->field[0].kind == EMBER_U64) {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t x;
+            memcpy(&x, p + i * t->size, 8);
+            out[i] = ember__hash64(x);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = ember__key_hash(t, (const unsigned char *)recs + i * t->size);
 }
 
 static int name_taken(const char *name, const ember_field *f, size_t n)

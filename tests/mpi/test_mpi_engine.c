@@ -417,9 +417,11 @@ static void test_mpi_engine_shuffle(void **state)
     free(r.data);
 }
 
+/* Also a join of inputs partitioned as it partitions (a group_by_key and
+ * a reduce_by_key output, 4 each): passed through on each rank. */
 static int job_join(ember_ctx *ctx, out_buf *o, char *msg)
 {
-    ember_ds *a = NULL, *b = NULL, *j = NULL;
+    ember_ds *a = NULL, *b = NULL, *j = NULL, *ra = NULL, *gb = NULL, *j2 = NULL;
     int rc = make_pairs(&a, ctx, 3001, 50, 2, 5, msg);
     if (!rc)
         rc = make_pairs(&b, ctx, 701, 70, 3, 3, msg);
@@ -427,6 +429,17 @@ static int job_join(ember_ctx *ctx, out_buf *o, char *msg)
         rc = ember_join(&j, a, b, 4, msg);
     if (!rc)
         rc = put_collect(o, j, msg);
+    if (!rc)
+        rc = ember_reduce_by_key(&ra, a, NULL, NULL, 0, 4, msg);
+    if (!rc)
+        rc = ember_group_by_key(&gb, b, 4, msg);
+    if (!rc)
+        rc = ember_join(&j2, gb, ra, 0, msg);
+    if (!rc)
+        rc = put_collect(o, j2, msg);
+    ember_ds_free(&j2);
+    ember_ds_free(&gb);
+    ember_ds_free(&ra);
     ember_ds_free(&j);
     ember_ds_free(&a);
     ember_ds_free(&b);

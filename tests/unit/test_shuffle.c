@@ -1159,6 +1159,154 @@ static int ref_key_cmp(ember_scalar kind, const void *a, const void *b)
  * both directions, keys with many repeats, the extremes of each kind and,
  * for floats, -0.0 and 0.0, infinities, NaNs of other payloads and
  * subnormals; and group_by_key keeps input order within a key. */
+/* Asserts that a and b have the same partitions, byte for byte. */
+static void assert_same_parts(ember_ds *a, ember_ds *b)
+{
+    tu_parts x, y;
+    tu_parts_read(&x, a);
+    tu_parts_read(&y, b);
+    assert_int_equal(x.nparts, y.nparts);
+    for (size_t p = 0; p < x.nparts; p++) {
+        assert_int_equal(x.n[p], y.n[p]);
+        if (x.n[p])
+            assert_memory_equal(x.data[p], y.data[p], x.n[p] * x.size);
+    }
+    tu_parts_free(&x);
+    tu_parts_free(&y);
+}
+
+/* Inputs already partitioned as the shuffle partitions (Spark's PageRank:
+ * a cached join joined each iteration with a reduce_by_key output) are
+ * passed through: no bucketing copy, the bucket taken over, no sort when
+ * sorted. The bytes are those of the same shuffle over the same records
+ * laid out otherwise, and the cached inputs are left as they were. So is
+ * an input partition whose records all go to one other partition. */
+static void test_shuffle_partitioned_inputs_pass_through(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    const size_t na = 3000, nb = 2000, Q = 5;
+    kvi *a = rand_kvi(na, 300, 11), *b = rand_kvi(nb, 400, 12);
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_I64);
+    ember_ctx *ctx = tu_ctx(2);
+    ember_ds *da = array_of(ctx, &t, a, na, 4), *db = array_of(ctx, &t, b, nb, 3);
+    ember_ds *ga = NULL, *ha = NULL, *rb = NULL;
+    TU_OKM(ember_group_by_key(&ga, da, Q, msg), msg);      /* sorted */
+    TU_OKM(ember_partition_by(&ha, da, EMBER_HASH, Q, msg), msg); /* not */
+    TU_OKM(ember_reduce_by_key(&rb, db, NULL, NULL, 0, Q, msg), msg);
+    TU_OKM(ember_cache(ga, msg), msg);
+    TU_OKM(ember_cache(rb, msg), msg);
+    size_t nga, nrb;
+    kvi *ga_before = tu_collect(ga, &nga), *rb_before = tu_collect(rb, &nrb);
+    /* the same records as arrays of 7 partitions: every bucket mixed */
+    ember_ds *xa = array_of(ctx, &t, ga_before, nga, 7);
+    ember_ds *xb = array_of(ctx, &t, rb_before, nrb, 7);
+    ember_ds *j1 = NULL, *j2 = NULL, *jref = NULL, *r1 = NULL, *rref = NULL;
+    TU_OKM(ember_join(&j1, ga, rb, 0, msg), msg);
+    TU_OKM(ember_join(&j2, ha, rb, 0, msg), msg);
+    TU_OKM(ember_join(&jref, xa, xb, Q, msg), msg);
+    assert_same_parts(j1, jref);
+    assert_same_parts(j2, jref);
+    TU_OKM(ember_reduce_by_key(&r1, ga, NULL, NULL, 0, 0, msg), msg);
+    TU_OKM(ember_reduce_by_key(&rref, xa, NULL, NULL, 0, Q, msg), msg);
+    assert_same_parts(r1, rref); /* integer sums: any grouping */
+    size_t n2;
+    kvi *after = tu_collect(ga, &n2);
+    assert_int_equal(n2, nga);
+    assert_memory_equal(after, ga_before, nga * sizeof *after);
+    free(after);
+    after = tu_collect(rb, &n2);
+    assert_int_equal(n2, nrb);
+    assert_memory_equal(after, rb_before, nrb * sizeof *after);
+    free(after);
+
+    /* Partition p of 3 holds keys that all go to partition (p + 2) % Q,
+     * 40 of them repeated out of order; against the same records in one
+     * partition. */
+    kvi *c = malloc(na * sizeof *c);
+    assert_non_null(c);
+    for (size_t p = 0, off = 0; p < 3; p++) {
+        int64_t keys[40], k = -500;
+        for (size_t m = 0; m < 40; k++) {
+            kvi r = {k, 0};
+            if (ember__key_hash(&t, &r) % Q == (p + 2) % Q)
+                keys[m++] = k;
+        }
+        size_t len = tu_part_len(na, 3, p);
+        for (size_t i = off; i < off + len; i++)
+            c[i] = (kvi){keys[(i * 17) % 40], (int64_t)i};
+        off += len;
+    }
+    ember_ds *dc = array_of(ctx, &t, c, na, 3), *dc1 = array_of(ctx, &t, c, na, 1);
+    ember_ds *g3 = NULL, *g1 = NULL;
+    TU_OKM(ember_group_by_key(&g3, dc, Q, msg), msg);
+    TU_OKM(ember_group_by_key(&g1, dc1, Q, msg), msg);
+    assert_same_parts(g3, g1);
+    ember_ds *all[] = {da, db, ga, ha, rb, xa, xb, j1, j2, jref, r1, rref, dc, dc1, g3, g1};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ember_ds_free(&all[i]);
+    ember_ctx_destroy(&ctx);
+    free(ga_before);
+    free(rb_before);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* A sort checks for records already in order in pieces of 256 keys: an
+ * inversion on a piece's edge is found, in either direction and for
+ * whole-record order (distinct). */
+static void test_shuffle_sorted_check_edges(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    const size_t n = 600, at[] = {0, 253, 254, 255, 256, 511, 512, 597};
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_I64);
+    kvi *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t w = 0; w <= sizeof at / sizeof at[0]; w++)
+        for (int desc = 0; desc < 2; desc++) {
+            for (size_t i = 0; i < n; i++) /* pairs of equal keys, in order */
+                v[i].key = desc ? (int64_t)(n - i) / 2 : (int64_t)i / 2;
+            if (w < sizeof at / sizeof at[0]) { /* one swap across a pair */
+                size_t i = at[w] | 1;
+                kvi x = v[i];
+                v[i] = v[i + 1];
+                v[i + 1] = x;
+            }
+            for (size_t i = 0; i < n; i++) /* input positions after the swap */
+                v[i].idx = (int64_t)i;
+            ember_ctx *ctx = tu_ctx(1);
+            ember_ds *d = array_of(ctx, &t, v, n, 1), *s = NULL, *u = NULL;
+            TU_OKM(ember_sort_by_key(&s, d, desc, 1, msg), msg);
+            size_t m;
+            kvi *got = tu_collect(s, &m);
+            assert_int_equal(m, n);
+            for (size_t i = 1; i < n; i++) {
+                int c = cmp_i64(got[i - 1].key, got[i].key);
+                assert_true(desc ? c >= 0 : c <= 0);
+                if (c == 0) /* stable */
+                    assert_true(got[i - 1].idx < got[i].idx);
+            }
+            free(got);
+            if (!desc) {
+                TU_OKM(ember_distinct(&u, d, 1, msg), msg);
+                got = tu_collect(u, &m);
+                assert_int_equal(m, n);
+                for (size_t i = 1; i < n; i++)
+                    assert_true(got[i - 1].key < got[i].key ||
+                                (got[i - 1].key == got[i].key &&
+                                 got[i - 1].idx < got[i].idx));
+                free(got);
+            }
+            ember_ds_free(&u);
+            ember_ds_free(&s);
+            ember_ds_free(&d);
+            ember_ctx_destroy(&ctx);
+        }
+    free(v);
+}
+
 static void test_shuffle_radix_order(void **unused)
 {
     (void)unused;
@@ -1267,6 +1415,8 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shuffle_radix_order),
+        cmocka_unit_test(test_shuffle_partitioned_inputs_pass_through),
+        cmocka_unit_test(test_shuffle_sorted_check_edges),
         cmocka_unit_test(test_shuffle_reduce_by_key_user_combine),
         cmocka_unit_test(test_shuffle_reduce_by_key_sum_default),
         cmocka_unit_test(test_shuffle_reduce_by_key_float_keys),
