@@ -667,6 +667,9 @@ int ember_persist(ember_ds *ds, ember_level level, char *msg)
     if (level < EMBER_NONE || level > EMBER_MEMORY_AND_DISK_SER)
         return ember__err(msg, EMBER_EINVAL, "persist: unknown level %d",
                           (int)level);
+    if (ds->loop_kept && ds->level != level)
+        ember_unpersist(ds);
+    ds->loop_kept = 0;
     if (ds->level != EMBER_NONE && ds->level != level)
         return ember__err(msg, EMBER_ESTATE,
                           "persist: #%llu is already %s; unpersist it first",
@@ -690,6 +693,7 @@ int ember_unpersist(ember_ds *ds)
     if (!ds)
         return EMBER_EINVAL;
     ds->level = EMBER_NONE;
+    ds->loop_kept = 0;
     if (ds->stored_once) /* a later persist starts afresh: no recomputes */
         memset(ds->stored_once, 0, ds->nparts + 1);
     /* A shuffle's own outputs share the key; they are not a cache. A local

@@ -252,6 +252,8 @@ struct ember_ds {
     } u;
 
     ember_level level;     /* persistence asked for */
+    int loop_kept;         /* persisted by a loop, not the caller (loop.c,
+                              cut_lineages): the caller's persist replaces it */
     unsigned char *stored_once; /* per partition: was it ever computed and
                                    offered to the store? (recomputes) */
     /* checkpoint state (checkpoint.c fills these in) */

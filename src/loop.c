@@ -100,6 +100,8 @@ typedef struct {
                             not in the signature (ember_loop_note_array) */
     uint64_t handed_id;  /* DS: the dataset's id when ember_loop_next
                             returned (ember_loop_checkpoint's check) */
+    uint64_t kept_id;    /* DS: the dataset the loop persisted itself
+                            (cut_lineages), or 0 */
     char v1_name[EMBER_NAME_SIZE]; /* the name in format 1 files, or "" */
     int v1_absent;       /* bound since format 1: not in those files */
 } binding;
@@ -141,6 +143,8 @@ struct ember_loop {
     int stopped;         /* returned EMBER_INTERRUPTED or finished */
     int caught;          /* a signal was seen by this loop */
     uint64_t done;       /* iterations done */
+    uint64_t passes_handed; /* ctx->passes when ember_loop_next returned:
+                               whether the iteration ran an action */
     int have_ckpt;       /* a checkpoint of `ckpt_iter` exists (ours) */
     uint64_t ckpt_iter;
     double last_ckpt_time; /* monotonic; start of the run before the first */
@@ -2134,60 +2138,112 @@ static void retain_after_restore(ember_loop *L)
     L->retain_due = 0;
 }
 
-/* 1 if the dataset whose id is prev is a parent of ds, or a parent's
- * parent, up to `steps` steps up. A walk without memory of its own: the
- * whole ancestry (ember__ancestors) allocates a bit per dataset the context
- * ever made, which after a million iterations would cost more than a
- * small iteration. */
-static int near_ancestor(const ember_ds *ds, uint64_t prev, int steps)
+/* The dataset whose id is prev if it is a parent of ds, or a parent's
+ * parent, up to `steps` steps up; NULL if not. A walk without memory of
+ * its own: the whole ancestry (ember__ancestors) allocates a bit per
+ * dataset the context ever made, which after a million iterations would
+ * cost more than a small iteration. */
+static ember_ds *near_ancestor(ember_ds *ds, uint64_t prev, int steps)
 {
-    for (int p = 0; steps > 0 && ds->op != EMBER__CHECKPOINT && p < 2; p++)
-        if (ds->parent[p] &&
-            (ds->parent[p]->id == prev || near_ancestor(ds->parent[p], prev, steps - 1)))
-            return 1;
-    return 0;
+    for (int p = 0; steps > 0 && ds->op != EMBER__CHECKPOINT && p < 2; p++) {
+        ember_ds *a = ds->parent[p];
+        if (a && (a->id == prev || (a = near_ancestor(a, prev, steps - 1))))
+            return a;
+    }
+    return NULL;
 }
+
+/* What cut_lineages does with a bound dataset, agreed by the ranks. */
+enum {
+    CUT = 1,        /* truncate its lineage into the block store */
+    KEEP_CUT = 2,   /* the state it was made from, kept by the loop and
+                       stored whole: truncate that one's */
+    KEEP_DROP = 4,  /* that state, kept but not stored whole: unpersist it */
+    KEEP_NEW = 8,   /* persist this one, the loop's own keep */
+    CANNOT = 16     /* a rank could not decide (out of memory) */
+};
 
 /* A bound dataset that the iteration made from the state it was handed
  * (that state within LINEAGE_NEAR steps up its lineage) and persisted
- * (x = cache(f(x)), the Spark idiom) is truncated into the
- * block store (ember_local_checkpoint) after every iteration, which
- * computes nothing; any bound dataset deeper than LINEAGE_CUT is, every
- * LINEAGE_CUT iterations (stored or not: a chain of maps nobody computes
- * runs fused until then). With a checkpoint directory or without; values
- * do not change. Every action walks its dataset's lineage: a state made
- * from the last one each iteration cost O(iterations) an action and kept
- * every iteration's nodes (ember-sssp's 2,000 rounds on a path: 0.35 s,
- * 0.035 s cut). Cut only every LINEAGE_CUT iterations, a cached state still
- * kept up to 2 x LINEAGE_CUT iterations' blocks: bench/jacobi.c's idiom
- * 154 MB of RSS against 28 for the same loop on arrays (28.7 now), the
- * README's loop 225 MB (83 now). */
+ * (x = cache(f(x)), the Spark idiom) is truncated into the block store
+ * (ember_local_checkpoint) after every iteration, which computes nothing;
+ * any bound dataset deeper than LINEAGE_CUT is, every LINEAGE_CUT
+ * iterations (stored or not: a chain of maps nobody computes runs fused
+ * until then). With a checkpoint directory or without; values do not
+ * change. Every action walks its dataset's lineage: a state made from the
+ * last one each iteration cost O(iterations) an action and kept every
+ * iteration's nodes (ember-sssp's 2,000 rounds on a path: 0.35 s, 0.035 s
+ * cut). Cut only every LINEAGE_CUT iterations, a cached state still kept
+ * up to 2 x LINEAGE_CUT iterations' blocks: bench/jacobi.c's idiom 154 MB
+ * of RSS against 28 for the same loop on arrays (28.7 now), the README's
+ * loop 225 MB (83 now).
+ *
+ * A state made so and not persisted (x = f(x), cache forgotten) in an
+ * iteration that ran an action is persisted by the loop (MEMORY_ONLY,
+ * ds->loop_kept): the next iteration's action, which computes it on its
+ * way, stores it, and the loop then truncates it as above, or unpersists
+ * it if no action computed it whole. Each action then computes two
+ * iterations' functions, not up to 2 x LINEAGE_CUT (the README's loop
+ * uncached, 300 iterations: 22.9 -> 3.0 s). A loop whose iterations run
+ * no action (ember-maps: one map each, computed by its checkpoints) keeps
+ * nothing, and its maps run fused. */
 static int cut_lineages(ember_loop *L, char *msg)
 {
     if (L->nb == 0)
         return EMBER_OK;
-    /* The ranks agree on which to cut (a local checkpoint is collective),
+    int acted = L->ctx->passes != L->passes_handed;
+    /* The ranks agree on what to do (a local checkpoint is collective),
      * and first on whether every rank could decide. */
-    int64_t *cut = ember__calloc(L->ctx, L->nb, sizeof *cut), failed = !cut;
-    for (size_t i = 0; cut && i < L->nb; i++) {
+    int64_t *what = ember__calloc(L->ctx, L->nb + 1, sizeof *what);
+    ember_ds **from = ember__calloc(L->ctx, L->nb + 1, sizeof *from);
+    int64_t failed = !what || !from;
+    for (size_t i = 0; !failed && i < L->nb; i++) {
         ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL;
-        int made = ds && ds->id != L->b[i].handed_id &&
-                           near_ancestor(ds, L->b[i].handed_id, LINEAGE_NEAR)
-                       ? ember__stored_whole(ds, NULL)
-                       : 0;
-        failed |= made < 0;
-        cut[i] = made > 0 || (ds && L->done % LINEAGE_CUT == 0 &&
-                              ember_lineage_depth(ds) > LINEAGE_CUT);
+        ember_ds *h = ds && ds->id != L->b[i].handed_id
+                          ? near_ancestor(ds, L->b[i].handed_id, LINEAGE_NEAR)
+                          : NULL;
+        int whole = h ? ember__stored_whole(ds, NULL) : 0;
+        if (h && h->loop_kept && h->id == L->b[i].kept_id) {
+            int hw = ember__stored_whole(h, NULL);
+            what[i] |= hw < 0 ? CANNOT : hw ? KEEP_CUT : KEEP_DROP;
+            from[i] = h;
+        }
+        what[i] |= whole < 0 ? CANNOT : 0;
+        if (whole > 0 || (ds && L->done % LINEAGE_CUT == 0 &&
+                          ember_lineage_depth(ds) > LINEAGE_CUT))
+            what[i] |= CUT;
+        else if (h && acted && ds->level == EMBER_NONE)
+            what[i] |= KEEP_NEW;
+        failed |= (what[i] & CANNOT) != 0;
     }
     int rc = ember__comm_agree(L->ctx, &failed, 1, EMBER__AGREE_OR, msg);
     if (!rc && failed)
         rc = ember__err(msg, EMBER_ENOMEM, "out of memory cutting a bound lineage");
     if (!rc)
-        rc = ember__comm_agree(L->ctx, cut, L->nb, EMBER__AGREE_OR, msg);
-    for (size_t i = 0; !rc && i < L->nb; i++)
-        if (cut[i])
-            rc = ember_local_checkpoint(*L->b[i].ds, msg);
-    ember__free(L->ctx, cut);
+        rc = ember__comm_agree(L->ctx, what, L->nb, EMBER__AGREE_OR, msg);
+    for (size_t i = 0; !rc && i < L->nb; i++) {
+        ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL, *h = from[i];
+        if (h)
+            h->refs++; /* cutting ds may let go of the last reference */
+        if (what[i] & CUT)
+            rc = ember_local_checkpoint(ds, msg);
+        /* the kept state: cut, unless the new one was (which no longer
+         * needs it) or it is not whole on some rank, and then dropped */
+        if (!rc && h && (what[i] & (KEEP_CUT | KEEP_DROP | CUT)) == KEEP_CUT)
+            rc = ember_local_checkpoint(h, msg);
+        else if (!rc && h)
+            ember_unpersist(h);
+        if (h) {
+            h->loop_kept = 0;
+            ember__ds_unref(h);
+        }
+        if (!rc && (what[i] & KEEP_NEW) && !(rc = ember_cache(ds, msg))) {
+            ds->loop_kept = 1;
+            L->b[i].kept_id = ds->id;
+        }
+    }
+    ember__free(L->ctx, what);
+    ember__free(L->ctx, from);
     return rc;
 }
 
@@ -2288,6 +2344,7 @@ int ember_loop_next(ember_loop *L, uint64_t *iteration, char *msg)
     for (size_t i = 0; i < L->nb; i++)
         if (L->b[i].kind == BIND_DS)
             L->b[i].handed_id = *L->b[i].ds ? (*L->b[i].ds)->id : 0;
+    L->passes_handed = L->ctx->passes;
     *iteration = L->done;
     return EMBER_OK;
 }

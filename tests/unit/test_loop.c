@@ -489,7 +489,7 @@ static void test_loop_cuts_states_made_from_the_last(void **unused)
     const struct { int from_x, cache; size_t depth; } step[] = {
         {1, 1, 0}, /* cache(map(x)): cut */
         {0, 1, 1}, /* cache(map(src)): made afresh, kept */
-        {1, 0, 2}, /* map(x), not stored: kept */
+        {1, 0, 2}, /* map(x), not stored: kept (persisted by the loop) */
         {1, 1, 0}, /* cache(map(x)) again: cut */
         {-1, 0, 0}, /* x unchanged */
     };
@@ -512,6 +512,90 @@ static void test_loop_cuts_states_made_from_the_last(void **unused)
     ember_loop_destroy(&loop);
     ember_ds_free(&x);
     ember_ds_free(&src);
+    free_ctx(&ctx);
+}
+
+static atomic_llong mapped; /* records through add_one_counted */
+
+static int add_one_counted(const void *in, void *out, size_t n, void *arg)
+{
+    atomic_fetch_add(&mapped, (long long)n);
+    return add_one(in, out, n, arg);
+}
+
+/* A state made from the last without ember_cache (x = map(x)): in a loop
+ * whose iterations run an action, the loop persists each state and cuts it
+ * once computed, so each action maps a record at most twice (up to 64
+ * times before); in one whose iterations run none (ember-maps), nothing is
+ * kept and each map runs once, fused, at the 32-iteration cuts and the
+ * last action. The caller may persist a kept state at another level. */
+static void test_loop_keeps_uncached_states_actions_compute(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    const int64_t N = 1000, iters = 200;
+    for (int act = 1; act >= 0; act--) {
+        ember_ctx *ctx = new_ctx();
+        ember_ds *x = NULL;
+        TU_OKM(ember_range(&x, ctx, 0, N, 1, 4, msg), msg);
+        ember_loop_opts o = {.quiet = 1, .no_signals = 1};
+        ember_loop *loop = NULL;
+        TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+        TU_OK(ember_loop_bind_ds(loop, "x", &x));
+        atomic_store(&mapped, 0);
+        uint64_t it;
+        int64_t sum = 0;
+        for (;;) {
+            TU_OKM(ember_loop_next(loop, &it, msg), msg);
+            if (it == (uint64_t)iters)
+                break;
+            if (act) /* x kept, made from the last one, cut */
+                assert_true(ember_lineage_depth(x) <= 1);
+            assert_int_equal(x->loop_kept, act && it >= 1);
+            ember_ds *nx = NULL;
+            TU_OKM(ember_map(&nx, x, NULL, add_one_counted, NULL, 0, msg), msg);
+            if (act)
+                TU_OKM(ember_sum(nx, &sum, msg), msg);
+            ember_ds_free(&x);
+            x = nx;
+        }
+        TU_OKM(ember_sum(x, &sum, msg), msg);
+        assert_int_equal(sum, N * (N - 1) / 2 + iters * N);
+        if (act) /* the first action one map, the second two, then 2 each */
+            assert_true(atomic_load(&mapped) <= (2 * iters + 1) * N);
+        else
+            assert_int_equal(atomic_load(&mapped), iters * N);
+        ember_ds_free(&x);
+        ember_loop_destroy(&loop);
+        free_ctx(&ctx);
+    }
+    /* the caller's persist of a kept state, at another level */
+    ember_ctx *ctx = new_ctx();
+    ember_ds *x = NULL;
+    TU_OKM(ember_range(&x, ctx, 0, N, 1, 4, msg), msg);
+    ember_loop_opts o = {.quiet = 1, .no_signals = 1};
+    ember_loop *loop = NULL;
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    TU_OK(ember_loop_bind_ds(loop, "x", &x));
+    uint64_t it;
+    int64_t sum = 0;
+    TU_OKM(ember_loop_next(loop, &it, msg), msg);
+    for (int i = 0; i < 2; i++) {
+        ember_ds *nx = NULL;
+        TU_OKM(ember_map(&nx, x, NULL, add_one, NULL, 0, msg), msg);
+        TU_OKM(ember_sum(nx, &sum, msg), msg);
+        ember_ds_free(&x);
+        x = nx;
+        TU_OKM(ember_loop_next(loop, &it, msg), msg);
+    }
+    assert_true(x->loop_kept);
+    TU_OKM(ember_persist(x, EMBER_MEMORY_AND_DISK, msg), msg);
+    assert_false(x->loop_kept);
+    TU_OKM(ember_sum(x, &sum, msg), msg);
+    assert_int_equal(sum, N * (N - 1) / 2 + 2 * N);
+    assert_int_equal(ember_cached_partitions(x), 4);
+    ember_ds_free(&x);
+    ember_loop_destroy(&loop);
     free_ctx(&ctx);
 }
 
@@ -2408,6 +2492,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_idiom_ser_no_recompute),
         cmocka_unit_test(test_loop_idiom_bounded_without_checkpoints),
         cmocka_unit_test(test_loop_cuts_states_made_from_the_last),
+        cmocka_unit_test(test_loop_keeps_uncached_states_actions_compute),
         cmocka_unit_test(test_loop_format2_items),
     };
     if (argc > 1)
