@@ -604,7 +604,11 @@ size_t ember_cached_partitions(const ember_ds *ds);
  * nothing), and every 32 iterations whenever it is deeper than 32 (an
  * uncached chain, which runs fused until then: at most 64 iterations of
  * it). So an action's planning, which walks the lineage, does not grow
- * with the run.
+ * with the run. A state made so without ember_cache (x = f(x)) in an
+ * iteration that ran an action is persisted by the loop (MEMORY_ONLY; a
+ * persist of the caller's replaces it): the next action stores it on its
+ * way and the loop cuts it, so an action computes two iterations' f, not
+ * up to 64. Iterations that run no action keep nothing.
  * ------------------------------------------------------------------------ */
 
 /* Like Spark's toDebugString: one line per dataset, indented where a stage
