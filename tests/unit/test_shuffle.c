@@ -319,6 +319,110 @@ static void test_shuffle_reduce_by_key_sum_default(void **state)
     free(v);
 }
 
+/* The default sum as each input partition streams in: a table of its keys
+ * while they are few, given up when they are many from the start or when
+ * a partition holds more than the table takes (32,768 keys). The sums
+ * must be the documented chains either way: each partition's records of a
+ * key in order, then the partitions in order (mixed magnitudes, so any
+ * other grouping shows in the bits), for every element of the f64 value
+ * fields (other kinds: test_shuffle_reduce_by_key_sum_default). */
+typedef struct {
+    int64_t key;
+    double v[3];
+    double c; /* a count, exact */
+} sumrec;
+
+typedef struct {
+    sumrec r;
+    size_t pos; /* the order its sum takes it in */
+} placed;
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    int k = cmp_i64(x->r.key, y->r.key);
+    return k ? k : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Folds the records of each key of r[0..n) in the order of their pos into
+ * out (pos: the first's); returns the keys. */
+static size_t fold_in_order(placed *r, size_t n, placed *out)
+{
+    qsort(r, n, sizeof *r, by_key_then_pos);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && out[m - 1].r.key == r[i].r.key) {
+            for (int j = 0; j < 3; j++)
+                out[m - 1].r.v[j] += r[i].r.v[j];
+            out[m - 1].r.c += r[i].r.c;
+        } else {
+            out[m++] = r[i];
+        }
+    }
+    return m;
+}
+
+static void test_shuffle_reduce_sums_streamed(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    ember_field f[] = {{"key", EMBER_I64, 1, 0}, {"v", EMBER_F64, 3, 0},
+                       {"c", EMBER_F64, 1, 0}};
+    ember_type t;
+    TU_OKM(ember_type_struct(&t, f, 3, msg), msg);
+    assert_int_equal(t.size, sizeof(sumrec));
+    const size_t n = 90000, P = 2;
+    sumrec *v = malloc(n * sizeof *v), *ref = malloc(n * sizeof *ref);
+    placed *in = malloc(n * sizeof *in), *partial = malloc(n * sizeof *partial);
+    placed *all = malloc(n * sizeof *all);
+    assert_true(v && ref && in && partial && all);
+    /* 7 keys; 60,000 from the start; 20 keys for 5,000 records, then
+     * 40,000 more (past the table) */
+    for (int shape = 0; shape < 3; shape++) {
+        uint64_t seed = 40 + (uint64_t)shape;
+        for (size_t i = 0; i < n; i++) {
+            size_t at = i % (n / P);
+            uint64_t r = tu_rand(&seed);
+            int64_t k = shape == 0 ? (int64_t)(r % 7)
+                      : shape == 1 ? (int64_t)(r % 60000)
+                      : at < 5000  ? (int64_t)(r % 20)
+                                   : (int64_t)(r % 40000) + 20;
+            v[i].key = k - 3;
+            for (int j = 0; j < 3; j++)
+                v[i].v[j] = (tu_rand01(&seed) - 0.4) *
+                            pow(10.0, (double)(tu_rand(&seed) % 12));
+            v[i].c = 1;
+        }
+        /* the reference: each partition's records folded in order, then
+         * each key's partials in partition order */
+        size_t m = 0;
+        for (size_t p = 0, off = 0; p < P; p++) {
+            size_t len = tu_part_len(n, P, p);
+            for (size_t i = 0; i < len; i++)
+                in[i] = (placed){v[off + i], i};
+            size_t pm = fold_in_order(in, len, partial);
+            for (size_t i = 0; i < pm; i++)
+                all[m++] = (placed){partial[i].r, p};
+            off += len;
+        }
+        m = fold_in_order(all, m, partial);
+        for (size_t i = 0; i < m; i++)
+            ref[i] = partial[i].r;
+        ember_ctx *ctx = tu_ctx(2);
+        ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
+        TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, 3, msg), msg);
+        check_reduced(r, (unsigned char *)ref, m, sizeof *ref);
+        ember_ds_free(&r);
+        ember_ds_free(&a);
+        ember_ctx_destroy(&ctx);
+    }
+    free(v);
+    free(ref);
+    free(in);
+    free(partial);
+    free(all);
+}
+
 /* Float keys: -0.0 and 0.0 are one key, NaNs are one key sorted last. */
 static void test_shuffle_reduce_by_key_float_keys(void **state)
 {
@@ -1419,6 +1523,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_sorted_check_edges),
         cmocka_unit_test(test_shuffle_reduce_by_key_user_combine),
         cmocka_unit_test(test_shuffle_reduce_by_key_sum_default),
+        cmocka_unit_test(test_shuffle_reduce_sums_streamed),
         cmocka_unit_test(test_shuffle_reduce_by_key_float_keys),
         cmocka_unit_test(test_shuffle_group_by_key),
         cmocka_unit_test(test_shuffle_next_group_edges),
