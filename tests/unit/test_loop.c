@@ -529,6 +529,18 @@ static int add_one_counted(const void *in, void *out, size_t n, void *arg)
  * times before); in one whose iterations run none (ember-maps), nothing is
  * kept and each map runs once, fused, at the 32-iteration cuts and the
  * last action. The caller may persist a kept state at another level. */
+/* A loop without checkpoints over *x = range(0, n) in 4 partitions. */
+static ember_loop *loop_over_range(ember_ctx *ctx, ember_ds **x, int64_t n)
+{
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_range(x, ctx, 0, n, 1, 4, msg), msg);
+    ember_loop_opts o = {.quiet = 1, .no_signals = 1};
+    ember_loop *loop = NULL;
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    TU_OK(ember_loop_bind_ds(loop, "x", x));
+    return loop;
+}
+
 static void test_loop_keeps_uncached_states_actions_compute(void **unused)
 {
     (void)unused;
@@ -537,11 +549,7 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
     for (int act = 1; act >= 0; act--) {
         ember_ctx *ctx = new_ctx();
         ember_ds *x = NULL;
-        TU_OKM(ember_range(&x, ctx, 0, N, 1, 4, msg), msg);
-        ember_loop_opts o = {.quiet = 1, .no_signals = 1};
-        ember_loop *loop = NULL;
-        TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
-        TU_OK(ember_loop_bind_ds(loop, "x", &x));
+        ember_loop *loop = loop_over_range(ctx, &x, N);
         atomic_store(&mapped, 0);
         uint64_t it;
         int64_t sum = 0;
@@ -572,11 +580,7 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
     /* the caller's persist of a kept state, at another level */
     ember_ctx *ctx = new_ctx();
     ember_ds *x = NULL;
-    TU_OKM(ember_range(&x, ctx, 0, N, 1, 4, msg), msg);
-    ember_loop_opts o = {.quiet = 1, .no_signals = 1};
-    ember_loop *loop = NULL;
-    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
-    TU_OK(ember_loop_bind_ds(loop, "x", &x));
+    ember_loop *loop = loop_over_range(ctx, &x, N);
     uint64_t it;
     int64_t sum = 0;
     TU_OKM(ember_loop_next(loop, &it, msg), msg);

@@ -879,6 +879,18 @@ static void test_shuffle_distinct_is_byte_equality(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* o[0..n) in key order (descending with desc), equal keys in input order
+ * (idx ascending). */
+static void assert_sorted_stable(const kvi *o, size_t n, int desc)
+{
+    for (size_t i = 1; i < n; i++) {
+        int c = cmp_i64(o[i - 1].key, o[i].key);
+        assert_true(desc ? c >= 0 : c <= 0);
+        if (c == 0)
+            assert_true(o[i - 1].idx < o[i].idx);
+    }
+}
+
 /* ---- sort_by_key --------------------------------------------------------------------------- */
 
 static void test_shuffle_sort_by_key_stable(void **state)
@@ -900,12 +912,7 @@ static void test_shuffle_sort_by_key_stable(void **state)
                 size_t got;
                 kvi *o = tu_collect(s, &got);
                 assert_int_equal(got, n);
-                for (size_t i = 1; i < n; i++) {
-                    int c = cmp_i64(o[i - 1].key, o[i].key);
-                    assert_true(desc ? c >= 0 : c <= 0);
-                    if (c == 0)
-                        assert_true(o[i - 1].idx < o[i].idx); /* stable */
-                }
+                assert_sorted_stable(o, n, desc);
                 int64_t s1 = 0;
                 for (size_t i = 0; i < n; i++)
                     s1 += o[i].idx;
@@ -1386,12 +1393,7 @@ static void test_shuffle_sorted_check_edges(void **unused)
             size_t m;
             kvi *got = tu_collect(s, &m);
             assert_int_equal(m, n);
-            for (size_t i = 1; i < n; i++) {
-                int c = cmp_i64(got[i - 1].key, got[i].key);
-                assert_true(desc ? c >= 0 : c <= 0);
-                if (c == 0) /* stable */
-                    assert_true(got[i - 1].idx < got[i].idx);
-            }
+            assert_sorted_stable(got, n, desc);
             free(got);
             if (!desc) {
                 TU_OKM(ember_distinct(&u, d, 1, msg), msg);
