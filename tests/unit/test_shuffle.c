@@ -325,11 +325,12 @@ static void test_shuffle_reduce_by_key_sum_default(void **state)
  * must be the documented chains either way: each partition's records of a
  * key in order, then the partitions in order (mixed magnitudes, so any
  * other grouping shows in the bits), for every element of the f64 value
- * fields (other kinds: test_shuffle_reduce_by_key_sum_default). */
+ * fields, and u64 sums that wrap (i32 and f32 fields:
+ * test_shuffle_reduce_by_key_sum_default). */
 typedef struct {
     int64_t key;
     double v[3];
-    double c; /* a count, exact */
+    uint64_t c; /* large: its sums wrap */
 } sumrec;
 
 typedef struct {
@@ -367,7 +368,7 @@ static void test_shuffle_reduce_sums_streamed(void **unused)
     (void)unused;
     char msg[EMBER_MSG_SIZE];
     ember_field f[] = {{"key", EMBER_I64, 1, 0}, {"v", EMBER_F64, 3, 0},
-                       {"c", EMBER_F64, 1, 0}};
+                       {"c", EMBER_U64, 1, 0}};
     ember_type t;
     TU_OKM(ember_type_struct(&t, f, 3, msg), msg);
     assert_int_equal(t.size, sizeof(sumrec));
@@ -391,7 +392,7 @@ static void test_shuffle_reduce_sums_streamed(void **unused)
             for (int j = 0; j < 3; j++)
                 v[i].v[j] = (tu_rand01(&seed) - 0.4) *
                             pow(10.0, (double)(tu_rand(&seed) % 12));
-            v[i].c = 1;
+            v[i].c = tu_rand(&seed) | (uint64_t)1 << 63;
         }
         /* the reference: each partition's records folded in order, then
          * each key's partials in partition order */
