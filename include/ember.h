@@ -612,8 +612,9 @@ size_t ember_cached_partitions(const ember_ds *ds);
  * ------------------------------------------------------------------------ */
 
 /* Like Spark's toDebugString: one line per dataset, indented where a stage
- * ends, with partitions, storage level, cached partitions and checkpoint
- * state. *out is freed with ember_free(). */
+ * ends, with partitions, storage level, cached partitions ("kept by the
+ * loop" when an ember_loop persisted it) and checkpoint state. *out is
+ * freed with ember_free(). */
 int ember_lineage_string(const ember_ds *ds, char **out);
 /* Steps from ds back to its furthest source or checkpoint (a source is 0). */
 size_t ember_lineage_depth(const ember_ds *ds);

@@ -94,8 +94,9 @@ static void describe(text *t, const ember_ds *ds)
         ds->op != EMBER__SHUFFLE)
         put(t, " (%s)", ember__op_name(ds));
     if (ds->level != EMBER_NONE)
-        put(t, " [%s, %zu/%zu cached]", ember_level_name(ds->level),
-            ember__store_count(ds->ctx, ds->id), ds->nparts);
+        put(t, " [%s, %zu/%zu cached%s]", ember_level_name(ds->level),
+            ember__store_count(ds->ctx, ds->id), ds->nparts,
+            ds->loop_kept ? ", kept by the loop" : "");
     if (ds->ckpt_state == 2)
         put(t, " [checkpoint: %s]", ds->ckpt_path ? ds->ckpt_path : "local");
     else if (ds->ckpt_state == 1)

@@ -593,8 +593,15 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
         TU_OKM(ember_loop_next(loop, &it, msg), msg);
     }
     assert_true(x->loop_kept);
+    char *text = NULL;
+    TU_OK(ember_lineage_string(x, &text));
+    TU_MSG_HAS(text, "[MEMORY_ONLY, 0/4 cached, kept by the loop]");
+    ember_free(ctx, text);
     TU_OKM(ember_persist(x, EMBER_MEMORY_AND_DISK, msg), msg);
     assert_false(x->loop_kept);
+    TU_OK(ember_lineage_string(x, &text));
+    TU_MSG_HAS(text, "[MEMORY_AND_DISK, 0/4 cached]");
+    ember_free(ctx, text);
     TU_OKM(ember_sum(x, &sum, msg), msg);
     assert_int_equal(sum, N * (N - 1) / 2 + 2 * N);
     assert_int_equal(ember_cached_partitions(x), 4);
