@@ -577,6 +577,38 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
         ember_loop_destroy(&loop);
         free_ctx(&ctx);
     }
+    /* under a budget that holds half a state, a kept state is not stored
+     * whole: it is dropped (the chain is cut every 32 as before), and the
+     * sums are right */
+    {
+        const int64_t NB = 40000; /* a budget of at least one block */
+        ember_ctx *ctx = new_ctx_budget((size_t)NB * sizeof(int64_t) / 2);
+        ember_ds *x = NULL;
+        ember_loop *loop = loop_over_range(ctx, &x, NB);
+        uint64_t it;
+        int64_t sum = 0;
+        for (;;) {
+            TU_OKM(ember_loop_next(loop, &it, msg), msg);
+            if (it == (uint64_t)iters)
+                break;
+            /* the last state: kept, not whole, dropped (but after a cut
+             * of the chain, at 32 and 64, and the iteration after) */
+            if (it >= 2 && it % 32 > 1) {
+                assert_true(x->loop_kept);
+                assert_int_equal(x->parent[0]->level, EMBER_NONE);
+                assert_int_equal(ember_cached_partitions(x->parent[0]), 0);
+            }
+            ember_ds *nx = NULL;
+            TU_OKM(ember_map(&nx, x, NULL, add_one, NULL, 0, msg), msg);
+            TU_OKM(ember_sum(nx, &sum, msg), msg);
+            assert_int_equal(sum, NB * (NB - 1) / 2 + ((int64_t)it + 1) * NB);
+            ember_ds_free(&x);
+            x = nx;
+        }
+        ember_ds_free(&x);
+        ember_loop_destroy(&loop);
+        free_ctx(&ctx);
+    }
     /* the caller's persist of a kept state, at another level */
     ember_ctx *ctx = new_ctx();
     ember_ds *x = NULL;
