@@ -52,6 +52,7 @@ echo "$ITERS and $few iterations, $OMP_NUM_THREADS threads, medians of $RUNS int
 awk -v is="$idiom_s" -v ifs="$idiom_few_s" -v pm="$prog_ms" -v ik="$idiom_kib" \
     -v pk="$prog_kib" -v it="$ITERS" -v few="$few" 'BEGIN {
     ii = (is - ifs) / (it - few) * 1000
+    if (ii < 0) { ii = 0; print "  (the two idiom runs differ by less than the noise: toy sizes)" }
     printf "  idiom         %8.2f ms an iteration   peak RSS %7.1f MiB\n", ii, ik / 1024
     printf "  ember-kmeans  %8.3f ms an iteration   peak RSS %7.1f MiB\n", pm, pk / 1024
     printf "  idiom / ember-kmeans %.1fx an iteration\n", (pm > 0 ? ii / pm : 0) }'

@@ -50,6 +50,7 @@ echo "$ITERS and $few iterations, $OMP_NUM_THREADS threads, medians of $RUNS int
 awk -v is="$idiom_s" -v ifs="$idiom_few_s" -v ps="$prog_s" \
     -v ik="$idiom_kib" -v ifk="$idiom_few_kib" -v pk="$prog_kib" -v it="$ITERS" -v few="$few" 'BEGIN {
     ii = (is - ifs) / (it - few); pi = ps / it
+    if (ii < 0) { ii = 0; print "  (the two idiom runs differ by less than the noise: toy sizes)" }
     printf "  idiom          %8.2f ms an iteration   peak RSS %7.1f MiB (%d iterations), %7.1f MiB (%d)\n", ii * 1000, ik / 1024, it, ifk / 1024, few
     printf "  ember-pagerank %8.3f ms an iteration   peak RSS %7.1f MiB\n", pi * 1000, pk / 1024
     printf "  idiom / ember-pagerank %.0fx an iteration; idiom RSS %d / %d iterations %.2fx\n", (pi > 0 ? ii / pi : 0), it, few, ik / ifk }'

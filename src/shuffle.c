@@ -372,9 +372,16 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
                      size_t part, char *msg)
 {
     const ember_type *t = &ds->type;
-    size_t size = t->size, out = 0, pos = 0, len;
-    while ((len = ember_next_group(t, b->data, b->n, &pos))) {
-        unsigned char *first = b->data + (pos - len) * size;
+    size_t size = t->size, out = 0, n = b->n;
+    /* runs found by key image, not a key comparison per record */
+    uint64_t *key = ember__malloc(ds->ctx, ember__mul(n + 1, sizeof *key));
+    if (!key)
+        return EMBER_ENOMEM;
+    ember__key_orders(t, b->data, n, key);
+    for (size_t i = 0, len; i < n; i += len) {
+        for (len = 1; i + len < n && key[i + len] == key[i]; len++)
+            ;
+        unsigned char *first = b->data + i * size;
         unsigned char *acc = b->data + out * size;
         if (acc != first)
             memmove(acc, first, size);
@@ -383,13 +390,16 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
             ember__sum_records(t, first + size, len - 1, acc, 1);
         else if (len > 1)
             r = ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg);
-        if (r)
+        if (r) {
+            ember__free(ds->ctx, key);
             return ember__err(msg, EMBER_EUSER,
                               "reduce_by_key #%llu: combine function returned %d "
                               "in %s partition %zu",
                               (unsigned long long)ds->id, r, where, part);
+        }
         out++;
     }
+    ember__free(ds->ctx, key);
     b->n = out;
     return EMBER_OK;
 }
@@ -615,19 +625,26 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
                       const ember__buf *b, ember__buf *out)
 {
     size_t i = 0, j = 0, head = ta->size < to->size ? ta->size : to->size;
-    int rc = ember__buf_reserve(ctx, out, a->n); /* b's keys unique: room */
+    /* the keys compared by their images, as the sorts order them */
+    uint64_t *ka = ember__malloc(ctx, ember__mul(a->n + 1, sizeof *ka));
+    uint64_t *kb = ember__malloc(ctx, ember__mul(b->n + 1, sizeof *kb));
+    int rc = ka && kb ? ember__buf_reserve(ctx, out, a->n) /* b's keys unique: room */
+                      : EMBER_ENOMEM;
+    if (!rc) {
+        ember__key_orders(ta, a->data, a->n, ka);
+        ember__key_orders(tb, b->data, b->n, kb);
+    }
     while (!rc && i < a->n && j < b->n) {
-        const unsigned char *ra = a->data + i * ta->size, *rb = b->data + j * tb->size;
-        int c = ember__key_cmp(ta, ra, rb);
-        if (c) {
-            c < 0 ? i++ : j++;
+        if (ka[i] != kb[j]) {
+            ka[i] < kb[j] ? i++ : j++;
             continue;
         }
+        uint64_t k = ka[i];
         size_t ja = j, jb = j;
-        while (jb < b->n && ember__key_cmp(ta, ra, b->data + jb * tb->size) == 0)
+        while (jb < b->n && kb[jb] == k)
             jb++;
-        for (; !rc && i < a->n && ember__key_cmp(ta, a->data + i * ta->size, ra) == 0; i++)
-            for (size_t k = ja; !rc && k < jb; k++) {
+        for (; !rc && i < a->n && ka[i] == k; i++)
+            for (size_t m = ja; !rc && m < jb; m++) {
                 if (out->n == out->cap &&
                     (rc = ember__buf_reserve(ctx, out, out->n + 1)))
                     break;
@@ -636,11 +653,13 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
                 memset(rec + head, 0, to->size - head);
                 for (uint32_t f = 1; f < tb->nfields; f++)
                     memcpy(rec + to->field[ta->nfields + f - 1].offset,
-                           b->data + k * tb->size + tb->field[f].offset,
+                           b->data + m * tb->size + tb->field[f].offset,
                            ember_scalar_size(tb->field[f].kind) * tb->field[f].count);
             }
         j = jb;
     }
+    ember__free(ctx, ka);
+    ember__free(ctx, kb);
     return rc;
 }
 
