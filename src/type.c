@@ -277,6 +277,8 @@ uint64_t ember__key_order(const ember_type *t, const void *rec)
 void ember__key_orders(const ember_type *t, const void *recs, size_t n,
                        uint64_t *out)
 {
+    if (n == 0) /* recs may be NULL */
+        return;
     const unsigned char *p = (const unsigned char *)recs + t->field[0].offset;
     const uint64_t top = (uint64_t)1 << 63;
     switch (t->field[0].kind) {
@@ -339,6 +341,8 @@ uint64_t ember__key_hash(const ember_type *t, const void *rec)
 void ember__key_hashes(const ember_type *t, const void *recs, size_t n,
                        uint64_t *out)
 {
+    if (n == 0) /* recs may be NULL */
+        return;
     const unsigned char *p = (const unsigned char *)recs + t->field[0].offset;
     if (t->field[0].kind == EMBER_I64 || t->field[0].kind == EMBER_U64) {
         for (size_t i = 0; i < n; i++) {
