@@ -68,7 +68,8 @@ int main(int argc, char **argv)
     double cent[KMAX * D];
     point first[KMAX];
     size_t got = 0;
-    ember_field pf[] = {{"k", EMBER_I64, 1, 0}, {"s", EMBER_F64, D, 0}, {"n", EMBER_F64, 1, 0}};
+    ember_field pf[] = {{"k", EMBER_I64, 1, 0}, {"s", EMBER_F64, D, 0},
+                        {"n", EMBER_F64, 1, 0}};
     ember_type pt, ct = ember_type_scalar(EMBER_F64);
     ember_loop_opts lo = {.program = "spark_kmeans", .iterations = iters};
     int rc = ember_loop_catch_early(msg);

@@ -1354,7 +1354,8 @@ static void test_shuffle_partitioned_inputs_pass_through(void **unused)
     TU_OKM(ember_group_by_key(&g3, dc, Q, msg), msg);
     TU_OKM(ember_group_by_key(&g1, dc1, Q, msg), msg);
     assert_same_parts(g3, g1);
-    ember_ds *all[] = {da, db, ga, ha, rb, xa, xb, j1, j2, jref, r1, rref, dc, dc1, g3, g1};
+    ember_ds *all[] = {da, db, ga, ha, rb, xa, xb, j1,
+                       j2, jref, r1, rref, dc, dc1, g3, g1};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         ember_ds_free(&all[i]);
     ember_ctx_destroy(&ctx);
