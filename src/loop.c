@@ -2324,6 +2324,11 @@ int ember_loop_next(ember_loop *L, uint64_t *iteration, char *msg)
     int rc;
     if (!L->started) {
         rc = first_next(L, msg);
+        /* Resumed at its last iteration, an accepted run does not go on,
+         * and its caller need not call finish (the README's loop does not):
+         * the file too many is retired now. */
+        if (!rc && L->dir && L->o.iterations && L->done == L->o.iterations)
+            retain_after_restore(L);
     } else {
         if (L->pending) {
             L->iter_times[L->niter_times++ % ITER_TIMES] =

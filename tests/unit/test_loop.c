@@ -1109,9 +1109,12 @@ static void test_loop_retention(void **unused)
 /* A run killed after its last commit and before retention leaves a file
  * too many; its rerun resumes at the end and writes nothing new, and still
  * keeps only `keep` (CI's test_loop_kill caught 3 kept of 2), once it goes
- * on past the restore. A run that stops right after the restore (its
- * caller refuses it: a checkpoint past its --iterations) deletes nothing,
- * whatever its keep: it used to delete the files over its own keep. */
+ * on past the restore, or at once when the restore is at its last
+ * iteration (ember-loopdemo and the README's loop call no finish then:
+ * test_loop_kill caught it again on 2026-12-06). A run that stops right
+ * after the restore (its caller refuses it: a checkpoint past its
+ * --iterations) deletes nothing, whatever its keep: it used to delete the
+ * files over its own keep. */
 static void test_loop_retention_on_resume(void **unused)
 {
     (void)unused;
@@ -1131,8 +1134,15 @@ static void test_loop_retention_on_resume(void **unused)
     resume_at(&o, msg, EMBER_EMISMATCH);
     assert_non_null(strstr(msg, "is at iteration 6, past the 5 iterations"));
     assert_int_equal(count_ckpts(), 3);
-    o.iterations = 6;
+    o.iterations = 7; /* not at its end: waits for a next or finish */
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    assert_int_equal(count_ckpts(), 3);
+    o.iterations = 6; /* at its end: retires the file too many */
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    assert_int_equal(count_ckpts(), 2);
+    assert_false(exists(ckpt_name(p, 4)));
+    fresh_dir();
+    run_every1(6, 3);
     o.iterations = 0;
     state s;
     state_init(&s);
