@@ -541,6 +541,14 @@ static ember_loop *loop_over_range(ember_ctx *ctx, ember_ds **x, int64_t n)
     return loop;
 }
 
+/* ember_loop_next, then whether the loop is below n iterations. */
+static int next_below(ember_loop *loop, uint64_t *it, uint64_t n)
+{
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_loop_next(loop, it, msg), msg);
+    return *it < n;
+}
+
 static void test_loop_keeps_uncached_states_actions_compute(void **unused)
 {
     (void)unused;
@@ -553,10 +561,7 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
         atomic_store(&mapped, 0);
         uint64_t it;
         int64_t sum = 0;
-        for (;;) {
-            TU_OKM(ember_loop_next(loop, &it, msg), msg);
-            if (it == (uint64_t)iters)
-                break;
+        while (next_below(loop, &it, (uint64_t)iters)) {
             if (act) /* x kept, made from the last one, cut */
                 assert_true(ember_lineage_depth(x) <= 1);
             assert_int_equal(x->loop_kept, act && it >= 1);
@@ -587,10 +592,7 @@ static void test_loop_keeps_uncached_states_actions_compute(void **unused)
         ember_loop *loop = loop_over_range(ctx, &x, NB);
         uint64_t it;
         int64_t sum = 0;
-        for (;;) {
-            TU_OKM(ember_loop_next(loop, &it, msg), msg);
-            if (it == (uint64_t)iters)
-                break;
+        while (next_below(loop, &it, (uint64_t)iters)) {
             /* the last state: kept, not whole, dropped (but after a cut
              * of the chain, at 32 and 64, and the iteration after) */
             if (it >= 2 && it % 32 > 1) {
