@@ -174,9 +174,24 @@ int ember__type_concat(ember_type *out, const ember_type *a,
  * edited by hand would make the kernels read past records). */
 int ember__type_ok(const ember_type *t);
 int ember__type_check_key(const ember_type *t, const char *op, char *msg);
-/* Element-wise sum of n records into acc, fields from first_field on. */
+/* Element-wise sum of n records into acc, fields from first_field on:
+ * each element a chain in record order. */
 void ember__sum_records(const ember_type *t, const void *recs, size_t n,
                         void *acc, uint32_t first_field);
+/* The same in two steps, the plan made once for many calls. */
+typedef struct {
+    uint32_t off, count;
+    ember_scalar kind;
+} ember__sum_run;
+typedef struct {
+    uint32_t n;
+    size_t size;
+    ember__sum_run run[EMBER_MAX_FIELDS];
+} ember__sum_runs;
+void ember__sum_plan(const ember_type *t, uint32_t first_field,
+                     ember__sum_runs *plan);
+void ember__sum_planned(const ember__sum_runs *plan, const void *recs,
+                        size_t n, void *acc);
 
 /* ---- datasets (ds.c) ------------------------------------------------------ */
 

@@ -462,60 +462,8 @@ static int key_room(ember_ctx *ctx, key_table *kt)
     return EMBER_OK;
 }
 
-/* The 8-byte values of a record type whose value fields are all f64,
- * i64 or u64 (their offsets, and which are integers), for adding a record
- * without ember__sum_records' call and dispatch per record: the same
- * additions (doubles in one chain, integers modulo 2^64). n 0 for other
- * types, which take ember__sum_records. */
-typedef struct {
-    uint32_t n, off[64];
-    unsigned char integer[64];
-} add_plan;
-
-static void plan_adds(const ember_type *t, add_plan *pl)
-{
-    pl->n = 0;
-    for (uint32_t f = 1; f < t->nfields; f++)
-        for (uint32_t e = 0; e < t->field[f].count; e++) {
-            ember_scalar k = t->field[f].kind;
-            if ((k != EMBER_F64 && k != EMBER_I64 && k != EMBER_U64) || pl->n == 64) {
-                pl->n = 0;
-                return;
-            }
-            pl->integer[pl->n] = k != EMBER_F64;
-            pl->off[pl->n++] = t->field[f].offset + 8 * e;
-        }
-}
-
-/* acc += r, field by field */
-static void add_record(const ember_type *t, const add_plan *pl,
-                       unsigned char *acc, const unsigned char *r)
-{
-    if (!pl->n) {
-        ember__sum_records(t, r, 1, acc, 1);
-        return;
-    }
-    for (uint32_t e = 0; e < pl->n; e++) {
-        unsigned char *a = acc + pl->off[e];
-        const unsigned char *b = r + pl->off[e];
-        if (pl->integer[e]) {
-            uint64_t x, y;
-            memcpy(&x, a, 8);
-            memcpy(&y, b, 8);
-            x += y;
-            memcpy(a, &x, 8);
-        } else {
-            double x, y;
-            memcpy(&x, a, 8);
-            memcpy(&y, b, 8);
-            x += y;
-            memcpy(a, &x, 8);
-        }
-    }
-}
-
 static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
-                    const ember_type *t, const add_plan *pl,
+                    const ember_type *t, const ember__sum_runs *pl,
                     const unsigned char *recs, size_t n)
 {
     uint64_t key[256];
@@ -538,7 +486,7 @@ static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
                 return rc;
             struct key_slot *sl = key_find(kt, key[i]);
             if (sl->at != SIZE_MAX) {
-                add_record(t, pl, out->data + sl->at * t->size, r);
+                ember__sum_planned(pl, r, 1, out->data + sl->at * t->size);
                 continue;
             }
             memcpy(out->data + out->n * t->size, r, t->size); /* reserved */
@@ -553,7 +501,7 @@ typedef struct {
     ember_ds *ds;          /* the reduce_by_key */
     ember__buf *parts;
     key_table *tab;        /* each partition's, while its records come */
-    add_plan plan;
+    ember__sum_runs plan; /* the value fields */
 } sum_run;
 
 static int sum_sink(void *state, size_t part, const void *recs, size_t n,
@@ -585,7 +533,7 @@ static int materialize_summed(ember_ds *ds, ember__buf **out, char *msg)
     sum_run r = {.ds = ds, .parts = ember__calloc(ctx, P, sizeof *r.parts),
                  .tab = ember__calloc(ctx, P, sizeof *r.tab)};
     int rc = r.parts && r.tab ? EMBER_OK : EMBER_ENOMEM;
-    plan_adds(&ds->type, &r.plan);
+    ember__sum_plan(&ds->type, 1, &r.plan);
     for (size_t p = 0; !rc && p < src->nparts; p++)
         r.parts[p].size = src->type.size;
     if (!rc)

@@ -292,6 +292,80 @@ static void test_actions_sum_struct_fields(void **state)
     free(v);
 }
 
+/* Records of many elements a field, and fields of one kind side by side:
+ * each element still one chain in record order (the sum walks 8, 4, 2 or
+ * 1 elements at a time). */
+typedef struct {
+    int64_t k;
+    double p, q[12]; /* one run of 13: 8 + 4 + 1 */
+    float f[7];      /* 4 + 2 + 1 */
+    int32_t i[9];    /* 8 + 1, not packed */
+    uint64_t u[2];
+} wide;
+
+static void test_actions_sum_wide_records(void **state)
+{
+    (void)state;
+    ember_field f[] = {{"k", EMBER_I64, 1, 0}, {"p", EMBER_F64, 1, 0},
+                       {"q", EMBER_F64, 12, 0}, {"f", EMBER_F32, 7, 0},
+                       {"i", EMBER_I32, 9, 0}, {"u", EMBER_U64, 2, 0}};
+    ember_type t;
+    char msg[EMBER_MSG_SIZE];
+    TU_OKM(ember_type_struct(&t, f, 6, msg), msg);
+    assert_int_equal(t.size, sizeof(wide));
+    size_t n = 5000;
+    wide *v = calloc(n, sizeof *v);
+    uint64_t seed = 11;
+    for (size_t r = 0; r < n; r++) {
+        v[r].k = (int64_t)tu_rand(&seed);
+        v[r].p = (tu_rand01(&seed) - 0.5) * 1e9;
+        for (int j = 0; j < 12; j++)
+            v[r].q[j] = (tu_rand01(&seed) - 0.5) * pow(10, j % 7 * 3);
+        for (int j = 0; j < 7; j++)
+            v[r].f[j] = (float)((tu_rand01(&seed) - 0.5) * pow(10, j));
+        for (int j = 0; j < 9; j++)
+            v[r].i[j] = (int32_t)(uint32_t)tu_rand(&seed);
+        v[r].u[0] = tu_rand(&seed);
+        v[r].u[1] = tu_rand(&seed);
+    }
+    ember_ctx *ctx = tu_ctx(2);
+    for (size_t P = 1; P <= 13; P += 12) {
+        wide ref = {0}, got;
+        for (size_t p = 0, off = 0; p < P; off += tu_part_len(n, P, p++)) {
+            wide s = {0};
+            for (size_t r = off; r < off + tu_part_len(n, P, p); r++) {
+                s.k = (int64_t)((uint64_t)s.k + (uint64_t)v[r].k);
+                s.p += v[r].p;
+                for (int j = 0; j < 12; j++)
+                    s.q[j] += v[r].q[j];
+                for (int j = 0; j < 7; j++)
+                    s.f[j] += v[r].f[j];
+                for (int j = 0; j < 9; j++)
+                    s.i[j] = (int32_t)((uint32_t)s.i[j] + (uint32_t)v[r].i[j]);
+                s.u[0] += v[r].u[0];
+                s.u[1] += v[r].u[1];
+            }
+            ref.k = (int64_t)((uint64_t)ref.k + (uint64_t)s.k);
+            ref.p += s.p;
+            for (int j = 0; j < 12; j++)
+                ref.q[j] += s.q[j];
+            for (int j = 0; j < 7; j++)
+                ref.f[j] += s.f[j];
+            for (int j = 0; j < 9; j++)
+                ref.i[j] = (int32_t)((uint32_t)ref.i[j] + (uint32_t)s.i[j]);
+            ref.u[0] += s.u[0];
+            ref.u[1] += s.u[1];
+        }
+        ember_ds *a = array_of(ctx, &t, v, n, P);
+        memset(&got, 0x7f, sizeof got);
+        TU_OKM(ember_sum(a, &got, msg), msg);
+        assert_memory_equal(&got, &ref, sizeof got);
+        ember_ds_free(&a);
+    }
+    ember_ctx_destroy(&ctx);
+    free(v);
+}
+
 /* ---- collect and take ---------------------------------------------------------------- */
 
 static void test_actions_collect_caller_buffer(void **state)
@@ -1069,6 +1143,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_reduce_folds_in_order),
         cmocka_unit_test(test_actions_reduce_empty_and_bad_args),
         cmocka_unit_test(test_actions_sum_struct_fields),
+        cmocka_unit_test(test_actions_sum_wide_records),
         cmocka_unit_test(test_actions_collect_caller_buffer),
         cmocka_unit_test(test_actions_collect_alloc),
         cmocka_unit_test(test_actions_take),
