@@ -18,7 +18,7 @@ export BENCH_SUMMARY
 BENCH_SUMMARY=$(mktemp)
 trap 'rm -f "$BENCH_SUMMARY"' EXIT
 for b in maps checkpoint ckpt_overhead filesum pagerank kmeans kmeans-wide cc stream_bench sssp sssp_gapbs \
-    jacobi spark_pagerank spark_kmeans gapbs; do
+    jacobi spark_pagerank spark_kmeans spark_lr gapbs; do
     echo "=== $b"
     case $b in
     kmeans-wide) KM_N=50000 KM_D=512 KM_K=64 bash "$here/kmeans.sh" ;;

@@ -40,6 +40,7 @@ bench sssp 'Distances identical \(cmp\) across all four: yes' SCALE=10
 bench jacobi 'idiom / arrays [0-9.]+ x with checkpoints' SCALE=10 ITERS=20
 bench spark_pagerank 'idiom RSS [0-9]+ / [0-9]+ iterations [0-9.]+x' SCALE=10 ITERS=20
 bench spark_kmeans 'idiom / ember-kmeans [0-9.]+x an iteration' N=5000 ITERS=10
+bench spark_lr 'idiom / plain [0-9.]+x an iteration' N=5000 ITERS=10 NUMPY=no
 bench ckpt_overhead 'ratio to no checkpoints: --checkpoint-sync [0-9.]+, default [0-9.]+' \
     SCALE=12 ITERS=10
 bench checkpoint 'checkpoint every 5, asynchronous' BYTES=4194304 SCALE=12
