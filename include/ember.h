@@ -303,7 +303,8 @@ typedef struct {
 /* Numbers: every line holds the same number of numeric columns, parsed as
  * f64. One column gives a scalar f64 type; more give a struct of f64 fields
  * named by the header (or c0, c1, ...), laid out as double[d]. Blank lines
- * and lines starting with '#' are skipped. */
+ * and lines starting with '#' are skipped. A regular file is mapped, not
+ * copied into memory; one written while it is read is EMBER_EIO. */
 int ember_read_csv(ember_ds **out, ember_ctx *ctx, const char *path,
                    const ember_text_opts *opts, char *msg);
 

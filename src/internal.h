@@ -538,14 +538,16 @@ int ember__decompress(ember_ctx *ctx, const void *src, size_t src_bytes,
 
 /* ---- a mapped input file (mapfile.c) ------------------------------------ */
 
-/* A read-only mapping of a whole file. Should the file shrink while it is
- * mapped, reads past its new end give zeros instead of SIGBUS, and
- * ember__map_shrank says so (a process-wide SIGBUS handler, mapfile.c). */
+/* A read-only mapping of a whole file, with data[size] a readable 0.
+ * Should the file shrink while it is mapped, reads past its new end give
+ * zeros instead of SIGBUS, and ember__map_shrank says so (a process-wide
+ * SIGBUS handler, mapfile.c). */
 typedef struct {
     const char *data;
     size_t size;
     int slot; /* its guard, or -1 (unguarded) */
     int fd;   /* the file, kept open to see its size */
+    int64_t mtime_ns, ctime_ns; /* when mapped */
 } ember__mapped;
 /* Errors name path: EMBER_ENOTFOUND, EMBER_EFORMAT (not a regular file),
  * EMBER_EEMPTY, EMBER_EIO. */
@@ -553,6 +555,9 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg);
 /* 1 once a read of the mapping found the file shorter than mapped, or
  * the file is shorter now. */
 int ember__map_shrank(const ember__mapped *m);
+/* 1 when the file shrank, or was written or changed since it was mapped
+ * (its size, modification or change time differ). */
+int ember__map_changed(const ember__mapped *m);
 void ember__unmap_file(ember__mapped *m);
 
 /* ---- whole-file checksum (filesum.c) ------------------------------------- */

@@ -1,8 +1,10 @@
 /* mapfile.c: a read-only mapping of an input file that survives the file
  * shrinking under it.
  *
- * The text graph loader parses its file through a mapping (no copy out of
- * the page cache). When another process truncates the file meanwhile,
+ * The text graph loader and ember_read_csv parse their files through a
+ * mapping (no copy out of the page cache), which is one byte longer than
+ * the file and reads 0 there, so a parser can stop at a NUL as in a
+ * string. When another process truncates the file meanwhile,
  * touching a mapped page past the new end raises SIGBUS, and the load died
  * of a signal (exit 135) instead of saying what happened. So while a file
  * is mapped here its address range sits in a slot of `guards`, and a
@@ -120,6 +122,21 @@ static int guard_add(const void *data, size_t size)
     return -1; /* mapped unguarded: a truncation kills the process, as before */
 }
 
+static int64_t stat_ns(const struct timespec *t)
+{
+    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* The bytes mapped for a file of `size`: whole pages, at least one byte
+ * more, so that data[size] is 0 (the rest of the file's last page, or an
+ * anonymous page after it) and text parsers may stop at a NUL as in a
+ * string. */
+static size_t map_span(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (size / page + 1) * page;
+}
+
 int ember__map_file(ember__mapped *m, const char *path, char *msg)
 {
     *m = (ember__mapped){.slot = -1, .fd = -1};
@@ -137,14 +154,22 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg)
     else if (st.st_size == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: empty file", path);
     if (!rc) {
+        /* the file over the start of a zeroed span one byte longer */
         size_t size = (size_t)st.st_size;
-        void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *span = mmap(NULL, map_span(size), PROT_READ,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = span == MAP_FAILED
+                      ? MAP_FAILED
+                      : mmap(span, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
         if (p == MAP_FAILED) {
             rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", path, strerror(errno));
+            if (span != MAP_FAILED)
+                munmap(span, map_span(size));
         } else {
             madvise(p, size, MADV_SEQUENTIAL);
             *m = (ember__mapped){.data = p, .size = size, .slot = guard_add(p, size),
-                                 .fd = fd};
+                                 .fd = fd, .mtime_ns = stat_ns(&st.st_mtim),
+                                 .ctime_ns = stat_ns(&st.st_ctim)};
             return EMBER_OK;
         }
     }
@@ -159,6 +184,14 @@ int ember__map_shrank(const ember__mapped *m)
            (m->fd >= 0 && fstat(m->fd, &st) == 0 && (uint64_t)st.st_size < m->size);
 }
 
+int ember__map_changed(const ember__mapped *m)
+{
+    struct stat st;
+    return ember__map_shrank(m) || m->fd < 0 || fstat(m->fd, &st) != 0 ||
+           (uint64_t)st.st_size != m->size || stat_ns(&st.st_mtim) != m->mtime_ns ||
+           stat_ns(&st.st_ctim) != m->ctime_ns;
+}
+
 void ember__unmap_file(ember__mapped *m)
 {
     if (m->slot >= 0) {
@@ -168,7 +201,7 @@ void ember__unmap_file(ember__mapped *m)
         atomic_store(&g->used, 0);
     }
     if (m->data)
-        munmap((void *)m->data, m->size);
+        munmap((void *)m->data, map_span(m->size));
     if (m->fd >= 0)
         close(m->fd);
     *m = (ember__mapped){.slot = -1, .fd = -1};

@@ -1,7 +1,10 @@
 /* text.c: text sources: whole files, numeric CSV, and lines.
  *
  * ember__read_file loads a file into one ctx allocation, NUL-terminated.
- * ember_read_csv and ember_read_lines load their file, cut it into chunks
+ * ember_read_csv maps a regular file instead (mapfile.c; its pages let go
+ * as each chunk is parsed, and a file written meanwhile refused), and
+ * ember_read_lines, whose text lives as long as its dataset, reads it.
+ * Both cut the text into chunks
  * that start and end at line boundaries, and make two parallel passes over
  * the chunks: the first counts each chunk's lines (and, for CSV, data rows);
  * a prefix sum turns the counts into each chunk's first line number and
@@ -31,6 +34,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,7 +189,8 @@ typedef enum {
     FAIL_NOT_FINITE,
     FAIL_RANGE,
     FAIL_BARE_CR,
-    FAIL_NUL
+    FAIL_NUL,
+    FAIL_CHANGED /* other rows than counted: the file changed meanwhile */
 } fail_kind;
 
 /* The first thing wrong in a chunk, kept as data and worded later so the
@@ -278,14 +283,14 @@ static void for_chunks(ember_ctx *ctx, chunk *c, size_t n, chunk_fn fn,
 /* A chunk table for [lo, hi), counted by count_fn; *rows gets the total. */
 static int make_chunks(ember_ctx *ctx, chunk **out, size_t *n, size_t parts,
                        const char *lo, const char *hi, size_t first_line,
-                       chunk_fn count_fn, size_t *rows)
+                       chunk_fn count_fn, void *arg, size_t *rows)
 {
     *n = chunk_count(ctx, parts, (size_t)(hi - lo));
     *out = ember__calloc(ctx, *n, sizeof **out);
     if (!*out)
         return EMBER_ENOMEM;
     split_chunks(*out, *n, lo, hi);
-    for_chunks(ctx, *out, *n, count_fn, NULL);
+    for_chunks(ctx, *out, *n, count_fn, arg);
     *rows = number_chunks(*out, *n, first_line);
     return EMBER_OK;
 }
@@ -932,12 +937,27 @@ typedef struct {
     double *out;
     locale_t c_loc;
     size_t first_bad;   /* lowest failed chunk; SIZE_MAX while none */
+    const ember__mapped *map; /* the file, when mapped */
 } csv_job;
+
+/* Lets go of the whole pages of a parsed chunk of a mapped file: clean
+ * file pages, read again if touched (for an error message), so the text
+ * never sits in memory whole beside the records. */
+static void release_chunk(const ember__mapped *map, const chunk *c)
+{
+    if (!map)
+        return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = ((size_t)(c->lo - map->data) + page - 1) / page * page;
+    size_t b = (size_t)(c->hi - map->data) / page * page;
+    if (b > a)
+        madvise((char *)map->data + a, b - a, MADV_DONTNEED);
+}
 
 static void count_rows(void *arg, chunk *c, size_t index)
 {
     size_t lines = 0, rows = 0;
-    (void)arg, (void)index;
+    (void)index;
     for (const char *p = c->lo; p < c->hi; lines++) {
         const char *e = line_end(p, c->hi);
         rows += !skipped_line(p, e);
@@ -945,6 +965,7 @@ static void count_rows(void *arg, chunk *c, size_t index)
     }
     c->lines = lines;
     c->rows = rows;
+    release_chunk(arg, c);
 }
 
 static fail_kind fail_at(csv_fail *f, fail_kind kind, size_t column)
@@ -1020,7 +1041,7 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
     if (index > first_bad)
         return;
     double *row = job->out + c->row0 * job->cols;
-    size_t number = c->line0;
+    size_t number = c->line0, rows = 0;
     for (const char *p = c->lo; p < c->hi; number++) {
         const char *e = line_end(p, c->hi);
         bool skipped = skipped_line(p, e);
@@ -1028,6 +1049,11 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
         if (odd != FAIL_NONE) {
             c->fail.kind = odd;
             c->fail.line = number;
+            note_failure(job, index);
+            return;
+        }
+        if (!skipped && rows++ == c->rows) {
+            c->fail.kind = FAIL_CHANGED;
             note_failure(job, index);
             return;
         }
@@ -1041,6 +1067,11 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
         }
         p = next_line(e, c->hi);
     }
+    if (rows != c->rows) {
+        c->fail.kind = FAIL_CHANGED;
+        note_failure(job, index);
+    }
+    release_chunk(job->map, c);
 }
 
 /* Quotes at most this much of a bad field in a message. */
@@ -1072,6 +1103,8 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
         return bare_cr_error(job->path, f->line, msg);
     case FAIL_NUL:
         return nul_error(job->path, f->line, msg);
+    case FAIL_CHANGED:
+        return ember__err(msg, EMBER_EIO, "%s: changed while it was read", job->path);
     case FAIL_NOT_NUMBER:
     case FAIL_NONE:
         break;
@@ -1097,6 +1130,7 @@ static int csv_report(const chunk *c, size_t n, const csv_job *job, char *msg)
 typedef struct {
     char *text;
     size_t size;
+    ember__mapped map;  /* text, when it is a mapped file */
     chunk *chunks;
     size_t nchunks;
     double *records;
@@ -1108,17 +1142,35 @@ static void csv_state_free(ember_ctx *ctx, csv_state *s)
 {
     ember__free(ctx, s->records);
     ember__free(ctx, s->chunks);
-    ember__free(ctx, s->text);
+    if (s->map.data)
+        ember__unmap_file(&s->map);
+    else
+        ember__free(ctx, s->text);
     if (s->c_loc != (locale_t)0)
         freelocale(s->c_loc);
+}
+
+/* A regular file is mapped, not copied into memory (reading 213 MB into
+ * fresh pages took 0.2 s of a 0.66 s load here, mapping it 0.02 s), and
+ * its pages are let go as the chunks are counted and parsed; anything
+ * else (a pipe, an empty file) is read whole, with read's messages. */
+static int csv_text(ember_ctx *ctx, csv_state *s, const char *path, char *msg)
+{
+    if (ember__map_file(&s->map, path, NULL) == EMBER_OK) {
+        s->text = (char *)s->map.data;
+        s->size = s->map.size;
+        return EMBER_OK;
+    }
+    return ember__read_file(ctx, path, &s->text, &s->size, msg);
 }
 
 static int csv_parse(ember_ctx *ctx, csv_state *s, const csv_plan *pl,
                      size_t parts, const char *path, char *msg)
 {
+    const ember__mapped *map = s->map.data ? &s->map : NULL;
     int rc = make_chunks(ctx, &s->chunks, &s->nchunks, parts, pl->data,
                          s->text + s->size, pl->data_line, count_rows,
-                         &s->rows);
+                         (void *)map, &s->rows);
     if (rc)
         return ember__err(msg, rc, "%s: out of memory", path);
     if (s->rows == 0)
@@ -1129,9 +1181,12 @@ static int csv_parse(ember_ctx *ctx, csv_state *s, const csv_plan *pl,
         return ember__err(msg, EMBER_ENOMEM,
                           "%s: %zu rows of %zu columns do not fit in memory",
                           path, s->rows, pl->cols);
-    csv_job job = {path, pl->delim, pl->cols, s->records, s->c_loc, SIZE_MAX};
+    csv_job job = {path, pl->delim, pl->cols, s->records, s->c_loc, SIZE_MAX, map};
     for_chunks(ctx, s->chunks, s->nchunks, parse_chunk, &job);
-    return csv_report(s->chunks, s->nchunks, &job, msg);
+    rc = csv_report(s->chunks, s->nchunks, &job, msg);
+    if (map && ember__map_changed(map)) /* whatever the parse made of it */
+        rc = ember__err(msg, EMBER_EIO, "%s: changed while it was read", path);
+    return rc;
 }
 
 static bool valid_delimiter(char d)
@@ -1154,10 +1209,11 @@ int ember_read_csv(ember_ds **out, ember_ctx *ctx, const char *path,
     csv_state s = {0};
     csv_plan pl;
     ember_type type;
+    s.map = (ember__mapped){.slot = -1, .fd = -1};
     s.c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     int rc = s.c_loc == (locale_t)0
                  ? ember__err(msg, EMBER_ENOMEM, "%s: no C locale", path)
-                 : ember__read_file(ctx, path, &s.text, &s.size, msg);
+                 : csv_text(ctx, &s, path, msg);
     if (!rc && s.size >= 2 && (unsigned char)s.text[0] == 0x1f &&
         (unsigned char)s.text[1] == 0x8b)
         rc = ember__err(msg, EMBER_EFORMAT,
@@ -1230,7 +1286,7 @@ static int lines_index(ember_ctx *ctx, const char *text, size_t size,
     chunk *c = NULL;
     size_t nchunks;
     int rc = make_chunks(ctx, &c, &nchunks, parts, text, text + size, 1,
-                         count_lines, n);
+                         count_lines, NULL, n);
     if (!rc)
         *recs = ember__malloc(ctx, ember__mul(*n, sizeof **recs));
     if (!rc && !*recs)

@@ -17,7 +17,9 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -803,6 +805,96 @@ static void test_text_nan_rejected(void **state)
     fx_done(&f);
 }
 
+/* A file is mapped, so the byte after it must read as the end of the text:
+ * a number that needs strtod (more than 19 digits) ending a file of whole
+ * pages, with no newline, is read and stops there. */
+static void test_text_number_ends_page(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), size = 2 * page;
+    const char *last = "0.1000000000000000000000000000000000001";
+    char *text = malloc(size);
+    assert_non_null(text);
+    memset(text, '#', size);
+    text[0] = '\n'; /* a first line of '#'s is a comment */
+    size_t tail = strlen(last);
+    text[size - tail - 1] = '\n';
+    memcpy(text + size - tail, last, tail);
+    /* lines of "#" before it: comments */
+    for (size_t i = 64; i < size - tail - 1; i += 64)
+        text[i] = '\n';
+    const char *path = fx_write(&f, "page.csv", text, size);
+    ember_ctx *ctx = new_ctx(2);
+    ember_ds *ds = NULL;
+    const double *v = csv_ok(&ds, ctx, path, 0, -1, 1, 1);
+    assert_true(v[0] == 0.1);
+    ember_ds_free(&ds);
+    ember_ctx_destroy(&ctx);
+    free(text);
+    fx_done(&f);
+}
+
+/* Another process rewrites the file while it is read, rows to comments and
+ * back: each read gives rows that were in the file, all of them set, or
+ * EMBER_EIO "changed while it was read" (the parse may have failed on a
+ * line that changed between two looks, or counted other rows than it
+ * then found), never a write past its records or a row left unset. */
+static void test_text_csv_file_changes(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    size_t lines = 1 << 15; /* two chunks: a row too many in the last one
+                               would be written past the records */
+    char *a = malloc(4 * lines), *b = malloc(4 * lines);
+    assert_true(a && b);
+    for (size_t i = 0; i < lines; i++) {
+        memcpy(a + 4 * i, "1,2\n", 4);
+        memcpy(b + 4 * i, i % 3 ? "3,4\n" : "#c \n", 4);
+    }
+    const char *path = fx_write(&f, "changes.csv", a, 4 * lines);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        int fd = open(path, O_WRONLY);
+        for (unsigned i = 0; fd >= 0 && getppid() != 1; i++)
+            if (pwrite(fd, i % 2 ? a : b, 4 * lines, 0) != (ssize_t)(4 * lines))
+                _exit(1);
+        _exit(1);
+    }
+    ember_ctx *ctx = new_ctx(2);
+    int changed = 0;
+    for (int r = 0; r < 400; r++) {
+        ember_ds *ds = NULL;
+        char msg[EMBER_MSG_SIZE];
+        int rc = csv(&ds, ctx, path, ',', -1, 0, msg);
+        if (rc == EMBER_EIO) {
+            assert_msg_has(msg, "changed while it was read");
+            changed++;
+            continue;
+        }
+        if (rc != EMBER_OK)
+            fail_msg("ember_read_csv: %s (%s)", ember_strerror(rc), msg);
+        const double *v = (const double *)ds->u.array.data;
+        size_t n = ds->u.array.n;
+        assert_true(n >= lines * 2 / 3 && n <= lines);
+        for (size_t i = 0; i < n; i++)
+            if (!((v[2 * i] == 1 && v[2 * i + 1] == 2) ||
+                  (v[2 * i] == 3 && v[2 * i + 1] == 4)))
+                fail_msg("row %zu of %zu: %g,%g", i, n, v[2 * i], v[2 * i + 1]);
+        ember_ds_free(&ds);
+    }
+    kill(writer, SIGKILL);
+    waitpid(writer, NULL, 0);
+    printf("    (%d of 400 reads saw the file change)\n", changed);
+    ember_ctx_destroy(&ctx);
+    free(a);
+    free(b);
+    fx_done(&f);
+}
+
 static void test_text_missing_file(void **state)
 {
     (void)state;
@@ -1219,6 +1311,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_text_ragged_rows),
         cmocka_unit_test(test_text_not_a_number),
         cmocka_unit_test(test_text_nan_rejected),
+        cmocka_unit_test(test_text_number_ends_page),
+        cmocka_unit_test(test_text_csv_file_changes),
         cmocka_unit_test(test_text_missing_file),
         cmocka_unit_test(test_text_empty_file),
         cmocka_unit_test(test_text_only_comments),
