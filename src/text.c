@@ -333,10 +333,40 @@ static bool is_digit(char c)
     return (unsigned)(c - '0') < 10;
 }
 
+/* The value of 8 ASCII digits at p, or -1 when any is not a digit:
+ * checked and converted in a 64-bit word (the first digit in its low
+ * byte), pairs, then fours, then the eight. */
+static int64_t eight_digits(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if ((x & 0xF0F0F0F0F0F0F0F0u) != 0x3030303030303030u ||
+        ((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) != 0x3030303030303030u)
+        return -1;
+    x -= 0x3030303030303030u;
+    x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFu;
+    x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFFu;
+    return (int64_t)((x * 10000 + (x >> 32)) & 0xFFFFFFFFu);
+}
+
 static const char *scan_digits(const char *p, const char *e, decimal *d,
                                int frac)
 {
-    for (; p < e && is_digit(*p); p++) {
+    bool eights = true; /* after the first significant digit, 8 at a time
+                           while they come */
+    for (;;) {
+        int64_t v;
+        for (; eights && d->nd && d->nd <= 11 && e - p >= 8; p += 8) {
+            if ((v = eight_digits(p)) < 0) {
+                eights = false;
+                break;
+            }
+            d->m = d->m * 100000000 + (uint64_t)v;
+            d->nd += 8;
+            d->e10 -= 8 * frac;
+        }
+        if (!(p < e && is_digit(*p)))
+            return p;
         unsigned c = (unsigned)(*p - '0');
         if (d->nd == 0 && c == 0) {
             d->e10 -= frac; /* a leading zero only moves the point */
@@ -347,8 +377,8 @@ static const char *scan_digits(const char *p, const char *e, decimal *d,
         } else {
             d->truncated = true;
         }
+        p++;
     }
-    return p;
 }
 
 /* p is at 'e' or 'E'. Without digits after it the number ends before it. */

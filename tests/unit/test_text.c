@@ -649,6 +649,51 @@ static void test_text_hard_numbers(void **state)
     fx_done(&f);
 }
 
+/* Digit strings of every length from 1 to 24, with leading zeros, the
+ * point anywhere and an exponent or none, against strtod: the digits are
+ * read 8 at a time after the first significant one, up to 19 kept. */
+static void test_text_digit_runs(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    ember_ctx *ctx = new_ctx(2);
+    enum { N = 4000 };
+    double *ref = malloc(N * sizeof *ref);
+    assert_non_null(ref);
+    sbuf b = {0};
+    uint64_t seed = 99;
+    for (size_t i = 0; i < N; i++) {
+        char tok[64];
+        size_t len = 1 + i % 24, zeros = rng_next(&seed) % 4, at = 0;
+        size_t point = rng_next(&seed) % (len + 2); /* len + 1: none */
+        if (i % 5 == 0)
+            tok[at++] = '-';
+        for (size_t z = 0; z < zeros && z < len; z++)
+            tok[at++] = '0';
+        for (size_t k = zeros; k < len; k++) {
+            if (k == point)
+                tok[at++] = '.';
+            tok[at++] = (char)('0' + (k == zeros ? 1 + rng_next(&seed) % 9
+                                                 : rng_next(&seed) % 10));
+        }
+        if (i % 3 == 0)
+            at += (size_t)snprintf(tok + at, sizeof tok - at, "e%d",
+                                   (int)(rng_next(&seed) % 60) - 30);
+        tok[at] = '\0';
+        ref[i] = strtod(tok, NULL);
+        sb_add(&b, "%s\n", tok);
+    }
+    const char *p = fx_write(&f, "runs.csv", b.s, b.len);
+    ember_ds *ds = NULL;
+    assert_values(csv_ok(&ds, ctx, p, 0, -1, N, 1), ref, N);
+    ember_ds_free(&ds);
+    free(b.s);
+    free(ref);
+    ember_ctx_destroy(&ctx);
+    fx_done(&f);
+}
+
 /* A locale whose decimal point is a comma. An installed one if there is;
  * else one compiled here with localedef (part of glibc, always present)
  * from a definition of LC_NUMERIC alone, loaded through LOCPATH. */
@@ -1307,6 +1352,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_text_random_roundtrip),
         cmocka_unit_test(test_text_random_roundtrip_whitespace),
         cmocka_unit_test(test_text_hard_numbers),
+        cmocka_unit_test(test_text_digit_runs),
         cmocka_unit_test(test_text_locale_independent),
         cmocka_unit_test(test_text_ragged_rows),
         cmocka_unit_test(test_text_not_a_number),
