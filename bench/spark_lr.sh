@@ -40,11 +40,13 @@ for _ in range(int(sys.argv[2])):
 print(time.perf_counter() - t1, t1 - t0)
 EOF
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-# run NAME ITERATIONS MODE: appends "loop_seconds whole_seconds peak_kib"
+# run NAME ITERATIONS MODE: appends "loop_seconds whole_seconds peak_kib
+# load_seconds"
 run() {
     /usr/bin/time -f "%e %M" -o "$work/t" "$work/spark_lr" "$work/p.csv" "$2" "$3" \
         > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
-    echo "$(sed -n 's/^load .* loop \([0-9.]*\) s$/\1/p' "$work/err") $(cat "$work/t")" >> "$work/$1"
+    echo "$(sed -n 's/^load .* loop \([0-9.]*\) s$/\1/p' "$work/err") $(cat "$work/t")" \
+        "$(sed -n 's/^load \([0-9.]*\) s loop .*/\1/p' "$work/err")" >> "$work/$1"
 }
 for _ in $(seq "$RUNS"); do
     run idiom "$ITERS" idiom
@@ -61,6 +63,7 @@ echo "Spark's logistic regression: $N points of 10 dimensions, $ITERS and $few i
 echo "$OMP_NUM_THREADS threads, medians of $RUNS interleaved runs (ms an iteration: loading cancels):"
 awk -v i="$(col idiom 1)" -v ifw="$(col idiom_few 1)" -v p="$(col plain 1)" \
     -v pf="$(col plain_few 1)" -v whole="$(col idiom 2)" -v kib="$(col idiom 3)" \
+    -v load="$(col idiom 4)" -v mb="$(du -m "$work/p.csv" | cut -f1)" \
     -v np="$([ $numpy = yes ] && col numpy 1 || echo -1)" \
     -v npl="$([ $numpy = yes ] && col numpy 2 || echo -1)" -v it="$ITERS" -v few="$few" 'BEGIN {
     ii = (i - ifw) / (it - few) * 1000; pp = (p - pf) / (it - few) * 1000
@@ -70,9 +73,13 @@ awk -v i="$(col idiom 1)" -v ifw="$(col idiom_few 1)" -v p="$(col plain 1)" \
         ii, whole, kib / 1024
     printf "  plain arrays   %8.2f ms an iteration\n", pp
     if (np >= 0)
-        printf "  numpy          %8.2f ms an iteration   (its CSV load %.2f s)\n", np / it * 1000, npl
+        printf "  numpy          %8.2f ms an iteration\n", np / it * 1000
     else
         print "  numpy          not installed (python3-numpy)"
     printf "  idiom / plain %.2fx an iteration\n", (pp > 0 ? ii / pp : 0)
     if (np > 0)
-        printf "  idiom / numpy %.2fx an iteration\n", ii / (np / it * 1000) }'
+        printf "  idiom / numpy %.2fx an iteration\n", ii / (np / it * 1000)
+    printf "  the %d MB CSV: ember_read_csv %.3f s", mb, load
+    if (npl > 0)
+        printf ", numpy.loadtxt %.3f s: %.2fx", npl, load / npl
+    printf "\n" }'
