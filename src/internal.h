@@ -162,7 +162,17 @@ void ember__key_orders(const ember_type *t, const void *recs, size_t n,
                        uint64_t *out);
 void ember__key_hashes(const ember_type *t, const void *recs, size_t n,
                        uint64_t *out);
-uint64_t ember__hash64(uint64_t x);
+static inline uint64_t ember__hash64(uint64_t x)
+{
+    /* splitmix64's finaliser: a bijection with good avalanche. Inline: a
+     * hash table of keys calls it for every record. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
 /* Record type of zip/join outputs: a's fields then b's (skip_b_key drops
  * b's field 0). */
 int ember__type_concat(ember_type *out, const ember_type *a,

@@ -414,10 +414,16 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
  * in order: the same bytes, without holding or sorting the partition's
  * records (Spark-style k-means on ember: 10^6 records of 8 keys a pass). */
 typedef struct {
-    struct key_slot { uint64_t key; size_t at; } *slot; /* at: SIZE_MAX empty */
+    struct key_slot {
+        uint64_t key;
+        size_t at;                /* its sum in the output; SIZE_MAX empty */
+        uint32_t block, group;    /* its group in the block being added */
+    } *slot;
     size_t cap, used;
     size_t seen;           /* records offered */
     int raw;               /* the table given up: records appended */
+    uint32_t block;        /* blocks of 256 records added so far */
+    unsigned char *sorted; /* a block's records, grouped by key */
 } key_table;
 
 /* The table is given up, the rest of the partition appended as it comes
@@ -447,10 +453,9 @@ static int key_room(ember_ctx *ctx, key_table *kt)
 {
     if (2 * (kt->used + 1) <= kt->cap)
         return EMBER_OK;
-    key_table g = {ember__malloc(ctx, ember__mul(kt->cap ? 2 * kt->cap : 1024,
-                                                  sizeof *g.slot)),
-                   kt->cap ? 2 * kt->cap : 1024, kt->used, kt->seen, kt->raw};
-    if (!g.slot)
+    key_table g = *kt;
+    g.cap = kt->cap ? 2 * kt->cap : 1024;
+    if (!(g.slot = ember__malloc(ctx, ember__mul(g.cap, sizeof *g.slot))))
         return EMBER_ENOMEM;
     for (size_t j = 0; j < g.cap; j++)
         g.slot[j].at = SIZE_MAX;
@@ -462,39 +467,74 @@ static int key_room(ember_ctx *ctx, key_table *kt)
     return EMBER_OK;
 }
 
+/* Adds a block's records (at most 256) into their sums: each new key's
+ * first record starts its sum; the others are grouped by key, in order,
+ * and each group added with one call (Spark-style k-means, 8 keys: a
+ * call a record was half its reduce). Stops early once the table is given
+ * up; returns the records taken. */
+static size_t sum_block(ember_ctx *ctx, key_table *kt, ember__buf *out,
+                        const ember_type *t, const ember__sum_runs *pl,
+                        const unsigned char *recs, size_t k, int *rc)
+{
+    uint64_t key[256];
+    size_t at[256];                 /* each group's sum */
+    uint32_t group[256], count[257] = {0}, groups = 0;
+    size_t size = t->size, i;
+    ember__key_orders(t, recs, k, key);
+    if (++kt->block == 0) { /* 2^32 blocks: no slot may seem to be in this one */
+        for (size_t j = 0; j < kt->cap; j++)
+            kt->slot[j].block = 0;
+        kt->block = 1;
+    }
+    for (i = 0; i < k; i++) {
+        if (kt->used == KEYS_HASHED ||
+            (kt->seen++ == KEYS_TRIAL && kt->used > KEYS_TRIAL / KEYS_FEW)) {
+            kt->raw = 1;
+            break;
+        }
+        if ((*rc = key_room(ctx, kt)))
+            return 0;
+        struct key_slot *sl = key_find(kt, key[i]);
+        if (sl->at == SIZE_MAX) { /* room reserved */
+            memcpy(out->data + out->n * size, recs + i * size, size);
+            *sl = (struct key_slot){key[i], out->n++, 0, 0};
+            kt->used++;
+            group[i] = UINT32_MAX;
+            continue;
+        }
+        if (sl->block != kt->block) {
+            sl->block = kt->block;
+            sl->group = groups;
+            at[groups++] = sl->at;
+        }
+        count[(group[i] = sl->group) + 1]++;
+    }
+    for (uint32_t g = 0; g < groups; g++)
+        count[g + 1] += count[g];
+    for (size_t j = 0; j < i; j++)
+        if (group[j] != UINT32_MAX)
+            memcpy(kt->sorted + count[group[j]]++ * size, recs + j * size, size);
+    for (uint32_t g = 0, from = 0; g < groups; from = count[g++])
+        ember__sum_planned(pl, kt->sorted + from * size, count[g] - from,
+                           out->data + at[g] * size);
+    return i;
+}
+
 static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
                     const ember_type *t, const ember__sum_runs *pl,
                     const unsigned char *recs, size_t n)
 {
-    uint64_t key[256];
-    for (size_t lo = 0; lo < n; lo += 256) {
+    int rc = EMBER_OK;
+    if (!kt->sorted && !(kt->sorted = ember__malloc(ctx, ember__mul(256, t->size))))
+        return EMBER_ENOMEM;
+    for (size_t lo = 0; lo < n && !rc;) {
         if (kt->raw)
             return ember__buf_append(ctx, out, recs + lo * t->size, n - lo);
         size_t k = n - lo < 256 ? n - lo : 256;
-        int rc = ember__buf_reserve(ctx, out, out->n + k);
-        if (rc)
-            return rc;
-        ember__key_orders(t, recs + lo * t->size, k, key);
-        for (size_t i = 0; i < k; i++) {
-            const unsigned char *r = recs + (lo + i) * t->size;
-            if (kt->used == KEYS_HASHED ||
-                (kt->seen++ == KEYS_TRIAL && kt->used > KEYS_TRIAL / KEYS_FEW)) {
-                kt->raw = 1;
-                return ember__buf_append(ctx, out, r, n - lo - i);
-            }
-            if ((rc = key_room(ctx, kt)))
-                return rc;
-            struct key_slot *sl = key_find(kt, key[i]);
-            if (sl->at != SIZE_MAX) {
-                ember__sum_planned(pl, r, 1, out->data + sl->at * t->size);
-                continue;
-            }
-            memcpy(out->data + out->n * t->size, r, t->size); /* reserved */
-            *sl = (struct key_slot){key[i], out->n++};
-            kt->used++;
-        }
+        if (!(rc = ember__buf_reserve(ctx, out, out->n + k)))
+            lo += sum_block(ctx, kt, out, t, pl, recs + lo * t->size, k, &rc);
     }
-    return EMBER_OK;
+    return rc;
 }
 
 typedef struct {
@@ -518,7 +558,8 @@ static int sum_sink(void *state, size_t part, const void *recs, size_t n,
                                                               cannot fail */
     if (last) {
         ember__free(ctx, kt->slot);
-        *kt = (key_table){NULL, 0, 0, 0, 0};
+        ember__free(ctx, kt->sorted);
+        *kt = (key_table){0};
     }
     return rc;
 }
@@ -539,7 +580,7 @@ static int materialize_summed(ember_ds *ds, ember__buf **out, char *msg)
     if (!rc)
         rc = ember__run(src, sum_sink, &r, msg);
     for (size_t p = 0; r.tab && p < src->nparts; p++) /* after a failure */
-        ember__free(ctx, r.tab[p].slot);
+        ember__free(ctx, r.tab[p].slot), ember__free(ctx, r.tab[p].sorted);
     ember__free(ctx, r.tab);
     if (rc && r.parts)
         ember__parts_free(ctx, r.parts, src->nparts);

@@ -298,17 +298,6 @@ void ember__key_orders(const ember_type *t, const void *recs, size_t n,
     }
 }
 
-uint64_t ember__hash64(uint64_t x)
-{
-    /* splitmix64's finaliser: a bijection with good avalanche. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 uint64_t ember__key_hash(const ember_type *t, const void *rec)
 {
     const unsigned char *p = (const unsigned char *)rec + t->field[0].offset;

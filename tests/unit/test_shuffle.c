@@ -372,20 +372,23 @@ static void test_shuffle_reduce_sums_streamed(void **unused)
     ember_type t;
     TU_OKM(ember_type_struct(&t, f, 3, msg), msg);
     assert_int_equal(t.size, sizeof(sumrec));
-    const size_t n = 90000, P = 2;
+    const size_t n = 150000, P = 2;
     sumrec *v = malloc(n * sizeof *v), *ref = malloc(n * sizeof *ref);
     placed *in = malloc(n * sizeof *in), *partial = malloc(n * sizeof *partial);
     placed *all = malloc(n * sizeof *all);
     assert_true(v && ref && in && partial && all);
     /* 7 keys; 60,000 from the start; 20 keys for 5,000 records, then
-     * 40,000 more (past the table) */
-    for (int shape = 0; shape < 3; shape++) {
+     * 40,000 more; 7 keys for 1,000 records, then a new key in every
+     * other record, so that the table fills (32,768 keys) within a block
+     * of records whose keys repeat */
+    for (int shape = 0; shape < 4; shape++) {
         uint64_t seed = 40 + (uint64_t)shape;
         for (size_t i = 0; i < n; i++) {
             size_t at = i % (n / P);
             uint64_t r = tu_rand(&seed);
             int64_t k = shape == 0 ? (int64_t)(r % 7)
                       : shape == 1 ? (int64_t)(r % 60000)
+                      : shape == 3 ? (at % 2 || at < 1000 ? (int64_t)(r % 7) : (int64_t)at + 7)
                       : at < 5000  ? (int64_t)(r % 20)
                                    : (int64_t)(r % 40000) + 20;
             v[i].key = k - 3;
