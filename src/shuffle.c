@@ -524,13 +524,15 @@ static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
                     const ember_type *t, const ember__sum_runs *pl,
                     const unsigned char *recs, size_t n)
 {
+    /* blocks of 256 records, or of 64 KiB when records are larger */
+    size_t block = t->size <= 256 ? 256 : t->size < 65536 ? 65536 / t->size : 1;
     int rc = EMBER_OK;
-    if (!kt->sorted && !(kt->sorted = ember__malloc(ctx, ember__mul(256, t->size))))
+    if (!kt->sorted && !(kt->sorted = ember__malloc(ctx, block * t->size)))
         return EMBER_ENOMEM;
     for (size_t lo = 0; lo < n && !rc;) {
         if (kt->raw)
             return ember__buf_append(ctx, out, recs + lo * t->size, n - lo);
-        size_t k = n - lo < 256 ? n - lo : 256;
+        size_t k = n - lo < block ? n - lo : block;
         if (!(rc = ember__buf_reserve(ctx, out, out->n + k)))
             lo += sum_block(ctx, kt, out, t, pl, recs + lo * t->size, k, &rc);
     }

@@ -427,6 +427,60 @@ static void test_shuffle_reduce_sums_streamed(void **unused)
     free(all);
 }
 
+/* Records of 808 bytes are added 81 at a time instead of 256: each key's
+ * sum still its records' chain in input order, then in partition order. */
+static void test_shuffle_reduce_sums_wide_records(void **unused)
+{
+    (void)unused;
+    typedef struct {
+        int64_t key;
+        double v[100];
+    } wrec;
+    char msg[EMBER_MSG_SIZE];
+    ember_field f[] = {{"key", EMBER_I64, 1, 0}, {"v", EMBER_F64, 100, 0}};
+    ember_type t;
+    TU_OKM(ember_type_struct(&t, f, 2, msg), msg);
+    assert_int_equal(t.size, sizeof(wrec));
+    const size_t n = 3000, P = 3, K = 5;
+    wrec *v = malloc(n * sizeof *v), ref[5] = {{0}}, part[5];
+    assert_non_null(v);
+    uint64_t seed = 17;
+    for (size_t i = 0; i < n; i++) {
+        v[i].key = (int64_t)(tu_rand(&seed) % K);
+        for (int j = 0; j < 100; j++)
+            v[i].v[j] = (tu_rand01(&seed) - 0.4) * pow(10.0, (double)(tu_rand(&seed) % 12));
+    }
+    int seen[5] = {0};
+    for (size_t p = 0, off = 0; p < P; off += tu_part_len(n, P, p++)) {
+        int in_part[5] = {0};
+        for (size_t i = off; i < off + tu_part_len(n, P, p); i++) {
+            wrec *s = &part[v[i].key];
+            if (!in_part[v[i].key]++)
+                *s = v[i];
+            else
+                for (int j = 0; j < 100; j++)
+                    s->v[j] += v[i].v[j];
+        }
+        for (size_t k = 0; k < K; k++) {
+            if (!in_part[k])
+                continue;
+            if (!seen[k]++)
+                ref[k] = part[k];
+            else
+                for (int j = 0; j < 100; j++)
+                    ref[k].v[j] += part[k].v[j];
+        }
+    }
+    ember_ctx *ctx = tu_ctx(2);
+    ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
+    TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, 2, msg), msg);
+    check_reduced(r, (unsigned char *)ref, K, sizeof *ref);
+    ember_ds_free(&r);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
+    free(v);
+}
+
 /* Float keys: -0.0 and 0.0 are one key, NaNs are one key sorted last. */
 static void test_shuffle_reduce_by_key_float_keys(void **state)
 {
@@ -1531,6 +1585,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_reduce_by_key_user_combine),
         cmocka_unit_test(test_shuffle_reduce_by_key_sum_default),
         cmocka_unit_test(test_shuffle_reduce_sums_streamed),
+        cmocka_unit_test(test_shuffle_reduce_sums_wide_records),
         cmocka_unit_test(test_shuffle_reduce_by_key_float_keys),
         cmocka_unit_test(test_shuffle_group_by_key),
         cmocka_unit_test(test_shuffle_next_group_edges),
