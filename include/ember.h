@@ -344,7 +344,10 @@ size_t ember_emitter_partition(const ember_emitter *em);
 /* Folds n records at in into the one record at acc. Used by reduce,
  * reduce_by_key (records of one key, key included) and aggregate. Must be
  * associative for results to be meaningful; ember always folds in a fixed
- * order, so results are deterministic regardless. */
+ * order, so results are deterministic regardless. The fold is record by
+ * record: reduce_by_key may hand one key's records over in several calls,
+ * each a run of them in order, so fn(acc, in, n) must give what n calls
+ * of one record each give (as a loop over in does). */
 typedef int (*ember_combine_fn)(void *acc, const void *in, size_t n,
                                 void *arg);
 

@@ -32,6 +32,8 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef enum {
@@ -310,10 +312,30 @@ static int user_failed(task *t, const step *s, const char *what, int r)
     return user_failed_in(t->msg, what, s->node, r, s->part);
 }
 
-/* A sink's non-zero return: the user function's status for an action's
- * sink (any value), else an ember status (an out-of-memory, say). */
+/* What a sink said of its failure, for the thread it ran on (a sink runs
+ * on its task's thread). */
+static _Thread_local struct {
+    int status;
+    char msg[EMBER_MSG_SIZE];
+} sink_said;
+
+int ember__sink_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sink_said.msg, sizeof sink_said.msg, fmt, ap);
+    va_end(ap);
+    sink_said.status = status;
+    return EMBER__SINK_SAID;
+}
+
+/* A sink's non-zero return: what it said (ember__sink_fail), the user
+ * function's status for an action's sink (any value), else an ember status
+ * (an out-of-memory, say). */
 static int sink_failed(const task *t, int r, char *msg)
 {
+    if (r == EMBER__SINK_SAID)
+        return ember__err(msg, sink_said.status, "%s", sink_said.msg);
     if (t->what)
         return user_failed_in(msg, t->what, t->ds, r, t->part);
     return ember__err(msg, r < 0 ? r : EMBER_EUSER,

@@ -384,6 +384,11 @@ const char *ember__op_name(const ember_ds *ds);
  * owned partitions only; the caller gathers what it needs. */
 typedef int (*ember__sink_fn)(void *state, size_t part, const void *recs,
                               size_t n, int last);
+/* For a sink that fails with a message of its own: returns what the sink
+ * returns, and the run fails with status and the message. */
+#define EMBER__SINK_SAID (-1000)
+int ember__sink_fail(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 int ember__run(ember_ds *ds, ember__sink_fn sink, void *state, char *msg);
 /* The same for an action whose sink returns its user function's status
  * (what: "foreach", "reduce", ...): any non-zero return is EMBER_EUSER,

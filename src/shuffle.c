@@ -366,6 +366,8 @@ static int sort_buf(ember_ctx *ctx, ember__buf *buf, const ember_type *t,
 
 /* ---- per-partition operations ---------------------------------------------- */
 
+#define COMBINE_FAILED "reduce_by_key #%llu: combine function returned %d in %s partition %zu"
+
 /* Sorted records: folds each run of equal keys into its first record.
  * `where` and `part` name the partition for a failing combine function. */
 static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
@@ -392,9 +394,7 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
             r = ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg);
         if (r) {
             ember__free(ds->ctx, key);
-            return ember__err(msg, EMBER_EUSER,
-                              "reduce_by_key #%llu: combine function returned %d "
-                              "in %s partition %zu",
+            return ember__err(msg, EMBER_EUSER, COMBINE_FAILED,
                               (unsigned long long)ds->id, r, where, part);
         }
         out++;
@@ -404,15 +404,16 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
     return EMBER_OK;
 }
 
-/* reduce_by_key's default combine within an input partition, as the
- * executor hands its records over (sum_sink): each record added into the
+/* reduce_by_key's combine within an input partition, as the executor
+ * hands its records over (combine_sink): each record folded into the
  * first of its key, in input order, found through a hash table of key
  * images (ember__key_order: equal exactly when the keys compare equal);
- * the sums come out in the order their keys first appear. Each sum is the
- * chain of its records in input order, as sorting and folding the runs
- * gives, and the output side sorts by key, gathering the input partitions
- * in order: the same bytes, without holding or sorting the partition's
- * records (Spark-style k-means on ember: 10^6 records of 8 keys a pass). */
+ * the partials come out in the order their keys first appear. Each is the
+ * fold of its records in input order, as sorting and folding the runs
+ * gives (a combine function folds records one by one: ember.h), and the
+ * output side sorts by key, gathering the input partitions in order: the
+ * same bytes, without holding or sorting the partition's records
+ * (Spark-style k-means on ember: 10^6 records of 8 keys a pass). */
 typedef struct {
     struct key_slot {
         uint64_t key;
@@ -467,17 +468,38 @@ static int key_room(ember_ctx *ctx, key_table *kt)
     return EMBER_OK;
 }
 
-/* Adds a block's records (at most 256) into their sums: each new key's
- * first record starts its sum; the others are grouped by key, in order,
- * and each group added with one call (Spark-style k-means, 8 keys: a
- * call a record was half its reduce). Stops early once the table is given
- * up; returns the records taken. */
-static size_t sum_block(ember_ctx *ctx, key_table *kt, ember__buf *out,
-                        const ember_type *t, const ember__sum_runs *pl,
-                        const unsigned char *recs, size_t k, int *rc)
+typedef struct {
+    ember_ds *ds;          /* the reduce_by_key */
+    ember__buf *parts;
+    key_table *tab;        /* each partition's, while its records come */
+    ember__sum_runs plan;  /* the value fields, for the default sum */
+} combine_run;
+
+/* Folds n records into acc: the reduce_by_key's function, or the sum of
+ * the value fields. The function's status. */
+static int combine(const combine_run *r, unsigned char *acc,
+                   const unsigned char *recs, size_t n)
 {
+    if (r->ds->u.shuffle.fn)
+        return r->ds->u.shuffle.fn(acc, recs, n, r->ds->u.shuffle.arg);
+    ember__sum_planned(&r->plan, recs, n, acc);
+    return 0;
+}
+
+/* Folds a block's records (at most 256) into their partials: each new
+ * key's first record starts its partial; the others are grouped by key,
+ * in order, and each group folded with one call (Spark-style k-means, 8
+ * keys: a call a record was half its reduce). Stops early once the table
+ * is given up; returns the records taken. */
+static size_t combine_block(const combine_run *r, size_t part,
+                            const unsigned char *recs, size_t k, int *rc)
+{
+    ember_ctx *ctx = r->ds->ctx;
+    key_table *kt = &r->tab[part];
+    ember__buf *out = &r->parts[part];
+    const ember_type *t = &r->ds->type;
     uint64_t key[256];
-    size_t at[256];                 /* each group's sum */
+    size_t at[256];                 /* each group's partial */
     uint32_t group[256], count[257] = {0}, groups = 0;
     size_t size = t->size, i;
     ember__key_orders(t, recs, k, key);
@@ -514,16 +536,25 @@ static size_t sum_block(ember_ctx *ctx, key_table *kt, ember__buf *out,
     for (size_t j = 0; j < i; j++)
         if (group[j] != UINT32_MAX)
             memcpy(kt->sorted + count[group[j]]++ * size, recs + j * size, size);
-    for (uint32_t g = 0, from = 0; g < groups; from = count[g++])
-        ember__sum_planned(pl, kt->sorted + from * size, count[g] - from,
-                           out->data + at[g] * size);
+    for (uint32_t g = 0, from = 0; g < groups; from = count[g++]) {
+        int f = combine(r, out->data + at[g] * size, kt->sorted + from * size,
+                        count[g] - from);
+        if (f) {
+            *rc = ember__sink_fail(EMBER_EUSER, COMBINE_FAILED,
+                                   (unsigned long long)r->ds->id, f, "input", part);
+            return 0;
+        }
+    }
     return i;
 }
 
-static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
-                    const ember_type *t, const ember__sum_runs *pl,
-                    const unsigned char *recs, size_t n)
+static int combine_into(const combine_run *r, size_t part,
+                        const unsigned char *recs, size_t n)
 {
+    ember_ctx *ctx = r->ds->ctx;
+    key_table *kt = &r->tab[part];
+    ember__buf *out = &r->parts[part];
+    const ember_type *t = &r->ds->type;
     /* blocks of 256 records, or of 64 KiB when records are larger */
     size_t block = t->size <= 256 ? 256 : t->size < 65536 ? 65536 / t->size : 1;
     int rc = EMBER_OK;
@@ -534,30 +565,23 @@ static int sum_into(ember_ctx *ctx, key_table *kt, ember__buf *out,
             return ember__buf_append(ctx, out, recs + lo * t->size, n - lo);
         size_t k = n - lo < block ? n - lo : block;
         if (!(rc = ember__buf_reserve(ctx, out, out->n + k)))
-            lo += sum_block(ctx, kt, out, t, pl, recs + lo * t->size, k, &rc);
+            lo += combine_block(r, part, recs + lo * t->size, k, &rc);
     }
     return rc;
 }
 
-typedef struct {
-    ember_ds *ds;          /* the reduce_by_key */
-    ember__buf *parts;
-    key_table *tab;        /* each partition's, while its records come */
-    ember__sum_runs plan; /* the value fields */
-} sum_run;
-
-static int sum_sink(void *state, size_t part, const void *recs, size_t n,
-                    int last)
+static int combine_sink(void *state, size_t part, const void *recs, size_t n,
+                        int last)
 {
-    sum_run *r = state;
+    combine_run *r = state;
     ember_ctx *ctx = r->ds->ctx;
     key_table *kt = &r->tab[part];
-    int rc = n ? sum_into(ctx, kt, &r->parts[part], &r->ds->type, &r->plan, recs, n)
-               : EMBER_OK;
+    char said[EMBER_MSG_SIZE];
+    int rc = n ? combine_into(r, part, recs, n) : EMBER_OK;
     if (!rc && last && kt->raw &&
-        !(rc = sort_buf(ctx, &r->parts[part], &r->ds->type, CMP_KEY)))
-        rc = fold_runs(r->ds, &r->parts[part], "input", part, NULL); /* a sum
-                                                              cannot fail */
+        !(rc = sort_buf(ctx, &r->parts[part], &r->ds->type, CMP_KEY)) &&
+        (rc = fold_runs(r->ds, &r->parts[part], "input", part, said)) == EMBER_EUSER)
+        rc = ember__sink_fail(rc, "%s", said);
     if (last) {
         ember__free(ctx, kt->slot);
         ember__free(ctx, kt->sorted);
@@ -566,21 +590,21 @@ static int sum_sink(void *state, size_t part, const void *recs, size_t n,
     return rc;
 }
 
-/* ember__materialize_owned of ds's parent, each partition summed by key
- * as it comes. */
-static int materialize_summed(ember_ds *ds, ember__buf **out, char *msg)
+/* ember__materialize_owned of ds's parent, each partition combined by
+ * key as it comes. */
+static int materialize_combined(ember_ds *ds, ember__buf **out, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
     ember_ds *src = ds->parent[0];
     size_t P = src->nparts ? src->nparts : 1;
-    sum_run r = {.ds = ds, .parts = ember__calloc(ctx, P, sizeof *r.parts),
-                 .tab = ember__calloc(ctx, P, sizeof *r.tab)};
+    combine_run r = {.ds = ds, .parts = ember__calloc(ctx, P, sizeof *r.parts),
+                     .tab = ember__calloc(ctx, P, sizeof *r.tab)};
     int rc = r.parts && r.tab ? EMBER_OK : EMBER_ENOMEM;
     ember__sum_plan(&ds->type, 1, &r.plan);
     for (size_t p = 0; !rc && p < src->nparts; p++)
         r.parts[p].size = src->type.size;
     if (!rc)
-        rc = ember__run(src, sum_sink, &r, msg);
+        rc = ember__run(src, combine_sink, &r, msg);
     for (size_t p = 0; r.tab && p < src->nparts; p++) /* after a failure */
         ember__free(ctx, r.tab[p].slot), ember__free(ctx, r.tab[p].sorted);
     ember__free(ctx, r.tab);
@@ -832,18 +856,12 @@ static int side_sizes(ember_ctx *ctx, shuffle_side *s, char *msg)
     return rc;
 }
 
-/* Map side of one input partition: combine (reduce_by_key), then bucket. */
+/* Map side of one input partition (reduce_by_key combined it as it came). */
 static int bucket_task(void *state, size_t p, char *msg)
 {
     shuffle_side *s = state;
-    ember_ctx *ctx = s->ds->ctx;
-    int r = EMBER_OK;
-    if (s->ds->u.shuffle.kind == EMBER__SH_REDUCE && s->ds->u.shuffle.fn) {
-        r = sort_buf(ctx, &s->in[p], &s->src->type, CMP_KEY);
-        if (!r)
-            r = fold_runs(s->ds, &s->in[p], "input", p, msg);
-    }
-    return r ? r : bucket(ctx, s, p);
+    (void)msg;
+    return bucket(s->ds->ctx, s, p);
 }
 
 /* The map side: the input partitions this rank holds are computed,
@@ -859,8 +877,8 @@ static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
     s->src = src;
     s->P = src->nparts;
     s->Q = ds->nparts;
-    int rc = ds->u.shuffle.kind == EMBER__SH_REDUCE && !ds->u.shuffle.fn
-                 ? materialize_summed(ds, &s->in, msg)
+    int rc = ds->u.shuffle.kind == EMBER__SH_REDUCE
+                 ? materialize_combined(ds, &s->in, msg)
                  : ember__materialize_owned(src, &s->in, msg);
     if (rc)
         return rc;

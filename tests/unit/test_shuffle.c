@@ -363,6 +363,20 @@ static size_t fold_in_order(placed *r, size_t n, placed *out)
     return m;
 }
 
+/* The default sum written as a combine function: one record at a time. */
+static int sum_sumrecs(void *acc, const void *in, size_t n, void *arg)
+{
+    (void)arg;
+    sumrec *a = acc;
+    const sumrec *r = in;
+    for (size_t i = 0; i < n; i++) {
+        for (int j = 0; j < 3; j++)
+            a->v[j] += r[i].v[j];
+        a->c += r[i].c;
+    }
+    return 0;
+}
+
 static void test_shuffle_reduce_sums_streamed(void **unused)
 {
     (void)unused;
@@ -414,9 +428,13 @@ static void test_shuffle_reduce_sums_streamed(void **unused)
             ref[i] = partial[i].r;
         ember_ctx *ctx = tu_ctx(2);
         ember_ds *a = array_of(ctx, &t, v, n, P), *r = NULL;
-        TU_OKM(ember_reduce_by_key(&r, a, NULL, NULL, 0, 3, msg), msg);
-        check_reduced(r, (unsigned char *)ref, m, sizeof *ref);
-        ember_ds_free(&r);
+        /* the default sum, and a combine function that folds the same way */
+        for (int user = 0; user < 2; user++) {
+            TU_OKM(ember_reduce_by_key(&r, a, user ? sum_sumrecs : NULL, NULL, 0, 3, msg),
+                   msg);
+            check_reduced(r, (unsigned char *)ref, m, sizeof *ref);
+            ember_ds_free(&r);
+        }
         ember_ds_free(&a);
         ember_ctx_destroy(&ctx);
     }
@@ -1199,14 +1217,32 @@ static void test_shuffle_combine_error_names_partition(void **state)
             TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, sizeof fa, 3, msg), msg);
             uint64_t n;
             assert_int_equal(ember_count(red, &n, msg), EMBER_EUSER);
-            TU_MSG_HAS(msg, "combine");
-            TU_MSG_HAS(msg, "partition 2");
+            char want[96];
+            snprintf(want, sizeof want, "#%llu: combine function returned %d in input partition 2",
+                     (unsigned long long)ember_ds_id(red), rets[r]);
+            TU_MSG_HAS(msg, want);
             ember_ds_free(&red);
             fa.bad_key = 9;
             TU_OKM(ember_reduce_by_key(&red, a, combine_fails, &fa, sizeof fa, 3, msg), msg);
             assert_int_equal(ember_count(red, &n, msg), EMBER_EUSER);
             TU_MSG_HAS(msg, "combine");
             TU_MSG_HAS(msg, "partition");
+            /* Past the table (a new key in every record): the sorted fold
+             * fails, with the same message. */
+            ember_ds_free(&red);
+            kvd *w = malloc(3000 * sizeof *w);
+            for (int i = 0; i < 3000; i++)
+                w[i] = (kvd){100 + i, 1.0};
+            w[2500].key = w[2600].key = 5;
+            ember_ds *b = array_of(ctx, &t, w, 3000, 1);
+            fa.bad_key = 5;
+            TU_OKM(ember_reduce_by_key(&red, b, combine_fails, &fa, sizeof fa, 3, msg), msg);
+            assert_int_equal(ember_count(red, &n, msg), EMBER_EUSER);
+            snprintf(want, sizeof want, "#%llu: combine function returned %d in input partition 0",
+                     (unsigned long long)ember_ds_id(red), rets[r]);
+            TU_MSG_HAS(msg, want);
+            ember_ds_free(&b);
+            free(w);
             /* Not sticky: a working function on the same input runs. */
             ember_ds_free(&red);
             fa.bad_key = -1;
