@@ -1082,12 +1082,12 @@ static void parse_chunk(void *arg, chunk *c, size_t index)
             note_failure(job, index);
             return;
         }
-        if (!skipped && rows++ == c->rows) {
-            c->fail.kind = FAIL_CHANGED;
-            note_failure(job, index);
-            return;
-        }
         if (!skipped) {
+            if (rows++ == c->rows) { /* past its slice of the records */
+                c->fail.kind = FAIL_CHANGED;
+                note_failure(job, index);
+                return;
+            }
             if (parse_row(job, p, e, row, &c->fail) != FAIL_NONE) {
                 c->fail.line = number;
                 note_failure(job, index);
