@@ -380,6 +380,9 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
     if (!key)
         return EMBER_ENOMEM;
     ember__key_orders(t, b->data, n, key);
+    ember__sum_runs sum; /* the default's plan, made once for every run */
+    if (!ds->u.shuffle.fn)
+        ember__sum_plan(t, 1, &sum);
     for (size_t i = 0, len; i < n; i += len) {
         for (len = 1; i + len < n && key[i + len] == key[i]; len++)
             ;
@@ -389,7 +392,7 @@ static int fold_runs(ember_ds *ds, ember__buf *b, const char *where,
             memmove(acc, first, size);
         int r = 0;
         if (len > 1 && !ds->u.shuffle.fn)
-            ember__sum_records(t, first + size, len - 1, acc, 1);
+            ember__sum_planned(&sum, first + size, len - 1, acc);
         else if (len > 1)
             r = ds->u.shuffle.fn(acc, first + size, len - 1, ds->u.shuffle.arg);
         if (r) {

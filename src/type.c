@@ -450,6 +450,16 @@ void ember__sum_plan(const ember_type *t, uint32_t first_field,
     static void NAME(const unsigned char *p, size_t size, size_t n,           \
                      unsigned char *a, uint32_t count)                         \
     {                                                                          \
+        if (n == 1) { /* a fold's run of two, a table's add: no lanes */       \
+            for (uint32_t e = 0; e < count; e++) {                             \
+                T x, y;                                                        \
+                memcpy(&x, a + e * sizeof x, sizeof x);                        \
+                memcpy(&y, p + e * sizeof y, sizeof y);                        \
+                x = (T)((U)x + (U)y);                                          \
+                memcpy(a + e * sizeof x, &x, sizeof x);                        \
+            }                                                                  \
+            return;                                                            \
+        }                                                                      \
         for (uint32_t e = 0, left; (left = count - e) > 0;) {                  \
             const unsigned char *q = p + e * sizeof(T);                        \
             unsigned char *b = a + e * sizeof(T);                              \
@@ -478,15 +488,14 @@ void ember__sum_planned(const ember__sum_runs *plan, const void *recs,
     const unsigned char *in = recs;
     unsigned char *out = acc;
     size_t size = plan->size;
-    for (const ember__sum_run *r = plan->run; r < plan->run + plan->n; r++) {
-        void (*sum)(const unsigned char *, size_t, size_t, unsigned char *,
-                    uint32_t) = r->kind == EMBER_I32   ? sum_i32
-                                : r->kind == EMBER_I64 ? sum_i64
-                                : r->kind == EMBER_U64 ? sum_u64
-                                : r->kind == EMBER_F32 ? sum_f32
-                                                       : sum_f64;
-        sum(in + r->off, size, n, out + r->off, r->count);
-    }
+    for (const ember__sum_run *r = plan->run; r < plan->run + plan->n; r++)
+        switch (r->kind) { /* calls the compiler may inline */
+        case EMBER_I32: sum_i32(in + r->off, size, n, out + r->off, r->count); break;
+        case EMBER_I64: sum_i64(in + r->off, size, n, out + r->off, r->count); break;
+        case EMBER_U64: sum_u64(in + r->off, size, n, out + r->off, r->count); break;
+        case EMBER_F32: sum_f32(in + r->off, size, n, out + r->off, r->count); break;
+        case EMBER_F64: sum_f64(in + r->off, size, n, out + r->off, r->count); break;
+        }
 }
 
 void ember__sum_records(const ember_type *t, const void *recs, size_t n,
