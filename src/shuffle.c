@@ -646,8 +646,12 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
     /* the keys compared by their images, as the sorts order them */
     uint64_t *ka = ember__malloc(ctx, ember__mul(a->n + 1, sizeof *ka));
     uint64_t *kb = ember__malloc(ctx, ember__mul(b->n + 1, sizeof *kb));
-    int rc = ka && kb ? ember__buf_reserve(ctx, out, a->n) /* b's keys unique: room */
-                      : EMBER_ENOMEM;
+    int rc = ka && kb ? EMBER_OK : EMBER_ENOMEM;
+    if (!rc && a->n) { /* b's keys unique: room for exactly that */
+        out->data = ember__malloc(ctx, ember__mul(a->n, to->size));
+        out->cap = out->data ? a->n : 0;
+        rc = out->data ? EMBER_OK : EMBER_ENOMEM;
+    }
     if (!rc) {
         ember__key_orders(ta, a->data, a->n, ka);
         ember__key_orders(tb, b->data, b->n, kb);
@@ -927,8 +931,18 @@ static void side_free(ember_ctx *ctx, shuffle_side *s)
  * their buckets' bounds in s->start until a bucket has records. */
 static int gather(ember_ctx *ctx, shuffle_side *s, size_t q, ember__buf *out)
 {
-    size_t size = s->src->type.size;
+    size_t size = s->src->type.size, total = 0, first = s->P;
     out->size = size;
+    for (size_t p = 0; p < s->P; p++) {
+        total += s->start[p][q + 1] - s->start[p][q];
+        first = first == s->P && total ? p : first;
+    }
+    /* exactly its room, unless it takes a partition over */
+    if (total && s->start[first][q + 1] - s->start[first][q] < s->in[first].n) {
+        if (!(out->data = ember__malloc(ctx, ember__mul(total, size))))
+            return EMBER_ENOMEM;
+        out->cap = total;
+    }
     for (size_t p = 0; p < s->P; p++) {
         const size_t *st = s->start[p];
         size_t n = st[q + 1] - st[q];
