@@ -494,6 +494,19 @@ static int combine(const combine_run *r, unsigned char *acc,
  * in order, and each group folded with one call (Spark-style k-means, 8
  * keys: a call a record was half its reduce). Stops early once the table
  * is given up; returns the records taken. */
+/* One record: 8 bytes at a time when it is made of them (the C library's
+ * memcpy, called for each of a block's records, was a fifth of the
+ * grouping's time). */
+static inline void copy_record(unsigned char *dst, const unsigned char *src,
+                               size_t size)
+{
+    if (size % 8)
+        memcpy(dst, src, size);
+    else
+        for (size_t b = 0; b < size; b += 8)
+            memcpy(dst + b, src + b, 8);
+}
+
 static size_t combine_block(const combine_run *r, size_t part,
                             const unsigned char *recs, size_t k, int *rc)
 {
@@ -511,13 +524,17 @@ static size_t combine_block(const combine_run *r, size_t part,
             kt->slot[j].block = 0;
         kt->block = 1;
     }
+    /* past the trial, with room for k more keys: no checks a record */
+    int sure = kt->seen > KEYS_TRIAL && kt->used + k < KEYS_HASHED &&
+               2 * (kt->used + k) <= kt->cap;
+    kt->seen += sure ? k : 0;
     for (i = 0; i < k; i++) {
-        if (kt->used == KEYS_HASHED ||
-            (kt->seen++ == KEYS_TRIAL && kt->used > KEYS_TRIAL / KEYS_FEW)) {
+        if (!sure && (kt->used == KEYS_HASHED ||
+                      (kt->seen++ == KEYS_TRIAL && kt->used > KEYS_TRIAL / KEYS_FEW))) {
             kt->raw = 1;
             break;
         }
-        if ((*rc = key_room(ctx, kt)))
+        if (!sure && (*rc = key_room(ctx, kt)))
             return 0;
         struct key_slot *sl = key_find(kt, key[i]);
         if (sl->at == SIZE_MAX) { /* room reserved */
@@ -538,7 +555,7 @@ static size_t combine_block(const combine_run *r, size_t part,
         count[g + 1] += count[g];
     for (size_t j = 0; j < i; j++)
         if (group[j] != UINT32_MAX)
-            memcpy(kt->sorted + count[group[j]]++ * size, recs + j * size, size);
+            copy_record(kt->sorted + count[group[j]]++ * size, recs + j * size, size);
     for (uint32_t g = 0, from = 0; g < groups; from = count[g++]) {
         int f = combine(r, out->data + at[g] * size, kt->sorted + from * size,
                         count[g] - from);
