@@ -1590,7 +1590,8 @@ static int recover(ember_stream *s, char *msg)
     if (rc || !no) {
         if (!rc && nc)
             rc = ember__err(msg, EMBER_ECORRUPT, "checkpoint location %s has commits "
-                            "but no offsets entries", s->loc);
+                            "but no offsets entries: it was damaged; restore %s/offsets "
+                            "or use a new location", s->loc, s->loc);
         return rc;
     }
     if (nc) {
