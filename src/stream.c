@@ -1810,8 +1810,13 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
         rc = check_source(s->source, msg);
     if (!rc)
         rc = check_distinct(s, msg);
-    if (!rc && s->sink_dir)
+    struct stat sst;
+    int made_sink = 0; /* removed again if the start is refused */
+    if (!rc && s->sink_dir) {
+        made_sink = stat(s->sink_dir, &sst) != 0;
         rc = make_dir_as("sink directory", s->sink_dir, msg);
+        made_sink &= !rc;
+    }
     if (!rc)
         rc = describe(s, msg);
     if (!rc)
@@ -1834,6 +1839,8 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
         rc = recover(s, msg);
     if (!rc && !opts->no_signals)
         rc = install_signals(s, msg);
+    if (rc && made_sink) /* rmdir: not once it holds the owner's file */
+        (void)rmdir(s->sink_dir);
     return rc;
 }
 

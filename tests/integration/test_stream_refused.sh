@@ -76,6 +76,17 @@ grep -q "sink directory shared belongs to another query (.*checkpoint location $
     "$T/err" || fail "shared sink: $(cat "$T/err")"
 cmp -s first.csv shared/batch-000000000000.csv || fail "the second query overwrote the first"
 [ ! -e ckB/metadata ] || fail "a refused query wrote metadata"
+# A changed query, and a location whose parent is missing, with a new
+# sink: refused, and the sink directory the start made is gone again.
+expect_exit 2 "$WC" --source in --checkpoint-location ckA --sink newsink \
+    --output-mode update --trigger once --quiet
+grep -q "output_mode" "$T/err" || fail "changed query: $(cat "$T/err")"
+[ ! -e newsink ] || fail "a refused query left its new sink directory"
+rc=0
+"$WC" --source in --checkpoint-location no/such/ck --sink newsink2 --trigger once \
+    --quiet 2>"$T/err" || rc=$?
+[ "$rc" -ne 0 ] || fail "a location under a missing parent was made"
+[ ! -e newsink2 ] || fail "a failed start left its new sink directory"
 echo "more" >in/z2
 expect_exit 0 "$WC" --source in --checkpoint-location ckA --sink shared \
     --trigger available-now --quiet
