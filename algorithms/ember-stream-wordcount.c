@@ -283,11 +283,12 @@ static void usage(FILE *f)
 "  cat \"$(ls out/batch-*.csv | tail -n 1)\"     # complete mode: the full count\n"
 "\n"
 "exit status: 0 done (once, available-now), 2 bad usage or input, a\n"
-"changed query or another refused restart (a sink holding batches the\n"
-"location has no record of, a directory where the location's lock file\n"
-"goes), 75 stopped by SIGTERM, SIGINT or SIGUSR1 after committing the\n"
-"batch under way (run the same command again to resume), 1 other errors\n"
-"(a location in use, a damaged location, I/O errors)\n");
+"damaged checkpoint location (as ember_exit_status gives for a damaged\n"
+"file), a changed query or another refused restart (a sink holding\n"
+"batches the location has no record of, a directory where the location's\n"
+"lock file goes), 75 stopped by SIGTERM, SIGINT or SIGUSR1 after\n"
+"committing the batch under way (run the same command again to resume),\n"
+"1 other errors (a location in use, I/O errors)\n");
 }
 
 typedef struct {
@@ -508,6 +509,7 @@ static int exit_code(int rc)
     case EMBER_EMISMATCH:
     case EMBER_ENOTFOUND:
     case EMBER_EFORMAT:
+    case EMBER_ECORRUPT:
     case EMBER_ETYPE: return EXIT_USAGE;
     default: return 1;
     }

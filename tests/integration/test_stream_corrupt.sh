@@ -49,7 +49,7 @@ cp -r "$T/ck" "$T/ck.before"
 make_file "$T/src" f7 7 100
 rc=0
 run --retain 2 2>"$T/log" || rc=$?
-[ "$rc" -eq 1 ] || fail "exit $rc, not 1, with every snapshot damaged"
+[ "$rc" -eq 2 ] || fail "exit $rc, not 2, with every snapshot damaged"
 grep -q "the state is lost: use a new location" "$T/log" || fail "unclear: $(cat "$T/log")"
 diff -r -x lock "$T/ck.before" "$T/ck" >/dev/null || fail "a failed start changed the location"
 

@@ -3,7 +3,7 @@
 # what exists beside it is refused, never run from a wrong state; and the
 # program's messages about it, its options and its signals.
 #
-# - Commits lost (only a later offsets entry and its snapshot left): exit 1
+# - Commits lost (only a later offsets entry and its snapshot left): exit 2
 #   naming the missing commit; the sink file is not rewritten.
 # - A location older than its sink (restored from a backup taken after
 #   batch 2, the sink holding batches 0-5): exit 2 naming the newest sink
@@ -38,7 +38,7 @@ W=("$WC" --source "$D/in" --checkpoint-location "$D/ck" --sink "$D/out"
 expect_exit 0 "${W[@]}"
 [ "$(tail -1 "$D/out/batch-000000000003.csv")" = "w,12" ] || fail "first run"
 rm "$D"/ck/commits/* "$D"/ck/offsets/{0,1,2}
-expect_exit 1 "${W[@]}"
+expect_exit 2 "${W[@]}"
 grep -q "commits/0 is missing (offsets/3 is there, and no commit" "$T/err" ||
     fail "lost commits: $(cat "$T/err")"
 [ "$(tail -1 "$D/out/batch-000000000003.csv")" = "w,12" ] || fail "sink rewritten"
@@ -46,7 +46,7 @@ grep -q "commits/0 is missing (offsets/3 is there, and no commit" "$T/err" ||
 rm -rf "$D/ck" "$D/out"
 expect_exit 0 "${W[@]}"
 rm "$D"/ck/commits/* "$D"/ck/offsets/{1,2,3}
-expect_exit 1 "${W[@]}"
+expect_exit 2 "${W[@]}"
 grep -q "state/3.h5 is there, but it has committed no batch; batch 0 is planned" \
     "$T/err" || fail "lost commits and offsets: $(cat "$T/err")"
 [ "$(tail -1 "$D/out/batch-000000000003.csv")" = "w,12" ] || fail "sink rewritten (2)"
