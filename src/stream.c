@@ -1394,11 +1394,23 @@ static int load_snapshot(ember_stream *s, uint64_t C, int *found, uint64_t *vers
     return rc;
 }
 
-static int restore_state(ember_stream *s, uint64_t C, uint64_t oldest_offsets, char *msg)
+/* C: the last commit, whose entry names the snapshot it left (named:
+ * its version, or NULL for none). */
+static int restore_state(ember_stream *s, uint64_t C, const uint64_t *named,
+                         uint64_t oldest_offsets, char *msg)
 {
     int found = 0;
     uint64_t v = 0;
-    char why[EMBER_MSG_SIZE] = "";
+    char why[EMBER_MSG_SIZE] = "", path[PATH_MAX + 32];
+    struct stat st;
+    if (named && (size_t)snprintf(path, sizeof path, "%s/%" PRIu64 ".h5", s->state_dir,
+                                  *named) < sizeof path &&
+        stat(path, &st) != 0 && errno == ENOENT) {
+        s->stats.snapshot_fallbacks++;
+        warn(s, "state snapshot %s, which commits/%" PRIu64 " names, is missing; "
+                "falling back to an older one and re-running the batches after it",
+             path, C);
+    }
     int rc = load_snapshot(s, C, &found, &v, why);
     if (rc)
         return ember__err(msg, rc, "%s", why);
@@ -1594,8 +1606,8 @@ static int recover(ember_stream *s, char *msg)
                             "or use a new location", s->loc, s->loc);
         return rc;
     }
+    ember__scommit c = {0};
     if (nc) {
-        ember__scommit c;
         if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)))
             return rc;
         ember__sl_commit_free(s->ctx, &c); /* its hashes matter to a replay only */
@@ -1616,7 +1628,7 @@ static int recover(ember_stream *s, char *msg)
     if (stat(entry, &est) == 0)
         s->planned_at = est.st_mtim;
     if (s->aggregating && nc)
-        rc = restore_state(s, C, first, msg);
+        rc = restore_state(s, C, c.has_state ? &c.state_version : NULL, first, msg);
     if (rc || (nc && O == C)) {
         plan_free(s->ctx, &last);
         s->next_batch = O + 1;

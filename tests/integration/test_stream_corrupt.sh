@@ -5,8 +5,9 @@
 #   previous one, re-runs the batches after it from the offsets log, and
 #   the result stays exact.
 # - Every snapshot damaged after retention removed the early logs: the
-#   restart fails clearly (exit 1, "the state is lost") and changes nothing.
+#   restart fails clearly (exit 2, "the state is lost") and changes nothing.
 # - A damaged offsets entry is named in a clear failure.
+# - The newest snapshot missing: the restart warns as for a damaged one.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -39,6 +40,16 @@ grep -q "state snapshot .*/state/4.h5 cannot be used" "$T/log" ||
 grep -q "falling back to an older one" "$T/log" || fail "no fallback"
 reference_count "$T/src" | cmp -s - "$(newest_output "$T/out")" ||
     fail "wrong result after the fallback"
+
+# The newest snapshot removed: the same fallback, and a warning naming it.
+newest=$(ls "$T/ck/state" | sort -n | tail -1)
+rm "$T/ck/state/$newest"
+make_file "$T/src" f6b 16 2000
+run 2>"$T/log" || fail "the run after a removed snapshot failed: $(tail -3 "$T/log")"
+grep -q "state snapshot .*/state/$newest, which commits/[0-9]* names, is missing; falling back" \
+    "$T/log" || fail "no warning of the missing snapshot: $(cat "$T/log")"
+reference_count "$T/src" | cmp -s - "$(newest_output "$T/out")" ||
+    fail "wrong result after a removed snapshot"
 
 # All snapshots damaged, early logs gone (retain 2): a clear failure.
 rm -rf "$T/ck" "$T/out"
