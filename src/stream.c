@@ -430,6 +430,19 @@ static int sink_taken(const ember_stream *s, const ember__sowner *w, char *msg)
                       EMBER__SINK_OWNER);
 }
 
+/* The sink's owner file, or rc naming what to do when it is damaged. */
+static int read_owner(ember_stream *s, ember__sowner *w, char *msg)
+{
+    int rc = ember__sl_owner_read(s->ctx, s->sink_dir, w, msg);
+    if (rc != EMBER_ECORRUPT)
+        return rc;
+    char inner[EMBER_MSG_SIZE];
+    snprintf(inner, sizeof inner, "%s", msg ? msg : "");
+    return ember__err(msg, rc, "%s; if this sink is the one checkpoint location %s has "
+                      "been writing, remove %s/%s and the next start writes it again",
+                      inner, s->loc, s->sink_dir, EMBER__SINK_OWNER);
+}
+
 /* Before a new query writes its metadata: a sink that another query owns,
  * or that holds batch files, is refused now, so that the refused start
  * leaves no location behind (a later start with another sink would find
@@ -439,7 +452,7 @@ static int check_sink_for_new(ember_stream *s, char *msg)
     if (!s->sink_dir)
         return EMBER_OK;
     ember__sowner w;
-    int rc = ember__sl_owner_read(s->ctx, s->sink_dir, &w, msg);
+    int rc = read_owner(s, &w, msg);
     if (rc == EMBER_OK)
         return sink_taken(s, &w, msg);
     return rc == EMBER_ENOTFOUND ? may_claim(s, msg) : rc;
@@ -456,7 +469,7 @@ static int claim_sink(ember_stream *s, char *msg)
         return EMBER_OK;
     ember__sowner w;
     for (int attempt = 0; attempt < 2; attempt++) {
-        int rc = ember__sl_owner_read(s->ctx, s->sink_dir, &w, msg);
+        int rc = read_owner(s, &w, msg);
         if (rc == EMBER_OK && !strcmp(w.query_id, s->query_id)) {
             /* a kill between the link and the unlink leaves it */
             ember__sl_owner_clean(s->sink_dir, s->query_id);

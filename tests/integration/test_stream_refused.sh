@@ -91,6 +91,19 @@ echo "more" >in/z2
 expect_exit 0 "$WC" --source in --checkpoint-location ckA --sink shared \
     --trigger available-now --quiet
 [ -e shared/batch-000000000001.csv ] || fail "the owner could not go on"
+# A damaged owner file: refused, saying how to recover; removed, the
+# owner goes on and writes it again.
+cp shared/.ember-sink owner.bak
+echo x >>shared/.ember-sink
+expect_exit 2 "$WC" --source in --checkpoint-location ckA --sink shared \
+    --trigger available-now --quiet
+grep -q "shared/.ember-sink: fails its checksum .*remove shared/.ember-sink and the next start writes it again" \
+    "$T/err" || fail "damaged owner file: $(cat "$T/err")"
+rm shared/.ember-sink
+expect_exit 0 "$WC" --source in --checkpoint-location ckA --sink shared \
+    --trigger available-now --quiet
+grep -q "^query $(sed -n 's/^query //p' owner.bak)\$" shared/.ember-sink ||
+    fail "the owner file written again names another query"
 
 # Empty paths name the option.
 expect_exit 2 "$WC" --source in --checkpoint-location ck3 --sink ""
