@@ -218,7 +218,8 @@ typedef struct {
     double poll;                     /* DEFAULT: seconds between looks for
                                         new files, in the same range;
                                         0: 0.1 */
-    size_t max_files;                /* files per batch; 0: no limit */
+    size_t max_files;                /* files per batch; 0: no limit (ONCE
+                                        takes every file, as Spark's) */
     int retain;                      /* batches of logs and state kept;
                                         0: 10 (at least 2) */
     int snapshot_every;              /* state snapshot every N batches (a
