@@ -120,6 +120,11 @@ struct ember_stream {
     int restart_check;         /* the first listing after a restart is
                                    still to be checked against the
                                    retained offsets entries */
+    ember__sfile *watch;       /* the last batch's newest files, looked at
+                                   at each listing: one written in place
+                                   since is reported while it happens */
+    size_t nwatch;
+    uint64_t watch_batch;
     struct timespec planned_at; /* restart: when the last batch of the
                                    previous run was planned (the mtime of
                                    its offsets entry); 0: unknown */
@@ -1161,6 +1166,45 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
     close(dfd);
 }
 
+/* The newest WATCHED files of a batch that ran: moved out of its plan. */
+#define WATCHED 64
+
+static void watch_files(ember_stream *s, plan *p)
+{
+    ember__sfiles_free(s->ctx, s->watch, s->nwatch);
+    size_t k = p->nfiles < WATCHED ? p->nfiles : WATCHED;
+    s->nwatch = 0;
+    s->watch = ember__malloc(s->ctx, ember__mul(k, sizeof *s->watch));
+    if (!s->watch)
+        return; /* a warning fewer */
+    for (size_t i = p->nfiles - k; i < p->nfiles; i++) {
+        s->watch[s->nwatch++] = p->files[i];
+        p->files[i].name = NULL;
+    }
+    s->watch_batch = p->batch;
+}
+
+/* A file the last batch took that changed since is reported once, while
+ * the stream runs (a producer writing in place under the final name: the
+ * batch read what was there; the rest is never read). A restart compares
+ * every retained entry's files (note_late_since_restart). */
+static void note_watched(ember_stream *s)
+{
+    int dfd = s->nwatch ? open(s->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    for (size_t i = 0; dfd >= 0 && i < s->nwatch; i++) {
+        struct stat st;
+        taken_file t = {s->watch[i], s->watch_batch};
+        if (!s->watch[i].name || fstatat(dfd, s->watch[i].name, &st, 0) != 0 ||
+            !taken_changed(s, &t, &st))
+            continue;
+        note_changed_after_taken(s, &t, &st);
+        ember__free(s->ctx, s->watch[i].name); /* once */
+        s->watch[i].name = NULL;
+    }
+    if (dfd >= 0)
+        close(dfd);
+}
+
 /* Warns about files that appeared since the last listing with names that
  * sort at or before the last one taken: they will never be taken. */
 static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
@@ -1240,6 +1284,7 @@ static int plan_next(ember_stream *s, int all, plan *p, char *msg)
     if (rc)
         return rc;
     note_late(s, f, n);
+    note_watched(s);
     size_t from = first_new(s, f, n), k = n - from, lim = batch_limit(s, all);
     k = k < lim ? k : lim;
     if (k)
@@ -1284,6 +1329,7 @@ static int step(ember_stream *s, int all, int *ran, char *msg)
         rc = run_batch(s, &s->pending, started, msg);
         if (rc)
             return rc;
+        watch_files(s, &s->pending);
         plan_free(s->ctx, &s->pending);
         s->have_pending = 0;
         *ran = 1;
@@ -1302,6 +1348,7 @@ static int step(ember_stream *s, int all, int *ran, char *msg)
         s->have_pending = 1;
         return rc;
     }
+    watch_files(s, &p);
     plan_free(s->ctx, &p);
     *ran = 1;
     return EMBER_OK;
@@ -1914,6 +1961,7 @@ void ember_stream_destroy(ember_stream **ps)
         ember__ss_free(&s->st);
     plan_free(ctx, &s->pending);
     ember__sfiles_free(ctx, s->prev, s->nprev);
+    ember__sfiles_free(ctx, s->watch, s->nwatch);
     ember__sfiles_free(ctx, s->avail, s->navail);
     ember__free(ctx, s->description);
     ember__free(ctx, s->source);

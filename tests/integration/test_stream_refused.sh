@@ -12,7 +12,8 @@
 # - A committed file changed in place at the same size: a replay (after a
 #   damaged snapshot) stops with exit 2 naming it instead of counting its
 #   new bytes; without a replay the restart warns that the file changed
-#   after its batch took it (not that it is a late file).
+#   after its batch took it (not that it is a late file); a running stream
+#   warns once at its next listing.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -167,4 +168,23 @@ touch -d '2400-01-01' fin/f1
 expect_exit 0 "$WC" --source fin --checkpoint-location fck --trigger once --quiet
 expect_exit 0 "$WC" --source fin --checkpoint-location fck --trigger once
 grep -q "was modified" "$T/err" && fail "an unchanged far-future file called modified: $(cat "$T/err")"
+# A file written in place under its final name while the stream runs:
+# the batch took what was there, and the running stream says so at its
+# next listing, once (it used to say nothing until a restart).
+mkdir win
+"$WC" --source win --checkpoint-location wck --sink wout --poll 0.01 2>"$T/werr" &
+wpid=$!
+printf 'slow\n' >win/.f1 && mv win/.f1 win/f1
+for _ in $(seq 200); do [ -e wout/batch-000000000000.csv ] && break; sleep 0.05; done
+[ -e wout/batch-000000000000.csv ] || fail "no batch of win/f1"
+printf 'slow\n' >>win/f1
+for _ in $(seq 100); do grep -q "was modified" "$T/werr" && break; sleep 0.05; done
+printf 'slow\n' >>win/f1
+sleep 0.2
+kill -TERM "$wpid"
+rc=0
+wait "$wpid" || rc=$?
+[ "$rc" -eq 75 ] || fail "the watching stream: exit $rc: $(cat "$T/werr")"
+[ "$(grep -c "source file win/f1 was modified after batch 0 took it" "$T/werr")" -eq 1 ] ||
+    fail "not one warning of win/f1 written in place: $(cat "$T/werr")"
 echo "test_stream_refused: PASS"
