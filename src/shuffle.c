@@ -239,33 +239,54 @@ static int key_order(ember_ctx *ctx, const ember__buf *buf, const ember_type *t,
     size_t(*count)[256] = ember__calloc(ctx, 8, sizeof *count);
     int rc = key && key2 && count ? EMBER_OK : EMBER_ENOMEM;
     const uint64_t flip = descending ? UINT64_MAX : 0;
+    uint64_t vary = 0; /* the bits in which some key differs from the first */
     if (!rc)
         ember__key_orders(t, buf->data, n, key);
     for (size_t i = 0; !rc && i < n; i++) {
         key[i] ^= flip;
-        for (int d = 0; d < 8; d++)
-            count[d][key[i] >> (8 * d) & 0xff]++;
+        vary |= key[i] ^ key[0];
     }
-    for (int d = 0; !rc && d < 8; d++) {
+    /* Only the digits below the highest varying bit can differ. When those
+     * bits and a record's index fit in 64, each key carries its index in
+     * its low bits and the passes move one array, not two (a reduce's
+     * partition of 8,192 records with keys under 2^14: 27 bits). */
+    int kbits = vary ? 64 - __builtin_clzll(vary) : 0;
+    int ibits = n > 1 ? 64 - __builtin_clzll((unsigned long long)(n - 1)) : 0;
+    int packed = kbits && kbits + ibits <= 64, shift = packed ? ibits : 0;
+    int digits = (kbits + 7) / 8;
+    for (size_t i = 0; !rc && packed && i < n; i++)
+        key[i] = (key[i] & (((uint64_t)1 << kbits) - 1)) << ibits | i;
+    for (size_t i = 0; !rc && i < n; i++)
+        for (int d = 0; d < digits; d++)
+            count[d][key[i] >> (shift + 8 * d) & 0xff]++;
+    for (int d = 0; !rc && d < digits; d++) {
         size_t *c = count[d], at = 0, *from = *idx, *to = *tmp;
-        if (c[key[0] >> (8 * d) & 0xff] == n)
+        int sh = shift + 8 * d;
+        if (c[key[0] >> sh & 0xff] == n)
             continue; /* one digit for all */
         for (int v = 0; v < 256; v++) {
             size_t k = c[v];
             c[v] = at;
             at += k;
         }
-        for (size_t i = 0; i < n; i++) {
-            size_t j = c[key[i] >> (8 * d) & 0xff]++;
-            key2[j] = key[i];
-            to[j] = from[i];
+        if (packed) {
+            for (size_t i = 0; i < n; i++)
+                key2[c[key[i] >> sh & 0xff]++] = key[i];
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                size_t j = c[key[i] >> sh & 0xff]++;
+                key2[j] = key[i];
+                to[j] = from[i];
+            }
+            *idx = to;
+            *tmp = from;
         }
         uint64_t *kt = key;
         key = key2;
         key2 = kt;
-        *idx = to;
-        *tmp = from;
     }
+    for (size_t i = 0; !rc && packed && i < n; i++)
+        (*idx)[i] = (size_t)(key[i] & (((uint64_t)1 << ibits) - 1));
     ember__free(ctx, key);
     ember__free(ctx, key2);
     ember__free(ctx, count);
