@@ -694,6 +694,21 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
         ember__key_orders(ta, a->data, a->n, ka);
         ember__key_orders(tb, b->data, b->n, kb);
     }
+    /* b's value fields' moves, neighbours merged, worked out once (a call
+     * of ember_scalar_size a field a record was a tenth of the join) */
+    struct field_move {
+        size_t from, to, len;
+    } mv[EMBER_MAX_FIELDS];
+    int nmv = 0;
+    for (uint32_t f = 1; f < tb->nfields; f++) {
+        size_t from = tb->field[f].offset, at = to->field[ta->nfields + f - 1].offset;
+        size_t len = ember_scalar_size(tb->field[f].kind) * tb->field[f].count;
+        if (nmv && mv[nmv - 1].from + mv[nmv - 1].len == from &&
+            mv[nmv - 1].to + mv[nmv - 1].len == at)
+            mv[nmv - 1].len += len;
+        else
+            mv[nmv++] = (struct field_move){from, at, len};
+    }
     while (!rc && i < a->n && j < b->n) {
         if (ka[i] != kb[j]) {
             ka[i] < kb[j] ? i++ : j++;
@@ -709,12 +724,11 @@ static int merge_join(ember_ctx *ctx, const ember_type *to, const ember_type *ta
                     (rc = ember__buf_reserve(ctx, out, out->n + 1)))
                     break;
                 unsigned char *rec = out->data + out->n++ * to->size;
-                memcpy(rec, a->data + i * ta->size, head);
+                copy_record(rec, a->data + i * ta->size, head);
                 memset(rec + head, 0, to->size - head);
-                for (uint32_t f = 1; f < tb->nfields; f++)
-                    memcpy(rec + to->field[ta->nfields + f - 1].offset,
-                           b->data + m * tb->size + tb->field[f].offset,
-                           ember_scalar_size(tb->field[f].kind) * tb->field[f].count);
+                for (int v = 0; v < nmv; v++)
+                    copy_record(rec + mv[v].to, b->data + m * tb->size + mv[v].from,
+                                mv[v].len);
             }
         j = jb;
     }
