@@ -344,6 +344,105 @@ static void test_mpi_ckpt_lock_agreed(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* Ranks whose parameters differ (one hashed a stale copy of an input)
+ * are refused at a fresh start, on every rank with rank 1's message: the
+ * state would have been saved under rank 0's fingerprint, and a resume
+ * with the right input taken it as rank 0's run. With the same
+ * parameters the loop runs. */
+static void test_mpi_loop_ranks_disagree(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = make_ctx(1, NULL);
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    for (int same = size == 1; same < 2; same++) { /* one rank: nothing differs */
+        char msg[EMBER_MSG_SIZE] = "";
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.dir = "ckd";
+        o.no_signals = 1;
+        o.quiet = 1;
+        o.program = "test_mpi_ckpt";
+        o.parameters = same || rank_of_world() == 0 ? "input=aa11\n" : "input=bb22\n";
+        int64_t counter = 0;
+        ember_loop *loop = NULL;
+        uint64_t it = 0;
+        assert_int_equal(ember_loop_create(&loop, ctx, &o, msg), EMBER_OK);
+        assert_int_equal(ember_loop_bind_i64(loop, "counter", &counter), EMBER_OK);
+        int rc = ember_loop_next(loop, &it, msg);
+        if (same) {
+            assert_int_equal(rc, EMBER_OK);
+        } else {
+            assert_int_equal(rc, EMBER_EMISMATCH);
+            assert_non_null(strstr(msg, "rank 1 runs another program, other parameters"));
+            assert_int_equal(access("ckd/ckpt-000000000000.h5", F_OK), -1);
+        }
+        ember_loop_destroy(&loop);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    ember_ctx_destroy(&ctx);
+}
+
+/* A replicated array bound to a loop, resumed: each rank writes its own
+ * range right after ember_loop_next, as include/ember/mpi.h allows. The
+ * restore copies the checkpoint's array in on every rank; a rank that
+ * returned first and wrote had its range overwritten by a slower rank's
+ * copy until ember_loop_next waited for all of them (6 resumes in 7 on 3
+ * ranks lost a range). 4 MB, so that a copy takes a while. */
+static void test_mpi_loop_restore_replicated(void **state)
+{
+    (void)state;
+    enum { NX = 1 << 19 };
+    ember_ctx *ctx = make_ctx(1, NULL);
+    int size = 1, me = rank_of_world();
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    for (int run = 0; run < 2; run++) {
+        char msg[EMBER_MSG_SIZE] = "";
+        double *x = NULL;
+        assert_int_equal(ember_replicated_alloc((void **)&x, ctx, NX * sizeof *x, msg),
+                         EMBER_OK);
+        if (me == 0)
+            for (size_t i = 0; i < NX; i++)
+                x[i] = -1.0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.dir = "ckr";
+        o.no_signals = 1;
+        o.quiet = 1;
+        o.every = 1;
+        o.program = "test_mpi_ckpt";
+        o.resume = run ? EMBER_RESUME_REQUIRE : EMBER_RESUME_NEVER;
+        ember_loop *loop = NULL;
+        uint64_t it = 0, until = run ? 6 : 3;
+        assert_int_equal(ember_loop_create(&loop, ctx, &o, msg), EMBER_OK);
+        assert_int_equal(ember_loop_bind_array(loop, "x", EMBER_F64, x, NX), EMBER_OK);
+        int rc;
+        for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < until;
+             rc = ember_loop_next(loop, &it, msg)) {
+            size_t lo = NX / (size_t)size * (size_t)me;
+            size_t hi = me == size - 1 ? NX : lo + NX / (size_t)size;
+            for (size_t i = lo; i < hi; i++) /* this rank's range, at once */
+                x[i] = (double)(it + 1);
+            MPI_Barrier(MPI_COMM_WORLD); /* as ember_allgather_ranges would */
+            for (size_t i = 0; i < NX; i++)
+                if (x[i] != (double)(it + 1))
+                    fail_msg("rank %d, iteration %llu: x[%zu] = %g", me,
+                             (unsigned long long)it, i, x[i]);
+            MPI_Barrier(MPI_COMM_WORLD);
+        }
+        if (rc == EMBER_OK)
+            rc = ember_loop_finish(loop, msg);
+        if (rc)
+            print_message("loop: %d %s\n", rc, msg);
+        assert_int_equal(rc, EMBER_OK);
+        ember_loop_destroy(&loop);
+        ember_replicated_free(ctx, x);
+    }
+    ember_ctx_destroy(&ctx);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 /* Asynchronous checkpoints are refused on more than one rank. */
 static void test_mpi_ckpt_async_refused(void **state)
 {
@@ -581,6 +680,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_ckpt_dataset_eager),
         cmocka_unit_test(test_mpi_ckpt_loop_restart),
         cmocka_unit_test(test_mpi_ckpt_lock_agreed),
+        cmocka_unit_test(test_mpi_loop_ranks_disagree),
+        cmocka_unit_test(test_mpi_loop_restore_replicated),
         cmocka_unit_test(test_mpi_ckpt_async_refused),
         cmocka_unit_test(test_mpi_ckpt_write_moves_no_records),
         cmocka_unit_test(test_mpi_ckpt_dataset_moves_no_records),
