@@ -144,9 +144,10 @@ static int create_probe(const char *path, const unsigned char *token, char *msg)
     return EMBER_OK;
 }
 
-/* Every other rank: the file under that name must hold rank 0's token. */
-static int check_probe(ember_ctx *ctx, const char *dir, const char *path,
-                       const unsigned char *token, char *msg)
+/* Every other rank: the file under that name must hold rank 0's token.
+ * root_dir: the directory as rank 0 named it. */
+static int check_probe(ember_ctx *ctx, const char *dir, const char *root_dir,
+                       const char *path, const unsigned char *token, char *msg)
 {
     unsigned char got[TOKEN_BYTES];
     int fd = open(path, O_RDONLY);
@@ -156,13 +157,21 @@ static int check_probe(ember_ctx *ctx, const char *dir, const char *path,
         close(fd);
     if (k == TOKEN_BYTES && memcmp(got, token, TOKEN_BYTES) == 0)
         return EMBER_OK;
+    const char *what = fd < 0 ? "cannot open" : "sees another file than";
+    if (strcmp(dir, root_dir) != 0)
+        return ember__err(msg, EMBER_EINVAL,
+                          "checkpoint dir %s of rank %d is not rank 0's, %s: rank "
+                          "%d %s %s, which rank 0 created as %s/ember-shared.tmp%s%s; "
+                          "every rank needs the same directory, one that every rank "
+                          "sees", dir, ember__comm_rank(ctx), root_dir,
+                          ember__comm_rank(ctx), what, path, root_dir,
+                          fd < 0 ? ": " : "", fd < 0 ? strerror(err) : "");
     return ember__err(msg, EMBER_EINVAL,
                       "checkpoint dir %s is not shared by the ranks: rank %d "
                       "%s %s that rank 0 created%s%s; a checkpoint written by "
                       "several ranks needs a directory every rank sees",
-                      dir, ember__comm_rank(ctx),
-                      fd < 0 ? "cannot open" : "sees another file than",
-                      path, fd < 0 ? ": " : "", fd < 0 ? strerror(err) : "");
+                      dir, ember__comm_rank(ctx), what, path, fd < 0 ? ": " : "",
+                      fd < 0 ? strerror(err) : "");
 }
 
 int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg)
@@ -174,8 +183,10 @@ int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg)
         int64_t rc;
         unsigned char token[TOKEN_BYTES];
         char msg[EMBER_MSG_SIZE];
+        char dir[PATH_MAX]; /* as rank 0 names it */
     } s;
     memset(&s, 0, sizeof s);
+    snprintf(s.dir, sizeof s.dir, "%s", dir);
     if ((size_t)snprintf(path, sizeof path, "%s/ember-shared.tmp", dir) >= sizeof path)
         return ember__err(msg, EMBER_ERANGE, "checkpoint dir %s: path too long", dir);
     if (is_root(ctx)) {
@@ -187,7 +198,8 @@ int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg)
         rc = ember__err(msg, (int)s.rc, "%s", s.msg);
     if (!rc)
         rc = ember__comm_agree_status(ctx, is_root(ctx) ? EMBER_OK
-                                           : check_probe(ctx, dir, path, s.token, msg),
+                                           : check_probe(ctx, dir, s.dir, path,
+                                                         s.token, msg),
                                       0, msg);
     if (is_root(ctx) && !s.rc)
         unlink(path);
@@ -285,7 +297,8 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **out, const char *dir,
         rc = ember__err(msg, (int)s.rc, "%s", s.msg);
     if (!rc)
         rc = ember__comm_agree_status(ctx, w->root ? EMBER_OK
-                                                   : check_probe(ctx, w->dir, w->tmp, s.token, msg),
+                                                   : check_probe(ctx, w->dir, w->dir, w->tmp, s.token,
+                                                                 msg),
                                       0, msg);
     char *str[5] = {NULL, NULL, NULL, NULL, NULL}, *strbuf = NULL;
     if (!rc)

@@ -90,4 +90,17 @@ set -e
 [ "$st" -eq 2 ] || fail "ranks with different checkpoint files: exit $st, wanted 2: $(cat split.err)"
 grep -q "not shared by the ranks" split.err || fail "the refusal does not say why: $(cat split.err)"
 [ ! -e own0/m.csv ] || fail "an output was written from mixed states"
+# Ranks given checkpoint directories of different names: the refusal
+# names each rank's (it used to name rank 1's as the one rank 0 created).
+set +e
+OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \
+    -n 1 "$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet \
+    --checkpoint-dir ckA --iterations 5 --threads 1 : \
+    -n 1 "$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet \
+    --checkpoint-dir ckB --iterations 5 --threads 1 > two.out 2> two.err
+st=$?
+set -e
+[ "$st" -eq 2 ] || fail "ranks with different checkpoint dirs: exit $st: $(cat two.err)"
+grep -q "checkpoint dir ckB of rank 1 is not rank 0's, ckA: rank 1 cannot open ckB/ember-shared.tmp, which rank 0 created as ckA/ember-shared.tmp" \
+    two.err || fail "the refusal does not name both dirs: $(cat two.err)"
 echo ok
