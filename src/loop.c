@@ -380,10 +380,23 @@ static int prepare_dir(const char *dir, char *msg)
                       same ? "" : " (at ", same ? "" : part, same ? "" : ")");
 }
 
+/* Under an MPI launcher, a context that never joined the job's ranks is
+ * one of several serial runs on one directory: the lock refuses all but
+ * one, which says in use, not why. */
 static int lock_dir(ember_loop *L, char *msg)
 {
-    return ember__dir_lock(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd,
-                           msg);
+    int rc = ember__dir_lock(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd, msg);
+    const char *world = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!world)
+        world = getenv("PMI_SIZE");
+    if (rc == EMBER_EBUSY && ranks(L) == 1 && world && atoi(world) > 1 && msg) {
+        size_t used = strlen(msg);
+        snprintf(msg + used, EMBER_MSG_SIZE - used, " (this process is one of %d that "
+                 "an MPI launcher started, but its context has one rank: for the "
+                 "ranks to run one loop, a program is built with EMBER_MPI and "
+                 "calls ember_ctx_set_comm, ember/mpi.h)", atoi(world));
+    }
+    return rc;
 }
 
 /* Removes "*.tmp" left by writes that crashed. Only under the lock: no

@@ -45,6 +45,12 @@ grep -q "checkpoint dir $dir is in use by process $pid" "$tmp/err2" \
 [ ! -s "$tmp/out2" ] || fail "the second run printed a result"
 kill -0 "$pid" 2>/dev/null || fail "the first run died"
 echo "second run refused: $(tail -n 1 "$tmp/err2")"
+# Started by an MPI launcher (as its environment says) on a context of one
+# rank: the refusal says how the ranks join (EMBER_MPI, ember_ctx_set_comm).
+OMPI_COMM_WORLD_SIZE=2 timeout 20 "$demo" "${args[@]}" --iterations 10 >/dev/null 2>"$tmp/err2m"
+grep -q "in use by process $pid (this process is one of 2 that an MPI launcher started, but its context has one rank: .*ember_ctx_set_comm" \
+    "$tmp/err2m" || fail "no hint under an MPI launcher: $(cat "$tmp/err2m")"
+grep -q "MPI launcher" "$tmp/err2" && fail "the hint without a launcher: $(cat "$tmp/err2")"
 
 kill -9 "$pid"
 wait "$pid" 2>/dev/null
