@@ -71,6 +71,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
+#ifdef EMBER_HAVE_XXH_DISPATCH
+#include <xxh_x86dispatch.h> /* the same values, faster (see filesum.c) */
+#endif
 
 
 #define LOCK_NAME "ember.lock"
@@ -1487,6 +1491,43 @@ static int write_binding_ranks(ember__ckp *w, const binding *b,
     }
 }
 
+/* The file takes the scalars, arrays and blobs from rank 0, and a restore
+ * hands them to every rank: they must be the same on every rank, as a
+ * program that follows the rules of ember/mpi.h keeps them. A rank whose
+ * differ (an array whose ranges were never all-gathered, a counter kept
+ * per rank) would resume with rank 0's: refused, naming the first item
+ * that differs. Each rank hashes its own bytes (XXH3, once a checkpoint);
+ * rank 0's hashes are broadcast. */
+static int check_ranks_hold_same(ember_loop *L, char *msg)
+{
+    uint64_t *h = ember__calloc(L->ctx, L->nb + 1, sizeof *h);
+    uint64_t *root = ember__calloc(L->ctx, L->nb + 1, sizeof *root);
+    int rc = h && root ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
+    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
+    int agreed = rc == EMBER_OK; /* the same on every rank */
+    for (size_t i = 0; !rc && i < L->nb; i++) {
+        const binding *b = &L->b[i];
+        if (b->kind != BIND_DS && !b->note)
+            h[i] = root[i] = XXH3_64bits(b->data, binding_bytes(b));
+    }
+    char emsg[EMBER_MSG_SIZE] = "";
+    if (!rc && (rc = ember__comm_bcast(L->ctx, root, (L->nb + 1) * sizeof *root, emsg)))
+        rc = ember__err(msg, rc, "%s", emsg);
+    for (size_t i = 0; !rc && i < L->nb; i++)
+        if (h[i] != root[i])
+            rc = ember__err(msg, EMBER_EMISMATCH, "rank %d holds another \"%s\" than "
+                            "rank 0 at iteration %llu: a checkpoint takes it from rank "
+                            "0 and a resume gives it to every rank, so every rank must "
+                            "hold the same (all-gather an array's ranges, keep per-rank "
+                            "values unbound)", ember__comm_rank(L->ctx), L->b[i].name,
+                            (unsigned long long)L->done);
+    if (agreed)
+        rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
+    ember__free(L->ctx, h);
+    ember__free(L->ctx, root);
+    return rc;
+}
+
 static int write_ranks(ember_loop *L, const char *name, const char *lineage,
                        char *path, uint64_t *bytes, char *msg)
 {
@@ -1499,6 +1540,8 @@ static int write_ranks(ember_loop *L, const char *name, const char *lineage,
     /* agreed first: the computations below are collective, and a rank
      * without its arrays would skip them */
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
+    if (!rc)
+        rc = check_ranks_hold_same(L, msg);
     int ready = rc == EMBER_OK; /* the same on every rank */
     /* Each bound dataset's own partitions, computed (a local checkpoint cuts
      * the lineage, as on one process). Every item is tried even after a

@@ -246,6 +246,7 @@ typedef struct {
                                  mostly beside the iterations) */
 
     char parameters[8192];    /* private: ember_cli_loop's copy */
+    ember_ctx *ctx;           /* private: ember_cli_loop's, for the ranks */
     struct final_wait *final_wait; /* private: ember_cli_iterate's last
                                  iteration, for ember_cli_iterate_end */
 

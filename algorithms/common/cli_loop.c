@@ -10,6 +10,7 @@
 #include "cli.h"
 
 #include <ember/graph.h>
+#include <ember/mpi.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -605,6 +606,7 @@ static void explain_mismatch(const ember_cli *cli, char *msg)
 int ember_cli_loop(ember_loop **out, ember_ctx *ctx, ember_cli *cli, char *msg)
 {
     *out = NULL;
+    cli->ctx = ctx;
     if (msg)
         msg[0] = '\0';
     int rc = ember_cli_parameters(cli, cli->parameters, sizeof cli->parameters);
@@ -1162,6 +1164,14 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
         double t0 = ember_cli_now(), value = NAN;
         int s = step(it, &value, arg, msg);
         double seconds = ember_cli_now() - t0;
+        if (s >= 0 && ember_ctx_ranks(cli->ctx) > 1) {
+            /* the slowest rank's: the history is bound state, and a
+             * checkpoint of several ranks refuses state that differs */
+            int64_t neg = -(int64_t)(seconds * 1e9);
+            int r = ember_allreduce_min_i64(cli->ctx, &neg, 1, msg);
+            s = r ? r : s;
+            seconds = (double)-neg * 1e-9;
+        }
         cli->compute_seconds += seconds;
         if (s < 0) {
             rc = s;

@@ -355,6 +355,9 @@ static void test_mpi_loop_ranks_disagree(void **state)
     ember_ctx *ctx = make_ctx(1, NULL);
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank_of_world() == 0) /* a file an earlier run left would pass for this one's */
+        assert_int_equal(system("rm -rf ckd"), 0);
+    MPI_Barrier(MPI_COMM_WORLD);
     for (int same = size == 1; same < 2; same++) { /* one rank: nothing differs */
         char msg[EMBER_MSG_SIZE] = "";
         ember_loop_opts o;
@@ -376,6 +379,55 @@ static void test_mpi_loop_ranks_disagree(void **state)
             assert_int_equal(rc, EMBER_EMISMATCH);
             assert_non_null(strstr(msg, "rank 1 runs another program, other parameters"));
             assert_int_equal(access("ckd/ckpt-000000000000.h5", F_OK), -1);
+        }
+        ember_loop_destroy(&loop);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    ember_ctx_destroy(&ctx);
+}
+
+/* A checkpoint takes bound scalars and arrays from rank 0, and a resume
+ * gives them to every rank: a rank holding another value (a per-rank
+ * counter bound by mistake, an array never all-gathered) is refused at
+ * the checkpoint, on every rank, naming the item. */
+static void test_mpi_loop_ranks_hold_other_values(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = make_ctx(1, NULL);
+    int size = 1, me = rank_of_world();
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (me == 0) /* a file an earlier run left would pass for this one's */
+        assert_int_equal(system("rm -rf ckv"), 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    for (int same = size == 1; same < 2; same++) {
+        char msg[EMBER_MSG_SIZE] = "";
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.dir = "ckv";
+        o.no_signals = 1;
+        o.quiet = 1;
+        o.every = 1;
+        o.resume = EMBER_RESUME_NEVER;
+        o.program = "test_mpi_ckpt";
+        int64_t counter = 0;
+        double xs[4] = {1, 2, 3, 4};
+        ember_loop *loop = NULL;
+        uint64_t it = 0;
+        assert_int_equal(ember_loop_create(&loop, ctx, &o, msg), EMBER_OK);
+        assert_int_equal(ember_loop_bind_i64(loop, "counter", &counter), EMBER_OK);
+        assert_int_equal(ember_loop_bind_array(loop, "xs", EMBER_F64, xs, 4), EMBER_OK);
+        int rc = ember_loop_next(loop, &it, msg);
+        assert_int_equal(rc, EMBER_OK);
+        counter++;
+        if (!same && me == 1)
+            xs[2] = -3; /* rank 1's array only */
+        rc = ember_loop_next(loop, &it, msg); /* writes the checkpoint of 1 */
+        if (same) {
+            assert_int_equal(rc, EMBER_OK);
+        } else {
+            assert_int_equal(rc, EMBER_EMISMATCH);
+            assert_non_null(strstr(msg, "rank 1 holds another \"xs\" than rank 0 at iteration 1"));
+            assert_int_equal(access("ckv/ckpt-000000000001.h5", F_OK), -1);
         }
         ember_loop_destroy(&loop);
         MPI_Barrier(MPI_COMM_WORLD);
@@ -681,6 +733,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mpi_ckpt_loop_restart),
         cmocka_unit_test(test_mpi_ckpt_lock_agreed),
         cmocka_unit_test(test_mpi_loop_ranks_disagree),
+        cmocka_unit_test(test_mpi_loop_ranks_hold_other_values),
         cmocka_unit_test(test_mpi_loop_restore_replicated),
         cmocka_unit_test(test_mpi_ckpt_async_refused),
         cmocka_unit_test(test_mpi_ckpt_write_moves_no_records),
