@@ -2357,13 +2357,17 @@ static int after_iteration(ember_loop *L, char *msg)
  * hashed a stale copy of an input) would otherwise run a fresh start with
  * the others, its state saved under rank 0's fingerprint, and a resume
  * would take that state as rank 0's run. */
-static int check_ranks_agree(ember_loop *L, char *msg)
+static int check_ranks_agree(ember_loop *L, int rc, char *msg)
 {
+    /* rc: this rank's signature failed (every rank takes part all the same:
+     * a rank whose bound state differs may be the one that failed) */
+    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
     uint64_t fp = L->fingerprint;
     char emsg[EMBER_MSG_SIZE] = "";
-    int rc = ember__comm_bcast(L->ctx, &fp, sizeof fp, emsg);
-    if (rc)
+    if (!rc && (rc = ember__comm_bcast(L->ctx, &fp, sizeof fp, emsg)))
         return ember__err(msg, rc, "%s", emsg);
+    if (rc)
+        return rc;
     if (fp != L->fingerprint)
         rc = ember__err(msg, EMBER_EMISMATCH, "rank %d runs another program, other "
                         "parameters or other bound state than rank 0 (fingerprint "
@@ -2376,8 +2380,8 @@ static int check_ranks_agree(ember_loop *L, char *msg)
 static int first_next(ember_loop *L, char *msg)
 {
     int rc = build_signature(L, msg);
-    if (!rc && ranks(L) > 1)
-        rc = check_ranks_agree(L, msg);
+    if (ranks(L) > 1)
+        rc = check_ranks_agree(L, rc, msg);
     if (!rc && L->dir)
         rc = restore(L, msg);
     if (!rc && L->o.iterations && L->done > L->o.iterations)
