@@ -1500,18 +1500,20 @@ static int write_binding_ranks(ember__ckp *w, const binding *b,
  * rank 0's hashes are broadcast. */
 static int check_ranks_hold_same(ember_loop *L, char *msg)
 {
-    uint64_t *h = ember__calloc(L->ctx, L->nb + 1, sizeof *h);
-    uint64_t *root = ember__calloc(L->ctx, L->nb + 1, sizeof *root);
-    int rc = h && root ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory");
-    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
-    int agreed = rc == EMBER_OK; /* the same on every rank */
-    for (size_t i = 0; !rc && i < L->nb; i++) {
+    /* this rank's hashes, then rank 0's (0 for datasets and notes) */
+    size_t n = L->nb + 1;
+    uint64_t *h = ember__calloc(L->ctx, 2 * n, sizeof *h), *root = h ? h + n : NULL;
+    int rc = ember__comm_agree_status(
+        L->ctx, h ? EMBER_OK : ember__err(msg, EMBER_ENOMEM, "out of memory"), 0, msg);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < L->nb; i++) {
         const binding *b = &L->b[i];
         if (b->kind != BIND_DS && !b->note)
             h[i] = root[i] = XXH3_64bits(b->data, binding_bytes(b));
     }
     char emsg[EMBER_MSG_SIZE] = "";
-    if (!rc && (rc = ember__comm_bcast(L->ctx, root, (L->nb + 1) * sizeof *root, emsg)))
+    if ((rc = ember__comm_bcast(L->ctx, root, n * sizeof *root, emsg)))
         rc = ember__err(msg, rc, "%s", emsg);
     for (size_t i = 0; !rc && i < L->nb; i++)
         if (h[i] != root[i])
@@ -1521,10 +1523,8 @@ static int check_ranks_hold_same(ember_loop *L, char *msg)
                             "hold the same (all-gather an array's ranges, keep per-rank "
                             "values unbound)", ember__comm_rank(L->ctx), L->b[i].name,
                             (unsigned long long)L->done);
-    if (agreed)
-        rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
+    rc = ember__comm_agree_status(L->ctx, rc, 0, msg);
     ember__free(L->ctx, h);
-    ember__free(L->ctx, root);
     return rc;
 }
 

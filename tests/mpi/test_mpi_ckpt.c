@@ -344,6 +344,31 @@ static void test_mpi_ckpt_lock_agreed(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The options of the loops below, on dir, with no signals and no
+ * messages; every = 0: a checkpoint only where the test writes one. */
+static ember_loop_opts quiet_opts(const char *dir, uint64_t every)
+{
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.no_signals = 1;
+    o.quiet = 1;
+    o.every = every;
+    o.program = "test_mpi_ckpt";
+    return o;
+}
+
+/* Rank 0 empties dir (a file an earlier run left would pass for this
+ * one's), then all ranks go on. */
+static void empty_dir(const char *dir)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (rank_of_world() == 0)
+        assert_int_equal(system(cmd), 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 /* Ranks whose parameters differ (one hashed a stale copy of an input)
  * are refused at a fresh start, on every rank with rank 1's message: the
  * state would have been saved under rank 0's fingerprint, and a resume
@@ -355,17 +380,10 @@ static void test_mpi_loop_ranks_disagree(void **state)
     ember_ctx *ctx = make_ctx(1, NULL);
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank_of_world() == 0) /* a file an earlier run left would pass for this one's */
-        assert_int_equal(system("rm -rf ckd"), 0);
-    MPI_Barrier(MPI_COMM_WORLD);
+    empty_dir("ckd");
     for (int same = size == 1; same < 2; same++) { /* one rank: nothing differs */
         char msg[EMBER_MSG_SIZE] = "";
-        ember_loop_opts o;
-        memset(&o, 0, sizeof o);
-        o.dir = "ckd";
-        o.no_signals = 1;
-        o.quiet = 1;
-        o.program = "test_mpi_ckpt";
+        ember_loop_opts o = quiet_opts("ckd", 0);
         o.parameters = same || rank_of_world() == 0 ? "input=aa11\n" : "input=bb22\n";
         int64_t counter = 0;
         ember_loop *loop = NULL;
@@ -396,19 +414,11 @@ static void test_mpi_loop_ranks_hold_other_values(void **state)
     ember_ctx *ctx = make_ctx(1, NULL);
     int size = 1, me = rank_of_world();
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (me == 0) /* a file an earlier run left would pass for this one's */
-        assert_int_equal(system("rm -rf ckv"), 0);
-    MPI_Barrier(MPI_COMM_WORLD);
+    empty_dir("ckv");
     for (int same = size == 1; same < 2; same++) {
         char msg[EMBER_MSG_SIZE] = "";
-        ember_loop_opts o;
-        memset(&o, 0, sizeof o);
-        o.dir = "ckv";
-        o.no_signals = 1;
-        o.quiet = 1;
-        o.every = 1;
+        ember_loop_opts o = quiet_opts("ckv", 1);
         o.resume = EMBER_RESUME_NEVER;
-        o.program = "test_mpi_ckpt";
         int64_t counter = 0;
         double xs[4] = {1, 2, 3, 4};
         ember_loop *loop = NULL;
@@ -457,13 +467,7 @@ static void test_mpi_loop_restore_replicated(void **state)
             for (size_t i = 0; i < NX; i++)
                 x[i] = -1.0;
         MPI_Barrier(MPI_COMM_WORLD);
-        ember_loop_opts o;
-        memset(&o, 0, sizeof o);
-        o.dir = "ckr";
-        o.no_signals = 1;
-        o.quiet = 1;
-        o.every = 1;
-        o.program = "test_mpi_ckpt";
+        ember_loop_opts o = quiet_opts("ckr", 1);
         o.resume = run ? EMBER_RESUME_REQUIRE : EMBER_RESUME_NEVER;
         ember_loop *loop = NULL;
         uint64_t it = 0, until = run ? 6 : 3;
