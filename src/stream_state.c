@@ -537,24 +537,52 @@ void ember__ss_free(ember__sstate *st)
     st->order = NULL;
 }
 
+/* Two state rows a and b hold the same string: their keys differ, so the
+ * key function gave that string two keys (state rows are otherwise unique
+ * by string, see the invariant above). Both rows would be output. */
+static int two_keys(const by_text *c, size_t a, size_t b, char *msg)
+{
+    size_t len;
+    const char *t = rec_text(c->rec + a * c->size, c->tf, c->base, c->base_size, &len);
+    return ember__err(msg, EMBER_EINVAL,
+                      "stream: the batch function gave the string '%.*s' two keys "
+                      "(%016" PRIx64 " and %016" PRIx64 "); an EMBER_KEY_TEXT row's key "
+                      "must be a function of its bytes alone (ember_stream_hash() is "
+                      "one), or the string would be counted as two rows",
+                      (int)(len < 64 ? len : 64), t, rd64(c->rec + a * c->size, 0),
+                      rd64(c->rec + b * c->size, 0));
+}
+
+/* Positions 0..n-1 of c's records sorted by string, into *out; a string
+ * held twice is refused. */
+static int order_of(ember_ctx *ctx, const by_text *c, size_t n, size_t **out, char *msg)
+{
+    size_t *o = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *o));
+    for (size_t i = 0; o && i < n; i++)
+        o[i] = i;
+    if (!o || sort_pos(ctx, o, n, cmp_by_text, c)) {
+        ember__free(ctx, o);
+        return ember__err(msg, EMBER_ENOMEM, "out of memory ordering %zu state rows", n);
+    }
+    for (size_t i = 1; i < n; i++)
+        if (cmp_by_text(c, o[i - 1], o[i]) == 0) {
+            int rc = two_keys(c, o[i - 1], o[i], msg);
+            ember__free(ctx, o);
+            return rc;
+        }
+    *out = o;
+    return EMBER_OK;
+}
+
+/* Sorts the state's positions by string. EMBER_ENOMEM leaves no order
+ * (output is then sorted); a state holding a string twice is refused. */
 int ember__ss_order(ember__sstate *st, char *msg)
 {
     if (st->key != EMBER_KEY_TEXT || st->order)
         return EMBER_OK;
-    size_t n = st->rec.n;
-    st->order = ember__malloc(st->ctx, ember__mul(n ? n : 1, sizeof *st->order));
-    if (!st->order)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory ordering %zu state rows", n);
-    for (size_t i = 0; i < n; i++)
-        st->order[i] = i;
     by_text c = {st->rec.data, st->type.size, fields_of(&st->type),
                  (const char *)st->text.data, st->text.n};
-    if (sort_pos(st->ctx, st->order, n, cmp_by_text, &c)) {
-        ember__free(st->ctx, st->order);
-        st->order = NULL;
-        return ember__err(msg, EMBER_ENOMEM, "out of memory ordering %zu state rows", n);
-    }
-    return EMBER_OK;
+    return order_of(st->ctx, &c, st->rec.n, &st->order, msg);
 }
 
 /* ---- the merge --------------------------------------------------------------------------- */
@@ -804,38 +832,52 @@ static int place_aside(merge_job *J, char *msg)
 }
 
 /* The new order: the old one moved to the new positions, merged with the
- * new strings sorted. Falls back to "stale" (rebuilt when needed). */
-static size_t *next_order(merge_job *J)
+ * new strings sorted; or all sorted afresh after a probe placed a string
+ * mid-array. A new string equal to an old one or to another new one is
+ * refused. Out of memory leaves *out NULL, "stale" (rebuilt when needed). */
+static int next_order(merge_job *J, size_t **out, char *msg)
 {
     ember__sstate *st = J->st;
     ember_ctx *ctx = st->ctx;
-    if (!st->order || J->inserted)
-        return NULL;
     by_text c = {J->out.data, J->size, J->tf, (const char *)st->text.data, st->text.n};
     size_t n = J->out.n, no = st->rec.n, i = 0, j = 0, k = 0;
+    *out = NULL;
+    if (!st->order || J->inserted) {
+        int rc = order_of(ctx, &c, n, out, msg);
+        return rc == EMBER_ENOMEM ? EMBER_OK : rc;
+    }
     size_t *order = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *order));
     if (!order || sort_pos(ctx, J->fresh, J->nfresh, cmp_by_text, &c)) {
         ember__free(ctx, order);
-        return NULL;
+        return 0;
     }
     /* Few new strings a batch once a stream has warmed up: each finds its
      * place by binary search, and the old order is copied in between. */
     for (j = 0; j < J->nfresh; j++) {
-        size_t lo = i, hi = no;
+        size_t lo = i, hi = no, f = J->fresh[j];
         while (lo < hi) {
             size_t mid = lo + (hi - lo) / 2;
-            if (cmp_by_text(&c, J->newpos[st->order[mid]], J->fresh[j]) < 0)
+            if (cmp_by_text(&c, J->newpos[st->order[mid]], f) < 0)
                 lo = mid + 1;
             else
                 hi = mid;
         }
+        size_t same = j > 0 && cmp_by_text(&c, J->fresh[j - 1], f) == 0 ? J->fresh[j - 1]
+                      : lo < no && cmp_by_text(&c, J->newpos[st->order[lo]], f) == 0
+                          ? J->newpos[st->order[lo]]
+                          : SIZE_MAX;
+        if (same != SIZE_MAX) {
+            ember__free(ctx, order);
+            return two_keys(&c, same, f, msg);
+        }
         for (; i < lo; i++)
             order[k++] = J->newpos[st->order[i]];
-        order[k++] = J->fresh[j];
+        order[k++] = f;
     }
     for (; i < no; i++)
         order[k++] = J->newpos[st->order[i]];
-    return order;
+    *out = order;
+    return 0;
 }
 
 /* Positions of changed rows in output order: picked out of the new order
@@ -905,6 +947,18 @@ static int job_init(merge_job *J, ember__sstate *st, const ember__buf *batch,
     return 0;
 }
 
+/* The merge's steps return -1 for out of memory and -2 for a failed merge
+ * function, or an EMBER_* status with msg filled: made one status here. */
+static int merge_status(const merge_job *J, int r, char *msg)
+{
+    if (r == -1)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory merging a batch "
+                          "into %zu state rows", J->st->rec.n);
+    if (r == -2)
+        return ember__err(msg, EMBER_EUSER, "stream: the merge function failed");
+    return r;
+}
+
 int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
                     const ember__buf *spills, const char *btext,
                     size_t btext_size, size_t **changed, size_t *nchanged,
@@ -915,7 +969,7 @@ int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
     *changed = NULL;
     *nchanged = 0;
     merge_job J;
-    int rc = job_init(&J, st, batch, spills, btext, btext_size) ? -1 : 0;
+    int rc = merge_status(&J, job_init(&J, st, batch, spills, btext, btext_size), msg);
     if (!rc && st->key == EMBER_KEY_TEXT) {
         int bad = check_refs(&J, batch, "batch", msg);
         if (!bad)
@@ -927,24 +981,22 @@ int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
     }
     /* The string order is kept up to date batch by batch; after a restore
      * it is built once here. Without it (out of memory) output is sorted. */
-    if (!rc && st->key == EMBER_KEY_TEXT && !st->order)
-        ember__ss_order(st, NULL);
+    if (!rc && st->key == EMBER_KEY_TEXT && !st->order &&
+        ember__ss_order(st, msg) == EMBER_EINVAL)
+        rc = EMBER_EINVAL;
     if (!rc && batch)
-        rc = merge_join(&J, batch);
+        rc = merge_status(&J, merge_join(&J, batch), msg);
     if (!rc)
-        rc = place_aside(&J, msg);
-    size_t *order = !rc && st->key == EMBER_KEY_TEXT ? next_order(&J) : NULL;
+        rc = merge_status(&J, place_aside(&J, msg), msg);
+    size_t *order = NULL;
+    if (!rc && st->key == EMBER_KEY_TEXT)
+        rc = next_order(&J, &order, msg);
     if (!rc)
-        rc = changed_rows(&J, order, changed, nchanged);
+        rc = merge_status(&J, changed_rows(&J, order, changed, nchanged), msg);
     if (rc) {
         ember__free(st->ctx, order);
         st->text.n = J.old_text;
         job_free(&J);
-        if (rc == -1)
-            return ember__err(msg, EMBER_ENOMEM, "out of memory merging a batch "
-                              "into %zu state rows", st->rec.n);
-        if (rc == -2)
-            return ember__err(msg, EMBER_EUSER, "stream: the merge function failed");
         return rc;
     }
     if (undo) {

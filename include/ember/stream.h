@@ -103,7 +103,9 @@ typedef enum {
      * into the batch text (ember_lines_text() of the batch's lines) and
      * their length. The key decides only where records meet: strings that
      * collide on it are told apart by their bytes, never merged, so any key
-     * function gives exact results (a poor one is just slower). The state
+     * function of the bytes gives exact results (a poor one is just
+     * slower). A string met under two keys fails its batch with
+     * EMBER_EINVAL, naming it, as it would be counted twice. The state
      * keeps each distinct string once, in a dictionary that is snapshotted
      * with it; in state records fields 1 and 2 point into that dictionary
      * (ember_stream_text()). */

@@ -199,6 +199,8 @@ typedef struct {
     const char *text;
     int fail_batch;      /* the batch function fails on this batch id, once */
     int calls;
+    int bad_key;         /* 1: keys also hash the batch id, 2: the offset */
+    uint64_t batch;
 } wq;
 
 static int is_ws(char c)
@@ -220,7 +222,10 @@ static int words_of_lines(const void *in, size_t n, ember_emitter *em, void *arg
             while (p < end && !is_ws(q->text[p]))
                 p++;
             if (p > s) {
-                wrec r = {ember_stream_hash(q->text + s, p - s) & q->key_mask, s, p - s, 1};
+                uint64_t k = ember_stream_hash(q->text + s, p - s) & q->key_mask;
+                k ^= q->bad_key == 1 ? q->batch * 0x9e3779b97f4a7c15ULL
+                     : q->bad_key == 2 ? s : 0;
+                wrec r = {k, s, p - s, 1};
                 if (ember_emit(em, &r, 1))
                     return 1;
             }
@@ -234,6 +239,7 @@ static int wc_batch(ember_ds **out, ember_ds *lines, const ember_stream_batch *b
 {
     wq *q = arg;
     q->calls++;
+    q->batch = b->batch;
     if (q->fail_batch >= 0 && (uint64_t)q->fail_batch == b->batch) {
         q->fail_batch = -1;
         snprintf(msg, EMBER_MSG_SIZE, "injected failure");
@@ -1227,6 +1233,65 @@ static void test_stream_wordcount_exact(void **state)
         free(texts[i]);
     ember_ctx_destroy(&ctx);
     td_done(&t);
+}
+
+/* A key that is not a function of the string's bytes alone would count
+ * one word as two rows. With keys that also hash the batch id (strings met
+ * across batches) or that are the word's offset (met in one batch), over
+ * full keys and keys so weak that strings are placed by probing, every run
+ * either refuses the word given two keys, by name and with nothing of that
+ * batch output, or counts exactly (a probe can find the string's old row). */
+static void test_stream_key_not_of_bytes_refused(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], name[32];
+    const uint64_t masks[] = {UINT64_MAX, 0x1, 0};
+    int refused = 0;
+    char *texts[3];
+    for (int i = 0; i < 3; i++)
+        texts[i] = random_text(500 + (uint64_t)i, 60);
+    char *want = reference((const char *const *)texts, 3);
+    for (int mode = 1; mode <= 2; mode++)
+        for (size_t m = 0; m < 3; m++) {
+            tdir t;
+            td_init(&t);
+            ember_ctx *ctx = tu_ctx(2);
+            wq q;
+            wq_init(&q, masks[m]);
+            q.bad_key = mode;
+            ember_stream_opts o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
+            o.max_files = 1;
+            ember_stream *s = NULL;
+            for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof name, "part-%d", i);
+                put_file(&t, name, texts[i]);
+            }
+            TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+            int ran = 1, rc = EMBER_OK;
+            uint64_t batches = 0;
+            while (ran && !(rc = ember_stream_step(s, &ran, msg)))
+                batches += (uint64_t)ran;
+            if (rc) {
+                assert_int_equal(rc, EMBER_EINVAL);
+                TU_MSG_HAS(msg, "two keys");
+                TU_MSG_HAS(msg, "function of its bytes alone");
+                char *out = batch_output(&t, batches);
+                assert_null(out);
+                refused++;
+            } else {
+                char *got = newest_output(&t);
+                assert_non_null(got);
+                assert_string_equal(got, want);
+                free(got);
+            }
+            ember_stream_destroy(&s);
+            ember_ctx_destroy(&ctx);
+            td_done(&t);
+        }
+    assert_true(refused >= 2); /* at least the full keys' runs */
+    free(want);
+    for (int i = 0; i < 3; i++)
+        free(texts[i]);
 }
 
 static void test_stream_source_listing(void **state)
@@ -2917,6 +2982,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_restart_other_query_refused),
         cmocka_unit_test(test_stream_sink_one_query),
         cmocka_unit_test(test_stream_wordcount_exact),
+        cmocka_unit_test(test_stream_key_not_of_bytes_refused),
         cmocka_unit_test(test_stream_source_listing),
         cmocka_unit_test(test_stream_max_files_and_late_files),
         cmocka_unit_test(test_stream_late_file_across_restart),
