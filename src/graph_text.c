@@ -1193,34 +1193,76 @@ static int chunk_block(void *state, size_t i, ember__eblock *b, char *msg)
     return EMBER_OK;
 }
 
-/* A vertex count stated in the comments that open an edge list: ember-gen's
- * "# N vertices, M edges" or SNAP's "# Nodes: N Edges: M", with the
- * number of its line in *line. 0 when none. */
-static uint64_t header_vertices(const source *s, uint64_t *line)
+static const char *skip_blanks(const char *p, const char *e)
+{
+    while (p < e && is_blank(*p))
+        p++;
+    return p;
+}
+
+/* A whole number at *p (digits, below 2^60), then blanks: 1 and *p moved
+ * past them, or 0. */
+static int header_number(const char **p, const char *e, uint64_t *n)
+{
+    const char *d = *p;
+    for (*n = 0; d < e && *d >= '0' && *d <= '9' && *n < (UINT64_C(1) << 60); d++)
+        *n = *n * 10 + (uint64_t)(*d - '0');
+    if (d == *p || (d < e && *d >= '0' && *d <= '9'))
+        return 0;
+    *p = skip_blanks(d, e);
+    return 1;
+}
+
+/* word at *p, then blanks: 1 and *p moved past them, or 0. */
+static int header_word(const char **p, const char *e, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(e - *p) < n || memcmp(*p, word, n) != 0)
+        return 0;
+    *p = skip_blanks(*p + n, e);
+    return 1;
+}
+
+/* The vertex count of the comment line at p, when the comment is one:
+ * "# N vertices" (ember-gen's "# N vertices, M edges") or "# Nodes: N"
+ * (SNAP's "# Nodes: N Edges: M"); 0 for any other, such as "# 3 hubs of a
+ * 1000 vertices crawl". */
+static uint64_t stated_vertices(const char *p, const char *e)
+{
+    uint64_t n = 0;
+    p = skip_blanks(p + 1, e);
+    int snap = header_word(&p, e, "Nodes:");
+    if (!header_number(&p, e, &n) || (!snap && !header_word(&p, e, "vertices")))
+        return 0;
+    return p == e || *p == '\n' || *p == ',' || (snap && header_word(&p, e, "Edges:")) ? n : 0;
+}
+
+/* The vertex count stated in the lines that open an edge list, up to its
+ * first edge (at most 64 lines; blank lines and comments of either kind),
+ * into *n with the number of its line in *line; 0 when none. Two lines that
+ * state different counts are an error. */
+static int header_vertices(const source *s, uint64_t *n, uint64_t *line, char *msg)
 {
     const char *p = s->map.data + s->body, *end = s->map.data + s->map.size;
-    for (int lines = 0; p < end && *p == '#' && lines < 64; lines++) {
-        *line = (uint64_t)lines + 1;
-        const char *e = next_line(p, end);
-        for (const char *q = p + 1; q < e; q++) {
-            int snap = e - q > 6 && memcmp(q, "Nodes:", 6) == 0;
-            const char *d = snap ? q + 6 : q;
-            if (!snap && (q[-1] != ' ' && q[-1] != '#'))
-                continue;
-            while (d < e && *d == ' ')
-                d++;
-            uint64_t n = 0;
-            const char *digits = d;
-            while (d < e && *d >= '0' && *d <= '9' && n < (UINT64_C(1) << 60))
-                n = n * 10 + (uint64_t)(*d++ - '0');
-            if (d == digits)
-                continue;
-            if (snap || (e - d > 9 && memcmp(d, " vertices", 9) == 0))
-                return n;
+    *n = 0;
+    for (uint64_t no = s->body_line; p < end && no < s->body_line + 64; no++) {
+        const char *e = next_line(p, end), *q = skip_blanks(p, e);
+        if (q < e && *q != '\n' && *q != '#' && *q != '%')
+            break; /* the first edge */
+        uint64_t k = q < e && *q == '#' ? stated_vertices(q, e) : 0;
+        if (k && *n && k != *n)
+            return ember__err(msg, EMBER_EFORMAT, "%s:%llu: the header states %llu "
+                              "vertices, but line %llu states %llu: remove the "
+                              "wrong one", s->path,
+                              (unsigned long long)no, (unsigned long long)k,
+                              (unsigned long long)*line, (unsigned long long)*n);
+        if (k && !*n) {
+            *n = k;
+            *line = no;
         }
         p = e;
     }
-    return 0;
+    return EMBER_OK;
 }
 
 /* The vertex count: max id + 1, or more when the header says so (the
@@ -1246,7 +1288,10 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
         for (size_t i = 0; i < nc; i++)
             if (c[i].any && c[i].maxid + 1 > n)
                 n = c[i].maxid + 1;
-        uint64_t line = 0, stated = header_vertices(s, &line);
+        uint64_t line = 0, stated = 0;
+        int rc = header_vertices(s, &stated, &line, msg);
+        if (rc)
+            return rc;
         if (n && stated > n) {
             if (stated > s->limit) /* no id that large is in the file */
                 return ember__err(msg, EMBER_ERANGE, "%s:%llu: the header states "

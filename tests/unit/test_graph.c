@@ -223,7 +223,8 @@ static void test_graph_relabel_comments_only(void **state)
 
 /* The vertex count in the header (ember-gen's and SNAP's) is honoured:
  * trailing vertices without edges are not dropped; a header smaller than
- * the ids, or a relabelled load, goes by the ids. */
+ * the ids, or a relabelled load, goes by the ids. Only a comment that is
+ * the count counts, and two counts that differ are refused. */
 static void test_graph_header_vertex_count(void **state)
 {
     (void)state;
@@ -246,6 +247,27 @@ static void test_graph_header_vertex_count(void **state)
     g = load(ctx, "late.el", NULL); /* only the opening comments count */
     assert_int_equal(g->n, 2);
     ember_graph_free(&g);
+    /* a count in prose is no header; a blank line or a '%' comment before
+     * the header does not hide it */
+    const char *prose[] = {"# the 3 hubs of a 1000 vertices crawl\n0 1\n",
+                           "# 1000 vertices crawled\n0 1\n", "# Nodes: 9 of them\n0 1\n"};
+    for (int i = 0; i < 3; i++) {
+        write_file("prose.el", prose[i]);
+        g = load(ctx, "prose.el", NULL);
+        assert_int_equal(g->n, 2);
+        ember_graph_free(&g);
+    }
+    const char *opened[] = {"\n# Nodes: 10 Edges: 1\n0 1\n", "% x\n#Nodes:10\tEdges:1\r\n0 1\n",
+                            "  \n# 10 vertices\n# comment\n0 1\n"};
+    for (int i = 0; i < 3; i++) {
+        write_file("opened.el", opened[i]);
+        g = load(ctx, "opened.el", NULL);
+        assert_int_equal(g->n, 10);
+        ember_graph_free(&g);
+    }
+    write_file("two.el", "# 10 vertices, 1 edges\n# Nodes: 12 Edges: 1\n0 1\n");
+    load_fails("two.el", NULL, EMBER_EFORMAT, "two.el:2: the header states 12 vertices, "
+               "but line 1 states 10");
     ember_graph_opts o = {.relabel = 1};
     g = load(ctx, "h.el", &o);
     assert_int_equal(g->n, 4);
