@@ -2220,8 +2220,9 @@ static int load_init_file(km *s, char *msg)
     /* X.centroids.csv as this program writes it: a first column "label"
      * numbering the rows 0, 1, ... in order, then the coordinates (the
      * header read from the file: past EMBER_MAX_FIELDS columns the type
-     * keeps no names) */
-    size_t skip = !rc && w == s->d + 1 && label_first(load);
+     * keeps no names). Whatever the width: a 2-d centroids file for 3-d
+     * points must not start from its labels as coordinates. */
+    size_t skip = !rc && w > 1 && label_first(load);
     for (size_t i = 0; skip && !rc && i < r; i++)
         if (((const double *)rows)[i * w] != (double)i)
             rc = km_error(msg, EMBER_EFORMAT, "--init %s: row %zu is labelled %.17g, "
@@ -2229,8 +2230,9 @@ static int load_init_file(km *s, char *msg)
                           opt_init, i + 1, ((const double *)rows)[i * w], i);
     w -= skip;
     if (!rc && w != s->d)
-        rc = km_error(msg, EMBER_ELENGTH, "--init %s: rows of %zu numbers, but the "
-                      "points have %zu coordinates", opt_init, w, s->d);
+        rc = km_error(msg, EMBER_ELENGTH, "--init %s: rows of %zu %s, but the "
+                      "points have %zu coordinates", opt_init, w,
+                      skip ? "coordinates after the label" : "numbers", s->d);
     else if (!rc && opt_k && r != opt_k)
         rc = km_error(msg, EMBER_ELENGTH, "--init %s: %zu rows, but --k is %" PRIu64,
                       opt_init, r, opt_k);

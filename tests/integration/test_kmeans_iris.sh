@@ -65,6 +65,15 @@ st=$?
 set -e
 [ "$st" = 2 ] && grep -q "row 1 is labelled 1, not 0" "$tmp/swapped.err" \
   || { cat "$tmp/swapped.err"; fail "a centroids file with rows out of order: exit $st"; }
+# A centroids file of other points (3 coordinates for iris' 4): its label
+# column is not taken for a fourth coordinate
+cut -d, -f1-4 "$tmp/c1.centroids.csv" >"$tmp/narrow.csv"
+set +e
+"$km" --input "$iris" --init "$tmp/narrow.csv" --quiet >/dev/null 2>"$tmp/narrow.err"
+st=$?
+set -e
+[ "$st" = 2 ] && grep -q "rows of 3 coordinates after the label, but the points have 4" \
+  "$tmp/narrow.err" || { cat "$tmp/narrow.err"; fail "a narrower centroids file: exit $st"; }
 
 # Stopped before convergence: the verifier checks the last update.
 run short --k 3 --init random --seed 9 --iterations 1 --tolerance 0
