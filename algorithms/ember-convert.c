@@ -46,8 +46,14 @@ int main(int argc, char **argv)
     int rc = ember_cli_parse(&cli, &program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    const char *in = cli.nargs > 0 ? cli.args[0] : cli.input;
-    const char *out = cli.nargs > 1 ? cli.args[1] : cli.output;
+    /* IN and OUT as arguments, or as --input and --output, or mixed: the
+     * arguments fill what the options leave, in order */
+    if (cli.nargs + (cli.input != NULL) + (cli.output != NULL) > 2)
+        return ember_cli_usage_error(&cli, "IN or OUT.h5 given twice: as an argument and "
+                                     "as --input or --output (see --help)");
+    int next = 0;
+    const char *in = cli.input ? cli.input : next < cli.nargs ? cli.args[next++] : NULL;
+    const char *out = cli.output ? cli.output : next < cli.nargs ? cli.args[next++] : NULL;
     if (!in || !out)
         return ember_cli_usage_error(&cli, "give IN and OUT.h5 (see --help)");
     int f = ember_graph_format_parse(format);

@@ -74,6 +74,10 @@ expect ember-gen 2 "kron needs --scale" kron --output g.el
 expect ember-gen 2 "--scale: 40 is out of range" kron --scale 40 --output g.el
 expect ember-gen 2 "say what to generate" --output g.el
 expect ember-convert 2 "give IN and OUT.h5" ok.el
+# IN or OUT both as an argument and as an option: refused, not one ignored
+expect ember-convert 2 "IN or OUT.h5 given twice" ok.el a.h5 --output b.h5
+expect ember-convert 2 "IN or OUT.h5 given twice" ok.el a.h5 --input word.el
+[ ! -e a.h5 ] && [ ! -e b.h5 ] || fail "ember-convert wrote an output after a refusal"
 expect ember-convert 2 "word.el:2: non-numeric token" word.el out.h5
 
 # --help and --version exit 0 on stdout
