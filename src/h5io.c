@@ -1029,6 +1029,14 @@ int ember__h5_replaced(const char *file, char *msg)
                       "HDF5 opened is not the one whose checksum was verified)", file);
 }
 
+int ember__h5_unopened(const char *file, unsigned mode, char *msg)
+{
+    return mode == H5F_ACC_RDONLY
+               ? h5_fail(msg, EMBER_ECORRUPT, file,
+                         "HDF5 signature found but the file does not open")
+               : h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+}
+
 static int open_read(const char *file, hid_t *fid, char *msg)
 {
     int sealed = 0;
@@ -1046,8 +1054,7 @@ static int open_read(const char *file, hid_t *fid, char *msg)
                                       &replaced);
         if (*fid < 0)
             rc = replaced ? ember__h5_replaced(file, msg)
-                          : h5_fail(msg, EMBER_ECORRUPT, file,
-                                    "HDF5 signature found but the file does not open");
+                          : ember__h5_unopened(file, H5F_ACC_RDONLY, msg);
     }
     H5Pclose(fapl);
     return rc;
@@ -1595,7 +1602,7 @@ static int open_write(ember__h5w *w, char *msg)
                                         w->reseal ? &id : NULL, &replaced);
         if (w->fid < 0)
             rc = replaced ? ember__h5_replaced(file, msg)
-                          : h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+                          : ember__h5_unopened(file, H5F_ACC_RDWR, msg);
     }
     w->own_fid = w->fid >= 0;
     H5Pclose(fapl);

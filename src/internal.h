@@ -633,6 +633,11 @@ int64_t ember__h5_open_checked(const char *file, unsigned mode, int64_t fapl,
 /* Fills msg for a file ember__h5_open_checked found replaced:
  * EMBER_ECORRUPT. */
 int ember__h5_replaced(const char *file, char *msg);
+/* Fills msg for a file with HDF5's signature that H5Fopen refused, with
+ * HDF5's reason (call it before any other HDF5 call): EMBER_ECORRUPT read
+ * only (a truncated or damaged file without ember's checksum), else
+ * EMBER_EIO. */
+int ember__h5_unopened(const char *file, unsigned mode, char *msg);
 /* Tests: called with the file's name by ember__h5_open_checked just
  * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);

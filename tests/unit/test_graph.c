@@ -1944,6 +1944,15 @@ static void test_graph_h5_offsets_ids_types(void **state)
     uint64_t off[5] = {0, 1, 3, 4, 4};
     raw_csr("oor.h5", off, t32, H5P_DEFAULT);
     load_fails("oor.h5", NULL, EMBER_EFORMAT, "oor.h5: /csr/targets[2] = 9 is not a vertex");
+    /* such a file truncated (no checksum of ember's to say so): HDF5's
+     * reason, as a damaged input (exit 2), not "cannot open" */
+    t32[2] = 2;
+    raw_csr("cut.h5", off, t32, H5P_DEFAULT);
+    struct stat st;
+    assert_int_equal(stat("cut.h5", &st), 0);
+    assert_int_equal(truncate("cut.h5", st.st_size / 2), 0);
+    load_fails("cut.h5", NULL, EMBER_ECORRUPT,
+               "cut.h5: HDF5 signature found but the file does not open (HDF5: ");
     ember_ctx_destroy(&ctx);
 }
 
