@@ -207,9 +207,9 @@ static int parse_f64(const char *s, double *out)
 }
 
 static void range_text(char *buf, size_t size, double min, double max,
-                       unsigned flags)
+                       unsigned flags, int whole)
 {
-    snprintf(buf, size, "%c%.17g, %.17g%c",
+    snprintf(buf, size, whole ? "%c%.0f, %.0f%c" : "%c%.15g, %.15g%c",
              (flags & EMBER_CLI_OPEN_MIN) ? '(' : '[', min, max,
              (flags & EMBER_CLI_OPEN_MAX) ? ')' : ']');
 }
@@ -254,11 +254,25 @@ static int parse_value(const ember_cli *cli, const char *flag,
         if (!bad)
             *(double *)dest = v;
     }
+    int ranged = (flags & (EMBER_CLI_RANGE | EMBER_CLI_OPEN_MIN | EMBER_CLI_OPEN_MAX)) != 0;
+    int whole = kind != EMBER_CLI_F64;
+    if (ranged)
+        range_text(range, sizeof range, min, max, flags, whole);
+    if (bad && whole && s) { /* an integer that does not fit: say so */
+        int minus = s[0] == '-';
+        const char *d = s + minus;
+        if (d[0] && !d[strspn(d, "0123456789")])
+            return ember_cli_usage_error(
+                cli, "--%s: %s is %s%s%s", flag, s,
+                minus ? (kind == EMBER_CLI_U64 ? "negative" : "too small") : "too large",
+                ranged ? ": it must be in " : minus && kind == EMBER_CLI_U64 ? "" : " for 64 bits",
+                range);
+    }
     if (bad)
-        return ember_cli_usage_error(cli, "--%s: '%s' is not %s", flag,
-                                     s ? s : "", what);
+        return ember_cli_usage_error(cli, "--%s: '%s' is not %s%s%s", flag, s ? s : "",
+                                     ranged && whole ? "a whole number" : what,
+                                     ranged ? " in " : "", range);
     if (!in_range(v, min, max, flags)) {
-        range_text(range, sizeof range, min, max, flags);
         return ember_cli_usage_error(cli, "--%s: %s is out of range: it must be in %s",
                                      flag, s, range);
     }

@@ -51,7 +51,9 @@ for prog in ember-pagerank ember-cc; do
     expect $prog 2 "entry.mtx:3: non-numeric token 'x'" --input entry.mtx "${out[@]}"
     expect $prog 2 "notes.txt: not an HDF5 file" --input notes.txt --format h5 "${out[@]}"
     expect $prog 2 "--format: 'csv' is not one of" --input ok.el --format csv "${out[@]}"
-    expect $prog 2 "--iterations: '-1' is not a whole number" --input ok.el --iterations -1 "${out[@]}"
+    expect $prog 2 "--iterations: -1 is negative: it must be in [0, " --input ok.el --iterations -1 "${out[@]}"
+    expect $prog 2 "--iterations: 99999999999999999999 is too large: it must be in [0, 4611686018427387904]" \
+      --input ok.el --iterations 99999999999999999999 "${out[@]}"
     expect $prog 2 "--iterations: 'ten' is not a whole number" --input ok.el --iterations ten "${out[@]}"
     expect $prog 2 "--threads: 0 is out of range" --input ok.el --threads 0 "${out[@]}"
     expect $prog 2 "--threads: 'nan' is not a whole number" --input ok.el --threads nan "${out[@]}"
