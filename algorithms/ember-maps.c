@@ -46,6 +46,7 @@ static const ember_cli_program prog = {
     .omit = EMBER_CLI_NO_INPUT | EMBER_CLI_NO_OUTPUT | EMBER_CLI_NO_ITERATIONS |
             EMBER_CLI_NO_TOLERANCE | EMBER_CLI_NO_SEED,
     .default_iterations = 10,
+    .count_flag = "--maps",
     .value_name = "maps",
     .value_flags = EMBER_CLI_VALUE_COUNT | EMBER_CLI_VALUE_ETA,
     .examples = "  ember-maps --n 10000000 --maps 10\n"

@@ -136,6 +136,9 @@ typedef struct {
     unsigned omit;           /* EMBER_CLI_NO_* */
     unsigned fingerprint;    /* EMBER_CLI_FP_* */
     uint64_t default_iterations;
+    const char *count_flag;  /* with EMBER_CLI_NO_ITERATIONS: the program's
+                                option that sets cli->iterations ("--maps"),
+                                for messages */
     double default_tolerance;
     const char *value_name;  /* what a step reports: "residual", "inertia" */
     unsigned value_flags;    /* EMBER_CLI_VALUE_* */

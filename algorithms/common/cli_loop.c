@@ -1136,8 +1136,9 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
         explain_mismatch(cli, msg);
     if (rc == EMBER_OK && it > cli->iterations) {
         /* this command's result is an earlier iteration's */
-        const char *flag = cli->prog->omit & EMBER_CLI_NO_ITERATIONS ? "the count"
-                                                                     : "--iterations";
+        const char *flag = !(cli->prog->omit & EMBER_CLI_NO_ITERATIONS) ? "--iterations"
+                           : cli->prog->count_flag ? cli->prog->count_flag
+                                                   : "the count";
         snprintf(msg, EMBER_MSG_SIZE, "%s %" PRIu64 ": the checkpoint in %s is at "
                  "iteration %" PRIu64 ", past it, so this run cannot end where it "
                  "asks; give %s %" PRIu64 " or more, or another --checkpoint-dir", flag,

@@ -34,6 +34,13 @@ grep -q "checkpoint" cut.txt || fail "no checkpoint in the lineage: $(cat cut.tx
 [ "$(grep -c ' map #' cut.txt)" -lt 30 ] || fail "lineage not cut: $(head -5 cut.txt)"
 ls ck/ckpt-*.h5 > /dev/null || fail "no checkpoint files"
 tail -2 cut.txt | cmp -s - <(expect 5000 30) || fail "checkpointed result: $(cat cut.txt)"
+# fewer maps than the checkpoint holds: refused, naming --maps
+set +e
+"$bin/ember-maps" --n 5000 --maps 20 --quiet --checkpoint-dir ck --checkpoint-every 7 \
+    > /dev/null 2> err.txt; st=$?
+set -e
+[ $st -eq 2 ] && grep -q "^ember-maps: --maps 20: the checkpoint in ck is at iteration 30.*give --maps 30 or more" err.txt \
+    || fail "--maps below the checkpoint: exit $st: $(cat err.txt)"
 
 # Killed at random moments, resumed with other thread counts.
 rm -rf ck
