@@ -576,8 +576,12 @@ const char *ember_level_name(ember_level level);
 int ember_persist(ember_ds *ds, ember_level level, char *msg);
 int ember_cache(ember_ds *ds, char *msg); /* MEMORY_ONLY */
 /* Drops the mark and frees memory and spill files. For a local checkpoint
- * those blocks are the only copy: they are freed too, and an action that
- * needs the dataset afterwards fails with EMBER_ESTATE (as in Spark). */
+ * those blocks are the only copy: while a dataset made from it lives, which
+ * may recompute its partitions from them, they stay (spilled as memory
+ * requires) until the dataset itself goes, with its last handle and the
+ * last dataset made from it; else they are freed at once, and
+ * an action that needs the dataset afterwards fails with EMBER_ESTATE (as
+ * in Spark). A loop's cuts are local checkpoints (ember/loop.h). */
 int ember_unpersist(ember_ds *ds);
 ember_level ember_ds_level(const ember_ds *ds);
 /* How many partitions are stored now (memory or disk). */

@@ -692,8 +692,17 @@ int ember_unpersist(ember_ds *ds)
 {
     if (!ds)
         return EMBER_EINVAL;
-    ds->level = EMBER_NONE;
     ds->loop_kept = 0;
+    /* A local checkpoint's blocks are the only copy of its partitions, and
+     * a dataset made from it (a child holds a reference) recomputes its own
+     * from them: they stay, spilled as memory requires, until the node
+     * itself is freed. The Spark idiom in an ember_loop, whose cuts
+     * are local checkpoints, unpersists the old state (x = f(x), cached;
+     * the old x unpersisted), and a new partition evicted later could not
+     * be recomputed: EMBER_ESTATE. (Spark loses them and fails so.) */
+    if (ds->ckpt_state == 2 && !ds->ckpt_path && ds->refs > 1 && ds->level != EMBER_NONE)
+        return EMBER_OK;
+    ds->level = EMBER_NONE;
     if (ds->stored_once) /* a later persist starts afresh: no recomputes */
         memset(ds->stored_once, 0, ds->nparts + 1);
     /* A shuffle's own outputs share the key; they are not a cache. A local

@@ -877,6 +877,39 @@ static void test_checkpoint_unpersist_local_frees(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The Spark idiom over a local checkpoint (an ember_loop's cut): the new
+ * state made from it is cached, computed, and the old one unpersisted and
+ * freed. Under a budget too small for the new state its evicted
+ * partitions are recomputed from the old one's blocks, which stay while
+ * the new state needs them (they were freed: EMBER_ESTATE) and go with it. */
+static void test_checkpoint_unpersist_local_kept_for_children(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    fresh_dir("scratch");
+    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
+                        .memory_budget = 300 * 1024};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    counter c;
+    counter_init(&c);
+    ember_ds *x = squares(ctx, N_SQ, P_SQ, &c), *nx = NULL; /* 800 KB */
+    TU_OKM(ember_local_checkpoint(x, msg), msg);
+    TU_OKM(ember_map(&nx, x, NULL, inc_fn, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(nx, msg), msg);
+    uint64_t n = 0;
+    TU_OKM(ember_count(nx, &n, msg), msg);
+    TU_OK(ember_unpersist(x));
+    ember_ds_free(&x);
+    assert_true(ember_cached_partitions(nx) < P_SQ); /* some were evicted */
+    expect_i64(nx, N_SQ, square_plus_1);
+    assert_int_equal(atomic_load(&c.records), N_SQ); /* x never recomputed */
+    ember_ds_free(&nx);
+    ember_stats st = stats_of(ctx);
+    assert_int_equal(st.memory_used, 0);
+    assert_int_equal(st.disk_used, 0);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- reading checkpoints back -------------------------------------------- */
 
 static void test_checkpoint_read_new_context(void **state)
@@ -1524,6 +1557,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_cut_keeps_live_handles),
         cmocka_unit_test(test_checkpoint_cut_frees_shuffle_outputs),
         cmocka_unit_test(test_checkpoint_unpersist_local_frees),
+        cmocka_unit_test(test_checkpoint_unpersist_local_kept_for_children),
         cmocka_unit_test(test_checkpoint_read_new_context),
         cmocka_unit_test(test_checkpoint_read_picks_only_dataset),
         cmocka_unit_test(test_checkpoint_read_corrupt),

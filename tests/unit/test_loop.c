@@ -466,6 +466,58 @@ static void test_loop_idiom_bounded_without_checkpoints(void **unused)
     free(t);
 }
 
+/* The Spark idiom with the old state unpersisted (cache the new one, run
+ * an action, unpersist the old), under a budget that the state does not
+ * fit: the loop's cuts (local checkpoints, every 32 iterations here) must
+ * not leave a state whose evicted partitions cannot be recomputed. The
+ * user's unpersist of a cut state freed its blocks, and iteration 33
+ * failed with EMBER_ESTATE ("lost partition ... was it unpersisted?"). */
+static void test_loop_idiom_unpersists_old_under_budget(void **unused)
+{
+    (void)unused;
+    char msg[EMBER_MSG_SIZE];
+    enum { N = 20000, ITERS = 70 };
+    ember_ctx *ctx = new_ctx_budget(64 * 1024); /* the state: 160 KB */
+    ember_ds *r = NULL, *x = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, N, 1, 8, msg), msg);
+    TU_OKM(ember_map(&x, r, NULL, add_one, NULL, 0, msg), msg);
+    ember_ds_free(&r);
+    TU_OKM(ember_cache(x, msg), msg);
+    ember_loop *loop = NULL;
+    ember_loop_opts o = {.quiet = 1, .no_signals = 1};
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    TU_OK(ember_loop_bind_ds(loop, "x", &x));
+    uint64_t it = 0;
+    int rc;
+    for (rc = ember_loop_next(loop, &it, msg); rc == EMBER_OK && it < ITERS;
+         rc = ember_loop_next(loop, &it, msg)) {
+        ember_ds *nx = NULL;
+        int64_t sum = 0;
+        TU_OKM(ember_map(&nx, x, NULL, add_one, NULL, 0, msg), msg);
+        TU_OKM(ember_cache(nx, msg), msg);
+        rc = ember_sum(nx, &sum, msg);
+        if (rc)
+            fail_msg("iteration %llu: %s", (unsigned long long)it, msg);
+        assert_int_equal(sum, (int64_t)N * (N - 1) / 2 + (int64_t)N * (int64_t)(it + 2));
+        TU_OK(ember_unpersist(x));
+        ember_ds_free(&x);
+        x = nx;
+    }
+    TU_OKM(rc, msg);
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    assert_true(st.evictions > 0);
+    size_t n = 0;
+    int64_t *got = tu_collect(x, &n);
+    assert_int_equal(n, N);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(got[k], (int64_t)k + ITERS + 1);
+    free(got);
+    ember_loop_destroy(&loop);
+    ember_ds_free(&x);
+    free_ctx(&ctx);
+}
+
 /* Which bound states the loop cuts after an iteration: one made from the
  * state it handed out and stored whole, at once; not one made afresh from
  * other data (it holds no chain), an uncached one (a chain nobody computes
@@ -2546,6 +2598,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_idiom_memory_flat),
         cmocka_unit_test(test_loop_idiom_ser_no_recompute),
         cmocka_unit_test(test_loop_idiom_bounded_without_checkpoints),
+        cmocka_unit_test(test_loop_idiom_unpersists_old_under_budget),
         cmocka_unit_test(test_loop_cuts_states_made_from_the_last),
         cmocka_unit_test(test_loop_keeps_uncached_states_actions_compute),
         cmocka_unit_test(test_loop_format2_items),
