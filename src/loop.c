@@ -106,6 +106,9 @@ typedef struct {
                             returned (ember_loop_checkpoint's check) */
     uint64_t kept_id;    /* DS: the dataset the loop persisted itself
                             (cut_lineages), or 0 */
+    size_t cut_depth;    /* DS: the lineage depth the loop's own cuts
+                            took off since the last checkpoint (max_depth
+                            counts it) */
     char v1_name[EMBER_NAME_SIZE]; /* the name in format 1 files, or "" */
     int v1_absent;       /* bound since format 1: not in those files */
 } binding;
@@ -1086,6 +1089,13 @@ static void retain(ember_loop *L)
     ember__free(L->ctx, e);
 }
 
+/* A checkpoint took the state: max_depth counts from here. */
+static void depth_restart(ember_loop *L)
+{
+    for (size_t i = 0; i < L->nb; i++)
+        L->b[i].cut_depth = 0;
+}
+
 /* A checkpoint of `iter` iterations committed at `path`: the policy's and
  * the stats' bookkeeping, then retention. */
 static void account(ember_loop *L, uint64_t iter, double cost, double at,
@@ -1148,6 +1158,7 @@ static int write_checkpoint(ember_loop *L, const char *lineage, char *msg)
     if (rc)
         return write_failed(L, name, rc, inner, msg);
     double t1 = mono_now();
+    depth_restart(L);
     account(L, L->done, t1 - t0, t1, bytes, path[0] ? path : name);
     return EMBER_OK;
 }
@@ -1431,6 +1442,7 @@ static int async_start(ember_loop *L, char *msg)
     } else if (!rc) {
         L->job = j;
         L->last_ckpt_time = j->t0; /* the state's moment: the policy's clock */
+        depth_restart(L);
         return EMBER_OK;
     }
     job_free(j);
@@ -2103,11 +2115,15 @@ static double max_of(const double *v, size_t n)
     return m;
 }
 
+/* The depth a bound dataset's lineage would have without the loop's own
+ * cuts (cut_lineages), which keep it short whatever the policy: a cached
+ * state is cut every iteration, any other every LINEAGE_CUT; counted
+ * without them, max_depth never fired. */
 static int depth_reached(const ember_loop *L)
 {
     for (size_t i = 0; i < L->nb; i++)
         if (L->b[i].kind == BIND_DS && *L->b[i].ds &&
-            ember_lineage_depth(*L->b[i].ds) >= L->o.max_depth)
+            ember_lineage_depth(*L->b[i].ds) + L->b[i].cut_depth >= L->o.max_depth)
             return 1;
     return 0;
 }
@@ -2284,6 +2300,7 @@ static int cut_lineages(ember_loop *L, char *msg)
         rc = ember__comm_agree(L->ctx, what, L->nb, EMBER__AGREE_OR, msg);
     for (size_t i = 0; !rc && i < L->nb; i++) {
         ember_ds *ds = L->b[i].kind == BIND_DS ? *L->b[i].ds : NULL, *h = from[i];
+        size_t before = ds && L->o.max_depth ? ember_lineage_depth(ds) : 0;
         if (h)
             h->refs++; /* cutting ds may let go of the last reference */
         if (what[i] & CUT)
@@ -2302,6 +2319,8 @@ static int cut_lineages(ember_loop *L, char *msg)
             ds->loop_kept = 1;
             L->b[i].kept_id = ds->id;
         }
+        size_t after = before ? ember_lineage_depth(ds) : 0;
+        L->b[i].cut_depth += before > after ? before - after : 0;
     }
     ember__free(L->ctx, what);
     ember__free(L->ctx, from);

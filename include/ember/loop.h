@@ -89,7 +89,10 @@ typedef struct {
     uint64_t every;           /* checkpoint every N iterations (0: off) */
     double seconds;           /* ... every T seconds (0: off) */
     size_t max_depth;         /* ... when a bound dataset's lineage depth
-                                 reaches D (0: off) */
+                                 reaches D, counting what the loop's own
+                                 cuts took off since the last checkpoint
+                                 (a cached state is cut every iteration):
+                                 about every D steps of a chain (0: off) */
     double mtbf;              /* auto: every sqrt(2 C MTBF) seconds, C the
                                  measured checkpoint cost (0: off) */
     int keep;                 /* checkpoints kept (0: 2) */

@@ -1531,6 +1531,28 @@ static void test_loop_depth(void **unused)
     assert_int_equal(bits, 0x12);
 }
 
+/* The Spark idiom: each state cached and computed. The loop cuts such a
+ * state after every iteration, so its own depth stays 1; max_depth counts
+ * what the cuts took off, and checkpoints every 4 iterations (it never
+ * did, and a kill lost the whole run). */
+static void cached_step(state *s, uint64_t it)
+{
+    char msg[EMBER_MSG_SIZE];
+    int64_t sum = 0;
+    state_step(s, it);
+    TU_OKM(ember_cache(s->ds, msg), msg);
+    TU_OKM(ember_sum(s->ds, &sum, msg), msg);
+}
+
+static void test_loop_depth_cached(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_loop_opts o = {.max_depth = 4};
+    /* the filter and 3 maps, then 4 maps after each checkpoint */
+    assert_int_equal(checkpointed_at(&o, 12, 0, cached_step), 0x444);
+}
+
 static void test_loop_young(void **unused)
 {
     (void)unused;
@@ -2576,6 +2598,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_every),
         cmocka_unit_test(test_loop_seconds),
         cmocka_unit_test(test_loop_depth),
+        cmocka_unit_test(test_loop_depth_cached),
         cmocka_unit_test(test_loop_young),
         cmocka_unit_test(test_loop_default_is_async),
         cmocka_unit_test(test_loop_async_spare_reused),
