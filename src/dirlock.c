@@ -59,6 +59,10 @@ static int refused(int fd, int e, const char *path, const char *what,
     close(fd);
     if (e != EACCES && e != EAGAIN)
         return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path, strerror(e));
+    if (pid && pid == (long)getpid()) /* OFD locks: one per open file */
+        return ember__err(msg, EMBER_EBUSY, "%s %s is in use by process %ld, this "
+                          "one: another loop or stream of it holds the directory "
+                          "until it is destroyed", what, dir, pid);
     if (pid)
         return ember__err(msg, EMBER_EBUSY, "%s %s is in use by process %ld",
                           what, dir, pid);
