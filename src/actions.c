@@ -66,7 +66,7 @@ int ember_count(ember_ds *ds, uint64_t *out, char *msg)
         return rc;
     uint64_t *c = ember__calloc(ds->ctx, ds->nparts + 1, sizeof *c);
     if (!c)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return ember__parts_nomem(ds, msg);
     rc = ember__run(ds, count_sink, c, msg);
     if (!rc)
         rc = gather_fixed(ds, c, sizeof *c, msg);
@@ -103,7 +103,7 @@ int ember_sum(ember_ds *ds, void *out, char *msg)
     size_t size = ds->type.size;
     sum_state s = {&ds->type, ember__calloc(ds->ctx, ds->nparts + 1, size)};
     if (!s.acc)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return ember__parts_nomem(ds, msg);
     rc = ember__run(ds, sum_sink, &s, msg);
     if (!rc)
         rc = gather_fixed(ds, s.acc, size, msg);
@@ -156,7 +156,7 @@ int ember_reduce(ember_ds *ds, ember_combine_fn fn, void *arg, void *out,
     fold_state s = {fn, fn, arg, size, ember__calloc(ds->ctx, P + 1, size),
                     ember__calloc(ds->ctx, P + 1, 1), P};
     rc = (s.acc && s.has) ? ember__run_user(ds, "reduce", reduce_sink, &s, msg)
-                          : ember__err(msg, EMBER_ENOMEM, "out of memory");
+                          : ember__parts_nomem(ds, msg);
     if (!rc)
         rc = gather_fixed(ds, s.acc, size, msg);
     if (!rc)
@@ -257,7 +257,7 @@ int ember_aggregate(ember_ds *ds, const void *zero, size_t acc_size,
     fold_state s = {seq, comb, arg, acc_size, zeroed_slots(ds->ctx, zero, acc_size, P),
                     NULL, P};
     if (!s.acc)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return ember__parts_nomem(ds, msg);
     rc = ember__run_user(ds, "aggregate seq", aggregate_sink, &s, msg);
     if (!rc)
         rc = gather_fixed(ds, s.acc, acc_size, msg);
@@ -360,7 +360,7 @@ static int pieces_get(ember_ds *ds, pieces *pc, size_t *total, char *msg)
     *pc = (pieces){.ctx = ds->ctx, .P = ds->nparts};
     int rc = stored_views(ds, pc) ? EMBER_OK : ember__materialize(ds, &pc->parts, msg);
     if (!rc && !(pc->at = ember__calloc(ds->ctx, pc->P + 1, sizeof *pc->at)))
-        rc = ember__err(msg, EMBER_ENOMEM, "out of memory");
+        rc = ember__parts_nomem(ds, msg);
     for (size_t p = 0; !rc && p < pc->P; p++) {
         size_t n;
         piece(pc, p, &n);

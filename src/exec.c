@@ -1083,6 +1083,13 @@ static int mat_sink(void *state, size_t part, const void *recs, size_t n,
     return ember__buf_append(m->ctx, &m->parts[part], recs, n);
 }
 
+int ember__parts_nomem(const ember_ds *ds, char *msg)
+{
+    return ember__err(msg, EMBER_ENOMEM, "out of memory for the state of dataset #%llu's "
+                      "%zu partitions (a partition is a task: ask for fewer)",
+                      (unsigned long long)ds->id, ds->nparts);
+}
+
 int ember__materialize_owned(ember_ds *ds, ember__buf **out, char *msg)
 {
     ember_ctx *ctx = ds->ctx;
@@ -1090,7 +1097,7 @@ int ember__materialize_owned(ember_ds *ds, ember__buf **out, char *msg)
     ember__buf *parts = ember__calloc(ctx, ds->nparts ? ds->nparts : 1,
                                       sizeof *parts);
     if (!parts)
-        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+        return ember__parts_nomem(ds, msg);
     for (size_t p = 0; p < ds->nparts; p++)
         parts[p].size = ds->type.size;
     mat_state m = {ctx, parts};

@@ -418,6 +418,8 @@ int ember__materialize_chunks(ember_ds *ds, ember__chunks *c, uint64_t *off,
 /* The same without the gather: under MPI only the partitions this rank
  * owns are filled, the others are empty. Serially the same as above. */
 int ember__materialize_owned(ember_ds *ds, ember__buf **parts, char *msg);
+/* EMBER_ENOMEM for an allocation sized by ds's partitions, saying so. */
+int ember__parts_nomem(const ember_ds *ds, char *msg);
 /* Which rank holds each partition of ds: *owner NULL serially, else a ctx
  * allocation of ds->nparts ranks. The block map of the node ds's
  * partitioning comes from (narrow steps keep their parent's partitions),

@@ -1058,6 +1058,36 @@ static int below(const void *in, unsigned char *keep, size_t n, void *arg)
     return 0;
 }
 
+/* An action's per-partition state that cannot be allocated (2^32
+ * partitions: 32 GiB of counts) says so and names the partitions, not
+ * a bare "out of memory". The allocator fails the action's first call. */
+static void test_actions_partitions_out_of_memory(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_counter cnt;
+    tu_counter_reset(&cnt, 0);
+    ember_allocator al = tu_allocator(&cnt);
+    ember_ctx_opts o = {.threads = 1, .allocator = &al};
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ds *r = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 10, 1, 1000, msg), msg);
+    uint64_t n = 0;
+    int64_t sum = 0;
+    for (int k = 0; k < 2; k++) {
+        tu_counter_reset(&cnt, 1);
+        int rc = k ? ember_sum(r, &sum, msg) : ember_count(r, &n, msg);
+        assert_int_equal(rc, EMBER_ENOMEM);
+        TU_MSG_HAS(msg, "out of memory for the state of dataset #");
+        TU_MSG_HAS(msg, "'s 1000 partitions (a partition is a task: ask for fewer)");
+    }
+    tu_counter_reset(&cnt, 0);
+    TU_OKM(ember_count(r, &n, msg), msg);
+    assert_int_equal(n, 10);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
 /* Collecting a dataset cached in memory reads its stored blocks where they
  * lie (one hit a partition, nothing computed, no copy but the result);
  * with a block missing it is computed as before. Either way the records,
@@ -1156,6 +1186,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_null_arguments),
         cmocka_unit_test(test_actions_broadcast_charged),
         cmocka_unit_test(test_actions_collect_cached_blocks),
+        cmocka_unit_test(test_actions_partitions_out_of_memory),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
