@@ -257,7 +257,9 @@ int main(int argc, char **argv)
     int rc = ember_ctx_create(&ctx, NULL, msg);
     if (!rc)
         rc = ember_graph_load(&g, ctx, argv[1], &go, msg);
-    ember_loop_opts lo = {.dir = dir, .program = "jacobi", .parameters = mode,
+    char params[64];
+    snprintf(params, sizeof params, "mode=%s\n", mode);
+    ember_loop_opts lo = {.dir = dir, .program = "jacobi", .parameters = params,
                           .every = 10, .resume = EMBER_RESUME_NEVER, .quiet = 1};
     if (!rc && strcmp(mode, "plain") != 0)
         rc = ember_loop_create(&loop, ctx, &lo, msg);

@@ -446,6 +446,18 @@ static int check_opts(const ember_loop_opts *o, char *msg)
     if (o->parameters &&
         strlen(o->parameters) >= sizeof ((ember__ck_info *)0)->parameters)
         return ember__err(msg, EMBER_EINVAL, "loop options: parameters too long");
+    /* name=value lines: a resume refused for other parameters names the
+     * ones that differ */
+    int line = 1;
+    for (const char *p = o->parameters; p && *p; line++) {
+        size_t len = strcspn(p, "\n");
+        const char *eq = memchr(p, '=', len);
+        if (len && (!eq || eq == p))
+            return ember__err(msg, EMBER_EINVAL, "loop options: parameters line %d "
+                              "('%.*s') is not name=value", line,
+                              (int)(len < 64 ? len : 64), p);
+        p += len + (p[len] == '\n');
+    }
     return EMBER_OK;
 }
 

@@ -82,7 +82,8 @@ typedef struct {
                                  NULL: the context's. NULL there too: the
                                  loop never checkpoints */
     const char *program;      /* recorded and checked on resume */
-    const char *parameters;   /* "name=value" lines; recorded and checked,
+    const char *parameters;   /* "name=value" lines (a line of another
+                                 form is EMBER_EINVAL); recorded and checked,
                                  except lines "info.<name>=value": those
                                  are recorded only (an input's path, while
                                  its size and hash are checked) */

@@ -1779,6 +1779,16 @@ static void test_loop_bind_errors(void **unused)
     ember_loop_opts bad2 = {.dir = CKDIR, .deflate = 10};
     assert_int_equal(ember_loop_create(&loop, ctx, &bad2, msg), EMBER_EINVAL);
     assert_int_equal(ember_loop_create(NULL, ctx, NULL, msg), EMBER_EINVAL);
+    /* parameters are name=value lines (empty ones aside) */
+    ember_loop_opts params = {.dir = CKDIR, .parameters = "a=1\n\nN 100\n"};
+    assert_int_equal(ember_loop_create(&loop, ctx, &params, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "parameters line 3 ('N 100') is not name=value");
+    params.parameters = "a=1\n=2";
+    assert_int_equal(ember_loop_create(&loop, ctx, &params, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "line 2 ('=2')");
+    params.parameters = "a=1\n\nb=x=y";
+    TU_OKM(ember_loop_create(&loop, ctx, &params, msg), msg);
+    ember_loop_destroy(&loop);
     assert_null(loop);
     free_ctx(&ctx);
 }
