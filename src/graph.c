@@ -58,18 +58,13 @@ int ember__graph_shrank(char *msg, const char *file)
                       file);
 }
 
-int ember__graph_too_big(char *msg, const char *where, uint64_t id,
-                         uint64_t limit, int relabel_hint)
+int ember__graph_too_big(char *msg, const char *where, uint64_t n, uint64_t limit)
 {
-    double need = ((double)id + 1.0) * BYTES_PER_VERTEX / (1u << 30);
+    double need = (double)n * BYTES_PER_VERTEX / (1u << 30);
     return ember__err(msg, EMBER_ERANGE,
-                      "%s: vertex id %llu is too large: it would need %.0f "
-                      "vertices (about %.1f GiB of vertex arrays), more than "
-                      "the limit of %llu vertices (2^32 or this machine's "
-                      "memory)%s",
-                      where, (unsigned long long)id, (double)id + 1.0, need,
-                      (unsigned long long)limit,
-                      relabel_hint ? "; use --relabel for sparse ids" : "");
+                      "%s: %llu vertices (about %.1f GiB of vertex arrays) are more "
+                      "than the limit of %llu vertices (2^32 or this machine's memory)",
+                      where, (unsigned long long)n, need, (unsigned long long)limit);
 }
 
 /* ---- formats ---------------------------------------------------------------- */
@@ -1256,8 +1251,7 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
         return ember__err(msg, EMBER_EINVAL, "ember_graph_from_edges: NULL argument");
     *out = NULL;
     if (n > ember__graph_max_vertices(&o))
-        return ember__graph_too_big(msg, "from_edges", n - 1,
-                                    ember__graph_max_vertices(&o), 0);
+        return ember__graph_too_big(msg, "from_edges", n, ember__graph_max_vertices(&o));
     ember_graph *g = NULL;
     int rc = new_graph(&g, ctx, msg);
     if (rc)

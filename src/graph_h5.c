@@ -232,7 +232,7 @@ static int open_csr(h5_source *s, hid_t fid, const ember_graph_opts *opts,
                    "offsets at least 1 long");
     uint64_t n = no > 0 ? (uint64_t)no - 1 : 0;
     if (!rc && n > ember__graph_max_vertices(opts))
-        rc = ember__graph_too_big(msg, f, n - 1, ember__graph_max_vertices(opts), 0);
+        rc = ember__graph_too_big(msg, f, n, ember__graph_max_vertices(opts));
     if (!rc && !(s->off = ember__malloc(ctx, ember__mul(n + 1, 8))))
         rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory for offsets", f);
     if (!rc)
@@ -603,7 +603,7 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
     close_id(&grp, H5Gclose);
     uint64_t n = no > 0 ? (uint64_t)no - 1 : 0;
     if (!rc && n > ember__graph_max_vertices(opts))
-        rc = ember__graph_too_big(msg, path, n - 1, ember__graph_max_vertices(opts), 0);
+        rc = ember__graph_too_big(msg, path, n, ember__graph_max_vertices(opts));
     if (rc || n == 0)
         return rc;
     g->n = n;

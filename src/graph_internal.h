@@ -80,9 +80,9 @@ int ember__graph_build_from(ember_graph *g, const ember__esource *src,
 /* Largest vertex count allowed: opts' limit, 2^32, and what the machine's
  * memory allows (about 48 bytes of vertex arrays per vertex). */
 uint64_t ember__graph_max_vertices(const ember_graph_opts *opts);
-/* Fills msg for an id that needs n vertices beyond the limit. */
-int ember__graph_too_big(char *msg, const char *where, uint64_t id,
-                         uint64_t limit, int relabel_hint);
+/* Fills msg for a stated vertex count n (a size line, an offsets array)
+ * beyond the limit: EMBER_ERANGE. */
+int ember__graph_too_big(char *msg, const char *where, uint64_t n, uint64_t limit);
 
 /* Fills msg for an input file found shorter than it was (EMBER_ECORRUPT). */
 int ember__graph_shrank(char *msg, const char *file);

@@ -791,7 +791,7 @@ static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
     char where[4096 + 24];
     snprintf(where, sizeof where, "%s:%llu", s->path, (unsigned long long)no);
     if (n > s->limit)
-        return ember__graph_too_big(msg, where, n - 1, s->limit, 0);
+        return ember__graph_too_big(msg, where, n, s->limit);
     return EMBER_OK;
 }
 
@@ -1283,7 +1283,7 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
                               (unsigned long long)s->nnz,
                               (unsigned long long)entries);
         if (n > s->limit)
-            return ember__graph_too_big(msg, s->path, n - 1, s->limit, 0);
+            return ember__graph_too_big(msg, s->path, n, s->limit);
     } else {
         for (size_t i = 0; i < nc; i++)
             if (c[i].any && c[i].maxid + 1 > n)
