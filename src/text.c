@@ -1141,6 +1141,13 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
     }
     if (nul_field(f->tok, f->len))
         return nul_error(job->path, f->line, msg);
+    /* "1;2": another delimiter, the first line then taken for a header */
+    char other = memchr(f->tok, ';', f->len) ? ';' : memchr(f->tok, '|', f->len) ? '|' : 0;
+    if (other && job->delim != other)
+        return ember__err(msg, EMBER_EFORMAT, "%s:%zu: '%.*s%s' is not a number: fields "
+                          "are read as separated by %s, and this file seems to use '%c' "
+                          "(ember_text_opts.delimiter takes it)", job->path, f->line, w,
+                          f->tok, more, job->delim == ',' ? "commas" : "blanks", other);
     return ember__err(msg, EMBER_EFORMAT, "%s:%zu: '%.*s%s' is not a number",
                       job->path, f->line, w, f->tok, more);
 }

@@ -299,6 +299,13 @@ static void test_text_header_auto(void **state)
     assert_values(csv_ok(&ds, ctx, typo, 0, 1, 2, 2), (const double[]){3, 4, 5, 6}, 4);
     ember_ds_free(&ds);
     csv_fails(ctx, typo, 0, -1, 0, "t.csv:1: '2x' is not a number");
+    /* another delimiter: its first line taken for a one-name header, the
+     * second names the delimiter it seems to use; given, it reads */
+    const char *semi = fx_text(&f, "semi.csv", "1;2\n3;4\n");
+    csv_fails(ctx, semi, 0, 0, 0, "semi.csv:2: '3;4' is not a number: fields are read as "
+                                  "separated by blanks, and this file seems to use ';'");
+    assert_values(csv_ok(&ds, ctx, semi, ';', 0, 2, 2), want, 4);
+    ember_ds_free(&ds);
     ember_ctx_destroy(&ctx);
     fx_done(&f);
 }
