@@ -961,6 +961,9 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     if (cli->checkpoint_async && cli->checkpoint_sync)
         return ember_cli_usage_error(cli, "--checkpoint-async and --checkpoint-sync "
                                      "exclude each other");
+    if (cli->force_resume && cli->resume == EMBER_RESUME_NEVER)
+        return ember_cli_usage_error(cli, "--force-resume and --resume never exclude "
+                                     "each other (never resumes nothing to force)");
     if (cli->checkpoint_async && cli->ranks > 1)
         return ember_cli_usage_error(cli, "--checkpoint-async is not supported with "
                                      "%d MPI ranks (the background writer would run "

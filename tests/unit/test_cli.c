@@ -105,6 +105,7 @@ static void test_cli_rejects_bad_values(void **state)
         "--damping 1", "--damping 1.5", "--damping -0.01", "--top 101", "--top +5",
         "--mode medium", "--resume maybe", "--bogus", "--input", "one two",
         "--checkpoint-every 3", "--keep 2", "--resume require", "--partitions 0",
+        "--checkpoint-dir d --resume never --force-resume",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = parse(&cli, bad[i]);
