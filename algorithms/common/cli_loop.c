@@ -360,6 +360,10 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     if (!spec[0])
         return ember_cli_usage_error(cli, "--%s: empty file name", flag);
     ember_cli_output_file(spec, path, sizeof path);
+    if (strcmp(path, "-") == 0) /* a file named "-" is not what was meant */
+        return ember_cli_usage_error(cli, "--%s -: outputs are files, written whole and "
+                                     "renamed into place, never standard output: give a "
+                                     "file's name (./- for a file named '-')", flag);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ember_cli_usage_error(cli, "--%s %s: is a directory, not a file", flag,
                                      path);

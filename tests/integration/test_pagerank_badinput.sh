@@ -80,6 +80,10 @@ expect ember-convert 2 "give IN and OUT.h5" ok.el
 expect ember-convert 2 "IN or OUT.h5 given twice" ok.el a.h5 --output b.h5
 expect ember-convert 2 "IN or OUT.h5 given twice" ok.el a.h5 --input word.el
 [ ! -e a.h5 ] && [ ! -e b.h5 ] || fail "ember-convert wrote an output after a refusal"
+# '-' is no standard output: refused, not a file named '-'
+expect ember-convert 2 "--output -: outputs are files" ok.el -
+expect ember-pagerank 2 "--output -: outputs are files" --input ok.el --output -
+[ ! -e ./- ] || fail "a file named '-' was written"
 expect ember-convert 2 "word.el:2: non-numeric token" word.el out.h5
 
 # --help and --version exit 0 on stdout
