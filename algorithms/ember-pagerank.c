@@ -703,9 +703,15 @@ static void print_top(const ember_graph *g, const double *r, uint64_t k)
             best[i] = best[i - 1];
         best[i] = x;
     }
-    printf("%-6s %-12s %s\n", "rank", "vertex", "pagerank");
+    int w = 12; /* wider for ids of more digits (--relabel keeps any u64) */
+    for (uint64_t i = 0; i < have; i++) {
+        char id[24];
+        int len = snprintf(id, sizeof id, "%" PRIu64, vertex_id(g, best[i].label));
+        w = len > w ? len : w;
+    }
+    printf("%-6s %-*s %s\n", "rank", w, "vertex", "pagerank");
     for (uint64_t i = 0; i < have; i++)
-        printf("%-6" PRIu64 " %-12" PRIu64 " %.10f\n", i + 1, vertex_id(g, best[i].label),
+        printf("%-6" PRIu64 " %-*" PRIu64 " %.10f\n", i + 1, w, vertex_id(g, best[i].label),
                best[i].r);
     free(best);
 }

@@ -92,6 +92,12 @@ done
 "$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet --top 3 > top.txt
 awk 'NR == 2 { exit !($2 == 33) }' top.txt || fail "--top: $(cat top.txt)"
 awk 'NR == 3 { exit !($2 == 0) }' top.txt || fail "--top: $(cat top.txt)"
+# ids wider than the column (--relabel keeps 64-bit ids) widen it: the
+# ranks stay aligned under their heading
+printf '10000000000000 2\n2 3\n3 10000000000000\n' > wide.el
+"$bin/ember-pagerank" --input wide.el --relabel --quiet --top 3 > top.txt
+awk '{ p = index($0, ($1 == "rank") ? "pagerank" : "0.33"); if (!at) at = p; if (p != at) exit 1 }' \
+  top.txt || fail "--top columns not aligned: $(cat top.txt)"
 
 # The same graph as Matrix Market, as HDF5 CSR, and with sparse ids.
 {
