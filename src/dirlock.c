@@ -61,8 +61,9 @@ static int refused(int fd, int e, const char *path, const char *what,
         return ember__err(msg, EMBER_EIO, "cannot lock %s: %s", path, strerror(e));
     if (pid && pid == (long)getpid()) /* OFD locks: one per open file */
         return ember__err(msg, EMBER_EBUSY, "%s %s is in use by process %ld, this "
-                          "one: another loop or stream of it holds the directory "
-                          "until it is destroyed", what, dir, pid);
+                          "one's pid: another loop or stream of this process holds "
+                          "the directory until it is destroyed (or a process of that "
+                          "pid in another PID namespace)", what, dir, pid);
     if (pid)
         return ember__err(msg, EMBER_EBUSY, "%s %s is in use by process %ld",
                           what, dir, pid);

@@ -1200,14 +1200,14 @@ static const char *skip_blanks(const char *p, const char *e)
     return p;
 }
 
-/* A whole number at *p (digits, below 2^60), then blanks: 1 and *p moved
- * past them, or 0. */
+/* A whole number at *p (digits; UINT64_MAX from 2^60 on, a count no
+ * machine holds), then blanks: 1 and *p moved past them, or 0. */
 static int header_number(const char **p, const char *e, uint64_t *n)
 {
     const char *d = *p;
-    for (*n = 0; d < e && *d >= '0' && *d <= '9' && *n < (UINT64_C(1) << 60); d++)
-        *n = *n * 10 + (uint64_t)(*d - '0');
-    if (d == *p || (d < e && *d >= '0' && *d <= '9'))
+    for (*n = 0; d < e && *d >= '0' && *d <= '9'; d++)
+        *n = *n < (UINT64_C(1) << 60) ? *n * 10 + (uint64_t)(*d - '0') : UINT64_MAX;
+    if (d == *p)
         return 0;
     *p = skip_blanks(d, e);
     return 1;
@@ -1295,10 +1295,12 @@ static int vertex_count(ember_graph *g, const source *s, const chunk *c,
         if (n && stated > n) {
             if (stated > s->limit) /* no id that large is in the file */
                 return ember__err(msg, EMBER_ERANGE, "%s:%llu: the header states "
-                                  "%llu vertices, more than the limit of %llu "
+                                  "%s%llu vertices, more than the limit of %llu "
                                   "vertices (2^32 or this machine's memory)",
                                   s->path, (unsigned long long)line,
-                                  (unsigned long long)stated,
+                                  stated == UINT64_MAX ? "over " : "",
+                                  (unsigned long long)(stated == UINT64_MAX
+                                                           ? UINT64_C(1) << 60 : stated),
                                   (unsigned long long)s->limit);
             n = stated;
         }

@@ -1029,12 +1029,15 @@ int ember__h5_replaced(const char *file, char *msg)
                       "HDF5 opened is not the one whose checksum was verified)", file);
 }
 
-int ember__h5_unopened(const char *file, unsigned mode, char *msg)
+int ember__h5_unopened(const char *file, unsigned mode, int verified, char *msg)
 {
-    return mode == H5F_ACC_RDONLY
-               ? h5_fail(msg, EMBER_ECORRUPT, file,
-                         "HDF5 signature found but the file does not open")
-               : h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+    if (mode != H5F_ACC_RDONLY)
+        return h5_fail(msg, EMBER_EIO, file, "cannot open for writing");
+    if (verified) /* whole: the cause is elsewhere (a newer format, locking) */
+        return h5_fail(msg, EMBER_EHDF5, file,
+                       "HDF5 does not open it, though its checksum shows it whole");
+    return h5_fail(msg, EMBER_ECORRUPT, file,
+                   "HDF5 signature found but the file does not open");
 }
 
 static int open_read(const char *file, hid_t *fid, char *msg)
@@ -1054,7 +1057,7 @@ static int open_read(const char *file, hid_t *fid, char *msg)
                                       &replaced);
         if (*fid < 0)
             rc = replaced ? ember__h5_replaced(file, msg)
-                          : ember__h5_unopened(file, H5F_ACC_RDONLY, msg);
+                          : ember__h5_unopened(file, H5F_ACC_RDONLY, sealed, msg);
     }
     H5Pclose(fapl);
     return rc;
@@ -1602,7 +1605,7 @@ static int open_write(ember__h5w *w, char *msg)
                                         w->reseal ? &id : NULL, &replaced);
         if (w->fid < 0)
             rc = replaced ? ember__h5_replaced(file, msg)
-                          : ember__h5_unopened(file, H5F_ACC_RDWR, msg);
+                          : ember__h5_unopened(file, H5F_ACC_RDWR, 0, msg);
     }
     w->own_fid = w->fid >= 0;
     H5Pclose(fapl);

@@ -636,10 +636,11 @@ int64_t ember__h5_open_checked(const char *file, unsigned mode, int64_t fapl,
  * EMBER_ECORRUPT. */
 int ember__h5_replaced(const char *file, char *msg);
 /* Fills msg for a file with HDF5's signature that H5Fopen refused, with
- * HDF5's reason (call it before any other HDF5 call): EMBER_ECORRUPT read
- * only (a truncated or damaged file without ember's checksum), else
+ * HDF5's reason (call it before any other HDF5 call): for reading,
+ * EMBER_ECORRUPT (a truncated or damaged file without ember's checksum),
+ * or EMBER_EHDF5 when its checksum verified it whole; for writing,
  * EMBER_EIO. */
-int ember__h5_unopened(const char *file, unsigned mode, char *msg);
+int ember__h5_unopened(const char *file, unsigned mode, int verified, char *msg);
 /* Tests: called with the file's name by ember__h5_open_checked just
  * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);

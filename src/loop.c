@@ -452,7 +452,7 @@ static int check_opts(const ember_loop_opts *o, char *msg)
     for (const char *p = o->parameters; p && *p; line++) {
         size_t len = strcspn(p, "\n");
         const char *eq = memchr(p, '=', len);
-        if (len && (!eq || eq == p))
+        if (len && !(len == 1 && *p == '\r') && (!eq || eq == p)) /* "\r\n": blank */
             return ember__err(msg, EMBER_EINVAL, "loop options: parameters line %d "
                               "('%.*s') is not name=value", line,
                               (int)(len < 64 ? len : 64), p);

@@ -127,7 +127,9 @@ static text_fields fields_of(const ember_type *t)
 }
 
 /* The string of a record whose reference is into base[0..size). NULL when
- * the reference is out of range. */
+ * the reference is out of range. The empty string is never NULL: a
+ * dictionary that holds only it has no bytes (base NULL), and "" met
+ * again must be the same string, not a new one. */
 static const char *rec_text(const unsigned char *r, text_fields tf,
                             const char *base, size_t size, size_t *len)
 {
@@ -136,7 +138,7 @@ static const char *rec_text(const unsigned char *r, text_fields tf,
     if (o > size || l > size - o)
         return NULL;
     *len = (size_t)l;
-    return base + o;
+    return base ? base + o : "";
 }
 
 static int text_cmp(const char *a, size_t la, const char *b, size_t lb)
@@ -844,6 +846,8 @@ static int next_order(merge_job *J, size_t **out, char *msg)
     *out = NULL;
     if (!st->order || J->inserted) {
         int rc = order_of(ctx, &c, n, out, msg);
+        if (rc == EMBER_ENOMEM)
+            ember__msg_clear(msg); /* stale: output is sorted instead */
         return rc == EMBER_ENOMEM ? EMBER_OK : rc;
     }
     size_t *order = ember__malloc(ctx, ember__mul(n ? n : 1, sizeof *order));
@@ -982,8 +986,10 @@ int ember__ss_merge(ember__sstate *st, const ember__buf *batch,
     /* The string order is kept up to date batch by batch; after a restore
      * it is built once here. Without it (out of memory) output is sorted. */
     if (!rc && st->key == EMBER_KEY_TEXT && !st->order &&
-        ember__ss_order(st, msg) == EMBER_EINVAL)
-        rc = EMBER_EINVAL;
+        (rc = ember__ss_order(st, msg)) == EMBER_ENOMEM) {
+        ember__msg_clear(msg); /* stale: output is sorted instead */
+        rc = EMBER_OK;
+    }
     if (!rc && batch)
         rc = merge_status(&J, merge_join(&J, batch), msg);
     if (!rc)

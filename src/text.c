@@ -1147,7 +1147,9 @@ static int fail_message(const csv_fail *f, const csv_job *job, char *msg)
         return ember__err(msg, EMBER_EFORMAT, "%s:%zu: '%.*s%s' is not a number: fields "
                           "are read as separated by %s, and this file seems to use '%c' "
                           "(ember_text_opts.delimiter takes it)", job->path, f->line, w,
-                          f->tok, more, job->delim == ',' ? "commas" : "blanks", other);
+                          f->tok, more,
+                          job->delim == ',' ? "commas" : job->delim == ';' ? "semicolons"
+                          : job->delim == '\t' ? "tabs" : "blanks", other);
     return ember__err(msg, EMBER_EFORMAT, "%s:%zu: '%.*s%s' is not a number",
                       job->path, f->line, w, f->tok, more);
 }

@@ -209,9 +209,12 @@ static int parse_f64(const char *s, double *out)
 static void range_text(char *buf, size_t size, double min, double max,
                        unsigned flags, int whole)
 {
-    snprintf(buf, size, whole ? "%c%.0f, %.0f%c" : "%c%.15g, %.15g%c",
-             (flags & EMBER_CLI_OPEN_MIN) ? '(' : '[', min, max,
-             (flags & EMBER_CLI_OPEN_MAX) ? ')' : ']');
+    char lo = (flags & EMBER_CLI_OPEN_MIN) ? '(' : '[';
+    char hi = (flags & EMBER_CLI_OPEN_MAX) ? ')' : ']';
+    if (whole && max >= 0x1p63) /* (double)INT64_MAX rounds up to 2^63 */
+        snprintf(buf, size, "%c%.0f, 9223372036854775807%c", lo, min, hi);
+    else
+        snprintf(buf, size, whole ? "%c%.0f, %.0f%c" : "%c%.15g, %.15g%c", lo, min, max, hi);
 }
 
 static int in_range(double v, double min, double max, unsigned flags)

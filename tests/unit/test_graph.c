@@ -268,6 +268,9 @@ static void test_graph_header_vertex_count(void **state)
     write_file("two.el", "# 10 vertices, 1 edges\n# Nodes: 12 Edges: 1\n0 1\n");
     load_fails("two.el", NULL, EMBER_EFORMAT, "two.el:2: the header states 12 vertices, "
                "but line 1 states 10");
+    write_file("huge.el", "# 99999999999999999999 vertices\n0 1\n");
+    load_fails("huge.el", NULL, EMBER_ERANGE, "huge.el:1: the header states over "
+               "1152921504606846976 vertices, more than the limit");
     ember_graph_opts o = {.relabel = 1};
     g = load(ctx, "h.el", &o);
     assert_int_equal(g->n, 4);

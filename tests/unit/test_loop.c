@@ -1463,8 +1463,8 @@ static void test_loop_busy(void **unused)
     assert_non_null(sp);
     fclose(sp);
     assert_int_equal(ember_loop_create(&second, ctx, &o, msg), EMBER_EBUSY);
-    snprintf(want, sizeof want, "in use by process %ld, this one: another loop or "
-             "stream of it", (long)getpid());
+    snprintf(want, sizeof want, "in use by process %ld, this one's pid: another loop "
+             "or stream of this process", (long)getpid());
     TU_MSG_HAS(msg, want);
     assert_true(exists(CKDIR "/" EMBER__CK_SPARE));
 #endif

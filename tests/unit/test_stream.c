@@ -753,6 +753,37 @@ static void test_stream_merge_collisions(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* The empty string, the only string of the state so far: its dictionary
+ * has no bytes, and the "" of the next batch is the same string, not a
+ * second row (which the check for strings under two keys then refused,
+ * naming a probe's key). */
+static void test_stream_merge_empty_string(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(1);
+    ember_type t = wrec_type();
+    char msg[EMBER_MSG_SIZE];
+    ember__sstate st;
+    TU_OKM(ember__ss_init(&st, ctx, &t, EMBER_KEY_TEXT, NULL, NULL, msg), msg);
+    for (int b = 0; b < 3; b++) {
+        ember__buf batch = {0};
+        batch.size = sizeof(wrec);
+        wrec r = {ember_stream_hash("", 0), 0, 0, 1 + b};
+        assert_int_equal(ember__buf_append(ctx, &batch, &r, 1), 0);
+        size_t *changed = NULL, nchanged = 0;
+        uint64_t coll = 0;
+        TU_OKM(ember__ss_merge(&st, &batch, NULL, "\n", 1, &changed, &nchanged, &coll, NULL,
+                               msg), msg);
+        assert_int_equal(nchanged, 1);
+        assert_int_equal(st.rec.n, 1);
+        assert_int_equal(((wrec *)st.rec.data)[0].count, (b + 1) * (b + 2) / 2);
+        ember_free(ctx, changed);
+        ember__buf_free(ctx, &batch);
+    }
+    ember__ss_free(&st);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_stream_merge_rollback(void **state)
 {
     (void)state;
@@ -2975,6 +3006,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_metadata_bad_escape),
         cmocka_unit_test(test_stream_merge_collisions),
         cmocka_unit_test(test_stream_merge_rollback),
+        cmocka_unit_test(test_stream_merge_empty_string),
         cmocka_unit_test(test_stream_snapshot_roundtrip),
         cmocka_unit_test(test_stream_mode_rules),
         cmocka_unit_test(test_stream_dirs_must_differ),
