@@ -542,13 +542,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ember-cc: load %.3f s, compute %.3f s, checkpoints %.3f s "
                 "(files written in %.3f s)\n", cli.load_seconds, cli.compute_seconds,
                 cli.checkpoint_seconds_lost, cli.checkpoint_write_seconds);
-    if (!rc && cli.verify && cli.rank == 0)
-        exit_extra = verify(g, L);
+    if (!rc && cli.verify && cli.rank == 0 && (exit_extra = verify(g, L)))
+        ember_cli_settle(exit_extra);
+    rc = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     ember_loop_destroy(&loop);
     free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
-    rc = ember_cli_exit(&cli, rc, msg);
     return rc ? rc : exit_extra;
 }

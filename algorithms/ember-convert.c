@@ -102,6 +102,7 @@ int main(int argc, char **argv)
         printf("ember-convert: %s: %" PRIu64 " vertices, %" PRIu64 " edges\n", out, g->n,
                g->m);
     ember_graph_free(&g);
+    rc = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     ember_ctx_destroy(&ctx);
-    return ember_cli_exit(&cli, rc, msg);
+    return rc;
 }

@@ -2880,7 +2880,9 @@ int main(int argc, char **argv)
         if (cli.verify)
             verified = verify(&s, &res);
     }
+    if (!rc && !verified)
+        ember_cli_settle(EMBER_EXIT_FAILURE);
+    int code = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     km_free(&s, &in, &res, &loop);
-    int code = ember_cli_exit(&cli, rc, msg);
     return code == EMBER_EXIT_OK && !verified ? EMBER_EXIT_FAILURE : code;
 }

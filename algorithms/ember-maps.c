@@ -225,9 +225,11 @@ int main(int argc, char **argv)
     if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))
         rc = EMBER_ECORRUPT;
     rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
+    if (!rc && drawn)
+        ember_cli_settle(drawn);
+    rc = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     ember_loop_destroy(&loop);
     ember_ds_free(&ds);
     ember_ctx_destroy(&ctx);
-    rc = ember_cli_exit(&cli, rc, msg);
     return rc ? rc : drawn;
 }

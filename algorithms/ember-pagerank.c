@@ -857,13 +857,14 @@ int main(int argc, char **argv)
     rc = ember_cli_iterate_end(&cli, loop, rc, msg); /* the final checkpoint */
     if (!rc)
         summary(&cli, g);
-    if (!rc && cli.verify && root)
-        exit_extra = verify(g, ember_array_data(s.ranks, NULL), &cli);
+    if (!rc && cli.verify && root && (exit_extra = verify(g, ember_array_data(s.ranks, NULL),
+                                                          &cli)))
+        ember_cli_settle(exit_extra);
+    rc = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     ember_loop_destroy(&loop);
     free(vertex_ids);
     free_state(&s);
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);
-    rc = ember_cli_exit(&cli, rc, msg);
     return rc ? rc : exit_extra;
 }

@@ -1018,8 +1018,9 @@ int main(int argc, char **argv)
         ember_graph_free(&g); /* the checker walks out-edges */
         rc = load_graph(&out_edges, ctx, &cli, 0, msg);
     }
-    if (!rc && cli.verify)
-        exit_extra = verify(out_edges ? out_edges : g, d);
+    if (!rc && cli.verify && (exit_extra = verify(out_edges ? out_edges : g, d)))
+        ember_cli_settle(exit_extra);
+    rc = ember_cli_exit(&cli, rc, msg); /* settled: the teardown changes nothing */
     free(d);
     ember_loop_destroy(&loop);
     free(vertex_ids);
@@ -1027,6 +1028,5 @@ int main(int argc, char **argv)
     ember_graph_free(&g);
     ember_graph_free(&out_edges);
     ember_ctx_destroy(&ctx);
-    rc = ember_cli_exit(&cli, rc, msg);
     return rc ? rc : exit_extra;
 }

@@ -121,10 +121,12 @@ static volatile sig_atomic_t early_settled = -1;
 
 int ember_cli_settle(int status)
 {
-    /* Only a failure settles: a success may still turn into one (a
-     * verification that fails after ember_cli_exit), and a signal before
-     * a successful exit is what it always was, 75. What was printed goes
-     * out first: a signal now ends the process without stdio's flush. */
+    /* A failure settles; a success only at ember_cli_exit, which the
+     * programs call with their outcome complete (output, final checkpoint,
+     * verification) and before tearing down: a signal in the teardown
+     * then exits 0, not 75 (a batch script would requeue a finished job).
+     * What was printed goes out first: a signal now ends the process
+     * without stdio's flush. */
     fflush(stdout);
     fflush(stderr);
     if (status != 0)
@@ -1268,8 +1270,11 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     if (status == EMBER_OK) {
         errno = 0;
         int unflushed = fflush(stdout) != 0, err = errno;
-        if (!unflushed && !ferror(stdout))
+        if (!unflushed && !ferror(stdout)) {
+            if (early_settled < 0) /* not a verification's failure */
+                early_settled = EMBER_EXIT_OK;
             return ember_cli_settle(EMBER_EXIT_OK);
+        }
         /* the results printed are lost (a full disk, a closed stdout) */
         fprintf(stderr, "%s: cannot write the standard output%s%s\n", name,
                 unflushed ? ": " : " (a write to it failed)",

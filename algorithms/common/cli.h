@@ -375,7 +375,9 @@ void ember_cli_usage(const ember_cli_program *prog, FILE *f);
  * it: a signal after that (before the loop takes the signals, or after it
  * is gone) exits with it, silently, instead of 75 with an interruption
  * line. Flushes stdout and stderr. ember_cli_usage_error and
- * ember_cli_exit call it. Tests only:
+ * ember_cli_exit call it; ember_cli_exit settles a success too, so a
+ * program calls it once its outcome is complete, before tearing down (a
+ * verification's failure settled first stands). Tests only:
  * EMBER_TEST_SETTLE_DELAY=S makes it sleep S seconds first. */
 int ember_cli_settle(int status);
 /* Prints "<name>: <fmt ...>" on stderr (one write; "<name> (rank R)" on

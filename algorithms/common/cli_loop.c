@@ -1115,12 +1115,14 @@ static void end_report(report *r, ember_loop *loop, int rc)
 }
 
 /* The last iteration, its final checkpoint in the background until
- * ember_cli_iterate_end. */
+ * ember_cli_iterate_end, or failed already (written at once). */
 struct final_wait {
     report r;
     uint64_t done;
     double seconds;
     long row;
+    int failed;               /* the final checkpoint's failure, or 0 */
+    char msg[EMBER_MSG_SIZE]; /* its message */
 };
 
 int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
@@ -1195,20 +1197,27 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
             raise(SIGUSR1);
         rc = last ? ember_loop_finish_start(loop, msg) : ember_loop_next(loop, &it, msg);
         cli->iterations_done = done;
-        if (last && rc == EMBER_OK) {
+        /* The result is complete: the program writes it whatever becomes of
+         * the final checkpoint (in flight, or failed already), and
+         * ember_cli_iterate_end says. */
+        int failed = last && rc != EMBER_OK && rc != EMBER_INTERRUPTED ? rc : 0;
+        if (last && (rc == EMBER_OK || failed)) {
             ember_loop_get_stats(loop, &st);
-            struct final_wait *f = st.last_was_checkpoint ? malloc(sizeof *f) : NULL;
+            struct final_wait *f = st.last_was_checkpoint || failed ? malloc(sizeof *f) : NULL;
             if (f) { /* ember_cli_iterate_end records it */
                 if (r.live) { /* the program's output starts on a clean line */
                     fputs("\r\033[K", stderr);
                     r.live = 0;
                 }
                 r.t_stop = ember_cli_now(); /* the rate, without the outputs */
-                *f = (struct final_wait){r, done, seconds, row};
+                *f = (struct final_wait){r, done, seconds, row, failed, ""};
+                if (failed)
+                    snprintf(f->msg, sizeof f->msg, "%s", msg);
                 cli->final_wait = f;
                 return EMBER_OK;
             }
-            rc = ember_loop_wait(loop, msg);
+            if (!failed)
+                rc = ember_loop_wait(loop, msg);
         }
         if (rc == EMBER_OK || rc == EMBER_INTERRUPTED)
             record_iteration(&r, loop, done, seconds, row,
@@ -1227,11 +1236,19 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg)
         return rc;
     cli->final_wait = NULL;
     char own[EMBER_MSG_SIZE] = "";
-    int wrc = ember_loop_wait(loop, rc ? own : msg);
+    int wrc = f->failed ? f->failed : ember_loop_wait(loop, rc ? own : msg);
+    if (f->failed)
+        snprintf(rc ? own : msg, EMBER_MSG_SIZE, "%s", f->msg);
     if (wrc == EMBER_OK)
         record_iteration(&f->r, loop, f->done, f->seconds, f->row, 1);
     else if (rc) /* the program's error is the one it returns */
         fprintf(stderr, "%s: %s\n", cli->prog->name, own);
+    else if (wrc != EMBER_INTERRUPTED) { /* the result is out: say so */
+        snprintf(own, sizeof own, "%s", msg);
+        snprintf(msg, EMBER_MSG_SIZE, "the result is complete and written, but its final "
+                 "checkpoint failed (%s); the same command would compute again from "
+                 "the last checkpoint before it", own);
+    }
     end_report(&f->r, loop, wrc); /* "done": the loop's outcome, as ever */
     free(f);
     return rc ? rc : wrc;

@@ -58,6 +58,23 @@ pid=
 [ "$(cat settled.txt)" = "ember-pagerank: --keep: 0 is out of range: it must be in [1, 1000000]" ] \
     || fail "SIGTERM after a usage error: $(cat settled.txt)"
 
+# A signal after a successful run has settled (result out, final
+# checkpoint committed, before the teardown) exits 0 and says nothing: it
+# exited 75, and a batch script requeued a finished job.
+EMBER_TEST_SETTLE_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" --top 3 \
+    --checkpoint-dir ck-done --quiet > done.txt 2> settled.txt &
+pid=$!
+for _ in $(seq 600); do
+    grep -q '^3 ' done.txt 2> /dev/null && break
+    sleep 0.05
+done
+kill -s TERM "$pid"
+wait "$pid"
+st=$?
+pid=
+[ "$st" -eq 0 ] || fail "SIGTERM after a finished run: exit $st, wanted 0: $(cat settled.txt)"
+[ ! -s settled.txt ] || fail "SIGTERM after a finished run: $(cat settled.txt)"
+
 grep -q "nothing is saved without --checkpoint-dir" err.txt \
     || fail "without a directory the message should say nothing is saved: $(cat err.txt)"
 

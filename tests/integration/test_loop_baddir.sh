@@ -68,6 +68,22 @@ grep -q "resumed from .*ckpt-000000000006.h5" "$tmp/err" || fail "disk full: did
 [ "$out" = "$ref" ] || fail "disk full: '$out' != reference '$ref'"
 echo "disk full: resumed from 6 afterwards, result ok"
 
+# ---- 2b. the final checkpoint fails: the result is complete and still
+# printed (--checkpoint-sync wrote it at once and dropped the result), and
+# the exit status (1) comes with a message that says both
+maps=$EMBER_BIN/ember-maps
+for mode in --checkpoint-sync --checkpoint-async; do
+    rm -rf "$tmp/fin"
+    bash -c 'trap "" XFSZ; ulimit -f 64; exec "$@"' maps "$maps" --n 100000 --maps 5 \
+        --checkpoint-dir "$tmp/fin" $mode --quiet >"$tmp/out" 2>"$tmp/err"
+    st=$?
+    [ "$st" = 1 ] || fail "final checkpoint $mode: exit $st: $(cat "$tmp/err")"
+    grep -qx 'count: 100000' "$tmp/out" || fail "final checkpoint $mode: no result: $(cat "$tmp/out")"
+    grep -q "the result is complete and written, but its final checkpoint failed (.*File too large" \
+        "$tmp/err" || fail "final checkpoint $mode: $(cat "$tmp/err")"
+done
+echo "final checkpoint failed: the result still printed, both modes"
+
 # ---- 3. somebody else's checkpoint
 a=$tmp/a b=$tmp/b
 "$demo" "${small[@]}" --iterations 4 --checkpoint-dir "$a" --checkpoint-every 2 \
