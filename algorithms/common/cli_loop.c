@@ -730,6 +730,21 @@ static void json_number(FILE *f, double v)
         fputs("null", f);
 }
 
+/* After each line: a write that failed (a full disk) is said once, and
+ * the metrics stop there; the run goes on (its results are elsewhere). */
+static void metrics_flush(report *r)
+{
+    errno = 0;
+    if (fflush(r->metrics) == 0 && !ferror(r->metrics))
+        return;
+    int e = errno;
+    fprintf(stderr, "%s: --metrics %s: a write failed (%s): no more lines are written "
+            "to it in this run\n", r->cli->prog->name, r->cli->metrics,
+            e ? strerror(e) : "an I/O error");
+    fclose(r->metrics);
+    r->metrics = NULL;
+}
+
 static void metrics_iteration(report *r, uint64_t it, double seconds,
                               double value, int ck, uint64_t ck_bytes)
 {
@@ -747,7 +762,7 @@ static void metrics_iteration(report *r, uint64_t it, double seconds,
     json_number(f, value);
     fprintf(f, ", \"checkpoint\": %s, \"checkpoint_bytes\": %" PRIu64 "}\n",
             ck ? "true" : "false", ck ? ck_bytes : (uint64_t)0);
-    fflush(f);
+    metrics_flush(r);
 }
 
 static void metrics_end(report *r, const char *event)
@@ -768,7 +783,7 @@ static void metrics_end(report *r, const char *event)
     fprintf(f, ", \"%s\": ", c->prog->value_name ? c->prog->value_name : "value");
     json_number(f, c->value);
     fprintf(f, ", \"converged\": %s}\n", c->converged ? "true" : "false");
-    fflush(f);
+    metrics_flush(r);
 }
 
 static void human_bytes(char *buf, size_t size, uint64_t b)
@@ -1016,13 +1031,19 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     r->t_start = r->t_print = ember_cli_now();
     r->t_print -= 1e9; /* the first iteration prints */
     if (cli->metrics && cli->rank == 0) { /* rank 0's file */
-        r->metrics = fopen(cli->metrics, st.restored ? "a" : "w");
+        r->metrics = fopen(cli->metrics, st.restored ? "a+" : "w");
         if (!r->metrics) {
             if (msg)
                 snprintf(msg, EMBER_MSG_SIZE, "--metrics %s: %s", cli->metrics,
                          strerror(errno));
             return EMBER_EIO;
         }
+        /* a line cut by a kill or a full disk: the next starts on its own */
+        int cut = st.restored && fseek(r->metrics, -1, SEEK_END) == 0 &&
+                  fgetc(r->metrics) != '\n';
+        fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
+        if (cut)
+            fputc('\n', r->metrics);
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored) /* the progress line's checkpoint, until a new one */
@@ -1046,8 +1067,9 @@ static void close_report(report *r, int rc)
     metrics_end(r, rc == EMBER_OK ? "done"
                    : rc == EMBER_INTERRUPTED ? "interrupted"
                                              : "error");
-    if (r->metrics)
-        fclose(r->metrics);
+    if (r->metrics && fclose(r->metrics) != 0)
+        fprintf(stderr, "%s: --metrics %s: %s\n", r->cli->prog->name, r->cli->metrics,
+                strerror(errno));
     r->metrics = NULL;
 }
 

@@ -51,4 +51,23 @@ check sync --checkpoint-sync
 check signal --stop-at 6
 [ "$(marked | cut -d' ' -f1 | paste -sd' ')" = "4 6" ] || fail "signal: $(marked)"
 [ "$(grep -c '"iteration"' m.jsonl)" -eq 6 ] || fail "signal: lines lost"
+
+# A metrics file that cannot be written (the disk full: ulimit -f, SIGXFSZ
+# ignored) is said once on stderr, and the run goes on to its result.
+set +e
+bash -c 'trap "" XFSZ; ulimit -f 1; exec "$@"' maps "$bin/ember-maps" --n 100 --maps 200 \
+    --metrics full.jsonl --quiet > out.txt 2> err.txt
+st=$?
+set -e
+[ "$st" -eq 0 ] && grep -qx 'count: 100' out.txt || fail "metrics on a full disk: exit $st: $(cat err.txt)"
+[ "$(grep -c 'metrics full.jsonl: a write failed (File too large)' err.txt)" -eq 1 ] ||
+    fail "metrics on a full disk: $(cat err.txt)"
+# A resume appends after a line a kill cut: the next line starts on its own
+rm -rf ck m.jsonl
+"$bin/ember-maps" --n 1000 --maps 20 --checkpoint-dir ck --checkpoint-every 5 --stop-at 10 \
+    --metrics m.jsonl --quiet > /dev/null 2>&1 || [ $? -eq 75 ] || fail "--stop-at 10"
+truncate -s -7 m.jsonl
+"$bin/ember-maps" --n 1000 --maps 20 --checkpoint-dir ck --metrics m.jsonl --quiet > /dev/null
+[ "$(grep -c '^{"event": "resumed", "from_iteration": 10}$' m.jsonl)" -eq 1 ] ||
+    fail "the resumed line after a cut one: $(tail -n 12 m.jsonl)"
 echo "metrics checkpoints: ok"
