@@ -2359,6 +2359,12 @@ static int after_iteration(ember_loop *L, char *msg)
     int stop = rc == EMBER_OK && (f & F_STOP);
     if (!rc && !stop && (f & F_DUE)) {
         rc = checkpoint_once(L, L->async, &wrote, msg);
+        /* A deadline's first measure of a checkpoint: waited for here, so
+         * that the run stops now, on this file, when the next iteration
+         * and one more such write would end past the deadline (guessed at
+         * an iteration's cost, the second write overshot by its length) */
+        if (!rc && L->o.deadline > 0 && !L->cost_known)
+            rc = async_join(L, msg);
         f = (signalled(L) ? F_STOP : 0) | (deadline_near(L) ? F_NEAR : 0);
         t0 = mono_now(); /* the second agreement: the checkpoint's too */
         if (!rc)
