@@ -1140,9 +1140,14 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
 static int write_failed(const ember_loop *L, const char *name, int rc,
                         const char *inner, char *msg)
 {
+    /* what a run can resume from, for a user whose disk is full */
+    char kept[96] = "";
+    if (L->have_ckpt)
+        snprintf(kept, sizeof kept, "; the checkpoint of iteration %llu is intact, and a "
+                 "run resumes from it", (unsigned long long)L->ckpt_iter);
     if (strstr(inner, name))
-        return ember__err(msg, rc, "%s", inner);
-    return ember__err(msg, rc, "checkpoint %s/%s: %s", L->dir, name, inner);
+        return ember__err(msg, rc, "%s%s", inner, kept);
+    return ember__err(msg, rc, "checkpoint %s/%s: %s%s", L->dir, name, inner, kept);
 }
 
 /* Writes a checkpoint of the loop now. lineage: the bound datasets'

@@ -59,6 +59,8 @@ expect_fail "disk full" "ckpt-000000000008.h5" -- \
 # The reason: strerror(EFBIG), or HDF5's "errno = 27" where its text is cut.
 grep -qE "File too large|errno = 27" "$tmp/err" \
     || fail "disk full: the reason (EFBIG) is not given: $(cat "$tmp/err")"
+grep -q "the checkpoint of iteration 6 is intact, and a run resumes from it" "$tmp/err" \
+    || fail "disk full: the checkpoint to resume from is not named: $(cat "$tmp/err")"
 after=$(cd "$full" && cksum ckpt-*.h5)
 [ "$before" = "$after" ] || fail "disk full: earlier checkpoints changed: $before / $after"
 ! compgen -G "$full/*.tmp" >/dev/null || fail "disk full: .tmp left: $(ls "$full")"
