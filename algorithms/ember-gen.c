@@ -331,9 +331,9 @@ static int blobs_write_csv(const double *x, char *msg)
     for (uint64_t i = 0; i < npoints; i++)
         for (uint64_t j = 0; j < dims; j++)
             fprintf(f, "%.17g%c", x[i * dims + j], j + 1 < dims ? ',' : '\n');
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s: write failed", out_path);
+    int e = ember_cli_fclose(f);
+    if (e) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: write failed: %s", out_path, strerror(e));
         return EMBER_EIO;
     }
     return EMBER_OK;

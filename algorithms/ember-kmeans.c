@@ -42,6 +42,7 @@
 #include "cli.h"
 #include "outputs.h"
 
+#include <errno.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
@@ -2513,7 +2514,7 @@ static int write_csv_file(const char *tmp, const km *s, const km_result *res,
 {
     FILE *f = fopen(tmp, "w");
     if (!f)
-        return -1;
+        return errno ? errno : EIO;
     if (centroids) {
         fputs("label", f);
         for (size_t j = 0; j < s->d; j++)
@@ -2530,10 +2531,7 @@ static int write_csv_file(const char *tmp, const km *s, const km_result *res,
         for (size_t i = 0; i < s->n; i++)
             fprintf(f, "%zu,%" PRId64 "\n", i, res->labels[i]);
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad)
-        return -1;
-    return 0;
+    return ember_cli_fclose(f);
 }
 
 /* Writes NAME.tmp and renames it, so a reader never sees half a file. For
@@ -2550,14 +2548,16 @@ static int write_output(const km *s, const km_result *res, char *msg)
     if (centroids_path(path, cpath, sizeof cpath) ||
         ember_cli_tmp_name(cpath, ctmp, sizeof ctmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
-    int rc = write_csv_file(ctmp, s, res, 1)
-                 ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, ctmp)
-                 : 0;
+    int e = write_csv_file(ctmp, s, res, 1);
+    int rc = e ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, ctmp,
+                          strerror(e))
+               : 0;
     if ((rc = ember_cli_publish(rc, ctmp, cpath, msg)))
         return rc;
-    rc = write_csv_file(tmp, s, res, 0)
-             ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s", path, tmp)
-             : 0;
+    e = write_csv_file(tmp, s, res, 0);
+    rc = e ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, tmp,
+                      strerror(e))
+           : 0;
     return ember_cli_publish(rc, tmp, path, msg);
 }
 

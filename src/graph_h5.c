@@ -827,6 +827,7 @@ static int write_csr(const ember_graph *g, hid_t fid, const char *path, char *ms
 {
     hsize_t no = g->n + 1, nt = g->m, nn = g->n;
     hid_t grp = -1;
+    errno = 0;
     int32_t directed = g->directed, version = 1;
     int ok = put_data(fid, "/csr/offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
                       g->offsets, 1, &no, NULL) == 0 &&
@@ -840,8 +841,11 @@ static int write_csr(const ember_graph *g, hid_t fid, const char *path, char *ms
              put_attr(grp, "directed", H5T_NATIVE_INT32, &directed) == 0 &&
              put_attr(grp, "version", H5T_NATIVE_INT32, &version) == 0 &&
              put_string_attr(grp, "format", "ember-csr") == 0;
+    int e = errno; /* HDF5's own stack is gone with the datasets it closed */
     close_id(&grp, H5Gclose);
-    return ok ? EMBER_OK : h5err(msg, EMBER_EIO, path, "cannot write the CSR");
+    return ok ? EMBER_OK
+              : ember__err(msg, EMBER_EIO, "%s: cannot write the CSR (%s)", path,
+                           e ? strerror(e) : "an HDF5 error");
 }
 
 /* The pull layout (graph_internal.h) as /csr/pull, ready to load. */
@@ -890,7 +894,7 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     if (!rc && pull)
         rc = write_pull(pull, fid, path, msg);
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
-        rc = h5err(msg, EMBER_EIO, path, "cannot close");
+        rc = ember__h5_fail(msg, EMBER_EIO, path, "cannot close");
     ember__h5_unlock();
     ember_graph_free(&pull);
     if (!rc && seal)
@@ -923,7 +927,7 @@ static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *
 {
     int opened = fid >= 0;
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
-        rc = h5err(msg, EMBER_EIO, e->file, "cannot close");
+        rc = ember__h5_fail(msg, EMBER_EIO, e->file, "cannot close");
     ember__h5_unlock();
     if (opened && seal && (!rc || ember__h5_edit_in_place(e))) {
         int rs = ember__fsum_seal(e->work, rc ? NULL : msg);

@@ -164,6 +164,11 @@ static int h5_fail(char *msg, int status, const char *where, const char *what)
                       h5_why(why, sizeof why));
 }
 
+int ember__h5_fail(char *msg, int status, const char *where, const char *what)
+{
+    return h5_fail(msg, status, where, what);
+}
+
 /* ---- specs ----------------------------------------------------------------- */
 
 /* The last ':' followed by '/': file names may hold colons, paths start

@@ -641,6 +641,10 @@ int ember__h5_replaced(const char *file, char *msg);
  * or EMBER_EHDF5 when its checksum verified it whole; for writing,
  * EMBER_EIO. */
 int ember__h5_unopened(const char *file, unsigned mode, int verified, char *msg);
+/* Fills msg with "where: what (cause)", the cause from HDF5's error stack
+ * (strerror first when HDF5 recorded an errno: "No space left on device"),
+ * and returns status. Call it before any other HDF5 call. */
+int ember__h5_fail(char *msg, int status, const char *where, const char *what);
 /* Tests: called with the file's name by ember__h5_open_checked just
  * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);

@@ -102,6 +102,15 @@ static const common_flag common[C_COUNT] = {
 #define EXTRA_BASE 512
 #define MAX_EXTRA 64
 
+int ember_cli_fclose(FILE *f)
+{
+    int failed = ferror(f), e = errno; /* a failed write leaves its errno */
+    errno = 0;
+    if (fclose(f) != 0)
+        return errno ? errno : EIO;
+    return failed ? (e ? e : EIO) : 0;
+}
+
 double ember_cli_now(void)
 {
     struct timespec ts;

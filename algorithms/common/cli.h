@@ -336,6 +336,10 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
  * removes it too and says so in msg, naming `path`. */
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg);
+/* Closes a stream an output was written through: 0, or why it failed, an
+ * errno (a write the stream had failed, or the close's own flush: a full
+ * disk is ENOSPC, not "write failed"); EIO when none was recorded. */
+int ember_cli_fclose(FILE *f);
 /* The file of an output spec: "file.h5:/dataset" (HDF5 outputs) splits at
  * its last ":/", as the HDF5 layer splits it. Copies the file part into
  * file and returns the ":/..." rest, or NULL when there is none. */

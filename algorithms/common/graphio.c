@@ -135,9 +135,11 @@ static int write_csv(const char *path, const char *tmp, const ember_graph *g,
             at = 0;
         }
     }
-    bad = bad || fwrite(buf, 1, at, f) != at || ferror(f);
-    if (fclose(f) || bad) {
-        snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed", path);
+    if (!bad)
+        fwrite(buf, 1, at, f);
+    int e = ember_cli_fclose(f);
+    if (e) {
+        snprintf(msg, EMBER_MSG_SIZE, "--output %s: write failed: %s", path, strerror(e));
         return EMBER_EIO;
     }
     return EMBER_OK;

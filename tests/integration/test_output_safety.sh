@@ -81,6 +81,13 @@ interrupted() {
     local st=$?
     [ "$st" -ne 0 ] || fail "$what: the limited run succeeded (the limit did not bite)"
     cmp -s "$out" good || fail "$what: $out changed by a run stopped while writing it (exit $st)"
+    # the same limit as a full disk (SIGXFSZ ignored: the write fails with
+    # EFBIG): exit 1, a message that gives the reason, OUT unchanged
+    (trap '' XFSZ; ulimit -f 8; exec "$@") > /dev/null 2> err.txt
+    st=$?
+    [ "$st" -eq 1 ] && grep -q "File too large" err.txt ||
+        fail "$what: a full disk: exit $st, the reason not given: $(cat err.txt)"
+    cmp -s "$out" good || fail "$what: $out changed by a run that could not write it"
 }
 interrupted "pagerank csv" r.csv "${pr[@]}" --input g.el --output r.csv
 interrupted "pagerank h5" r.h5 "${pr[@]}" --input g.el --output r.h5
