@@ -1297,9 +1297,12 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
         char advice[400] = "";
         if (cli)
             resume_advice(cli, advice, sizeof advice);
-        fprintf(stderr, "%s: interrupted after iteration %" PRIu64
+        /* the loop's message says which stopped it */
+        int deadline = msg && strstr(msg, "the deadline is near");
+        fprintf(stderr, "%s: %s after iteration %" PRIu64
                         "; checkpoint written in %s; %s\n",
-                name, cli ? cli->iterations_done : 0,
+                name, deadline ? "stopped for --deadline" : "interrupted",
+                cli ? cli->iterations_done : 0,
                 cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)",
                 advice);
         return EMBER_EXIT_RESUMABLE;

@@ -24,6 +24,7 @@ st=$?
 set -e
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 [ "$st" -eq 75 ] || fail "--deadline 1s: exit $st, wanted 75 ($(cat err.txt))"
+grep -q "stopped for --deadline after iteration" err.txt || fail "--deadline 1s: $(cat err.txt)"
 [ "$elapsed_ms" -lt 5000 ] || fail "--deadline 1s took ${elapsed_ms} ms"
 ls ck/ckpt-*.h5 > /dev/null || fail "no checkpoint written at the deadline"
 [ ! -e part.csv ] || fail "an interrupted run wrote its output"
