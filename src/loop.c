@@ -514,7 +514,12 @@ static int open_dir(ember_loop *L, char *msg)
                           "checkpoint dir: empty or longer than %d bytes",
                           DIR_MAX);
     int rc = EMBER_OK;
-    if (is_root(L)) {
+    struct stat st;
+    if (is_root(L) && L->o.resume == EMBER_RESUME_REQUIRE && stat(L->dir, &st) != 0 &&
+        errno == ENOENT) /* not made only to be refused */
+        rc = ember__err(msg, EMBER_ENOTFOUND, "no usable checkpoint in %s (resume "
+                        "required; the directory does not exist)", L->dir);
+    else if (is_root(L)) {
         rc = prepare_dir(L->dir, msg);
         if (!rc)
             rc = lock_dir(L, msg);

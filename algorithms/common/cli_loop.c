@@ -536,6 +536,12 @@ int ember_cli_prepare(ember_cli *cli)
         rc = ember_cli_check_output(cli, "output", cli->output);
     if (!rc && cli->metrics)
         rc = ember_cli_check_output(cli, "metrics", cli->metrics);
+    struct stat st;
+    if (!rc && cli->checkpoint_dir && cli->resume == EMBER_RESUME_REQUIRE &&
+        stat(cli->checkpoint_dir, &st) != 0 && errno == ENOENT) /* not made to refuse */
+        rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: no such directory, and "
+                                   "--resume require needs a checkpoint in it",
+                                   cli->checkpoint_dir);
     if (!rc && cli->checkpoint_dir) {
         int e = make_dirs(cli->checkpoint_dir);
         if (e)

@@ -73,7 +73,9 @@ typedef enum {
                                  the files of older runs stay until this
                                  run's first checkpoint commits, then they
                                  are all deleted, whatever keep says */
-    EMBER_RESUME_REQUIRE = 2  /* a good checkpoint must exist */
+    EMBER_RESUME_REQUIRE = 2  /* a good checkpoint must exist (a directory
+                                 that does not is refused at create,
+                                 EMBER_ENOTFOUND, and not made) */
 } ember_resume;
 
 typedef struct {

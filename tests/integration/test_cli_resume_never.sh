@@ -47,4 +47,11 @@ last=$(ls ck/ckpt-*.h5 | tail -n 1 | sed 's/.*ckpt-0*\([0-9]*\)\.h5/\1/')
 "$bin/ember-pagerank" --input "$g" --undirected --tolerance 0 --iterations "$last" \
     --checkpoint-dir ck --resume require --quiet --output again.csv 2> err.txt \
     || fail "resume require after the never run: $(cat err.txt)"
+# require, from a directory that is not there: exit 2, and none is made
+st=0
+"$bin/ember-pagerank" --input "$g" --checkpoint-dir nowhere/ck --resume require \
+    --quiet > /dev/null 2> err.txt || st=$?
+[ "$st" -eq 2 ] && grep -q "no such directory, and --resume require needs" err.txt ||
+    fail "resume require, no directory: exit $st: $(cat err.txt)"
+[ ! -e nowhere ] || fail "resume require made the directory it refused"
 echo "resume never: ok"

@@ -1319,6 +1319,14 @@ static void test_loop_require_none(void **unused)
     ember_loop_opts o;
     memset(&o, 0, sizeof o);
     o.resume = EMBER_RESUME_REQUIRE;
+    state s; /* no directory: refused at create, and none is made */
+    state_init(&s);
+    assert_int_equal(state_loop(&s, &o, msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "no usable checkpoint in " CKDIR " (resume required; the directory "
+                    "does not exist)");
+    assert_false(exists(CKDIR));
+    state_free(&s);
+    assert_int_equal(mkdir(CKDIR, 0755), 0);
     resume_at(&o, msg, EMBER_ENOTFOUND);
     TU_MSG_HAS(msg, "no usable checkpoint in " CKDIR);
     TU_MSG_HAS(msg, "0 files rejected");
@@ -1789,6 +1797,12 @@ static void test_loop_bind_errors(void **unused)
     params.parameters = "a=1\n\nb=x=y";
     TU_OKM(ember_loop_create(&loop, ctx, &params, msg), msg);
     ember_loop_destroy(&loop);
+    /* a resume required from a directory that does not exist: refused,
+     * and the directory is not made */
+    ember_loop_opts req = {.dir = CKDIR "/none/deeper", .resume = EMBER_RESUME_REQUIRE};
+    assert_int_equal(ember_loop_create(&loop, ctx, &req, msg), EMBER_ENOTFOUND);
+    TU_MSG_HAS(msg, "the directory does not exist");
+    assert_false(exists(CKDIR "/none"));
     assert_null(loop);
     free_ctx(&ctx);
 }
