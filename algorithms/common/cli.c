@@ -64,7 +64,8 @@ static const common_flag common[C_COUNT] = {
     [C_CKEVERY] = {"checkpoint-every", 1, EMBER_CLI_NO_LOOP, "N",
                    "checkpoint every N iterations"},
     [C_CKSECONDS] = {"checkpoint-seconds", 1, EMBER_CLI_NO_LOOP, "S",
-                     "checkpoint every S seconds (default 60 with a DIR)"},
+                     "checkpoint every S seconds (0 or unset: 60 with a DIR, unless "
+                     "--checkpoint-every is given)"},
     [C_CKASYNC] = {"checkpoint-async", 0, EMBER_CLI_NO_LOOP, NULL,
                    "write policy checkpoints in the background while the next "
                    "iterations run (the default on one process)"},
