@@ -37,6 +37,19 @@ for sig in USR1 TERM INT; do
         [ "$(wc -l < err.txt)" -eq 1 ] || fail "SIG$sig: more than one line: $(cat err.txt)"
     done
 done
+# term_when COND...: once COND holds (up to 30 s: a loaded machine may take
+# a while to start the program), SIGTERM to $pid; st is its exit status.
+term_when() {
+    for _ in $(seq 600); do
+        "$@" && break
+        sleep 0.05
+    done
+    kill -s TERM "$pid"
+    wait "$pid"
+    st=$?
+    pid=
+}
+
 # A signal after the program has settled its outcome (here a usage error;
 # under mpirun the slower ranks get SIGTERM once one rank has exited) ends
 # it with that status and says nothing more: it used to say "stopped by a
@@ -44,16 +57,7 @@ done
 EMBER_TEST_SETTLE_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" --keep 0 \
     2> settled.txt &
 pid=$!
-# the line is written once the status is settled: wait for it (a loaded
-# machine may take a while to start the program)
-for _ in $(seq 600); do
-    [ -s settled.txt ] && break
-    sleep 0.05
-done
-kill -s TERM "$pid"
-wait "$pid"
-st=$?
-pid=
+term_when test -s settled.txt # the line is written once the status is settled
 [ "$st" -eq 2 ] || fail "SIGTERM after a usage error: exit $st, wanted 2: $(cat settled.txt)"
 [ "$(cat settled.txt)" = "ember-pagerank: --keep: 0 is out of range: it must be in [1, 1000000]" ] \
     || fail "SIGTERM after a usage error: $(cat settled.txt)"
@@ -64,14 +68,7 @@ pid=
 EMBER_TEST_SETTLE_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" --top 3 \
     --checkpoint-dir ck-done --quiet > done.txt 2> settled.txt &
 pid=$!
-for _ in $(seq 600); do
-    grep -q '^3 ' done.txt 2> /dev/null && break
-    sleep 0.05
-done
-kill -s TERM "$pid"
-wait "$pid"
-st=$?
-pid=
+term_when grep -q '^3 ' done.txt
 [ "$st" -eq 0 ] || fail "SIGTERM after a finished run: exit $st, wanted 0: $(cat settled.txt)"
 [ ! -s settled.txt ] || fail "SIGTERM after a finished run: $(cat settled.txt)"
 

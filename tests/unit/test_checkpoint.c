@@ -147,6 +147,14 @@ static ember_ctx *ckpt_ctx(int threads)
     return tu_ctx_opts(&o);
 }
 
+/* Two threads, a budget, and spills into a fresh "scratch". */
+static ember_ctx *budget_ctx(size_t budget)
+{
+    fresh_dir("scratch");
+    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch", .memory_budget = budget};
+    return tu_ctx_opts(&o);
+}
+
 static ember_ds *squares(ember_ctx *ctx, size_t n, size_t parts, counter *c)
 {
     char msg[EMBER_MSG_SIZE];
@@ -473,10 +481,7 @@ static void test_checkpoint_local_ser_shuffle(void **state)
     (void)state;
     char msg[EMBER_MSG_SIZE];
     for (int small = 0; small < 2; small++) {
-        fresh_dir("scratch");
-        ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
-                            .memory_budget = small ? 64 * 1024 : 0};
-        ember_ctx *ctx = tu_ctx_opts(&o);
+        ember_ctx *ctx = budget_ctx(small ? 64 * 1024 : 0);
         ember_ds *a = NULL, *b = NULL;
         int64_t before = 0, after = 0;
         uint64_t n = 0;
@@ -657,10 +662,7 @@ static void test_checkpoint_local_computes_only_missing(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
-    fresh_dir("scratch");
-    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
-                        .memory_budget = 300 * 1024};
-    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ctx *ctx = budget_ctx(300 * 1024);
     counter c;
     counter_init(&c);
     ember_ds *m = squares(ctx, N_SQ, P_SQ, &c); /* 8 x 100 KB */
@@ -852,10 +854,7 @@ static void test_checkpoint_unpersist_local_frees(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
-    fresh_dir("scratch");
-    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
-                        .memory_budget = 300 * 1024};
-    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ctx *ctx = budget_ctx(300 * 1024);
     counter c;
     counter_init(&c);
     ember_ds *m = squares(ctx, N_SQ, P_SQ, &c); /* 800 KB: some spill */
@@ -886,10 +885,7 @@ static void test_checkpoint_unpersist_local_kept_for_children(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
-    fresh_dir("scratch");
-    ember_ctx_opts o = {.threads = 2, .scratch_dir = "scratch",
-                        .memory_budget = 300 * 1024};
-    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ctx *ctx = budget_ctx(300 * 1024);
     counter c;
     counter_init(&c);
     ember_ds *x = squares(ctx, N_SQ, P_SQ, &c), *nx = NULL; /* 800 KB */
