@@ -84,7 +84,8 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
     else if ((*fid = (hid_t)ember__h5_open_checked(file, mode, fapl,
                                                    sum == EMBER_OK ? &id : NULL,
                                                    &replaced)) < 0)
-        rc = replaced ? ember__h5_replaced(file, msg) : ember__h5_unopened(file, mode, sum == EMBER_OK, msg);
+        rc = replaced ? ember__h5_replaced(file, msg)
+                      : ember__h5_unopened(file, mode, sum == EMBER_OK, msg);
     H5Pclose(fapl);
     return rc;
 }
