@@ -8,6 +8,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 # expect PROGRAM EXIT_CODE 'message part' args...
 expect() {
     local prog=$1 code=$2 part=$3
@@ -61,7 +62,12 @@ for prog in ember-pagerank ember-cc; do
     expect $prog 2 "unknown option '--bogus'" --input ok.el --bogus "${out[@]}"
     expect $prog 2 "--input GRAPH is required" "${out[@]}"
     expect $prog 2 "needs a value" --input
+    expect $prog 2 "--checkpoint-dir ck: no such directory, and --resume require needs" \
+      --input ok.el --resume require --checkpoint-dir ck "${out[@]}"
+    [ ! -e ck ] || fail "$prog: --resume require made the directory it refused"
+    mkdir -p ck
     expect $prog 2 "no usable checkpoint" --input ok.el --resume require --checkpoint-dir ck "${out[@]}"
+    rm -rf ck
     expect $prog 2 "need --checkpoint-dir" --input ok.el --checkpoint-every 5 "${out[@]}"
 done
 expect ember-pagerank 2 "--damping: 1.5 is out of range: it must be in [0, 1)" --input ok.el --damping 1.5 --output r.h5
