@@ -83,6 +83,16 @@ static int describe_plain(ember_ctx *ctx, ember__ckr *r,
         if (!blob)
             ember_type_describe(&t, it->type, sizeof it->type);
         it->records = n;
+        if (!blob && t.nfields == 1 && t.field[0].count > 1) {
+            /* a matrix (a 2-D dataset), read as rows of one array field:
+             * said as the signature says it, in numbers */
+            ember_type k = ember_type_scalar(t.field[0].kind);
+            char kind[32];
+            ember_type_describe(&k, kind, sizeof kind);
+            snprintf(it->type, sizeof it->type, "%s[%zux%u]", kind, n,
+                     (unsigned)t.field[0].count);
+            it->records = (uint64_t)n * t.field[0].count;
+        }
         if (!blob && n == 1 && t.nfields == 1 && t.field[0].count <= 1)
             value_text(it->value, sizeof it->value, &t, data);
     }

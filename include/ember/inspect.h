@@ -16,7 +16,8 @@ extern "C" {
 typedef struct {
     char group[16];              /* "datasets", "scalars" or "blobs" */
     char name[EMBER_NAME_SIZE];
-    char type[256];              /* ember_type_describe(); "bytes" for blobs */
+    char type[256];              /* ember_type_describe(); "bytes" for blobs;
+                                    "f64[RxC]" for a matrix (records: R x C) */
     uint64_t records;            /* records, numbers, or bytes */
     uint64_t partitions;         /* datasets; 0 for scalars and blobs */
     char value[64];              /* a scalar holding one number, as text

@@ -34,7 +34,9 @@ bad=$tmp/ck/$(ls "$tmp/ck" | grep '^ckpt-.*\.h5$' | tail -1)
 [ "$(status "$ins" "$tmp/ck")" = 0 ] || { cat "$tmp/last.out" "$tmp/last.err"; fail "fresh checkpoints do not verify"; }
 grep -q 'iteration: *1$' "$tmp/last.out" || fail "no iteration 1 in the report"
 grep -q 'program=\|ember-kmeans' "$tmp/last.out" || fail "no program in the report"
-grep -q 'scalars/centroids' "$tmp/last.out" || fail "no centroids listed"
+# a matrix as the signature says it (3 x 4), not as rows of a field
+grep -qE 'scalars/centroids +f64\[3x4\] +12 values' "$tmp/last.out" ||
+    fail "centroids not listed as f64[3x4]: $(grep centroids "$tmp/last.out")"
 
 # Flip the blob's bytes in the newer file.
 off=$(grep -obUa 'HGFEDCBA' "$bad" | head -1 | cut -d: -f1)
