@@ -5,7 +5,8 @@
 # input's own ids (large and sparse, not 0..n-1), and the ranks_by_id they
 # build are the run's output ranks by id (the final checkpoint holds the
 # final state). Needs /usr/bin/python3 with h5py (python3-h5py); without it
-# the test says so and passes, as test_h5_self_describing.sh does.
+# the test says so and passes, as test_h5_self_describing.sh does. Also
+# docs/streaming.md's ember_stream_hash in Python against a state snapshot.
 set -euo pipefail
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
 export LC_ALL=C
@@ -52,4 +53,29 @@ if found < 2:
     sys.exit(f"found {found} checkpoint snippets, not one in each document")
 EOF
     fail "a documented snippet does not work (above)"
+
+# docs/streaming.md's ember_stream_hash in Python gives the keys of a
+# word count's state snapshot (no string there was placed by probing)
+mkdir -p ws/src
+printf 'alpha beta gamma alpha\n"q" x,y \xc3\xa9t\xc3\xa9 a-string-longer-than-sixteen\n\n' > ws/src/a.txt
+"$EMBER_BIN/ember-stream-wordcount" --source ws/src --checkpoint-location ws/loc --sink ws/out \
+    --trigger once --quiet || fail "the word count"
+"$py" - "$EMBER_SRC/docs/streaming.md" ws/loc/state/0.h5 <<'EOF' ||
+import re, sys
+import h5py
+
+doc = open(sys.argv[1], encoding="utf-8").read()
+blocks = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "def stream_hash" in b]
+assert len(blocks) == 1, f"{len(blocks)} stream_hash snippets"
+env = {}
+exec(blocks[0], env)
+with h5py.File(sys.argv[2], "r") as f:
+    rec, text = f["datasets/state"][:], bytes(f["blobs/text"][:])
+assert len(rec) == 7, len(rec)
+for r in rec:
+    word = text[r["offset"]:r["offset"] + r["length"]]
+    if env["stream_hash"](word) != r["key"]:
+        sys.exit(f"stream_hash({word!r}) is not the state's key {r['key']:x}")
+EOF
+    fail "docs/streaming.md's stream_hash does not give the state's keys (above)"
 echo "test_doc_snippets: PASS"
