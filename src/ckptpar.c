@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,8 +145,11 @@ static int create_probe(const char *path, const unsigned char *token, char *msg)
     return EMBER_OK;
 }
 
-/* Every other rank: the file under that name must hold rank 0's token.
- * root_dir: the directory as rank 0 named it. */
+/* Every other rank: the file under that name must hold rank 0's token,
+ * and open for writing, as MPI-IO will open the checkpoint: a rank that
+ * could only read it (a read-only mount, other permissions) passed, and
+ * the first checkpoint hung in every rank's MPI_File_open. root_dir: the
+ * directory as rank 0 named it. */
 static int check_probe(ember_ctx *ctx, const char *dir, const char *root_dir,
                        const char *path, const unsigned char *token, char *msg)
 {
@@ -155,7 +159,15 @@ static int check_probe(ember_ctx *ctx, const char *dir, const char *root_dir,
     ssize_t k = fd < 0 ? -1 : read(fd, got, TOKEN_BYTES);
     if (fd >= 0)
         close(fd);
-    if (k == TOKEN_BYTES && memcmp(got, token, TOKEN_BYTES) == 0)
+    int same = k == TOKEN_BYTES && memcmp(got, token, TOKEN_BYTES) == 0;
+    int wfd = same ? open(path, O_WRONLY) : -1;
+    if (same && wfd < 0)
+        return ember__err(msg, EMBER_EINVAL, "checkpoint dir %s: rank %d cannot write "
+                          "in it (%s: %s); every rank writes the checkpoint", dir,
+                          ember__comm_rank(ctx), path, strerror(errno));
+    if (wfd >= 0)
+        close(wfd);
+    if (same)
         return EMBER_OK;
     const char *what = fd < 0 ? "cannot open" : "sees another file than";
     if (strcmp(dir, root_dir) != 0)
@@ -416,8 +428,35 @@ static int write_offsets(hid_t d, const uint64_t *off, size_t nparts)
     return ok ? 0 : -1;
 }
 
+/* Rank 0: whether the checkpoint's file system has room for a dataset of
+ * `bytes` (its chunks, allocated whole when HDF5 creates it on several
+ * ranks). HDF5 cannot agree on a failure inside its own collective calls:
+ * a rank whose share of the allocation found the disk full returned while
+ * the others waited in the allocation's barrier, for good. So a full disk
+ * is found here, before the creation, and refused on every rank; a file
+ * system that reports no sizes is left to HDF5. */
+static int room_for(const ember__ckp *w, uint64_t bytes, const char *path, char *msg)
+{
+    struct statvfs sv;
+    if (statvfs(w->dir, &sv) != 0 || sv.f_blocks == 0)
+        return EMBER_OK;
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    uint64_t need = bytes + bytes / 64 + ((uint64_t)64 << 10); /* checksums, metadata */
+    if (avail >= need)
+        return EMBER_OK;
+    return ember__err(msg, EMBER_EIO, "%s:%s: no room: about %llu bytes needed, %llu free "
+                      "in %s (No space left on device)", w->tmp, path,
+                      (unsigned long long)need, (unsigned long long)avail, w->dir);
+}
+
 /* Creates /datasets/<name> (N records, the serial writer's chunking and
- * filters) and writes this rank's records into its ranges. */
+ * filters) and writes this rank's records into its ranges. Every rank
+ * makes the same collective calls whatever failed on it alone: a write
+ * that a full disk refused one rank (its own hyperslab), then that rank
+ * skipping the attribute and the close the others made, left the ranks
+ * in different collectives, hung for good (2 ranks) or crashed in
+ * MPI_Finalize (3). The creation is agreed before anything is written to
+ * the dataset; the rest is agreed by the caller. */
 static int write_records(ember__ckp *w, const char *path, const ember_type *t,
                          const uint64_t *off, size_t nparts, const int *owner,
                          int none, const unsigned char *buf, uint64_t own)
@@ -430,12 +469,19 @@ static int write_records(ember__ckp *w, const char *path, const ember_type *t,
     int ok = mt >= 0 && dcpl >= 0 && space >= 0 &&
              (d = H5Dcreate2(w->fid, path, mt, space, H5P_DEFAULT, dcpl,
                              H5P_DEFAULT)) >= 0;
-    if (ok && N > 0)
-        ok = (fs = H5Dget_space(d)) >= 0 &&
-             (none ? H5Sselect_none(fs) >= 0
-                   : select_owned(w, fs, off, nparts, owner) == 0) &&
-             write_selected(w, d, mt, fs, buf, own) == 0;
-    ok = ok && write_offsets(d, off, nparts) == 0;
+    int made = ember__comm_agree_status(w->ctx, ok ? EMBER_OK : EMBER_EIO, 0, NULL) ==
+               EMBER_OK;
+    if (made && N > 0) {
+        fs = H5Dget_space(d);
+        int chosen = fs >= 0 && (none ? H5Sselect_none(fs) >= 0
+                                      : select_owned(w, fs, off, nparts, owner) == 0);
+        if (fs >= 0 && !chosen) /* still a part of the collective write */
+            H5Sselect_none(fs);
+        int wrote = fs >= 0 && write_selected(w, d, mt, fs, buf, chosen ? own : 0) == 0;
+        ok = ok && chosen && wrote;
+    }
+    if (made) /* collective metadata, as on every rank */
+        ok = write_offsets(d, off, nparts) == 0 && ok;
     if (fs >= 0)
         H5Sclose(fs);
     if (d >= 0 && H5Dclose(d) < 0)
@@ -475,9 +521,12 @@ int ember__ckp_parts(ember__ckp *w, const char *name, const ember_type *t,
                                              msg);
     unsigned char *buf = NULL;
     uint64_t own = 0;
+    for (size_t p = 0; !rc && p < nparts; p++)
+        off[p + 1] = off[p] + cnt[p];
+    if (!rc)
+        rc = ember__comm_agree_status(
+            ctx, w->root ? room_for(w, off[nparts] * t->size, path, msg) : EMBER_OK, 0, msg);
     if (!rc) {
-        for (size_t p = 0; p < nparts; p++)
-            off[p + 1] = off[p] + cnt[p];
         int r = concat_owned(w, parts, nparts, owner, t->size, &buf, &own);
         if (r)
             ember__err(msg, r, "out of memory for %llu records of %s",
