@@ -455,8 +455,10 @@ static int room_for(const ember__ckp *w, uint64_t bytes, const char *path, char 
  * that a full disk refused one rank (its own hyperslab), then that rank
  * skipping the attribute and the close the others made, left the ranks
  * in different collectives, hung for good (2 ranks) or crashed in
- * MPI_Finalize (3). The creation is agreed before anything is written to
- * the dataset; the rest is agreed by the caller. */
+ * MPI_Finalize (3). A creation that fails fails on every rank (one that
+ * failed on one rank alone would leave the others inside HDF5's own
+ * collective, which no agreement here reaches: the caller's room check
+ * keeps the full disk out of it); the outcome is agreed by the caller. */
 static int write_records(ember__ckp *w, const char *path, const ember_type *t,
                          const uint64_t *off, size_t nparts, const int *owner,
                          int none, const unsigned char *buf, uint64_t own)
@@ -469,9 +471,7 @@ static int write_records(ember__ckp *w, const char *path, const ember_type *t,
     int ok = mt >= 0 && dcpl >= 0 && space >= 0 &&
              (d = H5Dcreate2(w->fid, path, mt, space, H5P_DEFAULT, dcpl,
                              H5P_DEFAULT)) >= 0;
-    int made = ember__comm_agree_status(w->ctx, ok ? EMBER_OK : EMBER_EIO, 0, NULL) ==
-               EMBER_OK;
-    if (made && N > 0) {
+    if (d >= 0 && N > 0) {
         fs = H5Dget_space(d);
         int chosen = fs >= 0 && (none ? H5Sselect_none(fs) >= 0
                                       : select_owned(w, fs, off, nparts, owner) == 0);
@@ -480,7 +480,7 @@ static int write_records(ember__ckp *w, const char *path, const ember_type *t,
         int wrote = fs >= 0 && write_selected(w, d, mt, fs, buf, chosen ? own : 0) == 0;
         ok = ok && chosen && wrote;
     }
-    if (made) /* collective metadata, as on every rank */
+    if (d >= 0) /* collective metadata, as on every rank */
         ok = write_offsets(d, off, nparts) == 0 && ok;
     if (fs >= 0)
         H5Sclose(fs);
