@@ -542,11 +542,12 @@ int main(int argc, char **argv)
         return rc;
     /* Streaming is single-process (docs/mpi.md): its offsets and commits
      * logs are one process's exactly-once bookkeeping. */
-    int nranks = ember_cli_launched_ranks();
+    const char *var = NULL;
+    int nranks = ember_cli_launched_ranks(&var);
     if (nranks > 1) {
         fprintf(stderr, PROG ": streaming is single-process; started as one of %d "
-                        "MPI ranks, it refuses to run: start it without mpirun/srun "
-                        "(or with -n 1)\n", nranks);
+                        "MPI ranks (%s=%d), it refuses to run: start it without "
+                        "mpirun/srun (or with -n 1)\n", nranks, var, nranks);
         return EMBER_EXIT_USAGE;
     }
     tune_malloc();

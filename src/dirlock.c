@@ -123,8 +123,11 @@ int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        if (len <= 4 || strcmp(de->d_name + len - 4, ".tmp") != 0 ||
-            (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
+        /* Open MPI's I/O layer tests locking beside a file it opens with a
+         * NAME.locktest.RANK of its own, left there when the job is killed. */
+        int stray = (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) ||
+                    strstr(de->d_name, ".tmp.locktest.") != NULL;
+        if (!stray || (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT && !rc)
             rc = ember__err(msg, EMBER_EIO, "cannot remove stray %s/%s: %s", dir,

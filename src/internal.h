@@ -1134,8 +1134,9 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
  * written yet, or no such file; always without open-file-description
  * locks, where looking could free this process's own). */
 int ember__lock_orphan(const char *path);
-/* Removes the "*.tmp" files a crashed write left in dir, those whose names
- * start with prefix (NULL: any). Call it only holding dir's lock: no live
+/* Removes the "*.tmp" files a crashed write left in dir (and Open MPI's
+ * "*.tmp.locktest.N" beside them), those whose names start with prefix
+ * (NULL: any). Call it only holding dir's lock: no live
  * writer can own them then. A file that cannot be removed is named in msg
  * and EMBER_EIO returned; the others are removed all the same. */
 int ember__dir_sweep(const char *dir, const char *prefix, char *msg);

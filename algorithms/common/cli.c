@@ -872,7 +872,7 @@ static void start_ranks(ember_cli *cli)
     cli->rank = 0;
     cli->ranks = 1;
 #ifdef EMBER_MPI
-    if (ember_cli_launched_ranks() <= 1)
+    if (ember_cli_launched_ranks(NULL) <= 1)
         return;
     int init = 0, provided = 0;
     MPI_Initialized(&init);
@@ -887,16 +887,19 @@ static void start_ranks(ember_cli *cli)
 #endif
 }
 
-int ember_cli_launched_ranks(void)
+int ember_cli_launched_ranks(const char **var)
 {
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
-                          "SLURM_STEP_NUM_TASKS"};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
+                                       "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *v = getenv(vars[i]);
         char *end = NULL;
         long n = v ? strtol(v, &end, 10) : 0;
-        if (v && end != v && *end == '\0' && n > 1)
+        if (v && end != v && *end == '\0' && n > 1) {
+            if (var)
+                *var = vars[i];
             return n > INT_MAX ? INT_MAX : (int)n;
+        }
     }
     return 1;
 }
@@ -945,7 +948,11 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
             print_help(prog);
             return EMBER_EXIT_OK;
         } else if (c == 256 + C_VERSION) {
-            printf("%s (ember) %s\n", prog->name, EMBER_VERSION_STRING);
+#ifdef EMBER_MPI
+            printf("%s (ember) %s, MPI build\n", prog->name, EMBER_VERSION_STRING);
+#else
+            printf("%s (ember) %s, serial build\n", prog->name, EMBER_VERSION_STRING);
+#endif
             return EMBER_EXIT_OK;
         } else if (c >= EXTRA_BASE) {
             seen[c - EXTRA_BASE] = 1;
@@ -984,6 +991,19 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                      "%d MPI ranks (the background writer would run "
                                      "collectives off the main thread); drop it",
                                      cli->ranks);
+#ifndef EMBER_MPI
+    /* Each of the launcher's processes would run the whole job and write
+     * the same outputs. */
+    const char *var = NULL;
+    int launched = ember_cli_launched_ranks(&var);
+    if (launched > 1)
+        return ember_cli_usage_error(cli, "this is the serial build, started as one of "
+                                     "%d processes by an MPI launcher (%s=%d): each "
+                                     "would run the whole job; start it once, without "
+                                     "mpirun or srun, or use the MPI build "
+                                     "(cmake -DEMBER_MPI=ON, docs/mpi.md)",
+                                     launched, var, launched);
+#endif
     cli->quiet_asked = cli->quiet;
     if (cli->rank != 0) { /* rank 0 reports the results and progress */
         cli->quiet = 1;

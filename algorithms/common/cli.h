@@ -413,10 +413,12 @@ uint64_t ember_cli_command_hash(const ember_cli *cli);
 int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);
 
 /* The number of ranks a launcher started this process among, from its
- * environment (Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM's
- * SLURM_STEP_NUM_TASKS under srun), without MPI: 1 when none says more.
- * Single-process programs (streaming) refuse to run under more than one. */
-int ember_cli_launched_ranks(void);
+ * environment (Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE,
+ * SLURM's SLURM_STEP_NUM_TASKS under srun), without MPI: 1 when none says
+ * more; *var (var may be NULL) then names the variable that said it.
+ * Single-process programs (streaming, and every program of the serial
+ * build) refuse to run under more than one. */
+int ember_cli_launched_ranks(const char **var);
 
 /* A loop from the flags: --checkpoint-dir (created if missing; without it
  * the loop never checkpoints), --checkpoint-every, --checkpoint-seconds,

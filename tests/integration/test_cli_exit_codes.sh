@@ -135,4 +135,20 @@ st=$?
 st=$?
 [ "$st" -eq 1 ] || fail "stdout on a full disk: exit $st: $(cat err.txt)"
 grep -q "cannot write the standard output" err.txt || fail "full: $(cat err.txt)"
+# The serial build started by an MPI launcher: each process would run the
+# whole job and write the same output (the MPI build runs one job on them).
+"$bin/ember-pagerank" --version > out.txt || fail "--version"
+if grep -q "serial build" out.txt; then
+    for var in OMPI_COMM_WORLD_SIZE=2 PMI_SIZE=3 SLURM_STEP_NUM_TASKS=4; do
+        expect2 "the serial build under $var" env "$var" "${pr[@]}" --input "$g" \
+            --output launched.csv
+        grep -q "serial build, started as one of ${var#*=} processes by an MPI launcher ($var)" \
+            err.txt || fail "$var: $(cat err.txt)"
+        [ ! -e launched.csv ] || fail "$var: an output was written"
+    done
+    env OMPI_COMM_WORLD_SIZE=1 "${pr[@]}" --input "$g" --output launched.csv --quiet \
+        > /dev/null 2>&1 || fail "the serial build under mpirun -n 1"
+else
+    grep -q "MPI build" out.txt || fail "--version names no build: $(cat out.txt)"
+fi
 echo "exit codes: ok"
