@@ -1712,8 +1712,22 @@ static void diff_lines(text *t, const char *what, const char *ck,
         }
 }
 
+/* Cuts the list in d (items joined by ", " or "; ") after its last whole
+ * item that leaves room for ", and more" within room bytes. */
+static void fit_list(char *d, size_t room)
+{
+    static const char more[] = ", and more";
+    if (strlen(d) <= room || room < sizeof more)
+        return;
+    size_t end = room - (sizeof more - 1), at = end;
+    while (at > 0 && !((d[at] == ',' || d[at] == ';') && d[at + 1] == ' '))
+        at--;
+    memcpy(d + (at ? at : end), more, sizeof more); /* one long item: cut in it */
+}
+
 /* EMBER_OK when the file is from this run (or force_resume allows it),
- * else EMBER_EMISMATCH with what differs. */
+ * else EMBER_EMISMATCH with what differs, the list cut to leave the
+ * message's start and end whole. */
 static int check_identity(ember_loop *L, const ember__ck_info *in,
                           const char *path, char *msg)
 {
@@ -1755,10 +1769,12 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
         warn(L, "ember: resuming from %s although %s (the resume is forced)", path, d);
         return EMBER_OK;
     }
-    return ember__err(msg, EMBER_EMISMATCH,
-                      "checkpoint %s is from another run: %s%s", path, d,
-                      state_differs ? ""
-                                    : "; force_resume would resume anyway");
+    const char *tail = state_differs ? "" : "; force_resume would resume anyway";
+    size_t fixed = strlen("checkpoint  is from another run: ") + strlen(path) +
+                   strlen(tail);
+    fit_list(d, fixed < EMBER_MSG_SIZE - 64 ? EMBER_MSG_SIZE - 1 - fixed : 63);
+    return ember__err(msg, EMBER_EMISMATCH, "checkpoint %s is from another run: %s%s",
+                      path, d, tail);
 }
 
 typedef struct {

@@ -601,6 +601,15 @@ static void explain_mismatch(const ember_cli *cli, char *msg)
                          cli->inputs[i].bytes, cli->inputs[i].xxh3);
         size_t h = n < 0 ? 0 : (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
         size_t w = strlen(was);
+        static const char more[] = ", and more";
+        if (h + w > EMBER_MSG_SIZE - 1 && EMBER_MSG_SIZE - 1 - h >= sizeof more) {
+            /* the library's list, cut after a whole item */
+            size_t end = EMBER_MSG_SIZE - h - sizeof more;
+            for (w = end; w > 0 && !((was[w] == ',' || was[w] == ';') && was[w + 1] == ' ');)
+                w--;
+            memcpy(was + (w ? w : end), more, sizeof more);
+            w = strlen(was);
+        }
         if (h + w > EMBER_MSG_SIZE - 1)
             w = EMBER_MSG_SIZE - 1 - h;
         memcpy(msg, head, h);

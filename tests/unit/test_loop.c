@@ -1284,6 +1284,33 @@ static void test_loop_info_parameters(void **unused)
     assert_null(strstr(msg, "info."));
 }
 
+/* Many differing parameters: the list is cut after a whole item, and the
+ * message still ends with what may be done about it. */
+static void test_loop_mismatch_long_list(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char a[1200], b[1200];
+    size_t na = 0, nb = 0;
+    for (int k = 0; k < 40; k++) {
+        na += (size_t)snprintf(a + na, sizeof a - na, "parameter_%02d=1\n", k);
+        nb += (size_t)snprintf(b + nb, sizeof b - nb, "parameter_%02d=2\n", k);
+    }
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.parameters = a;
+    run_to(&o, 2);
+    char msg[EMBER_MSG_SIZE];
+    memset(&o, 0, sizeof o);
+    o.parameters = b;
+    resume_at(&o, msg, EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, "parameters differ: parameter_00=1 (checkpoint) vs parameter_00=2 (now)");
+    TU_MSG_HAS(msg, "(now), and more; force_resume would resume anyway");
+    assert_true(strlen(msg) < EMBER_MSG_SIZE - 1);
+    assert_null(strstr(msg, "parameter_39"));
+}
+
 static void test_loop_tmp_swept(void **unused)
 {
     (void)unused;
@@ -2619,6 +2646,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_retention_on_resume),
         cmocka_unit_test(test_loop_never_retires_old),
         cmocka_unit_test(test_loop_info_parameters),
+        cmocka_unit_test(test_loop_mismatch_long_list),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),
