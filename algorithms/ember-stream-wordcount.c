@@ -468,7 +468,7 @@ static int parse_args(int argc, char **argv, options *op)
             return 0;
         }
         if (c == O_VERSION) {
-            printf(PROG " (ember) %s\n", EMBER_VERSION_STRING);
+            printf(PROG " (ember) %s, " EMBER_CLI_BUILD "\n", EMBER_VERSION_STRING);
             return 0;
         }
         if (c == '?' && optopt > 0 && optopt < 256) {

@@ -925,8 +925,9 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     /* -o FILE is --output FILE, where the program has --output */
     const char *shorts = prog->omit & EMBER_CLI_NO_OUTPUT ? ":h" : ":ho:";
     while (!rc && (c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
-        if (c == 'h') {
-            print_help(prog);
+        if (c == 'h' || c == 256 + C_HELP) {
+            if (cli->rank == 0) /* once, under mpirun */
+                print_help(prog);
             return EMBER_EXIT_OK;
         } else if (c == 'o') {
             rc = parse_common(cli, C_OUTPUT, optarg);
@@ -944,15 +945,10 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                        given, argv[optind - 1]);
         } else if (c == '?') {
             rc = unknown_option(cli, argv[optind - 1]);
-        } else if (c == 256 + C_HELP) {
-            print_help(prog);
-            return EMBER_EXIT_OK;
         } else if (c == 256 + C_VERSION) {
-#ifdef EMBER_MPI
-            printf("%s (ember) %s, MPI build\n", prog->name, EMBER_VERSION_STRING);
-#else
-            printf("%s (ember) %s, serial build\n", prog->name, EMBER_VERSION_STRING);
-#endif
+            if (cli->rank == 0)
+                printf("%s (ember) %s, " EMBER_CLI_BUILD "\n", prog->name,
+                       EMBER_VERSION_STRING);
             return EMBER_EXIT_OK;
         } else if (c >= EXTRA_BASE) {
             seen[c - EXTRA_BASE] = 1;

@@ -52,6 +52,13 @@
 /* ember_cli_parse's "go on" result: any other value is an exit status. */
 #define EMBER_CLI_RUN (-1)
 
+/* What --version calls this build. */
+#ifdef EMBER_MPI
+#define EMBER_CLI_BUILD "MPI build"
+#else
+#define EMBER_CLI_BUILD "serial build"
+#endif
+
 /* ---- the program's own options ------------------------------------------ */
 
 typedef enum {

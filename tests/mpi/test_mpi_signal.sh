@@ -3,7 +3,8 @@
 # agrees to stop after the same iteration, one checkpoint is written, the
 # job exits 75, and a resume on another rank count finishes with the
 # serial build's bits. Also refused under more than one rank, exit 2 with
-# a message: --checkpoint-async, and streaming.
+# a message: --checkpoint-async, and streaming. --version and --help are
+# printed once.
 source "$(dirname "$0")/mpi_lib.bash"
 work=$(mktemp -d)
 trap '[ -n "${job_pid:-}" ] && kill_job; rm -rf "$work"' EXIT
@@ -48,6 +49,12 @@ out=$(mpi 2 1 "$bin/ember-pagerank" "${args[@]}" --threads 1 --output a.csv \
 echo "$out" | grep -q -- "--checkpoint-async.*MPI\|MPI.*--checkpoint-async" \
     || fail "no message for --checkpoint-async: $out"
 [ ! -f a.csv ] || fail "a refused run wrote output"
+# --version and --help: printed once, by rank 0.
+out=$(mpi 3 1 "$bin/ember-pagerank" --version) || fail "--version on 3 ranks"
+[ "$out" = "$("$bin/ember-pagerank" --version)" ] || fail "--version on 3 ranks: $out"
+echo "$out" | grep -q "MPI build" || fail "--version names no MPI build: $out"
+[ "$(mpi 2 1 "$bin/ember-pagerank" --help | grep -c '^usage:')" = 1 ] \
+    || fail "--help on 2 ranks is not printed once"
 if [ -x "$bin/ember-stream-wordcount" ]; then
     mkdir in
     out=$(mpi 2 1 "$bin/ember-stream-wordcount" --source in --checkpoint-location wc.ckpt \
