@@ -1145,11 +1145,22 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
 static int write_failed(const ember_loop *L, const char *name, int rc,
                         const char *inner, char *msg)
 {
-    /* what a run can resume from, for a user whose disk is full */
-    char kept[96] = "";
-    if (L->have_ckpt)
-        snprintf(kept, sizeof kept, "; the checkpoint of iteration %llu is intact, and a "
-                 "run resumes from it", (unsigned long long)L->ckpt_iter);
+    /* what a run can resume from, for a user whose disk is full; not
+     * said of a file that is gone with its directory */
+    char kept[128] = "";
+    if (L->have_ckpt) {
+        char last[PATH_SIZE];
+        struct stat st;
+        int there = (size_t)snprintf(last, sizeof last, "%s/" CKPT_PREFIX "%012llu"
+                                     CKPT_SUFFIX, L->dir,
+                                     (unsigned long long)L->ckpt_iter) < sizeof last &&
+                    stat(last, &st) == 0;
+        snprintf(kept, sizeof kept,
+                 there ? "; the checkpoint of iteration %llu is intact, and a run "
+                         "resumes from it"
+                       : "; the checkpoint of iteration %llu is gone too",
+                 (unsigned long long)L->ckpt_iter);
+    }
     if (strstr(inner, name))
         return ember__err(msg, rc, "%s%s", inner, kept);
     return ember__err(msg, rc, "checkpoint %s/%s: %s%s", L->dir, name, inner, kept);

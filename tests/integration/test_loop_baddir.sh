@@ -7,6 +7,8 @@
 #     fails with EFBIG rather than killing the process): a clear error, exit
 #     1, the earlier checkpoints intact, no .tmp left; the same run without
 #     the limit then resumes and finishes with the right result.
+#  2c. The directory is removed under a running job: exit 1, and the message
+#     does not call the checkpoint that went with it intact.
 #  3. A checkpoint written with other parameters, or by another program,
 #     copied into a directory: refused with the difference listed, unless
 #     --force-resume.
@@ -85,6 +87,27 @@ for mode in --checkpoint-sync --checkpoint-async; do
         "$tmp/err" || fail "final checkpoint $mode: $(cat "$tmp/err")"
 done
 echo "final checkpoint failed: the result still printed, both modes"
+
+# ---- 2c. the directory is removed under a running job: the failure does
+# not promise a checkpoint that went with it
+gone=$tmp/gone
+"$demo" "${small[@]}" --iterations 1000000 --checkpoint-dir "$gone" --checkpoint-every 2 \
+    --quiet >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 600); do
+    compgen -G "$gone/ckpt-*.h5" >/dev/null && break
+    sleep 0.05
+done
+# (a file the job creates meanwhile fails rm's rmdir: again)
+for _ in 1 2 3 4 5; do rm -rf "$gone" 2>/dev/null && break; done
+[ ! -e "$gone" ] || { kill "$pid"; fail "dir removed: cannot remove $gone"; }
+st=0
+wait "$pid" || st=$?
+[ "$st" = 1 ] || fail "dir removed: exit status $st, want 1: $(cat "$tmp/err")"
+grep -qE "the checkpoint of iteration [0-9]+ is gone too" "$tmp/err" \
+    || fail "dir removed: $(cat "$tmp/err")"
+grep -q "is intact" "$tmp/err" && fail "dir removed: a removed checkpoint is called intact"
+echo "dir removed: $(tail -n 1 "$tmp/err")"
 
 # ---- 3. somebody else's checkpoint
 a=$tmp/a b=$tmp/b
