@@ -57,8 +57,8 @@ int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
          * (--force-resume with another --partitions or another graph, or a
          * checkpoint of an ember that drew partition boundaries
          * differently) */
-        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values are partitioned "
-                 "otherwise than this run's graph rows (%zu partitions), and on "
+        snprintf(msg, EMBER_MSG_SIZE, "the checkpoint's values (%zu partitions) are "
+                 "partitioned otherwise than this run's graph rows, and on "
                  "several MPI ranks each rank loads only its partitions' rows: "
                  "resume on one rank, which loads them all (the boundaries "
                  "differ for another --partitions, where --partitions %zu "
