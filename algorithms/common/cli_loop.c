@@ -1283,8 +1283,8 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg)
     else if (wrc != EMBER_INTERRUPTED) { /* the result is out: say so */
         snprintf(own, sizeof own, "%s", msg);
         snprintf(msg, EMBER_MSG_SIZE, "the result is complete and written, but its final "
-                 "checkpoint failed (%s); the same command would compute again from "
-                 "the last checkpoint before it", own);
+                 "checkpoint failed (%.320s); the same command would compute again from "
+                 "the last checkpoint before it", own); /* the end kept whole */
     }
     end_report(&f->r, loop, wrc); /* "done": the loop's outcome, as ever */
     free(f);
