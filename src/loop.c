@@ -406,12 +406,15 @@ static int lock_dir(ember_loop *L, char *msg)
     return rc;
 }
 
-/* Removes "*.tmp" left by writes that crashed. Only under the lock: no
- * live writer can own them. */
+/* Removes the "ckpt-*.tmp" (the spare among them) of checkpoint writes
+ * that crashed. Only under the lock: no live writer can own them. Other
+ * "*.tmp" files are left alone: the directory may be one that other
+ * programs write in too. (The probes, made at each start, replace any
+ * left.) */
 static void sweep_tmp(ember_loop *L)
 {
     char emsg[EMBER_MSG_SIZE];
-    if (ember__dir_sweep(L->dir, NULL, emsg))
+    if (ember__dir_sweep(L->dir, CKPT_PREFIX, emsg))
         warn(L, "ember: %s", emsg);
 }
 

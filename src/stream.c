@@ -359,8 +359,10 @@ static int make_layout(ember_stream *s, char *msg)
         rc = ember__sl_mkdir(s->state_dir, msg);
     if (rc)
         return rc;
-    /* Under the lock no writer is alive: a .tmp is a crashed write's. */
-    ember__dir_sweep(s->loc, NULL, NULL);
+    /* Under the lock no writer is alive: a .tmp is a crashed write's. The
+     * location's own temporaries are dot-named; its subdirectories are
+     * ember's alone. */
+    ember__dir_sweep(s->loc, ".", NULL);
     ember__dir_sweep(s->offsets_dir, NULL, NULL);
     ember__dir_sweep(s->commits_dir, NULL, NULL);
     ember__dir_sweep(s->state_dir, NULL, NULL);

@@ -169,7 +169,8 @@ typedef struct {
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid
  * when another live process has it; a dead holder's lock is free), sweeps
- * stray .tmp files, and installs the signal handlers. */
+ * the stray "ckpt-*.tmp" files of crashed checkpoint writes (no other
+ * file), and installs the signal handlers. */
 int ember_loop_create(ember_loop **out, ember_ctx *ctx,
                       const ember_loop_opts *opts, char *msg);
 /* Releases the lock and restores signal handlers. Accepts NULL. */

@@ -1318,9 +1318,10 @@ static void test_loop_tmp_swept(void **unused)
     assert_int_equal(mkdir(CKDIR, 0755), 0);
     /* The third: Open MPI's lock test beside a checkpoint being written,
      * left by a killed job. */
-    const char *stray[] = {CKDIR "/ckpt-000000000005.h5.tmp", CKDIR "/x.tmp",
-                           CKDIR "/ckpt-000000000178.h5.tmp.locktest.0"};
-    for (int k = 0; k < 3; k++) {
+    const char *stray[] = {CKDIR "/ckpt-000000000005.h5.tmp", CKDIR "/ckpt-spare.tmp",
+                           CKDIR "/ckpt-000000000178.h5.tmp.locktest.0",
+                           CKDIR "/x.tmp"}; /* another program's: kept */
+    for (int k = 0; k < 4; k++) {
         FILE *f = fopen(stray[k], "w");
         assert_non_null(f);
         fputs("half a file", f);
@@ -1337,6 +1338,7 @@ static void test_loop_tmp_swept(void **unused)
     assert_false(exists(stray[0]));
     assert_false(exists(stray[1]));
     assert_false(exists(stray[2]));
+    assert_true(exists(stray[3]));
     assert_true(exists(CKDIR "/notes.txt"));
     ember_loop_destroy(&loop);
     free_ctx(&ctx);

@@ -971,10 +971,18 @@ static void test_stream_restart_other_query_refused(void **state)
     o.query = "test=wordcount-v2\n";
     assert_int_equal(ember_stream_create(&s, ctx, &o, msg), EMBER_EMISMATCH);
     TU_MSG_HAS(msg, "test: 'wordcount' there, 'wordcount-v2' here");
-    /* The same query again is welcome, and nothing is re-run. */
+    /* The same query again is welcome, and nothing is re-run. It sweeps
+     * the location's crashed temporaries (dot-named), not a user's file. */
+    char crashed[400], users[400];
+    snprintf(crashed, sizeof crashed, "%s/.metadata.tmp", t.loc);
+    snprintf(users, sizeof users, "%s/notes.tmp", t.loc);
+    write_bytes(crashed, "x", 1);
+    write_bytes(users, "x", 1);
     o = wc_opts(&t, &q, EMBER_OUTPUT_COMPLETE);
     o.max_files = 5; /* run options may change */
     TU_OKM(ember_stream_create(&s, ctx, &o, msg), msg);
+    assert_int_equal(access(crashed, F_OK), -1);
+    assert_int_equal(access(users, F_OK), 0);
     TU_OKM(ember_stream_step(s, &ran, msg), msg);
     assert_int_equal(ran, 0);
     ember_stream_destroy(&s);
