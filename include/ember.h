@@ -211,7 +211,8 @@ typedef struct {
                                     arrays, files read, partitions captured
                                     for a pending checkpoint */
     size_t live_datasets;        /* lineage nodes alive: handles, their
-                                    ancestors, the sources of broadcasts */
+                                    ancestors, the array sources of
+                                    broadcast views */
     size_t live_broadcasts;
     size_t live_bytes;           /* memory_used + broadcast_bytes +
                                     dataset_bytes */
@@ -448,8 +449,9 @@ int ember_repartition(ember_ds **out, ember_ds *in, size_t partitions,
                       char *msg);
 
 /* Broadcast: a materialized, read-only whole-array view shared by every
- * task. Made from an array source it is that array (no copy); otherwise the
- * dataset is computed once into one array, whose bytes count against the
+ * task. Made from an array source it is that array (no copy; it keeps the
+ * source alive); otherwise the dataset is computed once into one array
+ * (and the broadcast does not hold the dataset), whose bytes count against the
  * context's memory budget (cached blocks are evicted to make room; a
  * broadcast larger than the budget is still made, and counted) and in
  * ember_stats.broadcast_bytes until its records are freed. A broadcast is
@@ -591,9 +593,12 @@ size_t ember_cached_partitions(const ember_ds *ds);
  * Lineage
  *
  * What a lineage holds, and when it lets go. A dataset keeps alive its
- * parents, the broadcasts it uses (ember_ds_uses) and through them
- * everything they were made from: nodes, cached blocks, spill files,
- * shuffle outputs, broadcast copies. A checkpoint that commits (file or
+ * parents and everything they were made from (nodes, cached blocks, spill
+ * files, shuffle outputs), and the broadcasts it uses (ember_ds_uses). A
+ * broadcast holds its collected copy, not the dataset it was computed
+ * from (a view holds its array source): so a state that reaches the next
+ * iteration only through a broadcast (y = map(idx, broadcast(x))) keeps
+ * no older state alive once its handles are freed. A checkpoint that commits (file or
  * local, lazy or eager, or a loop's checkpoint of a bound dataset) cuts
  * that: the dataset drops its parents and broadcasts, and whatever only the
  * cut part held is freed at once, except what a live handle still holds.

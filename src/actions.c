@@ -605,8 +605,11 @@ int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg)
         return rc;
     }
     bc->ctx = ctx;
-    bc->ds = ds;
-    ds->refs++;
+    bc->source_id = ds->id;
+    if (!bc->owned) {
+        bc->ds = ds;
+        ds->refs++;
+    }
     bc->type = ds->type;
     bc->refs = 1;
     bc->user_handle = 1;

@@ -360,7 +360,11 @@ int ember__ancestors(ember_ds *ds, int (*stop)(const ember_ds *),
 
 struct ember_bcast {
     ember_ctx *ctx;
-    ember_ds *ds;          /* the dataset it was made from (a reference) */
+    ember_ds *ds;          /* a view's array source (a reference); NULL for
+                              a copy, which needs nothing of its source, so
+                              a state carried through broadcasts
+                              (x = map(y, broadcast(x))) keeps no older one */
+    uint64_t source_id;    /* the dataset it was made from, for lineage */
     ember_type type;
     const void *data;
     size_t n;

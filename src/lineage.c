@@ -102,7 +102,7 @@ static void describe(text *t, const ember_ds *ds)
     else if (ds->ckpt_state == 1)
         put(t, " [checkpoint pending]");
     for (size_t i = 0; i < ds->nuses; i++)
-        put(t, " [uses broadcast of #%llu]", (unsigned long long)ds->uses[i]->ds->id);
+        put(t, " [uses broadcast of #%llu]", (unsigned long long)ds->uses[i]->source_id);
 }
 
 typedef struct {
@@ -262,12 +262,20 @@ int ember_lineage_dot(const ember_ds *ds, char **out)
                 (unsigned long long)d->id, is_wide(d) ? " [style=bold, label=\"shuffle\"]" : "");
             rc = walk_push(&w, d->parent[i], 0, 0);
         }
-        /* The broadcast's dataset is drawn too: every edge's tail is a
-         * declared node. */
+        /* A view's array is drawn too (every edge's tail is a declared
+         * node); a copy is a node of its own, its source not held. */
         for (size_t i = 0; !rc && i < d->nuses; i++) {
-            put(&t, "  n%llu -> n%llu [style=dashed, label=\"broadcast\"];\n",
-                (unsigned long long)d->uses[i]->ds->id, (unsigned long long)d->id);
-            rc = walk_push(&w, d->uses[i]->ds, 0, 0);
+            const ember_bcast *bc = d->uses[i];
+            if (bc->ds) {
+                put(&t, "  n%llu -> n%llu [style=dashed, label=\"broadcast\"];\n",
+                    (unsigned long long)bc->ds->id, (unsigned long long)d->id);
+                rc = walk_push(&w, bc->ds, 0, 0);
+            } else {
+                put(&t, "  b%llu [label=\"broadcast copy of #%llu\\n%zu records\", "
+                        "shape=note];\n  b%llu -> n%llu [style=dashed, label=\"broadcast\"];\n",
+                    (unsigned long long)bc->source_id, (unsigned long long)bc->source_id,
+                    bc->n, (unsigned long long)bc->source_id, (unsigned long long)d->id);
+            }
         }
     }
     put(&t, "}\n");

@@ -95,7 +95,11 @@ typedef struct {
                                  reaches D, counting what the loop's own
                                  cuts took off since the last checkpoint
                                  (a cached state is cut every iteration):
-                                 about every D steps of a chain (0: off) */
+                                 about every D steps of a chain (0: off).
+                                 A state that reaches the next only through
+                                 a broadcast (y = map(idx, broadcast(x)))
+                                 has no chain: bound it with every or
+                                 seconds */
     double mtbf;              /* auto: every sqrt(2 C MTBF) seconds, C the
                                  measured checkpoint cost (0: off) */
     int keep;                 /* checkpoints kept (0: 2) */
