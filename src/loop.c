@@ -137,6 +137,12 @@ struct ember_loop {
     char *signature1;    /* the same as a format 1 file holds them: */
     uint64_t fingerprint1; /* format 1 names, matrices as flat arrays */
     int reading_v1;      /* try_restore: the file is format 1 */
+    /* A resume by force: 1 this run's (what differed), 2 an earlier run's
+     * that the file restored from carried on; kept in the parameters as
+     * "info.forced=" in every later file. try_restore's choice is the
+     * candidate until restore takes the file. */
+    int forced, forced_cand;
+    char forced_note[EMBER_MSG_SIZE], forced_cand_note[EMBER_MSG_SIZE];
     int keep;
     int async;           /* policy checkpoints in the background */
     int lock_fd;
@@ -1748,6 +1754,16 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
     char d[2048];
     text t = {.buf = d, .cap = sizeof d};
     d[0] = '\0';
+    /* A run forced earlier goes on as that run: said, and kept. */
+    const char *p = in->parameters, *s;
+    size_t len;
+    L->forced_cand = 0;
+    while (next_line(&p, &s, &len))
+        if (len > 12 && memcmp(s, "info.forced=", 12) == 0) {
+            L->forced_cand = 2;
+            snprintf(L->forced_cand_note, sizeof L->forced_cand_note, "%.*s",
+                     (int)(len - 12), s + 12);
+        }
     if (strcmp(in->kind, "loop") != 0)
         text_put(&t, "kind differs: %s (checkpoint) vs loop (now)", in->kind);
     if (strcmp(in->program, L->program) != 0)
@@ -1781,6 +1797,11 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
         return EMBER_OK;
     if (L->o.force_resume && !state_differs) {
         warn(L, "ember: resuming from %s although %s (the resume is forced)", path, d);
+        L->forced_cand = 1;
+        fit_list(d, 300);
+        snprintf(L->forced_cand_note, sizeof L->forced_cand_note,
+                 "at iteration %llu of a run of %.64s: %.300s",
+                 (unsigned long long)in->iteration, in->program, d);
         return EMBER_OK;
     }
     const char *tail = state_differs ? "" : "; force_resume would resume anyway";
@@ -2082,6 +2103,49 @@ static int follow_restore(ember_loop *L, const root_says *s, char *msg)
     return ember__comm_agree_status(L->ctx, EMBER_OK, 0, msg);
 }
 
+/* The restored file was reached by force, now or by the run it carries
+ * on: every rank takes rank 0's account, and the parameters every later
+ * file records gain an "info.forced=" line (information: never compared,
+ * and out of the fingerprint), so a resume of those files says it too. */
+static int take_forced(ember_loop *L, char *msg)
+{
+    struct {
+        int kind;
+        char note[EMBER_MSG_SIZE];
+    } f;
+    memset(&f, 0, sizeof f);
+    f.kind = L->forced_cand;
+    memcpy(f.note, L->forced_cand_note, sizeof f.note);
+    int rc = ranks(L) > 1 ? ember__comm_bcast(L->ctx, &f, sizeof f, msg) : EMBER_OK;
+    if (rc || !f.kind)
+        return rc;
+    f.note[sizeof f.note - 1] = '\0';
+    size_t old = strlen(L->parameters), add = strlen(f.note);
+    char *p = ember__malloc(L->ctx, old + add + 16);
+    if (!p)
+        return ember__err(msg, EMBER_ENOMEM, "out of memory");
+    snprintf(p, old + add + 16, "%s%sinfo.forced=%s\n", L->parameters,
+             old && L->parameters[old - 1] != '\n' ? "\n" : "", f.note);
+    ember__free(L->ctx, L->parameters);
+    L->parameters = p;
+    L->o.parameters = p;
+    L->forced = f.kind;
+    memcpy(L->forced_note, f.note, sizeof f.note);
+    if (f.kind == 2 && is_root(L))
+        warn(L, "ember: this run carries on one resumed by force (%s): its result is "
+                "not that of a run started with these parameters", f.note);
+    return EMBER_OK;
+}
+
+int ember_loop_forced(const ember_loop *L, char *note, size_t size)
+{
+    if (!L)
+        return 0;
+    if (note && size)
+        snprintf(note, size, "%s", L->forced ? L->forced_note : "");
+    return L->forced;
+}
+
 static int restore(ember_loop *L, char *msg)
 {
     ckpt_entry *e = NULL;
@@ -2134,6 +2198,8 @@ static int restore(ember_loop *L, char *msg)
         snprintf(path, sizeof path, "%s", s.path);
     }
     if (rc || !got)
+        return rc;
+    if ((rc = take_forced(L, msg)))
         return rc;
     L->done = iter;
     L->have_ckpt = 1;

@@ -78,8 +78,12 @@ static const common_flag common[C_COUNT] = {
     [C_RESUME] = {"resume", 1, EMBER_CLI_NO_LOOP, "auto|never|require",
                   "resume from the newest good checkpoint (default auto)"},
     [C_FORCE] = {"force-resume", 0, EMBER_CLI_NO_LOOP, NULL,
-                 "resume although the program or parameters differ (the state's "
-                 "types must match)"},
+                 "resume although the program, parameters or input differ (the "
+                 "state's types must match): a warm start, not a fresh run's "
+                 "result; the stop is decided again, and later checkpoints and "
+                 "the outputs (attribute forced_resume) record it. Labels (cc) "
+                 "and distances (sssp) of another graph or source can be "
+                 "wrong: add --verify"},
     [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "TIME",
                     "wall-clock limit counted from the program's start, as "
                     "SLURM's --time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "

@@ -201,6 +201,9 @@ typedef struct {
     int quiet_asked;         /* --quiet as given (quiet is forced on MPI
                                 ranks other than 0) */
     int verify;
+    char forced[EMBER_MSG_SIZE]; /* the resume by force this result carries
+                                (ember_loop_forced's note), or "": the
+                                outputs' forced_resume attribute */
     int seed_set;            /* 1 when the flag was given */
     int iterations_set;
     int tolerance_set;

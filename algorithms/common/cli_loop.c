@@ -1196,6 +1196,10 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
     r.first_it = it;
     ember_loop_get_stats(loop, &st);
     int resumed = st.restored;
+    /* A stop flag restored by force was decided under the other run's
+     * parameters (a looser tolerance, another graph): decided again. */
+    if (ember_loop_forced(loop, cli->forced, sizeof cli->forced) == 1)
+        cli->converged = 0;
     size_t rows = (size_t)cli->history[0];
     if (resumed && rows && cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS] ==
                                (double)st.restored_from) {

@@ -149,6 +149,8 @@ int ember_cli_write_provenance(const ember_cli *cli, const char *file,
                                     .i = cli->converged});
         if (!has_name(extra, nextra, v))
             put(&l, (ember_h5_attr){.name = v, .kind = EMBER_F64, .f = cli->value});
+        if (cli->forced[0])
+            put(&l, (ember_h5_attr){.name = "forced_resume", .str = cli->forced});
     }
     for (size_t i = 0; i < nextra; i++)
         put(&l, extra[i]);

@@ -287,6 +287,15 @@ int ember_loop_catch_early(char *msg);
  * cannot be told apart. */
 int ember_loop_checkpoint(ember_loop *loop, char *msg);
 void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);
+/* After the first ember_loop_next: 1 when it resumed by force_resume from a
+ * checkpoint of another program, other parameters or other input; 2 when
+ * the file it resumed from carries on such a run (the forcing is recorded
+ * in every later checkpoint's parameters as "info.forced=", and said
+ * again at each resume); 0 otherwise. note (if not NULL) gets what
+ * differed, where and from what. Either way the state is not that of a
+ * run started with these parameters, and a stop flag restored with it
+ * was decided under the others. */
+int ember_loop_forced(const ember_loop *loop, char *note, size_t size);
 /* 1 when a termination signal has been caught by this loop. */
 int ember_loop_signalled(const ember_loop *loop);
 

@@ -3,7 +3,8 @@
 # stopping rule is part of the run.
 #   - --tolerance is in every program's parameters: a checkpoint made under
 #     another tolerance is another run's (exit 2, naming it), unless
-#     --force-resume says to go on anyway;
+#     --force-resume says to go on anyway (and then the stop is decided
+#     again, and the output records the forcing);
 #   - a checkpoint past --iterations is refused (exit 2, naming both
 #     counts), for PageRank and k-means;
 #   - a checkpoint short of --iterations goes on to it, to the bits of a run
@@ -37,6 +38,15 @@ grep -q "tolerance" err.txt || fail "the refusal does not name the tolerance: $(
 [ ! -e b.h5 ] || fail "a refused resume wrote its output"
 status 0 "${pr[@]}" --checkpoint-dir ck1 --checkpoint-every 3 --tolerance 0 \
     --iterations 200 --output b.h5 --force-resume
+# The restored "converged" was decided under the other tolerance: the
+# forced run decides again and goes on (it stopped at once, exit 0, with
+# the old ranks labelled tolerance=0), and its output says it was forced.
+[ -e ck1/ckpt-000000000200.h5 ] || fail "the forced resume did not go on to 200: $(ls ck1)"
+if command -v h5dump > /dev/null; then
+    h5dump -a forced_resume b.h5 2> /dev/null | grep -q "parameters differ: tolerance=" ||
+        fail "the forced output has no forced_resume attribute"
+    h5dump -a forced_resume a.h5 > /dev/null 2>&1 && fail "an unforced output says forced"
+fi
 
 # 2. Stopped at 20 of 60 (a checkpoint at 20): a run of 10 cannot come from
 #    it; a run of 60 goes on, to the bits of a run never stopped.

@@ -1309,6 +1309,57 @@ static void test_loop_info_parameters(void **unused)
     assert_null(strstr(msg, "info."));
 }
 
+/* Resumes from CKDIR (force_resume as o says), runs on to iteration to,
+ * and returns what ember_loop_forced said, its note in note. */
+static int forced_at(ember_loop_opts *o, char *note, size_t size, uint64_t to)
+{
+    char msg[EMBER_MSG_SIZE];
+    state s;
+    state_init(&s);
+    TU_OKM(state_loop(&s, o, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    int forced = ember_loop_forced(s.loop, note, size);
+    while (it < to) { /* on, so later files are this run's */
+        state_step(&s, it);
+        TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    }
+    state_free(&s);
+    return forced;
+}
+
+/* A resume by force is said by ember_loop_forced, and recorded in the
+ * files that follow it ("info.forced=", out of the fingerprint): a later
+ * resume without force carries it on, and says so; a run that never was
+ * forced says nothing. (A forced run's files later resumed as "the same
+ * run" named only the new parameters.) */
+static void test_loop_forced_is_recorded(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.quiet = 1;
+    o.program = "forced-test";
+    o.parameters = "tolerance=0.001\n";
+    run_to(&o, 2);
+    char note[EMBER_MSG_SIZE];
+    assert_int_equal(forced_at(&o, note, sizeof note, 4), 0); /* the same run */
+    assert_string_equal(note, "");
+    o.parameters = "tolerance=1e-09\n";
+    o.force_resume = 1;
+    assert_int_equal(forced_at(&o, note, sizeof note, 6), 1);
+    TU_MSG_HAS(note, "at iteration 4 of a run of forced-test: parameters differ");
+    TU_MSG_HAS(note, "tolerance=0.001 (checkpoint) vs tolerance=1e-09 (now)");
+    o.force_resume = 0; /* its files are this run's now, and say how */
+    char again[EMBER_MSG_SIZE];
+    assert_int_equal(forced_at(&o, again, sizeof again, 8), 2);
+    assert_string_equal(again, note);
+    assert_int_equal(forced_at(&o, again, sizeof again, 10), 2);
+    assert_string_equal(again, note);
+}
+
 /* Many differing parameters: the list is cut after a whole item, and the
  * message still ends with what may be done about it. */
 static void test_loop_mismatch_long_list(void **unused)
@@ -2674,6 +2725,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_never_retires_old),
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_mismatch_long_list),
+        cmocka_unit_test(test_loop_forced_is_recorded),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),
