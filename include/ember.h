@@ -23,6 +23,9 @@
  *   ember_* function except ember_emit(), ember_emitter_partition() and
  *   ember_bcast_data(), and must not call HDF5 (the library's HDF5 layer is
  *   serialised and is called only from the caller's thread or under its lock).
+ *   An action or ember_broadcast called there runs nothing and returns
+ *   EMBER_ESTATE, and a function that then fails makes its action return
+ *   EMBER_ESTATE, the message saying so.
  * - A user function reports failure by returning non-zero: the action stops
  *   and returns EMBER_EUSER, its message naming the function's role, the
  *   dataset and the value ("foreach function of #4 (range) returned -2 in

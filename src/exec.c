@@ -302,9 +302,15 @@ static int plan(task *t, ember_ds *ds, size_t part, ember_ds **root,
 static int user_failed_in(char *msg, const char *what, const ember_ds *ds,
                           int r, size_t part)
 {
-    return ember__err(msg, EMBER_EUSER,
-                      "%s function of #%llu (%s) returned %d in partition %zu",
-                      what, (unsigned long long)ds->id, ds->name, r, part);
+    int misused = ember__parallel_misused();
+    return ember__err(msg, misused ? EMBER_ESTATE : EMBER_EUSER,
+                      "%s function of #%llu (%s) returned %d in partition %zu%s",
+                      what, (unsigned long long)ds->id, ds->name, r, part,
+                      misused ? ", after it called an ember action or broadcast, "
+                                "which a user function must not (ember.h): compute "
+                                "the value before, and pass it in the arg or a "
+                                "broadcast"
+                              : "");
 }
 
 static int user_failed(task *t, const step *s, const char *what, int r)

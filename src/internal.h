@@ -126,8 +126,13 @@ void ember__stat_gauge(ember_ctx *ctx, size_t *field, int sign, size_t v);
  * the failure of the lowest i is returned with its message (and index in
  * *failed_at, may be NULL): errors are as deterministic as results. */
 typedef int (*ember__task_fn)(void *state, size_t i, char *msg);
+/* Called from inside one of its own tasks (an action or broadcast in a
+ * user function, which ember.h forbids: it ran nested, and raced with a
+ * pending checkpoint's files), it runs nothing and returns EMBER_ESTATE;
+ * ember__parallel_misused then tells the task's thread, once. */
 int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
                     void *state, size_t *failed_at, char *msg);
+int ember__parallel_misused(void);
 
 /* A growable array of records. */
 typedef struct {

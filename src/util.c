@@ -234,9 +234,27 @@ void ember__buf_free(ember_ctx *ctx, ember__buf *b)
     b->n = b->cap = 0;
 }
 
+static _Thread_local int in_task, misused;
+
+int ember__parallel_misused(void)
+{
+    int m = misused;
+    misused = 0;
+    return m;
+}
+
 int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
                     void *state, size_t *failed_at, char *msg)
 {
+    if (in_task) {
+        misused = 1;
+        if (failed_at)
+            *failed_at = lo;
+        return ember__err(msg, EMBER_ESTATE, "an ember action (or broadcast) was "
+                          "called inside a user function, where ember.h allows "
+                          "only ember_emit and the functions it names: compute "
+                          "the value before, and pass it in the arg or a broadcast");
+    }
     long long L = (long long)lo, H = (long long)hi, failed = H;
     int first = EMBER_OK;
     /* No more threads than tasks: an idle, spinning thread only slows a
@@ -252,7 +270,10 @@ int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
         if (i > f)
             continue; /* a lower task failed: its error is the answer */
         char local[EMBER_MSG_SIZE] = "";
+        in_task = 1;
+        misused = 0;
         int r = fn(state, (size_t)i, local);
+        in_task = 0;
         if (r) {
 #pragma omp critical(ember_parallel_error)
             if (i < failed) {

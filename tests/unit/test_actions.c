@@ -54,6 +54,59 @@ static int keep_positive(const void *in, unsigned char *keep, size_t n,
     return 0;
 }
 
+/* A map function that runs an action on the dataset in its arg, which
+ * ember.h forbids; it passes the action's status on, or, ignore set,
+ * drops it and goes on. */
+typedef struct {
+    ember_ds *other;
+    int ignore;
+} nested_arg;
+
+static int count_inside(const void *in, void *out, size_t n, void *arg)
+{
+    const nested_arg *a = arg;
+    uint64_t c = 0;
+    char msg[EMBER_MSG_SIZE];
+    int rc = ember_count(a->other, &c, msg);
+    memcpy(out, in, n * sizeof(int64_t));
+    return a->ignore ? 0 : rc;
+}
+
+/* An action inside a user function is refused where it is called, and the
+ * action that ran the function says why: it ran nested, and with the
+ * inner dataset marked for a checkpoint its tasks raced on the file ("No
+ * such file or directory" for the checkpoint's temporary, then "map
+ * function returned 7"). */
+static void test_actions_inside_user_function_refused(void **state)
+{
+    (void)state;
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_ds *r = NULL, *other = NULL, *m = NULL;
+    TU_OKM(ember_range(&r, ctx, 0, 100, 1, 4, msg), msg);
+    TU_OKM(ember_range(&other, ctx, 0, 10, 1, 2, msg), msg);
+    nested_arg a = {other, 0};
+    TU_OKM(ember_map(&m, r, NULL, count_inside, &a, sizeof a, msg), msg);
+    uint64_t n = 0;
+    assert_int_equal(ember_count(m, &n, msg), EMBER_ESTATE);
+    TU_MSG_HAS(msg, "map function of #3");
+    TU_MSG_HAS(msg, "after it called an ember action or broadcast, which a user "
+                    "function must not");
+    ember_ds_free(&m);
+    /* An inner failure the function drops is not blamed on a later one. */
+    a.ignore = 1;
+    TU_OKM(ember_map(&m, r, NULL, count_inside, &a, sizeof a, msg), msg);
+    TU_OKM(ember_count(m, &n, msg), msg);
+    assert_int_equal(n, 100);
+    ember_ds_free(&m);
+    /* Outside any task, the same action runs. */
+    TU_OKM(ember_count(other, &n, msg), msg);
+    assert_int_equal(n, 10);
+    ember_ds_free(&other);
+    ember_ds_free(&r);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_actions_count_matches_reference(void **state)
 {
     (void)state;
@@ -1187,6 +1240,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actions_broadcast_charged),
         cmocka_unit_test(test_actions_collect_cached_blocks),
         cmocka_unit_test(test_actions_partitions_out_of_memory),
+        cmocka_unit_test(test_actions_inside_user_function_refused),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
