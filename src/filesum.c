@@ -520,8 +520,11 @@ static int check_block(const char *path, const unsigned char *block,
     if (want != size)
         return ember__err(msg, EMBER_ECORRUPT,
                           "%s: %llu bytes, its checksum header says %llu "
-                          "(%s)", path, (unsigned long long)size,
-                          (unsigned long long)want,
+                          "(%s, or written to since ember sealed it: h5py and "
+                          "other HDF5 writers change its length; a file edited "
+                          "on purpose is read once its seal is dropped, by "
+                          "h5unjam -i FILE -u /dev/null -o COPY)", path,
+                          (unsigned long long)size, (unsigned long long)want,
                           size < want ? "truncated" : "extended");
     return EMBER_OK;
 }
@@ -572,8 +575,10 @@ int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
         else if (memcmp(hash, block + OFF_HASH, 16) != 0)
             rc = ember__err(msg, EMBER_ECORRUPT, "%s: content checksum "
                             "mismatch (XXH3-128 over bytes %d..%llu): the file "
-                            "is damaged", path, EMBER__FSUM_BLOCK,
-                            (unsigned long long)length);
+                            "is damaged, or was written to since ember sealed it "
+                            "(dropping the seal of a file edited on purpose: "
+                            "h5unjam -i FILE -u /dev/null -o COPY)", path,
+                            EMBER__FSUM_BLOCK, (unsigned long long)length);
     }
     close(fd);
     if (rc == EMBER_OK && id) {

@@ -594,11 +594,22 @@ static void explain_mismatch(const ember_cli *cli, char *msg)
         char was[EMBER_MSG_SIZE], head[EMBER_MSG_SIZE];
         memcpy(was, msg, EMBER_MSG_SIZE);
         was[EMBER_MSG_SIZE - 1] = '\0';
+        /* An ember .h5 made again records its own creation time. */
+        char magic[8] = "";
+        int fd = open(cli->inputs[i].path, O_RDONLY | O_CLOEXEC);
+        int sealed = fd >= 0 && pread(fd, magic, 8, 0) == 8 &&
+                     memcmp(magic, "EMBERSUM", 8) == 0;
+        if (fd >= 0)
+            close(fd);
         int n = snprintf(head, sizeof head, "--%s %s has other content than the "
                          "input of the checkpointed run (now %" PRIu64 " bytes, xxh3 "
-                         "%016" PRIx64 "); --force-resume resumes anyway. ",
+                         "%016" PRIx64 ")%s; --force-resume resumes anyway. ",
                          cli->inputs[i].role, cli->inputs[i].arg,
-                         cli->inputs[i].bytes, cli->inputs[i].xxh3);
+                         cli->inputs[i].bytes, cli->inputs[i].xxh3,
+                         sealed ? " (an ember file made again from the same data "
+                                  "differs in its creation time, unless both "
+                                  "were made with SOURCE_DATE_EPOCH set)"
+                                : "");
         size_t h = n < 0 ? 0 : (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
         size_t w = strlen(was);
         static const char more[] = ", and more";

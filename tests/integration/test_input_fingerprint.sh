@@ -41,6 +41,7 @@ st=$?
 grep -q "scratch/g.el" err.txt || fail "the refusal does not name the file: $(cat err.txt)"
 grep -q "input.bytes=" err.txt || fail "the refusal does not give the sizes: $(cat err.txt)"
 grep -q "input.xxh3=" err.txt || fail "the refusal does not give the hashes: $(cat err.txt)"
+grep -q "SOURCE_DATE_EPOCH" err.txt && fail "a text input is not an ember file: $(cat err.txt)"
 [ ! -e c.csv ] || fail "a refused run wrote output"
 # Same size, other content: refused by the hash alone.
 sed 's/^0 1$/0 2/' a/g.el > scratch/g2.el
@@ -199,6 +200,21 @@ rm -r 'real.h5:'
 "$bin/ember-kmeans" --input real.h5:/points --k 2 --quiet --output km.csv > /dev/null ||
     fail "file:/dataset"
 # and a message about the input names the user's file, not the descriptor
+# An ember .h5 made again differs in its creation time: the refusal says
+# so, and made with one SOURCE_DATE_EPOCH it is the same bytes and resumes.
+gen=("$bin/ember-gen" kron --scale 6 --seed 1 --output g6.h5 --quiet)
+SOURCE_DATE_EPOCH=1700000000 "${gen[@]}" 2> /dev/null || fail "gen g6"
+"$bin/ember-pagerank" --input g6.h5 "${pr[@]}" --iterations 4 --checkpoint-dir ck6 \
+    > /dev/null || fail "g6 first run"
+SOURCE_DATE_EPOCH=1700000001 "${gen[@]}" 2> /dev/null || fail "gen g6 again"
+"$bin/ember-pagerank" --input g6.h5 "${pr[@]}" --iterations 8 --checkpoint-dir ck6 \
+    > /dev/null 2> err.txt && fail "a g6.h5 made at another time resumed"
+grep -q "differs in its creation time, unless both were made with SOURCE_DATE_EPOCH" \
+    err.txt || fail "no SOURCE_DATE_EPOCH hint: $(cat err.txt)"
+SOURCE_DATE_EPOCH=1700000000 "${gen[@]}" 2> /dev/null || fail "gen g6 as first"
+"$bin/ember-pagerank" --input g6.h5 "${pr[@]}" --iterations 8 --checkpoint-dir ck6 \
+    --resume require > /dev/null 2> err.txt || fail "g6.h5 made again the same: $(cat err.txt)"
+
 printf '0 1\n1 x\n' > bad.el
 "$bin/ember-pagerank" --input bad.el --quiet 2> err.txt
 [ $? -eq 2 ] || fail "bad input: exit status"
