@@ -63,6 +63,8 @@ grep -qE "File too large|errno = 27" "$tmp/err" \
     || fail "disk full: the reason (EFBIG) is not given: $(cat "$tmp/err")"
 grep -q "the checkpoint of iteration 6 is intact, and a run resumes from it" "$tmp/err" \
     || fail "disk full: the checkpoint to resume from is not named: $(cat "$tmp/err")"
+grep -q "with keep 2 the directory holds 2 checkpoints and the one being written: free space, or keep fewer" \
+    "$tmp/err" || fail "disk full: no word on what frees room: $(cat "$tmp/err")"
 after=$(cd "$full" && cksum ckpt-*.h5)
 [ "$before" = "$after" ] || fail "disk full: earlier checkpoints changed: $before / $after"
 ! compgen -G "$full/*.tmp" >/dev/null || fail "disk full: .tmp left: $(ls "$full")"
