@@ -575,9 +575,11 @@ typedef enum {
 } ember_level;
 
 const char *ember_level_name(ember_level level);
-/* Marks ds; partitions are stored as the next action computes them.
- * Changing the level of a persisted dataset is EMBER_ESTATE (unpersist
- * first), as in Spark. */
+/* Marks ds; partitions are stored as the next action computes them. A
+ * source that costs nothing to read again (ember_range, ember_from_array)
+ * is marked but never stored: ember_cached_partitions stays 0. Changing
+ * the level of a persisted dataset is EMBER_ESTATE (unpersist first), as
+ * in Spark. */
 int ember_persist(ember_ds *ds, ember_level level, char *msg);
 int ember_cache(ember_ds *ds, char *msg); /* MEMORY_ONLY */
 /* Drops the mark and frees memory and spill files. For a local checkpoint

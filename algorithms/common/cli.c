@@ -60,7 +60,8 @@ static const common_flag common[C_COUNT] = {
     [C_PARTITIONS] = {"partitions", 1, EMBER_CLI_NO_PARTITIONS, "P",
                       "partitions (default: from the data size)"},
     [C_CKDIR] = {"checkpoint-dir", 1, EMBER_CLI_NO_LOOP, "DIR",
-                 "write checkpoints to DIR (created if missing)"},
+                 "write checkpoints to DIR (created if missing); the options "
+                 "below, to --stop-at, need it"},
     [C_CKEVERY] = {"checkpoint-every", 1, EMBER_CLI_NO_LOOP, "N",
                    "checkpoint every N iterations"},
     [C_CKSECONDS] = {"checkpoint-seconds", 1, EMBER_CLI_NO_LOOP, "S",
@@ -87,11 +88,12 @@ static const common_flag common[C_COUNT] = {
     [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "TIME",
                     "wall-clock limit counted from the program's start, as "
                     "SLURM's --time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
-                    "D-HH:MM:SS) or 90s, 30m, 2h: checkpoint and exit 75 when "
+                    "D-HH:MM:SS) or 90s, 30m, 2h, 1d: checkpoint and exit 75 when "
                     "too little time is left for another iteration"},
     [C_STOPAT] = {"stop-at", 1, EMBER_CLI_NO_LOOP, "N",
                   "stop after iteration N as a signal would: checkpoint and "
-                  "exit 75 (a resume demonstration, independent of speed)"},
+                  "exit 75 (a resume demonstration, independent of speed; a "
+                  "run that ends at N anyway exits 0)"},
     [C_SEED] = {"seed", 1, EMBER_CLI_NO_SEED, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},
