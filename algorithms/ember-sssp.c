@@ -358,6 +358,8 @@ typedef struct {
     unsigned char *queued;
     size_t nfront;
     double delta;     /* delta: the bucket width */
+    ember_loop *loop; /* for the first step: was the resume forced? */
+    int first_done;
     buckets *B;       /* delta */
 } sssp;
 
@@ -700,11 +702,37 @@ static int push_round(sssp *s, uint64_t *active, char *msg)
     return rc;
 }
 
+/* A state resumed by force must be distances from this --source: another
+ * source's (the source not at 0) could only fall from there, and gave
+ * wrong distances with exit 0. */
+static int check_forced_source(sssp *s, char *msg)
+{
+    vrec *r = NULL;
+    size_t n = 0;
+    int rc = ember_collect_alloc(s->state, (void **)&r, &n, msg);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (r[i].vertex == s->source && r[i].dist != 0) {
+            snprintf(msg, EMBER_MSG_SIZE, "--force-resume: the checkpoint's distances "
+                     "are not from --source %" PRId64 " (its distance there is %g): "
+                     "distances from another source cannot be continued; start over "
+                     "with --resume never", source, r[i].dist);
+            rc = EMBER_EMISMATCH;
+        }
+    ember_free(s->ctx, r);
+    return rc;
+}
+
 static int step(uint64_t iteration, double *value, void *arg, char *msg)
 {
     (void)iteration;
     sssp *s = arg;
     uint64_t active = 0;
+    if (!s->first_done) {
+        s->first_done = 1;
+        int rc = ember_loop_forced(s->loop, NULL, 0) ? check_forced_source(s, msg) : 0;
+        if (rc)
+            return rc;
+    }
     int rc = plan == PLAN_PULL      ? pull_round(s, &active, msg)
              : plan == PLAN_SHUFFLE ? shuffle_round(s, &active, msg)
                                     : push_round(s, &active, msg);
@@ -994,6 +1022,7 @@ int main(int argc, char **argv)
         rc = ember_loop_bind_ds(loop, "dist", &s.state);
     if (!rc) /* a checkpoint's values are in the internal order: their ids */
         rc = ember_cli_note_vertex_ids(&cli, loop, g, &vertex_ids);
+    s.loop = loop;
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
     if (!rc)

@@ -89,5 +89,18 @@ set -e
 [ "$rc" = 2 ] && grep -qF "not the graph's vertices in order (a checkpoint of another graph?)" err.txt ||
     { echo "FAIL: a forced resume of another graph's state exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
 [ -e d.csv ] && { echo "FAIL: a failed run wrote its output" >&2; failures=$((failures + 1)); }
+# forced from another source: refused, exit 2 (distances from 0 went on
+# from source 3, exit 0, with source 3 at distance 3)
+awk 'BEGIN { for (i = 0; i < 50; i++) print i, i + 1, 1 }' > path.el
+rm -rf cks && "$bin/ember-sssp" --input path.el --source 0 --checkpoint-dir cks \
+    --checkpoint-every 5 --iterations 10 --output d0.csv --quiet
+set +e
+"$bin/ember-sssp" --input path.el --source 3 --checkpoint-dir cks --force-resume "${out[@]}" \
+    2> err.txt
+rc=$?
+set -e
+[ "$rc" = 2 ] && grep -qF "the checkpoint's distances are not from --source 3 (its distance there is 3)" err.txt ||
+    { echo "FAIL: a forced resume from another source exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
+[ -e d.csv ] && { echo "FAIL: a refused run wrote its output" >&2; failures=$((failures + 1)); }
 [ "$failures" = 0 ] || exit 1
 echo "PASS"
