@@ -1144,7 +1144,8 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
         return;
     taken_set taken = {0};
     taken_load(s, &taken);
-    size_t j = 0;
+    size_t j = 0, inode_only = 0;
+    const char *first = NULL;
     for (size_t i = 0; i < n && strcmp(f[i].name, s->hwm) <= 0; i++) {
         struct stat st;
         if (fstatat(dfd, f[i].name, &st, 0) != 0 || !S_ISREG(st.st_mode))
@@ -1159,11 +1160,27 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
                                       !ts_after(&st.st_mtim, &s->planned_at)))
             continue;
         s->stats.late_files++;
+        if (!ts_after(&st.st_mtim, &s->planned_at)) {
+            /* written before: moved in since, or only its mode, owner or
+             * links changed (chmod -R, a restore with cp -a): said once */
+            if (!inode_only++)
+                first = f[i].name;
+            continue;
+        }
         warn(s, "late file %s/%s is not taken: it appeared after the previous run "
                 "planned its last batch (or it is an older file modified since), and "
                 "its name sorts at or before %s, the last file taken (files must "
                 "arrive in name order)", s->source, f[i].name, s->hwm);
     }
+    if (inode_only)
+        warn(s, "%zu file%s of %s at or before %s, the last file taken (%s%s), written "
+                "before the previous run planned its last batch, had %s inode changed "
+                "since: moved in (then not taken: files must arrive in name order), or "
+                "a mode, owner or link change (chmod, chown, cp -a), which loses "
+                "nothing if an earlier batch counted %s", inode_only,
+             inode_only == 1 ? "" : "s", s->source, s->hwm, first,
+             inode_only == 1 ? "" : " the first", inode_only == 1 ? "its" : "their",
+             inode_only == 1 ? "it" : "them");
     taken_free(s->ctx, &taken);
     close(dfd);
 }

@@ -160,6 +160,23 @@ grep -q "rin/f[1235] was modified" "$T/err" && fail "chmod called a change: $(ca
 grep -q "source file rin/f4 was modified after batch 3 took it" "$T/err" ||
     fail "no changed-file warning after chmod: $(cat "$T/err")"
 grep -q "late file" "$T/err" && fail "chmod made a late file: $(cat "$T/err")"
+# Files whose offsets entries retention deleted: a chmod -R is one line
+# that says what it may be, not "late file ... is not taken" for each
+# file counted long ago.
+mkdir old
+for i in 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33; do
+    echo "w$i" > "old/f$i"
+done
+expect_exit 0 "$WC" --source old --checkpoint-location ock --sink oout --trigger available-now \
+    --max-files-per-trigger 1 --quiet
+sleep 0.05
+chmod -R g+w old
+expect_exit 0 "$WC" --source old --checkpoint-location ock --sink oout --trigger available-now
+grep -q "late file" "$T/err" && fail "chmod -R called files late: $(head -3 "$T/err")"
+grep -q "files of old at or before f33, the last file taken (f10 the first), written before" \
+    "$T/err" && grep -q "a mode, owner or link change (chmod, chown, cp -a)" "$T/err" ||
+    fail "chmod -R of retired files: $(cat "$T/err")"
+[ "$(grep -c "inode changed" "$T/err")" = 1 ] || fail "not one line: $(cat "$T/err")"
 # A file whose mtime lies past 2262 (no nanosecond count records it):
 # unchanged, it is not called modified at every start.
 mkdir fin
