@@ -114,6 +114,31 @@ int ember__dir_lock(const char *dir, const char *name, const char *what,
     return EMBER_OK;
 }
 
+int ember__dir_lock_check(const char *dir, const char *name, const char *what,
+                          int *fd, int *remade, char *msg)
+{
+    char path[PATH_MAX];
+    struct stat held, now;
+    *remade = 0;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+        return ember__err(msg, EMBER_EINVAL, "%s %s: path too long", what, dir);
+    if (fstat(*fd, &held) == 0 && lstat(path, &now) == 0 && held.st_dev == now.st_dev &&
+        held.st_ino == now.st_ino)
+        return EMBER_OK;
+    int nfd = -1;
+    int rc = ember__dir_lock(dir, name, what, &nfd, msg);
+    if (rc) {
+        char was[EMBER_MSG_SIZE];
+        snprintf(was, sizeof was, "%s", msg ? msg : "");
+        return ember__err(msg, rc, "%s was removed or replaced while this process "
+                          "held it, and it cannot be locked again: %s", path, was);
+    }
+    close(*fd); /* the lock on the file no name leads to */
+    *fd = nfd;
+    *remade = 1;
+    return EMBER_OK;
+}
+
 int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
 {
     DIR *d = opendir(dir);

@@ -1137,6 +1137,13 @@ int ember__signals_caught(const ember__signals *s);
  * Closing *fd releases the lock. */
 int ember__dir_lock(const char *dir, const char *name, const char *what,
                     int *fd, char *msg);
+/* Is the lock held on *fd still on the file dir/name? A lock file removed
+ * (a cleanup that empties DIR) or replaced let another process lock a new one and
+ * work in the directory beside this one. Removed or replaced by a free
+ * one: that one is locked and taken (*fd replaced, *remade 1). Locked by
+ * another process: EMBER_EBUSY, naming it. */
+int ember__dir_lock_check(const char *dir, const char *name, const char *what,
+                          int *fd, int *remade, char *msg);
 /* The lock file at path, locked, when its holder is gone (the lock is
  * free and the pid written in it is no live process's, nor ours): its
  * descriptor, which the caller closes; -1 otherwise (held, alive, no pid

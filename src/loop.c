@@ -2296,11 +2296,27 @@ static int signalled(ember_loop *L)
     return L->caught;
 }
 
+/* Before a checkpoint: the directory is still this run's (rank 0 holds
+ * the lock; the ranks agree). */
+static int lock_still_held(ember_loop *L, char *msg)
+{
+    int remade = 0, rc = EMBER_OK;
+    if (L->dir && L->lock_fd >= 0 &&
+        (rc = ember__dir_lock_check(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd,
+                                    &remade, msg)) == EMBER_OK &&
+        remade)
+        warn(L, "ember: %s/" LOCK_NAME " was removed or replaced while this run held "
+                "the directory; locked again", L->dir);
+    return ranks(L) > 1 ? ember__comm_agree_status(L->ctx, rc, 0, msg) : rc;
+}
+
 /* Checkpoints unless this iteration count is already written. */
 static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
 {
     double t0 = mono_now();
-    int rc = async_join(L, msg);
+    int rc = lock_still_held(L, msg);
+    if (!rc)
+        rc = async_join(L, msg);
     if (!rc && !(L->have_ckpt && L->ckpt_iter == L->done)) {
         *wrote = 1;
         rc = async ? async_start(L, msg) : write_checkpoint(L, NULL, msg);
@@ -2677,7 +2693,9 @@ int ember_loop_checkpoint(ember_loop *L, char *msg)
                           (unsigned long long)L->done, (unsigned long long)L->done,
                           (unsigned long long)L->done + 1);
     double t0 = mono_now();
-    rc = async_join(L, msg);
+    rc = lock_still_held(L, msg);
+    if (!rc)
+        rc = async_join(L, msg);
     if (!rc)
         rc = write_checkpoint(L, NULL, msg);
     L->stats.caller_seconds += mono_now() - t0;

@@ -1360,6 +1360,46 @@ static void test_loop_forced_is_recorded(void **unused)
     assert_string_equal(again, note);
 }
 
+/* The lock file removed under a running loop (a cleanup): the next
+ * checkpoint locks a new one; and once another loop has locked a new one,
+ * this loop stops at its next checkpoint (EMBER_EBUSY) rather than write
+ * beside it. (A second run worked in the directory at once.) */
+static void test_loop_lock_file_removed(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE];
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    state s;
+    state_init(&s);
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    state_step(&s, it);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
+    assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
+    state_step(&s, it);
+    TU_OKM(ember_loop_next(s.loop, &it, msg), msg); /* checkpoints: locks again */
+    TU_MSG_HAS(msg, "ember.lock was removed or replaced while this run held the "
+                    "directory; locked again");
+    assert_true(exists(CKDIR "/ember.lock"));
+    ember_loop *other = NULL;
+    ember_loop_opts oo = {.dir = CKDIR, .quiet = 1};
+    assert_int_equal(ember_loop_create(&other, s.ctx, &oo, msg), EMBER_EBUSY);
+    /* removed again, and taken by another loop meanwhile */
+    assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
+    TU_OKM(ember_loop_create(&other, s.ctx, &oo, msg), msg);
+    state_step(&s, it);
+    assert_int_equal(ember_loop_next(s.loop, &it, msg), EMBER_EBUSY);
+    TU_MSG_HAS(msg, "ember.lock was removed or replaced while this process held it, "
+                    "and it cannot be locked again");
+    TU_MSG_HAS(msg, "is in use by process");
+    ember_loop_destroy(&other);
+    state_free(&s);
+}
+
 /* Many differing parameters: the list is cut after a whole item, and the
  * message still ends with what may be done about it. */
 static void test_loop_mismatch_long_list(void **unused)
@@ -2726,6 +2766,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_mismatch_long_list),
         cmocka_unit_test(test_loop_forced_is_recorded),
+        cmocka_unit_test(test_loop_lock_file_removed),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),
