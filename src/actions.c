@@ -25,7 +25,7 @@ static int check_ds(const ember_ds *ds, const void *out, const char *what,
     ember__msg_clear(msg);
     if (!ds || !out)
         return ember__err(msg, EMBER_EINVAL, "%s: NULL argument", what);
-    return EMBER_OK;
+    return ember__not_in_task(what, msg);
 }
 
 /* The sinks of reduce, aggregate and foreach return their user function's
@@ -580,11 +580,13 @@ int ember_broadcast(ember_bcast **out, ember_ds *ds, char *msg)
     ember__msg_clear(msg);
     if (!out || !ds)
         return ember__err(msg, EMBER_EINVAL, "broadcast: NULL argument");
+    int rc = ember__not_in_task("broadcast", msg);
+    if (rc)
+        return rc;
     ember_ctx *ctx = ds->ctx;
     ember_bcast *bc = ember__calloc(ctx, 1, sizeof *bc);
     if (!bc)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    int rc = EMBER_OK;
     if (ds->op == EMBER__ARRAY) {
         bc->data = ds->u.array.data; /* shared memory: a view */
         bc->n = ds->u.array.n;

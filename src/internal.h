@@ -133,6 +133,11 @@ typedef int (*ember__task_fn)(void *state, size_t i, char *msg);
 int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
                     void *state, size_t *failed_at, char *msg);
 int ember__parallel_misused(void);
+/* EMBER_OK outside ember__parallel's tasks; inside one, the refusal above,
+ * naming what: the public actions and ember_broadcast ask first, before
+ * any work or collective (a broadcast of an array, or a collect of cached
+ * blocks, never reaches ember__parallel). */
+int ember__not_in_task(const char *what, char *msg);
 
 /* A growable array of records. */
 typedef struct {

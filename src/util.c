@@ -243,17 +243,25 @@ int ember__parallel_misused(void)
     return m;
 }
 
+int ember__not_in_task(const char *what, char *msg)
+{
+    if (!in_task)
+        return EMBER_OK;
+    misused = 1;
+    return ember__err(msg, EMBER_ESTATE, "ember %s was called inside a user function, "
+                      "where ember.h allows only ember_emit and the functions it "
+                      "names: compute the value before, and pass it in the arg or "
+                      "a broadcast", what);
+}
+
 int ember__parallel(ember_ctx *ctx, size_t lo, size_t hi, ember__task_fn fn,
                     void *state, size_t *failed_at, char *msg)
 {
-    if (in_task) {
-        misused = 1;
+    int rc = ember__not_in_task("action", msg);
+    if (rc) {
         if (failed_at)
             *failed_at = lo;
-        return ember__err(msg, EMBER_ESTATE, "an ember action (or broadcast) was "
-                          "called inside a user function, where ember.h allows "
-                          "only ember_emit and the functions it names: compute "
-                          "the value before, and pass it in the arg or a broadcast");
+        return rc;
     }
     long long L = (long long)lo, H = (long long)hi, failed = H;
     int first = EMBER_OK;

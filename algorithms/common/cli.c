@@ -923,7 +923,7 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
         early_release(); /* a tool: the default actions */
     if (build_table(prog, table) < 0)
         return ember_cli_usage_error(cli, "too many options (internal)");
-    optind = 1;
+    optind = 0; /* glibc: a full restart, not one inside a cluster like -xyz */
     opterr = 0;
     optopt = 0;
     int c, rc = 0;

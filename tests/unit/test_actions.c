@@ -54,12 +54,20 @@ static int keep_positive(const void *in, unsigned char *keep, size_t n,
     return 0;
 }
 
+static int identity_i64(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    memcpy(out, in, n * sizeof(int64_t));
+    return 0;
+}
+
 /* A map function that runs an action on the dataset in its arg, which
  * ember.h forbids; it passes the action's status on, or, ignore set,
- * drops it and goes on. */
+ * drops it and goes on. what: 0 count, 1 broadcast (of an array: it never
+ * reaches the executor), 2 collect (of cached blocks: likewise). */
 typedef struct {
     ember_ds *other;
-    int ignore;
+    int ignore, what;
 } nested_arg;
 
 static int count_inside(const void *in, void *out, size_t n, void *arg)
@@ -67,7 +75,21 @@ static int count_inside(const void *in, void *out, size_t n, void *arg)
     const nested_arg *a = arg;
     uint64_t c = 0;
     char msg[EMBER_MSG_SIZE];
-    int rc = ember_count(a->other, &c, msg);
+    int rc;
+    if (a->what == 1) {
+        ember_bcast *bc = NULL;
+        rc = ember_broadcast(&bc, a->other, msg);
+        ember_bcast_free(&bc);
+    } else if (a->what == 2) {
+        void *all = NULL;
+        size_t k = 0;
+        rc = ember_collect_alloc(a->other, &all, &k, msg);
+        free(all);
+    } else {
+        rc = ember_count(a->other, &c, msg);
+    }
+    if (rc != EMBER_OK && rc != EMBER_ESTATE)
+        return 99; /* not the refusal */
     memcpy(out, in, n * sizeof(int64_t));
     return a->ignore ? 0 : rc;
 }
@@ -85,7 +107,7 @@ static void test_actions_inside_user_function_refused(void **state)
     ember_ds *r = NULL, *other = NULL, *m = NULL;
     TU_OKM(ember_range(&r, ctx, 0, 100, 1, 4, msg), msg);
     TU_OKM(ember_range(&other, ctx, 0, 10, 1, 2, msg), msg);
-    nested_arg a = {other, 0};
+    nested_arg a = {other, 0, 0};
     TU_OKM(ember_map(&m, r, NULL, count_inside, &a, sizeof a, msg), msg);
     uint64_t n = 0;
     assert_int_equal(ember_count(m, &n, msg), EMBER_ESTATE);
@@ -93,6 +115,25 @@ static void test_actions_inside_user_function_refused(void **state)
     TU_MSG_HAS(msg, "after it called an ember action or broadcast, which a user "
                     "function must not");
     ember_ds_free(&m);
+    /* A broadcast of an array and a collect of cached blocks, which never
+     * reach the executor, are refused at their start (they raced on the
+     * context from the team's threads: a double free). */
+    int64_t vals[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ember_ds *arr = NULL, *cached = NULL;
+    ember_type i64 = ember_type_scalar(EMBER_I64);
+    TU_OKM(ember_from_array(&arr, ctx, &i64, vals, 8, 2, EMBER_COPY, msg), msg);
+    TU_OKM(ember_map(&cached, other, NULL, identity_i64, NULL, 0, msg), msg);
+    TU_OKM(ember_cache(cached, msg), msg);
+    TU_OKM(ember_count(cached, &n, msg), msg);
+    nested_arg kinds[] = {{arr, 0, 1}, {cached, 0, 2}};
+    for (int k = 0; k < 2; k++) {
+        TU_OKM(ember_map(&m, r, NULL, count_inside, &kinds[k], sizeof kinds[k], msg), msg);
+        assert_int_equal(ember_count(m, &n, msg), EMBER_ESTATE);
+        TU_MSG_HAS(msg, "after it called an ember action or broadcast");
+        ember_ds_free(&m);
+    }
+    ember_ds_free(&cached);
+    ember_ds_free(&arr);
     /* An inner failure the function drops is not blamed on a later one. */
     a.ignore = 1;
     TU_OKM(ember_map(&m, r, NULL, count_inside, &a, sizeof a, msg), msg);
