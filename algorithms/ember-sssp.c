@@ -1025,6 +1025,9 @@ int main(int argc, char **argv)
     s.loop = loop;
     if (!rc)
         rc = ember_cli_iterate(&cli, loop, step, &s, msg);
+    /* a forced resume at its --iterations runs no step, which checks */
+    if (!rc && !s.first_done && ember_loop_forced(loop, NULL, 0))
+        rc = check_forced_source(&s, msg);
     if (!rc)
         rc = distances(&d, &reached, &s, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */

@@ -102,5 +102,14 @@ set -e
 [ "$rc" = 2 ] && grep -qF "the checkpoint's distances are not from --source 3 (its distance there is 3)" err.txt ||
     { echo "FAIL: a forced resume from another source exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
 [ -e d.csv ] && { echo "FAIL: a refused run wrote its output" >&2; failures=$((failures + 1)); }
+# ... also when the checkpoint is at --iterations, so that no round runs
+set +e
+"$bin/ember-sssp" --input path.el --source 3 --checkpoint-dir cks --force-resume \
+    --iterations 10 "${out[@]}" 2> err.txt
+rc=$?
+set -e
+[ "$rc" = 2 ] && grep -qF "not from --source 3" err.txt ||
+    { echo "FAIL: a forced resume from another source at its end exited $rc: $(cat err.txt)" >&2; failures=$((failures + 1)); }
+[ -e d.csv ] && { echo "FAIL: a refused run wrote its output" >&2; failures=$((failures + 1)); }
 [ "$failures" = 0 ] || exit 1
 echo "PASS"
