@@ -994,17 +994,20 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                      "collectives off the main thread); drop it",
                                      cli->ranks);
 #ifndef EMBER_MPI
-    /* Each of the launcher's processes would run the whole job and write
-     * the same outputs. */
+    /* Each of the launcher's processes runs a whole job of its own: meant
+     * when each has its own arguments (a sweep: srun -n 8 wrapper.sh), a
+     * surprise when they are one command (mpirun -n 4 ember-pagerank ...). */
     const char *var = NULL;
     int launched = ember_cli_launched_ranks(&var);
-    if (launched > 1)
-        return ember_cli_usage_error(cli, "this is the serial build, started as one of "
-                                     "%d processes by an MPI launcher (%s=%d): each "
-                                     "would run the whole job; start it once, without "
-                                     "mpirun or srun, or use the MPI build "
-                                     "(cmake -DEMBER_MPI=ON, docs/mpi.md)",
-                                     launched, var, launched);
+    if (launched > 1 && !(prog->omit & EMBER_CLI_NO_LOOP)) {
+        char who[160];
+        speaker(cli, who, sizeof who);
+        fprintf(stderr, "%s: warning: this is the serial build, started as one of %d "
+                "processes by an MPI launcher (%s=%d): each runs a whole job of its "
+                "own; for one job on %d ranks, use the MPI build (cmake "
+                "-DEMBER_MPI=ON, docs/mpi.md)\n", who, launched, var, launched,
+                launched);
+    }
 #endif
     cli->quiet_asked = cli->quiet;
     if (cli->rank != 0) { /* rank 0 reports the results and progress */

@@ -135,19 +135,27 @@ st=$?
 st=$?
 [ "$st" -eq 1 ] || fail "stdout on a full disk: exit $st: $(cat err.txt)"
 grep -q "cannot write the standard output" err.txt || fail "full: $(cat err.txt)"
-# The serial build started by an MPI launcher: each process would run the
-# whole job and write the same output (the MPI build runs one job on them).
+# The serial build started by an MPI launcher: each process runs a whole
+# job of its own, which a sweep means (srun -n 8 wrapper.sh, each with its
+# own arguments) and one command under mpirun does not: a warning, which
+# names the variable; none from a tool, none for one process.
 "$bin/ember-pagerank" --version > out.txt || fail "--version"
 if grep -q "serial build" out.txt; then
     for var in OMPI_COMM_WORLD_SIZE=2 PMI_SIZE=3 SLURM_STEP_NUM_TASKS=4; do
-        expect2 "the serial build under $var" env "$var" "${pr[@]}" --input "$g" \
-            --output launched.csv
-        grep -q "serial build, started as one of ${var#*=} processes by an MPI launcher ($var)" \
+        rm -rf ck
+        env "$var" "${pr[@]}" --input "$g" --output launched.csv --quiet > out.txt \
+            2> err.txt || fail "the serial build under $var: $(cat err.txt)"
+        grep -q "warning: this is the serial build, started as one of ${var#*=} processes by an MPI launcher ($var)" \
             err.txt || fail "$var: $(cat err.txt)"
-        [ ! -e launched.csv ] || fail "$var: an output was written"
+        [ -s launched.csv ] || fail "$var: no output"
     done
+    env SLURM_STEP_NUM_TASKS=4 "$bin/ember-gen" kron --scale 4 --output t4.el \
+        > /dev/null 2> err.txt || fail "ember-gen under a launcher: $(cat err.txt)"
+    grep -q "serial build" err.txt && fail "a tool warned of the launcher: $(cat err.txt)"
+    rm -rf ck
     env OMPI_COMM_WORLD_SIZE=1 "${pr[@]}" --input "$g" --output launched.csv --quiet \
-        > /dev/null 2>&1 || fail "the serial build under mpirun -n 1"
+        > /dev/null 2> err.txt || fail "the serial build under mpirun -n 1"
+    grep -q "serial build" err.txt && fail "a warning for one process: $(cat err.txt)"
 else
     grep -q "MPI build" out.txt || fail "--version names no build: $(cat out.txt)"
 fi
