@@ -412,16 +412,19 @@ static int lock_dir(ember_loop *L, char *msg)
     return rc;
 }
 
-/* Removes the "ckpt-*.tmp" (the spare among them) of checkpoint writes
- * that crashed. Only under the lock: no live writer can own them. Other
+/* Removes the temporaries of ember's writes that crashed: "ckpt-*.tmp"
+ * (the spare among them), dataset checkpoints' "ds-*.tmp" (the loop's
+ * directory is by default the context's checkpoint directory) and the
+ * ranks' probe. Only under the lock: no live writer can own them. Other
  * "*.tmp" files are left alone: the directory may be one that other
- * programs write in too. (The probes, made at each start, replace any
- * left.) */
+ * programs write in too. */
 static void sweep_tmp(ember_loop *L)
 {
+    static const char *const ours[] = {CKPT_PREFIX, "ds-", "ember-shared."};
     char emsg[EMBER_MSG_SIZE];
-    if (ember__dir_sweep(L->dir, CKPT_PREFIX, emsg))
-        warn(L, "ember: %s", emsg);
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+        if (ember__dir_sweep(L->dir, ours[i], emsg))
+            warn(L, "ember: %s", emsg);
 }
 
 /* A signal ignored when the loop starts stays ignored (a shell's

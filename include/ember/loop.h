@@ -173,8 +173,8 @@ typedef struct {
 
 /* Creates a loop: locks the directory (EMBER_EBUSY naming the holder's pid
  * when another live process has it; a dead holder's lock is free), sweeps
- * the stray "ckpt-*.tmp" files of crashed checkpoint writes (no other
- * file), and installs the signal handlers. */
+ * the stray temporaries of ember's crashed writes ("ckpt-*.tmp", "ds-*.tmp":
+ * no other file), and installs the signal handlers. */
 int ember_loop_create(ember_loop **out, ember_ctx *ctx,
                       const ember_loop_opts *opts, char *msg);
 /* Releases the lock and restores signal handlers. Accepts NULL. */

@@ -1436,8 +1436,10 @@ static void test_loop_tmp_swept(void **unused)
      * left by a killed job. */
     const char *stray[] = {CKDIR "/ckpt-000000000005.h5.tmp", CKDIR "/ckpt-spare.tmp",
                            CKDIR "/ckpt-000000000178.h5.tmp.locktest.0",
+                           CKDIR "/ds-0123456789abcdef-4-map.h5.tmp",
+                           CKDIR "/ember-shared.tmp",
                            CKDIR "/x.tmp"}; /* another program's: kept */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         FILE *f = fopen(stray[k], "w");
         assert_non_null(f);
         fputs("half a file", f);
@@ -1454,7 +1456,9 @@ static void test_loop_tmp_swept(void **unused)
     assert_false(exists(stray[0]));
     assert_false(exists(stray[1]));
     assert_false(exists(stray[2]));
-    assert_true(exists(stray[3]));
+    assert_false(exists(stray[3]));
+    assert_false(exists(stray[4]));
+    assert_true(exists(stray[5]));
     assert_true(exists(CKDIR "/notes.txt"));
     ember_loop_destroy(&loop);
     free_ctx(&ctx);
