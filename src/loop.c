@@ -143,6 +143,8 @@ struct ember_loop {
      * candidate until restore takes the file. */
     int forced, forced_cand;
     char forced_note[EMBER_MSG_SIZE], forced_cand_note[EMBER_MSG_SIZE];
+    char *recorded;      /* parameters with the "info.forced=" line, or
+                            NULL: parameters (see recorded_parameters) */
     int keep;
     int async;           /* policy checkpoints in the background */
     int lock_fd;
@@ -626,9 +628,16 @@ void ember_loop_destroy(ember_loop **pl)
     ember__free(ctx, L->dir);
     ember__free(ctx, L->program);
     ember__free(ctx, L->parameters);
+    ember__free(ctx, L->recorded);
     ember__free(ctx, L->signature);
     ember__free(ctx, L->signature1);
     ember__free(ctx, L);
+}
+
+/* The parameters a checkpoint records. */
+static const char *recorded_parameters(const ember_loop *L)
+{
+    return L->recorded ? L->recorded : L->parameters;
 }
 
 /* ---- binding ----------------------------------------------------------------- */
@@ -1026,7 +1035,7 @@ static int write_all(ember_loop *L, const char *name, const char *lineage,
     memset(&meta, 0, sizeof meta);
     meta.kind = "loop";
     meta.program = L->program;
-    meta.parameters = L->parameters;
+    meta.parameters = recorded_parameters(L);
     meta.signature = L->signature;
     meta.lineage = lineage;
     meta.iteration = L->done;
@@ -1482,7 +1491,7 @@ static int async_start(ember_loop *L, char *msg)
         rc = snapshot(L, msg);
         j->items = L->snap;
         j->nitems = L->nsnap;
-        j->meta = (ember__ck_meta){"loop", L->program, L->parameters,
+        j->meta = (ember__ck_meta){"loop", L->program, recorded_parameters(L),
                                    L->signature, j->lineage, L->done,
                                    L->fingerprint, L->o.deflate};
     }
@@ -1626,7 +1635,7 @@ static int write_ranks(ember_loop *L, const char *name, const char *lineage,
             rc = ember__err(msg, r, "%s", emsg);
     }
     rc = ember__comm_agree_status(ctx, rc, 0, msg);
-    ember__ck_meta meta = {"loop", L->program, L->parameters, L->signature,
+    ember__ck_meta meta = {"loop", L->program, recorded_parameters(L), L->signature,
                            lineage, L->done, L->fingerprint, L->o.deflate};
     ember__ckp *w = NULL;
     if (!rc)
@@ -2131,15 +2140,17 @@ static int take_forced(ember_loop *L, char *msg)
     if (rc || !f.kind)
         return rc;
     f.note[sizeof f.note - 1] = '\0';
+    /* the parameters as written; the caller's text, which the fingerprint
+     * and the comparisons take, stays as it is (a retried first
+     * ember_loop_next restores again) */
     size_t old = strlen(L->parameters), add = strlen(f.note);
     char *p = ember__malloc(L->ctx, old + add + 16);
     if (!p)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     snprintf(p, old + add + 16, "%s%sinfo.forced=%s\n", L->parameters,
              old && L->parameters[old - 1] != '\n' ? "\n" : "", f.note);
-    ember__free(L->ctx, L->parameters);
-    L->parameters = p;
-    L->o.parameters = p;
+    ember__free(L->ctx, L->recorded);
+    L->recorded = p;
     L->forced = f.kind;
     memcpy(L->forced_note, f.note, sizeof f.note);
     if (f.kind == 2 && is_root(L))
