@@ -521,12 +521,18 @@ static int check_block(const char *path, const unsigned char *block,
         return ember__err(msg, EMBER_ECORRUPT,
                           "%s: %llu bytes, its checksum header says %llu "
                           "(%s, or written to since ember sealed it: h5py and "
-                          "other HDF5 writers change its length; a file edited "
-                          "on purpose is read once its seal is dropped, by "
-                          "h5unjam -i FILE -u /dev/null -o COPY)", path,
+                          "other HDF5 writers change its length)", path,
                           (unsigned long long)size, (unsigned long long)want,
                           size < want ? "truncated" : "extended");
     return EMBER_OK;
+}
+
+void ember__fsum_edit_hint(int rc, char *msg)
+{
+    size_t len = msg ? strlen(msg) : 0;
+    if (rc == EMBER_ECORRUPT && msg && strstr(msg, "since ember sealed it"))
+        snprintf(msg + len, EMBER_MSG_SIZE - len, "; to read a file edited on purpose, "
+                 "drop its seal: h5unjam -i FILE -u /dev/null -o COPY");
 }
 
 int ember__fsum_check(const char *path, char *msg)
@@ -575,10 +581,8 @@ int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
         else if (memcmp(hash, block + OFF_HASH, 16) != 0)
             rc = ember__err(msg, EMBER_ECORRUPT, "%s: content checksum "
                             "mismatch (XXH3-128 over bytes %d..%llu): the file "
-                            "is damaged, or was written to since ember sealed it "
-                            "(dropping the seal of a file edited on purpose: "
-                            "h5unjam -i FILE -u /dev/null -o COPY)", path,
-                            EMBER__FSUM_BLOCK, (unsigned long long)length);
+                            "is damaged, or was written to since ember sealed it",
+                            path, EMBER__FSUM_BLOCK, (unsigned long long)length);
     }
     close(fd);
     if (rc == EMBER_OK && id) {

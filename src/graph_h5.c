@@ -65,8 +65,10 @@ static int open_file(const char *file, unsigned mode, hid_t *fid, int *sealed,
         return h5err(msg, EMBER_EEMPTY, file, "empty file");
     ember__file_id id;
     int sum = ember__fsum_check_id(file, &id, msg);
-    if (sum != EMBER_OK && sum != EMBER__FSUM_NONE)
+    if (sum != EMBER_OK && sum != EMBER__FSUM_NONE) {
+        ember__fsum_edit_hint(sum, msg);
         return sum; /* never hand a damaged file to libhdf5 */
+    }
     ember__msg_clear(msg);
     if (sealed)
         *sealed = sum == EMBER_OK;

@@ -1017,6 +1017,7 @@ static int open_only(hid_t fid, const char *file, hid_t *dset, char *where,
 static int check_sum(const char *file, int *sealed, ember__file_id *id, char *msg)
 {
     int rc = ember__fsum_check_id(file, id, msg);
+    ember__fsum_edit_hint(rc, msg);
     *sealed = rc == EMBER_OK;
     if (rc == EMBER__FSUM_NONE || rc == EMBER_EINVAL) {
         ember__msg_clear(msg);

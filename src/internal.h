@@ -639,6 +639,9 @@ typedef struct {
 /* ember__fsum_check, and the identity of the file it verified (when it
  * returns EMBER_OK; id may be NULL). */
 int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
+/* After a failed check of an input (not a checkpoint, which is never read
+ * unsealed): how a file edited on purpose is read, added to msg. */
+void ember__fsum_edit_hint(int rc, char *msg);
 /* H5Fopen (under the HDF5 lock) of a file whose checksum was checked, id
  * the identity of the file checked (NULL: a file without the header,
  * opened as it is). When HDF5 opened another file (one renamed over the

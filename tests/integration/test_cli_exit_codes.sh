@@ -32,6 +32,8 @@ size=$(stat -c %s sealed.h5)
 printf '\125' | dd of=sealed.h5 bs=1 seek=$((size - 100)) conv=notrunc 2> /dev/null
 expect2 "a damaged graph file" "$bin/ember-pagerank" --input sealed.h5 --top 3
 grep -q "sealed.h5" err.txt || fail "the message does not name the file: $(cat err.txt)"
+grep -q "drop its seal: h5unjam -i FILE -u /dev/null -o COPY" err.txt ||
+    fail "no word on an input edited on purpose: $(cat err.txt)"
 pr=("$bin/ember-pagerank" --undirected --tolerance 0 --iterations 5 --checkpoint-dir ck
     --checkpoint-every 1)
 expect2 "output is a directory" "${pr[@]}" --input "$g" --output adir
