@@ -606,19 +606,28 @@ static void explain_mismatch(const ember_cli *cli, char *msg)
                          "%016" PRIx64 ")%s; --force-resume resumes anyway. ",
                          cli->inputs[i].role, cli->inputs[i].arg,
                          cli->inputs[i].bytes, cli->inputs[i].xxh3,
-                         sealed ? " (an ember file made again from the same data "
-                                  "differs in its creation time, unless both "
-                                  "were made with SOURCE_DATE_EPOCH set)"
+                         sealed ? " (an ember file made again differs in its "
+                                  "creation time unless SOURCE_DATE_EPOCH was set "
+                                  "for both)"
                                 : "");
         size_t h = n < 0 ? 0 : (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
         size_t w = strlen(was);
+        /* short of room, the list first: the head named the input */
+        static const char lead[] = " is from another run: ";
+        const char *list = strstr(was, lead);
+        if (h + w > EMBER_MSG_SIZE - 1 && list) {
+            memmove(was, list + sizeof lead - 1, strlen(list + sizeof lead - 1) + 1);
+            w = strlen(was);
+        }
         static const char more[] = ", and more";
         if (h + w > EMBER_MSG_SIZE - 1 && EMBER_MSG_SIZE - 1 - h >= sizeof more) {
             /* the library's list, cut after a whole item */
             size_t end = EMBER_MSG_SIZE - h - sizeof more;
             for (w = end; w > 0 && !((was[w] == ',' || was[w] == ';') && was[w + 1] == ' ');)
                 w--;
-            memcpy(was + (w ? w : end), more, sizeof more);
+            while (!w && end > 0 && was[end] != ' ') /* one long item: at a space */
+                end--;
+            memcpy(was + (w ? w : end), w || !end ? more : " ...", w || !end ? sizeof more : 5);
             w = strlen(was);
         }
         if (h + w > EMBER_MSG_SIZE - 1)
