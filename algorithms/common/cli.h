@@ -426,8 +426,8 @@ int ember_cli_ctx(ember_ctx **out, const ember_cli *cli, char *msg);
  * environment (Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE,
  * SLURM's SLURM_STEP_NUM_TASKS under srun), without MPI: 1 when none says
  * more; *var (var may be NULL) then names the variable that said it.
- * Single-process programs (streaming, and every program of the serial
- * build) refuse to run under more than one. */
+ * Streaming refuses to run under more than one; the serial build's loop
+ * programs warn that each process runs a whole job of its own. */
 int ember_cli_launched_ranks(const char **var);
 
 /* A loop from the flags: --checkpoint-dir (created if missing; without it

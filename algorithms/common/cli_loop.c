@@ -577,6 +577,26 @@ static int drop_option_tail(char *msg)
     return 1;
 }
 
+/* Cuts the list s (items joined by ", " or "; ") to fit room bytes: after
+ * its last whole item that fits, with ", and more"; a list whose first
+ * item does not fit is cut at a space, with " ...". */
+static void cut_list(char *s, size_t room)
+{
+    static const char more[] = ", and more";
+    if (strlen(s) <= room || room < sizeof more)
+        return;
+    size_t end = room - (sizeof more - 1), at = end;
+    while (at > 0 && !((s[at] == ',' || s[at] == ';') && s[at + 1] == ' '))
+        at--;
+    if (at) {
+        memcpy(s + at, more, sizeof more);
+        return;
+    }
+    while (end > 0 && s[end] != ' ')
+        end--;
+    memcpy(s + end, " ...", 5);
+}
+
 /* A refusal to resume, in the programs' words: an input whose content
  * changed is named first; --force-resume is named once, where it helps. */
 static void explain_mismatch(const ember_cli *cli, char *msg)
@@ -619,17 +639,8 @@ static void explain_mismatch(const ember_cli *cli, char *msg)
             memmove(was, list + sizeof lead - 1, strlen(list + sizeof lead - 1) + 1);
             w = strlen(was);
         }
-        static const char more[] = ", and more";
-        if (h + w > EMBER_MSG_SIZE - 1 && EMBER_MSG_SIZE - 1 - h >= sizeof more) {
-            /* the library's list, cut after a whole item */
-            size_t end = EMBER_MSG_SIZE - h - sizeof more;
-            for (w = end; w > 0 && !((was[w] == ',' || was[w] == ';') && was[w + 1] == ' ');)
-                w--;
-            while (!w && end > 0 && was[end] != ' ') /* one long item: at a space */
-                end--;
-            memcpy(was + (w ? w : end), w || !end ? more : " ...", w || !end ? sizeof more : 5);
-            w = strlen(was);
-        }
+        cut_list(was, EMBER_MSG_SIZE - 1 - h);
+        w = strlen(was);
         if (h + w > EMBER_MSG_SIZE - 1)
             w = EMBER_MSG_SIZE - 1 - h;
         memcpy(msg, head, h);
