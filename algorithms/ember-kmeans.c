@@ -1456,21 +1456,29 @@ static const int32_t *assign_block(const pass_arg *a, const double *x, size_t m,
 }
 
 /* The fastest kernels this CPU runs; all give the same bits.
- * EMBER_KMEANS_ISA (avx512, avx2, serial) forces one, for tests. */
+ * EMBER_KMEANS_ISA (avx512, avx2, serial; generic is serial too, the name
+ * EMBER_PAGERANK_ISA uses) forces one, for tests; one this CPU (or build)
+ * lacks, or another name, is said on stderr and the serial kernels run. */
 static km_kernels pick_kernels(size_t d)
 {
     const char *force = getenv("EMBER_KMEANS_ISA");
+    int any = !force || !*force;
+    int serial = !any && (!strcmp(force, "serial") || !strcmp(force, "generic"));
+    if (!any && !serial && strcmp(force, "avx512") != 0 && strcmp(force, "avx2") != 0) {
+        fprintf(stderr, "ember-kmeans: EMBER_KMEANS_ISA=%s is not avx512, avx2 or serial; "
+                "the serial kernels run\n", force);
+        serial = 1;
+    }
 #ifdef KM_X86
     __builtin_cpu_init();
-    int f = force && *force;
-    if ((!f || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
+    if (!serial && (any || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
         km_kernels k = {full_avx512, own512,     move_block,
                         pretest512,  recheck512, set_bounds512};
         if (d % 8 == 0) /* the move kernel needs whole vectors */
             k.move = move_block512;
         return k;
     }
-    if ((!f || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
+    if (!serial && (any || !strcmp(force, "avx2")) && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma")) {
         km_kernels k = {full_avx2, own256, move_block, pretest256, recheck256, set_bounds256};
         if (d % 4 == 0) /* the move kernel needs whole vectors */
@@ -1479,8 +1487,10 @@ static km_kernels pick_kernels(size_t d)
     }
 #else
     (void)d;
-    (void)force;
 #endif
+    if (!any && !serial)
+        fprintf(stderr, "ember-kmeans: EMBER_KMEANS_ISA=%s: not on this CPU (or build); "
+                "the serial kernels run\n", force);
     return (km_kernels){full_serial, own_serial, move_block, pretest, recheck, set_bounds};
 }
 
@@ -2104,7 +2114,7 @@ KM_CLONES static int col_ranges(const double *restrict x, size_t n, size_t d,
     return bad;
 }
 
-static int check_finite(km *s, const char *path, char *msg)
+static int check_points(km *s, const char *path, char *msg)
 {
     /* a test the compiler vectorizes, on the team, which also finds each
      * column's largest magnitude (the exact sums' scales; each thread its
@@ -2146,6 +2156,18 @@ static int check_finite(km *s, const char *path, char *msg)
                             "%s: point %zu (0-based), coordinate %zu is %s; points "
                             "must be finite",
                             path, i / s->d, i % s->d, isnan(s->x[i]) ? "NaN" : "infinite");
+    /* Data this small has every squared difference below 2^-1022, where
+     * doubles lose their precision (and, below about 1e-162, all of it:
+     * every distance 0, every point tied, an inertia of 0 reported as
+     * converged). As with overflow (check_inertia), refused. */
+    double top = 0;
+    for (size_t j = 0; j < d; j++)
+        top = mx[j] > top ? mx[j] : top;
+    if (top > 0 && top < 0x1p-512)
+        return km_error(msg, EMBER_ERANGE,
+                        "%s: the squared distances underflow double precision: the "
+                        "largest coordinate magnitude is %.3g, below about 7e-155; "
+                        "scale the data", path, top);
     return EMBER_OK;
 }
 
@@ -2187,7 +2209,7 @@ static int load_points(km *s, km_input *in, char *msg)
     s->x = ember_bcast_data(in->bc, &s->n);
     if (s->n == 0)
         return km_error(msg, EMBER_EEMPTY, "%s: no points", s->cli->input);
-    if ((rc = check_finite(s, s->cli->input, msg)))
+    if ((rc = check_points(s, s->cli->input, msg)))
         return rc;
     return ember_from_array(&in->points, s->ctx, &ft, s->x, s->n,
                             s->cli->partitions, EMBER_BORROW, msg);

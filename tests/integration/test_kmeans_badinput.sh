@@ -45,6 +45,14 @@ printf '0\n0.5\n' >"$tmp/huge3-init.csv"
 expect2 'huge3\.csv: the squared distances overflow' --input "$tmp/huge3.csv" --init "$tmp/huge3-init.csv" --tolerance 0
 printf '3e160,1\n-2e160,1\n1e150,2\n' >"$tmp/huge2.csv"
 expect2 'huge2\.csv: the squared distances overflow' --input "$tmp/huge2.csv" --k 2 --init random
+# data so small that every squared distance underflows (below about 1e-162
+# all are 0): not a converged run of inertia 0 with every point in cluster
+# 0 (exit 0, as it was); data just above the limit runs
+printf '1e-200,0\n2e-200,0\n1e-199,0\n1.1e-199,0\n' >"$tmp/tiny.csv"
+expect2 'tiny\.csv: the squared distances underflow.*1e-199' --input "$tmp/tiny.csv" --k 2
+printf '1e-154,0\n2e-154,0\n1e-153,0\n1.1e-153,0\n' >"$tmp/small.csv"
+"$km" --input "$tmp/small.csv" --k 2 --quiet >"$tmp/out" || fail "small.csv: exit $?"
+grep -q '^inertia: 9\.99' "$tmp/out" || { cat "$tmp/out"; fail "small.csv: not the inertia 1e-308"; }
 expect2 'empty\.csv.*(no data|empty)' --input "$tmp/empty.csv" --k 2
 expect2 'blank\.csv.*(no data|empty)' --input "$tmp/blank.csv" --k 2
 expect2 'header\.csv.*(no data|empty)' --input "$tmp/header.csv" --k 2

@@ -34,10 +34,15 @@ for isa in "" avx512 avx2 generic; do
 done
 
 "$EMBER_BIN/ember-gen" blobs --n 20000 --d 16 --k 16 --seed 1 --output "$tmp/pts.h5" --quiet
-for isa in "" avx512 avx2 serial; do
+for isa in "" avx512 avx2 serial generic bogus; do
     EMBER_KMEANS_ISA=$isa "$EMBER_BIN/ember-kmeans" --input "$tmp/pts.h5" --k 16 --seed 1 \
         --tolerance 0 --iterations 20 --threads 2 --output "$tmp/km.h5" --quiet > /dev/null \
-        || fail "ember-kmeans (EMBER_KMEANS_ISA=$isa)"
+        2> "$tmp/err" || fail "ember-kmeans (EMBER_KMEANS_ISA=$isa)"
+    # a name it does not know is said, not silently taken for serial
+    if [ "$isa" = bogus ]; then
+        grep -q 'EMBER_KMEANS_ISA=bogus is not avx512, avx2 or serial' "$tmp/err" \
+            || fail "EMBER_KMEANS_ISA=bogus: no note on stderr"
+    fi
     got=$(raw_sum "$tmp/km.h5" /centroids)
     [ "$got" = "$want_centroids" ] || fail "centroids hash $got (kernel '${isa:-default}'), the generic build's is $want_centroids"
     got=$(raw_sum "$tmp/km.h5" /labels)
