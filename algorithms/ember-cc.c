@@ -430,17 +430,20 @@ static uint64_t find(uint64_t *parent, uint64_t x)
 
 /* Independent check: union-find over the edges gives the components; the
  * smallest label of each must be every member's label, and no edge may
- * join two labels. */
-static int verify(const ember_graph *g, const int64_t *L)
+ * join two labels. Counts what fails into bad[0] (edges joining two
+ * labels) and bad[1] (labels not their component's smallest vertex), and
+ * the components into *components. -1 when out of memory. */
+static int check_components(const ember_graph *g, const int64_t *L, uint64_t bad[2],
+                            uint64_t *components)
 {
-    uint64_t n = g->n, bad_edges = 0, bad_labels = 0;
+    uint64_t n = g->n;
     uint64_t *parent = malloc(n * sizeof *parent), *least = malloc(n * sizeof *least);
     if (!parent || !least) {
         free(parent);
         free(least);
-        printf("Verification: FAIL (out of memory)\n");
-        return 1;
+        return -1;
     }
+    bad[0] = bad[1] = *components = 0;
     for (uint64_t v = 0; v < n; v++)
         parent[v] = v;
     for (uint64_t v = 0; v < n; v++)
@@ -448,7 +451,7 @@ static int verify(const ember_graph *g, const int64_t *L)
             uint64_t a = find(parent, v), b = find(parent, g->adj[e]);
             if (a != b)
                 parent[a > b ? a : b] = a < b ? a : b;
-            bad_edges += L[v] != L[g->adj[e]];
+            bad[0] += L[v] != L[g->adj[e]];
         }
     for (uint64_t v = 0; v < n; v++)
         least[v] = UINT64_MAX;
@@ -457,18 +460,62 @@ static int verify(const ember_graph *g, const int64_t *L)
         if (l < least[r])
             least[r] = l;
     }
-    uint64_t components = 0;
     for (uint64_t v = 0; v < n; v++) {
-        bad_labels += (uint64_t)L[v] != least[find(parent, v)];
-        components += find(parent, v) == v;
+        bad[1] += (uint64_t)L[v] != least[find(parent, v)];
+        *components += find(parent, v) == v;
     }
-    int ok = !bad_edges && !bad_labels;
-    printf("Verification: %s (%" PRIu64 " components; %" PRIu64 " edges join two labels, %"
-           PRIu64 " labels are not their component's smallest vertex)\n",
-           ok ? "PASS" : "FAIL", components, bad_edges, bad_labels);
     free(parent);
     free(least);
+    return 0;
+}
+
+/* --verify: check_components, said on stdout. */
+static int verify(const ember_graph *g, const int64_t *L)
+{
+    uint64_t bad[2], components;
+    if (check_components(g, L, bad, &components)) {
+        printf("Verification: FAIL (out of memory)\n");
+        return 1;
+    }
+    int ok = !bad[0] && !bad[1];
+    printf("Verification: %s (%" PRIu64 " components; %" PRIu64 " edges join two labels, %"
+           PRIu64 " labels are not their component's smallest vertex)\n",
+           ok ? "PASS" : "FAIL", components, bad[0], bad[1]);
     return ok ? 0 : 1;
+}
+
+/* Labels continued by force from a run on another graph (or from a
+ * checkpoint that carries such a run) are right only if that graph's
+ * components were unions of this one's: labels only fall, so a component
+ * split since keeps the smaller one's label in both parts. So a converged
+ * run that carries a forced resume is checked before its result goes out,
+ * on rank 0, which loads every row for it when it holds only its own (go:
+ * the options g was loaded with). */
+static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph *g,
+                        ember_graph_opts go, const int64_t *L, char *msg)
+{
+    ember_graph *whole = NULL;
+    if (g->row_lo != 0 || g->row_hi != g->n) {
+        go.owned_rows = 0;
+        int rc = ember_graph_load(&whole, ctx, ember_cli_input_load(cli, "input", cli->input),
+                                  &go, msg);
+        if (rc)
+            return rc;
+    }
+    uint64_t bad[2], components;
+    int oom = check_components(whole ? whole : g, L, bad, &components);
+    ember_graph_free(&whole);
+    if (oom) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory checking the labels of a forced resume");
+        return EMBER_ENOMEM;
+    }
+    if (!bad[0] && !bad[1])
+        return EMBER_OK;
+    snprintf(msg, EMBER_MSG_SIZE, "the labels resumed by force are not this graph's "
+             "components (%" PRIu64 " labels are not their component's smallest vertex, %"
+             PRIu64 " edges join two labels): they continued a run on another graph; start "
+             "over with --resume never (or another --checkpoint-dir)", bad[1], bad[0]);
+    return EMBER_EMISMATCH;
 }
 
 int main(int argc, char **argv)
@@ -525,6 +572,8 @@ int main(int argc, char **argv)
     if (!rc && !s.adopted && (rc = adopt(&s, msg)) == EMBER_OK)
         s.adopted = 1;
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
+    if (!rc && cli.converged && cli.rank == 0 && ember_loop_forced(loop, NULL, 0))
+        rc = check_forced(&cli, ctx, g, go, L, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
     if (!rc) { /* the result on stdout, the timings on stderr */

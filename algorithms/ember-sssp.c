@@ -53,6 +53,7 @@
 #include "cli.h"
 #include "graphio.h"
 
+#include <assert.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
@@ -899,22 +900,21 @@ static int write_output(const ember_cli *cli, const ember_graph *g, const double
 
 /* Independent check: Dijkstra with a binary heap (lazy deletion; at most
  * one entry an edge plus the source), then every distance compared bit for
- * bit with ember's, d, by vertex id. */
-static int verify(const ember_graph *g, const double *d)
+ * bit with ember's, d, by vertex id: how many differ into *wrong, how many
+ * Dijkstra reached into *reached. -1 when out of memory. g holds
+ * out-edges. */
+static int check_dijkstra(const ember_graph *g, const double *d, uint64_t *wrong,
+                          uint64_t *reached)
 {
+    assert(!(g->by_destination && g->directed));
     const int64_t src = internal_vertex(g, (uint64_t)source);
-    if (g->by_destination && g->directed) {
-        printf("Verification: FAIL (the checker needs out-edges)\n");
-        return 1;
-    }
-    uint64_t n = g->n, wrong = 0, reached = 0;
+    uint64_t n = g->n;
     double *ref = malloc((n ? n : 1) * sizeof *ref);
     entry *h = malloc((g->m + 1) * sizeof *h);
     if (!ref || !h) {
         free(ref);
         free(h);
-        printf("Verification: FAIL (out of memory)\n");
-        return 1;
+        return -1;
     }
     for (uint64_t v = 0; v < n; v++)
         ref[v] = INFINITY;
@@ -933,14 +933,26 @@ static int verify(const ember_graph *g, const double *d)
             }
         }
     }
+    *wrong = *reached = 0;
     for (uint64_t v = 0; v < n; v++) {
-        reached += ref[v] < INFINITY;
-        wrong += memcmp(&ref[v], &d[ember_graph_label(g, v)], sizeof *d) != 0;
+        *reached += ref[v] < INFINITY;
+        *wrong += memcmp(&ref[v], &d[ember_graph_label(g, v)], sizeof *d) != 0;
     }
-    printf("Verification: %s (Dijkstra: %" PRIu64 " of %" PRIu64 " vertices reached; %"
-           PRIu64 " distances differ)\n", wrong ? "FAIL" : "PASS", reached, n, wrong);
     free(ref);
     free(h);
+    return 0;
+}
+
+/* --verify: check_dijkstra, said on stdout. */
+static int verify(const ember_graph *g, const double *d)
+{
+    uint64_t wrong, reached;
+    if (check_dijkstra(g, d, &wrong, &reached)) {
+        printf("Verification: FAIL (out of memory)\n");
+        return 1;
+    }
+    printf("Verification: %s (Dijkstra: %" PRIu64 " of %" PRIu64 " vertices reached; %"
+           PRIu64 " distances differ)\n", wrong ? "FAIL" : "PASS", reached, g->n, wrong);
     return wrong ? 1 : 0;
 }
 
@@ -974,6 +986,35 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
         rc = EMBER_ERANGE;
     }
     return rc;
+}
+
+/* Distances continued by force from a run on another graph (or from a
+ * checkpoint that carries such a run) are right only if no path of that
+ * graph is shorter than this one's: distances only fall, so an edge removed
+ * (or made heavier) since leaves some too small. A converged run that
+ * carries a forced resume is therefore checked against Dijkstra before its
+ * result goes out (on rank 0, which loads the out-edges for it when the
+ * rows are in-edges; g is kept for the output). */
+static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph *g,
+                        ember_graph **out_edges, const double *d, char *msg)
+{
+    int rc = EMBER_OK;
+    if (g->by_destination && g->directed &&
+        (rc = load_graph(out_edges, ctx, cli, 0, msg)))
+        return rc;
+    uint64_t wrong, reached;
+    if (check_dijkstra(*out_edges ? *out_edges : g, d, &wrong, &reached)) {
+        snprintf(msg, EMBER_MSG_SIZE, "out of memory checking the distances of a forced "
+                 "resume");
+        return EMBER_ENOMEM;
+    }
+    if (!wrong)
+        return EMBER_OK;
+    snprintf(msg, EMBER_MSG_SIZE, "the distances resumed by force are not this graph's "
+             "(%" PRIu64 " of %" PRIu64 " differ from Dijkstra's): they continued a run on "
+             "another graph; start over with --resume never (or another --checkpoint-dir)",
+             wrong, g->n);
+    return EMBER_EMISMATCH;
 }
 
 int main(int argc, char **argv)
@@ -1030,6 +1071,8 @@ int main(int argc, char **argv)
         rc = check_forced_source(&s, msg);
     if (!rc)
         rc = distances(&d, &reached, &s, msg);
+    if (!rc && cli.converged && cli.rank == 0 && ember_loop_forced(loop, NULL, 0))
+        rc = check_forced(&cli, ctx, g, &out_edges, d, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */
         rc = write_output(&cli, g, d, reached, msg);
     if (!rc) /* the result on stdout, the run's timings on stderr */
@@ -1046,7 +1089,7 @@ int main(int argc, char **argv)
                 cli.checkpoint_seconds_lost, cli.checkpoint_write_seconds);
     if (cli.rank != 0)
         cli.verify = 0; /* rank 0 checks */
-    if (!rc && cli.verify && g->by_destination && g->directed) {
+    if (!rc && cli.verify && g->by_destination && g->directed && !out_edges) {
         ember_graph_free(&g); /* the checker walks out-edges */
         rc = load_graph(&out_edges, ctx, &cli, 0, msg);
     }
