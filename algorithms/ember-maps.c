@@ -134,18 +134,43 @@ static const char *total_text(const totals *t, char *buf)
     return p;
 }
 
-/* The independent check: the sum of i + M for i < N, in 128 bits. */
+/* The independent check: the sum of i + M for i < N, in 128 bits, and the
+ * count N; 1 when t holds them. What they should be goes to *want. */
+static int totals_right(const totals *t, uint64_t maps, totals *want)
+{
+    unsigned __int128 n = n_records, w = n * (n - (n > 0)) / 2 + n * maps;
+    *want = (totals){(uint64_t)w, (int64_t)(uint64_t)(w >> 64), n_records};
+    return t->lo == want->lo && t->hi == want->hi && t->count == n_records;
+}
+
+/* --verify: totals_right, said on stdout (what was expected on stderr). */
 static int verify(const totals *t, uint64_t maps)
 {
-    unsigned __int128 n = n_records, want = n * (n - (n > 0)) / 2 + n * maps;
-    totals w = {(uint64_t)want, (int64_t)(uint64_t)(want >> 64), n_records};
-    int ok = t->lo == w.lo && t->hi == w.hi && t->count == n_records;
+    totals w;
+    int ok = totals_right(t, maps, &w);
     printf("Verification: %s\n", ok ? "PASS" : "FAIL");
     char buf[48];
     if (!ok)
         fprintf(stderr, "ember-maps: expected sum %s and count %" PRIu64 "\n",
                 total_text(&w, buf), n_records);
     return ok;
+}
+
+/* Data continued by force from a run with another --n (or from a
+ * checkpoint that carries such a run) is that run's: refused before the
+ * result is printed, on every rank alike. */
+static int check_forced(const totals *t, uint64_t maps, char *msg)
+{
+    totals w;
+    if (totals_right(t, maps, &w))
+        return EMBER_OK;
+    char got[48], want[48];
+    snprintf(msg, EMBER_MSG_SIZE, "the data resumed by force is not range(%" PRIu64 ") after "
+             "%" PRIu64 " maps (sum %s and count %" PRIu64 ", not %s and %" PRIu64 "): it "
+             "continued a run with other parameters; start over with --resume never (or "
+             "another --checkpoint-dir)", n_records, maps, total_text(t, got), t->count,
+             total_text(&w, want), n_records);
+    return EMBER_EMISMATCH;
 }
 
 static int print_lineage(ember_ds *ds)
@@ -220,6 +245,8 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
+    if (!rc && ember_loop_forced(loop, NULL, 0))
+        rc = check_forced(&t, cli.iterations_done, msg);
     if (!rc && cli.rank == 0)
         printf("sum: %s\ncount: %" PRIu64 "\n", total_text(&t, sumtext), t.count);
     if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))

@@ -83,8 +83,9 @@ static const common_flag common[C_COUNT] = {
                  "state's types must match): a warm start, not a fresh run's "
                  "result; the stop is decided again, and later checkpoints and "
                  "the outputs (attribute forced_resume) record it. Labels (cc) "
-                 "and distances (sssp) continued on another graph are checked "
-                 "before they go out, and refused (exit 2) when wrong"},
+                 "and distances (sssp) continued on another graph, and maps' "
+                 "data of another --n, are checked before they go out, and "
+                 "refused (exit 2) when wrong"},
     [C_DEADLINE] = {"deadline", 1, EMBER_CLI_NO_LOOP, "TIME",
                     "wall-clock limit counted from the program's start, as "
                     "SLURM's --time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A result continued by --force-resume from a run on another graph is
-# checked before it goes out (ember-cc: union-find; ember-sssp: Dijkstra):
-# labels and distances only fall, so an edge removed since left wrong ones
+# checked before it goes out (ember-cc: union-find; ember-sssp: Dijkstra;
+# ember-maps: the closed form of its sum). Labels and distances only fall, so an edge removed since left wrong ones
 # (and a graph whose degree order changed, values in another vertex order),
 # written with exit 0. Refused with exit 2 and no output, also in a later
 # plain run of checkpoints that carry the forced one; a forced resume whose
@@ -71,4 +71,20 @@ run 0 ember-sssp --input short.el --source 0 --checkpoint-dir cks --partitions 2
 run 0 ember-sssp --input short.el --source 0 --checkpoint-dir cks --partitions 3 \
     --force-resume --output d.csv
 grep -q "^3,3$" d.csv || fail "sssp forced, same graph: $(cat d.csv)"
+
+# ember-maps: another --n, forced: the old run's range, refused; other
+# partitions, forced: right
+rm -rf ckm
+run 0 ember-maps --n 1000 --maps 10 --checkpoint-dir ckm --checkpoint-every 2 --quiet
+run 2 ember-maps --n 2000 --maps 10 --checkpoint-dir ckm --checkpoint-every 2 --force-resume
+grep -q "the data resumed by force is not range(2000) after 10 maps" err.txt ||
+    fail "maps: $(cat err.txt)"
+grep -q "sum:" out.txt && fail "maps: a refused result was printed"
+run 2 ember-maps --n 2000 --maps 12 --checkpoint-dir ckm --checkpoint-every 2 --force-resume
+grep -q "the data resumed by force is not range(2000) after 12 maps" err.txt ||
+    fail "maps, more maps: $(cat err.txt)"
+rm -rf ckm
+run 0 ember-maps --n 1000 --maps 10 --checkpoint-dir ckm --checkpoint-every 2 --quiet
+run 0 ember-maps --n 1000 --maps 12 --partitions 3 --checkpoint-dir ckm --force-resume --quiet
+grep -q "^sum: 511500$" out.txt || fail "maps forced, same data: $(cat out.txt)"
 echo "test_forced_checked: PASS"
