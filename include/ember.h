@@ -179,8 +179,10 @@ int ember_ctx_create(ember_ctx **out, const ember_ctx_opts *opts, char *msg);
 /* Frees the context and every dataset, broadcast and cached block still
  * made from it. Accepts NULL. Handles still held are freed with it: do not
  * pass them to ember_ds_free or ember_bcast_free afterwards (free them
- * first, or not at all). Loops and streams made with it use its
- * allocator: destroy them first. */
+ * first, or not at all). A loop made with it that is still alive keeps
+ * it until ember_loop_destroy, which then frees it (the handle is NULL
+ * at once either way). Streams made with it use its allocator: destroy
+ * them first. */
 void ember_ctx_destroy(ember_ctx **ctx);
 int ember_ctx_threads(const ember_ctx *ctx);
 /* Changes the team size for later actions (results do not change). */
@@ -239,7 +241,8 @@ void ember_free(ember_ctx *ctx, void *ptr);
  * and at least one per 64 KiB begun up to 16 (so data from 1 MiB to 128
  * MiB is 16 partitions, 16 tasks). A partition is one task: ask for a
  * count (a few per core of the largest machine the job will run on) where
- * a small dataset carries heavy work on more than 16 cores.
+ * a small dataset carries heavy work on more than 16 cores. At most 2^24
+ * partitions (EMBER_EINVAL beyond): each costs bookkeeping in every action.
  * ------------------------------------------------------------------------ */
 
 typedef struct ember_ds ember_ds;

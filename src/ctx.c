@@ -124,11 +124,8 @@ int ember_ctx_create(ember_ctx **out, const ember_ctx_opts *opts, char *msg)
     return EMBER_OK;
 }
 
-void ember_ctx_destroy(ember_ctx **pctx)
+static void ctx_free(ember_ctx *ctx)
 {
-    if (!pctx || !*pctx)
-        return;
-    ember_ctx *ctx = *pctx;
     ember__destroy_all(ctx);
     ember__store_destroy(ctx);
     ember__comm_free(ctx);
@@ -137,7 +134,27 @@ void ember_ctx_destroy(ember_ctx **pctx)
     ember__free(ctx, ctx->checkpoint_dir);
     ember_allocator a = ctx->alloc;
     a.free_fn(ctx, a.ud);
+}
+
+void ember_ctx_destroy(ember_ctx **pctx)
+{
+    if (!pctx || !*pctx)
+        return;
+    ember_ctx *ctx = *pctx;
     *pctx = NULL;
+    /* A loop still alive uses the context (its allocator, its bound
+     * datasets, a background writer): destroying the context first read
+     * freed memory. Its destroy frees the context instead. */
+    if (ctx->loops > 0)
+        ctx->dying = 1;
+    else
+        ctx_free(ctx);
+}
+
+void ember__ctx_release(ember_ctx *ctx)
+{
+    if (--ctx->loops == 0 && ctx->dying)
+        ctx_free(ctx);
 }
 
 int ember_ctx_threads(const ember_ctx *ctx)

@@ -62,9 +62,14 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
     return p > 65536 ? 65536 : p;
 }
 
-/* More partitions than any machine runs; the bound also keeps nparts + 1,
- * a union's sum and the executor's long long loop index from wrapping. */
-#define MAX_PARTITIONS ((size_t)1 << 32)
+/* More partitions than any machine runs (the programs' --partitions has
+ * the same bound). Each costs bookkeeping in every action (about 200 bytes
+ * stored, and a shuffle's input x output), so a count mistyped by a few
+ * digits was accepted and the first action ran the machine out of memory
+ * (10^9: 24 GB, then the kernel's OOM killer); it is refused here instead.
+ * The bound also keeps a union's sum of two counts and the executor's
+ * loop index far from wrapping. */
+#define MAX_PARTITIONS ((size_t)1 << 24)
 
 /* A node's own allocation: the node, then (for a closure) the copy of its
  * user arg, at an offset aligned for any type. One allocation, so the copy

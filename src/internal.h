@@ -52,7 +52,14 @@ struct ember_ctx {
     /* Parallel passes begun (ember__parallel): a dataset checkpoint's file
      * is hashed whole once a pass, not once a partition (exec.c). */
     uint64_t passes;
+    /* Loops made with the context and not yet destroyed, and whether
+     * ember_ctx_destroy was called meanwhile: the last loop's destroy then
+     * frees the context (ember__ctx_release). */
+    int loops, dying;
 };
+
+/* A loop of ctx is destroyed: frees a context whose destroy waited for it. */
+void ember__ctx_release(ember_ctx *ctx);
 
 /* Allocation through the context's allocator (thread-safe). */
 void *ember__malloc(ember_ctx *ctx, size_t size);

@@ -574,11 +574,12 @@ int ember_loop_create(ember_loop **out, ember_ctx *ctx,
     if (!L)
         return ember__err(msg, EMBER_ENOMEM, "out of memory creating a loop");
     L->ctx = ctx;
+    ctx->loops++;
     L->o = *o;
     L->lock_fd = -1;
     L->keep = o->keep ? o->keep : 2;
     if (o->async && ranks(L) > 1) {
-        ember__free(ctx, L);
+        ember_loop_destroy(&L);
         return ember__err(msg, EMBER_EINVAL,
                           "asynchronous checkpoints (--checkpoint-async) are "
                           "not supported with %d MPI ranks: the background "
@@ -632,6 +633,7 @@ void ember_loop_destroy(ember_loop **pl)
     ember__free(ctx, L->signature);
     ember__free(ctx, L->signature1);
     ember__free(ctx, L);
+    ember__ctx_release(ctx);
 }
 
 /* The parameters a checkpoint records. */
@@ -2197,6 +2199,9 @@ static int restore(ember_loop *L, char *msg)
                             "file%s rejected%s)", L->dir, rejected,
                             rejected == 1 ? "" : "s",
                             rejected ? ", each with its reason above" : "");
+        else if (!rc && !got && rejected) /* not mistaken for a resume */
+            warn(L, "ember: no checkpoint in %s is usable (%zu rejected above): "
+                 "starting from iteration 0", L->dir, rejected);
         if (!rc)
             rc = note_stale(L, e, n, !got, iter, msg);
         ember__free(L->ctx, e);
@@ -2229,9 +2234,6 @@ static int restore(ember_loop *L, char *msg)
     L->stats.restored = 1;
     L->stats.restored_from = iter;
     snprintf(L->stats.last_path, sizeof L->stats.last_path, "%s", path);
-    if (!L->o.quiet && is_root(L))
-        fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
-                path, (unsigned long long)iter);
     /* The file just verified has committed. A run killed between a commit
      * and its retention left one file too many, and a resume at the last
      * iteration writes nothing that would retire it: it is retired once
@@ -2575,6 +2577,10 @@ static int first_next(ember_loop *L, char *msg)
                         (unsigned long long)L->done);
     if (rc)
         return rc;
+    /* said once the resume is accepted: not before a refusal */
+    if (L->stats.restored && !L->o.quiet && is_root(L))
+        fprintf(stderr, "ember: resumed from %s (%llu iterations done)\n",
+                L->stats.last_path, (unsigned long long)L->done);
     L->started = 1;
     L->last_ckpt_time = mono_now();
     return EMBER_OK;

@@ -225,7 +225,11 @@ int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
  *                      checkpoint was written; exit EMBER_EXIT_RESUMABLE;
  *   < 0                an error (message in msg).
  * A fingerprint mismatch on restore is EMBER_EMISMATCH, the message listing
- * what differs. */
+ * what differs. The loop cannot tell an iteration that failed from one that
+ * ran: next counts it as done all the same (and may checkpoint the bound
+ * state as it stands, one iteration on). So an iteration whose work failed
+ * ends the loop (break, as below); one that is tried again calls its step
+ * again within the same iteration, not next. */
 int ember_loop_next(ember_loop *loop, uint64_t *iteration, char *msg);
 /* Counts the last iteration handed out as done and writes a final
  * checkpoint (when the loop has a directory), so a finished run restarted

@@ -254,6 +254,32 @@ static void run_every1(uint64_t done, int keep)
     run_to(&o, done);
 }
 
+/* resume_said: a loop that prints its progress (not quiet) asks for
+ * `iterations` and restores from CKDIR; rc is what its first next gave. */
+typedef struct {
+    uint64_t iterations;
+    int rc;
+} resume_said_arg;
+
+static void resume_said(void *arg)
+{
+    resume_said_arg *a = arg;
+    char msg[EMBER_MSG_SIZE];
+    state s;
+    state_init(&s);
+    ember_loop_opts o = {.dir = CKDIR, .every = 1, .iterations = a->iterations};
+    TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg);
+    assert_int_equal(ember_loop_bind_ds(s.loop, "ds", &s.ds), EMBER_OK);
+    assert_int_equal(ember_loop_bind_ds(s.loop, "pairs", &s.pairs), EMBER_OK);
+    assert_int_equal(ember_loop_bind_i64(s.loop, "i", &s.i), EMBER_OK);
+    assert_int_equal(ember_loop_bind_f64(s.loop, "f", &s.f), EMBER_OK);
+    assert_int_equal(ember_loop_bind_array(s.loop, "arr", EMBER_I32, s.arr, 5), EMBER_OK);
+    assert_int_equal(ember_loop_bind_blob(s.loop, "blob", s.blob, sizeof s.blob), EMBER_OK);
+    uint64_t it;
+    a->rc = ember_loop_next(s.loop, &it, msg);
+    state_free(&s);
+}
+
 /* Restores from CKDIR and returns the iteration it resumed at. */
 static uint64_t resume_at(ember_loop_opts *o, char *msg, int expect_rc)
 {
@@ -793,6 +819,42 @@ static void test_loop_array_source_partitions_kept(void **unused)
     rm_rf(CKDIR);
 }
 
+/* The context destroyed before its loop (the order ember.h asks for,
+ * easily reversed): the context's handle is cleared at once, but the
+ * context lives on until the loop's destroy, which frees it; before, the
+ * loop's destroy read freed memory (valgrind, ASan). With a background
+ * checkpoint in flight, so the writer also finds its context alive. */
+static void test_loop_outlives_ctx_destroy(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE];
+    state a;
+    state_init(&a);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.async = 1;
+    o.every = 2;
+    TU_OKM(state_loop(&a, &o, msg), msg);
+    uint64_t it;
+    TU_OKM(ember_loop_next(a.loop, &it, msg), msg);
+    while (it < 4) {
+        state_step(&a, it);
+        TU_OKM(ember_loop_next(a.loop, &it, msg), msg);
+    }
+    ember_ctx_destroy(&a.ctx); /* the datasets go with it */
+    assert_null(a.ctx);
+    assert_true(atomic_load(&counter.live) > 0); /* kept for the loop */
+    ember_loop_destroy(&a.loop);
+    assert_int_equal(atomic_load(&counter.live), 0);
+    assert_true(exists(CKDIR "/ckpt-000000000004.h5"));
+    /* a context with no loop is freed at once, as ever */
+    ember_ctx *c = new_ctx();
+    ember_ctx_destroy(&c);
+    assert_null(c);
+    assert_int_equal(atomic_load(&counter.live), 0);
+}
+
 static void test_loop_roundtrip(void **unused)
 {
     (void)unused;
@@ -1203,6 +1265,18 @@ static void test_loop_retention_on_resume(void **unused)
     resume_at(&o, msg, EMBER_EMISMATCH);
     assert_non_null(strstr(msg, "is at iteration 6, past the 5 iterations"));
     assert_int_equal(count_ckpts(), 3);
+    /* a refused resume is not first said to be one (it was) */
+    resume_said_arg said = {5, 0};
+    char *err = tu_stderr_of(resume_said, &said);
+    assert_int_equal(said.rc, EMBER_EMISMATCH);
+    assert_null(strstr(err, "resumed from"));
+    free(err);
+    said.iterations = 7;
+    err = tu_stderr_of(resume_said, &said);
+    assert_int_equal(said.rc, EMBER_OK);
+    assert_non_null(strstr(err, "ember: resumed from " CKDIR "/ckpt-000000000006.h5 (6 "
+                                "iterations done)"));
+    free(err);
     o.iterations = 7; /* not at its end: waits for a next or finish */
     assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
     assert_int_equal(count_ckpts(), 3);
@@ -2744,6 +2818,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_roundtrip),
+        cmocka_unit_test(test_loop_outlives_ctx_destroy),
         cmocka_unit_test(test_loop_bind_order_resumes),
         cmocka_unit_test(test_loop_finish_after_loop),
         cmocka_unit_test(test_loop_checkpoint_after_step_refused),

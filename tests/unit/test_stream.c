@@ -1593,27 +1593,6 @@ static void test_stream_listing_gap_loses_nothing(void **state)
 
 /* ---- changed after its batch ---------------------------------------------- */
 
-/* Runs f with stderr going to a file; returns what was written there. */
-static char *stderr_of(void (*f)(void *), void *arg)
-{
-    char path[] = "/tmp/ember_stderr_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, 2), 2);
-    f(arg);
-    fflush(stderr);
-    assert_int_equal(dup2(saved, 2), 2);
-    close(saved);
-    close(fd);
-    char *text = slurp(path, NULL);
-    unlink(path);
-    assert_non_null(text);
-    return text;
-}
-
 typedef struct {
     const tdir *t;
     ember_ctx *ctx;
@@ -1675,7 +1654,7 @@ static void test_stream_changed_before_last_plan_warned(void **state)
     put_file(&t, "f5", "e\n");
     restart_run r = {&t, ctx, &q, {0}};
     for (int run = 0; run < 2; run++) {
-        char *err = stderr_of(restart_and_step, &r);
+        char *err = tu_stderr_of(restart_and_step, &r);
         assert_non_null(strstr(err, "/f1 was modified after batch 0 took it"));
         assert_non_null(strstr(err, "it had 4 bytes modified at "));
         assert_non_null(strstr(err, ", 12 bytes modified at "));
@@ -2363,13 +2342,13 @@ static void test_stream_sink_missing_batch_warned(void **state)
     ember_stream_destroy(&s);
     restart_run r = {&t, ctx, &q, {0}};
     put_file(&t, "f2", "c\n");
-    char *err = stderr_of(restart_and_step, &r);
+    char *err = tu_stderr_of(restart_and_step, &r);
     assert_null(strstr(err, "lacks"));
     free(err);
     snprintf(p, sizeof p, "%s/batch-000000000001.csv", t.out);
     assert_int_equal(unlink(p), 0);
     put_file(&t, "f3", "d\n");
-    err = stderr_of(restart_and_step, &r);
+    err = tu_stderr_of(restart_and_step, &r);
     assert_non_null(strstr(err, "lacks batch-000000000001.csv, the output of committed "
                                 "batch 1"));
     assert_null(strstr(err, "batch-000000000000.csv"));

@@ -336,6 +336,31 @@ static inline unsigned char *tu_slurp(const char *path, size_t *size)
     return d;
 }
 
+/* Runs f with stderr going to a file; returns what was written there, as
+ * a malloc'd string. */
+static inline char *tu_stderr_of(void (*f)(void *), void *arg)
+{
+    char path[] = "/tmp/ember_stderr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    f(arg);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(fd);
+    size_t n;
+    char *text = (char *)tu_slurp(path, &n);
+    unlink(path);
+    text = realloc(text, n + 1);
+    assert_non_null(text);
+    text[n] = '\0';
+    return text;
+}
+
 static inline void tu_spit(const char *path, const void *d, size_t size)
 {
     FILE *f = fopen(path, "wb");
