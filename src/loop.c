@@ -645,105 +645,96 @@ static const char *recorded_parameters(const ember_loop *L)
 /* ---- binding ----------------------------------------------------------------- */
 
 /* Names become HDF5 link names and signature keys: letters, digits, '_',
- * '-' and '.', not starting with '.' or '-'. */
-static int check_name(const ember_loop *L, const char *name)
+ * '-' and '.', not starting with '.' or '-'. What is wrong with name, or
+ * NULL. */
+static const char *name_fault(const ember_loop *L, const char *name)
 {
     size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len >= EMBER_NAME_SIZE || name[0] == '.' || name[0] == '-')
-        return EMBER_EINVAL;
+    if (len == 0)
+        return "a binding needs a name";
+    if (len >= EMBER_NAME_SIZE)
+        return "a name has at most 31 bytes";
+    if (name[0] == '.' || name[0] == '-')
+        return "a name must not start with '.' or '-'";
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                  (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
         if (!ok)
-            return EMBER_EINVAL;
+            return "a name holds letters, digits, '_', '-' and '.' only";
     }
     for (size_t i = 0; i < L->nb; i++)
         if (strcmp(L->b[i].name, name) == 0)
-            return EMBER_EINVAL;
-    return EMBER_OK;
+            return "the name is bound already";
+    return NULL;
 }
 
-static int bind(ember_loop *L, const binding *b)
+/* The bind calls take no msg: a refusal says on stderr which name and why,
+ * as a caller that only sees EMBER_EINVAL could not tell. */
+static int refused(const char *name, int rc, const char *why)
+{
+    fprintf(stderr, "ember: cannot bind '%.40s': %s\n", name ? name : "(NULL)", why);
+    return rc;
+}
+
+/* Adds b, bound under name; bad says what is wrong with the caller's data
+ * (NULL: nothing). */
+static int bind(ember_loop *L, const char *name, binding *b, const char *bad)
 {
     if (!L)
-        return EMBER_EINVAL;
-    if (L->started)
-        return EMBER_ESTATE; /* the signature is fixed by then */
-    if (check_name(L, b->name[0] ? b->name : NULL))
-        return EMBER_EINVAL;
+        return refused(name, EMBER_EINVAL, "no loop (NULL)");
+    if (bad)
+        return refused(name, EMBER_EINVAL, bad);
+    if (L->started) /* the signature is fixed by then */
+        return refused(name, EMBER_ESTATE, "the loop has started: bind before the "
+                       "first ember_loop_next");
+    const char *fault = name_fault(L, name);
+    if (fault)
+        return refused(name, EMBER_EINVAL, fault);
     if (L->nb == L->capb) {
         size_t nc = L->capb ? L->capb * 2 : 8;
         binding *nb = ember__realloc(L->ctx, L->b, ember__mul(nc, sizeof *nb));
         if (!nb)
-            return EMBER_ENOMEM;
+            return refused(name, EMBER_ENOMEM, "out of memory");
         L->b = nb;
         L->capb = nc;
     }
+    memcpy(b->name, name, strlen(name) + 1);
     L->b[L->nb++] = *b;
     return EMBER_OK;
 }
 
-/* Fills the name, or leaves it empty when it does not fit (then bind()
- * rejects it). */
-static void set_name(binding *b, const char *name)
-{
-    memset(b, 0, sizeof *b);
-    if (name && strlen(name) < sizeof b->name)
-        memcpy(b->name, name, strlen(name) + 1);
-}
-
 int ember_loop_bind_ds(ember_loop *loop, const char *name, ember_ds **ds)
 {
-    binding b;
-    set_name(&b, name);
-    if (!ds || !*ds)
-        return EMBER_EINVAL;
-    b.kind = BIND_DS;
-    b.ds = ds;
-    b.type = *ember_ds_type(*ds);
-    return bind(loop, &b);
+    binding b = {.kind = BIND_DS, .ds = ds};
+    if (ds && *ds)
+        b.type = *ember_ds_type(*ds);
+    return bind(loop, name, &b, !ds || !*ds ? "no dataset (NULL)" : NULL);
 }
 
 int ember_loop_bind_i64(ember_loop *loop, const char *name, int64_t *v)
 {
-    binding b;
-    set_name(&b, name);
-    if (!v)
-        return EMBER_EINVAL;
-    b.kind = BIND_I64;
-    b.data = v;
-    b.scalar = EMBER_I64;
-    b.n = 1;
-    return bind(loop, &b);
+    binding b = {.kind = BIND_I64, .data = v, .scalar = EMBER_I64, .n = 1};
+    return bind(loop, name, &b, v ? NULL : "no variable (NULL)");
 }
 
 int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v)
 {
-    binding b;
-    set_name(&b, name);
-    if (!v)
-        return EMBER_EINVAL;
-    b.kind = BIND_F64;
-    b.data = v;
-    b.scalar = EMBER_F64;
-    b.n = 1;
-    return bind(loop, &b);
+    binding b = {.kind = BIND_F64, .data = v, .scalar = EMBER_F64, .n = 1};
+    return bind(loop, name, &b, v ? NULL : "no variable (NULL)");
 }
 
 int ember_loop_bind_array(ember_loop *loop, const char *name,
                           ember_scalar kind, void *data, size_t n)
 {
-    binding b;
-    set_name(&b, name);
-    if (!data || n == 0 || ember_scalar_size(kind) == 0 ||
-        n > SIZE_MAX / ember_scalar_size(kind)) /* its bytes overflow */
-        return EMBER_EINVAL;
-    b.kind = BIND_ARRAY;
-    b.data = data;
-    b.scalar = kind;
-    b.n = n;
-    return bind(loop, &b);
+    binding b = {.kind = BIND_ARRAY, .data = data, .scalar = kind, .n = n};
+    size_t size = ember_scalar_size(kind);
+    return bind(loop, name, &b,
+                !data                  ? "no array (NULL)"
+                : n == 0               ? "an array of 0 elements"
+                : size == 0            ? "an unknown scalar kind"
+                : n > SIZE_MAX / size ? "the array's bytes overflow size_t"
+                                       : NULL);
 }
 
 int ember_loop_bind_matrix(ember_loop *loop, const char *name,
@@ -751,7 +742,8 @@ int ember_loop_bind_matrix(ember_loop *loop, const char *name,
                            size_t cols)
 {
     if (rows == 0 || cols == 0 || rows > SIZE_MAX / cols)
-        return EMBER_EINVAL;
+        return refused(name, EMBER_EINVAL, "a matrix of 0 rows or columns, or more "
+                       "elements than size_t counts");
     int rc = ember_loop_bind_array(loop, name, kind, data, rows * cols);
     if (!rc)
         loop->b[loop->nb - 1].cols = cols;
@@ -787,14 +779,9 @@ int ember_loop_format1_name(ember_loop *loop, const char *name,
 int ember_loop_bind_blob(ember_loop *loop, const char *name, void *data,
                          size_t size)
 {
-    binding b;
-    set_name(&b, name);
-    if (!data || size == 0)
-        return EMBER_EINVAL;
-    b.kind = BIND_BLOB;
-    b.data = data;
-    b.n = size;
-    return bind(loop, &b);
+    binding b = {.kind = BIND_BLOB, .data = data, .n = size};
+    return bind(loop, name, &b, !data ? "no blob (NULL)" : size == 0 ? "a blob of 0 bytes"
+                                                                     : NULL);
 }
 
 static size_t binding_bytes(const binding *b)

@@ -185,7 +185,11 @@ void ember_loop_destroy(ember_loop **loop);
  * the loop's life. A bound dataset handle is replaced on restore (the old
  * handle is freed) and, when checkpointed, its lineage is truncated (a
  * local checkpoint: cached blocks are kept, not computed again) and the
- * file written from its stored blocks. */
+ * file written from its stored blocks. Names: letters, digits, '_', '-'
+ * and '.', at most 31 bytes, not starting with '.' or '-', each once. A
+ * refused binding returns EMBER_EINVAL (EMBER_ESTATE once the first
+ * ember_loop_next has run) and, as these calls take no msg, says on stderr
+ * which name and why. */
 int ember_loop_bind_ds(ember_loop *loop, const char *name, ember_ds **ds);
 int ember_loop_bind_i64(ember_loop *loop, const char *name, int64_t *v);
 int ember_loop_bind_f64(ember_loop *loop, const char *name, double *v);

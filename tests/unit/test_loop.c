@@ -1957,6 +1957,23 @@ static void test_loop_deadline(void **unused)
     state_free(&s);
 }
 
+/* Refused bindings, for tu_stderr_of: before the loop starts (names) and
+ * after (bind_late). */
+static void bind_refusals(void *loop)
+{
+    double d = 0;
+    ember_ds *none = NULL;
+    assert_int_equal(ember_loop_bind_f64(loop, "v", &d), EMBER_EINVAL);
+    assert_int_equal(ember_loop_bind_f64(loop, "a/b", &d), EMBER_EINVAL);
+    assert_int_equal(ember_loop_bind_ds(loop, "n", &none), EMBER_EINVAL);
+}
+
+static void bind_late(void *loop)
+{
+    double d = 0;
+    assert_int_equal(ember_loop_bind_f64(loop, "late", &d), EMBER_ESTATE);
+}
+
 static void test_loop_bind_errors(void **unused)
 {
     (void)unused;
@@ -1968,7 +1985,7 @@ static void test_loop_bind_errors(void **unused)
     TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg);
     int64_t v = 0;
     double d = 0;
-    char big[40];
+    char big[40], *err;
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     assert_int_equal(ember_loop_bind_i64(s.loop, "v", &v), EMBER_OK);
@@ -1990,11 +2007,22 @@ static void test_loop_bind_errors(void **unused)
     ember_ds *none = NULL;
     assert_int_equal(ember_loop_bind_ds(s.loop, "n", &none), EMBER_EINVAL);
     assert_int_equal(ember_loop_bind_f64(s.loop, "ok.name-2_x", &d), EMBER_OK);
+    /* the bind calls take no msg: each refusal says why on stderr */
+    err = tu_stderr_of(bind_refusals, s.loop);
+    assert_string_equal(err, "ember: cannot bind 'v': the name is bound already\n"
+                             "ember: cannot bind 'a/b': a name holds letters, digits, '_', "
+                             "'-' and '.' only\n"
+                             "ember: cannot bind 'n': no dataset (NULL)\n");
+    free(err);
     assert_int_equal(ember_loop_checkpoint(s.loop, msg), EMBER_ESTATE);
     assert_int_equal(ember_loop_finish(s.loop, msg), EMBER_ESTATE);
     uint64_t it;
     TU_OKM(ember_loop_next(s.loop, &it, msg), msg);
     assert_int_equal(ember_loop_bind_f64(s.loop, "late", &d), EMBER_ESTATE);
+    err = tu_stderr_of(bind_late, s.loop);
+    assert_string_equal(err, "ember: cannot bind 'late': the loop has started: bind "
+                             "before the first ember_loop_next\n");
+    free(err);
     state_free(&s);
     /* Bad options. */
     ember_ctx *ctx = new_ctx();
