@@ -311,26 +311,63 @@ static int older_first(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Open addressing, linear probing, at most half full. */
+static size_t idset_slot(const ember__idset *s, uint64_t id)
+{
+    size_t i = (size_t)((id * 0x9e3779b97f4a7c15ull) >> 20) & (s->cap - 1);
+    while (s->slot[i] && s->slot[i] != id)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+int ember__idset_add(ember_ctx *ctx, ember__idset *s, uint64_t id)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        ember__idset g = {ember__calloc(ctx, s->cap ? 2 * s->cap : 64, sizeof *g.slot),
+                          s->cap ? 2 * s->cap : 64, s->n};
+        if (!g.slot)
+            return EMBER_ENOMEM;
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->slot[i])
+                g.slot[idset_slot(&g, s->slot[i])] = s->slot[i];
+        ember__free(ctx, s->slot);
+        *s = g;
+    }
+    size_t i = idset_slot(s, id);
+    if (s->slot[i])
+        return 0;
+    s->slot[i] = id;
+    s->n++;
+    return 1;
+}
+
+void ember__idset_free(ember_ctx *ctx, ember__idset *s)
+{
+    ember__free(ctx, s->slot);
+    memset(s, 0, sizeof *s);
+}
+
 int ember__ancestors(ember_ds *ds, int (*stop)(const ember_ds *),
                      ember_ds ***out, size_t *n)
 {
     ember_ctx *ctx = ds->ctx;
-    unsigned char *seen = ember__calloc(ctx, ctx->next_id / 8 + 2, 1);
+    ember__idset seen = {NULL, 0, 0};
     ember__buf stack = {NULL, 0, 0, sizeof(ember_ds *)};
     ember__buf found = {NULL, 0, 0, sizeof(ember_ds *)};
-    int rc = seen ? ember__buf_append(ctx, &stack, &ds, 1) : EMBER_ENOMEM;
+    int rc = ember__buf_append(ctx, &stack, &ds, 1);
     while (!rc && stack.n) {
         ember_ds *d = ((ember_ds **)stack.data)[--stack.n];
-        unsigned char bit = (unsigned char)(1u << (d->id % 8));
-        if (seen[d->id / 8] & bit)
+        int added = ember__idset_add(ctx, &seen, d->id);
+        if (added <= 0) {
+            rc = added;
             continue;
-        seen[d->id / 8] |= bit;
+        }
         rc = ember__buf_append(ctx, &found, &d, 1);
         for (int i = 0; !rc && i < 2 && !(stop && stop(d)); i++)
             if (d->parent[i])
                 rc = ember__buf_append(ctx, &stack, &d->parent[i], 1);
     }
-    ember__free(ctx, seen);
+    ember__idset_free(ctx, &seen);
     ember__buf_free(ctx, &stack);
     if (rc) {
         ember__buf_free(ctx, &found);

@@ -162,6 +162,20 @@ void ember__buf_free(ember_ctx *ctx, ember__buf *b);
  * block stored from it holds the bytes the store counts. */
 void ember__buf_fit(ember_ctx *ctx, ember__buf *b);
 
+/* A set of dataset ids, for the walks of a lineage: its room grows with
+ * the datasets walked, not with every id the context ever gave (a bitmap
+ * of those was allocated and zeroed on every walk, so a loop slowed down
+ * with its iterations: 100k a second at first, 2.7k after 3 million). */
+typedef struct {
+    uint64_t *slot; /* 0: free (ids start at 1) */
+    size_t cap;     /* a power of two, or 0 */
+    size_t n;
+} ember__idset;
+
+/* Adds id: 1 if it was new, 0 if it was there, EMBER_ENOMEM. */
+int ember__idset_add(ember_ctx *ctx, ember__idset *s, uint64_t id);
+void ember__idset_free(ember_ctx *ctx, ember__idset *s);
+
 /* ---- types (type.c) ----------------------------------------------------- */
 
 /* Compares key field 0 of two records: <0, 0, >0. Floats: -0.0 == 0.0,

@@ -115,15 +115,13 @@ typedef struct {
     ember_ctx *ctx;
     frame *f;
     size_t n, cap;
-    unsigned char *seen;
+    ember__idset seen;
 } walk;
 
-static int walk_init(walk *w, const ember_ds *ds)
+static void walk_init(walk *w, const ember_ds *ds)
 {
     memset(w, 0, sizeof *w);
     w->ctx = ds->ctx;
-    w->seen = ember__calloc(ds->ctx, ds->ctx->next_id / 8 + 2, 1);
-    return w->seen ? EMBER_OK : EMBER_ENOMEM;
 }
 
 static int walk_push(walk *w, const ember_ds *ds, int indent, int stage)
@@ -140,19 +138,17 @@ static int walk_push(walk *w, const ember_ds *ds, int indent, int stage)
     return EMBER_OK;
 }
 
-/* Marks ds seen; returns 1 if it already was. */
+/* Marks ds seen: 1 if it already was, 0 if not, EMBER_ENOMEM. */
 static int walk_seen(walk *w, const ember_ds *ds)
 {
-    unsigned char bit = (unsigned char)(1u << (ds->id % 8));
-    int was = (w->seen[ds->id / 8] & bit) != 0;
-    w->seen[ds->id / 8] |= bit;
-    return was;
+    int added = ember__idset_add(w->ctx, &w->seen, ds->id);
+    return added < 0 ? added : !added;
 }
 
 static void walk_free(walk *w)
 {
     ember__free(w->ctx, w->f);
-    ember__free(w->ctx, w->seen);
+    ember__idset_free(w->ctx, &w->seen);
 }
 
 static int parents_of(const ember_ds *ds)
@@ -166,9 +162,8 @@ int ember_lineage_string(const ember_ds *ds, char **out)
         return EMBER_EINVAL;
     text t = {ds->ctx, NULL, 0, 0, 0};
     walk w;
-    int rc = walk_init(&w, ds);
-    if (!rc)
-        rc = walk_push(&w, ds, 0, 1);
+    walk_init(&w, ds);
+    int rc = walk_push(&w, ds, 0, 1);
     while (!rc && w.n) {
         frame f = w.f[--w.n];
         for (int i = 0; i < f.indent; i++)
@@ -178,8 +173,11 @@ int ember_lineage_string(const ember_ds *ds, char **out)
         else
             put(&t, " |  ");
         describe(&t, f.ds);
-        if (walk_seen(&w, f.ds)) {
-            put(&t, " (shown above)\n");
+        int seen = walk_seen(&w, f.ds);
+        if (seen) {
+            if (seen > 0)
+                put(&t, " (shown above)\n");
+            rc = seen < 0 ? seen : rc;
             continue;
         }
         put(&t, "\n");
@@ -197,22 +195,39 @@ int ember_lineage_string(const ember_ds *ds, char **out)
     return finish(&t, out);
 }
 
+/* The position of id among a[0..n), ascending ids: it is there. */
+static size_t index_of(ember_ds *const *a, size_t n, uint64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid]->id <= id)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 size_t ember_lineage_depth(const ember_ds *ds)
 {
     if (!ds)
         return 0;
     /* Longest path to a root: ancestors come oldest first, a topological
-     * order, so one pass settles every depth. */
+     * order and ascending ids, so one pass settles every depth, a parent's
+     * found by its id (not in an array of every id ever given). */
     ember_ctx *ctx = ds->ctx;
     ember_ds **a = NULL;
-    size_t n = 0, best = 0;
-    size_t *depth = ember__calloc(ctx, (size_t)ds->id + 1, sizeof *depth);
-    if (depth && ember__ancestors((ember_ds *)ds, NULL, &a, &n) == EMBER_OK) {
+    size_t n = 0, best = 0, *depth = NULL;
+    if (ember__ancestors((ember_ds *)ds, NULL, &a, &n) == EMBER_OK &&
+        (depth = ember__calloc(ctx, n, sizeof *depth))) {
         for (size_t i = 0; i < n; i++)
-            for (int p = 0; p < parents_of(a[i]); p++)
-                if (depth[a[i]->parent[p]->id] + 1 > depth[a[i]->id])
-                    depth[a[i]->id] = depth[a[i]->parent[p]->id] + 1;
-        best = depth[ds->id];
+            for (int p = 0; p < parents_of(a[i]); p++) {
+                size_t j = index_of(a, i, a[i]->parent[p]->id);
+                if (depth[j] + 1 > depth[i])
+                    depth[i] = depth[j] + 1;
+            }
+        best = depth[n - 1]; /* ds: the newest */
     }
     ember__free(ctx, a);
     ember__free(ctx, depth);
@@ -241,13 +256,15 @@ int ember_lineage_dot(const ember_ds *ds, char **out)
     text label = {ds->ctx, NULL, 0, 0, 0}; /* one node's, reused */
     put(&t, "digraph lineage {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
     walk w;
-    int rc = walk_init(&w, ds);
-    if (!rc)
-        rc = walk_push(&w, ds, 0, 0);
+    walk_init(&w, ds);
+    int rc = walk_push(&w, ds, 0, 0);
     while (!rc && w.n) {
         const ember_ds *d = w.f[--w.n].ds;
-        if (walk_seen(&w, d))
+        int seen = walk_seen(&w, d);
+        if (seen) {
+            rc = seen < 0 ? seen : rc;
             continue;
+        }
         put(&t, "  n%llu [label=\"", (unsigned long long)d->id);
         label.len = 0;
         describe(&label, d);

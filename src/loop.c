@@ -2361,9 +2361,8 @@ static void retain_after_restore(ember_loop *L)
 
 /* The dataset whose id is prev if it is a parent of ds, or a parent's
  * parent, up to `steps` steps up; NULL if not. A walk without memory of
- * its own: the whole ancestry (ember__ancestors) allocates a bit per
- * dataset the context ever made, which after a million iterations would
- * cost more than a small iteration. */
+ * its own, and only `steps` deep: the whole ancestry (ember__ancestors)
+ * would cost more than a small iteration. */
 static ember_ds *near_ancestor(ember_ds *ds, uint64_t prev, int steps)
 {
     for (int p = 0; steps > 0 && ds->op != EMBER__CHECKPOINT && p < 2; p++) {
