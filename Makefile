@@ -154,11 +154,17 @@ test-mpi:
 	  ctest --test-dir $(MPI_DIR) --output-on-failure -j$(CTEST_JOBS); \
 	fi
 
+# The prefix is configured, not only given to cmake --install: the man
+# pages name the installed docs' directory.
 install: build
-	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) > /dev/null
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+	cmake --install $(BUILD_DIR)
 
 install-mpi: build-mpi
-	cmake --install $(MPI_DIR) --prefix $(PREFIX)
+	cmake -S . -B $(MPI_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) > /dev/null
+	cmake --build $(MPI_DIR) -j$(JOBS)
+	cmake --install $(MPI_DIR)
 
 bench: build
 	@if [ -f bench/run.sh ]; then \

@@ -51,4 +51,4 @@ else
   exit 1
 fi
 say "-- top 10 vertices:"
-"$pr" "${args[@]}" --quiet --top 10 | sed 's/^/      /'
+"$pr" "${args[@]}" --quiet --top 10 | grep -v '^ember-pagerank: ' | sed 's/^/      /'

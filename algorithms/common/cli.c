@@ -94,7 +94,8 @@ static const common_flag common[C_COUNT] = {
     [C_STOPAT] = {"stop-at", 1, EMBER_CLI_NO_LOOP, "N",
                   "stop after iteration N as a signal would: checkpoint and "
                   "exit 75 (a resume demonstration, independent of speed; a "
-                  "run that ends at N anyway exits 0)"},
+                  "run that ends at N anyway exits 0, and one resumed at or "
+                  "past N runs on)"},
     [C_SEED] = {"seed", 1, EMBER_CLI_NO_SEED, "S", "random seed (default 42)"},
     [C_METRICS] = {"metrics", 1, EMBER_CLI_NO_LOOP, "FILE",
                    "write JSON lines per iteration to FILE"},

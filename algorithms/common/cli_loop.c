@@ -1231,6 +1231,12 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
      * parameters (a looser tolerance, another graph): decided again. */
     if (ember_loop_forced(loop, cli->forced, sizeof cli->forced) == 1)
         cli->converged = 0;
+    /* --stop-at at or before where the run resumed (the demonstration's
+     * rerun, which finishes) stops nothing: said, not silently ignored */
+    if (cli->stop_at && cli->stop_at <= it && !cli->converged && it < cli->iterations &&
+        !cli->quiet && cli->rank == 0)
+        fprintf(stderr, "%s: --stop-at %" PRIu64 ": the run resumed at iteration %" PRIu64
+                ", not before it, so it runs on\n", cli->prog->name, cli->stop_at, it);
     size_t rows = (size_t)cli->history[0];
     if (resumed && rows && cli->history[2 + (rows - 1) * EMBER_CLI_HISTORY_COLS] ==
                                (double)st.restored_from) {
