@@ -2096,78 +2096,104 @@ static int km_error(char *msg, int status, const char *fmt, ...)
     return status;
 }
 
-/* Each column's largest magnitude and smallest nonzero one over n points
- * of x, into mx and mn (which hold those of points before); 1 if a value
- * is not finite. */
+/* Over n points of x, each column's largest magnitude, smallest nonzero
+ * magnitude, smallest and largest value, into the four rows of st (4 x d,
+ * which hold those of points before); 1 if a value is not finite. */
 KM_CLONES static int col_ranges(const double *restrict x, size_t n, size_t d,
-                                double *restrict mx, double *restrict mn)
+                                double *restrict st)
 {
+    double *restrict mx = st, *restrict mn = st + d, *restrict lo = st + 2 * d,
+                     *restrict hi = st + 3 * d;
     int bad = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < d; j++) {
-            double v = fabs(x[i * d + j]);
+            double u = x[i * d + j], v = fabs(u);
             bad |= !(v <= DBL_MAX);
             mx[j] = v > mx[j] ? v : mx[j];
             double nz = v > 0 ? v : INFINITY; /* a blend, no branch */
             mn[j] = nz < mn[j] ? nz : mn[j];
+            lo[j] = u < lo[j] ? u : lo[j];
+            hi[j] = u > hi[j] ? u : hi[j];
         }
     return bad;
+}
+
+/* col_ranges' starting rows: nothing seen. */
+static void col_ranges_init(double *st, size_t d)
+{
+    for (size_t j = 0; j < d; j++) {
+        st[j] = 0;
+        st[d + j] = st[2 * d + j] = INFINITY;
+        st[3 * d + j] = -INFINITY;
+    }
 }
 
 static int check_points(km *s, const char *path, char *msg)
 {
     /* a test the compiler vectorizes, on the team, which also finds each
-     * column's largest magnitude (the exact sums' scales; each thread its
-     * own row of maxima, on the heap: d may be large); then the first
+     * column's largest magnitude (the exact sums' scales) and spread (each
+     * thread its own rows, on the heap: d may be large); then the first
      * value that failed it, for the message */
     size_t d = s->d, T = (size_t)ember_ctx_threads(s->ctx);
-    double *mx = calloc(d, sizeof *mx), *part = calloc(T * d, sizeof *part);
-    double *mn = malloc(d * sizeof *mn), *pmn = malloc(T * d * sizeof *pmn);
-    if (!mx || !part || !mn || !pmn) {
+    double *mx = malloc(d * sizeof *mx), *mn = malloc(d * sizeof *mn);
+    double *part = malloc(T * 4 * d * sizeof *part), *st = malloc(4 * d * sizeof *st);
+    if (!mx || !mn || !part || !st) {
         free(mx);
-        free(part);
         free(mn);
-        free(pmn);
+        free(part);
+        free(st);
         return km_error(msg, EMBER_ENOMEM, "out of memory");
     }
-    for (size_t j = 0; j < T * d; j++)
-        pmn[j] = INFINITY;
-    s->colmax = mx;
-    s->colmin = mn;
+    for (size_t t = 0; t <= T; t++)
+        col_ranges_init(t < T ? part + t * 4 * d : st, d);
     int bad = 0;
 #pragma omp parallel num_threads((int)T) reduction(|:bad)
     {
         size_t me = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
         size_t lo = s->n * me / nt, hi = s->n * (me + 1) / nt;
-        bad |= col_ranges(s->x + lo * d, hi - lo, d, part + me * d, pmn + me * d);
+        bad |= col_ranges(s->x + lo * d, hi - lo, d, part + me * 4 * d);
     }
-    for (size_t j = 0; j < d; j++)
-        mn[j] = INFINITY;
     for (size_t t = 0; t < T; t++)
         for (size_t j = 0; j < d; j++) {
-            mx[j] = part[t * d + j] > mx[j] ? part[t * d + j] : mx[j];
-            mn[j] = pmn[t * d + j] < mn[j] ? pmn[t * d + j] : mn[j];
+            const double *p = part + t * 4 * d + j;
+            st[j] = p[0] > st[j] ? p[0] : st[j];
+            st[d + j] = p[d] < st[d + j] ? p[d] : st[d + j];
+            st[2 * d + j] = p[2 * d] < st[2 * d + j] ? p[2 * d] : st[2 * d + j];
+            st[3 * d + j] = p[3 * d] > st[3 * d + j] ? p[3 * d] : st[3 * d + j];
         }
+    memcpy(mx, st, d * sizeof *mx);
+    memcpy(mn, st + d, d * sizeof *mn);
+    s->colmax = mx;
+    s->colmin = mn;
+    /* The largest squared distance two points can have, from the columns'
+     * spreads (max - min), and the largest spread. */
+    double top = 0, widest = 0;
+    for (size_t j = 0; !bad && j < d; j++) {
+        double w = st[3 * d + j] - st[2 * d + j];
+        top += w * w;
+        widest = w > widest ? w : widest;
+    }
     free(part);
-    free(pmn);
+    free(st);
     for (size_t i = 0; bad && i < s->n * s->d; i++)
         if (!isfinite(s->x[i]))
             return km_error(msg, EMBER_EFORMAT,
                             "%s: point %zu (0-based), coordinate %zu is %s; points "
                             "must be finite",
                             path, i / s->d, i % s->d, isnan(s->x[i]) ? "NaN" : "infinite");
-    /* Data this small has every squared difference below 2^-1022, where
-     * doubles lose their precision (and, below about 1e-162, all of it:
-     * every distance 0, every point tied, an inertia of 0 reported as
-     * converged). As with overflow (check_inertia), refused. */
-    double top = 0;
-    for (size_t j = 0; j < d; j++)
-        top = mx[j] > top ? mx[j] : top;
-    if (top > 0 && top < 0x1p-512)
+    /* Points that differ (a spread) by so little that every squared
+     * distance is 0: every point ties with every centroid, and an inertia
+     * of 0 was reported as converged. As with overflow (check_inertia),
+     * refused. Squares below 2^-1022 (subnormal) keep fewer bits: said. */
+    if (widest > 0 && top == 0)
         return km_error(msg, EMBER_ERANGE,
-                        "%s: the squared distances underflow double precision: the "
-                        "largest coordinate magnitude is %.3g, below about 7e-155; "
-                        "scale the data", path, top);
+                        "%s: the squared distances underflow double precision: every "
+                        "one is 0 (the widest column spans %.3g); scale the data",
+                        path, widest);
+    if (widest > 0 && top < DBL_MIN && s->cli->rank == 0)
+        fprintf(stderr, "ember-kmeans: warning: %s: the squared distances are subnormal "
+                "(at most %.3g; the widest column spans %.3g): they keep fewer than 53 "
+                "bits; scale the data for full precision\n", path, top, widest);
     return EMBER_OK;
 }
 

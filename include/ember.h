@@ -241,7 +241,7 @@ void ember_free(ember_ctx *ctx, void *ptr);
  * and at least one per 64 KiB begun up to 16 (so data from 1 MiB to 128
  * MiB is 16 partitions, 16 tasks). A partition is one task: ask for a
  * count (a few per core of the largest machine the job will run on) where
- * a small dataset carries heavy work on more than 16 cores. At most 2^24
+ * a small dataset carries heavy work on more than 16 cores. At most 2^25
  * partitions (EMBER_EINVAL beyond): each costs bookkeeping in every action.
  * ------------------------------------------------------------------------ */
 

@@ -62,14 +62,15 @@ size_t ember__default_partitions(const ember_ctx *ctx, size_t nbytes)
     return p > 65536 ? 65536 : p;
 }
 
-/* More partitions than any machine runs (the programs' --partitions has
- * the same bound). Each costs bookkeeping in every action (about 200 bytes
- * stored, and a shuffle's input x output), so a count mistyped by a few
- * digits was accepted and the first action ran the machine out of memory
- * (10^9: 24 GB, then the kernel's OOM killer); it is refused here instead.
- * The bound also keeps a union's sum of two counts and the executor's
- * loop index far from wrapping. */
-#define MAX_PARTITIONS ((size_t)1 << 24)
+/* More partitions than any machine runs: twice the programs' --partitions
+ * bound, so that a union of two such datasets (ember-sssp's shuffle plan
+ * makes one a round) is allowed. Each costs bookkeeping in every action
+ * (about 200 bytes stored, and a shuffle's input x output), so a count
+ * mistyped by a few digits was accepted and the first action ran the
+ * machine out of memory (10^9: 24 GB, then the kernel's OOM killer); it
+ * is refused here instead. The bound also keeps a union's sum of two
+ * counts and the executor's loop index far from wrapping. */
+#define MAX_PARTITIONS ((size_t)1 << 25)
 
 /* A node's own allocation: the node, then (for a closure) the copy of its
  * user arg, at an offset aligned for any type. One allocation, so the copy

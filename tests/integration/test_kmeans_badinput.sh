@@ -49,7 +49,14 @@ expect2 'huge2\.csv: the squared distances overflow' --input "$tmp/huge2.csv" --
 # all are 0): not a converged run of inertia 0 with every point in cluster
 # 0 (exit 0, as it was); data just above the limit runs
 printf '1e-200,0\n2e-200,0\n1e-199,0\n1.1e-199,0\n' >"$tmp/tiny.csv"
-expect2 'tiny\.csv: the squared distances underflow.*1e-199' --input "$tmp/tiny.csv" --k 2
+expect2 'tiny\.csv: the squared distances underflow.*spans 1e-199' --input "$tmp/tiny.csv" --k 2
+# the same beside a constant column of 1: the spread counts, not the size
+printf '1,1e-200\n1,2e-200\n1,1e-199\n1,1.1e-199\n' >"$tmp/offset.csv"
+expect2 'offset\.csv: the squared distances underflow' --input "$tmp/offset.csv" --k 2
+# subnormal squares: run, with a warning
+printf '1e-160,0\n2e-160,0\n1e-159,0\n1.1e-159,0\n' >"$tmp/sub.csv"
+"$km" --input "$tmp/sub.csv" --k 2 --quiet >"$tmp/out" 2>"$tmp/err" || fail "sub.csv: exit $?"
+grep -q 'sub\.csv: the squared distances are subnormal' "$tmp/err" || fail "sub.csv: $(cat "$tmp/err")"
 printf '1e-154,0\n2e-154,0\n1e-153,0\n1.1e-153,0\n' >"$tmp/small.csv"
 "$km" --input "$tmp/small.csv" --k 2 --quiet >"$tmp/out" || fail "small.csv: exit $?"
 grep -q '^inertia: 9\.99' "$tmp/out" || { cat "$tmp/out"; fail "small.csv: not the inertia 1e-308"; }

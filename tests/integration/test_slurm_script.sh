@@ -10,15 +10,17 @@ set -uo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+prog=
+trap '[ -n "$prog" ] && kill -9 "$prog" 2> /dev/null; rm -rf "$work"' EXIT
 cd "$work"
 fail() { echo "test_slurm_script: FAIL: $*" >&2; exit 1; }
 
 mkdir fake
-cat > fake/srun <<'SH'
+cat > fake/srun <<SH
 #!/usr/bin/env bash
-while [ "${1#--}" != "$1" ]; do shift; done
-exec "$@"
+while [ "\${1#--}" != "\$1" ]; do shift; done
+echo \$\$ > "$work/prog.pid" # the program's, once exec'd
+exec "\$@"
 SH
 printf '#!/bin/sh\necho 5:00\n' > fake/squeue
 printf '#!/bin/sh\necho "$*" >> "%s/requeued"\n' "$work" > fake/scontrol
@@ -39,18 +41,22 @@ cmp -s ref.csv "$out" || fail "the job's ranks differ from a plain run's"
 # a long job stopped by SIGUSR1 (sent to the program, as SLURM signals the
 # job step): checkpointed, requeued, then resumed to the end
 rm -rf scratch requeued
+rm -f prog.pid
 job 100000000 &
 pid=$!
-prog=
-for _ in $(seq 100); do
-    prog=$(pgrep -P "$(pgrep -P "$pid" | head -n 1)" 2> /dev/null | head -n 1)
-    [ -n "$prog" ] && [ -s scratch/ember-ck/pagerank-kron26.metrics.jsonl ] && break
+# the program is running iterations once it writes metrics (its signal
+# handlers are in place long before)
+for _ in $(seq 400); do
+    [ -s prog.pid ] && [ -s scratch/ember-ck/pagerank-kron26.metrics.jsonl ] && break
     sleep 0.05
 done
-[ -n "$prog" ] || { kill "$pid"; fail "the job's program did not start: $(cat job.err)"; }
+prog=$(cat prog.pid 2> /dev/null)
+[ -s scratch/ember-ck/pagerank-kron26.metrics.jsonl ] ||
+    fail "the job's program did not start: $(cat job.err)"
 sleep 0.3
 kill -USR1 "$prog"
 wait "$pid" || fail "the signalled job: exit $?: $(cat job.err)"
+prog=
 grep -q "requeue 42" requeued || fail "not requeued: $(cat job.out job.err)"
 ck=$(ls scratch/ember-ck/pagerank-kron26/ckpt-*.h5 | tail -n 1)
 k=$(basename "$ck" .h5 | sed 's/ckpt-0*//')

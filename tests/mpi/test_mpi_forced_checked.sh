@@ -22,10 +22,12 @@ expect_refused() {
 
 printf '0 1\n1 2\n2 3\n3 4\n5 6\n6 7\n' > split.el
 (cat split.el; echo "4 5") > g.el
-mpi 2 1 "$bin/ember-cc" --input g.el --checkpoint-dir ckc --quiet > /dev/null
+# --partitions 2: each rank holds one, so rank 0 loads the whole graph again
+mpi 2 1 "$bin/ember-cc" --input g.el --checkpoint-dir ckc --partitions 2 --quiet > /dev/null
 cp split.el g.el
-expect_refused "cc forced" ember-cc --input g.el --checkpoint-dir ckc --force-resume
-expect_refused "cc carried" ember-cc --input g.el --checkpoint-dir ckc
+expect_refused "cc forced" ember-cc --input g.el --checkpoint-dir ckc --partitions 2 \
+    --force-resume
+expect_refused "cc carried" ember-cc --input g.el --checkpoint-dir ckc --partitions 2
 
 printf '0 1 1\n1 2 1\n2 3 1\n0 4 10\n4 3 10\n' > s.el
 mpi 2 1 "$bin/ember-sssp" --input s.el --source 0 --checkpoint-dir cks --quiet > /dev/null

@@ -940,9 +940,13 @@ static void test_shuffle_partition_by(void **state)
     /* a count mistyped by a few digits: refused, not accepted for the first
      * action to run the machine out of memory (10^9: 24 GB) */
     assert_int_equal(ember_partition_by(&p, a, EMBER_HASH, 1000000000, msg), EMBER_EINVAL);
-    TU_MSG_HAS(msg, "1000000000 partitions is more than the 16777216 allowed");
+    TU_MSG_HAS(msg, "1000000000 partitions is more than the 33554432 allowed");
     assert_null(p);
     TU_OKM(ember_partition_by(&p, a, EMBER_HASH, (size_t)1 << 24, msg), msg);
+    ember_ds *u = NULL; /* a union of two at --partitions' bound */
+    TU_OKM(ember_union(&u, p, p, msg), msg);
+    assert_int_equal(ember_ds_partitions(u), (size_t)1 << 25);
+    ember_ds_free(&u);
     ember_ds_free(&p);
     ember_ds_free(&a);
     ember_ctx_destroy(&ctx);
