@@ -410,7 +410,9 @@ int ember_sample(ember_ds **out, ember_ds *in, double fraction, uint64_t seed,
  * their bucketed copy while it runs, outside the memory budget, which
  * covers persisted blocks; its outputs go to the block store like any
  * persisted block. So a shuffle's input must fit in memory, and its
- * bookkeeping grows as input x output partitions. */
+ * bookkeeping grows as input x output partitions: 8 bytes a pair, and a
+ * shuffle whose pairs take more than the memory budget is refused
+ * (EMBER_EBUDGET) before any work. */
 
 /* Combines records of equal key with fn, as Spark's map-side combine
  * does: first within each input partition, record by record in input

@@ -936,9 +936,22 @@ static int side_prepare(shuffle_side *s, ember_ds *ds, ember_ds *src,
     s->src = src;
     s->P = src->nparts;
     s->Q = ds->nparts;
-    int rc = ds->u.shuffle.kind == EMBER__SH_REDUCE
-                 ? materialize_combined(ds, &s->in, msg)
-                 : ember__materialize_owned(src, &s->in, msg);
+    /* Every input partition keeps Q + 1 bucket offsets while the outputs
+     * are read: P x Q grows fast (ember-sssp's shuffle plan at --partitions
+     * 65536 needed 34 GB and ran into the kernel's OOM killer). Past the
+     * memory budget, refused, alike on every rank. */
+    double keep = (double)s->P * (double)(s->Q + 1) * (double)sizeof(size_t);
+    int rc = keep > (double)ctx->budget
+                 ? ember__err(msg, EMBER_EBUDGET, "a shuffle of %zu into %zu partitions "
+                              "keeps %.0f MB of bucket offsets, more than the memory "
+                              "budget (%.0f MB): use fewer partitions", s->P, s->Q,
+                              keep / 1e6, (double)ctx->budget / 1e6)
+                 : EMBER_OK;
+    if ((rc = ember__comm_agree_status(ctx, rc, 0, msg)))
+        return rc;
+    rc = ds->u.shuffle.kind == EMBER__SH_REDUCE
+             ? materialize_combined(ds, &s->in, msg)
+             : ember__materialize_owned(src, &s->in, msg);
     if (rc)
         return rc;
     rc = ember__owners(src, &s->own, msg);

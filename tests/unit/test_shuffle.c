@@ -859,6 +859,34 @@ static void test_shuffle_join_rejects_other_key_kinds(void **state)
     ember_ctx_destroy(&ctx);
 }
 
+/* A shuffle whose bucket offsets (input x output partitions) exceed the
+ * memory budget is refused with a message, not run into the kernel's OOM
+ * killer (ember-sssp's shuffle plan at --partitions 65536: 34 GB). */
+static void test_shuffle_refuses_offsets_past_budget(void **state)
+{
+    (void)state;
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.threads = 1;
+    o.memory_budget = 1 << 20;
+    ember_ctx *ctx = tu_ctx_opts(&o);
+    char msg[EMBER_MSG_SIZE];
+    ember_type t = ember_type_pair(EMBER_I64, EMBER_I64);
+    int64_t v[8] = {1, 1, 2, 2, 3, 3, 4, 4};
+    ember_ds *a = array_of(ctx, &t, v, 4, 1024), *p = NULL;
+    TU_OKM(ember_partition_by(&p, a, EMBER_HASH, 1024, msg), msg); /* lazy */
+    uint64_t n = 0;
+    assert_int_equal(ember_count(p, &n, msg), EMBER_EBUDGET);
+    TU_MSG_HAS(msg, "a shuffle of 1024 into 1024 partitions keeps 8 MB of bucket offsets");
+    ember_ds_free(&p);
+    TU_OKM(ember_partition_by(&p, a, EMBER_HASH, 64, msg), msg); /* 0.5 MB: runs */
+    TU_OKM(ember_count(p, &n, msg), msg);
+    assert_int_equal(n, 4);
+    ember_ds_free(&p);
+    ember_ds_free(&a);
+    ember_ctx_destroy(&ctx);
+}
+
 /* ---- partition_by -------------------------------------------------------------------- */
 
 /* Output partitions hold the input's records (idx is a permutation), in
@@ -1720,6 +1748,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_join_empty_and_disjoint),
         cmocka_unit_test(test_shuffle_join_rejects_other_key_kinds),
         cmocka_unit_test(test_shuffle_partition_by),
+        cmocka_unit_test(test_shuffle_refuses_offsets_past_budget),
         cmocka_unit_test(test_shuffle_distinct),
         cmocka_unit_test(test_shuffle_distinct_is_byte_equality),
         cmocka_unit_test(test_shuffle_sort_by_key_stable),
