@@ -414,12 +414,7 @@ static void test_lineage_allocation_failures(void **state)
 {
     (void)state;
     tu_counter c;
-    tu_counter_reset(&c, 0);
-    ember_allocator al = tu_allocator(&c);
-    ember_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    o.allocator = &al;
-    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ctx *ctx = tu_ctx_counted(&c);
     char msg[EMBER_MSG_SIZE];
     ember_ds *cur = NULL;
     TU_OKM(ember_range(&cur, ctx, 0, 100, 1, 2, msg), msg);
@@ -477,12 +472,7 @@ static void test_lineage_walks_cost_their_own_size(void **state)
 {
     (void)state;
     tu_counter c;
-    tu_counter_reset(&c, 0);
-    ember_allocator al = tu_allocator(&c);
-    ember_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    o.allocator = &al;
-    ember_ctx *ctx = tu_ctx_opts(&o);
+    ember_ctx *ctx = tu_ctx_counted(&c);
     char msg[EMBER_MSG_SIZE];
     for (int i = 0; i < 1000000; i++) { /* ids given and gone */
         ember_ds *r = NULL;

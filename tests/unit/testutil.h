@@ -167,6 +167,17 @@ static inline ember_ctx *tu_ctx_opts(const ember_ctx_opts *o)
     return ctx;
 }
 
+/* A context on the counting allocator c (reset first), defaults besides. */
+static inline ember_ctx *tu_ctx_counted(tu_counter *c)
+{
+    tu_counter_reset(c, 0);
+    ember_allocator al = tu_allocator(c); /* the context keeps a copy */
+    ember_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.allocator = &al;
+    return tu_ctx_opts(&o);
+}
+
 /* Fails the test with ember's message unless rc is EMBER_OK. */
 #define TU_OK(call)                                                            \
     do {                                                                       \
