@@ -183,6 +183,19 @@ static void state_init(state *s)
 }
 
 /* Creates the loop with o (dir defaults to CKDIR) and binds everything. */
+/* Binds every item of s to its loop. */
+static void bind_state(state *s)
+{
+    assert_int_equal(ember_loop_bind_ds(s->loop, "ds", &s->ds), EMBER_OK);
+    assert_int_equal(ember_loop_bind_ds(s->loop, "pairs", &s->pairs), EMBER_OK);
+    assert_int_equal(ember_loop_bind_i64(s->loop, "i", &s->i), EMBER_OK);
+    assert_int_equal(ember_loop_bind_f64(s->loop, "f", &s->f), EMBER_OK);
+    assert_int_equal(ember_loop_bind_array(s->loop, "arr", EMBER_I32, s->arr, 5),
+                     EMBER_OK);
+    assert_int_equal(ember_loop_bind_blob(s->loop, "blob", s->blob,
+                                          sizeof s->blob), EMBER_OK);
+}
+
 static int state_loop(state *s, ember_loop_opts *o, char *msg)
 {
     ember_loop_opts none;
@@ -193,17 +206,9 @@ static int state_loop(state *s, ember_loop_opts *o, char *msg)
         o->dir = CKDIR;
     o->quiet = 1;
     int rc = ember_loop_create(&s->loop, s->ctx, o, msg);
-    if (rc)
-        return rc;
-    assert_int_equal(ember_loop_bind_ds(s->loop, "ds", &s->ds), EMBER_OK);
-    assert_int_equal(ember_loop_bind_ds(s->loop, "pairs", &s->pairs), EMBER_OK);
-    assert_int_equal(ember_loop_bind_i64(s->loop, "i", &s->i), EMBER_OK);
-    assert_int_equal(ember_loop_bind_f64(s->loop, "f", &s->f), EMBER_OK);
-    assert_int_equal(ember_loop_bind_array(s->loop, "arr", EMBER_I32, s->arr, 5),
-                     EMBER_OK);
-    assert_int_equal(ember_loop_bind_blob(s->loop, "blob", s->blob,
-                                          sizeof s->blob), EMBER_OK);
-    return EMBER_OK;
+    if (!rc)
+        bind_state(s);
+    return rc;
 }
 
 /* One iteration's work: every bound item changes. */
@@ -268,13 +273,8 @@ static void resume_said(void *arg)
     state s;
     state_init(&s);
     ember_loop_opts o = {.dir = CKDIR, .every = 1, .iterations = a->iterations};
-    TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg);
-    assert_int_equal(ember_loop_bind_ds(s.loop, "ds", &s.ds), EMBER_OK);
-    assert_int_equal(ember_loop_bind_ds(s.loop, "pairs", &s.pairs), EMBER_OK);
-    assert_int_equal(ember_loop_bind_i64(s.loop, "i", &s.i), EMBER_OK);
-    assert_int_equal(ember_loop_bind_f64(s.loop, "f", &s.f), EMBER_OK);
-    assert_int_equal(ember_loop_bind_array(s.loop, "arr", EMBER_I32, s.arr, 5), EMBER_OK);
-    assert_int_equal(ember_loop_bind_blob(s.loop, "blob", s.blob, sizeof s.blob), EMBER_OK);
+    TU_OKM(ember_loop_create(&s.loop, s.ctx, &o, msg), msg); /* not quiet */
+    bind_state(&s);
     uint64_t it;
     a->rc = ember_loop_next(s.loop, &it, msg);
     state_free(&s);
