@@ -1660,6 +1660,39 @@ static void check_sink_has(ember_stream *s, const uint64_t *ids, size_t n)
     }
 }
 
+/* The retained log entries a restart does not read (all but the newest
+ * offsets and commits entries) are read once here, so damage in them is
+ * said now, not when a fallback to an older state snapshot needs them and
+ * fails. A warning, not a refusal: this restart's result does not depend
+ * on them. */
+static void check_retained(ember_stream *s, const uint64_t *co, size_t nc,
+                           const uint64_t *of, size_t no)
+{
+    char m[EMBER_MSG_SIZE];
+    size_t bad = 0;
+    for (size_t i = 0; i + 1 < no; i++) {
+        ember__soffsets o;
+        int rc = ember__sl_offsets_read(s->ctx, s->loc, of[i], &o, m);
+        ember__sl_offsets_free(s->ctx, &o);
+        if (rc && rc != EMBER_ENOMEM && ++bad)
+            warn(s, "%s", m);
+    }
+    for (size_t i = 0; i + 1 < nc; i++) {
+        ember__scommit c;
+        int rc = ember__sl_commit_read(s->ctx, s->loc, co[i], &c, m);
+        ember__sl_commit_free(s->ctx, &c);
+        if (rc && rc != EMBER_ENOMEM && ++bad)
+            warn(s, "%s", m);
+    }
+    if (bad)
+        warn(s, "%zu retained log %s in %s damaged (above): this restart does not "
+                "read %s, but one that falls back to an older state snapshot re-runs "
+                "batches from them and would stop; restore %s from a copy, or let "
+                "retention delete %s", bad, bad == 1 ? "entry is" : "entries are",
+             s->loc, bad == 1 ? "it" : "them", bad == 1 ? "it" : "them",
+             bad == 1 ? "it" : "them");
+}
+
 /* Reads the logs: the last commit, the pending batch, the high-water
  * mark; restores the state. */
 static int recover(ember_stream *s, char *msg)
@@ -1674,8 +1707,10 @@ static int recover(ember_stream *s, char *msg)
         rc = check_log_ranges(s, of, no, nc > 0, C, msg);
     if (!rc && (no || !nc))
         rc = check_nothing_newer(s, no > 0, O, nc > 0, C, msg);
-    if (!rc)
+    if (!rc) {
         check_sink_has(s, co, nc);
+        check_retained(s, co, nc, of, no);
+    }
     ember__free(s->ctx, co);
     ember__free(s->ctx, of);
     if (rc || !no) {

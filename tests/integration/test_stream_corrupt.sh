@@ -8,6 +8,9 @@
 #   restart fails clearly (exit 2, "the state is lost") and changes nothing.
 # - A damaged offsets entry is named in a clear failure.
 # - The newest snapshot missing: the restart warns as for a damaged one.
+# - Damaged retained log entries the restart does not read (an older
+#   offsets and an older commits entry) are named in warnings at once; the
+#   run goes on, exact.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -73,4 +76,20 @@ rc=0
 run 2>"$T/log" || rc=$?
 [ "$rc" -ne 0 ] || fail "a damaged offsets entry went unnoticed"
 grep -q "offsets/$last: fails its checksum" "$T/log" || fail "unclear: $(cat "$T/log")"
+
+# Older retained entries damaged: warned of at the restart, which does not
+# need them, and the result stays exact.
+rm -rf "$T/ck" "$T/out"
+run --quiet || fail "fourth setup"
+old_o=$(ls "$T/ck/offsets" | sort -n | head -1)
+old_c=$(ls "$T/ck/commits" | sort -n | head -1)
+: > "$T/ck/commits/$old_c"
+sed -i 's/^files /filez /' "$T/ck/offsets/$old_o"
+make_file "$T/src" f8 8 100
+run 2>"$T/log" || fail "the run with damaged older entries failed: $(tail -3 "$T/log")"
+grep -q "offsets/$old_o: fails its checksum" "$T/log" || fail "offsets/$old_o: $(cat "$T/log")"
+grep -q "commits/$old_c: fails its checksum" "$T/log" || fail "commits/$old_c: $(cat "$T/log")"
+grep -q "2 retained log entries are in .* damaged" "$T/log" || fail "no summary: $(cat "$T/log")"
+reference_count "$T/src" | cmp -s - "$(newest_output "$T/out")" ||
+    fail "wrong result with damaged older entries"
 echo "test_stream_corrupt: PASS"
