@@ -363,9 +363,13 @@ static int parse_trigger(const char *s, ember_stream_opts *o)
         o->trigger = EMBER_TRIGGER_ONCE;
     else if (!strcmp(s, "available-now"))
         o->trigger = EMBER_TRIGGER_AVAILABLE_NOW;
-    else if (!strncmp(s, pt, strlen(pt)) && !parse_duration(s + strlen(pt), &o->interval))
+    else if (!strncmp(s, pt, strlen(pt))) {
+        if (parse_duration(s + strlen(pt), &o->interval))
+            return bad("--trigger: '%s': the interval is not a duration > 0%s", s,
+                       " (a decimal number, then ms, s, m, h or nothing for s:"
+                       " processing-time=2s)");
         o->trigger = EMBER_TRIGGER_PROCESSING_TIME;
-    else
+    } else
         return bad("--trigger: '%s' is not default, once, available-now or "
                    "processing-time=<duration>%s", s, "");
     return o->trigger == EMBER_TRIGGER_PROCESSING_TIME ? check_wait("--trigger", s, o->interval)

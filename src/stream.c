@@ -1170,7 +1170,8 @@ static void note_late_since_restart(ember_stream *s, const ember__sfile *f, size
         warn(s, "late file %s/%s is not taken: it appeared after the previous run "
                 "planned its last batch (or it is an older file modified since), and "
                 "its name sorts at or before %s, the last file taken (files must "
-                "arrive in name order)", s->source, f[i].name, s->hwm);
+                "arrive in name order; to have it counted, rename it to a name that "
+                "sorts after %s)", s->source, f[i].name, s->hwm, s->hwm);
     }
     if (inode_only)
         warn(s, "%zu file%s of %s at or before %s, the last file taken (%s%s), written "
@@ -1240,8 +1241,9 @@ static void note_late(ember_stream *s, const ember__sfile *f, size_t n)
             continue;
         s->stats.late_files++;
         warn(s, "late file %s/%s is not taken: its name sorts at or before %s, the "
-                "last file taken (files must arrive in name order)",
-             s->source, f[i].name, s->hwm);
+                "last file taken (files must arrive in name order; to have it "
+                "counted, rename it to a name that sorts after %s)",
+             s->source, f[i].name, s->hwm, s->hwm);
     }
 }
 
@@ -1722,7 +1724,14 @@ static int recover(ember_stream *s, char *msg)
     }
     ember__scommit c = {0};
     if (nc) {
-        if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)))
+        if ((rc = ember__sl_commit_read(s->ctx, s->loc, C, &c, msg)) == EMBER_ECORRUPT) {
+            char why[EMBER_MSG_SIZE];
+            snprintf(why, sizeof why, "%s", msg);
+            return ember__err(msg, rc, "%s; it is the newest commit: delete it and "
+                              "the next start runs batch %" PRIu64 " again, as after "
+                              "a kill before its commit", why, C);
+        }
+        if (rc)
             return rc;
         ember__sl_commit_free(s->ctx, &c); /* its hashes matter to a replay only */
         if (strcmp(c.query_id, s->query_id) != 0)

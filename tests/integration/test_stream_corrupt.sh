@@ -10,7 +10,9 @@
 # - The newest snapshot missing: the restart warns as for a damaged one.
 # - Damaged retained log entries the restart does not read (an older
 #   offsets and an older commits entry) are named in warnings at once; the
-#   run goes on, exact.
+#   run goes on, exact. The newest commits entry damaged: refused, the
+#   message says deleting it runs its batch again, and after that the
+#   result is exact.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -92,4 +94,18 @@ grep -q "commits/$old_c: fails its checksum" "$T/log" || fail "commits/$old_c: $
 grep -q "2 retained log entries are in .* damaged" "$T/log" || fail "no summary: $(cat "$T/log")"
 reference_count "$T/src" | cmp -s - "$(newest_output "$T/out")" ||
     fail "wrong result with damaged older entries"
+
+# The newest commit damaged: refused, and the message says that deleting it
+# runs its batch again; done, the result is exact.
+last=$(ls "$T/ck/commits" | sort -n | tail -1)
+sed -i 's/^rows /rowz /' "$T/ck/commits/$last"
+rc=0
+run 2>"$T/log" || rc=$?
+[ "$rc" -eq 2 ] || fail "exit $rc, not 2, with the newest commit damaged"
+grep -q "commits/$last: fails its checksum .*; it is the newest commit: delete it and the next start runs batch $last again" \
+    "$T/log" || fail "no advice for the newest commit: $(cat "$T/log")"
+rm "$T/ck/commits/$last"
+run 2>"$T/log" || fail "the run after deleting commits/$last failed: $(tail -3 "$T/log")"
+reference_count "$T/src" | cmp -s - "$(newest_output "$T/out")" ||
+    fail "wrong result after deleting the damaged newest commit"
 echo "test_stream_corrupt: PASS"

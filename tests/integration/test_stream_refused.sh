@@ -8,7 +8,10 @@
 #   checkpoint location. A location inside the source is fine.
 # - Two queries (two checkpoint locations) on one sink directory: the
 #   second is refused, naming the sink and the owner; the owner restarts.
-# - Empty paths; waits outside 1 ms .. 365 days.
+# - Empty paths; waits outside 1 ms .. 365 days, or not above 0.
+# - A late file (its name sorts before the last file taken) is not taken,
+#   and the warning says how to have it counted: renamed after that name,
+#   it is.
 # - A committed file changed in place at the same size: a replay (after a
 #   damaged snapshot) stops with exit 2 naming it instead of counting its
 #   new bytes; without a replay the restart warns that the file changed
@@ -125,9 +128,27 @@ for t in 1e-9s 0.5ms 99999999999999999999h 1e300s 8761h; do
     grep -q -- "--trigger: 'processing-time=$t' is .* seconds; the range is 1ms to 8760h" \
         "$T/err" || fail "interval $t: $(cat "$T/err")"
 done
+for t in 0 -1s abc 2x; do
+    expect_exit 2 "$WC" --source in --checkpoint-location ck3 --trigger "processing-time=$t"
+    grep -q -- "--trigger: 'processing-time=$t': the interval is not a duration > 0 .*processing-time=2s" \
+        "$T/err" || fail "interval $t: $(cat "$T/err")"
+done
 expect_exit 2 "$WC" --source in --checkpoint-location ck3 --poll 1e-6
 grep -q -- "--poll: '1e-6'" "$T/err" || fail "poll: $(cat "$T/err")"
 [ ! -e ck3 ] || fail "a refused run made ck3"
+
+# A late file: not taken, and the warning says which rename gets it counted.
+mkdir lin
+echo "b b" >lin/f2
+expect_exit 0 "$WC" --source lin --checkpoint-location lck --trigger once --quiet
+echo "a" >lin/f1
+expect_exit 0 "$WC" --source lin --checkpoint-location lck --trigger once --quiet
+grep -q "late file lin/f1 is not taken.*rename it to a name that sorts after f2" "$T/err" ||
+    fail "late file: $(cat "$T/err")"
+mv lin/f1 lin/f3
+expect_exit 0 "$WC" --source lin --checkpoint-location lck --trigger once --quiet
+grep -qx "a,1" "$T/out.txt" || fail "the renamed late file was not counted: $(cat "$T/out.txt")"
+grep -q "late file" "$T/err" && fail "late again after the rename: $(cat "$T/err")"
 # A same-size change in place to a file a committed batch read.
 mkdir rin
 for i in 1 2 3 4; do echo "apple banana w$i" >rin/f$i; done
