@@ -346,14 +346,19 @@ static int make_dir_as(const char *what, const char *path, char *msg)
     return rc ? ember__err(msg, rc, "%s: %s", what, why) : EMBER_OK;
 }
 
+static int layout_paths(ember_stream *s, char *msg)
+{
+    int rc = join_path(s->offsets_dir, s->loc, "offsets", msg);
+    if (!rc && !(rc = join_path(s->commits_dir, s->loc, "commits", msg)))
+        rc = join_path(s->state_dir, s->loc, "state", msg);
+    return rc;
+}
+
 static int make_layout(ember_stream *s, char *msg)
 {
     int rc = make_dir_as("checkpoint location", s->loc, msg);
     if (!rc)
         rc = lock_location(s, msg);
-    if (!rc && !(rc = join_path(s->offsets_dir, s->loc, "offsets", msg)) &&
-        !(rc = join_path(s->commits_dir, s->loc, "commits", msg)))
-        rc = join_path(s->state_dir, s->loc, "state", msg);
     if (!rc && !(rc = ember__sl_mkdir(s->offsets_dir, msg)) &&
         !(rc = ember__sl_mkdir(s->commits_dir, msg)))
         rc = ember__sl_mkdir(s->state_dir, msg);
@@ -450,10 +455,11 @@ static int read_owner(ember_stream *s, ember__sowner *w, char *msg)
                       inner, s->loc, s->sink_dir, EMBER__SINK_OWNER);
 }
 
-/* Before a new query writes its metadata: a sink that another query owns,
- * or that holds batch files, is refused now, so that the refused start
- * leaves no location behind (a later start with another sink would find
- * that location recording this sink). claim_sink decides for good. */
+/* Before a new query makes its location, and again before it writes its
+ * metadata: a sink that another query owns, or that holds batch files, is
+ * refused now, so that the refused start leaves no location behind (a
+ * later start with another sink would find one recording this sink).
+ * claim_sink decides for good. */
 static int check_sink_for_new(ember_stream *s, char *msg)
 {
     if (!s->sink_dir)
@@ -1954,6 +1960,15 @@ static int setup(ember_stream *s, const ember_stream_opts *opts, char *msg)
     }
     if (!rc)
         rc = describe(s, msg);
+    if (!rc)
+        rc = layout_paths(s, msg);
+    /* A new query's sink is checked before its location is made too, so
+     * that a refused start leaves no empty location behind (check_metadata
+     * checks again under the location's lock). */
+    char meta[PATH_MAX];
+    if (!rc && !(rc = join_path(meta, s->loc, "metadata", msg)) && s->sink_dir &&
+        access(meta, F_OK) != 0 && errno == ENOENT)
+        rc = check_sink_for_new(s, msg);
     if (!rc)
         rc = make_layout(s, msg);
     if (!rc)
