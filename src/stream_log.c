@@ -186,8 +186,10 @@ static int af_open_as(ember__afile *a, const char *dir, const char *name,
     if (fd < 0) {
         int e = errno;
         a->tmp[0] = '\0';
-        return ember__err(msg, EMBER_EIO, "cannot create %s/%s: %s", dir, tmp,
-                          strerror(e));
+        return ember__err(msg, EMBER_EIO, "cannot create %s/%s: %s%s", dir, tmp,
+                          strerror(e), e == ENOENT ? " (was the directory removed while "
+                          "the stream ran? a restart makes it again and says what is "
+                          "missing)" : "");
     }
     a->f = fdopen(fd, "w");
     if (!a->f) {
