@@ -293,8 +293,25 @@ static int read_error(const char *dir, const ember__sfile *f, const rd_result *r
     case RD_READ:
         return ember__err(msg, EMBER_EIO, "source file %s/%s: read failed: %s",
                           dir, f->name, strerror(r->err));
+    case RD_LONG: /* most often written in place (cp, scp, >) as it was planned */
+        if (f->has_mtime)
+            return ember__err(msg, EMBER_EFORMAT,
+                              "source file %s/%s changed after it arrived: it had %llu "
+                              "bytes when its batch was planned and now has more (files "
+                              "must not change once in the source directory: write them "
+                              "elsewhere and rename them in). A re-run batch must read "
+                              "the bytes it was planned with: to keep the later ones, "
+                              "write them elsewhere (tail -c +%llu '%s/%s' > NEW), cut "
+                              "this file back (truncate -s %llu '%s/%s'; touch -d @%"
+                              PRId64 ".%09" PRId64 " '%s/%s') and rename NEW in under a "
+                              "name that sorts after the newest file; or start over with "
+                              "a new checkpoint location and an empty sink",
+                              dir, f->name, (unsigned long long)f->size,
+                              (unsigned long long)f->size + 1, dir, f->name,
+                              (unsigned long long)f->size, dir, f->name,
+                              ns_sec(f->mtime_ns), ns_frac(f->mtime_ns), dir, f->name);
+        /* fall through - no time recorded (a format 1 entry) */
     case RD_SHORT:
-    case RD_LONG:
         return ember__err(msg, EMBER_EFORMAT,
                           "source file %s/%s changed after it arrived: it had %llu "
                           "bytes when its batch was planned and now has %s %llu "

@@ -17,7 +17,8 @@
 #   damaged snapshot) stops with exit 2 naming it instead of counting its
 #   new bytes; without a replay the restart warns that the file changed
 #   after its batch took it (not that it is a late file); a running stream
-#   warns once at its next listing.
+#   warns once at its next listing. A file of an uncommitted batch that
+#   grew is refused with a recipe that keeps every byte, counted once.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -150,6 +151,25 @@ mv lin/f1 lin/f3
 expect_exit 0 "$WC" --source lin --checkpoint-location lck --trigger once --quiet
 grep -qx "a,1" "$T/out.txt" || fail "the renamed late file was not counted: $(cat "$T/out.txt")"
 grep -q "late file" "$T/err" && fail "late again after the rename: $(cat "$T/err")"
+
+# A file of an uncommitted batch that grew (written in place): refused, and
+# the recipe the message gives keeps every byte, each counted once.
+mkdir gin
+echo "a" >gin/f1
+echo "b c" >gin/f2
+expect_exit 0 "$WC" --source gin --checkpoint-location gck --trigger available-now \
+    --max-files-per-trigger 1 --quiet
+rm gck/commits/1 # as after a kill before batch 1's commit
+echo "more" >>gin/f2
+expect_exit 2 "$WC" --source gin --checkpoint-location gck --trigger once --quiet
+recipe=$(grep -o "tail -c +5 'gin/f2' > NEW), cut this file back (truncate -s 4 'gin/f2'; touch -d @[0-9.]* 'gin/f2')" \
+    "$T/err") || fail "grown file: $(cat "$T/err")"
+recipe=${recipe/), cut this file back (/; }
+eval "${recipe%)}"
+mv NEW gin/f3
+expect_exit 0 "$WC" --source gin --checkpoint-location gck --trigger available-now --quiet
+[ "$(sed -n '/^word,count$/,$p' "$T/out.txt" | tail -5 | tr '\n' ' ')" = "word,count a,1 b,1 c,1 more,1 " ] ||
+    fail "after the recipe: $(cat "$T/out.txt")"
 # A same-size change in place to a file a committed batch read.
 mkdir rin
 for i in 1 2 3 4; do echo "apple banana w$i" >rin/f$i; done
