@@ -2006,6 +2006,15 @@ static int try_restore(ember_loop *L, const char *path, uint64_t named,
     L->reading_v1 = !rc && ember__ckr_info(r)->format_version == 1;
     if (!rc) {
         rc = check_identity(L, ember__ckr_info(r), path, msg);
+        /* before load_state: a refusal leaves the caller's state as it is */
+        if (!rc && L->o.iterations && ember__ckr_info(r)->iteration > L->o.iterations)
+            rc = ember__err(msg, EMBER_EMISMATCH, "the checkpoint in %s is at iteration "
+                            "%llu, past the %llu iterations this run asks for, so it "
+                            "cannot end where it asks (the state is a longer run's): "
+                            "ask for %llu or more, or use another checkpoint directory",
+                            L->dir, (unsigned long long)ember__ckr_info(r)->iteration,
+                            (unsigned long long)L->o.iterations,
+                            (unsigned long long)ember__ckr_info(r)->iteration);
         if (rc) {
             ember__ckr_close(&r);
             return rc;
@@ -2224,9 +2233,9 @@ static int restore(ember_loop *L, char *msg)
     /* The file just verified has committed. A run killed between a commit
      * and its retention left one file too many, and a resume at the last
      * iteration writes nothing that would retire it: it is retired once
-     * the run goes on (retain_after_restore), not here: a caller may still
-     * refuse this run (a checkpoint past its --iterations), and a run that
-     * stops there must not have deleted a file under its own --keep. Stale
+     * the run goes on (retain_after_restore), not here: the run may still
+     * end before it goes on (a stop, or its caller's refusal), and a run
+     * that stops there must not have deleted a file under its own --keep. Stale
      * (newer, rejected) files wait for a commit of this run's own. */
     L->retain_due = !L->nstale;
     return EMBER_OK;
@@ -2553,14 +2562,6 @@ static int first_next(ember_loop *L, char *msg)
         rc = check_ranks_agree(L, rc, msg);
     if (!rc && L->dir)
         rc = restore(L, msg);
-    if (!rc && L->o.iterations && L->done > L->o.iterations)
-        rc = ember__err(msg, EMBER_EMISMATCH, "the checkpoint in %s is at iteration "
-                        "%llu, past the %llu iterations this run asks for, so it "
-                        "cannot end where it asks (the state is a longer run's): ask "
-                        "for %llu or more, or use another checkpoint directory",
-                        L->dir, (unsigned long long)L->done,
-                        (unsigned long long)L->o.iterations,
-                        (unsigned long long)L->done);
     if (rc)
         return rc;
     /* said once the resume is accepted: not before a refusal */

@@ -136,7 +136,8 @@ typedef struct {
                                  said): the first ember_loop_next refuses a
                                  checkpoint past them (EMBER_EMISMATCH,
                                  naming both counts), whose state is a
-                                 longer run's, and ember_loop_finish does
+                                 longer run's, before it touches the bound
+                                 state, and ember_loop_finish does
                                  not count an iteration handed out at or
                                  past them (see there). Not recorded or
                                  compared: a larger count goes on from a

@@ -1237,6 +1237,43 @@ static void test_loop_retention(void **unused)
     assert_true(exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
 }
 
+/* A resume refused because the checkpoint is past the iterations the run
+ * asks for leaves the caller's bound state as it was, and says no restore
+ * (review 4: the state was the longer run's by the time of the refusal, so
+ * a caller starting again on the same variables went on with it). */
+static void test_loop_refused_resume_leaves_state(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(6, 3);
+    char msg[EMBER_MSG_SIZE];
+    state s;
+    state_init(&s);
+    ember_ds *ds0 = s.ds;
+    ember_loop_opts o = {.every = 1, .iterations = 5};
+    TU_OKM(state_loop(&s, &o, msg), msg);
+    uint64_t it = UINT64_MAX;
+    assert_int_equal(ember_loop_next(s.loop, &it, msg), EMBER_EMISMATCH);
+    assert_non_null(strstr(msg, "is at iteration 6, past the 5 iterations"));
+    assert_true(s.ds == ds0); /* the same handle, not the restored one */
+    assert_int_equal(s.i, 0);
+    assert_true(s.f == 0.0);
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(s.arr[k], 0);
+    for (int k = 0; k < 16; k++)
+        assert_int_equal(s.blob[k], 0);
+    int64_t sum = 0;
+    TU_OKM(ember_sum(s.ds, &sum, msg), msg);
+    int64_t want = 0; /* state_init's: keep_some of 0..999 */
+    for (int64_t x = 0; x < 1000; x++)
+        want += (x < 300 || x % 3 != 0) ? x : 0;
+    assert_int_equal(sum, want);
+    ember_loop_stats ls;
+    ember_loop_get_stats(s.loop, &ls);
+    assert_int_equal(ls.restored, 0);
+    state_free(&s);
+}
+
 /* A run killed after its last commit and before retention leaves a file
  * too many; its rerun resumes at the end and writes nothing new, and still
  * keeps only `keep` (CI's test_loop_kill caught 3 kept of 2), once it goes
@@ -2859,6 +2896,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_force_resume),
         cmocka_unit_test(test_loop_retention),
         cmocka_unit_test(test_loop_retention_on_resume),
+        cmocka_unit_test(test_loop_refused_resume_leaves_state),
         cmocka_unit_test(test_loop_never_retires_old),
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_mismatch_long_list),
