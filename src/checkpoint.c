@@ -144,12 +144,18 @@ static void file_name(const ember_ds *ds, char *fname, size_t size)
 }
 
 /* The checkpoint directory, made with its parents (mkdir -p, mode 0777
- * less the umask). */
+ * less the umask). The first time, the dataset checkpoints' temporaries
+ * that killed writers left there are removed (those of live writers,
+ * which hold theirs, stay). */
 static int make_dir(ember_ctx *ctx, char *msg)
 {
     char part[PATH_MAX];
-    if (ember__mkdir_p(ctx->checkpoint_dir, part) == 0)
+    if (ember__mkdir_p(ctx->checkpoint_dir, part) == 0) {
+        if (!ctx->ckpt_dir_swept)
+            (void)ember__dir_sweep_unheld(ctx->checkpoint_dir, "ds-", NULL);
+        ctx->ckpt_dir_swept = 1;
         return EMBER_OK;
+    }
     return ember__err(msg, EMBER_EIO, "cannot create checkpoint dir %s: %s",
                       part, strerror(errno));
 }

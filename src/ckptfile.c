@@ -45,6 +45,7 @@ struct ember__ckw {
     hid_t fid;
     int deflate;
     ember__ckimg *img;   /* built in memory (begin_image), else NULL */
+    int hold;            /* ember__tmp_hold's descriptor of tmp, or -1 */
     char dir[PATH_MAX];
     char path[PATH_MAX];
     char tmp[PATH_MAX];
@@ -683,6 +684,7 @@ static int begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     w->ctx = ctx;
     w->fid = -1;
+    w->hold = -1;
     w->deflate = meta->deflate;
     w->img = img;
     if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
@@ -692,6 +694,11 @@ static int begin(ember_ctx *ctx, ember__ckw **out, const char *dir,
         return ember__err(msg, EMBER_EINVAL, "checkpoint path too long: %s/%s", dir, name);
     }
     unlink(w->tmp);
+    /* A file HDF5 writes is held against the sweeps of writers that share
+     * the directory without its lock (a loop's start); one built in memory
+     * is the loop's own, under that lock. */
+    if (!img)
+        w->hold = ember__tmp_hold(w->tmp);
     if (img) {
         img->len = 0;
         img->chunk.size = 1;
@@ -741,6 +748,7 @@ int ember__ckw_reopen(ember_ctx *ctx, ember__ckw **out, const char *dir,
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     w->ctx = ctx;
     w->fid = -1;
+    w->hold = -1; /* rank 0's ember__ckp holds it */
     w->deflate = deflate;
     if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
         (size_t)snprintf(w->path, sizeof w->path, "%s/%s", dir, name) >= sizeof w->path ||
@@ -1151,6 +1159,8 @@ int ember__ckw_commit(ember__ckw **pw, uint64_t *bytes, char *path_out,
         *bytes = (uint64_t)st.st_size;
     if (path_out)
         snprintf(path_out, 1024, "%.1023s", w->path);
+    if (w->hold >= 0)
+        close(w->hold);
     ember__free(w->ctx, w);
     *pw = NULL;
     return EMBER_OK;
@@ -1167,6 +1177,8 @@ void ember__ckw_abort(ember__ckw **pw)
         ember__h5_unlock();
     }
     unlink(w->tmp);
+    if (w->hold >= 0)
+        close(w->hold);
     ember__free(w->ctx, w);
     *pw = NULL;
 }

@@ -83,7 +83,17 @@ struct ember__ckp {
     char name[PATH_MAX];
     char path[PATH_MAX];
     char tmp[PATH_MAX];
+    int hold;        /* rank 0: tmp held against sweeps (ember__tmp_hold), or -1 */
 };
+
+/* After its file is renamed or removed. */
+static void ckp_free(ember__ckp *w)
+{
+    if (w->hold >= 0)
+        close(w->hold);
+    ember__free(w->ctx, w->items);
+    ember__free(w->ctx, w);
+}
 
 /* What rank 0 tells every rank before the file is created. */
 typedef struct {
@@ -123,14 +133,27 @@ static void make_token(unsigned char *t)
 }
 
 /* Rank 0: the probe file at path, a stale one removed first, holding the
- * token. */
-static int create_probe(const char *path, const unsigned char *token, char *msg)
+ * token. With hold, the file is held (ember__tmp_hold) on *hold, which
+ * the caller closes once it is renamed or removed; the token goes through
+ * a descriptor of its own, whose close makes it visible to the other
+ * ranks on a network file system. */
+static int create_probe(const char *path, const unsigned char *token, int *hold,
+                        char *msg)
 {
     unlink(path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0)
+    int held = hold ? ember__tmp_hold(path) : -1;
+    int fd = hold && held < 0 ? -1
+             : open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (hold ? 0 : O_CREAT | O_EXCL),
+                    0644);
+    if (fd < 0) {
+        int err = errno;
+        if (held >= 0) {
+            unlink(path);
+            close(held);
+        }
         return ember__err(msg, EMBER_EIO, "cannot create checkpoint %s: %s",
-                          path, strerror(errno));
+                          path, strerror(err));
+    }
     ssize_t k = write(fd, token, TOKEN_BYTES);
     int err = errno;
     if (close(fd) != 0 && k == TOKEN_BYTES) {
@@ -139,9 +162,13 @@ static int create_probe(const char *path, const unsigned char *token, char *msg)
     }
     if (k != TOKEN_BYTES) {
         unlink(path);
+        if (held >= 0)
+            close(held);
         return ember__err(msg, EMBER_EIO, "cannot write checkpoint %s: %s",
                           path, strerror(k < 0 ? err : EIO));
     }
+    if (hold)
+        *hold = held;
     return EMBER_OK;
 }
 
@@ -203,7 +230,7 @@ int ember__ckp_check_shared(ember_ctx *ctx, const char *dir, char *msg)
         return ember__err(msg, EMBER_ERANGE, "checkpoint dir %s: path too long", dir);
     if (is_root(ctx)) {
         make_token(s.token);
-        s.rc = create_probe(path, s.token, s.msg);
+        s.rc = create_probe(path, s.token, NULL, s.msg); /* under the loop's lock */
     }
     int rc = ember__comm_bcast(ctx, &s, sizeof s, msg);
     if (!rc && s.rc)
@@ -274,6 +301,7 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **out, const char *dir,
     if (w) {
         w->ctx = ctx;
         w->fid = w->dxpl = H5I_INVALID_HID;
+        w->hold = -1;
         w->root = is_root(ctx);
         if ((size_t)snprintf(w->dir, sizeof w->dir, "%s", dir) >= sizeof w->dir ||
             (size_t)snprintf(w->name, sizeof w->name, "%s", name) >= sizeof w->name ||
@@ -302,7 +330,7 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **out, const char *dir,
         s.fingerprint = meta->fingerprint;
         for (int i = 0; i < 5; i++)
             s.len[i] = strlen(in[i]) + 1;
-        s.rc = create_probe(w->tmp, s.token, s.msg);
+        s.rc = create_probe(w->tmp, s.token, &w->hold, s.msg);
     }
     rc = ember__comm_bcast(ctx, &s, sizeof s, msg);
     if (!rc && s.rc)
@@ -328,7 +356,7 @@ int ember__ckp_begin(ember_ctx *ctx, ember__ckp **out, const char *dir,
         } else {
             if (w->root && !s.rc)
                 unlink(w->tmp);
-            ember__free(ctx, w);
+            ckp_free(w);
         }
         return rc;
     }
@@ -671,8 +699,7 @@ int ember__ckp_commit(ember__ckp **pw, uint64_t *bytes, char *path_out,
         *bytes = d.bytes;
     if (!rc && path_out)
         snprintf(path_out, 1024, "%.1023s", w->path);
-    ember__free(ctx, w->items);
-    ember__free(ctx, w);
+    ckp_free(w);
     return rc;
 }
 
@@ -685,6 +712,5 @@ void ember__ckp_abort(ember__ckp **pw)
     close_file(w);
     if (w->root)
         unlink(w->tmp);
-    ember__free(w->ctx, w->items);
-    ember__free(w->ctx, w);
+    ckp_free(w);
 }

@@ -201,6 +201,7 @@ int ember_ctx_set_checkpoint_dir(ember_ctx *ctx, const char *dir, char *msg)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
     ember__free(ctx, ctx->checkpoint_dir);
     ctx->checkpoint_dir = copy;
+    ctx->ckpt_dir_swept = 0;
     return EMBER_OK;
 }
 

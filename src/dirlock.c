@@ -139,7 +139,68 @@ int ember__dir_lock_check(const char *dir, const char *name, const char *what,
     return EMBER_OK;
 }
 
-int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
+/* 1 when the temporary name in directory dfd is held by a live writer
+ * (ember__tmp_hold), or cannot be told to be free. Free, it is left
+ * read-locked on *fd, so that its writer (none, or one starting this
+ * moment, which then makes a new file: ember__tmp_hold) cannot take it
+ * before the caller has removed it. */
+static int tmp_held(int dfd, const char *name, int *fd)
+{
+    *fd = -1;
+#ifdef F_OFD_SETLK
+    int f = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (f < 0)
+        return 1;
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    struct stat a, b;
+    if (fcntl(f, F_OFD_SETLK, &fl) == 0 && fstat(f, &a) == 0 &&
+        fstatat(dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino) {
+        *fd = f;
+        return 0;
+    }
+    close(f);
+#else
+    (void)dfd;
+    (void)name;
+#endif
+    return 1;
+}
+
+int ember__tmp_hold(const char *path)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+            return -1;
+#ifdef F_OFD_SETLK
+        struct flock fl;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        struct stat a, b;
+        int locked = fcntl(fd, F_OFD_SETLK, &fl) == 0;
+        if (!locked && errno != EAGAIN && errno != EACCES)
+            return fd; /* no such locks on this file system: held by nothing,
+                          and its sweeps cannot lock it either */
+        /* a sweep that found the file free a moment ago removes it: then
+         * the name leads to another file, or none */
+        if (!locked || fstat(fd, &a) != 0 || lstat(path, &b) != 0 ||
+            a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+            close(fd);
+            continue;
+        }
+#endif
+        return fd;
+    }
+    errno = EBUSY;
+    return -1;
+}
+
+static int sweep(const char *dir, const char *prefix, int unheld, char *msg)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -154,12 +215,27 @@ int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
                     strstr(de->d_name, ".tmp.locktest.") != NULL;
         if (!stray || (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
             continue;
+        int held = -1;
+        if (unheld && tmp_held(dirfd(d), de->d_name, &held))
+            continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT && !rc)
             rc = ember__err(msg, EMBER_EIO, "cannot remove stray %s/%s: %s", dir,
                             de->d_name, strerror(errno));
+        if (held >= 0)
+            close(held);
     }
     closedir(d);
     return rc;
+}
+
+int ember__dir_sweep(const char *dir, const char *prefix, char *msg)
+{
+    return sweep(dir, prefix, 0, msg);
+}
+
+int ember__dir_sweep_unheld(const char *dir, const char *prefix, char *msg)
+{
+    return sweep(dir, prefix, 1, msg);
 }
 
 int ember__lock_orphan(const char *path)

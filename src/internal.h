@@ -32,6 +32,7 @@ struct ember_ctx {
     size_t block_bytes;
     char *scratch_dir;     /* where the per-context spill dir is made */
     char *checkpoint_dir;
+    int ckpt_dir_swept;    /* its stray ds-*.tmp swept (checkpoint.c) */
     /* 16 hex digits of random bits in the names of this context's dataset
      * checkpoints: ids restart at 1 in every context, and two contexts (in
      * one process, or processes on hosts sharing the directory) must not
@@ -1185,6 +1186,16 @@ int ember__lock_orphan(const char *path);
  * writer can own them then. A file that cannot be removed is named in msg
  * and EMBER_EIO returned; the others are removed all the same. */
 int ember__dir_sweep(const char *dir, const char *prefix, char *msg);
+/* The same for temporaries that writers without dir's lock make (dataset
+ * checkpoints, the ranks' probe): only those no live writer holds
+ * (ember__tmp_hold) are removed; none without open-file-description locks. */
+int ember__dir_sweep_unheld(const char *dir, const char *prefix, char *msg);
+/* Creates (or truncates) the temporary at path and holds it for its
+ * writer, who closes the descriptor once the file is renamed or removed:
+ * an open-file-description lock that ember__dir_sweep_unheld respects and
+ * that vanishes with the writer. -1 with errno when it cannot be created;
+ * where such locks are missing the descriptor holds nothing. */
+int ember__tmp_hold(const char *path);
 
 /* ---- text sources (text.c) --------------------------------------------------- */
 

@@ -415,17 +415,18 @@ static int lock_dir(ember_loop *L, char *msg)
 }
 
 /* Removes the temporaries of ember's writes that crashed: "ckpt-*.tmp"
- * (the spare among them), dataset checkpoints' "ds-*.tmp" (the loop's
- * directory is by default the context's checkpoint directory) and the
- * ranks' probe. Only under the lock: no live writer can own them. Other
- * "*.tmp" files are left alone: the directory may be one that other
- * programs write in too. */
+ * (the spare among them) and the ranks' probe, which only the lock's
+ * holder writes, and dataset checkpoints' "ds-*.tmp" (the loop's
+ * directory is by default the context's checkpoint directory), which
+ * other contexts and processes write without the lock: those only when
+ * no live writer holds them. Other "*.tmp" files are left alone: the
+ * directory may be one that other programs write in too. */
 static void sweep_tmp(ember_loop *L)
 {
-    static const char *const ours[] = {CKPT_PREFIX, "ds-", "ember-shared."};
+    static const char *const ours[] = {CKPT_PREFIX, "ember-shared.", "ds-"};
     char emsg[EMBER_MSG_SIZE];
     for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
-        if (ember__dir_sweep(L->dir, ours[i], emsg))
+        if ((i < 2 ? ember__dir_sweep : ember__dir_sweep_unheld)(L->dir, ours[i], emsg))
             warn(L, "ember: %s", emsg);
 }
 

@@ -184,7 +184,9 @@ void ember_loop_destroy(ember_loop **loop);
 /* State bound under names. The loop reads the bound variables when it
  * checkpoints and writes them when it restores, so they must stay valid for
  * the loop's life. A bound dataset handle is replaced on restore (the old
- * handle is freed) and, when checkpointed, its lineage is truncated (a
+ * handle is freed), so build nothing from a bound dataset before the first
+ * ember_loop_next: a dataset or broadcast derived from it earlier keeps the
+ * data from before the restore. When checkpointed, its lineage is truncated (a
  * local checkpoint: cached blocks are kept, not computed again) and the
  * file written from its stored blocks. Names: letters, digits, '_', '-'
  * and '.', at most 31 bytes, not starting with '.' or '-', each once. A

@@ -378,6 +378,35 @@ static void test_checkpoint_waits_for_all_partitions(void **state)
 
 /* ---- eager checkpoints --------------------------------------------------- */
 
+/* A context's first dataset checkpoint in its directory removes the
+ * ds-*.tmp that killed writers left there, and only those: a live
+ * writer's (another context's or process's, held by ember__tmp_hold)
+ * stays. */
+static void test_checkpoint_sweeps_dead_writers_tmp(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    ember_ctx *ctx = ckpt_ctx(2);
+    const char *dead = CKDIR "/ds-1111111111111111-3-x.h5.tmp";
+    const char *live = CKDIR "/ds-2222222222222222-1-y.h5.tmp";
+    FILE *f = fopen(dead, "w");
+    assert_non_null(f);
+    fputs("half a file", f);
+    fclose(f);
+    int hold = ember__tmp_hold(live);
+    assert_true(hold >= 0);
+    counter c;
+    counter_init(&c);
+    ember_ds *m = squares(ctx, 1000, 4, &c);
+    TU_OKM(ember_checkpoint_eager(m, msg), msg);
+    assert_false(tu_exists(dead));
+    assert_true(tu_exists(live));
+    assert_int_equal(count_suffix(CKDIR, ".tmp"), 1);
+    close(hold);
+    ember_ds_free(&m);
+    ember_ctx_destroy(&ctx);
+}
+
 static void test_checkpoint_eager(void **state)
 {
     (void)state;
@@ -1542,6 +1571,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_from_cache),
         cmocka_unit_test(test_checkpoint_waits_for_all_partitions),
         cmocka_unit_test(test_checkpoint_eager),
+        cmocka_unit_test(test_checkpoint_sweeps_dead_writers_tmp),
         cmocka_unit_test(test_checkpoint_eager_sources),
         cmocka_unit_test(test_checkpoint_local),
         cmocka_unit_test(test_checkpoint_file_and_local_mixed),

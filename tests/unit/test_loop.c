@@ -1549,6 +1549,25 @@ static void test_loop_tmp_swept(void **unused)
     FILE *f = fopen(CKDIR "/notes.txt", "w");
     assert_non_null(f);
     fclose(f);
+    /* A dataset checkpoint being written by another process, which takes
+     * no loop lock (review 4: the sweep removed it and the writer failed):
+     * held by its writer, it stays. */
+    const char *live = CKDIR "/ds-fedcba9876543210-1-range.h5.tmp";
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int fd = ember__tmp_hold(live);
+        char c = fd >= 0 ? 'y' : 'n';
+        if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) != 1)
+            _exit(2);
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    char c = 0;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
     ember_ctx *ctx = new_ctx();
     ember_loop *loop = NULL;
     char msg[EMBER_MSG_SIZE];
@@ -1561,6 +1580,17 @@ static void test_loop_tmp_swept(void **unused)
     assert_false(exists(stray[4]));
     assert_true(exists(stray[5]));
     assert_true(exists(CKDIR "/notes.txt"));
+    assert_true(exists(live));
+    ember_loop_destroy(&loop);
+    /* its writer killed: the next loop removes it */
+    assert_int_equal(write(down[1], "x", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int k = 0; k < 4; k++)
+        close(k < 2 ? up[k] : down[k - 2]);
+    TU_OKM(ember_loop_create(&loop, ctx, &o, msg), msg);
+    assert_false(exists(live));
     ember_loop_destroy(&loop);
     free_ctx(&ctx);
 }
