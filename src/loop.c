@@ -2037,6 +2037,14 @@ static int try_restore(ember_loop *L, const char *path, uint64_t named,
     ember__ckr_close(&r);
     if (rc == EMBER_ENOMEM)
         return ember__err(msg, rc, "restoring %s: %s", path, emsg);
+    /* A file that cannot be read (permissions, an I/O error, a stale
+     * handle on a network file system) is not shown damaged: skipped, it
+     * would be retired as stale once this run commits. */
+    if (rc == EMBER_EIO)
+        return ember__err(msg, rc, "cannot read checkpoint %s: this run stops rather "
+                          "than start again without it and later delete it; make it "
+                          "readable, or move it out of %s to start without it",
+                          emsg, L->dir);
     if (rc) {
         warn(L, "ember: skipping checkpoint %s: %s", path, emsg);
         return 0;

@@ -1237,6 +1237,38 @@ static void test_loop_retention(void **unused)
     assert_true(exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
 }
 
+/* A checkpoint that cannot be read (here a name that loops, ELOOP; a
+ * permission, an I/O error or a stale network handle alike) stops the
+ * run, naming it: skipped like a damaged one, the run started again from
+ * an older one and retired it, and the files before it, as stale once it
+ * committed (fsys campaign: good checkpoints deleted after a chmod). */
+static void test_loop_unreadable_ckpt_stops(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(6, 3);
+    char msg[EMBER_MSG_SIZE], p6[256], keep[272], p[256];
+    ckpt_name(p6, 6);
+    snprintf(keep, sizeof keep, "%s.keep", p6);
+    assert_int_equal(rename(p6, keep), 0);
+    assert_int_equal(symlink(strrchr(p6, '/') + 1, p6), 0); /* itself */
+    ember_loop_opts o = {.every = 1, .keep = 3};
+    resume_at(&o, msg, EMBER_EIO);
+    TU_MSG_HAS(msg, "cannot read checkpoint " CKDIR "/ckpt-000000000006.h5: ");
+    TU_MSG_HAS(msg, "this run stops rather than start again without it");
+    assert_true(exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
+    assert_int_equal(unlink(p6), 0);
+    assert_int_equal(rename(keep, p6), 0);
+    if (geteuid() != 0) { /* root reads any file */
+        assert_int_equal(chmod(p6, 0), 0);
+        resume_at(&o, msg, EMBER_EIO);
+        TU_MSG_HAS(msg, "Permission denied");
+        assert_int_equal(chmod(p6, 0644), 0);
+    }
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 6);
+    assert_true(exists(p6) && exists(ckpt_name(p, 5)) && exists(ckpt_name(p, 4)));
+}
+
 /* A resume refused because the checkpoint is past the iterations the run
  * asks for leaves the caller's bound state as it was, and says no restore
  * (review 4: the state was the longer run's by the time of the refusal, so
@@ -2927,6 +2959,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_retention),
         cmocka_unit_test(test_loop_retention_on_resume),
         cmocka_unit_test(test_loop_refused_resume_leaves_state),
+        cmocka_unit_test(test_loop_unreadable_ckpt_stops),
         cmocka_unit_test(test_loop_never_retires_old),
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_mismatch_long_list),
