@@ -2583,8 +2583,9 @@ static int write_csv_file(const char *tmp, const km *s, const km_result *res,
 }
 
 /* Writes NAME.tmp and renames it, so a reader never sees half a file. For
- * X.csv, also X.centroids.csv (written first: the labels file appearing
- * says both are complete). */
+ * X.csv, also X.centroids.csv: both are written before either is renamed
+ * (centroids first: the labels file appearing says both are complete), so
+ * a kill or a full disk while they are written leaves the previous pair. */
 static int write_output(const km *s, const km_result *res, char *msg)
 {
     const char *path = s->cli->output;
@@ -2596,16 +2597,15 @@ static int write_output(const km *s, const km_result *res, char *msg)
     if (centroids_path(path, cpath, sizeof cpath) ||
         ember_cli_tmp_name(cpath, ctmp, sizeof ctmp))
         return km_error(msg, EMBER_EINVAL, "--output %s: name too long", path);
-    int e = write_csv_file(ctmp, s, res, 1);
-    int rc = e ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, ctmp,
-                          strerror(e))
-               : 0;
-    if ((rc = ember_cli_publish(rc, ctmp, cpath, msg)))
-        return rc;
-    e = write_csv_file(tmp, s, res, 0);
-    rc = e ? km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, tmp,
-                      strerror(e))
-           : 0;
+    int e = write_csv_file(ctmp, s, res, 1), rc = 0;
+    if (e)
+        rc = km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, ctmp,
+                      strerror(e));
+    else if ((e = write_csv_file(tmp, s, res, 0)) || (ember_cli_sync(tmp, 0) && (e = errno)))
+        rc = km_error(msg, EMBER_EIO, "--output %s: cannot write %s: %s", path, tmp,
+                      strerror(e));
+    /* the labels on the device already: the two renames follow each other */
+    rc = ember_cli_publish(rc, ctmp, cpath, msg);
     return ember_cli_publish(rc, tmp, path, msg);
 }
 

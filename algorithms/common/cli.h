@@ -339,13 +339,18 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
 /* Outputs appear whole or not at all: a program writes a temporary file
  * NAME.<16 random hex digits>.tmp, a name of that write's own
  * (ember_cli_tmp_name: 0, or -1 when the name is too long), then hands
- * the write's status to ember_cli_publish: 0 renames the temporary to NAME
- * (a kill leaves the previous file or the new one, never half of one; two
- * runs writing one output leave a whole file of one of them), any other
- * status removes the temporary and is returned as it is. A failed rename
- * removes it too and says so in msg, naming `path`. */
+ * the write's status to ember_cli_publish: 0 syncs the temporary to the
+ * device, renames it to NAME and syncs the directory (a kill or a crash of
+ * the machine leaves the previous file or the new one, never half of one,
+ * nor an empty one after exit 0; two runs writing one output leave a whole
+ * file of one of them), any other status removes the temporary and is
+ * returned as it is. A failed sync or rename removes it too and says so in
+ * msg, naming `path`. */
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg);
+/* fsync of path (a file, or with dir a directory): 0, or -1 and errno. A
+ * directory whose file system cannot sync one (EINVAL) counts as synced. */
+int ember_cli_sync(const char *path, int dir);
 /* Closes a stream an output was written through: 0, or why it failed, an
  * errno (a write the stream had failed, or the close's own flush: a full
  * disk is ENOSPC, not "write failed"); EIO when none was recorded. */

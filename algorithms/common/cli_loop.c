@@ -445,19 +445,45 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
     return ember_h5_scratch(tmp, 1) ? -1 : 0;
 }
 
+int ember_cli_sync(const char *path, int dir)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+    if (fd < 0)
+        return -1;
+    int bad = fsync(fd) != 0 && !(dir && errno == EINVAL);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return bad ? -1 : 0;
+}
+
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)
 {
-    /* No fsync: the rename is what a kill cannot split (an output is
-     * written again by rerunning the command, unlike a checkpoint). */
+    /* The bytes reach the device before the rename, and the rename before
+     * exit 0: a crash of the machine soon after a job ended left an
+     * output of 0 bytes under its name, and nothing said to rerun it. */
     ember_h5_scratch(tmp, 0);
-    if (status == 0 && rename(tmp, path) == 0)
-        return EMBER_OK;
+    const char *step = status ? NULL : ember_cli_sync(tmp, 0) ? "write" : NULL;
+    if (status == 0 && !step && rename(tmp, path) != 0)
+        step = "rename";
     int e = errno;
+    if (status == 0 && !step) {
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+                 slash ? path : ".");
+        if (ember_cli_sync(dir, 1) == 0)
+            return EMBER_OK;
+        snprintf(msg, EMBER_MSG_SIZE, "%.200s: written, but its directory %.200s could "
+                 "not be synced: %s", path, dir, strerror(errno));
+        return EMBER_EIO;
+    }
     remove(tmp);
     if (status)
         return status;
-    snprintf(msg, EMBER_MSG_SIZE, "%.200s: cannot rename %.200s to it: %s", path, tmp,
-             strerror(e));
+    snprintf(msg, EMBER_MSG_SIZE, "%.200s: cannot %s %.200s%s: %s%s", path, step, tmp,
+             strcmp(step, "rename") ? " to the device" : " to it", strerror(e),
+             e == ENOSPC || e == EDQUOT ? " (free space, or write it elsewhere)" : "");
     return EMBER_EIO;
 }
 

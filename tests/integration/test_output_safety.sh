@@ -10,7 +10,8 @@
 #   - a program stopped while writing its output (here by the file size
 #     limit, SIGXFSZ, which lands in the middle of the write every time)
 #     leaves the previous output as it was, for every program that writes
-#     one (pagerank, cc, sssp, kmeans, convert, gen).
+#     one (pagerank, cc, sssp, kmeans, convert, gen); k-means' labels and
+#     centroids files as a pair.
 set -uo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -95,6 +96,17 @@ interrupted "cc" c.csv "$bin/ember-cc" --input g.el --output c.csv --quiet
 interrupted "sssp" s.h5 "$bin/ember-sssp" --input w.el --source 0 --output s.h5 --quiet
 interrupted "kmeans csv" k.csv "$bin/ember-kmeans" --input p.csv --k 3 --output k.csv --quiet
 [ -s k.centroids.csv ] || fail "kmeans: no centroids file"
+# the pair: another result stopped while writing its labels leaves both
+# files of the previous one (its centroids were renamed in first, next to
+# the old labels)
+cp k.csv k.good
+cp k.centroids.csv kc.good
+for limit in "" "trap '' XFSZ;"; do
+    (eval "$limit"; ulimit -f 8; exec "$bin/ember-kmeans" --input p.csv --k 4 --output k.csv \
+        --quiet) > /dev/null 2>&1 && fail "kmeans pair: the limit did not bite"
+    cmp -s k.csv k.good && cmp -s k.centroids.csv kc.good ||
+        fail "kmeans pair: a run stopped while writing left another pair ($limit)"
+done
 interrupted "kmeans h5" k.h5 "$bin/ember-kmeans" --input p.csv --k 3 --output k.h5 --quiet
 interrupted "convert" c.h5 "$bin/ember-convert" g.el c.h5 --quiet
 interrupted "gen kron el" k.el "$bin/ember-gen" kron --scale 11 --seed 1 --output k.el --quiet
