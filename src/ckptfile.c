@@ -1135,13 +1135,16 @@ int ember__ckw_commit(ember__ckw **pw, uint64_t *bytes, char *path_out,
 {
     ember__ckw *w = *pw;
     ember__h5_lock();
+    errno = 0;
     herr_t fl = H5Fflush(w->fid, H5F_SCOPE_GLOBAL);
+    int ferr = fl < 0 ? errno : 0; /* a full disk's ENOSPC, say */
     herr_t cl = H5Fclose(w->fid);
+    ferr = ferr ? ferr : cl < 0 ? errno : 0;
     ember__h5_unlock();
     w->fid = -1;
     struct stat st;
     char why[EMBER_MSG_SIZE];
-    errno = 0;
+    errno = ferr;
     const char *step = fl < 0 || cl < 0 ? "write" : seal_and_sync(w, &st, why);
     if (!step)
         step = rename(w->tmp, w->path) ? "rename" :
