@@ -477,7 +477,7 @@ int main(int argc, char **argv)
     else if (rc == 0)
         printf("ember-gen: %s: %" PRIu64 " points in %" PRIu64 " dimensions, %" PRIu64
                " clusters\n", cli.output, npoints, dims, nclusters);
-    fflush(stdout); /* the result before the diagnostics, in a 2>&1 log */
+    rc = ember_cli_stdout_status(&cli, rc); /* before the diagnostics, in a 2>&1 log */
     if (rc == 0 && !cli.quiet) /* the run's time: stderr */
         fprintf(stderr, "ember-gen: %s written in %.3f s\n", cli.output,
                 ember_cli_now() - t0);

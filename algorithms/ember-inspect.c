@@ -662,5 +662,5 @@ int main(int argc, char **argv)
         status = worse(status, inspect_path(ctx, cli.args[i]));
     }
     ember_ctx_destroy(&ctx);
-    return status;
+    return ember_cli_stdout_status(&cli, status); /* stdout is the result */
 }

@@ -1300,23 +1300,36 @@ static void name_inputs(const ember_cli *cli, const char *msg, char *out, size_t
     }
 }
 
+/* 1, said on stderr, when what was printed on stdout is lost (a full
+ * disk, a closed stdout). */
+static int stdout_lost(const char *name)
+{
+    errno = 0;
+    int unflushed = fflush(stdout) != 0, err = errno;
+    if (!unflushed && !ferror(stdout))
+        return 0;
+    fprintf(stderr, "%s: cannot write the standard output%s%s\n", name,
+            unflushed ? ": " : " (a write to it failed)", unflushed ? strerror(err) : "");
+    return 1;
+}
+
+int ember_cli_stdout_status(const ember_cli *cli, int status)
+{
+    char name[256];
+    speaker(cli, name, sizeof name);
+    return stdout_lost(name) && status < EMBER_EXIT_FAILURE ? EMBER_EXIT_FAILURE : status;
+}
+
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
 {
     char name[256]; /* under mpirun each rank says its own error */
     speaker(cli, name, sizeof name);
     if (status == EMBER_OK) {
-        errno = 0;
-        int unflushed = fflush(stdout) != 0, err = errno;
-        if (!unflushed && !ferror(stdout)) {
-            if (early_settled < 0) /* not a verification's failure */
-                early_settled = EMBER_EXIT_OK;
-            return ember_cli_settle(EMBER_EXIT_OK);
-        }
-        /* the results printed are lost (a full disk, a closed stdout) */
-        fprintf(stderr, "%s: cannot write the standard output%s%s\n", name,
-                unflushed ? ": " : " (a write to it failed)",
-                unflushed ? strerror(err) : "");
-        return ember_cli_settle(EMBER_EXIT_FAILURE);
+        if (stdout_lost(name))
+            return ember_cli_settle(EMBER_EXIT_FAILURE);
+        if (early_settled < 0) /* not a verification's failure */
+            early_settled = EMBER_EXIT_OK;
+        return ember_cli_settle(EMBER_EXIT_OK);
     }
     if (status == EMBER_INTERRUPTED) {
         ember_cli_settle(EMBER_EXIT_RESUMABLE);

@@ -517,6 +517,9 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg);
  * after --resume never the same command would start over), 2 for bad input
  * (ember_exit_status says which statuses), 1 otherwise. */
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg);
+/* For a program that returns its own exit status from main: status, or 1
+ * (said on stderr) when what it printed on stdout could not be written. */
+int ember_cli_stdout_status(const ember_cli *cli, int status);
 
 /* Monotonic seconds. */
 double ember_cli_now(void);

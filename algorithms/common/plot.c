@@ -73,17 +73,25 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* 1 when the file starts (after white space and an XML declaration or
- * comments) like an SVG document: "<svg" appears in its first 4 KiB. */
+ * comments) like an SVG document ("<svg" in its first 4 KiB) and ends
+ * like one ("</svg>", then white space only): a tool whose writes failed
+ * on a full disk may still exit 0, with half a picture written. */
 static int looks_like_svg(const char *path)
 {
-    char head[4097];
+    char head[4097], tail[65];
     FILE *f = fopen(path, "rb");
     if (!f)
         return 0;
     size_t n = fread(head, 1, sizeof head - 1, f);
-    fclose(f);
     head[n] = '\0';
-    return strstr(head, "<svg") != NULL;
+    size_t t = fseek(f, -(long)(sizeof tail - 1), SEEK_END) == 0 || fseek(f, 0, SEEK_SET) == 0
+                   ? fread(tail, 1, sizeof tail - 1, f)
+                   : 0;
+    fclose(f);
+    while (t && strchr(" \t\r\n", tail[t - 1]))
+        t--;
+    tail[t] = '\0';
+    return strstr(head, "<svg") != NULL && t >= 6 && strcmp(tail + t - 6, "</svg>") == 0;
 }
 
 /* Runs tool with argv, input on its stdin and its stdout into out (through
@@ -98,11 +106,12 @@ static int run_tool(const char *prog, const char *tool, const char *package,
                 prog, tool, package);
         return EMBER_EXIT_USAGE;
     }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) {
+    /* a name of this write's own, never an existing file or link */
+    if (ember_cli_tmp_name(out, tmp, sizeof tmp)) {
         fprintf(stderr, "%s: %s: file name too long\n", prog, out);
         return EMBER_EXIT_USAGE;
     }
-    int ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    int ofd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (ofd < 0) {
         fprintf(stderr, "%s: cannot create %s: %s\n", prog, tmp, strerror(errno));
         return EMBER_EXIT_USAGE;
@@ -111,7 +120,7 @@ static int run_tool(const char *prog, const char *tool, const char *package,
     if (pipe(pfd) != 0) {
         fprintf(stderr, "%s: pipe: %s\n", prog, strerror(errno));
         close(ofd);
-        unlink(tmp);
+        ember_cli_publish(EMBER_EXIT_FAILURE, tmp, out, NULL);
         return EMBER_EXIT_FAILURE;
     }
     fflush(NULL);
@@ -132,7 +141,7 @@ static int run_tool(const char *prog, const char *tool, const char *package,
     if (pid < 0) {
         fprintf(stderr, "%s: cannot start %s: %s\n", prog, exe, strerror(errno));
         close(pfd[1]);
-        unlink(tmp);
+        ember_cli_publish(EMBER_EXIT_FAILURE, tmp, out, NULL);
         return EMBER_EXIT_FAILURE;
     }
     /* A tool that dies early must not kill us with SIGPIPE. */
@@ -159,15 +168,14 @@ static int run_tool(const char *prog, const char *tool, const char *package,
         fprintf(stderr, "%s: writing to %s: %s\n", prog, exe, strerror(e));
         status = EMBER_EXIT_FAILURE;
     } else if (!looks_like_svg(tmp)) {
-        fprintf(stderr, "%s: %s wrote no SVG\n", prog, exe);
-        status = EMBER_EXIT_FAILURE;
-    } else if (rename(tmp, out) != 0) {
-        fprintf(stderr, "%s: cannot rename %s to %s: %s\n", prog, tmp, out,
-                strerror(errno));
+        fprintf(stderr, "%s: %s wrote no SVG, or half of one (a full disk?)\n", prog, exe);
         status = EMBER_EXIT_FAILURE;
     }
-    if (status)
-        unlink(tmp);
+    char msg[EMBER_MSG_SIZE];
+    if (ember_cli_publish(status, tmp, out, msg) != status) { /* its sync or rename */
+        fprintf(stderr, "%s: %s\n", prog, msg);
+        status = EMBER_EXIT_FAILURE;
+    }
     return status;
 }
 

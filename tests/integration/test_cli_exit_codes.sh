@@ -137,6 +137,16 @@ st=$?
 st=$?
 [ "$st" -eq 1 ] || fail "stdout on a full disk: exit $st: $(cat err.txt)"
 grep -q "cannot write the standard output" err.txt || fail "full: $(cat err.txt)"
+# The same for the tools whose result is what they print: ember-inspect's
+# report (a script's `ember-inspect ck > state.txt && ...`) and ember-gen's
+# summary.
+for cmd in "ember-inspect ckf" "ember-inspect --json k8.h5" \
+           "ember-gen kron --scale 4 --seed 1 --output k4.el"; do
+    "$bin"/$cmd > /dev/full 2> err.txt
+    st=$?
+    [ "$st" -eq 1 ] && grep -q "cannot write the standard output" err.txt ||
+        fail "$cmd > /dev/full: exit $st: $(cat err.txt)"
+done
 # The serial build started by an MPI launcher: each process runs a whole
 # job of its own, which a sweep means (srun -n 8 wrapper.sh, each with its
 # own arguments) and one command under mpirun does not: a warning, which

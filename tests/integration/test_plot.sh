@@ -10,7 +10,9 @@
 #     gnuplot, ember-maps --lineage-svg through Graphviz dot, when they are
 #     installed; with the tool missing from PATH they refuse with exit 2
 #     and the package to install, and write nothing. File names with quotes
-#     and spaces are safe (never put into a script).
+#     and spaces are safe (never put into a script). A plot never writes
+#     through OUT.tmp, and one whose renderer was cut short (a full disk)
+#     exits 1 and keeps the previous picture.
 #   - Bad sources and flags exit 2 naming the file, line or flag.
 set -euo pipefail
 : "${EMBER_BIN:?}" "${EMBER_SRC:?}"
@@ -156,6 +158,21 @@ if command -v gnuplot >/dev/null; then
   s=$(st "$ins" --plot plain.h5 --output bad.svg)
   [ "$s" -eq 2 ] && grep -q "plain.h5" out.txt || fail "--plot plain.h5: exit $s: $(cat out.txt)"
   [ ! -e bad.svg ] || fail "a refused plot left bad.svg"
+  # A file or link at OUT.tmp is not the plot's temporary: left alone.
+  echo "my notes" >notes.txt
+  ln -s notes.txt dir.svg.tmp
+  cp dir.svg dir.good
+  s=$(st "$ins" --plot m.jsonl -o dir.svg)
+  [ "$s" -eq 0 ] && is_svg dir.svg || fail "--plot beside dir.svg.tmp: exit $s: $(cat out.txt)"
+  [ "$(cat notes.txt)" = "my notes" ] && [ -L dir.svg.tmp ] || fail "the plot wrote through dir.svg.tmp"
+  # The renderer's writes cut short (a full disk: here the file size limit,
+  # which gnuplot inherits, and its signal ignored): exit 1, the previous
+  # plot kept whole.
+  cp dir.svg dir.good
+  s=$(set +e; (trap '' XFSZ; ulimit -f 8; exec "$ins" --plot ck -o dir.svg) >out.txt 2>&1; echo $?)
+  [ "$s" -eq 1 ] || fail "a plot cut short: exit $s: $(cat out.txt)"
+  cmp -s dir.svg dir.good || fail "a plot cut short replaced the previous one"
+  ls dir.svg.*.tmp >/dev/null 2>&1 && fail "a plot cut short left its temporary"
   echo "gnuplot: plots drawn"
 else
   echo "test_plot: gnuplot is not installed: checked the refusal only (apt-get install gnuplot-nox)"

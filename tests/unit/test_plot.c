@@ -1,11 +1,12 @@
 /* test_plot.c: unit tests of the pictures' helper (algorithms/common/
- * plot.c, compiled in here with cli.c, as test_cli does): the metrics
+ * plot.c, compiled in here with cli.c and cli_loop.c, as test_cli does): the metrics
  * parser (flat JSON objects, bad lines named by number), the rows a
  * restarted run's metrics make (redone iterations replace, restarts count
  * as resumes), text made safe for a gnuplot string, the script carrying
  * no path, and a missing renderer refused with the package named.
  */
 #include "../../algorithms/common/cli.c"
+#include "../../algorithms/common/cli_loop.c"
 #include "../../algorithms/common/plot.c"
 
 #include "testutil.h"
