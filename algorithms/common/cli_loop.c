@@ -353,6 +353,40 @@ static int in_checkpoint_dir(const ember_cli *cli, const char *path)
 
 /* An output that can be created (a temporary beside it is created and
  * removed), that is no input and no other flag's output. */
+/* The file an output named path is written to: path, or, when path is a
+ * symbolic link, the file it leads to (written through, as --metrics and
+ * the library's saves are; replacing the link left its target with the
+ * previous result). A dangling link leads to where its text says. */
+static const char *through_link(const char *path, char *buf, size_t size)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+        return path;
+    char *real = realpath(path, NULL);
+    if (real) {
+        int fits = snprintf(buf, size, "%s", real) < (int)size;
+        free(real);
+        return fits ? buf : path;
+    }
+    char to[PATH_MAX];
+    ssize_t n = readlink(path, to, sizeof to - 1);
+    if (n <= 0)
+        return path;
+    to[n] = '\0';
+    const char *slash = strrchr(path, '/');
+    int dir = to[0] == '/' || !slash ? 0 : (int)(slash - path) + 1;
+    return snprintf(buf, size, "%.*s%s", dir, path, to) < (int)size ? buf : path;
+}
+
+/* The directory path's name is in ("." for a bare name). */
+static const char *dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    snprintf(buf, size, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+             slash ? path : ".");
+    return buf;
+}
+
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
 {
     struct stat st;
@@ -392,6 +426,25 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     close(fd);
     unlink(tmp);
     ember_h5_scratch(tmp, 0); /* a probe's name, never written again */
+    /* What would fail only at the end, after all the work: a metrics file
+     * that cannot be appended to, and a file that cannot be replaced
+     * (another user's, in a sticky directory such as /tmp). */
+    char through[PATH_MAX], dir[PATH_MAX];
+    const char *file = through_link(path, through, sizeof through);
+    dir_of(file, dir, sizeof dir);
+    struct stat ds;
+    if (strcmp(flag, "metrics") == 0 && stat(file, &st) == 0 &&
+        (fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
+        return ember_cli_usage_error(cli, "--%s %s: cannot append to it: %s", flag, path,
+                                     strerror(errno));
+    if (fd >= 0 && strcmp(flag, "metrics") == 0)
+        close(fd);
+    if (strcmp(flag, "metrics") != 0 && geteuid() != 0 && lstat(file, &st) == 0 &&
+        st.st_uid != geteuid() && stat(dir, &ds) == 0 && (ds.st_mode & S_ISVTX) &&
+        ds.st_uid != geteuid())
+        return ember_cli_usage_error(cli, "--%s %s: another user's file in a sticky "
+                                     "directory (%s, as /tmp is): it cannot be replaced; "
+                                     "write elsewhere, or have it removed", flag, path, dir);
     int n = cli->noutputs;
     if (n == (int)(sizeof cli->outputs / sizeof cli->outputs[0]) ||
         resolved_name(path, cli->outputs[n].path, sizeof cli->outputs[n].path, 1))
@@ -427,6 +480,8 @@ const char *ember_cli_output_file(const char *spec, char *file, size_t size)
 
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
 {
+    char through[PATH_MAX];
+    path = through_link(path, through, sizeof through);
     /* A name of this write's own: two runs writing the same output (or a
      * run beside a stale temporary of a killed one) never write into one
      * file, and the last rename gives a whole file of one of them. 64 random
@@ -463,16 +518,15 @@ int ember_cli_publish(int status, const char *tmp, const char *path, char *msg)
      * exit 0: a crash of the machine soon after a job ended left an
      * output of 0 bytes under its name, and nothing said to rerun it. */
     ember_h5_scratch(tmp, 0);
+    char through[PATH_MAX];
+    path = through_link(path, through, sizeof through);
     const char *step = status ? NULL : ember_cli_sync(tmp, 0) ? "write" : NULL;
     if (status == 0 && !step && rename(tmp, path) != 0)
         step = "rename";
     int e = errno;
     if (status == 0 && !step) {
         char dir[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
-                 slash ? path : ".");
-        if (ember_cli_sync(dir, 1) == 0)
+        if (ember_cli_sync(dir_of(path, dir, sizeof dir), 1) == 0)
             return EMBER_OK;
         snprintf(msg, EMBER_MSG_SIZE, "%.200s: written, but its directory %.200s could "
                  "not be synced: %s", path, dir, strerror(errno));

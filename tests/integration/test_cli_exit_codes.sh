@@ -68,6 +68,34 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # (As root, which the test suite usually runs as, every file is readable:
 # the permission case runs only for other users.)
+# Outputs that would fail only at the end, after the work, are refused
+# before it: a metrics file this user cannot append to, another user's file
+# in a sticky directory (as /tmp is). Permissions bind other users only:
+# as root the runs go through runuser as nobody, when it can run ours.
+as_user=()
+if [ "$(id -u)" -eq 0 ] && command -v runuser > /dev/null &&
+    runuser -u nobody -- test -x "$bin/ember-pagerank" -a -r "$g" 2> /dev/null; then
+    as_user=(runuser -u nobody --)
+fi
+if [ "$(id -u)" -ne 0 ] || [ ${#as_user[@]} -gt 0 ]; then
+    sticky=$(mktemp -d)
+    chmod 1777 "$sticky"
+    echo '{}' > "$sticky/m.jsonl"
+    chmod 444 "$sticky/m.jsonl"
+    expect2 "metrics not writable" "${as_user[@]}" "$bin/ember-pagerank" --input "$g" \
+        --metrics "$sticky/m.jsonl"
+    grep -q "cannot append to it" err.txt || fail "metrics not writable: $(cat err.txt)"
+    if [ "$(id -u)" -eq 0 ]; then # root's file, replaced by nobody
+        echo old > "$sticky/r.csv"
+        expect2 "sticky output" "${as_user[@]}" "$bin/ember-pagerank" --input "$g" \
+            --output "$sticky/r.csv"
+        grep -q "another user's file in a sticky directory" err.txt ||
+            fail "sticky output: $(cat err.txt)"
+    fi
+    rm -rf "$sticky"
+else
+    echo "test_cli_exit_codes: runuser cannot run the build as nobody: the permission cases not checked"
+fi
 expect2 "blobs with more clusters than points" "$bin/ember-gen" blobs --n 10 --d 2 --k 20 \
     --output b.csv
 [ ! -e b.csv ] || fail "blobs --n 10 --k 20 wrote a file"

@@ -11,7 +11,8 @@
 #     limit, SIGXFSZ, which lands in the middle of the write every time)
 #     leaves the previous output as it was, for every program that writes
 #     one (pagerank, cc, sssp, kmeans, convert, gen); k-means' labels and
-#     centroids files as a pair.
+#     centroids files as a pair;
+#   - an output that is a symbolic link is written through it.
 set -uo pipefail
 bin=${EMBER_BIN:?}
 src=${EMBER_SRC:?}
@@ -112,6 +113,18 @@ interrupted "convert" c.h5 "$bin/ember-convert" g.el c.h5 --quiet
 interrupted "gen kron el" k.el "$bin/ember-gen" kron --scale 11 --seed 1 --output k.el --quiet
 interrupted "gen kron h5" k2.h5 "$bin/ember-gen" kron --scale 11 --seed 1 --output k2.h5 --quiet
 interrupted "gen blobs csv" b.csv "$bin/ember-gen" blobs --n 3000 --d 4 --k 3 --output b.csv --quiet
+# An output that is a symbolic link is written through it (the link
+# stays, its target gets the result), a dangling one too.
+mkdir -p proj
+"${pr[@]}" --input g.el --output proj/r.csv > /dev/null || fail "an output to link to"
+cp proj/r.csv r.old
+ln -s "$work/proj/r.csv" linked.csv
+ln -s proj/new.csv dangling.csv
+"${pr[@]}" --iterations 4 --input g.el --output linked.csv > /dev/null || fail "--output a link"
+"${pr[@]}" --iterations 4 --input g.el --output dangling.csv > /dev/null || fail "--output a dangling link"
+[ -L linked.csv ] && [ -L dangling.csv ] || fail "an output replaced its link"
+cmp -s proj/r.csv r.old && fail "the link's target kept the previous result"
+cmp -s proj/r.csv proj/new.csv || fail "the dangling link's target is not the result"
 # a complete run leaves no temporary of its own
 ls r.csv.*.tmp > before.txt 2> /dev/null
 "${pr[@]}" --input g.el --output r.csv > /dev/null || fail "the run after an interrupted one"
