@@ -478,6 +478,45 @@ const char *ember_cli_output_file(const char *spec, char *file, size_t size)
     return cut;
 }
 
+/* The temporaries of this process's outputs, removed by a SIGTERM, SIGINT
+ * or SIGHUP that would end it (its action the default one), before the
+ * signal ends it as it would have: ember-gen killed that way left one each
+ * time, of the whole output's size. A name already renamed into place
+ * leads nowhere, so none is ever taken back. */
+static char pending_tmp[4][PATH_MAX];
+static volatile sig_atomic_t pending_whole[4]; /* a slot's name is complete */
+static int pending_next;
+
+static void remove_pending(int sig)
+{
+    for (int i = 0; i < 4; i++)
+        if (pending_whole[i])
+            unlink(pending_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void remove_on_signal(const char *tmp)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    int i = pending_next++ % 4;
+    pending_whole[i] = 0; /* half a name could be another file's */
+    if (strlen(tmp) >= PATH_MAX)
+        return;
+    memcpy(pending_tmp[i], tmp, strlen(tmp) + 1);
+    pending_whole[i] = 1;
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old, sa;
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+            (old.sa_flags & SA_SIGINFO))
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = remove_pending;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
 {
     char through[PATH_MAX];
@@ -495,6 +534,7 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
     r += __atomic_fetch_add(&count, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
     if (snprintf(tmp, size, "%s.%016llx.tmp", path, r) >= (int)size)
         return -1;
+    remove_on_signal(tmp);
     /* this run's own until ember_cli_publish renames it: the library's
      * HDF5 writers change it in place, not through a copy of it */
     return ember_h5_scratch(tmp, 1) ? -1 : 0;

@@ -12,6 +12,7 @@
 #     leaves the previous output as it was, for every program that writes
 #     one (pagerank, cc, sssp, kmeans, convert, gen); k-means' labels and
 #     centroids files as a pair;
+#   - a tool ended by SIGTERM while it writes leaves no temporary;
 #   - an output that is a symbolic link is written through it.
 set -uo pipefail
 bin=${EMBER_BIN:?}
@@ -113,6 +114,25 @@ interrupted "convert" c.h5 "$bin/ember-convert" g.el c.h5 --quiet
 interrupted "gen kron el" k.el "$bin/ember-gen" kron --scale 11 --seed 1 --output k.el --quiet
 interrupted "gen kron h5" k2.h5 "$bin/ember-gen" kron --scale 11 --seed 1 --output k2.h5 --quiet
 interrupted "gen blobs csv" b.csv "$bin/ember-gen" blobs --n 3000 --d 4 --k 3 --output b.csv --quiet
+# SIGTERM while a tool writes its output (the default action: the process
+# ends, exit 143) takes the temporary with it: ember-gen left one of the
+# output's size each time.
+landed=0
+for attempt in 1 2 3 4 5 6; do
+    "$bin/ember-gen" kron --scale 19 --seed "$attempt" --output big.el --quiet & p=$!
+    for _ in $(seq 500); do
+        ls big.el.*.tmp > /dev/null 2>&1 && break
+        sleep 0.01
+    done
+    kill -TERM "$p" 2> /dev/null
+    wait "$p"
+    st=$?
+    ls big.el.*.tmp > /dev/null 2>&1 && fail "SIGTERM left $(ls big.el.*.tmp) (exit $st)"
+    [ "$st" -eq 143 ] && landed=$((landed + 1))
+    [ "$landed" -ge 2 ] && break
+done
+[ "$landed" -ge 1 ] || fail "no SIGTERM landed while ember-gen wrote"
+rm -f big.el
 # An output that is a symbolic link is written through it (the link
 # stays, its target gets the result), a dangling one too.
 mkdir -p proj
