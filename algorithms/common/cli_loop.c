@@ -1185,6 +1185,27 @@ static int record(report *r, ember_loop *loop, uint64_t it, double seconds,
     return written || st.last_was_checkpoint;
 }
 
+/* Truncates the file open on fd after its last newline (a file of lines
+ * whose last one was cut short). */
+static void drop_cut_line(int fd)
+{
+    off_t end = lseek(fd, 0, SEEK_END), keep = end;
+    char buf[4096];
+    while (keep > 0) {
+        size_t n = keep < (off_t)sizeof buf ? (size_t)keep : sizeof buf;
+        if (pread(fd, buf, n, keep - (off_t)n) != (ssize_t)n)
+            return;
+        size_t i = n;
+        while (i > 0 && buf[i - 1] != '\n')
+            i--;
+        keep -= (off_t)(n - i);
+        if (i > 0)
+            break;
+    }
+    if (keep < end && ftruncate(fd, keep) != 0)
+        return; /* left as it is: the plot skips nothing then, as before */
+}
+
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
 {
     ember_loop_stats st;
@@ -1204,12 +1225,12 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
                          strerror(errno));
             return EMBER_EIO;
         }
-        /* a line cut by a kill or a full disk: the next starts on its own */
-        int cut = st.restored && fseek(r->metrics, -1, SEEK_END) == 0 &&
-                  fgetc(r->metrics) != '\n';
+        /* a line cut by a kill or a full disk is half a record: dropped,
+         * so that the lines appended after it stay readable (the plot
+         * refused the whole file for it) */
+        if (st.restored)
+            drop_cut_line(fileno(r->metrics));
         fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
-        if (cut)
-            fputc('\n', r->metrics);
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored) /* the progress line's checkpoint, until a new one */

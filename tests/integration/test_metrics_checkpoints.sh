@@ -62,12 +62,22 @@ set -e
 [ "$st" -eq 0 ] && grep -qx 'count: 100' out.txt || fail "metrics on a full disk: exit $st: $(cat err.txt)"
 [ "$(grep -c 'metrics full.jsonl: a write failed (File too large)' err.txt)" -eq 1 ] ||
     fail "metrics on a full disk: $(cat err.txt)"
-# A resume appends after a line a kill cut: the next line starts on its own
+# A resume after a line a kill or a full disk cut drops that half line:
+# the next line starts on its own, every line is whole, and the file plots
+lines_ok() { # every line a JSON object that ends
+    awk '!/^\{.*\}$/ { bad = 1; print "line " NR ": " $0 > "/dev/stderr" } END { exit bad }' "$1"
+}
 rm -rf ck m.jsonl
 "$bin/ember-maps" --n 1000 --maps 20 --checkpoint-dir ck --checkpoint-every 5 --stop-at 10 \
     --metrics m.jsonl --quiet > /dev/null 2>&1 || [ $? -eq 75 ] || fail "--stop-at 10"
+before=$(wc -l < m.jsonl)
 truncate -s -7 m.jsonl
 "$bin/ember-maps" --n 1000 --maps 20 --checkpoint-dir ck --metrics m.jsonl --quiet > /dev/null
 [ "$(grep -c '^{"event": "resumed", "from_iteration": 10}$' m.jsonl)" -eq 1 ] ||
     fail "the resumed line after a cut one: $(tail -n 12 m.jsonl)"
+lines_ok m.jsonl || fail "a cut line stayed in m.jsonl"
+[ "$(head -n $((before - 1)) m.jsonl | wc -l)" -eq $((before - 1)) ] || fail "whole lines lost"
+if command -v gnuplot > /dev/null; then
+    "$bin/ember-inspect" --plot m.jsonl -o m.svg 2> err.txt || fail "the resumed metrics do not plot: $(cat err.txt)"
+fi
 echo "metrics checkpoints: ok"
