@@ -1002,8 +1002,10 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
         rc = ember__h5_slot(fid, path, 1, &replace, spec, msg);
     if (!rc)
         rc = ember__h5_tmp_clear(fid, tmp, spec, msg);
+    errno = 0; /* what the write's failure recorded, if anything (ENOSPC) */
     if (!rc && put_data(fid, tmp, native(kind), native(kind), data, rank, d, &ds))
-        rc = h5err(msg, EMBER_EIO, spec, "cannot write the dataset");
+        rc = ember__err(msg, EMBER_EIO, "%s: cannot write the dataset%s%s", spec,
+                        errno ? ": " : "", errno ? strerror(errno) : "");
     if (!rc)
         rc = put_attrs(ds, attrs, nattrs, spec, msg);
     if (!rc)
