@@ -606,7 +606,8 @@ static void early_exit(int sig)
 }
 
 /* The tail of an interruption message: what the next run will do. */
-static void resume_advice(const ember_cli *cli, char *buf, size_t size)
+/* written: a checkpoint of this run is known to be there. */
+static void resume_advice(const ember_cli *cli, int written, char *buf, size_t size)
 {
     if (!cli->checkpoint_dir)
         snprintf(buf, size, "nothing is saved without --checkpoint-dir: a new run "
@@ -617,7 +618,8 @@ static void resume_advice(const ember_cli *cli, char *buf, size_t size)
                  cli->checkpoint_dir);
     else
         snprintf(buf, size, "run the same command again to resume from the last "
-                 "checkpoint in %s (if there is one)", cli->checkpoint_dir);
+                 "checkpoint in %s%s", cli->checkpoint_dir,
+                 written ? "" : " (if there is one)");
 }
 
 /* (Re)writes the handler's lines from the flags; called by parse and by
@@ -626,7 +628,7 @@ static void early_lines(const ember_cli *cli)
 {
     char advice[400];
     const char *name = cli->prog ? cli->prog->name : "ember";
-    resume_advice(cli, advice, sizeof advice);
+    resume_advice(cli, 0, advice, sizeof advice);
     int a = snprintf(early_line[0], sizeof early_line[0],
                      "%s: stopped by a signal outside the checkpointed iterations "
                      "(exit 75); %s\n", name, advice);
@@ -1337,7 +1339,7 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
             return EMBER_EXIT_RESUMABLE;
         char advice[400] = "";
         if (cli)
-            resume_advice(cli, advice, sizeof advice);
+            resume_advice(cli, 1, advice, sizeof advice);
         /* the loop's message says which stopped it */
         int deadline = msg && strstr(msg, "the deadline is near");
         fprintf(stderr, "%s: %s after iteration %" PRIu64
