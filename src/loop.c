@@ -1174,16 +1174,14 @@ static int write_failed(const ember_loop *L, const char *name, int rc,
     }
     /* a full disk fails the same write at every rerun: say what frees it */
     char room[128] = "";
-    if (strstr(inner, "No space left") || strstr(inner, "quota") ||
-        strstr(inner, "no room") || strstr(inner, "File too large"))
-    {
-        if (L->keep > 1 && L->have_ckpt)
-            snprintf(room, sizeof room, "; with keep %d the directory holds %d "
-                     "checkpoints and the one being written: free space, or keep "
-                     "fewer", L->keep, L->keep);
-        else
-            snprintf(room, sizeof room, "; free space there");
-    }
+    int full = strstr(inner, "No space left") || strstr(inner, "quota") ||
+               strstr(inner, "no room") || strstr(inner, "File too large");
+    if (full && L->keep > 1 && L->have_ckpt)
+        snprintf(room, sizeof room, "; with keep %d the directory holds %d "
+                 "checkpoints and the one being written: free space, or keep fewer",
+                 L->keep, L->keep);
+    else if (full)
+        snprintf(room, sizeof room, "; free space there");
     if (strstr(inner, name))
         return ember__err(msg, rc, "%s%s%s", inner, kept, room);
     return ember__err(msg, rc, "checkpoint %s/%s: %s%s%s", L->dir, name, inner, kept,
