@@ -215,14 +215,14 @@ static int sweep(const char *dir, const char *prefix, int unheld, char *msg)
                     strstr(de->d_name, ".tmp.locktest.") != NULL;
         if (!stray || (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
             continue;
-        int held = -1;
-        if (unheld && tmp_held(dirfd(d), de->d_name, &held))
+        int locked = -1; /* a free temporary's, until it is removed */
+        if (unheld && tmp_held(dirfd(d), de->d_name, &locked))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT && !rc)
             rc = ember__err(msg, EMBER_EIO, "cannot remove stray %s/%s: %s", dir,
                             de->d_name, strerror(errno));
-        if (held >= 0)
-            close(held);
+        if (locked >= 0)
+            close(locked);
     }
     closedir(d);
     return rc;

@@ -1692,13 +1692,13 @@ static void check_retained(ember_stream *s, const uint64_t *co, size_t nc,
         if (rc && rc != EMBER_ENOMEM && ++bad)
             warn(s, "%s", m);
     }
+    const char *it = bad == 1 ? "it" : "them";
     if (bad)
         warn(s, "%zu retained log %s in %s damaged (above): this restart does not "
                 "read %s, but one that falls back to an older state snapshot re-runs "
                 "batches from them and would stop; restore %s from a copy, or let "
                 "retention delete %s", bad, bad == 1 ? "entry is" : "entries are",
-             s->loc, bad == 1 ? "it" : "them", bad == 1 ? "it" : "them",
-             bad == 1 ? "it" : "them");
+             s->loc, it, it, it);
 }
 
 /* Reads the logs: the last commit, the pending batch, the high-water
