@@ -1152,26 +1152,34 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
              (unsigned long long)L->done);
 }
 
+/* What a run can resume from, for a failure message: "" without a
+ * checkpoint of ours; never "intact" of a file that is gone with its
+ * directory. */
+static void kept_text(const ember_loop *L, char *kept, size_t size)
+{
+    kept[0] = '\0';
+    if (!L->have_ckpt)
+        return;
+    char last[PATH_SIZE];
+    struct stat st;
+    int there = (size_t)snprintf(last, sizeof last, "%s/" CKPT_PREFIX "%012llu"
+                                 CKPT_SUFFIX, L->dir,
+                                 (unsigned long long)L->ckpt_iter) < sizeof last &&
+                stat(last, &st) == 0;
+    snprintf(kept, size,
+             there ? "; the checkpoint of iteration %llu is intact, and a run "
+                     "resumes from it"
+                   : "; the checkpoint of iteration %llu is gone too",
+             (unsigned long long)L->ckpt_iter);
+}
+
 /* A failure message that names the file, whoever produced it. */
 static int write_failed(const ember_loop *L, const char *name, int rc,
                         const char *inner, char *msg)
 {
-    /* what a run can resume from, for a user whose disk is full; not
-     * said of a file that is gone with its directory */
-    char kept[128] = "";
-    if (L->have_ckpt) {
-        char last[PATH_SIZE];
-        struct stat st;
-        int there = (size_t)snprintf(last, sizeof last, "%s/" CKPT_PREFIX "%012llu"
-                                     CKPT_SUFFIX, L->dir,
-                                     (unsigned long long)L->ckpt_iter) < sizeof last &&
-                    stat(last, &st) == 0;
-        snprintf(kept, sizeof kept,
-                 there ? "; the checkpoint of iteration %llu is intact, and a run "
-                         "resumes from it"
-                       : "; the checkpoint of iteration %llu is gone too",
-                 (unsigned long long)L->ckpt_iter);
-    }
+    /* what a run can resume from, for a user whose disk is full */
+    char kept[128];
+    kept_text(L, kept, sizeof kept);
     /* a full disk fails the same write at every rerun: say what frees it */
     char room[128] = "";
     int full = strstr(inner, "No space left") || strstr(inner, "quota") ||
@@ -2334,12 +2342,32 @@ static int lock_still_held(ember_loop *L, char *msg)
     return ranks(L) > 1 ? ember__comm_agree_status(L->ctx, rc, 0, msg) : rc;
 }
 
+/* The directory's lock is lost (its lock file, or the whole directory,
+ * removed or replaced): the failure says what a run can resume from, as a
+ * failed write's does (write_failed), whichever of the two notices a
+ * removed directory first. The write in flight is ours whatever became of
+ * the lock, so it is waited for and accounted first: a file it committed
+ * is the newest checkpoint (its own failure is not reported: the lock's
+ * is). */
+static void lock_lost(ember_loop *L, char *msg)
+{
+    char jmsg[EMBER_MSG_SIZE], kept[128];
+    (void)async_join(L, jmsg);
+    kept_text(L, kept, sizeof kept);
+    if (msg && kept[0]) {
+        size_t len = strnlen(msg, EMBER_MSG_SIZE - 1);
+        snprintf(msg + len, EMBER_MSG_SIZE - len, "%s", kept);
+    }
+}
+
 /* Checkpoints unless this iteration count is already written. */
 static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
 {
     double t0 = mono_now();
     int rc = lock_still_held(L, msg);
-    if (!rc)
+    if (rc)
+        lock_lost(L, msg);
+    else
         rc = async_join(L, msg);
     if (!rc && !(L->have_ckpt && L->ckpt_iter == L->done)) {
         *wrote = 1;

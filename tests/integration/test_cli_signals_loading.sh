@@ -4,7 +4,10 @@
 # to die of the signal: exit 138 or 143, and no requeue), with or without a
 # checkpoint directory; so does a --deadline reached while loading. The
 # load is made long with the test hook EMBER_TEST_LOAD_DELAY (cli.h): a
-# sleep inside the loading phase, after the inputs are read and hashed.
+# sleep inside the loading phase, after the inputs are read and hashed;
+# with EMBER_TEST_LOAD_READY the program says when it is in it (ready.PID),
+# and the signal is sent then, not after a fixed pause: on a loaded machine
+# a program may not even have reached main (and its handlers) in 0.5 s.
 # The stream program catches them before its stream starts, too.
 set -uo pipefail
 bin=${EMBER_BIN:?}
@@ -21,13 +24,23 @@ fail() { echo "test_cli_signals_loading: FAIL: $*" >&2; exit 1; }
 # control is on so that background jobs do not start with SIGINT ignored
 # (without it bash ignores SIGINT in them, and so does ember, on purpose).
 set -m
+# loading PID: waits (up to 60 s) until PID is in its loading phase.
+loading() {
+    for _ in $(seq 1200); do
+        [ -e "ready.$1" ] && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
 for sig in USR1 TERM INT; do
     for ck in "--checkpoint-dir ck-$sig" ""; do
         # shellcheck disable=SC2086
-        EMBER_TEST_LOAD_DELAY=120 "$bin/ember-pagerank" --input "$src/data/karate.el" \
+        EMBER_TEST_LOAD_DELAY=120 EMBER_TEST_LOAD_READY="$work/ready" \
+            "$bin/ember-pagerank" --input "$src/data/karate.el" \
             --undirected --top 3 $ck 2> err.txt &
         pid=$!
-        sleep 0.5
+        loading "$pid" || fail "SIG$sig (${ck:-no dir}): the program never reached its load: $(cat err.txt)"
         kill -s "$sig" "$pid"
         wait "$pid"
         st=$?
@@ -76,13 +89,17 @@ grep -q "nothing is saved without --checkpoint-dir" err.txt \
     || fail "without a directory the message should say nothing is saved: $(cat err.txt)"
 
 # kmeans and cc the same way (one signal each).
-EMBER_TEST_LOAD_DELAY=120 "$bin/ember-kmeans" --input "$src/data/iris.csv" --k 3 \
-    --checkpoint-dir ck-km 2> err.txt > /dev/null &
-pid=$!; sleep 0.5; kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
+EMBER_TEST_LOAD_DELAY=120 EMBER_TEST_LOAD_READY="$work/ready" "$bin/ember-kmeans" \
+    --input "$src/data/iris.csv" --k 3 --checkpoint-dir ck-km 2> err.txt > /dev/null &
+pid=$!
+loading "$pid" || fail "kmeans: never reached its load: $(cat err.txt)"
+kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
 [ "$st" -eq 75 ] || fail "kmeans: SIGUSR1 while loading: exit $st: $(cat err.txt)"
-EMBER_TEST_LOAD_DELAY=120 "$bin/ember-cc" --input "$src/data/karate.el" \
-    --output cc.csv 2> err.txt &
-pid=$!; sleep 0.5; kill -TERM "$pid"; wait "$pid"; st=$?; pid=
+EMBER_TEST_LOAD_DELAY=120 EMBER_TEST_LOAD_READY="$work/ready" "$bin/ember-cc" \
+    --input "$src/data/karate.el" --output cc.csv 2> err.txt &
+pid=$!
+loading "$pid" || fail "cc: never reached its load: $(cat err.txt)"
+kill -TERM "$pid"; wait "$pid"; st=$?; pid=
 [ "$st" -eq 75 ] || fail "cc: SIGTERM while loading: exit $st: $(cat err.txt)"
 
 # The deadline, counted from the start, reached while loading: exit 75 at
@@ -108,6 +125,12 @@ ls ck-run/ckpt-*.h5 > /dev/null || fail "no checkpoint at the deadline"
 mkdir -p in
 "$bin/ember-stream-wordcount" --source in --checkpoint-location wc.ckpt \
     --trigger processing-time=1s --quiet 2> err.txt &
-pid=$!; sleep 1; kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
+pid=$!
+# past main's first line (the early handlers): its checkpoint location is
+# made after them (waited for: a fixed pause may end before main on a
+# loaded machine)
+for _ in $(seq 1200); do [ -e wc.ckpt ] && break; sleep 0.05; done
+[ -e wc.ckpt ] || fail "wordcount: no checkpoint location after 60 s: $(cat err.txt)"
+kill -USR1 "$pid"; wait "$pid"; st=$?; pid=
 [ "$st" -eq 75 ] || fail "wordcount: SIGUSR1: exit $st, wanted 75: $(cat err.txt)"
 echo "signals while loading: ok"

@@ -96,10 +96,18 @@ gone=$tmp/gone
 "$demo" "${small[@]}" --iterations 1000000 --checkpoint-dir "$gone" --checkpoint-every 2 \
     --quiet >"$tmp/out" 2>"$tmp/err" &
 pid=$!
+# Wait for a checkpoint after the first (up to 30 s: a loaded machine may be
+# slow to start): the first is then accounted by the run (the second write
+# starts only after it), so the failure has a checkpoint of its own to name.
+# Removed on sight of the first, the directory could go between that file's
+# rename and its directory's fsync, failing the first write itself, with
+# no earlier checkpoint to say "gone too" of.
+past_first() { ls "$gone" 2>/dev/null | grep '^ckpt-[0-9]*\.h5$' | grep -qv '^ckpt-000000000002\.h5$'; }
 for _ in $(seq 600); do
-    compgen -G "$gone/ckpt-*.h5" >/dev/null && break
+    past_first && break
     sleep 0.05
 done
+past_first || { kill "$pid"; fail "dir removed: no second checkpoint in 30 s: $(ls "$gone")"; }
 # (a file the job creates meanwhile fails rm's rmdir: again)
 for _ in 1 2 3 4 5; do rm -rf "$gone" 2>/dev/null && break; done
 [ ! -e "$gone" ] || { kill "$pid"; fail "dir removed: cannot remove $gone"; }

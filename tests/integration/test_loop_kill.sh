@@ -9,8 +9,12 @@
 # Kills are counted only when the process was still running (exit status
 # 137); a kill that lands while a NAME.tmp exists landed during a write
 # (ckpt-spare.tmp, the retired file kept for the next write, does not
-# count). The loop goes on until at least 24 kills, 3 of them during a
-# write, 2 of those in the default mode.
+# count, nor does a NAME.tmp an earlier killed run left). The loop goes on
+# until at least 24 kills, 3 of them during a write, 2 of those in the
+# default mode. Half the kills come at a random
+# moment from the start, half once a write is seen in flight (plus a random
+# delay): on a loaded machine a run may not write at all within a fixed
+# window from its start.
 # EMBER_TEST_SEED reproduces a run's random choices.
 set -uo pipefail
 
@@ -47,6 +51,14 @@ pick_threads() { # a thread count other than $1
     done
 }
 
+# A write of this run's in flight: a NAME.tmp changed since it started (one
+# that an earlier killed run left, until this run's start-up removes it, is
+# not this run's write).
+writing() {
+    find "$dir" -maxdepth 1 -name 'ckpt-[0-9]*.h5.tmp' -cnewer "$tmp/started" \
+        2>/dev/null | grep -q .
+}
+
 kills=0 midwrite=0 middefault=0 jobs=0 starts=0
 prev=0
 while (( (kills < 24 || midwrite < 3 || middefault < 2) && kills < 120 )); do
@@ -63,17 +75,33 @@ while (( (kills < 24 || midwrite < 3 || middefault < 2) && kills < 120 )); do
         t=$(pick_threads "$prev")
         prev=$t
         starts=$((starts + 1))
+        touch "$tmp/started"
         "$demo" "${args[@]}" --threads "$t" >"$tmp/out" 2>"$tmp/err" &
         pid=$!
-        ms=$((40 + RANDOM % 400))
-        sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+        if (( RANDOM % 2 )); then
+            # at a random moment from the start: in start-up, an iteration
+            # or a write, whatever the machine's speed gives
+            ms=$((40 + RANDOM % 400))
+            sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+        else
+            # aimed at a write: once one is seen in flight (waited for, not
+            # slept for: a loaded machine may take longer than any fixed
+            # pause to start writing), then a random 0 to 9 ms more; it
+            # counts only if a write is still unfinished when the kill lands
+            for ((w = 0; w < 3000; w++)); do
+                writing && break
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.01
+            done
+            sleep "0.00$((RANDOM % 10))"
+        fi
         kill -9 "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null # (no "Killed" line from the shell)
         st=$?
         pid=
         if [ "$st" = 137 ]; then
             kills=$((kills + 1))
-            if compgen -G "$dir/ckpt-[0-9]*.h5.tmp" >/dev/null; then
+            if writing; then
                 midwrite=$((midwrite + 1))
                 [ "$mode" = default ] && middefault=$((middefault + 1))
             fi

@@ -22,6 +22,13 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "test_loop_signal: FAIL: $*" >&2; exit 1; }
 
+# caught PID SIG: PID has a handler for SIG (its SigCgt mask, Linux).
+caught() {
+    local mask
+    mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null)
+    [ -n "$mask" ] && (( (16#$mask >> ($(kill -l "$2") - 1)) & 1 ))
+}
+
 iters=300
 common=(--iterations "$iters" --n 50000)
 ref=$("$demo" "${common[@]}" --quiet --threads 2 | tail -n 1) || fail "reference run failed"
@@ -32,8 +39,16 @@ for sig in TERM USR1; do
     args=("${common[@]}" --checkpoint-dir "$dir" --checkpoint-every 100000 --max-depth 0)
     "$demo" "${args[@]}" --threads 4 --sleep-ms 5 >"$tmp/out" 2>"$tmp/err" &
     pid=$!
-    # Let it get going: the first iterations are done by then.
-    sleep 0.4
+    # Let it get going: its handlers in place (waited for, up to 60 s: a
+    # loaded machine may take longer than any fixed pause to start it), then
+    # a little more, for a few iterations.
+    for _ in $(seq 1200); do
+        caught "$pid" "$sig" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    caught "$pid" "$sig" || fail "SIG$sig: no handler for SIG$sig after 60 s: $(cat "$tmp/err")"
+    sleep 0.1
     kill -s "$sig" "$pid" || fail "SIG$sig: the run ended too early"
     wait "$pid"
     st=$?
