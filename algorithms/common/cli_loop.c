@@ -351,8 +351,6 @@ static int in_checkpoint_dir(const ember_cli *cli, const char *path)
                ? 2 : 0;
 }
 
-/* An output that can be created (a temporary beside it is created and
- * removed), that is no input and no other flag's output. */
 /* The file an output named path is written to: path, or, when path is a
  * symbolic link, the file it leads to (written through, as --metrics and
  * the library's saves are; replacing the link left its target with the
@@ -387,6 +385,8 @@ static const char *dir_of(const char *path, char *buf, size_t size)
     return buf;
 }
 
+/* An output that can be created (a temporary beside it is created and
+ * removed), that is no input and no other flag's output. */
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
 {
     struct stat st;
@@ -433,13 +433,14 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     const char *file = through_link(path, through, sizeof through);
     dir_of(file, dir, sizeof dir);
     struct stat ds;
-    if (strcmp(flag, "metrics") == 0 && stat(file, &st) == 0 &&
-        (fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
-        return ember_cli_usage_error(cli, "--%s %s: cannot append to it: %s", flag, path,
-                                     strerror(errno));
-    if (fd >= 0 && strcmp(flag, "metrics") == 0)
+    int metrics = strcmp(flag, "metrics") == 0;
+    if (metrics && stat(file, &st) == 0) {
+        if ((fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
+            return ember_cli_usage_error(cli, "--%s %s: cannot append to it: %s", flag,
+                                         path, strerror(errno));
         close(fd);
-    if (strcmp(flag, "metrics") != 0 && geteuid() != 0 && lstat(file, &st) == 0 &&
+    }
+    if (!metrics && geteuid() != 0 && lstat(file, &st) == 0 &&
         st.st_uid != geteuid() && stat(dir, &ds) == 0 && (ds.st_mode & S_ISVTX) &&
         ds.st_uid != geteuid())
         return ember_cli_usage_error(cli, "--%s %s: another user's file in a sticky "
@@ -505,15 +506,15 @@ static void remove_on_signal(const char *tmp)
         return;
     memcpy(pending_tmp[i], tmp, strlen(tmp) + 1);
     pending_whole[i] = 1;
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+    for (size_t k = 0; k < sizeof sigs / sizeof *sigs; k++) {
         struct sigaction old, sa;
-        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+        if (sigaction(sigs[k], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
             (old.sa_flags & SA_SIGINFO))
             continue;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = remove_pending;
         sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, NULL);
+        sigaction(sigs[k], &sa, NULL);
     }
 }
 
@@ -1186,15 +1187,15 @@ static int record(report *r, ember_loop *loop, uint64_t it, double seconds,
 }
 
 /* Truncates the file open on fd after its last newline (a file of lines
- * whose last one was cut short). */
-static void drop_cut_line(int fd)
+ * whose last one was cut short): 0, or -1 when it could not. */
+static int drop_cut_line(int fd)
 {
     off_t end = lseek(fd, 0, SEEK_END), keep = end;
     char buf[4096];
     while (keep > 0) {
         size_t n = keep < (off_t)sizeof buf ? (size_t)keep : sizeof buf;
         if (pread(fd, buf, n, keep - (off_t)n) != (ssize_t)n)
-            return;
+            return -1;
         size_t i = n;
         while (i > 0 && buf[i - 1] != '\n')
             i--;
@@ -1202,8 +1203,7 @@ static void drop_cut_line(int fd)
         if (i > 0)
             break;
     }
-    if (keep < end && ftruncate(fd, keep) != 0)
-        return; /* left as it is: the plot skips nothing then, as before */
+    return keep < end && ftruncate(fd, keep) != 0 ? -1 : 0;
 }
 
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
@@ -1228,9 +1228,10 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
         /* a line cut by a kill or a full disk is half a record: dropped,
          * so that the lines appended after it stay readable (the plot
          * refused the whole file for it) */
-        if (st.restored)
-            drop_cut_line(fileno(r->metrics));
+        int cut = st.restored && drop_cut_line(fileno(r->metrics)) != 0;
         fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
+        if (cut) /* it stays: at least the next line starts on its own */
+            fputc('\n', r->metrics);
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored) /* the progress line's checkpoint, until a new one */
