@@ -808,6 +808,7 @@ static int output(ember_stream *s, const plan *p, const batch_run *r, char *msg)
             return rc;
         }
     }
+    s->sink.rerun = p->recovered;
     int rc = ember__sink_begin(&s->sink, p->batch, mode_name(s->o.output_mode), msg);
     if (!rc)
         rc = write_rows(s, r, msg);

@@ -364,6 +364,8 @@ typedef struct {
                                   function; 0: none */
     uint64_t written_id[5];    /* that file as committed: device, inode,
                                   size, mtime and ctime (ns) */
+    int rerun;                 /* the batch is one a crash left uncommitted:
+                                  a file of it in place must be its bytes */
 } ember__sink;
 
 /* "batch-<id, 12 digits>.csv" */

@@ -199,13 +199,15 @@ int ember__sink_row(ember__sink *k, const void *rec, const char *text,
  * time stamps unchanged, made durable, and the temporary removed. A
  * stream reading this sink as its source, make or rsync then see nothing
  * change; a new file with a new mtime made a downstream stream that had
- * planned it refuse to start. 0: write it as usual. */
+ * planned it refuse to start. 0: none is there; -1: another file is. */
 static int kept_identical(ember__afile *a)
 {
     struct stat tmp_st, st;
     if (fflush(a->f) != 0 || ferror(a->f) || fstat(fileno(a->f), &tmp_st) != 0 ||
-        stat(a->path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != tmp_st.st_size)
+        stat(a->path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
+    if (st.st_size != tmp_st.st_size)
+        return -1;
     int old = open(a->path, O_RDONLY | O_CLOEXEC), now = open(a->tmp, O_RDONLY | O_CLOEXEC);
     int same = old >= 0 && now >= 0;
     char x[1 << 15], y[1 << 15];
@@ -222,14 +224,28 @@ static int kept_identical(ember__afile *a)
         close(now);
     if (same)
         ember__af_abort(a);
-    return same;
+    return same ? 1 : old >= 0 && now >= 0 ? -1 : 0;
 }
 
 int ember__sink_commit(ember__sink *k, char *msg)
 {
     if (k->dir) {
         k->f = NULL;
-        int rc = kept_identical(&k->file) ? EMBER_OK : ember__af_commit(&k->file, msg);
+        int kept = kept_identical(&k->file);
+        /* A batch a crash left uncommitted, run again on the files its plan
+         * names (same sizes and times), gives the bytes of its first run:
+         * other rows mean other bytes in a file (rewritten at the same size
+         * and time), which would silently replace a result already out. */
+        if (kept < 0 && k->rerun) {
+            ember__af_abort(&k->file);
+            return ember__err(msg, EMBER_EMISMATCH, "sink file %s, written before a "
+                              "crash by the first run of batch %" PRIu64 ", differs from "
+                              "what its re-run computes: a source file of the batch was "
+                              "changed (at the same size and time), or the sink file was "
+                              "edited. Restore the source files, or remove %s to accept "
+                              "the re-run's rows", k->file.path, k->batch, k->file.path);
+        }
+        int rc = kept > 0 ? EMBER_OK : ember__af_commit(&k->file, msg);
         k->written = rc || file_id(k->file.path, -1, k->written_id) ? 0 : k->batch + 1;
         return rc;
     }

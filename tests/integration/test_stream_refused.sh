@@ -18,7 +18,9 @@
 #   new bytes; without a replay the restart warns that the file changed
 #   after its batch took it (not that it is a late file); a running stream
 #   warns once at its next listing. A file of an uncommitted batch that
-#   grew is refused with a recipe that keeps every byte, counted once.
+#   grew is refused with a recipe that keeps every byte, counted once; one
+#   rewritten at the same size and time is refused when its re-run would
+#   replace a sink file already out with other rows.
 set -euo pipefail
 . "$(dirname "$0")/test_stream_lib.sh"
 
@@ -151,6 +153,29 @@ mv lin/f1 lin/f3
 expect_exit 0 "$WC" --source lin --checkpoint-location lck --trigger once --quiet
 grep -qx "a,1" "$T/out.txt" || fail "the renamed late file was not counted: $(cat "$T/out.txt")"
 grep -q "late file" "$T/err" && fail "late again after the rename: $(cat "$T/err")"
+
+# A batch left uncommitted after its sink file was written (as a kill
+# between the two leaves it), one of its files then rewritten at the same
+# size and time: its re-run would compute other rows than the sink file
+# already out. Refused, the sink file kept; with the file restored, the
+# re-run keeps the sink file as it was.
+mkdir hin
+echo "a b" >hin/f1
+echo "ccc d" >hin/f2
+expect_exit 0 "$WC" --source hin --checkpoint-location hck --sink hout --trigger available-now \
+    --max-files-per-trigger 1 --quiet
+rm hck/commits/1
+cp hout/batch-000000000001.csv first.csv
+cp -p hin/f2 f2.orig
+sed -i 's/ccc/zzz/' hin/f2
+touch -r f2.orig hin/f2
+expect_exit 2 "$WC" --source hin --checkpoint-location hck --sink hout --trigger available-now --quiet
+grep -q "sink file hout/batch-000000000001.csv, written before a crash by the first run of batch 1, differs from what its re-run computes" \
+    "$T/err" || fail "a re-run on changed bytes: $(cat "$T/err")"
+cmp -s first.csv hout/batch-000000000001.csv || fail "a re-run on changed bytes replaced the sink file"
+cp -p f2.orig hin/f2
+expect_exit 0 "$WC" --source hin --checkpoint-location hck --sink hout --trigger available-now --quiet
+cmp -s first.csv hout/batch-000000000001.csv || fail "the re-run on the restored file changed the sink file"
 
 # A file of an uncommitted batch that grew (written in place): refused, and
 # the recipe the message gives keeps every byte, each counted once.
