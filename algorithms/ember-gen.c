@@ -380,17 +380,25 @@ static int blobs(const ember_cli *cli, ember_ctx *ctx, char *msg)
         uint64_t d2[2] = {npoints, dims};
         ember_h5_attr at[] = {{"k", EMBER_U64, 0, (int64_t)nclusters, NULL},
                               {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
-        rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
         ember_h5_attr root[] = {{"generator", 0, 0, 0, "blobs"},
                                 {"n", EMBER_U64, 0, (int64_t)npoints, NULL},
                                 {"d", EMBER_U64, 0, (int64_t)dims, NULL},
                                 {"k", EMBER_U64, 0, (int64_t)nclusters, NULL},
                                 {"seed", EMBER_U64, 0, (int64_t)cli->seed, NULL}};
-        if (!rc)
-            /* on the file's root, or on the dataset when it was added to a
-             * file that was already there (which holds other things) */
-            rc = ember_cli_write_provenance(cli, existed ? spec : file, NULL, root, 5,
-                                            msg);
+        if (existed) {
+            /* added to a file that was already there (which holds other
+             * things): the provenance on the dataset, written with it in
+             * one change of the file */
+            static ember_cli_provenance p; /* 13 KB, off the stack */
+            rc = ember_cli_provenance_attrs(cli, NULL, root, 5, &p, spec, msg);
+            if (!rc)
+                rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, p.a, p.n, 0, msg);
+        } else {
+            /* a new file (the temporary): the provenance on its root */
+            rc = ember_h5_write_array(spec, EMBER_F64, x, 2, d2, at, 2, 0, msg);
+            if (!rc)
+                rc = ember_cli_write_provenance(cli, file, NULL, root, 5, msg);
+        }
     } else {
         rc = blobs_write_csv(x, msg);
     }

@@ -47,19 +47,11 @@ static int has_name(const ember_h5_attr *a, size_t n, const char *name)
     return 0;
 }
 
-#define MAX_ATTRS 64
-
-typedef struct {
-    ember_h5_attr a[MAX_ATTRS];
-    size_t n;
-    char names[8][64];  /* <role>_bytes, <role>_xxh3 */
-    char hex[4][24];
-    size_t nnames, nhex;
-} attr_list;
+typedef ember_cli_provenance attr_list;
 
 static void put(attr_list *l, ember_h5_attr a)
 {
-    if (l->n < MAX_ATTRS)
+    if (l->n < EMBER_CLI_MAX_ATTRS)
         l->a[l->n++] = a;
 }
 
@@ -124,39 +116,47 @@ static int output_parameters(const ember_cli *cli, const ember_h5_attr *extra,
     return EMBER_OK;
 }
 
+int ember_cli_provenance_attrs(const ember_cli *cli, const char *input,
+                               const ember_h5_attr *extra, size_t nextra,
+                               ember_cli_provenance *p, const char *file, char *msg)
+{
+    attr_list *l = p;
+    memset(p, 0, sizeof *p);
+    created_now(p->created, sizeof p->created);
+    if (output_parameters(cli, extra, nextra, p->parameters, sizeof p->parameters))
+        p->parameters[0] = '\0';
+    put(l, (ember_h5_attr){.name = "program", .str = cli->prog->name});
+    put(l, (ember_h5_attr){.name = "ember_version", .str = EMBER_VERSION_STRING});
+    put(l, (ember_h5_attr){.name = "created", .str = p->created});
+    put_inputs(l, cli, input, p->real);
+    put(l, (ember_h5_attr){.name = "parameters", .str = p->parameters});
+    if (!(cli->prog->omit & EMBER_CLI_NO_LOOP)) {
+        const char *v = cli->prog->value_name ? cli->prog->value_name : "value";
+        if (!has_name(extra, nextra, "iterations"))
+            put(l, (ember_h5_attr){.name = "iterations", .kind = EMBER_I64,
+                                   .i = (int64_t)cli->iterations_done});
+        if (!has_name(extra, nextra, "converged"))
+            put(l, (ember_h5_attr){.name = "converged", .kind = EMBER_I64,
+                                   .i = cli->converged});
+        if (!has_name(extra, nextra, v))
+            put(l, (ember_h5_attr){.name = v, .kind = EMBER_F64, .f = cli->value});
+        if (cli->forced[0])
+            put(l, (ember_h5_attr){.name = "forced_resume", .str = cli->forced});
+    }
+    for (size_t i = 0; i < nextra; i++)
+        put(l, extra[i]);
+    if (l->n == EMBER_CLI_MAX_ATTRS) {
+        snprintf(msg, EMBER_MSG_SIZE, "%s: too many attributes (internal)", file);
+        return EMBER_EINVAL;
+    }
+    return EMBER_OK;
+}
+
 int ember_cli_write_provenance(const ember_cli *cli, const char *file,
                                const char *input, const ember_h5_attr *extra,
                                size_t nextra, char *msg)
 {
-    char parameters[8192], real[1][PATH_MAX], created[32];
-    attr_list l;
-    memset(&l, 0, sizeof l);
-    created_now(created, sizeof created);
-    if (output_parameters(cli, extra, nextra, parameters, sizeof parameters))
-        parameters[0] = '\0';
-    put(&l, (ember_h5_attr){.name = "program", .str = cli->prog->name});
-    put(&l, (ember_h5_attr){.name = "ember_version", .str = EMBER_VERSION_STRING});
-    put(&l, (ember_h5_attr){.name = "created", .str = created});
-    put_inputs(&l, cli, input, real);
-    put(&l, (ember_h5_attr){.name = "parameters", .str = parameters});
-    if (!(cli->prog->omit & EMBER_CLI_NO_LOOP)) {
-        const char *v = cli->prog->value_name ? cli->prog->value_name : "value";
-        if (!has_name(extra, nextra, "iterations"))
-            put(&l, (ember_h5_attr){.name = "iterations", .kind = EMBER_I64,
-                                    .i = (int64_t)cli->iterations_done});
-        if (!has_name(extra, nextra, "converged"))
-            put(&l, (ember_h5_attr){.name = "converged", .kind = EMBER_I64,
-                                    .i = cli->converged});
-        if (!has_name(extra, nextra, v))
-            put(&l, (ember_h5_attr){.name = v, .kind = EMBER_F64, .f = cli->value});
-        if (cli->forced[0])
-            put(&l, (ember_h5_attr){.name = "forced_resume", .str = cli->forced});
-    }
-    for (size_t i = 0; i < nextra; i++)
-        put(&l, extra[i]);
-    if (l.n == MAX_ATTRS) {
-        snprintf(msg, EMBER_MSG_SIZE, "%s: too many attributes (internal)", file);
-        return EMBER_EINVAL;
-    }
-    return ember_h5_write_attrs(file, l.a, l.n, msg);
+    ember_cli_provenance p;
+    int rc = ember_cli_provenance_attrs(cli, input, extra, nextra, &p, file, msg);
+    return rc ? rc : ember_h5_write_attrs(file, p.a, p.n, msg);
 }

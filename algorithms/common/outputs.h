@@ -10,6 +10,8 @@
 
 #include <ember/graph.h>
 
+#include <limits.h>
+
 /* 1 when an output named path is CSV text (.csv or .txt, any case), 0 for
  * anything else (HDF5). A "file.h5:/dataset" spec is judged by its file. */
 int ember_cli_output_is_csv(const char *path);
@@ -35,5 +37,22 @@ int ember_cli_output_is_csv(const char *path);
 int ember_cli_write_provenance(const ember_cli *cli, const char *file,
                                const char *input, const ember_h5_attr *extra,
                                size_t nextra, char *msg);
+
+/* The same attributes, into p (a.n of them in a, the strings they point
+ * to kept in p), for a write that puts them on a dataset together with
+ * its data: one change of a file rather than two (a kill between two left
+ * the data without them). file names the output in a message. */
+#define EMBER_CLI_MAX_ATTRS 64
+typedef struct {
+    ember_h5_attr a[EMBER_CLI_MAX_ATTRS];
+    size_t n;
+    char names[8][64]; /* <role>_bytes, <role>_xxh3 */
+    char hex[4][24];
+    size_t nnames, nhex;
+    char parameters[8192], real[1][PATH_MAX], created[32];
+} ember_cli_provenance;
+int ember_cli_provenance_attrs(const ember_cli *cli, const char *input,
+                               const ember_h5_attr *extra, size_t nextra,
+                               ember_cli_provenance *p, const char *file, char *msg);
 
 #endif /* EMBER_OUTPUTS_H */
