@@ -81,7 +81,8 @@
 #define CKPT_PREFIX "ckpt-"
 #define CKPT_SUFFIX ".h5"
 #define PATH_SIZE 1024         /* == sizeof stats.last_path */
-#define DIR_MAX (PATH_SIZE - 64) /* room for "/ckpt-<20 digits>.h5.tmp" */
+#define DIR_MAX EMBER_LOOP_DIR_MAX /* room for "/ckpt-<20 digits>.h5.tmp" */
+_Static_assert(DIR_MAX + 64 <= PATH_SIZE, "a checkpoint's path fits PATH_SIZE");
 #define ITER_TIMES 4           /* iteration-time estimate: max of the last 4 */
 #define LINEAGE_CUT 32         /* iterations between looks at deep lineages */
 #define LINEAGE_NEAR 8         /* steps a state made from the last one is looked
@@ -524,9 +525,11 @@ static int check_dir(ember_loop *L, char *msg)
 
 static int open_dir(ember_loop *L, char *msg)
 {
-    if (strlen(L->dir) == 0 || strlen(L->dir) > DIR_MAX)
-        return ember__err(msg, EMBER_EINVAL,
-                          "checkpoint dir: empty or longer than %d bytes",
+    if (strlen(L->dir) == 0)
+        return ember__err(msg, EMBER_EINVAL, "checkpoint dir: an empty name");
+    if (strlen(L->dir) > DIR_MAX)
+        return ember__err(msg, EMBER_EINVAL, "checkpoint dir %.60s...: %zu bytes long, "
+                          "more than the %d a loop takes", L->dir, strlen(L->dir),
                           DIR_MAX);
     int rc = EMBER_OK;
     struct stat st;

@@ -663,9 +663,19 @@ int ember_cli_prepare(ember_cli *cli)
         rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: no such directory, and "
                                    "--resume require needs a checkpoint in it",
                                    cli->checkpoint_dir);
+    if (!rc && cli->checkpoint_dir && strlen(cli->checkpoint_dir) > EMBER_LOOP_DIR_MAX)
+        rc = ember_cli_usage_error(cli, "--checkpoint-dir %.60s...: %zu bytes long, more "
+                                   "than the %d a checkpoint directory may have",
+                                   cli->checkpoint_dir, strlen(cli->checkpoint_dir),
+                                   EMBER_LOOP_DIR_MAX);
     if (!rc && cli->checkpoint_dir) {
         int e = make_dirs(cli->checkpoint_dir);
-        if (e)
+        if (e && lstat(cli->checkpoint_dir, &st) == 0 && S_ISLNK(st.st_mode))
+            rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: a symbolic link that "
+                                       "leads to no directory (%s): make its target, or "
+                                       "give another directory", cli->checkpoint_dir,
+                                       strerror(stat(cli->checkpoint_dir, &st) ? errno : e));
+        else if (e)
             rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: %s",
                                        cli->checkpoint_dir, strerror(e));
     }

@@ -26,6 +26,10 @@ extern "C" {
  * deadline and can be resumed (EX_TEMPFAIL): a batch script requeues. */
 #define EMBER_EXIT_RESUMABLE 75
 
+/* The longest checkpoint directory name a loop takes, in bytes (room is
+ * kept for the names of the files in it). */
+#define EMBER_LOOP_DIR_MAX 960
+
 /* ---- dataset checkpoints ------------------------------------------------ */
 
 /* Marks ds (lazy, like Spark's checkpoint()): the next action that computes
@@ -80,7 +84,8 @@ typedef enum {
 
 typedef struct {
     const char *dir;          /* checkpoint directory, made with its parents
-                                 (mode 0777 less the umask) if missing;
+                                 (mode 0777 less the umask) if missing; at
+                                 most EMBER_LOOP_DIR_MAX bytes;
                                  NULL: the context's. NULL there too: the
                                  loop never checkpoints */
     const char *program;      /* recorded and checked on resume */

@@ -60,6 +60,16 @@ expect2 "kmeans: missing --init file" "$bin/ember-kmeans" --input "$src/data/iri
 expect2 "kmeans: output is a directory" "$bin/ember-kmeans" --input "$src/data/iris.csv" \
     --k 3 --output adir
 expect2 "cc: output in a missing directory" "$bin/ember-cc" --input "$g" --output no/cc.csv
+# A checkpoint directory too long for a loop is refused before anything is
+# made; one that is a link to nothing says so.
+long=$(printf 'd%.0s' $(seq 1000))
+expect2 "a 1000-byte checkpoint dir" "$bin/ember-pagerank" --input "$g" --checkpoint-dir "$long"
+grep -q "1000 bytes long, more than the 960" err.txt || fail "long dir: $(cat err.txt)"
+[ ! -e "$long" ] || fail "a refused checkpoint dir was made"
+ln -s nowhere dangling
+expect2 "a dangling link as checkpoint dir" "$bin/ember-pagerank" --input "$g" --checkpoint-dir dangling
+grep -q "dangling: a symbolic link that leads to no directory (No such file" err.txt ||
+    fail "dangling dir: $(cat err.txt)"
 if [ "$(id -u)" -ne 0 ]; then
     cp "$g" secret.el
     chmod 000 secret.el
