@@ -533,7 +533,13 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
         r = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
             (unsigned long long)(uintptr_t)&r;
     r += __atomic_fetch_add(&count, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
-    if (snprintf(tmp, size, "%s.%016llx.tmp", path, r) >= (int)size)
+    /* a name of up to NAME_MAX bytes leaves room for the 21 of the suffix:
+     * a longer one gives its first bytes to the temporary's name */
+    const char *slash = strrchr(path, '/');
+    size_t base = strlen(slash ? slash + 1 : path), keep = strlen(path);
+    if (base + 21 > NAME_MAX)
+        keep -= base + 21 - NAME_MAX;
+    if (snprintf(tmp, size, "%.*s.%016llx.tmp", (int)keep, path, r) >= (int)size)
         return -1;
     remove_on_signal(tmp);
     /* this run's own until ember_cli_publish renames it: the library's

@@ -145,6 +145,13 @@ ln -s proj/new.csv dangling.csv
 [ -L linked.csv ] && [ -L dangling.csv ] || fail "an output replaced its link"
 cmp -s proj/r.csv r.old && fail "the link's target kept the previous result"
 cmp -s proj/r.csv proj/new.csv || fail "the dangling link's target is not the result"
+# A name of up to 255 bytes is an output's like any other (its temporary
+# takes the name's first bytes): a 250-byte one was refused, too long with
+# the temporary's suffix.
+long=$(printf 'r%.0s' $(seq 250)).csv
+"${pr[@]}" --input g.el --output "$long" > /dev/null 2> err.txt || fail "a 254-byte name: $(cat err.txt)"
+[ -s "$long" ] || fail "no output under a 254-byte name"
+rm -f "$long"
 # a complete run leaves no temporary of its own
 ls r.csv.*.tmp > before.txt 2> /dev/null
 "${pr[@]}" --input g.el --output r.csv > /dev/null || fail "the run after an interrupted one"
