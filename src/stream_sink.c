@@ -209,22 +209,24 @@ static int kept_identical(ember__afile *a)
     if (st.st_size != tmp_st.st_size)
         return -1;
     int old = open(a->path, O_RDONLY | O_CLOEXEC), now = open(a->tmp, O_RDONLY | O_CLOEXEC);
-    int same = old >= 0 && now >= 0;
+    int read_ok = old >= 0 && now >= 0, differs = 0;
     char x[1 << 15], y[1 << 15];
     ssize_t nx = 1, ny;
-    while (same && nx > 0) {
+    while (read_ok && !differs && nx > 0) {
         nx = read(old, x, sizeof x);
         ny = read(now, y, sizeof y);
-        same = nx >= 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
+        read_ok = nx >= 0 && ny >= 0;
+        differs = read_ok && (nx != ny || memcmp(x, y, (size_t)nx) != 0);
     }
-    same = same && fsync(old) == 0 && ember__fsync_dir(a->dir) == 0;
+    /* not compared (a read failed) or not made durable: written as usual */
+    int same = read_ok && !differs && fsync(old) == 0 && ember__fsync_dir(a->dir) == 0;
     if (old >= 0)
         close(old);
     if (now >= 0)
         close(now);
     if (same)
         ember__af_abort(a);
-    return same ? 1 : old >= 0 && now >= 0 ? -1 : 0;
+    return same ? 1 : differs ? -1 : 0;
 }
 
 int ember__sink_commit(ember__sink *k, char *msg)
