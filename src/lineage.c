@@ -174,10 +174,12 @@ int ember_lineage_string(const ember_ds *ds, char **out)
             put(&t, " |  ");
         describe(&t, f.ds);
         int seen = walk_seen(&w, f.ds);
+        if (seen < 0) {
+            rc = seen;
+            break;
+        }
         if (seen) {
-            if (seen > 0)
-                put(&t, " (shown above)\n");
-            rc = seen < 0 ? seen : rc;
+            put(&t, " (shown above)\n");
             continue;
         }
         put(&t, "\n");
