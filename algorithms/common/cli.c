@@ -166,6 +166,16 @@ static void speaker(const ember_cli *cli, char *buf, size_t size)
         snprintf(buf + n, size - (size_t)n, " (rank %d)", cli->rank);
 }
 
+/* A usage error's line held back by a rank past 0 between
+ * ember_cli_hold_errors and ember_cli_release_errors, and the hash of
+ * what it says (without the speaker), which every rank keeps. */
+static struct {
+    int on;
+    uint64_t said;
+    size_t len;
+    char line[2048];
+} held;
+
 /* One write a line: under mpirun the ranks' lines would interleave
  * ("ember-x: ember-x: --a ..."). Ranks other than 0 say which they are. */
 int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
@@ -174,6 +184,7 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     speaker(cli, line, sizeof line - 1);
     int at = (int)strlen(line);
     at += snprintf(line + at, sizeof line - 1 - (size_t)at, ": ");
+    int from = at;
     va_list ap;
     va_start(ap, fmt);
     int len = vsnprintf(line + at, sizeof line - 1 - (size_t)at, fmt, ap);
@@ -181,7 +192,50 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     at = len < 0 ? at : at + len < (int)sizeof line - 1 ? at + len : (int)sizeof line - 2;
     line[at] = '\n';
     early_settled = EMBER_EXIT_USAGE; /* before the line: seen, it is settled */
-    fwrite(line, 1, (size_t)at + 1, stderr);
+    if (!held.said) { /* the first: what the rank stopped on */
+        uint64_t h = 0xcbf29ce484222325u; /* FNV-1a, never 0 below */
+        for (int i = from; i < at; i++)
+            h = (h ^ (unsigned char)line[i]) * 0x100000001b3u;
+        held.said = h | 1;
+    }
+    if (held.on && !held.len) {
+        memcpy(held.line, line, (size_t)at + 1);
+        held.len = (size_t)at + 1;
+    } else if (!held.on) {
+        fwrite(line, 1, (size_t)at + 1, stderr);
+    }
+    return ember_cli_settle(EMBER_EXIT_USAGE);
+}
+
+void ember_cli_hold_errors(const ember_cli *cli)
+{
+    held.said = 0;
+    held.len = 0;
+    held.on = cli->ranks > 1 && cli->rank > 0;
+}
+
+int ember_cli_release_errors(const ember_cli *cli, int failed, const char *where)
+{
+    int any = failed != 0, alike = 1;
+#ifdef EMBER_MPI
+    if (cli->ranks > 1) {
+        /* the largest of said, of ~said (the smallest) and of failed */
+        uint64_t v[3] = {held.said, ~held.said, any}, all[3];
+        MPI_Allreduce(v, all, 3, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+        alike = all[0] == ~all[1];
+        any = all[2] != 0;
+    }
+#endif
+    if (held.len && !alike) /* the ranks' lines differ: each says its own */
+        fwrite(held.line, 1, held.len, stderr);
+    held.on = 0;
+    held.len = 0;
+    held.said = 0;
+    if (!any || failed)
+        return failed;
+    if (cli->rank == 0) /* every rank stops; rank 0 says why */
+        return ember_cli_usage_error(cli, "another rank stopped on its %s (its message "
+                                     "says why)", where);
     return ember_cli_settle(EMBER_EXIT_USAGE);
 }
 
@@ -914,13 +968,14 @@ int ember_cli_launched_ranks(const char **var)
     return 1;
 }
 
-int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
-                    char **argv)
+static int parse_args(ember_cli *cli, const ember_cli_program *prog, int argc,
+                      char **argv)
 {
     struct option table[C_COUNT + MAX_EXTRA + 1];
     unsigned char seen[MAX_EXTRA] = {0};
     defaults(cli, prog);
     start_ranks(cli);
+    ember_cli_hold_errors(cli);
     if (!(prog->omit & EMBER_CLI_NO_LOOP))
         early_catch(cli);
     else
@@ -1021,6 +1076,15 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
                                          cli->rank, strerror(errno));
     }
     return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
+}
+
+int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
+                    char **argv)
+{
+    /* Under mpirun the ranks' arguments fail alike: rank 0 says it once. */
+    int rc = parse_args(cli, prog, argc, argv);
+    int r = ember_cli_release_errors(cli, rc == EMBER_EXIT_USAGE ? rc : 0, "arguments");
+    return r ? r : rc;
 }
 
 /* ---- parameters, context, loop --------------------------------------------- */

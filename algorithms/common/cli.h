@@ -406,6 +406,17 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Under mpirun, the usage errors of the steps every rank takes alike
+ * (parsing, ember_cli_prepare's checks): from ember_cli_hold_errors on,
+ * ranks past 0 hold their line back, and ember_cli_release_errors, a
+ * collective call, prints the held lines only when the ranks stopped on
+ * different things (one rank alone, or other messages): the same line
+ * from every rank is rank 0's alone. It returns failed (this rank's
+ * status), or EMBER_EXIT_USAGE when another rank failed, rank 0 then
+ * saying "another rank stopped on its <where>". On one process it only
+ * returns failed. */
+void ember_cli_hold_errors(const ember_cli *cli);
+int ember_cli_release_errors(const ember_cli *cli, int failed, const char *where);
 
 /* The canonical "name=value\n" lines of every value that changes results:
  * the inputs, partitions (unless the program takes no --partitions), the

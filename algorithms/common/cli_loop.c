@@ -639,16 +639,20 @@ static void test_load_delay(void)
 int ember_cli_prepare(ember_cli *cli)
 {
     int rc = 0;
+    ember_cli_hold_errors(cli);
     if (cli->input && !(cli->prog->omit & EMBER_CLI_NO_INPUT) &&
         find_input_role(cli, "input") < 0) {
         /* --input first, so it is the one messages name first */
-        if (cli->ninputs >= (int)(sizeof cli->inputs / sizeof cli->inputs[0]))
-            return ember_cli_usage_error(cli, "too many input files (internal)");
-        memmove(&cli->inputs[1], &cli->inputs[0], (size_t)cli->ninputs * sizeof cli->inputs[0]);
-        cli->ninputs++;
-        memset(&cli->inputs[0], 0, sizeof cli->inputs[0]);
-        cli->inputs[0].role = "input";
-        cli->inputs[0].arg = cli->input;
+        if (cli->ninputs >= (int)(sizeof cli->inputs / sizeof cli->inputs[0])) {
+            rc = ember_cli_usage_error(cli, "too many input files (internal)");
+        } else {
+            memmove(&cli->inputs[1], &cli->inputs[0],
+                    (size_t)cli->ninputs * sizeof cli->inputs[0]);
+            cli->ninputs++;
+            memset(&cli->inputs[0], 0, sizeof cli->inputs[0]);
+            cli->inputs[0].role = "input";
+            cli->inputs[0].arg = cli->input;
+        }
     }
     for (int i = 0; !rc && i < cli->ninputs; i++)
         rc = prepare_input(cli, i);
@@ -685,12 +689,10 @@ int ember_cli_prepare(ember_cli *cli)
             rc = ember_cli_usage_error(cli, "--checkpoint-dir %s: %s",
                                        cli->checkpoint_dir, strerror(e));
     }
-    /* The same arguments fail alike on every rank, but an input written
-     * while being hashed may fail one rank alone: the others stop too
-     * rather than wait for it in the first collective. */
-    if (agree_max(cli, rc != 0) && !rc)
-        rc = ember_cli_usage_error(cli, "another rank stopped on its inputs or "
-                                   "outputs (its message says why)");
+    /* The same arguments fail alike on every rank (rank 0 alone says so),
+     * but an input written while being hashed may fail one rank alone: the
+     * others stop too rather than wait for it in the first collective. */
+    rc = ember_cli_release_errors(cli, rc, "inputs or outputs");
     if (!rc)
         rc = agree_command(cli);
     if (rc)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Usage errors under mpirun: a mistake every rank makes alike (a bad
+# option, a missing input, a checkpoint directory that cannot be made) is
+# said once, by rank 0, not once a rank; every rank exits 2. A rank that
+# stops on something the others do not (an MPMD launch that gives one rank
+# another option) still says it, naming its rank, and rank 0 says that
+# another rank stopped, instead of waiting in a collective until mpirun
+# aborts the job.
+source "$(dirname "$0")/mpi_lib.bash"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+cp "$src/data/karate.el" g.el
+export OMP_NUM_THREADS=1
+
+# once N PATTERN ARGS...: ember-pagerank ARGS on N ranks exits 2 and its
+# stderr holds PATTERN exactly once, with no rank's label
+once() {
+    local n=$1 pattern=$2 rc=0
+    shift 2
+    mpi "$n" 1 "$bin/ember-pagerank" "$@" > out 2> err || rc=$?
+    [ "$rc" = 2 ] || fail "$*: exit $rc, expected 2: $(cat err)"
+    local k
+    k=$(grep -c -- "$pattern" err || true)
+    [ "$k" = 1 ] || fail "$* on $n ranks: '$pattern' $k times, expected once: $(cat err)"
+    ! grep -q "(rank [0-9]*)" err || fail "$*: a rank's label on a shared message: $(cat err)"
+}
+for n in 2 3; do
+    once "$n" "--iterations: 'x' is not a whole number" --input g.el --iterations x
+    once "$n" "unknown option '--bogus'" --input g.el --bogus
+    once "$n" "--input missing.el: no such file" --input missing.el
+    once "$n" "--checkpoint-dir /proc/no/such" --input g.el --checkpoint-dir /proc/no/such
+done
+
+# One rank alone given a bad option: its own line, and rank 0's.
+rc=0
+mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \
+    -n 1 "$bin/ember-pagerank" --input g.el --iterations 5 \
+    : -n 1 "$bin/ember-pagerank" --input g.el --iterations x > out 2> err || rc=$?
+[ "$rc" = 2 ] || fail "rank 1 alone with a bad option: exit $rc, expected 2: $(cat err)"
+grep -q "(rank 1): --iterations: 'x' is not a whole number" err ||
+    fail "no message from rank 1: $(cat err)"
+grep -q "^ember-pagerank: another rank stopped on its arguments" err ||
+    fail "no message from rank 0: $(cat err)"
+echo ok
