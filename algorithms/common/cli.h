@@ -337,8 +337,10 @@ int ember_cli_prepare(ember_cli *cli);
 int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
 
 /* Outputs appear whole or not at all: a program writes a temporary file
- * NAME.<16 random hex digits>.tmp, a name of that write's own
- * (ember_cli_tmp_name: 0, or -1 when the name is too long), then hands
+ * NAME.<20 hex digits>.tmp, a name of that write's own (the host's tag, the
+ * pid and a count: ember_cli_tmp_name, 0, or -1 when the name is too long;
+ * it removes the temporaries beside NAME of this host's dead processes,
+ * which a SIGKILL left), then hands
  * the write's status to ember_cli_publish: 0 syncs the temporary to the
  * device, renames it to NAME and syncs the directory (a kill or a crash of
  * the machine leaves the previous file or the new one, never half of one,

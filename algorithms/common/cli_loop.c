@@ -12,6 +12,7 @@
 #include <ember/graph.h>
 #include <ember/mpi.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,7 +24,6 @@
 #include <string.h>
 #include <time.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -518,29 +518,96 @@ static void remove_on_signal(const char *tmp)
     }
 }
 
+/* What tells this process's temporaries from those of processes elsewhere:
+ * a hash of the boot (boot_id), the host's name and the PID namespace, so
+ * that a pid in a temporary's name means a process here. *here is 0 when
+ * the boot or the namespace cannot be told (not Linux): then no
+ * temporary is ever taken for a dead process's. */
+static uint32_t host_tag(int *here)
+{
+    static uint32_t tag;
+    static int done, known;
+    if (!done) {
+        char buf[256];
+        uint64_t h = 0xcbf29ce484222325u;
+        int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+        if (fd >= 0)
+            close(fd);
+        struct stat ns;
+        known = n > 0 && stat("/proc/self/ns/pid", &ns) == 0;
+        for (ssize_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)buf[i]) * 0x100000001b3u;
+        if (gethostname(buf, sizeof buf) == 0)
+            for (size_t i = 0; i < sizeof buf && buf[i]; i++)
+                h = (h ^ (unsigned char)buf[i]) * 0x100000001b3u;
+        if (known)
+            h = (h ^ (uint64_t)ns.st_ino) * 0x100000001b3u;
+        tag = (uint32_t)(h ^ h >> 32);
+        done = 1;
+    }
+    *here = known;
+    return tag;
+}
+
+/* The temporaries of dead processes beside an output: NAME.<tag><pid><n>.tmp
+ * (8, 8 and 4 hex digits) with this host's tag and the pid of no live
+ * process, left by a run killed with SIGKILL while it wrote (each the
+ * output's size), are removed. A live writer's pid is alive, so its file
+ * is never taken; a pid used again by another process keeps the file. */
+static void sweep_dead(const char *dir, const char *base, size_t blen)
+{
+    int here;
+    uint32_t tag = host_tag(&here);
+    DIR *d = here ? opendir(dir) : NULL;
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != blen + 25 || memcmp(n, base, blen) != 0 || n[blen] != '.' ||
+            strcmp(n + blen + 21, ".tmp") != 0 ||
+            strspn(n + blen + 1, "0123456789abcdef") != 20)
+            continue;
+        char hex[9] = "";
+        memcpy(hex, n + blen + 1, 8);
+        uint32_t t = (uint32_t)strtoul(hex, NULL, 16);
+        memcpy(hex, n + blen + 9, 8);
+        long pid = strtol(hex, NULL, 16);
+        struct stat st;
+        if (t == tag && pid > 0 && pid <= 0x7fffffff && pid != (long)getpid() &&
+            kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
+            fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
 {
-    char through[PATH_MAX];
+    char through[PATH_MAX], dir[PATH_MAX];
     path = through_link(path, through, sizeof through);
     /* A name of this write's own: two runs writing the same output (or a
      * run beside a stale temporary of a killed one) never write into one
-     * file, and the last rename gives a whole file of one of them. 64 random
-     * bits, so that processes on different hosts of a shared file system
-     * do not meet either. */
-    static unsigned long long count;
-    unsigned long long r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
-            (unsigned long long)(uintptr_t)&r;
-    r += __atomic_fetch_add(&count, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
-    /* a name of up to NAME_MAX bytes leaves room for the 21 of the suffix:
+     * file, and the last rename gives a whole file of one of them. The
+     * host's tag and the pid keep processes apart, here and on other hosts
+     * of a shared file system, and say whose it is: a dead process's is
+     * removed (sweep_dead). */
+    static unsigned count;
+    int here;
+    uint32_t tag = host_tag(&here);
+    /* a name of up to NAME_MAX bytes leaves room for the 25 of the suffix:
      * a longer one gives its first bytes to the temporary's name */
-    const char *slash = strrchr(path, '/');
-    size_t base = strlen(slash ? slash + 1 : path), keep = strlen(path);
-    if (base + 21 > NAME_MAX)
-        keep -= base + 21 - NAME_MAX;
-    if (snprintf(tmp, size, "%.*s.%016llx.tmp", (int)keep, path, r) >= (int)size)
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base), keep = strlen(path);
+    if (blen + 25 > NAME_MAX) {
+        keep -= blen + 25 - NAME_MAX;
+        blen = NAME_MAX - 25;
+    }
+    if (snprintf(tmp, size, "%.*s.%08" PRIx32 "%08lx%04x.tmp", (int)keep, path, tag,
+                 (unsigned long)getpid() & 0xffffffffu, count++ & 0xffffu) >= (int)size)
         return -1;
+    sweep_dead(dir_of(path, dir, sizeof dir), base, blen);
     remove_on_signal(tmp);
     /* this run's own until ember_cli_publish renames it: the library's
      * HDF5 writers change it in place, not through a copy of it */

@@ -12,7 +12,9 @@
 #     leaves the previous output as it was, for every program that writes
 #     one (pagerank, cc, sssp, kmeans, convert, gen); k-means' labels and
 #     centroids files as a pair;
-#   - a tool ended by SIGTERM while it writes leaves no temporary;
+#   - a tool ended by SIGTERM while it writes leaves no temporary; one
+#     killed with SIGKILL (or SIGXFSZ) leaves it, and the next run writing
+#     that output removes it (a live writer's and another host's stay);
 #   - an output that is a symbolic link is written through it.
 set -uo pipefail
 bin=${EMBER_BIN:?}
@@ -84,6 +86,8 @@ interrupted() {
     local st=$?
     [ "$st" -ne 0 ] || fail "$what: the limited run succeeded (the limit did not bite)"
     cmp -s "$out" good || fail "$what: $out changed by a run stopped while writing it (exit $st)"
+    # killed, it left its temporary, which the next run writing OUT removes
+    ls "$out".*.tmp > /dev/null 2>&1 || fail "$what: the killed run left no temporary"
     # the same limit as a full disk (SIGXFSZ ignored: the write fails with
     # EFBIG): exit 1, a message that gives the reason, OUT unchanged
     (trap '' XFSZ; ulimit -f 8; exec "$@") > /dev/null 2> err.txt
@@ -91,6 +95,7 @@ interrupted() {
     [ "$st" -eq 1 ] && grep -q "File too large" err.txt ||
         fail "$what: a full disk: exit $st, the reason not given: $(cat err.txt)"
     cmp -s "$out" good || fail "$what: $out changed by a run that could not write it"
+    ! ls "$out".*.tmp 2> /dev/null || fail "$what: the killed run's temporary is still there"
 }
 interrupted "pagerank csv" r.csv "${pr[@]}" --input g.el --output r.csv
 interrupted "pagerank h5" r.h5 "${pr[@]}" --input g.el --output r.h5
@@ -133,6 +138,42 @@ for attempt in 1 2 3 4 5 6; do
 done
 [ "$landed" -ge 1 ] || fail "no SIGTERM landed while ember-gen wrote"
 rm -f big.el
+# SIGKILL while a tool writes leaves its temporary, which the next run
+# writing that output on this host removes: its pid is a dead process's.
+# A live writer's (stopped, mid-write) stays, and so does one of another
+# host's tag; both names are ember's.
+# started_writing SEED: starts ember-gen writing big.el in the background
+# (pid in $p) and waits for its temporary, whose name is then in $t
+started_writing() {
+    "$bin/ember-gen" kron --scale 19 --seed "$1" --output big.el --quiet & p=$!
+    t=""
+    for _ in $(seq 500); do
+        t=$(ls big.el.*.tmp 2> /dev/null | grep -vxF -f known.txt | head -1)
+        [ -n "$t" ] && { echo "$t" >> known.txt; return 0; }
+        sleep 0.01
+    done
+    fail "ember-gen wrote no temporary"
+}
+: > known.txt
+started_writing 1
+kill -STOP "$p"
+stopped=$p live=$t
+trap 'kill -KILL $stopped 2> /dev/null; rm -rf "$work"' EXIT
+started_writing 2
+kill -KILL "$p"
+wait "$p" 2> /dev/null
+dead=$t
+[ -f "$dead" ] || fail "SIGKILL left no temporary to test with"
+other=$(echo "$dead" | sed 's/\.\([0-9a-f]\{8\}\)\([0-9a-f]\{12\}\)\.tmp$/.\2\1.tmp/')
+[ "$other" != "$dead" ] || fail "the temporary's name is not NAME.<20 hex>.tmp: $dead"
+cp "$dead" "$other" # another host's tag (the digits moved about)
+"$bin/ember-gen" kron --scale 11 --seed 1 --output big.el --quiet || fail "the run after a SIGKILL"
+[ -f "$dead" ] && fail "the next run left the temporary of a process killed with SIGKILL"
+[ -f "$live" ] || fail "the next run removed a live (stopped) writer's temporary"
+[ -f "$other" ] || fail "the next run removed a temporary of another host's tag"
+kill -KILL "$stopped"
+wait "$stopped" 2> /dev/null
+rm -f big.el big.el.*.tmp known.txt
 # An output that is a symbolic link is written through it (the link
 # stays, its target gets the result), a dangling one too.
 mkdir -p proj
@@ -152,10 +193,9 @@ long=$(printf 'r%.0s' $(seq 250)).csv
 "${pr[@]}" --input g.el --output "$long" > /dev/null 2> err.txt || fail "a 254-byte name: $(cat err.txt)"
 [ -s "$long" ] || fail "no output under a 254-byte name"
 rm -f "$long"
-# a complete run leaves no temporary of its own
-ls r.csv.*.tmp > before.txt 2> /dev/null
+# a complete run leaves no temporary
 "${pr[@]}" --input g.el --output r.csv > /dev/null || fail "the run after an interrupted one"
-ls r.csv.*.tmp 2> /dev/null | cmp -s - before.txt || fail "a complete run left a temporary"
+! ls r.csv.*.tmp 2> /dev/null || fail "a complete run left a temporary"
 
 # Two runs of other inputs writing one output at once: both exit 0 and the
 # output is one of theirs, whole (with one NAME.tmp they wrote into one
