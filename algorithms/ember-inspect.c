@@ -300,7 +300,19 @@ typedef struct {
     hid_t first;       /* the first such object, open (-1: none) */
     char datasets[512]; /* every dataset: "/a/b, /a/c" */
     int ndatasets;
+    size_t links;      /* links seen so far */
+    int stopped;       /* the walk stopped at OWNED_MAX_LINKS or _DEPTH */
 } owned_t;
+
+/* How far the walk of a sealed file goes. The checksum proves the bytes
+ * are those sealed, not that ember wrote them: a file whose links lead
+ * back into their own groups (a damaged reference count) verifies all
+ * the same, and H5Lvisit, which trusts the counts, then builds ever
+ * longer paths without end (ember-inspect ran for over 5 minutes on
+ * tests/fuzz/corpus/inspect/crash_sealed_link_loop). The readers bound
+ * their own walk alike (src/h5io.c, INSIDE_MAX_LINKS). */
+#define OWNED_MAX_LINKS 10000
+#define OWNED_MAX_DEPTH 64
 
 static void add_name(char *list, size_t size, int count, const char *name)
 {
@@ -314,6 +326,13 @@ static void add_name(char *list, size_t size, int count, const char *name)
 static herr_t find_owned(hid_t g, const char *name, const H5L_info_t *info, void *arg)
 {
     owned_t *w = arg;
+    size_t depth = 0;
+    for (const char *c = name; *c; c++)
+        depth += *c == '/';
+    if (++w->links > OWNED_MAX_LINKS || depth >= OWNED_MAX_DEPTH) {
+        w->stopped = 1;
+        return 1; /* stops H5Lvisit, as a success */
+    }
     const char *base = strrchr(name, '/');
     if (info->type != H5L_TYPE_HARD || (base ? base[1] : name[0]) == '.')
         return 0; /* a soft link, or a hidden (unfinished) object */
@@ -369,7 +388,7 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
         H5Eset_auto2(H5E_DEFAULT, fn, data);
         return -1;
     }
-    owned_t own = {"", 0, -1, "", 0};
+    owned_t own = {"", 0, -1, "", 0, 0, 0};
     H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, find_owned, &own);
     read_provenance(o, f);
     if (!o->program[0] && own.first >= 0)
@@ -390,8 +409,11 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
                  root_prog[0] ? root_prog : "an HDF5 file ember wrote",
                  root_prog[0] ? " output" : "",
                  own.ndatasets ? own.datasets : "no datasets");
-    snprintf(w->description, sizeof w->description, "%s%s%s", from,
-             own.count ? "; with its own provenance: " : "", own.list);
+    snprintf(w->description, sizeof w->description, "%s%s%s%s", from,
+             own.count ? "; with its own provenance: " : "", own.list,
+             own.stopped ? "; its links were listed only up to " /* a bound, not a hang */
+                           "10000 links or 64 groups deep (links that lead back "
+                           "into their own groups?)" : "");
     if (own.first >= 0)
         H5Oclose(own.first);
     H5Fclose(f);

@@ -341,13 +341,19 @@ static int from_metrics(history *h, const char *prog, const char *path)
     long lineno = 0;
     int status = 0;
     pair pairs[16];
-    while (!status && getline(&line, &cap, f) >= 0) {
+    ssize_t got;
+    while (!status && (got = getline(&line, &cap, f)) > 0) {
         lineno++;
-        if (!*ws(line))
+        /* The line's length is getline's, not strlen's: a NUL byte inside
+         * a line (zeros a crash left in the file) made a whole line look
+         * cut short, taken for the last one, and the rest of the file was
+         * skipped without an error. */
+        size_t len = (size_t)got;
+        int nul = memchr(line, '\0', len) != NULL;
+        if (!nul && !*ws(line))
             continue;
-        int n = parse_object(line, pairs, 16);
-        size_t len = strlen(line);
-        if (n < 0 && len && line[len - 1] != '\n') {
+        int n = nul ? -1 : parse_object(line, pairs, 16);
+        if (n < 0 && line[len - 1] != '\n') {
             /* the last line, cut short: a run killed while writing it */
             fprintf(stderr, "%s: --plot %s:%ld: skipping an unfinished last line "
                             "(the run was killed while writing it)\n", prog, path,
@@ -355,8 +361,10 @@ static int from_metrics(history *h, const char *prog, const char *path)
             break;
         }
         if (n < 0) {
-            fprintf(stderr, "%s: --plot %s:%ld: not a JSON object of an ember "
-                            "--metrics file\n", prog, path, lineno);
+            fprintf(stderr, "%s: --plot %s:%ld: %s\n", prog, path, lineno,
+                    nul ? "a NUL byte in the line (zeros left by a crash?): not "
+                          "a line of an ember --metrics file"
+                        : "not a JSON object of an ember --metrics file");
             status = EMBER_EXIT_USAGE;
             break;
         }
@@ -635,7 +643,8 @@ static int from_checkpoints(history *h, ember_ctx *ctx, const char *prog,
         size_t marks = h->n;
         for (size_t i = 0; !status && i < used; i++) {
             const double *a = arr + 2 + i * EMBER_CLI_HISTORY_COLS;
-            int flags = (int)a[3];
+            /* a verified file can hold any number there: no cast of NaN */
+            int flags = a[3] >= 0 && a[3] <= 3 ? (int)a[3] : 0;
             row r = {a[0], a[1], a[2], flags & (int)EMBER_CLI_HIST_CHECKPOINT};
             if (push_row(h, r) ||
                 ((flags & (int)EMBER_CLI_HIST_RESUMED) && push_resume(h, a[0] - 1)))

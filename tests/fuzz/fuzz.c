@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,4 +158,20 @@ void fuzz_check_h5(void)
                 open_ids);
         abort();
     }
+}
+
+void fuzz_signals_default(void)
+{
+    static const int sigs[] = {SIGALRM, SIGINT, SIGTERM, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+}
+
+/* libFuzzer calls it before installing its own handlers. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_signals_default();
+    return 0;
 }

@@ -54,6 +54,16 @@ ember_ctx *fuzz_ctx(void);
  * EMBER_FUZZ_VERBOSE set in the environment, prints each call's status and
  * message to stderr (to see what an input does). */
 void fuzz_check_msg(int rc, const char *msg, const char *call);
+/* Puts back the default action of SIGALRM, SIGINT, SIGTERM and SIGUSR1.
+ * A harness linked with the programs' library (ember_cli) inherits its
+ * constructor (cli.c, early_at_start), which catches those from the
+ * start to exit 75; libFuzzer keeps a handler it finds in place, so its
+ * -timeout (SIGALRM) would end a hanging input with exit 75 and no
+ * artifact, and so would replay.c's alarm. Called by LLVMFuzzerInitialize
+ * (fuzz.c) and by replay.c's main, before any input. */
+void fuzz_signals_default(void);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
 /* Aborts when any HDF5 identifier (file, group, dataset, datatype,
  * attribute) is open. Call after everything of the input was freed. */
 void fuzz_check_h5(void);

@@ -159,4 +159,76 @@ prefix '\100' <(nochk "$tmp/out/.ember-sink") "$d/seed_sink_owner"
 snap=$(find "$tmp/loc" -name '*.h5' | sort | tail -1)
 [ -n "$snap" ] || { echo "make_seeds: the stream wrote no state snapshot" >&2; exit 1; }
 prefix '\003' "$snap" "$d/seed_state_snapshot"
+# ---- metrics: a --metrics file as is (as written, resumed, and cut)
+d=$corpus/metrics
+mkdir -p "$d"
+rm -f "$d"/seed_*
+"$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet \
+  --checkpoint-dir "$tmp/prm" --checkpoint-every 3 --iterations 6 --top 1 \
+  --metrics "$tmp/m.jsonl" >/dev/null
+"$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet \
+  --checkpoint-dir "$tmp/prm" --checkpoint-every 3 --iterations 9 --top 1 \
+  --metrics "$tmp/m.jsonl" >/dev/null
+cp "$tmp/m.jsonl" "$d/seed_pagerank_resumed"
+head -c -20 "$tmp/m.jsonl" >"$d/seed_cut_last_line"
+printf '{"iteration": 1, "seconds": 0.5, "shift": null, "checkpoint": true, "checkpoint_bytes": 9}\n{"iteration": 2, "seconds": 1e-3, "shift": 2.5e-1}\n{"iteration": 2, "shift": 0.125, "note": "a \\"quoted\\" value"}\n{}\n\n{"event": "resumed", "from_iteration": 1}\n' >"$d/seed_restart_redone"
+
+# ---- cli: option byte (0 duration, 1 spec, 2 argv split at NUL) + text
+d=$corpus/cli
+mkdir -p "$d"
+rm -f "$d"/seed_*
+printf '\000%s' 90s >"$d/seed_duration_unit"
+printf '\000%s' 1-02:03:04 >"$d/seed_duration_slurm_days"
+printf '\000%s' 30:00 >"$d/seed_duration_mm_ss"
+printf '\000%s' 1.5e1m >"$d/seed_duration_exponent"
+printf '\001%s' 'out/r.h5:/ranks/v' >"$d/seed_spec_dataset"
+printf '\001%s' 'a:/b.h5:/c' >"$d/seed_spec_two_colons"
+printf '\002--input\000g.el\000--iterations\0005\000--deadline\0001-00:30\000--checkpoint-dir\000ck\000--keep=3\000--rate=0.25\000--mode\000exact\000--offset\000-4\000--count\000999\000pos' >"$d/seed_argv_run"
+printf '\002--tolerance\0001e-9\000--partitions\00016\000--threads\0002\000--seed\00018446744073709551615\000--name\000x\000--flag\000-o\000out.h5:/r' >"$d/seed_argv_values"
+
+# ---- filesum: option byte (0 as is, 1 sealed, 2 sealed and damaged,
+# 3 sealed and cut or extended) + file
+d=$corpus/filesum
+mkdir -p "$d"
+rm -f "$d"/seed_*
+prefix '\000' "$corpus/checkpoint/seed_dataset_range40" "$d/seed_sealed_checkpoint"
+head -c 2000 "$src/data/karate.el" >"$tmp/plain"
+prefix '\001' "$tmp/plain" "$d/seed_seal"
+prefix '\016' "$tmp/plain" "$d/seed_seal_damage"
+prefix '\233' "$tmp/plain" "$d/seed_seal_cut"
+prefix '\000' "$tmp/karate.h5" "$d/seed_graph_h5"
+
+# ---- stream_source: option byte, separator byte, files split at it
+d=$corpus/stream_source
+mkdir -p "$d"
+rm -f "$d"/seed_*
+printf '\003|a b\nc a\n|b\n|hello world\r\nno end|\r\n\n' >"$d/seed_four_files"
+printf '\224|the quick\nbrown fox\n|jumps' >"$d/seed_two_files_ignored_8parts"
+printf '\041|grown\n' >"$d/seed_appended"
+printf '\142|one\n|cut' >"$d/seed_cut"
+printf '\141|x|removed\n' >"$d/seed_removed"
+# ---- inspect: option byte (1 sealed by the harness, 2 --json, 4 named as
+# an edit copy) + file
+d=$corpus/inspect
+mkdir -p "$d"
+rm -f "$d"/seed_*
+prefix '\002' "$corpus/checkpoint/seed_pagerank_karate" "$d/seed_checkpoint_json"
+prefix '\000' "$corpus/checkpoint/seed_dataset_range40" "$d/seed_dataset_text"
+prefix '\003' "$tmp/karate.h5" "$d/seed_graph_sealed_json"
+"$bin/ember-pagerank" --input "$src/data/karate.el" --undirected --quiet \
+  --iterations 5 --output "$tmp/ranks.h5" >/dev/null
+prefix '\002' "$tmp/ranks.h5" "$d/seed_ranks_json"
+{ head -c 3000 "$corpus/checkpoint/seed_dataset_range40"; printf 'X'
+  tail -c +3002 "$corpus/checkpoint/seed_dataset_range40"; } >"$tmp/damaged.h5"
+prefix '\006' "$tmp/damaged.h5" "$d/seed_damaged_edit_copy_json"
+prefix '\002' "$src/data/karate.el" "$d/seed_text_json"
+# ---- h5_write: option byte (what is written, and where) + the existing file
+d=$corpus/h5_write
+mkdir -p "$d"
+rm -f "$d"/seed_*
+prefix '\000' "$tmp/karate.h5" "$d/seed_graph_out"
+prefix '\003' "$tmp/karate.h5" "$d/seed_graph_csr_refused"
+prefix '\001' "$tmp/ranks.h5" "$d/seed_ranks_groups"
+prefix '\002' "$corpus/checkpoint/seed_dataset_range40" "$d/seed_checkpoint_attrs"
+prefix '\000' "$src/data/karate.el" "$d/seed_not_hdf5"
 echo "make_seeds: $(ls "$corpus"/*/seed_* | wc -l) seeds in $corpus"

@@ -112,6 +112,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE-OR-DIR...\n", argv[0]);
         return 2;
     }
+    fuzz_signals_default(); /* so that the alarm below ends a hang */
     size_t count = 0;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
