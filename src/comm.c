@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <hdf5.h>
 #ifdef EMBER_MPI
@@ -238,12 +239,66 @@ static int shared_possible(ember_ctx *ctx)
     return all;
 }
 
+/* Where Open MPI puts a shared window's backing file: its MCA variable
+ * osc_sm_backing_directory (from mpirun --mca, the environment or a
+ * parameter file, read through the MPI tool interface), else /dev/shm. */
+static void backing_dir(char *dir, size_t size)
+{
+    snprintf(dir, size, "/dev/shm");
+    int provided = 0, idx = 0, count = 0;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS)
+        return;
+    MPI_T_cvar_handle h;
+    if (MPI_T_cvar_get_index("osc_sm_backing_directory", &idx) == MPI_SUCCESS &&
+        MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
+        char *v = count > 0 ? calloc((size_t)count + 1, 1) : NULL;
+        if (v && MPI_T_cvar_read(h, v) == MPI_SUCCESS && v[0])
+            snprintf(dir, size, "%s", v);
+        free(v);
+        MPI_T_cvar_handle_free(&h);
+    }
+    MPI_T_finalize();
+}
+
+/* Whether the backing file system has room for a window of bytes beside
+ * the windows made before it: rank 0's check. Open MPI's sm component
+ * fails on rank 0 alone when there is none, while the other ranks wait in
+ * MPI_Win_allocate_shared for rank 0's word: the job hung (or, with room
+ * for the file's creation but not its pages, a rank died of SIGBUS when
+ * it first wrote the window). The earlier windows' files are sparse until
+ * written, so they count as still to come. EMBER_TEST_SHM_FREE=BYTES
+ * stands in for the room (tests only). */
+static int backing_room(const ember_ctx *ctx, size_t bytes)
+{
+    char dir[PATH_MAX];
+    struct statvfs sv;
+    unsigned long long need = (unsigned long long)bytes + ((size_t)1 << 20), room;
+    for (const shwin *o = ctx->comm.shared; o; o = o->next)
+        need += o->bytes;
+    const char *t = getenv("EMBER_TEST_SHM_FREE");
+    if (t && *t)
+        room = strtoull(t, NULL, 10);
+    else if (backing_dir(dir, sizeof dir), statvfs(dir, &sv) == 0)
+        room = (unsigned long long)sv.f_bavail * sv.f_frsize;
+    else
+        return 1; /* unknown: Open MPI says */
+    static int said;
+    if (room < need && !said++)
+        fprintf(stderr, "ember: warning: %s has %.1f MiB free, too little for a shared "
+                "window of %.1f MiB beside the others: every rank keeps its own copy "
+                "of such arrays (more memory, and an all-gather where the window "
+                "needed none); give it room, or move the windows with mpirun --mca "
+                "osc_sm_backing_directory DIR\n", t && *t ? "the window's file system" : dir,
+                room / 1048576.0, bytes / 1048576.0);
+    return room >= need;
+}
+
 /* The window, or NULL (the same outcome on every rank): then the caller
  * uses private memory. */
 static void *shared_alloc(ember_ctx *ctx, size_t bytes)
 {
     shwin *w = ember__calloc(ctx, 1, sizeof *w);
-    int ok = w != NULL, all = 0;
+    int ok = w != NULL && (ctx->comm.rank != 0 || backing_room(ctx, bytes)), all = 0;
     MPI_Aint size = ctx->comm.rank == 0 ? (MPI_Aint)bytes : 0;
     void *mine = NULL;
     if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm_of(ctx)) != MPI_SUCCESS ||
