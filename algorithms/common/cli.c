@@ -1084,7 +1084,24 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
     /* Under mpirun the ranks' arguments fail alike: rank 0 says it once. */
     int rc = parse_args(cli, prog, argc, argv);
     int r = ember_cli_release_errors(cli, rc == EMBER_EXIT_USAGE ? rc : 0, "arguments");
-    return r ? r : rc;
+    if (r)
+        return r;
+#ifdef EMBER_MPI
+    /* --help or --version on some ranks alone (an MPMD launch, a
+     * wrapper): those ranks ended while the others waited for them in the
+     * first collective, for good. All stop. */
+    if (cli->ranks > 1) {
+        int v[2] = {rc == EMBER_EXIT_OK, rc == EMBER_CLI_RUN}, all[2];
+        MPI_Allreduce(v, all, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (all[0] && all[1] && cli->rank == 0 && rc == EMBER_CLI_RUN)
+            return ember_cli_usage_error(cli, "another rank was given --help or "
+                                         "--version and this one was not: every rank "
+                                         "must run the same command");
+        if (all[0] && all[1])
+            return ember_cli_settle(EMBER_EXIT_USAGE);
+    }
+#endif
+    return rc;
 }
 
 /* ---- parameters, context, loop --------------------------------------------- */

@@ -5,7 +5,8 @@
 # stops on something the others do not (an MPMD launch that gives one rank
 # another option) still says it, naming its rank, and rank 0 says that
 # another rank stopped, instead of waiting in a collective until mpirun
-# aborts the job.
+# aborts the job. --help or --version on one rank alone stops every rank
+# with exit 2 (the job hung).
 source "$(dirname "$0")/mpi_lib.bash"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -42,4 +43,20 @@ grep -q "(rank 1): --iterations: 'x' is not a whole number" err ||
     fail "no message from rank 1: $(cat err)"
 grep -q "^ember-pagerank: another rank stopped on its arguments" err ||
     fail "no message from rank 0: $(cat err)"
+
+# --help or --version on one rank alone: every rank stops with exit 2 (the
+# others waited for it in the first collective, for good)
+for flag in --help --version; do
+    for first in yes no; do
+        rc=0
+        a=(--input g.el --iterations 5) b=(--input g.el --iterations 5 "$flag")
+        [ $first = yes ] && { a=("${b[@]}"); b=(--input g.el --iterations 5); }
+        mpirun --oversubscribe --bind-to none --timeout 60 -x OMP_NUM_THREADS \
+            -n 1 "$bin/ember-pagerank" "${a[@]}" : -n 1 "$bin/ember-pagerank" "${b[@]}" \
+            > out 2> err || rc=$?
+        [ "$rc" = 2 ] || fail "$flag on one rank (rank 0: $first): exit $rc, expected 2: $(cat err)"
+        [ $first = yes ] || grep -q "another rank was given --help or --version" err ||
+            fail "$flag on rank 1 alone: no message from rank 0: $(cat err)"
+    done
+done
 echo ok
