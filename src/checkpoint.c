@@ -453,8 +453,14 @@ int ember_local_checkpoint(ember_ds *ds, char *msg)
         rc = ember__err(msg, EMBER_EIO,
                         "local checkpoint of #%llu: not every partition could be "
                         "stored", (unsigned long long)ds->id);
-    if (!rc)
+    int *own = NULL;
+    if (!rc && ember__comm_size(ds->ctx) > 1)
+        rc = ember__owners(ds, &own, msg); /* where the blocks are, before the cut */
+    if (!rc) {
         truncate_lineage(ds, NULL, NULL, NULL, 0);
+        ember__free(ds->ctx, ds->cut_owner);
+        ds->cut_owner = own;
+    }
     return rc;
 }
 

@@ -224,6 +224,7 @@ static void destroy_node(ember_ds *ds)
     ember__ds_drop_captured(ds);
     ember__free(ctx, ds->ckpt_path);
     ember__free(ctx, ds->ckpt_offsets);
+    ember__free(ctx, ds->cut_owner);
     ember__free(ctx, ds->ckpt_head);
     ember__free(ctx, ds);
 }

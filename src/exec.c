@@ -928,6 +928,12 @@ static int fill_owners(ember_ds *ds, int *own)
     while (n) {
         owner_item it = w[--n];
         ember_ds *r = owner_root(it.ds);
+        if (r->op == EMBER__CHECKPOINT && !r->ckpt_path && r->cut_owner) {
+            /* a union cut by a local checkpoint: its blocks stay where the
+             * union's parents placed them */
+            memcpy(own + it.off, r->cut_owner, r->nparts * sizeof *own);
+            continue;
+        }
         if (r->op != EMBER__UNION) {
             for (int k = 0; k < ctx->comm.size; k++) {
                 size_t lo, hi;

@@ -318,6 +318,9 @@ struct ember_ds {
     int ckpt_eager;
     char *ckpt_path;
     uint64_t *ckpt_offsets; /* partition offsets of the written file */
+    int *cut_owner;         /* MPI, a local checkpoint of a union: the rank
+                               that holds each partition (where the union
+                               placed it), kept when the lineage is cut */
     unsigned char *ckpt_head; /* its checksum header (EMBER__FSUM_BLOCK
                                  bytes) as written: every read proves the
                                  file is still that one */
