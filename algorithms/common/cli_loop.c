@@ -420,9 +420,11 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
                                      role, arg);
     /* a probe of its own (O_EXCL), never a file that is there */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return ember_cli_usage_error(cli, "--%s %s: cannot create %s: %s", flag, path,
-                                     tmp, strerror(errno));
+    if (fd < 0) { /* the directory, not the probe's name: the same on every rank */
+        char dir[PATH_MAX];
+        return ember_cli_usage_error(cli, "--%s %s: cannot create a file in %s: %s", flag,
+                                     path, dir_of(tmp, dir, sizeof dir), strerror(errno));
+    }
     close(fd);
     unlink(tmp);
     ember_h5_scratch(tmp, 0); /* a probe's name, never written again */

@@ -31,6 +31,8 @@ for n in 2 3; do
     once "$n" "unknown option '--bogus'" --input g.el --bogus
     once "$n" "--input missing.el: no such file" --input missing.el
     once "$n" "--checkpoint-dir /proc/no/such" --input g.el --checkpoint-dir /proc/no/such
+    once "$n" "--output nodir/o.csv: cannot create a file in nodir" --input g.el \
+        --output nodir/o.csv
 done
 
 # One rank alone given a bad option: its own line, and rank 0's.
