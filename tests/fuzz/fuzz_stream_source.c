@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n != nfiles)
         fail("the listing does not give exactly the files", NULL);
     for (size_t i = 0; i < n; i++) {
-        char want[16];
+        char want[24];
         snprintf(want, sizeof want, "f%zu", i);
         if (strcmp(files[i].name, want) != 0 || files[i].size != len[i])
             fail("a listed file with another name or size", files[i].name);

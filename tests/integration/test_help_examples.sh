@@ -21,7 +21,7 @@ programs="ember-gen ember-convert ember-pagerank ember-cc ember-sssp ember-kmean
           ember-maps ember-inspect ember-stream-wordcount"
 for p in "$bin"/ember-*; do # every installed program is covered
     name=$(basename "$p")
-    case " $(echo $programs) ember-loopdemo ember-readme-loop " in
+    case " $(echo $programs) ember-loopdemo ember-readme-loop ember-h5poke " in # + tests/programs
     *" $name "*) ;;
     *) fail "$name has no place in this test's list" ;;
     esac
