@@ -127,6 +127,12 @@ ember_ctx *fuzz_ctx(void)
 
 /* ---- checks ------------------------------------------------------------- */
 
+void fuzz_fail(const char *what, const char *detail)
+{
+    fprintf(stderr, "fuzz: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    abort();
+}
+
 void fuzz_check_msg(int rc, const char *msg, const char *call)
 {
     static int verbose = -1;

@@ -64,6 +64,10 @@ void fuzz_check_msg(int rc, const char *msg, const char *call);
 void fuzz_signals_default(void);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/* Says what must never happen ("fuzz: what: detail", detail may be NULL)
+ * and aborts, which both drivers report. */
+void fuzz_fail(const char *what, const char *detail) __attribute__((noreturn));
+
 /* Aborts when any HDF5 identifier (file, group, dataset, datatype,
  * attribute) is open. Call after everything of the input was freed. */
 void fuzz_check_h5(void);

@@ -14,12 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "fuzz_checkpoint: %s\n", what);
-    abort();
-}
-
 /* Reads one dataset whole; its status. */
 static int read_one(ember_ctx *ctx, const char *path, const char *name)
 {
@@ -34,7 +28,7 @@ static int read_one(ember_ctx *ctx, const char *path, const char *name)
         fuzz_check_msg(rc, msg, "ember_collect_alloc");
         ember_free(ctx, recs);
     } else if (ds) {
-        fail("an error left a dataset behind");
+        fuzz_fail("an error left a dataset behind", NULL);
     }
     ember_ds_free(&ds);
     return rc;
@@ -51,16 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = ember_checkpoint_inspect(&info, ctx, path, msg);
     fuzz_check_msg(rc, msg, "ember_checkpoint_inspect");
     if (rc == EMBER_OK && (!info || !info->readable || !info->verified))
-        fail("inspect returned EMBER_OK for a file it did not verify");
+        fuzz_fail("inspect returned EMBER_OK for a file it did not verify", NULL);
     if (info && info->nitems && !info->items)
-        fail("inspect lists items it does not hold");
+        fuzz_fail("inspect lists items it does not hold", NULL);
     int verified = rc == EMBER_OK;
     for (size_t i = 0; info && i < info->nitems; i++) {
         if (strcmp(info->items[i].group, "datasets") != 0)
             continue;
         int r = read_one(ctx, path, info->items[i].name);
         if (verified && r != EMBER_OK && r != EMBER_ENOMEM)
-            fail("a dataset of a verified checkpoint does not read");
+            fuzz_fail("a dataset of a verified checkpoint does not read", NULL);
     }
     ember_checkpoint_info_free(ctx, &info);
     fuzz_check_h5();

@@ -39,12 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what, const char *text)
-{
-    fprintf(stderr, "fuzz_cli: %s: \"%s\"\n", what, text);
-    abort();
-}
-
 /* ---- durations ------------------------------------------------------------- */
 
 static void duration(const char *s)
@@ -52,31 +46,31 @@ static void duration(const char *s)
     double secs = -7;
     int rc = ember_cli_parse_duration(s, &secs);
     if (rc != 0 && rc != -1)
-        fail("parse_duration returned neither 0 nor -1", s);
+        fuzz_fail("parse_duration returned neither 0 nor -1", s);
     if (rc == 0) {
         /* the unit form: at most 1e9 days; SLURM's: 999999999-23:59:59 */
         if (!isfinite(secs) || !(secs > 0) || secs > 1e9 * 86400 + 86400)
-            fail("a duration read out of its range", s);
+            fuzz_fail("a duration read out of its range", s);
         size_t n = strlen(s);
         if (n >= 2 && s[n - 1] == 's' && strtod(s, NULL) != secs)
-            fail("a duration in seconds that is not its number", s);
+            fuzz_fail("a duration in seconds that is not its number", s);
         /* whole seconds print back as a number with a unit that reads the same */
         if (secs == floor(secs) && secs < 1e9) {
             char again[64];
             double back = -1;
             snprintf(again, sizeof again, "%.0fs", secs);
             if (ember_cli_parse_duration(again, &back) != 0 || back != secs)
-                fail("a duration that does not read back", s);
+                fuzz_fail("a duration that does not read back", s);
         }
     } else if (secs != -7) {
-        fail("a refused duration wrote its result", s);
+        fuzz_fail("a refused duration wrote its result", s);
     }
     size_t n = strlen(s);
     if (ember_cli_decimal(s, s + n)) {
         char *end;
         strtod(s, &end);
         if (end != s + n)
-            fail("a decimal that strtod does not read whole", s);
+            fuzz_fail("a decimal that strtod does not read whole", s);
     }
 }
 
@@ -89,15 +83,15 @@ static void spec(const char *s)
     fuzz_check_msg(rc, msg, "ember__h5_split_spec");
     const char *cut = ember_cli_output_file(s, out_file, sizeof out_file);
     if (cut && (cut < s || cut >= s + strlen(s) || strncmp(cut, ":/", 2) != 0))
-        fail("ember_cli_output_file cut the spec outside a \":/\"", s);
+        fuzz_fail("ember_cli_output_file cut the spec outside a \":/\"", s);
     if (rc != EMBER_OK)
         return;
     if (!file[0])
-        fail("a spec split into an empty file name", s);
+        fuzz_fail("a spec split into an empty file name", s);
     if (dataset[0] && dataset[0] != '/')
-        fail("a dataset path that does not start at the root", s);
+        fuzz_fail("a dataset path that does not start at the root", s);
     if (strlen(s) < sizeof out_file && strcmp(file, out_file) != 0)
-        fail("the output spec and the HDF5 readers name different files", s);
+        fuzz_fail("the output spec and the HDF5 readers name different files", s);
 }
 
 /* ---- a whole command line -------------------------------------------------- */
@@ -148,39 +142,39 @@ static void command_line(char *text, size_t len, const char *shown)
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &prog, argc, argv);
     if (rc != EMBER_CLI_RUN && rc != EMBER_EXIT_OK && rc != EMBER_EXIT_USAGE)
-        fail("ember_cli_parse returned an unknown status", shown);
+        fuzz_fail("ember_cli_parse returned an unknown status", shown);
     if (rc != EMBER_CLI_RUN)
         return;
     if (cli.iterations > (UINT64_C(1) << 62) || cli.stop_at > (UINT64_C(1) << 62))
-        fail("--iterations or --stop-at beyond 2^62", shown);
+        fuzz_fail("--iterations or --stop-at beyond 2^62", shown);
     if (!isfinite(cli.tolerance) || cli.tolerance < 0 || cli.tolerance > 1e300)
-        fail("--tolerance out of [0, 1e300]", shown);
+        fuzz_fail("--tolerance out of [0, 1e300]", shown);
     if (cli.threads < 0 || cli.threads > 4096)
-        fail("--threads out of 1..4096", shown);
+        fuzz_fail("--threads out of 1..4096", shown);
     if (cli.partitions > ((size_t)1 << 24))
-        fail("--partitions beyond 2^24", shown);
+        fuzz_fail("--partitions beyond 2^24", shown);
     if (cli.keep < 0 || cli.keep > 1000000)
-        fail("--keep out of 1..10^6", shown);
+        fuzz_fail("--keep out of 1..10^6", shown);
     if (!(cli.checkpoint_seconds >= 0 && cli.checkpoint_seconds <= 1e9))
-        fail("--checkpoint-seconds out of [0, 1e9]", shown);
+        fuzz_fail("--checkpoint-seconds out of [0, 1e9]", shown);
     if (!(cli.deadline_seconds >= 0) || !isfinite(cli.deadline_seconds))
-        fail("--deadline negative or not finite", shown);
+        fuzz_fail("--deadline negative or not finite", shown);
     if (cli.nargs < 0 || cli.nargs > prog.max_positional)
-        fail("more positional arguments than the program takes", shown);
+        fuzz_fail("more positional arguments than the program takes", shown);
     if (cli.checkpoint_dir ? !cli.checkpoint_dir[0]
                            : (cli.checkpoint_every || cli.checkpoint_seconds > 0 ||
                               cli.keep || cli.deadline_seconds > 0 || cli.stop_at ||
                               cli.force_resume || cli.checkpoint_async ||
                               cli.checkpoint_sync))
-        fail("checkpoint flags without a checkpoint directory", shown);
+        fuzz_fail("checkpoint flags without a checkpoint directory", shown);
     if (opt_count < 1 || opt_count > 1000)
-        fail("--count out of [1, 1000]", shown);
+        fuzz_fail("--count out of [1, 1000]", shown);
     if (opt_offset <= -5 || opt_offset > 5)
-        fail("--offset out of (-5, 5]", shown);
+        fuzz_fail("--offset out of (-5, 5]", shown);
     if (!(opt_rate >= 0 && opt_rate < 1))
-        fail("--rate out of [0, 1)", shown);
+        fuzz_fail("--rate out of [0, 1)", shown);
     if (opt_mode < 0 || opt_mode > 2)
-        fail("--mode out of its choices", shown);
+        fuzz_fail("--mode out of its choices", shown);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

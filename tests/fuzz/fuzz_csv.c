@@ -16,12 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "fuzz_csv: %s\n", what);
-    abort();
-}
-
 /* Reads the CSV with the given partition count; *recs is an ember_free
  * allocation, NULL on error. */
 static int read_csv(ember_ctx *ctx, const char *path, ember_text_opts o,
@@ -43,7 +37,7 @@ static int read_csv(ember_ctx *ctx, const char *path, ember_text_opts o,
             rc = ember_collect_alloc(ds, recs, n, msg);
             fuzz_check_msg(rc, msg, "ember_collect_alloc");
             if (rc == EMBER_OK && *n != count)
-                fail("count and collect disagree");
+                fuzz_fail("count and collect disagree", NULL);
         }
     }
     ember_ds_free(&ds);
@@ -53,14 +47,14 @@ static int read_csv(ember_ctx *ctx, const char *path, ember_text_opts o,
 static void check_values(const void *recs, size_t n, const ember_type *t)
 {
     if (t->size % sizeof(double))
-        fail("record size is not a whole number of doubles");
+        fuzz_fail("record size is not a whole number of doubles", NULL);
     for (uint32_t f = 0; f < t->nfields; f++)
         if (t->field[f].kind != EMBER_F64)
-            fail("a CSV field is not f64");
+            fuzz_fail("a CSV field is not f64", NULL);
     const double *v = recs;
     for (size_t i = 0; i < n * (t->size / sizeof(double)); i++)
         if (!isfinite(v[i]))
-            fail("a value is not finite");
+            fuzz_fail("a value is not finite", NULL);
 }
 
 static void lines(ember_ctx *ctx, const char *path, const ember_text_opts *o)
@@ -79,11 +73,11 @@ static void lines(ember_ctx *ctx, const char *path, const ember_text_opts *o)
     fuzz_check_msg(rc, msg, "ember_collect_alloc (lines)");
     for (size_t i = 0; rc == EMBER_OK && i < n; i++) {
         if (l[i].offset > size || l[i].length > size - l[i].offset)
-            fail("a line lies outside the text");
+            fuzz_fail("a line lies outside the text", NULL);
         if (memchr(text + l[i].offset, '\n', l[i].length))
-            fail("a line holds its line end");
+            fuzz_fail("a line holds its line end", NULL);
         if (i && l[i].offset < l[i - 1].offset + l[i - 1].length)
-            fail("lines overlap");
+            fuzz_fail("lines overlap", NULL);
     }
     ember_free(ctx, l);
     ember_ds_free(&ds);
@@ -110,11 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int ra = read_csv(ctx, path, o, parts, &a, &na, &ta);
     int rb = read_csv(ctx, path, o, 1, &b, &nb, &tb);
     if ((ra == EMBER_OK) != (rb == EMBER_OK) && ra != EMBER_ENOMEM && rb != EMBER_ENOMEM)
-        fail("the partition count changes whether the file parses");
+        fuzz_fail("the partition count changes whether the file parses", NULL);
     if (ra == EMBER_OK && rb == EMBER_OK) {
         if (!ember_type_equal(&ta, &tb) || na != nb ||
             (na && memcmp(a, b, na * ta.size)))
-            fail("the partition count changes the records");
+            fuzz_fail("the partition count changes the records", NULL);
         check_values(a, na, &ta);
     }
     ember_free(ctx, a);

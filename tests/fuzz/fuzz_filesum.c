@@ -36,8 +36,9 @@
 
 static void fail(const char *what, int rc, const char *msg)
 {
-    fprintf(stderr, "fuzz_filesum: %s (status %d: %s)\n", what, rc, msg);
-    abort();
+    char detail[EMBER_MSG_SIZE + 32];
+    snprintf(detail, sizeof detail, "status %d: %s", rc, msg);
+    fuzz_fail(what, detail);
 }
 
 /* ember__fsum_seal_image's piece callback, handing out the image in odd

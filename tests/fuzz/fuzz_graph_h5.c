@@ -16,36 +16,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "fuzz_graph_h5: invalid graph: %s\n", what);
-    abort();
-}
-
 static void check_csr(const ember_graph *g, const ember_graph_opts *o)
 {
     if (g->offsets[0] != 0 || g->offsets[g->n] != g->m)
-        fail("offsets do not run from 0 to m");
+        fuzz_fail("invalid graph", "offsets do not run from 0 to m");
     for (uint64_t v = 0; v < g->n; v++) {
         uint64_t lo = g->offsets[v], hi = g->offsets[v + 1];
         if (hi < lo || hi > g->m)
-            fail("offsets not ascending");
+            fuzz_fail("invalid graph", "offsets not ascending");
         for (uint64_t k = lo; k < hi; k++) {
             if (g->adj[k] >= g->n)
-                fail("neighbour out of range");
+                fuzz_fail("invalid graph", "neighbour out of range");
             if (k > lo && g->adj[k] <= g->adj[k - 1])
-                fail("row not sorted or has a duplicate");
+                fuzz_fail("invalid graph", "row not sorted or has a duplicate");
         }
     }
     if (o->by_destination && !g->out_degree)
-        fail("by_destination without out_degree");
+        fuzz_fail("invalid graph", "by_destination without out_degree");
     if (o->degree_order && !g->perm)
-        fail("degree_order without perm");
+        fuzz_fail("invalid graph", "degree_order without perm");
     if (o->max_vertices && g->n > o->max_vertices)
-        fail("more vertices than max_vertices");
+        fuzz_fail("invalid graph", "more vertices than max_vertices");
     for (uint64_t v = 1; g->ids && v < g->n; v++)
         if (g->ids[v] <= g->ids[v - 1])
-            fail("ids not strictly ascending");
+            fuzz_fail("invalid graph", "ids not strictly ascending");
 }
 
 static void read_array(ember_ctx *ctx, const char *file, const char *dset)
@@ -88,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == EMBER_OK)
         check_csr(g, &o);
     else if (g)
-        fail("an error left a graph behind");
+        fuzz_fail("invalid graph", "an error left a graph behind");
     ember_graph_free(&g);
     fuzz_check_h5();
     read_array(ctx, file, ":/csr/offsets");

@@ -19,50 +19,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "fuzz_graph_text: invalid graph: %s\n", what);
-    abort();
-}
-
 /* graph.h's promises about a loaded graph. */
 static void check_csr(const ember_graph *g, const ember_graph_opts *o)
 {
     if (g->n > ((uint64_t)1 << 32))
-        fail("more than 2^32 vertices");
+        fuzz_fail("invalid graph", "more than 2^32 vertices");
     if (g->offsets[0] != 0 || g->offsets[g->n] != g->m)
-        fail("offsets do not run from 0 to m");
+        fuzz_fail("invalid graph", "offsets do not run from 0 to m");
     for (uint64_t v = 0; v < g->n; v++) {
         uint64_t lo = g->offsets[v], hi = g->offsets[v + 1];
         if (hi < lo || hi > g->m)
-            fail("offsets not ascending");
+            fuzz_fail("invalid graph", "offsets not ascending");
         for (uint64_t k = lo; k < hi; k++) {
             if (g->adj[k] >= g->n)
-                fail("neighbour out of range");
+                fuzz_fail("invalid graph", "neighbour out of range");
             if (k > lo && g->adj[k] <= g->adj[k - 1])
-                fail("row not sorted or has a duplicate");
+                fuzz_fail("invalid graph", "row not sorted or has a duplicate");
         }
     }
     if ((g->by_destination != 0) != (o->by_destination != 0))
-        fail("by_destination not honoured");
+        fuzz_fail("invalid graph", "by_destination not honoured");
     if (o->undirected && g->directed)
-        fail("undirected graph marked directed");
+        fuzz_fail("invalid graph", "undirected graph marked directed");
     if (g->by_destination) {
         if (!g->out_degree)
-            fail("by_destination without out_degree");
+            fuzz_fail("invalid graph", "by_destination without out_degree");
         uint64_t sum = 0;
         for (uint64_t v = 0; v < g->n; v++)
             sum += g->out_degree[v];
         if (sum != g->m)
-            fail("out-degrees do not sum to m");
+            fuzz_fail("invalid graph", "out-degrees do not sum to m");
     }
     if (o->degree_order) {
         if (!g->perm)
-            fail("degree_order without perm");
+            fuzz_fail("invalid graph", "degree_order without perm");
         unsigned char *seen = calloc(g->n ? g->n : 1, 1);
         for (uint64_t v = 0; v < g->n; v++) {
             if (g->perm[v] >= g->n || seen[g->perm[v]])
-                fail("perm is not a permutation");
+                fuzz_fail("invalid graph", "perm is not a permutation");
             seen[g->perm[v]] = 1;
         }
         free(seen);
@@ -71,18 +65,18 @@ static void check_csr(const ember_graph *g, const ember_graph_opts *o)
      * are dense already and keep no ids */
     if (o->relabel && o->format != EMBER_GRAPH_MTX) {
         if (!g->ids)
-            fail("relabel without ids");
+            fuzz_fail("invalid graph", "relabel without ids");
         for (uint64_t v = 1; v < g->n; v++)
             if (g->ids[v] <= g->ids[v - 1])
-                fail("ids not strictly ascending");
+                fuzz_fail("invalid graph", "ids not strictly ascending");
     }
     if (o->max_vertices && g->n > o->max_vertices)
-        fail("more vertices than max_vertices");
+        fuzz_fail("invalid graph", "more vertices than max_vertices");
     if (o->weighted && !g->weights)
-        fail("weighted without weights");
+        fuzz_fail("invalid graph", "weighted without weights");
     for (uint64_t k = 0; o->weighted && k < g->m; k++)
         if (!(g->weights[k] > 0 && g->weights[k] <= 1.7976931348623157e308))
-            fail("a weight not positive and finite");
+            fuzz_fail("invalid graph", "a weight not positive and finite");
 }
 
 /* The HDF5 copy of a graph loaded without renumbering has its rows. */
@@ -104,13 +98,13 @@ static void check_roundtrip(ember_ctx *ctx, const ember_graph *g)
     if (rc == EMBER_ENOMEM)
         return;
     if (rc)
-        fail("its HDF5 copy does not load");
+        fuzz_fail("invalid graph", "its HDF5 copy does not load");
     if (back->n != g->n || back->m != g->m ||
         memcmp(back->offsets, g->offsets, (g->n + 1) * sizeof *g->offsets) ||
         (g->m && memcmp(back->adj, g->adj, g->m * sizeof *g->adj)) ||
         (!g->ids) != (!back->ids) ||
         (g->ids && g->n && memcmp(back->ids, g->ids, g->n * sizeof *g->ids)))
-        fail("its HDF5 copy differs");
+        fuzz_fail("invalid graph", "its HDF5 copy differs");
     ember_graph_free(&back);
 }
 
@@ -139,12 +133,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_msg(rc, msg, "ember_graph_load");
     if (rc == EMBER_OK) {
         if (!g)
-            fail("EMBER_OK without a graph");
+            fuzz_fail("invalid graph", "EMBER_OK without a graph");
         check_csr(g, &o);
         if ((flags & 0x40) && !o.by_destination && !o.degree_order && !o.weighted)
             check_roundtrip(ctx, g);
     } else if (g) {
-        fail("an error left a graph behind");
+        fuzz_fail("invalid graph", "an error left a graph behind");
     }
     ember_graph_free(&g);
     ember_ctx_destroy(&ctx);

@@ -30,12 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what, const char *msg)
-{
-    fprintf(stderr, "fuzz_h5_write: %s%s%s\n", what, msg ? ": " : "", msg ? msg : "");
-    abort();
-}
-
 /* The file's bytes (malloc'd), or NULL when it cannot be read. */
 static unsigned char *slurp(const char *path, size_t *n)
 {
@@ -63,11 +57,11 @@ static void no_edit_copy(void)
 {
     DIR *d = opendir(fuzz_dir());
     if (!d)
-        fail("cannot list the harness's directory", NULL);
+        fuzz_fail("cannot list the harness's directory", NULL);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (strstr(e->d_name, ".ember-edit-"))
-            fail("an edit copy stayed beside the file", e->d_name);
+            fuzz_fail("an edit copy stayed beside the file", e->d_name);
     closedir(d);
 }
 
@@ -108,10 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0;
     unsigned char *now = slurp(path, &n);
     if (!now)
-        fail("the file is gone or unreadable after the write", msg);
+        fuzz_fail("the file is gone or unreadable after the write", msg);
     if (rc != EMBER_OK) {
         if (n != size - 1 || memcmp(now, data + 1, n) != 0)
-            fail("a failed write changed the file", msg);
+            fuzz_fail("a failed write changed the file", msg);
         free(now);
         return 0;
     }
@@ -119,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char cmsg[EMBER_MSG_SIZE];
     int c = ember__fsum_check(path, cmsg);
     if (c != EMBER_OK && (was_sealed || c != EMBER__FSUM_NONE))
-        fail("a sealed file written by ember no longer verifies, or a file "
+        fuzz_fail("a sealed file written by ember no longer verifies, or a file "
              "without the header got a damaged one", cmsg);
     if (what == 2)
         return 0;
@@ -128,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = ember_read_h5(&ds, ctx, spec, 0, msg);
     fuzz_check_msg(rc, msg, "ember_read_h5");
     if (rc != EMBER_OK && rc != EMBER_ENOMEM)
-        fail("the array just written does not read back", msg);
+        fuzz_fail("the array just written does not read back", msg);
     if (rc == EMBER_OK) {
         void *recs = NULL;
         size_t nrec = 0;
@@ -138,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == EMBER_OK &&
             (nrec * ember_ds_type(ds)->size != want ||
              memcmp(recs, what == 1 ? (const void *)reals : (const void *)ints, want)))
-            fail("the array reads back other values than were written", NULL);
+            fuzz_fail("the array reads back other values than were written", NULL);
         ember_free(ctx, recs);
     }
     ember_ds_free(&ds);

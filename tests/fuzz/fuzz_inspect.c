@@ -44,12 +44,6 @@ static FILE *out_stream, *err_stream;
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what, const char *out)
-{
-    fprintf(stderr, "fuzz_inspect: %s%s%s\n", what, out ? ": " : "", out ? out : "");
-    abort();
-}
-
 /* ---- a strict JSON check (RFC 8259; strings valid UTF-8) --------------------- */
 
 static const char *j_value(const char *p, int depth);
@@ -211,14 +205,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf);
     char msg[EMBER_MSG_SIZE];
     if (seal && n >= EMBER__FSUM_BLOCK + 8 && ember__fsum_seal(path, msg) != EMBER_OK)
-        fail("cannot seal the input", msg);
+        fuzz_fail("cannot seal the input", msg);
 
     char *out = NULL, *err = NULL;
     size_t out_len = 0, err_len = 0;
     out_stream = open_memstream(&out, &out_len);
     err_stream = open_memstream(&err, &err_len);
     if (!out_stream || !err_stream)
-        fail("open_memstream", NULL);
+        fuzz_fail("open_memstream", NULL);
     ember_ctx *ctx = fuzz_ctx();
     int status = inspect_file(ctx, path);
     ember_ctx_destroy(&ctx);
@@ -229,13 +223,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "  inspect_file: %d\n%s%s", status, out, err);
 
     if (status < 0 || status > 2)
-        fail("ember-inspect returned no exit status", out);
+        fuzz_fail("ember-inspect returned no exit status", out);
     if (status != 2 && out_len == 0)
-        fail("ember-inspect printed no report", err);
+        fuzz_fail("ember-inspect printed no report", err);
     if (opt_json && status != 2) {
         const char *end = out[0] == '{' ? j_value(out, 0) : NULL;
         if (!end || strcmp(end, "\n") != 0)
-            fail("--json printed something that is not one line of a JSON object", out);
+            fuzz_fail("--json printed something that is not one line of a JSON object",
+                      out);
     }
     free(out);
     free(err);

@@ -44,13 +44,6 @@ static FILE *captured;
 #include <string.h>
 #include <unistd.h>
 
-static void fail(const char *what, const char *said)
-{
-    fprintf(stderr, "fuzz_metrics: %s%s%s\n", what, said ? ": " : "",
-            said ? said : "");
-    abort();
-}
-
 /* Runs the plot's reader on path with stderr captured; the status, and
  * what it printed in *said (malloc'd, "" when nothing). */
 static int plot_read(const char *path, history *h, char **said)
@@ -59,7 +52,7 @@ static int plot_read(const char *path, history *h, char **said)
     size_t len = 0;
     captured = open_memstream(&buf, &len);
     if (!captured)
-        fail("open_memstream", NULL);
+        fuzz_fail("open_memstream", NULL);
     memset(h, 0, sizeof *h);
     int status = from_metrics(h, "ember-fuzz", path);
     fclose(captured);
@@ -76,33 +69,33 @@ static void check_plot(const char *path, int status, const history *h,
     char head[8300];
     snprintf(head, sizeof head, "ember-fuzz: --plot %s", path);
     if (status != 0 && status != EMBER_EXIT_FAILURE && status != EMBER_EXIT_USAGE)
-        fail("from_metrics returned a status that is no exit status", said);
+        fuzz_fail("from_metrics returned a status that is no exit status", said);
     if (status == EMBER_EXIT_USAGE) {
         /* one line, and the unfinished-line warning may come before it */
         const char *last = said;
         size_t n = strlen(said);
         if (n == 0 || said[n - 1] != '\n')
-            fail("a refused metrics file without a message line", said);
+            fuzz_fail("a refused metrics file without a message line", said);
         for (const char *p = said; p < said + n - 1; p++)
             if (*p == '\n')
                 last = p + 1;
         if (strncmp(last, head, strlen(head)) != 0)
-            fail("a refusal that does not name the file", said);
+            fuzz_fail("a refusal that does not name the file", said);
     }
     if (status != 0)
         return;
     if (h->n == 0 || !h->rows)
-        fail("a metrics file read with no rows", said);
+        fuzz_fail("a metrics file read with no rows", said);
     for (size_t i = 0; i < h->n; i++) {
         double it = h->rows[i].it;
         if (!(it >= 1) || it != floor(it))
-            fail("a row whose iteration is not a whole number >= 1", said);
+            fuzz_fail("a row whose iteration is not a whole number >= 1", said);
         if (i && !(it > h->rows[i - 1].it))
-            fail("rows whose iterations do not ascend", said);
+            fuzz_fail("rows whose iterations do not ascend", said);
     }
     for (const char *p = h->value_name; *p; p++)
         if (*p < 0x20 || *p >= 0x7f || strchr("\"\\'`$@", *p))
-            fail("an unsafe character in the value name (goes into gnuplot)", said);
+            fuzz_fail("an unsafe character in the value name (goes into gnuplot)", said);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -121,33 +114,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What a resumed run does to the file before appending to it. */
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
-        fail("cannot reopen the input", NULL);
+        fuzz_fail("cannot reopen the input", NULL);
     if (drop_cut_line(fd) != 0)
-        fail("drop_cut_line failed on a regular file", NULL);
+        fuzz_fail("drop_cut_line failed on a regular file", NULL);
     off_t kept = lseek(fd, 0, SEEK_END);
     size_t want = size;
     while (want > 0 && data[want - 1] != '\n')
         want--;
     if (kept != (off_t)want)
-        fail("drop_cut_line did not keep exactly the whole lines", NULL);
+        fuzz_fail("drop_cut_line did not keep exactly the whole lines", NULL);
     /* One more line, as metrics_iteration writes it, past any iteration a
      * file can hold (the plot refuses ERANGE and non-finite numbers). */
     static const char more[] =
         "{\"iteration\": 1e300, \"seconds\": 0.5, \"residual\": 0.25, "
         "\"checkpoint\": false, \"checkpoint_bytes\": 0}\n";
     if (write(fd, more, sizeof more - 1) != (ssize_t)(sizeof more - 1))
-        fail("cannot append to the input", NULL);
+        fuzz_fail("cannot append to the input", NULL);
     close(fd);
 
     int again = plot_read(path, &h, &said);
     check_plot(path, again, &h, said);
     if (strstr(said, "unfinished last line"))
-        fail("a file ending in a newline has an unfinished last line", said);
+        fuzz_fail("a file ending in a newline has an unfinished last line", said);
     if (status == 0 && again != 0)
-        fail("a file the plot read is refused once trimmed and appended to", said);
+        fuzz_fail("a file the plot read is refused once trimmed and appended to", said);
     if (again == 0 && (h.n == 0 || h.rows[h.n - 1].it != 1e300 ||
                        h.rows[h.n - 1].value != 0.25))
-        fail("the appended line is not the last row", said);
+        fuzz_fail("the appended line is not the last row", said);
     free(h.rows);
     free(h.resumes);
     free(said);

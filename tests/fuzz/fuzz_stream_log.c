@@ -26,12 +26,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "fuzz_stream_log: %s\n", what);
-    abort();
-}
-
 /* ember-stream-wordcount's state record. */
 static ember_type wordcount_type(void)
 {
@@ -45,7 +39,7 @@ static ember_type wordcount_type(void)
     }
     ember_type t;
     if (ember_type_struct(&t, f, 4, NULL))
-        fail("cannot make the record type");
+        fuzz_fail("cannot make the record type", NULL);
     return t;
 }
 
@@ -70,11 +64,11 @@ static void snapshot(ember_ctx *ctx, const uint8_t *data, size_t size)
     ember__sstate st;
     rc = ember__ss_init(&st, ctx, &t, EMBER_KEY_TEXT, NULL, NULL, msg);
     if (rc)
-        fail("ember__ss_init failed");
+        fuzz_fail("ember__ss_init failed", NULL);
     rc = ember__ss_load(&st, path, fp, id, version, msg);
     fuzz_check_msg(rc, msg, "ember__ss_load");
     if (rc == EMBER_OK && (st.rec.n && !st.rec.data))
-        fail("a loaded state without its records");
+        fuzz_fail("a loaded state without its records", NULL);
     ember__ss_free(&st);
 }
 
@@ -134,10 +128,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = ember__sl_offsets_read(ctx, loc, batch, &o, msg);
         fuzz_check_msg(rc, msg, "ember__sl_offsets_read");
         if (rc == EMBER_OK && (o.batch != batch || o.nfiles == 0 || !o.files))
-            fail("offsets read without its batch or files");
+            fuzz_fail("offsets read without its batch or files", NULL);
         for (size_t i = 0; rc == EMBER_OK && i < o.nfiles; i++)
             if (!o.files[i].name)
-                fail("an offsets entry without a name");
+                fuzz_fail("an offsets entry without a name", NULL);
         ember__sl_offsets_free(ctx, &o);
     } else if (kind == 2) {
         ember__scommit c;
@@ -145,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_msg(rc, msg, "ember__sl_commit_read");
         if (rc == EMBER_OK && (c.batch != batch ||
                                (c.has_state && c.state_version > batch)))
-            fail("a commit read with a wrong batch or state version");
+            fuzz_fail("a commit read with a wrong batch or state version", NULL);
         ember__sl_commit_free(ctx, &c); /* its hash lines, when it has them */
     } else if (owner) {
         ember__sowner w;
@@ -153,16 +147,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_msg(rc, msg, "ember__sl_owner_read");
         if (rc == EMBER_OK && (strlen(w.query_id) != EMBER__SQ_ID_SIZE - 1 ||
                                !memchr(w.location, '\0', sizeof w.location)))
-            fail("an owner read with a bad id or location");
+            fuzz_fail("an owner read with a bad id or location", NULL);
     } else {
         ember__smeta m;
         rc = ember__sl_meta_read(ctx, loc, &m, msg);
         fuzz_check_msg(rc, msg, "ember__sl_meta_read");
         if (rc == EMBER_OK) {
             if (!m.description)
-                fail("metadata read without a description");
+                fuzz_fail("metadata read without a description", NULL);
             if (ember__sl_meta_compare(loc, m.description, m.description, msg))
-                fail("a description differs from itself");
+                fuzz_fail("a description differs from itself", NULL);
             rc = ember__sl_meta_compare(loc, m.description,
                                         "input=/data/in\nmode=append\n", msg);
             fuzz_check_msg(rc, msg, "ember__sl_meta_compare");

@@ -44,20 +44,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static void fail(const char *what, const char *msg)
-{
-    fprintf(stderr, "fuzz_stream_source: %s%s%s\n", what, msg ? ": " : "",
-            msg ? msg : "");
-    abort();
-}
-
 /* Runs the word count's batch function on lines (of text, size bytes). */
 static void check_words(ember_ctx *ctx, ember_ds *lines, const char *text, size_t size)
 {
     char msg[EMBER_MSG_SIZE];
     wc_query q;
     if (wc_type(&q.type))
-        fail("cannot make the word count's record type", NULL);
+        fuzz_fail("cannot make the word count's record type", NULL);
     ember_stream_batch b;
     memset(&b, 0, sizeof b);
     b.text = text;
@@ -74,25 +67,25 @@ static void check_words(ember_ctx *ctx, ember_ds *lines, const char *text, size_
         uint64_t counted = 0, want = 0;
         for (size_t i = 0; i < n; i++) {
             if (r[i].length == 0 || r[i].offset > size || r[i].length > size - r[i].offset)
-                fail("a word outside the text, or empty", NULL);
+                fuzz_fail("a word outside the text, or empty", NULL);
             const unsigned char *w = (const unsigned char *)text + r[i].offset;
             for (size_t k = 0; k < r[i].length; k++)
                 if (is_space[w[k]])
-                    fail("a word holds white space", NULL);
+                    fuzz_fail("a word holds white space", NULL);
             if ((r[i].offset && !is_space[w[-1]]) ||
                 (r[i].offset + r[i].length < size && !is_space[w[r[i].length]]))
-                fail("a word is part of a longer one", NULL);
+                fuzz_fail("a word is part of a longer one", NULL);
             if (r[i].key != ember_stream_hash(w, r[i].length))
-                fail("a word's key is not its hash", NULL);
+                fuzz_fail("a word's key is not its hash", NULL);
             if (r[i].count <= 0)
-                fail("a word counted zero or fewer times", NULL);
+                fuzz_fail("a word counted zero or fewer times", NULL);
             counted += (uint64_t)r[i].count;
         }
         for (size_t k = 0; k < size; k++)
             want += !is_space[(unsigned char)text[k]] &&
                     (k == 0 || is_space[(unsigned char)text[k - 1]]);
         if (counted != want)
-            fail("the counts do not add up to the words of the text", NULL);
+            fuzz_fail("the counts do not add up to the words of the text", NULL);
     }
     ember_free(ctx, r);
     ember_ds_free(&words);
@@ -104,7 +97,7 @@ static size_t check_lines(ember_ctx *ctx, const char *text, size_t size, size_t 
     char msg[EMBER_MSG_SIZE];
     char *copy = ember__malloc(ctx, size + 1);
     if (!copy)
-        fail("out of memory for the text", NULL);
+        fuzz_fail("out of memory for the text", NULL);
     memcpy(copy, text, size + 1);
     ember_ds *ds = NULL;
     int rc = ember__src_lines(&ds, ctx, copy, size, parts, "lines", msg);
@@ -114,7 +107,7 @@ static size_t check_lines(ember_ctx *ctx, const char *text, size_t size, size_t 
     size_t tsize = 0;
     const char *t = ember_lines_text(ds, &tsize);
     if (tsize != size || memcmp(t, text, size) != 0)
-        fail("the lines dataset holds another text", NULL);
+        fuzz_fail("the lines dataset holds another text", NULL);
     ember_line *l = NULL;
     size_t n = 0;
     rc = ember_collect_alloc(ds, (void **)&l, &n, msg);
@@ -127,13 +120,13 @@ static size_t check_lines(ember_ctx *ctx, const char *text, size_t size, size_t 
         if (nl && len && text[end - 1] == '\r')
             len--;
         if (i >= n)
-            fail("fewer lines than the text has", NULL);
+            fuzz_fail("fewer lines than the text has", NULL);
         if (l[i].offset != at || l[i].length != len)
-            fail("a line is not the text between two line ends", NULL);
+            fuzz_fail("a line is not the text between two line ends", NULL);
         at = end + 1;
     }
     if (rc == EMBER_OK && i != n)
-        fail("more lines than the text has", NULL);
+        fuzz_fail("more lines than the text has", NULL);
     ember_free(ctx, l);
     if (rc == EMBER_OK)
         check_words(ctx, ds, text, size);
@@ -157,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char dir[8192];
     snprintf(dir, sizeof dir, "%s", fuzz_path("src"));
     if (mkdir(dir, 0700) != 0)
-        fail("cannot make the source directory", dir);
+        fuzz_fail("cannot make the source directory", dir);
     const uint8_t *piece[4];
     size_t len[4];
     for (size_t i = 0; i < nfiles; i++) {
@@ -182,14 +175,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = ember__src_list(ctx, dir, NULL, NULL, seen, &files, &n, msg);
     fuzz_check_msg(rc, msg, "ember__src_list");
     if (rc)
-        fail("a directory of plain files does not list", msg);
+        fuzz_fail("a directory of plain files does not list", msg);
     if (n != nfiles)
-        fail("the listing does not give exactly the files", NULL);
+        fuzz_fail("the listing does not give exactly the files", NULL);
     for (size_t i = 0; i < n; i++) {
         char want[24];
         snprintf(want, sizeof want, "f%zu", i);
         if (strcmp(files[i].name, want) != 0 || files[i].size != len[i])
-            fail("a listed file with another name or size", files[i].name);
+            fuzz_fail("a listed file with another name or size", files[i].name);
     }
 
     char last[8300]; /* the directory and "/f<i>" */
@@ -198,10 +191,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (change == 1) {
         FILE *f = fopen(last, "ab");
         if (!f || fputc('x', f) == EOF || fclose(f) != 0)
-            fail("cannot append to a source file", last);
+            fuzz_fail("cannot append to a source file", last);
     } else if (change == 2 && len[nfiles - 1]) {
         if (truncate(last, (off_t)len[nfiles - 1] - 1) != 0)
-            fail("cannot cut a source file", last);
+            fuzz_fail("cannot cut a source file", last);
     } else if (change == 3) {
         unlink(last);
     }
@@ -213,34 +206,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_msg(rc, msg, "ember__src_read");
     if (must_fail) {
         if (rc == EMBER_OK)
-            fail("a source file changed after its listing was read as planned", NULL);
+            fuzz_fail("a source file changed after its listing was read as planned", NULL);
         char name[16];
         snprintf(name, sizeof name, "/f%zu", nfiles - 1);
         if (!strstr(msg, name))
-            fail("a changed source file's error does not name it", msg);
+            fuzz_fail("a changed source file's error does not name it", msg);
     } else if (rc != EMBER_OK) {
-        fail("unchanged source files do not read", msg);
+        fuzz_fail("unchanged source files do not read", msg);
     }
     if (rc == EMBER_OK) {
         size_t at = 0;
         for (size_t i = 0; i < n; i++) {
             if (off[i] != at || memcmp(text + at, piece[i], len[i]) != 0)
-                fail("a file is not where its offset says in the text", files[i].name);
+                fuzz_fail("a file is not where its offset says in the text", files[i].name);
             if (hash[i] != XXH3_64bits(piece[i], len[i]))
-                fail("a file's hash is not the XXH3-64 of its bytes", files[i].name);
+                fuzz_fail("a file's hash is not the XXH3-64 of its bytes", files[i].name);
             at += len[i];
             if (len[i] && piece[i][len[i] - 1] != '\n') {
                 if (text[at] != '\n')
-                    fail("a file without a final line end is not given one", NULL);
+                    fuzz_fail("a file without a final line end is not given one", NULL);
                 at++;
             }
         }
         if (off[n] != at || tsize != at || text[at] != '\0')
-            fail("the text is not the files with their line ends", NULL);
+            fuzz_fail("the text is not the files with their line ends", NULL);
         size_t a = check_lines(ctx, text, tsize, parts);
         size_t b = check_lines(ctx, text, tsize, 1);
         if (a != b && a != (size_t)-1 && b != (size_t)-1)
-            fail("the partition count changes the lines", NULL);
+            fuzz_fail("the partition count changes the lines", NULL);
         ember_free(ctx, text);
     }
     ember__sfiles_free(ctx, files, n);
