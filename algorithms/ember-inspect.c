@@ -436,16 +436,13 @@ static int ember_file_here(ember_checkpoint_info *o, what_t *w)
 #define INSPECT_HDF5_SECONDS 60
 #endif
 
-/* What the child of ember_file found, in memory it shares. */
+/* What the child of ember_file found, in memory it shares: its copy of
+ * o, in which ember_file_here sets only fields of plain values (the
+ * provenance, readable, verified, error), so its pointers are still o's. */
 typedef struct {
     int rc;
     what_t w;
-    int readable, verified;
-    char program[sizeof ((ember_checkpoint_info *)0)->program];
-    char ember_version[sizeof ((ember_checkpoint_info *)0)->ember_version];
-    char created[sizeof ((ember_checkpoint_info *)0)->created];
-    char parameters[sizeof ((ember_checkpoint_info *)0)->parameters];
-    char error[sizeof ((ember_checkpoint_info *)0)->error];
+    ember_checkpoint_info o;
 } found_t;
 
 /* ember_file_here in a child process. The checksum proves the bytes are
@@ -465,14 +462,8 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        f->rc = ember_file_here(o, &f->w);
-        f->readable = o->readable;
-        f->verified = o->verified;
-        memcpy(f->program, o->program, sizeof f->program);
-        memcpy(f->ember_version, o->ember_version, sizeof f->ember_version);
-        memcpy(f->created, o->created, sizeof f->created);
-        memcpy(f->parameters, o->parameters, sizeof f->parameters);
-        memcpy(f->error, o->error, sizeof f->error);
+        f->o = *o;
+        f->rc = ember_file_here(&f->o, &f->w);
         _exit(0);
     }
     int st = 0, done = pid < 0;
@@ -491,13 +482,7 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
     } else if (done && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         rc = f->rc;
         *w = f->w;
-        o->readable = f->readable;
-        o->verified = f->verified;
-        memcpy(o->program, f->program, sizeof f->program);
-        memcpy(o->ember_version, f->ember_version, sizeof f->ember_version);
-        memcpy(o->created, f->created, sizeof f->created);
-        memcpy(o->parameters, f->parameters, sizeof f->parameters);
-        memcpy(o->error, f->error, sizeof f->error);
+        *o = f->o;
     } else {
         memset(w, 0, sizeof *w);
         w->file = "damaged";
