@@ -522,9 +522,9 @@ static void remove_on_signal(const char *tmp)
 
 /* What tells this process's temporaries from those of processes elsewhere:
  * a hash of the boot (boot_id), the host's name and the PID namespace, so
- * that a pid in a temporary's name means a process here. *here is 0 when
- * the boot or the namespace cannot be told (not Linux): then no
- * temporary is ever taken for a dead process's. */
+ * that a pid in a temporary's name means a process here. *here (when
+ * here is not NULL) is 0 when the boot or the namespace cannot be told
+ * (not Linux): then no temporary is ever taken for a dead process's. */
 static uint32_t host_tag(int *here)
 {
     static uint32_t tag;
@@ -548,7 +548,8 @@ static uint32_t host_tag(int *here)
         tag = (uint32_t)(h ^ h >> 32);
         done = 1;
     }
-    *here = known;
+    if (here)
+        *here = known;
     return tag;
 }
 
@@ -596,8 +597,6 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
      * of a shared file system, and say whose it is: a dead process's is
      * removed (sweep_dead). */
     static unsigned count;
-    int here;
-    uint32_t tag = host_tag(&here);
     /* a name of up to NAME_MAX bytes leaves room for the 25 of the suffix:
      * a longer one gives its first bytes to the temporary's name */
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
@@ -606,7 +605,7 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
         keep -= blen + 25 - NAME_MAX;
         blen = NAME_MAX - 25;
     }
-    if (snprintf(tmp, size, "%.*s.%08" PRIx32 "%08lx%04x.tmp", (int)keep, path, tag,
+    if (snprintf(tmp, size, "%.*s.%08" PRIx32 "%08lx%04x.tmp", (int)keep, path, host_tag(NULL),
                  (unsigned long)getpid() & 0xffffffffu, count++ & 0xffffu) >= (int)size)
         return -1;
     sweep_dead(dir_of(path, dir, sizeof dir), base, blen);
