@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -921,16 +922,101 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
     return EMBER_OK;
 }
 
-/* Closes fid, if open, and releases the HDF5 lock taken before it was
- * opened; then seals a sealed file again, even when adding to a scratch
- * file (changed in place) failed, so that it stays verifiable, and ends the
- * edit (the copy renamed over the file when rc is still 0). rc: the
- * status so far; returns the first failure. */
-static int close_and_seal(ember__h5_edit *e, hid_t fid, int seal, int rc, char *msg)
+/* What an edit wrote, to read back: the object at path and its attributes,
+ * with, for an array (dims not NULL), its shape and every byte. */
+typedef struct {
+    const char *path;
+    const ember_h5_attr *attrs;
+    size_t nattrs;
+    hid_t mtype;
+    const void *data;
+    int rank;
+    const hsize_t *dims;
+} written;
+
+/* Whether the array of w, open as d, holds w's bytes (1), does not (0), or
+ * cannot be read for want of memory (-1): read in slices of whole rows, so
+ * that the check never needs a second copy of the data. */
+static int same_data(hid_t d, const written *w)
+{
+    hsize_t got[2] = {0, 0};
+    hid_t fs = H5Dget_space(d);
+    int ok = fs >= 0 && H5Sget_simple_extent_ndims(fs) == w->rank &&
+             H5Sget_simple_extent_dims(fs, got, NULL) == w->rank &&
+             got[0] == w->dims[0] && (w->rank == 1 || got[1] == w->dims[1]);
+    size_t rec = H5Tget_size(w->mtype), cols = w->rank == 2 ? (size_t)w->dims[1] : 1;
+    size_t row = rec * cols, step = row ? ((size_t)1 << 22) / row : 0;
+    step = step ? step : 1;
+    unsigned char *buf = ok && row && w->dims[0] ? malloc(step * row) : NULL;
+    if (ok && row && w->dims[0] && !buf)
+        ok = -1;
+    for (hsize_t at = 0; ok > 0 && row && at < w->dims[0]; at += step) {
+        hsize_t n[2] = {w->dims[0] - at < step ? w->dims[0] - at : step, cols};
+        hsize_t start[2] = {at, 0};
+        hid_t ms = H5Screate_simple(w->rank, n, NULL);
+        ok = ms >= 0 &&
+             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, n, NULL) >= 0 &&
+             H5Dread(d, w->mtype, ms, fs, H5P_DEFAULT, buf) >= 0 &&
+             memcmp(buf, (const unsigned char *)w->data + at * row, n[0] * row) == 0;
+        close_id(&ms, H5Sclose);
+    }
+    free(buf);
+    close_id(&fs, H5Sclose);
+    return ok;
+}
+
+/* Whether the closed copy shows what w says was written. A damaged file
+ * that libhdf5 opens may take a write and then not show it (a link added
+ * to a broken group): that change must fail, not be published as done.
+ * Strings are only found, not read: a damaged file's global heap is not
+ * walked again. 1, 0, or -1 as same_data. Under the HDF5 lock. */
+static int reads_back(const char *file, const written *w)
+{
+    hid_t fapl = (hid_t)ember__h5_fapl();
+    hid_t fid = fapl >= 0 ? H5Fopen(file, H5F_ACC_RDONLY, fapl) : -1;
+    hid_t obj = fid >= 0 ? H5Oopen(fid, w->path[0] ? w->path : "/", H5P_DEFAULT) : -1;
+    int ok = obj >= 0;
+    for (size_t i = 0; ok && i < w->nattrs; i++) {
+        const ember_h5_attr *a = &w->attrs[i];
+        hid_t at = H5Aopen(obj, a->name, H5P_DEFAULT);
+        hid_t t = at >= 0 ? H5Aget_type(at) : -1;
+        union { double f; int64_t i; } v;
+        ok = t >= 0 && (a->str ? H5Tget_class(t) == H5T_STRING
+                        : a->kind == EMBER_F64
+                            ? H5Aread(at, H5T_NATIVE_DOUBLE, &v.f) >= 0 &&
+                                  memcmp(&v.f, &a->f, sizeof v.f) == 0
+                            : H5Aread(at, a->kind == EMBER_U64 ? H5T_NATIVE_UINT64
+                                                                : H5T_NATIVE_INT64,
+                                      &v.i) >= 0 && v.i == a->i);
+        close_id(&t, H5Tclose);
+        close_id(&at, H5Aclose);
+    }
+    if (ok && w->dims)
+        ok = same_data(obj, w);
+    close_id(&obj, H5Oclose);
+    close_id(&fid, H5Fclose);
+    close_id(&fapl, H5Pclose);
+    return ok;
+}
+
+/* Closes fid, if open, reads back what was written (w) and releases the
+ * HDF5 lock taken before it was opened; then seals a sealed file again,
+ * even when adding to a scratch file (changed in place) failed, so that
+ * it stays verifiable, and ends the edit (the copy renamed over the file
+ * when rc is still 0). rc: the status so far; returns the first failure. */
+static int close_and_seal(ember__h5_edit *e, hid_t fid, const written *w, int seal,
+                          int rc, const char *spec, char *msg)
 {
     int opened = fid >= 0;
     if (fid >= 0 && H5Fclose(fid) < 0 && !rc)
         rc = ember__h5_fail(msg, EMBER_EIO, e->file, "cannot close");
+    int shown = rc ? 1 : reads_back(e->work, w);
+    if (shown < 0)
+        rc = ember__err(msg, EMBER_ENOMEM, "%s: out of memory reading it back", spec);
+    else if (!shown)
+        rc = ember__err(msg, EMBER_EFORMAT, "%s: written, but it does not read back "
+                        "as written: the file is damaged%s", spec,
+                        ember__h5_edit_in_place(e) ? "" : "; nothing changed");
     ember__h5_unlock();
     if (opened && seal && (!rc || ember__h5_edit_in_place(e))) {
         int rs = ember__fsum_seal(e->work, rc ? NULL : msg);
@@ -964,7 +1050,8 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
     if (!rc)
         rc = put_attrs(obj, attrs, nattrs, spec, msg);
     close_id(&obj, H5Oclose);
-    return close_and_seal(&e, fid, seal, rc, msg);
+    written w = {.path = path, .attrs = attrs, .nattrs = nattrs};
+    return close_and_seal(&e, fid, &w, seal, rc, spec, msg);
 }
 
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
@@ -1013,5 +1100,6 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
     else if (ds >= 0)
         H5Ldelete(fid, tmp, H5P_DEFAULT);
     close_id(&ds, H5Dclose);
-    return close_and_seal(&e, fid, seal, rc, msg);
+    written w = {path, attrs, nattrs, native(kind), data, rank, d};
+    return close_and_seal(&e, fid, &w, seal, rc, spec, msg);
 }
