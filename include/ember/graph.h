@@ -252,7 +252,9 @@ typedef struct {
  * an empty name or one through a dataset. Like ember_save_h5, it changes
  * a file whole or not at all (docs/formats.md): in a copy renamed over
  * it, or, a file that is not there or is truncated, in a new file renamed
- * to its name. */
+ * to its name. The copy is read back before it is renamed: a damaged
+ * file that takes the write and then does not show it, as written, is
+ * EMBER_EFORMAT and stays as it was. */
 int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
                          int rank, const uint64_t *dims,
                          const ember_h5_attr *attrs, size_t nattrs,
