@@ -7,7 +7,8 @@
  *   names any status.
  * - Calls that take `char *msg` fill it (when not NULL) with at most
  *   EMBER_MSG_SIZE bytes saying what went wrong and where: the file, the line
- *   of input, the dataset. On success msg is left as "".
+ *   of input, the dataset; one line (a control byte in a name shows as ?).
+ *   On success msg is left as "".
  * - Handles are opaque, created by one call and freed by its pair. Free calls
  *   take the handle's address, set it to NULL and accept NULL.
  * - Options are structs passed by pointer where zero / NULL means default;

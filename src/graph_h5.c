@@ -906,6 +906,7 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     return ember__h5_edit_end(&e, rc, msg);
 }
 
+/* The attributes, named as attrs_named checked. */
 static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
                      const char *spec, char *msg)
 {
@@ -915,9 +916,25 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
         hid_t t = a->kind == EMBER_F64 ? H5T_NATIVE_DOUBLE
                   : a->kind == EMBER_U64 ? H5T_NATIVE_UINT64
                                          : H5T_NATIVE_INT64;
-        if (!a->name || !a->name[0] ||
-            (a->str ? put_string_attr(obj, a->name, a->str) : put_attr(obj, a->name, t, v)))
+        if (a->str ? put_string_attr(obj, a->name, a->str) : put_attr(obj, a->name, t, v))
             return h5err(msg, EMBER_EIO, spec, "cannot write an attribute");
+    }
+    return EMBER_OK;
+}
+
+/* EMBER_EINVAL unless every attribute has a name, and none ember's mark
+ * (which a finished write deletes, and which makes readers skip a
+ * dataset). Checked before anything is written. */
+static int attrs_named(const ember_h5_attr *attrs, size_t nattrs, const char *spec,
+                       char *msg)
+{
+    for (size_t i = 0; i < nattrs; i++) {
+        if (!attrs[i].name || !attrs[i].name[0])
+            return ember__err(msg, EMBER_EINVAL, "%s: an attribute without a name", spec);
+        if (strcmp(attrs[i].name, EMBER__H5_MARK) == 0)
+            return ember__err(msg, EMBER_EINVAL, "%s: the attribute name '%s' is "
+                              "ember's own (it marks an unfinished write)", spec,
+                              EMBER__H5_MARK);
     }
     return EMBER_OK;
 }
@@ -935,8 +952,9 @@ typedef struct {
 } written;
 
 /* Whether the array of w, open as d, holds w's bytes (1), does not (0), or
- * cannot be read for want of memory (-1): read in slices of whole rows, so
- * that the check never needs a second copy of the data. */
+ * cannot be read for want of memory (-1): read in blocks of at most 4 MiB
+ * (whole rows, or parts of one wide row), so that the check never needs a
+ * second copy of the data. */
 static int same_data(hid_t d, const written *w)
 {
     hsize_t got[2] = {0, 0};
@@ -944,21 +962,28 @@ static int same_data(hid_t d, const written *w)
     int ok = fs >= 0 && H5Sget_simple_extent_ndims(fs) == w->rank &&
              H5Sget_simple_extent_dims(fs, got, NULL) == w->rank &&
              got[0] == w->dims[0] && (w->rank == 1 || got[1] == w->dims[1]);
-    size_t rec = H5Tget_size(w->mtype), cols = w->rank == 2 ? (size_t)w->dims[1] : 1;
-    size_t row = rec * cols, step = row ? ((size_t)1 << 22) / row : 0;
-    step = step ? step : 1;
-    unsigned char *buf = ok && row && w->dims[0] ? malloc(step * row) : NULL;
-    if (ok && row && w->dims[0] && !buf)
+    size_t rec = H5Tget_size(w->mtype);
+    hsize_t rows = w->dims[0], cols = w->rank == 2 ? w->dims[1] : 1;
+    hsize_t per = rec && rec < ((size_t)1 << 22) ? ((size_t)1 << 22) / rec : 1;
+    hsize_t nc = cols < per ? cols : per, nr = nc ? per / nc : 0;
+    unsigned char *buf = ok && rows && nc ? malloc(nr * nc * rec) : NULL;
+    if (ok && rows && nc && !buf)
         ok = -1;
-    for (hsize_t at = 0; ok > 0 && row && at < w->dims[0]; at += step) {
-        hsize_t n[2] = {w->dims[0] - at < step ? w->dims[0] - at : step, cols};
-        hsize_t start[2] = {at, 0};
-        hid_t ms = H5Screate_simple(w->rank, n, NULL);
-        ok = ms >= 0 &&
-             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, n, NULL) >= 0 &&
-             H5Dread(d, w->mtype, ms, fs, H5P_DEFAULT, buf) >= 0 &&
-             memcmp(buf, (const unsigned char *)w->data + at * row, n[0] * row) == 0;
-        close_id(&ms, H5Sclose);
+    for (hsize_t r = 0; ok > 0 && nc && r < rows; r += nr) {
+        for (hsize_t c = 0; ok > 0 && c < cols; c += nc) {
+            hsize_t n[2] = {rows - r < nr ? rows - r : nr, cols - c < nc ? cols - c : nc};
+            hsize_t start[2] = {r, c};
+            hid_t ms = H5Screate_simple(w->rank, n, NULL);
+            ok = ms >= 0 &&
+                 H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, n, NULL) >= 0 &&
+                 H5Dread(d, w->mtype, ms, fs, H5P_DEFAULT, buf) >= 0;
+            const unsigned char *at = (const unsigned char *)w->data + (r * cols + c) * rec;
+            if (ok && n[1] == cols) /* whole rows: one run of bytes */
+                ok = memcmp(buf, at, n[0] * cols * rec) == 0;
+            for (hsize_t i = 0; ok && n[1] < cols && i < n[0]; i++)
+                ok = memcmp(buf + i * n[1] * rec, at + i * cols * rec, n[1] * rec) == 0;
+            close_id(&ms, H5Sclose);
+        }
     }
     free(buf);
     close_id(&fs, H5Sclose);
@@ -978,6 +1003,11 @@ static int reads_back(const char *file, const written *w)
     int ok = obj >= 0;
     for (size_t i = 0; ok && i < w->nattrs; i++) {
         const ember_h5_attr *a = &w->attrs[i];
+        int later = 0; /* the same name again: the last one is written */
+        for (size_t j = i + 1; j < w->nattrs && !later; j++)
+            later = strcmp(a->name, w->attrs[j].name) == 0;
+        if (later)
+            continue;
         hid_t at = H5Aopen(obj, a->name, H5P_DEFAULT);
         hid_t t = at >= 0 ? H5Aget_type(at) : -1;
         union { double f; int64_t i; } v;
@@ -1033,7 +1063,7 @@ int ember_h5_write_attrs(const char *spec, const ember_h5_attr *attrs,
     if (!spec || (nattrs && !attrs))
         return ember__err(msg, EMBER_EINVAL, "ember_h5_write_attrs: bad argument");
     int rc = ember__h5_split_spec(spec, file, sizeof file, path, sizeof path, msg);
-    if (rc)
+    if (rc || (rc = attrs_named(attrs, nattrs, spec, msg)))
         return rc;
     hid_t fid = H5I_INVALID_HID, obj = H5I_INVALID_HID;
     int seal = 0;
@@ -1068,7 +1098,8 @@ int ember_h5_write_array(const char *spec, ember_scalar kind, const void *data,
         return rc;
     if (!path[0])
         return ember__err(msg, EMBER_EINVAL, "%s: name a dataset as file.h5:/path", spec);
-    if ((rc = ember__h5_check_path(spec, path, msg)))
+    if ((rc = ember__h5_check_path(spec, path, msg)) ||
+        (rc = attrs_named(attrs, nattrs, spec, msg)))
         return rc;
     hsize_t d[2] = {dims[0], rank == 2 ? dims[1] : 1};
     hid_t fid = H5I_INVALID_HID, ds = H5I_INVALID_HID;

@@ -37,7 +37,6 @@
 #define H5IO_CHUNK_BYTES (1u << 20) /* target bytes per chunk */
 #define H5IO_MAX_COUNT 65536        /* longest array field (type.c agrees) */
 #define H5IO_TMP_PREFIX ".ember-unfinished." /* ember__h5_tmp_path */
-#define H5IO_MARK "ember_unfinished"
 
 /* ---- the lock ------------------------------------------------------------ */
 
@@ -842,7 +841,7 @@ int ember__h5_tmp_path(const char *path, char *tmp, size_t size)
 /* 1 when obj carries the unfinished mark (or cannot be asked). */
 static int is_unfinished(hid_t obj)
 {
-    return H5Aexists(obj, H5IO_MARK) != 0;
+    return H5Aexists(obj, EMBER__H5_MARK) != 0;
 }
 
 int ember__h5_tmp_clear(int64_t loc, const char *tmp, const char *where,
@@ -869,7 +868,7 @@ int ember__h5_mark(int64_t dset)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp < 0 ? H5I_INVALID_HID
-                     : H5Acreate2((hid_t)dset, H5IO_MARK, H5T_STD_U8LE, sp,
+                     : H5Acreate2((hid_t)dset, EMBER__H5_MARK, H5T_STD_U8LE, sp,
                                   H5P_DEFAULT, H5P_DEFAULT);
     unsigned char one = 1;
     int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UCHAR, &one) >= 0;
@@ -901,7 +900,7 @@ int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
         return h5_fail(msg, EMBER_EIO, where,
                        "cannot move the written dataset into place");
     }
-    if (H5Adelete((hid_t)dset, H5IO_MARK) < 0)
+    if (H5Adelete((hid_t)dset, EMBER__H5_MARK) < 0)
         return h5_fail(msg, EMBER_EIO, where, "cannot mark the dataset done");
     if (replace && H5Ldelete((hid_t)loc, aside, H5P_DEFAULT) < 0)
         return h5_fail(msg, EMBER_EIO, where,

@@ -117,7 +117,10 @@ int ember__fsync_dir(const char *path);
 /* n * size, or SIZE_MAX when it overflows (malloc then fails cleanly). */
 size_t ember__mul(size_t n, size_t size);
 
-/* Fills msg (if not NULL) printf-style and returns status. */
+/* Shows each control byte of s but a tab (a newline in a file's name,
+ * say) as '?': a message is one line. */
+void ember__one_line(char *s);
+/* Fills msg (if not NULL) printf-style, one line, and returns status. */
 int ember__err(char *msg, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inline void ember__msg_clear(char *msg)
@@ -745,6 +748,9 @@ int ember__h5_tmp_path(const char *path, char *tmp, size_t size);
 int ember__h5_tmp_clear(int64_t loc, const char *tmp, const char *where,
                         char *msg);
 int ember__h5_mark(int64_t dset);
+/* The attribute that marks a dataset unfinished (ember__h5_mark): no
+ * caller's attribute may take its name. */
+#define EMBER__H5_MARK "ember_unfinished"
 int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
                      const char *path, int replace, const char *where,
                      char *msg);

@@ -158,6 +158,13 @@ char *ember__strdup(ember_ctx *ctx, const char *s)
     return d;
 }
 
+void ember__one_line(char *s)
+{
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+            *s = '?';
+}
+
 int ember__err(char *msg, int status, const char *fmt, ...)
 {
     if (msg) {
@@ -165,6 +172,7 @@ int ember__err(char *msg, int status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, EMBER_MSG_SIZE, fmt, ap);
         va_end(ap);
+        ember__one_line(msg);
     }
     return status;
 }

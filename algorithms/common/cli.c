@@ -166,6 +166,15 @@ static void speaker(const ember_cli *cli, char *buf, size_t size)
         snprintf(buf + n, size - (size_t)n, " (rank %d)", cli->rank);
 }
 
+/* Shows each control byte but a tab of s[from, to) as '?': what a user
+ * typed (a newline in a file's name) never splits an error in two lines. */
+static void one_line(char *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to && s[i]; i++)
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+            s[i] = '?';
+}
+
 /* A usage error's line held back by a rank past 0 between
  * ember_cli_hold_errors and ember_cli_release_errors, and the hash of
  * what it says (without the speaker), which every rank keeps. */
@@ -190,6 +199,7 @@ int ember_cli_usage_error(const ember_cli *cli, const char *fmt, ...)
     int len = vsnprintf(line + at, sizeof line - 1 - (size_t)at, fmt, ap);
     va_end(ap);
     at = len < 0 ? at : at + len < (int)sizeof line - 1 ? at + len : (int)sizeof line - 2;
+    one_line(line, (size_t)from, (size_t)at);
     line[at] = '\n';
     early_settled = EMBER_EXIT_USAGE; /* before the line: seen, it is settled */
     if (!held.said) { /* the first: what the rank stopped on */
@@ -1433,6 +1443,7 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     }
     char named[EMBER_MSG_SIZE];
     name_inputs(cli, msg && msg[0] ? msg : ember_strerror(status), named, sizeof named);
+    one_line(named, 0, sizeof named);
     /* An input replaced or written since its hash is the likelier cause
      * (HDF5 cannot open a removed file by its descriptor's name): bad
      * input, said once. */

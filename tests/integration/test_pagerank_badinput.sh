@@ -92,6 +92,15 @@ expect ember-pagerank 2 "--output -: outputs are files" --input ok.el --output -
 [ ! -e ./- ] || fail "a file named '-' was written"
 expect ember-convert 2 "word.el:2: non-numeric token" word.el out.h5
 
+# A message is one line, whatever a name holds: a control byte shows as '?'
+# (a newline in a file's name split the error in two)
+printf '0 1\n1 abc\n' > $'odd\nname.el'
+expect ember-pagerank 2 "odd?name.el:2: non-numeric token 'abc'" --input $'odd\nname.el'
+[ "$(wc -l < err.txt)" = 1 ] || fail "a file name's newline split the message: $(cat err.txt)"
+expect ember-pagerank 2 "--input gone?"$'\t'"x.el: no such file" --input $'gone\r\tx.el'
+expect ember-pagerank 2 "--damping: '0.5?x' is not a finite number" --input ok.el --damping $'0.5\nx'
+[ "$(wc -l < err.txt)" = 1 ] || fail "an argument's newline split the message: $(cat err.txt)"
+
 # --help and --version exit 0 on stdout
 for prog in ember-pagerank ember-cc ember-gen ember-convert; do
     "$bin/$prog" --help | grep -q "examples:" || { echo "FAIL: $prog --help" >&2; failures=$((failures + 1)); }

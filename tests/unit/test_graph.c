@@ -1855,12 +1855,19 @@ static void test_graph_h5_write_array_keeps_groups(void **state)
     double y[3] = {3, 4, 5};
     n = 3;
     TU_OKM(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, y, 1, &n, NULL, 0, 0, msg), msg);
-    /* a write that fails (an attribute without a name) leaves the dataset
-     * it was to replace, and no trace of itself */
-    ember_h5_attr noname[] = {{"", EMBER_I64, 0, 1, NULL}};
+    /* a write that fails once the data is written (an attribute name too
+     * long for libhdf5) leaves the dataset it was to replace, and no trace
+     * of itself; a name ember refuses fails before anything is written */
+    static char huge[70000];
+    memset(huge, 'a', sizeof huge - 1);
+    ember_h5_attr toolong[] = {{huge, EMBER_I64, 0, 1, NULL}};
     n = 2;
-    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, noname, 1,
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, toolong, 1,
                                           0, msg), EMBER_EIO);
+    ember_h5_attr noname[] = {{"", EMBER_I64, 0, 1, NULL}};
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, noname, 1,
+                                          0, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "an attribute without a name");
     ember_ds *tmp = NULL;
     assert_int_equal(ember_read_h5(&tmp, ctx, "keep.h5:/a/b/.ember-unfinished.c", 0, msg),
                      EMBER_ENOTFOUND);
@@ -2230,6 +2237,63 @@ static void test_graph_h5_write_attrs(void **state)
     assert_int_equal(ember_h5_write_attrs(NULL, at, 1, msg), EMBER_EINVAL);
 }
 
+/* The written copy is read back before it replaces the file: a name
+ * given twice is the last value (not "damaged"), ember's own mark name is
+ * refused before anything is written, and a row wider than the read-back's
+ * 4 MiB blocks is checked in parts. */
+static void test_graph_h5_write_read_back(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    double x[3] = {1, 2, 3};
+    uint64_t n = 3;
+    ember_h5_attr twice[] = {{"k", EMBER_I64, 0, 1, NULL}, {"s", EMBER_I64, 0, 0, "a"},
+                             {"k", EMBER_I64, 0, 2, NULL}, {"s", EMBER_F64, 0.5, 0, NULL}};
+    TU_OKM(ember_h5_write_array("rb.h5:/x", EMBER_F64, x, 1, &n, twice, 4, 1, msg), msg);
+    TU_OKM(ember_h5_write_attrs("rb.h5:/x", twice, 4, msg), msg);
+    hid_t f = H5Fopen("rb.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    int64_t k = 0;
+    double v = 0;
+    hid_t a = H5Aopen_by_name(f, "/x", "k", H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &k) >= 0);
+    H5Aclose(a);
+    a = H5Aopen_by_name(f, "/x", "s", H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    assert_int_equal(k, 2);
+    assert_true(v == 0.5);
+
+    struct stat before, after;
+    assert_int_equal(stat("rb.h5", &before), 0);
+    ember_h5_attr mark[] = {{"ember_unfinished", EMBER_I64, 0, 1, NULL}};
+    assert_int_equal(ember_h5_write_array("rb.h5:/y", EMBER_F64, x, 1, &n, mark, 1, 0, msg),
+                     EMBER_EINVAL);
+    TU_MSG_HAS(msg, "'ember_unfinished' is ember's own");
+    assert_int_equal(ember_h5_write_attrs("rb.h5:/x", mark, 1, msg), EMBER_EINVAL);
+    assert_int_equal(stat("rb.h5", &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino); /* no copy renamed over it */
+
+    /* one row of 2^20 doubles (8 MiB): read back in two blocks */
+    uint64_t wide[2] = {1, (uint64_t)1 << 20};
+    double *row = malloc(wide[1] * sizeof *row);
+    assert_non_null(row);
+    for (uint64_t i = 0; i < wide[1]; i++)
+        row[i] = (double)i * 0.25;
+    TU_OKM(ember_h5_write_array("rb.h5:/wide", EMBER_F64, row, 2, wide, NULL, 0, 0, msg), msg);
+    f = H5Fopen("rb.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/wide", H5P_DEFAULT);
+    double *back = calloc(wide[1], sizeof *back);
+    assert_true(back && d >= 0 &&
+                H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
+    assert_memory_equal(back, row, wide[1] * sizeof *row);
+    H5Dclose(d);
+    H5Fclose(f);
+    free(back);
+    free(row);
+}
+
 /* Graph and array files are sealed with the whole-file checksum and
  * verified before libhdf5 parses them; adding to a sealed file seals it
  * again; a damaged one is refused for reading and for adding. */
@@ -2591,6 +2655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_ids_must_ascend),
         cmocka_unit_test(test_graph_h5_write_array_attrs),
         cmocka_unit_test(test_graph_h5_write_attrs),
+        cmocka_unit_test(test_graph_h5_write_read_back),
         cmocka_unit_test(test_graph_h5_sealed_and_verified),
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),
