@@ -1387,25 +1387,30 @@ static long history_add(ember_cli *cli, uint64_t count, double value,
     return (long)used;
 }
 
-/* Whether a restored history can be used as history_add and the resume
- * below use it: its row count a whole number up to EMBER_CLI_HISTORY_ROWS,
- * its stride 0 or a whole number from 1 to 2^62, and each row's iteration
- * a whole number below 2^63 and its flags a whole number from 0 to 3.
+/* Whether a restored history (of a checkpoint at iteration `at`) can be
+ * used as history_add and the resume below use it: its row count a whole
+ * number up to EMBER_CLI_HISTORY_ROWS, its stride 0 or a whole number from
+ * 1 to 2^62, its rows' iterations whole numbers rising from 1 to at most
+ * `at`, and their flags whole numbers from 0 to 3. (Rows of iteration 0
+ * kept history_add's thinning from ever making room: it doubled the stride
+ * until it wrapped to 0 and divided by it.)
  * The array comes back from the checkpoint as it was saved, and a file
  * that verifies can hold any numbers there (its checksum proves its bytes,
  * not who wrote them): a row count of 5000 made the run write past the
  * array (ember-pagerank died of SIGSEGV on such a checkpoint). */
-static int history_sane(const double *h)
+static int history_sane(const double *h, uint64_t at)
 {
     const size_t cols = EMBER_CLI_HISTORY_COLS;
     if (!(h[0] >= 0 && h[0] <= EMBER_CLI_HISTORY_ROWS && h[0] == floor(h[0])) ||
         !(h[1] >= 0 && h[1] <= 0x1p62 && h[1] == floor(h[1])))
         return 0;
+    double last = 0;
     for (size_t i = 0; i < (size_t)h[0]; i++) {
         const double *r = h + 2 + i * cols;
-        if (!(r[0] >= 0 && r[0] < 0x1p63 && r[0] == floor(r[0])) ||
+        if (!(r[0] > last && r[0] <= (double)at && r[0] == floor(r[0])) ||
             !(r[3] >= 0 && r[3] <= 3 && r[3] == floor(r[3])))
             return 0;
+        last = r[0];
     }
     return 1;
 }
@@ -1470,10 +1475,11 @@ int ember_cli_iterate(ember_cli *cli, ember_loop *loop, ember_cli_step_fn step,
                  cli->iterations, cli->checkpoint_dir, it, flag, it);
         rc = EMBER_EMISMATCH;
     }
-    if (rc == EMBER_OK && !history_sane(cli->history)) {
+    if (rc == EMBER_OK && !history_sane(cli->history, it)) {
         ember_loop_get_stats(loop, &st);
         snprintf(msg, EMBER_MSG_SIZE, "%.250s: its history (/scalars/history) is "
-                 "malformed (a row count, stride, iteration or flag out of range); "
+                 "malformed (a row count, stride, iteration or flag out of range, "
+                 "or iterations not rising); "
                  "move it away to resume from an earlier checkpoint, or use another "
                  "--checkpoint-dir",
                  st.last_path[0] ? st.last_path : cli->checkpoint_dir);

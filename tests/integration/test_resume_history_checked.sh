@@ -9,6 +9,9 @@
 #     wrote past the array and died of SIGSEGV; now exit 2 naming the
 #     checkpoint and the history;
 #   - a NaN row count, a stride of -1, a flag of 7: the same;
+#   - 1024 rows of iteration 0 (the resumed run doubled its stride until it
+#     wrapped and divided by zero: SIGFPE), rows going back, a row past
+#     the checkpoint's iteration: the same;
 #   - a NaN flag in a used row: ember-inspect --plot of the directory
 #     draws it as no mark (it cast NaN to int, undefined behaviour);
 # and the same file unpoked resumes as before.
@@ -45,6 +48,11 @@ poked "5000 rows" 0=5000
 poked "NaN rows" 0=nan
 poked "a stride of -1" 0=1 1=-1 2=10
 poked "a flag of 7" 0=1 1=1 2=10 5=7
+# rows that never thin out: every row iteration 0 (the run divided by zero,
+# SIGFPE), rows going back, a row past the checkpoint's iteration
+poked "1024 rows of iteration 0" 0=1024 1=1
+poked "rows going back" 0=2 1=1 2=9 6=8
+poked "a row past the checkpoint" 0=1 1=1 2=11
 
 # a NaN flag where --plot reads the history: no mark, no undefined cast
 cp good.h5 ck/ckpt-000000000010.h5
