@@ -154,7 +154,7 @@ static const char *out_path;
 /* Edge list text, blocks formatted in parallel and written in order. */
 static int kron_text(const ember_cli *cli, uint64_t m, int threads, char *msg)
 {
-    FILE *f = fopen(out_path, "wb");
+    FILE *f = ember_cli_create(out_path);
     if (!f) {
         snprintf(msg, EMBER_MSG_SIZE, "%s: %s", out_path, strerror(errno));
         return EMBER_EIO;
@@ -320,7 +320,7 @@ static double normal(uint64_t key, uint64_t j)
 
 static int blobs_write_csv(const double *x, char *msg)
 {
-    FILE *f = fopen(out_path, "w");
+    FILE *f = ember_cli_create(out_path);
     if (!f) {
         snprintf(msg, EMBER_MSG_SIZE, "%s: %s", out_path, strerror(errno));
         return EMBER_EIO;

@@ -2560,7 +2560,7 @@ static int centroids_path(const char *out, char *buf, size_t size)
 static int write_csv_file(const char *tmp, const km *s, const km_result *res,
                           int centroids)
 {
-    FILE *f = fopen(tmp, "w");
+    FILE *f = ember_cli_create(tmp);
     if (!f)
         return errno ? errno : EIO;
     if (centroids) {

@@ -263,19 +263,45 @@ static int make_work(ember__h5_edit *e, int keep, char *msg)
     return EMBER_OK;
 }
 
+/* A scratch file, changed in place: this process's own, so never one
+ * reached through a symbolic link (another user's, put at a name that was
+ * to be this process's), and made here, exclusively, when it is not
+ * there. */
+static int scratch_begin(ember__h5_edit *e, const char *file, int fresh, char *msg)
+{
+    if ((size_t)snprintf(e->file, sizeof e->file, "%s", file) >= sizeof e->file)
+        return ember__err(msg, EMBER_EINVAL, "%s: name too long", file);
+    memcpy(e->work, e->file, sizeof e->file);
+    struct stat st;
+    if (lstat(file, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return ember__err(msg, EMBER_EINVAL, "%s: a symbolic link where this "
+                              "process's own file was to be (put there by another "
+                              "process?); nothing written", file);
+        e->existing = !fresh && stat(file, &e->st) == 0;
+        return EMBER_OK;
+    }
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return ember__err(msg, ember__denied(errno) ? EMBER_EINVAL : EMBER_EIO,
+                          "%s: cannot create: %s", file, strerror(errno));
+    close(fd);
+    e->made = 1;
+    return EMBER_OK;
+}
+
 int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,
                          char *msg)
 {
     memset(e, 0, sizeof *e);
     e->lock = -1;
+    if (is_scratch(file))
+        return scratch_begin(e, file, fresh, msg);
     int rc = resolve(e, file, msg);
     if (rc)
         return rc;
-    if (is_scratch(file) || is_scratch(e->file)) {
-        memcpy(e->work, e->file, sizeof e->file);
-        e->existing = !fresh && stat(e->file, &e->st) == 0;
-        return EMBER_OK;
-    }
+    if (is_scratch(e->file))
+        return scratch_begin(e, e->file, fresh, msg);
     rc = lock_file(e, msg);
     if (rc)
         return rc;
@@ -363,6 +389,8 @@ int ember__h5_edit_in_place(const ember__h5_edit *e)
 
 int ember__h5_edit_end(ember__h5_edit *e, int rc, char *msg)
 {
+    if (rc && e->made) /* a scratch file this change made: as it was, none */
+        unlink(e->work);
     if (!e->work[0] || ember__h5_edit_in_place(e)) /* none, or scratch */
         return rc;
     if (rc == EMBER_OK)

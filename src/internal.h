@@ -758,7 +758,9 @@ int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
  * (h5edit.c): ember__h5_edit_begin names in e->work the file to open in
  * its place, a copy of file when e->existing (open it read-write), a new
  * empty one otherwise (fresh, or no file: create it with H5F_ACC_TRUNC);
- * a scratch file (ember_h5_scratch) is its own work. ember__h5_edit_end,
+ * a scratch file (ember_h5_scratch) is its own work, never reached
+ * through a symbolic link, and made (O_EXCL) when it is not there, to be
+ * deleted again if the change fails. ember__h5_edit_end,
  * once HDF5 closed work (and it was sealed), puts it at file when rc is
  * EMBER_OK, else deletes it; either way it returns the status, msg naming
  * file where it named work. Neither under the HDF5 lock: begin may wait
@@ -769,6 +771,7 @@ typedef struct {
     int existing;            /* work holds file's bytes */
     int lock;                /* file, opened and locked; -1 */
     int unlocked;            /* ... but its file system has no locks */
+    int made;                /* a scratch file this change created */
     struct stat st;          /* file's, when locked */
 } ember__h5_edit;
 int ember__h5_edit_begin(ember__h5_edit *e, const char *file, int fresh,

@@ -347,8 +347,13 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *path);
  * nor an empty one after exit 0; two runs writing one output leave a whole
  * file of one of them), any other status removes the temporary and is
  * returned as it is. A failed sync or rename removes it too and says so in
- * msg, naming `path`. */
+ * msg, naming `path`. The name can be worked out by others (the sweep
+ * needs the pid in it), so the temporary is always made exclusively and
+ * never through a symbolic link: ember_cli_create for a text file (NULL
+ * and errno when it cannot be made), the library's writers (a scratch
+ * file) for HDF5. */
 int ember_cli_tmp_name(const char *path, char *tmp, size_t size);
+FILE *ember_cli_create(const char *tmp);
 int ember_cli_publish(int status, const char *tmp, const char *path, char *msg);
 /* fsync of path (a file, or with dir a directory): 0, or -1 and errno. A
  * directory whose file system cannot sync one (EINVAL) counts as synced. */

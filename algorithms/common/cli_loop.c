@@ -615,6 +615,18 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
     return ember_h5_scratch(tmp, 1) ? -1 : 0;
 }
 
+FILE *ember_cli_create(const char *tmp)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && !f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 int ember_cli_sync(const char *path, int dir)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));

@@ -115,7 +115,7 @@ static size_t put_value(char *p, ember_scalar kind, const void *values, uint64_t
 static int write_csv(const char *path, const char *tmp, const ember_graph *g,
                      const char *column, ember_scalar kind, const void *values, char *msg)
 {
-    FILE *f = fopen(tmp, "w");
+    FILE *f = ember_cli_create(tmp);
     if (!f) {
         snprintf(msg, EMBER_MSG_SIZE, "--output %s: cannot create its .tmp: %s", path,
                  strerror(errno));

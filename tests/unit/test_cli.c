@@ -770,6 +770,56 @@ static void test_cli_csv_values_as_printf(void **state)
     }
 }
 
+/* A temporary's name can be worked out by another user (its pid is in
+ * it), who may put a symbolic link there: the output is never written
+ * through it, as text (ember_cli_create) or HDF5 (a scratch file of the
+ * library), and the file it points to stays as it was. A new HDF5 scratch
+ * file whose first write fails is not left behind. */
+static void test_cli_tmp_not_through_links(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE], tmp[4096], back[64] = "";
+    FILE *v = fopen("victim.txt", "w");
+    assert_non_null(v);
+    fputs("precious\n", v);
+    fclose(v);
+    assert_int_equal(ember_cli_tmp_name("out.csv", tmp, sizeof tmp), 0);
+    assert_int_equal(symlink("victim.txt", tmp), 0);
+    errno = 0;
+    assert_null(ember_cli_create(tmp));
+    assert_int_equal(errno, EEXIST);
+    unlink(tmp);
+    assert_int_equal(ember_cli_publish(1, tmp, "out.csv", msg), 1);
+
+    assert_int_equal(ember_cli_tmp_name("out.h5", tmp, sizeof tmp), 0);
+    assert_int_equal(symlink("victim.txt", tmp), 0);
+    char spec[4200];
+    snprintf(spec, sizeof spec, "%s:/x", tmp);
+    double x[2] = {1, 2};
+    uint64_t n = 2;
+    assert_int_equal(ember_h5_write_array(spec, EMBER_F64, x, 1, &n, NULL, 0, 1, msg),
+                     EMBER_EINVAL);
+    assert_non_null(strstr(msg, "a symbolic link where this process's own file was to be"));
+    unlink(tmp);
+    v = fopen("victim.txt", "r");
+    assert_non_null(v);
+    assert_non_null(fgets(back, sizeof back, v));
+    fclose(v);
+    assert_string_equal(back, "precious\n");
+
+    /* no file there: made, and gone again when the write fails */
+    static char huge[70000];
+    memset(huge, 'a', sizeof huge - 1);
+    ember_h5_attr toolong[] = {{huge, EMBER_I64, 0, 1, NULL}};
+    assert_int_equal(ember_h5_write_array(spec, EMBER_F64, x, 1, &n, toolong, 1, 1, msg),
+                     EMBER_EIO);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(ember_h5_write_array(spec, EMBER_F64, x, 1, &n, NULL, 0, 1, msg),
+                     EMBER_OK);
+    assert_int_equal(ember_cli_publish(0, tmp, "out.h5", msg), EMBER_OK);
+    assert_int_equal(access("out.h5", F_OK), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -793,6 +843,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cli_mismatch_names_flag),
         cmocka_unit_test(test_cli_flag_given_value),
         cmocka_unit_test(test_cli_csv_values_as_printf),
+        cmocka_unit_test(test_cli_tmp_not_through_links),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
