@@ -41,6 +41,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -460,15 +461,29 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
         return ember_file_here(o, w);
     fflush(stdout);
     fflush(stderr);
-    pid_t pid = fork();
+    /* SIGCHLD ignored (as some job runners leave it, across exec) would
+     * make the kernel reap the child, and waitpid never see it */
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, &was);
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
+        /* gone with its parent, killed or not, and never longer than the
+         * parent waits: a loop inside libhdf5 must not outlive the run */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        alarm(INSPECT_HDF5_SECONDS + 1);
         f->o = *o;
         f->rc = ember_file_here(&f->o, &f->w);
         _exit(0);
     }
     int st = 0, done = pid < 0;
     for (int tick = 0; !done && tick < INSPECT_HDF5_SECONDS * 100; tick++) {
-        done = waitpid(pid, &st, WNOHANG) == pid;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        done = r == pid || (r < 0 && errno != EINTR);
+        if (r < 0 && errno != EINTR)
+            st = 1 << 8; /* no status to be had: an exit of 1 */
         if (!done)
             nanosleep(&(struct timespec){0, 10000000}, NULL);
     }
@@ -476,6 +491,7 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
     }
+    sigaction(SIGCHLD, &was, NULL);
     int rc = 0;
     if (pid < 0) {
         rc = ember_file_here(o, w);
@@ -497,6 +513,9 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
                      "libhdf5 did not finish reading its structure in %d s: it was "
                      "changed before it was sealed, or sealed by another program",
                      INSPECT_HDF5_SECONDS);
+        /* the verdict is what the report's error says, not the earlier
+         * "not an ember checkpoint" */
+        snprintf(o->error, sizeof o->error, "%.200s: %.300s", o->path, w->description);
     }
     munmap(f, sizeof *f);
     return rc;
