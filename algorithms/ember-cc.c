@@ -76,8 +76,11 @@ static const ember_cli_opt options[] = {
      "process; the same labels, faster)"},
     {0}};
 
+static int check_args(ember_cli *cli);
+
 static const ember_cli_program program = {
     .name = "ember-cc",
+    .check = check_args,
     .summary = "Connected components of a graph taken as undirected (edge list, Matrix\n"
                "Market or ember HDF5 CSR), by min-label propagation with hooking and\n"
                "pointer jumping (FastSV's steps), or with --plan afforest by union-find\n"
@@ -518,22 +521,28 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
     return EMBER_EMISMATCH;
 }
 
+/* What the options must say, checked in ember_cli_parse. */
+static int check_args(ember_cli *cli)
+{
+    if (!cli->input)
+        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
+    if (ember_cli_graph_format(&format, cli->input) < 0)
+        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx, h5",
+                                     format);
+    if (plan == PLAN_AFFOREST && cli->ranks > 1)
+        return ember_cli_usage_error(cli, "--plan afforest runs on one process (a link "
+                                     "may hook any vertex's root); under mpirun use "
+                                     "fastsv");
+    return EMBER_CLI_RUN;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    if (!cli.input)
-        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
-    int f = ember_cli_graph_format(&format, cli.input);
-    if (f < 0)
-        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
-                                     format);
-    if (plan == PLAN_AFFOREST && cli.ranks > 1)
-        return ember_cli_usage_error(&cli, "--plan afforest runs on one process (a link "
-                                     "may hook any vertex's root); under mpirun use "
-                                     "fastsv");
+    int f = ember_cli_graph_format(&format, cli.input); /* checked: named now */
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

@@ -71,8 +71,11 @@ static const ember_cli_opt km_options[] = {
      "X.centroids.csv this program wrote)"},
     {0}};
 
+static int check_args(ember_cli *cli);
+
 static const ember_cli_program km_program = {
     .name = "ember-kmeans",
+    .check = check_args,
     .summary =
         "Lloyd's k-means. Input: CSV (comma or whitespace; a first line with no\n"
         "numeric field is the header, one mixing numbers and text an error) or\n"
@@ -2873,20 +2876,26 @@ static int load(km *s, km_input *in, char *msg)
     return rc;
 }
 
+/* What the options must say, checked in ember_cli_parse. */
+static int check_args(ember_cli *cli)
+{
+    if (!cli->input)
+        return ember_cli_usage_error(cli, "--input is required (see --help)");
+    int file_init = strcmp(opt_init, "random") && strcmp(opt_init, "kmeans++");
+    if (!opt_k && !file_init)
+        return ember_cli_usage_error(cli, "--k is required (see --help)");
+    /* --init FILE is an input too: fingerprinted by content */
+    if (file_init && ember_cli_add_input(cli, "init", opt_init))
+        return EMBER_EXIT_USAGE;
+    return EMBER_CLI_RUN;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &km_program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    if (!cli.input)
-        return ember_cli_usage_error(&cli, "--input is required (see --help)");
-    int file_init = strcmp(opt_init, "random") && strcmp(opt_init, "kmeans++");
-    if (!opt_k && !file_init)
-        return ember_cli_usage_error(&cli, "--k is required (see --help)");
-    /* --init FILE is an input too: fingerprinted by content */
-    if (file_init && ember_cli_add_input(&cli, "init", opt_init))
-        return EMBER_EXIT_USAGE;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char cpath[4096];

@@ -35,8 +35,11 @@ static const ember_cli_opt extra[] = {
      "(apt-get install graphviz); FILE must end in .svg"},
     {0}};
 
+static int check_args(ember_cli *cli);
+
 static const ember_cli_program prog = {
     .name = "ember-maps",
+    .check = check_args,
     .summary = "range(N) as int64, M maps of x+1 through a user function, then\n"
                "sum and count (printed as 'sum: S' and 'count: C'). With\n"
                "--checkpoint-dir and --checkpoint-every K, the dataset is\n"
@@ -197,6 +200,21 @@ static int draw_lineage(ember_ds *ds, const char *path)
     return rc;
 }
 
+/* What the options must say, checked in ember_cli_parse. */
+static int check_args(ember_cli *cli)
+{
+    if (n_records > (uint64_t)INT64_MAX) /* the bound, a double, is 2^63 */
+        return ember_cli_usage_error(cli, "--n %" PRIu64 ": out of range: it must be at "
+                                     "most %" PRId64 " (range(N) counts in int64)",
+                                     n_records, INT64_MAX);
+    if (n_records && n_records - 1 > (uint64_t)INT64_MAX - n_maps)
+        return ember_cli_usage_error(cli, "--n %" PRIu64 " with --maps %" PRIu64 ": the "
+                                     "records would reach %" PRIu64 " + %" PRIu64 ", past "
+                                     "int64's largest value", n_records, n_maps,
+                                     n_records - 1, n_maps);
+    return EMBER_CLI_RUN;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
@@ -204,15 +222,6 @@ int main(int argc, char **argv)
     if (rc != EMBER_CLI_RUN)
         return rc;
     cli.iterations = n_maps;
-    if (n_records > (uint64_t)INT64_MAX) /* the bound, a double, is 2^63 */
-        return ember_cli_usage_error(&cli, "--n %" PRIu64 ": out of range: it must be at "
-                                     "most %" PRId64 " (range(N) counts in int64)",
-                                     n_records, INT64_MAX);
-    if (n_records && n_records - 1 > (uint64_t)INT64_MAX - n_maps)
-        return ember_cli_usage_error(&cli, "--n %" PRIu64 " with --maps %" PRIu64 ": the "
-                                     "records would reach %" PRIu64 " + %" PRIu64 ", past "
-                                     "int64's largest value", n_records, n_maps,
-                                     n_records - 1, n_maps);
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     /* Graphviz writes SVG whatever the name says (as ember-inspect --plot) */

@@ -83,8 +83,11 @@ static const ember_cli_opt options[] = {
      "print the K highest-ranked vertices on stdout"},
     {0}};
 
+static int check_args(ember_cli *cli);
+
 static const ember_cli_program program = {
     .name = "ember-pagerank",
+    .check = check_args,
     .summary = "PageRank of a graph (edge list, Matrix Market or ember HDF5 CSR), with\n"
                "checkpoints: killed, it resumes from the last one with the same result.\n"
                "Output: HDF5 /ranks (float64, by vertex id; attributes iterations,\n"
@@ -804,18 +807,23 @@ static void summary(const ember_cli *cli, const ember_graph *g)
             cli->checkpoint_write_seconds, peak / 1048576.0, ratio);
 }
 
+/* What the options must say, checked in ember_cli_parse. */
+static int check_args(ember_cli *cli)
+{
+    if (!cli->input)
+        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
+    if (ember_cli_graph_format(&format, cli->input) < 0)
+        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx, h5",
+                                     format);
+    return EMBER_CLI_RUN;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    if (!cli.input)
-        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
-    int f = ember_cli_graph_format(&format, cli.input);
-    if (f < 0)
-        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx, h5",
-                                     format);
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

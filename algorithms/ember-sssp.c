@@ -91,8 +91,11 @@ static const ember_cli_opt options[] = {
      "mean out-degree); the distances do not depend on it, the rounds do"},
     {0}};
 
+static int check_args(ember_cli *cli);
+
 static const ember_cli_program program = {
     .name = "ember-sssp",
+    .check = check_args,
     .summary = "Single-source shortest paths from --source over a weighted graph\n"
                "(edge list 'u v w' with '#' comments, or Matrix Market with real or\n"
                "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
@@ -1017,27 +1020,33 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
     return EMBER_EMISMATCH;
 }
 
+/* What the options must say, checked in ember_cli_parse. */
+static int check_args(ember_cli *cli)
+{
+    if (!cli->input)
+        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
+    int f = ember_graph_format_parse(format);
+    if (f < 0 || f == EMBER_GRAPH_H5)
+        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx "
+                                     "(ember's HDF5 CSR holds no weights)", format);
+    if ((plan == PLAN_PUSH || plan == PLAN_DELTA) && cli->ranks > 1)
+        return ember_cli_usage_error(cli, "--plan %s runs on one process (its frontier "
+                                     "lowers any vertex's distance in place); under "
+                                     "mpirun use pull or shuffle",
+                                     plan == PLAN_PUSH ? "push" : "delta");
+    if (delta > 0 && plan != PLAN_DELTA)
+        return ember_cli_usage_error(cli, "--delta is the bucket width of --plan delta; "
+                                     "add --plan delta, or leave --delta out");
+    ember_cli_graph_format(&format, cli->input); /* auto: named in the parameters */
+    return EMBER_CLI_RUN;
+}
+
 int main(int argc, char **argv)
 {
     ember_cli cli;
     int rc = ember_cli_parse(&cli, &program, argc, argv);
     if (rc != EMBER_CLI_RUN)
         return rc;
-    if (!cli.input)
-        return ember_cli_usage_error(&cli, "--input GRAPH is required (see --help)");
-    int f = ember_graph_format_parse(format);
-    if (f < 0 || f == EMBER_GRAPH_H5)
-        return ember_cli_usage_error(&cli, "--format: '%s' is not one of el, mtx "
-                                     "(ember's HDF5 CSR holds no weights)", format);
-    ember_cli_graph_format(&format, cli.input); /* auto: named in the parameters */
-    if ((plan == PLAN_PUSH || plan == PLAN_DELTA) && cli.ranks > 1)
-        return ember_cli_usage_error(&cli, "--plan %s runs on one process (its frontier "
-                                     "lowers any vertex's distance in place); under "
-                                     "mpirun use pull or shuffle",
-                                     plan == PLAN_PUSH ? "push" : "delta");
-    if (delta > 0 && plan != PLAN_DELTA)
-        return ember_cli_usage_error(&cli, "--delta is the bucket width of --plan delta; "
-                                     "add --plan delta, or leave --delta out");
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
     char msg[EMBER_MSG_SIZE] = "";

@@ -1085,7 +1085,9 @@ static int parse_args(ember_cli *cli, const ember_cli_program *prog, int argc,
             return ember_cli_usage_error(cli, "rank %d: cannot silence stdout: %s",
                                          cli->rank, strerror(errno));
     }
-    return check_required(cli, seen) ? EMBER_EXIT_USAGE : EMBER_CLI_RUN;
+    if (check_required(cli, seen))
+        return EMBER_EXIT_USAGE;
+    return prog->check ? prog->check(cli) : EMBER_CLI_RUN;
 }
 
 int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,

@@ -132,6 +132,8 @@ typedef struct {
  * checkpoint already past it.) */
 #define EMBER_CLI_FP_SEED 1u
 
+typedef struct ember_cli ember_cli;
+
 typedef struct {
     const char *name;        /* "ember-pagerank": messages, --version, the
                                 checkpoint's program attribute */
@@ -161,6 +163,12 @@ typedef struct {
     const char *exit_status; /* --help's closing "exit status: ..." text,
                                 for a program whose statuses are not the
                                 loop programs' (NULL: theirs) */
+    int (*check)(ember_cli *cli); /* the program's own checks of what was
+                                parsed, by ember_cli_parse once the
+                                options are read: EMBER_CLI_RUN or an exit
+                                status (ember_cli_usage_error's); under
+                                mpirun a usage error there is printed once,
+                                by rank 0, as the parse's own (NULL: none) */
 } ember_cli_program;
 
 /* ---- the parsed command line ------------------------------------------- */
@@ -171,7 +179,7 @@ typedef struct {
 #define EMBER_CLI_HIST_CHECKPOINT 1.0 /* a checkpoint was written after it */
 #define EMBER_CLI_HIST_RESUMED 2.0    /* first iteration after a resume */
 
-typedef struct {
+struct ember_cli {
     const ember_cli_program *prog;
     const char *input;       /* NULL when not given */
     const char *output;
@@ -272,7 +280,7 @@ typedef struct {
      * dropped and the stride doubles (a row when count % stride == 0, and
      * the first row after a resume). docs/checkpoint-format.md. */
     double history[2 + EMBER_CLI_HISTORY_COLS * EMBER_CLI_HISTORY_ROWS];
-} ember_cli;
+};
 
 /* Parses argv. In the MPI build, when a launcher started more than one
  * rank (ember_cli_launched_ranks), it first initialises MPI

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Usage errors under mpirun: a mistake every rank makes alike (a bad
-# option, a missing input, a checkpoint directory that cannot be made) is
+# option, a missing input, a checkpoint directory that cannot be made, a
+# program's own check of its options, such as a --plan that runs on one
+# process) is
 # said once, by rank 0, not once a rank; every rank exits 2. A rank that
 # stops on something the others do not (an MPMD launch that gives one rank
 # another option) still says it, naming its rank, and rank 0 says that
@@ -14,12 +16,14 @@ cd "$work"
 cp "$src/data/karate.el" g.el
 export OMP_NUM_THREADS=1
 
-# once N PATTERN ARGS...: ember-pagerank ARGS on N ranks exits 2 and its
-# stderr holds PATTERN exactly once, with no rank's label
+# once N PATTERN [PROGRAM] ARGS...: ember-pagerank (or ember-PROGRAM) ARGS
+# on N ranks exits 2 and its stderr holds PATTERN exactly once, with no
+# rank's label
 once() {
-    local n=$1 pattern=$2 rc=0
+    local n=$1 pattern=$2 rc=0 prog=ember-pagerank
     shift 2
-    mpi "$n" 1 "$bin/ember-pagerank" "$@" > out 2> err || rc=$?
+    case $1 in cc|sssp|kmeans|maps) prog=ember-$1; shift ;; esac
+    mpi "$n" 1 "$bin/$prog" "$@" > out 2> err || rc=$?
     [ "$rc" = 2 ] || fail "$*: exit $rc, expected 2: $(cat err)"
     local k
     k=$(grep -c -- "$pattern" err || true)
@@ -33,6 +37,13 @@ for n in 2 3; do
     once "$n" "--checkpoint-dir /proc/no/such" --input g.el --checkpoint-dir /proc/no/such
     once "$n" "--output nodir/o.csv: cannot create a file in nodir" --input g.el \
         --output nodir/o.csv
+    # the programs' own checks of their options (ember_cli_program.check)
+    once "$n" "--input GRAPH is required" --iterations 3
+    once "$n" "--format: 'xx' is not one of" --input g.el --format xx
+    once "$n" "--plan afforest runs on one process" cc --input g.el --plan afforest
+    once "$n" "--plan push runs on one process" sssp --input g.el --source 0 --plan push
+    once "$n" "--k is required" kmeans --input g.el
+    once "$n" "--n 9223372036854775808: out of range" maps --n 9223372036854775808
 done
 
 # One rank alone given a bad option: its own line, and rank 0's.
