@@ -906,10 +906,14 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg)
     return ember__h5_edit_end(&e, rc, msg);
 }
 
+int ember__h5_attrs_fail;
+
 /* The attributes, named as attrs_named checked. */
 static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
                      const char *spec, char *msg)
 {
+    if (ember__h5_attrs_fail)
+        return h5err(msg, EMBER_EIO, spec, "cannot write an attribute (a test's failure)");
     for (size_t i = 0; i < nattrs; i++) {
         const ember_h5_attr *a = &attrs[i];
         const void *v = a->kind == EMBER_F64 ? (const void *)&a->f : (const void *)&a->i;
@@ -922,7 +926,8 @@ static int put_attrs(hid_t obj, const ember_h5_attr *attrs, size_t nattrs,
     return EMBER_OK;
 }
 
-/* EMBER_EINVAL unless every attribute has a name, and none ember's mark
+/* EMBER_EINVAL unless every attribute has a name of at most
+ * EMBER__H5_ATTR_NAME_MAX bytes, and none ember's mark
  * (which a finished write deletes, and which makes readers skip a
  * dataset). Checked before anything is written. */
 static int attrs_named(const ember_h5_attr *attrs, size_t nattrs, const char *spec,
@@ -931,6 +936,10 @@ static int attrs_named(const ember_h5_attr *attrs, size_t nattrs, const char *sp
     for (size_t i = 0; i < nattrs; i++) {
         if (!attrs[i].name || !attrs[i].name[0])
             return ember__err(msg, EMBER_EINVAL, "%s: an attribute without a name", spec);
+        if (strlen(attrs[i].name) > EMBER__H5_ATTR_NAME_MAX)
+            return ember__err(msg, EMBER_EINVAL, "%s: an attribute name of %zu bytes "
+                              "(at most %d)", spec, strlen(attrs[i].name),
+                              EMBER__H5_ATTR_NAME_MAX);
         if (strcmp(attrs[i].name, EMBER__H5_MARK) == 0)
             return ember__err(msg, EMBER_EINVAL, "%s: the attribute name '%s' is "
                               "ember's own (it marks an unfinished write)", spec,

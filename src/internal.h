@@ -693,6 +693,9 @@ int ember__h5_fail(char *msg, int status, const char *where, const char *what);
 /* Tests: called with the file's name by ember__h5_open_checked just
  * before H5Fopen (NULL: nothing). */
 extern void (*ember__h5_opening_hook)(const char *file);
+/* Tests only: when set, ember_h5_write_array's and ember_h5_write_attrs'
+ * attributes fail to be written (a failure once the data is written). */
+extern int ember__h5_attrs_fail;
 /* HDF5's 8-byte file signature (at byte 0, 512, 1024, ... of a file). */
 extern const unsigned char ember__hdf5_sig[8];
 /* Tests: how many checks ember__fsum_check skipped because
@@ -751,6 +754,9 @@ int ember__h5_mark(int64_t dset);
 /* The attribute that marks a dataset unfinished (ember__h5_mark): no
  * caller's attribute may take its name. */
 #define EMBER__H5_MARK "ember_unfinished"
+/* The longest attribute name ember_h5_write_array and ember_h5_write_attrs
+ * take (libhdf5 fails on names of about 64 KiB, and leaks doing so). */
+#define EMBER__H5_ATTR_NAME_MAX 4096
 int ember__h5_commit(int64_t loc, int64_t dset, const char *tmp,
                      const char *path, int replace, const char *where,
                      char *msg);

@@ -1855,19 +1855,24 @@ static void test_graph_h5_write_array_keeps_groups(void **state)
     double y[3] = {3, 4, 5};
     n = 3;
     TU_OKM(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, y, 1, &n, NULL, 0, 0, msg), msg);
-    /* a write that fails once the data is written (an attribute name too
-     * long for libhdf5) leaves the dataset it was to replace, and no trace
-     * of itself; a name ember refuses fails before anything is written */
-    static char huge[70000];
-    memset(huge, 'a', sizeof huge - 1);
-    ember_h5_attr toolong[] = {{huge, EMBER_I64, 0, 1, NULL}};
+    /* a write that fails once the data is written (its attributes, by the
+     * tests' switch) leaves the dataset it was to replace, and no trace of
+     * itself; a name ember refuses fails before anything is written */
+    ember_h5_attr one[] = {{"k", EMBER_I64, 0, 1, NULL}};
+    ember__h5_attrs_fail = 1;
     n = 2;
-    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, toolong, 1,
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, one, 1,
                                           0, msg), EMBER_EIO);
-    ember_h5_attr noname[] = {{"", EMBER_I64, 0, 1, NULL}};
-    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, noname, 1,
+    ember__h5_attrs_fail = 0;
+    static char huge[EMBER__H5_ATTR_NAME_MAX + 2];
+    memset(huge, 'a', sizeof huge - 1);
+    ember_h5_attr bad[] = {{"", EMBER_I64, 0, 1, NULL}, {huge, EMBER_I64, 0, 1, NULL}};
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, bad, 1,
                                           0, msg), EMBER_EINVAL);
     TU_MSG_HAS(msg, "an attribute without a name");
+    assert_int_equal(ember_h5_write_array("keep.h5:/a/b/c", EMBER_F64, x, 1, &n, bad + 1, 1,
+                                          0, msg), EMBER_EINVAL);
+    TU_MSG_HAS(msg, "an attribute name of 4097 bytes (at most 4096)");
     ember_ds *tmp = NULL;
     assert_int_equal(ember_read_h5(&tmp, ctx, "keep.h5:/a/b/.ember-unfinished.c", 0, msg),
                      EMBER_ENOTFOUND);
