@@ -98,7 +98,8 @@ static const ember_cli_program program = {
     .check = check_args,
     .summary = "Single-source shortest paths from --source over a weighted graph\n"
                "(edge list 'u v w' with '#' comments, or Matrix Market with real or\n"
-               "integer values; weights positive and finite), by Bellman-Ford rounds in\n"
+               "integer values; weights positive and finite, the heaviest times n - 1\n"
+               "below 1e308 so that no path's length overflows), by Bellman-Ford rounds in\n"
                "which only the vertices whose distance changed send (with --plan delta,\n"
                "those of the earliest bucket of distances: delta-stepping), with\n"
                "checkpoints.\n"
