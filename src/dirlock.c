@@ -213,7 +213,10 @@ static int sweep(const char *dir, const char *prefix, int unheld, char *msg)
          * NAME.locktest.RANK of its own, left there when the job is killed. */
         int stray = (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) ||
                     strstr(de->d_name, ".tmp.locktest.") != NULL;
-        if (!stray || (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
+        struct stat st; /* a directory by such a name is not a leftover */
+        if (!stray || (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0) ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            S_ISDIR(st.st_mode))
             continue;
         int locked = -1; /* a free temporary's, until it is removed */
         if (unheld && tmp_held(dirfd(d), de->d_name, &locked))

@@ -491,10 +491,22 @@ static int copy_strings(ember_loop *L, const ember_loop_opts *o,
                                                            : EMBER_ENOMEM;
 }
 
+/* Whether name is one of the temporaries the loop writes in its
+ * directory: a checkpoint's "ckpt-*.tmp" (the spare among them) or the
+ * ranks' "ember-shared.*.tmp". */
+static int our_tmp(const char *name)
+{
+    size_t len = strlen(name);
+    return len > 4 && strcmp(name + len - 4, ".tmp") == 0 &&
+           (strncmp(name, CKPT_PREFIX, strlen(CKPT_PREFIX)) == 0 ||
+            strncmp(name, "ember-shared.", 13) == 0);
+}
+
 /* What would fail only at the first checkpoint, found at the start
  * instead, before any iteration's work: a directory the loop cannot
- * create files in, and a directory by a checkpoint's name, which no commit
- * can rename a file over (and which every rerun would meet again). */
+ * create files in, and a directory by a checkpoint's name or one of its
+ * temporaries' (ckpt-spare.tmp), which no commit can write or rename a
+ * file over (and which every rerun would meet again). */
 static int check_dir(ember_loop *L, char *msg)
 {
     char probe[PATH_SIZE];
@@ -512,7 +524,7 @@ static int check_dir(ember_loop *L, char *msg)
     uint64_t it;
     int rc = EMBER_OK;
     while (d && !rc && (de = readdir(d)) != NULL)
-        if (parse_ckpt_name(de->d_name, &it) &&
+        if ((parse_ckpt_name(de->d_name, &it) || our_tmp(de->d_name)) &&
             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISDIR(st.st_mode))
             rc = ember__err(msg, EMBER_EINVAL, "checkpoint dir %s: %s/%s is a directory "
