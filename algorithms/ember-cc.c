@@ -524,11 +524,9 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
 /* What the options must say, checked in ember_cli_parse. */
 static int check_args(ember_cli *cli)
 {
-    if (!cli->input)
-        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
-    if (ember_cli_graph_format(&format, cli->input) < 0)
-        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx, h5",
-                                     format);
+    int rc = ember_cli_graph_args(cli, &format, 0);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
     if (plan == PLAN_AFFOREST && cli->ranks > 1)
         return ember_cli_usage_error(cli, "--plan afforest runs on one process (a link "
                                      "may hook any vertex's root); under mpirun use "

@@ -810,12 +810,7 @@ static void summary(const ember_cli *cli, const ember_graph *g)
 /* What the options must say, checked in ember_cli_parse. */
 static int check_args(ember_cli *cli)
 {
-    if (!cli->input)
-        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
-    if (ember_cli_graph_format(&format, cli->input) < 0)
-        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx, h5",
-                                     format);
-    return EMBER_CLI_RUN;
+    return ember_cli_graph_args(cli, &format, 0);
 }
 
 int main(int argc, char **argv)

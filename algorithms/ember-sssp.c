@@ -1024,12 +1024,9 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
 /* What the options must say, checked in ember_cli_parse. */
 static int check_args(ember_cli *cli)
 {
-    if (!cli->input)
-        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
-    int f = ember_graph_format_parse(format);
-    if (f < 0 || f == EMBER_GRAPH_H5)
-        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx "
-                                     "(ember's HDF5 CSR holds no weights)", format);
+    int rc = ember_cli_graph_args(cli, &format, 1);
+    if (rc != EMBER_CLI_RUN)
+        return rc;
     if ((plan == PLAN_PUSH || plan == PLAN_DELTA) && cli->ranks > 1)
         return ember_cli_usage_error(cli, "--plan %s runs on one process (its frontier "
                                      "lowers any vertex's distance in place); under "
@@ -1038,7 +1035,6 @@ static int check_args(ember_cli *cli)
     if (delta > 0 && plan != PLAN_DELTA)
         return ember_cli_usage_error(cli, "--delta is the bucket width of --plan delta; "
                                      "add --plan delta, or leave --delta out");
-    ember_cli_graph_format(&format, cli->input); /* auto: named in the parameters */
     return EMBER_CLI_RUN;
 }
 

@@ -40,6 +40,19 @@ int ember_cli_graph_format(const char **format, const char *input)
     return f;
 }
 
+int ember_cli_graph_args(ember_cli *cli, const char **format, int weighted)
+{
+    if (!cli->input)
+        return ember_cli_usage_error(cli, "--input GRAPH is required (see --help)");
+    int f = ember_graph_format_parse(*format);
+    if (f < 0 || (weighted && f == EMBER_GRAPH_H5))
+        return ember_cli_usage_error(cli, "--format: '%s' is not one of el, mtx%s", *format,
+                                     weighted ? " (ember's HDF5 CSR holds no weights)"
+                                              : ", h5");
+    ember_cli_graph_format(format, cli->input); /* auto: named in the parameters */
+    return EMBER_CLI_RUN;
+}
+
 int ember_cli_vertex_parts(uint64_t **off, size_t *parts, ember_ctx *ctx,
                            const ember_graph *g, ember_ds *values, const char *what,
                            char *msg)

@@ -24,6 +24,13 @@ int ember_cli_vertex_dataset(ember_ds **out, ember_ctx *ctx, const ember_graph *
  * run). Returns the format, or -1 for an unknown name (*format unchanged). */
 int ember_cli_graph_format(const char **format, const char *input);
 
+/* The graph programs' checks of --input and --format (in their
+ * ember_cli_program.check): --input given, --format one of el, mtx, h5
+ * (weighted: not h5, which holds no weights), and "auto" resolved as
+ * ember_cli_graph_format does. EMBER_CLI_RUN, or ember_cli_usage_error's
+ * status. */
+int ember_cli_graph_args(ember_cli *cli, const char **format, int weighted);
+
 /* The partitions of a program's per-vertex dataset values (after a start
  * or a restore): *off (parts + 1 entries, freed with ember_free on ctx)
  * and *parts. A dataset of another length than g->n vertices is
