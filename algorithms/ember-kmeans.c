@@ -2887,7 +2887,14 @@ static int check_args(ember_cli *cli)
     /* --init FILE is an input too: fingerprinted by content */
     if (file_init && ember_cli_add_input(cli, "init", opt_init))
         return EMBER_EXIT_USAGE;
-    return EMBER_CLI_RUN;
+    /* the centroids' file too, checked with the output, before the work */
+    static char cpath[4096];
+    if (!cli->output || !ember_cli_output_is_csv(cli->output))
+        return EMBER_CLI_RUN;
+    if (centroids_path(cli->output, cpath, sizeof cpath))
+        return ember_cli_usage_error(cli, "--output %s: name too long", cli->output);
+    return ember_cli_add_output(cli, "output (its centroids file)", cpath) ? EMBER_EXIT_USAGE
+                                                                           : EMBER_CLI_RUN;
 }
 
 int main(int argc, char **argv)
@@ -2898,11 +2905,6 @@ int main(int argc, char **argv)
         return rc;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
-    char cpath[4096];
-    if (cli.output && ember_cli_output_is_csv(cli.output) &&
-        (centroids_path(cli.output, cpath, sizeof cpath) ||
-         ember_cli_check_output(&cli, "output (its centroids file)", cpath)))
-        return EMBER_EXIT_USAGE; /* the centroids' file too, before the work */
     char msg[EMBER_MSG_SIZE] = "";
     km s;
     km_input in;

@@ -212,6 +212,12 @@ static int check_args(ember_cli *cli)
                                      "records would reach %" PRIu64 " + %" PRIu64 ", past "
                                      "int64's largest value", n_records, n_maps,
                                      n_records - 1, n_maps);
+    /* Graphviz writes SVG whatever the name says (as ember-inspect --plot) */
+    if (lineage_svg && !ember_cli_has_suffix(lineage_svg, ".svg"))
+        return ember_cli_usage_error(cli, "--lineage-svg %s: draws SVG; name the file "
+                                     ".svg", lineage_svg);
+    if (lineage_svg && ember_cli_add_output(cli, "lineage-svg", lineage_svg))
+        return EMBER_EXIT_USAGE;
     return EMBER_CLI_RUN;
 }
 
@@ -224,12 +230,7 @@ int main(int argc, char **argv)
     cli.iterations = n_maps;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
         return rc;
-    /* Graphviz writes SVG whatever the name says (as ember-inspect --plot) */
-    if (lineage_svg && !ember_cli_has_suffix(lineage_svg, ".svg"))
-        return ember_cli_usage_error(&cli, "--lineage-svg %s: draws SVG; name the file "
-                                     ".svg", lineage_svg);
-    if (lineage_svg && ((rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")) ||
-                        (rc = ember_cli_check_output(&cli, "lineage-svg", lineage_svg))))
+    if (lineage_svg && (rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")))
         return rc;
     int drawn = 0;
     char msg[EMBER_MSG_SIZE] = "";

@@ -1253,6 +1253,17 @@ int ember_cli_add_input(ember_cli *cli, const char *role, const char *path)
     return 0;
 }
 
+int ember_cli_add_output(ember_cli *cli, const char *role, const char *path)
+{
+    int n = cli->nmore_outputs;
+    if (n >= (int)(sizeof cli->more_outputs / sizeof cli->more_outputs[0]))
+        return ember_cli_usage_error(cli, "too many output files (internal)");
+    cli->more_outputs[n].role = role;
+    cli->more_outputs[n].path = path;
+    cli->nmore_outputs++;
+    return 0;
+}
+
 int ember_cli_parameters(const ember_cli *cli, char *buf, size_t size)
 {
     sbuf b = {buf, size, 0, 0};

@@ -244,6 +244,10 @@ struct ember_cli {
                                 ":" and the dataset when there is one */
     } inputs[4];
     int ninputs;
+    struct {                 /* outputs besides --output and --metrics */
+        const char *role, *path;
+    } more_outputs[2];
+    int nmore_outputs;
 
     /* The outputs ember_cli_check_output has passed, so that two flags
      * cannot name one file. */
@@ -311,6 +315,12 @@ int ember_cli_parse(ember_cli *cli, const ember_cli_program *prog, int argc,
  * hash instead of its path. Call before ember_cli_prepare. Returns 0, or
  * EMBER_EXIT_USAGE after a message (too many inputs). */
 int ember_cli_add_input(ember_cli *cli, const char *role, const char *path);
+/* Registers one more output file of the program's (kmeans' centroids
+ * file, ember-maps --lineage-svg), which ember_cli_prepare checks as it
+ * checks --output (role names it in messages: "--ROLE PATH: ..."). Call
+ * before ember_cli_prepare, from the program's check. Returns 0, or
+ * EMBER_EXIT_USAGE after a message. */
+int ember_cli_add_output(ember_cli *cli, const char *role, const char *path);
 
 /* Everything that can be checked before the work, so that a bad path fails
  * at once with exit 2 instead of after hours (call right after parsing,

@@ -747,6 +747,8 @@ int ember_cli_prepare(ember_cli *cli)
         rc = ember_cli_check_output(cli, "output", cli->output);
     if (!rc && cli->metrics)
         rc = ember_cli_check_output(cli, "metrics", cli->metrics);
+    for (int i = 0; !rc && i < cli->nmore_outputs; i++)
+        rc = ember_cli_check_output(cli, cli->more_outputs[i].role, cli->more_outputs[i].path);
     struct stat st;
     if (!rc && cli->checkpoint_dir && cli->resume == EMBER_RESUME_REQUIRE &&
         stat(cli->checkpoint_dir, &st) != 0 && errno == ENOENT) /* not made to refuse */

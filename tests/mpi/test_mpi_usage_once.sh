@@ -44,6 +44,10 @@ for n in 2 3; do
     once "$n" "--plan push runs on one process" sssp --input g.el --source 0 --plan push
     once "$n" "--k is required" kmeans --input g.el
     once "$n" "--n 9223372036854775808: out of range" maps --n 9223372036854775808
+    once "$n" "--lineage-svg x.png: draws SVG" maps --n 10 --maps 3 --lineage-svg x.png
+    mkdir -p o2.centroids.csv
+    once "$n" "o2.centroids.csv: is a directory, not a file" kmeans --input g.el --k 2 \
+        --output o2.csv
 done
 
 # One rank alone given a bad option: its own line, and rank 0's.
