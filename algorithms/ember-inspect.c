@@ -473,13 +473,14 @@ static int ember_file(ember_checkpoint_info *o, what_t *w)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        alarm(INSPECT_HDF5_SECONDS + 1);
+        alarm(INSPECT_HDF5_SECONDS + 5); /* after the parent's time is up */
         f->o = *o;
         f->rc = ember_file_here(&f->o, &f->w);
         _exit(0);
     }
     int st = 0, done = pid < 0;
-    for (int tick = 0; !done && tick < INSPECT_HDF5_SECONDS * 100; tick++) {
+    double until = ember_cli_now() + INSPECT_HDF5_SECONDS; /* by the clock, not ticks */
+    while (!done && ember_cli_now() < until) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         done = r == pid || (r < 0 && errno != EINTR);
         if (r < 0 && errno != EINTR)

@@ -269,7 +269,8 @@ static int make_work(ember__h5_edit *e, int keep, char *msg)
  * there. */
 static int scratch_begin(ember__h5_edit *e, const char *file, int fresh, char *msg)
 {
-    if ((size_t)snprintf(e->file, sizeof e->file, "%s", file) >= sizeof e->file)
+    if (file != e->file &&
+        (size_t)snprintf(e->file, sizeof e->file, "%s", file) >= sizeof e->file)
         return ember__err(msg, EMBER_EINVAL, "%s: name too long", file);
     memcpy(e->work, e->file, sizeof e->file);
     struct stat st;
@@ -364,9 +365,15 @@ static int publish(ember__h5_edit *e, char *msg)
 }
 
 /* Replaces each mention of from in msg by to (the copy's name by the
- * file's, in what libhdf5 or the checks said of the copy). */
-static void rename_in(char *msg, const char *from, const char *to)
+ * file's, in what libhdf5 or the checks said of the copy), both as a
+ * message shows them (ember__one_line). */
+static void rename_in(char *msg, const char *work, const char *file)
 {
+    char from[sizeof ((ember__h5_edit *)0)->work], to[sizeof from];
+    snprintf(from, sizeof from, "%s", work);
+    snprintf(to, sizeof to, "%s", file);
+    ember__one_line(from);
+    ember__one_line(to);
     size_t nf = strlen(from), nt = strlen(to);
     char out[EMBER_MSG_SIZE], *at;
     size_t o = 0;

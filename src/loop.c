@@ -251,6 +251,7 @@ static void warn(ember_loop *L, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    ember__one_line(line);
     fprintf(stderr, "%s\n", line);
     /* Appended piece by piece: the sum may not fit, and is cut. */
     size_t used = strlen(L->warn);
@@ -491,15 +492,21 @@ static int copy_strings(ember_loop *L, const ember_loop_opts *o,
                                                            : EMBER_ENOMEM;
 }
 
-/* Whether name is one of the temporaries the loop writes in its
- * directory: a checkpoint's "ckpt-*.tmp" (the spare among them) or the
- * ranks' "ember-shared.*.tmp". */
+/* Whether name is one of the files the loop writes in its directory
+ * under a temporary name: a checkpoint's NAME.tmp, the spare
+ * (EMBER__CK_SPARE), the ranks' probe ember-shared.tmp. */
 static int our_tmp(const char *name)
 {
+    char ck[64];
     size_t len = strlen(name);
-    return len > 4 && strcmp(name + len - 4, ".tmp") == 0 &&
-           (strncmp(name, CKPT_PREFIX, strlen(CKPT_PREFIX)) == 0 ||
-            strncmp(name, "ember-shared.", 13) == 0);
+    uint64_t it;
+    if (len > 4 && len < sizeof ck && strcmp(name + len - 4, ".tmp") == 0) {
+        memcpy(ck, name, len - 4);
+        ck[len - 4] = '\0';
+        if (parse_ckpt_name(ck, &it))
+            return 1;
+    }
+    return strcmp(name, EMBER__CK_SPARE) == 0 || strcmp(name, "ember-shared.tmp") == 0;
 }
 
 /* What would fail only at the first checkpoint, found at the start

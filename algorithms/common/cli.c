@@ -175,6 +175,19 @@ static void one_line(char *s, size_t from, size_t to)
             s[i] = '?';
 }
 
+void ember_cli_say(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    one_line(line, 0, sizeof line);
+    fprintf(stderr, "%s\n", line);
+}
+
 /* A usage error's line held back by a rank past 0 between
  * ember_cli_hold_errors and ember_cli_release_errors, and the hash of
  * what it says (without the speaker), which every rank keeps. */
@@ -1446,8 +1459,7 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
             resume_advice(cli, 1, advice, sizeof advice);
         /* the loop's message says which stopped it */
         int deadline = msg && strstr(msg, "the deadline is near");
-        fprintf(stderr, "%s: %s after iteration %" PRIu64
-                        "; checkpoint written in %s; %s\n",
+        ember_cli_say("%s: %s after iteration %" PRIu64 "; checkpoint written in %s; %s",
                 name, deadline ? "stopped for --deadline" : "interrupted",
                 cli ? cli->iterations_done : 0,
                 cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)",
@@ -1456,19 +1468,18 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     }
     char named[EMBER_MSG_SIZE];
     name_inputs(cli, msg && msg[0] ? msg : ember_strerror(status), named, sizeof named);
-    one_line(named, 0, sizeof named);
     /* An input replaced or written since its hash is the likelier cause
      * (HDF5 cannot open a removed file by its descriptor's name): bad
      * input, said once. */
     int changed = cli && !strstr(named, "took its fingerprint") ? ember_cli_input_changed(cli)
                                                                 : -1;
     if (changed >= 0) {
-        fprintf(stderr, "%s: --%s %s: replaced or written since this run took its "
-                "fingerprint; run again once the file stays put (the error: %s)\n",
+        ember_cli_say("%s: --%s %s: replaced or written since this run took its "
+                      "fingerprint; run again once the file stays put (the error: %s)",
                 name, cli->inputs[changed].role, cli->inputs[changed].arg, named);
         return ember_cli_settle(EMBER_EXIT_USAGE);
     }
-    fprintf(stderr, "%s: %s\n", name, named);
+    ember_cli_say("%s: %s", name, named);
     return ember_cli_settle(ember_exit_status(status) == 2 ? EMBER_EXIT_USAGE
                                                            : EMBER_EXIT_FAILURE);
 }

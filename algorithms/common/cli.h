@@ -559,6 +559,9 @@ int ember_cli_stdout_status(const ember_cli *cli, int status);
 
 /* Monotonic seconds. */
 double ember_cli_now(void);
+/* One line on stderr, printf-style, a newline added: a control byte but a
+ * tab in what it says (a path holding a newline) shows as '?'. */
+void ember_cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* 1 when name ends with suffix, ignoring case (".h5", ".csv"). */
 int ember_cli_has_suffix(const char *name, const char *suffix);

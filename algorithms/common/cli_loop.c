@@ -609,6 +609,13 @@ int ember_cli_tmp_name(const char *path, char *tmp, size_t size)
                  (unsigned long)getpid() & 0xffffffffu, count++ & 0xffffu) >= (int)size)
         return -1;
     sweep_dead(dir_of(path, dir, sizeof dir), base, blen);
+    /* A file already at this name is no write of this process's (its
+     * count is new): a killed process's whose pid this one got again,
+     * which sweep_dead leaves (the pid is alive). A regular file goes; a
+     * link stays, for the exclusive create to refuse. */
+    struct stat st;
+    if (lstat(tmp, &st) == 0 && S_ISREG(st.st_mode))
+        unlink(tmp);
     remove_on_signal(tmp);
     /* this run's own until ember_cli_publish renames it: the library's
      * HDF5 writers change it in place, not through a copy of it */
@@ -1337,7 +1344,7 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     if (st.restored) /* the progress line's checkpoint, until a new one */
         r->last_ck_it = st.restored_from;
     if (st.restored && !cli->quiet)
-        fprintf(stderr, "%s: resumed from %s at iteration %" PRIu64 "\n",
+        ember_cli_say("%s: resumed from %s at iteration %" PRIu64,
                 cli->prog->name, st.last_path[0] ? st.last_path : cli->checkpoint_dir,
                 st.restored_from);
     return EMBER_OK;

@@ -100,6 +100,18 @@ expect ember-pagerank 2 "odd?name.el:2: non-numeric token 'abc'" --input $'odd\n
 expect ember-pagerank 2 "--input gone?"$'\t'"x.el: no such file" --input $'gone\r\tx.el'
 expect ember-pagerank 2 "--damping: '0.5?x' is not a finite number" --input ok.el --damping $'0.5\nx'
 [ "$(wc -l < err.txt)" = 1 ] || fail "an argument's newline split the message: $(cat err.txt)"
+# ... and the loop's lines: interrupted, resumed
+set +e
+"$bin/ember-pagerank" --input ok.el --checkpoint-dir $'c\nk' --checkpoint-every 1 \
+    --iterations 5 --stop-at 2 --quiet > out.txt 2> err.txt
+rc=$?
+set -e
+[ "$rc" = 75 ] && [ "$(wc -l < err.txt)" = 1 ] && grep -q "checkpoint written in c?k;" err.txt ||
+    fail "--stop-at with a newline in --checkpoint-dir: exit $rc: $(cat err.txt)"
+"$bin/ember-pagerank" --input ok.el --checkpoint-dir $'c\nk' --checkpoint-every 1 \
+    --iterations 5 > out.txt 2> err.txt || fail "the resume: $(cat err.txt)"
+grep -q "^ember-pagerank: resumed from c?k/ckpt-000000000002.h5 at iteration 2$" err.txt ||
+    fail "the resume's line: $(cat err.txt)"
 
 # --help and --version exit 0 on stdout
 for prog in ember-pagerank ember-cc ember-gen ember-convert; do

@@ -808,6 +808,24 @@ static void test_cli_tmp_not_through_links(void **state)
     fclose(v);
     assert_string_equal(back, "precious\n");
 
+    /* a regular file at the next name, left by a killed process whose pid
+     * this one got again: removed, so the exclusive create succeeds (it
+     * failed with "File exists" after all the work) */
+    char again[4096], next[4096];
+    assert_int_equal(ember_cli_tmp_name("out2.csv", again, sizeof again), 0);
+    size_t len = strlen(again);
+    unsigned cnt = (unsigned)strtoul(again + len - 8, NULL, 16); /* "xxxx.tmp" */
+    snprintf(next, sizeof next, "%.*s%04x.tmp", (int)(len - 8), again, (cnt + 1) & 0xffffu);
+    FILE *stale = fopen(next, "w");
+    assert_non_null(stale);
+    fclose(stale);
+    assert_int_equal(ember_cli_tmp_name("out2.csv", again, sizeof again), 0);
+    assert_string_equal(again, next);
+    FILE *f2 = ember_cli_create(again);
+    assert_non_null(f2);
+    fclose(f2);
+    assert_int_equal(ember_cli_publish(1, again, "out2.csv", msg), 1);
+
     /* no file there: made, and gone again when the write fails */
     ember_h5_attr one[] = {{"k", EMBER_I64, 0, 1, NULL}};
     ember__h5_attrs_fail = 1;

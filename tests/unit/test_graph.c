@@ -2280,6 +2280,17 @@ static void test_graph_h5_write_read_back(void **state)
     assert_int_equal(stat("rb.h5", &after), 0);
     assert_int_equal(before.st_ino, after.st_ino); /* no copy renamed over it */
 
+    /* a failure in the copy names the file, a newline in its name shown
+     * as '?' (the copy's name was left in the message) */
+    FILE *nf = fopen("bad\nname.h5", "w");
+    assert_non_null(nf);
+    fputs("not HDF5 at all", nf);
+    fclose(nf);
+    assert_true(ember_h5_write_array("bad\nname.h5:/x", EMBER_F64, x, 1, &n, NULL, 0, 0,
+                                     msg) != EMBER_OK);
+    TU_MSG_HAS(msg, "bad?name.h5");
+    assert_null(strstr(msg, "ember-edit"));
+
     /* one row of 2^20 doubles (8 MiB): read back in two blocks */
     uint64_t wide[2] = {1, (uint64_t)1 << 20};
     double *row = malloc(wide[1] * sizeof *row);
