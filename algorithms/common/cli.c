@@ -1460,10 +1460,10 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
         /* the loop's message says which stopped it */
         int deadline = msg && strstr(msg, "the deadline is near");
         ember_cli_say("%s: %s after iteration %" PRIu64 "; checkpoint written in %s; %s",
-                name, deadline ? "stopped for --deadline" : "interrupted",
-                cli ? cli->iterations_done : 0,
-                cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)",
-                advice);
+                      name, deadline ? "stopped for --deadline" : "interrupted",
+                      cli ? cli->iterations_done : 0,
+                      cli && cli->checkpoint_dir ? cli->checkpoint_dir : "(no directory)",
+                      advice);
         return EMBER_EXIT_RESUMABLE;
     }
     char named[EMBER_MSG_SIZE];
@@ -1476,7 +1476,7 @@ int ember_cli_exit(const ember_cli *cli, int status, const char *msg)
     if (changed >= 0) {
         ember_cli_say("%s: --%s %s: replaced or written since this run took its "
                       "fingerprint; run again once the file stays put (the error: %s)",
-                name, cli->inputs[changed].role, cli->inputs[changed].arg, named);
+                      name, cli->inputs[changed].role, cli->inputs[changed].arg, named);
         return ember_cli_settle(EMBER_EXIT_USAGE);
     }
     ember_cli_say("%s: %s", name, named);

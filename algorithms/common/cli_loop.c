@@ -755,7 +755,8 @@ int ember_cli_prepare(ember_cli *cli)
     if (!rc && cli->metrics)
         rc = ember_cli_check_output(cli, "metrics", cli->metrics);
     for (int i = 0; !rc && i < cli->nmore_outputs; i++)
-        rc = ember_cli_check_output(cli, cli->more_outputs[i].role, cli->more_outputs[i].path);
+        rc = ember_cli_check_output(cli, cli->more_outputs[i].role,
+                                    cli->more_outputs[i].path);
     struct stat st;
     if (!rc && cli->checkpoint_dir && cli->resume == EMBER_RESUME_REQUIRE &&
         stat(cli->checkpoint_dir, &st) != 0 && errno == ENOENT) /* not made to refuse */
@@ -1344,9 +1345,8 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     if (st.restored) /* the progress line's checkpoint, until a new one */
         r->last_ck_it = st.restored_from;
     if (st.restored && !cli->quiet)
-        ember_cli_say("%s: resumed from %s at iteration %" PRIu64,
-                cli->prog->name, st.last_path[0] ? st.last_path : cli->checkpoint_dir,
-                st.restored_from);
+        ember_cli_say("%s: resumed from %s at iteration %" PRIu64, cli->prog->name,
+                      st.last_path[0] ? st.last_path : cli->checkpoint_dir, st.restored_from);
     return EMBER_OK;
 }
 
