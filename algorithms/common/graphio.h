@@ -1,4 +1,4 @@
-/* graphio.h: what the graph programs (ember-pagerank, ember-cc) share
+/* graphio.h: what the graph programs (ember-pagerank, -cc, -sssp) share
  * besides the command line: a per-vertex dataset over a caller array, and
  * writing one value per vertex as CSV or HDF5.
  */

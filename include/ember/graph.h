@@ -236,7 +236,9 @@ const void *ember_array_data(const ember_ds *ds, size_t *n);
 /* ---- HDF5 arrays with attributes (outputs of the programs) --------------- */
 
 typedef struct {
-    const char *name;
+    const char *name;   /* 1 to 4096 bytes, not "ember_unfinished" (the mark
+                           of an unfinished write): else EMBER_EINVAL, before
+                           anything is written; given twice, the last wins */
     ember_scalar kind;  /* EMBER_I64, EMBER_U64 or EMBER_F64 */
     double f;           /* the value, for F64 */
     int64_t i;          /* ... for I64 and U64 */
