@@ -746,7 +746,7 @@ static int plot_main(ember_cli *cli)
     if (cli->nargs > 0 || opt_json)
         return ember_cli_usage_error(cli, "--plot takes no checkpoint arguments and "
                                      "no --json");
-    int rc = ember_plot_need(cli->prog->name, "plot", "gnuplot", "gnuplot-nox");
+    int rc = ember_plot_need(cli, "plot", "gnuplot", "gnuplot-nox");
     if (!rc)
         rc = ember_cli_check_output(cli, "output", cli->output);
     if (rc)

@@ -216,7 +216,8 @@ static int check_args(ember_cli *cli)
     if (lineage_svg && !ember_cli_has_suffix(lineage_svg, ".svg"))
         return ember_cli_usage_error(cli, "--lineage-svg %s: draws SVG; name the file "
                                      ".svg", lineage_svg);
-    if (lineage_svg && ember_cli_add_output(cli, "lineage-svg", lineage_svg))
+    if (lineage_svg && (ember_plot_need(cli, "lineage-svg", "dot", "graphviz") ||
+                        ember_cli_add_output(cli, "lineage-svg", lineage_svg)))
         return EMBER_EXIT_USAGE;
     return EMBER_CLI_RUN;
 }
@@ -229,8 +230,6 @@ int main(int argc, char **argv)
         return rc;
     cli.iterations = n_maps;
     if ((rc = ember_cli_prepare(&cli)) != EMBER_CLI_RUN)
-        return rc;
-    if (lineage_svg && (rc = ember_plot_need(prog.name, "lineage-svg", "dot", "graphviz")))
         return rc;
     int drawn = 0;
     char msg[EMBER_MSG_SIZE] = "";

@@ -46,15 +46,14 @@ static int find_tool(const char *tool, char *buf, size_t size)
     }
 }
 
-int ember_plot_need(const char *prog, const char *flag, const char *tool,
+int ember_plot_need(const ember_cli *cli, const char *flag, const char *tool,
                     const char *package)
 {
     char path[4096];
     if (find_tool(tool, path, sizeof path) == 0)
         return 0;
-    fprintf(stderr, "%s: --%s needs %s, which is not installed (not in PATH): "
-                    "apt-get install %s\n", prog, flag, tool, package);
-    return EMBER_EXIT_USAGE;
+    return ember_cli_usage_error(cli, "--%s needs %s, which is not installed (not in "
+                                 "PATH): apt-get install %s", flag, tool, package);
 }
 
 /* Writes all of buf to fd; 0 or an errno. */

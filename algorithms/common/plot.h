@@ -18,12 +18,14 @@
 #ifndef EMBER_PLOT_H
 #define EMBER_PLOT_H
 
-#include <ember.h>
+#include "cli.h"
 
 /* 0 when `tool` ("gnuplot", "dot") is an executable in PATH; otherwise
- * prints "<prog>: --<flag> needs <tool>: apt-get install <package>" and
- * returns 2. Call before the work, so a missing tool costs nothing. */
-int ember_plot_need(const char *prog, const char *flag, const char *tool,
+ * a usage error (ember_cli_usage_error: "<prog>: --<flag> needs <tool>:
+ * apt-get install <package>", once under mpirun when called from the
+ * program's check) and 2. Call before the work, so a missing tool costs
+ * nothing. */
+int ember_plot_need(const ember_cli *cli, const char *flag, const char *tool,
                     const char *package);
 
 /* Draws the convergence of a run as an SVG at out (".svg"), from src: a

@@ -50,6 +50,15 @@ for n in 2 3; do
         --output o2.csv
 done
 
+# A tool an option needs (graphviz's dot for --lineage-svg), missing on
+# every rank: said once too (each rank said it)
+rc=0
+mpi 2 1 env PATH=/nonexistent-ember-dir "$bin/ember-maps" --n 10 --maps 3 \
+    --lineage-svg x.svg > out 2> err || rc=$?
+[ "$rc" = 2 ] || fail "--lineage-svg without dot: exit $rc, expected 2: $(cat err)"
+[ "$(grep -c "needs dot, which is not installed" err)" = 1 ] ||
+    fail "--lineage-svg without dot: not said once: $(cat err)"
+
 # One rank alone given a bad option: its own line, and rank 0's.
 rc=0
 mpirun --oversubscribe --bind-to none --timeout 120 -x OMP_NUM_THREADS \

@@ -169,7 +169,7 @@ static void test_plot_missing_tool(void **state)
     (void)state;
     char *old = getenv("PATH") ? strdup(getenv("PATH")) : NULL;
     setenv("PATH", "/nonexistent-ember-dir", 1);
-    assert_int_equal(ember_plot_need("test", "plot", "gnuplot", "gnuplot-nox"),
+    assert_int_equal(ember_plot_need(NULL, "plot", "gnuplot", "gnuplot-nox"),
                      EMBER_EXIT_USAGE);
     assert_int_equal(ember_plot_dot("test", "digraph { a -> b }", "g.svg"), EMBER_EXIT_USAGE);
     assert_int_not_equal(access("g.svg", F_OK), 0);
