@@ -1314,6 +1314,56 @@ static int drop_cut_line(int fd)
     return keep < end && ftruncate(fd, keep) != 0 ? -1 : 0;
 }
 
+/* The iteration of the last iteration line of the metrics file open on
+ * fd (0: none in its last 64 KiB, which hold several hundred lines). */
+static uint64_t last_metrics_iteration(int fd)
+{
+    static const char key[] = "{\"iteration\": ";
+    char buf[65536];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t n = end > 0 ? pread(fd, buf, (size_t)(end - from), from) : 0;
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    for (char *p = buf + n; p > buf; p--) {
+        char *line = p - 1;
+        if (*line != '\n' && line != buf)
+            continue;
+        line += *line == '\n';
+        if ((line > buf || from == 0) && !strncmp(line, key, sizeof key - 1) &&
+            line[sizeof key - 1] >= '0' && line[sizeof key - 1] <= '9')
+            return strtoull(line + sizeof key - 1, NULL, 10);
+    }
+    return 0;
+}
+
+/* A run resumed from a checkpoint at iteration k whose metrics file ends
+ * before k (a kill after a background checkpoint committed and before its
+ * held lines were written; the kill tests found iteration k's line
+ * missing): the lines after the file's last one, up to k, from the
+ * checkpoint's history, which holds each iteration's seconds and value
+ * as the lines said them (all of them unless the history was thinned). */
+static void backfill_metrics(report *r, const ember_loop_stats *st)
+{
+    const double *h = r->cli->history, *rows = h + 2;
+    uint64_t last = last_metrics_iteration(fileno(r->metrics));
+    if (last == 0 || last >= st->restored_from)
+        return; /* a file with no lines is another run's, or a new one */
+    struct stat sb;
+    uint64_t bytes = stat(st->last_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    for (size_t i = 0; i < (size_t)h[0]; i++) {
+        const double *row = rows + i * EMBER_CLI_HISTORY_COLS;
+        uint64_t it = (uint64_t)row[0];
+        if (it <= last || it > st->restored_from)
+            continue;
+        int ck = it == st->restored_from ||
+                 ((int)row[3] & (int)EMBER_CLI_HIST_CHECKPOINT);
+        metrics_iteration(r, it, row[2], row[1], ck,
+                          it == st->restored_from ? bytes : 0);
+    }
+}
+
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
 {
     ember_loop_stats st;
@@ -1340,6 +1390,9 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
         fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
         if (cut) /* it stays: at least the next line starts on its own */
             fputc('\n', r->metrics);
+        r->resumed_from = UINT64_MAX;
+        if (st.restored && !cut)
+            backfill_metrics(r, &st);
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;
     if (st.restored) /* the progress line's checkpoint, until a new one */
