@@ -418,16 +418,23 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
         return ember_cli_usage_error(cli, "--%s %s: is the input file (--%s %s); "
                                      "writing it would destroy the input", flag, path,
                                      role, arg);
-    /* a probe of its own (O_EXCL), never a file that is there */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) { /* the directory, not the probe's name: the same on every rank */
+    /* a probe of its own (O_EXCL), never a file that is there; metrics
+     * that are there are appended to where they are (checked below), in a
+     * directory that may take no file (--metrics /dev/stderr) */
+    int metrics = strcmp(flag, "metrics") == 0;
+    int fd = metrics && stat(path, &st) == 0
+                 ? -2
+                 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd == -1) { /* the directory, not the probe's name: the same on every rank */
         char dir[PATH_MAX];
         return ember_cli_usage_error(cli, "--%s %s: cannot create a file in %s: %s", flag,
                                      path, dir_of(tmp, dir, sizeof dir), strerror(errno));
     }
-    close(fd);
-    unlink(tmp);
-    ember_h5_scratch(tmp, 0); /* a probe's name, never written again */
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+        ember_h5_scratch(tmp, 0); /* a probe's name, never written again */
+    }
     /* What would fail only at the end, after all the work: a metrics file
      * that cannot be appended to, and a file that cannot be replaced
      * (another user's, in a sticky directory such as /tmp). */
@@ -435,7 +442,6 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     const char *file = through_link(path, through, sizeof through);
     dir_of(file, dir, sizeof dir);
     struct stat ds;
-    int metrics = strcmp(flag, "metrics") == 0;
     if (metrics && stat(file, &st) == 0) {
         if ((fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
             return ember_cli_usage_error(cli, "--%s %s: cannot append to it: %s", flag,

@@ -102,4 +102,10 @@ sed -i '/^{"iteration": [67],/,$d' m.jsonl # the lines of 6 on lost
 grep -qx '{"iteration": 8, .*"checkpoint": true, "checkpoint_bytes": '"$(stat -c %s ck/ckpt-000000000008.h5)"'}' m.jsonl ||
     fail "iteration 8's line does not mark its checkpoint: $(grep '"iteration": 8,' m.jsonl)"
 lines_ok m.jsonl || fail "the backfilled m.jsonl"
+
+# Metrics to a stream (a pipe, a terminal) are appended where they are:
+# --metrics /dev/stderr is no file to create in /proc/self/fd
+"$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --quiet --metrics /dev/stderr \
+    > /dev/null 2> err.txt || fail "--metrics /dev/stderr: $(cat err.txt)"
+[ "$(grep -c '^{"iteration": ' err.txt)" -eq 3 ] || fail "--metrics /dev/stderr: $(cat err.txt)"
 echo "metrics checkpoints: ok"
