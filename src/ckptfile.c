@@ -164,7 +164,7 @@ int ember__ck_write_root(int64_t fid_, const ember__ck_meta *m,
                          const ember__ck_stamp *st)
 {
     hid_t fid = (hid_t)fid_;
-    int64_t version = EMBER_CHECKPOINT_FORMAT, threads = st->threads;
+    int64_t version = EMBER_CHECKPOINT_FORMAT, threads = st->threads, records_forced = 1;
     double unix_time = st->unix_time;
     const char *created = st->created;
     int rc = attr_str(fid, "format", CK_MAGIC);
@@ -180,6 +180,7 @@ int ember__ck_write_root(int64_t fid_, const ember__ck_meta *m,
     rc |= attr_str(fid, "created", created);
     rc |= attr_num(fid, "created_unix", H5T_NATIVE_DOUBLE, &unix_time);
     rc |= attr_num(fid, "threads", H5T_NATIVE_INT64, &threads);
+    rc |= attr_num(fid, "records_forced", H5T_NATIVE_INT64, &records_forced);
     for (const char *g = "datasets\0scalars\0blobs\0"; *g; g += strlen(g) + 1) {
         hid_t gid = H5Gcreate2(fid, g, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         rc |= gid < 0 ? -1 : 0;
@@ -1214,6 +1215,9 @@ static int read_info(ember__ckr *r, char *msg)
     int bad = read_attr_num(r->fid, "iteration", H5T_NATIVE_UINT64, &i->iteration) |
               read_attr_num(r->fid, "fingerprint", H5T_NATIVE_UINT64, &i->fingerprint) |
               read_attr_num(r->fid, "threads", H5T_NATIVE_INT64, &i->threads);
+    int64_t records_forced = 0; /* optional: files before 2026-12-07 lack it */
+    i->records_forced = !read_attr_num(r->fid, "records_forced", H5T_NATIVE_INT64,
+                                       &records_forced) && records_forced == 1;
     for (int k = 0; k < 7; k++) {
         if (s[k] == EMBER_ENOMEM) /* a good file, no memory: not ECORRUPT */
             return ember__err(msg, EMBER_ENOMEM, "%s: out of memory", r->path);

@@ -900,6 +900,9 @@ typedef struct {
     uint64_t iteration;
     uint64_t fingerprint;
     int64_t threads;
+    int records_forced;   /* the root attribute records_forced is 1: the
+                             writer records a resume by force (absent in
+                             files of builds before 2026-12-07) */
 } ember__ck_info;
 
 /* The root attributes that differ between writers: the team size and the

@@ -1807,6 +1807,18 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
             snprintf(L->forced_cand_note, sizeof L->forced_cand_note, "%.*s",
                      (int)(len - 12), s + 12);
         }
+    /* Builds before 2026-12-06 20:11 wrote no "info.forced=" after a
+     * resume by force, and those before 2026-12-07 do not say that they
+     * would have: such a file's run may have been forced (the helper's
+     * cross-version campaign resumed one, exit 0, to another graph's
+     * components). It goes on as a run that may have been. */
+    if (!L->forced_cand && !in->records_forced && strcmp(in->kind, "loop") == 0) {
+        L->forced_cand = 3;
+        snprintf(L->forced_cand_note, sizeof L->forced_cand_note,
+                 "unknown: %.200s, at iteration %llu, was written by an ember build "
+                 "from before 2026-12-07, which does not record whether its run was "
+                 "resumed by force", path, (unsigned long long)in->iteration);
+    }
     if (strcmp(in->kind, "loop") != 0)
         text_put(&t, "kind differs: %s (checkpoint) vs loop (now)", in->kind);
     if (strcmp(in->program, L->program) != 0)
@@ -2180,6 +2192,8 @@ static int take_forced(ember_loop *L, char *msg)
     if (rc || !f.kind)
         return rc;
     f.note[sizeof f.note - 1] = '\0';
+    if (f.kind == 2 && strncmp(f.note, "unknown: ", 9) == 0)
+        f.kind = 3; /* carried on from such a file: still unknown */
     /* the parameters as written; the caller's text, which the fingerprint
      * and the comparisons take, stays as it is (a retried first
      * ember_loop_next restores again) */
@@ -2196,6 +2210,10 @@ static int take_forced(ember_loop *L, char *msg)
     if (f.kind == 2 && is_root(L))
         warn(L, "ember: this run carries on one resumed by force (%s): its result is "
                 "not that of a run started with these parameters", f.note);
+    if (f.kind == 3 && is_root(L))
+        warn(L, "ember: whether this run was ever resumed by force is %s; if it was, "
+                "its result is not that of a run started with these parameters "
+                "(start afresh, or check it: --verify)", f.note);
     return EMBER_OK;
 }
 

@@ -307,10 +307,13 @@ void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);
  * checkpoint of another program, other parameters or other input; 2 when
  * the file it resumed from carries on such a run (the forcing is recorded
  * in every later checkpoint's parameters as "info.forced=", and said
- * again at each resume); 0 otherwise. note (if not NULL) gets what
- * differed, where and from what. Either way the state is not that of a
+ * again at each resume); 3 when that file was written by a build from
+ * before 2026-12-07, which does not say whether its run was forced (those
+ * before 2026-12-06 20:11 recorded no forcing), recorded and said alike
+ * ("unknown: ..."); 0 otherwise. note (if not NULL) gets what
+ * differed, where and from what. Either way the state may not be that of a
  * run started with these parameters, and a stop flag restored with it
- * was decided under the others. */
+ * may have been decided under others. */
 int ember_loop_forced(const ember_loop *loop, char *note, size_t size);
 /* 1 when a termination signal has been caught by this loop. */
 int ember_loop_signalled(const ember_loop *loop);

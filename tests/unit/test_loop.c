@@ -1493,6 +1493,43 @@ static void test_loop_forced_is_recorded(void **unused)
     assert_string_equal(again, note);
 }
 
+/* A file from a build before 2026-12-07 (no records_forced attribute;
+ * those before 2026-12-06 20:11 did not record a resume by force) may
+ * carry on a forced run: the resume says so (3, "unknown: ..."), records
+ * it, and a resume of the files that follow says it again. (Such a file
+ * of a forced run resumed as a clean one: ember-cc wrote another graph's
+ * components, exit 0.) */
+static void test_loop_forced_unknown_in_older_files(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.quiet = 1;
+    o.program = "forced-test";
+    run_to(&o, 2);
+    char path[256], msg[EMBER_MSG_SIZE], note[EMBER_MSG_SIZE];
+    ember__h5_lock();
+    hid_t f = H5Fopen(ckpt_name(path, 2), H5F_ACC_RDWR, H5P_DEFAULT);
+    herr_t rc = f >= 0 ? H5Adelete(f, "records_forced") : -1;
+    if (f >= 0)
+        H5Fclose(f);
+    ember__h5_unlock();
+    assert_true(rc >= 0);
+    TU_OKM(ember__fsum_seal(path, msg), msg);
+    assert_int_equal(forced_at(&o, note, sizeof note, 4), 3);
+    TU_MSG_HAS(note, "unknown: " CKDIR "/ckpt-000000000002.h5, at iteration 2, was "
+                     "written by an ember build from before 2026-12-07");
+    char again[EMBER_MSG_SIZE];
+    assert_int_equal(forced_at(&o, again, sizeof again, 6), 3);
+    assert_string_equal(again, note);
+    /* this build's files of a clean run say nothing */
+    fresh_dir();
+    run_to(&o, 2);
+    assert_int_equal(forced_at(&o, note, sizeof note, 4), 0);
+}
+
 /* The lock file removed under a running loop (a cleanup): the next
  * checkpoint locks a new one; and once another loop has locked a new one,
  * this loop stops at its next checkpoint (EMBER_EBUSY) rather than write
@@ -3039,6 +3076,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_info_parameters),
         cmocka_unit_test(test_loop_mismatch_long_list),
         cmocka_unit_test(test_loop_forced_is_recorded),
+        cmocka_unit_test(test_loop_forced_unknown_in_older_files),
         cmocka_unit_test(test_loop_lock_file_removed),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
