@@ -527,6 +527,22 @@ static int check_block(const char *path, const unsigned char *block,
     return EMBER_OK;
 }
 
+int ember__fsum_unsealed_hdf5(const char *path)
+{
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char block[EMBER__FSUM_BLOCK];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int is = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+             st.st_size >= (off_t)sizeof block &&
+             ember__pread_full(fd, block, sizeof block, 0) == (long long)sizeof block &&
+             memcmp(block, hdf5, sizeof hdf5) == 0 &&
+             !header_but_magic(block, (uint64_t)st.st_size);
+    if (fd >= 0)
+        close(fd);
+    return is;
+}
+
 void ember__fsum_edit_hint(int rc, char *msg)
 {
     size_t len = msg ? strlen(msg) : 0;

@@ -667,6 +667,11 @@ typedef struct {
 /* ember__fsum_check, and the identity of the file it verified (when it
  * returns EMBER_OK; id may be NULL). */
 int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
+/* 1 when the file at path is an HDF5 file with no checksum header at all
+ * (a checkpoint of ember 0.1.0, or another program's file), as
+ * ember__fsum_check tells it from a damaged header; reads the first block
+ * only. */
+int ember__fsum_unsealed_hdf5(const char *path);
 /* After a failed check of an input (not a checkpoint, which is never read
  * unsealed): how a file edited on purpose is read, added to msg. */
 void ember__fsum_edit_hint(int rc, char *msg);

@@ -1106,7 +1106,9 @@ static int retire_file(const ember_loop *L, const char *path)
 /* Keeps the newest `keep` files: this run's history first, then stale
  * ones. Under RESUME_NEVER the run owns the directory: once one of its own
  * checkpoints has committed, every file of an older run is retired, so a
- * later resume can only find this run's. Runs only after a commit, or a
+ * later resume can only find this run's. Otherwise another build's files
+ * (ember 0.1.0's, with no checksum header) are never retired: a run upgraded to this build lost them
+ * once this one committed. Runs only after a commit, or a
  * resume from the newest file that verified (restore). A failure to
  * delete is a warning. */
 static void retain(ember_loop *L)
@@ -1125,13 +1127,14 @@ static void retain(ember_loop *L)
             if (is_stale(L, e[i].iter) != pass)
                 continue;
             int retire = pass == 1 && L->o.resume == EMBER_RESUME_NEVER;
+            char path[PATH_SIZE];
+            if (ckpt_path(L, e[i].name, path) || (!retire && ember__fsum_unsealed_hdf5(path)))
+                continue; /* another build's is not this run's to count or delete */
             if (!retire && kept < (size_t)L->keep) {
                 kept++;
                 continue;
             }
-            char path[PATH_SIZE];
-            if (!ckpt_path(L, e[i].name, path) && retire_file(L, path) != 0 &&
-                errno != ENOENT)
+            if (retire_file(L, path) != 0 && errno != ENOENT)
                 warn(L, "ember: cannot delete old checkpoint %s: %s", path,
                      strerror(errno));
             unstale(L, e[i].iter);
@@ -2226,6 +2229,25 @@ int ember_loop_forced(const ember_loop *L, char *note, size_t size)
     return L->forced;
 }
 
+/* With no usable file, a directory that holds another build's
+ * checkpoints (ember 0.1.0's, with no checksum header) is that build's run, with its progress: a
+ * fresh start here would write over them, and a user who upgraded ember
+ * in mid-run would find the run started again. EMBER_EMISMATCH naming the
+ * newest, or 0. */
+static int keep_foreign(const ember_loop *L, const ckpt_entry *e, size_t n, char *msg)
+{
+    char path[PATH_SIZE];
+    for (size_t i = 0; i < n; i++)
+        if (!ckpt_path(L, e[i].name, path) && ember__fsum_unsealed_hdf5(path))
+            return ember__err(msg, EMBER_EMISMATCH, "%s: a checkpoint with no ember "
+                              "checksum header, as ember 0.1.0 wrote them: this build "
+                              "cannot verify it, and a fresh start would write over "
+                              "that run's files; finish the run with the ember that "
+                              "wrote it, or move its files out of %s (resume never "
+                              "starts afresh and deletes them)", path, L->dir);
+    return EMBER_OK;
+}
+
 static int restore(ember_loop *L, char *msg)
 {
     ckpt_entry *e = NULL;
@@ -2255,6 +2277,9 @@ static int restore(ember_loop *L, char *msg)
                             "file%s rejected%s)", L->dir, rejected,
                             rejected == 1 ? "" : "s",
                             rejected ? ", each with its reason above" : "");
+        else if (!rc && !got && rejected && L->o.resume == EMBER_RESUME_AUTO &&
+                 (rc = keep_foreign(L, e, n, msg)))
+            ; /* another build's run: not started over here */
         else if (!rc && !got && rejected) /* not mistaken for a resume */
             warn(L, "ember: no checkpoint in %s is usable (%zu rejected above): "
                  "starting from iteration 0", L->dir, rejected);

@@ -72,7 +72,11 @@ int ember_read_checkpoint(ember_ds **out, ember_ctx *ctx, const char *path,
 typedef struct ember_loop ember_loop;
 
 typedef enum {
-    EMBER_RESUME_AUTO = 0,    /* newest good checkpoint, else start fresh */
+    EMBER_RESUME_AUTO = 0,    /* newest good checkpoint, else start fresh;
+                                 but a directory whose only files are
+                                 another build's (ember 0.1.0's, with no
+                                 checksum header: never retired) is
+                                 refused, EMBER_EMISMATCH */
     EMBER_RESUME_NEVER = 1,   /* start fresh; the run owns the directory:
                                  the files of older runs stay until this
                                  run's first checkpoint commits, then they

@@ -1023,6 +1023,63 @@ static void test_loop_same_verification_as_inspect(void **unused)
     TU_MSG_HAS(msg, "cannot be verified");
 }
 
+/* Makes a checkpoint look like ember 0.1.0's: an HDF5 file from its
+ * first byte, with no checksum header (the block zeros but the
+ * signature; only the first 8 bytes: a damaged header). */
+static void as_headerless(const char *path, int whole)
+{
+    unsigned char block[EMBER__FSUM_BLOCK] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    size_t n = whole ? sizeof block : 8;
+    assert_int_equal(pwrite(fd, block, n, 0), (ssize_t)n);
+    close(fd);
+}
+
+/* Another build's checkpoints (no checksum header, as ember 0.1.0 wrote)
+ * are that build's run: with nothing else usable, RESUME_AUTO refuses to
+ * start afresh over them (it did, and deleted them at its first commit,
+ * so a user who upgraded in mid-run lost the run); beside a usable file
+ * retention keeps them; RESUME_NEVER owns the directory and deletes them. */
+static void test_loop_keeps_other_builds_files(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    run_every1(3, 2); /* leaves 2 and 3 */
+    char p[256], q[256], msg[EMBER_MSG_SIZE];
+    as_headerless(ckpt_name(p, 2), 1);
+    as_headerless(ckpt_name(p, 3), 1);
+    resume_at(NULL, msg, EMBER_EMISMATCH);
+    TU_MSG_HAS(msg, CKDIR "/ckpt-000000000003.h5: a checkpoint with no ember checksum "
+                    "header, as ember 0.1.0 wrote them");
+    assert_int_equal(count_ckpts(), 2);
+    /* only its first bytes gone: a damaged header, skipped (a fresh start) */
+    fresh_dir();
+    run_every1(3, 2);
+    as_headerless(ckpt_name(p, 2), 0);
+    as_headerless(ckpt_name(p, 3), 0);
+    assert_int_equal(resume_at(NULL, msg, EMBER_OK), 0);
+    /* a usable file beside one (at 9, past this run's): resumed, and the
+     * other build's kept */
+    fresh_dir();
+    run_every1(3, 2);
+    assert_int_equal(rename(ckpt_name(p, 3), ckpt_name(q, 9)), 0);
+    as_headerless(q, 1);
+    ember_loop_opts o;
+    memset(&o, 0, sizeof o);
+    o.every = 1;
+    o.keep = 1;
+    o.quiet = 1;
+    assert_int_equal(resume_at(&o, msg, EMBER_OK), 2);
+    run_to(&o, 6);
+    assert_true(exists(q) && exists(ckpt_name(p, 6)));
+    assert_int_equal(count_ckpts(), 2);
+    o.resume = EMBER_RESUME_NEVER;
+    run_to(&o, 1);
+    assert_false(exists(q));
+    assert_int_equal(count_ckpts(), 1);
+}
+
 static void test_loop_mismatch_refused(void **unused)
 {
     (void)unused;
@@ -3077,6 +3134,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_mismatch_long_list),
         cmocka_unit_test(test_loop_forced_is_recorded),
         cmocka_unit_test(test_loop_forced_unknown_in_older_files),
+        cmocka_unit_test(test_loop_keeps_other_builds_files),
         cmocka_unit_test(test_loop_lock_file_removed),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
