@@ -1107,8 +1107,9 @@ static int retire_file(const ember_loop *L, const char *path)
  * ones. Under RESUME_NEVER the run owns the directory: once one of its own
  * checkpoints has committed, every file of an older run is retired, so a
  * later resume can only find this run's. Otherwise another build's files
- * (ember 0.1.0's, with no checksum header) are never retired: a run upgraded to this build lost them
- * once this one committed. Runs only after a commit, or a
+ * (ember 0.1.0's, with no checksum header) are never retired: a run
+ * upgraded to this build lost them once it committed. Runs only after a
+ * commit, or a
  * resume from the newest file that verified (restore). A failure to
  * delete is a warning. */
 static void retain(ember_loop *L)
@@ -2230,10 +2231,10 @@ int ember_loop_forced(const ember_loop *L, char *note, size_t size)
 }
 
 /* With no usable file, a directory that holds another build's
- * checkpoints (ember 0.1.0's, with no checksum header) is that build's run, with its progress: a
- * fresh start here would write over them, and a user who upgraded ember
- * in mid-run would find the run started again. EMBER_EMISMATCH naming the
- * newest, or 0. */
+ * checkpoints (ember 0.1.0's, with no checksum header) is that build's
+ * run, with its progress: a fresh start here would write over them, and a
+ * user who upgraded ember in mid-run would find the run started again.
+ * EMBER_EMISMATCH naming the newest, or 0. */
 static int keep_foreign(const ember_loop *L, const ckpt_entry *e, size_t n, char *msg)
 {
     char path[PATH_SIZE];
@@ -2277,10 +2278,9 @@ static int restore(ember_loop *L, char *msg)
                             "file%s rejected%s)", L->dir, rejected,
                             rejected == 1 ? "" : "s",
                             rejected ? ", each with its reason above" : "");
-        else if (!rc && !got && rejected && L->o.resume == EMBER_RESUME_AUTO &&
-                 (rc = keep_foreign(L, e, n, msg)))
-            ; /* another build's run: not started over here */
-        else if (!rc && !got && rejected) /* not mistaken for a resume */
+        if (!rc && !got && rejected) /* auto: another build's run is not started over */
+            rc = keep_foreign(L, e, n, msg);
+        if (!rc && !got && rejected) /* not mistaken for a resume */
             warn(L, "ember: no checkpoint in %s is usable (%zu rejected above): "
                  "starting from iteration 0", L->dir, rejected);
         if (!rc)

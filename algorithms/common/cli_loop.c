@@ -421,11 +421,9 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     /* a probe of its own (O_EXCL), never a file that is there; metrics
      * that are there are appended to where they are (checked below), in a
      * directory that may take no file (--metrics /dev/stderr) */
-    int metrics = strcmp(flag, "metrics") == 0;
-    int fd = metrics && stat(path, &st) == 0
-                 ? -2
-                 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd == -1) { /* the directory, not the probe's name: the same on every rank */
+    int metrics = strcmp(flag, "metrics") == 0, there = metrics && stat(path, &st) == 0;
+    int fd = there ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (!there && fd < 0) { /* the directory, not the probe's name: the same on every rank */
         char dir[PATH_MAX];
         return ember_cli_usage_error(cli, "--%s %s: cannot create a file in %s: %s", flag,
                                      path, dir_of(tmp, dir, sizeof dir), strerror(errno));
