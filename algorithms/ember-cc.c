@@ -579,7 +579,12 @@ int main(int argc, char **argv)
     if (!rc && !s.adopted && (rc = adopt(&s, msg)) == EMBER_OK)
         s.adopted = 1;
     const int64_t *L = rc ? NULL : ember_array_data(s.labels, NULL);
-    if (!rc && cli.converged && cli.rank == 0 && ember_loop_forced(loop, NULL, 0))
+    /* a file of ember 0.1.0, which may have been forced (3), is checked
+     * where the graph in memory is whole: not at the cost of loading it
+     * again on rank 0, which a run under mpirun may not have room for */
+    int forced = ember_loop_forced(loop, NULL, 0);
+    if (!rc && cli.converged && cli.rank == 0 && forced &&
+        (forced != 3 || (g->row_lo == 0 && g->row_hi == g->n)))
         rc = check_forced(&cli, ctx, g, go, L, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);

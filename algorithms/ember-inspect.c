@@ -198,8 +198,10 @@ static void print_json(FILE *f, const ember_checkpoint_info *o, const what_t *w)
     fputs(", \"created\": ", f);
     json_str(f, o->created);
     fprintf(f, ", \"iteration\": %" PRIu64 ", \"fingerprint\": \"%016" PRIx64 "\""
-               ", \"bytes\": %" PRIu64 ", \"threads\": %" PRId64 ", \"parameters\": ",
-            o->iteration, o->fingerprint, o->bytes, o->threads);
+               ", \"bytes\": %" PRIu64 ", \"threads\": %" PRId64 ", \"records_forced\": %s"
+               ", \"parameters\": ",
+            o->iteration, o->fingerprint, o->bytes, o->threads,
+            o->records_forced ? "true" : "false");
     json_params(f, o->parameters);
     fputs(", \"signature\": ", f);
     json_str(f, o->signature);
@@ -557,8 +559,8 @@ static void by_first_bytes(ember_checkpoint_info *o, what_t *w)
     } else if (n >= 8 && !memcmp(head, hdf5, 8)) {
         w->file = "hdf5";
         snprintf(w->description, sizeof w->description,
-                 "an HDF5 file without ember's checksum header (written by ember "
-                 "0.1.0 or another program)");
+                 "an HDF5 file without ember's checksum header (written by an early "
+                 "ember 0.1.0 build or another program)");
     } else if (n == 0) {
         w->file = "other";
         snprintf(w->description, sizeof w->description,
@@ -651,6 +653,10 @@ static void print_text(FILE *f, const ember_checkpoint_info *o, const what_t *w)
     fprintf(f, "  iteration:   %" PRIu64 "\n  created:     %s\n", o->iteration, o->created);
     fprintf(f, "  fingerprint: %016" PRIx64 "\n  threads:     %" PRId64 "\n",
             o->fingerprint, o->threads);
+    if (!o->records_forced && !strcmp(o->kind, "loop"))
+        fprintf(f, "  forced:      unknown: ember %s does not record whether this run was "
+                   "resumed by force; a resume says so and marks its result\n",
+                o->ember_version);
     print_block(f, "parameters", o->parameters);
     print_block(f, "state", o->signature);
     print_items(f, o);

@@ -1077,7 +1077,12 @@ int main(int argc, char **argv)
         rc = check_forced_source(&s, msg);
     if (!rc)
         rc = distances(&d, &reached, &s, msg);
-    if (!rc && cli.converged && cli.rank == 0 && ember_loop_forced(loop, NULL, 0))
+    /* a file of ember 0.1.0, which may have been forced (3), is checked
+     * where the graph in memory has its out-edges: not at the cost of
+     * loading it again */
+    int forced = ember_loop_forced(loop, NULL, 0);
+    if (!rc && cli.converged && cli.rank == 0 && forced &&
+        (forced != 3 || !(g->by_destination && g->directed)))
         rc = check_forced(&cli, ctx, g, &out_edges, d, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */
         rc = write_output(&cli, g, d, reached, msg);

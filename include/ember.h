@@ -44,9 +44,9 @@ extern "C" {
 #endif
 
 #define EMBER_VERSION_MAJOR 0
-#define EMBER_VERSION_MINOR 1
+#define EMBER_VERSION_MINOR 2
 #define EMBER_VERSION_PATCH 0
-#define EMBER_VERSION_STRING "0.1.0"
+#define EMBER_VERSION_STRING "0.2.0"
 
 /* Size of the message buffers that calls fill. */
 #define EMBER_MSG_SIZE 512

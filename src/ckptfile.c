@@ -1215,7 +1215,7 @@ static int read_info(ember__ckr *r, char *msg)
     int bad = read_attr_num(r->fid, "iteration", H5T_NATIVE_UINT64, &i->iteration) |
               read_attr_num(r->fid, "fingerprint", H5T_NATIVE_UINT64, &i->fingerprint) |
               read_attr_num(r->fid, "threads", H5T_NATIVE_INT64, &i->threads);
-    int64_t records_forced = 0; /* optional: files before 2026-12-07 lack it */
+    int64_t records_forced = 0; /* optional: files of ember 0.1.0 lack it */
     i->records_forced = !read_attr_num(r->fid, "records_forced", H5T_NATIVE_INT64,
                                        &records_forced) && records_forced == 1;
     for (int k = 0; k < 7; k++) {

@@ -490,16 +490,16 @@ static int check_block(const char *path, const unsigned char *block,
                        uint64_t size, char *msg)
 {
     unsigned char self[8];
-    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     if (memcmp(block, MAGIC, 8) != 0 && header_but_magic(block, size))
         return ember__err(msg, EMBER_ECORRUPT, "%s: checksum header is damaged "
                           "(its first 8 bytes are not \"" MAGIC "\", the rest "
                           "is ember's header): cannot be verified", path);
     if (memcmp(block, MAGIC, 8) != 0)
         return ember__err(msg, EMBER__FSUM_NONE,
-                          memcmp(block, hdf5, 8) == 0
+                          memcmp(block, ember__hdf5_sig, 8) == 0
                               ? "%s: no ember checksum header (an HDF5 file written "
-                                "by ember 0.1.0 or another program): cannot be verified"
+                                "by an early ember 0.1.0 build or another program): "
+                                "cannot be verified"
                               : "%s: no ember checksum header, and it does not start "
                                 "as an HDF5 file does (not an HDF5 file, or its first "
                                 "bytes are damaged): cannot be verified", path);
@@ -529,14 +529,13 @@ static int check_block(const char *path, const unsigned char *block,
 
 int ember__fsum_unsealed_hdf5(const char *path)
 {
-    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     unsigned char block[EMBER__FSUM_BLOCK];
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     int is = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
              st.st_size >= (off_t)sizeof block &&
              ember__pread_full(fd, block, sizeof block, 0) == (long long)sizeof block &&
-             memcmp(block, hdf5, sizeof hdf5) == 0 &&
+             memcmp(block, ember__hdf5_sig, sizeof ember__hdf5_sig) == 0 &&
              !header_but_magic(block, (uint64_t)st.st_size);
     if (fd >= 0)
         close(fd);

@@ -32,6 +32,7 @@ static void copy_info(ember_checkpoint_info *o, const ember__ck_info *i)
     o->iteration = i->iteration;
     o->fingerprint = i->fingerprint;
     o->threads = i->threads;
+    o->records_forced = i->records_forced;
 }
 
 /* The one number of a scalar as text. */

@@ -907,7 +907,7 @@ typedef struct {
     int64_t threads;
     int records_forced;   /* the root attribute records_forced is 1: the
                              writer records a resume by force (absent in
-                             files of builds before 2026-12-07) */
+                             files of ember 0.1.0) */
 } ember__ck_info;
 
 /* The root attributes that differ between writers: the team size and the

@@ -1811,17 +1811,18 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
             snprintf(L->forced_cand_note, sizeof L->forced_cand_note, "%.*s",
                      (int)(len - 12), s + 12);
         }
-    /* Builds before 2026-12-06 20:11 wrote no "info.forced=" after a
-     * resume by force, and those before 2026-12-07 do not say that they
-     * would have: such a file's run may have been forced (the helper's
-     * cross-version campaign resumed one, exit 0, to another graph's
-     * components). It goes on as a run that may have been. */
+    /* ember 0.1.0 does not say whether it records a resume by force (its
+     * builds before 2026-12-06 20:11 wrote no "info.forced="): such a
+     * file's run may have been forced, and resumed as a clean one it gave
+     * another graph's components with exit 0. It goes on as a run that
+     * may have been. */
     if (!L->forced_cand && !in->records_forced && strcmp(in->kind, "loop") == 0) {
         L->forced_cand = 3;
         snprintf(L->forced_cand_note, sizeof L->forced_cand_note,
-                 "unknown: %.200s, at iteration %llu, was written by an ember build "
-                 "from before 2026-12-07, which does not record whether its run was "
-                 "resumed by force", path, (unsigned long long)in->iteration);
+                 "unknown: %.200s, at iteration %llu, was written by ember %.31s, "
+                 "which does not record whether its run was resumed by force",
+                 path, (unsigned long long)in->iteration,
+                 in->ember_version[0] ? in->ember_version : "0.1.0");
     }
     if (strcmp(in->kind, "loop") != 0)
         text_put(&t, "kind differs: %s (checkpoint) vs loop (now)", in->kind);
@@ -2217,7 +2218,7 @@ static int take_forced(ember_loop *L, char *msg)
     if (f.kind == 3 && is_root(L))
         warn(L, "ember: whether this run was ever resumed by force is %s; if it was, "
                 "its result is not that of a run started with these parameters "
-                "(start afresh, or check it: --verify)", f.note);
+                "(start afresh, or verify the result)", f.note);
     return EMBER_OK;
 }
 
@@ -2241,11 +2242,12 @@ static int keep_foreign(const ember_loop *L, const ckpt_entry *e, size_t n, char
     for (size_t i = 0; i < n; i++)
         if (!ckpt_path(L, e[i].name, path) && ember__fsum_unsealed_hdf5(path))
             return ember__err(msg, EMBER_EMISMATCH, "%s: a checkpoint with no ember "
-                              "checksum header, as ember 0.1.0 wrote them: this build "
-                              "cannot verify it, and a fresh start would write over "
-                              "that run's files; finish the run with the ember that "
-                              "wrote it, or move its files out of %s (resume never "
-                              "starts afresh and deletes them)", path, L->dir);
+                              "checksum header, as the first builds of ember 0.1.0 "
+                              "(until 2026-12-02) wrote them: this build cannot verify "
+                              "it, and a fresh start would write over that run's "
+                              "files; finish the run with the ember that wrote it, or "
+                              "move its files out of %s (resume never starts afresh "
+                              "and deletes them)", path, L->dir);
     return EMBER_OK;
 }
 

@@ -440,7 +440,12 @@ int ember_cli_check_output(ember_cli *cli, const char *flag, const char *spec)
     const char *file = through_link(path, through, sizeof through);
     dir_of(file, dir, sizeof dir);
     struct stat ds;
-    if (metrics && stat(file, &st) == 0) {
+    if (metrics && stat(file, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        /* opened and closed, a pipe's reader would see its end */
+        if (access(file, W_OK) != 0)
+            return ember_cli_usage_error(cli, "--%s %s: cannot write to it: %s", flag,
+                                         path, strerror(errno));
+    } else if (metrics && stat(file, &st) == 0) {
         if ((fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
             return ember_cli_usage_error(cli, "--%s %s: cannot append to it: %s", flag,
                                          path, strerror(errno));
@@ -1359,13 +1364,46 @@ static void backfill_metrics(report *r, const ember_loop_stats *st)
     for (size_t i = 0; i < (size_t)h[0]; i++) {
         const double *row = rows + i * EMBER_CLI_HISTORY_COLS;
         uint64_t it = (uint64_t)row[0];
-        if (it <= last || it > st->restored_from)
+        if (it <= last || it >= st->restored_from)
             continue;
-        int ck = it == st->restored_from ||
-                 ((int)row[3] & (int)EMBER_CLI_HIST_CHECKPOINT);
-        metrics_iteration(r, it, row[2], row[1], ck,
-                          it == st->restored_from ? bytes : 0);
+        metrics_iteration(r, it, row[2], row[1], (int)row[3] & (int)EMBER_CLI_HIST_CHECKPOINT,
+                          0);
     }
+    /* the checkpoint's own: its value is the restored one; its seconds
+     * are gone (null) when a thinned history no longer holds its row */
+    size_t used = (size_t)h[0];
+    const double *end = used ? rows + (used - 1) * EMBER_CLI_HISTORY_COLS : NULL;
+    double seconds = end && end[0] == (double)st->restored_from ? end[2] : NAN;
+    metrics_iteration(r, st->restored_from, seconds, r->cli->value, 1, bytes);
+}
+
+/* The metrics' stream. This process's stdout or stderr (--metrics
+ * /dev/stderr, or the file a log of either goes to) is written through
+ * that descriptor: opened again, a fresh run truncated the log, and the
+ * two offsets wrote over each other. A named pipe is opened without
+ * waiting for a reader (ENXIO without one). *own: a regular file of its
+ * own, which a resume repairs and backfills. */
+static FILE *open_metrics(const char *path, int restored, int *own)
+{
+    struct stat ps, fs;
+    *own = stat(path, &ps) != 0; /* a new file */
+    for (int fd = 1; !*own && fd <= 2; fd++)
+        if (fstat(fd, &fs) == 0 && fs.st_dev == ps.st_dev && fs.st_ino == ps.st_ino) {
+            int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+            FILE *f = d < 0 ? NULL : fdopen(d, "a");
+            if (d >= 0 && !f)
+                close(d);
+            return f;
+        }
+    if (!*own && S_ISFIFO(ps.st_mode)) {
+        int d = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        FILE *f = d < 0 || fcntl(d, F_SETFL, 0) != 0 ? NULL : fdopen(d, "w");
+        if (d >= 0 && !f)
+            close(d);
+        return f;
+    }
+    *own = *own || S_ISREG(ps.st_mode);
+    return fopen(path, restored ? "a+" : "w");
 }
 
 static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
@@ -1379,23 +1417,27 @@ static int open_report(report *r, ember_cli *cli, ember_loop *loop, char *msg)
     r->tty = isatty(STDERR_FILENO);
     r->t_start = r->t_print = ember_cli_now();
     r->t_print -= 1e9; /* the first iteration prints */
+    r->resumed_from = UINT64_MAX; /* until the backfill is written */
     if (cli->metrics && cli->rank == 0) { /* rank 0's file */
-        r->metrics = fopen(cli->metrics, st.restored ? "a+" : "w");
+        int own;
+        r->metrics = open_metrics(cli->metrics, st.restored, &own);
         if (!r->metrics) {
             if (msg)
                 snprintf(msg, EMBER_MSG_SIZE, "--metrics %s: %s", cli->metrics,
-                         strerror(errno));
+                         errno == ENXIO ? "a named pipe that no process reads (start "
+                                          "its reader first)"
+                                        : strerror(errno));
             return EMBER_EIO;
         }
         /* a line cut by a kill or a full disk is half a record: dropped,
          * so that the lines appended after it stay readable (the plot
          * refused the whole file for it) */
-        int cut = st.restored && drop_cut_line(fileno(r->metrics)) != 0;
-        fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
+        int cut = own && st.restored && drop_cut_line(fileno(r->metrics)) != 0;
+        if (own)
+            fseek(r->metrics, 0, SEEK_END); /* from reading to writing */
         if (cut) /* it stays: at least the next line starts on its own */
             fputc('\n', r->metrics);
-        r->resumed_from = UINT64_MAX;
-        if (st.restored && !cut)
+        if (own && st.restored && !cut)
             backfill_metrics(r, &st);
     }
     r->resumed_from = st.restored ? st.restored_from : UINT64_MAX;

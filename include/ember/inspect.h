@@ -45,6 +45,10 @@ typedef struct {
     uint64_t iteration;          /* iterations done (loop checkpoints) */
     uint64_t fingerprint;        /* of program, parameters and state types */
     int64_t threads;             /* team size of the writer (information) */
+    int records_forced;          /* 1: the writer records a resume by force
+                                    ("info.forced=" in parameters); 0 in
+                                    files of ember 0.1.0, whose run a
+                                    resume takes as maybe forced */
     char parameters[8192];       /* "name=value" lines */
     char signature[8192];        /* "name: type" lines of the state */
     char lineage[16384];         /* as recorded by the writer (may be "") */
@@ -54,7 +58,7 @@ typedef struct {
 
 /* Checks the checkpoint's whole-file checksum, then reads its root
  * attributes and every dataset, verifying checksums. A file without the
- * checksum header (ember 0.1.0 wrote none) or failing it is never parsed:
+ * checksum header (early ember 0.1.0 builds wrote none) or failing it is never parsed:
  * readable stays 0 and error says what failed. Returns EMBER_OK when the file verifies and
  * EMBER_ECORRUPT (or EMBER_EFORMAT for a newer layout) when it does not;
  * in both cases *out is filled as far as the file allowed, and msg and

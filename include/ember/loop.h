@@ -74,9 +74,9 @@ typedef struct ember_loop ember_loop;
 typedef enum {
     EMBER_RESUME_AUTO = 0,    /* newest good checkpoint, else start fresh;
                                  but a directory whose only files are
-                                 another build's (ember 0.1.0's, with no
-                                 checksum header: never retired) is
-                                 refused, EMBER_EMISMATCH */
+                                 another build's (the first of ember
+                                 0.1.0, with no checksum header: never
+                                 retired) is refused, EMBER_EMISMATCH */
     EMBER_RESUME_NEVER = 1,   /* start fresh; the run owns the directory:
                                  the files of older runs stay until this
                                  run's first checkpoint commits, then they
@@ -311,9 +311,9 @@ void ember_loop_get_stats(const ember_loop *loop, ember_loop_stats *out);
  * checkpoint of another program, other parameters or other input; 2 when
  * the file it resumed from carries on such a run (the forcing is recorded
  * in every later checkpoint's parameters as "info.forced=", and said
- * again at each resume); 3 when that file was written by a build from
- * before 2026-12-07, which does not say whether its run was forced (those
- * before 2026-12-06 20:11 recorded no forcing), recorded and said alike
+ * again at each resume); 3 when that file was written by ember 0.1.0,
+ * which does not say whether its run was forced (its builds before
+ * 2026-12-06 20:11 recorded no forcing), recorded and said alike
  * ("unknown: ..."); 0 otherwise. note (if not NULL) gets what
  * differed, where and from what. Either way the state may not be that of a
  * run started with these parameters, and a stop flag restored with it

@@ -84,6 +84,11 @@ refused k.csv "$b/ember-gen" kron --scale 5 --output k.csv
 # ---- format 1 checkpoints still resume ------------------------------------------
 "$b/ember-pagerank" --input "$data/karate.el" --undirected --quiet --output ref1.csv
 mkdir v1pr && cp "$fixtures/ckpt_v1_pagerank_karate_12.h5" v1pr/ckpt-000000000012.h5
+# ember 0.1.0 does not say whether it records a resume by force
+"$b/ember-inspect" v1pr/ckpt-000000000012.h5 > out.txt 2>&1 &&
+    grep -q "^  forced:      unknown: ember 0.1.0 does not record" out.txt &&
+    "$b/ember-inspect" --json v1pr/ckpt-000000000012.h5 | grep -q '"records_forced": false' ||
+    fail "ember-inspect of a 0.1.0 checkpoint: $(cat out.txt)"
 # Its release summed PageRank's rows in 4 chains, this one in 8 lanes: the
 # checkpoint is refused as another run's (its parameters lack the
 # arithmetic), and resumes with --force-resume, to ranks equal to an
@@ -98,6 +103,11 @@ st=0
     fail "v1 resume: $(cat out.txt)"
 grep -q "resumed from v1pr/ckpt-000000000012.h5 at iteration 12" out.txt ||
     fail "the v1 pagerank checkpoint was not resumed: $(cat out.txt)"
+# this version's files say that they record it (here, the forcing)
+newest=$(ls v1pr/ckpt-*.h5 | tail -n 1)
+"$b/ember-inspect" --json "$newest" | grep -q '"records_forced": true' &&
+    ! "$b/ember-inspect" "$newest" | grep -q "^  forced:" ||
+    fail "ember-inspect of this version's checkpoint $newest: $("$b/ember-inspect" "$newest")"
 paste -d, ref1.csv v1.csv | awk -F, 'NR > 1 { d = $2 - $4; if (d < 0) d = -d
         if ($1 != $3 || $2 $4 ~ /[nN][aA][nN]|[iI][nN][fF]/ || $2 <= 0 || d > 1e-12 * $2)
             bad = 1 }

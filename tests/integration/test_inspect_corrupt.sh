@@ -82,7 +82,7 @@ grep -q 'resumed from .* at iteration 1$' "$tmp/resume.err" || { cat "$tmp/resum
 grep -q "skipping checkpoint $bad: .*content checksum mismatch" "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "the skip does not name the bad file and the checksum"; }
 cmp -s "$tmp/ref.h5" "$tmp/out.h5" || fail "output after skipping the bad checkpoint differs"
 # A file that is no HDF5 file at all (a text edge list) is called that,
-# not "written by ember 0.1.0 or another program".
+# not "written by an early ember 0.1.0 build or another program".
 printf '0 1\n1 2\n%.0s' $(seq 300) > "$tmp/g.el"
 "$ins" "$tmp/g.el" > "$tmp/el.out" 2>&1 && fail "inspect passed a text file"
 grep -q "not an HDF5 file: a text file" "$tmp/el.out" || { cat "$tmp/el.out"; fail "a text file is not called that"; }

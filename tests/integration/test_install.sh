@@ -74,7 +74,7 @@ C
 cat >"$src/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.18)
 project(ember_consumer LANGUAGES C)
-find_package(ember 0.1 REQUIRED)
+find_package(ember 0.2 REQUIRED)
 get_filename_component(_found "${ember_DIR}" REALPATH)
 get_filename_component(_want "${EXPECTED_PREFIX}" REALPATH)
 string(FIND "${_found}" "${_want}/" _at)

@@ -103,9 +103,44 @@ grep -qx '{"iteration": 8, .*"checkpoint": true, "checkpoint_bytes": '"$(stat -c
     fail "iteration 8's line does not mark its checkpoint: $(grep '"iteration": 8,' m.jsonl)"
 lines_ok m.jsonl || fail "the backfilled m.jsonl"
 
-# Metrics to a stream (a pipe, a terminal) are appended where they are:
-# --metrics /dev/stderr is no file to create in /proc/self/fd
-"$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --quiet --metrics /dev/stderr \
-    > /dev/null 2> err.txt || fail "--metrics /dev/stderr: $(cat err.txt)"
-[ "$(grep -c '^{"iteration": ' err.txt)" -eq 3 ] || fail "--metrics /dev/stderr: $(cat err.txt)"
+# Past 1,024 iterations the history is thinned: the checkpoint's own line
+# is written even when its row is gone (its seconds null).
+rm -rf ck m.jsonl
+"$bin/ember-maps" --n 100 --maps 2100 --checkpoint-dir ck --stop-at 2051 --metrics m.jsonl \
+    --quiet > /dev/null 2>&1 || [ $? -eq 75 ] || fail "--stop-at 2051"
+sed -i '/^{"iteration": 2049,/,$d' m.jsonl
+"$bin/ember-maps" --n 100 --maps 2100 --checkpoint-dir ck --metrics m.jsonl --quiet > /dev/null
+grep -qx '{"iteration": 2051, "seconds": null, .*"checkpoint": true, "checkpoint_bytes": [1-9][0-9]*}' \
+    m.jsonl || fail "the thinned checkpoint's line: $(grep -A1 '"iteration": 2048,' m.jsonl)"
+[ "$(grep -A1 '"iteration": 2051,' m.jsonl | tail -1)" = \
+  '{"event": "resumed", "from_iteration": 2051}' ] || fail "no resumed line after 2051's"
+lines_ok m.jsonl || fail "the thinned backfill"
+
+# Metrics to this process's stderr or stdout (a terminal, a pipe, or the
+# file a log goes to) go through that descriptor: a log appended to keeps
+# what it held, and the program's own lines and the metrics' do not write
+# over each other (a second open truncated the log, at its own offset).
+printf 'kept\n' > log.txt
+"$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --metrics /dev/stderr \
+    > /dev/null 2>> log.txt || fail "--metrics /dev/stderr: $(cat log.txt)"
+[ "$(head -n 1 log.txt)" = kept ] || fail "--metrics /dev/stderr truncated the log: $(cat log.txt)"
+[ "$(grep -c '^{"iteration": [123], .*}$' log.txt)" -eq 3 ] &&
+    grep -q '^ember-pagerank: load' log.txt || fail "--metrics /dev/stderr: $(cat log.txt)"
+"$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --quiet --metrics /dev/stdout \
+    > out.txt 2> /dev/null || fail "--metrics /dev/stdout"
+[ "$(grep -c '^{"iteration": [123], .*}$' out.txt)" -eq 3 ] &&
+    grep -q '^ember-pagerank: 4096 vertices' out.txt || fail "--metrics /dev/stdout: $(cat out.txt)"
+# A named pipe streams to its reader; with none, the run stops at once.
+mkfifo m.pipe
+cat m.pipe > piped.txt &
+reader=$!
+"$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --quiet --metrics m.pipe \
+    > /dev/null 2> err.txt || fail "--metrics m.pipe: $(cat err.txt)"
+wait "$reader"
+[ "$(grep -c '^{"iteration": ' piped.txt)" -eq 3 ] || fail "--metrics m.pipe: $(cat piped.txt)"
+st=0
+timeout 60 "$bin/ember-pagerank" --input g.h5 --iterations 3 --tolerance 0 --quiet \
+    --metrics m.pipe > /dev/null 2> err.txt || st=$?
+[ "$st" -ne 0 ] && [ "$st" -ne 124 ] && grep -q "a named pipe that no process reads" err.txt ||
+    fail "--metrics m.pipe with no reader: exit $st: $(cat err.txt)"
 echo "metrics checkpoints: ok"

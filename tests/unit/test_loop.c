@@ -1036,7 +1036,8 @@ static void as_headerless(const char *path, int whole)
     close(fd);
 }
 
-/* Another build's checkpoints (no checksum header, as ember 0.1.0 wrote)
+/* Another build's checkpoints (no checksum header, as early ember 0.1.0
+ * builds wrote)
  * are that build's run: with nothing else usable, RESUME_AUTO refuses to
  * start afresh over them (it did, and deleted them at its first commit,
  * so a user who upgraded in mid-run lost the run); beside a usable file
@@ -1051,7 +1052,8 @@ static void test_loop_keeps_other_builds_files(void **unused)
     as_headerless(ckpt_name(p, 3), 1);
     resume_at(NULL, msg, EMBER_EMISMATCH);
     TU_MSG_HAS(msg, CKDIR "/ckpt-000000000003.h5: a checkpoint with no ember checksum "
-                    "header, as ember 0.1.0 wrote them");
+                    "header, as the first builds of ember 0.1.0 (until 2026-12-02) wrote "
+                    "them");
     assert_int_equal(count_ckpts(), 2);
     /* only its first bytes gone: a damaged header, skipped (a fresh start) */
     fresh_dir();
@@ -1550,8 +1552,8 @@ static void test_loop_forced_is_recorded(void **unused)
     assert_string_equal(again, note);
 }
 
-/* A file from a build before 2026-12-07 (no records_forced attribute;
- * those before 2026-12-06 20:11 did not record a resume by force) may
+/* A file of ember 0.1.0 (no records_forced attribute; its builds before
+ * 2026-12-06 20:11 did not record a resume by force) may
  * carry on a forced run: the resume says so (3, "unknown: ..."), records
  * it, and a resume of the files that follow says it again. (Such a file
  * of a forced run resumed as a clean one: ember-cc wrote another graph's
@@ -1577,7 +1579,8 @@ static void test_loop_forced_unknown_in_older_files(void **unused)
     TU_OKM(ember__fsum_seal(path, msg), msg);
     assert_int_equal(forced_at(&o, note, sizeof note, 4), 3);
     TU_MSG_HAS(note, "unknown: " CKDIR "/ckpt-000000000002.h5, at iteration 2, was "
-                     "written by an ember build from before 2026-12-07");
+                     "written by ember " EMBER_VERSION_STRING ", which does not record "
+                     "whether its run was resumed by force");
     char again[EMBER_MSG_SIZE];
     assert_int_equal(forced_at(&o, again, sizeof again, 6), 3);
     assert_string_equal(again, note);
