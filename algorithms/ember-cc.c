@@ -514,10 +514,11 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
     }
     if (!bad[0] && !bad[1])
         return EMBER_OK;
-    snprintf(msg, EMBER_MSG_SIZE, "the labels resumed by force are not this graph's "
+    snprintf(msg, EMBER_MSG_SIZE, "the labels resumed %s are not this graph's "
              "components (%" PRIu64 " labels are not their component's smallest vertex, %"
              PRIu64 " edges join two labels): they continued a run on another graph; start "
-             "over with --resume never (or another --checkpoint-dir)", bad[1], bad[0]);
+             "over with --resume never (or another --checkpoint-dir)",
+             ember_cli_forced_how(cli), bad[1], bad[0]);
     return EMBER_EMISMATCH;
 }
 

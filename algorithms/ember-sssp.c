@@ -1014,10 +1014,10 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
     }
     if (!wrong)
         return EMBER_OK;
-    snprintf(msg, EMBER_MSG_SIZE, "the distances resumed by force are not this graph's "
+    snprintf(msg, EMBER_MSG_SIZE, "the distances resumed %s are not this graph's "
              "(%" PRIu64 " of %" PRIu64 " differ from Dijkstra's): they continued a run on "
              "another graph; start over with --resume never (or another --checkpoint-dir)",
-             wrong, g->n);
+             ember_cli_forced_how(cli), wrong, g->n);
     return EMBER_EMISMATCH;
 }
 

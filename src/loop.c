@@ -1107,7 +1107,7 @@ static int retire_file(const ember_loop *L, const char *path)
  * ones. Under RESUME_NEVER the run owns the directory: once one of its own
  * checkpoints has committed, every file of an older run is retired, so a
  * later resume can only find this run's. Otherwise another build's files
- * (ember 0.1.0's, with no checksum header) are never retired: a run
+ * (early 0.1.0 builds', with no checksum header) are never retired: a run
  * upgraded to this build lost them once it committed. Runs only after a
  * commit, or a
  * resume from the newest file that verified (restore). A failure to
@@ -2232,9 +2232,10 @@ int ember_loop_forced(const ember_loop *L, char *note, size_t size)
 }
 
 /* With no usable file, a directory that holds another build's
- * checkpoints (ember 0.1.0's, with no checksum header) is that build's
- * run, with its progress: a fresh start here would write over them, and a
- * user who upgraded ember in mid-run would find the run started again.
+ * checkpoints (early 0.1.0's, with no checksum header) is that build's
+ * run, with its progress: a fresh start here would mix another run with
+ * its files (and replace those whose iterations it reaches), and a user
+ * who upgraded ember in mid-run would find the run started again.
  * EMBER_EMISMATCH naming the newest, or 0. */
 static int keep_foreign(const ember_loop *L, const ckpt_entry *e, size_t n, char *msg)
 {
@@ -2244,10 +2245,10 @@ static int keep_foreign(const ember_loop *L, const ckpt_entry *e, size_t n, char
             return ember__err(msg, EMBER_EMISMATCH, "%s: a checkpoint with no ember "
                               "checksum header, as the first builds of ember 0.1.0 "
                               "(until 2026-12-02) wrote them: this build cannot verify "
-                              "it, and a fresh start would write over that run's "
-                              "files; finish the run with the ember that wrote it, or "
-                              "move its files out of %s (resume never starts afresh "
-                              "and deletes them)", path, L->dir);
+                              "it, so it cannot resume that run, and will not start "
+                              "another among its files; finish the run with the ember "
+                              "that wrote it, or move its files out of %s (resume never "
+                              "starts afresh and deletes them)", path, L->dir);
     return EMBER_OK;
 }
 
