@@ -143,18 +143,20 @@ rm -f big.el
 # A live writer's (stopped, mid-write) stays, and so does one of another
 # host's tag; both names are ember's.
 # started_writing SEED: starts ember-gen writing big.el in the background
-# (pid in $p) and waits for its temporary, whose name is then in $t
+# (pid in $p) and waits for its temporary, whose name is then in $t: the
+# one with its pid that has data (not its empty probe; and not another
+# writer's, which a stopped process could create after its stop was sent)
 started_writing() {
     "$bin/ember-gen" kron --scale 19 --seed "$1" --output big.el --quiet & p=$!
     t=""
     for _ in $(seq 500); do
-        t=$(ls big.el.*.tmp 2> /dev/null | grep -vxF -f known.txt | head -1)
-        [ -n "$t" ] && { echo "$t" >> known.txt; return 0; }
+        t=$(find . -maxdepth 1 -name "big.el.????????$(printf %08x "$p")????.tmp" -size +0 \
+            2> /dev/null | head -1)
+        [ -n "$t" ] && { t=${t#./}; return 0; }
         sleep 0.01
     done
     fail "ember-gen wrote no temporary"
 }
-: > known.txt
 started_writing 1
 kill -STOP "$p"
 stopped=$p live=$t
@@ -173,7 +175,7 @@ cp "$dead" "$other" # another host's tag (the digits moved about)
 [ -f "$other" ] || fail "the next run removed a temporary of another host's tag"
 kill -KILL "$stopped"
 wait "$stopped" 2> /dev/null
-rm -f big.el big.el.*.tmp known.txt
+rm -f big.el big.el.*.tmp
 # An output that is a symbolic link is written through it (the link
 # stays, its target gets the result), a dangling one too.
 mkdir -p proj
