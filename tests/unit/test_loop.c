@@ -1520,6 +1520,19 @@ static int forced_at(ember_loop_opts *o, char *note, size_t size, uint64_t to)
     return forced;
 }
 
+/* A fresh run of "forced-test" with these parameters, to iteration 2, a
+ * checkpoint every iteration; o is set for the resumes that follow. */
+static void forced_test_run(ember_loop_opts *o, const char *parameters)
+{
+    fresh_dir();
+    memset(o, 0, sizeof *o);
+    o->every = 1;
+    o->quiet = 1;
+    o->program = "forced-test";
+    o->parameters = parameters;
+    run_to(o, 2);
+}
+
 /* A resume by force is said by ember_loop_forced, and recorded in the
  * files that follow it ("info.forced=", out of the fingerprint): a later
  * resume without force carries it on, and says so; a run that never was
@@ -1528,14 +1541,8 @@ static int forced_at(ember_loop_opts *o, char *note, size_t size, uint64_t to)
 static void test_loop_forced_is_recorded(void **unused)
 {
     (void)unused;
-    fresh_dir();
     ember_loop_opts o;
-    memset(&o, 0, sizeof o);
-    o.every = 1;
-    o.quiet = 1;
-    o.program = "forced-test";
-    o.parameters = "tolerance=0.001\n";
-    run_to(&o, 2);
+    forced_test_run(&o, "tolerance=0.001\n");
     char note[EMBER_MSG_SIZE];
     assert_int_equal(forced_at(&o, note, sizeof note, 4), 0); /* the same run */
     assert_string_equal(note, "");
@@ -1553,21 +1560,16 @@ static void test_loop_forced_is_recorded(void **unused)
 }
 
 /* A file of ember 0.1.0 (no records_forced attribute; its builds before
- * 2026-12-06 20:11 did not record a resume by force) may
- * carry on a forced run: the resume says so (3, "unknown: ..."), records
- * it, and a resume of the files that follow says it again. (Such a file
- * of a forced run resumed as a clean one: ember-cc wrote another graph's
- * components, exit 0.) */
+ * 2026-12-06 20:11 did not record a resume by force) may carry on a
+ * forced run: the resume says so (3, "unknown: ..."), records it, and a
+ * resume of the files that follow says it again. (Such a file of a forced
+ * run resumed as a clean one: ember-cc wrote another graph's components,
+ * exit 0.) */
 static void test_loop_forced_unknown_in_older_files(void **unused)
 {
     (void)unused;
-    fresh_dir();
     ember_loop_opts o;
-    memset(&o, 0, sizeof o);
-    o.every = 1;
-    o.quiet = 1;
-    o.program = "forced-test";
-    run_to(&o, 2);
+    forced_test_run(&o, NULL);
     char path[256], msg[EMBER_MSG_SIZE], note[EMBER_MSG_SIZE];
     ember__h5_lock();
     hid_t f = H5Fopen(ckpt_name(path, 2), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -1585,8 +1587,7 @@ static void test_loop_forced_unknown_in_older_files(void **unused)
     assert_int_equal(forced_at(&o, again, sizeof again, 6), 3);
     assert_string_equal(again, note);
     /* this build's files of a clean run say nothing */
-    fresh_dir();
-    run_to(&o, 2);
+    forced_test_run(&o, NULL);
     assert_int_equal(forced_at(&o, note, sizeof note, 4), 0);
 }
 
