@@ -1366,8 +1366,8 @@ static void backfill_metrics(report *r, const ember_loop_stats *st)
         uint64_t it = (uint64_t)row[0];
         if (it <= last || it >= st->restored_from)
             continue;
-        metrics_iteration(r, it, row[2], row[1], (int)row[3] & (int)EMBER_CLI_HIST_CHECKPOINT,
-                          0);
+        int ck = (int)row[3] & (int)EMBER_CLI_HIST_CHECKPOINT;
+        metrics_iteration(r, it, row[2], row[1], ck, 0); /* its file's size: unknown */
     }
     /* the checkpoint's own: its value is the restored one; its seconds
      * are gone (null) when a thinned history no longer holds its row */
