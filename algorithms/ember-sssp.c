@@ -717,10 +717,15 @@ static int check_forced_source(sssp *s, char *msg)
     int rc = ember_collect_alloc(s->state, (void **)&r, &n, msg);
     for (size_t i = 0; !rc && i < n; i++)
         if (r[i].vertex == s->source && r[i].dist != 0) {
-            snprintf(msg, EMBER_MSG_SIZE, "--force-resume: the checkpoint's distances "
+            int unknown = ember_loop_forced(s->loop, NULL, 0) == 3;
+            snprintf(msg, EMBER_MSG_SIZE, "%s: the checkpoint's distances "
                      "are not from --source %" PRId64 " (its distance there is %g): "
                      "distances from another source cannot be continued; start over "
-                     "with --resume never", source, r[i].dist);
+                     "with --resume never",
+                     unknown ? "a checkpoint of ember 0.1.0 (its run may have been resumed "
+                               "by force)"
+                             : "--force-resume",
+                     source, r[i].dist);
             rc = EMBER_EMISMATCH;
         }
     ember_free(s->ctx, r);
