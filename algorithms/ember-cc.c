@@ -494,8 +494,9 @@ static int verify(const ember_graph *g, const int64_t *L)
  * run that carries a forced resume is checked before its result goes out,
  * on rank 0, which loads every row for it when it holds only its own (go:
  * the options g was loaded with). */
-static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph *g,
-                        ember_graph_opts go, const int64_t *L, char *msg)
+static int check_forced(const ember_cli *cli, int forced, ember_ctx *ctx,
+                        const ember_graph *g, ember_graph_opts go, const int64_t *L,
+                        char *msg)
 {
     ember_graph *whole = NULL;
     if (g->row_lo != 0 || g->row_hi != g->n) {
@@ -518,7 +519,7 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
              "components (%" PRIu64 " labels are not their component's smallest vertex, %"
              PRIu64 " edges join two labels): they continued a run on another graph; start "
              "over with --resume never (or another --checkpoint-dir)",
-             ember_cli_forced_how(cli), bad[1], bad[0]);
+             ember_cli_forced_how(forced), bad[1], bad[0]);
     return EMBER_EMISMATCH;
 }
 
@@ -586,7 +587,7 @@ int main(int argc, char **argv)
     int forced = ember_loop_forced(loop, NULL, 0);
     if (!rc && cli.converged && cli.rank == 0 && forced &&
         (forced != 3 || (g->row_lo == 0 && g->row_hi == g->n)))
-        rc = check_forced(&cli, ctx, g, go, L, msg);
+        rc = check_forced(&cli, forced, ctx, g, go, L, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
     if (!rc) { /* the result on stdout, the timings on stderr */

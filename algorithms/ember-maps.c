@@ -162,7 +162,7 @@ static int verify(const totals *t, uint64_t maps)
 /* Data continued by force from a run with another --n (or from a
  * checkpoint that carries such a run) is that run's: refused before the
  * result is printed, on every rank alike. */
-static int check_forced(const ember_cli *cli, const totals *t, uint64_t maps, char *msg)
+static int check_forced(int forced, const totals *t, uint64_t maps, char *msg)
 {
     totals w;
     if (totals_right(t, maps, &w))
@@ -171,7 +171,7 @@ static int check_forced(const ember_cli *cli, const totals *t, uint64_t maps, ch
     snprintf(msg, EMBER_MSG_SIZE, "the data resumed %s is not range(%" PRIu64 ") after "
              "%" PRIu64 " maps (sum %s and count %" PRIu64 ", not %s and %" PRIu64 "): it "
              "continued a run with other parameters; start over with --resume never (or "
-             "another --checkpoint-dir)", ember_cli_forced_how(cli), n_records, maps,
+             "another --checkpoint-dir)", ember_cli_forced_how(forced), n_records, maps,
              total_text(t, got), t->count,
              total_text(&w, want), n_records);
     return EMBER_EMISMATCH;
@@ -255,8 +255,9 @@ int main(int argc, char **argv)
     if (!rc)
         rc = ember_aggregate(ds, &zero, sizeof zero, add_block, add_totals, NULL,
                              &t, msg);
-    if (!rc && ember_loop_forced(loop, NULL, 0))
-        rc = check_forced(&cli, &t, cli.iterations_done, msg);
+    int forced = ember_loop_forced(loop, NULL, 0);
+    if (!rc && forced)
+        rc = check_forced(forced, &t, cli.iterations_done, msg);
     if (!rc && cli.rank == 0)
         printf("sum: %s\ncount: %" PRIu64 "\n", total_text(&t, sumtext), t.count);
     if (!rc && cli.verify && cli.rank == 0 && !verify(&t, cli.iterations_done))

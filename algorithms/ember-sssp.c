@@ -717,15 +717,12 @@ static int check_forced_source(sssp *s, char *msg)
     int rc = ember_collect_alloc(s->state, (void **)&r, &n, msg);
     for (size_t i = 0; !rc && i < n; i++)
         if (r[i].vertex == s->source && r[i].dist != 0) {
-            int unknown = ember_loop_forced(s->loop, NULL, 0) == 3;
-            snprintf(msg, EMBER_MSG_SIZE, "%s: the checkpoint's distances "
+            snprintf(msg, EMBER_MSG_SIZE, "resumed %s: the checkpoint's distances "
                      "are not from --source %" PRId64 " (its distance there is %g): "
                      "distances from another source cannot be continued; start over "
                      "with --resume never",
-                     unknown ? "a checkpoint of ember 0.1.0 (its run may have been resumed "
-                               "by force)"
-                             : "--force-resume",
-                     source, r[i].dist);
+                     ember_cli_forced_how(ember_loop_forced(s->loop, NULL, 0)), source,
+                     r[i].dist);
             rc = EMBER_EMISMATCH;
         }
     ember_free(s->ctx, r);
@@ -1004,8 +1001,9 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
  * carries a forced resume is therefore checked against Dijkstra before its
  * result goes out (on rank 0, which loads the out-edges for it when the
  * rows are in-edges; g is kept for the output). */
-static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph *g,
-                        ember_graph **out_edges, const double *d, char *msg)
+static int check_forced(const ember_cli *cli, int forced, ember_ctx *ctx,
+                        const ember_graph *g, ember_graph **out_edges, const double *d,
+                        char *msg)
 {
     int rc = EMBER_OK;
     if (g->by_destination && g->directed &&
@@ -1022,7 +1020,7 @@ static int check_forced(const ember_cli *cli, ember_ctx *ctx, const ember_graph 
     snprintf(msg, EMBER_MSG_SIZE, "the distances resumed %s are not this graph's "
              "(%" PRIu64 " of %" PRIu64 " differ from Dijkstra's): they continued a run on "
              "another graph; start over with --resume never (or another --checkpoint-dir)",
-             ember_cli_forced_how(cli), wrong, g->n);
+             ember_cli_forced_how(forced), wrong, g->n);
     return EMBER_EMISMATCH;
 }
 
@@ -1088,7 +1086,7 @@ int main(int argc, char **argv)
     int forced = ember_loop_forced(loop, NULL, 0);
     if (!rc && cli.converged && cli.rank == 0 && forced &&
         (forced != 3 || !(g->by_destination && g->directed)))
-        rc = check_forced(&cli, ctx, g, &out_edges, d, msg);
+        rc = check_forced(&cli, forced, ctx, g, &out_edges, d, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds d; rank 0 writes */
         rc = write_output(&cli, g, d, reached, msg);
     if (!rc) /* the result on stdout, the run's timings on stderr */

@@ -1128,13 +1128,13 @@ static void retain(ember_loop *L)
             if (is_stale(L, e[i].iter) != pass)
                 continue;
             int retire = pass == 1 && L->o.resume == EMBER_RESUME_NEVER;
-            char path[PATH_SIZE];
-            if (ckpt_path(L, e[i].name, path) || (!retire && ember__fsum_unsealed_hdf5(path)))
-                continue; /* another build's is not this run's to count or delete */
             if (!retire && kept < (size_t)L->keep) {
                 kept++;
                 continue;
             }
+            char path[PATH_SIZE]; /* another build's is not this run's to delete */
+            if (ckpt_path(L, e[i].name, path) || (!retire && ember__fsum_unsealed_hdf5(path)))
+                continue;
             if (retire_file(L, path) != 0 && errno != ENOENT)
                 warn(L, "ember: cannot delete old checkpoint %s: %s", path,
                      strerror(errno));
@@ -1821,8 +1821,7 @@ static int check_identity(ember_loop *L, const ember__ck_info *in,
         snprintf(L->forced_cand_note, sizeof L->forced_cand_note,
                  "unknown: %.200s, at iteration %llu, was written by ember %.31s, "
                  "which does not record whether its run was resumed by force",
-                 path, (unsigned long long)in->iteration,
-                 in->ember_version[0] ? in->ember_version : "0.1.0");
+                 path, (unsigned long long)in->iteration, in->ember_version);
     }
     if (strcmp(in->kind, "loop") != 0)
         text_put(&t, "kind differs: %s (checkpoint) vs loop (now)", in->kind);

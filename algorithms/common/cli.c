@@ -1439,11 +1439,11 @@ int ember_cli_stdout_status(const ember_cli *cli, int status)
     return stdout_lost(name) && status < EMBER_EXIT_FAILURE ? EMBER_EXIT_FAILURE : status;
 }
 
-const char *ember_cli_forced_how(const ember_cli *cli)
+const char *ember_cli_forced_how(int forced)
 {
-    return strncmp(cli->forced, "unknown: ", 9) == 0
-               ? "from ember 0.1.0's checkpoint (its run may have been resumed by force)"
-               : "by force";
+    return forced == 3 ? "from ember 0.1.0's checkpoint (its run may have been resumed by "
+                         "force)"
+                       : "by force";
 }
 
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg)

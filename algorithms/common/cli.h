@@ -554,10 +554,10 @@ int ember_cli_iterate_end(ember_cli *cli, ember_loop *loop, int rc, char *msg);
  * (ember_exit_status says which statuses), 1 otherwise. */
 int ember_cli_exit(const ember_cli *cli, int status, const char *msg);
 
-/* How the state the run carries on was resumed, for a refusal of it:
- * "by force", or, when ember_loop_forced said 3 (cli->forced "unknown:
- * ..."), from an ember 0.1.0 run that may have been. */
-const char *ember_cli_forced_how(const ember_cli *cli);
+/* How the state the run carries on was resumed, for a refusal of it, by
+ * what ember_loop_forced said: "by force", or for 3, from an ember 0.1.0
+ * checkpoint whose run may have been. */
+const char *ember_cli_forced_how(int forced);
 /* For a program that returns its own exit status from main: status, or 1
  * (said on stderr) when what it printed on stdout could not be written. */
 int ember_cli_stdout_status(const ember_cli *cli, int status);
