@@ -1180,8 +1180,10 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
 
 /* What a run can resume from, for a failure message: "" without a
  * checkpoint of ours; never "intact" of a file that is gone with its
- * directory. */
-static void kept_text(const ember_loop *L, char *kept, size_t size)
+ * directory, nor of one that is still there while something removes the
+ * directory's files (removing: a file of ours or the lock vanished), as
+ * `rm -rf` does one file at a time. */
+static void kept_text(const ember_loop *L, int removing, char *kept, size_t size)
 {
     kept[0] = '\0';
     if (!L->have_ckpt)
@@ -1192,11 +1194,15 @@ static void kept_text(const ember_loop *L, char *kept, size_t size)
                                  CKPT_SUFFIX, L->dir,
                                  (unsigned long long)L->ckpt_iter) < sizeof last &&
                 stat(last, &st) == 0;
-    snprintf(kept, size,
-             there ? "; the checkpoint of iteration %llu is intact, and a run "
-                     "resumes from it"
-                   : "; the checkpoint of iteration %llu is gone too",
-             (unsigned long long)L->ckpt_iter);
+    unsigned long long it = L->ckpt_iter;
+    if (!there)
+        snprintf(kept, size, "; the checkpoint of iteration %llu is gone too", it);
+    else if (removing)
+        snprintf(kept, size, "; files are being removed from the directory: the "
+                 "checkpoint of iteration %llu may be gone too", it);
+    else
+        snprintf(kept, size, "; the checkpoint of iteration %llu is intact, and a "
+                 "run resumes from it", it);
 }
 
 /* A failure message that names the file, whoever produced it. */
@@ -1204,8 +1210,8 @@ static int write_failed(const ember_loop *L, const char *name, int rc,
                         const char *inner, char *msg)
 {
     /* what a run can resume from, for a user whose disk is full */
-    char kept[128];
-    kept_text(L, kept, sizeof kept);
+    char kept[160];
+    kept_text(L, strstr(inner, "No such file or directory") != NULL, kept, sizeof kept);
     /* a full disk fails the same write at every rerun: say what frees it */
     char room[128] = "";
     int full = strstr(inner, "No space left") || strstr(inner, "quota") ||
@@ -2418,9 +2424,9 @@ static int lock_still_held(ember_loop *L, char *msg)
  * is). */
 static void lock_lost(ember_loop *L, char *msg)
 {
-    char jmsg[EMBER_MSG_SIZE], kept[128];
+    char jmsg[EMBER_MSG_SIZE], kept[160];
     (void)async_join(L, jmsg);
-    kept_text(L, kept, sizeof kept);
+    kept_text(L, 1, kept, sizeof kept);
     if (msg && kept[0]) {
         size_t len = strnlen(msg, EMBER_MSG_SIZE - 1);
         snprintf(msg + len, EMBER_MSG_SIZE - len, "%s", kept);

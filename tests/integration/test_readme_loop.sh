@@ -26,8 +26,12 @@ grep -q "^sum [0-9]* after 200 iterations$" full.txt || fail "output: $(cat full
 
 RANDOM=${EMBER_TEST_SEED:-515}
 newest() { ls part 2> /dev/null | grep '^ckpt-.*\.h5$' | tail -1 || true; }
+# The whole run takes well under 0.1 s on a quiet machine, so a kill may
+# come after it finished: such a run is discarded and the chain starts
+# again, until 3 kills have landed in one chain of runs (up to 40 tries).
 kills=0
-for _ in 1 2 3; do
+for try in $(seq 40); do
+    [ "$kills" -lt 3 ] || break
     before=$(newest)
     "$bin/ember-readme-loop" part > part.txt 2>> log.txt &
     pid=$!
@@ -38,18 +42,20 @@ for _ in 1 2 3; do
         kill -0 "$pid" 2> /dev/null || break
         sleep 0.01
     done
-    sleep "$(printf "0.%03d" $(( RANDOM % 50 )))"
+    sleep "$(printf "0.%03d" $(( RANDOM % 15 )))"
     if kill -9 "$pid" 2> /dev/null; then
         kills=$((kills + 1))
         wait "$pid" 2> /dev/null || true
     else
         wait "$pid" || fail "a run exited with $?"
-        break
+        rm -rf part
+        kills=0
+        : > log.txt
     fi
 done
 "$bin/ember-readme-loop" part > part.txt 2>> log.txt
 cmp full.txt part.txt || fail "after $kills kills: $(cat part.txt), not $(cat full.txt)"
-[ "$kills" -ge 1 ] || fail "no kill landed before the run finished"
+[ "$kills" -ge 1 ] || fail "no kill landed in 40 runs before the run finished"
 grep -q "resumed from" log.txt || fail "no run resumed: $(cat log.txt)"
 
 # SIGTERM: exit 75, and the message says after which iteration and where
@@ -66,4 +72,4 @@ wait "$pid" || st=$?
 [ "$st" -eq 75 ] || fail "SIGTERM: exit $st, wanted 75: $(cat term.txt)"
 grep -q "^interrupted: .*: a signal came after iteration [0-9]*; its checkpoint is in term$" \
     term.txt || fail "SIGTERM: the message does not say where: $(cat term.txt)"
-echo "PASS ($kills kills)"
+echo "PASS ($kills kills; $try runs)"
