@@ -1180,9 +1180,10 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
 
 /* What a run can resume from, for a failure message: "" without a
  * checkpoint of ours; never "intact" of a file that is gone with its
- * directory, nor of one that is still there while something removes the
- * directory's files (removing: a file of ours or the lock vanished), as
- * `rm -rf` does one file at a time. */
+ * directory, nor of one that is still there while something removes or
+ * replaces the directory's files (removing: a file of ours or the lock
+ * vanished), as `rm -rf` does one file at a time, or another run that
+ * took the directory may. */
 static void kept_text(const ember_loop *L, int removing, char *kept, size_t size)
 {
     kept[0] = '\0';
@@ -1198,8 +1199,8 @@ static void kept_text(const ember_loop *L, int removing, char *kept, size_t size
     if (!there)
         snprintf(kept, size, "; the checkpoint of iteration %llu is gone too", it);
     else if (removing)
-        snprintf(kept, size, "; files are being removed from the directory: the "
-                 "checkpoint of iteration %llu may be gone too", it);
+        snprintf(kept, size, "; the checkpoint of iteration %llu may be gone too "
+                 "(something removed files of this directory)", it);
     else
         snprintf(kept, size, "; the checkpoint of iteration %llu is intact, and a "
                  "run resumes from it", it);

@@ -2216,6 +2216,49 @@ static void test_loop_dir_removed(void **unused)
     }
 }
 
+/* The directory's lock replaced under a running loop by something that
+ * cannot be locked (a directory of that name), its last checkpoint still
+ * there: the failure does not call that checkpoint intact (whatever
+ * replaced the lock may remove it next, as `rm -rf` removes one file at a
+ * time), but says it may be gone too. */
+static void test_loop_lock_replaced(void **unused)
+{
+    (void)unused;
+    for (int async = 0; async < 2; async++) {
+        fresh_dir();
+        char msg[EMBER_MSG_SIZE], p[256];
+        state s;
+        state_init(&s);
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.every = 2;
+        o.async = async;
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        int rc = ember_loop_next(s.loop, &it, msg);
+        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
+            state_step(&s, it);
+            rc = ember_loop_next(s.loop, &it, msg);
+        }
+        TU_OKM(rc, msg);
+        TU_OKM(ember_loop_wait(s.loop, msg), msg); /* the checkpoint of 2, committed */
+        assert_true(exists(ckpt_name(p, 2)));
+        assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
+        assert_int_equal(mkdir(CKDIR "/ember.lock", 0755), 0);
+        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
+            state_step(&s, it);
+            rc = ember_loop_next(s.loop, &it, msg);
+        }
+        assert_true(rc < 0);
+        TU_MSG_HAS(msg, "was removed or replaced");
+        TU_MSG_HAS(msg, "the checkpoint of iteration 2 may be gone too");
+        assert_null(strstr(msg, "intact"));
+        assert_true(exists(ckpt_name(p, 2)));
+        state_free(&s);
+        rmdir(CKDIR "/ember.lock");
+    }
+}
+
 /* Refused bindings, for tu_stderr_of: before the loop starts (names) and
  * after (bind_late). */
 static void bind_refusals(void *loop)
@@ -3147,6 +3190,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_dir_unwritable),
         cmocka_unit_test(test_loop_busy),
         cmocka_unit_test(test_loop_dir_removed),
+        cmocka_unit_test(test_loop_lock_replaced),
         cmocka_unit_test(test_loop_every),
         cmocka_unit_test(test_loop_seconds),
         cmocka_unit_test(test_loop_depth),
