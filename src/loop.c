@@ -1179,11 +1179,11 @@ static void ckpt_name(const ember_loop *L, char *name, size_t size)
 }
 
 /* What a run can resume from, for a failure message: "" without a
- * checkpoint of ours; never "intact" of a file that is gone with its
- * directory, nor of one that is still there while something removes or
- * replaces the directory's files (removing: a file of ours or the lock
- * vanished), as `rm -rf` does one file at a time, or another run that
- * took the directory may. */
+ * checkpoint of ours. Never "intact" of a file that is gone with its
+ * directory, nor of one still there when something removed files of the
+ * directory (removing: a file of ours or the lock vanished): `rm -rf`
+ * takes one file at a time, and another run that took the directory may
+ * retire it. */
 static void kept_text(const ember_loop *L, int removing, char *kept, size_t size)
 {
     kept[0] = '\0';
