@@ -2177,86 +2177,72 @@ static void test_loop_deadline(void **unused)
     state_free(&s);
 }
 
-/* The checkpoint directory removed under a running loop, between two
- * checkpoints: the lock check before the next one notices, and its failure
- * says, as a failed write's does, that the last checkpoint is gone too
+/* The checkpoint directory damaged under a running loop, between two
+ * checkpoints (damage, after the checkpoint of 2 committed): the lock
+ * check before the next one notices, and its failure says want of that
+ * checkpoint, never that it is intact. */
+static void dir_damaged(void (*damage)(void), const char *want)
+{
+    for (int async = 0; async < 2; async++) {
+        fresh_dir();
+        char msg[EMBER_MSG_SIZE], p[256];
+        state s;
+        state_init(&s);
+        ember_loop_opts o;
+        memset(&o, 0, sizeof o);
+        o.every = 2;
+        o.async = async;
+        TU_OKM(state_loop(&s, &o, msg), msg);
+        uint64_t it;
+        int rc = ember_loop_next(s.loop, &it, msg);
+        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
+            state_step(&s, it);
+            rc = ember_loop_next(s.loop, &it, msg);
+        }
+        TU_OKM(rc, msg);
+        TU_OKM(ember_loop_wait(s.loop, msg), msg); /* the checkpoint of 2, committed */
+        assert_true(exists(ckpt_name(p, 2)));
+        damage();
+        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
+            state_step(&s, it);
+            rc = ember_loop_next(s.loop, &it, msg);
+        }
+        assert_true(rc < 0);
+        TU_MSG_HAS(msg, want);
+        assert_null(strstr(msg, "intact"));
+        state_free(&s);
+        rm_rf(CKDIR);
+    }
+}
+
+static void remove_dir(void)
+{
+    rm_rf(CKDIR);
+    assert_false(exists(CKDIR));
+}
+
+/* Removed whole: the last checkpoint is gone too, as a failed write says
  * (test_loop_baddir 2c meets either, as the timing falls). */
 static void test_loop_dir_removed(void **unused)
 {
     (void)unused;
-    for (int async = 0; async < 2; async++) {
-        fresh_dir();
-        char msg[EMBER_MSG_SIZE], p[256];
-        state s;
-        state_init(&s);
-        ember_loop_opts o;
-        memset(&o, 0, sizeof o);
-        o.every = 2;
-        o.async = async;
-        TU_OKM(state_loop(&s, &o, msg), msg);
-        uint64_t it;
-        int rc = ember_loop_next(s.loop, &it, msg);
-        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
-            state_step(&s, it);
-            rc = ember_loop_next(s.loop, &it, msg);
-        }
-        TU_OKM(rc, msg);
-        TU_OKM(ember_loop_wait(s.loop, msg), msg); /* the checkpoint of 2, committed */
-        assert_true(exists(ckpt_name(p, 2)));
-        rm_rf(CKDIR);
-        assert_false(exists(CKDIR));
-        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
-            state_step(&s, it);
-            rc = ember_loop_next(s.loop, &it, msg);
-        }
-        assert_true(rc < 0);
-        TU_MSG_HAS(msg, "the checkpoint of iteration 2 is gone too");
-        assert_null(strstr(msg, "intact"));
-        state_free(&s);
-    }
+    dir_damaged(remove_dir, "the checkpoint of iteration 2 is gone too");
 }
 
-/* The directory's lock replaced under a running loop by something that
- * cannot be locked (a directory of that name), its last checkpoint still
- * there: the failure does not call that checkpoint intact (whatever
- * replaced the lock may remove it next, as `rm -rf` removes one file at a
- * time), but says it may be gone too. */
+static void replace_lock(void)
+{
+    assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
+    assert_int_equal(mkdir(CKDIR "/ember.lock", 0755), 0);
+}
+
+/* The lock replaced by something that cannot be locked (a directory of
+ * that name), the last checkpoint still there: whatever replaced the lock
+ * may remove it next (`rm -rf` removes one file at a time), so it may be
+ * gone too. */
 static void test_loop_lock_replaced(void **unused)
 {
     (void)unused;
-    for (int async = 0; async < 2; async++) {
-        fresh_dir();
-        char msg[EMBER_MSG_SIZE], p[256];
-        state s;
-        state_init(&s);
-        ember_loop_opts o;
-        memset(&o, 0, sizeof o);
-        o.every = 2;
-        o.async = async;
-        TU_OKM(state_loop(&s, &o, msg), msg);
-        uint64_t it;
-        int rc = ember_loop_next(s.loop, &it, msg);
-        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
-            state_step(&s, it);
-            rc = ember_loop_next(s.loop, &it, msg);
-        }
-        TU_OKM(rc, msg);
-        TU_OKM(ember_loop_wait(s.loop, msg), msg); /* the checkpoint of 2, committed */
-        assert_true(exists(ckpt_name(p, 2)));
-        assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
-        assert_int_equal(mkdir(CKDIR "/ember.lock", 0755), 0);
-        for (int k = 0; rc == EMBER_OK && k < 2; k++) {
-            state_step(&s, it);
-            rc = ember_loop_next(s.loop, &it, msg);
-        }
-        assert_true(rc < 0);
-        TU_MSG_HAS(msg, "was removed or replaced");
-        TU_MSG_HAS(msg, "the checkpoint of iteration 2 may be gone too");
-        assert_null(strstr(msg, "intact"));
-        assert_true(exists(ckpt_name(p, 2)));
-        state_free(&s);
-        rmdir(CKDIR "/ember.lock");
-    }
+    dir_damaged(replace_lock, "the checkpoint of iteration 2 may be gone too");
 }
 
 /* Refused bindings, for tu_stderr_of: before the loop starts (names) and
