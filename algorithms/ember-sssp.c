@@ -826,6 +826,31 @@ static int init_push(sssp *s, char *msg)
                             msg);
 }
 
+/* A round's shuffle (the state and the messages, 2P partitions, into P)
+ * keeps 8 bytes a pair of input and output partitions, which the library
+ * refuses past the memory budget after the first round's work
+ * (EMBER_EBUDGET, exit 1). Only --partitions makes P that large, so it is
+ * refused first, as the bad argument it is (exit 2). */
+static int shuffle_fits(ember_ctx *ctx, size_t parts, char *msg)
+{
+    ember_stats st;
+    ember_ctx_stats(ctx, &st);
+    double keep = 16.0 * (double)parts * ((double)parts + 1);
+    if (keep <= (double)st.memory_budget)
+        return EMBER_OK;
+    size_t most = (size_t)((sqrt(1 + (double)st.memory_budget / 4) - 1) / 2);
+    while (16.0 * (double)(most + 1) * ((double)most + 2) <= (double)st.memory_budget)
+        most++;
+    while (most > 0 && 16.0 * (double)most * ((double)most + 1) > (double)st.memory_budget)
+        most--;
+    snprintf(msg, EMBER_MSG_SIZE,
+             "--partitions %zu: the shuffle plan keeps 16 bytes a pair of partitions a "
+             "round (%.0f MB), more than the memory budget (%.0f MB); give at most %zu, "
+             "or another --plan",
+             parts, keep / 1e6, (double)st.memory_budget / 1e6, most);
+    return EMBER_EINVAL;
+}
+
 static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
                       const ember_cli *cli, char *msg)
 {
@@ -837,7 +862,9 @@ static int init_state(sssp *s, ember_ctx *ctx, const ember_graph *g,
     s->init.source = s->source;
     s->parts = cli->partitions ? cli->partitions : default_parts(g);
     ember_ds *ids = NULL;
-    int rc = vrec_type(&s->type, msg);
+    int rc = plan == PLAN_SHUFFLE ? shuffle_fits(ctx, s->parts, msg) : EMBER_OK;
+    if (!rc)
+        rc = vrec_type(&s->type, msg);
     if (!rc && (plan == PLAN_PUSH || plan == PLAN_DELTA))
         rc = init_push(s, msg);
     else if (!rc && plan == PLAN_PULL)

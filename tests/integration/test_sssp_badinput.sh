@@ -54,6 +54,11 @@ expect 2 "noweight.el:2: edge '1 ...' has no weight" --input noweight.el --sourc
 expect 2 "pattern.mtx:1: a pattern matrix has no values" --input pattern.mtx --source 0 "${out[@]}"
 expect 2 "negative.mtx:3: bad weight '-1'" --input negative.mtx --source 0 "${out[@]}"
 expect 2 "--source is required" --input ok.el "${out[@]}"
+# the shuffle plan's bookkeeping grows as partitions squared: refused as the
+# argument it comes from, before any work (it was exit 1, from the first
+# round's shuffle)
+expect 2 "--partitions 16777216: the shuffle plan keeps 16 bytes a pair of partitions" \
+    --input ok.el --source 0 --plan shuffle --partitions 16777216 "${out[@]}"
 expect 2 "--source 3: ok.el has 3 vertices (0..2)" --input ok.el --source 3 "${out[@]}"
 expect 2 "--source: 99999999999 is out of range" --input ok.el --source 99999999999 "${out[@]}"
 expect 2 "--source" --input ok.el --source -1 "${out[@]}"
