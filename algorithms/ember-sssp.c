@@ -831,23 +831,29 @@ static int init_push(sssp *s, char *msg)
  * refuses past the memory budget after the first round's work
  * (EMBER_EBUDGET, exit 1). Only --partitions makes P that large, so it is
  * refused first, as the bad argument it is (exit 2). */
+static double shuffle_bytes(double parts)
+{
+    return 16 * parts * (parts + 1);
+}
+
 static int shuffle_fits(ember_ctx *ctx, size_t parts, char *msg)
 {
     ember_stats st;
     ember_ctx_stats(ctx, &st);
-    double keep = 16.0 * (double)parts * ((double)parts + 1);
-    if (keep <= (double)st.memory_budget)
+    double budget = (double)st.memory_budget;
+    if (shuffle_bytes((double)parts) <= budget)
         return EMBER_OK;
-    size_t most = (size_t)((sqrt(1 + (double)st.memory_budget / 4) - 1) / 2);
-    while (16.0 * (double)(most + 1) * ((double)most + 2) <= (double)st.memory_budget)
+    /* the root of 16 p (p + 1) = budget, then its floor made exact */
+    size_t most = (size_t)((sqrt(1 + budget / 4) - 1) / 2);
+    while (shuffle_bytes((double)most + 1) <= budget)
         most++;
-    while (most > 0 && 16.0 * (double)most * ((double)most + 1) > (double)st.memory_budget)
+    while (most > 0 && shuffle_bytes((double)most) > budget)
         most--;
     snprintf(msg, EMBER_MSG_SIZE,
              "--partitions %zu: the shuffle plan keeps 16 bytes a pair of partitions a "
              "round (%.0f MB), more than the memory budget (%.0f MB); give at most %zu, "
              "or another --plan",
-             parts, keep / 1e6, (double)st.memory_budget / 1e6, most);
+             parts, shuffle_bytes((double)parts) / 1e6, budget / 1e6, most);
     return EMBER_EINVAL;
 }
 
