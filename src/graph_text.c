@@ -501,6 +501,32 @@ static inline uint64_t digits_at(const char *p, int len)
  * 256 bytes ahead 0.36 s, 4 KiB 0.29-0.31 s). */
 #define PREFETCH_AHEAD 1024
 
+/* The two numbers of la and lb (1 to 8) digits at pa and pb into *a and
+ * *b, together: each one's eight bytes shifted as in swar_digits, then
+ * the sixteen digits as 16-bit lanes combined in pairs, fours and eights
+ * by three multiply-adds (pmaddwd; every partial value fits a signed
+ * 16-bit lane before the next). The same numbers as digits_at, without
+ * its four scalar multiplications a line: GAPBS's scale-20 .el, one
+ * thread, 8.1 -> 6.3 ns a line. */
+static inline void digits_pair(const char *pa, int la, const char *pb, int lb,
+                               uint64_t *a, uint64_t *b)
+{
+    const uint64_t zeros = UINT64_C(0x3030303030303030);
+    uint64_t ta = (load8(pa) - zeros) << 8 * (8 - la), tb = (load8(pb) - zeros) << 8 * (8 - lb);
+    __m128i x = _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)ta),
+                                   _mm_cvtsi64_si128((long long)tb));
+    __m128i zero = _mm_setzero_si128();
+    /* 16-bit digits in file order: a's in lo, b's in hi */
+    __m128i lo = _mm_unpacklo_epi8(x, zero), hi = _mm_unpackhi_epi8(x, zero);
+    const __m128i by10 = _mm_set1_epi32(10 | 1 << 16), by100 = _mm_set1_epi32(100 | 1 << 16),
+                  by10k = _mm_set1_epi32(10000 | 1 << 16);
+    __m128i two = _mm_packs_epi32(_mm_madd_epi16(lo, by10), _mm_madd_epi16(hi, by10));
+    __m128i four = _mm_madd_epi16(two, by100);
+    __m128i eight = _mm_madd_epi16(_mm_packs_epi32(four, four), by10k);
+    *a = (uint32_t)_mm_cvtsi128_si32(eight);
+    *b = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(eight, 4));
+}
+
 /* Masks of the 64 bytes at p (bit i for byte i): newlines, blanks (space
  * or tab), and the bytes that are none of those and not a digit. */
 static inline void classify64(const char *p, uint64_t *nl, uint64_t *sp, uint64_t *other)
@@ -568,7 +594,11 @@ static inline unsigned window_lines(run *r, uint32_t *e32, uint64_t limit, const
         int la = (int)(k - at), lb = (int)(e - k - 1);
         if (la == 0 || lb == 0 || la > 10 || lb > 10)
             break;
-        uint64_t a = digits_at(p + at, la), b = digits_at(p + k + 1, lb);
+        uint64_t a, b;
+        if (la <= 8 && lb <= 8)
+            digits_pair(p + at, la, p + k + 1, lb, &a, &b);
+        else
+            a = digits_at(p + at, la), b = digits_at(p + k + 1, lb);
         if (a >= limit || b >= limit)
             break;
         run_push(r, e32, a, b);
