@@ -2434,6 +2434,24 @@ static void lock_lost(ember_loop *L, char *msg)
     }
 }
 
+/* A write in the background failed (rc, msg): when the directory's lock
+ * was lost meanwhile, the loss is what the run reports, as checkpoint_once
+ * reports it. (A run that took the lock swept this run's temporaries as
+ * strays, so the write failed for that: "rename failed: No such file"
+ * named neither the cause nor the other run.) Background writes are one
+ * rank's only, so this rank alone checks. */
+static int lock_or_write_failed(ember_loop *L, int rc, char *msg)
+{
+    char lmsg[EMBER_MSG_SIZE];
+    int lrc = lock_still_held(L, lmsg);
+    if (!lrc)
+        return rc;
+    if (msg)
+        snprintf(msg, EMBER_MSG_SIZE, "%s", lmsg);
+    lock_lost(L, msg);
+    return lrc;
+}
+
 /* Checkpoints unless this iteration count is already written. */
 static int checkpoint_once(ember_loop *L, int async, int *wrote, char *msg)
 {
@@ -2606,7 +2624,7 @@ static int after_iteration(ember_loop *L, char *msg)
     rc = needs_cost(L) ? async_join(L, msg) : async_reap(L, msg);
     L->stats.caller_seconds += mono_now() - t0;
     if (rc)
-        return rc;
+        return lock_or_write_failed(L, rc, msg);
     int64_t f = (signalled(L) ? F_STOP : 0) |
                 (policy_due(L, mono_now()) ? F_DUE : 0) |
                 (deadline_near(L) ? F_NEAR : 0);
@@ -2776,7 +2794,7 @@ int ember_loop_wait(ember_loop *L, char *msg)
     double t0 = mono_now();
     int rc = async_join(L, msg);
     L->stats.caller_seconds += mono_now() - t0;
-    return rc;
+    return rc ? lock_or_write_failed(L, rc, msg) : EMBER_OK;
 }
 
 int ember_loop_checkpoint(ember_loop *L, char *msg)
