@@ -117,7 +117,7 @@ typedef double (*row_sum_fn)(const double *c, const uint32_t *a, const uint32_t 
                              const uint32_t *end);
 
 typedef struct {
-    const ember_graph *g;      /* in-edges, degree-ordered */
+    ember_graph *g;            /* in-edges, degree-ordered */
     ember_ctx *ctx;
     double d;
     double tolerance;
@@ -538,6 +538,10 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     s->known = NULL; /* until the pull is through */
     if ((rc = pass(s, pull, 1, msg)))
         return rc;
+    /* the edges the pull read are still those verified (a graph read in
+     * place); a writer waiting for the file gets it now */
+    if ((rc = ember_graph_hold(s->g, msg)))
+        return rc;
     phase_mark(PH_PULL);
     s->cur = !s->cur;
     if ((rc = share_contributions(s, msg)))
@@ -573,11 +577,11 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
     ember_graph_opts o = {.format = (ember_graph_format)f, .undirected = undirected,
                           .relabel = relabel, .by_destination = 1,
                           .degree_order = order == 0, .owned_rows = !cli->verify,
-                          .partitions = cli->partitions};
+                          .partitions = cli->partitions, .in_place = !cli->verify};
     return ember_graph_load(g, ctx, ember_cli_input_load(cli, "input", cli->input), &o, msg);
 }
 
-static int init_state(pr *s, ember_ctx *ctx, const ember_graph *g,
+static int init_state(pr *s, ember_ctx *ctx, ember_graph *g,
                       const ember_cli *cli, char *msg)
 {
     memset(s, 0, sizeof *s);

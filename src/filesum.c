@@ -337,7 +337,7 @@ static void memo_add(const struct stat *st, const unsigned char hash[16])
 }
 
 /* Whether the file of st, whose header gives hash, was verified unchanged. */
-static int memo_has(const struct stat *st, const unsigned char hash[16])
+static int memo_has(const struct stat *st, const unsigned char hash[16], int count)
 {
     int hit = 0;
     pthread_mutex_lock(&memo_mutex);
@@ -351,7 +351,7 @@ static int memo_has(const struct stat *st, const unsigned char hash[16])
         was.st_ctim = e->ctim;
         hit = e->used && same_file(&was, st) && memcmp(e->hash, hash, 16) == 0;
     }
-    memo_hits += (unsigned long)hit;
+    memo_hits += (unsigned long)(hit && count);
     pthread_mutex_unlock(&memo_mutex);
     return hit;
 }
@@ -550,6 +550,16 @@ void ember__fsum_edit_hint(int rc, char *msg)
                  "drop its seal: h5unjam -i FILE -u /dev/null -o COPY");
 }
 
+int ember__fsum_vouched(int fd)
+{
+    struct stat st;
+    unsigned char block[EMBER__FSUM_BLOCK];
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+           ember__pread_full(fd, block, sizeof block, 0) == (long long)sizeof block &&
+           check_block("", block, (uint64_t)st.st_size, NULL) == EMBER_OK &&
+           memo_has(&st, block + OFF_HASH, 0);
+}
+
 int ember__fsum_check(const char *path, char *msg)
 {
     return ember__fsum_check_id(path, NULL, msg);
@@ -583,7 +593,7 @@ int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg)
         rc = ember__err(msg, EMBER_EIO, "%s: cannot read the checksum header: %s",
                         path, strerror(errno ? errno : EIO));
     else if ((rc = check_block(path, block, (uint64_t)st.st_size, msg)) == EMBER_OK &&
-             !memo_has(&st, block + OFF_HASH)) {
+             !memo_has(&st, block + OFF_HASH, 1)) {
         pthread_mutex_lock(&memo_mutex);
         checks_hashed++;
         pthread_mutex_unlock(&memo_mutex);

@@ -1088,13 +1088,67 @@ cleanup:
 
 /* ---- the API ------------------------------------------------------------------ */
 
-static int new_graph(ember_graph **out, ember_ctx *ctx, char *msg)
+int ember__graph_new(ember_graph **out, ember_ctx *ctx, char *msg)
 {
-    *out = ember__calloc(ctx, 1, sizeof **out);
-    if (!*out)
+    ember__graph_box *b = ember__calloc(ctx, 1, sizeof *b);
+    if (!b)
         return ember__err(msg, EMBER_ENOMEM, "out of memory");
-    (*out)->ctx = ctx;
+    b->src = (ember__leased){.fd = -1, .slot = -1};
+    b->g.ctx = ctx;
+    *out = &b->g;
     return EMBER_OK;
+}
+
+/* The sources copied out of their file into the graph's own memory, on
+ * the context's threads, while the lease still keeps them those mapped;
+ * then the lease let go. EMBER_OK, EMBER_ENOMEM, or EMBER_ECORRUPT when
+ * the lease's time ran out before the copy was done. */
+static int copy_out(ember_graph *g, ember__graph_box *b)
+{
+    size_t bytes = (size_t)ember_graph_held_edges(g) * sizeof *g->adj;
+    const size_t piece = (size_t)8 << 20;
+    uint32_t *copy = ember__malloc(g->ctx, bytes ? bytes : 1);
+    if (!copy)
+        return EMBER_ENOMEM;
+    const char *from = b->src.data;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(g->ctx->threads)
+    for (size_t at = 0; at < bytes; at += piece)
+        ember__copy((char *)copy + at, from + at, bytes - at < piece ? bytes - at : piece);
+    double left = 0;
+    if (ember__lease_poll(&b->src, &left) == EMBER__LEASE_LOST) {
+        ember__free(g->ctx, copy);
+        return EMBER_ECORRUPT;
+    }
+    ember__lease_unmap(&b->src);
+    g->adj = copy;
+    return EMBER_OK;
+}
+
+int ember_graph_hold(ember_graph *g, char *msg)
+{
+    ember__msg_clear(msg);
+    ember__graph_box *b = g ? ember__graph_box_of(g) : NULL;
+    if (!b || !b->src.base)
+        return EMBER_OK;
+    double left = 0;
+    int state = ember__lease_poll(&b->src, &left);
+    if (state == EMBER__LEASE_HELD)
+        return EMBER_OK;
+    int rc = state == EMBER__LEASE_BREAKING ? copy_out(g, b) : EMBER_ECORRUPT;
+    if (rc == EMBER_OK)
+        return EMBER_OK;
+    /* let the writer go; nothing reads the mapping again */
+    ember__lease_unmap(&b->src);
+    g->adj = NULL;
+    if (rc == EMBER_ENOMEM)
+        return ember__err(msg, rc, "%s: out of memory to copy the graph's edges out "
+                          "of the file, which another process opened for writing",
+                          b->file);
+    return ember__err(msg, rc, "%s: opened for writing or truncated while the graph "
+                      "was read from it in place, and not held off until its edges "
+                      "were copied (a pass over them, or a stop, longer than the lease "
+                      "break time): they may have changed; run again once the file "
+                      "stays put", b->file);
 }
 
 void ember_graph_free(ember_graph **g)
@@ -1102,8 +1156,12 @@ void ember_graph_free(ember_graph **g)
     if (!g || !*g)
         return;
     ember_ctx *ctx = (*g)->ctx;
+    ember__graph_box *b = ember__graph_box_of(*g);
     ember__free(ctx, (*g)->offsets);
-    ember__free(ctx, (*g)->adj);
+    if (b->src.base)
+        ember__lease_unmap(&b->src);
+    else
+        ember__free(ctx, (*g)->adj);
     ember__free(ctx, (*g)->out_degree);
     ember__free(ctx, (*g)->perm);
     ember__free(ctx, (*g)->ids);
@@ -1188,7 +1246,7 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
     if (!opts)
         opts = &defaults;
     ember_graph *g = NULL;
-    int rc = new_graph(&g, ctx, msg);
+    int rc = ember__graph_new(&g, ctx, msg);
     if (rc)
         return rc;
     ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
@@ -1253,7 +1311,7 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
     if (n > ember__graph_max_vertices(&o))
         return ember__graph_too_big(msg, "from_edges", n, ember__graph_max_vertices(&o));
     ember_graph *g = NULL;
-    int rc = new_graph(&g, ctx, msg);
+    int rc = ember__graph_new(&g, ctx, msg);
     if (rc)
         return rc;
     g->n = n;
@@ -1427,7 +1485,7 @@ int ember__graph_pull_of(ember_graph **out, const ember_graph *g, char *msg)
     ember_graph_opts o = EMBER__PULL_OPTS;
     ember_graph *p = NULL;
     *out = NULL;
-    int rc = new_graph(&p, ctx, msg);
+    int rc = ember__graph_new(&p, ctx, msg);
     if (rc)
         return rc;
     p->n = g->n;

@@ -416,6 +416,31 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
     return shrank ? ember__graph_shrank(msg, file) : EMBER_OK;
 }
 
+/* opts.in_place (ember/graph.h): the sources (src, located, all m of
+ * them) mapped from the file under a read lease instead of read, when the
+ * kernel grants one and the file, once it is held, is still the sealed
+ * file this process verified. Then g->adj is the mapping and src is not
+ * read (check_pull checks its values). Else nothing changes. */
+static void map_sources(ember_graph *g, hid_t fid, const char *file, pull_array *src)
+{
+    if (src->at == HADDR_UNDEF || src->at % sizeof *g->adj || !src->count)
+        return;
+    ember__h5_lock();
+    int hfd = ember__h5_sec2_fd(fid, 1);
+    ember__h5_unlock();
+    ember__graph_box *b = ember__graph_box_of(g);
+    if (hfd < 0 || !ember__lease_map(&b->src, hfd, src->at, src->count * src->size))
+        return;
+    if (!ember__fsum_vouched(b->src.fd)) { /* changed before the lease held it */
+        ember__lease_unmap(&b->src);
+        return;
+    }
+    snprintf(b->file, sizeof b->file, "%s", file);
+    ember__free(g->ctx, g->adj);
+    g->adj = (uint32_t *)(uintptr_t)b->src.data; /* PROT_READ: a write faults */
+    src->count = 0;
+}
+
 /* The checks that make the arrays a graph: offsets from 0 to m, never
  * decreasing; the sources held below n (unless pread_pull checked them);
  * out-degrees summing to m; perm a permutation. (The file is sealed, so
@@ -632,6 +657,8 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
         {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0, 0, n}};
     rc = locate_pull(fid, path, a, msg);
     ember__h5_unlock(); /* the reads need no HDF5 */
+    if (!rc && !rows && opts->in_place && ember__comm_size(ctx) == 1)
+        map_sources(g, fid, path, &a[1]);
     int bad_src = 0;
     if (!rc)
         rc = pread_pull(fid, path, a, ctx->threads, n, &bad_src, msg);
@@ -642,7 +669,7 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
                         "is not a vertex", path);
     double t1 = ember__graph_now();
     if (!rc)
-        rc = check_pull(g, path, a[1].at == HADDR_UNDEF, msg);
+        rc = check_pull(g, path, a[1].at == HADDR_UNDEF || !a[1].count, msg);
     g->build_seconds = ember__graph_now() - t1;
     ember__h5_lock();
     if (!rc)

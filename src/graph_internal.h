@@ -96,6 +96,23 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
 
 double ember__graph_now(void);
 
+/* What a graph holds besides its public fields (every ember_graph is the
+ * first member of one): the sources read in place (opts.in_place), and the
+ * file they are in, for ember_graph_hold's messages. */
+typedef struct {
+    ember_graph g;
+    ember__leased src;        /* base NULL: adj is the graph's own memory */
+    char file[4096];
+} ember__graph_box;
+
+static inline ember__graph_box *ember__graph_box_of(ember_graph *g)
+{
+    return (ember__graph_box *)(void *)g;
+}
+
+/* A new empty graph on ctx (in its box); freed with ember_graph_free. */
+int ember__graph_new(ember_graph **out, ember_ctx *ctx, char *msg);
+
 /* The layout ember_graph_save_h5 stores next to the CSR, ready to use:
  * rows of in-neighbours, vertices by descending out-degree (what
  * ember-pagerank asks for). A load with these options (and no relabel

@@ -619,6 +619,32 @@ int ember__map_shrank(const ember__mapped *m);
 int ember__map_changed(const ember__mapped *m);
 void ember__unmap_file(ember__mapped *m);
 
+/* Bytes [at, at + len) of the file open as fd, mapped read-only under a
+ * read lease on a description of its own (mapfile.c says what a lease
+ * keeps): 1, or 0 when no lease was granted (the caller reads the bytes
+ * instead). Check, once it is held, that the file is still the one the
+ * bytes were verified as: a change before the lease is not held off. */
+typedef struct {
+    const void *data; /* the range's first byte */
+    void *base;       /* the mapping: whole pages */
+    size_t span;
+    int fd;           /* the description that holds the lease */
+    int slot;         /* its SIGBUS guard, or -1 */
+    double held_at;   /* CLOCK_BOOTTIME seconds of the last poll that saw it whole */
+    double break_s;   /* the lease break time, less a second */
+} ember__leased;
+int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len);
+/* Between passes over the bytes: EMBER__LEASE_HELD, the bytes are those
+ * mapped; EMBER__LEASE_BREAKING, someone waits to write or truncate the
+ * file, and the bytes stay those mapped for *left more seconds, in which
+ * the caller copies what it needs and calls ember__lease_unmap;
+ * EMBER__LEASE_LOST, they may have changed (the break time ran out since
+ * the last poll that saw the lease whole, or the file shrank). */
+enum { EMBER__LEASE_HELD, EMBER__LEASE_BREAKING, EMBER__LEASE_LOST };
+int ember__lease_poll(ember__leased *l, double *left);
+/* Unmaps and lets go of the lease (a waiting writer goes on). */
+void ember__lease_unmap(ember__leased *l);
+
 /* ---- whole-file checksum (filesum.c) ------------------------------------- */
 
 /* Every HDF5 file ember writes starts with a user block of this many bytes
@@ -667,6 +693,10 @@ typedef struct {
 /* ember__fsum_check, and the identity of the file it verified (when it
  * returns EMBER_OK; id may be NULL). */
 int ember__fsum_check_id(const char *path, ember__file_id *id, char *msg);
+/* 1 when the file open as fd is sealed and was verified by this process,
+ * unchanged since (its stamp as remembered: see the top of filesum.c); reads
+ * its first block only. */
+int ember__fsum_vouched(int fd);
 /* 1 when the file at path is an HDF5 file with no checksum header at all
  * (a checkpoint of ember 0.1.0, or another program's file), as
  * ember__fsum_check tells it from a damaged header; reads the first block

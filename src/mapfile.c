@@ -25,6 +25,7 @@
  * is not on POSIX's list of async-signal-safe functions, but on Linux it
  * is the bare system call, with no lock in the C library).
  */
+#define _GNU_SOURCE /* F_SETLEASE, F_GETLEASE; the build's POSIX level is unchanged */
 #include "internal.h"
 
 #include <errno.h>
@@ -32,9 +33,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GUARD_SLOTS 16
@@ -192,17 +196,114 @@ int ember__map_changed(const ember__mapped *m)
            stat_ns(&st.st_ctim) != m->ctime_ns;
 }
 
+static void guard_drop(int slot)
+{
+    if (slot < 0)
+        return;
+    guard *g = &guards[slot];
+    atomic_store(&g->lo, 0);
+    atomic_store(&g->hi, 0);
+    atomic_store(&g->used, 0);
+}
+
 void ember__unmap_file(ember__mapped *m)
 {
-    if (m->slot >= 0) {
-        guard *g = &guards[m->slot];
-        atomic_store(&g->lo, 0);
-        atomic_store(&g->hi, 0);
-        atomic_store(&g->used, 0);
-    }
+    guard_drop(m->slot);
     if (m->data)
         munmap((void *)m->data, map_span(m->size));
     if (m->fd >= 0)
         close(m->fd);
     *m = (ember__mapped){.slot = -1, .fd = -1};
+}
+
+/* ---- a range of a file read in place, under a read lease ------------------
+ *
+ * A copy of a file's bytes stays what was verified whatever happens to the
+ * file; a mapping shows the page cache, so the file must not change while
+ * it is mapped. A read lease (fcntl F_SETLEASE, F_RDLCK) keeps it so: the
+ * kernel grants one only while no one has the file open for writing, and
+ * holds off whoever then opens it for writing or truncates it (for up to
+ * /proc/sys/fs/lease-break-time seconds) until the holder lets go. The
+ * holder polls (ember__lease_poll, between passes over the bytes): while
+ * the lease is whole the bytes are those mapped; once a break is pending
+ * they still are until that break time has run from the last poll that
+ * saw the lease whole, which leaves the holder the time to copy them out
+ * and let go. Past it the lease may be gone and the file written. No
+ * lease (the file open for writing somewhere, another user's file without
+ * CAP_LEASE, a file system without leases, leases disabled, a break time
+ * under 3 s): no mapping, and the caller reads instead. The mapping is
+ * guarded like ember__map_file's: a file truncated once the lease is gone
+ * gives zeros, not SIGBUS, and the poll says it is lost. */
+
+static double boot_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The lease break time in seconds, or 0 when unknown. */
+static int lease_break_time(void)
+{
+    int fd = open("/proc/sys/fs/lease-break-time", O_RDONLY | O_CLOEXEC);
+    char buf[32] = "";
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    int secs = n > 0 ? atoi(buf) : 0;
+    return secs > 0 ? secs : 0;
+}
+
+int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
+{
+    *l = (ember__leased){.fd = -1, .slot = -1};
+    int secs = lease_break_time();
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    /* a description of its own, read-only (a lease needs one; the
+     * caller's may be closed first) */
+    int own = secs >= 3 && len > 0 ? open(self, O_RDONLY | O_CLOEXEC) : -1;
+    if (own < 0)
+        return 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(at % page);
+    void *base = MAP_FAILED;
+    /* Taking a lease makes this process the description's owner, whom a
+     * break signals (SIGIO, which would end it): no owner, no signal; the
+     * holder polls instead. */
+    if (fcntl(own, F_SETLEASE, F_RDLCK) == 0 && fcntl(own, F_SETOWN, 0) == 0)
+        base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, own, (off_t)(at - skip));
+    if (base == MAP_FAILED) {
+        (void)fcntl(own, F_SETLEASE, F_UNLCK);
+        close(own);
+        return 0;
+    }
+    *l = (ember__leased){.data = (const char *)base + skip, .base = base,
+                         .span = len + skip, .fd = own,
+                         .slot = guard_add(base, len + skip),
+                         .held_at = boot_seconds(), .break_s = secs - 1.0};
+    return 1;
+}
+
+int ember__lease_poll(ember__leased *l, double *left)
+{
+    double now = boot_seconds();
+    int shrank = l->slot >= 0 && atomic_load(&guards[l->slot].shrank);
+    if (!shrank && fcntl(l->fd, F_GETLEASE) == F_RDLCK) {
+        l->held_at = now;
+        *left = l->break_s;
+        return EMBER__LEASE_HELD;
+    }
+    *left = l->held_at + l->break_s - now;
+    return !shrank && *left > 0 ? EMBER__LEASE_BREAKING : EMBER__LEASE_LOST;
+}
+
+void ember__lease_unmap(ember__leased *l)
+{
+    if (!l->base)
+        return;
+    guard_drop(l->slot);
+    munmap(l->base, l->span);
+    (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
+    close(l->fd);
+    *l = (ember__leased){.fd = -1, .slot = -1};
 }

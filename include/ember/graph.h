@@ -99,6 +99,22 @@ typedef struct {
     size_t partitions;    /* with owned_rows: the partition count the
                              program will pass to ember_graph_partition
                              (0: its default) */
+    int in_place;         /* when the stored pull layout is read whole on
+                             one process (see owned_rows), map its sources
+                             (adj) from the file instead of reading them:
+                             no copy, and the pages are the page cache's.
+                             Taken only under a read lease (fcntl
+                             F_SETLEASE), which the kernel grants while
+                             nobody has the file open for writing and which
+                             holds off whoever then opens it for writing or
+                             truncates it; and only for a sealed file this
+                             process verified and that has not changed
+                             since (a file at least 2 s old when its
+                             fingerprint was taken). Else, or on a file
+                             system without leases, adj is read as
+                             always. The caller must call ember_graph_hold
+                             between its passes over the edges: it copies
+                             them out and lets a waiting writer go */
 } ember_graph_opts;
 
 typedef struct {
@@ -167,6 +183,18 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
  * to it. Weights are not saved. A graph that holds only some rows is
  * refused (EMBER_EINVAL). */
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
+
+/* For a graph loaded with opts.in_place, between passes over its edges
+ * (an iteration, say), and before its results are kept: EMBER_OK while
+ * its edges are still the bytes verified. When another process has opened
+ * the file for writing or asked to truncate it (held off meanwhile), the
+ * edges are copied into the graph's own memory (g->adj changes) and the
+ * writer let go; it waits for at most a pass. A pass (or a stop of this
+ * process) longer than /proc/sys/fs/lease-break-time lets the writer go on
+ * its own: then EMBER_ECORRUPT, the edges may have changed, and adj is
+ * NULL. EMBER_ENOMEM when the copy finds no memory. Any other graph:
+ * EMBER_OK, nothing done. */
+int ember_graph_hold(ember_graph *g, char *msg);
 
 void ember_graph_free(ember_graph **g);
 

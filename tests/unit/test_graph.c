@@ -13,6 +13,7 @@
 
 #include "testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -1310,9 +1311,8 @@ static void test_graph_lanes_refuse_changed_edges(void **state)
         ls->moved[17] = (ls->moved[17] + 1) % 100;
         for (int t = 1; t <= 3; t++) {
             ember_ctx *ctx = tu_ctx(t);
-            ember_graph *g = ember__calloc(ctx, 1, sizeof *g);
-            assert_non_null(g);
-            g->ctx = ctx;
+            ember_graph *g = NULL;
+            TU_OKM(ember__graph_new(&g, ctx, msg), msg);
             g->n = 100;
             ember__esource src = {.get = lane_get, .state = ls, .nblocks = 8, .group = 8,
                                   .fill = lane_fill, .done = lane_done, .max_pairs = 512};
@@ -2310,6 +2310,104 @@ static void test_graph_h5_write_read_back(void **state)
     free(row);
 }
 
+
+/* Whether the kernel grants this process a read lease on path (root, or
+ * the file's owner, on a file system with leases). The fcntl names are
+ * Linux's, which this test's POSIX level does not show. */
+#ifndef F_SETLEASE
+#define F_SETLEASE 1024
+#endif
+static int leases_work(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    int ok = fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0;
+    if (ok)
+        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* An open for writing that a lease holds off: it fails at once
+ * (O_NONBLOCK) and leaves the lease breaking. */
+static void writer_held_off(const char *path)
+{
+    int w = open(path, O_WRONLY | O_NONBLOCK);
+    assert_int_equal(w, -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+}
+
+/* opts.in_place: the sources of a sealed file this process verified and
+ * that has not changed since are mapped under a read lease, where the
+ * kernel grants one, and give the graph a read gives. A writer's open
+ * breaks the lease: ember_graph_hold copies the edges out and lets it go.
+ * A break the holder did not see within the break time fails the hold.
+ * Not mapped: a file not verified unchanged, or one open for writing. */
+static void test_graph_h5_in_place(void **state)
+{
+    (void)state;
+    FILE *f = fopen("inplace.el", "w");
+    assert_non_null(f);
+    uint64_t seed = 5;
+    for (int i = 0; i < 300000; i++)
+        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 20000),
+                (unsigned long long)(tu_rand(&seed) % 20000));
+    fclose(f);
+    ember_ctx *ctx = tu_ctx(2);
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = load(ctx, "inplace.el", NULL);
+    TU_OKM(ember_graph_save_h5(g, "inplace.h5", msg), msg);
+    ember_graph_free(&g);
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1}, in = pull;
+    in.in_place = 1;
+    ember_graph *want = load(ctx, "inplace.h5", &pull);
+    /* verified, but too new to be remembered as unchanged: read */
+    ember__fsum_memo_clear(2000000000LL);
+    uint64_t bytes = 0, hash = 0;
+    TU_OKM(ember_file_hash("inplace.h5", &bytes, &hash, msg), msg);
+    ember_graph *a = load(ctx, "inplace.h5", &in);
+    assert_null(ember__graph_box_of(a)->src.base);
+    assert_same_graph(want, a);
+    ember_graph_free(&a);
+    ember__fsum_memo_clear(0); /* any file counts as old enough */
+    TU_OKM(ember_file_hash("inplace.h5", &bytes, &hash, msg), msg);
+    int leases = leases_work("inplace.h5");
+    a = load(ctx, "inplace.h5", &in);
+    assert_int_equal(ember__graph_box_of(a)->src.base != NULL, leases);
+    assert_same_graph(want, a);
+    TU_OKM(ember_graph_hold(a, msg), msg);
+    if (leases) {
+        const uint32_t *mapped = a->adj;
+        writer_held_off("inplace.h5");
+        TU_OKM(ember_graph_hold(a, msg), msg);
+        assert_null(ember__graph_box_of(a)->src.base);
+        assert_true(a->adj != mapped);
+        assert_same_graph(want, a);
+        TU_OKM(ember_graph_hold(a, msg), msg);
+        int w = open("inplace.h5", O_WRONLY | O_NONBLOCK); /* let go */
+        assert_true(w >= 0);
+        ember_graph *b = load(ctx, "inplace.h5", &in); /* open for writing: read */
+        assert_null(ember__graph_box_of(b)->src.base);
+        assert_same_graph(want, b);
+        ember_graph_free(&b);
+        close(w);
+        b = load(ctx, "inplace.h5", &in);
+        ember__leased *l = &ember__graph_box_of(b)->src;
+        assert_non_null(l->base);
+        writer_held_off("inplace.h5");
+        l->held_at -= l->break_s + 1; /* as if the last hold were that long ago */
+        assert_int_equal(ember_graph_hold(b, msg), EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "inplace.h5");
+        TU_MSG_HAS(msg, "may have changed");
+        assert_null(b->adj);
+        assert_null(l->base);
+        ember_graph_free(&b);
+    }
+    ember__fsum_memo_clear(2000000000LL);
+    ember_graph_free(&a);
+    ember_graph_free(&want);
+    ember_ctx_destroy(&ctx);
+}
 /* Graph and array files are sealed with the whole-file checksum and
  * verified before libhdf5 parses them; adding to a sealed file seals it
  * again; a damaged one is refused for reading and for adding. */
@@ -2672,6 +2770,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graph_h5_write_array_attrs),
         cmocka_unit_test(test_graph_h5_write_attrs),
         cmocka_unit_test(test_graph_h5_write_read_back),
+        cmocka_unit_test(test_graph_h5_in_place),
         cmocka_unit_test(test_graph_h5_sealed_and_verified),
         cmocka_unit_test(test_graph_partition),
         cmocka_unit_test(test_graph_from_array_parts),
