@@ -108,7 +108,7 @@ static const ember_cli_program program = {
 };
 
 typedef struct {
-    const ember_graph *g;
+    ember_graph *g;
     ember_ctx *ctx;
     ember_ds *labels;        /* bound to the loop */
     int64_t *buf[2];
@@ -329,6 +329,9 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
         if (!rc) /* the ranks lowered any vertex's label: the least of them */
             rc = ember_allreduce_min_i64(s->ctx, f, s->g->n, msg);
     }
+    if (!rc) /* the edges read are still those verified (a graph read in
+                place); a writer waiting for the file gets it now */
+        rc = ember_graph_hold(s->g, msg);
     uint64_t changed = 0;
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx)) \
     reduction(+ : changed)
@@ -349,7 +352,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
     return changed == 0 ? EMBER_DONE : EMBER_OK;
 }
 
-static int init_state(cc *s, ember_ctx *ctx, const ember_graph *g,
+static int init_state(cc *s, ember_ctx *ctx, ember_graph *g,
                       const ember_cli *cli, char *msg)
 {
     memset(s, 0, sizeof *s);
@@ -557,7 +560,8 @@ int main(int argc, char **argv)
      * --verify: its serial check reads every row on rank 0. */
     ember_graph_opts go = {.format = (ember_graph_format)f, .undirected = 1,
                            .relabel = relabel, .degree_order = 1,
-                           .owned_rows = !cli.verify, .partitions = cli.partitions};
+                           .owned_rows = !cli.verify, .partitions = cli.partitions,
+                           .in_place = !cli.verify};
     double t0 = ember_cli_now();
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
@@ -588,6 +592,8 @@ int main(int argc, char **argv)
     if (!rc && cli.converged && cli.rank == 0 && forced &&
         (forced != 3 || (g->row_lo == 0 && g->row_hi == g->n)))
         rc = check_forced(&cli, forced, ctx, g, go, L, msg);
+    if (!rc) /* that check read the edges too */
+        rc = ember_graph_hold(g, msg);
     if (!rc && cli.output && cli.rank == 0) /* every rank holds L; rank 0 writes */
         rc = write_output(&cli, g, L, msg);
     if (!rc) { /* the result on stdout, the timings on stderr */
