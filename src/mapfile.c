@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -268,9 +269,11 @@ int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
     size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(at % page);
     void *base = MAP_FAILED;
     /* Taking a lease makes this process the description's owner, whom a
-     * break signals (SIGIO, which would end it): no owner, no signal; the
-     * holder polls instead. */
-    if (fcntl(own, F_SETLEASE, F_RDLCK) == 0 && fcntl(own, F_SETOWN, 0) == 0)
+     * break signals (SIGIO, which would end it): no owner once it is held,
+     * so no signal, and the holder polls instead; until then the signal a
+     * break sends is SIGURG, which is ignored unless handled. */
+    if (fcntl(own, F_SETSIG, SIGURG) == 0 && fcntl(own, F_SETLEASE, F_RDLCK) == 0 &&
+        fcntl(own, F_SETOWN, 0) == 0)
         base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, own, (off_t)(at - skip));
     if (base == MAP_FAILED) {
         (void)fcntl(own, F_SETLEASE, F_UNLCK);
