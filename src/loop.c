@@ -1103,6 +1103,21 @@ static int retire_file(const ember_loop *L, const char *path)
     return unlink(path);
 }
 
+/* This rank's check that the directory is still this run's (rank 0 holds
+ * the lock; other ranks pass): a lock file only removed is locked again,
+ * with a warning. */
+static int lock_check(ember_loop *L, char *msg)
+{
+    int remade = 0, rc = EMBER_OK;
+    if (L->dir && L->lock_fd >= 0 &&
+        (rc = ember__dir_lock_check(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd,
+                                    &remade, msg)) == EMBER_OK &&
+        remade)
+        warn(L, "ember: %s/" LOCK_NAME " was removed or replaced while this run held "
+                "the directory; locked again", L->dir);
+    return rc;
+}
+
 /* Keeps the newest `keep` files: this run's history first, then stale
  * ones. Under RESUME_NEVER the run owns the directory: once one of its own
  * checkpoints has committed, every file of an older run is retired, so a
@@ -1118,6 +1133,11 @@ static void retain(ember_loop *L)
     size_t n = 0, kept = 0;
     char emsg[EMBER_MSG_SIZE];
     if (!is_root(L)) /* rank 0's directory */
+        return;
+    /* Only in a directory this run still holds: a run that took it has
+     * checkpoints there that are not this run's to retire (this run finds
+     * out, and stops, at its next lock check) */
+    if (lock_check(L, emsg))
         return;
     if (list_ckpts(L, &e, &n, emsg)) {
         warn(L, "ember: retention: %s", emsg);
@@ -2406,13 +2426,7 @@ static int signalled(ember_loop *L)
  * the lock; the ranks agree). */
 static int lock_still_held(ember_loop *L, char *msg)
 {
-    int remade = 0, rc = EMBER_OK;
-    if (L->dir && L->lock_fd >= 0 &&
-        (rc = ember__dir_lock_check(L->dir, LOCK_NAME, "checkpoint dir", &L->lock_fd,
-                                    &remade, msg)) == EMBER_OK &&
-        remade)
-        warn(L, "ember: %s/" LOCK_NAME " was removed or replaced while this run held "
-                "the directory; locked again", L->dir);
+    int rc = lock_check(L, msg);
     return ranks(L) > 1 ? ember__comm_agree_status(L->ctx, rc, 0, msg) : rc;
 }
 

@@ -1688,6 +1688,54 @@ static void test_loop_lock_lost_during_write(void **unused)
     free_ctx(&ctx);
 }
 
+/* A run whose directory another run took meanwhile retires none of that
+ * run's checkpoints: a background write that committed after the other run
+ * took over was reaped, and its retention run there, before the lost lock
+ * was noticed (A's keep of 1 left B, which keeps 5, with its newest file
+ * only). */
+static void test_loop_lost_lock_retires_nothing(void **unused)
+{
+    (void)unused;
+    fresh_dir();
+    char msg[EMBER_MSG_SIZE], path[256];
+    ember_ctx *ctx = new_ctx();
+    double x[64] = {0}, y[64] = {0};
+    ember_loop *A = NULL, *B = NULL;
+    ember_loop_opts oa = {.dir = CKDIR, .quiet = 1, .every = 1, .keep = 1};
+    ember_loop_opts ob = {.dir = CKDIR, .quiet = 1, .every = 1, .keep = 5};
+    TU_OKM(ember_loop_create(&A, ctx, &oa, msg), msg);
+    TU_OK(ember_loop_bind_array(A, "x", EMBER_F64, x, 64));
+    uint64_t it = 0;
+    while (it < 3) {
+        TU_OKM(ember_loop_next(A, &it, msg), msg);
+        x[it % 64] += 1;
+    }
+    /* the write of `it` iterations starts at the next step; once it has
+     * committed (A has not reaped it), B takes the directory */
+    TU_OKM(ember_loop_next(A, &it, msg), msg);
+    ckpt_name(path, it);
+    for (int k = 0; k < 20000 && !exists(path); k++)
+        usleep(500);
+    assert_true(exists(path));
+    usleep(20000); /* past the commit's last steps */
+    assert_int_equal(unlink(CKDIR "/ember.lock"), 0);
+    TU_OKM(ember_loop_create(&B, ctx, &ob, msg), msg);
+    TU_OK(ember_loop_bind_array(B, "x", EMBER_F64, y, 64));
+    uint64_t bt = 0;
+    for (int k = 0; k < 4; k++)
+        TU_OKM(ember_loop_next(B, &bt, msg), msg);
+    TU_OKM(ember_loop_wait(B, msg), msg);
+    int before = count_ckpts();
+    assert_true(before >= 3);
+    int rc = ember_loop_next(A, &it, msg);
+    if (rc != EMBER_EBUSY)
+        fail_msg("A's next returned %d, not EMBER_EBUSY: %s", rc, msg);
+    assert_int_equal(count_ckpts(), before);
+    ember_loop_destroy(&A);
+    ember_loop_destroy(&B);
+    free_ctx(&ctx);
+}
+
 /* Many differing parameters: the list is cut after a whole item, and the
  * message still ends with what may be done about it. */
 static void test_loop_mismatch_long_list(void **unused)
@@ -3227,6 +3275,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_keeps_other_builds_files),
         cmocka_unit_test(test_loop_lock_file_removed),
         cmocka_unit_test(test_loop_lock_lost_during_write),
+        cmocka_unit_test(test_loop_lost_lock_retires_nothing),
         cmocka_unit_test(test_loop_tmp_swept),
         cmocka_unit_test(test_loop_require_none),
         cmocka_unit_test(test_loop_dir_is_file),
