@@ -849,11 +849,16 @@ static int shuffle_fits(ember_ctx *ctx, size_t parts, char *msg)
         most++;
     while (most > 0 && shuffle_bytes((double)most) > budget)
         most--;
+    /* in MB, with the decimals that tell the two apart */
+    double need = shuffle_bytes((double)parts) / 1e6, have = budget / 1e6;
+    int dec = 0;
+    while (dec < 6 && round(need * pow(10, dec)) <= round(have * pow(10, dec)))
+        dec++;
     snprintf(msg, EMBER_MSG_SIZE,
              "--partitions %zu: the shuffle plan keeps 16 bytes a pair of partitions a "
-             "round (%.0f MB), more than the memory budget (%.0f MB); give at most %zu, "
+             "round (%.*f MB), more than the memory budget (%.*f MB); give at most %zu, "
              "or another --plan",
-             parts, shuffle_bytes((double)parts) / 1e6, budget / 1e6, most);
+             parts, dec, need, dec, have, most);
     return EMBER_EINVAL;
 }
 

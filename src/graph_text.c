@@ -744,8 +744,20 @@ static void parse_chunk(chunk *c, const source *s, ember_ctx *ctx)
             return;
         if (take_edge(c, s, ctx, a, b, s->weighted ? &w : NULL, line))
             return;
-        /* most lines end right after the last number: no search */
-        p = p < end && *p == '\n' ? p + 1 : next_line(p, end);
+        /* most lines end right after the last number: no search; the
+         * columns ignored are still searched for a NUL */
+        if (p < end && *p == '\n') {
+            p++;
+            continue;
+        }
+        const char *eol = next_line(p, end);
+        if ((nul = memchr(p, '\0', (size_t)(eol - p)))) {
+            snprintf(c->err, sizeof c->err, "%s", nul_text);
+            c->status = EMBER_EFORMAT;
+            c->err_pos = (size_t)(nul - base);
+            return;
+        }
+        p = eol;
     }
 }
 

@@ -59,6 +59,17 @@ expect 2 "--source is required" --input ok.el "${out[@]}"
 # round's shuffle)
 expect 2 "--partitions 16777216: the shuffle plan keeps 16 bytes a pair of partitions" \
     --input ok.el --source 0 --plan shuffle --partitions 16777216 "${out[@]}"
+# one past the largest count it names: refused too, its two sizes told apart
+# (they both read 6319 MB once)
+most=$(sed -n 's/.*give at most \([0-9]*\),.*/\1/p' err.txt)
+expect 2 "--partitions $((most + 1)): the shuffle plan" \
+    --input ok.el --source 0 --plan shuffle --partitions $((most + 1)) "${out[@]}"
+sizes=$(sed -n 's/.*round (\([0-9.]*\) MB), more than the memory budget (\([0-9.]*\) MB).*/\1 \2/p' err.txt)
+read -r need have <<< "$sizes"
+if [ -z "$sizes" ] || [ "$need" = "$have" ]; then
+    echo "FAIL: the refusal of --partitions $((most + 1)) says equal sizes: $(cat err.txt)" >&2
+    failures=$((failures + 1))
+fi
 expect 2 "--source 3: ok.el has 3 vertices (0..2)" --input ok.el --source 3 "${out[@]}"
 expect 2 "--source: 99999999999 is out of range" --input ok.el --source 99999999999 "${out[@]}"
 expect 2 "--source" --input ok.el --source -1 "${out[@]}"

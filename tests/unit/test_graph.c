@@ -667,6 +667,12 @@ static void test_graph_text_file_kind_errors(void **state)
     load_fails("crnul.el", NULL, EMBER_EFORMAT, "crnul.el:1: a NUL byte in the line");
     write_bytes("comnul.el", "0 1\n# a\0\n", 9);
     load_fails("comnul.el", NULL, EMBER_EFORMAT, "comnul.el:2: a NUL byte in the line");
+    /* in a column that is ignored too (it was skipped unread), weighted or
+     * not */
+    write_bytes("nul3.el", "0 1\n2 3 x\0y\n", 13);
+    load_fails("nul3.el", NULL, EMBER_EFORMAT, "nul3.el:2: a NUL byte in the line");
+    write_bytes("nul4.el", "0 1 5 t\0\n", 10);
+    load_fails("nul4.el", &w, EMBER_EFORMAT, "nul4.el:1: a NUL byte in the line");
     write_file("nodes.el", "# Directed graph\n# Nodes: 99999999999 Edges: 1\n0 1\n");
     load_fails("nodes.el", NULL, EMBER_ERANGE, "nodes.el:2: the header states "
                "99999999999 vertices, more than the limit of");
