@@ -729,18 +729,26 @@ static void assert_same_graph(const ember_graph *a, const ember_graph *b)
         assert_memory_equal(a->weights, b->weights, a->m * 8);
 }
 
+/* An edge list of `lines` random edges (seed): sources below n, targets
+ * r % spread % n (so skewed to low ids when spread > n); duplicates and
+ * self-loops included. The file is left open for more lines. */
+static FILE *random_el(const char *path, uint64_t seed, int lines, uint64_t n,
+                       uint64_t spread)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < lines; i++)
+        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % n),
+                (unsigned long long)(tu_rand(&seed) % spread % n));
+    return f;
+}
+
 /* ---- determinism ------------------------------------------------------------------- */
 
 static void test_graph_same_for_any_thread_count(void **state)
 {
     (void)state;
-    FILE *f = fopen("rand.el", "w");
-    assert_non_null(f);
-    uint64_t seed = 7;
-    for (int i = 0; i < 300000; i++)
-        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 5000),
-                (unsigned long long)(tu_rand(&seed) % 20000 % 5000));
-    fclose(f);
+    fclose(random_el("rand.el", 7, 300000, 5000, 20000));
     ember_graph_opts o = {.by_destination = 1, .degree_order = 1};
     ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
     ember_graph *a = load(c1, "rand.el", &o), *b = load(c3, "rand.el", &o);
@@ -1451,13 +1459,8 @@ static void save_csr_only(const ember_graph *g, const char *file)
 static void test_graph_h5_pull_layout_stored(void **state)
 {
     (void)state;
-    FILE *f = fopen("pull.el", "w");
-    assert_non_null(f);
-    uint64_t seed = 11;
-    for (int i = 0; i < 200000; i++) /* duplicates, self-loops, isolated tails */
-        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 3000),
-                (unsigned long long)(tu_rand(&seed) % 9000 % 3000));
-    fprintf(f, "3500 3500\n");
+    FILE *f = random_el("pull.el", 11, 200000, 3000, 9000);
+    fprintf(f, "3500 3500\n"); /* isolated tails */
     fclose(f);
     ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
     char msg[EMBER_MSG_SIZE];
@@ -1524,13 +1527,7 @@ static void poke_u32(const char *file, const char *path, hsize_t at, uint32_t v)
 static void test_graph_h5_pull_layout_undirected(void **state)
 {
     (void)state;
-    FILE *f = fopen("sym.el", "w");
-    assert_non_null(f);
-    uint64_t seed = 5;
-    for (int i = 0; i < 100000; i++) /* duplicates, self-loops */
-        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 2000),
-                (unsigned long long)(tu_rand(&seed) % 7000 % 2000));
-    fclose(f);
+    fclose(random_el("sym.el", 5, 100000, 2000, 7000));
     ember_ctx *c1 = tu_ctx(1), *c3 = tu_ctx(3);
     char msg[EMBER_MSG_SIZE];
     ember_graph_opts und = {.undirected = 1};
@@ -2352,13 +2349,7 @@ static void writer_held_off(const char *path)
 static void test_graph_h5_in_place(void **state)
 {
     (void)state;
-    FILE *f = fopen("inplace.el", "w");
-    assert_non_null(f);
-    uint64_t seed = 5;
-    for (int i = 0; i < 300000; i++)
-        fprintf(f, "%llu %llu\n", (unsigned long long)(tu_rand(&seed) % 20000),
-                (unsigned long long)(tu_rand(&seed) % 20000));
-    fclose(f);
+    fclose(random_el("inplace.el", 5, 300000, 20000, 20000));
     ember_ctx *ctx = tu_ctx(2);
     char msg[EMBER_MSG_SIZE];
     ember_graph *g = load(ctx, "inplace.el", NULL);
