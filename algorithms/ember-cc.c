@@ -560,13 +560,15 @@ int main(int argc, char **argv)
      * --verify: its serial check reads every row on rank 0. */
     ember_graph_opts go = {.format = (ember_graph_format)f, .undirected = 1,
                            .relabel = relabel, .degree_order = 1,
-                           .owned_rows = !cli.verify, .partitions = cli.partitions,
-                           .in_place = !cli.verify};
+                           .owned_rows = !cli.verify, .partitions = cli.partitions};
     double t0 = ember_cli_now();
     rc = ember_cli_ctx(&ctx, &cli, msg);
+    /* in place (held after each iteration and after check_forced), but
+     * for --verify, which reads the edges after the output */
+    const char *in = ember_cli_input_load(&cli, "input", cli.input);
     if (!rc)
-        rc = ember_graph_load(&g, ctx, ember_cli_input_load(&cli, "input", cli.input), &go,
-                              msg);
+        rc = cli.verify ? ember_graph_load(&g, ctx, in, &go, msg)
+                        : ember_graph_load_in_place(&g, ctx, in, &go, msg);
     cli.load_seconds = ember_cli_now() - t0;
     if (!rc)
         rc = init_state(&s, ctx, g, &cli, msg);

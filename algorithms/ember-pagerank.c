@@ -577,8 +577,12 @@ static int load_graph(ember_graph **g, ember_ctx *ctx, const ember_cli *cli,
     ember_graph_opts o = {.format = (ember_graph_format)f, .undirected = undirected,
                           .relabel = relabel, .by_destination = 1,
                           .degree_order = order == 0, .owned_rows = !cli->verify,
-                          .partitions = cli->partitions, .in_place = !cli->verify};
-    return ember_graph_load(g, ctx, ember_cli_input_load(cli, "input", cli->input), &o, msg);
+                          .partitions = cli->partitions};
+    /* in place (step holds it after each pull), but for --verify, which
+     * reads the edges after the output */
+    const char *in = ember_cli_input_load(cli, "input", cli->input);
+    return cli->verify ? ember_graph_load(g, ctx, in, &o, msg)
+                       : ember_graph_load_in_place(g, ctx, in, &o, msg);
 }
 
 static int init_state(pr *s, ember_ctx *ctx, ember_graph *g,

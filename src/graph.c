@@ -1235,8 +1235,9 @@ static int keep_owned_rows(ember_graph *g, const ember_graph_opts *opts, char *m
     return EMBER_OK;
 }
 
-int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
-                     const ember_graph_opts *opts, char *msg)
+/* ember_graph_load, and ember_graph_load_in_place with in_place. */
+static int load(ember_graph **out, ember_ctx *ctx, const char *path,
+                const ember_graph_opts *opts, int in_place, char *msg)
 {
     ember_graph_opts defaults = {0};
     ember__msg_clear(msg);
@@ -1249,6 +1250,7 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
     int rc = ember__graph_new(&g, ctx, msg);
     if (rc)
         return rc;
+    ember__graph_box_of(g)->in_place = in_place;
     ember_graph_format f = opts->format ? opts->format : ember_graph_format_of(path);
     /* relabel reads ids from text: taken silently elsewhere, it was
      * recorded as done (ember-convert's relabel=1) and did nothing */
@@ -1279,6 +1281,18 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
         ember_graph_free(&g);
     *out = g;
     return rc;
+}
+
+int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
+                     const ember_graph_opts *opts, char *msg)
+{
+    return load(out, ctx, path, opts, 0, msg);
+}
+
+int ember_graph_load_in_place(ember_graph **out, ember_ctx *ctx, const char *path,
+                              const ember_graph_opts *opts, char *msg)
+{
+    return load(out, ctx, path, opts, 1, msg);
 }
 
 typedef struct {

@@ -416,10 +416,10 @@ static int pread_pull(int64_t fid, const char *file, pull_array *a, int threads,
     return shrank ? ember__graph_shrank(msg, file) : EMBER_OK;
 }
 
-/* opts.in_place (ember/graph.h): the sources (src, located, all m of
- * them) mapped from the file under a read lease instead of read, when the
- * kernel grants one and the file, once it is held, is still the sealed
- * file this process verified. Then g->adj is the mapping and src is not
+/* ember_graph_load_in_place (ember/graph.h): the sources (src, located,
+ * all m of them) mapped from the file under a read lease instead of read,
+ * when the kernel grants one and the file, once it is held, is still the
+ * sealed file this process verified. Then g->adj is the mapping and src is not
  * read (check_pull checks its values). Else nothing changes. */
 static void map_sources(ember_graph *g, hid_t fid, const char *file, pull_array *src)
 {
@@ -657,7 +657,7 @@ static int load_pull(ember_graph *g, hid_t fid, const char *path,
         {"/csr/pull/perm", H5T_STD_U32LE, H5T_NATIVE_UINT32, n, 4, g->perm, 0, 0, n}};
     rc = locate_pull(fid, path, a, msg);
     ember__h5_unlock(); /* the reads need no HDF5 */
-    if (!rc && !rows && opts->in_place && ember__comm_size(ctx) == 1)
+    if (!rc && !rows && ember__graph_box_of(g)->in_place && ember__comm_size(ctx) == 1)
         map_sources(g, fid, path, &a[1]);
     int bad_src = 0;
     if (!rc)

@@ -97,10 +97,12 @@ int ember__graph_load_h5(ember_graph *g, const char *path,
 double ember__graph_now(void);
 
 /* What a graph holds besides its public fields (every ember_graph is the
- * first member of one): the sources read in place (opts.in_place), and the
- * file they are in, for ember_graph_hold's messages. */
+ * first member of one): whether its load may read in place
+ * (ember_graph_load_in_place), the sources so read, and the file they are
+ * in, for ember_graph_hold's messages. */
 typedef struct {
     ember_graph g;
+    int in_place;
     ember__leased src;        /* base NULL: adj is the graph's own memory */
     char file[4096];
 } ember__graph_box;

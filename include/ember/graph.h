@@ -99,22 +99,6 @@ typedef struct {
     size_t partitions;    /* with owned_rows: the partition count the
                              program will pass to ember_graph_partition
                              (0: its default) */
-    int in_place;         /* when the stored pull layout is read whole on
-                             one process (see owned_rows), map its sources
-                             (adj) from the file instead of reading them:
-                             no copy, and the pages are the page cache's.
-                             Taken only under a read lease (fcntl
-                             F_SETLEASE), which the kernel grants while
-                             nobody has the file open for writing and which
-                             holds off whoever then opens it for writing or
-                             truncates it; and only for a sealed file this
-                             process verified and that has not changed
-                             since (a file at least 2 s old when its
-                             fingerprint was taken). Else, or on a file
-                             system without leases, adj is read as
-                             always. The caller must call ember_graph_hold
-                             between its passes over the edges: it copies
-                             them out and lets a waiting writer go */
 } ember_graph_opts;
 
 typedef struct {
@@ -170,6 +154,20 @@ int ember_graph_format_parse(const char *name);
 int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
                      const ember_graph_opts *opts, char *msg);
 
+/* ember_graph_load, but when the stored pull layout is read whole on one
+ * process (see owned_rows), its sources (adj) are mapped from the file
+ * instead of read: no copy, and the pages are the page cache's. Only under
+ * a read lease (fcntl F_SETLEASE), which the kernel grants while nobody
+ * has the file open for writing and which holds off whoever then opens it
+ * for writing or truncates it; and only for a sealed file this process
+ * verified and that has not changed since (a file at least 2 s old when
+ * its fingerprint was taken, ember_file_hash). Else, or on a file system
+ * without leases, adj is read as ember_graph_load reads it. The caller
+ * must call ember_graph_hold between its passes over the edges: it copies
+ * them out and lets a waiting writer go. */
+int ember_graph_load_in_place(ember_graph **out, ember_ctx *ctx, const char *path,
+                              const ember_graph_opts *opts, char *msg);
+
 /* Builds a graph from m edges src[i] -> dst[i] over n vertices (dense
  * labels below n). The arrays are only read. opts->relabel, format and
  * weighted are ignored (the graph has no weights). */
@@ -184,8 +182,8 @@ int ember_graph_from_edges(ember_graph **out, ember_ctx *ctx, uint64_t n,
  * refused (EMBER_EINVAL). */
 int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
 
-/* For a graph loaded with opts.in_place, between passes over its edges
- * (an iteration, say), and before its results are kept: EMBER_OK while
+/* For a graph loaded with ember_graph_load_in_place, between passes over
+ * its edges (an iteration, say), and before its results are kept: EMBER_OK while
  * its edges are still the bytes verified. When another process has opened
  * the file for writing or asked to truncate it (held off meanwhile), the
  * edges are copied into the graph's own memory (g->adj changes) and the

@@ -38,6 +38,15 @@ static ember_graph *load(ember_ctx *ctx, const char *path, const ember_graph_opt
     return g;
 }
 
+static ember_graph *load_in_place(ember_ctx *ctx, const char *path,
+                                  const ember_graph_opts *o)
+{
+    char msg[EMBER_MSG_SIZE];
+    ember_graph *g = NULL;
+    TU_OKM(ember_graph_load_in_place(&g, ctx, path, o, msg), msg);
+    return g;
+}
+
 /* Loads and expects status rc with `part` in the message. */
 static void load_fails(const char *path, const ember_graph_opts *o, int rc,
                        const char *part)
@@ -2347,7 +2356,7 @@ static void writer_held_off(const char *path)
     assert_int_equal(errno, EWOULDBLOCK);
 }
 
-/* opts.in_place: the sources of a sealed file this process verified and
+/* ember_graph_load_in_place: the sources of a sealed file this process verified and
  * that has not changed since are mapped under a read lease, where the
  * kernel grants one, and give the graph a read gives. A writer's open
  * breaks the lease: ember_graph_hold copies the edges out and lets it go.
@@ -2362,21 +2371,20 @@ static void test_graph_h5_in_place(void **state)
     ember_graph *g = load(ctx, "inplace.el", NULL);
     TU_OKM(ember_graph_save_h5(g, "inplace.h5", msg), msg);
     ember_graph_free(&g);
-    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1}, in = pull;
-    in.in_place = 1;
+    ember_graph_opts pull = {.by_destination = 1, .degree_order = 1};
     ember_graph *want = load(ctx, "inplace.h5", &pull);
     /* verified, but too new to be remembered as unchanged: read */
     ember__fsum_memo_clear(2000000000LL);
     uint64_t bytes = 0, hash = 0;
     TU_OKM(ember_file_hash("inplace.h5", &bytes, &hash, msg), msg);
-    ember_graph *a = load(ctx, "inplace.h5", &in);
+    ember_graph *a = load_in_place(ctx, "inplace.h5", &pull);
     assert_null(ember__graph_box_of(a)->src.base);
     assert_same_graph(want, a);
     ember_graph_free(&a);
     ember__fsum_memo_clear(0); /* any file counts as old enough */
     TU_OKM(ember_file_hash("inplace.h5", &bytes, &hash, msg), msg);
     int leases = leases_work("inplace.h5");
-    a = load(ctx, "inplace.h5", &in);
+    a = load_in_place(ctx, "inplace.h5", &pull);
     assert_int_equal(ember__graph_box_of(a)->src.base != NULL, leases);
     assert_same_graph(want, a);
     TU_OKM(ember_graph_hold(a, msg), msg);
@@ -2390,12 +2398,12 @@ static void test_graph_h5_in_place(void **state)
         TU_OKM(ember_graph_hold(a, msg), msg);
         int w = open("inplace.h5", O_WRONLY | O_NONBLOCK); /* let go */
         assert_true(w >= 0);
-        ember_graph *b = load(ctx, "inplace.h5", &in); /* open for writing: read */
+        ember_graph *b = load_in_place(ctx, "inplace.h5", &pull); /* open for writing: read */
         assert_null(ember__graph_box_of(b)->src.base);
         assert_same_graph(want, b);
         ember_graph_free(&b);
         close(w);
-        b = load(ctx, "inplace.h5", &in);
+        b = load_in_place(ctx, "inplace.h5", &pull);
         ember__leased *l = &ember__graph_box_of(b)->src;
         assert_non_null(l->base);
         writer_held_off("inplace.h5");
