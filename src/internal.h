@@ -611,6 +611,9 @@ typedef struct {
 /* Errors name path: EMBER_ENOTFOUND, EMBER_EFORMAT (not a regular file),
  * EMBER_EEMPTY, EMBER_EIO. */
 int ember__map_file(ember__mapped *m, const char *path, char *msg);
+/* The same for the file open as fd, which the mapping then owns (closed
+ * by ember__unmap_file, or here on an error); path names it in errors. */
+int ember__map_fd(ember__mapped *m, int fd, const char *path, char *msg);
 /* 1 once a read of the mapping found the file shorter than mapped, or
  * the file is shorter now. */
 int ember__map_shrank(const ember__mapped *m);
@@ -741,6 +744,9 @@ unsigned long ember__fsum_memo_hits(void);
 void ember__fsum_memo_clear(long long age_ns);
 /* Tests: how many whole files ember__fsum_check has hashed to verify. */
 unsigned long ember__fsum_checks_hashed(void);
+/* Tests: called on the hashing thread after each piece (1 MiB) that a
+ * pass over a mapped file fed to a hash (filesum.c, hash_mapped). */
+extern void (*ember__fsum_piece_hook)(uint64_t piece);
 
 /* ---- HDF5 layer (h5io.c) --------------------------------------------------- */
 

@@ -132,6 +132,11 @@ static int64_t stat_ns(const struct timespec *t)
     return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
 }
 
+/* Where a mapping of a file of 2 MiB or more starts: a multiple of a huge
+ * page. GAPBS's scale-20 .el (436 MB, page cached) hashed from a mapping
+ * 4 KiB past one: 0.042 s; from one at a multiple: 0.025-0.027 s. */
+#define MAP_ALIGN ((size_t)2 << 20)
+
 /* The bytes mapped for a file of `size`: whole pages, at least one byte
  * more, so that data[size] is 0 (the rest of the file's last page, or an
  * anonymous page after it) and text parsers may stop at a NUL as in a
@@ -150,6 +155,12 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg)
         return errno == ENOENT || errno == ENOTDIR
                    ? ember__err(msg, EMBER_ENOTFOUND, "%s: no such file", path)
                    : ember__err(msg, EMBER_EIO, "%s: %s", path, strerror(errno));
+    return ember__map_fd(m, fd, path, msg);
+}
+
+int ember__map_fd(ember__mapped *m, int fd, const char *path, char *msg)
+{
+    *m = (ember__mapped){.slot = -1, .fd = -1};
     struct stat st;
     int rc = EMBER_OK;
     if (fstat(fd, &st) != 0)
@@ -159,16 +170,27 @@ int ember__map_file(ember__mapped *m, const char *path, char *msg)
     else if (st.st_size == 0)
         rc = ember__err(msg, EMBER_EEMPTY, "%s: empty file", path);
     if (!rc) {
-        /* the file over the start of a zeroed span one byte longer */
-        size_t size = (size_t)st.st_size;
-        void *span = mmap(NULL, map_span(size), PROT_READ,
+        /* the file over the start of a zeroed span one byte longer, at a
+         * multiple of 2 MiB: the kernel then maps whole 2 MiB folios of
+         * the page cache with one entry each (the slack around it is
+         * given back) */
+        size_t size = (size_t)st.st_size, align = size >= MAP_ALIGN ? MAP_ALIGN : 0;
+        char *room = mmap(NULL, map_span(size) + align, PROT_READ,
                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        void *p = span == MAP_FAILED
+        char *span = room;
+        if (room != MAP_FAILED && align) {
+            span = (char *)(((uintptr_t)room + align - 1) & ~(uintptr_t)(align - 1));
+            if (span > room)
+                munmap(room, (size_t)(span - room));
+            if (room + align > span)
+                munmap(span + map_span(size), (size_t)(room + align - span));
+        }
+        void *p = room == MAP_FAILED
                       ? MAP_FAILED
                       : mmap(span, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
         if (p == MAP_FAILED) {
             rc = ember__err(msg, EMBER_EIO, "%s: cannot map: %s", path, strerror(errno));
-            if (span != MAP_FAILED)
+            if (room != MAP_FAILED)
                 munmap(span, map_span(size));
         } else {
             madvise(p, size, MADV_SEQUENTIAL);

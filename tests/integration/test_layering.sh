@@ -13,7 +13,7 @@ command -v nm > /dev/null || { echo "FAIL: nm is not installed" >&2; exit 1; }
 # streams, graphs, text, the context) sit above every floor: the engine
 # never calls them.
 declare -A floor=(
-    [util]=0 [type]=0 [filesum]=0 [comm]=0 [dirlock]=0 [h5edit]=0
+    [util]=0 [type]=0 [filesum]=0 [comm]=0 [dirlock]=0 [h5edit]=0 [mapfile]=0
     [store]=1 [h5io]=1 [ckptfile]=1 [ckptpar]=1
     [ds]=2 [lineage]=2
     [exec]=3 [shuffle]=3

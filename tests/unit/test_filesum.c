@@ -307,20 +307,25 @@ static void test_filesum_file_hash_values(void **state)
     unlink("p.h5");
 }
 
-/* The threads share the reads, each hash still sees the bytes in order:
- * the same values for 1 to 4 threads, for sizes around the 512-byte block
- * and the 256 KiB chunks, and beyond the ring of 8 chunks; a sealed file
- * verifies (is remembered) with any count, and a flipped byte far into it
- * does not. */
+static void sealed_hash_threads(size_t doubles);
+
+/* The threads share the reads (or each hash reads a mapping), each hash
+ * still sees the bytes in order: the same values for 1 to 4 threads, for
+ * sizes around the 512-byte block and the 256 KiB chunks, beyond the ring
+ * of 8 chunks, and around the 4 MiB from which a file is mapped and its
+ * 1 MiB pieces; a sealed file, read or mapped, verifies (is remembered)
+ * with any count, and a flipped byte far into it does not. */
 static void test_filesum_file_hash_threads(void **state)
 {
     (void)state;
     char msg[EMBER_MSG_SIZE];
-    const size_t K = 256 << 10;
-    const size_t sizes[] = {0, 1, 511, 512, 513, K - 1, K, K + 1, 9 * K + 777};
-    unsigned char *w = malloc(9 * K + 777);
+    const size_t K = 256 << 10, M = 4 * K;
+    const size_t sizes[] = {0,     1,     511,     512,          513,
+                            K - 1, K,     K + 1,   9 * K + 777,  4 * M - 1,
+                            4 * M, 4 * M + 1,      6 * M + 777};
+    unsigned char *w = malloc(6 * M + 777);
     assert_non_null(w);
-    for (size_t i = 0; i < 9 * K + 777; i++)
+    for (size_t i = 0; i < 6 * M + 777; i++)
         w[i] = (unsigned char)(i * 2654435761u >> 13);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         tu_spit("t.bin", w, sizes[s]);
@@ -333,10 +338,18 @@ static void test_filesum_file_hash_threads(void **state)
     }
     free(w);
     unlink("t.bin");
+    /* 3.2 MB (13 chunks, read) and 5.6 MB (mapped) */
+    sealed_hash_threads(400000);
+    sealed_hash_threads(700000);
+}
 
-    make_sealed("t.h5", 400000); /* 3.2 MB: 13 chunks */
+static void sealed_hash_threads(size_t doubles)
+{
+    char msg[EMBER_MSG_SIZE];
+    const size_t K = 256 << 10;
+    make_sealed("t.h5", doubles);
     size_t size;
-    w = tu_slurp("t.h5", &size);
+    unsigned char *w = tu_slurp("t.h5", &size);
     ember__fsum_memo_clear(0);
     for (int t = 1; t <= 4; t++) {
         uint64_t bytes = 0, h = 0;
@@ -435,6 +448,66 @@ static void test_filesum_file_hash_verifies_once(void **state)
     unlink("o.h5");
 }
 
+/* A file cut or lengthened while a hash reads it from a mapping: no
+ * SIGBUS, and the result is what a read of the file then finds (the pass
+ * is done again through reads), for the fingerprint on one and two
+ * threads and for the check of a sealed file. */
+static const char *change_file;
+static off_t change_to;
+static _Atomic int change_once;
+
+static void change_after_piece(uint64_t piece)
+{
+    int first = 0;
+    if (piece == 1 && atomic_compare_exchange_strong(&change_once, &first, 1))
+        assert_int_equal(truncate(change_file, change_to), 0);
+}
+
+static void test_filesum_file_changed_while_mapped(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    const size_t M = 1 << 20, size = 6 * M + 777;
+    unsigned char *w = calloc(size + 100, 1);
+    assert_non_null(w);
+    for (size_t i = 0; i < size; i++)
+        w[i] = (unsigned char)(i * 2654435761u >> 11);
+    const off_t to[] = {3 * M + 5, (off_t)size + 100};
+    for (int k = 0; k < 2; k++)
+        for (int t = 1; t <= 2; t++) {
+            tu_spit("c.bin", w, size);
+            change_file = "c.bin", change_to = to[k];
+            atomic_store(&change_once, 0);
+            ember__fsum_piece_hook = change_after_piece;
+            uint64_t bytes = 0, h = 0;
+            int rc = ember_file_hash_threads("c.bin", t, &bytes, &h, msg);
+            ember__fsum_piece_hook = NULL;
+            TU_OKM(rc, msg);
+            assert_int_equal(atomic_load(&change_once), 1); /* it was mapped */
+            assert_int_equal(bytes, (uint64_t)to[k]);
+            assert_true(h == XXH3_64bits(w, (size_t)to[k])); /* zeros past the end */
+        }
+    free(w);
+    unlink("c.bin");
+
+    make_sealed("c.h5", 700000);
+    for (int k = 0; k < 2; k++) {
+        struct stat st;
+        assert_int_equal(stat("c.h5", &st), 0);
+        change_file = "c.h5", change_to = k ? st.st_size + 100 : st.st_size / 2;
+        atomic_store(&change_once, 0);
+        ember__fsum_piece_hook = change_after_piece;
+        int rc = ember__fsum_check("c.h5", msg);
+        ember__fsum_piece_hook = NULL;
+        assert_int_equal(atomic_load(&change_once), 1);
+        assert_int_equal(rc, EMBER_ECORRUPT);
+        TU_MSG_HAS(msg, "c.h5");
+        TU_MSG_HAS(msg, "changed size while being verified");
+        make_sealed("c.h5", 700000);
+    }
+    unlink("c.h5");
+}
+
 /* ember__pread_full and ember__copy give the same bytes whatever the
  * buffer's place against the file's offset (or the source's), the slow
  * places (1-63 bytes past, modulo 4 KiB) that go through the bounce buffer
@@ -494,6 +567,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_file_hash_values),
         cmocka_unit_test(test_filesum_file_hash_threads),
         cmocka_unit_test(test_filesum_file_hash_verifies_once),
+        cmocka_unit_test(test_filesum_file_changed_while_mapped),
         cmocka_unit_test(test_filesum_pread_and_copy_any_alignment),
     };
     if (argc > 1)
