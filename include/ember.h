@@ -276,10 +276,13 @@ int ember_from_array(ember_ds **out, ember_ctx *ctx, const ember_type *type,
 /* The size and XXH3-64 hash of every byte of a file, read once: what the
  * programs record as an input's content fingerprint. A file ember wrote
  * with a whole-file checksum (docs/checkpoint-format.md) is verified in
- * the same pass; one that verifies, and was last changed at least 2 s
- * before, is remembered by this process, and a later load of it that
- * finds it unchanged (same device, inode, size, mtime, ctime and header
- * hash) does not read it again to verify it. A file that fails to verify
+ * the same pass; one that verifies, was last changed at least 2 s
+ * before, and on which the pass held a read lease throughout (so nobody
+ * had it open for writing or mapped writable: a file of this user on a
+ * local file system, see ember_graph_load_in_place), is remembered by this
+ * process, and a later load of it that finds it unchanged (same device,
+ * inode, size, mtime, ctime and header hash) does not read it again to
+ * verify it. A file that fails to verify
  * is no error here (its load reports it). EMBER_ENOTFOUND, EMBER_EIO
  * (msg names the file), EMBER_ENOMEM. */
 int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg);

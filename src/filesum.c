@@ -38,7 +38,9 @@
  * the header's hash is the remembered one. Only a file whose mtime and
  * ctime were both at least 2 s older than the start of the pass is
  * remembered (git's "racy file" rule): a write after the pass then moves
- * a time stamp even on a file system with coarse time stamps.
+ * a time stamp even on a file system with coarse time stamps. And only
+ * one on which the pass held a read lease throughout (see
+ * ember_file_hash_threads).
  */
 #include "internal.h"
 
@@ -747,6 +749,14 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
     else if (S_ISREG(st0.st_mode) && st0.st_size >= EMBER__FSUM_BLOCK &&
              ember__pread_full(fd, block, sizeof block, 0) == (long long)sizeof block)
         sealed = check_block(path, block, (uint64_t)st0.st_size, scratch) == EMBER_OK;
+    /* The file is remembered only when no one could have written it during
+     * the pass: a read lease held from before it to after it. A writer
+     * that keeps a writable shared mapping changes the bytes with stores
+     * into pages it has already dirtied, which move no time stamp; the
+     * kernel grants no lease while such a mapping exists, and once the
+     * lease was held, any writer must map or open the file anew, and its
+     * first store or write moves the change time that the memo keeps. */
+    int leased = sealed && ember__lease_take(fd);
     /* more threads than chunk slots (plus the two hashes) find no work */
     if (threads <= 0)
         threads = omp_get_max_threads();
@@ -762,8 +772,8 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
         *bytes = n;
         *xxh3 = XXH3_64bits_digest(&all);
     }
-    if (rc == EMBER_OK && sealed && n == get_le(block + OFF_LENGTH, 8) &&
-        fstat(fd, &st1) == 0 && same_file(&st0, &st1) &&
+    if (rc == EMBER_OK && leased && ember__lease_whole(fd) &&
+        n == get_le(block + OFF_LENGTH, 8) && fstat(fd, &st1) == 0 && same_file(&st0, &st1) &&
         ns_of(st1.st_mtim) <= ns_of(start) - memo_age_ns &&
         ns_of(st1.st_ctim) <= ns_of(start) - memo_age_ns) {
         XXH128_canonical_t c;

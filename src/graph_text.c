@@ -837,13 +837,19 @@ static int mtx_size_line(source *s, const char *line, uint64_t no, char *msg)
     return EMBER_OK;
 }
 
-/* The header's lines are read whole, so a bare CR is looked for here. */
+/* The header's lines are read whole, as C strings, so a bare CR and a NUL
+ * (which would end the string early, and what follows go unread) are
+ * looked for here. */
 static int mtx_line(const source *s, size_t *pos, uint64_t no, char *line,
                     size_t size, char *msg)
 {
-    if (bare_cr(s->map.data + *pos, s->map.data + s->map.size))
+    const char *p = s->map.data + *pos, *end = s->map.data + s->map.size;
+    if (bare_cr(p, end))
         return ember__err(msg, EMBER_EFORMAT, "%s:%llu: %s", s->path,
                           (unsigned long long)no, bare_cr_text);
+    if (memchr(p, '\0', (size_t)(next_line(p, end) - p)))
+        return ember__err(msg, EMBER_EFORMAT, "%s:%llu: %s", s->path,
+                          (unsigned long long)no, nul_text);
     take_line(s, pos, line, size);
     return EMBER_OK;
 }

@@ -635,18 +635,27 @@ typedef struct {
     int slot;         /* its SIGBUS guard, or -1 */
     double held_at;   /* CLOCK_BOOTTIME seconds of the last poll that saw it whole */
     double break_s;   /* the lease break time, less a second */
+    int64_t stamp[3]; /* the file's size, mtime and ctime (ns) once leased */
 } ember__leased;
 int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len);
 /* Between passes over the bytes: EMBER__LEASE_HELD, the bytes are those
  * mapped; EMBER__LEASE_BREAKING, someone waits to write or truncate the
  * file, and the bytes stay those mapped for *left more seconds, in which
- * the caller copies what it needs and calls ember__lease_unmap;
- * EMBER__LEASE_LOST, they may have changed (the break time ran out since
- * the last poll that saw the lease whole, or the file shrank). */
+ * the caller copies what it needs, polls again to see that they stayed,
+ * and calls ember__lease_unmap; EMBER__LEASE_LOST, they may have changed
+ * (the break time ran out since the last poll that saw the lease whole,
+ * the file shrank, or, the lease broken, its size or times moved since
+ * the map). */
 enum { EMBER__LEASE_HELD, EMBER__LEASE_BREAKING, EMBER__LEASE_LOST };
 int ember__lease_poll(ember__leased *l, double *left);
 /* Unmaps and lets go of the lease (a waiting writer goes on). */
 void ember__lease_unmap(ember__leased *l);
+/* A read lease on the description fd (opened read-only) when its file
+ * system is one where a lease holds off every writer, without a signal
+ * to follow a break: 1 when held. ember__lease_whole: 1 while no break
+ * has begun. Closing fd lets go. */
+int ember__lease_take(int fd);
+int ember__lease_whole(int fd);
 
 /* ---- whole-file checksum (filesum.c) ------------------------------------- */
 

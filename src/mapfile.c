@@ -29,6 +29,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <linux/magic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,10 +255,23 @@ void ember__unmap_file(ember__mapped *m)
  * saw the lease whole, which leaves the holder the time to copy them out
  * and let go. Past it the lease may be gone and the file written. No
  * lease (the file open for writing somewhere, another user's file without
- * CAP_LEASE, a file system without leases, leases disabled, a break time
- * under 3 s): no mapping, and the caller reads instead. The mapping is
- * guarded like ember__map_file's: a file truncated once the lease is gone
- * gives zeros, not SIGBUS, and the poll says it is lost. */
+ * CAP_LEASE, a file system not on the list of lease_fs_local, leases
+ * disabled, a break time under 3 s): no mapping, and the caller reads
+ * instead. The mapping is guarded like ember__map_file's: a file truncated
+ * once the lease is gone gives zeros, not SIGBUS, and the poll says it is
+ * lost.
+ *
+ * The clock alone does not decide that the bytes are whole: the break time
+ * is the sysctl's when a break begins, which may be lower than it was at
+ * the map (a poll reads it again), and a stop of the process outlasts any.
+ * So once a break has begun, a poll also compares the file's size,
+ * modification and change times with those at the map. A write(2), a
+ * truncation, a hole punched, and the first store through a new writable
+ * mapping all move the change time before their bytes land, and the file
+ * was last changed at least 2 s before the map (ember__fsum_vouched), so
+ * a time that has not moved means no bytes have. (While the lease is
+ * whole, nobody can have written: a time moved then is a rename, a link
+ * or a touch, and changes nothing. During a break it counts as a write.) */
 
 static double boot_seconds(void)
 {
@@ -277,6 +292,62 @@ static int lease_break_time(void)
     return secs > 0 ? secs : 0;
 }
 
+/* Whether the file open as fd lies on a file system whose every write
+ * passes through this kernel, so that a lease holds off every writer: the
+ * local ones listed. Not FUSE, NFS, SMB, Ceph, Lustre, GPFS, 9P...: their
+ * kernels grant a lease too, but a write made behind the FUSE daemon or
+ * on another client breaks none, and the page cache then shows it (on
+ * FUSE, once anyone opens the file again). Unknown ones count as such. */
+static int lease_fs_local(int fd)
+{
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0)
+        return 0;
+    switch ((uint32_t)fs.f_type) {
+    case EXT4_SUPER_MAGIC: /* ext2, ext3 and ext4 alike */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int ember__lease_take(int fd)
+{
+    if (!lease_fs_local(fd))
+        return 0;
+    /* Taking a lease makes this process the description's owner, whom a
+     * break signals (SIGIO, which would end it): no owner once it is held,
+     * so no signal, and the holder polls instead; until then the signal a
+     * break sends is SIGURG, which is ignored unless handled. */
+    if (fcntl(fd, F_SETSIG, SIGURG) != 0 || fcntl(fd, F_SETLEASE, F_RDLCK) != 0)
+        return 0;
+    if (fcntl(fd, F_SETOWN, 0) == 0)
+        return 1;
+    (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    return 0;
+}
+
+int ember__lease_whole(int fd)
+{
+    return fcntl(fd, F_GETLEASE) == F_RDLCK;
+}
+
+/* The file's size, modification and change times (ns) into stamp. */
+static int stamp_of(int fd, int64_t stamp[3])
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    stamp[0] = (int64_t)st.st_size;
+    stamp[1] = stat_ns(&st.st_mtim);
+    stamp[2] = stat_ns(&st.st_ctim);
+    return 0;
+}
+
 int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
 {
     *l = (ember__leased){.fd = -1, .slot = -1};
@@ -290,22 +361,21 @@ int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
         return 0;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(at % page);
     void *base = MAP_FAILED;
-    /* Taking a lease makes this process the description's owner, whom a
-     * break signals (SIGIO, which would end it): no owner once it is held,
-     * so no signal, and the holder polls instead; until then the signal a
-     * break sends is SIGURG, which is ignored unless handled. */
-    if (fcntl(own, F_SETSIG, SIGURG) == 0 && fcntl(own, F_SETLEASE, F_RDLCK) == 0 &&
-        fcntl(own, F_SETOWN, 0) == 0)
+    int leased = ember__lease_take(own);
+    int64_t stamp[3];
+    if (leased && stamp_of(own, stamp) == 0)
         base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, own, (off_t)(at - skip));
     if (base == MAP_FAILED) {
-        (void)fcntl(own, F_SETLEASE, F_UNLCK);
+        if (leased)
+            (void)fcntl(own, F_SETLEASE, F_UNLCK);
         close(own);
         return 0;
     }
     *l = (ember__leased){.data = (const char *)base + skip, .base = base,
                          .span = len + skip, .fd = own,
                          .slot = guard_add(base, len + skip),
-                         .held_at = boot_seconds(), .break_s = secs - 1.0};
+                         .held_at = boot_seconds(), .break_s = secs - 1.0,
+                         .stamp = {stamp[0], stamp[1], stamp[2]}};
     return 1;
 }
 
@@ -313,13 +383,18 @@ int ember__lease_poll(ember__leased *l, double *left)
 {
     double now = boot_seconds();
     int shrank = l->slot >= 0 && atomic_load(&guards[l->slot].shrank);
-    if (!shrank && fcntl(l->fd, F_GETLEASE) == F_RDLCK) {
+    if (!shrank && ember__lease_whole(l->fd)) {
         l->held_at = now;
         *left = l->break_s;
         return EMBER__LEASE_HELD;
     }
+    int64_t stamp[3];
+    int moved = stamp_of(l->fd, stamp) != 0 || memcmp(stamp, l->stamp, sizeof stamp) != 0;
+    int secs = lease_break_time(); /* the break began under this, or the map's */
+    if (secs - 1.0 < l->break_s)
+        l->break_s = secs - 1.0;
     *left = l->held_at + l->break_s - now;
-    return !shrank && *left > 0 ? EMBER__LEASE_BREAKING : EMBER__LEASE_LOST;
+    return !shrank && !moved && *left > 0 ? EMBER__LEASE_BREAKING : EMBER__LEASE_LOST;
 }
 
 void ember__lease_unmap(ember__leased *l)

@@ -161,8 +161,11 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
  * has the file open for writing and which holds off whoever then opens it
  * for writing or truncates it; and only for a sealed file this process
  * verified and that has not changed since (a file at least 2 s old when
- * its fingerprint was taken, ember_file_hash). Else, or on a file system
- * without leases, adj is read as ember_graph_load reads it. The caller
+ * its fingerprint was taken, ember_file_hash, which held a lease on it
+ * throughout). Else, or on a file system where a lease does not hold off
+ * every writer (any but ext2/3/4, XFS, Btrfs, F2FS and tmpfs: on FUSE, NFS,
+ * SMB or a cluster file system a write made elsewhere breaks no lease),
+ * adj is read as ember_graph_load reads it. The caller
  * must call ember_graph_hold between its passes over the edges: it copies
  * them out and lets a waiting writer go. */
 int ember_graph_load_in_place(ember_graph **out, ember_ctx *ctx, const char *path,
@@ -189,11 +192,15 @@ int ember_graph_save_h5(const ember_graph *g, const char *path, char *msg);
  * edges are copied into the graph's own memory (g->adj changes) and the
  * writer let go; it waits for at most a pass. A pass (or a stop of this
  * process) longer than /proc/sys/fs/lease-break-time lets the writer go on
- * its own: then EMBER_ECORRUPT, the edges may have changed, and adj is
- * NULL. EMBER_ENOMEM when the copy finds no memory. Any other graph:
- * EMBER_OK, nothing done. */
+ * its own, and so does a break during which the file's size or times
+ * moved: then EMBER_ECORRUPT, the edges may have changed, and adj is
+ * NULL. EMBER_ENOMEM when the copy finds no memory. Any other graph made
+ * by this header's functions: EMBER_OK, nothing done. */
 int ember_graph_hold(ember_graph *g, char *msg);
 
+/* Frees a graph made by this header's functions (the loaders, the builders:
+ * a graph carries state beyond the struct, so neither this nor
+ * ember_graph_hold takes an ember_graph filled in by the caller). */
 void ember_graph_free(ember_graph **g);
 
 /* Bytes of offsets, adj and weights: the CSR's memory (of the rows held). */

@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <hdf5.h>
+#include <sys/mman.h>
 
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -508,6 +509,47 @@ static void test_filesum_file_changed_while_mapped(void **state)
     unlink("c.h5");
 }
 
+/* ember_file_hash remembers a sealed file as verified only when it held a
+ * read lease on it throughout the pass: not while another description has
+ * it open for writing, nor while a writable shared mapping of it exists
+ * (whose stores into pages already dirty would move no time stamp), even
+ * with that mapping's descriptor closed. Where no lease is granted (a file
+ * system ember does not trust with one, another user's file), never. */
+static void test_filesum_remembered_only_under_a_lease(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    uint64_t bytes, h;
+    make_sealed("l.h5", 300000);
+    int fd = open("l.h5", O_RDONLY);
+    assert_true(fd >= 0);
+    int leases = ember__lease_take(fd);
+    close(fd);
+    if (!leases)
+        print_message("note: no read lease on files here: never remembered\n");
+    ember__fsum_memo_clear(0); /* any file counts as old enough */
+    unsigned long hits = ember__fsum_memo_hits();
+
+    int w = open("l.h5", O_RDWR);
+    assert_true(w >= 0);
+    TU_OKM(ember_file_hash("l.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("l.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits);
+    void *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w, 0);
+    assert_true(map != MAP_FAILED);
+    close(w);
+    TU_OKM(ember_file_hash("l.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("l.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits);
+    assert_int_equal(munmap(map, 4096), 0);
+
+    TU_OKM(ember_file_hash("l.h5", &bytes, &h, msg), msg);
+    TU_OKM(ember__fsum_check("l.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + (unsigned long)leases);
+    ember__fsum_memo_clear(2000000000LL);
+    unlink("l.h5");
+}
+
 /* ember__pread_full and ember__copy give the same bytes whatever the
  * buffer's place against the file's offset (or the source's), the slow
  * places (1-63 bytes past, modulo 4 KiB) that go through the bounce buffer
@@ -568,6 +610,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_file_hash_threads),
         cmocka_unit_test(test_filesum_file_hash_verifies_once),
         cmocka_unit_test(test_filesum_file_changed_while_mapped),
+        cmocka_unit_test(test_filesum_remembered_only_under_a_lease),
         cmocka_unit_test(test_filesum_pread_and_copy_any_alignment),
     };
     if (argc > 1)
