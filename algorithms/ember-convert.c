@@ -82,6 +82,8 @@ int main(int argc, char **argv)
     rc = ember_cli_ctx(&ctx, &cli, msg);
     if (!rc)
         rc = ember_graph_load(&g, ctx, ember_cli_input_load(&cli, "input", in), &go, msg);
+    if (!rc) /* it read the file fingerprinted for the provenance */
+        rc = ember_cli_inputs_unchanged(&cli, msg);
     if (!rc && !cli.quiet) /* the run's timings: stderr */
         fprintf(stderr, "ember-convert: %s: read %.1f MB in %.3f s (%.0f MB/s), CSR built "
                         "in %.3f s\n",

@@ -295,6 +295,28 @@ int ember_file_hash(const char *path, uint64_t *bytes, uint64_t *xxh3, char *msg
 int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
                             uint64_t *xxh3, char *msg);
 
+/* A read lease on a file, from before its fingerprint (ember_file_hash) to
+ * the end of its load, so that the bytes loaded are the bytes hashed: the
+ * kernel grants it only while nobody has the file open for writing (a
+ * writable shared mapping counts: its stores into pages already dirty
+ * change the file without moving a time stamp), and holds off whoever
+ * then opens the file for writing or truncates it (for up to
+ * /proc/sys/fs/lease-break-time seconds, at least 3) until the lease ends.
+ * Taken where ember trusts a lease (see ember_graph_load_in_place in
+ * ember/graph.h: the user's own file on a local file system); elsewhere,
+ * or for anything but a regular file, *lease is NULL, nothing is held and
+ * the call succeeds. EMBER_EBUSY (msg names path) when the file is open
+ * for writing: which bytes a run would read cannot be known. Also
+ * EMBER_ENOMEM. */
+typedef struct ember_file_lease ember_file_lease;
+int ember_file_lease_begin(ember_file_lease **lease, const char *path, char *msg);
+/* Ends it (a writer held off goes on) and sets *lease to NULL: EMBER_OK
+ * when no writer can have changed the file meanwhile (the lease whole, or
+ * broken and the file's size, mtime and ctime as when it was taken, within
+ * the break time); EMBER_ECORRUPT, msg naming name, when one may have.
+ * NULL or *lease NULL: EMBER_OK. */
+int ember_file_lease_end(ember_file_lease **lease, const char *name, char *msg);
+
 /* An HDF5 dataset named "file.h5:/path/in/file" (the path defaults to the
  * only dataset at the root). Native integer and float types and compounds
  * of them map to ember types. */

@@ -756,7 +756,7 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
      * kernel grants no lease while such a mapping exists, and once the
      * lease was held, any writer must map or open the file anew, and its
      * first store or write moves the change time that the memo keeps. */
-    int leased = sealed && ember__lease_take(fd);
+    int leased = sealed && ember__lease_take(fd) == 1;
     /* more threads than chunk slots (plus the two hashes) find no work */
     if (threads <= 0)
         threads = omp_get_max_threads();

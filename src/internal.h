@@ -652,8 +652,9 @@ int ember__lease_poll(ember__leased *l, double *left);
 void ember__lease_unmap(ember__leased *l);
 /* A read lease on the description fd (opened read-only) when its file
  * system is one where a lease holds off every writer, without a signal
- * to follow a break: 1 when held. ember__lease_whole: 1 while no break
- * has begun. Closing fd lets go. */
+ * to follow a break: 1 when held, -1 when the file is open for writing
+ * (EAGAIN), 0 otherwise. ember__lease_whole: 1 while no break has begun.
+ * Closing fd lets go. */
 int ember__lease_take(int fd);
 int ember__lease_whole(int fd);
 

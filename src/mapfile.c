@@ -323,8 +323,10 @@ int ember__lease_take(int fd)
      * break signals (SIGIO, which would end it): no owner once it is held,
      * so no signal, and the holder polls instead; until then the signal a
      * break sends is SIGURG, which is ignored unless handled. */
-    if (fcntl(fd, F_SETSIG, SIGURG) != 0 || fcntl(fd, F_SETLEASE, F_RDLCK) != 0)
+    if (fcntl(fd, F_SETSIG, SIGURG) != 0)
         return 0;
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0)
+        return errno == EAGAIN ? -1 : 0;
     if (fcntl(fd, F_SETOWN, 0) == 0)
         return 1;
     (void)fcntl(fd, F_SETLEASE, F_UNLCK);
@@ -361,7 +363,7 @@ int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
         return 0;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(at % page);
     void *base = MAP_FAILED;
-    int leased = ember__lease_take(own);
+    int leased = ember__lease_take(own) == 1;
     int64_t stamp[3];
     if (leased && stamp_of(own, stamp) == 0)
         base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, own, (off_t)(at - skip));
@@ -406,4 +408,60 @@ void ember__lease_unmap(ember__leased *l)
     (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
     close(l->fd);
     *l = (ember__leased){.fd = -1, .slot = -1};
+}
+
+/* ---- a whole file held from its fingerprint to its load ------------------ */
+
+struct ember_file_lease {
+    ember__leased l; /* no mapping: base NULL */
+};
+
+int ember_file_lease_begin(ember_file_lease **out, const char *path, char *msg)
+{
+    ember__msg_clear(msg);
+    *out = NULL;
+    int secs = lease_break_time();
+    /* O_NONBLOCK: a FIFO named as a file does not wait for a writer */
+    int fd = secs >= 3 ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    struct stat st;
+    int got = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ember__lease_take(fd) : 0;
+    int64_t stamp[3];
+    if (got == 1 && stamp_of(fd, stamp) == 0 && (*out = malloc(sizeof **out)) != NULL) {
+        (*out)->l = (ember__leased){.fd = fd, .slot = -1, .held_at = boot_seconds(),
+                                    .break_s = secs - 1.0,
+                                    .stamp = {stamp[0], stamp[1], stamp[2]}};
+        return EMBER_OK;
+    }
+    if (got == 1)
+        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (fd >= 0)
+        close(fd);
+    if (got == 1) /* the stamp or the malloc */
+        return ember__err(msg, EMBER_ENOMEM, "%s: out of memory", path);
+    if (got < 0)
+        return ember__err(msg, EMBER_EBUSY, "%s: open for writing elsewhere (by a writer, "
+                          "or through a writable mapping, whose stores can change it "
+                          "without a trace): which of its bytes a run would read cannot "
+                          "be known; run again once it is closed", path);
+    return EMBER_OK;
+}
+
+int ember_file_lease_end(ember_file_lease **lease, const char *name, char *msg)
+{
+    ember__msg_clear(msg);
+    if (!lease || !*lease)
+        return EMBER_OK;
+    ember__leased *l = &(*lease)->l;
+    double left = 0;
+    int state = ember__lease_poll(l, &left);
+    (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
+    close(l->fd);
+    free(*lease);
+    *lease = NULL;
+    if (state != EMBER__LEASE_LOST)
+        return EMBER_OK;
+    return ember__err(msg, EMBER_ECORRUPT, "%s: opened for writing or truncated since "
+                      "its lease was taken, and not held off until now (longer than the "
+                      "lease break time, or its size or times moved): it may have "
+                      "changed", name ? name : "the file");
 }

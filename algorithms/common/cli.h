@@ -239,6 +239,8 @@ struct ember_cli {
                                 of the file hashed */
         int hashed;          /* filled by ember_cli_prepare */
         int fd;              /* the file hashed, open (-1: none) */
+        ember_file_lease *lease; /* held from before the hash to the end of
+                                    the load, where one is granted */
         char load[1100];     /* what the loader opens: the file hashed, by
                                 its descriptor (/proc/self/fd/N), then
                                 ":" and the dataset when there is one */
@@ -491,13 +493,14 @@ typedef int (*ember_cli_step_fn)(uint64_t iteration, double *value, void *arg,
                                  char *msg);
 
 /* EMBER_OK when every input ember_cli_prepare hashed is still the file it
- * hashed (device, inode, size and time stamps); else EMBER_EMISMATCH,
- * msg naming the input that was replaced or written since: what was
+ * hashed (device, inode, size and time stamps, and no writer let in while
+ * its lease was held: the leases end here); else EMBER_EMISMATCH, msg
+ * naming the input that was replaced or written since: what was
  * loaded may then not be what the fingerprint describes. ember_cli_iterate
  * checks it before the first iteration, after the program's load. On
  * several ranks it is collective: each checks its own view and all agree
  * on the first input any of them saw change. */
-int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg);
+int ember_cli_inputs_unchanged(ember_cli *cli, char *msg);
 /* The first input hashed that this process sees replaced or written since
  * (not collective), or -1. */
 int ember_cli_input_changed(const ember_cli *cli);

@@ -163,9 +163,16 @@ static int agree_command(ember_cli *cli)
 #endif
 }
 
-int ember_cli_inputs_unchanged(const ember_cli *cli, char *msg)
+int ember_cli_inputs_unchanged(ember_cli *cli, char *msg)
 {
-    int changed = ember_cli_input_changed(cli); /* the first this rank sees */
+    int changed = -1; /* the first this rank sees */
+    for (int i = 0; i < cli->ninputs; i++) {
+        char why[EMBER_MSG_SIZE];
+        if (ember_file_lease_end(&cli->inputs[i].lease, NULL, why) && changed < 0)
+            changed = i; /* a writer let in while the lease held it */
+    }
+    if (changed < 0)
+        changed = ember_cli_input_changed(cli);
     /* Each rank loaded through its own view of the files: they agree on
      * the first input any of them saw change, and all stop together. */
     int any = agree_max(cli, changed < 0 ? 0 : cli->ninputs - changed);
@@ -260,9 +267,15 @@ static int prepare_input(ember_cli *cli, int i)
     }
     /* the file opened is the one hashed: its stamp before, and after */
     ember_cli_stamp_of(&st, cli->inputs[i].stamp);
+    /* the bytes hashed are the bytes loaded: a read lease from here to the
+     * end of the load (ember_cli_inputs_unchanged), where one is granted;
+     * a file open for writing cannot be held */
+    char why[EMBER_MSG_SIZE];
+    if (ember_file_lease_begin(&cli->inputs[i].lease, read_as, why))
+        return ember_cli_usage_error(cli, "--%s %s: %s", flag, arg,
+                                     strstr(why, ": ") ? strstr(why, ": ") + 2 : why);
     /* one pass: the fingerprint, and the verify of a sealed ember file,
      * which its load then does not repeat; on the threads --threads asks */
-    char why[EMBER_MSG_SIZE];
     if (ember_file_hash_threads(read_as, cli->threads, &cli->inputs[i].bytes,
                                 &cli->inputs[i].xxh3, why)) {
         size_t skip = strlen(read_as);

@@ -60,6 +60,20 @@ pid=
 cmp -s ref.csv run.csv || fail "ranks ($mode) differ from the undisturbed run"
 [ "$mode" != "read (no lease here)" ] || [ "$(cksum < g.h5)" = "$sum0" ] || fail "the input changed"
 
+# An input open for writing elsewhere (here the shell's descriptor 4) is
+# refused where ember takes a lease: which bytes a run would read cannot
+# be known. Elsewhere the run reads it.
+exec 4<> g.h5
+if "$bin/ember-pagerank" "${args[@]}" --output busy.csv 2> busy.err; then
+    exec 4<&-
+    [ "$local_fs" = 0 ] || fail "an input open for writing was read"
+else
+    status=$?
+    exec 4<&-
+    [ "$local_fs" = 1 ] && [ "$status" = 2 ] && grep -q "g.h5: open for writing" busy.err ||
+        fail "an input open for writing: exit $status, $(cat busy.err)"
+fi
+
 # On FUSE (bindfs, where it and /dev/fuse exist) the kernel grants a lease
 # too, but a write behind the daemon breaks none: ember must read instead.
 fuse="FUSE not tried (no bindfs)"

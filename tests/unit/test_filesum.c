@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "testutil.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <sys/mman.h>
 
@@ -523,7 +524,7 @@ static void test_filesum_remembered_only_under_a_lease(void **state)
     make_sealed("l.h5", 300000);
     int fd = open("l.h5", O_RDONLY);
     assert_true(fd >= 0);
-    int leases = ember__lease_take(fd);
+    int leases = ember__lease_take(fd) == 1;
     close(fd);
     if (!leases)
         print_message("note: no read lease on files here: never remembered\n");
@@ -548,6 +549,63 @@ static void test_filesum_remembered_only_under_a_lease(void **state)
     assert_int_equal(ember__fsum_memo_hits(), hits + (unsigned long)leases);
     ember__fsum_memo_clear(2000000000LL);
     unlink("l.h5");
+}
+
+/* ember_file_lease_begin .. _end: refused (EMBER_EBUSY, naming the file)
+ * while the file is open for writing or mapped writable elsewhere; held,
+ * a writer is held off, and the end lets it go: EMBER_OK while the file's
+ * times have not moved, EMBER_ECORRUPT once they did during a break.
+ * Where no lease is granted here: nothing held, never an error. */
+static void test_filesum_lease_from_hash_to_load(void **state)
+{
+    (void)state;
+    char msg[EMBER_MSG_SIZE];
+    tu_spit("fl.el", (const unsigned char *)"0 1\n1 2\n", 8);
+    int fd = open("fl.el", O_RDONLY);
+    assert_true(fd >= 0);
+    int leases = ember__lease_take(fd) == 1;
+    close(fd);
+    ember_file_lease *l = NULL;
+    if (!leases) {
+        print_message("note: no read lease on files here: nothing held\n");
+        TU_OKM(ember_file_lease_begin(&l, "fl.el", msg), msg);
+        assert_null(l);
+        TU_OKM(ember_file_lease_end(&l, "fl.el", msg), msg);
+        unlink("fl.el");
+        return;
+    }
+    int w = open("fl.el", O_RDWR);
+    assert_true(w >= 0);
+    assert_int_equal(ember_file_lease_begin(&l, "fl.el", msg), EMBER_EBUSY);
+    assert_null(l);
+    TU_MSG_HAS(msg, "fl.el: open for writing");
+    void *map = mmap(NULL, 8, PROT_READ | PROT_WRITE, MAP_SHARED, w, 0);
+    assert_true(map != MAP_FAILED);
+    close(w);
+    assert_int_equal(ember_file_lease_begin(&l, "fl.el", msg), EMBER_EBUSY);
+    assert_int_equal(munmap(map, 8), 0);
+
+    TU_OKM(ember_file_lease_begin(&l, "fl.el", msg), msg);
+    assert_non_null(l);
+    assert_int_equal(open("fl.el", O_WRONLY | O_NONBLOCK), -1); /* held off */
+    assert_int_equal(errno, EWOULDBLOCK);
+    TU_OKM(ember_file_lease_end(&l, "fl.el", msg), msg);
+    assert_null(l);
+    w = open("fl.el", O_WRONLY | O_NONBLOCK); /* let go */
+    assert_true(w >= 0);
+    close(w);
+
+    TU_OKM(ember_file_lease_begin(&l, "fl.el", msg), msg);
+    assert_int_equal(open("fl.el", O_WRONLY | O_NONBLOCK), -1);
+    struct stat st;
+    assert_int_equal(stat("fl.el", &st), 0);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    times[1].tv_sec += 100;
+    assert_int_equal(utimensat(AT_FDCWD, "fl.el", times, 0), 0);
+    assert_int_equal(ember_file_lease_end(&l, "fl.el", msg), EMBER_ECORRUPT);
+    TU_MSG_HAS(msg, "fl.el: opened for writing");
+    assert_null(l);
+    unlink("fl.el");
 }
 
 /* ember__pread_full and ember__copy give the same bytes whatever the
@@ -611,6 +669,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_file_hash_verifies_once),
         cmocka_unit_test(test_filesum_file_changed_while_mapped),
         cmocka_unit_test(test_filesum_remembered_only_under_a_lease),
+        cmocka_unit_test(test_filesum_lease_from_hash_to_load),
         cmocka_unit_test(test_filesum_pread_and_copy_any_alignment),
     };
     if (argc > 1)
