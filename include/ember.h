@@ -304,18 +304,20 @@ int ember_file_hash_threads(const char *path, int threads, uint64_t *bytes,
  * /proc/sys/fs/lease-break-time seconds, at least 3) until the lease ends.
  * Taken where ember trusts a lease (see ember_graph_load_in_place in
  * ember/graph.h: the user's own file on a local file system); elsewhere,
- * or for anything but a regular file, *lease is NULL, nothing is held and
+ * or for anything but a regular file, nothing is held and
  * the call succeeds. EMBER_EBUSY (msg names path) when the file is open
- * for writing: which bytes a run would read cannot be known. Also
- * EMBER_ENOMEM. */
-typedef struct ember_file_lease ember_file_lease;
-int ember_file_lease_begin(ember_file_lease **lease, const char *path, char *msg);
-/* Ends it (a writer held off goes on) and sets *lease to NULL: EMBER_OK
- * when no writer can have changed the file meanwhile (the lease whole, or
- * broken and the file's size, mtime and ctime as when it was taken, within
- * the break time); EMBER_ECORRUPT, msg naming name, when one may have.
- * NULL or *lease NULL: EMBER_OK. */
-int ember_file_lease_end(ember_file_lease **lease, const char *name, char *msg);
+ * for writing: which bytes a run would read cannot be known. */
+typedef struct {
+    int64_t state[12]; /* ember's; all zero: none held */
+} ember_file_lease;
+int ember_file_lease_begin(ember_file_lease *lease, const char *path, char *msg);
+/* Ends it (a writer held off goes on; nothing is left to free, and a
+ * process that exits first lets go all the same): EMBER_OK when no writer
+ * can have changed the file meanwhile (the lease whole, or broken and the
+ * file's size, mtime and ctime as when it was taken, within the break
+ * time); EMBER_ECORRUPT, msg naming name, when one may have. A lease not
+ * held (or NULL): EMBER_OK. */
+int ember_file_lease_end(ember_file_lease *lease, const char *name, char *msg);
 
 /* An HDF5 dataset named "file.h5:/path/in/file" (the path defaults to the
  * only dataset at the root). Native integer and float types and compounds

@@ -412,32 +412,34 @@ void ember__lease_unmap(ember__leased *l)
 
 /* ---- a whole file held from its fingerprint to its load ------------------ */
 
-struct ember_file_lease {
-    ember__leased l; /* no mapping: base NULL */
-};
+/* The caller's ember_file_lease: state[0] 1 while held, the lease after it. */
+_Static_assert(sizeof(ember__leased) <= sizeof(((ember_file_lease *)0)->state) - 8,
+               "ember_file_lease too small");
 
-int ember_file_lease_begin(ember_file_lease **out, const char *path, char *msg)
+static ember__leased *held(ember_file_lease *lease)
+{
+    return (ember__leased *)(void *)&lease->state[1];
+}
+
+int ember_file_lease_begin(ember_file_lease *lease, const char *path, char *msg)
 {
     ember__msg_clear(msg);
-    *out = NULL;
+    memset(lease, 0, sizeof *lease);
     int secs = lease_break_time();
     /* O_NONBLOCK: a FIFO named as a file does not wait for a writer */
     int fd = secs >= 3 ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
     struct stat st;
     int got = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ember__lease_take(fd) : 0;
     int64_t stamp[3];
-    if (got == 1 && stamp_of(fd, stamp) == 0 && (*out = malloc(sizeof **out)) != NULL) {
-        (*out)->l = (ember__leased){.fd = fd, .slot = -1, .held_at = boot_seconds(),
-                                    .break_s = secs - 1.0,
-                                    .stamp = {stamp[0], stamp[1], stamp[2]}};
+    if (got == 1 && stamp_of(fd, stamp) == 0) {
+        lease->state[0] = 1;
+        *held(lease) = (ember__leased){.fd = fd, .slot = -1, .held_at = boot_seconds(),
+                                       .break_s = secs - 1.0,
+                                       .stamp = {stamp[0], stamp[1], stamp[2]}};
         return EMBER_OK;
     }
-    if (got == 1)
-        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
     if (fd >= 0)
-        close(fd);
-    if (got == 1) /* the stamp or the malloc */
-        return ember__err(msg, EMBER_ENOMEM, "%s: out of memory", path);
+        close(fd); /* lets go of a lease taken */
     if (got < 0)
         return ember__err(msg, EMBER_EBUSY, "%s: open for writing elsewhere (by a writer, "
                           "or through a writable mapping, whose stores can change it "
@@ -446,18 +448,17 @@ int ember_file_lease_begin(ember_file_lease **out, const char *path, char *msg)
     return EMBER_OK;
 }
 
-int ember_file_lease_end(ember_file_lease **lease, const char *name, char *msg)
+int ember_file_lease_end(ember_file_lease *lease, const char *name, char *msg)
 {
     ember__msg_clear(msg);
-    if (!lease || !*lease)
+    if (!lease || lease->state[0] != 1)
         return EMBER_OK;
-    ember__leased *l = &(*lease)->l;
+    ember__leased *l = held(lease);
     double left = 0;
     int state = ember__lease_poll(l, &left);
     (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
     close(l->fd);
-    free(*lease);
-    *lease = NULL;
+    memset(lease, 0, sizeof *lease);
     if (state != EMBER__LEASE_LOST)
         return EMBER_OK;
     return ember__err(msg, EMBER_ECORRUPT, "%s: opened for writing or truncated since "

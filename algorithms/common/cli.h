@@ -239,8 +239,8 @@ struct ember_cli {
                                 of the file hashed */
         int hashed;          /* filled by ember_cli_prepare */
         int fd;              /* the file hashed, open (-1: none) */
-        ember_file_lease *lease; /* held from before the hash to the end of
-                                    the load, where one is granted */
+        ember_file_lease lease; /* held from before the hash to the end of
+                                   the load, where one is granted */
         char load[1100];     /* what the loader opens: the file hashed, by
                                 its descriptor (/proc/self/fd/N), then
                                 ":" and the dataset when there is one */
