@@ -305,8 +305,9 @@ static int hash_mapped(int fd, uint64_t at, XXH3_state_t *all, XXH3_state_t *bod
                   .hash = {all, body}};
     int ok = m.slot >= 0 && at < m.size;
     if (ok && all && body && threads > 1) {
+        /* a team of one (inside another parallel region): both hashes */
 #pragma omp parallel num_threads(2)
-        map_feed(&p, 1u << omp_get_thread_num());
+        map_feed(&p, omp_get_num_threads() > 1 ? 1u << omp_get_thread_num() : 3u);
     } else if (ok) {
         map_feed(&p, (all ? 1u : 0u) | (body ? 2u : 0u));
     }

@@ -293,11 +293,15 @@ static int lease_break_time(void)
 }
 
 /* Whether the file open as fd lies on a file system whose every write
- * passes through this kernel, so that a lease holds off every writer: the
- * local ones listed. Not FUSE, NFS, SMB, Ceph, Lustre, GPFS, 9P...: their
- * kernels grant a lease too, but a write made behind the FUSE daemon or
- * on another client breaks none, and the page cache then shows it (on
- * FUSE, once anyone opens the file again). Unknown ones count as such. */
+ * passes through this kernel, so that a lease holds off every writer, and
+ * whose times move at a writable mapping's first store (the fingerprint's
+ * memo and the polls count on it): the local ones listed. Not FUSE, NFS,
+ * SMB, Ceph, Lustre, GPFS, 9P...: their kernels grant a lease too, but a
+ * write made behind the FUSE daemon or on another client breaks none, and
+ * the page cache then shows it (on FUSE, once anyone opens the file
+ * again). Not tmpfs: a store through a shared mapping there moves no time
+ * stamp (review10 changed a leased file's bytes that way, unseen).
+ * Unknown ones count as such. */
 static int lease_fs_local(int fd)
 {
     struct statfs fs;
@@ -308,7 +312,6 @@ static int lease_fs_local(int fd)
     case XFS_SUPER_MAGIC:
     case BTRFS_SUPER_MAGIC:
     case F2FS_SUPER_MAGIC:
-    case TMPFS_MAGIC:
         return 1;
     default:
         return 0;

@@ -163,7 +163,7 @@ int ember_graph_load(ember_graph **out, ember_ctx *ctx, const char *path,
  * verified and that has not changed since (a file at least 2 s old when
  * its fingerprint was taken, ember_file_hash, which held a lease on it
  * throughout). Else, or on a file system where a lease does not hold off
- * every writer (any but ext2/3/4, XFS, Btrfs, F2FS and tmpfs: on FUSE, NFS,
+ * every writer (any but ext2/3/4, XFS, Btrfs and F2FS: on FUSE, NFS, tmpfs,
  * SMB or a cluster file system a write made elsewhere breaks no lease),
  * adj is read as ember_graph_load reads it. The caller
  * must call ember_graph_hold between its passes over the edges: it copies

@@ -551,6 +551,39 @@ static void test_filesum_remembered_only_under_a_lease(void **state)
     unlink("l.h5");
 }
 
+/* Called inside a parallel region, the pass gets a team of one: both
+ * hashes still see every byte (the sealed file verifies and is
+ * remembered where leases are granted), and the values are the same. */
+static void test_filesum_hash_inside_parallel(void **state)
+{
+    (void)state;
+    make_sealed("n.h5", 700000); /* 5.6 MB: mapped */
+    size_t size;
+    unsigned char *w = tu_slurp("n.h5", &size);
+    int fd = open("n.h5", O_RDONLY);
+    assert_true(fd >= 0);
+    int leases = ember__lease_take(fd) == 1;
+    close(fd);
+    ember__fsum_memo_clear(0);
+    unsigned long hits = ember__fsum_memo_hits();
+    uint64_t bytes = 0, h = 0;
+    int rc = -1;
+    char msg[EMBER_MSG_SIZE];
+    #pragma omp parallel num_threads(2)
+    {
+        #pragma omp single
+        rc = ember_file_hash_threads("n.h5", 2, &bytes, &h, msg);
+    }
+    TU_OKM(rc, msg);
+    assert_int_equal(bytes, size);
+    assert_true(h == XXH3_64bits(w, size));
+    TU_OKM(ember__fsum_check("n.h5", msg), msg);
+    assert_int_equal(ember__fsum_memo_hits(), hits + (unsigned long)leases);
+    ember__fsum_memo_clear(2000000000LL);
+    free(w);
+    unlink("n.h5");
+}
+
 /* ember_file_lease_begin .. _end: refused (EMBER_EBUSY, naming the file)
  * while the file is open for writing or mapped writable elsewhere; held,
  * a writer is held off, and the end lets it go: EMBER_OK while the file's
@@ -670,6 +703,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_filesum_file_changed_while_mapped),
         cmocka_unit_test(test_filesum_remembered_only_under_a_lease),
         cmocka_unit_test(test_filesum_lease_from_hash_to_load),
+        cmocka_unit_test(test_filesum_hash_inside_parallel),
         cmocka_unit_test(test_filesum_pread_and_copy_any_alignment),
     };
     if (argc > 1)
