@@ -353,34 +353,53 @@ static int stamp_of(int fd, int64_t stamp[3])
     return 0;
 }
 
-int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
+/* A read lease on path, a regular file, opened read-only on a description
+ * of its own (a lease needs one; a caller's may be closed first): 1 with
+ * *l holding it (no mapping yet), -1 when the file is open for writing,
+ * 0 when there is no lease (*l empty either way but for 1). */
+static int lease_open(ember__leased *l, const char *path)
 {
     *l = (ember__leased){.fd = -1, .slot = -1};
     int secs = lease_break_time();
+    /* O_NONBLOCK: a FIFO named as a file does not wait for a writer */
+    int fd = secs >= 3 ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    struct stat st;
+    int got = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ember__lease_take(fd) : 0;
+    int64_t stamp[3];
+    if (got == 1 && stamp_of(fd, stamp) == 0) {
+        *l = (ember__leased){.fd = fd, .slot = -1, .held_at = boot_seconds(),
+                             .break_s = secs - 1.0, .stamp = {stamp[0], stamp[1], stamp[2]}};
+        return 1;
+    }
+    if (fd >= 0)
+        close(fd); /* lets go of a lease taken */
+    return got < 0 ? -1 : 0;
+}
+
+/* Lets go of the lease of *l and closes its description. */
+static void lease_close(ember__leased *l)
+{
+    (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
+    close(l->fd);
+    *l = (ember__leased){.fd = -1, .slot = -1};
+}
+
+int ember__lease_map(ember__leased *l, int fd, uint64_t at, size_t len)
+{
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    /* a description of its own, read-only (a lease needs one; the
-     * caller's may be closed first) */
-    int own = secs >= 3 && len > 0 ? open(self, O_RDONLY | O_CLOEXEC) : -1;
-    if (own < 0)
+    if (!len || lease_open(l, self) != 1)
         return 0;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(at % page);
-    void *base = MAP_FAILED;
-    int leased = ember__lease_take(own) == 1;
-    int64_t stamp[3];
-    if (leased && stamp_of(own, stamp) == 0)
-        base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, own, (off_t)(at - skip));
+    void *base = mmap(NULL, len + skip, PROT_READ, MAP_SHARED, l->fd, (off_t)(at - skip));
     if (base == MAP_FAILED) {
-        if (leased)
-            (void)fcntl(own, F_SETLEASE, F_UNLCK);
-        close(own);
+        lease_close(l);
         return 0;
     }
-    *l = (ember__leased){.data = (const char *)base + skip, .base = base,
-                         .span = len + skip, .fd = own,
-                         .slot = guard_add(base, len + skip),
-                         .held_at = boot_seconds(), .break_s = secs - 1.0,
-                         .stamp = {stamp[0], stamp[1], stamp[2]}};
+    l->data = (const char *)base + skip;
+    l->base = base;
+    l->span = len + skip;
+    l->slot = guard_add(base, len + skip);
     return 1;
 }
 
@@ -408,9 +427,7 @@ void ember__lease_unmap(ember__leased *l)
         return;
     guard_drop(l->slot);
     munmap(l->base, l->span);
-    (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
-    close(l->fd);
-    *l = (ember__leased){.fd = -1, .slot = -1};
+    lease_close(l);
 }
 
 /* ---- a whole file held from its fingerprint to its load ------------------ */
@@ -428,21 +445,8 @@ int ember_file_lease_begin(ember_file_lease *lease, const char *path, char *msg)
 {
     ember__msg_clear(msg);
     memset(lease, 0, sizeof *lease);
-    int secs = lease_break_time();
-    /* O_NONBLOCK: a FIFO named as a file does not wait for a writer */
-    int fd = secs >= 3 ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
-    struct stat st;
-    int got = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ember__lease_take(fd) : 0;
-    int64_t stamp[3];
-    if (got == 1 && stamp_of(fd, stamp) == 0) {
-        lease->state[0] = 1;
-        *held(lease) = (ember__leased){.fd = fd, .slot = -1, .held_at = boot_seconds(),
-                                       .break_s = secs - 1.0,
-                                       .stamp = {stamp[0], stamp[1], stamp[2]}};
-        return EMBER_OK;
-    }
-    if (fd >= 0)
-        close(fd); /* lets go of a lease taken */
+    int got = lease_open(held(lease), path);
+    lease->state[0] = got == 1;
     if (got < 0)
         return ember__err(msg, EMBER_EBUSY, "%s: open for writing elsewhere (by a writer, "
                           "or through a writable mapping, whose stores can change it "
@@ -456,11 +460,9 @@ int ember_file_lease_end(ember_file_lease *lease, const char *name, char *msg)
     ember__msg_clear(msg);
     if (!lease || lease->state[0] != 1)
         return EMBER_OK;
-    ember__leased *l = held(lease);
     double left = 0;
-    int state = ember__lease_poll(l, &left);
-    (void)fcntl(l->fd, F_SETLEASE, F_UNLCK);
-    close(l->fd);
+    int state = ember__lease_poll(held(lease), &left);
+    lease_close(held(lease));
     memset(lease, 0, sizeof *lease);
     if (state != EMBER__LEASE_LOST)
         return EMBER_OK;
