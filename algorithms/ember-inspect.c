@@ -752,9 +752,9 @@ static int plot_main(ember_cli *cli)
     if (cli->nargs > 0 || opt_json)
         return ember_cli_usage_error(cli, "--plot takes no checkpoint arguments and "
                                      "no --json");
-    int rc = ember_plot_need(cli, "plot", "gnuplot", "gnuplot-nox");
-    if (!rc)
-        rc = ember_cli_check_output(cli, "output", cli->output);
+    /* gnuplot is looked for once the source has been read: a source that
+     * cannot be drawn is the error to report, installed or not */
+    int rc = ember_cli_check_output(cli, "output", cli->output);
     if (rc)
         return rc;
     char msg[EMBER_MSG_SIZE];
