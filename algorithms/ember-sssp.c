@@ -137,11 +137,13 @@ typedef struct {
     int64_t source;
 } init_arg;
 
-/* A pull round's argument: the graph and the round's broadcast. The map
- * copies it when it is made, and holds the broadcast it names. */
+/* A pull round's argument: the graph and the round's broadcasts. The map
+ * copies it when it is made, and holds the broadcasts it names. */
 typedef struct {
     const ember_graph *g;   /* rows list in-neighbours; outlives the run */
     const ember_bcast *bc;  /* the state at the start of the round */
+    const ember_bcast *sent; /* what each vertex sends: its dist if active,
+                                else +inf (f64, in vertex order) */
 } pull_arg;
 
 static int vrec_type(ember_type *t, char *msg)
@@ -178,20 +180,35 @@ static int seed_all(const void *in, void *out, size_t n, void *arg)
     return 0;
 }
 
+/* state -> what each vertex sends in the next round: its distance when
+ * it is active, else +inf, which lowers nothing (pull plan). */
+static int sendable(const void *in, void *out, size_t n, void *arg)
+{
+    (void)arg;
+    const vrec *r = in;
+    double *o = out;
+    for (size_t i = 0; i < n; i++)
+        o[i] = r[i].dist < r[i].prev ? r[i].dist : INFINITY;
+    return 0;
+}
+
 /* A pull round: each vertex takes the shortest of its distance and what
  * its active in-neighbours send. The broadcast is the state in vertex
- * order (checked: a record out of place fails the round). */
+ * order (checked: a record out of place fails the round); the edges read
+ * what the sources send, 8 bytes a vertex instead of its 24-byte record,
+ * and the weight only where that could lower the distance (w > 0). */
 static int pull(const void *in, void *out, size_t n, void *arg)
 {
     const pull_arg *a = arg;
-    size_t nb = 0;
+    size_t nb = 0, ns = 0;
     const vrec *B = ember_bcast_data(a->bc, &nb);
+    const double *S = ember_bcast_data(a->sent, &ns);
     const uint64_t *off = a->g->offsets;
     const uint32_t *adj = a->g->adj;
     const double *w = a->g->weights;
     const vrec *r = in;
     vrec *o = out;
-    if (nb != a->g->n)
+    if (nb != a->g->n || ns != nb)
         return 1;
     for (size_t i = 0; i < n; i++) {
         uint64_t v = (uint64_t)r[i].vertex;
@@ -199,9 +216,9 @@ static int pull(const void *in, void *out, size_t n, void *arg)
             return 1;
         double d = r[i].dist;
         for (uint64_t e = off[v]; e < off[v + 1]; e++) {
-            const vrec *u = &B[adj[e]];
-            if (u->dist < u->prev && u->dist + w[e] < d)
-                d = u->dist + w[e];
+            double su = S[adj[e]];
+            if (su < d && su + w[e] < d)
+                d = su + w[e];
         }
         o[i] = (vrec){r[i].vertex, d, r[i].dist};
     }
@@ -394,17 +411,24 @@ static void advance(sssp *s, ember_ds *next)
 /* A pull round: state -> state', and the number of active vertices. */
 static int pull_round(sssp *s, uint64_t *active, char *msg)
 {
-    ember_ds *next = NULL;
-    ember_bcast *bc = NULL;
+    ember_ds *next = NULL, *sent = NULL;
+    ember_bcast *bc = NULL, *sb = NULL;
+    ember_type f64 = ember_type_scalar(EMBER_F64);
     int rc = ember_broadcast(&bc, s->state, msg);
-    pull_arg a = {s->g, bc};
-    if (!rc) /* the copied arg names bc: next keeps it alive */
+    if (!rc)
+        rc = ember_map(&sent, s->state, &f64, sendable, NULL, 0, msg);
+    if (!rc)
+        rc = ember_broadcast(&sb, sent, msg);
+    ember_ds_free(&sent); /* sb is computed: it does not hold sent */
+    pull_arg a = {s->g, bc, sb};
+    if (!rc) /* the copied arg names bc and sb: next keeps them alive */
         rc = ember_map(&next, s->state, NULL, pull, &a, sizeof a, msg);
     if (!rc)
         rc = ember_cache(next, msg);
     if (!rc && (rc = count(next, active, msg)) == EMBER_EUSER)
         rc = mismatch(msg, "the state is not the graph's vertices in order");
     ember_bcast_free(&bc);
+    ember_bcast_free(&sb);
     if (rc) {
         ember_ds_free(&next);
         return rc;
