@@ -13,10 +13,13 @@
  *
  * pull (default): the state holds every vertex, in vertex order, and
  *     bc     = broadcast(state)
- *     state' = state.map(v: min(dist, min over in-edges u -> v with u
- *                        active in bc of bc[u].dist + w))   uses bc
- *   a map that reads the previous state as a broadcast, the shape of
- *   ember-pagerank and ember-cc, costing O(edges) a round;
+ *     sent   = broadcast(state.map(v: dist if active else +inf))
+ *     state' = state.map(v: min(dist, min over in-edges u -> v of
+ *                        sent[u] + w))                uses bc and sent
+ *   a map that reads the previous state as broadcasts, the shape of
+ *   ember-pagerank and ember-cc, costing O(edges) a round (bc for the
+ *   check that the state is in vertex order; an edge reads sent's 8 bytes,
+ *   not the source's record);
  * shuffle: the state holds the vertices reached so far, and
  *     msgs   = state.filter(active).flatMap(out-edges: {u, dist + w, inf})
  *     state' = state.map(prev = dist).union(msgs)
