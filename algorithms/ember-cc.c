@@ -112,7 +112,9 @@ typedef struct {
     ember_ctx *ctx;
     ember_ds *labels;        /* bound to the loop */
     int64_t *buf[2];
-    int64_t *gf;             /* each vertex's grandparent: L[at(L[v])] */
+    uint32_t *gf;            /* each vertex's grandparent: L[at(L[v])] (a
+                                label is a vertex id, below n <= 2^32:
+                                4 bytes, half the cache of the labels) */
     uint64_t *off;
     size_t parts;
     int adopted;
@@ -145,19 +147,20 @@ static int hook(const void *in, size_t n, ember_emitter *em, void *arg)
 {
     (void)in;
     const cc *s = arg;
-    const int64_t *L = s->cur, *gf = s->gf;
+    const int64_t *L = s->cur;
+    const uint32_t *gf = s->gf;
     const uint64_t *off = s->g->offsets, edge_lo = s->g->edge_lo;
     const uint32_t *adj = s->g->adj; /* the rows this rank holds: edge e at
                                         adj[e - edge_lo] */
     uint64_t lo = s->off[ember_emitter_partition(em)];
     for (uint64_t v = lo; v < lo + n; v++) {
-        int64_t m = gf[v];
+        uint32_t m = gf[v];
         const uint32_t *row = adj + (off[v] - edge_lo);
         for (uint64_t e = 0; e < off[v + 1] - off[v]; e++)
             if (gf[row[e]] < m)
                 m = gf[row[e]];
-        lower(&s->dst[v], m);
-        lower(&s->dst[at(s, L[v])], m);
+        lower(&s->dst[v], (int64_t)m);
+        lower(&s->dst[at(s, L[v])], (int64_t)m);
     }
     return 0;
 }
@@ -315,7 +318,7 @@ static int step(uint64_t iteration, double *value, void *arg, char *msg)
 #pragma omp parallel for schedule(static) num_threads(ember_ctx_threads(s->ctx))
     for (int64_t v = 0; v < n; v++) {
         if (plan == PLAN_FASTSV)
-            s->gf[v] = L[at(s, L[v])];
+            s->gf[v] = (uint32_t)L[at(s, L[v])]; /* checked: below n */
         f[v] = L[v];
     }
     if (plan == PLAN_AFFOREST) {
@@ -360,7 +363,7 @@ static int init_state(cc *s, ember_ctx *ctx, ember_graph *g,
     s->ctx = ctx;
     s->buf[0] = malloc(g->n * sizeof(int64_t));
     s->buf[1] = malloc(g->n * sizeof(int64_t));
-    s->gf = plan == PLAN_FASTSV ? malloc(g->n * sizeof(int64_t)) : NULL;
+    s->gf = plan == PLAN_FASTSV ? malloc(g->n * sizeof(uint32_t)) : NULL;
     if (!s->buf[0] || !s->buf[1] || (plan == PLAN_FASTSV && !s->gf)) {
         snprintf(msg, EMBER_MSG_SIZE, "out of memory for %" PRIu64 " labels", g->n);
         return EMBER_ENOMEM;
