@@ -22,9 +22,6 @@
  * refuse the whole report); the text report is not empty; no HDF5
  * identifier stays open.
  */
-#include <pthread.h>
-#include <sanitizer/common_interface_defs.h>
-#include <signal.h>
 #include <stdio.h>
 
 static FILE *out_stream, *err_stream;
@@ -187,22 +184,6 @@ static const char *j_value(const char *p, int depth)
     if (!strncmp(p, "null", 4))
         return p + 4;
     return j_number(p);
-}
-
-/* ember_file's child (a fork) inherits libFuzzer's crash reporting: a
- * libhdf5 crash there, which is that file's verdict and not a finding,
- * would write a crash-* artifact and libFuzzer's final stats from the
- * child. The child reports to nobody: no death callback, SIGABRT at its
- * default. */
-static void quiet_child(void)
-{
-    __sanitizer_set_death_callback(NULL);
-    signal(SIGABRT, SIG_DFL);
-}
-
-__attribute__((constructor)) static void quiet_children(void)
-{
-    pthread_atfork(NULL, NULL, quiet_child);
 }
 
 /* ---- the harness -------------------------------------------------------------- */
